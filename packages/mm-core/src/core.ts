@@ -1,0 +1,182 @@
+import { ModelBug, type Warning } from './errors.js';
+import { BuddyZone } from './phys/buddy.js';
+import { Frames } from './phys/frames.js';
+import { MemMap } from './phys/memmap.js';
+import { newVmstat, type Vmstat } from './vmstat.js';
+
+/** Models enum memory_type (include/linux/memremap.h). */
+export const MEMORY_DEVICE_PRIVATE = 1;
+export const MEMORY_DEVICE_COHERENT = 2;
+export const MEMORY_DEVICE_FS_DAX = 3;
+export const MEMORY_DEVICE_GENERIC = 4;
+export const MEMORY_DEVICE_PCI_P2PDMA = 5;
+/** Models enum memory_type. */
+export type MemoryType = 1 | 2 | 3 | 4 | 5;
+
+/** Models VM_FAULT_* return bits (include/linux/mm_types.h). */
+export const VM_FAULT_OOM = 0x000001;
+export const VM_FAULT_SIGBUS = 0x000002;
+export const VM_FAULT_MAJOR = 0x000004;
+export const VM_FAULT_HWPOISON = 0x000010;
+export const VM_FAULT_SIGSEGV = 0x000040;
+export const VM_FAULT_NOPAGE = 0x000100;
+export const VM_FAULT_LOCKED = 0x000200;
+export const VM_FAULT_RETRY = 0x000400;
+export const VM_FAULT_FALLBACK = 0x000800;
+export const VM_FAULT_ERROR = VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV | VM_FAULT_HWPOISON;
+
+/** Models FAULT_FLAG_* (include/linux/mm_types.h) used by this model. */
+export const FAULT_FLAG_WRITE = 0x01;
+export const FAULT_FLAG_REMOTE = 0x80;
+export const FAULT_FLAG_USER = 0x40;
+
+/**
+ * Models struct vm_fault as handed to dev_pagemap_ops.migrate_to_ram(): the faulting address,
+ * the device page (head pfn for a PMD fault), and whether the fault came through a PTE
+ * (`pte` true) or a PMD (`pte` false: vmf->pte == NULL).
+ */
+export interface VmFault {
+  /** The mm_struct (opaque to drivers; passed back into migrate_vma_setup via `vma`). */
+  readonly vma: unknown;
+  /** vmf->address, page aligned. */
+  readonly address: number;
+  /** vmf->page: pfn of the faulting device page (head pfn for PMD faults). */
+  readonly page: number;
+  /** vmf->flags (FAULT_FLAG_*). */
+  readonly flags: number;
+  /** True when vmf->pte != NULL (PTE-level fault). */
+  readonly pte: boolean;
+}
+
+/** Models struct dev_pagemap_ops (include/linux/memremap.h). */
+export interface DevPagemapOps {
+  /** Models folio_free(folio): the device folio's refcount reached zero. */
+  folioFree(head: number, order: number): void;
+  /** Models migrate_to_ram(vmf): return 0 or VM_FAULT_* bits. */
+  migrateToRam?(vmf: VmFault): number;
+  /** Models folio_split(head, tail): tail is -1 for the final "split finished" call. */
+  folioSplit?(head: number, tail: number): void;
+}
+
+/** Models struct dev_pagemap (include/linux/memremap.h). */
+export interface DevPagemap {
+  /** Index in the machine's pgmap table (what memmap.pgmap holds); assigned on registration. */
+  id: number;
+  readonly type: MemoryType;
+  readonly owner: unknown;
+  readonly ops: DevPagemapOps;
+  /** pfn range [startPfn, endPfn). */
+  startPfn: number;
+  endPfn: number;
+  /** Models the percpu_ref: references held (one per allocated device page). */
+  refs: number;
+  /** Models percpu_ref_kill() having been called by memunmap_pages(). */
+  dying: boolean;
+  /** Name for inspection. */
+  readonly name: string;
+}
+
+/** Models the THP sysfs mode (/sys/kernel/mm/transparent_hugepage/enabled). */
+export type ThpMode = 'always' | 'madvise' | 'never';
+
+/** Options for a simulated machine. */
+export interface CoreOptions {
+  /** System RAM in bytes (default 2 GiB). Lazily backed. */
+  ramBytes?: number;
+  /** THP mode (default 'madvise', like most distributions' default of CONFIG_TRANSPARENT_HUGEPAGE_MADVISE). */
+  thp?: ThpMode;
+  /** hugetlb pool size in 2 MiB pages (default 4). */
+  hugetlbPages?: number;
+}
+
+/** First pfn of system RAM (1 GiB: pfns below are left as a hole, like the PCI hole, so pfn 0 never appears). */
+export const RAM_START_PFN = 0x40000;
+
+/**
+ * Models the global kernel state below the process layer: memmap, physical memory, the
+ * buddy zone, the dev_pagemap table, vmstat, the zero pages and warnings. Pure state with
+ * small helpers; behaviour lives in the modules that take a Core.
+ */
+export class Core {
+  readonly map = new MemMap();
+  readonly frames = new Frames();
+  readonly zone: BuddyZone;
+  readonly vmstat: Vmstat = newVmstat();
+  /** Models the dev_pagemap table: index 0 unused. */
+  readonly pgmaps: (DevPagemap | undefined)[] = [undefined];
+  /**
+   * Models page->mapping targets (anon_vma / address_space objects). Ids are never reused, so a
+   * folio whose anon_vma is gone sees no mapping rather than somebody else's.
+   */
+  readonly mappings = new Map<number, object>();
+  private nextMappingId = 1;
+  readonly warnings: Warning[] = [];
+  /** Models the default hstate's pool (2 MiB pages): free heads and the pool size. */
+  readonly hugetlb = { free: [] as number[], total: 0 };
+  /** Models the shared zero page (ZERO_PAGE(0)). */
+  zeroPfn = -1;
+  /** Models the huge zero folio (huge_zero_folio), allocated on first use. */
+  hugeZeroPfn = -1;
+  thpMode: ThpMode;
+  /**
+   * Models sleeping until a condition holds (folio lock, migration entry): the scheduler
+   * installs this to run other tasks at the wait. Without it, a wait that is not already
+   * satisfied is a deadlock and a model bug.
+   */
+  blockOn: ((what: string, until: () => boolean) => void) | undefined;
+  /** Models /sys/kernel/mm/transparent_hugepage/use_zero_page. */
+  thpUseZeroPage = true;
+  /** Next pfn free for device ranges (models the iomem free-region search). */
+  nextDevicePfn: number;
+  readonly ramPages: number;
+
+  constructor(opts: CoreOptions = {}) {
+    const ram = opts.ramBytes ?? 2 * 1024 * 1024 * 1024;
+    this.ramPages = Math.floor(ram / 4096 / 1024) * 1024;
+    this.thpMode = opts.thp ?? 'madvise';
+    this.map.initRange(RAM_START_PFN, this.ramPages, 0);
+    this.zone = new BuddyZone(this.map, RAM_START_PFN, this.ramPages);
+    this.zone.freeAll();
+    // Device ranges start on a 128 MiB (section) boundary well above RAM.
+    const sect = 1 << 15;
+    this.nextDevicePfn = Math.ceil((RAM_START_PFN + this.ramPages + sect) / sect) * sect;
+  }
+
+  /** Models cond_resched() preemption points; the scheduler installs the hook. */
+  onPreempt: ((where: string) => void) | undefined;
+
+  /** Models cond_resched(): a point where other simulated tasks may run. */
+  preempt(where: string): void {
+    this.onPreempt?.(where);
+  }
+
+  /** Models wait_on_page_locked()/migration_entry_wait(): sleep until `until()` holds. */
+  wait(what: string, until: () => boolean): void {
+    if (until()) return;
+    if (this.blockOn) this.blockOn(what, until);
+    if (!until()) throw new ModelBug(`deadlock: ${what} can never complete in this single-threaded run`);
+  }
+
+  /** Models WARN_ON_ONCE(): record a warning. */
+  warn(message: string): void {
+    this.warnings.push({ message });
+  }
+
+  /** Registers an object as a page->mapping target; returns its id. */
+  registerMapping(obj: object): number {
+    const id = this.nextMappingId++;
+    this.mappings.set(id, obj);
+    return id;
+  }
+
+  /** Releases a mapping id (the object is gone). */
+  unregisterMapping(id: number): void {
+    if (!this.mappings.delete(id)) throw new ModelBug(`mapping id ${id} not registered`);
+  }
+
+  /** Models page_pgmap(): the dev_pagemap of a ZONE_DEVICE pfn. */
+  pgmapOf(pfn: number): DevPagemap | undefined {
+    const id = this.map.pgmap[pfn];
+    return id === 0 ? undefined : this.pgmaps[id];
+  }
+}

@@ -1,0 +1,38 @@
+import type { Inode, Vma } from './mm/types.js';
+
+/**
+ * Models struct file_operations for the files this model has: device files register these
+ * (the dmirror driver, gup_test), pseudo files implement read.
+ * Every method returns a non-negative result or -errno.
+ */
+export interface FileOperations {
+  /** Models ->open(). */
+  open?(file: OpenFile): number;
+  /** Models ->release() (last close of the open file description). */
+  release?(file: OpenFile): void;
+  /** Models ->unlocked_ioctl(): `arg` is a user address in the calling process. */
+  ioctl?(file: OpenFile, cmd: number, arg: number): number;
+  /** Models ->mmap(): set up the VMA (vm_flags, vm_ops, inserted pages). */
+  mmap?(file: OpenFile, vma: Vma): number;
+  /** Models ->read_iter() at a position for pseudo files: fills buf, returns bytes. */
+  pread?(file: OpenFile, buf: Uint8Array, pos: number): number;
+}
+
+/**
+ * Models struct file: an open file description (shared by dup'ed and inherited fds).
+ */
+export class OpenFile {
+  /** Models file->private_data. */
+  privateData: unknown = undefined;
+  /** Models file_count(). */
+  refs = 1;
+  pos = 0;
+  constructor(
+    readonly path: string,
+    readonly flags: number,
+    readonly inode: Inode | null,
+    readonly fops: FileOperations | null,
+    /** The process that opened it (current at open time). */
+    readonly opener: unknown,
+  ) {}
+}

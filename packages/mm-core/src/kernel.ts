@@ -1,0 +1,183 @@
+import { EEXIST, EINVAL, ENOENT, O_CREAT, O_EXCL, O_TMPFILE, PMD_SIZE } from './constants.js';
+import { Core, type CoreOptions } from './core.js';
+import { allocFolio } from './folio.js';
+import type { FileOperations, OpenFile } from './fs.js';
+import type { Host, PathTarget, TaskLike } from './host.js';
+import { hugetlbGrowPool } from './mm/hugetlb.js';
+import { shmemNewInode } from './mm/shmem.js';
+import type { Inode } from './mm/types.js';
+import { PG_reserved } from './phys/memmap.js';
+import { pagemapEntry } from './proc.js';
+import { Process } from './process.js';
+import { meminfoText, vmstatText } from './report.js';
+import { Scheduler } from './sched.js';
+
+/** Options for {@link Kernel}. */
+export interface KernelOptions extends CoreOptions {
+  /** Seed of the scheduler and of randomness handed to programs (default 1). */
+  seed?: number;
+  /** Run the invariant checker after every syscall (default false; tests turn it on). */
+  checkInvariants?: boolean;
+}
+
+/** A checker run after syscalls when enabled: returns a list of violations. */
+export type InvariantChecker = (kernel: Kernel) => string[];
+
+/** Models a text pseudo file (procfs/sysfs show()) generated at read time. */
+function textFile(gen: (file: OpenFile) => string): FileOperations {
+  return {
+    pread(file, buf, pos) {
+      const bytes = new TextEncoder().encode(gen(file));
+      if (pos >= bytes.length) return 0;
+      const n = Math.min(buf.length, bytes.length - pos);
+      buf.set(bytes.subarray(pos, pos + n));
+      return n;
+    },
+  };
+}
+
+/**
+ * Models the running kernel of one simulated machine: physical memory and the core mm
+ * (Core), the task table, the VFS (device files, tmpfs, procfs/sysfs files this model has)
+ * and the scheduler. Create as many side by side as needed.
+ */
+export class Kernel implements Host {
+  readonly core: Core;
+  readonly sched: Scheduler;
+  readonly tasks = new Map<number, TaskLike>();
+  private nextPid = 1;
+  /** Models the character-device namespace under /dev and debugfs. */
+  readonly devices = new Map<string, FileOperations>();
+  /** Models tmpfs at /tmp (and /dev/shm): name -> inode. */
+  readonly tmpfs = new Map<string, Inode>();
+  checkInvariants: boolean;
+  readonly checkers: InvariantChecker[] = [];
+  /** Violations found by the checker (when it does not throw). */
+  readonly violations: string[] = [];
+  /** Models /sys/kernel/mm/transparent_hugepage/hpage_pmd_size. */
+  readonly hpagePmdSize = PMD_SIZE;
+
+  constructor(opts: KernelOptions = {}) {
+    this.core = new Core(opts);
+    this.sched = new Scheduler(opts.seed ?? 1);
+    this.checkInvariants = opts.checkInvariants ?? false;
+    this.core.onPreempt = (w) => this.sched.preempt(w);
+    this.core.blockOn = (_what, until) => this.sched.blockOn(until);
+    // Models ZERO_PAGE(0): a reserved frame shared by every zero-page mapping.
+    const z = allocFolio(this.core, 0, true);
+    this.core.map.flags[z] |= PG_reserved;
+    this.core.zeroPfn = z;
+    hugetlbGrowPool(this.core, opts.hugetlbPages ?? 4);
+    this.registerPseudoFiles();
+  }
+
+  private registerPseudoFiles(): void {
+    this.devices.set('/proc/self/pagemap', {
+      pread: (file, buf, pos) => {
+        const proc = file.opener as Process;
+        if (pos % 8 !== 0 || buf.length % 8 !== 0) return -EINVAL;
+        const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+        for (let k = 0; k < buf.length / 8; k++) {
+          const vaddr = (pos / 8 + k) * 4096;
+          dv.setBigUint64(
+            k * 8,
+            proc.state === 'running' ? pagemapEntry(this.core, proc.mm, vaddr) : 0n,
+            true,
+          );
+        }
+        return buf.length;
+      },
+    });
+    this.devices.set(
+      '/proc/meminfo',
+      textFile(() => meminfoText(this.core)),
+    );
+    this.devices.set(
+      '/proc/vmstat',
+      textFile(() => vmstatText(this.core)),
+    );
+    this.devices.set(
+      '/sys/kernel/mm/transparent_hugepage/hpage_pmd_size',
+      textFile(() => `${PMD_SIZE}\n`),
+    );
+    this.devices.set(
+      '/sys/kernel/mm/transparent_hugepage/enabled',
+      textFile(
+        () =>
+          ['always', 'madvise', 'never'].map((m) => (m === this.core.thpMode ? `[${m}]` : m)).join(' ') +
+          '\n',
+      ),
+    );
+    this.devices.set(
+      '/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages',
+      textFile(() => `${this.core.hugetlb.free.length}\n`),
+    );
+    this.devices.set(
+      '/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages',
+      textFile(() => `${this.core.hugetlb.total}\n`),
+    );
+  }
+
+  /** Models register_chrdev()/misc_register()/debugfs_create_file(): a device file at path. */
+  registerDevice(path: string, fops: FileOperations): void {
+    this.devices.set(path, fops);
+  }
+
+  /** Models unregistering a device file. */
+  unregisterDevice(path: string): void {
+    this.devices.delete(path);
+  }
+
+  /** Models alloc_pid(). */
+  allocPid(): number {
+    return this.nextPid++;
+  }
+
+  /** Models find_task_by_vpid(). */
+  task(pid: number): Process | undefined {
+    const t = this.tasks.get(pid);
+    return t instanceof Process ? t : undefined;
+  }
+
+  /** Creates a new process (models a fresh exec'd program with an empty address space). */
+  spawn(): Process {
+    return new Process(this, null);
+  }
+
+  /** Models path lookup for open(2). */
+  lookupPath(path: string, flags: number): PathTarget | number {
+    const dev = this.devices.get(path);
+    if (dev) return { fops: dev };
+    if ((flags & O_TMPFILE) === O_TMPFILE) {
+      if (path !== '/tmp' && path !== '/dev/shm' && path !== '/tmp/') return -ENOENT;
+      return { inode: shmemNewInode(this.core, `${path.replace(/\/$/, '')}/#tmpfile (deleted)`) };
+    }
+    if (path.startsWith('/tmp/') || path.startsWith('/dev/shm/')) {
+      const have = this.tmpfs.get(path);
+      if (have) {
+        if (flags & O_CREAT && flags & O_EXCL) return -EEXIST;
+        return { inode: have };
+      }
+      if (!(flags & O_CREAT)) return -ENOENT;
+      const inode = shmemNewInode(this.core, path);
+      inode.unlinked = false;
+      this.tmpfs.set(path, inode);
+      return { inode };
+    }
+    return -ENOENT;
+  }
+
+  /** Runs the registered invariant checkers now; returns the violations found. */
+  check(): string[] {
+    const out: string[] = [];
+    for (const c of this.checkers) out.push(...c(this));
+    return out;
+  }
+
+  /** Models the post-syscall hook: the invariant checker when enabled. */
+  afterSyscall(what: string): void {
+    if (!this.checkInvariants) return;
+    const v = this.check();
+    if (v.length) throw new Error(`invariant violated after ${what}:\n${v.join('\n')}`);
+  }
+}

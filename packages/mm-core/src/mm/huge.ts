@@ -1,0 +1,208 @@
+import { HPAGE_PMD_NR, HPAGE_PMD_ORDER, PMD_SIZE } from '../constants.js';
+import type { Core } from '../core.js';
+import { ModelBug } from '../errors.js';
+import {
+  folioAddRmapPtes,
+  folioBugOn,
+  folioGet,
+  folioIsDevicePrivate,
+  folioPut,
+  folioRemoveRmapPmd,
+} from '../folio.js';
+import {
+  _PAGE_ACCESSED,
+  _PAGE_DIRTY,
+  _PAGE_PRESENT,
+  _PAGE_RW,
+  _PAGE_SOFT_DIRTY,
+  _PAGE_SPECIAL,
+  _PAGE_SWP_SOFT_DIRTY,
+  _PAGE_SWP_UFFD_WP,
+  _PAGE_UFFD_WP,
+  entryPfn,
+  entryPresent,
+  isDevicePrivateType,
+  isMigrationType,
+  mkHi,
+  mkLo,
+  mkPteLo,
+  mkSwpLo,
+  SWP_DEVICE_READ,
+  SWP_DEVICE_WRITE,
+  SWP_MIG_DIRTY,
+  SWP_MIG_YOUNG,
+  SWP_MIGRATION_READ,
+  SWP_MIGRATION_READ_EXCLUSIVE,
+  SWP_MIGRATION_WRITE,
+  swpType,
+} from '../pgtable/entry.js';
+import {
+  PG_anon,
+  PG_anon_exclusive,
+  PG_deferred_split,
+  PG_dirty,
+  PG_head,
+  PG_partially_mapped,
+} from '../phys/memmap.js';
+import { addMmCounter, mmCounter } from './counters.js';
+import { allocTable, freeTable, pmdIndex, ptHi, ptLo, ptSet, tableHi, tableLo } from './pgtable.js';
+import type { MmStruct, Vma } from './types.js';
+
+/** Models pgtable_trans_huge_deposit(): keep a preallocated PTE table with the PMD at haddr. */
+export function depositTable(mm: MmStruct, haddr: number, table: number): void {
+  if (mm.deposits.has(haddr)) throw new ModelBug(`double deposit at 0x${haddr.toString(16)}`);
+  mm.deposits.set(haddr, table);
+}
+
+/** Models pgtable_trans_huge_withdraw(). */
+export function withdrawTable(mm: MmStruct, haddr: number): number {
+  const t = mm.deposits.get(haddr);
+  if (t === undefined) throw new ModelBug(`no deposited table at 0x${haddr.toString(16)}`);
+  mm.deposits.delete(haddr);
+  return t;
+}
+
+/** Models zap_deposited_table(): withdraw and free the deposited table. */
+export function zapDepositedTable(core: Core, mm: MmStruct, haddr: number): void {
+  freeTable(core, mm, withdrawTable(mm, haddr));
+}
+
+/** Models deferred_split_folio(): queue a partially mapped anon THP (never a device-private one). */
+export function deferredSplitFolio(core: Core, head: number): void {
+  const m = core.map;
+  if (!(m.flags[head] & PG_head) || !(m.flags[head] & PG_anon)) return;
+  if (folioIsDevicePrivate(core, head)) return;
+  if (m.flags[head] & PG_deferred_split) return;
+  m.flags[head] |= PG_deferred_split | PG_partially_mapped;
+  core.vmstat.thp_deferred_split_page++;
+}
+
+/**
+ * Models __split_huge_pmd_locked() (mm/huge_memory.c) for every kind of huge PMD at haddr:
+ * present THP, huge zero, device-private, and migration PMDs. `freeze` installs migration
+ * entries instead of mappings (the try_to_migrate(TTU_SPLIT_HUGE_PMD) path).
+ * The PMD table entry is replaced by the deposited PTE table filled with 512 entries.
+ */
+export function splitHugePmdLocked(core: Core, vma: Vma, pmdT: number, haddr: number, freeze: boolean): void {
+  const mm = vma.mm;
+  const mi = pmdIndex(haddr);
+  const lo = ptLo(core, pmdT, mi);
+  const hi = ptHi(core, pmdT, mi);
+  if (haddr % PMD_SIZE !== 0) throw new ModelBug('split_huge_pmd_locked: unaligned address');
+  if (haddr < vma.start || haddr + PMD_SIZE > vma.end)
+    throw new ModelBug('split_huge_pmd_locked: PMD outside VMA');
+  const m = core.map;
+  core.vmstat.thp_split_pmd++;
+  mm.tlb.flushRange(haddr, haddr + PMD_SIZE);
+  const table = withdrawTable(mm, haddr);
+  const pfn = entryPfn(lo, hi);
+  if (entryPresent(lo)) {
+    if (pfn === core.hugeZeroPfn) {
+      // Models __split_huge_zero_page_pmd(): 512 zero-page PTEs.
+      for (let i = 0; i < HPAGE_PMD_NR; i++)
+        ptSet(core, table, i, mkLo(core.zeroPfn, _PAGE_PRESENT | 4 | _PAGE_SPECIAL), mkHi(core.zeroPfn));
+    } else {
+      const head = m.head[pfn];
+      const write = (lo & _PAGE_RW) !== 0;
+      const dirty = (lo & _PAGE_DIRTY) !== 0;
+      const young = (lo & _PAGE_ACCESSED) !== 0;
+      const soft = lo & _PAGE_SOFT_DIRTY;
+      const uffd = lo & _PAGE_UFFD_WP;
+      const exclusive = (m.flags[head] & PG_anon_exclusive) !== 0;
+      if (dirty) m.flags[head] |= PG_dirty;
+      if (freeze) {
+        const type = write
+          ? SWP_MIGRATION_WRITE
+          : exclusive
+            ? SWP_MIGRATION_READ_EXCLUSIVE
+            : SWP_MIGRATION_READ;
+        const bits =
+          (young ? SWP_MIG_YOUNG : 0) |
+          (dirty ? SWP_MIG_DIRTY : 0) |
+          (soft ? _PAGE_SWP_SOFT_DIRTY : 0) |
+          (uffd ? _PAGE_SWP_UFFD_WP : 0);
+        for (let i = 0; i < HPAGE_PMD_NR; i++)
+          ptSet(core, table, i, mkSwpLo(type, pfn + i, bits), mkHi(pfn + i));
+        folioRemoveRmapPmd(core, head);
+        m.flags[head] &= ~PG_anon_exclusive;
+        folioPut(core, head);
+      } else {
+        for (let i = 0; i < HPAGE_PMD_NR; i++) {
+          const l = (mkPteLo(pfn + i, write, dirty, young, !(lo & _PAGE_PRESENT)) | soft | uffd) >>> 0;
+          ptSet(core, table, i, l, mkHi(pfn + i, (hi & 0x80000000) !== 0));
+        }
+        folioGet(core, head, HPAGE_PMD_NR - 1);
+        folioAddRmapPtes(core, head, pfn, HPAGE_PMD_NR, exclusive);
+        folioRemoveRmapPmd(core, head);
+      }
+    }
+  } else {
+    const type = swpType(lo);
+    const soft = lo & _PAGE_SWP_SOFT_DIRTY;
+    const uffd = lo & _PAGE_SWP_UFFD_WP;
+    if (isMigrationType(type)) {
+      const bits = lo & (SWP_MIG_YOUNG | SWP_MIG_DIRTY | _PAGE_SWP_SOFT_DIRTY | _PAGE_SWP_UFFD_WP);
+      for (let i = 0; i < HPAGE_PMD_NR; i++)
+        ptSet(core, table, i, mkSwpLo(type, pfn + i, bits), mkHi(pfn + i));
+    } else if (isDevicePrivateType(type)) {
+      const head = m.head[pfn];
+      const write = type === SWP_DEVICE_WRITE;
+      const exclusive = (m.flags[head] & PG_anon_exclusive) !== 0;
+      if (freeze) {
+        // Device pages are never GUP-pinned, so the exclusive bit can always be dropped.
+        const mtype = write
+          ? SWP_MIGRATION_WRITE
+          : exclusive
+            ? SWP_MIGRATION_READ_EXCLUSIVE
+            : SWP_MIGRATION_READ;
+        for (let i = 0; i < HPAGE_PMD_NR; i++)
+          ptSet(core, table, i, mkSwpLo(mtype, pfn + i, soft | uffd), mkHi(pfn + i));
+        folioRemoveRmapPmd(core, head);
+        m.flags[head] &= ~PG_anon_exclusive;
+        folioPut(core, head);
+      } else {
+        const dtype = write ? SWP_DEVICE_WRITE : SWP_DEVICE_READ;
+        for (let i = 0; i < HPAGE_PMD_NR; i++)
+          ptSet(core, table, i, mkSwpLo(dtype, pfn + i, soft | uffd), mkHi(pfn + i));
+        folioGet(core, head, HPAGE_PMD_NR - 1);
+        folioAddRmapPtes(core, head, pfn, HPAGE_PMD_NR, exclusive);
+        folioRemoveRmapPmd(core, head);
+      }
+    } else {
+      folioBugOn(core, true, pfn, `split of an unexpected non-present PMD type ${type}`);
+    }
+  }
+  ptSet(core, pmdT, mi, tableLo(table), tableHi(table));
+}
+
+/**
+ * Models zap_huge_pmd(): remove a whole huge PMD (present, huge zero, device-private or
+ * migration), its rmap, rss and deposited table; drop the mapping's reference.
+ */
+export function zapHugePmd(core: Core, vma: Vma, pmdT: number, haddr: number): void {
+  const mm = vma.mm;
+  const mi = pmdIndex(haddr);
+  const lo = ptLo(core, pmdT, mi);
+  const hi = ptHi(core, pmdT, mi);
+  ptSet(core, pmdT, mi, 0, 0);
+  mm.tlb.flushRange(haddr, haddr + PMD_SIZE);
+  const pfn = entryPfn(lo, hi);
+  zapDepositedTable(core, mm, haddr);
+  if (entryPresent(lo) && pfn === core.hugeZeroPfn) return;
+  const head = core.map.head[pfn];
+  const which = mmCounter(core, head);
+  addMmCounter(mm, which, -HPAGE_PMD_NR);
+  if (!entryPresent(lo) && isMigrationType(swpType(lo))) return;
+  if (lo & _PAGE_DIRTY) core.map.flags[head] |= PG_dirty;
+  folioRemoveRmapPmd(core, head);
+  if (core.map.largeMapcount[head] > 0) deferredSplitFolio(core, head);
+  folioPut(core, head);
+}
+
+/** Allocates the page table to deposit with a new huge PMD. Returns -1 on OOM. */
+export function allocDeposit(core: Core, mm: MmStruct): number {
+  return allocTable(core, mm);
+}
+
+/** The order of a PMD-mapped folio (the model's THP order). */
+export const THP_ORDER = HPAGE_PMD_ORDER;

@@ -1,0 +1,197 @@
+import {
+  EAGAIN,
+  EINVAL,
+  ENOMEM,
+  HPAGE_PMD_NR,
+  HPAGE_PMD_ORDER,
+  MADV_COLLAPSE,
+  MADV_DONTNEED,
+  MADV_FREE,
+  MADV_HUGEPAGE,
+  MADV_NOHUGEPAGE,
+  MADV_NORMAL,
+  PAGE_SIZE,
+  PMD_SIZE,
+} from '../constants.js';
+import type { Core } from '../core.js';
+import { allocFolio, folioAddNewAnonRmap, folioPut, folioRemoveRmapPtes } from '../folio.js';
+import {
+  _PAGE_DIRTY,
+  _PAGE_RW,
+  _PAGE_SPECIAL,
+  entryHuge,
+  entryNone,
+  entryPfn,
+  entryPresent,
+  mkHi,
+  mkPmdLo,
+} from '../pgtable/entry.js';
+import { PG_anon, PG_dirty, PG_lru } from '../phys/memmap.js';
+import { anonVmaPrepare, linearPageIndex } from './anon.js';
+import { addMmCounter } from './counters.js';
+import { thpVmaAllowable } from './fault.js';
+import { depositTable } from './huge.js';
+import { withInvalidation } from './notifier.js';
+import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo, ptSet } from './pgtable.js';
+import {
+  MMU_NOTIFY_CLEAR,
+  type MmStruct,
+  VM_HUGEPAGE,
+  VM_HUGETLB,
+  VM_LOCKED,
+  VM_NOHUGEPAGE,
+  VM_PFNMAP,
+  VM_SPECIAL,
+  type Vma,
+} from './types.js';
+import { isolateRange, mergeVmas } from './vma.js';
+import { zapRange } from './zap.js';
+
+/**
+ * Models collapse_huge_page() for MADV_COLLAPSE at one aligned PMD: every PTE must be none,
+ * the zero page, or a present anonymous page; the data is copied into a new PMD-order folio
+ * mapped by a huge PMD. Returns 0 or -errno (-EINVAL unsuitable, -ENOMEM allocation, -EAGAIN).
+ */
+function collapsePmd(core: Core, vma: Vma, haddr: number): number {
+  const mm = vma.mm;
+  const pmdT = pmdTableOf(core, mm, haddr, false);
+  if (pmdT < 0) {
+    return 0;
+  }
+  const mi = pmdIndex(haddr);
+  const lo = ptLo(core, pmdT, mi);
+  const hi = ptHi(core, pmdT, mi);
+  if (entryNone(lo, hi)) return 0;
+  if (!entryPresent(lo)) return -EAGAIN;
+  if (entryHuge(lo)) return entryPfn(lo, hi) === core.hugeZeroPfn ? -EINVAL : 0;
+  const pteT = entryPfn(lo, hi);
+  const m = core.map;
+  let anyWrite = false;
+  for (let i = 0; i < HPAGE_PMD_NR; i++) {
+    const plo = ptLo(core, pteT, i);
+    const phi = ptHi(core, pteT, i);
+    if (entryNone(plo, phi)) continue;
+    if (!entryPresent(plo)) return -EINVAL;
+    if (plo & _PAGE_SPECIAL) continue;
+    const pfn = entryPfn(plo, phi);
+    if (!(m.flags[m.head[pfn]] & PG_anon)) return -EINVAL;
+    if (m.refcount[m.head[pfn]] > m.mapcount[pfn] + (m.largeMapcount[m.head[pfn]] > 0 ? 511 : 0) + 1)
+      return -EAGAIN;
+    if (plo & _PAGE_RW) anyWrite = true;
+  }
+  const folio = allocFolio(core, HPAGE_PMD_ORDER, false);
+  if (folio < 0) return -ENOMEM;
+  withInvalidation(mm, haddr, haddr + PMD_SIZE, MMU_NOTIFY_CLEAR, null, () => {
+    let dirty = false;
+    for (let i = 0; i < HPAGE_PMD_NR; i++) {
+      const plo = ptLo(core, pteT, i);
+      const phi = ptHi(core, pteT, i);
+      if (entryNone(plo, phi) || plo & _PAGE_SPECIAL) {
+        core.frames.zero(folio + i, 1);
+      } else {
+        const pfn = entryPfn(plo, phi);
+        const head = m.head[pfn];
+        core.frames.copy(folio + i, pfn, 1);
+        if (plo & _PAGE_DIRTY) dirty = true;
+        folioRemoveRmapPtes(core, head, pfn, 1);
+        addMmCounter(mm, 'MM_ANONPAGES', -1);
+        folioPut(core, head);
+      }
+      ptSet(core, pteT, i, 0, 0);
+    }
+    const av = anonVmaPrepare(core, vma);
+    folioAddNewAnonRmap(core, folio, av.id, linearPageIndex(vma, haddr), true);
+    m.flags[folio] |= PG_lru | (dirty ? PG_dirty : 0);
+    addMmCounter(mm, 'MM_ANONPAGES', HPAGE_PMD_NR);
+    // The emptied PTE table becomes the deposited table.
+    depositTable(mm, haddr, pteT);
+    ptSet(core, pmdT, mi, mkPmdLo(folio, anyWrite, true, true), mkHi(folio));
+    core.vmstat.thp_collapse_alloc++;
+  });
+  return 0;
+}
+
+/** Models madvise_free_pte_range(): mark anonymous pages clean (lazily freeable); no reclaim runs. */
+function madviseFree(core: Core, vma: Vma, start: number, end: number): void {
+  const mm = vma.mm;
+  for (let a = start; a < end; a += PAGE_SIZE) {
+    const pmdT = pmdTableOf(core, mm, a, false);
+    if (pmdT < 0) continue;
+    const mi = pmdIndex(a);
+    const lo = ptLo(core, pmdT, mi);
+    // Device-private and migration PMDs are left alone (madvise_free_huge_pmd()'s 2026 fix);
+    // present THPs keep their data as long as nothing reclaims them.
+    if (lo === 0 || !entryPresent(lo) || entryHuge(lo)) continue;
+    const pteT = entryPfn(lo, ptHi(core, pmdT, mi));
+    const i = pteIndex(a);
+    const plo = ptLo(core, pteT, i);
+    if (!entryPresent(plo) || plo & _PAGE_SPECIAL) continue;
+    // Data stays readable: without memory pressure lazyfree pages are never reclaimed.
+  }
+}
+
+/**
+ * Models do_madvise(): validation (-EINVAL for bad alignment or advice, -ENOMEM when part of
+ * the range is unmapped, after applying to the mapped part), then the advice.
+ */
+export function sysMadvise(core: Core, mm: MmStruct, addr: number, len: number, advice: number): number {
+  if (!Number.isInteger(addr) || !Number.isInteger(len) || addr % PAGE_SIZE !== 0 || addr < 0) return -EINVAL;
+  const known = [MADV_NORMAL, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_COLLAPSE];
+  if (!known.includes(advice)) return -EINVAL;
+  if (len < 0) return -EINVAL;
+  const end = addr + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE;
+  if (end < addr) return -EINVAL;
+  if (end === addr) return 0;
+  let unmapped = false;
+  let cursor = addr;
+  const vmas = mm.vmas.filter((v) => v.end > addr && v.start < end);
+  if (vmas.length === 0) return -ENOMEM;
+  for (const v of vmas) {
+    if (v.start > cursor) unmapped = true;
+    cursor = v.end;
+  }
+  if (cursor < end) unmapped = true;
+  let err = 0;
+  switch (advice) {
+    case MADV_NORMAL:
+    case MADV_HUGEPAGE:
+    case MADV_NOHUGEPAGE: {
+      for (const v of isolateRange(core, vmas, addr, end)) {
+        if (advice === MADV_HUGEPAGE) v.flags = (v.flags | VM_HUGEPAGE) & ~VM_NOHUGEPAGE;
+        else if (advice === MADV_NOHUGEPAGE) v.flags = (v.flags | VM_NOHUGEPAGE) & ~VM_HUGEPAGE;
+      }
+      mergeVmas(core, mm.vmas);
+      break;
+    }
+    case MADV_DONTNEED: {
+      for (const v of vmas) if (v.flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB)) return -EINVAL;
+      withInvalidation(mm, addr, end, MMU_NOTIFY_CLEAR, null, () => {
+        for (const v of vmas) zapRange(core, v, Math.max(addr, v.start), Math.min(end, v.end));
+      });
+      break;
+    }
+    case MADV_FREE: {
+      for (const v of vmas) if (!v.isAnonymous) return -EINVAL;
+      for (const v of vmas) madviseFree(core, v, Math.max(addr, v.start), Math.min(end, v.end));
+      break;
+    }
+    case MADV_COLLAPSE: {
+      for (const v of vmas) {
+        if (v.flags & (VM_SPECIAL | VM_HUGETLB)) return -EINVAL;
+        const s = Math.ceil(Math.max(addr, v.start) / PMD_SIZE) * PMD_SIZE;
+        const e = Math.floor(Math.min(end, v.end) / PMD_SIZE) * PMD_SIZE;
+        for (let h = s; h < e; h += PMD_SIZE) {
+          if (!thpVmaAllowable(core, v, h, true)) {
+            err = -EINVAL;
+            continue;
+          }
+          const r = collapsePmd(core, v, h);
+          if (r < 0) err = r;
+        }
+      }
+      break;
+    }
+  }
+  if (err) return err;
+  return unmapped ? -ENOMEM : 0;
+}

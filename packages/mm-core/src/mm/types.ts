@@ -1,0 +1,232 @@
+import { MMAP_BASE } from '../constants.js';
+
+/** Models vm_flags_t bits (include/linux/mm.h). */
+export const VM_READ = 0x1;
+export const VM_WRITE = 0x2;
+export const VM_EXEC = 0x4;
+export const VM_SHARED = 0x8;
+export const VM_MAYREAD = 0x10;
+export const VM_MAYWRITE = 0x20;
+export const VM_MAYEXEC = 0x40;
+export const VM_MAYSHARE = 0x80;
+export const VM_PFNMAP = 0x400;
+export const VM_LOCKED = 0x2000;
+export const VM_IO = 0x4000;
+export const VM_DONTCOPY = 0x20000;
+export const VM_DONTEXPAND = 0x40000;
+export const VM_ACCOUNT = 0x100000;
+export const VM_NORESERVE = 0x200000;
+export const VM_HUGETLB = 0x400000;
+export const VM_MIXEDMAP = 0x10000000;
+export const VM_HUGEPAGE = 0x20000000;
+export const VM_NOHUGEPAGE = 0x40000000;
+/** Models VM_SPECIAL. */
+export const VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP;
+
+/**
+ * Models struct anon_vma (mm/rmap.c): the set of VMAs that may map anonymous folios whose
+ * folio->mapping points here. fork() adds child VMAs to the parent's anon_vmas (the chain).
+ */
+export class AnonVma {
+  /** Mapping id (what memmap.mapping holds for folios of this anon_vma). */
+  id = 0;
+  readonly vmas = new Set<Vma>();
+}
+
+/**
+ * Models a tmpfs/shmem inode with its address_space (page cache and i_mmap).
+ */
+export class Inode {
+  /** Mapping id (what memmap.mapping holds for page-cache folios). */
+  id = 0;
+  size = 0;
+  /** Models the page cache (i_pages): page index -> pfn. */
+  readonly pages = new Map<number, number>();
+  /** Models i_mmap: VMAs mapping this file. */
+  readonly mmaps = new Set<Vma>();
+  /** Open file descriptions and mappings referencing the inode. */
+  refs = 0;
+  /** Models i_nlink == 0 (O_TMPFILE, shared anonymous memory, or unlinked). */
+  unlinked = true;
+  constructor(
+    readonly name: string,
+    readonly ino: number,
+  ) {}
+}
+
+/** Models struct vm_operations_struct, for device files' own mappings. */
+export interface VmOperations {
+  readonly name: string;
+  /** Models vm_ops->close(). */
+  close?(vma: Vma): void;
+}
+
+/**
+ * Models struct vm_area_struct: [start, end), flags, pgoff, file, anon_vma and its chain.
+ */
+export class Vma {
+  anonVma: AnonVma | null = null;
+  /** Models the anon_vma_chain: every anon_vma this VMA is linked into. */
+  anonVmaChain: AnonVma[] = [];
+  vmOps: VmOperations | null = null;
+  constructor(
+    public mm: MmStruct,
+    public start: number,
+    public end: number,
+    public flags: number,
+    public pgoff: number,
+    public file: Inode | null,
+  ) {}
+
+  /** Models vma_is_anonymous(): no vm_ops and no file. */
+  get isAnonymous(): boolean {
+    return this.file === null && this.vmOps === null;
+  }
+
+  /** Models vma_pages(). */
+  get pages(): number {
+    return (this.end - this.start) / 4096;
+  }
+}
+
+/** Models enum mmu_notifier_event (include/linux/mmu_notifier.h). */
+export const MMU_NOTIFY_UNMAP = 0;
+export const MMU_NOTIFY_CLEAR = 1;
+export const MMU_NOTIFY_PROTECTION_VMA = 2;
+export const MMU_NOTIFY_PROTECTION_PAGE = 3;
+export const MMU_NOTIFY_SOFT_DIRTY = 4;
+export const MMU_NOTIFY_RELEASE = 5;
+export const MMU_NOTIFY_MIGRATE = 6;
+export const MMU_NOTIFY_EXCLUSIVE = 7;
+
+/** Models struct mmu_notifier_range. */
+export interface MmuNotifierRange {
+  readonly mm: MmStruct;
+  readonly start: number;
+  readonly end: number;
+  readonly event: number;
+  /** Models range->owner (MIGRATE / EXCLUSIVE events). */
+  readonly owner: unknown;
+}
+
+/** Models struct mmu_interval_notifier_ops. */
+export interface MmuIntervalNotifierOps {
+  /** Models ->invalidate(): return false only for a non-blockable range that cannot be handled. */
+  invalidate(sub: MmuIntervalNotifier, range: MmuNotifierRange, curSeq: number): boolean;
+}
+
+/** Models struct mmu_interval_notifier. */
+export class MmuIntervalNotifier {
+  /** Models invalidate_seq: odd while an invalidation is running. */
+  seq = 0;
+  constructor(
+    readonly mm: MmStruct,
+    readonly start: number,
+    readonly end: number,
+    readonly ops: MmuIntervalNotifierOps,
+  ) {}
+}
+
+/** Models MM rss counters (enum NR_MM_COUNTERS). */
+export interface RssCounters {
+  MM_FILEPAGES: number;
+  MM_ANONPAGES: number;
+  MM_SWAPENTS: number;
+  MM_SHMEMPAGES: number;
+}
+
+const TLB_SIZE = 1024;
+
+/**
+ * Models the per-CPU TLB as a direct-mapped software TLB (QEMU softmmu style): vpn -> pfn with
+ * read/write permission. Any change to a page-table entry that was present flushes it.
+ */
+export class SoftTlb {
+  readonly tag = new Float64Array(TLB_SIZE).fill(-1);
+  readonly pfn = new Float64Array(TLB_SIZE);
+  readonly writable = new Uint8Array(TLB_SIZE);
+  flushes = 0;
+
+  /** Models flush_tlb_mm(). */
+  flushAll(): void {
+    this.tag.fill(-1);
+    this.flushes++;
+  }
+
+  /** Models flush_tlb_range(). */
+  flushRange(start: number, end: number): void {
+    const first = Math.floor(start / 4096);
+    const last = Math.ceil(end / 4096);
+    if (last - first >= TLB_SIZE) {
+      this.flushAll();
+      return;
+    }
+    for (let v = first; v < last; v++) {
+      const s = v & (TLB_SIZE - 1);
+      if (this.tag[s] === v) this.tag[s] = -1;
+    }
+    this.flushes++;
+  }
+}
+
+/**
+ * Models struct mm_struct: the page-table root, the VMA tree (a sorted array), rss counters,
+ * page-table bytes, the mmu-notifier subscriptions and the TLB.
+ */
+export class MmStruct {
+  /** pfn of the PGD table. */
+  pgd = -1;
+  readonly vmas: Vma[] = [];
+  readonly rss: RssCounters = { MM_FILEPAGES: 0, MM_ANONPAGES: 0, MM_SWAPENTS: 0, MM_SHMEMPAGES: 0 };
+  /** Models mm->pgtables_bytes (PTE/PMD/PUD tables, including deposited ones). */
+  pgtablesBytes = 0;
+  readonly tlb = new SoftTlb();
+  readonly notifiers = new Set<MmuIntervalNotifier>();
+  /** Models mm->mmap_base for the top-down allocator. */
+  mmapBase = MMAP_BASE;
+  /** Models mm_users: the mm is torn down when it reaches zero. */
+  users = 1;
+  /** Models MMF_HUGE_ZERO_FOLIO: this mm holds a reference on the huge zero folio. */
+  hugeZeroRef = false;
+  /**
+   * Models pgtable_trans_huge_deposit(): the page table deposited with each huge or
+   * non-present-huge PMD, keyed by the PMD's 2 MiB-aligned address.
+   */
+  readonly deposits = new Map<number, number>();
+  /** Models mmap_lock as a state: 0 unlocked, >0 readers, -1 writer. */
+  mmapLock = 0;
+  constructor(readonly id: number) {}
+
+  /** Models find_vma(): the first VMA with end > addr, or undefined. */
+  findVma(addr: number): Vma | undefined {
+    const v = this.vmas;
+    let lo = 0;
+    let hi = v.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (v[mid].end <= addr) lo = mid + 1;
+      else hi = mid;
+    }
+    return v[lo];
+  }
+
+  /** Models vma_lookup(): the VMA containing addr, or undefined. */
+  vmaLookup(addr: number): Vma | undefined {
+    const vma = this.findVma(addr);
+    return vma && vma.start <= addr ? vma : undefined;
+  }
+
+  /** Inserts a VMA keeping the array sorted (models vma_link()). */
+  insertVma(vma: Vma): void {
+    const v = this.vmas;
+    let i = 0;
+    while (i < v.length && v[i].start < vma.start) i++;
+    v.splice(i, 0, vma);
+  }
+
+  /** Removes a VMA from the tree (models vma_iter_clear()). */
+  removeVma(vma: Vma): void {
+    const i = this.vmas.indexOf(vma);
+    if (i >= 0) this.vmas.splice(i, 1);
+  }
+}

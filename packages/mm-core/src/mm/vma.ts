@@ -1,0 +1,96 @@
+import { PAGE_SIZE, PMD_SIZE } from '../constants.js';
+import type { Core } from '../core.js';
+import { entryHuge, entryNone, entryPresent } from '../pgtable/entry.js';
+import { anonVmaClone } from './anon.js';
+import { splitHugePmdLocked } from './huge.js';
+import { withInvalidation } from './notifier.js';
+import { pmdIndex, pmdTableOf, ptHi, ptLo } from './pgtable.js';
+import { MMU_NOTIFY_CLEAR, Vma } from './types.js';
+
+/**
+ * Models split_huge_pmd_address()/vma_adjust_trans_huge(): if a huge PMD straddles `addr`
+ * (addr not PMD aligned), split it (non-freezing) so the boundary can fall inside it.
+ */
+export function splitHugePmdAt(core: Core, vma: Vma, addr: number): void {
+  if (addr % PMD_SIZE === 0) return;
+  const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
+  if (haddr < vma.start || haddr + PMD_SIZE > vma.end) return;
+  const pmdT = pmdTableOf(core, vma.mm, haddr, false);
+  if (pmdT < 0) return;
+  const mi = pmdIndex(haddr);
+  const lo = ptLo(core, pmdT, mi);
+  const hi = ptHi(core, pmdT, mi);
+  if (entryNone(lo, hi) || (entryPresent(lo) && !entryHuge(lo))) return;
+  withInvalidation(vma.mm, haddr, haddr + PMD_SIZE, MMU_NOTIFY_CLEAR, null, () =>
+    splitHugePmdLocked(core, vma, pmdT, haddr, false),
+  );
+}
+
+/**
+ * Models __split_vma(): split vma at addr into [start, addr) and [addr, end); returns the
+ * upper part (a new VMA sharing file, anon_vma chain and flags). Huge PMDs across the
+ * boundary are split first.
+ */
+export function splitVma(core: Core, vma: Vma, addr: number): Vma {
+  splitHugePmdAt(core, vma, addr);
+  const upper = new Vma(
+    vma.mm,
+    addr,
+    vma.end,
+    vma.flags,
+    vma.pgoff + (addr - vma.start) / PAGE_SIZE,
+    vma.file,
+  );
+  upper.vmOps = vma.vmOps;
+  anonVmaClone(vma, upper);
+  if (vma.file) vma.file.mmaps.add(upper);
+  vma.end = addr;
+  vma.mm.insertVma(upper);
+  return upper;
+}
+
+/**
+ * Models the VMA-splitting half of vma_modify(): make [start, end) exactly covered by whole
+ * VMAs (splitting at both ends) and return them in address order.
+ */
+export function isolateRange(core: Core, vmas: readonly Vma[], start: number, end: number): Vma[] {
+  const out: Vma[] = [];
+  for (const v0 of [...vmas]) {
+    if (v0.end <= start || v0.start >= end) continue;
+    let v = v0;
+    if (v.start < start) v = splitVma(core, v, start);
+    if (v.end > end) splitVma(core, v, end);
+    out.push(v);
+  }
+  return out;
+}
+
+/**
+ * Models vma_merge()'s common case: merge adjacent VMAs of mm that are now identical in
+ * flags, file, vm_ops, anon_vma and contiguous pgoff.
+ */
+export function mergeVmas(core: Core, vmas: Vma[]): void {
+  void core;
+  for (let i = 0; i + 1 < vmas.length; ) {
+    const a = vmas[i];
+    const b = vmas[i + 1];
+    const same =
+      a.end === b.start &&
+      a.flags === b.flags &&
+      a.file === b.file &&
+      a.vmOps === null &&
+      b.vmOps === null &&
+      a.anonVma === b.anonVma &&
+      a.anonVmaChain.length === b.anonVmaChain.length &&
+      a.anonVmaChain.every((x, k) => x === b.anonVmaChain[k]) &&
+      a.pgoff + (a.end - a.start) / PAGE_SIZE === b.pgoff;
+    if (!same) {
+      i++;
+      continue;
+    }
+    a.end = b.end;
+    for (const av of b.anonVmaChain) av.vmas.delete(b);
+    if (b.file) b.file.mmaps.delete(b);
+    vmas.splice(i + 1, 1);
+  }
+}

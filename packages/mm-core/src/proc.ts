@@ -1,0 +1,164 @@
+import { PAGE_SIZE, PMD_SIZE } from './constants.js';
+import type { Core } from './core.js';
+import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo } from './mm/pgtable.js';
+import type { MmStruct, Vma } from './mm/types.js';
+import { VM_HUGETLB, VM_SHARED } from './mm/types.js';
+import {
+  _PAGE_SOFT_DIRTY,
+  _PAGE_SPECIAL,
+  _PAGE_SWP_SOFT_DIRTY,
+  entryHuge,
+  entryNone,
+  entryPfn,
+  entryPresent,
+  swpType,
+} from './pgtable/entry.js';
+import { PG_anon, PG_anon_exclusive } from './phys/memmap.js';
+
+/** Models PM_PRESENT (bit 63 of a /proc/pid/pagemap entry). */
+export const PM_PRESENT = 1n << 63n;
+/** Models PM_SWAP (bit 62). */
+export const PM_SWAP = 1n << 62n;
+/** Models PM_FILE (bit 61): file page or shared anonymous. */
+export const PM_FILE = 1n << 61n;
+/** Models PM_MMAP_EXCLUSIVE (bit 56). */
+export const PM_MMAP_EXCLUSIVE = 1n << 56n;
+/** Models PM_SOFT_DIRTY (bit 55). */
+export const PM_SOFT_DIRTY = 1n << 55n;
+const PM_PFN_MASK = (1n << 55n) - 1n;
+
+/**
+ * Models pte_to_pagemap_entry()/pagemap_pmd_range() (fs/proc/task_mmu.c): the 64-bit
+ * pagemap entry of one virtual page. Present pages report the pfn; software entries
+ * (device-private, migration) report PM_SWAP with type and offset; PMD-level entries report
+ * each subpage.
+ */
+export function pagemapEntry(core: Core, mm: MmStruct, addr: number): bigint {
+  const vma = mm.vmaLookup(addr);
+  if (!vma || mm.pgd < 0) return 0n;
+  const pmdT = pmdTableOf(core, mm, addr, false);
+  if (pmdT < 0) return 0n;
+  const mi = pmdIndex(addr);
+  let lo = ptLo(core, pmdT, mi);
+  let hi = ptHi(core, pmdT, mi);
+  if (entryNone(lo, hi)) return 0n;
+  let sub = 0;
+  if (!entryPresent(lo) || entryHuge(lo)) {
+    sub = pteIndex(addr);
+  } else {
+    const t = entryPfn(lo, hi);
+    const i = pteIndex(addr);
+    lo = ptLo(core, t, i);
+    hi = ptHi(core, t, i);
+    if (entryNone(lo, hi)) return 0n;
+  }
+  const m = core.map;
+  if (entryPresent(lo)) {
+    const pfn = entryPfn(lo, hi) + sub;
+    let e = PM_PRESENT | (BigInt(pfn) & PM_PFN_MASK);
+    if (lo & _PAGE_SOFT_DIRTY) e |= PM_SOFT_DIRTY;
+    if (!(lo & _PAGE_SPECIAL) && pfn !== core.hugeZeroPfn + sub) {
+      const head = m.head[pfn];
+      if (!(m.flags[head] & PG_anon)) e |= PM_FILE;
+      const mapped = m.flags[head] & PG_anon ? m.flags[sub ? head : pfn] & PG_anon_exclusive : 0;
+      if (mapped || m.mapcount[pfn] + m.entireMapcount[head] === 1) e |= PM_MMAP_EXCLUSIVE;
+    }
+    return e;
+  }
+  const type = BigInt(swpType(lo));
+  const off = BigInt(entryPfn(lo, hi) + sub);
+  let e = PM_SWAP | ((type | (off << 5n)) & PM_PFN_MASK);
+  if (lo & _PAGE_SWP_SOFT_DIRTY) e |= PM_SOFT_DIRTY;
+  return e;
+}
+
+/** Models one VMA's block of /proc/pid/smaps (the fields this model tracks). */
+export interface SmapsEntry {
+  readonly start: number;
+  readonly end: number;
+  readonly flags: number;
+  readonly name: string;
+  /** Resident bytes (Rss). */
+  rss: number;
+  /** AnonHugePages: bytes of anonymous memory mapped by PMDs. */
+  anonHugePages: number;
+  /** Anonymous bytes. */
+  anonymous: number;
+  /** Bytes in device-private / migration entries (not resident on the CPU side; reported as Swap-like). */
+  swapLike: number;
+}
+
+/** Models show_smap() for every VMA (fs/proc/task_mmu.c): Rss, Anonymous, AnonHugePages. */
+export function smaps(core: Core, mm: MmStruct): SmapsEntry[] {
+  const out: SmapsEntry[] = [];
+  for (const v of mm.vmas) out.push(smapsVma(core, v));
+  return out;
+}
+
+function smapsVma(core: Core, v: Vma): SmapsEntry {
+  const mm = v.mm;
+  const e: SmapsEntry = {
+    start: v.start,
+    end: v.end,
+    flags: v.flags,
+    name: v.vmOps
+      ? v.vmOps.name
+      : v.file
+        ? v.flags & VM_SHARED && v.file.name === 'dev/zero'
+          ? '/dev/zero (deleted)'
+          : v.file.name
+        : v.flags & VM_HUGETLB
+          ? 'anon_hugepage'
+          : '',
+    rss: 0,
+    anonHugePages: 0,
+    anonymous: 0,
+    swapLike: 0,
+  };
+  const m = core.map;
+  for (let a = v.start; a < v.end; ) {
+    const pmdT = pmdTableOf(core, mm, a, false);
+    const next = Math.min(v.end, (Math.floor(a / PMD_SIZE) + 1) * PMD_SIZE);
+    if (pmdT < 0) {
+      a = next;
+      continue;
+    }
+    const mi = pmdIndex(a);
+    const lo = ptLo(core, pmdT, mi);
+    const hi = ptHi(core, pmdT, mi);
+    if (entryNone(lo, hi)) {
+      a = next;
+      continue;
+    }
+    if (!entryPresent(lo)) {
+      e.swapLike += next - a;
+      a = next;
+      continue;
+    }
+    if (entryHuge(lo)) {
+      const pfn = entryPfn(lo, hi);
+      e.rss += next - a;
+      if (pfn !== core.hugeZeroPfn && m.flags[pfn] & PG_anon) {
+        e.anonymous += next - a;
+        if (!(v.flags & VM_HUGETLB)) e.anonHugePages += next - a;
+      }
+      a = next;
+      continue;
+    }
+    const t = entryPfn(lo, hi);
+    for (; a < next; a += PAGE_SIZE) {
+      const i = pteIndex(a);
+      const plo = ptLo(core, t, i);
+      const phi = ptHi(core, t, i);
+      if (entryNone(plo, phi)) continue;
+      if (!entryPresent(plo)) {
+        e.swapLike += PAGE_SIZE;
+        continue;
+      }
+      e.rss += PAGE_SIZE;
+      const pfn = entryPfn(plo, phi);
+      if (!(plo & _PAGE_SPECIAL) && m.flags[m.head[pfn]] & PG_anon) e.anonymous += PAGE_SIZE;
+    }
+  }
+  return e;
+}

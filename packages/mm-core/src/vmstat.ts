@@ -1,0 +1,44 @@
+/** Models the vm_event_item / node_stat_item counters shown in /proc/vmstat that this model moves. */
+export const VMSTAT_ITEMS = [
+  'nr_free_pages',
+  'nr_anon_pages',
+  'nr_anon_transparent_hugepages',
+  'nr_file_pages',
+  'nr_shmem',
+  'nr_page_table_pages',
+  'pgfault',
+  'pgmajfault',
+  'pgalloc_normal',
+  'pgfree',
+  'pgmigrate_success',
+  'pgmigrate_fail',
+  'thp_migration_success',
+  'thp_migration_fail',
+  'thp_migration_split',
+  'thp_fault_alloc',
+  'thp_fault_fallback',
+  'thp_fault_fallback_charge',
+  'thp_collapse_alloc',
+  'thp_split_page',
+  'thp_split_page_failed',
+  'thp_deferred_split_page',
+  'thp_split_pmd',
+  'thp_zero_page_alloc',
+  'cow_faults',
+  'zero_page_faults',
+  'device_private_faults',
+  'tlb_flushes',
+] as const;
+
+/** Models enum vm_event_item / node_stat_item names. */
+export type VmstatItem = (typeof VMSTAT_ITEMS)[number];
+
+/** Models /proc/vmstat: a counter per item. */
+export type Vmstat = Record<VmstatItem, number>;
+
+/** Models count_vm_event() storage: all counters at zero. */
+export function newVmstat(): Vmstat {
+  const v = {} as Record<string, number>;
+  for (const k of VMSTAT_ITEMS) v[k] = 0;
+  return v as Vmstat;
+}

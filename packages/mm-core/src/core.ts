@@ -124,6 +124,13 @@ export class Core {
    * satisfied is a deadlock and a model bug.
    */
   blockOn: ((what: string, until: () => boolean) => void) | undefined;
+  /**
+   * Migrations between unmap and remove_migration_ptes() (migrate_vma_setup() ..
+   * migrate_vma_finalize(), migrate_pages()). Migration code increments it on entry and
+   * decrements it when done; while non-zero the invariant checker accepts migration entries
+   * and locked folios at syscall boundaries.
+   */
+  migrationsInFlight = 0;
   /** Models /sys/kernel/mm/transparent_hugepage/use_zero_page. */
   thpUseZeroPage = true;
   /** Next pfn free for device ranges (models the iomem free-region search). */

@@ -10,8 +10,11 @@ export interface FileOperations {
   open?(file: OpenFile): number;
   /** Models ->release() (last close of the open file description). */
   release?(file: OpenFile): void;
-  /** Models ->unlocked_ioctl(): `arg` is a user address in the calling process. */
-  ioctl?(file: OpenFile, cmd: number, arg: number): number;
+  /**
+   * Models ->unlocked_ioctl(): `arg` is a user address in the calling process; `caller` is
+   * that process (current), a Process of @hmm-model/mm-core.
+   */
+  ioctl?(file: OpenFile, cmd: number, arg: number, caller: unknown): number;
   /** Models ->mmap(): set up the VMA (vm_flags, vm_ops, inserted pages). */
   mmap?(file: OpenFile, vma: Vma): number;
   /** Models ->read_iter() at a position for pseudo files: fills buf, returns bytes. */

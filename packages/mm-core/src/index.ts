@@ -37,3 +37,8 @@ export * from './process.js';
 export * from './report.js';
 export * from './sched.js';
 export * from './vmstat.js';
+export * from './mm/hmm.js';
+export * from './mm/rmap.js';
+export * from './mm/split.js';
+export * from './mm/gup.js';
+export * from './gup-test.js';

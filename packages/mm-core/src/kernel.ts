@@ -7,6 +7,7 @@ import { hugetlbGrowPool } from './mm/hugetlb.js';
 import { shmemNewInode } from './mm/shmem.js';
 import type { Inode } from './mm/types.js';
 import { PG_reserved } from './phys/memmap.js';
+import { gupTestFops } from './gup-test.js';
 import { pagemapEntry } from './proc.js';
 import { Process } from './process.js';
 import { meminfoText, vmstatText } from './report.js';
@@ -18,6 +19,8 @@ export interface KernelOptions extends CoreOptions {
   seed?: number;
   /** Run the invariant checker after every syscall (default false; tests turn it on). */
   checkInvariants?: boolean;
+  /** Models CONFIG_GUP_TEST: /sys/kernel/debug/gup_test exists (default true). */
+  gupTest?: boolean;
 }
 
 /** A checker run after syscalls when enabled: returns a list of violations. */
@@ -69,6 +72,7 @@ export class Kernel implements Host {
     this.core.zeroPfn = z;
     hugetlbGrowPool(this.core, opts.hugetlbPages ?? 4);
     this.registerPseudoFiles();
+    if (opts.gupTest ?? true) this.devices.set('/sys/kernel/debug/gup_test', gupTestFops(this.core));
   }
 
   private registerPseudoFiles(): void {

@@ -306,7 +306,7 @@ export class Process {
     const f = this.fds.get(fd);
     if (!f) return -EBADF;
     if (!f.fops?.ioctl) return -ENOTTY;
-    return this.done('ioctl', f.fops.ioctl(f, cmd >>> 0, arg));
+    return this.done('ioctl', f.fops.ioctl(f, cmd >>> 0, arg, this));
   }
 
   private userBuf(buf: number | Uint8Array, count: number): Uint8Array | number {

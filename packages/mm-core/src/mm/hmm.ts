@@ -1,0 +1,254 @@
+import { EBUSY, EFAULT, EPERM, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_SIZE } from '../constants.js';
+import { type Core, FAULT_FLAG_REMOTE, FAULT_FLAG_WRITE, MEMORY_DEVICE_PRIVATE, VM_FAULT_ERROR } from '../core.js';
+import { PG_zone_device } from '../phys/memmap.js';
+import {
+  _PAGE_PROTNONE,
+  _PAGE_RW,
+  _PAGE_SPECIAL,
+  entryHuge,
+  entryNone,
+  entryPfn,
+  entryPresent,
+  isDevicePrivateType,
+  isMigrationType,
+  SWP_DEVICE_WRITE,
+  swpType,
+} from '../pgtable/entry.js';
+import { handleMmFault } from './fault.js';
+import { mmuIntervalReadRetry } from './notifier.js';
+import { pmdIndex, pmdTableOf, ptHi, ptLo, pteIndex } from './pgtable.js';
+import { type MmuIntervalNotifier, VM_HUGETLB, VM_IO, VM_PFNMAP, VM_READ, VM_WRITE, type Vma } from './types.js';
+
+/**
+ * hmm_pfns entries in this model are numbers: pfn * 256 + a flag byte. The flag byte's bits
+ * model enum hmm_pfn_flags (include/linux/hmm.h); the low 5 bits carry the map order.
+ */
+export const HMM_PFN_VALID = 0x80;
+/** Models HMM_PFN_WRITE. */
+export const HMM_PFN_WRITE = 0x40;
+/** Models HMM_PFN_ERROR. */
+export const HMM_PFN_ERROR = 0x20;
+/** Models HMM_PFN_ORDER_MASK (5 bits of map order). */
+export const HMM_PFN_ORDER_MASK = 0x1f;
+/** Models HMM_PFN_REQ_FAULT (input: the page must be faulted in). */
+export const HMM_PFN_REQ_FAULT = HMM_PFN_VALID;
+/** Models HMM_PFN_REQ_WRITE (input: the page must be writable). */
+export const HMM_PFN_REQ_WRITE = HMM_PFN_WRITE;
+/** Models HMM_PFN_FLAGS: every flag bit of an entry. */
+export const HMM_PFN_FLAGS = 0xff;
+
+/** Models hmm_pfn_to_page()/page_to_pfn(): the pfn of an entry. */
+export function hmmPfnToPfn(v: number): number {
+  return Math.floor(v / 256);
+}
+
+/** The flag byte of an entry. */
+export function hmmPfnFlags(v: number): number {
+  return v % 256;
+}
+
+/** Models hmm_pfn_to_map_order(). */
+export function hmmPfnToMapOrder(v: number): number {
+  return hmmPfnFlags(v) & HMM_PFN_ORDER_MASK;
+}
+
+/** Models struct hmm_range (include/linux/hmm.h). */
+export interface HmmRange {
+  notifier: MmuIntervalNotifier;
+  notifierSeq: number;
+  start: number;
+  end: number;
+  /** hmm_pfns: one entry per page; input request flags, output pfn | flags. */
+  hmmPfns: Float64Array;
+  defaultFlags: number;
+  pfnFlagsMask: number;
+  /** dev_private_owner: device-private pages of this owner are reported, not faulted. */
+  devPrivateOwner: unknown;
+}
+
+const NEED_FAULT = 1;
+const NEED_WRITE_FAULT = 2;
+
+/** Models hmm_pte_need_fault(). */
+function needFault(range: HmmRange, i: number, cpuFlags: number): number {
+  const req = (hmmPfnFlags(range.hmmPfns[i]) & range.pfnFlagsMask) | range.defaultFlags;
+  if (!(req & HMM_PFN_REQ_FAULT)) return 0;
+  if (req & HMM_PFN_REQ_WRITE && !(cpuFlags & HMM_PFN_WRITE)) return NEED_FAULT | NEED_WRITE_FAULT;
+  if (!(cpuFlags & HMM_PFN_VALID)) return NEED_FAULT;
+  return 0;
+}
+
+/** Models hmm_vma_fault(): fault [addr, end) in, then restart the walk (-EBUSY). */
+function hmmVmaFault(core: Core, vma: Vma, addr: number, end: number, need: number): number {
+  if (need & NEED_WRITE_FAULT && !(vma.flags & VM_WRITE)) return -EPERM;
+  const flags = FAULT_FLAG_REMOTE | (need & NEED_WRITE_FAULT ? FAULT_FLAG_WRITE : 0);
+  for (let a = addr; a < end; a += PAGE_SIZE) {
+    const r = handleMmFault(core, vma, a, flags);
+    if (r & VM_FAULT_ERROR) return -EFAULT;
+  }
+  return -EBUSY;
+}
+
+/** Entry flags of a device-private or present page for the range's owner rule. */
+function devicePrivateOwned(core: Core, pfn: number, owner: unknown): boolean {
+  if (!(core.map.flags[pfn] & PG_zone_device)) return false;
+  const pgmap = core.pgmapOf(pfn);
+  return pgmap?.type === MEMORY_DEVICE_PRIVATE && pgmap.owner === owner;
+}
+
+/** Walks one VMA's part of the range; returns 0, -EBUSY (restart) or -errno. */
+function walkVma(core: Core, range: HmmRange, vma: Vma, start: number, end: number): number {
+  const mm = vma.mm;
+  const base = range.start;
+  for (let addr = start; addr < end; ) {
+    const next = Math.min(end, (Math.floor(addr / PMD_SIZE) + 1) * PMD_SIZE);
+    const i0 = (addr - base) / PAGE_SIZE;
+    const n = (next - addr) / PAGE_SIZE;
+    const pmdT = pmdTableOf(core, mm, addr, false);
+    const mi = pmdIndex(addr);
+    const lo = pmdT < 0 ? 0 : ptLo(core, pmdT, mi);
+    const hi = pmdT < 0 ? 0 : ptHi(core, pmdT, mi);
+    if (entryNone(lo, hi)) {
+      // Models hmm_vma_walk_hole().
+      let need = 0;
+      for (let k = 0; k < n; k++) need |= needFault(range, i0 + k, 0);
+      if (need) return hmmVmaFault(core, vma, addr, next, need);
+      range.hmmPfns.fill(0, i0, i0 + n);
+      addr = next;
+      continue;
+    }
+    if (!entryPresent(lo) || entryHuge(lo) || vma.flags & VM_HUGETLB) {
+      // Models hmm_vma_handle_pmd() / hmm_vma_handle_absent_pmd() / hmm_vma_walk_hugetlb_entry().
+      const pfn = entryPfn(lo, hi) + pteIndex(addr);
+      let cpu = 0;
+      if (entryPresent(lo)) {
+        cpu = lo & _PAGE_PROTNONE && !(lo & 1) ? 0 : HMM_PFN_VALID | (lo & _PAGE_RW ? HMM_PFN_WRITE : 0);
+      } else {
+        const type = swpType(lo);
+        if (isDevicePrivateType(type) && devicePrivateOwned(core, entryPfn(lo, hi), range.devPrivateOwner)) {
+          cpu = HMM_PFN_VALID | (type === SWP_DEVICE_WRITE ? HMM_PFN_WRITE : 0);
+        } else if (isMigrationType(type)) {
+          let need = 0;
+          for (let k = 0; k < n; k++) need |= needFault(range, i0 + k, 0);
+          if (need) {
+            core.wait('pmd migration entry', () => ptLo(core, pmdT, mi) !== lo || ptHi(core, pmdT, mi) !== hi);
+            return -EBUSY;
+          }
+        }
+      }
+      let need = 0;
+      for (let k = 0; k < n; k++) need |= needFault(range, i0 + k, cpu);
+      if (need) return hmmVmaFault(core, vma, addr, next, need);
+      for (let k = 0; k < n; k++) {
+        range.hmmPfns[i0 + k] = cpu ? (pfn + k) * 256 + cpu + HPAGE_PMD_ORDER : 0;
+      }
+      addr = next;
+      continue;
+    }
+    const pteT = entryPfn(lo, hi);
+    for (let k = 0; k < n; k++) {
+      const a = addr + k * PAGE_SIZE;
+      const i = i0 + k;
+      const pi = pteIndex(a);
+      const plo = ptLo(core, pteT, pi);
+      const phi = ptHi(core, pteT, pi);
+      if (entryNone(plo, phi)) {
+        const need = needFault(range, i, 0);
+        if (need) return hmmVmaFault(core, vma, a, a + PAGE_SIZE, need);
+        range.hmmPfns[i] = 0;
+        continue;
+      }
+      const pfn = entryPfn(plo, phi);
+      if (!entryPresent(plo)) {
+        const type = swpType(plo);
+        if (isDevicePrivateType(type) && devicePrivateOwned(core, pfn, range.devPrivateOwner)) {
+          const cpu = HMM_PFN_VALID | (type === SWP_DEVICE_WRITE ? HMM_PFN_WRITE : 0);
+          range.hmmPfns[i] = pfn * 256 + cpu;
+          continue;
+        }
+        const need = needFault(range, i, 0);
+        if (!need) {
+          range.hmmPfns[i] = 0;
+          continue;
+        }
+        if (isMigrationType(type)) {
+          core.wait('migration entry', () => ptLo(core, pteT, pi) !== plo || ptHi(core, pteT, pi) !== phi);
+          return -EBUSY;
+        }
+        return hmmVmaFault(core, vma, a, a + PAGE_SIZE, need);
+      }
+      if (!(plo & 1)) {
+        // PROT_NONE (protnone) entry: no access for the device either.
+        const need = needFault(range, i, 0);
+        if (need) return hmmVmaFault(core, vma, a, a + PAGE_SIZE, need);
+        range.hmmPfns[i] = 0;
+        continue;
+      }
+      if (plo & _PAGE_SPECIAL && pfn !== core.zeroPfn) {
+        const need = needFault(range, i, 0);
+        if (need) return -EFAULT;
+        range.hmmPfns[i] = HMM_PFN_ERROR;
+        continue;
+      }
+      const cpu = HMM_PFN_VALID | (plo & _PAGE_RW ? HMM_PFN_WRITE : 0);
+      const need = needFault(range, i, cpu);
+      if (need) return hmmVmaFault(core, vma, a, a + PAGE_SIZE, need);
+      range.hmmPfns[i] = pfn * 256 + cpu;
+    }
+    addr = next;
+  }
+  return 0;
+}
+
+/**
+ * Models hmm_range_fault() (mm/hmm.c): fill range.hmmPfns with the CPU page table's view of
+ * [start, end), faulting pages in where the request flags require it. Returns 0, -EBUSY when
+ * the notifier sequence changed (the caller retries with a fresh sequence), -EFAULT for
+ * missing / inaccessible VMAs, -EPERM for a write to a read-only VMA. The caller holds the
+ * mmap lock for read.
+ */
+export function hmmRangeFault(core: Core, range: HmmRange): number {
+  const mm = range.notifier.mm;
+  core.preempt('hmm_range_fault');
+  for (;;) {
+    if (mmuIntervalReadRetry(range.notifier, range.notifierSeq)) return -EBUSY;
+    let ret = 0;
+    let addr = range.start;
+    while (addr < range.end && ret === 0) {
+      const vma = mm.findVma(addr);
+      const i0 = (addr - range.start) / PAGE_SIZE;
+      if (!vma || vma.start >= range.end) {
+        // Models the pte_hole callback with no VMA.
+        const n = (range.end - addr) / PAGE_SIZE;
+        let need = 0;
+        for (let k = 0; k < n; k++) need |= needFault(range, i0 + k, 0);
+        if (need) return -EFAULT;
+        range.hmmPfns.fill(HMM_PFN_ERROR, i0, i0 + n);
+        break;
+      }
+      if (vma.start > addr) {
+        const n = (vma.start - addr) / PAGE_SIZE;
+        let need = 0;
+        for (let k = 0; k < n; k++) need |= needFault(range, i0 + k, 0);
+        if (need) return -EFAULT;
+        range.hmmPfns.fill(HMM_PFN_ERROR, i0, i0 + n);
+        addr = vma.start;
+        continue;
+      }
+      const end = Math.min(vma.end, range.end);
+      if (vma.flags & (VM_IO | VM_PFNMAP) || !(vma.flags & VM_READ)) {
+        // Models hmm_vma_walk_test().
+        const n = (end - addr) / PAGE_SIZE;
+        let need = 0;
+        for (let k = 0; k < n; k++) need |= needFault(range, i0 + k, 0);
+        if (need) return -EFAULT;
+        range.hmmPfns.fill(HMM_PFN_ERROR, i0, i0 + n);
+        addr = end;
+        continue;
+      }
+      ret = walkVma(core, range, vma, addr, end);
+      addr = end;
+    }
+    if (ret !== -EBUSY) return ret;
+  }
+}

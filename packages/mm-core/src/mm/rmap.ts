@@ -1,0 +1,306 @@
+import { EBUSY, HPAGE_PMD_NR, PAGE_SIZE, PMD_SIZE } from '../constants.js';
+import type { Core } from '../core.js';
+import {
+  folioAddRmapPmd,
+  folioAddRmapPtes,
+  folioGet,
+  folioIsDevicePrivate,
+  folioMapped,
+  folioMaybeDmaPinned,
+  folioPut,
+  folioRemoveRmapPmd,
+  folioRemoveRmapPtes,
+} from '../folio.js';
+import { PG_anon, PG_anon_exclusive, PG_dirty, PG_head } from '../phys/memmap.js';
+import {
+  _PAGE_ACCESSED,
+  _PAGE_DIRTY,
+  _PAGE_PRESENT,
+  _PAGE_RW,
+  _PAGE_SOFT_DIRTY,
+  _PAGE_SPECIAL,
+  _PAGE_SWP_SOFT_DIRTY,
+  _PAGE_SWP_UFFD_WP,
+  _PAGE_UFFD_WP,
+  entryHuge,
+  entryNone,
+  entryPfn,
+  entryPresent,
+  isDevicePrivateType,
+  isMigrationType,
+  mkHi,
+  mkPmdLo,
+  mkPteLo,
+  mkSwpLo,
+  SWP_DEVICE_EXCLUSIVE,
+  SWP_DEVICE_READ,
+  SWP_DEVICE_WRITE,
+  SWP_MIG_DIRTY,
+  SWP_MIG_YOUNG,
+  SWP_MIGRATION_READ,
+  SWP_MIGRATION_READ_EXCLUSIVE,
+  SWP_MIGRATION_WRITE,
+  swpType,
+} from '../pgtable/entry.js';
+import { splitHugePmdLocked } from './huge.js';
+import { withInvalidation } from './notifier.js';
+import { pmdIndex, pmdTableOf, ptHi, ptLo, ptSet, pteIndex } from './pgtable.js';
+import { AnonVma, Inode, MMU_NOTIFY_CLEAR, VM_WRITE, type Vma } from './types.js';
+
+/** A place where a folio is mapped, as page_vma_mapped_walk() reports it. */
+export type MappedAt =
+  | { readonly level: 'pmd'; readonly vma: Vma; readonly pmdT: number; readonly addr: number }
+  | { readonly level: 'pte'; readonly vma: Vma; readonly pteT: number; readonly addr: number; readonly pfn: number };
+
+/**
+ * Models rmap_walk() (mm/rmap.c): the VMAs that may map the folio (its anon_vma's VMAs or its
+ * file's i_mmap) with the address its first page would have in each.
+ */
+export function rmapVmas(core: Core, head: number): { vma: Vma; addr: number }[] {
+  const m = core.map;
+  const owner = core.mappings.get(m.mapping[head]);
+  const vmas = owner instanceof AnonVma ? owner.vmas : owner instanceof Inode ? owner.mmaps : undefined;
+  if (!vmas) return [];
+  const index = m.index[head];
+  const nr = m.folioNrPages(head);
+  const out: { vma: Vma; addr: number }[] = [];
+  for (const vma of vmas) {
+    const addr = vma.start + (index - vma.pgoff) * PAGE_SIZE;
+    if (addr + nr * PAGE_SIZE <= vma.start || addr >= vma.end) continue;
+    out.push({ vma, addr });
+  }
+  return out;
+}
+
+/**
+ * Models page_vma_mapped_walk() over [pfn, pfn + nr) in one VMA whose first page would be at
+ * `addr`: reports a PMD-level mapping of the whole folio, or each PTE mapping one of the pages.
+ * With `migration` only migration entries match (PVMW_MIGRATION); otherwise present pages,
+ * device-private and device-exclusive entries match (never migration entries).
+ */
+export function pageVmaMappedWalk(
+  core: Core,
+  vma: Vma,
+  pfn: number,
+  nr: number,
+  addr: number,
+  migration: boolean,
+): MappedAt[] {
+  const out: MappedAt[] = [];
+  const mm = vma.mm;
+  const start = Math.max(addr, vma.start);
+  const end = Math.min(addr + nr * PAGE_SIZE, vma.end);
+  for (let a = start; a < end; ) {
+    const next = Math.min(end, (Math.floor(a / PMD_SIZE) + 1) * PMD_SIZE);
+    const pmdT = pmdTableOf(core, mm, a, false);
+    if (pmdT < 0) {
+      a = next;
+      continue;
+    }
+    const mi = pmdIndex(a);
+    const lo = ptLo(core, pmdT, mi);
+    const hi = ptHi(core, pmdT, mi);
+    if (entryNone(lo, hi)) {
+      a = next;
+      continue;
+    }
+    if (!entryPresent(lo) || entryHuge(lo)) {
+      const p = entryPfn(lo, hi);
+      const isMig = !entryPresent(lo) && isMigrationType(swpType(lo));
+      const isDev = !entryPresent(lo) && isDevicePrivateType(swpType(lo));
+      const matches = migration ? isMig : entryPresent(lo) || isDev;
+      // PMD entries carry the head pfn; the walk's range must overlap it (Wei Yang's check).
+      if (matches && p <= pfn + nr - 1 && p + HPAGE_PMD_NR > pfn) {
+        out.push({ level: 'pmd', vma, pmdT, addr: Math.floor(a / PMD_SIZE) * PMD_SIZE });
+      }
+      a = next;
+      continue;
+    }
+    const pteT = entryPfn(lo, hi);
+    for (; a < next; a += PAGE_SIZE) {
+      const i = pteIndex(a);
+      const plo = ptLo(core, pteT, i);
+      const phi = ptHi(core, pteT, i);
+      if (entryNone(plo, phi)) continue;
+      const p = entryPfn(plo, phi);
+      if (p < pfn || p >= pfn + nr) continue;
+      if (entryPresent(plo)) {
+        if (!migration && !(plo & _PAGE_SPECIAL)) out.push({ level: 'pte', vma, pteT, addr: a, pfn: p });
+        continue;
+      }
+      const t = swpType(plo);
+      const ok = migration ? isMigrationType(t) : isDevicePrivateType(t) || t === SWP_DEVICE_EXCLUSIVE;
+      if (ok) out.push({ level: 'pte', vma, pteT, addr: a, pfn: p });
+    }
+  }
+  return out;
+}
+
+/**
+ * Models set_pmd_migration_entry() (mm/huge_memory.c): replace a present or device-private
+ * PMD by a PMD migration entry, drop its rmap and reference. -EBUSY (PMD untouched) when an
+ * anon-exclusive folio cannot be made shared because it may be pinned.
+ */
+export function setPmdMigrationEntry(core: Core, vma: Vma, pmdT: number, haddr: number): number {
+  const mi = pmdIndex(haddr);
+  const lo = ptLo(core, pmdT, mi);
+  const hi = ptHi(core, pmdT, mi);
+  const pfn = entryPfn(lo, hi);
+  const m = core.map;
+  const head = m.head[pfn];
+  const exclusive = (m.flags[head] & PG_anon_exclusive) !== 0;
+  if (exclusive && folioMaybeDmaPinned(core, head)) return -EBUSY;
+  let write: boolean;
+  let bits = 0;
+  if (entryPresent(lo)) {
+    write = (lo & _PAGE_RW) !== 0;
+    if (lo & _PAGE_ACCESSED) bits |= SWP_MIG_YOUNG;
+    if (lo & _PAGE_DIRTY) {
+      bits |= SWP_MIG_DIRTY;
+      m.flags[head] |= PG_dirty;
+    }
+    if (lo & _PAGE_SOFT_DIRTY) bits |= _PAGE_SWP_SOFT_DIRTY;
+    if (lo & _PAGE_UFFD_WP) bits |= _PAGE_SWP_UFFD_WP;
+  } else {
+    write = swpType(lo) === SWP_DEVICE_WRITE;
+    bits |= lo & (_PAGE_SWP_SOFT_DIRTY | _PAGE_SWP_UFFD_WP);
+  }
+  const type = write ? SWP_MIGRATION_WRITE : exclusive ? SWP_MIGRATION_READ_EXCLUSIVE : SWP_MIGRATION_READ;
+  ptSet(core, pmdT, mi, mkSwpLo(type, head, bits), mkHi(head));
+  vma.mm.tlb.flushRange(haddr, haddr + PMD_SIZE);
+  folioRemoveRmapPmd(core, head);
+  m.flags[head] &= ~PG_anon_exclusive;
+  folioPut(core, head);
+  return 0;
+}
+
+/**
+ * Models the PTE half of try_to_migrate_one()/migrate_vma_collect_pmd(): turn one present,
+ * device-private or device-exclusive PTE into a migration entry (writable, readable-exclusive
+ * or readable), moving dirty to the folio; drop the rmap and the mapping's reference.
+ * Returns false (entry untouched) when an exclusive page may be pinned.
+ */
+export function setPteMigrationEntry(core: Core, vma: Vma, pteT: number, addr: number): boolean {
+  const i = pteIndex(addr);
+  const lo = ptLo(core, pteT, i);
+  const hi = ptHi(core, pteT, i);
+  const pfn = entryPfn(lo, hi);
+  const m = core.map;
+  const head = m.head[pfn];
+  const exclusive = (m.flags[pfn] & PG_anon_exclusive) !== 0;
+  if (exclusive && folioMaybeDmaPinned(core, head)) return false;
+  let write: boolean;
+  let bits = 0;
+  if (entryPresent(lo)) {
+    write = (lo & _PAGE_RW) !== 0;
+    if (lo & _PAGE_ACCESSED) bits |= SWP_MIG_YOUNG;
+    if (lo & _PAGE_DIRTY) {
+      bits |= SWP_MIG_DIRTY;
+      m.flags[head] |= PG_dirty;
+    }
+    if (lo & _PAGE_SOFT_DIRTY) bits |= _PAGE_SWP_SOFT_DIRTY;
+    if (lo & _PAGE_UFFD_WP) bits |= _PAGE_SWP_UFFD_WP;
+  } else {
+    const t = swpType(lo);
+    write = t === SWP_DEVICE_WRITE || (t === SWP_DEVICE_EXCLUSIVE && (vma.flags & VM_WRITE) !== 0 && exclusive);
+    bits |= lo & (_PAGE_SWP_SOFT_DIRTY | _PAGE_SWP_UFFD_WP);
+  }
+  const type = write ? SWP_MIGRATION_WRITE : exclusive ? SWP_MIGRATION_READ_EXCLUSIVE : SWP_MIGRATION_READ;
+  ptSet(core, pteT, i, mkSwpLo(type, pfn, bits), mkHi(pfn));
+  vma.mm.tlb.flushRange(addr, addr + PAGE_SIZE);
+  folioRemoveRmapPtes(core, head, pfn, 1);
+  m.flags[pfn] &= ~PG_anon_exclusive;
+  folioPut(core, head);
+  return true;
+}
+
+/** Models enum ttu_flags: TTU_SPLIT_HUGE_PMD. */
+export const TTU_SPLIT_HUGE_PMD = 0x4;
+
+/**
+ * Models try_to_migrate() (mm/rmap.c): replace every mapping of the folio in every process by
+ * a migration entry. PMD mappings become PMD migration entries, or with TTU_SPLIT_HUGE_PMD are
+ * split (freezing) into PTE migration entries. Stops at a mapping that cannot be converted
+ * (possibly pinned); the caller sees the folio still mapped.
+ */
+export function tryToMigrate(core: Core, head: number, flags = 0): void {
+  const m = core.map;
+  const nr = m.folioNrPages(head);
+  for (const { vma, addr } of rmapVmas(core, head)) {
+    const hits = pageVmaMappedWalk(core, vma, head, nr, addr, false);
+    if (hits.length === 0) continue;
+    withInvalidation(vma.mm, Math.max(addr, vma.start), Math.min(addr + nr * PAGE_SIZE, vma.end), MMU_NOTIFY_CLEAR, null, () => {
+      for (const h of hits) {
+        if (h.level === 'pmd') {
+          if (flags & TTU_SPLIT_HUGE_PMD) {
+            if (m.flags[head] & PG_anon_exclusive && folioMaybeDmaPinned(core, head)) return;
+            splitHugePmdLocked(core, vma, h.pmdT, h.addr, true);
+          } else if (setPmdMigrationEntry(core, vma, h.pmdT, h.addr) < 0) return;
+        } else if (!setPteMigrationEntry(core, vma, h.pteT, h.addr)) return;
+      }
+    });
+  }
+}
+
+/**
+ * Models remove_migration_ptes(src, dst) (mm/migrate.c) with remove_migration_pmd() and
+ * remove_migration_pte(): every migration entry for src's pages in the VMAs of dst's rmap
+ * becomes a mapping of the corresponding page of dst (a device-private entry when dst is
+ * device-private), taking a reference and an rmap (exclusive unless the entry was plain
+ * readable). src === dst restores a failed migration.
+ */
+export function removeMigrationPtes(core: Core, src: number, dst: number): void {
+  const m = core.map;
+  const nr = m.folioNrPages(src);
+  const dstNr = m.folioNrPages(dst);
+  const dstDevice = folioIsDevicePrivate(core, dst);
+  const dstAnon = (m.flags[dst] & PG_anon) !== 0;
+  for (const { vma, addr } of rmapVmas(core, dst)) {
+    const hits = pageVmaMappedWalk(core, vma, src, nr, addr, true);
+    for (const h of hits) {
+      if (h.level === 'pmd') {
+        const mi = pmdIndex(h.addr);
+        const lo = ptLo(core, h.pmdT, mi);
+        const type = swpType(lo);
+        const write = type === SWP_MIGRATION_WRITE;
+        const exclusive = dstAnon && type !== SWP_MIGRATION_READ;
+        let nlo: number;
+        if (dstDevice) {
+          nlo = mkSwpLo(write ? SWP_DEVICE_WRITE : SWP_DEVICE_READ, dst, lo & (_PAGE_SWP_SOFT_DIRTY | _PAGE_SWP_UFFD_WP));
+        } else {
+          const dirty = (lo & SWP_MIG_DIRTY) !== 0 && (m.flags[dst] & PG_dirty) !== 0;
+          nlo = mkPmdLo(dst, write, dirty, (lo & SWP_MIG_YOUNG) !== 0);
+          if (lo & _PAGE_SWP_SOFT_DIRTY) nlo = (nlo | _PAGE_SOFT_DIRTY) >>> 0;
+        }
+        folioGet(core, dst);
+        folioAddRmapPmd(core, dst, exclusive);
+        ptSet(core, h.pmdT, mi, nlo, mkHi(dst));
+        continue;
+      }
+      const i = pteIndex(h.addr);
+      const lo = ptLo(core, h.pteT, i);
+      const type = swpType(lo);
+      const page = dst + (h.pfn - src);
+      if (h.pfn - src >= dstNr) continue;
+      const write = type === SWP_MIGRATION_WRITE;
+      const exclusive = dstAnon && type !== SWP_MIGRATION_READ;
+      let nlo: number;
+      if (dstDevice) {
+        nlo = mkSwpLo(write ? SWP_DEVICE_WRITE : SWP_DEVICE_READ, page, lo & (_PAGE_SWP_SOFT_DIRTY | _PAGE_SWP_UFFD_WP));
+      } else {
+        nlo = mkPteLo(page, write, (lo & SWP_MIG_DIRTY) !== 0, (lo & SWP_MIG_YOUNG) !== 0);
+        if (lo & _PAGE_SWP_SOFT_DIRTY) nlo = (nlo | _PAGE_SOFT_DIRTY) >>> 0;
+        if (lo & _PAGE_SWP_UFFD_WP) nlo = (nlo | _PAGE_UFFD_WP) >>> 0;
+      }
+      const dhead = m.head[page];
+      folioGet(core, dhead);
+      folioAddRmapPtes(core, dhead, page, 1, exclusive);
+      ptSet(core, h.pteT, i, nlo, mkHi(page));
+    }
+  }
+}
+
+/** Models folio_mapped() after an unmap attempt (re-exported for the migration code). */
+export function folioStillMapped(core: Core, head: number): boolean {
+  return folioMapped(core, head);
+}

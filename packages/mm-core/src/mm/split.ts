@@ -1,0 +1,98 @@
+import { EAGAIN, EBUSY, EINVAL, HPAGE_PMD_ORDER } from '../constants.js';
+import type { Core } from '../core.js';
+import {
+  folioBugOn,
+  folioIsDevicePrivate,
+  folioMapcount,
+  folioMaybeDmaPinned,
+  folioPut,
+  folioUnlock,
+  splitFolioMeta,
+} from '../folio.js';
+import { PG_anon, PG_deferred_split, PG_head, PG_locked, PG_partially_mapped } from '../phys/memmap.js';
+import { removeMigrationPtes, TTU_SPLIT_HUGE_PMD, tryToMigrate } from './rmap.js';
+
+/**
+ * Models the device-private part of __folio_freeze_and_split_unmapped(): after the struct-page
+ * split, call pgmap->ops->folio_split(head, tail) for every new folio but the first (or, without
+ * the op, copy pgmap and mapping from the head: zone_device_private_split_cb()), then once with
+ * no tail to say the split is finished.
+ */
+function deviceSplitCallbacks(core: Core, head: number, heads: number[]): void {
+  const m = core.map;
+  const pgmapId = m.pgmap[head];
+  const pgmap = core.pgmaps[pgmapId];
+  for (const t of heads) {
+    if (t === head) continue;
+    if (pgmap?.ops.folioSplit) pgmap.ops.folioSplit(head, t);
+    else {
+      m.pgmap[t] = pgmapId;
+      m.mapping[t] = m.mapping[head];
+    }
+    // Every page of the piece belongs to the pgmap (tails keep theirs; the callback restores heads).
+    if (m.pgmap[t] === 0) m.pgmap[t] = pgmapId;
+  }
+  pgmap?.ops.folioSplit?.(head, -1);
+}
+
+/**
+ * Models folio_split_unmapped() (mm/huge_memory.c, the split-during-migration helper): split a
+ * locked, unmapped, large anonymous folio holding exactly `1 + extraRefs` references into
+ * folios of newOrder. Every piece stays locked, unmapped, with refcount 1; device-private
+ * split callbacks run. No remap, no LRU, no THP_SPLIT_PAGE counter. 0 or -EAGAIN.
+ */
+export function folioSplitUnmapped(core: Core, head: number, newOrder = 0, extraRefs = 0): number {
+  const m = core.map;
+  folioBugOn(core, folioMapcount(core, head) !== 0, head, 'folio_split_unmapped: folio is mapped');
+  folioBugOn(core, !(m.flags[head] & PG_locked), head, 'folio_split_unmapped: folio not locked');
+  folioBugOn(core, !(m.flags[head] & PG_head), head, 'folio_split_unmapped: folio not large');
+  folioBugOn(core, !(m.flags[head] & PG_anon), head, 'folio_split_unmapped: folio not anonymous');
+  if (m.refcount[head] !== 1 + extraRefs || folioMaybeDmaPinned(core, head)) return -EAGAIN;
+  const device = folioIsDevicePrivate(core, head);
+  m.flags[head] &= ~(PG_deferred_split | PG_partially_mapped);
+  const refs = m.refcount[head];
+  const heads = splitFolioMeta(core, head, newOrder);
+  if (device) deviceSplitCallbacks(core, head, heads);
+  for (const h of heads) m.refcount[h] = h === head ? refs : 1;
+  return 0;
+}
+
+/**
+ * Models split_folio()/__folio_split() (mm/huge_memory.c) for an anonymous large folio that
+ * may be mapped: the caller holds the folio lock and one reference. Mappings are replaced by
+ * migration entries (PMDs split with freeze), the folio is split to newOrder, every piece is
+ * remapped (device-private pieces as device-private entries) and, except the piece containing
+ * `lockAt`, unlocked with the caller's reference dropped. 0, -EAGAIN (extra references or
+ * still mapped: everything restored), -EBUSY, -EINVAL.
+ */
+export function splitFolioMapped(core: Core, head: number, lockAt = head, newOrder = 0): number {
+  const m = core.map;
+  if (!(m.flags[head] & PG_head)) return -EINVAL;
+  folioBugOn(core, !(m.flags[head] & PG_locked), head, 'split_folio: folio not locked');
+  if (!(m.flags[head] & PG_anon)) return -EBUSY;
+  if (head === core.hugeZeroPfn) return -EBUSY;
+  if (newOrder >= m.folioOrder(head) || newOrder === 1) return -EINVAL;
+  // can_split_folio(): only the caller's reference beyond the mappings.
+  if (folioMaybeDmaPinned(core, head) || m.refcount[head] !== folioMapcount(core, head) + 1) return -EAGAIN;
+  const order = m.folioOrder(head);
+  tryToMigrate(core, head, TTU_SPLIT_HUGE_PMD);
+  if (folioMapcount(core, head) !== 0 || m.refcount[head] !== 1) {
+    removeMigrationPtes(core, head, head);
+    if (order === HPAGE_PMD_ORDER) core.vmstat.thp_split_page_failed++;
+    return -EAGAIN;
+  }
+  const device = folioIsDevicePrivate(core, head);
+  m.flags[head] &= ~(PG_deferred_split | PG_partially_mapped);
+  const heads = splitFolioMeta(core, head, newOrder);
+  if (device) deviceSplitCallbacks(core, head, heads);
+  for (const h of heads) m.refcount[h] = 1;
+  if (order === HPAGE_PMD_ORDER) core.vmstat.thp_split_page++;
+  for (const h of heads) removeMigrationPtes(core, h, h);
+  const keep = m.head[lockAt];
+  for (const h of heads) {
+    if (h === keep) continue;
+    folioUnlock(core, h);
+    folioPut(core, h);
+  }
+  return 0;
+}

@@ -144,6 +144,9 @@ export function splitHugePmdLocked(core: Core, vma: Vma, pmdT: number, haddr: nu
       const bits = lo & (SWP_MIG_YOUNG | SWP_MIG_DIRTY | _PAGE_SWP_SOFT_DIRTY | _PAGE_SWP_UFFD_WP);
       for (let i = 0; i < HPAGE_PMD_NR; i++)
         ptSet(core, table, i, mkSwpLo(type, pfn + i, bits), mkHi(pfn + i));
+      // A freezing split drops one reference even for a migration PMD (the caller of
+      // migrate_vma_split_unmapped_folio() takes one beforehand).
+      if (freeze) folioPut(core, m.head[pfn]);
     } else if (isDevicePrivateType(type)) {
       const head = m.head[pfn];
       const write = type === SWP_DEVICE_WRITE;

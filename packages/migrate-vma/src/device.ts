@@ -1,0 +1,109 @@
+import {
+  allocFolio,
+  type Core,
+  folioLock,
+  folioPut,
+  folioTryGet,
+  folioTrylock,
+  PG_tail,
+  setGupHooks,
+} from '@hmm-model/mm-core';
+import { migrateDeviceFinalizeCore } from './finalize.js';
+import { migrateDevicePagesCore } from './pages.js';
+import { MIGRATE_PFN_COMPOUND, MIGRATE_PFN_MIGRATE, migratePfn, mpfnFlags, mpfnSet } from './types.js';
+import { migrateDeviceUnmap } from './unmap.js';
+
+/**
+ * Models migrate_device_pfn_lock(): reference (only a non-tail page with references, i.e. an
+ * allocated folio head) and trylock; the slot, or 0.
+ */
+function pfnLock(core: Core, pfn: number): number {
+  const m = core.map;
+  if (m.flags[pfn] & PG_tail) return 0;
+  if (!folioTryGet(core, pfn)) return 0;
+  if (!folioTrylock(core, pfn)) {
+    folioPut(core, pfn);
+    return 0;
+  }
+  return migratePfn(pfn) + MIGRATE_PFN_MIGRATE;
+}
+
+function lockAll(core: Core, src: Float64Array, pfnAt: (i: number) => number, npages: number): void {
+  const m = core.map;
+  for (let i = 0; i < npages; i++) {
+    const pfn = pfnAt(i);
+    src[i] = pfnLock(core, pfn);
+    const nr = m.folioNrPages(m.head[pfn]);
+    if (nr > 1) {
+      src[i] = mpfnSet(src[i], MIGRATE_PFN_COMPOUND);
+      for (let j = 1; j < nr && i + j < npages; j++) src[i + j] = 0;
+      i += nr - 1;
+    }
+  }
+}
+
+/**
+ * Models migrate_device_range(): lock and unmap every allocated device folio of
+ * [start, start + npages) for migration to system memory (eviction). Always 0.
+ */
+export function migrateDeviceRange(core: Core, src: Float64Array, start: number, npages: number): number {
+  lockAll(core, src, (i) => start + i, npages);
+  migrateDeviceUnmap(core, src, npages, -1);
+  return 0;
+}
+
+/** Models migrate_device_pfns(): like migrate_device_range() for a pre-filled, non-contiguous pfn list. */
+export function migrateDevicePfns(core: Core, src: Float64Array, npages: number): number {
+  const pfns = Array.from(src.subarray(0, npages));
+  lockAll(core, src, (i) => pfns[i], npages);
+  migrateDeviceUnmap(core, src, npages, -1);
+  return 0;
+}
+
+/**
+ * Models migrate_device_pages(): migrate_vma_pages() without a VMA (holes impossible; a compound
+ * source with a small destination is refused).
+ */
+export function migrateDevicePages(core: Core, src: Float64Array, dst: Float64Array, npages: number): void {
+  migrateDevicePagesCore(core, src, dst, npages, null);
+}
+
+/** Models migrate_device_finalize(). */
+export function migrateDeviceFinalize(
+  core: Core,
+  src: Float64Array,
+  dst: Float64Array,
+  npages: number,
+): void {
+  migrateDeviceFinalizeCore(core, src, dst, npages, -1);
+}
+
+/**
+ * Models migrate_device_coherent_folio(): move one small device-coherent folio (the caller holds
+ * a reference, which the migration consumes) back to system memory. 0 or -EBUSY.
+ */
+export function migrateDeviceCoherentFolio(core: Core, folio: number): number {
+  if (core.map.folioNrPages(folio) > 1) core.warn('migrate_device_coherent_folio: large folio');
+  if (!folioTrylock(core, folio)) core.wait('coherent folio lock', () => folioTrylock(core, folio));
+  const src = new Float64Array([migratePfn(folio) + MIGRATE_PFN_MIGRATE]);
+  const dst = new Float64Array(1);
+  migrateDeviceUnmap(core, src, 1, -1);
+  if (!(mpfnFlags(src[0]) & MIGRATE_PFN_MIGRATE)) return -16;
+  const d = allocFolio(core, 0, false);
+  if (d >= 0) {
+    folioLock(core, d);
+    dst[0] = migratePfn(d);
+  }
+  migrateDevicePages(core, src, dst, 1);
+  if (mpfnFlags(src[0]) & MIGRATE_PFN_MIGRATE) core.frames.copy(d, folio, 1);
+  migrateDeviceFinalize(core, src, dst, 1);
+  return mpfnFlags(src[0]) & MIGRATE_PFN_MIGRATE ? 0 : -16;
+}
+
+/**
+ * Wires this package's services into mm core's hooks (GUP's long-term pin migration of
+ * coherent pages). Drivers call it when they register device memory.
+ */
+export function migrateDeviceInit(core: Core): void {
+  setGupHooks(core, { migrateDeviceCoherentFolio: (c, f) => migrateDeviceCoherentFolio(c, f) });
+}

@@ -1,0 +1,57 @@
+import {
+  type Core,
+  folioIsZoneDevice,
+  folioPut,
+  folioUnlock,
+  PG_lru,
+  removeMigrationPtes,
+} from '@hmm-model/mm-core';
+import { MIGRATE_PFN_MIGRATE, migratePfnToPage, mpfnFlags } from './types.js';
+
+/**
+ * Models __migrate_device_finalize() (mm/migrate_device.c): for every slot, replace the
+ * migration entries by the new folio (success) or the old one (failure), put system folios
+ * back on the LRU, unlock and drop the migration's references on both sides. The fault folio
+ * stays locked (its fault handler unlocks it).
+ */
+export function migrateDeviceFinalizeCore(
+  core: Core,
+  src: Float64Array,
+  dst: Float64Array,
+  npages: number,
+  faultPage: number,
+): void {
+  const m = core.map;
+  const faultFolio = faultPage >= 0 ? m.head[faultPage] : -1;
+  for (let i = 0; i < npages; i++) {
+    const newpage = migratePfnToPage(dst[i]);
+    const page = migratePfnToPage(src[i]);
+    let dstFolio = newpage >= 0 ? m.head[newpage] : -1;
+    if (page < 0) {
+      if (dstFolio >= 0) {
+        if (faultFolio === dstFolio) core.warn('migrate finalize: fault folio used as a destination');
+        folioUnlock(core, dstFolio);
+        folioPut(core, dstFolio);
+      }
+      continue;
+    }
+    const srcFolio = m.head[page];
+    if (!(mpfnFlags(src[i]) & MIGRATE_PFN_MIGRATE) || dstFolio < 0) {
+      if (dstFolio >= 0) {
+        if (faultFolio === dstFolio) core.warn('migrate finalize: fault folio used as a destination');
+        folioUnlock(core, dstFolio);
+        folioPut(core, dstFolio);
+      }
+      dstFolio = srcFolio;
+    }
+    if (!folioIsZoneDevice(core, dstFolio)) m.flags[dstFolio] |= PG_lru;
+    removeMigrationPtes(core, srcFolio, dstFolio);
+    if (faultFolio !== srcFolio) folioUnlock(core, srcFolio);
+    folioPut(core, srcFolio);
+    if (dstFolio !== srcFolio) {
+      if (faultFolio === dstFolio) core.warn('migrate finalize: fault folio used as a destination');
+      folioUnlock(core, dstFolio);
+      folioPut(core, dstFolio);
+    }
+  }
+}

@@ -1,0 +1,187 @@
+import {
+  allocDeposit,
+  anonVmaPrepare,
+  type Core,
+  depositTable,
+  entryHuge,
+  entryNone,
+  entryPfn,
+  entryPresent,
+  folioAddNewAnonRmap,
+  folioGet,
+  folioIsDevicePrivate,
+  folioIsZoneDevice,
+  freeTable,
+  HPAGE_PMD_NR,
+  HPAGE_PMD_ORDER,
+  linearPageIndex,
+  MEMORY_DEVICE_COHERENT,
+  MMU_NOTIFY_CLEAR,
+  mkHi,
+  mkPmdLo,
+  mkPteLo,
+  mkSwpLo,
+  PAGE_SIZE,
+  PG_head,
+  PG_large_rmappable,
+  PG_lru,
+  PG_uptodate,
+  PMD_SIZE,
+  pmdIndex,
+  pmdTableOf,
+  prepCompound,
+  pteIndex,
+  pteTableOf,
+  ptHi,
+  ptLo,
+  ptSet,
+  SWP_DEVICE_READ,
+  SWP_DEVICE_WRITE,
+  splitHugePmdLocked,
+  thpVmaAllowable,
+  VM_WRITE,
+  type Vma,
+  withInvalidation,
+} from '@hmm-model/mm-core';
+import {
+  MIGRATE_PFN_COMPOUND,
+  MIGRATE_PFN_MIGRATE,
+  type MigrateVma,
+  migratePfnToPage,
+  mpfnClear,
+  mpfnFlags,
+} from './types.js';
+
+/**
+ * Models migrate_vma_insert_huge_pmd_page(): map a PMD-order destination folio into an empty
+ * (or huge-zero) PMD: a device-private PMD entry or a huge PMD, MM_ANONPAGES += 512, exclusive
+ * PMD rmap, deposited table, THP_FAULT_ALLOC. Any abort clears MIGRATE on all 512 src slots;
+ * -EINVAL when the VMA cannot hold the PMD (then only the head slot loses MIGRATE).
+ */
+function insertHugePmdPage(
+  core: Core,
+  vma: Vma,
+  addr: number,
+  folio: number,
+  src: Float64Array,
+  si: number,
+): number {
+  const mm = vma.mm;
+  if (!thpVmaAllowable(core, vma, addr, true) || addr % PMD_SIZE !== 0) return -22;
+  const av = anonVmaPrepare(core, vma);
+  const m = core.map;
+  if (!(m.flags[folio] & PG_head)) prepCompound(core, folio, HPAGE_PMD_ORDER, true);
+  m.flags[folio] |= PG_large_rmappable | PG_uptodate;
+  const abort = () => {
+    for (let k = 0; k < HPAGE_PMD_NR; k++) src[si + k] = mpfnClear(src[si + k], MIGRATE_PFN_MIGRATE);
+    return 0;
+  };
+  const pmdT = pmdTableOf(core, mm, addr, true);
+  if (pmdT < 0) return abort();
+  const table = allocDeposit(core, mm);
+  if (table < 0) return abort();
+  let lo: number;
+  if (folioIsDevicePrivate(core, folio)) {
+    lo = mkSwpLo(vma.flags & VM_WRITE ? SWP_DEVICE_WRITE : SWP_DEVICE_READ, folio);
+  } else {
+    if (folioIsZoneDevice(core, folio) && core.pgmapOf(folio)?.type !== MEMORY_DEVICE_COHERENT) {
+      freeTable(core, mm, table);
+      return abort();
+    }
+    const w = (vma.flags & VM_WRITE) !== 0;
+    lo = mkPmdLo(folio, w, w, true);
+  }
+  const mi = pmdIndex(addr);
+  const olo = ptLo(core, pmdT, mi);
+  const ohi = ptHi(core, pmdT, mi);
+  let flush = false;
+  if (!entryNone(olo, ohi)) {
+    if (!(entryPresent(olo) && entryHuge(olo) && entryPfn(olo, ohi) === core.hugeZeroPfn)) {
+      freeTable(core, mm, table);
+      return abort();
+    }
+    flush = true;
+  }
+  mm.rss.MM_ANONPAGES += HPAGE_PMD_NR;
+  folioAddNewAnonRmap(core, folio, av.id, linearPageIndex(vma, addr), true);
+  if (!folioIsZoneDevice(core, folio)) m.flags[folio] |= PG_lru;
+  folioGet(core, folio);
+  if (flush) {
+    freeTable(core, mm, table);
+    mm.tlb.flushRange(addr, addr + PMD_SIZE);
+  } else depositTable(mm, addr, table);
+  ptSet(core, pmdT, mi, lo, mkHi(folio));
+  core.vmstat.thp_fault_alloc++;
+  return 0;
+}
+
+/**
+ * Models migrate_vma_insert_page() (mm/migrate_device.c): populate a hole (none or zero-page
+ * PTE, or with a compound destination an empty PMD) of an anonymous VMA with the destination
+ * page. On success src becomes exactly MIGRATE_PFN_MIGRATE; on abort MIGRATE is cleared.
+ */
+export function migrateVmaInsertPage(
+  core: Core,
+  mig: MigrateVma,
+  addr: number,
+  di: number,
+  si: number,
+): void {
+  if (!insertPage(core, mig, addr, di, si)) mig.src[si] = mpfnClear(mig.src[si], MIGRATE_PFN_MIGRATE);
+}
+
+/** The body of migrate_vma_insert_page(): false means "goto abort". */
+function insertPage(core: Core, mig: MigrateVma, addr: number, di: number, si: number): boolean {
+  const vma = mig.vma!;
+  const mm = vma.mm;
+  const m = core.map;
+  const page = migratePfnToPage(mig.dst[di]);
+  if (!vma.isAnonymous) return false;
+  const pmdT = pmdTableOf(core, mm, addr, true);
+  if (pmdT < 0) return false;
+  if (mpfnFlags(mig.dst[di]) & MIGRATE_PFN_COMPOUND) {
+    return insertHugePmdPage(core, vma, addr, page, mig.src, si) === 0;
+  }
+  const mi = pmdIndex(addr);
+  const plo = ptLo(core, pmdT, mi);
+  const phi = ptHi(core, pmdT, mi);
+  if (!entryNone(plo, phi)) {
+    if (entryPresent(plo) && entryHuge(plo)) {
+      if (entryPfn(plo, phi) !== core.hugeZeroPfn) return false;
+      const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
+      withInvalidation(mm, haddr, haddr + PMD_SIZE, MMU_NOTIFY_CLEAR, null, () =>
+        splitHugePmdLocked(core, vma, pmdT, haddr, false),
+      );
+    } else if (!entryPresent(plo)) return false;
+  }
+  const pteT = pteTableOf(core, mm, addr, true);
+  if (pteT < 0) return false;
+  const av = anonVmaPrepare(core, vma);
+  const folio = m.head[page];
+  m.flags[folio] |= PG_uptodate;
+  let lo: number;
+  if (folioIsDevicePrivate(core, folio)) {
+    lo = mkSwpLo(vma.flags & VM_WRITE ? SWP_DEVICE_WRITE : SWP_DEVICE_READ, page);
+  } else {
+    if (folioIsZoneDevice(core, folio) && core.pgmapOf(folio)?.type !== MEMORY_DEVICE_COHERENT) {
+      core.warn('Unsupported ZONE_DEVICE page type.');
+      return false;
+    }
+    const w = (vma.flags & VM_WRITE) !== 0;
+    lo = mkPteLo(page, w, w, true);
+  }
+  const i = pteIndex(addr);
+  const olo = ptLo(core, pteT, i);
+  const ohi = ptHi(core, pteT, i);
+  if (entryPresent(olo)) {
+    if (entryPfn(olo, ohi) !== core.zeroPfn) return false;
+  } else if (!entryNone(olo, ohi)) return false;
+  mm.rss.MM_ANONPAGES++;
+  folioAddNewAnonRmap(core, folio, av.id, linearPageIndex(vma, addr), false);
+  if (!folioIsZoneDevice(core, folio)) m.flags[folio] |= PG_lru;
+  folioGet(core, folio);
+  if (entryPresent(olo)) mm.tlb.flushRange(addr, addr + PAGE_SIZE);
+  ptSet(core, pteT, i, lo, mkHi(page));
+  mig.src[si] = MIGRATE_PFN_MIGRATE;
+  return true;
+}

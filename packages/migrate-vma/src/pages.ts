@@ -1,0 +1,206 @@
+import {
+  type Core,
+  folioGet,
+  folioIsDevicePrivate,
+  folioIsZoneDevice,
+  folioSplitUnmapped,
+  folioTestAnon,
+  HPAGE_PMD_NR,
+  MEMORY_DEVICE_COHERENT,
+  MMU_NOTIFY_CLEAR,
+  MMU_NOTIFY_MIGRATE,
+  type MmuNotifierRange,
+  mmuNotifierInvalidateRangeEnd,
+  mmuNotifierInvalidateRangeStart,
+  PAGE_SIZE,
+  PG_anon,
+  PG_dirty,
+  PG_referenced,
+  PG_swapbacked,
+  PG_uptodate,
+  PMD_SIZE,
+  pmdTableOf,
+  splitHugePmdLocked,
+  withInvalidation,
+} from '@hmm-model/mm-core';
+import { migrateVmaInsertPage } from './insert.js';
+import {
+  MIGRATE_PFN_COMPOUND,
+  MIGRATE_PFN_MIGRATE,
+  type MigrateVma,
+  migratePfn,
+  migratePfnToPage,
+  mpfnClear,
+  mpfnFlags,
+} from './types.js';
+
+/**
+ * Models folio_migrate_mapping() for folios without an address_space (anonymous, device):
+ * the source must hold exactly its expected references (1 + extraCount); then index, mapping
+ * (the anon_vma) and swapbacked move to the destination. 0 or -EAGAIN.
+ */
+export function folioMigrateMapping(core: Core, dst: number, src: number, extraCount: number): number {
+  const m = core.map;
+  if (m.refcount[src] !== 1 + extraCount) return -11;
+  const n = m.folioNrPages(src);
+  for (let k = 0; k < n; k++) {
+    m.index[dst + k] = m.index[src + k];
+    m.mapping[dst + k] = m.mapping[src + k];
+  }
+  if (m.flags[src] & PG_anon) {
+    m.flags[dst] |= PG_anon;
+    core.vmstat.nr_anon_pages += m.folioNrPages(dst);
+  }
+  if (m.flags[src] & PG_swapbacked) m.flags[dst] |= PG_swapbacked;
+  return 0;
+}
+
+/** Models folio_migrate_flags(): uptodate, dirty and referenced follow the data. */
+export function folioMigrateFlags(core: Core, dst: number, src: number): void {
+  const m = core.map;
+  m.flags[dst] |= m.flags[src] & (PG_uptodate | PG_dirty | PG_referenced);
+}
+
+/**
+ * Models migrate_vma_split_unmapped_folio(): split the PMD (already a migration entry) into
+ * PTE migration entries, split the unmapped folio into small locked folios and spread the
+ * head slot's flags over the 512 slots. 0 or -errno.
+ */
+function splitUnmappedForMigrate(
+  core: Core,
+  mig: MigrateVma,
+  idx: number,
+  addr: number,
+  folio: number,
+): number {
+  const vma = mig.vma!;
+  folioGet(core, folio);
+  const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
+  const pmdT = pmdTableOf(core, vma.mm, haddr, false);
+  if (pmdT >= 0) {
+    withInvalidation(vma.mm, haddr, haddr + PMD_SIZE, MMU_NOTIFY_CLEAR, null, () =>
+      splitHugePmdLocked(core, vma, pmdT, haddr, true),
+    );
+  }
+  const ret = folioSplitUnmapped(core, folio, 0);
+  if (ret) return ret;
+  mig.src[idx] = mpfnClear(mig.src[idx], MIGRATE_PFN_COMPOUND);
+  const flags = mpfnFlags(mig.src[idx]);
+  const pfn = migratePfnToPage(mig.src[idx]);
+  for (let k = 1; k < HPAGE_PMD_NR; k++) mig.src[idx + k] = migratePfn(pfn + k) - 1 + flags;
+  return 0;
+}
+
+/**
+ * Models __migrate_device_pages() (mm/migrate_device.c): for each unit, insert destination
+ * pages into holes, split a compound source whose destination is small (VMA API only), refuse
+ * small-to-huge, refuse file / other ZONE_DEVICE combinations, and move struct-page metadata
+ * (folio_migrate_mapping + flags). Slots that fail lose MIGRATE_PFN_MIGRATE.
+ */
+export function migrateDevicePagesCore(
+  core: Core,
+  src: Float64Array,
+  dst: Float64Array,
+  npages: number,
+  mig: MigrateVma | null,
+): void {
+  const m = core.map;
+  let range: MmuNotifierRange | null = null;
+  for (let i = 0; i < npages; ) {
+    const newpage = migratePfnToPage(dst[i]);
+    const page = migratePfnToPage(src[i]);
+    let nr = 1;
+    if (newpage < 0) {
+      src[i] = mpfnClear(src[i], MIGRATE_PFN_MIGRATE);
+      i += nr;
+      continue;
+    }
+    if (page < 0) {
+      if (!(mpfnFlags(src[i]) & MIGRATE_PFN_MIGRATE)) {
+        i += nr;
+        continue;
+      }
+      if (!mig?.vma) throw new Error('migrate_device_pages: a hole without a VMA (VM_BUG_ON)');
+      const addr = mig.start + i * PAGE_SIZE;
+      if (!range) {
+        range = {
+          mm: mig.vma.mm,
+          start: addr,
+          end: mig.end,
+          event: MMU_NOTIFY_MIGRATE,
+          owner: mig.pgmapOwner,
+        };
+        mmuNotifierInvalidateRangeStart(range);
+      }
+      if (mpfnFlags(src[i]) & MIGRATE_PFN_COMPOUND && !(mpfnFlags(dst[i]) & MIGRATE_PFN_COMPOUND)) {
+        nr = HPAGE_PMD_NR;
+        src[i] = mpfnClear(src[i], MIGRATE_PFN_COMPOUND);
+      }
+      for (let j = 0; j < nr && i + j < npages; j++) {
+        src[i + j] = src[i + j] - mpfnFlags(src[i + j]) + (mpfnFlags(src[i + j]) | MIGRATE_PFN_MIGRATE);
+        if (migratePfnToPage(dst[i + j]) < 0) {
+          // The kernel dereferences the missing page here; the model refuses the slot instead.
+          core.warn('migrate_vma_pages: compound hole expanded without a destination page for every slot');
+          src[i + j] = mpfnClear(src[i + j], MIGRATE_PFN_MIGRATE);
+          continue;
+        }
+        migrateVmaInsertPage(core, mig, addr + j * PAGE_SIZE, i + j, i + j);
+      }
+      i += nr;
+      continue;
+    }
+    let folio = m.head[page];
+    const newfolio = m.head[newpage];
+    const sflags = mpfnFlags(src[i]);
+    const dflags = mpfnFlags(dst[i]);
+    if (sflags & MIGRATE_PFN_MIGRATE && sflags & MIGRATE_PFN_COMPOUND && !(dflags & MIGRATE_PFN_COMPOUND)) {
+      if (!mig) {
+        src[i] = mpfnClear(src[i], MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND);
+        i += nr;
+        continue;
+      }
+      nr = m.folioNrPages(folio);
+      if (splitUnmappedForMigrate(core, mig, i, mig.start + i * PAGE_SIZE, folio)) {
+        src[i] = mpfnClear(src[i], MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND);
+        i += nr;
+        continue;
+      }
+    } else if (
+      sflags & MIGRATE_PFN_MIGRATE &&
+      dflags & MIGRATE_PFN_COMPOUND &&
+      !(sflags & MIGRATE_PFN_COMPOUND)
+    ) {
+      src[i] = mpfnClear(src[i], MIGRATE_PFN_MIGRATE);
+    }
+    const devDst =
+      folioIsDevicePrivate(core, newfolio) || core.pgmapOf(newfolio)?.type === MEMORY_DEVICE_COHERENT;
+    const hasMapping = !folioTestAnon(core, folio) && m.mapping[folio] !== 0;
+    if (devDst) {
+      if (hasMapping) {
+        src[i] = mpfnClear(src[i], MIGRATE_PFN_MIGRATE);
+        i += nr;
+        continue;
+      }
+    } else if (folioIsZoneDevice(core, newfolio)) {
+      src[i] = mpfnClear(src[i], MIGRATE_PFN_MIGRATE);
+      i += nr;
+      continue;
+    }
+    const extra = mig && mig.faultPage === page ? 1 : 0;
+    for (let j = 0; j < nr && i + j < npages; j++) {
+      const sp = migratePfnToPage(src[i + j]);
+      const dp = migratePfnToPage(dst[i + j]);
+      if (sp < 0 || dp < 0) {
+        src[i + j] = mpfnClear(src[i + j], MIGRATE_PFN_MIGRATE);
+        continue;
+      }
+      folio = m.head[sp];
+      const nf = m.head[dp];
+      if (folioMigrateMapping(core, nf, folio, extra))
+        src[i + j] = mpfnClear(src[i + j], MIGRATE_PFN_MIGRATE);
+      else folioMigrateFlags(core, nf, folio);
+    }
+    i += nr;
+  }
+  if (range) mmuNotifierInvalidateRangeEnd(range);
+}

@@ -205,7 +205,6 @@ export class Process {
       // Models shmem_zero_setup(): shared anonymous memory is a tmpfs file.
       inode = shmemNewInode(core, 'dev/zero');
       inode.size = len;
-      if (huge) inode.pages.clear();
     }
     if (huge && shared && !inode) {
       inode = shmemNewInode(core, 'anon_hugepage');
@@ -561,15 +560,8 @@ export class Process {
 
   private readonly mallocs = new Map<number, number>();
 
-  /** Huge pages (2 MiB) in this model's default hstate. */
-  static readonly HPAGE_PMD_NR = HPAGE_PMD_NR;
   /** Mapped VMAs, read-only (for inspection). */
   get vmas(): readonly Vma[] {
     return this.mm.vmas;
-  }
-
-  /** True when a hugetlb VMA covers addr. */
-  isHugetlb(addr: number): boolean {
-    return ((this.mm.vmaLookup(addr)?.flags ?? 0) & VM_HUGETLB) !== 0;
   }
 }

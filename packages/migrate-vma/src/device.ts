@@ -9,6 +9,7 @@ import {
   setGupHooks,
 } from '@hmm-model/mm-core';
 import { migrateDeviceFinalizeCore } from './finalize.js';
+import { migrationBeginPfns, migrationCollected, migrationEnd, migrationPagesDone } from './inflight.js';
 import { migrateDevicePagesCore } from './pages.js';
 import { MIGRATE_PFN_COMPOUND, MIGRATE_PFN_MIGRATE, migratePfn, mpfnFlags, mpfnSet } from './types.js';
 import { migrateDeviceUnmap } from './unmap.js';
@@ -47,16 +48,24 @@ function lockAll(core: Core, src: Float64Array, pfnAt: (i: number) => number, np
  * [start, start + npages) for migration to system memory (eviction). Always 0.
  */
 export function migrateDeviceRange(core: Core, src: Float64Array, start: number, npages: number): number {
+  migrationBeginPfns(core, src, npages);
   lockAll(core, src, (i) => start + i, npages);
-  migrateDeviceUnmap(core, src, npages, -1);
+  unmapAndRecord(core, src, npages);
   return 0;
+}
+
+/** migrate_device_unmap() for the pfn-based API, recording the migration while pages stay locked. */
+function unmapAndRecord(core: Core, src: Float64Array, npages: number): void {
+  if (migrateDeviceUnmap(core, src, npages, -1)) migrationCollected(core, src);
+  else migrationEnd(core, src);
 }
 
 /** Models migrate_device_pfns(): like migrate_device_range() for a pre-filled, non-contiguous pfn list. */
 export function migrateDevicePfns(core: Core, src: Float64Array, npages: number): number {
   const pfns = Array.from(src.subarray(0, npages));
+  migrationBeginPfns(core, src, npages);
   lockAll(core, src, (i) => pfns[i], npages);
-  migrateDeviceUnmap(core, src, npages, -1);
+  unmapAndRecord(core, src, npages);
   return 0;
 }
 
@@ -66,6 +75,7 @@ export function migrateDevicePfns(core: Core, src: Float64Array, npages: number)
  */
 export function migrateDevicePages(core: Core, src: Float64Array, dst: Float64Array, npages: number): void {
   migrateDevicePagesCore(core, src, dst, npages, null);
+  migrationPagesDone(core, src, dst);
 }
 
 /** Models migrate_device_finalize(). */
@@ -76,6 +86,7 @@ export function migrateDeviceFinalize(
   npages: number,
 ): void {
   migrateDeviceFinalizeCore(core, src, dst, npages, -1);
+  migrationEnd(core, src);
 }
 
 /**
@@ -87,7 +98,8 @@ export function migrateDeviceCoherentFolio(core: Core, folio: number): number {
   if (!folioTrylock(core, folio)) core.wait('coherent folio lock', () => folioTrylock(core, folio));
   const src = new Float64Array([migratePfn(folio) + MIGRATE_PFN_MIGRATE]);
   const dst = new Float64Array(1);
-  migrateDeviceUnmap(core, src, 1, -1);
+  migrationBeginPfns(core, src, 1);
+  unmapAndRecord(core, src, 1);
   if (!(mpfnFlags(src[0]) & MIGRATE_PFN_MIGRATE)) return -16;
   const d = allocFolio(core, 0, false);
   if (d >= 0) {

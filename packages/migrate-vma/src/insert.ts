@@ -3,6 +3,7 @@ import {
   anonVmaPrepare,
   type Core,
   depositTable,
+  EINVAL,
   entryHuge,
   entryNone,
   entryPfn,
@@ -38,7 +39,8 @@ import {
   SWP_DEVICE_READ,
   SWP_DEVICE_WRITE,
   splitHugePmdLocked,
-  thpVmaAllowable,
+  VM_EXEC,
+  VM_READ,
   VM_WRITE,
   type Vma,
   withInvalidation,
@@ -51,6 +53,20 @@ import {
   mpfnClear,
   mpfnFlags,
 } from './types.js';
+
+/**
+ * Models thp_vma_suitable_order(vma, addr, HPAGE_PMD_ORDER) for an anonymous VMA (the pgoff
+ * alignment test applies to file VMAs only): the aligned PMD around addr lies inside the VMA.
+ */
+function thpVmaSuitableOrder(vma: Vma, addr: number): boolean {
+  const haddr = addr - (addr % PMD_SIZE);
+  return haddr >= vma.start && haddr + PMD_SIZE <= vma.end;
+}
+
+/** Models vma->vm_page_prot being PAGE_NONE: a PROT_NONE VMA's entries are protnone. */
+function protNone(vma: Vma): boolean {
+  return (vma.flags & (VM_READ | VM_WRITE | VM_EXEC)) === 0;
+}
 
 /**
  * Models migrate_vma_insert_huge_pmd_page(): map a PMD-order destination folio into an empty
@@ -67,7 +83,13 @@ function insertHugePmdPage(
   si: number,
 ): number {
   const mm = vma.mm;
-  if (!thpVmaAllowable(core, vma, addr, true) || addr % PMD_SIZE !== 0) return -22;
+  if (!thpVmaSuitableOrder(vma, addr)) return -EINVAL;
+  if (addr % PMD_SIZE !== 0) {
+    // The kernel would map the PMD at the aligned-down address with the rmap index of `addr`;
+    // only a driver that gives a compound destination to an unaligned small hole gets here.
+    core.warn('migrate_vma_insert_huge_pmd_page: unaligned address');
+    return -EINVAL;
+  }
   const av = anonVmaPrepare(core, vma);
   const m = core.map;
   if (!(m.flags[folio] & PG_head)) prepCompound(core, folio, HPAGE_PMD_ORDER, true);
@@ -89,7 +111,7 @@ function insertHugePmdPage(
       return abort();
     }
     const w = (vma.flags & VM_WRITE) !== 0;
-    lo = mkPmdLo(folio, w, w, true);
+    lo = mkPmdLo(folio, w, w, true, protNone(vma));
   }
   const mi = pmdIndex(addr);
   const olo = ptLo(core, pmdT, mi);
@@ -168,7 +190,7 @@ function insertPage(core: Core, mig: MigrateVma, addr: number, di: number, si: n
       return false;
     }
     const w = (vma.flags & VM_WRITE) !== 0;
-    lo = mkPteLo(page, w, w, true);
+    lo = mkPteLo(page, w, w, true, protNone(vma));
   }
   const i = pteIndex(addr);
   const olo = ptLo(core, pteT, i);

@@ -1,5 +1,6 @@
 import {
   EINVAL,
+  installMmCoreChecker,
   entryKind,
   entryPfn,
   Kernel,
@@ -20,7 +21,7 @@ import {
 } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
 import { migrateVmaSetup } from './setup.js';
-import { MiniDevice } from './testing/minidev.js';
+import { fillPattern, machine, pmdKind, thpWindow as window2m } from './testing/harness.js';
 import {
   MIGRATE_PFN_COMPOUND,
   MIGRATE_PFN_MIGRATE,
@@ -32,30 +33,10 @@ import {
   newMigrateVma,
 } from './types.js';
 
-function machine() {
-  const k = new Kernel({ ramBytes: 256 << 20 });
-  const dev = new MiniDevice(k);
-  const p = k.spawn();
-  return { k, dev, p };
-}
-
-/** mmap 4 MiB, return the 2 MiB-aligned window with MADV_HUGEPAGE and the int pattern written. */
 function thpWindow(p: Process, write = true): number {
-  const raw = p.mmap(0, 2 * PMD_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
-  const w = Math.ceil(raw / PMD_SIZE) * PMD_SIZE;
-  expect(p.madvise(w, PMD_SIZE, MADV_HUGEPAGE)).toBe(0);
-  if (write)
-    p.writeInts(
-      w,
-      Int32Array.from({ length: PMD_SIZE / 4 }, (_, i) => i),
-    );
+  const w = window2m(p);
+  if (write) fillPattern(p, w, PMD_SIZE);
   return w;
-}
-
-function pmdKind(k: Kernel, p: Process, addr: number): string {
-  const t = pmdTableOf(k.core, p.mm, addr, false);
-  const lo = ptLo(k.core, t, pmdIndex(addr));
-  return entryKind(lo, ptHi(k.core, t, pmdIndex(addr)), 'pmd', k.core.zeroPfn, k.core.hugeZeroPfn);
 }
 
 function checkPattern(p: Process, w: number, n = PMD_SIZE / 4): void {
@@ -71,8 +52,7 @@ function checkPattern(p: Process, w: number, n = PMD_SIZE / 4): void {
 
 describe('migrate_vma with THP', () => {
   it('moves a PMD-mapped THP to the device whole and faults it back at PMD level', () => {
-    const { k, dev, p } = machine();
-    k.checkInvariants = true;
+    const { k, dev, p, check } = machine();
     const w = thpWindow(p);
     expect(pmdKind(k, p, w)).toBe('huge');
     const freeBefore = k.core.zone.nrFree;
@@ -88,59 +68,59 @@ describe('migrate_vma with THP', () => {
     const e = pagemapEntry(k.core, p.mm, w + 4096);
     expect(e & PM_SWAP).toBe(PM_SWAP);
     expect(e & PM_PRESENT).toBe(0n);
-    expect(k.check()).toEqual([]);
+    expect(check()).toEqual([]);
     checkPattern(p, w);
     expect(pmdKind(k, p, w)).toBe('huge');
     expect(dev.frees).toBe(1);
-    expect(k.check()).toEqual([]);
+    expect(check()).toEqual([]);
   });
 
   it('splits the source THP when the device gives small pages (split during migration)', () => {
-    const { k, dev, p } = machine();
+    const { k, dev, p, check } = machine();
     const w = thpWindow(p);
-    dev.failLarge = true;
+    dev.failLarge = 1;
     const { mig } = dev.toDevice(p.mm.vmaLookup(w)!, w, w + PMD_SIZE);
     expect(mig.cpages).toBe(1);
     let migrated = 0;
     for (let i = 0; i < 512; i++) if (mpfnFlags(mig.src[i]) & MIGRATE_PFN_MIGRATE) migrated++;
     expect(migrated).toBe(512);
     expect(pmdKind(k, p, w)).toBe('table');
-    expect(k.check()).toEqual([]);
+    expect(check()).toEqual([]);
     expect(p.readI32(w + 8192)).toBe(2048);
     checkPattern(p, w);
-    expect(k.check()).toEqual([]);
+    expect(check()).toEqual([]);
   });
 
   it('fills an empty aligned PMD with one compound hole and a device PMD', () => {
-    const { k, dev, p } = machine();
+    const { k, dev, p, check } = machine();
     const w = thpWindow(p, false);
     const { mig } = dev.toDevice(p.mm.vmaLookup(w)!, w, w + PMD_SIZE);
     expect(mig.cpages).toBe(1);
     expect(mig.src[0]).toBe(MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND);
     expect(pmdKind(k, p, w)).toBe('device-private-write');
     expect(p.readI32(w + 100)).toBe(0);
-    expect(k.check()).toEqual([]);
+    expect(check()).toEqual([]);
   });
 
   it('partial munmap of a device THP leaves a PTE-mapped device folio that faults back per page', () => {
-    const { k, dev, p } = machine();
+    const { k, dev, p, check } = machine();
     const w = thpWindow(p);
     dev.toDevice(p.mm.vmaLookup(w)!, w, w + PMD_SIZE);
     expect(p.munmap(w + PMD_SIZE / 4, PMD_SIZE / 2)).toBe(0);
     expect(pmdKind(k, p, w)).toBe('table');
-    expect(k.check()).toEqual([]);
+    expect(check()).toEqual([]);
     const back = p.readInts(w, PMD_SIZE / 16);
     expect(back[77]).toBe(77);
     checkPattern(p, w + (3 * PMD_SIZE) / 4, 0);
     const tail = p.readInts(w + (3 * PMD_SIZE) / 4, PMD_SIZE / 16);
     expect(tail[5]).toBe((3 * PMD_SIZE) / 16 + 5);
-    expect(k.check()).toEqual([]);
+    expect(check()).toEqual([]);
     p.exit(0);
-    expect(k.check()).toEqual([]);
+    expect(check()).toEqual([]);
   });
 
   it('fork shares a device THP read-only; a CPU access in the child migrates it back for both', () => {
-    const { k, dev, p } = machine();
+    const { k, dev, p, check } = machine();
     const w = thpWindow(p);
     dev.toDevice(p.mm.vmaLookup(w)!, w, w + PMD_SIZE);
     const child = k.task(p.fork())!;
@@ -152,11 +132,11 @@ describe('migrate_vma with THP', () => {
     expect(p.readI32(w + 40)).toBe(10);
     expect(child.readI32(w + 40)).toBe(-5);
     child.exit(0);
-    expect(k.check()).toEqual([]);
+    expect(check()).toEqual([]);
   });
 
   it('mprotect downgrades a writable device PMD and a later write fault gets it back', () => {
-    const { k, dev, p } = machine();
+    const { k, dev, p, check } = machine();
     const w = thpWindow(p);
     dev.toDevice(p.mm.vmaLookup(w)!, w, w + PMD_SIZE);
     expect(p.mprotect(w, PMD_SIZE, PROT_READ)).toBe(0);
@@ -166,11 +146,11 @@ describe('migrate_vma with THP', () => {
     p.writeI32(w, 42);
     expect(p.readI32(w)).toBe(42);
     expect(p.readI32(w + 4)).toBe(1);
-    expect(k.check()).toEqual([]);
+    expect(check()).toEqual([]);
   });
 
   it('mremap moves a device PMD verbatim', () => {
-    const { k, dev, p } = machine();
+    const { k, dev, p, check } = machine();
     const w = thpWindow(p);
     dev.toDevice(p.mm.vmaLookup(w)!, w, w + PMD_SIZE);
     const dest = p.mmap(0, 4 * PMD_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS);
@@ -179,11 +159,11 @@ describe('migrate_vma with THP', () => {
     expect(r).toBe(d);
     expect(pmdKind(k, p, d)).toBe('device-private-write');
     checkPattern(p, d);
-    expect(k.check()).toEqual([]);
+    expect(check()).toEqual([]);
   });
 
   it('rejects bad arguments with -EINVAL', () => {
-    const { k, p } = machine();
+    const { k, p, check } = machine();
     const w = thpWindow(p);
     const vma = p.mm.vmaLookup(w)!;
     const bad = [

@@ -1,8 +1,10 @@
 import {
   type Core,
+  EAGAIN,
   folioGet,
   folioIsDevicePrivate,
   folioIsZoneDevice,
+  folioMapcount,
   folioSplitUnmapped,
   folioTestAnon,
   HPAGE_PMD_NR,
@@ -41,7 +43,9 @@ import {
  */
 export function folioMigrateMapping(core: Core, dst: number, src: number, extraCount: number): number {
   const m = core.map;
-  if (m.refcount[src] !== 1 + extraCount) return -11;
+  // folio_expected_ref_count() of an anonymous folio outside the swap cache is its mapcount
+  // (0 once unmapped); +1 for the migration's own reference.
+  if (m.refcount[src] !== folioMapcount(core, src) + extraCount + 1) return -EAGAIN;
   const n = m.folioNrPages(src);
   for (let k = 0; k < n; k++) {
     m.index[dst + k] = m.index[src + k];
@@ -191,6 +195,9 @@ export function migrateDevicePagesCore(
       const sp = migratePfnToPage(src[i + j]);
       const dp = migratePfnToPage(dst[i + j]);
       if (sp < 0 || dp < 0) {
+        // The kernel dereferences both pages here (§9 invariant 6: after a split every dst slot
+        // must be filled); the model records the driver bug and refuses the slot instead.
+        core.warn(`migrate_vma_pages: slot ${i + j} of a split unit has no ${sp < 0 ? 'source' : 'destination'} page`);
         src[i + j] = mpfnClear(src[i + j], MIGRATE_PFN_MIGRATE);
         continue;
       }

@@ -9,6 +9,7 @@ import {
 } from '@hmm-model/mm-core';
 import { migrateVmaCollect } from './collect.js';
 import { migrateDeviceFinalizeCore } from './finalize.js';
+import { migrationBeginVma, migrationCollected, migrationEnd, migrationPagesDone } from './inflight.js';
 import { migrateDevicePagesCore } from './pages.js';
 import type { MigrateVma } from './types.js';
 import { migrateDeviceUnmap } from './unmap.js';
@@ -36,17 +37,23 @@ export function migrateVmaSetup(core: Core, args: MigrateVma): number {
   args.src.fill(0, 0, nrPages);
   args.cpages = 0;
   args.npages = 0;
+  migrationBeginVma(core, args);
   migrateVmaCollect(core, args);
   if (args.cpages) args.cpages = migrateDeviceUnmap(core, args.src, args.npages, args.faultPage);
+  // Nothing is left locked when no unit is still migrating; callers may skip finalize then.
+  if (args.cpages) migrationCollected(core, args);
+  else migrationEnd(core, args);
   return 0;
 }
 
 /** Models migrate_vma_pages(). */
 export function migrateVmaPages(core: Core, args: MigrateVma): void {
   migrateDevicePagesCore(core, args.src, args.dst, args.npages, args);
+  migrationPagesDone(core, args);
 }
 
 /** Models migrate_vma_finalize(). */
 export function migrateVmaFinalize(core: Core, args: MigrateVma): void {
   migrateDeviceFinalizeCore(core, args.src, args.dst, args.npages, args.faultPage);
+  migrationEnd(core, args);
 }

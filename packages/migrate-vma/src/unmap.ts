@@ -5,6 +5,7 @@ import {
   folioMapcount,
   folioMapped,
   folioPut,
+  folioTestAnon,
   folioUnlock,
   PG_lru,
   removeMigrationPtes,
@@ -21,13 +22,16 @@ import {
 
 /**
  * Models migrate_vma_check_page(): the folio holds no references beyond its mappings, the
- * migration's own, the fault handler's (if this is the fault page) and ZONE_DEVICE's extra one.
+ * migration's own, the fault handler's (if this is the fault page), ZONE_DEVICE's extra one
+ * and, for a page-cache folio, the cache's (folio_mapping() != NULL: 1 + folio_has_private(),
+ * and no folio of this model has private data).
  */
 export function migrateVmaCheckPage(core: Core, page: number, faultPage: number): boolean {
   const m = core.map;
   const folio = m.head[page];
   let extra = 1 + (page === faultPage ? 1 : 0);
   if (folioIsZoneDevice(core, folio)) extra++;
+  if (!folioTestAnon(core, folio) && m.mapping[folio] !== 0) extra++;
   return m.refcount[folio] - extra <= folioMapcount(core, folio);
 }
 

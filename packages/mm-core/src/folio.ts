@@ -263,7 +263,10 @@ export function folioRemoveRmapPmd(core: Core, head: number): void {
   m.entireMapcount[head]--;
   m.largeMapcount[head]--;
   if (m.entireMapcount[head] === 0) {
-    m.flags[head] &= ~PG_anon_exclusive;
+    // The head page's AnonExclusive is also its PTE-level bit: __split_huge_pmd_locked()
+    // adds the PTE rmaps (exclusive) before removing the PMD rmap, and the kernel never
+    // clears the bit on unmap (__folio_remove_rmap()), so keep it while PTE-mapped.
+    if (m.mapcount[head] === 0) m.flags[head] &= ~PG_anon_exclusive;
     if (m.flags[head] & PG_anon) core.vmstat.nr_anon_transparent_hugepages--;
   }
 }

@@ -1,7 +1,7 @@
 import { EFAULT, EINVAL, FOLL_LONGTERM, PAGE_SIZE } from './constants.js';
+import type { Core } from './core.js';
 import { accessBytes } from './cpu.js';
 import type { FileOperations } from './fs.js';
-import type { Core } from './core.js';
 import { FOLL_PIN, getUserPages, putUserPages } from './mm/gup.js';
 import type { Process } from './process.js';
 

@@ -42,3 +42,4 @@ export * from './mm/rmap.js';
 export * from './mm/split.js';
 export * from './mm/gup.js';
 export * from './gup-test.js';
+export * from './invariants.js';

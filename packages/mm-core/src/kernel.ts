@@ -2,12 +2,12 @@ import { EEXIST, EINVAL, ENOENT, O_CREAT, O_EXCL, O_TMPFILE, PMD_SIZE } from './
 import { Core, type CoreOptions } from './core.js';
 import { allocFolio } from './folio.js';
 import type { FileOperations, OpenFile } from './fs.js';
+import { gupTestFops } from './gup-test.js';
 import type { Host, PathTarget, TaskLike } from './host.js';
 import { hugetlbGrowPool } from './mm/hugetlb.js';
 import { shmemNewInode } from './mm/shmem.js';
 import type { Inode } from './mm/types.js';
 import { PG_reserved } from './phys/memmap.js';
-import { gupTestFops } from './gup-test.js';
 import { pagemapEntry } from './proc.js';
 import { Process } from './process.js';
 import { meminfoText, vmstatText } from './report.js';

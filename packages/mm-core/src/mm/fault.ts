@@ -57,6 +57,7 @@ import { shmemGetFolio } from './shmem.js';
 import {
   MMU_NOTIFY_CLEAR,
   type MmStruct,
+  VM_EXEC,
   VM_HUGEPAGE,
   VM_HUGETLB,
   VM_NOHUGEPAGE,
@@ -110,6 +111,9 @@ export function doHugePmdAnonymousPage(
 ): number {
   const mm = vma.mm;
   const write = (flags & FAULT_FLAG_WRITE) !== 0;
+  // vmf_anon_prepare() comes first, so even a huge-zero-page VMA gets an anon_vma (and fork
+  // copies its PMD).
+  const av = anonVmaPrepare(core, vma);
   if (!write && core.thpUseZeroPage) {
     const z = getHugeZeroFolio(core, mm);
     if (z >= 0) {
@@ -130,7 +134,6 @@ export function doHugePmdAnonymousPage(
     folioPut(core, folio);
     return VM_FAULT_OOM;
   }
-  const av = anonVmaPrepare(core, vma);
   depositTable(mm, haddr, table);
   folioAddNewAnonRmap(core, folio, av.id, linearPageIndex(vma, haddr), true);
   core.map.flags[folio] |= PG_lru | PG_dirty;
@@ -139,6 +142,44 @@ export function doHugePmdAnonymousPage(
   addMmCounter(mm, 'MM_ANONPAGES', HPAGE_PMD_NR);
   core.vmstat.thp_fault_alloc++;
   return 0;
+}
+
+/**
+ * Models do_huge_zero_wp_pmd() (mm/huge_memory.c, since v6.12): a write fault on the huge zero
+ * PMD allocates a THP and maps it in place of the zero PMD (the deposited table stays).
+ * VM_FAULT_FALLBACK when no THP is available: the caller splits the PMD and COWs one page.
+ */
+function doHugeZeroWpPmd(core: Core, vma: Vma, pmdT: number, haddr: number): number {
+  const folio = allocFolio(core, HPAGE_PMD_ORDER, true);
+  if (folio < 0) {
+    core.vmstat.thp_fault_fallback++;
+    return VM_FAULT_FALLBACK;
+  }
+  const av = anonVmaPrepare(core, vma);
+  withInvalidation(vma.mm, haddr, haddr + PMD_SIZE, MMU_NOTIFY_CLEAR, null, () => {
+    folioAddNewAnonRmap(core, folio, av.id, linearPageIndex(vma, haddr), true);
+    core.map.flags[folio] |= PG_lru | PG_dirty;
+    ptSet(core, pmdT, pmdIndex(haddr), mkPmdLo(folio, true, true, true), mkHi(folio));
+    addMmCounter(vma.mm, 'MM_ANONPAGES', HPAGE_PMD_NR);
+  });
+  core.vmstat.thp_fault_alloc++;
+  return 0;
+}
+
+/**
+ * Models the reuse test of do_huge_pmd_wp_page(): an AnonExclusive THP is reused; so is an
+ * anonymous THP whose only reference is this mapping (after the other side of a fork went
+ * away): folio_move_anon_rmap() to this VMA's anon_vma and SetPageAnonExclusive().
+ */
+function wpCanReuseAnonThp(core: Core, vma: Vma, head: number): boolean {
+  const m = core.map;
+  if (!(m.flags[head] & PG_anon)) return false;
+  if (m.flags[head] & PG_anon_exclusive) return true;
+  if (m.refcount[head] !== 1 || m.flags[head] & PG_locked || !vma.anonVma) return false;
+  const n = m.folioNrPages(head);
+  for (let i = 0; i < n; i++) m.mapping[head + i] = vma.anonVma.id;
+  m.flags[head] |= PG_anon_exclusive;
+  return true;
 }
 
 /** Models do_anonymous_page(): zero page for reads, a new exclusive anonymous page for writes. */
@@ -372,7 +413,9 @@ function hugetlbFault(core: Core, vma: Vma, addr: number, flags: number): number
 export function handleMmFault(core: Core, vma: Vma, addr: number, flags: number): number {
   const mm = vma.mm;
   const write = (flags & FAULT_FLAG_WRITE) !== 0;
-  if (write ? !(vma.flags & VM_WRITE) : !(vma.flags & VM_READ)) return VM_FAULT_SIGSEGV;
+  // Models access_error() (arch/x86/mm/fault.c): a read needs vma_is_accessible() (any of
+  // VM_READ|VM_WRITE|VM_EXEC: x86 cannot map write-only or execute-only), a write VM_WRITE.
+  if (write ? !(vma.flags & VM_WRITE) : !(vma.flags & (VM_READ | VM_WRITE | VM_EXEC))) return VM_FAULT_SIGSEGV;
   core.vmstat.pgfault++;
   if (vma.flags & VM_HUGETLB) return hugetlbFault(core, vma, addr, flags);
   const pmdT = pmdTableOf(core, mm, addr, true);
@@ -398,7 +441,10 @@ export function handleMmFault(core: Core, vma: Vma, addr: number, flags: number)
     }
     const pfn = entryPfn(lo, hi);
     const head = core.map.head[pfn];
-    if (pfn !== core.hugeZeroPfn && core.map.flags[head] & PG_anon_exclusive) {
+    if (pfn === core.hugeZeroPfn) {
+      const r = doHugeZeroWpPmd(core, vma, pmdT, haddr);
+      if (!(r & VM_FAULT_FALLBACK)) return r;
+    } else if (wpCanReuseAnonThp(core, vma, head)) {
       // Models do_huge_pmd_wp_page() reuse of an exclusive anonymous THP.
       ptSet(core, pmdT, mi, (lo | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED) >>> 0, hi);
       mm.tlb.flushRange(haddr, haddr + PMD_SIZE);

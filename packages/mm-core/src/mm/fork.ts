@@ -18,6 +18,7 @@ import {
   isDevicePrivateType,
   isMigrationType,
   mkHi,
+  mkLo,
   mkPteLo,
   SWP_DEVICE_EXCLUSIVE,
   SWP_DEVICE_READ,
@@ -202,7 +203,8 @@ function copyHugetlb(core: Core, src: Vma, dst: Vma): boolean {
     }
     core.map.entireMapcount[f]++;
     core.map.largeMapcount[f]++;
-    ptSet(core, dT, mi, lo, mkHi(f));
+    // The child maps `f` (the copy for private mappings): rebuild the pfn field of the entry.
+    ptSet(core, dT, mi, mkLo(f, lo & 0xfff), mkHi(f));
   }
   return true;
 }

@@ -1,12 +1,26 @@
 import { EFAULT, ENOMEM, EPERM, FOLL_LONGTERM, FOLL_WRITE, PAGE_SIZE, PMD_SIZE } from '../constants.js';
-import { type Core, FAULT_FLAG_WRITE, MEMORY_DEVICE_COHERENT, VM_FAULT_ERROR, VM_FAULT_OOM } from '../core.js';
+import {
+  type Core,
+  FAULT_FLAG_WRITE,
+  MEMORY_DEVICE_COHERENT,
+  VM_FAULT_ERROR,
+  VM_FAULT_OOM,
+} from '../core.js';
 import { folioGet, folioPut, folioTrylock, folioUnlock } from '../folio.js';
+import {
+  _PAGE_PRESENT,
+  _PAGE_RW,
+  entryHuge,
+  entryPfn,
+  mkHi,
+  mkSwpLo,
+  SWP_DEVICE_EXCLUSIVE,
+} from '../pgtable/entry.js';
 import { PG_anon, PG_anon_exclusive, PG_zone_device } from '../phys/memmap.js';
-import { _PAGE_PRESENT, _PAGE_RW, entryHuge, entryPfn, mkHi, mkSwpLo, SWP_DEVICE_EXCLUSIVE } from '../pgtable/entry.js';
 import { handleMmFault } from './fault.js';
 import { splitHugePmdLocked } from './huge.js';
 import { withInvalidation } from './notifier.js';
-import { pmdIndex, pmdTableOf, ptHi, ptLo, ptSet, pteIndex, pteTableOf } from './pgtable.js';
+import { pmdIndex, pmdTableOf, pteIndex, pteTableOf, ptHi, ptLo, ptSet } from './pgtable.js';
 import { MMU_NOTIFY_EXCLUSIVE, type MmStruct, VM_IO, VM_PFNMAP, VM_READ, VM_WRITE } from './types.js';
 
 /** Models GUP_PIN_COUNTING_BIAS bookkeeping: FOLL_PIN references are also counted in pincount. */
@@ -53,7 +67,13 @@ export function setGupHooks(core: Core, hooks: GupHooks): void {
  * pfns taken (fewer than nr on a partial failure, as the kernel returns a short count) or
  * -errno when the first page fails.
  */
-export function getUserPages(core: Core, mm: MmStruct, addr: number, nr: number, gupFlags: number): number[] | number {
+export function getUserPages(
+  core: Core,
+  mm: MmStruct,
+  addr: number,
+  nr: number,
+  gupFlags: number,
+): number[] | number {
   const write = (gupFlags & FOLL_WRITE) !== 0;
   const out: number[] = [];
   for (let k = 0; k < nr; k++) {
@@ -73,7 +93,11 @@ export function getUserPages(core: Core, mm: MmStruct, addr: number, nr: number,
     if (pfn < 0) return fail(-EFAULT);
     const m = core.map;
     let head = m.head[pfn];
-    if (gupFlags & FOLL_LONGTERM && m.flags[head] & PG_zone_device && core.pgmapOf(head)?.type === MEMORY_DEVICE_COHERENT) {
+    if (
+      gupFlags & FOLL_LONGTERM &&
+      m.flags[head] & PG_zone_device &&
+      core.pgmapOf(head)?.type === MEMORY_DEVICE_COHERENT
+    ) {
       // Models check_and_migrate_movable_folios(): coherent memory cannot be pinned long-term.
       const mig = gupHooks.get(core)?.migrateDeviceCoherentFolio;
       if (!mig || mig(core, head) < 0) return fail(-ENOMEM);
@@ -123,7 +147,9 @@ export function makeDeviceExclusive(core: Core, mm: MmStruct, addr: number, owne
   const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
   const pmdT = pmdTableOf(core, mm, addr, false);
   if (pmdT >= 0 && entryHuge(ptLo(core, pmdT, pmdIndex(addr)))) {
-    withInvalidation(mm, haddr, haddr + PMD_SIZE, 1, null, () => splitHugePmdLocked(core, vma, pmdT, haddr, false));
+    withInvalidation(mm, haddr, haddr + PMD_SIZE, 1, null, () =>
+      splitHugePmdLocked(core, vma, pmdT, haddr, false),
+    );
   }
   const pteT = pteTableOf(core, mm, addr, false);
   const i = pteIndex(addr);

@@ -1,6 +1,11 @@
 import { EBUSY, EFAULT, EPERM, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_SIZE } from '../constants.js';
-import { type Core, FAULT_FLAG_REMOTE, FAULT_FLAG_WRITE, MEMORY_DEVICE_PRIVATE, VM_FAULT_ERROR } from '../core.js';
-import { PG_zone_device } from '../phys/memmap.js';
+import {
+  type Core,
+  FAULT_FLAG_REMOTE,
+  FAULT_FLAG_WRITE,
+  MEMORY_DEVICE_PRIVATE,
+  VM_FAULT_ERROR,
+} from '../core.js';
 import {
   _PAGE_PROTNONE,
   _PAGE_RW,
@@ -14,10 +19,19 @@ import {
   SWP_DEVICE_WRITE,
   swpType,
 } from '../pgtable/entry.js';
+import { PG_zone_device } from '../phys/memmap.js';
 import { handleMmFault } from './fault.js';
 import { mmuIntervalReadRetry } from './notifier.js';
-import { pmdIndex, pmdTableOf, ptHi, ptLo, pteIndex } from './pgtable.js';
-import { type MmuIntervalNotifier, VM_HUGETLB, VM_IO, VM_PFNMAP, VM_READ, VM_WRITE, type Vma } from './types.js';
+import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo } from './pgtable.js';
+import {
+  type MmuIntervalNotifier,
+  VM_HUGETLB,
+  VM_IO,
+  VM_PFNMAP,
+  VM_READ,
+  VM_WRITE,
+  type Vma,
+} from './types.js';
 
 /**
  * hmm_pfns entries in this model are numbers: pfn * 256 + a flag byte. The flag byte's bits
@@ -131,7 +145,10 @@ function walkVma(core: Core, range: HmmRange, vma: Vma, start: number, end: numb
           let need = 0;
           for (let k = 0; k < n; k++) need |= needFault(range, i0 + k, 0);
           if (need) {
-            core.wait('pmd migration entry', () => ptLo(core, pmdT, mi) !== lo || ptHi(core, pmdT, mi) !== hi);
+            core.wait(
+              'pmd migration entry',
+              () => ptLo(core, pmdT, mi) !== lo || ptHi(core, pmdT, mi) !== hi,
+            );
             return -EBUSY;
           }
         }

@@ -17,7 +17,6 @@ import type { Core } from '../core.js';
 import { allocFolio, folioAddNewAnonRmap, folioPut, folioRemoveRmapPtes } from '../folio.js';
 import {
   _PAGE_DIRTY,
-  _PAGE_RW,
   _PAGE_SPECIAL,
   entryHuge,
   entryNone,
@@ -41,7 +40,10 @@ import {
   VM_LOCKED,
   VM_NOHUGEPAGE,
   VM_PFNMAP,
+  VM_EXEC,
+  VM_READ,
   VM_SPECIAL,
+  VM_WRITE,
   type Vma,
 } from './types.js';
 import { isolateRange, mergeVmas } from './vma.js';
@@ -66,7 +68,6 @@ function collapsePmd(core: Core, vma: Vma, haddr: number): number {
   if (entryHuge(lo)) return entryPfn(lo, hi) === core.hugeZeroPfn ? -EINVAL : 0;
   const pteT = entryPfn(lo, hi);
   const m = core.map;
-  let anyWrite = false;
   for (let i = 0; i < HPAGE_PMD_NR; i++) {
     const plo = ptLo(core, pteT, i);
     const phi = ptHi(core, pteT, i);
@@ -77,7 +78,6 @@ function collapsePmd(core: Core, vma: Vma, haddr: number): number {
     if (!(m.flags[m.head[pfn]] & PG_anon)) return -EINVAL;
     if (m.refcount[m.head[pfn]] > m.mapcount[pfn] + (m.largeMapcount[m.head[pfn]] > 0 ? 511 : 0) + 1)
       return -EAGAIN;
-    if (plo & _PAGE_RW) anyWrite = true;
   }
   const folio = allocFolio(core, HPAGE_PMD_ORDER, false);
   if (folio < 0) return -ENOMEM;
@@ -105,7 +105,11 @@ function collapsePmd(core: Core, vma: Vma, haddr: number): number {
     addMmCounter(mm, 'MM_ANONPAGES', HPAGE_PMD_NR);
     // The emptied PTE table becomes the deposited table.
     depositTable(mm, haddr, pteT);
-    ptSet(core, pmdT, mi, mkPmdLo(folio, anyWrite, true, true), mkHi(folio));
+    // Models collapse_huge_page(): folio_mk_pmd(folio, vma->vm_page_prot) then
+    // maybe_pmd_mkwrite(): protections come from the VMA (PROT_NONE stays inaccessible).
+    const w = (vma.flags & VM_WRITE) !== 0;
+    const none = !(vma.flags & (VM_READ | VM_WRITE | VM_EXEC));
+    ptSet(core, pmdT, mi, mkPmdLo(folio, w, true, true, none), mkHi(folio));
     core.vmstat.thp_collapse_alloc++;
   });
   return 0;

@@ -109,7 +109,8 @@ export function sysMremap(
   if (!vma || oldAddr + Math.max(oLen, PAGE_SIZE) > vma.end) return -EFAULT;
   if (vma.flags & VM_HUGETLB) return -EINVAL;
   if (flags & MREMAP_DONTUNMAP && vma.flags & VM_SHARED && !vma.file) return -EINVAL;
-  if (!(flags & MREMAP_FIXED)) {
+  // Models do_mremap(): MREMAP_FIXED and MREMAP_DONTUNMAP always go through mremap_to().
+  if (!(flags & (MREMAP_FIXED | MREMAP_DONTUNMAP))) {
     if (nLen <= oLen) {
       if (nLen < oLen) unmapRange(core, mm, oldAddr + nLen, oldAddr + oLen);
       return oldAddr;

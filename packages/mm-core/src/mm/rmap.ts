@@ -11,7 +11,6 @@ import {
   folioRemoveRmapPmd,
   folioRemoveRmapPtes,
 } from '../folio.js';
-import { PG_anon, PG_anon_exclusive, PG_dirty, PG_head } from '../phys/memmap.js';
 import {
   _PAGE_ACCESSED,
   _PAGE_DIRTY,
@@ -42,15 +41,22 @@ import {
   SWP_MIGRATION_WRITE,
   swpType,
 } from '../pgtable/entry.js';
+import { PG_anon, PG_anon_exclusive, PG_dirty, PG_head } from '../phys/memmap.js';
 import { splitHugePmdLocked } from './huge.js';
 import { withInvalidation } from './notifier.js';
-import { pmdIndex, pmdTableOf, ptHi, ptLo, ptSet, pteIndex } from './pgtable.js';
+import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo, ptSet } from './pgtable.js';
 import { AnonVma, Inode, MMU_NOTIFY_CLEAR, VM_WRITE, type Vma } from './types.js';
 
 /** A place where a folio is mapped, as page_vma_mapped_walk() reports it. */
 export type MappedAt =
   | { readonly level: 'pmd'; readonly vma: Vma; readonly pmdT: number; readonly addr: number }
-  | { readonly level: 'pte'; readonly vma: Vma; readonly pteT: number; readonly addr: number; readonly pfn: number };
+  | {
+      readonly level: 'pte';
+      readonly vma: Vma;
+      readonly pteT: number;
+      readonly addr: number;
+      readonly pfn: number;
+    };
 
 /**
  * Models rmap_walk() (mm/rmap.c): the VMAs that may map the folio (its anon_vma's VMAs or its
@@ -202,7 +208,8 @@ export function setPteMigrationEntry(core: Core, vma: Vma, pteT: number, addr: n
     if (lo & _PAGE_UFFD_WP) bits |= _PAGE_SWP_UFFD_WP;
   } else {
     const t = swpType(lo);
-    write = t === SWP_DEVICE_WRITE || (t === SWP_DEVICE_EXCLUSIVE && (vma.flags & VM_WRITE) !== 0 && exclusive);
+    write =
+      t === SWP_DEVICE_WRITE || (t === SWP_DEVICE_EXCLUSIVE && (vma.flags & VM_WRITE) !== 0 && exclusive);
     bits |= lo & (_PAGE_SWP_SOFT_DIRTY | _PAGE_SWP_UFFD_WP);
   }
   const type = write ? SWP_MIGRATION_WRITE : exclusive ? SWP_MIGRATION_READ_EXCLUSIVE : SWP_MIGRATION_READ;
@@ -229,16 +236,23 @@ export function tryToMigrate(core: Core, head: number, flags = 0): void {
   for (const { vma, addr } of rmapVmas(core, head)) {
     const hits = pageVmaMappedWalk(core, vma, head, nr, addr, false);
     if (hits.length === 0) continue;
-    withInvalidation(vma.mm, Math.max(addr, vma.start), Math.min(addr + nr * PAGE_SIZE, vma.end), MMU_NOTIFY_CLEAR, null, () => {
-      for (const h of hits) {
-        if (h.level === 'pmd') {
-          if (flags & TTU_SPLIT_HUGE_PMD) {
-            if (m.flags[head] & PG_anon_exclusive && folioMaybeDmaPinned(core, head)) return;
-            splitHugePmdLocked(core, vma, h.pmdT, h.addr, true);
-          } else if (setPmdMigrationEntry(core, vma, h.pmdT, h.addr) < 0) return;
-        } else if (!setPteMigrationEntry(core, vma, h.pteT, h.addr)) return;
-      }
-    });
+    withInvalidation(
+      vma.mm,
+      Math.max(addr, vma.start),
+      Math.min(addr + nr * PAGE_SIZE, vma.end),
+      MMU_NOTIFY_CLEAR,
+      null,
+      () => {
+        for (const h of hits) {
+          if (h.level === 'pmd') {
+            if (flags & TTU_SPLIT_HUGE_PMD) {
+              if (m.flags[head] & PG_anon_exclusive && folioMaybeDmaPinned(core, head)) return;
+              splitHugePmdLocked(core, vma, h.pmdT, h.addr, true);
+            } else if (setPmdMigrationEntry(core, vma, h.pmdT, h.addr) < 0) return;
+          } else if (!setPteMigrationEntry(core, vma, h.pteT, h.addr)) return;
+        }
+      },
+    );
   }
 }
 
@@ -266,7 +280,11 @@ export function removeMigrationPtes(core: Core, src: number, dst: number): void 
         const exclusive = dstAnon && type !== SWP_MIGRATION_READ;
         let nlo: number;
         if (dstDevice) {
-          nlo = mkSwpLo(write ? SWP_DEVICE_WRITE : SWP_DEVICE_READ, dst, lo & (_PAGE_SWP_SOFT_DIRTY | _PAGE_SWP_UFFD_WP));
+          nlo = mkSwpLo(
+            write ? SWP_DEVICE_WRITE : SWP_DEVICE_READ,
+            dst,
+            lo & (_PAGE_SWP_SOFT_DIRTY | _PAGE_SWP_UFFD_WP),
+          );
         } else {
           const dirty = (lo & SWP_MIG_DIRTY) !== 0 && (m.flags[dst] & PG_dirty) !== 0;
           nlo = mkPmdLo(dst, write, dirty, (lo & SWP_MIG_YOUNG) !== 0);
@@ -286,7 +304,11 @@ export function removeMigrationPtes(core: Core, src: number, dst: number): void 
       const exclusive = dstAnon && type !== SWP_MIGRATION_READ;
       let nlo: number;
       if (dstDevice) {
-        nlo = mkSwpLo(write ? SWP_DEVICE_WRITE : SWP_DEVICE_READ, page, lo & (_PAGE_SWP_SOFT_DIRTY | _PAGE_SWP_UFFD_WP));
+        nlo = mkSwpLo(
+          write ? SWP_DEVICE_WRITE : SWP_DEVICE_READ,
+          page,
+          lo & (_PAGE_SWP_SOFT_DIRTY | _PAGE_SWP_UFFD_WP),
+        );
       } else {
         nlo = mkPteLo(page, write, (lo & SWP_MIG_DIRTY) !== 0, (lo & SWP_MIG_YOUNG) !== 0);
         if (lo & _PAGE_SWP_SOFT_DIRTY) nlo = (nlo | _PAGE_SOFT_DIRTY) >>> 0;

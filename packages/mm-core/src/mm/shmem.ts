@@ -1,7 +1,7 @@
 import { PAGE_SIZE } from '../constants.js';
 import type { Core } from '../core.js';
 import { allocFolio, folioPut } from '../folio.js';
-import { PG_lru, PG_swapbacked, PG_uptodate } from '../phys/memmap.js';
+import { PG_hugetlb, PG_lru, PG_swapbacked, PG_uptodate } from '../phys/memmap.js';
 import { Inode } from './types.js';
 
 let nextIno = 1;
@@ -43,8 +43,11 @@ export function shmemTruncatePages(core: Core, inode: Inode, from: number): void
     inode.pages.delete(index);
     core.map.mapping[pfn] = 0;
     core.map.flags[pfn] &= ~PG_lru;
-    core.vmstat.nr_shmem--;
-    core.vmstat.nr_file_pages--;
+    // hugetlbfs folios share the page cache but are not counted in NR_SHMEM/NR_FILE_PAGES.
+    if (!(core.map.flags[pfn] & PG_hugetlb)) {
+      core.vmstat.nr_shmem--;
+      core.vmstat.nr_file_pages--;
+    }
     folioPut(core, pfn);
   }
 }

@@ -69,17 +69,22 @@ export function splitFolioMapped(core: Core, head: number, lockAt = head, newOrd
   const m = core.map;
   if (!(m.flags[head] & PG_head)) return -EINVAL;
   folioBugOn(core, !(m.flags[head] & PG_locked), head, 'split_folio: folio not locked');
-  if (!(m.flags[head] & PG_anon)) return -EBUSY;
-  if (head === core.hugeZeroPfn) return -EBUSY;
-  if (newOrder >= m.folioOrder(head) || newOrder === 1) return -EINVAL;
-  // can_split_folio(): only the caller's reference beyond the mappings.
-  if (folioMaybeDmaPinned(core, head) || m.refcount[head] !== folioMapcount(core, head) + 1) return -EAGAIN;
   const order = m.folioOrder(head);
+  // __folio_split() counts THP_SPLIT_PAGE_FAILED on every failure of a PMD-order folio.
+  const fail = (err: number) => {
+    if (order === HPAGE_PMD_ORDER) core.vmstat.thp_split_page_failed++;
+    return err;
+  };
+  if (!(m.flags[head] & PG_anon)) return fail(-EBUSY);
+  if (head === core.hugeZeroPfn) return fail(-EBUSY);
+  if (newOrder >= order || newOrder === 1) return fail(-EINVAL);
+  // can_split_folio(): only the caller's reference beyond the mappings.
+  if (folioMaybeDmaPinned(core, head) || m.refcount[head] !== folioMapcount(core, head) + 1)
+    return fail(-EAGAIN);
   tryToMigrate(core, head, TTU_SPLIT_HUGE_PMD);
   if (folioMapcount(core, head) !== 0 || m.refcount[head] !== 1) {
     removeMigrationPtes(core, head, head);
-    if (order === HPAGE_PMD_ORDER) core.vmstat.thp_split_page_failed++;
-    return -EAGAIN;
+    return fail(-EAGAIN);
   }
   const device = folioIsDevicePrivate(core, head);
   m.flags[head] &= ~(PG_deferred_split | PG_partially_mapped);

@@ -43,7 +43,11 @@ export function splitVma(core: Core, vma: Vma, addr: number): Vma {
   );
   upper.vmOps = vma.vmOps;
   anonVmaClone(vma, upper);
-  if (vma.file) vma.file.mmaps.add(upper);
+  if (vma.file) {
+    // Models vm_area_dup()'s get_file(): each VMA holds its own reference on the file.
+    vma.file.mmaps.add(upper);
+    vma.file.refs++;
+  }
   vma.end = addr;
   vma.mm.insertVma(upper);
   return upper;
@@ -90,7 +94,11 @@ export function mergeVmas(core: Core, vmas: Vma[]): void {
     }
     a.end = b.end;
     for (const av of b.anonVmaChain) av.vmas.delete(b);
-    if (b.file) b.file.mmaps.delete(b);
+    if (b.file) {
+      // Models vma_merge()'s fput() of the removed VMA's file (a still holds one).
+      b.file.mmaps.delete(b);
+      b.file.refs--;
+    }
     vmas.splice(i + 1, 1);
   }
 }

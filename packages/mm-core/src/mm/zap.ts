@@ -16,7 +16,7 @@ import { PG_dirty } from '../phys/memmap.js';
 import { addMmCounter, mmCounter } from './counters.js';
 import { deferredSplitFolio, splitHugePmdLocked, zapHugePmd } from './huge.js';
 import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo, ptSet } from './pgtable.js';
-import type { Vma } from './types.js';
+import { VM_HUGETLB, type Vma } from './types.js';
 
 /**
  * Models zap_pte_range() for [start, end) inside one PTE table: every present, zero,
@@ -60,11 +60,40 @@ export function zapPteRange(core: Core, vma: Vma, pteT: number, start: number, e
 }
 
 /**
+ * Models __unmap_hugepage_range() (mm/hugetlb.c) for PMD-sized hugetlb pages: clear each huge
+ * PMD, hugetlb_remove_rmap() and drop the mapping's reference (the last one returns the page
+ * to the pool). hugetlb pages are not in the rss counters and have no deposited table.
+ */
+function unmapHugepageRange(core: Core, vma: Vma, start: number, end: number): void {
+  const mm = vma.mm;
+  const m = core.map;
+  for (let addr = Math.floor(start / PMD_SIZE) * PMD_SIZE; addr < end; addr += PMD_SIZE) {
+    const pmdT = pmdTableOf(core, mm, addr, false);
+    if (pmdT < 0) continue;
+    const mi = pmdIndex(addr);
+    const lo = ptLo(core, pmdT, mi);
+    const hi = ptHi(core, pmdT, mi);
+    if (lo === 0 && hi === 0) continue;
+    ptSet(core, pmdT, mi, 0, 0);
+    const head = m.head[entryPfn(lo, hi)];
+    if (lo & _PAGE_DIRTY) m.flags[head] |= PG_dirty;
+    m.entireMapcount[head]--;
+    m.largeMapcount[head]--;
+    folioPut(core, head);
+  }
+  mm.tlb.flushRange(start, end);
+}
+
+/**
  * Models unmap_page_range()/zap_pmd_range(): zap [start, end) of a VMA. Huge PMDs wholly
  * inside the range are zapped at PMD level; a huge PMD only partly covered is split first
  * (non-freezing), then zapped at PTE level.
  */
 export function zapRange(core: Core, vma: Vma, start: number, end: number): void {
+  if (vma.flags & VM_HUGETLB) {
+    unmapHugepageRange(core, vma, start, end);
+    return;
+  }
   const mm = vma.mm;
   let addr = start;
   while (addr < end) {

@@ -1,0 +1,31 @@
+/**
+ * The simulated machine hmm-tests runs on: one Kernel for the whole run (device state persists
+ * across tests, as on a real machine with test_hmm loaded), with the dmirror devices registered
+ * by @hmm-model/test-hmm. This is the only file that touches the driver package.
+ */
+
+import { Kernel, type KernelOptions } from '@hmm-model/mm-core';
+import { type DmirrorModule, installDmirror } from '@hmm-model/test-hmm';
+
+/** Options of the simulated machine. */
+export interface MachineOptions {
+  /** Register the coherent pair /dev/hmm_dmirror2 and 3 (test_hmm's spm_addr_dev0/1 parameters). */
+  readonly coherent: boolean;
+  /** Seed of the kernel's scheduler (the `--seed N` option). */
+  readonly seed?: number;
+  /** Extra kernel options (memory size, THP mode, hugetlb pool, invariant checking). */
+  readonly kernel?: KernelOptions;
+}
+
+/** The booted machine: the kernel and the loaded test_hmm module. */
+export interface Machine {
+  readonly kernel: Kernel;
+  readonly dmirror: DmirrorModule;
+}
+
+/** Models booting the machine and `modprobe test_hmm` (lib/test_hmm.c hmm_dmirror_init()). */
+export function createMachine(opts: MachineOptions): Machine {
+  const kernel = new Kernel({ ...opts.kernel, seed: opts.seed ?? opts.kernel?.seed });
+  const dmirror = installDmirror(kernel, { coherent: opts.coherent });
+  return { kernel, dmirror };
+}

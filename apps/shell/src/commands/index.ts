@@ -1,0 +1,165 @@
+import { ModelBug, SignalDelivered } from '@hmm-model/mm-core';
+import { tokenize } from '../parse.js';
+import { type CommandResult, fail, UsageError } from '../result.js';
+import { type Session, snapshotVmstat, vmstatDelta } from '../session.js';
+import { DATA_COMMANDS } from './data.js';
+import { DEVICE_COMMANDS, dmirrorCommand } from './devices.js';
+import { INSPECT_COMMANDS } from './inspect.js';
+import { MEMORY_COMMANDS } from './memory.js';
+import { PROCESS_COMMANDS } from './process.js';
+import { makeHelp, SHELL_COMMANDS, VAR_NAME } from './shell.js';
+import { STATS_COMMANDS } from './stats.js';
+import type { CommandSpec } from './types.js';
+
+/** Every shell command, in help order. */
+export const COMMANDS: readonly CommandSpec[] = [
+  ...MEMORY_COMMANDS,
+  ...DATA_COMMANDS,
+  ...DEVICE_COMMANDS,
+  dmirrorCommand,
+  ...PROCESS_COMMANDS,
+  ...INSPECT_COMMANDS,
+  ...STATS_COMMANDS,
+  makeHelp(() => COMMANDS),
+  ...SHELL_COMMANDS,
+];
+
+/** Finds a command by name or alias. */
+export function findCommand(name: string): CommandSpec | undefined {
+  return COMMANDS.find((c) => c.name === name || c.aliases?.includes(name));
+}
+
+/** Every command name and alias (for completion). */
+export function commandNames(): string[] {
+  return COMMANDS.flatMap((c) => [c.name, ...(c.aliases ?? [])]);
+}
+
+function distance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++)
+    for (let j = 1; j <= b.length; j++)
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+  return d[a.length][b.length];
+}
+
+/** The closest command name to a typo, if close enough. */
+export function suggest(name: string): string | undefined {
+  let best: string | undefined;
+  let bestD = 3;
+  for (const n of commandNames()) {
+    const d = distance(name, n);
+    if (d < bestD) {
+      bestD = d;
+      best = n;
+    }
+  }
+  return best;
+}
+
+/** One executed command line: what ran, in which process, its result and its vmstat change. */
+export interface Executed {
+  readonly line: string;
+  /** The command name, or null for a blank/comment line. */
+  readonly command: string | null;
+  /** The current process before the command ran. */
+  readonly pid: number | null;
+  readonly result: CommandResult;
+  /** Counters the command changed. */
+  readonly vmstatDelta: readonly [string, number][];
+  /** Wall time of the command in milliseconds. */
+  readonly ms: number;
+}
+
+function runSpec(s: Session, spec: CommandSpec, args: readonly string[]): CommandResult {
+  try {
+    return spec.run(s, args);
+  } catch (e) {
+    if (e instanceof UsageError) return fail(spec.name, 'usage', `${e.message} — usage: ${spec.usage}`);
+    if (e instanceof SignalDelivered) return fail(spec.name, e.signo === 7 ? 'SIGBUS' : 'SIGSEGV', e.message);
+    if (e instanceof ModelBug)
+      return fail(
+        spec.name,
+        'MODEL BUG',
+        e.message.split('\n')[0],
+        undefined,
+        e.dump ? e.dump.split('\n') : [],
+      );
+    if (e instanceof Error)
+      return fail(spec.name, 'internal', `${e.name}: ${e.message.split('\n').join(' | ')}`);
+    throw e;
+  }
+}
+
+/**
+ * Runs one command line against the session: tokenise, `name = command` assignment, lookup,
+ * run (errors become results), then move the vmstat baseline if the command changed counters.
+ */
+export function execute(s: Session, line: string): Executed {
+  const t0 = performance.now();
+  const pid = s.currentPid;
+  const done = (command: string | null, result: CommandResult, delta: [string, number][] = []): Executed => ({
+    line,
+    command,
+    pid,
+    result,
+    vmstatDelta: delta,
+    ms: performance.now() - t0,
+  });
+  let words: string[];
+  try {
+    words = tokenize(line);
+  } catch (e) {
+    return done('', fail('hmm', 'usage', e instanceof Error ? e.message : String(e)));
+  }
+  if (words.length === 0) return done(null, { ok: true, lines: [] });
+  let assign: string | undefined;
+  if (words[1] === '=' || /^\w+=$/.test(words[0])) {
+    assign = words[0].replace(/=$/, '').replace(/^\$/, '');
+    words = words.slice(words[1] === '=' ? 2 : 1);
+    if (!VAR_NAME.test(assign)) return done('', fail('hmm', 'usage', `bad variable name "${assign}"`));
+    if (words.length === 0) return done('', fail('hmm', 'usage', `nothing to assign to $${assign}`));
+    if (words.length === 1 && !findCommand(words[0])) words = ['set', assign, words[0]];
+  }
+  const [name, ...args] = words;
+  const spec = findCommand(name);
+  if (!spec) {
+    const near = suggest(name);
+    return done(
+      name,
+      fail(
+        'hmm',
+        'unknown-command',
+        `"${name}" is not a command${near ? ` (did you mean \`${near}\`?)` : ''}; \`help\` lists them`,
+      ),
+    );
+  }
+  const before = spec.mutates ? snapshotVmstat(s.kernel) : undefined;
+  let result = runSpec(s, spec, args);
+  s.reconcile();
+  let delta: [string, number][] = [];
+  if (before) {
+    const after = snapshotVmstat(s.kernel);
+    delta = vmstatDelta(before, after);
+    if (delta.length) {
+      s.baseline = before;
+      s.afterLast = after;
+      s.lastMutation = line.trim();
+    }
+  }
+  if (assign !== undefined && spec.name !== 'set' && result.ok) {
+    if (result.value === undefined)
+      result = fail(
+        spec.name,
+        'usage',
+        `${spec.name} produces no value to assign to $${assign}`,
+        undefined,
+        result.lines,
+      );
+    else {
+      s.vars.set(assign, result.value);
+      result = { ...result, lines: [...result.lines, `$${assign} = 0x${result.value.toString(16)}`] };
+    }
+  }
+  return done(spec.name, result, delta);
+}

@@ -1,0 +1,302 @@
+import {
+  EACCES,
+  EEXIST,
+  EFAULT,
+  EINVAL,
+  ENOMEM,
+  MADV_COLLAPSE,
+  MADV_DONTNEED,
+  MADV_FREE,
+  MADV_HUGEPAGE,
+  MADV_NOHUGEPAGE,
+  MADV_NORMAL,
+  MAP_ANONYMOUS,
+  MAP_FIXED,
+  MAP_FIXED_NOREPLACE,
+  MAP_HUGETLB,
+  MAP_POPULATE,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  type MmStruct,
+  MREMAP_DONTUNMAP,
+  MREMAP_FIXED,
+  MREMAP_MAYMOVE,
+  PAGE_SIZE,
+  PMD_SIZE,
+  PROT_EXEC,
+  PROT_NONE,
+  PROT_READ,
+  PROT_WRITE,
+  type ThpMode,
+} from '@hmm-model/mm-core';
+import { fmtSize, hex } from '../format.js';
+import { parseAddr, parseSize } from '../parse.js';
+import { type CommandResult, failErrno, ok, UsageError } from '../result.js';
+import type { CommandSpec } from './types.js';
+import { coverage, currentProc, hugeFlags, isResult, notAligned, permString } from './util.js';
+
+const PROT_WORDS = ['rw', 'r', 'rwx', 'rx', 'none'];
+
+/** Parses a protection word: `rw`, `r-x`, `rwx`, `none` (models the PROT_* bits). */
+export function parseProt(tok: string): number | undefined {
+  if (tok === 'none' || tok === '---') return PROT_NONE;
+  if (!/^[rwx-]{1,3}$/.test(tok) || !/[rwx]/.test(tok)) return undefined;
+  let p = 0;
+  for (const c of tok) {
+    if (c === 'r') p |= PROT_READ;
+    else if (c === 'w') p |= PROT_WRITE;
+    else if (c === 'x') p |= PROT_EXEC;
+  }
+  return p;
+}
+
+function protText(prot: number): string {
+  if (prot === PROT_NONE) return '---';
+  return (prot & PROT_READ ? 'r' : '-') + (prot & PROT_WRITE ? 'w' : '-') + (prot & PROT_EXEC ? 'x' : '-');
+}
+
+/** madvise(2) advice names the shell accepts (models MADV_*). */
+export const ADVICE: Readonly<Record<string, number>> = {
+  normal: MADV_NORMAL,
+  dontneed: MADV_DONTNEED,
+  free: MADV_FREE,
+  hugepage: MADV_HUGEPAGE,
+  nohugepage: MADV_NOHUGEPAGE,
+  collapse: MADV_COLLAPSE,
+};
+
+/** Why a memory syscall failed, from its errno and the address space it ran against. */
+function whyMem(cmd: string, errno: number, mm: MmStruct, addr: number, len: number): string {
+  const hole = coverage(mm, addr, addr + Math.max(len, 1)).hole;
+  switch (errno) {
+    case EINVAL:
+      return (
+        notAligned(addr, PAGE_SIZE, 'address') ??
+        (len <= 0 ? 'length is zero' : `invalid arguments for ${cmd} (flags, advice or range)`)
+      );
+    case ENOMEM:
+      if (cmd === 'mmap') return 'no room for the mapping (or the hugetlb pool is empty)';
+      if (cmd === 'mremap') return 'cannot grow in place and maymove was not given';
+      return hole >= 0 ? `${hex(hole)} in the range is not mapped` : 'out of memory';
+    case EEXIST:
+      return 'the range overlaps an existing mapping (noreplace)';
+    case EFAULT:
+      return 'the old range is not inside one VMA';
+    case EACCES:
+      return 'the protection is not allowed for this mapping';
+    default:
+      return `${cmd} failed`;
+  }
+}
+
+const mmap: CommandSpec = {
+  name: 'mmap',
+  group: 'memory',
+  usage:
+    'mmap <len> [rw|r|rwx|none] [private|shared] [anon] [hugepage|nohugepage] [hugetlb] [populate] [at <addr> [fixed|noreplace]]',
+  summary: 'map anonymous memory (models mmap(2)); sets $ to the address',
+  details: [
+    'Defaults: rw, private, anonymous. `hugepage` applies MADV_HUGEPAGE after mapping (THP mode',
+    '"madvise"); anonymous private mappings of a multiple of 2 MiB are 2 MiB aligned.',
+    '`name = mmap ...` also stores the address in $name.',
+  ],
+  examples: ['mmap 4M rw private anon hugepage', 'buf = mmap 2M', 'mmap 8K none at 0x10000000 fixed'],
+  mutates: true,
+  words: () => [
+    ...PROT_WORDS,
+    'private',
+    'shared',
+    'anon',
+    'hugepage',
+    'nohugepage',
+    'hugetlb',
+    'populate',
+    'at',
+    'fixed',
+    'noreplace',
+  ],
+  run(s, args) {
+    const len = parseSize(args[0], s.lookup, 'length');
+    let prot = PROT_READ | PROT_WRITE;
+    let type = 0;
+    let flags = MAP_ANONYMOUS;
+    let advice = -1;
+    let addr = 0;
+    for (let i = 1; i < args.length; i++) {
+      const a = args[i];
+      const p = parseProt(a);
+      if (p !== undefined) prot = p;
+      else if (a === 'private' || a === 'shared') {
+        if (type) throw new UsageError('give only one of private / shared');
+        type = a === 'private' ? MAP_PRIVATE : MAP_SHARED;
+      } else if (a === 'anon' || a === 'anonymous') flags |= MAP_ANONYMOUS;
+      else if (a === 'hugepage') advice = MADV_HUGEPAGE;
+      else if (a === 'nohugepage') advice = MADV_NOHUGEPAGE;
+      else if (a === 'hugetlb') flags |= MAP_HUGETLB;
+      else if (a === 'populate') flags |= MAP_POPULATE;
+      else if (a === 'fixed') flags |= MAP_FIXED;
+      else if (a === 'noreplace') flags |= MAP_FIXED_NOREPLACE;
+      else if (a === 'at') addr = parseAddr(args[++i], s.lookup);
+      else throw new UsageError(`unknown mmap word "${a}" (see \`help mmap\`)`);
+    }
+    if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) && addr === 0)
+      throw new UsageError('fixed / noreplace need `at <addr>`');
+    const proc = currentProc(s, 'mmap');
+    if (isResult(proc)) return proc;
+    const r = proc.mmap(addr, len, prot, (type || MAP_PRIVATE) | flags);
+    if (r < 0) return failErrno('mmap', r, whyMem('mmap', -r, proc.mm, addr, len));
+    const lines: string[] = [];
+    if (advice >= 0) {
+      const m = proc.madvise(r, len, advice);
+      if (m < 0)
+        lines.push(
+          `mmap: warning: madvise ${advice === MADV_HUGEPAGE ? 'hugepage' : 'nohugepage'} failed (${m})`,
+        );
+    }
+    s.vars.set('', r);
+    const vma = proc.mm.vmaLookup(r);
+    const end = vma ? Math.min(vma.end, r + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE) : r + len;
+    const what = [
+      `${fmtSize(end - r)}`,
+      vma ? permString(vma.flags) : protText(prot),
+      'anon',
+      ...(vma ? hugeFlags(vma.flags) : []),
+      ...(r % PMD_SIZE === 0 && end - r >= PMD_SIZE ? ['2M-aligned'] : []),
+    ];
+    lines.unshift(`mmap: ${hex(r)}-${hex(end)} (${what.join(' ')}) -> $`);
+    return ok(lines, { addr: r, end, length: end - r, prot }, r);
+  },
+};
+
+const munmap: CommandSpec = {
+  name: 'munmap',
+  group: 'memory',
+  usage: 'munmap <addr> <len>',
+  summary: 'unmap a range (models munmap(2)); splits THPs and device THPs it cuts',
+  examples: ['munmap $ 4M', 'munmap $+1M 4K'],
+  mutates: true,
+  run(s, args) {
+    const addr = parseAddr(args[0], s.lookup);
+    const len = parseSize(args[1], s.lookup, 'length');
+    const proc = currentProc(s, 'munmap');
+    if (isResult(proc)) return proc;
+    const r = proc.munmap(addr, len);
+    if (r < 0) return failErrno('munmap', r, whyMem('munmap', -r, proc.mm, addr, len));
+    return ok([`munmap: ${hex(addr)}-${hex(addr + len)} (${fmtSize(len)}) unmapped`], { addr, length: len });
+  },
+};
+
+const mprotect: CommandSpec = {
+  name: 'mprotect',
+  group: 'memory',
+  usage: 'mprotect <addr> <len> <rw|r|rwx|none>',
+  summary: 'change protection (models mprotect(2))',
+  examples: ['mprotect $ 2M r', 'mprotect $ 4K none'],
+  mutates: true,
+  words: (i) => (i === 2 ? PROT_WORDS : []),
+  run(s, args) {
+    const addr = parseAddr(args[0], s.lookup);
+    const len = parseSize(args[1], s.lookup, 'length');
+    if (args[2] === undefined) throw new UsageError('missing protection (rw, r, rwx, none)');
+    const prot = parseProt(args[2]);
+    if (prot === undefined) throw new UsageError(`bad protection "${args[2]}": use rw, r, rwx, r-x or none`);
+    const proc = currentProc(s, 'mprotect');
+    if (isResult(proc)) return proc;
+    const r = proc.mprotect(addr, len, prot);
+    if (r < 0) return failErrno('mprotect', r, whyMem('mprotect', -r, proc.mm, addr, len));
+    return ok([`mprotect: ${hex(addr)}-${hex(addr + len)} now ${protText(prot)}`], {
+      addr,
+      length: len,
+      prot,
+    });
+  },
+};
+
+const madvise: CommandSpec = {
+  name: 'madvise',
+  group: 'memory',
+  usage: `madvise <addr> <len> <${Object.keys(ADVICE).join('|')}>`,
+  summary: 'give advice (models madvise(2))',
+  examples: ['madvise $ 4M hugepage', 'madvise $ 2M dontneed', 'madvise $ 2M collapse'],
+  mutates: true,
+  words: (i) => (i === 2 ? Object.keys(ADVICE) : []),
+  run(s, args) {
+    const addr = parseAddr(args[0], s.lookup);
+    const len = parseSize(args[1], s.lookup, 'length');
+    const name = (args[2] ?? '').toLowerCase().replace(/^madv_/, '');
+    const advice = ADVICE[name];
+    if (advice === undefined)
+      throw new UsageError(
+        `${args[2] ? `unknown advice "${args[2]}"` : 'missing advice'}: ${Object.keys(ADVICE).join(', ')}`,
+      );
+    const proc = currentProc(s, 'madvise');
+    if (isResult(proc)) return proc;
+    const r = proc.madvise(addr, len, advice);
+    if (r < 0) return failErrno('madvise', r, whyMem('madvise', -r, proc.mm, addr, len));
+    return ok([`madvise: ${hex(addr)}-${hex(addr + len)} MADV_${name.toUpperCase()}`], {
+      addr,
+      length: len,
+      advice,
+    });
+  },
+};
+
+const mremap: CommandSpec = {
+  name: 'mremap',
+  group: 'memory',
+  usage: 'mremap <old> <oldlen> <newlen> [maymove] [fixed <newaddr>] [dontunmap]',
+  summary: 'resize or move a mapping (models mremap(2)); sets $ to the new address',
+  examples: ['mremap $ 2M 4M maymove', 'mremap $ 2M 2M maymove fixed 0x7e0000000000'],
+  mutates: true,
+  words: () => ['maymove', 'fixed', 'dontunmap'],
+  run(s, args) {
+    const old = parseAddr(args[0], s.lookup, 'old address');
+    const oldLen = parseSize(args[1], s.lookup, 'old length');
+    const newLen = parseSize(args[2], s.lookup, 'new length');
+    let flags = 0;
+    let newAddr = 0;
+    for (let i = 3; i < args.length; i++) {
+      if (args[i] === 'maymove') flags |= MREMAP_MAYMOVE;
+      else if (args[i] === 'dontunmap') flags |= MREMAP_DONTUNMAP;
+      else if (args[i] === 'fixed') {
+        flags |= MREMAP_FIXED;
+        newAddr = parseAddr(args[++i], s.lookup, 'new address');
+      } else throw new UsageError(`unknown mremap word "${args[i]}"`);
+    }
+    const proc = currentProc(s, 'mremap');
+    if (isResult(proc)) return proc;
+    const r = proc.mremap(old, oldLen, newLen, flags, newAddr);
+    if (r < 0) return failErrno('mremap', r, whyMem('mremap', -r, proc.mm, old, oldLen));
+    s.vars.set('', r);
+    const moved = r !== old ? ` moved to ${hex(r)}` : ' in place';
+    return ok(
+      [`mremap: ${hex(old)} ${fmtSize(oldLen)} -> ${fmtSize(newLen)}${moved} -> $`],
+      { addr: r, length: newLen },
+      r,
+    );
+  },
+};
+
+const thp: CommandSpec = {
+  name: 'thp',
+  group: 'memory',
+  usage: 'thp [always|madvise|never]',
+  summary: 'show or set /sys/kernel/mm/transparent_hugepage/enabled',
+  mutates: true,
+  words: (i) => (i === 0 ? ['always', 'madvise', 'never'] : []),
+  run(s, args): CommandResult {
+    const core = s.kernel.core;
+    if (args[0] !== undefined) {
+      if (!['always', 'madvise', 'never'].includes(args[0]))
+        throw new UsageError(`bad THP mode "${args[0]}": always, madvise or never`);
+      core.thpMode = args[0] as ThpMode;
+    }
+    const line = (['always', 'madvise', 'never'] as const)
+      .map((m) => (m === core.thpMode ? `[${m}]` : m))
+      .join(' ');
+    return ok([`thp: ${line}`], { mode: core.thpMode });
+  },
+};
+
+/** The memory-management commands: mmap, munmap, mprotect, madvise, mremap, thp. */
+export const MEMORY_COMMANDS: readonly CommandSpec[] = [mmap, munmap, mprotect, madvise, mremap, thp];

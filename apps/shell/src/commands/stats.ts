@@ -1,0 +1,159 @@
+import { meminfoText, PG_zone_device, VMSTAT_ITEMS } from '@hmm-model/mm-core';
+import { DMIRROR_NDEVICES, dmirrorPath } from '../dmirror-uapi.js';
+import { fmtSize, hex, table } from '../format.js';
+import { memoryTypeName } from '../inspect/folio.js';
+import { fail, type Json, ok, UsageError } from '../result.js';
+import { snapshotVmstat } from '../session.js';
+import type { CommandSpec } from './types.js';
+
+const vmstat: CommandSpec = {
+  name: 'vmstat',
+  group: 'inspect',
+  usage: 'vmstat [all]',
+  summary: 'vmstat counters with the change made by the last state-changing command',
+  details: ['Without `all`, only counters that are non-zero or changed are listed.'],
+  mutates: false,
+  words: (i) => (i === 0 ? ['all'] : []),
+  run(s, args) {
+    if (args[0] !== undefined && args[0] !== 'all') throw new UsageError(`unknown vmstat word "${args[0]}"`);
+    const now = snapshotVmstat(s.kernel);
+    const base = s.baseline;
+    const rows = [
+      ['counter', 'value', `change (${s.lastMutation ? `by \`${s.lastMutation}\`` : 'since start'})`],
+    ];
+    const data: { [k: string]: Json } = {};
+    for (const k of VMSTAT_ITEMS) {
+      const d = now[k] - base[k];
+      data[k] = { value: now[k], delta: d };
+      if (args[0] !== 'all' && now[k] === 0 && d === 0) continue;
+      rows.push([k, String(now[k]), d ? (d > 0 ? `+${d}` : String(d)) : '']);
+    }
+    return ok(table(rows), { counters: data, since: s.lastMutation });
+  },
+};
+
+const meminfo: CommandSpec = {
+  name: 'meminfo',
+  group: 'inspect',
+  usage: 'meminfo',
+  summary: 'memory totals (models /proc/meminfo)',
+  mutates: false,
+  run(s) {
+    const text = meminfoText(s.kernel.core).trimEnd().split('\n');
+    const data: { [k: string]: Json } = {};
+    for (const l of text) {
+      const m = /^(\w+):\s+(\d+)/.exec(l);
+      if (m) data[m[1]] = Number(m[2]);
+    }
+    return ok(text, data);
+  },
+};
+
+const buddyinfo: CommandSpec = {
+  name: 'buddyinfo',
+  group: 'inspect',
+  usage: 'buddyinfo',
+  summary: 'free blocks per order of system RAM (models /proc/buddyinfo)',
+  mutates: false,
+  run(s) {
+    const b = s.kernel.core.zone.buddyinfo();
+    return ok(
+      [
+        `Node 0, zone Normal ${b.map((n) => String(n).padStart(6)).join(' ')}`,
+        `  (orders 0..${b.length - 1}; order 9 = 2 MiB)`,
+      ],
+      {
+        free: b,
+      },
+    );
+  },
+};
+
+const devices: CommandSpec = {
+  name: 'devices',
+  group: 'inspect',
+  usage: 'devices',
+  summary: 'device files, device memory (dev_pagemaps) with used/free pages, system RAM free lists',
+  mutates: false,
+  run(s) {
+    const core = s.kernel.core;
+    const lines: string[] = ['device files:'];
+    const files: Json[] = [];
+    for (let n = 0; n < DMIRROR_NDEVICES; n++) {
+      const path = dmirrorPath(n);
+      const present = s.kernel.devices.has(path);
+      const users = s.processes().filter((p) => s.openDevices(p.pid).some(([d]) => d === n));
+      lines.push(
+        `  ${path}  ${present ? `present${users.length ? `, open in pid ${users.map((p) => p.pid).join(',')}` : ''}` : 'absent'}${n === s.device ? '  (selected)' : ''}`,
+      );
+      files.push({ path, present });
+    }
+    const others = [...s.kernel.devices.keys()].filter(
+      (p) => p.startsWith('/dev/') && !/hmm_dmirror\d$/.test(p),
+    );
+    for (const p of others) lines.push(`  ${p}  present`);
+    if (!s.kernel.devices.has(dmirrorPath(0)))
+      lines.push('  (the test_hmm dmirror driver is not installed in this machine)');
+    const pgmaps: Json[] = [];
+    const live = core.pgmaps.filter((p) => p !== undefined);
+    lines.push(live.length ? 'device memory (dev_pagemap):' : 'device memory: none registered');
+    const rows = [['  #', 'name', 'type', 'pfns', 'pages', 'in use', 'free', 'refs']];
+    for (const p of live) {
+      let used = 0;
+      for (let pfn = p.startPfn; pfn < p.endPfn; pfn++) {
+        const h = core.map.head[pfn];
+        if (core.map.flags[pfn] & PG_zone_device && core.map.refcount[h] > 0) used++;
+      }
+      const total = p.endPfn - p.startPfn;
+      rows.push([
+        `  ${p.id}`,
+        p.name,
+        memoryTypeName(p.type).replace('MEMORY_DEVICE_', '').toLowerCase(),
+        `${hex(p.startPfn)}-${hex(p.endPfn)}`,
+        String(total),
+        String(used),
+        String(total - used),
+        `${p.refs}${p.dying ? ' dying' : ''}`,
+      ]);
+      pgmaps.push({ id: p.id, name: p.name, type: memoryTypeName(p.type), pages: total, used, refs: p.refs });
+    }
+    if (live.length) lines.push(...table(rows));
+    const b = core.zone.buddyinfo();
+    lines.push(
+      `system RAM: ${fmtSize(core.ramPages * 4096)}, free ${fmtSize(core.zone.nrFree * 4096)}; free blocks by order: ${b.map((n, o) => `${o}:${n}`).join(' ')}`,
+    );
+    return ok(lines, { files, pgmaps, ramPages: core.ramPages, freePages: core.zone.nrFree, buddyinfo: b });
+  },
+};
+
+const check: CommandSpec = {
+  name: 'invariants',
+  aliases: ['fsck'],
+  group: 'inspect',
+  usage: 'invariants',
+  summary: "run the model's invariant checker now, and list WARN_ON records",
+  mutates: false,
+  run(s) {
+    const k = s.kernel;
+    const v = k.check();
+    const warns = k.core.warnings.map((w) => w.message);
+    const lines = [
+      k.checkers.length
+        ? `invariants: ${k.checkers.length} checker(s) run: ${v.length ? `${v.length} violation(s)` : 'no violations'}`
+        : 'invariants: no checker is registered in this kernel yet (mm-core provides the hook); nothing was checked',
+      ...v.map((x) => `  violation: ${x}`),
+      `warnings (WARN_ON_ONCE records): ${warns.length || 'none'}`,
+      ...warns.map((w) => `  ${w}`),
+      `after every syscall: ${k.checkInvariants ? 'on' : 'off (start with --check-invariants)'}`,
+    ];
+    if (v.length)
+      return {
+        ...fail('invariants', 'violated', `${v.length} invariant violation(s)`, undefined, lines),
+        data: { violations: v, warnings: warns },
+      };
+    return ok(lines, { checkers: k.checkers.length, violations: v, warnings: warns });
+  },
+};
+
+/** The statistics commands: vmstat, meminfo, buddyinfo, devices, invariants. */
+export const STATS_COMMANDS: readonly CommandSpec[] = [vmstat, meminfo, buddyinfo, devices, check];

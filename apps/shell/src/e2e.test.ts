@@ -1,0 +1,192 @@
+/**
+ * End-to-end: the built binary (dist/cli.js) in a real terminal. An interactive session runs
+ * under tmux (send-keys in, capture-pane out); script mode runs with stdin piped. Build first
+ * (`pnpm test` in this package does: tsc -p tsconfig.build.json && vitest run).
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const cli = join(root, 'dist', 'cli.js');
+const socket = `hmm-e2e-${process.pid}`;
+const session = 'e2e';
+
+function tmux(...args: string[]): string {
+  return execFileSync('tmux', ['-L', socket, ...args], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
+function tmuxAvailable(): boolean {
+  return spawnSync('tmux', ['-V'], { encoding: 'utf8' }).status === 0;
+}
+
+function screen(): string {
+  return tmux('capture-pane', '-p', '-J', '-t', session, '-S', '-400');
+}
+
+function alive(): boolean {
+  return spawnSync('tmux', ['-L', socket, 'has-session', '-t', session]).status === 0;
+}
+
+/** Polls the pane until pred holds (bounded); returns the screen and the time it took. */
+async function waitScreen(
+  pred: (s: string) => boolean,
+  what: string,
+  ms = 10_000,
+): Promise<{ text: string; ms: number }> {
+  const t0 = Date.now();
+  let last = '';
+  while (Date.now() - t0 < ms) {
+    if (!alive()) throw new Error(`the shell exited while waiting for ${what}; last screen:\n${last}`);
+    last = screen();
+    if (pred(last)) return { text: last, ms: Date.now() - t0 };
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}; screen:\n${last}`);
+}
+
+function keys(...k: string[]): void {
+  tmux('send-keys', '-t', session, ...k);
+}
+
+function literal(text: string): void {
+  tmux('send-keys', '-t', session, '-l', text);
+}
+
+describe('hmm-shell binary', () => {
+  let dir = '';
+  beforeAll(() => {
+    if (!existsSync(cli)) throw new Error(`${cli} is missing: build first (tsc -p tsconfig.build.json)`);
+    dir = mkdtempSync(join(tmpdir(), 'hmm-e2e-'));
+  });
+  afterAll(() => {
+    spawnSync('tmux', ['-L', socket, 'kill-server']);
+  });
+
+  it('interactive session under tmux: prompt, commands, live map, completion, history, Ctrl-C twice', async () => {
+    if (!tmuxAvailable())
+      throw new Error(
+        'tmux is not installed: install it (e.g. apt-get install tmux; .ci/run installs it) to run this test',
+      );
+    const hist = join(dir, 'history');
+    writeFileSync(hist, 'echo from an earlier session\n');
+    try {
+      tmux(
+        'new-session',
+        '-d',
+        '-s',
+        session,
+        '-x',
+        '120',
+        '-y',
+        '40',
+        `env HMM_SHELL_HISTORY=${hist} NO_COLOR=1 node ${cli}`,
+      );
+      const first = await waitScreen((s) => s.includes('hmm:1>'), 'the first prompt');
+      console.info(`[e2e] time to first prompt under tmux: ${first.ms} ms (polling every 25 ms)`);
+      expect(first.text).toContain('hmm-model shell');
+      expect(first.text).toContain('address space: pid 1 · 0 VMAs');
+
+      literal('mmap 4M rw private anon hugepage');
+      keys('Enter');
+      await waitScreen((s) => s.includes('mmap: 0x7effffc00000-0x7f0000000000'), 'mmap output');
+      literal('write $ 2M index');
+      keys('Enter');
+      const map = await waitScreen((s) => s.includes('0x7effffc00000 |T.|'), 'the THP in the live map');
+      expect(map.text).toMatch(/last: write \([\d.]+ ms\) Δ nr_anon_pages \+512/);
+
+      literal('fork');
+      keys('Enter');
+      literal('switch 2');
+      keys('Enter');
+      await waitScreen(
+        (s) => s.includes('hmm:2>') && s.includes('address space: pid 2'),
+        'the switch to the child',
+      );
+      literal('check $ 2M index');
+      keys('Enter');
+      await waitScreen(
+        (s) => s.includes('check: ok — 2 MiB at 0x7effffc00000 match int index'),
+        'check in the child',
+      );
+
+      literal('munmap $+4K 4K');
+      keys('Enter');
+      literal('zoom $');
+      keys('Enter');
+      await waitScreen((s) => s.includes('1 cell = 4 KiB page') && s.includes('|s sss'), 'the zoomed map');
+
+      literal('migrate $ 2M dev');
+      keys('Enter');
+      await waitScreen(
+        (s) => s.includes('migrate: ENOENT — /dev/hmm_dmirror0 does not exist'),
+        'the device error',
+      );
+
+      literal('mad');
+      keys('Tab');
+      await waitScreen((s) => s.includes('hmm:2> madvise'), 'tab completion');
+      keys('C-u');
+      keys('Up');
+      await waitScreen((s) => /hmm:2> migrate \$ 2M dev/.test(s), 'history recall');
+      keys('C-c');
+      await waitScreen((s) => s.includes('press Ctrl-C again'), 'the Ctrl-C hint');
+      keys('C-c');
+      const t0 = Date.now();
+      while (alive() && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 25));
+      expect(alive()).toBe(false);
+      const saved = readFileSync(hist, 'utf8');
+      expect(saved.startsWith('echo from an earlier session\nmmap 4M rw private anon hugepage\n')).toBe(true);
+      expect(saved).toContain('migrate $ 2M dev\n');
+    } finally {
+      spawnSync('tmux', ['-L', socket, 'kill-session', '-t', session]);
+    }
+  });
+
+  it('script mode from a pipe: plain text, --strict exit status, --json lines', () => {
+    const input = 'mmap 4M rw private anon hugepage\nwrite $ 2M index\nmap\nbogus\necho after\n';
+    const plain = spawnSync('node', [cli], { input, encoding: 'utf8' });
+    expect(plain.status).toBe(0);
+    expect(plain.stdout).toContain('hmm:1> mmap 4M rw private anon hugepage\n');
+    expect(plain.stdout).toContain('0x7effffc00000 |T.|');
+    expect(plain.stdout).toContain('hmm: unknown-command');
+    expect(plain.stdout).toContain('after');
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: checking for escape codes
+    expect(plain.stdout).not.toMatch(/\x1b/);
+    const strict = spawnSync('node', [cli, '--strict'], { input, encoding: 'utf8' });
+    expect(strict.status).toBe(1);
+    expect(strict.stdout).not.toContain('after');
+    const json = spawnSync('node', [cli, '--json'], { input, encoding: 'utf8' });
+    const lines = json.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(lines.map((l) => l.ok)).toEqual([true, true, true, false, true]);
+    const file = join(dir, 'demo.hmm');
+    writeFileSync(file, 'mmap 2M\nvars\n');
+    const fromFile = spawnSync('node', [cli, '--script', file], { encoding: 'utf8' });
+    expect(fromFile.stdout).toMatch(/\$ +0x7effffe00000/);
+    const bad = spawnSync('node', [cli, '--frob'], { encoding: 'utf8' });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain('unknown option --frob');
+  });
+
+  it('starts fast enough in script mode (measured, reported, not asserted)', () => {
+    const empty = join(dir, 'empty.hmm');
+    writeFileSync(empty, '');
+    const times: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const t0 = performance.now();
+      spawnSync('node', [cli, '--script', empty]);
+      times.push(performance.now() - t0);
+    }
+    console.info(`[e2e] node dist/cli.js --script <empty>: ${times.map((t) => t.toFixed(0)).join(', ')} ms`);
+    expect(times.length).toBe(3);
+  });
+});

@@ -1,0 +1,157 @@
+import { Rng } from '@hmm-model/mm-core';
+import { hex } from './format.js';
+import { parseNumber } from './parse.js';
+import { UsageError } from './result.js';
+
+/**
+ * A data pattern for write/check/dwrite: every byte the same, the int-index pattern the
+ * hmm-tests use (`ptr[i] = start + i * step` over 32-bit ints), explicit bytes (repeated to the
+ * length), or seeded pseudo-random bytes.
+ */
+export type Pattern =
+  | { readonly kind: 'fill'; readonly byte: number }
+  | { readonly kind: 'index'; readonly start: number; readonly step: number }
+  | { readonly kind: 'bytes'; readonly bytes: Uint8Array }
+  | { readonly kind: 'random'; readonly seed: number };
+
+/** The words that start a pattern (for parsing and completion). */
+export const PATTERN_WORDS = ['fill', 'zero', 'index', 'bytes', 'random'] as const;
+
+/** True when a word starts a pattern. */
+export function isPatternWord(w: string | undefined): boolean {
+  return w !== undefined && (PATTERN_WORDS as readonly string[]).includes(w);
+}
+
+function int(tok: string, what: string): number {
+  const neg = tok.startsWith('-');
+  const v = parseNumber(neg ? tok.slice(1) : tok);
+  if (v === undefined) throw new UsageError(`bad ${what} "${tok}"`);
+  return neg ? -v : v;
+}
+
+/** Parses a pattern from words: `fill 0xab`, `zero`, `index [start] [step]`, `bytes de ad be ef`, `random 7`. */
+export function parsePattern(words: readonly string[]): Pattern {
+  const [kind, ...rest] = words;
+  switch (kind) {
+    case 'fill': {
+      if (rest.length !== 1) throw new UsageError('fill takes one byte value: fill 0xab');
+      const b = int(rest[0], 'byte');
+      if (b < 0 || b > 255) throw new UsageError(`fill byte ${rest[0]} is not in 0..255`);
+      return { kind: 'fill', byte: b };
+    }
+    case 'zero':
+      if (rest.length) throw new UsageError('zero takes no value');
+      return { kind: 'fill', byte: 0 };
+    case 'index': {
+      if (rest.length > 2) throw new UsageError('index takes [start] [step]');
+      return {
+        kind: 'index',
+        start: rest[0] === undefined ? 0 : int(rest[0], 'index start'),
+        step: rest[1] === undefined ? 1 : int(rest[1], 'index step'),
+      };
+    }
+    case 'bytes': {
+      const hexText = rest.map((w) => w.replace(/^0x/i, '')).join('');
+      if (!hexText.length || !/^[0-9a-f]+$/i.test(hexText) || hexText.length % 2)
+        throw new UsageError('bytes takes hex bytes: bytes de ad be ef (or deadbeef)');
+      const bytes = new Uint8Array(hexText.length / 2);
+      for (let i = 0; i < bytes.length; i++) bytes[i] = Number.parseInt(hexText.slice(i * 2, i * 2 + 2), 16);
+      return { kind: 'bytes', bytes };
+    }
+    case 'random': {
+      if (rest.length !== 1) throw new UsageError('random takes a seed: random 42');
+      return { kind: 'random', seed: int(rest[0], 'seed') };
+    }
+    default:
+      throw new UsageError(
+        kind === undefined
+          ? 'missing pattern: fill <byte> | zero | index [start] [step] | bytes <hex..> | random <seed>'
+          : `unknown pattern "${kind}": fill, zero, index, bytes, random`,
+      );
+  }
+}
+
+/** The bytes a pattern gives over `len` bytes (offsets relative to the start of the range). */
+export function patternBytes(p: Pattern, len: number): Uint8Array {
+  const out = new Uint8Array(len);
+  switch (p.kind) {
+    case 'fill':
+      out.fill(p.byte);
+      break;
+    case 'index': {
+      // Simulated memory is little-endian x86-64; so is every host Node runs on here.
+      const ints = new Int32Array(out.buffer, 0, len >>> 2);
+      for (let k = 0; k < ints.length; k++) ints[k] = (p.start + k * p.step) | 0;
+      const i = ints.length * 4;
+      if (i < len) {
+        const tail = new DataView(new ArrayBuffer(4));
+        tail.setInt32(0, (p.start + (i / 4) * p.step) | 0, true);
+        for (let j = 0; i + j < len; j++) out[i + j] = tail.getUint8(j);
+      }
+      break;
+    }
+    case 'bytes':
+      for (let i = 0; i < len; i++) out[i] = p.bytes[i % p.bytes.length];
+      break;
+    case 'random': {
+      const rng = new Rng(p.seed);
+      for (let i = 0; i < len; i += 4) {
+        const v = rng.next();
+        for (let j = 0; j < 4 && i + j < len; j++) out[i + j] = (v >>> (j * 8)) & 0xff;
+      }
+      break;
+    }
+  }
+  return out;
+}
+
+/** Describes a pattern in words. */
+export function describePattern(p: Pattern): string {
+  switch (p.kind) {
+    case 'fill':
+      return `fill ${hex(p.byte)}`;
+    case 'index':
+      return p.step === 1
+        ? p.start
+          ? `int index from ${p.start}`
+          : 'int index'
+        : `int index ${p.start} step ${p.step}`;
+    case 'bytes':
+      return `bytes ${[...p.bytes.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join(' ')}${p.bytes.length > 8 ? ' ...' : ''}`;
+    case 'random':
+      return `random seed ${p.seed}`;
+  }
+}
+
+/** Recognises a buffer as a simple pattern (a fill or an int index), for read summaries. */
+export function detectPattern(bytes: Uint8Array): string | undefined {
+  if (bytes.length === 0) return undefined;
+  if (bytes.every((b) => b === bytes[0])) return `fill ${hex(bytes[0])}`;
+  if (bytes.length >= 8 && bytes.length % 4 === 0) {
+    const ints = new Int32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
+    const start = ints[0];
+    const step = ints[1] - ints[0];
+    if (step !== 0 && ints.every((v, i) => v === ((start + i * step) | 0)))
+      return step === 1 ? `index ${start}` : `index ${start} ${step}`;
+  }
+  return undefined;
+}
+
+/** The first difference between data and expected bytes, and how many 4-byte words (or bytes) differ. */
+export function compare(
+  got: Uint8Array,
+  want: Uint8Array,
+  unit: 1 | 4,
+): { mismatches: number; first: number } {
+  let mismatches = 0;
+  let first = -1;
+  for (let i = 0; i < got.length; i += unit) {
+    let same = true;
+    for (let j = 0; j < unit && i + j < got.length; j++) if (got[i + j] !== want[i + j]) same = false;
+    if (!same) {
+      mismatches++;
+      if (first < 0) first = i;
+    }
+  }
+  return { mismatches, first };
+}

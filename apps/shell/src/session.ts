@@ -1,0 +1,110 @@
+import { type Kernel, newVmstat, O_RDWR, type Process, VMSTAT_ITEMS, type Vmstat } from '@hmm-model/mm-core';
+import { dmirrorPath } from './dmirror-uapi.js';
+
+/** A copy of the vmstat counters (with nr_free_pages filled in from the zone). */
+export type VmstatSnapshot = Vmstat;
+
+/** Takes a vmstat snapshot (models reading /proc/vmstat). */
+export function snapshotVmstat(kernel: Kernel): VmstatSnapshot {
+  const v = newVmstat();
+  for (const k of VMSTAT_ITEMS) v[k] = kernel.core.vmstat[k];
+  v.nr_free_pages = kernel.core.zone.nrFree;
+  return v;
+}
+
+/** The counters that differ between two snapshots, as [name, after - before]. */
+export function vmstatDelta(before: VmstatSnapshot, after: VmstatSnapshot): [string, number][] {
+  const out: [string, number][] = [];
+  for (const k of VMSTAT_ITEMS) if (after[k] !== before[k]) out.push([k, after[k] - before[k]]);
+  return out;
+}
+
+/**
+ * The shell's state over one machine: the kernel, the current process, named variables (`$`
+ * is the last mmap), the vmstat baseline taken before the last state-changing command, the
+ * device files each process has opened, the selected dmirror device and the map zoom.
+ */
+export class Session {
+  readonly kernel: Kernel;
+  /** Pid of the current process, or null when every process has exited. */
+  currentPid: number | null;
+  /** Named variables; the empty name is `$`, the last mmap. */
+  readonly vars = new Map<string, number>();
+  /** vmstat before the last state-changing command. */
+  baseline: VmstatSnapshot;
+  /** vmstat after the last state-changing command. */
+  afterLast: VmstatSnapshot;
+  /** The last state-changing command line. */
+  lastMutation = '';
+  /** The selected dmirror device number (commands take -d N to override). */
+  device = 0;
+  /** The address whose 2 MiB region the map shows page by page, or null for the 2 MiB view. */
+  zoom: number | null = null;
+  /** fds of /dev/hmm_dmirror<n> opened by each process (per-open mirrors, as the selftests open them). */
+  private readonly devFds = new Map<number, Map<number, number>>();
+
+  constructor(kernel: Kernel, first: Process) {
+    this.kernel = kernel;
+    this.currentPid = first.pid;
+    this.baseline = snapshotVmstat(kernel);
+    this.afterLast = this.baseline;
+  }
+
+  /** The current process if it is still running. */
+  get proc(): Process | undefined {
+    if (this.currentPid === null) return undefined;
+    const p = this.kernel.task(this.currentPid);
+    return p?.state === 'running' ? p : undefined;
+  }
+
+  /** Looks up a variable for expressions (`$` = name ''). */
+  lookup = (name: string): number | undefined => this.vars.get(name);
+
+  /** Every process the kernel has not reaped, by pid. */
+  processes(): Process[] {
+    const out: Process[] = [];
+    for (const pid of [...this.kernel.tasks.keys()].sort((a, b) => a - b)) {
+      const p = this.kernel.task(pid);
+      if (p) out.push(p);
+    }
+    return out;
+  }
+
+  /**
+   * Models a program's `open("/dev/hmm_dmirror<n>", O_RDWR)`, once per process and device:
+   * returns the fd or -errno. Each process gets its own open file (its own mirror).
+   */
+  deviceFd(proc: Process, dev: number): number {
+    let fds = this.devFds.get(proc.pid);
+    if (!fds) {
+      fds = new Map();
+      this.devFds.set(proc.pid, fds);
+    }
+    const have = fds.get(dev);
+    if (have !== undefined && proc.fds.has(have)) return have;
+    const fd = proc.open(dmirrorPath(dev), O_RDWR);
+    if (fd >= 0) fds.set(dev, fd);
+    return fd;
+  }
+
+  /** The dmirror devices a process has open, as [device, fd]. */
+  openDevices(pid: number): [number, number][] {
+    return [...(this.devFds.get(pid) ?? new Map<number, number>()).entries()];
+  }
+
+  /** After a process change: drop fds of processes that are gone, pick a running current process. */
+  reconcile(): void {
+    for (const pid of [...this.devFds.keys()])
+      if (this.kernel.task(pid)?.state !== 'running') this.devFds.delete(pid);
+    if (this.proc) return;
+    const cur = this.currentPid === null ? undefined : this.kernel.task(this.currentPid);
+    let parent = cur?.parent;
+    while (parent && parent.state !== 'running') parent = parent.parent;
+    if (parent) {
+      this.currentPid = parent.pid;
+      return;
+    }
+    const alive = this.processes().find((p) => p.state === 'running');
+    this.currentPid = alive ? alive.pid : null;
+  }
+}

@@ -1,0 +1,154 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { render } from 'ink-testing-library';
+import { afterEach, describe, expect, it } from 'vitest';
+import { History } from '../history.js';
+import { buildAddressMap } from '../inspect/addrmap.js';
+import { newSession, run } from '../testing/harness.js';
+import { AddressMapView } from './AddressMap.js';
+import { App } from './App.js';
+
+type Rendered = ReturnType<typeof render>;
+let mounted: Rendered | undefined;
+afterEach(() => {
+  mounted?.unmount();
+  mounted = undefined;
+});
+
+/** Waits (bounded) until the last frame satisfies the predicate; returns it. */
+async function waitFor(r: Rendered, pred: (frame: string) => boolean, ms = 3000): Promise<string> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const f = r.lastFrame() ?? '';
+    if (pred(f)) return f;
+    if (Date.now() > end) throw new Error(`timed out; last frame:\n${f}`);
+    await new Promise((res) => setTimeout(res, 20));
+  }
+}
+
+async function type(r: Rendered, keys: string): Promise<void> {
+  r.stdin.write(keys);
+  await new Promise((res) => setTimeout(res, 30));
+}
+
+function setup(color = false) {
+  const dir = mkdtempSync(join(tmpdir(), 'hmm-app-'));
+  const histFile = join(dir, 'history');
+  const session = newSession();
+  const history = new History(histFile);
+  const r = render(<App session={session} history={history} color={color} banner={['welcome banner']} />);
+  mounted = r;
+  return { r, session, history, histFile };
+}
+
+describe('App', () => {
+  it('shows the banner, an empty map, the status line and the prompt', async () => {
+    const { r } = setup();
+    const f = await waitFor(r, (x) => x.includes('hmm:1>'));
+    expect(f).toContain('welcome banner');
+    expect(f).toContain('address space: pid 1 · 0 VMAs · 1 cell = 2 MiB');
+    expect(f).toContain('(no mappings yet');
+    expect(f).toContain('dev 0 (no driver) · thp madvise');
+    expect(f).toContain('T THP');
+  });
+
+  it('runs a typed command, prints its output and updates the live map', async () => {
+    const { r, histFile } = setup();
+    await waitFor(r, (x) => x.includes('hmm:1>'));
+    await type(r, 'mmap 4M rw private anon hugepage');
+    await type(r, '\r');
+    await waitFor(r, (x) => x.includes('mmap: 0x7effffc00000-0x7f0000000000'));
+    await type(r, 'write $ 2M index\r');
+    const f = await waitFor(r, (x) => x.includes('|T.|'));
+    expect(f).toContain('hmm:1> write $ 2M index');
+    expect(f).toMatch(/last: write \([\d.]+ ms\) Δ nr_anon_pages \+512/);
+    expect(readFileSync(histFile, 'utf8')).toBe('mmap 4M rw private anon hugepage\nwrite $ 2M index\n');
+  });
+
+  it('shows errors with errno and reason', async () => {
+    const { r } = setup();
+    await waitFor(r, (x) => x.includes('hmm:1>'));
+    await type(r, 'munmap 0x1001 4K\r');
+    await waitFor(r, (x) => x.includes('munmap: EINVAL — address 0x1001 is not page aligned'));
+    await type(r, 'frobnicate\r');
+    await waitFor(r, (x) => x.includes('"frobnicate" is not a command'));
+  });
+
+  it('Tab completes, lists candidates; up/down browse history', async () => {
+    const { r } = setup();
+    await waitFor(r, (x) => x.includes('hmm:1>'));
+    await type(r, 'mad\t');
+    await waitFor(r, (x) => x.includes('hmm:1> madvise'));
+    await type(r, '\x15m\t');
+    await waitFor(r, (x) => x.includes('migrate') && x.includes('mprotect  mremap  munmap'));
+    await type(r, '\x15echo first\r');
+    await waitFor(r, (x) => x.includes('\nfirst'));
+    await type(r, '\x1b[A');
+    await waitFor(r, (x) => x.includes('hmm:1> echo first'));
+    await type(r, '\x1b[B');
+    await waitFor(r, (x) => /hmm:1> *\n/.test(`${x}\n`) || x.trimEnd().endsWith('hmm:1>'));
+  });
+
+  it('first Ctrl-C cancels the line, the second quits; Ctrl-D quits', async () => {
+    const { r } = setup();
+    await waitFor(r, (x) => x.includes('hmm:1>'));
+    await type(r, 'mmap 4M');
+    await type(r, '\x03');
+    const f = await waitFor(r, (x) => x.includes('press Ctrl-C again'));
+    expect(f).not.toContain('hmm:1> mmap 4M');
+    await type(r, '\x03');
+    // After exit Ink stops rendering; the app is unmounted, so typing changes nothing.
+    await type(r, 'ps\r');
+    expect(r.lastFrame()).not.toContain('PID');
+    const second = setup();
+    await waitFor(second.r, (x) => x.includes('hmm:1>'));
+    await type(second.r, '\x04');
+    await type(second.r, 'ps\r');
+    expect(second.r.lastFrame()).not.toContain('PID');
+  });
+
+  it('follows the current process after fork/switch and exit', async () => {
+    const { r } = setup();
+    await waitFor(r, (x) => x.includes('hmm:1>'));
+    await type(r, 'mmap 2M hugepage\r');
+    await type(r, 'fork\r');
+    await type(r, 'switch 2\r');
+    await waitFor(r, (x) => x.includes('hmm:2>') && x.includes('address space: pid 2'));
+    await type(r, 'exit\r');
+    await waitFor(r, (x) => x.includes('hmm:1>') && x.includes('current process is 1'));
+  });
+});
+
+describe('AddressMapView', () => {
+  it('plain letters without colour, ANSI colour codes with colour', () => {
+    const s = newSession();
+    run(s, 'mmap 4M hugepage', 'write $ 2M index');
+    const map = buildAddressMap(s.kernel.core, s.proc!.mm);
+    const plain = render(<AddressMapView map={map} pid={1} zoom={null} color={false} />);
+    const pf = plain.lastFrame() ?? '';
+    expect(pf).toContain('0x7effffc00000 |T.|');
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: checking for escape codes
+    expect(pf).not.toMatch(/\x1b\[/);
+    plain.unmount();
+    const coloured = render(<AddressMapView map={map} pid={1} zoom={null} color={true} />);
+    const cf = coloured.lastFrame() ?? '';
+    expect(cf).toContain('T');
+    // Colour is on unless chalk decides the test's stdout cannot show it; either way the text is there.
+    expect(cf.replace(/\x1b\[[0-9;]*m/g, '')).toContain('0x7effffc00000 |T.|');
+    coloured.unmount();
+  });
+  it('zoomed view title and no-process placeholder', () => {
+    const s = newSession();
+    run(s, 'mmap 2M', 'write $ 4K zero');
+    const a = s.vars.get('') ?? 0;
+    const map = buildAddressMap(s.kernel.core, s.proc!.mm, { zoom: a });
+    const z = render(<AddressMapView map={map} pid={1} zoom={a} color={false} />);
+    expect(z.lastFrame()).toContain('1 cell = 4 KiB page');
+    expect(z.lastFrame()).toContain(`|s${'.'.repeat(63)}|`);
+    z.unmount();
+    const none = render(<AddressMapView map={null} pid={null} zoom={null} color={false} />);
+    expect(none.lastFrame()).toContain('no current process');
+    none.unmount();
+  });
+});

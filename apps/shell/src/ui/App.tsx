@@ -1,0 +1,274 @@
+import { Box, Static, Text, useApp, useInput, useStdout } from 'ink';
+import { type ReactElement, useEffect, useMemo, useRef, useState } from 'react';
+import { type Executed, execute } from '../commands/index.js';
+import { complete } from '../complete.js';
+import { dmirrorPath } from '../dmirror-uapi.js';
+import type { History } from '../history.js';
+import { buildAddressMap } from '../inspect/addrmap.js';
+import { promptText } from '../script.js';
+import type { Session } from '../session.js';
+import { AddressMapView } from './AddressMap.js';
+import { decodeInk, type KeyEvent, LineEditor } from './editor.js';
+
+/** One transcript entry: a command with its output, or a banner. */
+interface LogItem {
+  readonly id: number;
+  readonly prompt: string;
+  readonly line: string;
+  readonly lines: readonly string[];
+  readonly ok: boolean;
+}
+
+/** What booting the machine gives the UI: the session and the welcome lines. */
+export interface Booted {
+  readonly session: Session;
+  readonly banner: readonly string[];
+}
+
+/** Props of {@link App}: a ready session, or a boot function run right after the first frame. */
+export interface AppProps {
+  readonly session?: Session;
+  /** Builds the machine after the first frame is shown (so the prompt appears sooner). */
+  readonly boot?: () => Booted;
+  readonly history: History;
+  readonly color: boolean;
+  /** Lines printed once at the top (welcome text). */
+  readonly banner?: readonly string[];
+  /** Most rows of cells the live map shows (default 10). */
+  readonly mapRows?: number;
+}
+
+function deltaText(e: Executed | null): string {
+  if (!e) return '';
+  const d = e.vmstatDelta.filter(([k]) => k !== 'nr_free_pages' && k !== 'tlb_flushes');
+  if (!d.length) return `last: ${e.command ?? ''} (${e.ms.toFixed(1)} ms), no counter changed`;
+  const shown = d.slice(0, 6).map(([k, v]) => `${k} ${v > 0 ? '+' : ''}${v}`);
+  return `last: ${e.command ?? ''} (${e.ms.toFixed(1)} ms) Δ ${shown.join(', ')}${d.length > 6 ? ', ...' : ''}`;
+}
+
+function Entry({ item, color }: { item: LogItem; color: boolean }): ReactElement {
+  return (
+    <Box flexDirection="column">
+      {item.line !== '' || item.prompt !== '' ? (
+        <Text>
+          <Text color={color ? 'cyan' : undefined}>{item.prompt}</Text>
+          <Text bold={color}>{item.line}</Text>
+        </Text>
+      ) : null}
+      {item.lines.map((l, i) => (
+        <Text
+          key={`${item.id}-${i}`}
+          color={color && !item.ok && i === item.lines.length - 1 ? 'red' : undefined}
+        >
+          {l === '' ? ' ' : l}
+        </Text>
+      ))}
+    </Box>
+  );
+}
+
+function Prompt({
+  prompt,
+  line,
+  cursor,
+  color,
+}: {
+  prompt: string;
+  line: string;
+  cursor: number;
+  color: boolean;
+}): ReactElement {
+  const at = line[cursor] ?? ' ';
+  return (
+    <Text>
+      <Text color={color ? 'cyan' : undefined} bold={color}>
+        {prompt}
+      </Text>
+      {line.slice(0, cursor)}
+      <Text inverse>{at}</Text>
+      {line.slice(cursor + 1)}
+    </Text>
+  );
+}
+
+/**
+ * The interactive shell: the transcript (printed once, scrolling above), the live address-space
+ * map of the current process, a status line with the last command's vmstat change, and the
+ * prompt with history, completion and two-step Ctrl-C.
+ */
+export function App({
+  session: given,
+  boot,
+  history,
+  color,
+  banner = [],
+  mapRows = 10,
+}: AppProps): ReactElement {
+  const { exit } = useApp();
+  const { stdout, write } = useStdout();
+  const editor = useRef(new LineEditor(() => history.entries)).current;
+  const [session, setSession] = useState<Session | null>(given ?? null);
+  const [log, setLog] = useState<LogItem[]>(() =>
+    banner.length ? [{ id: 0, prompt: '', line: '', lines: banner, ok: true }] : [],
+  );
+  /** Lines entered before the machine finished booting. */
+  const pending = useRef<string[]>([]);
+  const [hint, setHint] = useState('');
+  const [last, setLast] = useState<Executed | null>(null);
+  const [version, setVersion] = useState(0);
+  const [, setTick] = useState(0);
+  const nextId = useRef(1);
+  const columns = stdout?.columns ?? 100;
+  const cellsPerRow = Math.max(16, Math.min(64, Math.floor((columns - 22) / 16) * 16));
+
+  const proc = session?.proc;
+  // biome-ignore lint/correctness/useExhaustiveDependencies: version marks machine changes
+  const map = useMemo(
+    () =>
+      session && proc
+        ? buildAddressMap(session.kernel.core, proc.mm, { cellsPerRow, maxRows: mapRows, zoom: session.zoom })
+        : null,
+    [session, proc, version, cellsPerRow, mapRows, session?.zoom],
+  );
+
+  const run = (session: Session, line: string): boolean => {
+    const prompt = promptText(session);
+    history.add(line);
+    const e = execute(session, line);
+    if (e.result.clear) write('\x1b[2J\x1b[3J\x1b[H');
+    else
+      setLog((l) => [...l, { id: nextId.current++, prompt, line, lines: e.result.lines, ok: e.result.ok }]);
+    if (e.command !== null) setLast(e);
+    setVersion((v) => v + 1);
+    return e.result.quit === true;
+  };
+
+  const handle = (ev: KeyEvent): boolean => {
+    if (ev.type !== 'ctrl-c') editor.armedQuit = false;
+    if (ev.type !== 'ctrl-c' && ev.type !== 'tab') setHint('');
+    switch (ev.type) {
+      case 'text':
+        editor.insert(ev.text);
+        return false;
+      case 'enter': {
+        const line = editor.take();
+        if (!session) {
+          pending.current.push(line);
+          return false;
+        }
+        if (line.trim() === '') {
+          setLog((l) => [
+            ...l,
+            { id: nextId.current++, prompt: promptText(session), line: '', lines: [], ok: true },
+          ]);
+          return false;
+        }
+        return run(session, line);
+      }
+      case 'backspace':
+        editor.backspace();
+        return false;
+      case 'delete':
+        editor.set(editor.line.slice(0, editor.cursor) + editor.line.slice(editor.cursor + 1), editor.cursor);
+        return false;
+      case 'left':
+        editor.move(-1);
+        return false;
+      case 'right':
+        editor.move(1);
+        return false;
+      case 'home':
+        editor.move(-editor.line.length);
+        return false;
+      case 'end':
+        editor.move(editor.line.length);
+        return false;
+      case 'up':
+        editor.browse(-1);
+        return false;
+      case 'down':
+        editor.browse(1);
+        return false;
+      case 'kill-line':
+        editor.set('');
+        return false;
+      case 'kill-word':
+        editor.killWord();
+        return false;
+      case 'clear-screen':
+        write('\x1b[2J\x1b[3J\x1b[H');
+        return false;
+      case 'tab': {
+        if (!session) return false;
+        const c = complete(session, editor.line, editor.cursor);
+        editor.set(c.line, c.cursor);
+        setHint(c.candidates.length ? c.candidates.join('  ') : '');
+        return false;
+      }
+      case 'ctrl-c': {
+        const quit = editor.ctrlC();
+        setHint(quit ? '' : '^C  (press Ctrl-C again on an empty line, or Ctrl-D, to quit)');
+        return quit;
+      }
+      case 'ctrl-d':
+        return true;
+    }
+  };
+
+  useEffect(() => {
+    if (session || !boot) return;
+    // Boot on the next tick: the first frame (and prompt) is already on the terminal.
+    const t = setTimeout(() => {
+      const b = boot();
+      setLog((l) => [...l, { id: nextId.current++, prompt: '', line: '', lines: b.banner, ok: true }]);
+      setSession(b.session);
+      for (const line of pending.current.splice(0)) {
+        if (line.trim() && run(b.session, line)) {
+          exit();
+          return;
+        }
+      }
+    }, 0);
+    return () => clearTimeout(t);
+  });
+
+  useInput((input, key) => {
+    for (const ev of decodeInk(input, key)) {
+      if (handle(ev)) {
+        exit();
+        return;
+      }
+    }
+    setTick((t) => t + 1);
+  });
+
+  const status = session
+    ? [
+        `dev ${session.device}${session.kernel.devices.has(dmirrorPath(session.device)) ? '' : ' (no driver)'}`,
+        `thp ${session.kernel.core.thpMode}`,
+        deltaText(last),
+      ]
+        .filter(Boolean)
+        .join(' · ')
+    : 'booting the simulated machine...';
+  return (
+    <Box flexDirection="column">
+      <Static items={log}>{(item) => <Entry key={item.id} item={item} color={color} />}</Static>
+      <Box flexDirection="column" marginTop={1}>
+        {session ? (
+          <AddressMapView map={map} pid={proc ? proc.pid : null} zoom={session.zoom} color={color} />
+        ) : null}
+        <Text dimColor={color} wrap="truncate-end">
+          {status}
+        </Text>
+        <Prompt
+          prompt={session ? promptText(session) : 'hmm:1> '}
+          line={editor.line}
+          cursor={editor.cursor}
+          color={color}
+        />
+        {hint ? <Text dimColor={color}>{hint}</Text> : null}
+      </Box>
+    </Box>
+  );
+}

@@ -1,0 +1,281 @@
+/**
+ * The device-migration half of the invariant checker (kernel-mechanics.md §9): what mm core's
+ * checker (invariants.ts) does not know about because it lives in this package — the
+ * migrations in flight, their src/dst slots, the device pages of every pgmap and the drivers'
+ * free lists. It is pushed onto `kernel.checkers` next to mm core's checker.
+ */
+import {
+  type Core,
+  dumpFolio,
+  entryPfn,
+  HPAGE_PMD_NR,
+  HPAGE_PMD_ORDER,
+  isDevicePrivateType,
+  isMigrationType,
+  type Kernel,
+  MEMORY_DEVICE_COHERENT,
+  MEMORY_DEVICE_PRIVATE,
+  PG_anon,
+  PG_deferred_split,
+  PG_head,
+  PG_locked,
+  PG_partially_mapped,
+  PG_tail,
+  Process,
+  SWP_MIG_DIRTY,
+  SWP_MIG_YOUNG,
+  swpType,
+  walkPageTables,
+  _PAGE_PRESENT,
+  _PAGE_PROTNONE,
+} from '@hmm-model/mm-core';
+import { type InflightMigration, inflightMigrations } from './inflight.js';
+import { MIGRATE_PFN_COMPOUND, MIGRATE_PFN_MIGRATE, migratePfnToPage, mpfnFlags } from './types.js';
+
+/**
+ * A driver's free lists for one pgmap, as ranges of free device pages (a free PMD-order slot is
+ * one range of 512). Models dmirror's/nouveau's free_pages and free_folios lists (§9 #1, #19).
+ */
+export interface DeviceFreeLists {
+  /** pgmap id (DevPagemap.id) the lists belong to. */
+  readonly pgmapId: number;
+  /** Calls `add(pfn, nr)` for every free range: first pfn and page count. */
+  forEach(add: (pfn: number, nr: number) => void): void;
+}
+
+/** Options of {@link installMigrateChecker}. */
+export interface MigrateCheckerOptions {
+  /** Drivers' free lists to audit (dmirror_device / nouveau_dmem free_pages + free_folios). */
+  freeLists?: () => readonly DeviceFreeLists[];
+}
+
+const hex = (n: number) => `0x${n.toString(16)}`;
+
+class MigrateCheck {
+  readonly out: string[] = [];
+  private readonly core: Core;
+  private readonly recs: readonly InflightMigration[];
+  /** Heads of folios a migration in flight may hold locked or behind migration entries. */
+  private readonly held = new Set<number>();
+  /** False while a pfn-based migration has not handed over its dst array yet. */
+  private readonly lockAudit: boolean;
+
+  constructor(
+    private readonly kernel: Kernel,
+    private readonly opts: MigrateCheckerOptions,
+  ) {
+    this.core = kernel.core;
+    this.recs = inflightMigrations(this.core);
+    this.lockAudit = !this.recs.some((r) => r.mig === null && r.phase !== 'pages');
+  }
+
+  private report(msg: string, pfn = -1): void {
+    if (this.out.length < 64) this.out.push(pfn >= 0 ? `${msg}\n  ${dumpFolio(this.core, pfn)}` : msg);
+  }
+
+  run(): string[] {
+    const core = this.core;
+    if (this.recs.length !== core.migrationsInFlight)
+      this.report(`Core.migrationsInFlight ${core.migrationsInFlight} but ${this.recs.length} migrations recorded`);
+    for (const r of this.recs) this.checkMigration(r);
+    this.checkEntries();
+    this.checkLocks();
+    for (const pgmap of core.pgmaps) {
+      if (!pgmap || (pgmap.type !== MEMORY_DEVICE_PRIVATE && pgmap.type !== MEMORY_DEVICE_COHERENT)) continue;
+      this.checkPgmap(pgmap.id);
+    }
+    return this.out;
+  }
+
+  /** §9 #4, #5, #9: the slots of one migration between setup and finalize. */
+  private checkMigration(r: InflightMigration): void {
+    const core = this.core;
+    const m = core.map;
+    const faultFolio = r.faultPage >= 0 ? m.head[r.faultPage] : -1;
+    if (faultFolio >= 0) this.held.add(faultFolio);
+    const src = r.src;
+    const dst = r.dst;
+    const strict = r.phase !== 'collecting';
+    for (let i = 0; i < r.npages; i++) {
+      const sf = mpfnFlags(src[i]);
+      const sp = migratePfnToPage(src[i]);
+      const tag = `migration [slot ${i}]`;
+      if (sp >= 0) {
+        const h = m.head[sp];
+        this.held.add(h);
+        if (strict && sf & MIGRATE_PFN_MIGRATE) {
+          if (!(m.flags[h] & PG_locked)) this.report(`${tag}: source folio not locked`, h);
+          if (m.largeMapcount[h] + (m.folioNrPages(h) > 1 ? 0 : m.mapcount[h]) !== 0)
+            this.report(`${tag}: source folio still mapped`, h);
+          const want = 1 + (h === faultFolio ? 1 : 0);
+          if (m.refcount[h] !== want)
+            this.report(`${tag}: source refcount ${m.refcount[h]}, expected ${want}`, h);
+        }
+      }
+      if (strict && sf & MIGRATE_PFN_COMPOUND) {
+        if (sp >= 0 && (m.head[sp] !== sp || m.folioOrder(sp) !== HPAGE_PMD_ORDER))
+          this.report(`${tag}: COMPOUND source is not the head of a PMD-order folio`, sp);
+        for (let k = 1; k < HPAGE_PMD_NR && i + k < r.npages; k++)
+          if (src[i + k] !== 0) {
+            this.report(`${tag}: src tail slot ${i + k} of a compound unit is not 0`);
+            break;
+          }
+      }
+      if (i >= dst.length) continue;
+      const dp = migratePfnToPage(dst[i]);
+      if (dp < 0) continue;
+      const dh = m.head[dp];
+      this.held.add(dh);
+      if (dh === faultFolio) this.report(`${tag}: the fault folio is a destination`, dh);
+      if (!(m.flags[dh] & PG_locked)) this.report(`${tag}: destination folio not locked`, dh);
+      const mapped = m.folioNrPages(dh) > 1 ? m.largeMapcount[dh] : m.mapcount[dh];
+      if (r.phase !== 'pages' && (m.refcount[dh] !== 1 || mapped !== 0))
+        this.report(`${tag}: destination refcount ${m.refcount[dh]} mapcount ${mapped}, expected 1 and 0`, dh);
+      if (r.phase === 'pages' && m.refcount[dh] !== 1 + mapped)
+        this.report(`${tag}: destination refcount ${m.refcount[dh]} but ${mapped} mappings + 1`, dh);
+      if (mpfnFlags(dst[i]) & MIGRATE_PFN_COMPOUND) {
+        if (dh !== dp || m.folioOrder(dh) !== HPAGE_PMD_ORDER)
+          this.report(`${tag}: COMPOUND destination is not the head of a PMD-order folio`, dp);
+        for (let k = 1; k < HPAGE_PMD_NR && i + k < r.npages && i + k < dst.length; k++)
+          if (dst[i + k] !== 0) {
+            this.report(`${tag}: dst tail slot ${i + k} of a compound destination is not 0`);
+            break;
+          }
+      }
+    }
+  }
+
+  /**
+   * §9 #8 and #16: every migration entry belongs to a migration in flight (none survives a
+   * finished migration); device-private entries never carry young/dirty.
+   */
+  private checkEntries(): void {
+    const core = this.core;
+    const m = core.map;
+    const seen = new Set<unknown>();
+    for (const t of this.kernel.tasks.values()) {
+      if (!(t instanceof Process) || t.mm.pgd < 0 || seen.has(t.mm)) continue;
+      seen.add(t.mm);
+      const tag = `[pid ${t.pid}]`;
+      const leaf = (addr: number, lo: number, hi: number, level: string) => {
+        if (lo & (_PAGE_PRESENT | _PAGE_PROTNONE)) return;
+        const type = swpType(lo);
+        const pfn = entryPfn(lo, hi);
+        if (isMigrationType(type)) {
+          if (!m.valid(pfn) || !this.held.has(m.head[pfn]))
+            this.report(`${tag} ${hex(addr)}: migration ${level} survives outside any migration in flight`, pfn);
+        } else if (isDevicePrivateType(type) && lo & (SWP_MIG_YOUNG | SWP_MIG_DIRTY)) {
+          this.report(`${tag} ${hex(addr)}: device-private ${level} carries young/dirty bits`, pfn);
+        }
+      };
+      walkPageTables(core, t.mm, {
+        pmdLeaf: (a, lo, hi) => leaf(a, lo, hi, 'PMD'),
+        pte: (a, lo, hi) => leaf(a, lo, hi, 'PTE'),
+      });
+    }
+  }
+
+  /** §9 #4/#8: outside a migration's src/dst/fault folios, no folio is left locked by one. */
+  private checkLocks(): void {
+    // Without migrations in flight mm core's checker reports every locked folio of RAM.
+    if (this.recs.length === 0 || !this.lockAudit) return;
+    const core = this.core;
+    const m = core.map;
+    const end = core.zone.start + core.zone.nrPages;
+    for (let p = core.zone.start; p < end; p++)
+      if (m.flags[p] & PG_locked && m.head[p] === p && !this.held.has(p))
+        this.report(`folio ${hex(p)} locked while only migrations hold folio locks`, p);
+  }
+
+  /** §9 #1, #3 (pgmap side), #14, #19: device pages of one pgmap and the driver's free lists. */
+  private checkPgmap(id: number): void {
+    const core = this.core;
+    const m = core.map;
+    const flags = m.flags;
+    const refcount = m.refcount;
+    const headOf = m.head;
+    const pgmap = core.pgmaps[id]!;
+    const tag = `pgmap ${id} (${pgmap.name})`;
+    const start = pgmap.startPfn;
+    const n = pgmap.endPfn - start;
+    const live = new Uint8Array(n);
+    const isPrivate = pgmap.type === MEMORY_DEVICE_PRIVATE;
+    // Imported bindings are property loads under some loaders: keep the hot loop on locals.
+    const DEFERRED = PG_deferred_split | PG_partially_mapped;
+    const TAIL = PG_tail;
+    const HEAD = PG_head;
+    const LOCKED = PG_locked;
+    let livePages = 0;
+    for (let p = start; p < pgmap.endPfn; p++) {
+      const f = flags[p];
+      if (isPrivate && f & DEFERRED)
+        this.report(`${tag}: device-private folio on a deferred-split queue`, p);
+      if (f & TAIL || headOf[p] !== p) continue;
+      const nr = f & HEAD ? 1 << m.order[p] : 1;
+      if (refcount[p] > 0) {
+        livePages += nr;
+        live.fill(1, p - start, Math.min(n, p - start + nr));
+        if (f & LOCKED && this.lockAudit && !this.held.has(p))
+          this.report(`${tag}: device folio locked outside any migration in flight`, p);
+        continue;
+      }
+      if (refcount[p] < 0) this.report(`${tag}: negative refcount`, p);
+      if (f & (PG_locked | PG_anon) || m.mapping[p] !== 0)
+        this.report(`${tag}: free device folio is locked, anonymous or has a mapping`, p);
+      for (let k = 0; k < nr; k++)
+        if (m.mapcount[p + k] !== 0) {
+          this.report(`${tag}: free device folio is mapped`, p);
+          break;
+        }
+      if (nr > 1 && (m.entireMapcount[p] !== 0 || m.largeMapcount[p] !== 0))
+        this.report(`${tag}: free device folio has PMD mapcounts`, p);
+    }
+    if (pgmap.refs !== livePages)
+      this.report(`${tag}: pgmap holds ${pgmap.refs} page references but ${livePages} device pages are allocated`);
+    const lists = this.opts.freeLists?.().filter((l) => l.pgmapId === id) ?? [];
+    if (lists.length === 0) return;
+    const listed = new Uint8Array(n);
+    let bad = false;
+    const add = (pfn: number, nr: number) => {
+      for (let k = 0; k < nr && !bad; k++) {
+        const i = pfn + k - start;
+        if (i < 0 || i >= n) {
+          this.report(`${tag}: free list holds pfn ${hex(pfn + k)} outside the pgmap`);
+          bad = true;
+        } else if (listed[i]++ === 1 || live[i]) {
+          this.report(`${tag}: pfn ${hex(pfn + k)} is ${live[i] ? 'allocated but' : 'twice'} on the free lists`, pfn + k);
+          bad = true;
+        }
+      }
+    };
+    for (const l of lists) l.forEach(add);
+    for (let i = 0; i < n && !bad; i++)
+      if (!live[i] && !listed[i]) {
+        this.report(`${tag}: free pfn ${hex(start + i)} is on no free list (leaked)`, start + i);
+        bad = true;
+      }
+  }
+}
+
+/**
+ * Checks, for a machine, the invariants of device migration (kernel-mechanics.md §9 #1, #3-#5,
+ * #8, #9, #14, #16, #19) that mm core's checker cannot see; one string per violation. Models the
+ * VM_WARN_ONs of mm/migrate_device.c and mm/memremap.c turned into an audit.
+ */
+export function checkMigrate(kernel: Kernel, opts: MigrateCheckerOptions = {}): string[] {
+  return new MigrateCheck(kernel, opts).run();
+}
+
+/**
+ * Adds {@link checkMigrate} to `kernel.checkers`, so `kernel.check()` and the post-syscall hook
+ * run it. Models enabling CONFIG_DEBUG_VM for the device-migration code. Returns a function
+ * that removes it again.
+ */
+export function installMigrateChecker(kernel: Kernel, opts: MigrateCheckerOptions = {}): () => void {
+  const checker = (k: Kernel) => checkMigrate(k, opts);
+  kernel.checkers.push(checker);
+  return () => {
+    const i = kernel.checkers.indexOf(checker);
+    if (i >= 0) kernel.checkers.splice(i, 1);
+  };
+}

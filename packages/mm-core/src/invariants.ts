@@ -1,0 +1,827 @@
+/**
+ * The system-memory half of the model's invariant checker (DESIGN.md "Correctness machinery",
+ * kernel-mechanics.md §9). It recomputes, from the page tables of every live process, the page
+ * cache and registered reference holders, what the memmap must say, and compares:
+ *
+ * - per folio: refcount, per-page mapcount, entire and large mapcount (present PTEs, huge
+ *   PMDs, device-private and device-exclusive entries are mappings; migration entries are not;
+ *   each page-cache slot holds one reference; the zero pages are not refcounted; hugetlb pool
+ *   pages are free with refcount 0), AnonExclusive consistency and rmap reachability
+ *   (folio->mapping / index agree with the VMA that maps it);
+ * - per mm: rss counters, pgtables_bytes (reachable tables + deposits), one deposit per huge
+ *   PMD, VMA tree shape, no stale software-TLB entry;
+ * - globally: every PG_table page reachable exactly once, free buddy blocks disjoint from live
+ *   folios and summing to nr_free, no leaked folio, no migration entry or locked folio outside
+ *   an in-flight migration (Core.migrationsInFlight), vmstat gauges.
+ *
+ * Other layers extend it: device-side checkers are pushed onto `kernel.checkers` like this
+ * one, and code that keeps references across syscalls (drivers, GUP users) reports them with
+ * {@link registerRefHolder} so they are not mistaken for leaks.
+ */
+import { HPAGE_PMD_NR, HPAGE_PMD_ORDER, MAX_PAGE_ORDER, PAGE_SIZE, PMD_SIZE } from './constants.js';
+import { type Core, MEMORY_DEVICE_PRIVATE } from './core.js';
+import { dumpFolio } from './folio.js';
+import type { Kernel } from './kernel.js';
+import { mmCounter } from './mm/counters.js';
+import {
+  AnonVma,
+  Inode,
+  type MmStruct,
+  type RssCounters,
+  VM_EXEC,
+  VM_HUGETLB,
+  VM_MIXEDMAP,
+  VM_READ,
+  VM_WRITE,
+  type Vma,
+} from './mm/types.js';
+import {
+  _PAGE_PRESENT,
+  _PAGE_PROTNONE,
+  _PAGE_PSE,
+  _PAGE_RW,
+  _PAGE_SPECIAL,
+  entryPfn,
+  isDevicePrivateType,
+  isMigrationType,
+  SWP_DEVICE_EXCLUSIVE,
+  SWP_DEVICE_WRITE,
+  swpType,
+} from './pgtable/entry.js';
+import { BLOCK_PAGES } from './phys/frames.js';
+import {
+  PG_anon,
+  PG_anon_exclusive,
+  PG_buddy,
+  PG_head,
+  PG_hugetlb,
+  PG_locked,
+  PG_table,
+  PG_tail,
+  PG_zone_device,
+} from './phys/memmap.js';
+import { Process } from './process.js';
+
+/** Level of a page-table entry as {@link walkPageTables} reports it. */
+export type WalkLevel = 'pgd' | 'pud' | 'pmd' | 'pte';
+
+/**
+ * Callbacks of {@link walkPageTables}; addresses are user virtual addresses. Models the
+ * mm_walk_ops of walk_page_range() (mm/pagewalk.c).
+ */
+export interface PageTableVisitor {
+  /** A table page below the PGD: a PUD, PMD or PTE table (level names the table's entries). */
+  table?(pfn: number, level: 'pud' | 'pmd' | 'pte', addr: number): void;
+  /** A PMD that is a leaf: a present huge PMD or any non-none non-present PMD. */
+  pmdLeaf?(addr: number, lo: number, hi: number): void;
+  /** A non-none PTE. */
+  pte?(addr: number, lo: number, hi: number): void;
+  /** An entry the model never creates at that level (PGD/PUD leaves, kernel-half PGD entries). */
+  bad?(addr: number, level: WalkLevel, lo: number, hi: number): void;
+}
+
+const PGDIR_SIZE = 2 ** 39;
+const PUD_SIZE = 2 ** 30;
+
+/**
+ * Models walk_page_range() (mm/pagewalk.c) over every user address of an mm, reading the
+ * tables directly (no VMA needed): reports each table page, each leaf PMD and each non-none
+ * PTE. Allocation-free and side-effect-free.
+ */
+export function walkPageTables(core: Core, mm: MmStruct, v: PageTableVisitor): void {
+  if (mm.pgd < 0) return;
+  const frames = core.frames;
+  const pgdB = frames.block32(mm.pgd);
+  const pgdO = (mm.pgd & (BLOCK_PAGES - 1)) << 10;
+  for (let gi = 0; gi < 512; gi++) {
+    const glo = pgdB[pgdO + 2 * gi];
+    const ghi = pgdB[pgdO + 2 * gi + 1];
+    if (glo === 0 && ghi === 0) continue;
+    const ga = gi * PGDIR_SIZE;
+    if (gi >= 256 || !(glo & _PAGE_PRESENT) || glo & _PAGE_PSE) {
+      v.bad?.(ga, 'pgd', glo, ghi);
+      continue;
+    }
+    const pud = entryPfn(glo, ghi);
+    v.table?.(pud, 'pud', ga);
+    const pudB = frames.block32(pud);
+    const pudO = (pud & (BLOCK_PAGES - 1)) << 10;
+    for (let ui = 0; ui < 512; ui++) {
+      const ulo = pudB[pudO + 2 * ui];
+      const uhi = pudB[pudO + 2 * ui + 1];
+      if (ulo === 0 && uhi === 0) continue;
+      const ua = ga + ui * PUD_SIZE;
+      if (!(ulo & _PAGE_PRESENT) || ulo & _PAGE_PSE) {
+        v.bad?.(ua, 'pud', ulo, uhi);
+        continue;
+      }
+      const pmd = entryPfn(ulo, uhi);
+      v.table?.(pmd, 'pmd', ua);
+      const pmdB = frames.block32(pmd);
+      const pmdO = (pmd & (BLOCK_PAGES - 1)) << 10;
+      for (let mi = 0; mi < 512; mi++) {
+        const mlo = pmdB[pmdO + 2 * mi];
+        const mhi = pmdB[pmdO + 2 * mi + 1];
+        if (mlo === 0 && mhi === 0) continue;
+        const ma = ua + mi * PMD_SIZE;
+        if (!(mlo & _PAGE_PRESENT) || mlo & _PAGE_PSE) {
+          v.pmdLeaf?.(ma, mlo, mhi);
+          continue;
+        }
+        const pte = entryPfn(mlo, mhi);
+        v.table?.(pte, 'pte', ma);
+        if (!v.pte) continue;
+        const pteB = frames.block32(pte);
+        const pteO = (pte & (BLOCK_PAGES - 1)) << 10;
+        for (let pi = 0; pi < 512; pi++) {
+          const plo = pteB[pteO + 2 * pi];
+          const phi = pteB[pteO + 2 * pi + 1];
+          if (plo === 0 && phi === 0) continue;
+          v.pte(ma + pi * PAGE_SIZE, plo, phi);
+        }
+      }
+    }
+  }
+}
+
+/**
+ * A holder of folio references that are neither page-table mappings nor page-cache slots
+ * (a driver's pages, GUP references kept across syscalls, a migration's isolation
+ * references): it calls `add(pfn, refs)` for each. Models the "extra references" that
+ * folio_expected_ref_count() (include/linux/mm.h) cannot see.
+ */
+export type RefHolder = (core: Core, add: (pfn: number, refs: number) => void) => void;
+
+const refHolders = new WeakMap<Core, Set<RefHolder>>();
+
+/**
+ * Registers a {@link RefHolder} with the checker of `core`; returns the function that removes
+ * it. Models nothing in the kernel: it tells the model's check_mm()-style checker which
+ * references are legitimate.
+ */
+export function registerRefHolder(core: Core, holder: RefHolder): () => void {
+  let set = refHolders.get(core);
+  if (!set) {
+    set = new Set();
+    refHolders.set(core, set);
+  }
+  set.add(holder);
+  return () => set.delete(holder);
+}
+
+/** Scratch arrays reused between runs (indexed by pfn, sized to the memmap). */
+interface Scratch {
+  cap: number;
+  /** Expected references per folio head (mappings + page cache + holders). */
+  expRef: Int32Array;
+  /** Expected PTE-level mappings per page. */
+  expPte: Int32Array;
+  /** Expected PMD-level mappings per folio head. */
+  expEntire: Int32Array;
+  /** Epoch stamp: the RAM scan saw this pfn as a folio head. */
+  seen: Uint32Array;
+  epoch: number;
+}
+
+const scratches = new WeakMap<Core, Scratch>();
+
+function scratchFor(core: Core): Scratch {
+  const cap = core.map.capacity;
+  let s = scratches.get(core);
+  if (!s || s.cap !== cap) {
+    s = {
+      cap,
+      expRef: new Int32Array(cap),
+      expPte: new Int32Array(cap),
+      expEntire: new Int32Array(cap),
+      seen: new Uint32Array(cap),
+      epoch: 0,
+    };
+    scratches.set(core, s);
+  }
+  s.epoch = (s.epoch + 1) >>> 0 || 1;
+  if (s.epoch === 1) s.seen.fill(0);
+  return s;
+}
+
+const MAX_REPORTS = 64;
+const hex = (n: number) => `0x${n.toString(16)}`;
+
+/** One run of the checker over a machine. */
+class MmCoreCheck {
+  readonly out: string[] = [];
+  private dropped = 0;
+  private readonly core: Core;
+  private readonly m: Core['map'];
+  private readonly s: Scratch;
+  private readonly touchedHeads: number[] = [];
+  private readonly touchedPfns: number[] = [];
+  private readonly tablesSeen = new Map<number, string>();
+  private readonly inFlight: boolean;
+  private readonly liveVmas = new Set<Vma>();
+  private readonly ramStart: number;
+  private readonly ramEnd: number;
+
+  constructor(private readonly kernel: Kernel) {
+    this.core = kernel.core;
+    this.m = this.core.map;
+    this.s = scratchFor(this.core);
+    this.inFlight = this.core.migrationsInFlight > 0;
+    this.ramStart = this.core.zone.start;
+    this.ramEnd = this.core.zone.start + this.core.zone.nrPages;
+  }
+
+  report(msg: string, pfn = -1): void {
+    if (this.out.length >= MAX_REPORTS) {
+      this.dropped++;
+      return;
+    }
+    this.out.push(pfn >= 0 ? `${msg}\n  ${dumpFolio(this.core, pfn)}` : msg);
+  }
+
+  private addRef(head: number, refs: number): void {
+    const s = this.s;
+    if (s.expRef[head] === 0 && s.expEntire[head] === 0) this.touchedHeads.push(head);
+    s.expRef[head] += refs;
+  }
+
+  private addPte(pfn: number): void {
+    const s = this.s;
+    if (s.expPte[pfn]++ === 0) this.touchedPfns.push(pfn);
+  }
+
+  private addEntire(head: number): void {
+    const s = this.s;
+    if (s.expRef[head] === 0 && s.expEntire[head] === 0) this.touchedHeads.push(head);
+    s.expEntire[head]++;
+  }
+
+  private markTable(pfn: number, what: string): void {
+    const prev = this.tablesSeen.get(pfn);
+    if (prev !== undefined) {
+      this.report(`page-table page ${hex(pfn)} reachable twice: ${prev} and ${what}`, pfn);
+      return;
+    }
+    this.tablesSeen.set(pfn, what);
+    const m = this.m;
+    if (!m.valid(pfn) || !(m.flags[pfn] & PG_table)) this.report(`${what}: table page without PG_table`, pfn);
+    else if (m.refcount[pfn] !== 1) this.report(`${what}: table page refcount ${m.refcount[pfn]}`, pfn);
+  }
+
+  run(): string[] {
+    const mms = new Map<MmStruct, number>();
+    for (const t of this.kernel.tasks.values()) {
+      if (t instanceof Process && t.mm.pgd >= 0 && !mms.has(t.mm)) mms.set(t.mm, t.pid);
+    }
+    for (const mm of mms.keys()) for (const v of mm.vmas) this.liveVmas.add(v);
+    for (const [mm, pid] of mms) this.checkMm(mm, pid);
+    this.pageCacheAndHolders();
+    this.scanRam();
+    this.checkTouchedOutsideRam();
+    this.reset();
+    if (this.dropped) this.out.push(`... and ${this.dropped} more violations`);
+    return this.out;
+  }
+
+  private reset(): void {
+    const s = this.s;
+    for (const h of this.touchedHeads) {
+      s.expRef[h] = 0;
+      s.expEntire[h] = 0;
+    }
+    for (const p of this.touchedPfns) s.expPte[p] = 0;
+  }
+
+  // ---- per mm -------------------------------------------------------------------------
+
+  private checkVmas(mm: MmStruct, tag: string): void {
+    const core = this.core;
+    let prevEnd = 0;
+    for (const v of mm.vmas) {
+      const r = `${tag} vma [${hex(v.start)}, ${hex(v.end)})`;
+      if (v.mm !== mm) this.report(`${r}: belongs to another mm`);
+      if (v.start % PAGE_SIZE || v.end % PAGE_SIZE || v.start >= v.end) this.report(`${r}: malformed`);
+      if (v.start < prevEnd) this.report(`${r}: overlaps or is out of order with the previous VMA`);
+      prevEnd = v.end;
+      if (v.anonVma && !v.anonVmaChain.includes(v.anonVma)) this.report(`${r}: anon_vma not in its chain`);
+      for (const av of v.anonVmaChain) {
+        if (!av.vmas.has(v)) this.report(`${r}: anon_vma ${av.id} of the chain does not list the VMA`);
+        if (core.mappings.get(av.id) !== av) this.report(`${r}: anon_vma ${av.id} is not registered`);
+      }
+      if (v.file) {
+        if (!v.file.mmaps.has(v)) this.report(`${r}: missing from its file's i_mmap`);
+        if (core.mappings.get(v.file.id) !== v.file)
+          this.report(`${r}: maps file ${v.file.name} whose address_space was released`);
+      }
+      if (v.flags & VM_HUGETLB && (v.start % PMD_SIZE || v.end % PMD_SIZE))
+        this.report(`${r}: hugetlb VMA not huge-page aligned`);
+    }
+  }
+
+  private checkMm(mm: MmStruct, pid: number): void {
+    const core = this.core;
+    const m = this.m;
+    const tag = `[pid ${pid} mm ${mm.id}]`;
+    this.checkVmas(mm, tag);
+    this.markTable(mm.pgd, `${tag} pgd`);
+    const rss: RssCounters = { MM_FILEPAGES: 0, MM_ANONPAGES: 0, MM_SWAPENTS: 0, MM_SHMEMPAGES: 0 };
+    let tables = 0;
+    const leafPmds = new Set<number>();
+    const at = (addr: number) => `${tag} ${hex(addr)}`;
+    const vmaFor = (addr: number, len: number, what: string): Vma | undefined => {
+      const v = mm.vmaLookup(addr);
+      if (!v || addr + len > v.end) {
+        this.report(`${at(addr)}: ${what} outside any VMA`);
+        return undefined;
+      }
+      return v;
+    };
+    const checkPerm = (v: Vma, addr: number, lo: number, head: number, pfn: number, what: string) => {
+      if (lo & _PAGE_PRESENT && !(v.flags & (VM_READ | VM_WRITE | VM_EXEC)))
+        this.report(`${at(addr)}: accessible ${what} in a PROT_NONE VMA`, pfn);
+      if (lo & _PAGE_RW && !(v.flags & VM_WRITE))
+        this.report(`${at(addr)}: writable ${what} in a VMA without VM_WRITE`, pfn);
+      if (lo & _PAGE_RW && m.flags[head] & PG_anon && !(m.flags[pfn] & PG_anon_exclusive))
+        this.report(`${at(addr)}: writable ${what} maps an anonymous page that is not AnonExclusive`, pfn);
+    };
+    const checkRmap = (v: Vma, addr: number, head: number, pfn: number, what: string) => {
+      const id = m.mapping[head];
+      const owner = id ? core.mappings.get(id) : undefined;
+      const linear = v.pgoff + Math.floor((addr - v.start) / PAGE_SIZE);
+      if (m.flags[head] & PG_anon) {
+        if (!(owner instanceof AnonVma) || !owner.vmas.has(v))
+          this.report(`${at(addr)}: ${what}: anon folio's anon_vma ${id} does not reach this VMA`, pfn);
+      } else if (id !== 0) {
+        if (!(owner instanceof Inode) || v.file !== owner)
+          this.report(`${at(addr)}: ${what}: page-cache folio's mapping ${id} is not this VMA's file`, pfn);
+      } else {
+        if (!v.vmOps && !(v.flags & VM_MIXEDMAP))
+          this.report(`${at(addr)}: ${what}: folio has no mapping`, pfn);
+        return;
+      }
+      if (m.index[head] + (pfn - head) !== linear)
+        this.report(
+          `${at(addr)}: ${what}: folio index ${m.index[head]}+${pfn - head} but linear_page_index ${linear}`,
+          pfn,
+        );
+    };
+    const checkDevicePrivate = (addr: number, pfn: number) => {
+      const pg = m.valid(pfn) && m.flags[pfn] & PG_zone_device ? core.pgmapOf(pfn) : undefined;
+      if (!pg || pg.type !== MEMORY_DEVICE_PRIVATE || pfn < pg.startPfn || pfn >= pg.endPfn) {
+        this.report(`${at(addr)}: device-private entry to a pfn outside a live DEVICE_PRIVATE pgmap`, pfn);
+        return false;
+      }
+      return true;
+    };
+
+    walkPageTables(core, mm, {
+      table: (pfn, level, addr) => {
+        tables++;
+        this.markTable(pfn, `${at(addr)} ${level} table`);
+      },
+      bad: (addr, level, lo, hi) =>
+        this.report(`${at(addr)}: unexpected ${level} entry ${hex(hi)}:${hex(lo)}`),
+      pte: (addr, lo, hi) => {
+        const v = vmaFor(addr, PAGE_SIZE, 'PTE');
+        const pfn = entryPfn(lo, hi);
+        if (v && v.flags & VM_HUGETLB) this.report(`${at(addr)}: PTE in a hugetlb VMA`);
+        if (lo & (_PAGE_PRESENT | _PAGE_PROTNONE)) {
+          if (lo & _PAGE_SPECIAL) {
+            if (pfn !== core.zeroPfn)
+              this.report(`${at(addr)}: special PTE to pfn ${hex(pfn)} (not the zero page)`);
+            else if (lo & _PAGE_RW) this.report(`${at(addr)}: writable zero-page PTE`);
+            return;
+          }
+          if (pfn === core.zeroPfn || pfn === core.hugeZeroPfn || !m.valid(pfn)) {
+            this.report(`${at(addr)}: PTE maps pfn ${hex(pfn)} without _PAGE_SPECIAL`);
+            return;
+          }
+          const head = m.head[pfn];
+          this.addRef(head, 1);
+          this.addPte(pfn);
+          rss[mmCounter(core, head)]++;
+          if (v) {
+            checkPerm(v, addr, lo, head, pfn, 'PTE');
+            checkRmap(v, addr, head, pfn, 'PTE');
+          }
+          return;
+        }
+        const type = swpType(lo);
+        if (!m.valid(pfn)) {
+          this.report(`${at(addr)}: software PTE (type ${type}) to invalid pfn ${hex(pfn)}`);
+          return;
+        }
+        const head = m.head[pfn];
+        if (isMigrationType(type)) {
+          if (!this.inFlight) this.report(`${at(addr)}: migration PTE outside an in-flight migration`, pfn);
+          rss[mmCounter(core, head)]++;
+          return;
+        }
+        if (isDevicePrivateType(type) || type === SWP_DEVICE_EXCLUSIVE) {
+          if (isDevicePrivateType(type) && !checkDevicePrivate(addr, pfn)) return;
+          this.addRef(head, 1);
+          this.addPte(pfn);
+          rss[mmCounter(core, head)]++;
+          if (v) {
+            const w = type === SWP_DEVICE_WRITE;
+            if (w && !(v.flags & VM_WRITE))
+              this.report(`${at(addr)}: writable device entry without VM_WRITE`, pfn);
+            if (w && m.flags[head] & PG_anon && !(m.flags[pfn] & PG_anon_exclusive))
+              this.report(
+                `${at(addr)}: writable device-private PTE to a page that is not AnonExclusive`,
+                pfn,
+              );
+            checkRmap(v, addr, head, pfn, 'device PTE');
+          }
+          return;
+        }
+        this.report(`${at(addr)}: unexpected software PTE type ${type}`, pfn);
+      },
+      pmdLeaf: (addr, lo, hi) => {
+        const v = vmaFor(addr, PMD_SIZE, 'huge PMD');
+        const pfn = entryPfn(lo, hi);
+        if (v && v.flags & VM_HUGETLB) {
+          if (!(lo & (_PAGE_PRESENT | _PAGE_PROTNONE)) || !m.valid(pfn) || !(m.flags[pfn] & PG_hugetlb)) {
+            this.report(`${at(addr)}: hugetlb PMD does not map a hugetlb folio`, m.valid(pfn) ? pfn : -1);
+            return;
+          }
+          this.addRef(pfn, 1);
+          this.addEntire(pfn);
+          if (lo & _PAGE_RW && !(v.flags & VM_WRITE))
+            this.report(`${at(addr)}: writable hugetlb PMD without VM_WRITE`);
+          return;
+        }
+        leafPmds.add(addr);
+        if (!mm.deposits.has(addr)) this.report(`${at(addr)}: huge PMD without a deposited page table`);
+        const present = (lo & (_PAGE_PRESENT | _PAGE_PROTNONE)) !== 0;
+        if (present && pfn === core.hugeZeroPfn && core.hugeZeroPfn >= 0) {
+          if (lo & _PAGE_RW) this.report(`${at(addr)}: writable huge zero PMD`);
+          if (!mm.hugeZeroRef) this.report(`${at(addr)}: huge zero PMD in an mm without MMF_HUGE_ZERO_FOLIO`);
+          return;
+        }
+        if (!m.valid(pfn) || m.head[pfn] !== pfn || m.folioOrder(pfn) !== HPAGE_PMD_ORDER) {
+          this.report(
+            `${at(addr)}: huge PMD does not map the head of a PMD-order folio`,
+            m.valid(pfn) ? pfn : -1,
+          );
+          return;
+        }
+        if (present) {
+          this.addRef(pfn, 1);
+          this.addEntire(pfn);
+          rss[mmCounter(core, pfn)] += HPAGE_PMD_NR;
+          if (v) {
+            checkPerm(v, addr, lo, pfn, pfn, 'huge PMD');
+            checkRmap(v, addr, pfn, pfn, 'huge PMD');
+          }
+          return;
+        }
+        const type = swpType(lo);
+        if (isMigrationType(type)) {
+          if (!this.inFlight) this.report(`${at(addr)}: migration PMD outside an in-flight migration`, pfn);
+          rss[mmCounter(core, pfn)] += HPAGE_PMD_NR;
+          return;
+        }
+        if (isDevicePrivateType(type)) {
+          if (!checkDevicePrivate(addr, pfn)) return;
+          this.addRef(pfn, 1);
+          this.addEntire(pfn);
+          rss[mmCounter(core, pfn)] += HPAGE_PMD_NR;
+          if (v) {
+            const w = type === SWP_DEVICE_WRITE;
+            if (w && !(v.flags & VM_WRITE))
+              this.report(`${at(addr)}: writable device PMD without VM_WRITE`, pfn);
+            if (w && m.flags[pfn] & PG_anon && !(m.flags[pfn] & PG_anon_exclusive))
+              this.report(
+                `${at(addr)}: writable device-private PMD to a folio that is not AnonExclusive`,
+                pfn,
+              );
+            checkRmap(v, addr, pfn, pfn, 'device PMD');
+          }
+          return;
+        }
+        this.report(`${at(addr)}: unexpected software PMD type ${type}`, pfn);
+      },
+    });
+
+    for (const [haddr, t] of mm.deposits) {
+      this.markTable(t, `${tag} deposit at ${hex(haddr)}`);
+      if (!leafPmds.has(haddr)) this.report(`${tag} deposit at ${hex(haddr)} without a huge PMD there`);
+      const b = core.frames.block32(t);
+      const off = (t & (BLOCK_PAGES - 1)) << 10;
+      for (let i = 0; i < 1024; i++)
+        if (b[off + i] !== 0) {
+          this.report(`${tag} deposited table at ${hex(haddr)} is not empty`);
+          break;
+        }
+    }
+    const bytes = (tables + mm.deposits.size) * PAGE_SIZE;
+    if (mm.pgtablesBytes !== bytes)
+      this.report(
+        `${tag} pgtables_bytes ${mm.pgtablesBytes} but ${tables} tables + ${mm.deposits.size} deposits = ${bytes}`,
+      );
+    for (const k of Object.keys(rss) as (keyof RssCounters)[])
+      if (mm.rss[k] !== rss[k]) this.report(`${tag} rss ${k} is ${mm.rss[k]} but page tables map ${rss[k]}`);
+    this.checkTlb(mm, tag);
+  }
+
+  /** Every valid software-TLB entry must agree with the page tables (no stale translation). */
+  private checkTlb(mm: MmStruct, tag: string): void {
+    const tlb = mm.tlb;
+    for (let s = 0; s < tlb.tag.length; s++) {
+      const vpn = tlb.tag[s];
+      if (vpn < 0) continue;
+      const addr = vpn * PAGE_SIZE;
+      const [pfn, w] = leafTranslation(this.core, mm, addr);
+      if (pfn !== tlb.pfn[s] || (tlb.writable[s] === 1 && !w))
+        this.report(
+          `${tag} ${hex(addr)}: stale TLB entry -> pfn ${hex(tlb.pfn[s])}${tlb.writable[s] ? ' (rw)' : ''}, ` +
+            `page tables say ${pfn < 0 ? 'not present' : `${hex(pfn)}${w ? ' (rw)' : ''}`}`,
+        );
+    }
+  }
+
+  // ---- page cache and holders -----------------------------------------------------------
+
+  private shmemPages = 0;
+
+  private pageCacheAndHolders(): void {
+    const core = this.core;
+    const m = this.m;
+    for (const obj of core.mappings.values()) {
+      if (obj instanceof AnonVma) {
+        for (const v of obj.vmas)
+          if (!this.liveVmas.has(v)) this.report(`anon_vma ${obj.id} lists a VMA that is not mapped`);
+        continue;
+      }
+      if (!(obj instanceof Inode)) continue;
+      const inode = obj;
+      let live = 0;
+      for (const v of inode.mmaps) {
+        if (this.liveVmas.has(v)) live++;
+        else this.report(`inode ${inode.name}: i_mmap lists a VMA that is not mapped`);
+      }
+      if (inode.refs < live)
+        this.report(`inode ${inode.name}: ${inode.refs} references but mapped by ${live} VMAs`);
+      for (const [index, pfn] of inode.pages) {
+        if (!m.valid(pfn) || m.head[pfn] !== pfn) {
+          this.report(`inode ${inode.name}: page cache index ${index} holds a non-head pfn ${hex(pfn)}`);
+          continue;
+        }
+        if (m.mapping[pfn] !== inode.id)
+          this.report(`inode ${inode.name}: page cache folio at ${index} has mapping ${m.mapping[pfn]}`, pfn);
+        const huge = (m.flags[pfn] & PG_hugetlb) !== 0;
+        if (!huge) {
+          this.shmemPages++;
+          if (m.index[pfn] !== index)
+            this.report(`inode ${inode.name}: page cache folio at ${index} has index ${m.index[pfn]}`, pfn);
+        }
+        this.addRef(pfn, 1);
+      }
+    }
+    const holders = refHolders.get(core);
+    if (holders) for (const h of holders) h(core, (pfn, refs) => this.addRef(m.head[pfn], refs));
+  }
+
+  // ---- folios ---------------------------------------------------------------------------
+
+  private anonThp = 0;
+
+  /** Compares one folio's memmap counts with what was found. */
+  private checkFolio(h: number): void {
+    const m = this.m;
+    const s = this.s;
+    const n = m.folioNrPages(h);
+    let sumPte = 0;
+    for (let i = 0; i < n; i++) {
+      const p = h + i;
+      if (i > 0 && (!(m.flags[p] & PG_tail) || m.head[p] !== h || m.refcount[p] !== 0))
+        this.report(`tail page ${hex(p)} of folio ${hex(h)} is not a proper tail`, p);
+      const e = s.expPte[p];
+      sumPte += e;
+      if (m.mapcount[p] !== e)
+        this.report(`page ${hex(p)}: mapcount ${m.mapcount[p]} but ${e} PTE mappings`, p);
+      if (m.flags[p] & PG_anon_exclusive) {
+        if (!(m.flags[h] & PG_anon)) this.report(`page ${hex(p)}: AnonExclusive on a non-anonymous folio`, p);
+        else if (e + (i === 0 ? s.expEntire[h] : 0) > 1)
+          this.report(
+            `page ${hex(p)}: AnonExclusive but mapped ${e + (i === 0 ? s.expEntire[h] : 0)} times`,
+            p,
+          );
+      }
+    }
+    if (n > 1) {
+      if (m.entireMapcount[h] !== s.expEntire[h])
+        this.report(
+          `folio ${hex(h)}: entire mapcount ${m.entireMapcount[h]} but ${s.expEntire[h]} PMD mappings`,
+          h,
+        );
+      if (m.largeMapcount[h] !== sumPte + s.expEntire[h])
+        this.report(
+          `folio ${hex(h)}: large mapcount ${m.largeMapcount[h]} but ${sumPte + s.expEntire[h]} mappings`,
+          h,
+        );
+      if (m.flags[h] & PG_anon && !(m.flags[h] & PG_hugetlb) && m.entireMapcount[h] > 0) this.anonThp++;
+    } else if (m.entireMapcount[h] !== 0 || m.largeMapcount[h] !== 0 || s.expEntire[h] !== 0) {
+      this.report(`small folio ${hex(h)} has PMD-level mapcounts`, h);
+    }
+    const exp = s.expRef[h];
+    const ref = m.refcount[h];
+    const pins = m.pincount[h];
+    const locked = (m.flags[h] & PG_locked) !== 0;
+    if (locked && !this.inFlight) this.report(`folio ${hex(h)} locked at a syscall boundary`, h);
+    if (ref < 0) this.report(`folio ${hex(h)}: negative refcount`, h);
+    else if (this.inFlight && locked) {
+      if (ref < exp) this.report(`folio ${hex(h)}: refcount ${ref} below its ${exp} known references`, h);
+    } else if (pins > 0) {
+      if (ref < exp + pins)
+        this.report(`folio ${hex(h)}: refcount ${ref} below ${exp} references + ${pins} pins`, h);
+    } else if (ref !== exp) {
+      this.report(
+        exp === 0
+          ? `folio ${hex(h)}: leaked (refcount ${ref}, no mapping, page-cache slot or registered holder)`
+          : `folio ${hex(h)}: refcount ${ref} but ${exp} references (mappings + page cache + holders)`,
+        h,
+      );
+    }
+  }
+
+  /** Unmapped, never-refcounted special folio (zero page, huge zero folio). */
+  private checkSpecial(h: number, name: string): void {
+    const m = this.m;
+    const s = this.s;
+    if (m.refcount[h] < 1) this.report(`${name}: refcount ${m.refcount[h]}`, h);
+    if (s.expRef[h] || s.expEntire[h]) this.report(`${name} counted as a refcounted mapping`, h);
+    const n = m.folioNrPages(h);
+    for (let i = 0; i < n; i++)
+      if (m.mapcount[h + i] || s.expPte[h + i]) this.report(`${name} has a mapcount`, h + i);
+    if (m.entireMapcount[h] || (n > 1 && m.largeMapcount[h])) this.report(`${name} has a PMD mapcount`, h);
+  }
+
+  /** Walks every pfn of system RAM: free blocks, page tables, folios. */
+  private scanRam(): void {
+    const core = this.core;
+    const m = this.m;
+    const s = this.s;
+    const epoch = s.epoch;
+    const hugetlbFree = new Set(core.hugetlb.free);
+    let freeBlocks = 0;
+    let freePages = 0;
+    let tablePages = 0;
+    let hugetlbInUse = 0;
+    const start = this.ramStart;
+    const end = this.ramEnd;
+    for (let p = start; p < end; ) {
+      const f = m.flags[p];
+      if (f & PG_buddy) {
+        const o = m.order[p];
+        if (o > MAX_PAGE_ORDER || (p - start) % (1 << o) !== 0 || p + (1 << o) > end) {
+          this.report(`free block at ${hex(p)} has a bad order ${o}`, p);
+          p++;
+          continue;
+        }
+        if (
+          m.refcount[p] !== 0 ||
+          f & (PG_head | PG_tail | PG_table | PG_locked | PG_hugetlb) ||
+          m.mapcount[p]
+        )
+          this.report(`free block head ${hex(p)} is not clean`, p);
+        freeBlocks++;
+        freePages += 1 << o;
+        p += 1 << o;
+        continue;
+      }
+      if (f & PG_tail) {
+        this.report(`page ${hex(p)} is a tail outside any folio`, p);
+        p++;
+        continue;
+      }
+      if (f & PG_table) {
+        tablePages++;
+        if (!this.tablesSeen.has(p)) this.report(`page-table page ${hex(p)} is not reachable (leaked)`, p);
+        if (s.expRef[p] || s.expPte[p])
+          this.report(`page-table page ${hex(p)} is mapped by user page tables`, p);
+        s.seen[p] = epoch;
+        p++;
+        continue;
+      }
+      s.seen[p] = epoch;
+      const n = m.folioNrPages(p);
+      if (p + n > end) {
+        this.report(`folio ${hex(p)} runs past the end of RAM`, p);
+        break;
+      }
+      if (p === core.zeroPfn) this.checkSpecial(p, 'zero page');
+      else if (p === core.hugeZeroPfn) this.checkSpecial(p, 'huge zero folio');
+      else if (f & PG_hugetlb && hugetlbFree.has(p)) {
+        if (m.refcount[p] !== 0 || s.expRef[p] || s.expEntire[p] || m.entireMapcount[p] || m.largeMapcount[p])
+          this.report(`free hugetlb page ${hex(p)} is in use`, p);
+      } else {
+        if (f & PG_hugetlb) hugetlbInUse++;
+        this.checkFolio(p);
+      }
+      p += n;
+    }
+    let listed = 0;
+    let listedPages = 0;
+    core.zone.forEachFree((pfn, order) => {
+      listed++;
+      listedPages += 1 << order;
+      if (!(m.flags[pfn] & PG_buddy) || m.order[pfn] !== order)
+        this.report(`free list block ${hex(pfn)} (order ${order}) not marked PageBuddy of that order`, pfn);
+    });
+    if (listed !== freeBlocks || listedPages !== freePages)
+      this.report(
+        `buddy free lists hold ${listed} blocks / ${listedPages} pages but memmap marks ${freeBlocks} / ${freePages}`,
+      );
+    if (core.zone.nrFree !== freePages)
+      this.report(`nr_free_pages ${core.zone.nrFree} but ${freePages} pages free`);
+    if (core.vmstat.nr_page_table_pages !== tablePages)
+      this.report(`nr_page_table_pages ${core.vmstat.nr_page_table_pages} but ${tablePages} PG_table pages`);
+    if (hugetlbFree.size + hugetlbInUse !== core.hugetlb.total)
+      this.report(
+        `hugetlb pool: ${hugetlbFree.size} free + ${hugetlbInUse} in use but nr_hugepages ${core.hugetlb.total}`,
+      );
+    if (core.vmstat.nr_shmem !== this.shmemPages)
+      this.report(`nr_shmem ${core.vmstat.nr_shmem} but page caches hold ${this.shmemPages} pages`);
+    // Every folio referenced by a mapping or a page-cache slot must be a live folio head.
+    for (const h of this.touchedHeads) {
+      if (h < start || h >= end || s.seen[h] === epoch) continue;
+      this.report(`pfn ${hex(h)} is referenced (mapping/page cache/holder) but is not a live folio head`, h);
+    }
+  }
+
+  /** Device (and any other non-RAM) folios reached through mappings. */
+  private checkTouchedOutsideRam(): void {
+    const m = this.m;
+    for (const h of this.touchedHeads) {
+      if (h >= this.ramStart && h < this.ramEnd) continue;
+      if (!m.valid(h)) {
+        this.report(`mapping to pfn ${hex(h)} outside the memmap`);
+        continue;
+      }
+      if (m.flags[h] & PG_tail || m.head[h] !== h) {
+        this.report(`mapping to ${hex(h)}: not a folio head`, h);
+        continue;
+      }
+      this.checkFolio(h);
+    }
+    if (this.core.vmstat.nr_anon_transparent_hugepages !== this.anonThp)
+      this.report(
+        `nr_anon_transparent_hugepages ${this.core.vmstat.nr_anon_transparent_hugepages} but ${this.anonThp} PMD-mapped anon THPs`,
+      );
+  }
+}
+
+/**
+ * The translation the page tables give for addr: [pfn, writable], or [-1, false] when a CPU
+ * access would fault. Models the hardware walk without filling the TLB.
+ */
+function leafTranslation(core: Core, mm: MmStruct, addr: number): [number, boolean] {
+  if (mm.pgd < 0) return [-1, false];
+  let t = mm.pgd;
+  const idx = [
+    Math.floor(addr / PGDIR_SIZE) & 511,
+    Math.floor(addr / PUD_SIZE) & 511,
+    Math.floor(addr / PMD_SIZE) & 511,
+  ];
+  for (let l = 0; l < 3; l++) {
+    const b = core.frames.block32(t);
+    const off = ((t & (BLOCK_PAGES - 1)) << 10) + 2 * idx[l];
+    const lo = b[off];
+    const hi = b[off + 1];
+    if (!(lo & _PAGE_PRESENT)) return [-1, false];
+    if (lo & _PAGE_PSE) {
+      if (l !== 2) return [-1, false];
+      return [entryPfn(lo, hi) + (Math.floor(addr / PAGE_SIZE) & 511), (lo & _PAGE_RW) !== 0];
+    }
+    t = entryPfn(lo, hi);
+  }
+  const b = core.frames.block32(t);
+  const off = ((t & (BLOCK_PAGES - 1)) << 10) + 2 * (Math.floor(addr / PAGE_SIZE) & 511);
+  const lo = b[off];
+  if (!(lo & _PAGE_PRESENT)) return [-1, false];
+  return [entryPfn(lo, b[off + 1]), (lo & _PAGE_RW) !== 0];
+}
+
+/**
+ * Models check_mm() (kernel/fork.c) and the debug checks of mm/debug_vm_pgtable.c and
+ * page_table_check, generalised into a whole-machine audit of the system-memory side:
+ * returns one human-readable string per violation (with dump_page() output), empty when
+ * every invariant holds.
+ */
+export function checkMmCore(kernel: Kernel): string[] {
+  return new MmCoreCheck(kernel).run();
+}
+
+const installed = new WeakSet<Kernel>();
+
+/**
+ * Adds {@link checkMmCore} to `kernel.checkers` (once), so `kernel.check()` and the
+ * post-syscall hook run it. Models enabling CONFIG_DEBUG_VM for the machine.
+ */
+export function installMmCoreChecker(kernel: Kernel): void {
+  if (installed.has(kernel)) return;
+  installed.add(kernel);
+  kernel.checkers.push(checkMmCore);
+}

@@ -1,0 +1,581 @@
+/**
+ * Seeded model-based random test: mixed syscalls and CPU accesses over several processes,
+ * checked against a flat oracle (per process: page -> permissions and bytes; shared mappings
+ * share oracle storage; fork copies the oracle). After every step the bytes of the touched
+ * pages must equal the oracle and the invariant checker must find nothing.
+ *
+ * HMM_FUZZ_STEPS (default 2000) and HMM_FUZZ_SEED (default: a fixed list) tune the run.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  EEXIST,
+  EFAULT,
+  EINVAL,
+  ENOMEM,
+  MADV_COLLAPSE,
+  MADV_DONTNEED,
+  MADV_FREE,
+  MADV_HUGEPAGE,
+  MADV_NOHUGEPAGE,
+  MAP_ANONYMOUS,
+  MAP_FIXED,
+  MAP_FIXED_NOREPLACE,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  MREMAP_DONTUNMAP,
+  MREMAP_FIXED,
+  MREMAP_MAYMOVE,
+  O_CREAT,
+  O_RDWR,
+  PAGE_SIZE,
+  PMD_SIZE,
+  PROT_EXEC,
+  PROT_NONE,
+  PROT_READ,
+  PROT_WRITE,
+  SIGBUS,
+  SIGSEGV,
+} from './constants.js';
+import { SignalDelivered } from './errors.js';
+import { installMmCoreChecker } from './invariants.js';
+import { Kernel } from './kernel.js';
+import type { Process } from './process.js';
+
+/** Shared storage: a tmpfs file or a shared anonymous mapping (page index -> bytes). */
+interface SharedObj {
+  readonly name: string;
+  readonly pages: Map<number, Uint8Array>;
+  /** Size in pages: accesses at or beyond it raise SIGBUS. */
+  readonly sizePages: number;
+}
+
+type Kind = 'anon' | 'shared' | 'file-private';
+
+/** The oracle's view of one virtual page. */
+interface Slot {
+  prot: number;
+  kind: Kind;
+  /** Shared object (shared mappings and private file mappings). */
+  obj: SharedObj | null;
+  /** Page index in obj. */
+  index: number;
+  /** Private bytes (anon, or a COWed file page); null: zero (anon) or the file's bytes. */
+  data: Uint8Array | null;
+}
+
+interface Proc {
+  proc: Process;
+  slots: Map<number, Slot>;
+  /** fds of the tmpfs files (inherited across fork). */
+  fds: number[];
+}
+
+const ZERO = new Uint8Array(PAGE_SIZE);
+const ARENA = 0x2000_0000; // PMD aligned
+const ARENA_PAGES = 2048; // 8 MiB per process
+const RW = PROT_READ | PROT_WRITE;
+
+/** mulberry32: small seeded PRNG. */
+class Prng {
+  constructor(private s: number) {}
+  next(): number {
+    this.s = (this.s + 0x6d2b79f5) | 0;
+    let t = this.s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+  pick<T>(a: readonly T[]): T {
+    return a[this.int(a.length)];
+  }
+  chance(p: number): boolean {
+    return this.next() < p;
+  }
+}
+
+function readable(prot: number): boolean {
+  return (prot & (PROT_READ | PROT_WRITE | PROT_EXEC)) !== 0;
+}
+
+/** The bytes the oracle expects at a slot (never mutate the result). */
+function slotBytes(s: Slot): Uint8Array {
+  if (s.data) return s.data;
+  if (s.kind === 'anon') return ZERO;
+  return s.obj!.pages.get(s.index) ?? ZERO;
+}
+
+/** Fault a slot would raise for an access: 0, SIGSEGV or SIGBUS. */
+function accessFault(s: Slot | undefined, write: boolean): number {
+  if (!s) return SIGSEGV;
+  if (write ? !(s.prot & PROT_WRITE) : !readable(s.prot)) return SIGSEGV;
+  if (s.kind !== 'anon' && !s.data && s.index >= s.obj!.sizePages) return SIGBUS;
+  return 0;
+}
+
+/** Writable bytes of a slot (COW in the oracle). */
+function slotForWrite(s: Slot): Uint8Array {
+  if (s.kind === 'shared') {
+    let b = s.obj!.pages.get(s.index);
+    if (!b) {
+      b = new Uint8Array(PAGE_SIZE);
+      s.obj!.pages.set(s.index, b);
+    }
+    return b;
+  }
+  if (!s.data) s.data = slotBytes(s).slice();
+  return s.data;
+}
+
+function signalOf(fn: () => void): number {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof SignalDelivered) return e.signo;
+    throw e;
+  }
+  return 0;
+}
+
+/** One fuzz run. */
+class Fuzz {
+  readonly k: Kernel;
+  readonly rng: Prng;
+  readonly procs: Proc[] = [];
+  readonly files: SharedObj[] = [];
+  readonly log: string[] = [];
+  step = 0;
+  readonly stats: Record<string, number> = {};
+
+  constructor(readonly seed: number) {
+    this.rng = new Prng(seed);
+    this.k = new Kernel({
+      ramBytes: 256 << 20,
+      thp: seed % 2 ? 'always' : 'madvise',
+      checkInvariants: true,
+      seed,
+    });
+    installMmCoreChecker(this.k);
+    const p = this.k.spawn();
+    const root: Proc = { proc: p, slots: new Map(), fds: [] };
+    for (const name of ['/tmp/a', '/tmp/b']) {
+      const fd = p.open(name, O_RDWR | O_CREAT);
+      expect(p.ftruncate(fd, 64 * PAGE_SIZE)).toBe(0);
+      root.fds.push(fd);
+      this.files.push({ name, pages: new Map(), sizePages: 64 });
+    }
+    this.procs.push(root);
+  }
+
+  count(what: string): void {
+    this.stats[what] = (this.stats[what] ?? 0) + 1;
+  }
+
+  fail(msg: string): never {
+    throw new Error(
+      `seed ${this.seed} step ${this.step}: ${msg}\nlast ops:\n${this.log.slice(-25).join('\n')}`,
+    );
+  }
+
+  checkInvariants(): void {
+    const v = this.k.check();
+    if (v.length) this.fail(`invariants:\n${v.join('\n')}`);
+  }
+
+  /** A random page-aligned address: mostly near mapped pages, sometimes anywhere in the arena. */
+  addr(pr: Proc): number {
+    if (pr.slots.size && this.rng.chance(0.7)) {
+      const keys = [...pr.slots.keys()];
+      const vpn = this.rng.pick(keys) + this.rng.int(9) - 4;
+      return Math.max(1, vpn) * PAGE_SIZE;
+    }
+    if (this.rng.chance(0.3)) return ARENA + this.rng.int(ARENA_PAGES / 512) * PMD_SIZE;
+    return ARENA + this.rng.int(ARENA_PAGES) * PAGE_SIZE;
+  }
+
+  len(): number {
+    const r = this.rng.next();
+    if (r < 0.55) return (1 + this.rng.int(8)) * PAGE_SIZE;
+    if (r < 0.75) return (1 + this.rng.int(64)) * PAGE_SIZE;
+    if (r < 0.95) return (1 + this.rng.int(2)) * PMD_SIZE;
+    return PMD_SIZE / 2;
+  }
+
+  prot(): number {
+    return this.rng.pick([RW, RW, RW, RW, RW, RW, PROT_READ, PROT_NONE, PROT_WRITE, PROT_READ | PROT_EXEC]);
+  }
+
+  /** Reads every readable page of [addr, addr+len) in pr through the CPU and compares. */
+  verify(pr: Proc, addr: number, len: number): void {
+    if (pr.proc.state !== 'running') return;
+    for (let a = addr; a < addr + len; a += PAGE_SIZE) {
+      const s = pr.slots.get(a / PAGE_SIZE);
+      if (accessFault(s, false)) continue;
+      let got = ZERO;
+      const sig = signalOf(() => {
+        got = pr.proc.readBytes(a, PAGE_SIZE);
+      });
+      if (sig) this.fail(`pid ${pr.proc.pid} 0x${a.toString(16)}: verification read raised signal ${sig}`);
+      const want = slotBytes(s!);
+      for (let i = 0; i < PAGE_SIZE; i++)
+        if (got[i] !== want[i])
+          this.fail(
+            `pid ${pr.proc.pid} 0x${(a + i).toString(16)}: read ${got[i]}, oracle ${want[i]} (${s!.kind})`,
+          );
+    }
+  }
+
+  verifyAll(): void {
+    for (const pr of this.procs) {
+      const vpns = [...pr.slots.keys()].sort((x, y) => x - y);
+      for (const v of vpns) this.verify(pr, v * PAGE_SIZE, PAGE_SIZE);
+    }
+  }
+
+  kill(pr: Proc): void {
+    this.procs.splice(this.procs.indexOf(pr), 1);
+  }
+
+  /** Expected result of a range syscall that fails on holes (-ENOMEM) after the mapped part. */
+  holes(pr: Proc, addr: number, len: number): { mapped: number; holes: boolean } {
+    let mapped = 0;
+    for (let a = addr; a < addr + len; a += PAGE_SIZE) if (pr.slots.has(a / PAGE_SIZE)) mapped++;
+    return { mapped, holes: mapped < len / PAGE_SIZE };
+  }
+
+  // ---- operations ---------------------------------------------------------------------------
+
+  opMmap(pr: Proc): [number, number] {
+    const rng = this.rng;
+    const len = this.len();
+    const prot = this.prot();
+    const kindR = rng.next();
+    const kind: Kind = kindR < 0.6 ? 'anon' : kindR < 0.75 ? 'shared' : 'file-private';
+    const fileBacked = kind !== 'anon' && (kind === 'file-private' || rng.chance(0.6));
+    const fileNo = rng.int(this.files.length);
+    const pgoff = fileBacked ? rng.int(72 - Math.min(len / PAGE_SIZE, 64)) : 0;
+    const mode = rng.next();
+    let addr = 0;
+    let flags = kind === 'anon' || kind === 'file-private' ? MAP_PRIVATE : MAP_SHARED;
+    if (!fileBacked) flags |= MAP_ANONYMOUS;
+    if (mode < 0.55) {
+      addr = this.addr(pr);
+      flags |= MAP_FIXED;
+    } else if (mode < 0.7) {
+      addr = this.addr(pr);
+      flags |= MAP_FIXED_NOREPLACE;
+    }
+    const fd = fileBacked ? pr.fds[fileNo] : -1;
+    this.log.push(
+      `${pr.proc.pid}: mmap(0x${addr.toString(16)}, ${len / PAGE_SIZE}p, prot ${prot}, ${kind}${fileBacked ? ` file ${fileNo}@${pgoff}` : ''}, flags 0x${flags.toString(16)})`,
+    );
+    const r = pr.proc.mmap(addr, len, prot, flags, fd, pgoff * PAGE_SIZE);
+    if (flags & MAP_FIXED_NOREPLACE && this.holes(pr, addr, len).mapped > 0) {
+      if (r !== -EEXIST) this.fail(`MAP_FIXED_NOREPLACE over a mapping returned ${r}`);
+      return [0, 0];
+    }
+    if (r < 0) this.fail(`mmap failed with ${r}`);
+    if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) && r !== addr) this.fail(`fixed mmap moved to ${r}`);
+    if (!(flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) && this.holes(pr, r, len).mapped > 0)
+      this.fail('mmap returned a range that overlaps a mapping');
+    const obj: SharedObj | null = fileBacked
+      ? this.files[fileNo]
+      : kind === 'shared'
+        ? // shmem_zero_setup(): i_size is the mapping length; growing it by mremap and touching
+          // the new part raises SIGBUS, as in Linux.
+          { name: `shm@${this.step}`, pages: new Map(), sizePages: len / PAGE_SIZE }
+        : null;
+    for (let i = 0; i < len / PAGE_SIZE; i++)
+      pr.slots.set(r / PAGE_SIZE + i, { prot, kind, obj, index: pgoff + i, data: null });
+    return [r, len];
+  }
+
+  opMunmap(pr: Proc): [number, number] {
+    const addr = this.addr(pr);
+    const len = this.len();
+    this.log.push(`${pr.proc.pid}: munmap(0x${addr.toString(16)}, ${len / PAGE_SIZE}p)`);
+    const r = pr.proc.munmap(addr, len);
+    if (r !== 0) this.fail(`munmap returned ${r}`);
+    for (let a = addr; a < addr + len; a += PAGE_SIZE) pr.slots.delete(a / PAGE_SIZE);
+    return [addr, len];
+  }
+
+  opMprotect(pr: Proc): [number, number] {
+    const addr = this.addr(pr);
+    const len = this.len();
+    const prot = this.prot();
+    this.log.push(`${pr.proc.pid}: mprotect(0x${addr.toString(16)}, ${len / PAGE_SIZE}p, ${prot})`);
+    const r = pr.proc.mprotect(addr, len, prot);
+    let a = addr;
+    for (; a < addr + len; a += PAGE_SIZE) {
+      const s = pr.slots.get(a / PAGE_SIZE);
+      if (!s) break;
+      s.prot = prot;
+    }
+    const want = a < addr + len ? -ENOMEM : 0;
+    if (r !== want) this.fail(`mprotect returned ${r}, oracle ${want}`);
+    return [addr, len];
+  }
+
+  opMadvise(pr: Proc): [number, number] {
+    const rng = this.rng;
+    const addr = this.addr(pr);
+    const len = this.len();
+    const advice = rng.pick([MADV_HUGEPAGE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_DONTNEED, MADV_DONTNEED, MADV_FREE, MADV_COLLAPSE]);
+    this.log.push(`${pr.proc.pid}: madvise(0x${addr.toString(16)}, ${len / PAGE_SIZE}p, ${advice})`);
+    const r = pr.proc.madvise(addr, len, advice);
+    const { mapped, holes } = this.holes(pr, addr, len);
+    let want: number | undefined = mapped === 0 ? -ENOMEM : holes ? -ENOMEM : 0;
+    if (advice === MADV_DONTNEED) {
+      for (let a = addr; a < addr + len; a += PAGE_SIZE) {
+        const s = pr.slots.get(a / PAGE_SIZE);
+        if (s && s.kind !== 'shared') s.data = null;
+      }
+    } else if (advice === MADV_FREE) {
+      let nonAnon = false;
+      for (let a = addr; a < addr + len; a += PAGE_SIZE) {
+        const s = pr.slots.get(a / PAGE_SIZE);
+        if (s && s.kind !== 'anon') nonAnon = true;
+      }
+      if (mapped > 0 && nonAnon) want = -EINVAL;
+    } else if (advice === MADV_COLLAPSE) {
+      want = undefined;
+    }
+    if (want !== undefined && r !== want) this.fail(`madvise(${advice}) returned ${r}, oracle ${want}`);
+    return [addr, len];
+  }
+
+  opMremap(pr: Proc): [number, number] {
+    const rng = this.rng;
+    const old = this.addr(pr);
+    const oldLen = rng.chance(0.5) ? (1 + rng.int(8)) * PAGE_SIZE : this.len();
+    const r0 = rng.next();
+    let flags = 0;
+    let newLen = oldLen;
+    let newAddr = 0;
+    if (r0 < 0.2) newLen = Math.max(PAGE_SIZE, oldLen - (1 + rng.int(4)) * PAGE_SIZE);
+    else if (r0 < 0.4) newLen = oldLen + (1 + rng.int(16)) * PAGE_SIZE;
+    if (rng.chance(0.7)) flags |= MREMAP_MAYMOVE;
+    if (flags & MREMAP_MAYMOVE && rng.chance(0.4)) {
+      flags |= MREMAP_FIXED;
+      newAddr = this.addr(pr);
+    }
+    if (flags & MREMAP_MAYMOVE && newLen === oldLen && rng.chance(0.3)) flags |= MREMAP_DONTUNMAP;
+    this.log.push(
+      `${pr.proc.pid}: mremap(0x${old.toString(16)}, ${oldLen / PAGE_SIZE}p, ${newLen / PAGE_SIZE}p, ${flags}, 0x${newAddr.toString(16)})`,
+    );
+    // Snapshot the old range before the call (the oracle applies the outcome).
+    const src: (Slot | undefined)[] = [];
+    for (let i = 0; i < oldLen / PAGE_SIZE; i++) src.push(pr.slots.get(old / PAGE_SIZE + i));
+    const r = pr.proc.mremap(old, oldLen, newLen, flags, newAddr);
+    if (r < 0) {
+      if (src.every((s) => s === undefined) && r !== -EFAULT && r !== -EINVAL)
+        this.fail(`mremap of nothing returned ${r}`);
+      return [0, 0];
+    }
+    this.count(r === old ? 'mremap-inplace' : flags & MREMAP_DONTUNMAP ? 'mremap-dontunmap' : 'mremap-move');
+    if (src.some((s) => s === undefined)) this.fail('mremap succeeded over a hole');
+    if (r !== old && !(flags & MREMAP_FIXED) && this.holes(pr, r, newLen).mapped > 0)
+      this.fail('mremap moved onto a mapped range');
+    const first = src[0]!;
+    const tail = (i: number): Slot => ({
+      prot: first.prot,
+      kind: first.kind,
+      obj: first.obj,
+      index: src[src.length - 1]!.index + 1 + i,
+      data: null,
+    });
+    const oP = old / PAGE_SIZE;
+    const nP = r / PAGE_SIZE;
+    const oN = oldLen / PAGE_SIZE;
+    const nN = newLen / PAGE_SIZE;
+    if (r === old && !(flags & (MREMAP_FIXED | MREMAP_DONTUNMAP))) {
+      for (let i = nN; i < oN; i++) pr.slots.delete(oP + i);
+      for (let i = oN; i < nN; i++) pr.slots.set(oP + i, tail(i - oN));
+      return [old, Math.max(oldLen, newLen)];
+    }
+    // Moved: the destination is replaced; the source is unmapped or (DONTUNMAP) emptied.
+    for (let i = 0; i < nN; i++) pr.slots.delete(nP + i);
+    for (let i = 0; i < oN; i++) {
+      if (flags & MREMAP_DONTUNMAP) {
+        const s = src[i]!;
+        pr.slots.set(oP + i, { ...s, data: null });
+      } else pr.slots.delete(oP + i);
+    }
+    for (let i = 0; i < nN; i++) pr.slots.set(nP + i, i < oN ? src[i]! : tail(i - oN));
+    return [r, newLen];
+  }
+
+  opFork(pr: Proc): [number, number] {
+    this.log.push(`${pr.proc.pid}: fork()`);
+    this.count('fork');
+    const pid = pr.proc.fork();
+    if (pid < 0) this.fail(`fork failed ${pid}`);
+    const slots = new Map<number, Slot>();
+    for (const [v, s] of pr.slots) slots.set(v, { ...s, data: s.kind !== 'shared' && s.data ? s.data.slice() : null });
+    const child: Proc = { proc: this.k.task(pid)!, slots, fds: pr.fds };
+    this.procs.push(child);
+    return [0, 0];
+  }
+
+  opExit(pr: Proc): [number, number] {
+    this.log.push(`${pr.proc.pid}: exit()`);
+    pr.proc.exit(0);
+    this.kill(pr);
+    if (this.procs.length === 0) this.fail('no process left');
+    return [0, 0];
+  }
+
+  /** A page the access can (mostly) use: one the oracle says is accessible, else anywhere. */
+  accessPage(pr: Proc, write: boolean): number {
+    if (this.rng.chance(0.92)) {
+      const ok: number[] = [];
+      for (const [v, s] of pr.slots) if (!accessFault(s, write)) ok.push(v);
+      if (ok.length) return this.rng.pick(ok) * PAGE_SIZE;
+    }
+    return this.addr(pr);
+  }
+
+  opAccess(pr: Proc): [number, number] {
+    const rng = this.rng;
+    const write = rng.chance(0.6);
+    const base = this.accessPage(pr, write);
+    const off = rng.int(PAGE_SIZE);
+    const len = rng.chance(0.8) ? 1 + rng.int(64) : 1 + rng.int(3 * PAGE_SIZE);
+    const start = base + off;
+    this.log.push(`${pr.proc.pid}: ${write ? 'write' : 'read'}(0x${start.toString(16)}, ${len})`);
+    // Pages are accessed in order; the first one that cannot be accessed raises a signal.
+    let sig = 0;
+    const firstPage = Math.floor(start / PAGE_SIZE);
+    const lastPage = Math.floor((start + len - 1) / PAGE_SIZE);
+    let okPages = 0;
+    for (let v = firstPage; v <= lastPage; v++) {
+      sig = accessFault(pr.slots.get(v), write);
+      if (sig) break;
+      okPages++;
+    }
+    if (write) {
+      const data = new Uint8Array(len);
+      for (let i = 0; i < len; i++) data[i] = rng.int(256);
+      const got = signalOf(() => pr.proc.writeBytes(start, data));
+      if (got !== sig) this.fail(`write: signal ${got}, oracle ${sig}`);
+      // Bytes before the faulting page were stored.
+      for (let i = 0; i < len; i++) {
+        const a = start + i;
+        const v = Math.floor(a / PAGE_SIZE);
+        if (v >= firstPage + okPages) break;
+        slotForWrite(pr.slots.get(v)!)[a % PAGE_SIZE] = data[i];
+      }
+    } else {
+      let out: Uint8Array | undefined;
+      const got = signalOf(() => {
+        out = pr.proc.readBytes(start, len);
+      });
+      if (got !== sig) this.fail(`read: signal ${got}, oracle ${sig}`);
+      if (out) {
+        for (let i = 0; i < len; i++) {
+          const a = start + i;
+          const want = slotBytes(pr.slots.get(Math.floor(a / PAGE_SIZE))!)[a % PAGE_SIZE];
+          if (out[i] !== want) this.fail(`read 0x${a.toString(16)}: ${out[i]}, oracle ${want}`);
+        }
+      }
+    }
+    this.count(sig ? `access-sig${sig}` : write ? 'write' : 'read');
+    if (sig) this.kill(pr);
+    return [firstPage * PAGE_SIZE, (lastPage - firstPage + 1) * PAGE_SIZE];
+  }
+
+  opFileIo(pr: Proc): [number, number] {
+    const rng = this.rng;
+    const fileNo = rng.int(this.files.length);
+    const f = this.files[fileNo];
+    const pos = rng.int(60 * PAGE_SIZE);
+    const len = 1 + rng.int(2 * PAGE_SIZE);
+    const fd = pr.fds[fileNo];
+    if (rng.chance(0.5)) {
+      const data = new Uint8Array(len);
+      for (let i = 0; i < len; i++) data[i] = rng.int(256);
+      this.log.push(`${pr.proc.pid}: pwrite(file ${fileNo}, ${pos}, ${len})`);
+      if (pr.proc.pwrite(fd, data, len, pos) !== len) this.fail('pwrite short');
+      for (let i = 0; i < len; i++) {
+        const idx = Math.floor((pos + i) / PAGE_SIZE);
+        let b = f.pages.get(idx);
+        if (!b) {
+          b = new Uint8Array(PAGE_SIZE);
+          f.pages.set(idx, b);
+        }
+        b[(pos + i) % PAGE_SIZE] = data[i];
+      }
+    } else {
+      this.log.push(`${pr.proc.pid}: pread(file ${fileNo}, ${pos}, ${len})`);
+      const buf = new Uint8Array(len);
+      if (pr.proc.pread(fd, buf, len, pos) !== len) this.fail('pread short');
+      for (let i = 0; i < len; i++) {
+        const b = f.pages.get(Math.floor((pos + i) / PAGE_SIZE));
+        const want = b ? b[(pos + i) % PAGE_SIZE] : 0;
+        if (buf[i] !== want) this.fail(`pread at ${pos + i}: ${buf[i]}, oracle ${want}`);
+      }
+    }
+    return [0, 0];
+  }
+
+  run(steps: number): void {
+    const rng = this.rng;
+    for (this.step = 0; this.step < steps; this.step++) {
+      if (this.procs.length === 0) this.fail('all processes died');
+      const pr = rng.pick(this.procs);
+      const r = rng.next();
+      let range: [number, number];
+      if (r < 0.12) range = this.opMmap(pr);
+      else if (r < 0.2) range = this.opMunmap(pr);
+      else if (r < 0.27) range = this.opMprotect(pr);
+      else if (r < 0.37) range = this.opMadvise(pr);
+      else if (r < 0.44) range = this.opMremap(pr);
+      else if (r < 0.47 && this.procs.length < 5) range = this.opFork(pr);
+      else if (r < 0.49 && this.procs.length > 1) range = this.opExit(pr);
+      else if (r < 0.53) range = this.opFileIo(pr);
+      else range = this.opAccess(pr);
+      // A process killed by a signal is replaced so the run keeps going.
+      if (this.procs.length === 0) {
+        const p = this.k.spawn();
+        const fresh: Proc = { proc: p, slots: new Map(), fds: [] };
+        for (const f of this.files) fresh.fds.push(p.open(f.name, O_RDWR));
+        this.procs.push(fresh);
+      }
+      if (range[1] > 0 && this.procs.includes(pr)) this.verify(pr, range[0], Math.min(range[1], 64 * PAGE_SIZE));
+      this.checkInvariants();
+      if (this.step % 200 === 199) this.verifyAll();
+    }
+    this.verifyAll();
+    this.checkInvariants();
+    if (process.env.HMM_FUZZ_STATS) {
+      const v = this.k.core.vmstat;
+      console.log(
+        `seed ${this.seed}: pids ${this.procs.map((p) => p.proc.pid).join(',')} thp_fault_alloc ${v.thp_fault_alloc} ` +
+          `thp_split_pmd ${v.thp_split_pmd} collapse ${v.thp_collapse_alloc} cow ${v.cow_faults} ` +
+          `zero ${v.zero_page_faults} hugezero ${v.thp_zero_page_alloc} deferred ${v.thp_deferred_split_page} ` +
+          `pgfault ${v.pgfault} ops ${JSON.stringify(this.stats)}`,
+      );
+    }
+    // Tear everything down: the machine must return to its boot state.
+    for (const pr of [...this.procs]) {
+      pr.proc.exit(0);
+      this.kill(pr);
+    }
+    this.checkInvariants();
+  }
+}
+
+const STEPS = Number(process.env.HMM_FUZZ_STEPS ?? 2000);
+const SEEDS = process.env.HMM_FUZZ_SEED ? [Number(process.env.HMM_FUZZ_SEED)] : [1, 2, 3, 4];
+
+describe('model-based random test (oracle: flat per-process page map)', () => {
+  for (const seed of SEEDS) {
+    it(`seed ${seed}: ${Math.ceil(STEPS / SEEDS.length)} steps`, () => {
+      const f = new Fuzz(seed);
+      f.run(Math.ceil(STEPS / SEEDS.length));
+    }, 600_000);
+  }
+});

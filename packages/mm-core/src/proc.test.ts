@@ -1,0 +1,111 @@
+import { describe, expect, it } from 'vitest';
+import {
+  MADV_HUGEPAGE,
+  MAP_ANONYMOUS,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  O_RDONLY,
+  PAGE_SIZE,
+  PMD_SIZE,
+  PROT_READ,
+  PROT_WRITE,
+} from './constants.js';
+import { installMmCoreChecker } from './invariants.js';
+import { Kernel } from './kernel.js';
+import { PM_FILE, PM_MMAP_EXCLUSIVE, PM_PRESENT, PM_SWAP, pagemapEntry, smaps } from './proc.js';
+import type { Process } from './process.js';
+
+const RW = PROT_READ | PROT_WRITE;
+const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
+const PFN_MASK = (1n << 55n) - 1n;
+
+function machine(): Kernel {
+  const k = new Kernel({ ramBytes: 256 << 20, checkInvariants: true });
+  installMmCoreChecker(k);
+  return k;
+}
+
+/** Reads /proc/self/pagemap entries the way the selftests do (pread at vaddr / 4096 * 8). */
+function pagemap(p: Process, addr: number, n = 1): bigint[] {
+  const fd = p.open('/proc/self/pagemap', O_RDONLY);
+  const buf = new Uint8Array(8 * n);
+  expect(p.pread(fd, buf, buf.length, (addr / PAGE_SIZE) * 8)).toBe(buf.length);
+  p.close(fd);
+  const dv = new DataView(buf.buffer);
+  return Array.from({ length: n }, (_, i) => dv.getBigUint64(i * 8, true));
+}
+
+describe('/proc/self/pagemap', () => {
+  it('reports present pages, pfns, exclusivity and file pages', () => {
+    const k = machine();
+    const p = k.spawn();
+    const a = p.mmap(0, 4 * PAGE_SIZE, RW, ANON);
+    p.writeI32(a, 1);
+    p.readI32(a + PAGE_SIZE);
+    const [e0, e1, e2] = pagemap(p, a, 3);
+    expect(e0 & PM_PRESENT).toBe(PM_PRESENT);
+    expect(e0 & PM_MMAP_EXCLUSIVE).toBe(PM_MMAP_EXCLUSIVE);
+    expect(e0 & PM_FILE).toBe(0n);
+    expect(e0 & PM_SWAP).toBe(0n);
+    // The zero page is present but neither exclusive nor a file page.
+    expect(e1 & PM_PRESENT).toBe(PM_PRESENT);
+    expect(Number(e1 & PFN_MASK)).toBe(k.core.zeroPfn);
+    expect(e1 & (PM_MMAP_EXCLUSIVE | PM_FILE)).toBe(0n);
+    expect(e2).toBe(0n);
+    const c = k.task(p.fork())!;
+    const [shared] = pagemap(p, a);
+    expect(shared & PM_MMAP_EXCLUSIVE).toBe(0n);
+    expect(shared & PFN_MASK).toBe(e0 & PFN_MASK);
+    c.writeI32(a, 2);
+    expect(pagemap(p, a)[0] & PM_MMAP_EXCLUSIVE).toBe(PM_MMAP_EXCLUSIVE);
+    const s = p.mmap(0, PAGE_SIZE, RW, MAP_SHARED | MAP_ANONYMOUS);
+    p.writeI32(s, 1);
+    expect(pagemap(p, s)[0] & (PM_PRESENT | PM_FILE)).toBe(PM_PRESENT | PM_FILE);
+    expect(pagemapEntry(k.core, p.mm, 0x1000)).toBe(0n);
+    expect(k.check()).toEqual([]);
+  });
+
+  it('reports consecutive pfns for the subpages of a THP', () => {
+    const k = machine();
+    const p = k.spawn();
+    const a = p.mmap(0, PMD_SIZE, RW, ANON);
+    p.madvise(a, PMD_SIZE, MADV_HUGEPAGE);
+    p.writeI32(a, 1);
+    const e = pagemap(p, a, 512);
+    const base = e[0] & PFN_MASK;
+    expect(Number(base) % 512).toBe(0);
+    for (let i = 0; i < 512; i++) {
+      if ((e[i] & PFN_MASK) !== base + BigInt(i) || !(e[i] & PM_PRESENT)) throw new Error(`subpage ${i}`);
+    }
+  });
+});
+
+describe('smaps', () => {
+  it('reports Rss, Anonymous and AnonHugePages per VMA', () => {
+    const k = machine();
+    const p = k.spawn();
+    const a = p.mmap(0, 2 * PMD_SIZE, RW, ANON);
+    p.madvise(a, 2 * PMD_SIZE, MADV_HUGEPAGE);
+    p.writeI32(a, 1);
+    p.readI32(a + PMD_SIZE); // huge zero: resident, not anonymous
+    const b = p.mmap(0, 4 * PAGE_SIZE, RW, ANON);
+    p.writeI32(b, 1);
+    p.readI32(b + PAGE_SIZE);
+    const s = smaps(k.core, p.mm);
+    const va = s.find((e) => e.start === a)!;
+    expect(va.anonHugePages).toBe(PMD_SIZE);
+    expect(va.anonymous).toBe(PMD_SIZE);
+    expect(va.rss).toBe(2 * PMD_SIZE);
+    const vb = s.find((e) => e.start === b)!;
+    expect(vb.anonHugePages).toBe(0);
+    expect(vb.anonymous).toBe(PAGE_SIZE);
+    expect(vb.rss).toBe(2 * PAGE_SIZE);
+    // Splitting the PMD (partial munmap) drops AnonHugePages.
+    p.munmap(a + PAGE_SIZE, PAGE_SIZE);
+    const after = smaps(k.core, p.mm).filter((e) => e.start >= a && e.end <= a + 2 * PMD_SIZE);
+    expect(after.length).toBe(2);
+    expect(after.reduce((n, e) => n + e.anonHugePages, 0)).toBe(0);
+    expect(after.reduce((n, e) => n + e.anonymous, 0)).toBe(PMD_SIZE - PAGE_SIZE);
+    expect(k.check()).toEqual([]);
+  });
+});

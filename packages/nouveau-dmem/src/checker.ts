@@ -1,0 +1,86 @@
+import { dumpFolio, PG_locked } from '@hmm-model/mm-core';
+import { DMEM_CHUNK_NPAGES, DMEM_FOLIO_ORDER } from './constants.js';
+import { nouveauPageToChunk } from './dmem.js';
+import type { NouveauDrm } from './types.js';
+
+const hex = (n: number) => `0x${n.toString(16)}`;
+
+/**
+ * Models the driver-side invariants of kernel-mechanics §9 (items 1, 2 and 19) for nouveau, as
+ * a check_mm()-style audit (nothing in the kernel does this at run time):
+ *  - every free_pages entry is an order-0, unreferenced, unlocked page of one of our chunks;
+ *  - every free_folios entry is an unreferenced, unlocked, 512-aligned head of 512 free pages
+ *    (order 9 once freed, order 0 while never initialised);
+ *  - no page is listed twice or lies inside a listed free folio;
+ *  - per chunk, callocated equals the number of allocated folios (refcount > 0) and the
+ *    pagemap holds one reference per allocated page.
+ * Returns one string per violation.
+ */
+export function checkNouveau(drm: NouveauDrm): string[] {
+  const out: string[] = [];
+  const dmem = drm.dmem;
+  if (!dmem) return out;
+  const core = drm.core;
+  const m = core.map;
+  const listed = new Set<number>();
+  const walk = (name: string, head: number, large: boolean) => {
+    for (let p = head; p !== 0; p = m.priv[p]) {
+      if (listed.has(p)) {
+        out.push(`nouveau ${name}: pfn ${hex(p)} listed twice (or the list has a cycle)`);
+        return;
+      }
+      listed.add(p);
+      const chunk = nouveauPageToChunk(drm, p);
+      if (!chunk) {
+        out.push(`nouveau ${name}: pfn ${hex(p)} is not a page of a live chunk`);
+        return;
+      }
+      // A fresh free folio from chunk_alloc was never initialised (order 0); a freed one keeps order 9.
+      const order = m.head[p] === p ? m.folioOrder(p) : -1;
+      if (large ? order !== 0 && order !== DMEM_FOLIO_ORDER : order !== 0)
+        out.push(`nouveau ${name}: pfn ${hex(p)} has order ${order}: ${dumpFolio(core, p)}`);
+      if (m.refcount[p] !== 0) out.push(`nouveau ${name}: pfn ${hex(p)} is allocated: ${dumpFolio(core, p)}`);
+      if (m.flags[p] & PG_locked) out.push(`nouveau ${name}: pfn ${hex(p)} is locked: ${dumpFolio(core, p)}`);
+      if (large && (p - chunk.pagemap.startPfn) % DMEM_CHUNK_NPAGES !== 0)
+        out.push(`nouveau ${name}: folio ${hex(p)} is not ${DMEM_CHUNK_NPAGES}-page aligned in its chunk`);
+    }
+  };
+  walk('free_pages', dmem.freePages, false);
+  walk('free_folios', dmem.freeFolios, true);
+  for (let f = dmem.freeFolios; f !== 0 && listed.has(f); f = m.priv[f]) {
+    for (let k = 1; k < DMEM_CHUNK_NPAGES; k++) {
+      if (listed.has(f + k)) out.push(`nouveau: pfn ${hex(f + k)} is on free_pages inside free folio ${hex(f)}`);
+      if (m.refcount[f + k] !== 0) out.push(`nouveau: pfn ${hex(f + k)} inside free folio ${hex(f)} is allocated`);
+    }
+    if (out.length > 50) break;
+  }
+  for (const chunk of dmem.chunks) {
+    let live = 0;
+    let livePages = 0;
+    for (let p = chunk.pagemap.startPfn; p < chunk.pagemap.endPfn; ) {
+      const isHead = m.head[p] === p;
+      const n = isHead ? m.folioNrPages(p) : 1;
+      if (isHead && m.refcount[p] > 0) {
+        live++;
+        livePages += n;
+      }
+      p += n;
+    }
+    if (chunk.callocated !== live)
+      out.push(
+        `nouveau chunk pgmap ${chunk.pagemap.id}: callocated ${chunk.callocated} but ${live} allocated folio(s)`,
+      );
+    if (chunk.pagemap.refs !== livePages)
+      out.push(`nouveau chunk pgmap ${chunk.pagemap.id}: pgmap refs ${chunk.pagemap.refs} but ${livePages} allocated page(s)`);
+  }
+  return out;
+}
+
+const installed = new WeakSet<NouveauDrm>();
+
+/** Adds {@link checkNouveau} for `drm` to its kernel's checkers (once), next to mm-core's. */
+export function installNouveauChecker(drm: NouveauDrm): void {
+  if (installed.has(drm)) return;
+  installed.add(drm);
+  drm.kernel.checkers.push(() => checkNouveau(drm));
+}

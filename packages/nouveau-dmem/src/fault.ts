@@ -1,0 +1,164 @@
+import {
+  EBUSY,
+  EFAULT,
+  HMM_PFN_REQ_FAULT,
+  HMM_PFN_REQ_WRITE,
+  HMM_PFN_VALID,
+  HMM_PFN_WRITE,
+  type HmmRange,
+  hmmPfnFlags,
+  hmmPfnToMapOrder,
+  hmmPfnToPfn,
+  hmmRangeFault,
+  MmuIntervalNotifier,
+  mmuIntervalNotifierInsert,
+  mmuIntervalNotifierRemove,
+  mmuIntervalReadBegin,
+  mmuIntervalReadRetry,
+  PAGE_SHIFT,
+  PAGE_SIZE,
+} from '@hmm-model/mm-core';
+import { isDevicePrivatePage } from '@hmm-model/zone-device';
+import { NVIF_VMM_PFNMAP_V0_NONE } from './constants.js';
+import { nouveauDmemPageAddr } from './dmem.js';
+import { type GpuPte, nvifPfnmapEntry } from './gpuvmm.js';
+import type { NouveauSvmm } from './types.js';
+
+/** Models the HMM_RANGE_DEFAULT_TIMEOUT loop bound of nouveau_range_fault() (as a retry count). */
+const RANGE_FAULT_RETRIES = 64;
+
+/**
+ * Models nouveau_hmm_convert_pfn() (nouveau_svm.c): turn the single hmm_pfns[] result into a
+ * PFNMAP entry. A map order promotes the entry to a big page (page shift order + PAGE_SHIFT)
+ * at the aligned address; a device-private page (necessarily ours: hmm only reports pages of
+ * dev_private_owner) maps its VRAM address, anything else its host physical address.
+ */
+function convertPfn(svmm: NouveauSvmm, addr: number, hmmPfn: number): { va: number; shift: number; entry: number } {
+  const flags = hmmPfnFlags(hmmPfn);
+  if (!(flags & HMM_PFN_VALID)) return { va: addr, shift: PAGE_SHIFT, entry: NVIF_VMM_PFNMAP_V0_NONE };
+  let pfn = hmmPfnToPfn(hmmPfn);
+  let va = addr;
+  let shift = PAGE_SHIFT;
+  const order = hmmPfnToMapOrder(hmmPfn);
+  if (order) {
+    shift = order + PAGE_SHIFT;
+    const size = 2 ** shift;
+    va = Math.floor(addr / size) * size;
+    pfn -= (addr - va) / PAGE_SIZE;
+  }
+  const write = (flags & HMM_PFN_WRITE) !== 0;
+  const entry = isDevicePrivatePage(svmm.drm.core, pfn)
+    ? nvifPfnmapEntry(nouveauDmemPageAddr(svmm.drm, pfn), true, write)
+    : nvifPfnmapEntry(pfn * PAGE_SIZE, false, write);
+  return { va, shift, entry };
+}
+
+/**
+ * Models the GPU fault path for one fault, nouveau_svm_fault() -> nouveau_range_fault(): a
+ * temporary interval notifier over the page, hmm_range_fault() with HMM_PFN_REQ_FAULT (| WRITE
+ * for a write access) and dev_private_owner = drm->dev under the mmap read lock, retried on
+ * -EBUSY and on a notifier sequence change; then, under svmm->mutex, convert and PFNMAP the
+ * result (a system page, a system THP as a 2 MiB GPU page, or a device page this GPU owns).
+ * Device pages of another owner are migrated back to RAM by the CPU fault hmm_range_fault
+ * triggers. Returns 0 or -errno (-EFAULT, -EPERM, -EBUSY on timeout).
+ */
+export function gpuFault(svmm: NouveauSvmm, addr: number, write: boolean): number {
+  if (!svmm.notifier) return -EFAULT;
+  const core = svmm.drm.core;
+  const mm = svmm.mm;
+  const start = Math.floor(addr / PAGE_SIZE) * PAGE_SIZE;
+  const sub = new MmuIntervalNotifier(mm, start, start + PAGE_SIZE, { invalidate: () => true });
+  mmuIntervalNotifierInsert(sub);
+  const range: HmmRange = {
+    notifier: sub,
+    notifierSeq: 0,
+    start,
+    end: start + PAGE_SIZE,
+    hmmPfns: new Float64Array(1),
+    defaultFlags: HMM_PFN_REQ_FAULT | (write ? HMM_PFN_REQ_WRITE : 0),
+    pfnFlagsMask: 0,
+    devPrivateOwner: svmm.drm.dev,
+  };
+  let ret = -EBUSY;
+  try {
+    for (let tries = 0; tries < RANGE_FAULT_RETRIES; tries++) {
+      range.notifierSeq = mmuIntervalReadBegin(sub);
+      mm.mmapLock++;
+      try {
+        ret = hmmRangeFault(core, range);
+      } finally {
+        mm.mmapLock--;
+      }
+      if (ret === -EBUSY) continue;
+      if (ret) break;
+      svmm.mutex++;
+      try {
+        if (mmuIntervalReadRetry(sub, range.notifierSeq)) {
+          ret = -EBUSY;
+          continue;
+        }
+        const { va, shift, entry } = convertPfn(svmm, start, range.hmmPfns[0]);
+        svmm.vmm.pfnmap(va, shift, [entry], 1);
+      } finally {
+        svmm.mutex--;
+      }
+      break;
+    }
+  } finally {
+    mmuIntervalNotifierRemove(sub);
+  }
+  return ret;
+}
+
+/** Models the GPU MMU lookup of va in the svmm's page tables (what a shader would hit). */
+export function gpuPte(svmm: NouveauSvmm, va: number): GpuPte | null {
+  return svmm.vmm.lookup(va);
+}
+
+/**
+ * Models a GPU engine accessing [addr, addr + buf.length) through the svmm: per page, translate
+ * through the GPU page tables; a missing entry or a write to a read-only entry raises a GPU
+ * fault ({@link gpuFault}) and the access is replayed. Bytes come from VRAM (the driver's store)
+ * or from host memory. Returns 0 or the fault's -errno (bytes before the failing page moved).
+ */
+export function gpuAccess(svmm: NouveauSvmm, addr: number, buf: Uint8Array, dir: 'read' | 'write'): number {
+  const write = dir === 'write';
+  const frames = svmm.drm.core.frames;
+  let done = 0;
+  while (done < buf.length) {
+    const a = addr + done;
+    const n = Math.min(PAGE_SIZE - (a % PAGE_SIZE), buf.length - done);
+    let pte = svmm.vmm.lookup(a);
+    for (let tries = 0; (!pte || (write && !pte.writable)) && tries < 8; tries++) {
+      const r = gpuFault(svmm, a, write);
+      if (r) return r;
+      pte = svmm.vmm.lookup(a);
+    }
+    if (!pte || (write && !pte.writable)) return -EFAULT;
+    const phys = pte.addr + (a - pte.va);
+    const part = buf.subarray(done, done + n);
+    if (pte.aperture === 'vram') {
+      if (write) svmm.drm.vram.write(phys, part);
+      else svmm.drm.vram.read(phys, part);
+    } else {
+      const page = frames.page(Math.floor(phys / PAGE_SIZE));
+      const off = phys % PAGE_SIZE;
+      if (write) page.set(part, off);
+      else part.set(page.subarray(off, off + n));
+    }
+    done += n;
+  }
+  return 0;
+}
+
+/** GPU read of `length` bytes at addr; the bytes, or -errno. */
+export function gpuRead(svmm: NouveauSvmm, addr: number, length: number): Uint8Array | number {
+  const buf = new Uint8Array(length);
+  const r = gpuAccess(svmm, addr, buf, 'read');
+  return r ? r : buf;
+}
+
+/** GPU write of `data` at addr; 0 or -errno. */
+export function gpuWrite(svmm: NouveauSvmm, addr: number, data: Uint8Array): number {
+  return gpuAccess(svmm, addr, data, 'write');
+}

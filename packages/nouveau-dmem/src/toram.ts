@@ -1,0 +1,119 @@
+import { allocFolio, folioPut, PAGE_SIZE, VM_FAULT_OOM, VM_FAULT_SIGBUS, type Vma, type VmFault } from '@hmm-model/mm-core';
+import {
+  MIGRATE_PFN_COMPOUND,
+  MIGRATE_VMA_SELECT_COMPOUND,
+  MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
+  migratePfn,
+  migratePfnToPage,
+  migrateVmaFinalize,
+  migrateVmaPages,
+  migrateVmaSetup,
+  newMigrateVma,
+} from '@hmm-model/migrate-vma';
+import { folioZoneDeviceData } from '@hmm-model/zone-device';
+import { nouveauDmemCopyFolio } from './dmem.js';
+import { nouveauSvmmInvalidate } from './svmm.js';
+import type { NouveauDrm } from './types.js';
+
+/** Counters of the migrate_to_ram path (model-only, for inspection and tests). */
+export interface ToRamStats {
+  /** migrate_to_ram calls. */
+  calls: number;
+  /** Calls that moved a whole order-9 folio. */
+  thp: number;
+  /** Calls that moved one page. */
+  small: number;
+  /** Calls that found nothing collected (cpages == 0). */
+  nothing: number;
+  /** Calls that returned VM_FAULT_OOM / VM_FAULT_SIGBUS. */
+  oom: number;
+  sigbus: number;
+}
+
+/** Per-drm counters of {@link nouveauDmemMigrateToRam}. */
+export const toRamStats = new WeakMap<NouveauDrm, ToRamStats>();
+
+function statsOf(drm: NouveauDrm): ToRamStats {
+  let s = toRamStats.get(drm);
+  if (!s) {
+    s = { calls: 0, thp: 0, small: 0, nothing: 0, oom: 0, sigbus: 0 };
+    toRamStats.set(drm, s);
+  }
+  return s;
+}
+
+/**
+ * Models nouveau_dmem_migrate_to_ram() (dev_pagemap_ops.migrate_to_ram): the CPU faulted on a
+ * device-private entry. The unit is the whole device folio (order from the folio) unless the
+ * fault came through a PTE (vmf->pte: a PTE-mapped large folio after a partial unmap), in which
+ * case only the faulting page moves (order 0; setup splits the folio). migrate_vma_setup() with
+ * SELECT_DEVICE_PRIVATE | SELECT_COMPOUND, owner drm->dev and fault_page; allocate a zeroed
+ * system folio of the same order (no fallback: failure is VM_FAULT_OOM), dst[0] = pfn |
+ * COMPOUND if large, unmap the range from the GPU under svmm->mutex, copy the whole source
+ * folio with the copy engine, migrate_vma_pages(), fence, migrate_vma_finalize().
+ *
+ * The source folio is taken from src[0] after setup (see NouveauOptions.sfolioBeforeSetup for
+ * the kernel's order, which reads it from vmf->page before setup).
+ */
+export function nouveauDmemMigrateToRam(drm: NouveauDrm, vmf: VmFault): number {
+  const core = drm.core;
+  const m = core.map;
+  const st = statsOf(drm);
+  st.calls++;
+  const sfolioBefore = m.head[vmf.page];
+  let order = m.folioOrder(sfolioBefore);
+  if (vmf.pte) order = 0;
+  const size = PAGE_SIZE << order;
+  const start = vmf.address - (vmf.address % size);
+  const args = newMigrateVma({
+    vma: vmf.vma as Vma,
+    start,
+    end: start + size,
+    pgmapOwner: drm.dev,
+    faultPage: vmf.page,
+    // The kernel's initializer already has SELECT_COMPOUND; `if (order) flags |= COMPOUND` is redundant.
+    flags: MIGRATE_VMA_SELECT_DEVICE_PRIVATE | MIGRATE_VMA_SELECT_COMPOUND,
+  });
+  if (migrateVmaSetup(core, args) < 0) {
+    st.sigbus++;
+    return VM_FAULT_SIGBUS;
+  }
+  if (!args.cpages) {
+    st.nothing++;
+    return 0;
+  }
+  let ret = 0;
+  const dpage = allocFolio(core, order, true);
+  if (dpage < 0) {
+    st.oom++;
+    ret = VM_FAULT_OOM;
+  } else {
+    args.dst[0] = migratePfn(dpage) + (order ? MIGRATE_PFN_COMPOUND : 0);
+    const spage = migratePfnToPage(args.src[0]);
+    const sfolio = drm.options.sfolioBeforeSetup ? sfolioBefore : spage >= 0 ? m.head[spage] : -1;
+    if (sfolio < 0) {
+      // Nothing to copy from (cannot happen with cpages != 0 and a locked fault folio).
+      args.dst[0] = 0;
+      folioPut(core, dpage);
+    } else {
+      const svmm = drm.svmms.get(folioZoneDeviceData(core, sfolio));
+      if (svmm) svmm.mutex++;
+      try {
+        if (svmm) nouveauSvmmInvalidate(svmm, args.start, args.end);
+        if (nouveauDmemCopyFolio(drm, sfolio, dpage)) {
+          st.sigbus++;
+          ret = VM_FAULT_SIGBUS;
+        }
+      } finally {
+        if (svmm) svmm.mutex--;
+      }
+      if (!ret) {
+        migrateVmaPages(core, args);
+        if (order) st.thp++;
+        else st.small++;
+      }
+    }
+  }
+  migrateVmaFinalize(core, args);
+  return ret;
+}

@@ -1,0 +1,433 @@
+import {
+  allocFolio,
+  type Core,
+  type DevPagemap,
+  type DevPagemapOps,
+  ENOMEM,
+  folioLock,
+  folioPut,
+  HPAGE_PMD_NR,
+  HPAGE_PMD_ORDER,
+  MEMORY_DEVICE_COHERENT,
+  MEMORY_DEVICE_PRIVATE,
+  ModelBug,
+  PAGE_SIZE,
+  PG_head,
+  PG_large_rmappable,
+  PG_locked,
+  PG_tail,
+} from '@hmm-model/mm-core';
+import {
+  isDeviceCoherentPage,
+  isDevicePrivatePage,
+  memremapPages,
+  memunmapPages,
+  pageDevPagemap,
+  zoneDeviceFolioInit,
+} from '@hmm-model/zone-device';
+import {
+  MIGRATE_PFN_COMPOUND,
+  MIGRATE_PFN_MIGRATE,
+  MIGRATE_PFN_WRITE,
+  migrateDeviceFinalize,
+  migrateDevicePages,
+  migrateDeviceRange,
+  migratePfn,
+  migratePfnToPage,
+  mpfnFlags,
+} from './kapi.js';
+import { type DmirrorMemoryType, dmirrorPath, HMM_DMIRROR_MEMORY_DEVICE_PRIVATE } from './uapi.js';
+
+/** Models DEVMEM_CHUNK_SIZE (256 MiB). */
+export const DEVMEM_CHUNK_SIZE = 256 * 1024 * 1024;
+/** Models DEVMEM_CHUNK_SIZE >> PAGE_SHIFT (65536 pages = 128 PMD-sized slots). */
+export const DEVMEM_CHUNK_PAGES = DEVMEM_CHUNK_SIZE / PAGE_SIZE;
+/** Models DEVMEM_CHUNKS_RESERVE: growth step of the chunk pointer array. */
+export const DEVMEM_CHUNKS_RESERVE = 16;
+
+/** Models struct dmirror_chunk (lib/test_hmm.c): one dev_pagemap of device memory. */
+export interface DmirrorChunk {
+  readonly pagemap: DevPagemap;
+  readonly mdevice: DmirrorDevice;
+  /** Models chunk->remove: the chunk is being torn down; freed pages do not go back to the lists. */
+  remove: boolean;
+}
+
+/**
+ * Models struct dmirror_device (lib/test_hmm.c): the device memory (chunks), the free lists of
+ * small pages and PMD-order folios linked through zone_device_data (memmap.priv, 0 = NULL) and
+ * the calloc/cfree counters. It is the pgmap owner of its chunks.
+ */
+export class DmirrorDevice {
+  readonly path: string;
+  /** Models devmem_chunks[0 .. devmem_count). */
+  chunks: DmirrorChunk[] = [];
+  /** Models devmem_capacity (grows by DEVMEM_CHUNKS_RESERVE). */
+  devmemCapacity = 0;
+  /** Models calloc: pages handed out. */
+  calloc = 0;
+  /** Models cfree: pages returned to the free lists. */
+  cfree = 0;
+  /** Model-only: pages freed while their chunk was being removed (not counted in cfree). */
+  cdropped = 0;
+  /** Models free_pages: head of the order-0 free list (0 = NULL). */
+  freePages = 0;
+  /** Models free_folios: head of the order-9 free list (0 = NULL). */
+  freeFolios = 0;
+  /** Length of free_pages (for inspection; the kernel does not count). */
+  nrFreePages = 0;
+  /** Length of free_folios (for inspection). */
+  nrFreeFolios = 0;
+  private readonly chunkByPgmap = new Map<number, DmirrorChunk>();
+
+  constructor(
+    readonly core: Core,
+    /** The minor number (0..3). */
+    readonly minor: number,
+    /** Models zone_device_type. */
+    readonly zoneDeviceType: DmirrorMemoryType,
+    /** Models dmirror_devmem_ops (shared by every chunk). */
+    readonly ops: DevPagemapOps,
+    /** Models spm_addr_dev0/1 for a coherent device: the fixed start pfn of its only chunk. */
+    readonly spmPfn?: number,
+  ) {
+    this.path = dmirrorPath(minor);
+  }
+
+  /** Models dmirror_is_private_zone(). */
+  get isPrivate(): boolean {
+    return this.zoneDeviceType === HMM_DMIRROR_MEMORY_DEVICE_PRIVATE;
+  }
+
+  /** Models dmirror_page_to_chunk(): the chunk whose pgmap the page belongs to. */
+  chunkOf(pfn: number): DmirrorChunk | undefined {
+    const pgmap = pageDevPagemap(this.core, pfn);
+    return pgmap ? this.chunkByPgmap.get(pgmap.id) : undefined;
+  }
+
+  /** Models BACKING_PAGE(): zone_device_data for a device-private page, the page itself otherwise. */
+  backingPage(pfn: number): number {
+    return isDevicePrivatePage(this.core, pfn) ? this.core.map.priv[pfn] : pfn;
+  }
+
+  private pushPage(pfn: number): void {
+    this.core.map.priv[pfn] = this.freePages;
+    this.freePages = pfn;
+    this.nrFreePages++;
+  }
+
+  private pushFolio(pfn: number): void {
+    this.core.map.priv[pfn] = this.freeFolios;
+    this.freeFolios = pfn;
+    this.nrFreeFolios++;
+  }
+
+  private popPage(): number {
+    const pfn = this.freePages;
+    this.freePages = this.core.map.priv[pfn];
+    this.nrFreePages--;
+    return pfn;
+  }
+
+  private popFolio(): number {
+    const pfn = this.freeFolios;
+    this.freeFolios = this.core.map.priv[pfn];
+    this.nrFreeFolios--;
+    return pfn;
+  }
+
+  /**
+   * Models dmirror_allocate_chunk(): memremap a new 256 MiB chunk (a free physical range for a
+   * private device, the SPM range for a coherent one), put all its pages on the free lists
+   * (PMD-aligned 512-page slots on free_folios when is_large) and, if `want`, pop one page for
+   * the caller. Returns the popped pfn, 0 when nothing was wanted, or -errno.
+   */
+  allocateChunk(isLarge: boolean, want: boolean): number {
+    const core = this.core;
+    const pagemap = memremapPages(core, {
+      type: this.isPrivate ? MEMORY_DEVICE_PRIVATE : MEMORY_DEVICE_COHERENT,
+      owner: this,
+      ops: this.ops,
+      nrPages: DEVMEM_CHUNK_PAGES,
+      name: 'hmm_dmirror',
+      ...(this.isPrivate ? {} : { startPfn: this.spmPfn }),
+    });
+    if (typeof pagemap === 'number') return pagemap;
+    if (this.chunks.length === this.devmemCapacity) this.devmemCapacity += DEVMEM_CHUNKS_RESERVE;
+    const chunk: DmirrorChunk = { pagemap, mdevice: this, remove: false };
+    this.chunks.push(chunk);
+    this.chunkByPgmap.set(pagemap.id, chunk);
+    const last = pagemap.endPfn;
+    for (let pfn = pagemap.startPfn; pfn < last; ) {
+      if (isLarge && pfn % HPAGE_PMD_NR === 0 && pfn + HPAGE_PMD_NR <= last) {
+        this.pushFolio(pfn);
+        pfn += HPAGE_PMD_NR;
+        continue;
+      }
+      this.pushPage(pfn);
+      pfn++;
+    }
+    if (!want) return 0;
+    if (isLarge) {
+      if (!this.freeFolios) return -ENOMEM;
+      this.calloc += HPAGE_PMD_NR;
+      return this.popFolio();
+    }
+    if (!this.freePages) return -ENOMEM;
+    this.calloc++;
+    return this.popPage();
+  }
+
+  /**
+   * Models dmirror_devmem_alloc_page(): for a private device first allocate the system backing
+   * folio of the same order, then pop a device page (or folio) from the matching free list or a
+   * new chunk, zone_device_folio_init() it (refcount 1, locked) and hang the backing page off its
+   * zone_device_data. Returns the device pfn or -1 (NULL).
+   */
+  allocPage(isLarge: boolean): number {
+    const core = this.core;
+    const order = isLarge ? HPAGE_PMD_ORDER : 0;
+    let rpage = 0;
+    if (this.isPrivate) {
+      rpage = allocFolio(core, order, false);
+      if (rpage < 0) return -1;
+    }
+    let dpage: number;
+    if (isLarge && this.freeFolios) {
+      dpage = this.popFolio();
+      this.calloc += 1 << order;
+    } else if (!isLarge && this.freePages) {
+      dpage = this.popPage();
+      this.calloc++;
+    } else {
+      dpage = this.allocateChunk(isLarge, true);
+      if (dpage <= 0) {
+        if (rpage) folioPut(core, rpage);
+        return -1;
+      }
+    }
+    const pgmap = core.pgmapOf(core.map.head[dpage]);
+    if (!pgmap) throw new ModelBug(`dmirror: free device page 0x${dpage.toString(16)} has no pgmap`);
+    zoneDeviceFolioInit(core, dpage, pgmap, order);
+    core.map.priv[dpage] = rpage;
+    return dpage;
+  }
+
+  /**
+   * Models dmirror_devmem_free() (the folio_free op): free the backing folio (order taken from
+   * the backing folio), then, unless the chunk is being removed, count cfree and push the device
+   * page back on free_folios (order > 0) or free_pages.
+   */
+  devmemFree(head: number): void {
+    const core = this.core;
+    const m = core.map;
+    let rpage = this.backingPage(head);
+    const rfolio = rpage ? m.head[rpage] : 0;
+    if (!rfolio)
+      throw new ModelBug(`dmirror_devmem_free: device page 0x${head.toString(16)} has no backing page`);
+    const order = m.folioOrder(rfolio);
+    if (rpage !== head) {
+      folioPut(core, rfolio);
+      rpage = 0;
+    }
+    const chunk = this.chunkOf(head);
+    if (!chunk) throw new ModelBug(`dmirror_devmem_free: page 0x${head.toString(16)} is in no chunk`);
+    if (chunk.remove) {
+      this.cdropped += 1 << order;
+      return;
+    }
+    this.cfree += 1 << order;
+    if (order) this.pushFolio(head);
+    else this.pushPage(head);
+  }
+
+  /**
+   * Models dmirror_devmem_folio_split() (the folio_split op, §3.4): for each new device folio
+   * `tail`, point its zone_device_data at the backing subpage at the same offset, make that
+   * backing subpage a standalone order-0 page (refcount 1) carrying the dmirror, and copy
+   * mapping and pgmap from the head; on the final call (tail = -1) reset the backing head to
+   * order 0 with refcount 1.
+   */
+  folioSplit(head: number, tail: number): void {
+    const m = this.core.map;
+    const rpage = this.backingPage(head);
+    if (!rpage) {
+      if (tail >= 0) m.priv[tail] = 0;
+      return;
+    }
+    const rfolio = m.head[rpage];
+    if (tail < 0) {
+      // Models folio_reset_order() + mapping = NULL + folio_init_count().
+      m.flags[rfolio] &= ~(PG_head | PG_large_rmappable);
+      m.order[rfolio] = 0;
+      m.entireMapcount[rfolio] = 0;
+      m.largeMapcount[rfolio] = 0;
+      m.mapping[rfolio] = 0;
+      m.refcount[rfolio] = 1;
+      return;
+    }
+    const rpageTail = rfolio + (tail - head);
+    m.priv[tail] = rpageTail;
+    m.priv[rpageTail] = m.priv[rpage];
+    // Models clear_compound_head().
+    m.head[rpageTail] = rpageTail;
+    m.flags[rpageTail] &= ~PG_tail;
+    m.mapping[rpageTail] = 0;
+    m.mapping[tail] = m.mapping[head];
+    m.pgmap[tail] = m.pgmap[head];
+    m.refcount[rpageTail] = 1;
+  }
+
+  /**
+   * Models dmirror_device_evict_chunk(): migrate every allocated page of the chunk back to
+   * system memory with the pfn-based API; compound sources get a system folio of the same order
+   * (compound destination), small ones an order-0 NOFAIL page; data is copied from the backing
+   * page (private) or the device page itself (coherent).
+   */
+  evictChunk(chunk: DmirrorChunk): void {
+    const core = this.core;
+    const m = core.map;
+    const start = chunk.pagemap.startPfn;
+    const npages = chunk.pagemap.endPfn - start;
+    const src = new Float64Array(npages);
+    const dst = new Float64Array(npages);
+    migrateDeviceRange(core, src, start, npages);
+    for (let i = 0; i < npages; i++) {
+      const f = mpfnFlags(src[i]);
+      let spage = migratePfnToPage(src[i]);
+      if (spage < 0 || !(f & MIGRATE_PFN_MIGRATE)) continue;
+      if (!isDevicePrivatePage(core, spage) && !isDeviceCoherentPage(core, spage)) {
+        core.warn(`dmirror_device_evict_chunk: pfn 0x${spage.toString(16)} is not a device page`);
+        continue;
+      }
+      let order = m.folioOrder(m.head[spage]);
+      spage = this.backingPage(spage);
+      let dpage: number;
+      if (f & MIGRATE_PFN_COMPOUND) {
+        dpage = allocFolio(core, order, false);
+        if (dpage < 0)
+          throw new ModelBug('dmirror_device_evict_chunk: folio_alloc() failed (NULL dereference)');
+      } else {
+        dpage = allocFolio(core, 0, false);
+        if (dpage < 0) throw new ModelBug('dmirror_device_evict_chunk: __GFP_NOFAIL allocation failed');
+        order = 0;
+      }
+      folioLock(core, dpage);
+      let d = migratePfn(dpage);
+      if (f & MIGRATE_PFN_WRITE) d += MIGRATE_PFN_WRITE;
+      if (order) d += MIGRATE_PFN_COMPOUND;
+      dst[i] = d;
+      // Models folio_copy(dst folio, backing folio): folio_nr_pages(dst) pages.
+      core.frames.copy(dpage, m.head[spage], 1 << order);
+    }
+    migrateDevicePages(core, src, dst, npages);
+    migrateDeviceFinalize(core, src, dst, npages);
+  }
+
+  /** Models dmirror_remove_free_pages(): drop the chunk's free pages from both lists. */
+  private removeFreePages(chunk: DmirrorChunk): void {
+    const m = this.core.map;
+    const inChunk = (pfn: number) => pfn >= chunk.pagemap.startPfn && pfn < chunk.pagemap.endPfn;
+    const filter = (head: number, count: (n: number) => void): number => {
+      let newHead = 0;
+      let tail = 0;
+      let n = 0;
+      for (let p = head; p; ) {
+        const next = m.priv[p];
+        if (!inChunk(p)) {
+          if (tail) m.priv[tail] = p;
+          else newHead = p;
+          tail = p;
+          n++;
+        }
+        p = next;
+      }
+      if (tail) m.priv[tail] = 0;
+      count(n);
+      return newHead;
+    };
+    this.freeFolios = filter(this.freeFolios, (n) => (this.nrFreeFolios = n));
+    this.freePages = filter(this.freePages, (n) => (this.nrFreePages = n));
+  }
+
+  /**
+   * Models dmirror_device_remove_chunks() (HMM_DMIRROR_RELEASE, device release): for each chunk
+   * mark it removed, drop its free pages, evict it, memunmap_pages() it (which waits until every
+   * page is free: a page that cannot be evicted is a ModelBug), then forget all chunks and lists.
+   */
+  removeChunks(): void {
+    for (const chunk of this.chunks) {
+      chunk.remove = true;
+      this.removeFreePages(chunk);
+      this.evictChunk(chunk);
+      memunmapPages(this.core, chunk.pagemap);
+      this.chunkByPgmap.delete(chunk.pagemap.id);
+    }
+    this.chunks = [];
+    this.devmemCapacity = 0;
+    this.freePages = 0;
+    this.freeFolios = 0;
+    this.nrFreePages = 0;
+    this.nrFreeFolios = 0;
+  }
+
+  /** Models dmirror_device_init()'s initial small chunk; -errno on failure. */
+  init(): number {
+    const r = this.allocateChunk(false, false);
+    return Math.min(r, 0);
+  }
+
+  /**
+   * Invariant 19 (kernel-mechanics §9): pages handed out (calloc - cfree - dropped) equal the
+   * pgmap references of the live chunks, and free + allocated pages cover every chunk page.
+   */
+  check(): string[] {
+    const out: string[] = [];
+    let refs = 0;
+    for (const c of this.chunks) refs += c.pagemap.refs;
+    const live = this.calloc - this.cfree - this.cdropped;
+    if (live !== refs)
+      out.push(
+        `${this.path}: calloc ${this.calloc} - cfree ${this.cfree} - dropped ${this.cdropped} != pgmap refs ${refs}`,
+      );
+    const total = this.chunks.length * DEVMEM_CHUNK_PAGES;
+    const accounted = this.nrFreePages + this.nrFreeFolios * HPAGE_PMD_NR + refs;
+    if (accounted !== total)
+      out.push(
+        `${this.path}: free ${this.nrFreePages} + ${this.nrFreeFolios} folios + allocated ${refs} != ${total} pages`,
+      );
+    return out;
+  }
+
+  /**
+   * Full free-list hygiene (§9 invariants 1 and 19, O(pages)): every listed page is a free
+   * (refcount 0, unlocked, unmapped) page of a live chunk of this device, listed once, and a
+   * folio head on free_folios is PMD aligned.
+   */
+  checkFreeLists(): string[] {
+    const m = this.core.map;
+    const out: string[] = [];
+    const seen = new Set<number>();
+    const walk = (head: number, large: boolean) => {
+      for (let p = head; p; p = m.priv[p]) {
+        if (seen.has(p)) {
+          out.push(`${this.path}: pfn 0x${p.toString(16)} listed twice`);
+          return;
+        }
+        seen.add(p);
+        const chunk = this.chunkOf(p);
+        if (!chunk || chunk.remove)
+          out.push(`${this.path}: free pfn 0x${p.toString(16)} not in a live chunk`);
+        if (m.refcount[p] !== 0)
+          out.push(`${this.path}: free pfn 0x${p.toString(16)} has refcount ${m.refcount[p]}`);
+        if (m.flags[p] & PG_locked) out.push(`${this.path}: free pfn 0x${p.toString(16)} is locked`);
+        if (m.mapcount[p] !== 0) out.push(`${this.path}: free pfn 0x${p.toString(16)} is mapped`);
+        if (large && p % HPAGE_PMD_NR)
+          out.push(`${this.path}: free folio 0x${p.toString(16)} not PMD aligned`);
+      }
+    };
+    walk(this.freePages, false);
+    walk(this.freeFolios, true);
+    return out;
+  }
+}

@@ -1,0 +1,387 @@
+import {
+  accessBytes,
+  type Core,
+  EBUSY,
+  EFAULT,
+  EINVAL,
+  ENOENT,
+  ENOMEM,
+  EPERM,
+  HMM_PFN_ERROR,
+  HMM_PFN_REQ_FAULT,
+  HMM_PFN_REQ_WRITE,
+  HMM_PFN_VALID,
+  HMM_PFN_WRITE,
+  type HmmRange,
+  hmmPfnFlags,
+  hmmPfnToPfn,
+  hmmRangeFault,
+  MMU_NOTIFY_MIGRATE,
+  type MmStruct,
+  MmuIntervalNotifier,
+  type MmuNotifierRange,
+  makeDeviceExclusive,
+  mmuIntervalReadBegin,
+  mmuIntervalReadRetry,
+  mmuIntervalSetSeq,
+  PAGE_SIZE,
+  releaseDeviceExclusive,
+} from '@hmm-model/mm-core';
+import { isDevicePrivatePage } from '@hmm-model/zone-device';
+import type { DmirrorDevice } from './device.js';
+
+/** Models DPT_XA_TAG_ATOMIC: an exclusive-access (atomic) mirror entry. */
+export const DPT_XA_TAG_ATOMIC = 1;
+/** Models DPT_XA_TAG_WRITE: the device may write through the entry. */
+export const DPT_XA_TAG_WRITE = 3;
+/**
+ * Models the HMM_RANGE_DEFAULT_TIMEOUT (1000 ms) of dmirror_range_fault()/_snapshot(): the
+ * model has no clock, so the timeout is a bound on retries; exceeding it gives -EBUSY.
+ */
+export const DMIRROR_RANGE_FAULT_RETRIES = 1000;
+/** Models the unbounded fault loop of dmirror_read()/dmirror_write() as a bound on fault passes (then -EBUSY). */
+export const DMIRROR_MAX_FAULT_PASSES = 1000;
+/** Models the pfns[32] batch of dmirror_fault() and dmirror_snapshot(). */
+export const DMIRROR_BATCH_PAGES = 32;
+
+/** Models an entry of dmirror->pt: xa_untag_pointer() (the page) and xa_pointer_tag(). */
+export interface MirrorEntry {
+  /** The struct page the entry points at (system, zero, backing, coherent or own device page). */
+  readonly pfn: number;
+  /** 0 (read-only), DPT_XA_TAG_ATOMIC or DPT_XA_TAG_WRITE. */
+  readonly tag: number;
+}
+
+/** Models struct hmm_dmirror_cmd after the entry checks of dmirror_fops_unlocked_ioctl(). */
+export interface DmirrorCmd {
+  readonly addr: number;
+  readonly ptr: number;
+  /** cmd->npages << PAGE_SHIFT (wrapped to 64 bits as the kernel computes it). */
+  readonly size: number;
+  /** cmd->npages as passed (the FLAGS word). */
+  readonly npages: bigint;
+  cpages: number;
+  faults: number;
+}
+
+/** Models struct dmirror_bounce. */
+interface Bounce {
+  readonly buf: Uint8Array;
+  readonly addr: number;
+  cpages: number;
+}
+
+/** Models dmirror_bounce_init(): vmalloc(size), which fails for sizes beyond memory. */
+function bounceInit(core: Core, addr: number, size: number): Bounce | number {
+  if (size > core.ramPages * PAGE_SIZE) return -ENOMEM;
+  return { buf: new Uint8Array(size), addr, cpages: 0 };
+}
+
+/**
+ * Models struct dmirror (lib/test_hmm.c): one per open of a device file. The mirror `pt`
+ * maps virtual page numbers to tagged page pointers (no page references held); the interval
+ * notifier over the opener's whole address space erases entries on invalidation.
+ */
+export class Dmirror {
+  /** Models the xarray `pt`: vpn -> pfn * 4 + tag. */
+  readonly pt = new Map<number, number>();
+  /** Models dmirror->notifier (over [0, 2^47) of the opener's mm). */
+  readonly notifier: MmuIntervalNotifier;
+  /** Models dmirror->flags (HMM_DMIRROR_FLAG_*). */
+  flags = 0n;
+  private mutexHeld = false;
+
+  constructor(
+    readonly core: Core,
+    readonly mdevice: DmirrorDevice,
+    readonly mm: MmStruct,
+    /** The value stored in backing pages' zone_device_data to find this dmirror. */
+    readonly id: number,
+  ) {
+    this.notifier = new MmuIntervalNotifier(mm, 0, 2 ** 47, {
+      invalidate: (sub, range, cur) => this.invalidate(sub, range, cur),
+    });
+  }
+
+  /** Models mutex_lock(&dmirror->mutex). */
+  lock(): void {
+    this.core.wait('dmirror mutex', () => !this.mutexHeld);
+    this.mutexHeld = true;
+  }
+
+  /** Models mutex_unlock(&dmirror->mutex). */
+  unlock(): void {
+    this.mutexHeld = false;
+  }
+
+  /** Models xa_load() + xa_untag_pointer()/xa_pointer_tag(). */
+  load(vpn: number): MirrorEntry | undefined {
+    const v = this.pt.get(vpn);
+    return v === undefined ? undefined : { pfn: Math.floor(v / 4), tag: v % 4 };
+  }
+
+  /** Models xa_store(xa_tag_pointer(page, tag)). */
+  store(vpn: number, pfn: number, tag: number): void {
+    this.pt.set(vpn, pfn * 4 + tag);
+  }
+
+  /** Models xa_erase(). */
+  erase(vpn: number): void {
+    this.pt.delete(vpn);
+  }
+
+  /** The mirror as (virtual address, entry) pairs in address order, for inspection. */
+  entries(): { addr: number; pfn: number; tag: number }[] {
+    return [...this.pt.entries()]
+      .sort((a, b) => a[0] - b[0])
+      .map(([vpn, v]) => ({ addr: vpn * PAGE_SIZE, pfn: Math.floor(v / 4), tag: v % 4 }));
+  }
+
+  /**
+   * Models dmirror_do_update(): erase entries from start >> PAGE_SHIFT through end >> PAGE_SHIFT.
+   * xa_for_each_range()'s last index is inclusive, so the page at `end` goes too (kernel quirk).
+   */
+  doUpdate(start: number, end: number): void {
+    const first = Math.floor(start / PAGE_SIZE);
+    const last = Math.floor(end / PAGE_SIZE);
+    if (last - first + 1 > this.pt.size) {
+      for (const vpn of [...this.pt.keys()]) if (vpn >= first && vpn <= last) this.pt.delete(vpn);
+      return;
+    }
+    for (let v = first; v <= last; v++) this.pt.delete(v);
+  }
+
+  /**
+   * Models dmirror_interval_invalidate(): ignore this device's own migrations
+   * (MMU_NOTIFY_MIGRATE with owner == mdevice); otherwise bump the sequence and erase the range.
+   */
+  invalidate(sub: MmuIntervalNotifier, range: MmuNotifierRange, curSeq: number): boolean {
+    if (range.event === MMU_NOTIFY_MIGRATE && range.owner === this.mdevice) return true;
+    this.lock();
+    mmuIntervalSetSeq(sub, curSeq);
+    this.doUpdate(range.start, range.end);
+    this.unlock();
+    return true;
+  }
+
+  /** Models mmget_not_zero(dmirror->notifier.mm). */
+  mmAlive(): boolean {
+    return this.mm.users > 0;
+  }
+
+  /** The frame holding a mirrored page's bytes: the backing page for a device-private page. */
+  dataPfn(pfn: number): number {
+    if (!isDevicePrivatePage(this.core, pfn)) return pfn;
+    const head = this.core.map.head[pfn];
+    return this.core.map.priv[head] + (pfn - head);
+  }
+}
+
+/** Models mmap_read_lock()/mmap_read_unlock() around fn (lock state only). */
+export function withMmapReadLock<T>(mm: MmStruct, fn: () => T): T {
+  mm.mmapLock++;
+  try {
+    return fn();
+  } finally {
+    mm.mmapLock--;
+  }
+}
+
+/** Models dmirror_do_fault(): store hmm_range_fault()'s pages into the mirror. */
+function doFault(dm: Dmirror, range: HmmRange): number {
+  const n = (range.end - range.start) / PAGE_SIZE;
+  const base = range.start / PAGE_SIZE;
+  for (let i = 0; i < n; i++) {
+    const v = range.hmmPfns[i];
+    const f = hmmPfnFlags(v);
+    if (f & HMM_PFN_ERROR || !(f & HMM_PFN_VALID)) {
+      dm.core.warn(`dmirror_do_fault: invalid hmm pfn entry 0x${v.toString(16)}`);
+      continue;
+    }
+    let tag = 0;
+    if (f & HMM_PFN_WRITE) tag = DPT_XA_TAG_WRITE;
+    else if (range.defaultFlags & HMM_PFN_REQ_WRITE) {
+      dm.core.warn('dmirror_do_fault: write requested but page is read-only');
+      return -EFAULT;
+    }
+    dm.store(base + i, hmmPfnToPfn(v), tag);
+  }
+  return 0;
+}
+
+/**
+ * Models dmirror_range_fault(): hmm_range_fault() under the mmap read lock with the notifier
+ * sequence protocol (retry on -EBUSY and on a sequence change), then store the result under
+ * the mirror mutex. The timeout is a bounded retry count.
+ */
+function rangeFault(dm: Dmirror, range: HmmRange): number {
+  for (let tries = 0; ; tries++) {
+    if (tries >= DMIRROR_RANGE_FAULT_RETRIES) return -EBUSY;
+    range.notifierSeq = mmuIntervalReadBegin(range.notifier);
+    const ret = withMmapReadLock(dm.mm, () => hmmRangeFault(dm.core, range));
+    if (ret) {
+      if (ret === -EBUSY) continue;
+      return ret;
+    }
+    dm.lock();
+    if (mmuIntervalReadRetry(range.notifier, range.notifierSeq)) {
+      dm.unlock();
+      continue;
+    }
+    break;
+  }
+  const ret = doFault(dm, range);
+  dm.unlock();
+  return ret;
+}
+
+/** Models dmirror_fault(): fault [start, end) into the mirror in 32-page hmm_range_fault batches. */
+export function dmirrorFault(dm: Dmirror, start: number, end: number, write: boolean): number {
+  if (!dm.mmAlive()) return 0;
+  const pfns = new Float64Array(DMIRROR_BATCH_PAGES);
+  const range: HmmRange = {
+    notifier: dm.notifier,
+    notifierSeq: 0,
+    start,
+    end,
+    hmmPfns: pfns,
+    pfnFlagsMask: 0,
+    defaultFlags: HMM_PFN_REQ_FAULT | (write ? HMM_PFN_REQ_WRITE : 0),
+    devPrivateOwner: dm.mdevice,
+  };
+  let ret = 0;
+  for (let addr = start; addr < end; addr = range.end) {
+    range.start = addr;
+    range.end = Math.min(addr + DMIRROR_BATCH_PAGES * PAGE_SIZE, end);
+    range.hmmPfns = pfns.subarray(0, (range.end - addr) / PAGE_SIZE);
+    ret = rangeFault(dm, range);
+    if (ret) break;
+  }
+  return ret;
+}
+
+/** Models dmirror_do_read(): copy mirrored pages into the bounce buffer; -ENOENT at the first hole. */
+function doRead(dm: Dmirror, start: number, end: number, bounce: Bounce): number {
+  const frames = dm.core.frames;
+  let off = start - bounce.addr;
+  for (let vpn = start / PAGE_SIZE; vpn < end / PAGE_SIZE; vpn++) {
+    const e = dm.load(vpn);
+    if (!e) return -ENOENT;
+    bounce.buf.set(frames.page(dm.dataPfn(e.pfn)), off);
+    off += PAGE_SIZE;
+    bounce.cpages++;
+  }
+  return 0;
+}
+
+/** Models dmirror_do_write(): store the bounce buffer into pages mirrored with the WRITE tag. */
+function doWrite(dm: Dmirror, start: number, end: number, bounce: Bounce): number {
+  const frames = dm.core.frames;
+  let off = start - bounce.addr;
+  for (let vpn = start / PAGE_SIZE; vpn < end / PAGE_SIZE; vpn++) {
+    const e = dm.load(vpn);
+    if (!e || e.tag !== DPT_XA_TAG_WRITE) return -ENOENT;
+    frames.page(dm.dataPfn(e.pfn)).set(bounce.buf.subarray(off, off + PAGE_SIZE));
+    off += PAGE_SIZE;
+    bounce.cpages++;
+  }
+  return 0;
+}
+
+/** The shared read/write loop: access, fault the rest on -ENOENT, retry. */
+function accessLoop(
+  dm: Dmirror,
+  cmd: DmirrorCmd,
+  bounce: Bounce,
+  access: (start: number, end: number) => number,
+  write: boolean,
+): number {
+  const end = cmd.addr + cmd.size;
+  let start = cmd.addr;
+  let ret: number;
+  for (;;) {
+    dm.lock();
+    ret = access(start, end);
+    dm.unlock();
+    if (ret !== -ENOENT) break;
+    if (cmd.faults >= DMIRROR_MAX_FAULT_PASSES) return -EBUSY;
+    start = cmd.addr + bounce.cpages * PAGE_SIZE;
+    ret = dmirrorFault(dm, start, end, write);
+    if (ret) break;
+    cmd.faults++;
+  }
+  return ret;
+}
+
+/** Models dmirror_read() (HMM_DMIRROR_READ). `userMm` is the caller's mm for copy_to_user. */
+export function dmirrorRead(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct): number {
+  const bounce = bounceInit(dm.core, cmd.addr, cmd.size);
+  if (typeof bounce === 'number') return bounce;
+  let ret = accessLoop(dm, cmd, bounce, (s, e) => doRead(dm, s, e, bounce), false);
+  if (ret === 0 && accessBytes(dm.core, userMm, cmd.ptr, bounce.buf, 'write') < 0) ret = -EFAULT;
+  cmd.cpages = bounce.cpages;
+  return ret;
+}
+
+/** Models dmirror_write() (HMM_DMIRROR_WRITE). `userMm` is the caller's mm for copy_from_user. */
+export function dmirrorWrite(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct): number {
+  const bounce = bounceInit(dm.core, cmd.addr, cmd.size);
+  if (typeof bounce === 'number') return bounce;
+  if (accessBytes(dm.core, userMm, cmd.ptr, bounce.buf, 'read') < 0) return -EFAULT;
+  const ret = accessLoop(dm, cmd, bounce, (s, e) => doWrite(dm, s, e, bounce), true);
+  cmd.cpages = bounce.cpages;
+  return ret;
+}
+
+/**
+ * Models the read-back tail of dmirror_migrate_to_device() and dmirror_exclusive(): dmirror_do_read() once over the
+ * whole range under the mutex (no fault pass: a missing page is -ENOENT), then copy_to_user().
+ */
+export function dmirrorReadBack(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct): number {
+  const bounce = bounceInit(dm.core, cmd.addr, cmd.size);
+  if (typeof bounce === 'number') return bounce;
+  dm.lock();
+  let ret = doRead(dm, cmd.addr, cmd.addr + cmd.size, bounce);
+  dm.unlock();
+  if (ret === 0 && accessBytes(dm.core, userMm, cmd.ptr, bounce.buf, 'write') < 0) ret = -EFAULT;
+  cmd.cpages = bounce.cpages;
+  return ret;
+}
+
+/** Models dmirror_check_atomic() (HMM_DMIRROR_CHECK_EXCLUSIVE): -EPERM if any entry is still ATOMIC. */
+export function dmirrorCheckAtomic(dm: Dmirror, start: number, end: number): number {
+  const first = start / PAGE_SIZE;
+  const last = end / PAGE_SIZE;
+  if (last - first > dm.pt.size) {
+    for (const [vpn, v] of dm.pt)
+      if (vpn >= first && vpn < last && v % 4 === DPT_XA_TAG_ATOMIC) return -EPERM;
+    return 0;
+  }
+  for (let vpn = first; vpn < last; vpn++) if (dm.load(vpn)?.tag === DPT_XA_TAG_ATOMIC) return -EPERM;
+  return 0;
+}
+
+/**
+ * Models dmirror_exclusive() (HMM_DMIRROR_EXCLUSIVE): make_device_exclusive() each page (owner
+ * NULL, as the driver passes), map it ATOMIC, unlock and put the folio; then read the range back
+ * from the mirror like READ (-ENOENT if an entry went away).
+ */
+export function dmirrorExclusive(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct): number {
+  const core = dm.core;
+  const start = cmd.addr;
+  const end = start + cmd.size;
+  if (!dm.mmAlive()) return -EINVAL;
+  const ret = withMmapReadLock(dm.mm, () => {
+    for (let addr = start; addr < end; addr += PAGE_SIZE) {
+      const pfn = makeDeviceExclusive(core, dm.mm, addr, null);
+      if (pfn < 0) return pfn;
+      dm.lock();
+      dm.store(addr / PAGE_SIZE, pfn, DPT_XA_TAG_ATOMIC);
+      dm.unlock();
+      releaseDeviceExclusive(core, pfn);
+    }
+    return 0;
+  });
+  if (ret) return ret;
+  return dmirrorReadBack(dm, cmd, userMm);
+}

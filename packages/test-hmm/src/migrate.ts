@@ -1,0 +1,389 @@
+import {
+  allocFolio,
+  type Core,
+  EINVAL,
+  ENOMEM,
+  folioLock,
+  folioPut,
+  folioUnlock,
+  HPAGE_PMD_NR,
+  type MmStruct,
+  ModelBug,
+  PAGE_SIZE,
+  PTRS_PER_TABLE,
+  VM_FAULT_OOM,
+  VM_FAULT_SIGBUS,
+  VM_READ,
+  Vma,
+  type VmFault,
+} from '@hmm-model/mm-core';
+import {
+  folioZoneDeviceData,
+  isDeviceCoherentPage,
+  isDevicePrivatePage,
+  isZoneDevicePage,
+} from '@hmm-model/zone-device';
+import {
+  type Dmirror,
+  type DmirrorCmd,
+  DPT_XA_TAG_WRITE,
+  dmirrorReadBack,
+  withMmapReadLock,
+} from './dmirror.js';
+import {
+  MIGRATE_PFN_COMPOUND,
+  MIGRATE_PFN_MIGRATE,
+  MIGRATE_PFN_VALID,
+  MIGRATE_PFN_WRITE,
+  MIGRATE_VMA_SELECT_COMPOUND,
+  MIGRATE_VMA_SELECT_DEVICE_COHERENT,
+  MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
+  MIGRATE_VMA_SELECT_SYSTEM,
+  type MigrateVma,
+  migratePfn,
+  migratePfnToPage,
+  migrateVmaFinalize,
+  migrateVmaPages,
+  migrateVmaSetup,
+  mpfnFlags,
+  newMigrateVma,
+} from './kapi.js';
+import { HMM_DMIRROR_FLAG_FAIL_ALLOC } from './uapi.js';
+
+const FAIL_ALLOC = BigInt(HMM_DMIRROR_FLAG_FAIL_ALLOC);
+
+/** Models dmirror_select_device(): the SELECT flag of this device's memory type. */
+export function dmirrorSelectDevice(dm: Dmirror): number {
+  return dm.mdevice.isPrivate ? MIGRATE_VMA_SELECT_DEVICE_PRIVATE : MIGRATE_VMA_SELECT_DEVICE_COHERENT;
+}
+
+/** Consumes the one-shot HMM_DMIRROR_FLAG_FAIL_ALLOC; true if it was set. */
+function takeFailAlloc(dm: Dmirror): boolean {
+  if (!(dm.flags & FAIL_ALLOC)) return false;
+  dm.flags &= ~FAIL_ALLOC;
+  return true;
+}
+
+/**
+ * Models dmirror_migrate_alloc_and_copy(): for each collected slot allocate a device page (a
+ * PMD-order device folio for a compound slot), copy the source (or zero a hole) into its
+ * backing storage and fill dst (WRITE copied from src, COMPOUND for a large folio). A failed
+ * (or FAIL_ALLOC-injected) compound allocation falls back to small device pages for every
+ * subpage; a failed small allocation leaves the slot in system memory.
+ */
+export function dmirrorMigrateAllocAndCopy(args: MigrateVma, dm: Dmirror): void {
+  const core = dm.core;
+  const m = core.map;
+  const dev = dm.mdevice;
+  const { src, dst } = args;
+  let i = 0;
+  const copyOrClear = (to: number, from: number) => {
+    if (from >= 0) core.frames.copy(to, from, 1);
+    else core.frames.zero(to, 1);
+  };
+  for (let addr = args.start; addr < args.end; ) {
+    const f = mpfnFlags(src[i]);
+    const isLarge = (f & MIGRATE_PFN_COMPOUND) !== 0;
+    const write = f & MIGRATE_PFN_WRITE;
+    const spage = migratePfnToPage(src[i]);
+    if (!(f & MIGRATE_PFN_MIGRATE) || (spage >= 0 && isZoneDevicePage(core, spage))) {
+      if (f & MIGRATE_PFN_MIGRATE) core.warn(`page already in device spage pfn: 0x${spage.toString(16)}`);
+      i++;
+      addr += PAGE_SIZE;
+      continue;
+    }
+    const dpage = takeFailAlloc(dm) ? -1 : dev.allocPage(isLarge);
+    if (dpage < 0) {
+      if (!isLarge) {
+        i++;
+        addr += PAGE_SIZE;
+        continue;
+      }
+      const nr = spage < 0 ? HPAGE_PMD_NR : m.folioNrPages(m.head[spage]);
+      for (let k = 0; k < nr && addr < args.end; k++) {
+        const dp = dev.allocPage(false);
+        if (dp < 0)
+          throw new ModelBug(
+            'dmirror_migrate_alloc_and_copy: small device page allocation failed (NULL dereference)',
+          );
+        const rpage = dev.backingPage(dp);
+        m.priv[rpage] = dm.id;
+        dst[i] = migratePfn(dp) + write;
+        copyOrClear(rpage, spage >= 0 ? spage + k : -1);
+        i++;
+        addr += PAGE_SIZE;
+      }
+      continue;
+    }
+    const rpage = dev.backingPage(dpage);
+    // The backing page (or the coherent page itself) points back at the mirror.
+    m.priv[rpage] = dm.id;
+    dst[i] = migratePfn(dpage) + write;
+    if (isLarge) {
+      dst[i] += MIGRATE_PFN_COMPOUND;
+      const nr = m.folioNrPages(dpage);
+      if (nr > 1) {
+        for (let k = 0; k < nr; k++) {
+          copyOrClear(rpage + k, spage >= 0 ? spage + k : -1);
+          i++;
+          addr += PAGE_SIZE;
+        }
+        continue;
+      }
+    }
+    copyOrClear(rpage, spage);
+    i++;
+    addr += PAGE_SIZE;
+  }
+}
+
+/**
+ * Models dmirror_migrate_finalize_and_map(): map every migrated destination's backing pages
+ * into the mirror, tagged WRITE iff dst carried MIGRATE_PFN_WRITE.
+ */
+export function dmirrorMigrateFinalizeAndMap(args: MigrateVma, dm: Dmirror): number {
+  const core = dm.core;
+  const m = core.map;
+  const startVpn = args.start / PAGE_SIZE;
+  const endVpn = args.end / PAGE_SIZE;
+  dm.lock();
+  for (let vpn = startVpn, i = 0; vpn < endVpn; vpn++, i++) {
+    if (!(mpfnFlags(args.src[i]) & MIGRATE_PFN_MIGRATE)) continue;
+    const dpage = migratePfnToPage(args.dst[i]);
+    if (dpage < 0) continue;
+    const df = mpfnFlags(args.dst[i]);
+    const nr = df & MIGRATE_PFN_COMPOUND ? m.folioNrPages(m.head[dpage]) : 1;
+    if (endVpn < startVpn + nr) core.warn('dmirror_migrate_finalize_and_map: range shorter than the folio');
+    const rhead = m.head[dm.mdevice.backingPage(dpage)];
+    if (m.folioNrPages(rhead) !== nr)
+      core.warn('dmirror_migrate_finalize_and_map: backing folio size mismatch');
+    for (let k = 0; k < nr; k++) dm.store(vpn + k, rhead + k, df & MIGRATE_PFN_WRITE ? DPT_XA_TAG_WRITE : 0);
+  }
+  dm.unlock();
+  return 0;
+}
+
+/** Walks [start, end) in steps of at most PTRS_PER_PTE pages clipped to each VMA, as both migrations do. */
+function forEachStep(
+  mm: MmStruct,
+  start: number,
+  end: number,
+  step: (vma: Vma, a: number, b: number) => number,
+): number {
+  for (let addr = start; addr < end; ) {
+    const vma = mm.vmaLookup(addr);
+    if (!vma || !(vma.flags & VM_READ)) return -EINVAL;
+    const next = Math.min(end, addr + PTRS_PER_TABLE * PAGE_SIZE, vma.end);
+    const r = step(vma, addr, next);
+    if (r) return r;
+    addr = next;
+  }
+  return 0;
+}
+
+/**
+ * Models dmirror_migrate_to_device() (HMM_DMIRROR_MIGRATE_TO_DEV): per step of up to 512 pages
+ * migrate_vma_setup (SELECT_SYSTEM | SELECT_COMPOUND, owner = device), alloc_and_copy, pages,
+ * finalize_and_map, finalize; then read the whole range back from the mirror into cmd.ptr
+ * (-ENOENT if any page is not mirrored; cpages = pages read back).
+ */
+export function dmirrorMigrateToDevice(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct): number {
+  const core = dm.core;
+  const start = cmd.addr;
+  const end = start + cmd.size;
+  if (!dm.mmAlive()) return -EINVAL;
+  const srcPfns = new Float64Array(PTRS_PER_TABLE);
+  const dstPfns = new Float64Array(PTRS_PER_TABLE);
+  const ret = withMmapReadLock(dm.mm, () =>
+    forEachStep(dm.mm, start, end, (vma, a, b) => {
+      const n = (b - a) / PAGE_SIZE;
+      const args = newMigrateVma({
+        vma,
+        src: srcPfns.subarray(0, n).fill(0),
+        dst: dstPfns.subarray(0, n).fill(0),
+        start: a,
+        end: b,
+        pgmapOwner: dm.mdevice,
+        flags: MIGRATE_VMA_SELECT_SYSTEM | MIGRATE_VMA_SELECT_COMPOUND,
+      });
+      const r = migrateVmaSetup(core, args);
+      if (r) return r;
+      dmirrorMigrateAllocAndCopy(args, dm);
+      migrateVmaPages(core, args);
+      dmirrorMigrateFinalizeAndMap(args, dm);
+      migrateVmaFinalize(core, args);
+      return 0;
+    }),
+  );
+  if (ret) return ret;
+  // Return the migrated data for verification (no fault pass: a missing page is -ENOENT).
+  return dmirrorReadBack(dm, cmd, userMm);
+}
+
+/** Models dmirror_successful_migrated_pages(): src slots with VALID and MIGRATE after migrate_vma_pages(). */
+export function dmirrorSuccessfulMigratedPages(args: MigrateVma): number {
+  let n = 0;
+  for (let i = 0; i < args.npages; i++) {
+    const f = mpfnFlags(args.src[i]);
+    if (f & MIGRATE_PFN_VALID && f & MIGRATE_PFN_MIGRATE) n++;
+  }
+  return n;
+}
+
+/**
+ * Models dmirror_devmem_fault_alloc_and_copy(): for each collected device page allocate a system
+ * page (a folio of the backing folio's order, COMPOUND in dst), erase the mirror entries and
+ * copy the data back. FAIL_ALLOC (one shot) drops COMPOUND and allocates one order-0 page per
+ * subpage, so migrate_vma_pages() splits the device folio. Returns 0 or VM_FAULT_OOM.
+ */
+export function dmirrorDevmemFaultAllocAndCopy(args: MigrateVma, dm: Dmirror): number {
+  const core = dm.core;
+  const m = core.map;
+  const { src, dst } = args;
+  const n = src.length;
+  let si = 0;
+  // `order` survives iterations (the kernel's variable is declared outside the loop).
+  let order = 0;
+  for (let addr = args.start; addr < args.end; ) {
+    const s = si < n ? src[si] : 0;
+    let spage = migratePfnToPage(s);
+    if (spage < 0 || !(mpfnFlags(s) & MIGRATE_PFN_MIGRATE)) {
+      addr += PAGE_SIZE;
+      si += 1 << order;
+      continue;
+    }
+    if (!isDevicePrivatePage(core, spage) && !isDeviceCoherentPage(core, spage)) {
+      core.warn(`dmirror_devmem_fault_alloc_and_copy: pfn 0x${spage.toString(16)} is not a device page`);
+      addr += PAGE_SIZE;
+      si += 1 << order;
+      continue;
+    }
+    spage = dm.mdevice.backingPage(spage);
+    order = m.folioOrder(m.head[spage]);
+    let flags = order ? MIGRATE_PFN_COMPOUND : 0;
+    if (mpfnFlags(s) & MIGRATE_PFN_WRITE) flags |= MIGRATE_PFN_WRITE;
+    let dpage: number;
+    if (takeFailAlloc(dm)) {
+      flags &= ~MIGRATE_PFN_COMPOUND;
+      dpage = -1;
+    } else {
+      // Models vma_alloc_folio(GFP_HIGHUSER_MOVABLE, order) / alloc_page_vma().
+      dpage = allocFolio(core, order, false);
+    }
+    dst[si] = flags;
+    if (dpage < 0 && !order) return VM_FAULT_OOM;
+    if (dpage >= 0) {
+      folioLock(core, dpage);
+      dst[si] = migratePfn(dpage) + (flags & ~MIGRATE_PFN_VALID);
+    }
+    const nr = 1 << order;
+    for (let k = 0; k < nr; k++) {
+      let dstPage: number;
+      if (dpage < 0 && order) {
+        // Try with smaller pages if the large allocation failed.
+        const dp = allocFolio(core, 0, false);
+        if (dp < 0) {
+          for (let j = k - 1; j >= 0; j--) {
+            const fpage = migratePfnToPage(dst[si + j]);
+            folioUnlock(core, fpage);
+            folioPut(core, fpage);
+          }
+          for (let j = k; j < nr; j++) dst[si + j] = 0;
+          return VM_FAULT_OOM;
+        }
+        folioLock(core, dp);
+        dst[si + k] = migratePfn(dp);
+        dstPage = dp;
+      } else {
+        dstPage = dpage + k;
+      }
+      dm.erase(addr / PAGE_SIZE);
+      addr += PAGE_SIZE;
+      core.frames.copy(dstPage, spage + k, 1);
+    }
+    si += 1 << order;
+  }
+  return 0;
+}
+
+/**
+ * Models dmirror_migrate_to_system() (HMM_DMIRROR_MIGRATE_TO_SYS): per step migrate_vma_setup
+ * (this device's SELECT flag | SELECT_COMPOUND), fault_alloc_and_copy (failure: finalize and
+ * -ENOMEM), pages, cpages += slots still VALID+MIGRATE, finalize.
+ */
+export function dmirrorMigrateToSystem(dm: Dmirror, cmd: DmirrorCmd): number {
+  const core = dm.core;
+  const start = cmd.addr;
+  const end = start + cmd.size;
+  if (!dm.mmAlive()) return -EINVAL;
+  const srcPfns = new Float64Array(PTRS_PER_TABLE);
+  const dstPfns = new Float64Array(PTRS_PER_TABLE);
+  cmd.cpages = 0;
+  return withMmapReadLock(dm.mm, () =>
+    forEachStep(dm.mm, start, end, (vma, a, b) => {
+      const n = (b - a) / PAGE_SIZE;
+      const args = newMigrateVma({
+        vma,
+        src: srcPfns.subarray(0, n).fill(0),
+        dst: dstPfns.subarray(0, n).fill(0),
+        start: a,
+        end: b,
+        pgmapOwner: dm.mdevice,
+        flags: dmirrorSelectDevice(dm) | MIGRATE_VMA_SELECT_COMPOUND,
+      });
+      const r = migrateVmaSetup(core, args);
+      if (r) return r;
+      if (dmirrorDevmemFaultAllocAndCopy(args, dm)) {
+        migrateVmaFinalize(core, args);
+        return -ENOMEM;
+      }
+      migrateVmaPages(core, args);
+      cmd.cpages += dmirrorSuccessfulMigratedPages(args);
+      migrateVmaFinalize(core, args);
+      return 0;
+    }),
+  );
+}
+
+/**
+ * Models dmirror_devmem_fault() (the migrate_to_ram op): migrate the faulting unit back to
+ * system memory — the whole folio for a PMD fault, one page for a PTE fault (vmf->pte, the core
+ * splits a PTE-mapped large folio) — with fault_page = vmf->page. Setup failure is SIGBUS,
+ * allocation failure VM_FAULT_OOM.
+ */
+export function dmirrorDevmemFault(
+  core: Core,
+  vmf: VmFault,
+  lookup: (id: number) => Dmirror | undefined,
+): number {
+  if (!(vmf.vma instanceof Vma)) throw new ModelBug('dmirror_devmem_fault: vmf.vma is not a VMA');
+  const m = core.map;
+  const head = m.head[vmf.page];
+  const rpage = folioZoneDeviceData(core, head);
+  const dm = lookup(m.priv[rpage]);
+  if (!dm) {
+    core.warn(`dmirror_devmem_fault: pfn 0x${vmf.page.toString(16)} has no dmirror`);
+    return VM_FAULT_SIGBUS;
+  }
+  let order = m.folioOrder(head);
+  if (vmf.pte) order = 0;
+  const unit = PAGE_SIZE * 2 ** order;
+  const start = Math.floor(vmf.address / unit) * unit;
+  const args = newMigrateVma({
+    vma: vmf.vma,
+    start,
+    end: start + unit,
+    pgmapOwner: dm.mdevice,
+    flags: dmirrorSelectDevice(dm) | (order ? MIGRATE_VMA_SELECT_COMPOUND : 0),
+    faultPage: vmf.page,
+  });
+  if (migrateVmaSetup(core, args)) return VM_FAULT_SIGBUS;
+  const ret = dmirrorDevmemFaultAllocAndCopy(args, dm);
+  if (ret) {
+    migrateVmaFinalize(core, args);
+    return ret;
+  }
+  migrateVmaPages(core, args);
+  migrateVmaFinalize(core, args);
+  return 0;
+}

@@ -1,0 +1,272 @@
+import {
+  accessBytes,
+  allocFolio,
+  type DevPagemapOps,
+  EFAULT,
+  EINVAL,
+  ENOMEM,
+  type FileOperations,
+  folioPut,
+  type Kernel,
+  type MmStruct,
+  mmuIntervalNotifierInsert,
+  mmuIntervalNotifierRemove,
+  type OpenFile,
+  PAGE_SIZE,
+  PG_tail,
+  Process,
+  registerRefHolder,
+  vmInsertPage,
+} from '@hmm-model/mm-core';
+import { PAGES_PER_SECTION } from '@hmm-model/zone-device';
+import { DEVMEM_CHUNK_PAGES, DmirrorDevice } from './device.js';
+import {
+  Dmirror,
+  type DmirrorCmd,
+  dmirrorCheckAtomic,
+  dmirrorExclusive,
+  dmirrorRead,
+  dmirrorWrite,
+} from './dmirror.js';
+import { migrateDeviceInit } from './kapi.js';
+import { dmirrorDevmemFault, dmirrorMigrateToDevice, dmirrorMigrateToSystem } from './migrate.js';
+import { dmirrorSnapshot } from './snapshot.js';
+import {
+  type DmirrorMemoryType,
+  decodeCmd,
+  encodeCmd,
+  HMM_DMIRROR_CHECK_EXCLUSIVE,
+  HMM_DMIRROR_CMD_SIZE,
+  HMM_DMIRROR_EXCLUSIVE,
+  HMM_DMIRROR_FLAGS,
+  HMM_DMIRROR_MEMORY_DEVICE_COHERENT,
+  HMM_DMIRROR_MEMORY_DEVICE_PRIVATE,
+  HMM_DMIRROR_MIGRATE_TO_DEV,
+  HMM_DMIRROR_MIGRATE_TO_SYS,
+  HMM_DMIRROR_READ,
+  HMM_DMIRROR_RELEASE,
+  HMM_DMIRROR_SNAPSHOT,
+  HMM_DMIRROR_WRITE,
+} from './uapi.js';
+
+/** Models the module parameters of lib/test_hmm.c (spm_addr_dev0/1) for {@link installDmirror}. */
+export interface DmirrorOptions {
+  /**
+   * Models setting spm_addr_dev0 and spm_addr_dev1: create the two device-coherent devices
+   * (/dev/hmm_dmirror2, 3). Default true.
+   */
+  coherent?: boolean;
+}
+
+/** Models the loaded test_hmm module (dmirror_devices[] and the open dmirrors), for inspection. */
+export interface DmirrorModule {
+  readonly kernel: Kernel;
+  /** Models dmirror_devices[]: the devices that exist (2 or 4), by minor. */
+  readonly devices: readonly DmirrorDevice[];
+  /** Every open dmirror (one per open file description), by id. */
+  readonly mirrors: ReadonlyMap<number, Dmirror>;
+  /** Models the special-purpose memory start pfns spm_addr_dev0/1 (coherent devices only). */
+  readonly spmPfns: readonly number[];
+  /** O(1) driver invariants (counters vs pgmap references); registered as a kernel checker. */
+  check(): string[];
+  /** Full free-list hygiene of every device (walks the lists). */
+  checkFreeLists(): string[];
+  /** Models hmm_dmirror_exit(): unregister the devices and remove every chunk. */
+  uninstall(): void;
+}
+
+/** Models `current->mm` of an ioctl: the model's file operations see the opener only. */
+function callerMm(file: OpenFile): MmStruct | undefined {
+  return file.opener instanceof Process ? file.opener.mm : undefined;
+}
+
+/** Models the ioctl entry checks and struct copy of dmirror_fops_unlocked_ioctl(). */
+function unlockedIoctl(file: OpenFile, command: number, arg: number): number {
+  const dm = file.privateData;
+  if (!(dm instanceof Dmirror)) return -EINVAL;
+  const core = dm.core;
+  const userMm = callerMm(file);
+  if (!userMm) return -EFAULT;
+  const raw = new Uint8Array(HMM_DMIRROR_CMD_SIZE);
+  if (accessBytes(core, userMm, arg, raw, 'read') < 0) return -EFAULT;
+  const c = decodeCmd(raw);
+  if (c.addr & BigInt(PAGE_SIZE - 1)) return -EINVAL;
+  const size = BigInt.asUintN(64, c.npages << 12n);
+  if (c.addr >= BigInt.asUintN(64, c.addr + size)) return -EINVAL;
+  const cmd: DmirrorCmd = {
+    addr: Number(c.addr),
+    ptr: Number(c.ptr),
+    size: Number(size),
+    npages: c.npages,
+    cpages: 0,
+    faults: 0,
+  };
+  let ret: number;
+  switch (command >>> 0) {
+    case HMM_DMIRROR_READ:
+      ret = dmirrorRead(dm, cmd, userMm);
+      break;
+    case HMM_DMIRROR_WRITE:
+      ret = dmirrorWrite(dm, cmd, userMm);
+      break;
+    case HMM_DMIRROR_MIGRATE_TO_DEV:
+      ret = dmirrorMigrateToDevice(dm, cmd, userMm);
+      break;
+    case HMM_DMIRROR_MIGRATE_TO_SYS:
+      ret = dmirrorMigrateToSystem(dm, cmd);
+      break;
+    case HMM_DMIRROR_EXCLUSIVE:
+      ret = dmirrorExclusive(dm, cmd, userMm);
+      break;
+    case HMM_DMIRROR_CHECK_EXCLUSIVE:
+      ret = dmirrorCheckAtomic(dm, cmd.addr, cmd.addr + cmd.size);
+      break;
+    case HMM_DMIRROR_SNAPSHOT:
+      ret = dmirrorSnapshot(dm, cmd, userMm);
+      break;
+    case HMM_DMIRROR_RELEASE:
+      dm.mdevice.removeChunks();
+      ret = 0;
+      break;
+    case HMM_DMIRROR_FLAGS:
+      dm.flags = cmd.npages;
+      ret = 0;
+      break;
+    default:
+      return -EINVAL;
+  }
+  if (ret) return ret;
+  const out = encodeCmd({
+    addr: c.addr,
+    ptr: c.ptr,
+    npages: c.npages,
+    cpages: cmd.cpages,
+    faults: cmd.faults,
+  });
+  if (accessBytes(core, userMm, arg, out, 'write') < 0) return -EFAULT;
+  return 0;
+}
+
+/**
+ * Models hmm_dmirror_init() (lib/test_hmm.c): create /dev/hmm_dmirror0 and 1 (device-private)
+ * and, when `coherent` (spm_addr_dev0/1 set), /dev/hmm_dmirror2 and 3 (device-coherent), each
+ * with one small-page chunk of device memory, and register their file operations with the
+ * kernel. Returns the module for inspection.
+ */
+export function installDmirror(kernel: Kernel, opts: DmirrorOptions = {}): DmirrorModule {
+  const core = kernel.core;
+  migrateDeviceInit(core);
+  const mirrors = new Map<number, Dmirror>();
+  let nextId = 1;
+  const lookup = (id: number) => mirrors.get(id);
+  const devices: DmirrorDevice[] = [];
+  const spmPfns: number[] = [];
+  if (opts.coherent ?? true) {
+    // Models the two special-purpose memory ranges the module parameters point at.
+    for (let i = 0; i < 2; i++) {
+      const start = Math.ceil(core.nextDevicePfn / PAGES_PER_SECTION) * PAGES_PER_SECTION;
+      core.nextDevicePfn = start + DEVMEM_CHUNK_PAGES;
+      spmPfns.push(start);
+    }
+  }
+  const types: DmirrorMemoryType[] =
+    spmPfns.length === 2
+      ? [
+          HMM_DMIRROR_MEMORY_DEVICE_PRIVATE,
+          HMM_DMIRROR_MEMORY_DEVICE_PRIVATE,
+          HMM_DMIRROR_MEMORY_DEVICE_COHERENT,
+          HMM_DMIRROR_MEMORY_DEVICE_COHERENT,
+        ]
+      : [HMM_DMIRROR_MEMORY_DEVICE_PRIVATE, HMM_DMIRROR_MEMORY_DEVICE_PRIVATE];
+  for (let minor = 0; minor < types.length; minor++) {
+    const holder: { dev?: DmirrorDevice } = {};
+    // Models dmirror_devmem_ops.
+    const ops: DevPagemapOps = {
+      folioFree: (head) => holder.dev!.devmemFree(head),
+      migrateToRam: (vmf) => dmirrorDevmemFault(core, vmf, lookup),
+      folioSplit: (head, tail) => holder.dev!.folioSplit(head, tail),
+    };
+    // The coherent chunk address choice is inverted: minor 2 uses spm_addr_dev1, minor 3 spm_addr_dev0.
+    const spm =
+      types[minor] === HMM_DMIRROR_MEMORY_DEVICE_COHERENT ? spmPfns[minor === 2 ? 1 : 0] : undefined;
+    const dev = new DmirrorDevice(core, minor, types[minor], ops, spm);
+    holder.dev = dev;
+    const r = dev.init();
+    if (r < 0) throw new Error(`hmm_dmirror${minor}: dmirror_device_init failed (${r})`);
+    devices.push(dev);
+  }
+  for (const dev of devices) {
+    const fops: FileOperations = {
+      // Models dmirror_fops_open(): a dmirror mirroring the opener's address space.
+      open(file) {
+        if (!(file.opener instanceof Process)) return -EINVAL;
+        const dm = new Dmirror(core, dev, file.opener.mm, nextId++);
+        mmuIntervalNotifierInsert(dm.notifier);
+        mirrors.set(dm.id, dm);
+        file.privateData = dm;
+        return 0;
+      },
+      // Models dmirror_fops_release(): remove the notifier, evict every chunk of the device.
+      release(file) {
+        const dm = file.privateData;
+        if (!(dm instanceof Dmirror)) return;
+        mmuIntervalNotifierRemove(dm.notifier);
+        for (const chunk of [...dev.chunks]) dev.evictChunk(chunk);
+        dm.pt.clear();
+        mirrors.delete(dm.id);
+        file.privateData = undefined;
+      },
+      ioctl: unlockedIoctl,
+      // Models dmirror_fops_mmap(): vm_insert_page() of freshly zeroed pages.
+      mmap(_file, vma) {
+        for (let addr = vma.start; addr < vma.end; addr += PAGE_SIZE) {
+          const page = allocFolio(core, 0, true);
+          if (page < 0) return -ENOMEM;
+          const ret = vmInsertPage(core, vma, addr, page);
+          if (ret) {
+            folioPut(core, page);
+            return ret;
+          }
+          folioPut(core, page);
+        }
+        return 0;
+      },
+    };
+    kernel.registerDevice(dev.path, fops);
+  }
+  const refHolder: { unregister?: () => void } = {};
+  const module: DmirrorModule = {
+    kernel,
+    devices,
+    mirrors,
+    spmPfns,
+    check: () => devices.flatMap((d) => d.check()),
+    checkFreeLists: () => devices.flatMap((d) => d.checkFreeLists()),
+    uninstall() {
+      for (const dev of devices) {
+        kernel.unregisterDevice(dev.path);
+        dev.removeChunks();
+      }
+      const i = kernel.checkers.indexOf(checker);
+      if (i >= 0) kernel.checkers.splice(i, 1);
+      refHolder.unregister?.();
+    },
+  };
+  const checker = () => module.check();
+  kernel.checkers.push(checker);
+  // The backing folio of every allocated device-private page is a driver reference the
+  // mm-core checker cannot see (it is neither mapped nor in a page cache).
+  const unregisterHolder = registerRefHolder(core, (c, add) => {
+    const m = c.map;
+    for (const dev of devices) {
+      if (!dev.isPrivate) continue;
+      for (const chunk of dev.chunks) {
+        for (let pfn = chunk.pagemap.startPfn; pfn < chunk.pagemap.endPfn; pfn++) {
+          if (m.refcount[pfn] > 0 && !(m.flags[pfn] & PG_tail) && m.priv[pfn]) add(m.priv[pfn], 1);
+        }
+      }
+    }
+  });
+  refHolder.unregister = unregisterHolder;
+  return module;
+}

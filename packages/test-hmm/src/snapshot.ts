@@ -1,0 +1,158 @@
+import {
+  accessBytes,
+  EBUSY,
+  EFAULT,
+  EINVAL,
+  HMM_PFN_ERROR,
+  HMM_PFN_VALID,
+  HMM_PFN_WRITE,
+  type HmmRange,
+  hmmPfnFlags,
+  hmmPfnToMapOrder,
+  hmmPfnToPfn,
+  hmmRangeFault,
+  type MmStruct,
+  MmuIntervalNotifier,
+  mmuIntervalNotifierInsert,
+  mmuIntervalNotifierRemove,
+  mmuIntervalReadBegin,
+  mmuIntervalReadRetry,
+  mmuIntervalSetSeq,
+  PAGE_SHIFT,
+  PAGE_SIZE,
+  PMD_SHIFT,
+  PUD_SHIFT,
+} from '@hmm-model/mm-core';
+import { isDeviceCoherentPage, isDevicePrivatePage, pageDevPagemap } from '@hmm-model/zone-device';
+import {
+  DMIRROR_BATCH_PAGES,
+  DMIRROR_RANGE_FAULT_RETRIES,
+  type Dmirror,
+  type DmirrorCmd,
+  withMmapReadLock,
+} from './dmirror.js';
+import {
+  HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL,
+  HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE,
+  HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL,
+  HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE,
+  HMM_DMIRROR_PROT_ERROR,
+  HMM_DMIRROR_PROT_NONE,
+  HMM_DMIRROR_PROT_PMD,
+  HMM_DMIRROR_PROT_PUD,
+  HMM_DMIRROR_PROT_READ,
+  HMM_DMIRROR_PROT_WRITE,
+  HMM_DMIRROR_PROT_ZERO,
+} from './uapi.js';
+
+/** Models dmirror_mkentry(): the SNAPSHOT byte of one hmm_range_fault() result. */
+export function dmirrorMkentry(dm: Dmirror, entry: number): number {
+  const core = dm.core;
+  const f = hmmPfnFlags(entry);
+  if (f & HMM_PFN_ERROR) return HMM_DMIRROR_PROT_ERROR;
+  if (!(f & HMM_PFN_VALID)) return HMM_DMIRROR_PROT_NONE;
+  const page = hmmPfnToPfn(entry);
+  let perm: number;
+  if (isDevicePrivatePage(core, page)) {
+    perm =
+      pageDevPagemap(core, page)?.owner === dm.mdevice
+        ? HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL
+        : HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE;
+  } else if (isDeviceCoherentPage(core, page)) {
+    perm =
+      pageDevPagemap(core, page)?.owner === dm.mdevice
+        ? HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL
+        : HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE;
+  } else if (page === core.zeroPfn) {
+    perm = HMM_DMIRROR_PROT_ZERO;
+  } else {
+    perm = HMM_DMIRROR_PROT_NONE;
+  }
+  perm |= f & HMM_PFN_WRITE ? HMM_DMIRROR_PROT_WRITE : HMM_DMIRROR_PROT_READ;
+  const order = hmmPfnToMapOrder(entry);
+  if (order + PAGE_SHIFT === PMD_SHIFT) perm |= HMM_DMIRROR_PROT_PMD;
+  else if (order + PAGE_SHIFT === PUD_SHIFT) perm |= HMM_DMIRROR_PROT_PUD;
+  return perm;
+}
+
+/**
+ * Models dmirror_range_snapshot(): a temporary interval notifier over the range (its
+ * invalidate only moves the sequence), hmm_range_fault() without fault requests, retry on
+ * -EBUSY or a sequence change (bounded: -EBUSY), then one byte per page.
+ */
+function rangeSnapshot(dm: Dmirror, range: HmmRange, perm: Uint8Array): number {
+  const notifier = new MmuIntervalNotifier(dm.mm, range.start, range.end, {
+    invalidate: (sub, _r, cur) => {
+      dm.lock();
+      mmuIntervalSetSeq(sub, cur);
+      dm.unlock();
+      return true;
+    },
+  });
+  range.notifier = notifier;
+  mmuIntervalNotifierInsert(notifier);
+  try {
+    for (let tries = 0; ; tries++) {
+      if (tries >= DMIRROR_RANGE_FAULT_RETRIES) return -EBUSY;
+      range.notifierSeq = mmuIntervalReadBegin(notifier);
+      const ret = withMmapReadLock(dm.mm, () => hmmRangeFault(dm.core, range));
+      if (ret) {
+        if (ret === -EBUSY) continue;
+        return ret;
+      }
+      dm.lock();
+      if (mmuIntervalReadRetry(notifier, range.notifierSeq)) {
+        dm.unlock();
+        continue;
+      }
+      break;
+    }
+    const n = (range.end - range.start) / PAGE_SIZE;
+    for (let i = 0; i < n; i++) perm[i] = dmirrorMkentry(dm, range.hmmPfns[i]);
+    dm.unlock();
+    return 0;
+  } finally {
+    mmuIntervalNotifierRemove(notifier);
+  }
+}
+
+/**
+ * Models dmirror_snapshot() (HMM_DMIRROR_SNAPSHOT): in 32-page batches, snapshot the CPU page
+ * table as seen by this device and copy one byte per page to cmd.ptr; cpages += bytes copied.
+ */
+export function dmirrorSnapshot(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct): number {
+  const start = cmd.addr;
+  const end = start + cmd.size;
+  if (!dm.mmAlive()) return -EINVAL;
+  const pfns = new Float64Array(DMIRROR_BATCH_PAGES);
+  const perm = new Uint8Array(DMIRROR_BATCH_PAGES);
+  const range: HmmRange = {
+    notifier: dm.notifier,
+    notifierSeq: 0,
+    start,
+    end,
+    hmmPfns: pfns,
+    pfnFlagsMask: 0,
+    defaultFlags: 0,
+    devPrivateOwner: dm.mdevice,
+  };
+  let uptr = cmd.ptr;
+  let ret = 0;
+  for (let addr = start; addr < end; ) {
+    const next = Math.min(addr + DMIRROR_BATCH_PAGES * PAGE_SIZE, end);
+    const n = (next - addr) / PAGE_SIZE;
+    range.start = addr;
+    range.end = next;
+    range.hmmPfns = pfns.subarray(0, n);
+    ret = rangeSnapshot(dm, range, perm);
+    if (ret) break;
+    if (accessBytes(dm.core, userMm, uptr, perm.subarray(0, n), 'write') < 0) {
+      ret = -EFAULT;
+      break;
+    }
+    cmd.cpages += n;
+    uptr += n;
+    addr = next;
+  }
+  return ret;
+}

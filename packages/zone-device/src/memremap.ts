@@ -1,0 +1,185 @@
+import {
+  type Core,
+  type DevPagemap,
+  type DevPagemapOps,
+  EINVAL,
+  ENOMEM,
+  ENXIO,
+  MEMORY_DEVICE_COHERENT,
+  MEMORY_DEVICE_FS_DAX,
+  MEMORY_DEVICE_GENERIC,
+  MEMORY_DEVICE_PCI_P2PDMA,
+  MEMORY_DEVICE_PRIVATE,
+  type MemoryType,
+  ModelBug,
+  PG_zone_device,
+  RAM_START_PFN,
+} from '@hmm-model/mm-core';
+
+/** Models PAGES_PER_SECTION (x86-64 SECTION_SIZE_BITS 27: 128 MiB sections of 4 KiB pages). */
+export const PAGES_PER_SECTION = 1 << 15;
+
+/** Largest pgmap index the memmap's pgmap field can hold (it is a 16-bit array). */
+const MAX_PGMAP_ID = 0xffff;
+
+/**
+ * Models struct dev_pagemap as a driver fills it before memremap_pages(): the memory type, the
+ * owner (opaque cookie matched by migrate_vma and hmm_range_fault), the ops and the range size.
+ */
+export interface MemremapOptions {
+  /** pgmap->type (enum memory_type). */
+  readonly type: MemoryType;
+  /** pgmap->owner: required for DEVICE_PRIVATE and DEVICE_COHERENT. */
+  readonly owner: unknown;
+  /** pgmap->ops. */
+  readonly ops: DevPagemapOps;
+  /** range_len(&pgmap->range) in pages. */
+  readonly nrPages: number;
+  /** Resource name, e.g. "hmm_dmirror" (for inspection). */
+  readonly name: string;
+  /**
+   * A fixed start pfn (a device-coherent driver's special-purpose memory address). Without it
+   * the range comes from the free physical address space (request_free_mem_region()).
+   */
+  readonly startPfn?: number;
+}
+
+/** Models request_free_mem_region(): the next free section-aligned pfn range above RAM. */
+function reserveFreeRange(core: Core, nrPages: number): number {
+  const start = Math.ceil(core.nextDevicePfn / PAGES_PER_SECTION) * PAGES_PER_SECTION;
+  core.nextDevicePfn = Math.ceil((start + nrPages) / PAGES_PER_SECTION) * PAGES_PER_SECTION;
+  return start;
+}
+
+/** Models the get_dev_pagemap() conflict check of pagemap_range(): a registered pgmap overlapping the range. */
+function conflictingPgmap(core: Core, start: number, nrPages: number): DevPagemap | undefined {
+  for (const pgmap of core.pgmaps) {
+    if (pgmap && pgmap.startPfn < start + nrPages && start < pgmap.endPfn) return pgmap;
+  }
+  return undefined;
+}
+
+/**
+ * Models memremap_pages() (mm/memremap.c): validate the pgmap, reserve its pfn range, create
+ * the ZONE_DEVICE struct pages (memmap_init_zone_device()) with their pgmap set, and register
+ * the pgmap. Returns the live DevPagemap (refs 0) or -errno. DEVICE_PRIVATE needs migrate_to_ram,
+ * folio_free and an owner; DEVICE_COHERENT needs folio_free and an owner (-EINVAL + WARN).
+ */
+export function memremapPages(core: Core, opts: MemremapOptions): DevPagemap | number {
+  const { type, owner, ops, nrPages, name } = opts;
+  switch (type) {
+    case MEMORY_DEVICE_PRIVATE:
+      if (!ops.migrateToRam) {
+        core.warn('memremap_pages: missing migrate_to_ram method');
+        return -EINVAL;
+      }
+      if (!ops.folioFree) {
+        core.warn('memremap_pages: missing folio_free method');
+        return -EINVAL;
+      }
+      if (!owner) {
+        core.warn('memremap_pages: missing owner');
+        return -EINVAL;
+      }
+      break;
+    case MEMORY_DEVICE_COHERENT:
+      if (!ops.folioFree) {
+        core.warn('memremap_pages: missing folio_free method');
+        return -EINVAL;
+      }
+      if (!owner) {
+        core.warn('memremap_pages: missing owner');
+        return -EINVAL;
+      }
+      break;
+    case MEMORY_DEVICE_FS_DAX:
+    case MEMORY_DEVICE_GENERIC:
+    case MEMORY_DEVICE_PCI_P2PDMA:
+      break;
+    default:
+      core.warn(`memremap_pages: invalid pgmap type ${type as number}`);
+      return -EINVAL;
+  }
+  if (!Number.isInteger(nrPages) || nrPages <= 0) {
+    core.warn('memremap_pages: empty range');
+    return -EINVAL;
+  }
+  const id = core.pgmaps.length;
+  if (id > MAX_PGMAP_ID) return -ENOMEM;
+  let start: number;
+  if (opts.startPfn !== undefined) {
+    start = opts.startPfn;
+    if (!Number.isInteger(start) || start <= 0) return -EINVAL;
+    // Models region_intersects() == REGION_INTERSECTS against System RAM.
+    if (start < RAM_START_PFN + core.ramPages && start + nrPages > RAM_START_PFN) return -ENXIO;
+    if (conflictingPgmap(core, start, nrPages)) {
+      core.warn('memremap_pages: Conflicting mapping in same section');
+      return -ENOMEM;
+    }
+    core.nextDevicePfn = Math.max(
+      core.nextDevicePfn,
+      Math.ceil((start + nrPages) / PAGES_PER_SECTION) * PAGES_PER_SECTION,
+    );
+  } else {
+    start = reserveFreeRange(core, nrPages);
+  }
+  const pgmap: DevPagemap = {
+    id,
+    type,
+    owner,
+    ops,
+    startPfn: start,
+    endPfn: start + nrPages,
+    refs: 0,
+    dying: false,
+    name,
+  };
+  core.map.initRange(start, nrPages, PG_zone_device);
+  core.map.pgmap.fill(id, start, start + nrPages);
+  core.pgmaps.push(pgmap);
+  return pgmap;
+}
+
+/**
+ * Models memunmap_pages() (mm/memremap.c): kill the pgmap's percpu ref, wait until every device
+ * page is free, then tear down the struct pages (the pfns stop being valid). A page that is
+ * still allocated would make the kernel wait forever: that is a ModelBug here.
+ */
+export function memunmapPages(core: Core, pgmap: DevPagemap): void {
+  if (core.pgmaps[pgmap.id] !== pgmap)
+    throw new ModelBug(`memunmap_pages: pgmap ${pgmap.id} (${pgmap.name}) is not registered`);
+  pgmap.dying = true;
+  if (pgmap.refs > 0)
+    throw new ModelBug(
+      `memunmap_pages: ${pgmap.refs} device page(s) of pgmap ${pgmap.id} (${pgmap.name}, pfns ` +
+        `0x${pgmap.startPfn.toString(16)}-0x${pgmap.endPfn.toString(16)}) are still allocated; ` +
+        'the kernel would wait forever for the percpu ref to drain',
+    );
+  const m = core.map;
+  const { startPfn: s, endPfn: e } = pgmap;
+  // Models arch_remove_memory()/pageunmap_range(): the section and its memmap go away.
+  m.flags.fill(0, s, e);
+  m.pgmap.fill(0, s, e);
+  m.refcount.fill(0, s, e);
+  m.mapping.fill(0, s, e);
+  m.priv.fill(0, s, e);
+  m.order.fill(0, s, e);
+  for (let p = s; p < e; p++) m.head[p] = p;
+  core.pgmaps[pgmap.id] = undefined;
+}
+
+/** Models pgmap_pfn_valid(): pfn lies inside the pgmap's range. */
+export function pgmapPfnValid(pgmap: DevPagemap, pfn: number): boolean {
+  return pfn >= pgmap.startPfn && pfn < pgmap.endPfn;
+}
+
+/**
+ * Models get_dev_pagemap(pfn): the live pgmap whose range covers pfn (looked up by range, as the
+ * kernel's pgmap_array xarray does, not through the struct page), or undefined.
+ */
+export function getDevPagemap(core: Core, pfn: number): DevPagemap | undefined {
+  for (const pgmap of core.pgmaps) {
+    if (pgmap && !pgmap.dying && pgmapPfnValid(pgmap, pfn)) return pgmap;
+  }
+  return undefined;
+}

@@ -6,8 +6,8 @@ import type { NouveauDrm } from './types.js';
 const hex = (n: number) => `0x${n.toString(16)}`;
 
 /**
- * Models the driver-side invariants of kernel-mechanics §9 (items 1, 2 and 19) for nouveau, as
- * a check_mm()-style audit (nothing in the kernel does this at run time):
+ * Models nouveau_dmem_fini()'s WARN_ON(chunk->callocated), generalised into a check_mm()-style
+ * audit of the driver-side invariants of kernel-mechanics §9 (items 1, 2 and 19):
  *  - every free_pages entry is an order-0, unreferenced, unlocked page of one of our chunks;
  *  - every free_folios entry is an unreferenced, unlocked, 512-aligned head of 512 free pages
  *    (order 9 once freed, order 0 while never initialised);
@@ -49,8 +49,10 @@ export function checkNouveau(drm: NouveauDrm): string[] {
   walk('free_folios', dmem.freeFolios, true);
   for (let f = dmem.freeFolios; f !== 0 && listed.has(f); f = m.priv[f]) {
     for (let k = 1; k < DMEM_CHUNK_NPAGES; k++) {
-      if (listed.has(f + k)) out.push(`nouveau: pfn ${hex(f + k)} is on free_pages inside free folio ${hex(f)}`);
-      if (m.refcount[f + k] !== 0) out.push(`nouveau: pfn ${hex(f + k)} inside free folio ${hex(f)} is allocated`);
+      if (listed.has(f + k))
+        out.push(`nouveau: pfn ${hex(f + k)} is on free_pages inside free folio ${hex(f)}`);
+      if (m.refcount[f + k] !== 0)
+        out.push(`nouveau: pfn ${hex(f + k)} inside free folio ${hex(f)} is allocated`);
     }
     if (out.length > 50) break;
   }
@@ -71,14 +73,16 @@ export function checkNouveau(drm: NouveauDrm): string[] {
         `nouveau chunk pgmap ${chunk.pagemap.id}: callocated ${chunk.callocated} but ${live} allocated folio(s)`,
       );
     if (chunk.pagemap.refs !== livePages)
-      out.push(`nouveau chunk pgmap ${chunk.pagemap.id}: pgmap refs ${chunk.pagemap.refs} but ${livePages} allocated page(s)`);
+      out.push(
+        `nouveau chunk pgmap ${chunk.pagemap.id}: pgmap refs ${chunk.pagemap.refs} but ${livePages} allocated page(s)`,
+      );
   }
   return out;
 }
 
 const installed = new WeakSet<NouveauDrm>();
 
-/** Adds {@link checkNouveau} for `drm` to its kernel's checkers (once), next to mm-core's. */
+/** Models enabling debug checks (CONFIG_DEBUG_VM-like) for nouveau_dmem: adds {@link checkNouveau} to kernel.checkers once. */
 export function installNouveauChecker(drm: NouveauDrm): void {
   if (installed.has(drm)) return;
   installed.add(drm);

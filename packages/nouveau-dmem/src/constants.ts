@@ -9,7 +9,7 @@ export const DMEM_CHUNK_SIZE = 2 * 1024 * 1024;
 export const DMEM_CHUNK_NPAGES = DMEM_CHUNK_SIZE >> PAGE_SHIFT;
 /** Models NR_CHUNKS: "sub-chunks" per pagemap, so one chunk covers NR_CHUNKS * 2 MiB = 256 MiB. */
 export const NR_CHUNKS = 128;
-/** Pages of one chunk's dev_pagemap (NR_CHUNKS * DMEM_CHUNK_NPAGES = 65536). */
+/** Models range_len(&chunk->pagemap.range) >> PAGE_SHIFT: NR_CHUNKS * DMEM_CHUNK_NPAGES = 65536 pages. */
 export const DMEM_PAGEMAP_NPAGES = NR_CHUNKS * DMEM_CHUNK_NPAGES;
 /** Models the order of a large device folio: ilog2(DMEM_CHUNK_NPAGES) = 9. */
 export const DMEM_FOLIO_ORDER = Math.log2(DMEM_CHUNK_NPAGES);
@@ -60,10 +60,10 @@ export const VOLTA_DMA_COPY_A = 0xc3b5;
 /** Models TURING_DMA_COPY_A. */
 export const TURING_DMA_COPY_A = 0xc5b5;
 
-/** Models the chipsets this model knows (drm->client.device.info.family + drm->ttm.copy.oclass). */
+/** Models drm->client.device.info.chipset, reduced to the generations this model knows. */
 export type NouveauChipset = 'kepler' | 'pascal' | 'volta' | 'turing';
 
-/** Models the per-chipset device family and copy-engine class a real probe would find. */
+/** Models the device family (info.family) and copy class (drm->ttm.copy.oclass) a probe finds per generation. */
 export const CHIPSETS: Readonly<Record<NouveauChipset, { family: number; copyClass: number }>> = {
   kepler: { family: NV_DEVICE_INFO_V0_KEPLER, copyClass: KEPLER_DMA_COPY_A },
   pascal: { family: NV_DEVICE_INFO_V0_PASCAL, copyClass: PASCAL_DMA_COPY_A },

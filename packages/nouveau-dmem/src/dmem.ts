@@ -29,7 +29,7 @@ export function nouveauWarn(drm: NouveauDrm, message: string): void {
   drm.core.warn(message);
 }
 
-/** Returns drm->dmem or throws (callers have checked it). */
+/** Models dereferencing drm->dmem (callers have checked it is not NULL). */
 export function dmemOf(drm: NouveauDrm): NouveauDmem {
   if (!drm.dmem) throw new Error('nouveau: drm->dmem is NULL');
   return drm.dmem;
@@ -50,7 +50,8 @@ export function nouveauPageToChunk(drm: NouveauDrm, pfn: number): NouveauDmemChu
  */
 export function nouveauDmemPageAddr(drm: NouveauDrm, pfn: number): number {
   const chunk = nouveauPageToChunk(drm, pfn);
-  if (!chunk) throw new Error(`nouveau_dmem_page_addr: pfn 0x${pfn.toString(16)} is not a nouveau device page`);
+  if (!chunk)
+    throw new Error(`nouveau_dmem_page_addr: pfn 0x${pfn.toString(16)} is not a nouveau device page`);
   return chunk.bo.offset + (pfn - chunk.pagemap.startPfn) * PAGE_SIZE;
 }
 
@@ -64,7 +65,7 @@ function pushFolio(dmem: NouveauDmem, pfn: number): void {
   dmem.freeFolios = pfn;
 }
 
-/** Walks a free list (linked through zone_device_data, 0 = NULL); model-only helper. */
+/** Models walking dmem->free_pages / free_folios through page->zone_device_data (0 = NULL). */
 export function freeListPfns(drm: NouveauDrm, head: number, limit = Number.POSITIVE_INFINITY): number[] {
   const out: number[] = [];
   const seen = new Set<number>();
@@ -212,7 +213,15 @@ export function nouveauDmemCopyFolio(drm: NouveauDrm, sfolio: number, dfolio: nu
   folioLock(drm.core, dfolio);
   const nr = drm.core.map.folioNrPages(sfolio);
   const engine = dmemOf(drm).migrate.engine;
-  if (engine.copy(nr, NOUVEAU_APER_HOST, dfolio * PAGE_SIZE, NOUVEAU_APER_VRAM, nouveauDmemPageAddr(drm, sfolio)))
+  if (
+    engine.copy(
+      nr,
+      NOUVEAU_APER_HOST,
+      dfolio * PAGE_SIZE,
+      NOUVEAU_APER_VRAM,
+      nouveauDmemPageAddr(drm, sfolio),
+    )
+  )
     return -EIO;
   return 0;
 }

@@ -1,4 +1,12 @@
-import { checkMmCore, MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PMD_SIZE, PROT_READ, PROT_WRITE } from '@hmm-model/mm-core';
+import {
+  checkMmCore,
+  MAP_ANONYMOUS,
+  MAP_PRIVATE,
+  PAGE_SIZE,
+  PMD_SIZE,
+  PROT_READ,
+  PROT_WRITE,
+} from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
 import { checkNouveau } from './checker.js';
 import { nouveauDmemFini } from './evict.js';

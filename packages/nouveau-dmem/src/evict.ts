@@ -1,4 +1,3 @@
-import { allocFolio, folioMapped, ModelBug } from '@hmm-model/mm-core';
 import {
   MIGRATE_PFN_COMPOUND,
   MIGRATE_PFN_MIGRATE,
@@ -9,11 +8,12 @@ import {
   migratePfnToPage,
   mpfnFlags,
 } from '@hmm-model/migrate-vma';
+import { allocFolio, folioMapped, ModelBug } from '@hmm-model/mm-core';
 import { memunmapPages } from '@hmm-model/zone-device';
 import { freeListPfns, nouveauDmemCopyFolio, nouveauWarn } from './dmem.js';
 import type { NouveauDmemChunk, NouveauDrm } from './types.js';
 
-/** A device folio eviction could not move back to system memory. */
+/** Models a device folio nouveau_dmem_evict_chunk() left behind (memunmap_pages() would wait on it). */
 export interface NotEvicted {
   /** Head pfn of the device folio. */
   readonly pfn: number;
@@ -22,7 +22,7 @@ export interface NotEvicted {
   readonly mapped: boolean;
 }
 
-/** What {@link nouveauDmemEvictChunk} did. */
+/** Models the outcome of one nouveau_dmem_evict_chunk() (counts the kernel does not keep). */
 export interface EvictResult {
   /** Units selected by migrate_device_range() (src slots with MIGRATE). */
   collected: number;
@@ -65,7 +65,10 @@ export function nouveauDmemEvictChunk(chunk: NouveauDmemChunk): EvictResult {
       dpage = allocFolio(core, order, false);
       if (dpage < 0) {
         // The kernel dereferences the NULL folio here; the model leaves the unit in place.
-        nouveauWarn(drm, `nouveau_dmem_evict_chunk: order-${order} folio_alloc failed (NULL dereference in the kernel)`);
+        nouveauWarn(
+          drm,
+          `nouveau_dmem_evict_chunk: order-${order} folio_alloc failed (NULL dereference in the kernel)`,
+        );
         continue;
       }
     } else {
@@ -85,7 +88,7 @@ export function nouveauDmemEvictChunk(chunk: NouveauDmemChunk): EvictResult {
   return res;
 }
 
-/** What {@link nouveauDmemFini} did. */
+/** Models the outcome of nouveau_dmem_fini(): evictions, what was left behind, chunks torn down. */
 export interface FiniResult {
   /** Per-chunk eviction results, in list order. */
   readonly evictions: EvictResult[];
@@ -123,7 +126,12 @@ function liveFolios(chunk: NouveauDmemChunk): NotEvicted[] {
  */
 export function nouveauDmemFini(drm: NouveauDrm): FiniResult {
   const dmem = drm.dmem;
-  const res = { evictions: [] as EvictResult[], notEvicted: [] as NotEvicted[], chunksFreed: 0, chunksStuck: 0 };
+  const res = {
+    evictions: [] as EvictResult[],
+    notEvicted: [] as NotEvicted[],
+    chunksFreed: 0,
+    chunksStuck: 0,
+  };
   if (!dmem) return res;
   for (const chunk of [...dmem.chunks]) {
     res.evictions.push(nouveauDmemEvictChunk(chunk));
@@ -141,8 +149,16 @@ export function nouveauDmemFini(drm: NouveauDrm): FiniResult {
     // Model-only hygiene: the kernel frees dmem wholesale; here other chunks may live on, so
     // drop this chunk's pages from the free lists before its memmap goes away.
     const inChunk = (p: number) => p >= chunk.pagemap.startPfn && p < chunk.pagemap.endPfn;
-    relink(drm, 'freePages', freeListPfns(drm, dmem.freePages).filter((p) => !inChunk(p)));
-    relink(drm, 'freeFolios', freeListPfns(drm, dmem.freeFolios).filter((p) => !inChunk(p)));
+    relink(
+      drm,
+      'freePages',
+      freeListPfns(drm, dmem.freePages).filter((p) => !inChunk(p)),
+    );
+    relink(
+      drm,
+      'freeFolios',
+      freeListPfns(drm, dmem.freeFolios).filter((p) => !inChunk(p)),
+    );
     memunmapPages(drm.core, chunk.pagemap);
     res.chunksFreed++;
   }

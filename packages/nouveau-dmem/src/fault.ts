@@ -33,7 +33,11 @@ const RANGE_FAULT_RETRIES = 64;
  * at the aligned address; a device-private page (necessarily ours: hmm only reports pages of
  * dev_private_owner) maps its VRAM address, anything else its host physical address.
  */
-function convertPfn(svmm: NouveauSvmm, addr: number, hmmPfn: number): { va: number; shift: number; entry: number } {
+function convertPfn(
+  svmm: NouveauSvmm,
+  addr: number,
+  hmmPfn: number,
+): { va: number; shift: number; entry: number } {
   const flags = hmmPfnFlags(hmmPfn);
   if (!(flags & HMM_PFN_VALID)) return { va: addr, shift: PAGE_SHIFT, entry: NVIF_VMM_PFNMAP_V0_NONE };
   let pfn = hmmPfnToPfn(hmmPfn);
@@ -110,15 +114,15 @@ export function gpuFault(svmm: NouveauSvmm, addr: number, write: boolean): numbe
   return ret;
 }
 
-/** Models the GPU MMU lookup of va in the svmm's page tables (what a shader would hit). */
+/** Models the GPU MMU walking the page tables nvkm_vmm_pfn_map() wrote: the entry for va, or null. */
 export function gpuPte(svmm: NouveauSvmm, va: number): GpuPte | null {
   return svmm.vmm.lookup(va);
 }
 
 /**
- * Models a GPU engine accessing [addr, addr + buf.length) through the svmm: per page, translate
- * through the GPU page tables; a missing entry or a write to a read-only entry raises a GPU
- * fault ({@link gpuFault}) and the access is replayed. Bytes come from VRAM (the driver's store)
+ * Models a GPU engine access with replayable faults (nouveau_svm_fault() + nouveau_svm_fault_replay()):
+ * per page of [addr, addr + buf.length), translate through the GPU page tables; a missing entry
+ * or a write to a read-only entry raises a GPU fault ({@link gpuFault}) and the access is replayed. Bytes come from VRAM (the driver's store)
  * or from host memory. Returns 0 or the fault's -errno (bytes before the failing page moved).
  */
 export function gpuAccess(svmm: NouveauSvmm, addr: number, buf: Uint8Array, dir: 'read' | 'write'): number {
@@ -151,14 +155,14 @@ export function gpuAccess(svmm: NouveauSvmm, addr: number, buf: Uint8Array, dir:
   return 0;
 }
 
-/** GPU read of `length` bytes at addr; the bytes, or -errno. */
+/** Models a GPU load of `length` bytes at addr via nouveau_svm_fault() replay; the bytes, or -errno. */
 export function gpuRead(svmm: NouveauSvmm, addr: number, length: number): Uint8Array | number {
   const buf = new Uint8Array(length);
   const r = gpuAccess(svmm, addr, buf, 'read');
   return r ? r : buf;
 }
 
-/** GPU write of `data` at addr; 0 or -errno. */
+/** Models a GPU store of `data` at addr via nouveau_svm_fault() replay; 0 or -errno. */
 export function gpuWrite(svmm: NouveauSvmm, addr: number, data: Uint8Array): number {
   return gpuAccess(svmm, addr, data, 'write');
 }

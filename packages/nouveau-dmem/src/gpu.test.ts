@@ -54,7 +54,12 @@ describe('GPU faults through hmm_range_fault (nouveau_svm_fault / nouveau_range_
     expect(gpuPte(svmm, w)).toBeNull();
     // hmm_range_fault reports the device PMD (owner = drm->dev) with map order 9: no migration.
     expect(gpuFault(svmm, w + 3 * PAGE_SIZE, true)).toBe(0);
-    expect(gpuPte(svmm, w)).toMatchObject({ aperture: 'vram', addr: vramAddr, pageShift: 21, writable: true });
+    expect(gpuPte(svmm, w)).toMatchObject({
+      aperture: 'vram',
+      addr: vramAddr,
+      pageShift: 21,
+      writable: true,
+    });
     expect(toRamStats.get(drm)).toBeUndefined();
     expect(pmdKind(k, p, w)).toBe('device-private-write');
 

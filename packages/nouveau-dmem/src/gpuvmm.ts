@@ -1,4 +1,4 @@
-import { ModelBug, PAGE_SHIFT, PAGE_SIZE } from '@hmm-model/mm-core';
+import { HPAGE_PMD_ORDER, ModelBug, PAGE_SHIFT, PAGE_SIZE } from '@hmm-model/mm-core';
 import {
   NVIF_VMM_PFNMAP_V0_APER,
   NVIF_VMM_PFNMAP_V0_HOST,
@@ -7,8 +7,8 @@ import {
   NVIF_VMM_PFNMAP_V0_W,
 } from './constants.js';
 
-/** Page shifts the modelled GPU MMU can map (4 KiB small pages and 2 MiB big pages). */
-export const GPU_PAGE_SHIFTS: readonly number[] = [PAGE_SHIFT, PAGE_SHIFT + 9];
+/** Models the page shifts of nvkm's VMM (vmm->func->page[]) used by SVM: 12 (4 KiB) and 21 (2 MiB). */
+export const GPU_PAGE_SHIFTS: readonly number[] = [PAGE_SHIFT, PAGE_SHIFT + HPAGE_PMD_ORDER];
 
 /**
  * Models one GPU page-table entry as nvkm's PFNMAP leaves it (decoded): valid, aperture
@@ -41,7 +41,7 @@ export function nvifPfnmapEntry(addr: number, vram: boolean, writable: boolean):
   );
 }
 
-/** The flag bits (low 12 bits) of a PFNMAP entry. */
+/** Models `entry & ~NVIF_VMM_PFNMAP_V0_ADDR`: the flag bits (low 12 bits) of a PFNMAP entry. */
 export function nvifPfnmapFlags(entry: number): number {
   return entry % PAGE_SIZE;
 }

@@ -13,7 +13,7 @@ import { nouveauDmemMigrateToRam } from './toram.js';
 import type { NouveauDrm } from './types.js';
 import { CopyEngine, Vram } from './vram.js';
 
-/** Options of {@link createNouveauDmem}. */
+/** Models what a nouveau probe finds (chipset, VRAM ram_user, copy class) plus the model's behaviour switches. */
 export interface NouveauDmemOptions {
   /** The GPU generation (default 'pascal'). Pre-Pascal ('kepler') gets no dmem. */
   chipset?: NouveauChipset;
@@ -66,7 +66,7 @@ export function nouveauDmemInit(drm: NouveauDrm): void {
 }
 
 /**
- * Models probing a nouveau GPU far enough for SVM/dmem: struct nouveau_drm with its device
+ * Models nouveau_drm_device_init() as far as SVM/dmem need it: struct nouveau_drm with its device
  * cookie, VRAM and nouveau_dmem_pagemap_ops (folio_free, migrate_to_ram, folio_split), then
  * nouveau_dmem_init(). Check `drm.dmem` (null on Kepler or without a supported copy engine).
  */

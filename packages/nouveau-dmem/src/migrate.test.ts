@@ -1,11 +1,13 @@
 import {
   checkMmCore,
+  MADV_HUGEPAGE,
   MAP_ANONYMOUS,
   MAP_PRIVATE,
   PAGE_SIZE,
   PMD_SIZE,
   PROT_READ,
   PROT_WRITE,
+  SignalDelivered,
 } from '@hmm-model/mm-core';
 import { folioZoneDeviceData } from '@hmm-model/zone-device';
 import { describe, expect, it } from 'vitest';
@@ -169,7 +171,7 @@ describe('nouveau_dmem_migrate_vma with THP', () => {
     const { k, drm, p, svmm } = rig();
     const raw = p.mmap(0, 3 * PMD_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
     const w = Math.ceil(raw / PMD_SIZE) * PMD_SIZE;
-    expect(p.madvise(w, 2 * PMD_SIZE, 14 /* MADV_HUGEPAGE */)).toBe(0);
+    expect(p.madvise(w, 2 * PMD_SIZE, MADV_HUGEPAGE)).toBe(0);
     p.writeInts(w, pattern(0, (2 * PMD_SIZE) / 4));
     const r = svmmMigrateToVram(svmm, w, w + 2 * PMD_SIZE);
     expect(r).toMatchObject({ batches: 2, cpages: 2, thps: 2, migratedPages: 1024 });
@@ -183,5 +185,21 @@ describe('nouveau_dmem_migrate_vma with THP', () => {
     expect(drm.dmem!.chunks[0].callocated).toBe(0);
     expect(checkMmCore(k)).toEqual([]);
     expect(checkNouveau(drm)).toEqual([]);
+  });
+
+  it('migrate_to_ram has no fallback either: a failed order-9 system allocation is VM_FAULT_OOM', () => {
+    const { k, drm, p, svmm } = rig();
+    const w = thpWindow(p);
+    svmmMigrateToVram(svmm, w, w + PMD_SIZE);
+    k.core.zone.failHook = (order) => order === 9;
+    expect(() => p.readI32(w)).toThrow(SignalDelivered);
+    k.core.zone.failHook = undefined;
+    expect(toRamStats.get(drm)).toMatchObject({ calls: 1, oom: 1, thp: 0, small: 0 });
+    expect(k.core.vmstat.thp_split_page).toBe(0);
+    // The OOM kill tore the process down; the device THP was freed whole.
+    expect(p.state).not.toBe('running');
+    expect(drm.dmem!.chunks[0].callocated).toBe(0);
+    expect(freeListPfns(drm, drm.dmem!.freeFolios)).toHaveLength(NR_CHUNKS);
+    expect(k.check()).toEqual([]);
   });
 });

@@ -1,4 +1,3 @@
-import { EINVAL, ENODEV, HPAGE_PMD_NR, PAGE_SIZE, type Vma } from '@hmm-model/mm-core';
 import {
   MIGRATE_PFN_COMPOUND,
   MIGRATE_PFN_MIGRATE,
@@ -14,6 +13,7 @@ import {
   mpfnFlags,
   newMigrateVma,
 } from '@hmm-model/migrate-vma';
+import { EINVAL, ENODEV, HPAGE_PMD_NR, PAGE_SIZE, type Vma } from '@hmm-model/mm-core';
 import { folioSetZoneDeviceData } from '@hmm-model/zone-device';
 import { NOUVEAU_APER_HOST, NOUVEAU_APER_VRAM, NVIF_VMM_PFNMAP_V0_NONE } from './constants.js';
 import {
@@ -27,7 +27,7 @@ import { nvifPfnmapEntry } from './gpuvmm.js';
 import { nouveauPfnsMap } from './svmm.js';
 import type { NouveauDrm, NouveauSvmm } from './types.js';
 
-/** What a migration to VRAM did (model-only counts; the kernel reports nothing to user space). */
+/** Models what nouveau_svmm_bind() could report (the kernel sets args->result = 0; these are model counts). */
 export interface MigrateToVramResult {
   /** 0, or the first -errno of a nouveau_dmem_migrate_vma() call (-EINVAL for bad arguments). */
   ret: number;
@@ -45,7 +45,7 @@ export interface MigrateToVramResult {
   holes: number;
 }
 
-/** A zeroed result. */
+/** Models a zeroed struct of nouveau_svmm_bind() counts ({@link MigrateToVramResult}). */
 export function emptyMigrateResult(): MigrateToVramResult {
   return { ret: 0, batches: 0, cpages: 0, allocFailed: 0, migratedPages: 0, thps: 0, holes: 0 };
 }
@@ -169,7 +169,7 @@ export function nouveauDmemMigrateVma(
   // Models nouveau_pfns_alloc(max): zeroed once, reused by every batch.
   const pfns = new Float64Array(max);
   for (let i = 0; i < npages; i += max) {
-    args.end = args.start + max * PAGE_SIZE > end ? end : args.start + max * PAGE_SIZE;
+    args.end = Math.min(args.start + max * PAGE_SIZE, end);
     const ret = migrateVmaSetup(drm.core, args);
     res.batches++;
     if (ret) return ret;

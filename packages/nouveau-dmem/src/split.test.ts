@@ -66,7 +66,9 @@ describe('PTE-mapped device THP (partial munmap) faulted from the CPU', () => {
       expect.stringContaining('WARN_ON(!chunk->callocated)'),
     ]);
     expect(chunk.callocated).toBe(1 - 257);
-    expect(checkNouveau(drm)).toEqual([expect.stringContaining('callocated -256 but 255 allocated folio(s)')]);
+    expect(checkNouveau(drm)).toEqual([
+      expect.stringContaining('callocated -256 but 255 allocated folio(s)'),
+    ]);
 
     // The rest of the data comes back page by page.
     expect(firstMismatch(p, w, 0, PMD_SIZE / 16)).toBe(-1);

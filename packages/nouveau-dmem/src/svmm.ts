@@ -1,7 +1,7 @@
 import {
   MMU_NOTIFY_MIGRATE,
-  MmuIntervalNotifier,
   type MmStruct,
+  MmuIntervalNotifier,
   type MmuNotifierRange,
   mmuIntervalNotifierInsert,
   mmuIntervalNotifierRemove,

@@ -1,4 +1,3 @@
-import { allocFolio, folioPut, PAGE_SIZE, VM_FAULT_OOM, VM_FAULT_SIGBUS, type Vma, type VmFault } from '@hmm-model/mm-core';
 import {
   MIGRATE_PFN_COMPOUND,
   MIGRATE_VMA_SELECT_COMPOUND,
@@ -10,12 +9,21 @@ import {
   migrateVmaSetup,
   newMigrateVma,
 } from '@hmm-model/migrate-vma';
+import {
+  allocFolio,
+  folioPut,
+  PAGE_SIZE,
+  VM_FAULT_OOM,
+  VM_FAULT_SIGBUS,
+  type Vma,
+  type VmFault,
+} from '@hmm-model/mm-core';
 import { folioZoneDeviceData } from '@hmm-model/zone-device';
 import { nouveauDmemCopyFolio } from './dmem.js';
 import { nouveauSvmmInvalidate } from './svmm.js';
 import type { NouveauDrm } from './types.js';
 
-/** Counters of the migrate_to_ram path (model-only, for inspection and tests). */
+/** Counts of nouveau_dmem_migrate_to_ram() outcomes (model-only; the kernel keeps none). */
 export interface ToRamStats {
   /** migrate_to_ram calls. */
   calls: number;
@@ -30,7 +38,7 @@ export interface ToRamStats {
   sigbus: number;
 }
 
-/** Per-drm counters of {@link nouveauDmemMigrateToRam}. */
+/** Per-drm counts of nouveau_dmem_migrate_to_ram() outcomes ({@link ToRamStats}). */
 export const toRamStats = new WeakMap<NouveauDrm, ToRamStats>();
 
 function statsOf(drm: NouveauDrm): ToRamStats {

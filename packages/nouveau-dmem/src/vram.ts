@@ -5,8 +5,8 @@ const BLOCK_SHIFT = 21;
 const BLOCK_BYTES = 1 << BLOCK_SHIFT;
 
 /**
- * Models the GPU's video memory (VRAM) and TTM's placement of pinned buffer objects in it
- * (nouveau_bo_new_pin()/nouveau_bo_unpin_del()). Device-private pfns have no CPU-visible bytes
+ * Models VRAM and the pinned buffer objects of nouveau_bo_new_pin()/nouveau_bo_unpin_del() in it
+ * (TTM placement reduced to first fit). Device-private pfns have no CPU-visible bytes
  * in the model (as in the kernel), so VRAM is this driver's own byte store: lazily allocated
  * 2 MiB blocks indexed by VRAM address, reading as zero until written.
  */
@@ -106,8 +106,7 @@ export class Vram {
 }
 
 /**
- * Models the copy engine channel (drm->ttm.chan running the xxB5 copy class) as used by
- * nouveau_dmem.c: synchronous physical copies and constant fills between VRAM and host memory.
+ * Models struct nouveau_dmem_migrate's copy_func/clear_func on drm->ttm.chan (the xxB5 copy class): synchronous physical copies and constant fills between VRAM and host memory.
  * Fences complete immediately (nouveau_fence_new/nouveau_dmem_fence_done are no-ops here).
  */
 export class CopyEngine {

@@ -1,5 +1,6 @@
 import {
   accessBytes,
+  BLOCK_PAGES,
   type Core,
   EBUSY,
   EFAULT,
@@ -25,6 +26,7 @@ import {
   mmuIntervalReadRetry,
   mmuIntervalSetSeq,
   PAGE_SIZE,
+  PG_zone_device,
   releaseDeviceExclusive,
 } from '@hmm-model/mm-core';
 import { isDevicePrivatePage } from '@hmm-model/zone-device';
@@ -171,7 +173,7 @@ export class Dmirror {
 
   /** The frame holding a mirrored page's bytes: the backing page for a device-private page. */
   dataPfn(pfn: number): number {
-    if (!isDevicePrivatePage(this.core, pfn)) return pfn;
+    if (!(this.core.map.flags[pfn] & PG_zone_device) || !isDevicePrivatePage(this.core, pfn)) return pfn;
     const head = this.core.map.head[pfn];
     return this.core.map.priv[head] + (pfn - head);
   }
@@ -260,32 +262,58 @@ export function dmirrorFault(dm: Dmirror, start: number, end: number, write: boo
   return ret;
 }
 
+/**
+ * Copies between the bounce buffer and the mirrored pages of [start, end), coalescing runs of
+ * pages whose frames are contiguous within one backing block into one copy. Stops at the first
+ * page without an entry (or, for writes, without the WRITE tag): -ENOENT, with bounce.cpages
+ * counting the pages done.
+ */
+function copyMirrored(dm: Dmirror, start: number, end: number, bounce: Bounce, write: boolean): number {
+  const frames = dm.core.frames;
+  const buf = bounce.buf;
+  let off = start - bounce.addr;
+  let runPfn = -1;
+  let runLen = 0;
+  let runOff = 0;
+  const flush = () => {
+    if (runLen === 0) return;
+    const blk = frames.block(runPfn);
+    const boff = (runPfn & (BLOCK_PAGES - 1)) * PAGE_SIZE;
+    const bytes = runLen * PAGE_SIZE;
+    if (write) blk.set(buf.subarray(runOff, runOff + bytes), boff);
+    else buf.set(blk.subarray(boff, boff + bytes), runOff);
+    bounce.cpages += runLen;
+    runLen = 0;
+  };
+  let ret = 0;
+  for (let vpn = start / PAGE_SIZE; vpn < end / PAGE_SIZE; vpn++, off += PAGE_SIZE) {
+    const v = dm.pt.get(vpn);
+    if (v === undefined || (write && v % 4 !== DPT_XA_TAG_WRITE)) {
+      ret = -ENOENT;
+      break;
+    }
+    const pfn = dm.dataPfn(Math.floor(v / 4));
+    if (runLen > 0 && pfn === runPfn + runLen && (pfn & (BLOCK_PAGES - 1)) !== 0) {
+      runLen++;
+      continue;
+    }
+    flush();
+    runPfn = pfn;
+    runLen = 1;
+    runOff = off;
+  }
+  flush();
+  return ret;
+}
+
 /** Models dmirror_do_read(): copy mirrored pages into the bounce buffer; -ENOENT at the first hole. */
 function doRead(dm: Dmirror, start: number, end: number, bounce: Bounce): number {
-  const frames = dm.core.frames;
-  let off = start - bounce.addr;
-  for (let vpn = start / PAGE_SIZE; vpn < end / PAGE_SIZE; vpn++) {
-    const e = dm.load(vpn);
-    if (!e) return -ENOENT;
-    bounce.buf.set(frames.page(dm.dataPfn(e.pfn)), off);
-    off += PAGE_SIZE;
-    bounce.cpages++;
-  }
-  return 0;
+  return copyMirrored(dm, start, end, bounce, false);
 }
 
 /** Models dmirror_do_write(): store the bounce buffer into pages mirrored with the WRITE tag. */
 function doWrite(dm: Dmirror, start: number, end: number, bounce: Bounce): number {
-  const frames = dm.core.frames;
-  let off = start - bounce.addr;
-  for (let vpn = start / PAGE_SIZE; vpn < end / PAGE_SIZE; vpn++) {
-    const e = dm.load(vpn);
-    if (!e || e.tag !== DPT_XA_TAG_WRITE) return -ENOENT;
-    frames.page(dm.dataPfn(e.pfn)).set(bounce.buf.subarray(off, off + PAGE_SIZE));
-    off += PAGE_SIZE;
-    bounce.cpages++;
-  }
-  return 0;
+  return copyMirrored(dm, start, end, bounce, true);
 }
 
 /** The shared read/write loop: access, fault the rest on -ENOENT, retry. */

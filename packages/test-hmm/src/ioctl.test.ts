@@ -147,3 +147,20 @@ describe('device file mmap and RELEASE without device pages', () => {
     expect(mod.check()).toEqual([]);
   });
 });
+
+describe('copy_{from,to}_user uses the calling process', () => {
+  it('a forked child using the inherited fd reads the struct from its own memory', () => {
+    const { k, p } = machine();
+    const fd = hmmOpen(p, 0);
+    const buf = hmmBuffer(p, PAGE_SIZE);
+    p.writeI32(buf.ptr, 7);
+    const c = k.task(p.fork())!;
+    // The parent's buffer changes after fork; the child's COW copy keeps 7. The device mirrors
+    // the opener's (parent's) mm, but the cmd and data buffers are the child's.
+    p.writeI32(buf.ptr, 9);
+    expect(hmmDmirrorCmd(c, fd, HMM_DMIRROR_READ, buf, 1)).toBe(0);
+    expect(buf.cpages).toBe(1);
+    expect(c.readI32(buf.mirror)).toBe(9);
+    expect(p.readI32(buf.mirror)).not.toBe(9);
+  });
+});

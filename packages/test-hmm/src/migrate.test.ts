@@ -93,6 +93,11 @@ for (const dev of [0, 2]) {
       expect(hmmDmirrorCmd(p, fd, HMM_DMIRROR_MIGRATE_TO_DEV, buf, NPAGES)).toBe(0);
       expect(hmmDmirrorCmd(p, fd, HMM_DMIRROR_RELEASE, buf, NPAGES)).toBe(0);
       expect(mod.devices[dev].chunks.length).toBe(0);
+      // Eviction invalidated the mirror (MMU_NOTIFY_CLEAR from try_to_migrate): READ refaults.
+      fillInts(p, buf.mirror, NINTS, () => -1);
+      expect(hmmDmirrorCmd(p, fd, HMM_DMIRROR_READ, buf, NPAGES)).toBe(0);
+      expect([buf.cpages, buf.faults]).toEqual([NPAGES, 1]);
+      expect(intsEqual(p, buf.mirror, NINTS, (i) => i)).toBe(true);
       expect(intsEqual(p, buf.ptr, NINTS / 2, (i) => i)).toBe(true);
       expect(mod.check()).toEqual([]);
       expect(k.core.warnings).toEqual([]);

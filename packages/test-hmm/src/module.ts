@@ -75,17 +75,21 @@ export interface DmirrorModule {
   uninstall(): void;
 }
 
-/** Models `current->mm` of an ioctl: the model's file operations see the opener only. */
-function callerMm(file: OpenFile): MmStruct | undefined {
+/** Models `current->mm` of an ioctl (copy_{from,to}_user target): the calling process's mm. */
+function callerMm(file: OpenFile, caller: unknown): MmStruct | undefined {
+  if (caller instanceof Process) return caller.mm;
   return file.opener instanceof Process ? file.opener.mm : undefined;
 }
 
-/** Models the ioctl entry checks and struct copy of dmirror_fops_unlocked_ioctl(). */
-function unlockedIoctl(file: OpenFile, command: number, arg: number): number {
+/**
+ * Models dmirror_fops_unlocked_ioctl(): copy struct hmm_dmirror_cmd from the caller, the entry
+ * checks, the command, and the copy back on success. The mirrored mm is the opener's.
+ */
+function unlockedIoctl(file: OpenFile, command: number, arg: number, caller: unknown): number {
   const dm = file.privateData;
   if (!(dm instanceof Dmirror)) return -EINVAL;
   const core = dm.core;
-  const userMm = callerMm(file);
+  const userMm = callerMm(file, caller);
   if (!userMm) return -EFAULT;
   const raw = new Uint8Array(HMM_DMIRROR_CMD_SIZE);
   if (accessBytes(core, userMm, arg, raw, 'read') < 0) return -EFAULT;

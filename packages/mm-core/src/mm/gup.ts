@@ -100,7 +100,10 @@ export function getUserPages(
     ) {
       // Models check_and_migrate_movable_folios(): coherent memory cannot be pinned long-term.
       const mig = gupHooks.get(core)?.migrateDeviceCoherentFolio;
-      if (!mig || mig(core, head) < 0) return fail(-ENOMEM);
+      // migrate_longterm_unpinnable_folios(): the migration consumes a reference we hold.
+      if (!mig) return fail(-ENOMEM);
+      folioGet(core, head);
+      if (mig(core, head) < 0) return fail(-ENOMEM);
       k--;
       continue;
     }

@@ -29,7 +29,7 @@ import {
   type SuiteState,
   type TestEnv,
 } from './common.js';
-import { Console, Harness, type HarnessIO, type TestContext } from './harness/index.js';
+import { Console, describeError, Harness, type HarnessIO, type TestContext } from './harness/index.js';
 import { Libc } from './libc.js';
 import { createMachine, type Machine } from './machine.js';
 import { registerAnon } from './tests-anon.js';
@@ -112,7 +112,8 @@ export class HmmTests implements SuiteState {
     try {
       return await this.harness.runMain(argv, io);
     } finally {
-      this.#finishCurrent();
+      const console = new Console(io);
+      this.#finishCurrentReporting((line) => console.err(line));
     }
   }
 
@@ -122,17 +123,17 @@ export class HmmTests implements SuiteState {
    * points check this test's timeout.
    */
   beginTest(ctx: TestContext): TestEnv {
-    this.#finishCurrent();
+    this.#finishCurrentReporting((line) => ctx.printErr(line));
     const proc = this.kernel.spawn();
     const hook = (): void => {
-      if (this.#current === env) ctx.checkTimeout();
+      if (this.#current === env) ctx.onPreempt();
     };
     const env: LiveEnv = {
       suite: this,
       kernel: this.kernel,
       proc,
       libc: new Libc(proc, this.kernel),
-      rng: new Rng((this.seed ^ fnv1a(ctx.fullName)) >>> 0),
+      rng: new Rng(((ctx.seed ?? this.seed) ^ fnv1a(ctx.fullName)) >>> 0),
       tasks: [],
       hook,
     };
@@ -144,6 +145,21 @@ export class HmmTests implements SuiteState {
   /** Models the test's grandchild exiting after its teardown. */
   endTest(env: TestEnv): void {
     if (this.#current === env) this.#finishCurrent();
+  }
+
+  /**
+   * Ends the previous test's process when the harness did not (setup SKIP, the test died). A
+   * model error while tearing it down is reported as a diagnostic instead of being blamed on
+   * the test that runs next.
+   */
+  #finishCurrentReporting(printErr: (line: string) => void): void {
+    try {
+      this.#finishCurrent();
+    } catch (error) {
+      const [first, ...rest] = describeError(error).split('\n');
+      printErr(`# exit of the previous test's process failed: ${first}`);
+      for (const line of rest) printErr(`# ${line}`);
+    }
   }
 
   #finishCurrent(): void {

@@ -19,6 +19,9 @@ import {
 /** Models MAP_FAILED ((void *) -1) as a number: what the libc mmap() wrapper returns on error. */
 export const MAP_FAILED = -1;
 
+/** Bytes stored per model call by the fill helpers (memset(), `ptr[i] = ...` loops). */
+const FILL_CHUNK = 256 * 1024;
+
 /** Models sizeof(int). */
 export const SIZEOF_INT = 4;
 
@@ -233,12 +236,11 @@ export class Libc {
     if (n > 0) this.proc.munmap(ptr, n);
   }
 
-  /** Models memset(3) on user memory. */
+  /** Models memset(3) on user memory (stored in ascending order, up to 256 KiB per store). */
   memset(ptr: number, byte: number, n: number): void {
-    for (let off = 0; off < n; ) {
-      const len = Math.min(n - off, PAGE_SIZE - ((ptr + off) % PAGE_SIZE));
-      this.proc.writeBytes(ptr + off, new Uint8Array(len).fill(byte & 0xff));
-      off += len;
+    const chunk = new Uint8Array(Math.min(n, FILL_CHUNK)).fill(byte & 0xff);
+    for (let off = 0; off < n; off += chunk.length) {
+      this.proc.writeBytes(ptr + off, off + chunk.length <= n ? chunk : chunk.subarray(0, n - off));
     }
   }
 
@@ -269,16 +271,18 @@ export class Libc {
   }
 
   /**
-   * Models `for (i = from; i < to; ++i) ptr[i] = value(i);` on `int *ptr = base`, stored a page
-   * at a time in ascending order.
+   * Models `for (i = from; i < to; ++i) ptr[i] = value(i);` on `int *ptr = base`: stored in
+   * ascending order (the model translates page by page, so faults happen in the C order).
    */
   fillInts(base: number, from: number, to: number, value: (i: number) => number): void {
-    forEachPageChunk(base, from, to, (start, end) => {
-      const chunk = new Int32Array(end - start);
-      for (let i = start; i < end; i++) chunk[i - start] = value(i);
-      this.proc.writeInts(base + start * SIZEOF_INT, chunk);
-      return undefined;
-    });
+    const step = FILL_CHUNK / SIZEOF_INT;
+    const chunk = new Int32Array(Math.min(step, Math.max(0, to - from)));
+    for (let start = from; start < to; start += step) {
+      const end = Math.min(to, start + step);
+      const out = end - start === chunk.length ? chunk : chunk.subarray(0, end - start);
+      for (let i = start; i < end; i++) out[i - start] = value(i);
+      this.proc.writeInts(base + start * SIZEOF_INT, out);
+    }
   }
 
   /** Models loading `ptr[from..to)` of `int *ptr = base` a page at a time, handing each page's ints to `fn`. */

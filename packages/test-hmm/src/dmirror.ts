@@ -73,10 +73,22 @@ interface Bounce {
   cpages: number;
 }
 
+/**
+ * Host memory behind bounce buffers, reused across calls per machine: vmalloc() memory is not
+ * zeroed either, and every byte handed back to user space is written first, so reuse is safe
+ * and saves first-touching hundreds of MiB per large migration.
+ */
+const bounceScratch = new WeakMap<Core, ArrayBuffer>();
+
 /** Models dmirror_bounce_init(): vmalloc(size), which fails for sizes beyond memory. */
 function bounceInit(core: Core, addr: number, size: number): Bounce | number {
   if (size > core.ramPages * PAGE_SIZE) return -ENOMEM;
-  return { buf: new Uint8Array(size), addr, cpages: 0 };
+  let scratch = bounceScratch.get(core);
+  if (!scratch || scratch.byteLength < size) {
+    scratch = new ArrayBuffer(size);
+    bounceScratch.set(core, scratch);
+  }
+  return { buf: new Uint8Array(scratch, 0, size), addr, cpages: 0 };
 }
 
 /**

@@ -37,11 +37,11 @@ if (spawnSync('tmux', ['-V']).status === 0) {
   const prompt = [];
   const phases = [];
   for (let i = 0; i < samples; i++) {
-    const sock = `hmm-measure-${process.pid}`;
+    const sock = join(dir, 'tmux.sock');
     const timing = join(dir, `timing-${i}.json`);
     const t0 = performance.now();
     spawnSync('tmux', [
-      '-L',
+      '-S',
       sock,
       'new-session',
       '-d',
@@ -55,7 +55,7 @@ if (spawnSync('tmux', ['-V']).status === 0) {
     ]);
     for (;;) {
       const out =
-        spawnSync('tmux', ['-L', sock, 'capture-pane', '-p', '-t', 'm'], { encoding: 'utf8' }).stdout ?? '';
+        spawnSync('tmux', ['-S', sock, 'capture-pane', '-p', '-t', 'm'], { encoding: 'utf8' }).stdout ?? '';
       if (out.includes('hmm:1>')) break;
       if (performance.now() - t0 > 20_000) throw new Error('no prompt after 20 s');
     }
@@ -63,11 +63,13 @@ if (spawnSync('tmux', ['-V']).status === 0) {
     const t1 = performance.now();
     while (!existsSync(timing) && performance.now() - t1 < 10_000) spawnSync('sleep', ['0.01']);
     phases.push(JSON.parse(readFileSync(timing, 'utf8')));
-    spawnSync('tmux', ['-L', sock, 'kill-server']);
+    spawnSync('tmux', ['-S', sock, 'kill-server']);
   }
   console.log(`tmux: time to first prompt (wall, incl. tmux): ${fmt(stats(prompt))}`);
-  for (const k of ['main', 'ui-loaded', 'first-frame', 'machine'])
+  for (const k of ['main', 'ui-loaded', 'first-frame', 'machine']) {
     console.log(`  process uptime at ${k.padEnd(11)}             ${fmt(stats(phases.map((p) => p[k])))}`);
+    console.log(`    CPU time used by then                  ${fmt(stats(phases.map((p) => p[`${k}-cpu`])))}`);
+  }
 } else console.log('tmux not installed: interactive startup not measured');
 
 // Per-command latency on a 2 MiB range, in process (what the shell spends; no terminal I/O).
@@ -75,8 +77,15 @@ const { createMachine } = await import('../dist/machine.js');
 const { Session } = await import('../dist/session.js');
 const { execute } = await import('../dist/commands/index.js');
 const { buildAddressMap } = await import('../dist/inspect/addrmap.js');
+let installDmirror;
+try {
+  ({ installDmirror } = await import('@hmm-model/test-hmm'));
+} catch {
+  installDmirror = undefined;
+}
 const fresh = (setup) => {
   const { kernel, init } = createMachine();
+  if (installDmirror && !kernel.devices.has('/dev/hmm_dmirror0')) installDmirror(kernel);
   const s = new Session(kernel, init);
   for (const l of setup) if (!execute(s, l).result.ok) throw new Error(`setup failed: ${l}`);
   return s;
@@ -99,13 +108,23 @@ const cases = [
   ['smaps', ['mmap 2M nohugepage', 'write $ 2M index']],
   ['map zoom $', ['mmap 2M nohugepage', 'write $ 2M index']],
   ['vmstat', ['mmap 2M hugepage', 'write $ 2M index']],
+  ['migrate $ 2M dev  (THP to device)', ['mmap 2M hugepage', 'write $ 2M index'], 'migrate $ 2M dev'],
+  ['migrate $ 2M dev  (512 4K pages)', ['mmap 2M nohugepage', 'write $ 2M index'], 'migrate $ 2M dev'],
+  ['migrate $ 2M sys', ['mmap 2M hugepage', 'write $ 2M index', 'migrate $ 2M dev'], 'migrate $ 2M sys'],
   [
-    'migrate $ 2M dev  (no driver: ENOENT path)',
-    ['mmap 2M hugepage', 'write $ 2M index'],
-    'migrate $ 2M dev',
+    'check $ 2M index  (device THP faults back)',
+    ['mmap 2M hugepage', 'write $ 2M index', 'migrate $ 2M dev'],
+    'check $ 2M index',
   ],
-  ['snapshot $ 2M  (no driver: ENOENT path)', ['mmap 2M hugepage'], 'snapshot $ 2M'],
+  ['snapshot $ 2M', ['mmap 2M hugepage', 'write $ 2M index', 'migrate $ 2M dev']],
+  ['dread $ 2M', ['mmap 2M hugepage', 'write $ 2M index']],
+  ['dwrite $ 2M index', ['mmap 2M hugepage']],
 ];
+console.log(
+  installDmirror
+    ? 'device commands run on the dmirror driver (@hmm-model/test-hmm)'
+    : 'no dmirror driver: device commands fail with ENOENT',
+);
 console.log(`per-command latency on a 2 MiB range (${samples} fresh machines each):`);
 for (const [label, setup, line = label] of cases) {
   const times = [];

@@ -73,10 +73,12 @@ export function parseArgs(argv: readonly string[]): CliOptions {
   return o;
 }
 
-/** Startup phases (ms since process start), written to $HMM_SHELL_TIMING when it names a file. */
+/** Startup phases (ms since process start, and CPU ms used), written to $HMM_SHELL_TIMING when it names a file. */
 const phases: Record<string, number> = {};
 function mark(phase: string): void {
   phases[phase] = Math.round(process.uptime() * 1000);
+  const cpu = process.cpuUsage();
+  phases[`${phase}-cpu`] = Math.round((cpu.user + cpu.system) / 1000);
 }
 
 async function main(): Promise<number> {
@@ -105,6 +107,11 @@ async function main(): Promise<number> {
     return { kernel, session: new Session(kernel, init) };
   };
   if (!interactive) {
+    // `hmm-shell < demo.hmm | head`: a closed pipe ends the run quietly, as for any filter.
+    process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(0);
+      throw e;
+    });
     const { session } = boot();
     const write = (t: string) => process.stdout.write(t);
     if (opts.script) {

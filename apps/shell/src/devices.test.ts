@@ -7,6 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
+  dmirrorPath,
   HMM_DMIRROR_CHECK_EXCLUSIVE,
   HMM_DMIRROR_EXCLUSIVE,
   HMM_DMIRROR_FLAGS,
@@ -20,8 +21,15 @@ import {
 import { installFakeDmirror } from './testing/fake-dmirror.js';
 import { newSession, run, script, text } from './testing/harness.js';
 
-function withFake() {
+/** A session with no dmirror device files at all (whatever createMachine installs). */
+function bare() {
   const s = newSession();
+  for (let n = 0; n < 4; n++) s.kernel.unregisterDevice(dmirrorPath(n));
+  return s;
+}
+
+function withFake() {
+  const s = bare();
   const fake = installFakeDmirror(s.kernel, 0);
   run(s, 'mmap 4M rw private anon hugepage');
   return { s, fake, base: s.vars.get('') ?? 0 };
@@ -30,7 +38,7 @@ function withFake() {
 describe('device commands without the driver', () => {
   it('report ENOENT naming the missing device file', async () => {
     const { out, code } = await script('mmap 2M\nmigrate $ 2M dev\nsnapshot $ 2M\ndread $ 4K', {
-      strict: false,
+      session: bare(),
     });
     expect(code).toBe(0);
     expect(out).toContain(
@@ -160,7 +168,7 @@ describe('device commands against a fake dmirror (test double)', () => {
   });
 
   it('json mode carries cpages and the snapshot bytes', async () => {
-    const s = newSession();
+    const s = bare();
     installFakeDmirror(s.kernel, 0);
     const { out } = await script('mmap 2M\nsnapshot $ 8K', { json: true, session: s });
     const last = JSON.parse(out.trim().split('\n')[1]);

@@ -58,7 +58,7 @@ export function rpad(s: string | number, w: number): string {
 /** Lays out rows of cells as an aligned text table (first row is the header). */
 export function table(rows: readonly (readonly string[])[]): string[] {
   const widths: number[] = [];
-  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
+  for (const r of rows) for (const [i, c] of r.entries()) widths[i] = Math.max(widths[i] ?? 0, c.length);
   return rows.map((r) =>
     r
       .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i])))

@@ -1,24 +1,47 @@
-import { Kernel, type KernelOptions, type Process } from '@hmm-model/mm-core';
+import { installMmCoreChecker, Kernel, type KernelOptions, type Process } from '@hmm-model/mm-core';
+import { createNouveauDmem, type NouveauDrm } from '@hmm-model/nouveau-dmem';
+import { type DmirrorModule, installDmirror } from '@hmm-model/test-hmm';
 
-/** Options for {@link createMachine}: the kernel's options (RAM size, THP mode, seed, checker). */
-export interface MachineOptions extends KernelOptions {}
+/** Options for {@link createMachine}: the kernel's options plus which drivers are loaded. */
+export interface MachineOptions extends KernelOptions {
+  /** Models spm_addr_dev0/1 being set: create the coherent dmirror devices 2 and 3 (default true). */
+  coherent?: boolean;
+  /** Load the nouveau device-memory model (a Pascal GPU; default true). */
+  nouveau?: boolean;
+}
 
-/** A simulated machine as the shell starts it: the kernel and its first process. */
+/** A simulated machine as the shell starts it: the kernel, its drivers and its first process. */
 export interface Machine {
   /** The running kernel (physical memory, devices, task table). */
   readonly kernel: Kernel;
   /** The first user process (pid 1): the shell's initial current process. */
   readonly init: Process;
+  /** The loaded test_hmm module (the dmirror devices and their device memory). */
+  readonly dmirror: DmirrorModule;
+  /** The nouveau GPU's device memory, or null when not loaded. */
+  readonly nouveau: NouveauDrm | null;
+}
+
+const machines = new WeakMap<Kernel, Machine>();
+
+/** The machine a kernel belongs to (for commands that show driver state). */
+export function machineOf(kernel: Kernel): Machine | undefined {
+  return machines.get(kernel);
 }
 
 /**
  * Shell machine factory: models booting a machine (start_kernel() + loading the device drivers)
- * and exec'ing the first user process. The four dmirror devices (lib/test_hmm.c) are installed
- * here once `@hmm-model/test-hmm` provides them; nouveau's device memory likewise.
+ * and exec'ing the first user process: the four dmirror devices of lib/test_hmm.c, nouveau's
+ * device memory, and the mm-core invariant checker for `invariants`.
  */
 export function createMachine(opts: MachineOptions = {}): Machine {
   const kernel = new Kernel(opts);
-  // DEVICES: install dmirror here
+  installMmCoreChecker(kernel);
+  // DEVICES: the dmirror driver (test_hmm) and nouveau's dmem.
+  const dmirror = installDmirror(kernel, { coherent: opts.coherent ?? true });
+  const nouveau = (opts.nouveau ?? true) ? createNouveauDmem(kernel) : null;
   const init = kernel.spawn();
-  return { kernel, init };
+  const m: Machine = { kernel, init, dmirror, nouveau };
+  machines.set(kernel, m);
+  return m;
 }

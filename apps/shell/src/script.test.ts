@@ -1,5 +1,8 @@
 /** Script mode: every command, good and bad input, as a person would pipe it in. */
+
+import { Kernel } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
+import { Session } from './session.js';
 import { newSession, run, script, text } from './testing/harness.js';
 
 const A = '0x7effffc00000';
@@ -321,8 +324,9 @@ describe('inspection commands', () => {
     expect(text(run(s, 'vmstat all'))).toContain('thp_migration_success');
     expect(text(run(s, 'vmstat sideways'))).toContain('unknown vmstat word');
   });
-  it('meminfo, buddyinfo, devices, invariants', () => {
-    const s = newSession();
+  it('meminfo, buddyinfo, devices, invariants (on a bare kernel: no drivers)', () => {
+    const kernel = new Kernel({ ramBytes: 256 * 2 ** 20 });
+    const s = new Session(kernel, kernel.spawn());
     expect(text(run(s, 'meminfo'))).toMatch(/^MemTotal: +262144 kB/);
     expect(text(run(s, 'buddyinfo'))).toMatch(/^Node 0, zone Normal/);
     const d = text(run(s, 'devices'));

@@ -21,8 +21,8 @@ export function vmstatDelta(before: VmstatSnapshot, after: VmstatSnapshot): [str
 
 /**
  * The shell's state over one machine: the kernel, the current process, named variables (`$`
- * is the last mmap), the vmstat baseline taken before the last state-changing command, the
- * device files each process has opened, the selected dmirror device and the map zoom.
+ * is the last mmap), what the last state-changing command changed in vmstat, the device files
+ * each process has opened, the selected dmirror device and the map zoom.
  */
 export class Session {
   readonly kernel: Kernel;
@@ -30,12 +30,15 @@ export class Session {
   currentPid: number | null;
   /** Named variables; the empty name is `$`, the last mmap. */
   readonly vars = new Map<string, number>();
-  /** vmstat before the last state-changing command. */
-  baseline: VmstatSnapshot;
-  /** vmstat after the last state-changing command. */
-  afterLast: VmstatSnapshot;
-  /** The last state-changing command line. */
+  /** The counters the last state-changing command changed (its own work, without shell overhead). */
+  lastDelta: ReadonlyMap<string, number> = new Map();
+  /** The last command line that changed counters. */
   lastMutation = '';
+  /**
+   * Counter changes caused by the shell's own scaffolding during the current command (the
+   * ioctl buffers it mallocs, fills and frees), subtracted from the command's change.
+   */
+  readonly overhead = new Map<string, number>();
   /** The selected dmirror device number (commands take -d N to override). */
   device = 0;
   /** The address whose 2 MiB region the map shows page by page, or null for the 2 MiB view. */
@@ -46,8 +49,6 @@ export class Session {
   constructor(kernel: Kernel, first: Process) {
     this.kernel = kernel;
     this.currentPid = first.pid;
-    this.baseline = snapshotVmstat(kernel);
-    this.afterLast = this.baseline;
   }
 
   /** The current process if it is still running. */
@@ -55,6 +56,20 @@ export class Session {
     if (this.currentPid === null) return undefined;
     const p = this.kernel.task(this.currentPid);
     return p?.state === 'running' ? p : undefined;
+  }
+
+  /**
+   * Runs shell scaffolding (not what the user asked for) and books its vmstat changes as
+   * overhead, so a command's reported change is the model's work only.
+   */
+  untracked<T>(fn: () => T): T {
+    const before = snapshotVmstat(this.kernel);
+    try {
+      return fn();
+    } finally {
+      for (const [k, d] of vmstatDelta(before, snapshotVmstat(this.kernel)))
+        this.overhead.set(k, (this.overhead.get(k) ?? 0) + d);
+    }
   }
 
   /** Looks up a variable for expressions (`$` = name ''). */

@@ -149,7 +149,8 @@ export class DmirrorDevice {
       owner: this,
       ops: this.ops,
       nrPages: DEVMEM_CHUNK_PAGES,
-      name: 'hmm_dmirror',
+      // The kernel names every region "hmm_dmirror"; the minor is added for inspection.
+      name: `hmm_dmirror${this.minor}`,
       ...(this.isPrivate ? {} : { startPfn: this.spmPfn }),
     });
     if (typeof pagemap === 'number') return pagemap;

@@ -17,7 +17,7 @@ import type { CommandSpec } from './types.js';
 import { accessError, currentProc, isResult, userAccess } from './util.js';
 
 /** Largest range the data commands handle in one go (keeps one command interactive). */
-export const MAX_DATA_BYTES = 1 << 30;
+export const MAX_DATA_BYTES = 256 << 20;
 
 /** Parses `<addr> [len] <pattern...>`: the length may be left out for explicit bytes. */
 export function parseRangePattern(

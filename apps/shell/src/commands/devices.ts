@@ -1,25 +1,8 @@
+import { PAGE_SIZE } from '@hmm-model/mm-core';
 import {
-  EBUSY,
-  EFAULT,
-  EINVAL,
-  ENODEV,
-  ENOENT,
-  ENOMEM,
-  EPERM,
-  PAGE_SIZE,
-  type Process,
-  VM_READ,
-} from '@hmm-model/mm-core';
-import {
-  CMD_ADDR,
-  CMD_CPAGES,
-  CMD_FAULTS,
-  CMD_NPAGES,
-  CMD_PTR,
   DMIRROR_NDEVICES,
   dmirrorPath,
   HMM_DMIRROR_CHECK_EXCLUSIVE,
-  HMM_DMIRROR_CMD_SIZE,
   HMM_DMIRROR_EXCLUSIVE,
   HMM_DMIRROR_FLAG_FAIL_ALLOC,
   HMM_DMIRROR_FLAGS,
@@ -34,129 +17,11 @@ import {
 import { fmtSize, hex } from '../format.js';
 import { parseAddr, parseNumber, parseSize, takeDeviceOption } from '../parse.js';
 import { describePattern, detectPattern, PATTERN_WORDS, patternBytes } from '../patterns.js';
-import { type CommandResult, errnoName, fail, type Json, ok, UsageError } from '../result.js';
+import { type Json, ok, UsageError } from '../result.js';
 import type { Session } from '../session.js';
 import { parseRangePattern, summariseBytes } from './data.js';
+import { dmirrorIoctl, type IoctlOutcome, isOutcome } from './dmirror-ioctl.js';
 import type { CommandSpec } from './types.js';
-import { coverage, currentProc, isResult, notAligned } from './util.js';
-
-/** What one dmirror ioctl returned: the result, the struct's out fields and the buffer. */
-interface IoctlOutcome {
-  readonly ret: number;
-  readonly cpages: number;
-  readonly faults: number;
-  readonly buf: Uint8Array | null;
-}
-
-/** The argument block of a dmirror ioctl as the selftests' hmm_dmirror_cmd() builds it. */
-interface IoctlArgs {
-  readonly cmd: number;
-  readonly addr: number;
-  readonly npages: number;
-  /** Bytes of the ptr buffer (0: none, ptr = 0). */
-  readonly bufLen: number;
-  /** Initial contents of the ptr buffer (for WRITE). */
-  readonly init?: Uint8Array;
-  /** Read the ptr buffer back after the ioctl (READ, MIGRATE, SNAPSHOT, EXCLUSIVE). */
-  readonly readBack: boolean;
-}
-
-const IOCTL_NAMES: Readonly<Record<number, string>> = {
-  [HMM_DMIRROR_READ]: 'HMM_DMIRROR_READ',
-  [HMM_DMIRROR_WRITE]: 'HMM_DMIRROR_WRITE',
-  [HMM_DMIRROR_MIGRATE_TO_DEV]: 'HMM_DMIRROR_MIGRATE_TO_DEV',
-  [HMM_DMIRROR_MIGRATE_TO_SYS]: 'HMM_DMIRROR_MIGRATE_TO_SYS',
-  [HMM_DMIRROR_SNAPSHOT]: 'HMM_DMIRROR_SNAPSHOT',
-  [HMM_DMIRROR_EXCLUSIVE]: 'HMM_DMIRROR_EXCLUSIVE',
-  [HMM_DMIRROR_CHECK_EXCLUSIVE]: 'HMM_DMIRROR_CHECK_EXCLUSIVE',
-  [HMM_DMIRROR_RELEASE]: 'HMM_DMIRROR_RELEASE',
-  [HMM_DMIRROR_FLAGS]: 'HMM_DMIRROR_FLAGS',
-};
-
-/** Why a dmirror ioctl failed, in words (from lib/test_hmm.c's error paths). */
-function whyIoctl(s: Session, proc: Process, a: IoctlArgs, errno: number): string {
-  const len = a.npages * PAGE_SIZE;
-  switch (errno) {
-    case EINVAL: {
-      if (a.cmd === HMM_DMIRROR_FLAGS && a.npages === 0)
-        return 'a flag word of 0 is npages 0, which the ioctl wrapper rejects (the fail-alloc flag is one-shot and clears itself)';
-      const al = notAligned(a.addr, PAGE_SIZE, 'address');
-      if (al) return al;
-      if (a.cmd === HMM_DMIRROR_MIGRATE_TO_DEV || a.cmd === HMM_DMIRROR_MIGRATE_TO_SYS) {
-        const { vmas, hole } = coverage(proc.mm, a.addr, a.addr + len);
-        if (hole >= 0 || vmas.some((v) => !(v.flags & VM_READ))) return 'range not covered by a readable VMA';
-      }
-      return 'invalid command (npages 0, range wraps, or an unknown ioctl)';
-    }
-    case ENOENT:
-      return 'some page of the range is not mirrored by the device (it could not be faulted in)';
-    case EPERM:
-      return a.cmd === HMM_DMIRROR_CHECK_EXCLUSIVE
-        ? 'some page is still mapped exclusive (atomic) by the device'
-        : 'the range is not writable for the device (read-only mapping)';
-    case EFAULT:
-      return 'hmm_range_fault failed: a page is unmapped or PROT_NONE, or a user copy faulted';
-    case ENOMEM:
-      return 'device or system memory allocation failed (fail-alloc flag, or memory exhausted)';
-    case EBUSY:
-      return 'hmm_range_fault kept being invalidated until the 1000 ms timeout';
-    default:
-      return `${IOCTL_NAMES[a.cmd] ?? hex(a.cmd)} returned -${errnoName(errno)} (device ${s.device})`;
-  }
-}
-
-/**
- * Models a user program issuing one dmirror ioctl, as hmm-tests' hmm_dmirror_cmd() does:
- * open the device (once per process), malloc the ptr buffer and the 40-byte struct
- * hmm_dmirror_cmd in the process's memory, fill them, ioctl(fd, cmd, &cmd), read back cpages,
- * faults and the buffer, and free both.
- */
-function dmirrorIoctl(s: Session, name: string, dev: number, a: IoctlArgs): IoctlOutcome | CommandResult {
-  const proc = currentProc(s, name);
-  if (isResult(proc)) return proc;
-  if (dev < 0 || dev >= DMIRROR_NDEVICES)
-    throw new UsageError(`device ${dev} does not exist: dmirror devices are 0..3`);
-  const fd = s.deviceFd(proc, dev);
-  if (fd < 0) {
-    const why =
-      -fd === ENOENT || -fd === ENODEV
-        ? `${dmirrorPath(dev)} does not exist: the test_hmm (dmirror) driver is not installed in this machine${
-            dev >= 2 ? ' (devices 2 and 3 are the coherent ones, present only with spm_addr_dev0/1)' : ''
-          }`
-        : `open(${dmirrorPath(dev)}) failed`;
-    return fail(name, errnoName(-fd), why, -fd);
-  }
-  const ptr = a.bufLen > 0 ? proc.malloc(a.bufLen) : 0;
-  const cmdAddr = proc.malloc(HMM_DMIRROR_CMD_SIZE);
-  if ((a.bufLen > 0 && ptr === 0) || cmdAddr === 0) {
-    proc.free(ptr);
-    proc.free(cmdAddr);
-    return fail(name, 'ENOMEM', 'malloc of the ioctl buffer failed', ENOMEM);
-  }
-  try {
-    if (a.init) proc.writeBytes(ptr, a.init);
-    proc.writeU64(cmdAddr + CMD_ADDR, a.addr);
-    proc.writeU64(cmdAddr + CMD_PTR, ptr);
-    proc.writeU64(cmdAddr + CMD_NPAGES, a.npages);
-    proc.writeU64(cmdAddr + CMD_CPAGES, 0);
-    proc.writeU64(cmdAddr + CMD_FAULTS, 0);
-    const ret = proc.ioctl(fd, a.cmd, cmdAddr);
-    const cpages = Number(proc.readU64(cmdAddr + CMD_CPAGES));
-    const faults = Number(proc.readU64(cmdAddr + CMD_FAULTS));
-    const buf = a.readBack && ret === 0 && ptr ? proc.readBytes(ptr, a.bufLen) : null;
-    if (ret < 0) return fail(name, errnoName(-ret), whyIoctl(s, proc, a, -ret), -ret);
-    return { ret, cpages, faults, buf };
-  } finally {
-    if (proc.state === 'running') {
-      proc.free(ptr);
-      proc.free(cmdAddr);
-    }
-  }
-}
-
-function isOutcome(x: IoctlOutcome | CommandResult): x is IoctlOutcome {
-  return 'cpages' in x;
-}
 
 /** Parses `<addr> <len>` of a device command: a page-aligned range as npages. */
 function parseRange(s: Session, args: readonly string[]): { addr: number; npages: number } {
@@ -386,27 +251,22 @@ const release: CommandSpec = {
   group: 'device',
   usage: 'release [-d N]',
   summary: "evict and free all of the device's memory (HMM_DMIRROR_RELEASE)",
-  details: [DEV_OPT, 'The ioctl wrapper still checks addr/npages, so a one-page scratch buffer is passed.'],
+  details: [
+    DEV_OPT,
+    'The ioctl wrapper still checks addr/npages, so the shell passes its scratch page and npages 1.',
+  ],
   mutates: true,
   run(s, argv) {
     const { rest, dev = s.device } = takeDeviceOption(argv);
     if (rest.length) throw new UsageError('release takes only -d N');
-    const proc = currentProc(s, 'release');
-    if (isResult(proc)) return proc;
-    const scratch = proc.malloc(PAGE_SIZE);
-    try {
-      const o = dmirrorIoctl(s, 'release', dev, {
-        cmd: HMM_DMIRROR_RELEASE,
-        addr: scratch,
-        npages: 1,
-        bufLen: 0,
-        readBack: false,
-      });
-      if (!isOutcome(o)) return o;
-      return ok([`release: ${devWord(dev)}'s memory chunks evicted and released`], { device: dev });
-    } finally {
-      if (proc.state === 'running') proc.free(scratch);
-    }
+    const o = dmirrorIoctl(s, 'release', dev, {
+      cmd: HMM_DMIRROR_RELEASE,
+      npages: 1,
+      bufLen: 0,
+      readBack: false,
+    });
+    if (!isOutcome(o)) return o;
+    return ok([`release: ${devWord(dev)}'s memory chunks evicted and released`], { device: dev });
   },
 };
 
@@ -425,30 +285,15 @@ const failAlloc: CommandSpec = {
     const { rest, dev = s.device } = takeDeviceOption(argv);
     const word = rest[0] === undefined ? HMM_DMIRROR_FLAG_FAIL_ALLOC : parseNumber(rest[0]);
     if (word === undefined) throw new UsageError(`bad flag word "${rest[0]}"`);
-    const proc = currentProc(s, 'fail-alloc');
-    if (isResult(proc)) return proc;
-    const scratch = proc.malloc(PAGE_SIZE);
-    try {
-      const o = dmirrorIoctl(s, 'fail-alloc', dev, {
-        cmd: HMM_DMIRROR_FLAGS,
-        addr: scratch,
-        npages: word,
-        bufLen: 0,
-        readBack: false,
-      });
-      if (!isOutcome(o)) return o;
-      return ok(
-        [
-          `fail-alloc: ${devWord(dev)} flags = ${hex(word)}${word & HMM_DMIRROR_FLAG_FAIL_ALLOC ? ' (FAIL_ALLOC: the next device allocation fails)' : ''}`,
-        ],
-        {
-          device: dev,
-          flags: word,
-        },
-      );
-    } finally {
-      if (proc.state === 'running') proc.free(scratch);
-    }
+    const o = dmirrorIoctl(s, 'fail-alloc', dev, {
+      cmd: HMM_DMIRROR_FLAGS,
+      npages: word,
+      bufLen: 0,
+      readBack: false,
+    });
+    if (!isOutcome(o)) return o;
+    const note = word & HMM_DMIRROR_FLAG_FAIL_ALLOC ? ' (FAIL_ALLOC: the next device allocation fails)' : '';
+    return ok([`fail-alloc: ${devWord(dev)} flags = ${hex(word)}${note}`], { device: dev, flags: word });
   },
 };
 

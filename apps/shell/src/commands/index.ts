@@ -93,7 +93,8 @@ function runSpec(s: Session, spec: CommandSpec, args: readonly string[]): Comman
 
 /**
  * Runs one command line against the session: tokenise, `name = command` assignment, lookup,
- * run (errors become results), then move the vmstat baseline if the command changed counters.
+ * run (errors become results), then record what the command changed in vmstat (without the
+ * shell's own scaffolding) if it changed anything.
  */
 export function execute(s: Session, line: string): Executed {
   const t0 = performance.now();
@@ -135,15 +136,16 @@ export function execute(s: Session, line: string): Executed {
     );
   }
   const before = spec.mutates ? snapshotVmstat(s.kernel) : undefined;
+  s.overhead.clear();
   let result = runSpec(s, spec, args);
   s.reconcile();
   let delta: [string, number][] = [];
   if (before) {
-    const after = snapshotVmstat(s.kernel);
-    delta = vmstatDelta(before, after);
+    delta = vmstatDelta(before, snapshotVmstat(s.kernel))
+      .map(([k, d]): [string, number] => [k, d - (s.overhead.get(k) ?? 0)])
+      .filter(([, d]) => d !== 0);
     if (delta.length) {
-      s.baseline = before;
-      s.afterLast = after;
+      s.lastDelta = new Map(delta);
       s.lastMutation = line.trim();
     }
   }

@@ -3,6 +3,7 @@ import { DMIRROR_NDEVICES, dmirrorPath } from '../dmirror-uapi.js';
 import { fmtSize, hex, table } from '../format.js';
 import { memoryTypeName } from '../inspect/folio.js';
 import { fail, type Json, ok, UsageError } from '../result.js';
+import { machineOf } from '../machine.js';
 import { snapshotVmstat } from '../session.js';
 import type { CommandSpec } from './types.js';
 
@@ -17,13 +18,12 @@ const vmstat: CommandSpec = {
   run(s, args) {
     if (args[0] !== undefined && args[0] !== 'all') throw new UsageError(`unknown vmstat word "${args[0]}"`);
     const now = snapshotVmstat(s.kernel);
-    const base = s.baseline;
     const rows = [
       ['counter', 'value', `change (${s.lastMutation ? `by \`${s.lastMutation}\`` : 'since start'})`],
     ];
     const data: { [k: string]: Json } = {};
     for (const k of VMSTAT_ITEMS) {
-      const d = now[k] - base[k];
+      const d = s.lastDelta.get(k) ?? 0;
       data[k] = { value: now[k], delta: d };
       if (args[0] !== 'all' && now[k] === 0 && d === 0) continue;
       rows.push([k, String(now[k]), d ? (d > 0 ? `+${d}` : String(d)) : '']);
@@ -118,11 +118,38 @@ const devices: CommandSpec = {
       pgmaps.push({ id: p.id, name: p.name, type: memoryTypeName(p.type), pages: total, used, refs: p.refs });
     }
     if (live.length) lines.push(...table(rows));
+    const drivers: Json[] = [];
+    const dm = machineOf(s.kernel)?.dmirror;
+    if (dm) {
+      lines.push('dmirror device memory (lib/test_hmm.c):');
+      const drows = [['  dev', 'type', 'chunks', 'free small', 'free THP', 'calloc', 'cfree']];
+      for (const d of dm.devices) {
+        drows.push([
+          `  ${d.minor}`,
+          d.isPrivate ? 'private' : 'coherent',
+          String(d.chunks.length),
+          String(d.nrFreePages),
+          String(d.nrFreeFolios),
+          String(d.calloc),
+          String(d.cfree),
+        ]);
+        drivers.push({
+          dev: d.minor,
+          private: d.isPrivate,
+          chunks: d.chunks.length,
+          freePages: d.nrFreePages,
+          freeFolios: d.nrFreeFolios,
+          calloc: d.calloc,
+          cfree: d.cfree,
+        });
+      }
+      lines.push(...table(drows));
+    }
     const b = core.zone.buddyinfo();
     lines.push(
       `system RAM: ${fmtSize(core.ramPages * 4096)}, free ${fmtSize(core.zone.nrFree * 4096)}; free blocks by order: ${b.map((n, o) => `${o}:${n}`).join(' ')}`,
     );
-    return ok(lines, { files, pgmaps, ramPages: core.ramPages, freePages: core.zone.nrFree, buddyinfo: b });
+    return ok(lines, { files, pgmaps, dmirror: drivers, ramPages: core.ramPages, freePages: core.zone.nrFree, buddyinfo: b });
   },
 };
 

@@ -6,7 +6,7 @@ export type CommandGroup = 'memory' | 'data' | 'device' | 'process' | 'inspect' 
 
 /**
  * One shell command: its syntax and help, whether it changes machine state (the vmstat
- * baseline moves only for those), its argument completions, and the pure function that parses
+ * change is recorded only for those), its argument completions, and the pure function that parses
  * the words and runs against the session.
  */
 export interface CommandSpec {
@@ -20,7 +20,7 @@ export interface CommandSpec {
   /** More lines for `help <command>`. */
   readonly details?: readonly string[];
   readonly examples?: readonly string[];
-  /** True when the command can change machine state (moves the vmstat baseline). */
+  /** True when the command can change machine state (its vmstat change is recorded). */
   readonly mutates: boolean;
   /** Candidate words for the argument being typed (index counts from 0 after the command). */
   words?(argIndex: number, args: readonly string[], session: Session): readonly string[];

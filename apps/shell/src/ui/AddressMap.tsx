@@ -17,20 +17,16 @@ export interface AddressMapProps {
 function Cells({ cells, color }: { cells: readonly CellKind[]; color: boolean }): ReactElement {
   if (!color) return <Text>{cells.map(cellSymbol).join('')}</Text>;
   // Group runs of one kind into one Text each (fewer nodes, same output).
-  const runs: { kind: CellKind; n: number }[] = [];
-  for (const c of cells) {
+  const runs: { kind: CellKind; n: number; at: number }[] = [];
+  for (const [at, c] of cells.entries()) {
     const last = runs[runs.length - 1];
     if (last && last.kind === c) last.n++;
-    else runs.push({ kind: c, n: 1 });
+    else runs.push({ kind: c, n: 1, at });
   }
   return (
     <Text>
-      {runs.map((r, i) => (
-        <Text
-          key={`${i}-${r.kind}`}
-          color={CELL_COLORS[r.kind]}
-          bold={r.kind === 'thp' || r.kind === 'devthp'}
-        >
+      {runs.map((r) => (
+        <Text key={r.at} color={CELL_COLORS[r.kind]} bold={r.kind === 'thp' || r.kind === 'devthp'}>
           {cellSymbol(r.kind).repeat(r.n)}
         </Text>
       ))}
@@ -48,6 +44,16 @@ function Line({ line, color }: { line: MapLine; color: boolean }): ReactElement 
       <Text dimColor>|</Text>
     </Text>
   );
+}
+
+/** Stable keys for map lines: a row's address, or the row before a gap / summary line. */
+function keyed(lines: readonly MapLine[]): { key: string; line: MapLine }[] {
+  let prev = 'top';
+  return lines.map((line) => {
+    const key = line.type === 'row' ? `row-${line.addr}` : `${line.type}-after-${prev}`;
+    if (line.type === 'row') prev = String(line.addr);
+    return { key, line };
+  });
 }
 
 /** The legend of the map: each kind's symbol (in its colour) and name. */
@@ -86,8 +92,8 @@ export function AddressMapView({ map, pid, zoom, color }: AddressMapProps): Reac
       {map.lines.length === 0 ? (
         <Text dimColor={color}>{'(no mappings yet: try `mmap 4M rw private anon hugepage`)'}</Text>
       ) : null}
-      {map.lines.map((l, i) => (
-        <Line key={`${i}-${l.type}`} line={l} color={color} />
+      {keyed(map.lines).map(({ key, line }) => (
+        <Line key={key} line={line} color={color} />
       ))}
       <Legend color={color} />
     </Box>

@@ -19,6 +19,11 @@ interface LogItem {
   readonly ok: boolean;
 }
 
+/** Output lines with stable keys (their line number within the entry). */
+function numbered(lines: readonly string[]): { n: number; text: string }[] {
+  return lines.map((text, n) => ({ n, text }));
+}
+
 /** What booting the machine gives the UI: the session and the welcome lines. */
 export interface Booted {
   readonly session: Session;
@@ -55,12 +60,9 @@ function Entry({ item, color }: { item: LogItem; color: boolean }): ReactElement
           <Text bold={color}>{item.line}</Text>
         </Text>
       ) : null}
-      {item.lines.map((l, i) => (
-        <Text
-          key={`${item.id}-${i}`}
-          color={color && !item.ok && i === item.lines.length - 1 ? 'red' : undefined}
-        >
-          {l === '' ? ' ' : l}
+      {numbered(item.lines).map(({ n, text }) => (
+        <Text key={n} color={color && !item.ok && n === item.lines.length - 1 ? 'red' : undefined}>
+          {text === '' ? ' ' : text}
         </Text>
       ))}
     </Box>

@@ -29,8 +29,6 @@ function deviceSplitCallbacks(core: Core, head: number, heads: number[]): void {
       m.pgmap[t] = pgmapId;
       m.mapping[t] = m.mapping[head];
     }
-    // Every page of the piece belongs to the pgmap (tails keep theirs; the callback restores heads).
-    if (m.pgmap[t] === 0) m.pgmap[t] = pgmapId;
   }
   pgmap?.ops.folioSplit?.(head, -1);
 }

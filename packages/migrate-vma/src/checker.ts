@@ -5,6 +5,8 @@
  * free lists. It is pushed onto `kernel.checkers` next to mm core's checker.
  */
 import {
+  _PAGE_PRESENT,
+  _PAGE_PROTNONE,
   type Core,
   dumpFolio,
   entryPfn,
@@ -26,14 +28,13 @@ import {
   SWP_MIG_YOUNG,
   swpType,
   walkPageTables,
-  _PAGE_PRESENT,
-  _PAGE_PROTNONE,
 } from '@hmm-model/mm-core';
 import { type InflightMigration, inflightMigrations } from './inflight.js';
 import { MIGRATE_PFN_COMPOUND, MIGRATE_PFN_MIGRATE, migratePfnToPage, mpfnFlags } from './types.js';
 
 /**
- * A driver's free lists for one pgmap, as ranges of free device pages (a free PMD-order slot is
+ * Models a driver's free lists (dmirror's / nouveau's free_pages and free_folios) for one pgmap,
+ * as ranges of free device pages (a free PMD-order slot is
  * one range of 512). Models dmirror's/nouveau's free_pages and free_folios lists (§9 #1, #19).
  */
 export interface DeviceFreeLists {
@@ -43,7 +44,7 @@ export interface DeviceFreeLists {
   forEach(add: (pfn: number, nr: number) => void): void;
 }
 
-/** Options of {@link installMigrateChecker}. */
+/** Model-only (no kernel symbol): options of {@link installMigrateChecker}. */
 export interface MigrateCheckerOptions {
   /** Drivers' free lists to audit (dmirror_device / nouveau_dmem free_pages + free_folios). */
   freeLists?: () => readonly DeviceFreeLists[];
@@ -76,7 +77,9 @@ class MigrateCheck {
   run(): string[] {
     const core = this.core;
     if (this.recs.length !== core.migrationsInFlight)
-      this.report(`Core.migrationsInFlight ${core.migrationsInFlight} but ${this.recs.length} migrations recorded`);
+      this.report(
+        `Core.migrationsInFlight ${core.migrationsInFlight} but ${this.recs.length} migrations recorded`,
+      );
     for (const r of this.recs) this.checkMigration(r);
     this.checkEntries();
     this.checkLocks();
@@ -130,7 +133,10 @@ class MigrateCheck {
       if (!(m.flags[dh] & PG_locked)) this.report(`${tag}: destination folio not locked`, dh);
       const mapped = m.folioNrPages(dh) > 1 ? m.largeMapcount[dh] : m.mapcount[dh];
       if (r.phase !== 'pages' && (m.refcount[dh] !== 1 || mapped !== 0))
-        this.report(`${tag}: destination refcount ${m.refcount[dh]} mapcount ${mapped}, expected 1 and 0`, dh);
+        this.report(
+          `${tag}: destination refcount ${m.refcount[dh]} mapcount ${mapped}, expected 1 and 0`,
+          dh,
+        );
       if (r.phase === 'pages' && m.refcount[dh] !== 1 + mapped)
         this.report(`${tag}: destination refcount ${m.refcount[dh]} but ${mapped} mappings + 1`, dh);
       if (mpfnFlags(dst[i]) & MIGRATE_PFN_COMPOUND) {
@@ -163,7 +169,10 @@ class MigrateCheck {
         const pfn = entryPfn(lo, hi);
         if (isMigrationType(type)) {
           if (!m.valid(pfn) || !this.held.has(m.head[pfn]))
-            this.report(`${tag} ${hex(addr)}: migration ${level} survives outside any migration in flight`, pfn);
+            this.report(
+              `${tag} ${hex(addr)}: migration ${level} survives outside any migration in flight`,
+              pfn,
+            );
         } else if (isDevicePrivateType(type) && lo & (SWP_MIG_YOUNG | SWP_MIG_DIRTY)) {
           this.report(`${tag} ${hex(addr)}: device-private ${level} carries young/dirty bits`, pfn);
         }
@@ -208,8 +217,7 @@ class MigrateCheck {
     let livePages = 0;
     for (let p = start; p < pgmap.endPfn; p++) {
       const f = flags[p];
-      if (isPrivate && f & DEFERRED)
-        this.report(`${tag}: device-private folio on a deferred-split queue`, p);
+      if (isPrivate && f & DEFERRED) this.report(`${tag}: device-private folio on a deferred-split queue`, p);
       if (f & TAIL || headOf[p] !== p) continue;
       const nr = f & HEAD ? 1 << m.order[p] : 1;
       if (refcount[p] > 0) {
@@ -231,7 +239,9 @@ class MigrateCheck {
         this.report(`${tag}: free device folio has PMD mapcounts`, p);
     }
     if (pgmap.refs !== livePages)
-      this.report(`${tag}: pgmap holds ${pgmap.refs} page references but ${livePages} device pages are allocated`);
+      this.report(
+        `${tag}: pgmap holds ${pgmap.refs} page references but ${livePages} device pages are allocated`,
+      );
     const lists = this.opts.freeLists?.().filter((l) => l.pgmapId === id) ?? [];
     if (lists.length === 0) return;
     const listed = new Uint8Array(n);
@@ -243,7 +253,10 @@ class MigrateCheck {
           this.report(`${tag}: free list holds pfn ${hex(pfn + k)} outside the pgmap`);
           bad = true;
         } else if (listed[i]++ === 1 || live[i]) {
-          this.report(`${tag}: pfn ${hex(pfn + k)} is ${live[i] ? 'allocated but' : 'twice'} on the free lists`, pfn + k);
+          this.report(
+            `${tag}: pfn ${hex(pfn + k)} is ${live[i] ? 'allocated but' : 'twice'} on the free lists`,
+            pfn + k,
+          );
           bad = true;
         }
       }
@@ -258,17 +271,17 @@ class MigrateCheck {
 }
 
 /**
- * Checks, for a machine, the invariants of device migration (kernel-mechanics.md §9 #1, #3-#5,
- * #8, #9, #14, #16, #19) that mm core's checker cannot see; one string per violation. Models the
- * VM_WARN_ONs of mm/migrate_device.c and mm/memremap.c turned into an audit.
+ * Models the CONFIG_DEBUG_VM checks of mm/migrate_device.c and mm/memremap.c as an audit: the
+ * invariants of device migration (kernel-mechanics.md §9 #1, #3-#5, #8, #9, #14, #16, #19) that
+ * mm core's checker cannot see, for a whole machine; one string per violation.
  */
 export function checkMigrate(kernel: Kernel, opts: MigrateCheckerOptions = {}): string[] {
   return new MigrateCheck(kernel, opts).run();
 }
 
 /**
- * Adds {@link checkMigrate} to `kernel.checkers`, so `kernel.check()` and the post-syscall hook
- * run it. Models enabling CONFIG_DEBUG_VM for the device-migration code. Returns a function
+ * Models enabling CONFIG_DEBUG_VM for the device-migration code: adds {@link checkMigrate} to
+ * `kernel.checkers`, so `kernel.check()` and the post-syscall hook run it. Returns a function
  * that removes it again.
  */
 export function installMigrateChecker(kernel: Kernel, opts: MigrateCheckerOptions = {}): () => void {

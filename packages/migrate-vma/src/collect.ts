@@ -19,7 +19,10 @@ import {
   mmuNotifierInvalidateRangeStart,
   PAGE_SIZE,
   PG_zone_device,
+  PGDIR_SHIFT,
   PMD_SIZE,
+  PUD_SIZE,
+  pgdIndex,
   pmdIndex,
   pmdTableOf,
   pteIndex,
@@ -329,6 +332,13 @@ function collectPmd(core: Core, mig: MigrateVma, vma: Vma, pmdT: number, start: 
   }
 }
 
+/** Where the hole that walk_page_range() reports for addr ends when its PMD table is missing. */
+function upperHoleEnd(core: Core, pgd: number, addr: number): number {
+  const i = pgdIndex(addr);
+  const size = entryNone(ptLo(core, pgd, i), ptHi(core, pgd, i)) ? 2 ** PGDIR_SHIFT : PUD_SIZE;
+  return (Math.floor(addr / size) + 1) * size;
+}
+
 /**
  * Models migrate_vma_collect(): walk [start, end) under an MMU_NOTIFY_MIGRATE invalidation
  * carrying pgmap_owner, filling src[] in address order; then end = start + npages pages.
@@ -339,10 +349,18 @@ export function migrateVmaCollect(core: Core, mig: MigrateVma): void {
   const range = { mm, start: mig.start, end: mig.end, event: MMU_NOTIFY_MIGRATE, owner: mig.pgmapOwner };
   mmuNotifierInvalidateRangeStart(range);
   for (let addr = mig.start; addr < mig.end; ) {
-    const next = Math.min(mig.end, (Math.floor(addr / PMD_SIZE) + 1) * PMD_SIZE);
     const pmdT = pmdTableOf(core, mm, addr, false);
-    if (pmdT < 0) collectHole(mig, vma, addr, next);
-    else collectPmd(core, mig, vma, pmdT, addr, next);
+    if (pmdT < 0) {
+      // walk_pgd_range()/walk_pud_range() report a missing PUD or PMD table as one hole up
+      // to the next PGD/PUD boundary: with SELECT_COMPOUND and an aligned span of several
+      // PMDs this is the kernel's single compound head for the whole span (§2.2a).
+      const next = Math.min(mig.end, upperHoleEnd(core, mm.pgd, addr));
+      collectHole(mig, vma, addr, next);
+      addr = next;
+      continue;
+    }
+    const next = Math.min(mig.end, (Math.floor(addr / PMD_SIZE) + 1) * PMD_SIZE);
+    collectPmd(core, mig, vma, pmdT, addr, next);
     addr = next;
   }
   mmuNotifierInvalidateRangeEnd(range);

@@ -113,8 +113,9 @@ export function migrateDeviceCoherentFolio(core: Core, folio: number): number {
 }
 
 /**
- * Wires this package's services into mm core's hooks (GUP's long-term pin migration of
- * coherent pages). Drivers call it when they register device memory.
+ * Models the link from check_and_migrate_movable_folios() (mm/gup.c) to
+ * migrate_device_coherent_folio(): installs it as mm core's GUP hook for long-term pins of
+ * coherent pages. Drivers call it when they register device memory.
  */
 export function migrateDeviceInit(core: Core): void {
   setGupHooks(core, { migrateDeviceCoherentFolio: (c, f) => migrateDeviceCoherentFolio(c, f) });

@@ -2,7 +2,12 @@
  * @hmm-model/migrate-vma: the model of mm/migrate_device.c and include/linux/migrate.h (device
  * memory migration with THP support, Linux v6.19). See the README for the kernel-symbol table.
  */
-export { checkMigrate, type DeviceFreeLists, installMigrateChecker, type MigrateCheckerOptions } from './checker.js';
+export {
+  checkMigrate,
+  type DeviceFreeLists,
+  installMigrateChecker,
+  type MigrateCheckerOptions,
+} from './checker.js';
 export { migrateVmaCollect, THP_MIGRATION_SUPPORTED } from './collect.js';
 export {
   migrateDeviceCoherentFolio,

@@ -2,14 +2,15 @@ import type { Core } from '@hmm-model/mm-core';
 import type { MigrateVma } from './types.js';
 
 /**
- * Where a migration is between its start and its finalize:
+ * Model-only (no kernel symbol): where a migration is between its start and its finalize:
  * 'collecting' while migrate_vma_collect()/unmap run (slots appear one by one, references are
  * still moving), 'collected' once setup returned, 'pages' after migrate_vma_pages().
  */
 export type InflightPhase = 'collecting' | 'collected' | 'pages';
 
 /**
- * Model-only bookkeeping of one migration between the start of its setup
+ * Model-only (no kernel symbol; the kernel keeps this state in the caller's struct
+ * migrate_vma): one migration between the start of its setup
  * (migrate_vma_setup() or migrate_device_range()/_pfns()) and its finalize: the window in
  * which the kernel holds locked source folios behind migration entries. Nothing in the kernel
  * corresponds (the state lives in the caller's src/dst arrays); the invariant checker reads it
@@ -66,8 +67,8 @@ function mapOf(core: Core): Map<object, Inflight> {
 }
 
 /**
- * Records the start of a VMA-based migration (before collection takes its first folio lock).
- * Models nothing in the kernel.
+ * Model-only (no kernel symbol): records the start of a VMA-based migration, before
+ * migrate_vma_collect() takes its first folio lock.
  */
 export function migrationBeginVma(core: Core, mig: MigrateVma): void {
   const m = mapOf(core);
@@ -77,8 +78,8 @@ export function migrationBeginVma(core: Core, mig: MigrateVma): void {
 }
 
 /**
- * Records the start of a pfn-based migration (migrate_device_range()/_pfns()), keyed by its src
- * array. Models nothing in the kernel.
+ * Model-only (no kernel symbol): records the start of a pfn-based migration
+ * (migrate_device_range()/_pfns()), keyed by its src array.
  */
 export function migrationBeginPfns(core: Core, src: Float64Array, npages: number): void {
   const m = mapOf(core);
@@ -87,15 +88,15 @@ export function migrationBeginPfns(core: Core, src: Float64Array, npages: number
   core.migrationsInFlight++;
 }
 
-/** Marks the end of collection/unmap: setup has returned. */
+/** Model-only (no kernel symbol): the end of collection and unmap, setup has returned. */
 export function migrationCollected(core: Core, key: object): void {
   const rec = registry.get(core)?.get(key);
   if (rec) rec.phase = 'collected';
 }
 
 /**
- * Marks that migrate_vma_pages()/migrate_device_pages() ran for the migration keyed by `key`
- * (the pfn-based API learns its dst array only here).
+ * Model-only (no kernel symbol): migrate_vma_pages()/migrate_device_pages() ran for the
+ * migration keyed by `key` (the pfn-based API learns its dst array only here).
  */
 export function migrationPagesDone(core: Core, key: object, dst?: Float64Array): void {
   const rec = registry.get(core)?.get(key);
@@ -104,13 +105,13 @@ export function migrationPagesDone(core: Core, key: object, dst?: Float64Array):
   if (dst && !rec.mig) rec.dst = dst;
 }
 
-/** Forgets the migration keyed by `key` (finalize ran, or setup collected nothing). */
+/** Model-only (no kernel symbol): forgets `key`'s migration (finalize ran, or nothing was collected). */
 export function migrationEnd(core: Core, key: object): void {
   const m = registry.get(core);
   if (m?.delete(key)) core.migrationsInFlight--;
 }
 
-/** The migrations of `core` currently between setup and finalize. */
+/** Model-only (no kernel symbol): the migrations of `core` between setup and finalize. */
 export function inflightMigrations(core: Core): readonly InflightMigration[] {
   const m = registry.get(core);
   return m ? [...m.values()] : [];

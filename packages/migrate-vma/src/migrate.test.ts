@@ -1,10 +1,5 @@
 import {
   EINVAL,
-  installMmCoreChecker,
-  entryKind,
-  entryPfn,
-  Kernel,
-  MADV_HUGEPAGE,
   MAP_ANONYMOUS,
   MAP_PRIVATE,
   PM_PRESENT,
@@ -14,10 +9,6 @@ import {
   PROT_WRITE,
   type Process,
   pagemapEntry,
-  pmdIndex,
-  pmdTableOf,
-  ptHi,
-  ptLo,
 } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
 import { migrateVmaSetup } from './setup.js';
@@ -163,7 +154,7 @@ describe('migrate_vma with THP', () => {
   });
 
   it('rejects bad arguments with -EINVAL', () => {
-    const { k, p, check } = machine();
+    const { k, p } = machine();
     const w = thpWindow(p);
     const vma = p.mm.vmaLookup(w)!;
     const bad = [
@@ -177,6 +168,5 @@ describe('migrate_vma with THP', () => {
     const ok = newMigrateVma({ vma, start: w, end: w + 4096, flags: MIGRATE_VMA_SELECT_SYSTEM });
     expect(migrateVmaSetup(k.core, ok)).toBe(0);
     expect(migratePfnToPage(ok.src[0])).toBeGreaterThan(0);
-    void entryPfn;
   });
 });

@@ -31,8 +31,8 @@ import {
   PMD_SIZE,
   PROT_READ,
   PROT_WRITE,
-  pageVmaMappedWalk,
   pagemapEntry,
+  pageVmaMappedWalk,
   removeMigrationPtes,
   rmapVmas,
   SWP_DEVICE_READ,
@@ -40,7 +40,6 @@ import {
   tryToMigrate,
 } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
-import { MIGRATE_VMA_SELECT_SYSTEM } from './types.js';
 import {
   badPattern,
   entryPfnAt,
@@ -52,6 +51,7 @@ import {
   thpWindow,
   vmaAt,
 } from './testing/harness.js';
+import { MIGRATE_VMA_SELECT_SYSTEM } from './types.js';
 
 /** A 2 MiB THP with the int pattern, migrated whole to the test device. Returns [addr, device head]. */
 function deviceThp(mc: Machine, salt = 0): [number, number] {
@@ -208,7 +208,7 @@ describe('mprotect of device-private entries', () => {
 describe('zap of device-private PMDs', () => {
   it('munmap of the whole PMD frees the device folio, rss and deposited table', () => {
     const mc = machine();
-    const { k, p, dev, check } = mc;
+    const { p, dev, check } = mc;
     const [w] = deviceThp(mc);
     const bytes = p.mm.pgtablesBytes;
     expect(p.mm.rss.MM_ANONPAGES).toBe(HPAGE_PMD_NR);

@@ -21,7 +21,9 @@ import {
   PG_swapbacked,
   PG_uptodate,
   PMD_SIZE,
+  pageVmaMappedWalk,
   pmdTableOf,
+  rmapVmas,
   splitHugePmdLocked,
   withInvalidation,
 } from '@hmm-model/mm-core';
@@ -66,6 +68,29 @@ export function folioMigrateFlags(core: Core, dst: number, src: number): void {
 }
 
 /**
+ * Model deviation from v6.19 (a kernel bug): a THP that is PMD-mapped in other processes too
+ * (shared after fork) got PMD migration entries there from try_to_migrate() in
+ * migrate_device_unmap(), but migrate_vma_split_unmapped_folio() splits only the migrating
+ * VMA's PMD (split_huge_pmd_address()). After folio_split_unmapped() those PMD migration
+ * entries would point into a split folio and remove_migration_ptes() would hit
+ * remove_migration_pte()'s VM_BUG_ON_FOLIO(!folio_test_pmd_mappable()). The model splits every
+ * remaining PMD migration entry of the folio (freeze, as split_huge_pmd_address() does, taking
+ * the reference the freeze drops) before splitting the folio, so each process ends up with PTE
+ * migration entries and finalize maps the new small folios everywhere.
+ */
+function splitOtherPmdMigrationEntries(core: Core, folio: number): void {
+  for (const { vma, addr } of rmapVmas(core, folio)) {
+    for (const h of pageVmaMappedWalk(core, vma, folio, HPAGE_PMD_NR, addr, true)) {
+      if (h.level !== 'pmd') continue;
+      folioGet(core, folio);
+      withInvalidation(vma.mm, h.addr, h.addr + PMD_SIZE, MMU_NOTIFY_CLEAR, null, () =>
+        splitHugePmdLocked(core, vma, h.pmdT, h.addr, true),
+      );
+    }
+  }
+}
+
+/**
  * Models migrate_vma_split_unmapped_folio(): split the PMD (already a migration entry) into
  * PTE migration entries, split the unmapped folio into small locked folios and spread the
  * head slot's flags over the 512 slots. 0 or -errno.
@@ -86,6 +111,7 @@ function splitUnmappedForMigrate(
       splitHugePmdLocked(core, vma, pmdT, haddr, true),
     );
   }
+  if (core.map.refcount[folio] === 1) splitOtherPmdMigrationEntries(core, folio);
   const ret = folioSplitUnmapped(core, folio, 0);
   if (ret) return ret;
   mig.src[idx] = mpfnClear(mig.src[idx], MIGRATE_PFN_COMPOUND);
@@ -197,7 +223,9 @@ export function migrateDevicePagesCore(
       if (sp < 0 || dp < 0) {
         // The kernel dereferences both pages here (§9 invariant 6: after a split every dst slot
         // must be filled); the model records the driver bug and refuses the slot instead.
-        core.warn(`migrate_vma_pages: slot ${i + j} of a split unit has no ${sp < 0 ? 'source' : 'destination'} page`);
+        core.warn(
+          `migrate_vma_pages: slot ${i + j} of a split unit has no ${sp < 0 ? 'source' : 'destination'} page`,
+        );
         src[i + j] = mpfnClear(src[i + j], MIGRATE_PFN_MIGRATE);
         continue;
       }

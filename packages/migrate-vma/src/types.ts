@@ -29,7 +29,7 @@ export function migratePfn(pfn: number): number {
   return pfn * FLAG_SPAN + MIGRATE_PFN_VALID;
 }
 
-/** The flag bits (low 6 bits) of a migrate pfn slot. */
+/** Models `mpfn & ((1UL << MIGRATE_PFN_SHIFT) - 1)`: the flag bits (low 6 bits) of a slot. */
 export function mpfnFlags(v: number): number {
   return v % FLAG_SPAN;
 }
@@ -40,12 +40,12 @@ export function migratePfnToPage(v: number): number {
   return Math.floor(v / FLAG_SPAN);
 }
 
-/** Returns the slot with `flags` set (models `mpfn |= flags`). */
+/** Models `mpfn |= flags` on a migrate pfn slot: returns the new slot. */
 export function mpfnSet(v: number, flags: number): number {
   return v - mpfnFlags(v) + (mpfnFlags(v) | flags);
 }
 
-/** Returns the slot with `flags` cleared (models `mpfn &= ~flags`). */
+/** Models `mpfn &= ~flags` on a migrate pfn slot: returns the new slot. */
 export function mpfnClear(v: number, flags: number): number {
   return v - mpfnFlags(v) + (mpfnFlags(v) & ~flags);
 }
@@ -75,7 +75,7 @@ export interface MigrateVma {
   faultPage: number;
 }
 
-/** Creates a struct migrate_vma for npages slots (models a zeroed on-stack struct + arrays). */
+/** Models a zeroed on-stack struct migrate_vma and its src/dst arrays for [start, end). */
 export function newMigrateVma(fields: Partial<MigrateVma> & { start: number; end: number }): MigrateVma {
   const n = Math.max(0, Math.round((fields.end - fields.start) / 4096));
   return {

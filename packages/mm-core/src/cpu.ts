@@ -1,4 +1,4 @@
-import { PAGE_SIZE } from './constants.js';
+import { PAGE_SIZE, PTRS_PER_TABLE } from './constants.js';
 import {
   type Core,
   FAULT_FLAG_USER,
@@ -8,7 +8,7 @@ import {
   VM_FAULT_SIGSEGV,
 } from './core.js';
 import { handleMmFault } from './mm/fault.js';
-import { pgdIndex, pmdIndex, pteIndex, ptHi, ptLo, pudIndex } from './mm/pgtable.js';
+import { pgdIndex, pmdIndex, pteIndex, pudIndex } from './mm/pgtable.js';
 import type { MmStruct } from './mm/types.js';
 import { _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, entryPfn } from './pgtable/entry.js';
 import { BLOCK_PAGES } from './phys/frames.js';
@@ -20,34 +20,49 @@ export const XLATE_OOM = -3;
 
 const TLB_MASK = 1023;
 
+/** Where the last successful {@link walkPfn} found its leaf (module scratch: no allocation). */
+let leafTable = -1;
+let leafHuge = false;
+
 /**
  * Models the MMU's page walk (no faulting): the pfn that addr maps to with the needed access,
  * or -1. Fills the software TLB on success.
  */
 export function walkPfn(core: Core, mm: MmStruct, addr: number, write: boolean): number {
-  if (mm.pgd < 0) return -1;
-  let lo = ptLo(core, mm.pgd, pgdIndex(addr));
+  const pgd = mm.pgd;
+  if (pgd < 0) return -1;
+  const frames = core.frames;
+  // Each level: one lookup of the table's backing block, then the entry's two words.
+  let b = frames.block32(pgd);
+  let o = ((pgd & (BLOCK_PAGES - 1)) << 10) + (pgdIndex(addr) << 1);
+  let lo = b[o];
   if (!(lo & _PAGE_PRESENT)) return -1;
-  let t = entryPfn(lo, ptHi(core, mm.pgd, pgdIndex(addr)));
-  let i = pudIndex(addr);
-  lo = ptLo(core, t, i);
+  let t = entryPfn(lo, b[o + 1]);
+  b = frames.block32(t);
+  o = ((t & (BLOCK_PAGES - 1)) << 10) + (pudIndex(addr) << 1);
+  lo = b[o];
   if (!(lo & _PAGE_PRESENT)) return -1;
-  t = entryPfn(lo, ptHi(core, t, i));
-  i = pmdIndex(addr);
-  lo = ptLo(core, t, i);
+  t = entryPfn(lo, b[o + 1]);
+  b = frames.block32(t);
+  o = ((t & (BLOCK_PAGES - 1)) << 10) + (pmdIndex(addr) << 1);
+  lo = b[o];
   if (!(lo & _PAGE_PRESENT)) return -1;
   let pfn: number;
   if (lo & _PAGE_PSE) {
     if (write && !(lo & _PAGE_RW)) return -1;
-    pfn = entryPfn(lo, ptHi(core, t, i)) + pteIndex(addr);
+    pfn = entryPfn(lo, b[o + 1]) + pteIndex(addr);
+    leafHuge = true;
   } else {
-    t = entryPfn(lo, ptHi(core, t, i));
-    i = pteIndex(addr);
-    lo = ptLo(core, t, i);
+    t = entryPfn(lo, b[o + 1]);
+    b = frames.block32(t);
+    o = ((t & (BLOCK_PAGES - 1)) << 10) + (pteIndex(addr) << 1);
+    lo = b[o];
     if (!(lo & _PAGE_PRESENT)) return -1;
     if (write && !(lo & _PAGE_RW)) return -1;
-    pfn = entryPfn(lo, ptHi(core, t, i));
+    pfn = entryPfn(lo, b[o + 1]);
+    leafHuge = false;
   }
+  leafTable = t;
   const vpn = Math.floor(addr / PAGE_SIZE);
   const s = vpn & TLB_MASK;
   mm.tlb.tag[s] = vpn;
@@ -66,23 +81,67 @@ export function translate(core: Core, mm: MmStruct, addr: number, write: boolean
   const s = vpn & TLB_MASK;
   const tlb = mm.tlb;
   if (tlb.tag[s] === vpn && (!write || tlb.writable[s] === 1)) return tlb.pfn[s];
+  const pfn = walkPfn(core, mm, addr, write);
+  return pfn >= 0 ? pfn : faultIn(core, mm, addr, write);
+}
+
+/**
+ * The fault half of {@link translate} after a failed walk: access_error() +
+ * handle_mm_fault(), then walk again, retried until the walk succeeds (at most 16 times).
+ */
+function faultIn(core: Core, mm: MmStruct, addr: number, write: boolean): number {
   for (let tries = 0; tries < 16; tries++) {
-    const pfn = walkPfn(core, mm, addr, write);
-    if (pfn >= 0) return pfn;
     const vma = mm.vmaLookup(addr);
     if (!vma) return XLATE_SEGV;
     const r = handleMmFault(core, vma, addr, (write ? FAULT_FLAG_WRITE : 0) | FAULT_FLAG_USER);
     if (r & VM_FAULT_SIGSEGV) return XLATE_SEGV;
     if (r & VM_FAULT_SIGBUS) return XLATE_BUS;
     if (r & VM_FAULT_OOM) return XLATE_OOM;
+    const pfn = walkPfn(core, mm, addr, write);
+    if (pfn >= 0) return pfn;
   }
   return XLATE_BUS;
 }
 
+/** Pages of the run found by the last {@link walkRun} (module scratch: no allocation). */
+let runPages = 1;
+
 /**
- * Models copy_from_user()/copy_to_user() and the CPU's bulk loads/stores: one translation per
- * page, then a block copy. `dir` 'read' copies simulated memory into buf, 'write' copies buf in.
- * Returns 0 or the failing XLATE_* code (bytes before the failing page were transferred).
+ * The page walk of {@link walkPfn} that also measures how many pages from addr (at most
+ * `maxPages`) are mapped to physically contiguous frames with the needed access: the rest of a
+ * huge PMD, or following PTEs of the same table whose pfns continue the run. Stores the length
+ * in `runPages`. Used by bulk accesses to copy a whole run at once; semantically the same as
+ * walking each page (a walk has no side effect but the TLB fill of the first page).
+ */
+function walkRun(core: Core, mm: MmStruct, addr: number, write: boolean, maxPages: number): number {
+  runPages = 1;
+  const pfn = walkPfn(core, mm, addr, write);
+  if (pfn < 0 || maxPages <= 1) return pfn;
+  const i = pteIndex(addr);
+  if (leafHuge) {
+    runPages = Math.min(maxPages, PTRS_PER_TABLE - i);
+    return pfn;
+  }
+  const b = core.frames.block32(leafTable);
+  const base = (leafTable & (BLOCK_PAGES - 1)) << 10;
+  const need = _PAGE_PRESENT | (write ? _PAGE_RW : 0);
+  const last = Math.min(PTRS_PER_TABLE, i + maxPages);
+  let n = 1;
+  for (let j = i + 1; j < last; j++) {
+    const l = b[base + (j << 1)];
+    if ((l & need) !== need || entryPfn(l, b[base + (j << 1) + 1]) !== pfn + n) break;
+    n++;
+  }
+  runPages = n;
+  return pfn;
+}
+
+/**
+ * Models copy_from_user()/copy_to_user() and the CPU's bulk loads/stores: a TLB hit or one walk
+ * per run of physically contiguous pages (a whole THP at once), the fault handler for pages
+ * that are not accessible, then a block copy per run. `dir` 'read' copies simulated memory
+ * into buf, 'write' copies buf in. Returns 0 or the failing XLATE_* code (bytes before the
+ * failing page were transferred).
  */
 export function accessBytes(
   core: Core,
@@ -94,15 +153,31 @@ export function accessBytes(
   let done = 0;
   const len = buf.length;
   const write = dir === 'write';
+  const tlb = mm.tlb;
   while (done < len) {
     const a = addr + done;
-    const off = a % PAGE_SIZE;
-    const n = Math.min(PAGE_SIZE - off, len - done);
-    const pfn = translate(core, mm, a, write);
-    if (pfn < 0) return pfn;
+    const vpn = Math.floor(a / PAGE_SIZE);
+    const off = a - vpn * PAGE_SIZE;
+    const s = vpn & TLB_MASK;
+    let pfn: number;
+    let run = 1;
+    if (tlb.tag[s] === vpn && (!write || tlb.writable[s] === 1)) {
+      pfn = tlb.pfn[s];
+    } else {
+      pfn = walkRun(core, mm, a, write, Math.ceil((off + len - done) / PAGE_SIZE));
+      if (pfn >= 0) run = runPages;
+      else {
+        pfn = faultIn(core, mm, a, write);
+        if (pfn < 0) return pfn;
+      }
+    }
+    // Frames are backed per 2 MiB block: clamp the run to its block (a THP is exactly one).
+    const inBlock = BLOCK_PAGES - (pfn & (BLOCK_PAGES - 1));
+    if (run > inBlock) run = inBlock;
+    const n = Math.min(run * PAGE_SIZE - off, len - done);
     const blk = core.frames.block(pfn);
     const boff = (pfn & (BLOCK_PAGES - 1)) * PAGE_SIZE + off;
-    if (write) blk.set(buf.subarray(done, done + n), boff);
+    if (write) blk.set(n === len ? buf : buf.subarray(done, done + n), boff);
     else buf.set(blk.subarray(boff, boff + n), done);
     done += n;
   }

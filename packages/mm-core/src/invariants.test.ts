@@ -140,7 +140,7 @@ describe('invariant checker', () => {
   });
 
   it('reports writable PTEs to shared anonymous pages and entries outside VMAs', () => {
-    const { k, p, a, pfn } = setup();
+    const { k, p, pfn } = setup();
     k.core.map.flags[pfn] &= ~PG_anon_exclusive;
     expect(checkMmCore(k).join('\n')).toMatch(/not AnonExclusive/);
     k.core.map.flags[pfn] |= PG_anon_exclusive;

@@ -62,12 +62,12 @@ import {
 } from './phys/memmap.js';
 import { Process } from './process.js';
 
-/** Level of a page-table entry as {@link walkPageTables} reports it. */
+/** Models the page-table levels (pgd, pud, pmd, pte) as {@link walkPageTables} names them. */
 export type WalkLevel = 'pgd' | 'pud' | 'pmd' | 'pte';
 
 /**
- * Callbacks of {@link walkPageTables}; addresses are user virtual addresses. Models the
- * mm_walk_ops of walk_page_range() (mm/pagewalk.c).
+ * Models struct mm_walk_ops (include/linux/pagewalk.h): the callbacks of
+ * {@link walkPageTables}; addresses are user virtual addresses.
  */
 export interface PageTableVisitor {
   /** A table page below the PGD: a PUD, PMD or PTE table (level names the table's entries). */
@@ -145,19 +145,19 @@ export function walkPageTables(core: Core, mm: MmStruct, v: PageTableVisitor): v
 }
 
 /**
- * A holder of folio references that are neither page-table mappings nor page-cache slots
- * (a driver's pages, GUP references kept across syscalls, a migration's isolation
- * references): it calls `add(pfn, refs)` for each. Models the "extra references" that
- * folio_expected_ref_count() (include/linux/mm.h) cannot see.
+ * Models the references folio_expected_ref_count() (include/linux/mm.h) cannot see: a holder
+ * of folio references that are neither page-table mappings nor page-cache slots (a driver's
+ * pages, GUP references kept across syscalls, a migration's isolation references). It calls
+ * `add(pfn, refs)` for each.
  */
 export type RefHolder = (core: Core, add: (pfn: number, refs: number) => void) => void;
 
 const refHolders = new WeakMap<Core, Set<RefHolder>>();
 
 /**
- * Registers a {@link RefHolder} with the checker of `core`; returns the function that removes
- * it. Models nothing in the kernel: it tells the model's check_mm()-style checker which
- * references are legitimate.
+ * Models declaring extra references to the debug checks (the kernel has no registry: this
+ * tells the model's check_mm()-style checker which references are legitimate). Registers a
+ * {@link RefHolder} with the checker of `core`; returns the function that removes it.
  */
 export function registerRefHolder(core: Core, holder: RefHolder): () => void {
   let set = refHolders.get(core);
@@ -216,7 +216,8 @@ class MmCoreCheck {
   private readonly s: Scratch;
   private readonly touchedHeads: number[] = [];
   private readonly touchedPfns: number[] = [];
-  private readonly tablesSeen = new Map<number, string>();
+  /** Page-table pages found so far, with a (lazily formatted) description of where. */
+  private readonly tablesSeen = new Map<number, () => string>();
   private readonly inFlight: boolean;
   private readonly liveVmas = new Set<Vma>();
   private readonly ramStart: number;
@@ -256,16 +257,17 @@ class MmCoreCheck {
     s.expEntire[head]++;
   }
 
-  private markTable(pfn: number, what: string): void {
+  private markTable(pfn: number, what: () => string): void {
     const prev = this.tablesSeen.get(pfn);
     if (prev !== undefined) {
-      this.report(`page-table page ${hex(pfn)} reachable twice: ${prev} and ${what}`, pfn);
+      this.report(`page-table page ${hex(pfn)} reachable twice: ${prev()} and ${what()}`, pfn);
       return;
     }
     this.tablesSeen.set(pfn, what);
     const m = this.m;
-    if (!m.valid(pfn) || !(m.flags[pfn] & PG_table)) this.report(`${what}: table page without PG_table`, pfn);
-    else if (m.refcount[pfn] !== 1) this.report(`${what}: table page refcount ${m.refcount[pfn]}`, pfn);
+    if (!m.valid(pfn) || !(m.flags[pfn] & PG_table))
+      this.report(`${what()}: table page without PG_table`, pfn);
+    else if (m.refcount[pfn] !== 1) this.report(`${what()}: table page refcount ${m.refcount[pfn]}`, pfn);
   }
 
   run(): string[] {
@@ -274,11 +276,14 @@ class MmCoreCheck {
       if (t instanceof Process && t.mm.pgd >= 0 && !mms.has(t.mm)) mms.set(t.mm, t.pid);
     }
     for (const mm of mms.keys()) for (const v of mm.vmas) this.liveVmas.add(v);
-    for (const [mm, pid] of mms) this.checkMm(mm, pid);
-    this.pageCacheAndHolders();
-    this.scanRam();
-    this.checkTouchedOutsideRam();
-    this.reset();
+    try {
+      for (const [mm, pid] of mms) this.checkMm(mm, pid);
+      this.pageCacheAndHolders();
+      this.scanRam();
+      this.checkTouchedOutsideRam();
+    } finally {
+      this.reset();
+    }
     if (this.dropped) this.out.push(`... and ${this.dropped} more violations`);
     return this.out;
   }
@@ -323,13 +328,15 @@ class MmCoreCheck {
     const m = this.m;
     const tag = `[pid ${pid} mm ${mm.id}]`;
     this.checkVmas(mm, tag);
-    this.markTable(mm.pgd, `${tag} pgd`);
+    this.markTable(mm.pgd, () => `${tag} pgd`);
     const rss: RssCounters = { MM_FILEPAGES: 0, MM_ANONPAGES: 0, MM_SWAPENTS: 0, MM_SHMEMPAGES: 0 };
     let tables = 0;
     const leafPmds = new Set<number>();
     const at = (addr: number) => `${tag} ${hex(addr)}`;
+    let last: Vma | undefined;
     const vmaFor = (addr: number, len: number, what: string): Vma | undefined => {
-      const v = mm.vmaLookup(addr);
+      const v = last && addr >= last.start && addr < last.end ? last : mm.vmaLookup(addr);
+      last = v;
       if (!v || addr + len > v.end) {
         this.report(`${at(addr)}: ${what} outside any VMA`);
         return undefined;
@@ -377,7 +384,7 @@ class MmCoreCheck {
     walkPageTables(core, mm, {
       table: (pfn, level, addr) => {
         tables++;
-        this.markTable(pfn, `${at(addr)} ${level} table`);
+        this.markTable(pfn, () => `${at(addr)} ${level} table`);
       },
       bad: (addr, level, lo, hi) =>
         this.report(`${at(addr)}: unexpected ${level} entry ${hex(hi)}:${hex(lo)}`),
@@ -390,6 +397,8 @@ class MmCoreCheck {
             if (pfn !== core.zeroPfn)
               this.report(`${at(addr)}: special PTE to pfn ${hex(pfn)} (not the zero page)`);
             else if (lo & _PAGE_RW) this.report(`${at(addr)}: writable zero-page PTE`);
+            if (v && lo & _PAGE_PRESENT && !(v.flags & (VM_READ | VM_WRITE | VM_EXEC)))
+              this.report(`${at(addr)}: accessible zero-page PTE in a PROT_NONE VMA`);
             return;
           }
           if (pfn === core.zeroPfn || pfn === core.hugeZeroPfn || !m.valid(pfn)) {
@@ -456,6 +465,8 @@ class MmCoreCheck {
         const present = (lo & (_PAGE_PRESENT | _PAGE_PROTNONE)) !== 0;
         if (present && pfn === core.hugeZeroPfn && core.hugeZeroPfn >= 0) {
           if (lo & _PAGE_RW) this.report(`${at(addr)}: writable huge zero PMD`);
+          if (v && lo & _PAGE_PRESENT && !(v.flags & (VM_READ | VM_WRITE | VM_EXEC)))
+            this.report(`${at(addr)}: accessible huge zero PMD in a PROT_NONE VMA`);
           if (!mm.hugeZeroRef) this.report(`${at(addr)}: huge zero PMD in an mm without MMF_HUGE_ZERO_FOLIO`);
           return;
         }
@@ -505,7 +516,7 @@ class MmCoreCheck {
     });
 
     for (const [haddr, t] of mm.deposits) {
-      this.markTable(t, `${tag} deposit at ${hex(haddr)}`);
+      this.markTable(t, () => `${tag} deposit at ${hex(haddr)}`);
       if (!leafPmds.has(haddr)) this.report(`${tag} deposit at ${hex(haddr)} without a huge PMD there`);
       const b = core.frames.block32(t);
       const off = (t & (BLOCK_PAGES - 1)) << 10;
@@ -580,7 +591,12 @@ class MmCoreCheck {
       }
     }
     const holders = refHolders.get(core);
-    if (holders) for (const h of holders) h(core, (pfn, refs) => this.addRef(m.head[pfn], refs));
+    if (holders)
+      for (const h of holders)
+        h(core, (pfn, refs) => {
+          if (m.valid(pfn)) this.addRef(m.head[pfn], refs);
+          else this.report(`a registered holder reports references on invalid pfn ${hex(pfn)}`);
+        });
   }
 
   // ---- folios ---------------------------------------------------------------------------
@@ -780,14 +796,10 @@ class MmCoreCheck {
 function leafTranslation(core: Core, mm: MmStruct, addr: number): [number, boolean] {
   if (mm.pgd < 0) return [-1, false];
   let t = mm.pgd;
-  const idx = [
-    Math.floor(addr / PGDIR_SIZE) & 511,
-    Math.floor(addr / PUD_SIZE) & 511,
-    Math.floor(addr / PMD_SIZE) & 511,
-  ];
   for (let l = 0; l < 3; l++) {
+    const idx = Math.floor(addr / (l === 0 ? PGDIR_SIZE : l === 1 ? PUD_SIZE : PMD_SIZE)) & 511;
     const b = core.frames.block32(t);
-    const off = ((t & (BLOCK_PAGES - 1)) << 10) + 2 * idx[l];
+    const off = ((t & (BLOCK_PAGES - 1)) << 10) + 2 * idx;
     const lo = b[off];
     const hi = b[off + 1];
     if (!(lo & _PAGE_PRESENT)) return [-1, false];
@@ -817,8 +829,8 @@ export function checkMmCore(kernel: Kernel): string[] {
 const installed = new WeakSet<Kernel>();
 
 /**
- * Adds {@link checkMmCore} to `kernel.checkers` (once), so `kernel.check()` and the
- * post-syscall hook run it. Models enabling CONFIG_DEBUG_VM for the machine.
+ * Models enabling CONFIG_DEBUG_VM for the machine: adds {@link checkMmCore} to
+ * `kernel.checkers` (once), so `kernel.check()` and the post-syscall hook run it.
  */
 export function installMmCoreChecker(kernel: Kernel): void {
   if (installed.has(kernel)) return;

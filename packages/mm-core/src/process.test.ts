@@ -71,6 +71,21 @@ describe('exit, waitpid, kill', () => {
     expect(k.check()).toEqual([]);
   });
 
+  it('waitpid(-1) reaps an exited child even when an earlier child still runs', () => {
+    const k = machine();
+    const p = k.spawn();
+    const running = k.task(p.fork())!;
+    const done = k.task(p.fork())!;
+    done.exit(3);
+    const st = { value: 0 };
+    expect(p.waitpid(-1, st)).toBe(done.pid);
+    expect(WEXITSTATUS(st.value)).toBe(3);
+    expect(p.waitpid(-1, st)).toBe(0);
+    running.exit(0);
+    expect(p.waitpid(-1, st)).toBe(running.pid);
+    expect(k.check()).toEqual([]);
+  });
+
   it('a SIGSEGV kills the process and waitpid reports it', () => {
     const k = machine();
     const p = k.spawn();

@@ -49,10 +49,12 @@ import {
 } from './mm/mmap.js';
 import { protToVmFlags, sysMprotect } from './mm/mprotect.js';
 import { sysMremap } from './mm/mremap.js';
+import { withInvalidation } from './mm/notifier.js';
 import { allocTable } from './mm/pgtable.js';
 import { shmemNewInode, shmemRead, shmemTruncatePages, shmemWrite } from './mm/shmem.js';
 import {
   type Inode,
+  MMU_NOTIFY_CLEAR,
   MmStruct,
   VM_HUGETLB,
   VM_MAYEXEC,
@@ -354,7 +356,8 @@ export class Process {
       for (const v of [...inode.mmaps]) {
         const s = Math.max(v.start, v.start + (from - v.pgoff) * PAGE_SIZE);
         if (s < v.end) {
-          zapRange(this.core, v, s, v.end);
+          // Models unmap_mapping_range(): the zap runs inside an MMU_NOTIFY_CLEAR invalidation.
+          withInvalidation(v.mm, s, v.end, MMU_NOTIFY_CLEAR, null, () => zapRange(this.core, v, s, v.end));
         }
       }
       shmemTruncatePages(this.core, inode, from);
@@ -417,7 +420,9 @@ export class Process {
    * WNOHANG semantics).
    */
   waitpid(pid: number, status?: { value: number }, _options = 0): number {
-    const child = [...this.children].find((c) => pid === -1 || c.pid === pid);
+    // Models do_wait(): any child that has already exited is reaped first.
+    const matching = [...this.children].filter((c) => pid === -1 || c.pid === pid);
+    const child = matching.find((c) => c.state === 'zombie') ?? matching[0];
     if (!child) return -ECHILD;
     if (child.state === 'running') return 0;
     if (status) status.value = child.status;
@@ -470,10 +475,14 @@ export class Process {
 
   private scalar = new DataView(new ArrayBuffer(8));
   private scalarBytes = new Uint8Array(this.scalar.buffer);
+  // Preallocated views so scalar accesses allocate nothing.
+  private scalar1 = this.scalarBytes.subarray(0, 1);
+  private scalar2 = this.scalarBytes.subarray(0, 2);
+  private scalar4 = this.scalarBytes.subarray(0, 4);
 
   /** Models a 32-bit signed load (int). */
   readI32(addr: number): number {
-    const b = this.scalarBytes.subarray(0, 4);
+    const b = this.scalar4;
     this.readInto(addr, b);
     return this.scalar.getInt32(0, true);
   }
@@ -481,12 +490,12 @@ export class Process {
   /** Models a 32-bit store. */
   writeI32(addr: number, v: number): void {
     this.scalar.setInt32(0, v | 0, true);
-    this.writeBytes(addr, this.scalarBytes.subarray(0, 4));
+    this.writeBytes(addr, this.scalar4);
   }
 
   /** Models an 8-bit load. */
   readU8(addr: number): number {
-    const b = this.scalarBytes.subarray(0, 1);
+    const b = this.scalar1;
     this.readInto(addr, b);
     return b[0];
   }
@@ -494,12 +503,12 @@ export class Process {
   /** Models an 8-bit store. */
   writeU8(addr: number, v: number): void {
     this.scalarBytes[0] = v & 0xff;
-    this.writeBytes(addr, this.scalarBytes.subarray(0, 1));
+    this.writeBytes(addr, this.scalar1);
   }
 
   /** Models a 16-bit load. */
   readU16(addr: number): number {
-    const b = this.scalarBytes.subarray(0, 2);
+    const b = this.scalar2;
     this.readInto(addr, b);
     return this.scalar.getUint16(0, true);
   }
@@ -507,7 +516,7 @@ export class Process {
   /** Models a 16-bit store. */
   writeU16(addr: number, v: number): void {
     this.scalar.setUint16(0, v & 0xffff, true);
-    this.writeBytes(addr, this.scalarBytes.subarray(0, 2));
+    this.writeBytes(addr, this.scalar2);
   }
 
   /** Models a 32-bit unsigned load. */

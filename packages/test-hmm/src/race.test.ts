@@ -19,6 +19,7 @@ describe('races at preemption points', () => {
         'unmap_buffer',
         (function* () {
           p.munmap(buf.ptr + SIZE / 2, SIZE / 2);
+          yield;
         })(),
         delay,
       );
@@ -45,6 +46,7 @@ describe('races at preemption points', () => {
         'unmap',
         (function* () {
           p.munmap(buf.ptr + SIZE / 4, SIZE / 4);
+          yield;
         })(),
         c * 2,
       );

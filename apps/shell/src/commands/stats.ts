@@ -2,8 +2,8 @@ import { meminfoText, PG_zone_device, VMSTAT_ITEMS } from '@hmm-model/mm-core';
 import { DMIRROR_NDEVICES, dmirrorPath } from '../dmirror-uapi.js';
 import { fmtSize, hex, table } from '../format.js';
 import { memoryTypeName } from '../inspect/folio.js';
-import { fail, type Json, ok, UsageError } from '../result.js';
 import { machineOf } from '../machine.js';
+import { fail, type Json, ok, UsageError } from '../result.js';
 import { snapshotVmstat } from '../session.js';
 import type { CommandSpec } from './types.js';
 
@@ -149,7 +149,14 @@ const devices: CommandSpec = {
     lines.push(
       `system RAM: ${fmtSize(core.ramPages * 4096)}, free ${fmtSize(core.zone.nrFree * 4096)}; free blocks by order: ${b.map((n, o) => `${o}:${n}`).join(' ')}`,
     );
-    return ok(lines, { files, pgmaps, dmirror: drivers, ramPages: core.ramPages, freePages: core.zone.nrFree, buddyinfo: b });
+    return ok(lines, {
+      files,
+      pgmaps,
+      dmirror: drivers,
+      ramPages: core.ramPages,
+      freePages: core.zone.nrFree,
+      buddyinfo: b,
+    });
   },
 };
 

@@ -11,20 +11,23 @@ import {
   type Core,
   type DevPagemap,
   EBUSY,
+  EFAULT,
+  Frames,
   folioLock,
   folioPut,
   folioUnlock,
-  Frames,
   HMM_PFN_REQ_FAULT,
   HMM_PFN_REQ_WRITE,
+  HMM_PFN_WRITE,
   type HmmRange,
   HPAGE_PMD_NR,
   HPAGE_PMD_ORDER,
+  hmmPfnFlags,
   hmmPfnToPfn,
   hmmRangeFault,
   type Kernel,
-  MmuIntervalNotifier,
   type MmStruct,
+  MmuIntervalNotifier,
   mmuIntervalNotifierInsert,
   mmuIntervalNotifierRemove,
   mmuIntervalReadBegin,
@@ -61,19 +64,31 @@ export interface MigrateRun {
   migs: MigrateVma[];
 }
 
-/** Drains a phase generator (no scheduler). */
-export function runSteps<T>(g: Generator<string, T>): T {
+/**
+ * Drains a phase generator; with `core`, each phase boundary is a preemption point
+ * (cond_resched()) where the scheduler may run other simulated tasks.
+ */
+export function runSteps<T>(g: Generator<string, T>, core?: Core): T {
   for (;;) {
     const n = g.next();
     if (n.done) return n.value;
+    core?.preempt(`minidev ${n.value}`);
   }
 }
 
+/**
+ * Models a minimal lib/test_hmm.c dmirror_device: one DEVICE_PRIVATE pgmap (owner = this),
+ * dmirror_devmem_alloc_page(), alloc_and_copy in both directions, dmirror_devmem_fault() as
+ * migrate_to_ram, and dmirror_devmem_folio_split() as folio_split.
+ */
 export class MiniDevice {
   readonly pgmap: DevPagemap;
   readonly small: number[] = [];
   readonly large: number[] = [];
-  /** Device memory (VRAM): bytes of device pfns. */
+  /**
+   * Device memory (VRAM), indexed by the page's offset in the pgmap (so the frames' block
+   * array starts at 0 and stays dense).
+   */
   readonly mem = new Frames();
   /** Large device allocations still to fail (models HMM_DMIRROR_FLAG_FAIL_ALLOC, counted). */
   failLarge = 0;
@@ -144,9 +159,16 @@ export class MiniDevice {
     return this.core.pgmapOf(pfn) === this.pgmap && (this.core.map.flags[pfn] & PG_zone_device) !== 0;
   }
 
-  private fillFromSrc(dpfn: number, spfn: number, n: number): void {
-    if (spfn >= 0) copyFrames(this.mem, dpfn, this.core.frames, spfn, n);
-    else this.mem.zero(dpfn, n);
+  /** Copies n system pages from spfn (or zeros, for spfn < 0) into device memory at dpfn. */
+  fillFromSrc(dpfn: number, spfn: number, n: number): void {
+    const off = dpfn - this.pgmap.startPfn;
+    if (spfn >= 0) copyFrames(this.mem, off, this.core.frames, spfn, n);
+    else this.mem.zero(off, n);
+  }
+
+  /** Copies n pages of device memory at device pfn spfn into system memory at dpfn. */
+  private copyToRam(dpfn: number, spfn: number, n: number): void {
+    copyFrames(this.core.frames, dpfn, this.mem, spfn - this.pgmap.startPfn, n);
   }
 
   /** Allocates and fills destinations for one collected step (dmirror_migrate_alloc_and_copy()). */
@@ -249,7 +271,7 @@ export class MiniDevice {
         else d = allocFolio(core, HPAGE_PMD_ORDER, false);
         if (d >= 0) {
           folioLock(core, d);
-          copyFrames(core.frames, d, this.mem, spfn, HPAGE_PMD_NR);
+          this.copyToRam(d, spfn, HPAGE_PMD_NR);
           mig.dst[i] = migratePfn(d) + ((f & MIGRATE_PFN_WRITE) | MIGRATE_PFN_COMPOUND);
         } else {
           const ok = this.fillSmallRam(mig, i, spfn);
@@ -261,7 +283,7 @@ export class MiniDevice {
       const d = allocFolio(core, 0, false);
       if (d < 0) return VM_FAULT_OOM;
       folioLock(core, d);
-      copyFrames(core.frames, d, this.mem, spfn, 1);
+      this.copyToRam(d, spfn, 1);
       mig.dst[i] = migratePfn(d) + (f & MIGRATE_PFN_WRITE);
     }
     return 0;
@@ -281,7 +303,7 @@ export class MiniDevice {
         return false;
       }
       folioLock(core, d);
-      copyFrames(core.frames, d, this.mem, spfn + k, 1);
+      this.copyToRam(d, spfn + k, 1);
       mig.dst[i + k] = migratePfn(d) + (mpfnFlags(mig.src[i]) & MIGRATE_PFN_WRITE);
     }
     return true;
@@ -350,7 +372,7 @@ export class MiniDevice {
    * A device access (read into, or write from, buf) of [addr, addr + buf.length) in mm through
    * hmm_range_fault() with the fault flags set (like dmirror_fault + dmirror READ/WRITE): this
    * device's private pages are accessed in device memory, everything else in system memory.
-   * 0 or -errno.
+   * 0 or -errno (-EFAULT for a write that meets a read-only page of this device).
    */
   access(mm: MmStruct, addr: number, buf: Uint8Array, write: boolean): number {
     const core = this.core;
@@ -386,10 +408,12 @@ export class MiniDevice {
         if (mmuIntervalReadRetry(sub, range.notifierSeq)) continue;
         break;
       }
+      // hmm_range_fault() reports this device's own read-only private pages without the
+      // write fault a write asked for (mm/hmm.c): like dmirror_do_fault(), refuse the write.
+      if (write && range.hmmPfns.some((v) => !(hmmPfnFlags(v) & HMM_PFN_WRITE))) return -EFAULT;
       for (let k = 0; k < npages; k++) {
         const pfn = hmmPfnToPfn(range.hmmPfns[k]);
-        const frames = this.owns(pfn) ? this.mem : core.frames;
-        const page = frames.page(pfn);
+        const page = this.owns(pfn) ? this.mem.page(pfn - this.pgmap.startPfn) : core.frames.page(pfn);
         const va = first + k * PAGE_SIZE;
         const lo = Math.max(va, addr);
         const hi = Math.min(va + PAGE_SIZE, last);

@@ -9,6 +9,7 @@ import {
   O_RDWR,
   PAGE_SIZE,
   PMD_SIZE,
+  PROT_EXEC,
   PROT_NONE,
   PROT_READ,
   PROT_WRITE,
@@ -21,7 +22,9 @@ import { Kernel } from '../kernel.js';
 import { entryKind, entryPfn } from '../pgtable/entry.js';
 import { PG_anon } from '../phys/memmap.js';
 import type { Process } from '../process.js';
+import { mmuIntervalNotifierInsert } from './notifier.js';
 import { pteIndex, pteTableOf, ptHi, ptLo, readPmd } from './pgtable.js';
+import { MmuIntervalNotifier } from './types.js';
 
 const RW = PROT_READ | PROT_WRITE;
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
@@ -291,7 +294,18 @@ describe('file and shmem faults (do_read_fault, do_shared_fault, do_cow_fault)',
     const c = k.task(p.fork())!;
     expect(c.readI32(s)).toBe(1);
     expect(signalOf(() => c.readI32(s + PAGE_SIZE))).toBe(SIGBUS);
+    const ranges: [number, number][] = [];
+    mmuIntervalNotifierInsert(
+      new MmuIntervalNotifier(p.mm, s, s + 3 * PAGE_SIZE, {
+        invalidate: (_sub, r) => {
+          ranges.push([r.start - s, r.end - s]);
+          return true;
+        },
+      }),
+    );
     expect(p.ftruncate(fd, 0)).toBe(0);
+    // unmap_mapping_range() tells mirrors (hmm_range_fault users) about the zap.
+    expect(ranges).toEqual([[0, 3 * PAGE_SIZE]]);
     expect(k.check()).toEqual([]);
     expect(signalOf(() => p.readI32(s))).toBe(SIGBUS);
     expect(k.check()).toEqual([]);
@@ -312,6 +326,19 @@ describe('bad accesses', () => {
     expect(signalOf(() => r.writeI32(b, 1))).toBe(SIGSEGV);
     expect(r.state).not.toBe('running');
     expect(() => r.readI32(b)).toThrow(SignalDelivered);
+    expect(k.check()).toEqual([]);
+  });
+
+  it('write-only and execute-only mappings are readable (x86 access_error)', () => {
+    const k = machine();
+    const p = k.spawn();
+    const w = p.mmap(0, PAGE_SIZE, PROT_WRITE, ANON);
+    expect(p.readI32(w)).toBe(0);
+    p.writeI32(w, 3);
+    expect(p.readI32(w)).toBe(3);
+    const x = p.mmap(0, PAGE_SIZE, PROT_EXEC, ANON);
+    expect(p.readI32(x)).toBe(0);
+    expect(signalOf(() => p.writeI32(x, 1))).toBe(SIGSEGV);
     expect(k.check()).toEqual([]);
   });
 

@@ -52,7 +52,7 @@ import { addMmCounter, mmCounter } from './counters.js';
 import { allocDeposit, depositTable, splitHugePmdLocked } from './huge.js';
 import { hugetlbAlloc } from './hugetlb.js';
 import { withInvalidation } from './notifier.js';
-import { pmdIndex, pmdTableOf, pteIndex, pteTableOf, ptHi, ptLo, ptSet } from './pgtable.js';
+import { pmdIndex, pmdTableOf, pteIndex, pteTableAt, ptHi, ptLo, ptSet } from './pgtable.js';
 import { shmemGetFolio } from './shmem.js';
 import {
   MMU_NOTIFY_CLEAR,
@@ -415,15 +415,16 @@ export function handleMmFault(core: Core, vma: Vma, addr: number, flags: number)
   const write = (flags & FAULT_FLAG_WRITE) !== 0;
   // Models access_error() (arch/x86/mm/fault.c): a read needs vma_is_accessible() (any of
   // VM_READ|VM_WRITE|VM_EXEC: x86 cannot map write-only or execute-only), a write VM_WRITE.
-  if (write ? !(vma.flags & VM_WRITE) : !(vma.flags & (VM_READ | VM_WRITE | VM_EXEC))) return VM_FAULT_SIGSEGV;
+  if (write ? !(vma.flags & VM_WRITE) : !(vma.flags & (VM_READ | VM_WRITE | VM_EXEC)))
+    return VM_FAULT_SIGSEGV;
   core.vmstat.pgfault++;
   if (vma.flags & VM_HUGETLB) return hugetlbFault(core, vma, addr, flags);
   const pmdT = pmdTableOf(core, mm, addr, true);
   if (pmdT < 0) return VM_FAULT_OOM;
   const mi = pmdIndex(addr);
   const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
-  let lo = ptLo(core, pmdT, mi);
-  let hi = ptHi(core, pmdT, mi);
+  const lo = ptLo(core, pmdT, mi);
+  const hi = ptHi(core, pmdT, mi);
   if (entryNone(lo, hi)) {
     if (thpVmaAllowable(core, vma, haddr)) {
       const r = doHugePmdAnonymousPage(core, vma, pmdT, haddr, flags);
@@ -455,9 +456,7 @@ export function handleMmFault(core: Core, vma: Vma, addr: number, flags: number)
       splitHugePmdLocked(core, vma, pmdT, haddr, false),
     );
   }
-  lo = ptLo(core, pmdT, mi);
-  hi = ptHi(core, pmdT, mi);
-  const pteT = pteTableOf(core, mm, addr, true);
+  const pteT = pteTableAt(core, mm, pmdT, addr, true);
   if (pteT < 0) return VM_FAULT_OOM;
   const i = pteIndex(addr);
   const plo = ptLo(core, pteT, i);

@@ -171,7 +171,7 @@ function walkVma(core: Core, range: HmmRange, vma: Vma, start: number, end: numb
       const phi = ptHi(core, pteT, pi);
       if (entryNone(plo, phi)) {
         const need = needFault(range, i, 0);
-        if (need) return hmmVmaFault(core, vma, a, a + PAGE_SIZE, need);
+        if (need) return hmmVmaFault(core, vma, a, next, need);
         range.hmmPfns[i] = 0;
         continue;
       }
@@ -192,12 +192,12 @@ function walkVma(core: Core, range: HmmRange, vma: Vma, start: number, end: numb
           core.wait('migration entry', () => ptLo(core, pteT, pi) !== plo || ptHi(core, pteT, pi) !== phi);
           return -EBUSY;
         }
-        return hmmVmaFault(core, vma, a, a + PAGE_SIZE, need);
+        return hmmVmaFault(core, vma, a, next, need);
       }
       if (!(plo & 1)) {
         // PROT_NONE (protnone) entry: no access for the device either.
         const need = needFault(range, i, 0);
-        if (need) return hmmVmaFault(core, vma, a, a + PAGE_SIZE, need);
+        if (need) return hmmVmaFault(core, vma, a, next, need);
         range.hmmPfns[i] = 0;
         continue;
       }
@@ -209,7 +209,7 @@ function walkVma(core: Core, range: HmmRange, vma: Vma, start: number, end: numb
       }
       const cpu = HMM_PFN_VALID | (plo & _PAGE_RW ? HMM_PFN_WRITE : 0);
       const need = needFault(range, i, cpu);
-      if (need) return hmmVmaFault(core, vma, a, a + PAGE_SIZE, need);
+      if (need) return hmmVmaFault(core, vma, a, next, need);
       range.hmmPfns[i] = pfn * 256 + cpu;
     }
     addr = next;

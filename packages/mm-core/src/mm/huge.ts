@@ -13,12 +13,14 @@ import {
   _PAGE_ACCESSED,
   _PAGE_DIRTY,
   _PAGE_PRESENT,
+  _PAGE_PROTNONE,
   _PAGE_RW,
   _PAGE_SOFT_DIRTY,
   _PAGE_SPECIAL,
   _PAGE_SWP_SOFT_DIRTY,
   _PAGE_SWP_UFFD_WP,
   _PAGE_UFFD_WP,
+  _PAGE_USER,
   entryPfn,
   entryPresent,
   isDevicePrivateType,
@@ -98,9 +100,11 @@ export function splitHugePmdLocked(core: Core, vma: Vma, pmdT: number, haddr: nu
   const pfn = entryPfn(lo, hi);
   if (entryPresent(lo)) {
     if (pfn === core.hugeZeroPfn) {
-      // Models __split_huge_zero_page_pmd(): 512 zero-page PTEs.
+      // Models __split_huge_zero_page_pmd(): 512 zero-page PTEs with the VMA's protection
+      // (pfn_pte(zero_pfn, vma->vm_page_prot)): a PROT_NONE huge zero PMD gives PROT_NONE PTEs.
+      const prot = lo & _PAGE_PRESENT ? _PAGE_PRESENT | _PAGE_USER : _PAGE_PROTNONE;
       for (let i = 0; i < HPAGE_PMD_NR; i++)
-        ptSet(core, table, i, mkLo(core.zeroPfn, _PAGE_PRESENT | 4 | _PAGE_SPECIAL), mkHi(core.zeroPfn));
+        ptSet(core, table, i, mkLo(core.zeroPfn, prot | _PAGE_SPECIAL), mkHi(core.zeroPfn));
     } else {
       const head = m.head[pfn];
       const write = (lo & _PAGE_RW) !== 0;

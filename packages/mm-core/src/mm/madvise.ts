@@ -35,12 +35,12 @@ import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo, ptSet } from './pgtable.js'
 import {
   MMU_NOTIFY_CLEAR,
   type MmStruct,
+  VM_EXEC,
   VM_HUGEPAGE,
   VM_HUGETLB,
   VM_LOCKED,
   VM_NOHUGEPAGE,
   VM_PFNMAP,
-  VM_EXEC,
   VM_READ,
   VM_SPECIAL,
   VM_WRITE,

@@ -145,6 +145,36 @@ describe('mprotect(2)', () => {
     expect(k.check()).toEqual([]);
   });
 
+  it('a PROT_NONE huge zero PMD splits into PROT_NONE zero-page PTEs', () => {
+    const k = machine();
+    const p = k.spawn();
+    const a = p.mmap(0, PMD_SIZE, RW, ANON);
+    p.madvise(a, PMD_SIZE, MADV_HUGEPAGE);
+    expect(p.readI32(a)).toBe(0);
+    expect(pmdKind(k, p, a)).toBe('huge-zero');
+    expect(p.mprotect(a, PMD_SIZE, PROT_NONE)).toBe(0);
+    expect(p.munmap(a + PAGE_SIZE, PAGE_SIZE)).toBe(0);
+    expect(pmdKind(k, p, a)).toBe('table');
+    expect(k.check()).toEqual([]);
+    expect(signalOf(() => p.readI32(a + 2 * PAGE_SIZE))).toBe(11);
+  });
+
+  it('split and merge of a shared anonymous mapping keep the file references balanced', () => {
+    const k = machine();
+    const p = k.spawn();
+    const s = p.mmap(0, 4 * PAGE_SIZE, RW, MAP_SHARED | MAP_ANONYMOUS);
+    for (let i = 0; i < 4; i++) p.writeI32(s + i * PAGE_SIZE, i);
+    expect(p.mprotect(s + PAGE_SIZE, PAGE_SIZE, PROT_READ)).toBe(0);
+    expect(p.vmas.length).toBe(3);
+    expect(p.mprotect(s + PAGE_SIZE, PAGE_SIZE, RW)).toBe(0);
+    expect(p.vmas.length).toBe(1);
+    expect(k.core.vmstat.nr_shmem).toBe(4);
+    expect(p.munmap(s, 4 * PAGE_SIZE)).toBe(0);
+    // The last reference went with the last VMA: the page cache is gone.
+    expect(k.core.vmstat.nr_shmem).toBe(0);
+    expect(k.check()).toEqual([]);
+  });
+
   it('a zero page stays read-only (COW) after mprotect(RW)', () => {
     const k = machine();
     const p = k.spawn();

@@ -61,7 +61,9 @@ describe('mremap(2)', () => {
     expect(p.mremap(a + 64 * PAGE_SIZE, PAGE_SIZE, PAGE_SIZE, 0)).toBe(-EFAULT);
     expect(p.mremap(a, 8 * PAGE_SIZE, 8 * PAGE_SIZE, 0)).toBe(-EFAULT);
     // Overlapping FIXED move.
-    expect(p.mremap(a, 2 * PAGE_SIZE, 2 * PAGE_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, a + PAGE_SIZE)).toBe(-EINVAL);
+    expect(p.mremap(a, 2 * PAGE_SIZE, 2 * PAGE_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, a + PAGE_SIZE)).toBe(
+      -EINVAL,
+    );
   });
 
   it('shrinks in place and grows in place when the space is free', () => {
@@ -178,6 +180,20 @@ describe('mremap(2)', () => {
     expect(p.mremap(a, PMD_SIZE, PMD_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, dst)).toBe(dst);
     expect(k.core.vmstat.thp_split_pmd).toBe(splits + 1);
     expectFilled(p, dst, HPAGE_PMD_NR, 3);
+    expect(k.check()).toEqual([]);
+  });
+
+  it('MREMAP_FIXED into a lower part of the same VMA splits a THP moved to an unaligned address', () => {
+    const k = machine();
+    const p = k.spawn();
+    const a = p.mmap(0, 4 * PMD_SIZE, RW, ANON);
+    p.madvise(a, 4 * PMD_SIZE, MADV_HUGEPAGE);
+    fill(p, a + 2 * PMD_SIZE, HPAGE_PMD_NR, 9);
+    expect(pmdKind(k, p, a + 2 * PMD_SIZE)).toBe('huge');
+    // Unmapping the destination splits the VMA: the source now lives in the upper piece.
+    const dst = a + PAGE_SIZE;
+    expect(p.mremap(a + 2 * PMD_SIZE, PMD_SIZE, PMD_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, dst)).toBe(dst);
+    expectFilled(p, dst, HPAGE_PMD_NR, 9);
     expect(k.check()).toEqual([]);
   });
 

@@ -105,7 +105,7 @@ export function sysMremap(
     if (newAddr % PAGE_SIZE !== 0 || newAddr + nLen > TASK_SIZE) return -EINVAL;
     if (newAddr < oldAddr + oLen && oldAddr < newAddr + nLen) return -EINVAL;
   }
-  const vma = mm.vmaLookup(oldAddr);
+  let vma = mm.vmaLookup(oldAddr);
   if (!vma || oldAddr + Math.max(oLen, PAGE_SIZE) > vma.end) return -EFAULT;
   if (vma.flags & VM_HUGETLB) return -EINVAL;
   if (flags & MREMAP_DONTUNMAP && vma.flags & VM_SHARED && !vma.file) return -EINVAL;
@@ -125,6 +125,9 @@ export function sysMremap(
   if (flags & MREMAP_FIXED) {
     unmapRange(core, mm, newAddr, newAddr + nLen);
     dest = newAddr;
+    // Models mremap_to(): the destination is unmapped before vma_to_resize() looks the source
+    // VMA up, since that unmap may have split the VMA the old range lives in.
+    vma = mm.vmaLookup(oldAddr)!;
   } else {
     dest = getUnmappedArea(mm, 0, nLen, vma.isAnonymous);
     if (dest < 0) return dest;

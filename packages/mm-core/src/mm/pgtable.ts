@@ -110,6 +110,14 @@ export function pteTableOf(core: Core, mm: MmStruct, addr: number, alloc: boolea
   return nextLevel(core, mm, pmdT, pmdIndex(addr), alloc);
 }
 
+/**
+ * Models pte_offset_map() (+ pte_alloc()) from an already walked PMD table `pmdT`: the PTE
+ * table covering addr, or -1 if absent or if the PMD is a huge / non-present leaf.
+ */
+export function pteTableAt(core: Core, mm: MmStruct, pmdT: number, addr: number, alloc: boolean): number {
+  return nextLevel(core, mm, pmdT, pmdIndex(addr), alloc);
+}
+
 /** The PMD entry words for addr, or [0, 0] when no PMD table exists. Allocation-free. */
 export function readPmd(core: Core, mm: MmStruct, addr: number): [number, number, number] {
   const t = pmdTableOf(core, mm, addr, false);

@@ -3,6 +3,7 @@ import type { Core } from '../core.js';
 import {
   folioAddRmapPmd,
   folioAddRmapPtes,
+  folioBugOn,
   folioGet,
   folioIsDevicePrivate,
   folioMapped,
@@ -14,7 +15,6 @@ import {
 import {
   _PAGE_ACCESSED,
   _PAGE_DIRTY,
-  _PAGE_PRESENT,
   _PAGE_RW,
   _PAGE_SOFT_DIRTY,
   _PAGE_SPECIAL,
@@ -41,11 +41,11 @@ import {
   SWP_MIGRATION_WRITE,
   swpType,
 } from '../pgtable/entry.js';
-import { PG_anon, PG_anon_exclusive, PG_dirty, PG_head } from '../phys/memmap.js';
+import { PG_anon, PG_anon_exclusive, PG_dirty } from '../phys/memmap.js';
 import { splitHugePmdLocked } from './huge.js';
 import { withInvalidation } from './notifier.js';
 import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo, ptSet } from './pgtable.js';
-import { AnonVma, Inode, MMU_NOTIFY_CLEAR, VM_WRITE, type Vma } from './types.js';
+import { AnonVma, Inode, MMU_NOTIFY_CLEAR, VM_EXEC, VM_READ, VM_WRITE, type Vma } from './types.js';
 
 /** A place where a folio is mapped, as page_vma_mapped_walk() reports it. */
 export type MappedAt =
@@ -271,8 +271,17 @@ export function removeMigrationPtes(core: Core, src: number, dst: number): void 
   const dstAnon = (m.flags[dst] & PG_anon) !== 0;
   for (const { vma, addr } of rmapVmas(core, dst)) {
     const hits = pageVmaMappedWalk(core, vma, src, nr, addr, true);
+    // mk_pte(new, vma->vm_page_prot): a PROT_NONE VMA gets inaccessible (protnone) entries.
+    const protnone = (vma.flags & (VM_READ | VM_WRITE | VM_EXEC)) === 0;
     for (const h of hits) {
       if (h.level === 'pmd') {
+        // remove_migration_pte(): VM_BUG_ON_FOLIO(!folio_test_pmd_mappable(folio)).
+        folioBugOn(
+          core,
+          dstNr !== HPAGE_PMD_NR,
+          dst,
+          'remove_migration_pmd: destination is not PMD-mappable',
+        );
         const mi = pmdIndex(h.addr);
         const lo = ptLo(core, h.pmdT, mi);
         const type = swpType(lo);
@@ -287,7 +296,7 @@ export function removeMigrationPtes(core: Core, src: number, dst: number): void 
           );
         } else {
           const dirty = (lo & SWP_MIG_DIRTY) !== 0 && (m.flags[dst] & PG_dirty) !== 0;
-          nlo = mkPmdLo(dst, write, dirty, (lo & SWP_MIG_YOUNG) !== 0);
+          nlo = mkPmdLo(dst, write, dirty, (lo & SWP_MIG_YOUNG) !== 0, protnone);
           if (lo & _PAGE_SWP_SOFT_DIRTY) nlo = (nlo | _PAGE_SOFT_DIRTY) >>> 0;
         }
         folioGet(core, dst);
@@ -310,7 +319,7 @@ export function removeMigrationPtes(core: Core, src: number, dst: number): void 
           lo & (_PAGE_SWP_SOFT_DIRTY | _PAGE_SWP_UFFD_WP),
         );
       } else {
-        nlo = mkPteLo(page, write, (lo & SWP_MIG_DIRTY) !== 0, (lo & SWP_MIG_YOUNG) !== 0);
+        nlo = mkPteLo(page, write, (lo & SWP_MIG_DIRTY) !== 0, (lo & SWP_MIG_YOUNG) !== 0, protnone);
         if (lo & _PAGE_SWP_SOFT_DIRTY) nlo = (nlo | _PAGE_SOFT_DIRTY) >>> 0;
         if (lo & _PAGE_SWP_UFFD_WP) nlo = (nlo | _PAGE_UFFD_WP) >>> 0;
       }

@@ -44,7 +44,9 @@ describe('page-table entry encodings (arch/x86, include/linux/swapops.h)', () =>
     expect([SWP_HWPOISON, SWP_MIGRATION_READ, SWP_MIGRATION_READ_EXCLUSIVE, SWP_MIGRATION_WRITE]).toEqual([
       24, 25, 26, 27,
     ]);
-    expect([SWP_DEVICE_WRITE, SWP_DEVICE_READ, SWP_DEVICE_EXCLUSIVE, SWP_PTE_MARKER]).toEqual([28, 29, 30, 31]);
+    expect([SWP_DEVICE_WRITE, SWP_DEVICE_READ, SWP_DEVICE_EXCLUSIVE, SWP_PTE_MARKER]).toEqual([
+      28, 29, 30, 31,
+    ]);
   });
 
   it('round-trips pfns across the lo/hi split (40-bit pfn field)', () => {

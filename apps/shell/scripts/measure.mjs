@@ -58,6 +58,7 @@ if (spawnSync('tmux', ['-V']).status === 0) {
         spawnSync('tmux', ['-S', sock, 'capture-pane', '-p', '-t', 'm'], { encoding: 'utf8' }).stdout ?? '';
       if (out.includes('hmm:1>')) break;
       if (performance.now() - t0 > 20_000) throw new Error('no prompt after 20 s');
+      spawnSync('sleep', ['0.01']);
     }
     prompt.push(performance.now() - t0);
     const t1 = performance.now();

@@ -143,6 +143,41 @@ export function pageVmaMappedWalk(
 }
 
 /**
+ * Models the entry-building half of set_pmd_migration_entry() and of the PTE unmap paths: the
+ * low word of the migration entry replacing a present, device-private or device-exclusive
+ * entry `lo` of page `pfn`: writable, readable-exclusive or readable; young/dirty only from a
+ * present entry (dirty also marks the folio dirty); soft-dirty and uffd-wp carried over.
+ * `exclusiveWrite`: a device-exclusive entry counts as writable (VM_WRITE on an exclusive page).
+ */
+function migrationEntryLo(
+  core: Core,
+  lo: number,
+  head: number,
+  pfn: number,
+  exclusive: boolean,
+  exclusiveWrite: boolean,
+): number {
+  let write: boolean;
+  let bits = 0;
+  if (entryPresent(lo)) {
+    write = (lo & _PAGE_RW) !== 0;
+    if (lo & _PAGE_ACCESSED) bits |= SWP_MIG_YOUNG;
+    if (lo & _PAGE_DIRTY) {
+      bits |= SWP_MIG_DIRTY;
+      core.map.flags[head] |= PG_dirty;
+    }
+    if (lo & _PAGE_SOFT_DIRTY) bits |= _PAGE_SWP_SOFT_DIRTY;
+    if (lo & _PAGE_UFFD_WP) bits |= _PAGE_SWP_UFFD_WP;
+  } else {
+    const t = swpType(lo);
+    write = t === SWP_DEVICE_WRITE || (t === SWP_DEVICE_EXCLUSIVE && exclusiveWrite && exclusive);
+    bits |= lo & (_PAGE_SWP_SOFT_DIRTY | _PAGE_SWP_UFFD_WP);
+  }
+  const type = write ? SWP_MIGRATION_WRITE : exclusive ? SWP_MIGRATION_READ_EXCLUSIVE : SWP_MIGRATION_READ;
+  return mkSwpLo(type, pfn, bits);
+}
+
+/**
  * Models set_pmd_migration_entry() (mm/huge_memory.c): replace a present or device-private
  * PMD by a PMD migration entry, drop its rmap and reference. -EBUSY (PMD untouched) when an
  * anon-exclusive folio cannot be made shared because it may be pinned.
@@ -156,23 +191,7 @@ export function setPmdMigrationEntry(core: Core, vma: Vma, pmdT: number, haddr: 
   const head = m.head[pfn];
   const exclusive = (m.flags[head] & PG_anon_exclusive) !== 0;
   if (exclusive && folioMaybeDmaPinned(core, head)) return -EBUSY;
-  let write: boolean;
-  let bits = 0;
-  if (entryPresent(lo)) {
-    write = (lo & _PAGE_RW) !== 0;
-    if (lo & _PAGE_ACCESSED) bits |= SWP_MIG_YOUNG;
-    if (lo & _PAGE_DIRTY) {
-      bits |= SWP_MIG_DIRTY;
-      m.flags[head] |= PG_dirty;
-    }
-    if (lo & _PAGE_SOFT_DIRTY) bits |= _PAGE_SWP_SOFT_DIRTY;
-    if (lo & _PAGE_UFFD_WP) bits |= _PAGE_SWP_UFFD_WP;
-  } else {
-    write = swpType(lo) === SWP_DEVICE_WRITE;
-    bits |= lo & (_PAGE_SWP_SOFT_DIRTY | _PAGE_SWP_UFFD_WP);
-  }
-  const type = write ? SWP_MIGRATION_WRITE : exclusive ? SWP_MIGRATION_READ_EXCLUSIVE : SWP_MIGRATION_READ;
-  ptSet(core, pmdT, mi, mkSwpLo(type, head, bits), mkHi(head));
+  ptSet(core, pmdT, mi, migrationEntryLo(core, lo, head, head, exclusive, false), mkHi(head));
   vma.mm.tlb.flushRange(haddr, haddr + PMD_SIZE);
   folioRemoveRmapPmd(core, head);
   m.flags[head] &= ~PG_anon_exclusive;
@@ -195,25 +214,8 @@ export function setPteMigrationEntry(core: Core, vma: Vma, pteT: number, addr: n
   const head = m.head[pfn];
   const exclusive = (m.flags[pfn] & PG_anon_exclusive) !== 0;
   if (exclusive && folioMaybeDmaPinned(core, head)) return false;
-  let write: boolean;
-  let bits = 0;
-  if (entryPresent(lo)) {
-    write = (lo & _PAGE_RW) !== 0;
-    if (lo & _PAGE_ACCESSED) bits |= SWP_MIG_YOUNG;
-    if (lo & _PAGE_DIRTY) {
-      bits |= SWP_MIG_DIRTY;
-      m.flags[head] |= PG_dirty;
-    }
-    if (lo & _PAGE_SOFT_DIRTY) bits |= _PAGE_SWP_SOFT_DIRTY;
-    if (lo & _PAGE_UFFD_WP) bits |= _PAGE_SWP_UFFD_WP;
-  } else {
-    const t = swpType(lo);
-    write =
-      t === SWP_DEVICE_WRITE || (t === SWP_DEVICE_EXCLUSIVE && (vma.flags & VM_WRITE) !== 0 && exclusive);
-    bits |= lo & (_PAGE_SWP_SOFT_DIRTY | _PAGE_SWP_UFFD_WP);
-  }
-  const type = write ? SWP_MIGRATION_WRITE : exclusive ? SWP_MIGRATION_READ_EXCLUSIVE : SWP_MIGRATION_READ;
-  ptSet(core, pteT, i, mkSwpLo(type, pfn, bits), mkHi(pfn));
+  const exclusiveWrite = (vma.flags & VM_WRITE) !== 0;
+  ptSet(core, pteT, i, migrationEntryLo(core, lo, head, pfn, exclusive, exclusiveWrite), mkHi(pfn));
   vma.mm.tlb.flushRange(addr, addr + PAGE_SIZE);
   folioRemoveRmapPtes(core, head, pfn, 1);
   m.flags[pfn] &= ~PG_anon_exclusive;

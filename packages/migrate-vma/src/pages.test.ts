@@ -40,7 +40,6 @@ import {
   MIGRATE_PFN_COMPOUND as CMP,
   MIGRATE_PFN_MIGRATE as MIG,
   MIGRATE_VMA_SELECT_COMPOUND,
-  MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
   MIGRATE_VMA_SELECT_SYSTEM,
   type MigrateVma,
   migratePfn,
@@ -52,7 +51,7 @@ import {
 } from './types.js';
 
 const SYS = MIGRATE_VMA_SELECT_SYSTEM;
-const COMPOUND = MIGRATE_VMA_SELECT_COMPOUND;
+const _COMPOUND = MIGRATE_VMA_SELECT_COMPOUND;
 
 function setupAt(mc: Machine, addr: number, npages: number, flags: number): MigrateVma {
   const mig = newMigrateVma({
@@ -388,6 +387,3 @@ describe('pfn-based API (migrate_device_range, eviction)', () => {
     expect(badPattern(p, w, PMD_SIZE)).toBe(-1);
   });
 });
-
-void COMPOUND;
-void MIGRATE_VMA_SELECT_DEVICE_PRIVATE;

@@ -164,7 +164,7 @@ export function sysMadvise(core: Core, mm: MmStruct, addr: number, len: number, 
         if (advice === MADV_HUGEPAGE) v.flags = (v.flags | VM_HUGEPAGE) & ~VM_NOHUGEPAGE;
         else if (advice === MADV_NOHUGEPAGE) v.flags = (v.flags | VM_NOHUGEPAGE) & ~VM_HUGEPAGE;
       }
-      mergeVmas(core, mm.vmas);
+      mergeVmas(mm.vmas);
       break;
     }
     case MADV_DONTNEED: {

@@ -27,7 +27,7 @@ import { installMmCoreChecker } from '../invariants.js';
 import { Kernel } from '../kernel.js';
 import { entryKind } from '../pgtable/entry.js';
 import type { Process } from '../process.js';
-import { pmdIndex, pteIndex, pteTableOf, ptHi, ptLo, readPmd } from './pgtable.js';
+import { pteIndex, pteTableOf, ptHi, ptLo, readPmd } from './pgtable.js';
 
 const RW = PROT_READ | PROT_WRITE;
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
@@ -41,7 +41,6 @@ function machine(): Kernel {
 function pmdKind(k: Kernel, p: Process, addr: number): string {
   const [t, lo, hi] = readPmd(k.core, p.mm, addr);
   if (t < 0) return 'none';
-  void pmdIndex;
   return entryKind(lo, hi, 'pmd', k.core.zeroPfn, k.core.hugeZeroPfn);
 }
 

@@ -172,6 +172,6 @@ export function sysMprotect(core: Core, mm: MmStruct, addr: number, len: number,
     if (cursor >= end) break;
   }
   if (cursor < end) return -ENOMEM;
-  mergeVmas(core, mm.vmas);
+  mergeVmas(mm.vmas);
   return 0;
 }

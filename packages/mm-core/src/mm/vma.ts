@@ -73,8 +73,7 @@ export function isolateRange(core: Core, vmas: readonly Vma[], start: number, en
  * Models vma_merge()'s common case: merge adjacent VMAs of mm that are now identical in
  * flags, file, vm_ops, anon_vma and contiguous pgoff.
  */
-export function mergeVmas(core: Core, vmas: Vma[]): void {
-  void core;
+export function mergeVmas(vmas: Vma[]): void {
   for (let i = 0; i + 1 < vmas.length; ) {
     const a = vmas[i];
     const b = vmas[i + 1];

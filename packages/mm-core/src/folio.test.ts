@@ -22,8 +22,6 @@ import {
   folioUnlock,
   splitFolioMeta,
 } from './folio.js';
-import { installMmCoreChecker } from './invariants.js';
-import { Kernel } from './kernel.js';
 import {
   MEMMAP_BYTES_PER_PAGE,
   MemMap,
@@ -33,12 +31,7 @@ import {
   PG_locked,
   PG_tail,
 } from './phys/memmap.js';
-
-function machine(): Kernel {
-  const k = new Kernel({ ramBytes: 256 << 20, checkInvariants: true });
-  installMmCoreChecker(k);
-  return k;
-}
+import { machine } from './testing/helpers.js';
 
 describe('memmap (struct page as struct-of-arrays)', () => {
   it('grows by doubling and keeps existing contents', () => {

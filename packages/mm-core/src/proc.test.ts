@@ -10,20 +10,13 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from './constants.js';
-import { installMmCoreChecker } from './invariants.js';
-import { Kernel } from './kernel.js';
 import { PM_FILE, PM_MMAP_EXCLUSIVE, PM_PRESENT, PM_SWAP, pagemapEntry, smaps } from './proc.js';
 import type { Process } from './process.js';
+import { machine } from './testing/helpers.js';
 
 const RW = PROT_READ | PROT_WRITE;
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
 const PFN_MASK = (1n << 55n) - 1n;
-
-function machine(): Kernel {
-  const k = new Kernel({ ramBytes: 256 << 20, checkInvariants: true });
-  installMmCoreChecker(k);
-  return k;
-}
 
 /** Reads /proc/self/pagemap entries the way the selftests do (pread at vaddr / 4096 * 8). */
 function pagemap(p: Process, addr: number, n = 1): bigint[] {

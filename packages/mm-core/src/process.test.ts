@@ -19,18 +19,11 @@ import {
   SIGTERM,
 } from './constants.js';
 import { SignalDelivered } from './errors.js';
-import { installMmCoreChecker } from './invariants.js';
-import { Kernel } from './kernel.js';
 import { WEXITSTATUS, WIFEXITED, WIFSIGNALED, WTERMSIG } from './process.js';
+import { machine } from './testing/helpers.js';
 
 const RW = PROT_READ | PROT_WRITE;
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
-
-function machine(): Kernel {
-  const k = new Kernel({ ramBytes: 256 << 20, checkInvariants: true });
-  installMmCoreChecker(k);
-  return k;
-}
 
 describe('exit, waitpid, kill', () => {
   it('exit(code) is reported by waitpid as WIFEXITED/WEXITSTATUS', () => {

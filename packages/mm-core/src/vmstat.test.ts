@@ -12,19 +12,13 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from './constants.js';
-import { installMmCoreChecker } from './invariants.js';
-import { Kernel } from './kernel.js';
+import type { Kernel } from './kernel.js';
 import type { Process } from './process.js';
+import { machine } from './testing/helpers.js';
 import { VMSTAT_ITEMS, type Vmstat } from './vmstat.js';
 
 const RW = PROT_READ | PROT_WRITE;
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
-
-function machine(): Kernel {
-  const k = new Kernel({ ramBytes: 256 << 20, checkInvariants: true });
-  installMmCoreChecker(k);
-  return k;
-}
 
 function readText(p: Process, path: string): string {
   const fd = p.open(path, O_RDONLY);

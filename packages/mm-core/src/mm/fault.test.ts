@@ -17,28 +17,17 @@ import {
   SIGSEGV,
 } from '../constants.js';
 import { SignalDelivered } from '../errors.js';
-import { installMmCoreChecker } from '../invariants.js';
-import { Kernel } from '../kernel.js';
+import type { Kernel } from '../kernel.js';
 import { entryKind, entryPfn } from '../pgtable/entry.js';
 import { PG_anon } from '../phys/memmap.js';
 import type { Process } from '../process.js';
+import { machine, pmdKind } from '../testing/helpers.js';
 import { mmuIntervalNotifierInsert } from './notifier.js';
-import { pteIndex, pteTableOf, ptHi, ptLo, readPmd } from './pgtable.js';
+import { pteIndex, pteTableOf, ptHi, ptLo } from './pgtable.js';
 import { MmuIntervalNotifier } from './types.js';
 
 const RW = PROT_READ | PROT_WRITE;
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
-
-function machine(thp: 'always' | 'madvise' | 'never' = 'madvise'): Kernel {
-  const k = new Kernel({ ramBytes: 256 << 20, thp, checkInvariants: true });
-  installMmCoreChecker(k);
-  return k;
-}
-
-function pmdKind(k: Kernel, p: Process, addr: number): string {
-  const [t, lo, hi] = readPmd(k.core, p.mm, addr);
-  return t < 0 ? 'none' : entryKind(lo, hi, 'pmd', k.core.zeroPfn, k.core.hugeZeroPfn);
-}
 
 function pte(k: Kernel, p: Process, addr: number): { kind: string; pfn: number } {
   const t = pteTableOf(k.core, p.mm, addr, false);

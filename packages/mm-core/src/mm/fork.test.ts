@@ -13,21 +13,15 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from '../constants.js';
-import { installMmCoreChecker } from '../invariants.js';
-import { Kernel } from '../kernel.js';
+import type { Kernel } from '../kernel.js';
 import { entryPfn } from '../pgtable/entry.js';
 import { PG_anon_exclusive } from '../phys/memmap.js';
 import type { Process } from '../process.js';
+import { machine } from '../testing/helpers.js';
 import { pteIndex, pteTableOf, ptHi, ptLo, readPmd } from './pgtable.js';
 
 const RW = PROT_READ | PROT_WRITE;
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
-
-function machine(): Kernel {
-  const k = new Kernel({ ramBytes: 256 << 20, checkInvariants: true });
-  installMmCoreChecker(k);
-  return k;
-}
 
 function ptePfn(k: Kernel, p: Process, addr: number): number {
   const t = pteTableOf(k.core, p.mm, addr, false);

@@ -23,24 +23,12 @@ import {
 import { SignalDelivered } from '../errors.js';
 import { installMmCoreChecker } from '../invariants.js';
 import { Kernel } from '../kernel.js';
-import { entryKind } from '../pgtable/entry.js';
 import type { Process } from '../process.js';
-import { readPmd } from './pgtable.js';
+import { machine, pmdKind } from '../testing/helpers.js';
 import { VM_HUGEPAGE, VM_NOHUGEPAGE } from './types.js';
 
 const RW = PROT_READ | PROT_WRITE;
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
-
-function machine(): Kernel {
-  const k = new Kernel({ ramBytes: 256 << 20, checkInvariants: true });
-  installMmCoreChecker(k);
-  return k;
-}
-
-function pmdKind(k: Kernel, p: Process, addr: number): string {
-  const [t, lo, hi] = readPmd(k.core, p.mm, addr);
-  return t < 0 ? 'none' : entryKind(lo, hi, 'pmd', k.core.zeroPfn, k.core.hugeZeroPfn);
-}
 
 /** A PMD-aligned private anonymous region of `n` PMDs. */
 function thpRegion(p: Process, n = 1): number {

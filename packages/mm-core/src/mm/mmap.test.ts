@@ -23,26 +23,14 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from '../constants.js';
-import { installMmCoreChecker } from '../invariants.js';
-import { Kernel } from '../kernel.js';
+import type { Kernel } from '../kernel.js';
 import { entryKind } from '../pgtable/entry.js';
 import type { Process } from '../process.js';
-import { pteIndex, pteTableOf, ptHi, ptLo, readPmd } from './pgtable.js';
+import { machine, pmdKind } from '../testing/helpers.js';
+import { pteIndex, pteTableOf, ptHi, ptLo } from './pgtable.js';
 
 const RW = PROT_READ | PROT_WRITE;
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
-
-function machine(): Kernel {
-  const k = new Kernel({ ramBytes: 256 << 20, checkInvariants: true });
-  installMmCoreChecker(k);
-  return k;
-}
-
-function pmdKind(k: Kernel, p: Process, addr: number): string {
-  const [t, lo, hi] = readPmd(k.core, p.mm, addr);
-  if (t < 0) return 'none';
-  return entryKind(lo, hi, 'pmd', k.core.zeroPfn, k.core.hugeZeroPfn);
-}
 
 function pteKind(k: Kernel, p: Process, addr: number): string {
   const t = pteTableOf(k.core, p.mm, addr, false);

@@ -17,26 +17,11 @@ import {
   PROT_WRITE,
 } from '../constants.js';
 import { SignalDelivered } from '../errors.js';
-import { installMmCoreChecker } from '../invariants.js';
-import { Kernel } from '../kernel.js';
-import { entryKind } from '../pgtable/entry.js';
-import type { Process } from '../process.js';
-import { readPmd } from './pgtable.js';
+import { machine, pmdKind } from '../testing/helpers.js';
 import { VM_READ, VM_WRITE } from './types.js';
 
 const RW = PROT_READ | PROT_WRITE;
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
-
-function machine(): Kernel {
-  const k = new Kernel({ ramBytes: 256 << 20, checkInvariants: true });
-  installMmCoreChecker(k);
-  return k;
-}
-
-function pmdKind(k: Kernel, p: Process, addr: number): string {
-  const [t, lo, hi] = readPmd(k.core, p.mm, addr);
-  return t < 0 ? 'none' : entryKind(lo, hi, 'pmd', k.core.zeroPfn, k.core.hugeZeroPfn);
-}
 
 function signalOf(fn: () => unknown): number {
   try {

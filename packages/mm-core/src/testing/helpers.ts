@@ -1,0 +1,23 @@
+/**
+ * Test-only helpers shared by mm-core's unit tests (excluded from the build): a small machine
+ * with the invariant checker running after every syscall, and the kind of the PMD at an address.
+ */
+import type { ThpMode } from '../core.js';
+import { installMmCoreChecker } from '../invariants.js';
+import { Kernel } from '../kernel.js';
+import { readPmd } from '../mm/pgtable.js';
+import { entryKind } from '../pgtable/entry.js';
+import type { Process } from '../process.js';
+
+/** A 256 MiB machine with checkInvariants on and the mm-core checker installed. */
+export function machine(thp: ThpMode = 'madvise'): Kernel {
+  const k = new Kernel({ ramBytes: 256 << 20, thp, checkInvariants: true });
+  installMmCoreChecker(k);
+  return k;
+}
+
+/** The entryKind() of the PMD covering addr in p, or 'none' when no PMD table exists. */
+export function pmdKind(k: Kernel, p: Process, addr: number): string {
+  const [t, lo, hi] = readPmd(k.core, p.mm, addr);
+  return t < 0 ? 'none' : entryKind(lo, hi, 'pmd', k.core.zeroPfn, k.core.hugeZeroPfn);
+}

@@ -13,7 +13,7 @@ import {
   O_TMPFILE,
   type Process,
   type Rng,
-  type SchedTask,
+  type Task,
 } from '@hmm-model/mm-core';
 import type { ChildStatus, Fixture, TestContext } from './harness/index.js';
 import { ptr, u64, unsigned } from './harness/index.js';
@@ -116,7 +116,7 @@ export interface TestEnv {
   /** Models /dev/urandom as read by hmm_random(): a PRNG seeded from `--seed` and the test name. */
   readonly rng: Rng;
   /** Threads (scheduler tasks) the test started; joined when the test process goes away. */
-  readonly tasks: SchedTask[];
+  readonly tasks: Task[];
 }
 
 /** Models FIXTURE_VARIANT(hmm) (hmm-tests.c). */

@@ -4,6 +4,7 @@
  */
 
 import {
+  type KGen,
   MAP_ANONYMOUS,
   MAP_HUGETLB,
   MAP_PRIVATE,
@@ -63,15 +64,10 @@ export const UNMAP_DELAY_POINTS = 64;
  * Models unmap_buffer() (hmm-tests.c), the thread body of anon_teardown: after its delay
  * (counted by the scheduler) it unmaps the upper half of the buffer and clears buffer->ptr.
  */
-function unmap_buffer(libc: Libc, buffer: HmmBuffer): Iterator<undefined> {
-  return {
-    next(): IteratorResult<undefined> {
-      /* Delay for a bit and then unmap buffer while it is being read. */
-      libc.munmap(buffer.ptr + buffer.size / 2, buffer.size / 2);
-      buffer.ptr = 0;
-      return { done: true, value: undefined };
-    },
-  };
+function* unmap_buffer(libc: Libc, buffer: HmmBuffer): KGen {
+  /* Delay for a bit and then unmap buffer while it is being read. */
+  yield* libc.proc.sys.munmap(buffer.ptr + buffer.size / 2, buffer.size / 2);
+  buffer.ptr = 0;
 }
 
 /** Registers this group's TEST_F()s in file order. */
@@ -123,11 +119,9 @@ export function registerSnapshot({ hmm, hmm2 }: Fixtures): void {
       libc.fillInts(buffer.ptr, 0, n, (i) => i + c);
 
       // pthread_create(): a scheduler task with its own errno, sharing the address space.
-      const thread = kernel.sched.spawn(
-        'unmap_buffer',
-        unmap_buffer(libc.forThread(), buffer),
-        hmm_random(t) % UNMAP_DELAY_POINTS,
-      );
+      const thread = libc.proc
+        .clone()
+        .spawn('unmap_buffer', unmap_buffer(libc, buffer), hmm_random(t) % UNMAP_DELAY_POINTS);
       t.tasks.push(thread);
       let rc = 0;
       ctx.ASSERT_EQ(rc, 0, 'rc', '0', 1441);

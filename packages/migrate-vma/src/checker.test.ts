@@ -18,8 +18,8 @@ import {
 import { describe, expect, it } from 'vitest';
 import { checkMigrate } from './checker.js';
 import { inflightMigrations, migrationEnd } from './inflight.js';
-import { migrateVmaFinalize, migrateVmaPages, migrateVmaSetup } from './setup.js';
 import { entryPfnAt, fillPattern, type Machine, machine, thpWindow, vmaAt } from './testing/harness.js';
+import { migrateVmaFinalize, migrateVmaPages, migrateVmaSetup } from './testing/sync.js';
 import {
   MIGRATE_PFN_COMPOUND,
   MIGRATE_VMA_SELECT_SYSTEM,

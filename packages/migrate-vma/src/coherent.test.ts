@@ -17,7 +17,6 @@ import {
 import { memremapPages, zoneDeviceFolioInit } from '@hmm-model/zone-device';
 import { describe, expect, it } from 'vitest';
 import { migrateDeviceInit } from './device.js';
-import { migrateVmaFinalize, migrateVmaPages, migrateVmaSetup } from './setup.js';
 import {
   badPattern,
   entryPfnAt,
@@ -27,6 +26,7 @@ import {
   thpWindow,
   vmaAt,
 } from './testing/harness.js';
+import { migrateVmaFinalize, migrateVmaPages, migrateVmaSetup } from './testing/sync.js';
 import {
   MIGRATE_VMA_SELECT_DEVICE_COHERENT,
   MIGRATE_VMA_SELECT_SYSTEM,
@@ -93,7 +93,10 @@ describe('device-coherent memory', () => {
     expect(select({})).toBe(0);
     expect(select(owner)).toBe(1);
     expect(check()).toEqual([]);
-    const pins = getUserPages(core, p.mm, w, 1, FOLL_PIN | FOLL_LONGTERM | FOLL_WRITE) as number[];
+    const pins = core.sched.runSync(
+      getUserPages(core, p.mm, w, 1, FOLL_PIN | FOLL_LONGTERM | FOLL_WRITE),
+      'gup',
+    ) as number[];
     expect(pins).toHaveLength(1);
     expect(pins[0]).toBeLessThan(pgmap.startPfn);
     expect(free).toContain(c0);

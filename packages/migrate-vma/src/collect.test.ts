@@ -24,7 +24,6 @@ import {
 } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
 import { inflightMigrations } from './inflight.js';
-import { migrateVmaFinalize, migrateVmaSetup } from './setup.js';
 import {
   badPattern,
   entryPfnAt,
@@ -36,6 +35,7 @@ import {
   thpWindow,
   vmaAt,
 } from './testing/harness.js';
+import { migrateVmaFinalize, migrateVmaSetup } from './testing/sync.js';
 import {
   MIGRATE_PFN_COMPOUND as CMP,
   MIGRATE_PFN_MIGRATE as MIG,
@@ -204,7 +204,10 @@ describe('collect at PTE level', () => {
     const first = collect(mc, w, 1, SYS);
     const pfn1 = entryPfnAt(k, p, w + PAGE_SIZE);
     expect(folioTrylock(k.core, pfn1)).toBe(true);
-    const pins = getUserPages(k.core, p.mm, w + 2 * PAGE_SIZE, 1, FOLL_PIN | FOLL_WRITE);
+    const pins = k.core.sched.runSync(
+      getUserPages(k.core, p.mm, w + 2 * PAGE_SIZE, 1, FOLL_PIN | FOLL_WRITE),
+      'gup',
+    );
     expect(pins).toHaveLength(1);
     const mig = collect(mc, w, 3, SYS, mc.dev, false);
     expect([...mig.src.subarray(0, 3)]).toEqual([0, 0, 0]);
@@ -386,7 +389,10 @@ describe('collect at PMD level', () => {
     expect(collect(mc, w, HPAGE_PMD_NR, SYS, mc.dev, false).cpages).toBe(0);
     folioUnlock(k.core, head);
     expect(pmdKind(k, p, w)).toBe('huge');
-    const pins = getUserPages(k.core, p.mm, w + 5 * PAGE_SIZE, 1, FOLL_PIN | FOLL_WRITE) as number[];
+    const pins = k.core.sched.runSync(
+      getUserPages(k.core, p.mm, w + 5 * PAGE_SIZE, 1, FOLL_PIN | FOLL_WRITE),
+      'gup',
+    ) as number[];
     const failed = k.core.vmstat.thp_split_page_failed;
     expect(collect(mc, w, HPAGE_PMD_NR, SYS | COMPOUND).cpages).toBe(0);
     expect(k.core.vmstat.thp_split_page_failed).toBe(failed + 1);

@@ -7,12 +7,15 @@ import {
   entryPfn,
   entryPresent,
   folioGet,
-  folioLock,
+  folioLockWait,
   folioPut,
   folioTestLarge,
   folioTrylock,
   folioUnlock,
   isDevicePrivateType,
+  KernelBug,
+  type KGen,
+  LivelockFinding,
   MEMORY_DEVICE_COHERENT,
   MMU_NOTIFY_MIGRATE,
   mmuNotifierInvalidateRangeEnd,
@@ -24,10 +27,14 @@ import {
   PUD_SIZE,
   pgdIndex,
   pmdIndex,
+  pmdLock,
   pmdTableOf,
   pteIndex,
+  pteLock,
+  pteTableAt,
   ptHi,
   ptLo,
+  ptlUnlock,
   SWP_DEVICE_WRITE,
   setPmdMigrationEntry,
   setPteMigrationEntry,
@@ -87,19 +94,28 @@ function collectHole(mig: MigrateVma, vma: Vma, start: number, end: number): voi
 }
 
 /**
- * Models migrate_vma_split_folio(): split a PTE-mapped large folio met by the walk; afterwards
- * exactly the fault page's folio (if any) is locked and holds the fault handler's reference.
+ * Models migrate_vma_split_folio(): split a PTE-mapped large folio met by the walk (the PTE lock
+ * already dropped); afterwards exactly the fault page's folio (if any) is locked and holds the
+ * fault handler's reference. `pinned`: the caller already took the reference under the PTE lock
+ * (the fix of bug F28); without it, the reference is taken only here, after the window in which
+ * the folio may have been freed.
  */
-function splitFolioForCollect(core: Core, folio: number, faultPage: number): number {
+function* splitFolioForCollect(core: Core, folio: number, faultPage: number, pinned: boolean): KGen<number> {
   const m = core.map;
   const faultFolio = faultPage >= 0 ? m.head[faultPage] : -1;
   if (folio !== faultFolio) {
-    folioGet(core, folio);
-    if (!folioTrylock(core, folio)) {
-      core.wait('folio lock (migrate_vma_split_folio)', () => folioTrylock(core, folio));
+    if (!pinned) {
+      if (m.refcount[folio] === 0)
+        throw new KernelBug(
+          'migrate_vma_split_folio',
+          'VM_BUG_ON_FOLIO(folio_ref_zero_or_close_to_overflow(folio)) in folio_get()',
+          [`  folio 0x${folio.toString(16)} was freed after the PTE lock was dropped`],
+        );
+      folioGet(core, folio);
     }
-  }
-  const ret = splitFolioMapped(core, folio, folio);
+    yield* folioLockWait(core, folio, 'migrate_vma_split_folio');
+  } else if (pinned) folioPut(core, folio);
+  const ret = yield* splitFolioMapped(core, folio, folio);
   if (ret) {
     if (folio !== faultFolio) {
       folioUnlock(core, folio);
@@ -114,7 +130,7 @@ function splitFolioForCollect(core: Core, folio: number, faultPage: number): num
   } else if (folio !== newFault) {
     if (newFault !== faultFolio) {
       folioGet(core, newFault);
-      folioLock(core, newFault);
+      yield* folioLockWait(core, newFault, 'migrate_vma_split_folio');
     }
     folioUnlock(core, folio);
     folioPut(core, folio);
@@ -123,10 +139,12 @@ function splitFolioForCollect(core: Core, folio: number, faultPage: number): num
 }
 
 /**
- * Models migrate_vma_collect_huge_pmd(). Returns 'done' when the PMD range was handled, 'again'
- * when the PMD changed under us, 'pte' to continue with the PTE walk.
+ * Models migrate_vma_collect_huge_pmd() under the PMD lock. Returns 'done' when the PMD range
+ * was handled, 'again' when the PMD is a table now (split under us: re-read it), 'pte' to
+ * continue with the PTE walk (-ENOENT). With bug R3 the fault folio is trylocked like any other
+ * (it is already locked by the fault path, so the whole PMD is skipped).
  */
-function collectHugePmd(
+function* collectHugePmd(
   core: Core,
   mig: MigrateVma,
   vma: Vma,
@@ -134,102 +152,155 @@ function collectHugePmd(
   start: number,
   end: number,
   faultFolio: number,
-): 'done' | 'again' | 'pte' {
+): KGen<'done' | 'again' | 'pte'> {
   const m = core.map;
   const mi = pmdIndex(start);
+  const ptl = pmdLock(core, pmdT, 'migrate_vma_collect_huge_pmd');
   const lo = ptLo(core, pmdT, mi);
   const hi = ptHi(core, pmdT, mi);
-  if (entryNone(lo, hi)) {
-    collectHole(mig, vma, start, end);
-    return 'done';
-  }
-  let folio: number;
-  let write = 0;
-  if (entryPresent(lo) && entryHuge(lo)) {
-    if (!(mig.flags & MIGRATE_VMA_SELECT_SYSTEM)) {
-      collectSkip(mig, start, end);
-      return 'done';
-    }
-    const pfn = entryPfn(lo, hi);
-    if (pfn === core.hugeZeroPfn) {
+  let unlocked = false;
+  const unlock = () => {
+    if (!unlocked) ptlUnlock(core, ptl, 'migrate_vma_collect_huge_pmd');
+    unlocked = true;
+  };
+  try {
+    if (entryNone(lo, hi)) {
+      unlock();
       collectHole(mig, vma, start, end);
       return 'done';
     }
-    folio = m.head[pfn];
-    if (lo & _PAGE_RW) write = MIGRATE_PFN_WRITE;
-  } else if (!entryPresent(lo)) {
-    const type = swpType(lo);
-    const pfn = entryPfn(lo, hi);
-    if (
-      !isDevicePrivateType(type) ||
-      !(mig.flags & MIGRATE_VMA_SELECT_DEVICE_PRIVATE) ||
-      core.pgmapOf(pfn)?.owner !== mig.pgmapOwner
-    ) {
+    let folio: number;
+    let write = 0;
+    if (entryPresent(lo) && entryHuge(lo)) {
+      if (!(mig.flags & MIGRATE_VMA_SELECT_SYSTEM)) {
+        unlock();
+        collectSkip(mig, start, end);
+        return 'done';
+      }
+      const pfn = entryPfn(lo, hi);
+      if (pfn === core.hugeZeroPfn) {
+        unlock();
+        collectHole(mig, vma, start, end);
+        return 'done';
+      }
+      folio = m.head[pfn];
+      if (lo & _PAGE_RW) write = MIGRATE_PFN_WRITE;
+    } else if (!entryPresent(lo)) {
+      const type = swpType(lo);
+      const pfn = entryPfn(lo, hi);
+      if (
+        !isDevicePrivateType(type) ||
+        !(mig.flags & MIGRATE_VMA_SELECT_DEVICE_PRIVATE) ||
+        core.pgmapOf(pfn)?.owner !== mig.pgmapOwner
+      ) {
+        unlock();
+        collectSkip(mig, start, end);
+        return 'done';
+      }
+      folio = m.head[pfn];
+      if (type === SWP_DEVICE_WRITE) write = MIGRATE_PFN_WRITE;
+    } else {
+      unlock();
+      return 'again';
+    }
+    folioGet(core, folio);
+    const exempt = folio === faultFolio && !core.bug('R3');
+    if (!exempt && !folioTrylock(core, folio)) {
+      unlock();
+      folioPut(core, folio);
       collectSkip(mig, start, end);
       return 'done';
     }
-    folio = m.head[pfn];
-    if (type === SWP_DEVICE_WRITE) write = MIGRATE_PFN_WRITE;
-  } else {
-    return 'again';
-  }
-  folioGet(core, folio);
-  if (folio !== faultFolio && !folioTrylock(core, folio)) {
-    folioPut(core, folio);
-    collectSkip(mig, start, end);
-    return 'done';
-  }
-  if (
-    THP_MIGRATION_SUPPORTED &&
-    mig.flags & MIGRATE_VMA_SELECT_COMPOUND &&
-    start % PMD_SIZE === 0 &&
-    end % PMD_SIZE === 0
-  ) {
-    push(mig, migratePfn(folio) + (write | MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND));
-    mig.cpages++;
-    const ret = setPmdMigrationEntry(core, vma, pmdT, start);
-    if (ret === 0) {
-      collectSkip(mig, start + PAGE_SIZE, end);
+    if (
+      THP_MIGRATION_SUPPORTED &&
+      mig.flags & MIGRATE_VMA_SELECT_COMPOUND &&
+      start % PMD_SIZE === 0 &&
+      end % PMD_SIZE === 0
+    ) {
+      push(mig, migratePfn(folio) + (write | MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND));
+      mig.cpages++;
+      const ret = setPmdMigrationEntry(core, vma, pmdT, start);
+      if (ret === 0) {
+        collectSkip(mig, start + PAGE_SIZE, end);
+        return 'done';
+      }
+      mig.npages--;
+      mig.cpages--;
+      mig.src[mig.npages] = 0;
+      mig.dst[mig.npages] = 0;
+    }
+    // fallback:
+    unlock();
+    if (!folioTestLarge(core, folio)) return 'pte';
+    const ret = yield* splitFolioMapped(core, folio, folio);
+    if (faultFolio !== folio) folioUnlock(core, m.head[folio]);
+    folioPut(core, m.head[folio]);
+    if (ret) {
+      collectSkip(mig, start, end);
       return 'done';
     }
-    mig.npages--;
-    mig.cpages--;
-    mig.src[mig.npages] = 0;
-    mig.dst[mig.npages] = 0;
+    if (entryNone(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi))) {
+      collectHole(mig, vma, start, end);
+      return 'done';
+    }
+    return 'pte';
+  } finally {
+    unlock();
   }
-  // fallback:
-  if (!folioTestLarge(core, folio)) return 'pte';
-  const ret = splitFolioMapped(core, folio, folio);
-  if (faultFolio !== folio) folioUnlock(core, m.head[folio]);
-  folioPut(core, m.head[folio]);
-  if (ret) {
-    collectSkip(mig, start, end);
-    return 'done';
-  }
-  if (entryNone(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi))) {
-    collectHole(mig, vma, start, end);
-    return 'done';
-  }
-  return 'pte';
 }
 
-/** Models migrate_vma_collect_pmd(): one PMD's worth [start, end) of the walk. */
-function collectPmd(core: Core, mig: MigrateVma, vma: Vma, pmdT: number, start: number, end: number): void {
+/**
+ * Models migrate_vma_collect_pmd(): one PMD's worth [start, end) of the walk. The PMD is
+ * checked without the lock; a huge or non-present one goes to migrate_vma_collect_huge_pmd(),
+ * which takes the lock and looks again. PTEs are collected under the PTE lock; a PTE-mapped
+ * large folio drops the lock, is split (migrate_vma_split_folio()), and the walk resumes at the
+ * same address (with bug R5: from the first address of the PMD again).
+ */
+function* collectPmd(core: Core, mig: MigrateVma, vma: Vma, pmdT: number, start: number, end: number): KGen {
   const m = core.map;
   const faultFolio = mig.faultPage >= 0 ? m.head[mig.faultPage] : -1;
   let addr = start;
   const mi = pmdIndex(start);
-  for (let guard = 0; guard < 64; guard++) {
+  for (let guard = 0; ; guard++) {
+    if (guard > 10_000)
+      throw new LivelockFinding(
+        `migrate_vma_collect_pmd: PMD at 0x${start.toString(16)} retried ${guard} times`,
+      );
     const lo = ptLo(core, pmdT, mi);
     if (entryNone(lo, ptHi(core, pmdT, mi)) || !entryPresent(lo) || entryHuge(lo)) {
-      const r = collectHugePmd(core, mig, vma, pmdT, start, end, faultFolio);
+      yield 'migrate_vma_collect_pmd: PMD seen huge or none without the PMD lock';
+      const r = yield* collectHugePmd(core, mig, vma, pmdT, start, end, faultFolio);
       if (r === 'again') continue;
       if (r === 'done') return;
     }
-    const plo0 = ptLo(core, pmdT, mi);
-    if (!entryPresent(plo0) || entryHuge(plo0)) continue;
-    const pteT = entryPfn(plo0, ptHi(core, pmdT, mi));
-    let restart = false;
+    const pteT = pteTableAt(core, vma.mm, pmdT, addr, false);
+    if (pteT < 0) continue;
+    const r = yield* collectPtes(core, mig, vma, pteT, addr, end, faultFolio);
+    if (r === 'done') return;
+    // A large folio was split (or could not be): 'again' resumes where the walk stopped.
+    addr = core.bug('R5') ? start : r;
+    if (r < 0) return;
+  }
+}
+
+/**
+ * The PTE loop of migrate_vma_collect_pmd() under the PTE lock, from addr. Returns 'done', or
+ * the address to resume at after a large folio was split (the lock dropped), or -1 when the
+ * split failed (the rest of the PMD was skipped).
+ */
+function* collectPtes(
+  core: Core,
+  mig: MigrateVma,
+  vma: Vma,
+  pteT: number,
+  addr: number,
+  end: number,
+  faultFolio: number,
+): KGen<'done' | number> {
+  const m = core.map;
+  const ptl = pteLock(core, pteT, 'migrate_vma_collect_pmd');
+  let locked = true;
+  try {
     for (; addr < end; addr += PAGE_SIZE) {
       const i = pteIndex(addr);
       const plo = ptLo(core, pteT, i);
@@ -244,6 +315,7 @@ function collectPmd(core: Core, mig: MigrateVma, vma: Vma, pmdT: number, start: 
         push(mig, mpfn);
         continue;
       }
+      let large = -1;
       if (!entryPresent(plo)) {
         const type = swpType(plo);
         if (!isDevicePrivateType(type)) {
@@ -258,16 +330,10 @@ function collectPmd(core: Core, mig: MigrateVma, vma: Vma, pmdT: number, start: 
           push(mig, 0);
           continue;
         }
-        const folio = m.head[page];
-        if (folioTestLarge(core, folio)) {
-          if (splitFolioForCollect(core, folio, mig.faultPage)) {
-            collectSkip(mig, addr, end);
-            return;
-          }
-          restart = true;
-          break;
-        }
-        mpfn = migratePfn(page) + (MIGRATE_PFN_MIGRATE | (type === SWP_DEVICE_WRITE ? MIGRATE_PFN_WRITE : 0));
+        if (folioTestLarge(core, m.head[page])) large = m.head[page];
+        else
+          mpfn =
+            migratePfn(page) + (MIGRATE_PFN_MIGRATE | (type === SWP_DEVICE_WRITE ? MIGRATE_PFN_WRITE : 0));
       } else {
         const pfn = entryPfn(plo, phi);
         if (pfn === core.zeroPfn && plo & _PAGE_SPECIAL) {
@@ -297,15 +363,21 @@ function collectPmd(core: Core, mig: MigrateVma, vma: Vma, pmdT: number, start: 
             continue;
           }
         }
-        if (page >= 0 && folioTestLarge(core, m.head[page])) {
-          if (splitFolioForCollect(core, m.head[page], mig.faultPage)) {
-            collectSkip(mig, addr, end);
-            return;
-          }
-          restart = true;
-          break;
+        if (page >= 0 && folioTestLarge(core, m.head[page])) large = m.head[page];
+        else mpfn = migratePfn(pfn) + (MIGRATE_PFN_MIGRATE | (plo & _PAGE_RW ? MIGRATE_PFN_WRITE : 0));
+      }
+      if (large >= 0) {
+        // Fixed kernel: pin the folio before the PTE lock goes (bug F28: only after).
+        const pinned = !core.bug('F28') && large !== faultFolio;
+        if (pinned) folioGet(core, large);
+        ptlUnlock(core, ptl, 'migrate_vma_collect_pmd');
+        locked = false;
+        yield 'migrate_vma_collect_pmd: PTE lock dropped before migrate_vma_split_folio';
+        if (yield* splitFolioForCollect(core, large, mig.faultPage, pinned)) {
+          collectSkip(mig, addr, end);
+          return -1;
         }
-        mpfn = migratePfn(pfn) + (MIGRATE_PFN_MIGRATE | (plo & _PAGE_RW ? MIGRATE_PFN_WRITE : 0));
+        return addr;
       }
       // "!page->mapping": pages without an anon_vma or file (driver-inserted pages) are skipped.
       if (page < 0 || m.mapping[m.head[page]] === 0) {
@@ -328,7 +400,9 @@ function collectPmd(core: Core, mig: MigrateVma, vma: Vma, pmdT: number, start: 
       }
       push(mig, mpfn);
     }
-    if (!restart) return;
+    return 'done';
+  } finally {
+    if (locked) ptlUnlock(core, ptl, 'migrate_vma_collect_pmd');
   }
 }
 
@@ -341,28 +415,33 @@ function upperHoleEnd(core: Core, pgd: number, addr: number): number {
 
 /**
  * Models migrate_vma_collect(): walk [start, end) under an MMU_NOTIFY_MIGRATE invalidation
- * carrying pgmap_owner, filling src[] in address order; then end = start + npages pages.
+ * carrying pgmap_owner, filling src[] in address order (a preemption point between PMDs); then
+ * end = start + npages pages.
  */
-export function migrateVmaCollect(core: Core, mig: MigrateVma): void {
+export function* migrateVmaCollect(core: Core, mig: MigrateVma): KGen {
   const vma = mig.vma!;
   const mm = vma.mm;
   const range = { mm, start: mig.start, end: mig.end, event: MMU_NOTIFY_MIGRATE, owner: mig.pgmapOwner };
-  mmuNotifierInvalidateRangeStart(range);
-  for (let addr = mig.start; addr < mig.end; ) {
-    const pmdT = pmdTableOf(core, mm, addr, false);
-    if (pmdT < 0) {
-      // walk_pgd_range()/walk_pud_range() report a missing PUD or PMD table as one hole up
-      // to the next PGD/PUD boundary: with SELECT_COMPOUND and an aligned span of several
-      // PMDs this is the kernel's single compound head for the whole span (§2.2a).
-      const next = Math.min(mig.end, upperHoleEnd(core, mm.pgd, addr));
-      collectHole(mig, vma, addr, next);
+  yield* mmuNotifierInvalidateRangeStart(range);
+  try {
+    for (let addr = mig.start; addr < mig.end; ) {
+      if (addr > mig.start) yield 'migrate_vma_collect: next PMD';
+      const pmdT = pmdTableOf(core, mm, addr, false);
+      if (pmdT < 0) {
+        // walk_pgd_range()/walk_pud_range() report a missing PUD or PMD table as one hole up
+        // to the next PGD/PUD boundary: with SELECT_COMPOUND and an aligned span of several
+        // PMDs this is the kernel's single compound head for the whole span (§2.2a).
+        const next = Math.min(mig.end, upperHoleEnd(core, mm.pgd, addr));
+        collectHole(mig, vma, addr, next);
+        addr = next;
+        continue;
+      }
+      const next = Math.min(mig.end, (Math.floor(addr / PMD_SIZE) + 1) * PMD_SIZE);
+      yield* collectPmd(core, mig, vma, pmdT, addr, next);
       addr = next;
-      continue;
     }
-    const next = Math.min(mig.end, (Math.floor(addr / PMD_SIZE) + 1) * PMD_SIZE);
-    collectPmd(core, mig, vma, pmdT, addr, next);
-    addr = next;
+  } finally {
+    mmuNotifierInvalidateRangeEnd(range);
   }
-  mmuNotifierInvalidateRangeEnd(range);
   mig.end = mig.start + mig.npages * PAGE_SIZE;
 }

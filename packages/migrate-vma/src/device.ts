@@ -2,9 +2,11 @@ import {
   allocFolio,
   type Core,
   folioLock,
+  folioLockWait,
   folioPut,
   folioTryGet,
   folioTrylock,
+  type KGen,
   PG_tail,
   setGupHooks,
 } from '@hmm-model/mm-core';
@@ -47,25 +49,30 @@ function lockAll(core: Core, src: Float64Array, pfnAt: (i: number) => number, np
  * Models migrate_device_range(): lock and unmap every allocated device folio of
  * [start, start + npages) for migration to system memory (eviction). Always 0.
  */
-export function migrateDeviceRange(core: Core, src: Float64Array, start: number, npages: number): number {
+export function* migrateDeviceRange(
+  core: Core,
+  src: Float64Array,
+  start: number,
+  npages: number,
+): KGen<number> {
   migrationBeginPfns(core, src, npages);
   lockAll(core, src, (i) => start + i, npages);
-  unmapAndRecord(core, src, npages);
+  yield* unmapAndRecord(core, src, npages);
   return 0;
 }
 
 /** migrate_device_unmap() for the pfn-based API, recording the migration while pages stay locked. */
-function unmapAndRecord(core: Core, src: Float64Array, npages: number): void {
-  if (migrateDeviceUnmap(core, src, npages, -1)) migrationCollected(core, src);
+function* unmapAndRecord(core: Core, src: Float64Array, npages: number): KGen {
+  if (yield* migrateDeviceUnmap(core, src, npages, -1)) migrationCollected(core, src);
   else migrationEnd(core, src);
 }
 
 /** Models migrate_device_pfns(): like migrate_device_range() for a pre-filled, non-contiguous pfn list. */
-export function migrateDevicePfns(core: Core, src: Float64Array, npages: number): number {
+export function* migrateDevicePfns(core: Core, src: Float64Array, npages: number): KGen<number> {
   const pfns = Array.from(src.subarray(0, npages));
   migrationBeginPfns(core, src, npages);
   lockAll(core, src, (i) => pfns[i], npages);
-  unmapAndRecord(core, src, npages);
+  yield* unmapAndRecord(core, src, npages);
   return 0;
 }
 
@@ -73,19 +80,19 @@ export function migrateDevicePfns(core: Core, src: Float64Array, npages: number)
  * Models migrate_device_pages(): migrate_vma_pages() without a VMA (holes impossible; a compound
  * source with a small destination is refused).
  */
-export function migrateDevicePages(core: Core, src: Float64Array, dst: Float64Array, npages: number): void {
-  migrateDevicePagesCore(core, src, dst, npages, null);
+export function* migrateDevicePages(core: Core, src: Float64Array, dst: Float64Array, npages: number): KGen {
+  yield* migrateDevicePagesCore(core, src, dst, npages, null);
   migrationPagesDone(core, src, dst);
 }
 
 /** Models migrate_device_finalize(). */
-export function migrateDeviceFinalize(
+export function* migrateDeviceFinalize(
   core: Core,
   src: Float64Array,
   dst: Float64Array,
   npages: number,
-): void {
-  migrateDeviceFinalizeCore(core, src, dst, npages, -1);
+): KGen {
+  yield* migrateDeviceFinalizeCore(core, src, dst, npages, -1);
   migrationEnd(core, src);
 }
 
@@ -93,22 +100,22 @@ export function migrateDeviceFinalize(
  * Models migrate_device_coherent_folio(): move one small device-coherent folio (the caller holds
  * a reference, which the migration consumes) back to system memory. 0 or -EBUSY.
  */
-export function migrateDeviceCoherentFolio(core: Core, folio: number): number {
+export function* migrateDeviceCoherentFolio(core: Core, folio: number): KGen<number> {
   if (core.map.folioNrPages(folio) > 1) core.warn('migrate_device_coherent_folio: large folio');
-  if (!folioTrylock(core, folio)) core.wait('coherent folio lock', () => folioTrylock(core, folio));
+  yield* folioLockWait(core, folio, 'migrate_device_coherent_folio');
   const src = new Float64Array([migratePfn(folio) + MIGRATE_PFN_MIGRATE]);
   const dst = new Float64Array(1);
   migrationBeginPfns(core, src, 1);
-  unmapAndRecord(core, src, 1);
+  yield* unmapAndRecord(core, src, 1);
   if (!(mpfnFlags(src[0]) & MIGRATE_PFN_MIGRATE)) return -16;
   const d = allocFolio(core, 0, false);
   if (d >= 0) {
     folioLock(core, d);
     dst[0] = migratePfn(d);
   }
-  migrateDevicePages(core, src, dst, 1);
+  yield* migrateDevicePages(core, src, dst, 1);
   if (mpfnFlags(src[0]) & MIGRATE_PFN_MIGRATE) core.frames.copy(d, folio, 1);
-  migrateDeviceFinalize(core, src, dst, 1);
+  yield* migrateDeviceFinalize(core, src, dst, 1);
   return mpfnFlags(src[0]) & MIGRATE_PFN_MIGRATE ? 0 : -16;
 }
 

@@ -3,6 +3,7 @@ import {
   folioIsZoneDevice,
   folioPut,
   folioUnlock,
+  type KGen,
   PG_lru,
   removeMigrationPtes,
 } from '@hmm-model/mm-core';
@@ -14,13 +15,13 @@ import { MIGRATE_PFN_MIGRATE, migratePfnToPage, mpfnFlags } from './types.js';
  * back on the LRU, unlock and drop the migration's references on both sides. The fault folio
  * stays locked (its fault handler unlocks it).
  */
-export function migrateDeviceFinalizeCore(
+export function* migrateDeviceFinalizeCore(
   core: Core,
   src: Float64Array,
   dst: Float64Array,
   npages: number,
   faultPage: number,
-): void {
+): KGen {
   const m = core.map;
   const faultFolio = faultPage >= 0 ? m.head[faultPage] : -1;
   for (let i = 0; i < npages; i++) {
@@ -45,7 +46,7 @@ export function migrateDeviceFinalizeCore(
       dstFolio = srcFolio;
     }
     if (!folioIsZoneDevice(core, dstFolio)) m.flags[dstFolio] |= PG_lru;
-    removeMigrationPtes(core, srcFolio, dstFolio);
+    yield* removeMigrationPtes(core, srcFolio, dstFolio);
     if (faultFolio !== srcFolio) folioUnlock(core, srcFolio);
     folioPut(core, srcFolio);
     if (dstFolio !== srcFolio) {
@@ -53,5 +54,6 @@ export function migrateDeviceFinalizeCore(
       folioUnlock(core, dstFolio);
       folioPut(core, dstFolio);
     }
+    if (i + 1 < npages) yield '__migrate_device_finalize: next slot';
   }
 }

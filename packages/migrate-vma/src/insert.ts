@@ -15,9 +15,9 @@ import {
   freeTable,
   HPAGE_PMD_NR,
   HPAGE_PMD_ORDER,
+  type KGen,
   linearPageIndex,
   MEMORY_DEVICE_COHERENT,
-  MMU_NOTIFY_CLEAR,
   mkHi,
   mkPmdLo,
   mkPteLo,
@@ -29,21 +29,23 @@ import {
   PG_uptodate,
   PMD_SIZE,
   pmdIndex,
+  pmdLock,
   pmdTableOf,
   prepCompound,
   pteIndex,
+  pteLock,
   pteTableOf,
   ptHi,
   ptLo,
+  ptlUnlock,
   ptSet,
   SWP_DEVICE_READ,
   SWP_DEVICE_WRITE,
-  splitHugePmdLocked,
+  splitHugePmd,
   VM_EXEC,
   VM_READ,
   VM_WRITE,
   type Vma,
-  withInvalidation,
 } from '@hmm-model/mm-core';
 import {
   MIGRATE_PFN_COMPOUND,
@@ -71,17 +73,22 @@ function protNone(vma: Vma): boolean {
 /**
  * Models migrate_vma_insert_huge_pmd_page(): map a PMD-order destination folio into an empty
  * (or huge-zero) PMD: a device-private PMD entry or a huge PMD, MM_ANONPAGES += 512, exclusive
- * PMD rmap, deposited table, THP_FAULT_ALLOC. Any abort clears MIGRATE on all 512 src slots;
- * -EINVAL when the VMA cannot hold the PMD (then only the head slot loses MIGRATE).
+ * PMD rmap, deposited table, THP_FAULT_ALLOC. The page table to deposit is allocated before the
+ * PMD lock is taken (a window in which another thread may fault the PMD in); under the lock the
+ * address space must be stable (not being reaped) and the PMD still none or huge zero. Any abort
+ * clears MIGRATE on all 512 src slots; -EINVAL when the VMA cannot hold the PMD (then only the
+ * head slot loses MIGRATE). Bugs: F11, the unstable-address-space abort keeps the PMD lock;
+ * F12, the aborts after the allocation leak the page table.
  */
-function insertHugePmdPage(
+function* insertHugePmdPage(
   core: Core,
   vma: Vma,
   addr: number,
   folio: number,
   src: Float64Array,
   si: number,
-): number {
+  pmdT: number,
+): KGen<number> {
   const mm = vma.mm;
   if (!thpVmaSuitableOrder(vma, addr)) return -EINVAL;
   if (addr % PMD_SIZE !== 0) {
@@ -98,20 +105,28 @@ function insertHugePmdPage(
     for (let k = 0; k < HPAGE_PMD_NR; k++) src[si + k] = mpfnClear(src[si + k], MIGRATE_PFN_MIGRATE);
     return 0;
   };
-  const pmdT = pmdTableOf(core, mm, addr, true);
-  if (pmdT < 0) return abort();
   const table = allocDeposit(core, mm);
   if (table < 0) return abort();
+  const freeAbort = () => {
+    if (!core.bug('F12')) freeTable(core, mm, table);
+    return abort();
+  };
   let lo: number;
   if (folioIsDevicePrivate(core, folio)) {
     lo = mkSwpLo(vma.flags & VM_WRITE ? SWP_DEVICE_WRITE : SWP_DEVICE_READ, folio);
   } else {
-    if (folioIsZoneDevice(core, folio) && core.pgmapOf(folio)?.type !== MEMORY_DEVICE_COHERENT) {
-      freeTable(core, mm, table);
-      return abort();
-    }
+    if (folioIsZoneDevice(core, folio) && core.pgmapOf(folio)?.type !== MEMORY_DEVICE_COHERENT)
+      return freeAbort();
     const w = (vma.flags & VM_WRITE) !== 0;
     lo = mkPmdLo(folio, w, w, true, protNone(vma));
+  }
+  yield 'migrate_vma_insert_huge_pmd_page: page table allocated, PMD lock not taken';
+  const ptl = pmdLock(core, pmdT, 'migrate_vma_insert_huge_pmd_page');
+  // check_stable_address_space(): the OOM reaper is tearing the mm down.
+  if (mm.unstable) {
+    if (core.bug('F11')) return abort();
+    ptlUnlock(core, ptl, 'migrate_vma_insert_huge_pmd_page');
+    return freeAbort();
   }
   const mi = pmdIndex(addr);
   const olo = ptLo(core, pmdT, mi);
@@ -119,8 +134,8 @@ function insertHugePmdPage(
   let flush = false;
   if (!entryNone(olo, ohi)) {
     if (!(entryPresent(olo) && entryHuge(olo) && entryPfn(olo, ohi) === core.hugeZeroPfn)) {
-      freeTable(core, mm, table);
-      return abort();
+      ptlUnlock(core, ptl, 'migrate_vma_insert_huge_pmd_page');
+      return freeAbort();
     }
     flush = true;
   }
@@ -133,6 +148,7 @@ function insertHugePmdPage(
     mm.tlb.flushRange(addr, addr + PMD_SIZE);
   } else depositTable(mm, addr, table);
   ptSet(core, pmdT, mi, lo, mkHi(folio));
+  ptlUnlock(core, ptl, 'migrate_vma_insert_huge_pmd_page');
   core.vmstat.thp_fault_alloc++;
   return 0;
 }
@@ -142,18 +158,19 @@ function insertHugePmdPage(
  * PTE, or with a compound destination an empty PMD) of an anonymous VMA with the destination
  * page. On success src becomes exactly MIGRATE_PFN_MIGRATE; on abort MIGRATE is cleared.
  */
-export function migrateVmaInsertPage(
+export function* migrateVmaInsertPage(
   core: Core,
   mig: MigrateVma,
   addr: number,
   di: number,
   si: number,
-): void {
-  if (!insertPage(core, mig, addr, di, si)) mig.src[si] = mpfnClear(mig.src[si], MIGRATE_PFN_MIGRATE);
+): KGen {
+  if (!(yield* insertPage(core, mig, addr, di, si)))
+    mig.src[si] = mpfnClear(mig.src[si], MIGRATE_PFN_MIGRATE);
 }
 
 /** The body of migrate_vma_insert_page(): false means "goto abort". */
-function insertPage(core: Core, mig: MigrateVma, addr: number, di: number, si: number): boolean {
+function* insertPage(core: Core, mig: MigrateVma, addr: number, di: number, si: number): KGen<boolean> {
   const vma = mig.vma!;
   const mm = vma.mm;
   const m = core.map;
@@ -162,7 +179,7 @@ function insertPage(core: Core, mig: MigrateVma, addr: number, di: number, si: n
   const pmdT = pmdTableOf(core, mm, addr, true);
   if (pmdT < 0) return false;
   if (mpfnFlags(mig.dst[di]) & MIGRATE_PFN_COMPOUND) {
-    return insertHugePmdPage(core, vma, addr, page, mig.src, si) === 0;
+    return (yield* insertHugePmdPage(core, vma, addr, page, mig.src, si, pmdT)) === 0;
   }
   const mi = pmdIndex(addr);
   const plo = ptLo(core, pmdT, mi);
@@ -171,9 +188,7 @@ function insertPage(core: Core, mig: MigrateVma, addr: number, di: number, si: n
     if (entryPresent(plo) && entryHuge(plo)) {
       if (entryPfn(plo, phi) !== core.hugeZeroPfn) return false;
       const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
-      withInvalidation(mm, haddr, haddr + PMD_SIZE, MMU_NOTIFY_CLEAR, null, () =>
-        splitHugePmdLocked(core, vma, pmdT, haddr, false),
-      );
+      yield* splitHugePmd(core, vma, pmdT, haddr, false);
     } else if (!entryPresent(plo)) return false;
   }
   const pteT = pteTableOf(core, mm, addr, true);
@@ -192,18 +207,25 @@ function insertPage(core: Core, mig: MigrateVma, addr: number, di: number, si: n
     const w = (vma.flags & VM_WRITE) !== 0;
     lo = mkPteLo(page, w, w, true, protNone(vma));
   }
-  const i = pteIndex(addr);
-  const olo = ptLo(core, pteT, i);
-  const ohi = ptHi(core, pteT, i);
-  if (entryPresent(olo)) {
-    if (entryPfn(olo, ohi) !== core.zeroPfn) return false;
-  } else if (!entryNone(olo, ohi)) return false;
-  mm.rss.MM_ANONPAGES++;
-  folioAddNewAnonRmap(core, folio, av.id, linearPageIndex(vma, addr), false);
-  if (!folioIsZoneDevice(core, folio)) m.flags[folio] |= PG_lru;
-  folioGet(core, folio);
-  if (entryPresent(olo)) mm.tlb.flushRange(addr, addr + PAGE_SIZE);
-  ptSet(core, pteT, i, lo, mkHi(page));
-  mig.src[si] = MIGRATE_PFN_MIGRATE;
-  return true;
+  yield 'migrate_vma_insert_page: entry built, PTE lock not taken';
+  const ptl = pteLock(core, pteT, 'migrate_vma_insert_page');
+  try {
+    if (mm.unstable) return false;
+    const i = pteIndex(addr);
+    const olo = ptLo(core, pteT, i);
+    const ohi = ptHi(core, pteT, i);
+    if (entryPresent(olo)) {
+      if (entryPfn(olo, ohi) !== core.zeroPfn) return false;
+    } else if (!entryNone(olo, ohi)) return false;
+    mm.rss.MM_ANONPAGES++;
+    folioAddNewAnonRmap(core, folio, av.id, linearPageIndex(vma, addr), false);
+    if (!folioIsZoneDevice(core, folio)) m.flags[folio] |= PG_lru;
+    folioGet(core, folio);
+    if (entryPresent(olo)) mm.tlb.flushRange(addr, addr + PAGE_SIZE);
+    ptSet(core, pteT, i, lo, mkHi(page));
+    mig.src[si] = MIGRATE_PFN_MIGRATE;
+    return true;
+  } finally {
+    ptlUnlock(core, ptl, 'migrate_vma_insert_page');
+  }
 }

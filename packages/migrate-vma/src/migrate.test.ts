@@ -11,8 +11,8 @@ import {
   pagemapEntry,
 } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
-import { migrateVmaSetup } from './setup.js';
 import { fillPattern, machine, pmdKind, thpWindow as window2m } from './testing/harness.js';
+import { migrateVmaSetup } from './testing/sync.js';
 import {
   MIGRATE_PFN_COMPOUND,
   MIGRATE_PFN_MIGRATE,

@@ -297,13 +297,13 @@ describe('rmap walks on device-private PMDs', () => {
     expect(pageVmaMappedWalk(core, vma, head, HPAGE_PMD_NR, addr, true)).toEqual([]);
     expect(pageVmaMappedWalk(core, vma, head, HPAGE_PMD_NR, addr, false)).toHaveLength(1);
     folioGet(core, head);
-    tryToMigrate(core, head);
+    core.sched.runSync(tryToMigrate(core, head), 'try_to_migrate');
     expect(pmdKind(k, p, w)).toBe('migration-write');
     expect(core.map.refcount[head]).toBe(1);
     expect(core.map.entireMapcount[head]).toBe(0);
     expect(pageVmaMappedWalk(core, vma, head, HPAGE_PMD_NR, addr, true)).toHaveLength(1);
     expect(pageVmaMappedWalk(core, vma, head, HPAGE_PMD_NR, addr, false)).toEqual([]);
-    removeMigrationPtes(core, head, head);
+    core.sched.runSync(removeMigrationPtes(core, head, head), 'remove_migration_ptes');
     expect(pmdKind(k, p, w)).toBe('device-private-write');
     expect(core.map.flags[head] & PG_anon_exclusive).toBe(PG_anon_exclusive);
     folioPut(core, head);
@@ -331,7 +331,11 @@ describe('/proc/self/pagemap and hmm_range_fault on device-private entries', () 
     const { k, p, dev, dev2, check } = mc;
     const [w, head] = deviceThp(mc);
     const snapshot = (owner: unknown) => {
-      const sub = new MmuIntervalNotifier(p.mm, w, w + PMD_SIZE, { invalidate: () => true });
+      const sub = new MmuIntervalNotifier(p.mm, w, w + PMD_SIZE, {
+        *invalidate() {
+          return true;
+        },
+      });
       const range: HmmRange = {
         notifier: sub,
         notifierSeq: 0,
@@ -342,7 +346,7 @@ describe('/proc/self/pagemap and hmm_range_fault on device-private entries', () 
         pfnFlagsMask: 0,
         devPrivateOwner: owner,
       };
-      expect(hmmRangeFault(k.core, range)).toBe(0);
+      expect(k.core.sched.runSync(hmmRangeFault(k.core, range), 'hmm_range_fault')).toBe(0);
       return range.hmmPfns;
     };
     const mine = snapshot(dev);

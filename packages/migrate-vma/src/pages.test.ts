@@ -22,9 +22,7 @@ import {
   VM_PFNMAP,
 } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
-import { migrateDeviceFinalize, migrateDevicePages, migrateDeviceRange } from './device.js';
 import { inflightMigrations } from './inflight.js';
-import { migrateVmaFinalize, migrateVmaPages, migrateVmaSetup } from './setup.js';
 import {
   badPattern,
   entryPfnAt,
@@ -36,6 +34,14 @@ import {
   thpWindow,
   vmaAt,
 } from './testing/harness.js';
+import {
+  migrateDeviceFinalize,
+  migrateDevicePages,
+  migrateDeviceRange,
+  migrateVmaFinalize,
+  migrateVmaPages,
+  migrateVmaSetup,
+} from './testing/sync.js';
 import {
   MIGRATE_PFN_COMPOUND as CMP,
   MIGRATE_PFN_MIGRATE as MIG,

@@ -8,8 +8,8 @@ import {
   folioSplitUnmapped,
   folioTestAnon,
   HPAGE_PMD_NR,
+  type KGen,
   MEMORY_DEVICE_COHERENT,
-  MMU_NOTIFY_CLEAR,
   MMU_NOTIFY_MIGRATE,
   type MmuNotifierRange,
   mmuNotifierInvalidateRangeEnd,
@@ -23,9 +23,10 @@ import {
   PMD_SIZE,
   pageVmaMappedWalk,
   pmdTableOf,
+  rmapLockRead,
+  rmapUnlockRead,
   rmapVmas,
-  splitHugePmdLocked,
-  withInvalidation,
+  splitHugePmd,
 } from '@hmm-model/mm-core';
 import { migrateVmaInsertPage } from './insert.js';
 import {
@@ -78,15 +79,18 @@ export function folioMigrateFlags(core: Core, dst: number, src: number): void {
  * the reference the freeze drops) before splitting the folio, so each process ends up with PTE
  * migration entries and finalize maps the new small folios everywhere.
  */
-function splitOtherPmdMigrationEntries(core: Core, folio: number): void {
-  for (const { vma, addr } of rmapVmas(core, folio)) {
-    for (const h of pageVmaMappedWalk(core, vma, folio, HPAGE_PMD_NR, addr, true)) {
-      if (h.level !== 'pmd') continue;
-      folioGet(core, folio);
-      withInvalidation(vma.mm, h.addr, h.addr + PMD_SIZE, MMU_NOTIFY_CLEAR, null, () =>
-        splitHugePmdLocked(core, vma, h.pmdT, h.addr, true),
-      );
+function* splitOtherPmdMigrationEntries(core: Core, folio: number): KGen {
+  const lock = yield* rmapLockRead(core, folio, 'split_other_pmd_migration_entries');
+  try {
+    for (const { vma, addr } of rmapVmas(core, folio)) {
+      for (const h of pageVmaMappedWalk(core, vma, folio, HPAGE_PMD_NR, addr, true)) {
+        if (h.level !== 'pmd') continue;
+        folioGet(core, folio);
+        yield* splitHugePmd(core, vma, h.pmdT, h.addr, true);
+      }
     }
+  } finally {
+    rmapUnlockRead(core, lock, 'split_other_pmd_migration_entries');
   }
 }
 
@@ -95,23 +99,19 @@ function splitOtherPmdMigrationEntries(core: Core, folio: number): void {
  * PTE migration entries, split the unmapped folio into small locked folios and spread the
  * head slot's flags over the 512 slots. 0 or -errno.
  */
-function splitUnmappedForMigrate(
+function* splitUnmappedForMigrate(
   core: Core,
   mig: MigrateVma,
   idx: number,
   addr: number,
   folio: number,
-): number {
+): KGen<number> {
   const vma = mig.vma!;
   folioGet(core, folio);
   const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
   const pmdT = pmdTableOf(core, vma.mm, haddr, false);
-  if (pmdT >= 0) {
-    withInvalidation(vma.mm, haddr, haddr + PMD_SIZE, MMU_NOTIFY_CLEAR, null, () =>
-      splitHugePmdLocked(core, vma, pmdT, haddr, true),
-    );
-  }
-  if (core.map.refcount[folio] === 1) splitOtherPmdMigrationEntries(core, folio);
+  if (pmdT >= 0) yield* splitHugePmd(core, vma, pmdT, haddr, true);
+  if (core.map.refcount[folio] === 1) yield* splitOtherPmdMigrationEntries(core, folio);
   const ret = folioSplitUnmapped(core, folio, 0);
   if (ret) return ret;
   mig.src[idx] = mpfnClear(mig.src[idx], MIGRATE_PFN_COMPOUND);
@@ -127,115 +127,120 @@ function splitUnmappedForMigrate(
  * small-to-huge, refuse file / other ZONE_DEVICE combinations, and move struct-page metadata
  * (folio_migrate_mapping + flags). Slots that fail lose MIGRATE_PFN_MIGRATE.
  */
-export function migrateDevicePagesCore(
+export function* migrateDevicePagesCore(
   core: Core,
   src: Float64Array,
   dst: Float64Array,
   npages: number,
   mig: MigrateVma | null,
-): void {
+): KGen {
   const m = core.map;
   let range: MmuNotifierRange | null = null;
-  for (let i = 0; i < npages; ) {
-    const newpage = migratePfnToPage(dst[i]);
-    const page = migratePfnToPage(src[i]);
-    let nr = 1;
-    if (newpage < 0) {
-      src[i] = mpfnClear(src[i], MIGRATE_PFN_MIGRATE);
-      i += nr;
-      continue;
-    }
-    if (page < 0) {
-      if (!(mpfnFlags(src[i]) & MIGRATE_PFN_MIGRATE)) {
-        i += nr;
-        continue;
-      }
-      if (!mig?.vma) throw new Error('migrate_device_pages: a hole without a VMA (VM_BUG_ON)');
-      const addr = mig.start + i * PAGE_SIZE;
-      if (!range) {
-        range = {
-          mm: mig.vma.mm,
-          start: addr,
-          end: mig.end,
-          event: MMU_NOTIFY_MIGRATE,
-          owner: mig.pgmapOwner,
-        };
-        mmuNotifierInvalidateRangeStart(range);
-      }
-      if (mpfnFlags(src[i]) & MIGRATE_PFN_COMPOUND && !(mpfnFlags(dst[i]) & MIGRATE_PFN_COMPOUND)) {
-        nr = HPAGE_PMD_NR;
-        src[i] = mpfnClear(src[i], MIGRATE_PFN_COMPOUND);
-      }
-      for (let j = 0; j < nr && i + j < npages; j++) {
-        src[i + j] = src[i + j] - mpfnFlags(src[i + j]) + (mpfnFlags(src[i + j]) | MIGRATE_PFN_MIGRATE);
-        if (migratePfnToPage(dst[i + j]) < 0) {
-          // The kernel dereferences the missing page here; the model refuses the slot instead.
-          core.warn('migrate_vma_pages: compound hole expanded without a destination page for every slot');
-          src[i + j] = mpfnClear(src[i + j], MIGRATE_PFN_MIGRATE);
-          continue;
-        }
-        migrateVmaInsertPage(core, mig, addr + j * PAGE_SIZE, i + j, i + j);
-      }
-      i += nr;
-      continue;
-    }
-    let folio = m.head[page];
-    const newfolio = m.head[newpage];
-    const sflags = mpfnFlags(src[i]);
-    const dflags = mpfnFlags(dst[i]);
-    if (sflags & MIGRATE_PFN_MIGRATE && sflags & MIGRATE_PFN_COMPOUND && !(dflags & MIGRATE_PFN_COMPOUND)) {
-      if (!mig) {
-        src[i] = mpfnClear(src[i], MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND);
-        i += nr;
-        continue;
-      }
-      nr = m.folioNrPages(folio);
-      if (splitUnmappedForMigrate(core, mig, i, mig.start + i * PAGE_SIZE, folio)) {
-        src[i] = mpfnClear(src[i], MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND);
-        i += nr;
-        continue;
-      }
-    } else if (
-      sflags & MIGRATE_PFN_MIGRATE &&
-      dflags & MIGRATE_PFN_COMPOUND &&
-      !(sflags & MIGRATE_PFN_COMPOUND)
-    ) {
-      src[i] = mpfnClear(src[i], MIGRATE_PFN_MIGRATE);
-    }
-    const devDst =
-      folioIsDevicePrivate(core, newfolio) || core.pgmapOf(newfolio)?.type === MEMORY_DEVICE_COHERENT;
-    const hasMapping = !folioTestAnon(core, folio) && m.mapping[folio] !== 0;
-    if (devDst) {
-      if (hasMapping) {
+  try {
+    for (let i = 0; i < npages; ) {
+      const newpage = migratePfnToPage(dst[i]);
+      const page = migratePfnToPage(src[i]);
+      let nr = 1;
+      if (newpage < 0) {
         src[i] = mpfnClear(src[i], MIGRATE_PFN_MIGRATE);
         i += nr;
         continue;
       }
-    } else if (folioIsZoneDevice(core, newfolio)) {
-      src[i] = mpfnClear(src[i], MIGRATE_PFN_MIGRATE);
-      i += nr;
-      continue;
-    }
-    const extra = mig && mig.faultPage === page ? 1 : 0;
-    for (let j = 0; j < nr && i + j < npages; j++) {
-      const sp = migratePfnToPage(src[i + j]);
-      const dp = migratePfnToPage(dst[i + j]);
-      if (sp < 0 || dp < 0) {
-        // The kernel dereferences both pages here (§9 invariant 6: after a split every dst slot
-        // must be filled); the model records the driver bug and refuses the slot instead.
-        core.warn(
-          `migrate_vma_pages: slot ${i + j} of a split unit has no ${sp < 0 ? 'source' : 'destination'} page`,
-        );
-        src[i + j] = mpfnClear(src[i + j], MIGRATE_PFN_MIGRATE);
+      if (page < 0) {
+        if (!(mpfnFlags(src[i]) & MIGRATE_PFN_MIGRATE)) {
+          i += nr;
+          continue;
+        }
+        if (!mig?.vma) throw new Error('migrate_device_pages: a hole without a VMA (VM_BUG_ON)');
+        const addr = mig.start + i * PAGE_SIZE;
+        if (!range) {
+          range = {
+            mm: mig.vma.mm,
+            start: addr,
+            end: mig.end,
+            event: MMU_NOTIFY_MIGRATE,
+            owner: mig.pgmapOwner,
+          };
+          yield* mmuNotifierInvalidateRangeStart(range);
+        }
+        if (mpfnFlags(src[i]) & MIGRATE_PFN_COMPOUND && !(mpfnFlags(dst[i]) & MIGRATE_PFN_COMPOUND)) {
+          nr = HPAGE_PMD_NR;
+          src[i] = mpfnClear(src[i], MIGRATE_PFN_COMPOUND);
+        }
+        for (let j = 0; j < nr && i + j < npages; j++) {
+          src[i + j] = src[i + j] - mpfnFlags(src[i + j]) + (mpfnFlags(src[i + j]) | MIGRATE_PFN_MIGRATE);
+          if (migratePfnToPage(dst[i + j]) < 0) {
+            // The kernel dereferences the missing page here; the model refuses the slot instead.
+            core.warn('migrate_vma_pages: compound hole expanded without a destination page for every slot');
+            src[i + j] = mpfnClear(src[i + j], MIGRATE_PFN_MIGRATE);
+            continue;
+          }
+          yield* migrateVmaInsertPage(core, mig, addr + j * PAGE_SIZE, i + j, i + j);
+        }
+        i += nr;
+        yield '__migrate_device_pages: next unit';
         continue;
       }
-      folio = m.head[sp];
-      const nf = m.head[dp];
-      if (folioMigrateMapping(core, nf, folio, extra))
-        src[i + j] = mpfnClear(src[i + j], MIGRATE_PFN_MIGRATE);
-      else folioMigrateFlags(core, nf, folio);
+      let folio = m.head[page];
+      const newfolio = m.head[newpage];
+      const sflags = mpfnFlags(src[i]);
+      const dflags = mpfnFlags(dst[i]);
+      if (sflags & MIGRATE_PFN_MIGRATE && sflags & MIGRATE_PFN_COMPOUND && !(dflags & MIGRATE_PFN_COMPOUND)) {
+        if (!mig) {
+          src[i] = mpfnClear(src[i], MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND);
+          i += nr;
+          continue;
+        }
+        nr = m.folioNrPages(folio);
+        if (yield* splitUnmappedForMigrate(core, mig, i, mig.start + i * PAGE_SIZE, folio)) {
+          src[i] = mpfnClear(src[i], MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND);
+          i += nr;
+          continue;
+        }
+      } else if (
+        sflags & MIGRATE_PFN_MIGRATE &&
+        dflags & MIGRATE_PFN_COMPOUND &&
+        !(sflags & MIGRATE_PFN_COMPOUND)
+      ) {
+        src[i] = mpfnClear(src[i], MIGRATE_PFN_MIGRATE);
+      }
+      const devDst =
+        folioIsDevicePrivate(core, newfolio) || core.pgmapOf(newfolio)?.type === MEMORY_DEVICE_COHERENT;
+      const hasMapping = !folioTestAnon(core, folio) && m.mapping[folio] !== 0;
+      if (devDst) {
+        if (hasMapping) {
+          src[i] = mpfnClear(src[i], MIGRATE_PFN_MIGRATE);
+          i += nr;
+          continue;
+        }
+      } else if (folioIsZoneDevice(core, newfolio)) {
+        src[i] = mpfnClear(src[i], MIGRATE_PFN_MIGRATE);
+        i += nr;
+        continue;
+      }
+      const extra = mig && mig.faultPage === page ? 1 : 0;
+      for (let j = 0; j < nr && i + j < npages; j++) {
+        const sp = migratePfnToPage(src[i + j]);
+        const dp = migratePfnToPage(dst[i + j]);
+        if (sp < 0 || dp < 0) {
+          // The kernel dereferences both pages here (§9 invariant 6: after a split every dst slot
+          // must be filled); the model records the driver bug and refuses the slot instead.
+          core.warn(
+            `migrate_vma_pages: slot ${i + j} of a split unit has no ${sp < 0 ? 'source' : 'destination'} page`,
+          );
+          src[i + j] = mpfnClear(src[i + j], MIGRATE_PFN_MIGRATE);
+          continue;
+        }
+        folio = m.head[sp];
+        const nf = m.head[dp];
+        if (folioMigrateMapping(core, nf, folio, extra))
+          src[i + j] = mpfnClear(src[i + j], MIGRATE_PFN_MIGRATE);
+        else folioMigrateFlags(core, nf, folio);
+      }
+      i += nr;
+      yield '__migrate_device_pages: next unit';
     }
-    i += nr;
+  } finally {
+    if (range) mmuNotifierInvalidateRangeEnd(range);
   }
-  if (range) mmuNotifierInvalidateRangeEnd(range);
 }

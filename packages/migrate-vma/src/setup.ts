@@ -3,6 +3,7 @@ import {
   EINVAL,
   folioIsDevicePrivate,
   folioTestLocked,
+  type KGen,
   PAGE_SIZE,
   VM_HUGETLB,
   VM_SPECIAL,
@@ -19,7 +20,7 @@ import { migrateDeviceUnmap } from './unmap.js';
  * collect the range into src[] and unmap the collected pages. Returns 0 even when nothing
  * could be collected.
  */
-export function migrateVmaSetup(core: Core, args: MigrateVma): number {
+export function* migrateVmaSetup(core: Core, args: MigrateVma): KGen<number> {
   const nrPages = Math.floor((args.end - args.start) / PAGE_SIZE);
   args.start -= args.start % PAGE_SIZE;
   args.end -= args.end % PAGE_SIZE;
@@ -38,8 +39,8 @@ export function migrateVmaSetup(core: Core, args: MigrateVma): number {
   args.cpages = 0;
   args.npages = 0;
   migrationBeginVma(core, args);
-  migrateVmaCollect(core, args);
-  if (args.cpages) args.cpages = migrateDeviceUnmap(core, args.src, args.npages, args.faultPage);
+  yield* migrateVmaCollect(core, args);
+  if (args.cpages) args.cpages = yield* migrateDeviceUnmap(core, args.src, args.npages, args.faultPage);
   // Nothing is left locked when no unit is still migrating; callers may skip finalize then.
   if (args.cpages) migrationCollected(core, args);
   else migrationEnd(core, args);
@@ -47,13 +48,13 @@ export function migrateVmaSetup(core: Core, args: MigrateVma): number {
 }
 
 /** Models migrate_vma_pages(). */
-export function migrateVmaPages(core: Core, args: MigrateVma): void {
-  migrateDevicePagesCore(core, args.src, args.dst, args.npages, args);
+export function* migrateVmaPages(core: Core, args: MigrateVma): KGen {
+  yield* migrateDevicePagesCore(core, args.src, args.dst, args.npages, args);
   migrationPagesDone(core, args);
 }
 
 /** Models migrate_vma_finalize(). */
-export function migrateVmaFinalize(core: Core, args: MigrateVma): void {
-  migrateDeviceFinalizeCore(core, args.src, args.dst, args.npages, args.faultPage);
+export function* migrateVmaFinalize(core: Core, args: MigrateVma): KGen {
+  yield* migrateDeviceFinalizeCore(core, args.src, args.dst, args.npages, args.faultPage);
   migrationEnd(core, args);
 }

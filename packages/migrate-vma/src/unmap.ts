@@ -7,6 +7,7 @@ import {
   folioPut,
   folioTestAnon,
   folioUnlock,
+  type KGen,
   PG_lru,
   removeMigrationPtes,
   tryToMigrate,
@@ -55,7 +56,12 @@ function folioPutbackLru(core: Core, folio: number): void {
  * unmap every remaining mapping with try_to_migrate(), check for extra references, and restore
  * the folios that cannot migrate. Returns the number of units still migrating.
  */
-export function migrateDeviceUnmap(core: Core, src: Float64Array, npages: number, faultPage: number): number {
+export function* migrateDeviceUnmap(
+  core: Core,
+  src: Float64Array,
+  npages: number,
+  faultPage: number,
+): KGen<number> {
   const m = core.map;
   const faultFolio = faultPage >= 0 ? m.head[faultPage] : -1;
   let restore = 0;
@@ -80,7 +86,7 @@ export function migrateDeviceUnmap(core: Core, src: Float64Array, npages: number
       }
       folioPut(core, folio);
     }
-    if (folioMapped(core, folio)) tryToMigrate(core, folio, 0);
+    if (folioMapped(core, folio)) yield* tryToMigrate(core, folio, 0);
     if (folioMapped(core, folio) || !migrateVmaCheckPage(core, page, faultPage)) {
       if (!folioIsZoneDevice(core, folio)) {
         folioGet(core, folio);
@@ -93,12 +99,13 @@ export function migrateDeviceUnmap(core: Core, src: Float64Array, npages: number
     }
     unmapped++;
     i += nr;
+    yield 'migrate_device_unmap: next folio';
   }
   for (let i = 0; i < npages && restore; i++) {
     const page = migratePfnToPage(src[i]);
     if (page < 0 || mpfnFlags(src[i]) & MIGRATE_PFN_MIGRATE) continue;
     const folio = m.head[page];
-    removeMigrationPtes(core, folio, folio);
+    yield* removeMigrationPtes(core, folio, folio);
     src[i] = 0;
     if (faultFolio !== folio) folioUnlock(core, folio);
     folioPut(core, folio);

@@ -1,7 +1,11 @@
+import { checkBugIds } from './bugs.js';
 import { ModelBug, type Warning } from './errors.js';
 import { BuddyZone } from './phys/buddy.js';
 import { Frames } from './phys/frames.js';
 import { MemMap } from './phys/memmap.js';
+import type { SpinLock } from './sched/locks.js';
+import { Scheduler } from './sched/scheduler.js';
+import type { KGen, Task } from './sched/task.js';
 import { newVmstat, type Vmstat } from './vmstat.js';
 
 /** Models enum memory_type (include/linux/memremap.h). */
@@ -52,8 +56,11 @@ export interface VmFault {
 export interface DevPagemapOps {
   /** Models folio_free(folio): the device folio's refcount reached zero. */
   folioFree(head: number, order: number): void;
-  /** Models migrate_to_ram(vmf): return 0 or VM_FAULT_* bits. */
-  migrateToRam?(vmf: VmFault): number;
+  /**
+   * Models migrate_to_ram(vmf): return 0 or VM_FAULT_* bits. A kernel path that may sleep
+   * (a generator: see sched/task.ts); it runs with the fault folio locked and referenced.
+   */
+  migrateToRam?(vmf: VmFault): KGen<number>;
   /** Models folio_split(head, tail): tail is -1 for the final "split finished" call. */
   folioSplit?(head: number, tail: number): void;
 }
@@ -87,6 +94,11 @@ export interface CoreOptions {
   thp?: ThpMode;
   /** hugetlb pool size in 2 MiB pages (default 4). */
   hugetlbPages?: number;
+  /**
+   * Historical kernel bugs to switch back on, by id (series-bugs.md: 'F5', 'R1', ...). The model
+   * then behaves as the kernel did before the fix. Unknown ids throw a one-line error.
+   */
+  bugs?: readonly string[];
 }
 
 /** First pfn of system RAM (1 GiB: pfns below are left as a hole, like the PCI hole, so pfn 0 never appears). */
@@ -118,12 +130,14 @@ export class Core {
   /** Models the huge zero folio (huge_zero_folio), allocated on first use. */
   hugeZeroPfn = -1;
   thpMode: ThpMode;
-  /**
-   * Models sleeping until a condition holds (folio lock, migration entry): the scheduler
-   * installs this to run other tasks at the wait. Without it, a wait that is not already
-   * satisfied is a deadlock and a model bug.
-   */
-  blockOn: ((what: string, until: () => boolean) => void) | undefined;
+  /** Models the scheduler: tasks, `current`, the strategy and the recorded schedule. */
+  readonly sched: Scheduler;
+  /** Historical bugs switched back on (KernelOptions.bugs). */
+  readonly bugs: ReadonlySet<string>;
+  /** Models folio lock ownership (lockdep's view of PG_locked): head pfn -> task. */
+  readonly folioLockOwners = new Map<number, Task>();
+  /** Models split page-table locks: page-table page pfn -> its ptl. */
+  readonly ptlocks = new Map<number, SpinLock>();
   /**
    * Migrations between unmap and remove_migration_ptes() (migrate_vma_setup() ..
    * migrate_vma_finalize(), migrate_pages()). Migration code increments it on entry and
@@ -141,6 +155,8 @@ export class Core {
     const ram = opts.ramBytes ?? 2 * 1024 * 1024 * 1024;
     this.ramPages = Math.floor(ram / 4096 / 1024) * 1024;
     this.thpMode = opts.thp ?? 'madvise';
+    this.bugs = new Set(checkBugIds(opts.bugs ?? []));
+    this.sched = new Scheduler();
     this.map.initRange(RAM_START_PFN, this.ramPages, 0);
     this.zone = new BuddyZone(this.map, RAM_START_PFN, this.ramPages);
     this.zone.freeAll();
@@ -149,19 +165,14 @@ export class Core {
     this.nextDevicePfn = Math.ceil((RAM_START_PFN + this.ramPages + sect) / sect) * sect;
   }
 
-  /** Models cond_resched() preemption points; the scheduler installs the hook. */
-  onPreempt: ((where: string) => void) | undefined;
-
-  /** Models cond_resched(): a point where other simulated tasks may run. */
-  preempt(where: string): void {
-    this.onPreempt?.(where);
+  /** True when the historical bug `id` is switched back on. */
+  bug(id: string): boolean {
+    return this.bugs.size !== 0 && this.bugs.has(id);
   }
 
-  /** Models wait_on_page_locked()/migration_entry_wait(): sleep until `until()` holds. */
-  wait(what: string, until: () => boolean): void {
-    if (until()) return;
-    if (this.blockOn) this.blockOn(what, until);
-    if (!until()) throw new ModelBug(`deadlock: ${what} can never complete in this single-threaded run`);
+  /** Models `current`: the task whose kernel code is running. */
+  get current(): Task {
+    return this.sched.current;
   }
 
   /** Models WARN_ON_ONCE(): record a warning. */

@@ -8,10 +8,13 @@ import {
   VM_FAULT_SIGSEGV,
 } from './core.js';
 import { handleMmFault } from './mm/fault.js';
+import { mmapReadLock, mmapReadUnlock } from './mm/locking.js';
 import { pgdIndex, pmdIndex, pteIndex, pudIndex } from './mm/pgtable.js';
 import type { MmStruct } from './mm/types.js';
 import { _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, entryPfn } from './pgtable/entry.js';
 import { BLOCK_PAGES } from './phys/frames.js';
+import { LivelockFinding } from './sched/findings.js';
+import type { KGen } from './sched/task.js';
 
 /** Result codes of {@link translate} besides a pfn. */
 export const XLATE_SEGV = -1;
@@ -73,8 +76,8 @@ export function walkPfn(core: Core, mm: MmStruct, addr: number, write: boolean):
 
 /**
  * Models a user access as the CPU performs it: TLB hit, else page walk, else the page-fault
- * handler (access_error() + handle_mm_fault()), retried until the walk succeeds. Returns the
- * pfn, or XLATE_SEGV / XLATE_BUS / XLATE_OOM when the fault cannot be resolved.
+ * handler, retried until the walk succeeds. Returns the pfn, or XLATE_SEGV / XLATE_BUS /
+ * XLATE_OOM when the fault cannot be resolved. For synchronous callers (the shell).
  */
 export function translate(core: Core, mm: MmStruct, addr: number, write: boolean): number {
   const vpn = Math.floor(addr / PAGE_SIZE);
@@ -82,25 +85,42 @@ export function translate(core: Core, mm: MmStruct, addr: number, write: boolean
   const tlb = mm.tlb;
   if (tlb.tag[s] === vpn && (!write || tlb.writable[s] === 1)) return tlb.pfn[s];
   const pfn = walkPfn(core, mm, addr, write);
-  return pfn >= 0 ? pfn : faultIn(core, mm, addr, write);
+  return pfn >= 0 ? pfn : core.sched.runSync(faultIn(core, mm, addr, write), 'page fault');
 }
 
+/** Bound on fault retries of one access before it is reported as a livelock. */
+export const FAULT_RETRY_BOUND = 10_000;
+
 /**
- * The fault half of {@link translate} after a failed walk: access_error() +
- * handle_mm_fault(), then walk again, retried until the walk succeeds (at most 16 times).
+ * The fault half of {@link translate} after a failed walk: the arch page-fault handler
+ * (lock_mm_and_find_vma() takes the mmap_lock for read, access_error(), handle_mm_fault()),
+ * then the walk again; the CPU re-executes the access until the walk succeeds.
  */
-function faultIn(core: Core, mm: MmStruct, addr: number, write: boolean): number {
-  for (let tries = 0; tries < 16; tries++) {
+export function* faultIn(core: Core, mm: MmStruct, addr: number, write: boolean): KGen<number> {
+  for (let tries = 0; ; tries++) {
+    if (tries >= FAULT_RETRY_BOUND)
+      throw new LivelockFinding(
+        `user ${write ? 'write' : 'read'} at 0x${addr.toString(16)} faulted ${tries} times without progress`,
+      );
+    yield* mmapReadLock(core, mm, 'lock_mm_and_find_vma');
     const vma = mm.vmaLookup(addr);
-    if (!vma) return XLATE_SEGV;
-    const r = handleMmFault(core, vma, addr, (write ? FAULT_FLAG_WRITE : 0) | FAULT_FLAG_USER);
+    if (!vma) {
+      mmapReadUnlock(core, mm, 'do_user_addr_fault');
+      return XLATE_SEGV;
+    }
+    let r: number;
+    try {
+      r = yield* handleMmFault(core, vma, addr, (write ? FAULT_FLAG_WRITE : 0) | FAULT_FLAG_USER);
+    } finally {
+      mmapReadUnlock(core, mm, 'do_user_addr_fault');
+    }
     if (r & VM_FAULT_SIGSEGV) return XLATE_SEGV;
     if (r & VM_FAULT_SIGBUS) return XLATE_BUS;
     if (r & VM_FAULT_OOM) return XLATE_OOM;
     const pfn = walkPfn(core, mm, addr, write);
     if (pfn >= 0) return pfn;
+    yield 'user access: fault handled, access retried';
   }
-  return XLATE_BUS;
 }
 
 /** Pages of the run found by the last {@link walkRun} (module scratch: no allocation). */
@@ -143,14 +163,15 @@ function walkRun(core: Core, mm: MmStruct, addr: number, write: boolean, maxPage
  * into buf, 'write' copies buf in. Returns 0 or the failing XLATE_* code (bytes before the
  * failing page were transferred).
  */
-export function accessBytes(
+export function* accessBytes(
   core: Core,
   mm: MmStruct,
   addr: number,
   buf: Uint8Array,
   dir: 'read' | 'write',
-): number {
+): KGen<number> {
   let done = 0;
+  let sinceYield = 0;
   const len = buf.length;
   const write = dir === 'write';
   const tlb = mm.tlb;
@@ -167,7 +188,7 @@ export function accessBytes(
       pfn = walkRun(core, mm, a, write, Math.ceil((off + len - done) / PAGE_SIZE));
       if (pfn >= 0) run = runPages;
       else {
-        pfn = faultIn(core, mm, a, write);
+        pfn = yield* faultIn(core, mm, a, write);
         if (pfn < 0) return pfn;
       }
     }
@@ -180,6 +201,12 @@ export function accessBytes(
     if (write) blk.set(n === len ? buf : buf.subarray(done, done + n), boff);
     else buf.set(blk.subarray(boff, boff + n), done);
     done += n;
+    // Another CPU can act during a long copy: a preemption point every 2 MiB copied.
+    sinceYield += n;
+    if (sinceYield >= BLOCK_PAGES * PAGE_SIZE && done < len) {
+      sinceYield = 0;
+      yield 'user access: 2 MiB copied';
+    }
   }
   return 0;
 }

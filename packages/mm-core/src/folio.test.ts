@@ -22,6 +22,7 @@ import {
   folioUnlock,
   splitFolioMeta,
 } from './folio.js';
+import { folioLockWait } from './mm/locking.js';
 import {
   MEMMAP_BYTES_PER_PAGE,
   MemMap,
@@ -149,11 +150,15 @@ describe('folio operations (include/linux/mm.h, mm/rmap.c)', () => {
     folioLock(c, f);
     expect(folioTestLocked(c, f)).toBe(true);
     expect(folioTrylock(c, f)).toBe(false);
-    expect(() => folioLock(c, f)).toThrow(/deadlock/);
+    expect(() => folioLock(c, f)).toThrow(/folioLockWait/);
+    // A task that sleeps on it waits for a holder that will never run: a deadlock finding.
+    expect(() => c.sched.runSync(folioLockWait(c, f, 'test'), 'locker')).toThrow(
+      /deadlock:[\s\S]*waits for folio lock/,
+    );
     expect(() => folioPut(c, f)).toThrow(/locked/);
     c.map.refcount[f] = 1;
     folioUnlock(c, f);
-    expect(() => folioUnlock(c, f)).toThrow(/unlocked/);
+    expect(() => folioUnlock(c, f)).toThrow(/folio_unlock: folio not locked/);
     folioPut(c, f);
     expect(k.check()).toEqual([]);
   });

@@ -16,6 +16,7 @@ import {
   PG_tail,
   PG_zone_device,
 } from './phys/memmap.js';
+import { KernelBug } from './sched/findings.js';
 
 /** Models dump_page(): a one-line description of a folio for bug reports and the shell. */
 export function dumpFolio(core: Core, pfn: number): string {
@@ -43,9 +44,14 @@ export function dumpFolio(core: Core, pfn: number): string {
   );
 }
 
-/** Models VM_BUG_ON_FOLIO(). */
+/**
+ * Models VM_BUG_ON_FOLIO(): the kernel's assertion fails, a modelled kernel BUG. `msg` starts
+ * with the kernel function's name ("folio_put: refcount underflow").
+ */
 export function folioBugOn(core: Core, cond: boolean, pfn: number, msg: string): void {
-  if (cond) throw new ModelBug(msg, dumpFolio(core, pfn));
+  if (!cond) return;
+  const m = /^([a-z_0-9]+): (.*)$/s.exec(msg);
+  throw new KernelBug(m ? m[1] : 'VM_BUG_ON_FOLIO', m ? m[2] : msg, [dumpFolio(core, pfn)]);
 }
 
 /** Models prep_compound_page() + folio_set_large_rmappable(): make [head, head + 2^order) one folio. */
@@ -137,28 +143,34 @@ export function folioTestLarge(core: Core, head: number): boolean {
   return (core.map.flags[head] & PG_head) !== 0;
 }
 
-/** Models folio_trylock(). */
+/** Models folio_trylock(); the owner is recorded for lock reports. */
 export function folioTrylock(core: Core, head: number): boolean {
   const m = core.map;
   if (m.flags[head] & PG_locked) return false;
   m.flags[head] |= PG_locked;
+  core.folioLockOwners.set(head, core.sched.current);
   return true;
 }
 
 /**
- * Models folio_lock(). The model is single-threaded, so a folio locked by someone else can only
- * be waited for at a preemption point; here that is a model bug (the caller must use trylock).
+ * Models folio_lock() of a folio nobody else can hold (a folio just allocated or isolated by the
+ * caller). A contended lock needs the sleeping folioLockWait() (mm/locking.ts); here it is a
+ * model bug.
  */
 export function folioLock(core: Core, head: number): void {
   if (!folioTrylock(core, head))
-    throw new ModelBug('folio_lock on a locked folio would deadlock', dumpFolio(core, head));
+    throw new ModelBug(
+      'folio_lock of a folio held by another task needs folioLockWait()',
+      dumpFolio(core, head),
+    );
 }
 
-/** Models folio_unlock(). */
+/** Models folio_unlock() (any task may unlock, as in the kernel). */
 export function folioUnlock(core: Core, head: number): void {
   const m = core.map;
-  folioBugOn(core, !(m.flags[head] & PG_locked), head, 'folio_unlock of an unlocked folio');
+  folioBugOn(core, !(m.flags[head] & PG_locked), head, 'folio_unlock: folio not locked');
   m.flags[head] &= ~PG_locked;
+  core.folioLockOwners.delete(head);
 }
 
 /** Models folio_test_locked(). */
@@ -363,6 +375,8 @@ export function splitFolioMeta(core: Core, head: number, newOrder: number): numb
   const order = m.folioOrder(head);
   folioBugOn(core, newOrder >= order, head, 'split to an order not below the folio order');
   const folioFlags = m.flags[head] & FOLIO_FLAGS & ~(PG_partially_mapped | PG_deferred_split);
+  // Every new folio inherits the lock, so it inherits the lock's owner too.
+  const lockOwner = m.flags[head] & PG_locked ? core.folioLockOwners.get(head) : undefined;
   const n = 1 << order;
   const step = 1 << newOrder;
   const heads: number[] = [];
@@ -387,6 +401,7 @@ export function splitFolioMeta(core: Core, head: number, newOrder: number): numb
       m.largeMapcount[h] = 0;
     }
     if (i !== 0) m.refcount[h] = 0;
+    if (lockOwner) core.folioLockOwners.set(h, lockOwner);
   }
   return heads;
 }

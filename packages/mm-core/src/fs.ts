@@ -1,4 +1,5 @@
 import type { Inode, Vma } from './mm/types.js';
+import type { KGen } from './sched/task.js';
 
 /**
  * Models struct file_operations for the files this model has: device files register these
@@ -8,17 +9,17 @@ import type { Inode, Vma } from './mm/types.js';
 export interface FileOperations {
   /** Models ->open(). */
   open?(file: OpenFile): number;
-  /** Models ->release() (last close of the open file description). */
-  release?(file: OpenFile): void;
+  /** Models ->release() (last close of the open file description); may sleep. */
+  release?(file: OpenFile): KGen;
   /**
    * Models ->unlocked_ioctl(): `arg` is a user address in the calling process; `caller` is
-   * that process (current), a Process of @hmm-model/mm-core.
+   * that process (current), a Process of @hmm-model/mm-core. May sleep.
    */
-  ioctl?(file: OpenFile, cmd: number, arg: number, caller: unknown): number;
+  ioctl?(file: OpenFile, cmd: number, arg: number, caller: unknown): KGen<number>;
   /** Models ->mmap(): set up the VMA (vm_flags, vm_ops, inserted pages). */
   mmap?(file: OpenFile, vma: Vma): number;
-  /** Models ->read_iter() at a position for pseudo files: fills buf, returns bytes. */
-  pread?(file: OpenFile, buf: Uint8Array, pos: number): number;
+  /** Models ->read_iter() at a position for pseudo files: fills buf, returns bytes. May sleep. */
+  pread?(file: OpenFile, buf: Uint8Array, pos: number): KGen<number>;
 }
 
 /**

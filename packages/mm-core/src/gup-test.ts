@@ -3,6 +3,7 @@ import type { Core } from './core.js';
 import { accessBytes } from './cpu.js';
 import type { FileOperations } from './fs.js';
 import { FOLL_PIN, getUserPages, putUserPages } from './mm/gup.js';
+import { mmapReadLock, mmapReadUnlock } from './mm/locking.js';
 import type { Process } from './process.js';
 
 /** Models sizeof(struct gup_test) (mm/gup_test.h): 4 x u64, 3 x u32, which_pages[8]. */
@@ -26,7 +27,7 @@ export const PIN_BASIC_TEST = ioc(5);
  */
 export function gupTestFops(core: Core): FileOperations {
   return {
-    ioctl(_file, cmd, arg, caller) {
+    *ioctl(_file, cmd, arg, caller) {
       const proc = caller as Process;
       const kinds: Record<number, number> = {
         [GUP_FAST_BENCHMARK]: 0,
@@ -38,7 +39,7 @@ export function gupTestFops(core: Core): FileOperations {
       const kind = kinds[cmd];
       if (kind === undefined) return -EINVAL;
       const buf = new Uint8Array(GUP_TEST_STRUCT_SIZE);
-      if (accessBytes(core, proc.mm, arg, buf, 'read') < 0) return -EFAULT;
+      if ((yield* accessBytes(core, proc.mm, arg, buf, 'read')) < 0) return -EFAULT;
       const dv = new DataView(buf.buffer);
       const addr = Number(dv.getBigUint64(16, true));
       const size = Number(dv.getBigUint64(24, true));
@@ -50,7 +51,10 @@ export function gupTestFops(core: Core): FileOperations {
       const got: number[] = [];
       for (let a = addr; a < addr + nrPages * PAGE_SIZE; a += perCall * PAGE_SIZE) {
         const n = Math.min(perCall, (addr + nrPages * PAGE_SIZE - a) / PAGE_SIZE);
-        const r = getUserPages(core, proc.mm, a, n, gupFlags);
+        // get_user_pages_fast()'s slow path: the mmap_lock for read around each batch.
+        yield* mmapReadLock(core, proc.mm, 'gup_test_ioctl');
+        const r = yield* getUserPages(core, proc.mm, a, n, gupFlags);
+        mmapReadUnlock(core, proc.mm, 'gup_test_ioctl');
         if (typeof r === 'number') {
           putUserPages(core, got, gupFlags);
           return r;
@@ -64,7 +68,7 @@ export function gupTestFops(core: Core): FileOperations {
       dv.setBigUint64(0, BigInt(Math.round((t1 - t0) * 1000)), true);
       dv.setBigUint64(8, BigInt(Math.round((t2 - t1) * 1000)), true);
       dv.setBigUint64(24, BigInt(got.length * PAGE_SIZE), true);
-      if (accessBytes(core, proc.mm, arg, buf, 'write') < 0) return -EFAULT;
+      if ((yield* accessBytes(core, proc.mm, arg, buf, 'write')) < 0) return -EFAULT;
       return 0;
     },
   };

@@ -1,13 +1,12 @@
 import type { Core } from './core.js';
 import type { FileOperations } from './fs.js';
 import type { Inode } from './mm/types.js';
-import type { Scheduler } from './sched.js';
+import type { Scheduler } from './sched/scheduler.js';
 
 /** Models the part of task_struct other tasks reach (kill(), the task table). */
 export interface TaskLike {
   readonly pid: number;
   state: 'running' | 'zombie' | 'reaped';
-  doExit(code: number, signal?: number): void;
 }
 
 /** What a path names in the model's VFS. */

@@ -2,6 +2,8 @@
  * @hmm-model/mm-core: the model of Linux core memory management (mm/, include/linux/mm*.h,
  * mm/hmm.c). See the README for the kernel-symbol table.
  */
+
+export * from './bugs.js';
 export * from './constants.js';
 export * from './core.js';
 export * from './cpu.js';
@@ -22,6 +24,7 @@ export * from './mm/hmm.js';
 export * from './mm/huge.js';
 export * from './mm/hugetlb.js';
 export * from './mm/insert.js';
+export * from './mm/locking.js';
 export * from './mm/madvise.js';
 export * from './mm/mmap.js';
 export * from './mm/mprotect.js';
@@ -41,5 +44,5 @@ export * from './phys/memmap.js';
 export * from './proc.js';
 export * from './process.js';
 export * from './report.js';
-export * from './sched.js';
+export * from './sched/index.js';
 export * from './vmstat.js';

@@ -8,14 +8,14 @@ import { hugetlbGrowPool } from './mm/hugetlb.js';
 import { shmemNewInode } from './mm/shmem.js';
 import type { Inode } from './mm/types.js';
 import { PG_reserved } from './phys/memmap.js';
-import { pagemapEntry } from './proc.js';
+import { pagemapRead } from './proc.js';
 import { Process } from './process.js';
 import { meminfoText, vmstatText } from './report.js';
-import { Scheduler } from './sched.js';
+import type { Scheduler } from './sched/scheduler.js';
 
 /** Options for {@link Kernel}. */
 export interface KernelOptions extends CoreOptions {
-  /** Seed of the scheduler and of randomness handed to programs (default 1). */
+  /** Seed of randomness handed to programs (default 1). */
   seed?: number;
   /** Run the invariant checker after every syscall (default false; tests turn it on). */
   checkInvariants?: boolean;
@@ -29,7 +29,7 @@ export type InvariantChecker = (kernel: Kernel) => string[];
 /** Models a text pseudo file (procfs/sysfs show()) generated at read time. */
 function textFile(gen: (file: OpenFile) => string): FileOperations {
   return {
-    pread(file, buf, pos) {
+    *pread(file, buf, pos) {
       const bytes = new TextEncoder().encode(gen(file));
       if (pos >= bytes.length) return 0;
       const n = Math.min(buf.length, bytes.length - pos);
@@ -46,7 +46,6 @@ function textFile(gen: (file: OpenFile) => string): FileOperations {
  */
 export class Kernel implements Host {
   readonly core: Core;
-  readonly sched: Scheduler;
   readonly tasks = new Map<number, TaskLike>();
   private nextPid = 1;
   /** Models the character-device namespace under /dev and debugfs. */
@@ -59,13 +58,18 @@ export class Kernel implements Host {
   readonly violations: string[] = [];
   /** Models /sys/kernel/mm/transparent_hugepage/hpage_pmd_size. */
   readonly hpagePmdSize = PMD_SIZE;
+  /** The seed handed to programs (selftests' randomness) and the default for random schedules. */
+  readonly seed: number;
+
+  /** The scheduler (tasks, strategy, recorded schedule). */
+  get sched(): Scheduler {
+    return this.core.sched;
+  }
 
   constructor(opts: KernelOptions = {}) {
     this.core = new Core(opts);
-    this.sched = new Scheduler(opts.seed ?? 1);
+    this.seed = opts.seed ?? 1;
     this.checkInvariants = opts.checkInvariants ?? false;
-    this.core.onPreempt = (w) => this.sched.preempt(w);
-    this.core.blockOn = (_what, until) => this.sched.blockOn(until);
     // Models ZERO_PAGE(0): a reserved frame shared by every zero-page mapping.
     const z = allocFolio(this.core, 0, true);
     this.core.map.flags[z] |= PG_reserved;
@@ -76,19 +80,16 @@ export class Kernel implements Host {
   }
 
   private registerPseudoFiles(): void {
+    const core = this.core;
     this.devices.set('/proc/self/pagemap', {
-      pread: (file, buf, pos) => {
+      *pread(file, buf, pos) {
         const proc = file.opener as Process;
         if (pos % 8 !== 0 || buf.length % 8 !== 0) return -EINVAL;
+        const n = buf.length / 8;
+        const out = new BigUint64Array(n);
+        if (proc.state === 'running') yield* pagemapRead(core, proc.mm, (pos / 8) * 4096, n, out);
         const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-        for (let k = 0; k < buf.length / 8; k++) {
-          const vaddr = (pos / 8 + k) * 4096;
-          dv.setBigUint64(
-            k * 8,
-            proc.state === 'running' ? pagemapEntry(this.core, proc.mm, vaddr) : 0n,
-            true,
-          );
-        }
+        for (let k = 0; k < n; k++) dv.setBigUint64(k * 8, out[k], true);
         return buf.length;
       },
     });

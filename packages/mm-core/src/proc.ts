@@ -1,5 +1,6 @@
 import { PAGE_SIZE, PMD_SIZE } from './constants.js';
 import type { Core } from './core.js';
+import { mmapReadLock, mmapReadUnlock } from './mm/locking.js';
 import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo } from './mm/pgtable.js';
 import type { MmStruct, Vma } from './mm/types.js';
 import { VM_HUGETLB, VM_SHARED } from './mm/types.js';
@@ -11,9 +12,13 @@ import {
   entryNone,
   entryPfn,
   entryPresent,
+  SWP_MIGRATION_READ,
+  SWP_MIGRATION_READ_EXCLUSIVE,
+  SWP_MIGRATION_WRITE,
   swpType,
 } from './pgtable/entry.js';
 import { PG_anon, PG_anon_exclusive } from './phys/memmap.js';
+import type { KGen } from './sched/task.js';
 
 /** Models PM_PRESENT (bit 63 of a /proc/pid/pagemap entry). */
 export const PM_PRESENT = 1n << 63n;
@@ -70,6 +75,50 @@ export function pagemapEntry(core: Core, mm: MmStruct, addr: number): bigint {
   let e = PM_SWAP | ((type | (off << 5n)) & PM_PFN_MASK);
   if (lo & _PAGE_SWP_SOFT_DIRTY) e |= PM_SOFT_DIRTY;
   return e;
+}
+
+/**
+ * Models pagemap_read() (fs/proc/task_mmu.c): with the mmap_lock held for read, the entries of
+ * `count` pages from vaddr into `out` (one bigint each), PMD by PMD (pagemap_pmd_range(), a
+ * preemption point between PMDs). With bug F14 switched on, a non-migration software PMD
+ * (a device-private THP) trips the stale VM_WARN_ON_ONCE of pagemap_pmd_range_thp().
+ */
+export function* pagemapRead(
+  core: Core,
+  mm: MmStruct,
+  vaddr: number,
+  count: number,
+  out: BigUint64Array,
+): KGen {
+  yield* mmapReadLock(core, mm, 'pagemap_read');
+  try {
+    let lastPmd = -1;
+    for (let k = 0; k < count; k++) {
+      const a = vaddr + k * PAGE_SIZE;
+      const pmdIdx = Math.floor(a / PMD_SIZE);
+      if (pmdIdx !== lastPmd) {
+        if (lastPmd >= 0) yield 'pagemap_pmd_range: next PMD';
+        lastPmd = pmdIdx;
+        if (core.bug('F14')) pagemapWarnOnDevicePmd(core, mm, a);
+      }
+      out[k] = pagemapEntry(core, mm, a);
+    }
+  } finally {
+    mmapReadUnlock(core, mm, 'pagemap_read');
+  }
+}
+
+/** The pre-fix VM_WARN_ON_ONCE(!pmd_is_migration_entry(pmd)) of pagemap_pmd_range_thp() (bug F14). */
+function pagemapWarnOnDevicePmd(core: Core, mm: MmStruct, addr: number): void {
+  if (!mm.vmaLookup(addr)) return;
+  const pmdT = pmdTableOf(core, mm, addr, false);
+  if (pmdT < 0) return;
+  const lo = ptLo(core, pmdT, pmdIndex(addr));
+  const hi = ptHi(core, pmdT, pmdIndex(addr));
+  if (entryNone(lo, hi) || entryPresent(lo)) return;
+  const t = swpType(lo);
+  if (t !== SWP_MIGRATION_READ && t !== SWP_MIGRATION_WRITE && t !== SWP_MIGRATION_READ_EXCLUSIVE)
+    core.warn('pagemap_pmd_range_thp: VM_WARN_ON_ONCE(!pmd_is_migration_entry(pmd))');
 }
 
 /** Models one VMA's block of /proc/pid/smaps (the fields this model tracks). */

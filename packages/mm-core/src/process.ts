@@ -1,70 +1,28 @@
 import {
-  EACCES,
-  EBADF,
   ECHILD,
-  EEXIST,
-  EFAULT,
   EINVAL,
-  ENODEV,
   ENOMEM,
-  ENOTTY,
   ESRCH,
   MAP_ANONYMOUS,
-  MAP_FIXED,
-  MAP_FIXED_NOREPLACE,
-  MAP_HUGETLB,
-  MAP_POPULATE,
   MAP_PRIVATE,
-  MAP_SHARED,
-  MAP_SHARED_VALIDATE,
-  MAP_TYPE,
-  O_ACCMODE,
-  O_RDONLY,
-  O_WRONLY,
-  PAGE_SIZE,
-  PMD_SIZE,
-  PROT_EXEC,
   PROT_READ,
   PROT_WRITE,
   SIGBUS,
   SIGKILL,
   SIGSEGV,
-  TASK_SIZE,
 } from './constants.js';
-import { accessBytes, XLATE_BUS, XLATE_OOM } from './cpu.js';
+import { XLATE_BUS, XLATE_OOM } from './cpu.js';
 import { SignalDelivered } from './errors.js';
-import { OpenFile } from './fs.js';
+import type { OpenFile } from './fs.js';
 import type { Host } from './host.js';
-import { exitMmap } from './mm/exit.js';
+import { mmput } from './mm/exit.js';
 import { dupMmap } from './mm/fork.js';
-import { sysMadvise } from './mm/madvise.js';
-import {
-  getUnmappedArea,
-  inodePut,
-  pageAlign,
-  rangeFree,
-  removeVma,
-  sysMunmap,
-  unmapRange,
-} from './mm/mmap.js';
-import { protToVmFlags, sysMprotect } from './mm/mprotect.js';
-import { sysMremap } from './mm/mremap.js';
-import { withInvalidation } from './mm/notifier.js';
+import { inodePut } from './mm/mmap.js';
 import { allocTable } from './mm/pgtable.js';
-import { shmemNewInode, shmemRead, shmemTruncatePages, shmemWrite } from './mm/shmem.js';
-import {
-  type Inode,
-  MMU_NOTIFY_CLEAR,
-  MmStruct,
-  VM_HUGETLB,
-  VM_MAYEXEC,
-  VM_MAYREAD,
-  VM_MAYSHARE,
-  VM_MAYWRITE,
-  VM_SHARED,
-  Vma,
-} from './mm/types.js';
-import { zapRange } from './mm/zap.js';
+import { MmStruct, type Vma } from './mm/types.js';
+import { waitEvent } from './sched/locks.js';
+import type { KGen, Task } from './sched/task.js';
+import { Syscalls } from './syscalls.js';
 
 /** Models the task state as user space observes it through waitpid(). */
 export type TaskState = 'running' | 'zombie' | 'reaped';
@@ -88,11 +46,49 @@ export function WTERMSIG(status: number): number {
 
 let nextMmId = 1;
 
+/** Models the mm ids of new processes (exported for fork's child). */
+export function allocMmId(): number {
+  return nextMmId++;
+}
+
+/**
+ * Models a thread of a process (clone(CLONE_VM | CLONE_THREAD | CLONE_FILES)): it shares the
+ * process's mm and files and runs kernel paths as its own tasks, so two threads of one process
+ * can be in the kernel at once.
+ */
+export class Thread {
+  constructor(
+    readonly tid: number,
+    readonly process: Process,
+  ) {}
+
+  /** The generator form of the syscalls (shared with the process). */
+  get sys(): Syscalls {
+    return this.process.sys;
+  }
+
+  /** Models this thread running `body` (a task owned by the thread). */
+  spawn(name: string, body: KGen<unknown>, delay = 0): Task {
+    return this.process.host.sched.spawn(`${this.process.pid}/${this.tid} ${name}`, body, {
+      kind: 'user',
+      owner: this,
+      delay,
+    });
+  }
+
+  /** Runs a syscall of this thread synchronously (a task owned by the thread). */
+  run<T>(name: string, gen: KGen<T>): T {
+    return this.process.host.sched.runSync(gen, `${this.process.pid}/${this.tid} ${name}`, this);
+  }
+}
+
 /**
  * Models a user process (struct task_struct + its mm and files) behind a libc-like surface:
  * each method is named after the syscall and follows the raw-syscall convention (a
  * non-negative result or -errno). CPU accesses go through the MMU model; an access the fault
  * handler cannot satisfy kills the process with SIGSEGV/SIGBUS and throws SignalDelivered.
+ * Each synchronous method runs its kernel path as a task on the scheduler; `sys` has the same
+ * syscalls as generators for tasks, and `clone()` makes threads.
  */
 export class Process {
   readonly pid: number;
@@ -104,6 +100,15 @@ export class Process {
   /** Models the wait status once a zombie. */
   status = 0;
   readonly host: Host;
+  /** The generator form of the syscalls, for tasks: `yield* p.sys.madvise(...)`. */
+  readonly sys: Syscalls;
+  /** Threads created by clone() (the main thread is the process itself). */
+  readonly threads: Thread[] = [];
+  /** Syscalls of this process's threads currently in the kernel. */
+  inKernel = 0;
+  /** Models a pending fatal signal (SIGKILL from kill(), or exit_group() of another thread). */
+  fatalSignal = 0;
+  private nextTid = 1;
 
   constructor(host: Host, parent: Process | null, mm?: MmStruct) {
     this.host = host;
@@ -114,6 +119,7 @@ export class Process {
       this.mm = new MmStruct(nextMmId++);
       this.mm.pgd = allocTable(host.core, this.mm, true);
     }
+    this.sys = new Syscalls(this);
     parent?.children.add(this);
     host.tasks.set(this.pid, this);
   }
@@ -122,13 +128,27 @@ export class Process {
     return this.host.core;
   }
 
-  private done<T>(what: string, v: T): T {
-    this.host.afterSyscall(what);
-    return v;
+  /** True while the process runs (not a zombie, no fatal signal taken yet). */
+  get alive(): boolean {
+    return this.state === 'running';
   }
 
-  private alive(): boolean {
-    return this.state === 'running';
+  /**
+   * Runs a kernel path of this process synchronously on the scheduler; afterwards, when no
+   * other task is in flight, the post-syscall hook (the invariant checker when enabled).
+   */
+  run<T>(what: string, gen: KGen<T>, check = true): T {
+    const sched = this.host.sched;
+    const r = sched.runSync(gen, `${this.pid} ${what}`, this);
+    if (check && sched.pending === 0 && !sched.inTask) this.host.afterSyscall(what);
+    return r;
+  }
+
+  /** Models clone(CLONE_VM | CLONE_THREAD): a new thread sharing this process's mm and files. */
+  clone(): Thread {
+    const t = new Thread(this.nextTid++, this);
+    this.threads.push(t);
+    return t;
   }
 
   /** Models getpid(2). */
@@ -136,271 +156,131 @@ export class Process {
     return this.pid;
   }
 
-  /**
-   * Models mmap(2) (do_mmap()): anonymous private/shared, tmpfs files, MAP_HUGETLB and device
-   * files' own mmap. Returns the address or -errno.
-   */
+  /** Models mmap(2) (do_mmap()). Returns the address or -errno. */
   mmap(addr: number, length: number, prot: number, flags: number, fd = -1, offset = 0): number {
-    if (!this.alive()) return -ESRCH;
-    const r = this.doMmap(addr, length, prot, flags, fd, offset);
-    return this.done('mmap', r);
-  }
-
-  private doMmap(
-    addr: number,
-    length: number,
-    prot: number,
-    flags: number,
-    fd: number,
-    offset: number,
-  ): number {
-    const core = this.core;
-    const mm = this.mm;
-    if (![addr, length, prot, flags, fd, offset].every(Number.isInteger)) return -EINVAL;
-    if (length <= 0) return -EINVAL;
-    if (offset % PAGE_SIZE !== 0 || offset < 0) return -EINVAL;
-    if (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)) return -EINVAL;
-    const type = flags & MAP_TYPE;
-    if (type !== MAP_SHARED && type !== MAP_PRIVATE && type !== MAP_SHARED_VALIDATE) return -EINVAL;
-    const shared = type !== MAP_PRIVATE;
-    const huge = (flags & MAP_HUGETLB) !== 0;
-    let len = pageAlign(length);
-    if (huge) len = Math.ceil(length / PMD_SIZE) * PMD_SIZE;
-    if (len > TASK_SIZE || len <= 0) return -ENOMEM;
-    if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
-      if (addr % (huge ? PMD_SIZE : PAGE_SIZE) !== 0) return -EINVAL;
-      if (addr < 0x10000 || addr + len > TASK_SIZE) return flags & MAP_FIXED ? -EINVAL : -ENOMEM;
-    }
-    let file: OpenFile | undefined;
-    let inode: Inode | null = null;
-    let vmFlags = protToVmFlags(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC;
-    if (!(flags & MAP_ANONYMOUS)) {
-      file = this.fds.get(fd);
-      if (!file) return -EBADF;
-      const acc = file.flags & O_ACCMODE;
-      if (acc === O_WRONLY) return -EACCES;
-      if (shared && prot & PROT_WRITE && acc === O_RDONLY) return -EACCES;
-      if (shared && acc === O_RDONLY) vmFlags &= ~VM_MAYWRITE;
-      if (huge) return -EINVAL;
-      if (file.inode) inode = file.inode;
-      else if (!file.fops?.mmap) return -ENODEV;
-    }
-    if (shared) vmFlags |= VM_SHARED | VM_MAYSHARE;
-    if (huge) {
-      vmFlags |= VM_HUGETLB;
-      if (core.hugetlb.free.length < len / PMD_SIZE) return -ENOMEM;
-    }
-    let start: number;
-    if (flags & MAP_FIXED_NOREPLACE) {
-      if (!rangeFree(mm, addr, len)) return -EEXIST;
-      start = addr;
-    } else if (flags & MAP_FIXED) {
-      unmapRange(core, mm, addr, addr + len);
-      start = addr;
-    } else {
-      start = getUnmappedArea(mm, addr, len, huge || (!file && !shared));
-      if (start < 0) return start;
-      if (huge && start % PMD_SIZE) return -ENOMEM;
-    }
-    if (!file && shared) {
-      // Models shmem_zero_setup(): shared anonymous memory is a tmpfs file.
-      inode = shmemNewInode(core, 'dev/zero');
-      inode.size = len;
-    }
-    if (huge && shared && !inode) {
-      inode = shmemNewInode(core, 'anon_hugepage');
-      inode.size = len;
-    }
-    const pgoff = inode || file ? offset / PAGE_SIZE : start / PAGE_SIZE;
-    const vma = new Vma(mm, start, start + len, vmFlags, pgoff, inode);
-    if (inode) {
-      inode.mmaps.add(vma);
-      inode.refs++;
-    }
-    mm.insertVma(vma);
-    if (file && !file.inode && file.fops?.mmap) {
-      vma.vmOps = { name: file.path };
-      const r = file.fops.mmap(file, vma);
-      if (r < 0) {
-        unmapRange(core, mm, start, start + len);
-        if (mm.vmas.includes(vma)) removeVma(core, vma);
-        return r;
-      }
-    }
-    if (flags & MAP_POPULATE) {
-      const buf = new Uint8Array(1);
-      for (let a = start; a < start + len; a += PAGE_SIZE) accessBytes(core, mm, a, buf, 'read');
-    }
-    return start;
+    return this.run('mmap', this.sys.mmap(addr, length, prot, flags, fd, offset));
   }
 
   /** Models munmap(2). */
   munmap(addr: number, length: number): number {
-    if (!this.alive()) return -ESRCH;
-    return this.done('munmap', sysMunmap(this.core, this.mm, addr, length));
+    return this.run('munmap', this.sys.munmap(addr, length));
   }
 
   /** Models mprotect(2). */
   mprotect(addr: number, length: number, prot: number): number {
-    if (!this.alive()) return -ESRCH;
-    return this.done('mprotect', sysMprotect(this.core, this.mm, addr, length, prot));
+    return this.run('mprotect', this.sys.mprotect(addr, length, prot));
   }
 
   /** Models madvise(2). */
   madvise(addr: number, length: number, advice: number): number {
-    if (!this.alive()) return -ESRCH;
-    return this.done('madvise', sysMadvise(this.core, this.mm, addr, length, advice));
+    return this.run('madvise', this.sys.madvise(addr, length, advice));
   }
 
   /** Models mremap(2). */
   mremap(oldAddr: number, oldLen: number, newLen: number, flags: number, newAddr = 0): number {
-    if (!this.alive()) return -ESRCH;
-    return this.done('mremap', sysMremap(this.core, this.mm, oldAddr, oldLen, newLen, flags, newAddr));
+    return this.run('mremap', this.sys.mremap(oldAddr, oldLen, newLen, flags, newAddr));
   }
 
-  private allocFd(): number {
+  /** Models fd_install(): the lowest free descriptor for f. */
+  installFd(f: OpenFile): number {
     let fd = 3;
     while (this.fds.has(fd)) fd++;
+    this.fds.set(fd, f);
     return fd;
+  }
+
+  /** Models fput(): the last reference runs ->release(). */
+  *releaseFile(f: OpenFile): KGen {
+    f.refs--;
+    if (f.refs > 0) return;
+    if (f.fops?.release) yield* f.fops.release(f);
+    if (f.inode) inodePut(this.core, f.inode);
   }
 
   /** Models open(2)/openat(2): device files, tmpfs files, O_TMPFILE and pseudo files. */
   open(path: string, flags: number, _mode = 0o600): number {
-    if (!this.alive()) return -ESRCH;
-    if (typeof path !== 'string' || !Number.isInteger(flags)) return -EINVAL;
-    const t = this.host.lookupPath(path, flags);
-    if (typeof t === 'number') return this.done('open', t);
-    const f =
-      'inode' in t
-        ? new OpenFile(path, flags, t.inode, null, this)
-        : new OpenFile(path, flags, null, t.fops, this);
-    if ('inode' in t) t.inode.refs++;
-    if (f.fops?.open) {
-      const r = f.fops.open(f);
-      if (r < 0) return this.done('open', r);
-    }
-    const fd = this.allocFd();
-    this.fds.set(fd, f);
-    return this.done('open', fd);
-  }
-
-  private releaseFile(f: OpenFile): void {
-    f.refs--;
-    if (f.refs > 0) return;
-    f.fops?.release?.(f);
-    if (f.inode) inodePut(this.core, f.inode);
+    return this.run('open', this.sys.open(path, flags));
   }
 
   /** Models close(2). */
   close(fd: number): number {
-    const f = this.fds.get(fd);
-    if (!f) return -EBADF;
-    this.fds.delete(fd);
-    this.releaseFile(f);
-    return this.done('close', 0);
+    return this.run('close', this.sys.close(fd));
   }
 
   /** Models ioctl(2): `arg` is a user address in this process. */
   ioctl(fd: number, cmd: number, arg: number): number {
-    if (!this.alive()) return -ESRCH;
-    const f = this.fds.get(fd);
-    if (!f) return -EBADF;
-    if (!f.fops?.ioctl) return -ENOTTY;
-    return this.done('ioctl', f.fops.ioctl(f, cmd >>> 0, arg, this));
+    return this.run('ioctl', this.sys.ioctl(fd, cmd, arg));
   }
 
-  private userBuf(buf: number | Uint8Array, count: number): Uint8Array | number {
-    if (buf instanceof Uint8Array) return buf.subarray(0, count);
-    const b = new Uint8Array(count);
-    return accessBytes(this.core, this.mm, buf, b, 'read') < 0 ? -EFAULT : b;
-  }
-
-  /**
-   * Models pwrite(2). `buf` is a user address, or (an extension for host code) a Uint8Array.
-   */
+  /** Models pwrite(2). `buf` is a user address, or (an extension for host code) a Uint8Array. */
   pwrite(fd: number, buf: number | Uint8Array, count: number, offset: number): number {
-    const f = this.fds.get(fd);
-    if (!f || (f.flags & O_ACCMODE) === O_RDONLY) return -EBADF;
-    if (!Number.isInteger(count) || count < 0 || !Number.isInteger(offset) || offset < 0) return -EINVAL;
-    if (!f.inode) return -EINVAL;
-    const b = this.userBuf(buf, count);
-    if (typeof b === 'number') return b;
-    return this.done('pwrite', shmemWrite(this.core, f.inode, b, offset));
+    return this.run('pwrite', this.sys.pwrite(fd, buf, count, offset));
   }
 
   /** Models pread(2). `buf` is a user address, or (an extension for host code) a Uint8Array. */
   pread(fd: number, buf: number | Uint8Array, count: number, offset: number): number {
-    const f = this.fds.get(fd);
-    if (!f || (f.flags & O_ACCMODE) === O_WRONLY) return -EBADF;
-    if (!Number.isInteger(count) || count < 0 || !Number.isInteger(offset) || offset < 0) return -EINVAL;
-    const tmp = new Uint8Array(count);
-    let n: number;
-    if (f.inode) n = shmemRead(this.core, f.inode, tmp, offset);
-    else if (f.fops?.pread) n = f.fops.pread(f, tmp, offset);
-    else return -EINVAL;
-    if (n < 0) return n;
-    if (buf instanceof Uint8Array) buf.set(tmp.subarray(0, Math.min(n, buf.length)));
-    else if (accessBytes(this.core, this.mm, buf, tmp.subarray(0, n), 'write') < 0) return -EFAULT;
-    return this.done('pread', n);
+    return this.run('pread', this.sys.pread(fd, buf, count, offset));
   }
 
   /** Models ftruncate(2) on a tmpfs file: shrinking unmaps and drops pages past the end. */
   ftruncate(fd: number, length: number): number {
-    const f = this.fds.get(fd);
-    if (!f) return -EBADF;
-    if (!Number.isInteger(length) || length < 0) return -EINVAL;
-    if (!f.inode || (f.flags & O_ACCMODE) === O_RDONLY) return -EINVAL;
-    const inode = f.inode;
-    if (length < inode.size) {
-      const from = Math.ceil(length / PAGE_SIZE);
-      for (const v of [...inode.mmaps]) {
-        const s = Math.max(v.start, v.start + (from - v.pgoff) * PAGE_SIZE);
-        if (s < v.end) {
-          // Models unmap_mapping_range(): the zap runs inside an MMU_NOTIFY_CLEAR invalidation.
-          withInvalidation(v.mm, s, v.end, MMU_NOTIFY_CLEAR, null, () => zapRange(this.core, v, s, v.end));
-        }
-      }
-      shmemTruncatePages(this.core, inode, from);
-    }
-    inode.size = length;
-    return this.done('ftruncate', 0);
+    return this.run('ftruncate', this.sys.ftruncate(fd, length));
   }
 
   /** Models fork(2): returns the child's pid (the child is `host`'s task with that pid), or -errno. */
   fork(): number {
-    if (!this.alive()) return -ESRCH;
-    const { mm, ok } = dupMmap(this.core, this.mm, nextMmId++);
+    return this.run('fork', this.sys.fork());
+  }
+
+  /** The body of fork(2): dup_mmap() and the child's task. */
+  *forkGen(): KGen<number> {
+    const { mm, ok } = yield* dupMmap(this.core, this.mm, nextMmId++);
     const child = new Process(this.host, this, mm);
     for (const [fd, f] of this.fds) {
       f.refs++;
       child.fds.set(fd, f);
     }
     if (!ok) {
-      child.doExit(0, SIGKILL);
-      return this.done('fork', -ENOMEM);
+      yield* child.exitGen(0, SIGKILL);
+      return -ENOMEM;
     }
-    return this.done('fork', child.pid);
+    return child.pid;
   }
 
-  /** Models do_exit(): files closed, mm torn down, zombie until reaped. */
+  /** Models do_exit() synchronously (files closed, mm torn down, zombie until reaped). */
   doExit(code: number, signal = 0): void {
+    this.run('exit', this.exitGen(code, signal));
+  }
+
+  /**
+   * Models do_exit()/exit_group(): the other threads get a fatal signal and the exit waits until
+   * none of them is in the kernel; then files are closed, the mm's last user drops it
+   * (exit_mmap()), and the process is a zombie until its parent reaps it.
+   */
+  *exitGen(code: number, signal = 0): KGen {
     if (this.state !== 'running') return;
+    this.state = 'zombie';
+    this.fatalSignal = this.fatalSignal || signal || SIGKILL;
+    // A caller inside one of this process's syscalls counts itself.
+    const self = this.host.sched.current.owner;
+    const mine = self === this || (self instanceof Thread && self.process === this) ? 1 : 0;
+    yield* waitEvent(
+      `exit_group of pid ${this.pid}: threads leaving the kernel`,
+      () => this.inKernel <= mine,
+    );
     for (const fd of [...this.fds.keys()]) {
       const f = this.fds.get(fd)!;
       this.fds.delete(fd);
-      this.releaseFile(f);
+      yield* this.releaseFile(f);
     }
-    this.mm.users--;
-    if (this.mm.users === 0) exitMmap(this.core, this.mm);
+    yield* mmput(this.core, this.mm);
     this.status = signal ? signal & 0x7f : (code & 0xff) << 8;
-    this.state = 'zombie';
     for (const c of this.children) {
       c.parent = null;
       if (c.state === 'zombie') c.reap();
     }
     this.children.clear();
     if (!this.parent) this.reap();
-    this.host.afterSyscall('exit');
   }
 
   private reap(): void {
@@ -415,9 +295,8 @@ export class Process {
 
   /**
    * Models waitpid(2) with options 0 on an exited child: returns its pid and stores the wait
-   * status in `status.value`; -ECHILD if it is not a child; a still-running child cannot be
-   * waited for in a single-threaded model (-ECHILD is not right there, so this returns 0 for
-   * WNOHANG semantics).
+   * status in `status.value`; -ECHILD if it is not a child; a child still running cannot be
+   * waited for here (it has no task of its own to finish), so this returns 0 (WNOHANG semantics).
    */
   waitpid(pid: number, status?: { value: number }, _options = 0): number {
     // Models do_wait(): any child that has already exited is reaped first.
@@ -433,11 +312,20 @@ export class Process {
 
   /** Models kill(2): SIGKILL/SIGTERM (and any other fatal signal) terminate the target. */
   kill(pid: number, sig: number): number {
+    return this.run('kill', this.killGen(pid, sig));
+  }
+
+  /**
+   * The body of kill(2): a fatal signal. A target with threads in the kernel exits when the last
+   * of them returns to user space; otherwise it exits now (the model runs its do_exit() here).
+   */
+  *killGen(pid: number, sig: number): KGen<number> {
     const t = this.host.tasks.get(pid);
-    if (t?.state !== 'running') return -ESRCH;
+    if (!(t instanceof Process) || t.state !== 'running') return -ESRCH;
     if (!Number.isInteger(sig) || sig < 0 || sig > 64) return -EINVAL;
     if (sig === 0) return 0;
-    t.doExit(0, sig);
+    t.fatalSignal = t.fatalSignal || sig;
+    if (t.inKernel === 0) yield* t.exitGen(0, sig);
     return 0;
   }
 
@@ -461,15 +349,15 @@ export class Process {
 
   /** Models user loads into a host buffer. */
   readInto(addr: number, buf: Uint8Array): void {
-    if (!this.alive()) throw new SignalDelivered(SIGKILL, this.pid, addr, 'process is not running');
-    const r = accessBytes(this.core, this.mm, addr, buf, 'read');
+    if (!this.alive) throw new SignalDelivered(SIGKILL, this.pid, addr, 'process is not running');
+    const r = this.run('read', this.sys.access(addr, buf, 'read'), false);
     if (r < 0) this.fault(addr, r);
   }
 
   /** Models user stores of a byte range (one translation per page). */
   writeBytes(addr: number, data: Uint8Array): void {
-    if (!this.alive()) throw new SignalDelivered(SIGKILL, this.pid, addr, 'process is not running');
-    const r = accessBytes(this.core, this.mm, addr, data, 'write');
+    if (!this.alive) throw new SignalDelivered(SIGKILL, this.pid, addr, 'process is not running');
+    const r = this.run('write', this.sys.access(addr, data, 'write'), false);
     if (r < 0) this.fault(addr, r);
   }
 

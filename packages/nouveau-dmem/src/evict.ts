@@ -8,7 +8,7 @@ import {
   migratePfnToPage,
   mpfnFlags,
 } from '@hmm-model/migrate-vma';
-import { allocFolio, folioMapped, ModelBug } from '@hmm-model/mm-core';
+import { allocFolio, folioMapped, type KGen, ModelBug } from '@hmm-model/mm-core';
 import { memunmapPages } from '@hmm-model/zone-device';
 import { freeListPfns, nouveauDmemCopyFolio, nouveauWarn } from './dmem.js';
 import type { NouveauDmemChunk, NouveauDrm } from './types.js';
@@ -46,6 +46,11 @@ export interface EvictResult {
  * dmirror_device_evict_chunk() does) and the THP moves.
  */
 export function nouveauDmemEvictChunk(chunk: NouveauDmemChunk): EvictResult {
+  return chunk.drm.core.sched.runSync(nouveauDmemEvictChunkGen(chunk), 'nouveau_dmem_evict_chunk');
+}
+
+/** The kernel path of {@link nouveauDmemEvictChunk}, for tasks. */
+export function* nouveauDmemEvictChunkGen(chunk: NouveauDmemChunk): KGen<EvictResult> {
   const drm = chunk.drm;
   const core = drm.core;
   const m = core.map;
@@ -53,7 +58,8 @@ export function nouveauDmemEvictChunk(chunk: NouveauDmemChunk): EvictResult {
   const src = new Float64Array(npages);
   const dst = new Float64Array(npages);
   const res: EvictResult = { collected: 0, evicted: 0, refused: 0 };
-  migrateDeviceRange(core, src, chunk.pagemap.startPfn, npages);
+  yield* migrateDeviceRange(core, src, chunk.pagemap.startPfn, npages);
+  yield 'nouveau_dmem_evict_chunk: after migrate_device_range';
   for (let i = 0; i < npages; i++) {
     if (!(mpfnFlags(src[i]) & MIGRATE_PFN_MIGRATE)) continue;
     res.collected++;
@@ -78,13 +84,14 @@ export function nouveauDmemEvictChunk(chunk: NouveauDmemChunk): EvictResult {
     dst[i] = migratePfn(dpage) + (compound && drm.options.evictCompoundFixed ? MIGRATE_PFN_COMPOUND : 0);
     nouveauDmemCopyFolio(drm, folio, dpage);
   }
-  migrateDevicePages(core, src, dst, npages);
+  yield 'nouveau_dmem_evict_chunk: copies issued, before migrate_device_pages';
+  yield* migrateDevicePages(core, src, dst, npages);
   for (let i = 0; i < npages; i++) {
     if (migratePfnToPage(dst[i]) < 0) continue;
     if (mpfnFlags(src[i]) & MIGRATE_PFN_MIGRATE) res.evicted++;
     else res.refused++;
   }
-  migrateDeviceFinalize(core, src, dst, npages);
+  yield* migrateDeviceFinalize(core, src, dst, npages);
   return res;
 }
 
@@ -125,6 +132,13 @@ function liveFolios(chunk: NouveauDmemChunk): NotEvicted[] {
  * stuck, keeps it (and its BO) alive and returns what could not be evicted.
  */
 export function nouveauDmemFini(drm: NouveauDrm): FiniResult {
+  const res = drm.core.sched.runSync(nouveauDmemFiniGen(drm), 'nouveau_dmem_fini');
+  drm.kernel.afterSyscall('nouveau_dmem_fini');
+  return res;
+}
+
+/** The kernel path of {@link nouveauDmemFini}, for tasks. */
+export function* nouveauDmemFiniGen(drm: NouveauDrm): KGen<FiniResult> {
   const dmem = drm.dmem;
   const res = {
     evictions: [] as EvictResult[],
@@ -134,7 +148,7 @@ export function nouveauDmemFini(drm: NouveauDrm): FiniResult {
   };
   if (!dmem) return res;
   for (const chunk of [...dmem.chunks]) {
-    res.evictions.push(nouveauDmemEvictChunk(chunk));
+    res.evictions.push(yield* nouveauDmemEvictChunkGen(chunk));
     if (chunk.callocated !== 0)
       nouveauWarn(drm, `nouveau_dmem_fini: WARN_ON(chunk->callocated) callocated=${chunk.callocated}`);
     const live = liveFolios(chunk);
@@ -159,10 +173,9 @@ export function nouveauDmemFini(drm: NouveauDrm): FiniResult {
       'freeFolios',
       freeListPfns(drm, dmem.freeFolios).filter((p) => !inChunk(p)),
     );
-    memunmapPages(drm.core, chunk.pagemap);
+    yield* memunmapPages(drm.core, chunk.pagemap);
     res.chunksFreed++;
   }
-  drm.kernel.afterSyscall('nouveau_dmem_fini');
   return res;
 }
 

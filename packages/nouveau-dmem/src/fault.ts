@@ -10,11 +10,15 @@ import {
   hmmPfnToMapOrder,
   hmmPfnToPfn,
   hmmRangeFault,
+  type KGen,
   MmuIntervalNotifier,
+  mmapReadLock,
+  mmapReadUnlock,
   mmuIntervalNotifierInsert,
   mmuIntervalNotifierRemove,
   mmuIntervalReadBegin,
   mmuIntervalReadRetry,
+  mmuIntervalSetSeq,
   PAGE_SHIFT,
   PAGE_SIZE,
 } from '@hmm-model/mm-core';
@@ -67,11 +71,24 @@ function convertPfn(
  * triggers. Returns 0 or -errno (-EFAULT, -EPERM, -EBUSY on timeout).
  */
 export function gpuFault(svmm: NouveauSvmm, addr: number, write: boolean): number {
+  return svmm.drm.core.sched.runSync(gpuFaultGen(svmm, addr, write), 'nouveau_svm_fault');
+}
+
+/** The kernel path of {@link gpuFault}, for tasks. */
+export function* gpuFaultGen(svmm: NouveauSvmm, addr: number, write: boolean): KGen<number> {
   if (!svmm.notifier) return -EFAULT;
   const core = svmm.drm.core;
   const mm = svmm.mm;
   const start = Math.floor(addr / PAGE_SIZE) * PAGE_SIZE;
-  const sub = new MmuIntervalNotifier(mm, start, start + PAGE_SIZE, { invalidate: () => true });
+  const sub = new MmuIntervalNotifier(mm, start, start + PAGE_SIZE, {
+    // Models nouveau_svm_range_invalidate(): under svmm->mutex, only the sequence moves.
+    *invalidate(s, _range, seq) {
+      yield* svmm.mutex.lock(core.sched, 'nouveau_svm_range_invalidate');
+      mmuIntervalSetSeq(s, seq);
+      svmm.mutex.unlock(core.sched, 'nouveau_svm_range_invalidate');
+      return true;
+    },
+  });
   mmuIntervalNotifierInsert(sub);
   const range: HmmRange = {
     notifier: sub,
@@ -86,16 +103,17 @@ export function gpuFault(svmm: NouveauSvmm, addr: number, write: boolean): numbe
   let ret = -EBUSY;
   try {
     for (let tries = 0; tries < RANGE_FAULT_RETRIES; tries++) {
-      range.notifierSeq = mmuIntervalReadBegin(sub);
-      mm.mmapLock++;
+      range.notifierSeq = yield* mmuIntervalReadBegin(core, sub);
+      yield* mmapReadLock(core, mm, 'nouveau_range_fault');
       try {
-        ret = hmmRangeFault(core, range);
+        ret = yield* hmmRangeFault(core, range);
       } finally {
-        mm.mmapLock--;
+        mmapReadUnlock(core, mm, 'nouveau_range_fault');
       }
       if (ret === -EBUSY) continue;
       if (ret) break;
-      svmm.mutex++;
+      yield 'nouveau_range_fault: hmm_range_fault done, svmm->mutex not taken';
+      yield* svmm.mutex.lock(core.sched, 'nouveau_range_fault');
       try {
         if (mmuIntervalReadRetry(sub, range.notifierSeq)) {
           ret = -EBUSY;
@@ -104,7 +122,7 @@ export function gpuFault(svmm: NouveauSvmm, addr: number, write: boolean): numbe
         const { va, shift, entry } = convertPfn(svmm, start, range.hmmPfns[0]);
         svmm.vmm.pfnmap(va, shift, [entry], 1);
       } finally {
-        svmm.mutex--;
+        svmm.mutex.unlock(core.sched, 'nouveau_range_fault');
       }
       break;
     }
@@ -126,6 +144,16 @@ export function gpuPte(svmm: NouveauSvmm, va: number): GpuPte | null {
  * or from host memory. Returns 0 or the fault's -errno (bytes before the failing page moved).
  */
 export function gpuAccess(svmm: NouveauSvmm, addr: number, buf: Uint8Array, dir: 'read' | 'write'): number {
+  return svmm.drm.core.sched.runSync(gpuAccessGen(svmm, addr, buf, dir), 'gpu access');
+}
+
+/** The path of {@link gpuAccess} (GPU engine, faults and replays), for tasks. */
+export function* gpuAccessGen(
+  svmm: NouveauSvmm,
+  addr: number,
+  buf: Uint8Array,
+  dir: 'read' | 'write',
+): KGen<number> {
   const write = dir === 'write';
   const frames = svmm.drm.core.frames;
   let done = 0;
@@ -134,7 +162,7 @@ export function gpuAccess(svmm: NouveauSvmm, addr: number, buf: Uint8Array, dir:
     const n = Math.min(PAGE_SIZE - (a % PAGE_SIZE), buf.length - done);
     let pte = svmm.vmm.lookup(a);
     for (let tries = 0; (!pte || (write && !pte.writable)) && tries < 8; tries++) {
-      const r = gpuFault(svmm, a, write);
+      const r = yield* gpuFaultGen(svmm, a, write);
       if (r) return r;
       pte = svmm.vmm.lookup(a);
     }

@@ -13,7 +13,16 @@ import {
   mpfnFlags,
   newMigrateVma,
 } from '@hmm-model/migrate-vma';
-import { EINVAL, ENODEV, HPAGE_PMD_NR, PAGE_SIZE, type Vma } from '@hmm-model/mm-core';
+import {
+  EINVAL,
+  ENODEV,
+  HPAGE_PMD_NR,
+  type KGen,
+  mmapReadLock,
+  mmapReadUnlock,
+  PAGE_SIZE,
+  type Vma,
+} from '@hmm-model/mm-core';
 import { folioSetZoneDeviceData } from '@hmm-model/zone-device';
 import { NOUVEAU_APER_HOST, NOUVEAU_APER_VRAM, NVIF_VMM_PFNMAP_V0_NONE } from './constants.js';
 import {
@@ -104,13 +113,13 @@ export function nouveauDmemMigrateCopyOne(
  * Like the kernel, the GPU entries are built before migrate_vma_pages() and not re-checked: a
  * slot that migrate_vma_pages() refuses still gets its VRAM entry mapped into the GPU.
  */
-export function nouveauDmemMigrateChunk(
+export function* nouveauDmemMigrateChunk(
   drm: NouveauDrm,
   svmm: NouveauSvmm,
   args: MigrateVma,
   pfns: Float64Array,
   res: MigrateToVramResult,
-): void {
+): KGen {
   const core = drm.core;
   let order = 0;
   let i = 0;
@@ -126,7 +135,8 @@ export function nouveauDmemMigrateChunk(
     i += 1 << order;
     addr += (1 << order) * PAGE_SIZE;
   }
-  migrateVmaPages(core, args);
+  yield 'nouveau_dmem_migrate_chunk: copies issued, before migrate_vma_pages';
+  yield* migrateVmaPages(core, args);
   for (let k = 0; k < args.npages; k++) {
     if (migratePfnToPage(args.dst[k]) < 0 || !(mpfnFlags(args.src[k]) & MIGRATE_PFN_MIGRATE)) continue;
     if (mpfnFlags(args.dst[k]) & MIGRATE_PFN_COMPOUND) {
@@ -136,8 +146,8 @@ export function nouveauDmemMigrateChunk(
       res.migratedPages++;
     }
   }
-  nouveauPfnsMap(svmm, args.start, pfns, i, order);
-  migrateVmaFinalize(core, args);
+  yield* nouveauPfnsMap(svmm, args.start, pfns, i, order);
+  yield* migrateVmaFinalize(core, args);
 }
 
 /**
@@ -145,14 +155,14 @@ export function nouveauDmemMigrateChunk(
  * most HPAGE_PMD_NR pages, each with migrate_vma_setup(SELECT_SYSTEM | SELECT_COMPOUND, owner
  * drm->dev). Returns 0, -ENODEV without dmem, or the setup error.
  */
-export function nouveauDmemMigrateVma(
+export function* nouveauDmemMigrateVma(
   drm: NouveauDrm,
   svmm: NouveauSvmm,
   vma: Vma,
   start: number,
   end: number,
   res: MigrateToVramResult = emptyMigrateResult(),
-): number {
+): KGen<number> {
   if (!drm.dmem) return -ENODEV;
   const npages = Math.floor((end - start) / PAGE_SIZE);
   let max = npages;
@@ -170,13 +180,16 @@ export function nouveauDmemMigrateVma(
   const pfns = new Float64Array(max);
   for (let i = 0; i < npages; i += max) {
     args.end = Math.min(args.start + max * PAGE_SIZE, end);
-    const ret = migrateVmaSetup(drm.core, args);
+    const ret = yield* migrateVmaSetup(drm.core, args);
     res.batches++;
     if (ret) return ret;
     res.cpages += args.cpages;
-    if (args.cpages) nouveauDmemMigrateChunk(drm, svmm, args, pfns, res);
+    if (args.cpages) {
+      yield 'nouveau_dmem_migrate_vma: after migrate_vma_setup';
+      yield* nouveauDmemMigrateChunk(drm, svmm, args, pfns, res);
+    }
     args.start = args.end;
-    drm.core.preempt('nouveau_dmem_migrate_vma');
+    yield 'nouveau_dmem_migrate_vma: next batch';
   }
   return 0;
 }
@@ -188,6 +201,17 @@ export function nouveauDmemMigrateVma(
  * (which ignores the per-VMA errors and reports 0): the counts say what happened.
  */
 export function svmmMigrateToVram(svmm: NouveauSvmm, start: number, end: number): MigrateToVramResult {
+  const res = svmm.drm.core.sched.runSync(svmmMigrateToVramGen(svmm, start, end), 'nouveau_svmm_bind');
+  svmm.drm.kernel.afterSyscall('nouveau_svmm_bind');
+  return res;
+}
+
+/** The kernel path of {@link svmmMigrateToVram} (DRM_NOUVEAU_SVM_BIND to VRAM), for tasks. */
+export function* svmmMigrateToVramGen(
+  svmm: NouveauSvmm,
+  start: number,
+  end: number,
+): KGen<MigrateToVramResult> {
   const drm = svmm.drm;
   const res = emptyMigrateResult();
   if (start % PAGE_SIZE || end % PAGE_SIZE || end <= start) {
@@ -195,20 +219,19 @@ export function svmmMigrateToVram(svmm: NouveauSvmm, start: number, end: number)
     return res;
   }
   const mm = svmm.mm;
-  mm.mmapLock++;
+  yield* mmapReadLock(drm.core, mm, 'nouveau_svmm_bind');
   try {
     for (let addr = start; addr < end; ) {
       const vma = mm.findVma(addr);
       if (!vma || vma.start >= end) break;
       addr = Math.max(addr, vma.start);
       const next = Math.min(vma.end, end);
-      const r = nouveauDmemMigrateVma(drm, svmm, vma, addr, next, res);
+      const r = yield* nouveauDmemMigrateVma(drm, svmm, vma, addr, next, res);
       if (r && !res.ret) res.ret = r;
       addr = next;
     }
   } finally {
-    mm.mmapLock--;
+    mmapReadUnlock(drm.core, mm, 'nouveau_svmm_bind');
   }
-  drm.kernel.afterSyscall('nouveau_svmm_bind');
   return res;
 }

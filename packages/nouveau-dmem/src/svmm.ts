@@ -1,8 +1,10 @@
 import {
+  type KGen,
   MMU_NOTIFY_MIGRATE,
   type MmStruct,
   MmuIntervalNotifier,
   type MmuNotifierRange,
+  Mutex,
   mmuIntervalNotifierInsert,
   mmuIntervalNotifierRemove,
   PAGE_SHIFT,
@@ -29,14 +31,15 @@ export function nouveauSvmmInvalidate(svmm: NouveauSvmm, start: number, limit: n
  * ignored (the migration code updates the GPU mapping itself); anything else unmaps the range
  * from the GPU. (The "unmanaged" window of the real driver is not modelled.)
  */
-function invalidateRangeStart(svmm: NouveauSvmm, range: MmuNotifierRange): boolean {
-  svmm.mutex++;
+function* invalidateRangeStart(svmm: NouveauSvmm, range: MmuNotifierRange): KGen<boolean> {
+  const sched = svmm.drm.core.sched;
+  yield* svmm.mutex.lock(sched, 'nouveau_svmm_invalidate_range_start');
   try {
     if (range.event === MMU_NOTIFY_MIGRATE && range.owner === svmm.drm.dev) return true;
     nouveauSvmmInvalidate(svmm, range.start, range.end);
     return true;
   } finally {
-    svmm.mutex--;
+    svmm.mutex.unlock(sched, 'nouveau_svmm_invalidate_range_start');
   }
 }
 
@@ -48,7 +51,14 @@ function invalidateRangeStart(svmm: NouveauSvmm, range: MmuNotifierRange): boole
 export function nouveauSvmmInit(drm: NouveauDrm, mm: MmStruct): NouveauSvmm {
   const id = nextId.get(drm) ?? 1;
   nextId.set(drm, id + 1);
-  const svmm: NouveauSvmm = { id, drm, mm, vmm: new NouveauVmm(), notifier: null, mutex: 0 };
+  const svmm: NouveauSvmm = {
+    id,
+    drm,
+    mm,
+    vmm: new NouveauVmm(),
+    notifier: null,
+    mutex: new Mutex(`svmm->mutex (svmm ${id})`),
+  };
   const notifier = new MmuIntervalNotifier(mm, 0, TASK_SIZE + PAGE_SIZE, {
     invalidate: (_sub, range) => invalidateRangeStart(svmm, range),
   });
@@ -80,18 +90,19 @@ export function nouveauSvmmFini(svmm: NouveauSvmm): void {
  * nouveau_hmm_convert_pfn() computes it. The model implements the evident intent
  * (PAGE_SHIFT + order); see the README.
  */
-export function nouveauPfnsMap(
+export function* nouveauPfnsMap(
   svmm: NouveauSvmm,
   addr: number,
   pfns: ArrayLike<number>,
   npages: number,
   order: number,
-): void {
-  svmm.mutex++;
+): KGen {
+  const sched = svmm.drm.core.sched;
+  yield* svmm.mutex.lock(sched, 'nouveau_pfns_map');
   try {
     const stride = 1 << order;
     svmm.vmm.pfnmap(addr, PAGE_SHIFT + order, pfns, Math.ceil(npages / stride), stride);
   } finally {
-    svmm.mutex--;
+    svmm.mutex.unlock(sched, 'nouveau_pfns_map');
   }
 }

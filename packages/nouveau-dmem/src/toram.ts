@@ -12,6 +12,7 @@ import {
 import {
   allocFolio,
   folioPut,
+  type KGen,
   PAGE_SIZE,
   VM_FAULT_OOM,
   VM_FAULT_SIGBUS,
@@ -63,7 +64,7 @@ function statsOf(drm: NouveauDrm): ToRamStats {
  * The source folio is taken from src[0] after setup (see NouveauOptions.sfolioBeforeSetup for
  * the kernel's order, which reads it from vmf->page before setup).
  */
-export function nouveauDmemMigrateToRam(drm: NouveauDrm, vmf: VmFault): number {
+export function* nouveauDmemMigrateToRam(drm: NouveauDrm, vmf: VmFault): KGen<number> {
   const core = drm.core;
   const m = core.map;
   const st = statsOf(drm);
@@ -82,7 +83,7 @@ export function nouveauDmemMigrateToRam(drm: NouveauDrm, vmf: VmFault): number {
     // The kernel's initializer already has SELECT_COMPOUND; `if (order) flags |= COMPOUND` is redundant.
     flags: MIGRATE_VMA_SELECT_DEVICE_PRIVATE | MIGRATE_VMA_SELECT_COMPOUND,
   });
-  if (migrateVmaSetup(core, args) < 0) {
+  if ((yield* migrateVmaSetup(core, args)) < 0) {
     st.sigbus++;
     return VM_FAULT_SIGBUS;
   }
@@ -105,7 +106,7 @@ export function nouveauDmemMigrateToRam(drm: NouveauDrm, vmf: VmFault): number {
       folioPut(core, dpage);
     } else {
       const svmm = drm.svmms.get(folioZoneDeviceData(core, sfolio));
-      if (svmm) svmm.mutex++;
+      if (svmm) yield* svmm.mutex.lock(core.sched, 'nouveau_dmem_migrate_to_ram');
       try {
         if (svmm) nouveauSvmmInvalidate(svmm, args.start, args.end);
         if (nouveauDmemCopyFolio(drm, sfolio, dpage)) {
@@ -113,15 +114,16 @@ export function nouveauDmemMigrateToRam(drm: NouveauDrm, vmf: VmFault): number {
           ret = VM_FAULT_SIGBUS;
         }
       } finally {
-        if (svmm) svmm.mutex--;
+        if (svmm) svmm.mutex.unlock(core.sched, 'nouveau_dmem_migrate_to_ram');
       }
       if (!ret) {
-        migrateVmaPages(core, args);
+        yield 'nouveau_dmem_migrate_to_ram: copied, before migrate_vma_pages';
+        yield* migrateVmaPages(core, args);
         if (order) st.thp++;
         else st.small++;
       }
     }
   }
-  migrateVmaFinalize(core, args);
+  yield* migrateVmaFinalize(core, args);
   return ret;
 }

@@ -5,6 +5,7 @@ import type {
   Kernel,
   MmStruct,
   MmuIntervalNotifier,
+  Mutex,
   Warning,
 } from '@hmm-model/mm-core';
 import type { NouveauChipset } from './constants.js';
@@ -115,6 +116,6 @@ export interface NouveauSvmm {
   readonly vmm: NouveauVmm;
   /** svmm->notifier (an mmu_notifier in the kernel; an interval notifier over the whole mm here). */
   notifier: MmuIntervalNotifier | null;
-  /** Models svmm->mutex as a state (0 unlocked, 1 locked). */
-  mutex: number;
+  /** Models svmm->mutex. */
+  readonly mutex: Mutex;
 }

@@ -8,6 +8,8 @@ import {
   folioPut,
   HPAGE_PMD_NR,
   HPAGE_PMD_ORDER,
+  KernelBug,
+  type KGen,
   MEMORY_DEVICE_COHERENT,
   MEMORY_DEVICE_PRIVATE,
   ModelBug,
@@ -285,14 +287,15 @@ export class DmirrorDevice {
    * (compound destination), small ones an order-0 NOFAIL page; data is copied from the backing
    * page (private) or the device page itself (coherent).
    */
-  evictChunk(chunk: DmirrorChunk): void {
+  *evictChunk(chunk: DmirrorChunk): KGen {
     const core = this.core;
     const m = core.map;
     const start = chunk.pagemap.startPfn;
     const npages = chunk.pagemap.endPfn - start;
     const src = new Float64Array(npages);
     const dst = new Float64Array(npages);
-    migrateDeviceRange(core, src, start, npages);
+    yield* migrateDeviceRange(core, src, start, npages);
+    yield 'dmirror_device_evict_chunk: after migrate_device_range';
     for (let i = 0; i < npages; i++) {
       const f = mpfnFlags(src[i]);
       let spage = migratePfnToPage(src[i]);
@@ -307,7 +310,7 @@ export class DmirrorDevice {
       if (f & MIGRATE_PFN_COMPOUND) {
         dpage = allocFolio(core, order, false);
         if (dpage < 0)
-          throw new ModelBug('dmirror_device_evict_chunk: folio_alloc() failed (NULL dereference)');
+          throw new KernelBug('dmirror_device_evict_chunk', 'NULL pointer dereference: folio_alloc() failed');
       } else {
         dpage = allocFolio(core, 0, false);
         if (dpage < 0) throw new ModelBug('dmirror_device_evict_chunk: __GFP_NOFAIL allocation failed');
@@ -321,8 +324,9 @@ export class DmirrorDevice {
       // Models folio_copy(dst folio, backing folio): folio_nr_pages(dst) pages.
       core.frames.copy(dpage, m.head[spage], 1 << order);
     }
-    migrateDevicePages(core, src, dst, npages);
-    migrateDeviceFinalize(core, src, dst, npages);
+    yield 'dmirror_device_evict_chunk: after the copy';
+    yield* migrateDevicePages(core, src, dst, npages);
+    yield* migrateDeviceFinalize(core, src, dst, npages);
   }
 
   /** Models dmirror_remove_free_pages(): drop the chunk's free pages from both lists. */
@@ -356,12 +360,12 @@ export class DmirrorDevice {
    * mark it removed, drop its free pages, evict it, memunmap_pages() it (which waits until every
    * page is free: a page that cannot be evicted is a ModelBug), then forget all chunks and lists.
    */
-  removeChunks(): void {
+  *removeChunks(): KGen {
     for (const chunk of this.chunks) {
       chunk.remove = true;
       this.removeFreePages(chunk);
-      this.evictChunk(chunk);
-      memunmapPages(this.core, chunk.pagemap);
+      yield* this.evictChunk(chunk);
+      yield* memunmapPages(this.core, chunk.pagemap);
       this.chunkByPgmap.delete(chunk.pagemap.id);
     }
     this.chunks = [];

@@ -17,11 +17,17 @@ import {
   hmmPfnFlags,
   hmmPfnToPfn,
   hmmRangeFault,
+  type KGen,
   MMU_NOTIFY_MIGRATE,
   type MmStruct,
   MmuIntervalNotifier,
   type MmuNotifierRange,
+  Mutex,
   makeDeviceExclusive,
+  mmapReadLock,
+  mmapReadUnlock,
+  mmgetNotZero,
+  mmput,
   mmuIntervalReadBegin,
   mmuIntervalReadRetry,
   mmuIntervalSetSeq,
@@ -103,7 +109,8 @@ export class Dmirror {
   readonly notifier: MmuIntervalNotifier;
   /** Models dmirror->flags (HMM_DMIRROR_FLAG_*). */
   flags = 0n;
-  private mutexHeld = false;
+  /** Models dmirror->mutex. */
+  readonly mutex: Mutex;
 
   constructor(
     readonly core: Core,
@@ -112,20 +119,20 @@ export class Dmirror {
     /** The value stored in backing pages' zone_device_data to find this dmirror. */
     readonly id: number,
   ) {
+    this.mutex = new Mutex(`dmirror->mutex (${mdevice.path}, open ${id})`);
     this.notifier = new MmuIntervalNotifier(mm, 0, 2 ** 47, {
       invalidate: (sub, range, cur) => this.invalidate(sub, range, cur),
     });
   }
 
   /** Models mutex_lock(&dmirror->mutex). */
-  lock(): void {
-    this.core.wait('dmirror mutex', () => !this.mutexHeld);
-    this.mutexHeld = true;
+  *lock(site = 'dmirror'): KGen {
+    yield* this.mutex.lock(this.core.sched, site);
   }
 
   /** Models mutex_unlock(&dmirror->mutex). */
-  unlock(): void {
-    this.mutexHeld = false;
+  unlock(site = 'dmirror'): void {
+    this.mutex.unlock(this.core.sched, site);
   }
 
   /** Models xa_load() + xa_untag_pointer()/xa_pointer_tag(). */
@@ -169,18 +176,23 @@ export class Dmirror {
    * Models dmirror_interval_invalidate(): ignore this device's own migrations
    * (MMU_NOTIFY_MIGRATE with owner == mdevice); otherwise bump the sequence and erase the range.
    */
-  invalidate(sub: MmuIntervalNotifier, range: MmuNotifierRange, curSeq: number): boolean {
+  *invalidate(sub: MmuIntervalNotifier, range: MmuNotifierRange, curSeq: number): KGen<boolean> {
     if (range.event === MMU_NOTIFY_MIGRATE && range.owner === this.mdevice) return true;
-    this.lock();
+    yield* this.lock('dmirror_interval_invalidate');
     mmuIntervalSetSeq(sub, curSeq);
     this.doUpdate(range.start, range.end);
-    this.unlock();
+    this.unlock('dmirror_interval_invalidate');
     return true;
   }
 
   /** Models mmget_not_zero(dmirror->notifier.mm). */
-  mmAlive(): boolean {
-    return this.mm.users > 0;
+  mmGet(): boolean {
+    return mmgetNotZero(this.mm);
+  }
+
+  /** Models mmput(dmirror->notifier.mm). */
+  *mmPut(): KGen {
+    yield* mmput(this.core, this.mm);
   }
 
   /** The frame holding a mirrored page's bytes: the backing page for a device-private page. */
@@ -188,16 +200,6 @@ export class Dmirror {
     if (!(this.core.map.flags[pfn] & PG_zone_device) || !isDevicePrivatePage(this.core, pfn)) return pfn;
     const head = this.core.map.head[pfn];
     return this.core.map.priv[head] + (pfn - head);
-  }
-}
-
-/** Models mmap_read_lock()/mmap_read_unlock() around fn (lock state only). */
-export function withMmapReadLock<T>(mm: MmStruct, fn: () => T): T {
-  mm.mmapLock++;
-  try {
-    return fn();
-  } finally {
-    mm.mmapLock--;
   }
 }
 
@@ -228,30 +230,38 @@ function doFault(dm: Dmirror, range: HmmRange): number {
  * sequence protocol (retry on -EBUSY and on a sequence change), then store the result under
  * the mirror mutex. The timeout is a bounded retry count.
  */
-function rangeFault(dm: Dmirror, range: HmmRange): number {
+function* rangeFault(dm: Dmirror, range: HmmRange): KGen<number> {
+  const core = dm.core;
   for (let tries = 0; ; tries++) {
     if (tries >= DMIRROR_RANGE_FAULT_RETRIES) return -EBUSY;
-    range.notifierSeq = mmuIntervalReadBegin(range.notifier);
-    const ret = withMmapReadLock(dm.mm, () => hmmRangeFault(dm.core, range));
+    range.notifierSeq = yield* mmuIntervalReadBegin(core, range.notifier);
+    yield* mmapReadLock(core, dm.mm, 'dmirror_range_fault');
+    let ret: number;
+    try {
+      ret = yield* hmmRangeFault(core, range);
+    } finally {
+      mmapReadUnlock(core, dm.mm, 'dmirror_range_fault');
+    }
     if (ret) {
       if (ret === -EBUSY) continue;
       return ret;
     }
-    dm.lock();
+    yield 'dmirror_range_fault: hmm_range_fault done, mutex not taken';
+    yield* dm.lock('dmirror_range_fault');
     if (mmuIntervalReadRetry(range.notifier, range.notifierSeq)) {
-      dm.unlock();
+      dm.unlock('dmirror_range_fault');
       continue;
     }
     break;
   }
   const ret = doFault(dm, range);
-  dm.unlock();
+  dm.unlock('dmirror_range_fault');
   return ret;
 }
 
 /** Models dmirror_fault(): fault [start, end) into the mirror in 32-page hmm_range_fault batches. */
-export function dmirrorFault(dm: Dmirror, start: number, end: number, write: boolean): number {
-  if (!dm.mmAlive()) return 0;
+export function* dmirrorFault(dm: Dmirror, start: number, end: number, write: boolean): KGen<number> {
+  if (!dm.mmGet()) return 0;
   const pfns = new Float64Array(DMIRROR_BATCH_PAGES);
   const range: HmmRange = {
     notifier: dm.notifier,
@@ -268,9 +278,10 @@ export function dmirrorFault(dm: Dmirror, start: number, end: number, write: boo
     range.start = addr;
     range.end = Math.min(addr + DMIRROR_BATCH_PAGES * PAGE_SIZE, end);
     range.hmmPfns = pfns.subarray(0, (range.end - addr) / PAGE_SIZE);
-    ret = rangeFault(dm, range);
+    ret = yield* rangeFault(dm, range);
     if (ret) break;
   }
+  yield* dm.mmPut();
   return ret;
 }
 
@@ -329,24 +340,24 @@ function doWrite(dm: Dmirror, start: number, end: number, bounce: Bounce): numbe
 }
 
 /** The shared read/write loop: access, fault the rest on -ENOENT, retry. */
-function accessLoop(
+function* accessLoop(
   dm: Dmirror,
   cmd: DmirrorCmd,
   bounce: Bounce,
   access: (start: number, end: number) => number,
   write: boolean,
-): number {
+): KGen<number> {
   const end = cmd.addr + cmd.size;
   let start = cmd.addr;
   let ret: number;
   for (;;) {
-    dm.lock();
+    yield* dm.lock(write ? 'dmirror_write' : 'dmirror_read');
     ret = access(start, end);
-    dm.unlock();
+    dm.unlock(write ? 'dmirror_write' : 'dmirror_read');
     if (ret !== -ENOENT) break;
     if (cmd.faults >= DMIRROR_MAX_FAULT_PASSES) return -EBUSY;
     start = cmd.addr + bounce.cpages * PAGE_SIZE;
-    ret = dmirrorFault(dm, start, end, write);
+    ret = yield* dmirrorFault(dm, start, end, write);
     if (ret) break;
     cmd.faults++;
   }
@@ -354,21 +365,21 @@ function accessLoop(
 }
 
 /** Models dmirror_read() (HMM_DMIRROR_READ). `userMm` is the caller's mm for copy_to_user. */
-export function dmirrorRead(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct): number {
+export function* dmirrorRead(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct): KGen<number> {
   const bounce = bounceInit(dm.core, cmd.addr, cmd.size);
   if (typeof bounce === 'number') return bounce;
-  let ret = accessLoop(dm, cmd, bounce, (s, e) => doRead(dm, s, e, bounce), false);
-  if (ret === 0 && accessBytes(dm.core, userMm, cmd.ptr, bounce.buf, 'write') < 0) ret = -EFAULT;
+  let ret = yield* accessLoop(dm, cmd, bounce, (s, e) => doRead(dm, s, e, bounce), false);
+  if (ret === 0 && (yield* accessBytes(dm.core, userMm, cmd.ptr, bounce.buf, 'write')) < 0) ret = -EFAULT;
   cmd.cpages = bounce.cpages;
   return ret;
 }
 
 /** Models dmirror_write() (HMM_DMIRROR_WRITE). `userMm` is the caller's mm for copy_from_user. */
-export function dmirrorWrite(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct): number {
+export function* dmirrorWrite(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct): KGen<number> {
   const bounce = bounceInit(dm.core, cmd.addr, cmd.size);
   if (typeof bounce === 'number') return bounce;
-  if (accessBytes(dm.core, userMm, cmd.ptr, bounce.buf, 'read') < 0) return -EFAULT;
-  const ret = accessLoop(dm, cmd, bounce, (s, e) => doWrite(dm, s, e, bounce), true);
+  if ((yield* accessBytes(dm.core, userMm, cmd.ptr, bounce.buf, 'read')) < 0) return -EFAULT;
+  const ret = yield* accessLoop(dm, cmd, bounce, (s, e) => doWrite(dm, s, e, bounce), true);
   cmd.cpages = bounce.cpages;
   return ret;
 }
@@ -377,13 +388,13 @@ export function dmirrorWrite(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct): nu
  * Models the read-back tail of dmirror_migrate_to_device() and dmirror_exclusive(): dmirror_do_read() once over the
  * whole range under the mutex (no fault pass: a missing page is -ENOENT), then copy_to_user().
  */
-export function dmirrorReadBack(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct): number {
+export function* dmirrorReadBack(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct): KGen<number> {
   const bounce = bounceInit(dm.core, cmd.addr, cmd.size);
   if (typeof bounce === 'number') return bounce;
-  dm.lock();
+  yield* dm.lock('dmirror_do_read');
   let ret = doRead(dm, cmd.addr, cmd.addr + cmd.size, bounce);
-  dm.unlock();
-  if (ret === 0 && accessBytes(dm.core, userMm, cmd.ptr, bounce.buf, 'write') < 0) ret = -EFAULT;
+  dm.unlock('dmirror_do_read');
+  if (ret === 0 && (yield* accessBytes(dm.core, userMm, cmd.ptr, bounce.buf, 'write')) < 0) ret = -EFAULT;
   cmd.cpages = bounce.cpages;
   return ret;
 }
@@ -406,22 +417,29 @@ export function dmirrorCheckAtomic(dm: Dmirror, start: number, end: number): num
  * NULL, as the driver passes), map it ATOMIC, unlock and put the folio; then read the range back
  * from the mirror like READ (-ENOENT if an entry went away).
  */
-export function dmirrorExclusive(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct): number {
+export function* dmirrorExclusive(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct): KGen<number> {
   const core = dm.core;
   const start = cmd.addr;
   const end = start + cmd.size;
-  if (!dm.mmAlive()) return -EINVAL;
-  const ret = withMmapReadLock(dm.mm, () => {
+  if (!dm.mmGet()) return -EINVAL;
+  yield* mmapReadLock(core, dm.mm, 'dmirror_exclusive');
+  let ret = 0;
+  try {
     for (let addr = start; addr < end; addr += PAGE_SIZE) {
-      const pfn = makeDeviceExclusive(core, dm.mm, addr, null);
-      if (pfn < 0) return pfn;
-      dm.lock();
+      const pfn = yield* makeDeviceExclusive(core, dm.mm, addr, null);
+      if (pfn < 0) {
+        ret = pfn;
+        break;
+      }
+      yield* dm.lock('dmirror_exclusive');
       dm.store(addr / PAGE_SIZE, pfn, DPT_XA_TAG_ATOMIC);
-      dm.unlock();
+      dm.unlock('dmirror_exclusive');
       releaseDeviceExclusive(core, pfn);
     }
-    return 0;
-  });
+  } finally {
+    mmapReadUnlock(core, dm.mm, 'dmirror_exclusive');
+  }
+  yield* dm.mmPut();
   if (ret) return ret;
-  return dmirrorReadBack(dm, cmd, userMm);
+  return yield* dmirrorReadBack(dm, cmd, userMm);
 }

@@ -7,8 +7,12 @@ import {
   folioPut,
   folioUnlock,
   HPAGE_PMD_NR,
+  KernelBug,
+  type KGen,
   type MmStruct,
   ModelBug,
+  mmapReadLock,
+  mmapReadUnlock,
   PAGE_SIZE,
   PTRS_PER_TABLE,
   VM_FAULT_OOM,
@@ -23,13 +27,7 @@ import {
   isDevicePrivatePage,
   isZoneDevicePage,
 } from '@hmm-model/zone-device';
-import {
-  type Dmirror,
-  type DmirrorCmd,
-  DPT_XA_TAG_WRITE,
-  dmirrorReadBack,
-  withMmapReadLock,
-} from './dmirror.js';
+import { type Dmirror, type DmirrorCmd, DPT_XA_TAG_WRITE, dmirrorReadBack } from './dmirror.js';
 import {
   MIGRATE_PFN_COMPOUND,
   MIGRATE_PFN_MIGRATE,
@@ -103,8 +101,9 @@ export function dmirrorMigrateAllocAndCopy(args: MigrateVma, dm: Dmirror): void 
       for (let k = 0; k < nr && addr < args.end; k++) {
         const dp = dev.allocPage(false);
         if (dp < 0)
-          throw new ModelBug(
-            'dmirror_migrate_alloc_and_copy: small device page allocation failed (NULL dereference)',
+          throw new KernelBug(
+            'dmirror_migrate_alloc_and_copy',
+            'NULL pointer dereference (lib/test_hmm.c: the small-page fallback does not check the allocation)',
           );
         const rpage = dev.backingPage(dp);
         m.priv[rpage] = dm.id;
@@ -141,12 +140,12 @@ export function dmirrorMigrateAllocAndCopy(args: MigrateVma, dm: Dmirror): void 
  * Models dmirror_migrate_finalize_and_map(): map every migrated destination's backing pages
  * into the mirror, tagged WRITE iff dst carried MIGRATE_PFN_WRITE.
  */
-export function dmirrorMigrateFinalizeAndMap(args: MigrateVma, dm: Dmirror): number {
+export function* dmirrorMigrateFinalizeAndMap(args: MigrateVma, dm: Dmirror): KGen<number> {
   const core = dm.core;
   const m = core.map;
   const startVpn = args.start / PAGE_SIZE;
   const endVpn = args.end / PAGE_SIZE;
-  dm.lock();
+  yield* dm.lock('dmirror_migrate_finalize_and_map');
   for (let vpn = startVpn, i = 0; vpn < endVpn; vpn++, i++) {
     if (!(mpfnFlags(args.src[i]) & MIGRATE_PFN_MIGRATE)) continue;
     const dpage = migratePfnToPage(args.dst[i]);
@@ -159,22 +158,22 @@ export function dmirrorMigrateFinalizeAndMap(args: MigrateVma, dm: Dmirror): num
       core.warn('dmirror_migrate_finalize_and_map: backing folio size mismatch');
     for (let k = 0; k < nr; k++) dm.store(vpn + k, rhead + k, df & MIGRATE_PFN_WRITE ? DPT_XA_TAG_WRITE : 0);
   }
-  dm.unlock();
+  dm.unlock('dmirror_migrate_finalize_and_map');
   return 0;
 }
 
 /** Walks [start, end) in steps of at most PTRS_PER_PTE pages clipped to each VMA, as both migrations do. */
-function forEachStep(
+function* forEachStep(
   mm: MmStruct,
   start: number,
   end: number,
-  step: (vma: Vma, a: number, b: number) => number,
-): number {
+  step: (vma: Vma, a: number, b: number) => KGen<number>,
+): KGen<number> {
   for (let addr = start; addr < end; ) {
     const vma = mm.vmaLookup(addr);
     if (!vma || !(vma.flags & VM_READ)) return -EINVAL;
     const next = Math.min(end, addr + PTRS_PER_TABLE * PAGE_SIZE, vma.end);
-    const r = step(vma, addr, next);
+    const r = yield* step(vma, addr, next);
     if (r) return r;
     addr = next;
   }
@@ -187,15 +186,17 @@ function forEachStep(
  * finalize_and_map, finalize; then read the whole range back from the mirror into cmd.ptr
  * (-ENOENT if any page is not mirrored; cpages = pages read back).
  */
-export function dmirrorMigrateToDevice(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct): number {
+export function* dmirrorMigrateToDevice(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct): KGen<number> {
   const core = dm.core;
   const start = cmd.addr;
   const end = start + cmd.size;
-  if (!dm.mmAlive()) return -EINVAL;
+  if (!dm.mmGet()) return -EINVAL;
   const srcPfns = new Float64Array(PTRS_PER_TABLE);
   const dstPfns = new Float64Array(PTRS_PER_TABLE);
-  const ret = withMmapReadLock(dm.mm, () =>
-    forEachStep(dm.mm, start, end, (vma, a, b) => {
+  yield* mmapReadLock(core, dm.mm, 'dmirror_migrate_to_device');
+  let ret: number;
+  try {
+    ret = yield* forEachStep(dm.mm, start, end, function* (vma, a, b) {
       const n = (b - a) / PAGE_SIZE;
       const args = newMigrateVma({
         vma,
@@ -206,18 +207,24 @@ export function dmirrorMigrateToDevice(dm: Dmirror, cmd: DmirrorCmd, userMm: MmS
         pgmapOwner: dm.mdevice,
         flags: MIGRATE_VMA_SELECT_SYSTEM | MIGRATE_VMA_SELECT_COMPOUND,
       });
-      const r = migrateVmaSetup(core, args);
+      const r = yield* migrateVmaSetup(core, args);
       if (r) return r;
+      yield 'dmirror_migrate_to_device: after migrate_vma_setup';
       dmirrorMigrateAllocAndCopy(args, dm);
-      migrateVmaPages(core, args);
-      dmirrorMigrateFinalizeAndMap(args, dm);
-      migrateVmaFinalize(core, args);
+      yield 'dmirror_migrate_to_device: after dmirror_migrate_alloc_and_copy';
+      yield* migrateVmaPages(core, args);
+      yield 'dmirror_migrate_to_device: after migrate_vma_pages';
+      yield* dmirrorMigrateFinalizeAndMap(args, dm);
+      yield* migrateVmaFinalize(core, args);
       return 0;
-    }),
-  );
+    });
+  } finally {
+    mmapReadUnlock(core, dm.mm, 'dmirror_migrate_to_device');
+  }
+  yield* dm.mmPut();
   if (ret) return ret;
   // Return the migrated data for verification (no fault pass: a missing page is -ENOENT).
-  return dmirrorReadBack(dm, cmd, userMm);
+  return yield* dmirrorReadBack(dm, cmd, userMm);
 }
 
 /** Models dmirror_successful_migrated_pages(): src slots with VALID and MIGRATE after migrate_vma_pages(). */
@@ -311,16 +318,18 @@ export function dmirrorDevmemFaultAllocAndCopy(args: MigrateVma, dm: Dmirror): n
  * (this device's SELECT flag | SELECT_COMPOUND), fault_alloc_and_copy (failure: finalize and
  * -ENOMEM), pages, cpages += slots still VALID+MIGRATE, finalize.
  */
-export function dmirrorMigrateToSystem(dm: Dmirror, cmd: DmirrorCmd): number {
+export function* dmirrorMigrateToSystem(dm: Dmirror, cmd: DmirrorCmd): KGen<number> {
   const core = dm.core;
   const start = cmd.addr;
   const end = start + cmd.size;
-  if (!dm.mmAlive()) return -EINVAL;
+  if (!dm.mmGet()) return -EINVAL;
   const srcPfns = new Float64Array(PTRS_PER_TABLE);
   const dstPfns = new Float64Array(PTRS_PER_TABLE);
   cmd.cpages = 0;
-  return withMmapReadLock(dm.mm, () =>
-    forEachStep(dm.mm, start, end, (vma, a, b) => {
+  yield* mmapReadLock(core, dm.mm, 'dmirror_migrate_to_system');
+  let ret: number;
+  try {
+    ret = yield* forEachStep(dm.mm, start, end, function* (vma, a, b) {
       const n = (b - a) / PAGE_SIZE;
       const args = newMigrateVma({
         vma,
@@ -331,18 +340,25 @@ export function dmirrorMigrateToSystem(dm: Dmirror, cmd: DmirrorCmd): number {
         pgmapOwner: dm.mdevice,
         flags: dmirrorSelectDevice(dm) | MIGRATE_VMA_SELECT_COMPOUND,
       });
-      const r = migrateVmaSetup(core, args);
+      const r = yield* migrateVmaSetup(core, args);
       if (r) return r;
+      yield 'dmirror_migrate_to_system: after migrate_vma_setup';
       if (dmirrorDevmemFaultAllocAndCopy(args, dm)) {
-        migrateVmaFinalize(core, args);
+        yield* migrateVmaFinalize(core, args);
         return -ENOMEM;
       }
-      migrateVmaPages(core, args);
+      yield 'dmirror_migrate_to_system: after dmirror_devmem_fault_alloc_and_copy';
+      yield* migrateVmaPages(core, args);
       cmd.cpages += dmirrorSuccessfulMigratedPages(args);
-      migrateVmaFinalize(core, args);
+      yield 'dmirror_migrate_to_system: after migrate_vma_pages';
+      yield* migrateVmaFinalize(core, args);
       return 0;
-    }),
-  );
+    });
+  } finally {
+    mmapReadUnlock(core, dm.mm, 'dmirror_migrate_to_system');
+  }
+  yield* dm.mmPut();
+  return ret;
 }
 
 /**
@@ -351,11 +367,11 @@ export function dmirrorMigrateToSystem(dm: Dmirror, cmd: DmirrorCmd): number {
  * splits a PTE-mapped large folio) — with fault_page = vmf->page. Setup failure is SIGBUS,
  * allocation failure VM_FAULT_OOM.
  */
-export function dmirrorDevmemFault(
+export function* dmirrorDevmemFault(
   core: Core,
   vmf: VmFault,
   lookup: (id: number) => Dmirror | undefined,
-): number {
+): KGen<number> {
   if (!(vmf.vma instanceof Vma)) throw new ModelBug('dmirror_devmem_fault: vmf.vma is not a VMA');
   const m = core.map;
   const head = m.head[vmf.page];
@@ -377,13 +393,15 @@ export function dmirrorDevmemFault(
     flags: dmirrorSelectDevice(dm) | (order ? MIGRATE_VMA_SELECT_COMPOUND : 0),
     faultPage: vmf.page,
   });
-  if (migrateVmaSetup(core, args)) return VM_FAULT_SIGBUS;
+  if (yield* migrateVmaSetup(core, args)) return VM_FAULT_SIGBUS;
+  yield 'dmirror_devmem_fault: after migrate_vma_setup';
   const ret = dmirrorDevmemFaultAllocAndCopy(args, dm);
   if (ret) {
-    migrateVmaFinalize(core, args);
+    yield* migrateVmaFinalize(core, args);
     return ret;
   }
-  migrateVmaPages(core, args);
-  migrateVmaFinalize(core, args);
+  yield 'dmirror_devmem_fault: after dmirror_devmem_fault_alloc_and_copy';
+  yield* migrateVmaPages(core, args);
+  yield* migrateVmaFinalize(core, args);
   return 0;
 }

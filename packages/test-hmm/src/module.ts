@@ -8,6 +8,8 @@ import {
   type FileOperations,
   folioPut,
   type Kernel,
+  KernelBug,
+  type KGen,
   type MmStruct,
   mmuIntervalNotifierInsert,
   mmuIntervalNotifierRemove,
@@ -85,14 +87,14 @@ function callerMm(file: OpenFile, caller: unknown): MmStruct | undefined {
  * Models dmirror_fops_unlocked_ioctl(): copy struct hmm_dmirror_cmd from the caller, the entry
  * checks, the command, and the copy back on success. The mirrored mm is the opener's.
  */
-function unlockedIoctl(file: OpenFile, command: number, arg: number, caller: unknown): number {
+function* unlockedIoctl(file: OpenFile, command: number, arg: number, caller: unknown): KGen<number> {
   const dm = file.privateData;
   if (!(dm instanceof Dmirror)) return -EINVAL;
   const core = dm.core;
   const userMm = callerMm(file, caller);
   if (!userMm) return -EFAULT;
   const raw = new Uint8Array(HMM_DMIRROR_CMD_SIZE);
-  if (accessBytes(core, userMm, arg, raw, 'read') < 0) return -EFAULT;
+  if ((yield* accessBytes(core, userMm, arg, raw, 'read')) < 0) return -EFAULT;
   const c = decodeCmd(raw);
   if (c.addr & BigInt(PAGE_SIZE - 1)) return -EINVAL;
   const size = BigInt.asUintN(64, c.npages << 12n);
@@ -108,28 +110,28 @@ function unlockedIoctl(file: OpenFile, command: number, arg: number, caller: unk
   let ret: number;
   switch (command >>> 0) {
     case HMM_DMIRROR_READ:
-      ret = dmirrorRead(dm, cmd, userMm);
+      ret = yield* dmirrorRead(dm, cmd, userMm);
       break;
     case HMM_DMIRROR_WRITE:
-      ret = dmirrorWrite(dm, cmd, userMm);
+      ret = yield* dmirrorWrite(dm, cmd, userMm);
       break;
     case HMM_DMIRROR_MIGRATE_TO_DEV:
-      ret = dmirrorMigrateToDevice(dm, cmd, userMm);
+      ret = yield* dmirrorMigrateToDevice(dm, cmd, userMm);
       break;
     case HMM_DMIRROR_MIGRATE_TO_SYS:
-      ret = dmirrorMigrateToSystem(dm, cmd);
+      ret = yield* dmirrorMigrateToSystem(dm, cmd);
       break;
     case HMM_DMIRROR_EXCLUSIVE:
-      ret = dmirrorExclusive(dm, cmd, userMm);
+      ret = yield* dmirrorExclusive(dm, cmd, userMm);
       break;
     case HMM_DMIRROR_CHECK_EXCLUSIVE:
       ret = dmirrorCheckAtomic(dm, cmd.addr, cmd.addr + cmd.size);
       break;
     case HMM_DMIRROR_SNAPSHOT:
-      ret = dmirrorSnapshot(dm, cmd, userMm);
+      ret = yield* dmirrorSnapshot(dm, cmd, userMm);
       break;
     case HMM_DMIRROR_RELEASE:
-      dm.mdevice.removeChunks();
+      yield* dm.mdevice.removeChunks();
       ret = 0;
       break;
     case HMM_DMIRROR_FLAGS:
@@ -147,7 +149,7 @@ function unlockedIoctl(file: OpenFile, command: number, arg: number, caller: unk
     cpages: cmd.cpages,
     faults: cmd.faults,
   });
-  if (accessBytes(core, userMm, arg, out, 'write') < 0) return -EFAULT;
+  if ((yield* accessBytes(core, userMm, arg, out, 'write')) < 0) return -EFAULT;
   return 0;
 }
 
@@ -161,8 +163,19 @@ export function installDmirror(kernel: Kernel, opts: DmirrorOptions = {}): Dmirr
   const core = kernel.core;
   migrateDeviceInit(core);
   const mirrors = new Map<number, Dmirror>();
+  // Ids of dmirrors freed by release(): zone_device_data still naming one is a use-after-free.
+  const freedMirrors = new Set<number>();
   let nextId = 1;
-  const lookup = (id: number) => mirrors.get(id);
+  const lookup = (id: number) => {
+    const dm = mirrors.get(id);
+    if (!dm && freedMirrors.has(id))
+      throw new KernelBug(
+        'dmirror_devmem_fault',
+        "use-after-free: the device page's zone_device_data names a dmirror freed by dmirror_fops_release()",
+        ['  (CVE-2026-46280: close() did not evict the device pages)'],
+      );
+    return dm;
+  };
   const devices: DmirrorDevice[] = [];
   const spmPfns: number[] = [];
   if (opts.coherent ?? true) {
@@ -210,14 +223,17 @@ export function installDmirror(kernel: Kernel, opts: DmirrorOptions = {}): Dmirr
         file.privateData = dm;
         return 0;
       },
-      // Models dmirror_fops_release(): remove the notifier, evict every chunk of the device.
-      release(file) {
+      // Models dmirror_fops_release(): remove the notifier, evict every chunk of the device
+      // (the CVE-2026-46280 fix; with bug F23 the device pages stay behind, pointing at the
+      // freed dmirror), free the mirror.
+      *release(file) {
         const dm = file.privateData;
         if (!(dm instanceof Dmirror)) return;
         mmuIntervalNotifierRemove(dm.notifier);
-        for (const chunk of [...dev.chunks]) dev.evictChunk(chunk);
+        if (!core.bug('F23')) for (const chunk of [...dev.chunks]) yield* dev.evictChunk(chunk);
         dm.pt.clear();
         mirrors.delete(dm.id);
+        freedMirrors.add(dm.id);
         file.privateData = undefined;
       },
       ioctl: unlockedIoctl,
@@ -249,7 +265,7 @@ export function installDmirror(kernel: Kernel, opts: DmirrorOptions = {}): Dmirr
     uninstall() {
       for (const dev of devices) {
         kernel.unregisterDevice(dev.path);
-        dev.removeChunks();
+        core.sched.runSync(dev.removeChunks(), 'hmm_dmirror_exit');
       }
       const i = kernel.checkers.indexOf(checker);
       if (i >= 0) kernel.checkers.splice(i, 1);

@@ -1,4 +1,4 @@
-import { PAGE_SIZE } from '@hmm-model/mm-core';
+import { PAGE_SIZE, Rng } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
 import { fillInts, hmmBuffer, hmmDmirrorCmd, hmmOpen, intsEqual, machine } from './test-util.js';
 import { HMM_DMIRROR_MIGRATE_TO_DEV, HMM_DMIRROR_READ } from './uapi.js';
@@ -14,15 +14,8 @@ describe('races at preemption points', () => {
       const fd = hmmOpen(p, 0);
       const buf = hmmBuffer(p, SIZE);
       fillInts(p, buf.ptr, SIZE / 4, (i) => i + c);
-      const delay = k.sched.rng.below(40) + c * 3;
-      const t = k.sched.spawn(
-        'unmap_buffer',
-        (function* () {
-          p.munmap(buf.ptr + SIZE / 2, SIZE / 2);
-          yield;
-        })(),
-        delay,
-      );
+      const delay = new Rng(c + 1).below(40) + c * 3;
+      const t = p.clone().spawn('unmap_buffer', p.sys.munmap(buf.ptr + SIZE / 2, SIZE / 2), delay);
       const r = hmmDmirrorCmd(p, fd, HMM_DMIRROR_READ, buf, NPAGES);
       outcomes.add(r);
       if (r === 0) {
@@ -42,14 +35,7 @@ describe('races at preemption points', () => {
       const fd = hmmOpen(p, 0);
       const buf = hmmBuffer(p, SIZE);
       fillInts(p, buf.ptr, SIZE / 4, (i) => i);
-      const t = k.sched.spawn(
-        'unmap',
-        (function* () {
-          p.munmap(buf.ptr + SIZE / 4, SIZE / 4);
-          yield;
-        })(),
-        c * 2,
-      );
+      const t = p.clone().spawn('unmap', p.sys.munmap(buf.ptr + SIZE / 4, SIZE / 4), c * 2);
       const r = hmmDmirrorCmd(p, fd, HMM_DMIRROR_MIGRATE_TO_DEV, buf, NPAGES);
       expect([0, -2, -22]).toContain(r);
       k.sched.join(t);

@@ -11,8 +11,11 @@ import {
   hmmPfnToMapOrder,
   hmmPfnToPfn,
   hmmRangeFault,
+  type KGen,
   type MmStruct,
   MmuIntervalNotifier,
+  mmapReadLock,
+  mmapReadUnlock,
   mmuIntervalNotifierInsert,
   mmuIntervalNotifierRemove,
   mmuIntervalReadBegin,
@@ -29,7 +32,6 @@ import {
   DMIRROR_RANGE_FAULT_RETRIES,
   type Dmirror,
   type DmirrorCmd,
-  withMmapReadLock,
 } from './dmirror.js';
 import {
   HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL,
@@ -80,12 +82,13 @@ export function dmirrorMkentry(dm: Dmirror, entry: number): number {
  * invalidate only moves the sequence), hmm_range_fault() without fault requests, retry on
  * -EBUSY or a sequence change (bounded: -EBUSY), then one byte per page.
  */
-function rangeSnapshot(dm: Dmirror, range: HmmRange, perm: Uint8Array): number {
+function* rangeSnapshot(dm: Dmirror, range: HmmRange, perm: Uint8Array): KGen<number> {
+  const core = dm.core;
   const notifier = new MmuIntervalNotifier(dm.mm, range.start, range.end, {
-    invalidate: (sub, _r, cur) => {
-      dm.lock();
+    *invalidate(sub, _r, cur) {
+      yield* dm.lock('dmirror_snapshot_invalidate');
       mmuIntervalSetSeq(sub, cur);
-      dm.unlock();
+      dm.unlock('dmirror_snapshot_invalidate');
       return true;
     },
   });
@@ -94,22 +97,28 @@ function rangeSnapshot(dm: Dmirror, range: HmmRange, perm: Uint8Array): number {
   try {
     for (let tries = 0; ; tries++) {
       if (tries >= DMIRROR_RANGE_FAULT_RETRIES) return -EBUSY;
-      range.notifierSeq = mmuIntervalReadBegin(notifier);
-      const ret = withMmapReadLock(dm.mm, () => hmmRangeFault(dm.core, range));
+      range.notifierSeq = yield* mmuIntervalReadBegin(core, notifier);
+      yield* mmapReadLock(core, dm.mm, 'dmirror_range_snapshot');
+      let ret: number;
+      try {
+        ret = yield* hmmRangeFault(core, range);
+      } finally {
+        mmapReadUnlock(core, dm.mm, 'dmirror_range_snapshot');
+      }
       if (ret) {
         if (ret === -EBUSY) continue;
         return ret;
       }
-      dm.lock();
+      yield* dm.lock('dmirror_range_snapshot');
       if (mmuIntervalReadRetry(notifier, range.notifierSeq)) {
-        dm.unlock();
+        dm.unlock('dmirror_range_snapshot');
         continue;
       }
       break;
     }
     const n = (range.end - range.start) / PAGE_SIZE;
     for (let i = 0; i < n; i++) perm[i] = dmirrorMkentry(dm, range.hmmPfns[i]);
-    dm.unlock();
+    dm.unlock('dmirror_range_snapshot');
     return 0;
   } finally {
     mmuIntervalNotifierRemove(notifier);
@@ -120,10 +129,10 @@ function rangeSnapshot(dm: Dmirror, range: HmmRange, perm: Uint8Array): number {
  * Models dmirror_snapshot() (HMM_DMIRROR_SNAPSHOT): in 32-page batches, snapshot the CPU page
  * table as seen by this device and copy one byte per page to cmd.ptr; cpages += bytes copied.
  */
-export function dmirrorSnapshot(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct): number {
+export function* dmirrorSnapshot(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct): KGen<number> {
   const start = cmd.addr;
   const end = start + cmd.size;
-  if (!dm.mmAlive()) return -EINVAL;
+  if (!dm.mmGet()) return -EINVAL;
   const pfns = new Float64Array(DMIRROR_BATCH_PAGES);
   const perm = new Uint8Array(DMIRROR_BATCH_PAGES);
   const range: HmmRange = {
@@ -144,9 +153,9 @@ export function dmirrorSnapshot(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct):
     range.start = addr;
     range.end = next;
     range.hmmPfns = pfns.subarray(0, n);
-    ret = rangeSnapshot(dm, range, perm);
+    ret = yield* rangeSnapshot(dm, range, perm);
     if (ret) break;
-    if (accessBytes(dm.core, userMm, uptr, perm.subarray(0, n), 'write') < 0) {
+    if ((yield* accessBytes(dm.core, userMm, uptr, perm.subarray(0, n), 'write')) < 0) {
       ret = -EFAULT;
       break;
     }
@@ -154,5 +163,6 @@ export function dmirrorSnapshot(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct):
     uptr += n;
     addr = next;
   }
+  yield* dm.mmPut();
   return ret;
 }

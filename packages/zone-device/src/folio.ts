@@ -90,6 +90,7 @@ function initPages(core: Core, pfn: number, pgmap: DevPagemap, order: number, rm
   if (order > 0) prepCompound(core, pfn, order, rmappable);
   // Models lock_page(): the fresh folio cannot be locked by anybody else.
   m.flags[pfn] |= PG_locked;
+  core.folioLockOwners.set(pfn, core.current);
 }
 
 /**

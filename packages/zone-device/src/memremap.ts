@@ -5,6 +5,7 @@ import {
   EINVAL,
   ENOMEM,
   ENXIO,
+  type KGen,
   MEMORY_DEVICE_COHERENT,
   MEMORY_DEVICE_FS_DAX,
   MEMORY_DEVICE_GENERIC,
@@ -14,6 +15,7 @@ import {
   ModelBug,
   PG_zone_device,
   RAM_START_PFN,
+  waitEvent,
 } from '@hmm-model/mm-core';
 
 /** Models PAGES_PER_SECTION (x86-64 SECTION_SIZE_BITS 27: 128 MiB sections of 4 KiB pages). */
@@ -142,19 +144,18 @@ export function memremapPages(core: Core, opts: MemremapOptions): DevPagemap | n
 
 /**
  * Models memunmap_pages() (mm/memremap.c): kill the pgmap's percpu ref, wait until every device
- * page is free, then tear down the struct pages (the pfns stop being valid). A page that is
- * still allocated would make the kernel wait forever: that is a ModelBug here.
+ * page is free (wait_for_completion(&pgmap->done): a page that is never freed makes the task wait
+ * forever, which the scheduler reports as a deadlock), then tear down the struct pages (the pfns
+ * stop being valid).
  */
-export function memunmapPages(core: Core, pgmap: DevPagemap): void {
+export function* memunmapPages(core: Core, pgmap: DevPagemap): KGen {
   if (core.pgmaps[pgmap.id] !== pgmap)
     throw new ModelBug(`memunmap_pages: pgmap ${pgmap.id} (${pgmap.name}) is not registered`);
   pgmap.dying = true;
-  if (pgmap.refs > 0)
-    throw new ModelBug(
-      `memunmap_pages: ${pgmap.refs} device page(s) of pgmap ${pgmap.id} (${pgmap.name}, pfns ` +
-        `0x${pgmap.startPfn.toString(16)}-0x${pgmap.endPfn.toString(16)}) are still allocated; ` +
-        'the kernel would wait forever for the percpu ref to drain',
-    );
+  yield* waitEvent(
+    `memunmap_pages: ${pgmap.refs} device page(s) of pgmap ${pgmap.id} (${pgmap.name}) still allocated`,
+    () => pgmap.refs === 0,
+  );
   const m = core.map;
   const { startPfn: s, endPfn: e } = pgmap;
   // Models arch_remove_memory()/pageunmap_range(): the section and its memmap go away.

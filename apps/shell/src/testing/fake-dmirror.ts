@@ -76,7 +76,7 @@ export function fakeDmirror(): FakeDmirror {
     exclusive: new Set(),
     flags: 0,
     fops: {
-      ioctl(file, cmd, arg) {
+      *ioctl(file, cmd, arg) {
         const p = file.opener as Process;
         const addr = Number(p.readU64(arg + CMD_ADDR));
         const ptr = Number(p.readU64(arg + CMD_PTR));

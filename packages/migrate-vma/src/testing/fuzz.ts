@@ -28,7 +28,7 @@ import {
   PROT_WRITE,
   type Process,
   Rng,
-  type SchedTask,
+  type Task,
   VM_READ,
   VM_WRITE,
   type Vma,
@@ -90,7 +90,7 @@ export class Fuzz {
   /** A separate stream for sampling checks, so checking does not change what runs. */
   private readonly checkRng: Rng;
   readonly procs: Proc[] = [];
-  private tasks: { t: SchedTask; mm: MmStruct }[] = [];
+  private tasks: { t: Task; mm: MmStruct }[] = [];
   private readonly log: string[] = [];
   readonly stats: FuzzStats = {};
   private failSys = false;
@@ -132,8 +132,25 @@ export class Fuzz {
     );
   }
 
+  /**
+   * True when every unfinished task is parked where the machine is consistent: not started, at
+   * a phase boundary of a minidev migration, or between user accesses. Elsewhere a task is in
+   * the middle of a kernel operation and the checkers would see its half-done state.
+   */
+  private quiescent(): boolean {
+    for (const t of this.k.sched.tasks) {
+      if (t.held.length) return false;
+      const s = t.site;
+      if (s === 'start' || s.startsWith('minidev: after') || s === 'fuzz: preempt') continue;
+      if (s === 'user access: fault handled, access retried') continue;
+      return false;
+    }
+    return true;
+  }
+
   /** Runs both invariant checkers and fails on any violation or kernel WARN. */
   checkNow(where: string): void {
+    if (!this.quiescent()) return;
     const v = this.k.check();
     const w = this.k.core.warnings;
     if (v.length || w.length)
@@ -261,7 +278,10 @@ export class Fuzz {
     this.note(`migrate ${what} pid ${pr.p.pid} 0x${a.toString(16)}+0x${len.toString(16)}`);
     const g = toDevice ? dev.toDeviceSteps(v, a, a + len, flags) : dev.toSystemSteps(v, a, a + len);
     if (async) {
-      this.tasks.push({ t: this.k.sched.spawn(`migrate ${what}`, g, this.rng.below(4)), mm: pr.p.mm });
+      this.tasks.push({
+        t: this.k.sched.spawn(`migrate ${what}`, g, { delay: this.rng.below(4) }),
+        mm: pr.p.mm,
+      });
       return;
     }
     const { r, migs } = runSteps(g, this.k.core);
@@ -397,7 +417,13 @@ export class Fuzz {
       mremap: () => this.opMremap(pr),
       'madv-free': () => this.opMadvise(pr, MADV_FREE),
       'madv-dontneed': () => this.opMadvise(pr, MADV_DONTNEED),
-      preempt: () => this.k.sched.preempt('fuzz'),
+      preempt: () =>
+        this.k.sched.runSync(
+          (function* () {
+            yield 'fuzz: preempt';
+          })(),
+          'preempt',
+        ),
       'fail-sys': () => {
         this.failSys = !this.failSys;
       },

@@ -26,12 +26,16 @@ import {
   hmmPfnToPfn,
   hmmRangeFault,
   type Kernel,
+  type KGen,
   type MmStruct,
   MmuIntervalNotifier,
+  mmapReadLock,
+  mmapReadUnlock,
   mmuIntervalNotifierInsert,
   mmuIntervalNotifierRemove,
   mmuIntervalReadBegin,
   mmuIntervalReadRetry,
+  mmuIntervalSetSeq,
   PAGE_SIZE,
   PG_zone_device,
   VM_FAULT_OOM,
@@ -64,16 +68,9 @@ export interface MigrateRun {
   migs: MigrateVma[];
 }
 
-/**
- * Drains a phase generator; with `core`, each phase boundary is a preemption point
- * (cond_resched()) where the scheduler may run other simulated tasks.
- */
-export function runSteps<T>(g: Generator<string, T>, core?: Core): T {
-  for (;;) {
-    const n = g.next();
-    if (n.done) return n.value;
-    core?.preempt(`minidev ${n.value}`);
-  }
+/** Runs a minidev kernel path to completion on the scheduler (for synchronous callers). */
+export function runSteps<T>(g: KGen<T>, core: Core): T {
+  return core.sched.runSync(g, 'minidev');
 }
 
 /**
@@ -231,28 +228,34 @@ export class MiniDevice {
     start: number,
     end: number,
     flags = MIGRATE_VMA_SELECT_SYSTEM | MIGRATE_VMA_SELECT_COMPOUND,
-  ): Generator<string, MigrateRun> {
+  ): KGen<MigrateRun> {
     const migs: MigrateVma[] = [];
     let r = 0;
-    for (const [a, b] of this.steps(start, end)) {
-      const mig = newMigrateVma({ vma, start: a, end: b, flags, pgmapOwner: this });
-      migs.push(mig);
-      r = migrateVmaSetup(this.core, mig);
-      if (r) break;
-      if (!mig.cpages) continue;
-      yield 'setup';
-      this.allocAndCopy(mig);
-      yield 'copy';
-      migrateVmaPages(this.core, mig);
-      yield 'pages';
-      migrateVmaFinalize(this.core, mig);
+    // Like dmirror_migrate_to_device(): the mmap_lock for read across the phases.
+    yield* mmapReadLock(this.core, vma.mm, 'minidev to device');
+    try {
+      for (const [a, b] of this.steps(start, end)) {
+        const mig = newMigrateVma({ vma, start: a, end: b, flags, pgmapOwner: this });
+        migs.push(mig);
+        r = yield* migrateVmaSetup(this.core, mig);
+        if (r) break;
+        if (!mig.cpages) continue;
+        yield 'minidev: after migrate_vma_setup';
+        this.allocAndCopy(mig);
+        yield 'minidev: after alloc_and_copy';
+        yield* migrateVmaPages(this.core, mig);
+        yield 'minidev: after migrate_vma_pages';
+        yield* migrateVmaFinalize(this.core, mig);
+      }
+    } finally {
+      mmapReadUnlock(this.core, vma.mm, 'minidev to device');
     }
     return { r, mig: migs[0], migs };
   }
 
   /** Migrates [start, end) to the device now. */
   toDevice(vma: Vma, start: number, end: number, flags?: number): MigrateRun {
-    return runSteps(this.toDeviceSteps(vma, start, end, flags));
+    return runSteps(this.toDeviceSteps(vma, start, end, flags), this.core);
   }
 
   /**
@@ -310,37 +313,42 @@ export class MiniDevice {
   }
 
   /** Migration of this device's pages in [start, end) back to system memory (MIGRATE_TO_SYS). */
-  *toSystemSteps(vma: Vma, start: number, end: number): Generator<string, MigrateRun> {
+  *toSystemSteps(vma: Vma, start: number, end: number): KGen<MigrateRun> {
     const migs: MigrateVma[] = [];
     let r = 0;
-    for (const [a, b] of this.steps(start, end)) {
-      const flags = MIGRATE_VMA_SELECT_DEVICE_PRIVATE | MIGRATE_VMA_SELECT_COMPOUND;
-      const mig = newMigrateVma({ vma, start: a, end: b, flags, pgmapOwner: this });
-      migs.push(mig);
-      r = migrateVmaSetup(this.core, mig);
-      if (r) break;
-      if (!mig.cpages) continue;
-      yield 'setup';
-      if (this.copyBack(mig)) {
-        migrateVmaFinalize(this.core, mig);
-        r = -12;
-        break;
+    yield* mmapReadLock(this.core, vma.mm, 'minidev to system');
+    try {
+      for (const [a, b] of this.steps(start, end)) {
+        const flags = MIGRATE_VMA_SELECT_DEVICE_PRIVATE | MIGRATE_VMA_SELECT_COMPOUND;
+        const mig = newMigrateVma({ vma, start: a, end: b, flags, pgmapOwner: this });
+        migs.push(mig);
+        r = yield* migrateVmaSetup(this.core, mig);
+        if (r) break;
+        if (!mig.cpages) continue;
+        yield 'minidev: after migrate_vma_setup';
+        if (this.copyBack(mig)) {
+          yield* migrateVmaFinalize(this.core, mig);
+          r = -12;
+          break;
+        }
+        yield 'minidev: after copy back';
+        yield* migrateVmaPages(this.core, mig);
+        yield 'minidev: after migrate_vma_pages';
+        yield* migrateVmaFinalize(this.core, mig);
       }
-      yield 'copy';
-      migrateVmaPages(this.core, mig);
-      yield 'pages';
-      migrateVmaFinalize(this.core, mig);
+    } finally {
+      mmapReadUnlock(this.core, vma.mm, 'minidev to system');
     }
     return { r, mig: migs[0], migs };
   }
 
   /** Migrates this device's pages in [start, end) back now. */
   toSystem(vma: Vma, start: number, end: number): MigrateRun {
-    return runSteps(this.toSystemSteps(vma, start, end));
+    return runSteps(this.toSystemSteps(vma, start, end), this.core);
   }
 
   /** migrate_to_ram op: like dmirror_devmem_fault() (a PTE fault migrates one page). */
-  migrateToRam(vmf: VmFault): number {
+  *migrateToRam(vmf: VmFault): KGen<number> {
     const core = this.core;
     const head = core.map.head[vmf.page];
     const order = vmf.pte ? 0 : core.map.folioOrder(head);
@@ -355,16 +363,16 @@ export class MiniDevice {
       pgmapOwner: this,
       faultPage: vmf.page,
     });
-    if (migrateVmaSetup(core, mig)) return VM_FAULT_SIGBUS;
-    if (mig.cpages) core.preempt('minidev migrate_to_ram: copy');
+    if (yield* migrateVmaSetup(core, mig)) return VM_FAULT_SIGBUS;
+    if (mig.cpages) yield 'minidev migrate_to_ram: after migrate_vma_setup';
     const ret = this.copyBack(mig);
     if (ret) {
-      migrateVmaFinalize(core, mig);
+      yield* migrateVmaFinalize(core, mig);
       return ret;
     }
-    migrateVmaPages(core, mig);
-    if (mig.cpages) core.preempt('minidev migrate_to_ram: pages');
-    migrateVmaFinalize(core, mig);
+    yield* migrateVmaPages(core, mig);
+    if (mig.cpages) yield 'minidev migrate_to_ram: after migrate_vma_pages';
+    yield* migrateVmaFinalize(core, mig);
     return 0;
   }
 
@@ -375,12 +383,22 @@ export class MiniDevice {
    * 0 or -errno (-EFAULT for a write that meets a read-only page of this device).
    */
   access(mm: MmStruct, addr: number, buf: Uint8Array, write: boolean): number {
+    return this.core.sched.runSync(this.accessGen(mm, addr, buf, write), 'minidev access');
+  }
+
+  /** The kernel path of {@link access}. */
+  *accessGen(mm: MmStruct, addr: number, buf: Uint8Array, write: boolean): KGen<number> {
     const core = this.core;
     const first = addr - (addr % PAGE_SIZE);
     const last = addr + buf.length;
     const end = last + ((PAGE_SIZE - (last % PAGE_SIZE)) % PAGE_SIZE);
     const npages = (end - first) / PAGE_SIZE;
-    const sub = new MmuIntervalNotifier(mm, first, end, { invalidate: () => true });
+    const sub = new MmuIntervalNotifier(mm, first, end, {
+      *invalidate(s, _range, seq) {
+        mmuIntervalSetSeq(s, seq);
+        return true;
+      },
+    });
     mmuIntervalNotifierInsert(sub);
     try {
       const range: HmmRange = {
@@ -395,13 +413,13 @@ export class MiniDevice {
       };
       for (let tries = 0; ; tries++) {
         if (tries > 64) return -EBUSY;
-        range.notifierSeq = mmuIntervalReadBegin(sub);
-        mm.mmapLock++;
+        range.notifierSeq = yield* mmuIntervalReadBegin(core, sub);
+        yield* mmapReadLock(core, mm, 'minidev access');
         let ret: number;
         try {
-          ret = hmmRangeFault(core, range);
+          ret = yield* hmmRangeFault(core, range);
         } finally {
-          mm.mmapLock--;
+          mmapReadUnlock(core, mm, 'minidev access');
         }
         if (ret === -EBUSY) continue;
         if (ret) return ret;

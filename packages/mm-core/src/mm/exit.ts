@@ -1,5 +1,7 @@
 import type { Core } from '../core.js';
-import { ModelBug } from '../errors.js';
+import { KernelBug } from '../sched/findings.js';
+import type { KGen } from '../sched/task.js';
+import { mmapReadLock, mmapReadUnlock, mmapWriteLock, mmapWriteUnlock } from './locking.js';
 import { removeVma } from './mmap.js';
 import { withInvalidation } from './notifier.js';
 import { freeEmptyTables, freeTable } from './pgtable.js';
@@ -7,20 +9,28 @@ import { MMU_NOTIFY_RELEASE, type MmStruct } from './types.js';
 import { zapRange } from './zap.js';
 
 /**
- * Models exit_mmap() + check_mm(): zap every VMA, free every page table and the PGD. Throws a
- * model bug if rss counters or page-table bytes are not back to zero.
+ * Models exit_mmap() + check_mm(): with the mmap_lock held for read, zap every VMA
+ * (unmap_vmas()); then for write, free every page table and the PGD and remove the VMAs. Throws
+ * a model bug if rss counters or page-table bytes are not back to zero.
  */
-export function exitMmap(core: Core, mm: MmStruct): void {
+export function* exitMmap(core: Core, mm: MmStruct): KGen {
   const all = [...mm.vmas];
-  withInvalidation(mm, 0, 2 ** 47, MMU_NOTIFY_RELEASE, null, () => {
-    for (const v of all) zapRange(core, v, v.start, v.end);
-  });
+  yield* mmapReadLock(core, mm, 'exit_mmap');
+  try {
+    yield* withInvalidation(mm, 0, 2 ** 47, MMU_NOTIFY_RELEASE, null, function* () {
+      for (const v of all) yield* zapRange(core, v, v.start, v.end);
+    });
+  } finally {
+    mmapReadUnlock(core, mm, 'exit_mmap');
+  }
+  yield* mmapWriteLock(core, mm, 'exit_mmap');
   for (const v of all) removeVma(core, v);
   freeEmptyTables(core, mm, 0, 2 ** 47);
   if (mm.pgd >= 0) freeTable(core, mm, mm.pgd, true);
   mm.pgd = -1;
   mm.hugeZeroRef = false;
   mm.notifiers.clear();
+  mmapWriteUnlock(core, mm, 'exit_mmap');
   const r = mm.rss;
   if (
     r.MM_ANONPAGES ||
@@ -30,9 +40,28 @@ export function exitMmap(core: Core, mm: MmStruct): void {
     mm.pgtablesBytes ||
     mm.deposits.size
   ) {
-    throw new ModelBug(
-      `check_mm: mm ${mm.id} torn down with rss anon=${r.MM_ANONPAGES} file=${r.MM_FILEPAGES} ` +
+    throw new KernelBug(
+      'check_mm',
+      `Bad rss-counter state mm:${mm.id} anon=${r.MM_ANONPAGES} file=${r.MM_FILEPAGES} ` +
         `shmem=${r.MM_SHMEMPAGES} pgtables_bytes=${mm.pgtablesBytes} deposits=${mm.deposits.size}`,
     );
   }
+}
+
+/** Models mmget(): one more user of the address space. */
+export function mmget(mm: MmStruct): void {
+  mm.users++;
+}
+
+/** Models mmget_not_zero(): take a user reference unless the mm is already being torn down. */
+export function mmgetNotZero(mm: MmStruct): boolean {
+  if (mm.users <= 0) return false;
+  mm.users++;
+  return true;
+}
+
+/** Models mmput(): drop a user reference; the last one tears the address space down (exit_mmap()). */
+export function* mmput(core: Core, mm: MmStruct): KGen {
+  mm.users--;
+  if (mm.users === 0) yield* exitMmap(core, mm);
 }

@@ -286,7 +286,7 @@ describe('file and shmem faults (do_read_fault, do_shared_fault, do_cow_fault)',
     const ranges: [number, number][] = [];
     mmuIntervalNotifierInsert(
       new MmuIntervalNotifier(p.mm, s, s + 3 * PAGE_SIZE, {
-        invalidate: (_sub, r) => {
+        *invalidate(_sub, r) {
           ranges.push([r.start - s, r.end - s]);
           return true;
         },

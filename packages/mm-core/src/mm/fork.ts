@@ -28,12 +28,24 @@ import {
   wrprotectLo,
 } from '../pgtable/entry.js';
 import { PG_anon, PG_anon_exclusive, PG_hugetlb, PG_lru } from '../phys/memmap.js';
+import type { KGen } from '../sched/task.js';
 import { anonVmaClone, anonVmaPrepare, linearPageIndex } from './anon.js';
 import { addMmCounter, mmCounter } from './counters.js';
-import { allocDeposit, depositTable, splitHugePmdLocked } from './huge.js';
+import { allocDeposit, depositTable, pmdIsHuge, splitHugePmdLocked } from './huge.js';
 import { hugetlbAlloc } from './hugetlb.js';
+import { mmapWriteLock, mmapWriteUnlock, pmdLock, pteLock, ptlUnlock } from './locking.js';
 import { withInvalidation } from './notifier.js';
-import { allocTable, pmdIndex, pmdTableOf, pteIndex, pteTableOf, ptHi, ptLo, ptSet } from './pgtable.js';
+import {
+  allocTable,
+  freeTable,
+  pmdIndex,
+  pmdTableOf,
+  pteIndex,
+  pteTableOf,
+  ptHi,
+  ptLo,
+  ptSet,
+} from './pgtable.js';
 import {
   AnonVma,
   MMU_NOTIFY_PROTECTION_PAGE,
@@ -123,8 +135,47 @@ function copyPte(core: Core, src: Vma, dst: Vma, sT: number, dT: number, addr: n
   return true;
 }
 
-/** Models copy_huge_pmd() for present THPs, the huge zero page, device-private and migration PMDs. */
-function copyHugePmd(core: Core, src: Vma, dst: Vma, sPmdT: number, haddr: number): 'done' | 'split' | 'oom' {
+/**
+ * Models copy_huge_pmd() for present THPs, the huge zero page, device-private and migration
+ * PMDs: the table to deposit is allocated first, then both PMD locks are taken and the source
+ * PMD is re-read ('again' when it is no longer huge: the caller copies PTEs).
+ */
+function copyHugePmd(
+  core: Core,
+  src: Vma,
+  dst: Vma,
+  sPmdT: number,
+  haddr: number,
+): 'done' | 'split' | 'oom' | 'again' {
+  const dPmdT = pmdTableOf(core, dst.mm, haddr, true);
+  const table = dPmdT < 0 ? -1 : allocDeposit(core, dst.mm);
+  if (table < 0) return 'oom';
+  const dptl = pmdLock(core, dPmdT, 'copy_huge_pmd');
+  const sptl = pmdLock(core, sPmdT, 'copy_huge_pmd');
+  try {
+    const mi = pmdIndex(haddr);
+    if (!pmdIsHuge(ptLo(core, sPmdT, mi), ptHi(core, sPmdT, mi))) {
+      freeTable(core, dst.mm, table);
+      return 'again';
+    }
+    const r = copyHugePmdLocked(core, src, dst, sPmdT, dPmdT, haddr, table);
+    if (r !== 'done') freeTable(core, dst.mm, table);
+    return r;
+  } finally {
+    ptlUnlock(core, sptl, 'copy_huge_pmd');
+    ptlUnlock(core, dptl, 'copy_huge_pmd');
+  }
+}
+
+function copyHugePmdLocked(
+  core: Core,
+  src: Vma,
+  dst: Vma,
+  sPmdT: number,
+  dPmdT: number,
+  haddr: number,
+  table: number,
+): 'done' | 'split' {
   const mi = pmdIndex(haddr);
   let lo = ptLo(core, sPmdT, mi);
   const hi = ptHi(core, sPmdT, mi);
@@ -140,9 +191,6 @@ function copyHugePmd(core: Core, src: Vma, dst: Vma, sPmdT: number, haddr: numbe
     splitHugePmdLocked(core, src, sPmdT, haddr, false);
     return 'split';
   }
-  const dPmdT = pmdTableOf(core, dst.mm, haddr, true);
-  const table = dPmdT < 0 ? -1 : allocDeposit(core, dst.mm);
-  if (table < 0) return 'oom';
   depositTable(dst.mm, haddr, table);
   if (entryPresent(lo)) {
     if (pfn === core.hugeZeroPfn) {
@@ -209,12 +257,17 @@ function copyHugetlb(core: Core, src: Vma, dst: Vma): boolean {
   return true;
 }
 
-/** Models copy_page_range(): copy the page tables of one VMA into the child's VMA. */
-export function copyPageRange(core: Core, src: Vma, dst: Vma): boolean {
+/**
+ * Models copy_page_range(): copy the page tables of one VMA into the child's VMA, PMD by PMD
+ * (copy_pmd_range(): a PMD seen huge without the lock goes to copy_huge_pmd(), which re-checks
+ * it locked), PTEs under both PTE locks; cond_resched() between PMDs.
+ */
+export function* copyPageRange(core: Core, src: Vma, dst: Vma): KGen<boolean> {
   if (!src.anonVma && !(src.flags & (VM_HUGETLB | VM_PFNMAP | VM_MIXEDMAP))) return true;
   if (src.flags & VM_HUGETLB) return copyHugetlb(core, src, dst);
-  const run = (): boolean => {
+  const run = function* (): KGen<boolean> {
     for (let addr = src.start; addr < src.end; ) {
+      yield 'copy_pmd_range: cond_resched';
       const next = Math.min(src.end, (Math.floor(addr / PMD_SIZE) + 1) * PMD_SIZE);
       const sPmdT = pmdTableOf(core, src.mm, addr, false);
       if (sPmdT < 0) {
@@ -229,24 +282,33 @@ export function copyPageRange(core: Core, src: Vma, dst: Vma): boolean {
         continue;
       }
       if (!entryPresent(lo) || entryHuge(lo)) {
+        yield 'copy_pmd_range: PMD seen huge without the PMD lock';
         const r = copyHugePmd(core, src, dst, sPmdT, Math.floor(addr / PMD_SIZE) * PMD_SIZE);
         if (r === 'oom') return false;
         if (r === 'done') {
           addr = next;
           continue;
         }
+        if (r === 'again') continue;
       }
       const sT = pteTableOf(core, src.mm, addr, false);
+      if (sT < 0) continue;
       const dT = pteTableOf(core, dst.mm, addr, true);
       if (dT < 0) return false;
-      for (let a = addr; a < next; a += PAGE_SIZE) if (!copyPte(core, src, dst, sT, dT, a)) return false;
+      const dptl = pteLock(core, dT, 'copy_pte_range');
+      const sptl = pteLock(core, sT, 'copy_pte_range');
+      let ok = true;
+      for (let a = addr; a < next && ok; a += PAGE_SIZE) ok = copyPte(core, src, dst, sT, dT, a);
+      ptlUnlock(core, sptl, 'copy_pte_range');
+      ptlUnlock(core, dptl, 'copy_pte_range');
+      if (!ok) return false;
       addr = next;
     }
     return true;
   };
   if (isCowMapping(src.flags))
-    return withInvalidation(src.mm, src.start, src.end, MMU_NOTIFY_PROTECTION_PAGE, null, run);
-  return run();
+    return yield* withInvalidation(src.mm, src.start, src.end, MMU_NOTIFY_PROTECTION_PAGE, null, run);
+  return yield* run();
 }
 
 /**
@@ -254,7 +316,16 @@ export function copyPageRange(core: Core, src: Vma, dst: Vma): boolean {
  * linked into the parent's anon_vmas plus an anon_vma of its own (anon_vma_fork()), then
  * copy_page_range(). Returns null when out of memory (the caller tears the child down).
  */
-export function dupMmap(core: Core, parent: MmStruct, childId: number): { mm: MmStruct; ok: boolean } {
+export function* dupMmap(core: Core, parent: MmStruct, childId: number): KGen<{ mm: MmStruct; ok: boolean }> {
+  yield* mmapWriteLock(core, parent, 'dup_mmap');
+  try {
+    return yield* dupMmapLocked(core, parent, childId);
+  } finally {
+    mmapWriteUnlock(core, parent, 'dup_mmap');
+  }
+}
+
+function* dupMmapLocked(core: Core, parent: MmStruct, childId: number): KGen<{ mm: MmStruct; ok: boolean }> {
   const mm = new MmStruct(childId);
   mm.mmapBase = parent.mmapBase;
   mm.pgd = allocTable(core, mm, true);
@@ -267,6 +338,7 @@ export function dupMmap(core: Core, parent: MmStruct, childId: number): { mm: Mm
       anonVmaClone(v, c);
       const own = new AnonVma();
       own.id = core.registerMapping(own);
+      if (v.anonVma) own.root = v.anonVma.root;
       own.vmas.add(c);
       c.anonVma = own;
       c.anonVmaChain.push(own);
@@ -276,7 +348,7 @@ export function dupMmap(core: Core, parent: MmStruct, childId: number): { mm: Mm
       v.file.refs++;
     }
     mm.insertVma(c);
-    if (!copyPageRange(core, v, c)) return { mm, ok: false };
+    if (!(yield* copyPageRange(core, v, c))) return { mm, ok: false };
   }
   return { mm, ok: true };
 }

@@ -6,7 +6,7 @@ import {
   VM_FAULT_ERROR,
   VM_FAULT_OOM,
 } from '../core.js';
-import { folioGet, folioPut, folioTrylock, folioUnlock } from '../folio.js';
+import { folioGet, folioPut, folioUnlock } from '../folio.js';
 import {
   _PAGE_PRESENT,
   _PAGE_RW,
@@ -17,9 +17,12 @@ import {
   SWP_DEVICE_EXCLUSIVE,
 } from '../pgtable/entry.js';
 import { PG_anon, PG_anon_exclusive, PG_zone_device } from '../phys/memmap.js';
+import { LivelockFinding } from '../sched/findings.js';
+import type { KGen } from '../sched/task.js';
 import { handleMmFault } from './fault.js';
-import { splitHugePmdLocked } from './huge.js';
-import { withInvalidation } from './notifier.js';
+import { splitHugePmd } from './huge.js';
+import { folioLockWait, pteLock, ptlUnlock } from './locking.js';
+import { withInvalidationSync } from './notifier.js';
 import { pmdIndex, pmdTableOf, pteIndex, pteTableOf, ptHi, ptLo, ptSet } from './pgtable.js';
 import { MMU_NOTIFY_EXCLUSIVE, type MmStruct, VM_IO, VM_PFNMAP, VM_READ, VM_WRITE } from './types.js';
 
@@ -50,7 +53,7 @@ function followPage(core: Core, mm: MmStruct, addr: number, write: boolean): num
 /** Hooks other layers install for GUP (avoids an upward import from mm core). */
 export interface GupHooks {
   /** Models migrate_device_coherent_folio() (mm/migrate_device.c): 0 or -EBUSY. */
-  migrateDeviceCoherentFolio?(core: Core, head: number): number;
+  migrateDeviceCoherentFolio?(core: Core, head: number): KGen<number>;
 }
 
 const gupHooks = new WeakMap<Core, GupHooks>();
@@ -60,20 +63,24 @@ export function setGupHooks(core: Core, hooks: GupHooks): void {
   gupHooks.set(core, { ...gupHooks.get(core), ...hooks });
 }
 
+/** Bound on fault retries for one page before GUP is reported as a livelock. */
+const GUP_RETRY_BOUND = 10_000;
+
 /**
  * Models __get_user_pages() + check_and_migrate_movable_folios(): fault in and take a
  * reference (FOLL_GET) or a pin (FOLL_PIN, counted in pincount) on each of nr pages from addr.
  * FOLL_LONGTERM pins on device-coherent pages first migrate them to system memory. Returns the
  * pfns taken (fewer than nr on a partial failure, as the kernel returns a short count) or
- * -errno when the first page fails.
+ * -errno when the first page fails. The caller holds the mmap_lock for read
+ * (get_user_pages_remote()).
  */
-export function getUserPages(
+export function* getUserPages(
   core: Core,
   mm: MmStruct,
   addr: number,
   nr: number,
   gupFlags: number,
-): number[] | number {
+): KGen<number[] | number> {
   const write = (gupFlags & FOLL_WRITE) !== 0;
   const out: number[] = [];
   for (let k = 0; k < nr; k++) {
@@ -83,14 +90,17 @@ export function getUserPages(
     if (!vma || vma.flags & (VM_IO | VM_PFNMAP)) return fail(-EFAULT);
     if (write ? !(vma.flags & VM_WRITE) : !(vma.flags & VM_READ)) return fail(-EFAULT);
     let pfn = -1;
-    for (let tries = 0; tries < 16 && pfn < 0; tries++) {
+    for (let tries = 0; pfn < 0; tries++) {
+      if (tries >= GUP_RETRY_BOUND)
+        throw new LivelockFinding(
+          `__get_user_pages: page 0x${a.toString(16)} faulted ${tries} times without progress`,
+        );
       pfn = followPage(core, mm, a, write);
       if (pfn >= 0) break;
-      const r = handleMmFault(core, vma, a, write ? FAULT_FLAG_WRITE : 0);
+      const r = yield* handleMmFault(core, vma, a, write ? FAULT_FLAG_WRITE : 0);
       if (r & VM_FAULT_OOM) return fail(-ENOMEM);
       if (r & VM_FAULT_ERROR) return fail(-EFAULT);
     }
-    if (pfn < 0) return fail(-EFAULT);
     const m = core.map;
     let head = m.head[pfn];
     if (
@@ -103,7 +113,7 @@ export function getUserPages(
       // migrate_longterm_unpinnable_folios(): the migration consumes a reference we hold.
       if (!mig) return fail(-ENOMEM);
       folioGet(core, head);
-      if (mig(core, head) < 0) return fail(-ENOMEM);
+      if ((yield* mig(core, head)) < 0) return fail(-ENOMEM);
       k--;
       continue;
     }
@@ -126,43 +136,55 @@ export function putUserPages(core: Core, pfns: readonly number[], gupFlags: numb
 }
 
 /**
- * Models make_device_exclusive() (mm/rmap.c): fault the page in writable, then replace its
- * PTE with a device-exclusive entry (MMU_NOTIFY_EXCLUSIVE carrying `owner`, so the requesting
- * driver can ignore its own invalidation). The folio stays mapped (rmap and reference kept).
- * Returns the pfn with the folio locked and an extra reference the caller drops, or -errno.
+ * Models make_device_exclusive() (mm/rmap.c): fault the page in writable (splitting a PMD
+ * mapping), lock the folio, then under an MMU_NOTIFY_EXCLUSIVE invalidation carrying `owner`
+ * (so the requesting driver can ignore its own invalidation) replace its PTE with a
+ * device-exclusive entry, if the PTE still maps that page writable (else retry). The folio
+ * stays mapped (rmap and reference kept). Returns the pfn with the folio locked and an extra
+ * reference the caller drops, or -errno. The caller holds the mmap_lock for read.
  */
-export function makeDeviceExclusive(core: Core, mm: MmStruct, addr: number, owner: unknown): number {
-  const pages = getUserPages(core, mm, addr, 1, FOLL_WRITE);
-  if (typeof pages === 'number') return pages;
-  if (pages.length === 0) return -EFAULT;
-  const pfn = pages[0];
-  const m = core.map;
-  const head = m.head[pfn];
-  if (!(m.flags[head] & PG_anon) || m.flags[head] & PG_zone_device) {
+export function* makeDeviceExclusive(core: Core, mm: MmStruct, addr: number, owner: unknown): KGen<number> {
+  for (let tries = 0; ; tries++) {
+    if (tries >= GUP_RETRY_BOUND)
+      throw new LivelockFinding(`make_device_exclusive: 0x${addr.toString(16)} retried ${tries} times`);
+    const vma = mm.vmaLookup(addr);
+    const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
+    const pmdT = pmdTableOf(core, mm, addr, false);
+    // FOLL_SPLIT_PMD: a PMD mapping is split before the page is taken.
+    if (vma && pmdT >= 0 && entryHuge(ptLo(core, pmdT, pmdIndex(addr))))
+      yield* splitHugePmd(core, vma, pmdT, haddr, false);
+    const pages = yield* getUserPages(core, mm, addr, 1, FOLL_WRITE);
+    if (typeof pages === 'number') return pages;
+    if (pages.length === 0) return -EFAULT;
+    const pfn = pages[0];
+    const m = core.map;
+    const head = m.head[pfn];
+    if (!(m.flags[head] & PG_anon) || m.flags[head] & PG_zone_device) {
+      folioPut(core, head);
+      return -EPERM;
+    }
+    yield* folioLockWait(core, head, 'make_device_exclusive');
+    const pteT = pteTableOf(core, mm, addr, false);
+    const i = pteIndex(addr);
+    const done = yield* withInvalidationSync(mm, addr, addr + PAGE_SIZE, MMU_NOTIFY_EXCLUSIVE, owner, () => {
+      if (pteT < 0) return false;
+      const ptl = pteLock(core, pteT, 'make_device_exclusive');
+      const lo = ptLo(core, pteT, i);
+      const ok =
+        (lo & _PAGE_PRESENT) !== 0 && (lo & _PAGE_RW) !== 0 && entryPfn(lo, ptHi(core, pteT, i)) === pfn;
+      if (ok) {
+        const soft = lo & (1 << 11);
+        ptSet(core, pteT, i, mkSwpLo(SWP_DEVICE_EXCLUSIVE, pfn, soft), mkHi(pfn));
+        m.flags[pfn] |= PG_anon_exclusive;
+      }
+      ptlUnlock(core, ptl, 'make_device_exclusive');
+      return ok;
+    });
+    if (done) return pfn;
+    folioUnlock(core, head);
     folioPut(core, head);
-    return -EPERM;
+    yield 'make_device_exclusive: page changed under us, retry';
   }
-  if (!folioTrylock(core, head)) {
-    folioPut(core, head);
-    return -EPERM;
-  }
-  const vma = mm.vmaLookup(addr)!;
-  const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
-  const pmdT = pmdTableOf(core, mm, addr, false);
-  if (pmdT >= 0 && entryHuge(ptLo(core, pmdT, pmdIndex(addr)))) {
-    withInvalidation(mm, haddr, haddr + PMD_SIZE, 1, null, () =>
-      splitHugePmdLocked(core, vma, pmdT, haddr, false),
-    );
-  }
-  const pteT = pteTableOf(core, mm, addr, false);
-  const i = pteIndex(addr);
-  withInvalidation(mm, addr, addr + PAGE_SIZE, MMU_NOTIFY_EXCLUSIVE, owner, () => {
-    const lo = ptLo(core, pteT, i);
-    const soft = lo & (1 << 11);
-    ptSet(core, pteT, i, mkSwpLo(SWP_DEVICE_EXCLUSIVE, pfn, soft), mkHi(pfn));
-    m.flags[pfn] |= PG_anon_exclusive;
-  });
-  return pfn;
 }
 
 /** Releases what {@link makeDeviceExclusive} returned (folio_unlock() + folio_put()). */

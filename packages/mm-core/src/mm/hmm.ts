@@ -20,8 +20,11 @@ import {
   swpType,
 } from '../pgtable/entry.js';
 import { PG_zone_device } from '../phys/memmap.js';
+import { LivelockFinding } from '../sched/findings.js';
+import type { KGen } from '../sched/task.js';
 import { handleMmFault } from './fault.js';
-import { mmuIntervalReadRetry } from './notifier.js';
+import { folioWaitLocked } from './locking.js';
+import { mmuIntervalCheckRetry } from './notifier.js';
 import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo } from './pgtable.js';
 import {
   type MmuIntervalNotifier,
@@ -92,12 +95,25 @@ function needFault(range: HmmRange, i: number, cpuFlags: number): number {
   return 0;
 }
 
-/** Models hmm_vma_fault(): fault [addr, end) in, then restart the walk (-EBUSY). */
-function hmmVmaFault(core: Core, vma: Vma, addr: number, end: number, need: number): number {
+/** The walk's state (struct hmm_vma_walk): where a restart begins. */
+interface HmmVmaWalk {
+  last: number;
+}
+
+/** Models hmm_vma_fault(): fault [addr, end) in, then restart the walk at addr (-EBUSY). */
+function* hmmVmaFault(
+  core: Core,
+  w: HmmVmaWalk,
+  vma: Vma,
+  addr: number,
+  end: number,
+  need: number,
+): KGen<number> {
+  w.last = addr;
   if (need & NEED_WRITE_FAULT && !(vma.flags & VM_WRITE)) return -EPERM;
   const flags = FAULT_FLAG_REMOTE | (need & NEED_WRITE_FAULT ? FAULT_FLAG_WRITE : 0);
   for (let a = addr; a < end; a += PAGE_SIZE) {
-    const r = handleMmFault(core, vma, a, flags);
+    const r = yield* handleMmFault(core, vma, a, flags);
     if (r & VM_FAULT_ERROR) return -EFAULT;
   }
   return -EBUSY;
@@ -110,11 +126,23 @@ function devicePrivateOwned(core: Core, pfn: number, owner: unknown): boolean {
   return pgmap?.type === MEMORY_DEVICE_PRIVATE && pgmap.owner === owner;
 }
 
-/** Walks one VMA's part of the range; returns 0, -EBUSY (restart) or -errno. */
-function walkVma(core: Core, range: HmmRange, vma: Vma, start: number, end: number): number {
+/**
+ * Walks one VMA's part of the range without page-table locks (hmm_vma_walk_pmd(): the
+ * notifier sequence, not the locks, tells the caller whether what it read is still valid);
+ * returns 0, -EBUSY (restart at w.last) or -errno.
+ */
+function* walkVma(
+  core: Core,
+  w: HmmVmaWalk,
+  range: HmmRange,
+  vma: Vma,
+  start: number,
+  end: number,
+): KGen<number> {
   const mm = vma.mm;
   const base = range.start;
   for (let addr = start; addr < end; ) {
+    if (addr > start) yield 'hmm_vma_walk_pmd: next PMD';
     const next = Math.min(end, (Math.floor(addr / PMD_SIZE) + 1) * PMD_SIZE);
     const i0 = (addr - base) / PAGE_SIZE;
     const n = (next - addr) / PAGE_SIZE;
@@ -126,7 +154,7 @@ function walkVma(core: Core, range: HmmRange, vma: Vma, start: number, end: numb
       // Models hmm_vma_walk_hole().
       let need = 0;
       for (let k = 0; k < n; k++) need |= needFault(range, i0 + k, 0);
-      if (need) return hmmVmaFault(core, vma, addr, next, need);
+      if (need) return yield* hmmVmaFault(core, w, vma, addr, next, need);
       range.hmmPfns.fill(0, i0, i0 + n);
       addr = next;
       continue;
@@ -145,17 +173,15 @@ function walkVma(core: Core, range: HmmRange, vma: Vma, start: number, end: numb
           let need = 0;
           for (let k = 0; k < n; k++) need |= needFault(range, i0 + k, 0);
           if (need) {
-            core.wait(
-              'pmd migration entry',
-              () => ptLo(core, pmdT, mi) !== lo || ptHi(core, pmdT, mi) !== hi,
-            );
+            w.last = addr;
+            yield* folioWaitLocked(core, core.map.head[entryPfn(lo, hi)], 'pmd_migration_entry_wait');
             return -EBUSY;
           }
         }
       }
       let need = 0;
       for (let k = 0; k < n; k++) need |= needFault(range, i0 + k, cpu);
-      if (need) return hmmVmaFault(core, vma, addr, next, need);
+      if (need) return yield* hmmVmaFault(core, w, vma, addr, next, need);
       for (let k = 0; k < n; k++) {
         range.hmmPfns[i0 + k] = cpu ? (pfn + k) * 256 + cpu + HPAGE_PMD_ORDER : 0;
       }
@@ -171,7 +197,7 @@ function walkVma(core: Core, range: HmmRange, vma: Vma, start: number, end: numb
       const phi = ptHi(core, pteT, pi);
       if (entryNone(plo, phi)) {
         const need = needFault(range, i, 0);
-        if (need) return hmmVmaFault(core, vma, a, next, need);
+        if (need) return yield* hmmVmaFault(core, w, vma, a, next, need);
         range.hmmPfns[i] = 0;
         continue;
       }
@@ -189,15 +215,16 @@ function walkVma(core: Core, range: HmmRange, vma: Vma, start: number, end: numb
           continue;
         }
         if (isMigrationType(type)) {
-          core.wait('migration entry', () => ptLo(core, pteT, pi) !== plo || ptHi(core, pteT, pi) !== phi);
+          w.last = a;
+          yield* folioWaitLocked(core, core.map.head[pfn], 'migration_entry_wait');
           return -EBUSY;
         }
-        return hmmVmaFault(core, vma, a, next, need);
+        return yield* hmmVmaFault(core, w, vma, a, next, need);
       }
       if (!(plo & 1)) {
         // PROT_NONE (protnone) entry: no access for the device either.
         const need = needFault(range, i, 0);
-        if (need) return hmmVmaFault(core, vma, a, next, need);
+        if (need) return yield* hmmVmaFault(core, w, vma, a, next, need);
         range.hmmPfns[i] = 0;
         continue;
       }
@@ -209,7 +236,7 @@ function walkVma(core: Core, range: HmmRange, vma: Vma, start: number, end: numb
       }
       const cpu = HMM_PFN_VALID | (plo & _PAGE_RW ? HMM_PFN_WRITE : 0);
       const need = needFault(range, i, cpu);
-      if (need) return hmmVmaFault(core, vma, a, next, need);
+      if (need) return yield* hmmVmaFault(core, w, vma, a, next, need);
       range.hmmPfns[i] = pfn * 256 + cpu;
     }
     addr = next;
@@ -217,20 +244,26 @@ function walkVma(core: Core, range: HmmRange, vma: Vma, start: number, end: numb
   return 0;
 }
 
+/** Bound on walk restarts inside one hmm_range_fault() call before it is a livelock finding. */
+export const HMM_WALK_RESTART_BOUND = 100_000;
+
 /**
  * Models hmm_range_fault() (mm/hmm.c): fill range.hmmPfns with the CPU page table's view of
  * [start, end), faulting pages in where the request flags require it. Returns 0, -EBUSY when
  * the notifier sequence changed (the caller retries with a fresh sequence), -EFAULT for
  * missing / inaccessible VMAs, -EPERM for a write to a read-only VMA. The caller holds the
- * mmap lock for read.
+ * mmap lock for read. A walk that had to fault or wait restarts at the address it stopped at.
  */
-export function hmmRangeFault(core: Core, range: HmmRange): number {
+export function* hmmRangeFault(core: Core, range: HmmRange): KGen<number> {
   const mm = range.notifier.mm;
-  core.preempt('hmm_range_fault');
-  for (;;) {
-    if (mmuIntervalReadRetry(range.notifier, range.notifierSeq)) return -EBUSY;
+  const w: HmmVmaWalk = { last: range.start };
+  for (let restarts = 0; ; restarts++) {
+    if (restarts >= HMM_WALK_RESTART_BOUND)
+      throw new LivelockFinding(`hmm_range_fault: the walk restarted ${restarts} times without finishing`);
+    yield 'hmm_range_fault: before mmu_interval_check_retry';
+    if (mmuIntervalCheckRetry(range.notifier, range.notifierSeq)) return -EBUSY;
     let ret = 0;
-    let addr = range.start;
+    let addr = w.last;
     while (addr < range.end && ret === 0) {
       const vma = mm.findVma(addr);
       const i0 = (addr - range.start) / PAGE_SIZE;
@@ -263,7 +296,7 @@ export function hmmRangeFault(core: Core, range: HmmRange): number {
         addr = end;
         continue;
       }
-      ret = walkVma(core, range, vma, addr, end);
+      ret = yield* walkVma(core, w, range, vma, addr, end);
       addr = end;
     }
     if (ret !== -EBUSY) return ret;

@@ -21,6 +21,8 @@ import {
   _PAGE_SWP_UFFD_WP,
   _PAGE_UFFD_WP,
   _PAGE_USER,
+  entryHuge,
+  entryNone,
   entryPfn,
   entryPresent,
   isDevicePrivateType,
@@ -46,9 +48,13 @@ import {
   PG_head,
   PG_partially_mapped,
 } from '../phys/memmap.js';
+import type { SpinLock } from '../sched/locks.js';
+import type { KGen } from '../sched/task.js';
 import { addMmCounter, mmCounter } from './counters.js';
+import { assertPtlHeld, pmdLock, ptlUnlock } from './locking.js';
+import { withInvalidationSync } from './notifier.js';
 import { allocTable, freeTable, pmdIndex, ptHi, ptLo, ptSet, tableHi, tableLo } from './pgtable.js';
-import type { MmStruct, Vma } from './types.js';
+import { MMU_NOTIFY_CLEAR, type MmStruct, type Vma } from './types.js';
 
 /** Models pgtable_trans_huge_deposit(): keep a preallocated PTE table with the PMD at haddr. */
 export function depositTable(mm: MmStruct, haddr: number, table: number): void {
@@ -86,6 +92,7 @@ export function deferredSplitFolio(core: Core, head: number): void {
  * The PMD table entry is replaced by the deposited PTE table filled with 512 entries.
  */
 export function splitHugePmdLocked(core: Core, vma: Vma, pmdT: number, haddr: number, freeze: boolean): void {
+  assertPtlHeld(core, pmdT, '__split_huge_pmd_locked');
   const mm = vma.mm;
   const mi = pmdIndex(haddr);
   const lo = ptLo(core, pmdT, mi);
@@ -187,6 +194,7 @@ export function splitHugePmdLocked(core: Core, vma: Vma, pmdT: number, haddr: nu
  * migration), its rmap, rss and deposited table; drop the mapping's reference.
  */
 export function zapHugePmd(core: Core, vma: Vma, pmdT: number, haddr: number): void {
+  assertPtlHeld(core, pmdT, 'zap_huge_pmd');
   const mm = vma.mm;
   const mi = pmdIndex(haddr);
   const lo = ptLo(core, pmdT, mi);
@@ -213,3 +221,49 @@ export function allocDeposit(core: Core, mm: MmStruct): number {
 
 /** The order of a PMD-mapped folio (the model's THP order). */
 export const THP_ORDER = HPAGE_PMD_ORDER;
+
+/**
+ * Models pmd_is_huge(): the PMD is a leaf the THP code handles (a present huge PMD, the huge
+ * zero PMD, or a non-present migration / device-private PMD), not none and not a table.
+ */
+export function pmdIsHuge(lo: number, hi: number): boolean {
+  return !entryNone(lo, hi) && (!entryPresent(lo) || entryHuge(lo));
+}
+
+/**
+ * Models __pmd_trans_huge_lock(): take the PMD lock and re-read the PMD; if it is still huge
+ * (present huge or a non-present PMD leaf) return the held lock, else unlock and return null
+ * (the PMD was split or zapped under us: the caller falls back to the PTE level).
+ */
+export function pmdTransHugeLock(core: Core, pmdT: number, haddr: number, site: string): SpinLock | null {
+  const l = pmdLock(core, pmdT, site);
+  const mi = pmdIndex(haddr);
+  if (pmdIsHuge(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi))) return l;
+  ptlUnlock(core, l, site);
+  return null;
+}
+
+/**
+ * Models __split_huge_pmd() (mm/huge_memory.c): an MMU_NOTIFY_CLEAR invalidation of the PMD,
+ * the PMD lock, split_huge_pmd_locked() (which re-checks the PMD is still huge), unlock.
+ */
+export function* splitHugePmd(core: Core, vma: Vma, pmdT: number, haddr: number, freeze: boolean): KGen {
+  yield* withInvalidationSync(vma.mm, haddr, haddr + PMD_SIZE, MMU_NOTIFY_CLEAR, null, () => {
+    const l = pmdLock(core, pmdT, '__split_huge_pmd');
+    const mi = pmdIndex(haddr);
+    if (pmdIsHuge(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi)))
+      splitHugePmdLocked(core, vma, pmdT, haddr, freeze);
+    ptlUnlock(core, l, '__split_huge_pmd');
+  });
+}
+
+/**
+ * Models split_huge_pmd(): the lockless pmd_is_huge() check, then (after a window in which
+ * another CPU may change the PMD) __split_huge_pmd(). No-op when the PMD is not huge.
+ */
+export function* splitHugePmdIfHuge(core: Core, vma: Vma, pmdT: number, haddr: number): KGen {
+  const mi = pmdIndex(haddr);
+  if (!pmdIsHuge(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi))) return;
+  yield 'split_huge_pmd: PMD seen huge without the PMD lock';
+  yield* splitHugePmd(core, vma, pmdT, haddr, false);
+}

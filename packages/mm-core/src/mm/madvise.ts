@@ -4,12 +4,14 @@ import {
   ENOMEM,
   HPAGE_PMD_NR,
   HPAGE_PMD_ORDER,
+  MADV_COLD,
   MADV_COLLAPSE,
   MADV_DONTNEED,
   MADV_FREE,
   MADV_HUGEPAGE,
   MADV_NOHUGEPAGE,
   MADV_NORMAL,
+  MADV_PAGEOUT,
   PAGE_SIZE,
   PMD_SIZE,
 } from '../constants.js';
@@ -26,12 +28,23 @@ import {
   mkPmdLo,
 } from '../pgtable/entry.js';
 import { PG_anon, PG_dirty, PG_lru } from '../phys/memmap.js';
+import type { KGen } from '../sched/task.js';
 import { anonVmaPrepare, linearPageIndex } from './anon.js';
 import { addMmCounter } from './counters.js';
 import { thpVmaAllowable } from './fault.js';
 import { depositTable } from './huge.js';
-import { withInvalidation } from './notifier.js';
-import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo, ptSet } from './pgtable.js';
+import {
+  mmapReadLock,
+  mmapReadUnlock,
+  mmapWriteLock,
+  mmapWriteUnlock,
+  pmdLock,
+  pteLock,
+  ptlUnlock,
+} from './locking.js';
+import { madviseColdOrPageout, madviseFreeSingleVma } from './madvise-lazy.js';
+import { withInvalidation, withInvalidationSync } from './notifier.js';
+import { pmdIndex, pmdTableOf, ptHi, ptLo, ptSet } from './pgtable.js';
 import {
   MMU_NOTIFY_CLEAR,
   type MmStruct,
@@ -54,7 +67,7 @@ import { zapRange } from './zap.js';
  * the zero page, or a present anonymous page; the data is copied into a new PMD-order folio
  * mapped by a huge PMD. Returns 0 or -errno (-EINVAL unsuitable, -ENOMEM allocation, -EAGAIN).
  */
-function collapsePmd(core: Core, vma: Vma, haddr: number): number {
+function* collapsePmd(core: Core, vma: Vma, haddr: number): KGen<number> {
   const mm = vma.mm;
   const pmdT = pmdTableOf(core, mm, haddr, false);
   if (pmdT < 0) {
@@ -68,20 +81,22 @@ function collapsePmd(core: Core, vma: Vma, haddr: number): number {
   if (entryHuge(lo)) return entryPfn(lo, hi) === core.hugeZeroPfn ? -EINVAL : 0;
   const pteT = entryPfn(lo, hi);
   const m = core.map;
-  for (let i = 0; i < HPAGE_PMD_NR; i++) {
-    const plo = ptLo(core, pteT, i);
-    const phi = ptHi(core, pteT, i);
-    if (entryNone(plo, phi)) continue;
-    if (!entryPresent(plo)) return -EINVAL;
-    if (plo & _PAGE_SPECIAL) continue;
-    const pfn = entryPfn(plo, phi);
-    if (!(m.flags[m.head[pfn]] & PG_anon)) return -EINVAL;
-    if (m.refcount[m.head[pfn]] > m.mapcount[pfn] + (m.largeMapcount[m.head[pfn]] > 0 ? 511 : 0) + 1)
-      return -EAGAIN;
-  }
+  const scan = collapsible(core, pteT);
+  if (scan) return scan;
   const folio = allocFolio(core, HPAGE_PMD_ORDER, false);
   if (folio < 0) return -ENOMEM;
-  withInvalidation(mm, haddr, haddr + PMD_SIZE, MMU_NOTIFY_CLEAR, null, () => {
+  yield 'collapse_huge_page: folio allocated, PMD not yet isolated';
+  return yield* withInvalidationSync(mm, haddr, haddr + PMD_SIZE, MMU_NOTIFY_CLEAR, null, () => {
+    const pmdPtl = pmdLock(core, pmdT, 'collapse_huge_page');
+    const ptePtl = pteLock(core, pteT, '__collapse_huge_page_isolate');
+    // The PMD and its PTEs must still be what the scan saw.
+    const still = ptLo(core, pmdT, mi) === lo && ptHi(core, pmdT, mi) === hi && collapsible(core, pteT) === 0;
+    if (!still) {
+      ptlUnlock(core, ptePtl, '__collapse_huge_page_isolate');
+      ptlUnlock(core, pmdPtl, 'collapse_huge_page');
+      folioPut(core, folio);
+      return -EAGAIN;
+    }
     let dirty = false;
     for (let i = 0; i < HPAGE_PMD_NR; i++) {
       const plo = ptLo(core, pteT, i);
@@ -111,41 +126,77 @@ function collapsePmd(core: Core, vma: Vma, haddr: number): number {
     const none = !(vma.flags & (VM_READ | VM_WRITE | VM_EXEC));
     ptSet(core, pmdT, mi, mkPmdLo(folio, w, true, true, none), mkHi(folio));
     core.vmstat.thp_collapse_alloc++;
+    ptlUnlock(core, ptePtl, '__collapse_huge_page_isolate');
+    ptlUnlock(core, pmdPtl, 'collapse_huge_page');
+    return 0;
   });
+}
+
+/**
+ * Models hpage_collapse_scan_pmd()'s PTE checks: every PTE none, the zero page, or a present
+ * anonymous page with no references beyond its mappings. 0, -EINVAL or -EAGAIN.
+ */
+function collapsible(core: Core, pteT: number): number {
+  const m = core.map;
+  for (let i = 0; i < HPAGE_PMD_NR; i++) {
+    const plo = ptLo(core, pteT, i);
+    const phi = ptHi(core, pteT, i);
+    if (entryNone(plo, phi)) continue;
+    if (!entryPresent(plo)) return -EINVAL;
+    if (plo & _PAGE_SPECIAL) continue;
+    const pfn = entryPfn(plo, phi);
+    if (!(m.flags[m.head[pfn]] & PG_anon)) return -EINVAL;
+    if (m.refcount[m.head[pfn]] > m.mapcount[pfn] + (m.largeMapcount[m.head[pfn]] > 0 ? 511 : 0) + 1)
+      return -EAGAIN;
+  }
   return 0;
 }
 
-/** Models madvise_free_pte_range(): mark anonymous pages clean (lazily freeable); no reclaim runs. */
-function madviseFree(core: Core, vma: Vma, start: number, end: number): void {
-  const mm = vma.mm;
-  for (let a = start; a < end; a += PAGE_SIZE) {
-    const pmdT = pmdTableOf(core, mm, a, false);
-    if (pmdT < 0) continue;
-    const mi = pmdIndex(a);
-    const lo = ptLo(core, pmdT, mi);
-    // Device-private and migration PMDs are left alone (madvise_free_huge_pmd()'s 2026 fix);
-    // present THPs keep their data as long as nothing reclaims them.
-    if (lo === 0 || !entryPresent(lo) || entryHuge(lo)) continue;
-    const pteT = entryPfn(lo, ptHi(core, pmdT, mi));
-    const i = pteIndex(a);
-    const plo = ptLo(core, pteT, i);
-    if (!entryPresent(plo) || plo & _PAGE_SPECIAL) continue;
-    // Data stays readable: without memory pressure lazyfree pages are never reclaimed.
-  }
+/** Models madvise_need_mmap_write(): advices that change VMA flags take the mmap_lock for write. */
+function needMmapWrite(advice: number): boolean {
+  return advice === MADV_NORMAL || advice === MADV_HUGEPAGE || advice === MADV_NOHUGEPAGE;
 }
 
 /**
  * Models do_madvise(): validation (-EINVAL for bad alignment or advice, -ENOMEM when part of
  * the range is unmapped, after applying to the mapped part), then the advice.
  */
-export function sysMadvise(core: Core, mm: MmStruct, addr: number, len: number, advice: number): number {
+export function* sysMadvise(
+  core: Core,
+  mm: MmStruct,
+  addr: number,
+  len: number,
+  advice: number,
+): KGen<number> {
   if (!Number.isInteger(addr) || !Number.isInteger(len) || addr % PAGE_SIZE !== 0 || addr < 0) return -EINVAL;
-  const known = [MADV_NORMAL, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_COLLAPSE];
+  const known = [
+    MADV_NORMAL,
+    MADV_DONTNEED,
+    MADV_FREE,
+    MADV_COLD,
+    MADV_PAGEOUT,
+    MADV_HUGEPAGE,
+    MADV_NOHUGEPAGE,
+    MADV_COLLAPSE,
+  ];
   if (!known.includes(advice)) return -EINVAL;
   if (len < 0) return -EINVAL;
   const end = addr + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE;
   if (end < addr) return -EINVAL;
   if (end === addr) return 0;
+  const write = needMmapWrite(advice);
+  if (write) yield* mmapWriteLock(core, mm, 'madvise_lock');
+  else yield* mmapReadLock(core, mm, 'madvise_lock');
+  try {
+    return yield* madviseLocked(core, mm, addr, end, advice);
+  } finally {
+    if (write) mmapWriteUnlock(core, mm, 'madvise_unlock');
+    else mmapReadUnlock(core, mm, 'madvise_unlock');
+  }
+}
+
+/** do_madvise() with the mmap_lock held: the VMAs of [addr, end) and the advice. */
+function* madviseLocked(core: Core, mm: MmStruct, addr: number, end: number, advice: number): KGen<number> {
   let unmapped = false;
   let cursor = addr;
   const vmas = mm.vmas.filter((v) => v.end > addr && v.start < end);
@@ -160,7 +211,7 @@ export function sysMadvise(core: Core, mm: MmStruct, addr: number, len: number, 
     case MADV_NORMAL:
     case MADV_HUGEPAGE:
     case MADV_NOHUGEPAGE: {
-      for (const v of isolateRange(core, vmas, addr, end)) {
+      for (const v of yield* isolateRange(core, vmas, addr, end)) {
         if (advice === MADV_HUGEPAGE) v.flags = (v.flags | VM_HUGEPAGE) & ~VM_NOHUGEPAGE;
         else if (advice === MADV_NOHUGEPAGE) v.flags = (v.flags | VM_NOHUGEPAGE) & ~VM_HUGEPAGE;
       }
@@ -169,14 +220,28 @@ export function sysMadvise(core: Core, mm: MmStruct, addr: number, len: number, 
     }
     case MADV_DONTNEED: {
       for (const v of vmas) if (v.flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB)) return -EINVAL;
-      withInvalidation(mm, addr, end, MMU_NOTIFY_CLEAR, null, () => {
-        for (const v of vmas) zapRange(core, v, Math.max(addr, v.start), Math.min(end, v.end));
+      yield* withInvalidation(mm, addr, end, MMU_NOTIFY_CLEAR, null, function* () {
+        for (const v of vmas) yield* zapRange(core, v, Math.max(addr, v.start), Math.min(end, v.end));
       });
       break;
     }
     case MADV_FREE: {
       for (const v of vmas) if (!v.isAnonymous) return -EINVAL;
-      for (const v of vmas) madviseFree(core, v, Math.max(addr, v.start), Math.min(end, v.end));
+      for (const v of vmas)
+        yield* madviseFreeSingleVma(core, v, Math.max(addr, v.start), Math.min(end, v.end));
+      break;
+    }
+    case MADV_COLD:
+    case MADV_PAGEOUT: {
+      for (const v of vmas) if (v.flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB)) return -EINVAL;
+      for (const v of vmas)
+        yield* madviseColdOrPageout(
+          core,
+          v,
+          Math.max(addr, v.start),
+          Math.min(end, v.end),
+          advice === MADV_PAGEOUT,
+        );
       break;
     }
     case MADV_COLLAPSE: {
@@ -189,7 +254,7 @@ export function sysMadvise(core: Core, mm: MmStruct, addr: number, len: number, 
             err = -EINVAL;
             continue;
           }
-          const r = collapsePmd(core, v, h);
+          const r = yield* collapsePmd(core, v, h);
           if (r < 0) err = r;
         }
       }

@@ -1,7 +1,9 @@
 import { EINVAL, ENOMEM, HPAGE_PMD_NR, MMAP_MIN_ADDR, PAGE_SIZE, PMD_SIZE, TASK_SIZE } from '../constants.js';
 import type { Core } from '../core.js';
+import type { KGen } from '../sched/task.js';
 import { unlinkAnonVmas } from './anon.js';
-import { withInvalidation } from './notifier.js';
+import { mmapReadUnlock, mmapWriteDowngrade, mmapWriteLock, mmapWriteUnlock } from './locking.js';
+import { mmuNotifierInvalidateRangeEnd, mmuNotifierInvalidateRangeStart } from './notifier.js';
 import { freeEmptyTables } from './pgtable.js';
 import { shmemTruncatePages } from './shmem.js';
 import { type Inode, MMU_NOTIFY_UNMAP, type MmStruct, VM_HUGETLB, type Vma } from './types.js';
@@ -65,35 +67,53 @@ export function removeVma(core: Core, vma: Vma): void {
 }
 
 /**
- * Models do_vmi_munmap() on a validated range: split VMAs at the boundaries, zap the pages
- * (MMU_NOTIFY_UNMAP), remove the VMAs and free page tables no longer used.
+ * Models do_vmi_munmap() on a validated range, the mmap_lock held for write: split VMAs at the
+ * boundaries and detach them, then (unmap_region()) zap the pages under an MMU_NOTIFY_UNMAP
+ * invalidation, free page tables no longer used and remove the VMAs. With `downgrade` (munmap(2)
+ * itself) the lock is downgraded to read after the detach, as vms_complete_munmap_vmas() does,
+ * and the caller must release a read lock afterwards.
  */
-export function unmapRange(core: Core, mm: MmStruct, start: number, end: number): void {
-  const vmas = isolateRange(core, mm.vmas, start, end);
+export function* unmapRange(core: Core, mm: MmStruct, start: number, end: number, downgrade = false): KGen {
+  const vmas = yield* isolateRange(core, mm.vmas, start, end);
+  // vms_gather_munmap_vmas(): the VMAs leave the tree before the pages go (a fault in the range
+  // now finds no VMA).
+  for (const v of vmas) mm.removeVma(v);
+  if (downgrade) mmapWriteDowngrade(core, mm, 'vms_complete_munmap_vmas');
   if (vmas.length === 0) return;
-  withInvalidation(mm, start, end, MMU_NOTIFY_UNMAP, null, () => {
-    for (const v of vmas) zapRange(core, v, v.start, v.end);
-  });
-  for (const v of vmas) removeVma(core, v);
+  const range = { mm, start, end, event: MMU_NOTIFY_UNMAP, owner: null };
+  yield* mmuNotifierInvalidateRangeStart(range);
+  try {
+    for (const v of vmas) yield* zapRange(core, v, v.start, v.end);
+  } finally {
+    mmuNotifierInvalidateRangeEnd(range);
+  }
   freeEmptyTables(core, mm, start, end);
+  for (const v of vmas) removeVma(core, v);
 }
 
-/** Models the validation and work of munmap(2): 0 or -EINVAL. */
-export function sysMunmap(core: Core, mm: MmStruct, addr: number, len: number): number {
+/**
+ * Models munmap(2) (__vm_munmap()): validation, mmap_write_lock, do_vmi_munmap() with the
+ * downgrade, mmap_read_unlock. 0 or -EINVAL.
+ */
+export function* sysMunmap(core: Core, mm: MmStruct, addr: number, len: number): KGen<number> {
   if (!Number.isInteger(addr) || !Number.isInteger(len)) return -EINVAL;
   if (addr % PAGE_SIZE !== 0 || addr < 0 || addr > TASK_SIZE) return -EINVAL;
   const l = pageAlign(len);
   if (len <= 0 || l > TASK_SIZE - addr) return -EINVAL;
+  yield* mmapWriteLock(core, mm, '__vm_munmap');
   // hugetlb VMAs must be unmapped on huge-page boundaries.
   for (const v of mm.vmas) {
     if (v.end <= addr || v.start >= addr + l) continue;
     if (
       v.flags & VM_HUGETLB &&
       ((addr > v.start && addr % PMD_SIZE) || (addr + l < v.end && (addr + l) % PMD_SIZE))
-    )
+    ) {
+      mmapWriteUnlock(core, mm, '__vm_munmap');
       return -EINVAL;
+    }
   }
-  unmapRange(core, mm, addr, addr + l);
+  yield* unmapRange(core, mm, addr, addr + l, true);
+  mmapReadUnlock(core, mm, '__vm_munmap');
   return 0;
 }
 

@@ -15,7 +15,6 @@ import {
   _PAGE_PSE,
   _PAGE_RW,
   _PAGE_SPECIAL,
-  entryHuge,
   entryNone,
   entryPfn,
   entryPresent,
@@ -28,9 +27,11 @@ import {
   swpType,
 } from '../pgtable/entry.js';
 import { PG_anon, PG_anon_exclusive } from '../phys/memmap.js';
-import { splitHugePmdLocked } from './huge.js';
+import type { KGen } from '../sched/task.js';
+import { pmdIsHuge, pmdTransHugeLock, splitHugePmd } from './huge.js';
+import { mmapWriteLock, mmapWriteUnlock, pteLock, ptlUnlock } from './locking.js';
 import { withInvalidation } from './notifier.js';
-import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo, ptSet } from './pgtable.js';
+import { pmdIndex, pmdTableOf, pteIndex, pteTableAt, ptHi, ptLo, ptSet } from './pgtable.js';
 import {
   MMU_NOTIFY_PROTECTION_VMA,
   type MmStruct,
@@ -89,12 +90,14 @@ function changeEntry(core: Core, vma: Vma, lo: number, hi: number, huge: boolean
 }
 
 /**
- * Models change_protection() over [start, end) of a VMA whose flags were already updated:
- * huge PMDs wholly inside are changed in place, partly covered ones are split first.
+ * Models change_protection() / change_pmd_range() over [start, end) of a VMA whose flags were
+ * already updated, under an MMU_NOTIFY_PROTECTION_VMA invalidation. A PMD seen huge without the
+ * lock is, after a window, changed in place under pmd_trans_huge_lock() (change_huge_pmd())
+ * when wholly inside the range, or split first; PTEs change under the PTE lock.
  */
-export function changeProtection(core: Core, vma: Vma, start: number, end: number): void {
+export function* changeProtection(core: Core, vma: Vma, start: number, end: number): KGen {
   const mm = vma.mm;
-  withInvalidation(mm, start, end, MMU_NOTIFY_PROTECTION_VMA, null, () => {
+  yield* withInvalidation(mm, start, end, MMU_NOTIFY_PROTECTION_VMA, null, function* () {
     let addr = start;
     while (addr < end) {
       const next = Math.min(end, (Math.floor(addr / PMD_SIZE) + 1) * PMD_SIZE);
@@ -104,24 +107,32 @@ export function changeProtection(core: Core, vma: Vma, start: number, end: numbe
         continue;
       }
       const mi = pmdIndex(addr);
-      let lo = ptLo(core, pmdT, mi);
-      let hi = ptHi(core, pmdT, mi);
-      if (entryNone(lo, hi)) {
+      const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
+      if (pmdIsHuge(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi))) {
+        yield 'change_pmd_range: PMD seen huge without the PMD lock';
+        if (addr === haddr && next - addr === PMD_SIZE) {
+          const ptl = pmdTransHugeLock(core, pmdT, haddr, 'change_huge_pmd');
+          if (ptl) {
+            const lo = ptLo(core, pmdT, mi);
+            const hi = ptHi(core, pmdT, mi);
+            ptSet(core, pmdT, mi, changeEntry(core, vma, lo, hi, entryPresent(lo)), hi);
+            mm.tlb.flushRange(haddr, haddr + PMD_SIZE);
+            ptlUnlock(core, ptl, 'change_huge_pmd');
+            addr = next;
+            yield 'change_pmd_range: cond_resched';
+            continue;
+          }
+        } else {
+          yield* splitHugePmd(core, vma, pmdT, haddr, false);
+        }
+      }
+      if (entryNone(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi))) {
         addr = next;
         continue;
       }
-      const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
-      if (!entryPresent(lo) || entryHuge(lo)) {
-        if (addr === haddr && next - addr === PMD_SIZE) {
-          ptSet(core, pmdT, mi, changeEntry(core, vma, lo, hi, entryPresent(lo)), hi);
-          addr = next;
-          continue;
-        }
-        splitHugePmdLocked(core, vma, pmdT, haddr, false);
-        lo = ptLo(core, pmdT, mi);
-        hi = ptHi(core, pmdT, mi);
-      }
-      const pteT = entryPfn(lo, hi);
+      const pteT = pteTableAt(core, mm, pmdT, addr, false);
+      if (pteT < 0) continue;
+      const ptl = pteLock(core, pteT, 'change_pte_range');
       for (let a = addr; a < next; a += PAGE_SIZE) {
         const i = pteIndex(a);
         const plo = ptLo(core, pteT, i);
@@ -129,7 +140,10 @@ export function changeProtection(core: Core, vma: Vma, start: number, end: numbe
         if (entryNone(plo, phi)) continue;
         ptSet(core, pteT, i, changeEntry(core, vma, plo, phi, false), phi);
       }
+      mm.tlb.flushRange(addr, next);
+      ptlUnlock(core, ptl, 'change_pte_range');
       addr = next;
+      yield 'change_pmd_range: cond_resched';
     }
   });
 }
@@ -139,7 +153,13 @@ export function changeProtection(core: Core, vma: Vma, start: number, end: numbe
  * flags and change the page tables. A hole in the range stops with -ENOMEM (earlier VMAs
  * keep their change, as in the kernel).
  */
-export function sysMprotect(core: Core, mm: MmStruct, addr: number, len: number, prot: number): number {
+export function* sysMprotect(
+  core: Core,
+  mm: MmStruct,
+  addr: number,
+  len: number,
+  prot: number,
+): KGen<number> {
   if (!Number.isInteger(addr) || !Number.isInteger(len) || !Number.isInteger(prot)) return -EINVAL;
   if (addr % PAGE_SIZE !== 0 || addr < 0) return -EINVAL;
   if (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | 0x01000000 | 0x02000000)) return -EINVAL;
@@ -147,6 +167,16 @@ export function sysMprotect(core: Core, mm: MmStruct, addr: number, len: number,
   if (len < 0) return -EINVAL;
   const end = addr + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE;
   if (end <= addr || end > 2 ** 47) return -ENOMEM;
+  yield* mmapWriteLock(core, mm, 'do_mprotect_pkey');
+  try {
+    return yield* mprotectLocked(core, mm, addr, end, prot);
+  } finally {
+    mmapWriteUnlock(core, mm, 'do_mprotect_pkey');
+  }
+}
+
+/** do_mprotect_pkey() with the mmap_lock held for write. */
+function* mprotectLocked(core: Core, mm: MmStruct, addr: number, end: number, prot: number): KGen<number> {
   const vmFlags = protToVmFlags(prot);
   const first = mm.findVma(addr);
   if (!first || first.start > addr) return -ENOMEM;
@@ -162,11 +192,11 @@ export function sysMprotect(core: Core, mm: MmStruct, addr: number, len: number,
       (vmFlags & VM_EXEC ? VM_MAYEXEC : 0);
     if ((v.flags & mayFlags) !== mayFlags) return -EACCES;
     const segEnd = Math.min(end, v.end);
-    const [piece] = isolateRange(core, [v], cursor, segEnd);
+    const [piece] = yield* isolateRange(core, [v], cursor, segEnd);
     const newFlags = (piece.flags & ~(VM_READ | VM_WRITE | VM_EXEC)) | vmFlags;
     if (newFlags !== piece.flags) {
       piece.flags = newFlags;
-      changeProtection(core, piece, piece.start, piece.end);
+      yield* changeProtection(core, piece, piece.start, piece.end);
     }
     cursor = segEnd;
     if (cursor >= end) break;

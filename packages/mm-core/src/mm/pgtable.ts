@@ -4,6 +4,7 @@ import { ModelBug } from '../errors.js';
 import { _PAGE_TABLE, entryHuge, entryPfn, entryPresent, mkHi, mkLo } from '../pgtable/entry.js';
 import { BLOCK_PAGES } from '../phys/frames.js';
 import { PG_table } from '../phys/memmap.js';
+import { ptlockFree } from './locking.js';
 import type { MmStruct } from './types.js';
 
 /** Models pgd_index()/pud_index()/pmd_index()/pte_index() for a user virtual address. */
@@ -60,6 +61,7 @@ export function freeTable(core: Core, mm: MmStruct | null, pfn: number, pgd = fa
   const m = core.map;
   if (!(m.flags[pfn] & PG_table))
     throw new ModelBug(`freeing pfn 0x${pfn.toString(16)} that is not a page table`);
+  ptlockFree(core, pfn);
   m.flags[pfn] &= ~PG_table;
   m.refcount[pfn] = 0;
   core.vmstat.nr_page_table_pages--;

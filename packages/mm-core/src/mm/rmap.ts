@@ -42,8 +42,11 @@ import {
   swpType,
 } from '../pgtable/entry.js';
 import { PG_anon, PG_anon_exclusive, PG_dirty } from '../phys/memmap.js';
+import type { RwSem } from '../sched/locks.js';
+import type { KGen } from '../sched/task.js';
 import { splitHugePmdLocked } from './huge.js';
-import { withInvalidation } from './notifier.js';
+import { assertPtlHeld, pmdLock, pteLock, ptlUnlock } from './locking.js';
+import { withInvalidationSync } from './notifier.js';
 import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo, ptSet } from './pgtable.js';
 import { AnonVma, Inode, MMU_NOTIFY_CLEAR, VM_EXEC, VM_READ, VM_WRITE, type Vma } from './types.js';
 
@@ -76,6 +79,29 @@ export function rmapVmas(core: Core, head: number): { vma: Vma; addr: number }[]
     out.push({ vma, addr });
   }
   return out;
+}
+
+/**
+ * Models folio_lock_anon_vma_read()/i_mmap_lock_read()'s lock: the rwsem protecting the folio's
+ * rmap (the root anon_vma's, or the file's i_mmap_rwsem), or null for a folio without mapping.
+ */
+export function rmapLockOf(core: Core, head: number): RwSem | null {
+  const owner = core.mappings.get(core.map.mapping[head]);
+  if (owner instanceof AnonVma) return owner.root.rwsem;
+  if (owner instanceof Inode) return owner.immapRwsem;
+  return null;
+}
+
+/** Models rmap_walk()'s locking: take the folio's rmap lock for read; returns it (or null). */
+export function* rmapLockRead(core: Core, head: number, site: string): KGen<RwSem | null> {
+  const l = rmapLockOf(core, head);
+  if (l) yield* l.downRead(core.sched, site);
+  return l;
+}
+
+/** Releases what {@link rmapLockRead} took. */
+export function rmapUnlockRead(core: Core, l: RwSem | null, site: string): void {
+  l?.upRead(core.sched, site);
 }
 
 /**
@@ -183,6 +209,7 @@ function migrationEntryLo(
  * anon-exclusive folio cannot be made shared because it may be pinned.
  */
 export function setPmdMigrationEntry(core: Core, vma: Vma, pmdT: number, haddr: number): number {
+  assertPtlHeld(core, pmdT, 'set_pmd_migration_entry');
   const mi = pmdIndex(haddr);
   const lo = ptLo(core, pmdT, mi);
   const hi = ptHi(core, pmdT, mi);
@@ -206,6 +233,7 @@ export function setPmdMigrationEntry(core: Core, vma: Vma, pmdT: number, haddr: 
  * Returns false (entry untouched) when an exclusive page may be pinned.
  */
 export function setPteMigrationEntry(core: Core, vma: Vma, pteT: number, addr: number): boolean {
+  assertPtlHeld(core, pteT, 'try_to_migrate_one');
   const i = pteIndex(addr);
   const lo = ptLo(core, pteT, i);
   const hi = ptHi(core, pteT, i);
@@ -230,32 +258,60 @@ export const TTU_SPLIT_HUGE_PMD = 0x4;
  * Models try_to_migrate() (mm/rmap.c): replace every mapping of the folio in every process by
  * a migration entry. PMD mappings become PMD migration entries, or with TTU_SPLIT_HUGE_PMD are
  * split (freezing) into PTE migration entries. Stops at a mapping that cannot be converted
- * (possibly pinned); the caller sees the folio still mapped.
+ * (possibly pinned); the caller sees the folio still mapped. Per VMA (try_to_migrate_one()): an
+ * MMU_NOTIFY_CLEAR invalidation, then the page_vma_mapped_walk() under the page-table locks.
+ * `rmapLocked`: the caller holds the rmap lock (TTU_RMAP_LOCKED, as the folio split does).
  */
-export function tryToMigrate(core: Core, head: number, flags = 0): void {
+export function* tryToMigrate(core: Core, head: number, flags = 0, rmapLocked = false): KGen {
   const m = core.map;
   const nr = m.folioNrPages(head);
-  for (const { vma, addr } of rmapVmas(core, head)) {
-    const hits = pageVmaMappedWalk(core, vma, head, nr, addr, false);
-    if (hits.length === 0) continue;
-    withInvalidation(
-      vma.mm,
-      Math.max(addr, vma.start),
-      Math.min(addr + nr * PAGE_SIZE, vma.end),
-      MMU_NOTIFY_CLEAR,
-      null,
-      () => {
-        for (const h of hits) {
-          if (h.level === 'pmd') {
-            if (flags & TTU_SPLIT_HUGE_PMD) {
-              if (m.flags[head] & PG_anon_exclusive && folioMaybeDmaPinned(core, head)) return;
-              splitHugePmdLocked(core, vma, h.pmdT, h.addr, true);
-            } else if (setPmdMigrationEntry(core, vma, h.pmdT, h.addr) < 0) return;
-          } else if (!setPteMigrationEntry(core, vma, h.pteT, h.addr)) return;
-        }
-      },
-    );
+  const lock = rmapLocked ? null : yield* rmapLockRead(core, head, 'try_to_migrate');
+  try {
+    for (const { vma, addr } of rmapVmas(core, head)) {
+      const stop = yield* withInvalidationSync(
+        vma.mm,
+        Math.max(addr, vma.start),
+        Math.min(addr + nr * PAGE_SIZE, vma.end),
+        MMU_NOTIFY_CLEAR,
+        null,
+        () => tryToMigrateOne(core, vma, head, nr, addr, flags),
+      );
+      if (stop) return;
+    }
+  } finally {
+    rmapUnlockRead(core, lock, 'try_to_migrate');
   }
+}
+
+/** try_to_migrate_one() after its invalidation started: true means "stop the rmap walk". */
+function tryToMigrateOne(
+  core: Core,
+  vma: Vma,
+  head: number,
+  nr: number,
+  addr: number,
+  flags: number,
+): boolean {
+  const m = core.map;
+  for (const h of pageVmaMappedWalk(core, vma, head, nr, addr, false)) {
+    if (h.level === 'pmd') {
+      const ptl = pmdLock(core, h.pmdT, 'try_to_migrate_one');
+      try {
+        if (flags & TTU_SPLIT_HUGE_PMD) {
+          if (m.flags[head] & PG_anon_exclusive && folioMaybeDmaPinned(core, head)) return true;
+          splitHugePmdLocked(core, vma, h.pmdT, h.addr, true);
+        } else if (setPmdMigrationEntry(core, vma, h.pmdT, h.addr) < 0) return true;
+      } finally {
+        ptlUnlock(core, ptl, 'try_to_migrate_one');
+      }
+    } else {
+      const ptl = pteLock(core, h.pteT, 'try_to_migrate_one');
+      const ok = setPteMigrationEntry(core, vma, h.pteT, h.addr);
+      ptlUnlock(core, ptl, 'try_to_migrate_one');
+      if (!ok) return true;
+    }
+  }
+  return false;
 }
 
 /**
@@ -265,7 +321,17 @@ export function tryToMigrate(core: Core, head: number, flags = 0): void {
  * device-private), taking a reference and an rmap (exclusive unless the entry was plain
  * readable). src === dst restores a failed migration.
  */
-export function removeMigrationPtes(core: Core, src: number, dst: number): void {
+export function* removeMigrationPtes(core: Core, src: number, dst: number, rmapLocked = false): KGen {
+  const lock = rmapLocked ? null : yield* rmapLockRead(core, dst, 'remove_migration_ptes');
+  try {
+    removeMigrationPtesLocked(core, src, dst);
+  } finally {
+    rmapUnlockRead(core, lock, 'remove_migration_ptes');
+  }
+}
+
+/** remove_migration_ptes() with the rmap lock held (rmap_walk_locked()). */
+function removeMigrationPtesLocked(core: Core, src: number, dst: number): void {
   const m = core.map;
   const nr = m.folioNrPages(src);
   const dstNr = m.folioNrPages(dst);
@@ -301,9 +367,11 @@ export function removeMigrationPtes(core: Core, src: number, dst: number): void 
           nlo = mkPmdLo(dst, write, dirty, (lo & SWP_MIG_YOUNG) !== 0, protnone);
           if (lo & _PAGE_SWP_SOFT_DIRTY) nlo = (nlo | _PAGE_SOFT_DIRTY) >>> 0;
         }
+        const ptl = pmdLock(core, h.pmdT, 'remove_migration_pmd');
         folioGet(core, dst);
         folioAddRmapPmd(core, dst, exclusive);
         ptSet(core, h.pmdT, mi, nlo, mkHi(dst));
+        ptlUnlock(core, ptl, 'remove_migration_pmd');
         continue;
       }
       const i = pteIndex(h.addr);
@@ -326,9 +394,11 @@ export function removeMigrationPtes(core: Core, src: number, dst: number): void 
         if (lo & _PAGE_SWP_UFFD_WP) nlo = (nlo | _PAGE_UFFD_WP) >>> 0;
       }
       const dhead = m.head[page];
+      const ptl = pteLock(core, h.pteT, 'remove_migration_pte');
       folioGet(core, dhead);
       folioAddRmapPtes(core, dhead, page, 1, exclusive);
       ptSet(core, h.pteT, i, nlo, mkHi(page));
+      ptlUnlock(core, ptl, 'remove_migration_pte');
     }
   }
 }

@@ -10,7 +10,8 @@ import {
   splitFolioMeta,
 } from '../folio.js';
 import { PG_anon, PG_deferred_split, PG_head, PG_locked, PG_partially_mapped } from '../phys/memmap.js';
-import { removeMigrationPtes, TTU_SPLIT_HUGE_PMD, tryToMigrate } from './rmap.js';
+import type { KGen } from '../sched/task.js';
+import { removeMigrationPtes, rmapLockOf, TTU_SPLIT_HUGE_PMD, tryToMigrate } from './rmap.js';
 
 /**
  * Models the device-private part of __folio_freeze_and_split_unmapped(): after the struct-page
@@ -63,7 +64,18 @@ export function folioSplitUnmapped(core: Core, head: number, newOrder = 0, extra
  * `lockAt`, unlocked with the caller's reference dropped. 0, -EAGAIN (extra references or
  * still mapped: everything restored), -EBUSY, -EINVAL.
  */
-export function splitFolioMapped(core: Core, head: number, lockAt = head, newOrder = 0): number {
+export function* splitFolioMapped(core: Core, head: number, lockAt = head, newOrder = 0): KGen<number> {
+  // __folio_split(): anon_vma_lock_write() of the folio's root anon_vma around unmap and remap.
+  const rmapLock = rmapLockOf(core, head);
+  if (rmapLock) yield* rmapLock.downWrite(core.sched, '__folio_split');
+  try {
+    return yield* splitFolioMappedLocked(core, head, lockAt, newOrder);
+  } finally {
+    rmapLock?.upWrite(core.sched, '__folio_split');
+  }
+}
+
+function* splitFolioMappedLocked(core: Core, head: number, lockAt: number, newOrder: number): KGen<number> {
   const m = core.map;
   if (!(m.flags[head] & PG_head)) return -EINVAL;
   folioBugOn(core, !(m.flags[head] & PG_locked), head, 'split_folio: folio not locked');
@@ -79,9 +91,9 @@ export function splitFolioMapped(core: Core, head: number, lockAt = head, newOrd
   // can_split_folio(): only the caller's reference beyond the mappings.
   if (folioMaybeDmaPinned(core, head) || m.refcount[head] !== folioMapcount(core, head) + 1)
     return fail(-EAGAIN);
-  tryToMigrate(core, head, TTU_SPLIT_HUGE_PMD);
+  yield* tryToMigrate(core, head, TTU_SPLIT_HUGE_PMD, true);
   if (folioMapcount(core, head) !== 0 || m.refcount[head] !== 1) {
-    removeMigrationPtes(core, head, head);
+    yield* removeMigrationPtes(core, head, head, true);
     return fail(-EAGAIN);
   }
   const device = folioIsDevicePrivate(core, head);
@@ -90,7 +102,7 @@ export function splitFolioMapped(core: Core, head: number, lockAt = head, newOrd
   if (device) deviceSplitCallbacks(core, head, heads);
   for (const h of heads) m.refcount[h] = 1;
   if (order === HPAGE_PMD_ORDER) core.vmstat.thp_split_page++;
-  for (const h of heads) removeMigrationPtes(core, h, h);
+  for (const h of heads) yield* removeMigrationPtes(core, h, h, true);
   const keep = m.head[lockAt];
   for (const h of heads) {
     if (h === keep) continue;

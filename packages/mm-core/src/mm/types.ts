@@ -1,4 +1,6 @@
 import { MMAP_BASE } from '../constants.js';
+import { RwSem } from '../sched/locks.js';
+import type { KGen } from '../sched/task.js';
 
 /** Models vm_flags_t bits (include/linux/mm.h). */
 export const VM_READ = 0x1;
@@ -31,6 +33,10 @@ export class AnonVma {
   /** Mapping id (what memmap.mapping holds for folios of this anon_vma). */
   id = 0;
   readonly vmas = new Set<Vma>();
+  /** Models anon_vma->root: the anon_vma of the process that started the fork tree. */
+  root: AnonVma = this;
+  /** Models anon_vma->rwsem (only the root's is used: anon_vma_lock_read/write take root's). */
+  readonly rwsem = new RwSem('anon_vma lock');
 }
 
 /**
@@ -48,6 +54,8 @@ export class Inode {
   refs = 0;
   /** Models i_nlink == 0 (O_TMPFILE, shared anonymous memory, or unlinked). */
   unlinked = true;
+  /** Models mapping->i_mmap_rwsem. */
+  readonly immapRwsem = new RwSem('i_mmap_rwsem');
   constructor(
     readonly name: string,
     readonly ino: number,
@@ -111,13 +119,19 @@ export interface MmuNotifierRange {
 
 /** Models struct mmu_interval_notifier_ops. */
 export interface MmuIntervalNotifierOps {
-  /** Models ->invalidate(): return false only for a non-blockable range that cannot be handled. */
-  invalidate(sub: MmuIntervalNotifier, range: MmuNotifierRange, curSeq: number): boolean;
+  /**
+   * Models ->invalidate(): may sleep (a generator); returns false only for a non-blockable
+   * range that cannot be handled. Drivers call mmu_interval_set_seq(sub, curSeq) under their lock.
+   */
+  invalidate(sub: MmuIntervalNotifier, range: MmuNotifierRange, curSeq: number): KGen<boolean>;
 }
 
 /** Models struct mmu_interval_notifier. */
 export class MmuIntervalNotifier {
-  /** Models invalidate_seq: odd while an invalidation is running. */
+  /**
+   * Models interval_sub->invalidate_seq: set by the driver (mmu_interval_set_seq()) to the odd
+   * sequence of the invalidation that hit it; read_begin()/read_retry() compare against it.
+   */
   seq = 0;
   constructor(
     readonly mm: MmStruct,
@@ -193,9 +207,20 @@ export class MmStruct {
    * non-present-huge PMD, keyed by the PMD's 2 MiB-aligned address.
    */
   readonly deposits = new Map<number, number>();
-  /** Models mmap_lock as a state: 0 unlocked, >0 readers, -1 writer. */
-  mmapLock = 0;
-  constructor(readonly id: number) {}
+  /** Models mm->mmap_lock (see mm/locking.ts for who takes it how). */
+  readonly mmapLock: RwSem;
+  /**
+   * Models mm->notifier_subscriptions->invalidate_seq: odd while any invalidation of this mm is
+   * running (active_invalidate_ranges > 0), even otherwise.
+   */
+  notifierSeq = 2;
+  /** Models active_invalidate_ranges. */
+  activeInvalidations = 0;
+  /** Models MMF_UNSTABLE (set by the OOM reaper): faults and migrations must not map into it. */
+  unstable = false;
+  constructor(readonly id: number) {
+    this.mmapLock = new RwSem(`mmap_lock of mm ${id}`);
+  }
 
   /** Models find_vma(): the first VMA with end > addr, or undefined. */
   findVma(addr: number): Vma | undefined {

@@ -1,17 +1,17 @@
 import { PAGE_SIZE, PMD_SIZE } from '../constants.js';
 import type { Core } from '../core.js';
 import { entryHuge, entryNone, entryPresent } from '../pgtable/entry.js';
+import type { KGen } from '../sched/task.js';
 import { anonVmaClone } from './anon.js';
-import { splitHugePmdLocked } from './huge.js';
-import { withInvalidation } from './notifier.js';
+import { splitHugePmd } from './huge.js';
 import { pmdIndex, pmdTableOf, ptHi, ptLo } from './pgtable.js';
-import { MMU_NOTIFY_CLEAR, Vma } from './types.js';
+import { Vma } from './types.js';
 
 /**
  * Models split_huge_pmd_address()/vma_adjust_trans_huge(): if a huge PMD straddles `addr`
  * (addr not PMD aligned), split it (non-freezing) so the boundary can fall inside it.
  */
-export function splitHugePmdAt(core: Core, vma: Vma, addr: number): void {
+export function* splitHugePmdAt(core: Core, vma: Vma, addr: number): KGen {
   if (addr % PMD_SIZE === 0) return;
   const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
   if (haddr < vma.start || haddr + PMD_SIZE > vma.end) return;
@@ -21,9 +21,7 @@ export function splitHugePmdAt(core: Core, vma: Vma, addr: number): void {
   const lo = ptLo(core, pmdT, mi);
   const hi = ptHi(core, pmdT, mi);
   if (entryNone(lo, hi) || (entryPresent(lo) && !entryHuge(lo))) return;
-  withInvalidation(vma.mm, haddr, haddr + PMD_SIZE, MMU_NOTIFY_CLEAR, null, () =>
-    splitHugePmdLocked(core, vma, pmdT, haddr, false),
-  );
+  yield* splitHugePmd(core, vma, pmdT, haddr, false);
 }
 
 /**
@@ -31,8 +29,8 @@ export function splitHugePmdAt(core: Core, vma: Vma, addr: number): void {
  * upper part (a new VMA sharing file, anon_vma chain and flags). Huge PMDs across the
  * boundary are split first.
  */
-export function splitVma(core: Core, vma: Vma, addr: number): Vma {
-  splitHugePmdAt(core, vma, addr);
+export function* splitVma(core: Core, vma: Vma, addr: number): KGen<Vma> {
+  yield* splitHugePmdAt(core, vma, addr);
   const upper = new Vma(
     vma.mm,
     addr,
@@ -57,13 +55,13 @@ export function splitVma(core: Core, vma: Vma, addr: number): Vma {
  * Models the VMA-splitting half of vma_modify(): make [start, end) exactly covered by whole
  * VMAs (splitting at both ends) and return them in address order.
  */
-export function isolateRange(core: Core, vmas: readonly Vma[], start: number, end: number): Vma[] {
+export function* isolateRange(core: Core, vmas: readonly Vma[], start: number, end: number): KGen<Vma[]> {
   const out: Vma[] = [];
   for (const v0 of [...vmas]) {
     if (v0.end <= start || v0.start >= end) continue;
     let v = v0;
-    if (v.start < start) v = splitVma(core, v, start);
-    if (v.end > end) splitVma(core, v, end);
+    if (v.start < start) v = yield* splitVma(core, v, start);
+    if (v.end > end) yield* splitVma(core, v, end);
     out.push(v);
   }
   return out;

@@ -4,7 +4,7 @@ import { folioPut, folioRemoveRmapPtes } from '../folio.js';
 import {
   _PAGE_DIRTY,
   _PAGE_SPECIAL,
-  entryHuge,
+  entryNone,
   entryPfn,
   entryPresent,
   isDevicePrivateType,
@@ -13,21 +13,25 @@ import {
   swpType,
 } from '../pgtable/entry.js';
 import { PG_dirty } from '../phys/memmap.js';
+import type { KGen } from '../sched/task.js';
 import { addMmCounter, mmCounter } from './counters.js';
-import { deferredSplitFolio, splitHugePmdLocked, zapHugePmd } from './huge.js';
-import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo, ptSet } from './pgtable.js';
+import { deferredSplitFolio, pmdIsHuge, pmdTransHugeLock, splitHugePmd, zapHugePmd } from './huge.js';
+import { pmdLock, pteLock, ptlUnlock } from './locking.js';
+import { pmdIndex, pmdTableOf, pteIndex, pteTableAt, ptHi, ptLo, ptSet } from './pgtable.js';
 import { VM_HUGETLB, type Vma } from './types.js';
 
 /**
- * Models zap_pte_range() for [start, end) inside one PTE table: every present, zero,
- * device-private, device-exclusive and migration entry is cleared with its rss, rmap and
- * reference. Partially unmapped anon THPs go to the deferred split queue (never device ones).
+ * Models zap_pte_range() for [start, end) inside one PTE table, under its PTE lock: every
+ * present, zero, device-private, device-exclusive and migration entry is cleared with its rss,
+ * rmap and reference. Partially unmapped anon THPs go to the deferred split queue (never device
+ * ones, unless bug R7 is switched on).
  */
 export function zapPteRange(core: Core, vma: Vma, pteT: number, start: number, end: number): void {
   const mm = vma.mm;
   const m = core.map;
   const first = pteIndex(start);
   const n = Math.round((end - start) / PAGE_SIZE);
+  const ptl = pteLock(core, pteT, 'zap_pte_range');
   for (let k = 0; k < n; k++) {
     const i = first + k;
     const lo = ptLo(core, pteT, i);
@@ -57,12 +61,14 @@ export function zapPteRange(core: Core, vma: Vma, pteT: number, start: number, e
     }
   }
   mm.tlb.flushRange(start, end);
+  ptlUnlock(core, ptl, 'zap_pte_range');
 }
 
 /**
  * Models __unmap_hugepage_range() (mm/hugetlb.c) for PMD-sized hugetlb pages: clear each huge
- * PMD, hugetlb_remove_rmap() and drop the mapping's reference (the last one returns the page
- * to the pool). hugetlb pages are not in the rss counters and have no deposited table.
+ * PMD under its lock, hugetlb_remove_rmap() and drop the mapping's reference (the last one
+ * returns the page to the pool). hugetlb pages are not in the rss counters and have no
+ * deposited table.
  */
 function unmapHugepageRange(core: Core, vma: Vma, start: number, end: number): void {
   const mm = vma.mm;
@@ -71,25 +77,31 @@ function unmapHugepageRange(core: Core, vma: Vma, start: number, end: number): v
     const pmdT = pmdTableOf(core, mm, addr, false);
     if (pmdT < 0) continue;
     const mi = pmdIndex(addr);
+    const ptl = pmdLock(core, pmdT, '__unmap_hugepage_range');
     const lo = ptLo(core, pmdT, mi);
     const hi = ptHi(core, pmdT, mi);
-    if (lo === 0 && hi === 0) continue;
-    ptSet(core, pmdT, mi, 0, 0);
-    const head = m.head[entryPfn(lo, hi)];
-    if (lo & _PAGE_DIRTY) m.flags[head] |= PG_dirty;
-    m.entireMapcount[head]--;
-    m.largeMapcount[head]--;
-    folioPut(core, head);
+    if (lo !== 0 || hi !== 0) {
+      ptSet(core, pmdT, mi, 0, 0);
+      const head = m.head[entryPfn(lo, hi)];
+      if (lo & _PAGE_DIRTY) m.flags[head] |= PG_dirty;
+      m.entireMapcount[head]--;
+      m.largeMapcount[head]--;
+      folioPut(core, head);
+    }
+    ptlUnlock(core, ptl, '__unmap_hugepage_range');
   }
   mm.tlb.flushRange(start, end);
 }
 
 /**
- * Models unmap_page_range()/zap_pmd_range(): zap [start, end) of a VMA. Huge PMDs wholly
- * inside the range are zapped at PMD level; a huge PMD only partly covered is split first
- * (non-freezing), then zapped at PTE level.
+ * Models unmap_page_range()/zap_pmd_range() (mm/memory.c): zap [start, end) of a VMA, PMD by
+ * PMD. A PMD seen huge without the lock is, after a window where other CPUs may change it,
+ * zapped whole under pmd_trans_huge_lock() when the range covers it, or split first
+ * (__split_huge_pmd()) when only part of it is zapped; a PMD split under us falls back to the
+ * PTE level, which re-reads the PMD (pte_offset_map_lock() fails on a huge or none PMD and the
+ * PMD is retried). cond_resched() between PMDs.
  */
-export function zapRange(core: Core, vma: Vma, start: number, end: number): void {
+export function* zapRange(core: Core, vma: Vma, start: number, end: number): KGen {
   if (vma.flags & VM_HUGETLB) {
     unmapHugepageRange(core, vma, start, end);
     return;
@@ -104,23 +116,33 @@ export function zapRange(core: Core, vma: Vma, start: number, end: number): void
       continue;
     }
     const mi = pmdIndex(addr);
+    const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
+    if (pmdIsHuge(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi))) {
+      yield 'zap_pmd_range: PMD seen huge without the PMD lock';
+      if (next - addr !== PMD_SIZE) {
+        yield* splitHugePmd(core, vma, pmdT, haddr, false);
+      } else {
+        const ptl = pmdTransHugeLock(core, pmdT, haddr, 'zap_huge_pmd');
+        if (ptl) {
+          zapHugePmd(core, vma, pmdT, haddr);
+          ptlUnlock(core, ptl, 'zap_huge_pmd');
+          addr = next;
+          yield 'zap_pmd_range: cond_resched';
+          continue;
+        }
+      }
+    }
     const lo = ptLo(core, pmdT, mi);
     const hi = ptHi(core, pmdT, mi);
-    if (lo === 0 && hi === 0) {
+    if (entryNone(lo, hi)) {
       addr = next;
       continue;
     }
-    const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
-    if (!entryPresent(lo) || entryHuge(lo)) {
-      if (addr === haddr && next - addr === PMD_SIZE) {
-        zapHugePmd(core, vma, pmdT, haddr);
-        addr = next;
-        continue;
-      }
-      splitHugePmdLocked(core, vma, pmdT, haddr, false);
-    }
-    const l2 = ptLo(core, pmdT, mi);
-    zapPteRange(core, vma, entryPfn(l2, ptHi(core, pmdT, mi)), addr, next);
+    const pteT = pteTableAt(core, mm, pmdT, addr, false);
+    // pte_offset_map_lock() failed: the PMD became huge again under us; retry this PMD.
+    if (pteT < 0) continue;
+    zapPteRange(core, vma, pteT, addr, next);
     addr = next;
+    yield 'zap_pmd_range: cond_resched';
   }
 }

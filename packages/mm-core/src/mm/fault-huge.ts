@@ -1,0 +1,336 @@
+/**
+ * The PMD level of the fault handler (mm/huge_memory.c): THP on fault, the huge zero page and
+ * its write fault, reuse of an exclusive THP, the device-private PMD fault and hugetlb.
+ * Each handler re-checks the PMD under the PMD lock against what the lockless read saw
+ * (pmd_same()), as the kernel does: a PMD that changed in between makes the fault retry.
+ */
+import { HPAGE_PMD_NR, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_SIZE } from '../constants.js';
+import {
+  type Core,
+  FAULT_FLAG_WRITE,
+  VM_FAULT_FALLBACK,
+  VM_FAULT_OOM,
+  VM_FAULT_SIGBUS,
+  VM_FAULT_SIGSEGV,
+  type VmFault,
+} from '../core.js';
+import { allocFolio, folioAddNewAnonRmap, folioGet, folioPut, folioTrylock, folioUnlock } from '../folio.js';
+import {
+  _PAGE_ACCESSED,
+  _PAGE_DIRTY,
+  _PAGE_RW,
+  _PAGE_SPECIAL,
+  entryNone,
+  entryPfn,
+  mkHi,
+  mkPmdLo,
+} from '../pgtable/entry.js';
+import { PG_anon, PG_anon_exclusive, PG_dirty, PG_locked, PG_lru, PG_reserved } from '../phys/memmap.js';
+import type { KGen } from '../sched/task.js';
+import { anonVmaPrepare, linearPageIndex } from './anon.js';
+import { addMmCounter } from './counters.js';
+import { allocDeposit, depositTable } from './huge.js';
+import { hugetlbAlloc } from './hugetlb.js';
+import { folioWaitLocked, pmdLock, ptlUnlock } from './locking.js';
+import { withInvalidationSync } from './notifier.js';
+import { freeTable, pmdIndex, pmdTableOf, ptHi, ptLo, ptSet } from './pgtable.js';
+import {
+  MMU_NOTIFY_CLEAR,
+  type MmStruct,
+  VM_HUGEPAGE,
+  VM_HUGETLB,
+  VM_NOHUGEPAGE,
+  VM_SHARED,
+  VM_SPECIAL,
+  VM_WRITE,
+  type Vma,
+} from './types.js';
+
+/**
+ * Models thp_vma_allowable_order() for PMD order on a page fault: an anonymous private VMA
+ * that may hold an aligned PMD at haddr, under the global THP mode and VM_(NO)HUGEPAGE.
+ */
+export function thpVmaAllowable(core: Core, vma: Vma, haddr: number, ignoreMode = false): boolean {
+  if (!vma.isAnonymous || vma.flags & (VM_SHARED | VM_SPECIAL | VM_HUGETLB | VM_NOHUGEPAGE)) return false;
+  if (haddr < vma.start || haddr + PMD_SIZE > vma.end) return false;
+  if (ignoreMode) return true;
+  if (core.thpMode === 'always') return true;
+  return core.thpMode === 'madvise' && (vma.flags & VM_HUGEPAGE) !== 0;
+}
+
+/** Models mm_get_huge_zero_folio(): the huge zero folio, allocated on first use; -1 if that fails. */
+export function getHugeZeroFolio(core: Core, mm: MmStruct): number {
+  if (core.hugeZeroPfn < 0) {
+    const pfn = allocFolio(core, HPAGE_PMD_ORDER, true);
+    if (pfn < 0) return -1;
+    core.map.flags[pfn] |= PG_reserved;
+    core.hugeZeroPfn = pfn;
+    core.vmstat.thp_zero_page_alloc++;
+  }
+  mm.hugeZeroRef = true;
+  return core.hugeZeroPfn;
+}
+
+/**
+ * Models do_huge_pmd_anonymous_page(): map the huge zero page for a read fault, otherwise
+ * allocate, zero and map a PMD-order anonymous folio. The allocation may sleep; the PMD is
+ * re-checked under the PMD lock (another thread may have faulted it in meanwhile: then the new
+ * folio is released and the fault retries). VM_FAULT_FALLBACK when no THP can be allocated.
+ */
+export function* doHugePmdAnonymousPage(
+  core: Core,
+  vma: Vma,
+  pmdT: number,
+  haddr: number,
+  flags: number,
+): KGen<number> {
+  const mm = vma.mm;
+  const mi = pmdIndex(haddr);
+  const write = (flags & FAULT_FLAG_WRITE) !== 0;
+  // vmf_anon_prepare() comes first, so even a huge-zero-page VMA gets an anon_vma (and fork
+  // copies its PMD).
+  const av = anonVmaPrepare(core, vma);
+  if (!write && core.thpUseZeroPage) {
+    const z = getHugeZeroFolio(core, mm);
+    if (z >= 0) {
+      const table = allocDeposit(core, mm);
+      if (table < 0) return VM_FAULT_OOM;
+      const ptl = pmdLock(core, pmdT, 'do_huge_pmd_anonymous_page');
+      if (entryNone(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi))) {
+        depositTable(mm, haddr, table);
+        ptSet(core, pmdT, mi, (mkPmdLo(z, false, false, true) | _PAGE_SPECIAL) >>> 0, mkHi(z));
+      } else freeTable(core, mm, table);
+      ptlUnlock(core, ptl, 'do_huge_pmd_anonymous_page');
+      return 0;
+    }
+  }
+  const folio = allocFolio(core, HPAGE_PMD_ORDER, true);
+  if (folio < 0) {
+    core.vmstat.thp_fault_fallback++;
+    return VM_FAULT_FALLBACK;
+  }
+  yield 'do_huge_pmd_anonymous_page: folio allocated, PMD lock not taken';
+  const table = allocDeposit(core, mm);
+  if (table < 0) {
+    folioPut(core, folio);
+    return VM_FAULT_OOM;
+  }
+  const ptl = pmdLock(core, pmdT, '__do_huge_pmd_anonymous_page');
+  if (!entryNone(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi))) {
+    ptlUnlock(core, ptl, '__do_huge_pmd_anonymous_page');
+    freeTable(core, mm, table);
+    folioPut(core, folio);
+    return 0;
+  }
+  depositTable(mm, haddr, table);
+  folioAddNewAnonRmap(core, folio, av.id, linearPageIndex(vma, haddr), true);
+  core.map.flags[folio] |= PG_lru | PG_dirty;
+  const w = (vma.flags & VM_WRITE) !== 0;
+  ptSet(core, pmdT, mi, mkPmdLo(folio, w, w, true), mkHi(folio));
+  addMmCounter(mm, 'MM_ANONPAGES', HPAGE_PMD_NR);
+  core.vmstat.thp_fault_alloc++;
+  ptlUnlock(core, ptl, '__do_huge_pmd_anonymous_page');
+  return 0;
+}
+
+/**
+ * Models do_huge_zero_wp_pmd() (mm/huge_memory.c, since v6.12): a write fault on the huge zero
+ * PMD allocates a THP and maps it in place of the zero PMD (the deposited table stays), if the
+ * PMD is still the one the fault saw. VM_FAULT_FALLBACK when no THP is available: the caller
+ * splits the PMD and COWs one page.
+ */
+export function* doHugeZeroWpPmd(
+  core: Core,
+  vma: Vma,
+  pmdT: number,
+  haddr: number,
+  orig: readonly [number, number],
+): KGen<number> {
+  const folio = allocFolio(core, HPAGE_PMD_ORDER, true);
+  if (folio < 0) {
+    core.vmstat.thp_fault_fallback++;
+    return VM_FAULT_FALLBACK;
+  }
+  const av = anonVmaPrepare(core, vma);
+  const mi = pmdIndex(haddr);
+  return yield* withInvalidationSync(vma.mm, haddr, haddr + PMD_SIZE, MMU_NOTIFY_CLEAR, null, () => {
+    const ptl = pmdLock(core, pmdT, 'do_huge_zero_wp_pmd');
+    if (ptLo(core, pmdT, mi) !== orig[0] || ptHi(core, pmdT, mi) !== orig[1]) {
+      ptlUnlock(core, ptl, 'do_huge_zero_wp_pmd');
+      folioPut(core, folio);
+      return 0;
+    }
+    folioAddNewAnonRmap(core, folio, av.id, linearPageIndex(vma, haddr), true);
+    core.map.flags[folio] |= PG_lru | PG_dirty;
+    ptSet(core, pmdT, mi, mkPmdLo(folio, true, true, true), mkHi(folio));
+    addMmCounter(vma.mm, 'MM_ANONPAGES', HPAGE_PMD_NR);
+    core.vmstat.thp_fault_alloc++;
+    ptlUnlock(core, ptl, 'do_huge_zero_wp_pmd');
+    return 0;
+  });
+}
+
+/**
+ * Models the reuse test of do_huge_pmd_wp_page(): an AnonExclusive THP is reused; so is an
+ * anonymous THP whose only reference is this mapping (after the other side of a fork went
+ * away): folio_move_anon_rmap() to this VMA's anon_vma and SetPageAnonExclusive().
+ */
+export function wpCanReuseAnonThp(core: Core, vma: Vma, head: number): boolean {
+  const m = core.map;
+  if (!(m.flags[head] & PG_anon)) return false;
+  if (m.flags[head] & PG_anon_exclusive) return true;
+  if (m.refcount[head] !== 1 || m.flags[head] & PG_locked || !vma.anonVma) return false;
+  const n = m.folioNrPages(head);
+  for (let i = 0; i < n; i++) m.mapping[head + i] = vma.anonVma.id;
+  m.flags[head] |= PG_anon_exclusive;
+  return true;
+}
+
+/**
+ * Models do_swap_page()'s device-private branch (PTE level) and do_huge_pmd_device_private()
+ * (PMD level): under the page-table lock, re-check the entry is still the one the fault saw;
+ * trylock the device folio, take a reference, drop the lock and call
+ * pgmap->ops->migrate_to_ram(). A locked folio means a migration is in flight: the PTE path
+ * sleeps until it is unlocked (the 2026 livelock fix), the PMD path just retries.
+ */
+export function* deviceFault(
+  core: Core,
+  vma: Vma,
+  addr: number,
+  table: number,
+  index: number,
+  orig: readonly [number, number],
+  flags: number,
+  pte: boolean,
+): KGen<number> {
+  const m = core.map;
+  const site = pte ? 'do_swap_page' : 'do_huge_pmd_device_private';
+  const ptl = pmdLock(core, table, site);
+  if (ptLo(core, table, index) !== orig[0] || ptHi(core, table, index) !== orig[1]) {
+    ptlUnlock(core, ptl, site);
+    return 0;
+  }
+  // vmf->page: the faulting device page (the head page for a PMD fault).
+  const pfn = entryPfn(orig[0], orig[1]);
+  const head = m.head[pfn];
+  const pgmap = core.pgmapOf(pfn);
+  if (!pgmap?.ops.migrateToRam) {
+    ptlUnlock(core, ptl, site);
+    return VM_FAULT_SIGBUS;
+  }
+  if (!folioTrylock(core, head)) {
+    ptlUnlock(core, ptl, site);
+    if (pte) yield* folioWaitLocked(core, head, 'device-private entry wait');
+    else yield `${site}: device folio locked by another task, retry`;
+    return 0;
+  }
+  folioGet(core, head);
+  ptlUnlock(core, ptl, site);
+  yield `${site}: device folio locked, migrate_to_ram not called yet`;
+  core.vmstat.device_private_faults++;
+  const vmf: VmFault = { vma, address: addr - (addr % PAGE_SIZE), page: pfn, flags, pte };
+  try {
+    return yield* pgmap.ops.migrateToRam(vmf);
+  } finally {
+    // The folio may have been split inside: the lock and reference now belong to the folio
+    // that contains the faulting page.
+    const now = m.head[vmf.page];
+    folioUnlock(core, now);
+    folioPut(core, now);
+  }
+}
+
+/** Models hugetlb_fault() for a MAP_HUGETLB VMA (PMD-sized pages only), under the PMD lock. */
+export function hugetlbFault(core: Core, vma: Vma, addr: number, flags: number): number {
+  const mm = vma.mm;
+  const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
+  const pmdT = pmdTableOf(core, mm, haddr, true);
+  if (pmdT < 0) return VM_FAULT_OOM;
+  const mi = pmdIndex(haddr);
+  const ptl = pmdLock(core, pmdT, 'hugetlb_fault');
+  try {
+    return hugetlbFaultLocked(core, vma, pmdT, mi, haddr, flags);
+  } finally {
+    ptlUnlock(core, ptl, 'hugetlb_fault');
+  }
+}
+
+function hugetlbFaultLocked(
+  core: Core,
+  vma: Vma,
+  pmdT: number,
+  mi: number,
+  haddr: number,
+  flags: number,
+): number {
+  const mm = vma.mm;
+  const lo = ptLo(core, pmdT, mi);
+  if (lo !== 0) {
+    if (flags & FAULT_FLAG_WRITE && !(lo & _PAGE_RW)) {
+      if (!(vma.flags & VM_WRITE)) return VM_FAULT_SIGSEGV;
+      ptSet(core, pmdT, mi, (lo | _PAGE_RW | _PAGE_DIRTY) >>> 0, ptHi(core, pmdT, mi));
+      mm.tlb.flushRange(haddr, haddr + PMD_SIZE);
+    }
+    return 0;
+  }
+  let folio = -1;
+  if (vma.flags & VM_SHARED && vma.file) {
+    const index = Math.floor(linearPageIndex(vma, haddr) / HPAGE_PMD_NR);
+    const have = vma.file.pages.get(index);
+    if (have !== undefined) {
+      folio = have;
+      folioGet(core, folio);
+    }
+  }
+  if (folio < 0) {
+    folio = hugetlbAlloc(core);
+    if (folio < 0) return VM_FAULT_OOM;
+    if (vma.flags & VM_SHARED && vma.file) {
+      const index = Math.floor(linearPageIndex(vma, haddr) / HPAGE_PMD_NR);
+      vma.file.pages.set(index, folio);
+      core.map.mapping[folio] = vma.file.id;
+      folioGet(core, folio);
+    } else {
+      const av = anonVmaPrepare(core, vma);
+      core.map.flags[folio] |= PG_anon;
+      core.map.mapping[folio] = av.id;
+      core.map.index[folio] = linearPageIndex(vma, haddr);
+    }
+  }
+  core.map.entireMapcount[folio]++;
+  core.map.largeMapcount[folio]++;
+  const w = (vma.flags & VM_WRITE) !== 0;
+  ptSet(core, pmdT, mi, mkPmdLo(folio, w, w, true), mkHi(folio));
+  return 0;
+}
+
+/** Models huge_pmd_set_accessed() and the reuse half of do_huge_pmd_wp_page(), under the PMD lock. */
+export function hugePmdTouch(
+  core: Core,
+  vma: Vma,
+  pmdT: number,
+  haddr: number,
+  orig: readonly [number, number],
+  write: boolean,
+): 'done' | 'retry' | 'cow' {
+  const mi = pmdIndex(haddr);
+  const ptl = pmdLock(core, pmdT, write ? 'do_huge_pmd_wp_page' : 'huge_pmd_set_accessed');
+  try {
+    const lo = ptLo(core, pmdT, mi);
+    const hi = ptHi(core, pmdT, mi);
+    if (lo !== orig[0] || hi !== orig[1]) return 'retry';
+    if (!write || lo & _PAGE_RW) {
+      ptSet(core, pmdT, mi, (lo | _PAGE_ACCESSED | (write ? _PAGE_DIRTY : 0)) >>> 0, hi);
+      return 'done';
+    }
+    const head = core.map.head[entryPfn(lo, hi)];
+    if (wpCanReuseAnonThp(core, vma, head)) {
+      ptSet(core, pmdT, mi, (lo | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED) >>> 0, hi);
+      vma.mm.tlb.flushRange(haddr, haddr + PMD_SIZE);
+      return 'done';
+    }
+    return 'cow';
+  } finally {
+    ptlUnlock(core, ptl, write ? 'do_huge_pmd_wp_page' : 'huge_pmd_set_accessed');
+  }
+}

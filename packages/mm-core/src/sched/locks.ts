@@ -1,0 +1,289 @@
+/**
+ * Lock primitives with the kernel's semantics and their owners recorded (what lockdep knows):
+ * spinlocks (page-table locks, driver spinlocks), mutexes (driver mutexes) and reader-writer
+ * semaphores (mmap_lock). Sleeping acquisitions are generators that block the task; spinlocks
+ * are taken atomically, because no preemption point is allowed while one is held (the
+ * scheduler enforces it), so a spinlock found held by another task was leaked.
+ *
+ * Misuse is reported as the kernel would report it: a recursive lock or a cycle of waiters is a
+ * deadlock, an unlock by a task that does not hold the lock is a bad unlock.
+ */
+import { LockFinding } from './findings.js';
+import type { Scheduler } from './scheduler.js';
+import type { HeldLock, KGen, Task, WaitCond } from './task.js';
+
+function removeHeld(t: Task, lock: object, mode?: HeldLock['mode']): boolean {
+  for (let i = t.held.length - 1; i >= 0; i--) {
+    const h = t.held[i];
+    if (h.lock === lock && (mode === undefined || h.mode === mode)) {
+      t.held.splice(i, 1);
+      return true;
+    }
+  }
+  return false;
+}
+
+function who(t: Task | null): string {
+  return t ? `${t.name} (task ${t.id}${t.done ? ', exited' : ''})` : 'nobody';
+}
+
+/** Models spinlock_t (raw spinlock with lockdep): atomic acquire, owner recorded. */
+export class SpinLock {
+  owner: Task | null = null;
+  /** The site that took it. */
+  site = '';
+  constructor(readonly name: string) {}
+
+  /** Models spin_lock(). A lock held by another task was leaked: it would spin forever. */
+  lock(s: Scheduler, site: string): void {
+    const t = s.current;
+    if (this.owner) {
+      if (this.owner === t)
+        throw new LockFinding('deadlock', `recursive spin_lock of ${this.name} by ${who(t)} at ${site}`, [
+          `  first taken at ${this.site}`,
+          `  held: ${t.heldSummary()}`,
+        ]);
+      throw new LockFinding(
+        'deadlock',
+        `${who(t)} spins forever on ${this.name} at ${site}: held by ${who(this.owner)} since ${this.site}`,
+        [`  ${t.name} holds: ${t.heldSummary()}`, `  ${this.owner.name} holds: ${this.owner.heldSummary()}`],
+      );
+    }
+    this.owner = t;
+    this.site = site;
+    t.held.push({ name: this.name, mode: 'x', spin: true, site, lock: this });
+    t.spinDepth++;
+  }
+
+  /** Models spin_trylock(). */
+  trylock(s: Scheduler, site: string): boolean {
+    if (this.owner) return false;
+    this.lock(s, site);
+    return true;
+  }
+
+  /** Models spin_unlock(). */
+  unlock(s: Scheduler, site: string): void {
+    const t = s.current;
+    if (this.owner !== t)
+      throw new LockFinding(
+        'bad-unlock',
+        `bad unlock balance: ${who(t)} releases ${this.name} at ${site}, held by ${who(this.owner)}`,
+        [`  held: ${t.heldSummary()}`],
+      );
+    this.owner = null;
+    removeHeld(t, this);
+    t.spinDepth--;
+  }
+
+  /** Models spin_is_locked(). */
+  get locked(): boolean {
+    return this.owner !== null;
+  }
+}
+
+/** Models struct mutex: a sleeping lock with an owner. */
+export class Mutex {
+  owner: Task | null = null;
+  site = '';
+  private readonly cond: WaitCond;
+  constructor(readonly name: string) {
+    this.cond = {
+      what: `mutex ${name}`,
+      ready: () => this.owner === null,
+      holders: () => (this.owner ? [this.owner] : []),
+      sleeping: true,
+    };
+  }
+
+  /** Models mutex_lock(): sleeps while another task holds it. */
+  *lock(s: Scheduler, site: string): KGen {
+    const t = s.current;
+    if (this.owner === t)
+      throw new LockFinding('deadlock', `recursive mutex_lock of ${this.name} by ${who(t)} at ${site}`, [
+        `  first taken at ${this.site}`,
+      ]);
+    while (this.owner) yield this.cond;
+    this.take(s.current, site);
+  }
+
+  private take(t: Task, site: string): void {
+    this.owner = t;
+    this.site = site;
+    t.held.push({ name: this.name, mode: 'x', spin: false, site, lock: this });
+  }
+
+  /** Models mutex_trylock(). */
+  trylock(s: Scheduler, site: string): boolean {
+    if (this.owner) return false;
+    this.take(s.current, site);
+    return true;
+  }
+
+  /** Models mutex_unlock(). */
+  unlock(s: Scheduler, site: string): void {
+    const t = s.current;
+    if (this.owner !== t)
+      throw new LockFinding(
+        'bad-unlock',
+        `bad unlock balance: ${who(t)} releases ${this.name} at ${site}, held by ${who(this.owner)}`,
+      );
+    this.owner = null;
+    removeHeld(t, this);
+  }
+
+  /** Models mutex_is_locked(). */
+  get locked(): boolean {
+    return this.owner !== null;
+  }
+}
+
+interface RwWaiter {
+  readonly t: Task;
+  readonly mode: 'r' | 'w';
+}
+
+/**
+ * Models struct rw_semaphore (kernel/locking/rwsem.c) with FIFO waiters: a reader waits while
+ * a writer holds the lock or a writer queued before it; a writer waits for every holder and
+ * every waiter queued before it. So a task that takes the read lock again while a writer
+ * waits deadlocks, as in the kernel.
+ */
+export class RwSem {
+  readonly readers = new Map<Task, number>();
+  writer: Task | null = null;
+  private readonly queue: RwWaiter[] = [];
+  constructor(readonly name: string) {}
+
+  private holders(): Task[] {
+    return this.writer ? [this.writer] : [...this.readers.keys()];
+  }
+
+  private canRead(t: Task): boolean {
+    if (this.writer) return false;
+    for (const w of this.queue) {
+      if (w.t === t) return true;
+      if (w.mode === 'w') return false;
+    }
+    return true;
+  }
+
+  private canWrite(t: Task): boolean {
+    if (this.writer || this.readers.size) return false;
+    return this.queue.length === 0 || this.queue[0].t === t;
+  }
+
+  private waitFor(t: Task, mode: 'r' | 'w'): WaitCond {
+    return {
+      what: `${this.name} (${mode === 'r' ? 'read' : 'write'})`,
+      ready: () => (mode === 'r' ? this.canRead(t) : this.canWrite(t)),
+      holders: () => {
+        const out = this.holders();
+        // Waiters queued ahead also stand in the way.
+        for (const w of this.queue) {
+          if (w.t === t) break;
+          out.push(w.t);
+        }
+        return out;
+      },
+      sleeping: true,
+    };
+  }
+
+  private dequeue(t: Task): void {
+    const i = this.queue.findIndex((w) => w.t === t);
+    if (i >= 0) this.queue.splice(i, 1);
+  }
+
+  /** Models down_read(). */
+  *downRead(s: Scheduler, site: string): KGen {
+    const t = s.current;
+    if (this.writer === t)
+      throw new LockFinding(
+        'deadlock',
+        `${who(t)} takes ${this.name} for read at ${site} while holding it for write`,
+      );
+    if (!this.canRead(t)) {
+      this.queue.push({ t, mode: 'r' });
+      const c = this.waitFor(t, 'r');
+      while (!this.canRead(t)) yield c;
+      this.dequeue(t);
+    }
+    this.readers.set(t, (this.readers.get(t) ?? 0) + 1);
+    t.held.push({ name: this.name, mode: 'r', spin: false, site, lock: this });
+  }
+
+  /** Models down_read_trylock(). */
+  tryDownRead(s: Scheduler, site: string): boolean {
+    const t = s.current;
+    if (this.writer || this.queue.length) return false;
+    this.readers.set(t, (this.readers.get(t) ?? 0) + 1);
+    t.held.push({ name: this.name, mode: 'r', spin: false, site, lock: this });
+    return true;
+  }
+
+  /** Models up_read(). */
+  upRead(s: Scheduler, site: string): void {
+    const t = s.current;
+    const n = this.readers.get(t) ?? 0;
+    if (n === 0)
+      throw new LockFinding(
+        'bad-unlock',
+        `bad unlock balance: ${who(t)} up_read(${this.name}) at ${site} without holding it`,
+      );
+    if (n === 1) this.readers.delete(t);
+    else this.readers.set(t, n - 1);
+    removeHeld(t, this, 'r');
+  }
+
+  /** Models down_write(). */
+  *downWrite(s: Scheduler, site: string): KGen {
+    const t = s.current;
+    if (this.writer === t || this.readers.has(t))
+      throw new LockFinding('deadlock', `${who(t)} takes ${this.name} for write at ${site} while holding it`);
+    if (!this.canWrite(t)) {
+      this.queue.push({ t, mode: 'w' });
+      const c = this.waitFor(t, 'w');
+      while (!this.canWrite(t)) yield c;
+      this.dequeue(t);
+    }
+    this.writer = t;
+    t.held.push({ name: this.name, mode: 'w', spin: false, site, lock: this });
+  }
+
+  /** Models up_write(). */
+  upWrite(s: Scheduler, site: string): void {
+    const t = s.current;
+    if (this.writer !== t)
+      throw new LockFinding(
+        'bad-unlock',
+        `bad unlock balance: ${who(t)} up_write(${this.name}) at ${site}, writer is ${who(this.writer)}`,
+      );
+    this.writer = null;
+    removeHeld(t, this, 'w');
+  }
+
+  /** Models downgrade_write(): the writer becomes a reader without letting a writer in between. */
+  downgradeWrite(s: Scheduler, site: string): void {
+    const t = s.current;
+    this.upWrite(s, site);
+    this.readers.set(t, (this.readers.get(t) ?? 0) + 1);
+    t.held.push({ name: this.name, mode: 'r', spin: false, site, lock: this });
+  }
+
+  /** True when any task holds it. */
+  get locked(): boolean {
+    return this.writer !== null || this.readers.size > 0;
+  }
+}
+
+/** A sleeping wait for an arbitrary condition (wait_event()), with the tasks that can end it. */
+export function* waitEvent(
+  what: string,
+  cond: () => boolean,
+  holders: () => readonly Task[] = () => [],
+): KGen {
+  if (cond()) return;
+  const c: WaitCond = { what, ready: cond, holders, sleeping: true };
+  while (!cond()) yield c;
+}

@@ -1,0 +1,291 @@
+/**
+ * Models the scheduler (kernel/sched) as a deterministic interleaving engine: tasks run one at
+ * a time and switch only at their yields (named preemption points, or waits). A strategy picks
+ * who runs at each decision; the choices are recorded so that any run can be replayed.
+ *
+ * Synchronous callers (tests, the shell, the selftests) call {@link Scheduler.runSync}: their
+ * kernel path becomes a task and the scheduler runs until it is done, letting other tasks run
+ * at its preemption points as the strategy decides.
+ */
+import { ModelBug } from '../errors.js';
+import { LivelockFinding, LockFinding } from './findings.js';
+import { encodeTrace } from './schedule.js';
+import { CooperativeStrategy, type SchedContext, type Strategy } from './strategy.js';
+import { type KGen, type KYield, Task, type TaskKind, type WaitCond } from './task.js';
+
+/** Options of {@link Scheduler.spawn}. */
+export interface SpawnOptions {
+  readonly kind?: TaskKind;
+  /** The user thread the task runs for. */
+  readonly owner?: unknown;
+  /** Preemption points to let pass before the first step (cooperative strategy only). */
+  readonly delay?: number;
+  /** A label for reports. */
+  readonly label?: string;
+}
+
+/** A hook run at every preemption point (a test timeout, a sampling checker). */
+export type PreemptHook = (site: string, task: Task) => void;
+
+/**
+ * Models the run queue and pick_next_task(): tasks, the current task, the strategy and the
+ * recorded trace of choices.
+ */
+export class Scheduler {
+  /** Models the boot CPU's idle task: "current" whenever no task is stepping. */
+  readonly boot = new Task(0, 'swapper/0', 'boot', null);
+  /** Models `current`. */
+  current: Task = this.boot;
+  private live: Task[] = [];
+  private nextId = 1;
+  private strat: Strategy = new CooperativeStrategy();
+  /** Task ids chosen at each decision with more than one runnable task. */
+  readonly trace: number[] = [];
+  /** Steps run (generator resumptions). */
+  steps = 0;
+  /** Preemption points reached. */
+  preemptions = 0;
+  /** Sites reached, with counts (for coverage reports). */
+  readonly sites = new Map<string, number>();
+  /** Whether to count sites (off by default: costs a map update per preemption point). */
+  countSites = false;
+  /** Hooks run at every preemption point; an exception is thrown into the task at that point. */
+  readonly hooks = new Set<PreemptHook>();
+  /** Bound on consecutive steps in which no task finishes (a livelock finding beyond it). */
+  maxStepsWithoutProgress = 5_000_000;
+  private last: Task | null = null;
+  private how: SchedContext['how'] = 'start';
+  private sinceProgress = 0;
+
+  constructor(strategy?: Strategy) {
+    if (strategy) this.strat = strategy;
+  }
+
+  /** The strategy in use. */
+  get strategy(): Strategy {
+    return this.strat;
+  }
+
+  /** Replaces the strategy and clears the recorded trace (a new run's schedule starts here). */
+  setStrategy(s: Strategy): void {
+    this.strat = s;
+    this.trace.length = 0;
+    for (const t of this.live) s.onSpawn?.(t);
+  }
+
+  /** The schedule of the run so far: the strategy and the trace that replays it. */
+  schedule(): { strategy: string; trace: string } {
+    return { strategy: this.strat.describe(), trace: `trace:${encodeTrace(this.trace)}` };
+  }
+
+  /** True while a task's step is executing (kernel code is running in a task). */
+  get inTask(): boolean {
+    return this.current !== this.boot;
+  }
+
+  /** Tasks not yet done, in creation order. */
+  get tasks(): readonly Task[] {
+    return this.live;
+  }
+
+  /** Number of unfinished tasks. */
+  get pending(): number {
+    return this.live.length;
+  }
+
+  /** Models kthread_run()/clone(): a new task running `gen`. */
+  spawn(name: string, gen: KGen<unknown>, opts: SpawnOptions = {}): Task {
+    const t = new Task(this.nextId++, name, opts.kind ?? 'kthread', gen, opts.owner ?? null);
+    t.delay = opts.delay ?? 0;
+    t.label = opts.label ?? '';
+    this.live.push(t);
+    this.strat.onSpawn?.(t);
+    return t;
+  }
+
+  private runnable(): Task[] {
+    const out: Task[] = [];
+    for (const t of this.live) {
+      if (t.state === 'ready') out.push(t);
+      else if (t.state === 'blocked' && t.wait?.ready(t)) out.push(t);
+    }
+    return out;
+  }
+
+  private finish(t: Task): void {
+    t.state = 'done';
+    t.wait = null;
+    const i = this.live.indexOf(t);
+    if (i >= 0) this.live.splice(i, 1);
+    this.sinceProgress = 0;
+  }
+
+  /** Resumes t's generator once, optionally throwing `inject` into it at its yield. */
+  private step(t: Task, inject?: unknown): void {
+    this.current = t;
+    t.state = 'ready';
+    t.wait = null;
+    let r: IteratorResult<KYield, unknown>;
+    try {
+      r = inject === undefined ? t.gen!.next() : t.gen!.throw(inject);
+    } catch (e) {
+      this.current = this.boot;
+      t.error = e;
+      this.last = t;
+      this.how = 'done';
+      this.finish(t);
+      return;
+    }
+    this.current = this.boot;
+    t.steps++;
+    this.steps++;
+    this.last = t;
+    if (r.done) {
+      t.result = r.value;
+      this.how = 'done';
+      this.finish(t);
+      return;
+    }
+    const y = r.value;
+    if (typeof y === 'string') {
+      this.how = 'preempt';
+      t.site = y;
+      this.preemptions++;
+      if (this.countSites) this.sites.set(y, (this.sites.get(y) ?? 0) + 1);
+      if (t.spinDepth > 0) {
+        this.step(
+          t,
+          new ModelBug(`preemption point '${y}' reached with a spinlock held (${t.heldSummary()})`),
+        );
+        return;
+      }
+      this.strat.onPreempt?.(t);
+      for (const h of this.hooks) {
+        try {
+          h(y, t);
+        } catch (e) {
+          this.step(t, e);
+          return;
+        }
+      }
+      return;
+    }
+    this.how = 'block';
+    t.state = 'blocked';
+    t.wait = y;
+    t.site = y.what;
+    if (y.sleeping && t.spinDepth > 0) {
+      this.step(
+        t,
+        new LockFinding(
+          'sleep-in-atomic',
+          `BUG: sleeping function called from invalid context: ${t.name} waits for ${y.what}`,
+          [`  held: ${t.heldSummary()}`],
+        ),
+      );
+    }
+  }
+
+  /**
+   * Runs tasks until `until()` holds or no task can run. Throws a deadlock finding when tasks
+   * remain but all of them wait for something no runnable task can release.
+   */
+  runUntil(until: () => boolean): void {
+    while (!until()) {
+      const runnable = this.runnable();
+      if (runnable.length === 0) {
+        if (this.live.length) throw this.deadlock();
+        return;
+      }
+      let t: Task;
+      if (runnable.length === 1) t = runnable[0];
+      else {
+        t = this.strat.pick(runnable, { last: this.last, how: this.how, step: this.steps });
+        this.trace.push(t.id);
+      }
+      if (++this.sinceProgress > this.maxStepsWithoutProgress) {
+        this.sinceProgress = 0;
+        throw new LivelockFinding(
+          `no task finished in ${this.maxStepsWithoutProgress} steps`,
+          this.live.map((x) => `  task ${x.id} ${x.name}: ${x.state} at ${x.site}`),
+        );
+      }
+      this.step(t);
+    }
+  }
+
+  /** Models pthread_join()/kthread_stop(): run until t is done. */
+  join(t: Task): void {
+    this.runUntil(() => t.done);
+  }
+
+  /** Runs every task to completion. */
+  runAll(): void {
+    this.runUntil(() => this.live.length === 0);
+  }
+
+  /**
+   * Runs a kernel path to completion for a synchronous caller and returns its result (or
+   * rethrows what it threw). Inside a task's step (a nested synchronous call) the path runs
+   * inline and atomically: its preemption points are skipped, and it must not have to wait.
+   */
+  runSync<T>(gen: KGen<T>, name: string, owner: unknown = null): T {
+    if (this.current !== this.boot) return this.driveInline(gen, name);
+    const t = this.spawn(name, gen as KGen<unknown>, { kind: 'user', owner, label: 'sync' });
+    this.runUntil(() => t.done);
+    if (!t.done) throw this.deadlock();
+    if (t.error !== undefined) throw t.error;
+    return t.result as T;
+  }
+
+  private driveInline<T>(gen: KGen<T>, name: string): T {
+    for (;;) {
+      const r = gen.next();
+      if (r.done) return r.value;
+      const y = r.value;
+      if (typeof y !== 'string' && !y.ready(this.current))
+        throw new ModelBug(`synchronous ${name} inside task ${this.current.name} would wait for ${y.what}`);
+    }
+  }
+
+  /** Builds the deadlock report: every blocked task, what it waits for, who holds it, a cycle if any. */
+  private deadlock(): LockFinding {
+    const blocked = this.live.filter((t) => t.state === 'blocked');
+    const lines: string[] = [];
+    for (const t of blocked) {
+      const w = t.wait as WaitCond;
+      const holders = w.holders();
+      lines.push(`  task ${t.id} ${t.name} waits for ${w.what} at ${t.site}`);
+      lines.push(`    held: ${t.heldSummary()}`);
+      lines.push(
+        `    holder(s): ${holders.length ? holders.map((h) => `${h.id} ${h.name}${h.done ? ' (exited)' : ''}`).join(', ') : 'none'}`,
+      );
+    }
+    const cycle = findCycle(blocked);
+    const head = cycle
+      ? `deadlock: ${cycle.map((t) => `${t.name} waits for ${(t.wait as WaitCond).what}`).join(', ')}`
+      : `deadlock: ${blocked.length} task(s) wait for something no task can release`;
+    return new LockFinding('deadlock', head, lines);
+  }
+}
+
+function findCycle(blocked: readonly Task[]): Task[] | null {
+  const next = (t: Task): Task[] => (t.wait ? t.wait.holders().filter((h) => h.state === 'blocked') : []);
+  for (const start of blocked) {
+    const path: Task[] = [];
+    const seen = new Set<Task>();
+    let cur: Task | undefined = start;
+    while (cur && !seen.has(cur)) {
+      seen.add(cur);
+      path.push(cur);
+      cur = next(cur)[0];
+    }
+    if (cur) return path.slice(path.indexOf(cur));
+  }
+  return null;
+}
+
+/** Runs a kernel path for a caller that has a Core but no process (unit tests of mm paths). */
+export function drive<T>(sched: Scheduler, gen: KGen<T>, name = 'drive'): T {
+  return sched.runSync(gen, name);
+}

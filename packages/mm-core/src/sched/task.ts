@@ -1,0 +1,104 @@
+/**
+ * Tasks: the schedulable entities of the model (user threads in the kernel, kernel threads,
+ * driver work). Kernel code that can be preempted or can sleep is written as generator
+ * functions ({@link KGen}); a task is one such generator stack. A `yield` of a string is a
+ * preemption point named after its kernel site; a `yield` of a {@link WaitCond} means the task
+ * sleeps (or spins) until the condition holds. Everything else runs atomically.
+ */
+
+/** What kernel code yields: a preemption point's site name, or the condition it waits for. */
+export type KYield = string | WaitCond;
+
+/**
+ * Models a kernel code path that may schedule: a generator whose yields are preemption points
+ * and waits, returning the path's result. Callers compose them with `yield*`.
+ */
+export type KGen<T = void> = Generator<KYield, T, undefined>;
+
+/**
+ * Models a wait queue entry (wait_event(), rwsem/mutex slow paths, spin loops): the condition a
+ * blocked task waits for, and for reports the tasks that hold what it waits for.
+ */
+export interface WaitCond {
+  /** What is waited for, e.g. "mmap_lock (write) of mm 3". */
+  readonly what: string;
+  /** True when the waiting task `t` may proceed (it re-checks after resuming). */
+  ready(t: Task): boolean;
+  /** Tasks holding what is waited for (for the wait-for graph of a deadlock report). */
+  holders(): readonly Task[];
+  /** False for spinning waits (spinlocks): sleeping while holding a spinlock is a kernel bug. */
+  readonly sleeping: boolean;
+}
+
+/** One lock a task holds, with the kernel site that took it. */
+export interface HeldLock {
+  /** The lock's name (class and instance), e.g. "PMD lock of table 0x41a03". */
+  readonly name: string;
+  /** 'r' read (shared), 'w' write (exclusive), 'x' plain exclusive lock. */
+  readonly mode: 'r' | 'w' | 'x';
+  /** Spinlock (non-sleeping) or sleeping lock. */
+  readonly spin: boolean;
+  /** The site that took it. */
+  readonly site: string;
+  /** Identity of the lock object. */
+  readonly lock: object;
+}
+
+/** Models the kinds of task_struct the model schedules. */
+export type TaskKind = 'user' | 'kthread' | 'driver' | 'boot';
+
+let noTaskIds = 0;
+
+/**
+ * Models a task_struct as the scheduler sees it: a generator stack, its state, the locks it
+ * holds (lockdep's held_locks) and what it waits for.
+ */
+export class Task {
+  /** 'ready' (runnable), 'blocked' (waiting on `wait`), 'done'. */
+  state: 'ready' | 'blocked' | 'done' = 'ready';
+  /** The condition a blocked task waits for. */
+  wait: WaitCond | null = null;
+  /** The preemption point the task last stopped at (or where it blocked). */
+  site = 'start';
+  /** Models current->held_locks, in acquisition order. */
+  readonly held: HeldLock[] = [];
+  /** Spinlocks held (preemption disabled while non-zero). */
+  spinDepth = 0;
+  /** The generator's return value once done. */
+  result: unknown = undefined;
+  /** The exception that ended the task, if any. */
+  error: unknown = undefined;
+  /** Steps run. */
+  steps = 0;
+  /** Preemption points (of any task) to let pass before this task's first step (spawn delay). */
+  delay = 0;
+  /** Ops-level label for reports (e.g. "madvise(MADV_FREE)"). */
+  label = '';
+
+  constructor(
+    /** Per-scheduler id in creation order (0 is the boot task). */
+    readonly id: number,
+    readonly name: string,
+    readonly kind: TaskKind,
+    /** The generator stack (absent for the boot task). */
+    readonly gen: KGen<unknown> | null,
+    /** The user thread this task runs for (a Thread/Process of the process layer), if any. */
+    readonly owner: unknown = null,
+  ) {}
+
+  /** True once the generator returned or threw. */
+  get done(): boolean {
+    return this.state === 'done';
+  }
+
+  /** A one-line description of the locks held, for reports. */
+  heldSummary(): string {
+    if (this.held.length === 0) return 'no locks held';
+    return this.held.map((h) => `${h.name} (${h.mode}, at ${h.site})`).join('; ');
+  }
+}
+
+/** A task object for code that runs outside any scheduler (unit tests of helpers). */
+export function detachedTask(name = 'detached'): Task {
+  return new Task(-1 - noTaskIds++, name, 'boot', null);
+}

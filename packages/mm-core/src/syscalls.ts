@@ -1,0 +1,366 @@
+/**
+ * The syscall layer as kernel paths that may sleep (generators): what a task runs when a
+ * simulated thread enters the kernel. Process (process.ts) wraps each one for synchronous
+ * callers; tasks of the interleaving explorer `yield*` them directly, e.g.
+ * `yield* proc.sys.madvise(addr, len, MADV_FREE)`.
+ *
+ * Every syscall ends with the lockdep check that nothing is held on return to user space.
+ */
+import {
+  EACCES,
+  EBADF,
+  EEXIST,
+  EFAULT,
+  EINVAL,
+  ENODEV,
+  ENOMEM,
+  ENOTTY,
+  ESRCH,
+  MAP_ANONYMOUS,
+  MAP_FIXED,
+  MAP_FIXED_NOREPLACE,
+  MAP_HUGETLB,
+  MAP_POPULATE,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  MAP_SHARED_VALIDATE,
+  MAP_TYPE,
+  O_ACCMODE,
+  O_RDONLY,
+  O_WRONLY,
+  PAGE_SIZE,
+  PMD_SIZE,
+  PROT_EXEC,
+  PROT_READ,
+  PROT_WRITE,
+  TASK_SIZE,
+} from './constants.js';
+import { accessBytes } from './cpu.js';
+import { OpenFile } from './fs.js';
+import { mmapWriteLock, mmapWriteUnlock } from './mm/locking.js';
+import { sysMadvise } from './mm/madvise.js';
+import { getUnmappedArea, pageAlign, rangeFree, removeVma, sysMunmap, unmapRange } from './mm/mmap.js';
+import { protToVmFlags, sysMprotect } from './mm/mprotect.js';
+import { sysMremap } from './mm/mremap.js';
+import { withInvalidation } from './mm/notifier.js';
+import { shmemNewInode, shmemRead, shmemTruncatePages, shmemWrite } from './mm/shmem.js';
+import {
+  type Inode,
+  MMU_NOTIFY_CLEAR,
+  VM_HUGETLB,
+  VM_MAYEXEC,
+  VM_MAYREAD,
+  VM_MAYSHARE,
+  VM_MAYWRITE,
+  VM_SHARED,
+  Vma,
+} from './mm/types.js';
+import { zapRange } from './mm/zap.js';
+import type { Process } from './process.js';
+import { LockFinding } from './sched/findings.js';
+import type { KGen } from './sched/task.js';
+
+/** Models the generator form of a process's syscalls (what a task runs in the kernel). */
+export class Syscalls {
+  constructor(private readonly p: Process) {}
+
+  private get core() {
+    return this.p.host.core;
+  }
+
+  /**
+   * Models a syscall's entry and its return to user space: the task is counted in the kernel
+   * (exit_group() waits for it), lockdep checks that it holds no lock on return (a leaked lock
+   * would deadlock its next taker), and a fatal signal that arrived meanwhile is taken (the
+   * process exits).
+   */
+  private *run<T>(what: string, body: KGen<T>): KGen<T> {
+    const p = this.p;
+    p.inKernel++;
+    let v: T;
+    try {
+      v = yield* body;
+    } finally {
+      p.inKernel--;
+    }
+    const t = this.core.sched.current;
+    if (t.held.length)
+      throw new LockFinding('lock-leak', `${what} returned to user space with a lock held by ${t.name}`, [
+        `  held: ${t.heldSummary()}`,
+      ]);
+    if (p.fatalSignal && p.state === 'running' && p.inKernel === 0) yield* p.exitGen(0, p.fatalSignal);
+    return v;
+  }
+
+  /** Models mmap(2) (do_mmap() under mmap_write_lock). Returns the address or -errno. */
+  *mmap(addr: number, length: number, prot: number, flags: number, fd = -1, offset = 0): KGen<number> {
+    if (!this.p.alive) return -ESRCH;
+    return yield* this.run('mmap', this.mmapBody(addr, length, prot, flags, fd, offset));
+  }
+
+  private *mmapBody(
+    addr: number,
+    length: number,
+    prot: number,
+    flags: number,
+    fd: number,
+    offset: number,
+  ): KGen<number> {
+    const mm = this.p.mm;
+    yield* mmapWriteLock(this.core, mm, 'vm_mmap_pgoff');
+    let r: number;
+    try {
+      r = yield* this.doMmap(addr, length, prot, flags, fd, offset);
+    } finally {
+      mmapWriteUnlock(this.core, mm, 'vm_mmap_pgoff');
+    }
+    if (r >= 0 && flags & MAP_POPULATE) {
+      // Models __mm_populate() after the lock is dropped: fault every page in.
+      const buf = new Uint8Array(1);
+      for (let a = r; a < r + pageAlign(length); a += PAGE_SIZE) {
+        if ((yield* accessBytes(this.core, mm, a, buf, 'read')) < 0) break;
+      }
+    }
+    return r;
+  }
+
+  private *doMmap(
+    addr: number,
+    length: number,
+    prot: number,
+    flags: number,
+    fd: number,
+    offset: number,
+  ): KGen<number> {
+    const core = this.core;
+    const mm = this.p.mm;
+    if (![addr, length, prot, flags, fd, offset].every(Number.isInteger)) return -EINVAL;
+    if (length <= 0) return -EINVAL;
+    if (offset % PAGE_SIZE !== 0 || offset < 0) return -EINVAL;
+    if (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)) return -EINVAL;
+    const type = flags & MAP_TYPE;
+    if (type !== MAP_SHARED && type !== MAP_PRIVATE && type !== MAP_SHARED_VALIDATE) return -EINVAL;
+    const shared = type !== MAP_PRIVATE;
+    const huge = (flags & MAP_HUGETLB) !== 0;
+    let len = pageAlign(length);
+    if (huge) len = Math.ceil(length / PMD_SIZE) * PMD_SIZE;
+    if (len > TASK_SIZE || len <= 0) return -ENOMEM;
+    if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
+      if (addr % (huge ? PMD_SIZE : PAGE_SIZE) !== 0) return -EINVAL;
+      if (addr < 0x10000 || addr + len > TASK_SIZE) return flags & MAP_FIXED ? -EINVAL : -ENOMEM;
+    }
+    let file: OpenFile | undefined;
+    let inode: Inode | null = null;
+    let vmFlags = protToVmFlags(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC;
+    if (!(flags & MAP_ANONYMOUS)) {
+      file = this.p.fds.get(fd);
+      if (!file) return -EBADF;
+      const acc = file.flags & O_ACCMODE;
+      if (acc === O_WRONLY) return -EACCES;
+      if (shared && prot & PROT_WRITE && acc === O_RDONLY) return -EACCES;
+      if (shared && acc === O_RDONLY) vmFlags &= ~VM_MAYWRITE;
+      if (huge) return -EINVAL;
+      if (file.inode) inode = file.inode;
+      else if (!file.fops?.mmap) return -ENODEV;
+    }
+    if (shared) vmFlags |= VM_SHARED | VM_MAYSHARE;
+    if (huge) {
+      vmFlags |= VM_HUGETLB;
+      if (core.hugetlb.free.length < len / PMD_SIZE) return -ENOMEM;
+    }
+    let start: number;
+    if (flags & MAP_FIXED_NOREPLACE) {
+      if (!rangeFree(mm, addr, len)) return -EEXIST;
+      start = addr;
+    } else if (flags & MAP_FIXED) {
+      yield* unmapRange(core, mm, addr, addr + len);
+      start = addr;
+    } else {
+      start = getUnmappedArea(mm, addr, len, huge || (!file && !shared));
+      if (start < 0) return start;
+      if (huge && start % PMD_SIZE) return -ENOMEM;
+    }
+    if (!file && shared) {
+      // Models shmem_zero_setup(): shared anonymous memory is a tmpfs file.
+      inode = shmemNewInode(core, 'dev/zero');
+      inode.size = len;
+    }
+    if (huge && shared && !inode) {
+      inode = shmemNewInode(core, 'anon_hugepage');
+      inode.size = len;
+    }
+    const pgoff = inode || file ? offset / PAGE_SIZE : start / PAGE_SIZE;
+    const vma = new Vma(mm, start, start + len, vmFlags, pgoff, inode);
+    if (inode) {
+      inode.mmaps.add(vma);
+      inode.refs++;
+    }
+    mm.insertVma(vma);
+    if (file && !file.inode && file.fops?.mmap) {
+      vma.vmOps = { name: file.path };
+      const r = file.fops.mmap(file, vma);
+      if (r < 0) {
+        yield* unmapRange(core, mm, start, start + len);
+        if (mm.vmas.includes(vma)) removeVma(core, vma);
+        return r;
+      }
+    }
+    return start;
+  }
+
+  /** Models munmap(2). */
+  *munmap(addr: number, length: number): KGen<number> {
+    if (!this.p.alive) return -ESRCH;
+    return yield* this.run('munmap', sysMunmap(this.core, this.p.mm, addr, length));
+  }
+
+  /** Models mprotect(2). */
+  *mprotect(addr: number, length: number, prot: number): KGen<number> {
+    if (!this.p.alive) return -ESRCH;
+    return yield* this.run('mprotect', sysMprotect(this.core, this.p.mm, addr, length, prot));
+  }
+
+  /** Models madvise(2). */
+  *madvise(addr: number, length: number, advice: number): KGen<number> {
+    if (!this.p.alive) return -ESRCH;
+    return yield* this.run('madvise', sysMadvise(this.core, this.p.mm, addr, length, advice));
+  }
+
+  /** Models mremap(2). */
+  *mremap(oldAddr: number, oldLen: number, newLen: number, flags: number, newAddr = 0): KGen<number> {
+    if (!this.p.alive) return -ESRCH;
+    return yield* this.run(
+      'mremap',
+      sysMremap(this.core, this.p.mm, oldAddr, oldLen, newLen, flags, newAddr),
+    );
+  }
+
+  /** Models open(2)/openat(2): device files, tmpfs files, O_TMPFILE and pseudo files. */
+  *open(path: string, flags: number): KGen<number> {
+    if (!this.p.alive) return -ESRCH;
+    if (typeof path !== 'string' || !Number.isInteger(flags)) return -EINVAL;
+    yield 'open: path lookup';
+    const t = this.p.host.lookupPath(path, flags);
+    if (typeof t === 'number') return t;
+    const f =
+      'inode' in t
+        ? new OpenFile(path, flags, t.inode, null, this.p)
+        : new OpenFile(path, flags, null, t.fops, this.p);
+    if ('inode' in t) t.inode.refs++;
+    if (f.fops?.open) {
+      const r = f.fops.open(f);
+      if (r < 0) return r;
+    }
+    return this.p.installFd(f);
+  }
+
+  /** Models close(2). */
+  *close(fd: number): KGen<number> {
+    const f = this.p.fds.get(fd);
+    if (!f) return -EBADF;
+    this.p.fds.delete(fd);
+    yield* this.run('close', this.p.releaseFile(f));
+    return 0;
+  }
+
+  /** Models ioctl(2): `arg` is a user address in this process. */
+  *ioctl(fd: number, cmd: number, arg: number): KGen<number> {
+    if (!this.p.alive) return -ESRCH;
+    const f = this.p.fds.get(fd);
+    if (!f) return -EBADF;
+    if (!f.fops?.ioctl) return -ENOTTY;
+    return yield* this.run('ioctl', f.fops.ioctl(f, cmd >>> 0, arg, this.p));
+  }
+
+  private *userBuf(buf: number | Uint8Array, count: number): KGen<Uint8Array | number> {
+    if (buf instanceof Uint8Array) return buf.subarray(0, count);
+    const b = new Uint8Array(count);
+    return (yield* accessBytes(this.core, this.p.mm, buf, b, 'read')) < 0 ? -EFAULT : b;
+  }
+
+  /** Models pwrite(2). `buf` is a user address, or (an extension for host code) a Uint8Array. */
+  *pwrite(fd: number, buf: number | Uint8Array, count: number, offset: number): KGen<number> {
+    const f = this.p.fds.get(fd);
+    if (!f || (f.flags & O_ACCMODE) === O_RDONLY) return -EBADF;
+    if (!Number.isInteger(count) || count < 0 || !Number.isInteger(offset) || offset < 0) return -EINVAL;
+    if (!f.inode) return -EINVAL;
+    const inode = f.inode;
+    const core = this.core;
+    const self = this;
+    return yield* this.run(
+      'pwrite',
+      (function* () {
+        const b = yield* self.userBuf(buf, count);
+        if (typeof b === 'number') return b;
+        return shmemWrite(core, inode, b, offset);
+      })(),
+    );
+  }
+
+  /** Models pread(2). `buf` is a user address, or (an extension for host code) a Uint8Array. */
+  *pread(fd: number, buf: number | Uint8Array, count: number, offset: number): KGen<number> {
+    const f = this.p.fds.get(fd);
+    if (!f || (f.flags & O_ACCMODE) === O_WRONLY) return -EBADF;
+    if (!Number.isInteger(count) || count < 0 || !Number.isInteger(offset) || offset < 0) return -EINVAL;
+    return yield* this.run('pread', this.preadBody(f, buf, count, offset));
+  }
+
+  private *preadBody(f: OpenFile, buf: number | Uint8Array, count: number, offset: number): KGen<number> {
+    const tmp = new Uint8Array(count);
+    let n: number;
+    if (f.inode) n = shmemRead(this.core, f.inode, tmp, offset);
+    else if (f.fops?.pread) n = yield* f.fops.pread(f, tmp, offset);
+    else return -EINVAL;
+    if (n < 0) return n;
+    if (buf instanceof Uint8Array) buf.set(tmp.subarray(0, Math.min(n, buf.length)));
+    else if ((yield* accessBytes(this.core, this.p.mm, buf, tmp.subarray(0, n), 'write')) < 0) return -EFAULT;
+    return n;
+  }
+
+  /** Models ftruncate(2) on a tmpfs file: shrinking unmaps and drops pages past the end. */
+  *ftruncate(fd: number, length: number): KGen<number> {
+    const f = this.p.fds.get(fd);
+    if (!f) return -EBADF;
+    if (!Number.isInteger(length) || length < 0) return -EINVAL;
+    if (!f.inode || (f.flags & O_ACCMODE) === O_RDONLY) return -EINVAL;
+    return yield* this.run('ftruncate', this.truncateBody(f.inode, length));
+  }
+
+  private *truncateBody(inode: Inode, length: number): KGen<number> {
+    const core = this.core;
+    if (length < inode.size) {
+      const from = Math.ceil(length / PAGE_SIZE);
+      yield* inode.immapRwsem.downRead(core.sched, 'unmap_mapping_range');
+      try {
+        for (const v of [...inode.mmaps]) {
+          const s = Math.max(v.start, v.start + (from - v.pgoff) * PAGE_SIZE);
+          if (s < v.end) {
+            // Models unmap_mapping_range(): the zap runs inside an MMU_NOTIFY_CLEAR invalidation.
+            yield* withInvalidation(v.mm, s, v.end, MMU_NOTIFY_CLEAR, null, () =>
+              zapRange(core, v, s, v.end),
+            );
+          }
+        }
+      } finally {
+        inode.immapRwsem.upRead(core.sched, 'unmap_mapping_range');
+      }
+      shmemTruncatePages(core, inode, from);
+    }
+    inode.size = length;
+    return 0;
+  }
+
+  /** Models fork(2): returns the child's pid, or -errno. */
+  *fork(): KGen<number> {
+    if (!this.p.alive) return -ESRCH;
+    return yield* this.run('fork', this.p.forkGen());
+  }
+
+  /**
+   * Models a user load or store of a byte range (copy to or from a host buffer): 0, or the
+   * XLATE_* code of the page that could not be accessed (the caller delivers the signal).
+   */
+  *access(addr: number, buf: Uint8Array, dir: 'read' | 'write'): KGen<number> {
+    return yield* this.run('user access', accessBytes(this.core, this.p.mm, addr, buf, dir));
+  }
+}

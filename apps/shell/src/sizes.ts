@@ -80,7 +80,8 @@ export function checkMachineSizes(s: MachineSizes): string | undefined {
   const vram = s.vramBytes ?? 2 ** 30;
   return (
     `--ram ${fmtBytes(ram)}: beyond the model's physical address space ` +
-    `(${MAX_PHYSMEM_BITS} bits = ${fmtBytes(MAX_PHYS_PFN * PAGE_SIZE)}): at most ${fmtBytes(max)} of RAM ` +
+    `(${MAX_PHYSMEM_BITS} bits = ${fmtBytes(MAX_PHYS_PFN * PAGE_SIZE)}): at most ${fmtBytes(max)} ` +
+    `(${(max / 2 ** 40).toFixed(2)} TiB) of RAM ` +
     `next to ${fmtBytes(vram)} of VRAM and the dmirror devices`
   );
 }

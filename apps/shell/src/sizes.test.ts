@@ -31,7 +31,7 @@ describe('machine sizes (--ram, --vram)', () => {
     expect(max % (128 * 2 ** 20)).toBe(0);
     expect(checkMachineSizes({ ramBytes: max, vramBytes: 141 * GiB })).toBeUndefined();
     expect(checkMachineSizes({ ramBytes: max + 128 * 2 ** 20, vramBytes: 141 * GiB })).toMatch(
-      new RegExp(`at most ${fmtBytes(max)} of RAM next to 141G of VRAM`),
+      new RegExp(`at most ${fmtBytes(max)} \\(7\\.86 TiB\\) of RAM next to 141G of VRAM`),
     );
     expect(maxRamBytes({ vramBytes: 4000 * GiB })).toBeLessThan(max);
   });

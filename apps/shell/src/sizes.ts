@@ -16,7 +16,7 @@ import { parseNumber } from './parse.js';
 /** Models the memory section size (PAGES_PER_SECTION pages = 128 MiB): RAM and VRAM come in whole sections. */
 export const SECTION_BYTES = PAGES_PER_SECTION * PAGE_SIZE;
 
-/** Binary size with the largest exact suffix: 1T, 141G, 384M, 4096 (bytes). */
+/** The inverse of memparse(): a size with the largest exact suffix (1T, 141G, 384M, 4096). */
 export function fmtBytes(n: number): string {
   for (const [s, b] of [
     ['T', 2 ** 40],
@@ -29,8 +29,8 @@ export function fmtBytes(n: number): string {
 }
 
 /**
- * Parses the value of a machine-size option (`--ram 1T`, `--vram 141G`): a positive whole
- * number of 128 MiB sections. Throws an Error with a one-line message otherwise.
+ * Models memparse() (lib/cmdline.c) as mem= uses it, for `--ram 1T` / `--vram 141G`: a positive
+ * whole number of 128 MiB sections. Throws an Error with a one-line message otherwise.
  */
 export function parseMachineSize(flag: string, text: string): number {
   const n = parseNumber(text);

@@ -97,7 +97,7 @@ export interface CoreOptions {
 /** First pfn of system RAM (1 GiB: pfns below are left as a hole, like the PCI hole, so pfn 0 never appears). */
 export const RAM_START_PFN = 0x40000;
 
-/** Largest system RAM in bytes the model can address (RAM starts at 1 GiB; the limit is MAX_PHYSMEM_BITS). */
+/** Models the MAX_PHYSMEM_BITS limit on e820 RAM: the largest RAM in bytes (RAM starts at 1 GiB). */
 export const MAX_RAM_BYTES = (MAX_PHYS_PFN - RAM_START_PFN) * 4096;
 
 /**

@@ -29,7 +29,7 @@ export class BuddyZone {
   /** Deferred chunks [deferredStart[i], deferredEnd[i]), ascending: the last one is used first. */
   private readonly deferredStart: number[] = [];
   private readonly deferredEnd: number[] = [];
-  /** Pages in deferred chunks (free, counted in nrFree, not yet on the free lists). */
+  /** Models the deferred pages of the zone: free, counted in nrFree, not yet on the free lists. */
   deferredPages = 0;
 
   /** The zone spans [start, start + nrPages); start must be aligned to 1 << MAX_PAGE_ORDER. */
@@ -92,7 +92,7 @@ export class BuddyZone {
     return true;
   }
 
-  /** Number of deferred chunks (sections whose struct pages the zone has not initialised yet). */
+  /** Models the pgdat's deferred range (first_deferred_pfn onwards) as a count of chunks not initialised yet. */
   get deferredChunks(): number {
     return this.deferredStart.length;
   }
@@ -188,7 +188,7 @@ export class BuddyZone {
     }
   }
 
-  /** Iterates the deferred chunks: calls fn(startPfn, nrPages) for each, highest first. */
+  /** Models walking the deferred ranges (for_each_free_mem_pfn_range_in_zone_from()): fn(startPfn, nrPages), highest first. */
   forEachDeferred(fn: (pfn: number, nrPages: number) => void): void {
     for (let i = this.deferredStart.length - 1; i >= 0; i--)
       fn(this.deferredStart[i], this.deferredEnd[i] - this.deferredStart[i]);

@@ -146,7 +146,7 @@ export class Frames {
     return fb.u8;
   }
 
-  /** The block of pfn as 32-bit words, for reading and writing page pfn (a page-table page). */
+  /** Models kmap_local_page() of a page-table page: the block of pfn as 32-bit words, for reading and writing page pfn. */
   block32(pfn: number): Uint32Array {
     const b = pfn >>> 9;
     const fb = this.blocks[b];

@@ -77,7 +77,7 @@ export const SECTION_SIZE_BITS = PFN_SECTION_SHIFT + 12;
  * free-list links (memmap.next/prev) are 32-bit signed pfns. x86-64 has 46 (4-level paging).
  */
 export const MAX_PHYSMEM_BITS = 43;
-/** First pfn beyond the model's physical address space (1 << (MAX_PHYSMEM_BITS - PAGE_SHIFT)). */
+/** Models 1UL << (MAX_PHYSMEM_BITS - PAGE_SHIFT): the first pfn beyond the physical address space. */
 export const MAX_PHYS_PFN = 2 ** (MAX_PHYSMEM_BITS - 12);
 
 /** Models SECTION_HAS_MEM_MAP: the struct pages of the section's pfns are initialised. */
@@ -313,7 +313,7 @@ export class MemMap {
     );
   }
 
-  /** Models counting present_section_nr() with a mem map: sections whose memmap was ever written. */
+  /** Models counting the sections with a mem map (for_each_present_section_nr()): those whose memmap was ever written. */
   get touchedSections(): number {
     let n = 0;
     for (let s = 0; s < this.sectionState.length; s++) if (this.sectionState[s] & SECTION_TOUCHED) n++;

@@ -11,6 +11,7 @@ import { createMachine } from './machine.js';
 import { parseNumber } from './parse.js';
 import { runScript } from './script.js';
 import { Session } from './session.js';
+import { checkMachineSizes, fmtBytes, parseMachineSize } from './sizes.js';
 import { colorEnabled } from './ui/theme.js';
 
 /** Parsed command-line options of hmm-shell. */
@@ -21,6 +22,7 @@ export interface CliOptions {
   noColor: boolean;
   thp?: ThpMode;
   ramBytes?: number;
+  vramBytes?: number;
   seed?: number;
   checkInvariants: boolean;
   help: boolean;
@@ -33,7 +35,8 @@ export const USAGE = `usage: hmm-shell [options] [< script.hmm]
   --json               print one JSON object per command
   --no-color           no colour in the interactive UI (also NO_COLOR=1)
   --thp MODE           THP mode: always | madvise (default) | never
-  --ram SIZE           system RAM (default 2G)
+  --ram SIZE           system RAM, whole 128M sections (default 2G; e.g. 1T)
+  --vram SIZE          the nouveau GPU's VRAM, whole 128M sections (default 1G; e.g. 141G)
   --seed N             scheduler seed (default 1)
   --check-invariants   run the invariant checker after every syscall
   -h, --help           this text
@@ -60,17 +63,30 @@ export function parseArgs(argv: readonly string[]): CliOptions {
       const m = value();
       if (m !== 'always' && m !== 'madvise' && m !== 'never') throw new Error(`bad --thp ${m}`);
       o.thp = m;
-    } else if (a === '--ram') {
-      const n = parseNumber(value());
-      if (n === undefined || n < 64 * 2 ** 20) throw new Error('bad --ram (at least 64M)');
-      o.ramBytes = n;
-    } else if (a === '--seed') {
+    } else if (a === '--ram') o.ramBytes = parseMachineSize(a, value());
+    else if (a === '--vram') o.vramBytes = parseMachineSize(a, value());
+    else if (a === '--seed') {
       const n = parseNumber(value());
       if (n === undefined) throw new Error('bad --seed');
       o.seed = n;
     } else throw new Error(`unknown option ${a}`);
   }
+  const tooBig = checkMachineSizes({ ramBytes: o.ramBytes, vramBytes: o.vramBytes });
+  if (tooBig) throw new Error(tooBig);
   return o;
+}
+
+/** A machine that could not be created (its size is refused or the host cannot hold it). */
+class BootError extends Error {}
+
+/** createMachine() with boot-time RangeErrors (machine size, host address space) as BootError. */
+function bootMachine(opts: Parameters<typeof createMachine>[0]): ReturnType<typeof createMachine> {
+  try {
+    return createMachine(opts);
+  } catch (e) {
+    if (e instanceof RangeError) throw new BootError(e.message);
+    throw e;
+  }
 }
 
 /** Startup phases (ms since process start, and CPU ms used), written to $HMM_SHELL_TIMING when it names a file. */
@@ -87,7 +103,7 @@ async function main(): Promise<number> {
   try {
     opts = parseArgs(process.argv.slice(2));
   } catch (e) {
-    process.stderr.write(`hmm-shell: ${(e as Error).message}\n${USAGE}\n`);
+    process.stderr.write(`hmm-shell: ${(e as Error).message} (see --help)\n`);
     return 2;
   }
   if (opts.help) {
@@ -97,9 +113,10 @@ async function main(): Promise<number> {
   const interactive =
     !opts.script && !opts.json && process.stdin.isTTY === true && process.stdout.isTTY === true;
   const boot = () => {
-    const { kernel, init } = createMachine({
+    const { kernel, init } = bootMachine({
       thp: opts.thp,
       ramBytes: opts.ramBytes,
+      nouveauVramBytes: opts.vramBytes,
       seed: opts.seed,
       checkInvariants: opts.checkInvariants,
     });
@@ -148,7 +165,7 @@ async function main(): Promise<number> {
       return {
         session,
         banner: [
-          `hmm-model shell — ${Math.round(kernel.core.ramPages / 256)} MiB RAM, THP ${kernel.core.thpMode}, ${dm}, pid ${session.currentPid}`,
+          `hmm-model shell — ${fmtBytes(kernel.core.ramPages * 4096)} RAM, THP ${kernel.core.thpMode}, ${dm}, pid ${session.currentPid}`,
           '`help` lists commands, Tab completes, Ctrl-D quits. Try: mmap 4M rw private anon hugepage',
         ],
       };
@@ -164,6 +181,12 @@ main().then(
     if (process.stdin.isTTY) process.stdin.unref();
   },
   (e: unknown) => {
+    if (e instanceof BootError) {
+      // A machine the host cannot hold (e.g. no address space for its memmap): one line, no stack.
+      process.stderr.write(`hmm-shell: cannot boot: ${e.message}\n`);
+      process.exitCode = 1;
+      return;
+    }
     process.stderr.write(`hmm-shell: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
     process.exitCode = 70;
   },

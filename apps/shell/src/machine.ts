@@ -8,6 +8,8 @@ export interface MachineOptions extends KernelOptions {
   coherent?: boolean;
   /** Load the nouveau device-memory model (a Pascal GPU; default true). */
   nouveau?: boolean;
+  /** The nouveau GPU's VRAM in bytes (default 1 GiB; e.g. 141 GiB for an H200-class GPU). */
+  nouveauVramBytes?: number;
 }
 
 /** A simulated machine as the shell starts it: the kernel, its drivers and its first process. */
@@ -39,7 +41,8 @@ export function createMachine(opts: MachineOptions = {}): Machine {
   installMmCoreChecker(kernel);
   // DEVICES: the dmirror driver (test_hmm) and nouveau's dmem.
   const dmirror = installDmirror(kernel, { coherent: opts.coherent ?? true });
-  const nouveau = (opts.nouveau ?? true) ? createNouveauDmem(kernel) : null;
+  const nouveau =
+    (opts.nouveau ?? true) ? createNouveauDmem(kernel, { vramBytes: opts.nouveauVramBytes }) : null;
   const init = kernel.spawn();
   const m: Machine = { kernel, init, dmirror, nouveau };
   machines.set(kernel, m);

@@ -265,6 +265,10 @@ describe('inspection commands', () => {
     const pfn = Number(e.result.data?.head);
     expect(text(run(s, `folio pfn 0x${pfn.toString(16)}`))).toContain('(folio head)');
     expect(text(run(s, 'folio pfn 0x1'))).toContain('not a valid pfn');
+    // The harness machine has 256 MiB of RAM from pfn 0x40000: its lower section is still deferred.
+    expect(text(run(s, 'folio pfn 0x40010'))).toContain(
+      'struct page is not initialised yet (deferred section 8',
+    );
     expect(text(run(s, 'folio pfn zz'))).toContain('bad pfn');
     run(s, 'mmap 4K', 'fault $ read');
     expect(text(run(s, 'folio $'))).toContain('(the shared zero page)');

@@ -58,6 +58,7 @@ export const ENOTTY = 25;
 export const EFBIG = 27;
 export const ENOSPC = 28;
 export const ESPIPE = 29;
+export const ERANGE = 34;
 export const EOVERFLOW = 75;
 
 /** errno number to name, for messages (models strerrorname_np). */
@@ -85,6 +86,7 @@ export const ERRNO_NAMES: Readonly<Record<number, string>> = {
   [EFBIG]: 'EFBIG',
   [ENOSPC]: 'ENOSPC',
   [ESPIPE]: 'ESPIPE',
+  [ERANGE]: 'ERANGE',
   [EOVERFLOW]: 'EOVERFLOW',
 };
 

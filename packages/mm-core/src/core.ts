@@ -2,7 +2,7 @@ import { checkBugIds } from './bugs.js';
 import { ModelBug, type Warning } from './errors.js';
 import { BuddyZone } from './phys/buddy.js';
 import { Frames } from './phys/frames.js';
-import { MemMap } from './phys/memmap.js';
+import { MAX_PHYS_PFN, MemMap, PAGES_PER_SECTION } from './phys/memmap.js';
 import type { SpinLock } from './sched/locks.js';
 import { Scheduler } from './sched/scheduler.js';
 import type { KGen, Task } from './sched/task.js';
@@ -88,7 +88,12 @@ export type ThpMode = 'always' | 'madvise' | 'never';
 
 /** Options for a simulated machine. */
 export interface CoreOptions {
-  /** System RAM in bytes (default 2 GiB). Lazily backed. */
+  /**
+   * System RAM in bytes (default 2 GiB), rounded down to 4 MiB (a MAX_PAGE_ORDER block); at
+   * least one block and at most what fits below the model's physical address limit
+   * (MAX_PHYS_PFN, see {@link checkRamBytes}). Lazily backed: struct pages and bytes are
+   * materialised per section on first use, so boot costs O(sections).
+   */
   ramBytes?: number;
   /** THP mode (default 'madvise', like most distributions' default of CONFIG_TRANSPARENT_HUGEPAGE_MADVISE). */
   thp?: ThpMode;
@@ -103,6 +108,25 @@ export interface CoreOptions {
 
 /** First pfn of system RAM (1 GiB: pfns below are left as a hole, like the PCI hole, so pfn 0 never appears). */
 export const RAM_START_PFN = 0x40000;
+
+/** Models the MAX_PHYSMEM_BITS limit on e820 RAM: the largest RAM in bytes (RAM starts at 1 GiB). */
+export const MAX_RAM_BYTES = (MAX_PHYS_PFN - RAM_START_PFN) * 4096;
+
+/**
+ * Models the memblock sanity checks of e820 RAM at boot (what would make a kernel refuse a
+ * memory map): returns an error message for a RAM size the model cannot boot with, or undefined.
+ * Accepts positive sizes that are whole 4 MiB blocks and end below the physical address limit.
+ */
+export function checkRamBytes(ramBytes: number): string | undefined {
+  if (!Number.isFinite(ramBytes) || !Number.isInteger(ramBytes))
+    return `RAM size ${ramBytes} is not a whole number of bytes`;
+  if (ramBytes <= 0) return `RAM size ${ramBytes} is not positive`;
+  if (ramBytes % (4 << 20) !== 0)
+    return `RAM size ${ramBytes} is not a multiple of 4 MiB (a MAX_PAGE_ORDER block)`;
+  if (ramBytes > MAX_RAM_BYTES)
+    return `RAM size ${ramBytes} exceeds the model's physical address space (at most ${MAX_RAM_BYTES} bytes above the 1 GiB hole)`;
+  return undefined;
+}
 
 /**
  * Models the global kernel state below the process layer: memmap, physical memory, the
@@ -153,15 +177,21 @@ export class Core {
 
   constructor(opts: CoreOptions = {}) {
     const ram = opts.ramBytes ?? 2 * 1024 * 1024 * 1024;
+    const bad = checkRamBytes(Math.floor(ram / (4 << 20)) * (4 << 20));
+    if (bad !== undefined) throw new RangeError(bad);
     this.ramPages = Math.floor(ram / 4096 / 1024) * 1024;
     this.thpMode = opts.thp ?? 'madvise';
     this.bugs = new Set(checkBugIds(opts.bugs ?? []));
     this.sched = new Scheduler();
-    this.map.initRange(RAM_START_PFN, this.ramPages, 0);
+    // Reserve memmap address space for RAM and for device memory above it (a quarter of RAM plus
+    // 8 GiB), so that drivers' memremap_pages() rarely has to grow (and copy) the memmap. Only
+    // host address space: nothing is committed until sections are initialised.
+    const ramEnd = RAM_START_PFN + this.ramPages;
+    this.map.ensure(Math.min(MAX_PHYS_PFN, ramEnd + Math.floor(ramEnd / 4) + (8 << 18)));
     this.zone = new BuddyZone(this.map, RAM_START_PFN, this.ramPages);
     this.zone.freeAll();
     // Device ranges start on a 128 MiB (section) boundary well above RAM.
-    const sect = 1 << 15;
+    const sect = PAGES_PER_SECTION;
     this.nextDevicePfn = Math.ceil((RAM_START_PFN + this.ramPages + sect) / sect) * sect;
   }
 

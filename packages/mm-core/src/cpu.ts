@@ -196,7 +196,7 @@ export function* accessBytes(
     const inBlock = BLOCK_PAGES - (pfn & (BLOCK_PAGES - 1));
     if (run > inBlock) run = inBlock;
     const n = Math.min(run * PAGE_SIZE - off, len - done);
-    const blk = core.frames.block(pfn);
+    const blk = write ? core.frames.writeBlock(pfn, run) : core.frames.readBlock(pfn, run);
     const boff = (pfn & (BLOCK_PAGES - 1)) * PAGE_SIZE + off;
     if (write) blk.set(n === len ? buf : buf.subarray(done, done + n), boff);
     else buf.set(blk.subarray(boff, boff + n), done);

@@ -23,37 +23,8 @@ import {
   splitFolioMeta,
 } from './folio.js';
 import { folioLockWait } from './mm/locking.js';
-import {
-  MEMMAP_BYTES_PER_PAGE,
-  MemMap,
-  PG_anon_exclusive,
-  PG_head,
-  PG_large_rmappable,
-  PG_locked,
-  PG_tail,
-} from './phys/memmap.js';
+import { PG_anon_exclusive, PG_head, PG_large_rmappable, PG_locked, PG_tail } from './phys/memmap.js';
 import { machine } from './testing/helpers.js';
-
-describe('memmap (struct page as struct-of-arrays)', () => {
-  it('grows by doubling and keeps existing contents', () => {
-    const m = new MemMap();
-    m.initRange(10, 5, 0);
-    m.refcount[12] = 7;
-    m.ensure(1 << 17);
-    expect(m.capacity).toBeGreaterThanOrEqual(1 << 17);
-    expect(m.refcount[12]).toBe(7);
-    expect(m.valid(12)).toBe(true);
-    expect(m.valid(9)).toBe(false);
-    expect(m.valid(-1)).toBe(false);
-    expect(m.valid(m.capacity)).toBe(false);
-    expect(m.head[100000]).toBe(100000);
-    expect(m.next[100000]).toBe(-1);
-  });
-
-  it('costs less per page than the kernel struct page', () => {
-    expect(MEMMAP_BYTES_PER_PAGE).toBeLessThanOrEqual(64);
-  });
-});
 
 describe('folio operations (include/linux/mm.h, mm/rmap.c)', () => {
   it('allocates a zeroed small folio with refcount 1 and frees it on the last put', () => {

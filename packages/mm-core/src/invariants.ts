@@ -50,6 +50,7 @@ import {
 } from './pgtable/entry.js';
 import { BLOCK_PAGES } from './phys/frames.js';
 import {
+  PAGES_PER_SECTION,
   PG_anon,
   PG_anon_exclusive,
   PG_buddy,
@@ -199,8 +200,11 @@ function scratchFor(core: Core): Scratch {
     };
     scratches.set(core, s);
   }
+  // A fresh (zero-filled, not yet committed) array needs no clearing: clearing it would commit
+  // host memory proportional to the physical address space.
+  const wrapped = s.epoch === 0xffffffff;
   s.epoch = (s.epoch + 1) >>> 0 || 1;
-  if (s.epoch === 1) s.seen.fill(0);
+  if (wrapped) s.seen.fill(0);
   return s;
 }
 
@@ -674,7 +678,11 @@ class MmCoreCheck {
     if (m.entireMapcount[h] || (n > 1 && m.largeMapcount[h])) this.report(`${name} has a PMD mapcount`, h);
   }
 
-  /** Walks every pfn of system RAM: free blocks, page tables, folios. */
+  /**
+   * Walks every initialised pfn of system RAM: free blocks, page tables, folios. Sections whose
+   * struct page init is still deferred are skipped (O(1) each) and must be the zone's deferred
+   * chunks, so the walk costs what has been materialised, not the size of RAM.
+   */
   private scanRam(): void {
     const core = this.core;
     const m = this.m;
@@ -687,7 +695,14 @@ class MmCoreCheck {
     let hugetlbInUse = 0;
     const start = this.ramStart;
     const end = this.ramEnd;
+    let deferredPages = 0;
     for (let p = start; p < end; ) {
+      if (m.deferred(p)) {
+        const e = Math.min(end, (Math.floor(p / PAGES_PER_SECTION) + 1) * PAGES_PER_SECTION);
+        deferredPages += e - p;
+        p = e;
+        continue;
+      }
       const f = m.flags[p];
       if (f & PG_buddy) {
         const o = m.order[p];
@@ -750,8 +765,14 @@ class MmCoreCheck {
       this.report(
         `buddy free lists hold ${listed} blocks / ${listedPages} pages but memmap marks ${freeBlocks} / ${freePages}`,
       );
-    if (core.zone.nrFree !== freePages)
-      this.report(`nr_free_pages ${core.zone.nrFree} but ${freePages} pages free`);
+    if (deferredPages !== core.zone.deferredPages)
+      this.report(
+        `memmap has ${deferredPages} deferred pages but the zone defers ${core.zone.deferredPages}`,
+      );
+    if (core.zone.nrFree !== freePages + deferredPages)
+      this.report(
+        `nr_free_pages ${core.zone.nrFree} but ${freePages} pages free + ${deferredPages} deferred`,
+      );
     if (core.vmstat.nr_page_table_pages !== tablePages)
       this.report(`nr_page_table_pages ${core.vmstat.nr_page_table_pages} but ${tablePages} PG_table pages`);
     if (hugetlbFree.size + hugetlbInUse !== core.hugetlb.total)

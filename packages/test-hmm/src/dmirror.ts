@@ -300,7 +300,7 @@ function copyMirrored(dm: Dmirror, start: number, end: number, bounce: Bounce, w
   let runOff = 0;
   const flush = () => {
     if (runLen === 0) return;
-    const blk = frames.block(runPfn);
+    const blk = write ? frames.writeBlock(runPfn, runLen) : frames.readBlock(runPfn, runLen);
     const boff = (runPfn & (BLOCK_PAGES - 1)) * PAGE_SIZE;
     const bytes = runLen * PAGE_SIZE;
     if (write) blk.set(buf.subarray(runOff, runOff + bytes), boff);

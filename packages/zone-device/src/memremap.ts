@@ -5,7 +5,9 @@ import {
   EINVAL,
   ENOMEM,
   ENXIO,
+  ERANGE,
   type KGen,
+  MAX_PHYS_PFN,
   MEMORY_DEVICE_COHERENT,
   MEMORY_DEVICE_FS_DAX,
   MEMORY_DEVICE_GENERIC,
@@ -13,13 +15,14 @@ import {
   MEMORY_DEVICE_PRIVATE,
   type MemoryType,
   ModelBug,
+  PAGES_PER_SECTION,
   PG_zone_device,
   RAM_START_PFN,
   waitEvent,
 } from '@hmm-model/mm-core';
 
-/** Models PAGES_PER_SECTION (x86-64 SECTION_SIZE_BITS 27: 128 MiB sections of 4 KiB pages). */
-export const PAGES_PER_SECTION = 1 << 15;
+/** Models PAGES_PER_SECTION (x86-64 SECTION_SIZE_BITS 27: 128 MiB sections of 4 KiB pages); re-exported from mm-core. */
+export { PAGES_PER_SECTION };
 
 /** Largest pgmap index the memmap's pgmap field can hold (it is a 16-bit array). */
 const MAX_PGMAP_ID = 0xffff;
@@ -46,9 +49,13 @@ export interface MemremapOptions {
   readonly startPfn?: number;
 }
 
-/** Models request_free_mem_region(): the next free section-aligned pfn range above RAM. */
+/**
+ * Models request_free_mem_region(): the next free section-aligned pfn range above RAM, or
+ * -ERANGE when the physical address space (MAX_PHYSMEM_BITS) has no room left.
+ */
 function reserveFreeRange(core: Core, nrPages: number): number {
   const start = Math.ceil(core.nextDevicePfn / PAGES_PER_SECTION) * PAGES_PER_SECTION;
+  if (start + nrPages > MAX_PHYS_PFN) return -ERANGE;
   core.nextDevicePfn = Math.ceil((start + nrPages) / PAGES_PER_SECTION) * PAGES_PER_SECTION;
   return start;
 }
@@ -65,7 +72,10 @@ function conflictingPgmap(core: Core, start: number, nrPages: number): DevPagema
  * Models memremap_pages() (mm/memremap.c): validate the pgmap, reserve its pfn range, create
  * the ZONE_DEVICE struct pages (memmap_init_zone_device()) with their pgmap set, and register
  * the pgmap. Returns the live DevPagemap (refs 0) or -errno. DEVICE_PRIVATE needs migrate_to_ram,
- * folio_free and an owner; DEVICE_COHERENT needs folio_free and an owner (-EINVAL + WARN).
+ * folio_free and an owner; DEVICE_COHERENT needs folio_free and an owner (-EINVAL + WARN). A
+ * range beyond MAX_PHYSMEM_BITS is -ERANGE; a memmap the host cannot hold is -ENOMEM (as
+ * sparse_add_section() failing to allocate it). The memmap is written only for the range's own
+ * pfns (host memory proportional to the pgmap, not to the physical address).
  */
 export function memremapPages(core: Core, opts: MemremapOptions): DevPagemap | number {
   const { type, owner, ops, nrPages, name } = opts;
@@ -112,6 +122,7 @@ export function memremapPages(core: Core, opts: MemremapOptions): DevPagemap | n
   if (opts.startPfn !== undefined) {
     start = opts.startPfn;
     if (!Number.isInteger(start) || start <= 0) return -EINVAL;
+    if (start + nrPages > MAX_PHYS_PFN) return -ERANGE;
     // Models region_intersects() == REGION_INTERSECTS against System RAM.
     if (start < RAM_START_PFN + core.ramPages && start + nrPages > RAM_START_PFN) return -ENXIO;
     if (conflictingPgmap(core, start, nrPages)) {
@@ -124,6 +135,7 @@ export function memremapPages(core: Core, opts: MemremapOptions): DevPagemap | n
     );
   } else {
     start = reserveFreeRange(core, nrPages);
+    if (start < 0) return start;
   }
   const pgmap: DevPagemap = {
     id,
@@ -136,7 +148,12 @@ export function memremapPages(core: Core, opts: MemremapOptions): DevPagemap | n
     dying: false,
     name,
   };
-  core.map.initRange(start, nrPages, PG_zone_device);
+  try {
+    core.map.initRange(start, nrPages, PG_zone_device);
+  } catch (e) {
+    if (e instanceof RangeError) return -ENOMEM;
+    throw e;
+  }
   core.map.pgmap.fill(id, start, start + nrPages);
   core.pgmaps.push(pgmap);
   return pgmap;
@@ -156,16 +173,8 @@ export function* memunmapPages(core: Core, pgmap: DevPagemap): KGen {
     `memunmap_pages: ${pgmap.refs} device page(s) of pgmap ${pgmap.id} (${pgmap.name}) still allocated`,
     () => pgmap.refs === 0,
   );
-  const m = core.map;
-  const { startPfn: s, endPfn: e } = pgmap;
   // Models arch_remove_memory()/pageunmap_range(): the section and its memmap go away.
-  m.flags.fill(0, s, e);
-  m.pgmap.fill(0, s, e);
-  m.refcount.fill(0, s, e);
-  m.mapping.fill(0, s, e);
-  m.priv.fill(0, s, e);
-  m.order.fill(0, s, e);
-  for (let p = s; p < e; p++) m.head[p] = p;
+  core.map.removeRange(pgmap.startPfn, pgmap.endPfn - pgmap.startPfn);
   core.pgmaps[pgmap.id] = undefined;
 }
 

@@ -3,9 +3,11 @@ import {
   type DevPagemapOps,
   EINVAL,
   ENOMEM,
+  ERANGE,
   entryNone,
   freeZoneDeviceFolio,
   Kernel,
+  MAX_PHYS_PFN,
   MEMORY_DEVICE_COHERENT,
   MEMORY_DEVICE_PRIVATE,
   ModelBug,
@@ -243,6 +245,46 @@ describe('memunmap_pages', () => {
     expect(c.map.valid(pg.startPfn)).toBe(false);
     expect(getDevPagemap(c, pg.startPfn)).toBeUndefined();
     expect(unmap).toThrow(ModelBug);
+  });
+});
+
+describe('device memmap (memmap_init_zone_device on a sparse memmap)', () => {
+  it('initialises only the pgmap own sections and tears them down again', () => {
+    const k = machine();
+    const c = k.core;
+    const before = c.map.touchedSections;
+    const pg = privatePgmap(k, 2 * PAGES_PER_SECTION);
+    expect(c.map.touchedSections).toBe(before + 2);
+    expect(c.map.head[pg.endPfn - 1]).toBe(pg.endPfn - 1);
+    expect(c.map.pgmap[pg.endPfn - 1]).toBe(pg.id);
+    c.sched.runSync(memunmapPages(c, pg), 'memunmap_pages');
+    expect(c.map.valid(pg.startPfn + 5)).toBe(false);
+    expect(c.map.pgmap[pg.startPfn + 5]).toBe(0);
+    // The range can be mapped again (a new pgmap id) with clean struct pages.
+    const again = memremapPages(c, {
+      type: MEMORY_DEVICE_PRIVATE,
+      owner: 'd',
+      ops: ops(),
+      nrPages: 64,
+      name: 'x',
+      startPfn: pg.startPfn,
+    });
+    if (typeof again === 'number') throw new Error(`memremap failed ${again}`);
+    expect(c.map.refcount[pg.startPfn]).toBe(0);
+    expect(c.map.pgmap[pg.startPfn]).toBe(again.id);
+  });
+
+  it('is -ERANGE beyond the physical address space (request_free_mem_region has no room)', () => {
+    const k = machine();
+    const c = k.core;
+    const o = { type: MEMORY_DEVICE_PRIVATE, owner: 'd', ops: ops(), name: 'x' } as const;
+    expect(memremapPages(c, { ...o, nrPages: 64, startPfn: MAX_PHYS_PFN - 32 })).toBe(-ERANGE);
+    const next = c.nextDevicePfn;
+    c.nextDevicePfn = MAX_PHYS_PFN - PAGES_PER_SECTION;
+    expect(memremapPages(c, { ...o, nrPages: PAGES_PER_SECTION + 1 })).toBe(-ERANGE);
+    expect(c.nextDevicePfn).toBe(MAX_PHYS_PFN - PAGES_PER_SECTION);
+    c.nextDevicePfn = next;
+    expect(typeof memremapPages(c, { ...o, nrPages: 1 })).not.toBe('number');
   });
 });
 

@@ -4,6 +4,7 @@ import {
   folioMapcount,
   MEMORY_DEVICE_COHERENT,
   MEMORY_DEVICE_PRIVATE,
+  PAGES_PER_SECTION,
   PG_anon,
   PG_anon_exclusive,
   PG_buddy,
@@ -69,6 +70,13 @@ export function describeFolio(core: Core, pfn: number): { lines: string[]; data:
   const m = core.map;
   if (!m.valid(pfn))
     return { lines: [`pfn ${hex(pfn)}: not a valid pfn (no memmap section)`], data: { pfn, valid: false } };
+  if (m.deferred(pfn))
+    return {
+      lines: [
+        `pfn ${hex(pfn)}: free RAM whose struct page is not initialised yet (deferred section ${Math.floor(pfn / PAGES_PER_SECTION)}: the buddy allocator has not grown into it)`,
+      ],
+      data: { pfn, valid: true, deferred: true },
+    };
   const head = m.head[pfn];
   const order = m.folioOrder(head);
   const pages = 1 << order;

@@ -4,7 +4,7 @@ import { allocFolio, folioPut } from '../folio.js';
 import { installMmCoreChecker } from '../invariants.js';
 import { Kernel } from '../kernel.js';
 import { BuddyZone } from './buddy.js';
-import { MemMap, PG_buddy } from './memmap.js';
+import { MemMap, PAGES_PER_SECTION, PG_buddy } from './memmap.js';
 
 function zone(pages: number): { map: MemMap; z: BuddyZone } {
   const map = new MemMap();
@@ -133,5 +133,70 @@ describe('buddy allocator (mm/page_alloc.c)', () => {
     folioPut(k.core, f);
     k.core.zone.failHook = undefined;
     expect(k.check()).toEqual([]);
+  });
+
+  it('defers whole sections at boot: free and counted, struct pages untouched', () => {
+    const map = new MemMap();
+    const z = new BuddyZone(map, 0, 4 * PAGES_PER_SECTION);
+    z.freeAll();
+    expect(z.nrFree).toBe(4 * PAGES_PER_SECTION);
+    expect(z.deferredChunks).toBe(4);
+    expect(z.buddyinfo()[MAX_PAGE_ORDER]).toBe(4 * (PAGES_PER_SECTION >> MAX_PAGE_ORDER));
+    expect(map.touchedSections).toBe(0);
+    expect(map.valid(5)).toBe(true);
+    expect(z.canAlloc(MAX_PAGE_ORDER)).toBe(true);
+    const p = z.alloc(0);
+    // The highest section is initialised first; its top block is split.
+    expect(p).toBe(4 * PAGES_PER_SECTION - 1024);
+    expect(z.deferredChunks).toBe(3);
+    expect(map.touchedSections).toBe(1);
+    expect(z.nrFree).toBe(4 * PAGES_PER_SECTION - 1);
+  });
+
+  it('serves deferred memory in the order of an eagerly built free list, then fails for real', () => {
+    const map = new MemMap();
+    const n = 3 * PAGES_PER_SECTION;
+    const z = new BuddyZone(map, 0, n);
+    z.freeAll();
+    const got: number[] = [];
+    for (;;) {
+      const p = z.alloc(MAX_PAGE_ORDER);
+      if (p < 0) break;
+      got.push(p);
+    }
+    // memblock_free_all() frees blocks in ascending order, so the list head is the highest block.
+    const want = Array.from({ length: n >> MAX_PAGE_ORDER }, (_, i) => n - (i + 1) * 1024);
+    expect(got).toEqual(want);
+    expect(z.nrFree).toBe(0);
+    expect(z.canAlloc(0)).toBe(false);
+    expect(z.alloc(0)).toBe(-1);
+    z.free(got[40], MAX_PAGE_ORDER);
+    expect(z.alloc(0)).toBe(got[40]);
+  });
+
+  it('keeps an unaligned zone end on the free lists from the start', () => {
+    const map = new MemMap();
+    const z = new BuddyZone(map, 0, PAGES_PER_SECTION + 512 + 3);
+    z.freeAll();
+    expect(z.deferredChunks).toBe(1);
+    const info = z.buddyinfo();
+    expect([info[0], info[1], info[9], info[10]]).toEqual([1, 1, 1, PAGES_PER_SECTION >> MAX_PAGE_ORDER]);
+    // An order-9 request takes the tail block rather than growing into the deferred section.
+    expect(z.alloc(9)).toBe(PAGES_PER_SECTION);
+    expect(z.deferredChunks).toBe(1);
+  });
+
+  it('fragmentation still fails large allocations once every section is in use', () => {
+    const map = new MemMap();
+    const n = 2 * PAGES_PER_SECTION;
+    const z = new BuddyZone(map, 0, n);
+    z.freeAll();
+    const pages: number[] = [];
+    for (let p = z.alloc(0); p >= 0; p = z.alloc(0)) pages.push(p);
+    expect(pages.length).toBe(n);
+    for (let i = 0; i < pages.length; i += 2) z.free(pages[i], 0);
+    expect(z.nrFree).toBe(n / 2);
+    expect(z.alloc(1)).toBe(-1);
+    expect(z.alloc(9)).toBe(-1);
   });
 });

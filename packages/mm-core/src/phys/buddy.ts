@@ -1,11 +1,18 @@
 import { MAX_PAGE_ORDER } from '../constants.js';
-import { type MemMap, PG_buddy } from './memmap.js';
+import { type MemMap, PAGES_PER_SECTION, PG_buddy } from './memmap.js';
 
 /**
  * Models the buddy allocator of one zone (mm/page_alloc.c): free lists per order 0..MAX_PAGE_ORDER,
  * splitting on allocation (expand()) and coalescing on free (__free_one_page()). Because buddies
  * only merge when both halves are free, large allocations fail for real under fragmentation.
  * Free blocks are linked through memmap.next/prev and marked PageBuddy with their order.
+ *
+ * Boot is O(sections), as with CONFIG_DEFERRED_STRUCT_PAGE_INIT: {@link BuddyZone.freeAll}
+ * defers every section-sized chunk of MAX_PAGE_ORDER blocks, and when the free lists cannot
+ * serve an allocation the zone grows into the highest deferred chunk (deferred_grow_zone()):
+ * its struct pages are initialised and its blocks put on the MAX_PAGE_ORDER list. Deferred
+ * chunks count as free (nr_free, buddyinfo) and are taken in exactly the order the eagerly
+ * built free list would have served them, so allocation results do not depend on deferral.
  */
 export class BuddyZone {
   readonly start: number;
@@ -19,6 +26,11 @@ export class BuddyZone {
    * that order. Consulted before the free lists.
    */
   failHook: ((order: number) => boolean) | undefined;
+  /** Deferred chunks [deferredStart[i], deferredEnd[i]), ascending: the last one is used first. */
+  private readonly deferredStart: number[] = [];
+  private readonly deferredEnd: number[] = [];
+  /** Models the deferred pages of the zone: free, counted in nrFree, not yet on the free lists. */
+  deferredPages = 0;
 
   /** The zone spans [start, start + nrPages); start must be aligned to 1 << MAX_PAGE_ORDER. */
   constructor(
@@ -31,17 +43,58 @@ export class BuddyZone {
     this.nrPages = nrPages;
   }
 
-  /** Models memblock_free_all(): hand every page of the zone to the allocator, largest blocks first. */
+  /**
+   * Models memblock_free_all() with deferred struct page init: split the zone at section
+   * boundaries; chunks made of whole MAX_PAGE_ORDER blocks are deferred (O(1) each), a chunk
+   * with smaller blocks (an unaligned zone end) is initialised and freed now.
+   */
   freeAll(): void {
-    let p = this.start;
     const end = this.start + this.nrPages;
-    while (p < end) {
+    const maxBlock = 1 << MAX_PAGE_ORDER;
+    for (let s = this.start; s < end; ) {
+      const e = Math.min(end, (Math.floor(s / PAGES_PER_SECTION) + 1) * PAGES_PER_SECTION);
+      this.nrFree += e - s;
+      if ((e - this.start) % maxBlock === 0) {
+        this.map.deferRange(s, e - s);
+        this.deferredStart.push(s);
+        this.deferredEnd.push(e);
+        this.deferredPages += e - s;
+      } else {
+        this.populate(s, e);
+      }
+      s = e;
+    }
+  }
+
+  /** Models deferred_init_memmap_chunk() + deferred_free_pages(): struct pages of [s, e), then its blocks. */
+  private populate(s: number, e: number): void {
+    this.map.initRange(s, e - s, 0);
+    let p = s;
+    while (p < e) {
       let order = MAX_PAGE_ORDER;
       while (order > 0 && (p - this.start) % (1 << order) !== 0) order--;
-      while (order > 0 && p + (1 << order) > end) order--;
-      this.free(p, order);
+      while (order > 0 && p + (1 << order) > e) order--;
+      this.freeOne(p, order);
       p += 1 << order;
     }
+  }
+
+  /**
+   * Models deferred_grow_zone(): initialise the highest deferred chunk and put its blocks on the
+   * free lists. Returns false when nothing is deferred any more.
+   */
+  growDeferred(): boolean {
+    const s = this.deferredStart.pop();
+    const e = this.deferredEnd.pop();
+    if (s === undefined || e === undefined) return false;
+    this.deferredPages -= e - s;
+    this.populate(s, e);
+    return true;
+  }
+
+  /** Models the pgdat's deferred range (first_deferred_pfn onwards) as a count of chunks not initialised yet. */
+  get deferredChunks(): number {
+    return this.deferredStart.length;
   }
 
   private push(pfn: number, order: number): void {
@@ -76,7 +129,10 @@ export class BuddyZone {
     if (this.failHook?.(order)) return -1;
     let o = order;
     while (o <= MAX_PAGE_ORDER && this.freeHead[o] === -1) o++;
-    if (o > MAX_PAGE_ORDER) return -1;
+    if (o > MAX_PAGE_ORDER) {
+      if (!this.growDeferred()) return -1;
+      o = MAX_PAGE_ORDER;
+    }
     const pfn = this.freeHead[o];
     this.unlink(pfn, o);
     while (o > order) {
@@ -89,8 +145,13 @@ export class BuddyZone {
 
   /** Models __free_one_page(): return a 2^order block and merge it with free buddies. */
   free(pfn: number, order: number): void {
-    const m = this.map;
     this.nrFree += 1 << order;
+    this.freeOne(pfn, order);
+  }
+
+  /** __free_one_page() without the NR_FREE_PAGES accounting. */
+  private freeOne(pfn: number, order: number): void {
+    const m = this.map;
     let p = pfn;
     let o = order;
     while (o < MAX_PAGE_ORDER) {
@@ -106,19 +167,30 @@ export class BuddyZone {
 
   /** Models /proc/buddyinfo: number of free blocks per order. */
   buddyinfo(): number[] {
-    return Array.from(this.freeCount);
+    const info = Array.from(this.freeCount);
+    info[MAX_PAGE_ORDER] += this.deferredPages >> MAX_PAGE_ORDER;
+    return info;
   }
 
   /** Models zone_watermark_ok() loosely: is a block of this order available right now? */
   canAlloc(order: number): boolean {
     for (let o = order; o <= MAX_PAGE_ORDER; o++) if (this.freeHead[o] !== -1) return true;
-    return false;
+    return order >= 0 && order <= MAX_PAGE_ORDER && this.deferredStart.length > 0;
   }
 
-  /** Iterates free blocks (for the invariant checker): calls fn(pfn, order). */
+  /**
+   * Iterates the blocks on the free lists (for the invariant checker): calls fn(pfn, order).
+   * Deferred chunks are not on the lists: see {@link BuddyZone.forEachDeferred}.
+   */
   forEachFree(fn: (pfn: number, order: number) => void): void {
     for (let o = 0; o <= MAX_PAGE_ORDER; o++) {
       for (let p = this.freeHead[o]; p !== -1; p = this.map.next[p]) fn(p, o);
     }
+  }
+
+  /** Models walking the deferred ranges (for_each_free_mem_pfn_range_in_zone_from()): fn(startPfn, nrPages), highest first. */
+  forEachDeferred(fn: (pfn: number, nrPages: number) => void): void {
+    for (let i = this.deferredStart.length - 1; i >= 0; i--)
+      fn(this.deferredStart[i], this.deferredEnd[i] - this.deferredStart[i]);
   }
 }

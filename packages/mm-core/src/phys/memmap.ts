@@ -66,10 +66,98 @@ export const FOLIO_FLAGS =
 /** Bytes of metadata per simulated 4 KiB page (the kernel's struct page is 64). */
 export const MEMMAP_BYTES_PER_PAGE = 4 + 4 + 4 + 4 + 4 + 4 + 1 + 4 + 2 + 4 + 8 + 8 + 4 + 4;
 
+/** Models PFN_SECTION_SHIFT (x86-64: SECTION_SIZE_BITS 27 - PAGE_SHIFT 12). */
+export const PFN_SECTION_SHIFT = 15;
+/** Models PAGES_PER_SECTION: 32768 pages = 128 MiB per memory section. */
+export const PAGES_PER_SECTION = 1 << PFN_SECTION_SHIFT;
+/** Models SECTION_SIZE_BITS: a memory section is 128 MiB. */
+export const SECTION_SIZE_BITS = PFN_SECTION_SHIFT + 12;
 /**
- * Models the memmap (mem_map / vmemmap): struct page metadata for every pfn of every section.
- * Arrays grow when sections are added (memory hotplug); never cache an array across an
- * {@link MemMap.ensure} call.
+ * Models MAX_PHYSMEM_BITS for this model: 43 bits (8 TiB) of physical address space, because
+ * free-list links (memmap.next/prev) are 32-bit signed pfns. x86-64 has 46 (4-level paging).
+ */
+export const MAX_PHYSMEM_BITS = 43;
+/** Models 1UL << (MAX_PHYSMEM_BITS - PAGE_SHIFT): the first pfn beyond the physical address space. */
+export const MAX_PHYS_PFN = 2 ** (MAX_PHYSMEM_BITS - 12);
+
+/** Models SECTION_HAS_MEM_MAP: the struct pages of the section's pfns are initialised. */
+export const SECTION_HAS_MEM_MAP = 1 << 0;
+/**
+ * Models a section whose struct page initialisation is deferred (CONFIG_DEFERRED_STRUCT_PAGE_INIT):
+ * present RAM that the buddy allocator initialises on first use (deferred_grow_zone()).
+ */
+export const SECTION_DEFERRED = 1 << 1;
+/** Model-only: the section's memmap was written at least once (its host pages exist). */
+export const SECTION_TOUCHED = 1 << 2;
+
+type MemMapField =
+  | 'flags'
+  | 'refcount'
+  | 'mapcount'
+  | 'entireMapcount'
+  | 'largeMapcount'
+  | 'pincount'
+  | 'order'
+  | 'head'
+  | 'pgmap'
+  | 'mapping'
+  | 'index'
+  | 'priv'
+  | 'next'
+  | 'prev';
+
+type PfnArray =
+  | Uint8Array<ArrayBuffer>
+  | Uint16Array<ArrayBuffer>
+  | Uint32Array<ArrayBuffer>
+  | Int32Array<ArrayBuffer>
+  | Float64Array<ArrayBuffer>;
+
+/** Every per-pfn array (in MemMap.ensure()'s assignment order) with its allocator. */
+const FIELDS: readonly (readonly [MemMapField, (n: number) => PfnArray])[] = [
+  ['flags', (n) => new Uint32Array(n)],
+  ['refcount', (n) => new Int32Array(n)],
+  ['mapcount', (n) => new Int32Array(n)],
+  ['entireMapcount', (n) => new Int32Array(n)],
+  ['largeMapcount', (n) => new Int32Array(n)],
+  ['pincount', (n) => new Int32Array(n)],
+  ['order', (n) => new Uint8Array(n)],
+  ['head', (n) => new Uint32Array(n)],
+  ['pgmap', (n) => new Uint16Array(n)],
+  ['mapping', (n) => new Uint32Array(n)],
+  ['index', (n) => new Float64Array(n)],
+  ['priv', (n) => new Float64Array(n)],
+  ['next', (n) => new Int32Array(n)],
+  ['prev', (n) => new Int32Array(n)],
+];
+
+/** Fields whose initial value is not zero or that init_single_page() sets explicitly. */
+const ZEROED_ON_REINIT: readonly MemMapField[] = [
+  'refcount',
+  'mapcount',
+  'entireMapcount',
+  'largeMapcount',
+  'pincount',
+  'order',
+  'pgmap',
+  'mapping',
+  'index',
+  'priv',
+  'next',
+  'prev',
+];
+
+/**
+ * Models the sparse memmap (CONFIG_SPARSEMEM_VMEMMAP: mem_section[] and the vmemmap): struct
+ * page metadata for every pfn, as typed arrays indexed by pfn, materialised per 128 MiB section.
+ *
+ * The arrays span the whole physical address range in use (they are reallocated when memory is
+ * added above it: never cache an array across {@link MemMap.ensure}). They are zero-filled host
+ * allocations (calloc/mmap) whose host pages are committed only when written, so the memmap of
+ * a section costs host memory only once the section is initialised; {@link MemMap.initRange} and
+ * {@link MemMap.removeRange} touch only the pfns they cover. A pfn outside every initialised
+ * section has all fields zero (head 0), so only pfns handed out by an allocator or a pgmap are
+ * meaningful. `next`/`prev` are meaningful only on PageBuddy block heads.
  */
 export class MemMap {
   capacity = 0;
@@ -87,62 +175,149 @@ export class MemMap {
   priv = new Float64Array(0);
   next = new Int32Array(0);
   prev = new Int32Array(0);
+  /** Models mem_section[].section_mem_map's state bits: SECTION_* per section. */
+  sectionState = new Uint8Array(0);
 
-  /** Models sparse_add_section()'s memmap allocation: make pfns [0, maxPfn) addressable. */
+  /**
+   * Models sparse_add_section()'s growth of the vmemmap: make pfns [0, maxPfn) addressable.
+   * Grows by at least a quarter, in whole sections; only sections that were ever written are
+   * copied, so growing costs host memory for touched sections only. Throws a RangeError when
+   * maxPfn lies beyond MAX_PHYSMEM_BITS or the host cannot reserve the address space.
+   */
   ensure(maxPfn: number): void {
     if (maxPfn <= this.capacity) return;
-    let cap = Math.max(this.capacity, 1 << 16);
-    while (cap < maxPfn) cap *= 2;
-    const grow = <T extends { length: number; set(a: ArrayLike<number>): void }>(
-      old: T,
-      make: (n: number) => T,
-    ): T => {
-      const a = make(cap);
-      a.set(old as unknown as ArrayLike<number>);
-      return a;
-    };
-    this.flags = grow(this.flags, (n) => new Uint32Array(n));
-    this.refcount = grow(this.refcount, (n) => new Int32Array(n));
-    this.mapcount = grow(this.mapcount, (n) => new Int32Array(n));
-    this.entireMapcount = grow(this.entireMapcount, (n) => new Int32Array(n));
-    this.largeMapcount = grow(this.largeMapcount, (n) => new Int32Array(n));
-    this.pincount = grow(this.pincount, (n) => new Int32Array(n));
-    this.order = grow(this.order, (n) => new Uint8Array(n));
-    this.head = grow(this.head, (n) => new Uint32Array(n));
-    this.pgmap = grow(this.pgmap, (n) => new Uint16Array(n));
-    this.mapping = grow(this.mapping, (n) => new Uint32Array(n));
-    this.index = grow(this.index, (n) => new Float64Array(n));
-    this.priv = grow(this.priv, (n) => new Float64Array(n));
-    const next = new Int32Array(cap).fill(-1);
-    next.set(this.next);
-    this.next = next;
-    const prev = new Int32Array(cap).fill(-1);
-    prev.set(this.prev);
-    this.prev = prev;
-    for (let p = this.capacity; p < cap; p++) this.head[p] = p;
+    if (maxPfn > MAX_PHYS_PFN)
+      throw new RangeError(
+        `pfn 0x${maxPfn.toString(16)} is beyond the model's physical address space (MAX_PHYSMEM_BITS ${MAX_PHYSMEM_BITS})`,
+      );
+    const want = Math.max(maxPfn, this.capacity + Math.floor(this.capacity / 4), 1 << 16);
+    const cap = Math.min(MAX_PHYS_PFN, Math.ceil(want / PAGES_PER_SECTION) * PAGES_PER_SECTION);
+    const old = this.sectionState;
+    const touched: number[] = [];
+    for (let sec = 0; sec < old.length; sec++) if (old[sec] & SECTION_TOUCHED) touched.push(sec);
+    // Allocate everything before changing anything: a host allocation failure leaves the map as it was.
+    let sections: Uint8Array<ArrayBuffer>;
+    let fresh: PfnArray[];
+    try {
+      fresh = FIELDS.map(([name, make]) => {
+        const a = make(cap);
+        const src = this[name];
+        for (const sec of touched) {
+          const p = sec * PAGES_PER_SECTION;
+          a.set(src.subarray(p, p + PAGES_PER_SECTION), p);
+        }
+        return a;
+      });
+      sections = new Uint8Array(cap / PAGES_PER_SECTION);
+    } catch (e) {
+      throw new RangeError(
+        `the host cannot reserve ${((cap * MEMMAP_BYTES_PER_PAGE) / 2 ** 30).toFixed(1)} GiB of address space ` +
+          `for the memmap of ${cap} pfns: ${(e as Error).message}`,
+      );
+    }
+    sections.set(old);
+    let i = 0;
+    this.flags = fresh[i++] as Uint32Array<ArrayBuffer>;
+    this.refcount = fresh[i++] as Int32Array<ArrayBuffer>;
+    this.mapcount = fresh[i++] as Int32Array<ArrayBuffer>;
+    this.entireMapcount = fresh[i++] as Int32Array<ArrayBuffer>;
+    this.largeMapcount = fresh[i++] as Int32Array<ArrayBuffer>;
+    this.pincount = fresh[i++] as Int32Array<ArrayBuffer>;
+    this.order = fresh[i++] as Uint8Array<ArrayBuffer>;
+    this.head = fresh[i++] as Uint32Array<ArrayBuffer>;
+    this.pgmap = fresh[i++] as Uint16Array<ArrayBuffer>;
+    this.mapping = fresh[i++] as Uint32Array<ArrayBuffer>;
+    this.index = fresh[i++] as Float64Array<ArrayBuffer>;
+    this.priv = fresh[i++] as Float64Array<ArrayBuffer>;
+    this.next = fresh[i++] as Int32Array<ArrayBuffer>;
+    this.prev = fresh[i++] as Int32Array<ArrayBuffer>;
+    this.sectionState = sections;
     this.capacity = cap;
   }
 
-  /** Models the struct page initialisation of memmap_init_range() for [start, start+n). */
+  /**
+   * Models memmap_init_range() / __init_single_page() for [start, start+n): every struct page
+   * present (plus extraFlags), its own head, all counters zero, and the section marked
+   * SECTION_HAS_MEM_MAP (no longer deferred). Fields of sections never written before are
+   * already zero and are not rewritten (their host pages stay uncommitted).
+   */
   initRange(start: number, n: number, extraFlags: number): void {
-    this.ensure(start + n);
     const e = start + n;
-    this.flags.fill(PG_present_section | extraFlags, start, e);
-    for (const a of [this.refcount, this.mapcount, this.entireMapcount, this.largeMapcount, this.pincount])
-      a.fill(0, start, e);
-    this.order.fill(0, start, e);
-    this.pgmap.fill(0, start, e);
-    this.mapping.fill(0, start, e);
-    this.index.fill(0, start, e);
-    this.priv.fill(0, start, e);
-    this.next.fill(-1, start, e);
-    this.prev.fill(-1, start, e);
-    for (let p = start; p < e; p++) this.head[p] = p;
+    this.ensure(e);
+    for (let s = start; s < e; ) {
+      const sec = s >>> PFN_SECTION_SHIFT;
+      const se = Math.min(e, (sec + 1) * PAGES_PER_SECTION);
+      const st = this.sectionState[sec];
+      if (st & SECTION_TOUCHED) for (const f of ZEROED_ON_REINIT) this[f].fill(0, s, se);
+      this.flags.fill(PG_present_section | extraFlags, s, se);
+      const head = this.head;
+      for (let p = s; p < se; p++) head[p] = p;
+      this.sectionState[sec] = (st & ~SECTION_DEFERRED) | SECTION_HAS_MEM_MAP | SECTION_TOUCHED;
+      s = se;
+    }
   }
 
-  /** Models pfn_valid(). */
+  /**
+   * Models the memmap side of sparse_remove_section() for [start, start+n): the struct pages
+   * are torn down (every field zero, head pointing at itself) and the pfns stop being valid.
+   * Sections left without any present pfn lose SECTION_HAS_MEM_MAP.
+   */
+  removeRange(start: number, n: number): void {
+    const e = Math.min(start + n, this.capacity);
+    for (let s = start; s < e; ) {
+      const sec = s >>> PFN_SECTION_SHIFT;
+      const se = Math.min(e, (sec + 1) * PAGES_PER_SECTION);
+      if (this.sectionState[sec] & SECTION_TOUCHED) {
+        this.flags.fill(0, s, se);
+        for (const f of ZEROED_ON_REINIT) this[f].fill(0, s, se);
+        const head = this.head;
+        for (let p = s; p < se; p++) head[p] = p;
+        const a = sec * PAGES_PER_SECTION;
+        let any = false;
+        for (let p = a; p < a + PAGES_PER_SECTION && !any; p++)
+          any = (this.flags[p] & PG_present_section) !== 0;
+        if (!any) this.sectionState[sec] &= ~SECTION_HAS_MEM_MAP;
+      }
+      s = se;
+    }
+  }
+
+  /**
+   * Models deferring the struct page initialisation of present RAM (deferred_init_memmap()):
+   * the sections of [start, start+n) count as present (pfn_valid()) but their struct pages are
+   * only initialised, by {@link MemMap.initRange}, when the zone grows into them.
+   */
+  deferRange(start: number, n: number): void {
+    const e = start + n;
+    this.ensure(e);
+    for (let sec = start >>> PFN_SECTION_SHIFT; sec * PAGES_PER_SECTION < e; sec++)
+      this.sectionState[sec] |= SECTION_DEFERRED;
+  }
+
+  /** Models pfn_valid(): pfn has a struct page (initialised, or deferred present RAM). */
   valid(pfn: number): boolean {
-    return pfn >= 0 && pfn < this.capacity && (this.flags[pfn] & PG_present_section) !== 0;
+    return (
+      pfn >= 0 &&
+      pfn < this.capacity &&
+      ((this.flags[pfn] & PG_present_section) !== 0 ||
+        (this.sectionState[pfn >>> PFN_SECTION_SHIFT] & SECTION_DEFERRED) !== 0)
+    );
+  }
+
+  /** Models early_page_initialised() being false: pfn is present RAM whose struct page is not set up yet. */
+  deferred(pfn: number): boolean {
+    return (
+      pfn >= 0 &&
+      pfn < this.capacity &&
+      (this.sectionState[pfn >>> PFN_SECTION_SHIFT] & SECTION_DEFERRED) !== 0
+    );
+  }
+
+  /** Models counting the sections with a mem map (for_each_present_section_nr()): those whose memmap was ever written. */
+  get touchedSections(): number {
+    let n = 0;
+    for (let s = 0; s < this.sectionState.length; s++) if (this.sectionState[s] & SECTION_TOUCHED) n++;
+    return n;
   }
 
   /** Models compound_head() / page_folio(): the head pfn of the folio containing pfn. */

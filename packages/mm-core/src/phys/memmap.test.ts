@@ -1,0 +1,139 @@
+import { describe, expect, it } from 'vitest';
+import {
+  MAX_PHYS_PFN,
+  MEMMAP_BYTES_PER_PAGE,
+  MemMap,
+  PAGES_PER_SECTION,
+  PG_present_section,
+  PG_zone_device,
+  SECTION_DEFERRED,
+  SECTION_HAS_MEM_MAP,
+} from './memmap.js';
+
+const SEC = PAGES_PER_SECTION;
+
+describe('sparse memmap (mm/sparse.c, memmap_init_range)', () => {
+  it('grows in whole sections and keeps the contents of initialised sections', () => {
+    const m = new MemMap();
+    m.initRange(10, 5, 0);
+    m.refcount[12] = 7;
+    m.ensure(1 << 17);
+    expect(m.capacity).toBeGreaterThanOrEqual(1 << 17);
+    expect(m.capacity % SEC).toBe(0);
+    expect(m.refcount[12]).toBe(7);
+    expect(m.head[13]).toBe(13);
+    expect(m.valid(12)).toBe(true);
+    expect(m.valid(9)).toBe(false);
+    expect(m.valid(-1)).toBe(false);
+    expect(m.valid(m.capacity)).toBe(false);
+  });
+
+  it('leaves pfns of never-initialised sections without a struct page (all fields zero)', () => {
+    const m = new MemMap();
+    m.initRange(0, 8, 0);
+    m.ensure(4 * SEC);
+    const p = 3 * SEC + 5;
+    expect(m.valid(p)).toBe(false);
+    expect(m.flags[p]).toBe(0);
+    expect(m.head[p]).toBe(0);
+    expect(m.touchedSections).toBe(1);
+  });
+
+  it('initialises a range: present flags, own head, extra flags, section has a mem map', () => {
+    const m = new MemMap();
+    m.initRange(SEC - 4, 8, PG_zone_device);
+    for (let p = SEC - 4; p < SEC + 4; p++) {
+      expect(m.flags[p]).toBe(PG_present_section | PG_zone_device);
+      expect(m.head[p]).toBe(p);
+    }
+    expect(m.sectionState[0] & SECTION_HAS_MEM_MAP).toBeTruthy();
+    expect(m.sectionState[1] & SECTION_HAS_MEM_MAP).toBeTruthy();
+    expect(m.touchedSections).toBe(2);
+  });
+
+  it('re-initialising a touched section clears every stale field', () => {
+    const m = new MemMap();
+    m.initRange(100, 4, 0);
+    m.refcount[101] = 3;
+    m.mapcount[101] = 2;
+    m.order[101] = 9;
+    m.mapping[101] = 5;
+    m.index[101] = 77;
+    m.priv[101] = 1.5;
+    m.pgmap[101] = 4;
+    m.next[101] = 9;
+    m.head[101] = 100;
+    m.initRange(100, 4, 0);
+    expect([
+      m.refcount[101],
+      m.mapcount[101],
+      m.order[101],
+      m.mapping[101],
+      m.index[101],
+      m.priv[101],
+      m.pgmap[101],
+      m.next[101],
+    ]).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
+    expect(m.head[101]).toBe(101);
+  });
+
+  it('removeRange tears the struct pages down and the section loses its mem map when empty', () => {
+    const m = new MemMap();
+    m.initRange(2 * SEC, SEC, PG_zone_device);
+    m.refcount[2 * SEC + 1] = 1;
+    m.pgmap[2 * SEC + 1] = 3;
+    m.removeRange(2 * SEC, SEC);
+    expect(m.valid(2 * SEC + 1)).toBe(false);
+    expect(m.refcount[2 * SEC + 1]).toBe(0);
+    expect(m.pgmap[2 * SEC + 1]).toBe(0);
+    expect(m.sectionState[2] & SECTION_HAS_MEM_MAP).toBe(0);
+  });
+
+  it('removing part of a section keeps the rest valid', () => {
+    const m = new MemMap();
+    m.initRange(0, 64, 0);
+    m.removeRange(0, 32);
+    expect(m.valid(10)).toBe(false);
+    expect(m.valid(40)).toBe(true);
+    expect(m.sectionState[0] & SECTION_HAS_MEM_MAP).toBeTruthy();
+  });
+
+  it('deferred sections are valid but not initialised until initRange', () => {
+    const m = new MemMap();
+    m.deferRange(SEC, 2 * SEC);
+    expect(m.valid(SEC + 7)).toBe(true);
+    expect(m.deferred(SEC + 7)).toBe(true);
+    expect(m.flags[SEC + 7]).toBe(0);
+    expect(m.deferred(3 * SEC)).toBe(false);
+    expect(m.touchedSections).toBe(0);
+    m.initRange(SEC, SEC, 0);
+    expect(m.deferred(SEC + 7)).toBe(false);
+    expect(m.sectionState[1] & SECTION_DEFERRED).toBe(0);
+    expect(m.head[SEC + 7]).toBe(SEC + 7);
+    expect(m.deferred(2 * SEC)).toBe(true);
+  });
+
+  it('refuses pfns beyond MAX_PHYSMEM_BITS with a RangeError', () => {
+    const m = new MemMap();
+    expect(() => m.ensure(MAX_PHYS_PFN + 1)).toThrow(/MAX_PHYSMEM_BITS/);
+    expect(m.capacity).toBe(0);
+  });
+
+  it('addresses a terabyte of pfns while writing only the sections used', () => {
+    const m = new MemMap();
+    const tib = 2 ** 28;
+    m.ensure(tib);
+    m.initRange(tib - SEC, SEC, 0);
+    expect(m.capacity).toBeGreaterThanOrEqual(tib);
+    expect(m.touchedSections).toBe(1);
+    // Growing again copies the one touched section.
+    m.refcount[tib - 1] = 5;
+    m.ensure(tib + 4 * SEC);
+    expect(m.refcount[tib - 1]).toBe(5);
+    expect(m.head[tib - 2]).toBe(tib - 2);
+  });
+
+  it('costs less per page than the kernel struct page', () => {
+    expect(MEMMAP_BYTES_PER_PAGE).toBeLessThanOrEqual(64);
+  });
+});

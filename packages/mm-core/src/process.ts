@@ -50,6 +50,7 @@ import {
 import { protToVmFlags, sysMprotect } from './mm/mprotect.js';
 import { sysMremap } from './mm/mremap.js';
 import { withInvalidation } from './mm/notifier.js';
+import { forkAccount, mmapAccount } from './mm/overcommit.js';
 import { allocTable } from './mm/pgtable.js';
 import { shmemNewInode, shmemRead, shmemTruncatePages, shmemWrite } from './mm/shmem.js';
 import {
@@ -190,6 +191,8 @@ export class Process {
       vmFlags |= VM_HUGETLB;
       if (core.hugetlb.free.length < len / PMD_SIZE) return -ENOMEM;
     }
+    vmFlags = mmapAccount(core, mm, flags, vmFlags, addr, len);
+    if (vmFlags < 0) return vmFlags;
     let start: number;
     if (flags & MAP_FIXED_NOREPLACE) {
       if (!rangeFree(mm, addr, len)) return -EEXIST;
@@ -322,9 +325,10 @@ export class Process {
     const f = this.fds.get(fd);
     if (!f || (f.flags & O_ACCMODE) === O_RDONLY) return -EBADF;
     if (!Number.isInteger(count) || count < 0 || !Number.isInteger(offset) || offset < 0) return -EINVAL;
-    if (!f.inode) return -EINVAL;
+    if (!f.inode && !f.fops?.pwrite) return -EINVAL;
     const b = this.userBuf(buf, count);
     if (typeof b === 'number') return b;
+    if (!f.inode) return this.done('pwrite', f.fops?.pwrite?.(f, b, offset) ?? -EINVAL);
     return this.done('pwrite', shmemWrite(this.core, f.inode, b, offset));
   }
 
@@ -369,6 +373,7 @@ export class Process {
   /** Models fork(2): returns the child's pid (the child is `host`'s task with that pid), or -errno. */
   fork(): number {
     if (!this.alive()) return -ESRCH;
+    if (forkAccount(this.core, this.mm) < 0) return this.done('fork', -ENOMEM);
     const { mm, ok } = dupMmap(this.core, this.mm, nextMmId++);
     const child = new Process(this.host, this, mm);
     for (const [fd, f] of this.fds) {

@@ -7,6 +7,7 @@ import {
   folioPut,
   folioUnlock,
   HPAGE_PMD_NR,
+  KernelBug,
   type MmStruct,
   ModelBug,
   PAGE_SIZE,
@@ -103,9 +104,15 @@ export function dmirrorMigrateAllocAndCopy(args: MigrateVma, dm: Dmirror): void 
       for (let k = 0; k < nr && addr < args.end; k++) {
         const dp = dev.allocPage(false);
         if (dp < 0)
-          throw new ModelBug(
-            'dmirror_migrate_alloc_and_copy: small device page allocation failed (NULL dereference)',
-          );
+          throw new KernelBug({
+            kind: 'oops',
+            what: 'NULL pointer dereference',
+            fn: 'dmirror_migrate_alloc_and_copy',
+            file: 'lib/test_hmm.c',
+            why: 'the small-page fallback does not check the allocation',
+            module: 'test_hmm',
+            address: 0,
+          });
         const rpage = dev.backingPage(dp);
         m.priv[rpage] = dm.id;
         dst[i] = migratePfn(dp) + write;

@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 /**
- * The hmm-tests binary: `hmm-tests [-h|-l|-d] [-t|-T|-v|-V|-f|-F|-r name] [--no-coherent]
- * [--seed N] [--json FILE]`. Runs the port of tools/testing/selftests/mm/hmm-tests.c on a
- * simulated machine and exits with the harness's exit code (0 all passed, 1 a failure or a bad
- * option, 4 for -h / -l).
+ * The hmm-tests binary: `hmm-tests [-h|-l|-d] [-t|-T|-v|-V|-f|-F|-r name] [--coherent |
+ * --no-coherent] [--seed N] [--json FILE] [--junit FILE]`. Runs the port of
+ * tools/testing/selftests/mm/hmm-tests.c on a simulated machine (test_hmm loaded without the
+ * coherent devices unless `--coherent`) and exits with the harness's exit code (0 all passed, 1 a
+ * failure or a bad option, 4 for -h / -l).
  */
 
 import { runHmmTests } from './hmm-tests.js';

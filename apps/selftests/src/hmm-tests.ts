@@ -43,8 +43,13 @@ import { HugetlbSettings, hugetlb_setup_default } from './vmutil.js';
 
 /** Options of one hmm-tests run. */
 export interface HmmTestsOptions {
-  /** Load test_hmm with the coherent pair /dev/hmm_dmirror2, 3 (default true). */
+  /**
+   * Load test_hmm with spm_addr_dev0/1, i.e. with the coherent pair /dev/hmm_dmirror2, 3
+   * (default false: the module as test_hmm.sh's plain smoke run loads it).
+   */
   readonly coherent?: boolean;
+  /** Whether test_hmm is loaded at all (default true; false models a failed modprobe). */
+  readonly module?: boolean;
   /** Seed of the kernel's scheduler and of hmm_random() (default 1). */
   readonly seed?: number;
   /** Extra options for the simulated kernel. */
@@ -84,8 +89,13 @@ export class HmmTests implements SuiteState {
 
   constructor(opts: HmmTestsOptions = {}) {
     this.seed = opts.seed ?? DEFAULT_SEED;
-    this.coherent = opts.coherent ?? true;
-    this.machine = createMachine({ coherent: this.coherent, seed: this.seed, kernel: opts.kernel });
+    this.coherent = opts.coherent ?? false;
+    this.machine = createMachine({
+      coherent: this.coherent,
+      module: opts.module,
+      seed: this.seed,
+      kernel: opts.kernel,
+    });
     this.kernel = this.machine.kernel;
     this.harness = new Harness({ file: 'hmm-tests.c' });
     registerFixtures(this);
@@ -259,30 +269,44 @@ function registerFixtures(suite: HmmTests): void {
   registerBenchmark(fixtures);
 }
 
-/** Options the hmm-tests program reads besides the harness's: `--no-coherent` and HMM_NO_COHERENT. */
+/**
+ * Options the hmm-tests program reads besides the harness's: how the simulated test_hmm module
+ * is loaded (`--coherent`, `--no-coherent`, HMM_COHERENT, HMM_NO_COHERENT) and `--seed`.
+ */
 export interface ProgramArgs {
-  /** argv with `--no-coherent` removed (what the harness parses). */
+  /** argv with `--coherent` / `--no-coherent` removed (what the harness parses). */
   readonly argv: readonly string[];
+  /** test_hmm loaded with spm_addr_dev0/1 (the coherent devices exist). */
   readonly coherent: boolean;
   /** The `--seed` value if it parses (the harness reports a bad one). */
   readonly seed: number | undefined;
 }
 
-/** Parses the program-level options: `--no-coherent` (before `--`), HMM_NO_COHERENT=1, `--seed`. */
+function envFlag(v: string | undefined): boolean | undefined {
+  if (v === undefined || v === '') return undefined;
+  return v !== '0';
+}
+
+/**
+ * Parses the program-level options (before `--`): `--coherent` loads test_hmm with the
+ * special-purpose memory ranges (spm_addr_dev0/1), as `test_hmm.sh smoke <spm0> <spm1>` does;
+ * `--no-coherent` (the default) loads it without them, as plain `test_hmm.sh smoke` does. The
+ * last one given wins; without either, HMM_COHERENT=1 or HMM_NO_COHERENT=1 decides.
+ */
 export function parseProgramArgs(
   argv: readonly string[],
   env: Readonly<Record<string, string | undefined>>,
 ): ProgramArgs {
   const out: string[] = [];
-  let coherent = true;
+  let coherent: boolean | undefined;
   let seed: number | undefined;
   let ended = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (i > 0 && !ended) {
       if (a === '--') ended = true;
-      else if (a === '--no-coherent') {
-        coherent = false;
+      else if (a === '--coherent' || a === '--no-coherent') {
+        coherent = a === '--coherent';
         continue;
       } else if (a === '--seed' || a.startsWith('--seed=')) {
         const v = a === '--seed' ? argv[i + 1] : a.slice('--seed='.length);
@@ -291,21 +315,23 @@ export function parseProgramArgs(
     }
     out.push(a);
   }
-  const noCoherent = env.HMM_NO_COHERENT;
-  if (noCoherent !== undefined && noCoherent !== '' && noCoherent !== '0') coherent = false;
+  coherent ??= envFlag(env.HMM_NO_COHERENT) ? false : (envFlag(env.HMM_COHERENT) ?? false);
   return { argv: out, coherent, seed };
 }
 
 /**
  * Runs the hmm-tests program as `argv` (argv[0] the program name) on a fresh machine, with the
- * harness options plus `--no-coherent`, `--seed N` and `--json FILE`. Resolves to the exit code.
+ * harness options plus `--coherent` / `--no-coherent`, `--seed N`, `--json FILE` and
+ * `--junit FILE`. `module: false` runs it on a machine where test_hmm failed to load. Resolves
+ * to the exit code.
  */
 export async function runHmmTests(
   argv: readonly string[],
   io: HarnessIO = {},
   kernel?: KernelOptions,
+  module = true,
 ): Promise<number> {
   const args = parseProgramArgs(argv, io.env ?? process.env);
-  const tests = new HmmTests({ coherent: args.coherent, seed: args.seed, kernel });
+  const tests = new HmmTests({ coherent: args.coherent, seed: args.seed, kernel, module });
   return tests.main(args.argv, io);
 }

@@ -11,3 +11,11 @@ export {
   runHmmTests,
 } from './hmm-tests.js';
 export { createMachine, type Machine, type MachineOptions } from './machine.js';
+export {
+  KSFT_SKIP_SH,
+  type LoadedModule,
+  loadDriver,
+  parseModuleUlong,
+  runTestHmmSh,
+  wrapperUsage,
+} from './test-hmm-sh.js';

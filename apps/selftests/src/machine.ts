@@ -11,21 +11,23 @@ import { type DmirrorModule, installDmirror } from '@hmm-model/test-hmm';
 export interface MachineOptions {
   /** Register the coherent pair /dev/hmm_dmirror2 and 3 (test_hmm's spm_addr_dev0/1 parameters). */
   readonly coherent: boolean;
+  /** Load test_hmm at all (default true; false models a failed `modprobe test_hmm`). */
+  readonly module?: boolean;
   /** Seed of the kernel's scheduler (the `--seed N` option). */
   readonly seed?: number;
   /** Extra kernel options (memory size, THP mode, hugetlb pool, invariant checking). */
   readonly kernel?: KernelOptions;
 }
 
-/** The booted machine: the kernel and the loaded test_hmm module. */
+/** The booted machine: the kernel and the loaded test_hmm module (null when not loaded). */
 export interface Machine {
   readonly kernel: Kernel;
-  readonly dmirror: DmirrorModule;
+  readonly dmirror: DmirrorModule | null;
 }
 
 /** Models booting the machine and `modprobe test_hmm` (lib/test_hmm.c hmm_dmirror_init()). */
 export function createMachine(opts: MachineOptions): Machine {
   const kernel = new Kernel({ ...opts.kernel, seed: opts.seed ?? opts.kernel?.seed });
-  const dmirror = installDmirror(kernel, { coherent: opts.coherent });
+  const dmirror = (opts.module ?? true) ? installDmirror(kernel, { coherent: opts.coherent }) : null;
   return { kernel, dmirror };
 }

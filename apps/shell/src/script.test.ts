@@ -291,7 +291,7 @@ describe('inspection commands', () => {
     expect(t).toContain(
       'Size:    4096 kB  Rss:    2048 kB  Anonymous:    2048 kB  AnonHugePages:    2048 kB',
     );
-    expect(t).toContain('VmFlags: rd wr mr mw me hg');
+    expect(t).toContain('VmFlags: rd wr mr mw me ac hg');
     expect(text(run(s, 'smaps 0x1000'))).toBe('smaps: ENOENT — no VMA contains 0x1000');
     run(s, 'munmap $ 4M');
     expect(text(run(s, 'maps'))).toBe('(no mappings)');

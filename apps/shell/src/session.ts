@@ -1,3 +1,4 @@
+import { appendFileSync, writeFileSync } from 'node:fs';
 import { type Kernel, newVmstat, O_RDWR, type Process, VMSTAT_ITEMS, type Vmstat } from '@hmm-model/mm-core';
 import { dmirrorPath } from './dmirror-uapi.js';
 
@@ -17,6 +18,34 @@ export function vmstatDelta(before: VmstatSnapshot, after: VmstatSnapshot): [str
   const out: [string, number][] = [];
   for (const k of VMSTAT_ITEMS) if (after[k] !== before[k]) out.push([k, after[k] - before[k]]);
   return out;
+}
+
+/** Where `record` writes (replaceable in tests). */
+export interface ScriptFiles {
+  /** Creates or truncates the file with `text`. */
+  write(path: string, text: string): void;
+  /** Appends `text` to the file. */
+  append(path: string, text: string): void;
+}
+
+/** The real file system. */
+export const NODE_FILES: ScriptFiles = {
+  write: (path, text) => writeFileSync(path, text),
+  append: (path, text) => appendFileSync(path, text),
+};
+
+/** A `record FILE` in progress: where, and how many command lines it holds. */
+export interface Recording {
+  readonly path: string;
+  lines: number;
+}
+
+/** A modelled kernel failure that hit this machine (see `KernelBug`): its taint flag and summary. */
+export interface Taint {
+  /** Models the taint letters set so far (D after an oops or BUG, W after a WARN). */
+  readonly flags: string;
+  /** The summary lines of every failure, oldest first. */
+  readonly events: readonly string[];
 }
 
 /**
@@ -43,12 +72,26 @@ export class Session {
   device = 0;
   /** The address whose 2 MiB region the map shows page by page, or null for the 2 MiB view. */
   zoom: number | null = null;
+  /** The address the last command touched: the live map keeps its row in view. */
+  focus: number | null = null;
+  /** Modelled kernel failures so far (null while the kernel is untainted). */
+  taint: Taint | null = null;
+  /** Every command line run so far that changes or narrates the machine (what `record` replays). */
+  readonly history: string[] = [];
+  /** The `record FILE` in progress, if any. */
+  recording: Recording | null = null;
+  /** Where `record` writes. */
+  files: ScriptFiles = NODE_FILES;
   /** fds of /dev/hmm_dmirror<n> opened by each process (per-open mirrors, as the selftests open them). */
   private readonly devFds = new Map<number, Map<number, number>>();
+
+  /** The THP mode the machine booted with (what a recorded script must start from). */
+  readonly bootThp: string;
 
   constructor(kernel: Kernel, first: Process) {
     this.kernel = kernel;
     this.currentPid = first.pid;
+    this.bootThp = kernel.core.thpMode;
   }
 
   /** The current process if it is still running. */
@@ -105,6 +148,15 @@ export class Session {
   /** The dmirror devices a process has open, as [device, fd]. */
   openDevices(pid: number): [number, number][] {
     return [...(this.devFds.get(pid) ?? new Map<number, number>()).entries()];
+  }
+
+  /** Records a modelled kernel failure: adds its taint letter and summary. */
+  addTaint(letter: string, summary: string): void {
+    const flags = this.taint?.flags ?? '';
+    this.taint = {
+      flags: flags.includes(letter) ? flags : [...flags, letter].sort().join(''),
+      events: [...(this.taint?.events ?? []), summary],
+    };
   }
 
   /** After a process change: drop fds of processes that are gone, pick a running current process. */

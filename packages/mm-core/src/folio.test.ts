@@ -129,7 +129,7 @@ describe('folio operations (include/linux/mm.h, mm/rmap.c)', () => {
     expect(() => folioPut(c, f)).toThrow(/locked/);
     c.map.refcount[f] = 1;
     folioUnlock(c, f);
-    expect(() => folioUnlock(c, f)).toThrow(/folio_unlock: folio not locked/);
+    expect(() => folioUnlock(c, f)).toThrow(/folio not locked in folio_unlock/);
     folioPut(c, f);
     expect(k.check()).toEqual([]);
   });

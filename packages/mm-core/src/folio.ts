@@ -1,5 +1,6 @@
 import { type Core, MEMORY_DEVICE_PRIVATE } from './core.js';
 import { ModelBug } from './errors.js';
+import { KernelBug } from './kernel-bug.js';
 import {
   FOLIO_FLAGS,
   PG_anon,
@@ -16,7 +17,6 @@ import {
   PG_tail,
   PG_zone_device,
 } from './phys/memmap.js';
-import { KernelBug } from './sched/findings.js';
 
 /** Models dump_page(): a one-line description of a folio for bug reports and the shell. */
 export function dumpFolio(core: Core, pfn: number): string {

@@ -20,6 +20,8 @@ export interface FileOperations {
   mmap?(file: OpenFile, vma: Vma): number;
   /** Models ->read_iter() at a position for pseudo files: fills buf, returns bytes. May sleep. */
   pread?(file: OpenFile, buf: Uint8Array, pos: number): KGen<number>;
+  /** Models ->write_iter() at a position for pseudo files (sysctls): consumes buf, returns bytes or -errno. */
+  pwrite?(file: OpenFile, buf: Uint8Array, pos: number): KGen<number>;
 }
 
 /**

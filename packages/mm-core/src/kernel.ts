@@ -5,6 +5,7 @@ import type { FileOperations, OpenFile } from './fs.js';
 import { gupTestFops } from './gup-test.js';
 import type { Host, PathTarget, TaskLike } from './host.js';
 import { hugetlbGrowPool } from './mm/hugetlb.js';
+import { registerOvercommitSysctls } from './mm/overcommit.js';
 import { shmemNewInode } from './mm/shmem.js';
 import type { Inode } from './mm/types.js';
 import { PG_reserved } from './phys/memmap.js';
@@ -80,6 +81,7 @@ export class Kernel implements Host {
   }
 
   private registerPseudoFiles(): void {
+    registerOvercommitSysctls(this);
     const core = this.core;
     this.devices.set('/proc/self/pagemap', {
       *pread(file, buf, pos) {

@@ -18,6 +18,7 @@ import type { Host } from './host.js';
 import { mmput } from './mm/exit.js';
 import { dupMmap } from './mm/fork.js';
 import { inodePut } from './mm/mmap.js';
+import { forkAccount } from './mm/overcommit.js';
 import { allocTable } from './mm/pgtable.js';
 import { MmStruct, type Vma } from './mm/types.js';
 import { waitEvent } from './sched/locks.js';
@@ -234,6 +235,7 @@ export class Process {
 
   /** The body of fork(2): dup_mmap() and the child's task. */
   *forkGen(): KGen<number> {
+    if (forkAccount(this.core, this.mm) < 0) return -ENOMEM;
     const { mm, ok } = yield* dupMmap(this.core, this.mm, nextMmId++);
     const child = new Process(this.host, this, mm);
     for (const [fd, f] of this.fds) {

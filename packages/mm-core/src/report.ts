@@ -1,4 +1,5 @@
 import type { Core } from './core.js';
+import { vmCommitLimit, vmMemoryCommitted } from './mm/overcommit.js';
 import { VMSTAT_ITEMS } from './vmstat.js';
 
 /** Models /proc/meminfo (the fields this model tracks), in kB. */
@@ -11,6 +12,8 @@ export function meminfoText(core: Core): string {
     ['AnonPages', kb(v.nr_anon_pages)],
     ['Shmem', kb(v.nr_shmem)],
     ['PageTables', kb(v.nr_page_table_pages)],
+    ['CommitLimit', kb(vmCommitLimit(core))],
+    ['Committed_AS', kb(vmMemoryCommitted(core))],
     ['AnonHugePages', kb(v.nr_anon_transparent_hugepages * 512)],
     ['HugePages_Total', String(core.hugetlb.total).padStart(8)],
     ['HugePages_Free', String(core.hugetlb.free.length).padStart(8)],

@@ -43,6 +43,7 @@ import { getUnmappedArea, pageAlign, rangeFree, removeVma, sysMunmap, unmapRange
 import { protToVmFlags, sysMprotect } from './mm/mprotect.js';
 import { sysMremap } from './mm/mremap.js';
 import { withInvalidation } from './mm/notifier.js';
+import { mmapAccount } from './mm/overcommit.js';
 import { shmemNewInode, shmemRead, shmemTruncatePages, shmemWrite } from './mm/shmem.js';
 import {
   type Inode,
@@ -168,6 +169,8 @@ export class Syscalls {
       vmFlags |= VM_HUGETLB;
       if (core.hugetlb.free.length < len / PMD_SIZE) return -ENOMEM;
     }
+    vmFlags = mmapAccount(core, mm, flags, vmFlags, addr, len);
+    if (vmFlags < 0) return vmFlags;
     let start: number;
     if (flags & MAP_FIXED_NOREPLACE) {
       if (!rangeFree(mm, addr, len)) return -EEXIST;
@@ -283,7 +286,7 @@ export class Syscalls {
     const f = this.p.fds.get(fd);
     if (!f || (f.flags & O_ACCMODE) === O_RDONLY) return -EBADF;
     if (!Number.isInteger(count) || count < 0 || !Number.isInteger(offset) || offset < 0) return -EINVAL;
-    if (!f.inode) return -EINVAL;
+    if (!f.inode && !f.fops?.pwrite) return -EINVAL;
     const inode = f.inode;
     const core = this.core;
     const self = this;
@@ -292,6 +295,7 @@ export class Syscalls {
       (function* () {
         const b = yield* self.userBuf(buf, count);
         if (typeof b === 'number') return b;
+        if (!inode) return f.fops?.pwrite ? yield* f.fops.pwrite(f, b, offset) : -EINVAL;
         return shmemWrite(core, inode, b, offset);
       })(),
     );

@@ -35,6 +35,15 @@ export {
   nouveauDmemMigrateInit,
 } from './init.js';
 export {
+  gpuPtEntries,
+  isNouveauDevicePfn,
+  NOUVEAU_DMEM_PGMAP_NAME,
+  type NouveauDmemInfo,
+  nouveauDmemInspect,
+  nouveauVramAddrToPfn,
+  type VramChunkInfo,
+} from './inspect.js';
+export {
   emptyMigrateResult,
   type MigrateToVramResult,
   nouveauDmemMigrateChunk,

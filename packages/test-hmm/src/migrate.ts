@@ -101,10 +101,15 @@ export function dmirrorMigrateAllocAndCopy(args: MigrateVma, dm: Dmirror): void 
       for (let k = 0; k < nr && addr < args.end; k++) {
         const dp = dev.allocPage(false);
         if (dp < 0)
-          throw new KernelBug(
-            'dmirror_migrate_alloc_and_copy',
-            'NULL pointer dereference (lib/test_hmm.c: the small-page fallback does not check the allocation)',
-          );
+          throw new KernelBug({
+            kind: 'oops',
+            what: 'NULL pointer dereference',
+            fn: 'dmirror_migrate_alloc_and_copy',
+            file: 'lib/test_hmm.c',
+            why: 'the small-page fallback does not check the allocation',
+            module: 'test_hmm',
+            address: 0,
+          });
         const rpage = dev.backingPage(dp);
         m.priv[rpage] = dm.id;
         dst[i] = migratePfn(dp) + write;

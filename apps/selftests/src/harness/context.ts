@@ -21,6 +21,8 @@ export interface RunOptions {
   readonly seed?: number;
   /** Extension: the value of `--json FILE`, if given. */
   readonly json?: string;
+  /** Extension: the value of `--junit FILE`, if given (a JUnit XML report is written there). */
+  readonly junit?: string;
 }
 
 /**

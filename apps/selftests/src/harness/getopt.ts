@@ -1,7 +1,7 @@
 /**
  * Command-line scanning with glibc getopt(3) semantics (GNU argument permutation, clustered
- * short options, `-targ` and `-t arg` forms, `--` terminator, glibc error messages), plus the two
- * long-option extensions `--seed N` and `--json FILE` (also `--seed=N`, `--json=FILE`).
+ * short options, `-targ` and `-t arg` forms, `--` terminator, glibc error messages), plus the
+ * long-option extensions `--seed N`, `--json FILE` and `--junit FILE` (also `--seed=N`, ...).
  */
 
 /** Models one result of getopt(3): an option character with its optarg. */
@@ -11,7 +11,7 @@ export interface OptEvent {
   readonly arg?: string;
 }
 
-/** Models a getopt_long(3)-style option: the `--seed` / `--json` extensions (not in kselftest_harness.h). */
+/** Models a getopt_long(3)-style option: the `--seed` / `--json` / `--junit` extensions (not in kselftest_harness.h). */
 export interface LongEvent {
   readonly kind: 'long';
   readonly name: LongName;
@@ -28,7 +28,7 @@ export interface ErrorEvent {
 export type ArgEvent = OptEvent | LongEvent | ErrorEvent;
 
 /** Models a getopt_long(3) option table: the extensions accepted beside the kselftest_harness.h optstring. */
-export const LONG_OPTIONS = ['seed', 'json'] as const;
+export const LONG_OPTIONS = ['seed', 'json', 'junit'] as const;
 /** Models the `name` of a getopt_long(3) option entry, for the extensions. */
 export type LongName = (typeof LONG_OPTIONS)[number];
 

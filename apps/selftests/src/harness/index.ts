@@ -110,6 +110,7 @@ export {
   type LongName,
   type OptEvent,
 } from './getopt.js';
+export { failureMessage, junitXml, type TestReport, xmlEscape } from './junit.js';
 export { type CheckOptions, callerLine, type Location, type StackBoundary, type Where } from './location.js';
 export { type ParsedArgs, parseArgs, runMain } from './main.js';
 export {

@@ -25,7 +25,8 @@ import {
   statusLine,
   testPassed,
 } from './format.js';
-import { Console, type HarnessIO } from './output.js';
+import type { TestReport } from './junit.js';
+import { type CapturedLine, Console, type HarnessIO, type OutputSink } from './output.js';
 import type { FixtureRecord, Harness, TestRecord, VariantRecord } from './registry.js';
 
 /** Models the parsed command line that test_harness_run() works from. */
@@ -33,6 +34,11 @@ export interface RunSettings {
   /** Filter options in command-line order. */
   readonly filters: readonly Filter[];
   readonly options: RunOptions;
+  /**
+   * Extension (`--junit`): when given, one {@link TestReport} per case is appended here, with
+   * the lines the case printed. The printed output is the same either way.
+   */
+  readonly reports?: TestReport[];
 }
 
 /** Models `struct __fixture_variant_metadata no_variant = { .name = "" }` (kselftest_harness.h). */
@@ -96,12 +102,15 @@ interface RunState {
   readonly watchdog: boolean;
   readonly counts: Counts;
   resultNo: number;
+  /** Lines of the running case while a report is being recorded. */
+  recording: CapturedLine[] | null;
 }
 
 /** Models __run_test() (kselftest_harness.h): RUN line, child, OK/FAIL line, TAP result line. */
 async function runTest(st: RunState, f: FixtureRecord, v: VariantRecord, t: TestRecord): Promise<number> {
   const fullName = fullNameOf(f.name, v.name, t.name);
   st.console.out(runLine(fullName));
+  if (st.settings.reports) st.recording = [];
   const shared = newSharedMetadata();
   const start = st.now();
   const ctx = new TestContext({
@@ -128,6 +137,8 @@ async function runTest(st: RunState, f: FixtureRecord, v: VariantRecord, t: Test
   });
   shared.finished = true;
   let exitCode = waitForTest(outcome, t, st.console);
+  const output = st.recording;
+  st.recording = null;
   const passed = testPassed(exitCode);
   st.console.out(statusLine(passed, fullName));
   if (f.xfails.has(`${v.name}\0${t.name}`)) exitCode = passed ? KSFT_XPASS : KSFT_XFAIL;
@@ -135,6 +146,18 @@ async function runTest(st: RunState, f: FixtureRecord, v: VariantRecord, t: Test
   if (shared.reason) diagnostic = shared.reason;
   else if (exitCode !== KSFT_PASS && exitCode !== KSFT_FAIL) diagnostic = 'unknown';
   countResult(st.counts, exitCode);
+  if (st.settings.reports && output) {
+    st.settings.reports.push({
+      fixture: f.name,
+      variant: v.name,
+      test: t.name,
+      fullName,
+      exitCode,
+      reason: shared.reason,
+      seconds: (st.now() - start) / 1000,
+      output,
+    });
+  }
   st.console.out(resultLine(++st.resultNo, exitCode, fullName, diagnostic));
   return exitCode;
 }
@@ -146,8 +169,22 @@ async function runTest(st: RunState, f: FixtureRecord, v: VariantRecord, t: Test
  * process exit code: 0 when nothing failed, 1 otherwise.
  */
 export async function runTests(harness: Harness, settings: RunSettings, io: HarnessIO = {}): Promise<number> {
-  const console = new Console(io);
   const env = io.env ?? process.env;
+  const holder: { st?: RunState } = {};
+  const record = (stream: CapturedLine['stream'], sink: OutputSink) => (text: string) => {
+    holder.st?.recording?.push({ stream, text });
+    if (typeof sink === 'function') sink(text);
+    else sink.write(`${text}\n`);
+  };
+  const console = new Console(
+    settings.reports
+      ? {
+          ...io,
+          stdout: record('stdout', io.stdout ?? process.stdout),
+          stderr: record('stderr', io.stderr ?? process.stderr),
+        }
+      : io,
+  );
   const enabled = (f: FixtureRecord, v: VariantRecord, t: TestRecord): boolean =>
     testEnabled(settings.filters, f.name, v.name, t.name);
 
@@ -173,7 +210,9 @@ export async function runTests(harness: Harness, settings: RunSettings, io: Harn
     watchdog: io.watchdog ?? true,
     counts: { pass: 0, fail: 0, xfail: 0, xpass: 0, skip: 0, error: 0 },
     resultNo: 0,
+    recording: null,
   };
+  holder.st = st;
   let ran = 0;
   let passCount = 0;
   let failed = false;

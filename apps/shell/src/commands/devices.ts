@@ -255,6 +255,7 @@ const release: CommandSpec = {
     DEV_OPT,
     'The ioctl wrapper still checks addr/npages, so the shell passes its scratch page and npages 1.',
   ],
+  examples: ['release', 'release -d 1'],
   mutates: true,
   run(s, argv) {
     const { rest, dev = s.device } = takeDeviceOption(argv);
@@ -302,6 +303,7 @@ const devSelect: CommandSpec = {
   group: 'device',
   usage: 'dev [N]',
   summary: 'show or select the dmirror device the device commands use (0, 1 private; 2, 3 coherent)',
+  examples: ['dev', 'dev 1', 'dev 2'],
   mutates: false,
   words: (i) => (i === 0 ? ['0', '1', '2', '3'] : []),
   run(s, args) {

@@ -1,14 +1,16 @@
-import { ModelBug, SignalDelivered } from '@hmm-model/mm-core';
-import { tokenize } from '../parse.js';
+import { KernelBug, kernelBugTaint, MMAP_MIN_ADDR, ModelBug, SignalDelivered } from '@hmm-model/mm-core';
+import { parseAddr, tokenize } from '../parse.js';
 import { type CommandResult, fail, UsageError } from '../result.js';
 import { type Session, snapshotVmstat, vmstatDelta } from '../session.js';
 import { DATA_COMMANDS } from './data.js';
 import { DEVICE_COMMANDS, dmirrorCommand } from './devices.js';
+import { GPU_COMMANDS } from './gpu.js';
 import { INSPECT_COMMANDS } from './inspect.js';
 import { MEMORY_COMMANDS } from './memory.js';
 import { PROCESS_COMMANDS } from './process.js';
-import { makeHelp, SHELL_COMMANDS, VAR_NAME } from './shell.js';
+import { makeHelp, NOT_RECORDED, SHELL_COMMANDS, VAR_NAME } from './shell.js';
 import { STATS_COMMANDS } from './stats.js';
+import { SYS_COMMANDS } from './sys.js';
 import type { CommandSpec } from './types.js';
 
 /** Every shell command, in help order. */
@@ -17,9 +19,11 @@ export const COMMANDS: readonly CommandSpec[] = [
   ...DATA_COMMANDS,
   ...DEVICE_COMMANDS,
   dmirrorCommand,
+  ...GPU_COMMANDS,
   ...PROCESS_COMMANDS,
   ...INSPECT_COMMANDS,
   ...STATS_COMMANDS,
+  ...SYS_COMMANDS,
   makeHelp(() => COMMANDS),
   ...SHELL_COMMANDS,
 ];
@@ -71,23 +75,104 @@ export interface Executed {
   readonly ms: number;
 }
 
+/**
+ * A modelled kernel failure (KernelBug): shown as the kernel reports it, headline lines first
+ * and the one-line summary last; the machine is kept exactly as the failing code left it and
+ * the kernel is marked tainted.
+ */
+function kernelBugResult(s: Session, cmd: string, e: KernelBug): CommandResult {
+  const taint = kernelBugTaint(e.kind);
+  s.addTaint(taint, e.message);
+  const colon = e.message.indexOf(': ');
+  return {
+    ok: false,
+    lines: [
+      ...e.consoleLines().map((l) => `  ${l}`),
+      `  the machine is left as the failing code left it (kernel tainted: ${s.taint?.flags ?? taint}); inspect it with walk, folio, devices, vram, invariants`,
+      `${cmd}: ${e.message}`,
+    ],
+    error: { name: e.message.slice(0, colon), why: e.message.slice(colon + 2) },
+  };
+}
+
+/**
+ * A ModelBug: an inconsistency of the model itself, except for a wait that can never finish after
+ * a modelled oops, which is what the kernel does too (the oopsed task died holding its locks and
+ * migration entries): that one is a modelled hang.
+ */
+function modelBugResult(s: Session, cmd: string, e: ModelBug): CommandResult {
+  const first = e.message.split('\n')[0];
+  const dump = e.dump ? e.dump.split('\n') : [];
+  if (s.taint?.flags.includes('D') && first.startsWith('deadlock'))
+    return fail(
+      cmd,
+      'kernel hang (modelled)',
+      `${first}: it waits for state an earlier oopsing task left behind (its locks, migration entries), as a tainted kernel would`,
+      undefined,
+      dump,
+    );
+  const tainted = s.taint
+    ? [`  (the kernel is tainted ${s.taint.flags} by an earlier modelled failure)`]
+    : [];
+  return fail(cmd, 'MODEL BUG', first, undefined, [...dump, ...tainted]);
+}
+
 function runSpec(s: Session, spec: CommandSpec, args: readonly string[]): CommandResult {
   try {
     return spec.run(s, args);
   } catch (e) {
     if (e instanceof UsageError) return fail(spec.name, 'usage', `${e.message} — usage: ${spec.usage}`);
     if (e instanceof SignalDelivered) return fail(spec.name, e.signo === 7 ? 'SIGBUS' : 'SIGSEGV', e.message);
-    if (e instanceof ModelBug)
-      return fail(
-        spec.name,
-        'MODEL BUG',
-        e.message.split('\n')[0],
-        undefined,
-        e.dump ? e.dump.split('\n') : [],
-      );
+    if (e instanceof KernelBug) return kernelBugResult(s, spec.name, e);
+    if (e instanceof ModelBug) return modelBugResult(s, spec.name, e);
     if (e instanceof Error)
       return fail(spec.name, 'internal', `${e.name}: ${e.message.split('\n').join(' | ')}`);
     throw e;
+  }
+}
+
+const FOCUS_GROUPS: ReadonlySet<string> = new Set(['memory', 'data', 'device', 'gpu', 'inspect']);
+
+/**
+ * The address a command touched, for the live map: the address mmap / mremap returned, else the
+ * first of its first two words that is a user address.
+ */
+function touchedAddress(
+  s: Session,
+  spec: CommandSpec,
+  args: readonly string[],
+  result: CommandResult,
+): number | null {
+  if (spec.name === 'mmap' || spec.name === 'mremap')
+    return result.ok && result.value !== undefined ? result.value : null;
+  if (!FOCUS_GROUPS.has(spec.group)) return null;
+  for (const a of args.slice(0, 2)) {
+    try {
+      const v = parseAddr(a, s.lookup);
+      if (v >= MMAP_MIN_ADDR) return v;
+    } catch {
+      // not an address
+    }
+  }
+  return null;
+}
+
+/** Adds a command line to the session history and to the `record` file in progress. */
+function recordLine(s: Session, spec: CommandSpec, line: string, result: CommandResult): CommandResult {
+  if (NOT_RECORDED.has(spec.name) || result.error?.name === 'usage') return result;
+  s.history.push(line.trim());
+  const rec = s.recording;
+  if (!rec) return result;
+  try {
+    s.files.append(rec.path, `${line.trim()}\n`);
+    rec.lines++;
+    return result;
+  } catch (e) {
+    s.recording = null;
+    return {
+      ...result,
+      lines: [...result.lines, `record: stopped: cannot append to ${rec.path}: ${(e as Error).message}`],
+    };
   }
 }
 
@@ -139,6 +224,9 @@ export function execute(s: Session, line: string): Executed {
   s.overhead.clear();
   let result = runSpec(s, spec, args);
   s.reconcile();
+  const touched = touchedAddress(s, spec, args, result);
+  if (touched !== null) s.focus = touched;
+  result = recordLine(s, spec, line, result);
   let delta: [string, number][] = [];
   if (before) {
     delta = vmstatDelta(before, snapshotVmstat(s.kernel))

@@ -7,6 +7,7 @@ import {
   PM_SOFT_DIRTY,
   PM_SWAP,
   smaps as smapsOf,
+  VM_ACCOUNT,
   VM_EXEC,
   VM_HUGEPAGE,
   VM_HUGETLB,
@@ -15,6 +16,7 @@ import {
   VM_MAYSHARE,
   VM_MAYWRITE,
   VM_NOHUGEPAGE,
+  VM_NORESERVE,
   VM_READ,
   VM_SHARED,
   VM_WRITE,
@@ -200,6 +202,7 @@ const maps: CommandSpec = {
   group: 'inspect',
   usage: 'maps',
   summary: 'the VMAs of the current process (models /proc/self/maps)',
+  examples: ['maps'],
   mutates: false,
   run(s) {
     const proc = currentProc(s, 'maps');
@@ -235,6 +238,8 @@ function vmFlagWords(f: number): string {
     [VM_MAYWRITE, 'mw'],
     [VM_MAYEXEC, 'me'],
     [VM_MAYSHARE, 'ms'],
+    [VM_ACCOUNT, 'ac'],
+    [VM_NORESERVE, 'nr'],
     [VM_HUGETLB, 'ht'],
     [VM_HUGEPAGE, 'hg'],
     [VM_NOHUGEPAGE, 'nh'],
@@ -297,7 +302,7 @@ export function legendText(): string {
 export function mapText(s: Session, cellsPerRow = 64, maxRows = 32): string[] {
   const proc = s.proc;
   if (!proc) return ['(no current process)'];
-  const m = buildAddressMap(s.kernel.core, proc.mm, { cellsPerRow, maxRows, zoom: s.zoom });
+  const m = buildAddressMap(s.kernel.core, proc.mm, { cellsPerRow, maxRows, zoom: s.zoom, focus: s.focus });
   const head =
     m.granule === PAGE_SIZE
       ? `pid ${proc.pid}: 2 MiB region at ${hex(Math.floor((s.zoom ?? 0) / (512 * PAGE_SIZE)) * 512 * PAGE_SIZE)}, one cell per 4 KiB page`

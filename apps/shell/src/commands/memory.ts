@@ -1,4 +1,5 @@
 import {
+  type Core,
   EACCES,
   EEXIST,
   EFAULT,
@@ -14,6 +15,7 @@ import {
   MAP_FIXED,
   MAP_FIXED_NOREPLACE,
   MAP_HUGETLB,
+  MAP_NORESERVE,
   MAP_POPULATE,
   MAP_PRIVATE,
   MAP_SHARED,
@@ -21,6 +23,9 @@ import {
   MREMAP_DONTUNMAP,
   MREMAP_FIXED,
   MREMAP_MAYMOVE,
+  OVERCOMMIT_GUESS,
+  OVERCOMMIT_NEVER,
+  overcommitSysctls,
   PAGE_SIZE,
   PMD_SIZE,
   PROT_EXEC,
@@ -28,6 +33,10 @@ import {
   PROT_READ,
   PROT_WRITE,
   type ThpMode,
+  TOTAL_SWAP_PAGES,
+  totalramPages,
+  vmCommitLimit,
+  vmMemoryCommitted,
 } from '@hmm-model/mm-core';
 import { fmtSize, hex } from '../format.js';
 import { parseAddr, parseSize } from '../parse.js';
@@ -89,16 +98,36 @@ function whyMem(cmd: string, errno: number, mm: MmStruct, addr: number, len: num
   }
 }
 
+/**
+ * Why __vm_enough_memory() refused an mmap, if the overcommit policy is what refused it: the
+ * heuristic's RAM + swap bound, or strict mode's CommitLimit. Undefined when it was not that.
+ */
+function overcommitWhy(core: Core, prot: number, flags: number, len: number): string | undefined {
+  const mode = overcommitSysctls(core).overcommit_memory;
+  const noreserve = (flags & MAP_NORESERVE) !== 0 && mode !== OVERCOMMIT_NEVER;
+  const shared = (flags & MAP_SHARED) !== 0;
+  const charged = !noreserve && !(flags & MAP_HUGETLB) && (shared ? true : (prot & PROT_WRITE) !== 0);
+  if (!charged) return undefined;
+  const pages = Math.ceil(len / PAGE_SIZE);
+  const ram = fmtSize((totalramPages(core) + TOTAL_SWAP_PAGES) * PAGE_SIZE);
+  if (mode === OVERCOMMIT_GUESS && pages > totalramPages(core) + TOTAL_SWAP_PAGES)
+    return `vm.overcommit_memory=0 (heuristic overcommit) refuses a single mapping larger than RAM + swap (${ram}) in __vm_enough_memory(); \`noreserve\`, a read-only mapping or \`sysctl vm.overcommit_memory=1\` would be granted`;
+  if (mode === OVERCOMMIT_NEVER)
+    return `vm.overcommit_memory=2 (strict overcommit): Committed_AS ${vmMemoryCommitted(core) * 4} kB + ${pages * 4} kB would not stay below CommitLimit ${vmCommitLimit(core) * 4} kB less the user reserve (see \`meminfo\`, \`sysctl vm.overcommit_ratio\`)`;
+  return undefined;
+}
+
 const mmap: CommandSpec = {
   name: 'mmap',
   group: 'memory',
   usage:
-    'mmap <len> [rw|r|rwx|none] [private|shared] [anon] [hugepage|nohugepage] [hugetlb] [populate] [at <addr> [fixed|noreplace]]',
+    'mmap <len> [rw|r|rwx|none] [private|shared] [anon] [hugepage|nohugepage] [hugetlb] [populate] [noreserve] [at <addr> [fixed|noreplace]]',
   summary: 'map anonymous memory (models mmap(2)); sets $ to the address',
   details: [
     'Defaults: rw, private, anonymous. `hugepage` applies MADV_HUGEPAGE after mapping (THP mode',
     '"madvise"); anonymous private mappings of a multiple of 2 MiB are 2 MiB aligned.',
-    '`name = mmap ...` also stores the address in $name.',
+    '`name = mmap ...` also stores the address in $name. `noreserve` is MAP_NORESERVE: no overcommit',
+    'charge (except under vm.overcommit_memory=2); private writable mappings are charged (see `sysctl`).',
   ],
   examples: ['mmap 4M rw private anon hugepage', 'buf = mmap 2M', 'mmap 8K none at 0x10000000 fixed'],
   mutates: true,
@@ -111,6 +140,7 @@ const mmap: CommandSpec = {
     'nohugepage',
     'hugetlb',
     'populate',
+    'noreserve',
     'at',
     'fixed',
     'noreplace',
@@ -134,6 +164,7 @@ const mmap: CommandSpec = {
       else if (a === 'nohugepage') advice = MADV_NOHUGEPAGE;
       else if (a === 'hugetlb') flags |= MAP_HUGETLB;
       else if (a === 'populate') flags |= MAP_POPULATE;
+      else if (a === 'noreserve') flags |= MAP_NORESERVE;
       else if (a === 'fixed') flags |= MAP_FIXED;
       else if (a === 'noreplace') flags |= MAP_FIXED_NOREPLACE;
       else if (a === 'at') addr = parseAddr(args[++i], s.lookup);
@@ -144,7 +175,14 @@ const mmap: CommandSpec = {
     const proc = currentProc(s, 'mmap');
     if (isResult(proc)) return proc;
     const r = proc.mmap(addr, len, prot, (type || MAP_PRIVATE) | flags);
-    if (r < 0) return failErrno('mmap', r, whyMem('mmap', -r, proc.mm, addr, len));
+    if (r < 0)
+      return failErrno(
+        'mmap',
+        r,
+        (r === -ENOMEM
+          ? overcommitWhy(s.kernel.core, prot, (type || MAP_PRIVATE) | flags, len)
+          : undefined) ?? whyMem('mmap', -r, proc.mm, addr, len),
+      );
     const lines: string[] = [];
     if (advice >= 0) {
       const m = proc.madvise(r, len, advice);
@@ -282,6 +320,7 @@ const thp: CommandSpec = {
   group: 'memory',
   usage: 'thp [always|madvise|never]',
   summary: 'show or set /sys/kernel/mm/transparent_hugepage/enabled',
+  examples: ['thp', 'thp always', 'thp never'],
   mutates: true,
   words: (i) => (i === 0 ? ['always', 'madvise', 'never'] : []),
   run(s, args): CommandResult {

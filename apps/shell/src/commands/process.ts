@@ -72,6 +72,7 @@ const ps: CommandSpec = {
   group: 'process',
   usage: 'ps',
   summary: 'list processes (pid, parent, state, VMAs, rss, open dmirror devices)',
+  examples: ['ps'],
   mutates: false,
   run(s) {
     const rows = [['', 'PID', 'PPID', 'STATE', 'VMAS', 'RSS', 'DEVICES']];
@@ -102,6 +103,7 @@ const switchCmd: CommandSpec = {
   group: 'process',
   usage: 'switch <pid>',
   summary: 'make another process current (the map and commands follow it)',
+  examples: ['switch 2', 'use 1'],
   mutates: false,
   words: (_i, _a, s) => pidWords(s),
   run(s, args) {
@@ -120,6 +122,7 @@ const kill: CommandSpec = {
   group: 'process',
   usage: 'kill <pid> [KILL|TERM|SEGV|BUS|<n>]',
   summary: 'send a fatal signal from the current process (models kill(2))',
+  examples: ['kill 2', 'kill 2 TERM', 'kill 3 9'],
   mutates: true,
   words: (i, _a, s) => (i === 0 ? pidWords(s) : Object.keys(SIGNALS)),
   run(s, args) {
@@ -153,6 +156,7 @@ const exit: CommandSpec = {
   usage: 'exit [code]',
   summary: 'the current process exits (models exit_group(2)); the shell switches to its parent',
   details: ['To leave the shell itself use `quit` or Ctrl-D.'],
+  examples: ['exit', 'exit 3'],
   mutates: true,
   run(s, args) {
     const code = args[0] === undefined ? 0 : parseInt10(args[0], 'exit code');
@@ -175,6 +179,7 @@ const wait: CommandSpec = {
   group: 'process',
   usage: 'wait [pid]',
   summary: 'reap an exited child of the current process (models waitpid(2))',
+  examples: ['wait', 'wait 2'],
   mutates: true,
   words: (_i, _a, s) => pidWords(s),
   run(s, args) {
@@ -205,6 +210,7 @@ const spawn: CommandSpec = {
   group: 'process',
   usage: 'spawn',
   summary: 'start a new process with an empty address space and make it current',
+  examples: ['spawn'],
   mutates: true,
   run(s) {
     const p = s.kernel.spawn();

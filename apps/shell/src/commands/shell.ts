@@ -1,6 +1,7 @@
-import { hex, table } from '../format.js';
+import { fmtSize, hex, table } from '../format.js';
 import { parseAddr } from '../parse.js';
 import { type CommandResult, fail, ok, UsageError } from '../result.js';
+import type { Session } from '../session.js';
 import type { CommandGroup, CommandSpec } from './types.js';
 
 /** Valid variable names: a letter or underscore, then letters, digits, underscores. */
@@ -28,6 +29,7 @@ const unset: CommandSpec = {
   group: 'shell',
   usage: 'unset <name>',
   summary: 'forget a variable',
+  examples: ['unset buf'],
   mutates: false,
   words: (_i, _a, s) => [...s.vars.keys()].filter(Boolean),
   run(s, args) {
@@ -42,6 +44,7 @@ const vars: CommandSpec = {
   group: 'shell',
   usage: 'vars',
   summary: 'list variables ($ is the last mmap / mremap)',
+  examples: ['vars'],
   mutates: false,
   run(s) {
     const entries = [...s.vars.entries()].sort(([a], [b]) => a.localeCompare(b));
@@ -58,6 +61,7 @@ const echo: CommandSpec = {
   group: 'shell',
   usage: 'echo <text...>',
   summary: 'print text (narration in scripts); $name words print the variable',
+  examples: ['echo the THP is now on the device: $'],
   mutates: false,
   run(s, args) {
     const words = args.map((a) =>
@@ -72,6 +76,7 @@ const clear: CommandSpec = {
   group: 'shell',
   usage: 'clear',
   summary: 'clear the transcript',
+  examples: ['clear'],
   mutates: false,
   run: () => ({ ok: true, lines: [], clear: true }),
 };
@@ -82,14 +87,79 @@ const quit: CommandSpec = {
   group: 'shell',
   usage: 'quit',
   summary: 'leave the shell (Ctrl-D, or Ctrl-C twice, also do)',
+  examples: ['quit'],
   mutates: false,
   run: () => ({ ok: true, lines: [], quit: true }),
+};
+
+/** The header `record` writes: how to replay, and the machine the session ran on. */
+function recordHeader(s: Session): string[] {
+  const core = s.kernel.core;
+  const ram = core.ramPages * 4096;
+  const out = [
+    '# hmm-shell session written by `record` (replay: pnpm shell < FILE, or hmm-shell --script FILE)',
+  ];
+  if (ram !== 2 * 2 ** 30)
+    out.push(`# recorded on a machine with --ram ${fmtSize(ram).replace(' ', '').replace('iB', '')}`);
+  if (s.bootThp !== 'madvise') out.push(`thp ${s.bootThp}`);
+  return out;
+}
+
+const record: CommandSpec = {
+  name: 'record',
+  group: 'shell',
+  usage: 'record <file>',
+  summary: 'write this session as a replayable script: the commands so far, then each one until `stop`',
+  details: [
+    'The file starts with every command run since the shell started (so replaying it rebuilds the',
+    'same machine state), then grows by one line per command. help, clear, record, stop and quit',
+    'are left out, and so are lines that were usage errors.',
+  ],
+  examples: ['record session.hmm', 'record /tmp/thp-demo.hmm'],
+  mutates: false,
+  run(s, args): CommandResult {
+    const path = args[0];
+    if (path === undefined) throw new UsageError('missing file name');
+    if (s.recording)
+      return fail('record', 'EBUSY', `already recording to ${s.recording.path} (\`stop\` first)`, 16);
+    try {
+      s.files.write(path, [...recordHeader(s), ...s.history].map((l) => `${l}\n`).join(''));
+    } catch (e) {
+      return fail('record', 'EIO', `cannot write ${path}: ${(e as Error).message}`, 5);
+    }
+    s.recording = { path, lines: s.history.length };
+    return ok(
+      [
+        `record: writing ${path}: ${s.history.length} command(s) so far; each command from now on is added until \`stop\``,
+      ],
+      { path, lines: s.history.length },
+    );
+  },
+};
+
+const stop: CommandSpec = {
+  name: 'stop',
+  group: 'shell',
+  usage: 'stop',
+  summary: 'stop `record`: the script file is complete',
+  examples: ['stop'],
+  mutates: false,
+  run(s): CommandResult {
+    const r = s.recording;
+    if (!r) return fail('stop', 'ENOENT', 'not recording (`record <file>` starts)', 2);
+    s.recording = null;
+    return ok([`stop: ${r.path} holds ${r.lines} command(s); replay it with \`pnpm shell < ${r.path}\``], {
+      path: r.path,
+      lines: r.lines,
+    });
+  },
 };
 
 const GROUP_TITLES: Readonly<Record<CommandGroup, string>> = {
   memory: 'Memory',
   data: 'Data and CPU access',
   device: 'Devices (dmirror ioctls)',
+  gpu: 'GPU (nouveau SVM and VRAM)',
   process: 'Processes',
   inspect: 'Inspection',
   shell: 'Shell',
@@ -103,6 +173,7 @@ export function makeHelp(all: () => readonly CommandSpec[]): CommandSpec {
     group: 'shell',
     usage: 'help [command]',
     summary: 'list commands, or explain one',
+    examples: ['help', 'help mmap', 'help gread'],
     mutates: false,
     words: (i) => (i === 0 ? all().map((c) => c.name) : []),
     run(_s, args): CommandResult {
@@ -136,5 +207,8 @@ export function makeHelp(all: () => readonly CommandSpec[]): CommandSpec {
   return help;
 }
 
-/** The shell's own commands: set, unset, vars, echo, clear, quit (help is built by makeHelp). */
-export const SHELL_COMMANDS: readonly CommandSpec[] = [set, unset, vars, echo, clear, quit];
+/** The shell's own commands: set, unset, vars, echo, record, stop, clear, quit (help is built by makeHelp). */
+export const SHELL_COMMANDS: readonly CommandSpec[] = [set, unset, vars, echo, record, stop, clear, quit];
+
+/** Commands `record` leaves out of the script (they do not change or narrate the machine). */
+export const NOT_RECORDED: ReadonlySet<string> = new Set(['help', 'clear', 'record', 'stop', 'quit']);

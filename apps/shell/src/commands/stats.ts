@@ -13,6 +13,7 @@ const vmstat: CommandSpec = {
   usage: 'vmstat [all]',
   summary: 'vmstat counters with the change made by the last state-changing command',
   details: ['Without `all`, only counters that are non-zero or changed are listed.'],
+  examples: ['vmstat', 'vmstat all'],
   mutates: false,
   words: (i) => (i === 0 ? ['all'] : []),
   run(s, args) {
@@ -37,6 +38,7 @@ const meminfo: CommandSpec = {
   group: 'inspect',
   usage: 'meminfo',
   summary: 'memory totals (models /proc/meminfo)',
+  examples: ['meminfo'],
   mutates: false,
   run(s) {
     const text = meminfoText(s.kernel.core).trimEnd().split('\n');
@@ -54,6 +56,7 @@ const buddyinfo: CommandSpec = {
   group: 'inspect',
   usage: 'buddyinfo',
   summary: 'free blocks per order of system RAM (models /proc/buddyinfo)',
+  examples: ['buddyinfo'],
   mutates: false,
   run(s) {
     const b = s.kernel.core.zone.buddyinfo();
@@ -74,6 +77,7 @@ const devices: CommandSpec = {
   group: 'inspect',
   usage: 'devices',
   summary: 'device files, device memory (dev_pagemaps) with used/free pages, system RAM free lists',
+  examples: ['devices'],
   mutates: false,
   run(s) {
     const core = s.kernel.core;
@@ -166,6 +170,7 @@ const check: CommandSpec = {
   group: 'inspect',
   usage: 'invariants',
   summary: "run the model's invariant checker now, and list WARN_ON records",
+  examples: ['invariants', 'fsck'],
   mutates: false,
   run(s) {
     const k = s.kernel;
@@ -179,6 +184,12 @@ const check: CommandSpec = {
       `warnings (WARN_ON_ONCE records): ${warns.length || 'none'}`,
       ...warns.map((w) => `  ${w}`),
       `after every syscall: ${k.checkInvariants ? 'on' : 'off (start with --check-invariants)'}`,
+      ...(s.taint
+        ? [
+            `kernel tainted: ${s.taint.flags} (modelled kernel failures; migration entries and locks they left behind are expected)`,
+            ...s.taint.events.map((e) => `  ${e}`),
+          ]
+        : []),
     ];
     if (v.length)
       return {

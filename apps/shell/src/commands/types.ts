@@ -2,7 +2,7 @@ import type { CommandResult } from '../result.js';
 import type { Session } from '../session.js';
 
 /** The help groups commands are listed under. */
-export type CommandGroup = 'memory' | 'data' | 'device' | 'process' | 'inspect' | 'shell';
+export type CommandGroup = 'memory' | 'data' | 'device' | 'gpu' | 'process' | 'inspect' | 'shell';
 
 /**
  * One shell command: its syntax and help, whether it changes machine state (the vmstat

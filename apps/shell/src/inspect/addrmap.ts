@@ -12,11 +12,14 @@ import {
 } from '@hmm-model/mm-core';
 import { CELL_PRIORITY, type CellKind, cellSymbol, classifyLeaf, kindOf } from './classify.js';
 
-/** One line of the address-space map: a row of cells, a collapsed gap, or a "more rows" note. */
+/**
+ * One line of the address-space map: a row of cells, a collapsed gap, or a note that rows are
+ * left out above (`above`) or below the window shown.
+ */
 export type MapLine =
   | { readonly type: 'row'; readonly addr: number; readonly cells: readonly CellKind[] }
   | { readonly type: 'gap'; readonly bytes: number }
-  | { readonly type: 'more'; readonly rows: number };
+  | { readonly type: 'more'; readonly rows: number; readonly above?: boolean };
 
 /** The address-space map of one process (what the live view and `map` render). */
 export interface AddressMap {
@@ -37,6 +40,11 @@ export interface MapOptions {
   readonly maxRows?: number;
   /** Show the 2 MiB region containing this address page by page. */
   readonly zoom?: number | null;
+  /**
+   * An address to keep in view (the last command touched it): when there are more rows than
+   * `maxRows`, the window of rows shown is the one around the row holding it (or the nearest row).
+   */
+  readonly focus?: number | null;
 }
 
 function covered(mm: MmStruct, start: number, end: number): boolean {
@@ -122,33 +130,57 @@ export function buildAddressMap(core: Core, mm: MmStruct, opts: MapOptions = {})
     if (last && s <= last[1]) last[1] = Math.max(last[1], e);
     else spans.push([s, e]);
   }
-  let rows = 0;
-  let hidden = 0;
+  // Every row (start address and end), with the gap before it; cells are classified only for the
+  // rows shown.
+  const rows: { addr: number; end: number; gapBefore: number }[] = [];
   let prevEnd = -1;
   for (const [s, e] of spans) {
-    if (prevEnd >= 0 && rows < maxRows) lines.push({ type: 'gap', bytes: s - prevEnd });
+    for (let a = s; a < e; a += per * PMD_SIZE)
+      rows.push({
+        addr: a,
+        end: Math.min(e, a + per * PMD_SIZE),
+        gapBefore: a === s && prevEnd >= 0 ? s - prevEnd : 0,
+      });
     prevEnd = e;
-    for (let a = s; a < e; a += per * PMD_SIZE) {
-      if (rows >= maxRows) {
-        hidden++;
-        continue;
-      }
-      const cells: CellKind[] = [];
-      for (let h = a; h < Math.min(e, a + per * PMD_SIZE); h += PMD_SIZE)
-        cells.push(classifyRegion(core, mm, h));
-      count(cells);
-      lines.push({ type: 'row', addr: a, cells });
-      rows++;
+  }
+  let first = 0;
+  if (rows.length > maxRows && opts.focus !== null && opts.focus !== undefined) {
+    const f = focusRow(rows, opts.focus);
+    first = Math.max(0, Math.min(f - Math.floor((maxRows - 1) / 2), rows.length - maxRows));
+  }
+  const last = Math.min(rows.length, first + maxRows);
+  if (first > 0) lines.push({ type: 'more', rows: first, above: true });
+  for (let i = first; i < last; i++) {
+    const r = rows[i];
+    if (r.gapBefore && i > first) lines.push({ type: 'gap', bytes: r.gapBefore });
+    const cells: CellKind[] = [];
+    for (let h = r.addr; h < r.end; h += PMD_SIZE) cells.push(classifyRegion(core, mm, h));
+    count(cells);
+    lines.push({ type: 'row', addr: r.addr, cells });
+  }
+  if (last < rows.length) lines.push({ type: 'more', rows: rows.length - last });
+  return { granule: PMD_SIZE, lines, vmas: mm.vmas.length, counts };
+}
+
+/** The index of the row holding addr, or of the row nearest to it. */
+function focusRow(rows: readonly { addr: number; end: number }[], addr: number): number {
+  let best = 0;
+  let bestDist = Number.POSITIVE_INFINITY;
+  for (const [i, r] of rows.entries()) {
+    const d = addr < r.addr ? r.addr - addr : addr >= r.end ? addr - r.end + 1 : 0;
+    if (d < bestDist) {
+      best = i;
+      bestDist = d;
     }
   }
-  if (hidden) lines.push({ type: 'more', rows: hidden });
-  return { granule: PMD_SIZE, lines, vmas: mm.vmas.length, counts };
+  return best;
 }
 
 /** Renders a map line as plain text (the no-colour fallback). */
 export function mapLineText(line: MapLine): string {
   if (line.type === 'gap') return `${''.padStart(16)} ~ gap ${fmtGap(line.bytes)}`;
-  if (line.type === 'more') return `${''.padStart(16)} ... ${line.rows} more rows`;
+  if (line.type === 'more')
+    return `${''.padStart(16)} ... ${line.rows} ${line.above ? `row${line.rows === 1 ? '' : 's'} above` : 'more rows'}`;
   return `${`0x${line.addr.toString(16)}`.padStart(16)} |${line.cells.map(cellSymbol).join('')}|`;
 }
 

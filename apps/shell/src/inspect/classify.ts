@@ -6,11 +6,13 @@ import {
   MEMORY_DEVICE_COHERENT,
   PG_zone_device,
 } from '@hmm-model/mm-core';
+import { isNouveauDevicePfn } from '@hmm-model/nouveau-dmem';
 
 /**
  * What backs a page or a 2 MiB region, as the address-space map colours it: nothing mapped
  * (outside any VMA), a VMA with nothing behind it yet, system 4 KiB pages, a system THP, the
- * zero page, the huge zero page, device-private 4 KiB pages, a device-private THP, coherent
+ * zero page, the huge zero page, device-private 4 KiB pages, a device-private THP, pages resident
+ * in a nouveau GPU's VRAM (device-private pages of a nouveau_dmem chunk, 4 KiB or THP), coherent
  * device memory (4 KiB or THP), a migration entry, a device-exclusive entry, or another
  * software entry.
  */
@@ -23,6 +25,8 @@ export type CellKind =
   | 'hugezero'
   | 'dev'
   | 'devthp'
+  | 'vram'
+  | 'vramthp'
   | 'coherent'
   | 'coherentthp'
   | 'migration'
@@ -39,6 +43,8 @@ export const CELL_KINDS: readonly { kind: CellKind; symbol: string; label: strin
   { kind: 'hugezero', symbol: 'Z', label: 'huge zero page', short: 'huge zero' },
   { kind: 'dev', symbol: 'd', label: 'device-private 4K', short: 'dev 4K' },
   { kind: 'devthp', symbol: 'D', label: 'device-private THP', short: 'dev THP' },
+  { kind: 'vram', symbol: 'v', label: 'GPU VRAM 4K (nouveau)', short: 'VRAM 4K' },
+  { kind: 'vramthp', symbol: 'V', label: 'GPU VRAM THP (nouveau)', short: 'VRAM THP' },
   { kind: 'coherent', symbol: 'c', label: 'coherent 4K', short: 'coh 4K' },
   { kind: 'coherentthp', symbol: 'C', label: 'coherent THP', short: 'coh THP' },
   { kind: 'migration', symbol: 'm', label: 'migration entry', short: 'migrating' },
@@ -83,6 +89,7 @@ export function classifyLeaf(core: Core, lo: number, hi: number, level: 'pte' | 
       return 'migration';
     case 'device-private-read':
     case 'device-private-write':
+      if (isNouveauDevicePfn(core, entryPfn(lo, hi))) return level === 'pmd' ? 'vramthp' : 'vram';
       return level === 'pmd' ? 'devthp' : 'dev';
     case 'device-exclusive':
       return 'exclusive';
@@ -98,6 +105,7 @@ export const CELL_PRIORITY: readonly CellKind[] = [
   'migration',
   'exclusive',
   'dev',
+  'vram',
   'coherent',
   'other',
   'sys',

@@ -26,7 +26,11 @@ function Cells({ cells, color }: { cells: readonly CellKind[]; color: boolean })
   return (
     <Text>
       {runs.map((r) => (
-        <Text key={r.at} color={CELL_COLORS[r.kind]} bold={r.kind === 'thp' || r.kind === 'devthp'}>
+        <Text
+          key={r.at}
+          color={CELL_COLORS[r.kind]}
+          bold={r.kind === 'thp' || r.kind === 'devthp' || r.kind === 'vramthp'}
+        >
           {cellSymbol(r.kind).repeat(r.n)}
         </Text>
       ))}

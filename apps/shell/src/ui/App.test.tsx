@@ -108,6 +108,21 @@ describe('App', () => {
     expect(second.r.lastFrame()).not.toContain('PID');
   });
 
+  it('keeps the touched VMA in view, and shows a modelled oops and the taint in the status line', async () => {
+    const { r, session } = setup();
+    await waitFor(r, (x) => x.includes('hmm:1>'));
+    for (let i = 0; i < 12; i++) run(session, `mmap 2M at ${0x100000000000 + i * 0x40000000} fixed`);
+    await type(r, `write ${0x100000000000 + 11 * 0x40000000} 4K zero\r`);
+    const f = await waitFor(r, (x) => x.includes('rows above'));
+    expect(f).toContain(`0x${(0x100000000000 + 11 * 0x40000000).toString(16)} |s|`);
+    await type(r, 'mmap 200M hugepage\r');
+    await type(r, 'migrate $ 200M dev\r');
+    const oops = await waitFor(r, (x) => x.includes('TAINTED D'), 10_000);
+    expect(oops).toContain(
+      'migrate: kernel oops (modelled): NULL pointer dereference in dmirror_migrate_alloc_and_copy',
+    );
+  });
+
   it('follows the current process after fork/switch and exit', async () => {
     const { r } = setup();
     await waitFor(r, (x) => x.includes('hmm:1>'));

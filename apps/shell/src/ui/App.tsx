@@ -128,9 +128,14 @@ export function App({
   const map = useMemo(
     () =>
       session && proc
-        ? buildAddressMap(session.kernel.core, proc.mm, { cellsPerRow, maxRows: mapRows, zoom: session.zoom })
+        ? buildAddressMap(session.kernel.core, proc.mm, {
+            cellsPerRow,
+            maxRows: mapRows,
+            zoom: session.zoom,
+            focus: session.focus,
+          })
         : null,
-    [session, proc, version, cellsPerRow, mapRows, session?.zoom],
+    [session, proc, version, cellsPerRow, mapRows, session?.zoom, session?.focus],
   );
 
   const run = (session: Session, line: string): boolean => {
@@ -248,6 +253,8 @@ export function App({
     ? [
         `dev ${session.device}${session.kernel.devices.has(dmirrorPath(session.device)) ? '' : ' (no driver)'}`,
         `thp ${session.kernel.core.thpMode}`,
+        session.taint ? `TAINTED ${session.taint.flags}` : '',
+        session.recording ? `recording ${session.recording.path}` : '',
         deltaText(last),
       ]
         .filter(Boolean)

@@ -10,6 +10,8 @@ export const CELL_COLORS: Readonly<Record<CellKind, string>> = {
   hugezero: 'whiteBright',
   dev: 'magenta',
   devthp: 'magentaBright',
+  vram: 'blue',
+  vramthp: 'blueBright',
   coherent: 'cyan',
   coherentthp: 'cyanBright',
   migration: 'yellow',

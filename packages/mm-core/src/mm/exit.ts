@@ -1,5 +1,5 @@
 import type { Core } from '../core.js';
-import { KernelBug } from '../sched/findings.js';
+import { KernelBug } from '../kernel-bug.js';
 import type { KGen } from '../sched/task.js';
 import { mmapReadLock, mmapReadUnlock, mmapWriteLock, mmapWriteUnlock } from './locking.js';
 import { removeVma } from './mmap.js';

@@ -17,8 +17,8 @@
 import type { Core } from '../core.js';
 import { ModelBug } from '../errors.js';
 import { dumpFolio } from '../folio.js';
+import { KernelBug } from '../kernel-bug.js';
 import { PG_locked } from '../phys/memmap.js';
-import { KernelBug } from '../sched/findings.js';
 import { SpinLock, waitEvent } from '../sched/locks.js';
 import type { KGen } from '../sched/task.js';
 import type { MmStruct } from './types.js';

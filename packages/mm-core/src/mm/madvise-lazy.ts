@@ -9,6 +9,7 @@
 import { PAGE_SIZE, PMD_SIZE } from '../constants.js';
 import type { Core } from '../core.js';
 import { folioGet, folioIsZoneDevice, folioPut, folioTrylock, folioUnlock } from '../folio.js';
+import { KernelBug } from '../kernel-bug.js';
 import {
   _PAGE_ACCESSED,
   _PAGE_DIRTY,
@@ -23,7 +24,6 @@ import {
   swpType,
 } from '../pgtable/entry.js';
 import { PG_anon, PG_dirty, PG_lru, PG_referenced } from '../phys/memmap.js';
-import { KernelBug } from '../sched/findings.js';
 import type { KGen } from '../sched/task.js';
 import { pmdTransHugeLock } from './huge.js';
 import { folioLockWait, pteLock, ptlUnlock } from './locking.js';

@@ -17,6 +17,7 @@ import { depositTable, pmdIsHuge, splitHugePmd, withdrawTable } from './huge.js'
 import { mmapWriteLock, mmapWriteUnlock, pmdLock, pteLock, ptlUnlock } from './locking.js';
 import { getUnmappedArea, pageAlign, rangeFree, unmapRange } from './mmap.js';
 import { withInvalidation } from './notifier.js';
+import { mremapAccount } from './overcommit.js';
 import { freeEmptyTables, pmdIndex, pmdTableOf, pteIndex, pteTableOf, ptHi, ptLo, ptSet } from './pgtable.js';
 import { MMU_NOTIFY_UNMAP, type MmStruct, VM_HUGETLB, VM_SHARED, Vma } from './types.js';
 import { splitHugePmdAt } from './vma.js';
@@ -171,6 +172,7 @@ function* mremapLocked(
   if (!vma || oldAddr + Math.max(oLen, PAGE_SIZE) > vma.end) return -EFAULT;
   if (vma.flags & VM_HUGETLB) return -EINVAL;
   if (flags & MREMAP_DONTUNMAP && vma.flags & VM_SHARED && !vma.file) return -EINVAL;
+  if (mremapAccount(core, mm, vma, oLen, nLen, (flags & MREMAP_DONTUNMAP) !== 0) < 0) return -ENOMEM;
   // Models do_mremap(): MREMAP_FIXED and MREMAP_DONTUNMAP always go through mremap_to().
   if (!(flags & (MREMAP_FIXED | MREMAP_DONTUNMAP))) {
     if (nLen <= oLen) {

@@ -20,7 +20,8 @@ export type FindingKind =
 /** A finding: something a kernel developer must look at. */
 export class Finding extends Error {
   constructor(
-    readonly kind: FindingKind,
+    /** What kind of finding (the explorer's category). */
+    readonly category: FindingKind,
     message: string,
     /** Extra lines for the report (stacks of held locks, dumps). */
     readonly details: readonly string[] = [],
@@ -31,25 +32,7 @@ export class Finding extends Error {
 
   /** The first line, for one-line summaries. */
   get summary(): string {
-    return `${this.kind}: ${this.message.split('\n')[0]}`;
-  }
-}
-
-/**
- * Models a kernel BUG()/VM_BUG_ON()/oops the model reproduces: the kernel's own assertion (or
- * a NULL dereference the kernel would take), reported as the kernel would, naming the function.
- * Distinct from ModelBug (an inconsistency of the model itself).
- */
-export class KernelBug extends Finding {
-  constructor(
-    /** The kernel function whose assertion fired, e.g. "madvise_free_huge_pmd". */
-    readonly fn: string,
-    /** What the kernel checked, e.g. "VM_BUG_ON(!pmd_is_migration_entry(orig_pmd))". */
-    readonly check: string,
-    details: readonly string[] = [],
-  ) {
-    super('kernel-bug', `kernel BUG (modelled) in ${fn}: ${check}`, details);
-    this.name = 'KernelBug';
+    return `${this.category}: ${this.message.split('\n')[0]}`;
   }
 }
 
@@ -71,9 +54,4 @@ export class LivelockFinding extends Finding {
     super('livelock', message, details);
     this.name = 'LivelockFinding';
   }
-}
-
-/** Throws a {@link KernelBug} for `fn` when `cond` holds (models BUG_ON/VM_BUG_ON at that site). */
-export function kernelBugOn(cond: boolean, fn: string, check: string, dump?: () => string): void {
-  if (cond) throw new KernelBug(fn, check, dump ? [dump()] : []);
 }

@@ -263,13 +263,9 @@ export class Process {
     if (this.state !== 'running') return;
     this.state = 'zombie';
     this.fatalSignal = this.fatalSignal || signal || SIGKILL;
-    // A caller inside one of this process's syscalls counts itself.
-    const self = this.host.sched.current.owner;
-    const mine = self === this || (self instanceof Thread && self.process === this) ? 1 : 0;
-    yield* waitEvent(
-      `exit_group of pid ${this.pid}: threads leaving the kernel`,
-      () => this.inKernel <= mine,
-    );
+    // Other threads in the kernel finish their syscall first (the fatal signal stops them at
+    // the return to user space); the caller is never inside one of this process's syscalls.
+    yield* waitEvent(`exit_group of pid ${this.pid}: threads leaving the kernel`, () => this.inKernel === 0);
     for (const fd of [...this.fds.keys()]) {
       const f = this.fds.get(fd)!;
       this.fds.delete(fd);

@@ -95,8 +95,10 @@ export function nouveauDmemFolioFree(drm: NouveauDrm, head: number, order: numbe
 
 /**
  * Models nouveau_dmem_folio_split() (dev_pagemap_ops.folio_split): for each new folio of a split
- * device THP copy pgmap, mapping and the head's zone_device_data (the svmm) into it; nothing on
- * the final call (tail == NULL, -1 here).
+ * device THP copy pgmap, mapping and the head's zone_device_data (the svmm) into it, and count it
+ * in its chunk's callocated (the 2026 fix "drm/nouveau/dmem: fix callocated underflow on large
+ * folio split"; bug F30 restores v6.19, where the THP was counted once but freed 512 times);
+ * nothing on the final call (tail == NULL, -1 here).
  */
 export function nouveauDmemFolioSplit(drm: NouveauDrm, head: number, tail: number): void {
   if (tail < 0) return;
@@ -104,6 +106,10 @@ export function nouveauDmemFolioSplit(drm: NouveauDrm, head: number, tail: numbe
   m.pgmap[tail] = m.pgmap[head];
   m.mapping[tail] = m.mapping[head];
   folioSetZoneDeviceData(drm.core, tail, folioZoneDeviceData(drm.core, head));
+  if (!drm.core.bug('F30')) {
+    const chunk = nouveauPageToChunk(drm, tail);
+    if (chunk) chunk.callocated++;
+  }
 }
 
 /**

@@ -87,7 +87,8 @@ describe('nouveau_dmem_fini / nouveau_dmem_evict_chunk', () => {
 
   it('evicts a PTE-mapped device THP as one folio with the fix, and not at all without it', () => {
     for (const fixed of [false, true]) {
-      const { k, drm, p, svmm } = rig({ evictCompoundFixed: fixed });
+      // Bug F30 (callocated underflow on a split) is switched on to show both nouveau bugs together.
+      const { k, drm, p, svmm } = rig({ evictCompoundFixed: fixed, bugs: ['F30'] });
       const w = thpWindow(p);
       svmmMigrateToVram(svmm, w, w + PMD_SIZE);
       expect(p.munmap(w + PMD_SIZE / 2, PMD_SIZE / 2)).toBe(0);

@@ -23,10 +23,12 @@ export {
   type FiniResult,
   type NotEvicted,
   nouveauDmemEvictChunk,
+  nouveauDmemEvictChunkGen,
   nouveauDmemFini,
   nouveauDmemFini as fini,
+  nouveauDmemFiniGen,
 } from './evict.js';
-export { gpuAccess, gpuFault, gpuPte, gpuRead, gpuWrite } from './fault.js';
+export { gpuAccess, gpuAccessGen, gpuFault, gpuFaultGen, gpuPte, gpuRead, gpuWrite } from './fault.js';
 export { GPU_PAGE_SHIFTS, type GpuPte, NouveauVmm, nvifPfnmapEntry, nvifPfnmapFlags } from './gpuvmm.js';
 export {
   createNouveauDmem,
@@ -50,6 +52,7 @@ export {
   nouveauDmemMigrateCopyOne,
   nouveauDmemMigrateVma,
   svmmMigrateToVram,
+  svmmMigrateToVramGen,
 } from './migrate.js';
 export { nouveauPfnsMap, nouveauSvmmFini, nouveauSvmmInit, nouveauSvmmInvalidate } from './svmm.js';
 export { nouveauDmemMigrateToRam, type ToRamStats, toRamStats } from './toram.js';

@@ -21,9 +21,9 @@ function liveDeviceFolios(drm: NouveauDrm): [number, number][] {
 }
 
 describe('PTE-mapped device THP (partial munmap) faulted from the CPU', () => {
-  it('splits the device folio through the folio_split callback and migrates one page per fault', () => {
+  it('with bug F30, splits the device folio and migrates one page per fault, and callocated underflows', () => {
     // The checkers run explicitly: after the split the nouveau checker reports the callocated bug.
-    const { k, drm, p, svmm } = rig({ checkEach: false });
+    const { k, drm, p, svmm } = rig({ checkEach: false, bugs: ['F30'] });
     const w = thpWindow(p);
     svmmMigrateToVram(svmm, w, w + PMD_SIZE);
     const chunk = drm.dmem!.chunks[0];
@@ -79,6 +79,23 @@ describe('PTE-mapped device THP (partial munmap) faulted from the CPU', () => {
     expect(checkMmCore(k)).toEqual([]);
     p.exit(0);
     expect(checkMmCore(k)).toEqual([]);
+  });
+
+  it('fixed: every piece of a split device THP counts in callocated, which returns to 0', () => {
+    const { k, drm, p, svmm } = rig();
+    const w = thpWindow(p);
+    svmmMigrateToVram(svmm, w, w + PMD_SIZE);
+    const chunk = drm.dmem!.chunks[0];
+    expect(chunk.callocated).toBe(1);
+    expect(p.munmap(w + PMD_SIZE / 4, PMD_SIZE / 2)).toBe(0);
+    expect(p.readI32(w + 77 * 4)).toBe(77);
+    expect(chunk.callocated).toBe(255);
+    expect(checkNouveau(drm)).toEqual([]);
+    expect(firstMismatch(p, w, 0, PMD_SIZE / 16)).toBe(-1);
+    expect(firstMismatch(p, w + (3 * PMD_SIZE) / 4, (3 * PMD_SIZE) / 16, PMD_SIZE / 16)).toBe(-1);
+    expect(chunk.callocated).toBe(0);
+    expect(drm.warnings).toEqual([]);
+    expect(k.check()).toEqual([]);
   });
 
   it('first fault on a non-head page collects nothing (stale fault_folio), which masks the sfolio order', () => {

@@ -37,8 +37,8 @@ export interface Rig {
  * Models booting a machine with a nouveau GPU and starting one SVM client. The invariant
  * checkers run after every syscall and ioctl unless `checkEach` is false.
  */
-export function rig(opts: NouveauDmemOptions & { checkEach?: boolean } = {}): Rig {
-  const k = new Kernel({ ramBytes: 512 << 20, checkInvariants: opts.checkEach ?? true });
+export function rig(opts: NouveauDmemOptions & { checkEach?: boolean; bugs?: readonly string[] } = {}): Rig {
+  const k = new Kernel({ ramBytes: 512 << 20, checkInvariants: opts.checkEach ?? true, bugs: opts.bugs ?? [] });
   installMmCoreChecker(k);
   const drm = createNouveauDmem(k, opts);
   installNouveauChecker(drm);

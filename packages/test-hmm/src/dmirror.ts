@@ -82,19 +82,28 @@ interface Bounce {
 /**
  * Host memory behind bounce buffers, reused across calls per machine: vmalloc() memory is not
  * zeroed either, and every byte handed back to user space is written first, so reuse is safe
- * and saves first-touching hundreds of MiB per large migration.
+ * and saves first-touching hundreds of MiB per large migration. Concurrent ioctls each hold
+ * their own buffer (a pool: taken by bounceInit(), returned by bounceFree()).
  */
-const bounceScratch = new WeakMap<Core, ArrayBuffer>();
+const bouncePool = new WeakMap<Core, ArrayBuffer[]>();
 
 /** Models dmirror_bounce_init(): vmalloc(size), which fails for sizes beyond memory. */
 function bounceInit(core: Core, addr: number, size: number): Bounce | number {
   if (size > core.ramPages * PAGE_SIZE) return -ENOMEM;
-  let scratch = bounceScratch.get(core);
-  if (!scratch || scratch.byteLength < size) {
-    scratch = new ArrayBuffer(size);
-    bounceScratch.set(core, scratch);
+  let pool = bouncePool.get(core);
+  if (!pool) bouncePool.set(core, (pool = []));
+  let i = pool.findIndex((b) => b.byteLength >= size);
+  if (i < 0) {
+    pool.push(new ArrayBuffer(Math.max(size, PAGE_SIZE)));
+    i = pool.length - 1;
   }
+  const scratch = pool.splice(i, 1)[0];
   return { buf: new Uint8Array(scratch, 0, size), addr, cpages: 0 };
+}
+
+/** Models dmirror_bounce_fini(): vfree() (the host buffer goes back to the pool). */
+function bounceFree(core: Core, bounce: Bounce): void {
+  bouncePool.get(core)?.push(bounce.buf.buffer as ArrayBuffer);
 }
 
 /**
@@ -368,20 +377,28 @@ function* accessLoop(
 export function* dmirrorRead(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct): KGen<number> {
   const bounce = bounceInit(dm.core, cmd.addr, cmd.size);
   if (typeof bounce === 'number') return bounce;
-  let ret = yield* accessLoop(dm, cmd, bounce, (s, e) => doRead(dm, s, e, bounce), false);
-  if (ret === 0 && (yield* accessBytes(dm.core, userMm, cmd.ptr, bounce.buf, 'write')) < 0) ret = -EFAULT;
-  cmd.cpages = bounce.cpages;
-  return ret;
+  try {
+    let ret = yield* accessLoop(dm, cmd, bounce, (s, e) => doRead(dm, s, e, bounce), false);
+    if (ret === 0 && (yield* accessBytes(dm.core, userMm, cmd.ptr, bounce.buf, 'write')) < 0) ret = -EFAULT;
+    cmd.cpages = bounce.cpages;
+    return ret;
+  } finally {
+    bounceFree(dm.core, bounce);
+  }
 }
 
 /** Models dmirror_write() (HMM_DMIRROR_WRITE). `userMm` is the caller's mm for copy_from_user. */
 export function* dmirrorWrite(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct): KGen<number> {
   const bounce = bounceInit(dm.core, cmd.addr, cmd.size);
   if (typeof bounce === 'number') return bounce;
-  if ((yield* accessBytes(dm.core, userMm, cmd.ptr, bounce.buf, 'read')) < 0) return -EFAULT;
-  const ret = yield* accessLoop(dm, cmd, bounce, (s, e) => doWrite(dm, s, e, bounce), true);
-  cmd.cpages = bounce.cpages;
-  return ret;
+  try {
+    if ((yield* accessBytes(dm.core, userMm, cmd.ptr, bounce.buf, 'read')) < 0) return -EFAULT;
+    const ret = yield* accessLoop(dm, cmd, bounce, (s, e) => doWrite(dm, s, e, bounce), true);
+    cmd.cpages = bounce.cpages;
+    return ret;
+  } finally {
+    bounceFree(dm.core, bounce);
+  }
 }
 
 /**
@@ -391,12 +408,16 @@ export function* dmirrorWrite(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct): K
 export function* dmirrorReadBack(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct): KGen<number> {
   const bounce = bounceInit(dm.core, cmd.addr, cmd.size);
   if (typeof bounce === 'number') return bounce;
-  yield* dm.lock('dmirror_do_read');
-  let ret = doRead(dm, cmd.addr, cmd.addr + cmd.size, bounce);
-  dm.unlock('dmirror_do_read');
-  if (ret === 0 && (yield* accessBytes(dm.core, userMm, cmd.ptr, bounce.buf, 'write')) < 0) ret = -EFAULT;
-  cmd.cpages = bounce.cpages;
-  return ret;
+  try {
+    yield* dm.lock('dmirror_do_read');
+    let ret = doRead(dm, cmd.addr, cmd.addr + cmd.size, bounce);
+    dm.unlock('dmirror_do_read');
+    if (ret === 0 && (yield* accessBytes(dm.core, userMm, cmd.ptr, bounce.buf, 'write')) < 0) ret = -EFAULT;
+    cmd.cpages = bounce.cpages;
+    return ret;
+  } finally {
+    bounceFree(dm.core, bounce);
+  }
 }
 
 /** Models dmirror_check_atomic() (HMM_DMIRROR_CHECK_EXCLUSIVE): -EPERM if any entry is still ATOMIC. */

@@ -211,12 +211,20 @@ function copyHugePmdLocked(
         ptSet(core, sPmdT, mi, lo, hi);
       }
     } else if (isDevicePrivateType(type)) {
-      folioGet(core, head);
-      folioAddRmapPmd(core, head, false);
-      m.flags[head] &= ~PG_anon_exclusive;
-      if (type === SWP_DEVICE_WRITE) {
-        lo = ((lo & ~(31 << 1)) | (SWP_DEVICE_READ << 1)) >>> 0;
+      if (core.bug('R1')) {
+        // Bug R1 (v1 of the series): the non-present branch only knew migration entries: a
+        // device-private PMD became a readable *migration* entry in both processes, without a
+        // reference or an rmap for the child.
+        lo = ((lo & ~(31 << 1)) | (SWP_MIGRATION_READ << 1)) >>> 0;
         ptSet(core, sPmdT, mi, lo, hi);
+      } else {
+        folioGet(core, head);
+        folioAddRmapPmd(core, head, false);
+        m.flags[head] &= ~PG_anon_exclusive;
+        if (type === SWP_DEVICE_WRITE) {
+          lo = ((lo & ~(31 << 1)) | (SWP_DEVICE_READ << 1)) >>> 0;
+          ptSet(core, sPmdT, mi, lo, hi);
+        }
       }
     }
     addMmCounter(dst.mm, mmCounter(core, head), HPAGE_PMD_NR);

@@ -1,6 +1,7 @@
 import { HPAGE_PMD_NR, HPAGE_PMD_ORDER, PMD_SIZE } from '../constants.js';
 import type { Core } from '../core.js';
 import { ModelBug } from '../errors.js';
+import { KernelBug } from '../kernel-bug.js';
 import {
   folioAddRmapPtes,
   folioBugOn,
@@ -79,7 +80,8 @@ export function zapDepositedTable(core: Core, mm: MmStruct, haddr: number): void
 export function deferredSplitFolio(core: Core, head: number): void {
   const m = core.map;
   if (!(m.flags[head] & PG_head) || !(m.flags[head] & PG_anon)) return;
-  if (folioIsDevicePrivate(core, head)) return;
+  // Device-private folios are never queued (bug R7 restores the review version that queued them).
+  if (folioIsDevicePrivate(core, head) && !core.bug('R7')) return;
   if (m.flags[head] & PG_deferred_split) return;
   m.flags[head] |= PG_deferred_split | PG_partially_mapped;
   core.vmstat.thp_deferred_split_page++;
@@ -199,6 +201,11 @@ export function zapHugePmd(core: Core, vma: Vma, pmdT: number, haddr: number): v
   const mi = pmdIndex(haddr);
   const lo = ptLo(core, pmdT, mi);
   const hi = ptHi(core, pmdT, mi);
+  // Bug F15: powerpc's hash MMU pmdp_huge_get_and_clear_full() asserted the PMD was a present THP.
+  if (core.bug('F15') && !entryPresent(lo))
+    throw new KernelBug('pmdp_huge_get_and_clear_full', 'VM_BUG_ON(!pmd_present(*pmdp)) (book3s64 hash MMU)', [
+      `  zap_huge_pmd() of a non-present PMD 0x${lo.toString(16)} at 0x${haddr.toString(16)}`,
+    ]);
   ptSet(core, pmdT, mi, 0, 0);
   mm.tlb.flushRange(haddr, haddr + PMD_SIZE);
   const pfn = entryPfn(lo, hi);

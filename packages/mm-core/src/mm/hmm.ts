@@ -175,7 +175,10 @@ function* walkVma(
             yield* folioWaitLocked(core, core.map.head[entryPfn(lo, hi)], 'pmd_migration_entry_wait');
             return -EBUSY;
           }
-        } else if (isDevicePrivateType(type) && devicePrivateOwned(core, entryPfn(lo, hi), range.devPrivateOwner)) {
+        } else if (
+          isDevicePrivateType(type) &&
+          devicePrivateOwned(core, entryPfn(lo, hi), range.devPrivateOwner)
+        ) {
           // hmm_vma_handle_absent_pmd(): the caller's own device-private THP is reported at PMD
           // order whatever the request asked (a write request on a read-only entry comes back
           // without HMM_PFN_WRITE; the driver must refuse it).

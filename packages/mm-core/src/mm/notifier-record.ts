@@ -1,19 +1,20 @@
 /**
- * Model-only: a recording mmu notifier for tests and the shell. It is a plain struct
- * mmu_notifier (hlist) subscription, so it sees what a secondary MMU sees: every
- * invalidate_range_start()/end() pair of the mms it is registered on, with event, range and
- * owner, and ->release() at exit.
+ * Model-only: a recording mmu notifier for tests and the shell. It observes every invalidation
+ * the core mm sends on the mms it is attached to (each invalidate_range_start()/end() pair, with
+ * event, range, owner and nesting, and exit_mmap()'s mmu_notifier_release() as an
+ * MMU_NOTIFY_RELEASE range over [0, ULONG_MAX)): what an interval notifier over the whole
+ * address space would be told, plus the ends.
  */
-import { MMU_NOTIFY_EVENT_NAMES, mmuNotifierRegister, mmuNotifierUnregister, ULONG_MAX } from './notifier.js';
-import { type MmStruct, MmuNotifier, type MmuNotifierRange } from './types.js';
+import { MMU_NOTIFY_EVENT_NAMES, ULONG_MAX } from './notifier.js';
+import type { MmStruct, MmuNotifierObserver, MmuNotifierRange } from './types.js';
 
 /** Model-only: one invalidation a {@link NotifierRecorder} saw. */
 export interface RecordedInvalidation {
   /** Id of the mm (mm_struct) invalidated. */
   readonly mm: number;
-  /** enum mmu_notifier_event value; -1 for a ->release() (mmu_notifier_release()). */
+  /** enum mmu_notifier_event value. */
   readonly event: number;
-  /** The event's kernel name, e.g. "MMU_NOTIFY_CLEAR", or "release". */
+  /** The event's kernel name, e.g. "MMU_NOTIFY_CLEAR". */
   readonly name: string;
   readonly start: number;
   /** Exclusive end; {@link ULONG_MAX} for the whole address space. */
@@ -30,14 +31,14 @@ export interface RecordedInvalidation {
 export class NotifierRecorder {
   readonly events: RecordedInvalidation[] = [];
   private readonly open = new Map<MmuNotifierRange, RecordedInvalidation>();
-  private readonly subs = new Map<MmStruct, MmuNotifier>();
+  private readonly observers = new Map<MmStruct, MmuNotifierObserver>();
   private readonly openPerMm = new Map<MmStruct, number>();
 
-  /** Registers the recorder on `mm` (mmu_notifier_register()); attaching twice is a no-op. */
+  /** Starts observing `mm`; attaching twice is a no-op. */
   attach(mm: MmStruct): void {
-    if (this.subs.has(mm) && mm.notifierList.has(this.subs.get(mm)!)) return;
-    const sub = new MmuNotifier({
-      invalidateRangeStart: (_s, range) => {
+    if (this.observers.has(mm)) return;
+    const o: MmuNotifierObserver = {
+      start: (range) => {
         const depth = this.openPerMm.get(mm) ?? 0;
         this.openPerMm.set(mm, depth + 1);
         const rec: RecordedInvalidation = {
@@ -53,36 +54,29 @@ export class NotifierRecorder {
         this.events.push(rec);
         this.open.set(range, rec);
       },
-      invalidateRangeEnd: (_s, range) => {
+      end: (range) => {
+        this.openPerMm.set(mm, (this.openPerMm.get(mm) ?? 1) - 1);
         const rec = this.open.get(range);
         if (!rec) return;
         rec.ended = true;
         this.open.delete(range);
-        this.openPerMm.set(mm, (this.openPerMm.get(mm) ?? 1) - 1);
       },
-      release: () => {
-        this.events.push({
-          mm: mm.id,
-          event: -1,
-          name: 'release',
-          start: 0,
-          end: ULONG_MAX,
-          owner: null,
-          depth: this.openPerMm.get(mm) ?? 0,
-          ended: true,
-        });
-      },
-    });
-    if (mmuNotifierRegister(sub, mm) === 0) this.subs.set(mm, sub);
+    };
+    mm.notifierObservers.add(o);
+    this.observers.set(mm, o);
   }
 
-  /** Unregisters the recorder from `mm` (mmu_notifier_unregister(), without its ->release record). */
+  /** Stops observing `mm`. */
   detach(mm: MmStruct): void {
-    const sub = this.subs.get(mm);
-    if (!sub) return;
-    mm.notifierList.delete(sub);
-    mmuNotifierUnregister(sub, mm);
-    this.subs.delete(mm);
+    const o = this.observers.get(mm);
+    if (!o) return;
+    mm.notifierObservers.delete(o);
+    this.observers.delete(mm);
+  }
+
+  /** True when the recorder observes `mm`. */
+  attached(mm: MmStruct): boolean {
+    return this.observers.has(mm);
   }
 
   /** Forgets what was recorded (open invalidations stay tracked so their ends still pair). */

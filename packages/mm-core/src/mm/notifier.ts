@@ -75,6 +75,7 @@ export function* mmuNotifierInvalidateRangeStart(range: MmuNotifierRange): KGen 
   lockMapAcquire(mm, 'mmu_notifier_invalidate_range_start');
   mm.tlb.flushRange(range.start, range.end);
   mm.activeInvalidations++;
+  for (const o of [...mm.notifierObservers]) o.start(range);
   const hit = [...mm.notifiers].filter((sub) => overlaps(sub, range)).sort((a, b) => a.start - b.start);
   if (hit.length) {
     mm.notifierSeq |= 1;
@@ -111,6 +112,7 @@ export function mmuNotifierInvalidateRangeEnd(range: MmuNotifierRange): void {
   mm.tlb.flushRange(range.start, range.end);
   itreeInvEnd(mm);
   for (const sub of [...mm.notifierList]) sub.ops.invalidateRangeEnd?.(sub, range);
+  for (const o of [...mm.notifierObservers]) o.end(range);
 }
 
 /**
@@ -159,8 +161,9 @@ export function* withInvalidationSync<T>(
  * them), then mn_hlist_release() calls each hlist subscription's ->release() and unhashes it.
  */
 export function* mmuNotifierRelease(mm: MmStruct): KGen {
+  const range: MmuNotifierRange = { mm, start: 0, end: ULONG_MAX, event: MMU_NOTIFY_RELEASE, owner: null };
+  for (const o of [...mm.notifierObservers]) o.start(range);
   if (mm.notifiers.size || mm.notifiersDeferred.size) {
-    const range: MmuNotifierRange = { mm, start: 0, end: ULONG_MAX, event: MMU_NOTIFY_RELEASE, owner: null };
     mm.activeInvalidations++;
     const hit = [...mm.notifiers].sort((a, b) => a.start - b.start);
     if (hit.length) {
@@ -178,6 +181,7 @@ export function* mmuNotifierRelease(mm: MmStruct): KGen {
     sub.ops.release?.(sub, mm);
     mm.notifierList.delete(sub);
   }
+  for (const o of [...mm.notifierObservers]) o.end(range);
 }
 
 /**

@@ -163,6 +163,16 @@ export class MmuNotifier {
 }
 
 /**
+ * Model-only: an observer of every invalidation the core mm sends on an mm (start and end of
+ * each range, including mmu_notifier_release()'s MMU_NOTIFY_RELEASE), whoever subscribes.
+ * What {@link MmStruct.notifierObservers} holds; see NotifierRecorder.
+ */
+export interface MmuNotifierObserver {
+  start(range: MmuNotifierRange): void;
+  end(range: MmuNotifierRange): void;
+}
+
+/**
  * What the mmu-notifier code needs from the machine an mm lives on (Core provides both): where
  * WARN_ON()s go, and `current` (lockdep tracks __mmu_notifier_invalidate_range_start_map per task).
  */
@@ -233,6 +243,8 @@ export class MmStruct {
   readonly notifiersDeferred = new Set<MmuIntervalNotifier>();
   /** Models notifier_subscriptions->list: the hlist of struct mmu_notifier subscriptions. */
   readonly notifierList = new Set<MmuNotifier>();
+  /** Model-only: observers of the invalidations sent on this mm (see MmuNotifierObserver). */
+  readonly notifierObservers = new Set<MmuNotifierObserver>();
   /** The machine this mm lives on (set when the mm is created by a process or fork). */
   host: MmuNotifierHost | null = null;
   /** Models mm->mmap_base for the top-down allocator. */

@@ -74,6 +74,11 @@ export class NotifierRecorder {
     this.observers.delete(mm);
   }
 
+  /** Stops observing every mm. */
+  detachAll(): void {
+    for (const mm of [...this.observers.keys()]) this.detach(mm);
+  }
+
   /** True when the recorder observes `mm`. */
   attached(mm: MmStruct): boolean {
     return this.observers.has(mm);

@@ -26,7 +26,7 @@ function pidOfMm(s: Session, mm: number): string {
 }
 
 /**
- * `notifiers`: the mmu-notifier invalidations the last state-changing command sent (what a
+ * Model-only: the shell's `notifiers` command, the mmu-notifier invalidations the last state-changing command sent (what a
  * device driver's mirror is told), in start order, nested ones indented.
  */
 export const notifiers: CommandSpec = {

@@ -173,7 +173,7 @@ export interface MmuNotifierObserver {
 }
 
 /**
- * What the mmu-notifier code needs from the machine an mm lives on (Core provides both): where
+ * Model-only: what the mmu-notifier code needs from the machine an mm lives on (Core provides both): where
  * WARN_ON()s go, and `current` (lockdep tracks __mmu_notifier_invalidate_range_start_map per task).
  */
 export interface MmuNotifierHost {

@@ -31,7 +31,6 @@ function pidOfMm(s: Session, mm: number): string {
  */
 export const notifiers: CommandSpec = {
   name: 'notifiers',
-  aliases: ['mmu'],
   group: 'inspect',
   usage: 'notifiers',
   summary: 'mmu-notifier invalidations (event, range, owner) the last state-changing command sent',

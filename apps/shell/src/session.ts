@@ -1,5 +1,14 @@
 import { appendFileSync, writeFileSync } from 'node:fs';
-import { type Kernel, newVmstat, O_RDWR, type Process, VMSTAT_ITEMS, type Vmstat } from '@hmm-model/mm-core';
+import {
+  type Kernel,
+  NotifierRecorder,
+  newVmstat,
+  O_RDWR,
+  type Process,
+  type RecordedInvalidation,
+  VMSTAT_ITEMS,
+  type Vmstat,
+} from '@hmm-model/mm-core';
 import { dmirrorPath } from './dmirror-uapi.js';
 
 /** A copy of the vmstat counters (with nr_free_pages filled in from the zone). */
@@ -82,6 +91,12 @@ export class Session {
   recording: Recording | null = null;
   /** Where `record` writes. */
   files: ScriptFiles = NODE_FILES;
+  /** The mmu-notifier invalidations the last state-changing command sent (`notifiers`). */
+  lastNotifiers: readonly RecordedInvalidation[] = [];
+  /** The command line that sent {@link lastNotifiers}. */
+  lastNotifierLine = '';
+  /** Observes every process's mm while a state-changing command runs. */
+  private readonly recorder = new NotifierRecorder();
   /** fds of /dev/hmm_dmirror<n> opened by each process (per-open mirrors, as the selftests open them). */
   private readonly devFds = new Map<number, Map<number, number>>();
 
@@ -107,12 +122,28 @@ export class Session {
    */
   untracked<T>(fn: () => T): T {
     const before = snapshotVmstat(this.kernel);
+    const events = this.recorder.events.length;
     try {
       return fn();
     } finally {
+      this.recorder.events.length = Math.min(this.recorder.events.length, events);
       for (const [k, d] of vmstatDelta(before, snapshotVmstat(this.kernel)))
         this.overhead.set(k, (this.overhead.get(k) ?? 0) + d);
     }
+  }
+
+  /** Before a state-changing command: observe every live process's mm, from an empty record. */
+  startNotifierRecording(): void {
+    for (const p of this.processes()) if (p.state === 'running') this.recorder.attach(p.mm);
+    this.recorder.clear();
+  }
+
+  /** After it: keep what it sent for `notifiers`. */
+  stopNotifierRecording(line: string): void {
+    this.lastNotifiers = [...this.recorder.events];
+    this.lastNotifierLine = line.trim();
+    this.recorder.clear();
+    this.recorder.detachAll();
   }
 
   /** Looks up a variable for expressions (`$` = name ''). */

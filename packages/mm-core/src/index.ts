@@ -31,6 +31,7 @@ export * from './mm/mmap.js';
 export * from './mm/mprotect.js';
 export * from './mm/mremap.js';
 export * from './mm/notifier.js';
+export * from './mm/notifier-record.js';
 export * from './mm/overcommit.js';
 export * from './mm/pgtable.js';
 export * from './mm/rmap.js';

@@ -120,6 +120,7 @@ export class Process {
       this.mm = new MmStruct(nextMmId++);
       this.mm.pgd = allocTable(host.core, this.mm, true);
     }
+    this.mm.host ??= host.core;
     this.sys = new Syscalls(this);
     parent?.children.add(this);
     host.tasks.set(this.pid, this);
@@ -256,8 +257,9 @@ export class Process {
 
   /**
    * Models do_exit()/exit_group(): the other threads get a fatal signal and the exit waits until
-   * none of them is in the kernel; then files are closed, the mm's last user drops it
-   * (exit_mmap()), and the process is a zombie until its parent reaps it.
+   * none of them is in the kernel; then, in do_exit()'s order, exit_mm() drops the mm (its last
+   * user runs exit_mmap()) and exit_files() closes the files, and the process is a zombie until
+   * its parent reaps it.
    */
   *exitGen(code: number, signal = 0): KGen {
     if (this.state !== 'running') return;
@@ -266,12 +268,12 @@ export class Process {
     // Other threads in the kernel finish their syscall first (the fatal signal stops them at
     // the return to user space); the caller is never inside one of this process's syscalls.
     yield* waitEvent(`exit_group of pid ${this.pid}: threads leaving the kernel`, () => this.inKernel === 0);
+    yield* mmput(this.core, this.mm);
     for (const fd of [...this.fds.keys()]) {
       const f = this.fds.get(fd)!;
       this.fds.delete(fd);
       yield* this.releaseFile(f);
     }
-    yield* mmput(this.core, this.mm);
     this.status = signal ? signal & 0x7f : (code & 0xff) << 8;
     for (const c of this.children) {
       c.parent = null;

@@ -334,21 +334,28 @@ export class Syscalls {
     const core = this.core;
     if (length < inode.size) {
       const from = Math.ceil(length / PAGE_SIZE);
-      yield* inode.immapRwsem.downRead(core.sched, 'unmap_mapping_range');
-      try {
-        for (const v of [...inode.mmaps]) {
-          const s = Math.max(v.start, v.start + (from - v.pgoff) * PAGE_SIZE);
-          if (s < v.end) {
-            // Models unmap_mapping_range(): the zap runs inside an MMU_NOTIFY_CLEAR invalidation.
-            yield* withInvalidation(v.mm, s, v.end, MMU_NOTIFY_CLEAR, null, () =>
-              zapRange(core, v, s, v.end),
-            );
+      // shmem_setattr(): unmap_mapping_range(holebegin) when the old size reaches past it, the
+      // truncate, then the same unmap again ("to remove racily COWed private pages").
+      const unmap = inode.size > from * PAGE_SIZE;
+      for (let pass = 0; pass < 2; pass++) {
+        if (pass === 1) shmemTruncatePages(core, inode, from);
+        if (!unmap) continue;
+        yield* inode.immapRwsem.downRead(core.sched, 'unmap_mapping_range');
+        try {
+          for (const v of [...inode.mmaps]) {
+            const s = Math.max(v.start, v.start + (from - v.pgoff) * PAGE_SIZE);
+            if (s < v.end) {
+              // Models unmap_mapping_range(): zap_page_range_single() of the VMA's part, inside an
+              // MMU_NOTIFY_CLEAR invalidation.
+              yield* withInvalidation(v.mm, s, v.end, MMU_NOTIFY_CLEAR, null, () =>
+                zapRange(core, v, s, v.end),
+              );
+            }
           }
+        } finally {
+          inode.immapRwsem.upRead(core.sched, 'unmap_mapping_range');
         }
-      } finally {
-        inode.immapRwsem.upRead(core.sched, 'unmap_mapping_range');
       }
-      shmemTruncatePages(core, inode, from);
     }
     inode.size = length;
     return 0;

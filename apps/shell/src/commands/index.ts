@@ -7,6 +7,7 @@ import { DEVICE_COMMANDS, dmirrorCommand } from './devices.js';
 import { GPU_COMMANDS } from './gpu.js';
 import { INSPECT_COMMANDS } from './inspect.js';
 import { MEMORY_COMMANDS } from './memory.js';
+import { notifiers } from './notifiers.js';
 import { PROCESS_COMMANDS } from './process.js';
 import { makeHelp, NOT_RECORDED, SHELL_COMMANDS, VAR_NAME } from './shell.js';
 import { STATS_COMMANDS } from './stats.js';
@@ -22,6 +23,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   ...GPU_COMMANDS,
   ...PROCESS_COMMANDS,
   ...INSPECT_COMMANDS,
+  notifiers,
   ...STATS_COMMANDS,
   ...SYS_COMMANDS,
   makeHelp(() => COMMANDS),
@@ -222,7 +224,9 @@ export function execute(s: Session, line: string): Executed {
   }
   const before = spec.mutates ? snapshotVmstat(s.kernel) : undefined;
   s.overhead.clear();
+  if (spec.mutates) s.startNotifierRecording();
   let result = runSpec(s, spec, args);
+  if (spec.mutates) s.stopNotifierRecording(line);
   s.reconcile();
   const touched = touchedAddress(s, spec, args, result);
   if (touched !== null) s.focus = touched;

@@ -3,23 +3,28 @@ import { KernelBug } from '../kernel-bug.js';
 import type { KGen } from '../sched/task.js';
 import { mmapReadLock, mmapReadUnlock, mmapWriteLock, mmapWriteUnlock } from './locking.js';
 import { removeVma } from './mmap.js';
-import { withInvalidation } from './notifier.js';
+import { mmuNotifierRelease, ULONG_MAX, withInvalidation } from './notifier.js';
 import { freeEmptyTables, freeTable } from './pgtable.js';
-import { MMU_NOTIFY_RELEASE, type MmStruct } from './types.js';
+import { MMU_NOTIFY_UNMAP, type MmStruct } from './types.js';
 import { zapRange } from './zap.js';
 
 /**
- * Models exit_mmap() + check_mm(): with the mmap_lock held for read, zap every VMA
- * (unmap_vmas()); then for write, free every page table and the PGD and remove the VMAs. Throws
- * a model bug if rss counters or page-table bytes are not back to zero.
+ * Models exit_mmap() + check_mm(): mmu_notifier_release() (interval notifiers get an
+ * MMU_NOTIFY_RELEASE invalidation, hlist ones ->release()); then with the mmap_lock held for
+ * read, zap every VMA under one MMU_NOTIFY_UNMAP invalidation of [0, ULONG_MAX) (unmap_vmas(),
+ * not sent when there is no VMA); then for write, free every page table and the PGD and remove
+ * the VMAs. Interval subscriptions stay until their drivers remove them. Throws a model bug if
+ * rss counters or page-table bytes are not back to zero.
  */
 export function* exitMmap(core: Core, mm: MmStruct): KGen {
   const all = [...mm.vmas];
+  yield* mmuNotifierRelease(mm);
   yield* mmapReadLock(core, mm, 'exit_mmap');
   try {
-    yield* withInvalidation(mm, 0, 2 ** 47, MMU_NOTIFY_RELEASE, null, function* () {
-      for (const v of all) yield* zapRange(core, v, v.start, v.end);
-    });
+    if (all.length)
+      yield* withInvalidation(mm, 0, ULONG_MAX, MMU_NOTIFY_UNMAP, null, function* () {
+        for (const v of all) yield* zapRange(core, v, v.start, v.end);
+      });
   } finally {
     mmapReadUnlock(core, mm, 'exit_mmap');
   }
@@ -29,7 +34,6 @@ export function* exitMmap(core: Core, mm: MmStruct): KGen {
   if (mm.pgd >= 0) freeTable(core, mm, mm.pgd, true);
   mm.pgd = -1;
   mm.hugeZeroRef = false;
-  mm.notifiers.clear();
   mmapWriteUnlock(core, mm, 'exit_mmap');
   const r = mm.rss;
   if (

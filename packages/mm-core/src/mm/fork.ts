@@ -34,7 +34,7 @@ import { addMmCounter, mmCounter } from './counters.js';
 import { allocDeposit, depositTable, pmdIsHuge, splitHugePmdLocked } from './huge.js';
 import { hugetlbAlloc } from './hugetlb.js';
 import { mmapWriteLock, mmapWriteUnlock, pmdLock, pteLock, ptlUnlock } from './locking.js';
-import { withInvalidation } from './notifier.js';
+import { withInvalidation, withInvalidationSync } from './notifier.js';
 import {
   allocTable,
   freeTable,
@@ -48,6 +48,7 @@ import {
 } from './pgtable.js';
 import {
   AnonVma,
+  MMU_NOTIFY_CLEAR,
   MMU_NOTIFY_PROTECTION_PAGE,
   MmStruct,
   VM_DONTCOPY,
@@ -272,7 +273,15 @@ function copyHugetlb(core: Core, src: Vma, dst: Vma): boolean {
  */
 export function* copyPageRange(core: Core, src: Vma, dst: Vma): KGen<boolean> {
   if (!src.anonVma && !(src.flags & (VM_HUGETLB | VM_PFNMAP | VM_MIXEDMAP))) return true;
-  if (src.flags & VM_HUGETLB) return copyHugetlb(core, src, dst);
+  if (src.flags & VM_HUGETLB) {
+    // copy_hugetlb_page_range(): a COW mapping is copied under an MMU_NOTIFY_CLEAR
+    // invalidation of the whole source VMA.
+    if (src.anonVma && isCowMapping(src.flags))
+      return yield* withInvalidationSync(src.mm, src.start, src.end, MMU_NOTIFY_CLEAR, null, () =>
+        copyHugetlb(core, src, dst),
+      );
+    return copyHugetlb(core, src, dst);
+  }
   const run = function* (): KGen<boolean> {
     for (let addr = src.start; addr < src.end; ) {
       yield 'copy_pmd_range: cond_resched';

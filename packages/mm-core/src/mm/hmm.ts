@@ -167,9 +167,7 @@ function* walkVma(
         cpu = lo & _PAGE_PROTNONE && !(lo & 1) ? 0 : HMM_PFN_VALID | (lo & _PAGE_RW ? HMM_PFN_WRITE : 0);
       } else {
         const type = swpType(lo);
-        if (isDevicePrivateType(type) && devicePrivateOwned(core, entryPfn(lo, hi), range.devPrivateOwner)) {
-          cpu = HMM_PFN_VALID | (type === SWP_DEVICE_WRITE ? HMM_PFN_WRITE : 0);
-        } else if (isMigrationType(type)) {
+        if (isMigrationType(type)) {
           let need = 0;
           for (let k = 0; k < n; k++) need |= needFault(range, i0 + k, 0);
           if (need) {
@@ -177,6 +175,30 @@ function* walkVma(
             yield* folioWaitLocked(core, core.map.head[entryPfn(lo, hi)], 'pmd_migration_entry_wait');
             return -EBUSY;
           }
+        } else if (
+          isDevicePrivateType(type) &&
+          devicePrivateOwned(core, entryPfn(lo, hi), range.devPrivateOwner)
+        ) {
+          // hmm_vma_handle_absent_pmd(): the caller's own device-private THP is reported at PMD
+          // order whatever the request asked (a write request on a read-only entry comes back
+          // without HMM_PFN_WRITE; the driver must refuse it).
+          const own = HMM_PFN_VALID | (type === SWP_DEVICE_WRITE ? HMM_PFN_WRITE : 0) | HPAGE_PMD_ORDER;
+          for (let k = 0; k < n; k++) range.hmmPfns[i0 + k] = (pfn + k) * 256 + own;
+          addr = next;
+          continue;
+        } else {
+          // hmm_vma_handle_absent_pmd(): another device's private THP is faulted back when a
+          // fault is requested; any other absent PMD is -EFAULT then. Without a fault request
+          // every page is HMM_PFN_ERROR.
+          let need = 0;
+          for (let k = 0; k < n; k++) need |= needFault(range, i0 + k, 0);
+          if (need) {
+            if (isDevicePrivateType(type)) return yield* hmmVmaFault(core, w, vma, addr, next, need);
+            return -EFAULT;
+          }
+          range.hmmPfns.fill(HMM_PFN_ERROR, i0, i0 + n);
+          addr = next;
+          continue;
         }
       }
       let need = 0;

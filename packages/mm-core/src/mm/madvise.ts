@@ -220,9 +220,13 @@ function* madviseLocked(core: Core, mm: MmStruct, addr: number, end: number, adv
     }
     case MADV_DONTNEED: {
       for (const v of vmas) if (v.flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB)) return -EINVAL;
-      yield* withInvalidation(mm, addr, end, MMU_NOTIFY_CLEAR, null, function* () {
-        for (const v of vmas) yield* zapRange(core, v, Math.max(addr, v.start), Math.min(end, v.end));
-      });
+      // madvise_dontneed_single_vma() -> zap_page_range_single_batched(): one MMU_NOTIFY_CLEAR
+      // invalidation per VMA, over the VMA's part of the range.
+      for (const v of vmas) {
+        const s = Math.max(addr, v.start);
+        const e = Math.min(end, v.end);
+        yield* withInvalidation(mm, s, e, MMU_NOTIFY_CLEAR, null, () => zapRange(core, v, s, e));
+      }
       break;
     }
     case MADV_FREE: {

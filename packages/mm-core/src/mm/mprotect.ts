@@ -90,62 +90,85 @@ function changeEntry(core: Core, vma: Vma, lo: number, hi: number, huge: boolean
 }
 
 /**
- * Models change_protection() / change_pmd_range() over [start, end) of a VMA whose flags were
- * already updated, under an MMU_NOTIFY_PROTECTION_VMA invalidation. A PMD seen huge without the
- * lock is, after a window, changed in place under pmd_trans_huge_lock() (change_huge_pmd())
- * when wholly inside the range, or split first; PTEs change under the PTE lock.
+ * Models where change_pud_range() starts and ends its MMU_NOTIFY_PROTECTION_VMA invalidation:
+ * change_p4d_range() calls it per populated P4D (512 GiB) of [start, end), and it starts the
+ * range lazily at the first address whose PUD entry is populated, up to that call's end. No
+ * range at all when every PUD is none (nothing was ever mapped there).
  */
-export function* changeProtection(core: Core, vma: Vma, start: number, end: number): KGen {
-  const mm = vma.mm;
-  yield* withInvalidation(mm, start, end, MMU_NOTIFY_PROTECTION_VMA, null, function* () {
-    let addr = start;
-    while (addr < end) {
-      const next = Math.min(end, (Math.floor(addr / PMD_SIZE) + 1) * PMD_SIZE);
-      const pmdT = pmdTableOf(core, mm, addr, false);
-      if (pmdT < 0) {
-        addr = next;
-        continue;
+export function protectionRanges(core: Core, mm: MmStruct, start: number, end: number): [number, number][] {
+  const out: [number, number][] = [];
+  for (let a = start; a < end; ) {
+    const p4dEnd = Math.min(end, (Math.floor(a / 2 ** 39) + 1) * 2 ** 39);
+    for (let b = a; b < p4dEnd; b = Math.min(p4dEnd, (Math.floor(b / 2 ** 30) + 1) * 2 ** 30)) {
+      if (pmdTableOf(core, mm, b, false) >= 0) {
+        out.push([b, p4dEnd]);
+        break;
       }
-      const mi = pmdIndex(addr);
-      const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
-      if (pmdIsHuge(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi))) {
-        yield 'change_pmd_range: PMD seen huge without the PMD lock';
-        if (addr === haddr && next - addr === PMD_SIZE) {
-          const ptl = pmdTransHugeLock(core, pmdT, haddr, 'change_huge_pmd');
-          if (ptl) {
-            const lo = ptLo(core, pmdT, mi);
-            const hi = ptHi(core, pmdT, mi);
-            ptSet(core, pmdT, mi, changeEntry(core, vma, lo, hi, entryPresent(lo)), hi);
-            mm.tlb.flushRange(haddr, haddr + PMD_SIZE);
-            ptlUnlock(core, ptl, 'change_huge_pmd');
-            addr = next;
-            yield 'change_pmd_range: cond_resched';
-            continue;
-          }
-        } else {
-          yield* splitHugePmd(core, vma, pmdT, haddr, false);
-        }
-      }
-      if (entryNone(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi))) {
-        addr = next;
-        continue;
-      }
-      const pteT = pteTableAt(core, mm, pmdT, addr, false);
-      if (pteT < 0) continue;
-      const ptl = pteLock(core, pteT, 'change_pte_range');
-      for (let a = addr; a < next; a += PAGE_SIZE) {
-        const i = pteIndex(a);
-        const plo = ptLo(core, pteT, i);
-        const phi = ptHi(core, pteT, i);
-        if (entryNone(plo, phi)) continue;
-        ptSet(core, pteT, i, changeEntry(core, vma, plo, phi, false), phi);
-      }
-      mm.tlb.flushRange(addr, next);
-      ptlUnlock(core, ptl, 'change_pte_range');
-      addr = next;
-      yield 'change_pmd_range: cond_resched';
     }
-  });
+    a = p4dEnd;
+  }
+  return out;
+}
+
+/**
+ * Models change_protection() / change_pmd_range() over [from, to) of a VMA whose flags were
+ * already updated, under MMU_NOTIFY_PROTECTION_VMA invalidations ({@link protectionRanges}). A
+ * PMD seen huge without the lock is, after a window, changed in place under
+ * pmd_trans_huge_lock() (change_huge_pmd()) when wholly inside the range, or split first; PTEs
+ * change under the PTE lock.
+ */
+export function* changeProtection(core: Core, vma: Vma, from: number, to: number): KGen {
+  const mm = vma.mm;
+  for (const [start, end] of protectionRanges(core, mm, from, to))
+    yield* withInvalidation(mm, start, end, MMU_NOTIFY_PROTECTION_VMA, null, function* () {
+      let addr = start;
+      while (addr < end) {
+        const next = Math.min(end, (Math.floor(addr / PMD_SIZE) + 1) * PMD_SIZE);
+        const pmdT = pmdTableOf(core, mm, addr, false);
+        if (pmdT < 0) {
+          addr = next;
+          continue;
+        }
+        const mi = pmdIndex(addr);
+        const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
+        if (pmdIsHuge(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi))) {
+          yield 'change_pmd_range: PMD seen huge without the PMD lock';
+          if (addr === haddr && next - addr === PMD_SIZE) {
+            const ptl = pmdTransHugeLock(core, pmdT, haddr, 'change_huge_pmd');
+            if (ptl) {
+              const lo = ptLo(core, pmdT, mi);
+              const hi = ptHi(core, pmdT, mi);
+              ptSet(core, pmdT, mi, changeEntry(core, vma, lo, hi, entryPresent(lo)), hi);
+              mm.tlb.flushRange(haddr, haddr + PMD_SIZE);
+              ptlUnlock(core, ptl, 'change_huge_pmd');
+              addr = next;
+              yield 'change_pmd_range: cond_resched';
+              continue;
+            }
+          } else {
+            yield* splitHugePmd(core, vma, pmdT, haddr, false);
+          }
+        }
+        if (entryNone(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi))) {
+          addr = next;
+          continue;
+        }
+        const pteT = pteTableAt(core, mm, pmdT, addr, false);
+        if (pteT < 0) continue;
+        const ptl = pteLock(core, pteT, 'change_pte_range');
+        for (let a = addr; a < next; a += PAGE_SIZE) {
+          const i = pteIndex(a);
+          const plo = ptLo(core, pteT, i);
+          const phi = ptHi(core, pteT, i);
+          if (entryNone(plo, phi)) continue;
+          ptSet(core, pteT, i, changeEntry(core, vma, plo, phi, false), phi);
+        }
+        mm.tlb.flushRange(addr, next);
+        ptlUnlock(core, ptl, 'change_pte_range');
+        addr = next;
+        yield 'change_pmd_range: cond_resched';
+      }
+    });
 }
 
 /**

@@ -1,48 +1,118 @@
+import { EINVAL, EOVERFLOW } from '../constants.js';
 import type { Core } from '../core.js';
 import { waitEvent } from '../sched/locks.js';
 import type { KGen } from '../sched/task.js';
-import type { MmStruct, MmuIntervalNotifier, MmuNotifierRange } from './types.js';
+import {
+  MMU_NOTIFY_RELEASE,
+  type MmStruct,
+  type MmuIntervalNotifier,
+  type MmuNotifier,
+  type MmuNotifierRange,
+} from './types.js';
+
+/**
+ * Models ULONG_MAX as a range end (exit_mmap()'s unmap_vmas() and mn_itree_release() use
+ * [0, ULONG_MAX)): 2^64, which is the double nearest to 2^64 - 1.
+ */
+export const ULONG_MAX = 2 ** 64;
+
+/** Models the names of enum mmu_notifier_event, indexed by event. */
+export const MMU_NOTIFY_EVENT_NAMES: readonly string[] = [
+  'MMU_NOTIFY_UNMAP',
+  'MMU_NOTIFY_CLEAR',
+  'MMU_NOTIFY_PROTECTION_VMA',
+  'MMU_NOTIFY_PROTECTION_PAGE',
+  'MMU_NOTIFY_SOFT_DIRTY',
+  'MMU_NOTIFY_RELEASE',
+  'MMU_NOTIFY_MIGRATE',
+  'MMU_NOTIFY_EXCLUSIVE',
+];
 
 function overlaps(sub: MmuIntervalNotifier, range: MmuNotifierRange): boolean {
   return sub.end > range.start && sub.start < range.end;
 }
 
 /**
- * Models mmu_notifier_invalidate_range_start() for interval notifiers
- * (mm/mmu_notifier.c, mn_itree_inv_start_range()): active_invalidate_ranges++, the mm's
- * invalidate_seq becomes odd when an interval overlaps, and every overlapping subscription gets
- * ->invalidate(range, seq) (which may sleep on the driver's lock). The CPU TLB is flushed for the
- * range (the model couples the secondary-MMU invalidation with the CPU TLB shootdown).
+ * Models lockdep's __mmu_notifier_invalidate_range_start_map, per task: how many ->invalidate
+ * callbacks the task is inside. Taking the map again there (a nested invalidation, a
+ * read_begin or a remove from a callback) is lockdep's "possible recursive locking" WARN.
  */
-export function* mmuNotifierInvalidateRangeStart(range: MmuNotifierRange): KGen {
-  const mm = range.mm;
-  mm.tlb.flushRange(range.start, range.end);
-  mm.activeInvalidations++;
-  let any = false;
-  for (const sub of mm.notifiers) {
-    if (overlaps(sub, range)) {
-      any = true;
-      break;
-    }
-  }
-  if (!any) return;
-  mm.notifierSeq |= 1;
-  const seq = mm.notifierSeq;
-  for (const sub of [...mm.notifiers]) {
-    if (!overlaps(sub, range) || !mm.notifiers.has(sub)) continue;
-    yield* sub.ops.invalidate(sub, range, seq);
+const inCallback = new WeakMap<object, number>();
+
+function callbackDepth(mm: MmStruct): number {
+  const t = mm.host?.current;
+  return t ? (inCallback.get(t) ?? 0) : 0;
+}
+
+function* invokeInvalidate(sub: MmuIntervalNotifier, range: MmuNotifierRange, seq: number): KGen<boolean> {
+  const t = sub.mm.host?.current;
+  if (t) inCallback.set(t, (inCallback.get(t) ?? 0) + 1);
+  try {
+    return yield* sub.ops.invalidate(sub, range, seq);
+  } finally {
+    if (t) inCallback.set(t, (inCallback.get(t) ?? 1) - 1);
   }
 }
 
+/** Models lock_map_acquire(&__mmu_notifier_invalidate_range_start_map) from `site`. */
+function lockMapAcquire(mm: MmStruct, site: string): void {
+  if (callbackDepth(mm) > 0)
+    mm.host?.warn(
+      `${site}: possible recursive locking detected (__mmu_notifier_invalidate_range_start_map) from an mmu_interval_notifier ->invalidate callback`,
+    );
+}
+
 /**
- * Models mmu_notifier_invalidate_range_end() (mn_itree_inv_end()): when the last active
- * invalidation ends, invalidate_seq becomes even again and waiters in read_begin() wake.
+ * Models mmu_notifier_invalidate_range_start() (mm/mmu_notifier.c): first the interval
+ * notifiers (mn_itree_inv_start_range(): active_invalidate_ranges++, the mm's invalidate_seq
+ * becomes odd when an interval overlaps, and every overlapping subscription, in the interval
+ * tree's order, gets ->invalidate(range, seq), which may sleep on the driver's lock), then the
+ * hlist notifiers' ->invalidate_range_start(). The CPU TLB is flushed for the range (the model
+ * couples the secondary-MMU invalidation with the CPU TLB shootdown).
+ */
+export function* mmuNotifierInvalidateRangeStart(range: MmuNotifierRange): KGen {
+  const mm = range.mm;
+  lockMapAcquire(mm, 'mmu_notifier_invalidate_range_start');
+  mm.tlb.flushRange(range.start, range.end);
+  mm.activeInvalidations++;
+  for (const o of [...mm.notifierObservers]) o.start(range);
+  const hit = [...mm.notifiers].filter((sub) => overlaps(sub, range)).sort((a, b) => a.start - b.start);
+  if (hit.length) {
+    mm.notifierSeq |= 1;
+    const seq = mm.notifierSeq;
+    for (const sub of hit) {
+      if (!mm.notifiers.has(sub)) continue;
+      const ok = yield* invokeInvalidate(sub, range, seq);
+      // mn_itree_invalidate(): every range the model sends is blockable.
+      if (!ok) mm.host?.warn('mn_itree_invalidate: ->invalidate failed on a blockable range (WARN_ON)');
+    }
+  }
+  for (const sub of [...mm.notifierList]) sub.ops.invalidateRangeStart?.(sub, range);
+}
+
+/**
+ * Models mn_itree_inv_end(): when the last active invalidation ends and the sequence is odd,
+ * invalidate_seq becomes even again, the deferred inserts enter the tree, and waiters in
+ * read_begin() wake.
+ */
+function itreeInvEnd(mm: MmStruct): void {
+  mm.activeInvalidations--;
+  if (mm.activeInvalidations !== 0 || !(mm.notifierSeq & 1)) return;
+  mm.notifierSeq++;
+  for (const sub of mm.notifiersDeferred) mm.notifiers.add(sub);
+  mm.notifiersDeferred.clear();
+}
+
+/**
+ * Models mmu_notifier_invalidate_range_end(): mn_itree_inv_end() (see above), then the hlist
+ * notifiers' ->invalidate_range_end().
  */
 export function mmuNotifierInvalidateRangeEnd(range: MmuNotifierRange): void {
   const mm = range.mm;
   mm.tlb.flushRange(range.start, range.end);
-  mm.activeInvalidations--;
-  if (mm.activeInvalidations === 0 && mm.notifierSeq & 1) mm.notifierSeq++;
+  itreeInvEnd(mm);
+  for (const sub of [...mm.notifierList]) sub.ops.invalidateRangeEnd?.(sub, range);
+  for (const o of [...mm.notifierObservers]) o.end(range);
 }
 
 /**
@@ -85,23 +155,117 @@ export function* withInvalidationSync<T>(
 }
 
 /**
- * Models mmu_interval_notifier_insert(): not under invalidation, the subscription starts at
- * invalidate_seq - 1 (odd, never equal to the mm's sequence); while invalidations run (whose
- * ranges are unknown to it) the mm's sequence is made odd and the subscription starts at it, so
- * its first read_begin() waits for them to end.
+ * Models mmu_notifier_release() (__mmu_notifier_release(), called by exit_mmap() before the
+ * pages are unmapped): mn_itree_release() invalidates every interval subscription with an
+ * MMU_NOTIFY_RELEASE range over [0, ULONG_MAX) (they stay in the tree until their driver removes
+ * them), then mn_hlist_release() calls each hlist subscription's ->release() and unhashes it.
  */
-export function mmuIntervalNotifierInsert(sub: MmuIntervalNotifier): void {
-  const mm = sub.mm;
-  if (mm.activeInvalidations) {
-    mm.notifierSeq |= 1;
-    sub.seq = mm.notifierSeq;
-  } else sub.seq = mm.notifierSeq - 1;
-  mm.notifiers.add(sub);
+export function* mmuNotifierRelease(mm: MmStruct): KGen {
+  const range: MmuNotifierRange = { mm, start: 0, end: ULONG_MAX, event: MMU_NOTIFY_RELEASE, owner: null };
+  for (const o of [...mm.notifierObservers]) o.start(range);
+  if (mm.notifiers.size || mm.notifiersDeferred.size) {
+    mm.activeInvalidations++;
+    const hit = [...mm.notifiers].sort((a, b) => a.start - b.start);
+    if (hit.length) {
+      mm.notifierSeq |= 1;
+      const seq = mm.notifierSeq;
+      for (const sub of hit) {
+        if (!mm.notifiers.has(sub)) continue;
+        if (!(yield* invokeInvalidate(sub, range, seq)))
+          mm.host?.warn('mn_itree_release: ->invalidate returned false (WARN_ON)');
+      }
+    }
+    itreeInvEnd(mm);
+  }
+  for (const sub of [...mm.notifierList]) {
+    sub.ops.release?.(sub, mm);
+    mm.notifierList.delete(sub);
+  }
+  for (const o of [...mm.notifierObservers]) o.end(range);
 }
 
-/** Models mmu_interval_notifier_remove(). */
+/**
+ * Models mmu_notifier_register() of an hlist subscription: 0, or -EINVAL (with the kernel's
+ * BUG_ON as a WARN record) when the mm has no users left or the subscription is registered.
+ */
+export function mmuNotifierRegister(sub: MmuNotifier, mm: MmStruct): number {
+  if (mm.users <= 0) {
+    mm.host?.warn('mmu_notifier_register: BUG_ON(atomic_read(&mm->mm_users) <= 0)');
+    return -EINVAL;
+  }
+  if (sub.mm) {
+    mm.host?.warn('mmu_notifier_register: subscription already registered');
+    return -EINVAL;
+  }
+  sub.mm = mm;
+  mm.notifierList.add(sub);
+  return 0;
+}
+
+/**
+ * Models mmu_notifier_unregister(): ->release() if the subscription is still hashed (the mm
+ * was not torn down yet), then unhash it. Unregistering twice is harmless, as in the kernel.
+ */
+export function mmuNotifierUnregister(sub: MmuNotifier, mm: MmStruct): void {
+  if (mm.notifierList.has(sub)) {
+    sub.ops.release?.(sub, mm);
+    mm.notifierList.delete(sub);
+  }
+  sub.mm = null;
+}
+
+/**
+ * Models mmu_interval_notifier_insert() (__mmu_interval_notifier_insert()): returns 0 or
+ * -errno. A zero-length or overflowing range is -EOVERFLOW; an mm with no users left is a WARN
+ * and -EINVAL; inserting a subscription twice is a WARN and -EINVAL (the kernel would corrupt
+ * its tree). Not under invalidation, the subscription enters the tree at invalidate_seq - 1
+ * (odd, never equal to the mm's sequence). While invalidations run (their ranges unknown to
+ * it): if the mm's sequence is odd the insert is deferred to the last invalidate_range_end()
+ * (so running and new invalidations do not call it); otherwise the sequence is made odd and the
+ * subscription enters the tree now. Either way it starts at the mm's (odd) sequence, so its
+ * first read_begin() waits for the invalidations to end.
+ */
+export function mmuIntervalNotifierInsert(sub: MmuIntervalNotifier): number {
+  const mm = sub.mm;
+  if (!Number.isInteger(sub.start) || !Number.isInteger(sub.end) || sub.start < 0) return -EINVAL;
+  if (sub.end <= sub.start || sub.end > ULONG_MAX) return -EOVERFLOW;
+  if (mm.users <= 0) {
+    mm.host?.warn('mmu_interval_notifier_insert: WARN_ON(atomic_read(&mm->mm_users) <= 0)');
+    return -EINVAL;
+  }
+  if (mm.notifiers.has(sub) || mm.notifiersDeferred.has(sub)) {
+    mm.host?.warn('mmu_interval_notifier_insert: subscription already inserted');
+    return -EINVAL;
+  }
+  if (mm.activeInvalidations) {
+    if (mm.notifierSeq & 1) mm.notifiersDeferred.add(sub);
+    else {
+      mm.notifierSeq |= 1;
+      mm.notifiers.add(sub);
+    }
+    sub.seq = mm.notifierSeq;
+  } else {
+    sub.seq = mm.notifierSeq - 1;
+    mm.notifiers.add(sub);
+  }
+  return 0;
+}
+
+/**
+ * Models mmu_interval_notifier_remove(): once it returns, ->invalidate is not called again. A
+ * subscription not inserted (never, or removed already) is the kernel's
+ * WARN_ON(RB_EMPTY_NODE()) and nothing else changes; one whose insert is still deferred leaves
+ * the deferred list. Removing from inside an ->invalidate callback is lockdep's recursive
+ * locking WARN (the kernel would then wait for its own invalidation to end). Simplified: the
+ * kernel defers the tree removal to the last invalidate_range_end() and sleeps until then; the
+ * model removes at once (a callback already running on another task finishes).
+ */
 export function mmuIntervalNotifierRemove(sub: MmuIntervalNotifier): void {
-  sub.mm.notifiers.delete(sub);
+  const mm = sub.mm;
+  lockMapAcquire(mm, 'mmu_interval_notifier_remove');
+  if (mm.notifiersDeferred.delete(sub)) return;
+  if (!mm.notifiers.delete(sub))
+    mm.host?.warn('mmu_interval_notifier_remove: WARN_ON(RB_EMPTY_NODE(&interval_sub->interval_tree.rb))');
 }
 
 /**
@@ -112,6 +276,7 @@ export function mmuIntervalNotifierRemove(sub: MmuIntervalNotifier): void {
 export function* mmuIntervalReadBegin(core: Core, sub: MmuIntervalNotifier): KGen<number> {
   const mm = sub.mm;
   const seq = sub.seq;
+  lockMapAcquire(mm, 'mmu_interval_read_begin');
   if (seq === mm.notifierSeq) {
     yield* waitEvent(
       `mmu_interval_read_begin: invalidation of mm ${mm.id} in progress`,

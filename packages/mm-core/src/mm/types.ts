@@ -141,6 +141,48 @@ export class MmuIntervalNotifier {
   ) {}
 }
 
+/**
+ * Models struct mmu_notifier_ops for a struct mmu_notifier on the mm's hlist (the classic,
+ * non-interval subscription): ->invalidate_range_start/end see every invalidation of the mm
+ * with its range, ->release sees the mm's teardown (mmu_notifier_release()).
+ */
+export interface MmuNotifierOps {
+  /** Models ->invalidate_range_start() (blockable ranges only in this model). */
+  invalidateRangeStart?(sub: MmuNotifier, range: MmuNotifierRange): void;
+  /** Models ->invalidate_range_end(). */
+  invalidateRangeEnd?(sub: MmuNotifier, range: MmuNotifierRange): void;
+  /** Models ->release(): the mm's last user is gone, before its pages are unmapped. */
+  release?(sub: MmuNotifier, mm: MmStruct): void;
+}
+
+/** Models struct mmu_notifier (an hlist subscription, see mmu_notifier_register()). */
+export class MmuNotifier {
+  /** Models subscription->mm: set by mmu_notifier_register(). */
+  mm: MmStruct | null = null;
+  constructor(readonly ops: MmuNotifierOps) {}
+}
+
+/**
+ * Model-only: an observer of every invalidation the core mm sends on an mm (start and end of
+ * each range, including mmu_notifier_release()'s MMU_NOTIFY_RELEASE), whoever subscribes.
+ * What {@link MmStruct.notifierObservers} holds; see NotifierRecorder.
+ */
+export interface MmuNotifierObserver {
+  start(range: MmuNotifierRange): void;
+  end(range: MmuNotifierRange): void;
+}
+
+/**
+ * Model-only: what the mmu-notifier code needs from the machine an mm lives on (Core provides both): where
+ * WARN_ON()s go, and `current` (lockdep tracks __mmu_notifier_invalidate_range_start_map per task).
+ */
+export interface MmuNotifierHost {
+  /** Models WARN_ON(): record a warning. */
+  warn(message: string): void;
+  /** Models `current`. */
+  readonly current: object;
+}
+
 /** Models MM rss counters (enum NR_MM_COUNTERS). */
 export interface RssCounters {
   MM_FILEPAGES: number;
@@ -195,7 +237,16 @@ export class MmStruct {
   /** Models mm->pgtables_bytes (PTE/PMD/PUD tables, including deposited ones). */
   pgtablesBytes = 0;
   readonly tlb = new SoftTlb();
+  /** Models the interval tree of mm->notifier_subscriptions (itree). */
   readonly notifiers = new Set<MmuIntervalNotifier>();
+  /** Models notifier_subscriptions->deferred_list: inserts made while invalidating. */
+  readonly notifiersDeferred = new Set<MmuIntervalNotifier>();
+  /** Models notifier_subscriptions->list: the hlist of struct mmu_notifier subscriptions. */
+  readonly notifierList = new Set<MmuNotifier>();
+  /** Model-only: observers of the invalidations sent on this mm (see MmuNotifierObserver). */
+  readonly notifierObservers = new Set<MmuNotifierObserver>();
+  /** The machine this mm lives on (set when the mm is created by a process or fork). */
+  host: MmuNotifierHost | null = null;
   /** Models mm->mmap_base for the top-down allocator. */
   mmapBase = MMAP_BASE;
   /** Models mm_users: the mm is torn down when it reaches zero. */

@@ -105,7 +105,7 @@ export function accessOk(addr: bigint, size: bigint): boolean {
   return sum <= TASK && sum < U64;
 }
 
-/** The arguments of mmap(2) once sys_mmap() and do_mmap() have checked them. */
+/** Models the arguments of mmap(2) once sys_mmap() and do_mmap() have checked them. */
 export interface MmapArgs {
   /** The hint, or the MAP_FIXED address (below TASK_SIZE). */
   readonly addr: number;
@@ -170,7 +170,7 @@ export function mmapArgs(
   };
 }
 
-/** A checked address range: start and page-aligned end, both at most TASK_SIZE. */
+/** Models a checked user range [start, end) (start and page-aligned end, at most TASK_SIZE). */
 export interface UserRange {
   readonly start: number;
   readonly end: number;
@@ -228,7 +228,7 @@ export function madviseArgs(addr: unknown, len: unknown): UserRange | number {
   return { start: Number(s), end: end > top ? Number(top) : Number(end) };
 }
 
-/** The arguments of mremap(2) once check_mremap_params() has checked them. */
+/** Models the arguments of mremap(2) (struct vma_remap_struct) once check_mremap_params() has checked them. */
 export interface MremapArgs {
   readonly addr: number;
   /** PAGE_ALIGN(old_len): at most TASK_SIZE, or Infinity for a larger one (no VMA is that long). */
@@ -278,7 +278,7 @@ export function mremapArgs(
   return { addr: small(a), oldLen: small(oLen), newLen: small(nLen), flags: fl, newAddr: small(na) };
 }
 
-/** The registers of pread64(2)/pwrite64(2): fd (unsigned int), buf, count (size_t), pos (loff_t). */
+/** Models the registers of pread64(2)/pwrite64(2): fd (unsigned int), buf, count (size_t), pos (loff_t). */
 export interface RwRegs {
   readonly fd: number;
   /** A user address, or a host buffer (the model's extension for host code). */
@@ -297,7 +297,7 @@ export function rwRegs(fd: unknown, buf: unknown, count: unknown, pos: unknown):
   return { fd: f, buf: b, count: c, pos: p };
 }
 
-/** The arguments of pread(2)/pwrite(2) once vfs_read()/vfs_write() have checked them. */
+/** Models the arguments of pread64(2)/pwrite64(2) once vfs_read()/vfs_write() have checked them. */
 export interface RwArgs {
   /** The user address (below TASK_SIZE), or the host buffer. */
   readonly buf: number | Uint8Array;

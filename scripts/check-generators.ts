@@ -2,14 +2,14 @@
  * Lint: kernel paths are generator functions (KGen), composed with `yield*`. A call whose
  * generator is created and dropped (an expression statement), or a `yield gen` where `yield*
  * gen` was meant, silently does nothing: this check finds both, with the type checker, in every
- * workspace package and app. Run by `pnpm lint`.
+ * workspace package, app and example. Run by `pnpm lint`.
  */
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import ts from 'typescript';
 
 const root = new URL('..', import.meta.url).pathname;
-const dirs = ['packages', 'apps'].flatMap((d) =>
+const dirs = ['packages', 'apps', 'examples'].flatMap((d) =>
   readdirSync(join(root, d))
     .map((x) => join(root, d, x))
     .filter((p) => statSync(p).isDirectory()),

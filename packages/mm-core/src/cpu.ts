@@ -22,6 +22,8 @@ export const XLATE_BUS = -2;
 export const XLATE_OOM = -3;
 
 const TLB_MASK = 1023;
+/** The end of the user half of the x86-64 address space (TASK_SIZE_MAX + the guard page: 2^47). */
+const USER_SPACE_END = 2 ** 47;
 
 /** Where the last successful {@link walkPfn} found its leaf (module scratch: no allocation). */
 let leafTable = -1;
@@ -161,7 +163,8 @@ function walkRun(core: Core, mm: MmStruct, addr: number, write: boolean, maxPage
  * per run of physically contiguous pages (a whole THP at once), the fault handler for pages
  * that are not accessible, then a block copy per run. `dir` 'read' copies simulated memory
  * into buf, 'write' copies buf in. Returns 0 or the failing XLATE_* code (bytes before the
- * failing page were transferred).
+ * failing page were transferred). An address outside the user half of the address space (or a
+ * value that is no address) faults like an unmapped one (x86's access_ok()/#GP): XLATE_SEGV.
  */
 export function* accessBytes(
   core: Core,
@@ -175,8 +178,10 @@ export function* accessBytes(
   const len = buf.length;
   const write = dir === 'write';
   const tlb = mm.tlb;
+  if (!Number.isInteger(addr)) return XLATE_SEGV;
   while (done < len) {
     const a = addr + done;
+    if (a < 0 || a >= USER_SPACE_END) return XLATE_SEGV;
     const vpn = Math.floor(a / PAGE_SIZE);
     const off = a - vpn * PAGE_SIZE;
     const s = vpn & TLB_MASK;

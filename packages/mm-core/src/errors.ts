@@ -23,7 +23,9 @@ export class SignalDelivered extends Error {
   readonly addr: number;
   readonly pid: number;
   constructor(signo: number, pid: number, addr: number, why: string) {
-    super(`signal ${signo} delivered to pid ${pid} at 0x${addr.toString(16)}: ${why}`);
+    // A JavaScript caller may pass anything as the address: describe what it was.
+    const at = typeof addr === 'number' ? `0x${addr.toString(16)}` : String(addr);
+    super(`signal ${signo} delivered to pid ${pid} at ${at}: ${why}`);
     this.name = 'SignalDelivered';
     this.signo = signo;
     this.addr = addr;

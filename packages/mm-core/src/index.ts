@@ -47,5 +47,7 @@ export * from './phys/memmap.js';
 export * from './proc.js';
 export * from './process.js';
 export * from './report.js';
+export * from './rw.js';
 export * from './sched/index.js';
+export * from './syscall-args.js';
 export * from './vmstat.js';

@@ -1,4 +1,14 @@
-import { EEXIST, EINVAL, ENOENT, O_CREAT, O_EXCL, O_TMPFILE, PMD_SIZE } from './constants.js';
+import {
+  EEXIST,
+  EINVAL,
+  ENOENT,
+  O_CREAT,
+  O_EXCL,
+  O_TMPFILE,
+  PAGE_SIZE,
+  PMD_SIZE,
+  TASK_SIZE,
+} from './constants.js';
 import { Core, type CoreOptions } from './core.js';
 import { allocFolio } from './folio.js';
 import type { FileOperations, OpenFile } from './fs.js';
@@ -87,12 +97,15 @@ export class Kernel implements Host {
       *pread(file, buf, pos) {
         const proc = file.opener as Process;
         if (pos % 8 !== 0 || buf.length % 8 !== 0) return -EINVAL;
-        const n = buf.length / 8;
+        // Models pagemap_read(): entries only for [start, TASK_SIZE); none from beyond it.
+        const start = (pos / 8) * PAGE_SIZE;
+        if (start >= TASK_SIZE) return 0;
+        const n = Math.min(buf.length / 8, (TASK_SIZE - start) / PAGE_SIZE);
         const out = new BigUint64Array(n);
-        if (proc.state === 'running') yield* pagemapRead(core, proc.mm, (pos / 8) * 4096, n, out);
+        if (proc.state === 'running') yield* pagemapRead(core, proc.mm, start, n, out);
         const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
         for (let k = 0; k < n; k++) dv.setBigUint64(k * 8, out[k], true);
-        return buf.length;
+        return n * 8;
       },
     });
     this.devices.set(

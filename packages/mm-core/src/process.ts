@@ -23,6 +23,7 @@ import { allocTable } from './mm/pgtable.js';
 import { MmStruct, type Vma } from './mm/types.js';
 import { waitEvent } from './sched/locks.js';
 import type { KGen, Task } from './sched/task.js';
+import { argInt } from './syscall-args.js';
 import { Syscalls } from './syscalls.js';
 
 /** Models the task state as user space observes it through waitpid(). */
@@ -299,6 +300,7 @@ export class Process {
    * waited for here (it has no task of its own to finish), so this returns 0 (WNOHANG semantics).
    */
   waitpid(pid: number, status?: { value: number }, _options = 0): number {
+    if (argInt(pid) === undefined) return -EINVAL;
     // Models do_wait(): any child that has already exited is reaped first.
     const matching = [...this.children].filter((c) => pid === -1 || c.pid === pid);
     const child = matching.find((c) => c.state === 'zombie') ?? matching[0];
@@ -320,9 +322,13 @@ export class Process {
    * of them returns to user space; otherwise it exits now (the model runs its do_exit() here).
    */
   *killGen(pid: number, sig: number): KGen<number> {
-    const t = this.host.tasks.get(pid);
+    const target = argInt(pid);
+    const s = argInt(sig);
+    if (target === undefined || s === undefined) return -EINVAL;
+    const t = this.host.tasks.get(target);
     if (!(t instanceof Process) || t.state !== 'running') return -ESRCH;
-    if (!Number.isInteger(sig) || sig < 0 || sig > 64) return -EINVAL;
+    if (s < 0 || s > 64) return -EINVAL;
+    sig = s;
     if (sig === 0) return 0;
     t.fatalSignal = t.fatalSignal || sig;
     if (t.inKernel === 0) yield* t.exitGen(0, sig);

@@ -10,11 +10,12 @@ import {
   EACCES,
   EBADF,
   EEXIST,
-  EFAULT,
+  EFBIG,
   EINVAL,
   ENODEV,
   ENOMEM,
   ENOTTY,
+  EOVERFLOW,
   ESRCH,
   MAP_ANONYMOUS,
   MAP_FIXED,
@@ -44,7 +45,7 @@ import { protToVmFlags, sysMprotect } from './mm/mprotect.js';
 import { sysMremap } from './mm/mremap.js';
 import { withInvalidation } from './mm/notifier.js';
 import { mmapAccount } from './mm/overcommit.js';
-import { shmemNewInode, shmemRead, shmemTruncatePages, shmemWrite } from './mm/shmem.js';
+import { shmemNewInode, shmemTruncatePages } from './mm/shmem.js';
 import {
   type Inode,
   MMU_NOTIFY_CLEAR,
@@ -58,8 +59,19 @@ import {
 } from './mm/types.js';
 import { zapRange } from './mm/zap.js';
 import type { Process } from './process.js';
+import { vfsRead, vfsWrite } from './rw.js';
 import { LockFinding } from './sched/findings.js';
 import type { KGen } from './sched/task.js';
+import {
+  argInt,
+  argLong,
+  argUInt,
+  argULong,
+  MODEL_MAX_FILESIZE,
+  mmapArgs,
+  rwArgs,
+  rwRegs,
+} from './syscall-args.js';
 
 /** Models the generator form of a process's syscalls (what a task runs in the kernel). */
 export class Syscalls {
@@ -93,10 +105,15 @@ export class Syscalls {
     return v;
   }
 
-  /** Models mmap(2) (do_mmap() under mmap_write_lock). Returns the address or -errno. */
+  /**
+   * Models mmap(2) (sys_mmap(), do_mmap() under mmap_write_lock). Returns the address or -errno;
+   * arguments are checked as the kernel checks its registers ({@link mmapArgs}).
+   */
   *mmap(addr: number, length: number, prot: number, flags: number, fd = -1, offset = 0): KGen<number> {
     if (!this.p.alive) return -ESRCH;
-    return yield* this.run('mmap', this.mmapBody(addr, length, prot, flags, fd, offset));
+    const a = mmapArgs(addr, length, prot, flags, fd, offset);
+    if (typeof a === 'number') return a;
+    return yield* this.run('mmap', this.mmapBody(a.addr, a.len, a.prot, a.flags, a.fd, a.offset));
   }
 
   private *mmapBody(
@@ -161,8 +178,11 @@ export class Syscalls {
       if (shared && prot & PROT_WRITE && acc === O_RDONLY) return -EACCES;
       if (shared && acc === O_RDONLY) vmFlags &= ~VM_MAYWRITE;
       if (huge) return -EINVAL;
-      if (file.inode) inode = file.inode;
-      else if (!file.fops?.mmap) return -ENODEV;
+      if (file.inode) {
+        inode = file.inode;
+        // Models file_mmap_ok() for a regular file: the last page offset must fit in loff_t.
+        if (offset / PAGE_SIZE + pageAlign(length) / PAGE_SIZE >= 2 ** 51) return -EOVERFLOW;
+      } else if (!file.fops?.mmap) return -ENODEV;
     }
     if (shared) vmFlags |= VM_SHARED | VM_MAYSHARE;
     if (huge) {
@@ -192,7 +212,11 @@ export class Syscalls {
       inode = shmemNewInode(core, 'anon_hugepage');
       inode.size = len;
     }
-    const pgoff = inode || file ? offset / PAGE_SIZE : start / PAGE_SIZE;
+    // Models do_mmap()'s pgoff: the file offset; for private anonymous memory the address (for
+    // the anon_vma); shared anonymous memory ignores the offset (pgoff 0).
+    let pgoff = start / PAGE_SIZE;
+    if (file || (huge && inode)) pgoff = offset / PAGE_SIZE;
+    else if (inode) pgoff = 0;
     const vma = new Vma(mm, start, start + len, vmFlags, pgoff, inode);
     if (inode) {
       inode.mmaps.add(vma);
@@ -241,14 +265,15 @@ export class Syscalls {
   /** Models open(2)/openat(2): device files, tmpfs files, O_TMPFILE and pseudo files. */
   *open(path: string, flags: number): KGen<number> {
     if (!this.p.alive) return -ESRCH;
-    if (typeof path !== 'string' || !Number.isInteger(flags)) return -EINVAL;
+    const fl = argInt(flags);
+    if (typeof path !== 'string' || fl === undefined) return -EINVAL;
     yield 'open: path lookup';
-    const t = this.p.host.lookupPath(path, flags);
+    const t = this.p.host.lookupPath(path, fl);
     if (typeof t === 'number') return t;
     const f =
       'inode' in t
-        ? new OpenFile(path, flags, t.inode, null, this.p)
-        : new OpenFile(path, flags, null, t.fops, this.p);
+        ? new OpenFile(path, fl, t.inode, null, this.p)
+        : new OpenFile(path, fl, null, t.fops, this.p);
     if ('inode' in t) t.inode.refs++;
     if (f.fops?.open) {
       const r = f.fops.open(f);
@@ -259,75 +284,80 @@ export class Syscalls {
 
   /** Models close(2). */
   *close(fd: number): KGen<number> {
-    const f = this.p.fds.get(fd);
+    const n = argUInt(fd);
+    if (n === undefined) return -EINVAL;
+    const f = this.p.fds.get(n);
     if (!f) return -EBADF;
-    this.p.fds.delete(fd);
+    this.p.fds.delete(n);
     yield* this.run('close', this.p.releaseFile(f));
     return 0;
   }
 
-  /** Models ioctl(2): `arg` is a user address in this process. */
+  /**
+   * Models ioctl(2): `fd` and `cmd` are unsigned int, `arg` an unsigned long (a user address in
+   * this process for every ioctl of this model; one beyond the address space faults in the
+   * driver's copy_from_user(), -EFAULT).
+   */
   *ioctl(fd: number, cmd: number, arg: number): KGen<number> {
     if (!this.p.alive) return -ESRCH;
-    const f = this.p.fds.get(fd);
+    const n = argUInt(fd);
+    const c = argUInt(cmd);
+    const a = argULong(arg);
+    if (n === undefined || c === undefined || a === undefined) return -EINVAL;
+    const f = this.p.fds.get(n);
     if (!f) return -EBADF;
     if (!f.fops?.ioctl) return -ENOTTY;
-    return yield* this.run('ioctl', f.fops.ioctl(f, cmd >>> 0, arg, this.p));
+    return yield* this.run('ioctl', f.fops.ioctl(f, c, Number(a), this.p));
   }
 
-  private *userBuf(buf: number | Uint8Array, count: number): KGen<Uint8Array | number> {
-    if (buf instanceof Uint8Array) return buf.subarray(0, count);
-    const b = new Uint8Array(count);
-    return (yield* accessBytes(this.core, this.p.mm, buf, b, 'read')) < 0 ? -EFAULT : b;
-  }
-
-  /** Models pwrite(2). `buf` is a user address, or (an extension for host code) a Uint8Array. */
+  /**
+   * Models pwrite64(2) (ksys_pwrite64(), vfs_write()). `buf` is a user address, or (an extension
+   * for host code) a Uint8Array. Checks as {@link rwRegs} and {@link rwArgs}; bytes written or -errno.
+   */
   *pwrite(fd: number, buf: number | Uint8Array, count: number, offset: number): KGen<number> {
-    const f = this.p.fds.get(fd);
+    const r = rwRegs(fd, buf, count, offset);
+    if (typeof r === 'number') return r;
+    if (r.pos < 0n) return -EINVAL;
+    const f = this.p.fds.get(r.fd);
     if (!f || (f.flags & O_ACCMODE) === O_RDONLY) return -EBADF;
-    if (!Number.isInteger(count) || count < 0 || !Number.isInteger(offset) || offset < 0) return -EINVAL;
+    // Models FMODE_CAN_WRITE: a pseudo file without ->write_iter.
     if (!f.inode && !f.fops?.pwrite) return -EINVAL;
-    const inode = f.inode;
-    const core = this.core;
-    const self = this;
-    return yield* this.run(
-      'pwrite',
-      (function* () {
-        const b = yield* self.userBuf(buf, count);
-        if (typeof b === 'number') return b;
-        if (!inode) return f.fops?.pwrite ? yield* f.fops.pwrite(f, b, offset) : -EINVAL;
-        return shmemWrite(core, inode, b, offset);
-      })(),
-    );
+    const a = rwArgs(r);
+    if (typeof a === 'number') return a;
+    return yield* this.run('pwrite', vfsWrite(this.core, this.p.mm, f, a.buf, a.count, a.pos));
   }
 
-  /** Models pread(2). `buf` is a user address, or (an extension for host code) a Uint8Array. */
+  /**
+   * Models pread64(2) (ksys_pread64(), vfs_read()). `buf` is a user address, or (an extension
+   * for host code) a Uint8Array. Checks as {@link rwRegs} and {@link rwArgs}; bytes read or -errno.
+   */
   *pread(fd: number, buf: number | Uint8Array, count: number, offset: number): KGen<number> {
-    const f = this.p.fds.get(fd);
+    const r = rwRegs(fd, buf, count, offset);
+    if (typeof r === 'number') return r;
+    if (r.pos < 0n) return -EINVAL;
+    const f = this.p.fds.get(r.fd);
     if (!f || (f.flags & O_ACCMODE) === O_WRONLY) return -EBADF;
-    if (!Number.isInteger(count) || count < 0 || !Number.isInteger(offset) || offset < 0) return -EINVAL;
-    return yield* this.run('pread', this.preadBody(f, buf, count, offset));
+    // Models FMODE_CAN_READ: a pseudo file without ->read_iter.
+    if (!f.inode && !f.fops?.pread) return -EINVAL;
+    const a = rwArgs(r);
+    if (typeof a === 'number') return a;
+    return yield* this.run('pread', vfsRead(this.core, this.p.mm, f, a.buf, a.count, a.pos));
   }
 
-  private *preadBody(f: OpenFile, buf: number | Uint8Array, count: number, offset: number): KGen<number> {
-    const tmp = new Uint8Array(count);
-    let n: number;
-    if (f.inode) n = shmemRead(this.core, f.inode, tmp, offset);
-    else if (f.fops?.pread) n = yield* f.fops.pread(f, tmp, offset);
-    else return -EINVAL;
-    if (n < 0) return n;
-    if (buf instanceof Uint8Array) buf.set(tmp.subarray(0, Math.min(n, buf.length)));
-    else if ((yield* accessBytes(this.core, this.p.mm, buf, tmp.subarray(0, n), 'write')) < 0) return -EFAULT;
-    return n;
-  }
-
-  /** Models ftruncate(2) on a tmpfs file: shrinking unmaps and drops pages past the end. */
+  /**
+   * Models ftruncate(2) on a tmpfs file (do_sys_ftruncate(): a negative length is -EINVAL before
+   * the descriptor is looked up; a length beyond s_maxbytes is -EFBIG): shrinking unmaps and
+   * drops pages past the end.
+   */
   *ftruncate(fd: number, length: number): KGen<number> {
-    const f = this.p.fds.get(fd);
+    const len = argLong(length);
+    const n = argUInt(fd);
+    if (len === undefined || n === undefined || len < 0n) return -EINVAL;
+    const f = this.p.fds.get(n);
     if (!f) return -EBADF;
-    if (!Number.isInteger(length) || length < 0) return -EINVAL;
     if (!f.inode || (f.flags & O_ACCMODE) === O_RDONLY) return -EINVAL;
-    return yield* this.run('ftruncate', this.truncateBody(f.inode, length));
+    if (len > BigInt(MODEL_MAX_FILESIZE)) return -EFBIG;
+    return yield* this.run('ftruncate', this.truncateBody(f.inode, Number(len)));
   }
 
   private *truncateBody(inode: Inode, length: number): KGen<number> {

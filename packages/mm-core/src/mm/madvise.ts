@@ -12,7 +12,6 @@ import {
   MADV_NOHUGEPAGE,
   MADV_NORMAL,
   MADV_PAGEOUT,
-  PAGE_SIZE,
   PMD_SIZE,
 } from '../constants.js';
 import type { Core } from '../core.js';
@@ -29,6 +28,7 @@ import {
 } from '../pgtable/entry.js';
 import { PG_anon, PG_dirty, PG_lru } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
+import { argInt, madviseArgs } from '../syscall-args.js';
 import { anonVmaPrepare, linearPageIndex } from './anon.js';
 import { addMmCounter } from './counters.js';
 import { thpVmaAllowable } from './fault.js';
@@ -168,7 +168,8 @@ export function* sysMadvise(
   len: number,
   advice: number,
 ): KGen<number> {
-  if (!Number.isInteger(addr) || !Number.isInteger(len) || addr % PAGE_SIZE !== 0 || addr < 0) return -EINVAL;
+  const adv = argInt(advice);
+  if (adv === undefined) return -EINVAL;
   const known = [
     MADV_NORMAL,
     MADV_DONTNEED,
@@ -179,16 +180,17 @@ export function* sysMadvise(
     MADV_NOHUGEPAGE,
     MADV_COLLAPSE,
   ];
-  if (!known.includes(advice)) return -EINVAL;
-  if (len < 0) return -EINVAL;
-  const end = addr + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE;
-  if (end < addr) return -EINVAL;
-  if (end === addr) return 0;
-  const write = needMmapWrite(advice);
+  if (!known.includes(adv)) return -EINVAL;
+  const range = madviseArgs(addr, len);
+  if (typeof range === 'number') return range;
+  const start = range.start;
+  const end = range.end;
+  if (end === start) return 0;
+  const write = needMmapWrite(adv);
   if (write) yield* mmapWriteLock(core, mm, 'madvise_lock');
   else yield* mmapReadLock(core, mm, 'madvise_lock');
   try {
-    return yield* madviseLocked(core, mm, addr, end, advice);
+    return yield* madviseLocked(core, mm, start, end, adv);
   } finally {
     if (write) mmapWriteUnlock(core, mm, 'madvise_unlock');
     else mmapReadUnlock(core, mm, 'madvise_unlock');

@@ -1,6 +1,7 @@
 import { EINVAL, ENOMEM, HPAGE_PMD_NR, MMAP_MIN_ADDR, PAGE_SIZE, PMD_SIZE, TASK_SIZE } from '../constants.js';
 import type { Core } from '../core.js';
 import type { KGen } from '../sched/task.js';
+import { munmapArgs } from '../syscall-args.js';
 import { unlinkAnonVmas } from './anon.js';
 import { mmapReadUnlock, mmapWriteDowngrade, mmapWriteLock, mmapWriteUnlock } from './locking.js';
 import { mmuNotifierInvalidateRangeEnd, mmuNotifierInvalidateRangeStart } from './notifier.js';
@@ -95,11 +96,11 @@ export function* unmapRange(core: Core, mm: MmStruct, start: number, end: number
  * Models munmap(2) (__vm_munmap()): validation, mmap_write_lock, do_vmi_munmap() with the
  * downgrade, mmap_read_unlock. 0 or -EINVAL.
  */
-export function* sysMunmap(core: Core, mm: MmStruct, addr: number, len: number): KGen<number> {
-  if (!Number.isInteger(addr) || !Number.isInteger(len)) return -EINVAL;
-  if (addr % PAGE_SIZE !== 0 || addr < 0 || addr > TASK_SIZE) return -EINVAL;
-  const l = pageAlign(len);
-  if (len <= 0 || l > TASK_SIZE - addr) return -EINVAL;
+export function* sysMunmap(core: Core, mm: MmStruct, addrArg: number, lenArg: number): KGen<number> {
+  const range = munmapArgs(addrArg, lenArg);
+  if (typeof range === 'number') return range;
+  const addr = range.start;
+  const l = range.end - addr;
   yield* mmapWriteLock(core, mm, '__vm_munmap');
   // hugetlb VMAs must be unmapped on huge-page boundaries.
   for (const v of mm.vmas) {

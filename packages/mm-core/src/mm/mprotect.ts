@@ -7,6 +7,7 @@ import {
   PROT_EXEC,
   PROT_READ,
   PROT_WRITE,
+  TASK_SIZE,
 } from '../constants.js';
 import type { Core } from '../core.js';
 import {
@@ -28,6 +29,7 @@ import {
 } from '../pgtable/entry.js';
 import { PG_anon, PG_anon_exclusive } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
+import { argULong, mprotectArgs } from '../syscall-args.js';
 import { pmdIsHuge, pmdTransHugeLock, splitHugePmd } from './huge.js';
 import { mmapWriteLock, mmapWriteUnlock, pteLock, ptlUnlock } from './locking.js';
 import { withInvalidation } from './notifier.js';
@@ -183,16 +185,16 @@ export function* sysMprotect(
   len: number,
   prot: number,
 ): KGen<number> {
-  if (!Number.isInteger(addr) || !Number.isInteger(len) || !Number.isInteger(prot)) return -EINVAL;
-  if (addr % PAGE_SIZE !== 0 || addr < 0) return -EINVAL;
-  if (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | 0x01000000 | 0x02000000)) return -EINVAL;
-  if (len === 0) return 0;
-  if (len < 0) return -EINVAL;
-  const end = addr + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE;
-  if (end <= addr || end > 2 ** 47) return -ENOMEM;
+  const p = argULong(prot);
+  if (p === undefined) return -EINVAL;
+  const range = mprotectArgs(addr, len);
+  if (typeof range === 'number') return range;
+  if (p & ~BigInt(PROT_READ | PROT_WRITE | PROT_EXEC | 0x01000000 | 0x02000000)) return -EINVAL;
+  // No VMA reaches past TASK_SIZE: the kernel's walk ends at a hole there (-ENOMEM).
+  if (range.end > TASK_SIZE) return -ENOMEM;
   yield* mmapWriteLock(core, mm, 'do_mprotect_pkey');
   try {
-    return yield* mprotectLocked(core, mm, addr, end, prot);
+    return yield* mprotectLocked(core, mm, range.start, range.end, Number(p));
   } finally {
     mmapWriteUnlock(core, mm, 'do_mprotect_pkey');
   }

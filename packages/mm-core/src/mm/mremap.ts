@@ -12,14 +12,15 @@ import {
 import type { Core } from '../core.js';
 import { entryNone } from '../pgtable/entry.js';
 import type { KGen } from '../sched/task.js';
+import { mremapArgs } from '../syscall-args.js';
 import { anonVmaClone } from './anon.js';
 import { depositTable, pmdIsHuge, splitHugePmd, withdrawTable } from './huge.js';
 import { mmapWriteLock, mmapWriteUnlock, pmdLock, pteLock, ptlUnlock } from './locking.js';
-import { getUnmappedArea, pageAlign, rangeFree, unmapRange } from './mmap.js';
+import { getUnmappedArea, rangeFree, unmapRange } from './mmap.js';
 import { withInvalidation } from './notifier.js';
 import { mremapAccount } from './overcommit.js';
 import { freeEmptyTables, pmdIndex, pmdTableOf, pteIndex, pteTableOf, ptHi, ptLo, ptSet } from './pgtable.js';
-import { MMU_NOTIFY_UNMAP, type MmStruct, VM_HUGETLB, VM_SHARED, Vma } from './types.js';
+import { MMU_NOTIFY_UNMAP, type MmStruct, VM_HUGETLB, VM_MAYSHARE, VM_SHARED, Vma } from './types.js';
 import { splitHugePmdAt } from './vma.js';
 
 /** Models take_rmap_locks(): the anon_vma (or i_mmap) lock of the VMA, for write. */
@@ -138,21 +139,11 @@ export function* sysMremap(
   flags: number,
   newAddr: number,
 ): KGen<number> {
-  if (![oldAddr, oldLen, newLen, flags, newAddr].every(Number.isInteger)) return -EINVAL;
-  if (flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP)) return -EINVAL;
-  if (flags & MREMAP_FIXED && !(flags & MREMAP_MAYMOVE)) return -EINVAL;
-  if (flags & MREMAP_DONTUNMAP && (!(flags & MREMAP_MAYMOVE) || oldLen !== newLen)) return -EINVAL;
-  if (oldAddr % PAGE_SIZE !== 0 || oldAddr < 0) return -EINVAL;
-  const oLen = pageAlign(oldLen);
-  const nLen = pageAlign(newLen);
-  if (nLen === 0 || nLen > TASK_SIZE) return -EINVAL;
-  if (flags & MREMAP_FIXED) {
-    if (newAddr % PAGE_SIZE !== 0 || newAddr + nLen > TASK_SIZE) return -EINVAL;
-    if (newAddr < oldAddr + oLen && oldAddr < newAddr + nLen) return -EINVAL;
-  }
+  const args = mremapArgs(oldAddr, oldLen, newLen, flags, newAddr);
+  if (typeof args === 'number') return args;
   yield* mmapWriteLock(core, mm, 'do_mremap');
   try {
-    return yield* mremapLocked(core, mm, oldAddr, oLen, nLen, flags, newAddr);
+    return yield* mremapLocked(core, mm, args.addr, args.oldLen, args.newLen, args.flags, args.newAddr);
   } finally {
     mmapWriteUnlock(core, mm, 'do_mremap');
   }
@@ -168,9 +159,19 @@ function* mremapLocked(
   flags: number,
   newAddr: number,
 ): KGen<number> {
-  let vma = mm.vmaLookup(oldAddr);
+  let vma = oldAddr <= TASK_SIZE ? mm.vmaLookup(oldAddr) : undefined;
   if (!vma || oldAddr + Math.max(oLen, PAGE_SIZE) > vma.end) return -EFAULT;
   if (vma.flags & VM_HUGETLB) return -EINVAL;
+  // Models remap_is_valid(): old_len 0 'duplicates' a shared mapping only.
+  if (oLen === 0 && !(vma.flags & (VM_SHARED | VM_MAYSHARE))) return -EINVAL;
+  if (flags & (MREMAP_FIXED | MREMAP_DONTUNMAP)) {
+    // Models mremap_to(): a new length or address beyond TASK_SIZE, or overlapping ranges.
+    if (nLen > TASK_SIZE || newAddr > TASK_SIZE - nLen) return -EINVAL;
+    if (newAddr < oldAddr + oLen && oldAddr < newAddr + nLen) return -EINVAL;
+  } else if (nLen > TASK_SIZE) {
+    // Growing past the address space: neither in place nor by a move (get_unmapped_area()).
+    return -ENOMEM;
+  }
   if (flags & MREMAP_DONTUNMAP && vma.flags & VM_SHARED && !vma.file) return -EINVAL;
   if (mremapAccount(core, mm, vma, oLen, nLen, (flags & MREMAP_DONTUNMAP) !== 0) < 0) return -ENOMEM;
   // Models do_mremap(): MREMAP_FIXED and MREMAP_DONTUNMAP always go through mremap_to().

@@ -52,13 +52,6 @@ export const KERNEL_BUGS: readonly KernelBugSwitch[] = [
     title: 'device-private large folios are put on the deferred-split queue',
   },
   {
-    id: 'F1',
-    fixes: 'd245f9b4ab80',
-    pkg: 'zone-device',
-    race: false,
-    title: 'a freed large device folio keeps stale compound metadata; the next small allocation is corrupted',
-  },
-  {
     id: 'F5',
     fixes: '368076f52ebe',
     pkg: 'mm-core',
@@ -74,18 +67,11 @@ export const KERNEL_BUGS: readonly KernelBugSwitch[] = [
       'MADV_COLD/PAGEOUT racing with a migration to device: VM_BUG_ON in madvise_cold_or_pageout_pte_range',
   },
   {
-    id: 'F8',
-    fixes: '65edfda6f3f2',
+    id: 'F10',
+    fixes: 'rmap patch (folded in before merge)',
     pkg: 'mm-core',
     race: false,
-    title: 'page_vma_mapped_walk() returns a device-private PMD without checking it is the one asked for',
-  },
-  {
-    id: 'F9',
-    fixes: '65edfda6f3f2',
-    pkg: 'mm-core',
-    race: false,
-    title: 'set_pmd_migration_entry() reads write/soft-dirty/uffd-wp of a device-private PMD as present bits',
+    title: 'remove_migration_pmd() overwrites the migration entry with the device-private one, then tests it',
   },
   {
     id: 'F11',
@@ -103,11 +89,11 @@ export const KERNEL_BUGS: readonly KernelBugSwitch[] = [
     title: "migrate_vma_insert_huge_pmd_page()'s unlock-and-abort path leaks the preallocated page table",
   },
   {
-    id: 'F13',
+    id: 'F14',
     fixes: 'a30b48bf1b24',
-    pkg: 'migrate-vma',
-    race: true,
-    title: 'migrate_vma_collect_huge_pmd() unlocks the PMD lock twice after waiting on a migration entry',
+    pkg: 'mm-core',
+    race: false,
+    title: 'pagemap over a device-private PMD: a stale WARN in pagemap_pmd_range_thp()',
   },
   {
     id: 'F15',
@@ -117,18 +103,18 @@ export const KERNEL_BUGS: readonly KernelBugSwitch[] = [
     title: 'munmap racing with a PMD migration: the huge-PMD clear asserts on a non-present entry',
   },
   {
-    id: 'F17',
-    fixes: 'hmm_range_fault (mm/hmm.c)',
-    pkg: 'mm-core',
-    race: true,
-    title: 'hmm_range_fault() retries forever while migrations keep invalidating the range',
-  },
-  {
     id: 'F23',
     fixes: 'lib/test_hmm.c',
     pkg: 'test-hmm',
     race: false,
     title: 'closing the dmirror file does not evict its device pages: use-after-free (CVE-2026-46280)',
+  },
+  {
+    id: 'F28',
+    fixes: 'migrate_vma_split_folio (mm/migrate_device.c)',
+    pkg: 'migrate-vma',
+    race: true,
+    title: 'migrate_vma_split_folio() takes its folio reference after dropping the PTE lock: the folio can be freed first',
   },
   {
     id: 'F30',

@@ -267,6 +267,10 @@ export class Syscalls {
     if (!this.p.alive) return -ESRCH;
     const fl = argInt(flags);
     if (typeof path !== 'string' || fl === undefined) return -EINVAL;
+    return yield* this.run('open', this.openBody(path, fl));
+  }
+
+  private *openBody(path: string, fl: number): KGen<number> {
     yield 'open: path lookup';
     const t = this.p.host.lookupPath(path, fl);
     if (typeof t === 'number') return t;

@@ -22,19 +22,29 @@ export function checkNouveau(drm: NouveauDrm): string[] {
   if (!dmem) return out;
   const core = drm.core;
   const m = core.map;
-  const listed = new Set<number>();
+  // Marks of listed pages, by offset in the span of all chunks (no per-page objects).
+  let lo = Number.POSITIVE_INFINITY;
+  let hi = 0;
+  for (const c of dmem.chunks) {
+    lo = Math.min(lo, c.pagemap.startPfn);
+    hi = Math.max(hi, c.pagemap.endPfn);
+  }
+  const marks = new Uint8Array(Math.max(0, hi - lo));
+  const isListed = (p: number) => p >= lo && p < hi && marks[p - lo] === 1;
+  let last: ReturnType<typeof nouveauPageToChunk>;
   const walk = (name: string, head: number, large: boolean) => {
     for (let p = head; p !== 0; p = m.priv[p]) {
-      if (listed.has(p)) {
-        out.push(`nouveau ${name}: pfn ${hex(p)} listed twice (or the list has a cycle)`);
-        return;
-      }
-      listed.add(p);
-      const chunk = nouveauPageToChunk(drm, p);
-      if (!chunk) {
+      const chunk =
+        last && p >= last.pagemap.startPfn && p < last.pagemap.endPfn ? last : (last = nouveauPageToChunk(drm, p));
+      if (!chunk || p < lo || p >= hi) {
         out.push(`nouveau ${name}: pfn ${hex(p)} is not a page of a live chunk`);
         return;
       }
+      if (marks[p - lo]) {
+        out.push(`nouveau ${name}: pfn ${hex(p)} listed twice (or the list has a cycle)`);
+        return;
+      }
+      marks[p - lo] = 1;
       // A fresh free folio from chunk_alloc was never initialised (order 0); a freed one keeps order 9.
       const order = m.head[p] === p ? m.folioOrder(p) : -1;
       if (large ? order !== 0 && order !== DMEM_FOLIO_ORDER : order !== 0)
@@ -43,13 +53,14 @@ export function checkNouveau(drm: NouveauDrm): string[] {
       if (m.flags[p] & PG_locked) out.push(`nouveau ${name}: pfn ${hex(p)} is locked: ${dumpFolio(core, p)}`);
       if (large && (p - chunk.pagemap.startPfn) % DMEM_CHUNK_NPAGES !== 0)
         out.push(`nouveau ${name}: folio ${hex(p)} is not ${DMEM_CHUNK_NPAGES}-page aligned in its chunk`);
+      if (out.length > 50) return;
     }
   };
   walk('free_pages', dmem.freePages, false);
   walk('free_folios', dmem.freeFolios, true);
-  for (let f = dmem.freeFolios; f !== 0 && listed.has(f); f = m.priv[f]) {
+  for (let f = dmem.freeFolios; f !== 0 && isListed(f); f = m.priv[f]) {
     for (let k = 1; k < DMEM_CHUNK_NPAGES; k++) {
-      if (listed.has(f + k))
+      if (isListed(f + k))
         out.push(`nouveau: pfn ${hex(f + k)} is on free_pages inside free folio ${hex(f)}`);
       if (m.refcount[f + k] !== 0)
         out.push(`nouveau: pfn ${hex(f + k)} inside free folio ${hex(f)} is allocated`);

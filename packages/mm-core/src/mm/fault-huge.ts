@@ -26,6 +26,7 @@ import {
   mkPmdLo,
 } from '../pgtable/entry.js';
 import { PG_anon, PG_anon_exclusive, PG_dirty, PG_locked, PG_lru, PG_reserved } from '../phys/memmap.js';
+import { spinRetry } from '../sched/locks.js';
 import type { KGen } from '../sched/task.js';
 import { anonVmaPrepare, linearPageIndex } from './anon.js';
 import { addMmCounter } from './counters.js';
@@ -221,7 +222,7 @@ export function* deviceFault(
   if (!folioTrylock(core, head)) {
     ptlUnlock(core, ptl, site);
     if (pte) yield* folioWaitLocked(core, head, 'device-private entry wait');
-    else yield `${site}: device folio locked by another task, retry`;
+    else yield* spinRetry(core.sched, `${site}: device folio locked by another task, retry`);
     return 0;
   }
   folioGet(core, head);

@@ -18,6 +18,7 @@ import {
 } from '../pgtable/entry.js';
 import { PG_anon, PG_anon_exclusive, PG_zone_device } from '../phys/memmap.js';
 import { LivelockFinding } from '../sched/findings.js';
+import { spinRetry } from '../sched/locks.js';
 import type { KGen } from '../sched/task.js';
 import { handleMmFault } from './fault.js';
 import { splitHugePmd } from './huge.js';
@@ -183,7 +184,7 @@ export function* makeDeviceExclusive(core: Core, mm: MmStruct, addr: number, own
     if (done) return pfn;
     folioUnlock(core, head);
     folioPut(core, head);
-    yield 'make_device_exclusive: page changed under us, retry';
+    yield* spinRetry(core.sched, 'make_device_exclusive: page changed under us, retry');
   }
 }
 

@@ -353,9 +353,18 @@ function removeMigrationPtesLocked(core: Core, src: number, dst: number): void {
         const mi = pmdIndex(h.addr);
         const lo = ptLo(core, h.pmdT, mi);
         const type = swpType(lo);
-        const write = type === SWP_MIGRATION_WRITE;
+        let write = type === SWP_MIGRATION_WRITE;
         const exclusive = dstAnon && type !== SWP_MIGRATION_READ;
         let nlo: number;
+        if (dstDevice && core.bug('F10')) {
+          // Bug F10 (fixed in the series before merge, "fix override of entry in
+          // remove_migration_pmd"): the device-private entry was built from the new PMD's
+          // protection (never writable for a private mapping) and overwrote `entry`, so the
+          // later migration-entry tests read a device-private entry: write lost, and the
+          // young test's assertion fires.
+          write = false;
+          core.warn('remove_migration_pmd: VM_WARN_ON_ONCE(!softleaf_is_migration(entry)) in softleaf_is_migration_young()');
+        }
         if (dstDevice) {
           nlo = mkSwpLo(
             write ? SWP_DEVICE_WRITE : SWP_DEVICE_READ,

@@ -287,3 +287,23 @@ export function* waitEvent(
   const c: WaitCond = { what, ready: cond, holders, sleeping: true };
   while (!cond()) yield c;
 }
+
+/**
+ * Models a busy retry: a path that found something locked by another CPU and retries at once
+ * (a fault returning 0 so the access repeats, cpu_relax() in a loop). The task spins until some
+ * other task has run a step: the holder lives on another CPU and keeps running while this one
+ * spins. Without this, a strict-priority schedule (PCT) would let the spinner starve the holder,
+ * which real CPUs do not. If no other task can run, the spin is a deadlock (reported as one).
+ */
+export function* spinRetry(sched: Scheduler, site: string): KGen {
+  const me = sched.current;
+  const mark = sched.steps;
+  const mine = me.steps;
+  const c: WaitCond = {
+    what: `${site} (spinning until another CPU makes progress)`,
+    ready: () => sched.steps - mark > me.steps - mine,
+    holders: () => [],
+    sleeping: false,
+  };
+  yield c;
+}

@@ -16,6 +16,7 @@ function overlaps(sub: MmuIntervalNotifier, range: MmuNotifierRange): boolean {
  */
 export function* mmuNotifierInvalidateRangeStart(range: MmuNotifierRange): KGen {
   const mm = range.mm;
+  if (mm.events) mm.events.mmuInvalidations++;
   mm.tlb.flushRange(range.start, range.end);
   mm.activeInvalidations++;
   let any = false;

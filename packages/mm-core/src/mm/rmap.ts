@@ -421,7 +421,11 @@ function removeMigrationPte(
   const exclusive = dstAnon && type !== SWP_MIGRATION_READ;
   let nlo: number;
   if (dstDevice) {
-    nlo = mkSwpLo(write ? SWP_DEVICE_WRITE : SWP_DEVICE_READ, page, lo & (_PAGE_SWP_SOFT_DIRTY | _PAGE_SWP_UFFD_WP));
+    nlo = mkSwpLo(
+      write ? SWP_DEVICE_WRITE : SWP_DEVICE_READ,
+      page,
+      lo & (_PAGE_SWP_SOFT_DIRTY | _PAGE_SWP_UFFD_WP),
+    );
   } else {
     nlo = mkPteLo(page, write, (lo & SWP_MIG_DIRTY) !== 0, (lo & SWP_MIG_YOUNG) !== 0, protnone);
     if (lo & _PAGE_SWP_SOFT_DIRTY) nlo = (nlo | _PAGE_SOFT_DIRTY) >>> 0;

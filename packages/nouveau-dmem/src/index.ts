@@ -62,4 +62,4 @@ export type {
   NouveauOptions,
   NouveauSvmm,
 } from './types.js';
-export { CopyEngine, Vram } from './vram.js';
+export { CopyEngine, type CopyEngineTiming, DEFAULT_COPY_TIMING, Vram } from './vram.js';

@@ -48,4 +48,5 @@ export * from './proc.js';
 export * from './process.js';
 export * from './report.js';
 export * from './sched/index.js';
+export * from './signal.js';
 export * from './vmstat.js';

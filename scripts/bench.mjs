@@ -47,9 +47,9 @@ function run(name, cmd, args, { cwd = root, json = join(tmp, `${name}.json`), en
   return existsSync(json) ? JSON.parse(readFileSync(json, 'utf8')) : null;
 }
 
-const min = (xs) => (xs && xs.length ? Math.min(...xs) : Number.NaN);
+const min = (xs) => (xs?.length ? Math.min(...xs) : Number.NaN);
 const median = (xs) => {
-  if (!xs || !xs.length) return Number.NaN;
+  if (!xs?.length) return Number.NaN;
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
 };
@@ -118,7 +118,12 @@ for (const row of run0?.rows ?? []) {
   const dir = (d) => {
     const thp = leg('thp', d);
     const base = leg('regular', d);
-    return { thp, base, speedup: round(base.cpuMs / thp.cpuMs, 2), wallSpeedup: round(base.wallMs / thp.wallMs, 2) };
+    return {
+      thp,
+      base,
+      speedup: round(base.cpuMs / thp.cpuMs, 2),
+      wallSpeedup: round(base.wallMs / thp.wallMs, 2),
+    };
   };
   sizes.push({
     label: row.label,
@@ -160,7 +165,10 @@ const report = {
         sizes,
       }
     : null,
-  faults: mmcore && !mmcore.error ? { fault4k: mmcore.fault4k, faultThp: mmcore.faultThp, regionBytes: mmcore.regionBytes } : null,
+  faults:
+    mmcore && !mmcore.error
+      ? { fault4k: mmcore.fault4k, faultThp: mmcore.faultThp, regionBytes: mmcore.regionBytes }
+      : null,
   bulkAccess: mmcore && !mmcore.error ? { memcpyGiBs: mmcore.memcpyGiBs, ...mmcore.bulk } : null,
   migrateVma: migrateVma && !migrateVma.error ? migrateVma : null,
   gpuFault: gpuFault && !gpuFault.error ? gpuFault : null,
@@ -201,7 +209,11 @@ if (sizes.length) {
         yLog: true,
         xTicks,
         series: [
-          { name: 'memcpy (same run)', points: sizes.map((s) => [s.bytes, s.memcpy.GiBs / COPIES[d]]), dash: true },
+          {
+            name: 'memcpy (same run)',
+            points: sizes.map((s) => [s.bytes, s.memcpy.GiBs / COPIES[d]]),
+            dash: true,
+          },
           { name: 'THP', points: sizes.map((s) => [s.bytes, s[d].thp.GiBs]) },
           { name: '4 KiB pages', points: sizes.map((s) => [s.bytes, s[d].base.GiBs]) },
         ],
@@ -223,8 +235,16 @@ if (report.faults || report.boot) {
       [Math.min(...xs), v],
       [Math.max(...xs), v],
     ];
-    faultSeries.push({ name: 'warm 4 KiB (1 GiB machine)', points: flat(report.faults.fault4k.warmPerSec), dash: true });
-    faultSeries.push({ name: 'warm THP, in 4 KiB pages', points: flat(report.faults.faultThp.warmPagesPerSec), dash: true });
+    faultSeries.push({
+      name: 'warm 4 KiB (1 GiB machine)',
+      points: flat(report.faults.fault4k.warmPerSec),
+      dash: true,
+    });
+    faultSeries.push({
+      name: 'warm THP, in 4 KiB pages',
+      points: flat(report.faults.faultThp.warmPagesPerSec),
+      dash: true,
+    });
   }
   writeFileSync(
     join(outDir, 'faults.svg'),
@@ -259,11 +279,76 @@ if (report.boot?.some((m) => !m.error)) {
   );
 }
 
-// Summary.
+// Summary (also written as bench/results/latest.md, the tables the README shows).
 const pct = (x) => (x === null || x === undefined ? '-' : `${(x * 100).toFixed(0)} %`);
 const f2 = (x) => (x === null || x === undefined ? '-' : x.toFixed(2));
+const md = [
+  `Generated ${report.generated} by \`pnpm bench\` (node ${report.node}, ${report.host.cpus} CPUs, load ${report.host.loadavg.join(' ')}).`,
+  '',
+];
+if (big) {
+  md.push(
+    `Migration of ${big.bytes / MiB} MiB through the dmirror driver (hmm-tests \`benchmark_thp_migration\`), host CPU time, best of ${run0.iterations}; memcpy of ${big.bytes / MiB} MiB in the same process: ${f2(big.memcpy.GiBs)} GiB/s. "of memcpy" counts the copies each direction makes (S→D ${COPIES.s2d}, D→S ${COPIES.d2s}).`,
+    '',
+    '| direction | THP GiB/s | THP of memcpy | 4 KiB GiB/s | 4 KiB of memcpy | THP / 4 KiB | wall: THP, 4 KiB of memcpy |',
+    '|---|---|---|---|---|---|---|',
+  );
+  for (const d of ['s2d', 'd2s'])
+    md.push(
+      `| ${d === 's2d' ? 'system → device' : 'device → system'} | ${f2(big[d].thp.GiBs)} | ${pct(big[d].thp.ofMemcpy)} | ${f2(big[d].base.GiBs)} | ${pct(big[d].base.ofMemcpy)} | ${f2(big[d].speedup)}× | ${pct(big[d].thp.wallOfMemcpy)}, ${pct(big[d].base.wallOfMemcpy)} |`,
+    );
+  md.push('');
+}
+if (big?.events?.thp && big?.events?.base) {
+  const per = big.bytes / (2 * MiB);
+  md.push(
+    `Kernel events of one ${big.bytes / MiB} MiB migration (\`core.events\`), and per 2 MiB:`,
+    '',
+    '| event | S→D THP | S→D 4 KiB | D→S THP | D→S 4 KiB | per 2 MiB, THP : 4 KiB |',
+    '|---|---|---|---|---|---|',
+  );
+  for (const k of Object.keys(big.events.thp.s2d)) {
+    const t = big.events.thp.d2s[k];
+    const b = big.events.base.d2s[k];
+    md.push(
+      `| ${k} | ${big.events.thp.s2d[k]} | ${big.events.base.s2d[k]} | ${t} | ${b} | ${+(t / per).toFixed(1)} : ${+(b / per).toFixed(1)} |`,
+    );
+  }
+  md.push('');
+}
+if (report.gpuFault) {
+  const g = report.gpuFault;
+  md.push(
+    `2 MiB GPU fault served by migration to VRAM (nouveau model; copy-engine time MODELLED: ${g.deviceTimeModel.launchNs / 1000} µs per launch + bytes at ${g.deviceTimeModel.hostBytesPerNs} GB/s):`,
+    '',
+    '| | host CPU µs | copy engine µs (modelled) | copy launches | GPU page | Intel Xe (published) µs |',
+    '|---|---|---|---|---|---|',
+    `| THP | ${g.thp.hostUs.toFixed(0)} | ${g.thp.deviceUs.toFixed(0)} | ${g.thp.copyLaunches} | 2 MiB | ${g.xeUs.thp} |`,
+    `| 4 KiB pages | ${g.base.hostUs.toFixed(0)} | ${g.base.deviceUs.toFixed(0)} | ${g.base.copyLaunches} | 4 KiB | ${g.xeUs.base} |`,
+    `| speedup | ${g.summary.hostSpeedup.toFixed(1)}× | ${g.summary.modelledDeviceSpeedup.toFixed(1)}× | | | ${g.summary.xeSpeedup.toFixed(1)}× |`,
+    '',
+  );
+}
+if (report.boot) {
+  md.push('| RAM | boot ms | boot RSS MiB | peak RSS MiB | cold 4 KiB faults/s |', '|---|---|---|---|---|');
+  for (const m of report.boot)
+    md.push(
+      m.error
+        ? `| ${m.label} | failed: ${m.error} | | | |`
+        : `| ${m.label} | ${m.bootMs} | ${(m.bootRssBytes / MiB).toFixed(1)} | ${(m.peakRssBytes / MiB).toFixed(1)} | ${m.fault4kColdPerSec.toLocaleString('en')} |`,
+    );
+  md.push('');
+}
+if (report.faults)
+  md.push(
+    `Fault-in (1 GiB machine, 256 MiB, wall clock): 4 KiB warm ${report.faults.fault4k.warmPerSec.toLocaleString('en')}/s, cold ${report.faults.fault4k.coldPerSec.toLocaleString('en')}/s; THP warm ${report.faults.faultThp.warmPerSec.toLocaleString('en')}/s (${report.faults.faultThp.warmPagesPerSec.toLocaleString('en')} pages/s).`,
+    '',
+  );
+writeFileSync(join(outDir, 'latest.md'), `${md.join('\n')}\n`);
 console.log('\n=== summary (host CPU time, best of the timed iterations)');
-console.log('| size | dir | memcpy GiB/s | THP GiB/s | THP of memcpy | 4 KiB GiB/s | 4 KiB of memcpy | THP/4 KiB |');
+console.log(
+  '| size | dir | memcpy GiB/s | THP GiB/s | THP of memcpy | 4 KiB GiB/s | 4 KiB of memcpy | THP/4 KiB |',
+);
 console.log('|---|---|---|---|---|---|---|---|');
 for (const s of sizes)
   for (const d of ['s2d', 'd2s'])
@@ -274,8 +359,13 @@ if (big?.events?.thp && big?.events?.base) {
   console.log(`\nkernel events per migration of ${big.bytes / MiB} MiB (THP vs 4 KiB):`);
   for (const d of ['s2d', 'd2s'])
     for (const k of Object.keys(big.events.thp[d]))
-      console.log(`  ${d} ${k.padEnd(16)} ${String(big.events.thp[d][k]).padStart(12)} ${String(big.events.base[d][k]).padStart(12)}`);
+      console.log(
+        `  ${d} ${k.padEnd(16)} ${String(big.events.thp[d][k]).padStart(12)} ${String(big.events.base[d][k]).padStart(12)}`,
+      );
 }
-if (report.gpuFault) console.log(`\nGPU fault: ${JSON.stringify(report.gpuFault.summary ?? report.gpuFault)}`);
-console.log(`\nwrote ${relative(root, join(outDir, 'latest.json'))} and the SVG plots in ${relative(root, outDir)}`);
+if (report.gpuFault)
+  console.log(`\nGPU fault: ${JSON.stringify(report.gpuFault.summary ?? report.gpuFault)}`);
+console.log(
+  `\nwrote ${relative(root, join(outDir, 'latest.json'))} and the SVG plots in ${relative(root, outDir)}`,
+);
 rmSync(tmp, { recursive: true, force: true });

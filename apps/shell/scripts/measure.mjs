@@ -2,8 +2,10 @@
 // Usage: node scripts/measure.mjs [--samples N]
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+
 // With BENCH_JSON=FILE (the root `pnpm bench`), the medians are also written there as JSON.
 const report = { startup: {}, commands: [] };
+
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 

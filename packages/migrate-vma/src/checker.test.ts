@@ -140,4 +140,3 @@ describe('installMigrateChecker', () => {
     expect(mc.check()).toEqual([]);
   });
 });
-

@@ -50,7 +50,8 @@ export function* migrateDeviceFinalizeCore(
     }
     if (!folioIsZoneDevice(core, dstFolio)) m.flags[dstFolio] |= PG_lru;
     // remove_migration_ptes(): at once when the rmap lock is free, else sleeping for it.
-    if (!tryRemoveMigrationPtes(core, srcFolio, dstFolio)) yield* removeMigrationPtes(core, srcFolio, dstFolio);
+    if (!tryRemoveMigrationPtes(core, srcFolio, dstFolio))
+      yield* removeMigrationPtes(core, srcFolio, dstFolio);
     if (faultFolio !== srcFolio) folioUnlock(core, srcFolio);
     folioPut(core, srcFolio);
     if (dstFolio !== srcFolio) {

@@ -304,7 +304,7 @@ if (big?.events?.thp && big?.events?.base) {
   md.push(
     `Kernel events of one ${big.bytes / MiB} MiB migration (\`core.events\`), and per 2 MiB:`,
     '',
-    '| event | S→D THP | S→D 4 KiB | D→S THP | D→S 4 KiB | per 2 MiB, THP : 4 KiB |',
+    '| event | S→D THP | S→D 4 KiB | D→S THP | D→S 4 KiB | D→S per 2 MiB, THP : 4 KiB |',
     '|---|---|---|---|---|---|',
   );
   for (const k of Object.keys(big.events.thp.s2d)) {
@@ -345,6 +345,15 @@ if (report.faults)
     '',
   );
 writeFileSync(join(outDir, 'latest.md'), `${md.join('\n')}\n`);
+// The README's performance section shows these tables between two markers: keep it current.
+const readme = join(root, 'README.md');
+const BEGIN = '<!-- bench:latest (written by pnpm bench) -->';
+const END = '<!-- /bench:latest -->';
+const text = readFileSync(readme, 'utf8');
+const a = text.indexOf(BEGIN);
+const b = text.indexOf(END);
+if (a >= 0 && b > a && !arg('--out'))
+  writeFileSync(readme, `${text.slice(0, a + BEGIN.length)}\n\n${md.join('\n').trim()}\n\n${text.slice(b)}`);
 console.log('\n=== summary (host CPU time, best of the timed iterations)');
 console.log(
   '| size | dir | memcpy GiB/s | THP GiB/s | THP of memcpy | 4 KiB GiB/s | 4 KiB of memcpy | THP/4 KiB |',

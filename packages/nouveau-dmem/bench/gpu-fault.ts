@@ -120,8 +120,10 @@ if (process.env.BENCH_JSON) {
         node: process.version,
         rounds: ROUNDS,
         bytes: PMD_SIZE,
-        deviceTimeModel:
-          'MODELLED: CopyEngine timing model (per-launch cost + bytes / link bandwidth), not a measurement',
+        deviceTimeModel: {
+          note: 'MODELLED: CopyEngine timing model (per-launch cost + bytes / link bandwidth), not a measurement',
+          ...T,
+        },
         thp,
         base,
         xeUs: XE_US,

@@ -7,6 +7,7 @@
 
 import { writeFileSync } from 'node:fs';
 import {
+  eventsSince,
   MADV_HUGEPAGE,
   MADV_NOHUGEPAGE,
   MAP_ANONYMOUS,
@@ -15,9 +16,11 @@ import {
   PROT_WRITE,
 } from '@hmm-model/mm-core';
 import {
+  type BenchmarkModeSamples,
   type BenchmarkResults,
   type BenchmarkRow,
   type BenchmarkRun,
+  type BenchmarkSamples,
   type Fixtures,
   HmmBuffer,
   hmm_buffer_free,
@@ -69,6 +72,35 @@ export function cFixed(x: number, prec: number): string {
 /** Models get_time_ms() (hmm-tests.c): wall-clock milliseconds as a double. */
 function get_time_ms(): number {
   return performance.now();
+}
+
+/** Model-only: host CPU time of this process in milliseconds (user + system). */
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+/** Model-only: empty sample lists for one configuration. */
+function emptyModeSamples(): BenchmarkModeSamples {
+  return { s2d: { wallMs: [], cpuMs: [] }, d2s: { wallMs: [], cpuMs: [] }, events: null };
+}
+
+/**
+ * Model-only: the physical reference of a row, a memcpy (Uint8Array.prototype.set) of `size`
+ * bytes between two host buffers touched beforehand, `runs` times.
+ */
+function measureMemcpy(size: number, runs: number): BenchmarkSamples {
+  const src = new Uint8Array(size).fill(0x5a);
+  const dst = new Uint8Array(size).fill(1);
+  const out: BenchmarkSamples = { wallMs: [], cpuMs: [] };
+  for (let i = 0; i < runs; i++) {
+    const c = cpuMs();
+    const t = get_time_ms();
+    dst.set(src);
+    out.wallMs.push(get_time_ms() - t);
+    out.cpuMs.push(cpuMs() - c);
+  }
+  return out;
 }
 
 /** Models hmm_buffer_alloc() (hmm-tests.c): no NULL checks; the mirror is filled with 0xFF. */
@@ -126,6 +158,7 @@ function run_migration_benchmark(
   buffer_size: number,
   iterations: number,
   results: BenchmarkResults,
+  samples: BenchmarkModeSamples = emptyModeSamples(),
 ): number {
   const npages = Math.floor(buffer_size / libc.sysconfPageSize());
   let s2d_total = 0;
@@ -156,8 +189,11 @@ function run_migration_benchmark(
   if (ret) return ret;
 
   /* Benchmark iterations */
+  const events = libc.kernel.core.events;
   for (let i = 0; i < iterations; i++) {
     /* System to device migration */
+    let ev = events.snapshot();
+    let cpu = cpuMs();
     let start = get_time_ms();
 
     ret = hmm_migrate_sys_to_dev(libc, fd, buffer, npages);
@@ -165,8 +201,13 @@ function run_migration_benchmark(
 
     let end = get_time_ms();
     s2d_total += end - start;
+    samples.s2d.wallMs.push(end - start);
+    samples.s2d.cpuMs.push(cpuMs() - cpu);
+    const s2dEvents = eventsSince(events, ev);
 
     /* Device to system migration */
+    ev = events.snapshot();
+    cpu = cpuMs();
     start = get_time_ms();
 
     ret = hmm_migrate_dev_to_sys(libc, fd, buffer, npages);
@@ -174,6 +215,9 @@ function run_migration_benchmark(
 
     end = get_time_ms();
     d2s_total += end - start;
+    samples.d2s.wallMs.push(end - start);
+    samples.d2s.cpuMs.push(cpuMs() - cpu);
+    samples.events = { s2d: s2dEvents, d2s: eventsSince(events, ev) };
   }
 
   /* Calculate average times and throughput */
@@ -249,10 +293,12 @@ export function registerBenchmark({ hmm }: Fixtures): void {
 
       const thp_results = emptyResults();
       const regular_results = emptyResults();
+      const thp_samples = emptyModeSamples();
+      const regular_samples = emptyModeSamples();
 
       /* Test with THP */
       ctx.ASSERT_EQ(
-        run_migration_benchmark(libc, self.fd, 1, test_sizes[i], iterations, thp_results),
+        run_migration_benchmark(libc, self.fd, 1, test_sizes[i], iterations, thp_results, thp_samples),
         0,
         'run_migration_benchmark(self->fd, 1, test_sizes[i], iterations, &thp_results)',
         '0',
@@ -261,7 +307,15 @@ export function registerBenchmark({ hmm }: Fixtures): void {
 
       /* Test without THP */
       ctx.ASSERT_EQ(
-        run_migration_benchmark(libc, self.fd, 0, test_sizes[i], iterations, regular_results),
+        run_migration_benchmark(
+          libc,
+          self.fd,
+          0,
+          test_sizes[i],
+          iterations,
+          regular_results,
+          regular_samples,
+        ),
         0,
         'run_migration_benchmark(self->fd, 0, test_sizes[i], iterations, &regular_results)',
         '0',
@@ -275,6 +329,14 @@ export function registerBenchmark({ hmm }: Fixtures): void {
         size: test_sizes[i],
         thp: thp_results,
         regular: regular_results,
+        // Model-only: measured only when the figures are written out.
+        model: ctx.options.json
+          ? {
+              thp: thp_samples,
+              regular: regular_samples,
+              memcpy: measureMemcpy(test_sizes[i], iterations + 1),
+            }
+          : undefined,
       };
       run.rows.push(row);
       if (ctx.options.json) writeJson(ctx.options.json, suite);

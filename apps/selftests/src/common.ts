@@ -7,6 +7,7 @@
 
 import {
   EINTR,
+  type EventCounts,
   type Kernel,
   O_EXCL,
   O_RDWR,
@@ -85,6 +86,30 @@ export interface BenchmarkRow {
   readonly size: number;
   readonly thp: BenchmarkResults;
   readonly regular: BenchmarkResults;
+  /** Model-only extension (JSON only): per-iteration samples, event counts and the memcpy reference. */
+  readonly model?: BenchmarkModelRow;
+}
+
+/** Model-only: wall-clock and host CPU milliseconds of each timed iteration of one leg. */
+export interface BenchmarkSamples {
+  readonly wallMs: number[];
+  readonly cpuMs: number[];
+}
+
+/** Model-only: what one configuration (THP or base pages) of a benchmark row measured. */
+export interface BenchmarkModeSamples {
+  readonly s2d: BenchmarkSamples;
+  readonly d2s: BenchmarkSamples;
+  /** Kernel events (core.events) of the last timed MIGRATE_TO_DEV and MIGRATE_TO_SYS. */
+  events: { s2d: EventCounts; d2s: EventCounts } | null;
+}
+
+/** Model-only: the samples of one row, and a memcpy of the row's size measured right after it. */
+export interface BenchmarkModelRow {
+  readonly thp: BenchmarkModeSamples;
+  readonly regular: BenchmarkModeSamples;
+  /** Uint8Array.prototype.set() of `size` bytes between two host buffers (the physical reference). */
+  readonly memcpy: BenchmarkSamples;
 }
 
 /** Models struct benchmark_results (hmm-tests.c): times in ms, throughputs in "GB/s" (GiB/s). */

@@ -147,7 +147,7 @@ export class HmmTests implements SuiteState {
       tasks: [],
       hook,
     };
-    this.kernel.sched.hooks.add(hook);
+    this.kernel.sched.watchdogs.add(hook);
     this.#current = env;
     return env;
   }
@@ -176,7 +176,7 @@ export class HmmTests implements SuiteState {
     const env = this.#current;
     if (!env) return;
     this.#current = null;
-    this.kernel.sched.hooks.delete(env.hook);
+    this.kernel.sched.watchdogs.delete(env.hook);
     // Threads still pending run to their end (the process's exit would kill them in C, but a
     // half-finished model operation must not be left behind).
     for (const task of env.tasks.splice(0)) if (!task.done) this.kernel.sched.join(task);

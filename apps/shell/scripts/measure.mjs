@@ -2,6 +2,10 @@
 // Usage: node scripts/measure.mjs [--samples N]
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+
+// With BENCH_JSON=FILE (the root `pnpm bench`), the medians are also written there as JSON.
+const report = { startup: {}, commands: [] };
+
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -25,12 +29,11 @@ const wall = (args, opts = {}) => {
 console.log(`load average: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
 const empty = join(dir, 'empty.hmm');
 writeFileSync(empty, '');
-console.log(
-  `node -e 0 (baseline):                     ${fmt(stats(Array.from({ length: samples }, () => wall(['-e', '0']))))}`,
-);
-console.log(
-  `node dist/cli.js --script <empty file>:   ${fmt(stats(Array.from({ length: samples }, () => wall([cli, '--script', empty]))))}`,
-);
+const baseline = stats(Array.from({ length: samples }, () => wall(['-e', '0'])));
+const scriptStart = stats(Array.from({ length: samples }, () => wall([cli, '--script', empty])));
+report.startup = { nodeBaselineMs: baseline.median, scriptEmptyMs: scriptStart.median };
+console.log(`node -e 0 (baseline):                     ${fmt(baseline)}`);
+console.log(`node dist/cli.js --script <empty file>:   ${fmt(scriptStart)}`);
 
 // Interactive: time to the first prompt in a 120x40 tmux pane, and the phases the CLI records.
 if (spawnSync('tmux', ['-V']).status === 0) {
@@ -66,6 +69,7 @@ if (spawnSync('tmux', ['-V']).status === 0) {
     phases.push(JSON.parse(readFileSync(timing, 'utf8')));
     spawnSync('tmux', ['-S', sock, 'kill-server']);
   }
+  report.startup.firstPromptMs = stats(prompt).median;
   console.log(`tmux: time to first prompt (wall, incl. tmux): ${fmt(stats(prompt))}`);
   for (const k of ['main', 'ui-loaded', 'first-frame', 'machine']) {
     console.log(`  process uptime at ${k.padEnd(11)}             ${fmt(stats(phases.map((p) => p[k])))}`);
@@ -138,7 +142,9 @@ for (const [label, setup, line = label] of cases) {
     if (s.proc) buildAddressMap(s.kernel.core, s.proc.mm, { zoom: s.zoom });
     maps.push(performance.now() - t0);
   }
+  report.commands.push({ command: label, medianMs: stats(times).median, mapRebuildMs: stats(maps).median });
   console.log(
     `  ${label.padEnd(44)} ${fmt(stats(times))}; live map rebuild ${stats(maps).median.toFixed(2)} ms`,
   );
 }
+if (process.env.BENCH_JSON) writeFileSync(process.env.BENCH_JSON, `${JSON.stringify(report, null, 2)}\n`);

@@ -129,8 +129,9 @@ describe('a modelled kernel failure', () => {
     expect(inv.lines).toContain(
       'kernel tainted: D (modelled kernel failures; migration entries and locks they left behind are expected)',
     );
-    // Still inspectable: the device THPs that made it are there.
-    expect(mapText(s)[1]).toMatch(/^ {2}0x[0-9a-f]+ \|D+\.+\|$/);
+    // Still inspectable: the device THPs that made it are there (the shell's 64 MiB ioctls get
+    // further than one 200 MiB ioctl whose scratch buffer took system memory).
+    expect(mapText(s).some((l) => /^ {2}0x[0-9a-f]+ \|D+\.+\|$/.test(l))).toBe(true);
     expect(run(s, 'walk $').result.ok).toBe(true);
   });
 });

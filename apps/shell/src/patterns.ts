@@ -155,3 +155,118 @@ export function compare(
   }
   return { mismatches, first };
 }
+
+/**
+ * A pattern's bytes produced piece by piece ({@link patternBytes} of the whole range, one piece
+ * at a time), so a long `write` never holds the whole range in host memory. Pieces other than
+ * the last must be a multiple of 4 bytes long.
+ */
+export class PatternStream {
+  private offset = 0;
+  private readonly rng: Rng | null;
+
+  constructor(private readonly p: Pattern) {
+    this.rng = p.kind === 'random' ? new Rng(p.seed) : null;
+  }
+
+  /** The next `len` bytes of the pattern. */
+  next(len: number): Uint8Array {
+    const p = this.p;
+    const at = this.offset;
+    this.offset += len;
+    if (p.kind === 'index') {
+      const first = at / 4;
+      return patternBytes({ kind: 'index', start: (p.start + first * p.step) | 0, step: p.step }, len);
+    }
+    if (p.kind === 'bytes') {
+      const out = new Uint8Array(len);
+      for (let i = 0; i < len; i++) out[i] = p.bytes[(at + i) % p.bytes.length];
+      return out;
+    }
+    if (p.kind === 'random') {
+      const out = new Uint8Array(len);
+      const rng = this.rng!;
+      for (let i = 0; i < len; i += 4) {
+        const v = rng.next();
+        for (let j = 0; j < 4 && i + j < len; j++) out[i + j] = (v >>> (j * 8)) & 0xff;
+      }
+      return out;
+    }
+    return patternBytes(p, len);
+  }
+}
+
+/** {@link detectPattern} over a range fed piece by piece (pieces but the last a multiple of 4 bytes). */
+export class PatternDetector {
+  private len = 0;
+  private fill = -1;
+  private fillOk = true;
+  private start = 0;
+  private step = 0;
+  private indexOk = true;
+
+  /** Feeds the next piece of the range. */
+  add(bytes: Uint8Array): void {
+    if (bytes.length === 0) return;
+    if (this.len === 0) this.fill = bytes[0];
+    if (this.fillOk) {
+      const f = this.fill;
+      for (let i = 0; i < bytes.length; i++)
+        if (bytes[i] !== f) {
+          this.fillOk = false;
+          break;
+        }
+    }
+    if (this.indexOk) {
+      if (this.len % 4 !== 0 || bytes.byteOffset % 4 !== 0) this.indexOk = false;
+      else {
+        const ints = new Int32Array(bytes.buffer, bytes.byteOffset, bytes.length >>> 2);
+        let k = this.len / 4;
+        if (k === 0) {
+          if (ints.length < 2) this.indexOk = false;
+          else {
+            this.start = ints[0];
+            this.step = ints[1] - ints[0];
+          }
+        }
+        for (let i = 0; this.indexOk && i < ints.length; i++, k++)
+          if (ints[i] !== ((this.start + k * this.step) | 0)) this.indexOk = false;
+      }
+    }
+    this.len += bytes.length;
+  }
+
+  /** What {@link detectPattern} says of everything fed so far. */
+  result(): string | undefined {
+    if (this.len === 0) return undefined;
+    if (this.fillOk) return `fill ${hex(this.fill)}`;
+    if (this.indexOk && this.len >= 8 && this.len % 4 === 0 && this.step !== 0)
+      return this.step === 1 ? `index ${this.start}` : `index ${this.start} ${this.step}`;
+    return undefined;
+  }
+}
+
+/** {@link compare} of a range fed piece by piece: mismatches, the first one and its bytes. */
+export class CompareStream {
+  mismatches = 0;
+  /** Offset of the first mismatch, or -1. */
+  first = -1;
+  /** The unit's bytes at the first mismatch: what was read and what was expected. */
+  firstGot = new Uint8Array(0);
+  firstWant = new Uint8Array(0);
+  private offset = 0;
+
+  constructor(readonly unit: 1 | 4) {}
+
+  /** Compares the next piece (its length a multiple of the unit, but for the last piece). */
+  add(got: Uint8Array, want: Uint8Array): void {
+    const { mismatches, first } = compare(got, want, this.unit);
+    if (mismatches && this.first < 0) {
+      this.first = this.offset + first;
+      this.firstGot = got.slice(first, first + this.unit);
+      this.firstWant = want.slice(first, first + this.unit);
+    }
+    this.mismatches += mismatches;
+    this.offset += got.length;
+  }
+}

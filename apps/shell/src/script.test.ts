@@ -181,7 +181,7 @@ describe('data commands', () => {
     expect(text(run(s, 'write $ index'))).toContain('missing length');
     expect(text(run(s, 'write $ bytes xyz'))).toContain('bytes takes hex bytes');
     expect(text(run(s, 'read $ 16 sideways'))).toContain('unknown read word');
-    expect(text(run(s, 'read $ 2G'))).toContain("above the shell's limit");
+    expect(text(run(s, 'read $ 2G all'))).toContain("above the shell's limit");
   });
   it('write to a read-only mapping is refused with SIGSEGV and the reason', () => {
     const s = newSession();

@@ -6,6 +6,7 @@ import {
   O_RDWR,
   type Process,
   type RecordedInvalidation,
+  SIGINT,
   VMSTAT_ITEMS,
   type Vmstat,
 } from '@hmm-model/mm-core';
@@ -188,6 +189,23 @@ export class Session {
       flags: flags.includes(letter) ? flags : [...flags, letter].sort().join(''),
       events: [...(this.taint?.events ?? []), summary],
     };
+  }
+
+  /** Pid of the process the last Ctrl-C was sent to (while a long command ran), or null. */
+  interruptedPid: number | null = null;
+
+  /**
+   * Models Ctrl-C on the terminal while a long command runs: SIGINT to the current process.
+   * Its programs install no handler, so the default action applies: the signal is fatal
+   * (fatal_signal_pending() is true for it). A process inside a syscall exits when the syscall
+   * returns (kernel loops that check for fatal signals stop early); otherwise it exits now.
+   */
+  interrupt(): void {
+    const p = this.proc;
+    if (!p) return;
+    this.interruptedPid = p.pid;
+    if (p.inKernel > 0) p.fatalSignal = p.fatalSignal || SIGINT;
+    else p.doExit(0, SIGINT);
   }
 
   /** After a process change: drop fds of processes that are gone, pick a running current process. */

@@ -6,6 +6,7 @@
  * same run, together with the THP/base speedup (the series reported up to 5x).
  * Targets: THP path >= 50% of memcpy, base-page path >= 15%.
  */
+import { writeFileSync } from 'node:fs';
 import {
   Kernel,
   MADV_HUGEPAGE,
@@ -103,3 +104,23 @@ console.log(
     `  = ${((100 * copy) / baseMs).toFixed(0)}% of memcpy (target >= 15%)`,
 );
 console.log(`  THP/base speedup     ${(baseMs / thpMs).toFixed(2)}x (the series reported up to 5x)`);
+
+// `pnpm bench` at the root collects these figures (BENCH_JSON names the file to write).
+if (process.env.BENCH_JSON) {
+  writeFileSync(
+    process.env.BENCH_JSON,
+    `${JSON.stringify(
+      {
+        node: process.version,
+        bytes: SIZE,
+        iterations: ITERS,
+        memcpyRoundTripMs: copy,
+        thp: { toDevMs: thp.toDev, toSysMs: thp.toSys, ofMemcpy: copy / thpMs },
+        base: { toDevMs: base.toDev, toSysMs: base.toSys, ofMemcpy: copy / baseMs },
+        speedup: baseMs / thpMs,
+      },
+      null,
+      2,
+    )}\n`,
+  );
+}

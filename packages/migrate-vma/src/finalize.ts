@@ -6,6 +6,7 @@ import {
   type KGen,
   PG_lru,
   removeMigrationPtes,
+  tryRemoveMigrationPtes,
 } from '@hmm-model/mm-core';
 import { MIGRATE_PFN_MIGRATE, migratePfnToPage, mpfnFlags } from './types.js';
 
@@ -25,6 +26,8 @@ export function* migrateDeviceFinalizeCore(
   const m = core.map;
   const faultFolio = faultPage >= 0 ? m.head[faultPage] : -1;
   for (let i = 0; i < npages; i++) {
+    // An empty slot (a compound unit's tail, a skipped page) holds neither folio.
+    if (src[i] === 0 && dst[i] === 0) continue;
     const newpage = migratePfnToPage(dst[i]);
     const page = migratePfnToPage(src[i]);
     let dstFolio = newpage >= 0 ? m.head[newpage] : -1;
@@ -46,7 +49,9 @@ export function* migrateDeviceFinalizeCore(
       dstFolio = srcFolio;
     }
     if (!folioIsZoneDevice(core, dstFolio)) m.flags[dstFolio] |= PG_lru;
-    yield* removeMigrationPtes(core, srcFolio, dstFolio);
+    // remove_migration_ptes(): at once when the rmap lock is free, else sleeping for it.
+    if (!tryRemoveMigrationPtes(core, srcFolio, dstFolio))
+      yield* removeMigrationPtes(core, srcFolio, dstFolio);
     if (faultFolio !== srcFolio) folioUnlock(core, srcFolio);
     folioPut(core, srcFolio);
     if (dstFolio !== srcFolio) {
@@ -54,6 +59,6 @@ export function* migrateDeviceFinalizeCore(
       folioUnlock(core, dstFolio);
       folioPut(core, dstFolio);
     }
-    if (i + 1 < npages) yield '__migrate_device_finalize: next slot';
+    if (i + 1 < npages && core.sched.needResched()) yield '__migrate_device_finalize: next slot';
   }
 }

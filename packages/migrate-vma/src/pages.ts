@@ -138,6 +138,12 @@ export function* migrateDevicePagesCore(
   let range: MmuNotifierRange | null = null;
   try {
     for (let i = 0; i < npages; ) {
+      // An empty slot (the tail slots of a compound unit, a skipped page) has nothing to do:
+      // clearing MIGRATE in a zero src leaves it zero.
+      if (src[i] === 0 && dst[i] === 0) {
+        i++;
+        continue;
+      }
       const newpage = migratePfnToPage(dst[i]);
       const page = migratePfnToPage(src[i]);
       let nr = 1;
@@ -178,7 +184,7 @@ export function* migrateDevicePagesCore(
           yield* migrateVmaInsertPage(core, mig, addr + j * PAGE_SIZE, i + j, i + j);
         }
         i += nr;
-        yield '__migrate_device_pages: next unit';
+        if (core.sched.needResched()) yield '__migrate_device_pages: next unit';
         continue;
       }
       let folio = m.head[page];
@@ -238,7 +244,7 @@ export function* migrateDevicePagesCore(
         else folioMigrateFlags(core, nf, folio);
       }
       i += nr;
-      yield '__migrate_device_pages: next unit';
+      if (core.sched.needResched()) yield '__migrate_device_pages: next unit';
     }
   } finally {
     if (range) mmuNotifierInvalidateRangeEnd(range);

@@ -67,6 +67,10 @@ export function* migrateDeviceUnmap(
   let restore = 0;
   let unmapped = 0;
   for (let i = 0; i < npages; ) {
+    if (src[i] === 0) {
+      i++;
+      continue;
+    }
     const page = migratePfnToPage(src[i]);
     let nr = 1;
     if (page < 0) {
@@ -99,7 +103,7 @@ export function* migrateDeviceUnmap(
     }
     unmapped++;
     i += nr;
-    yield 'migrate_device_unmap: next folio';
+    if (core.sched.needResched()) yield 'migrate_device_unmap: next folio';
   }
   for (let i = 0; i < npages && restore; i++) {
     const page = migratePfnToPage(src[i]);

@@ -2,6 +2,7 @@
  * mm-core micro-benchmarks (run with `pnpm bench` in packages/mm-core): fault-in rates and
  * bulk CPU-access throughput, reported (not asserted) against the targets.
  */
+import { writeFileSync } from 'node:fs';
 import {
   HPAGE_PMD_NR,
   Kernel,
@@ -130,3 +131,33 @@ console.log(
   `bulk readBytes,  4 KiB-backed: ${gbs(BULK, small.readMs)} = ${pct(mc / small.readMs)} of memcpy`,
 );
 console.log(`memmap bytes per 4 KiB page: ${MEMMAP_BYTES_PER_PAGE} (kernel struct page: 64)`);
+
+// `pnpm bench` at the root collects these figures (BENCH_JSON names the file to write).
+if (process.env.BENCH_JSON) {
+  const perSec = (n: number, ms: number) => Math.round(n / (ms / 1000));
+  writeFileSync(
+    process.env.BENCH_JSON,
+    `${JSON.stringify(
+      {
+        node: process.version,
+        regionBytes: REGION,
+        fault4k: { warmPerSec: perSec(nr4, f4.warm), coldPerSec: perSec(nr4, f4.cold) },
+        faultThp: {
+          warmPerSec: perSec(nrT, ft.warm),
+          coldPerSec: perSec(nrT, ft.cold),
+          warmPagesPerSec: perSec(nrT * HPAGE_PMD_NR, ft.warm),
+        },
+        bulkBytes: BULK,
+        memcpyGiBs: BULK / (mc / 1000) / 2 ** 30,
+        bulk: {
+          thpWriteOfMemcpy: mc / thp.writeMs,
+          thpReadOfMemcpy: mc / thp.readMs,
+          smallWriteOfMemcpy: mc / small.writeMs,
+          smallReadOfMemcpy: mc / small.readMs,
+        },
+      },
+      null,
+      2,
+    )}\n`,
+  );
+}

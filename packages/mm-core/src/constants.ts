@@ -137,6 +137,7 @@ export const O_DIRECTORY = 0o200000;
 export const O_TMPFILE = 0o20000000 | O_DIRECTORY;
 
 /** Models the signal numbers (x86-64). */
+export const SIGINT = 2;
 export const SIGKILL = 9;
 export const SIGSEGV = 11;
 export const SIGBUS = 7;

@@ -1,5 +1,6 @@
 import { checkBugIds } from './bugs.js';
 import { ModelBug, type Warning } from './errors.js';
+import { KernelEvents } from './events.js';
 import { BuddyZone } from './phys/buddy.js';
 import { Frames } from './phys/frames.js';
 import { MAX_PHYS_PFN, MemMap, PAGES_PER_SECTION } from './phys/memmap.js';
@@ -136,6 +137,8 @@ export function checkRamBytes(ramBytes: number): string | undefined {
 export class Core {
   readonly map = new MemMap();
   readonly frames = new Frames();
+  /** Model-only: counts of kernel events (page-table writes, TLB flushes, ...); see events.ts. */
+  readonly events = new KernelEvents();
   readonly zone: BuddyZone;
   readonly vmstat: Vmstat = newVmstat();
   /** Models the dev_pagemap table: index 0 unused. */

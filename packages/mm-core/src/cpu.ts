@@ -15,6 +15,7 @@ import { _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, entryPfn } from './pgtable/entry.js
 import { BLOCK_PAGES } from './phys/frames.js';
 import { LivelockFinding } from './sched/findings.js';
 import type { KGen } from './sched/task.js';
+import { fatalSignalPending } from './signal.js';
 
 /** Result codes of {@link translate} besides a pfn. */
 export const XLATE_SEGV = -1;
@@ -172,6 +173,8 @@ export function* accessBytes(
   addr: number,
   buf: Uint8Array,
   dir: 'read' | 'write',
+  /** A user access (the CPU's loads/stores), not copy_{to,from}_user(): it stops for a fatal signal. */
+  user = false,
 ): KGen<number> {
   let done = 0;
   let sinceYield = 0;
@@ -211,6 +214,9 @@ export function* accessBytes(
     if (sinceYield >= BLOCK_PAGES * PAGE_SIZE && done < len) {
       sinceYield = 0;
       yield 'user access: 2 MiB copied';
+      // The CPU takes a pending fatal signal at the next interrupt: the access stops here and
+      // the process exits on its way back to user space (the bytes so far are written).
+      if (user && fatalSignalPending(core)) return 0;
     }
   }
   return 0;

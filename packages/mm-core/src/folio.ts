@@ -149,6 +149,7 @@ export function folioTrylock(core: Core, head: number): boolean {
   if (m.flags[head] & PG_locked) return false;
   m.flags[head] |= PG_locked;
   core.folioLockOwners.set(head, core.sched.current);
+  core.events.folioLocks++;
   return true;
 }
 

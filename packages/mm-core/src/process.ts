@@ -118,7 +118,7 @@ export class Process {
     this.parent = parent;
     if (mm) this.mm = mm;
     else {
-      this.mm = new MmStruct(nextMmId++);
+      this.mm = new MmStruct(nextMmId++, host.core.events);
       this.mm.pgd = allocTable(host.core, this.mm, true);
     }
     this.mm.host ??= host.core;

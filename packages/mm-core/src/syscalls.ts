@@ -62,6 +62,7 @@ import type { Process } from './process.js';
 import { vfsRead, vfsWrite } from './rw.js';
 import { LockFinding } from './sched/findings.js';
 import type { KGen } from './sched/task.js';
+import { fatalSignalPending } from './signal.js';
 import {
   argInt,
   argLong,
@@ -133,10 +134,14 @@ export class Syscalls {
       mmapWriteUnlock(this.core, mm, 'vm_mmap_pgoff');
     }
     if (r >= 0 && flags & MAP_POPULATE) {
-      // Models __mm_populate() after the lock is dropped: fault every page in.
+      // Models __mm_populate() after the lock is dropped: fault every page in. Like
+      // __get_user_pages() it stops (-EINTR, ignored by mmap) when a fatal signal is pending,
+      // checked per page (with a preemption point every 2 MiB, where another task can act).
       const buf = new Uint8Array(1);
       for (let a = r; a < r + pageAlign(length); a += PAGE_SIZE) {
+        if (fatalSignalPending(this.core)) break;
         if ((yield* accessBytes(this.core, mm, a, buf, 'read')) < 0) break;
+        if (a % PMD_SIZE === PMD_SIZE - PAGE_SIZE) yield '__mm_populate: next PMD';
       }
     }
     return r;
@@ -406,6 +411,7 @@ export class Syscalls {
    * XLATE_* code of the page that could not be accessed (the caller delivers the signal).
    */
   *access(addr: number, buf: Uint8Array, dir: 'read' | 'write'): KGen<number> {
-    return yield* this.run('user access', accessBytes(this.core, this.p.mm, addr, buf, dir));
+    // A user access: a fatal signal arriving meanwhile is taken at the next interrupt.
+    return yield* this.run('user access', accessBytes(this.core, this.p.mm, addr, buf, dir, true));
   }
 }

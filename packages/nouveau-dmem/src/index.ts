@@ -65,4 +65,4 @@ export type {
   NouveauOptions,
   NouveauSvmm,
 } from './types.js';
-export { CopyEngine, Vram } from './vram.js';
+export { CopyEngine, type CopyEngineTiming, DEFAULT_COPY_TIMING, Vram } from './vram.js';

@@ -40,7 +40,7 @@ export function nouveauDmemMigrateInit(drm: NouveauDrm): CopyEngine | number {
     case PASCAL_DMA_COPY_B:
     case VOLTA_DMA_COPY_A:
     case TURING_DMA_COPY_A:
-      return new CopyEngine(drm.vram, drm.core.frames);
+      return new CopyEngine(drm.vram, drm.core.frames, drm.core.events);
     default:
       return -ENODEV;
   }

@@ -1,4 +1,4 @@
-import { EINVAL, ENOMEM, type Frames, PAGE_SIZE } from '@hmm-model/mm-core';
+import { BLOCK_PAGES, EINVAL, ENOMEM, type Frames, type KernelEvents, PAGE_SIZE } from '@hmm-model/mm-core';
 import { NOUVEAU_APER_HOST, NOUVEAU_APER_VRAM, type NouveauAper } from './constants.js';
 
 const BLOCK_SHIFT = 21;
@@ -106,8 +106,31 @@ export class Vram {
 }
 
 /**
+ * Model-only: the timing model of the copy engine that gives {@link CopyEngine.deviceNs}: each
+ * copy or clear launch costs `launchNs` (method submission, semaphore and fence), plus its bytes
+ * over the link it crosses. The figures are assumptions for illustration, not measurements of
+ * any GPU: a PCIe 4.0 x16 link for host <-> VRAM, a fraction of VRAM bandwidth for VRAM <-> VRAM.
+ */
+export interface CopyEngineTiming {
+  /** Fixed cost of one copy_func/clear_func launch, in ns. */
+  readonly launchNs: number;
+  /** Bytes per ns of a copy or clear with a host (system memory) side. */
+  readonly hostBytesPerNs: number;
+  /** Bytes per ns of a VRAM-only copy or clear. */
+  readonly vramBytesPerNs: number;
+}
+
+/** Model-only: the default {@link CopyEngineTiming} (2 us per launch, 25 GB/s host link, 400 GB/s VRAM). */
+export const DEFAULT_COPY_TIMING: CopyEngineTiming = {
+  launchNs: 2000,
+  hostBytesPerNs: 25,
+  vramBytesPerNs: 400,
+};
+
+/**
  * Models struct nouveau_dmem_migrate's copy_func/clear_func on drm->ttm.chan (the xxB5 copy class): synchronous physical copies and constant fills between VRAM and host memory.
- * Fences complete immediately (nouveau_fence_new/nouveau_dmem_fence_done are no-ops here).
+ * Fences complete immediately (nouveau_fence_new/nouveau_dmem_fence_done are no-ops here); the
+ * time the engine would take is accumulated by a timing model ({@link CopyEngine.deviceNs}).
  */
 export class CopyEngine {
   /** Lines (pages) copied, for inspection. */
@@ -116,40 +139,72 @@ export class CopyEngine {
   clears = 0;
   /** Copy launches (one per copy_func call: a THP is one 512-line launch). */
   launches = 0;
+  /** Model-only: MODELLED device time of every launch so far, in ns (see {@link CopyEngineTiming}). */
+  deviceNs = 0;
 
   constructor(
     readonly vram: Vram,
     readonly frames: Frames,
+    /** Model-only: the machine's event counters (copy commands and bytes), if any. */
+    readonly events: KernelEvents | null = null,
+    readonly timing: CopyEngineTiming = DEFAULT_COPY_TIMING,
   ) {}
 
-  private readPage(aper: NouveauAper, addr: number, buf: Uint8Array): void {
-    if (aper === NOUVEAU_APER_VRAM) {
-      this.vram.read(addr, buf);
-      return;
-    }
-    const pfn = Math.floor(addr / PAGE_SIZE);
-    if (this.frames.untouched(pfn)) buf.fill(0);
-    else buf.set(this.frames.page(pfn));
+  private launch(bytes: number, host: boolean): void {
+    const t = this.timing;
+    this.deviceNs += t.launchNs + bytes / (host ? t.hostBytesPerNs : t.vramBytesPerNs);
+    this.events?.copy(1, bytes);
   }
 
-  private writePage(aper: NouveauAper, addr: number, buf: Uint8Array): void {
-    if (aper === NOUVEAU_APER_VRAM) this.vram.write(addr, buf);
-    else this.frames.page(Math.floor(addr / PAGE_SIZE)).set(buf);
+  /**
+   * Calls fn(view, done) for each run of host memory [addr, addr + bytes) within one backing
+   * block: a view of the frames (for reading, or made writable and DATA for writing).
+   */
+  private hostRuns(
+    addr: number,
+    bytes: number,
+    write: boolean,
+    fn: (view: Uint8Array, done: number) => void,
+  ): void {
+    let done = 0;
+    while (done < bytes) {
+      const pfn = Math.floor((addr + done) / PAGE_SIZE);
+      const off = (addr + done) % PAGE_SIZE;
+      const inBlock = BLOCK_PAGES - (pfn % BLOCK_PAGES);
+      const n = Math.min(inBlock * PAGE_SIZE - off, bytes - done);
+      const pages = Math.ceil((off + n) / PAGE_SIZE);
+      const blk = write ? this.frames.writeBlock(pfn, pages) : this.frames.readBlock(pfn, pages);
+      const boff = (pfn % BLOCK_PAGES) * PAGE_SIZE + off;
+      fn(blk.subarray(boff, boff + n), done);
+      done += n;
+    }
   }
 
   /**
    * Models nvc0b5_migrate_copy() (copy_func): a multi-line pitch copy of `npages` lines of
    * PAGE_SIZE from (srcAper, src) to (dstAper, dst), physical addressing on both sides.
    * Returns 0, or -EINVAL for an aperture the copy engine cannot address physically (VIRT).
+   * The model moves the lines in runs of at most one 2 MiB backing block.
    */
   copy(npages: number, dstAper: NouveauAper, dst: number, srcAper: NouveauAper, src: number): number {
     const phys = (a: NouveauAper) => a === NOUVEAU_APER_VRAM || a === NOUVEAU_APER_HOST;
     if (!phys(dstAper) || !phys(srcAper)) return -EINVAL;
     this.launches++;
-    const buf = new Uint8Array(PAGE_SIZE);
-    for (let i = 0; i < npages; i++) {
-      this.readPage(srcAper, src + i * PAGE_SIZE, buf);
-      this.writePage(dstAper, dst + i * PAGE_SIZE, buf);
+    const bytes = npages * PAGE_SIZE;
+    const hostSrc = srcAper === NOUVEAU_APER_HOST;
+    const hostDst = dstAper === NOUVEAU_APER_HOST;
+    this.launch(bytes, hostSrc || hostDst);
+    if (hostSrc && !hostDst) this.hostRuns(src, bytes, false, (v, done) => this.vram.write(dst + done, v));
+    else if (hostDst && !hostSrc) this.hostRuns(dst, bytes, true, (v, done) => this.vram.read(src + done, v));
+    else {
+      const tmp = new Uint8Array(Math.min(bytes, BLOCK_PAGES * PAGE_SIZE));
+      for (let done = 0; done < bytes; done += tmp.length) {
+        const b = tmp.subarray(0, Math.min(tmp.length, bytes - done));
+        if (hostSrc) this.hostRuns(src + done, b.length, false, (v, d) => b.set(v, d));
+        else this.vram.read(src + done, b);
+        if (hostDst) this.hostRuns(dst + done, b.length, true, (v, d) => v.set(b.subarray(d, d + v.length)));
+        else this.vram.write(dst + done, b);
+      }
     }
     this.linesCopied += npages;
     return 0;
@@ -163,6 +218,7 @@ export class CopyEngine {
     if (dstAper !== NOUVEAU_APER_VRAM && dstAper !== NOUVEAU_APER_HOST) return -EINVAL;
     this.clears++;
     const len = Math.floor(length / 8) * 8;
+    this.launch(len, dstAper === NOUVEAU_APER_HOST);
     if (dstAper === NOUVEAU_APER_VRAM) {
       this.vram.zero(dst, len);
       return 0;

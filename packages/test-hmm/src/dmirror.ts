@@ -37,6 +37,7 @@ import {
 } from '@hmm-model/mm-core';
 import { isDevicePrivatePage } from '@hmm-model/zone-device';
 import type { DmirrorDevice } from './device.js';
+import { MIRROR_NODE_SLOTS, MirrorTable } from './xarray.js';
 
 /** Models DPT_XA_TAG_ATOMIC: an exclusive-access (atomic) mirror entry. */
 export const DPT_XA_TAG_ATOMIC = 1;
@@ -86,24 +87,44 @@ interface Bounce {
  * their own buffer (a pool: taken by bounceInit(), returned by bounceFree()).
  */
 const bouncePool = new WeakMap<Core, ArrayBuffer[]>();
+/** Largest bounce buffer kept for reuse (bigger ones are allocated per call). */
+const BOUNCE_KEEP_BYTES = 512 << 20;
 
-/** Models dmirror_bounce_init(): vmalloc(size), which fails for sizes beyond memory. */
+/**
+ * Model-only: the largest bounce buffer the model backs with host memory (4 GiB). vmalloc() of
+ * more succeeds on a big enough machine; here it fails with -ENOMEM, as vmalloc() does when
+ * memory runs out, rather than exhausting the host.
+ */
+export const DMIRROR_MAX_BOUNCE_BYTES = 2 ** 32;
+
+/**
+ * Models dmirror_bounce_init(): vmalloc(size), which fails (-ENOMEM) for sizes beyond memory;
+ * the model also refuses sizes above {@link DMIRROR_MAX_BOUNCE_BYTES} and any size the host
+ * cannot allocate.
+ */
 function bounceInit(core: Core, addr: number, size: number): Bounce | number {
-  if (size > core.ramPages * PAGE_SIZE) return -ENOMEM;
+  if (size > core.ramPages * PAGE_SIZE || size > DMIRROR_MAX_BOUNCE_BYTES) return -ENOMEM;
   let pool = bouncePool.get(core);
   if (!pool) bouncePool.set(core, (pool = []));
-  let i = pool.findIndex((b) => b.byteLength >= size);
-  if (i < 0) {
-    pool.push(new ArrayBuffer(Math.max(size, PAGE_SIZE)));
-    i = pool.length - 1;
+  const i = pool.findIndex((b) => b.byteLength >= size);
+  let scratch: ArrayBuffer;
+  if (i >= 0) scratch = pool.splice(i, 1)[0];
+  else {
+    try {
+      scratch = new ArrayBuffer(Math.max(size, PAGE_SIZE));
+    } catch (e) {
+      if (e instanceof RangeError) return -ENOMEM;
+      throw e;
+    }
   }
-  const scratch = pool.splice(i, 1)[0];
   return { buf: new Uint8Array(scratch, 0, size), addr, cpages: 0 };
 }
 
 /** Models dmirror_bounce_fini(): vfree() (the host buffer goes back to the pool). */
 function bounceFree(core: Core, bounce: Bounce): void {
-  bouncePool.get(core)?.push(bounce.buf.buffer as ArrayBuffer);
+  // Keep buffers of benchmark size for reuse; a huge one-off goes back to the host.
+  const buf = bounce.buf.buffer as ArrayBuffer;
+  if (buf.byteLength <= BOUNCE_KEEP_BYTES) bouncePool.get(core)?.push(buf);
 }
 
 /**
@@ -113,7 +134,7 @@ function bounceFree(core: Core, bounce: Bounce): void {
  */
 export class Dmirror {
   /** Models the xarray `pt`: vpn -> pfn * 4 + tag. */
-  readonly pt = new Map<number, number>();
+  readonly pt = new MirrorTable();
   /** Models dmirror->notifier (over [0, 2^47) of the opener's mm). */
   readonly notifier: MmuIntervalNotifier;
   /** Models dmirror->flags (HMM_DMIRROR_FLAG_*). */
@@ -160,6 +181,16 @@ export class Dmirror {
     this.pt.delete(vpn);
   }
 
+  /** Models xa_store() of nr consecutive pages (one folio's loop of xa_store()s) with one tag. */
+  storeRun(vpn: number, pfn: number, nr: number, tag: number): void {
+    this.pt.storeRun(vpn, pfn, nr, tag);
+  }
+
+  /** Models xa_erase() of nr consecutive indices (one folio's loop of xa_erase()s). */
+  eraseRun(vpn: number, nr: number): void {
+    this.pt.eraseRange(vpn, vpn + nr - 1);
+  }
+
   /** The mirror as (virtual address, entry) pairs in address order, for inspection. */
   entries(): { addr: number; pfn: number; tag: number }[] {
     return [...this.pt.entries()]
@@ -172,13 +203,7 @@ export class Dmirror {
    * xa_for_each_range()'s last index is inclusive, so the page at `end` goes too (kernel quirk).
    */
   doUpdate(start: number, end: number): void {
-    const first = Math.floor(start / PAGE_SIZE);
-    const last = Math.floor(end / PAGE_SIZE);
-    if (last - first + 1 > this.pt.size) {
-      for (const vpn of [...this.pt.keys()]) if (vpn >= first && vpn <= last) this.pt.delete(vpn);
-      return;
-    }
-    for (let v = first; v <= last; v++) this.pt.delete(v);
+    this.pt.eraseRange(Math.floor(start / PAGE_SIZE), Math.floor(end / PAGE_SIZE));
   }
 
   /**
@@ -298,44 +323,83 @@ export function* dmirrorFault(dm: Dmirror, start: number, end: number, write: bo
  * Copies between the bounce buffer and the mirrored pages of [start, end), coalescing runs of
  * pages whose frames are contiguous within one backing block into one copy. Stops at the first
  * page without an entry (or, for writes, without the WRITE tag): -ENOENT, with bounce.cpages
- * counting the pages done.
+ * counting the pages done. The kernel copies page by page (one memcpy per page, counted as a
+ * copy command each); the model walks the mirror node by node and copies whole runs.
  */
 function copyMirrored(dm: Dmirror, start: number, end: number, bounce: Bounce, write: boolean): number {
-  const frames = dm.core.frames;
+  const core = dm.core;
+  const flags = core.map.flags;
+  const head = core.map.head;
   const buf = bounce.buf;
-  let off = start - bounce.addr;
   let runPfn = -1;
   let runLen = 0;
   let runOff = 0;
-  const flush = () => {
-    if (runLen === 0) return;
-    const blk = write ? frames.writeBlock(runPfn, runLen) : frames.readBlock(runPfn, runLen);
-    const boff = (runPfn & (BLOCK_PAGES - 1)) * PAGE_SIZE;
-    const bytes = runLen * PAGE_SIZE;
-    if (write) blk.set(buf.subarray(runOff, runOff + bytes), boff);
-    else buf.set(blk.subarray(boff, boff + bytes), runOff);
-    bounce.cpages += runLen;
-    runLen = 0;
-  };
   let ret = 0;
-  for (let vpn = start / PAGE_SIZE; vpn < end / PAGE_SIZE; vpn++, off += PAGE_SIZE) {
-    const v = dm.pt.get(vpn);
-    if (v === undefined || (write && v % 4 !== DPT_XA_TAG_WRITE)) {
+  const startVpn = start / PAGE_SIZE;
+  const endVpn = end / PAGE_SIZE;
+  let vpn = startVpn;
+  let off = start - bounce.addr;
+  // Data pfn of the previous page and its mirror value: the next page of the same device folio
+  // (value + 4, same tag, same head) has the next data pfn without asking the pgmap again.
+  let prevVal = -1;
+  let prevData = -1;
+  while (vpn < endVpn) {
+    const slots = dm.pt.slots(vpn);
+    if (slots === undefined) {
       ret = -ENOENT;
       break;
     }
-    const pfn = dm.dataPfn(Math.floor(v / 4));
-    if (runLen > 0 && pfn === runPfn + runLen && (pfn & (BLOCK_PAGES - 1)) !== 0) {
-      runLen++;
-      continue;
+    const i0 = vpn % MIRROR_NODE_SLOTS;
+    const n = Math.min(endVpn - vpn, MIRROR_NODE_SLOTS - i0);
+    let k = 0;
+    for (; k < n; k++, off += PAGE_SIZE) {
+      const v = slots[i0 + k];
+      if (v < 0 || (write && v % 4 !== DPT_XA_TAG_WRITE)) break;
+      const p = Math.floor(v / 4);
+      let pfn: number;
+      if (!(flags[p] & PG_zone_device)) pfn = p;
+      else if (v === prevVal + 4 && head[p] === head[p - 1]) pfn = prevData + 1;
+      else pfn = dm.dataPfn(p);
+      prevVal = v;
+      prevData = pfn;
+      if (runLen > 0 && pfn === runPfn + runLen && (pfn & (BLOCK_PAGES - 1)) !== 0) {
+        runLen++;
+        continue;
+      }
+      if (runLen > 0) flushRun(core, buf, runPfn, runLen, runOff, write, bounce);
+      runPfn = pfn;
+      runLen = 1;
+      runOff = off;
     }
-    flush();
-    runPfn = pfn;
-    runLen = 1;
-    runOff = off;
+    vpn += k;
+    if (k < n) {
+      ret = -ENOENT;
+      break;
+    }
   }
-  flush();
+  if (runLen > 0) flushRun(core, buf, runPfn, runLen, runOff, write, bounce);
   return ret;
+}
+
+/** One coalesced run of {@link copyMirrored}: runLen pages at runPfn <-> the bounce at runOff. */
+function flushRun(
+  core: Core,
+  buf: Uint8Array,
+  runPfn: number,
+  runLen: number,
+  runOff: number,
+  write: boolean,
+  bounce: Bounce,
+): void {
+  const frames = core.frames;
+  const blk = write ? frames.writeBlock(runPfn, runLen) : frames.readBlock(runPfn, runLen);
+  const boff = (runPfn & (BLOCK_PAGES - 1)) * PAGE_SIZE;
+  const bytes = runLen * PAGE_SIZE;
+  if (write) blk.set(buf.subarray(runOff, runOff + bytes), boff);
+  else buf.set(blk.subarray(boff, boff + bytes), runOff);
+  bounce.cpages += runLen;
+  // dmirror_do_read()/_do_write(): one memcpy per page.
+  core.events.copy(runLen, bytes);
 }
 
 /** Models dmirror_do_read(): copy mirrored pages into the bounce buffer; -ENOENT at the first hole. */
@@ -429,7 +493,10 @@ export function dmirrorCheckAtomic(dm: Dmirror, start: number, end: number): num
       if (vpn >= first && vpn < last && v % 4 === DPT_XA_TAG_ATOMIC) return -EPERM;
     return 0;
   }
-  for (let vpn = first; vpn < last; vpn++) if (dm.load(vpn)?.tag === DPT_XA_TAG_ATOMIC) return -EPERM;
+  for (let vpn = first; vpn < last; vpn++) {
+    const v = dm.pt.get(vpn);
+    if (v !== undefined && v % 4 === DPT_XA_TAG_ATOMIC) return -EPERM;
+  }
   return 0;
 }
 

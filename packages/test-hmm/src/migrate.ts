@@ -63,6 +63,46 @@ function takeFailAlloc(dm: Dmirror): boolean {
 }
 
 /**
+ * Model-only: batches the per-page copy_highpage()/clear_highpage() calls of one driver loop.
+ * A page whose source and destination both continue the current run joins it; the run is
+ * copied when it ends (or at {@link CopyRuns.flush}). Nothing reads or frees those frames before
+ * the loop ends, so the bytes are the same as copying page by page; each page still counts as
+ * one copy command.
+ */
+class CopyRuns {
+  private to = -1;
+  private from = -1;
+  private n = 0;
+  constructor(private readonly core: Core) {}
+
+  /** nr pages (nr copy_highpage() calls): copy from..from+nr to to..to+nr, or clear when from < 0. */
+  add(to: number, from: number, nr = 1): void {
+    this.core.events.copy(nr, nr * PAGE_SIZE);
+    const n = this.n;
+    if (
+      n > 0 &&
+      to === this.to + n &&
+      (from < 0 ? this.from < 0 : this.from >= 0 && from === this.from + n)
+    ) {
+      this.n = n + nr;
+      return;
+    }
+    this.flush();
+    this.to = to;
+    this.from = from;
+    this.n = nr;
+  }
+
+  /** Copies (or clears) the pending run. */
+  flush(): void {
+    if (this.n === 0) return;
+    if (this.from >= 0) this.core.frames.copy(this.to, this.from, this.n);
+    else this.core.frames.zero(this.to, this.n);
+    this.n = 0;
+  }
+}
+
+/**
  * Models dmirror_migrate_alloc_and_copy(): for each collected slot allocate a device page (a
  * PMD-order device folio for a compound slot), copy the source (or zero a hole) into its
  * backing storage and fill dst (WRITE copied from src, COMPOUND for a large folio). A failed
@@ -70,15 +110,21 @@ function takeFailAlloc(dm: Dmirror): boolean {
  * subpage; a failed small allocation leaves the slot in system memory.
  */
 export function dmirrorMigrateAllocAndCopy(args: MigrateVma, dm: Dmirror): void {
+  const runs = new CopyRuns(dm.core);
+  try {
+    allocAndCopy(args, dm, runs);
+  } finally {
+    runs.flush();
+  }
+}
+
+/** The loop of {@link dmirrorMigrateAllocAndCopy}; copies go through `runs`. */
+function allocAndCopy(args: MigrateVma, dm: Dmirror, runs: CopyRuns): void {
   const core = dm.core;
   const m = core.map;
   const dev = dm.mdevice;
   const { src, dst } = args;
   let i = 0;
-  const copyOrClear = (to: number, from: number) => {
-    if (from >= 0) core.frames.copy(to, from, 1);
-    else core.frames.zero(to, 1);
-  };
   for (let addr = args.start; addr < args.end; ) {
     const f = mpfnFlags(src[i]);
     const isLarge = (f & MIGRATE_PFN_COMPOUND) !== 0;
@@ -113,7 +159,7 @@ export function dmirrorMigrateAllocAndCopy(args: MigrateVma, dm: Dmirror): void 
         const rpage = dev.backingPage(dp);
         m.priv[rpage] = dm.id;
         dst[i] = migratePfn(dp) + write;
-        copyOrClear(rpage, spage >= 0 ? spage + k : -1);
+        runs.add(rpage, spage >= 0 ? spage + k : -1);
         i++;
         addr += PAGE_SIZE;
       }
@@ -127,15 +173,14 @@ export function dmirrorMigrateAllocAndCopy(args: MigrateVma, dm: Dmirror): void 
       dst[i] += MIGRATE_PFN_COMPOUND;
       const nr = m.folioNrPages(dpage);
       if (nr > 1) {
-        for (let k = 0; k < nr; k++) {
-          copyOrClear(rpage + k, spage >= 0 ? spage + k : -1);
-          i++;
-          addr += PAGE_SIZE;
-        }
+        // The kernel's loop copies (or clears) page k to backing page k: one run of nr pages.
+        runs.add(rpage, spage, nr);
+        i += nr;
+        addr += nr * PAGE_SIZE;
         continue;
       }
     }
-    copyOrClear(rpage, spage);
+    runs.add(rpage, spage);
     i++;
     addr += PAGE_SIZE;
   }
@@ -152,7 +197,7 @@ export function* dmirrorMigrateFinalizeAndMap(args: MigrateVma, dm: Dmirror): KG
   const endVpn = args.end / PAGE_SIZE;
   yield* dm.lock('dmirror_migrate_finalize_and_map');
   for (let vpn = startVpn, i = 0; vpn < endVpn; vpn++, i++) {
-    if (!(mpfnFlags(args.src[i]) & MIGRATE_PFN_MIGRATE)) continue;
+    if (args.src[i] === 0 || !(mpfnFlags(args.src[i]) & MIGRATE_PFN_MIGRATE)) continue;
     const dpage = migratePfnToPage(args.dst[i]);
     if (dpage < 0) continue;
     const df = mpfnFlags(args.dst[i]);
@@ -161,7 +206,8 @@ export function* dmirrorMigrateFinalizeAndMap(args: MigrateVma, dm: Dmirror): KG
     const rhead = m.head[dm.mdevice.backingPage(dpage)];
     if (m.folioNrPages(rhead) !== nr)
       core.warn('dmirror_migrate_finalize_and_map: backing folio size mismatch');
-    for (let k = 0; k < nr; k++) dm.store(vpn + k, rhead + k, df & MIGRATE_PFN_WRITE ? DPT_XA_TAG_WRITE : 0);
+    // The kernel's per-page xa_store() loop, stored as one run.
+    dm.storeRun(vpn, rhead, nr, df & MIGRATE_PFN_WRITE ? DPT_XA_TAG_WRITE : 0);
   }
   dm.unlock('dmirror_migrate_finalize_and_map');
   return 0;
@@ -236,6 +282,7 @@ export function* dmirrorMigrateToDevice(dm: Dmirror, cmd: DmirrorCmd, userMm: Mm
 export function dmirrorSuccessfulMigratedPages(args: MigrateVma): number {
   let n = 0;
   for (let i = 0; i < args.npages; i++) {
+    if (args.src[i] === 0) continue;
     const f = mpfnFlags(args.src[i]);
     if (f & MIGRATE_PFN_VALID && f & MIGRATE_PFN_MIGRATE) n++;
   }
@@ -249,6 +296,16 @@ export function dmirrorSuccessfulMigratedPages(args: MigrateVma): number {
  * subpage, so migrate_vma_pages() splits the device folio. Returns 0 or VM_FAULT_OOM.
  */
 export function dmirrorDevmemFaultAllocAndCopy(args: MigrateVma, dm: Dmirror): number {
+  const runs = new CopyRuns(dm.core);
+  try {
+    return faultAllocAndCopy(args, dm, runs);
+  } finally {
+    runs.flush();
+  }
+}
+
+/** The loop of {@link dmirrorDevmemFaultAllocAndCopy}; copies go through `runs`. */
+function faultAllocAndCopy(args: MigrateVma, dm: Dmirror, runs: CopyRuns): number {
   const core = dm.core;
   const m = core.map;
   const { src, dst } = args;
@@ -289,6 +346,14 @@ export function dmirrorDevmemFaultAllocAndCopy(args: MigrateVma, dm: Dmirror): n
       dst[si] = migratePfn(dpage) + (flags & ~MIGRATE_PFN_VALID);
     }
     const nr = 1 << order;
+    if (dpage >= 0 && nr > 1) {
+      // The kernel's per-page xa_erase() + copy_highpage() loop over the folio, as one run.
+      dm.eraseRun(addr / PAGE_SIZE, nr);
+      runs.add(dpage, spage, nr);
+      addr += nr * PAGE_SIZE;
+      si += nr;
+      continue;
+    }
     for (let k = 0; k < nr; k++) {
       let dstPage: number;
       if (dpage < 0 && order) {
@@ -311,7 +376,7 @@ export function dmirrorDevmemFaultAllocAndCopy(args: MigrateVma, dm: Dmirror): n
       }
       dm.erase(addr / PAGE_SIZE);
       addr += PAGE_SIZE;
-      core.frames.copy(dstPage, spage + k, 1);
+      runs.add(dstPage, spage + k);
     }
     si += 1 << order;
   }

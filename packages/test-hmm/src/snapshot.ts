@@ -117,7 +117,29 @@ function* rangeSnapshot(dm: Dmirror, range: HmmRange, perm: Uint8Array): KGen<nu
       break;
     }
     const n = (range.end - range.start) / PAGE_SIZE;
-    for (let i = 0; i < n; i++) perm[i] = dmirrorMkentry(dm, range.hmmPfns[i]);
+    // dmirror_mkentry() per page; the pages of one folio reported with the same flags (and map
+    // order) get the same byte, so it is computed once per folio.
+    const head = core.map.head;
+    let prevHead = -1;
+    let prevFlags = -1;
+    let prevPerm = 0;
+    for (let i = 0; i < n; i++) {
+      const entry = range.hmmPfns[i];
+      const f = hmmPfnFlags(entry);
+      if (f & HMM_PFN_VALID && !(f & HMM_PFN_ERROR)) {
+        const h = head[hmmPfnToPfn(entry)];
+        if (h === prevHead && f === prevFlags) {
+          perm[i] = prevPerm;
+          continue;
+        }
+        prevHead = h;
+        prevFlags = f;
+        prevPerm = dmirrorMkentry(dm, entry);
+        perm[i] = prevPerm;
+        continue;
+      }
+      perm[i] = dmirrorMkentry(dm, entry);
+    }
     dm.unlock('dmirror_range_snapshot');
     return 0;
   } finally {

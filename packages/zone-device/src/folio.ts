@@ -91,6 +91,7 @@ function initPages(core: Core, pfn: number, pgmap: DevPagemap, order: number, rm
   // Models lock_page(): the fresh folio cannot be locked by anybody else.
   m.flags[pfn] |= PG_locked;
   core.folioLockOwners.set(pfn, core.current);
+  core.events.folioLocks++;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { PAGE_SIZE } from '@hmm-model/mm-core';
+import { EVENT_NAMES, formatEvents, KernelEvents, PAGE_SIZE, type Process } from '@hmm-model/mm-core';
 import {
   DMIRROR_NDEVICES,
   dmirrorPath,
@@ -16,12 +16,13 @@ import {
 } from '../dmirror-uapi.js';
 import { fmtSize, hex } from '../format.js';
 import { parseAddr, parseNumber, parseSize, takeDeviceOption } from '../parse.js';
-import { describePattern, detectPattern, PATTERN_WORDS, patternBytes } from '../patterns.js';
-import { type Json, ok, UsageError } from '../result.js';
+import { describePattern, PATTERN_WORDS, PatternDetector, PatternStream } from '../patterns.js';
+import { type CommandResult, type Json, ok, UsageError } from '../result.js';
 import type { Session } from '../session.js';
-import { parseRangePattern, summariseBytes } from './data.js';
+import { parseRangePattern, summariseBytes, summaryLines } from './data.js';
 import { dmirrorIoctl, type IoctlOutcome, isOutcome } from './dmirror-ioctl.js';
-import type { CommandSpec } from './types.js';
+import { drive, IOCTL_STEP_BYTES, progress, stopped } from './steps.js';
+import type { CommandSpec, CommandSteps, Progress } from './types.js';
 
 /** Parses `<addr> <len>` of a device command: a page-aligned range as npages. */
 function parseRange(s: Session, args: readonly string[]): { addr: number; npages: number } {
@@ -30,11 +31,16 @@ function parseRange(s: Session, args: readonly string[]): { addr: number; npages
   return { addr, npages: Math.ceil(len / PAGE_SIZE) };
 }
 
-function counts(o: IoctlOutcome): string {
+function counts(o: { cpages: number; faults: number }): string {
   return `cpages ${o.cpages} faults ${o.faults}`;
 }
 
-function outData(dev: number, addr: number, npages: number, o: IoctlOutcome): { [k: string]: Json } {
+function outData(
+  dev: number,
+  addr: number,
+  npages: number,
+  o: { cpages: number; faults: number },
+): { [k: string]: Json } {
   return { device: dev, addr, npages, cpages: o.cpages, faults: o.faults };
 }
 
@@ -43,36 +49,118 @@ function devWord(dev: number): string {
 }
 
 const DEV_OPT = 'Device: the selected one (`dev N`), or -d N for this command.';
+const IOCTL_STEPS = `A range over ${IOCTL_STEP_BYTES >> 20} MiB is done one ioctl per ${IOCTL_STEP_BYTES >> 20} MiB (progress, Ctrl-C between them).`;
+
+/** One ioctl's share of a long range. */
+interface IoctlStep {
+  readonly addr: number;
+  readonly npages: number;
+  /** Pages of the range before this step. */
+  readonly before: number;
+  readonly first: boolean;
+}
+
+/** The range [addr, addr + npages pages) in steps of at most IOCTL_STEP_BYTES. */
+function* ioctlSteps(addr: number, npages: number): Generator<IoctlStep> {
+  const per = IOCTL_STEP_BYTES / PAGE_SIZE;
+  for (let before = 0; before < npages; before += per)
+    yield {
+      addr: addr + before * PAGE_SIZE,
+      npages: Math.min(per, npages - before),
+      before,
+      first: before === 0,
+    };
+}
+
+/** cpages, faults and kernel events summed over the ioctls of one command. */
+function sumOutcomes(): { cpages: number; faults: number; events: KernelEvents; add(o: IoctlOutcome): void } {
+  const events = new KernelEvents();
+  return {
+    cpages: 0,
+    faults: 0,
+    events,
+    add(o) {
+      this.cpages += o.cpages;
+      this.faults += o.faults;
+      for (const k of EVENT_NAMES) events[k] += o.events[k];
+    },
+  };
+}
+
+/** Between two ioctls: a progress point (where Ctrl-C may land); a result when the process is gone. */
+function* between(
+  s: Session,
+  proc: Process | undefined,
+  cmd: string,
+  step: IoctlStep,
+  npages: number,
+): Generator<Progress, CommandResult | null> {
+  const done = step.before + step.npages;
+  if (done >= npages) return null;
+  yield progress(done * PAGE_SIZE, npages * PAGE_SIZE);
+  return proc ? stopped(s, proc, cmd, done * PAGE_SIZE, npages * PAGE_SIZE) : null;
+}
+
+/** A failure after some ioctls succeeded: say how much was done first. */
+function partial(r: CommandResult, cmd: string, step: IoctlStep, npages: number): CommandResult {
+  return {
+    ...r,
+    lines: [
+      `${cmd}: the first ${step.before} of ${npages} page(s) were done by earlier ioctls; the one at ${hex(step.addr)} failed:`,
+      ...r.lines,
+    ],
+  };
+}
 
 const dread: CommandSpec = {
   name: 'dread',
   group: 'device',
   usage: 'dread <addr> <len> [-d N]',
   summary: 'device reads a range (HMM_DMIRROR_READ: faults pages into the mirror via hmm_range_fault)',
-  details: [DEV_OPT],
+  details: [DEV_OPT, IOCTL_STEPS],
   examples: ['dread $ 2M'],
   mutates: true,
   run(s, argv) {
-    const { rest, dev = s.device } = takeDeviceOption(argv);
-    const { addr, npages } = parseRange(s, rest);
+    return drive(dreadSteps(s, argv));
+  },
+  steps: dreadSteps,
+};
+
+/** `dread` as one HMM_DMIRROR_READ per IOCTL_STEP_BYTES of the range. */
+function* dreadSteps(s: Session, argv: readonly string[]): CommandSteps {
+  // The process this command runs in (it may die: Ctrl-C).
+  const proc = s.proc;
+  const { rest, dev = s.device } = takeDeviceOption(argv);
+  const { addr, npages } = parseRange(s, rest);
+  const detector = new PatternDetector();
+  let head = new Uint8Array(0);
+  const sum = sumOutcomes();
+  for (const step of ioctlSteps(addr, npages)) {
     const o = dmirrorIoctl(s, 'dread', dev, {
       cmd: HMM_DMIRROR_READ,
-      addr,
-      npages,
-      bufLen: npages * PAGE_SIZE,
+      addr: step.addr,
+      npages: step.npages,
+      bufLen: step.npages * PAGE_SIZE,
       readBack: true,
     });
-    if (!isOutcome(o)) return o;
+    if (!isOutcome(o)) return step.first ? o : partial(o, 'dread', step, npages);
     const buf = o.buf ?? new Uint8Array(0);
-    return ok(
-      [
-        `dread: ${devWord(dev)} read ${npages} page(s) at ${hex(addr)}: ${counts(o)}`,
-        ...summariseBytes(addr, buf, 64),
-      ],
-      { ...outData(dev, addr, npages, o), pattern: detectPattern(buf) ?? null },
-    );
-  },
-};
+    if (step.first) head = buf.slice(0, 256);
+    detector.add(buf);
+    sum.add(o);
+    const end = yield* between(s, proc, 'dread', step, npages);
+    if (end) return end;
+  }
+  const pat = detector.result();
+  const len = npages * PAGE_SIZE;
+  return ok(
+    [
+      `dread: ${devWord(dev)} read ${npages} page(s) at ${hex(addr)}: ${counts(sum)}`,
+      ...(len <= 64 ? summariseBytes(addr, head.subarray(0, len), 64) : summaryLines(addr, head, len, pat)),
+    ],
+    { ...outData(dev, addr, npages, sum), pattern: pat ?? null },
+  );
+}
 
 const dwrite: CommandSpec = {
   name: 'dwrite',
@@ -82,32 +170,48 @@ const dwrite: CommandSpec = {
   details: [
     DEV_OPT,
     'Patterns as for `write`: fill <byte> | zero | index [start] [step] | bytes <hex..> | random <seed>.',
+    IOCTL_STEPS,
   ],
   examples: ['dwrite $ 2M index', 'dwrite $ 4K fill 0x5a -d 1'],
   mutates: true,
   words: (i) => (i === 1 || i === 2 ? PATTERN_WORDS : []),
   run(s, argv) {
-    const { rest, dev = s.device } = takeDeviceOption(argv);
-    const { addr, len, pattern } = parseRangePattern(s, rest);
-    const npages = Math.ceil(len / PAGE_SIZE);
-    const init = patternBytes(pattern, npages * PAGE_SIZE);
+    return drive(dwriteSteps(s, argv));
+  },
+  steps: dwriteSteps,
+};
+
+/** `dwrite` as one HMM_DMIRROR_WRITE per IOCTL_STEP_BYTES, the pattern produced step by step. */
+function* dwriteSteps(s: Session, argv: readonly string[]): CommandSteps {
+  // The process this command runs in (it may die: Ctrl-C).
+  const proc = s.proc;
+  const { rest, dev = s.device } = takeDeviceOption(argv);
+  const { addr, len, pattern } = parseRangePattern(s, rest);
+  const npages = Math.ceil(len / PAGE_SIZE);
+  const stream = new PatternStream(pattern);
+  const sum = sumOutcomes();
+  for (const step of ioctlSteps(addr, npages)) {
+    // The pattern covers `len` bytes; the rest of the last page is what patternBytes() gives too.
     const o = dmirrorIoctl(s, 'dwrite', dev, {
       cmd: HMM_DMIRROR_WRITE,
-      addr,
-      npages,
-      bufLen: npages * PAGE_SIZE,
-      init,
+      addr: step.addr,
+      npages: step.npages,
+      bufLen: step.npages * PAGE_SIZE,
+      init: stream.next(step.npages * PAGE_SIZE),
       readBack: false,
     });
-    if (!isOutcome(o)) return o;
-    return ok(
-      [
-        `dwrite: ${devWord(dev)} wrote ${npages} page(s) at ${hex(addr)} (${describePattern(pattern)}): ${counts(o)}`,
-      ],
-      { ...outData(dev, addr, npages, o), pattern: describePattern(pattern) },
-    );
-  },
-};
+    if (!isOutcome(o)) return step.first ? o : partial(o, 'dwrite', step, npages);
+    sum.add(o);
+    const end = yield* between(s, proc, 'dwrite', step, npages);
+    if (end) return end;
+  }
+  return ok(
+    [
+      `dwrite: ${devWord(dev)} wrote ${npages} page(s) at ${hex(addr)} (${describePattern(pattern)}): ${counts(sum)}`,
+    ],
+    { ...outData(dev, addr, npages, sum), pattern: describePattern(pattern) },
+  );
+}
 
 const TO_DEV = ['dev', 'device', 'to-dev'];
 const TO_SYS = ['sys', 'system', 'to-sys', 'ram'];
@@ -126,34 +230,52 @@ const migrate: CommandSpec = {
   mutates: true,
   words: (i) => (i === 2 ? ['dev', 'sys'] : []),
   run(s, argv) {
-    const { rest, dev = s.device } = takeDeviceOption(argv);
-    const { addr, npages } = parseRange(s, rest);
-    const dir = rest[2];
-    if (dir === undefined)
-      throw new UsageError('missing direction: dev (to device memory) or sys (to system memory)');
-    const toDev = TO_DEV.includes(dir);
-    if (!toDev && !TO_SYS.includes(dir)) throw new UsageError(`bad direction "${dir}": dev or sys`);
+    return drive(migrateSteps(s, argv));
+  },
+  steps: migrateSteps,
+};
+
+/** `migrate` as one MIGRATE_TO_DEV / _TO_SYS per IOCTL_STEP_BYTES of the range. */
+function* migrateSteps(s: Session, argv: readonly string[]): CommandSteps {
+  // The process this command runs in (it may die: Ctrl-C).
+  const proc = s.proc;
+  const { rest, dev = s.device } = takeDeviceOption(argv);
+  const { addr, npages } = parseRange(s, rest);
+  const dir = rest[2];
+  if (dir === undefined)
+    throw new UsageError('missing direction: dev (to device memory) or sys (to system memory)');
+  const toDev = TO_DEV.includes(dir);
+  if (!toDev && !TO_SYS.includes(dir)) throw new UsageError(`bad direction "${dir}": dev or sys`);
+  const detector = new PatternDetector();
+  const sum = sumOutcomes();
+  for (const step of ioctlSteps(addr, npages)) {
     const o = dmirrorIoctl(s, 'migrate', dev, {
       cmd: toDev ? HMM_DMIRROR_MIGRATE_TO_DEV : HMM_DMIRROR_MIGRATE_TO_SYS,
-      addr,
-      npages,
-      bufLen: npages * PAGE_SIZE,
+      addr: step.addr,
+      npages: step.npages,
+      bufLen: step.npages * PAGE_SIZE,
       readBack: toDev,
     });
-    if (!isOutcome(o)) return o;
-    const lines = [
-      `migrate: ${npages} page(s) at ${hex(addr)} to ${toDev ? devWord(dev) : `system memory (from ${devWord(dev)})`}: ${counts(o)}`,
-    ];
-    const pat = o.buf ? detectPattern(o.buf) : undefined;
-    if (o.buf)
-      lines.push(`  the device sees ${pat ?? 'data with no simple pattern'} (${fmtSize(o.buf.length)})`);
-    return ok(lines, {
-      ...outData(dev, addr, npages, o),
-      direction: toDev ? 'device' : 'system',
-      pattern: pat ?? null,
-    });
-  },
-};
+    if (!isOutcome(o)) return step.first ? o : partial(o, 'migrate', step, npages);
+    if (o.buf) detector.add(o.buf);
+    sum.add(o);
+    const end = yield* between(s, proc, 'migrate', step, npages);
+    if (end) return end;
+  }
+  const lines = [
+    `migrate: ${npages} page(s) at ${hex(addr)} to ${toDev ? devWord(dev) : `system memory (from ${devWord(dev)})`}: ${counts(sum)}`,
+  ];
+  const pat = toDev ? detector.result() : undefined;
+  if (toDev)
+    lines.push(`  the device sees ${pat ?? 'data with no simple pattern'} (${fmtSize(npages * PAGE_SIZE)})`);
+  lines.push(`  kernel events: ${formatEvents(sum.events)}`);
+  return ok(lines, {
+    ...outData(dev, addr, npages, sum),
+    direction: toDev ? 'device' : 'system',
+    pattern: pat ?? null,
+    events: { ...sum.events },
+  });
+}
 
 const snapshot: CommandSpec = {
   name: 'snapshot',

@@ -6,6 +6,8 @@ import {
   ENOENT,
   ENOMEM,
   EPERM,
+  type EventCounts,
+  eventsSince,
   MAP_ANONYMOUS,
   MAP_PRIVATE,
   PAGE_SIZE,
@@ -43,6 +45,8 @@ export interface IoctlOutcome {
   readonly cpages: number;
   readonly faults: number;
   readonly buf: Uint8Array | null;
+  /** Kernel events of the ioctl itself (core.events, without the shell's scaffolding). */
+  readonly events: EventCounts;
 }
 
 /** The argument block of a dmirror ioctl as the selftests' hmm_dmirror_cmd() builds it. */
@@ -169,13 +173,15 @@ export function dmirrorIoctl(
       proc.writeU64(cmdAddr + CMD_CPAGES, 0);
       proc.writeU64(cmdAddr + CMD_FAULTS, 0);
     });
+    const ev = s.kernel.core.events.snapshot();
     const ret = proc.ioctl(fd, a.cmd, cmdAddr);
+    const events = eventsSince(s.kernel.core.events, ev);
     return s.untracked(() => {
       const cpages = Number(proc.readU64(cmdAddr + CMD_CPAGES));
       const faults = Number(proc.readU64(cmdAddr + CMD_FAULTS));
       const buf = a.readBack && ret === 0 && ptr ? proc.readBytes(ptr, a.bufLen) : null;
       if (ret < 0) return fail(name, errnoName(-ret), whyIoctl(s, proc, args, -ret), -ret);
-      return { ret, cpages, faults, buf };
+      return { ret, cpages, faults, buf, events };
     });
   } finally {
     scratchFree(s, proc, cmdAddr, size);

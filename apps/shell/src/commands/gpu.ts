@@ -1,5 +1,6 @@
 import { ENODEV, type Kernel, PAGE_SIZE, PMD_SIZE, type Process } from '@hmm-model/mm-core';
 import {
+  emptyMigrateResult,
   type GpuPte,
   gpuAccess,
   gpuFault,
@@ -19,7 +20,8 @@ import { describePattern, PATTERN_WORDS, patternBytes } from '../patterns.js';
 import { type CommandResult, fail, failErrno, type Json, ok, UsageError } from '../result.js';
 import type { Session } from '../session.js';
 import { MAX_DATA_BYTES, parseRangePattern, summariseBytes } from './data.js';
-import type { CommandSpec } from './types.js';
+import { drive, IOCTL_STEP_BYTES, progress, stopped } from './steps.js';
+import type { CommandSpec, CommandSteps } from './types.js';
 import { currentProc, isResult } from './util.js';
 
 /** The nouveau GPU of the machine with device memory, or a failed result saying why not. */
@@ -188,21 +190,44 @@ const gmigrate: CommandSpec = {
   examples: ['gmigrate $ 2M', 'gmigrate $ 4M'],
   mutates: true,
   run(s, args) {
-    const addr = parseAddr(args[0], s.lookup);
-    const len = parseSize(args[1], s.lookup, 'length');
-    const c = client(s, 'gmigrate');
-    if (!isClient(c)) return c;
-    const end = addr + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE;
-    const r = svmmMigrateToVram(c.svmm, addr, end);
-    const summary = `${r.migratedPages} page(s) now in VRAM: ${r.thps} THP(s) whole, ${r.holes} hole(s) populated; cpages ${r.cpages}, batches ${r.batches}, allocation failures ${r.allocFailed}`;
-    if (r.ret) return failErrno('gmigrate', r.ret, `nouveau_dmem_migrate_vma failed after ${summary}`);
-    return ok([`gmigrate: ${fmtSize(end - addr)} at ${hex(addr)} to VRAM: ${summary}`], {
-      addr,
-      length: end - addr,
-      ...r,
-    });
+    return drive(gmigrateSteps(s, args));
   },
+  steps: gmigrateSteps,
 };
+
+/** `gmigrate` as one DRM_NOUVEAU_SVM_BIND per IOCTL_STEP_BYTES of the range, counts summed. */
+function* gmigrateSteps(s: Session, args: readonly string[]): CommandSteps {
+  const addr = parseAddr(args[0], s.lookup);
+  const len = parseSize(args[1], s.lookup, 'length');
+  const c = client(s, 'gmigrate');
+  if (!isClient(c)) return c;
+  const end = addr + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE;
+  const r = emptyMigrateResult();
+  for (let a = addr; a < end; ) {
+    const next = Math.min(end, a + IOCTL_STEP_BYTES);
+    const one = svmmMigrateToVram(c.svmm, a, next);
+    r.batches += one.batches;
+    r.cpages += one.cpages;
+    r.allocFailed += one.allocFailed;
+    r.migratedPages += one.migratedPages;
+    r.thps += one.thps;
+    r.holes += one.holes;
+    if (one.ret && !r.ret) r.ret = one.ret;
+    a = next;
+    if (a < end) {
+      yield progress(a - addr, end - addr);
+      const stop = stopped(s, c.proc, 'gmigrate', a - addr, end - addr);
+      if (stop) return stop;
+    }
+  }
+  const summary = `${r.migratedPages} page(s) now in VRAM: ${r.thps} THP(s) whole, ${r.holes} hole(s) populated; cpages ${r.cpages}, batches ${r.batches}, allocation failures ${r.allocFailed}`;
+  if (r.ret) return failErrno('gmigrate', r.ret, `nouveau_dmem_migrate_vma failed after ${summary}`);
+  return ok([`gmigrate: ${fmtSize(end - addr)} at ${hex(addr)} to VRAM: ${summary}`], {
+    addr,
+    length: end - addr,
+    ...r,
+  });
+}
 
 const vram: CommandSpec = {
   name: 'vram',

@@ -12,7 +12,7 @@ import { PROCESS_COMMANDS } from './process.js';
 import { makeHelp, NOT_RECORDED, SHELL_COMMANDS, VAR_NAME } from './shell.js';
 import { STATS_COMMANDS } from './stats.js';
 import { SYS_COMMANDS } from './sys.js';
-import type { CommandSpec } from './types.js';
+import type { CommandSpec, Progress } from './types.js';
 
 /** Every shell command, in help order. */
 export const COMMANDS: readonly CommandSpec[] = [
@@ -119,8 +119,13 @@ function modelBugResult(s: Session, cmd: string, e: ModelBug): CommandResult {
   return fail(cmd, 'MODEL BUG', first, undefined, [...dump, ...tainted]);
 }
 
-function runSpec(s: Session, spec: CommandSpec, args: readonly string[]): CommandResult {
+function* runSpec(
+  s: Session,
+  spec: CommandSpec,
+  args: readonly string[],
+): Generator<Progress, CommandResult, void> {
   try {
+    if (spec.steps) return yield* spec.steps(s, args);
     return spec.run(s, args);
   } catch (e) {
     if (e instanceof UsageError) return fail(spec.name, 'usage', `${e.message} — usage: ${spec.usage}`);
@@ -184,7 +189,20 @@ function recordLine(s: Session, spec: CommandSpec, line: string, result: Command
  * shell's own scaffolding) if it changed anything.
  */
 export function execute(s: Session, line: string): Executed {
+  const steps = executeSteps(s, line);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/**
+ * {@link execute} as steps: a long command yields its progress between bounded steps, where
+ * the interactive shell renders it and may deliver Ctrl-C ({@link Session.interrupt}).
+ */
+export function* executeSteps(s: Session, line: string): Generator<Progress, Executed, void> {
   const t0 = performance.now();
+  s.interruptedPid = null;
   const pid = s.currentPid;
   const done = (command: string | null, result: CommandResult, delta: [string, number][] = []): Executed => ({
     line,
@@ -225,7 +243,7 @@ export function execute(s: Session, line: string): Executed {
   const before = spec.mutates ? snapshotVmstat(s.kernel) : undefined;
   s.overhead.clear();
   if (spec.mutates) s.startNotifierRecording();
-  let result = runSpec(s, spec, args);
+  let result = yield* runSpec(s, spec, args);
   if (spec.mutates) s.stopNotifierRecording(line);
   s.reconcile();
   const touched = touchedAddress(s, spec, args, result);

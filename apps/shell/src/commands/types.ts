@@ -1,6 +1,22 @@
 import type { CommandResult } from '../result.js';
 import type { Session } from '../session.js';
 
+/** Progress of a long command between two of its steps, for the UI's progress line. */
+export interface Progress {
+  /** How much is done (bytes or pages), and of how much. */
+  readonly done: number;
+  readonly total: number;
+  /** What is counted: 'bytes' or 'pages'. */
+  readonly unit: 'bytes' | 'pages';
+}
+
+/**
+ * A long command's work as bounded steps (a user access of at most a few MiB, one ioctl over a
+ * bounded range): it yields its progress between steps, where the interactive shell may render
+ * it and deliver a Ctrl-C, and returns the command's result.
+ */
+export type CommandSteps = Generator<Progress, CommandResult, void>;
+
 /** The help groups commands are listed under. */
 export type CommandGroup = 'memory' | 'data' | 'device' | 'gpu' | 'process' | 'inspect' | 'shell';
 
@@ -26,4 +42,9 @@ export interface CommandSpec {
   words?(argIndex: number, args: readonly string[], session: Session): readonly string[];
   /** Parses the words and runs the command; may throw UsageError. */
   run(session: Session, args: readonly string[]): CommandResult;
+  /**
+   * For long commands: the same work as bounded steps (see {@link CommandSteps}). `run` drives
+   * them to the end in one go; the interactive shell drives them between key presses.
+   */
+  steps?(session: Session, args: readonly string[]): CommandSteps;
 }

@@ -88,7 +88,7 @@ export function accessError(mm: MmStruct, addr: number, len: number, write: bool
 }
 
 /** Runs a user access that may raise a signal; turns a delivered signal into a failed result. */
-export function userAccess(cmd: string, fn: () => CommandResult): CommandResult {
+export function userAccess<T>(cmd: string, fn: () => T): T | CommandResult {
   try {
     return fn();
   } catch (e) {

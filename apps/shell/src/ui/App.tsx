@@ -1,6 +1,7 @@
 import { Box, Static, Text, useApp, useInput, useStdout } from 'ink';
 import { type ReactElement, useEffect, useMemo, useRef, useState } from 'react';
-import { type Executed, execute } from '../commands/index.js';
+import { type Executed, executeSteps } from '../commands/index.js';
+import { progressText } from '../commands/steps.js';
 import { complete } from '../complete.js';
 import { dmirrorPath } from '../dmirror-uapi.js';
 import type { History } from '../history.js';
@@ -9,6 +10,11 @@ import { promptText } from '../script.js';
 import type { Session } from '../session.js';
 import { AddressMapView } from './AddressMap.js';
 import { decodeInk, type KeyEvent, LineEditor } from './editor.js';
+
+/** How long a command runs between two returns to the event loop (keys, rendering). */
+const SLICE_MS = 50;
+/** A running command shows its progress once it has taken this long. */
+const PROGRESS_AFTER_MS = 200;
 
 /** One transcript entry: a command with its output, or a banner. */
 interface LogItem {
@@ -119,6 +125,9 @@ export function App({
   const [last, setLast] = useState<Executed | null>(null);
   const [version, setVersion] = useState(0);
   const [, setTick] = useState(0);
+  /** A command running in steps: its line and, after PROGRESS_AFTER_MS, its progress. */
+  const [busy, setBusy] = useState<{ line: string; text: string | null } | null>(null);
+  const busyRef = useRef(false);
   const nextId = useRef(1);
   const columns = stdout?.columns ?? 100;
   const cellsPerRow = Math.max(16, Math.min(64, Math.floor((columns - 22) / 16) * 16));
@@ -138,16 +147,47 @@ export function App({
     [session, proc, version, cellsPerRow, mapRows, session?.zoom, session?.focus],
   );
 
-  const run = (session: Session, line: string): boolean => {
+  /**
+   * Runs a command line in steps: bounded steps run for up to SLICE_MS at a time, then the event
+   * loop gets the terminal back (keys, Ctrl-C, rendering); progress shows after PROGRESS_AFTER_MS.
+   * Lines entered meanwhile run afterwards, in order.
+   */
+  const run = (session: Session, line: string): void => {
     const prompt = promptText(session);
     history.add(line);
-    const e = execute(session, line);
-    if (e.result.clear) write('\x1b[2J\x1b[3J\x1b[H');
-    else
-      setLog((l) => [...l, { id: nextId.current++, prompt, line, lines: e.result.lines, ok: e.result.ok }]);
-    if (e.command !== null) setLast(e);
-    setVersion((v) => v + 1);
-    return e.result.quit === true;
+    const steps = executeSteps(session, line);
+    const t0 = performance.now();
+    busyRef.current = true;
+    const finish = (e: Executed) => {
+      busyRef.current = false;
+      setBusy(null);
+      if (e.result.clear) write('\x1b[2J\x1b[3J\x1b[H');
+      else
+        setLog((l) => [...l, { id: nextId.current++, prompt, line, lines: e.result.lines, ok: e.result.ok }]);
+      if (e.command !== null) setLast(e);
+      setVersion((v) => v + 1);
+      if (e.result.quit === true) {
+        exit();
+        return;
+      }
+      const next = pending.current.shift();
+      if (next !== undefined) run(session, next);
+    };
+    const pump = () => {
+      const sliceEnd = performance.now() + SLICE_MS;
+      for (;;) {
+        const r = steps.next();
+        if (r.done) {
+          finish(r.value);
+          return;
+        }
+        if (performance.now() - t0 >= PROGRESS_AFTER_MS) setBusy({ line, text: progressText(r.value) });
+        if (performance.now() >= sliceEnd) break;
+      }
+      setImmediate(pump);
+    };
+    setBusy({ line, text: null });
+    pump();
   };
 
   const handle = (ev: KeyEvent): boolean => {
@@ -159,8 +199,8 @@ export function App({
         return false;
       case 'enter': {
         const line = editor.take();
-        if (!session) {
-          pending.current.push(line);
+        if (!session || busyRef.current) {
+          if (line.trim() !== '') pending.current.push(line);
           return false;
         }
         if (line.trim() === '') {
@@ -170,7 +210,8 @@ export function App({
           ]);
           return false;
         }
-        return run(session, line);
+        run(session, line);
+        return false;
       }
       case 'backspace':
         editor.backspace();
@@ -213,6 +254,13 @@ export function App({
         return false;
       }
       case 'ctrl-c': {
+        if (busyRef.current && session) {
+          // Ctrl-C while a command runs: SIGINT to the current process (see Session.interrupt).
+          const pid = session.currentPid;
+          session.interrupt();
+          setHint(`^C  SIGINT sent to process ${pid}`);
+          return false;
+        }
         const quit = editor.ctrlC();
         setHint(quit ? '' : '^C  (press Ctrl-C again on an empty line, or Ctrl-D, to quit)');
         return quit;
@@ -229,12 +277,8 @@ export function App({
       const b = boot();
       setLog((l) => [...l, { id: nextId.current++, prompt: '', line: '', lines: b.banner, ok: true }]);
       setSession(b.session);
-      for (const line of pending.current.splice(0)) {
-        if (line.trim() && run(b.session, line)) {
-          exit();
-          return;
-        }
-      }
+      const first = pending.current.shift();
+      if (first !== undefined) run(b.session, first);
     }, 0);
     return () => clearTimeout(t);
   });
@@ -270,6 +314,11 @@ export function App({
         <Text dimColor={color} wrap="truncate-end">
           {status}
         </Text>
+        {busy?.text ? (
+          <Text color={color ? 'yellow' : undefined} wrap="truncate-end">
+            {`… ${busy.line.trim()}: ${busy.text} — Ctrl-C interrupts (SIGINT)`}
+          </Text>
+        ) : null}
         <Prompt
           prompt={session ? promptText(session) : 'hmm:1> '}
           line={editor.line}

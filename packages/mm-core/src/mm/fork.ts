@@ -343,7 +343,7 @@ export function* dupMmap(core: Core, parent: MmStruct, childId: number): KGen<{ 
 }
 
 function* dupMmapLocked(core: Core, parent: MmStruct, childId: number): KGen<{ mm: MmStruct; ok: boolean }> {
-  const mm = new MmStruct(childId);
+  const mm = new MmStruct(childId, core.events);
   mm.mmapBase = parent.mmapBase;
   mm.pgd = allocTable(core, mm, true);
   if (mm.pgd < 0) return { mm, ok: false };

@@ -1,4 +1,13 @@
-import { EFAULT, ENOMEM, EPERM, FOLL_LONGTERM, FOLL_WRITE, PAGE_SIZE, PMD_SIZE } from '../constants.js';
+import {
+  EFAULT,
+  EINTR,
+  ENOMEM,
+  EPERM,
+  FOLL_LONGTERM,
+  FOLL_WRITE,
+  PAGE_SIZE,
+  PMD_SIZE,
+} from '../constants.js';
 import {
   type Core,
   FAULT_FLAG_WRITE,
@@ -20,6 +29,7 @@ import { PG_anon, PG_anon_exclusive, PG_zone_device } from '../phys/memmap.js';
 import { LivelockFinding } from '../sched/findings.js';
 import { spinRetry } from '../sched/locks.js';
 import type { KGen } from '../sched/task.js';
+import { fatalSignalPending } from '../signal.js';
 import { handleMmFault } from './fault.js';
 import { splitHugePmd } from './huge.js';
 import { folioLockWait, pteLock, ptlUnlock } from './locking.js';
@@ -88,6 +98,8 @@ export function* getUserPages(
     const a = addr + k * PAGE_SIZE;
     const vma = mm.vmaLookup(a);
     const fail = (e: number) => (out.length ? out : e);
+    // __get_user_pages(): "If we have a pending SIGKILL, don't keep faulting pages".
+    if (fatalSignalPending(core)) return fail(-EINTR);
     if (!vma || vma.flags & (VM_IO | VM_PFNMAP)) return fail(-EFAULT);
     if (write ? !(vma.flags & VM_WRITE) : !(vma.flags & VM_READ)) return fail(-EFAULT);
     let pfn = -1;

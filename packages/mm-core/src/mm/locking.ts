@@ -127,6 +127,7 @@ export function* folioLockWait(core: Core, head: number, site: string): KGen {
   );
   m.flags[head] |= PG_locked;
   folioLockTaken(core, head);
+  core.events.folioLocks++;
 }
 
 /**

@@ -73,9 +73,10 @@ function lockMapAcquire(mm: MmStruct, site: string): void {
 export function* mmuNotifierInvalidateRangeStart(range: MmuNotifierRange): KGen {
   const mm = range.mm;
   lockMapAcquire(mm, 'mmu_notifier_invalidate_range_start');
+  if (mm.events) mm.events.mmuInvalidations++;
   mm.tlb.flushRange(range.start, range.end);
   mm.activeInvalidations++;
-  for (const o of [...mm.notifierObservers]) o.start(range);
+  if (mm.notifierObservers.size) for (const o of [...mm.notifierObservers]) o.start(range);
   const hit = [...mm.notifiers].filter((sub) => overlaps(sub, range)).sort((a, b) => a.start - b.start);
   if (hit.length) {
     mm.notifierSeq |= 1;

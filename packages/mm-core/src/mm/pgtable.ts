@@ -37,6 +37,7 @@ export function ptSet(core: Core, t: number, idx: number, lo: number, hi: number
   const off = ((t & (BLOCK_PAGES - 1)) << 10) + (idx << 1);
   b[off] = lo;
   b[off + 1] = hi;
+  core.events.ptesWritten++;
 }
 
 /**

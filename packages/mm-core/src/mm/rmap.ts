@@ -67,6 +67,7 @@ export type MappedAt =
  */
 export function rmapVmas(core: Core, head: number): { vma: Vma; addr: number }[] {
   const m = core.map;
+  core.events.rmapWalks++;
   const owner = core.mappings.get(m.mapping[head]);
   const vmas = owner instanceof AnonVma ? owner.vmas : owner instanceof Inode ? owner.mmaps : undefined;
   if (!vmas) return [];
@@ -330,11 +331,29 @@ export function* removeMigrationPtes(core: Core, src: number, dst: number, rmapL
   }
 }
 
+/**
+ * Models remove_migration_ptes(src, dst) when the rmap lock can be taken at once (down_read()
+ * would not sleep): the same walk as {@link removeMigrationPtes} without a preemption point.
+ * Returns false, having done nothing, when the lock is contended; the caller then sleeps in
+ * {@link removeMigrationPtes}. Saves per-folio generator frames in finalize loops.
+ */
+export function tryRemoveMigrationPtes(core: Core, src: number, dst: number): boolean {
+  const l = rmapLockOf(core, dst);
+  if (l && !l.tryDownRead(core.sched, 'remove_migration_ptes')) return false;
+  try {
+    removeMigrationPtesLocked(core, src, dst);
+  } finally {
+    l?.upRead(core.sched, 'remove_migration_ptes');
+  }
+  return true;
+}
+
 /** remove_migration_ptes() with the rmap lock held (rmap_walk_locked()). */
 function removeMigrationPtesLocked(core: Core, src: number, dst: number): void {
   const m = core.map;
   const nr = m.folioNrPages(src);
   const dstNr = m.folioNrPages(dst);
+  if (nr === 1 && dstNr === 1 && removeSmallMigrationPtes(core, src, dst)) return;
   const dstDevice = folioIsDevicePrivate(core, dst);
   const dstAnon = (m.flags[dst] & PG_anon) !== 0;
   for (const { vma, addr } of rmapVmas(core, dst)) {
@@ -383,33 +402,91 @@ function removeMigrationPtesLocked(core: Core, src: number, dst: number): void {
         ptlUnlock(core, ptl, 'remove_migration_pmd');
         continue;
       }
-      const i = pteIndex(h.addr);
-      const lo = ptLo(core, h.pteT, i);
-      const type = swpType(lo);
-      const page = dst + (h.pfn - src);
       if (h.pfn - src >= dstNr) continue;
-      const write = type === SWP_MIGRATION_WRITE;
-      const exclusive = dstAnon && type !== SWP_MIGRATION_READ;
-      let nlo: number;
-      if (dstDevice) {
-        nlo = mkSwpLo(
-          write ? SWP_DEVICE_WRITE : SWP_DEVICE_READ,
-          page,
-          lo & (_PAGE_SWP_SOFT_DIRTY | _PAGE_SWP_UFFD_WP),
-        );
-      } else {
-        nlo = mkPteLo(page, write, (lo & SWP_MIG_DIRTY) !== 0, (lo & SWP_MIG_YOUNG) !== 0, protnone);
-        if (lo & _PAGE_SWP_SOFT_DIRTY) nlo = (nlo | _PAGE_SOFT_DIRTY) >>> 0;
-        if (lo & _PAGE_SWP_UFFD_WP) nlo = (nlo | _PAGE_UFFD_WP) >>> 0;
-      }
-      const dhead = m.head[page];
-      const ptl = pteLock(core, h.pteT, 'remove_migration_pte');
-      folioGet(core, dhead);
-      folioAddRmapPtes(core, dhead, page, 1, exclusive);
-      ptSet(core, h.pteT, i, nlo, mkHi(page));
-      ptlUnlock(core, ptl, 'remove_migration_pte');
+      removeMigrationPte(core, h.pteT, h.addr, dst + (h.pfn - src), dstDevice, dstAnon, protnone);
     }
   }
+}
+
+/**
+ * remove_migration_pte() for one PTE migration entry at addr of table pteT: map `page` (of the
+ * destination) in its place, device-private when the destination is, with a reference and an
+ * rmap (exclusive unless the entry was plain readable).
+ */
+function removeMigrationPte(
+  core: Core,
+  pteT: number,
+  addr: number,
+  page: number,
+  dstDevice: boolean,
+  dstAnon: boolean,
+  protnone: boolean,
+): void {
+  const m = core.map;
+  const i = pteIndex(addr);
+  const lo = ptLo(core, pteT, i);
+  const type = swpType(lo);
+  const write = type === SWP_MIGRATION_WRITE;
+  const exclusive = dstAnon && type !== SWP_MIGRATION_READ;
+  let nlo: number;
+  if (dstDevice) {
+    nlo = mkSwpLo(
+      write ? SWP_DEVICE_WRITE : SWP_DEVICE_READ,
+      page,
+      lo & (_PAGE_SWP_SOFT_DIRTY | _PAGE_SWP_UFFD_WP),
+    );
+  } else {
+    nlo = mkPteLo(page, write, (lo & SWP_MIG_DIRTY) !== 0, (lo & SWP_MIG_YOUNG) !== 0, protnone);
+    if (lo & _PAGE_SWP_SOFT_DIRTY) nlo = (nlo | _PAGE_SOFT_DIRTY) >>> 0;
+    if (lo & _PAGE_SWP_UFFD_WP) nlo = (nlo | _PAGE_UFFD_WP) >>> 0;
+  }
+  const dhead = m.head[page];
+  const ptl = pteLock(core, pteT, 'remove_migration_pte');
+  folioGet(core, dhead);
+  folioAddRmapPtes(core, dhead, page, 1, exclusive);
+  ptSet(core, pteT, i, nlo, mkHi(page));
+  ptlUnlock(core, ptl, 'remove_migration_pte');
+}
+
+/**
+ * The rmap walk of remove_migration_ptes() for an order-0 src and dst without building the
+ * walk's lists: in each VMA of dst's rmap, the one PTE where src would be mapped. Returns false
+ * (nothing changed in this VMA or later ones) when a PMD on the way is not a page table, for the
+ * general walk to handle; VMAs already done hold no migration entry for src any more.
+ */
+function removeSmallMigrationPtes(core: Core, src: number, dst: number): boolean {
+  const m = core.map;
+  const owner = core.mappings.get(m.mapping[dst]);
+  const vmas = owner instanceof AnonVma ? owner.vmas : owner instanceof Inode ? owner.mmaps : undefined;
+  core.events.rmapWalks++;
+  if (!vmas) return true;
+  const index = m.index[dst];
+  const dstDevice = folioIsDevicePrivate(core, dst);
+  const dstAnon = (m.flags[dst] & PG_anon) !== 0;
+  for (const vma of vmas) {
+    const addr = vma.start + (index - vma.pgoff) * PAGE_SIZE;
+    if (addr < vma.start || addr >= vma.end) continue;
+    const pmdT = pmdTableOf(core, vma.mm, addr, false);
+    if (pmdT < 0) continue;
+    const mi = pmdIndex(addr);
+    const lo = ptLo(core, pmdT, mi);
+    const hi = ptHi(core, pmdT, mi);
+    if (entryNone(lo, hi)) continue;
+    if (!entryPresent(lo) || entryHuge(lo)) {
+      // A PMD migration entry cannot hold an order-0 folio; the general walk decides.
+      core.events.rmapWalks--;
+      return false;
+    }
+    const pteT = entryPfn(lo, hi);
+    const i = pteIndex(addr);
+    const plo = ptLo(core, pteT, i);
+    const phi = ptHi(core, pteT, i);
+    if (entryNone(plo, phi) || entryPresent(plo) || entryPfn(plo, phi) !== src) continue;
+    if (!isMigrationType(swpType(plo))) continue;
+    const protnone = (vma.flags & (VM_READ | VM_WRITE | VM_EXEC)) === 0;
+    removeMigrationPte(core, pteT, addr, dst, dstDevice, dstAnon, protnone);
+  }
+  return true;
 }
 
 /** Models folio_mapped() after an unmap attempt (re-exported for the migration code). */

@@ -1,4 +1,5 @@
 import { MMAP_BASE } from '../constants.js';
+import type { KernelEvents } from '../events.js';
 import { RwSem } from '../sched/locks.js';
 import type { KGen } from '../sched/task.js';
 
@@ -202,11 +203,14 @@ export class SoftTlb {
   readonly pfn = new Float64Array(TLB_SIZE);
   readonly writable = new Uint8Array(TLB_SIZE);
   flushes = 0;
+  /** Model-only: the machine's event counters (core.events), when the mm belongs to one. */
+  events: KernelEvents | null = null;
 
   /** Models flush_tlb_mm(). */
   flushAll(): void {
     this.tag.fill(-1);
     this.flushes++;
+    if (this.events) this.events.tlbFlushes++;
   }
 
   /** Models flush_tlb_range(). */
@@ -222,6 +226,7 @@ export class SoftTlb {
       if (this.tag[s] === v) this.tag[s] = -1;
     }
     this.flushes++;
+    if (this.events) this.events.tlbFlushes++;
   }
 }
 
@@ -269,8 +274,15 @@ export class MmStruct {
   activeInvalidations = 0;
   /** Models MMF_UNSTABLE (set by the OOM reaper): faults and migrations must not map into it. */
   unstable = false;
-  constructor(readonly id: number) {
+  /** Model-only: the machine's event counters (core.events), or null for a detached mm. */
+  readonly events: KernelEvents | null;
+  constructor(
+    readonly id: number,
+    events: KernelEvents | null = null,
+  ) {
     this.mmapLock = new RwSem(`mmap_lock of mm ${id}`);
+    this.events = events;
+    this.tlb.events = events;
   }
 
   /** Models find_vma(): the first VMA with end > addr, or undefined. */

@@ -13,10 +13,13 @@ import type { Scheduler } from './scheduler.js';
 import type { HeldLock, KGen, Task, WaitCond } from './task.js';
 
 function removeHeld(t: Task, lock: object, mode?: HeldLock['mode']): boolean {
-  for (let i = t.held.length - 1; i >= 0; i--) {
-    const h = t.held[i];
+  const held = t.held;
+  for (let i = held.length - 1; i >= 0; i--) {
+    const h = held[i];
     if (h.lock === lock && (mode === undefined || h.mode === mode)) {
-      t.held.splice(i, 1);
+      // Locks are mostly released in reverse order: the last one is a pop.
+      if (i === held.length - 1) held.pop();
+      else held.splice(i, 1);
       return true;
     }
   }

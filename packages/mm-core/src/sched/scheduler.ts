@@ -51,14 +51,26 @@ export class Scheduler {
   countSites = false;
   /** Hooks run at every preemption point; an exception is thrown into the task at that point. */
   readonly hooks = new Set<PreemptHook>();
+  /**
+   * Model-only: hooks that watch time rather than interleavings (a test's timeout, a UI's time
+   * slice). They run at the preemption points that are taken, like {@link Scheduler.hooks}, but do
+   * not make {@link Scheduler.needResched} true, so per-page points a lone task skips stay skipped.
+   */
+  readonly watchdogs = new Set<PreemptHook>();
   /** Bound on consecutive steps in which no task finishes (a livelock finding beyond it). */
   maxStepsWithoutProgress = 5_000_000;
   private last: Task | null = null;
   private how: SchedContext['how'] = 'start';
   private sinceProgress = 0;
 
+  /** True while the strategy is the cooperative one (see {@link Scheduler.needResched}). */
+  private coop = true;
+
   constructor(strategy?: Strategy) {
-    if (strategy) this.strat = strategy;
+    if (strategy) {
+      this.strat = strategy;
+      this.coop = strategy instanceof CooperativeStrategy;
+    }
   }
 
   /** The strategy in use. */
@@ -66,9 +78,23 @@ export class Scheduler {
     return this.strat;
   }
 
+  /**
+   * Models need_resched() as cond_resched() reads it, for preemption points in per-page loops:
+   * true when stopping here can matter — another task exists (runnable, blocked or delayed), a
+   * hook or the site counter watches preemption points, or the strategy is not the cooperative
+   * one (random, PCT and replay strategies count and choose at every point). A lone task under
+   * the cooperative strategy would be picked again at once, so a hot loop may skip the point
+   * (`if (sched.needResched()) yield 'site'`) exactly as cond_resched() costs nothing when no
+   * other task wants the CPU. Whenever another task or a checker could act, the point is taken.
+   */
+  needResched(): boolean {
+    return this.live.length > 1 || this.hooks.size > 0 || this.countSites || !this.coop;
+  }
+
   /** Replaces the strategy and clears the recorded trace (a new run's schedule starts here). */
   setStrategy(s: Strategy): void {
     this.strat = s;
+    this.coop = s instanceof CooperativeStrategy;
     this.trace.length = 0;
     for (const t of this.live) s.onSpawn?.(t);
   }
@@ -161,6 +187,14 @@ export class Scheduler {
       }
       this.strat.onPreempt?.(t);
       for (const h of this.hooks) {
+        try {
+          h(y, t);
+        } catch (e) {
+          this.step(t, e);
+          return;
+        }
+      }
+      for (const h of this.watchdogs) {
         try {
           h(y, t);
         } catch (e) {

@@ -114,7 +114,8 @@ export const KERNEL_BUGS: readonly KernelBugSwitch[] = [
     fixes: 'migrate_vma_split_folio (mm/migrate_device.c)',
     pkg: 'migrate-vma',
     race: true,
-    title: 'migrate_vma_split_folio() takes its folio reference after dropping the PTE lock: the folio can be freed first',
+    title:
+      'migrate_vma_split_folio() takes its folio reference after dropping the PTE lock: the folio can be freed first',
   },
   {
     id: 'F30',

@@ -50,6 +50,6 @@ export * from './process.js';
 export * from './report.js';
 export * from './rw.js';
 export * from './sched/index.js';
-export * from './syscall-args.js';
 export * from './signal.js';
+export * from './syscall-args.js';
 export * from './vmstat.js';

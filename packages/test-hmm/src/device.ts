@@ -6,6 +6,7 @@ import {
   ENOMEM,
   folioLock,
   folioPut,
+  folioWaitLocked,
   HPAGE_PMD_NR,
   HPAGE_PMD_ORDER,
   KernelBug,
@@ -13,6 +14,7 @@ import {
   MEMORY_DEVICE_COHERENT,
   MEMORY_DEVICE_PRIVATE,
   ModelBug,
+  Mutex,
   PAGE_SIZE,
   PG_head,
   PG_large_rmappable,
@@ -66,6 +68,10 @@ export class DmirrorDevice {
   chunks: DmirrorChunk[] = [];
   /** Models devmem_capacity (grows by DEVMEM_CHUNKS_RESERVE). */
   devmemCapacity = 0;
+  /** Model-only: the fixed chunk removal ({@link DmirrorOptions.evictUntilEmpty}). */
+  evictUntilEmpty = false;
+  /** Models mdevice->devmem_lock: held by chunk removal; dmirror_allocate_chunk() takes it. */
+  readonly devmemLock: Mutex;
   /** Models calloc: pages handed out. */
   calloc = 0;
   /** Models cfree: pages returned to the free lists. */
@@ -94,6 +100,7 @@ export class DmirrorDevice {
     readonly spmPfn?: number,
   ) {
     this.path = dmirrorPath(minor);
+    this.devmemLock = new Mutex(`mdevice->devmem_lock (${this.path})`);
   }
 
   /** Models dmirror_is_private_zone(). */
@@ -361,19 +368,58 @@ export class DmirrorDevice {
    * page is free: a page that cannot be evicted is a ModelBug), then forget all chunks and lists.
    */
   *removeChunks(): KGen {
-    for (const chunk of this.chunks) {
-      chunk.remove = true;
-      this.removeFreePages(chunk);
-      yield* this.evictChunk(chunk);
-      yield* memunmapPages(this.core, chunk.pagemap);
-      this.chunkByPgmap.delete(chunk.pagemap.id);
+    yield* this.devmemLock.lock(this.core.sched, 'dmirror_device_remove_chunks');
+    try {
+      for (const chunk of this.chunks) {
+        chunk.remove = true;
+        this.removeFreePages(chunk);
+        yield* this.evictChunk(chunk);
+        // migrate_device_range() skips folios it cannot trylock: a migration in flight keeps
+        // them, and memunmap_pages() below waits for them forever. The fixed variant waits for
+        // the lock and evicts again.
+        for (let before = Number.POSITIVE_INFINITY; this.evictUntilEmpty && chunk.pagemap.refs > 0; ) {
+          const busy = this.lockedPage(chunk);
+          if (busy)
+            yield* folioWaitLocked(this.core, busy, 'dmirror chunk removal: folio locked by a migration');
+          else if (chunk.pagemap.refs >= before) break;
+          before = chunk.pagemap.refs;
+          yield* this.evictChunk(chunk);
+        }
+        yield* memunmapPages(this.core, chunk.pagemap);
+        this.chunkByPgmap.delete(chunk.pagemap.id);
+      }
+      this.chunks = [];
+      this.devmemCapacity = 0;
+      this.freePages = 0;
+      this.freeFolios = 0;
+      this.nrFreePages = 0;
+      this.nrFreeFolios = 0;
+    } finally {
+      this.devmemLock.unlock(this.core.sched, 'dmirror_device_remove_chunks');
     }
-    this.chunks = [];
-    this.devmemCapacity = 0;
-    this.freePages = 0;
-    this.freeFolios = 0;
-    this.nrFreePages = 0;
-    this.nrFreeFolios = 0;
+  }
+
+  /** Model-only: an allocated, locked folio head of the chunk (0 if none). */
+  private lockedPage(chunk: DmirrorChunk): number {
+    const m = this.core.map;
+    if (chunk.pagemap.refs === 0) return 0;
+    for (let p = chunk.pagemap.startPfn; p < chunk.pagemap.endPfn; p++)
+      if (m.head[p] === p && m.refcount[p] > 0 && m.flags[p] & PG_locked) return p;
+    return 0;
+  }
+
+  /**
+   * Models the wait of dmirror_allocate_chunk()'s mutex_lock(&mdevice->devmem_lock) while a chunk
+   * removal holds it. The model's allocation loop is atomic, so a migration waits here before
+   * it instead of inside it: the interleaving where a migration pops free pages of a chunk the
+   * removal has not reached yet is not modelled.
+   */
+  *waitDevmemLock(site: string): KGen {
+    const s = this.core.sched;
+    if (this.devmemLock.owner && this.devmemLock.owner !== s.current) {
+      yield* this.devmemLock.lock(s, site);
+      this.devmemLock.unlock(s, site);
+    }
   }
 
   /** Models dmirror_device_init()'s initial small chunk; -errno on failure. */

@@ -261,6 +261,7 @@ export function* dmirrorMigrateToDevice(dm: Dmirror, cmd: DmirrorCmd, userMm: Mm
       const r = yield* migrateVmaSetup(core, args);
       if (r) return r;
       yield 'dmirror_migrate_to_device: after migrate_vma_setup';
+      yield* dm.mdevice.waitDevmemLock('dmirror_allocate_chunk');
       dmirrorMigrateAllocAndCopy(args, dm);
       yield 'dmirror_migrate_to_device: after dmirror_migrate_alloc_and_copy';
       yield* migrateVmaPages(core, args);

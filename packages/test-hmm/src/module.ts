@@ -58,6 +58,13 @@ export interface DmirrorOptions {
    * (/dev/hmm_dmirror2, 3). Default true.
    */
   coherent?: boolean;
+  /**
+   * Model-only switch for a fixed HMM_DMIRROR_RELEASE (see the README's Findings): chunk removal
+   * evicts again, after waiting for the folio lock, while a concurrent migration holds pages of
+   * the chunk, instead of leaving them allocated and waiting forever in memunmap_pages().
+   * Default false (lib/test_hmm.c as it is).
+   */
+  evictUntilEmpty?: boolean;
 }
 
 /** Models the loaded test_hmm module (dmirror_devices[] and the open dmirrors), for inspection. */
@@ -207,6 +214,7 @@ export function installDmirror(kernel: Kernel, opts: DmirrorOptions = {}): Dmirr
     const spm =
       types[minor] === HMM_DMIRROR_MEMORY_DEVICE_COHERENT ? spmPfns[minor === 2 ? 1 : 0] : undefined;
     const dev = new DmirrorDevice(core, minor, types[minor], ops, spm);
+    dev.evictUntilEmpty = opts.evictUntilEmpty ?? false;
     holder.dev = dev;
     const r = dev.init();
     if (r < 0) throw new Error(`hmm_dmirror${minor}: dmirror_device_init failed (${r})`);

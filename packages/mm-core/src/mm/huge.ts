@@ -1,7 +1,6 @@
 import { HPAGE_PMD_NR, HPAGE_PMD_ORDER, PMD_SIZE } from '../constants.js';
 import type { Core } from '../core.js';
 import { ModelBug } from '../errors.js';
-import { KernelBug } from '../kernel-bug.js';
 import {
   folioAddRmapPtes,
   folioBugOn,
@@ -10,6 +9,7 @@ import {
   folioPut,
   folioRemoveRmapPmd,
 } from '../folio.js';
+import { KernelBug } from '../kernel-bug.js';
 import {
   _PAGE_ACCESSED,
   _PAGE_DIRTY,
@@ -203,9 +203,11 @@ export function zapHugePmd(core: Core, vma: Vma, pmdT: number, haddr: number): v
   const hi = ptHi(core, pmdT, mi);
   // Bug F15: powerpc's hash MMU pmdp_huge_get_and_clear_full() asserted the PMD was a present THP.
   if (core.bug('F15') && !entryPresent(lo))
-    throw new KernelBug('pmdp_huge_get_and_clear_full', 'VM_BUG_ON(!pmd_present(*pmdp)) (book3s64 hash MMU)', [
-      `  zap_huge_pmd() of a non-present PMD 0x${lo.toString(16)} at 0x${haddr.toString(16)}`,
-    ]);
+    throw new KernelBug(
+      'pmdp_huge_get_and_clear_full',
+      'VM_BUG_ON(!pmd_present(*pmdp)) (book3s64 hash MMU)',
+      [`  zap_huge_pmd() of a non-present PMD 0x${lo.toString(16)} at 0x${haddr.toString(16)}`],
+    );
   ptSet(core, pmdT, mi, 0, 0);
   mm.tlb.flushRange(haddr, haddr + PMD_SIZE);
   const pfn = entryPfn(lo, hi);

@@ -382,7 +382,9 @@ function removeMigrationPtesLocked(core: Core, src: number, dst: number): void {
           // later migration-entry tests read a device-private entry: write lost, and the
           // young test's assertion fires.
           write = false;
-          core.warn('remove_migration_pmd: VM_WARN_ON_ONCE(!softleaf_is_migration(entry)) in softleaf_is_migration_young()');
+          core.warn(
+            'remove_migration_pmd: VM_WARN_ON_ONCE(!softleaf_is_migration(entry)) in softleaf_is_migration_young()',
+          );
         }
         if (dstDevice) {
           nlo = mkSwpLo(

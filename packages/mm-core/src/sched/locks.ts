@@ -296,7 +296,7 @@ export function* waitEvent(
  * (a fault returning 0 so the access repeats, cpu_relax() in a loop). The task spins until some
  * other task has run a step: the holder lives on another CPU and keeps running while this one
  * spins. Without this, a strict-priority schedule (PCT) would let the spinner starve the holder,
- * which real CPUs do not. If no other task can run, the spin is a deadlock (reported as one).
+ * which real CPUs do not. If no other task can run, the spinner retries at once.
  */
 export function* spinRetry(sched: Scheduler, site: string): KGen {
   const me = sched.current;
@@ -307,6 +307,7 @@ export function* spinRetry(sched: Scheduler, site: string): KGen {
     ready: () => sched.steps - mark > me.steps - mine,
     holders: () => [],
     sleeping: false,
+    retry: true,
   };
   yield c;
 }

@@ -131,11 +131,14 @@ export class Scheduler {
 
   private runnable(): Task[] {
     const out: Task[] = [];
+    let retrying: Task[] | null = null;
     for (const t of this.live) {
       if (t.state === 'ready') out.push(t);
       else if (t.state === 'blocked' && t.wait?.ready(t)) out.push(t);
+      else if (t.state === 'blocked' && t.wait?.retry) (retrying ??= []).push(t);
     }
-    return out;
+    // Busy retries run again when nothing else can (see spinRetry()).
+    return out.length === 0 && retrying ? retrying : out;
   }
 
   private finish(t: Task): void {

@@ -28,6 +28,11 @@ export interface WaitCond {
   holders(): readonly Task[];
   /** False for spinning waits (spinlocks): sleeping while holding a spinlock is a kernel bug. */
   readonly sleeping: boolean;
+  /**
+   * A busy retry ({@link spinRetry}): the task may also run when no other task can (it retries
+   * alone rather than deadlock).
+   */
+  readonly retry?: boolean;
 }
 
 /** One lock a task holds, with the kernel site that took it. */

@@ -1,0 +1,189 @@
+#!/usr/bin/env node
+/**
+ * `pnpm fuzz`: random operation sequences across processes and threads, all four dmirror devices
+ * and the nouveau GPU, under random, PCT or bounded-exhaustive schedules, with the oracle, the
+ * WARN check and every invariant checker. A failing run is shrunk and written out as a shell
+ * script and a vitest regression file.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { bugList, type OptSpec, parseArgs, UsageError } from './args.js';
+import { regressionTest, shellScript } from './emit.js';
+import { type CampaignStats, campaign, type StrategyName } from './explore.js';
+import { findingKey, type Scenario } from './run.js';
+import { shrink } from './shrink.js';
+import type { WorkerResult } from './worker.js';
+
+const SPECS: readonly OptSpec[] = [
+  { name: 'seed', value: 'int' },
+  { name: 'ops', value: 'int', min: 1 },
+  { name: 'ops-per-run', value: 'int', min: 1, max: 100_000 },
+  { name: 'processes', value: 'int', min: 1, max: 6 },
+  { name: 'threads', value: 'int', min: 1, max: 6 },
+  { name: 'strategy', value: 'string', choices: ['random', 'pct', 'exhaustive'] },
+  { name: 'depth', value: 'int', min: 1, max: 16 },
+  { name: 'preemptions', value: 'int', min: 0, max: 8 },
+  { name: 'time', value: 'duration' },
+  { name: 'workers', value: 'int', min: 1, max: 64 },
+  { name: 'bug', value: 'string', repeat: true },
+  { name: 'check-every', value: 'int', min: 1 },
+  { name: 'out', value: 'string' },
+  { name: 'no-shrink', value: 'none' },
+  { name: 'quiet', value: 'none' },
+  { name: 'help', value: 'none' },
+];
+
+const HELP = `usage: pnpm fuzz [--seed N] [--ops N] [--ops-per-run N] [--processes N] [--threads N]
+                 [--strategy random|pct|exhaustive] [--depth D] [--preemptions K] [--time 5m]
+                 [--workers N] [--bug ID ...] [--check-every N] [--out DIR] [--no-shrink] [--quiet]`;
+
+function line(s: CampaignStats): string {
+  const rate = s.elapsedMs > 0 ? Math.round((s.ops * 1000) / s.elapsedMs) : 0;
+  const kinds = Object.keys(s.kinds).length;
+  return `fuzz: ${s.ops} ops, ${s.schedules} schedules, ${rate} ops/s, ${kinds} op kinds, ${s.sites.size} preemption sites, ${s.checks} full checks`;
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const o = parseArgs(argv, SPECS);
+  if (o.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const bugs = bugList(o.bug);
+  const seed = (o.seed as number | undefined) ?? 1;
+  const totalOps = (o.ops as number | undefined) ?? 20_000;
+  const opsPerRun = (o['ops-per-run'] as number | undefined) ?? 400;
+  const strategy = ((o.strategy as string | undefined) ?? 'random') as StrategyName;
+  const workers = (o.workers as number | undefined) ?? 1;
+  const timeMs = (o.time as number | undefined) ?? 0;
+  const base = {
+    strategy,
+    ops: strategy === 'exhaustive' ? Math.min(opsPerRun, 8) : opsPerRun,
+    procs: (o.processes as number | undefined) ?? 3,
+    threads: (o.threads as number | undefined) ?? 2,
+    depth: (o.depth as number | undefined) ?? 2,
+    preemptions: (o.preemptions as number | undefined) ?? 2,
+    bugs,
+    checkEvery: (o['check-every'] as number | undefined) ?? 128,
+    timeMs,
+  };
+  const t0 = performance.now();
+  let results: WorkerResult[];
+  if (workers === 1) {
+    let last = 0;
+    const res = campaign({
+      ...base,
+      seed,
+      totalOps,
+      countSites: true,
+      onRun: (s) => {
+        if (!o.quiet && performance.now() - last > 2000) {
+          last = performance.now();
+          process.stderr.write(`${line(s)}\n`);
+        }
+      },
+    });
+    results = [
+      {
+        stats: { ...res.stats, sites: [...res.stats.sites] },
+        failure: res.failure
+          ? {
+              scenario: res.failure.scenario,
+              schedule: res.failure.schedule,
+              message: res.failure.finding.message,
+              key: findingKey(res.failure.finding),
+            }
+          : null,
+      },
+    ];
+  } else {
+    const per = Math.ceil(totalOps / workers);
+    results = await Promise.all(
+      Array.from(
+        { length: workers },
+        (_, i) =>
+          new Promise<WorkerResult>((resolve, reject) => {
+            const w = new Worker(new URL('./worker.js', import.meta.url), {
+              workerData: { ...base, seed: (seed + i * 1_000_003) >>> 0, totalOps: per, countSites: true },
+            });
+            w.on('message', (m: WorkerResult) => resolve(m));
+            w.on('error', reject);
+          }),
+      ),
+    );
+  }
+  const stats: CampaignStats = {
+    ops: 0,
+    runs: 0,
+    schedules: 0,
+    checks: 0,
+    checkedPages: 0,
+    elapsedMs: performance.now() - t0,
+    sites: new Map(),
+    kinds: {},
+  };
+  for (const r of results) {
+    stats.ops += r.stats.ops;
+    stats.runs += r.stats.runs;
+    stats.schedules += r.stats.schedules;
+    stats.checks += r.stats.checks;
+    stats.checkedPages += r.stats.checkedPages;
+    for (const [k, v] of r.stats.sites) stats.sites.set(k, (stats.sites.get(k) ?? 0) + v);
+    for (const [k, v] of Object.entries(r.stats.kinds)) stats.kinds[k] = (stats.kinds[k] ?? 0) + v;
+  }
+  const failure = results.find((r) => r.failure)?.failure ?? null;
+  const rate = Math.round((stats.ops * 1000) / Math.max(1, stats.elapsedMs));
+  if (!o.quiet) {
+    console.error(
+      `operation kinds reached: ${Object.entries(stats.kinds)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
+    );
+    console.error(
+      `preemption sites reached: ${stats.sites.size}; pages compared with the oracle: ${stats.checkedPages}`,
+    );
+  }
+  if (!failure) {
+    console.log(
+      `fuzz: ${stats.ops} ops, ${stats.schedules} schedules, 0 divergences, 0 invariant violations, 0 deadlocks, ${rate} ops/s`,
+    );
+    return 0;
+  }
+  const count = (k: string) => (failure.key.startsWith(k) ? 1 : 0);
+  console.log(failure.message);
+  console.log(`schedule: ${failure.schedule}`);
+  if (!o['no-shrink']) {
+    const { runScenario } = await import('./run.js');
+    const first = runScenario(failure.scenario as Scenario, { schedule: failure.schedule, bugs });
+    if (first.finding) {
+      const rep = shrink(failure.scenario as Scenario, failure.schedule, first, { bugs });
+      const dir = (o.out as string | undefined) ?? 'fuzz-findings';
+      mkdirSync(dir, { recursive: true });
+      const name = `fuzz-seed${seed}-${failure.key.replace(/[^a-z0-9_-]+/gi, '-')}`;
+      writeFileSync(join(dir, `${name}.hmm`), shellScript(rep, name));
+      writeFileSync(join(dir, `${name}.test.ts`), regressionTest(rep, name, failure.message.split('\n')[0]));
+      console.log(
+        `minimal reproducer (${rep.scenario.prelude.length + rep.scenario.ops.length} operations, ${rep.runs} runs to shrink):`,
+      );
+      console.log(`  ${join(dir, `${name}.hmm`)} (pnpm shell --script ${join(dir, `${name}.hmm`)})`);
+      console.log(`  ${join(dir, `${name}.test.ts`)}`);
+    }
+  }
+  console.log(
+    `fuzz: ${stats.ops} ops, ${stats.schedules} schedules, ${count('divergence')} divergences, ${count('invariant')} invariant violations, ${count('deadlock')} deadlocks, ${rate} ops/s`,
+  );
+  return 1;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    if (e instanceof UsageError) {
+      console.error(`fuzz: ${e.message}`);
+      process.exit(2);
+    }
+    console.error(`fuzz: internal error: ${e instanceof Error ? e.message : String(e)}`);
+    process.exit(3);
+  },
+);

@@ -1,0 +1,75 @@
+/**
+ * Writing a reproducer out: as a shell script that `pnpm shell --script` replays (the shell's
+ * `explore` commands) and as a vitest regression file that asserts the finding with the bug
+ * switched on and a clean run on the fixed model.
+ */
+import { describeOp } from './ops.js';
+import type { Scenario } from './run.js';
+import type { Reproducer } from './shrink.js';
+
+/** The shell script form of a reproducer. */
+export function shellScript(rep: Reproducer, title: string): string {
+  const sc = rep.scenario;
+  const lines = [
+    `# hmm-model explorer reproducer: ${title}`,
+    `# finding: ${rep.finding.message.split('\n')[0]}`,
+    `# replay: pnpm shell --script <this file>`,
+    `explore machine procs=${sc.procs} threads=${sc.threads}${rep.bugs.length ? ` bugs=${rep.bugs.join(',')}` : ''}`,
+    ...sc.prelude.map((op) => `explore prelude ${describeOp(op)}`),
+    ...sc.ops.map((op) => `explore op ${describeOp(op)}`),
+    `explore schedule ${rep.trace}`,
+    'explore run',
+    '',
+  ];
+  return lines.join('\n');
+}
+
+function scenarioLiteral(sc: Scenario): string {
+  const ops = (l: Scenario['ops']) => l.map((op) => `'${describeOp(op)}'`).join(',\n    ');
+  return `{\n  procs: ${sc.procs},\n  threads: ${sc.threads},\n  prelude: [\n    ${ops(sc.prelude)},\n  ],\n  ops: [\n    ${ops(sc.ops)},\n  ],\n}`;
+}
+
+/** A regular expression that matches the finding's first line (escaped, addresses generalised). */
+export function findingPattern(message: string): string {
+  const first = message.split('\n')[0];
+  return first
+    .replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')
+    .replace(/0x[0-9a-f]+/g, '0x[0-9a-f]+')
+    .replace(/\b\d+\b/g, '\\d+');
+}
+
+/** The vitest regression file of a reproducer (bug switched on: found; fixed model: clean). */
+export function regressionTest(rep: Reproducer, id: string, title: string): string {
+  const bugs = JSON.stringify(rep.bugs);
+  return `/**
+ * Bug zoo regression ${id}: ${title}
+ * Written by \`pnpm bugs --write\` from the explorer's minimal reproducer.
+ */
+import { describe, expect, it } from 'vitest';
+import { parseOp } from '../ops.js';
+import { runScenario, type Scenario } from '../run.js';
+
+const text = ${scenarioLiteral(rep.scenario)};
+const scenario: Scenario = {
+  procs: text.procs,
+  threads: text.threads,
+  prelude: text.prelude.map(parseOp),
+  ops: text.ops.map(parseOp),
+};
+const schedule = '${rep.trace}';
+
+describe('bug zoo: ${id}', () => {
+  it('with the bug switched on, the reproducer finds it', () => {
+    const r = runScenario(scenario, { schedule, bugs: ${bugs} });
+    expect(r.finding?.message).toMatch(/${findingPattern(rep.finding.message)}/);
+  });
+
+  it('the fixed model is clean on the same scenario, under this and other schedules', () => {
+    for (const s of [schedule, 'coop', 'random:seed=1,p=0.5', 'pct:seed=2,d=2,k=400']) {
+      const r = runScenario(scenario, { schedule: s, bugs: [] });
+      expect(r.finding?.message ?? null).toBeNull();
+    }
+  });
+});
+`;
+}

@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import { generateScenario } from './generate.js';
+import { describeOp, OpSyntaxError, parseOp } from './ops.js';
+
+describe('operation text form', () => {
+  it('parseOp(describeOp(op)) gives the op back for every generated kind', () => {
+    const kinds = new Set<string>();
+    for (let seed = 1; seed <= 30; seed++) {
+      const sc = generateScenario(seed, { ops: 60 });
+      for (const op of [...sc.prelude, ...sc.ops]) {
+        const text = describeOp(op);
+        const back = parseOp(text);
+        expect(describeOp(back)).toBe(text);
+        kinds.add(op.k);
+      }
+    }
+    expect([...kinds].sort()).toEqual(
+      [
+        'dm',
+        'dmclose',
+        'exit',
+        'fork',
+        'gpu',
+        'kill',
+        'madvise',
+        'mmap',
+        'mprotect',
+        'mremap',
+        'munmap',
+        'oom',
+        'pagemap',
+        'read',
+        'write',
+      ].sort(),
+    );
+  });
+
+  it.each([
+    ['', /expected pP\.tT first/],
+    ['p0 write r0 0+1', /expected pP\.tT first/],
+    ['p0.t0 frobnicate', /unknown operation 'frobnicate'/],
+    ['p0.t0 write rx 0+1 seed 1', /expected a region rN, got 'rx'/],
+    ['p0.t0 write r0 0-1 seed 1', /expected a page range OFF\+N, got '0-1'/],
+    ['p0.t0 mremap r0 0+1 r1 0', /expected 'to' in mremap/],
+  ])('rejects %j with a one-line message', (text, re) => {
+    let err: unknown;
+    try {
+      parseOp(text);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(OpSyntaxError);
+    expect((err as Error).message).toMatch(re);
+    expect((err as Error).message).not.toContain('\n');
+  });
+});

@@ -1,0 +1,522 @@
+/**
+ * The operation vocabulary of the explorer: what a simulated thread does (syscalls, CPU
+ * accesses, dmirror ioctls, GPU accesses), as plain data that shrinks and prints, and the kernel
+ * path that performs it inside the thread's task.
+ */
+import {
+  EINVAL,
+  type KGen,
+  MADV_COLD,
+  MADV_COLLAPSE,
+  MADV_DONTNEED,
+  MADV_FREE,
+  MADV_HUGEPAGE,
+  MADV_NOHUGEPAGE,
+  MADV_PAGEOUT,
+  MAP_ANONYMOUS,
+  MAP_FIXED,
+  MAP_PRIVATE,
+  MREMAP_DONTUNMAP,
+  MREMAP_FIXED,
+  MREMAP_MAYMOVE,
+  PAGE_SIZE,
+  PROT_NONE,
+  PROT_READ,
+  PROT_WRITE,
+  SIGKILL,
+  SIGSEGV,
+  XLATE_BUS,
+  XLATE_OOM,
+} from '@hmm-model/mm-core';
+import { gpuAccessGen, svmmMigrateToVramGen } from '@hmm-model/nouveau-dmem';
+import {
+  decodeCmd,
+  encodeCmd,
+  HMM_DMIRROR_CHECK_EXCLUSIVE,
+  HMM_DMIRROR_CMD_SIZE,
+  HMM_DMIRROR_EXCLUSIVE,
+  HMM_DMIRROR_FLAG_FAIL_ALLOC,
+  HMM_DMIRROR_FLAGS,
+  HMM_DMIRROR_MIGRATE_TO_DEV,
+  HMM_DMIRROR_MIGRATE_TO_SYS,
+  HMM_DMIRROR_READ,
+  HMM_DMIRROR_RELEASE,
+  HMM_DMIRROR_SNAPSHOT,
+  HMM_DMIRROR_WRITE,
+} from '@hmm-model/test-hmm';
+import { type ProcSlot, regionAddr, SCRATCH_PER_THREAD, type World } from './world.js';
+
+/** The kinds of operation. */
+export type OpKind =
+  | 'mmap'
+  | 'munmap'
+  | 'mprotect'
+  | 'madvise'
+  | 'mremap'
+  | 'write'
+  | 'read'
+  | 'fork'
+  | 'exit'
+  | 'kill'
+  | 'oom'
+  | 'dm'
+  | 'dmclose'
+  | 'gpu'
+  | 'pagemap';
+
+/**
+ * Model-only: one operation of one thread. `p`/`t` name the process and thread slots; (r, off,
+ * n) a page range of region r; the other fields depend on the kind (see {@link describeOp}).
+ */
+export interface Op {
+  readonly k: OpKind;
+  readonly p: number;
+  readonly t: number;
+  readonly r?: number;
+  readonly off?: number;
+  readonly n?: number;
+  readonly r2?: number;
+  readonly off2?: number;
+  /** prot, advice, device minor, write seed, target slot. */
+  readonly a?: number;
+  /** thp (mmap), dontunmap (mremap), dmirror command / gpu command. */
+  readonly b?: number;
+}
+
+/** dmirror commands of a 'dm' op (field b). */
+export const DM_CMDS = [
+  'to-dev',
+  'to-sys',
+  'read',
+  'write',
+  'snapshot',
+  'exclusive',
+  'check-exclusive',
+  'release',
+  'fail-alloc',
+] as const;
+
+/** GPU commands of a 'gpu' op (field b). */
+export const GPU_CMDS = ['read', 'write', 'migrate'] as const;
+
+const ADVICE: Record<number, string> = {
+  [MADV_DONTNEED]: 'dontneed',
+  [MADV_FREE]: 'free',
+  [MADV_COLD]: 'cold',
+  [MADV_PAGEOUT]: 'pageout',
+  [MADV_HUGEPAGE]: 'hugepage',
+  [MADV_NOHUGEPAGE]: 'nohugepage',
+  [MADV_COLLAPSE]: 'collapse',
+};
+
+/** What an operation did, for the oracle. */
+export interface OpOutcome {
+  /** The syscall's return value (or 0 for accesses). */
+  ret: number;
+  /** The signal that killed the process, if any. */
+  signal: number;
+  /** The op did not run (its process or region did not exist). */
+  skipped: boolean;
+  /** Bytes read (read, dm read, gpu read): data of [readAddr, readAddr + readData.length). */
+  readAddr: number;
+  readData: Uint8Array | null;
+  /** Bytes written (write, dm write, gpu write) at writeAddr. */
+  writeAddr: number;
+  writeData: Uint8Array | null;
+  /** The child's slot of a fork. */
+  child: number;
+  /** The access failed for lack of memory (VM_FAULT_OOM: the OOM killer's SIGKILL). */
+  oom: boolean;
+}
+
+/** A fresh outcome. */
+export function newOutcome(): OpOutcome {
+  return {
+    ret: 0,
+    signal: 0,
+    skipped: false,
+    readAddr: 0,
+    readData: null,
+    writeAddr: 0,
+    writeData: null,
+    child: -1,
+    oom: false,
+  };
+}
+
+/** The one-line form of an op (also the shell script syntax, see script.ts). */
+export function describeOp(op: Op): string {
+  const who = `p${op.p}.t${op.t}`;
+  const range = `r${op.r} ${op.off}+${op.n}`;
+  switch (op.k) {
+    case 'mmap':
+      return `${who} mmap r${op.r} ${op.n}${op.b ? ' thp' : ''} prot ${op.a}`;
+    case 'munmap':
+    case 'read':
+    case 'pagemap':
+      return `${who} ${op.k} ${range}`;
+    case 'mprotect':
+      return `${who} mprotect ${range} prot ${op.a}`;
+    case 'madvise':
+      return `${who} madvise ${range} ${ADVICE[op.a ?? -1] ?? op.a}`;
+    case 'mremap':
+      return `${who} mremap ${range} to r${op.r2} ${op.off2}${op.b ? ' dontunmap' : ''}`;
+    case 'write':
+      return `${who} write ${range} seed ${op.a}`;
+    case 'fork':
+    case 'exit':
+      return `${who} ${op.k}`;
+    case 'kill':
+    case 'oom':
+      return `${who} ${op.k} p${op.a}`;
+    case 'dm':
+      return `${who} dm${op.a} ${DM_CMDS[op.b ?? 0]} ${range}`;
+    case 'dmclose':
+      return `${who} dm${op.a} close`;
+    case 'gpu':
+      return `${who} gpu ${GPU_CMDS[op.b ?? 0]} ${range}${op.b === 1 ? ` seed ${op.a}` : ''}`;
+  }
+}
+
+/** A parse error of an op's text form (one line: what is wrong). */
+export class OpSyntaxError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'OpSyntaxError';
+  }
+}
+
+const ADVICE_BY_NAME = new Map(Object.entries(ADVICE).map(([k, v]) => [v, Number(k)]));
+
+/** Parses {@link describeOp}'s form back into an op; throws {@link OpSyntaxError}. */
+export function parseOp(text: string): Op {
+  const w = text.trim().split(/\s+/);
+  const who = /^p(\d)\.t(\d)$/.exec(w[0] ?? '');
+  if (!who) throw new OpSyntaxError(`expected pP.tT first, got '${w[0] ?? ''}'`);
+  const p = Number(who[1]);
+  const t = Number(who[2]);
+  const num = (s: string | undefined, what: string): number => {
+    if (s === undefined || !/^\d+$/.test(s)) throw new OpSyntaxError(`expected ${what}, got '${s ?? ''}'`);
+    return Number(s);
+  };
+  const reg = (s: string | undefined): number => {
+    const m = /^r(\d)$/.exec(s ?? '');
+    if (!m) throw new OpSyntaxError(`expected a region rN, got '${s ?? ''}'`);
+    return Number(m[1]);
+  };
+  const rng = (s: string | undefined): { off: number; n: number } => {
+    const m = /^(\d+)\+(\d+)$/.exec(s ?? '');
+    if (!m) throw new OpSyntaxError(`expected a page range OFF+N, got '${s ?? ''}'`);
+    return { off: Number(m[1]), n: Number(m[2]) };
+  };
+  const kind = w[1] ?? '';
+  const dm = /^dm(\d)$/.exec(kind);
+  if (dm) {
+    const a = Number(dm[1]);
+    if (w[2] === 'close') return { k: 'dmclose', p, t, a };
+    const b = DM_CMDS.indexOf((w[2] ?? '') as (typeof DM_CMDS)[number]);
+    if (b < 0) throw new OpSyntaxError(`unknown dmirror command '${w[2] ?? ''}' (${DM_CMDS.join(', ')})`);
+    return { k: 'dm', p, t, a, b, r: reg(w[3]), ...rng(w[4]) };
+  }
+  switch (kind) {
+    case 'mmap':
+      return {
+        k: 'mmap',
+        p,
+        t,
+        r: reg(w[2]),
+        n: num(w[3], 'pages'),
+        b: w[4] === 'thp' ? 1 : 0,
+        a: num(w[w.length - 1], 'prot'),
+      };
+    case 'munmap':
+    case 'read':
+    case 'pagemap':
+      return { k: kind, p, t, r: reg(w[2]), ...rng(w[3]) };
+    case 'mprotect':
+      return { k: 'mprotect', p, t, r: reg(w[2]), ...rng(w[3]), a: num(w[5], 'prot') };
+    case 'madvise': {
+      const a = ADVICE_BY_NAME.get(w[4] ?? '');
+      if (a === undefined)
+        throw new OpSyntaxError(`unknown advice '${w[4] ?? ''}' (${[...ADVICE_BY_NAME.keys()].join(', ')})`);
+      return { k: 'madvise', p, t, r: reg(w[2]), ...rng(w[3]), a };
+    }
+    case 'mremap':
+      if (w[4] !== 'to') throw new OpSyntaxError("expected 'to' in mremap");
+      return {
+        k: 'mremap',
+        p,
+        t,
+        r: reg(w[2]),
+        ...rng(w[3]),
+        r2: reg(w[5]),
+        off2: num(w[6], 'page'),
+        b: w[7] === 'dontunmap' ? 1 : 0,
+      };
+    case 'write':
+      return { k: 'write', p, t, r: reg(w[2]), ...rng(w[3]), a: num(w[5], 'seed') };
+    case 'fork':
+    case 'exit':
+      return { k: kind, p, t };
+    case 'kill':
+    case 'oom': {
+      const m = /^p(\d)$/.exec(w[2] ?? '');
+      if (!m) throw new OpSyntaxError(`expected a process pN, got '${w[2] ?? ''}'`);
+      return { k: kind, p, t, a: Number(m[1]) };
+    }
+    case 'gpu': {
+      const b = GPU_CMDS.indexOf((w[2] ?? '') as (typeof GPU_CMDS)[number]);
+      if (b < 0) throw new OpSyntaxError(`unknown gpu command '${w[2] ?? ''}' (${GPU_CMDS.join(', ')})`);
+      return { k: 'gpu', p, t, b, r: reg(w[3]), ...rng(w[4]), ...(b === 1 ? { a: num(w[6], 'seed') } : {}) };
+    }
+    default:
+      throw new OpSyntaxError(`unknown operation '${kind}'`);
+  }
+}
+
+/** The bytes a 'write' op stores into page `page` of its range (deterministic from the seed). */
+export function writePattern(seed: number, addr: number, len: number): Uint8Array {
+  const out = new Uint8Array(len);
+  const w = new Uint32Array(out.buffer, 0, len >>> 2);
+  const vpn = Math.floor(addr / PAGE_SIZE);
+  const words = PAGE_SIZE >>> 2;
+  for (let k = 0, i = 0; i < w.length; k++, i += words) w.fill(patternWord(seed, vpn + k), i, i + words);
+  return out;
+}
+
+/**
+ * Model-only: the 32-bit word that fills page `vpn` when written with `seed` (never 0, so a
+ * written page never reads as a zero page). A page's contents are always one word repeated,
+ * which keeps the oracle to one number per page.
+ */
+export function patternWord(seed: number, vpn: number): number {
+  let x = (Math.imul(seed ^ 0x5bd1e995, 0x9e3779b1) ^ Math.imul(vpn, 0x85ebca6b)) >>> 0;
+  x = Math.imul(x ^ (x >>> 15), 0x2c1b3c6d) >>> 0;
+  x = (x ^ (x >>> 12)) >>> 0;
+  return x === 0 ? 1 : x;
+}
+
+function* dmIoctl(
+  w: World,
+  slot: ProcSlot,
+  t: number,
+  fd: number,
+  cmd: number,
+  addr: number,
+  npages: number,
+): KGen<{ ret: number; cpages: number; faults: number }> {
+  const sys = slot.proc.sys;
+  const cmdAddr = w.scratch(t) + SCRATCH_PER_THREAD - PAGE_SIZE;
+  const ptr = w.scratch(t);
+  const raw = encodeCmd({
+    addr: BigInt(addr),
+    ptr: BigInt(ptr),
+    npages: BigInt(npages),
+    cpages: 0n,
+    faults: 0n,
+  });
+  const wr = yield* sys.access(cmdAddr, raw, 'write');
+  if (wr < 0) return { ret: -EINVAL, cpages: 0, faults: 0 };
+  const ret = yield* sys.ioctl(fd, cmd, cmdAddr);
+  const back = new Uint8Array(HMM_DMIRROR_CMD_SIZE);
+  yield* sys.access(cmdAddr, back, 'read');
+  const c = decodeCmd(back);
+  return { ret, cpages: Number(c.cpages), faults: Number(c.faults) };
+}
+
+function* dmFd(w: World, slot: ProcSlot, d: number): KGen<number> {
+  const have = slot.dmFds[d];
+  if (have !== undefined && slot.proc.fds.has(have)) return have;
+  const fd = yield* slot.proc.sys.open(`/dev/hmm_dmirror${d}`, 2);
+  if (fd >= 0) slot.dmFds[d] = fd;
+  return fd;
+}
+
+/**
+ * Runs `op` as the thread it names (the task running this generator belongs to that thread).
+ * Accesses that fault fatally kill the process, as the kernel's signal would.
+ */
+export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
+  const slot = w.live(op.p);
+  if (!slot) {
+    out.skipped = true;
+    return;
+  }
+  const sys = slot.proc.sys;
+  const r = op.r ?? 0;
+  const addr = regionAddr(r, op.off ?? 0);
+  const len = (op.n ?? 0) * PAGE_SIZE;
+  switch (op.k) {
+    case 'mmap': {
+      const a = regionAddr(r, 0);
+      out.ret = yield* sys.mmap(
+        a,
+        len,
+        op.a ?? PROT_READ | PROT_WRITE,
+        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+      );
+      if (out.ret === a && op.b) yield* sys.madvise(a, len, MADV_HUGEPAGE);
+      return;
+    }
+    case 'munmap':
+      out.ret = yield* sys.munmap(addr, len);
+      return;
+    case 'mprotect':
+      out.ret = yield* sys.mprotect(addr, len, op.a ?? PROT_NONE);
+      return;
+    case 'madvise':
+      out.ret = yield* sys.madvise(addr, len, op.a ?? MADV_DONTNEED);
+      return;
+    case 'mremap': {
+      const to = regionAddr(op.r2 ?? 0, op.off2 ?? 0);
+      const flags = MREMAP_MAYMOVE | MREMAP_FIXED | (op.b ? MREMAP_DONTUNMAP : 0);
+      out.ret = yield* sys.mremap(addr, len, len, flags, to);
+      return;
+    }
+    case 'write': {
+      const data = writePattern(op.a ?? 0, addr, len);
+      const ret = yield* sys.access(addr, data, 'write');
+      if (ret < 0) {
+        out.signal = ret === XLATE_BUS ? 7 : ret === XLATE_OOM ? SIGKILL : SIGSEGV;
+        out.oom = ret === XLATE_OOM;
+        yield* slot.proc.exitGen(0, out.signal);
+        return;
+      }
+      out.writeAddr = addr;
+      out.writeData = data;
+      return;
+    }
+    case 'read': {
+      const buf = new Uint8Array(len);
+      const ret = yield* sys.access(addr, buf, 'read');
+      if (ret < 0) {
+        out.signal = ret === XLATE_BUS ? 7 : ret === XLATE_OOM ? SIGKILL : SIGSEGV;
+        out.oom = ret === XLATE_OOM;
+        yield* slot.proc.exitGen(0, out.signal);
+        return;
+      }
+      out.readAddr = addr;
+      out.readData = buf;
+      return;
+    }
+    case 'fork': {
+      const s = w.freeSlot();
+      if (s < 0) {
+        out.skipped = true;
+        return;
+      }
+      const pid = yield* sys.fork();
+      out.ret = pid;
+      const child = pid > 0 ? w.kernel.task(pid) : undefined;
+      if (child) {
+        w.adopt(s, child, slot);
+        out.child = s;
+      }
+      return;
+    }
+    case 'exit':
+      yield* slot.proc.exitGen(0);
+      return;
+    case 'kill':
+    case 'oom': {
+      const target = w.live(op.a ?? 0);
+      if (!target || target === slot) {
+        out.skipped = true;
+        return;
+      }
+      // The OOM killer marks the victim's mm unstable (MMF_UNSTABLE) before the reaper runs.
+      if (op.k === 'oom') target.proc.mm.unstable = true;
+      out.ret = yield* slot.proc.killGen(target.proc.pid, SIGKILL);
+      return;
+    }
+    case 'dm': {
+      const d = op.a ?? 0;
+      const fd = yield* dmFd(w, slot, d);
+      if (fd < 0) {
+        out.ret = fd;
+        return;
+      }
+      const cmdName = DM_CMDS[op.b ?? 0];
+      if (cmdName === 'fail-alloc') {
+        yield* dmIoctl(w, slot, op.t, fd, HMM_DMIRROR_FLAGS, 0, HMM_DMIRROR_FLAG_FAIL_ALLOC);
+        out.ret = (yield* dmIoctl(w, slot, op.t, fd, HMM_DMIRROR_MIGRATE_TO_DEV, addr, op.n ?? 0)).ret;
+        return;
+      }
+      const cmd = {
+        'to-dev': HMM_DMIRROR_MIGRATE_TO_DEV,
+        'to-sys': HMM_DMIRROR_MIGRATE_TO_SYS,
+        read: HMM_DMIRROR_READ,
+        write: HMM_DMIRROR_WRITE,
+        snapshot: HMM_DMIRROR_SNAPSHOT,
+        exclusive: HMM_DMIRROR_EXCLUSIVE,
+        'check-exclusive': HMM_DMIRROR_CHECK_EXCLUSIVE,
+        release: HMM_DMIRROR_RELEASE,
+      }[cmdName];
+      let data: Uint8Array | null = null;
+      if (cmdName === 'write') {
+        data = writePattern(op.a ?? 0, addr, len);
+        if ((yield* sys.access(w.scratch(op.t), data, 'write')) < 0) return;
+      }
+      const res = yield* dmIoctl(w, slot, op.t, fd, cmd, addr, op.n ?? 0);
+      out.ret = res.ret;
+      if (res.ret === 0 && cmdName === 'read') {
+        const buf = new Uint8Array(len);
+        if ((yield* sys.access(w.scratch(op.t), buf, 'read')) === 0) {
+          out.readAddr = addr;
+          out.readData = buf;
+        }
+      }
+      if (cmdName === 'write' && data) {
+        // A WRITE stores page by page until it fails: what reached memory is uncertain on error.
+        out.writeAddr = addr;
+        out.writeData = res.ret === 0 ? data : data.subarray(0, 0);
+        if (res.ret !== 0) out.ret = res.ret;
+      }
+      return;
+    }
+    case 'dmclose': {
+      const d = op.a ?? 0;
+      const fd = slot.dmFds[d];
+      if (fd === undefined || !slot.proc.fds.has(fd)) {
+        out.skipped = true;
+        return;
+      }
+      slot.dmFds[d] = undefined;
+      out.ret = yield* sys.close(fd);
+      return;
+    }
+    case 'gpu': {
+      const svmm = w.svmm(slot);
+      const cmd = GPU_CMDS[op.b ?? 0];
+      if (cmd === 'migrate') {
+        out.ret = (yield* svmmMigrateToVramGen(svmm, addr, addr + len)).ret;
+        return;
+      }
+      if (cmd === 'write') {
+        const data = writePattern(op.a ?? 0, addr, len);
+        out.ret = yield* gpuAccessGen(svmm, addr, data, 'write');
+        out.writeAddr = addr;
+        out.writeData = out.ret === 0 ? data : data.subarray(0, 0);
+        return;
+      }
+      const buf = new Uint8Array(len);
+      out.ret = yield* gpuAccessGen(svmm, addr, buf, 'read');
+      if (out.ret === 0) {
+        out.readAddr = addr;
+        out.readData = buf;
+      }
+      return;
+    }
+    case 'pagemap': {
+      const fd = yield* sys.open('/proc/self/pagemap', 0);
+      if (fd < 0) {
+        out.ret = fd;
+        return;
+      }
+      const buf = new Uint8Array((op.n ?? 0) * 8);
+      out.ret = yield* sys.pread(fd, buf, buf.length, (addr / PAGE_SIZE) * 8);
+      yield* sys.close(fd);
+      return;
+    }
+  }
+}

@@ -1,0 +1,111 @@
+import { MADV_DONTNEED, PAGE_SIZE, PROT_READ, PROT_WRITE } from '@hmm-model/mm-core';
+import { describe, expect, it } from 'vitest';
+import { newOutcome, type Op, type OpOutcome, writePattern } from './ops.js';
+import { Oracle } from './oracle.js';
+import { regionAddr } from './world.js';
+
+const RW = PROT_READ | PROT_WRITE;
+const alive = () => true;
+
+function done(o: Oracle, op: Op, out: Partial<OpOutcome> = {}): string | null {
+  const rec = o.begin(op);
+  return o.end(rec, { ...newOutcome(), ...out }, alive);
+}
+
+function readOf(o: Oracle, op: Op, data: Uint8Array): string | null {
+  return done(o, op, { readAddr: regionAddr(op.r ?? 0, op.off ?? 0), readData: data });
+}
+
+function mapped(): Oracle {
+  const o = new Oracle(2);
+  expect(done(o, { k: 'mmap', p: 0, t: 0, r: 0, n: 8, a: RW }, { ret: regionAddr(0, 0) })).toBeNull();
+  return o;
+}
+
+describe('the oracle', () => {
+  it('a fresh mapping reads as zeros; a store is read back; a wrong byte is a divergence naming the address', () => {
+    const o = mapped();
+    expect(
+      readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 2 }, new Uint8Array(2 * PAGE_SIZE)),
+    ).toBeNull();
+    const data = writePattern(7, regionAddr(0, 2), 2 * PAGE_SIZE);
+    expect(
+      done(
+        o,
+        { k: 'write', p: 0, t: 0, r: 0, off: 2, n: 2, a: 7 },
+        { writeAddr: regionAddr(0, 2), writeData: data },
+      ),
+    ).toBeNull();
+    expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 2, n: 2 }, data.slice())).toBeNull();
+    const bad = data.slice();
+    bad[PAGE_SIZE + 4] ^= 1;
+    const msg = readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 2, n: 2 }, bad);
+    expect(msg).toMatch(/^CPU read of p0 at 0x7e0000003004: read 0x[0-9a-f]+, the oracle says 0x[0-9a-f]+$/);
+  });
+
+  it('MADV_DONTNEED zeroes; munmap unmaps (a read there is a divergence); mremap moves the contents', () => {
+    const o = mapped();
+    const data = writePattern(3, regionAddr(0, 0), 8 * PAGE_SIZE);
+    done(
+      o,
+      { k: 'write', p: 0, t: 0, r: 0, off: 0, n: 8, a: 3 },
+      { writeAddr: regionAddr(0, 0), writeData: data },
+    );
+    done(o, { k: 'madvise', p: 0, t: 0, r: 0, off: 0, n: 1, a: MADV_DONTNEED }, { ret: 0 });
+    expect(o.expected(0, regionAddr(0, 0) / PAGE_SIZE)).toBe(0);
+    expect(o.expected(0, regionAddr(0, 1) / PAGE_SIZE)).toBe(new Uint32Array(data.buffer)[PAGE_SIZE / 4]);
+    done(o, { k: 'mremap', p: 0, t: 0, r: 0, off: 4, n: 4, r2: 1, off2: 0 }, { ret: regionAddr(1, 0) });
+    expect(o.accessible(0, regionAddr(0, 4) / PAGE_SIZE, regionAddr(0, 8) / PAGE_SIZE, false)).toBe(false);
+    expect(o.expected(0, regionAddr(1, 0) / PAGE_SIZE)).toBe(
+      new Uint32Array(data.buffer)[(4 * PAGE_SIZE) / 4],
+    );
+    done(o, { k: 'munmap', p: 0, t: 0, r: 0, off: 0, n: 2 }, { ret: 0 });
+    expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, new Uint8Array(PAGE_SIZE))).toMatch(
+      /succeeded, but the oracle has nothing mapped there/,
+    );
+  });
+
+  it('a load concurrent with a store is not checked; the store is what the page holds after it', () => {
+    const o = mapped();
+    const w = o.begin({ k: 'write', p: 0, t: 1, r: 0, off: 0, n: 1, a: 5 });
+    const r = o.begin({ k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 });
+    const junk = new Uint8Array(PAGE_SIZE).fill(0xaa);
+    expect(o.end(r, { ...newOutcome(), readAddr: regionAddr(0, 0), readData: junk }, alive)).toBeNull();
+    const data = writePattern(5, regionAddr(0, 0), PAGE_SIZE);
+    expect(o.end(w, { ...newOutcome(), writeAddr: regionAddr(0, 0), writeData: data }, alive)).toBeNull();
+    expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, data.slice())).toBeNull();
+    expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, junk)).toMatch(/CPU read/);
+  });
+
+  it('two racing stores leave the page unknown until a checked load adopts it', () => {
+    const o = mapped();
+    const a = o.begin({ k: 'write', p: 0, t: 1, r: 0, off: 0, n: 1, a: 5 });
+    const b = o.begin({ k: 'write', p: 0, t: 0, r: 0, off: 0, n: 1, a: 6 });
+    const da = writePattern(5, regionAddr(0, 0), PAGE_SIZE);
+    const db = writePattern(6, regionAddr(0, 0), PAGE_SIZE);
+    expect(o.end(b, { ...newOutcome(), writeAddr: regionAddr(0, 0), writeData: db }, alive)).toBeNull();
+    expect(o.end(a, { ...newOutcome(), writeAddr: regionAddr(0, 0), writeData: da }, alive)).toBeNull();
+    expect(o.knownPages(0)).not.toContain(regionAddr(0, 0) / PAGE_SIZE);
+    expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, db.slice())).toBeNull();
+    expect(o.knownPages(0)).toContain(regionAddr(0, 0) / PAGE_SIZE);
+    expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, da.slice())).toMatch(/CPU read/);
+  });
+
+  it('a migration concurrent with a load does not excuse it: the load is checked', () => {
+    const o = mapped();
+    const m = o.begin({ k: 'dm', p: 0, t: 1, r: 0, off: 0, n: 8, a: 0, b: 0 });
+    const bad = new Uint8Array(PAGE_SIZE).fill(1);
+    expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, bad)).toMatch(/CPU read of p0/);
+    expect(o.end(m, { ...newOutcome(), ret: 0 }, alive)).toBeNull();
+  });
+
+  it('fork copies the parent; an access killed by the OOM killer is not a divergence', () => {
+    const o = mapped();
+    done(o, { k: 'fork', p: 0, t: 0 }, { child: 1 });
+    expect(o.accessible(1, regionAddr(0, 0) / PAGE_SIZE, regionAddr(0, 8) / PAGE_SIZE, true)).toBe(true);
+    expect(done(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 8 }, { signal: 9, oom: true })).toBeNull();
+    expect(done(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 8 }, { signal: 11 })).toMatch(
+      /signal 11, but the oracle says every page is mapped and accessible/,
+    );
+  });
+});

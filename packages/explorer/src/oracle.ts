@@ -1,0 +1,396 @@
+/**
+ * The explorer's oracle: per process, a flat map from virtual page to what it holds (bytes, zero,
+ * or unknown) and its protection, knowing nothing of folios, page tables or devices. Operations
+ * take effect when they complete, in completion order. Two operations that overlap in time and
+ * conflict on the same pages (a store and a load, a store and an unmap, two stores) make the
+ * overlap uncertain: a load there is not checked, and a page left uncertain becomes "unknown"
+ * until the next checked load fixes it. Migrations, lazy frees, cold/pageout, collapse and
+ * evictions must preserve data exactly: loads concurrent with them are always checked.
+ */
+import { MADV_DONTNEED, PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE } from '@hmm-model/mm-core';
+import { DM_CMDS, GPU_CMDS, type Op, type OpOutcome } from './ops.js';
+import { NREGIONS, regionAddr } from './world.js';
+
+/** First vpn the oracle tracks (region 0, page 0). */
+const BASE_VPN = regionAddr(0, 0) / PAGE_SIZE;
+/** Pages the oracle tracks per process (every region's window). */
+const SPAN = (regionAddr(NREGIONS, 0) - regionAddr(0, 0)) / PAGE_SIZE;
+
+const MAPPED = 1;
+const UNKNOWN = 2;
+
+/**
+ * One process's memory as the oracle sees it, one entry per page of the fuzzed windows: whether
+ * it is mapped, whether its contents are known, its protection, and its contents (one 32-bit word
+ * repeated, {@link patternWord}; 0 = a zero page).
+ */
+class Mem {
+  readonly state = new Uint8Array(SPAN);
+  readonly prot = new Uint8Array(SPAN);
+  readonly word = new Uint32Array(SPAN);
+
+  clone(): Mem {
+    const c = new Mem();
+    c.state.set(this.state);
+    c.prot.set(this.prot);
+    c.word.set(this.word);
+    return c;
+  }
+
+  mapped(v: number): boolean {
+    const i = v - BASE_VPN;
+    return i >= 0 && i < SPAN && (this.state[i] & MAPPED) !== 0;
+  }
+}
+
+type Role = 'reader' | 'writer' | 'remapper' | 'preserver' | 'global' | 'fork' | 'none';
+
+/** The pages an operation touches and how. */
+interface Footprint {
+  readonly slot: number;
+  readonly role: Role;
+  /** [firstVpn, endVpn) ranges. */
+  readonly ranges: readonly [number, number][];
+}
+
+/** An operation in flight or recently completed. */
+interface Rec {
+  readonly op: Op;
+  readonly fp: Footprint;
+  readonly start: number;
+  end: number;
+  out: OpOutcome | null;
+}
+
+function vpnRange(r: number, off: number, n: number): [number, number] {
+  const a = regionAddr(r, off) / PAGE_SIZE;
+  return [a, a + n];
+}
+
+function footprint(op: Op): Footprint {
+  const range = (): [number, number][] => [vpnRange(op.r ?? 0, op.off ?? 0, op.n ?? 0)];
+  switch (op.k) {
+    case 'read':
+      return { slot: op.p, role: 'reader', ranges: range() };
+    case 'write':
+      return { slot: op.p, role: 'writer', ranges: range() };
+    case 'mmap':
+      return { slot: op.p, role: 'remapper', ranges: [vpnRange(op.r ?? 0, 0, op.n ?? 0)] };
+    case 'munmap':
+    case 'mprotect':
+      return { slot: op.p, role: 'remapper', ranges: range() };
+    case 'mremap':
+      return {
+        slot: op.p,
+        role: 'remapper',
+        ranges: [vpnRange(op.r ?? 0, op.off ?? 0, op.n ?? 0), vpnRange(op.r2 ?? 0, op.off2 ?? 0, op.n ?? 0)],
+      };
+    case 'madvise':
+      return { slot: op.p, role: op.a === MADV_DONTNEED ? 'remapper' : 'preserver', ranges: range() };
+    case 'fork':
+      return { slot: op.p, role: 'fork', ranges: [] };
+    case 'exit':
+      return { slot: op.p, role: 'global', ranges: [] };
+    case 'kill':
+    case 'oom':
+      return { slot: op.a ?? -1, role: 'global', ranges: [] };
+    case 'dm': {
+      const cmd = DM_CMDS[op.b ?? 0];
+      const role: Role = cmd === 'read' ? 'reader' : cmd === 'write' ? 'writer' : 'preserver';
+      return { slot: op.p, role, ranges: range() };
+    }
+    case 'gpu': {
+      const cmd = GPU_CMDS[op.b ?? 0];
+      const role: Role = cmd === 'read' ? 'reader' : cmd === 'write' ? 'writer' : 'preserver';
+      return { slot: op.p, role, ranges: range() };
+    }
+    default:
+      return { slot: op.p, role: 'none', ranges: [] };
+  }
+}
+
+function overlap(a: readonly [number, number][], b: readonly [number, number][]): [number, number][] {
+  const out: [number, number][] = [];
+  for (const [s1, e1] of a)
+    for (const [s2, e2] of b) {
+      const s = Math.max(s1, s2);
+      const e = Math.min(e1, e2);
+      if (s < e) out.push([s, e]);
+    }
+  return out;
+}
+
+function readable(prot: number): boolean {
+  return (prot & (PROT_READ | PROT_WRITE | PROT_EXEC)) !== 0;
+}
+
+/** Model-only: the oracle of one explorer run. */
+export class Oracle {
+  private readonly mems: (Mem | null)[];
+  private readonly inflight = new Set<Rec>();
+  private history: Rec[] = [];
+  private tick = 0;
+  /** Loads compared byte for byte with the oracle. */
+  checkedPages = 0;
+
+  constructor(slots: number) {
+    this.mems = new Array(slots).fill(null);
+    this.mems[0] = new Mem();
+  }
+
+  /** Whether the oracle says [first, end) of slot s is fully mapped with an accessible protection. */
+  accessible(s: number, firstVpn: number, endVpn: number, write: boolean): boolean {
+    const mem = this.mems[s];
+    if (!mem) return false;
+    if (firstVpn < BASE_VPN || endVpn > BASE_VPN + SPAN) return false;
+    for (let i = firstVpn - BASE_VPN; i < endVpn - BASE_VPN; i++) {
+      if (!(mem.state[i] & MAPPED)) return false;
+      if (write ? !(mem.prot[i] & PROT_WRITE) : !readable(mem.prot[i])) return false;
+    }
+    return true;
+  }
+
+  /** An operation starts. Returns its record (pass it to {@link end}). */
+  begin(op: Op): Rec {
+    const rec: Rec = { op, fp: footprint(op), start: this.tick++, end: Infinity, out: null };
+    this.inflight.add(rec);
+    return rec;
+  }
+
+  /** The operations that overlapped `rec` in time (in flight now, or completed after it began). */
+  private concurrent(rec: Rec): Rec[] {
+    const out: Rec[] = [];
+    for (const r of this.inflight) if (r !== rec) out.push(r);
+    for (const r of this.history) if (r.end > rec.start) out.push(r);
+    return out;
+  }
+
+  /**
+   * An operation completed: check what it read, apply what it did, mark uncertain pages.
+   * Returns a divergence message, or null.
+   */
+  end(rec: Rec, out: OpOutcome, alive: (slot: number) => boolean): string | null {
+    this.inflight.delete(rec);
+    rec.end = this.tick++;
+    rec.out = out;
+    const conc = this.concurrent(rec);
+    let bad: string | null = null;
+    if (!out.skipped) {
+      bad = this.check(rec, out, conc);
+      this.apply(rec, out);
+      this.markUncertain(rec, conc);
+    }
+    for (let s = 0; s < this.mems.length; s++) if (this.mems[s] && !alive(s)) this.mems[s] = null;
+    this.history.push(rec);
+    if (this.inflight.size === 0) this.history = [];
+    else {
+      let min = Infinity;
+      for (const r of this.inflight) min = Math.min(min, r.start);
+      this.history = this.history.filter((r) => r.end > min);
+    }
+    return bad;
+  }
+
+  private conflicts(rec: Rec, conc: readonly Rec[], roles: readonly Role[]): [number, number][] {
+    const out: [number, number][] = [];
+    for (const c of conc) {
+      if (c.fp.role === 'global' && c.fp.slot === rec.fp.slot) return rec.fp.ranges.slice();
+      if (c.fp.slot !== rec.fp.slot || !roles.includes(c.fp.role)) continue;
+      out.push(...overlap(rec.fp.ranges, c.fp.ranges));
+    }
+    return out;
+  }
+
+  private check(rec: Rec, out: OpOutcome, conc: readonly Rec[]): string | null {
+    const op = rec.op;
+    const mem = this.mems[op.p];
+    if (!mem) return null;
+    const uncertain = this.conflicts(rec, conc, ['writer', 'remapper']);
+    const isUncertain = (v: number) => uncertain.some(([s, e]) => v >= s && v < e);
+    // Running out of memory is the machine's limit, not a divergence (the OOM killer's SIGKILL).
+    if (out.oom) return null;
+    if ((op.k === 'read' || op.k === 'write') && out.signal) {
+      const [s, e] = rec.fp.ranges[0];
+      for (let v = s; v < e; v++) if (isUncertain(v)) return null;
+      if (this.accessible(op.p, s, e, op.k === 'write'))
+        return `${op.k} of p${op.p} at 0x${(s * PAGE_SIZE).toString(16)}: signal ${out.signal}, but the oracle says every page is mapped and accessible`;
+      return null;
+    }
+    if (!out.readData) return null;
+    const first = out.readAddr / PAGE_SIZE;
+    const n = out.readData.length / PAGE_SIZE;
+    const words = new Uint32Array(out.readData.buffer, out.readData.byteOffset, out.readData.length >>> 2);
+    for (let k = 0; k < n; k++) {
+      const v = first + k;
+      if (uncertain.length && isUncertain(v)) continue;
+      const got = words.subarray(k * PAGE_WORDS, (k + 1) * PAGE_WORDS);
+      if (!mem.mapped(v)) {
+        if (op.k === 'read')
+          return `read of p${op.p} at 0x${(v * PAGE_SIZE).toString(16)} succeeded, but the oracle has nothing mapped there`;
+        continue;
+      }
+      const i = v - BASE_VPN;
+      if (mem.state[i] & UNKNOWN) {
+        // A checked load fixes an unknown page (pages are always one word repeated).
+        if (firstDiff(got, got[0]) < 0) {
+          mem.word[i] = got[0];
+          mem.state[i] &= ~UNKNOWN;
+        }
+        continue;
+      }
+      this.checkedPages++;
+      const d = firstDiff(got, mem.word[i]);
+      if (d >= 0)
+        return (
+          `${op.k === 'read' ? 'CPU read' : op.k === 'dm' ? 'dmirror READ' : 'GPU read'} of p${op.p} at ` +
+          `0x${(v * PAGE_SIZE + d * 4).toString(16)}: read 0x${got[d].toString(16)}, the oracle says 0x${mem.word[i].toString(16)}`
+        );
+    }
+    return null;
+  }
+
+  private apply(rec: Rec, out: OpOutcome): void {
+    const op = rec.op;
+    const mem = this.mems[op.p];
+    if (op.k === 'fork') {
+      if (out.child >= 0 && mem) this.mems[out.child] = mem.clone();
+      return;
+    }
+    if (!mem) return;
+    const [s, e] = rec.fp.ranges[0] ?? [0, 0];
+    const a = s - BASE_VPN;
+    const b = e - BASE_VPN;
+    switch (op.k) {
+      case 'mmap':
+        if (out.ret === regionAddr(op.r ?? 0, 0)) {
+          mem.state.fill(MAPPED, a, b);
+          mem.prot.fill(op.a ?? 0, a, b);
+          mem.word.fill(0, a, b);
+        }
+        return;
+      case 'munmap':
+        if (out.ret === 0) mem.state.fill(0, a, b);
+        return;
+      case 'mprotect':
+        // Applied VMA by VMA up to the first hole (then -ENOMEM); other errors change nothing.
+        if (out.ret !== 0 && out.ret !== -12) return;
+        for (let i = a; i < b; i++) {
+          if (!(mem.state[i] & MAPPED)) break;
+          mem.prot[i] = op.a ?? 0;
+        }
+        return;
+      case 'madvise':
+        if (op.a === MADV_DONTNEED && (out.ret === 0 || out.ret === -12))
+          for (let i = a; i < b; i++) {
+            if (!(mem.state[i] & MAPPED)) continue;
+            mem.word[i] = 0;
+            mem.state[i] &= ~UNKNOWN;
+          }
+        return;
+      case 'mremap': {
+        if (out.ret !== regionAddr(op.r2 ?? 0, op.off2 ?? 0)) return;
+        const d = rec.fp.ranges[1][0] - BASE_VPN;
+        const st = mem.state.slice(a, b);
+        const pr = mem.prot.slice(a, b);
+        const wd = mem.word.slice(a, b);
+        for (let k = 0; k < st.length; k++) if (!(st[k] & MAPPED)) st[k] = 0;
+        if (op.b) {
+          // MREMAP_DONTUNMAP: the old range stays mapped, empty.
+          for (let i = a; i < b; i++) {
+            if (!(mem.state[i] & MAPPED)) continue;
+            mem.word[i] = 0;
+            mem.state[i] = MAPPED;
+          }
+        } else mem.state.fill(0, a, b);
+        mem.state.set(st, d);
+        mem.prot.set(pr, d);
+        mem.word.set(wd, d);
+        return;
+      }
+      case 'write':
+      case 'dm':
+      case 'gpu':
+        if (out.writeData) {
+          const first = out.writeAddr / PAGE_SIZE - BASE_VPN;
+          const full = out.writeData.length / PAGE_SIZE;
+          const words = new Uint32Array(
+            out.writeData.buffer,
+            out.writeData.byteOffset,
+            out.writeData.length >>> 2,
+          );
+          for (let k = 0; k < full; k++) {
+            const i = first + k;
+            if (!(mem.state[i] & MAPPED)) continue;
+            mem.word[i] = words[k * PAGE_WORDS];
+            mem.state[i] &= ~UNKNOWN;
+          }
+          // A device write that failed part way: what it stored is not known.
+          if (out.ret !== 0) for (let v = s; v < e; v++) this.forget(mem, v);
+        }
+        return;
+    }
+  }
+
+  private forget(mem: Mem, v: number): void {
+    const i = v - BASE_VPN;
+    if (i < 0 || i >= SPAN || !(mem.state[i] & MAPPED)) return;
+    mem.state[i] |= UNKNOWN;
+    mem.word[i] = 0;
+  }
+
+  private markUncertain(rec: Rec, conc: readonly Rec[]): void {
+    const role = rec.fp.role;
+    for (const c of conc) {
+      const pair = new Set([role, c.fp.role]);
+      if (role === 'fork' || c.fp.role === 'fork') {
+        // A store or an unmap racing with fork(): the child's copy of those pages is uncertain.
+        const f = role === 'fork' ? rec : c;
+        const o = role === 'fork' ? c : rec;
+        if (o.fp.slot !== f.fp.slot || (o.fp.role !== 'writer' && o.fp.role !== 'remapper')) continue;
+        const child = (f.out ?? rec.out)?.child ?? -1;
+        const cm = child >= 0 ? this.mems[child] : null;
+        if (!cm) continue;
+        for (const [s, e] of o.fp.ranges) for (let v = s; v < e; v++) this.forget(cm, v);
+        continue;
+      }
+      if (c.fp.slot !== rec.fp.slot) continue;
+      const conflicting = pair.has('writer') && (pair.size === 1 || pair.has('remapper'));
+      if (!conflicting) continue;
+      const mem = this.mems[rec.fp.slot];
+      if (!mem) continue;
+      for (const [s, e] of overlap(rec.fp.ranges, c.fp.ranges))
+        for (let v = s; v < e; v++) this.forget(mem, v);
+      // A store racing with mremap() may land before the move: the moved copy is uncertain too.
+      const w = rec.fp.role === 'writer' ? rec : c;
+      const m = rec.fp.role === 'writer' ? c : rec;
+      if (m.op.k === 'mremap' && m.fp.ranges.length === 2) {
+        const [src, dst] = m.fp.ranges;
+        for (const [s, e] of overlap(w.fp.ranges, [src]))
+          for (let v = s; v < e; v++) this.forget(mem, dst[0] + (v - src[0]));
+      }
+    }
+  }
+
+  /** Mapped pages of slot s with known contents, for a final verification read. */
+  knownPages(s: number): number[] {
+    const mem = this.mems[s];
+    if (!mem) return [];
+    const out: number[] = [];
+    for (let i = 0; i < SPAN; i++)
+      if (mem.state[i] === MAPPED && readable(mem.prot[i])) out.push(BASE_VPN + i);
+    return out;
+  }
+
+  /** The word the oracle expects to fill page vpn of slot s (0: a zero page). */
+  expected(s: number, vpn: number): number {
+    return this.mems[s]?.word[vpn - BASE_VPN] ?? 0;
+  }
+}
+
+const PAGE_WORDS = PAGE_SIZE >>> 2;
+
+/** The first 32-bit word of `got` (one page) that is not `want`, or -1. */
+export function firstDiff(got: Uint32Array, want: number): number {
+  for (let i = 0; i < got.length; i++) if (got[i] !== want) return i;
+  return -1;
+}

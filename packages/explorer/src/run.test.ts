@@ -1,0 +1,65 @@
+import { KernelBug, ScheduleSyntaxError } from '@hmm-model/mm-core';
+import { describe, expect, it } from 'vitest';
+import { generateScenario } from './generate.js';
+import { parseOp } from './ops.js';
+import { runScenario, type Scenario } from './run.js';
+
+const small = (seed: number) => generateScenario(seed, { ops: 30 });
+
+function scenario(prelude: string[], ops: string[]): Scenario {
+  return { procs: 2, threads: 2, prelude: prelude.map(parseOp), ops: ops.map(parseOp) };
+}
+
+describe('explorer runs', () => {
+  it('a generated scenario runs clean under the cooperative, random and PCT strategies', () => {
+    for (const schedule of ['coop', 'random:seed=5,p=0.5', 'pct:seed=9,d=3,k=500']) {
+      const r = runScenario(small(3), { schedule, checkEvery: 8 });
+      expect(r.finding?.message ?? null).toBeNull();
+      expect(r.opsDone).toBeGreaterThan(0);
+      expect(r.checks).toBeGreaterThan(2);
+    }
+  });
+
+  it('the trace of a run replays it exactly (same operations, same results, same trace)', () => {
+    const sc = small(11);
+    const a = runScenario(sc, { schedule: 'random:seed=77,p=0.5' });
+    const b = runScenario(sc, { schedule: a.trace });
+    expect(b.log).toEqual(a.log);
+    expect(b.steps).toBe(a.steps);
+    expect(b.trace).toBe(a.trace);
+    expect(a.trace).toMatch(/^trace:/);
+  });
+
+  it('a switched-on bug is reported as the kernel reports it; the fixed model is clean', () => {
+    const sc = scenario(
+      ['p0.t0 mmap r0 512 thp prot 3', 'p0.t0 write r0 0+512 seed 1'],
+      ['p0.t0 dm0 to-dev r0 0+512'],
+    );
+    const bad = runScenario(sc, { schedule: 'coop', bugs: ['F10'] });
+    expect(bad.finding?.message).toMatch(/WARN: remove_migration_pmd: .*softleaf_is_migration_young/);
+    expect(runScenario(sc, { schedule: 'coop' }).finding).toBeNull();
+  });
+
+  it('a modelled oops is a KernelBug finding naming the kernel function', () => {
+    const sc = scenario(
+      ['p0.t0 mmap r0 512 thp prot 3', 'p0.t0 write r0 0+512 seed 1', 'p0.t0 dm0 to-dev r0 0+512'],
+      ['p0.t0 munmap r0 0+512'],
+    );
+    const r = runScenario(sc, { schedule: 'coop', bugs: ['F15'] });
+    expect(r.finding).toBeInstanceOf(KernelBug);
+    expect((r.finding as KernelBug).fn).toBe('pmdp_huge_get_and_clear_full');
+  });
+
+  it('a malformed schedule string is a one-line ScheduleSyntaxError', () => {
+    for (const schedule of ['pct:seed=x', 'lottery', 'trace:1x']) {
+      let err: unknown = null;
+      try {
+        runScenario(small(1), { schedule });
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(ScheduleSyntaxError);
+      expect((err as Error).message).not.toContain('\n');
+    }
+  });
+});

@@ -1,0 +1,315 @@
+/**
+ * One explorer run: a scenario (a sequential prelude, then operations per thread) on a fresh
+ * machine under one schedule. Every thread slot is a task; the scheduler's strategy decides who
+ * runs at each preemption point. After every operation the oracle checks what it read and the
+ * machine's WARNs; at a barrier every `checkEvery` operations (all threads in user space) every
+ * invariant checker runs; at the end a full check and a verification read of all memory.
+ */
+import {
+  Finding,
+  KernelBug,
+  type KGen,
+  LivelockFinding,
+  LockFinding,
+  ModelBug,
+  PAGE_SIZE,
+  parseSchedule,
+  type Strategy,
+  type Task,
+  waitEvent,
+  XLATE_OOM,
+} from '@hmm-model/mm-core';
+import { describeOp, execOp, newOutcome, type Op } from './ops.js';
+import { firstDiff, Oracle } from './oracle.js';
+import { type ProcSlot, regionAddr, World, type WorldOptions } from './world.js';
+
+/** Model-only: a generated scenario. */
+export interface Scenario {
+  /** Thread slots per process. */
+  readonly threads: number;
+  /** Process slots. */
+  readonly procs: number;
+  /** Run first, one at a time, before the threads start (not part of the schedule). */
+  readonly prelude: readonly Op[];
+  /** The operations; each runs on the thread slot (p, t) it names, in list order per thread. */
+  readonly ops: readonly Op[];
+}
+
+/** Options of one run. */
+export interface RunOptions {
+  readonly bugs?: readonly string[];
+  /** A schedule string (coop, random:..., pct:..., trace:...) or a strategy object. */
+  readonly schedule: string | Strategy;
+  /** Full invariant check at a barrier every this many operations (default 64). */
+  readonly checkEvery?: number;
+  /** Count preemption sites reached (coverage). */
+  readonly countSites?: boolean;
+  /** System RAM of the machine. */
+  readonly ramBytes?: number;
+  /** Called with the machine when the run ends (found or clean), to inspect its state. */
+  readonly inspect?: (w: World) => void;
+}
+
+/** Model-only: what a run found and how to replay it. */
+export interface RunResult {
+  /** The first finding, or null for a clean run. */
+  readonly finding: Finding | null;
+  /** Operations that ran (an operation of a dead process or an inaccessible range is skipped). */
+  readonly opsDone: number;
+  readonly steps: number;
+  /** `trace:...`: replays this run's interleaving on the same scenario. */
+  readonly trace: string;
+  readonly strategy: string;
+  /** The last operations completed (for reports). */
+  readonly log: readonly string[];
+  /** Preemption sites reached (when counted). */
+  readonly sites: ReadonlyMap<string, number>;
+  /** Pages compared byte for byte. */
+  readonly checkedPages: number;
+  /** Invariant checks run. */
+  readonly checks: number;
+  /** Operations per kind that ran (not skipped). */
+  readonly kinds: Readonly<Record<string, number>>;
+  /** Indices (in scenario.ops) of the operations that started. */
+  readonly started: ReadonlySet<number>;
+}
+
+/** A model inconsistency or JavaScript error met during a run, as a finding. */
+export class ModelFinding extends Finding {
+  constructor(message: string, details: readonly string[] = []) {
+    super('invariant', message, details);
+    this.name = 'ModelFinding';
+  }
+}
+
+function asFinding(e: unknown): Finding {
+  if (e instanceof Finding) return e;
+  if (e instanceof ModelBug) return new ModelFinding(`MODEL BUG: ${e.message}`);
+  const err = e instanceof Error ? e : new Error(String(e));
+  return new ModelFinding(
+    `model error: ${err.name}: ${err.message}`,
+    (err.stack ?? '').split('\n').slice(1, 6),
+  );
+}
+
+/**
+ * WARNs the kernel prints in normal operation (the model prints them too), with the reason they
+ * are not findings. A coherent dmirror device has one chunk at its special-purpose memory range; a second
+ * chunk conflicts in memremap_pages() (lib/test_hmm.c's own behaviour, see apps/selftests/README.md).
+ */
+/** Completed operations a run keeps for its report. */
+export let LOG_KEEP = 60;
+/** Sets how many completed operations a run keeps (debugging). */
+export function setLogKeep(n: number): void {
+  LOG_KEEP = n;
+}
+
+export const BENIGN_WARNINGS: readonly RegExp[] = [
+  /memremap_pages: Conflicting mapping in same section/,
+  // lib/test_hmm.c dmirror_do_fault(): WARN_ON(default_flags & HMM_PFN_WRITE) when hmm_range_fault()
+  // reports the caller's own device-private entry read-only (after fork()): hmm_vma_handle_pte()
+  // and hmm_vma_handle_absent_pmd() do not fault pages the caller owns, so a dmirror WRITE of a
+  // page its own device holds read-only WARNs and fails with -EFAULT on Linux too.
+  /dmirror_do_fault: write requested but page is read-only/,
+];
+
+/** The kinds of finding a run may end with (for summaries). */
+export function findingKey(f: Finding): string {
+  if (f instanceof KernelBug) return `kernel-bug:${f.fn}`;
+  if (f instanceof LockFinding || f instanceof LivelockFinding) return f.category;
+  return f.category;
+}
+
+/** Runs one scenario under one schedule on a fresh machine. */
+export function runScenario(sc: Scenario, opts: RunOptions): RunResult {
+  const wopts: WorldOptions = {
+    bugs: opts.bugs ?? [],
+    procs: sc.procs,
+    threads: sc.threads,
+    ...(opts.ramBytes ? { ramBytes: opts.ramBytes } : {}),
+  };
+  const w = new World(wopts);
+  const k = w.kernel;
+  const sched = k.sched;
+  sched.maxStepsWithoutProgress = 500_000;
+  sched.countSites = opts.countSites ?? false;
+  const oracle = new Oracle(sc.procs);
+  const log: string[] = [];
+  const kinds: Record<string, number> = {};
+  let finding: Finding | null = null;
+  const started = new Set<number>();
+  let opsDone = 0;
+  let checks = 0;
+  const warnBase = () => k.core.warnings.length;
+  let warnings = warnBase();
+  const alive = (s: number) => w.live(s) !== null;
+
+  const note = (op: Op, ret: string) => {
+    log.push(`${describeOp(op)} -> ${ret}`);
+    if (log.length > LOG_KEEP) log.shift();
+  };
+
+  function* runOp(op: Op): KGen {
+    const out = newOutcome();
+    // User space touches only memory it has mapped (an access the oracle knows would fault is
+    // not made: it would kill the process and end the scenario early).
+    if ((op.k === 'read' || op.k === 'write') && w.live(op.p)) {
+      const first = regionAddr(op.r ?? 0, op.off ?? 0) / PAGE_SIZE;
+      if (!oracle.accessible(op.p, first, first + (op.n ?? 0), op.k === 'write')) out.skipped = true;
+    }
+    const rec = oracle.begin(op);
+    if (!out.skipped) yield* execOp(w, op, out);
+    const bad = oracle.end(rec, out, alive);
+    if (!out.skipped) {
+      opsDone++;
+      kinds[op.k] = (kinds[op.k] ?? 0) + 1;
+    }
+    note(op, out.skipped ? 'skipped' : out.signal ? `signal ${out.signal}` : String(out.ret));
+    if (bad) throw new Finding('divergence', bad);
+    while (k.core.warnings.length > warnings) {
+      const msg = k.core.warnings[warnings++].message;
+      if (!BENIGN_WARNINGS.some((re) => re.test(msg))) throw new Finding('warning', `WARN: ${msg}`);
+    }
+  }
+
+  const fullCheck = (where: string) => {
+    checks++;
+    const v = k.check();
+    if (v.length) throw new Finding('invariant', `invariants violated ${where}`, v.slice(0, 12));
+  };
+
+  // The prelude runs sequentially (cooperative schedule, not recorded).
+  try {
+    for (const op of sc.prelude) sched.runSync(runOp(op), 'prelude');
+    fullCheck('after the prelude');
+  } catch (e) {
+    return result(asFinding(e));
+  }
+
+  // Threads and the barrier.
+  const byThread = new Map<string, [Op, number][]>();
+  sc.ops.forEach((op, i) => {
+    const key = `${op.p}.${op.t}`;
+    let l = byThread.get(key);
+    if (!l) byThread.set(key, (l = []));
+    l.push([op, i]);
+  });
+  const every = opts.checkEvery ?? 64;
+  let live = byThread.size;
+  let arrived = 0;
+  let phase = 0;
+  let sinceCheck = 0;
+  function* barrier(): KGen {
+    arrived++;
+    if (arrived === live) {
+      arrived = 0;
+      sinceCheck = 0;
+      fullCheck(`at barrier ${phase + 1}`);
+      phase++;
+      return;
+    }
+    const mine = phase;
+    yield* waitEvent('explorer barrier', () => phase !== mine);
+  }
+  function* thread(ops: readonly [Op, number][]): KGen {
+    try {
+      for (const [op, index] of ops) {
+        if (finding) return;
+        yield 'user: between operations';
+        if (sinceCheck >= every) yield* barrier();
+        if (finding) return;
+        sinceCheck++;
+        started.add(index);
+        yield* runOp(op);
+      }
+    } catch (e) {
+      finding ??= asFinding(e);
+    } finally {
+      live--;
+      if (!finding && live > 0 && arrived === live) {
+        arrived = 0;
+        sinceCheck = 0;
+        try {
+          fullCheck(`at barrier ${phase + 1}`);
+        } catch (e) {
+          finding ??= asFinding(e);
+        }
+        phase++;
+      }
+    }
+  }
+
+  const strategy = typeof opts.schedule === 'string' ? parseSchedule(opts.schedule) : opts.schedule;
+  sched.setStrategy(strategy);
+  const tasks: Task[] = [];
+  for (const [key, ops] of byThread) {
+    const [p, t] = key.split('.').map(Number);
+    const slot = w.live(p);
+    const owner: ProcSlot['threads'][number] | null = slot ? (slot.threads[t] ?? null) : null;
+    tasks.push(sched.spawn(`p${p}.t${t}`, thread(ops), { kind: 'user', owner }));
+  }
+  try {
+    sched.runUntil(() => finding !== null || tasks.every((t) => t.done));
+  } catch (e) {
+    finding ??= asFinding(e);
+  }
+  for (const t of tasks) if (t.error !== undefined) finding ??= asFinding(t.error);
+  if (finding) return result(finding);
+
+  // Quiescent: the final full check and a verification read of everything the oracle knows.
+  try {
+    fullCheck('at the end');
+    for (let s = 0; s < sc.procs; s++) {
+      const slot = w.live(s);
+      if (!slot) continue;
+      const pages = oracle.knownPages(s);
+      for (let i = 0; i < pages.length; ) {
+        let j = i + 1;
+        while (j < pages.length && pages[j] === pages[j - 1] + 1 && j - i < 512) j++;
+        const first = pages[i];
+        const buf = new Uint8Array((j - i) * PAGE_SIZE);
+        const r = sched.runSync(slot.proc.sys.access(first * PAGE_SIZE, buf, 'read'), 'verify');
+        // Out of memory faulting pages back from a device: the machine's limit, not a divergence.
+        if (r === XLATE_OOM) break;
+        if (r < 0)
+          throw new Finding(
+            'divergence',
+            `verification read of p${s} at 0x${(first * PAGE_SIZE).toString(16)}: fault ${r}`,
+          );
+        const words = new Uint32Array(buf.buffer);
+        for (let k = i; k < j; k++) {
+          const got = words.subarray((k - i) * (PAGE_SIZE >>> 2), (k - i + 1) * (PAGE_SIZE >>> 2));
+          const want = oracle.expected(s, pages[k]);
+          const d = firstDiff(got, want);
+          if (d >= 0)
+            throw new Finding(
+              'divergence',
+              `verification read of p${s} at 0x${(pages[k] * PAGE_SIZE + d * 4).toString(16)}: read 0x${got[d].toString(16)}, the oracle says 0x${want.toString(16)}`,
+            );
+        }
+        i = j;
+      }
+    }
+    fullCheck('after the verification reads');
+  } catch (e) {
+    return result(asFinding(e));
+  }
+  return result(null);
+
+  function result(f: Finding | null): RunResult {
+    opts.inspect?.(w);
+    return {
+      finding: f,
+      opsDone,
+      steps: sched.steps,
+      trace: sched.schedule().trace,
+      strategy: sched.strategy.describe(),
+      log,
+      sites: sched.sites,
+      checkedPages: oracle.checkedPages,
+      checks,
+      kinds,
+      started,
+    };
+  }
+}

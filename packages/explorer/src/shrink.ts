@@ -1,0 +1,128 @@
+/**
+ * Shrinking a failing run to a minimal reproducer: delta debugging (ddmin) over the operations,
+ * each candidate tried under the original schedule and a few other seeded schedules, keeping a
+ * candidate when the same kind of finding comes back; then the operations themselves are made
+ * smaller (fewer pages). The result carries the exact trace that replays it.
+ */
+import type { Finding } from '@hmm-model/mm-core';
+import type { Op } from './ops.js';
+import { findingKey, type RunResult, runScenario, type Scenario } from './run.js';
+
+/** Model-only: a minimal failing run. */
+export interface Reproducer {
+  readonly scenario: Scenario;
+  /** The schedule string that was used (strategy), and the trace that replays it exactly. */
+  readonly schedule: string;
+  readonly trace: string;
+  readonly finding: Finding;
+  readonly bugs: readonly string[];
+  /** Runs tried while shrinking. */
+  readonly runs: number;
+}
+
+/** Options of {@link shrink}. */
+export interface ShrinkOptions {
+  readonly bugs: readonly string[];
+  /** Schedules tried per candidate besides the original (default 8). */
+  readonly tries?: number;
+  /** Stop after this many runs (default 600). */
+  readonly budget?: number;
+  readonly ramBytes?: number;
+}
+
+function schedulesFor(original: string, seed: number, tries: number): string[] {
+  const out = [original];
+  for (let i = 0; i < tries; i++) {
+    const s = (seed * 7919 + i * 104729) >>> 0;
+    out.push(i % 2 ? `pct:seed=${s},d=2,k=400` : `random:seed=${s},p=0.5`);
+  }
+  out.push('coop');
+  return out;
+}
+
+/** Shrinks a failing (scenario, schedule) to a smaller one that fails the same way. */
+export function shrink(sc: Scenario, schedule: string, first: RunResult, opts: ShrinkOptions): Reproducer {
+  const key = findingKey(first.finding!);
+  let runs = 0;
+  const budget = opts.budget ?? 1500;
+  const tries = opts.tries ?? 8;
+  let best: { sc: Scenario; schedule: string; res: RunResult } = { sc, schedule, res: first };
+
+  let phaseTries = Math.min(1, tries);
+  const attempt = (cand: Scenario): boolean => {
+    for (const s of schedulesFor(schedule, runs + 1, phaseTries)) {
+      if (runs >= budget) return false;
+      runs++;
+      const res = runScenario(cand, {
+        schedule: s,
+        bugs: opts.bugs,
+        ...(opts.ramBytes ? { ramBytes: opts.ramBytes } : {}),
+      });
+      if (res.finding && findingKey(res.finding) === key) {
+        best = { sc: cand, schedule: s, res };
+        return true;
+      }
+    }
+    return false;
+  };
+
+  // ddmin over the concatenation prelude ++ ops (the prelude keeps its place in front).
+  const all = (s: Scenario): { op: Op; pre: boolean }[] => [
+    ...s.prelude.map((op) => ({ op, pre: true })),
+    ...s.ops.map((op) => ({ op, pre: false })),
+  ];
+  const build = (items: { op: Op; pre: boolean }[]): Scenario => ({
+    ...sc,
+    prelude: items.filter((x) => x.pre).map((x) => x.op),
+    ops: items.filter((x) => !x.pre).map((x) => x.op),
+  });
+  let items = all(sc);
+  // Operations that never started cannot matter (unless the finding came at the very end).
+  if (first.started.size < sc.ops.length) {
+    const cand = build(items.filter((x, i) => x.pre || first.started.has(i - sc.prelude.length)));
+    if (attempt(cand)) items = all(best.sc);
+  }
+  let n = 2;
+  // Two passes: first with few schedules per candidate (cheap on big scenarios), then more.
+  for (const pass of [Math.min(1, tries), tries]) {
+    phaseTries = pass;
+    n = 2;
+    while (items.length >= 2 && runs < budget) {
+      const chunk = Math.ceil(items.length / n);
+      let reduced = false;
+      for (let i = 0; i < items.length && runs < budget; i += chunk) {
+        const cand = items.slice(0, i).concat(items.slice(i + chunk));
+        if (cand.length && attempt(build(cand))) {
+          items = all(best.sc);
+          n = Math.max(n - 1, 2);
+          reduced = true;
+          break;
+        }
+      }
+      if (!reduced) {
+        if (n >= items.length) break;
+        n = Math.min(items.length, n * 2);
+      }
+    }
+  }
+  // Fewer pages per operation: halve n while the failure stays.
+  for (let i = 0; i < items.length && runs < budget; i++) {
+    for (;;) {
+      const it = items[i];
+      const pages = it.op.n ?? 0;
+      if (pages <= 1 || it.op.k === 'mmap') break;
+      const smaller = { ...it, op: { ...it.op, n: Math.ceil(pages / 2) } };
+      const cand = items.slice(0, i).concat([smaller], items.slice(i + 1));
+      if (!attempt(build(cand))) break;
+      items = all(best.sc);
+    }
+  }
+  return {
+    scenario: best.sc,
+    schedule: best.schedule,
+    trace: best.res.trace,
+    finding: best.res.finding!,
+    bugs: opts.bugs,
+    runs,
+  };
+}

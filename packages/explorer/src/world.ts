@@ -1,0 +1,159 @@
+/**
+ * The explorer's machine and its user space: a small machine with the four dmirror devices and
+ * a nouveau GPU, every invariant checker installed, and process slots whose threads run the
+ * generated operations. Addresses are fixed windows so that operations can name memory by
+ * (region, page) and stay meaningful when other operations are removed (shrinking).
+ */
+import { installMigrateChecker } from '@hmm-model/migrate-vma';
+import {
+  installMmCoreChecker,
+  Kernel,
+  MAP_ANONYMOUS,
+  MAP_FIXED_NOREPLACE,
+  MAP_PRIVATE,
+  O_RDWR,
+  PAGE_SIZE,
+  PMD_SIZE,
+  PROT_READ,
+  PROT_WRITE,
+  type Process,
+  type Thread,
+} from '@hmm-model/mm-core';
+import {
+  createNouveauDmem,
+  installNouveauChecker,
+  type NouveauDrm,
+  type NouveauSvmm,
+  nouveauSvmmInit,
+} from '@hmm-model/nouveau-dmem';
+import { type DmirrorModule, installDmirror } from '@hmm-model/test-hmm';
+
+/** Fuzzed memory: region r of every process is the window [REGION_BASE + r * REGION_STRIDE, + REGION_MAX). */
+export const REGION_BASE = 0x7e0000000000;
+/** Distance between two regions' windows (room for mremap to move within a window). */
+export const REGION_STRIDE = 16 * PMD_SIZE;
+/** Largest region (pages). */
+export const REGION_MAX_PAGES = 2 * (PMD_SIZE / PAGE_SIZE);
+/** Regions per process. */
+export const NREGIONS = 3;
+/** Per-thread scratch memory (command structs and device read buffers), never fuzzed. */
+export const SCRATCH_BASE = 0x7d0000000000;
+/** Scratch bytes per thread slot. */
+export const SCRATCH_PER_THREAD = 2 * REGION_MAX_PAGES * PAGE_SIZE;
+/** Number of dmirror devices (/dev/hmm_dmirror0..3). */
+export const NDEVICES = 4;
+
+/** The address of page `page` of region r. */
+export function regionAddr(r: number, page: number): number {
+  return REGION_BASE + r * REGION_STRIDE + page * PAGE_SIZE;
+}
+
+/** Options of an explorer machine. */
+export interface WorldOptions {
+  /** Historical bugs switched back on. */
+  readonly bugs?: readonly string[];
+  /** System RAM (default 512 MiB: room for several processes, their forks and device backing pages). */
+  readonly ramBytes?: number;
+  /** Process slots (default 3). */
+  readonly procs?: number;
+  /** Thread slots per process (default 2). */
+  readonly threads?: number;
+}
+
+/** One live process of the world and its per-process kernel objects. */
+export interface ProcSlot {
+  readonly slot: number;
+  readonly proc: Process;
+  /** Thread slot t (t = 0 is the process itself). */
+  readonly threads: readonly (Thread | Process)[];
+  /** Open dmirror fds by device minor (opened on first use). */
+  readonly dmFds: (number | undefined)[];
+  /** The nouveau SVM address space (created on first GPU use). */
+  svmm: NouveauSvmm | null;
+}
+
+/** Model-only: the explorer's machine and the process slots. */
+export class World {
+  readonly kernel: Kernel;
+  readonly dmirror: DmirrorModule;
+  readonly drm: NouveauDrm;
+  readonly slots: (ProcSlot | null)[];
+  readonly threadsPerProc: number;
+
+  constructor(opts: WorldOptions = {}) {
+    this.kernel = new Kernel({
+      ramBytes: opts.ramBytes ?? 512 << 20,
+      hugetlbPages: 0,
+      bugs: opts.bugs ?? [],
+    });
+    installMmCoreChecker(this.kernel);
+    this.dmirror = installDmirror(this.kernel, { coherent: true, evictUntilEmpty: true });
+    installMigrateChecker(this.kernel, {});
+    this.drm = createNouveauDmem(this.kernel, { vramBytes: 256 << 20 });
+    installNouveauChecker(this.drm);
+    this.threadsPerProc = opts.threads ?? 2;
+    this.slots = new Array(opts.procs ?? 3).fill(null);
+    this.slots[0] = this.adopt(0, this.kernel.spawn());
+  }
+
+  /** Makes `proc` the process of slot s: its threads and its scratch memory. */
+  adopt(s: number, proc: Process, inherit?: ProcSlot): ProcSlot {
+    const threads: (Thread | Process)[] = [proc];
+    for (let t = 1; t < this.threadsPerProc; t++) threads.push(proc.clone());
+    const slot: ProcSlot = {
+      slot: s,
+      proc,
+      threads,
+      dmFds: inherit ? [...inherit.dmFds] : new Array(NDEVICES).fill(undefined),
+      svmm: null,
+    };
+    if (!inherit) {
+      const len = SCRATCH_PER_THREAD * this.threadsPerProc;
+      const r = proc.mmap(
+        SCRATCH_BASE,
+        len,
+        PROT_READ | PROT_WRITE,
+        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+      );
+      if (r !== SCRATCH_BASE) throw new Error(`explorer: scratch mmap failed (${r})`);
+    }
+    this.slots[s] = slot;
+    return slot;
+  }
+
+  /** The live process of slot s, or null. */
+  live(s: number): ProcSlot | null {
+    const slot = this.slots[s];
+    if (!slot) return null;
+    if (slot.proc.state !== 'running') {
+      this.slots[s] = null;
+      return null;
+    }
+    return slot;
+  }
+
+  /** A free process slot, or -1. */
+  freeSlot(): number {
+    for (let s = 0; s < this.slots.length; s++) if (!this.live(s)) return s;
+    return -1;
+  }
+
+  /** Scratch memory of a thread slot. */
+  scratch(t: number): number {
+    return SCRATCH_BASE + t * SCRATCH_PER_THREAD;
+  }
+
+  /** The svmm of a process for the GPU (nouveau_svmm_init on first use). */
+  svmm(slot: ProcSlot): NouveauSvmm {
+    if (!slot.svmm || slot.svmm.mm !== slot.proc.mm) slot.svmm = nouveauSvmmInit(this.drm, slot.proc.mm);
+    return slot.svmm;
+  }
+
+  /** Device path of dmirror minor d. */
+  static devPath(d: number): string {
+    return `/dev/hmm_dmirror${d}`;
+  }
+
+  /** Flags for open(2) of a dmirror device. */
+  static readonly DM_OPEN_FLAGS = O_RDWR;
+}

@@ -29,16 +29,29 @@ export interface GenOptions {
   readonly procs?: number;
   /** Thread slots per process (default 2). */
   readonly threads?: number;
+  /**
+   * Operation weights (replacing the default mix; kinds not named get weight 0). A bug hunt
+   * uses the operations its Fixes scenario names.
+   */
+  readonly mix?: Readonly<Partial<Record<MixKind, number>>>;
+  /** The advice a madvise op picks from (default: all of them). */
+  readonly advice?: readonly number[];
+  /** Share of page ranges that are one whole PMD (default 0.35). */
+  readonly pmdShare?: number;
+  /** Whether the prelude writes every region (default true); false leaves holes to fault. */
+  readonly fill?: boolean;
+  /** Regions the operations use (default all {@link NREGIONS}; 1 makes every op meet in r0). */
+  readonly regions?: number;
 }
+
+/** The kinds the generator mixes (dmirror and GPU operations split by command). */
+export type MixKind = OpKind | 'dm-to-dev' | 'dm-to-sys' | 'dm-read' | 'dm-write' | 'dm-other' | 'gpu-rw' | 'gpu-migrate';
 
 const PMD_PAGES = 512;
 const RW = PROT_READ | PROT_WRITE;
 
 /** Operation kinds and their weights. */
-const MIX: readonly [
-  OpKind | 'dm-to-dev' | 'dm-to-sys' | 'dm-read' | 'dm-write' | 'dm-other' | 'gpu-rw' | 'gpu-migrate',
-  number,
-][] = [
+const MIX: readonly [MixKind, number][] = [
   ['write', 10],
   ['read', 10],
   ['dm-to-dev', 9],
@@ -60,14 +73,14 @@ const MIX: readonly [
   ['dmclose', 1],
   ['pagemap', 2],
 ];
-const TOTAL = MIX.reduce((a, [, w]) => a + w, 0);
+const ADVICE = [MADV_FREE, MADV_DONTNEED, MADV_COLD, MADV_PAGEOUT, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_COLLAPSE];
 
-/** A page range in region r: a whole PMD most of the time, else a few pages or a PMD straddle. */
-function range(rng: Rng): { r: number; off: number; n: number } {
-  const r = rng.below(2) ? 0 : rng.below(NREGIONS);
-  const roll = rng.below(20);
-  if (roll < 7) return { r, off: rng.below(REGION_MAX_PAGES / PMD_PAGES) * PMD_PAGES, n: PMD_PAGES };
-  if (roll < 16) {
+/** A page range in region r: a whole PMD, a few pages, or a range straddling a PMD boundary. */
+function range(rng: Rng, pmdShare: number, regions: number): { r: number; off: number; n: number } {
+  const r = rng.below(2) ? 0 : rng.below(regions);
+  const roll = rng.below(1000) / 1000;
+  if (roll < pmdShare) return { r, off: rng.below(REGION_MAX_PAGES / PMD_PAGES) * PMD_PAGES, n: PMD_PAGES };
+  if (roll < pmdShare + (1 - pmdShare) * 0.7) {
     const off = rng.below(REGION_MAX_PAGES - 8);
     return { r, off, n: 1 + rng.below(8) };
   }
@@ -75,13 +88,17 @@ function range(rng: Rng): { r: number; off: number; n: number } {
   return { r, off, n: Math.min(2 + rng.below(64), REGION_MAX_PAGES - off) };
 }
 
-function pick(rng: Rng): string {
-  let x = rng.below(TOTAL);
-  for (const [k, w] of MIX) {
-    if (x < w) return k;
-    x -= w;
-  }
-  return 'read';
+function picker(mix: readonly [MixKind, number][]): (rng: Rng) => MixKind {
+  const total = mix.reduce((a, [, w]) => a + w, 0);
+  if (total <= 0) throw new RangeError('generateScenario: the operation mix has no weight');
+  return (rng) => {
+    let x = rng.below(total);
+    for (const [k, w] of mix) {
+      if (x < w) return k;
+      x -= w;
+    }
+    return mix[0][0];
+  };
 }
 
 /** Generates one scenario from a seed. */
@@ -89,11 +106,15 @@ export function generateScenario(seed: number, opts: GenOptions = {}): Scenario 
   const rng = new Rng(seed);
   const procs = opts.procs ?? 3;
   const threads = opts.threads ?? 2;
+  const pick = picker(opts.mix ? Object.entries(opts.mix).map(([k, w]) => [k as MixKind, w ?? 0]) : MIX);
+  const advice = opts.advice?.length ? opts.advice : ADVICE;
+  const pmdShare = opts.pmdShare ?? 0.35;
+  const regions = Math.max(1, Math.min(NREGIONS, opts.regions ?? NREGIONS));
   const prelude: Op[] = [];
   for (let r = 0; r < NREGIONS; r++) {
     const n = r === 0 ? REGION_MAX_PAGES : PMD_PAGES * (1 + rng.below(REGION_MAX_PAGES / PMD_PAGES));
     prelude.push({ k: 'mmap', p: 0, t: 0, r, n, a: RW, b: rng.below(4) ? 1 : 0 });
-    prelude.push({ k: 'write', p: 0, t: 0, r, off: 0, n, a: rng.next() & 0xffff });
+    if (opts.fill !== false || rng.below(2)) prelude.push({ k: 'write', p: 0, t: 0, r, off: 0, n, a: rng.next() & 0xffff });
   }
   if (rng.below(2)) prelude.push({ k: 'fork', p: 0, t: 0 });
   const ops: Op[] = [];
@@ -103,7 +124,7 @@ export function generateScenario(seed: number, opts: GenOptions = {}): Scenario 
     const t = rng.below(threads);
     const kind = pick(rng);
     const late = i >= count - Math.max(4, count >> 4);
-    const { r, off, n } = range(rng);
+    const { r, off, n } = range(rng, pmdShare, regions);
     const base = { p, t, r, off, n };
     switch (kind) {
       case 'write':
@@ -118,16 +139,7 @@ export function generateScenario(seed: number, opts: GenOptions = {}): Scenario 
         ops.push({ k: 'mprotect', ...base, a: [PROT_READ, RW, PROT_NONE, RW][rng.below(4)] });
         break;
       case 'madvise': {
-        const adv = [
-          MADV_FREE,
-          MADV_DONTNEED,
-          MADV_COLD,
-          MADV_PAGEOUT,
-          MADV_HUGEPAGE,
-          MADV_NOHUGEPAGE,
-          MADV_COLLAPSE,
-        ];
-        ops.push({ k: 'madvise', ...base, a: adv[rng.below(adv.length)] });
+        ops.push({ k: 'madvise', ...base, a: advice[rng.below(advice.length)] });
         break;
       }
       case 'mremap': {

@@ -108,4 +108,22 @@ describe('the oracle', () => {
       /signal 11, but the oracle says every page is mapped and accessible/,
     );
   });
+
+  it('two mapping changes racing on the same pages leave their mapping unknown: no access there is judged', () => {
+    const o = mapped();
+    const m = o.begin({ k: 'mremap', p: 0, t: 0, r: 0, off: 0, n: 4, r2: 1, off2: 0 });
+    const u = o.begin({ k: 'munmap', p: 0, t: 1, r: 0, off: 2, n: 4 });
+    expect(o.end(u, { ...newOutcome(), ret: 0 }, alive)).toBeNull();
+    expect(o.end(m, { ...newOutcome(), ret: regionAddr(1, 0) }, alive)).toBeNull();
+    const first = regionAddr(0, 0) / PAGE_SIZE;
+    expect(o.accessible(0, first, first + 6, false)).toBe(false);
+    expect(o.accessible(0, regionAddr(1, 0) / PAGE_SIZE, regionAddr(1, 4) / PAGE_SIZE, false)).toBe(false);
+    expect(o.knownPages(0)).toEqual([first + 6, first + 7]);
+    // A device read of those pages returning anything is not a divergence.
+    const junk = new Uint8Array(6 * PAGE_SIZE).fill(3);
+    expect(done(o, { k: 'dm', p: 0, t: 0, r: 0, off: 0, n: 6, a: 0, b: 2 }, { readAddr: regionAddr(0, 0), readData: junk })).toBeNull();
+    // A later mapping that is not raced makes them known again.
+    done(o, { k: 'mmap', p: 0, t: 0, r: 0, n: 8, a: RW }, { ret: regionAddr(0, 0) });
+    expect(o.accessible(0, first, first + 8, true)).toBe(true);
+  });
 });

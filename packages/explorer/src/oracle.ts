@@ -18,6 +18,10 @@ const SPAN = (regionAddr(NREGIONS, 0) - regionAddr(0, 0)) / PAGE_SIZE;
 
 const MAPPED = 1;
 const UNKNOWN = 2;
+/** Whether the page is mapped at all is not known (two mapping changes raced on it). */
+const MAYBE = 4;
+/** The operations that change what is mapped (or its protection). */
+const MAPPING_OPS = new Set(['mmap', 'munmap', 'mremap', 'mprotect']);
 
 /**
  * One process's memory as the oracle sees it, one entry per page of the fuzzed windows: whether
@@ -40,6 +44,19 @@ class Mem {
   mapped(v: number): boolean {
     const i = v - BASE_VPN;
     return i >= 0 && i < SPAN && (this.state[i] & MAPPED) !== 0;
+  }
+
+  maybe(v: number): boolean {
+    const i = v - BASE_VPN;
+    return i >= 0 && i < SPAN && (this.state[i] & MAYBE) !== 0;
+  }
+
+  /** Page v may or may not be mapped, with unknown contents and protection. */
+  setMaybe(v: number): void {
+    const i = v - BASE_VPN;
+    if (i < 0 || i >= SPAN) return;
+    this.state[i] = MAPPED | UNKNOWN | MAYBE;
+    this.word[i] = 0;
   }
 }
 
@@ -144,7 +161,7 @@ export class Oracle {
     if (!mem) return false;
     if (firstVpn < BASE_VPN || endVpn > BASE_VPN + SPAN) return false;
     for (let i = firstVpn - BASE_VPN; i < endVpn - BASE_VPN; i++) {
-      if (!(mem.state[i] & MAPPED)) return false;
+      if (!(mem.state[i] & MAPPED) || mem.state[i] & MAYBE) return false;
       if (write ? !(mem.prot[i] & PROT_WRITE) : !readable(mem.prot[i])) return false;
     }
     return true;
@@ -224,6 +241,7 @@ export class Oracle {
       const v = first + k;
       if (uncertain.length && isUncertain(v)) continue;
       const got = words.subarray(k * PAGE_WORDS, (k + 1) * PAGE_WORDS);
+      if (mem.maybe(v)) continue;
       if (!mem.mapped(v)) {
         if (op.k === 'read')
           return `read of p${op.p} at 0x${(v * PAGE_SIZE).toString(16)} succeeded, but the oracle has nothing mapped there`;
@@ -275,6 +293,11 @@ export class Oracle {
         // Applied VMA by VMA up to the first hole (then -ENOMEM); other errors change nothing.
         if (out.ret !== 0 && out.ret !== -12) return;
         for (let i = a; i < b; i++) {
+          // Past a page whose mapping is uncertain, the kernel may have stopped at a hole.
+          if (mem.state[i] & MAYBE) {
+            for (let j = i; j < b; j++) if (mem.state[j] & MAPPED) mem.setMaybe(BASE_VPN + j);
+            break;
+          }
           if (!(mem.state[i] & MAPPED)) break;
           mem.prot[i] = op.a ?? 0;
         }
@@ -299,7 +322,7 @@ export class Oracle {
           for (let i = a; i < b; i++) {
             if (!(mem.state[i] & MAPPED)) continue;
             mem.word[i] = 0;
-            mem.state[i] = MAPPED;
+            mem.state[i] = mem.state[i] & MAYBE ? MAPPED | UNKNOWN | MAYBE : MAPPED;
           }
         } else mem.state.fill(0, a, b);
         mem.state.set(st, d);
@@ -350,10 +373,22 @@ export class Oracle {
         const child = (f.out ?? rec.out)?.child ?? -1;
         const cm = child >= 0 ? this.mems[child] : null;
         if (!cm) continue;
-        for (const [s, e] of o.fp.ranges) for (let v = s; v < e; v++) this.forget(cm, v);
+        const remaps = MAPPING_OPS.has(o.op.k);
+        for (const [s, e] of o.fp.ranges)
+          for (let v = s; v < e; v++) {
+            if (remaps) cm.setMaybe(v);
+            else this.forget(cm, v);
+          }
         continue;
       }
       if (c.fp.slot !== rec.fp.slot) continue;
+      // Two mapping changes racing on the same pages: which one the oracle applied last may not
+      // be the order they took the mmap_lock in, so whether those pages are mapped is unknown.
+      if (MAPPING_OPS.has(rec.op.k) && MAPPING_OPS.has(c.op.k) && overlap(rec.fp.ranges, c.fp.ranges).length) {
+        const mem = this.mems[rec.fp.slot];
+        if (mem) for (const r of [rec, c]) for (const [s, e] of r.fp.ranges) for (let v = s; v < e; v++) mem.setMaybe(v);
+        continue;
+      }
       const conflicting = pair.has('writer') && (pair.size === 1 || pair.has('remapper'));
       if (!conflicting) continue;
       const mem = this.mems[rec.fp.slot];

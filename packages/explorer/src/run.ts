@@ -9,8 +9,6 @@ import {
   Finding,
   KernelBug,
   type KGen,
-  LivelockFinding,
-  LockFinding,
   ModelBug,
   PAGE_SIZE,
   parseSchedule,
@@ -116,8 +114,15 @@ export const BENIGN_WARNINGS: readonly RegExp[] = [
 /** The kinds of finding a run may end with (for summaries). */
 export function findingKey(f: Finding): string {
   if (f instanceof KernelBug) return `kernel-bug:${f.fn}`;
-  if (f instanceof LockFinding || f instanceof LivelockFinding) return f.category;
-  return f.category;
+  const shape = (t: string) =>
+    t
+      .replace(/0x[0-9a-f]+/gi, '#')
+      .replace(/\d+/g, '#')
+      .trim()
+      .slice(0, 48);
+  // Invariant findings share their first line; the first violation tells them apart.
+  const what = f.category === 'invariant' && f.details.length ? f.details[0] : f.message.split('\n')[0];
+  return `${f.category}:${shape(what)}`;
 }
 
 /** Runs one scenario under one schedule on a fresh machine. */

@@ -28,6 +28,8 @@ export interface ShrinkOptions {
   /** Stop after this many runs (default 600). */
   readonly budget?: number;
   readonly ramBytes?: number;
+  /** Which findings count as the same failure (default: the same {@link findingKey}). */
+  readonly accept?: (f: Finding) => boolean;
 }
 
 function schedulesFor(original: string, seed: number, tries: number): string[] {
@@ -43,6 +45,7 @@ function schedulesFor(original: string, seed: number, tries: number): string[] {
 /** Shrinks a failing (scenario, schedule) to a smaller one that fails the same way. */
 export function shrink(sc: Scenario, schedule: string, first: RunResult, opts: ShrinkOptions): Reproducer {
   const key = findingKey(first.finding!);
+  const same = opts.accept ?? ((f: Finding) => findingKey(f) === key);
   let runs = 0;
   const budget = opts.budget ?? 1500;
   const tries = opts.tries ?? 8;
@@ -58,7 +61,7 @@ export function shrink(sc: Scenario, schedule: string, first: RunResult, opts: S
         bugs: opts.bugs,
         ...(opts.ramBytes ? { ramBytes: opts.ramBytes } : {}),
       });
-      if (res.finding && findingKey(res.finding) === key) {
+      if (res.finding && same(res.finding)) {
         best = { sc: cand, schedule: s, res };
         return true;
       }

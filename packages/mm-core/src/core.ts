@@ -186,6 +186,7 @@ export class Core {
     this.thpMode = opts.thp ?? 'madvise';
     this.bugs = new Set(checkBugIds(opts.bugs ?? []));
     this.sched = new Scheduler();
+    this.sched.leakedSpinlocksPossible = this.bugs.size > 0;
     // Reserve memmap address space for RAM and for device memory above it (a quarter of RAM plus
     // 8 GiB), so that drivers' memremap_pages() rarely has to grow (and copy) the memmap. Only
     // host address space: nothing is committed until sections are initialised.

@@ -1,0 +1,10 @@
+import { readFileSync } from 'node:fs';
+import { parseOp } from '/work/main/packages/explorer/dist/ops.js';
+import { runScenario, setLogKeep } from '/work/main/packages/explorer/dist/run.js';
+import { dumpFolio } from '@hmm-model/mm-core';
+setLogKeep(1000);
+const j = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+const sc = { procs: 3, threads: 2, prelude: j.pre.map(parseOp), ops: j.ops.map(parseOp) };
+const r = runScenario(sc, { schedule: process.argv[3] ?? j.sched, bugs: (process.argv[4]??'').split(',').filter(Boolean) });
+console.log(r.finding?.message ?? 'clean');
+console.log(r.log.join('\n'));

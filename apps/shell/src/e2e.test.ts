@@ -185,6 +185,35 @@ describe('hmm-shell binary', () => {
     expect(bad.stderr).toContain('unknown option --frob');
   });
 
+  it('replays an explorer reproducer with --script; with --strict its finding ends the run with status 1', () => {
+    const file = join(dir, 'f10.hmm');
+    writeFileSync(
+      file,
+      [
+        '# hmm-model explorer reproducer: F10',
+        '# finding: WARN: remove_migration_pmd: ...',
+        '# replay: pnpm shell --script <this file>',
+        'explore machine procs=3 threads=2 bugs=F10',
+        'explore prelude p0.t0 mmap r0 512 thp prot 3',
+        'explore prelude p0.t0 write r0 0+512 seed 1',
+        'explore op p0.t0 dm0 to-dev r0 0+512',
+        'explore schedule coop',
+        'explore run',
+        'echo after the run',
+        '',
+      ].join('\n'),
+    );
+    const lax = spawnSync('node', [cli, '--script', file], { encoding: 'utf8' });
+    expect(lax.status).toBe(0);
+    expect(lax.stdout).toMatch(/^finding: WARN: remove_migration_pmd: .*softleaf_is_migration_young/m);
+    expect(lax.stdout).toContain('after the run');
+    const strict = spawnSync('node', [cli, '--strict', '--script', file], { encoding: 'utf8' });
+    expect(strict.status).toBe(1);
+    expect(strict.stdout).toMatch(/^finding: WARN: remove_migration_pmd: /m);
+    expect(strict.stdout).toContain('(stopped at line 9: --strict)');
+    expect(strict.stdout).not.toContain('after the run');
+  });
+
   it('starts fast enough in script mode (measured, reported, not asserted)', () => {
     const empty = join(dir, 'empty.hmm');
     writeFileSync(empty, '');

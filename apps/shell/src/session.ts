@@ -1,4 +1,5 @@
 import { appendFileSync, writeFileSync } from 'node:fs';
+import type { Op } from '@hmm-model/explorer';
 import {
   type Kernel,
   NotifierRecorder,
@@ -11,6 +12,24 @@ import {
   type Vmstat,
 } from '@hmm-model/mm-core';
 import { dmirrorPath } from './dmirror-uapi.js';
+
+/**
+ * Model-only: the explorer scenario the `explore` commands build (see commands/explore.ts). It
+ * runs on the explorer's own machine, never on the session's kernel.
+ */
+export interface ExploreDraft {
+  /** Process and thread slots. */
+  readonly procs: number;
+  readonly threads: number;
+  /** Historical bugs switched back on (mm-core bug ids). */
+  readonly bugs: readonly string[];
+  /** Run one at a time before the threads start. */
+  readonly prelude: Op[];
+  /** Each runs on the thread slot it names, in list order per thread. */
+  readonly ops: Op[];
+  /** The pinned schedule string, or null for the default (`coop`). */
+  schedule: string | null;
+}
 
 /** A copy of the vmstat counters (with nr_free_pages filled in from the zone). */
 export type VmstatSnapshot = Vmstat;
@@ -92,6 +111,8 @@ export class Session {
   recording: Recording | null = null;
   /** Where `record` writes. */
   files: ScriptFiles = NODE_FILES;
+  /** The explorer scenario being built (`explore machine` starts one), or null. */
+  explore: ExploreDraft | null = null;
   /** The mmu-notifier invalidations the last state-changing command sent (`notifiers`). */
   lastNotifiers: readonly RecordedInvalidation[] = [];
   /** The command line that sent {@link lastNotifiers}. */

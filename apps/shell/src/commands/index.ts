@@ -4,6 +4,7 @@ import { type CommandResult, fail, UsageError } from '../result.js';
 import { type Session, snapshotVmstat, vmstatDelta } from '../session.js';
 import { DATA_COMMANDS } from './data.js';
 import { DEVICE_COMMANDS, dmirrorCommand } from './devices.js';
+import { explore } from './explore.js';
 import { GPU_COMMANDS } from './gpu.js';
 import { INSPECT_COMMANDS } from './inspect.js';
 import { MEMORY_COMMANDS } from './memory.js';
@@ -26,6 +27,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   notifiers,
   ...STATS_COMMANDS,
   ...SYS_COMMANDS,
+  explore,
   makeHelp(() => COMMANDS),
   ...SHELL_COMMANDS,
 ];

@@ -162,6 +162,7 @@ const GROUP_TITLES: Readonly<Record<CommandGroup, string>> = {
   gpu: 'GPU (nouveau SVM and VRAM)',
   process: 'Processes',
   inspect: 'Inspection',
+  explore: 'Interleaving explorer (model-only; its own machine)',
   shell: 'Shell',
 };
 

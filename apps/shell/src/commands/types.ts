@@ -18,7 +18,7 @@ export interface Progress {
 export type CommandSteps = Generator<Progress, CommandResult, void>;
 
 /** The help groups commands are listed under. */
-export type CommandGroup = 'memory' | 'data' | 'device' | 'gpu' | 'process' | 'inspect' | 'shell';
+export type CommandGroup = 'memory' | 'data' | 'device' | 'gpu' | 'process' | 'inspect' | 'explore' | 'shell';
 
 /**
  * One shell command: its syntax and help, whether it changes machine state (the vmstat

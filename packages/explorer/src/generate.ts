@@ -45,7 +45,15 @@ export interface GenOptions {
 }
 
 /** The kinds the generator mixes (dmirror and GPU operations split by command). */
-export type MixKind = OpKind | 'dm-to-dev' | 'dm-to-sys' | 'dm-read' | 'dm-write' | 'dm-other' | 'gpu-rw' | 'gpu-migrate';
+export type MixKind =
+  | OpKind
+  | 'dm-to-dev'
+  | 'dm-to-sys'
+  | 'dm-read'
+  | 'dm-write'
+  | 'dm-other'
+  | 'gpu-rw'
+  | 'gpu-migrate';
 
 const PMD_PAGES = 512;
 const RW = PROT_READ | PROT_WRITE;
@@ -73,7 +81,15 @@ const MIX: readonly [MixKind, number][] = [
   ['dmclose', 1],
   ['pagemap', 2],
 ];
-const ADVICE = [MADV_FREE, MADV_DONTNEED, MADV_COLD, MADV_PAGEOUT, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_COLLAPSE];
+const ADVICE = [
+  MADV_FREE,
+  MADV_DONTNEED,
+  MADV_COLD,
+  MADV_PAGEOUT,
+  MADV_HUGEPAGE,
+  MADV_NOHUGEPAGE,
+  MADV_COLLAPSE,
+];
 
 /** A page range in region r: a whole PMD, a few pages, or a range straddling a PMD boundary. */
 function range(rng: Rng, pmdShare: number, regions: number): { r: number; off: number; n: number } {
@@ -114,7 +130,8 @@ export function generateScenario(seed: number, opts: GenOptions = {}): Scenario 
   for (let r = 0; r < NREGIONS; r++) {
     const n = r === 0 ? REGION_MAX_PAGES : PMD_PAGES * (1 + rng.below(REGION_MAX_PAGES / PMD_PAGES));
     prelude.push({ k: 'mmap', p: 0, t: 0, r, n, a: RW, b: rng.below(4) ? 1 : 0 });
-    if (opts.fill !== false || rng.below(2)) prelude.push({ k: 'write', p: 0, t: 0, r, off: 0, n, a: rng.next() & 0xffff });
+    if (opts.fill !== false || rng.below(2))
+      prelude.push({ k: 'write', p: 0, t: 0, r, off: 0, n, a: rng.next() & 0xffff });
   }
   if (rng.below(2)) prelude.push({ k: 'fork', p: 0, t: 0 });
   const ops: Op[] = [];

@@ -324,7 +324,7 @@ function* dmIoctl(
   return { ret, cpages: Number(c.cpages), faults: Number(c.faults) };
 }
 
-function* dmFd(w: World, slot: ProcSlot, d: number): KGen<number> {
+function* dmFd(slot: ProcSlot, d: number): KGen<number> {
   const have = slot.dmFds[d];
   if (have !== undefined && slot.proc.fds.has(have)) return have;
   const fd = yield* slot.proc.sys.open(`/dev/hmm_dmirror${d}`, 2);
@@ -431,7 +431,7 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
     }
     case 'dm': {
       const d = op.a ?? 0;
-      const fd = yield* dmFd(w, slot, d);
+      const fd = yield* dmFd(slot, d);
       if (fd < 0) {
         out.ret = fd;
         return;

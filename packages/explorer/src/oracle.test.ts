@@ -121,7 +121,13 @@ describe('the oracle', () => {
     expect(o.knownPages(0)).toEqual([first + 6, first + 7]);
     // A device read of those pages returning anything is not a divergence.
     const junk = new Uint8Array(6 * PAGE_SIZE).fill(3);
-    expect(done(o, { k: 'dm', p: 0, t: 0, r: 0, off: 0, n: 6, a: 0, b: 2 }, { readAddr: regionAddr(0, 0), readData: junk })).toBeNull();
+    expect(
+      done(
+        o,
+        { k: 'dm', p: 0, t: 0, r: 0, off: 0, n: 6, a: 0, b: 2 },
+        { readAddr: regionAddr(0, 0), readData: junk },
+      ),
+    ).toBeNull();
     // A later mapping that is not raced makes them known again.
     done(o, { k: 'mmap', p: 0, t: 0, r: 0, n: 8, a: RW }, { ret: regionAddr(0, 0) });
     expect(o.accessible(0, first, first + 8, true)).toBe(true);

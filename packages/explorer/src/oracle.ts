@@ -384,9 +384,15 @@ export class Oracle {
       if (c.fp.slot !== rec.fp.slot) continue;
       // Two mapping changes racing on the same pages: which one the oracle applied last may not
       // be the order they took the mmap_lock in, so whether those pages are mapped is unknown.
-      if (MAPPING_OPS.has(rec.op.k) && MAPPING_OPS.has(c.op.k) && overlap(rec.fp.ranges, c.fp.ranges).length) {
+      if (
+        MAPPING_OPS.has(rec.op.k) &&
+        MAPPING_OPS.has(c.op.k) &&
+        overlap(rec.fp.ranges, c.fp.ranges).length
+      ) {
         const mem = this.mems[rec.fp.slot];
-        if (mem) for (const r of [rec, c]) for (const [s, e] of r.fp.ranges) for (let v = s; v < e; v++) mem.setMaybe(v);
+        if (mem)
+          for (const r of [rec, c])
+            for (const [s, e] of r.fp.ranges) for (let v = s; v < e; v++) mem.setMaybe(v);
         continue;
       }
       const conflicting = pair.has('writer') && (pair.size === 1 || pair.has('remapper'));

@@ -3,9 +3,17 @@
  * must report (the kernel's own report of that bug: its BUG/WARN, deadlock, leak or livelock),
  * and the campaign that hunts it with a fixed budget.
  */
-import { type Finding, KERNEL_BUGS, KernelBug, MADV_COLD, MADV_DONTNEED, MADV_FREE, MADV_PAGEOUT } from '@hmm-model/mm-core';
-import type { GenOptions, MixKind } from './generate.js';
+import {
+  type Finding,
+  KERNEL_BUGS,
+  KernelBug,
+  MADV_COLD,
+  MADV_DONTNEED,
+  MADV_FREE,
+  MADV_PAGEOUT,
+} from '@hmm-model/mm-core';
 import { campaign } from './explore.js';
+import type { GenOptions, MixKind } from './generate.js';
 import type { RunResult, Scenario } from './run.js';
 import { type Reproducer, shrink } from './shrink.js';
 
@@ -35,7 +43,11 @@ export const ZOO: readonly ZooEntry[] = [
     report: 'the child waits on a migration PMD nobody migrates; bad rss at exit',
     focus: { mix: { ...RW, 'dm-to-dev': 4, fork: 3, exit: 1 }, pmdShare: 0.8 },
   },
-  { id: 'R3', matches: (f) => f.category === 'livelock', report: 'the CPU fault on a device THP never makes progress' },
+  {
+    id: 'R3',
+    matches: (f) => f.category === 'livelock',
+    report: 'the CPU fault on a device THP never makes progress',
+  },
   {
     id: 'R5',
     matches: text(/migration (PTE|PMD|entr)|deadlock|without progress/),
@@ -47,15 +59,31 @@ export const ZOO: readonly ZooEntry[] = [
     id: 'F5',
     matches: kbug('madvise_free_huge_pmd'),
     report: 'VM_BUG_ON in madvise_free_huge_pmd()',
-    focus: { mix: { write: 1, madvise: 5, 'dm-to-dev': 5, 'dm-to-sys': 2 }, advice: [MADV_FREE], pmdShare: 0.9, regions: 1, ops: 12 },
+    focus: {
+      mix: { write: 1, madvise: 5, 'dm-to-dev': 5, 'dm-to-sys': 2 },
+      advice: [MADV_FREE],
+      pmdShare: 0.9,
+      regions: 1,
+      ops: 12,
+    },
   },
   {
     id: 'F6',
     matches: kbug('madvise_cold_or_pageout_pte_range'),
     report: 'VM_BUG_ON in madvise_cold_or_pageout_pte_range()',
-    focus: { mix: { write: 1, madvise: 5, 'dm-to-dev': 5, 'dm-to-sys': 2 }, advice: [MADV_COLD, MADV_PAGEOUT], pmdShare: 0.9, regions: 1, ops: 12 },
+    focus: {
+      mix: { write: 1, madvise: 5, 'dm-to-dev': 5, 'dm-to-sys': 2 },
+      advice: [MADV_COLD, MADV_PAGEOUT],
+      pmdShare: 0.9,
+      regions: 1,
+      ops: 12,
+    },
   },
-  { id: 'F10', matches: text(/softleaf_is_migration_young/), report: 'WARN: a migration-entry test on the device-private entry; the device PMD loses write' },
+  {
+    id: 'F10',
+    matches: text(/softleaf_is_migration_young/),
+    report: 'WARN: a migration-entry test on the device-private entry; the device PMD loses write',
+  },
   {
     id: 'F11',
     matches: text(/migrate_vma_insert_huge_pmd_page/),
@@ -66,18 +94,43 @@ export const ZOO: readonly ZooEntry[] = [
     id: 'F12',
     matches: text(/page.table|pgtables|PG_table/),
     report: 'a preallocated page table leaked',
-    focus: { mix: { mmap: 3, 'dm-to-dev': 6, write: 3, read: 2, madvise: 2 }, advice: [MADV_DONTNEED], pmdShare: 0.9, fill: false, regions: 1, ops: 12 },
+    focus: {
+      mix: { mmap: 3, 'dm-to-dev': 6, write: 3, read: 2, madvise: 2 },
+      advice: [MADV_DONTNEED],
+      pmdShare: 0.9,
+      fill: false,
+      regions: 1,
+      ops: 12,
+    },
   },
   { id: 'F14', matches: text(/pagemap_pmd_range_thp/), report: 'WARN in pagemap_pmd_range_thp()' },
-  { id: 'F15', matches: kbug('pmdp_huge_get_and_clear_full'), report: 'VM_BUG_ON in pmdp_huge_get_and_clear_full() (powerpc hash MMU)' },
-  { id: 'F23', matches: kbug('dmirror_devmem_fault'), report: 'use-after-free of the dmirror (CVE-2026-46280)' },
+  {
+    id: 'F15',
+    matches: kbug('pmdp_huge_get_and_clear_full'),
+    report: 'VM_BUG_ON in pmdp_huge_get_and_clear_full() (powerpc hash MMU)',
+  },
+  {
+    id: 'F23',
+    matches: kbug('dmirror_devmem_fault'),
+    report: 'use-after-free of the dmirror (CVE-2026-46280)',
+  },
   {
     id: 'F28',
     matches: kbug('migrate_vma_split_folio'),
     report: 'folio_get() on a freed folio in migrate_vma_split_folio()',
-    focus: { mix: { write: 2, 'dm-to-dev': 6, madvise: 3, munmap: 3, mprotect: 2 }, advice: [MADV_DONTNEED], pmdShare: 0.2, regions: 1, ops: 12 },
+    focus: {
+      mix: { write: 2, 'dm-to-dev': 6, madvise: 3, munmap: 3, mprotect: 2 },
+      advice: [MADV_DONTNEED],
+      pmdShare: 0.2,
+      regions: 1,
+      ops: 12,
+    },
   },
-  { id: 'F30', matches: text(/callocated/), report: 'nouveau chunk->callocated disagrees with the allocated folios (underflow at free)' },
+  {
+    id: 'F30',
+    matches: text(/callocated/),
+    report: 'nouveau chunk->callocated disagrees with the allocated folios (underflow at free)',
+  },
 ];
 
 /** The zoo entry of a bug id, or undefined. */
@@ -157,7 +210,11 @@ export function hunt(entry: ZooEntry, opts: HuntOptions): HuntResult {
       const rep =
         opts.shrink === false
           ? null
-          : shrink(failing.scenario, failing.schedule, failing.result, { bugs, budget: opts.shrinkBudget ?? 400, accept: entry.matches });
+          : shrink(failing.scenario, failing.schedule, failing.result, {
+              bugs,
+              budget: opts.shrinkBudget ?? 400,
+              accept: entry.matches,
+            });
       return { id: entry.id, found: true, schedules, ms, finding: f, other: null, reproducer: rep, failing };
     }
   }

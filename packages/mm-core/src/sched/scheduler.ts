@@ -194,7 +194,9 @@ export class Scheduler {
           // leak at the return to user space); otherwise a preemption point inside a spinlock
           // section is a mistake in the model.
           if (!this.leakedSpinlocksPossible)
-            inject = new ModelBug(`preemption point '${y}' reached with a spinlock held (${t.heldSummary()})`);
+            inject = new ModelBug(
+              `preemption point '${y}' reached with a spinlock held (${t.heldSummary()})`,
+            );
           continue;
         }
         this.strat.onPreempt?.(t);

@@ -5,10 +5,18 @@
  */
 import { describeOp } from './ops.js';
 import type { Scenario } from './run.js';
-import type { Reproducer } from './shrink.js';
+
+/** Model-only: what a written reproducer needs (a {@link Reproducer} is one). */
+export interface ReproducerText {
+  readonly scenario: Scenario;
+  /** The trace that replays the failing interleaving. */
+  readonly trace: string;
+  readonly bugs: readonly string[];
+  readonly finding: { readonly message: string };
+}
 
 /** The shell script form of a reproducer. */
-export function shellScript(rep: Reproducer, title: string): string {
+export function shellScript(rep: ReproducerText, title: string): string {
   const sc = rep.scenario;
   const lines = [
     `# hmm-model explorer reproducer: ${title}`,
@@ -39,7 +47,7 @@ export function findingPattern(message: string): string {
 }
 
 /** The vitest regression file of a reproducer (bug switched on: found; fixed model: clean). */
-export function regressionTest(rep: Reproducer, id: string, title: string): string {
+export function regressionTest(rep: ReproducerText, id: string, title: string): string {
   const bugs = JSON.stringify(rep.bugs);
   return `/**
  * Bug zoo regression ${id}: ${title}
@@ -62,6 +70,48 @@ describe('bug zoo: ${id}', () => {
   it('with the bug switched on, the reproducer finds it', () => {
     const r = runScenario(scenario, { schedule, bugs: ${bugs} });
     expect(r.finding?.message).toMatch(/${findingPattern(rep.finding.message)}/);
+  });
+
+  it('the fixed model is clean on the same scenario, under this and other schedules', () => {
+    for (const s of [schedule, 'coop', 'random:seed=1,p=0.5', 'pct:seed=2,d=2,k=400']) {
+      const r = runScenario(scenario, { schedule: s, bugs: [] });
+      expect(r.finding?.message ?? null).toBeNull();
+    }
+  });
+});
+`;
+}
+
+/**
+ * The regression file of a bug of the zoo: with the switch on, the reproducer's finding is the
+ * bug's report (the zoo's own matcher); with it off, the same scenario is clean under this and
+ * other schedules.
+ */
+export function zooRegressionTest(rep: ReproducerText, id: string, title: string): string {
+  return `/**
+ * Bug zoo regression ${id}: ${title.replace(/\*\//g, '* /')}
+ * Written by \`pnpm bugs --write\` from the explorer's minimal reproducer (${id}.hmm replays it in
+ * the shell). Finding: ${rep.finding.message.split('\n')[0].replace(/\*\//g, '* /')}
+ */
+import { describe, expect, it } from 'vitest';
+import { parseOp } from '../ops.js';
+import { runScenario, type Scenario } from '../run.js';
+import { zooEntry } from '../zoo.js';
+
+const text = ${scenarioLiteral(rep.scenario)};
+const scenario: Scenario = {
+  procs: text.procs,
+  threads: text.threads,
+  prelude: text.prelude.map(parseOp),
+  ops: text.ops.map(parseOp),
+};
+const schedule = '${rep.trace}';
+
+describe('bug zoo: ${id}', () => {
+  it('with the switch on, the reproducer finds the bug', () => {
+    const r = runScenario(scenario, { schedule, bugs: ${JSON.stringify(rep.bugs)} });
+    expect(r.finding).not.toBeNull();
+    if (r.finding) expect(zooEntry('${id}')?.matches(r.finding), r.finding.message).toBe(true);
   });
 
   it('the fixed model is clean on the same scenario, under this and other schedules', () => {

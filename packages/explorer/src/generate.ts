@@ -42,6 +42,13 @@ export interface GenOptions {
   readonly fill?: boolean;
   /** Regions the operations use (default all {@link NREGIONS}; 1 makes every op meet in r0). */
   readonly regions?: number;
+  /** PMD-sized units per region (default 2, the most; 1 makes every PMD-wide op meet on one THP). */
+  readonly pmds?: number;
+  /**
+   * The prelude write-protects the first page of each region (splitting its THP's PMD), so the
+   * THPs start PTE-mapped (default false).
+   */
+  readonly pteMapped?: boolean;
 }
 
 /** The kinds the generator mixes (dmirror and GPU operations split by command). */
@@ -92,16 +99,21 @@ const ADVICE = [
 ];
 
 /** A page range in region r: a whole PMD, a few pages, or a range straddling a PMD boundary. */
-function range(rng: Rng, pmdShare: number, regions: number): { r: number; off: number; n: number } {
+function range(
+  rng: Rng,
+  pmdShare: number,
+  regions: number,
+  pages: number,
+): { r: number; off: number; n: number } {
   const r = rng.below(2) ? 0 : rng.below(regions);
   const roll = rng.below(1000) / 1000;
-  if (roll < pmdShare) return { r, off: rng.below(REGION_MAX_PAGES / PMD_PAGES) * PMD_PAGES, n: PMD_PAGES };
+  if (roll < pmdShare) return { r, off: rng.below(pages / PMD_PAGES) * PMD_PAGES, n: PMD_PAGES };
   if (roll < pmdShare + (1 - pmdShare) * 0.7) {
-    const off = rng.below(REGION_MAX_PAGES - 8);
+    const off = rng.below(pages - 8);
     return { r, off, n: 1 + rng.below(8) };
   }
-  const off = Math.max(0, PMD_PAGES - 1 - rng.below(32) + rng.below(2) * PMD_PAGES);
-  return { r, off, n: Math.min(2 + rng.below(64), REGION_MAX_PAGES - off) };
+  const off = Math.max(0, PMD_PAGES - 1 - rng.below(32) + rng.below(pages / PMD_PAGES) * PMD_PAGES);
+  return { r, off, n: Math.max(1, Math.min(2 + rng.below(64), pages - off)) };
 }
 
 function picker(mix: readonly [MixKind, number][]): (rng: Rng) => MixKind {
@@ -126,14 +138,18 @@ export function generateScenario(seed: number, opts: GenOptions = {}): Scenario 
   const advice = opts.advice?.length ? opts.advice : ADVICE;
   const pmdShare = opts.pmdShare ?? 0.35;
   const regions = Math.max(1, Math.min(NREGIONS, opts.regions ?? NREGIONS));
+  const pages =
+    PMD_PAGES *
+    Math.max(1, Math.min(REGION_MAX_PAGES / PMD_PAGES, opts.pmds ?? REGION_MAX_PAGES / PMD_PAGES));
   const prelude: Op[] = [];
   for (let r = 0; r < NREGIONS; r++) {
-    const n = r === 0 ? REGION_MAX_PAGES : PMD_PAGES * (1 + rng.below(REGION_MAX_PAGES / PMD_PAGES));
+    const n = r === 0 ? pages : PMD_PAGES * (1 + rng.below(pages / PMD_PAGES));
     prelude.push({ k: 'mmap', p: 0, t: 0, r, n, a: RW, b: rng.below(4) ? 1 : 0 });
     if (opts.fill !== false || rng.below(2))
       prelude.push({ k: 'write', p: 0, t: 0, r, off: 0, n, a: rng.next() & 0xffff });
+    if (opts.pteMapped) prelude.push({ k: 'mprotect', p: 0, t: 0, r, off: 0, n: 1, a: PROT_READ });
   }
-  if (rng.below(2)) prelude.push({ k: 'fork', p: 0, t: 0 });
+  if (procs > 1 && rng.below(2)) prelude.push({ k: 'fork', p: 0, t: 0 });
   const ops: Op[] = [];
   const count = opts.ops ?? 24;
   for (let i = 0; i < count; i++) {
@@ -141,7 +157,7 @@ export function generateScenario(seed: number, opts: GenOptions = {}): Scenario 
     const t = rng.below(threads);
     const kind = pick(rng);
     const late = i >= count - Math.max(4, count >> 4);
-    const { r, off, n } = range(rng, pmdShare, regions);
+    const { r, off, n } = range(rng, pmdShare, regions, pages);
     const base = { p, t, r, off, n };
     switch (kind) {
       case 'write':

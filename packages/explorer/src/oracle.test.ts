@@ -132,4 +132,19 @@ describe('the oracle', () => {
     done(o, { k: 'mmap', p: 0, t: 0, r: 0, n: 8, a: RW }, { ret: regionAddr(0, 0) });
     expect(o.accessible(0, first, first + 8, true)).toBe(true);
   });
+
+  it('an operation of a process that exits while it runs applies to that process, not to the next one in its slot', () => {
+    const o = mapped();
+    done(o, { k: 'fork', p: 0, t: 0 }, { child: 1 });
+    const w = o.begin({ k: 'write', p: 1, t: 1, r: 0, off: 0, n: 1, a: 9 });
+    let dead = false;
+    o.end(o.begin({ k: 'exit', p: 1, t: 0 }), newOutcome(), (s) => s !== 1 || !dead);
+    dead = true;
+    o.end(o.begin({ k: 'read', p: 0, t: 0, r: 0, off: 0, n: 0 }), newOutcome(), (s) => s !== 1);
+    // Slot 1 is reused by a new child of slot 0 before the old process's write completes.
+    done(o, { k: 'fork', p: 0, t: 0 }, { child: 1 });
+    const data = writePattern(9, regionAddr(0, 0), PAGE_SIZE);
+    expect(o.end(w, { ...newOutcome(), writeAddr: regionAddr(0, 0), writeData: data }, alive)).toBeNull();
+    expect(o.expected(1, regionAddr(0, 0) / PAGE_SIZE)).toBe(0);
+  });
 });

@@ -74,6 +74,11 @@ interface Footprint {
 interface Rec {
   readonly op: Op;
   readonly fp: Footprint;
+  /**
+   * The memory of the process the operation acts on, as it was when the operation began: a slot
+   * can be reused by a new process (fork after exit) while an operation of the old one runs.
+   */
+  readonly mem: Mem | null;
   readonly start: number;
   end: number;
   out: OpOutcome | null;
@@ -169,7 +174,9 @@ export class Oracle {
 
   /** An operation starts. Returns its record (pass it to {@link end}). */
   begin(op: Op): Rec {
-    const rec: Rec = { op, fp: footprint(op), start: this.tick++, end: Infinity, out: null };
+    const fp = footprint(op);
+    const mem = fp.slot >= 0 ? (this.mems[fp.slot] ?? null) : null;
+    const rec: Rec = { op, fp, mem, start: this.tick++, end: Infinity, out: null };
     this.inflight.add(rec);
     return rec;
   }
@@ -211,8 +218,8 @@ export class Oracle {
   private conflicts(rec: Rec, conc: readonly Rec[], roles: readonly Role[]): [number, number][] {
     const out: [number, number][] = [];
     for (const c of conc) {
-      if (c.fp.role === 'global' && c.fp.slot === rec.fp.slot) return rec.fp.ranges.slice();
-      if (c.fp.slot !== rec.fp.slot || !roles.includes(c.fp.role)) continue;
+      if (c.fp.role === 'global' && c.mem === rec.mem) return rec.fp.ranges.slice();
+      if (c.mem !== rec.mem || !roles.includes(c.fp.role)) continue;
       out.push(...overlap(rec.fp.ranges, c.fp.ranges));
     }
     return out;
@@ -220,7 +227,7 @@ export class Oracle {
 
   private check(rec: Rec, out: OpOutcome, conc: readonly Rec[]): string | null {
     const op = rec.op;
-    const mem = this.mems[op.p];
+    const mem = rec.mem;
     if (!mem) return null;
     const uncertain = this.conflicts(rec, conc, ['writer', 'remapper']);
     const isUncertain = (v: number) => uncertain.some(([s, e]) => v >= s && v < e);
@@ -269,7 +276,7 @@ export class Oracle {
 
   private apply(rec: Rec, out: OpOutcome): void {
     const op = rec.op;
-    const mem = this.mems[op.p];
+    const mem = rec.mem;
     if (op.k === 'fork') {
       if (out.child >= 0 && mem) this.mems[out.child] = mem.clone();
       return;
@@ -369,7 +376,7 @@ export class Oracle {
         // A store or an unmap racing with fork(): the child's copy of those pages is uncertain.
         const f = role === 'fork' ? rec : c;
         const o = role === 'fork' ? c : rec;
-        if (o.fp.slot !== f.fp.slot || (o.fp.role !== 'writer' && o.fp.role !== 'remapper')) continue;
+        if (o.mem !== f.mem || (o.fp.role !== 'writer' && o.fp.role !== 'remapper')) continue;
         const child = (f.out ?? rec.out)?.child ?? -1;
         const cm = child >= 0 ? this.mems[child] : null;
         if (!cm) continue;
@@ -381,7 +388,7 @@ export class Oracle {
           }
         continue;
       }
-      if (c.fp.slot !== rec.fp.slot) continue;
+      if (c.mem !== rec.mem || !rec.mem) continue;
       // Two mapping changes racing on the same pages: which one the oracle applied last may not
       // be the order they took the mmap_lock in, so whether those pages are mapped is unknown.
       if (
@@ -389,7 +396,7 @@ export class Oracle {
         MAPPING_OPS.has(c.op.k) &&
         overlap(rec.fp.ranges, c.fp.ranges).length
       ) {
-        const mem = this.mems[rec.fp.slot];
+        const mem = rec.mem;
         if (mem)
           for (const r of [rec, c])
             for (const [s, e] of r.fp.ranges) for (let v = s; v < e; v++) mem.setMaybe(v);
@@ -397,7 +404,7 @@ export class Oracle {
       }
       const conflicting = pair.has('writer') && (pair.size === 1 || pair.has('remapper'));
       if (!conflicting) continue;
-      const mem = this.mems[rec.fp.slot];
+      const mem = rec.mem;
       if (!mem) continue;
       for (const [s, e] of overlap(rec.fp.ranges, c.fp.ranges))
         for (let v = s; v < e; v++) this.forget(mem, v);

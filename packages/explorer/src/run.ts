@@ -180,7 +180,7 @@ export function runScenario(sc: Scenario, opts: RunOptions): RunResult {
   const fullCheck = (where: string) => {
     checks++;
     const v = k.check();
-    if (v.length) throw new Finding('invariant', `invariants violated ${where}`, v.slice(0, 12));
+    if (v.length) throw new Finding('invariant', `invariants violated ${where}`, v.slice(0, 40));
   };
 
   // The prelude runs sequentially (cooperative schedule, not recorded).

@@ -104,7 +104,9 @@ export class World {
       slot: s,
       proc,
       threads,
-      dmFds: inherit ? [...inherit.dmFds] : new Array(NDEVICES).fill(undefined),
+      // A child inherits the parent's dmirror fds, but those mirror the parent's mm (the
+      // opener's, as dmirror_fops_open() binds it): the child's operations open their own.
+      dmFds: new Array(NDEVICES).fill(undefined),
       svmm: null,
     };
     if (!inherit) {

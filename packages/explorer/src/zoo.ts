@@ -50,9 +50,9 @@ export const ZOO: readonly ZooEntry[] = [
   },
   {
     id: 'R5',
-    matches: text(/migration (PTE|PMD|entr)|deadlock|without progress/),
+    matches: text(/migration (PTE|PMD|entr)|deadlock|without progress|locked at a syscall boundary/),
     report: 'a migration PTE left behind; the next access waits forever',
-    focus: { mix: { ...RW, mremap: 4, 'dm-to-dev': 4, 'dm-to-sys': 3 }, pmdShare: 0.6 },
+    focus: { mix: { ...RW, mremap: 4, 'dm-to-dev': 4, 'dm-to-sys': 3 }, pmdShare: 0.6, procs: 1 },
   },
   { id: 'R7', matches: text(/deferred.split/), report: 'a device-private folio on the deferred-split queue' },
   {
@@ -64,6 +64,7 @@ export const ZOO: readonly ZooEntry[] = [
       advice: [MADV_FREE],
       pmdShare: 0.9,
       regions: 1,
+      procs: 1,
       ops: 12,
     },
   },
@@ -76,6 +77,7 @@ export const ZOO: readonly ZooEntry[] = [
       advice: [MADV_COLD, MADV_PAGEOUT],
       pmdShare: 0.9,
       regions: 1,
+      procs: 1,
       ops: 12,
     },
   },
@@ -95,12 +97,13 @@ export const ZOO: readonly ZooEntry[] = [
     matches: text(/page.table|pgtables|PG_table/),
     report: 'a preallocated page table leaked',
     focus: {
-      mix: { mmap: 3, 'dm-to-dev': 6, write: 3, read: 2, madvise: 2 },
-      advice: [MADV_DONTNEED],
-      pmdShare: 0.9,
+      mix: { 'dm-to-dev': 3, write: 3 },
+      pmdShare: 0.5,
       fill: false,
       regions: 1,
-      ops: 12,
+      pmds: 1,
+      ops: 6,
+      procs: 1,
     },
   },
   { id: 'F14', matches: text(/pagemap_pmd_range_thp/), report: 'WARN in pagemap_pmd_range_thp()' },
@@ -119,11 +122,14 @@ export const ZOO: readonly ZooEntry[] = [
     matches: kbug('migrate_vma_split_folio'),
     report: 'folio_get() on a freed folio in migrate_vma_split_folio()',
     focus: {
-      mix: { write: 2, 'dm-to-dev': 6, madvise: 3, munmap: 3, mprotect: 2 },
+      mix: { 'dm-to-dev': 3, madvise: 2 },
       advice: [MADV_DONTNEED],
-      pmdShare: 0.2,
+      pmdShare: 0.5,
       regions: 1,
-      ops: 12,
+      pmds: 1,
+      pteMapped: true,
+      ops: 4,
+      procs: 1,
     },
   },
   {
@@ -151,6 +157,8 @@ export interface HuntOptions {
   readonly shrink?: boolean;
   /** Runs the shrinker may use (default 400). */
   readonly shrinkBudget?: number;
+  /** The same campaign with no switch on: any finding is a false positive (default false). */
+  readonly baseline?: boolean;
 }
 
 /** Model-only: the outcome of hunting one bug. */
@@ -170,7 +178,7 @@ export interface HuntResult {
 export function hunt(entry: ZooEntry, opts: HuntOptions): HuntResult {
   const t0 = performance.now();
   let schedules = 0;
-  const bugs = [entry.id];
+  const bugs = opts.baseline ? [] : [entry.id];
   for (let round = 0; ; round++) {
     const left = opts.maxRuns - schedules;
     const timeLeft = opts.timeMs - (performance.now() - t0);
@@ -196,7 +204,7 @@ export function hunt(entry: ZooEntry, opts: HuntOptions): HuntResult {
         schedule: res.failure.schedule,
         result: res.failure.result,
       };
-      if (!entry.matches(f))
+      if (opts.baseline || !entry.matches(f))
         return {
           id: entry.id,
           found: false,

@@ -62,6 +62,8 @@ export interface Strategy {
 export class CooperativeStrategy implements Strategy {
   private round: Task[] = [];
   private owner: Task | null = null;
+  /** The task running its one step of the owner's round (it does not take the CPU). */
+  private guest: Task | null = null;
 
   onSpawn(t: Task): void {
     // A synchronous caller's task takes the CPU (it is the code that is running).
@@ -72,7 +74,8 @@ export class CooperativeStrategy implements Strategy {
   }
 
   onPreempt(t: Task): void {
-    if (t !== this.owner && this.round.length) return;
+    // A guest of the round (the last one included) leaves the CPU to the owner.
+    if (t === this.guest || (t !== this.owner && this.round.length)) return;
     this.owner = t;
   }
 
@@ -86,9 +89,13 @@ export class CooperativeStrategy implements Strategy {
         else this.round.push(t);
       }
     }
+    this.guest = null;
     while (this.round.length) {
       const t = this.round.shift()!;
-      if (runnable.includes(t)) return t;
+      if (runnable.includes(t)) {
+        this.guest = t;
+        return t;
+      }
     }
     if (this.owner && runnable.includes(this.owner)) return this.owner;
     if (last && ctx.how === 'preempt' && runnable.includes(last)) return last;

@@ -28,6 +28,18 @@ export class Rng {
   }
 }
 
+/** Encodes a trace of task ids with run-length compression (`2x5.3.2x12`). */
+export function encodeTrace(choices: readonly number[]): string {
+  const parts: string[] = [];
+  for (let i = 0; i < choices.length; ) {
+    let j = i + 1;
+    while (j < choices.length && choices[j] === choices[i]) j++;
+    parts.push(j - i > 1 ? `${choices[i]}x${j - i}` : `${choices[i]}`);
+    i = j;
+  }
+  return parts.join('.');
+}
+
 /** What a strategy knows at a decision. */
 export interface SchedContext {
   /** The task that ran the previous step (null before the first). */
@@ -266,7 +278,8 @@ export class ReplayStrategy implements Strategy {
     return this.divergedAt < 0 && this.i >= this.choices.length;
   }
 
+  /** The schedule string that replays the same choices (`trace:...`). */
   describe(): string {
-    return 'replay';
+    return `trace:${encodeTrace(this.choices)}`;
   }
 }

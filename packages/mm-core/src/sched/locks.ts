@@ -312,7 +312,7 @@ export class RwSem {
   }
 }
 
-/** A sleeping wait for an arbitrary condition (wait_event()), with the tasks that can end it. */
+/** Models wait_event(): a sleeping wait for an arbitrary condition, with the tasks that can end it. */
 export function* waitEvent(
   what: string,
   cond: () => boolean,
@@ -324,8 +324,8 @@ export function* waitEvent(
 }
 
 /**
- * Models a busy retry: a path that found something locked by another CPU and retries at once
- * (a fault returning 0 so the access repeats, cpu_relax() in a loop). The task spins until some
+ * Models a busy retry (cpu_relax() in a loop, a fault returning 0 so the access repeats): a path
+ * that found something locked by another CPU and retries at once. The task spins until some
  * other task has run a step: the holder lives on another CPU and keeps running while this one
  * spins. Without this, a strict-priority schedule (PCT) would let the spinner starve the holder,
  * which real CPUs do not. If no other task can run, the spinner retries at once.

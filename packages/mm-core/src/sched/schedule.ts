@@ -20,7 +20,7 @@ import {
 
 export { encodeTrace };
 
-/** A parse error of a schedule string: the message names what is wrong. */
+/** Model-only: a parse error of a schedule string; the one-line message names what is wrong. */
 export class ScheduleSyntaxError extends Error {
   constructor(message: string) {
     super(message);
@@ -28,7 +28,7 @@ export class ScheduleSyntaxError extends Error {
   }
 }
 
-/** Decodes {@link encodeTrace}'s form; throws {@link ScheduleSyntaxError} naming the bad part. */
+/** Model-only: decodes {@link encodeTrace}'s form; throws {@link ScheduleSyntaxError} naming the bad part. */
 export function decodeTrace(s: string): number[] {
   if (s === '') return [];
   // Check every element and the total length before expanding anything.
@@ -72,7 +72,7 @@ function intParam(p: Map<string, number>, name: string, dflt: number, min: numbe
 }
 
 /**
- * Parses a schedule string into a fresh strategy (strategies hold state: parse once per run).
+ * Model-only: parses a schedule string into a fresh strategy (strategies hold state: parse once per run).
  * Throws {@link ScheduleSyntaxError} with a one-line reason on malformed input.
  */
 export function parseSchedule(s: string): Strategy {

@@ -13,7 +13,7 @@ import { encodeTrace } from './schedule.js';
 import { CooperativeStrategy, type SchedContext, type Strategy } from './strategy.js';
 import { type KGen, type KYield, Task, type TaskKind, type WaitCond } from './task.js';
 
-/** Options of {@link Scheduler.spawn}. */
+/** Models the arguments of kthread_run()/clone() the model needs: options of {@link Scheduler.spawn}. */
 export interface SpawnOptions {
   readonly kind?: TaskKind;
   /** The user thread the task runs for. */
@@ -24,7 +24,7 @@ export interface SpawnOptions {
   readonly label?: string;
 }
 
-/** A hook run at every preemption point (a test timeout, a sampling checker). */
+/** Model-only: a hook run at every preemption point (a test timeout, a sampling checker). */
 export type PreemptHook = (site: string, task: Task) => void;
 
 /**
@@ -334,7 +334,7 @@ function findCycle(blocked: readonly Task[]): Task[] | null {
   return null;
 }
 
-/** Runs a kernel path for a caller that has a Core but no process (unit tests of mm paths). */
+/** Model-only: runs a kernel path for a caller that has a Core but no process (unit tests of mm paths). */
 export function drive<T>(sched: Scheduler, gen: KGen<T>, name = 'drive'): T {
   return sched.runSync(gen, name);
 }

@@ -35,7 +35,9 @@ export function checkNouveau(drm: NouveauDrm): string[] {
   const walk = (name: string, head: number, large: boolean) => {
     for (let p = head; p !== 0; p = m.priv[p]) {
       const chunk =
-        last && p >= last.pagemap.startPfn && p < last.pagemap.endPfn ? last : (last = nouveauPageToChunk(drm, p));
+        last && p >= last.pagemap.startPfn && p < last.pagemap.endPfn
+          ? last
+          : (last = nouveauPageToChunk(drm, p));
       if (!chunk || p < lo || p >= hi) {
         out.push(`nouveau ${name}: pfn ${hex(p)} is not a page of a live chunk`);
         return;

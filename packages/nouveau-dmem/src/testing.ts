@@ -38,7 +38,11 @@ export interface Rig {
  * checkers run after every syscall and ioctl unless `checkEach` is false.
  */
 export function rig(opts: NouveauDmemOptions & { checkEach?: boolean; bugs?: readonly string[] } = {}): Rig {
-  const k = new Kernel({ ramBytes: 512 << 20, checkInvariants: opts.checkEach ?? true, bugs: opts.bugs ?? [] });
+  const k = new Kernel({
+    ramBytes: 512 << 20,
+    checkInvariants: opts.checkEach ?? true,
+    bugs: opts.bugs ?? [],
+  });
   installMmCoreChecker(k);
   const drm = createNouveauDmem(k, opts);
   installNouveauChecker(drm);

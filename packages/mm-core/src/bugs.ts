@@ -20,7 +20,7 @@ export interface KernelBugSwitch {
   readonly title: string;
 }
 
-/** Every switch the model has, in series-bugs.md order. */
+/** Model-only: every switch the model has, in series-bugs.md order. */
 export const KERNEL_BUGS: readonly KernelBugSwitch[] = [
   {
     id: 'R1',
@@ -126,7 +126,7 @@ export const KERNEL_BUGS: readonly KernelBugSwitch[] = [
   },
 ];
 
-/** An unknown bug id passed as a switch. */
+/** Model-only: an unknown bug id passed as a switch (a one-line message listing the known ids). */
 export class UnknownBugError extends Error {
   constructor(id: string) {
     super(`unknown bug id '${id}' (known: ${KERNEL_BUGS.map((b) => b.id).join(', ')})`);
@@ -134,7 +134,7 @@ export class UnknownBugError extends Error {
   }
 }
 
-/** Validates bug ids; returns them, or throws {@link UnknownBugError} for the first unknown one. */
+/** Model-only: validates bug ids; returns them, or throws {@link UnknownBugError} for the first unknown one. */
 export function checkBugIds(ids: readonly string[]): readonly string[] {
   if (!Array.isArray(ids)) throw new UnknownBugError(String(ids));
   for (const id of ids) if (!KERNEL_BUGS.some((b) => b.id === id)) throw new UnknownBugError(String(id));

@@ -5,7 +5,7 @@
  * lock misuse the kernel's lockdep or the scheduler would see is {@link LockFinding}.
  */
 
-/** The kinds of findings the explorer distinguishes. */
+/** Model-only: the kinds of findings the explorer distinguishes. */
 export type FindingKind =
   | 'kernel-bug'
   | 'deadlock'
@@ -17,7 +17,7 @@ export type FindingKind =
   | 'invariant'
   | 'warning';
 
-/** A finding: something a kernel developer must look at. */
+/** Model-only: a finding, something a kernel developer must look at (the base of lockdep-style and BUG reports). */
 export class Finding extends Error {
   constructor(
     /** What kind of finding (the explorer's category). */
@@ -48,7 +48,10 @@ export class LockFinding extends Finding {
   }
 }
 
-/** A retry loop that exceeded its bound without progress. */
+/**
+ * Models the soft-lockup watchdog (kernel/watchdog.c) for retry loops: tasks kept running but none
+ * finished within the scheduler's bound (maxStepsWithoutProgress).
+ */
 export class LivelockFinding extends Finding {
   constructor(message: string, details: readonly string[] = []) {
     super('livelock', message, details);

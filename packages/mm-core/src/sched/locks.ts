@@ -85,16 +85,32 @@ export class SpinLock {
   }
 }
 
-/** Models struct mutex: a sleeping lock with an owner. */
+/**
+ * Models struct mutex: a sleeping lock with an owner. Sleeping waiters queue in arrival order
+ * (the wait_list) and the first of them takes the lock once it is free; a task that is not yet
+ * waiting may take a free lock first (the kernel's fast path and optimistic spinning steal it;
+ * the hand-off to a starving waiter is not modelled).
+ */
 export class Mutex {
   owner: Task | null = null;
   site = '';
-  private readonly cond: WaitCond;
-  constructor(readonly name: string) {
-    this.cond = {
-      what: `mutex ${name}`,
-      ready: () => this.owner === null,
-      holders: () => (this.owner ? [this.owner] : []),
+  /** Models the wait_list: sleeping waiters, first come first served. */
+  private readonly waiters: Task[] = [];
+  constructor(readonly name: string) {}
+
+  private waitFor(t: Task): WaitCond {
+    return {
+      what: `mutex ${this.name}`,
+      ready: () => this.owner === null && this.waiters[0] === t,
+      holders: () => {
+        const out = this.owner ? [this.owner] : [];
+        // Waiters queued ahead also stand in the way.
+        for (const w of this.waiters) {
+          if (w === t) break;
+          out.push(w);
+        }
+        return out;
+      },
       sleeping: true,
     };
   }
@@ -106,7 +122,16 @@ export class Mutex {
       throw new LockFinding('deadlock', `recursive mutex_lock of ${this.name} by ${who(t)} at ${site}`, [
         `  first taken at ${this.site}`,
       ]);
-    while (this.owner) yield this.cond;
+    if (this.owner) {
+      this.waiters.push(t);
+      const c = this.waitFor(t);
+      try {
+        while (this.owner || this.waiters[0] !== t) yield c;
+      } finally {
+        // Also when a finding is thrown into the waiter: no ghost stays queued.
+        this.waiters.splice(this.waiters.indexOf(t), 1);
+      }
+    }
     this.take(s.current, site);
   }
 
@@ -209,8 +234,12 @@ export class RwSem {
     if (!this.canRead(t)) {
       this.queue.push({ t, mode: 'r' });
       const c = this.waitFor(t, 'r');
-      while (!this.canRead(t)) yield c;
-      this.dequeue(t);
+      try {
+        while (!this.canRead(t)) yield c;
+      } finally {
+        // Also when a finding is thrown into the waiter: no ghost stays queued.
+        this.dequeue(t);
+      }
     }
     this.readers.set(t, (this.readers.get(t) ?? 0) + 1);
     t.held.push({ name: this.name, mode: 'r', spin: false, site, lock: this });
@@ -247,8 +276,11 @@ export class RwSem {
     if (!this.canWrite(t)) {
       this.queue.push({ t, mode: 'w' });
       const c = this.waitFor(t, 'w');
-      while (!this.canWrite(t)) yield c;
-      this.dequeue(t);
+      try {
+        while (!this.canWrite(t)) yield c;
+      } finally {
+        this.dequeue(t);
+      }
     }
     this.writer = t;
     t.held.push({ name: this.name, mode: 'w', spin: false, site, lock: this });
@@ -280,7 +312,7 @@ export class RwSem {
   }
 }
 
-/** A sleeping wait for an arbitrary condition (wait_event()), with the tasks that can end it. */
+/** Models wait_event(): a sleeping wait for an arbitrary condition, with the tasks that can end it. */
 export function* waitEvent(
   what: string,
   cond: () => boolean,
@@ -292,8 +324,8 @@ export function* waitEvent(
 }
 
 /**
- * Models a busy retry: a path that found something locked by another CPU and retries at once
- * (a fault returning 0 so the access repeats, cpu_relax() in a loop). The task spins until some
+ * Models a busy retry (cpu_relax() in a loop, a fault returning 0 so the access repeats): a path
+ * that found something locked by another CPU and retries at once. The task spins until some
  * other task has run a step: the holder lives on another CPU and keeps running while this one
  * spins. Without this, a strict-priority schedule (PCT) would let the spinner starve the holder,
  * which real CPUs do not. If no other task can run, the spinner retries at once.

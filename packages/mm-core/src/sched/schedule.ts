@@ -11,13 +11,16 @@
  */
 import {
   CooperativeStrategy,
+  encodeTrace,
   PctStrategy,
   RandomStrategy,
   ReplayStrategy,
   type Strategy,
 } from './strategy.js';
 
-/** A parse error of a schedule string: the message names what is wrong. */
+export { encodeTrace };
+
+/** Model-only: a parse error of a schedule string; the one-line message names what is wrong. */
 export class ScheduleSyntaxError extends Error {
   constructor(message: string) {
     super(message);
@@ -25,31 +28,24 @@ export class ScheduleSyntaxError extends Error {
   }
 }
 
-/** Encodes a trace of task ids with run-length compression (`2x5.3.2x12`). */
-export function encodeTrace(choices: readonly number[]): string {
-  const parts: string[] = [];
-  for (let i = 0; i < choices.length; ) {
-    let j = i + 1;
-    while (j < choices.length && choices[j] === choices[i]) j++;
-    parts.push(j - i > 1 ? `${choices[i]}x${j - i}` : `${choices[i]}`);
-    i = j;
-  }
-  return parts.join('.');
-}
-
-/** Decodes {@link encodeTrace}'s form; throws {@link ScheduleSyntaxError} naming the bad part. */
+/** Model-only: decodes {@link encodeTrace}'s form; throws {@link ScheduleSyntaxError} naming the bad part. */
 export function decodeTrace(s: string): number[] {
-  const out: number[] = [];
-  if (s === '') return out;
+  if (s === '') return [];
+  // Check every element and the total length before expanding anything.
+  const runs: [number, number][] = [];
+  let total = 0;
   for (const part of s.split('.')) {
     const m = /^(\d{1,6})(?:x(\d{1,7}))?$/.exec(part);
     if (!m) throw new ScheduleSyntaxError(`bad trace element '${part}' (expected ID or IDxCOUNT)`);
-    const id = Number(m[1]);
     const n = m[2] === undefined ? 1 : Number(m[2]);
     if (n < 1) throw new ScheduleSyntaxError(`bad repeat count in '${part}'`);
-    if (out.length + n > 50_000_000) throw new ScheduleSyntaxError('trace too long');
-    for (let k = 0; k < n; k++) out.push(id);
+    total += n;
+    if (total > 50_000_000) throw new ScheduleSyntaxError('trace too long');
+    runs.push([Number(m[1]), n]);
   }
+  const out = new Array<number>(total);
+  let i = 0;
+  for (const [id, n] of runs) out.fill(id, i, (i += n));
   return out;
 }
 
@@ -57,7 +53,7 @@ function params(spec: string, allowed: readonly string[]): Map<string, number> {
   const out = new Map<string, number>();
   if (spec === '') return out;
   for (const kv of spec.split(',')) {
-    const m = /^([a-z]+)=(-?[0-9.]+)$/.exec(kv);
+    const m = /^([a-z]+)=(-?[0-9.]+(?:e[-+]?[0-9]+)?)$/.exec(kv);
     if (!m) throw new ScheduleSyntaxError(`bad parameter '${kv}' (expected name=number)`);
     if (!allowed.includes(m[1]))
       throw new ScheduleSyntaxError(`unknown parameter '${m[1]}' (allowed: ${allowed.join(', ')})`);
@@ -76,7 +72,7 @@ function intParam(p: Map<string, number>, name: string, dflt: number, min: numbe
 }
 
 /**
- * Parses a schedule string into a fresh strategy (strategies hold state: parse once per run).
+ * Model-only: parses a schedule string into a fresh strategy (strategies hold state: parse once per run).
  * Throws {@link ScheduleSyntaxError} with a one-line reason on malformed input.
  */
 export function parseSchedule(s: string): Strategy {

@@ -13,7 +13,7 @@ import { encodeTrace } from './schedule.js';
 import { CooperativeStrategy, type SchedContext, type Strategy } from './strategy.js';
 import { type KGen, type KYield, Task, type TaskKind, type WaitCond } from './task.js';
 
-/** Options of {@link Scheduler.spawn}. */
+/** Models the arguments of kthread_run()/clone() the model needs: options of {@link Scheduler.spawn}. */
 export interface SpawnOptions {
   readonly kind?: TaskKind;
   /** The user thread the task runs for. */
@@ -24,7 +24,7 @@ export interface SpawnOptions {
   readonly label?: string;
 }
 
-/** A hook run at every preemption point (a test timeout, a sampling checker). */
+/** Model-only: a hook run at every preemption point (a test timeout, a sampling checker). */
 export type PreemptHook = (site: string, task: Task) => void;
 
 /**
@@ -319,23 +319,35 @@ export class Scheduler {
   }
 }
 
+/** A cycle in the wait-for graph (blocked task -> blocked holders of what it waits for), if any. */
 function findCycle(blocked: readonly Task[]): Task[] | null {
   const next = (t: Task): Task[] => (t.wait ? t.wait.holders().filter((h) => h.state === 'blocked') : []);
-  for (const start of blocked) {
-    const path: Task[] = [];
-    const seen = new Set<Task>();
-    let cur: Task | undefined = start;
-    while (cur && !seen.has(cur)) {
-      seen.add(cur);
-      path.push(cur);
-      cur = next(cur)[0];
+  const done = new Set<Task>();
+  const path: Task[] = [];
+  const onPath = new Set<Task>();
+  // Depth-first over every edge: a waiter may be held up by several holders.
+  const visit = (t: Task): Task[] | null => {
+    if (onPath.has(t)) return path.slice(path.indexOf(t));
+    if (done.has(t)) return null;
+    path.push(t);
+    onPath.add(t);
+    for (const h of next(t)) {
+      const c = visit(h);
+      if (c) return c;
     }
-    if (cur) return path.slice(path.indexOf(cur));
+    path.pop();
+    onPath.delete(t);
+    done.add(t);
+    return null;
+  };
+  for (const start of blocked) {
+    const c = visit(start);
+    if (c) return c;
   }
   return null;
 }
 
-/** Runs a kernel path for a caller that has a Core but no process (unit tests of mm paths). */
+/** Model-only: runs a kernel path for a caller that has a Core but no process (unit tests of mm paths). */
 export function drive<T>(sched: Scheduler, gen: KGen<T>, name = 'drive'): T {
   return sched.runSync(gen, name);
 }

@@ -6,7 +6,7 @@
  */
 import type { Task } from './task.js';
 
-/** Models a small seeded PRNG (xorshift32) for interleavings and selftest randomness. */
+/** Model-only: a small seeded PRNG (xorshift32) for interleavings and selftest randomness. */
 export class Rng {
   private s: number;
   constructor(seed: number) {
@@ -28,7 +28,19 @@ export class Rng {
   }
 }
 
-/** What a strategy knows at a decision. */
+/** Model-only: encodes a trace of task ids with run-length compression (`2x5.3.2x12`). */
+export function encodeTrace(choices: readonly number[]): string {
+  const parts: string[] = [];
+  for (let i = 0; i < choices.length; ) {
+    let j = i + 1;
+    while (j < choices.length && choices[j] === choices[i]) j++;
+    parts.push(j - i > 1 ? `${choices[i]}x${j - i}` : `${choices[i]}`);
+    i = j;
+  }
+  return parts.join('.');
+}
+
+/** Model-only: what a strategy knows at a decision. */
 export interface SchedContext {
   /** The task that ran the previous step (null before the first). */
   readonly last: Task | null;
@@ -54,7 +66,8 @@ export interface Strategy {
 }
 
 /**
- * The default, cooperative policy (what synchronous callers and the ported selftests expect):
+ * Models pick_next_task() as the default, cooperative policy (what synchronous callers and the
+ * ported selftests expect):
  * the task that runs keeps the CPU; at each of its preemption points every other ready task
  * whose spawn delay has passed runs one step, in id order; a blocked task gives the CPU to the
  * lowest-id runnable task.
@@ -62,6 +75,8 @@ export interface Strategy {
 export class CooperativeStrategy implements Strategy {
   private round: Task[] = [];
   private owner: Task | null = null;
+  /** The task running its one step of the owner's round (it does not take the CPU). */
+  private guest: Task | null = null;
 
   onSpawn(t: Task): void {
     // A synchronous caller's task takes the CPU (it is the code that is running).
@@ -72,7 +87,8 @@ export class CooperativeStrategy implements Strategy {
   }
 
   onPreempt(t: Task): void {
-    if (t !== this.owner && this.round.length) return;
+    // A guest of the round (the last one included) leaves the CPU to the owner.
+    if (t === this.guest || (t !== this.owner && this.round.length)) return;
     this.owner = t;
   }
 
@@ -86,9 +102,13 @@ export class CooperativeStrategy implements Strategy {
         else this.round.push(t);
       }
     }
+    this.guest = null;
     while (this.round.length) {
       const t = this.round.shift()!;
-      if (runnable.includes(t)) return t;
+      if (runnable.includes(t)) {
+        this.guest = t;
+        return t;
+      }
     }
     if (this.owner && runnable.includes(this.owner)) return this.owner;
     if (last && ctx.how === 'preempt' && runnable.includes(last)) return last;
@@ -103,7 +123,10 @@ export class CooperativeStrategy implements Strategy {
   }
 }
 
-/** Seeded random: at every decision, switch to a uniformly chosen runnable task with probability p. */
+/**
+ * Models pick_next_task() as a seeded random choice: at every decision, switch to a uniformly
+ * chosen runnable task with probability p.
+ */
 export class RandomStrategy implements Strategy {
   private readonly rng: Rng;
   constructor(
@@ -127,7 +150,8 @@ export class RandomStrategy implements Strategy {
 }
 
 /**
- * PCT (probabilistic concurrency testing, Burckhardt et al., ASPLOS 2010): tasks get random
+ * Models pick_next_task() as PCT (probabilistic concurrency testing, Burckhardt et al., ASPLOS
+ * 2010), a strict-priority scheduler: tasks get random
  * distinct priorities; the highest-priority runnable task runs; at d - 1 change points chosen
  * uniformly among the first k steps the running task's priority drops below every other. Finds
  * a bug of depth d with probability at least 1 / (n k^(d-1)).
@@ -179,7 +203,7 @@ export class PctStrategy implements Strategy {
   }
 }
 
-/** One recorded decision of a {@link PrefixStrategy}. */
+/** Model-only: one recorded decision of a {@link PrefixStrategy}. */
 export interface Decision {
   /** Ids of the tasks that could run. */
   readonly runnable: readonly number[];
@@ -190,7 +214,8 @@ export interface Decision {
 }
 
 /**
- * Follows a fixed prefix of choices (task ids), then runs non-preemptively (the last task keeps
+ * Models pick_next_task() for bounded search: follows a fixed prefix of choices (task ids), then
+ * runs non-preemptively (the last task keeps
  * the CPU while it can; otherwise the lowest id). Records every decision, so an explorer can
  * enumerate schedules depth-first with a bound on preemptions (CHESS-style bounded search).
  */
@@ -221,7 +246,7 @@ export class PrefixStrategy implements Strategy {
 }
 
 /**
- * Replays a recorded trace of choices (see schedule.ts); when the trace ends (or names a task
+ * Models pick_next_task() replaying a recorded trace of choices (see schedule.ts); when the trace ends (or names a task
  * that cannot run, which makes the replay diverge) the fallback strategy takes over.
  */
 export class ReplayStrategy implements Strategy {
@@ -259,7 +284,8 @@ export class ReplayStrategy implements Strategy {
     return this.divergedAt < 0 && this.i >= this.choices.length;
   }
 
+  /** The schedule string that replays the same choices (`trace:...`). */
   describe(): string {
-    return 'replay';
+    return `trace:${encodeTrace(this.choices)}`;
   }
 }

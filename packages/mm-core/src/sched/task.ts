@@ -6,11 +6,14 @@
  * sleeps (or spins) until the condition holds. Everything else runs atomically.
  */
 
-/** What kernel code yields: a preemption point's site name, or the condition it waits for. */
+/**
+ * Models what a kernel path does when it may schedule: reach a preemption point (cond_resched(),
+ * or a window where another CPU can act), named after its site, or wait (a wait-queue entry).
+ */
 export type KYield = string | WaitCond;
 
 /**
- * Models a kernel code path that may schedule: a generator whose yields are preemption points
+ * Models a kernel code path that may call schedule(): a generator whose yields are preemption points
  * and waits, returning the path's result. Callers compose them with `yield*`.
  */
 export type KGen<T = void> = Generator<KYield, T, undefined>;
@@ -35,7 +38,7 @@ export interface WaitCond {
   readonly retry?: boolean;
 }
 
-/** One lock a task holds, with the kernel site that took it. */
+/** Models struct held_lock (lockdep): one lock a task holds, with the kernel site that took it. */
 export interface HeldLock {
   /** The lock's name (class and instance), e.g. "PMD lock of table 0x41a03". */
   readonly name: string;
@@ -103,7 +106,7 @@ export class Task {
   }
 }
 
-/** A task object for code that runs outside any scheduler (unit tests of helpers). */
+/** Model-only: a task object for code that runs outside any scheduler (unit tests of helpers). */
 export function detachedTask(name = 'detached'): Task {
   return new Task(-1 - noTaskIds++, name, 'boot', null);
 }

@@ -29,6 +29,8 @@ export interface ExploreDraft {
   readonly ops: Op[];
   /** The pinned schedule string, or null for the default (`coop`). */
   schedule: string | null;
+  /** Operations between full-check barriers (the explorer's default when absent). */
+  readonly checkEvery?: number;
 }
 
 /** A copy of the vmstat counters (with nr_free_pages filled in from the zone). */

@@ -150,13 +150,21 @@ async function main(argv: readonly string[]): Promise<number> {
     );
     return 0;
   }
-  const count = (k: string) => (failure.key.startsWith(k) ? 1 : 0);
+  // The summary's three kinds: data divergences, deadlocks (and livelocks, leaked locks), and
+  // every other finding (checkers, the kernel's own BUG/WARN reports) as invariant violations.
+  const kind = failure.key.startsWith('divergence')
+    ? 'divergence'
+    : /^(deadlock|livelock|lock-leak|bad-unlock|sleep-in-atomic)/.test(failure.key)
+      ? 'deadlock'
+      : 'invariant';
+  const count = (k: string) => (kind === k ? 1 : 0);
   console.log(failure.message);
   console.log(`schedule: ${failure.schedule}`);
   if (!o['no-shrink']) {
     const { runScenario } = await import('./run.js');
     const first = runScenario(failure.scenario as Scenario, { schedule: failure.schedule, bugs });
-    if (first.finding) {
+    if (!first.finding) console.log('(the failing run did not fail again when replayed: no reproducer written)');
+    else {
       const rep = shrink(failure.scenario as Scenario, failure.schedule, first, { bugs });
       const dir = (o.out as string | undefined) ?? 'fuzz-findings';
       mkdirSync(dir, { recursive: true });

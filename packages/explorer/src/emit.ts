@@ -22,7 +22,7 @@ export function shellScript(rep: ReproducerText, title: string): string {
     `# hmm-model explorer reproducer: ${title}`,
     `# finding: ${rep.finding.message.split('\n')[0]}`,
     `# replay: pnpm shell --script <this file>`,
-    `explore machine procs=${sc.procs} threads=${sc.threads}${rep.bugs.length ? ` bugs=${rep.bugs.join(',')}` : ''}`,
+    `explore machine procs=${sc.procs} threads=${sc.threads}${sc.checkEvery ? ` check-every=${sc.checkEvery}` : ''}${rep.bugs.length ? ` bugs=${rep.bugs.join(',')}` : ''}`,
     ...sc.prelude.map((op) => `explore prelude ${describeOp(op)}`),
     ...sc.ops.map((op) => `explore op ${describeOp(op)}`),
     `explore schedule ${rep.trace}`,
@@ -34,7 +34,7 @@ export function shellScript(rep: ReproducerText, title: string): string {
 
 function scenarioLiteral(sc: Scenario): string {
   const ops = (l: Scenario['ops']) => l.map((op) => `'${describeOp(op)}'`).join(',\n    ');
-  return `{\n  procs: ${sc.procs},\n  threads: ${sc.threads},\n  prelude: [\n    ${ops(sc.prelude)},\n  ],\n  ops: [\n    ${ops(sc.ops)},\n  ],\n}`;
+  return `{\n  procs: ${sc.procs},\n  threads: ${sc.threads},\n  checkEvery: ${sc.checkEvery ?? 64},\n  prelude: [\n    ${ops(sc.prelude)},\n  ],\n  ops: [\n    ${ops(sc.ops)},\n  ],\n}`;
 }
 
 /** A regular expression that matches the finding's first line (escaped, addresses generalised). */
@@ -61,6 +61,7 @@ const text = ${scenarioLiteral(rep.scenario)};
 const scenario: Scenario = {
   procs: text.procs,
   threads: text.threads,
+  checkEvery: text.checkEvery,
   prelude: text.prelude.map(parseOp),
   ops: text.ops.map(parseOp),
 };
@@ -102,6 +103,7 @@ const text = ${scenarioLiteral(rep.scenario)};
 const scenario: Scenario = {
   procs: text.procs,
   threads: text.threads,
+  checkEvery: text.checkEvery,
   prelude: text.prelude.map(parseOp),
   ops: text.ops.map(parseOp),
 };

@@ -97,7 +97,8 @@ export function campaign(opts: CampaignOptions): CampaignResult {
     (opts.timeMs ? performance.now() - t0 >= opts.timeMs : false) ||
     (opts.maxRuns ? stats.runs >= opts.maxRuns : false);
   for (let i = 0; !done(); i++) {
-    const sc = generateScenario((opts.seed + i * 7919) >>> 0, opts);
+    const gen = generateScenario((opts.seed + i * 7919) >>> 0, opts);
+    const sc = opts.checkEvery ? { ...gen, checkEvery: opts.checkEvery } : gen;
     const base = {
       bugs: opts.bugs ?? [],
       ...(opts.checkEvery ? { checkEvery: opts.checkEvery } : {}),

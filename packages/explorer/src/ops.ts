@@ -19,6 +19,8 @@ import {
   MREMAP_DONTUNMAP,
   MREMAP_FIXED,
   MREMAP_MAYMOVE,
+  mmgetNotZero,
+  mmput,
   PAGE_SIZE,
   PROT_NONE,
   PROT_READ,
@@ -486,24 +488,18 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
       return;
     }
     case 'gpu': {
-      const svmm = w.svmm(slot);
-      const cmd = GPU_CMDS[op.b ?? 0];
-      if (cmd === 'migrate') {
-        out.ret = (yield* svmmMigrateToVramGen(svmm, addr, addr + len)).ret;
+      // The GPU's fault worker and the SVM bind ioctl work on the process's mm with a user
+      // reference (nouveau_svm_fault(): mmget_not_zero()): an exit meanwhile leaves the teardown
+      // to the last mmput().
+      const mm = slot.proc.mm;
+      if (!mmgetNotZero(mm)) {
+        out.skipped = true;
         return;
       }
-      if (cmd === 'write') {
-        const data = writePattern(op.a ?? 0, addr, len);
-        out.ret = yield* gpuAccessGen(svmm, addr, data, 'write');
-        out.writeAddr = addr;
-        out.writeData = out.ret === 0 ? data : data.subarray(0, 0);
-        return;
-      }
-      const buf = new Uint8Array(len);
-      out.ret = yield* gpuAccessGen(svmm, addr, buf, 'read');
-      if (out.ret === 0) {
-        out.readAddr = addr;
-        out.readData = buf;
+      try {
+        yield* gpuOp(w, slot, op, addr, len, out);
+      } finally {
+        yield* mmput(w.kernel.core, mm);
       }
       return;
     }
@@ -518,5 +514,28 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
       yield* sys.close(fd);
       return;
     }
+  }
+}
+
+/** A GPU operation of slot's process: SVM migration to VRAM, or a GPU read or write (device faults). */
+function* gpuOp(w: World, slot: ProcSlot, op: Op, addr: number, len: number, out: OpOutcome): KGen {
+  const svmm = w.svmm(slot);
+  const cmd = GPU_CMDS[op.b ?? 0];
+  if (cmd === 'migrate') {
+    out.ret = (yield* svmmMigrateToVramGen(svmm, addr, addr + len)).ret;
+    return;
+  }
+  if (cmd === 'write') {
+    const data = writePattern(op.a ?? 0, addr, len);
+    out.ret = yield* gpuAccessGen(svmm, addr, data, 'write');
+    out.writeAddr = addr;
+    out.writeData = out.ret === 0 ? data : data.subarray(0, 0);
+    return;
+  }
+  const buf = new Uint8Array(len);
+  out.ret = yield* gpuAccessGen(svmm, addr, buf, 'read');
+  if (out.ret === 0) {
+    out.readAddr = addr;
+    out.readData = buf;
   }
 }

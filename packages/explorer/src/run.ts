@@ -31,6 +31,12 @@ export interface Scenario {
   readonly prelude: readonly Op[];
   /** The operations; each runs on the thread slot (p, t) it names, in list order per thread. */
   readonly ops: readonly Op[];
+  /**
+   * Every this many operations the threads meet at a barrier for a full invariant check
+   * (default 64). Part of the scenario: the barriers are synchronisation points, so a replay
+   * needs the same ones.
+   */
+  readonly checkEvery?: number;
 }
 
 /** Options of one run. */
@@ -38,7 +44,7 @@ export interface RunOptions {
   readonly bugs?: readonly string[];
   /** A schedule string (coop, random:..., pct:..., trace:...) or a strategy object. */
   readonly schedule: string | Strategy;
-  /** Full invariant check at a barrier every this many operations (default 64). */
+  /** Barrier cadence when the scenario has none (default 64). */
   readonly checkEvery?: number;
   /** Count preemption sites reached (coverage). */
   readonly countSites?: boolean;
@@ -46,6 +52,11 @@ export interface RunOptions {
   readonly ramBytes?: number;
   /** Called with the machine when the run ends (found or clean), to inspect its state. */
   readonly inspect?: (w: World) => void;
+  /**
+   * Called after every operation (debugging): `quiescent` is true when no other operation is in
+   * the kernel, so the invariant checkers may run.
+   */
+  readonly afterOp?: (w: World, op: Op, quiescent: boolean) => void;
 }
 
 /** Model-only: what a run found and how to replay it. */
@@ -144,6 +155,7 @@ export function runScenario(sc: Scenario, opts: RunOptions): RunResult {
   let finding: Finding | null = null;
   const started = new Set<number>();
   let opsDone = 0;
+  let inFlight = 0;
   let checks = 0;
   const warnBase = () => k.core.warnings.length;
   let warnings = warnBase();
@@ -163,7 +175,13 @@ export function runScenario(sc: Scenario, opts: RunOptions): RunResult {
       if (!oracle.accessible(op.p, first, first + (op.n ?? 0), op.k === 'write')) out.skipped = true;
     }
     const rec = oracle.begin(op);
-    if (!out.skipped) yield* execOp(w, op, out);
+    inFlight++;
+    try {
+      if (!out.skipped) yield* execOp(w, op, out);
+    } finally {
+      inFlight--;
+    }
+    opts.afterOp?.(w, op, inFlight === 0);
     const bad = oracle.end(rec, out, alive);
     if (!out.skipped) {
       opsDone++;
@@ -199,7 +217,7 @@ export function runScenario(sc: Scenario, opts: RunOptions): RunResult {
     if (!l) byThread.set(key, (l = []));
     l.push([op, i]);
   });
-  const every = opts.checkEvery ?? 64;
+  const every = sc.checkEvery ?? opts.checkEvery ?? 64;
   let live = byThread.size;
   let arrived = 0;
   let phase = 0;

@@ -42,9 +42,16 @@ function machine(s: Session, args: readonly string[]): CommandResult {
   let procs = 3;
   let threads = 2;
   let bugs: string[] = [];
+  let checkEvery: number | undefined;
   for (const a of args) {
-    const m = /^(procs|threads|bugs)=(.*)$/.exec(a);
-    if (!m) return bad(`unknown machine option '${a}' (procs=N, threads=M, bugs=ID,ID)`);
+    const m = /^(procs|threads|bugs|check-every)=(.*)$/.exec(a);
+    if (!m) return bad(`unknown machine option '${a}' (procs=N, threads=M, check-every=N, bugs=ID,ID)`);
+    if (m[1] === 'check-every') {
+      const n = slotCount(m[1], m[2], 1_000_000);
+      if (typeof n === 'string') return bad(n);
+      checkEvery = n;
+      continue;
+    }
     if (m[1] === 'bugs') {
       bugs = m[2] === '' ? [] : m[2].split(',');
       try {
@@ -59,7 +66,7 @@ function machine(s: Session, args: readonly string[]): CommandResult {
     if (m[1] === 'procs') procs = n;
     else threads = n;
   }
-  s.explore = { procs, threads, bugs, prelude: [], ops: [], schedule: null };
+  s.explore = { procs, threads, bugs, prelude: [], ops: [], schedule: null, ...(checkEvery ? { checkEvery } : {}) };
   return ok(
     [
       `explore: new scenario: ${procs} process slot(s) × ${threads} thread slot(s)${bugs.length ? `, bugs ${bugs.join(',')} switched on` : ''} (runs on its own machine)`,
@@ -107,7 +114,7 @@ function schedule(s: Session, args: readonly string[]): CommandResult {
 /** The scenario as the script lines that rebuild it (what `explore show` prints). */
 export function draftScript(d: ExploreDraft): string[] {
   return [
-    `explore machine procs=${d.procs} threads=${d.threads}${d.bugs.length ? ` bugs=${d.bugs.join(',')}` : ''}`,
+    `explore machine procs=${d.procs} threads=${d.threads}${d.checkEvery ? ` check-every=${d.checkEvery}` : ''}${d.bugs.length ? ` bugs=${d.bugs.join(',')}` : ''}`,
     ...d.prelude.map((op) => `explore prelude ${describeOp(op)}`),
     ...d.ops.map((op) => `explore op ${describeOp(op)}`),
     ...(d.schedule ? [`explore schedule ${d.schedule}`] : []),
@@ -154,7 +161,13 @@ function run(s: Session, args: readonly string[]): CommandResult {
     return bad(`run takes no arguments (pin a schedule with \`explore schedule\`), got '${args[0]}'`);
   const sched = d.schedule ?? 'coop';
   const r = runScenario(
-    { procs: d.procs, threads: d.threads, prelude: [...d.prelude], ops: [...d.ops] },
+    {
+      procs: d.procs,
+      threads: d.threads,
+      prelude: [...d.prelude],
+      ops: [...d.ops],
+      ...(d.checkEvery ? { checkEvery: d.checkEvery } : {}),
+    },
     { schedule: sched, bugs: d.bugs },
   );
   return report(d, sched, r);
@@ -177,7 +190,7 @@ export const explore: CommandSpec = {
   details: [
     "Model-only. A scenario runs on the explorer's own fresh machine (512 MiB, the four dmirror",
     "devices, a nouveau GPU, every invariant checker); the shell's machine is not touched.",
-    'explore machine [procs=N] [threads=M] [bugs=ID,ID]   start a new scenario (defaults 3 and 2,',
+    'explore machine [procs=N] [threads=M] [check-every=N] [bugs=ID,ID]   start a new scenario (defaults 3 and 2,',
     '    no bugs; procs and threads 1..6; bugs are mm-core bug ids switched back on)',
     'explore prelude <op>   an operation run alone, in order, before the threads start',
     'explore op <op>        an operation of the thread slot it names (pP.tT), in order per thread',
@@ -206,7 +219,7 @@ export const explore: CommandSpec = {
   mutates: false,
   words(i, args) {
     if (i === 0) return SUBCOMMANDS;
-    if (args[0] === 'machine') return ['procs=', 'threads=', 'bugs='];
+    if (args[0] === 'machine') return ['procs=', 'threads=', 'check-every=', 'bugs='];
     if (args[0] === 'schedule' && i === 1)
       return ['coop', 'random:seed=1,p=0.5', 'pct:seed=1,d=3,k=2000', 'trace:'];
     return [];

@@ -71,12 +71,18 @@ describe('explore: parsing and one-line errors', () => {
       'explore: missing subcommand (machine, prelude, op, schedule, run, show, clear); `help explore` explains them',
     ],
     ['explore frob', "explore: unknown subcommand 'frob' (machine, prelude, op, schedule, run, show, clear)"],
-    ['explore machine cpus=2', "explore: unknown machine option 'cpus=2' (procs=N, threads=M, bugs=ID,ID)"],
+    [
+      'explore machine cpus=2',
+      "explore: unknown machine option 'cpus=2' (procs=N, threads=M, check-every=N, bugs=ID,ID)",
+    ],
     ['explore machine procs=0', "explore: procs must be a whole number from 1 to 6, got '0'"],
     ['explore machine procs=7', "explore: procs must be a whole number from 1 to 6, got '7'"],
     ['explore machine threads=x', "explore: threads must be a whole number from 1 to 6, got 'x'"],
     ['explore machine bugs=F10,F99', /^explore: unknown bug id 'F99' \(known: .*F10.*\)$/],
-    ['explore run', 'explore: no scenario: `explore machine [procs=N] [threads=M] [bugs=ID,ID]` starts one'],
+    [
+      'explore run',
+      'explore: no scenario: `explore machine [procs=N] [threads=M] [check-every=N] [bugs=ID,ID]` starts one',
+    ],
     ['explore show', /^explore: no scenario: /],
     ['explore op p0.t0 read r0 0+1', /^explore: no scenario: /],
     ['explore schedule coop', /^explore: no scenario: /],
@@ -124,7 +130,9 @@ describe('explore: parsing and one-line errors', () => {
 
   it('help explore lists the subcommands with examples; Tab candidates for the subcommand', () => {
     const h = text(run(newSession(), 'help explore'));
-    expect(h).toContain('usage: explore machine [procs=N] [threads=M] [bugs=ID,ID] | prelude <op> | op <op>');
+    expect(h).toContain(
+      'usage: explore machine [procs=N] [threads=M] [check-every=N] [bugs=ID,ID] | prelude <op> | op <op>',
+    );
     expect(h).toContain('  examples:\n    explore machine procs=2 threads=2');
     expect(text(run(newSession(), 'help'))).toContain('Interleaving explorer');
   });

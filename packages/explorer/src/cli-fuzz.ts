@@ -65,7 +65,7 @@ async function main(argv: readonly string[]): Promise<number> {
     depth: (o.depth as number | undefined) ?? 2,
     preemptions: (o.preemptions as number | undefined) ?? 2,
     bugs,
-    checkEvery: (o['check-every'] as number | undefined) ?? 128,
+    checkEvery: (o['check-every'] as number | undefined) ?? 1000,
     timeMs,
   };
   const t0 = performance.now();
@@ -163,7 +163,8 @@ async function main(argv: readonly string[]): Promise<number> {
   if (!o['no-shrink']) {
     const { runScenario } = await import('./run.js');
     const first = runScenario(failure.scenario as Scenario, { schedule: failure.schedule, bugs });
-    if (!first.finding) console.log('(the failing run did not fail again when replayed: no reproducer written)');
+    if (!first.finding)
+      console.log('(the failing run did not fail again when replayed: no reproducer written)');
     else {
       const rep = shrink(failure.scenario as Scenario, failure.schedule, first, { bugs });
       const dir = (o.out as string | undefined) ?? 'fuzz-findings';

@@ -19,6 +19,7 @@ import {
 } from '@hmm-model/mm-core';
 import { describeOp, execOp, newOutcome, type Op } from './ops.js';
 import { firstDiff, Oracle } from './oracle.js';
+import { checkDriverCounters, checkRangeQuiescent } from './touched.js';
 import { type ProcSlot, regionAddr, World, type WorldOptions } from './world.js';
 
 /** Model-only: a generated scenario. */
@@ -75,8 +76,10 @@ export interface RunResult {
   readonly sites: ReadonlyMap<string, number>;
   /** Pages compared byte for byte. */
   readonly checkedPages: number;
-  /** Invariant checks run. */
+  /** Full invariant checks run (every checker, whole machine). */
   readonly checks: number;
+  /** Incremental checks run (the range an operation touched, driver counters). */
+  readonly incrementalChecks: number;
   /** Operations per kind that ran (not skipped). */
   readonly kinds: Readonly<Record<string, number>>;
   /** Indices (in scenario.ops) of the operations that started. */
@@ -156,6 +159,31 @@ export function runScenario(sc: Scenario, opts: RunOptions): RunResult {
   const started = new Set<number>();
   let opsDone = 0;
   let inFlight = 0;
+  let incremental = 0;
+  const touchedCheck = (op: Op): string[] => {
+    const out = checkDriverCounters(w);
+    const slot = w.live(op.p);
+    if (!slot || op.n === undefined) return out;
+    const mm = slot.proc.mm;
+    out.push(
+      ...checkRangeQuiescent(
+        w,
+        mm,
+        regionAddr(op.r ?? 0, op.off ?? 0),
+        regionAddr(op.r ?? 0, (op.off ?? 0) + op.n),
+      ),
+    );
+    if (op.k === 'mremap')
+      out.push(
+        ...checkRangeQuiescent(
+          w,
+          mm,
+          regionAddr(op.r2 ?? 0, op.off2 ?? 0),
+          regionAddr(op.r2 ?? 0, (op.off2 ?? 0) + op.n),
+        ),
+      );
+    return out;
+  };
   let checks = 0;
   const warnBase = () => k.core.warnings.length;
   let warnings = warnBase();
@@ -182,6 +210,12 @@ export function runScenario(sc: Scenario, opts: RunOptions): RunResult {
       inFlight--;
     }
     opts.afterOp?.(w, op, inFlight === 0);
+    // Incremental check: with nothing else in the kernel, the range the operation touched.
+    if (inFlight === 0 && !out.skipped) {
+      incremental++;
+      const v = touchedCheck(op);
+      if (v.length) throw new Finding('invariant', `invariants violated after ${describeOp(op)}`, v);
+    }
     const bad = oracle.end(rec, out, alive);
     if (!out.skipped) {
       opsDone++;
@@ -331,6 +365,7 @@ export function runScenario(sc: Scenario, opts: RunOptions): RunResult {
       sites: sched.sites,
       checkedPages: oracle.checkedPages,
       checks,
+      incrementalChecks: incremental,
       kinds,
       started,
     };

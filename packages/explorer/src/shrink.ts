@@ -85,6 +85,15 @@ export function shrink(sc: Scenario, schedule: string, first: RunResult, opts: S
     const cand = build(items.filter((x, i) => x.pre || first.started.has(i - sc.prelude.length)));
     if (attempt(cand)) items = all(best.sc);
   }
+  // Whole threads, then whole processes: most findings need two or three of them.
+  for (const key of [(op: Op) => `${op.p}.${op.t}`, (op: Op) => `${op.p}`]) {
+    const groups = [...new Set(items.filter((x) => !x.pre).map((x) => key(x.op)))];
+    for (const g of groups) {
+      if (runs >= budget) break;
+      const cand = items.filter((x) => x.pre || key(x.op) !== g);
+      if (cand.length < items.length && attempt(build(cand))) items = all(best.sc);
+    }
+  }
   let n = 2;
   // Two passes: first with few schedules per candidate (cheap on big scenarios), then more.
   for (const pass of [Math.min(1, tries), tries]) {

@@ -295,6 +295,9 @@ export class DmirrorDevice {
    * page (private) or the device page itself (coherent).
    */
   *evictChunk(chunk: DmirrorChunk): KGen {
+    // No page of the chunk is allocated: migrate_device_range() would lock none and the rest
+    // would do nothing (the model skips walking the 65536 empty slots).
+    if (chunk.pagemap.refs === 0) return;
     const core = this.core;
     const m = core.map;
     const start = chunk.pagemap.startPfn;

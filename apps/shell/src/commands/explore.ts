@@ -25,7 +25,10 @@ function bad(why: string, name = 'usage'): CommandResult {
 }
 
 function needDraft(s: Session): ExploreDraft | CommandResult {
-  return s.explore ?? bad('no scenario: `explore machine [procs=N] [threads=M] [bugs=ID,ID]` starts one');
+  return (
+    s.explore ??
+    bad('no scenario: `explore machine [procs=N] [threads=M] [check-every=N] [bugs=ID,ID]` starts one')
+  );
 }
 
 function isResult(x: ExploreDraft | CommandResult): x is CommandResult {
@@ -66,7 +69,15 @@ function machine(s: Session, args: readonly string[]): CommandResult {
     if (m[1] === 'procs') procs = n;
     else threads = n;
   }
-  s.explore = { procs, threads, bugs, prelude: [], ops: [], schedule: null, ...(checkEvery ? { checkEvery } : {}) };
+  s.explore = {
+    procs,
+    threads,
+    bugs,
+    prelude: [],
+    ops: [],
+    schedule: null,
+    ...(checkEvery ? { checkEvery } : {}),
+  };
   return ok(
     [
       `explore: new scenario: ${procs} process slot(s) × ${threads} thread slot(s)${bugs.length ? `, bugs ${bugs.join(',')} switched on` : ''} (runs on its own machine)`,
@@ -185,7 +196,7 @@ export const explore: CommandSpec = {
   name: 'explore',
   group: 'explore',
   usage:
-    'explore machine [procs=N] [threads=M] [bugs=ID,ID] | prelude <op> | op <op> | schedule <s> | run | show | clear',
+    'explore machine [procs=N] [threads=M] [check-every=N] [bugs=ID,ID] | prelude <op> | op <op> | schedule <s> | run | show | clear',
   summary: 'build and replay an interleaving-explorer scenario (the reproducers `pnpm fuzz` writes)',
   details: [
     "Model-only. A scenario runs on the explorer's own fresh machine (512 MiB, the four dmirror",

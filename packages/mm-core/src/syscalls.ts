@@ -316,7 +316,19 @@ export class Syscalls {
     const f = this.p.fds.get(n);
     if (!f) return -EBADF;
     if (!f.fops?.ioctl) return -ENOTTY;
-    return yield* this.run('ioctl', f.fops.ioctl(f, c, Number(a), this.p));
+    return yield* this.run('ioctl', this.fdget(f, f.fops.ioctl(f, c, Number(a), this.p)));
+  }
+
+  /**
+   * Models fdget() / fdput() around a file operation: the operation holds a reference, so a
+   * close() of the descriptor by another thread meanwhile does not run ->release() under it
+   * (the last fput() does, when the operation returns).
+   */
+  private *fdget(f: OpenFile, op: KGen<number>): KGen<number> {
+    f.refs++;
+    const r = yield* op;
+    yield* this.p.releaseFile(f);
+    return r;
   }
 
   /**
@@ -333,7 +345,7 @@ export class Syscalls {
     if (!f.inode && !f.fops?.pwrite) return -EINVAL;
     const a = rwArgs(r);
     if (typeof a === 'number') return a;
-    return yield* this.run('pwrite', vfsWrite(this.core, this.p.mm, f, a.buf, a.count, a.pos));
+    return yield* this.run('pwrite', this.fdget(f, vfsWrite(this.core, this.p.mm, f, a.buf, a.count, a.pos)));
   }
 
   /**
@@ -350,7 +362,7 @@ export class Syscalls {
     if (!f.inode && !f.fops?.pread) return -EINVAL;
     const a = rwArgs(r);
     if (typeof a === 'number') return a;
-    return yield* this.run('pread', vfsRead(this.core, this.p.mm, f, a.buf, a.count, a.pos));
+    return yield* this.run('pread', this.fdget(f, vfsRead(this.core, this.p.mm, f, a.buf, a.count, a.pos)));
   }
 
   /**
@@ -366,7 +378,7 @@ export class Syscalls {
     if (!f) return -EBADF;
     if (!f.inode || (f.flags & O_ACCMODE) === O_RDONLY) return -EINVAL;
     if (len > BigInt(MODEL_MAX_FILESIZE)) return -EFBIG;
-    return yield* this.run('ftruncate', this.truncateBody(f.inode, Number(len)));
+    return yield* this.run('ftruncate', this.fdget(f, this.truncateBody(f.inode, Number(len))));
   }
 
   private *truncateBody(inode: Inode, length: number): KGen<number> {

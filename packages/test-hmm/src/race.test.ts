@@ -47,3 +47,24 @@ describe('races at preemption points', () => {
     }
   });
 });
+
+describe('close racing with an ioctl on the same fd', () => {
+  it('release runs when the ioctl returns (fdget holds a reference): the device pages are evicted, no use-after-free', () => {
+    for (let c = 0; c < 8; c++) {
+      const { k, mod, p } = machine();
+      const fd = hmmOpen(p, 0);
+      const buf = hmmBuffer(p, SIZE);
+      fillInts(p, buf.ptr, SIZE / 4, (i) => i ^ c);
+      // Another thread of the process closes the descriptor while the migration runs.
+      const t = p.clone().spawn('close', p.sys.close(fd), c * 5);
+      const r = hmmDmirrorCmd(p, fd, HMM_DMIRROR_MIGRATE_TO_DEV, buf, NPAGES);
+      expect([0, -9]).toContain(r);
+      k.sched.join(t);
+      // Every page reads back on the CPU: the last fput() evicted what the migration moved.
+      expect(intsEqual(p, buf.ptr, SIZE / 4, (i) => i ^ c)).toBe(true);
+      expect(k.check()).toEqual([]);
+      expect(mod.check()).toEqual([]);
+      expect(mod.devices[0].calloc - mod.devices[0].cfree).toBe(0);
+    }
+  });
+});

@@ -79,6 +79,7 @@ describe('explore: parsing and one-line errors', () => {
     ['explore machine procs=7', "explore: procs must be a whole number from 1 to 6, got '7'"],
     ['explore machine threads=x', "explore: threads must be a whole number from 1 to 6, got 'x'"],
     ['explore machine bugs=F10,F99', /^explore: unknown bug id 'F99' \(known: .*F10.*\)$/],
+    ['explore machine fixes=K1,K99', /^explore: unknown fix id 'K99' \(known: .*K1.*\)$/],
     [
       'explore run',
       'explore: no scenario: `explore machine [procs=N] [threads=M] [check-every=N] [bugs=ID,ID]` starts one',
@@ -218,7 +219,7 @@ describe('explore show', () => {
     const s = newSession();
     run(
       s,
-      'explore machine procs=2 threads=3 bugs=F10,F15',
+      'explore machine procs=2 threads=3 bugs=F10,F15 fixes=none',
       'explore prelude p0.t0 mmap r0 512 thp prot 3',
       'explore prelude p0.t0   write r0 0+512 seed 1',
       'explore op p0.t2 dm1 to-dev r0 0+512',
@@ -230,7 +231,7 @@ describe('explore show', () => {
     );
     const shown = run(s, 'explore show').result.lines;
     expect(shown).toEqual([
-      'explore machine procs=2 threads=3 bugs=F10,F15',
+      'explore machine procs=2 threads=3 bugs=F10,F15 fixes=none',
       'explore prelude p0.t0 mmap r0 512 thp prot 3',
       'explore prelude p0.t0 write r0 0+512 seed 1',
       'explore op p0.t2 dm1 to-dev r0 0+512',

@@ -23,6 +23,8 @@ export interface ExploreDraft {
   readonly threads: number;
   /** Historical bugs switched back on (mm-core bug ids). */
   readonly bugs: readonly string[];
+  /** Fix switches of the model's kernel findings (mm-core fix ids); absent: the explorer's default, every one. */
+  readonly fixes?: readonly string[];
   /** Run one at a time before the threads start. */
   readonly prelude: Op[];
   /** Each runs on the thread slot it names, in list order per thread. */

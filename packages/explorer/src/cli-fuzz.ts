@@ -30,13 +30,17 @@ const SPECS: readonly OptSpec[] = [
   { name: 'check-every', value: 'int', min: 1 },
   { name: 'out', value: 'string' },
   { name: 'no-shrink', value: 'none' },
+  { name: 'faithful', value: 'none' },
   { name: 'quiet', value: 'none' },
   { name: 'help', value: 'none' },
 ];
 
 const HELP = `usage: pnpm fuzz [--seed N] [--ops N] [--ops-per-run N] [--processes N] [--threads N]
                  [--strategy random|pct|exhaustive] [--depth D] [--preemptions K] [--time 5m]
-                 [--workers N] [--bug ID ...] [--check-every N] [--out DIR] [--no-shrink] [--quiet]`;
+                 [--workers N] [--bug ID ...] [--faithful] [--check-every N] [--out DIR] [--no-shrink]
+                 [--quiet]
+--faithful: v6.19 exactly (the model's fix switches for its own kernel findings off; by default
+            they are on, so that a campaign looks for new findings)`;
 
 function line(s: CampaignStats): string {
   const rate = s.elapsedMs > 0 ? Math.round((s.ops * 1000) / s.elapsedMs) : 0;
@@ -51,6 +55,7 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const bugs = bugList(o.bug);
+  const fixes: readonly string[] | undefined = o.faithful ? [] : undefined;
   const seed = (o.seed as number | undefined) ?? 1;
   const totalOps = (o.ops as number | undefined) ?? 20_000;
   const opsPerRun = (o['ops-per-run'] as number | undefined) ?? 400;
@@ -65,6 +70,7 @@ async function main(argv: readonly string[]): Promise<number> {
     depth: (o.depth as number | undefined) ?? 2,
     preemptions: (o.preemptions as number | undefined) ?? 2,
     bugs,
+    ...(fixes ? { fixes } : {}),
     checkEvery: (o['check-every'] as number | undefined) ?? 1000,
     timeMs,
   };
@@ -162,11 +168,18 @@ async function main(argv: readonly string[]): Promise<number> {
   console.log(`schedule: ${failure.schedule}`);
   if (!o['no-shrink']) {
     const { runScenario } = await import('./run.js');
-    const first = runScenario(failure.scenario as Scenario, { schedule: failure.schedule, bugs });
+    const first = runScenario(failure.scenario as Scenario, {
+      schedule: failure.schedule,
+      bugs,
+      ...(fixes ? { fixes } : {}),
+    });
     if (!first.finding)
       console.log('(the failing run did not fail again when replayed: no reproducer written)');
     else {
-      const rep = shrink(failure.scenario as Scenario, failure.schedule, first, { bugs });
+      const rep = shrink(failure.scenario as Scenario, failure.schedule, first, {
+        bugs,
+        ...(fixes ? { fixes } : {}),
+      });
       const dir = (o.out as string | undefined) ?? 'fuzz-findings';
       mkdirSync(dir, { recursive: true });
       const name = `fuzz-seed${seed}-${failure.key.replace(/[^a-z0-9_-]+/gi, '-')}`;

@@ -12,6 +12,8 @@ export interface ReproducerText {
   /** The trace that replays the failing interleaving. */
   readonly trace: string;
   readonly bugs: readonly string[];
+  /** Fix switches of the run (undefined: the explorer's default, every one). */
+  readonly fixes?: readonly string[];
   readonly finding: { readonly message: string };
 }
 
@@ -22,7 +24,7 @@ export function shellScript(rep: ReproducerText, title: string): string {
     `# hmm-model explorer reproducer: ${title}`,
     `# finding: ${rep.finding.message.split('\n')[0]}`,
     `# replay: pnpm shell --script <this file>`,
-    `explore machine procs=${sc.procs} threads=${sc.threads}${sc.checkEvery ? ` check-every=${sc.checkEvery}` : ''}${rep.bugs.length ? ` bugs=${rep.bugs.join(',')}` : ''}`,
+    `explore machine procs=${sc.procs} threads=${sc.threads}${sc.checkEvery ? ` check-every=${sc.checkEvery}` : ''}${rep.bugs.length ? ` bugs=${rep.bugs.join(',')}` : ''}${rep.fixes ? ` fixes=${rep.fixes.join(',') || 'none'}` : ''}`,
     ...sc.prelude.map((op) => `explore prelude ${describeOp(op)}`),
     ...sc.ops.map((op) => `explore op ${describeOp(op)}`),
     `explore schedule ${rep.trace}`,
@@ -49,6 +51,7 @@ export function findingPattern(message: string): string {
 /** The vitest regression file of a reproducer (bug switched on: found; fixed model: clean). */
 export function regressionTest(rep: ReproducerText, id: string, title: string): string {
   const bugs = JSON.stringify(rep.bugs);
+  const fixes = rep.fixes ? `, fixes: ${JSON.stringify(rep.fixes)}` : '';
   return `/**
  * Bug zoo regression ${id}: ${title}
  * Written by \`pnpm bugs --write\` from the explorer's minimal reproducer.
@@ -69,7 +72,7 @@ const schedule = '${rep.trace}';
 
 describe('bug zoo: ${id}', () => {
   it('with the bug switched on, the reproducer finds it', () => {
-    const r = runScenario(scenario, { schedule, bugs: ${bugs} });
+    const r = runScenario(scenario, { schedule, bugs: ${bugs}${fixes} });
     expect(r.finding?.message).toMatch(/${findingPattern(rep.finding.message)}/);
   });
 

@@ -26,6 +26,8 @@ export interface CampaignOptions extends GenOptions {
   /** Preemption bound of the exhaustive strategy (default 2). */
   readonly preemptions?: number;
   readonly bugs?: readonly string[];
+  /** Fix switches (default: every one; [] with --faithful). */
+  readonly fixes?: readonly string[];
   readonly checkEvery?: number;
   readonly countSites?: boolean;
   /** Called after every run (progress). */
@@ -101,6 +103,7 @@ export function campaign(opts: CampaignOptions): CampaignResult {
     const sc = opts.checkEvery ? { ...gen, checkEvery: opts.checkEvery } : gen;
     const base = {
       bugs: opts.bugs ?? [],
+      ...(opts.fixes ? { fixes: opts.fixes } : {}),
       ...(opts.checkEvery ? { checkEvery: opts.checkEvery } : {}),
       ...(opts.countSites ? { countSites: true } : {}),
     };
@@ -125,7 +128,7 @@ export function campaign(opts: CampaignOptions): CampaignResult {
 function exhaustive(
   sc: Scenario,
   bound: number,
-  base: { bugs: readonly string[]; checkEvery?: number; countSites?: boolean },
+  base: { bugs: readonly string[]; fixes?: readonly string[]; checkEvery?: number; countSites?: boolean },
   account: (r: RunResult) => void,
   done: () => boolean,
 ): CampaignResult['failure'] {

@@ -43,6 +43,8 @@ export interface Scenario {
 /** Options of one run. */
 export interface RunOptions {
   readonly bugs?: readonly string[];
+  /** Fix switches (default: every one, see WorldOptions.fixes). */
+  readonly fixes?: readonly string[];
   /** A schedule string (coop, random:..., pct:..., trace:...) or a strategy object. */
   readonly schedule: string | Strategy;
   /** Barrier cadence when the scenario has none (default 64). */
@@ -143,6 +145,7 @@ export function findingKey(f: Finding): string {
 export function runScenario(sc: Scenario, opts: RunOptions): RunResult {
   const wopts: WorldOptions = {
     bugs: opts.bugs ?? [],
+    ...(opts.fixes ? { fixes: opts.fixes } : {}),
     procs: sc.procs,
     threads: sc.threads,
     ...(opts.ramBytes ? { ramBytes: opts.ramBytes } : {}),

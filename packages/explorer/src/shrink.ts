@@ -16,6 +16,8 @@ export interface Reproducer {
   readonly trace: string;
   readonly finding: Finding;
   readonly bugs: readonly string[];
+  /** Fix switches of the runs (undefined: the explorer's default, every one). */
+  readonly fixes?: readonly string[];
   /** Runs tried while shrinking. */
   readonly runs: number;
 }
@@ -23,6 +25,7 @@ export interface Reproducer {
 /** Options of {@link shrink}. */
 export interface ShrinkOptions {
   readonly bugs: readonly string[];
+  readonly fixes?: readonly string[];
   /** Schedules tried per candidate besides the original (default 8). */
   readonly tries?: number;
   /** Stop after this many runs (default 600). */
@@ -59,6 +62,7 @@ export function shrink(sc: Scenario, schedule: string, first: RunResult, opts: S
       const res = runScenario(cand, {
         schedule: s,
         bugs: opts.bugs,
+        ...(opts.fixes ? { fixes: opts.fixes } : {}),
         ...(opts.ramBytes ? { ramBytes: opts.ramBytes } : {}),
       });
       if (res.finding && same(res.finding)) {
@@ -135,6 +139,7 @@ export function shrink(sc: Scenario, schedule: string, first: RunResult, opts: S
     trace: best.res.trace,
     finding: best.res.finding!,
     bugs: opts.bugs,
+    ...(opts.fixes ? { fixes: opts.fixes } : {}),
     runs,
   };
 }

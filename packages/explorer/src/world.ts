@@ -11,6 +11,7 @@ import {
   MAP_ANONYMOUS,
   MAP_FIXED_NOREPLACE,
   MAP_PRIVATE,
+  MODEL_FIXES,
   O_RDWR,
   PAGE_SIZE,
   PMD_SIZE,
@@ -48,10 +49,18 @@ export function regionAddr(r: number, page: number): number {
   return REGION_BASE + r * REGION_STRIDE + page * PAGE_SIZE;
 }
 
+/** Model-only: the explorer's default fix switches (every kernel finding of the model's). */
+export const ALL_FIXES: readonly string[] = MODEL_FIXES.map((f) => f.id);
+
 /** Options of an explorer machine. */
 export interface WorldOptions {
   /** Historical bugs switched back on. */
   readonly bugs?: readonly string[];
+  /**
+   * Fix switches for the model's kernel findings (mm-core MODEL_FIXES). Default: every one, so
+   * that campaigns look for new findings; [] is v6.19 exactly (`pnpm fuzz --faithful`).
+   */
+  readonly fixes?: readonly string[];
   /** System RAM (default 512 MiB: room for several processes, their forks and device backing pages). */
   readonly ramBytes?: number;
   /** Process slots (default 3). */
@@ -85,6 +94,7 @@ export class World {
       ramBytes: opts.ramBytes ?? 512 << 20,
       hugetlbPages: 0,
       bugs: opts.bugs ?? [],
+      fixes: opts.fixes ?? ALL_FIXES,
     });
     installMmCoreChecker(this.kernel);
     this.dmirror = installDmirror(this.kernel, { coherent: true, evictUntilEmpty: true });

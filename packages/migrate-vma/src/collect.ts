@@ -184,6 +184,17 @@ function* collectHugePmd(
         return 'done';
       }
       folio = m.head[pfn];
+      // Fix switch K1 (README, Findings): v6.19 has no device-coherent check here, unlike the
+      // PTE path of migrate_vma_collect_pmd(), so a coherent THP is collected for SELECT_SYSTEM.
+      if (
+        core.fixed('K1') &&
+        m.flags[folio] & PG_zone_device &&
+        (!(mig.flags & MIGRATE_VMA_SELECT_DEVICE_COHERENT) || core.pgmapOf(folio)?.owner !== mig.pgmapOwner)
+      ) {
+        unlock();
+        collectSkip(mig, start, end);
+        return 'done';
+      }
       if (lo & _PAGE_RW) write = MIGRATE_PFN_WRITE;
     } else if (!entryPresent(lo)) {
       const type = swpType(lo);

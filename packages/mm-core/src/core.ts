@@ -1,6 +1,7 @@
 import { checkBugIds } from './bugs.js';
 import { ModelBug, type Warning } from './errors.js';
 import { KernelEvents } from './events.js';
+import { checkFixIds } from './fixes.js';
 import { BuddyZone } from './phys/buddy.js';
 import { Frames } from './phys/frames.js';
 import { MAX_PHYS_PFN, MemMap, PAGES_PER_SECTION } from './phys/memmap.js';
@@ -105,6 +106,11 @@ export interface CoreOptions {
    * then behaves as the kernel did before the fix. Unknown ids throw a one-line error.
    */
   bugs?: readonly string[];
+  /**
+   * Fix switches for kernel findings of this model (fixes.ts: 'K1', ...): the model then behaves
+   * as the finding's fix proposes instead of as v6.19. Unknown ids throw a one-line error.
+   */
+  fixes?: readonly string[];
 }
 
 /** First pfn of system RAM (1 GiB: pfns below are left as a hole, like the PCI hole, so pfn 0 never appears). */
@@ -161,6 +167,8 @@ export class Core {
   readonly sched: Scheduler;
   /** Historical bugs switched back on (KernelOptions.bugs). */
   readonly bugs: ReadonlySet<string>;
+  /** Fix switches turned on (CoreOptions.fixes). */
+  readonly fixes: ReadonlySet<string>;
   /** Models folio lock ownership (lockdep's view of PG_locked): head pfn -> task. */
   readonly folioLockOwners = new Map<number, Task>();
   /** Models split page-table locks: page-table page pfn -> its ptl. */
@@ -185,6 +193,7 @@ export class Core {
     this.ramPages = Math.floor(ram / 4096 / 1024) * 1024;
     this.thpMode = opts.thp ?? 'madvise';
     this.bugs = new Set(checkBugIds(opts.bugs ?? []));
+    this.fixes = new Set(checkFixIds(opts.fixes ?? []));
     this.sched = new Scheduler();
     this.sched.leakedSpinlocksPossible = this.bugs.size > 0;
     // Reserve memmap address space for RAM and for device memory above it (a quarter of RAM plus
@@ -202,6 +211,11 @@ export class Core {
   /** True when the historical bug `id` is switched back on. */
   bug(id: string): boolean {
     return this.bugs.size !== 0 && this.bugs.has(id);
+  }
+
+  /** True when the fix switch `id` (fixes.ts) is on. */
+  fixed(id: string): boolean {
+    return this.fixes.size !== 0 && this.fixes.has(id);
   }
 
   /** Models `current`: the task whose kernel code is running. */

@@ -6,7 +6,7 @@
  */
 
 import { describeOp, type Op, parseOp, type RunResult, runScenario } from '@hmm-model/explorer';
-import { checkBugIds, parseSchedule } from '@hmm-model/mm-core';
+import { checkBugIds, checkFixIds, parseSchedule } from '@hmm-model/mm-core';
 import { type CommandResult, type Json, ok } from '../result.js';
 import type { ExploreDraft, Session } from '../session.js';
 import type { CommandSpec } from './types.js';
@@ -46,9 +46,19 @@ function machine(s: Session, args: readonly string[]): CommandResult {
   let threads = 2;
   let bugs: string[] = [];
   let checkEvery: number | undefined;
+  let fixes: string[] | undefined;
   for (const a of args) {
-    const m = /^(procs|threads|bugs|check-every)=(.*)$/.exec(a);
+    const m = /^(procs|threads|bugs|fixes|check-every)=(.*)$/.exec(a);
     if (!m) return bad(`unknown machine option '${a}' (procs=N, threads=M, check-every=N, bugs=ID,ID)`);
+    if (m[1] === 'fixes') {
+      fixes = m[2] === 'none' || m[2] === '' ? [] : m[2].split(',');
+      try {
+        checkFixIds(fixes);
+      } catch (e) {
+        return bad((e as Error).message);
+      }
+      continue;
+    }
     if (m[1] === 'check-every') {
       const n = slotCount(m[1], m[2], 1_000_000);
       if (typeof n === 'string') return bad(n);
@@ -77,6 +87,7 @@ function machine(s: Session, args: readonly string[]): CommandResult {
     ops: [],
     schedule: null,
     ...(checkEvery ? { checkEvery } : {}),
+    ...(fixes ? { fixes } : {}),
   };
   return ok(
     [
@@ -125,7 +136,7 @@ function schedule(s: Session, args: readonly string[]): CommandResult {
 /** The scenario as the script lines that rebuild it (what `explore show` prints). */
 export function draftScript(d: ExploreDraft): string[] {
   return [
-    `explore machine procs=${d.procs} threads=${d.threads}${d.checkEvery ? ` check-every=${d.checkEvery}` : ''}${d.bugs.length ? ` bugs=${d.bugs.join(',')}` : ''}`,
+    `explore machine procs=${d.procs} threads=${d.threads}${d.checkEvery ? ` check-every=${d.checkEvery}` : ''}${d.bugs.length ? ` bugs=${d.bugs.join(',')}` : ''}${d.fixes ? ` fixes=${d.fixes.join(',') || 'none'}` : ''}`,
     ...d.prelude.map((op) => `explore prelude ${describeOp(op)}`),
     ...d.ops.map((op) => `explore op ${describeOp(op)}`),
     ...(d.schedule ? [`explore schedule ${d.schedule}`] : []),
@@ -179,7 +190,7 @@ function run(s: Session, args: readonly string[]): CommandResult {
       ops: [...d.ops],
       ...(d.checkEvery ? { checkEvery: d.checkEvery } : {}),
     },
-    { schedule: sched, bugs: d.bugs },
+    { schedule: sched, bugs: d.bugs, ...(d.fixes ? { fixes: d.fixes } : {}) },
   );
   return report(d, sched, r);
 }
@@ -202,7 +213,8 @@ export const explore: CommandSpec = {
     "Model-only. A scenario runs on the explorer's own fresh machine (512 MiB, the four dmirror",
     "devices, a nouveau GPU, every invariant checker); the shell's machine is not touched.",
     'explore machine [procs=N] [threads=M] [check-every=N] [bugs=ID,ID]   start a new scenario (defaults 3 and 2,',
-    '    no bugs; procs and threads 1..6; bugs are mm-core bug ids switched back on)',
+    '    no bugs; procs and threads 1..6; bugs are mm-core bug ids switched back on;',
+    "    fixes=ID,ID|none picks the fix switches of the model's kernel findings, default all)",
     'explore prelude <op>   an operation run alone, in order, before the threads start',
     'explore op <op>        an operation of the thread slot it names (pP.tT), in order per thread',
     "    <op> is the explorer's text form: pP.tT mmap rR PAGES [thp] prot N | munmap|read|pagemap",

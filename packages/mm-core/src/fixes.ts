@@ -1,0 +1,45 @@
+/**
+ * The model's fix switches: kernel behaviour that looks wrong and has no upstream fix (yet),
+ * found with the model and written up in the owning package's README ("Findings"). By default
+ * the model is faithful to v6.19; a switch turns on the behaviour the finding argues for. The
+ * explorer runs with every fix on so that its campaigns hunt for new findings rather than
+ * rediscovering these (`pnpm fuzz --faithful` turns them off).
+ */
+
+/** Model-only: one finding and the fixed behaviour its switch selects. */
+export interface ModelFixSwitch {
+  /** Id (K = a kernel finding of this model). */
+  readonly id: string;
+  /** The kernel function whose behaviour the switch changes. */
+  readonly fn: string;
+  /** The package whose code carries the switch (and whose README explains the finding). */
+  readonly pkg: string;
+  /** One line: what v6.19 does and what the fix does instead. */
+  readonly title: string;
+}
+
+/** Model-only: every fix switch the model has. */
+export const MODEL_FIXES: readonly ModelFixSwitch[] = [
+  {
+    id: 'K1',
+    fn: 'migrate_vma_collect_huge_pmd',
+    pkg: 'migrate-vma',
+    title:
+      'a PMD-mapped device-coherent THP is collected by MIGRATE_VMA_SELECT_SYSTEM (the PTE path skips device-coherent pages unless SELECT_DEVICE_COHERENT and the owner match); fixed: the same rule at PMD level',
+  },
+];
+
+/** Model-only: an unknown fix id (a one-line message listing the known ids). */
+export class UnknownFixError extends Error {
+  constructor(id: string) {
+    super(`unknown fix id '${id}' (known: ${MODEL_FIXES.map((b) => b.id).join(', ')})`);
+    this.name = 'UnknownFixError';
+  }
+}
+
+/** Model-only: validates fix ids; returns them, or throws {@link UnknownFixError} for the first unknown one. */
+export function checkFixIds(ids: readonly string[]): readonly string[] {
+  if (!Array.isArray(ids)) throw new UnknownFixError(String(ids));
+  for (const id of ids) if (!MODEL_FIXES.some((b) => b.id === id)) throw new UnknownFixError(String(id));
+  return ids;
+}

@@ -27,6 +27,13 @@ export const MODEL_FIXES: readonly ModelFixSwitch[] = [
     title:
       'a PMD-mapped device-coherent THP is collected by MIGRATE_VMA_SELECT_SYSTEM (the PTE path skips device-coherent pages unless SELECT_DEVICE_COHERENT and the owner match); fixed: the same rule at PMD level',
   },
+  {
+    id: 'K2',
+    fn: 'dmirror_migrate_finalize_and_map',
+    pkg: 'test-hmm',
+    title:
+      'MIGRATE_TO_DEV maps the migrated pages into the mirror without checking the interval notifier sequence, so an invalidation during the migration (MADV_DONTNEED of a page of it) leaves a stale mirror entry; fixed: mmu_interval_read_begin() before migrate_vma_setup(), mmu_interval_read_retry() under dmirror->mutex',
+  },
 ];
 
 /** Model-only: an unknown fix id (a one-line message listing the known ids). */

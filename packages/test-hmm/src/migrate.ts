@@ -13,6 +13,8 @@ import {
   ModelBug,
   mmapReadLock,
   mmapReadUnlock,
+  mmuIntervalReadBegin,
+  mmuIntervalReadRetry,
   PAGE_SIZE,
   PTRS_PER_TABLE,
   VM_FAULT_OOM,
@@ -188,14 +190,21 @@ function allocAndCopy(args: MigrateVma, dm: Dmirror, runs: CopyRuns): void {
 
 /**
  * Models dmirror_migrate_finalize_and_map(): map every migrated destination's backing pages
- * into the mirror, tagged WRITE iff dst carried MIGRATE_PFN_WRITE.
+ * into the mirror, tagged WRITE iff dst carried MIGRATE_PFN_WRITE. v6.19 maps whatever
+ * happened meanwhile; with fix switch K2 (README, Findings) `seq` is the notifier sequence read
+ * before migrate_vma_setup() and nothing is mapped when an invalidation moved it (the device
+ * faults the range in later through hmm_range_fault()).
  */
-export function* dmirrorMigrateFinalizeAndMap(args: MigrateVma, dm: Dmirror): KGen<number> {
+export function* dmirrorMigrateFinalizeAndMap(args: MigrateVma, dm: Dmirror, seq = -1): KGen<number> {
   const core = dm.core;
   const m = core.map;
   const startVpn = args.start / PAGE_SIZE;
   const endVpn = args.end / PAGE_SIZE;
   yield* dm.lock('dmirror_migrate_finalize_and_map');
+  if (seq >= 0 && mmuIntervalReadRetry(dm.notifier, seq)) {
+    dm.unlock('dmirror_migrate_finalize_and_map');
+    return 0;
+  }
   for (let vpn = startVpn, i = 0; vpn < endVpn; vpn++, i++) {
     if (args.src[i] === 0 || !(mpfnFlags(args.src[i]) & MIGRATE_PFN_MIGRATE)) continue;
     const dpage = migratePfnToPage(args.dst[i]);
@@ -258,6 +267,8 @@ export function* dmirrorMigrateToDevice(dm: Dmirror, cmd: DmirrorCmd, userMm: Mm
         pgmapOwner: dm.mdevice,
         flags: MIGRATE_VMA_SELECT_SYSTEM | MIGRATE_VMA_SELECT_COMPOUND,
       });
+      // Fix K2: the sequence the mirror update is checked against.
+      const seq = core.fixed('K2') ? yield* mmuIntervalReadBegin(core, dm.notifier) : -1;
       const r = yield* migrateVmaSetup(core, args);
       if (r) return r;
       yield 'dmirror_migrate_to_device: after migrate_vma_setup';
@@ -266,7 +277,7 @@ export function* dmirrorMigrateToDevice(dm: Dmirror, cmd: DmirrorCmd, userMm: Mm
       yield 'dmirror_migrate_to_device: after dmirror_migrate_alloc_and_copy';
       yield* migrateVmaPages(core, args);
       yield 'dmirror_migrate_to_device: after migrate_vma_pages';
-      yield* dmirrorMigrateFinalizeAndMap(args, dm);
+      yield* dmirrorMigrateFinalizeAndMap(args, dm, seq);
       yield* migrateVmaFinalize(core, args);
       return 0;
     });

@@ -32,7 +32,14 @@ export const MODEL_FIXES: readonly ModelFixSwitch[] = [
     fn: 'dmirror_migrate_finalize_and_map',
     pkg: 'test-hmm',
     title:
-      'MIGRATE_TO_DEV maps the migrated pages into the mirror without checking the interval notifier sequence, so an invalidation during the migration (MADV_DONTNEED of a page of it) leaves a stale mirror entry; fixed: mmu_interval_read_begin() before migrate_vma_setup(), mmu_interval_read_retry() under dmirror->mutex',
+      "MIGRATE_TO_DEV maps the migrated pages into the mirror without checking the interval notifier sequence, so an invalidation during the migration (MADV_DONTNEED of a page of it) leaves a stale mirror entry; fixed: the mirror counts the invalidations it takes (its own device's migrations aside) and maps nothing if one happened since migrate_vma_setup()",
+  },
+  {
+    id: 'K3',
+    fn: 'dmirror_interval_invalidate',
+    pkg: 'test-hmm',
+    title:
+      'the mirror ignores every MMU_NOTIFY_MIGRATE of its own device, so a READ/WRITE ioctl racing a migration of the same range uses the source page the migration already copied: a device write is lost; fixed: own-device migrations invalidate the mirror too',
   },
 ];
 

@@ -135,6 +135,11 @@ function bounceFree(core: Core, bounce: Bounce): void {
 export class Dmirror {
   /** Models the xarray `pt`: vpn -> pfn * 4 + tag. */
   readonly pt = new MirrorTable();
+  /**
+   * Model-only (fix K2): invalidations other than this device's own migrations, counted under
+   * the mutex; MIGRATE_TO_DEV maps nothing when one happened since its migrate_vma_setup().
+   */
+  foreignInvalidations = 0;
   /** Models dmirror->notifier (over [0, 2^47) of the opener's mm). */
   readonly notifier: MmuIntervalNotifier;
   /** Models dmirror->flags (HMM_DMIRROR_FLAG_*). */
@@ -211,10 +216,14 @@ export class Dmirror {
    * (MMU_NOTIFY_MIGRATE with owner == mdevice); otherwise bump the sequence and erase the range.
    */
   *invalidate(sub: MmuIntervalNotifier, range: MmuNotifierRange, curSeq: number): KGen<boolean> {
-    if (range.event === MMU_NOTIFY_MIGRATE && range.owner === this.mdevice) return true;
+    // v6.19 ignores its own device's migrations ("handled as part of the migration process"),
+    // which holds only for the migrating ioctl itself; fix K3 (README, Findings) invalidates.
+    const own = range.event === MMU_NOTIFY_MIGRATE && range.owner === this.mdevice;
+    if (own && !this.core.fixed('K3')) return true;
     yield* this.lock('dmirror_interval_invalidate');
     mmuIntervalSetSeq(sub, curSeq);
     this.doUpdate(range.start, range.end);
+    if (!own) this.foreignInvalidations++;
     this.unlock('dmirror_interval_invalidate');
     return true;
   }

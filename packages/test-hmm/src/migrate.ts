@@ -13,8 +13,6 @@ import {
   ModelBug,
   mmapReadLock,
   mmapReadUnlock,
-  mmuIntervalReadBegin,
-  mmuIntervalReadRetry,
   PAGE_SIZE,
   PTRS_PER_TABLE,
   VM_FAULT_OOM,
@@ -191,9 +189,9 @@ function allocAndCopy(args: MigrateVma, dm: Dmirror, runs: CopyRuns): void {
 /**
  * Models dmirror_migrate_finalize_and_map(): map every migrated destination's backing pages
  * into the mirror, tagged WRITE iff dst carried MIGRATE_PFN_WRITE. v6.19 maps whatever
- * happened meanwhile; with fix switch K2 (README, Findings) `seq` is the notifier sequence read
- * before migrate_vma_setup() and nothing is mapped when an invalidation moved it (the device
- * faults the range in later through hmm_range_fault()).
+ * happened meanwhile; with fix switch K2 (README, Findings) `seq` is the mirror's count of
+ * foreign invalidations taken before migrate_vma_setup() and nothing is mapped when one happened
+ * since (the device faults the range in later through hmm_range_fault()).
  */
 export function* dmirrorMigrateFinalizeAndMap(args: MigrateVma, dm: Dmirror, seq = -1): KGen<number> {
   const core = dm.core;
@@ -201,7 +199,7 @@ export function* dmirrorMigrateFinalizeAndMap(args: MigrateVma, dm: Dmirror, seq
   const startVpn = args.start / PAGE_SIZE;
   const endVpn = args.end / PAGE_SIZE;
   yield* dm.lock('dmirror_migrate_finalize_and_map');
-  if (seq >= 0 && mmuIntervalReadRetry(dm.notifier, seq)) {
+  if (seq >= 0 && dm.foreignInvalidations !== seq) {
     dm.unlock('dmirror_migrate_finalize_and_map');
     return 0;
   }
@@ -267,8 +265,8 @@ export function* dmirrorMigrateToDevice(dm: Dmirror, cmd: DmirrorCmd, userMm: Mm
         pgmapOwner: dm.mdevice,
         flags: MIGRATE_VMA_SELECT_SYSTEM | MIGRATE_VMA_SELECT_COMPOUND,
       });
-      // Fix K2: the sequence the mirror update is checked against.
-      const seq = core.fixed('K2') ? yield* mmuIntervalReadBegin(core, dm.notifier) : -1;
+      // Fix K2: the invalidation count the mirror update is checked against.
+      const seq = core.fixed('K2') ? dm.foreignInvalidations : -1;
       const r = yield* migrateVmaSetup(core, args);
       if (r) return r;
       yield 'dmirror_migrate_to_device: after migrate_vma_setup';

@@ -41,6 +41,13 @@ export const MODEL_FIXES: readonly ModelFixSwitch[] = [
     title:
       'the mirror ignores every MMU_NOTIFY_MIGRATE of its own device, so a READ/WRITE ioctl racing a migration of the same range uses the source page the migration already copied: a device write is lost; fixed: own-device migrations invalidate the mirror too',
   },
+  {
+    id: 'K4',
+    fn: 'nouveau_dmem_migrate_chunk',
+    pkg: 'nouveau-dmem',
+    title:
+      'the GPU entries are built before migrate_vma_pages() and mapped after it unchecked, so a slot it refuses (the CPU populated a hole meanwhile) is mapped to VRAM that migrate_vma_finalize() frees: the GPU reads zeros; fixed: refused slots are not mapped',
+  },
 ];
 
 /** Model-only: an unknown fix id (a one-line message listing the known ids). */

@@ -111,7 +111,8 @@ export function nouveauDmemMigrateCopyOne(
  * allocated folio, unmap DMA, migrate_vma_finalize().
  *
  * Like the kernel, the GPU entries are built before migrate_vma_pages() and not re-checked: a
- * slot that migrate_vma_pages() refuses still gets its VRAM entry mapped into the GPU.
+ * slot that migrate_vma_pages() refuses still gets its VRAM entry mapped into the GPU (README,
+ * Findings 4); fix switch K4 maps nothing for such a slot.
  */
 export function* nouveauDmemMigrateChunk(
   drm: NouveauDrm,
@@ -138,7 +139,11 @@ export function* nouveauDmemMigrateChunk(
   yield 'nouveau_dmem_migrate_chunk: copies issued, before migrate_vma_pages';
   yield* migrateVmaPages(core, args);
   for (let k = 0; k < args.npages; k++) {
-    if (migratePfnToPage(args.dst[k]) < 0 || !(mpfnFlags(args.src[k]) & MIGRATE_PFN_MIGRATE)) continue;
+    if (migratePfnToPage(args.dst[k]) < 0) continue;
+    if (!(mpfnFlags(args.src[k]) & MIGRATE_PFN_MIGRATE)) {
+      if (core.fixed('K4')) pfns[k] = NVIF_VMM_PFNMAP_V0_NONE;
+      continue;
+    }
     if (mpfnFlags(args.dst[k]) & MIGRATE_PFN_COMPOUND) {
       res.thps++;
       res.migratedPages += HPAGE_PMD_NR;

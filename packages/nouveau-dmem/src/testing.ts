@@ -37,11 +37,18 @@ export interface Rig {
  * Models booting a machine with a nouveau GPU and starting one SVM client. The invariant
  * checkers run after every syscall and ioctl unless `checkEach` is false.
  */
-export function rig(opts: NouveauDmemOptions & { checkEach?: boolean; bugs?: readonly string[] } = {}): Rig {
+export function rig(
+  opts: NouveauDmemOptions & {
+    checkEach?: boolean;
+    bugs?: readonly string[];
+    fixes?: readonly string[];
+  } = {},
+): Rig {
   const k = new Kernel({
     ramBytes: 512 << 20,
     checkInvariants: opts.checkEach ?? true,
     bugs: opts.bugs ?? [],
+    fixes: opts.fixes ?? [],
   });
   installMmCoreChecker(k);
   const drm = createNouveauDmem(k, opts);

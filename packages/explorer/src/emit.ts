@@ -35,8 +35,10 @@ export function shellScript(rep: ReproducerText, title: string): string {
 }
 
 function scenarioLiteral(sc: Scenario): string {
-  const ops = (l: Scenario['ops']) => l.map((op) => `'${describeOp(op)}'`).join(',\n    ');
-  return `{\n  procs: ${sc.procs},\n  threads: ${sc.threads},\n  checkEvery: ${sc.checkEvery ?? 64},\n  prelude: [\n    ${ops(sc.prelude)},\n  ],\n  ops: [\n    ${ops(sc.ops)},\n  ],\n}`;
+  // An empty list is `[]` (a lone comma would make a sparse array).
+  const ops = (l: Scenario['ops']) =>
+    l.length ? `[\n    ${l.map((op) => `'${describeOp(op)}'`).join(',\n    ')},\n  ]` : '[]';
+  return `{\n  procs: ${sc.procs},\n  threads: ${sc.threads},\n  checkEvery: ${sc.checkEvery ?? 64},\n  prelude: ${ops(sc.prelude)} as string[],\n  ops: ${ops(sc.ops)} as string[],\n}`;
 }
 
 /** A regular expression that matches the finding's first line (escaped, addresses generalised). */
@@ -71,7 +73,7 @@ const scenario: Scenario = {
 const schedule = '${rep.trace}';
 
 describe('bug zoo: ${id}', () => {
-  it('with the bug switched on, the reproducer finds it', () => {
+  it('the reproducer reports the finding (with the bug and fix switches of the run)', () => {
     const r = runScenario(scenario, { schedule, bugs: ${bugs}${fixes} });
     expect(r.finding?.message).toMatch(/${findingPattern(rep.finding.message)}/);
   });

@@ -75,6 +75,18 @@ function same(core: Core, t: number, i: number, lo: number, hi: number): boolean
 }
 
 /**
+ * Models pte_offset_map_lock()'s re-read of the PMD after a sleep: true while the PMD of addr
+ * still maps PTE table `pteT` (a collapse meanwhile made it huge and deposited the table; the
+ * kernel's lookup then fails and the fault retries).
+ */
+function pmdStillMaps(core: Core, mm: Vma['mm'], addr: number, pteT: number): boolean {
+  const pmdT = pmdTableOf(core, mm, addr, false);
+  if (pmdT < 0) return false;
+  const lo = ptLo(core, pmdT, pmdIndex(addr));
+  return entryPresent(lo) && !entryHuge(lo) && entryPfn(lo, ptHi(core, pmdT, pmdIndex(addr))) === pteT;
+}
+
+/**
  * Models do_anonymous_page(): the zero page for reads, a new exclusive anonymous page for
  * writes (the allocation may sleep); under the PTE lock the PTE must still be none.
  */
@@ -93,6 +105,10 @@ function* doAnonymousPage(core: Core, vma: Vma, pteT: number, addr: number, flag
   const pfn = allocFolio(core, 0, true);
   if (pfn < 0) return VM_FAULT_OOM;
   yield 'do_anonymous_page: page allocated, PTE lock not taken';
+  if (!pmdStillMaps(core, vma.mm, addr, pteT)) {
+    folioPut(core, pfn);
+    return 0;
+  }
   const ptl = pteLock(core, pteT, 'do_anonymous_page');
   if (!same(core, pteT, i, 0, 0)) {
     ptlUnlock(core, ptl, 'do_anonymous_page');

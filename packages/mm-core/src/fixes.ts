@@ -48,6 +48,13 @@ export const MODEL_FIXES: readonly ModelFixSwitch[] = [
     title:
       'the GPU entries are built before migrate_vma_pages() and mapped after it unchecked, so a slot it refuses (the CPU populated a hole meanwhile) is mapped to VRAM that migrate_vma_finalize() frees: the GPU reads zeros; fixed: refused slots are not mapped',
   },
+  {
+    id: 'K5',
+    fn: 'dmirror_fops_release',
+    pkg: 'test-hmm',
+    title:
+      'the CVE-2026-46280 fix evicts each chunk once, and migrate_device_range() skips pages it cannot trylock: a page a racing CPU fault or migration holds stays on the device naming the freed mirror (use-after-free in dmirror_devmem_fault); fixed: wait for such pages and evict again',
+  },
 ];
 
 /** Model-only: an unknown fix id (a one-line message listing the known ids). */

@@ -402,6 +402,43 @@ export class DmirrorDevice {
     }
   }
 
+  /**
+   * Fix K5 (README, Findings): after dmirror_fops_release()'s one eviction pass, the pages of
+   * this device that still name mirror `id` in their backing page's zone_device_data (pages a
+   * racing fault or migration held locked, which migrate_device_range() skipped): wait for the
+   * lock and evict their chunk again, until none is left or a pass makes no progress.
+   */
+  *evictNamed(id: number): KGen {
+    for (let before = Number.POSITIVE_INFINITY; ; ) {
+      let named = 0;
+      let locked = 0;
+      let chunkOf: DmirrorChunk | null = null;
+      for (const chunk of this.chunks) {
+        if (chunk.pagemap.refs === 0) continue;
+        for (const p of this.namedHeads(chunk, id)) {
+          named++;
+          chunkOf ??= chunk;
+          if (!locked && this.core.map.flags[p] & PG_locked) locked = p;
+        }
+      }
+      if (!named || !chunkOf) return;
+      if (locked) yield* folioWaitLocked(this.core, locked, 'dmirror_fops_release: folio locked by a fault');
+      else if (named >= before) return;
+      before = named;
+      yield* this.evictChunk(chunkOf);
+    }
+  }
+
+  /** Model-only: the allocated folio heads of `chunk` whose backing page names mirror `id`. */
+  private *namedHeads(chunk: DmirrorChunk, id: number): Generator<number> {
+    const m = this.core.map;
+    for (let p = chunk.pagemap.startPfn; p < chunk.pagemap.endPfn; p++) {
+      if (m.head[p] !== p || m.refcount[p] === 0) continue;
+      const r = this.backingPage(p);
+      if (r && m.priv[m.head[r]] === id) yield p;
+    }
+  }
+
   /** Model-only: an allocated, locked folio head of the chunk (0 if none). */
   private lockedPage(chunk: DmirrorChunk): number {
     const m = this.core.map;

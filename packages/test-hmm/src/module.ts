@@ -238,7 +238,10 @@ export function installDmirror(kernel: Kernel, opts: DmirrorOptions = {}): Dmirr
         const dm = file.privateData;
         if (!(dm instanceof Dmirror)) return;
         mmuIntervalNotifierRemove(dm.notifier);
-        if (!core.bug('F23')) for (const chunk of [...dev.chunks]) yield* dev.evictChunk(chunk);
+        if (!core.bug('F23')) {
+          for (const chunk of [...dev.chunks]) yield* dev.evictChunk(chunk);
+          if (core.fixed('K5')) yield* dev.evictNamed(dm.id);
+        }
         dm.pt.clear();
         mirrors.delete(dm.id);
         freedMirrors.add(dm.id);

@@ -1,5 +1,6 @@
 /**
- * Regressions from `pnpm fuzz --seed 20261204 --ops 20000 --workers 2` on the fixed model: each
+ * Regressions from `pnpm fuzz --seed 20261204 --ops 20000 --workers 2` and from `pnpm bugs`'
+ * baselines on the fixed model: each
  * minimal reproducer is a shell script beside this file (`pnpm shell --script <file>` replays it).
  * The kernel findings reproduce with their fix switch off and are clean with every fix on; the
  * model bugs are clean under their trace and other schedules.
@@ -50,6 +51,17 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
     const r = runScenario(sc, { schedule, fixes });
     expect(r.finding?.message).toMatch(
       /^GPU read of p0 at 0x[0-9a-f]+: read 0x0, the oracle says 0x[0-9a-f]+$/,
+    );
+    for (const s of [schedule, ...OTHER])
+      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+  });
+
+  it('K5: with the fix off a device page outlives its mirror (use-after-free); with every fix on the run is clean', () => {
+    const { sc, schedule, fixes } = load('./k5-release-uaf.hmm');
+    expect(fixes).not.toContain('K5');
+    const r = runScenario(sc, { schedule, fixes });
+    expect(r.finding?.message).toMatch(
+      /^kernel VM_BUG_ON \(modelled\): use-after-free: .* in dmirror_devmem_fault/,
     );
     for (const s of [schedule, ...OTHER])
       expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();

@@ -4,7 +4,8 @@
  * hunts it with a fixed budget (the campaign of `pnpm fuzz`, with the operations the bug's Fixes
  * scenario names), then runs the same campaign with no switch on, which must find nothing.
  * One line per bug, then `bug zoo: K/N found`; exit 0 only when every bug is found and every
- * baseline is clean. `--write` keeps each bug's minimal reproducer as a regression test.
+ * baseline is clean. `--write` keeps each bug's minimal reproducer as a shell script, which
+ * src/regressions/zoo.test.ts replays as a regression test.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -12,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { KERNEL_BUGS } from '@hmm-model/mm-core';
 import { bugList, type OptSpec, parseArgs, UsageError } from './args.js';
-import { shellScript, zooRegressionTest } from './emit.js';
+import { shellScript } from './emit.js';
 import type { HuntJob, HuntReport } from './hunt-worker.js';
 import { runHuntJob } from './hunt-worker.js';
 import { ZOO, zooEntry } from './zoo.js';
@@ -35,8 +36,9 @@ const HELP = `usage: pnpm bugs [--list] [--bug ID ...] [--seed N] [--runs N] [--
                  [--workers N] [--write] [--out DIR] [--no-baseline]
   --runs N     schedules per bug (default 300), also the baseline's budget
   --time T     time per bug at most (default 90s)
-  --write      write each found bug's minimal reproducer: a vitest regression file and a
-               shell script (default directory: packages/explorer/src/regressions)`;
+  --write      write each found bug's minimal reproducer as a shell script, <ID>.hmm
+               (default directory: packages/explorer/src/regressions, where zoo.test.ts
+               replays every one as a regression test)`;
 
 function list(): void {
   const w = Math.max(...KERNEL_BUGS.map((b) => b.fixes.length));
@@ -151,7 +153,6 @@ async function main(argv: readonly string[]): Promise<number> {
     for (const z of entries) {
       const h = hunts.get(z.id);
       if (!h?.reproducer) continue;
-      writeFileSync(join(dir, `${z.id}.test.ts`), zooRegressionTest(h.reproducer, z.id, h.title));
       writeFileSync(join(dir, `${z.id}.hmm`), shellScript(h.reproducer, `bug ${z.id}: ${h.title}`));
     }
     console.log(`reproducers written to ${dir}`);

@@ -9,6 +9,7 @@ export * from './explore.js';
 export * from './generate.js';
 export * from './ops.js';
 export * from './oracle.js';
+export * from './reproducer.js';
 export * from './run.js';
 export * from './shrink.js';
 export * from './world.js';

@@ -7,28 +7,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { parseOp } from '../ops.js';
+import { parseReproducer } from '../reproducer.js';
 import { runScenario, type Scenario } from '../run.js';
-import { ALL_FIXES } from '../world.js';
 
-/** The scenario, schedule and fix switches of an explorer shell script. */
+/** The scenario, schedule and fix switches of a reproducer beside this file. */
 function load(name: string): { sc: Scenario; schedule: string; fixes: readonly string[] } {
-  const lines = readFileSync(new URL(name, import.meta.url), 'utf8').split('\n');
-  const rest = (p: string) => lines.filter((l) => l.startsWith(p)).map((l) => l.slice(p.length));
-  const machine = rest('explore machine ')[0] ?? '';
-  const opt = (k: string) => new RegExp(`${k}=(\\S+)`).exec(machine)?.[1];
-  const fixes = opt('fixes');
-  return {
-    sc: {
-      procs: Number(opt('procs') ?? 3),
-      threads: Number(opt('threads') ?? 2),
-      checkEvery: Number(opt('check-every') ?? 64),
-      prelude: rest('explore prelude ').map(parseOp),
-      ops: rest('explore op ').map(parseOp),
-    },
-    schedule: rest('explore schedule ')[0] ?? 'coop',
-    fixes: fixes === undefined ? ALL_FIXES : fixes === 'none' ? [] : fixes.split(','),
-  };
+  const rep = parseReproducer(readFileSync(new URL(name, import.meta.url), 'utf8'));
+  return { sc: rep.scenario, schedule: rep.schedule, fixes: rep.fixes };
 }
 
 const OTHER = ['coop', 'random:seed=1,p=0.5', 'pct:seed=2,d=2,k=400'];

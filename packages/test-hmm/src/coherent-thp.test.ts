@@ -1,32 +1,11 @@
-import {
-  installMmCoreChecker,
-  Kernel,
-  MADV_HUGEPAGE,
-  MEMORY_DEVICE_COHERENT,
-  PAGE_SIZE,
-  PM_PRESENT,
-  PMD_SIZE,
-  PROT_READ,
-  PROT_WRITE,
-  pagemapEntry,
-} from '@hmm-model/mm-core';
+import { MEMORY_DEVICE_COHERENT, PAGE_SIZE, PM_PRESENT, PMD_SIZE, pagemapEntry } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
-import { installDmirror } from './module.js';
-import { fillInts, hmmBuffer, hmmDmirrorCmd, hmmOpen, intsEqual } from './test-util.js';
+import { hmmDmirrorCmd, intsEqual, thpMachine } from './test-util.js';
 import { HMM_DMIRROR_MIGRATE_TO_DEV, HMM_DMIRROR_RELEASE } from './uapi.js';
 
 /** A coherent dmirror (minor 2) machine, with the model's fix switches `fixes`. */
 function coherentThp(fixes: string[]) {
-  const k = new Kernel({ ramBytes: 512 << 20, fixes });
-  k.checkInvariants = true;
-  installMmCoreChecker(k);
-  const mod = installDmirror(k, { coherent: true });
-  const p = k.spawn();
-  const fd = hmmOpen(p, 2);
-  const buf = hmmBuffer(p, 2 * PMD_SIZE, PROT_READ | PROT_WRITE, PMD_SIZE);
-  buf.ptr = Math.ceil(buf.ptr / PMD_SIZE) * PMD_SIZE;
-  expect(p.madvise(buf.ptr, PMD_SIZE, MADV_HUGEPAGE)).toBe(0);
-  fillInts(p, buf.ptr, PMD_SIZE / 4, (i) => i * 3);
+  const { k, mod, p, fd, buf } = thpMachine(fixes, 2, true, (i) => i * 3);
   // The module's initial coherent chunk has small pages only, and a second chunk cannot be added
   // over the same special-purpose range: RELEASE removes it, so the next allocation for a THP
   // creates a chunk of large folios there.

@@ -1,16 +1,6 @@
-import {
-  installMmCoreChecker,
-  Kernel,
-  MADV_HUGEPAGE,
-  PAGE_SIZE,
-  PMD_SIZE,
-  PROT_READ,
-  PROT_WRITE,
-  parseSchedule,
-} from '@hmm-model/mm-core';
+import { PAGE_SIZE, PMD_SIZE, parseSchedule } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
-import { installDmirror } from './module.js';
-import { fillInts, hmmBuffer, hmmDmirrorCmd, hmmOpen } from './test-util.js';
+import { fillInts, hmmDmirrorCmd, thpMachine } from './test-util.js';
 import { encodeCmd, HMM_DMIRROR_CMD_SIZE, HMM_DMIRROR_MIGRATE_TO_DEV, HMM_DMIRROR_WRITE } from './uapi.js';
 
 const NPAGES = PMD_SIZE / PAGE_SIZE;
@@ -21,16 +11,7 @@ const NPAGES = PMD_SIZE / PAGE_SIZE;
  * afterwards is not what the (successful) WRITE wrote.
  */
 function raceOnce(fixes: string[], seed: number): number {
-  const k = new Kernel({ ramBytes: 512 << 20, fixes });
-  k.checkInvariants = true;
-  installMmCoreChecker(k);
-  const mod = installDmirror(k, { coherent: false });
-  const p = k.spawn();
-  const fd = hmmOpen(p, 0);
-  const buf = hmmBuffer(p, 2 * PMD_SIZE, PROT_READ | PROT_WRITE, PMD_SIZE);
-  buf.ptr = Math.ceil(buf.ptr / PMD_SIZE) * PMD_SIZE;
-  expect(p.madvise(buf.ptr, PMD_SIZE, MADV_HUGEPAGE)).toBe(0);
-  fillInts(p, buf.ptr, PMD_SIZE / 4, (i) => i + 1);
+  const { k, mod, p, fd, buf } = thpMachine(fixes, 0, false, (i) => i + 1);
   // The device's data for the WRITE, and its command, in memory of their own.
   const src = p.malloc(PMD_SIZE);
   fillInts(p, src, PMD_SIZE / 4, (i) => ~i);

@@ -1,16 +1,6 @@
-import {
-  installMmCoreChecker,
-  Kernel,
-  MADV_DONTNEED,
-  MADV_HUGEPAGE,
-  PAGE_SIZE,
-  PMD_SIZE,
-  PROT_READ,
-  PROT_WRITE,
-} from '@hmm-model/mm-core';
+import { MADV_DONTNEED, PAGE_SIZE, PMD_SIZE } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
-import { installDmirror } from './module.js';
-import { fillInts, hmmBuffer, hmmDmirrorCmd, hmmOpen } from './test-util.js';
+import { hmmDmirrorCmd, thpMachine } from './test-util.js';
 import { HMM_DMIRROR_MIGRATE_TO_DEV, HMM_DMIRROR_READ } from './uapi.js';
 
 const NPAGES = PMD_SIZE / PAGE_SIZE;
@@ -22,16 +12,7 @@ const HOLE = 432;
  * device read at the zapped page (the CPU reads 0 there).
  */
 function raceOnce(fixes: string[], delay: number): { word: number; migrated: number } {
-  const k = new Kernel({ ramBytes: 512 << 20, fixes });
-  k.checkInvariants = true;
-  installMmCoreChecker(k);
-  const mod = installDmirror(k, { coherent: false });
-  const p = k.spawn();
-  const fd = hmmOpen(p, 0);
-  const buf = hmmBuffer(p, 2 * PMD_SIZE, PROT_READ | PROT_WRITE, PMD_SIZE);
-  buf.ptr = Math.ceil(buf.ptr / PMD_SIZE) * PMD_SIZE;
-  expect(p.madvise(buf.ptr, PMD_SIZE, MADV_HUGEPAGE)).toBe(0);
-  fillInts(p, buf.ptr, PMD_SIZE / 4, (i) => i + 1);
+  const { k, mod, p, fd, buf } = thpMachine(fixes, 0, false, (i) => i + 1);
   const hole = buf.ptr + HOLE * PAGE_SIZE;
   const t = p.clone().spawn('dontneed', p.sys.madvise(hole, PAGE_SIZE, MADV_DONTNEED), delay);
   const r = hmmDmirrorCmd(p, fd, HMM_DMIRROR_MIGRATE_TO_DEV, buf, NPAGES);

@@ -5,10 +5,12 @@
 import {
   installMmCoreChecker,
   Kernel,
+  MADV_HUGEPAGE,
   MAP_ANONYMOUS,
   MAP_PRIVATE,
   O_RDWR,
   PAGE_SIZE,
+  PMD_SIZE,
   PROT_READ,
   PROT_WRITE,
   type Process,
@@ -111,4 +113,28 @@ export function dmirrorOf(p: Process, fd: number): Dmirror {
   const dm = p.fds.get(fd)?.privateData;
   if (!(dm instanceof Dmirror)) throw new Error(`fd ${fd} is not a dmirror file`);
   return dm;
+}
+
+/**
+ * A machine with the model's fix switches `fixes`, the checker on and the dmirror module loaded
+ * (`coherent`: with the two coherent devices), /dev/hmm_dmirror<minor> open, and a 2 MiB
+ * PMD-aligned MADV_HUGEPAGE buffer filled with `fill(i)` (one THP).
+ */
+export function thpMachine(
+  fixes: string[],
+  minor: number,
+  coherent: boolean,
+  fill: (i: number) => number,
+): { k: Kernel; mod: DmirrorModule; p: Process; fd: number; buf: HmmBuffer } {
+  const k = new Kernel({ ramBytes: 512 << 20, fixes });
+  k.checkInvariants = true;
+  installMmCoreChecker(k);
+  const mod = installDmirror(k, { coherent });
+  const p = k.spawn();
+  const fd = hmmOpen(p, minor);
+  const buf = hmmBuffer(p, 2 * PMD_SIZE, PROT_READ | PROT_WRITE, PMD_SIZE);
+  buf.ptr = Math.ceil(buf.ptr / PMD_SIZE) * PMD_SIZE;
+  if (p.madvise(buf.ptr, PMD_SIZE, MADV_HUGEPAGE) !== 0) throw new Error('thpMachine: madvise failed');
+  fillInts(p, buf.ptr, PMD_SIZE / 4, fill);
+  return { k, mod, p, fd, buf };
 }

@@ -52,6 +52,12 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
       expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
   });
 
+  it('fork restores a device-exclusive entry with the VMA protection (PROT_NONE stays inaccessible)', () => {
+    const { sc, schedule } = load('./exclusive-fork-protnone.hmm');
+    for (const s of [schedule, ...OTHER])
+      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+  });
+
   it('a write fault racing MADV_COLLAPSE no longer leaks an rss count into a deposited table', () => {
     const { sc, schedule } = load('./collapse-fault-rss.hmm');
     for (const s of [schedule, ...OTHER])

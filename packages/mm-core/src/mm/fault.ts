@@ -274,7 +274,9 @@ function* removeDeviceExclusive(
     const ptl = pteLock(core, pteT, 'remove_device_exclusive_entry');
     if (same(core, pteT, i, lo, hi)) {
       const canWrite = (vma.flags & VM_WRITE) !== 0 && (core.map.flags[pfn] & PG_anon_exclusive) !== 0;
-      ptSet(core, pteT, i, mkPteLo(pfn, canWrite, canWrite, true), hi);
+      // restore_exclusive_pte(): the protection is vma->vm_page_prot's.
+      const none = !(vma.flags & (VM_READ | VM_WRITE | VM_EXEC));
+      ptSet(core, pteT, i, mkPteLo(pfn, canWrite && !none, canWrite && !none, true, none), hi);
     }
     ptlUnlock(core, ptl, 'remove_device_exclusive_entry');
   });

@@ -52,11 +52,14 @@ import {
   MMU_NOTIFY_PROTECTION_PAGE,
   MmStruct,
   VM_DONTCOPY,
+  VM_EXEC,
   VM_HUGETLB,
   VM_MAYWRITE,
   VM_MIXEDMAP,
   VM_PFNMAP,
+  VM_READ,
   VM_SHARED,
+  VM_WRITE,
   Vma,
 } from './types.js';
 
@@ -99,8 +102,10 @@ function copyPte(core: Core, src: Vma, dst: Vma, sT: number, dT: number, addr: n
       return true;
     }
     if (type === SWP_DEVICE_EXCLUSIVE) {
-      // Models try_restore_exclusive_pte(): make it a normal PTE again, then copy that.
-      lo = mkPteLo(pfn, false, false, true);
+      // Models try_restore_exclusive_pte(): make it a normal PTE again, then copy that. The
+      // protection is the VMA's now (restore_exclusive_pte() takes vma->vm_page_prot): an
+      // mprotect(PROT_NONE) since the entry was made leaves it inaccessible.
+      lo = mkPteLo(pfn, false, false, true, !(src.flags & (VM_READ | VM_WRITE | VM_EXEC)));
       ptSet(core, sT, i, lo, hi);
     } else {
       ptSet(core, dT, i, lo, hi);

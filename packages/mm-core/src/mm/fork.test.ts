@@ -10,6 +10,7 @@ import {
   O_RDWR,
   PAGE_SIZE,
   PMD_SIZE,
+  PROT_NONE,
   PROT_READ,
   PROT_WRITE,
 } from '../constants.js';
@@ -18,6 +19,8 @@ import { entryPfn } from '../pgtable/entry.js';
 import { PG_anon_exclusive } from '../phys/memmap.js';
 import type { Process } from '../process.js';
 import { machine } from '../testing/helpers.js';
+import { makeDeviceExclusive, releaseDeviceExclusive } from './gup.js';
+import { mmapReadLock, mmapReadUnlock } from './locking.js';
 import { pteIndex, pteTableOf, ptHi, ptLo, readPmd } from './pgtable.js';
 
 const RW = PROT_READ | PROT_WRITE;
@@ -122,5 +125,30 @@ describe('fork(2) (dup_mmap, copy_page_range)', () => {
     c.exit(0);
     expect(k.core.hugetlb.free.length).toBe(free);
     expect(k.check()).toEqual([]);
+  });
+
+  it('fork restores a device-exclusive entry with the VMA protection: after mprotect(PROT_NONE) it stays inaccessible', () => {
+    const k = machine();
+    const p = k.spawn();
+    const a = p.mmap(0, PAGE_SIZE, RW, ANON);
+    p.writeI32(a, 7);
+    const owner = { name: 'test device' };
+    const pfn = k.core.sched.runSync(
+      (function* () {
+        yield* mmapReadLock(k.core, p.mm, 'test');
+        const r = yield* makeDeviceExclusive(k.core, p.mm, a, owner);
+        mmapReadUnlock(k.core, p.mm, 'test');
+        return r;
+      })(),
+      'make_device_exclusive',
+    );
+    expect(pfn).toBeGreaterThan(0);
+    releaseDeviceExclusive(k.core, pfn);
+    expect(p.mprotect(a, PAGE_SIZE, PROT_NONE)).toBe(0);
+    expect(p.fork()).toBeGreaterThan(0);
+    // The checker sees no accessible PTE in the PROT_NONE VMA, in the parent or in the child.
+    expect(k.check()).toEqual([]);
+    expect(p.mprotect(a, PAGE_SIZE, PROT_READ)).toBe(0);
+    expect(p.readI32(a)).toBe(7);
   });
 });

@@ -361,6 +361,13 @@ function* collectPtes(
           push(mig, 0);
           continue;
         }
+        // is_device_coherent_page() reads folio->pgmap: NULL after a v6.19 split of a coherent
+        // folio (mm-core fix switch K6).
+        if (page >= 0 && m.flags[page] & PG_zone_device && !core.pgmapOf(page))
+          throw new KernelBug(
+            'migrate_vma_collect_pmd',
+            'NULL pointer dereference: is_device_coherent_page() on a split device-coherent folio whose pgmap the split cleared',
+          );
         if (
           page >= 0 &&
           m.flags[page] & PG_zone_device &&

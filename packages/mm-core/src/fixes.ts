@@ -55,6 +55,13 @@ export const MODEL_FIXES: readonly ModelFixSwitch[] = [
     title:
       'the CVE-2026-46280 fix evicts each chunk once, and migrate_device_range() skips pages it cannot trylock: a page a racing CPU fault or migration holds stays on the device naming the freed mirror (use-after-free in dmirror_devmem_fault); fixed: wait for such pages and evict again',
   },
+  {
+    id: 'K6',
+    fn: '__split_folio_to_order',
+    pkg: 'mm-core',
+    title:
+      'splitting a device-coherent large folio (a partial MADV_COLD of a PMD-mapped coherent THP) leaves the new folios without their pgmap (zone_device_private_split_cb() handles device-private folios only), and the next page_pgmap() dereferences NULL; fixed: the pgmap is copied to every new folio',
+  },
 ];
 
 /** Model-only: an unknown fix id (a one-line message listing the known ids). */

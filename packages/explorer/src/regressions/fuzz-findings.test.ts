@@ -52,6 +52,15 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
       expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
   });
 
+  it('K6: with the fix off a split coherent THP has no pgmap (NULL dereference); with every fix on the run is clean', () => {
+    const { sc, schedule, fixes } = load('./k6-coherent-split.hmm');
+    expect(fixes).not.toContain('K6');
+    const r = runScenario(sc, { schedule, fixes });
+    expect(r.finding?.message).toMatch(/NULL pointer dereference: is_device_coherent_page\(\)/);
+    for (const s of [schedule, ...OTHER])
+      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+  });
+
   it('fork restores a device-exclusive entry with the VMA protection (PROT_NONE stays inaccessible)', () => {
     const { sc, schedule } = load('./exclusive-fork-protnone.hmm');
     for (const s of [schedule, ...OTHER])

@@ -9,7 +9,14 @@ import {
   folioUnlock,
   splitFolioMeta,
 } from '../folio.js';
-import { PG_anon, PG_deferred_split, PG_head, PG_locked, PG_partially_mapped } from '../phys/memmap.js';
+import {
+  PG_anon,
+  PG_deferred_split,
+  PG_head,
+  PG_locked,
+  PG_partially_mapped,
+  PG_zone_device,
+} from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
 import { removeMigrationPtes, rmapLockOf, TTU_SPLIT_HUGE_PMD, tryToMigrate } from './rmap.js';
 
@@ -35,6 +42,18 @@ function deviceSplitCallbacks(core: Core, head: number, heads: number[]): void {
 }
 
 /**
+ * A device-coherent folio's split: zone_device_private_split_cb() handles device-private folios
+ * only, so v6.19 leaves every new folio but the first with the pgmap the split wiped (NULL: it
+ * shares storage with compound_head). Fix switch K6 copies it from the head, as the private
+ * path's default does.
+ */
+function coherentSplitPgmap(core: Core, head: number, heads: number[]): void {
+  const m = core.map;
+  if (!core.fixed('K6') || !(m.flags[head] & PG_zone_device)) return;
+  for (const h of heads) m.pgmap[h] = m.pgmap[head];
+}
+
+/**
  * Models folio_split_unmapped() (mm/huge_memory.c, the split-during-migration helper): split a
  * locked, unmapped, large anonymous folio holding exactly `1 + extraRefs` references into
  * folios of newOrder. Every piece stays locked, unmapped, with refcount 1; device-private
@@ -52,6 +71,7 @@ export function folioSplitUnmapped(core: Core, head: number, newOrder = 0, extra
   const refs = m.refcount[head];
   const heads = splitFolioMeta(core, head, newOrder);
   if (device) deviceSplitCallbacks(core, head, heads);
+  else coherentSplitPgmap(core, head, heads);
   for (const h of heads) m.refcount[h] = h === head ? refs : 1;
   return 0;
 }
@@ -100,6 +120,7 @@ function* splitFolioMappedLocked(core: Core, head: number, lockAt: number, newOr
   m.flags[head] &= ~(PG_deferred_split | PG_partially_mapped);
   const heads = splitFolioMeta(core, head, newOrder);
   if (device) deviceSplitCallbacks(core, head, heads);
+  else coherentSplitPgmap(core, head, heads);
   for (const h of heads) m.refcount[h] = 1;
   if (order === HPAGE_PMD_ORDER) core.vmstat.thp_split_page++;
   for (const h of heads) yield* removeMigrationPtes(core, h, h, true);

@@ -152,9 +152,20 @@ function collapsible(core: Core, pteT: number): number {
   return 0;
 }
 
-/** Models madvise_need_mmap_write(): advices that change VMA flags take the mmap_lock for write. */
+/**
+ * Models madvise_need_mmap_write(): advices that change VMA flags take the mmap_lock for write.
+ * MADV_COLLAPSE too, in the model: collapse_huge_page() drops the read lock and collapses under
+ * mmap_write_lock(); the model holds the write lock for the whole advice (the scan cannot
+ * interleave with faults, which it could in the kernel, but the collapse itself is excluded as
+ * there: with the read lock only, a racing fault or zap reached the table being deposited).
+ */
 function needMmapWrite(advice: number): boolean {
-  return advice === MADV_NORMAL || advice === MADV_HUGEPAGE || advice === MADV_NOHUGEPAGE;
+  return (
+    advice === MADV_NORMAL ||
+    advice === MADV_HUGEPAGE ||
+    advice === MADV_NOHUGEPAGE ||
+    advice === MADV_COLLAPSE
+  );
 }
 
 /**

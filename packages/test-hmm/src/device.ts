@@ -380,14 +380,10 @@ export class DmirrorDevice {
         // migrate_device_range() skips folios it cannot trylock: a migration in flight keeps
         // them, and memunmap_pages() below waits for them forever. The fixed variant waits for
         // the lock and evicts again.
-        for (let before = Number.POSITIVE_INFINITY; this.evictUntilEmpty && chunk.pagemap.refs > 0; ) {
-          const busy = this.lockedPage(chunk);
-          if (busy)
-            yield* folioWaitLocked(this.core, busy, 'dmirror chunk removal: folio locked by a migration');
-          else if (chunk.pagemap.refs >= before) break;
-          before = chunk.pagemap.refs;
-          yield* this.evictChunk(chunk);
-        }
+        if (this.evictUntilEmpty)
+          yield* this.evictAgain('dmirror chunk removal: folio locked by a migration', () =>
+            chunk.pagemap.refs ? { left: chunk.pagemap.refs, locked: this.lockedPage(chunk), chunk } : null,
+          );
         yield* memunmapPages(this.core, chunk.pagemap);
         this.chunkByPgmap.delete(chunk.pagemap.id);
       }
@@ -409,23 +405,38 @@ export class DmirrorDevice {
    * lock and evict their chunk again, until none is left or a pass makes no progress.
    */
   *evictNamed(id: number): KGen {
-    for (let before = Number.POSITIVE_INFINITY; ; ) {
-      let named = 0;
+    yield* this.evictAgain('dmirror_fops_release: folio locked by a fault', () => {
+      let left = 0;
       let locked = 0;
-      let chunkOf: DmirrorChunk | null = null;
+      let first: DmirrorChunk | null = null;
       for (const chunk of this.chunks) {
         if (chunk.pagemap.refs === 0) continue;
         for (const p of this.namedHeads(chunk, id)) {
-          named++;
-          chunkOf ??= chunk;
+          left++;
+          first ??= chunk;
           if (!locked && this.core.map.flags[p] & PG_locked) locked = p;
         }
       }
-      if (!named || !chunkOf) return;
-      if (locked) yield* folioWaitLocked(this.core, locked, 'dmirror_fops_release: folio locked by a fault');
-      else if (named >= before) return;
-      before = named;
-      yield* this.evictChunk(chunkOf);
+      return first ? { left, locked, chunk: first } : null;
+    });
+  }
+
+  /**
+   * Model-only: the fixed evictions' retry loop. `pending()` says how many pages are left, a
+   * locked one (0 if none) and the chunk to evict again, or null when none is left: wait for the
+   * locked page, evict the chunk again, and give up when a pass leaves as many pages as before.
+   */
+  private *evictAgain(
+    site: string,
+    pending: () => { left: number; locked: number; chunk: DmirrorChunk } | null,
+  ): KGen {
+    for (let before = Number.POSITIVE_INFINITY; ; ) {
+      const p = pending();
+      if (!p) return;
+      if (p.locked) yield* folioWaitLocked(this.core, p.locked, site);
+      else if (p.left >= before) return;
+      before = p.left;
+      yield* this.evictChunk(p.chunk);
     }
   }
 

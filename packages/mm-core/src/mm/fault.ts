@@ -75,13 +75,11 @@ function same(core: Core, t: number, i: number, lo: number, hi: number): boolean
 }
 
 /**
- * Models pte_offset_map_lock()'s re-read of the PMD after a sleep: true while the PMD of addr
- * still maps PTE table `pteT` (a collapse meanwhile made it huge and deposited the table; the
- * kernel's lookup then fails and the fault retries).
+ * Models pte_offset_map_lock()'s re-read of *vmf->pmd after a sleep: true while the PMD entry
+ * of addr in table `pmdT` still maps PTE table `pteT` (a collapse meanwhile made it huge and
+ * deposited the table; the kernel's lookup then fails and the fault retries).
  */
-function pmdStillMaps(core: Core, mm: Vma['mm'], addr: number, pteT: number): boolean {
-  const pmdT = pmdTableOf(core, mm, addr, false);
-  if (pmdT < 0) return false;
+function pmdStillMaps(core: Core, pmdT: number, addr: number, pteT: number): boolean {
   const lo = ptLo(core, pmdT, pmdIndex(addr));
   return entryPresent(lo) && !entryHuge(lo) && entryPfn(lo, ptHi(core, pmdT, pmdIndex(addr))) === pteT;
 }
@@ -90,7 +88,14 @@ function pmdStillMaps(core: Core, mm: Vma['mm'], addr: number, pteT: number): bo
  * Models do_anonymous_page(): the zero page for reads, a new exclusive anonymous page for
  * writes (the allocation may sleep); under the PTE lock the PTE must still be none.
  */
-function* doAnonymousPage(core: Core, vma: Vma, pteT: number, addr: number, flags: number): KGen<number> {
+function* doAnonymousPage(
+  core: Core,
+  vma: Vma,
+  pmdT: number,
+  pteT: number,
+  addr: number,
+  flags: number,
+): KGen<number> {
   const i = pteIndex(addr);
   if (!(flags & FAULT_FLAG_WRITE)) {
     const ptl = pteLock(core, pteT, 'do_anonymous_page');
@@ -105,7 +110,7 @@ function* doAnonymousPage(core: Core, vma: Vma, pteT: number, addr: number, flag
   const pfn = allocFolio(core, 0, true);
   if (pfn < 0) return VM_FAULT_OOM;
   yield 'do_anonymous_page: page allocated, PTE lock not taken';
-  if (!pmdStillMaps(core, vma.mm, addr, pteT)) {
+  if (!pmdStillMaps(core, pmdT, addr, pteT)) {
     folioPut(core, pfn);
     return 0;
   }
@@ -310,7 +315,7 @@ function* handlePteFault(core: Core, vma: Vma, pmdT: number, addr: number, flags
         ptlUnlock(core, ptl, 'do_fault');
       }
     }
-    return yield* doAnonymousPage(core, vma, pteT, addr, flags);
+    return yield* doAnonymousPage(core, vma, pmdT, pteT, addr, flags);
   }
   if (!entryPresent(plo)) {
     const type = swpType(plo);

@@ -5,6 +5,7 @@ import {
   folioIsDevicePrivate,
   folioIsZoneDevice,
   folioMapcount,
+  folioPut,
   folioSplitUnmapped,
   folioTestAnon,
   HPAGE_PMD_NR,
@@ -110,7 +111,12 @@ function* splitUnmappedForMigrate(
   folioGet(core, folio);
   const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
   const pmdT = pmdTableOf(core, vma.mm, haddr, false);
+  const refs = core.map.refcount[folio];
   if (pmdT >= 0) yield* splitHugePmd(core, vma, pmdT, haddr, true);
+  // K7: the freezing split drops the reference above only when it still finds the folio's PMD
+  // migration entry; after a racing split of that PMD (partial MADV_DONTNEED, munmap, mprotect)
+  // v6.19 keeps it, folio_split_unmapped() fails on it and the folio leaks.
+  if (core.fixed('K7') && core.map.refcount[folio] === refs) folioPut(core, folio);
   if (core.map.refcount[folio] === 1) yield* splitOtherPmdMigrationEntries(core, folio);
   const ret = folioSplitUnmapped(core, folio, 0);
   if (ret) return ret;

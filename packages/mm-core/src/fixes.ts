@@ -62,6 +62,13 @@ export const MODEL_FIXES: readonly ModelFixSwitch[] = [
     title:
       'splitting a device-coherent large folio (a partial MADV_COLD of a PMD-mapped coherent THP) leaves the new folios without their pgmap (zone_device_private_split_cb() handles device-private folios only), and the next page_pgmap() dereferences NULL; fixed: the pgmap is copied to every new folio',
   },
+  {
+    id: 'K7',
+    fn: 'migrate_vma_split_unmapped_folio',
+    pkg: 'migrate-vma',
+    title:
+      "the reference it takes is dropped by split_huge_pmd_address(freeze) only if that still finds the folio's PMD migration entry; a racing partial zap, mprotect or mremap that split the PMD first leaves it held, folio_split_unmapped() then fails on the extra reference and the THP leaks; fixed: the reference is dropped when the split did not consume it",
+  },
 ];
 
 /** Model-only: an unknown fix id (a one-line message listing the known ids). */

@@ -53,7 +53,10 @@ export interface RunOptions {
   readonly countSites?: boolean;
   /** System RAM of the machine. */
   readonly ramBytes?: number;
-  /** Called with the machine when the run ends (found or clean), to inspect its state. */
+  /**
+   * Called with the machine when the run ends (found or clean), to inspect its state. The machine
+   * is disposed when runScenario returns: do not keep it.
+   */
   readonly inspect?: (w: World) => void;
   /**
    * Called after every operation (debugging): `quiescent` is true when no other operation is in
@@ -357,7 +360,11 @@ export function runScenario(sc: Scenario, opts: RunOptions): RunResult {
   return result(null);
 
   function result(f: Finding | null): RunResult {
-    opts.inspect?.(w);
+    try {
+      opts.inspect?.(w);
+    } finally {
+      w.dispose();
+    }
     return {
       finding: f,
       opsDone,

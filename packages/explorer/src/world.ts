@@ -6,6 +6,7 @@
  */
 import { installMigrateChecker } from '@hmm-model/migrate-vma';
 import {
+  HostMemoryPool,
   installMmCoreChecker,
   Kernel,
   MAP_ANONYMOUS,
@@ -48,6 +49,9 @@ export const NDEVICES = 4;
 export function regionAddr(r: number, page: number): number {
   return REGION_BASE + r * REGION_STRIDE + page * PAGE_SIZE;
 }
+
+/** Host memory handed from each run's machine to the next one's (one pool per worker thread). */
+const hostPool = new HostMemoryPool();
 
 /** Model-only: the explorer's default fix switches (every kernel finding of the model's). */
 export const ALL_FIXES: readonly string[] = MODEL_FIXES.map((f) => f.id);
@@ -95,6 +99,7 @@ export class World {
       hugetlbPages: 0,
       bugs: opts.bugs ?? [],
       fixes: opts.fixes ?? ALL_FIXES,
+      hostPool,
     });
     installMmCoreChecker(this.kernel);
     this.dmirror = installDmirror(this.kernel, { coherent: true, evictUntilEmpty: true });
@@ -159,6 +164,11 @@ export class World {
   svmm(slot: ProcSlot): NouveauSvmm {
     if (!slot.svmm || slot.svmm.mm !== slot.proc.mm) slot.svmm = nouveauSvmmInit(this.drm, slot.proc.mm);
     return slot.svmm;
+  }
+
+  /** Model-only: the run is over; the machine's host memory goes to the next World ({@link Kernel.dispose}). */
+  dispose(): void {
+    this.kernel.dispose();
   }
 
   /** Device path of dmirror minor d. */

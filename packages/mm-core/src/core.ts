@@ -4,6 +4,7 @@ import { KernelEvents } from './events.js';
 import { checkFixIds } from './fixes.js';
 import { BuddyZone } from './phys/buddy.js';
 import { Frames } from './phys/frames.js';
+import type { HostMemoryPool } from './phys/hostpool.js';
 import { MAX_PHYS_PFN, MemMap, PAGES_PER_SECTION } from './phys/memmap.js';
 import type { SpinLock } from './sched/locks.js';
 import { Scheduler } from './sched/scheduler.js';
@@ -102,6 +103,11 @@ export interface CoreOptions {
   /** hugetlb pool size in 2 MiB pages (default 4). */
   hugetlbPages?: number;
   /**
+   * Model-only: host memory of discarded machines to boot from (`Kernel.dispose()` returns this
+   * machine's to it). A campaign that boots many machines one after another shares one.
+   */
+  hostPool?: HostMemoryPool;
+  /**
    * Historical kernel bugs to switch back on, by id (series-bugs.md: 'F5', 'R1', ...). The model
    * then behaves as the kernel did before the fix. Unknown ids throw a one-line error.
    */
@@ -141,8 +147,8 @@ export function checkRamBytes(ramBytes: number): string | undefined {
  * small helpers; behaviour lives in the modules that take a Core.
  */
 export class Core {
-  readonly map = new MemMap();
-  readonly frames = new Frames();
+  readonly map: MemMap;
+  readonly frames: Frames;
   /** Model-only: counts of kernel events (page-table writes, TLB flushes, ...); see events.ts. */
   readonly events = new KernelEvents();
   readonly zone: BuddyZone;
@@ -187,6 +193,8 @@ export class Core {
   readonly ramPages: number;
 
   constructor(opts: CoreOptions = {}) {
+    this.map = new MemMap(opts.hostPool);
+    this.frames = new Frames(opts.hostPool);
     const ram = opts.ramBytes ?? 2 * 1024 * 1024 * 1024;
     const bad = checkRamBytes(Math.floor(ram / (4 << 20)) * (4 << 20));
     if (bad !== undefined) throw new RangeError(bad);

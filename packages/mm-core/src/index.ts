@@ -45,6 +45,7 @@ export * from './mm/zap.js';
 export * from './pgtable/entry.js';
 export * from './phys/buddy.js';
 export * from './phys/frames.js';
+export * from './phys/hostpool.js';
 export * from './phys/memmap.js';
 export * from './proc.js';
 export * from './process.js';

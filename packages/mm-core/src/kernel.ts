@@ -194,6 +194,17 @@ export class Kernel implements Host {
     return out;
   }
 
+  /**
+   * Model-only: the machine is discarded. Its host memory (the memmap arrays and the frames'
+   * 2 MiB buffers) goes back to a per-thread pool that the next Kernel's boot reuses, which is
+   * most of a small machine's boot time. Nothing of this Kernel may be used afterwards: its
+   * memmap is empty, so a stray use fails instead of reading another machine's memory.
+   */
+  dispose(): void {
+    this.core.map.release();
+    this.core.frames.release();
+  }
+
   /** Models the post-syscall hook: the invariant checker when enabled. */
   afterSyscall(what: string): void {
     if (!this.checkInvariants) return;

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PAGE_SIZE } from '../constants.js';
 import { BLOCK_PAGES, Frames } from './frames.js';
+import { HostMemoryPool } from './hostpool.js';
 
 const off = (pfn: number) => (pfn & (BLOCK_PAGES - 1)) * PAGE_SIZE;
 
@@ -15,6 +16,31 @@ function write(f: Frames, pfn: number, at: number, v: number): void {
 }
 
 describe('frames with known-zero pages (clear_page, copy_highpage)', () => {
+  it("a released machine's buffers serve the next one: its pages read as zero and written data reads back", () => {
+    const pool = new HostMemoryPool();
+    const a = new Frames(pool);
+    for (let b = 0; b < 4; b++) write(a, b * BLOCK_PAGES + 3, 7, 0x5a);
+    a.release();
+    expect(a.allocatedBlocks).toBe(0);
+    expect(a.isZero(3)).toBe(true);
+    expect(pool.blocks.length).toBe(4);
+    const f = new Frames(pool);
+    // A reused buffer still holds 0x5a at page 3: the page must read as zero all the same.
+    expect(f.isZero(3)).toBe(true);
+    write(f, 1, 0, 0x11);
+    expect(f.allocatedBlocks).toBe(1);
+    expect(pool.blocks.length).toBe(3);
+    expect(f.isZero(3)).toBe(true);
+    expect(read(f, 3).every((x) => x === 0)).toBe(true);
+    expect(read(f, 1)[0]).toBe(0x11);
+    // A copy from a stale page is a clear, and a full overwrite needs no fill.
+    f.copy(BLOCK_PAGES + 3, 3, 1);
+    expect(read(f, BLOCK_PAGES + 3)[7]).toBe(0);
+    write(f, 2 * BLOCK_PAGES + 3, 7, 0x22);
+    expect(read(f, 2 * BLOCK_PAGES + 3)[7]).toBe(0x22);
+    expect(read(f, 2 * BLOCK_PAGES + 3)[8]).toBe(0);
+  });
+
   it('a never-written page reads as zero without allocating its block', () => {
     const f = new Frames();
     expect(f.isZero(12345)).toBe(true);

@@ -1,4 +1,5 @@
 import { PAGE_SHIFT, PAGE_SIZE } from '../constants.js';
+import type { HostMemoryPool } from './hostpool.js';
 
 /** Pages per lazily allocated backing block (2 MiB). */
 export const BLOCK_PAGES = 512;
@@ -41,15 +42,22 @@ class FrameBlock {
   /** The state array while unused (all DATA), kept so that clears do not allocate. */
   spare: Uint16Array | undefined = undefined;
 
-  constructor(readonly u8: Uint8Array) {
+  constructor(
+    readonly u8: Uint8Array,
+    stale: boolean,
+  ) {
     this.u32 = new Uint32Array(u8.buffer, 0, BLOCK_BYTES >>> 2);
     const st = new Uint16Array(BLOCK_PAGES + 1);
+    if (stale) st.fill(STALE, 0, BLOCK_PAGES);
     st[NOT_DATA] = BLOCK_PAGES;
     this.st = st;
   }
 }
 
 export class Frames {
+  /** @param pool Model-only: 2 MiB buffers of released machines to reuse ({@link HostMemoryPool}). */
+  constructor(private readonly pool?: HostMemoryPool) {}
+
   /**
    * Blocks by pfn >> 9, a dense array (filled with undefined up to the highest block used) so
    * that lookups stay on V8's fast elements rather than a dictionary.
@@ -65,7 +73,10 @@ export class Frames {
   private materialise(b: number): FrameBlock {
     const blocks = this.blocks;
     while (blocks.length <= b) blocks.push(undefined);
-    const fb = new FrameBlock(new Uint8Array(BLOCK_BYTES));
+    // A buffer of a released machine has stale bytes: its pages start STALE (known zero, cleared
+    // on first access), like a block whose pages were all cleared.
+    const reused = this.pool?.blocks.pop();
+    const fb = new FrameBlock(reused ?? new Uint8Array(BLOCK_BYTES), reused !== undefined);
     blocks[b] = fb;
     this.allocatedBlocks++;
     return fb;
@@ -253,6 +264,19 @@ export class Frames {
   page(pfn: number): Uint8Array {
     const off = (pfn & PAGE_MASK_IN_BLOCK) << PAGE_SHIFT;
     return this.writeBlock(pfn, 1).subarray(off, off + PAGE_SIZE);
+  }
+
+  /**
+   * Model-only: the machine is gone (its Kernel is discarded): with a pool, the blocks' host
+   * buffers go to the next machine's blocks; this machine has no frames left.
+   */
+  release(): void {
+    const pool = this.pool;
+    if (pool)
+      for (const fb of this.blocks)
+        if (fb !== undefined && pool.blocks.length < pool.maxBlocks) pool.blocks.push(fb.u8);
+    this.blocks.length = 0;
+    this.allocatedBlocks = 0;
   }
 
   /** Bytes of host address space reserved for simulated frames (host pages are committed on first write). */

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { HostMemoryPool } from './hostpool.js';
 import {
   MAX_PHYS_PFN,
   MEMMAP_BYTES_PER_PAGE,
@@ -13,6 +14,32 @@ import {
 const SEC = PAGES_PER_SECTION;
 
 describe('sparse memmap (mm/sparse.c, memmap_init_range)', () => {
+  it('a released memmap is reused by the next one of the same capacity, all zero', () => {
+    const pool = new HostMemoryPool();
+    const a = new MemMap(pool);
+    a.ensure(4 * SEC);
+    a.initRange(SEC + 5, 10, PG_zone_device);
+    a.refcount[SEC + 7] = 3;
+    const refcount = a.refcount;
+    a.release();
+    expect(a.capacity).toBe(0);
+    expect(a.valid(SEC + 7)).toBe(false);
+    const b = new MemMap(pool);
+    b.ensure(4 * SEC);
+    // The same host arrays, cleared where the last machine wrote them.
+    expect(b.refcount).toBe(refcount);
+    expect(b.refcount[SEC + 7]).toBe(0);
+    expect(b.flags[SEC + 5]).toBe(0);
+    expect(b.head[SEC + 6]).toBe(0);
+    expect(b.valid(SEC + 5)).toBe(false);
+    expect(b.touchedSections).toBe(0);
+    b.release();
+    // Without a pool nothing is kept.
+    const c = new MemMap();
+    c.ensure(4 * SEC);
+    expect(c.refcount).not.toBe(refcount);
+  });
+
   it('grows in whole sections and keeps the contents of initialised sections', () => {
     const m = new MemMap();
     m.initRange(10, 5, 0);

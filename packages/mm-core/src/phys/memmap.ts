@@ -17,6 +17,7 @@
  * - zone_device_data / private -> priv (driver-defined number)
  * - lru / buddy_list       -> next/prev (intrusive list links, -1 = none)
  */
+import type { HostMemoryPool } from './hostpool.js';
 export const PG_locked = 1 << 0;
 export const PG_referenced = 1 << 1;
 export const PG_uptodate = 1 << 2;
@@ -178,6 +179,9 @@ export class MemMap {
   /** Models mem_section[].section_mem_map's state bits: SECTION_* per section. */
   sectionState = new Uint8Array(0);
 
+  /** @param pool Model-only: host arrays of released machines to reuse ({@link HostMemoryPool}). */
+  constructor(private readonly pool?: HostMemoryPool) {}
+
   /**
    * Models sparse_add_section()'s growth of the vmemmap: make pfns [0, maxPfn) addressable.
    * Grows by at least a quarter, in whole sections; only sections that were ever written are
@@ -199,8 +203,9 @@ export class MemMap {
     let sections: Uint8Array<ArrayBuffer>;
     let fresh: PfnArray[];
     try {
-      fresh = FIELDS.map(([name, make]) => {
-        const a = make(cap);
+      const pooled = this.pool?.takeMemmap(cap) as PfnArray[] | undefined;
+      fresh = FIELDS.map(([name, make], fi) => {
+        const a = pooled ? pooled[fi] : make(cap);
         const src = this[name];
         for (const sec of touched) {
           const p = sec * PAGES_PER_SECTION;
@@ -311,6 +316,29 @@ export class MemMap {
       pfn < this.capacity &&
       (this.sectionState[pfn >>> PFN_SECTION_SHIFT] & SECTION_DEFERRED) !== 0
     );
+  }
+
+  /**
+   * Model-only: the machine is gone (its Kernel is discarded). With a pool, the arrays are
+   * cleared where they were written and go to the next memmap of the same capacity; this memmap is
+   * left empty (capacity 0), so a later use of it fails loudly instead of reading another
+   * machine's struct pages.
+   */
+  release(): void {
+    if (this.capacity === 0) return;
+    const arrays = FIELDS.map(([name]) => this[name]);
+    const pool = this.pool;
+    if (pool && pool.memmaps.length < pool.maxMemmaps) {
+      for (let sec = 0; sec < this.sectionState.length; sec++) {
+        if (!(this.sectionState[sec] & SECTION_TOUCHED)) continue;
+        const p = sec * PAGES_PER_SECTION;
+        for (const a of arrays) a.fill(0, p, p + PAGES_PER_SECTION);
+      }
+      pool.memmaps.push(arrays);
+    }
+    for (const [name, make] of FIELDS) (this as unknown as Record<MemMapField, PfnArray>)[name] = make(0);
+    this.sectionState = new Uint8Array(0);
+    this.capacity = 0;
   }
 
   /** Models counting the sections with a mem map (for_each_present_section_nr()): those whose memmap was ever written. */

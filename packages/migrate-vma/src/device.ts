@@ -7,6 +7,7 @@ import {
   folioTryGet,
   folioTrylock,
   type KGen,
+  PG_head,
   PG_tail,
   setGupHooks,
 } from '@hmm-model/mm-core';
@@ -33,8 +34,14 @@ function pfnLock(core: Core, pfn: number): number {
 
 function lockAll(core: Core, src: Float64Array, pfnAt: (i: number) => number, npages: number): void {
   const m = core.map;
+  const single = PG_head | PG_tail;
   for (let i = 0; i < npages; i++) {
     const pfn = pfnAt(i);
+    // A free base page (most of an evicted chunk): no reference to take, nothing to lock.
+    if (m.refcount[pfn] === 0 && !(m.flags[pfn] & single)) {
+      src[i] = 0;
+      continue;
+    }
     src[i] = pfnLock(core, pfn);
     const nr = m.folioNrPages(m.head[pfn]);
     if (nr > 1) {

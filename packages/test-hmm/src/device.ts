@@ -307,6 +307,7 @@ export class DmirrorDevice {
     yield* migrateDeviceRange(core, src, start, npages);
     yield 'dmirror_device_evict_chunk: after migrate_device_range';
     for (let i = 0; i < npages; i++) {
+      if (src[i] === 0) continue;
       const f = mpfnFlags(src[i]);
       let spage = migratePfnToPage(src[i]);
       if (spage < 0 || !(f & MIGRATE_PFN_MIGRATE)) continue;

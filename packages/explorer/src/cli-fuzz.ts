@@ -13,7 +13,7 @@ import { regressionTest, shellScript } from './emit.js';
 import { type CampaignStats, campaign, type StrategyName } from './explore.js';
 import { findingKey, type Scenario } from './run.js';
 import { shrink } from './shrink.js';
-import type { WorkerResult } from './worker.js';
+import type { WorkerProgress, WorkerResult } from './worker.js';
 
 const SPECS: readonly OptSpec[] = [
   { name: 'seed', value: 'int' },
@@ -46,6 +46,30 @@ function line(s: CampaignStats): string {
   const rate = s.elapsedMs > 0 ? Math.round((s.ops * 1000) / s.elapsedMs) : 0;
   const kinds = Object.keys(s.kinds).length;
   return `fuzz: ${s.ops} ops, ${s.schedules} schedules, ${rate} ops/s, ${kinds} op kinds, ${s.sites.size} preemption sites, ${s.checks} full checks`;
+}
+
+/** The campaign stats of several workers together (elapsed: the wall-clock time so far). */
+function aggregate(results: readonly WorkerResult[], elapsedMs: number): CampaignStats {
+  const stats: CampaignStats = {
+    ops: 0,
+    runs: 0,
+    schedules: 0,
+    checks: 0,
+    checkedPages: 0,
+    elapsedMs,
+    sites: new Map(),
+    kinds: {},
+  };
+  for (const r of results) {
+    stats.ops += r.stats.ops;
+    stats.runs += r.stats.runs;
+    stats.schedules += r.stats.schedules;
+    stats.checks += r.stats.checks;
+    stats.checkedPages += r.stats.checkedPages;
+    for (const [k, v] of r.stats.sites) stats.sites.set(k, (stats.sites.get(k) ?? 0) + v);
+    for (const [k, v] of Object.entries(r.stats.kinds)) stats.kinds[k] = (stats.kinds[k] ?? 0) + v;
+  }
+  return stats;
 }
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -104,40 +128,43 @@ async function main(argv: readonly string[]): Promise<number> {
       },
     ];
   } else {
+    // Every worker reports progress every ~2 s; the first finding stops the others (their last
+    // progress counts), so a campaign stops at its first finding as with one worker.
     const per = Math.ceil(totalOps / workers);
-    results = await Promise.all(
-      Array.from(
-        { length: workers },
-        (_, i) =>
-          new Promise<WorkerResult>((resolve, reject) => {
-            const w = new Worker(new URL('./worker.js', import.meta.url), {
-              workerData: { ...base, seed: (seed + i * 1_000_003) >>> 0, totalOps: per, countSites: true },
-            });
-            w.on('message', (m: WorkerResult) => resolve(m));
-            w.on('error', reject);
-          }),
-      ),
-    );
+    const latest: WorkerResult[] = [];
+    const pool: Worker[] = [];
+    let printed = 0;
+    const progressLine = () => {
+      if (o.quiet || performance.now() - printed < 2000) return;
+      printed = performance.now();
+      const agg = aggregate(latest.filter(Boolean), performance.now() - t0);
+      process.stderr.write(`${line(agg)} (${workers} workers)\n`);
+    };
+    results = await new Promise<WorkerResult[]>((resolve, reject) => {
+      let left = workers;
+      const finish = () => {
+        for (const w of pool) void w.terminate();
+        resolve(latest.filter(Boolean));
+      };
+      for (let i = 0; i < workers; i++) {
+        const w = new Worker(new URL('./worker.js', import.meta.url), {
+          workerData: { ...base, seed: (seed + i * 1_000_003) >>> 0, totalOps: per, countSites: true },
+        });
+        pool.push(w);
+        w.on('message', (m: WorkerResult | WorkerProgress) => {
+          if ('progress' in m) {
+            latest[i] = { stats: m.progress, failure: null };
+            progressLine();
+            return;
+          }
+          latest[i] = m;
+          if (m.failure || --left === 0) finish();
+        });
+        w.on('error', reject);
+      }
+    });
   }
-  const stats: CampaignStats = {
-    ops: 0,
-    runs: 0,
-    schedules: 0,
-    checks: 0,
-    checkedPages: 0,
-    elapsedMs: performance.now() - t0,
-    sites: new Map(),
-    kinds: {},
-  };
-  for (const r of results) {
-    stats.ops += r.stats.ops;
-    stats.runs += r.stats.runs;
-    stats.schedules += r.stats.schedules;
-    stats.checks += r.stats.checks;
-    stats.checkedPages += r.stats.checkedPages;
-    for (const [k, v] of r.stats.sites) stats.sites.set(k, (stats.sites.get(k) ?? 0) + v);
-    for (const [k, v] of Object.entries(r.stats.kinds)) stats.kinds[k] = (stats.kinds[k] ?? 0) + v;
-  }
+  const stats = aggregate(results, performance.now() - t0);
   const failure = results.find((r) => r.failure)?.failure ?? null;
   const rate = Math.round((stats.ops * 1000) / Math.max(1, stats.elapsedMs));
   if (!o.quiet) {

@@ -6,7 +6,12 @@ import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { type CampaignOptions, campaign } from './explore.js';
 import { findingKey, type Scenario } from './run.js';
 
-/** Model-only: what a worker reports. */
+/** Model-only: a worker's progress message (every ~2 s while it runs). */
+export interface WorkerProgress {
+  readonly progress: WorkerResult['stats'];
+}
+
+/** Model-only: what a worker reports when its campaign ends. */
 export interface WorkerResult {
   readonly stats: {
     ops: number;
@@ -23,7 +28,17 @@ export interface WorkerResult {
 
 if (!isMainThread && parentPort) {
   const opts = workerData as CampaignOptions;
-  const res = campaign(opts);
+  const port = parentPort;
+  let last = performance.now();
+  const res = campaign({
+    ...opts,
+    onRun: (s) => {
+      if (performance.now() - last < 2000) return;
+      last = performance.now();
+      const msg: WorkerProgress = { progress: { ...s, sites: [...s.sites] } };
+      port.postMessage(msg);
+    },
+  });
   const out: WorkerResult = {
     stats: { ...res.stats, sites: [...res.stats.sites] },
     failure: res.failure
@@ -35,5 +50,5 @@ if (!isMainThread && parentPort) {
         }
       : null,
   };
-  parentPort.postMessage(out);
+  port.postMessage(out);
 }

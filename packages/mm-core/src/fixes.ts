@@ -69,6 +69,13 @@ export const MODEL_FIXES: readonly ModelFixSwitch[] = [
     title:
       "the reference it takes is dropped by split_huge_pmd_address(freeze) only if that still finds the folio's PMD migration entry; a racing partial zap, mprotect or mremap that split the PMD first leaves it held, folio_split_unmapped() then fails on the extra reference and the THP leaks; fixed: the reference is dropped when the split did not consume it",
   },
+  {
+    id: 'K8',
+    fn: 'dmirror_migrate_alloc_and_copy',
+    pkg: 'test-hmm',
+    title:
+      'when a large device allocation fails (or FAIL_ALLOC makes it fail), the fallback to 512 small pages uses each allocation unchecked: with no free small device page and no new chunk (a coherent device has one), BACKING_PAGE(NULL) is a NULL dereference; fixed: the unit gives back what it got and stays in system memory',
+  },
 ];
 
 /** Model-only: an unknown fix id (a one-line message listing the known ids). */

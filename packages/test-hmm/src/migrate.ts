@@ -144,8 +144,24 @@ function allocAndCopy(args: MigrateVma, dm: Dmirror, runs: CopyRuns): void {
         continue;
       }
       const nr = spage < 0 ? HPAGE_PMD_NR : m.folioNrPages(m.head[spage]);
+      const first = i;
       for (let k = 0; k < nr && addr < args.end; k++) {
         const dp = dev.allocPage(false);
+        if (dp < 0 && core.fixed('K8')) {
+          // K8: give back what this unit got and leave the whole unit in system memory (a
+          // compound source with some destinations would oops in migrate_vma_pages()).
+          runs.flush();
+          for (let j = first; j < i; j++) {
+            const got = migratePfnToPage(dst[j]);
+            folioUnlock(core, got);
+            folioPut(core, got);
+            dst[j] = 0;
+          }
+          const left = Math.min(nr - k, (args.end - addr) / PAGE_SIZE);
+          i += left;
+          addr += left * PAGE_SIZE;
+          break;
+        }
         if (dp < 0)
           throw new KernelBug({
             kind: 'oops',

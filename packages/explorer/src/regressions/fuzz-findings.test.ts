@@ -73,6 +73,15 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
       expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
   });
 
+  it('K8: with the fix off the small-page fallback dereferences a failed allocation; with every fix on the run is clean', () => {
+    const { sc, schedule, fixes } = load('./k8-fallback-null.hmm');
+    expect(fixes).not.toContain('K8');
+    const r = runScenario(sc, { schedule, fixes });
+    expect(r.finding?.message).toMatch(/NULL pointer dereference in dmirror_migrate_alloc_and_copy/);
+    for (const s of [schedule, ...OTHER])
+      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+  });
+
   it('fork restores a device-exclusive entry with the VMA protection (PROT_NONE stays inaccessible)', () => {
     const { sc, schedule } = load('./exclusive-fork-protnone.hmm');
     for (const s of [schedule, ...OTHER])

@@ -42,6 +42,7 @@ export * from './mm/split.js';
 export * from './mm/types.js';
 export * from './mm/vma.js';
 export * from './mm/zap.js';
+export * from './oom.js';
 export * from './pgtable/entry.js';
 export * from './phys/buddy.js';
 export * from './phys/frames.js';

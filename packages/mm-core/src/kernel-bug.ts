@@ -6,8 +6,11 @@
  */
 import { Finding } from './sched/findings.js';
 
-/** Models the kinds of kernel failure reports: an oops (bad access), BUG()/VM_BUG_ON(), WARN(). */
-export type KernelBugKind = 'oops' | 'BUG' | 'VM_BUG_ON' | 'WARN';
+/**
+ * Models the kinds of kernel failure reports: an oops (bad access), BUG()/VM_BUG_ON(), WARN(),
+ * and panic() (the machine stops, e.g. out_of_memory() with no killable process).
+ */
+export type KernelBugKind = 'oops' | 'BUG' | 'VM_BUG_ON' | 'WARN' | 'panic';
 
 /** Models what the kernel's report names: the failing function, its source file and the cause. */
 export interface KernelBugReport {
@@ -43,6 +46,7 @@ const FILES: Record<string, string> = {
   folio_lock: 'mm/filemap.c',
   folio_unlock: 'mm/filemap.c',
   folio_put: 'include/linux/mm.h',
+  out_of_memory: 'mm/oom_kill.c',
   pagetable_dtor: 'include/linux/mm.h',
   dmirror_devmem_fault: 'lib/test_hmm.c',
   dmirror_device_evict_chunk: 'lib/test_hmm.c',
@@ -109,7 +113,8 @@ export class KernelBug extends Finding {
    * Models the first lines the kernel prints for this failure: `BUG: kernel NULL pointer
    * dereference, address: 0000000000000000` + `Oops: 0000 [#1] SMP` + `RIP: <fn> [<module>]` for
    * an oops, `kernel BUG at <file>!` for BUG/VM_BUG_ON, `WARNING: at <file> <fn>` for WARN,
-   * followed by the dump lines.
+   * followed by the dump lines; for a panic the dump lines come first, then `Kernel panic - not
+   * syncing: <what>` and its `---[ end Kernel panic ... ]---` line.
    */
   consoleLines(): string[] {
     const rip = `RIP: 0010:${this.fn}${this.module ? ` [${this.module}]` : ''}`;
@@ -133,13 +138,25 @@ export class KernelBug extends Finding {
       case 'WARN':
         lines.push(`WARNING: at ${this.file} ${this.fn}`, rip);
         break;
+      case 'panic':
+        // panic() prints what led to it first (the dump), then its own two lines.
+        if (this.dump) lines.push(...this.dump.split('\n'));
+        lines.push(
+          `Kernel panic - not syncing: ${this.what}`,
+          `---[ end Kernel panic - not syncing: ${this.what} ]---`,
+        );
+        return lines;
     }
     if (this.dump) lines.push(...this.dump.split('\n'));
     return lines;
   }
 }
 
-/** Models the taint flag the failure sets (add_taint()): D (TAINT_DIE) for an oops or BUG, W for a WARN. */
+/**
+ * Models the taint flag the failure sets (add_taint()): D (TAINT_DIE) for an oops or BUG, W for a
+ * WARN. panic() sets no taint (the machine stops); the model reports D for it too, as the kernel
+ * is dead from then on.
+ */
 export function kernelBugTaint(kind: KernelBugKind): 'D' | 'W' {
   return kind === 'WARN' ? 'W' : 'D';
 }

@@ -80,7 +80,7 @@ describe('smaps', () => {
     const a = p.mmap(0, 2 * PMD_SIZE, RW, ANON);
     p.madvise(a, 2 * PMD_SIZE, MADV_HUGEPAGE);
     p.writeI32(a, 1);
-    p.readI32(a + PMD_SIZE); // huge zero: resident, not anonymous
+    p.readI32(a + PMD_SIZE); // huge zero: neither resident nor anonymous (vm_normal_page_pmd() is NULL)
     const b = p.mmap(0, 4 * PAGE_SIZE, RW, ANON);
     p.writeI32(b, 1);
     p.readI32(b + PAGE_SIZE);
@@ -88,17 +88,56 @@ describe('smaps', () => {
     const va = s.find((e) => e.start === a)!;
     expect(va.anonHugePages).toBe(PMD_SIZE);
     expect(va.anonymous).toBe(PMD_SIZE);
-    expect(va.rss).toBe(2 * PMD_SIZE);
+    expect(va.rss).toBe(PMD_SIZE);
     const vb = s.find((e) => e.start === b)!;
     expect(vb.anonHugePages).toBe(0);
     expect(vb.anonymous).toBe(PAGE_SIZE);
-    expect(vb.rss).toBe(2 * PAGE_SIZE);
+    expect(vb.rss).toBe(PAGE_SIZE); // the read page maps the zero page
     // Splitting the PMD (partial munmap) drops AnonHugePages.
     p.munmap(a + PAGE_SIZE, PAGE_SIZE);
     const after = smaps(k.core, p.mm).filter((e) => e.start >= a && e.end <= a + 2 * PMD_SIZE);
     expect(after.length).toBe(2);
     expect(after.reduce((n, e) => n + e.anonHugePages, 0)).toBe(0);
     expect(after.reduce((n, e) => n + e.anonymous, 0)).toBe(PMD_SIZE - PAGE_SIZE);
+    expect(k.check()).toEqual([]);
+  });
+
+  it('does not count the zero page or the huge zero folio in Rss (smaps_pte_entry/smaps_pmd_entry: vm_normal_page() is NULL)', () => {
+    const k = machine();
+    const p = k.spawn();
+    // 4 KiB pages: two read faults map the shared zero page (do_anonymous_page()), one write
+    // fault maps a new anonymous page.
+    const b = p.mmap(0, 4 * PAGE_SIZE, RW, ANON);
+    expect(p.readI32(b)).toBe(0);
+    expect(p.readI32(b + PAGE_SIZE)).toBe(0);
+    p.writeI32(b + 2 * PAGE_SIZE, 5);
+    const zero = BigInt(k.core.zeroPfn);
+    expect(pagemapEntry(k.core, p.mm, b) & PFN_MASK).toBe(zero);
+    expect(pagemapEntry(k.core, p.mm, b + PAGE_SIZE) & PFN_MASK).toBe(zero);
+    // A THP-eligible range: a read fault maps the huge zero folio (do_huge_pmd_anonymous_page()),
+    // a write fault in the next PMD a THP.
+    const a = p.mmap(0, 2 * PMD_SIZE, RW, ANON);
+    expect(a % PMD_SIZE).toBe(0);
+    p.madvise(a, 2 * PMD_SIZE, MADV_HUGEPAGE);
+    expect(p.readI32(a + 100 * PAGE_SIZE)).toBe(0);
+    p.writeI32(a + PMD_SIZE, 1);
+    expect(k.core.hugeZeroPfn).toBeGreaterThanOrEqual(0);
+    expect(pagemapEntry(k.core, p.mm, a) & PFN_MASK).toBe(BigInt(k.core.hugeZeroPfn));
+    const s = smaps(k.core, p.mm);
+    const vb = s.find((e) => e.start === b)!;
+    expect(vb.rss).toBe(PAGE_SIZE);
+    expect(vb.anonymous).toBe(PAGE_SIZE);
+    const va = s.find((e) => e.start === a)!;
+    expect(va.rss).toBe(PMD_SIZE);
+    expect(va.anonHugePages).toBe(PMD_SIZE);
+    // Writing a zero-page-mapped page (COW from the zero page) makes it count.
+    p.writeI32(b, 1);
+    expect(smaps(k.core, p.mm).find((e) => e.start === b)!.rss).toBe(2 * PAGE_SIZE);
+    // A write to the huge zero PMD (do_huge_zero_wp_pmd()) replaces it with a THP or PTEs.
+    p.writeI32(a, 1);
+    const va2 = smaps(k.core, p.mm).find((e) => e.start === a)!;
+    expect(va2.rss).toBeGreaterThan(PMD_SIZE);
+    expect(va2.rss).toBe(va2.anonymous);
     expect(k.check()).toEqual([]);
   });
 });

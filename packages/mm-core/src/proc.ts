@@ -137,7 +137,34 @@ export interface SmapsEntry {
   swapLike: number;
 }
 
-/** Models show_smap() for every VMA (fs/proc/task_mmu.c): Rss, Anonymous, AnonHugePages. */
+/**
+ * Models vm_normal_page() (mm/memory.c) for a present PTE: the pfn of the struct page the
+ * mapping counts, or -1 when there is none. A special PTE (`pte_special()`: the zero page,
+ * pfn maps) and the shared zero page (`is_zero_pfn()`) have no "normal" page, so rmap, RSS and
+ * smaps never account them.
+ */
+export function vmNormalPage(core: Core, lo: number, hi: number): number {
+  const pfn = entryPfn(lo, hi);
+  if (lo & _PAGE_SPECIAL || pfn === core.zeroPfn) return -1;
+  return pfn;
+}
+
+/**
+ * Models vm_normal_page_pmd() (mm/memory.c) for a present huge PMD: -1 for a special PMD
+ * (`pmd_special()`) or the huge zero folio (`is_huge_zero_pfn()`), else the head pfn.
+ */
+export function vmNormalPagePmd(core: Core, lo: number, hi: number): number {
+  const pfn = entryPfn(lo, hi);
+  if (lo & _PAGE_SPECIAL || pfn === core.hugeZeroPfn) return -1;
+  return pfn;
+}
+
+/**
+ * Models show_smap() for every VMA (fs/proc/task_mmu.c): Rss, Anonymous, AnonHugePages.
+ * smaps_pte_entry() and smaps_pmd_entry() account a present entry only through
+ * vm_normal_page()/vm_normal_page_pmd(), so the zero page and the huge zero folio are not in
+ * Rss (nor Anonymous).
+ */
 export function smaps(core: Core, mm: MmStruct): SmapsEntry[] {
   const out: SmapsEntry[] = [];
   for (const v of mm.vmas) out.push(smapsVma(core, v));
@@ -185,9 +212,14 @@ function smapsVma(core: Core, v: Vma): SmapsEntry {
       continue;
     }
     if (entryHuge(lo)) {
-      const pfn = entryPfn(lo, hi);
+      // smaps_pmd_entry(): vm_normal_page_pmd() is NULL for the huge zero folio.
+      const pfn = vmNormalPagePmd(core, lo, hi);
+      if (pfn < 0) {
+        a = next;
+        continue;
+      }
       e.rss += next - a;
-      if (pfn !== core.hugeZeroPfn && m.flags[pfn] & PG_anon) {
+      if (m.flags[pfn] & PG_anon) {
         e.anonymous += next - a;
         if (!(v.flags & VM_HUGETLB)) e.anonHugePages += next - a;
       }
@@ -204,9 +236,11 @@ function smapsVma(core: Core, v: Vma): SmapsEntry {
         e.swapLike += PAGE_SIZE;
         continue;
       }
+      // smaps_pte_entry(): vm_normal_page() is NULL for the zero page (a special PTE).
+      const pfn = vmNormalPage(core, plo, phi);
+      if (pfn < 0) continue;
       e.rss += PAGE_SIZE;
-      const pfn = entryPfn(plo, phi);
-      if (!(plo & _PAGE_SPECIAL) && m.flags[m.head[pfn]] & PG_anon) e.anonymous += PAGE_SIZE;
+      if (m.flags[m.head[pfn]] & PG_anon) e.anonymous += PAGE_SIZE;
     }
   }
   return e;

@@ -64,6 +64,27 @@ describe('exit, waitpid, kill', () => {
     expect(k.check()).toEqual([]);
   });
 
+  it('kill() of global init (pid 1) returns 0 and the signal is ignored (sig_task_ignored())', () => {
+    const k = machine();
+    const init = k.spawn();
+    expect(init.pid).toBe(1);
+    const a = init.mmap(0, PAGE_SIZE, RW, ANON);
+    init.writeI32(a, 7);
+    const c = k.task(init.fork())!;
+    expect(c.kill(1, SIGKILL)).toBe(0);
+    expect(c.kill(1, SIGTERM)).toBe(0);
+    expect(c.kill(1, SIGSEGV)).toBe(0);
+    expect(init.kill(1, SIGKILL)).toBe(0); // init signalling itself: ignored too
+    expect(c.kill(1, 99)).toBe(-EINVAL);
+    expect(init.state).toBe('running');
+    expect(init.fatalSignal).toBe(0);
+    expect(init.readI32(a)).toBe(7);
+    // Any other process still dies of it.
+    expect(init.kill(c.pid, SIGKILL)).toBe(0);
+    expect(c.state).not.toBe('running');
+    expect(k.check()).toEqual([]);
+  });
+
   it('waitpid(-1) reaps an exited child even when an earlier child still runs', () => {
     const k = machine();
     const p = k.spawn();

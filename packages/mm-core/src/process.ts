@@ -21,8 +21,10 @@ import { inodePut } from './mm/mmap.js';
 import { forkAccount } from './mm/overcommit.js';
 import { allocTable } from './mm/pgtable.js';
 import { MmStruct, type Vma } from './mm/types.js';
+import { outOfMemory } from './oom.js';
 import { waitEvent } from './sched/locks.js';
 import type { KGen, Task } from './sched/task.js';
+import { sigTaskIgnored } from './signal.js';
 import { argInt } from './syscall-args.js';
 import { Syscalls } from './syscalls.js';
 
@@ -312,7 +314,10 @@ export class Process {
     return child.pid;
   }
 
-  /** Models kill(2): SIGKILL/SIGTERM (and any other fatal signal) terminate the target. */
+  /**
+   * Models kill(2): SIGKILL/SIGTERM (and any other fatal signal) terminate the target; global
+   * init (pid 1) ignores them (sig_task_ignored()) and kill() returns 0.
+   */
   kill(pid: number, sig: number): number {
     return this.run('kill', this.killGen(pid, sig));
   }
@@ -330,20 +335,29 @@ export class Process {
     if (s < 0 || s > 64) return -EINVAL;
     sig = s;
     if (sig === 0) return 0;
+    // prepare_signal() -> sig_task_ignored(): global init ignores the signal; kill() returns 0.
+    if (sigTaskIgnored(t, sig)) return 0;
     t.fatalSignal = t.fatalSignal || sig;
     if (t.inKernel === 0) yield* t.exitGen(0, sig);
     return 0;
   }
 
-  private fault(addr: number, code: number): never {
-    const sig = code === XLATE_BUS ? SIGBUS : code === XLATE_OOM ? SIGKILL : SIGSEGV;
+  /**
+   * A user access the fault handler could not satisfy: SIGSEGV / SIGBUS kill the process. For
+   * VM_FAULT_OOM the OOM killer runs (outOfMemory(): this process, unless it is global init);
+   * when it killed another process the access is retried, as the allocation retries after an
+   * OOM kill and pagefault_out_of_memory() retries the fault. Returns only to retry.
+   */
+  private fault(addr: number, code: number): void {
+    if (code === XLATE_OOM) {
+      const tasks = [...this.host.tasks.values()].filter((t): t is Process => t instanceof Process);
+      const victim = this.run('out_of_memory', outOfMemory(this.core, this, tasks, addr));
+      if (victim !== this) return;
+      throw new SignalDelivered(SIGKILL, this.pid, addr, 'out of memory');
+    }
+    const sig = code === XLATE_BUS ? SIGBUS : SIGSEGV;
     this.doExit(0, sig);
-    throw new SignalDelivered(
-      sig,
-      this.pid,
-      addr,
-      code === XLATE_BUS ? 'bus error' : code === XLATE_OOM ? 'out of memory' : 'segmentation fault',
-    );
+    throw new SignalDelivered(sig, this.pid, addr, code === XLATE_BUS ? 'bus error' : 'segmentation fault');
   }
 
   /** Models user loads of a byte range (one translation per page). */
@@ -356,15 +370,21 @@ export class Process {
   /** Models user loads into a host buffer. */
   readInto(addr: number, buf: Uint8Array): void {
     if (!this.alive) throw new SignalDelivered(SIGKILL, this.pid, addr, 'process is not running');
-    const r = this.run('read', this.sys.access(addr, buf, 'read'), false);
-    if (r < 0) this.fault(addr, r);
+    for (;;) {
+      const r = this.run('read', this.sys.access(addr, buf, 'read'), false);
+      if (r >= 0) return;
+      this.fault(addr, r);
+    }
   }
 
   /** Models user stores of a byte range (one translation per page). */
   writeBytes(addr: number, data: Uint8Array): void {
     if (!this.alive) throw new SignalDelivered(SIGKILL, this.pid, addr, 'process is not running');
-    const r = this.run('write', this.sys.access(addr, data, 'write'), false);
-    if (r < 0) this.fault(addr, r);
+    for (;;) {
+      const r = this.run('write', this.sys.access(addr, data, 'write'), false);
+      if (r >= 0) return;
+      this.fault(addr, r);
+    }
   }
 
   private scalar = new DataView(new ArrayBuffer(8));

@@ -15,3 +15,23 @@ export function fatalSignalPending(core: Core): boolean {
   if (proc === null || typeof proc !== 'object' || !('fatalSignal' in proc)) return false;
   return (proc as { fatalSignal: number }).fatalSignal !== 0;
 }
+
+/**
+ * Models is_global_init() (include/linux/sched.h): the task is pid 1 of the initial pid
+ * namespace. The model has one pid namespace and `Kernel.allocPid()` counts from 1 without
+ * reuse, so the first process spawned on a Kernel is global init.
+ */
+export function isGlobalInit(t: { readonly pid: number }): boolean {
+  return t.pid === 1;
+}
+
+/**
+ * Models sig_task_ignored() (kernel/signal.c), which prepare_signal() asks before queueing a
+ * signal kill() sends: SIGKILL and SIGSTOP may never be sent to global init, and init (its
+ * signal struct is SIGNAL_UNKILLABLE) ignores every other signal whose handler is SIG_DFL. The
+ * model's processes install no handlers, so global init ignores every signal sent to it and no
+ * other process ignores one. kill() still returns 0: the signal is dropped, not refused.
+ */
+export function sigTaskIgnored(t: { readonly pid: number }, _sig: number): boolean {
+  return isGlobalInit(t);
+}

@@ -10,6 +10,7 @@ export const VMSTAT_ITEMS = [
   'pgmajfault',
   'pgalloc_normal',
   'pgfree',
+  'oom_kill',
   'pgmigrate_success',
   'pgmigrate_fail',
   'thp_migration_success',

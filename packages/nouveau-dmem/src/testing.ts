@@ -53,6 +53,8 @@ export function rig(
   installMmCoreChecker(k);
   const drm = createNouveauDmem(k, opts);
   installNouveauChecker(drm);
+  // Global init (pid 1) stays idle: the test process is killable, as any process but init.
+  k.spawn();
   const p = k.spawn();
   const svmm = nouveauSvmmInit(drm, p.mm);
   return { k, drm, p, svmm };

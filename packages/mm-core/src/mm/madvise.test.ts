@@ -10,6 +10,8 @@ import {
   MADV_NOHUGEPAGE,
   MADV_NORMAL,
   MAP_ANONYMOUS,
+  MAP_FIXED_NOREPLACE,
+  MAP_HUGETLB,
   MAP_PRIVATE,
   MAP_SHARED,
   O_CREAT,
@@ -25,6 +27,7 @@ import { installMmCoreChecker } from '../invariants.js';
 import { Kernel } from '../kernel.js';
 import type { Process } from '../process.js';
 import { machine, pmdKind } from '../testing/helpers.js';
+import { hugetlbFreePages } from './hugetlb.js';
 import { VM_HUGEPAGE, VM_NOHUGEPAGE } from './types.js';
 
 const RW = PROT_READ | PROT_WRITE;
@@ -198,5 +201,63 @@ describe('madvise(2)', () => {
     expect(k.check()).toEqual([]);
     expect(p.readI32(a)).toBe(1);
     expect(() => p.writeI32(a, 2)).toThrow(SignalDelivered);
+  });
+});
+
+describe('madvise(2) on hugetlb (madvise_dontneed_free_valid_vma())', () => {
+  it('MADV_DONTNEED aligns the end down to the huge page size and needs an aligned start', () => {
+    const k = machine();
+    const p = k.spawn();
+    const h = p.mmap(0, 2 * PMD_SIZE, RW, ANON | MAP_HUGETLB);
+    expect(h % PMD_SIZE).toBe(0);
+    p.writeI32(h, 1);
+    p.writeI32(h + PMD_SIZE, 2);
+    const free = hugetlbFreePages(k.core);
+    // An unaligned start: madvise_dontneed_free_valid_vma() is false, -EINVAL, nothing zapped.
+    expect(p.madvise(h + PAGE_SIZE, PMD_SIZE, MADV_DONTNEED)).toBe(-EINVAL);
+    expect(p.madvise(h + PMD_SIZE / 2, PMD_SIZE, MADV_DONTNEED)).toBe(-EINVAL);
+    expect(hugetlbFreePages(k.core)).toBe(free);
+    // Less than one huge page from an aligned start: the end aligns down to the start, 0, nothing zapped.
+    expect(p.madvise(h, PMD_SIZE / 2, MADV_DONTNEED)).toBe(0);
+    expect(pmdKind(k, p, h)).toBe('huge');
+    expect(p.readI32(h)).toBe(1);
+    // 1.5 huge pages from the start: only the first huge page is zapped (back to the pool).
+    expect(p.madvise(h, PMD_SIZE + PMD_SIZE / 2, MADV_DONTNEED)).toBe(0);
+    expect(pmdKind(k, p, h)).toBe('none');
+    expect(pmdKind(k, p, h + PMD_SIZE)).toBe('huge');
+    expect(hugetlbFreePages(k.core)).toBe(free + 1);
+    expect(k.check()).toEqual([]);
+    expect(p.readI32(h)).toBe(0); // a fresh zeroed huge page
+    expect(p.readI32(h + PMD_SIZE)).toBe(2);
+    // The whole mapping, with an end past it.
+    expect(p.madvise(h, 4 * PMD_SIZE, MADV_DONTNEED)).toBe(-ENOMEM);
+    expect(hugetlbFreePages(k.core)).toBe(free + 2);
+    expect(k.check()).toEqual([]);
+  });
+
+  it('a range starting in a normal VMA zaps the hugetlb VMA that follows up to its aligned-down end', () => {
+    const k = machine();
+    const p = k.spawn();
+    const h = p.mmap(0, 2 * PMD_SIZE, RW, ANON | MAP_HUGETLB);
+    const a = p.mmap(h - 2 * PAGE_SIZE, 2 * PAGE_SIZE, RW, ANON | MAP_FIXED_NOREPLACE);
+    expect(a).toBe(h - 2 * PAGE_SIZE);
+    p.writeI32(a, 7);
+    p.writeI32(h, 1);
+    p.writeI32(h + PMD_SIZE, 2);
+    expect(p.madvise(a, 2 * PAGE_SIZE + PMD_SIZE + PAGE_SIZE, MADV_DONTNEED)).toBe(0);
+    expect(p.readI32(a)).toBe(0);
+    expect(p.readI32(h)).toBe(0);
+    expect(p.readI32(h + PMD_SIZE)).toBe(2);
+    expect(k.check()).toEqual([]);
+  });
+
+  it('MADV_FREE on hugetlb is -EINVAL (madvise_dontneed_free_valid_vma() takes only MADV_DONTNEED)', () => {
+    const k = machine();
+    const p = k.spawn();
+    const h = p.mmap(0, PMD_SIZE, RW, ANON | MAP_HUGETLB);
+    p.writeI32(h, 1);
+    expect(p.madvise(h, PMD_SIZE, MADV_FREE)).toBe(-EINVAL);
+    expect(p.readI32(h)).toBe(1);
+    expect(k.check()).toEqual([]);
   });
 });

@@ -4,6 +4,7 @@ import {
   ENOMEM,
   HPAGE_PMD_NR,
   HPAGE_PMD_ORDER,
+  HPAGE_PMD_SIZE,
   MADV_COLD,
   MADV_COLLAPSE,
   MADV_DONTNEED,
@@ -208,6 +209,27 @@ export function* sysMadvise(
   }
 }
 
+/**
+ * Models madvise_dontneed_free_valid_vma() (mm/madvise.c) for MADV_DONTNEED or MADV_FREE on one
+ * VMA's part [start, end) of the range: the range to act on, or null for -EINVAL. A VM_LOCKED
+ * or VM_PFNMAP VMA is refused. A hugetlb VMA takes only MADV_DONTNEED (VM_LOCKED does not
+ * matter there), needs a start aligned to the huge page size, and has its end aligned down to
+ * it ("madvise callers ... may be unaware that this VMA uses huge pages. Avoid unexpected data
+ * loss by rounding down the number of huge pages freed"), so the range may become empty.
+ */
+export function madviseDontneedFreeValidVma(
+  vma: Vma,
+  behavior: number,
+  start: number,
+  end: number,
+): [number, number] | null {
+  if (!(vma.flags & VM_HUGETLB)) return vma.flags & (VM_LOCKED | VM_PFNMAP) ? null : [start, end];
+  if (behavior !== MADV_DONTNEED) return null;
+  // huge_page_size(hstate_vma(vma)): the model has one hstate, 2 MiB.
+  if (start % HPAGE_PMD_SIZE) return null;
+  return [start, Math.floor(end / HPAGE_PMD_SIZE) * HPAGE_PMD_SIZE];
+}
+
 /** do_madvise() with the mmap_lock held: the VMAs of [addr, end) and the advice. */
 function* madviseLocked(core: Core, mm: MmStruct, addr: number, end: number, advice: number): KGen<number> {
   let unmapped = false;
@@ -232,18 +254,25 @@ function* madviseLocked(core: Core, mm: MmStruct, addr: number, end: number, adv
       break;
     }
     case MADV_DONTNEED: {
-      for (const v of vmas) if (v.flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB)) return -EINVAL;
-      // madvise_dontneed_single_vma() -> zap_page_range_single_batched(): one MMU_NOTIFY_CLEAR
-      // invalidation per VMA, over the VMA's part of the range.
+      const ranges: [Vma, number, number][] = [];
       for (const v of vmas) {
-        const s = Math.max(addr, v.start);
-        const e = Math.min(end, v.end);
+        const r = madviseDontneedFreeValidVma(v, advice, Math.max(addr, v.start), Math.min(end, v.end));
+        if (r === null) return -EINVAL;
+        ranges.push([v, r[0], r[1]]);
+      }
+      // madvise_dontneed_single_vma() -> zap_page_range_single_batched(): one MMU_NOTIFY_CLEAR
+      // invalidation per VMA, over the VMA's part of the range (madvise_dontneed_free() returns 0
+      // at once when a hugetlb range was aligned down to nothing).
+      for (const [v, s, e] of ranges) {
+        if (s === e) continue;
         yield* withInvalidation(mm, s, e, MMU_NOTIFY_CLEAR, null, () => zapRange(core, v, s, e));
       }
       break;
     }
     case MADV_FREE: {
-      for (const v of vmas) if (!v.isAnonymous) return -EINVAL;
+      // madvise_dontneed_free_valid_vma() (no hugetlb), then madvise_free_single_vma() (anonymous only).
+      for (const v of vmas)
+        if (!madviseDontneedFreeValidVma(v, advice, addr, end) || !v.isAnonymous) return -EINVAL;
       for (const v of vmas)
         yield* madviseFreeSingleVma(core, v, Math.max(addr, v.start), Math.min(end, v.end));
       break;

@@ -240,6 +240,21 @@ describe('mmu-notifier audit: madvise', () => {
     ]);
   });
 
+  it('MADV_DONTNEED on hugetlb: CLEAR of the range with its end aligned down to the huge page', () => {
+    const k = machine();
+    const p = k.spawn();
+    const h = p.mmap(0, 2 * PMD_SIZE, RW, ANON | MAP_HUGETLB);
+    p.writeI32(h, 1);
+    p.writeI32(h + PMD_SIZE, 2);
+    const { r } = record(p, 0);
+    expect(p.madvise(h, PMD_SIZE + PMD_SIZE / 2, MADV_DONTNEED)).toBe(0);
+    expect(r.ranges()).toEqual([['MMU_NOTIFY_CLEAR', h, h + PMD_SIZE]]);
+    r.clear();
+    // Aligned down to nothing: madvise_dontneed_free() returns 0 before zapping.
+    expect(p.madvise(h + PMD_SIZE, PMD_SIZE / 2, MADV_DONTNEED)).toBe(0);
+    expect(r.ranges()).toEqual([]);
+  });
+
   it('MADV_FREE: one CLEAR per VMA part (madvise_free_single_vma())', () => {
     const k = machine();
     const p = k.spawn();

@@ -277,8 +277,8 @@ export function parseOp(text: string): Op {
 }
 
 /** The bytes a 'write' op stores into page `page` of its range (deterministic from the seed). */
-export function writePattern(seed: number, addr: number, len: number): Uint8Array {
-  const out = new Uint8Array(len);
+export function writePattern(seed: number, addr: number, len: number, into?: Uint8Array): Uint8Array {
+  const out = into ?? new Uint8Array(len);
   const w = new Uint32Array(out.buffer, 0, len >>> 2);
   const vpn = Math.floor(addr / PAGE_SIZE);
   const words = PAGE_SIZE >>> 2;
@@ -376,7 +376,7 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
       return;
     }
     case 'write': {
-      const data = writePattern(op.a ?? 0, addr, len);
+      const data = writePattern(op.a ?? 0, addr, len, w.buffer(op.p, op.t, len));
       const ret = yield* sys.access(addr, data, 'write');
       if (ret < 0) {
         out.signal = ret === XLATE_BUS ? 7 : ret === XLATE_OOM ? SIGKILL : SIGSEGV;
@@ -389,7 +389,7 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
       return;
     }
     case 'read': {
-      const buf = new Uint8Array(len);
+      const buf = w.buffer(op.p, op.t, len);
       const ret = yield* sys.access(addr, buf, 'read');
       if (ret < 0) {
         out.signal = ret === XLATE_BUS ? 7 : ret === XLATE_OOM ? SIGKILL : SIGSEGV;
@@ -519,7 +519,7 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
 
 /** A GPU operation of slot's process: SVM migration to VRAM, or a GPU read or write (device faults). */
 function* gpuOp(w: World, slot: ProcSlot, op: Op, addr: number, len: number, out: OpOutcome): KGen {
-  const svmm = w.svmm(slot);
+  const svmm = yield* w.svmm(slot);
   const cmd = GPU_CMDS[op.b ?? 0];
   if (cmd === 'migrate') {
     out.ret = (yield* svmmMigrateToVramGen(svmm, addr, addr + len)).ret;

@@ -9,6 +9,7 @@ import {
   HostMemoryPool,
   installMmCoreChecker,
   Kernel,
+  type KGen,
   MAP_ANONYMOUS,
   MAP_FIXED_NOREPLACE,
   MAP_PRIVATE,
@@ -26,7 +27,8 @@ import {
   installNouveauChecker,
   type NouveauDrm,
   type NouveauSvmm,
-  nouveauSvmmInit,
+  nouveauSvmmFini,
+  nouveauSvmmInitLocked,
 } from '@hmm-model/nouveau-dmem';
 import { type DmirrorModule, installDmirror } from '@hmm-model/test-hmm';
 
@@ -49,6 +51,9 @@ export const NDEVICES = 4;
 export function regionAddr(r: number, page: number): number {
   return REGION_BASE + r * REGION_STRIDE + page * PAGE_SIZE;
 }
+
+/** Host buffers of the thread slots' CPU accesses ({@link World.buffer}), shared by consecutive runs. */
+const hostBuffers: ArrayBuffer[] = [];
 
 /** Host memory handed from each run's machine to the next one's (one pool per worker thread). */
 const hostPool = new HostMemoryPool();
@@ -92,6 +97,8 @@ export class World {
   readonly drm: NouveauDrm;
   readonly slots: (ProcSlot | null)[];
   readonly threadsPerProc: number;
+  /** Global init (pid 1): idle, never a slot. */
+  readonly init: Process;
 
   constructor(opts: WorldOptions = {}) {
     this.kernel = new Kernel({
@@ -108,6 +115,9 @@ export class World {
     installNouveauChecker(this.drm);
     this.threadsPerProc = opts.threads ?? 2;
     this.slots = new Array(opts.procs ?? 3).fill(null);
+    // Global init (pid 1) is a process of its own: the kernel never lets it be killed (kill()
+    // ignores it, the OOM killer skips it), so the fuzzed processes are its children.
+    this.init = this.kernel.spawn();
     this.slots[0] = this.adopt(0, this.kernel.spawn());
   }
 
@@ -155,14 +165,35 @@ export class World {
     return -1;
   }
 
+  /**
+   * Host bytes for the CPU reads and writes of thread slot (p, t): one buffer per slot, reused by
+   * its next operation and by the next run's (a slot's operations run one after another, one run
+   * at a time per thread, and the oracle is done with an operation's data when it ends), so that
+   * a campaign does not allocate per access.
+   */
+  buffer(p: number, t: number, len: number): Uint8Array {
+    const key = p * this.threadsPerProc + t;
+    let b = hostBuffers[key];
+    if (!b || b.byteLength < len) hostBuffers[key] = b = new ArrayBuffer(Math.max(len, 64 << 10));
+    return new Uint8Array(b, 0, len);
+  }
+
   /** Scratch memory of a thread slot. */
   scratch(t: number): number {
     return SCRATCH_BASE + t * SCRATCH_PER_THREAD;
   }
 
-  /** The svmm of a process for the GPU (nouveau_svmm_init on first use). */
-  svmm(slot: ProcSlot): NouveauSvmm {
-    if (!slot.svmm || slot.svmm.mm !== slot.proc.mm) slot.svmm = nouveauSvmmInit(this.drm, slot.proc.mm);
+  /**
+   * The svmm of a process for the GPU: nouveau_svmm_init() on first use, under the mmap lock for
+   * write as the ioctl takes it (a registration racing a zap waits for it).
+   */
+  *svmm(slot: ProcSlot): KGen<NouveauSvmm> {
+    if (!slot.svmm || slot.svmm.mm !== slot.proc.mm) {
+      const svmm = yield* nouveauSvmmInitLocked(this.drm, slot.proc.mm);
+      // Another thread of the process may have registered one meanwhile: keep the first.
+      if (slot.svmm && slot.svmm.mm === slot.proc.mm) nouveauSvmmFini(svmm);
+      else slot.svmm = svmm;
+    }
     return slot.svmm;
   }
 

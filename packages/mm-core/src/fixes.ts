@@ -76,6 +76,13 @@ export const MODEL_FIXES: readonly ModelFixSwitch[] = [
     title:
       'when a large device allocation fails (or FAIL_ALLOC makes it fail), the fallback to 512 small pages uses each allocation unchecked: with no free small device page and no new chunk (a coherent device has one), BACKING_PAGE(NULL) is a NULL dereference; fixed: the unit gives back what it got and stays in system memory',
   },
+  {
+    id: 'K9',
+    fn: 'nouveau_pfns_map',
+    pkg: 'nouveau-dmem',
+    title:
+      "the migration to VRAM maps its new pages into the GPU without checking for invalidations since migrate_vma_setup(): a page zapped meanwhile (MADV_DONTNEED, munmap) has no CPU mapping left, migrate_vma_finalize() frees its VRAM and the GPU keeps reading it; fixed: the svmm counts the invalidations it takes and maps nothing if one happened",
+  },
 ];
 
 /** Model-only: an unknown fix id (a one-line message listing the known ids). */

@@ -54,7 +54,13 @@ export {
   svmmMigrateToVram,
   svmmMigrateToVramGen,
 } from './migrate.js';
-export { nouveauPfnsMap, nouveauSvmmFini, nouveauSvmmInit, nouveauSvmmInvalidate } from './svmm.js';
+export {
+  nouveauPfnsMap,
+  nouveauSvmmFini,
+  nouveauSvmmInit,
+  nouveauSvmmInitLocked,
+  nouveauSvmmInvalidate,
+} from './svmm.js';
 export { nouveauDmemMigrateToRam, type ToRamStats, toRamStats } from './toram.js';
 export type {
   NouveauDev,

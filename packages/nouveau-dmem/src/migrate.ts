@@ -120,6 +120,7 @@ export function* nouveauDmemMigrateChunk(
   args: MigrateVma,
   pfns: Float64Array,
   res: MigrateToVramResult,
+  seq = -1,
 ): KGen {
   const core = drm.core;
   let order = 0;
@@ -151,7 +152,7 @@ export function* nouveauDmemMigrateChunk(
       res.migratedPages++;
     }
   }
-  yield* nouveauPfnsMap(svmm, args.start, pfns, i, order);
+  yield* nouveauPfnsMap(svmm, args.start, pfns, i, order, seq);
   yield* migrateVmaFinalize(core, args);
 }
 
@@ -185,13 +186,15 @@ export function* nouveauDmemMigrateVma(
   const pfns = new Float64Array(max);
   for (let i = 0; i < npages; i += max) {
     args.end = Math.min(args.start + max * PAGE_SIZE, end);
+    // Model-only (fix switch K9): the svmm's invalidation count before the migration starts.
+    const seq = svmm.invalidations;
     const ret = yield* migrateVmaSetup(drm.core, args);
     res.batches++;
     if (ret) return ret;
     res.cpages += args.cpages;
     if (args.cpages) {
       yield 'nouveau_dmem_migrate_vma: after migrate_vma_setup';
-      yield* nouveauDmemMigrateChunk(drm, svmm, args, pfns, res);
+      yield* nouveauDmemMigrateChunk(drm, svmm, args, pfns, res, seq);
     }
     args.start = args.end;
     yield 'nouveau_dmem_migrate_vma: next batch';

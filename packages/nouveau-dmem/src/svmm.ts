@@ -4,6 +4,8 @@ import {
   type MmStruct,
   MmuIntervalNotifier,
   type MmuNotifierRange,
+  mmapWriteLock,
+  mmapWriteUnlock,
   Mutex,
   mmuIntervalNotifierInsert,
   mmuIntervalNotifierRemove,
@@ -36,6 +38,7 @@ function* invalidateRangeStart(svmm: NouveauSvmm, range: MmuNotifierRange): KGen
   yield* svmm.mutex.lock(sched, 'nouveau_svmm_invalidate_range_start');
   try {
     if (range.event === MMU_NOTIFY_MIGRATE && range.owner === svmm.drm.dev) return true;
+    svmm.invalidations++;
     nouveauSvmmInvalidate(svmm, range.start, range.end);
     return true;
   } finally {
@@ -46,7 +49,8 @@ function* invalidateRangeStart(svmm: NouveauSvmm, range: MmuNotifierRange): KGen
 /**
  * Models nouveau_svmm_init() (the DRM_NOUVEAU_SVM_INIT ioctl): create a GPU address space that
  * mirrors `mm` and register its mmu notifier (an interval notifier over the whole user address
- * space in the model).
+ * space in the model). Synchronous, for a caller with nothing else in the kernel; a task that
+ * races with others uses {@link nouveauSvmmInitLocked}.
  */
 export function nouveauSvmmInit(drm: NouveauDrm, mm: MmStruct): NouveauSvmm {
   const id = nextId.get(drm) ?? 1;
@@ -58,6 +62,7 @@ export function nouveauSvmmInit(drm: NouveauDrm, mm: MmStruct): NouveauSvmm {
     vmm: new NouveauVmm(),
     notifier: null,
     mutex: new Mutex(`svmm->mutex (svmm ${id})`),
+    invalidations: 0,
   };
   const notifier = new MmuIntervalNotifier(mm, 0, TASK_SIZE + PAGE_SIZE, {
     invalidate: (_sub, range) => invalidateRangeStart(svmm, range),
@@ -66,6 +71,20 @@ export function nouveauSvmmInit(drm: NouveauDrm, mm: MmStruct): NouveauSvmm {
   svmm.notifier = notifier;
   drm.svmms.set(id, svmm);
   return svmm;
+}
+
+/**
+ * Models nouveau_svmm_init() as the ioctl runs it: the notifier is registered under the mmap
+ * lock held for write (__mmu_notifier_register() requires it), so a registration waits for any
+ * invalidation in progress (a zap holds the lock for read) and never misses one half done.
+ */
+export function* nouveauSvmmInitLocked(drm: NouveauDrm, mm: MmStruct): KGen<NouveauSvmm> {
+  yield* mmapWriteLock(drm.core, mm, 'nouveau_svmm_init');
+  try {
+    return nouveauSvmmInit(drm, mm);
+  } finally {
+    mmapWriteUnlock(drm.core, mm, 'nouveau_svmm_init');
+  }
 }
 
 /**
@@ -88,7 +107,8 @@ export function nouveauSvmmFini(svmm: NouveauSvmm): void {
  * The THP patch passes the folio *order* as `page_shift` (so p.page = 0 or 9 and
  * p.size = npages << order), where nvkm expects a byte shift (PAGE_SHIFT + order), as
  * nouveau_hmm_convert_pfn() computes it. The model implements the evident intent
- * (PAGE_SHIFT + order); see the README.
+ * (PAGE_SHIFT + order); see the README. `seq` is the svmm's invalidation count before
+ * migrate_vma_setup() (fix switch K9; -1: no check, as v6.19).
  */
 export function* nouveauPfnsMap(
   svmm: NouveauSvmm,
@@ -96,10 +116,16 @@ export function* nouveauPfnsMap(
   pfns: ArrayLike<number>,
   npages: number,
   order: number,
+  seq = -1,
 ): KGen {
   const sched = svmm.drm.core.sched;
   yield* svmm.mutex.lock(sched, 'nouveau_pfns_map');
   try {
+    // K9: v6.19 maps whatever the migration produced; an invalidation since migrate_vma_setup()
+    // (a zap of a page being migrated) leaves its VRAM page unmapped on the CPU side and freed by
+    // migrate_vma_finalize(), so mapping it gives the GPU freed VRAM. The fix maps nothing then
+    // (the GPU faults the range in through hmm_range_fault()).
+    if (seq >= 0 && svmm.drm.core.fixed('K9') && svmm.invalidations !== seq) return;
     const stride = 1 << order;
     svmm.vmm.pfnmap(addr, PAGE_SHIFT + order, pfns, Math.ceil(npages / stride), stride);
   } finally {

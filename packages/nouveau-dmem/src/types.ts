@@ -118,4 +118,9 @@ export interface NouveauSvmm {
   notifier: MmuIntervalNotifier | null;
   /** Models svmm->mutex. */
   readonly mutex: Mutex;
+  /**
+   * Model-only (fix switch K9): invalidations that unmapped GPU entries (every one but this
+   * device's own migrations), counted under svmm->mutex.
+   */
+  invalidations: number;
 }

@@ -82,6 +82,15 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
       expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
   });
 
+  it('K9: with the fix off the GPU keeps reading the VRAM of a page zapped during its migration; with every fix on the run is clean', () => {
+    const { sc, schedule, fixes } = load('./k9-stale-vram.hmm');
+    expect(fixes).not.toContain('K9');
+    const r = runScenario(sc, { schedule, fixes });
+    expect(r.finding?.message).toMatch(/^GPU read of p0 at 0x[0-9a-f]+: read 0x[0-9a-f]+, the oracle says 0x0$/);
+    for (const s of [schedule, ...OTHER])
+      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+  });
+
   it('fork restores a device-exclusive entry with the VMA protection (PROT_NONE stays inaccessible)', () => {
     const { sc, schedule } = load('./exclusive-fork-protnone.hmm');
     for (const s of [schedule, ...OTHER])

@@ -519,10 +519,13 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
 
 /** A GPU operation of slot's process: SVM migration to VRAM, or a GPU read or write (device faults). */
 function* gpuOp(w: World, slot: ProcSlot, op: Op, addr: number, len: number, out: OpOutcome): KGen {
-  const svmm = yield* w.svmm(slot);
+  // DRM_NOUVEAU_SVM_INIT and DRM_NOUVEAU_SVM_BIND are ioctls of the calling thread: it is in the
+  // kernel meanwhile (its process cannot exit and tear the mm down under the migration).
+  const sys = slot.proc.sys;
+  const svmm = yield* sys.driverIoctl('DRM_NOUVEAU_SVM_INIT', w.svmm(slot));
   const cmd = GPU_CMDS[op.b ?? 0];
   if (cmd === 'migrate') {
-    out.ret = (yield* svmmMigrateToVramGen(svmm, addr, addr + len)).ret;
+    out.ret = (yield* sys.driverIoctl('DRM_NOUVEAU_SVM_BIND', svmmMigrateToVramGen(svmm, addr, addr + len))).ret;
     return;
   }
   if (cmd === 'write') {

@@ -422,6 +422,16 @@ export class Syscalls {
    * Models a user load or store of a byte range (copy to or from a host buffer): 0, or the
    * XLATE_* code of the page that could not be accessed (the caller delivers the signal).
    */
+  /**
+   * Models an ioctl into a driver entry point the model calls directly instead of through a file
+   * (e.g. nouveau's DRM_NOUVEAU_SVM_BIND): the body runs as a syscall of this task, counted in the
+   * kernel, so the process cannot exit and tear its mm down under it, with the lockdep check and
+   * a pending fatal signal taken on return.
+   */
+  *driverIoctl<T>(what: string, body: KGen<T>): KGen<T> {
+    return yield* this.run(what, body);
+  }
+
   *access(addr: number, buf: Uint8Array, dir: 'read' | 'write'): KGen<number> {
     // A user access: a fatal signal arriving meanwhile is taken at the next interrupt.
     return yield* this.run('user access', accessBytes(this.core, this.p.mm, addr, buf, dir, true));

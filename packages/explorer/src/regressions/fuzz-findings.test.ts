@@ -91,6 +91,12 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
       expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
   });
 
+  it('a GPU bind is a syscall of its thread: the process no longer exits under it (page tables leaked at check_mm)', () => {
+    const { sc, schedule } = load('./gpu-bind-exit-pgtables.hmm');
+    for (const s of [schedule, ...OTHER])
+      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+  });
+
   it('fork restores a device-exclusive entry with the VMA protection (PROT_NONE stays inaccessible)', () => {
     const { sc, schedule } = load('./exclusive-fork-protnone.hmm');
     for (const s of [schedule, ...OTHER])

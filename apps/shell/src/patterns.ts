@@ -22,6 +22,31 @@ export function isPatternWord(w: string | undefined): boolean {
   return w !== undefined && (PATTERN_WORDS as readonly string[]).includes(w);
 }
 
+/**
+ * How many of `words` (a pattern, its kind word first) the pattern takes: `fill <byte>` 2,
+ * `zero` 1, `index [start] [step]` up to 3, `random <seed>` 2, `bytes` its kind word and the hex
+ * words after it. A pattern {@link parsePattern} will refuse anyway (an unknown kind, `bytes`
+ * without a hex word) counts them all, so that its own message is the one shown.
+ */
+export function patternWordCount(words: readonly string[]): number {
+  switch (words[0]) {
+    case 'fill':
+    case 'random':
+      return 2;
+    case 'zero':
+      return 1;
+    case 'index':
+      return 3;
+    case 'bytes': {
+      const hexWords = words.slice(1).findIndex((w) => !/^(0x)?[0-9a-f]+$/i.test(w));
+      const n = hexWords < 0 ? words.length - 1 : hexWords;
+      return n === 0 ? Number.POSITIVE_INFINITY : 1 + n;
+    }
+    default:
+      return Number.POSITIVE_INFINITY;
+  }
+}
+
 function int(tok: string, what: string): number {
   const neg = tok.startsWith('-');
   const v = parseNumber(neg ? tok.slice(1) : tok);

@@ -73,6 +73,17 @@ export interface Recording {
   lines: number;
 }
 
+/** The mapping an mmap or mremap made, which `$` names. */
+export interface LastMapping {
+  readonly addr: number;
+  /** Its length in bytes (page-rounded). */
+  readonly length: number;
+  /** The process it was made in. */
+  readonly pid: number;
+  /** The command that made it. */
+  readonly by: 'mmap' | 'mremap';
+}
+
 /** A modelled kernel failure that hit this machine (see `KernelBug`): its taint flag and summary. */
 export interface Taint {
   /** Models the taint letters set so far (D after an oops or BUG, W after a WARN). */
@@ -170,6 +181,15 @@ export class Session {
     this.lastNotifierLine = line.trim();
     this.recorder.clear();
     this.recorder.detachAll();
+  }
+
+  /** The mapping `$` names (where the last mmap / mremap put it, its length, in which process), or null. */
+  lastMapping: LastMapping | null = null;
+
+  /** After a successful mmap / mremap: `$` is now this mapping. */
+  setLastMapping(m: LastMapping): void {
+    this.vars.set('', m.addr);
+    this.lastMapping = m;
   }
 
   /** Looks up a variable for expressions (`$` = name ''). */

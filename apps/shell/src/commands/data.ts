@@ -1,4 +1,13 @@
-import { PAGE_SIZE, translate, XLATE_BUS, XLATE_OOM, XLATE_SEGV } from '@hmm-model/mm-core';
+import {
+  PAGE_SIZE,
+  SIGBUS,
+  SIGKILL,
+  SIGSEGV,
+  translate,
+  XLATE_BUS,
+  XLATE_OOM,
+  XLATE_SEGV,
+} from '@hmm-model/mm-core';
 import { fmtSize, hex, hexdump } from '../format.js';
 import { parseAddr, parseSize } from '../parse.js';
 import {
@@ -12,9 +21,11 @@ import {
   PatternStream,
   parsePattern,
   patternBytes,
+  patternWordCount,
 } from '../patterns.js';
 import { type CommandResult, fail, ok, UsageError } from '../result.js';
 import type { Session } from '../session.js';
+import { signalName } from '../signals.js';
 import { ACCESS_STEP_BYTES, drive, FAULT_STEP_PAGES, progress, stopped } from './steps.js';
 import type { CommandSpec, CommandSteps } from './types.js';
 import { accessError, currentProc, isResult, userAccess } from './util.js';
@@ -36,6 +47,15 @@ export function parseRangePattern(
   }
   const len = parseSize(args[1], s.lookup, 'length');
   return { addr, len, pattern: parsePattern(args.slice(2)) };
+}
+
+/**
+ * How many words `<addr> [len] <pattern...>` takes (the `maxArgs` of write, check, dwrite and
+ * gwrite): the pattern starts at the second word when the length is left out, else the third.
+ */
+export function rangePatternArgs(args: readonly string[]): number {
+  const at = isPatternWord(args[1]) ? 1 : 2;
+  return at + patternWordCount(args.slice(at));
 }
 
 /** The summary of a long range read in steps: its first 64 bytes and the pattern of all of it. */
@@ -77,6 +97,7 @@ const write: CommandSpec = {
     'write $ 1M index 0 -1',
   ],
   mutates: true,
+  maxArgs: rangePatternArgs,
   words: (i) => (i === 1 || i === 2 ? PATTERN_WORDS : []),
   run(s, args) {
     return drive(writeSteps(s, args));
@@ -124,6 +145,7 @@ const read: CommandSpec = {
   ],
   examples: ['read $ 64', 'read $ 2M'],
   mutates: true,
+  maxArgs: 3,
   words: (i) => (i === 2 ? ['all'] : []),
   run(s, args) {
     return drive(readSteps(s, args));
@@ -233,6 +255,7 @@ const check: CommandSpec = {
   summary: 'CPU reads a range and compares it with a pattern (error on mismatch)',
   examples: ['check $ 2M index', 'check $ 4K fill 0xab', 'check $ 2M zero'],
   mutates: true,
+  maxArgs: rangePatternArgs,
   words: (i) => (i === 1 || i === 2 ? PATTERN_WORDS : []),
   run(s, args) {
     return drive(checkSteps(s, args));
@@ -277,6 +300,7 @@ const fault: CommandSpec = {
   ],
   examples: ['fault $ read', 'fault $ 2M write'],
   mutates: true,
+  maxArgs: 3,
   words: () => ['read', 'write'],
   run(s, args) {
     return drive(faultSteps(s, args));
@@ -303,7 +327,7 @@ function* faultSteps(s: Session, args: readonly string[]): CommandSteps {
   for (let a = first; a < addr + len; a += PAGE_SIZE) {
     const r = translate(s.kernel.core, proc.mm, a, write);
     if (r < 0) {
-      const sig = r === XLATE_BUS ? 'SIGBUS' : r === XLATE_OOM ? 'SIGKILL' : 'SIGSEGV';
+      const sig = signalName(r === XLATE_BUS ? SIGBUS : r === XLATE_OOM ? SIGKILL : SIGSEGV);
       const why =
         r === XLATE_SEGV
           ? proc.mm.vmaLookup(a)

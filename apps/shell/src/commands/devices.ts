@@ -19,7 +19,7 @@ import { parseAddr, parseNumber, parseSize, takeDeviceOption } from '../parse.js
 import { describePattern, PATTERN_WORDS, PatternDetector, PatternStream } from '../patterns.js';
 import { type CommandResult, type Json, ok, UsageError } from '../result.js';
 import type { Session } from '../session.js';
-import { parseRangePattern, summariseBytes, summaryLines } from './data.js';
+import { parseRangePattern, rangePatternArgs, summariseBytes, summaryLines } from './data.js';
 import { dmirrorIoctl, type IoctlOutcome, isOutcome } from './dmirror-ioctl.js';
 import { drive, IOCTL_STEP_BYTES, progress, stopped } from './steps.js';
 import type { CommandSpec, CommandSteps, Progress } from './types.js';
@@ -120,6 +120,8 @@ const dread: CommandSpec = {
   details: [DEV_OPT, IOCTL_STEPS],
   examples: ['dread $ 2M'],
   mutates: true,
+  maxArgs: 2,
+  deviceOption: true,
   run(s, argv) {
     return drive(dreadSteps(s, argv));
   },
@@ -174,6 +176,8 @@ const dwrite: CommandSpec = {
   ],
   examples: ['dwrite $ 2M index', 'dwrite $ 4K fill 0x5a -d 1'],
   mutates: true,
+  maxArgs: rangePatternArgs,
+  deviceOption: true,
   words: (i) => (i === 1 || i === 2 ? PATTERN_WORDS : []),
   run(s, argv) {
     return drive(dwriteSteps(s, argv));
@@ -228,6 +232,8 @@ const migrate: CommandSpec = {
   ],
   examples: ['migrate $ 2M dev', 'migrate $ 4M sys', 'migrate $ 2M dev -d 1'],
   mutates: true,
+  maxArgs: 3,
+  deviceOption: true,
   words: (i) => (i === 2 ? ['dev', 'sys'] : []),
   run(s, argv) {
     return drive(migrateSteps(s, argv));
@@ -288,6 +294,8 @@ const snapshot: CommandSpec = {
   ],
   examples: ['snapshot $ 4M'],
   mutates: true,
+  maxArgs: 2,
+  deviceOption: true,
   run(s, argv) {
     const { rest, dev = s.device } = takeDeviceOption(argv);
     const { addr, npages } = parseRange(s, rest);
@@ -324,6 +332,8 @@ const exclusive: CommandSpec = {
   details: [DEV_OPT],
   examples: ['exclusive $ 4K'],
   mutates: true,
+  maxArgs: 2,
+  deviceOption: true,
   run(s, argv) {
     const { rest, dev = s.device } = takeDeviceOption(argv);
     const { addr, npages } = parseRange(s, rest);
@@ -350,6 +360,8 @@ const checkExclusive: CommandSpec = {
   details: [DEV_OPT],
   examples: ['check-exclusive $ 4K'],
   mutates: true,
+  maxArgs: 2,
+  deviceOption: true,
   run(s, argv) {
     const { rest, dev = s.device } = takeDeviceOption(argv);
     const { addr, npages } = parseRange(s, rest);
@@ -379,9 +391,10 @@ const release: CommandSpec = {
   ],
   examples: ['release', 'release -d 1'],
   mutates: true,
+  maxArgs: 0,
+  deviceOption: true,
   run(s, argv) {
-    const { rest, dev = s.device } = takeDeviceOption(argv);
-    if (rest.length) throw new UsageError('release takes only -d N');
+    const { dev = s.device } = takeDeviceOption(argv);
     const o = dmirrorIoctl(s, 'release', dev, {
       cmd: HMM_DMIRROR_RELEASE,
       npages: 1,
@@ -404,6 +417,8 @@ const failAlloc: CommandSpec = {
   ],
   examples: ['fail-alloc', 'fail-alloc 1 -d 1'],
   mutates: true,
+  maxArgs: 1,
+  deviceOption: true,
   run(s, argv) {
     const { rest, dev = s.device } = takeDeviceOption(argv);
     const word = rest[0] === undefined ? HMM_DMIRROR_FLAG_FAIL_ALLOC : parseNumber(rest[0]);
@@ -427,6 +442,7 @@ const devSelect: CommandSpec = {
   summary: 'show or select the dmirror device the device commands use (0, 1 private; 2, 3 coherent)',
   examples: ['dev', 'dev 1', 'dev 2'],
   mutates: false,
+  maxArgs: 1,
   words: (i) => (i === 0 ? ['0', '1', '2', '3'] : []),
   run(s, args) {
     if (args[0] !== undefined) {
@@ -464,7 +480,15 @@ const DMIRROR_OPS: Readonly<Record<string, CommandSpec>> = {
   read: dread,
   write: dwrite,
   migrate,
-  'migrate-to-dev': migrate,
+  'migrate-to-dev': {
+    ...migrate,
+    name: 'migrate-to-dev',
+    usage: 'dmirror migrate-to-dev <addr> <len> [-d N]',
+    maxArgs: 2,
+    words: () => [],
+    run: (s, args) => migrate.run(s, [...args, 'dev']),
+    steps: undefined,
+  },
   snapshot,
   exclusive,
   'check-exclusive': checkExclusive,
@@ -481,6 +505,8 @@ export const dmirrorCommand: CommandSpec = {
   summary: 'any dmirror ioctl by name: `dmirror read $ 2M` is `dread $ 2M`',
   examples: ['dmirror snapshot $ 2M', 'dmirror migrate $ 2M dev'],
   mutates: true,
+  maxArgs: Number.POSITIVE_INFINITY,
+  subcommands: DMIRROR_OPS,
   words: (i, args, s) =>
     i === 0 ? Object.keys(DMIRROR_OPS) : (DMIRROR_OPS[args[0]]?.words?.(i - 1, args.slice(1), s) ?? []),
   run(s, args) {
@@ -489,7 +515,6 @@ export const dmirrorCommand: CommandSpec = {
       throw new UsageError(
         `${args[0] ? `unknown dmirror op "${args[0]}"` : 'missing op'}: ${Object.keys(DMIRROR_OPS).join(', ')}`,
       );
-    if (args[0] === 'migrate-to-dev') return op.run(s, [...args.slice(1), 'dev']);
     return op.run(s, args.slice(1));
   },
 };

@@ -240,6 +240,7 @@ export const explore: CommandSpec = {
     'explore clear',
   ],
   mutates: false,
+  maxArgs: Number.POSITIVE_INFINITY,
   words(i, args) {
     if (i === 0) return SUBCOMMANDS;
     if (args[0] === 'machine') return ['procs=', 'threads=', 'check-every=', 'bugs='];

@@ -19,7 +19,7 @@ import { parseAddr, parseSize } from '../parse.js';
 import { describePattern, PATTERN_WORDS, patternBytes } from '../patterns.js';
 import { type CommandResult, fail, failErrno, type Json, ok, UsageError } from '../result.js';
 import type { Session } from '../session.js';
-import { MAX_DATA_BYTES, parseRangePattern, summariseBytes } from './data.js';
+import { MAX_DATA_BYTES, parseRangePattern, rangePatternArgs, summariseBytes } from './data.js';
 import { drive, IOCTL_STEP_BYTES, progress, stopped } from './steps.js';
 import type { CommandSpec, CommandSteps } from './types.js';
 import { currentProc, isResult } from './util.js';
@@ -131,6 +131,7 @@ const gread: CommandSpec = {
   ],
   examples: ['gread $ 4K', 'gread $ 2M'],
   mutates: true,
+  maxArgs: 2,
   run(s, args) {
     const addr = parseAddr(args[0], s.lookup);
     const len = parseSize(args[1], s.lookup, 'length');
@@ -161,6 +162,7 @@ const gwrite: CommandSpec = {
   ],
   examples: ['gwrite $ 2M index', 'gwrite $+4K 4K fill 0x5a'],
   mutates: true,
+  maxArgs: rangePatternArgs,
   words: (i) => (i === 1 || i === 2 ? PATTERN_WORDS : []),
   run(s, args) {
     const { addr, len, pattern } = parseRangePattern(s, args);
@@ -189,6 +191,7 @@ const gmigrate: CommandSpec = {
   ],
   examples: ['gmigrate $ 2M', 'gmigrate $ 4M'],
   mutates: true,
+  maxArgs: 2,
   run(s, args) {
     return drive(gmigrateSteps(s, args));
   },
@@ -241,6 +244,7 @@ const vram: CommandSpec = {
   ],
   examples: ['vram'],
   mutates: false,
+  maxArgs: 0,
   run(s) {
     const drm = gpuOf(s.kernel, 'vram');
     if (!isDrm(drm)) return drm;
@@ -291,6 +295,7 @@ const gpt: CommandSpec = {
   ],
   examples: ['gpt $', 'gpt $ 4M'],
   mutates: false,
+  maxArgs: 2,
   run(s, args) {
     const addr = parseAddr(args[0], s.lookup);
     const len = args[1] === undefined ? PMD_SIZE : parseSize(args[1], s.lookup, 'length');
@@ -337,6 +342,7 @@ const gevict: CommandSpec = {
   ],
   examples: ['gevict'],
   mutates: true,
+  maxArgs: 0,
   run(s) {
     const drm = gpuOf(s.kernel, 'gevict');
     if (!isDrm(drm)) return drm;
@@ -377,6 +383,8 @@ export const gpuCommand: CommandSpec = {
   summary: 'the GPU commands by name: `gpu read $ 4K` is `gread $ 4K`, `gpu chunks` is `vram`',
   examples: ['gpu migrate $ 2M', 'gpu pt $', 'gpu chunks'],
   mutates: true,
+  maxArgs: Number.POSITIVE_INFINITY,
+  subcommands: GPU_OPS,
   words: (i, args, s) =>
     i === 0 ? Object.keys(GPU_OPS) : (GPU_OPS[args[0]]?.words?.(i - 1, args.slice(1), s) ?? []),
   run(s, args) {

@@ -2,6 +2,8 @@ import { KernelBug, kernelBugTaint, MMAP_MIN_ADDR, ModelBug, SignalDelivered } f
 import { parseAddr, tokenize } from '../parse.js';
 import { type CommandResult, fail, UsageError } from '../result.js';
 import { type Session, snapshotVmstat, vmstatDelta } from '../session.js';
+import { signalName } from '../signals.js';
+import { argTarget, staleDollar, unexpectedWords, unexpectedWordsMessage } from './args.js';
 import { DATA_COMMANDS } from './data.js';
 import { DEVICE_COMMANDS, dmirrorCommand } from './devices.js';
 import { explore } from './explore.js';
@@ -121,6 +123,25 @@ function modelBugResult(s: Session, cmd: string, e: ModelBug): CommandResult {
   return fail(cmd, 'MODEL BUG', first, undefined, [...dump, ...tainted]);
 }
 
+/**
+ * What the dispatcher refuses before running a command, so that nothing changes: words after a
+ * complete command (a usage error) and a `$` whose mapping is gone (`stale`). Null to run it.
+ */
+function refuse(s: Session, spec: CommandSpec, args: readonly string[]): CommandResult | null {
+  try {
+    const extra = unexpectedWords(spec, args);
+    if (extra.length) {
+      const usage = argTarget(spec, args)?.spec.usage ?? spec.usage;
+      return fail(spec.name, 'usage', `${unexpectedWordsMessage(extra)} — usage: ${usage}`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError) return fail(spec.name, 'usage', `${e.message} — usage: ${spec.usage}`);
+    throw e;
+  }
+  const stale = staleDollar(s, spec, args);
+  return stale ? fail(spec.name, 'stale', stale) : null;
+}
+
 function* runSpec(
   s: Session,
   spec: CommandSpec,
@@ -131,7 +152,8 @@ function* runSpec(
     return spec.run(s, args);
   } catch (e) {
     if (e instanceof UsageError) return fail(spec.name, 'usage', `${e.message} — usage: ${spec.usage}`);
-    if (e instanceof SignalDelivered) return fail(spec.name, e.signo === 7 ? 'SIGBUS' : 'SIGSEGV', e.message);
+    if (e instanceof SignalDelivered)
+      return fail(spec.name, signalName(e.signo), `${e.message}; the process was killed`);
     if (e instanceof KernelBug) return kernelBugResult(s, spec.name, e);
     if (e instanceof ModelBug) return modelBugResult(s, spec.name, e);
     if (e instanceof Error)
@@ -242,6 +264,8 @@ export function* executeSteps(s: Session, line: string): Generator<Progress, Exe
       ),
     );
   }
+  const refused = refuse(s, spec, args);
+  if (refused) return done(spec.name, refused);
   const before = spec.mutates ? snapshotVmstat(s.kernel) : undefined;
   s.overhead.clear();
   if (spec.mutates) s.startNotifierRecording();

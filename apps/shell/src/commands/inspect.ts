@@ -55,6 +55,7 @@ const walk: CommandSpec = {
   summary: 'page-table walk: every level, its entry, kind and bits',
   examples: ['walk $', 'walk $+0x1000'],
   mutates: false,
+  maxArgs: 1,
   run(s, args) {
     const addr = parseAddr(args[0], s.lookup);
     const proc = currentProc(s, 'walk');
@@ -106,6 +107,7 @@ const folio: CommandSpec = {
   summary: 'folio details: order, refcount, mapcounts, flags, zone, pgmap',
   examples: ['folio $', 'folio pfn 0x40200'],
   mutates: false,
+  maxArgs: (args) => (args[0] === 'pfn' ? 2 : 1),
   words: (i) => (i === 0 ? ['pfn'] : []),
   run(s, args) {
     const core = s.kernel.core;
@@ -164,6 +166,7 @@ const pagemap: CommandSpec = {
   summary: 'read /proc/self/pagemap entries (pread on the pseudo file)',
   examples: ['pagemap $ 4', 'pagemap $+2M'],
   mutates: false,
+  maxArgs: 2,
   run(s, args) {
     const addr = Math.floor(parseAddr(args[0], s.lookup) / PAGE_SIZE) * PAGE_SIZE;
     const n = args[1] === undefined ? 1 : parseInt10(args[1], 'page count');
@@ -204,6 +207,7 @@ const maps: CommandSpec = {
   summary: 'the VMAs of the current process (models /proc/self/maps)',
   examples: ['maps'],
   mutates: false,
+  maxArgs: 0,
   run(s) {
     const proc = currentProc(s, 'maps');
     if (isResult(proc)) return proc;
@@ -257,6 +261,7 @@ const smaps: CommandSpec = {
   summary: 'per-VMA Rss, Anonymous, AnonHugePages, device/migration entries (models /proc/self/smaps)',
   examples: ['smaps', 'smaps $'],
   mutates: false,
+  maxArgs: 1,
   run(s, args) {
     const proc = currentProc(s, 'smaps');
     if (isResult(proc)) return proc;
@@ -318,6 +323,7 @@ const map: CommandSpec = {
   summary: 'print the address-space map (the live view), per 2 MiB or per page when zoomed',
   examples: ['map', 'map zoom $', 'map unzoom'],
   mutates: false,
+  maxArgs: (args) => (args[0] === 'zoom' ? 2 : 1),
   words: (i) => (i === 0 ? ['zoom', 'unzoom'] : []),
   run(s, args) {
     if (args[0] === 'zoom') s.zoom = parseAddr(args[1], s.lookup);
@@ -335,6 +341,7 @@ const zoom: CommandSpec = {
   summary: 'show the 2 MiB region at addr page by page in the live map (`zoom off` returns)',
   examples: ['zoom $', 'zoom off'],
   mutates: false,
+  maxArgs: 1,
   words: (i) => (i === 0 ? ['off'] : []),
   run(s, args) {
     if (args[0] === undefined) throw new UsageError('missing address (or `off`)');

@@ -131,6 +131,8 @@ const mmap: CommandSpec = {
   ],
   examples: ['mmap 4M rw private anon hugepage', 'buf = mmap 2M', 'mmap 8K none at 0x10000000 fixed'],
   mutates: true,
+  maxArgs: Number.POSITIVE_INFINITY,
+  staleDollarOk: true,
   words: () => [
     ...PROT_WORDS,
     'private',
@@ -191,9 +193,9 @@ const mmap: CommandSpec = {
           `mmap: warning: madvise ${advice === MADV_HUGEPAGE ? 'hugepage' : 'nohugepage'} failed (${m})`,
         );
     }
-    s.vars.set('', r);
     const vma = proc.mm.vmaLookup(r);
     const end = vma ? Math.min(vma.end, r + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE) : r + len;
+    s.setLastMapping({ addr: r, length: end - r, pid: proc.pid, by: 'mmap' });
     const what = [
       `${fmtSize(end - r)}`,
       vma ? permString(vma.flags) : protText(prot),
@@ -213,6 +215,7 @@ const munmap: CommandSpec = {
   summary: 'unmap a range (models munmap(2)); splits THPs and device THPs it cuts',
   examples: ['munmap $ 4M', 'munmap $+1M 4K'],
   mutates: true,
+  maxArgs: 2,
   run(s, args) {
     const addr = parseAddr(args[0], s.lookup);
     const len = parseSize(args[1], s.lookup, 'length');
@@ -231,6 +234,7 @@ const mprotect: CommandSpec = {
   summary: 'change protection (models mprotect(2))',
   examples: ['mprotect $ 2M r', 'mprotect $ 4K none'],
   mutates: true,
+  maxArgs: 3,
   words: (i) => (i === 2 ? PROT_WORDS : []),
   run(s, args) {
     const addr = parseAddr(args[0], s.lookup);
@@ -257,6 +261,7 @@ const madvise: CommandSpec = {
   summary: 'give advice (models madvise(2))',
   examples: ['madvise $ 4M hugepage', 'madvise $ 2M dontneed', 'madvise $ 2M collapse'],
   mutates: true,
+  maxArgs: 3,
   words: (i) => (i === 2 ? Object.keys(ADVICE) : []),
   run(s, args) {
     const addr = parseAddr(args[0], s.lookup);
@@ -286,6 +291,7 @@ const mremap: CommandSpec = {
   summary: 'resize or move a mapping (models mremap(2)); sets $ to the new address',
   examples: ['mremap $ 2M 4M maymove', 'mremap $ 2M 2M maymove fixed 0x7e0000000000'],
   mutates: true,
+  maxArgs: Number.POSITIVE_INFINITY,
   words: () => ['maymove', 'fixed', 'dontunmap'],
   run(s, args) {
     const old = parseAddr(args[0], s.lookup, 'old address');
@@ -305,7 +311,12 @@ const mremap: CommandSpec = {
     if (isResult(proc)) return proc;
     const r = proc.mremap(old, oldLen, newLen, flags, newAddr);
     if (r < 0) return failErrno('mremap', r, whyMem('mremap', -r, proc.mm, old, oldLen));
-    s.vars.set('', r);
+    s.setLastMapping({
+      addr: r,
+      length: Math.ceil(newLen / PAGE_SIZE) * PAGE_SIZE,
+      pid: proc.pid,
+      by: 'mremap',
+    });
     const moved = r !== old ? ` moved to ${hex(r)}` : ' in place';
     return ok(
       [`mremap: ${hex(old)} ${fmtSize(oldLen)} -> ${fmtSize(newLen)}${moved} -> $`],
@@ -322,6 +333,7 @@ const thp: CommandSpec = {
   summary: 'show or set /sys/kernel/mm/transparent_hugepage/enabled',
   examples: ['thp', 'thp always', 'thp never'],
   mutates: true,
+  maxArgs: 1,
   words: (i) => (i === 0 ? ['always', 'madvise', 'never'] : []),
   run(s, args): CommandResult {
     const core = s.kernel.core;

@@ -1,6 +1,6 @@
 import { MMU_NOTIFY_EVENT_NAMES, type RecordedInvalidation, ULONG_MAX } from '@hmm-model/mm-core';
 import { fmtSize, hex, table } from '../format.js';
-import { type Json, ok, UsageError } from '../result.js';
+import { type Json, ok } from '../result.js';
 import type { Session } from '../session.js';
 import type { CommandSpec } from './types.js';
 
@@ -42,8 +42,8 @@ export const notifiers: CommandSpec = {
   ],
   examples: ['notifiers'],
   mutates: false,
-  run(s, args) {
-    if (args.length) throw new UsageError(`notifiers takes no arguments (got "${args[0]}")`);
+  maxArgs: 0,
+  run(s) {
     const evs = s.lastNotifiers;
     const by = s.lastNotifierLine ? `by \`${s.lastNotifierLine}\`` : 'since start';
     if (evs.length === 0) return ok([`notifiers: no invalidation sent ${by}`], { events: [], since: by });

@@ -3,6 +3,7 @@ import {
   ESRCH,
   type Process,
   SIGBUS,
+  SIGINT,
   SIGKILL,
   SIGSEGV,
   SIGTERM,
@@ -14,26 +15,31 @@ import { fmtSize, table } from '../format.js';
 import { parseInt10 } from '../parse.js';
 import { fail, failErrno, ok, UsageError } from '../result.js';
 import type { Session } from '../session.js';
+import { signalName, signalNumber } from '../signals.js';
 import type { CommandSpec } from './types.js';
 import { currentProc, isResult } from './util.js';
 
-const SIGNALS: Readonly<Record<string, number>> = {
-  KILL: SIGKILL,
-  TERM: SIGTERM,
-  SEGV: SIGSEGV,
-  BUS: SIGBUS,
-};
+/** The signals `kill` completes (any name of the shared table, or a number, is accepted). */
+const KILL_WORDS: readonly string[] = [SIGKILL, SIGTERM, SIGINT, SIGSEGV, SIGBUS].map((n) =>
+  signalName(n).slice(3),
+);
 
-/** Models signal names for kill(1): KILL, SIGTERM, 9 ... */
+/** Models signal names for kill(1): KILL, SIGTERM, -9, 9 ... */
 function parseSignal(tok: string | undefined): number {
   if (tok === undefined) return SIGKILL;
-  const name = tok.toUpperCase().replace(/^-/, '').replace(/^SIG/, '');
-  if (SIGNALS[name] !== undefined) return SIGNALS[name];
-  return parseInt10(tok.replace(/^-/, ''), 'signal');
+  const bare = tok.replace(/^-/, '');
+  const named = signalNumber(bare);
+  if (named !== undefined) return named;
+  if (/^[a-z]/i.test(bare))
+    throw new UsageError(`bad signal "${tok}": a name such as KILL, TERM, INT, or a number`);
+  return parseInt10(bare, 'signal');
 }
 
+/** A wait status as `ps` and `wait` show it: `exited with 3`, `killed by SIGKILL`. */
 function statusText(status: number): string {
-  return WIFEXITED(status) ? `exited with ${WEXITSTATUS(status)}` : `killed by signal ${WTERMSIG(status)}`;
+  return WIFEXITED(status)
+    ? `exited with ${WEXITSTATUS(status)}`
+    : `killed by ${signalName(WTERMSIG(status))}`;
 }
 
 function pidWords(s: Session): string[] {
@@ -53,8 +59,8 @@ const fork: CommandSpec = {
   summary: 'fork the current process (models fork(2)); the shell stays on the parent',
   examples: ['fork', 'child = fork'],
   mutates: true,
-  run(s, args) {
-    if (args.length) throw new UsageError('fork takes no arguments');
+  maxArgs: 0,
+  run(s) {
     const proc = currentProc(s, 'fork');
     if (isResult(proc)) return proc;
     const r = proc.fork();
@@ -74,6 +80,7 @@ const ps: CommandSpec = {
   summary: 'list processes (pid, parent, state, VMAs, rss, open dmirror devices)',
   examples: ['ps'],
   mutates: false,
+  maxArgs: 0,
   run(s) {
     const rows = [['', 'PID', 'PPID', 'STATE', 'VMAS', 'RSS', 'DEVICES']];
     const data = [];
@@ -105,6 +112,7 @@ const switchCmd: CommandSpec = {
   summary: 'make another process current (the map and commands follow it)',
   examples: ['switch 2', 'use 1'],
   mutates: false,
+  maxArgs: 1,
   words: (_i, _a, s) => pidWords(s),
   run(s, args) {
     const pid = parseInt10(args[0], 'pid');
@@ -120,11 +128,12 @@ const switchCmd: CommandSpec = {
 const kill: CommandSpec = {
   name: 'kill',
   group: 'process',
-  usage: 'kill <pid> [KILL|TERM|SEGV|BUS|<n>]',
+  usage: 'kill <pid> [KILL|TERM|INT|<name>|<n>]',
   summary: 'send a fatal signal from the current process (models kill(2))',
-  examples: ['kill 2', 'kill 2 TERM', 'kill 3 9'],
+  examples: ['kill 2', 'kill 2 TERM', 'kill 3 9', 'kill 2 SIGHUP'],
   mutates: true,
-  words: (i, _a, s) => (i === 0 ? pidWords(s) : Object.keys(SIGNALS)),
+  maxArgs: 2,
+  words: (i, _a, s) => (i === 0 ? pidWords(s) : KILL_WORDS),
   run(s, args) {
     const pid = parseInt10(args[0], 'pid');
     const sig = parseSignal(args[1]);
@@ -134,17 +143,22 @@ const kill: CommandSpec = {
     if (r < 0) return failErrno('kill', r, `no running process ${pid}`);
     s.reconcile();
     const t = s.kernel.task(pid);
-    const after = t
-      ? `now a zombie until its parent waits (\`switch ${t.parent?.pid}\`, \`wait ${pid}\`)`
-      : 'reaped';
+    const after = !t
+      ? 'reaped'
+      : t.state === 'running'
+        ? sig === 0
+          ? 'it exists (signal 0 only checks)'
+          : 'still running (the signal was ignored)'
+        : `now a zombie until its parent waits (\`switch ${t.parent?.pid}\`, \`wait ${pid}\`)`;
     return ok(
       [
-        `kill: signal ${sig} sent to ${pid}: ${after}`,
+        `kill: ${sig === 0 ? 'signal 0' : `${signalName(sig)} (signal ${sig})`} sent to ${pid}: ${after}`,
         ...(s.currentPid !== proc.pid ? [`current process is now ${s.currentPid ?? 'none'}`] : []),
       ],
       {
         pid,
         signal: sig,
+        signalName: signalName(sig),
       },
     );
   },
@@ -158,6 +172,7 @@ const exit: CommandSpec = {
   details: ['To leave the shell itself use `quit` or Ctrl-D.'],
   examples: ['exit', 'exit 3'],
   mutates: true,
+  maxArgs: 1,
   run(s, args) {
     const code = args[0] === undefined ? 0 : parseInt10(args[0], 'exit code');
     const proc = currentProc(s, 'exit');
@@ -181,6 +196,7 @@ const wait: CommandSpec = {
   summary: 'reap an exited child of the current process (models waitpid(2))',
   examples: ['wait', 'wait 2'],
   mutates: true,
+  maxArgs: 1,
   words: (_i, _a, s) => pidWords(s),
   run(s, args) {
     const pid = args[0] === undefined ? -1 : parseInt10(args[0], 'pid');
@@ -212,6 +228,7 @@ const spawn: CommandSpec = {
   summary: 'start a new process with an empty address space and make it current',
   examples: ['spawn'],
   mutates: true,
+  maxArgs: 0,
   run(s) {
     const p = s.kernel.spawn();
     s.currentPid = p.pid;

@@ -14,6 +14,7 @@ const set: CommandSpec = {
   summary: 'name an address: `set buf $+2M`, then use $buf (`name = <command>` also works)',
   examples: ['set buf $', 'set half $buf+1M'],
   mutates: false,
+  maxArgs: 2,
   run(s, args) {
     const [name, expr] = args;
     if (name === undefined || !VAR_NAME.test(name.replace(/^\$/, '')))
@@ -31,6 +32,7 @@ const unset: CommandSpec = {
   summary: 'forget a variable',
   examples: ['unset buf'],
   mutates: false,
+  maxArgs: 1,
   words: (_i, _a, s) => [...s.vars.keys()].filter(Boolean),
   run(s, args) {
     const name = (args[0] ?? '').replace(/^\$/, '');
@@ -46,6 +48,7 @@ const vars: CommandSpec = {
   summary: 'list variables ($ is the last mmap / mremap)',
   examples: ['vars'],
   mutates: false,
+  maxArgs: 0,
   run(s) {
     const entries = [...s.vars.entries()].sort(([a], [b]) => a.localeCompare(b));
     if (!entries.length) return ok(['(no variables yet: mmap sets $)'], { vars: {} });
@@ -63,6 +66,7 @@ const echo: CommandSpec = {
   summary: 'print text (narration in scripts); $name words print the variable',
   examples: ['echo the THP is now on the device: $'],
   mutates: false,
+  maxArgs: Number.POSITIVE_INFINITY,
   run(s, args) {
     const words = args.map((a) =>
       /^\$\w*$/.test(a) && s.vars.has(a.slice(1)) ? hex(s.vars.get(a.slice(1)) ?? 0) : a,
@@ -78,6 +82,7 @@ const clear: CommandSpec = {
   summary: 'clear the transcript',
   examples: ['clear'],
   mutates: false,
+  maxArgs: 0,
   run: () => ({ ok: true, lines: [], clear: true }),
 };
 
@@ -89,6 +94,7 @@ const quit: CommandSpec = {
   summary: 'leave the shell (Ctrl-D, or Ctrl-C twice, also do)',
   examples: ['quit'],
   mutates: false,
+  maxArgs: 0,
   run: () => ({ ok: true, lines: [], quit: true }),
 };
 
@@ -117,6 +123,7 @@ const record: CommandSpec = {
   ],
   examples: ['record session.hmm', 'record /tmp/thp-demo.hmm'],
   mutates: false,
+  maxArgs: 1,
   run(s, args): CommandResult {
     const path = args[0];
     if (path === undefined) throw new UsageError('missing file name');
@@ -144,6 +151,7 @@ const stop: CommandSpec = {
   summary: 'stop `record`: the script file is complete',
   examples: ['stop'],
   mutates: false,
+  maxArgs: 0,
   run(s): CommandResult {
     const r = s.recording;
     if (!r) return fail('stop', 'ENOENT', 'not recording (`record <file>` starts)', 2);
@@ -176,6 +184,7 @@ export function makeHelp(all: () => readonly CommandSpec[]): CommandSpec {
     summary: 'list commands, or explain one',
     examples: ['help', 'help mmap', 'help gread'],
     mutates: false,
+    maxArgs: 1,
     words: (i) => (i === 0 ? all().map((c) => c.name) : []),
     run(_s, args): CommandResult {
       const cmds = all();

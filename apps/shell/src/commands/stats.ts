@@ -15,6 +15,7 @@ const vmstat: CommandSpec = {
   details: ['Without `all`, only counters that are non-zero or changed are listed.'],
   examples: ['vmstat', 'vmstat all'],
   mutates: false,
+  maxArgs: 1,
   words: (i) => (i === 0 ? ['all'] : []),
   run(s, args) {
     if (args[0] !== undefined && args[0] !== 'all') throw new UsageError(`unknown vmstat word "${args[0]}"`);
@@ -40,6 +41,7 @@ const meminfo: CommandSpec = {
   summary: 'memory totals (models /proc/meminfo)',
   examples: ['meminfo'],
   mutates: false,
+  maxArgs: 0,
   run(s) {
     const text = meminfoText(s.kernel.core).trimEnd().split('\n');
     const data: { [k: string]: Json } = {};
@@ -58,6 +60,7 @@ const buddyinfo: CommandSpec = {
   summary: 'free blocks per order of system RAM (models /proc/buddyinfo)',
   examples: ['buddyinfo'],
   mutates: false,
+  maxArgs: 0,
   run(s) {
     const b = s.kernel.core.zone.buddyinfo();
     return ok(
@@ -79,6 +82,7 @@ const devices: CommandSpec = {
   summary: 'device files, device memory (dev_pagemaps) with used/free pages, system RAM free lists',
   examples: ['devices'],
   mutates: false,
+  maxArgs: 0,
   run(s) {
     const core = s.kernel.core;
     const lines: string[] = ['device files:'];
@@ -172,6 +176,7 @@ const check: CommandSpec = {
   summary: "run the model's invariant checker now, and list WARN_ON records",
   examples: ['invariants', 'fsck'],
   mutates: false,
+  maxArgs: 0,
   run(s) {
     const k = s.kernel;
     const v = k.check();

@@ -5,10 +5,11 @@
  * the interactive shell shows progress and may deliver Ctrl-C (SIGINT, which kills the process);
  * the machine is consistent at every step boundary.
  */
-import type { Process } from '@hmm-model/mm-core';
+import { type Process, SIGINT } from '@hmm-model/mm-core';
 import { fmtSize } from '../format.js';
 import { type CommandResult, fail } from '../result.js';
 import type { Session } from '../session.js';
+import { signalName } from '../signals.js';
 import type { CommandSteps, Progress } from './types.js';
 
 /** Bytes of one user access step (CPU loads or stores of `write`, `read`, `check`). */
@@ -56,8 +57,8 @@ export function stopped(
   if (s.interruptedPid === proc.pid)
     return fail(
       cmd,
-      'SIGINT',
-      `interrupted by Ctrl-C after ${at}: process ${proc.pid} killed by SIGINT (what was done stays done; \`invariants\` checks the machine)`,
+      signalName(SIGINT),
+      `interrupted by Ctrl-C after ${at}: process ${proc.pid} killed by ${signalName(SIGINT)} (what was done stays done; \`invariants\` checks the machine)`,
     );
   return fail(cmd, 'ESRCH', `process ${proc.pid} exited after ${at}`, 3);
 }

@@ -50,6 +50,9 @@ function sysctlWrite(s: Session, name: string, value: string): CommandResult {
   return ok([`${name} = ${value}`], { [name]: value });
 }
 
+/** A sysctl name (`vm.overcommit_memory`, `vm/overcommit_ratio`), optionally `=value`. */
+const SYSCTL_WORD = /^[A-Za-z_][\w./-]*(=.*)?$/;
+
 const sysctl: CommandSpec = {
   name: 'sysctl',
   group: 'inspect',
@@ -68,6 +71,11 @@ const sysctl: CommandSpec = {
     'sysctl -w vm.overcommit_ratio=80',
   ],
   mutates: true,
+  // `-w` and words shaped like sysctl names or assignments; from the first other word on, none.
+  maxArgs: (args) => {
+    const i = args.findIndex((a) => a !== '-w' && !SYSCTL_WORD.test(a));
+    return i < 0 ? args.length : i;
+  },
   words: () => OVERCOMMIT_SYSCTLS.map((n) => `vm.${n}`),
   run(s, args) {
     const names = args.filter((a) => a !== '-w');
@@ -114,6 +122,7 @@ const cat: CommandSpec = {
     'cat /sys/kernel/mm/transparent_hugepage/enabled',
   ],
   mutates: false,
+  maxArgs: 1,
   run(s, args) {
     const path = args[0];
     if (path === undefined) throw new UsageError('missing path');

@@ -38,6 +38,24 @@ export interface CommandSpec {
   readonly examples?: readonly string[];
   /** True when the command can change machine state (its vmstat change is recorded). */
   readonly mutates: boolean;
+  /**
+   * How many words the command takes after its name: a number, or a function of the words when
+   * the count depends on them (`folio pfn <pfn>`, a pattern's values); Infinity when the
+   * command's own parser checks every word. The dispatcher refuses more words than this, before
+   * the command runs (see `unexpectedWords` in commands/args.ts).
+   */
+  readonly maxArgs: number | ((args: readonly string[]) => number);
+  /** The command also takes `-d N` / `--dev N` / `dev=N` anywhere; those words are not counted in maxArgs. */
+  readonly deviceOption?: boolean;
+  /** For `dmirror <op>` / `gpu <op>`: the command the first word names, whose maxArgs applies to the rest. */
+  readonly subcommands?: Readonly<Record<string, CommandSpec>>;
+  /**
+   * The command may be given a `$` whose mapping is gone, because an unmapped range is its point
+   * (`mmap ... at $`). The shell's own commands (set, echo, ...) and `explore` never act on the
+   * session's memory and take any `$` too; every other command refuses a stale `$` (see
+   * `staleDollar` in commands/args.ts).
+   */
+  readonly staleDollarOk?: boolean;
   /** Candidate words for the argument being typed (index counts from 0 after the command). */
   words?(argIndex: number, args: readonly string[], session: Session): readonly string[];
   /** Parses the words and runs the command; may throw UsageError. */

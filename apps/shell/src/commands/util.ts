@@ -1,6 +1,7 @@
 import {
   type MmStruct,
   type Process,
+  SIGSEGV,
   SignalDelivered,
   VM_EXEC,
   VM_HUGEPAGE,
@@ -14,6 +15,7 @@ import {
 import { hex } from '../format.js';
 import { type CommandResult, fail, type ShellError } from '../result.js';
 import type { Session } from '../session.js';
+import { signalName } from '../signals.js';
 
 /** The current running process, or a failed result saying there is none. */
 export function currentProc(s: Session, cmd: string): Process | CommandResult {
@@ -72,14 +74,14 @@ export function accessError(mm: MmStruct, addr: number, len: number, write: bool
   const { vmas, hole } = coverage(mm, addr, addr + len);
   if (hole >= 0)
     return {
-      name: 'SIGSEGV',
+      name: signalName(SIGSEGV),
       why: `${hex(hole)} is not mapped (no VMA); the access was not performed (a C program would die here)`,
     };
   const need = write ? VM_WRITE : VM_READ;
   const bad = vmas.find((v) => !(v.flags & need));
   if (bad)
     return {
-      name: 'SIGSEGV',
+      name: signalName(SIGSEGV),
       why: `${hex(Math.max(addr, bad.start))} is in a ${permString(bad.flags)} VMA: not ${
         write ? 'writable' : 'readable'
       }; the access was not performed`,
@@ -93,8 +95,7 @@ export function userAccess<T>(cmd: string, fn: () => T): T | CommandResult {
     return fn();
   } catch (e) {
     if (e instanceof SignalDelivered) {
-      const name = e.signo === 7 ? 'SIGBUS' : e.signo === 9 ? 'SIGKILL' : 'SIGSEGV';
-      return fail(cmd, name, `${e.message}; the process was killed`);
+      return fail(cmd, signalName(e.signo), `${e.message}; the process was killed`);
     }
     throw e;
   }

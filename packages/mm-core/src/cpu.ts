@@ -21,6 +21,12 @@ import { fatalSignalPending } from './signal.js';
 export const XLATE_SEGV = -1;
 export const XLATE_BUS = -2;
 export const XLATE_OOM = -3;
+/**
+ * Model-only: the accessing thread's process has exited. A thread of a dead process runs no user
+ * code (do_exit() never returns); a model caller that goes on after the syscall that took the
+ * fatal signal gets this instead of touching the dying address space.
+ */
+export const XLATE_DEAD = -4;
 
 const TLB_MASK = 1023;
 /** The end of the user half of the x86-64 address space (TASK_SIZE_MAX + the guard page: 2^47). */

@@ -36,7 +36,7 @@ import {
   PROT_WRITE,
   TASK_SIZE,
 } from './constants.js';
-import { accessBytes } from './cpu.js';
+import { accessBytes, XLATE_DEAD } from './cpu.js';
 import { OpenFile } from './fs.js';
 import { mmapWriteLock, mmapWriteUnlock } from './mm/locking.js';
 import { sysMadvise } from './mm/madvise.js';
@@ -433,6 +433,9 @@ export class Syscalls {
   }
 
   *access(addr: number, buf: Uint8Array, dir: 'read' | 'write'): KGen<number> {
+    // A thread whose process exited (the syscall it just returned from took the fatal signal)
+    // runs no more user code: nothing is touched (the mm may be torn down already).
+    if (this.p.state !== 'running') return XLATE_DEAD;
     // A user access: a fatal signal arriving meanwhile is taken at the next interrupt.
     return yield* this.run('user access', accessBytes(this.core, this.p.mm, addr, buf, dir, true));
   }

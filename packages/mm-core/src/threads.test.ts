@@ -14,6 +14,7 @@ import {
   SIGKILL,
   SIGTERM,
 } from './constants.js';
+import { XLATE_DEAD } from './cpu.js';
 import type { FileOperations } from './fs.js';
 import type { Kernel } from './kernel.js';
 import { mmapReadLock } from './mm/locking.js';
@@ -169,6 +170,9 @@ describe('exit_group and kill with a thread inside a syscall', () => {
     expect(k.task(p.pid)).toBeUndefined();
     // The thread's later syscalls find the process gone.
     expect(th.run('mmap', th.sys.mmap(0, PAGE_SIZE, RW, ANON))).toBe(-ESRCH);
+    // Nor does it run user code: an access touches nothing of the torn-down mm.
+    expect(th.run('access', th.sys.access(a, new Uint8Array(4), 'write'))).toBe(XLATE_DEAD);
+    expect(p.mm.pgtablesBytes).toBe(0);
     expect(k.check()).toEqual([]);
   });
 

@@ -97,6 +97,12 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
       expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
   });
 
+  it('a thread whose process exited runs no more user accesses (page tables leaked at check_mm)', () => {
+    const { sc, schedule } = load('./dead-thread-access.hmm');
+    for (const s of [schedule, ...OTHER])
+      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+  });
+
   it('fork restores a device-exclusive entry with the VMA protection (PROT_NONE stays inaccessible)', () => {
     const { sc, schedule } = load('./exclusive-fork-protnone.hmm');
     for (const s of [schedule, ...OTHER])

@@ -525,7 +525,10 @@ function* gpuOp(w: World, slot: ProcSlot, op: Op, addr: number, len: number, out
   const svmm = yield* sys.driverIoctl('DRM_NOUVEAU_SVM_INIT', w.svmm(slot));
   const cmd = GPU_CMDS[op.b ?? 0];
   if (cmd === 'migrate') {
-    out.ret = (yield* sys.driverIoctl('DRM_NOUVEAU_SVM_BIND', svmmMigrateToVramGen(svmm, addr, addr + len))).ret;
+    out.ret = (yield* sys.driverIoctl(
+      'DRM_NOUVEAU_SVM_BIND',
+      svmmMigrateToVramGen(svmm, addr, addr + len),
+    )).ret;
     return;
   }
   if (cmd === 'write') {

@@ -123,9 +123,14 @@ export function* nouveauPfnsMap(
   try {
     // K9: v6.19 maps whatever the migration produced; an invalidation since migrate_vma_setup()
     // (a zap of a page being migrated) leaves its VRAM page unmapped on the CPU side and freed by
-    // migrate_vma_finalize(), so mapping it gives the GPU freed VRAM. The fix maps nothing then
-    // (the GPU faults the range in through hmm_range_fault()).
-    if (seq >= 0 && svmm.drm.core.fixed('K9') && svmm.invalidations !== seq) return;
+    // migrate_vma_finalize(), so mapping it gives the GPU freed VRAM. The fix maps none of the
+    // new pages then and unmaps the range instead: the migration's own invalidation was skipped
+    // (this mapping was to replace the GPU's entries for the old pages), so the old entries must
+    // go too. The GPU faults the range in later through hmm_range_fault().
+    if (seq >= 0 && svmm.drm.core.fixed('K9') && svmm.invalidations !== seq) {
+      nouveauSvmmInvalidate(svmm, addr, addr + npages * PAGE_SIZE);
+      return;
+    }
     const stride = 1 << order;
     svmm.vmm.pfnmap(addr, PAGE_SHIFT + order, pfns, Math.ceil(npages / stride), stride);
   } finally {

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseReproducer } from '../reproducer.js';
 import { runScenario, type Scenario } from '../run.js';
+import { ALL_FIXES } from '../world.js';
 
 /** The scenario, schedule and fix switches of a reproducer beside this file. */
 function load(name: string): { sc: Scenario; schedule: string; fixes: readonly string[] } {
@@ -86,7 +87,9 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
     const { sc, schedule, fixes } = load('./k9-stale-vram.hmm');
     expect(fixes).not.toContain('K9');
     const r = runScenario(sc, { schedule, fixes });
-    expect(r.finding?.message).toMatch(/^GPU read of p0 at 0x[0-9a-f]+: read 0x[0-9a-f]+, the oracle says 0x0$/);
+    expect(r.finding?.message).toMatch(
+      /^GPU read of p0 at 0x[0-9a-f]+: read 0x[0-9a-f]+, the oracle says 0x0$/,
+    );
     for (const s of [schedule, ...OTHER])
       expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
   });
@@ -101,6 +104,15 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
     const { sc, schedule } = load('./dead-thread-access.hmm');
     for (const s of [schedule, ...OTHER])
       expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+  });
+
+  it('K9 fixed maps nothing but unmaps the range: no stale GPU entry of the migrated pages survives (v6.19 is clean here too)', () => {
+    const { sc, schedule } = load('./k9-fix-unmaps.hmm');
+    const v619 = ALL_FIXES.filter((f) => f !== 'K9');
+    for (const s of [schedule, ...OTHER]) {
+      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+      expect(runScenario(sc, { schedule: s, fixes: v619 }).finding?.message ?? null).toBeNull();
+    }
   });
 
   it('fork restores a device-exclusive entry with the VMA protection (PROT_NONE stays inaccessible)', () => {

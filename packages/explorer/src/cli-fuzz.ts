@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { bugList, type OptSpec, parseArgs, UsageError } from './args.js';
 import { regressionTest, shellScript } from './emit.js';
-import { type CampaignStats, campaign, type StrategyName } from './explore.js';
+import { type CampaignStats, campaign, emptyCampaignStats, type StrategyName } from './explore.js';
 import { findingKey, type Scenario } from './run.js';
 import { shrink } from './shrink.js';
 import type { WorkerProgress, WorkerResult } from './worker.js';
@@ -50,16 +50,7 @@ function line(s: CampaignStats): string {
 
 /** The campaign stats of several workers together (elapsed: the wall-clock time so far). */
 function aggregate(results: readonly WorkerResult[], elapsedMs: number): CampaignStats {
-  const stats: CampaignStats = {
-    ops: 0,
-    runs: 0,
-    schedules: 0,
-    checks: 0,
-    checkedPages: 0,
-    elapsedMs,
-    sites: new Map(),
-    kinds: {},
-  };
+  const stats = emptyCampaignStats(elapsedMs);
   for (const r of results) {
     stats.ops += r.stats.ops;
     stats.runs += r.stats.runs;

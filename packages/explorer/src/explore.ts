@@ -46,6 +46,20 @@ export interface CampaignStats {
   readonly kinds: Record<string, number>;
 }
 
+/** Model-only: the stats of a campaign that has not run anything yet. */
+export function emptyCampaignStats(elapsedMs = 0): CampaignStats {
+  return {
+    ops: 0,
+    runs: 0,
+    schedules: 0,
+    checks: 0,
+    checkedPages: 0,
+    elapsedMs,
+    sites: new Map(),
+    kinds: {},
+  };
+}
+
 /** Model-only: a campaign's result: its stats and the first failing run, if any. */
 export interface CampaignResult {
   readonly stats: CampaignStats;
@@ -73,16 +87,7 @@ export function scheduleFor(
 /** Runs a campaign (random or PCT: one schedule per generated scenario; exhaustive: all schedules of each). */
 export function campaign(opts: CampaignOptions): CampaignResult {
   const t0 = performance.now();
-  const stats: CampaignStats = {
-    ops: 0,
-    runs: 0,
-    schedules: 0,
-    checks: 0,
-    checkedPages: 0,
-    elapsedMs: 0,
-    sites: new Map(),
-    kinds: {},
-  };
+  const stats = emptyCampaignStats();
   const account = (r: RunResult) => {
     stats.ops += r.opsDone;
     stats.runs++;

@@ -81,7 +81,7 @@ export const MODEL_FIXES: readonly ModelFixSwitch[] = [
     fn: 'nouveau_pfns_map',
     pkg: 'nouveau-dmem',
     title:
-      'the migration to VRAM maps its new pages into the GPU without checking for invalidations since migrate_vma_setup(): a page zapped meanwhile (MADV_DONTNEED, munmap) has no CPU mapping left, migrate_vma_finalize() frees its VRAM and the GPU keeps reading it; fixed: the svmm counts the invalidations it takes and maps nothing if one happened',
+      'the migration to VRAM maps its new pages into the GPU without checking for invalidations since migrate_vma_setup(): a page zapped meanwhile (MADV_DONTNEED, munmap) has no CPU mapping left, migrate_vma_finalize() frees its VRAM and the GPU keeps reading it; fixed: the svmm counts the invalidations it takes and, if one happened, maps none of the new pages and unmaps the range instead',
   },
 ];
 

@@ -419,10 +419,6 @@ export class Syscalls {
   }
 
   /**
-   * Models a user load or store of a byte range (copy to or from a host buffer): 0, or the
-   * XLATE_* code of the page that could not be accessed (the caller delivers the signal).
-   */
-  /**
    * Models an ioctl into a driver entry point the model calls directly instead of through a file
    * (e.g. nouveau's DRM_NOUVEAU_SVM_BIND): the body runs as a syscall of this task, counted in the
    * kernel, so the process cannot exit and tear its mm down under it, with the lockdep check and
@@ -432,6 +428,11 @@ export class Syscalls {
     return yield* this.run(what, body);
   }
 
+  /**
+   * Models a user load or store of a byte range (copy to or from a host buffer): 0, or the
+   * XLATE_* code of the page that could not be accessed (the caller delivers the signal), or
+   * XLATE_DEAD when the process has exited.
+   */
   *access(addr: number, buf: Uint8Array, dir: 'read' | 'write'): KGen<number> {
     // A thread whose process exited (the syscall it just returned from took the fatal signal)
     // runs no more user code: nothing is touched (the mm may be torn down already).

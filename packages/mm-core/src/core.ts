@@ -5,7 +5,8 @@ import { checkFixIds } from './fixes.js';
 import { BuddyZone } from './phys/buddy.js';
 import { Frames } from './phys/frames.js';
 import type { HostMemoryPool } from './phys/hostpool.js';
-import { MAX_PHYS_PFN, MemMap, PAGES_PER_SECTION } from './phys/memmap.js';
+import { MAX_PHYS_PFN, MemMap, PAGES_PER_SECTION, PG_locked } from './phys/memmap.js';
+import { FolioLockOwners } from './sched/folio-lock-owners.js';
 import type { SpinLock } from './sched/locks.js';
 import { Scheduler } from './sched/scheduler.js';
 import type { KGen, Task } from './sched/task.js';
@@ -176,7 +177,7 @@ export class Core {
   /** Fix switches turned on (CoreOptions.fixes). */
   readonly fixes: ReadonlySet<string>;
   /** Models folio lock ownership (lockdep's view of PG_locked): head pfn -> task. */
-  readonly folioLockOwners = new Map<number, Task>();
+  readonly folioLockOwners = new FolioLockOwners((h) => (this.map.flags[h] & PG_locked) !== 0);
   /** Models split page-table locks: page-table page pfn -> its ptl. */
   readonly ptlocks = new Map<number, SpinLock>();
   /**

@@ -171,7 +171,7 @@ export function folioUnlock(core: Core, head: number): void {
   const m = core.map;
   folioBugOn(core, !(m.flags[head] & PG_locked), head, 'folio_unlock: folio not locked');
   m.flags[head] &= ~PG_locked;
-  core.folioLockOwners.delete(head);
+  core.folioLockOwners.forget(head);
 }
 
 /** Models folio_test_locked(). */

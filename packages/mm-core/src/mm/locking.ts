@@ -106,7 +106,7 @@ export function folioLockTaken(core: Core, head: number): void {
 
 /** Forgets a folio lock's owner at unlock (any task may unlock a folio, as in the kernel). */
 export function folioLockDropped(core: Core, head: number): void {
-  core.folioLockOwners.delete(head);
+  core.folioLockOwners.forget(head);
 }
 
 /** Models folio_lock(): sleep until the folio is unlocked, then lock it. */

@@ -37,6 +37,11 @@ export const VM_FAULT_ERROR = VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV 
 export const FAULT_FLAG_WRITE = 0x01;
 export const FAULT_FLAG_REMOTE = 0x80;
 export const FAULT_FLAG_USER = 0x40;
+/**
+ * Models FAULT_FLAG_UNSHARE: a read-only GUP pin (gup_must_unshare()) asks the fault handler to
+ * make the page exclusive to this mapping (COW-copy it if shared) without making it writable.
+ */
+export const FAULT_FLAG_UNSHARE = 0x400;
 
 /**
  * Models struct vm_fault as handed to dev_pagemap_ops.migrate_to_ram(): the faulting address,

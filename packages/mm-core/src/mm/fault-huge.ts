@@ -313,25 +313,29 @@ export function hugePmdTouch(
   haddr: number,
   orig: readonly [number, number],
   write: boolean,
+  unshare = false,
 ): 'done' | 'retry' | 'cow' {
   const mi = pmdIndex(haddr);
-  const ptl = pmdLock(core, pmdT, write ? 'do_huge_pmd_wp_page' : 'huge_pmd_set_accessed');
+  const wp = write || unshare;
+  const ptl = pmdLock(core, pmdT, wp ? 'do_huge_pmd_wp_page' : 'huge_pmd_set_accessed');
   try {
     const lo = ptLo(core, pmdT, mi);
     const hi = ptHi(core, pmdT, mi);
     if (lo !== orig[0] || hi !== orig[1]) return 'retry';
-    if (!write || lo & _PAGE_RW) {
+    if (!wp || lo & _PAGE_RW) {
       ptSet(core, pmdT, mi, (lo | _PAGE_ACCESSED | (write ? _PAGE_DIRTY : 0)) >>> 0, hi);
       return 'done';
     }
     const head = core.map.head[entryPfn(lo, hi)];
     if (wpCanReuseAnonThp(core, vma, head)) {
+      // do_huge_pmd_wp_page()'s reuse: an unshare leaves the PMD read-only.
+      if (unshare) return 'done';
       ptSet(core, pmdT, mi, (lo | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED) >>> 0, hi);
       vma.mm.tlb.flushRange(haddr, haddr + PMD_SIZE);
       return 'done';
     }
     return 'cow';
   } finally {
-    ptlUnlock(core, ptl, write ? 'do_huge_pmd_wp_page' : 'huge_pmd_set_accessed');
+    ptlUnlock(core, ptl, wp ? 'do_huge_pmd_wp_page' : 'huge_pmd_set_accessed');
   }
 }

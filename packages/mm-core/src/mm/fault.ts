@@ -8,6 +8,7 @@
 import { PAGE_SIZE, PMD_SIZE } from '../constants.js';
 import {
   type Core,
+  FAULT_FLAG_UNSHARE,
   FAULT_FLAG_WRITE,
   VM_FAULT_FALLBACK,
   VM_FAULT_OOM,
@@ -60,7 +61,16 @@ import { folioWaitLocked, pteLock, ptlUnlock } from './locking.js';
 import { withInvalidationSync } from './notifier.js';
 import { pmdIndex, pmdTableOf, pteIndex, pteTableAt, ptHi, ptLo, ptSet } from './pgtable.js';
 import { shmemGetFolio } from './shmem.js';
-import { MMU_NOTIFY_CLEAR, VM_EXEC, VM_HUGETLB, VM_READ, VM_SHARED, VM_WRITE, type Vma } from './types.js';
+import {
+  isCowMapping,
+  MMU_NOTIFY_CLEAR,
+  VM_EXEC,
+  VM_HUGETLB,
+  VM_READ,
+  VM_SHARED,
+  VM_WRITE,
+  type Vma,
+} from './types.js';
 
 export { getHugeZeroFolio, thpVmaAllowable } from './fault-huge.js';
 
@@ -186,7 +196,15 @@ function canReuseAnon(core: Core, pfn: number): boolean {
  * private file page) is copied (wp_page_copy(): the copy is made without the lock, then the
  * PTE is replaced under an MMU_NOTIFY_CLEAR invalidation if it is still the one faulted on).
  */
-function* doWpPage(core: Core, vma: Vma, pteT: number, addr: number, lo: number, hi: number): KGen<number> {
+function* doWpPage(
+  core: Core,
+  vma: Vma,
+  pteT: number,
+  addr: number,
+  lo: number,
+  hi: number,
+  unshare = false,
+): KGen<number> {
   const i = pteIndex(addr);
   const pfn = entryPfn(lo, hi);
   const m = core.map;
@@ -202,6 +220,8 @@ function* doWpPage(core: Core, vma: Vma, pteT: number, addr: number, lo: number,
       }
       const zero = (lo & _PAGE_SPECIAL) !== 0 && pfn === core.zeroPfn;
       if (!zero && canReuseAnon(core, pfn)) {
+        // FAULT_FLAG_UNSHARE: the page is now AnonExclusive; it stays read-only.
+        if (unshare) return 0;
         ptSet(core, pteT, i, (lo | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED) >>> 0, hi);
         vma.mm.tlb.flushRange(addr, addr + PAGE_SIZE);
         return 0;
@@ -225,7 +245,8 @@ function* doWpPage(core: Core, vma: Vma, pteT: number, addr: number, lo: number,
       }
       folioAddNewAnonRmap(core, copy, av.id, linearPageIndex(vma, addr), false);
       m.flags[copy] |= PG_lru | PG_dirty;
-      ptSet(core, pteT, i, mkPteLo(copy, true, true, true), mkHi(copy));
+      // wp_page_copy(): an unshare maps the exclusive copy read-only and clean.
+      ptSet(core, pteT, i, mkPteLo(copy, !unshare, !unshare, true), mkHi(copy));
       addMmCounter(vma.mm, 'MM_ANONPAGES', 1);
       if (!isZero) {
         const head = m.head[pfn];
@@ -328,7 +349,9 @@ function* handlePteFault(core: Core, vma: Vma, pmdT: number, addr: number, flags
     return VM_FAULT_SIGBUS;
   }
   if (!(plo & _PAGE_PRESENT)) return VM_FAULT_SIGSEGV;
-  if (write && !(plo & _PAGE_RW)) return yield* doWpPage(core, vma, pteT, addr, plo, phi);
+  const unshare = (flags & FAULT_FLAG_UNSHARE) !== 0;
+  if ((write || unshare) && !(plo & _PAGE_RW))
+    return yield* doWpPage(core, vma, pteT, addr, plo, phi, unshare);
   const ptl = pteLock(core, pteT, 'handle_pte_fault');
   if (same(core, pteT, i, plo, phi))
     ptSet(core, pteT, i, (plo | _PAGE_ACCESSED | (write ? _PAGE_DIRTY : 0)) >>> 0, phi);
@@ -342,9 +365,20 @@ function* handlePteFault(core: Core, vma: Vma, pmdT: number, addr: number, flags
  * bits. Access rights are checked here as the arch fault handler's access_error() would. The
  * caller holds the mmap_lock for read.
  */
-export function* handleMmFault(core: Core, vma: Vma, addr: number, flags: number): KGen<number> {
+export function* handleMmFault(core: Core, vma: Vma, addr: number, flagsArg: number): KGen<number> {
   const mm = vma.mm;
+  let flags = flagsArg;
   const write = (flags & FAULT_FLAG_WRITE) !== 0;
+  // Models sanitize_fault_flags(): an unshare is never a write, and applies to COW mappings
+  // only (elsewhere it is an ordinary read fault).
+  if (flags & FAULT_FLAG_UNSHARE) {
+    if (write) {
+      core.warn('sanitize_fault_flags: WARN_ON_ONCE(FAULT_FLAG_UNSHARE with FAULT_FLAG_WRITE)');
+      return VM_FAULT_SIGSEGV;
+    }
+    if (!isCowMapping(vma.flags)) flags &= ~FAULT_FLAG_UNSHARE;
+  }
+  const unshare = (flags & FAULT_FLAG_UNSHARE) !== 0;
   // Models access_error() (arch/x86/mm/fault.c): a read needs vma_is_accessible() (any of
   // VM_READ|VM_WRITE|VM_EXEC: x86 cannot map write-only or execute-only), a write VM_WRITE.
   if (write ? !(vma.flags & VM_WRITE) : !(vma.flags & (VM_READ | VM_WRITE | VM_EXEC)))
@@ -372,11 +406,11 @@ export function* handleMmFault(core: Core, vma: Vma, addr: number, flags: number
     return VM_FAULT_SIGBUS;
   } else if (entryHuge(lo)) {
     const pfn = entryPfn(lo, hi);
-    if (write && !(lo & _PAGE_RW) && pfn === core.hugeZeroPfn) {
+    if ((write || unshare) && !(lo & _PAGE_RW) && pfn === core.hugeZeroPfn) {
       const r = yield* doHugeZeroWpPmd(core, vma, pmdT, haddr, [lo, hi]);
       if (!(r & VM_FAULT_FALLBACK)) return r;
     } else {
-      const r = hugePmdTouch(core, vma, pmdT, haddr, [lo, hi], write);
+      const r = hugePmdTouch(core, vma, pmdT, haddr, [lo, hi], write, unshare);
       if (r !== 'cow') return 0;
     }
     // Models the fallback of do_huge_pmd_wp_page(): split the PMD, COW at PTE level.

@@ -48,13 +48,13 @@ import {
 } from './pgtable.js';
 import {
   AnonVma,
+  isCowMapping,
   MMU_NOTIFY_CLEAR,
   MMU_NOTIFY_PROTECTION_PAGE,
   MmStruct,
   VM_DONTCOPY,
   VM_EXEC,
   VM_HUGETLB,
-  VM_MAYWRITE,
   VM_MIXEDMAP,
   VM_PFNMAP,
   VM_READ,
@@ -63,10 +63,7 @@ import {
   Vma,
 } from './types.js';
 
-/** Models is_cow_mapping(): private and may become writable. */
-export function isCowMapping(flags: number): boolean {
-  return (flags & (VM_SHARED | VM_MAYWRITE)) === VM_MAYWRITE;
-}
+export { isCowMapping } from './types.js';
 
 /** Models copy_nonpresent_pte()/copy_present_pte() for one PTE; returns false on OOM. */
 function copyPte(core: Core, src: Vma, dst: Vma, sT: number, dT: number, addr: number): boolean {

@@ -10,6 +10,7 @@ import {
 } from '../constants.js';
 import {
   type Core,
+  FAULT_FLAG_UNSHARE,
   FAULT_FLAG_WRITE,
   MEMORY_DEVICE_COHERENT,
   VM_FAULT_ERROR,
@@ -25,7 +26,7 @@ import {
   mkSwpLo,
   SWP_DEVICE_EXCLUSIVE,
 } from '../pgtable/entry.js';
-import { PG_anon, PG_anon_exclusive, PG_zone_device } from '../phys/memmap.js';
+import { PG_anon, PG_anon_exclusive, PG_hugetlb, PG_zone_device } from '../phys/memmap.js';
 import { LivelockFinding } from '../sched/findings.js';
 import { spinRetry } from '../sched/locks.js';
 import type { KGen } from '../sched/task.js';
@@ -35,30 +36,70 @@ import { splitHugePmd } from './huge.js';
 import { folioLockWait, pteLock, ptlUnlock } from './locking.js';
 import { withInvalidationSync } from './notifier.js';
 import { pmdIndex, pmdTableOf, pteIndex, pteTableOf, ptHi, ptLo, ptSet } from './pgtable.js';
-import { MMU_NOTIFY_EXCLUSIVE, type MmStruct, VM_IO, VM_PFNMAP, VM_READ, VM_WRITE } from './types.js';
+import {
+  isCowMapping,
+  MMU_NOTIFY_EXCLUSIVE,
+  type MmStruct,
+  VM_IO,
+  VM_PFNMAP,
+  VM_READ,
+  VM_WRITE,
+  type Vma,
+} from './types.js';
 
 /** Models GUP_PIN_COUNTING_BIAS bookkeeping: FOLL_PIN references are also counted in pincount. */
 export const FOLL_PIN = 0x40000;
 
 /**
- * Models follow_page_mask(): the pfn mapped at addr with the access gup needs, or -1 when a
- * fault is needed (not present, device-private, migration entry, read-only for FOLL_WRITE).
+ * Models gup_must_unshare() (mm/internal.h): a read-only FOLL_PIN of a page mapped read-only
+ * must first make it exclusive to this mapping (FAULT_FLAG_UNSHARE), so that the pin keeps
+ * seeing what the process sees: an anonymous page that is not AnonExclusive (shared with a
+ * fork child, or KSM), and for FOLL_LONGTERM any other page of a COW mapping (the shared zero
+ * page, a private file page). `vma` null is GUP-fast, which cannot tell and falls back.
  */
-function followPage(core: Core, mm: MmStruct, addr: number, write: boolean): number {
-  const pmdT = pmdTableOf(core, mm, addr, false);
+export function gupMustUnshare(core: Core, vma: Vma | null, gupFlags: number, pfn: number): boolean {
+  if ((gupFlags & (FOLL_WRITE | FOLL_PIN)) !== FOLL_PIN) return false;
+  const m = core.map;
+  const head = m.head[pfn];
+  if (!(m.flags[head] & PG_anon)) {
+    if (!(gupFlags & FOLL_LONGTERM)) return false;
+    if (!vma) return true;
+    return isCowMapping(vma.flags);
+  }
+  // PageAnonExclusive(): a hugetlb folio keeps it on its head page.
+  const page = m.flags[head] & PG_hugetlb ? head : pfn;
+  return !(m.flags[page] & PG_anon_exclusive);
+}
+
+/** What follow_page_mask() returns for a page gup_must_unshare() refuses (-EMLINK). */
+const FOLLOW_UNSHARE = -2;
+
+/**
+ * Models follow_page_mask(): the pfn mapped at addr with the access gup needs; -1 when a fault
+ * is needed (not present, device-private, migration entry, read-only for FOLL_WRITE), or
+ * FOLLOW_UNSHARE when a read-only pin must unshare the page first.
+ */
+function followPage(core: Core, vma: Vma, addr: number, gupFlags: number): number {
+  const write = (gupFlags & FOLL_WRITE) !== 0;
+  const pmdT = pmdTableOf(core, vma.mm, addr, false);
   if (pmdT < 0) return -1;
   const mi = pmdIndex(addr);
   const lo = ptLo(core, pmdT, mi);
   if (!(lo & _PAGE_PRESENT)) return -1;
   if (entryHuge(lo)) {
     if (write && !(lo & _PAGE_RW)) return -1;
-    return entryPfn(lo, ptHi(core, pmdT, mi)) + pteIndex(addr);
+    const pfn = entryPfn(lo, ptHi(core, pmdT, mi)) + pteIndex(addr);
+    // follow_huge_pmd(): the same unshare rule as for a PTE.
+    if (!(lo & _PAGE_RW) && gupMustUnshare(core, vma, gupFlags, pfn)) return FOLLOW_UNSHARE;
+    return pfn;
   }
   const t = entryPfn(lo, ptHi(core, pmdT, mi));
   const plo = ptLo(core, t, pteIndex(addr));
   if (!(plo & _PAGE_PRESENT)) return -1;
   if (write && !(plo & _PAGE_RW)) return -1;
-  return entryPfn(plo, ptHi(core, t, pteIndex(addr)));
+  const pfn = entryPfn(plo, ptHi(core, t, pteIndex(addr)));
+  if (!(plo & _PAGE_RW) && gupMustUnshare(core, vma, gupFlags, pfn)) return FOLLOW_UNSHARE;
+  return pfn;
 }
 
 /** Hooks other layers install for GUP (avoids an upward import from mm core). */
@@ -108,9 +149,11 @@ export function* getUserPages(
         throw new LivelockFinding(
           `__get_user_pages: page 0x${a.toString(16)} faulted ${tries} times without progress`,
         );
-      pfn = followPage(core, mm, a, write);
+      pfn = followPage(core, vma, a, gupFlags);
       if (pfn >= 0) break;
-      const r = yield* handleMmFault(core, vma, a, write ? FAULT_FLAG_WRITE : 0);
+      // faultin_page(): FAULT_FLAG_UNSHARE for a page follow_page_mask() refused with -EMLINK.
+      const fflags = write ? FAULT_FLAG_WRITE : pfn === FOLLOW_UNSHARE ? FAULT_FLAG_UNSHARE : 0;
+      const r = yield* handleMmFault(core, vma, a, fflags);
       if (r & VM_FAULT_OOM) return fail(-ENOMEM);
       if (r & VM_FAULT_ERROR) return fail(-EFAULT);
     }

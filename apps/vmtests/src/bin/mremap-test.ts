@@ -22,7 +22,7 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from '@hmm-model/mm-core';
-import { ExitRequest, getopt, MAP_FAILED, strerror } from '@hmm-model/selftests';
+import { ExitRequest, MAP_FAILED, strerror } from '@hmm-model/selftests';
 import { fmtHashX, fmtWidth } from '../printf.js';
 import type { ProgramEnv } from '../program.js';
 import {
@@ -39,6 +39,7 @@ import {
   MapsFile,
   PMD,
   PUD,
+  parse_args,
   small,
   u32mul,
 } from './mremap-test-common.js';
@@ -320,68 +321,6 @@ function run_mremap_test_case(
     ksft.test_result_pass(`${test_case.name}\n`);
   }
   return failures;
-}
-
-/** Models usage(cmd): the option summary on stderr. */
-function usage(g: Globals, cmd: string): void {
-  g.env.stdio.eprintf(
-    `Usage: ${cmd} [[-t <threshold_mb>] [-p <pattern_seed>]]\n` +
-      '-t\t only validate threshold_mb of the remapped region\n' +
-      '  \t if 0 is supplied no threshold is used; all tests\n' +
-      '  \t are run and remapped regions validated fully.\n' +
-      '  \t The default threshold used is 4MB.\n' +
-      '-p\t provide a seed to generate the random pattern for\n' +
-      '  \t validating the remapped region.\n',
-  );
-}
-
-/** Models atoi(3) as the value is stored in an unsigned int: leading blanks, a sign, digits; mod 2^32. */
-function atoiU32(s: string): number {
-  const m = /^[ \t\n\v\f\r]*([+-]?)(\d*)/.exec(s);
-  if (!m?.[2]) return 0;
-  const n = Number(BigInt.asIntN(32, BigInt(m[2])));
-  return (m[1] === '-' ? -n : n) >>> 0;
-}
-
-/** Models whether getopt(3) leaves optind < argc: a non-option argument remains (GNU permutation). */
-function hasNonOption(argv: readonly string[], optstring: string): boolean {
-  for (let i = 1; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--') return i + 1 < argv.length;
-    if (a.length < 2 || a[0] !== '-') return true;
-    for (let j = 1; j < a.length; j++) {
-      const at = optstring.indexOf(a[j]);
-      if (at >= 0 && optstring[at + 1] === ':') {
-        if (j + 1 === a.length) i++;
-        break;
-      }
-    }
-  }
-  return false;
-}
-
-/** Models parse_args(): -t threshold_mb, -p pattern_seed; usage and -1 on anything else. */
-function parse_args(
-  g: Globals,
-  argv: readonly string[],
-  opts: { threshold_mb: number; pattern_seed: number },
-): number {
-  const optstr = 't:p:';
-  for (const ev of getopt(argv, optstr)) {
-    if (ev.kind === 'opt' && ev.opt === 't') opts.threshold_mb = atoiU32(ev.arg ?? '');
-    else if (ev.kind === 'opt' && ev.opt === 'p') opts.pattern_seed = atoiU32(ev.arg ?? '');
-    else {
-      // glibc getopt(3) prints its diagnostic first (`--name` is the invalid option '-').
-      g.env.stdio.eprintf(ev.kind === 'error' ? `${ev.message}\n` : `${argv[0]}: invalid option -- '-'\n`);
-      usage(g, argv[0]);
-      return -1;
-    }
-  }
-  if (hasNonOption(argv, optstr)) {
-    usage(g, argv[0]);
-    return -1;
-  }
-  return 0;
 }
 
 /** Models MAX_TEST, the number of remap cases. */

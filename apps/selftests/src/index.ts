@@ -10,6 +10,7 @@ export {
   parseProgramArgs,
   runHmmTests,
 } from './hmm-tests.js';
+export { forEachPageChunk, Libc, MAP_FAILED, SIZEOF_INT, strerror } from './libc.js';
 export { createMachine, type Machine, type MachineOptions } from './machine.js';
 export {
   KSFT_SKIP_SH,
@@ -19,3 +20,4 @@ export {
   runTestHmmSh,
   wrapperUsage,
 } from './test-hmm-sh.js';
+export { PAGEMAP_PRESENT, PM_PRESENT, PM_SWAP, read_pmd_pagesize } from './vmutil.js';

@@ -27,6 +27,7 @@ export const SIZEOF_INT = 4;
 
 /** Models strerror(3) (glibc messages) for the errno values a test can see. */
 const STRERROR: Readonly<Record<number, string>> = {
+  0: 'Success',
   1: 'Operation not permitted',
   2: 'No such file or directory',
   3: 'No such process',
@@ -44,6 +45,8 @@ const STRERROR: Readonly<Record<number, string>> = {
   22: 'Invalid argument',
   25: 'Inappropriate ioctl for device',
   28: 'No space left on device',
+  38: 'Function not implemented',
+  75: 'Value too large for defined data type',
 };
 
 /** Models strerror(3). */

@@ -128,17 +128,17 @@ export function countResult(counts: Counts, exitCode: number): void {
 }
 
 /**
- * Models ksft_print_cnts() (kselftest.h): the optional plan mismatch line, the skip hint
- * (when `skipHint` and any test skipped) and the Totals line.
+ * Models ksft_print_cnts() (kselftest.h): the skip hint (when `skipHint` and any test skipped),
+ * the optional plan mismatch line and the Totals line, in that order.
  */
 export function countLines(counts: Counts, plan: number, ran: number, skipHint = true): string[] {
   const out: string[] = [];
-  if (plan !== ran) out.push(`# Planned tests != run tests (${plan} != ${ran})`);
   if (skipHint && counts.skip > 0) {
     out.push(
       `# ${counts.skip} skipped test(s) detected. Consider enabling relevant config options to improve coverage.`,
     );
   }
+  if (plan !== ran) out.push(`# Planned tests != run tests (${plan} != ${ran})`);
   out.push(
     `# Totals: pass:${counts.pass} fail:${counts.fail} xfail:${counts.xfail} xpass:${counts.xpass} ` +
       `skip:${counts.skip} error:${counts.error}`,

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { KSFT_FAIL, KSFT_PASS } from './constants.js';
+import { countLines } from './format.js';
 import { captureIO } from './output.js';
 import { Harness } from './registry.js';
 
@@ -106,5 +107,19 @@ describe('result codes and counters', () => {
     expect(code).toBe(KSFT_PASS);
     expect(out.startsWith('1..1\n# Starting 1 tests from 1 test cases.\n')).toBe(true);
     expect(err).toBe('# hmm-tests.c:3:a:hello\n');
+  });
+});
+
+describe('ksft_print_cnts()', () => {
+  it('prints the skip hint before the plan mismatch, then the Totals (kselftest.h order)', () => {
+    const counts = { pass: 2, fail: 0, xfail: 0, xpass: 0, skip: 1, error: 0 };
+    expect(countLines(counts, 16, 3)).toEqual([
+      '# 1 skipped test(s) detected. Consider enabling relevant config options to improve coverage.',
+      '# Planned tests != run tests (16 != 3)',
+      '# Totals: pass:2 fail:0 xfail:0 xpass:0 skip:1 error:0',
+    ]);
+    expect(countLines(counts, 3, 3, false)).toEqual([
+      '# Totals: pass:2 fail:0 xfail:0 xpass:0 skip:1 error:0',
+    ]);
   });
 });

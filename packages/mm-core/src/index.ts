@@ -9,6 +9,7 @@ export * from './core.js';
 export * from './cpu.js';
 export * from './errors.js';
 export * from './events.js';
+export * from './exit.js';
 export * from './fixes.js';
 export * from './folio.js';
 export * from './fs.js';

@@ -13,6 +13,7 @@ import {
 } from './constants.js';
 import { XLATE_BUS, XLATE_OOM } from './cpu.js';
 import { SignalDelivered } from './errors.js';
+import { doExitInitPanic } from './exit.js';
 import type { OpenFile } from './fs.js';
 import type { Host } from './host.js';
 import { mmput } from './mm/exit.js';
@@ -262,10 +263,13 @@ export class Process {
    * Models do_exit()/exit_group(): the other threads get a fatal signal and the exit waits until
    * none of them is in the kernel; then, in do_exit()'s order, exit_mm() drops the mm (its last
    * user runs exit_mmap()) and exit_files() closes the files, and the process is a zombie until
-   * its parent reaps it.
+   * its parent reaps it. Global init does not exit: do_exit() panics ("Attempted to kill
+   * init!", {@link doExitInitPanic}) and the machine is left as it was.
    */
   *exitGen(code: number, signal = 0): KGen {
     if (this.state !== 'running') return;
+    const panic = doExitInitPanic(this, code, signal || this.fatalSignal);
+    if (panic) throw panic;
     this.state = 'zombie';
     this.fatalSignal = this.fatalSignal || signal || SIGKILL;
     // Other threads in the kernel finish their syscall first (the fatal signal stops them at

@@ -354,14 +354,24 @@ export class Process {
    */
   private fault(addr: number, code: number): void {
     if (code === XLATE_OOM) {
-      const tasks = [...this.host.tasks.values()].filter((t): t is Process => t instanceof Process);
-      const victim = this.run('out_of_memory', outOfMemory(this.core, this, tasks, addr));
-      if (victim !== this) return;
+      if (this.run('out_of_memory', this.oomKill(addr))) return;
       throw new SignalDelivered(SIGKILL, this.pid, addr, 'out of memory');
     }
     const sig = code === XLATE_BUS ? SIGBUS : SIGSEGV;
     this.doExit(0, sig);
     throw new SignalDelivered(sig, this.pid, addr, code === XLATE_BUS ? 'bus error' : 'segmentation fault');
+  }
+
+  /**
+   * Models the OOM kill of an allocation by this process that failed at `addr`
+   * (__alloc_pages_may_oom() -> out_of_memory(), {@link outOfMemory}): true when another
+   * process was killed, so the allocation may be retried; false when this process is the
+   * victim (it exits now, or on its way back to user space when a thread is in the kernel).
+   * Throws the out_of_memory() panic when nothing can be killed.
+   */
+  *oomKill(addr: number, via = 'user fault'): KGen<boolean> {
+    const tasks = [...this.host.tasks.values()].filter((t): t is Process => t instanceof Process);
+    return (yield* outOfMemory(this.core, this, tasks, addr, via)) !== this;
   }
 
   /** Models user loads of a byte range (one translation per page). */

@@ -3,6 +3,7 @@ import {
   EINTR,
   ENOMEM,
   EPERM,
+  FOLL_FORCE,
   FOLL_LONGTERM,
   FOLL_WRITE,
   PAGE_SIZE,
@@ -35,7 +36,16 @@ import { splitHugePmd } from './huge.js';
 import { folioLockWait, pteLock, ptlUnlock } from './locking.js';
 import { withInvalidationSync } from './notifier.js';
 import { pmdIndex, pmdTableOf, pteIndex, pteTableOf, ptHi, ptLo, ptSet } from './pgtable.js';
-import { MMU_NOTIFY_EXCLUSIVE, type MmStruct, VM_IO, VM_PFNMAP, VM_READ, VM_WRITE } from './types.js';
+import {
+  MMU_NOTIFY_EXCLUSIVE,
+  type MmStruct,
+  VM_IO,
+  VM_MAYREAD,
+  VM_PFNMAP,
+  VM_READ,
+  VM_WRITE,
+  type Vma,
+} from './types.js';
 
 /** Models GUP_PIN_COUNTING_BIAS bookkeeping: FOLL_PIN references are also counted in pincount. */
 export const FOLL_PIN = 0x40000;
@@ -44,7 +54,7 @@ export const FOLL_PIN = 0x40000;
  * Models follow_page_mask(): the pfn mapped at addr with the access gup needs, or -1 when a
  * fault is needed (not present, device-private, migration entry, read-only for FOLL_WRITE).
  */
-function followPage(core: Core, mm: MmStruct, addr: number, write: boolean): number {
+export function followPage(core: Core, mm: MmStruct, addr: number, write: boolean): number {
   const pmdT = pmdTableOf(core, mm, addr, false);
   if (pmdT < 0) return -1;
   const mi = pmdIndex(addr);
@@ -59,6 +69,24 @@ function followPage(core: Core, mm: MmStruct, addr: number, write: boolean): num
   if (!(plo & _PAGE_PRESENT)) return -1;
   if (write && !(plo & _PAGE_RW)) return -1;
   return entryPfn(plo, ptHi(core, t, pteIndex(addr)));
+}
+
+/**
+ * Models check_vma_flags() (mm/gup.c) for the flags the model has: VM_IO / VM_PFNMAP VMAs are
+ * refused; FOLL_WRITE needs VM_WRITE (FOLL_FORCE writes to read-only mappings are not
+ * modelled); a read needs VM_READ, or FOLL_FORCE and VM_MAYREAD, so a write-only mapping
+ * (PROT_WRITE alone) cannot be read through get_user_pages() although the CPU can read it.
+ * 0 or -EFAULT.
+ */
+export function checkVmaFlags(vma: Vma, gupFlags: number): number {
+  const f = vma.flags;
+  if (f & (VM_IO | VM_PFNMAP)) return -EFAULT;
+  if (gupFlags & FOLL_WRITE) return f & VM_WRITE ? 0 : -EFAULT;
+  if (!(f & VM_READ)) {
+    if (!(gupFlags & FOLL_FORCE)) return -EFAULT;
+    if (!(f & VM_MAYREAD)) return -EFAULT;
+  }
+  return 0;
 }
 
 /** Hooks other layers install for GUP (avoids an upward import from mm core). */
@@ -100,8 +128,7 @@ export function* getUserPages(
     const fail = (e: number) => (out.length ? out : e);
     // __get_user_pages(): "If we have a pending SIGKILL, don't keep faulting pages".
     if (fatalSignalPending(core)) return fail(-EINTR);
-    if (!vma || vma.flags & (VM_IO | VM_PFNMAP)) return fail(-EFAULT);
-    if (write ? !(vma.flags & VM_WRITE) : !(vma.flags & VM_READ)) return fail(-EFAULT);
+    if (!vma || checkVmaFlags(vma, gupFlags) < 0) return fail(-EFAULT);
     let pfn = -1;
     for (let tries = 0; pfn < 0; tries++) {
       if (tries >= GUP_RETRY_BOUND)

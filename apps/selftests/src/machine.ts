@@ -25,9 +25,14 @@ export interface Machine {
   readonly dmirror: DmirrorModule | null;
 }
 
-/** Models booting the machine and `modprobe test_hmm` (lib/test_hmm.c hmm_dmirror_init()). */
+/**
+ * Models booting the machine and `modprobe test_hmm` (lib/test_hmm.c hmm_dmirror_init()). Global
+ * init (pid 1) is started at boot and stays idle: hmm-tests runs as one of its descendants, so
+ * its processes may exit (global init's exit would panic, see do_exit()).
+ */
 export function createMachine(opts: MachineOptions): Machine {
   const kernel = new Kernel({ ...opts.kernel, seed: opts.seed ?? opts.kernel?.seed });
   const dmirror = (opts.module ?? true) ? installDmirror(kernel, { coherent: opts.coherent }) : null;
+  kernel.spawn();
   return { kernel, dmirror };
 }

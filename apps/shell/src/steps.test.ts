@@ -38,7 +38,8 @@ describe('long commands in steps (progress, Ctrl-C)', () => {
 
   it('Ctrl-C between steps kills the process with SIGINT; what was done stays, the machine is consistent', () => {
     const s = newSession({ ramBytes: 1024 * 2 ** 20 });
-    run(s, 'mmap 48M rw private anon nohugepage');
+    // In a child: global init (pid 1) ignores SIGINT (see edges.test.ts).
+    run(s, 'fork', 'switch 2', 'mmap 48M rw private anon nohugepage');
     const pid = s.currentPid!;
     const p = s.proc!;
     const { seen, e } = stepped(s, 'write $ 48M fill 0x5a', (_p, i) => {

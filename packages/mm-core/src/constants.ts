@@ -147,4 +147,6 @@ export const SIGCHLD = 17;
 
 /** Models FOLL_* (include/linux/mm_types.h) as used by gup_test. */
 export const FOLL_WRITE = 0x01;
+/** Models FOLL_FORCE: get_user_pages() read access despite missing VM_READ (needs VM_MAYREAD). */
+export const FOLL_FORCE = 0x08;
 export const FOLL_LONGTERM = 0x100;

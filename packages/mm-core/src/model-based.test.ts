@@ -163,6 +163,8 @@ class Fuzz {
       seed,
     });
     installMmCoreChecker(this.k);
+    // Global init (pid 1) stays idle: the fuzzed processes may exit (init's exit panics).
+    this.k.spawn();
     const p = this.k.spawn();
     const root: Proc = { proc: p, slots: new Map(), fds: [] };
     for (const name of ['/tmp/a', '/tmp/b']) {

@@ -22,7 +22,7 @@ function fake(pid: number, pages: number, fatalSignal = 0): OomTask {
 describe('OOM killer (mm/oom_kill.c)', () => {
   it('a process other than init whose fault cannot get memory is the victim (oom_kill_allocating_task)', () => {
     const k = machine();
-    const init = k.spawn();
+    const init = k.task(1)!;
     expect(init.pid).toBe(1);
     const c = k.task(init.fork())!;
     const a = c.mmap(0, 4 * PAGE_SIZE, RW, ANON);
@@ -47,7 +47,7 @@ describe('OOM killer (mm/oom_kill.c)', () => {
 
   it('never picks global init: select_bad_process() kills the process with the highest oom_badness() and init faults again', () => {
     const k = machine();
-    const init = k.spawn();
+    const init = k.task(1)!;
     const a = init.mmap(0, 4 * PAGE_SIZE, RW, ANON);
     const small = k.task(init.fork())!;
     const big = k.task(init.fork())!;
@@ -69,7 +69,7 @@ describe('OOM killer (mm/oom_kill.c)', () => {
 
   it('with only init killable, out_of_memory() panics: "Out of memory and no killable processes..."', () => {
     const k = machine();
-    const init = k.spawn();
+    const init = k.task(1)!;
     const a = init.mmap(0, 4 * PAGE_SIZE, RW, ANON);
     // An exited child not yet reaped has no mm left (find_lock_task_mm() fails): not a candidate.
     const c = k.task(init.fork())!;

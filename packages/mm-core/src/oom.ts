@@ -88,18 +88,21 @@ export function* oomKillProcess(core: Core, victim: OomTask): KGen {
 }
 
 /**
- * Models out_of_memory() (mm/oom_kill.c) for a user fault of `current` that got VM_FAULT_OOM at
- * `addr`: with the model's oom_kill_allocating_task policy, `current` is killed when it may be;
- * global init is not ("oom_unkillable_task(current)"), so select_bad_process() picks another
- * process among `tasks`. Returns the process killed. With no killable process the kernel prints
- * "Out of memory and no killable processes..." and panics ("System is deadlocked on memory"):
- * a {@link KernelBug} of kind 'panic' is thrown and the machine is left as it is.
+ * Models out_of_memory() (mm/oom_kill.c) for an allocation of `current` that failed at `addr`
+ * (a user fault that got VM_FAULT_OOM, or a page MAP_POPULATE faults in): with the model's
+ * oom_kill_allocating_task policy, `current` is killed when it may be; global init is not
+ * ("oom_unkillable_task(current)"), so select_bad_process() picks another process among `tasks`.
+ * Returns the process killed. With no killable process the kernel prints "Out of memory and no
+ * killable processes..." and panics ("System is deadlocked on memory"): a {@link KernelBug} of
+ * kind 'panic' is thrown and the machine is left as it is.
  */
 export function* outOfMemory(
   core: Core,
   current: OomTask,
   tasks: Iterable<OomTask>,
   addr = 0,
+  /** What allocated: a user fault (the default), or e.g. __mm_populate() for MAP_POPULATE. */
+  via = 'user fault',
 ): KGen<OomTask> {
   if (!oomUnkillableTask(current) && current.state === 'running') {
     // "Out of memory (oom_kill_allocating_task)"
@@ -115,7 +118,7 @@ export function* outOfMemory(
       file: 'mm/oom_kill.c',
       why: 'out of memory and no killable processes (global init is never an OOM victim)',
       dump: [
-        `pid ${current.pid} invoked oom-killer (user fault at 0x${addr.toString(16)}), oom_score_adj=0`,
+        `pid ${current.pid} invoked oom-killer (${via} at 0x${addr.toString(16)}), oom_score_adj=0`,
         'Out of memory and no killable processes...',
       ].join('\n'),
     });

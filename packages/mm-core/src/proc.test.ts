@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   MADV_HUGEPAGE,
   MAP_ANONYMOUS,
+  MAP_HUGETLB,
   MAP_PRIVATE,
   MAP_SHARED,
   O_RDONLY,
@@ -138,6 +139,45 @@ describe('smaps', () => {
     const va2 = smaps(k.core, p.mm).find((e) => e.start === a)!;
     expect(va2.rss).toBeGreaterThan(PMD_SIZE);
     expect(va2.rss).toBe(va2.anonymous);
+    expect(k.check()).toEqual([]);
+  });
+});
+
+describe('smaps of hugetlb VMAs (smaps_hugetlb_range())', () => {
+  it('hugetlb pages are Private_Hugetlb / Shared_Hugetlb, never Rss, Anonymous or AnonHugePages', () => {
+    const k = machine();
+    const p = k.spawn();
+    const a = p.mmap(0, 3 * PMD_SIZE, RW, ANON | MAP_HUGETLB);
+    p.writeI32(a, 1);
+    p.writeI32(a + PMD_SIZE, 2); // the third huge page is never faulted
+    const s = p.mmap(0, PMD_SIZE, RW, MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB);
+    p.writeI32(s, 3);
+    const of = (addr: number) => smaps(k.core, p.mm).find((e) => e.start === addr)!;
+    expect(of(a)).toMatchObject({
+      rss: 0,
+      anonymous: 0,
+      anonHugePages: 0,
+      privateHugetlb: 2 * PMD_SIZE,
+      sharedHugetlb: 0,
+    });
+    // A shared mapping mapped once is private too: folio_maybe_mapped_shared() is mapcount > 1.
+    expect(of(s)).toMatchObject({ rss: 0, anonymous: 0, privateHugetlb: PMD_SIZE, sharedHugetlb: 0 });
+    // Not in the mm's rss counters either (hugetlb_count, not MM_ANONPAGES / MM_SHMEMPAGES).
+    expect(p.mm.rss.MM_ANONPAGES + p.mm.rss.MM_SHMEMPAGES).toBe(0);
+    // Mapped by a second process (fork, then the child's fault: a shared hugetlb VMA has no
+    // anon_vma, so fork need not copy its page table) the page is Shared_Hugetlb in both.
+    // (The private mapping goes first: the model's fork copies private hugetlb pages eagerly,
+    // and the pool of 4 has one page left.)
+    expect(p.munmap(a, 3 * PMD_SIZE)).toBe(0);
+    const c = k.task(p.fork())!;
+    expect(c.readI32(s)).toBe(3);
+    expect(of(s)).toMatchObject({ privateHugetlb: 0, sharedHugetlb: PMD_SIZE });
+    const cs = smaps(k.core, c.mm).find((e) => e.start === s)!;
+    expect(cs).toMatchObject({ rss: 0, privateHugetlb: 0, sharedHugetlb: PMD_SIZE });
+    // Normal VMAs report no hugetlb bytes.
+    const n = p.mmap(0, PAGE_SIZE, RW, ANON);
+    p.writeI32(n, 1);
+    expect(of(n)).toMatchObject({ rss: PAGE_SIZE, privateHugetlb: 0, sharedHugetlb: 0 });
     expect(k.check()).toEqual([]);
   });
 });

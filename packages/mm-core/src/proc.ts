@@ -135,6 +135,10 @@ export interface SmapsEntry {
   anonymous: number;
   /** Bytes in device-private / migration entries (not resident on the CPU side; reported as Swap-like). */
   swapLike: number;
+  /** Shared_Hugetlb: bytes of hugetlb pages mapped more than once, or not present (smaps_hugetlb_range()). */
+  sharedHugetlb: number;
+  /** Private_Hugetlb: bytes of hugetlb pages mapped once (smaps_hugetlb_range()). */
+  privateHugetlb: number;
 }
 
 /**
@@ -160,10 +164,11 @@ export function vmNormalPagePmd(core: Core, lo: number, hi: number): number {
 }
 
 /**
- * Models show_smap() for every VMA (fs/proc/task_mmu.c): Rss, Anonymous, AnonHugePages.
- * smaps_pte_entry() and smaps_pmd_entry() account a present entry only through
- * vm_normal_page()/vm_normal_page_pmd(), so the zero page and the huge zero folio are not in
- * Rss (nor Anonymous).
+ * Models show_smap() for every VMA (fs/proc/task_mmu.c): Rss, Anonymous, AnonHugePages,
+ * Shared_Hugetlb and Private_Hugetlb. smaps_pte_entry() and smaps_pmd_entry() account a present
+ * entry only through vm_normal_page()/vm_normal_page_pmd(), so the zero page and the huge zero
+ * folio are not in Rss (nor Anonymous). A hugetlb VMA is walked by smaps_hugetlb_range() only,
+ * which counts its pages in Shared_Hugetlb / Private_Hugetlb and never in Rss or Anonymous.
  */
 export function smaps(core: Core, mm: MmStruct): SmapsEntry[] {
   const out: SmapsEntry[] = [];
@@ -190,7 +195,13 @@ function smapsVma(core: Core, v: Vma): SmapsEntry {
     anonHugePages: 0,
     anonymous: 0,
     swapLike: 0,
+    sharedHugetlb: 0,
+    privateHugetlb: 0,
   };
+  if (v.flags & VM_HUGETLB) {
+    smapsHugetlbRange(core, v, e);
+    return e;
+  }
   const m = core.map;
   for (let a = v.start; a < v.end; ) {
     const pmdT = pmdTableOf(core, mm, a, false);
@@ -221,7 +232,7 @@ function smapsVma(core: Core, v: Vma): SmapsEntry {
       e.rss += next - a;
       if (m.flags[pfn] & PG_anon) {
         e.anonymous += next - a;
-        if (!(v.flags & VM_HUGETLB)) e.anonHugePages += next - a;
+        e.anonHugePages += next - a;
       }
       a = next;
       continue;
@@ -244,4 +255,25 @@ function smapsVma(core: Core, v: Vma): SmapsEntry {
     }
   }
   return e;
+}
+
+/**
+ * Models smaps_hugetlb_range() (fs/proc/task_mmu.c) over a hugetlb VMA (PMD-sized pages): a
+ * present entry's folio, or the folio of a non-present entry that has a pfn (a migration
+ * entry), counts its huge page size in Shared_Hugetlb when the entry is not present ("maybe
+ * shared") or folio_maybe_mapped_shared() (a hugetlb folio: mapped more than once), else in
+ * Private_Hugetlb. Nothing goes to Rss or Anonymous.
+ */
+function smapsHugetlbRange(core: Core, v: Vma, e: SmapsEntry): void {
+  for (let a = Math.floor(v.start / PMD_SIZE) * PMD_SIZE; a < v.end; a += PMD_SIZE) {
+    const pmdT = pmdTableOf(core, v.mm, a, false);
+    if (pmdT < 0) continue;
+    const lo = ptLo(core, pmdT, pmdIndex(a));
+    const hi = ptHi(core, pmdT, pmdIndex(a));
+    if (entryNone(lo, hi)) continue;
+    const present = entryPresent(lo);
+    const folio = core.map.head[entryPfn(lo, hi)];
+    if (!present || core.map.entireMapcount[folio] > 1) e.sharedHugetlb += PMD_SIZE;
+    else e.privateHugetlb += PMD_SIZE;
+  }
 }

@@ -66,7 +66,7 @@ describe('exit, waitpid, kill', () => {
 
   it('kill() of global init (pid 1) returns 0 and the signal is ignored (sig_task_ignored())', () => {
     const k = machine();
-    const init = k.spawn();
+    const init = k.task(1)!;
     expect(init.pid).toBe(1);
     const a = init.mmap(0, PAGE_SIZE, RW, ANON);
     init.writeI32(a, 7);

@@ -13,6 +13,7 @@ import {
 } from './constants.js';
 import { XLATE_BUS, XLATE_OOM } from './cpu.js';
 import { SignalDelivered } from './errors.js';
+import { doExitInitPanic } from './exit.js';
 import type { OpenFile } from './fs.js';
 import type { Host } from './host.js';
 import { mmput } from './mm/exit.js';
@@ -262,10 +263,13 @@ export class Process {
    * Models do_exit()/exit_group(): the other threads get a fatal signal and the exit waits until
    * none of them is in the kernel; then, in do_exit()'s order, exit_mm() drops the mm (its last
    * user runs exit_mmap()) and exit_files() closes the files, and the process is a zombie until
-   * its parent reaps it.
+   * its parent reaps it. Global init does not exit: do_exit() panics ("Attempted to kill
+   * init!", {@link doExitInitPanic}) and the machine is left as it was.
    */
   *exitGen(code: number, signal = 0): KGen {
     if (this.state !== 'running') return;
+    const panic = doExitInitPanic(this, code, signal || this.fatalSignal);
+    if (panic) throw panic;
     this.state = 'zombie';
     this.fatalSignal = this.fatalSignal || signal || SIGKILL;
     // Other threads in the kernel finish their syscall first (the fatal signal stops them at
@@ -350,14 +354,24 @@ export class Process {
    */
   private fault(addr: number, code: number): void {
     if (code === XLATE_OOM) {
-      const tasks = [...this.host.tasks.values()].filter((t): t is Process => t instanceof Process);
-      const victim = this.run('out_of_memory', outOfMemory(this.core, this, tasks, addr));
-      if (victim !== this) return;
+      if (this.run('out_of_memory', this.oomKill(addr))) return;
       throw new SignalDelivered(SIGKILL, this.pid, addr, 'out of memory');
     }
     const sig = code === XLATE_BUS ? SIGBUS : SIGSEGV;
     this.doExit(0, sig);
     throw new SignalDelivered(sig, this.pid, addr, code === XLATE_BUS ? 'bus error' : 'segmentation fault');
+  }
+
+  /**
+   * Models the OOM kill of an allocation by this process that failed at `addr`
+   * (__alloc_pages_may_oom() -> out_of_memory(), {@link outOfMemory}): true when another
+   * process was killed, so the allocation may be retried; false when this process is the
+   * victim (it exits now, or on its way back to user space when a thread is in the kernel).
+   * Throws the out_of_memory() panic when nothing can be killed.
+   */
+  *oomKill(addr: number, via = 'user fault'): KGen<boolean> {
+    const tasks = [...this.host.tasks.values()].filter((t): t is Process => t instanceof Process);
+    return (yield* outOfMemory(this.core, this, tasks, addr, via)) !== this;
   }
 
   /** Models user loads of a byte range (one translation per page). */

@@ -45,6 +45,7 @@ import { protToVmFlags, sysMprotect } from './mm/mprotect.js';
 import { sysMremap } from './mm/mremap.js';
 import { withInvalidation } from './mm/notifier.js';
 import { mmapAccount } from './mm/overcommit.js';
+import { mmPopulate } from './mm/populate.js';
 import { shmemNewInode, shmemTruncatePages } from './mm/shmem.js';
 import {
   type Inode,
@@ -62,7 +63,6 @@ import type { Process } from './process.js';
 import { vfsRead, vfsWrite } from './rw.js';
 import { LockFinding } from './sched/findings.js';
 import type { KGen } from './sched/task.js';
-import { fatalSignalPending } from './signal.js';
 import {
   argInt,
   argLong,
@@ -133,16 +133,13 @@ export class Syscalls {
     } finally {
       mmapWriteUnlock(this.core, mm, 'vm_mmap_pgoff');
     }
+    // Models vm_mmap_pgoff(): mm_populate() after the lock is dropped, when do_mmap() asked for
+    // it ((flags & (MAP_POPULATE | MAP_NONBLOCK)) == MAP_POPULATE; MAP_NONBLOCK is ignored by
+    // the model's argument check). Private writable mappings are populated with write faults;
+    // errors are ignored; a fatal signal stops it (-EINTR) and the process exits on return.
     if (r >= 0 && flags & MAP_POPULATE) {
-      // Models __mm_populate() after the lock is dropped: fault every page in. Like
-      // __get_user_pages() it stops (-EINTR, ignored by mmap) when a fatal signal is pending,
-      // checked per page (with a preemption point every 2 MiB, where another task can act).
-      const buf = new Uint8Array(1);
-      for (let a = r; a < r + pageAlign(length); a += PAGE_SIZE) {
-        if (fatalSignalPending(this.core)) break;
-        if ((yield* accessBytes(this.core, mm, a, buf, 'read')) < 0) break;
-        if (a % PMD_SIZE === PMD_SIZE - PAGE_SIZE) yield '__mm_populate: next PMD';
-      }
+      const len = flags & MAP_HUGETLB ? Math.ceil(length / PMD_SIZE) * PMD_SIZE : pageAlign(length);
+      yield* mmPopulate(this.core, mm, r, len, (a) => this.p.oomKill(a, '__mm_populate() fault'));
     }
     return r;
   }

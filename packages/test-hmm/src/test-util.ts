@@ -25,6 +25,7 @@ export function machine(coherent = true): { k: Kernel; mod: DmirrorModule; p: Pr
   k.checkInvariants = true;
   installMmCoreChecker(k);
   const mod = installDmirror(k, { coherent });
+  k.spawn(); // global init (pid 1) stays idle: the test process may exit or die
   const p = k.spawn();
   return { k, mod, p };
 }
@@ -130,6 +131,7 @@ export function thpMachine(
   k.checkInvariants = true;
   installMmCoreChecker(k);
   const mod = installDmirror(k, { coherent });
+  k.spawn(); // global init (pid 1) stays idle: the test process may exit or die
   const p = k.spawn();
   const fd = hmmOpen(p, minor);
   const buf = hmmBuffer(p, 2 * PMD_SIZE, PROT_READ | PROT_WRITE, PMD_SIZE);

@@ -88,16 +88,18 @@ export interface Executed {
  */
 function kernelBugResult(s: Session, cmd: string, e: KernelBug): CommandResult {
   const taint = kernelBugTaint(e.kind);
-  s.addTaint(taint, e.message);
-  const colon = e.message.indexOf(': ');
+  // The one-line summary (the message also carries the dump, shown above it already).
+  const summary = e.message.split('\n')[0];
+  s.addTaint(taint, summary);
+  const colon = summary.indexOf(': ');
   return {
     ok: false,
     lines: [
       ...e.consoleLines().map((l) => `  ${l}`),
       `  the machine is left as the failing code left it (kernel tainted: ${s.taint?.flags ?? taint}); inspect it with walk, folio, devices, vram, invariants`,
-      `${cmd}: ${e.message}`,
+      `${cmd}: ${summary}`,
     ],
-    error: { name: e.message.slice(0, colon), why: e.message.slice(colon + 2) },
+    error: { name: summary.slice(0, colon), why: summary.slice(colon + 2) },
   };
 }
 

@@ -278,6 +278,9 @@ const smaps: CommandSpec = {
       lines.push(
         `  Size:${fmtKb(e.end - e.start)}  Rss:${fmtKb(e.rss)}  Anonymous:${fmtKb(e.anonymous)}  AnonHugePages:${fmtKb(e.anonHugePages)}`,
       );
+      // smaps_hugetlb_range(): hugetlb pages are counted here, never in Rss.
+      if (e.flags & VM_HUGETLB)
+        lines.push(`  Shared_Hugetlb:${fmtKb(e.sharedHugetlb)}  Private_Hugetlb:${fmtKb(e.privateHugetlb)}`);
       lines.push(
         `  Swap (device-private/migration entries):${fmtKb(e.swapLike)}  VmFlags: ${vmFlagWords(e.flags)}`,
       );
@@ -291,6 +294,8 @@ const smaps: CommandSpec = {
         anonymous: e.anonymous,
         anonHugePages: e.anonHugePages,
         swapLike: e.swapLike,
+        sharedHugetlb: e.sharedHugetlb,
+        privateHugetlb: e.privateHugetlb,
       })),
     });
   },

@@ -40,7 +40,8 @@ import {
 } from '@hmm-model/mm-core';
 import { fmtSize, hex } from '../format.js';
 import { parseAddr, parseSize } from '../parse.js';
-import { type CommandResult, failErrno, ok, UsageError } from '../result.js';
+import { type CommandResult, fail, failErrno, ok, UsageError } from '../result.js';
+import { signalName } from '../signals.js';
 import type { CommandSpec } from './types.js';
 import { coverage, currentProc, hugeFlags, isResult, notAligned, permString } from './util.js';
 
@@ -177,6 +178,15 @@ const mmap: CommandSpec = {
     const proc = currentProc(s, 'mmap');
     if (isResult(proc)) return proc;
     const r = proc.mmap(addr, len, prot, (type || MAP_PRIVATE) | flags);
+    if (proc.state !== 'running') {
+      // Killed inside the syscall (MAP_POPULATE ran into the OOM killer): it never returns.
+      s.reconcile();
+      return fail(
+        'mmap',
+        signalName(proc.status & 0x7f),
+        `process ${proc.pid} was killed by ${signalName(proc.status & 0x7f)} while populating (the OOM killer chose it: out_of_memory()); current process is ${s.currentPid ?? 'none'}`,
+      );
+    }
     if (r < 0)
       return failErrno(
         'mmap',

@@ -169,7 +169,10 @@ const exit: CommandSpec = {
   group: 'process',
   usage: 'exit [code]',
   summary: 'the current process exits (models exit_group(2)); the shell switches to its parent',
-  details: ['To leave the shell itself use `quit` or Ctrl-D.'],
+  details: [
+    'To leave the shell itself use `quit` or Ctrl-D. Global init (pid 1) cannot exit: the kernel',
+    'panics "Attempted to kill init!" (do_exit()); the machine is left as it was, for inspection.',
+  ],
   examples: ['exit', 'exit 3'],
   mutates: true,
   maxArgs: 1,

@@ -52,8 +52,16 @@ export function stopped(
   total: number,
   unit: Progress['unit'] = 'bytes',
 ): CommandResult | null {
-  if (proc.state === 'running') return null;
   const at = progressText({ done, total, unit });
+  if (proc.state === 'running') {
+    if (s.interruptedPid !== proc.pid) return null;
+    // Ctrl-C in global init: the signal was ignored (sig_task_ignored()); the command stops here.
+    return fail(
+      cmd,
+      signalName(SIGINT),
+      `interrupted by Ctrl-C after ${at}: the command stopped; process ${proc.pid} is global init, which ignores SIGINT (sig_task_ignored()), and keeps running (what was done stays done)`,
+    );
+  }
   if (s.interruptedPid === proc.pid)
     return fail(
       cmd,

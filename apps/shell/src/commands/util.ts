@@ -11,6 +11,7 @@ import {
   VM_SHARED,
   VM_WRITE,
   type Vma,
+  vmaIsAccessible,
 } from '@hmm-model/mm-core';
 import { hex } from '../format.js';
 import { type CommandResult, fail, type ShellError } from '../result.js';
@@ -68,7 +69,9 @@ export function coverage(mm: MmStruct, start: number, end: number): { vmas: Vma[
 
 /**
  * Models the check the CPU's fault path makes before a user access (access_error()): every
- * byte of [addr, addr + len) must be in a VMA allowing the access. Returns why not, or null.
+ * byte of [addr, addr + len) must be in a VMA allowing the access (a write: VM_WRITE; a read:
+ * vma_is_accessible(), so write-only and execute-only VMAs are readable on x86). Returns why
+ * not, or null.
  */
 export function accessError(mm: MmStruct, addr: number, len: number, write: boolean): ShellError | null {
   const { vmas, hole } = coverage(mm, addr, addr + len);
@@ -77,8 +80,7 @@ export function accessError(mm: MmStruct, addr: number, len: number, write: bool
       name: signalName(SIGSEGV),
       why: `${hex(hole)} is not mapped (no VMA); the access was not performed (a C program would die here)`,
     };
-  const need = write ? VM_WRITE : VM_READ;
-  const bad = vmas.find((v) => !(v.flags & need));
+  const bad = vmas.find((v) => (write ? !(v.flags & VM_WRITE) : !vmaIsAccessible(v)));
   if (bad)
     return {
       name: signalName(SIGSEGV),

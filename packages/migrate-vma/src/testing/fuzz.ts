@@ -109,6 +109,8 @@ export class Fuzz {
     this.k.sched.hooks.add((where) => {
       if (this.checkRng.below(64) === 0) this.checkNow(`preemption point ${where}`);
     });
+    // Global init (pid 1) stays idle: the fuzzed processes may exit (init's exit panics).
+    this.k.spawn();
     this.procs.push({ p: this.k.spawn(), mem: new FlatMemory() });
     for (let i = 0; i < 3; i++) this.opMmap(this.procs[0]);
   }

@@ -45,6 +45,8 @@ export function machine(opts: { ramBytes?: number; seed?: number; devPages?: num
   const dev = new MiniDevice(k, opts.devPages ?? 8192, 'minidev0');
   const dev2 = new MiniDevice(k, opts.devPages ?? 8192, 'minidev1');
   installMigrateChecker(k, { freeLists: () => [dev.freeLists(), dev2.freeLists()] });
+  // Global init (pid 1) stays idle: the test process may exit (init's exit panics, do_exit()).
+  k.spawn();
   const p = k.spawn();
   const check = () => [...k.check(), ...k.core.warnings.map((w) => `WARN: ${w.message}`)];
   return { k, dev, dev2, p, check };

@@ -3,6 +3,7 @@ import {
   EINTR,
   ENOMEM,
   EPERM,
+  FOLL_FORCE,
   FOLL_LONGTERM,
   FOLL_WRITE,
   PAGE_SIZE,
@@ -41,6 +42,7 @@ import {
   MMU_NOTIFY_EXCLUSIVE,
   type MmStruct,
   VM_IO,
+  VM_MAYREAD,
   VM_PFNMAP,
   VM_READ,
   VM_WRITE,
@@ -79,7 +81,7 @@ const FOLLOW_UNSHARE = -2;
  * is needed (not present, device-private, migration entry, read-only for FOLL_WRITE), or
  * FOLLOW_UNSHARE when a read-only pin must unshare the page first.
  */
-function followPage(core: Core, vma: Vma, addr: number, gupFlags: number): number {
+export function followPage(core: Core, vma: Vma, addr: number, gupFlags: number): number {
   const write = (gupFlags & FOLL_WRITE) !== 0;
   const pmdT = pmdTableOf(core, vma.mm, addr, false);
   if (pmdT < 0) return -1;
@@ -100,6 +102,24 @@ function followPage(core: Core, vma: Vma, addr: number, gupFlags: number): numbe
   const pfn = entryPfn(plo, ptHi(core, t, pteIndex(addr)));
   if (!(plo & _PAGE_RW) && gupMustUnshare(core, vma, gupFlags, pfn)) return FOLLOW_UNSHARE;
   return pfn;
+}
+
+/**
+ * Models check_vma_flags() (mm/gup.c) for the flags the model has: VM_IO / VM_PFNMAP VMAs are
+ * refused; FOLL_WRITE needs VM_WRITE (FOLL_FORCE writes to read-only mappings are not
+ * modelled); a read needs VM_READ, or FOLL_FORCE and VM_MAYREAD, so a write-only mapping
+ * (PROT_WRITE alone) cannot be read through get_user_pages() although the CPU can read it.
+ * 0 or -EFAULT.
+ */
+export function checkVmaFlags(vma: Vma, gupFlags: number): number {
+  const f = vma.flags;
+  if (f & (VM_IO | VM_PFNMAP)) return -EFAULT;
+  if (gupFlags & FOLL_WRITE) return f & VM_WRITE ? 0 : -EFAULT;
+  if (!(f & VM_READ)) {
+    if (!(gupFlags & FOLL_FORCE)) return -EFAULT;
+    if (!(f & VM_MAYREAD)) return -EFAULT;
+  }
+  return 0;
 }
 
 /** Hooks other layers install for GUP (avoids an upward import from mm core). */
@@ -141,8 +161,7 @@ export function* getUserPages(
     const fail = (e: number) => (out.length ? out : e);
     // __get_user_pages(): "If we have a pending SIGKILL, don't keep faulting pages".
     if (fatalSignalPending(core)) return fail(-EINTR);
-    if (!vma || vma.flags & (VM_IO | VM_PFNMAP)) return fail(-EFAULT);
-    if (write ? !(vma.flags & VM_WRITE) : !(vma.flags & VM_READ)) return fail(-EFAULT);
+    if (!vma || checkVmaFlags(vma, gupFlags) < 0) return fail(-EFAULT);
     let pfn = -1;
     for (let tries = 0; pfn < 0; tries++) {
       if (tries >= GUP_RETRY_BOUND)

@@ -107,11 +107,13 @@ describe('mmap(2) validation', () => {
     expect(a % PMD_SIZE).toBe(0);
   });
 
-  it('MAP_POPULATE prefaults (zero pages for a private read-only view)', () => {
+  it('MAP_POPULATE prefaults: own pages for a private writable mapping, zero pages for a read-only one (populate_vma_page_range())', () => {
     const k = machine();
     const p = k.spawn();
     const a = p.mmap(0, 4 * PAGE_SIZE, RW, ANON | MAP_POPULATE);
-    for (let i = 0; i < 4; i++) expect(pteKind(k, p, a + i * PAGE_SIZE)).toBe('zero');
+    for (let i = 0; i < 4; i++) expect(pteKind(k, p, a + i * PAGE_SIZE)).toBe('present');
+    const r = p.mmap(0, 4 * PAGE_SIZE, PROT_READ, ANON | MAP_POPULATE);
+    for (let i = 0; i < 4; i++) expect(pteKind(k, p, r + i * PAGE_SIZE)).toBe('zero');
     expect(k.check()).toEqual([]);
   });
 

@@ -45,8 +45,8 @@ import type { Kernel } from './kernel.js';
 import type { Process } from './process.js';
 import { argULong } from './syscall-args.js';
 import { machine } from './testing/helpers.js';
-import { machineState } from './testing/state.js';
 import { mergeableNeighbours } from './testing/layout.js';
+import { machineState } from './testing/state.js';
 
 const RUNS = Number(process.env.HMM_FUZZ_RUNS ?? 40);
 const SEED = Number(process.env.HMM_FUZZ_SEED ?? 20251);

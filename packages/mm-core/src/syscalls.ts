@@ -57,8 +57,8 @@ import {
   VM_SHARED,
   Vma,
 } from './mm/types.js';
-import { zapRange } from './mm/zap.js';
 import { vmaMergeNewRange, vmgMmapState } from './mm/vma-merge.js';
+import { zapRange } from './mm/zap.js';
 import type { Process } from './process.js';
 import { vfsRead, vfsWrite } from './rw.js';
 import { LockFinding } from './sched/findings.js';

@@ -33,6 +33,7 @@ import { argULong, mprotectArgs } from '../syscall-args.js';
 import { pmdIsHuge, pmdTransHugeLock, splitHugePmd } from './huge.js';
 import { mmapWriteLock, mmapWriteUnlock, pteLock, ptlUnlock } from './locking.js';
 import { withInvalidation } from './notifier.js';
+import { vmEnoughMemory } from './overcommit.js';
 import { pmdIndex, pmdTableOf, pteIndex, pteTableAt, ptHi, ptLo, ptSet } from './pgtable.js';
 import {
   MMU_NOTIFY_PROTECTION_VMA,
@@ -49,7 +50,6 @@ import {
   VM_WRITE,
   type Vma,
 } from './types.js';
-import { vmEnoughMemory } from './overcommit.js';
 import { vmaModifyFlags } from './vma-merge.js';
 
 /** Models calc_vm_prot_bits(): PROT_* to VM_READ/WRITE/EXEC. */

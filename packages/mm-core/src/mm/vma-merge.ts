@@ -196,7 +196,9 @@ export function canVmaMergeBefore(vmg: VmaMergeStruct): boolean {
 /** Models can_vma_merge_after() (mm/vma.c): the range can become the tail of prev. */
 export function canVmaMergeAfter(vmg: VmaMergeStruct): boolean {
   const prev = vmg.prev as Vma;
-  return isMergeableVma(vmg, false) && isMergeableAnonVma(vmg, false) && prev.pgoff + prev.pages === vmg.pgoff;
+  return (
+    isMergeableVma(vmg, false) && isMergeableAnonVma(vmg, false) && prev.pgoff + prev.pages === vmg.pgoff
+  );
 }
 
 /** Models can_vma_merge_left() (mm/vma.c): prev ends at the range and can take it. */
@@ -353,7 +355,7 @@ export function* vmaMergeExistingRange(core: Core, vmg: VmaMergeStruct): KGen<Vm
   const rightSide = end === middle.end;
   vmg.state = 'nomerge';
   if (vmg.flags & VM_SPECIAL || (!leftSide && !rightSide)) return null;
-  let mergeLeft = leftSide ? canVmaMergeLeft(vmg) : false;
+  const mergeLeft = leftSide ? canVmaMergeLeft(vmg) : false;
   let mergeRight = false;
   let next: Vma | null = null;
   if (rightSide) {
@@ -458,7 +460,13 @@ export interface CopyVmaResult {
  * linear pgoff (so it can merge there); the source itself may be the VMA it merged into.
  * Null when the destination is not free (the kernel's "should never get here").
  */
-export function* copyVma(core: Core, vma: Vma, addr: number, len: number, pgoff: number): KGen<CopyVmaResult | null> {
+export function* copyVma(
+  core: Core,
+  vma: Vma,
+  addr: number,
+  len: number,
+  pgoff: number,
+): KGen<CopyVmaResult | null> {
   const mm = vma.mm;
   const vmaStart = vma.start;
   let pg = pgoff;

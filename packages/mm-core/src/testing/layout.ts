@@ -1,5 +1,5 @@
-import { vmasMergeable } from '../mm/vma-merge.js';
 import type { MmStruct } from '../mm/types.js';
+import { vmasMergeable } from '../mm/vma-merge.js';
 
 /**
  * Model-only test check of the VMA layout against Linux's merge rules (mm/vma.c): every pair of

@@ -282,6 +282,17 @@ describe('inspection commands', () => {
     expect(t).toMatch(/0x0000000000000000 {2}not present/);
     expect(text(run(s, 'pagemap $ 0'))).toContain('page count must be 1..4096');
   });
+  it('maps shows adjacent compatible mappings as one VMA, as Linux merges them (mm/vma.c)', () => {
+    const s = newSession();
+    // vma_merge_new_range(): the second mapping lands right below the first and joins it.
+    run(s, 'a = mmap 8K', 'b = mmap 8K');
+    expect(text(run(s, 'maps'))).toBe('7effffffc000-7f0000000000 rw-p 00000000 00:00 0  [anon] $ $b');
+    run(s, 'mprotect $b 4K r');
+    expect(text(run(s, 'maps')).split('\n')).toHaveLength(2);
+    // vma_merge_existing_range(): the same protection again makes it one VMA again.
+    run(s, 'mprotect $b 4K rw');
+    expect(text(run(s, 'maps'))).toBe('7effffffc000-7f0000000000 rw-p 00000000 00:00 0  [anon] $ $b');
+  });
   it('maps and smaps', () => {
     const s = newSession();
     run(s, 'buf = mmap 4M hugepage', 'write $ 2M index');

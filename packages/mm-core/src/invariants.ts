@@ -324,6 +324,11 @@ class MmCoreCheck {
       }
       if (v.flags & VM_HUGETLB && (v.start % PMD_SIZE || v.end % PMD_SIZE))
         this.report(`${r}: hugetlb VMA not huge-page aligned`);
+      // vm_file (what VMA merging compares): file, shmem and hugetlb mappings have one, a
+      // private anonymous VMA has none.
+      const fileBacked = v.file !== null || (v.flags & VM_HUGETLB) !== 0;
+      if (fileBacked && !v.vmFile) this.report(`${r}: vm_file missing`);
+      if (!fileBacked && !v.vmOps && v.vmFile) this.report(`${r}: vm_file set on an anonymous VMA`);
     }
   }
 

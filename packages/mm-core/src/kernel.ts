@@ -19,7 +19,7 @@ import { registerOvercommitSysctls } from './mm/overcommit.js';
 import { shmemNewInode } from './mm/shmem.js';
 import type { Inode } from './mm/types.js';
 import { PG_reserved } from './phys/memmap.js';
-import { pagemapRead } from './proc.js';
+import { mapsText, pagemapRead } from './proc.js';
 import { Process } from './process.js';
 import { meminfoText, vmstatText } from './report.js';
 import type { Scheduler } from './sched/scheduler.js';
@@ -108,6 +108,13 @@ export class Kernel implements Host {
         return n * 8;
       },
     });
+    this.devices.set(
+      '/proc/self/maps',
+      textFile((file) => {
+        const proc = file.opener as Process;
+        return proc.state === 'running' ? mapsText(proc.mm) : '';
+      }),
+    );
     this.devices.set(
       '/proc/meminfo',
       textFile(() => meminfoText(this.core)),

@@ -44,6 +44,7 @@ import { Kernel } from './kernel.js';
 import { pteIndex, ptHi, ptLo, readPmd } from './mm/pgtable.js';
 import { entryHuge, entryNone, entryPfn, entryPresent } from './pgtable/entry.js';
 import type { Process } from './process.js';
+import { mergeableNeighbours } from './testing/layout.js';
 
 /** Shared storage: a tmpfs file or a shared anonymous mapping (page index -> bytes). */
 interface SharedObj {
@@ -208,6 +209,9 @@ class Fuzz {
   checkInvariants(): void {
     const t0 = performance.now();
     const v = this.k.check();
+    // The layout: no two adjacent VMAs Linux would have merged (vma_merge_new_range(),
+    // vma_merge_existing_range(), copy_vma(), vma_merge_extend()).
+    for (const pr of this.procs) if (pr.proc.state === 'running') v.push(...mergeableNeighbours(pr.proc.mm));
     this.stats.checkMs = (this.stats.checkMs ?? 0) + performance.now() - t0;
     if (v.length) this.fail(`invariants:\n${v.join('\n')}`);
   }
@@ -456,13 +460,42 @@ class Fuzz {
     const src: (Slot | undefined)[] = [];
     for (let i = 0; i < oldLen / PAGE_SIZE; i++) src.push(pr.slots.get(old / PAGE_SIZE + i));
     const r = pr.proc.mremap(old, oldLen, newLen, flags, newAddr);
+    const implies = (flags & (MREMAP_FIXED | MREMAP_DONTUNMAP)) !== 0;
+    const overlap = implies && old < newAddr + newLen && newAddr < old + oldLen;
+    const oP = old / PAGE_SIZE;
+    const oN = oldLen / PAGE_SIZE;
+    const nN = newLen / PAGE_SIZE;
+    if (flags & MREMAP_FIXED && newLen === oldLen && !overlap) {
+      // remap_move(): every VMA piece of the range moves, the gaps between them kept (so page
+      // i goes to newAddr + i); only the pieces' destinations are unmapped first. The range
+      // must start in a VMA.
+      if (!src[0]) {
+        if (r !== -EFAULT) this.fail(`move-only mremap from an unmapped address returned ${r}`);
+        return [0, 0];
+      }
+      if (r !== newAddr) this.fail(`move-only mremap returned ${r}`);
+      this.count(src.some((s) => s === undefined) ? 'mremap-move-holes' : 'mremap-move-only');
+      const nP = newAddr / PAGE_SIZE;
+      for (let i = 0; i < oN; i++) {
+        const s = src[i];
+        if (!s) continue;
+        pr.slots.set(nP + i, s);
+        if (flags & MREMAP_DONTUNMAP) pr.slots.set(oP + i, { ...s, data: null });
+        else pr.slots.delete(oP + i);
+      }
+      return [newAddr, newLen];
+    }
     if (r < 0) {
       if (src.every((s) => s === undefined) && r !== -EFAULT && r !== -EINVAL)
         this.fail(`mremap of nothing returned ${r}`);
       return [0, 0];
     }
     this.count(r === old ? 'mremap-inplace' : flags & MREMAP_DONTUNMAP ? 'mremap-dontunmap' : 'mremap-move');
-    if (src.some((s) => s === undefined)) this.fail('mremap succeeded over a hole');
+    if (!src[0]) this.fail('mremap from an unmapped address succeeded');
+    // check_prep_vma(): a grow or a move needs the kept part in one VMA; a plain shrink or
+    // same-size call only needs addr mapped (the unmapped tail may span VMAs and holes).
+    if ((implies || nN > oN) && src.slice(0, Math.min(oN, nN)).some((s) => s === undefined))
+      this.fail('mremap succeeded over a hole');
     if (r !== old && !(flags & MREMAP_FIXED) && this.holes(pr, r, newLen).mapped > 0)
       this.fail('mremap moved onto a mapped range');
     const first = src[0]!;
@@ -473,10 +506,7 @@ class Fuzz {
       index: src[src.length - 1]!.index + 1 + i,
       data: null,
     });
-    const oP = old / PAGE_SIZE;
     const nP = r / PAGE_SIZE;
-    const oN = oldLen / PAGE_SIZE;
-    const nN = newLen / PAGE_SIZE;
     if (r === old && !(flags & (MREMAP_FIXED | MREMAP_DONTUNMAP))) {
       for (let i = nN; i < oN; i++) pr.slots.delete(oP + i);
       for (let i = oN; i < nN; i++) pr.slots.set(oP + i, tail(i - oN));

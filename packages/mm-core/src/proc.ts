@@ -3,7 +3,7 @@ import type { Core } from './core.js';
 import { mmapReadLock, mmapReadUnlock } from './mm/locking.js';
 import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo } from './mm/pgtable.js';
 import type { MmStruct, Vma } from './mm/types.js';
-import { VM_HUGETLB, VM_SHARED } from './mm/types.js';
+import { VM_EXEC, VM_HUGETLB, VM_MAYSHARE, VM_READ, VM_SHARED, VM_WRITE } from './mm/types.js';
 import {
   _PAGE_SOFT_DIRTY,
   _PAGE_SPECIAL,
@@ -176,21 +176,44 @@ export function smaps(core: Core, mm: MmStruct): SmapsEntry[] {
   return out;
 }
 
+/** The name show_map_vma() prints for a VMA ('' for anonymous memory). */
+function vmaName(v: Vma): string {
+  if (v.vmOps) return v.vmOps.name;
+  if (v.file) return v.flags & VM_SHARED && v.file.name === 'dev/zero' ? '/dev/zero (deleted)' : v.file.name;
+  return v.flags & VM_HUGETLB ? 'anon_hugepage' : '';
+}
+
+/**
+ * Models show_map() (fs/proc/task_mmu.c) for every VMA: the text of /proc/self/maps, one line
+ * per VMA: "start-end perms offset dev inode", padded to column 73 before the name
+ * (show_vma_header_prefix(), seq_pad()). Offsets are pgoff << PAGE_SHIFT for file mappings;
+ * the model has no device numbers (00:00).
+ */
+export function mapsText(mm: MmStruct): string {
+  let out = '';
+  for (const v of mm.vmas) {
+    const hex = (n: number, w: number) => n.toString(16).padStart(w, '0');
+    const perms =
+      (v.flags & VM_READ ? 'r' : '-') +
+      (v.flags & VM_WRITE ? 'w' : '-') +
+      (v.flags & VM_EXEC ? 'x' : '-') +
+      (v.flags & VM_MAYSHARE ? 's' : 'p');
+    const off = v.file || v.vmOps ? v.pgoff * PAGE_SIZE : 0;
+    const ino = v.file ? v.file.ino : 0;
+    const head = `${hex(v.start, 8)}-${hex(v.end, 8)} ${perms} ${hex(off, 8)} 00:00 ${ino} `;
+    const name = vmaName(v);
+    out += name ? `${head.padEnd(72)} ${name}\n` : `${head}\n`;
+  }
+  return out;
+}
+
 function smapsVma(core: Core, v: Vma): SmapsEntry {
   const mm = v.mm;
   const e: SmapsEntry = {
     start: v.start,
     end: v.end,
     flags: v.flags,
-    name: v.vmOps
-      ? v.vmOps.name
-      : v.file
-        ? v.flags & VM_SHARED && v.file.name === 'dev/zero'
-          ? '/dev/zero (deleted)'
-          : v.file.name
-        : v.flags & VM_HUGETLB
-          ? 'anon_hugepage'
-          : '',
+    name: vmaName(v),
     rss: 0,
     anonHugePages: 0,
     anonymous: 0,

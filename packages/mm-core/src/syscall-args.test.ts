@@ -157,8 +157,9 @@ describe('lengths, offsets and addresses the kernel refuses', () => {
     expect(p.mremap(a, PAGE_SIZE, -1, flags, 0x800000000000)).toBe(-EINVAL); // page-aligns to 0
     expect(p.mremap(a, PAGE_SIZE, PAGE_SIZE, flags, 0x800000000000)).toBe(-EINVAL);
     expect(p.mremap(a, PAGE_SIZE, PAGE_SIZE, flags, -PAGE_SIZE)).toBe(-EINVAL);
-    expect(p.mremap(a, 16 * PAGE_SIZE, 2 ** 48, MREMAP_MAYMOVE)).toBe(-ENOMEM);
-    expect(p.mremap(a, 16 * PAGE_SIZE, -PAGE_SIZE, 0)).toBe(-ENOMEM);
+    // check_mremap_params(): a new length above TASK_SIZE is -EINVAL, moving or not.
+    expect(p.mremap(a, 16 * PAGE_SIZE, 2 ** 48, MREMAP_MAYMOVE)).toBe(-EINVAL);
+    expect(p.mremap(a, 16 * PAGE_SIZE, -PAGE_SIZE, 0)).toBe(-EINVAL);
     expect(p.mremap(a, -1, PAGE_SIZE, MREMAP_MAYMOVE)).toBe(-EINVAL); // old_len 0 of a private mapping
     expect(p.mremap(TASK_SIZE + PAGE_SIZE, PAGE_SIZE, PAGE_SIZE, 0)).toBe(-14); // no VMA there: -EFAULT
     expect(machineState(k)).toBe(before);

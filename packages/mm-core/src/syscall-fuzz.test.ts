@@ -45,6 +45,7 @@ import type { Kernel } from './kernel.js';
 import type { Process } from './process.js';
 import { argULong } from './syscall-args.js';
 import { machine } from './testing/helpers.js';
+import { mergeableNeighbours } from './testing/layout.js';
 import { machineState } from './testing/state.js';
 
 const RUNS = Number(process.env.HMM_FUZZ_RUNS ?? 40);
@@ -332,7 +333,11 @@ describe('syscalls under random and malformed arguments', () => {
     fc.assert(
       fc.property(fc.array(op, { minLength: 1, maxLength: 24 }), (ops) => {
         const w = new World();
-        for (const o of ops) run(w, o);
+        for (const o of ops) {
+          run(w, o);
+          // The VMA layout follows Linux's merge rules (mm/vma.c) after every call.
+          if (w.p.alive) expect(mergeableNeighbours(w.p.mm)).toEqual([]);
+        }
         expect(w.k.check()).toEqual([]);
       }),
       { numRuns: RUNS, seed: SEED, endOnFailure: true },

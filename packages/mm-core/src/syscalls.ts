@@ -58,6 +58,7 @@ import {
   VM_SHARED,
   Vma,
 } from './mm/types.js';
+import { vmaMergeNewRange, vmgMmapState } from './mm/vma-merge.js';
 import { zapRange } from './mm/zap.js';
 import type { Process } from './process.js';
 import { vfsRead, vfsWrite } from './rw.js';
@@ -219,7 +220,17 @@ export class Syscalls {
     let pgoff = start / PAGE_SIZE;
     if (file || (huge && inode)) pgoff = offset / PAGE_SIZE;
     else if (inode) pgoff = 0;
+    // vm_file's identity: the open file, the shmem file of shared anonymous memory, the
+    // hugetlbfs file hugetlb_file_setup() makes for every MAP_HUGETLB mapping.
+    const vmFile: object | null = file ?? inode ?? (huge ? {} : null);
+    // Models __mmap_region(): try to merge with the neighbours before allocating a VMA (and so
+    // before the driver's ->mmap(), which a merged range never sees).
+    const vmg = vmgMmapState(mm, start, start + len, vmFlags, pgoff, inode, vmFile);
+    if (vmg.prev || vmg.next) {
+      if (yield* vmaMergeNewRange(core, vmg)) return start;
+    }
     const vma = new Vma(mm, start, start + len, vmFlags, pgoff, inode);
+    vma.vmFile = vmFile;
     if (inode) {
       inode.mmaps.add(vma);
       inode.refs++;

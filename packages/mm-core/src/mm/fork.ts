@@ -353,6 +353,7 @@ function* dupMmapLocked(core: Core, parent: MmStruct, childId: number): KGen<{ m
     if (v.flags & VM_DONTCOPY) continue;
     const c = new Vma(mm, v.start, v.end, v.flags, v.pgoff, v.file);
     c.vmOps = v.vmOps;
+    c.vmFile = v.vmFile;
     if (v.anonVma) {
       anonVmaClone(v, c);
       const own = new AnonVma();

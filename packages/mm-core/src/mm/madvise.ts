@@ -60,7 +60,7 @@ import {
   VM_WRITE,
   type Vma,
 } from './types.js';
-import { isolateRange, mergeVmas } from './vma.js';
+import { vmaModifyFlags } from './vma-merge.js';
 import { zapRange } from './zap.js';
 
 /**
@@ -246,11 +246,19 @@ function* madviseLocked(core: Core, mm: MmStruct, addr: number, end: number, adv
     case MADV_NORMAL:
     case MADV_HUGEPAGE:
     case MADV_NOHUGEPAGE: {
-      for (const v of yield* isolateRange(core, vmas, addr, end)) {
-        if (advice === MADV_HUGEPAGE) v.flags = (v.flags | VM_HUGEPAGE) & ~VM_NOHUGEPAGE;
-        else if (advice === MADV_NOHUGEPAGE) v.flags = (v.flags | VM_NOHUGEPAGE) & ~VM_HUGEPAGE;
+      // madvise_walk_vmas() -> madvise_update_vma(): a VMA whose flags do not change is left
+      // alone; the others go through vma_modify_flags() (merge or split).
+      for (let c = Math.max(addr, vmas[0].start); c < end; ) {
+        const v = mm.findVma(c);
+        if (!v || v.start >= end) break;
+        const s = Math.max(c, v.start);
+        const e = Math.min(end, v.end);
+        let nf = v.flags;
+        if (advice === MADV_HUGEPAGE) nf = (nf | VM_HUGEPAGE) & ~VM_NOHUGEPAGE;
+        else if (advice === MADV_NOHUGEPAGE) nf = (nf | VM_NOHUGEPAGE) & ~VM_HUGEPAGE;
+        if (nf !== v.flags) (yield* vmaModifyFlags(core, v, s, e, nf)).flags = nf;
+        c = e;
       }
-      mergeVmas(mm.vmas);
       break;
     }
     case MADV_DONTNEED: {

@@ -33,21 +33,24 @@ import { argULong, mprotectArgs } from '../syscall-args.js';
 import { pmdIsHuge, pmdTransHugeLock, splitHugePmd } from './huge.js';
 import { mmapWriteLock, mmapWriteUnlock, pteLock, ptlUnlock } from './locking.js';
 import { withInvalidation } from './notifier.js';
+import { vmEnoughMemory } from './overcommit.js';
 import { pmdIndex, pmdTableOf, pteIndex, pteTableAt, ptHi, ptLo, ptSet } from './pgtable.js';
 import {
   MMU_NOTIFY_PROTECTION_VMA,
   type MmStruct,
+  VM_ACCOUNT,
   VM_EXEC,
   VM_HUGETLB,
   VM_MAYEXEC,
   VM_MAYREAD,
   VM_MAYWRITE,
+  VM_NORESERVE,
   VM_READ,
   VM_SHARED,
   VM_WRITE,
   type Vma,
 } from './types.js';
-import { isolateRange, mergeVmas } from './vma.js';
+import { vmaModifyFlags } from './vma-merge.js';
 
 /** Models calc_vm_prot_bits(): PROT_* to VM_READ/WRITE/EXEC. */
 export function protToVmFlags(prot: number): number {
@@ -200,15 +203,42 @@ export function* sysMprotect(
   }
 }
 
-/** do_mprotect_pkey() with the mmap_lock held for write. */
+/**
+ * Models mprotect_fixup() (mm/mprotect.c): nothing to do when the flags do not change; making a
+ * private mapping writable charges it (VM_ACCOUNT), making an unfaulted anonymous one
+ * read-only drops VM_ACCOUNT; then vma_modify_flags() merges or splits and the page tables of
+ * [start, end) follow the new flags. 0 or -ENOMEM (the charge refused).
+ */
+function* mprotectFixup(core: Core, vma: Vma, start: number, end: number, flags: number): KGen<number> {
+  const oldflags = vma.flags;
+  let newflags = flags;
+  if (newflags === oldflags) return 0;
+  if (newflags & VM_WRITE) {
+    if (!(oldflags & (VM_ACCOUNT | VM_WRITE | VM_HUGETLB | VM_SHARED | VM_NORESERVE))) {
+      if (vmEnoughMemory(core, vma.mm, (end - start) / PAGE_SIZE) < 0) return -ENOMEM;
+      newflags |= VM_ACCOUNT;
+    }
+  } else if (oldflags & VM_ACCOUNT && vma.isAnonymous && !vma.anonVma) {
+    newflags &= ~VM_ACCOUNT;
+  }
+  const piece = yield* vmaModifyFlags(core, vma, start, end, newflags);
+  piece.flags = newflags;
+  yield* changeProtection(core, piece, start, end);
+  return 0;
+}
+
+/**
+ * do_mprotect_pkey() with the mmap_lock held for write: each VMA of the range in turn (a VMA
+ * merged with its successor covers it already), stopping at a hole with -ENOMEM.
+ */
 function* mprotectLocked(core: Core, mm: MmStruct, addr: number, end: number, prot: number): KGen<number> {
   const vmFlags = protToVmFlags(prot);
   const first = mm.findVma(addr);
   if (!first || first.start > addr) return -ENOMEM;
   let cursor = addr;
-  for (const v of [...mm.vmas]) {
-    if (v.end <= cursor || v.start >= end) continue;
-    if (v.start > cursor) return -ENOMEM;
+  while (cursor < end) {
+    const v = mm.findVma(cursor);
+    if (!v || v.start > cursor) return -ENOMEM;
     if (v.flags & VM_HUGETLB && (cursor % PMD_SIZE || (Math.min(end, v.end) % PMD_SIZE && end < v.end)))
       return -EINVAL;
     const mayFlags =
@@ -217,16 +247,10 @@ function* mprotectLocked(core: Core, mm: MmStruct, addr: number, end: number, pr
       (vmFlags & VM_EXEC ? VM_MAYEXEC : 0);
     if ((v.flags & mayFlags) !== mayFlags) return -EACCES;
     const segEnd = Math.min(end, v.end);
-    const [piece] = yield* isolateRange(core, [v], cursor, segEnd);
-    const newFlags = (piece.flags & ~(VM_READ | VM_WRITE | VM_EXEC)) | vmFlags;
-    if (newFlags !== piece.flags) {
-      piece.flags = newFlags;
-      yield* changeProtection(core, piece, piece.start, piece.end);
-    }
+    const newFlags = (v.flags & ~(VM_READ | VM_WRITE | VM_EXEC)) | vmFlags;
+    const r = yield* mprotectFixup(core, v, cursor, segEnd, newFlags);
+    if (r) return r;
     cursor = segEnd;
-    if (cursor >= end) break;
   }
-  if (cursor < end) return -ENOMEM;
-  mergeVmas(mm.vmas);
   return 0;
 }

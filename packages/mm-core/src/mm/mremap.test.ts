@@ -45,7 +45,9 @@ describe('mremap(2)', () => {
     expect(p.mremap(a + 1, PAGE_SIZE, PAGE_SIZE, 0)).toBe(-EINVAL);
     expect(p.mremap(a, PAGE_SIZE, 0, 0)).toBe(-EINVAL);
     expect(p.mremap(a + 64 * PAGE_SIZE, PAGE_SIZE, PAGE_SIZE, 0)).toBe(-EFAULT);
-    expect(p.mremap(a, 8 * PAGE_SIZE, 8 * PAGE_SIZE, 0)).toBe(-EFAULT);
+    // check_prep_vma(): a same-size call without MREMAP_FIXED/DONTUNMAP checks only that addr is
+    // mapped (the range may run past the VMA) and returns addr.
+    expect(p.mremap(a, 8 * PAGE_SIZE, 8 * PAGE_SIZE, 0)).toBe(a);
     // Overlapping FIXED move.
     expect(p.mremap(a, 2 * PAGE_SIZE, 2 * PAGE_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, a + PAGE_SIZE)).toBe(
       -EINVAL,
@@ -212,6 +214,113 @@ describe('mremap(2)', () => {
     expect(p.readI32(b + PAGE_SIZE)).toBe(31);
     c.writeI32(s + PAGE_SIZE, 32);
     expect(p.readI32(b + PAGE_SIZE)).toBe(32);
+    expect(k.check()).toEqual([]);
+  });
+});
+
+describe('mremap(2) across several VMAs (remap_move(), Linux 6.17+)', () => {
+  const P = PAGE_SIZE;
+  const X = 0x4000_0000;
+  const Z = 0x6000_0000;
+  const MOVE = MREMAP_MAYMOVE | MREMAP_FIXED;
+  const spans = (p: Process, lo: number, hi: number) =>
+    p.mm.vmas.filter((v) => v.end > lo && v.start < hi).map((v) => [v.start, v.end, v.flags & 7]);
+
+  /** Three VMAs told apart by their protections: [X, X+4P) RW, [X+4P, X+8P) R, [X+8P, X+12P) RW. */
+  function three(): { k: ReturnType<typeof machine>; p: Process } {
+    const k = machine();
+    const p = k.spawn();
+    p.mmap(X, 12 * P, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED);
+    fill(p, X, 12, 100);
+    expect(p.mprotect(X + 4 * P, 4 * P, PROT_READ)).toBe(0);
+    expect(spans(p, X, X + 12 * P)).toHaveLength(3);
+    return { k, p };
+  }
+
+  it('moves a range spanning three VMAs, splitting the first and the last', () => {
+    const { k, p } = three();
+    expect(p.mremap(X + 2 * P, 8 * P, 8 * P, MOVE, Z)).toBe(Z);
+    expect(spans(p, Z, Z + 8 * P)).toEqual([
+      [Z, Z + 2 * P, 3],
+      [Z + 2 * P, Z + 6 * P, 1],
+      [Z + 6 * P, Z + 8 * P, 3],
+    ]);
+    expect(spans(p, X, X + 12 * P)).toEqual([
+      [X, X + 2 * P, 3],
+      [X + 10 * P, X + 12 * P, 3],
+    ]);
+    expectFilled(p, Z, 8, 102);
+    expectFilled(p, X, 2, 100);
+    expectFilled(p, X + 10 * P, 2, 110);
+    expect(k.check()).toEqual([]);
+  });
+
+  it('keeps the gaps between the VMAs, and what is mapped in the gaps of the destination', () => {
+    const k = machine();
+    const p = k.spawn();
+    const fix = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED;
+    p.mmap(X, 2 * P, RW, fix);
+    p.mmap(X + 4 * P, 2 * P, RW, fix);
+    fill(p, X, 2, 1);
+    fill(p, X + 4 * P, 2, 5);
+    // Something mapped where the gap lands: only each piece's destination is unmapped first.
+    p.mmap(Z + 2 * P, 2 * P, PROT_READ, fix);
+    expect(p.mremap(X, 7 * P, 7 * P, MOVE, Z)).toBe(Z);
+    expect(spans(p, Z, Z + 8 * P)).toEqual([
+      [Z, Z + 2 * P, 3],
+      [Z + 2 * P, Z + 4 * P, 1],
+      [Z + 4 * P, Z + 6 * P, 3],
+    ]);
+    expect(spans(p, X, X + 8 * P)).toEqual([]);
+    expectFilled(p, Z, 2, 1);
+    expectFilled(p, Z + 4 * P, 2, 5);
+    expect(k.check()).toEqual([]);
+  });
+
+  it('with MREMAP_DONTUNMAP: every piece moves, the source VMAs stay (empty)', () => {
+    const { k, p } = three();
+    expect(p.mremap(X, 12 * P, 12 * P, MOVE | MREMAP_DONTUNMAP, Z)).toBe(Z);
+    expectFilled(p, Z, 12, 100);
+    expect(spans(p, X, X + 12 * P)).toHaveLength(3);
+    expect(p.readI32(X)).toBe(0);
+    expect(p.readI32(X + 9 * P)).toBe(0);
+    // dontunmap_complete(): a wholly moved VMA left its anon_vma.
+    expect(p.mm.vmaLookup(X)!.anonVma).toBeNull();
+    expect(k.check()).toEqual([]);
+  });
+
+  it('refuses a range that starts in a hole (-EFAULT) and changes nothing', () => {
+    const { k, p } = three();
+    p.munmap(X, P);
+    const before = JSON.stringify(spans(p, 0, 2 ** 47));
+    expect(p.mremap(X, 8 * P, 8 * P, MOVE, Z)).toBe(-EFAULT);
+    expect(p.mremap(X - 4 * P, 4 * P, 4 * P, MOVE, Z)).toBe(-EFAULT);
+    expect(JSON.stringify(spans(p, 0, 2 ** 47))).toBe(before);
+    expect(k.check()).toEqual([]);
+  });
+
+  it('resizing across VMAs is not allowed (check_prep_vma(): -EFAULT)', () => {
+    const { p } = three();
+    expect(p.mremap(X, 8 * P, 10 * P, MOVE, Z)).toBe(-EFAULT);
+    expect(p.mremap(X, 8 * P, 9 * P, MREMAP_MAYMOVE)).toBe(-EFAULT);
+    // Without MREMAP_FIXED a same-size move goes through check_prep_vma() too.
+    expect(p.mremap(X, 8 * P, 8 * P, MREMAP_MAYMOVE | MREMAP_DONTUNMAP, Z)).toBe(-EFAULT);
+    expect(spans(p, Z, Z + 12 * P)).toEqual([]);
+  });
+
+  it('shrinking a range that spans several VMAs and a hole unmaps all of its tail (shrink_vma())', () => {
+    const { k, p } = three();
+    p.munmap(X + 6 * P, P);
+    expect(p.mremap(X + P, 10 * P, 2 * P, 0)).toBe(X + P);
+    expect(spans(p, X, X + 12 * P)).toEqual([
+      [X, X + 3 * P, 3],
+      [X + 11 * P, X + 12 * P, 3],
+    ]);
+    expectFilled(p, X, 3, 100);
+    // A shrink that moves: the tail goes, the kept part (one VMA) moves.
+    expect(p.mremap(X, 12 * P, P, MREMAP_MAYMOVE | MREMAP_FIXED, Z)).toBe(Z);
+    expect(spans(p, X, X + 12 * P)).toEqual([]);
+    expectFilled(p, Z, 1, 100);
     expect(k.check()).toEqual([]);
   });
 });

@@ -251,24 +251,6 @@ export function mmapAccount(
 }
 
 /**
- * Models vrm_calc_charge() (mm/mremap.c): growing a VM_ACCOUNT mapping charges the growth;
- * MREMAP_DONTUNMAP charges the whole new length (the old mapping stays accounted). 0 or -ENOMEM.
- */
-export function mremapAccount(
-  core: Core,
-  mm: MmStruct,
-  vma: Vma,
-  oldLen: number,
-  newLen: number,
-  dontUnmap: boolean,
-): number {
-  if (!(vma.flags & VM_ACCOUNT)) return 0;
-  const charged = (dontUnmap ? newLen : Math.max(0, newLen - oldLen)) / PAGE_SIZE;
-  if (!charged) return 0;
-  return vmEnoughMemory(core, mm, charged);
-}
-
-/**
  * Models the VM_ACCOUNT loop of dup_mmap() (mm/mmap.c): the child's copy of every accounted VMA
  * (VM_DONTCOPY ones are not copied) is charged, one VMA at a time, against the parent's mm.
  * 0, or -ENOMEM when a charge is refused (fork fails).

@@ -20,6 +20,7 @@ export const VM_DONTEXPAND = 0x40000;
 export const VM_ACCOUNT = 0x100000;
 export const VM_NORESERVE = 0x200000;
 export const VM_HUGETLB = 0x400000;
+export const VM_SOFTDIRTY = 0x08000000;
 export const VM_MIXEDMAP = 0x10000000;
 export const VM_HUGEPAGE = 0x20000000;
 export const VM_NOHUGEPAGE = 0x40000000;
@@ -30,6 +31,10 @@ export function isCowMapping(flags: number): boolean {
 
 /** Models VM_SPECIAL. */
 export const VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP;
+/** Models VM_IGNORE_MERGE: flags is_mergeable_vma() does not compare. */
+export const VM_IGNORE_MERGE = VM_SOFTDIRTY;
+/** Models VM_ACCESS_FLAGS. */
+export const VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC;
 
 /**
  * Models struct anon_vma (mm/rmap.c): the set of VMAs that may map anonymous folios whose
@@ -83,6 +88,13 @@ export class Vma {
   /** Models the anon_vma_chain: every anon_vma this VMA is linked into. */
   anonVmaChain: AnonVma[] = [];
   vmOps: VmOperations | null = null;
+  /**
+   * Models the identity of vma->vm_file (the struct file, which VMA merging compares): the open
+   * file description mmap() was given, the shmem file of a shared anonymous mapping, the
+   * hugetlbfs file of a MAP_HUGETLB one; null for private anonymous memory. `file` holds the
+   * inode the model uses for the page cache.
+   */
+  vmFile: object | null = null;
   constructor(
     public mm: MmStruct,
     public start: number,

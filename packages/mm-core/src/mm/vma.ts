@@ -40,6 +40,7 @@ export function* splitVma(core: Core, vma: Vma, addr: number): KGen<Vma> {
     vma.file,
   );
   upper.vmOps = vma.vmOps;
+  upper.vmFile = vma.vmFile;
   anonVmaClone(vma, upper);
   if (vma.file) {
     // Models vm_area_dup()'s get_file(): each VMA holds its own reference on the file.
@@ -65,37 +66,4 @@ export function* isolateRange(core: Core, vmas: readonly Vma[], start: number, e
     out.push(v);
   }
   return out;
-}
-
-/**
- * Models vma_merge()'s common case: merge adjacent VMAs of mm that are now identical in
- * flags, file, vm_ops, anon_vma and contiguous pgoff.
- */
-export function mergeVmas(vmas: Vma[]): void {
-  for (let i = 0; i + 1 < vmas.length; ) {
-    const a = vmas[i];
-    const b = vmas[i + 1];
-    const same =
-      a.end === b.start &&
-      a.flags === b.flags &&
-      a.file === b.file &&
-      a.vmOps === null &&
-      b.vmOps === null &&
-      a.anonVma === b.anonVma &&
-      a.anonVmaChain.length === b.anonVmaChain.length &&
-      a.anonVmaChain.every((x, k) => x === b.anonVmaChain[k]) &&
-      a.pgoff + (a.end - a.start) / PAGE_SIZE === b.pgoff;
-    if (!same) {
-      i++;
-      continue;
-    }
-    a.end = b.end;
-    for (const av of b.anonVmaChain) av.vmas.delete(b);
-    if (b.file) {
-      // Models vma_merge()'s fput() of the removed VMA's file (a still holds one).
-      b.file.mmaps.delete(b);
-      b.file.refs--;
-    }
-    vmas.splice(i + 1, 1);
-  }
 }

@@ -6,7 +6,7 @@ export { BINARIES, type VmTestBinary } from './binaries.js';
 export { GlibcRandom } from './glibc-rand.js';
 export { Ksft } from './ksft.js';
 export { bootVmtestsMachine, VMTESTS_RAM_BYTES, type VmtestsMachineOptions } from './machine.js';
-export { installProcfs, MMAP_MIN_ADDR, mapsLine, mapsText, smapsText, vmFlagsLine } from './procfs.js';
+export { installProcfs, MMAP_MIN_ADDR, smapsText, vmFlagsLine } from './procfs.js';
 export {
   dump_maps,
   memfd_create,

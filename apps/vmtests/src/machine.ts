@@ -22,7 +22,11 @@ export interface VmtestsMachineOptions {
   readonly kernel?: KernelOptions;
 }
 
-/** Models booting the test box. */
+/**
+ * Models booting the test box. Global init (pid 1) is started at boot and stays idle:
+ * run_vmtests.sh and the binaries run as its descendants, so they may exit (global init's exit
+ * panics, see do_exit()).
+ */
 export function bootVmtestsMachine(opts: VmtestsMachineOptions = {}): Kernel {
   const kernel = new Kernel({
     ramBytes: VMTESTS_RAM_BYTES,
@@ -34,5 +38,6 @@ export function bootVmtestsMachine(opts: VmtestsMachineOptions = {}): Kernel {
     installMmCoreChecker(kernel);
   }
   installProcfs(kernel);
+  kernel.spawn();
   return kernel;
 }

@@ -1,22 +1,12 @@
 /**
  * The procfs files the ported selftests read that the mm-core machine does not register:
- * /proc/self/maps (show_map_vma()), /proc/self/smaps (the fields mm-core's smaps() tracks and
- * VmFlags) and /proc/sys/vm/mmap_min_addr. They are views of existing model state (the VMAs, the
+ * /proc/self/smaps (the fields mm-core's smaps() tracks and VmFlags, each VMA headed by
+ * mm-core's show_map_vma() line) and /proc/sys/vm/mmap_min_addr. They are views of existing model state (the VMAs, the
  * smaps walk, the fixed minimum address of do_mmap()), registered when the machine boots like
  * any other pseudo file; a file mm-core already registers is left alone.
  */
 
-import {
-  type Kernel,
-  type MmStruct,
-  type Process,
-  smaps,
-  VM_EXEC,
-  VM_MAYSHARE,
-  VM_READ,
-  VM_WRITE,
-  type Vma,
-} from '@hmm-model/mm-core';
+import { type Kernel, type MmStruct, mapsLine, type Process, smaps } from '@hmm-model/mm-core';
 
 /** Models dac_mmap_min_addr: the lowest address do_mmap() of this model accepts (its fixed 0x10000). */
 export const MMAP_MIN_ADDR = 0x10000;
@@ -59,50 +49,6 @@ const VMFLAG_MNEMONICS: readonly string[] = [
   'nh',
   'mg',
 ];
-
-/** Models the width seq_setwidth() gives the maps prefix: 25 + sizeof(void *) * 6 - 1. */
-const MAPS_NAME_COLUMN = 25 + 8 * 6 - 1;
-
-/** Models seq_put_hex_ll(m, NULL, v, 8): lower-case hex, at least 8 digits. */
-function hex8(v: number): string {
-  return v.toString(16).padStart(8, '0');
-}
-
-/** Models get_vma_name() (fs/proc/task_mmu.c) for the mappings this model has. */
-export function vmaName(v: Vma): string | null {
-  if (v.vmOps) return v.vmOps.name;
-  if (v.file) {
-    // shmem_zero_setup()'s file of a shared anonymous mapping is "/dev/zero (deleted)".
-    if (v.file.name === 'dev/zero') return '/dev/zero (deleted)';
-    return v.file.unlinked && !v.file.name.endsWith('(deleted)') ? `${v.file.name} (deleted)` : v.file.name;
-  }
-  return null;
-}
-
-/**
- * Models show_vma_header_prefix() + show_map_vma() (fs/proc/task_mmu.c): `start-end perms
- * offset dev inode ` and, for a named mapping, padding to column 72, a space and the name.
- */
-export function mapsLine(v: Vma): string {
-  const f = v.flags;
-  const perms =
-    (f & VM_READ ? 'r' : '-') +
-    (f & VM_WRITE ? 'w' : '-') +
-    (f & VM_EXEC ? 'x' : '-') +
-    (f & VM_MAYSHARE ? 's' : 'p');
-  const pgoff = v.file ? v.pgoff * 4096 : 0;
-  const dev = v.file ? '00:01' : '00:00';
-  const ino = v.file ? v.file.ino : 0;
-  let line = `${hex8(v.start)}-${hex8(v.end)} ${perms} ${hex8(pgoff)} ${dev} ${ino} `;
-  const name = vmaName(v);
-  if (name !== null) line = `${line.padEnd(MAPS_NAME_COLUMN)} ${name}`;
-  return line;
-}
-
-/** Models reading /proc/<pid>/maps: one line per VMA, in address order. */
-export function mapsText(mm: MmStruct): string {
-  return mm.vmas.map((v) => `${mapsLine(v)}\n`).join('');
-}
 
 /** Models show_smap_vma_flags(): `VmFlags: ` and each set flag's mnemonic followed by a space. */
 export function vmFlagsLine(flags: number): string {
@@ -164,7 +110,6 @@ function registerProcText(kernel: Kernel, path: string, gen: (proc: Process) => 
 
 /** Registers /proc/self/maps, /proc/self/smaps and /proc/sys/vm/mmap_min_addr on the machine. */
 export function installProcfs(kernel: Kernel): void {
-  registerProcText(kernel, '/proc/self/maps', (proc) => mapsText(proc.mm));
   registerProcText(kernel, '/proc/self/smaps', (proc) => smapsText(kernel, proc.mm));
   registerProcText(kernel, '/proc/sys/vm/mmap_min_addr', () => `${MMAP_MIN_ADDR}\n`);
 }

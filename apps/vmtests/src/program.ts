@@ -6,11 +6,18 @@
  * on stderr as a model error and the program ends with status 1.
  */
 
-import { type Kernel, O_RDONLY, O_RDWR, O_TMPFILE, type Process, SignalDelivered } from '@hmm-model/mm-core';
+import {
+  type Kernel,
+  mapsText,
+  O_RDONLY,
+  O_RDWR,
+  O_TMPFILE,
+  type Process,
+  SignalDelivered,
+} from '@hmm-model/mm-core';
 import { describeError, ExitRequest, Libc } from '@hmm-model/selftests';
 import { GlibcRandom } from './glibc-rand.js';
 import { Ksft } from './ksft.js';
-import { mapsText } from './procfs.js';
 import { type ProgramIO, Stdio } from './stdio.js';
 
 /** Models what a test program reaches: its process, libc, stdio, kselftest state and clocks. */

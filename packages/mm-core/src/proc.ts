@@ -3,7 +3,7 @@ import type { Core } from './core.js';
 import { mmapReadLock, mmapReadUnlock } from './mm/locking.js';
 import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo } from './mm/pgtable.js';
 import type { MmStruct, Vma } from './mm/types.js';
-import { VM_EXEC, VM_HUGETLB, VM_MAYSHARE, VM_READ, VM_SHARED, VM_WRITE } from './mm/types.js';
+import { VM_EXEC, VM_HUGETLB, VM_MAYSHARE, VM_READ, VM_WRITE } from './mm/types.js';
 import {
   _PAGE_SOFT_DIRTY,
   _PAGE_SPECIAL,
@@ -176,34 +176,46 @@ export function smaps(core: Core, mm: MmStruct): SmapsEntry[] {
   return out;
 }
 
-/** The name show_map_vma() prints for a VMA ('' for anonymous memory). */
-function vmaName(v: Vma): string {
+/** Models get_vma_name() (fs/proc/task_mmu.c) for the mappings this model has (null: anonymous). */
+export function vmaName(v: Vma): string | null {
   if (v.vmOps) return v.vmOps.name;
-  if (v.file) return v.flags & VM_SHARED && v.file.name === 'dev/zero' ? '/dev/zero (deleted)' : v.file.name;
-  return v.flags & VM_HUGETLB ? 'anon_hugepage' : '';
+  if (v.file) {
+    // shmem_zero_setup()'s file of a shared anonymous mapping is "/dev/zero (deleted)".
+    if (v.file.name === 'dev/zero') return '/dev/zero (deleted)';
+    return v.file.unlinked && !v.file.name.endsWith('(deleted)') ? `${v.file.name} (deleted)` : v.file.name;
+  }
+  return v.flags & VM_HUGETLB ? 'anon_hugepage' : null;
 }
 
+/** Models the width seq_setwidth() gives the maps prefix: 25 + sizeof(void *) * 6 - 1. */
+const MAPS_NAME_COLUMN = 25 + 8 * 6 - 1;
+
 /**
- * Models show_map() (fs/proc/task_mmu.c) for every VMA: the text of /proc/self/maps, one line
- * per VMA: "start-end perms offset dev inode", padded to column 73 before the name
- * (show_vma_header_prefix(), seq_pad()). Offsets are pgoff << PAGE_SHIFT for file mappings;
- * the model has no device numbers (00:00).
+ * Models show_vma_header_prefix() + show_map_vma() (fs/proc/task_mmu.c): `start-end perms
+ * offset dev inode ` and, for a named mapping, padding to column 72, a space and the name.
+ * Offsets are pgoff << PAGE_SHIFT for file mappings; a shmem file shows the internal shm
+ * mount's device (00:01), anything else 00:00.
  */
+export function mapsLine(v: Vma): string {
+  const hex = (n: number) => n.toString(16).padStart(8, '0');
+  const f = v.flags;
+  const perms =
+    (f & VM_READ ? 'r' : '-') +
+    (f & VM_WRITE ? 'w' : '-') +
+    (f & VM_EXEC ? 'x' : '-') +
+    (f & VM_MAYSHARE ? 's' : 'p');
+  const off = v.file || v.vmOps ? v.pgoff * PAGE_SIZE : 0;
+  const dev = v.file ? '00:01' : '00:00';
+  const ino = v.file ? v.file.ino : 0;
+  const line = `${hex(v.start)}-${hex(v.end)} ${perms} ${hex(off)} ${dev} ${ino} `;
+  const name = vmaName(v);
+  return name === null ? line : `${line.padEnd(MAPS_NAME_COLUMN)} ${name}`;
+}
+
+/** Models show_map() (fs/proc/task_mmu.c) for every VMA: the text of /proc/self/maps. */
 export function mapsText(mm: MmStruct): string {
   let out = '';
-  for (const v of mm.vmas) {
-    const hex = (n: number, w: number) => n.toString(16).padStart(w, '0');
-    const perms =
-      (v.flags & VM_READ ? 'r' : '-') +
-      (v.flags & VM_WRITE ? 'w' : '-') +
-      (v.flags & VM_EXEC ? 'x' : '-') +
-      (v.flags & VM_MAYSHARE ? 's' : 'p');
-    const off = v.file || v.vmOps ? v.pgoff * PAGE_SIZE : 0;
-    const ino = v.file ? v.file.ino : 0;
-    const head = `${hex(v.start, 8)}-${hex(v.end, 8)} ${perms} ${hex(off, 8)} 00:00 ${ino} `;
-    const name = vmaName(v);
-    out += name ? `${head.padEnd(72)} ${name}\n` : `${head}\n`;
-  }
+  for (const v of mm.vmas) out += `${mapsLine(v)}\n`;
   return out;
 }
 
@@ -213,7 +225,7 @@ function smapsVma(core: Core, v: Vma): SmapsEntry {
     start: v.start,
     end: v.end,
     flags: v.flags,
-    name: vmaName(v),
+    name: vmaName(v) ?? '',
     rss: 0,
     anonHugePages: 0,
     anonymous: 0,

@@ -68,18 +68,6 @@ function expectNoViolations(v: readonly string[]): void {
  * feature lands, the case passes and its test fails on purpose: remove the entry then.
  */
 export const MODEL_GAPS: Readonly<Record<string, Readonly<Record<string, string>>>> = {
-  mremap_test: {
-    'mremap expand merge':
-      'mremap() growing a VMA in place does not merge it with the following VMA (mm/mremap.c vma_merge_extend(); mm-core mm/mremap.ts extends vma.end only)',
-    'mremap shrink multiple vmas [inplace]':
-      'mremap() shrinking a range that spans several VMAs returns -EFAULT: mm-core checks [addr, addr + old_len) against one VMA before unmapping the tail',
-    'mremap shrink multiple vmas':
-      'mremap(MREMAP_FIXED) shrinking a range that spans several VMAs returns -EFAULT (same check)',
-    'mremap move multiple vmas': 'mremap() move of a range spanning several VMAs (v6.17) returns -EFAULT',
-    'mremap move multiple vmas [dontunnmap]': 'the same with MREMAP_DONTUNMAP',
-    'mremap move multiple vmas split': 'mremap() move of a range spanning two VMAs returns -EFAULT',
-    'mremap move multiple vmas split [dontunnmap]': 'the same with MREMAP_DONTUNMAP',
-  },
   madv_populate: {
     '*': 'madvise(MADV_POPULATE_READ) returns -EINVAL (mm-core madvise.ts has no MADV_POPULATE_*): sense_support() SKIPs the program',
   },

@@ -20,13 +20,18 @@ import { installToyGpuChecker } from '../checker.js';
 import { ToyGpuDriver } from '../driver.js';
 import type { ToyGpuOptions } from '../gpu.js';
 
-/** A 256 MiB machine running the checkers after every syscall and driver call, and a toy GPU. */
+/**
+ * A 256 MiB machine running the checkers after every syscall and driver call, and a toy GPU.
+ * An idle init (pid 1) is spawned first: the test process may then die of a signal (global
+ * init's exit would panic, see do_exit()).
+ */
 export function machine(opts: ToyGpuOptions = {}): { k: Kernel; drv: ToyGpuDriver; p: Process } {
   const k = new Kernel({ ramBytes: 256 << 20, checkInvariants: true });
   installMmCoreChecker(k);
   const drv = new ToyGpuDriver(k, opts);
   installMigrateChecker(k, { freeLists: () => [drv.gpu.freeLists()] });
   installToyGpuChecker(k, drv.gpu);
+  k.spawn();
   return { k, drv, p: k.spawn() };
 }
 

@@ -20,7 +20,7 @@ import { describePattern, PATTERN_WORDS, PatternDetector, PatternStream } from '
 import { type CommandResult, type Json, ok, UsageError } from '../result.js';
 import type { Session } from '../session.js';
 import { parseRangePattern, rangePatternArgs, summariseBytes, summaryLines } from './data.js';
-import { dmirrorIoctl, type IoctlOutcome, isOutcome } from './dmirror-ioctl.js';
+import { dmirrorIoctl, type IoctlOutcome, ioctlStepPages, isOutcome } from './dmirror-ioctl.js';
 import { drive, IOCTL_STEP_BYTES, progress, stopped } from './steps.js';
 import type { CommandSpec, CommandSteps, Progress } from './types.js';
 
@@ -49,7 +49,7 @@ function devWord(dev: number): string {
 }
 
 const DEV_OPT = 'Device: the selected one (`dev N`), or -d N for this command.';
-const IOCTL_STEPS = `A range over ${IOCTL_STEP_BYTES >> 20} MiB is done one ioctl per ${IOCTL_STEP_BYTES >> 20} MiB (progress, Ctrl-C between them).`;
+const IOCTL_STEPS = `A range over ${IOCTL_STEP_BYTES >> 20} MiB is done one ioctl per ${IOCTL_STEP_BYTES >> 20} MiB (progress, Ctrl-C between them); per 2 MiB or more when free memory is short, so the ioctl's buffer fits.`;
 
 /** One ioctl's share of a long range. */
 interface IoctlStep {
@@ -60,28 +60,36 @@ interface IoctlStep {
   readonly first: boolean;
 }
 
-/** The range [addr, addr + npages pages) in steps of at most IOCTL_STEP_BYTES. */
-function* ioctlSteps(addr: number, npages: number): Generator<IoctlStep> {
-  const per = IOCTL_STEP_BYTES / PAGE_SIZE;
-  for (let before = 0; before < npages; before += per)
-    yield {
-      addr: addr + before * PAGE_SIZE,
-      npages: Math.min(per, npages - before),
-      before,
-      first: before === 0,
-    };
+/**
+ * The range [addr, addr + npages pages) in steps of at most IOCTL_STEP_BYTES: each step as long
+ * as `per()` pages, asked before each step (ioctlStepPages(): less when memory is short).
+ */
+function* ioctlSteps(addr: number, npages: number, per: () => number): Generator<IoctlStep> {
+  for (let before = 0; before < npages; ) {
+    const n = Math.min(per(), npages - before);
+    yield { addr: addr + before * PAGE_SIZE, npages: n, before, first: before === 0 };
+    before += n;
+  }
 }
 
 /** cpages, faults and kernel events summed over the ioctls of one command. */
-function sumOutcomes(): { cpages: number; faults: number; events: KernelEvents; add(o: IoctlOutcome): void } {
+function sumOutcomes(): {
+  cpages: number;
+  faults: number;
+  events: KernelEvents;
+  lazyBuffer: boolean;
+  add(o: IoctlOutcome): void;
+} {
   const events = new KernelEvents();
   return {
     cpages: 0,
     faults: 0,
     events,
+    lazyBuffer: false,
     add(o) {
       this.cpages += o.cpages;
       this.faults += o.faults;
+      this.lazyBuffer ||= o.lazyBuffer;
       for (const k of EVENT_NAMES) events[k] += o.events[k];
     },
   };
@@ -137,18 +145,18 @@ function* dreadSteps(s: Session, argv: readonly string[]): CommandSteps {
   const detector = new PatternDetector();
   let head = new Uint8Array(0);
   const sum = sumOutcomes();
-  for (const step of ioctlSteps(addr, npages)) {
+  for (const step of ioctlSteps(addr, npages, () => ioctlStepPages(s, HMM_DMIRROR_READ))) {
     const o = dmirrorIoctl(s, 'dread', dev, {
       cmd: HMM_DMIRROR_READ,
       addr: step.addr,
       npages: step.npages,
       bufLen: step.npages * PAGE_SIZE,
-      readBack: true,
+      readBack: (piece) => {
+        if (head.length === 0) head = piece.slice(0, 256);
+        detector.add(piece);
+      },
     });
     if (!isOutcome(o)) return step.first ? o : partial(o, 'dread', step, npages);
-    const buf = o.buf ?? new Uint8Array(0);
-    if (step.first) head = buf.slice(0, 256);
-    detector.add(buf);
     sum.add(o);
     const end = yield* between(s, proc, 'dread', step, npages);
     if (end) return end;
@@ -194,7 +202,7 @@ function* dwriteSteps(s: Session, argv: readonly string[]): CommandSteps {
   const npages = Math.ceil(len / PAGE_SIZE);
   const stream = new PatternStream(pattern);
   const sum = sumOutcomes();
-  for (const step of ioctlSteps(addr, npages)) {
+  for (const step of ioctlSteps(addr, npages, () => ioctlStepPages(s, HMM_DMIRROR_WRITE))) {
     // The pattern covers `len` bytes; the rest of the last page is what patternBytes() gives too.
     const o = dmirrorIoctl(s, 'dwrite', dev, {
       cmd: HMM_DMIRROR_WRITE,
@@ -202,7 +210,6 @@ function* dwriteSteps(s: Session, argv: readonly string[]): CommandSteps {
       npages: step.npages,
       bufLen: step.npages * PAGE_SIZE,
       init: stream.next(step.npages * PAGE_SIZE),
-      readBack: false,
     });
     if (!isOutcome(o)) return step.first ? o : partial(o, 'dwrite', step, npages);
     sum.add(o);
@@ -254,16 +261,17 @@ function* migrateSteps(s: Session, argv: readonly string[]): CommandSteps {
   if (!toDev && !TO_SYS.includes(dir)) throw new UsageError(`bad direction "${dir}": dev or sys`);
   const detector = new PatternDetector();
   const sum = sumOutcomes();
-  for (const step of ioctlSteps(addr, npages)) {
+  const cmd = toDev ? HMM_DMIRROR_MIGRATE_TO_DEV : HMM_DMIRROR_MIGRATE_TO_SYS;
+  for (const step of ioctlSteps(addr, npages, () => ioctlStepPages(s, cmd))) {
     const o = dmirrorIoctl(s, 'migrate', dev, {
-      cmd: toDev ? HMM_DMIRROR_MIGRATE_TO_DEV : HMM_DMIRROR_MIGRATE_TO_SYS,
+      cmd,
       addr: step.addr,
       npages: step.npages,
-      bufLen: step.npages * PAGE_SIZE,
-      readBack: toDev,
+      // MIGRATE_TO_DEV copies the range back out of the mirror; MIGRATE_TO_SYS copies nothing.
+      bufLen: toDev ? step.npages * PAGE_SIZE : 0,
+      readBack: toDev ? (piece) => detector.add(piece) : undefined,
     });
     if (!isOutcome(o)) return step.first ? o : partial(o, 'migrate', step, npages);
-    if (o.buf) detector.add(o.buf);
     sum.add(o);
     const end = yield* between(s, proc, 'migrate', step, npages);
     if (end) return end;
@@ -275,6 +283,10 @@ function* migrateSteps(s: Session, argv: readonly string[]): CommandSteps {
   if (toDev)
     lines.push(`  the device sees ${pat ?? 'data with no simple pattern'} (${fmtSize(npages * PAGE_SIZE)})`);
   lines.push(`  kernel events: ${formatEvents(sum.events)}`);
+  if (sum.lazyBuffer)
+    lines.push(
+      "  (memory was short, so the shell did not prepare its read-back buffer: the ioctl's copy_to_user() faulted it in, and those page faults are counted above)",
+    );
   return ok(lines, {
     ...outData(dev, addr, npages, sum),
     direction: toDev ? 'device' : 'system',
@@ -299,15 +311,19 @@ const snapshot: CommandSpec = {
   run(s, argv) {
     const { rest, dev = s.device } = takeDeviceOption(argv);
     const { addr, npages } = parseRange(s, rest);
+    const bytes = new Uint8Array(npages);
+    let got = 0;
     const o = dmirrorIoctl(s, 'snapshot', dev, {
       cmd: HMM_DMIRROR_SNAPSHOT,
       addr,
       npages,
       bufLen: npages,
-      readBack: true,
+      readBack: (piece) => {
+        bytes.set(piece, got);
+        got += piece.length;
+      },
     });
     if (!isOutcome(o)) return o;
-    const bytes = o.buf ?? new Uint8Array(0);
     const runs = snapshotRuns(bytes);
     const lines = [`snapshot: ${devWord(dev)}, ${npages} page(s) at ${hex(addr)}: ${counts(o)}`];
     for (const r of runs) {
@@ -342,7 +358,6 @@ const exclusive: CommandSpec = {
       addr,
       npages,
       bufLen: npages * PAGE_SIZE,
-      readBack: true,
     });
     if (!isOutcome(o)) return o;
     return ok(
@@ -370,7 +385,6 @@ const checkExclusive: CommandSpec = {
       addr,
       npages,
       bufLen: 0,
-      readBack: false,
     });
     if (!isOutcome(o)) return o;
     return ok(
@@ -399,7 +413,6 @@ const release: CommandSpec = {
       cmd: HMM_DMIRROR_RELEASE,
       npages: 1,
       bufLen: 0,
-      readBack: false,
     });
     if (!isOutcome(o)) return o;
     return ok([`release: ${devWord(dev)}'s memory chunks evicted and released`], { device: dev });
@@ -427,7 +440,6 @@ const failAlloc: CommandSpec = {
       cmd: HMM_DMIRROR_FLAGS,
       npages: word,
       bufLen: 0,
-      readBack: false,
     });
     if (!isOutcome(o)) return o;
     const note = word & HMM_DMIRROR_FLAG_FAIL_ALLOC ? ' (FAIL_ALLOC: the next device allocation fails)' : '';

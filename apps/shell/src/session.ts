@@ -8,6 +8,7 @@ import {
   type Process,
   type RecordedInvalidation,
   SIGINT,
+  sigTaskIgnored,
   VMSTAT_ITEMS,
   type Vmstat,
 } from '@hmm-model/mm-core';
@@ -244,11 +245,14 @@ export class Session {
    * Its programs install no handler, so the default action applies: the signal is fatal
    * (fatal_signal_pending() is true for it). A process inside a syscall exits when the syscall
    * returns (kernel loops that check for fatal signals stop early); otherwise it exits now.
+   * Global init ignores it (prepare_signal() -> sig_task_ignored()): init lives, and the shell
+   * stops the command at its next step (see `stopped` in commands/steps.ts).
    */
   interrupt(): void {
     const p = this.proc;
     if (!p) return;
     this.interruptedPid = p.pid;
+    if (sigTaskIgnored(p, SIGINT)) return;
     if (p.inKernel > 0) p.fatalSignal = p.fatalSignal || SIGINT;
     else p.doExit(0, SIGINT);
   }

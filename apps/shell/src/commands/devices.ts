@@ -20,7 +20,7 @@ import { describePattern, PATTERN_WORDS, PatternDetector, PatternStream } from '
 import { type CommandResult, type Json, ok, UsageError } from '../result.js';
 import type { Session } from '../session.js';
 import { parseRangePattern, rangePatternArgs, summariseBytes, summaryLines } from './data.js';
-import { dmirrorIoctl, type IoctlOutcome, ioctlStepPages, isOutcome } from './dmirror-ioctl.js';
+import { dmirrorIoctl, type IoctlOutcome, isOutcome } from './dmirror-ioctl.js';
 import { drive, IOCTL_STEP_BYTES, progress, stopped } from './steps.js';
 import type { CommandSpec, CommandSteps, Progress } from './types.js';
 
@@ -49,7 +49,7 @@ function devWord(dev: number): string {
 }
 
 const DEV_OPT = 'Device: the selected one (`dev N`), or -d N for this command.';
-const IOCTL_STEPS = `A range over ${IOCTL_STEP_BYTES >> 20} MiB is done one ioctl per ${IOCTL_STEP_BYTES >> 20} MiB (progress, Ctrl-C between them); per 2 MiB or more when free memory is short, so the ioctl's buffer fits.`;
+const IOCTL_STEPS = `A range over ${IOCTL_STEP_BYTES >> 20} MiB is done one ioctl per ${IOCTL_STEP_BYTES >> 20} MiB (progress, Ctrl-C between them).`;
 
 /** One ioctl's share of a long range. */
 interface IoctlStep {
@@ -60,16 +60,16 @@ interface IoctlStep {
   readonly first: boolean;
 }
 
-/**
- * The range [addr, addr + npages pages) in steps of at most IOCTL_STEP_BYTES: each step as long
- * as `per()` pages, asked before each step (ioctlStepPages(): less when memory is short).
- */
-function* ioctlSteps(addr: number, npages: number, per: () => number): Generator<IoctlStep> {
-  for (let before = 0; before < npages; ) {
-    const n = Math.min(per(), npages - before);
-    yield { addr: addr + before * PAGE_SIZE, npages: n, before, first: before === 0 };
-    before += n;
-  }
+/** The range [addr, addr + npages pages) in steps of at most IOCTL_STEP_BYTES. */
+function* ioctlSteps(addr: number, npages: number): Generator<IoctlStep> {
+  const per = IOCTL_STEP_BYTES / PAGE_SIZE;
+  for (let before = 0; before < npages; before += per)
+    yield {
+      addr: addr + before * PAGE_SIZE,
+      npages: Math.min(per, npages - before),
+      before,
+      first: before === 0,
+    };
 }
 
 /** cpages, faults and kernel events summed over the ioctls of one command. */
@@ -145,7 +145,7 @@ function* dreadSteps(s: Session, argv: readonly string[]): CommandSteps {
   const detector = new PatternDetector();
   let head = new Uint8Array(0);
   const sum = sumOutcomes();
-  for (const step of ioctlSteps(addr, npages, () => ioctlStepPages(s, HMM_DMIRROR_READ))) {
+  for (const step of ioctlSteps(addr, npages)) {
     const o = dmirrorIoctl(s, 'dread', dev, {
       cmd: HMM_DMIRROR_READ,
       addr: step.addr,
@@ -202,7 +202,7 @@ function* dwriteSteps(s: Session, argv: readonly string[]): CommandSteps {
   const npages = Math.ceil(len / PAGE_SIZE);
   const stream = new PatternStream(pattern);
   const sum = sumOutcomes();
-  for (const step of ioctlSteps(addr, npages, () => ioctlStepPages(s, HMM_DMIRROR_WRITE))) {
+  for (const step of ioctlSteps(addr, npages)) {
     // The pattern covers `len` bytes; the rest of the last page is what patternBytes() gives too.
     const o = dmirrorIoctl(s, 'dwrite', dev, {
       cmd: HMM_DMIRROR_WRITE,
@@ -262,7 +262,7 @@ function* migrateSteps(s: Session, argv: readonly string[]): CommandSteps {
   const detector = new PatternDetector();
   const sum = sumOutcomes();
   const cmd = toDev ? HMM_DMIRROR_MIGRATE_TO_DEV : HMM_DMIRROR_MIGRATE_TO_SYS;
-  for (const step of ioctlSteps(addr, npages, () => ioctlStepPages(s, cmd))) {
+  for (const step of ioctlSteps(addr, npages)) {
     const o = dmirrorIoctl(s, 'migrate', dev, {
       cmd,
       addr: step.addr,

@@ -16,7 +16,6 @@ import {
   PROT_READ,
   PROT_WRITE,
   type Process,
-  PTRS_PER_TABLE,
   translate,
   VM_READ,
 } from '@hmm-model/mm-core';
@@ -41,7 +40,6 @@ import {
 import { fmtSize, hex } from '../format.js';
 import { type CommandResult, errnoName, fail, UsageError } from '../result.js';
 import type { Session } from '../session.js';
-import { IOCTL_STEP_BYTES } from './steps.js';
 import { coverage, currentProc, isResult, notAligned } from './util.js';
 
 /** What one dmirror ioctl returned: the result, the struct's out fields and the buffer. */
@@ -112,6 +110,8 @@ function whyIoctl(
   errno: number,
   /** The buffer was left for the ioctl's copy to fault in. */
   lazy: boolean,
+  /** Free pages before the shell allocated anything for the ioctl. */
+  freeBefore: number,
 ): string {
   const len = a.npages * PAGE_SIZE;
   switch (errno) {
@@ -144,7 +144,9 @@ function whyIoctl(
         : 'the range is not writable for the device (read-only mapping)';
     case EFAULT:
       if (lazy && reachesCopy(proc, a))
-        return `copy_to_user() into the shell's ${fmtSize(copiedOut(a.cmd, a.npages))} buffer could not get memory (${fmtSize(s.kernel.core.zone.nrFree * PAGE_SIZE)} free; the ioctl's own work before the copy was done)`;
+        return `the ioctl's copy_to_user() into the shell's ${fmtSize(copiedOut(a.cmd, a.npages))} read-back buffer could not get memory (${fmtSize(freeBefore * PAGE_SIZE)} was free before the ioctl, too little for the shell to prepare the buffer); the ioctl's work before the copy was done${
+          a.cmd === HMM_DMIRROR_MIGRATE_TO_DEV ? ' (the pages were migrated: `snapshot` shows them)' : ''
+        }`;
       return a.cmd === HMM_DMIRROR_EXCLUSIVE
         ? 'make_device_exclusive() failed: a page is unmapped or not writable'
         : 'hmm_range_fault failed: a page is unmapped or PROT_NONE, or a user copy faulted';
@@ -238,21 +240,6 @@ function reachesCopy(proc: Process, a: IoctlArgs & { addr: number }): boolean {
   if (a.cmd === HMM_DMIRROR_SNAPSHOT) return true;
   const { vmas, hole } = coverage(proc.mm, a.addr, a.addr + a.npages * PAGE_SIZE);
   return hole < 0 && vmas.every((v) => (v.flags & VM_READ) !== 0);
-}
-
-/**
- * How many pages one ioctl of a long `dread`, `dwrite` or `migrate` should cover (at most
- * IOCTL_STEP_BYTES, at least a PMD's 512 pages): as many as leave its buffer and what the ioctl
- * itself allocates within free memory, so the shell's buffer never squeezes the kernel. With
- * less free memory than one PMD's worth, 512 (the buffer then stays lazy, or the shell says
- * ENOMEM).
- */
-export function ioctlStepPages(s: Session, cmd: number): number {
-  const max = IOCTL_STEP_BYTES / PAGE_SIZE;
-  const perPage = (copiedOut(cmd, 1) > 0 || cmd === HMM_DMIRROR_WRITE ? 1 : 0) + ioctlNeeds(cmd, 1);
-  if (perPage === 0) return max;
-  const budget = Math.floor((s.kernel.core.zone.nrFree - PREPARE_SLACK_PAGES) / perPage);
-  return Math.min(max, Math.max(PTRS_PER_TABLE, budget - (budget % PTRS_PER_TABLE)));
 }
 
 /** The shell's own failure to get memory for its scaffolding: nothing was run, nothing died. */
@@ -354,7 +341,7 @@ export function dmirrorIoctl(
     return s.untracked(() => {
       const cpages = Number(proc.readU64(cmdAddr + CMD_CPAGES));
       const faults = Number(proc.readU64(cmdAddr + CMD_FAULTS));
-      if (ret < 0) return fail(name, errnoName(-ret), whyIoctl(s, proc, args, -ret, !prepared), -ret);
+      if (ret < 0) return fail(name, errnoName(-ret), whyIoctl(s, proc, args, -ret, !prepared, free), -ret);
       if (a.readBack && ptr) readBackPieces(proc, ptr, a.bufLen, a.readBack);
       return { ret, cpages, faults, events, lazyBuffer: !prepared };
     });

@@ -233,6 +233,37 @@ describe('hmm-shell binary', () => {
     expect(bad.stderr).toContain('unknown option --frob');
   });
 
+  it('`pnpm shell --json` from the repository root writes only JSON lines to stdout', () => {
+    // `pnpm shell` is the @hmm-model/shell package's `shell` bin (scripts/pnpm-shell.mjs), which
+    // pnpm runs without printing a "> hmm-model@ shell" banner; the build's output goes to stderr
+    // (skipped here: this test runs after the build).
+    const execpath = process.env.npm_execpath;
+    const [cmd, pre] =
+      execpath && /pnpm/.test(execpath) ? [process.execPath, [execpath]] : ['pnpm', [] as string[]];
+    const repo = join(root, '..', '..');
+    const input = 'mmap 2M\nbogus\necho last\n';
+    const r = spawnSync(cmd, [...pre, 'shell', '--json'], {
+      cwd: repo,
+      input,
+      encoding: 'utf8',
+      env: { ...process.env, HMM_SHELL_NO_BUILD: '1' },
+    });
+    if (r.error) throw new Error(`could not run pnpm (${r.error.message}): pnpm 10 is needed on PATH`);
+    expect(r.status).toBe(0);
+    const lines = r.stdout.split('\n').filter((l) => l !== '');
+    expect(lines.map((l) => JSON.parse(l).line)).toEqual(['mmap 2M', 'bogus', 'echo last']);
+    expect(r.stdout).not.toContain('> hmm-model');
+    // Its exit status is hmm-shell's (--strict: 1 at the first failing command).
+    const strict = spawnSync(cmd, [...pre, 'shell', '--json', '--strict'], {
+      cwd: repo,
+      input,
+      encoding: 'utf8',
+      env: { ...process.env, HMM_SHELL_NO_BUILD: '1' },
+    });
+    expect(strict.status).toBe(1);
+    expect(strict.stdout.split('\n').filter((l) => l !== '')).toHaveLength(2);
+  });
+
   it('replays an explorer reproducer with --script; with --strict its finding ends the run with status 1', () => {
     const file = join(dir, 'f10.hmm');
     writeFileSync(

@@ -234,7 +234,9 @@ const migrate: CommandSpec = {
   summary: 'migrate a range to device memory or back (HMM_DMIRROR_MIGRATE_TO_DEV / _TO_SYS)',
   details: [
     DEV_OPT,
-    'cpages counts collected units: one per THP, one per 4K page or hole (see kernel-mechanics 2.6).',
+    'cpages: to the device, the pages the driver read back from its mirror (512 per THP); to system memory,',
+    'the source slots still VALID+MIGRATE after migrate_vma_pages(), as lib/test_hmm.c counts them: one per',
+    'THP moved whole, one per 4K page (512 for a THP that was split on the way).',
     'To device, the driver reads the range back through its mirror: the data it sees is shown.',
   ],
   examples: ['migrate $ 2M dev', 'migrate $ 4M sys', 'migrate $ 2M dev -d 1'],

@@ -101,6 +101,27 @@ describe('shipped documents link only inside the repository', () => {
     expect(bad).toEqual([]);
   });
 
+  it('the root README keeps its quick start and says how to run every `pnpm X` with only npm', () => {
+    const readme = readFileSync(join(repo, 'README.md'), 'utf8');
+    expect(readme).toContain('npx -y pnpm@10 install && npx -y pnpm@10 shell\n');
+    expect(readme).toContain('npx -y pnpm@10 install && npx -y pnpm@10 test\n');
+    expect(readme).toMatch(
+      /Every `pnpm X` command in this README runs the same way with only npm: write it as\s+`npx -y pnpm@10 X`/,
+    );
+    // Every `pnpm X` it mentions runs from the root: a root script, the shell package's
+    // `shell` bin (pnpm runs an unknown command's bin), or pnpm's own install.
+    const root = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as {
+      scripts: Record<string, string>;
+    };
+    const shellBins = Object.keys(
+      (JSON.parse(readFileSync(join(repo, 'apps', 'shell', 'package.json'), 'utf8')) as { bin: object }).bin,
+    );
+    const runnable = new Set([...Object.keys(root.scripts), ...shellBins, 'install']);
+    const mentioned = new Set([...readme.matchAll(/\bpnpm(?:@10)? ([a-z][\w:-]*)/g)].map((m) => m[1]));
+    expect([...mentioned].filter((c) => !runnable.has(c))).toEqual([]);
+    expect(mentioned).toContain('shell');
+  });
+
   it('the check itself catches what it is for', () => {
     const from = 'README.md';
     expect(outsideLinks('see ../shared/reference/kernel-mechanics.md §2.6', from, names)).toHaveLength(2);

@@ -157,6 +157,54 @@ describe('hmm-shell binary', () => {
     }
   });
 
+  it('under tmux: keys typed while a command runs are dropped; its Ctrl-C interrupts it and never quits the shell', async () => {
+    if (!tmuxAvailable())
+      throw new Error(
+        'tmux is not installed: install it (e.g. apt-get install tmux; .ci/run installs it) to run this test',
+      );
+    const hist = join(dir, 'history-busy');
+    try {
+      tmux(
+        'new-session',
+        '-d',
+        '-s',
+        session,
+        '-x',
+        '120',
+        '-y',
+        '40',
+        `env HMM_SHELL_HISTORY=${hist} NO_COLOR=1 node ${cli}`,
+      );
+      await waitScreen((s) => s.includes('address space: pid 1 · 0 VMAs'), 'the booted machine');
+      literal('mmap 1G nohugepage');
+      keys('Enter');
+      await waitScreen((s) => s.includes('mmap: 0x'), 'mmap output');
+      // 262144 page faults in steps of 4096 pages: seconds, long enough to type into.
+      literal('fault $ 1G write');
+      keys('Enter');
+      await waitScreen((s) => s.includes('Ctrl-C interrupts (SIGINT)'), 'the progress line');
+      literal('echo replayed');
+      keys('Enter');
+      keys('C-c');
+      const done = await waitScreen(
+        (s) => s.includes('fault: SIGINT — interrupted by Ctrl-C') && /^hmm:1>\s*$/m.test(s),
+        'the interrupted command and the prompt',
+      );
+      expect(done.text).toContain('process 1 is init, which ignores SIGINT');
+      // One more Ctrl-C only arms the quit: the one during the command did not count.
+      keys('C-c');
+      await waitScreen((s) => s.includes('press Ctrl-C again'), 'the Ctrl-C hint');
+      expect(alive()).toBe(true);
+      literal('echo still here');
+      keys('Enter');
+      const end = await waitScreen((s) => /^still here$/m.test(s), 'the next command');
+      // The line typed during the command never ran, nor reached the prompt.
+      expect(end.text).not.toContain('replayed');
+    } finally {
+      spawnSync('tmux', ['-S', socket, 'kill-session', '-t', session]);
+    }
+  });
+
   it('script mode from a pipe: plain text, --strict exit status, --json lines', () => {
     const input = 'mmap 4M rw private anon hugepage\nwrite $ 2M index\nmap\nbogus\necho after\n';
     const plain = spawnSync('node', [cli], { input, encoding: 'utf8' });
@@ -183,6 +231,37 @@ describe('hmm-shell binary', () => {
     const bad = spawnSync('node', [cli, '--frob'], { encoding: 'utf8' });
     expect(bad.status).toBe(2);
     expect(bad.stderr).toContain('unknown option --frob');
+  });
+
+  it('`pnpm shell --json` from the repository root writes only JSON lines to stdout', () => {
+    // `pnpm shell` is the @hmm-model/shell package's `shell` bin (scripts/pnpm-shell.mjs), which
+    // pnpm runs without printing a "> hmm-model@ shell" banner; the build's output goes to stderr
+    // (skipped here: this test runs after the build).
+    const execpath = process.env.npm_execpath;
+    const [cmd, pre] =
+      execpath && /pnpm/.test(execpath) ? [process.execPath, [execpath]] : ['pnpm', [] as string[]];
+    const repo = join(root, '..', '..');
+    const input = 'mmap 2M\nbogus\necho last\n';
+    const r = spawnSync(cmd, [...pre, 'shell', '--json'], {
+      cwd: repo,
+      input,
+      encoding: 'utf8',
+      env: { ...process.env, HMM_SHELL_NO_BUILD: '1' },
+    });
+    if (r.error) throw new Error(`could not run pnpm (${r.error.message}): pnpm 10 is needed on PATH`);
+    expect(r.status).toBe(0);
+    const lines = r.stdout.split('\n').filter((l) => l !== '');
+    expect(lines.map((l) => JSON.parse(l).line)).toEqual(['mmap 2M', 'bogus', 'echo last']);
+    expect(r.stdout).not.toContain('> hmm-model');
+    // Its exit status is hmm-shell's (--strict: 1 at the first failing command).
+    const strict = spawnSync(cmd, [...pre, 'shell', '--json', '--strict'], {
+      cwd: repo,
+      input,
+      encoding: 'utf8',
+      env: { ...process.env, HMM_SHELL_NO_BUILD: '1' },
+    });
+    expect(strict.status).toBe(1);
+    expect(strict.stdout.split('\n').filter((l) => l !== '')).toHaveLength(2);
   });
 
   it('replays an explorer reproducer with --script; with --strict its finding ends the run with status 1', () => {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { decodeSnapshotByte, snapshotRuns } from './dmirror-uapi.js';
 import { fmtSize, hexdump } from './format.js';
 import { parseExpr, parseNumber, takeDeviceOption, tokenize } from './parse.js';
-import { compare, detectPattern, parsePattern, patternBytes } from './patterns.js';
+import { compare, detectPattern, PatternDetector, parsePattern, patternBytes } from './patterns.js';
 
 describe('tokenize', () => {
   it('splits words, groups quotes, drops comments', () => {
@@ -73,6 +73,37 @@ describe('patterns', () => {
     b[9] = 0xff;
     expect(compare(b, a, 4)).toEqual({ mismatches: 1, first: 8 });
     expect(compare(b, a, 1)).toEqual({ mismatches: 1, first: 9 });
+  });
+  it('the piecewise detector says what detectPattern says of the whole range', () => {
+    const pieces = (bytes: Uint8Array, cuts: number[]) => {
+      const d = new PatternDetector();
+      let at = 0;
+      for (const c of [...cuts, bytes.length]) {
+        d.add(bytes.subarray(at, c));
+        at = c;
+      }
+      return d.result();
+    };
+    const idx = patternBytes({ kind: 'index', start: 5, step: 1 }, 4096);
+    const wrap = patternBytes({ kind: 'index', start: 2 ** 31 - 3, step: 2 ** 30 }, 64);
+    const fill = new Uint8Array(4099).fill(0xa5);
+    const oddEnd = idx.slice();
+    oddEnd[4095] ^= 1;
+    const oddFill = fill.slice();
+    oddFill[4098] = 0;
+    for (const bytes of [idx, wrap, fill, oddEnd, oddFill, new Uint8Array(12)]) {
+      const whole = detectPattern(bytes);
+      expect(pieces(bytes, [])).toBe(whole);
+      expect(pieces(bytes, [8, 1024])).toBe(whole);
+    }
+    expect(pieces(idx, [])).toBe('index 5');
+    expect(pieces(wrap, [16])).toBe(`index ${2 ** 31 - 3} ${2 ** 30}`);
+    expect(pieces(fill, [4, 4096])).toBe('fill 0xa5');
+    expect(pieces(oddEnd, [4092])).toBeUndefined();
+    expect(pieces(oddFill, [4096])).toBeUndefined();
+    // A piece at an odd offset is still checked for a fill (an int index needs whole ints).
+    expect(pieces(fill, [3])).toBe('fill 0xa5');
+    expect(pieces(idx, [3])).toBeUndefined();
   });
   it('rejects bad patterns', () => {
     expect(() => parsePattern([])).toThrow(/missing pattern/);

@@ -155,8 +155,9 @@ export function detectPattern(bytes: Uint8Array): string | undefined {
   if (bytes.length >= 8 && bytes.length % 4 === 0) {
     const ints = new Int32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
     const start = ints[0];
-    const step = ints[1] - ints[0];
-    if (step !== 0 && ints.every((v, i) => v === ((start + i * step) | 0)))
+    // C int arithmetic: the step and each value wrap mod 2^32.
+    const step = (ints[1] - ints[0]) | 0;
+    if (step !== 0 && ints.every((v, i) => v === ((start + Math.imul(i, step)) | 0)))
       return step === 1 ? `index ${start}` : `index ${start} ${step}`;
   }
   return undefined;
@@ -221,6 +222,21 @@ export class PatternStream {
   }
 }
 
+/** Whether every byte is `fill`. */
+function sameFillBytes(bytes: Uint8Array, fill: number): boolean {
+  for (let i = 0; i < bytes.length; i++) if (bytes[i] !== fill) return false;
+  return true;
+}
+
+/** {@link sameFillBytes} for a 4-byte aligned piece: the whole words, then the tail bytes. */
+function sameFillWords(bytes: Uint8Array, fill: number): boolean {
+  const n = bytes.length >>> 2;
+  const words = new Int32Array(bytes.buffer, bytes.byteOffset, n);
+  const w = (fill * 0x01010101) | 0;
+  for (let i = 0; i < n; i++) if (words[i] !== w) return false;
+  return sameFillBytes(bytes.subarray(n << 2), fill);
+}
+
 /** {@link detectPattern} over a range fed piece by piece (pieces but the last a multiple of 4 bytes). */
 export class PatternDetector {
   private len = 0;
@@ -228,34 +244,39 @@ export class PatternDetector {
   private fillOk = true;
   private start = 0;
   private step = 0;
+  /** The int the index pattern expects next. */
+  private next = 0;
   private indexOk = true;
 
-  /** Feeds the next piece of the range. */
+  /** Feeds the next piece of the range: one pass over it, a word at a time where aligned. */
   add(bytes: Uint8Array): void {
     if (bytes.length === 0) return;
     if (this.len === 0) this.fill = bytes[0];
-    if (this.fillOk) {
-      const f = this.fill;
-      for (let i = 0; i < bytes.length; i++)
-        if (bytes[i] !== f) {
-          this.fillOk = false;
-          break;
-        }
-    }
+    const aligned = bytes.byteOffset % 4 === 0;
+    if (this.fillOk)
+      this.fillOk = aligned ? sameFillWords(bytes, this.fill) : sameFillBytes(bytes, this.fill);
     if (this.indexOk) {
-      if (this.len % 4 !== 0 || bytes.byteOffset % 4 !== 0) this.indexOk = false;
+      if (this.len % 4 !== 0 || !aligned) this.indexOk = false;
       else {
         const ints = new Int32Array(bytes.buffer, bytes.byteOffset, bytes.length >>> 2);
-        let k = this.len / 4;
-        if (k === 0) {
+        let i = 0;
+        if (this.len === 0) {
           if (ints.length < 2) this.indexOk = false;
           else {
             this.start = ints[0];
-            this.step = ints[1] - ints[0];
+            this.step = (ints[1] - ints[0]) | 0;
+            this.next = this.start;
           }
         }
-        for (let i = 0; this.indexOk && i < ints.length; i++, k++)
-          if (ints[i] !== ((this.start + k * this.step) | 0)) this.indexOk = false;
+        // The int pattern wraps like C's int arithmetic: next = start + k * step (mod 2^32).
+        let next = this.next;
+        const step = this.step;
+        const n = ints.length;
+        for (; this.indexOk && i < n; i++) {
+          if (ints[i] !== next) this.indexOk = false;
+          next = (next + step) | 0;
+        }
+        this.next = next;
       }
     }
     this.len += bytes.length;

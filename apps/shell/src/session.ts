@@ -245,8 +245,8 @@ export class Session {
    * Its programs install no handler, so the default action applies: the signal is fatal
    * (fatal_signal_pending() is true for it). A process inside a syscall exits when the syscall
    * returns (kernel loops that check for fatal signals stop early); otherwise it exits now.
-   * Global init ignores it (sig_task_ignored(): SIGNAL_UNKILLABLE with the default handler), so
-   * it is not signalled; the shell only stops the command at the next step.
+   * Global init ignores it (prepare_signal() -> sig_task_ignored()): init lives, and the shell
+   * stops the command at its next step (see `stopped` in commands/steps.ts).
    */
   interrupt(): void {
     const p = this.proc;

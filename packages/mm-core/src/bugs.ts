@@ -1,7 +1,7 @@
 /**
  * The bug zoo's switches: historical kernel bugs of the device-private THP series (and of the
- * code around it) that the model can switch back on, one id per Fixes commit
- * (../shared/reference/series-bugs.md). With a switch on, the model behaves as the kernel did
+ * code around it) that the model can switch back on, one id per Fixes commit (the README's
+ * "Bug switches" tables list every id). With a switch on, the model behaves as the kernel did
  * before the fix; the explorer must then find the bug. Each package implements the switches of
  * the code it models; this table is the single list, so that an unknown id is rejected early.
  */

@@ -73,15 +73,23 @@ function* ioctlSteps(addr: number, npages: number): Generator<IoctlStep> {
 }
 
 /** cpages, faults and kernel events summed over the ioctls of one command. */
-function sumOutcomes(): { cpages: number; faults: number; events: KernelEvents; add(o: IoctlOutcome): void } {
+function sumOutcomes(): {
+  cpages: number;
+  faults: number;
+  events: KernelEvents;
+  lazyBuffer: boolean;
+  add(o: IoctlOutcome): void;
+} {
   const events = new KernelEvents();
   return {
     cpages: 0,
     faults: 0,
     events,
+    lazyBuffer: false,
     add(o) {
       this.cpages += o.cpages;
       this.faults += o.faults;
+      this.lazyBuffer ||= o.lazyBuffer;
       for (const k of EVENT_NAMES) events[k] += o.events[k];
     },
   };
@@ -143,12 +151,12 @@ function* dreadSteps(s: Session, argv: readonly string[]): CommandSteps {
       addr: step.addr,
       npages: step.npages,
       bufLen: step.npages * PAGE_SIZE,
-      readBack: true,
+      readBack: (piece) => {
+        if (head.length === 0) head = piece.slice(0, 256);
+        detector.add(piece);
+      },
     });
     if (!isOutcome(o)) return step.first ? o : partial(o, 'dread', step, npages);
-    const buf = o.buf ?? new Uint8Array(0);
-    if (step.first) head = buf.slice(0, 256);
-    detector.add(buf);
     sum.add(o);
     const end = yield* between(s, proc, 'dread', step, npages);
     if (end) return end;
@@ -202,7 +210,6 @@ function* dwriteSteps(s: Session, argv: readonly string[]): CommandSteps {
       npages: step.npages,
       bufLen: step.npages * PAGE_SIZE,
       init: stream.next(step.npages * PAGE_SIZE),
-      readBack: false,
     });
     if (!isOutcome(o)) return step.first ? o : partial(o, 'dwrite', step, npages);
     sum.add(o);
@@ -227,7 +234,9 @@ const migrate: CommandSpec = {
   summary: 'migrate a range to device memory or back (HMM_DMIRROR_MIGRATE_TO_DEV / _TO_SYS)',
   details: [
     DEV_OPT,
-    'cpages counts collected units: one per THP, one per 4K page or hole (see kernel-mechanics 2.6).',
+    'cpages: to the device, the pages the driver read back from its mirror (512 per THP); to system memory,',
+    'the source slots still VALID+MIGRATE after migrate_vma_pages(), as lib/test_hmm.c counts them: one per',
+    'THP moved whole, one per 4K page (512 for a THP that was split on the way).',
     'To device, the driver reads the range back through its mirror: the data it sees is shown.',
   ],
   examples: ['migrate $ 2M dev', 'migrate $ 4M sys', 'migrate $ 2M dev -d 1'],
@@ -254,16 +263,17 @@ function* migrateSteps(s: Session, argv: readonly string[]): CommandSteps {
   if (!toDev && !TO_SYS.includes(dir)) throw new UsageError(`bad direction "${dir}": dev or sys`);
   const detector = new PatternDetector();
   const sum = sumOutcomes();
+  const cmd = toDev ? HMM_DMIRROR_MIGRATE_TO_DEV : HMM_DMIRROR_MIGRATE_TO_SYS;
   for (const step of ioctlSteps(addr, npages)) {
     const o = dmirrorIoctl(s, 'migrate', dev, {
-      cmd: toDev ? HMM_DMIRROR_MIGRATE_TO_DEV : HMM_DMIRROR_MIGRATE_TO_SYS,
+      cmd,
       addr: step.addr,
       npages: step.npages,
-      bufLen: step.npages * PAGE_SIZE,
-      readBack: toDev,
+      // MIGRATE_TO_DEV copies the range back out of the mirror; MIGRATE_TO_SYS copies nothing.
+      bufLen: toDev ? step.npages * PAGE_SIZE : 0,
+      readBack: toDev ? (piece) => detector.add(piece) : undefined,
     });
     if (!isOutcome(o)) return step.first ? o : partial(o, 'migrate', step, npages);
-    if (o.buf) detector.add(o.buf);
     sum.add(o);
     const end = yield* between(s, proc, 'migrate', step, npages);
     if (end) return end;
@@ -275,6 +285,10 @@ function* migrateSteps(s: Session, argv: readonly string[]): CommandSteps {
   if (toDev)
     lines.push(`  the device sees ${pat ?? 'data with no simple pattern'} (${fmtSize(npages * PAGE_SIZE)})`);
   lines.push(`  kernel events: ${formatEvents(sum.events)}`);
+  if (sum.lazyBuffer)
+    lines.push(
+      "  (memory was short, so the shell did not prepare its read-back buffer: the ioctl's copy_to_user() faulted it in, and those page faults are counted above)",
+    );
   return ok(lines, {
     ...outData(dev, addr, npages, sum),
     direction: toDev ? 'device' : 'system',
@@ -299,15 +313,19 @@ const snapshot: CommandSpec = {
   run(s, argv) {
     const { rest, dev = s.device } = takeDeviceOption(argv);
     const { addr, npages } = parseRange(s, rest);
+    const bytes = new Uint8Array(npages);
+    let got = 0;
     const o = dmirrorIoctl(s, 'snapshot', dev, {
       cmd: HMM_DMIRROR_SNAPSHOT,
       addr,
       npages,
       bufLen: npages,
-      readBack: true,
+      readBack: (piece) => {
+        bytes.set(piece, got);
+        got += piece.length;
+      },
     });
     if (!isOutcome(o)) return o;
-    const bytes = o.buf ?? new Uint8Array(0);
     const runs = snapshotRuns(bytes);
     const lines = [`snapshot: ${devWord(dev)}, ${npages} page(s) at ${hex(addr)}: ${counts(o)}`];
     for (const r of runs) {
@@ -342,7 +360,6 @@ const exclusive: CommandSpec = {
       addr,
       npages,
       bufLen: npages * PAGE_SIZE,
-      readBack: true,
     });
     if (!isOutcome(o)) return o;
     return ok(
@@ -370,7 +387,6 @@ const checkExclusive: CommandSpec = {
       addr,
       npages,
       bufLen: 0,
-      readBack: false,
     });
     if (!isOutcome(o)) return o;
     return ok(
@@ -399,7 +415,6 @@ const release: CommandSpec = {
       cmd: HMM_DMIRROR_RELEASE,
       npages: 1,
       bufLen: 0,
-      readBack: false,
     });
     if (!isOutcome(o)) return o;
     return ok([`release: ${devWord(dev)}'s memory chunks evicted and released`], { device: dev });
@@ -427,7 +442,6 @@ const failAlloc: CommandSpec = {
       cmd: HMM_DMIRROR_FLAGS,
       npages: word,
       bufLen: 0,
-      readBack: false,
     });
     if (!isOutcome(o)) return o;
     const note = word & HMM_DMIRROR_FLAG_FAIL_ALLOC ? ' (FAIL_ALLOC: the next device allocation fails)' : '';

@@ -42,7 +42,7 @@ export function progressText(p: Progress): string {
 
 /**
  * After a step: the failed result to end the command with when its process is gone (killed by
- * Ctrl-C's SIGINT, or otherwise), or null to go on.
+ * Ctrl-C's SIGINT, or otherwise) or was interrupted by a Ctrl-C it ignored (init), or null to go on.
  */
 export function stopped(
   s: Session,
@@ -55,11 +55,11 @@ export function stopped(
   const at = progressText({ done, total, unit });
   if (proc.state === 'running') {
     if (s.interruptedPid !== proc.pid) return null;
-    // Ctrl-C in global init: the signal was ignored (sig_task_ignored()); the command stops here.
+    // Global init ignored the SIGINT (sig_task_ignored()): it lives; the shell stops here.
     return fail(
       cmd,
       signalName(SIGINT),
-      `interrupted by Ctrl-C after ${at}: the command stopped; process ${proc.pid} is global init, which ignores SIGINT (sig_task_ignored()), and keeps running (what was done stays done)`,
+      `interrupted by Ctrl-C after ${at}: process ${proc.pid} is init, which ignores ${signalName(SIGINT)} (sig_task_ignored()), so it lives and the shell stopped the command here (what was done stays done)`,
     );
   }
   if (s.interruptedPid === proc.pid)

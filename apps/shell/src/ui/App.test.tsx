@@ -27,15 +27,20 @@ async function waitFor(r: Rendered, pred: (frame: string) => boolean, ms = 3000)
   }
 }
 
+/** The live prompt is back (it shows only while the shell takes keys). */
+function promptReady(frame: string): boolean {
+  return /^hmm:\d+> ?$/m.test(frame);
+}
+
 async function type(r: Rendered, keys: string): Promise<void> {
   r.stdin.write(keys);
   await new Promise((res) => setTimeout(res, 30));
 }
 
-function setup(color = false) {
+function setup(color = false, ramBytes?: number) {
   const dir = mkdtempSync(join(tmpdir(), 'hmm-app-'));
   const histFile = join(dir, 'history');
-  const session = newSession();
+  const session = newSession(ramBytes ? { ramBytes } : {});
   const history = new History(histFile);
   const r = render(<App session={session} history={history} color={color} banner={['welcome banner']} />);
   mounted = r;
@@ -108,6 +113,58 @@ describe('App', () => {
     expect(second.r.lastFrame()).not.toContain('PID');
   });
 
+  it('keys typed while a command runs are dropped, not replayed; its Ctrl-C interrupts it and does not count toward quitting', async () => {
+    const { r, session } = setup(false, 1024 * 2 ** 20);
+    await waitFor(r, (x) => x.includes('hmm:1>'));
+    run(session, 'mmap 512M nohugepage');
+    // 131072 page faults in steps of 4096 pages: long enough to type into.
+    await type(r, 'fault $ 512M write\r');
+    const busy = await waitFor(r, (x) => x.includes('Ctrl-C interrupts (SIGINT)'), 10_000);
+    expect(promptReady(busy)).toBe(false);
+    await type(r, 'echo replayed\r');
+    await waitFor(r, (x) => x.includes('key(s) typed while the command ran were dropped'));
+    await type(r, '\x03');
+    const f = await waitFor(r, (x) => x.includes('fault: SIGINT') && promptReady(x), 10_000);
+    // Init ignores SIGINT (sig_task_ignored()): it lives, the shell stopped the command.
+    expect(f).toMatch(
+      /fault: SIGINT — interrupted by Ctrl-C after \d+ of 131072 pages .*: process 1 is init/,
+    );
+    expect(f).not.toContain('replayed');
+    expect(f).toContain('hmm:1>');
+    // That Ctrl-C did not arm the quit: one Ctrl-C at the prompt only arms it.
+    await type(r, '\x03');
+    await waitFor(r, (x) => x.includes('press Ctrl-C again'));
+    await type(r, 'echo still here\r');
+    const g = await waitFor(r, (x) => x.includes('\nstill here'));
+    expect(g).not.toContain('replayed');
+    expect(session.proc?.pid).toBe(1);
+  });
+
+  it('a Ctrl-C typed during the last step of a command, read after it, neither interrupts nor quits', async () => {
+    const { r, session } = setup();
+    await waitFor(r, (x) => x.includes('hmm:1>'));
+    run(session, 'mmap 60M nohugepage', 'write $ 60M index');
+    // The keys reach the app only after the command's one synchronous step (one 60 MiB ioctl
+    // of 15360 pages): as if typed during it.
+    setTimeout(() => r.stdin.write('\x03ls\x03'), 0);
+    await type(r, 'migrate $ 60M dev\r');
+    const f = await waitFor(r, (x) => x.includes('nothing was interrupted') && promptReady(x), 10_000);
+    expect(f).toContain('migrate: 15360 page(s)');
+    expect(f).toContain('the device sees index 0 (60 MiB)');
+    await type(r, '\x03');
+    await waitFor(r, (x) => x.includes('press Ctrl-C again'));
+    await type(r, 'echo alive\r');
+    await waitFor(r, (x) => x.includes('\nalive'));
+  });
+
+  it('lines pasted together with a command still run after it, in order', async () => {
+    const { r } = setup();
+    await waitFor(r, (x) => x.includes('hmm:1>'));
+    await type(r, 'echo one\recho two\r');
+    const f = await waitFor(r, (x) => x.includes('\ntwo'));
+    expect(f.indexOf('\none')).toBeLessThan(f.indexOf('\ntwo'));
+  });
+
   it('keeps the touched VMA in view, and shows a modelled oops and the taint in the status line', async () => {
     const { r, session } = setup();
     await waitFor(r, (x) => x.includes('hmm:1>'));
@@ -115,8 +172,10 @@ describe('App', () => {
     await type(r, `write ${0x100000000000 + 11 * 0x40000000} 4K zero\r`);
     const f = await waitFor(r, (x) => x.includes('rows above'));
     expect(f).toContain(`0x${(0x100000000000 + 11 * 0x40000000).toString(16)} |s|`);
-    await type(r, 'mmap 200M hugepage\r');
-    await type(r, 'migrate $ 200M dev\r');
+    // The process's own 200 MiB leave too little for the system pages behind the device THPs.
+    run(session, 'mmap 200M', 'write $ 200M fill 1');
+    await type(r, 'mmap 64M hugepage\r');
+    await type(r, 'migrate $ 64M dev\r');
     const oops = await waitFor(r, (x) => x.includes('TAINTED D'), 10_000);
     expect(oops).toContain(
       'migrate: kernel oops (modelled): NULL pointer dereference in dmirror_migrate_alloc_and_copy',

@@ -13,6 +13,13 @@ import { decodeInk, type KeyEvent, LineEditor } from './editor.js';
 
 /** How long a command runs between two returns to the event loop (keys, rendering). */
 const SLICE_MS = 50;
+
+/**
+ * Where the current command stands: none (`idle`: keys edit the prompt), running in steps
+ * (`running`: Ctrl-C interrupts it), or finished while keys typed during its last step may still
+ * be unread (`draining`). Keys that arrive unless idle are dropped, not replayed afterwards.
+ */
+type Phase = 'idle' | 'running' | 'draining';
 /** A running command shows its progress once it has taken this long. */
 const PROGRESS_AFTER_MS = 200;
 
@@ -127,7 +134,8 @@ export function App({
   const [, setTick] = useState(0);
   /** A command running in steps: its line and, after PROGRESS_AFTER_MS, its progress. */
   const [busy, setBusy] = useState<{ line: string; text: string | null } | null>(null);
-  const busyRef = useRef(false);
+  /** Where the command stands (see {@link Phase}); keys are dropped unless idle. */
+  const phase = useRef<Phase>('idle');
   const nextId = useRef(1);
   const columns = stdout?.columns ?? 100;
   const cellsPerRow = Math.max(16, Math.min(64, Math.floor((columns - 22) / 16) * 16));
@@ -157,9 +165,9 @@ export function App({
     history.add(line);
     const steps = executeSteps(session, line);
     const t0 = performance.now();
-    busyRef.current = true;
+    phase.current = 'running';
     const finish = (e: Executed) => {
-      busyRef.current = false;
+      phase.current = 'draining';
       setBusy(null);
       if (e.result.clear) write('\x1b[2J\x1b[3J\x1b[H');
       else
@@ -170,8 +178,17 @@ export function App({
         exit();
         return;
       }
-      const next = pending.current.shift();
-      if (next !== undefined) run(session, next);
+      const ready = () => {
+        phase.current = 'idle';
+        setTick((t) => t + 1);
+        const next = pending.current.shift();
+        if (next !== undefined) run(session, next);
+      };
+      // Keys typed during a long command's last step are read only now, after it: two turns of
+      // the event loop (each reads the terminal) drop them before the prompt takes keys again.
+      // A command shorter than a slice left no time to type into it.
+      if (performance.now() - t0 < SLICE_MS) ready();
+      else setImmediate(() => setImmediate(ready));
     };
     const pump = () => {
       const sliceEnd = performance.now() + SLICE_MS;
@@ -199,7 +216,8 @@ export function App({
         return false;
       case 'enter': {
         const line = editor.take();
-        if (!session || busyRef.current) {
+        // Lines typed before the machine booted, or after a command's line in the same paste.
+        if (!session || phase.current !== 'idle') {
           if (line.trim() !== '') pending.current.push(line);
           return false;
         }
@@ -254,11 +272,9 @@ export function App({
         return false;
       }
       case 'ctrl-c': {
-        if (busyRef.current && session) {
-          // Ctrl-C while a command runs: SIGINT to the current process (see Session.interrupt).
-          const pid = session.currentPid;
-          session.interrupt();
-          setHint(`^C  SIGINT sent to process ${pid}`);
+        if (phase.current !== 'idle') {
+          // A Ctrl-C in the same paste as a command's line: it interrupts that command.
+          whileBusy(ev);
           return false;
         }
         const quit = editor.ctrlC();
@@ -283,7 +299,34 @@ export function App({
     return () => clearTimeout(t);
   });
 
+  /**
+   * A key that arrived while a command ran (or during its last step): dropped, never replayed
+   * at the prompt afterwards. Ctrl-C interrupts the running command (SIGINT to the current
+   * process, see Session.interrupt) and never counts toward the double Ctrl-C that quits.
+   */
+  const whileBusy = (ev: KeyEvent): void => {
+    if (ev.type !== 'ctrl-c') {
+      dropped.current++;
+      setHint(`(${dropped.current} key(s) typed while the command ran were dropped)`);
+      return;
+    }
+    editor.armedQuit = false;
+    if (phase.current === 'running' && session) {
+      const pid = session.currentPid;
+      session.interrupt();
+      setHint(`^C  SIGINT sent to process ${pid}`);
+    } else setHint('^C  the command had already finished: nothing was interrupted');
+  };
+  /** Keys dropped during the current command (for the hint). */
+  const dropped = useRef(0);
+
   useInput((input, key) => {
+    if (phase.current !== 'idle') {
+      for (const ev of decodeInk(input, key)) whileBusy(ev);
+      setTick((t) => t + 1);
+      return;
+    }
+    dropped.current = 0;
     for (const ev of decodeInk(input, key)) {
       if (handle(ev)) {
         exit();
@@ -319,12 +362,15 @@ export function App({
             {`… ${busy.line.trim()}: ${busy.text} — Ctrl-C interrupts (SIGINT)`}
           </Text>
         ) : null}
-        <Prompt
-          prompt={session ? promptText(session) : 'hmm:1> '}
-          line={editor.line}
-          cursor={editor.cursor}
-          color={color}
-        />
+        {phase.current === 'idle' ? (
+          // The prompt shows only when it takes keys (not while a command runs).
+          <Prompt
+            prompt={session ? promptText(session) : 'hmm:1> '}
+            line={editor.line}
+            cursor={editor.cursor}
+            color={color}
+          />
+        ) : null}
         {hint ? <Text dimColor={color}>{hint}</Text> : null}
       </Box>
     </Box>

@@ -44,7 +44,7 @@ export const FOLL_PIN = 0x40000;
  * Models follow_page_mask(): the pfn mapped at addr with the access gup needs, or -1 when a
  * fault is needed (not present, device-private, migration entry, read-only for FOLL_WRITE).
  */
-function followPage(core: Core, mm: MmStruct, addr: number, write: boolean): number {
+export function followPage(core: Core, mm: MmStruct, addr: number, write: boolean): number {
   const pmdT = pmdTableOf(core, mm, addr, false);
   if (pmdT < 0) return -1;
   const mi = pmdIndex(addr);

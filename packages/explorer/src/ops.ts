@@ -6,13 +6,28 @@
 import {
   EINVAL,
   type KGen,
+  khugepagedDoScan,
   MADV_COLD,
   MADV_COLLAPSE,
+  MADV_DODUMP,
+  MADV_DOFORK,
+  MADV_DONTDUMP,
+  MADV_DONTFORK,
   MADV_DONTNEED,
+  MADV_DONTNEED_LOCKED,
   MADV_FREE,
   MADV_HUGEPAGE,
+  MADV_KEEPONFORK,
   MADV_NOHUGEPAGE,
+  MADV_NORMAL,
   MADV_PAGEOUT,
+  MADV_POPULATE_READ,
+  MADV_POPULATE_WRITE,
+  MADV_RANDOM,
+  MADV_REMOVE,
+  MADV_SEQUENTIAL,
+  MADV_WILLNEED,
+  MADV_WIPEONFORK,
   MAP_ANONYMOUS,
   MAP_FIXED,
   MAP_PRIVATE,
@@ -64,7 +79,8 @@ export type OpKind =
   | 'dm'
   | 'dmclose'
   | 'gpu'
-  | 'pagemap';
+  | 'pagemap'
+  | 'khugepaged';
 
 /**
  * Model-only: one operation of one thread. `p`/`t` name the process and thread slots; (r, off,
@@ -102,10 +118,24 @@ export const DM_CMDS = [
 export const GPU_CMDS = ['read', 'write', 'migrate'] as const;
 
 const ADVICE: Record<number, string> = {
+  [MADV_NORMAL]: 'normal',
+  [MADV_RANDOM]: 'random',
+  [MADV_SEQUENTIAL]: 'sequential',
+  [MADV_WILLNEED]: 'willneed',
   [MADV_DONTNEED]: 'dontneed',
+  [MADV_DONTNEED_LOCKED]: 'dontneed-locked',
   [MADV_FREE]: 'free',
+  [MADV_REMOVE]: 'remove',
+  [MADV_DONTFORK]: 'dontfork',
+  [MADV_DOFORK]: 'dofork',
+  [MADV_DONTDUMP]: 'dontdump',
+  [MADV_DODUMP]: 'dodump',
+  [MADV_WIPEONFORK]: 'wipeonfork',
+  [MADV_KEEPONFORK]: 'keeponfork',
   [MADV_COLD]: 'cold',
   [MADV_PAGEOUT]: 'pageout',
+  [MADV_POPULATE_READ]: 'populate-read',
+  [MADV_POPULATE_WRITE]: 'populate-write',
   [MADV_HUGEPAGE]: 'hugepage',
   [MADV_NOHUGEPAGE]: 'nohugepage',
   [MADV_COLLAPSE]: 'collapse',
@@ -167,6 +197,7 @@ export function describeOp(op: Op): string {
       return `${who} write ${range} seed ${op.a}`;
     case 'fork':
     case 'exit':
+    case 'khugepaged':
       return `${who} ${op.k}`;
     case 'kill':
     case 'oom':
@@ -259,6 +290,7 @@ export function parseOp(text: string): Op {
       return { k: 'write', p, t, r: reg(w[2]), ...rng(w[3]), a: num(w[5], 'seed') };
     case 'fork':
     case 'exit':
+    case 'khugepaged':
       return { k: kind, p, t };
     case 'kill':
     case 'oom': {
@@ -401,6 +433,10 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
       out.readData = buf;
       return;
     }
+    case 'khugepaged':
+      // One khugepaged_do_scan() pass, run by this thread's task as khugepaged would run it.
+      out.ret = (yield* khugepagedDoScan(w.kernel.core)).collapsed;
+      return;
     case 'fork': {
       const s = w.freeSlot();
       if (s < 0) {

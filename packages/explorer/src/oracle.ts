@@ -474,7 +474,10 @@ export class Oracle {
       if (c.mem !== rec.mem || !rec.mem) continue;
       // A fork advice racing a mapping change: whether the pages (or their moved copy) got the
       // flag depends on which took the mmap_lock first.
-      if ((forkAdvice(rec.op) && MAPPING_OPS.has(c.op.k)) || (forkAdvice(c.op) && MAPPING_OPS.has(rec.op.k))) {
+      if (
+        (forkAdvice(rec.op) && MAPPING_OPS.has(c.op.k)) ||
+        (forkAdvice(c.op) && MAPPING_OPS.has(rec.op.k))
+      ) {
         const adv = forkAdvice(rec.op) ? rec : c;
         const map = adv === rec ? c : rec;
         const mem = rec.mem;

@@ -16,7 +16,16 @@ import {
   PMD_SIZE,
 } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
-import { badPattern, fillPattern, type Machine, machine, pmdKind, pteKind, thpWindow, vmaAt } from './testing/harness.js';
+import {
+  badPattern,
+  fillPattern,
+  type Machine,
+  machine,
+  pmdKind,
+  pteKind,
+  thpWindow,
+  vmaAt,
+} from './testing/harness.js';
 import { MIGRATE_VMA_SELECT_SYSTEM } from './types.js';
 
 const P = PAGE_SIZE;

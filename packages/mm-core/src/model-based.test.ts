@@ -10,11 +10,11 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
+  EACCES,
   EEXIST,
   EFAULT,
   EINVAL,
   ENOMEM,
-  EACCES,
   MADV_COLD,
   MADV_COLLAPSE,
   MADV_DOFORK,

@@ -136,7 +136,10 @@ describe('MADV_COLLAPSE (madvise_collapse())', () => {
     const p = k.spawn();
     const a = region(p);
     for (let i = 0; i < 8; i++) p.writeI32(a + i * P, i);
-    const pages = k.core.sched.runSync(getUserPages(k.core, p.mm, a + 3 * P, 1, FOLL_WRITE | FOLL_PIN), 'pin');
+    const pages = k.core.sched.runSync(
+      getUserPages(k.core, p.mm, a + 3 * P, 1, FOLL_WRITE | FOLL_PIN),
+      'pin',
+    );
     expect(Array.isArray(pages)).toBe(true);
     expect(p.madvise(a, PMD_SIZE, MADV_COLLAPSE)).toBe(-EAGAIN);
     expect(pmdKind(k, p, a)).toBe('table');

@@ -42,20 +42,21 @@ import { PG_anon, PG_locked, PG_lru, PG_referenced } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
 import { linearPageIndex } from './anon.js';
 import { addMmCounter } from './counters.js';
+import { folioMaybeMappedShared } from './folio-shared.js';
 import { deferredSplitFolio, depositTable } from './huge.js';
 import { khugepagedSettings, thpVmaAllowableOrder, thpVmaSuitablePmd } from './khugepaged-state.js';
-import { mmapReadLock, mmapReadUnlock, mmapWriteLock, mmapWriteUnlock, pmdLock, pteLock, ptlUnlock } from './locking.js';
+import {
+  mmapReadLock,
+  mmapReadUnlock,
+  mmapWriteLock,
+  mmapWriteUnlock,
+  pmdLock,
+  pteLock,
+  ptlUnlock,
+} from './locking.js';
 import { withInvalidationSync } from './notifier.js';
 import { pmdIndex, pmdTableOf, ptHi, ptLo, ptSet, tableHi, tableLo } from './pgtable.js';
-import { folioMaybeMappedShared } from './folio-shared.js';
-import {
-  MMU_NOTIFY_CLEAR,
-  type MmStruct,
-  VM_EXEC,
-  VM_READ,
-  VM_WRITE,
-  type Vma,
-} from './types.js';
+import { MMU_NOTIFY_CLEAR, type MmStruct, VM_EXEC, VM_READ, VM_WRITE, type Vma } from './types.js';
 
 /** Models enum scan_result (mm/khugepaged.c, v6.19) for the results the model can produce. */
 export type ScanResult =
@@ -101,7 +102,11 @@ export function collapseTestExit(mm: MmStruct): boolean {
  * huge zero PMD included) or a PMD migration entry ("migration success or failure will
  * eventually end up with a present PMD mapping a folio again").
  */
-export function findPmdOrThpOrNone(core: Core, mm: MmStruct, addr: number): { result: ScanResult; pmdT: number } {
+export function findPmdOrThpOrNone(
+  core: Core,
+  mm: MmStruct,
+  addr: number,
+): { result: ScanResult; pmdT: number } {
   const pmdT = pmdTableOf(core, mm, addr, false);
   if (pmdT < 0) return { result: 'SCAN_NO_PTE_TABLE', pmdT };
   const mi = pmdIndex(addr);
@@ -168,75 +173,53 @@ function classifyPte(core: Core, lo: number, hi: number): 'none' | 'nonpresent' 
 export function* hpageCollapseScanPmd(
   core: Core,
   mm: MmStruct,
-  vma: Vma,
   haddr: number,
   cc: CollapseControl,
 ): KGen<{ result: ScanResult; mmapLocked: boolean }> {
   const found = findPmdOrThpOrNone(core, mm, haddr);
   if (found.result !== 'SCAN_SUCCEED') return { result: found.result, mmapLocked: true };
-  const s = khugepagedSettings(core);
-  const m = core.map;
   const pteT = pmdTable(core, found.pmdT, haddr);
   const ptl = pteLock(core, pteT, 'hpage_collapse_scan_pmd');
-  let result: ScanResult = 'SCAN_FAIL';
-  let none = 0;
-  let shared = 0;
-  let referenced = 0;
-  scan: {
-    for (let i = 0; i < HPAGE_PMD_NR; i++) {
-      const lo = ptLo(core, pteT, i);
-      const hi = ptHi(core, pteT, i);
-      const c = classifyPte(core, lo, hi);
-      if (c === 'none') {
-        if (!cc.isKhugepaged || ++none <= s.maxPtesNone) continue;
-        core.vmstat.thp_scan_exceed_none_pte++;
-        result = 'SCAN_EXCEED_NONE_PTE';
-        break scan;
-      }
-      // A swap entry would count against max_ptes_swap here; the model has none.
-      if (c === 'nonpresent') {
-        result = 'SCAN_PTE_NON_PRESENT';
-        break scan;
-      }
-      if (c === 'uffd') {
-        result = 'SCAN_PTE_UFFD_WP';
-        break scan;
-      }
-      if (c === 'null') {
-        result = 'SCAN_PAGE_NULL';
-        break scan;
-      }
-      const head = c;
-      if (!(m.flags[head] & PG_anon)) {
-        result = 'SCAN_PAGE_ANON';
-        break scan;
-      }
-      // "We treat a single page as shared if any part of the THP is shared."
-      if (folioMaybeMappedShared(core, head) && ++shared > s.maxPtesShared && cc.isKhugepaged) {
-        core.vmstat.thp_scan_exceed_share_pte++;
-        result = 'SCAN_EXCEED_SHARED_PTE';
-        break scan;
-      }
-      if (!(m.flags[head] & PG_lru)) {
-        result = 'SCAN_PAGE_LRU';
-        break scan;
-      }
-      if (m.flags[head] & PG_locked) {
-        result = 'SCAN_PAGE_LOCK';
-        break scan;
-      }
-      if (!isRefcountSuitable(core, head)) {
-        result = 'SCAN_PAGE_COUNT';
-        break scan;
-      }
-      if (cc.isKhugepaged && referencedPte(core, lo, head)) referenced++;
-    }
-    // The kernel also wants half the PTEs young when some are swap entries (`unmapped`).
-    result = cc.isKhugepaged && !referenced ? 'SCAN_LACK_REFERENCED_PAGE' : 'SCAN_SUCCEED';
-  }
+  const result = scanPtes(core, pteT, cc);
   ptlUnlock(core, ptl, 'hpage_collapse_scan_pmd');
   if (result !== 'SCAN_SUCCEED') return { result, mmapLocked: true };
   return { result: yield* collapseHugePage(core, mm, haddr, cc), mmapLocked: false };
+}
+
+/** The PTE loop of hpage_collapse_scan_pmd() over table pteT, under its lock. */
+function scanPtes(core: Core, pteT: number, cc: CollapseControl): ScanResult {
+  const s = khugepagedSettings(core);
+  const m = core.map;
+  let none = 0;
+  let shared = 0;
+  let referenced = 0;
+  for (let i = 0; i < HPAGE_PMD_NR; i++) {
+    const lo = ptLo(core, pteT, i);
+    const hi = ptHi(core, pteT, i);
+    const c = classifyPte(core, lo, hi);
+    if (c === 'none') {
+      if (!cc.isKhugepaged || ++none <= s.maxPtesNone) continue;
+      core.vmstat.thp_scan_exceed_none_pte++;
+      return 'SCAN_EXCEED_NONE_PTE';
+    }
+    // A swap entry would count against max_ptes_swap here; the model has none.
+    if (c === 'nonpresent') return 'SCAN_PTE_NON_PRESENT';
+    if (c === 'uffd') return 'SCAN_PTE_UFFD_WP';
+    if (c === 'null') return 'SCAN_PAGE_NULL';
+    const head = c;
+    if (!(m.flags[head] & PG_anon)) return 'SCAN_PAGE_ANON';
+    // "We treat a single page as shared if any part of the THP is shared."
+    if (folioMaybeMappedShared(core, head) && ++shared > s.maxPtesShared && cc.isKhugepaged) {
+      core.vmstat.thp_scan_exceed_share_pte++;
+      return 'SCAN_EXCEED_SHARED_PTE';
+    }
+    if (!(m.flags[head] & PG_lru)) return 'SCAN_PAGE_LRU';
+    if (m.flags[head] & PG_locked) return 'SCAN_PAGE_LOCK';
+    if (!isRefcountSuitable(core, head)) return 'SCAN_PAGE_COUNT';
+    if (cc.isKhugepaged && referencedPte(core, lo, head)) referenced++;
+  }
+  // The kernel also wants half the PTEs young when some are swap entries (`unmapped`).
+  return cc.isKhugepaged && !referenced ? 'SCAN_LACK_REFERENCED_PAGE' : 'SCAN_SUCCEED';
 }
 
 /**
@@ -392,7 +375,12 @@ function collapseHugePageCopy(core: Core, vma: Vma, pteT: number, folio: number,
  * (__collapse_huge_page_isolate(); on failure the PMD is put back), copy, and map the new folio
  * by a dirty huge PMD with the VMA's protection, the emptied PTE table deposited.
  */
-export function* collapseHugePage(core: Core, mm: MmStruct, haddr: number, cc: CollapseControl): KGen<ScanResult> {
+export function* collapseHugePage(
+  core: Core,
+  mm: MmStruct,
+  haddr: number,
+  cc: CollapseControl,
+): KGen<ScanResult> {
   mmapReadUnlock(core, mm, 'collapse_huge_page');
   const folio = allocFolio(core, HPAGE_PMD_ORDER, false);
   if (folio < 0) {
@@ -541,12 +529,12 @@ export function* madviseCollapse(
       const rv = hugepageVmaRevalidate(core, mm, addr, false, cc);
       if (rv.result !== 'SCAN_SUCCEED' || !rv.vma) {
         lastFail = rv.result;
-        break walk;
+        break;
       }
       vma = rv.vma;
       hend = Math.min(hend, Math.floor(vma.end / PMD_SIZE) * PMD_SIZE);
     }
-    const r = yield* hpageCollapseScanPmd(core, mm, vma, addr, cc);
+    const r = yield* hpageCollapseScanPmd(core, mm, addr, cc);
     if (!r.mmapLocked) {
       mmapLocked = false;
       out.lockDropped = true;

@@ -91,7 +91,10 @@ export function khugepagedScanState(core: Core): KhugepagedScanState {
  * the VMA (file VMAs also need vm_pgoff aligned with vm_start).
  */
 export function thpVmaSuitablePmd(vma: Vma, addr: number): boolean {
-  if (!vma.isAnonymous && (((vma.start / PAGE_SIZE - vma.pgoff) % HPAGE_PMD_NR) + HPAGE_PMD_NR) % HPAGE_PMD_NR)
+  if (
+    !vma.isAnonymous &&
+    (((vma.start / PAGE_SIZE - vma.pgoff) % HPAGE_PMD_NR) + HPAGE_PMD_NR) % HPAGE_PMD_NR
+  )
     return false;
   const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
   return haddr >= vma.start && haddr + PMD_SIZE <= vma.end;

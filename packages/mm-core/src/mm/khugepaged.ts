@@ -66,57 +66,14 @@ function* khugepagedScanMmSlot(core: Core, pages: number, res: { result: ScanRes
     s.address = 0;
   }
   const mm = s.mmSlot;
-  let progress = 0;
-  // `vma` stays set when the scan stops inside the mm (the slot is kept for the next call).
-  let vma: Vma | null = null;
-  let locked = false;
-  out: {
-    // "Don't wait for semaphore (to avoid long wait times). Just move to the next mm."
-    if (!mm.mmapLock.tryDownRead(core.sched, 'khugepaged_scan_mm_slot')) break out;
-    locked = true;
-    progress++;
-    if (collapseTestExit(mm)) break out;
-    let i = 0;
-    while (i < mm.vmas.length && mm.vmas[i].end <= s.address) i++;
-    for (; i < mm.vmas.length; i++) {
-      vma = mm.vmas[i];
-      yield 'khugepaged_scan_mm_slot: cond_resched';
-      if (collapseTestExit(mm)) {
-        progress++;
-        break out;
-      }
-      if (!thpVmaAllowableOrder(core, vma, vma.flags, 'khugepaged')) {
-        progress++;
-        continue;
-      }
-      const hstart = Math.ceil(vma.start / PMD_SIZE) * PMD_SIZE;
-      const hend = Math.floor(vma.end / PMD_SIZE) * PMD_SIZE;
-      if (s.address > hend) {
-        progress++;
-        continue;
-      }
-      if (s.address < hstart) s.address = hstart;
-      while (s.address < hend) {
-        yield 'khugepaged_scan_mm_slot: cond_resched';
-        if (collapseTestExit(mm)) break out;
-        const r = yield* hpageCollapseScanPmd(core, mm, vma, s.address, KHUGEPAGED_CC);
-        res.result = r.result;
-        if (r.result === 'SCAN_SUCCEED') settings.pagesCollapsed++;
-        s.address += PMD_SIZE;
-        progress += HPAGE_PMD_NR;
-        // collapse_huge_page() released the mmap_lock: stop here.
-        if (!r.mmapLocked) {
-          locked = false;
-          break out;
-        }
-        if (progress >= pages) break out;
-      }
-    }
-    vma = null;
-  }
-  if (locked) mmapReadUnlock(core, mm, 'khugepaged_scan_mm_slot');
+  const walk = { progress: 0, locked: false };
+  // "Don't wait for semaphore (to avoid long wait times). Just move to the next mm."
+  const stoppedInside = mm.mmapLock.tryDownRead(core.sched, 'khugepaged_scan_mm_slot')
+    ? yield* khugepagedScanVmas(core, mm, pages, res, walk)
+    : false;
+  if (walk.locked) mmapReadUnlock(core, mm, 'khugepaged_scan_mm_slot');
   // Release the current mm_slot if this mm is about to die, or if we scanned all vmas of it.
-  if (collapseTestExit(mm) || !vma) {
+  if (collapseTestExit(mm) || !stoppedInside) {
     const i = s.slots.indexOf(mm);
     if (i >= 0 && i < s.slots.length - 1) {
       s.mmSlot = s.slots[i + 1];
@@ -127,7 +84,63 @@ function* khugepagedScanMmSlot(core: Core, pages: number, res: { result: ScanRes
     }
     collectMmSlot(core, mm);
   }
-  return progress;
+  return walk.progress;
+}
+
+/**
+ * The VMA walk of khugepaged_scan_mm_slot() with the mmap_lock held for read (`walk.locked`
+ * is cleared when a collapse released it). True when it stopped inside the mm (a collapse, the
+ * progress budget, or the mm exiting), false when it went past the last VMA.
+ */
+function* khugepagedScanVmas(
+  core: Core,
+  mm: MmStruct,
+  pages: number,
+  res: { result: ScanResult },
+  walk: { progress: number; locked: boolean },
+): KGen<boolean> {
+  const s = khugepagedScanState(core);
+  const settings = khugepagedSettings(core);
+  walk.locked = true;
+  walk.progress++;
+  if (collapseTestExit(mm)) return false;
+  let i = 0;
+  while (i < mm.vmas.length && mm.vmas[i].end <= s.address) i++;
+  for (; i < mm.vmas.length; i++) {
+    const vma: Vma = mm.vmas[i];
+    yield 'khugepaged_scan_mm_slot: cond_resched';
+    if (collapseTestExit(mm)) {
+      walk.progress++;
+      return true;
+    }
+    if (!thpVmaAllowableOrder(core, vma, vma.flags, 'khugepaged')) {
+      walk.progress++;
+      continue;
+    }
+    const hstart = Math.ceil(vma.start / PMD_SIZE) * PMD_SIZE;
+    const hend = Math.floor(vma.end / PMD_SIZE) * PMD_SIZE;
+    if (s.address > hend) {
+      walk.progress++;
+      continue;
+    }
+    if (s.address < hstart) s.address = hstart;
+    while (s.address < hend) {
+      yield 'khugepaged_scan_mm_slot: cond_resched';
+      if (collapseTestExit(mm)) return true;
+      const r = yield* hpageCollapseScanPmd(core, mm, s.address, KHUGEPAGED_CC);
+      res.result = r.result;
+      if (r.result === 'SCAN_SUCCEED') settings.pagesCollapsed++;
+      s.address += PMD_SIZE;
+      walk.progress += HPAGE_PMD_NR;
+      // collapse_huge_page() released the mmap_lock: stop here.
+      if (!r.mmapLocked) {
+        walk.locked = false;
+        return true;
+      }
+      if (walk.progress >= pages) return true;
+    }
+  }
+  return false;
 }
 
 /** Models khugepaged_has_work(): some mm is registered and THP is enabled. */

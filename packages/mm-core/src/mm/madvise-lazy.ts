@@ -232,7 +232,8 @@ function folioPteBatch(core: Core, pteT: number, i: number, max: number, head: n
   let nr = 0;
   while (nr < limit) {
     const lo = ptLo(core, pteT, i + nr);
-    if (!entryPresent(lo) || lo & _PAGE_SPECIAL || entryPfn(lo, ptHi(core, pteT, i + nr)) !== first + nr) break;
+    if (!entryPresent(lo) || lo & _PAGE_SPECIAL || entryPfn(lo, ptHi(core, pteT, i + nr)) !== first + nr)
+      break;
     if (lo & _PAGE_ACCESSED) young = true;
     nr++;
   }
@@ -303,7 +304,8 @@ function* coldOrPageoutPtes(
       // clear_young_dirty_ptes(CYDP_CLEAR_YOUNG) over the batch.
       for (let k = 0; k < nr; k++) {
         const lo = ptLo(core, pteT, i + k);
-        if (lo & _PAGE_ACCESSED) ptSet(core, pteT, i + k, (lo & ~_PAGE_ACCESSED) >>> 0, ptHi(core, pteT, i + k));
+        if (lo & _PAGE_ACCESSED)
+          ptSet(core, pteT, i + k, (lo & ~_PAGE_ACCESSED) >>> 0, ptHi(core, pteT, i + k));
       }
       vma.mm.tlb.flushRange(a, a + nr * PAGE_SIZE);
     }

@@ -6,7 +6,14 @@
  * entry is faulted back to system memory (do_swap_page() -> migrate_to_ram()).
  */
 import { EFAULT, EHWPOISON, EINTR, EINVAL, ENOMEM, PAGE_SIZE, PMD_SIZE } from '../constants.js';
-import { type Core, FAULT_FLAG_WRITE, VM_FAULT_HWPOISON, VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV } from '../core.js';
+import {
+  type Core,
+  FAULT_FLAG_WRITE,
+  VM_FAULT_HWPOISON,
+  VM_FAULT_OOM,
+  VM_FAULT_SIGBUS,
+  VM_FAULT_SIGSEGV,
+} from '../core.js';
 import { LivelockFinding } from '../sched/findings.js';
 import type { KGen } from '../sched/task.js';
 import { fatalSignalPending } from '../signal.js';
@@ -43,7 +50,13 @@ function vmFaultToErrno(r: number): number {
  * follow_page_mask() finds the page mapped with the access asked for. Returns the number of
  * pages done, or -errno when the first page fails (-EINTR on a fatal signal).
  */
-function* faultinPageRange(core: Core, mm: MmStruct, start: number, end: number, write: boolean): KGen<number> {
+function* faultinPageRange(
+  core: Core,
+  mm: MmStruct,
+  start: number,
+  end: number,
+  write: boolean,
+): KGen<number> {
   let vma: Vma | undefined;
   let done = 0;
   const fail = (e: number) => (done ? done : e);
@@ -57,7 +70,9 @@ function* faultinPageRange(core: Core, mm: MmStruct, start: number, end: number,
     if (fatalSignalPending(core)) return fail(-EINTR);
     for (let tries = 0; followPage(core, mm, a, write) < 0; tries++) {
       if (tries >= POPULATE_RETRY_BOUND)
-        throw new LivelockFinding(`faultin_page_range: 0x${a.toString(16)} faulted ${tries} times without progress`);
+        throw new LivelockFinding(
+          `faultin_page_range: 0x${a.toString(16)} faulted ${tries} times without progress`,
+        );
       const r = yield* handleMmFault(core, vma, a, write ? FAULT_FLAG_WRITE : 0);
       const err = vmFaultToErrno(r);
       if (err) return fail(err);
@@ -74,7 +89,13 @@ function* faultinPageRange(core: Core, mm: MmStruct, start: number, end: number,
  * permissions), -EHWPOISON, -EFAULT (the fault raised SIGBUS or SIGSEGV) or -ENOMEM (no VMA,
  * or out of memory). Pages before the failing one stay populated. The mmap_lock is held for read.
  */
-export function* madvisePopulate(core: Core, mm: MmStruct, start: number, end: number, write: boolean): KGen<number> {
+export function* madvisePopulate(
+  core: Core,
+  mm: MmStruct,
+  start: number,
+  end: number,
+  write: boolean,
+): KGen<number> {
   while (start < end) {
     const pages = yield* faultinPageRange(core, mm, start, end, write);
     if (pages < 0) {

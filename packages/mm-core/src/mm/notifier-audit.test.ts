@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import {
   MADV_COLD,
   MADV_COLLAPSE,
+  MADV_DONTFORK,
   MADV_DONTNEED,
   MADV_FREE,
   MADV_HUGEPAGE,
@@ -16,7 +17,6 @@ import {
   MADV_POPULATE_WRITE,
   MADV_REMOVE,
   MADV_WIPEONFORK,
-  MADV_DONTFORK,
   MAP_ANONYMOUS,
   MAP_FIXED,
   MAP_HUGETLB,

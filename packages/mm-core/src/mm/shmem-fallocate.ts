@@ -4,7 +4,7 @@ import { folioMapped, folioPut } from '../folio.js';
 import { PG_hugetlb, PG_lru } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
 import { withInvalidation } from './notifier.js';
-import { MMU_NOTIFY_CLEAR, type Inode } from './types.js';
+import { type Inode, MMU_NOTIFY_CLEAR } from './types.js';
 import { zapRange } from './zap.js';
 
 /**
@@ -13,7 +13,13 @@ import { zapRange } from './zap.js';
  * part inside an MMU_NOTIFY_CLEAR invalidation (zap_page_range_single()). Without even_cows the
  * private COWed copies stay (only page-cache folios and zero pages are zapped).
  */
-export function* unmapMappingPages(core: Core, inode: Inode, start: number, nr: number, evenCows: boolean): KGen {
+export function* unmapMappingPages(
+  core: Core,
+  inode: Inode,
+  start: number,
+  nr: number,
+  evenCows: boolean,
+): KGen {
   const last = start + nr - 1;
   yield* inode.immapRwsem.downRead(core.sched, 'unmap_mapping_range');
   try {
@@ -71,11 +77,22 @@ function* shmemUndoRange(core: Core, inode: Inode, lstart: number, lend: number)
  * COWed private pages ("hole-punching leaves COWed pages"), then free the page cache there
  * (shmem_truncate_range()); the size does not change. Reads of the hole see zeros. Returns 0.
  */
-export function* shmemFallocatePunchHole(core: Core, inode: Inode, offset: number, len: number): KGen<number> {
+export function* shmemFallocatePunchHole(
+  core: Core,
+  inode: Inode,
+  offset: number,
+  len: number,
+): KGen<number> {
   const unmapStart = Math.ceil(offset / PAGE_SIZE) * PAGE_SIZE;
   const unmapEnd = Math.floor((offset + len) / PAGE_SIZE) * PAGE_SIZE - 1;
   if (unmapEnd > unmapStart)
-    yield* unmapMappingPages(core, inode, unmapStart / PAGE_SIZE, (1 + unmapEnd - unmapStart) / PAGE_SIZE, false);
+    yield* unmapMappingPages(
+      core,
+      inode,
+      unmapStart / PAGE_SIZE,
+      (1 + unmapEnd - unmapStart) / PAGE_SIZE,
+      false,
+    );
   yield* shmemUndoRange(core, inode, offset, offset + len - 1);
   return 0;
 }
@@ -88,7 +105,7 @@ function hugetlbfsZeroPartialPage(core: Core, inode: Inode, from: number, to: nu
   for (let off = from - base; off < to - base; ) {
     const page = Math.floor(off / PAGE_SIZE);
     const end = Math.min(to - base, (page + 1) * PAGE_SIZE);
-    core.frames.page(folio + page).fill(0, off % PAGE_SIZE, off % PAGE_SIZE + (end - off));
+    core.frames.page(folio + page).fill(0, off % PAGE_SIZE, (off % PAGE_SIZE) + (end - off));
     off = end;
   }
 }

@@ -288,6 +288,10 @@ describe('MADV_WIPEONFORK / MADV_KEEPONFORK (VM_WIPEONFORK, dup_mmap())', () => 
     expect(p.madvise(p.mmap(0, 2 * P, RW, MAP_SHARED, fd), 2 * P, MADV_WIPEONFORK)).toBe(-EINVAL);
     const io = p.mmap(0, 2 * P, RW, MAP_SHARED, p.open('/dev/io', O_RDWR));
     expect(p.madvise(io, 2 * P, MADV_WIPEONFORK)).toBe(-EINVAL);
+    // A private MAP_HUGETLB mapping has a hugetlbfs file too.
+    const h = p.mmap(0, PMD_SIZE, RW, ANON | MAP_HUGETLB);
+    expect(p.madvise(h, PMD_SIZE, MADV_WIPEONFORK)).toBe(-EINVAL);
+    expect(p.madvise(h, PMD_SIZE, MADV_REMOVE)).toBe(-EACCES);
     // MADV_KEEPONFORK has no such restriction.
     expect(p.madvise(s, 2 * P, MADV_KEEPONFORK)).toBe(0);
     expect(k.check()).toEqual([]);

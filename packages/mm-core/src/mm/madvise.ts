@@ -79,6 +79,14 @@ import {
 import { isolateRange, mergeVmas } from './vma.js';
 import { zapRange } from './zap.js';
 
+/**
+ * Models vma->vm_file != NULL: a tmpfs file, shared anonymous memory's shmem file, a device file,
+ * or the hugetlbfs file every MAP_HUGETLB mapping has (the model keeps no inode for private ones).
+ */
+function hasVmFile(vma: Vma): boolean {
+  return vma.file !== null || vma.vmOps !== null || (vma.flags & VM_HUGETLB) !== 0;
+}
+
 /** Models struct madvise_behavior: the advice, the VMA and its part of the range being advised. */
 interface MadviseBehavior {
   readonly core: Core;
@@ -266,9 +274,8 @@ function* madviseVmaBehavior(b: MadviseBehavior): KGen<number> {
       newFlags &= ~VM_DONTCOPY;
       break;
     case MADV_WIPEONFORK:
-      // "MADV_WIPEONFORK is only supported on anonymous memory." (vm_file: a tmpfs file, shared
-      // anonymous memory's shmem file, or a device file.)
-      if (vma.file || vma.vmOps || newFlags & VM_SHARED) return -EINVAL;
+      // "MADV_WIPEONFORK is only supported on anonymous memory."
+      if (hasVmFile(vma) || newFlags & VM_SHARED) return -EINVAL;
       newFlags |= VM_WIPEONFORK;
       break;
     case MADV_KEEPONFORK:
@@ -389,7 +396,7 @@ function* madviseColdPageout(b: MadviseBehavior): KGen<number> {
  */
 function* madviseWillneed(b: MadviseBehavior): KGen<number> {
   const { core, vma } = b;
-  if (vma.isAnonymous) {
+  if (!hasVmFile(vma)) {
     for (let a = b.start; a < b.end; a = (Math.floor(a / PMD_SIZE) + 1) * PMD_SIZE) {
       const pmdT = pmdTableOf(core, vma.mm, a, false);
       if (pmdT >= 0 && (ptLo(core, pmdT, pmdIndex(a)) || ptHi(core, pmdT, pmdIndex(a))))
@@ -418,7 +425,7 @@ function* madviseRemove(b: MadviseBehavior): KGen<number> {
   const { core, vma, mm } = b;
   b.lockDropped = true;
   if (vma.flags & VM_LOCKED) return -EINVAL;
-  if (!vma.file && !vma.vmOps) return -EINVAL;
+  if (!hasVmFile(vma)) return -EINVAL;
   if ((vma.flags & (VM_SHARED | VM_MAYWRITE)) !== (VM_SHARED | VM_MAYWRITE)) return -EACCES;
   const inode = vma.file;
   // vfs_fallocate(): only regular files (and block devices) can be punched.

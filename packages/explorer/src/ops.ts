@@ -117,29 +117,32 @@ export const DM_CMDS = [
 /** GPU commands of a 'gpu' op (field b). */
 export const GPU_CMDS = ['read', 'write', 'migrate'] as const;
 
-const ADVICE: Record<number, string> = {
-  [MADV_NORMAL]: 'normal',
-  [MADV_RANDOM]: 'random',
-  [MADV_SEQUENTIAL]: 'sequential',
-  [MADV_WILLNEED]: 'willneed',
-  [MADV_DONTNEED]: 'dontneed',
-  [MADV_DONTNEED_LOCKED]: 'dontneed-locked',
-  [MADV_FREE]: 'free',
-  [MADV_REMOVE]: 'remove',
-  [MADV_DONTFORK]: 'dontfork',
-  [MADV_DOFORK]: 'dofork',
-  [MADV_DONTDUMP]: 'dontdump',
-  [MADV_DODUMP]: 'dodump',
-  [MADV_WIPEONFORK]: 'wipeonfork',
-  [MADV_KEEPONFORK]: 'keeponfork',
-  [MADV_COLD]: 'cold',
-  [MADV_PAGEOUT]: 'pageout',
-  [MADV_POPULATE_READ]: 'populate-read',
-  [MADV_POPULATE_WRITE]: 'populate-write',
-  [MADV_HUGEPAGE]: 'hugepage',
-  [MADV_NOHUGEPAGE]: 'nohugepage',
-  [MADV_COLLAPSE]: 'collapse',
-};
+/** Advice names of the text form (the first seven in the order the form always had). */
+const ADVICE_NAMES: readonly [string, number][] = [
+  ['dontneed', MADV_DONTNEED],
+  ['free', MADV_FREE],
+  ['cold', MADV_COLD],
+  ['pageout', MADV_PAGEOUT],
+  ['hugepage', MADV_HUGEPAGE],
+  ['nohugepage', MADV_NOHUGEPAGE],
+  ['collapse', MADV_COLLAPSE],
+  ['normal', MADV_NORMAL],
+  ['random', MADV_RANDOM],
+  ['sequential', MADV_SEQUENTIAL],
+  ['willneed', MADV_WILLNEED],
+  ['dontneed-locked', MADV_DONTNEED_LOCKED],
+  ['remove', MADV_REMOVE],
+  ['dontfork', MADV_DONTFORK],
+  ['dofork', MADV_DOFORK],
+  ['dontdump', MADV_DONTDUMP],
+  ['dodump', MADV_DODUMP],
+  ['wipeonfork', MADV_WIPEONFORK],
+  ['keeponfork', MADV_KEEPONFORK],
+  ['populate-read', MADV_POPULATE_READ],
+  ['populate-write', MADV_POPULATE_WRITE],
+];
+
+const ADVICE: Record<number, string> = Object.fromEntries(ADVICE_NAMES.map(([n, v]) => [v, n]));
 
 /** What an operation did, for the oracle. */
 export interface OpOutcome {
@@ -219,7 +222,7 @@ export class OpSyntaxError extends Error {
   }
 }
 
-const ADVICE_BY_NAME = new Map(Object.entries(ADVICE).map(([k, v]) => [v, Number(k)]));
+const ADVICE_BY_NAME = new Map(ADVICE_NAMES);
 
 /** Parses {@link describeOp}'s form back into an op; throws {@link OpSyntaxError}. */
 export function parseOp(text: string): Op {

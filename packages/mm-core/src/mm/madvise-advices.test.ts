@@ -8,6 +8,7 @@ import {
   EFAULT,
   EINVAL,
   ENOMEM,
+  FOLL_WRITE,
   HPAGE_PMD_NR,
   MADV_COLD,
   MADV_DODUMP,
@@ -52,6 +53,7 @@ import { _PAGE_ACCESSED, _PAGE_RW, entryKind, entryPfn } from '../pgtable/entry.
 import { PG_referenced } from '../phys/memmap.js';
 import type { Process } from '../process.js';
 import { machine, pmdKind } from '../testing/helpers.js';
+import { FOLL_PIN, getUserPages, putUserPages } from './gup.js';
 import { pteIndex, pteTableOf, ptHi, ptLo } from './pgtable.js';
 import {
   VM_DONTCOPY,
@@ -552,6 +554,23 @@ describe('MADV_COLD / MADV_PAGEOUT (madvise_cold_or_pageout_pte_range(), reclaim
     p.writeI32(b, 1);
     expect(p.madvise(b, PMD_SIZE, MADV_COLD)).toBe(0);
     expect(pmdKind(k, p, b)).toBe('huge');
+    expect(k.check()).toEqual([]);
+  });
+
+  it('PAGEOUT keeps a pinned THP whole (folio_maybe_dma_pinned(): keep_locked), nothing split or failed', () => {
+    const k = machine();
+    const p = k.spawn();
+    const raw = p.mmap(0, 2 * PMD_SIZE, RW, ANON);
+    const a = Math.ceil(raw / PMD_SIZE) * PMD_SIZE;
+    expect(p.madvise(a, PMD_SIZE, MADV_HUGEPAGE)).toBe(0);
+    p.writeI32(a, 1);
+    const pins = k.core.sched.runSync(getUserPages(k.core, p.mm, a, 1, FOLL_WRITE | FOLL_PIN), 'pin');
+    const v = { ...k.core.vmstat };
+    expect(p.madvise(a, PMD_SIZE, MADV_PAGEOUT)).toBe(0);
+    expect(pmdKind(k, p, a)).toBe('huge');
+    expect(k.core.vmstat.thp_split_page).toBe(v.thp_split_page);
+    expect(k.core.vmstat.thp_split_page_failed).toBe(v.thp_split_page_failed);
+    putUserPages(k.core, pins as number[], FOLL_PIN);
     expect(k.check()).toEqual([]);
   });
 

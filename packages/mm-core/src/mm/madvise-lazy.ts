@@ -197,8 +197,10 @@ function* reclaimPages(core: Core, folios: readonly number[]): KGen {
     if (m.flags[f] & PG_anon && !folioMaybeDmaPinned(core, f) && folioTestLarge(core, f)) {
       const order = m.folioOrder(f);
       const partial = (m.flags[f] & PG_partially_mapped) !== 0;
-      // can_split_folio() is checked inside the split: -EAGAIN keeps the folio whole.
-      if ((yield* splitFolioMapped(core, f, f)) === 0) {
+      // can_split_folio(folio, 1): only the isolation reference beyond the mappings, else the
+      // folio is kept whole (activate_locked).
+      const canSplit = m.refcount[f] === folioMapcount(core, f) + 1;
+      if (canSplit && (yield* splitFolioMapped(core, f, f)) === 0) {
         if (!partial && order >= HPAGE_PMD_ORDER) core.vmstat.thp_swpout_fallback++;
         // split_folio_to_list(): the other pieces joined the list; each fails folio_alloc_swap()
         // and goes back to the LRU.

@@ -7,11 +7,25 @@
 import {
   MADV_COLD,
   MADV_COLLAPSE,
+  MADV_DODUMP,
+  MADV_DOFORK,
+  MADV_DONTDUMP,
+  MADV_DONTFORK,
   MADV_DONTNEED,
+  MADV_DONTNEED_LOCKED,
   MADV_FREE,
   MADV_HUGEPAGE,
+  MADV_KEEPONFORK,
   MADV_NOHUGEPAGE,
+  MADV_NORMAL,
   MADV_PAGEOUT,
+  MADV_POPULATE_READ,
+  MADV_POPULATE_WRITE,
+  MADV_RANDOM,
+  MADV_REMOVE,
+  MADV_SEQUENTIAL,
+  MADV_WILLNEED,
+  MADV_WIPEONFORK,
   PROT_NONE,
   PROT_READ,
   PROT_WRITE,
@@ -87,15 +101,39 @@ const MIX: readonly [MixKind, number][] = [
   ['oom', 1],
   ['dmclose', 1],
   ['pagemap', 2],
+  ['khugepaged', 2],
 ];
+/** Every advice the model has (the page-table ones twice as often as the VMA-flag ones). */
 const ADVICE = [
   MADV_FREE,
+  MADV_FREE,
   MADV_DONTNEED,
+  MADV_DONTNEED,
+  MADV_DONTNEED_LOCKED,
+  MADV_COLD,
   MADV_COLD,
   MADV_PAGEOUT,
+  MADV_PAGEOUT,
+  MADV_HUGEPAGE,
   MADV_HUGEPAGE,
   MADV_NOHUGEPAGE,
   MADV_COLLAPSE,
+  MADV_COLLAPSE,
+  MADV_POPULATE_READ,
+  MADV_POPULATE_READ,
+  MADV_POPULATE_WRITE,
+  MADV_POPULATE_WRITE,
+  MADV_WILLNEED,
+  MADV_REMOVE,
+  MADV_DONTFORK,
+  MADV_DOFORK,
+  MADV_WIPEONFORK,
+  MADV_KEEPONFORK,
+  MADV_NORMAL,
+  MADV_RANDOM,
+  MADV_SEQUENTIAL,
+  MADV_DONTDUMP,
+  MADV_DODUMP,
 ];
 
 /** A page range in region r: a whole PMD, a few pages, or a range straddling a PMD boundary. */
@@ -196,6 +234,7 @@ export function generateScenario(seed: number, opts: GenOptions = {}): Scenario 
         });
         break;
       case 'fork':
+      case 'khugepaged':
         ops.push({ k: kind, p, t });
         break;
       case 'exit':

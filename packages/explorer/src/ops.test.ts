@@ -5,6 +5,7 @@ import { describeOp, OpSyntaxError, parseOp } from './ops.js';
 describe('operation text form', () => {
   it('parseOp(describeOp(op)) gives the op back for every generated kind', () => {
     const kinds = new Set<string>();
+    const advices = new Set<string>();
     for (let seed = 1; seed <= 30; seed++) {
       const sc = generateScenario(seed, { ops: 60 });
       for (const op of [...sc.prelude, ...sc.ops]) {
@@ -12,8 +13,11 @@ describe('operation text form', () => {
         const back = parseOp(text);
         expect(describeOp(back)).toBe(text);
         kinds.add(op.k);
+        if (op.k === 'madvise') advices.add(text.split(' ').at(-1) ?? '');
       }
     }
+    // Every advice the model accepts is generated (and named).
+    expect(advices.size).toBe(21);
     expect([...kinds].sort()).toEqual(
       [
         'dm',
@@ -21,6 +25,7 @@ describe('operation text form', () => {
         'exit',
         'fork',
         'gpu',
+        'khugepaged',
         'kill',
         'madvise',
         'mmap',

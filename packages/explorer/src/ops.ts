@@ -6,13 +6,28 @@
 import {
   EINVAL,
   type KGen,
+  khugepagedDoScan,
   MADV_COLD,
   MADV_COLLAPSE,
+  MADV_DODUMP,
+  MADV_DOFORK,
+  MADV_DONTDUMP,
+  MADV_DONTFORK,
   MADV_DONTNEED,
+  MADV_DONTNEED_LOCKED,
   MADV_FREE,
   MADV_HUGEPAGE,
+  MADV_KEEPONFORK,
   MADV_NOHUGEPAGE,
+  MADV_NORMAL,
   MADV_PAGEOUT,
+  MADV_POPULATE_READ,
+  MADV_POPULATE_WRITE,
+  MADV_RANDOM,
+  MADV_REMOVE,
+  MADV_SEQUENTIAL,
+  MADV_WILLNEED,
+  MADV_WIPEONFORK,
   MAP_ANONYMOUS,
   MAP_FIXED,
   MAP_PRIVATE,
@@ -64,7 +79,8 @@ export type OpKind =
   | 'dm'
   | 'dmclose'
   | 'gpu'
-  | 'pagemap';
+  | 'pagemap'
+  | 'khugepaged';
 
 /**
  * Model-only: one operation of one thread. `p`/`t` name the process and thread slots; (r, off,
@@ -101,15 +117,32 @@ export const DM_CMDS = [
 /** GPU commands of a 'gpu' op (field b). */
 export const GPU_CMDS = ['read', 'write', 'migrate'] as const;
 
-const ADVICE: Record<number, string> = {
-  [MADV_DONTNEED]: 'dontneed',
-  [MADV_FREE]: 'free',
-  [MADV_COLD]: 'cold',
-  [MADV_PAGEOUT]: 'pageout',
-  [MADV_HUGEPAGE]: 'hugepage',
-  [MADV_NOHUGEPAGE]: 'nohugepage',
-  [MADV_COLLAPSE]: 'collapse',
-};
+/** Advice names of the text form (the first seven in the order the form always had). */
+const ADVICE_NAMES: readonly [string, number][] = [
+  ['dontneed', MADV_DONTNEED],
+  ['free', MADV_FREE],
+  ['cold', MADV_COLD],
+  ['pageout', MADV_PAGEOUT],
+  ['hugepage', MADV_HUGEPAGE],
+  ['nohugepage', MADV_NOHUGEPAGE],
+  ['collapse', MADV_COLLAPSE],
+  ['normal', MADV_NORMAL],
+  ['random', MADV_RANDOM],
+  ['sequential', MADV_SEQUENTIAL],
+  ['willneed', MADV_WILLNEED],
+  ['dontneed-locked', MADV_DONTNEED_LOCKED],
+  ['remove', MADV_REMOVE],
+  ['dontfork', MADV_DONTFORK],
+  ['dofork', MADV_DOFORK],
+  ['dontdump', MADV_DONTDUMP],
+  ['dodump', MADV_DODUMP],
+  ['wipeonfork', MADV_WIPEONFORK],
+  ['keeponfork', MADV_KEEPONFORK],
+  ['populate-read', MADV_POPULATE_READ],
+  ['populate-write', MADV_POPULATE_WRITE],
+];
+
+const ADVICE: Record<number, string> = Object.fromEntries(ADVICE_NAMES.map(([n, v]) => [v, n]));
 
 /** What an operation did, for the oracle. */
 export interface OpOutcome {
@@ -167,6 +200,7 @@ export function describeOp(op: Op): string {
       return `${who} write ${range} seed ${op.a}`;
     case 'fork':
     case 'exit':
+    case 'khugepaged':
       return `${who} ${op.k}`;
     case 'kill':
     case 'oom':
@@ -188,7 +222,7 @@ export class OpSyntaxError extends Error {
   }
 }
 
-const ADVICE_BY_NAME = new Map(Object.entries(ADVICE).map(([k, v]) => [v, Number(k)]));
+const ADVICE_BY_NAME = new Map(ADVICE_NAMES);
 
 /** Parses {@link describeOp}'s form back into an op; throws {@link OpSyntaxError}. */
 export function parseOp(text: string): Op {
@@ -259,6 +293,7 @@ export function parseOp(text: string): Op {
       return { k: 'write', p, t, r: reg(w[2]), ...rng(w[3]), a: num(w[5], 'seed') };
     case 'fork':
     case 'exit':
+    case 'khugepaged':
       return { k: kind, p, t };
     case 'kill':
     case 'oom': {
@@ -401,6 +436,10 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
       out.readData = buf;
       return;
     }
+    case 'khugepaged':
+      // One khugepaged_do_scan() pass, run by this thread's task as khugepaged would run it.
+      out.ret = (yield* khugepagedDoScan(w.kernel.core)).collapsed;
+      return;
     case 'fork': {
       const s = w.freeSlot();
       if (s < 0) {

@@ -7,7 +7,18 @@
  * until the next checked load fixes it. Migrations, lazy frees, cold/pageout, collapse and
  * evictions must preserve data exactly: loads concurrent with them are always checked.
  */
-import { MADV_DONTNEED, PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE } from '@hmm-model/mm-core';
+import {
+  MADV_DOFORK,
+  MADV_DONTFORK,
+  MADV_DONTNEED,
+  MADV_DONTNEED_LOCKED,
+  MADV_KEEPONFORK,
+  MADV_WIPEONFORK,
+  PAGE_SIZE,
+  PROT_EXEC,
+  PROT_READ,
+  PROT_WRITE,
+} from '@hmm-model/mm-core';
 import { DM_CMDS, GPU_CMDS, type Op, type OpOutcome } from './ops.js';
 import { NREGIONS, regionAddr } from './world.js';
 
@@ -23,6 +34,26 @@ const MAYBE = 4;
 /** The operations that change what is mapped (or its protection). */
 const MAPPING_OPS = new Set(['mmap', 'munmap', 'mremap', 'mprotect']);
 
+/** Per-page VMA flags that fork() obeys: MADV_DONTFORK (VM_DONTCOPY). */
+const F_DONTFORK = 1;
+/** MADV_WIPEONFORK (VM_WIPEONFORK): the child gets zeros. */
+const F_WIPE = 2;
+/** Whether those flags are set is not known (a flag advice raced a mapping change). */
+const F_UNKNOWN = 4;
+
+/** The advices that change what fork() does with a page (VM_DONTCOPY, VM_WIPEONFORK). */
+const FORK_ADVICE = new Set([MADV_DONTFORK, MADV_DOFORK, MADV_WIPEONFORK, MADV_KEEPONFORK]);
+
+/** A madvise op whose advice fork() obeys. */
+function forkAdvice(op: Op): boolean {
+  return op.k === 'madvise' && FORK_ADVICE.has(op.a ?? -1);
+}
+
+/** A madvise op that zaps (the page reads zeros afterwards). */
+function zapAdvice(op: Op): boolean {
+  return op.k === 'madvise' && (op.a === MADV_DONTNEED || op.a === MADV_DONTNEED_LOCKED);
+}
+
 /**
  * One process's memory as the oracle sees it, one entry per page of the fuzzed windows: whether
  * it is mapped, whether its contents are known, its protection, and its contents (one 32-bit word
@@ -32,12 +63,36 @@ class Mem {
   readonly state = new Uint8Array(SPAN);
   readonly prot = new Uint8Array(SPAN);
   readonly word = new Uint32Array(SPAN);
+  /** F_DONTFORK, F_WIPE, F_UNKNOWN per page. */
+  readonly flags = new Uint8Array(SPAN);
 
   clone(): Mem {
     const c = new Mem();
     c.state.set(this.state);
     c.prot.set(this.prot);
     c.word.set(this.word);
+    c.flags.set(this.flags);
+    return c;
+  }
+
+  /**
+   * The child's memory after fork() (dup_mmap()): VM_DONTCOPY pages are not mapped in it,
+   * VM_WIPEONFORK pages read zeros (the flag stays), pages whose flags are unknown may be either.
+   */
+  forkChild(): Mem {
+    const c = this.clone();
+    for (let i = 0; i < SPAN; i++) {
+      const f = c.flags[i];
+      if (!f || !(c.state[i] & MAPPED)) continue;
+      if (f & F_UNKNOWN) c.setMaybe(BASE_VPN + i);
+      else if (f & F_DONTFORK) {
+        c.state[i] = 0;
+        c.flags[i] = 0;
+      } else if (f & F_WIPE) {
+        c.word[i] = 0;
+        c.state[i] &= ~UNKNOWN;
+      }
+    }
     return c;
   }
 
@@ -51,12 +106,13 @@ class Mem {
     return i >= 0 && i < SPAN && (this.state[i] & MAYBE) !== 0;
   }
 
-  /** Page v may or may not be mapped, with unknown contents and protection. */
+  /** Page v may or may not be mapped, with unknown contents, protection and flags. */
   setMaybe(v: number): void {
     const i = v - BASE_VPN;
     if (i < 0 || i >= SPAN) return;
     this.state[i] = MAPPED | UNKNOWN | MAYBE;
     this.word[i] = 0;
+    this.flags[i] = F_UNKNOWN;
   }
 }
 
@@ -108,7 +164,7 @@ function footprint(op: Op): Footprint {
         ranges: [vpnRange(op.r ?? 0, op.off ?? 0, op.n ?? 0), vpnRange(op.r2 ?? 0, op.off2 ?? 0, op.n ?? 0)],
       };
     case 'madvise':
-      return { slot: op.p, role: op.a === MADV_DONTNEED ? 'remapper' : 'preserver', ranges: range() };
+      return { slot: op.p, role: zapAdvice(op) ? 'remapper' : 'preserver', ranges: range() };
     case 'fork':
       return { slot: op.p, role: 'fork', ranges: [] };
     case 'exit':
@@ -278,7 +334,7 @@ export class Oracle {
     const op = rec.op;
     const mem = rec.mem;
     if (op.k === 'fork') {
-      if (out.child >= 0 && mem) this.mems[out.child] = mem.clone();
+      if (out.child >= 0 && mem) this.mems[out.child] = mem.forkChild();
       return;
     }
     if (!mem) return;
@@ -291,10 +347,14 @@ export class Oracle {
           mem.state.fill(MAPPED, a, b);
           mem.prot.fill(op.a ?? 0, a, b);
           mem.word.fill(0, a, b);
+          mem.flags.fill(0, a, b);
         }
         return;
       case 'munmap':
-        if (out.ret === 0) mem.state.fill(0, a, b);
+        if (out.ret === 0) {
+          mem.state.fill(0, a, b);
+          mem.flags.fill(0, a, b);
+        }
         return;
       case 'mprotect':
         // Applied VMA by VMA up to the first hole (then -ENOMEM); other errors change nothing.
@@ -310,11 +370,21 @@ export class Oracle {
         }
         return;
       case 'madvise':
-        if (op.a === MADV_DONTNEED && (out.ret === 0 || out.ret === -12))
+        if (zapAdvice(op) && (out.ret === 0 || out.ret === -12))
           for (let i = a; i < b; i++) {
             if (!(mem.state[i] & MAPPED)) continue;
             mem.word[i] = 0;
             mem.state[i] &= ~UNKNOWN;
+          }
+        if (forkAdvice(op))
+          // madvise_walk_vmas(): every VMA of the range is advised, holes only make it -ENOMEM.
+          for (let i = a; i < b; i++) {
+            if (!(mem.state[i] & MAPPED)) continue;
+            if (mem.state[i] & MAYBE || (out.ret !== 0 && out.ret !== -12)) mem.flags[i] = F_UNKNOWN;
+            else if (op.a === MADV_DONTFORK) mem.flags[i] |= F_DONTFORK;
+            else if (op.a === MADV_DOFORK) mem.flags[i] &= ~F_DONTFORK;
+            else if (op.a === MADV_WIPEONFORK) mem.flags[i] |= F_WIPE;
+            else mem.flags[i] &= ~F_WIPE;
           }
         return;
       case 'mremap': {
@@ -323,6 +393,7 @@ export class Oracle {
         const st = mem.state.slice(a, b);
         const pr = mem.prot.slice(a, b);
         const wd = mem.word.slice(a, b);
+        const fl = mem.flags.slice(a, b);
         for (let k = 0; k < st.length; k++) if (!(st[k] & MAPPED)) st[k] = 0;
         if (op.b) {
           // MREMAP_DONTUNMAP: the old range stays mapped, empty.
@@ -331,10 +402,14 @@ export class Oracle {
             mem.word[i] = 0;
             mem.state[i] = mem.state[i] & MAYBE ? MAPPED | UNKNOWN | MAYBE : MAPPED;
           }
-        } else mem.state.fill(0, a, b);
+        } else {
+          mem.state.fill(0, a, b);
+          mem.flags.fill(0, a, b);
+        }
         mem.state.set(st, d);
         mem.prot.set(pr, d);
         mem.word.set(wd, d);
+        mem.flags.set(fl, d);
         return;
       }
       case 'write':
@@ -373,10 +448,18 @@ export class Oracle {
     for (const c of conc) {
       const pair = new Set([role, c.fp.role]);
       if (role === 'fork' || c.fp.role === 'fork') {
-        // A store or an unmap racing with fork(): the child's copy of those pages is uncertain.
+        // A store, an unmap or a fork advice racing with fork(): the child's copy of those pages
+        // is uncertain.
         const f = role === 'fork' ? rec : c;
         const o = role === 'fork' ? c : rec;
-        if (o.mem !== f.mem || (o.fp.role !== 'writer' && o.fp.role !== 'remapper')) continue;
+        if (o.mem !== f.mem) continue;
+        if (forkAdvice(o.op)) {
+          const child = (f.out ?? rec.out)?.child ?? -1;
+          const cm = child >= 0 ? this.mems[child] : null;
+          if (cm) for (const [s, e] of o.fp.ranges) for (let v = s; v < e; v++) cm.setMaybe(v);
+          continue;
+        }
+        if (o.fp.role !== 'writer' && o.fp.role !== 'remapper') continue;
         const child = (f.out ?? rec.out)?.child ?? -1;
         const cm = child >= 0 ? this.mems[child] : null;
         if (!cm) continue;
@@ -389,6 +472,24 @@ export class Oracle {
         continue;
       }
       if (c.mem !== rec.mem || !rec.mem) continue;
+      // A fork advice racing a mapping change: whether the pages (or their moved copy) got the
+      // flag depends on which took the mmap_lock first.
+      if (
+        (forkAdvice(rec.op) && MAPPING_OPS.has(c.op.k)) ||
+        (forkAdvice(c.op) && MAPPING_OPS.has(rec.op.k))
+      ) {
+        const adv = forkAdvice(rec.op) ? rec : c;
+        const map = adv === rec ? c : rec;
+        const mem = rec.mem;
+        if (overlap(adv.fp.ranges, map.fp.ranges).length)
+          for (const r of [adv, map])
+            for (const [s, e] of r.fp.ranges)
+              for (let v = s; v < e; v++) {
+                const i = v - BASE_VPN;
+                if (i >= 0 && i < SPAN && mem.state[i] & MAPPED) mem.flags[i] |= F_UNKNOWN;
+              }
+        continue;
+      }
       // Two mapping changes racing on the same pages: which one the oracle applied last may not
       // be the order they took the mmap_lock in, so whether those pages are mapped is unknown.
       if (

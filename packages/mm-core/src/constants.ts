@@ -60,6 +60,7 @@ export const ENOSPC = 28;
 export const ESPIPE = 29;
 export const ERANGE = 34;
 export const EOVERFLOW = 75;
+export const EHWPOISON = 133;
 
 /** errno number to name, for messages (models strerrorname_np). */
 export const ERRNO_NAMES: Readonly<Record<number, string>> = {
@@ -88,6 +89,7 @@ export const ERRNO_NAMES: Readonly<Record<number, string>> = {
   [ESPIPE]: 'ESPIPE',
   [ERANGE]: 'ERANGE',
   [EOVERFLOW]: 'EOVERFLOW',
+  [EHWPOISON]: 'EHWPOISON',
 };
 
 /** Models PROT_* (include/uapi/asm-generic/mman-common.h). */
@@ -112,13 +114,32 @@ export const MAP_FAILED = -1;
 
 /** Models MADV_* (include/uapi/asm-generic/mman-common.h). */
 export const MADV_NORMAL = 0;
+export const MADV_RANDOM = 1;
+export const MADV_SEQUENTIAL = 2;
+export const MADV_WILLNEED = 3;
 export const MADV_DONTNEED = 4;
 export const MADV_FREE = 8;
-export const MADV_COLD = 20;
-export const MADV_PAGEOUT = 21;
+export const MADV_REMOVE = 9;
+export const MADV_DONTFORK = 10;
+export const MADV_DOFORK = 11;
+export const MADV_MERGEABLE = 12;
+export const MADV_UNMERGEABLE = 13;
 export const MADV_HUGEPAGE = 14;
 export const MADV_NOHUGEPAGE = 15;
+export const MADV_DONTDUMP = 16;
+export const MADV_DODUMP = 17;
+export const MADV_WIPEONFORK = 18;
+export const MADV_KEEPONFORK = 19;
+export const MADV_COLD = 20;
+export const MADV_PAGEOUT = 21;
+export const MADV_POPULATE_READ = 22;
+export const MADV_POPULATE_WRITE = 23;
+export const MADV_DONTNEED_LOCKED = 24;
 export const MADV_COLLAPSE = 25;
+export const MADV_HWPOISON = 100;
+export const MADV_SOFT_OFFLINE = 101;
+export const MADV_GUARD_INSTALL = 102;
+export const MADV_GUARD_REMOVE = 103;
 
 /** Models MREMAP_* (include/uapi/linux/mman.h). */
 export const MREMAP_MAYMOVE = 1;

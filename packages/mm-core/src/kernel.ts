@@ -15,6 +15,7 @@ import type { FileOperations, OpenFile } from './fs.js';
 import { gupTestFops } from './gup-test.js';
 import type { Host, PathTarget, TaskLike } from './host.js';
 import { hugetlbGrowPool } from './mm/hugetlb.js';
+import { type KhugepagedPass, khugepagedScanOnce, registerKhugepagedSysfs } from './mm/khugepaged.js';
 import { registerOvercommitSysctls } from './mm/overcommit.js';
 import { shmemNewInode } from './mm/shmem.js';
 import type { Inode } from './mm/types.js';
@@ -92,6 +93,7 @@ export class Kernel implements Host {
 
   private registerPseudoFiles(): void {
     registerOvercommitSysctls(this);
+    registerKhugepagedSysfs(this);
     const core = this.core;
     this.devices.set('/proc/self/pagemap', {
       *pread(file, buf, pos) {
@@ -210,6 +212,16 @@ export class Kernel implements Host {
   dispose(): void {
     this.core.map.release();
     this.core.frames.release();
+  }
+
+  /**
+   * Model-only: wake khugepaged for one khugepaged_do_scan() pass and wait for it (the model has
+   * no clock to do it every scan_sleep_millisecs). Other tasks run at its preemption points.
+   */
+  khugepagedScan(): KhugepagedPass {
+    const r = khugepagedScanOnce(this.core);
+    this.afterSyscall('khugepaged');
+    return r;
   }
 
   /** Models the post-syscall hook: the invariant checker when enabled. */

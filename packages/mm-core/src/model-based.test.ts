@@ -10,15 +10,28 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
+  EACCES,
   EEXIST,
   EFAULT,
   EINVAL,
   ENOMEM,
+  MADV_COLD,
   MADV_COLLAPSE,
+  MADV_DOFORK,
+  MADV_DONTFORK,
   MADV_DONTNEED,
+  MADV_DONTNEED_LOCKED,
   MADV_FREE,
   MADV_HUGEPAGE,
+  MADV_KEEPONFORK,
   MADV_NOHUGEPAGE,
+  MADV_PAGEOUT,
+  MADV_POPULATE_READ,
+  MADV_POPULATE_WRITE,
+  MADV_RANDOM,
+  MADV_REMOVE,
+  MADV_WILLNEED,
+  MADV_WIPEONFORK,
   MAP_ANONYMOUS,
   MAP_FIXED,
   MAP_FIXED_NOREPLACE,
@@ -66,6 +79,10 @@ interface Slot {
   index: number;
   /** Private bytes (anon, or a COWed file page); null: zero (anon) or the file's bytes. */
   data: Uint8Array | null;
+  /** MADV_DONTFORK (VM_DONTCOPY): fork() does not copy the page's VMA. */
+  dontfork?: boolean;
+  /** MADV_WIPEONFORK (VM_WIPEONFORK): the child gets a zero page here (and keeps the flag). */
+  wipe?: boolean;
 }
 
 interface Proc {
@@ -399,8 +416,21 @@ class Fuzz {
       MADV_NOHUGEPAGE,
       MADV_DONTNEED,
       MADV_DONTNEED,
+      MADV_DONTNEED_LOCKED,
       MADV_FREE,
       MADV_COLLAPSE,
+      MADV_COLLAPSE,
+      MADV_COLD,
+      MADV_PAGEOUT,
+      MADV_WILLNEED,
+      MADV_RANDOM,
+      MADV_POPULATE_READ,
+      MADV_POPULATE_WRITE,
+      MADV_REMOVE,
+      MADV_DONTFORK,
+      MADV_DOFORK,
+      MADV_WIPEONFORK,
+      MADV_KEEPONFORK,
     ]);
     let addr = this.addr(pr);
     let len = this.len();
@@ -418,10 +448,32 @@ class Fuzz {
     this.count(`madv${advice}:${r}`);
     const { mapped, holes } = this.holes(pr, addr, len);
     let want: number | undefined = mapped === 0 ? -ENOMEM : holes ? -ENOMEM : 0;
-    if (advice === MADV_DONTNEED) {
+    if (advice === MADV_DONTNEED || advice === MADV_DONTNEED_LOCKED) {
       for (let a = addr; a < addr + len; a += PAGE_SIZE) {
         const s = pr.slots.get(a / PAGE_SIZE);
         if (s && s.kind !== 'shared') s.data = null;
+      }
+    } else if (advice === MADV_POPULATE_READ || advice === MADV_POPULATE_WRITE) {
+      want = this.populate(pr, addr, len, advice === MADV_POPULATE_WRITE);
+    } else if (advice === MADV_REMOVE || advice === MADV_WIPEONFORK) {
+      // madvise_walk_vmas(): VMA by VMA (the oracle's pages are in address order, a VMA's pages
+      // are alike); the first VMA that fails ends the walk, holes make it -ENOMEM at the end.
+      for (let a = addr; a < addr + len && want !== -EINVAL && want !== -EACCES; a += PAGE_SIZE) {
+        const s = pr.slots.get(a / PAGE_SIZE);
+        if (!s) continue;
+        if (advice === MADV_WIPEONFORK) {
+          if (s.kind !== 'anon') want = -EINVAL;
+          else s.wipe = true;
+        } else if (s.kind === 'anon') want = -EINVAL;
+        else if (s.kind === 'file-private') want = -EACCES;
+        else s.obj!.pages.delete(s.index); // the hole reads zeros in every mapping of it
+      }
+    } else if (advice === MADV_KEEPONFORK || advice === MADV_DONTFORK || advice === MADV_DOFORK) {
+      for (let a = addr; a < addr + len; a += PAGE_SIZE) {
+        const s = pr.slots.get(a / PAGE_SIZE);
+        if (!s) continue;
+        if (advice === MADV_KEEPONFORK) s.wipe = false;
+        else s.dontfork = advice === MADV_DONTFORK;
       }
     } else if (advice === MADV_FREE) {
       let nonAnon = false;
@@ -435,6 +487,29 @@ class Fuzz {
     }
     if (want !== undefined && r !== want) this.fail(`madvise(${advice}) returned ${r}, oracle ${want}`);
     return [addr, len];
+  }
+
+  /**
+   * The oracle of madvise_populate(): pages in order until the first that is unmapped
+   * (-ENOMEM), whose protection refuses the access (-EINVAL) or whose fault raises SIGBUS
+   * (-EFAULT); a write populate COW-breaks private file pages.
+   */
+  populate(pr: Proc, addr: number, len: number, write: boolean): number {
+    for (let a = addr; a < addr + len; a += PAGE_SIZE) {
+      const s = pr.slots.get(a / PAGE_SIZE);
+      if (!s) return -ENOMEM;
+      if (!(s.prot & (write ? PROT_WRITE : PROT_READ))) return -EINVAL;
+      if (accessFault(s, write)) return -EFAULT;
+      if (write && s.kind === 'file-private') slotForWrite(s);
+    }
+    return 0;
+  }
+
+  opKhugepaged(): [number, number] {
+    this.log.push('khugepaged scan');
+    const r = this.k.khugepagedScan();
+    this.count(`khugepaged:${r.collapsed}`);
+    return [0, 0];
   }
 
   opMremap(pr: Proc): [number, number] {
@@ -505,6 +580,8 @@ class Fuzz {
       obj: first.obj,
       index: src[src.length - 1]!.index + 1 + i,
       data: null,
+      dontfork: src[src.length - 1]!.dontfork,
+      wipe: src[src.length - 1]!.wipe,
     });
     const nP = r / PAGE_SIZE;
     if (r === old && !(flags & (MREMAP_FIXED | MREMAP_DONTUNMAP))) {
@@ -530,8 +607,10 @@ class Fuzz {
     const pid = pr.proc.fork();
     if (pid < 0) this.fail(`fork failed ${pid}`);
     const slots = new Map<number, Slot>();
+    // dup_mmap(): VM_DONTCOPY VMAs are not copied; VM_WIPEONFORK ones get no pages.
     for (const [v, s] of pr.slots)
-      slots.set(v, { ...s, data: s.kind !== 'shared' && s.data ? s.data.slice() : null });
+      if (!s.dontfork)
+        slots.set(v, { ...s, data: s.kind !== 'shared' && s.data && !s.wipe ? s.data.slice() : null });
     const child: Proc = { proc: this.k.task(pid)!, slots, fds: pr.fds };
     this.procs.push(child);
     return [0, 0];
@@ -660,6 +739,7 @@ class Fuzz {
       else if (r < 0.47 && this.procs.length < 5) range = this.opFork(pr);
       else if (r < 0.49 && this.procs.length > 1) range = this.opExit(pr);
       else if (r < 0.53) range = this.opFileIo(pr);
+      else if (r < 0.545) range = this.opKhugepaged();
       else range = this.opAccess(pr);
       // A process killed by a signal is replaced so the run keeps going.
       if (this.procs.length === 0) {

@@ -14,12 +14,25 @@ import {
   ERRNO_NAMES,
   MADV_COLD,
   MADV_COLLAPSE,
+  MADV_DODUMP,
+  MADV_DOFORK,
+  MADV_DONTDUMP,
+  MADV_DONTFORK,
   MADV_DONTNEED,
+  MADV_DONTNEED_LOCKED,
   MADV_FREE,
   MADV_HUGEPAGE,
+  MADV_KEEPONFORK,
   MADV_NOHUGEPAGE,
   MADV_NORMAL,
   MADV_PAGEOUT,
+  MADV_POPULATE_READ,
+  MADV_POPULATE_WRITE,
+  MADV_RANDOM,
+  MADV_REMOVE,
+  MADV_SEQUENTIAL,
+  MADV_WILLNEED,
+  MADV_WIPEONFORK,
   MAP_ANONYMOUS,
   MAP_FIXED,
   MAP_FIXED_NOREPLACE,
@@ -144,10 +157,23 @@ const advice = wrap(
   fc.oneof(
     fc.constantFrom(
       MADV_NORMAL,
+      MADV_RANDOM,
+      MADV_SEQUENTIAL,
+      MADV_WILLNEED,
       MADV_DONTNEED,
+      MADV_DONTNEED_LOCKED,
       MADV_FREE,
+      MADV_REMOVE,
+      MADV_DONTFORK,
+      MADV_DOFORK,
+      MADV_DONTDUMP,
+      MADV_DODUMP,
+      MADV_WIPEONFORK,
+      MADV_KEEPONFORK,
       MADV_COLD,
       MADV_PAGEOUT,
+      MADV_POPULATE_READ,
+      MADV_POPULATE_WRITE,
       MADV_HUGEPAGE,
       MADV_NOHUGEPAGE,
       MADV_COLLAPSE,
@@ -186,6 +212,7 @@ const op = fc.oneof(
     a: fc.tuple(wrap(fc.constantFrom('/tmp/f', '/tmp/new', '/nope', '')), wrap(literal)),
   }),
   fc.record({ op: fc.constant('touch' as const), a: fc.tuple(arg, fc.boolean()) }),
+  fc.record({ op: fc.constant('khugepaged' as const), a: fc.constant([] as []) }),
 );
 type Op = typeof op extends fc.Arbitrary<infer T> ? T : never;
 
@@ -254,6 +281,7 @@ function run(w: World, o: Op): void {
   const optional = (i: number) => (o.op === 'mmap' && i >= 4) || (o.op === 'mremap' && i === 4);
   const garbage =
     o.op !== 'touch' &&
+    o.op !== 'khugepaged' &&
     o.a.some(
       (x, i) =>
         isGarbage(x) &&
@@ -295,6 +323,10 @@ function run(w: World, o: Op): void {
       if (r >= 0) p.close(r);
       break;
     }
+    case 'khugepaged':
+      // One khugepaged_do_scan() pass over the registered mms.
+      w.k.khugepagedScan();
+      return;
     case 'touch': {
       const addr = v(o.a[0]);
       try {

@@ -1,6 +1,7 @@
 import type { Core } from '../core.js';
 import { KernelBug } from '../kernel-bug.js';
 import type { KGen } from '../sched/task.js';
+import { khugepagedExit } from './khugepaged-state.js';
 import { mmapReadLock, mmapReadUnlock, mmapWriteLock, mmapWriteUnlock } from './locking.js';
 import { removeVma } from './mmap.js';
 import { mmuNotifierRelease, ULONG_MAX, withInvalidation } from './notifier.js';
@@ -64,8 +65,13 @@ export function mmgetNotZero(mm: MmStruct): boolean {
   return true;
 }
 
-/** Models mmput(): drop a user reference; the last one tears the address space down (exit_mmap()). */
+/**
+ * Models mmput(): drop a user reference; the last one tears the address space down (__mmput():
+ * khugepaged_exit(), then exit_mmap()).
+ */
 export function* mmput(core: Core, mm: MmStruct): KGen {
   mm.users--;
-  if (mm.users === 0) yield* exitMmap(core, mm);
+  if (mm.users !== 0) return;
+  yield* khugepagedExit(core, mm);
+  yield* exitMmap(core, mm);
 }

@@ -32,6 +32,7 @@ import { anonVmaPrepare, linearPageIndex } from './anon.js';
 import { addMmCounter } from './counters.js';
 import { allocDeposit, depositTable } from './huge.js';
 import { hugetlbAlloc } from './hugetlb.js';
+import { khugepagedEnterVma } from './khugepaged-state.js';
 import { folioWaitLocked, pmdLock, ptlUnlock } from './locking.js';
 import { withInvalidationSync } from './notifier.js';
 import { freeTable, pmdIndex, pmdTableOf, ptHi, ptLo, ptSet } from './pgtable.js';
@@ -88,6 +89,7 @@ export function* doHugePmdAnonymousPage(
   const mm = vma.mm;
   const mi = pmdIndex(haddr);
   const write = (flags & FAULT_FLAG_WRITE) !== 0;
+  khugepagedEnterVma(core, vma, vma.flags);
   // vmf_anon_prepare() comes first, so even a huge-zero-page VMA gets an anon_vma (and fork
   // copies its PMD).
   const av = anonVmaPrepare(core, vma);

@@ -33,6 +33,7 @@ import { anonVmaClone, anonVmaPrepare, linearPageIndex } from './anon.js';
 import { addMmCounter, mmCounter } from './counters.js';
 import { allocDeposit, depositTable, pmdIsHuge, splitHugePmdLocked } from './huge.js';
 import { hugetlbAlloc } from './hugetlb.js';
+import { khugepagedFork } from './khugepaged-state.js';
 import { mmapWriteLock, mmapWriteUnlock, pmdLock, pteLock, ptlUnlock } from './locking.js';
 import { withInvalidation, withInvalidationSync } from './notifier.js';
 import {
@@ -59,6 +60,7 @@ import {
   VM_PFNMAP,
   VM_READ,
   VM_SHARED,
+  VM_WIPEONFORK,
   VM_WRITE,
   Vma,
 } from './types.js';
@@ -331,9 +333,12 @@ export function* copyPageRange(core: Core, src: Vma, dst: Vma): KGen<boolean> {
 }
 
 /**
- * Models dup_mmap(): a new mm with copies of every VMA (except VM_DONTCOPY), each child VMA
- * linked into the parent's anon_vmas plus an anon_vma of its own (anon_vma_fork()), then
- * copy_page_range(). Returns null when out of memory (the caller tears the child down).
+ * Models dup_mmap(): a new mm (registered with khugepaged when the parent is,
+ * khugepaged_fork()) with copies of every VMA except VM_DONTCOPY ones, each child VMA linked
+ * into the parent's anon_vmas plus an anon_vma of its own (anon_vma_fork()), then
+ * copy_page_range(). A VM_WIPEONFORK VMA is copied with its flags but "gets a clean slate in
+ * the child": no anon_vma (prepared at the first fault) and no page copied, so the child reads
+ * zeros there. `ok` is false when out of memory (the caller tears the child down).
  */
 export function* dupMmap(core: Core, parent: MmStruct, childId: number): KGen<{ mm: MmStruct; ok: boolean }> {
   yield* mmapWriteLock(core, parent, 'dup_mmap');
@@ -349,12 +354,14 @@ function* dupMmapLocked(core: Core, parent: MmStruct, childId: number): KGen<{ m
   mm.mmapBase = parent.mmapBase;
   mm.pgd = allocTable(core, mm, true);
   if (mm.pgd < 0) return { mm, ok: false };
+  khugepagedFork(core, mm, parent);
   for (const v of parent.vmas) {
     if (v.flags & VM_DONTCOPY) continue;
     const c = new Vma(mm, v.start, v.end, v.flags, v.pgoff, v.file);
     c.vmOps = v.vmOps;
     c.vmFile = v.vmFile;
-    if (v.anonVma) {
+    const wipe = (v.flags & VM_WIPEONFORK) !== 0;
+    if (v.anonVma && !wipe) {
       anonVmaClone(v, c);
       const own = new AnonVma();
       own.id = core.registerMapping(own);
@@ -368,7 +375,7 @@ function* dupMmapLocked(core: Core, parent: MmStruct, childId: number): KGen<{ m
       v.file.refs++;
     }
     mm.insertVma(c);
-    if (!(yield* copyPageRange(core, v, c))) return { mm, ok: false };
+    if (!wipe && !(yield* copyPageRange(core, v, c))) return { mm, ok: false };
   }
   return { mm, ok: true };
 }

@@ -4,11 +4,21 @@
  * pmd_trans_huge() is checked without the lock, then the huge path takes pmd_trans_huge_lock()
  * and looks again, so another CPU can change the PMD in between (bugs F5 and F6 live in that
  * window). Without memory pressure and without swap nothing is reclaimed: lazy-freed pages
- * keep their data and a paged-out anonymous folio goes back to the LRU.
+ * keep their data and a paged-out anonymous folio goes back to the LRU (a THP split first, as
+ * shrink_folio_list() splits a large folio it cannot give swap space).
  */
-import { PAGE_SIZE, PMD_SIZE } from '../constants.js';
+import { HPAGE_PMD_ORDER, PAGE_SIZE, PMD_SIZE } from '../constants.js';
 import type { Core } from '../core.js';
-import { folioGet, folioIsZoneDevice, folioPut, folioTrylock, folioUnlock } from '../folio.js';
+import {
+  folioGet,
+  folioIsZoneDevice,
+  folioMapcount,
+  folioMaybeDmaPinned,
+  folioPut,
+  folioTestLarge,
+  folioTrylock,
+  folioUnlock,
+} from '../folio.js';
 import { KernelBug } from '../kernel-bug.js';
 import {
   _PAGE_ACCESSED,
@@ -23,8 +33,9 @@ import {
   isMigrationType,
   swpType,
 } from '../pgtable/entry.js';
-import { PG_anon, PG_dirty, PG_lru, PG_referenced } from '../phys/memmap.js';
+import { PG_anon, PG_dirty, PG_lru, PG_partially_mapped, PG_referenced } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
+import { folioMaybeMappedShared } from './folio-shared.js';
 import { pmdTransHugeLock } from './huge.js';
 import { folioLockWait, pteLock, ptlUnlock } from './locking.js';
 import { withInvalidation } from './notifier.js';
@@ -156,16 +167,48 @@ function lazyFreePtes(core: Core, vma: Vma, pmdT: number, addr: number, next: nu
   ptlUnlock(core, ptl, 'madvise_free_pte_range');
 }
 
+/** Models folio_putback_lru(): back on the LRU, the isolation reference dropped. */
+function folioPutbackLru(core: Core, folio: number): void {
+  core.map.flags[folio] |= PG_lru;
+  folioPut(core, folio);
+}
+
 /**
- * Models reclaim_pages() of an isolated folio list without swap: anonymous folios cannot be
- * written out, so each goes back to the LRU (folio_putback_lru()).
+ * Models reclaim_pages() -> reclaim_folio_list() -> shrink_folio_list(ignore_references) for the
+ * isolated folios of MADV_PAGEOUT on a machine without a swap device (v6.19 semantics):
+ * - an anonymous folio needs swap space (folio_alloc_swap() fails): a small one is activated and
+ *   kept; a large one is split first (a partially mapped one right away, any other as the
+ *   "fallback to swap normal pages", counting THP_SWPOUT_FALLBACK for a PMD-sized one) and its
+ *   pieces are kept the same way; a pinned one, or one whose split fails, is kept whole;
+ * - a folio another task has locked is kept;
+ * every kept folio goes back to the LRU (folio_putback_lru()). Simplified: page-cache (tmpfs)
+ * folios are kept mapped; the kernel would unmap them (try_to_unmap()) and, since
+ * shmem_writeout() has no swap to write to, keep them in the page cache (or drop a clean one).
  */
 function* reclaimPages(core: Core, folios: readonly number[]): KGen {
   if (folios.length === 0) return;
   yield 'reclaim_pages: folios isolated from the LRU';
+  const m = core.map;
   for (const f of folios) {
-    core.map.flags[f] |= PG_lru;
-    folioPut(core, f);
+    if (!folioTrylock(core, f)) {
+      folioPutbackLru(core, f);
+      continue;
+    }
+    if (m.flags[f] & PG_anon && !folioMaybeDmaPinned(core, f) && folioTestLarge(core, f)) {
+      const order = m.folioOrder(f);
+      const partial = (m.flags[f] & PG_partially_mapped) !== 0;
+      // can_split_folio(folio, 1): only the isolation reference beyond the mappings, else the
+      // folio is kept whole (activate_locked).
+      const canSplit = m.refcount[f] === folioMapcount(core, f) + 1;
+      if (canSplit && (yield* splitFolioMapped(core, f, f)) === 0) {
+        if (!partial && order >= HPAGE_PMD_ORDER) core.vmstat.thp_swpout_fallback++;
+        // split_folio_to_list(): the other pieces joined the list; each fails folio_alloc_swap()
+        // and goes back to the LRU.
+        for (let p = f + 1; p < f + (1 << order); p++) if (m.head[p] === p) m.flags[p] |= PG_lru;
+      }
+    }
+    folioUnlock(core, f);
+    folioPutbackLru(core, f);
   }
 }
 
@@ -179,10 +222,107 @@ function isolateLru(core: Core, folio: number): boolean {
 }
 
 /**
+ * Models madvise_folio_pte_batch() (folio_pte_batch_flags(FPB_MERGE_YOUNG_DIRTY)): how many PTEs
+ * from index i map consecutive pages of the large folio, within [i, max) and the folio's end, and
+ * whether any of them is young.
+ */
+function folioPteBatch(core: Core, pteT: number, i: number, max: number, head: number): [number, boolean] {
+  const m = core.map;
+  const first = entryPfn(ptLo(core, pteT, i), ptHi(core, pteT, i));
+  const limit = Math.min(max - i, head + m.folioNrPages(head) - first);
+  let young = false;
+  let nr = 0;
+  while (nr < limit) {
+    const lo = ptLo(core, pteT, i + nr);
+    if (!entryPresent(lo) || lo & _PAGE_SPECIAL || entryPfn(lo, ptHi(core, pteT, i + nr)) !== first + nr)
+      break;
+    if (lo & _PAGE_ACCESSED) young = true;
+    nr++;
+  }
+  return [nr, young];
+}
+
+/**
+ * The PTE half of madvise_cold_or_pageout_pte_range() for [addr, next) of one PMD: under the PTE
+ * lock, skip none, non-present (device-private, migration, device-exclusive), zero-page and
+ * zone-device entries; a large folio only partly in the range is split (unless mapped by another
+ * mm, or locked), with the lock dropped, and the PTEs looked at again; folios not on the LRU or
+ * mapped more than once are left alone; COLD clears the young bits, both clear PG_referenced,
+ * PAGEOUT isolates the folio onto `list`. Every 32 PTEs cond_resched() may drop the lock.
+ */
+function* coldOrPageoutPtes(
+  core: Core,
+  vma: Vma,
+  pmdT: number,
+  addr: number,
+  next: number,
+  pageout: boolean,
+  list: number[],
+): KGen {
+  const m = core.map;
+  let pteT = pteTableAt(core, vma.mm, pmdT, addr, false);
+  if (pteT < 0) return;
+  let ptl = pteLock(core, pteT, 'madvise_cold_or_pageout_pte_range');
+  let batch = 0;
+  let nr = 1;
+  for (let a = addr; a < next; a += nr * PAGE_SIZE) {
+    nr = 1;
+    if (++batch === 32) {
+      batch = 0;
+      if (core.sched.needResched()) {
+        ptlUnlock(core, ptl, 'madvise_cold_or_pageout_pte_range');
+        yield 'madvise_cold_or_pageout_pte_range: cond_resched';
+        pteT = pteTableAt(core, vma.mm, pmdT, a, false);
+        if (pteT < 0) return;
+        ptl = pteLock(core, pteT, 'madvise_cold_or_pageout_pte_range');
+      }
+    }
+    const i = pteIndex(a);
+    const plo = ptLo(core, pteT, i);
+    const phi = ptHi(core, pteT, i);
+    if (entryNone(plo, phi) || !entryPresent(plo) || plo & _PAGE_SPECIAL) continue;
+    const pfn = entryPfn(plo, phi);
+    const folio = m.head[pfn];
+    if (folioIsZoneDevice(core, folio)) continue;
+    let young = (plo & _PAGE_ACCESSED) !== 0;
+    if (folioTestLarge(core, folio)) {
+      [nr, young] = folioPteBatch(core, pteT, i, i + (next - a) / PAGE_SIZE, folio);
+      if (nr < m.folioNrPages(folio)) {
+        if (folioMaybeMappedShared(core, folio) || !folioTrylock(core, folio)) continue;
+        folioGet(core, folio);
+        ptlUnlock(core, ptl, 'madvise_cold_or_pageout_pte_range');
+        const err = yield* splitFolioMapped(core, folio, folio);
+        folioUnlock(core, folio);
+        folioPut(core, folio);
+        pteT = pteTableAt(core, vma.mm, pmdT, a, false);
+        if (pteT < 0) return;
+        ptl = pteLock(core, pteT, 'madvise_cold_or_pageout_pte_range');
+        if (!err) nr = 0;
+        continue;
+      }
+    }
+    if (!(m.flags[folio] & PG_lru) || folioMapcount(core, folio) !== m.folioNrPages(folio)) continue;
+    if (!pageout && young) {
+      // clear_young_dirty_ptes(CYDP_CLEAR_YOUNG) over the batch.
+      for (let k = 0; k < nr; k++) {
+        const lo = ptLo(core, pteT, i + k);
+        if (lo & _PAGE_ACCESSED)
+          ptSet(core, pteT, i + k, (lo & ~_PAGE_ACCESSED) >>> 0, ptHi(core, pteT, i + k));
+      }
+      vma.mm.tlb.flushRange(a, a + nr * PAGE_SIZE);
+    }
+    m.flags[folio] &= ~PG_referenced;
+    if (pageout && isolateLru(core, folio)) list.push(folio);
+  }
+  ptlUnlock(core, ptl, 'madvise_cold_or_pageout_pte_range');
+}
+
+/**
  * Models madvise_cold_or_pageout_pte_range() (MADV_COLD / MADV_PAGEOUT) over one VMA's part of
- * the range: a present THP covered whole is aged (COLD) or isolated for reclaim (PAGEOUT); one
- * covered in part is split first; PTE-mapped anonymous pages likewise. Folios mapped by other
- * processes are left alone.
+ * the range, PMD by PMD: a present THP mapped only by this mm and covered whole is aged (COLD:
+ * the PMD's young bit and PG_referenced cleared) or isolated for reclaim (PAGEOUT); one covered
+ * in part is split first and handled at PTE level; the huge zero PMD and non-present PMDs
+ * (migration, device-private) are skipped. Then reclaim_pages() for PAGEOUT.
  */
 export function* madviseColdOrPageout(
   core: Core,
@@ -239,36 +379,13 @@ export function* madviseColdOrPageout(
       }
       if (!regular) {
         ptlUnlock(core, ptl, 'madvise_cold_or_pageout_pte_range');
-        yield* reclaimPages(core, list);
+        if (pageout) yield* reclaimPages(core, list);
         addr = next;
         continue;
       }
     }
-    const pteT = pteTableAt(core, vma.mm, pmdT, addr, false);
-    if (pteT >= 0) {
-      const ptl = pteLock(core, pteT, 'madvise_cold_or_pageout_pte_range');
-      for (let a = addr; a < next; a += PAGE_SIZE) {
-        const i = pteIndex(a);
-        const plo = ptLo(core, pteT, i);
-        const phi = ptHi(core, pteT, i);
-        if (entryNone(plo, phi) || !entryPresent(plo) || plo & _PAGE_SPECIAL) continue;
-        const folio = m.head[entryPfn(plo, phi)];
-        if (
-          folioIsZoneDevice(core, folio) ||
-          m.largeMapcount[folio] > 1 ||
-          m.mapcount[entryPfn(plo, phi)] > 1
-        )
-          continue;
-        if (!pageout && plo & _PAGE_ACCESSED) {
-          ptSet(core, pteT, i, (plo & ~_PAGE_ACCESSED) >>> 0, phi);
-          vma.mm.tlb.flushRange(a, a + PAGE_SIZE);
-        }
-        m.flags[folio] &= ~PG_referenced;
-        if (pageout && !list.includes(folio) && isolateLru(core, folio)) list.push(folio);
-      }
-      ptlUnlock(core, ptl, 'madvise_cold_or_pageout_pte_range');
-    }
-    yield* reclaimPages(core, list);
+    yield* coldOrPageoutPtes(core, vma, pmdT, addr, next, pageout, list);
+    if (pageout) yield* reclaimPages(core, list);
     addr = next;
     yield 'madvise_cold_or_pageout_pte_range: next PMD';
   }

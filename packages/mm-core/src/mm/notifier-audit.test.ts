@@ -6,12 +6,17 @@ import { describe, expect, it } from 'vitest';
 import {
   MADV_COLD,
   MADV_COLLAPSE,
+  MADV_DONTFORK,
   MADV_DONTNEED,
   MADV_FREE,
   MADV_HUGEPAGE,
   MADV_NOHUGEPAGE,
   MADV_NORMAL,
   MADV_PAGEOUT,
+  MADV_POPULATE_READ,
+  MADV_POPULATE_WRITE,
+  MADV_REMOVE,
+  MADV_WIPEONFORK,
   MAP_ANONYMOUS,
   MAP_FIXED,
   MAP_HUGETLB,
@@ -291,6 +296,61 @@ describe('mmu-notifier audit: madvise', () => {
     expect(p.madvise(a, P, MADV_COLD)).toBe(0);
     expect(got()).toEqual([['MMU_NOTIFY_CLEAR', 0, PMD_SIZE]]);
     expect(pmdKind(k, p, a)).toBe('table');
+  });
+
+  it('MADV_PAGEOUT of a whole THP without swap: shrink_folio_list() splits it, CLEAR of its range (try_to_migrate_one())', () => {
+    const k = machine();
+    const p = k.spawn();
+    const a = thp(k, p);
+    const { got } = record(p, a);
+    expect(p.madvise(a, PMD_SIZE, MADV_PAGEOUT)).toBe(0);
+    expect(got()).toEqual([['MMU_NOTIFY_CLEAR', 0, PMD_SIZE]]);
+    expect(pmdKind(k, p, a)).toBe('table');
+  });
+
+  it('MADV_REMOVE: CLEAR per mapping of the hole (unmap_mapping_range() -> zap_page_range_single())', () => {
+    const k = machine();
+    const p = k.spawn();
+    const s = p.mmap(0, 8 * P, RW, MAP_SHARED | MAP_ANONYMOUS);
+    for (let i = 0; i < 8; i++) p.writeI32(s + i * P, i + 1);
+    const { got } = record(p, s);
+    expect(p.madvise(s + 2 * P, 3 * P, MADV_REMOVE)).toBe(0);
+    expect(got()).toEqual([['MMU_NOTIFY_CLEAR', 2 * P, 5 * P]]);
+  });
+
+  it('MADV_POPULATE_WRITE: the faults send what they send (wp_page_copy(): CLEAR of a COWed page); POPULATE_READ of empty PTEs nothing', () => {
+    const k = machine();
+    const p = k.spawn();
+    const a = pages(p, 2);
+    const e = p.mmap(0, 2 * P, RW, ANON);
+    k.task(p.fork());
+    const { got } = record(p, a);
+    expect(p.madvise(e, 2 * P, MADV_POPULATE_READ)).toBe(0);
+    expect(p.madvise(a, P, MADV_POPULATE_WRITE)).toBe(0);
+    expect(got()).toEqual([['MMU_NOTIFY_CLEAR', 0, P]]);
+  });
+
+  it('MADV_DONTFORK / WIPEONFORK and fork: no PROTECTION_PAGE for VMAs whose pages are not copied', () => {
+    const k = machine();
+    const p = k.spawn();
+    const a = pages(p, 4);
+    expect(p.madvise(a, 2 * P, MADV_WIPEONFORK)).toBe(0);
+    expect(p.madvise(a + 2 * P, 2 * P, MADV_DONTFORK)).toBe(0);
+    const { got } = record(p, a);
+    expect(p.fork()).toBeGreaterThan(0);
+    expect(got()).toEqual([]);
+  });
+
+  it('khugepaged collapse: CLEAR of the PMD (collapse_huge_page())', () => {
+    const k = machine();
+    const p = k.spawn();
+    const a = p.mmap(0, PMD_SIZE, RW, ANON);
+    expect(a % PMD_SIZE).toBe(0);
+    p.writeI32(a, 7);
+    expect(p.madvise(a, PMD_SIZE, MADV_HUGEPAGE)).toBe(0);
+    const { got } = record(p, a);
+    expect(k.khugepagedScan().collapsed).toBe(1);
+    expect(got()).toEqual([['MMU_NOTIFY_CLEAR', 0, PMD_SIZE]]);
   });
 
   it('MADV_NORMAL / HUGEPAGE / NOHUGEPAGE change VMA flags only: nothing', () => {

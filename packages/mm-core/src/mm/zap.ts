@@ -12,7 +12,7 @@ import {
   SWP_DEVICE_EXCLUSIVE,
   swpType,
 } from '../pgtable/entry.js';
-import { PG_dirty } from '../phys/memmap.js';
+import { PG_anon, PG_dirty } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
 import { addMmCounter, mmCounter } from './counters.js';
 import { deferredSplitFolio, pmdIsHuge, pmdTransHugeLock, splitHugePmd, zapHugePmd } from './huge.js';
@@ -24,9 +24,18 @@ import { VM_HUGETLB, type Vma } from './types.js';
  * Models zap_pte_range() for [start, end) inside one PTE table, under its PTE lock: every
  * present, zero, device-private, device-exclusive and migration entry is cleared with its rss,
  * rmap and reference. Partially unmapped anon THPs go to the deferred split queue (never device
- * ones, unless bug R7 is switched on).
+ * ones, unless bug R7 is switched on). `evenCows` false models zap_details without even_cows
+ * (unmap_mapping_range() of a hole punch): anonymous folios (COWed private copies) are left
+ * mapped (should_zap_folio()); the zero page and page-cache folios are zapped.
  */
-export function zapPteRange(core: Core, vma: Vma, pteT: number, start: number, end: number): void {
+export function zapPteRange(
+  core: Core,
+  vma: Vma,
+  pteT: number,
+  start: number,
+  end: number,
+  evenCows = true,
+): void {
   const mm = vma.mm;
   const m = core.map;
   const first = pteIndex(start);
@@ -37,8 +46,9 @@ export function zapPteRange(core: Core, vma: Vma, pteT: number, start: number, e
     const lo = ptLo(core, pteT, i);
     const hi = ptHi(core, pteT, i);
     if (lo === 0 && hi === 0) continue;
-    ptSet(core, pteT, i, 0, 0);
     const pfn = entryPfn(lo, hi);
+    if (!evenCows && !(entryPresent(lo) && lo & _PAGE_SPECIAL) && m.flags[m.head[pfn]] & PG_anon) continue;
+    ptSet(core, pteT, i, 0, 0);
     if (entryPresent(lo)) {
       if (lo & _PAGE_SPECIAL) continue;
       const head = m.head[pfn];
@@ -99,9 +109,10 @@ function unmapHugepageRange(core: Core, vma: Vma, start: number, end: number): v
  * zapped whole under pmd_trans_huge_lock() when the range covers it, or split first
  * (__split_huge_pmd()) when only part of it is zapped; a PMD split under us falls back to the
  * PTE level, which re-reads the PMD (pte_offset_map_lock() fails on a huge or none PMD and the
- * PMD is retried). cond_resched() between PMDs.
+ * PMD is retried). cond_resched() between PMDs. `evenCows`: see {@link zapPteRange} (huge PMDs
+ * are zapped whatever it says, as zap_huge_pmd() does).
  */
-export function* zapRange(core: Core, vma: Vma, start: number, end: number): KGen {
+export function* zapRange(core: Core, vma: Vma, start: number, end: number, evenCows = true): KGen {
   if (vma.flags & VM_HUGETLB) {
     unmapHugepageRange(core, vma, start, end);
     return;
@@ -141,7 +152,7 @@ export function* zapRange(core: Core, vma: Vma, start: number, end: number): KGe
     const pteT = pteTableAt(core, mm, pmdT, addr, false);
     // pte_offset_map_lock() failed: the PMD became huge again under us; retry this PMD.
     if (pteT < 0) continue;
-    zapPteRange(core, vma, pteT, addr, next);
+    zapPteRange(core, vma, pteT, addr, next, evenCows);
     addr = next;
     yield 'zap_pmd_range: cond_resched';
   }

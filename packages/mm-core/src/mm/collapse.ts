@@ -1,0 +1,570 @@
+/**
+ * Anonymous THP collapse (mm/khugepaged.c): the scan of one PMD's PTE table
+ * (hpage_collapse_scan_pmd()), the collapse itself (collapse_huge_page()) and MADV_COLLAPSE
+ * (madvise_collapse()). khugepaged (mm/khugepaged.ts) runs the same scan with its sysfs limits;
+ * MADV_COLLAPSE is not held to them (cc->is_khugepaged is false).
+ *
+ * As in v6.19 the scan runs under the mmap_lock for read; collapse_huge_page() drops it,
+ * allocates the huge folio, and does the collapse under mmap_write_lock() after revalidating
+ * the VMA and the PMD. Result codes are the kernel's enum scan_result names. Not modelled: swap
+ * entries (the model has no swap device, so no PTE is ever a swap entry and
+ * __collapse_huge_page_swapin() never runs), userfaultfd, file/shmem collapse (collapse_file()),
+ * NUMA node selection, memcg charging and the deferred "underused THP" queue.
+ */
+import { EAGAIN, EBUSY, EINVAL, ENOMEM, HPAGE_PMD_NR, HPAGE_PMD_ORDER, PMD_SIZE } from '../constants.js';
+import type { Core } from '../core.js';
+import {
+  allocFolio,
+  folioAddNewAnonRmap,
+  folioGet,
+  folioIsZoneDevice,
+  folioMapcount,
+  folioPut,
+  folioRemoveRmapPtes,
+  folioTestLarge,
+  folioTrylock,
+  folioUnlock,
+} from '../folio.js';
+import {
+  _PAGE_ACCESSED,
+  _PAGE_SPECIAL,
+  _PAGE_UFFD_WP,
+  entryHuge,
+  entryNone,
+  entryPfn,
+  entryPresent,
+  isMigrationType,
+  mkHi,
+  mkPmdLo,
+  swpType,
+} from '../pgtable/entry.js';
+import { PG_anon, PG_locked, PG_lru, PG_referenced } from '../phys/memmap.js';
+import type { KGen } from '../sched/task.js';
+import { linearPageIndex } from './anon.js';
+import { addMmCounter } from './counters.js';
+import { folioMaybeMappedShared } from './folio-shared.js';
+import { deferredSplitFolio, depositTable } from './huge.js';
+import { khugepagedSettings, thpVmaAllowableOrder, thpVmaSuitablePmd } from './khugepaged-state.js';
+import {
+  mmapReadLock,
+  mmapReadUnlock,
+  mmapWriteLock,
+  mmapWriteUnlock,
+  pmdLock,
+  pteLock,
+  ptlUnlock,
+} from './locking.js';
+import { withInvalidationSync } from './notifier.js';
+import { pmdIndex, pmdTableOf, ptHi, ptLo, ptSet, tableHi, tableLo } from './pgtable.js';
+import { MMU_NOTIFY_CLEAR, type MmStruct, VM_EXEC, VM_READ, VM_WRITE, type Vma } from './types.js';
+
+/** Models enum scan_result (mm/khugepaged.c, v6.19) for the results the model can produce. */
+export type ScanResult =
+  | 'SCAN_FAIL'
+  | 'SCAN_SUCCEED'
+  | 'SCAN_NO_PTE_TABLE'
+  | 'SCAN_PMD_MAPPED'
+  | 'SCAN_EXCEED_NONE_PTE'
+  | 'SCAN_EXCEED_SWAP_PTE'
+  | 'SCAN_EXCEED_SHARED_PTE'
+  | 'SCAN_PTE_NON_PRESENT'
+  | 'SCAN_PTE_UFFD_WP'
+  | 'SCAN_LACK_REFERENCED_PAGE'
+  | 'SCAN_PAGE_NULL'
+  | 'SCAN_PAGE_COUNT'
+  | 'SCAN_PAGE_LRU'
+  | 'SCAN_PAGE_LOCK'
+  | 'SCAN_PAGE_ANON'
+  | 'SCAN_PAGE_COMPOUND'
+  | 'SCAN_ANY_PROCESS'
+  | 'SCAN_VMA_NULL'
+  | 'SCAN_VMA_CHECK'
+  | 'SCAN_ADDRESS_RANGE'
+  | 'SCAN_DEL_PAGE_LRU'
+  | 'SCAN_ALLOC_HUGE_PAGE_FAIL'
+  | 'SCAN_CGROUP_CHARGE_FAIL'
+  | 'SCAN_PAGE_FILLED';
+
+/** Models struct collapse_control: who collapses (khugepaged obeys max_ptes_* and "referenced"). */
+export interface CollapseControl {
+  readonly isKhugepaged: boolean;
+}
+
+/** Models collapse_test_exit(): the mm has no users left (it is being torn down). */
+export function collapseTestExit(mm: MmStruct): boolean {
+  return mm.users === 0;
+}
+
+/**
+ * Models find_pmd_or_thp_or_none() + check_pmd_state(): the PMD table when addr's PMD points to a
+ * PTE table; SCAN_NO_PTE_TABLE when there is none (no PMD table, a none PMD, or a non-present PMD
+ * that is not a migration entry, e.g. a device-private PMD); SCAN_PMD_MAPPED for a huge PMD (the
+ * huge zero PMD included) or a PMD migration entry ("migration success or failure will
+ * eventually end up with a present PMD mapping a folio again").
+ */
+export function findPmdOrThpOrNone(
+  core: Core,
+  mm: MmStruct,
+  addr: number,
+): { result: ScanResult; pmdT: number } {
+  const pmdT = pmdTableOf(core, mm, addr, false);
+  if (pmdT < 0) return { result: 'SCAN_NO_PTE_TABLE', pmdT };
+  const mi = pmdIndex(addr);
+  const lo = ptLo(core, pmdT, mi);
+  const hi = ptHi(core, pmdT, mi);
+  if (entryNone(lo, hi)) return { result: 'SCAN_NO_PTE_TABLE', pmdT };
+  if (!entryPresent(lo)) {
+    if (isMigrationType(swpType(lo))) return { result: 'SCAN_PMD_MAPPED', pmdT };
+    return { result: 'SCAN_NO_PTE_TABLE', pmdT };
+  }
+  if (entryHuge(lo)) return { result: 'SCAN_PMD_MAPPED', pmdT };
+  return { result: 'SCAN_SUCCEED', pmdT };
+}
+
+/** The PTE table the PMD entry of addr in `pmdT` points to (the caller checked it is a table). */
+function pmdTable(core: Core, pmdT: number, addr: number): number {
+  const mi = pmdIndex(addr);
+  return entryPfn(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi));
+}
+
+/**
+ * Models is_refcount_suitable() / folio_expected_ref_count() for an anonymous folio outside the
+ * swap cache: every reference is a mapping (a GUP reference or pin makes it unsuitable).
+ */
+function isRefcountSuitable(core: Core, head: number): boolean {
+  return core.map.refcount[head] === folioMapcount(core, head);
+}
+
+/** Models pte_young() || folio_test_young() || folio_test_referenced() (mmu_notifier_test_young() is false). */
+function referencedPte(core: Core, lo: number, head: number): boolean {
+  return (lo & _PAGE_ACCESSED) !== 0 || (core.map.flags[head] & PG_referenced) !== 0;
+}
+
+/**
+ * Models the PTE checks shared by hpage_collapse_scan_pmd() and __collapse_huge_page_isolate():
+ * 'none' for pte_none_or_zero(), 'nonpresent' for a software entry (every software entry of the
+ * model is a non-swap entry: migration, device-private, device-exclusive), 'uffd' for
+ * pte_uffd_wp(), 'null' when vm_normal_page() gives no page or a zone-device page
+ * (device-coherent), else the folio's head.
+ */
+function classifyPte(core: Core, lo: number, hi: number): 'none' | 'nonpresent' | 'uffd' | 'null' | number {
+  if (entryNone(lo, hi)) return 'none';
+  if (entryPresent(lo) && entryPfn(lo, hi) === core.zeroPfn) return 'none';
+  if (!entryPresent(lo)) return 'nonpresent';
+  if (lo & _PAGE_UFFD_WP) return 'uffd';
+  if (lo & _PAGE_SPECIAL) return 'null';
+  const head = core.map.head[entryPfn(lo, hi)];
+  if (folioIsZoneDevice(core, head)) return 'null';
+  return head;
+}
+
+/**
+ * Models hpage_collapse_scan_pmd() (mm/khugepaged.c): with the mmap_lock held for read, look at
+ * the 512 PTEs of the PMD at haddr under the PTE lock. None/zero PTEs count against
+ * max_ptes_none, a non-swap software entry aborts with SCAN_PTE_NON_PRESENT ("abort collapse
+ * scan on non-swap entries": device-private, device-exclusive and migration entries), a
+ * zone-device page is SCAN_PAGE_NULL, a non-anonymous folio SCAN_PAGE_ANON, a folio mapped by
+ * more than one mm counts against max_ptes_shared, then SCAN_PAGE_LRU, SCAN_PAGE_LOCK and
+ * SCAN_PAGE_COUNT (a reference beyond the mappings). khugepaged also needs a young PTE. The
+ * max_ptes_* limits and the "referenced" rule apply only to khugepaged (cc->is_khugepaged).
+ * On SCAN_SUCCEED it calls collapse_huge_page(), which returns with the mmap_lock released
+ * (`mmapLocked` false).
+ */
+export function* hpageCollapseScanPmd(
+  core: Core,
+  mm: MmStruct,
+  haddr: number,
+  cc: CollapseControl,
+): KGen<{ result: ScanResult; mmapLocked: boolean }> {
+  const found = findPmdOrThpOrNone(core, mm, haddr);
+  if (found.result !== 'SCAN_SUCCEED') return { result: found.result, mmapLocked: true };
+  const pteT = pmdTable(core, found.pmdT, haddr);
+  const ptl = pteLock(core, pteT, 'hpage_collapse_scan_pmd');
+  const result = scanPtes(core, pteT, cc);
+  ptlUnlock(core, ptl, 'hpage_collapse_scan_pmd');
+  if (result !== 'SCAN_SUCCEED') return { result, mmapLocked: true };
+  return { result: yield* collapseHugePage(core, mm, haddr, cc), mmapLocked: false };
+}
+
+/** The PTE loop of hpage_collapse_scan_pmd() over table pteT, under its lock. */
+function scanPtes(core: Core, pteT: number, cc: CollapseControl): ScanResult {
+  const s = khugepagedSettings(core);
+  const m = core.map;
+  let none = 0;
+  let shared = 0;
+  let referenced = 0;
+  for (let i = 0; i < HPAGE_PMD_NR; i++) {
+    const lo = ptLo(core, pteT, i);
+    const hi = ptHi(core, pteT, i);
+    const c = classifyPte(core, lo, hi);
+    if (c === 'none') {
+      if (!cc.isKhugepaged || ++none <= s.maxPtesNone) continue;
+      core.vmstat.thp_scan_exceed_none_pte++;
+      return 'SCAN_EXCEED_NONE_PTE';
+    }
+    // A swap entry would count against max_ptes_swap here; the model has none.
+    if (c === 'nonpresent') return 'SCAN_PTE_NON_PRESENT';
+    if (c === 'uffd') return 'SCAN_PTE_UFFD_WP';
+    if (c === 'null') return 'SCAN_PAGE_NULL';
+    const head = c;
+    if (!(m.flags[head] & PG_anon)) return 'SCAN_PAGE_ANON';
+    // "We treat a single page as shared if any part of the THP is shared."
+    if (folioMaybeMappedShared(core, head) && ++shared > s.maxPtesShared && cc.isKhugepaged) {
+      core.vmstat.thp_scan_exceed_share_pte++;
+      return 'SCAN_EXCEED_SHARED_PTE';
+    }
+    if (!(m.flags[head] & PG_lru)) return 'SCAN_PAGE_LRU';
+    if (m.flags[head] & PG_locked) return 'SCAN_PAGE_LOCK';
+    if (!isRefcountSuitable(core, head)) return 'SCAN_PAGE_COUNT';
+    if (cc.isKhugepaged && referencedPte(core, lo, head)) referenced++;
+  }
+  // The kernel also wants half the PTEs young when some are swap entries (`unmapped`).
+  return cc.isKhugepaged && !referenced ? 'SCAN_LACK_REFERENCED_PAGE' : 'SCAN_SUCCEED';
+}
+
+/**
+ * Models hugepage_vma_revalidate(): after the mmap_lock was dropped, the VMA at addr must still
+ * be one a collapse at the PMD may use.
+ */
+export function hugepageVmaRevalidate(
+  core: Core,
+  mm: MmStruct,
+  addr: number,
+  expectAnon: boolean,
+  cc: CollapseControl,
+): { result: ScanResult; vma: Vma | null } {
+  if (collapseTestExit(mm)) return { result: 'SCAN_ANY_PROCESS', vma: null };
+  const vma = mm.findVma(addr) ?? null;
+  if (!vma) return { result: 'SCAN_VMA_NULL', vma };
+  if (!thpVmaSuitablePmd(vma, addr)) return { result: 'SCAN_ADDRESS_RANGE', vma };
+  if (!thpVmaAllowableOrder(core, vma, vma.flags, cc.isKhugepaged ? 'khugepaged' : 'forced'))
+    return { result: 'SCAN_VMA_CHECK', vma };
+  if (expectAnon && (!vma.anonVma || !vma.isAnonymous)) return { result: 'SCAN_PAGE_ANON', vma };
+  return { result: 'SCAN_SUCCEED', vma };
+}
+
+/** A folio __collapse_huge_page_isolate() locked and took off the LRU. */
+function releasePteFolio(core: Core, head: number): void {
+  folioUnlock(core, head);
+  // folio_putback_lru()
+  core.map.flags[head] |= PG_lru;
+  folioPut(core, head);
+}
+
+/**
+ * Models __collapse_huge_page_isolate(): with the PMD cleared and the PTE lock held, check the
+ * PTEs again and lock and isolate every folio (a large folio once, on the compound list). The
+ * refcount must still equal the mappings. On failure everything isolated so far is released.
+ */
+function collapseHugePageIsolate(
+  core: Core,
+  pteT: number,
+  cc: CollapseControl,
+  isolated: number[],
+): ScanResult {
+  const s = khugepagedSettings(core);
+  const m = core.map;
+  let none = 0;
+  let shared = 0;
+  let referenced = 0;
+  const fail = (r: ScanResult): ScanResult => {
+    for (const h of isolated) releasePteFolio(core, h);
+    isolated.length = 0;
+    return r;
+  };
+  for (let i = 0; i < HPAGE_PMD_NR; i++) {
+    const lo = ptLo(core, pteT, i);
+    const hi = ptHi(core, pteT, i);
+    const c = classifyPte(core, lo, hi);
+    if (c === 'none') {
+      if (!cc.isKhugepaged || ++none <= s.maxPtesNone) continue;
+      core.vmstat.thp_scan_exceed_none_pte++;
+      return fail('SCAN_EXCEED_NONE_PTE');
+    }
+    if (c === 'nonpresent') return fail('SCAN_PTE_NON_PRESENT');
+    if (c === 'uffd') return fail('SCAN_PTE_UFFD_WP');
+    if (c === 'null') return fail('SCAN_PAGE_NULL');
+    const head = c;
+    if (!(m.flags[head] & PG_anon)) return fail('SCAN_PAGE_ANON');
+    if (folioMaybeMappedShared(core, head) && ++shared > s.maxPtesShared && cc.isKhugepaged) {
+      core.vmstat.thp_scan_exceed_share_pte++;
+      return fail('SCAN_EXCEED_SHARED_PTE');
+    }
+    if (!(folioTestLarge(core, head) && isolated.includes(head))) {
+      if (!folioTrylock(core, head)) return fail('SCAN_PAGE_LOCK');
+      if (!isRefcountSuitable(core, head)) {
+        folioUnlock(core, head);
+        return fail('SCAN_PAGE_COUNT');
+      }
+      // folio_isolate_lru()
+      if (!(m.flags[head] & PG_lru)) {
+        folioUnlock(core, head);
+        return fail('SCAN_DEL_PAGE_LRU');
+      }
+      m.flags[head] &= ~PG_lru;
+      folioGet(core, head);
+      isolated.push(head);
+    }
+    if (cc.isKhugepaged && referencedPte(core, lo, head)) referenced++;
+  }
+  if (cc.isKhugepaged && !referenced) return fail('SCAN_LACK_REFERENCED_PAGE');
+  return 'SCAN_SUCCEED';
+}
+
+/**
+ * Models __collapse_huge_page_copy() + __collapse_huge_page_copy_succeeded(): copy each page
+ * into the new folio (none and zero PTEs become zero pages of it), then clear the PTEs, drop the
+ * old folios' rmaps and references (a large source folio a batch at a time) and put the
+ * isolated folios back. MM_ANONPAGES ends counting the whole new folio. A source folio still
+ * mapped elsewhere (COW-shared with a child) keeps the child's mappings.
+ */
+function collapseHugePageCopy(core: Core, vma: Vma, pteT: number, folio: number, isolated: number[]): void {
+  const m = core.map;
+  const mm = vma.mm;
+  for (let i = 0; i < HPAGE_PMD_NR; i++) {
+    const lo = ptLo(core, pteT, i);
+    const hi = ptHi(core, pteT, i);
+    if (entryNone(lo, hi) || entryPfn(lo, hi) === core.zeroPfn) core.frames.zero(folio + i, 1);
+    else core.frames.copy(folio + i, entryPfn(lo, hi), 1);
+  }
+  for (let i = 0; i < HPAGE_PMD_NR; ) {
+    const lo = ptLo(core, pteT, i);
+    const hi = ptHi(core, pteT, i);
+    if (entryNone(lo, hi) || entryPfn(lo, hi) === core.zeroPfn) {
+      addMmCounter(mm, 'MM_ANONPAGES', 1);
+      ptSet(core, pteT, i, 0, 0);
+      i++;
+      continue;
+    }
+    const pfn = entryPfn(lo, hi);
+    const head = m.head[pfn];
+    // folio_pte_batch(): consecutive PTEs mapping consecutive pages of the same large folio.
+    let nr = 1;
+    if (folioTestLarge(core, head))
+      while (i + nr < HPAGE_PMD_NR) {
+        const l2 = ptLo(core, pteT, i + nr);
+        const h2 = ptHi(core, pteT, i + nr);
+        if (!entryPresent(l2) || entryPfn(l2, h2) !== pfn + nr || m.head[pfn + nr] !== head) break;
+        nr++;
+      }
+    for (let k = 0; k < nr; k++) ptSet(core, pteT, i + k, 0, 0);
+    folioRemoveRmapPtes(core, head, pfn, nr);
+    folioPut(core, head, nr);
+    i += nr;
+  }
+  for (const h of isolated) {
+    // __folio_remove_rmap(): a large folio left partially mapped goes to the deferred split queue.
+    if (folioTestLarge(core, h) && m.largeMapcount[h] > 0) {
+      const n = m.folioNrPages(h);
+      for (let k = 0; k < n; k++)
+        if (m.mapcount[h + k] === 0) {
+          deferredSplitFolio(core, h);
+          break;
+        }
+    }
+    releasePteFolio(core, h);
+  }
+}
+
+/**
+ * Models collapse_huge_page() (mm/khugepaged.c). Called with the mmap_lock held for read and
+ * returns with it released: allocate the folio (alloc_charge_folio(): THP_COLLAPSE_ALLOC or
+ * THP_COLLAPSE_ALLOC_FAILED) without the lock, take mmap_write_lock(), revalidate the VMA and
+ * the PMD (check_pmd_still_valid()), then under the anon_vma lock and an MMU_NOTIFY_CLEAR
+ * invalidation clear the PMD (pmdp_collapse_flush()), isolate the PTEs' folios
+ * (__collapse_huge_page_isolate(); on failure the PMD is put back), copy, and map the new folio
+ * by a dirty huge PMD with the VMA's protection, the emptied PTE table deposited.
+ */
+export function* collapseHugePage(
+  core: Core,
+  mm: MmStruct,
+  haddr: number,
+  cc: CollapseControl,
+): KGen<ScanResult> {
+  mmapReadUnlock(core, mm, 'collapse_huge_page');
+  const folio = allocFolio(core, HPAGE_PMD_ORDER, false);
+  if (folio < 0) {
+    core.vmstat.thp_collapse_alloc_failed++;
+    return 'SCAN_ALLOC_HUGE_PAGE_FAIL';
+  }
+  core.vmstat.thp_collapse_alloc++;
+  let result: ScanResult = 'SCAN_FAIL';
+  try {
+    yield 'collapse_huge_page: folio allocated, mmap_lock not held';
+    yield* mmapWriteLock(core, mm, 'collapse_huge_page');
+    try {
+      result = yield* collapseHugePageLocked(core, mm, haddr, cc, folio);
+    } finally {
+      mmapWriteUnlock(core, mm, 'collapse_huge_page');
+    }
+  } finally {
+    if (result !== 'SCAN_SUCCEED') folioPut(core, folio);
+  }
+  return result;
+}
+
+/** collapse_huge_page() under mmap_write_lock(): from hugepage_vma_revalidate() to set_pmd_at(). */
+function* collapseHugePageLocked(
+  core: Core,
+  mm: MmStruct,
+  haddr: number,
+  cc: CollapseControl,
+  folio: number,
+): KGen<ScanResult> {
+  // The kernel revalidates once under the read lock (and swaps in) and again under the write
+  // lock; without swap entries only the second one matters.
+  const rv = hugepageVmaRevalidate(core, mm, haddr, true, cc);
+  if (rv.result !== 'SCAN_SUCCEED' || !rv.vma) return rv.result;
+  const vma = rv.vma;
+  // check_pmd_still_valid()
+  const found = findPmdOrThpOrNone(core, mm, haddr);
+  if (found.result !== 'SCAN_SUCCEED') return found.result;
+  const pmdT = found.pmdT;
+  const mi = pmdIndex(haddr);
+  const av = vma.anonVma;
+  if (!av) return 'SCAN_PAGE_ANON';
+  yield* av.root.rwsem.downWrite(core.sched, 'collapse_huge_page');
+  let pteT = -1;
+  let result: ScanResult;
+  const isolated: number[] = [];
+  try {
+    pteT = yield* withInvalidationSync(mm, haddr, haddr + PMD_SIZE, MMU_NOTIFY_CLEAR, null, () => {
+      // pmdp_collapse_flush() under the PMD lock.
+      const pmdPtl = pmdLock(core, pmdT, 'collapse_huge_page');
+      const t = pmdTable(core, pmdT, haddr);
+      ptSet(core, pmdT, mi, 0, 0);
+      mm.tlb.flushRange(haddr, haddr + PMD_SIZE);
+      ptlUnlock(core, pmdPtl, 'collapse_huge_page');
+      return t;
+    });
+    const ptePtl = pteLock(core, pteT, '__collapse_huge_page_isolate');
+    result = collapseHugePageIsolate(core, pteT, cc, isolated);
+    ptlUnlock(core, ptePtl, '__collapse_huge_page_isolate');
+    if (result !== 'SCAN_SUCCEED') {
+      // pmd_populate(): the PTE table goes back.
+      const pmdPtl = pmdLock(core, pmdT, 'collapse_huge_page');
+      ptSet(core, pmdT, mi, tableLo(pteT), tableHi(pteT));
+      ptlUnlock(core, pmdPtl, 'collapse_huge_page');
+      return result;
+    }
+  } finally {
+    av.root.rwsem.upWrite(core.sched, 'collapse_huge_page');
+  }
+  const ptl = pteLock(core, pteT, '__collapse_huge_page_copy');
+  collapseHugePageCopy(core, vma, pteT, folio, isolated);
+  ptlUnlock(core, ptl, '__collapse_huge_page_copy');
+  // folio_mk_pmd(folio, vma->vm_page_prot), maybe_pmd_mkwrite(pmd_mkdirty()): protections come
+  // from the VMA (PROT_NONE stays inaccessible, read-only stays read-only).
+  const w = (vma.flags & VM_WRITE) !== 0;
+  const protnone = !(vma.flags & (VM_READ | VM_WRITE | VM_EXEC));
+  const pmdPtl = pmdLock(core, pmdT, 'collapse_huge_page');
+  folioAddNewAnonRmap(core, folio, av.id, linearPageIndex(vma, haddr), true);
+  core.map.flags[folio] |= PG_lru;
+  depositTable(mm, haddr, pteT);
+  ptSet(core, pmdT, mi, mkPmdLo(folio, w, true, true, protnone), mkHi(folio));
+  ptlUnlock(core, pmdPtl, 'collapse_huge_page');
+  return 'SCAN_SUCCEED';
+}
+
+/**
+ * Models madvise_collapse_errno(): MADV_COLLAPSE reports why the last PMD failed. -ENOMEM when
+ * the huge folio could not be allocated, -EBUSY for a memcg charge failure or too many none PTEs
+ * (userfaultfd only), -EAGAIN for transient folio states (refcount, lock, LRU), -EINVAL for
+ * everything else.
+ */
+export function madviseCollapseErrno(r: ScanResult): number {
+  switch (r) {
+    case 'SCAN_ALLOC_HUGE_PAGE_FAIL':
+      return -ENOMEM;
+    case 'SCAN_CGROUP_CHARGE_FAIL':
+    case 'SCAN_EXCEED_NONE_PTE':
+      return -EBUSY;
+    case 'SCAN_PAGE_COUNT':
+    case 'SCAN_PAGE_LOCK':
+    case 'SCAN_PAGE_LRU':
+    case 'SCAN_DEL_PAGE_LRU':
+    case 'SCAN_PAGE_FILLED':
+      return -EAGAIN;
+    default:
+      return -EINVAL;
+  }
+}
+
+/** What madvise_collapse() tells its caller beyond the errno: whether the mmap_lock was dropped. */
+export interface MadviseCollapseOut {
+  lockDropped: boolean;
+}
+
+/**
+ * Models madvise_collapse() (mm/khugepaged.c) on one VMA's part [start, end) of the range, with
+ * the mmap_lock held for read: -EINVAL unless the VMA allows a forced PMD collapse; then every
+ * aligned PMD of the part is scanned and collapsed without khugepaged's limits. A PMD already
+ * huge counts as collapsed (SCAN_PMD_MAPPED); no PTE table (SCAN_NO_PTE_TABLE), a non-present
+ * entry, a zone-device page or a transient folio state fails that PMD and the walk goes on; any
+ * other result stops it. Returns 0 when every PMD is huge at the end, else
+ * madvise_collapse_errno() of the last failure. The lock is held again on return.
+ */
+export function* madviseCollapse(
+  core: Core,
+  vma0: Vma,
+  start: number,
+  end: number,
+  out: MadviseCollapseOut,
+): KGen<number> {
+  const mm = vma0.mm;
+  if (!thpVmaAllowableOrder(core, vma0, vma0.flags, 'forced')) return -EINVAL;
+  const cc: CollapseControl = { isKhugepaged: false };
+  const hstart = Math.ceil(start / PMD_SIZE) * PMD_SIZE;
+  let hend = Math.floor(end / PMD_SIZE) * PMD_SIZE;
+  let vma: Vma = vma0;
+  let mmapLocked = true;
+  let thps = 0;
+  let lastFail: ScanResult = 'SCAN_FAIL';
+  walk: for (let addr = hstart; addr < hend; addr += PMD_SIZE) {
+    if (!mmapLocked) {
+      yield 'madvise_collapse: cond_resched';
+      yield* mmapReadLock(core, mm, 'madvise_collapse');
+      mmapLocked = true;
+      out.lockDropped = true;
+      const rv = hugepageVmaRevalidate(core, mm, addr, false, cc);
+      if (rv.result !== 'SCAN_SUCCEED' || !rv.vma) {
+        lastFail = rv.result;
+        break;
+      }
+      vma = rv.vma;
+      hend = Math.min(hend, Math.floor(vma.end / PMD_SIZE) * PMD_SIZE);
+    }
+    const r = yield* hpageCollapseScanPmd(core, mm, addr, cc);
+    if (!r.mmapLocked) {
+      mmapLocked = false;
+      out.lockDropped = true;
+    }
+    switch (r.result) {
+      case 'SCAN_SUCCEED':
+      case 'SCAN_PMD_MAPPED':
+        thps++;
+        break;
+      // "Whitelisted set of results where continuing OK".
+      case 'SCAN_NO_PTE_TABLE':
+      case 'SCAN_PTE_NON_PRESENT':
+      case 'SCAN_PTE_UFFD_WP':
+      case 'SCAN_LACK_REFERENCED_PAGE':
+      case 'SCAN_PAGE_NULL':
+      case 'SCAN_PAGE_COUNT':
+      case 'SCAN_PAGE_LOCK':
+      case 'SCAN_PAGE_COMPOUND':
+      case 'SCAN_PAGE_LRU':
+      case 'SCAN_DEL_PAGE_LRU':
+        lastFail = r.result;
+        break;
+      default:
+        lastFail = r.result;
+        break walk;
+    }
+  }
+  // "Caller expects us to hold mmap_lock on return".
+  if (!mmapLocked) yield* mmapReadLock(core, mm, 'madvise_collapse');
+  // (hend - hstart) >> HPAGE_PMD_SHIFT is unsigned: a part with no aligned PMD start below its
+  // aligned end (hend < hstart) can never match, so it fails with -EINVAL.
+  return hend >= hstart && thps === (hend - hstart) / PMD_SIZE ? 0 : madviseCollapseErrno(lastFail);
+}

@@ -19,7 +19,7 @@ import type { KGen } from '../sched/task.js';
 import { fatalSignalPending } from '../signal.js';
 import { handleMmFault } from './fault.js';
 import { checkVmaFlags, followPage } from './gup.js';
-import { type MmStruct, VM_IO, VM_PFNMAP, VM_READ, VM_WRITE, type Vma } from './types.js';
+import type { MmStruct, Vma } from './types.js';
 
 /** Bound on fault retries for one page before the populate is reported as a livelock. */
 const POPULATE_RETRY_BOUND = 10_000;

@@ -4,14 +4,17 @@
  */
 import type { ThpMode } from '../core.js';
 import { installMmCoreChecker } from '../invariants.js';
-import { Kernel } from '../kernel.js';
+import { Kernel, type KernelOptions } from '../kernel.js';
 import { readPmd } from '../mm/pgtable.js';
 import { entryKind } from '../pgtable/entry.js';
 import type { Process } from '../process.js';
 
-/** A 256 MiB machine with checkInvariants on and the mm-core checker installed. */
-export function machine(thp: ThpMode = 'madvise'): Kernel {
-  const k = new Kernel({ ramBytes: 256 << 20, thp, checkInvariants: true });
+/**
+ * A 256 MiB machine (with the default 1 GiB swap area unless `opts` says otherwise) with
+ * checkInvariants on and the mm-core checker installed.
+ */
+export function machine(thp: ThpMode = 'madvise', opts: KernelOptions = {}): Kernel {
+  const k = new Kernel({ ramBytes: 256 << 20, thp, checkInvariants: true, ...opts });
   installMmCoreChecker(k);
   return k;
 }

@@ -34,7 +34,7 @@ import {
   swpOffset,
   swpType,
 } from '../pgtable/entry.js';
-import { PG_anon, PG_anon_exclusive, PG_swapbacked, PG_swapcache, PG_uptodate } from '../phys/memmap.js';
+import { PG_anon, PG_anon_exclusive, PG_swapbacked, PG_swapcache } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
 import { anonVmaPrepare, linearPageIndex } from './anon.js';
 import { addMmCounter } from './counters.js';
@@ -169,7 +169,9 @@ export function* doSwapPage(
   const stillTable =
     entryPresent(pmdLo) && !entryHuge(pmdLo) && entryPfn(pmdLo, ptHi(core, pmdT, pmdIndex(addr))) === pteT;
   const ptl = stillTable ? pteLock(core, pteT, 'do_swap_page') : null;
-  if (!ptl || ptLo(core, pteT, i) !== lo || ptHi(core, pteT, i) !== hi || !(m.flags[folio] & PG_uptodate)) {
+  // (The kernel also fails a folio that is not uptodate with SIGBUS: reads here are synchronous
+  // and succeed, and the model does not keep PG_uptodate on anonymous folios.)
+  if (!ptl || ptLo(core, pteT, i) !== lo || ptHi(core, pteT, i) !== hi) {
     // out_nomap: somebody else already faulted this PTE in (or freed it).
     if (ptl) ptlUnlock(core, ptl, 'do_swap_page');
     folioUnlock(core, folio);

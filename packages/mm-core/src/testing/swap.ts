@@ -4,11 +4,13 @@
  * folios mapped once in a range, then reclaim_pages()), and readers of swap state.
  */
 import { PAGE_SIZE } from '../constants.js';
-import { folioGet, folioIsZoneDevice } from '../folio.js';
+import type { Core } from '../core.js';
+import { folioGet, folioIsZoneDevice, folioMapcount } from '../folio.js';
 import type { Kernel } from '../kernel.js';
 import { mmapReadLock, mmapReadUnlock } from '../mm/locking.js';
 import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo } from '../mm/pgtable.js';
 import { swapCount, swpEntryVal } from '../mm/swapfile.js';
+import type { MmStruct } from '../mm/types.js';
 import { reclaimPages } from '../mm/vmscan.js';
 import {
   _PAGE_PSE,
@@ -29,10 +31,16 @@ import type { KGen } from '../sched/task.js';
  * reclaimPages(). Returns the pages reclaimed. The invariant checker runs afterwards.
  */
 export function pageout(k: Kernel, p: Process, addr: number, len: number): number {
-  const core = k.core;
+  const n = k.core.sched.runSync(pageoutGen(k.core, p.mm, addr, len), 'pageout');
+  k.afterSyscall('pageout');
+  return n;
+}
+
+/** {@link pageout} as a kernel task body (for concurrent runs). */
+export function* pageoutGen(core: Core, mm: MmStruct, addr: number, len: number): KGen<number> {
   const m = core.map;
   const run = function* (): KGen<number> {
-    yield* mmapReadLock(core, p.mm, 'madvise_lock');
+    yield* mmapReadLock(core, mm, 'madvise_lock');
     try {
       const list: number[] = [];
       const isolate = (head: number) => {
@@ -42,7 +50,7 @@ export function pageout(k: Kernel, p: Process, addr: number, len: number): numbe
         list.push(head);
       };
       for (let a = addr; a < addr + len; a += PAGE_SIZE) {
-        const pmdT = pmdTableOf(core, p.mm, a, false);
+        const pmdT = pmdTableOf(core, mm, a, false);
         if (pmdT < 0) continue;
         const lo = ptLo(core, pmdT, pmdIndex(a));
         const hi = ptHi(core, pmdT, pmdIndex(a));
@@ -57,7 +65,9 @@ export function pageout(k: Kernel, p: Process, addr: number, len: number): numbe
           const plo = ptLo(core, t, pteIndex(a));
           if (!entryPresent(plo) || plo & _PAGE_SPECIAL) continue;
           pfn = entryPfn(plo, ptHi(core, t, pteIndex(a)));
-          if (m.mapcount[pfn] > 1 || m.largeMapcount[m.head[pfn]] > 1) continue;
+          // Mapped once per page and not more often than it has pages: not shared with another mm
+          // (folio_maybe_mapped_shared(), for this single-process helper).
+          if (m.mapcount[pfn] > 1 || folioMapcount(core, m.head[pfn]) > m.folioNrPages(m.head[pfn])) continue;
         }
         const head = m.head[pfn];
         if (folioIsZoneDevice(core, head) || !(m.flags[head] & PG_anon)) continue;
@@ -65,12 +75,10 @@ export function pageout(k: Kernel, p: Process, addr: number, len: number): numbe
       }
       return yield* reclaimPages(core, list);
     } finally {
-      mmapReadUnlock(core, p.mm, 'madvise_unlock');
+      mmapReadUnlock(core, mm, 'madvise_unlock');
     }
   };
-  const n = core.sched.runSync(run(), 'pageout');
-  k.afterSyscall('pageout');
-  return n;
+  return yield* run();
 }
 
 /** The PTE at addr of p as [lo, hi], or [0, 0] without a PTE table (no THP PMD expected). */

@@ -54,8 +54,9 @@ import {
 import { VM_EXEC, VM_LOCKED, VM_READ, VM_WRITE, type Vma } from './types.js';
 
 /**
- * The do_wp_page() of fault.ts, handed in by the caller (a write fault that do_swap_page()
- * could not make writable continues there): (orig PTE low word, high word) -> VM_FAULT_* bits.
+ * Models the do_wp_page(vmf) call at the end of do_swap_page(): fault.ts hands in its
+ * do_wp_page() (a write fault that do_swap_page() could not make writable continues there):
+ * (orig PTE low word, high word) -> VM_FAULT_* bits.
  */
 export type SwapWpFault = (lo: number, hi: number) => KGen<number>;
 

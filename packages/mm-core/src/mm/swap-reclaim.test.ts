@@ -11,10 +11,11 @@ import {
   PROT_WRITE,
 } from '../constants.js';
 import { walkPfn } from '../cpu.js';
+import { folioGet, folioPut, folioUnlock } from '../folio.js';
 import { registerRefHolder } from '../invariants.js';
 import type { Kernel } from '../kernel.js';
 import { KernelBug } from '../kernel-bug.js';
-import { PG_swapbacked, PG_swapcache } from '../phys/memmap.js';
+import { PG_lru, PG_swapbacked, PG_swapcache } from '../phys/memmap.js';
 import type { Process } from '../process.js';
 import { parseSchedule } from '../sched/schedule.js';
 import { machine, pmdKind } from '../testing/helpers.js';
@@ -28,9 +29,11 @@ import {
   hmmPfnToPfn,
   hmmRangeFault,
 } from './hmm.js';
-import { mmapReadLock, mmapReadUnlock } from './locking.js';
+import { folioLockWait, mmapReadLock, mmapReadUnlock } from './locking.js';
+import { splitFolioMapped } from './split.js';
 import { swpEntryOffset } from './swapfile.js';
-import { MmuIntervalNotifier } from './types.js';
+import { MmuIntervalNotifier, VM_LOCKED } from './types.js';
+import { reclaimPages } from './vmscan.js';
 
 const RW = PROT_READ | PROT_WRITE;
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
@@ -329,5 +332,86 @@ describe('swap under concurrency (seeded schedules)', () => {
       expect(p.readI32(a + 3 * PAGE_SIZE)).toBe(1000 + seed);
       expect(k.check()).toEqual([]);
     }
+  });
+});
+
+describe('a THP kept in the swap cache (large swap-cache folios)', () => {
+  /**
+   * A THP shared with a child whose VMA is mlocked (VM_LOCKED set as mlock() would): reclaim
+   * gives it a cluster and turns the parent's PMD into 512 swap PTEs, then try_to_unmap_one()
+   * stops at the locked VMA, so the folio stays mapped by the child and in the swap cache.
+   */
+  function keptThp(k: Kernel, p: Process): { a: number; head: number; child: Process } {
+    const a = p.mmap(0, PMD_SIZE, RW, ANON);
+    expect(p.madvise(a, PMD_SIZE, MADV_HUGEPAGE)).toBe(0);
+    for (let i = 0; i < 512; i++) p.writeI32(a + i * PAGE_SIZE, i + 9);
+    const child = k.task(p.fork());
+    if (!child) throw new Error('fork failed');
+    const cv = child.mm.vmaLookup(a);
+    if (!cv) throw new Error('no child VMA');
+    cv.flags |= VM_LOCKED;
+    const head = k.core.map.head[pfnAt(k, p, a)];
+    k.core.map.flags[head] &= ~PG_lru;
+    folioGet(k.core, head);
+    expect(k.core.sched.runSync(reclaimPages(k.core, [head]), 'reclaim')).toBe(0);
+    k.afterSyscall('reclaim');
+    expect(p.mm.rss.MM_SWAPENTS).toBe(512);
+    expect(pmdKind(k, child, a)).toBe('huge');
+    expect(k.core.map.folioOrder(head)).toBe(9);
+    expect(k.core.map.flags[head] & PG_swapcache).toBe(PG_swapcache);
+    expect(k.core.vmstat.pswpout).toBe(0);
+    return { a, head, child };
+  }
+
+  it('maps the whole folio back on one fault when all its swap PTEs are still in place (do_swap_page() large swap-cache folio)', () => {
+    const k = machine();
+    const p = k.spawn();
+    const { a, head, child } = keptThp(k, p);
+    expect(p.readI32(a + 100 * PAGE_SIZE)).toBe(109);
+    expect(p.mm.rss.MM_SWAPENTS).toBe(0);
+    expect(p.mm.rss.MM_ANONPAGES).toBe(512);
+    // The child's PMD mapping and the parent's 512 PTEs.
+    expect(k.core.map.largeMapcount[head]).toBe(513);
+    expect(k.core.vmstat.pswpin).toBe(0);
+    for (let i = 0; i < 512; i += 37) expect(p.readI32(a + i * PAGE_SIZE)).toBe(i + 9);
+    expect(k.check()).toEqual([]);
+    // A write COWs (the page is shared with the child); the child keeps its data.
+    p.writeI32(a, -5);
+    expect(child.readI32(a)).toBe(9);
+    expect(k.check()).toEqual([]);
+  });
+
+  it('maps single pages of it when some swap PTEs are gone, and splits it with the swap cache references', () => {
+    const k = machine();
+    const p = k.spawn();
+    const { a, head, child } = keptThp(k, p);
+    expect(p.munmap(a + PMD_SIZE / 2, PMD_SIZE / 2)).toBe(0);
+    expect(p.mm.rss.MM_SWAPENTS).toBe(256);
+    expect(p.readI32(a + 3 * PAGE_SIZE)).toBe(12);
+    expect(p.mm.rss.MM_SWAPENTS).toBe(255);
+    expect(k.core.map.largeMapcount[head]).toBe(2);
+    expect(k.check()).toEqual([]);
+    child.exit(0);
+    p.waitpid(child.pid);
+    expect(k.check()).toEqual([]);
+    // split_folio() of the mapped swap-cache folio: every piece keeps its slot's cache entry.
+    const r = k.core.sched.runSync(
+      (function* () {
+        folioGet(k.core, head);
+        yield* folioLockWait(k.core, head, 'test');
+        const e = yield* splitFolioMapped(k.core, head);
+        folioUnlock(k.core, head);
+        folioPut(k.core, head);
+        return e;
+      })(),
+      'split',
+    );
+    expect(r).toBe(0);
+    expect(k.core.map.folioOrder(head)).toBe(0);
+    for (let i = 0; i < 256; i++) expect(p.readI32(a + i * PAGE_SIZE)).toBe(i + 9);
+    expect(k.check()).toEqual([]);
+    p.exit(0);
+    expect(meminfoKb(k.spawn(), 'SwapFree')).toBe(meminfoKb(k.spawn(), 'SwapTotal'));
+    expect(k.check()).toEqual([]);
   });
 });

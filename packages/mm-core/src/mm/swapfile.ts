@@ -42,9 +42,9 @@ export const TTRS_ANYWAY = 0x1;
 export const TTRS_UNMAPPED = 0x2;
 export const TTRS_FULL = 0x4;
 
-/** The default swap size of a machine: 1 GiB (a swap partition, like a distribution install). */
+/** Model-only: the default swap size of a machine, 1 GiB (a swap partition, like a distribution install). */
 export const DEFAULT_SWAP_BYTES = 2 ** 30;
-/** The largest swap device the model accepts (16 Mi slots). */
+/** Model-only: the largest swap area the model accepts (16 Mi slots). */
 export const MAX_SWAP_BYTES = 64 * 2 ** 30;
 
 /** swp_entry_t.val of the model: type * 2^40 + offset (the offset field of a PTE has 40 bits). */
@@ -65,7 +65,7 @@ export function swpEntryOffset(val: number): number {
   return val % TYPE_SCALE;
 }
 
-/** Formats an entry as the kernel's swap messages do ("type:offset" in hex). */
+/** Model-only: names an entry for messages ("type:offset", the offset in hex). */
 export function swpEntryName(val: number): string {
   return `${swpEntryType(val)}:0x${swpEntryOffset(val).toString(16)}`;
 }
@@ -125,7 +125,7 @@ export class SwapInfo {
     this.data = new Frames(pool);
   }
 
-  /** Number of clusters (the last one may be partial). */
+  /** Models si->cluster_info's length: clusters of the area (the last one may be partial). */
   get nrClusters(): number {
     return Math.ceil(this.max / SWAPFILE_CLUSTER);
   }
@@ -162,7 +162,7 @@ export class SwapInfo {
     this.order[0] = 0;
   }
 
-  /** Slots in use in cluster c (the header slot counts), per the cluster's own counter. */
+  /** Models swap_cluster_info->count: slots in use in cluster c (the header slot counts). */
   clusterUsed(c: number): number {
     return this.used === null ? 0 : this.used[c];
   }
@@ -225,7 +225,7 @@ export class SwapInfo {
     return got;
   }
 
-  /** A slot became used (a count or a cache entry where there was neither). */
+  /** Models swap_range_alloc() for one slot: it became used (a count or a cache entry where there was neither). */
   slotUsed(off: number): void {
     const c = Math.floor(off / SWAPFILE_CLUSTER);
     (this.used as Uint16Array)[c]++;

@@ -14,7 +14,7 @@
  * reclaimed (shmem_writeout() is not modelled: they go back to the LRU untouched); zone-device
  * folios are never on an LRU, so they never get here (and are kept if handed in).
  */
-import { HPAGE_PMD_NR, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_SIZE } from '../constants.js';
+import { EBUSY, HPAGE_PMD_NR, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_SIZE } from '../constants.js';
 import type { Core } from '../core.js';
 import {
   folioBugOn,
@@ -86,7 +86,7 @@ export const TTU_IGNORE_MLOCK = 0x8;
  * unless the folio may be pinned: -EBUSY then.
  */
 function folioTryShareAnonRmapPte(core: Core, head: number, page: number): number {
-  if (folioMaybeDmaPinned(core, head)) return -16;
+  if (folioMaybeDmaPinned(core, head)) return -EBUSY;
   core.map.flags[page] &= ~PG_anon_exclusive;
   return 0;
 }
@@ -307,7 +307,7 @@ function removeMapping(core: Core, head: number): boolean {
   return true;
 }
 
-/** Per-call counters of shrink_folio_list() (struct reclaim_stat, the parts the model keeps). */
+/** Models struct reclaim_stat (the parts the model keeps): per-call counters of shrink_folio_list(). */
 export interface ReclaimStat {
   /** Folios (pages) written to swap (nr_pageout). */
   nrPageout: number;

@@ -8,6 +8,7 @@
  */
 import { HPAGE_PMD_ORDER } from '../constants.js';
 import type { Core } from '../core.js';
+import { ModelBug } from '../errors.js';
 import { allocFolio, folioBugOn, folioLock, folioPut, folioUnlock } from '../folio.js';
 import { PG_dirty, PG_locked, PG_lru, PG_swapbacked, PG_swapcache, PG_uptodate } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
@@ -30,7 +31,7 @@ export function swapReadFolio(core: Core, head: number): void {
   folioBugOn(core, (m.flags[head] & PG_uptodate) !== 0, head, 'swap_read_folio: folio already uptodate');
   const entry = m.priv[head];
   const si = swapEntryToInfo(core, entry);
-  if (!si) throw new RangeError('swap_read_folio: folio without a valid swap entry');
+  if (!si) throw new ModelBug('swap_read_folio: folio without a valid swap entry');
   const nr = m.folioNrPages(head);
   core.frames.copy(head, swpEntryOffset(entry), nr, si.data);
   core.vmstat.pswpin += nr;
@@ -55,7 +56,7 @@ export function swapWriteout(core: Core, head: number): number {
   }
   const entry = m.priv[head];
   const si = swapEntryToInfo(core, entry);
-  if (!si) throw new RangeError('swap_writeout: folio without a valid swap entry');
+  if (!si) throw new ModelBug('swap_writeout: folio without a valid swap entry');
   const nr = m.folioNrPages(head);
   si.data.copy(swpEntryOffset(entry), head, nr, core.frames);
   core.vmstat.pswpout += nr;

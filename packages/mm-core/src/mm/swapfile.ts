@@ -18,6 +18,7 @@
  */
 import { ENOENT, ENOMEM, HPAGE_PMD_NR, HPAGE_PMD_ORDER, PAGE_SIZE } from '../constants.js';
 import type { Core } from '../core.js';
+import { ModelBug } from '../errors.js';
 import { folioBugOn, folioMapped, folioPut, folioTryGet, folioTrylock, folioUnlock } from '../folio.js';
 import { MAX_SWAPFILES } from '../pgtable/entry.js';
 import { Frames } from '../phys/frames.js';
@@ -303,7 +304,7 @@ export function swapEntryToInfo(core: Core, entry: number): SwapInfo | undefined
 /** Like {@link swapEntryToInfo}, for paths that hold the entry: a bad one is a model bug. */
 function infoOf(core: Core, entry: number, fn: string): SwapInfo {
   const si = swapEntryToInfo(core, entry);
-  if (!si) throw new RangeError(`${fn}: Bad swap file entry ${swpEntryName(entry)}`);
+  if (!si) throw new ModelBug(`${fn}: Bad swap file entry ${swpEntryName(entry)}`);
   return si;
 }
 
@@ -448,7 +449,7 @@ export function swapFreeNr(core: Core, entry: number, nr = 1): void {
   const map = si.swapMap;
   for (let k = 0; k < nr; k++) {
     if (map[off + k] <= 0)
-      throw new RangeError(`swap_free_nr: swap count underflow at ${swpEntryName(entry + k)}`);
+      throw new ModelBug(`swap_free_nr: swap count underflow at ${swpEntryName(entry + k)}`);
     map[off + k]--;
     if (map[off + k] === 0 && si.table[off + k] === 0) si.slotFreed(off + k);
   }
@@ -468,7 +469,7 @@ export function freeSwapAndCacheNr(core: Core, entry: number, nr = 1): void {
   let onlyCache = false;
   for (let k = 0; k < nr; k++) {
     if (map[off + k] <= 0)
-      throw new RangeError(`free_swap_and_cache_nr: swap count underflow at ${swpEntryName(entry + k)}`);
+      throw new ModelBug(`free_swap_and_cache_nr: swap count underflow at ${swpEntryName(entry + k)}`);
     map[off + k]--;
     if (map[off + k] !== 0) continue;
     if (tab[off + k] === 0) si.slotFreed(off + k);

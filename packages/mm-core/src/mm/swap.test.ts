@@ -11,6 +11,7 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from '../constants.js';
+import { SignalDelivered } from '../errors.js';
 import { Kernel } from '../kernel.js';
 import { _PAGE_SWP_EXCLUSIVE, entryPresent } from '../pgtable/entry.js';
 import { PG_swapcache } from '../phys/memmap.js';
@@ -73,6 +74,22 @@ describe('swap area (sys_swapon(), si_swapinfo())', () => {
     expect(pagemap(p, a) >> 63n).toBe(1n);
     expect(p.mm.rss.MM_SWAPENTS).toBe(0);
     expect(badFill(p, a, 4)).toBe(-1);
+    expect(k.check()).toEqual([]);
+  });
+
+  it('without swap, a fault that cannot get memory still ends in the OOM killer (out_of_memory())', () => {
+    const k = machine('madvise', { swapBytes: 0 });
+    const init = k.spawn();
+    const c = k.task(init.fork());
+    if (!c) throw new Error('fork failed');
+    const a = c.mmap(0, 4 * PAGE_SIZE, RW, ANON);
+    k.core.zone.failHook = () => true;
+    expect(() => c.writeI32(a, 1)).toThrow(SignalDelivered);
+    k.core.zone.failHook = undefined;
+    expect(c.state).not.toBe('running');
+    expect(k.core.vmstat.oom_kill).toBe(1);
+    expect(k.core.vmstat.pswpout).toBe(0);
+    expect(init.waitpid(c.pid)).toBe(c.pid);
     expect(k.check()).toEqual([]);
   });
 

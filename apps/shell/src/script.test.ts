@@ -261,7 +261,7 @@ describe('inspection commands', () => {
     expect(t).toMatch(/pfn 0x[0-9a-f]+ \(page 1 of the folio at 0x[0-9a-f]+\)/);
     expect(t).toContain('order 9 (512 pages)  zone ZONE_NORMAL');
     expect(t).toContain('entire_mapcount 1');
-    expect(t).toContain('folio flags: dirty|lru|head|anon|anon_exclusive|large_rmappable');
+    expect(t).toContain('folio flags: dirty|lru|head|swapbacked|anon|anon_exclusive|large_rmappable');
     expect(t).toContain('pgmap -');
     const pfn = Number(e.result.data?.head);
     expect(text(run(s, `folio pfn 0x${pfn.toString(16)}`))).toContain('(folio head)');

@@ -132,7 +132,7 @@ describe('overcommit in the shell', () => {
     const r = run(s, 'mmap 100G').result;
     expect(r.error?.name).toBe('ENOMEM');
     expect(r.lines.at(-1)).toBe(
-      'mmap: ENOMEM — vm.overcommit_memory=0 (heuristic overcommit) refuses a single mapping larger than RAM + swap (256 MiB) in __vm_enough_memory(); `noreserve`, a read-only mapping or `sysctl vm.overcommit_memory=1` would be granted',
+      'mmap: ENOMEM — vm.overcommit_memory=0 (heuristic overcommit) refuses a single mapping larger than RAM + swap (1.2 GiB) in __vm_enough_memory(); `noreserve`, a read-only mapping or `sysctl vm.overcommit_memory=1` would be granted',
     );
     expect(run(s, 'mmap 100G noreserve').result.ok).toBe(true);
     expect(run(s, 'mmap 100G r').result.ok).toBe(true);

@@ -10,6 +10,7 @@ import {
   entryPfn,
   entryPresent,
   isMigrationType,
+  isSwapType,
   type MmStruct,
   PAGE_SIZE,
   PG_locked,
@@ -38,6 +39,8 @@ export function checkRangeQuiescent(w: World, mm: MmStruct, start: number, end: 
   if (mm.pgd < 0) return out;
   const leaf = (addr: number, lo: number, hi: number, level: string) => {
     if (entryNone(lo, hi)) return;
+    // A swap entry's offset field is a swap slot, not a pfn.
+    if (!entryPresent(lo) && isSwapType(swpType(lo))) return;
     const pfn = entryPfn(lo, hi);
     if (!entryPresent(lo) && isMigrationType(swpType(lo)))
       out.push(`${hex(addr)}: a migration ${level} outlives its migration (pfn ${hex(pfn)})`);

@@ -1,6 +1,7 @@
 import {
   type Core,
   EAGAIN,
+  folioFreeSwap,
   folioGet,
   folioIsDevicePrivate,
   folioIsZoneDevice,
@@ -20,6 +21,7 @@ import {
   PG_dirty,
   PG_referenced,
   PG_swapbacked,
+  PG_swapcache,
   PG_uptodate,
   PMD_SIZE,
   pageVmaMappedWalk,
@@ -218,9 +220,12 @@ export function* migrateDevicePagesCore(
       }
       const devDst =
         folioIsDevicePrivate(core, newfolio) || core.pgmapOf(newfolio)?.type === MEMORY_DEVICE_COHERENT;
-      const hasMapping = !folioTestAnon(core, folio) && m.mapping[folio] !== 0;
+      const swapcache = (m.flags[folio] & PG_swapcache) !== 0;
+      const hasMapping = (!folioTestAnon(core, folio) && m.mapping[folio] !== 0) || swapcache;
       if (devDst) {
-        if (hasMapping) {
+        // Only anonymous memory migrates to device memory; a swap-cache folio first tries to
+        // leave the swap cache (folio_free_swap(): no swap PTE may still hold its slot).
+        if (hasMapping && !(swapcache && folioTestAnon(core, folio) && folioFreeSwap(core, folio))) {
           src[i] = mpfnClear(src[i], MIGRATE_PFN_MIGRATE);
           i += nr;
           continue;

@@ -9,6 +9,7 @@ import {
   folioUnlock,
   type KGen,
   PG_lru,
+  PG_swapcache,
   removeMigrationPtes,
   tryToMigrate,
 } from '@hmm-model/mm-core';
@@ -24,15 +25,17 @@ import {
 /**
  * Models migrate_vma_check_page(): the folio holds no references beyond its mappings, the
  * migration's own, the fault handler's (if this is the fault page), ZONE_DEVICE's extra one
- * and, for a page-cache folio, the cache's (folio_mapping() != NULL: 1 + folio_has_private(),
- * and no folio of this model has private data).
+ * and, for a page-cache or swap-cache folio, the cache's (folio_mapping() != NULL:
+ * 1 + folio_has_private(), and no folio of this model has private data).
  */
 export function migrateVmaCheckPage(core: Core, page: number, faultPage: number): boolean {
   const m = core.map;
   const folio = m.head[page];
   let extra = 1 + (page === faultPage ? 1 : 0);
   if (folioIsZoneDevice(core, folio)) extra++;
-  if (!folioTestAnon(core, folio) && m.mapping[folio] !== 0) extra++;
+  // folio_mapping() is also non-NULL for an anonymous folio in the swap cache (the swap
+  // address space); the cache holds one reference per page, counted once here as in the kernel.
+  if ((!folioTestAnon(core, folio) && m.mapping[folio] !== 0) || m.flags[folio] & PG_swapcache) extra++;
   return m.refcount[folio] - extra <= folioMapcount(core, folio);
 }
 

@@ -2,6 +2,7 @@ import { checkBugIds } from './bugs.js';
 import { ModelBug, type Warning } from './errors.js';
 import { KernelEvents } from './events.js';
 import { checkFixIds } from './fixes.js';
+import type { SwapInfo } from './mm/swapfile.js';
 import { BuddyZone } from './phys/buddy.js';
 import { Frames } from './phys/frames.js';
 import type { HostMemoryPool } from './phys/hostpool.js';
@@ -194,6 +195,11 @@ export class Core {
   migrationsInFlight = 0;
   /** Models /sys/kernel/mm/transparent_hugepage/use_zero_page. */
   thpUseZeroPage = true;
+  /**
+   * Models swap_info[]: the swap areas, indexed by swap type (mm/swapfile.ts). Kernel's
+   * constructor swapons the machine's swap area (KernelOptions.swapBytes).
+   */
+  readonly swapInfo: SwapInfo[] = [];
   /** Next pfn free for device ranges (models the iomem free-region search). */
   nextDevicePfn: number;
   readonly ramPages: number;

@@ -11,7 +11,14 @@ import { handleMmFault } from './mm/fault.js';
 import { mmapReadLock, mmapReadUnlock } from './mm/locking.js';
 import { pgdIndex, pmdIndex, pteIndex, pudIndex } from './mm/pgtable.js';
 import type { MmStruct } from './mm/types.js';
-import { _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, entryPfn } from './pgtable/entry.js';
+import {
+  _PAGE_ACCESSED,
+  _PAGE_DIRTY,
+  _PAGE_PRESENT,
+  _PAGE_PSE,
+  _PAGE_RW,
+  entryPfn,
+} from './pgtable/entry.js';
 import { BLOCK_PAGES } from './phys/frames.js';
 import { LivelockFinding } from './sched/findings.js';
 import type { KGen } from './sched/task.js';
@@ -38,7 +45,11 @@ let leafHuge = false;
 
 /**
  * Models the MMU's page walk (no faulting): the pfn that addr maps to with the needed access,
- * or -1. Fills the software TLB on success.
+ * or -1. Fills the software TLB on success. Like x86 hardware, the walk sets the leaf's
+ * accessed bit, and its dirty bit for a write (a write through a TLB entry filled from a clean
+ * PTE walks again to set it: the TLB caches write permission only for dirty entries). Reclaim
+ * relies on this: a writable but clean PTE that is written must end up dirty (try_to_unmap_one()
+ * moves pte_dirty() to the folio, so a swap-cache folio is written out again).
  */
 export function walkPfn(core: Core, mm: MmStruct, addr: number, write: boolean): number {
   const pgd = mm.pgd;
@@ -74,12 +85,17 @@ export function walkPfn(core: Core, mm: MmStruct, addr: number, write: boolean):
     pfn = entryPfn(lo, b[o + 1]);
     leafHuge = false;
   }
+  const ad = _PAGE_ACCESSED | (write ? _PAGE_DIRTY : 0);
+  if ((lo & ad) !== ad) {
+    lo = (lo | ad) >>> 0;
+    b[o] = lo;
+  }
   leafTable = t;
   const vpn = Math.floor(addr / PAGE_SIZE);
   const s = vpn & TLB_MASK;
   mm.tlb.tag[s] = vpn;
   mm.tlb.pfn[s] = pfn;
-  mm.tlb.writable[s] = lo & _PAGE_RW ? 1 : 0;
+  mm.tlb.writable[s] = lo & _PAGE_RW && lo & _PAGE_DIRTY ? 1 : 0;
   return pfn;
 }
 
@@ -154,11 +170,14 @@ function walkRun(core: Core, mm: MmStruct, addr: number, write: boolean, maxPage
   const b = core.frames.block32(leafTable);
   const base = (leafTable & (BLOCK_PAGES - 1)) << 10;
   const need = _PAGE_PRESENT | (write ? _PAGE_RW : 0);
+  const ad = _PAGE_ACCESSED | (write ? _PAGE_DIRTY : 0);
   const last = Math.min(PTRS_PER_TABLE, i + maxPages);
   let n = 1;
   for (let j = i + 1; j < last; j++) {
     const l = b[base + (j << 1)];
     if ((l & need) !== need || entryPfn(l, b[base + (j << 1) + 1]) !== pfn + n) break;
+    // The hardware sets accessed (and dirty for a write) on every page the run touches.
+    if ((l & ad) !== ad) b[base + (j << 1)] = (l | ad) >>> 0;
     n++;
   }
   runPages = n;

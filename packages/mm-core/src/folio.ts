@@ -14,6 +14,8 @@ import {
   PG_partially_mapped,
   PG_present_section,
   PG_reserved,
+  PG_swapbacked,
+  PG_swapcache,
   PG_tail,
   PG_zone_device,
 } from './phys/memmap.js';
@@ -35,6 +37,8 @@ export function dumpFolio(core: Core, pfn: number): string {
     [PG_large_rmappable, 'large_rmappable'],
     [PG_reserved, 'reserved'],
     [PG_hugetlb, 'hugetlb'],
+    [PG_swapbacked, 'swapbacked'],
+    [PG_swapcache, 'swapcache'],
   ];
   for (const [b, n] of bits) if (f & b) names.push(n);
   return (
@@ -221,6 +225,8 @@ export function folioAddNewAnonRmap(
 ): void {
   folioSetAnon(core, head, anonVmaId, index);
   const m = core.map;
+  // __folio_set_swapbacked(): anonymous memory is backed by swap (MADV_FREE clears it).
+  m.flags[head] |= PG_swapbacked;
   if (pmd) {
     folioAddRmapPmd(core, head, true);
   } else {
@@ -336,6 +342,12 @@ export function freeFolio(core: Core, head: number): void {
     }
   }
   folioBugOn(core, (f & PG_locked) !== 0, head, 'freeing a locked folio');
+  folioBugOn(
+    core,
+    (f & PG_swapcache) !== 0,
+    head,
+    'free_pages_prepare: freeing a folio still in the swap cache',
+  );
   folioBugOn(core, folioMapcount(core, head) !== 0, head, 'freeing a mapped folio');
   const order = m.folioOrder(head);
   const n = 1 << order;

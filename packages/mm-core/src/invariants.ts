@@ -12,7 +12,12 @@
  *   PMD, VMA tree shape, no stale software-TLB entry;
  * - globally: every PG_table page reachable exactly once, free buddy blocks disjoint from live
  *   folios and summing to nr_free, no leaked folio, no migration entry or locked folio outside
- *   an in-flight migration (Core.migrationsInFlight), vmstat gauges.
+ *   an in-flight migration (Core.migrationsInFlight), vmstat gauges;
+ * - swap: every swap PTE names a slot of a swap area in a VMA with an anon_vma, each slot's swap
+ *   count equals the swap PTEs naming it (MM_SWAPENTS per mm counts them), every slot in use has
+ *   a count or a swap-cache folio (no leaked slot), the swap cache and the folios' PG_swapcache /
+ *   page private agree both ways (each cached page holds one folio reference), and inuse_pages
+ *   and nr_swapcached match.
  *
  * Other layers extend it: device-side checkers are pushed onto `kernel.checkers` like this
  * one, and code that keeps references across syscalls (drivers, GUP users) reports them with
@@ -23,6 +28,14 @@ import { type Core, MEMORY_DEVICE_PRIVATE } from './core.js';
 import { dumpFolio } from './folio.js';
 import type { Kernel } from './kernel.js';
 import { mmCounter } from './mm/counters.js';
+import {
+  SWAP_MAP_BAD,
+  SWAPFILE_CLUSTER,
+  swapEntryToInfo,
+  swpEntryName,
+  swpEntryOffset,
+  swpEntryVal,
+} from './mm/swapfile.js';
 import {
   AnonVma,
   Inode,
@@ -44,6 +57,7 @@ import {
   entryPfn,
   isDevicePrivateType,
   isMigrationType,
+  isSwapType,
   SWP_DEVICE_EXCLUSIVE,
   SWP_DEVICE_WRITE,
   swpType,
@@ -57,6 +71,7 @@ import {
   PG_head,
   PG_hugetlb,
   PG_locked,
+  PG_swapcache,
   PG_table,
   PG_tail,
   PG_zone_device,
@@ -224,6 +239,8 @@ class MmCoreCheck {
   private readonly tablesSeen = new Map<number, () => string>();
   private readonly inFlight: boolean;
   private readonly liveVmas = new Set<Vma>();
+  /** Swap PTEs found per swap entry value. */
+  private readonly swapRefs = new Map<number, number>();
   private readonly ramStart: number;
   private readonly ramEnd: number;
 
@@ -283,6 +300,7 @@ class MmCoreCheck {
     try {
       for (const [mm, pid] of mms) this.checkMm(mm, pid);
       this.pageCacheAndHolders();
+      this.swapSlots();
       this.scanRam();
       this.checkTouchedOutsideRam();
     } finally {
@@ -425,6 +443,16 @@ class MmCoreCheck {
           return;
         }
         const type = swpType(lo);
+        if (isSwapType(type)) {
+          // A swap entry: pfn is the slot offset.
+          const entry = swpEntryVal(type, pfn);
+          rss.MM_SWAPENTS++;
+          if (!swapEntryToInfo(core, entry))
+            this.report(`${at(addr)}: swap PTE ${swpEntryName(entry)} names no swap slot`);
+          else this.swapRefs.set(entry, (this.swapRefs.get(entry) ?? 0) + 1);
+          if (v && !v.anonVma) this.report(`${at(addr)}: swap PTE in a VMA without an anon_vma`);
+          return;
+        }
         if (!m.valid(pfn)) {
           this.report(`${at(addr)}: software PTE (type ${type}) to invalid pfn ${hex(pfn)}`);
           return;
@@ -608,6 +636,103 @@ class MmCoreCheck {
         });
   }
 
+  // ---- swap -----------------------------------------------------------------------------
+
+  private swapCached = 0;
+
+  /**
+   * Every slot in use of every swap area: its swap count against the swap PTEs found, its
+   * swap-cache page against the folio (PG_swapcache, page private = the entry; one reference
+   * per cached page), and no slot in use without either (a leak). Swap PTEs to free slots are
+   * reported too.
+   */
+  private swapSlots(): void {
+    const core = this.core;
+    const m = this.m;
+    const seen = new Set<number>();
+    for (const si of core.swapInfo) {
+      if (!si.materialised) continue;
+      const map = si.swapMap;
+      const tab = si.table;
+      let inuse = 0;
+      if (map[0] !== SWAP_MAP_BAD) this.report(`swap area ${si.type}: header slot 0 is not SWAP_MAP_BAD`);
+      for (let off = 1; off < si.max; off++) {
+        // Clusters whose counter says empty are skipped (a swap PTE into one is still caught:
+        // its slot is never seen); the others are checked slot by slot, counter included.
+        if (off % SWAPFILE_CLUSTER === 0 || off === 1) {
+          const c = Math.floor(off / SWAPFILE_CLUSTER);
+          const base = c === 0 ? 1 : 0;
+          const end = c * SWAPFILE_CLUSTER + si.clusterSlots(c);
+          if (si.clusterUsed(c) === base) {
+            off = end - 1;
+            continue;
+          }
+          let used = base;
+          for (let o = Math.max(1, c * SWAPFILE_CLUSTER); o < end; o++)
+            if (map[o] !== 0 || tab[o] !== 0) used++;
+          if (used !== si.clusterUsed(c))
+            this.report(
+              `swap area ${si.type}: cluster ${c} counts ${si.clusterUsed(c)} slots in use but has ${used}`,
+            );
+        }
+        const count = map[off];
+        const pfn = tab[off];
+        if (count === 0 && pfn === 0) continue;
+        inuse++;
+        const entry = swpEntryVal(si.type, off);
+        const refs = this.swapRefs.get(entry) ?? 0;
+        seen.add(entry);
+        if (count !== refs)
+          this.report(`swap slot ${swpEntryName(entry)}: swap count ${count} but ${refs} swap PTEs`);
+        if (pfn === 0) continue;
+        this.swapCached++;
+        if (!m.valid(pfn)) {
+          this.report(`swap slot ${swpEntryName(entry)}: swap cache holds invalid pfn ${hex(pfn)}`);
+          continue;
+        }
+        const head = m.head[pfn];
+        if (!(m.flags[head] & PG_swapcache))
+          this.report(`swap slot ${swpEntryName(entry)}: cached folio is not PG_swapcache`, pfn);
+        if (m.priv[pfn] !== entry)
+          this.report(`swap slot ${swpEntryName(entry)}: cached page's private is ${m.priv[pfn]}`, pfn);
+        this.addRef(head, 1);
+      }
+      let counted = 0;
+      for (let c = 0; c < si.nrClusters; c++) counted += si.clusterUsed(c);
+      if (inuse !== si.inusePages || counted - 1 !== si.inusePages)
+        this.report(
+          `swap area ${si.type}: inuse_pages ${si.inusePages} but ${inuse} slots in use (cluster counters: ${counted - 1})`,
+        );
+    }
+    for (const [entry, n] of this.swapRefs)
+      if (!seen.has(entry)) this.report(`${n} swap PTEs name free swap slot ${swpEntryName(entry)}`);
+    if (core.vmstat.nr_swapcached !== this.swapCached)
+      this.report(
+        `nr_swapcached ${core.vmstat.nr_swapcached} but the swap cache holds ${this.swapCached} pages`,
+      );
+  }
+
+  /** A PG_swapcache folio: each page's entry must name a slot caching that page. */
+  private checkSwapcacheFolio(h: number): void {
+    const m = this.m;
+    const n = m.folioNrPages(h);
+    for (let i = 0; i < n; i++) {
+      const entry = m.priv[h + i];
+      const si = swapEntryToInfo(this.core, entry);
+      if (!si || si.table[swpEntryOffset(entry)] !== h + i) {
+        this.report(
+          `folio ${hex(h)}: PG_swapcache page ${hex(h + i)} is not in the swap cache at its entry`,
+          h,
+        );
+        return;
+      }
+      if (i > 0 && entry !== m.priv[h] + i) {
+        this.report(`folio ${hex(h)}: swap entries of its pages are not consecutive`, h);
+        return;
+      }
+    }
+  }
+
   // ---- folios ---------------------------------------------------------------------------
 
   private anonThp = 0;
@@ -650,6 +775,7 @@ class MmCoreCheck {
     } else if (m.entireMapcount[h] !== 0 || m.largeMapcount[h] !== 0 || s.expEntire[h] !== 0) {
       this.report(`small folio ${hex(h)} has PMD-level mapcounts`, h);
     }
+    if (m.flags[h] & PG_swapcache) this.checkSwapcacheFolio(h);
     const exp = s.expRef[h];
     const ref = m.refcount[h];
     const pins = m.pincount[h];
@@ -664,8 +790,8 @@ class MmCoreCheck {
     } else if (ref !== exp) {
       this.report(
         exp === 0
-          ? `folio ${hex(h)}: leaked (refcount ${ref}, no mapping, page-cache slot or registered holder)`
-          : `folio ${hex(h)}: refcount ${ref} but ${exp} references (mappings + page cache + holders)`,
+          ? `folio ${hex(h)}: leaked (refcount ${ref}, no mapping, page-cache or swap-cache slot or registered holder)`
+          : `folio ${hex(h)}: refcount ${ref} but ${exp} references (mappings + page cache + swap cache + holders)`,
         h,
       );
     }

@@ -18,6 +18,7 @@ import { hugetlbGrowPool } from './mm/hugetlb.js';
 import { type KhugepagedPass, khugepagedScanOnce, registerKhugepagedSysfs } from './mm/khugepaged.js';
 import { registerOvercommitSysctls } from './mm/overcommit.js';
 import { shmemNewInode } from './mm/shmem.js';
+import { DEFAULT_SWAP_BYTES, swapon } from './mm/swapfile.js';
 import type { Inode } from './mm/types.js';
 import { PG_reserved } from './phys/memmap.js';
 import { mapsText, pagemapRead } from './proc.js';
@@ -33,6 +34,12 @@ export interface KernelOptions extends CoreOptions {
   checkInvariants?: boolean;
   /** Models CONFIG_GUP_TEST: /sys/kernel/debug/gup_test exists (default true). */
   gupTest?: boolean;
+  /**
+   * Size of the machine's swap area in bytes, swapon'ed at boot (default 1 GiB,
+   * DEFAULT_SWAP_BYTES: a swap partition on an SSD); 0 boots without swap. A whole number of
+   * pages, at least two (the header and one slot), at most MAX_SWAP_BYTES.
+   */
+  swapBytes?: number;
 }
 
 /** A checker run after syscalls when enabled: returns a list of violations. */
@@ -87,6 +94,7 @@ export class Kernel implements Host {
     this.core.map.flags[z] |= PG_reserved;
     this.core.zeroPfn = z;
     hugetlbGrowPool(this.core, opts.hugetlbPages ?? 4);
+    swapon(this.core, opts.swapBytes ?? DEFAULT_SWAP_BYTES, opts.hostPool);
     this.registerPseudoFiles();
     if (opts.gupTest ?? true) this.devices.set('/sys/kernel/debug/gup_test', gupTestFops(this.core));
   }
@@ -212,6 +220,7 @@ export class Kernel implements Host {
   dispose(): void {
     this.core.map.release();
     this.core.frames.release();
+    for (const si of this.core.swapInfo) si.release();
   }
 
   /**

@@ -55,7 +55,16 @@ import { SignalDelivered } from './errors.js';
 import { installMmCoreChecker } from './invariants.js';
 import { Kernel } from './kernel.js';
 import { pteIndex, ptHi, ptLo, readPmd } from './mm/pgtable.js';
-import { entryHuge, entryNone, entryPfn, entryPresent } from './pgtable/entry.js';
+import { swapEntryToInfo, swpEntryVal } from './mm/swapfile.js';
+import {
+  entryHuge,
+  entryNone,
+  entryPfn,
+  entryPresent,
+  MAX_SWAPFILES,
+  swpOffset,
+  swpType,
+} from './pgtable/entry.js';
 import type { Process } from './process.js';
 import { mergeableNeighbours } from './testing/layout.js';
 
@@ -275,7 +284,16 @@ class Fuzz {
         const plo = ptLo(core, pt, i);
         const phi = ptHi(core, pt, i);
         if (!entryNone(plo, phi)) {
-          if (!entryPresent(plo)) this.fail(`0x${addr.toString(16)}: unexpected software PTE`);
+          if (!entryPresent(plo)) {
+            // A swapped-out page: its swap-cache folio's page, else the slot's bytes.
+            if (swpType(plo) >= MAX_SWAPFILES) this.fail(`0x${addr.toString(16)}: unexpected software PTE`);
+            const entry = swpEntryVal(swpType(plo), swpOffset(plo, phi));
+            const si = swapEntryToInfo(core, entry);
+            if (!si) this.fail(`0x${addr.toString(16)}: swap PTE without a swap slot`);
+            const off = swpOffset(plo, phi);
+            const cached = si!.table[off];
+            return cached !== 0 ? core.frames.page(cached) : si!.data.page(off);
+          }
           pfn = entryPfn(plo, phi);
         }
       }

@@ -33,8 +33,8 @@ import {
   PROT_READ,
   PROT_WRITE,
   type ThpMode,
-  TOTAL_SWAP_PAGES,
   totalramPages,
+  totalSwapPages,
   vmCommitLimit,
   vmMemoryCommitted,
 } from '@hmm-model/mm-core';
@@ -110,8 +110,8 @@ function overcommitWhy(core: Core, prot: number, flags: number, len: number): st
   const charged = !noreserve && !(flags & MAP_HUGETLB) && (shared ? true : (prot & PROT_WRITE) !== 0);
   if (!charged) return undefined;
   const pages = Math.ceil(len / PAGE_SIZE);
-  const ram = fmtSize((totalramPages(core) + TOTAL_SWAP_PAGES) * PAGE_SIZE);
-  if (mode === OVERCOMMIT_GUESS && pages > totalramPages(core) + TOTAL_SWAP_PAGES)
+  const ram = fmtSize((totalramPages(core) + totalSwapPages(core)) * PAGE_SIZE);
+  if (mode === OVERCOMMIT_GUESS && pages > totalramPages(core) + totalSwapPages(core))
     return `vm.overcommit_memory=0 (heuristic overcommit) refuses a single mapping larger than RAM + swap (${ram}) in __vm_enough_memory(); \`noreserve\`, a read-only mapping or \`sysctl vm.overcommit_memory=1\` would be granted`;
   if (mode === OVERCOMMIT_NEVER)
     return `vm.overcommit_memory=2 (strict overcommit): Committed_AS ${vmMemoryCommitted(core) * 4} kB + ${pages * 4} kB would not stay below CommitLimit ${vmCommitLimit(core) * 4} kB less the user reserve (see \`meminfo\`, \`sysctl vm.overcommit_ratio\`)`;

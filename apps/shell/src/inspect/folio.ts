@@ -19,6 +19,7 @@ import {
   PG_referenced,
   PG_reserved,
   PG_swapbacked,
+  PG_swapcache,
   PG_table,
   PG_tail,
   PG_uptodate,
@@ -48,6 +49,7 @@ const FLAG_NAMES: [number, string][] = [
   [PG_table, 'table'],
   [PG_writeback, 'writeback'],
   [PG_deferred_split, 'deferred_split'],
+  [PG_swapcache, 'swapcache'],
 ];
 
 /** Models the %pGp flag printing of dump_page(): the names of the PG_* bits set. */

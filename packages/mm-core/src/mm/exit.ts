@@ -48,7 +48,7 @@ export function* exitMmap(core: Core, mm: MmStruct): KGen {
     throw new KernelBug(
       'check_mm',
       `Bad rss-counter state mm:${mm.id} anon=${r.MM_ANONPAGES} file=${r.MM_FILEPAGES} ` +
-        `shmem=${r.MM_SHMEMPAGES} pgtables_bytes=${mm.pgtablesBytes} deposits=${mm.deposits.size}`,
+        `shmem=${r.MM_SHMEMPAGES} swapents=${r.MM_SWAPENTS} pgtables_bytes=${mm.pgtablesBytes} deposits=${mm.deposits.size}`,
     );
   }
 }

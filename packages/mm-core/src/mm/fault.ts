@@ -38,13 +38,14 @@ import {
   entryPresent,
   isDevicePrivateType,
   isMigrationType,
+  isSwapType,
   mkHi,
   mkLo,
   mkPteLo,
   SWP_DEVICE_EXCLUSIVE,
   swpType,
 } from '../pgtable/entry.js';
-import { PG_anon, PG_anon_exclusive, PG_dirty, PG_head, PG_lru } from '../phys/memmap.js';
+import { PG_anon, PG_anon_exclusive, PG_dirty, PG_head, PG_lru, PG_swapcache } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
 import { anonVmaPrepare, linearPageIndex } from './anon.js';
 import { addMmCounter, mmCounter } from './counters.js';
@@ -61,6 +62,8 @@ import { folioWaitLocked, pteLock, ptlUnlock } from './locking.js';
 import { withInvalidationSync } from './notifier.js';
 import { pmdIndex, pmdTableOf, pteIndex, pteTableAt, ptHi, ptLo, ptSet } from './pgtable.js';
 import { shmemGetFolio } from './shmem.js';
+import { doSwapPage } from './swap-fault.js';
+import { folioFreeSwap } from './swapfile.js';
 import {
   isCowMapping,
   MMU_NOTIFY_CLEAR,
@@ -177,7 +180,9 @@ function doFileFault(core: Core, vma: Vma, pteT: number, addr: number, flags: nu
 
 /**
  * Models wp_can_reuse_anon_folio(): an exclusive anonymous page, or a small anonymous folio
- * whose only reference is this mapping, can be written in place.
+ * whose only reference is this mapping, can be written in place. A swap-cache folio first
+ * tries to leave the swap cache under its lock (folio_free_swap(): only when no swap PTE
+ * still holds its slot), dropping the cache's reference.
  */
 function canReuseAnon(core: Core, pfn: number): boolean {
   const m = core.map;
@@ -185,7 +190,14 @@ function canReuseAnon(core: Core, pfn: number): boolean {
   if (!(m.flags[head] & PG_anon)) return false;
   if (m.flags[pfn] & PG_anon_exclusive) return true;
   if (m.flags[head] & PG_head) return false;
-  if (m.refcount[head] !== 1 || m.pincount[head] > 0) return false;
+  const swapcache = m.flags[head] & PG_swapcache ? 1 : 0;
+  if (m.refcount[head] > 1 + swapcache || m.pincount[head] > 0) return false;
+  if (swapcache) {
+    if (!folioTrylock(core, head)) return false;
+    folioFreeSwap(core, head);
+    folioUnlock(core, head);
+    if (m.refcount[head] !== 1) return false;
+  }
   m.flags[pfn] |= PG_anon_exclusive;
   return true;
 }
@@ -346,6 +358,10 @@ function* handlePteFault(core: Core, vma: Vma, pmdT: number, addr: number, flags
     }
     if (isMigrationType(type)) return yield* migrationWait(core, pteT, i, plo, phi);
     if (type === SWP_DEVICE_EXCLUSIVE) return yield* removeDeviceExclusive(core, vma, pteT, addr, plo, phi);
+    if (isSwapType(type))
+      return yield* doSwapPage(core, vma, pmdT, pteT, addr, plo, phi, flags, (l, h) =>
+        doWpPage(core, vma, pteT, addr, l, h),
+      );
     return VM_FAULT_SIGBUS;
   }
   if (!(plo & _PAGE_PRESENT)) return VM_FAULT_SIGSEGV;

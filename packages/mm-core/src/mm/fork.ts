@@ -11,15 +11,19 @@ import {
 import {
   _PAGE_RW,
   _PAGE_SPECIAL,
+  _PAGE_SWP_EXCLUSIVE,
+  _PAGE_SWP_UFFD_WP,
   entryHuge,
   entryNone,
   entryPfn,
   entryPresent,
   isDevicePrivateType,
   isMigrationType,
+  isSwapType,
   mkHi,
   mkLo,
   mkPteLo,
+  pteSwpExclusive,
   SWP_DEVICE_EXCLUSIVE,
   SWP_DEVICE_READ,
   SWP_DEVICE_WRITE,
@@ -47,6 +51,7 @@ import {
   ptLo,
   ptSet,
 } from './pgtable.js';
+import { swapDuplicate, swpEntryVal } from './swapfile.js';
 import {
   AnonVma,
   isCowMapping,
@@ -78,6 +83,18 @@ function copyPte(core: Core, src: Vma, dst: Vma, sT: number, dT: number, addr: n
   const pfn = entryPfn(lo, hi);
   if (!entryPresent(lo)) {
     const type = swpType(lo);
+    if (isSwapType(type)) {
+      // copy_nonpresent_pte(): swap_duplicate(); the entry is shared now, so the exclusive
+      // marker goes in both; no uffd-wp in the child (the child's VMA has no userfaultfd).
+      if (swapDuplicate(core, swpEntryVal(type, pfn)) < 0) return false;
+      addMmCounter(dst.mm, 'MM_SWAPENTS', 1);
+      if (pteSwpExclusive(lo)) {
+        lo = (lo & ~_PAGE_SWP_EXCLUSIVE) >>> 0;
+        ptSet(core, sT, i, lo, hi);
+      }
+      ptSet(core, dT, i, (lo & ~_PAGE_SWP_UFFD_WP) >>> 0, hi);
+      return true;
+    }
     const head = m.head[pfn];
     if (isMigrationType(type)) {
       if (type !== SWP_MIGRATION_READ && cow) {

@@ -21,6 +21,7 @@ import {
   MADV_HWPOISON,
   MADV_KEEPONFORK,
   MADV_MERGEABLE,
+  MADV_NOHUGEPAGE,
   MADV_NORMAL,
   MADV_PAGEOUT,
   MADV_POPULATE_READ,
@@ -524,8 +525,23 @@ describe('MADV_COLD / MADV_PAGEOUT (madvise_cold_or_pageout_pte_range(), reclaim
     expect(k.check()).toEqual([]);
   });
 
-  it('PAGEOUT keeps anonymous pages without swap: mapped, data intact, back on the LRU', () => {
+  it('PAGEOUT with the default swap area writes anonymous pages out (reclaim_pages() -> shrink_folio_list()); a read swaps them back in', () => {
     const k = machine();
+    const p = k.spawn();
+    const a = p.mmap(0, 4 * P, RW, ANON);
+    p.madvise(a, 4 * P, MADV_NOHUGEPAGE);
+    for (let i = 0; i < 4; i++) p.writeI32(a + i * P, i + 7);
+    expect(p.madvise(a, 4 * P, MADV_PAGEOUT)).toBe(0);
+    expect(p.mm.rss.MM_ANONPAGES).toBe(0);
+    expect(p.mm.rss.MM_SWAPENTS).toBe(4);
+    expect(k.core.vmstat.pswpout).toBe(4);
+    expect([0, 1, 2, 3].map((i) => p.readI32(a + i * P))).toEqual([7, 8, 9, 10]);
+    expect(k.core.vmstat.pswpin).toBe(4);
+    expect(k.check()).toEqual([]);
+  });
+
+  it('PAGEOUT keeps anonymous pages without swap: mapped, data intact, back on the LRU', () => {
+    const k = machine('madvise', { swapBytes: 0 });
     const p = k.spawn();
     const a = p.mmap(0, 4 * P, RW, ANON);
     for (let i = 0; i < 4; i++) p.writeI32(a + i * P, i + 7);
@@ -535,8 +551,8 @@ describe('MADV_COLD / MADV_PAGEOUT (madvise_cold_or_pageout_pte_range(), reclaim
     expect(k.check()).toEqual([]);
   });
 
-  it('PAGEOUT of a whole PMD-mapped THP: shrink_folio_list() splits it (THP_SWPOUT_FALLBACK) and keeps the pieces', () => {
-    const k = machine();
+  it('PAGEOUT of a whole PMD-mapped THP without swap: shrink_folio_list() splits it (THP_SWPOUT_FALLBACK) and keeps the pieces', () => {
+    const k = machine('madvise', { swapBytes: 0 });
     const p = k.spawn();
     const raw = p.mmap(0, 3 * PMD_SIZE, RW, ANON);
     const a = Math.ceil(raw / PMD_SIZE) * PMD_SIZE;

@@ -41,7 +41,9 @@ import { folioLockWait, pteLock, ptlUnlock } from './locking.js';
 import { withInvalidation } from './notifier.js';
 import { pmdIndex, pmdTableOf, pteIndex, pteTableAt, ptHi, ptLo, ptSet } from './pgtable.js';
 import { splitFolioMapped } from './split.js';
+import { totalSwapPages } from './swapfile.js';
 import { MMU_NOTIFY_CLEAR, type Vma } from './types.js';
+import { reclaimPages as reclaimSwapPages } from './vmscan.js';
 
 /** Models pmd_trans_huge(): a present huge PMD (not a software PMD, not a table). */
 function pmdTransHuge(lo: number): boolean {
@@ -185,7 +187,7 @@ function folioPutbackLru(core: Core, folio: number): void {
  * folios are kept mapped; the kernel would unmap them (try_to_unmap()) and, since
  * shmem_writeout() has no swap to write to, keep them in the page cache (or drop a clean one).
  */
-function* reclaimPages(core: Core, folios: readonly number[]): KGen {
+function* reclaimPagesNoSwap(core: Core, folios: readonly number[]): KGen {
   if (folios.length === 0) return;
   yield 'reclaim_pages: folios isolated from the LRU';
   const m = core.map;
@@ -210,6 +212,15 @@ function* reclaimPages(core: Core, folios: readonly number[]): KGen {
     folioUnlock(core, f);
     folioPutbackLru(core, f);
   }
+}
+
+/**
+ * Models MADV_PAGEOUT's reclaim_pages(): with a swap area, the swap-out path of mm/vmscan.ts
+ * (anonymous folios are written to swap and freed); without one, {@link reclaimPagesNoSwap}.
+ */
+function* reclaimPages(core: Core, folios: readonly number[]): KGen {
+  if (totalSwapPages(core) > 0) yield* reclaimSwapPages(core, folios);
+  else yield* reclaimPagesNoSwap(core, folios);
 }
 
 /** Models folio_isolate_lru(): off the LRU with a reference; false if it was not on it. */

@@ -279,7 +279,7 @@ describe('mmu-notifier audit: madvise', () => {
   });
 
   it('MADV_COLD / MADV_PAGEOUT of small pages: no invalidation (young bits only, nothing reclaimed without swap)', () => {
-    const k = machine();
+    const k = machine('madvise', { swapBytes: 0 });
     const p = k.spawn();
     const a = pages(p, 4);
     const { got } = record(p, a);

@@ -55,8 +55,9 @@ function meminfoKb(p: Process, field: string): number {
   return Number(m[1]);
 }
 
-function setup(): { k: Kernel; p: Process } {
-  const k = machine();
+/** A 256 MiB machine without swap unless `swapBytes` is given. */
+function setup(swapBytes = 0): { k: Kernel; p: Process } {
+  const k = machine('madvise', { swapBytes });
   return { k, p: k.spawn() };
 }
 
@@ -112,6 +113,18 @@ describe('Committed_AS follows every mapping, unmapping, fork and exit', () => {
     expect(meminfoKb(p, 'Committed_AS')).toBe(8 * 1024);
     p.exit(0);
     expect(vmMemoryCommitted(k.core)).toBe(0);
+  });
+});
+
+describe('overcommit: swap (total_swap_pages)', () => {
+  it('adds the swap area to the OVERCOMMIT_GUESS limit and to CommitLimit, as __vm_enough_memory and vm_commit_limit do', () => {
+    // 64 MiB of swap: 16384 pages less the header slot (si->pages).
+    const { k, p } = setup(64 * MiB);
+    expect(meminfoKb(p, 'SwapTotal')).toBe(16383 * 4);
+    expect(p.mmap(0, 320 * MiB, RW, ANON)).toBe(-ENOMEM);
+    expect(p.mmap(0, 320 * MiB - 4096, RW, ANON)).toBeGreaterThan(0);
+    expect(vmCommitLimit(k.core)).toBe(31744 + 16383);
+    expect(meminfoKb(p, 'CommitLimit')).toBe((31744 + 16383) * 4);
   });
 });
 

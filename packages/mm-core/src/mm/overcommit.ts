@@ -8,13 +8,14 @@
  * splits therefore need no uncharge hook and cannot drift. A shared anonymous mapping is charged
  * its size once, through its shmem inode (shmem_acct_size()), until the inode goes away. What is
  * simplified: every process is root (cap_sys_admin, so admin_reserve_kbytes is not subtracted),
- * there is no swap (total_swap_pages = 0), tmpfs files' per-block charges are not modelled, and
- * mprotect() does not charge a private mapping it makes writable.
+ * tmpfs files' per-block charges are not modelled, and mprotect() does not charge a private
+ * mapping it makes writable. Swap is total_swap_pages of the machine's swap areas.
  */
 
 import { EINVAL, ENOMEM, MAP_ANONYMOUS, MAP_FIXED, MAP_NORESERVE, PAGE_SIZE } from '../constants.js';
 import type { Core } from '../core.js';
 import type { FileOperations } from '../fs.js';
+import { totalSwapPages } from './swapfile.js';
 import {
   type Inode,
   type MmStruct,
@@ -115,9 +116,6 @@ export function totalramPages(core: Core): number {
   return core.ramPages;
 }
 
-/** Models total_swap_pages: this model has no swap. */
-export const TOTAL_SWAP_PAGES = 0;
-
 /** Models hugetlb_total_pages(): the pages of the default hstate's pool. */
 export function hugetlbTotalPages(core: Core): number {
   return core.hugetlb.total * 512;
@@ -132,7 +130,7 @@ export function vmCommitLimit(core: Core): number {
   const allowed = s.overcommit_kbytes
     ? kbToPages(s.overcommit_kbytes)
     : Math.floor(((totalramPages(core) - hugetlbTotalPages(core)) * s.overcommit_ratio) / 100);
-  return allowed + TOTAL_SWAP_PAGES;
+  return allowed + totalSwapPages(core);
 }
 
 /** Models the VM_ACCOUNT pages of one mm (what dup_mmap() charges and exit_mmap() uncharges). */
@@ -200,7 +198,7 @@ export function vmEnoughMemory(
   const s = state(core).sysctl;
   if (s.overcommit_memory === OVERCOMMIT_ALWAYS) return 0;
   if (s.overcommit_memory === OVERCOMMIT_GUESS)
-    return pages > totalramPages(core) + TOTAL_SWAP_PAGES ? -ENOMEM : 0;
+    return pages > totalramPages(core) + totalSwapPages(core) ? -ENOMEM : 0;
   let allowed = vmCommitLimit(core);
   if (mm) allowed -= Math.min(Math.floor(mmTotalVm(mm) / 32), kbToPages(s.user_reserve_kbytes));
   return committed + pages < allowed ? 0 : -ENOMEM;

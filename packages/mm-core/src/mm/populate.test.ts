@@ -48,8 +48,9 @@ function kinds(k: Kernel, p: Process, a: number, n: number): string[] {
 }
 
 /** A machine of `mib` MiB with an idle global init (pid 1) and a test process (pid 2). */
+/** A small machine without swap: RAM is all the memory there is (the OOM cases below). */
 function small(mib: number): { k: Kernel; init: Process; p: Process } {
-  const k = new Kernel({ ramBytes: mib * MiB, checkInvariants: true, hugetlbPages: 0 });
+  const k = new Kernel({ ramBytes: mib * MiB, checkInvariants: true, hugetlbPages: 0, swapBytes: 0 });
   installMmCoreChecker(k);
   const init = k.spawn();
   return { k, init, p: k.spawn() };

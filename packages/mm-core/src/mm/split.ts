@@ -2,8 +2,10 @@ import { EAGAIN, EBUSY, EINVAL, HPAGE_PMD_ORDER } from '../constants.js';
 import type { Core } from '../core.js';
 import {
   folioBugOn,
+  folioGet,
   folioIsDevicePrivate,
   folioMapcount,
+  folioMapped,
   folioMaybeDmaPinned,
   folioPut,
   folioUnlock,
@@ -15,10 +17,12 @@ import {
   PG_head,
   PG_locked,
   PG_partially_mapped,
+  PG_swapcache,
   PG_zone_device,
 } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
 import { removeMigrationPtes, rmapLockOf, TTU_SPLIT_HUGE_PMD, tryToMigrate } from './rmap.js';
+import { freeSwapCache } from './swapfile.js';
 
 /**
  * Models the device-private part of __folio_freeze_and_split_unmapped(): after the struct-page
@@ -65,15 +69,26 @@ export function folioSplitUnmapped(core: Core, head: number, newOrder = 0, extra
   folioBugOn(core, !(m.flags[head] & PG_locked), head, 'folio_split_unmapped: folio not locked');
   folioBugOn(core, !(m.flags[head] & PG_head), head, 'folio_split_unmapped: folio not large');
   folioBugOn(core, !(m.flags[head] & PG_anon), head, 'folio_split_unmapped: folio not anonymous');
-  if (m.refcount[head] !== 1 + extraRefs || folioMaybeDmaPinned(core, head)) return -EAGAIN;
+  const cache = swapCacheRefs(core, head);
+  if (m.refcount[head] !== 1 + extraRefs + cache || folioMaybeDmaPinned(core, head)) return -EAGAIN;
   const device = folioIsDevicePrivate(core, head);
   m.flags[head] &= ~(PG_deferred_split | PG_partially_mapped);
-  const refs = m.refcount[head];
+  const refs = m.refcount[head] - cache;
   const heads = splitFolioMeta(core, head, newOrder);
   if (device) deviceSplitCallbacks(core, head, heads);
   else coherentSplitPgmap(core, head, heads);
-  for (const h of heads) m.refcount[h] = h === head ? refs : 1;
+  for (const h of heads) m.refcount[h] = (h === head ? refs : 1) + swapCacheRefs(core, h);
   return 0;
+}
+
+/**
+ * The references the swap cache holds on a folio (one per page while PG_swapcache): what
+ * can_split_folio() and __folio_split() count as extra pins of an anonymous swap-cache folio.
+ * After a split each new folio keeps its own pages' references, and each page's swap entry
+ * (page private) and swap-table slot stay valid, so the cache needs no other update.
+ */
+function swapCacheRefs(core: Core, head: number): number {
+  return core.map.flags[head] & PG_swapcache ? core.map.folioNrPages(head) : 0;
 }
 
 /**
@@ -81,21 +96,35 @@ export function folioSplitUnmapped(core: Core, head: number, newOrder = 0, extra
  * may be mapped: the caller holds the folio lock and one reference. Mappings are replaced by
  * migration entries (PMDs split with freeze), the folio is split to newOrder, every piece is
  * remapped (device-private pieces as device-private entries) and, except the piece containing
- * `lockAt`, unlocked with the caller's reference dropped. 0, -EAGAIN (extra references or
- * still mapped: everything restored), -EBUSY, -EINVAL.
+ * `lockAt`, unlocked with the caller's reference dropped. With `list` (split_folio_to_list(),
+ * reclaim splitting a folio it isolated), those pieces are appended to the list with a reference
+ * of their own. A swap-cache folio counts the cache's references as expected ones. 0, -EAGAIN
+ * (extra references or still mapped: everything restored), -EBUSY, -EINVAL.
  */
-export function* splitFolioMapped(core: Core, head: number, lockAt = head, newOrder = 0): KGen<number> {
+export function* splitFolioMapped(
+  core: Core,
+  head: number,
+  lockAt = head,
+  newOrder = 0,
+  list?: number[],
+): KGen<number> {
   // __folio_split(): anon_vma_lock_write() of the folio's root anon_vma around unmap and remap.
   const rmapLock = rmapLockOf(core, head);
   if (rmapLock) yield* rmapLock.downWrite(core.sched, '__folio_split');
   try {
-    return yield* splitFolioMappedLocked(core, head, lockAt, newOrder);
+    return yield* splitFolioMappedLocked(core, head, lockAt, newOrder, list);
   } finally {
     rmapLock?.upWrite(core.sched, '__folio_split');
   }
 }
 
-function* splitFolioMappedLocked(core: Core, head: number, lockAt: number, newOrder: number): KGen<number> {
+function* splitFolioMappedLocked(
+  core: Core,
+  head: number,
+  lockAt: number,
+  newOrder: number,
+  list: number[] | undefined,
+): KGen<number> {
   const m = core.map;
   if (!(m.flags[head] & PG_head)) return -EINVAL;
   folioBugOn(core, !(m.flags[head] & PG_locked), head, 'split_folio: folio not locked');
@@ -108,11 +137,12 @@ function* splitFolioMappedLocked(core: Core, head: number, lockAt: number, newOr
   if (!(m.flags[head] & PG_anon)) return fail(-EBUSY);
   if (head === core.hugeZeroPfn) return fail(-EBUSY);
   if (newOrder >= order || newOrder === 1) return fail(-EINVAL);
-  // can_split_folio(): only the caller's reference beyond the mappings.
-  if (folioMaybeDmaPinned(core, head) || m.refcount[head] !== folioMapcount(core, head) + 1)
+  // can_split_folio(): only the caller's reference (and the swap cache's) beyond the mappings.
+  const cache = swapCacheRefs(core, head);
+  if (folioMaybeDmaPinned(core, head) || m.refcount[head] !== folioMapcount(core, head) + 1 + cache)
     return fail(-EAGAIN);
   yield* tryToMigrate(core, head, TTU_SPLIT_HUGE_PMD, true);
-  if (folioMapcount(core, head) !== 0 || m.refcount[head] !== 1) {
+  if (folioMapcount(core, head) !== 0 || m.refcount[head] !== 1 + cache) {
     yield* removeMigrationPtes(core, head, head, true);
     return fail(-EAGAIN);
   }
@@ -121,13 +151,21 @@ function* splitFolioMappedLocked(core: Core, head: number, lockAt: number, newOr
   const heads = splitFolioMeta(core, head, newOrder);
   if (device) deviceSplitCallbacks(core, head, heads);
   else coherentSplitPgmap(core, head, heads);
-  for (const h of heads) m.refcount[h] = 1;
+  for (const h of heads) m.refcount[h] = 1 + swapCacheRefs(core, h);
   if (order === HPAGE_PMD_ORDER) core.vmstat.thp_split_page++;
   for (const h of heads) yield* removeMigrationPtes(core, h, h, true);
   const keep = m.head[lockAt];
   for (const h of heads) {
     if (h === keep) continue;
+    // lru_add_split_folio() with a list (reclaim splitting an isolated folio): the new folio
+    // goes on the list with a reference of its own, off the LRU.
+    if (list) {
+      folioGet(core, h);
+      list.push(h);
+    }
     folioUnlock(core, h);
+    // free_folio_and_swap_cache(): drop the split's reference.
+    if (!list && m.flags[h] & PG_swapcache && !folioMapped(core, h)) freeSwapCache(core, h);
     folioPut(core, h);
   }
   return 0;

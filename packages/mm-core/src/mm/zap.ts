@@ -9,24 +9,27 @@ import {
   entryPresent,
   isDevicePrivateType,
   isMigrationType,
+  isSwapType,
   SWP_DEVICE_EXCLUSIVE,
   swpType,
 } from '../pgtable/entry.js';
-import { PG_anon, PG_dirty } from '../phys/memmap.js';
+import { PG_anon, PG_dirty, PG_swapcache } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
 import { addMmCounter, mmCounter } from './counters.js';
 import { deferredSplitFolio, pmdIsHuge, pmdTransHugeLock, splitHugePmd, zapHugePmd } from './huge.js';
 import { pmdLock, pteLock, ptlUnlock } from './locking.js';
 import { pmdIndex, pmdTableOf, pteIndex, pteTableAt, ptHi, ptLo, ptSet } from './pgtable.js';
+import { freeSwapAndCacheNr, freeSwapCache, swpEntryVal } from './swapfile.js';
 import { VM_HUGETLB, type Vma } from './types.js';
 
 /**
  * Models zap_pte_range() for [start, end) inside one PTE table, under its PTE lock: every
- * present, zero, device-private, device-exclusive and migration entry is cleared with its rss,
- * rmap and reference. Partially unmapped anon THPs go to the deferred split queue (never device
- * ones, unless bug R7 is switched on). `evenCows` false models zap_details without even_cows
- * (unmap_mapping_range() of a hole punch): anonymous folios (COWed private copies) are left
- * mapped (should_zap_folio()); the zero page and page-cache folios are zapped.
+ * present, zero, device-private, device-exclusive, migration and swap entry is cleared with its
+ * rss, rmap and reference (a swap entry's slot with free_swap_and_cache_nr()). Partially
+ * unmapped anon THPs go to the deferred split queue (never device ones, unless bug R7 is
+ * switched on). `evenCows` false models zap_details without even_cows (unmap_mapping_range()
+ * of a hole punch): anonymous folios (COWed private copies) are left mapped
+ * (should_zap_folio()); the zero page and page-cache folios are zapped.
  */
 export function zapPteRange(
   core: Core,
@@ -56,10 +59,18 @@ export function zapPteRange(
       if (lo & _PAGE_DIRTY) m.flags[head] |= PG_dirty;
       folioRemoveRmapPtes(core, head, pfn, 1);
       if (m.largeMapcount[head] > 0) deferredSplitFolio(core, head);
+      // free_pages_and_swap_cache(): free_swap_cache() before the mmu_gather's folio_put().
+      if (m.flags[head] & PG_swapcache) freeSwapCache(core, head);
       folioPut(core, head);
       continue;
     }
     const type = swpType(lo);
+    if (isSwapType(type)) {
+      // zap_nonpresent_ptes(): a genuine swap entry (private anonymous memory).
+      addMmCounter(mm, 'MM_SWAPENTS', -1);
+      freeSwapAndCacheNr(core, swpEntryVal(type, pfn), 1);
+      continue;
+    }
     const head = m.head[pfn];
     if (isDevicePrivateType(type) || type === SWP_DEVICE_EXCLUSIVE) {
       addMmCounter(mm, mmCounter(core, head), -1);

@@ -24,13 +24,20 @@
  * Non-present software entries (P=0 and PROTNONE=0, entry non-zero):
  * | bit | meaning |
  * |---|---|
- * | 1..5 | swap type (SWP_MIGRATION_READ 25 ... SWP_PTE_MARKER 31) |
+ * | 1..5 | swap type: 0..MAX_SWAPFILES-1 (23) a swap device; SWP_HWPOISON 24 ... SWP_PTE_MARKER 31 |
  * | 6 | SWP_MIG_YOUNG (migration entries only) |
  * | 7 | SWP_MIG_DIRTY (migration entries only) |
+ * | 9 | _PAGE_SWP_EXCLUSIVE (swap-device entries only) |
  * | 10 | _PAGE_SWP_UFFD_WP |
  * | 11 | _PAGE_SWP_SOFT_DIRTY |
- * | 12..51 | offset: the pfn (the head pfn for PMD-level entries) |
+ * | 12..51 | offset: the pfn (the head pfn for PMD-level entries), or for a swap device the slot |
  * The same encoding is used at PMD level: any non-none non-present PMD is "huge" (pmd_is_huge()).
+ * Swap-device entries exist at PTE level only (a PMD-mapped THP is split into 512 swap PTEs).
+ *
+ * x86 itself keeps the type in bits 59..63 and the inverted offset in bits 9..58, with
+ * _PAGE_SWP_EXCLUSIVE in bit 3 (__swp_entry(), arch/x86/include/asm/pgtable_64.h); the model keeps
+ * its own layout above, which carries the same fields. As in the kernel, slot 0 of every swap
+ * device is its header and is never handed out, so no swap entry is pte_none() (type 0, offset 0).
  */
 export const _PAGE_PRESENT = 1 << 0;
 export const _PAGE_RW = 1 << 1;
@@ -49,9 +56,19 @@ export const _PAGE_TABLE = _PAGE_PRESENT | _PAGE_RW | _PAGE_USER | _PAGE_ACCESSE
 
 export const SWP_MIG_YOUNG = 1 << 6;
 export const SWP_MIG_DIRTY = 1 << 7;
+/**
+ * Models _PAGE_SWP_EXCLUSIVE (pte_swp_exclusive()): the page was PageAnonExclusive when it was
+ * swapped out. Bit 9 in the model (bit 3 on x86, see the layout above).
+ */
+export const _PAGE_SWP_EXCLUSIVE = 1 << 9;
 export const _PAGE_SWP_UFFD_WP = 1 << 10;
 export const _PAGE_SWP_SOFT_DIRTY = 1 << 11;
 
+/**
+ * Models MAX_SWAPFILES (include/linux/swap.h): 1 << MAX_SWAPFILES_SHIFT (32) less the special
+ * types (3 device, 3 migration, 1 hwpoison, 1 marker): swap devices use types 0..23.
+ */
+export const MAX_SWAPFILES = 24;
 /** Models SWP_HWPOISON. */
 export const SWP_HWPOISON = 24;
 /** Models SWP_MIGRATION_READ. */
@@ -124,6 +141,33 @@ export function isMigrationType(type: number): boolean {
 /** Models softleaf_is_device_private(). */
 export function isDevicePrivateType(type: number): boolean {
   return type === SWP_DEVICE_WRITE || type === SWP_DEVICE_READ;
+}
+
+/** Models softleaf_is_swap() / !non_swap_entry(): a type that names a swap device. */
+export function isSwapType(type: number): boolean {
+  return type < MAX_SWAPFILES;
+}
+
+/** Models swp_offset() of any software entry: the offset field (bits 12..51). */
+export function swpOffset(lo: number, hi: number): number {
+  return entryPfn(lo, hi);
+}
+
+/**
+ * Models swp_entry_to_pte(swp_entry(type, offset)) with pte_swp_mkexclusive() /
+ * pte_swp_mksoft_dirty() / pte_swp_mkuffd_wp() bits: the low word of a swap-device PTE (the
+ * high word is mkHi(offset)).
+ */
+export function mkSwapPteLo(type: number, offset: number, bits = 0): number {
+  return mkLo(
+    offset,
+    ((type & 31) << 1) | (bits & (_PAGE_SWP_EXCLUSIVE | _PAGE_SWP_UFFD_WP | _PAGE_SWP_SOFT_DIRTY)),
+  );
+}
+
+/** Models pte_swp_exclusive(). */
+export function pteSwpExclusive(lo: number): boolean {
+  return (lo & _PAGE_SWP_EXCLUSIVE) !== 0;
 }
 
 /** Models make_*_entry(): the low word of a software entry of `type` for `pfn`. */

@@ -220,8 +220,10 @@ export class Frames {
   /**
    * Models copy_highpage()/folio_copy() for nr pages (ranges may cross blocks): a known-zero
    * source page is a clear of the destination page; other pages are copied byte for byte.
+   * `from` is the store the source pages live in (another Frames, e.g. a swap device's slots:
+   * swap_read_folio()/swap_writeout()); by default this one.
    */
-  copy(dstPfn: number, srcPfn: number, nr: number): void {
+  copy(dstPfn: number, srcPfn: number, nr: number, from: Frames = this): void {
     let d = dstPfn;
     let s = srcPfn;
     let left = nr;
@@ -231,7 +233,7 @@ export class Frames {
         BLOCK_PAGES - (d & PAGE_MASK_IN_BLOCK),
         BLOCK_PAGES - (s & PAGE_MASK_IN_BLOCK),
       );
-      const sfb = this.blocks[s >>> 9];
+      const sfb = from.blocks[s >>> 9];
       if (sfb === undefined) this.zero(d, n);
       else if (sfb.st === undefined) this.copyData(d, sfb.u8, s, n);
       else {

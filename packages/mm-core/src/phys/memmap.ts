@@ -14,7 +14,7 @@
  * - page->pgmap            -> pgmap (index into the machine's dev_pagemap table, 0 = none)
  * - page->mapping          -> mapping (id into the machine's mapping table, 0 = none)
  * - page->index            -> index (page offset in the mapping: linear page index for anon)
- * - zone_device_data / private -> priv (driver-defined number)
+ * - zone_device_data / private -> priv (driver-defined number; for a swap-cache page its swap entry)
  * - lru / buddy_list       -> next/prev (intrusive list links, -1 = none)
  */
 import type { HostMemoryPool } from './hostpool.js';
@@ -50,6 +50,11 @@ export const PG_writeback = 1 << 17;
 export const PG_present_section = 1 << 18;
 /** Model-only: the folio is on a deferred-split queue. */
 export const PG_deferred_split = 1 << 19;
+/**
+ * Models PG_swapcache (folio_test_swapcache()): the folio is in the swap cache; each page's
+ * `priv` then holds its swap entry (folio->swap + index, see mm/swapfile.ts swpEntryVal()).
+ */
+export const PG_swapcache = 1 << 20;
 
 /** Flag bits that are per folio and live on the head page. */
 export const FOLIO_FLAGS =
@@ -62,7 +67,8 @@ export const FOLIO_FLAGS =
   PG_anon |
   PG_large_rmappable |
   PG_partially_mapped |
-  PG_deferred_split;
+  PG_deferred_split |
+  PG_swapcache;
 
 /** Bytes of metadata per simulated 4 KiB page (the kernel's struct page is 64). */
 export const MEMMAP_BYTES_PER_PAGE = 4 + 4 + 4 + 4 + 4 + 4 + 1 + 4 + 2 + 4 + 8 + 8 + 4 + 4;

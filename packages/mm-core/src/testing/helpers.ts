@@ -4,18 +4,19 @@
  */
 import type { ThpMode } from '../core.js';
 import { installMmCoreChecker } from '../invariants.js';
-import { Kernel } from '../kernel.js';
+import { Kernel, type KernelOptions } from '../kernel.js';
 import { readPmd } from '../mm/pgtable.js';
 import { entryKind } from '../pgtable/entry.js';
 import type { Process } from '../process.js';
 
 /**
- * A 256 MiB machine with checkInvariants on and the mm-core checker installed. Global init
- * (pid 1, `k.task(1)`) is spawned and stays idle, as on a booted machine: the processes a test
- * spawns are ordinary programs (they may exit or die; init's exit panics, see do_exit()).
+ * A 256 MiB machine (with the default 1 GiB swap area unless `opts` says otherwise) with
+ * checkInvariants on and the mm-core checker installed. Global init (pid 1, `k.task(1)`) is
+ * spawned and stays idle, as on a booted machine: the processes a test spawns are ordinary
+ * programs (they may exit or die; init's exit panics, see do_exit()).
  */
-export function machine(thp: ThpMode = 'madvise'): Kernel {
-  const k = new Kernel({ ramBytes: 256 << 20, thp, checkInvariants: true });
+export function machine(thp: ThpMode = 'madvise', opts: KernelOptions = {}): Kernel {
+  const k = new Kernel({ ramBytes: 256 << 20, thp, checkInvariants: true, ...opts });
   installMmCoreChecker(k);
   k.spawn();
   return k;

@@ -21,12 +21,12 @@ function ctrlCAtFirstStep(s: Session, line: string): Executed {
 }
 
 describe('mmap populate larger than the machine', () => {
-  it('`mmap 3G populate` on a 2 GiB machine: ENOMEM from heuristic overcommit, nothing mapped', async () => {
+  it('`mmap 3G populate` on a 2 GiB machine (1 GiB swap): ENOMEM from heuristic overcommit, nothing mapped', async () => {
     const session = newSession({ ramBytes: 2 * 2 ** 30 });
     const { out, code } = await script('mmap 3G populate\nmaps', { session });
     expect(code).toBe(0);
     expect(out).toContain(
-      'mmap: ENOMEM — vm.overcommit_memory=0 (heuristic overcommit) refuses a single mapping larger than RAM + swap (2 GiB) in __vm_enough_memory()',
+      'mmap: ENOMEM — vm.overcommit_memory=0 (heuristic overcommit) refuses a single mapping larger than RAM + swap (3.0 GiB) in __vm_enough_memory()',
     );
     expect(out).toContain('hmm:1> maps\n(no mappings)');
   });

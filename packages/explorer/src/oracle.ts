@@ -394,7 +394,6 @@ export class Oracle {
         const pr = mem.prot.slice(a, b);
         const wd = mem.word.slice(a, b);
         const fl = mem.flags.slice(a, b);
-        for (let k = 0; k < st.length; k++) if (!(st[k] & MAPPED)) st[k] = 0;
         if (op.b) {
           // MREMAP_DONTUNMAP: the old range stays mapped, empty.
           for (let i = a; i < b; i++) {
@@ -406,10 +405,15 @@ export class Oracle {
           mem.state.fill(0, a, b);
           mem.flags.fill(0, a, b);
         }
-        mem.state.set(st, d);
-        mem.prot.set(pr, d);
-        mem.word.set(wd, d);
-        mem.flags.set(fl, d);
+        // remap_move() (v6.17+): each VMA of the source range moves on its own; a gap between
+        // them is kept, so the destination pages facing a source hole keep whatever was there.
+        for (let k = 0; k < st.length; k++) {
+          if (!(st[k] & MAPPED)) continue;
+          mem.state[d + k] = st[k];
+          mem.prot[d + k] = pr[k];
+          mem.word[d + k] = wd[k];
+          mem.flags[d + k] = fl[k];
+        }
         return;
       }
       case 'write':

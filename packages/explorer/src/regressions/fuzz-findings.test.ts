@@ -106,6 +106,12 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
       expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
   });
 
+  it('oracle bug: a multi-VMA mremap(DONTUNMAP) over a source hole keeps the destination page facing the hole (remap_move())', () => {
+    const { sc, schedule } = load('./multi-vma-mremap-gap.hmm');
+    for (const s of [schedule, ...OTHER])
+      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+  });
+
   it('K9 fixed maps nothing but unmaps the range: no stale GPU entry of the migrated pages survives (v6.19 is clean here too)', () => {
     const { sc, schedule } = load('./k9-fix-unmaps.hmm');
     const v619 = ALL_FIXES.filter((f) => f !== 'K9');

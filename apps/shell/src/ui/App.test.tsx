@@ -37,6 +37,15 @@ async function type(r: Rendered, keys: string): Promise<void> {
   await new Promise((res) => setTimeout(res, 30));
 }
 
+/**
+ * Types at the live prompt: waits until the shell takes keys again (keys typed while a command
+ * runs, or just after a long one, are dropped on purpose), then types.
+ */
+async function typeAtPrompt(r: Rendered, keys: string): Promise<void> {
+  await waitFor(r, promptReady);
+  await type(r, keys);
+}
+
 function setup(color = false, ramBytes?: number) {
   const dir = mkdtempSync(join(tmpdir(), 'hmm-app-'));
   const histFile = join(dir, 'history');
@@ -64,7 +73,7 @@ describe('App', () => {
     await type(r, 'mmap 4M rw private anon hugepage');
     await type(r, '\r');
     await waitFor(r, (x) => x.includes('mmap: 0x7effffc00000-0x7f0000000000'));
-    await type(r, 'write $ 2M index\r');
+    await typeAtPrompt(r, 'write $ 2M index\r');
     const f = await waitFor(r, (x) => x.includes('|T.|'));
     expect(f).toContain('hmm:1> write $ 2M index');
     expect(f).toMatch(/last: write \([\d.]+ ms\) Δ nr_anon_pages \+512/);
@@ -76,7 +85,7 @@ describe('App', () => {
     await waitFor(r, (x) => x.includes('hmm:1>'));
     await type(r, 'munmap 0x1001 4K\r');
     await waitFor(r, (x) => x.includes('munmap: EINVAL — address 0x1001 is not page aligned'));
-    await type(r, 'frobnicate\r');
+    await typeAtPrompt(r, 'frobnicate\r');
     await waitFor(r, (x) => x.includes('"frobnicate" is not a command'));
   });
 
@@ -186,10 +195,12 @@ describe('App', () => {
     const { r } = setup();
     await waitFor(r, (x) => x.includes('hmm:1>'));
     await type(r, 'mmap 2M hugepage\r');
-    await type(r, 'fork\r');
-    await type(r, 'switch 2\r');
+    await waitFor(r, (x) => x.includes('mmap: '));
+    await typeAtPrompt(r, 'fork\r');
+    await waitFor(r, (x) => x.includes('fork: '));
+    await typeAtPrompt(r, 'switch 2\r');
     await waitFor(r, (x) => x.includes('hmm:2>') && x.includes('address space: pid 2'));
-    await type(r, 'exit\r');
+    await typeAtPrompt(r, 'exit\r');
     await waitFor(r, (x) => x.includes('hmm:1>') && x.includes('current process is 1'));
   });
 });

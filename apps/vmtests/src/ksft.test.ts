@@ -3,30 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { bootVmtestsMachine } from './machine.js';
 import { type ProgramEnv, runProgram } from './program.js';
 import { PIPE_BUF_SIZE, type ProgramIO, Stdio } from './stdio.js';
-
-/** A `prog >out 2>&1` capture: both descriptors into one string, plus each on its own. */
-function capture(extra: Partial<ProgramIO> = {}) {
-  const out = { merged: '', stdout: '', stderr: '' };
-  const io: ProgramIO = {
-    stdout: {
-      write: (s: string) => {
-        out.merged += s;
-        out.stdout += s;
-        return true;
-      },
-    },
-    stderr: {
-      write: (s: string) => {
-        out.merged += s;
-        out.stderr += s;
-        return true;
-      },
-    },
-    env: {},
-    ...extra,
-  };
-  return { io, out };
-}
+import { capture } from './testing/run.js';
 
 const run = (main: (env: ProgramEnv) => number, extra: Partial<ProgramIO> = {}) => {
   const { io, out } = capture(extra);

@@ -21,20 +21,12 @@ import {
   PIN_LONGTERM_TEST_STOP,
   PIN_LONGTERM_TEST_STRUCT_SIZE,
 } from './gup-test.js';
-import type { Kernel } from './kernel.js';
-import { pteIndex, pteTableOf, ptHi, ptLo } from './mm/pgtable.js';
-import { entryPfn } from './pgtable/entry.js';
 import { PG_anon_exclusive } from './phys/memmap.js';
 import type { Process } from './process.js';
-import { machine } from './testing/helpers.js';
+import { machine, ptePfn } from './testing/helpers.js';
 
 const RW = PROT_READ | PROT_WRITE;
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
-
-function ptePfn(k: Kernel, p: Process, addr: number): number {
-  const t = pteTableOf(k.core, p.mm, addr, false);
-  return t < 0 ? -1 : entryPfn(ptLo(k.core, t, pteIndex(addr)), ptHi(k.core, t, pteIndex(addr)));
-}
 
 /** struct pin_longterm_test in the process's memory, as cow.c passes it. */
 function startArgs(p: Process, addr: number, size: number, flags: number): number {

@@ -8,6 +8,7 @@ import { BINARIES } from '../binaries.js';
 import { type Ktap, parseKtap } from '../ktap.js';
 import { bootVmtestsMachine } from '../machine.js';
 import { runProgram } from '../program.js';
+import type { ProgramIO } from '../stdio.js';
 
 /** What one run of a binary printed and how it ended. */
 export interface BinaryRun {
@@ -24,33 +25,45 @@ export const TEST_TIME = 1234;
 /** Nanoseconds between two clock_gettime(CLOCK_MONOTONIC) calls in the tests. */
 export const TEST_CLOCK_STEP_NS = 1000;
 
+/** A `prog >out 2>&1` capture: both descriptors into one string, plus each on its own. */
+export function capture(extra: Partial<ProgramIO> = {}): {
+  io: ProgramIO;
+  out: { merged: string; stdout: string; stderr: string };
+} {
+  const out = { merged: '', stdout: '', stderr: '' };
+  const io: ProgramIO = {
+    stdout: {
+      write: (s: string) => {
+        out.merged += s;
+        out.stdout += s;
+        return true;
+      },
+    },
+    stderr: {
+      write: (s: string) => {
+        out.merged += s;
+        out.stderr += s;
+        return true;
+      },
+    },
+    env: {},
+    ...extra,
+  };
+  return { io, out };
+}
+
 /** Runs `./<name> <args>` on a fresh debug machine with stdout and stderr piped. */
 export function runBinary(name: string, args: readonly string[] = []): BinaryRun {
   const binary = BINARIES.get(name);
   if (!binary) throw new Error(`no ported binary ${name}`);
-  const out = { merged: '', stdout: '', stderr: '' };
   let clock = 0;
+  const { io, out } = capture({
+    time: () => TEST_TIME,
+    monotonicNs: () => (clock += TEST_CLOCK_STEP_NS),
+  });
   const kernel = bootVmtestsMachine({ debugVm: true });
   try {
-    const r = runProgram(kernel, binary.main, [`./${name}`, ...args], {
-      stdout: {
-        write: (s: string) => {
-          out.merged += s;
-          out.stdout += s;
-          return true;
-        },
-      },
-      stderr: {
-        write: (s: string) => {
-          out.merged += s;
-          out.stderr += s;
-          return true;
-        },
-      },
-      env: {},
-      time: () => TEST_TIME,
-      monotonicNs: () => (clock += TEST_CLOCK_STEP_NS),
-    });
+    const r = runProgram(kernel, binary.main, [`./${name}`, ...args], io);
     expectNoViolations(kernel.violations);
     return { ...r, ...out, ktap: parseKtap(out.stdout) };
   } finally {

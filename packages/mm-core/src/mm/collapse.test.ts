@@ -23,12 +23,10 @@ import {
   PROT_WRITE,
 } from '../constants.js';
 import type { Kernel } from '../kernel.js';
-import { entryPfn } from '../pgtable/entry.js';
 import type { Process } from '../process.js';
-import { machine, pmdKind } from '../testing/helpers.js';
+import { machine, pmdKind, ptePfn } from '../testing/helpers.js';
 import { madviseCollapseErrno, type ScanResult } from './collapse.js';
 import { FOLL_PIN, getUserPages, putUserPages } from './gup.js';
-import { pteIndex, pteTableOf, ptHi, ptLo } from './pgtable.js';
 
 const RW = PROT_READ | PROT_WRITE;
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
@@ -38,11 +36,6 @@ const P = PAGE_SIZE;
 function region(p: Process, n = 1): number {
   const raw = p.mmap(0, (n + 1) * PMD_SIZE, RW, ANON);
   return Math.ceil(raw / PMD_SIZE) * PMD_SIZE;
-}
-
-function ptePfn(k: Kernel, p: Process, addr: number): number {
-  const t = pteTableOf(k.core, p.mm, addr, false);
-  return t < 0 ? -1 : entryPfn(ptLo(k.core, t, pteIndex(addr)), ptHi(k.core, t, pteIndex(addr)));
 }
 
 /** A THP at a that is mapped by PTEs (the PMD split by an mprotect() round trip). */

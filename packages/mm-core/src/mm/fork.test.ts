@@ -14,22 +14,15 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from '../constants.js';
-import type { Kernel } from '../kernel.js';
 import { entryPfn } from '../pgtable/entry.js';
 import { PG_anon_exclusive } from '../phys/memmap.js';
-import type { Process } from '../process.js';
-import { machine } from '../testing/helpers.js';
+import { machine, ptePfn } from '../testing/helpers.js';
 import { makeDeviceExclusive, releaseDeviceExclusive } from './gup.js';
 import { mmapReadLock, mmapReadUnlock } from './locking.js';
-import { pteIndex, pteTableOf, ptHi, ptLo, readPmd } from './pgtable.js';
+import { readPmd } from './pgtable.js';
 
 const RW = PROT_READ | PROT_WRITE;
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
-
-function ptePfn(k: Kernel, p: Process, addr: number): number {
-  const t = pteTableOf(k.core, p.mm, addr, false);
-  return t < 0 ? -1 : entryPfn(ptLo(k.core, t, pteIndex(addr)), ptHi(k.core, t, pteIndex(addr)));
-}
 
 describe('fork(2) (dup_mmap, copy_page_range)', () => {
   it('private anonymous memory is copy-on-write: shared read-only until written', () => {

@@ -5,8 +5,8 @@
 import type { ThpMode } from '../core.js';
 import { installMmCoreChecker } from '../invariants.js';
 import { Kernel, type KernelOptions } from '../kernel.js';
-import { readPmd } from '../mm/pgtable.js';
-import { entryKind } from '../pgtable/entry.js';
+import { pteIndex, pteTableOf, ptHi, ptLo, readPmd } from '../mm/pgtable.js';
+import { entryKind, entryPfn } from '../pgtable/entry.js';
 import type { Process } from '../process.js';
 
 /**
@@ -26,4 +26,10 @@ export function machine(thp: ThpMode = 'madvise', opts: KernelOptions = {}): Ker
 export function pmdKind(k: Kernel, p: Process, addr: number): string {
   const [t, lo, hi] = readPmd(k.core, p.mm, addr);
   return t < 0 ? 'none' : entryKind(lo, hi, 'pmd', k.core.zeroPfn, k.core.hugeZeroPfn);
+}
+
+/** The pfn in the PTE covering addr in p (whatever the entry is), or -1 when no PTE table exists. */
+export function ptePfn(k: Kernel, p: Process, addr: number): number {
+  const t = pteTableOf(k.core, p.mm, addr, false);
+  return t < 0 ? -1 : entryPfn(ptLo(k.core, t, pteIndex(addr)), ptHi(k.core, t, pteIndex(addr)));
 }

@@ -168,27 +168,28 @@ export function App({
     phase.current = 'running';
     const finish = (e: Executed) => {
       phase.current = 'draining';
-      setBusy(null);
-      if (e.result.clear) write('\x1b[2J\x1b[3J\x1b[H');
-      else
-        setLog((l) => [...l, { id: nextId.current++, prompt, line, lines: e.result.lines, ok: e.result.ok }]);
-      if (e.command !== null) setLast(e);
-      setVersion((v) => v + 1);
-      if (e.result.quit === true) {
-        exit();
-        return;
-      }
-      const ready = () => {
+      // The prompt takes keys again before the output is shown: a key typed after the result is
+      // on the screen is never one of the dropped ones.
+      const show = () => {
         phase.current = 'idle';
-        setTick((t) => t + 1);
+        setBusy(null);
+        if (e.result.clear) write('\x1b[2J\x1b[3J\x1b[H');
+        else
+          setLog((l) => [...l, { id: nextId.current++, prompt, line, lines: e.result.lines, ok: e.result.ok }]);
+        if (e.command !== null) setLast(e);
+        setVersion((v) => v + 1);
+        if (e.result.quit === true) {
+          exit();
+          return;
+        }
         const next = pending.current.shift();
         if (next !== undefined) run(session, next);
       };
       // Keys typed during a long command's last step are read only now, after it: two turns of
       // the event loop (each reads the terminal) drop them before the prompt takes keys again.
       // A command shorter than a slice left no time to type into it.
-      if (performance.now() - t0 < SLICE_MS) ready();
-      else setImmediate(() => setImmediate(ready));
+      if (performance.now() - t0 < SLICE_MS) show();
+      else setImmediate(() => setImmediate(show));
     };
     const pump = () => {
       const sliceEnd = performance.now() + SLICE_MS;

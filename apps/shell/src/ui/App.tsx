@@ -175,7 +175,10 @@ export function App({
         setBusy(null);
         if (e.result.clear) write('\x1b[2J\x1b[3J\x1b[H');
         else
-          setLog((l) => [...l, { id: nextId.current++, prompt, line, lines: e.result.lines, ok: e.result.ok }]);
+          setLog((l) => [
+            ...l,
+            { id: nextId.current++, prompt, line, lines: e.result.lines, ok: e.result.ok },
+          ]);
         if (e.command !== null) setLast(e);
         setVersion((v) => v + 1);
         if (e.result.quit === true) {

@@ -53,6 +53,7 @@ export * from './mm/swapfile.js';
 export * from './mm/types.js';
 export * from './mm/vma.js';
 export * from './mm/vmscan.js';
+export * from './pipe.js';
 export * from './mm/zap.js';
 export * from './oom.js';
 export * from './pgtable/entry.js';

@@ -128,6 +128,28 @@ describe('gup_test PIN_LONGTERM_TEST_* and R/O pins that unshare (gup_must_unsha
     expect(k.check()).toEqual([]);
   });
 
+  it('R/O longterm pin of a PMD-mapped THP that is no longer shared reuses it: follow_huge_pmd() asks gup_must_unshare() of the head page', () => {
+    const k = machine();
+    const p = k.spawn();
+    const raw = p.mmap(0, 2 * PMD_SIZE, RW, ANON);
+    const a = Math.ceil(raw / PMD_SIZE) * PMD_SIZE;
+    p.madvise(a, PMD_SIZE, MADV_HUGEPAGE);
+    p.writeBytes(a, new Uint8Array(PMD_SIZE).fill(3));
+    const before = ptePfn(k, p, a);
+    const cpid = p.fork();
+    k.task(cpid)!.exit(0);
+    expect(p.waitpid(cpid)).toBe(cpid);
+    const fd = p.open('/sys/kernel/debug/gup_test', O_RDWR);
+    // A pin of the second subpage: do_huge_pmd_wp_page() reuses the THP (refcount 1) and marks
+    // the head page AnonExclusive; the retried follow_huge_pmd() must then take the pin.
+    expect(p.ioctl(fd, PIN_LONGTERM_TEST_START, startArgs(p, a + PAGE_SIZE, PAGE_SIZE, 0))).toBe(0);
+    expect(ptePfn(k, p, a)).toBe(before);
+    p.writeBytes(a + PAGE_SIZE, new Uint8Array([4]));
+    expect(readPins(p, fd, 1)).toEqual([4]);
+    expect(p.ioctl(fd, PIN_LONGTERM_TEST_STOP, 0)).toBe(0);
+    expect(k.check()).toEqual([]);
+  });
+
   it('a R/W longterm pin breaks COW at pin time; the child keeps the old data', () => {
     const k = machine();
     const p = k.spawn();

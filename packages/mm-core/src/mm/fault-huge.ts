@@ -7,6 +7,7 @@
 import { HPAGE_PMD_NR, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_SIZE } from '../constants.js';
 import {
   type Core,
+  FAULT_FLAG_UNSHARE,
   FAULT_FLAG_WRITE,
   VM_FAULT_FALLBACK,
   VM_FAULT_OOM,
@@ -269,10 +270,11 @@ function hugetlbFaultLocked(
   const mm = vma.mm;
   const lo = ptLo(core, pmdT, mi);
   if (lo !== 0) {
-    if (flags & FAULT_FLAG_WRITE && !(lo & _PAGE_RW)) {
-      if (!(vma.flags & VM_WRITE)) return VM_FAULT_SIGSEGV;
-      ptSet(core, pmdT, mi, (lo | _PAGE_RW | _PAGE_DIRTY) >>> 0, ptHi(core, pmdT, mi));
-      mm.tlb.flushRange(haddr, haddr + PMD_SIZE);
+    const write = (flags & FAULT_FLAG_WRITE) !== 0;
+    const unshare = (flags & FAULT_FLAG_UNSHARE) !== 0;
+    if ((write || unshare) && !(lo & _PAGE_RW)) {
+      if (write && !(vma.flags & VM_WRITE)) return VM_FAULT_SIGSEGV;
+      return hugetlbWp(core, vma, pmdT, mi, haddr, lo, ptHi(core, pmdT, mi), unshare);
     }
     return 0;
   }
@@ -294,8 +296,9 @@ function hugetlbFaultLocked(
       core.map.mapping[folio] = vma.file.id;
       folioGet(core, folio);
     } else {
+      // hugetlb_add_new_anon_rmap(): a new anonymous hugetlb folio is AnonExclusive (head page).
       const av = anonVmaPrepare(core, vma);
-      core.map.flags[folio] |= PG_anon;
+      core.map.flags[folio] |= PG_anon | PG_anon_exclusive;
       core.map.mapping[folio] = av.id;
       core.map.index[folio] = linearPageIndex(vma, haddr);
     }
@@ -304,6 +307,65 @@ function hugetlbFaultLocked(
   core.map.largeMapcount[folio]++;
   const w = (vma.flags & VM_WRITE) !== 0;
   ptSet(core, pmdT, mi, mkPmdLo(folio, w, w, true), mkHi(folio));
+  return 0;
+}
+
+/**
+ * Models hugetlb_wp() (mm/hugetlb.c) for a write or unshare fault on a read-only hugetlb PMD,
+ * under the PMD lock. A shared mapping is made writable. A private anonymous folio mapped once
+ * is reused (folio_move_anon_rmap() + SetPageAnonExclusive() on the head page; an unshare leaves
+ * it read-only): unlike do_wp_page(), hugetlb decides on folio_mapcount() alone, so a reference
+ * held elsewhere (vmsplice()'s FOLL_GET) does not prevent the reuse, the case cow.c flags as
+ * XFAIL for hugetlb. Otherwise the folio is copied into a new one from the pool (no free huge
+ * page: VM_FAULT_OOM), mapped writable for a write and read-only for an unshare, and the old
+ * folio loses this mapping and its reference. The model has no mmu notifiers around the
+ * replacement here (no driver mirrors hugetlb mappings in this model).
+ */
+function hugetlbWp(
+  core: Core,
+  vma: Vma,
+  pmdT: number,
+  mi: number,
+  haddr: number,
+  lo: number,
+  hi: number,
+  unshare: boolean,
+): number {
+  const m = core.map;
+  const mm = vma.mm;
+  if (vma.flags & VM_SHARED) {
+    ptSet(core, pmdT, mi, (lo | _PAGE_RW | _PAGE_DIRTY) >>> 0, hi);
+    mm.tlb.flushRange(haddr, haddr + PMD_SIZE);
+    return 0;
+  }
+  const old = m.head[entryPfn(lo, hi)];
+  if (m.entireMapcount[old] === 1 && m.flags[old] & PG_anon) {
+    if (!(m.flags[old] & PG_anon_exclusive)) {
+      const av = anonVmaPrepare(core, vma);
+      m.mapping[old] = av.id;
+      m.flags[old] |= PG_anon_exclusive;
+    }
+    if (!unshare) {
+      ptSet(core, pmdT, mi, (lo | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED) >>> 0, hi);
+      mm.tlb.flushRange(haddr, haddr + PMD_SIZE);
+    }
+    return 0;
+  }
+  const copy = hugetlbAlloc(core);
+  if (copy < 0) return VM_FAULT_OOM;
+  core.frames.copy(copy, old, 1 << HPAGE_PMD_ORDER);
+  // hugetlb_remove_rmap(old) + hugetlb_add_new_anon_rmap(new): the copy is AnonExclusive.
+  const av = anonVmaPrepare(core, vma);
+  m.flags[copy] |= PG_anon | PG_anon_exclusive;
+  m.mapping[copy] = av.id;
+  m.index[copy] = linearPageIndex(vma, haddr);
+  m.entireMapcount[copy]++;
+  m.largeMapcount[copy]++;
+  ptSet(core, pmdT, mi, mkPmdLo(copy, !unshare, !unshare, true), mkHi(copy));
+  mm.tlb.flushRange(haddr, haddr + PMD_SIZE);
+  m.entireMapcount[old]--;
+  m.largeMapcount[old]--;
+  folioPut(core, old);
   return 0;
 }
 

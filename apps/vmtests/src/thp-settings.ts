@@ -229,7 +229,11 @@ export function thp_write_settings(env: ProgramEnv, s: ThpSettings): void {
   thp_write_num(env, 'khugepaged/max_ptes_shared', k.max_ptes_shared);
   thp_write_num(env, 'khugepaged/pages_to_scan', k.pages_to_scan);
   for (const i of orders)
-    thp_write_string(env, `hugepages-${orderKb(env, i)}kB/enabled`, THP_ENABLED_STRINGS[s.hugepages[i].enabled]);
+    thp_write_string(
+      env,
+      `hugepages-${orderKb(env, i)}kB/enabled`,
+      THP_ENABLED_STRINGS[s.hugepages[i].enabled],
+    );
   for (const i of shmemOrders)
     thp_write_string(
       env,

@@ -294,7 +294,8 @@ export function* vmsplice(
     const tmp = new Uint8Array(v.len);
     const n = pipeRead(pipe, tmp);
     if (n <= 0) return total ? total : n;
-    if ((yield* accessBytes(core, mm, v.base, tmp.subarray(0, n), 'write')) < 0) return total ? total : -EFAULT;
+    if ((yield* accessBytes(core, mm, v.base, tmp.subarray(0, n), 'write')) < 0)
+      return total ? total : -EFAULT;
     total += n;
     if (n < v.len) break;
   }

@@ -17,8 +17,8 @@ import {
   ENOSPC,
   ENOTTY,
   EOPNOTSUPP,
-  ESPIPE,
   EOVERFLOW,
+  ESPIPE,
   ESRCH,
   MAP_ANONYMOUS,
   MAP_FIXED,
@@ -413,7 +413,10 @@ export class Syscalls {
     if (!f.inode && !f.fops?.pwrite) return -EINVAL;
     const a = rwArgs({ ...r, pos: BigInt(f.pos) });
     if (typeof a === 'number') return a;
-    const n = yield* this.run('write', this.fdget(f, vfsWrite(this.core, this.p.mm, f, a.buf, a.count, a.pos)));
+    const n = yield* this.run(
+      'write',
+      this.fdget(f, vfsWrite(this.core, this.p.mm, f, a.buf, a.count, a.pos)),
+    );
     if (n > 0 && f.inode) f.pos += n;
     return n;
   }

@@ -29,7 +29,13 @@ import {
   PROT_WRITE,
 } from '@hmm-model/mm-core';
 import { KSFT_FAIL, KSFT_PASS, KSFT_SKIP, KSFT_XFAIL, MAP_FAILED } from '@hmm-model/selftests';
-import { clear_softdirty, log_test_result, log_test_start, pagemap_is_populated, pagemap_is_swapped } from '../vmutil.js';
+import {
+  clear_softdirty,
+  log_test_result,
+  log_test_start,
+  pagemap_is_populated,
+  pagemap_is_swapped,
+} from '../vmutil.js';
 import {
   type ChildBody,
   type CommPipes,
@@ -204,7 +210,13 @@ function* child_modify(c: Side, mem: number, size: number, comm: CommPipes): Chi
 }
 
 /** Models do_test_vmsplice_in_parent(). */
-function do_test_vmsplice_in_parent(g: CowGlobals, mem: number, size: number, before_fork: boolean, xfail: boolean): void {
+function do_test_vmsplice_in_parent(
+  g: CowGlobals,
+  mem: number,
+  size: number,
+  before_fork: boolean,
+  xfail: boolean,
+): void {
   const p = self(g);
   const status = { value: 0 };
   let transferred = 0;
@@ -315,7 +327,13 @@ function* child_ready_then_quit(c: Side, comm: CommPipes): ChildBody {
 }
 
 /** Models do_test_ro_pin(): a R/O longterm pin through gup_test must see later writes. */
-export function do_test_ro_pin(g: CowGlobals, mem: number, size: number, test: RoPinTest, fast: boolean): void {
+export function do_test_ro_pin(
+  g: CowGlobals,
+  mem: number,
+  size: number,
+  test: RoPinTest,
+  fast: boolean,
+): void {
   const p = self(g);
   const { ksft, libc, proc } = g.env;
   const status = { value: 0 };
@@ -387,7 +405,10 @@ export function do_test_ro_pin(g: CowGlobals, mem: number, size: number, test: R
   const args = libc.stackAlloc(24);
   proc.writeU64(args, mem);
   proc.writeU64(args + 8, size);
-  proc.writeBytes(args + 16, new Uint8Array(new Uint32Array([fast ? PIN_LONGTERM_TEST_FLAG_USE_FAST : 0]).buffer));
+  proc.writeBytes(
+    args + 16,
+    new Uint8Array(new Uint32Array([fast ? PIN_LONGTERM_TEST_FLAG_USE_FAST : 0]).buffer),
+  );
   let ret = libc.ioctl(g.gup_fd, PIN_LONGTERM_TEST_START, args);
   if (ret) {
     ret = libc.errno === EINVAL ? KSFT_SKIP : KSFT_FAIL;
@@ -416,7 +437,8 @@ export function do_test_ro_pin(g: CowGlobals, mem: number, size: number, test: R
   afterWait();
 }
 
-const test_ro_pin_on_shared: TestFn = (g, mem, size) => do_test_ro_pin(g, mem, size, RoPinTest.RO_PIN_TEST_SHARED, false);
+const test_ro_pin_on_shared: TestFn = (g, mem, size) =>
+  do_test_ro_pin(g, mem, size, RoPinTest.RO_PIN_TEST_SHARED, false);
 const test_ro_fast_pin_on_shared: TestFn = (g, mem, size) =>
   do_test_ro_pin(g, mem, size, RoPinTest.RO_PIN_TEST_SHARED, true);
 const test_ro_pin_on_ro_previously_shared: TestFn = (g, mem, size) =>
@@ -438,13 +460,13 @@ function do_run_with_base_page(g: CowGlobals, fn: TestFn, swapout: boolean): voi
     log_test_result(g.env, KSFT_FAIL);
     return;
   }
-  run: {
+  ((): void => {
     const ret = libc.madvise(mem, g.pagesize, MADV_NOHUGEPAGE);
     /* Ignore if not around on a kernel. */
     if (ret && libc.errno !== EINVAL) {
       perror(g, p, 'MADV_NOHUGEPAGE failed');
       log_test_result(g.env, KSFT_FAIL);
-      break run;
+      return;
     }
     /* Populate a base page. */
     libc.memset(mem, 1, g.pagesize);
@@ -453,11 +475,11 @@ function do_run_with_base_page(g: CowGlobals, fn: TestFn, swapout: boolean): voi
       if (!pagemap_is_swapped(g.env, g.pagemap_fd, mem)) {
         ksft.print_msg('MADV_PAGEOUT did not work, is swap enabled?\n');
         log_test_result(g.env, KSFT_SKIP);
-        break run;
+        return;
       }
     }
     fn(g, mem, g.pagesize, false);
-  }
+  })();
   libc.munmap(mem, g.pagesize);
   void proc;
 }
@@ -476,7 +498,8 @@ export const enum ThpRun {
 
 /** Models range_is_swapped(addr, size). */
 function range_is_swapped(g: CowGlobals, addr: number, size: number): boolean {
-  for (; size; addr += g.pagesize, size -= g.pagesize) if (!pagemap_is_swapped(g.env, g.pagemap_fd, addr)) return false;
+  for (; size; addr += g.pagesize, size -= g.pagesize)
+    if (!pagemap_is_swapped(g.env, g.pagemap_fd, addr)) return false;
   return true;
 }
 
@@ -502,17 +525,17 @@ export function do_run_with_thp(g: CowGlobals, fn: TestFn, thp_run: ThpRun, thps
     perror(g, p, msg);
     log_test_result(g.env, KSFT_FAIL);
   };
-  run: {
+  ((): void => {
     if (libc.madvise(mem, thpsize, MADV_HUGEPAGE)) {
       failWith('MADV_HUGEPAGE failed');
-      break run;
+      return;
     }
     /* Try to populate a THP. Touch the first sub-page and test if we get the last sub-page populated automatically. */
     proc.writeU8(mem, 1);
     if (!pagemap_is_populated(g.env, g.pagemap_fd, mem + thpsize - ps)) {
       ksft.print_msg('Did not get a THP populated\n');
       log_test_result(g.env, KSFT_SKIP);
-      break run;
+      return;
     }
     libc.memset(mem, 1, thpsize);
     let size = thpsize;
@@ -526,11 +549,11 @@ export function do_run_with_thp(g: CowGlobals, fn: TestFn, thp_run: ThpRun, thps
         /* Trigger PTE-mapping the THP by temporarily mapping a single subpage R/O. */
         if (libc.mprotect(mem + ps, ps, PROT_READ)) {
           failWith('mprotect() failed');
-          break run;
+          return;
         }
         if (libc.mprotect(mem + ps, ps, PROT_READ | PROT_WRITE)) {
           failWith('mprotect() failed');
-          break run;
+          return;
         }
         break;
       case ThpRun.THP_RUN_SINGLE_PTE:
@@ -538,7 +561,7 @@ export function do_run_with_thp(g: CowGlobals, fn: TestFn, thp_run: ThpRun, thps
         /* Discard all but a single subpage of that PTE-mapped THP. */
         if (libc.madvise(mem + ps, thpsize - ps, MADV_DONTNEED)) {
           failWith('MADV_DONTNEED failed');
-          break run;
+          return;
         }
         size = ps;
         break;
@@ -548,12 +571,18 @@ export function do_run_with_thp(g: CowGlobals, fn: TestFn, thp_run: ThpRun, thps
         mremap_mem = libc.mmap(0, mremap_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (mremap_mem === MAP_FAILED) {
           failWith('mmap() failed');
-          break run;
+          return;
         }
-        const tmp = libc.mremap(mem + mremap_size, mremap_size, mremap_size, MREMAP_MAYMOVE | MREMAP_FIXED, mremap_mem);
+        const tmp = libc.mremap(
+          mem + mremap_size,
+          mremap_size,
+          mremap_size,
+          MREMAP_MAYMOVE | MREMAP_FIXED,
+          mremap_mem,
+        );
         if (tmp !== mremap_mem) {
           failWith('mremap() failed');
-          break run;
+          return;
         }
         size = mremap_size;
         break;
@@ -562,17 +591,17 @@ export function do_run_with_thp(g: CowGlobals, fn: TestFn, thp_run: ThpRun, thps
         /* Share the first page of the THP with a child and quit the child. */
         if (libc.madvise(mem + ps, thpsize - ps, MADV_DONTFORK)) {
           failWith('MADV_DONTFORK failed');
-          break run;
+          return;
         }
         if (fork(g, p, () => exitAtOnce(0)) < 0) {
           failWith('fork() failed');
-          break run;
+          return;
         }
         wait(g, p, status);
         /* Allow for sharing all pages again. */
         if (libc.madvise(mem + ps, thpsize - ps, MADV_DOFORK)) {
           failWith('MADV_DOFORK failed');
-          break run;
+          return;
         }
         break;
     }
@@ -584,14 +613,14 @@ export function do_run_with_thp(g: CowGlobals, fn: TestFn, thp_run: ThpRun, thps
         if (!range_is_swapped(g, mem, size)) {
           ksft.print_msg('MADV_PAGEOUT did not work, is swap enabled?\n');
           log_test_result(g.env, KSFT_SKIP);
-          break run;
+          return;
         }
         break;
       default:
         break;
     }
     fn(g, mem, size, false);
-  }
+  })();
   libc.munmap(mmap_mem, mmap_size);
   if (mremap_mem !== MAP_FAILED) libc.munmap(mremap_mem, mremap_size);
 }
@@ -620,7 +649,13 @@ export const THP_RUNS: Readonly<Record<ThpRun, string>> = {
 };
 
 /** Models run_with_thp() and its siblings: `<desc> ... with <variant> (<size> kB)`. */
-export function run_with_thp_variant(g: CowGlobals, fn: TestFn, desc: string, run: ThpRun, size: number): void {
+export function run_with_thp_variant(
+  g: CowGlobals,
+  fn: TestFn,
+  desc: string,
+  run: ThpRun,
+  size: number,
+): void {
   log_test_start(g.env, `${desc} ... with ${THP_RUNS[run]} (${Math.floor(size / 1024)} kB)`);
   do_run_with_thp(g, fn, run, size);
 }
@@ -681,7 +716,10 @@ export const ANON_TEST_CASES: readonly TestCase[] = [
   { desc: 'R/O GUP pin on R/O-mapped shared page', fn: test_ro_pin_on_shared },
   { desc: 'R/O GUP-fast pin on R/O-mapped shared page', fn: test_ro_fast_pin_on_shared },
   { desc: 'R/O GUP pin on R/O-mapped previously-shared page', fn: test_ro_pin_on_ro_previously_shared },
-  { desc: 'R/O GUP-fast pin on R/O-mapped previously-shared page', fn: test_ro_fast_pin_on_ro_previously_shared },
+  {
+    desc: 'R/O GUP-fast pin on R/O-mapped previously-shared page',
+    fn: test_ro_fast_pin_on_ro_previously_shared,
+  },
   { desc: 'R/O GUP pin on R/O-mapped exclusive page', fn: test_ro_pin_on_ro_exclusive },
   { desc: 'R/O GUP-fast pin on R/O-mapped exclusive page', fn: test_ro_fast_pin_on_ro_exclusive },
 ];
@@ -709,22 +747,22 @@ function do_test_anon_thp_collapse(g: CowGlobals, mem: number, size: number, tes
     perror(g, p, msg);
     log_test_result(g.env, result);
   };
-  run: {
+  ((): void => {
     /* Trigger PTE-mapping the THP by temporarily mapping a single subpage R/O. */
     if (libc.mprotect(mem + ps, ps, PROT_READ)) {
       failWith('mprotect() failed');
-      break run;
+      return;
     }
     if (libc.mprotect(mem + ps, ps, PROT_READ | PROT_WRITE)) {
       failWith('mprotect() failed');
-      break run;
+      return;
     }
     switch (test) {
       case Collapse.UNSHARED:
         /* Collapse before actually COW-sharing the page. */
         if (libc.madvise(mem, size, MADV_COLLAPSE)) {
           failWith('MADV_COLLAPSE failed', KSFT_SKIP);
-          break run;
+          return;
         }
         break;
       case Collapse.FULLY_SHARED:
@@ -733,14 +771,14 @@ function do_test_anon_thp_collapse(g: CowGlobals, mem: number, size: number, tes
         /* Don't COW-share the upper part of the THP. */
         if (libc.madvise(mem + size / 2, size / 2, MADV_DONTFORK)) {
           failWith('MADV_DONTFORK failed');
-          break run;
+          return;
         }
         break;
       case Collapse.UPPER_SHARED:
         /* Don't COW-share the lower part of the THP. */
         if (libc.madvise(mem, size / 2, MADV_DONTFORK)) {
           failWith('MADV_DONTFORK failed');
-          break run;
+          return;
         }
         break;
     }
@@ -752,7 +790,7 @@ function do_test_anon_thp_collapse(g: CowGlobals, mem: number, size: number, tes
           : [mem, size];
     if (fork(g, p, (c) => child_memcmp_fn(c, childRange[0], childRange[1], comm)) < 0) {
       failWith('fork() failed');
-      break run;
+      return;
     }
     parent_wait_byte(g, p, comm.child_ready[0]);
     if (test !== Collapse.UNSHARED) {
@@ -762,7 +800,7 @@ function do_test_anon_thp_collapse(g: CowGlobals, mem: number, size: number, tes
           failWith('MADV_DOFORK failed');
           write1(p)(comm.parent_ready[1]);
           wait(g, p, status);
-          break run;
+          return;
         }
       }
       /* Collapse before anyone modified the COW-shared page. */
@@ -770,7 +808,7 @@ function do_test_anon_thp_collapse(g: CowGlobals, mem: number, size: number, tes
         failWith('MADV_COLLAPSE failed', KSFT_SKIP);
         write1(p)(comm.parent_ready[1]);
         wait(g, p, status);
-        break run;
+        return;
       }
     }
     /* Modify the page. */
@@ -783,7 +821,7 @@ function do_test_anon_thp_collapse(g: CowGlobals, mem: number, size: number, tes
       g.env.ksft.print_msg('Leak from parent into child\n');
       log_test_result(g.env, KSFT_FAIL);
     }
-  }
+  })();
   close_comm_pipes(p, comm);
 }
 

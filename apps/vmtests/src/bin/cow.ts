@@ -14,14 +14,24 @@
  * reads touch no memory: the huge-zeropage cases find no THP populated and SKIP.
  */
 
-import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MADV_HUGEPAGE, O_RDONLY, O_RDWR, O_TMPFILE, PROT_READ, PROT_WRITE } from '@hmm-model/mm-core';
+import {
+  MADV_HUGEPAGE,
+  MAP_ANONYMOUS,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  O_RDONLY,
+  O_RDWR,
+  O_TMPFILE,
+  PROT_READ,
+  PROT_WRITE,
+} from '@hmm-model/mm-core';
 import { KSFT_FAIL, KSFT_PASS, KSFT_SKIP, MAP_FAILED, read_pmd_pagesize } from '@hmm-model/selftests';
 import { MFD_HUGE_SHIFT, MFD_HUGETLB, memfd_create, type ProgramEnv } from '../program.js';
 import {
+  cloneSettings,
   THP_ALWAYS,
   THP_INHERIT,
   THP_NEVER,
-  cloneSettings,
   thp_current_settings,
   thp_pop_settings,
   thp_push_settings,
@@ -56,7 +66,7 @@ import {
 import { type CowGlobals, memcmp } from './cow-common.js';
 
 /** Models detect_thp_sizes(sizes, max): the PMD size and every supported mTHP order, smallest first. */
-function detect_thp_sizes(g: CowGlobals, max: number): number[] {
+export function detect_thp_sizes(g: CowGlobals, max: number): number[] {
   const sizes: number[] = [];
   /* thp not supported at all. */
   if (!g.pmdsize) return sizes;
@@ -139,7 +149,8 @@ const test_cow: NonAnonTestFn = (g, mem, smem, size) => {
   libc.free(old);
 };
 
-const test_ro_pin: NonAnonTestFn = (g, mem, _smem, size) => do_test_ro_pin(g, mem, size, RoPinTest.RO_PIN_TEST, false);
+const test_ro_pin: NonAnonTestFn = (g, mem, _smem, size) =>
+  do_test_ro_pin(g, mem, size, RoPinTest.RO_PIN_TEST, false);
 const test_ro_fast_pin: NonAnonTestFn = (g, mem, _smem, size) =>
   do_test_ro_pin(g, mem, size, RoPinTest.RO_PIN_TEST, true);
 
@@ -159,7 +170,10 @@ function run_with_zeropage(g: CowGlobals, fn: NonAnonTestFn, desc: string): void
   const { libc } = g.env;
   log_test_start(g.env, `${desc} ... with shared zeropage`);
   const mem = libc.mmap(0, g.pagesize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (mem === MAP_FAILED) return perrorResult(g, 'mmap() failed', KSFT_FAIL);
+  if (mem === MAP_FAILED) {
+    perrorResult(g, 'mmap() failed', KSFT_FAIL);
+    return;
+  }
   const smem = libc.mmap(0, g.pagesize, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (smem === MAP_FAILED) {
     perrorResult(g, 'mmap() failed', KSFT_FAIL);
@@ -186,23 +200,26 @@ function run_with_huge_zeropage(g: CowGlobals, fn: NonAnonTestFn, desc: string):
   /* For alignment purposes, we need twice the thp size. */
   const mmap_size = 2 * pmdsize;
   const mmap_mem = libc.mmap(0, mmap_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (mmap_mem === MAP_FAILED) return perrorResult(g, 'mmap() failed', KSFT_FAIL);
+  if (mmap_mem === MAP_FAILED) {
+    perrorResult(g, 'mmap() failed', KSFT_FAIL);
+    return;
+  }
   const mmap_smem = libc.mmap(0, mmap_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  run: {
+  ((): void => {
     if (mmap_smem === MAP_FAILED) {
       perrorResult(g, 'mmap() failed', KSFT_FAIL);
-      break run;
+      return;
     }
     /* We need a THP-aligned memory area. */
     const mem = Math.floor((mmap_mem + pmdsize) / pmdsize) * pmdsize;
     const smem = Math.floor((mmap_smem + pmdsize) / pmdsize) * pmdsize;
     if (libc.madvise(mem, pmdsize, MADV_HUGEPAGE)) {
       perrorResult(g, 'madvise()', KSFT_FAIL);
-      break run;
+      return;
     }
     if (libc.madvise(smem, pmdsize, MADV_HUGEPAGE)) {
       perrorResult(g, 'madvise()', KSFT_FAIL);
-      break run;
+      return;
     }
     /* FORCE_READ(mem); FORCE_READ(smem): v6.19 reads the pointers, not the memory. */
     if (
@@ -210,10 +227,10 @@ function run_with_huge_zeropage(g: CowGlobals, fn: NonAnonTestFn, desc: string):
       !pagemap_is_populated(g.env, g.pagemap_fd, smem + g.pagesize)
     ) {
       g.env.ksft.test_result_skip('Did not get THPs populated\n');
-      break run;
+      return;
     }
     fn(g, mem, smem, pmdsize);
-  }
+  })();
   libc.munmap(mmap_mem, mmap_size);
   if (mmap_smem !== MAP_FAILED) libc.munmap(mmap_smem, mmap_size);
 }
@@ -264,7 +281,10 @@ function run_with_file(g: CowGlobals, fn: NonAnonTestFn, fd: number, size: numbe
 function run_with_memfd(g: CowGlobals, fn: NonAnonTestFn, desc: string): void {
   log_test_start(g.env, `${desc} ... with memfd`);
   const fd = memfd_create(g.env.libc, 'test', 0);
-  if (fd < 0) return perrorResult(g, 'memfd_create() failed', KSFT_FAIL);
+  if (fd < 0) {
+    perrorResult(g, 'memfd_create() failed', KSFT_FAIL);
+    return;
+  }
   run_with_file(g, fn, fd, g.pagesize, false);
   g.env.libc.close(fd);
 }
@@ -278,7 +298,10 @@ function tmpfile(g: CowGlobals): number {
 function run_with_tmpfile(g: CowGlobals, fn: NonAnonTestFn, desc: string): void {
   log_test_start(g.env, `${desc} ... with tmpfile`);
   const fd = tmpfile(g);
-  if (fd < 0) return perrorResult(g, 'tmpfile() failed', KSFT_FAIL);
+  if (fd < 0) {
+    perrorResult(g, 'tmpfile() failed', KSFT_FAIL);
+    return;
+  }
   run_with_file(g, fn, fd, g.pagesize, false);
   // fclose(file)
   g.env.libc.close(fd);
@@ -289,7 +312,10 @@ function run_with_memfd_hugetlb(g: CowGlobals, fn: NonAnonTestFn, desc: string, 
   log_test_start(g.env, `${desc} ... with memfd hugetlb (${Math.floor(hugetlbsize / 1024)} kB)`);
   const flags = MFD_HUGETLB | (ctz(hugetlbsize) << MFD_HUGE_SHIFT);
   const fd = memfd_create(g.env.libc, 'test', flags);
-  if (fd < 0) return perrorResult(g, 'memfd_create() failed', KSFT_SKIP);
+  if (fd < 0) {
+    perrorResult(g, 'memfd_create() failed', KSFT_SKIP);
+    return;
+  }
   run_with_file(g, fn, fd, hugetlbsize, true);
   g.env.libc.close(fd);
 }

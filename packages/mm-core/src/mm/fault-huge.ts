@@ -267,7 +267,6 @@ function hugetlbFaultLocked(
   haddr: number,
   flags: number,
 ): number {
-  const mm = vma.mm;
   const lo = ptLo(core, pmdT, mi);
   if (lo !== 0) {
     const write = (flags & FAULT_FLAG_WRITE) !== 0;

@@ -106,6 +106,23 @@ describe('gup_test PIN_LONGTERM_TEST_* and R/O pins that unshare (gup_must_unsha
     });
   }
 
+  it('R/O longterm pin of the huge zero page unshares it: later writes show in the pin (cow.c "with huge zeropage")', () => {
+    const k = machine();
+    const p = k.spawn();
+    const raw = p.mmap(0, 2 * PMD_SIZE, RW, ANON);
+    const a = Math.ceil(raw / PMD_SIZE) * PMD_SIZE;
+    p.madvise(a, PMD_SIZE, MADV_HUGEPAGE);
+    expect(p.readBytes(a, 1)[0]).toBe(0);
+    expect(k.core.hugeZeroPfn).toBeGreaterThanOrEqual(0);
+    const fd = p.open('/sys/kernel/debug/gup_test', O_RDWR);
+    expect(p.ioctl(fd, PIN_LONGTERM_TEST_START, startArgs(p, a, PMD_SIZE, 0))).toBe(0);
+    p.writeBytes(a, new Uint8Array(PMD_SIZE).fill(0xff));
+    const pins = readPins(p, fd, PMD_SIZE / PAGE_SIZE);
+    expect(pins.every((b) => b === 0xff)).toBe(true);
+    expect(p.ioctl(fd, PIN_LONGTERM_TEST_STOP, 0)).toBe(0);
+    expect(k.check()).toEqual([]);
+  });
+
   it('R/O longterm pin of a PMD-mapped THP shared with a child splits the PMD and unshares one page', () => {
     const k = machine();
     const p = k.spawn();

@@ -214,5 +214,5 @@ describe('run_vmtests.sh (run-vmtests.ts)', () => {
     expect(lines.at(-3)).toBe(`# SUMMARY: PASS=${pass} SKIP=${skip} FAIL=${fail}`);
     expect(lines.at(-2)).toBe('1..5');
     expect(r.code).toBe(fail ? 1 : skip ? 4 : 0);
-  });
+  }, 600_000);
 });

@@ -102,5 +102,6 @@ describe('cow (tools/testing/selftests/mm/cow.c, v6.19 without liburing)', () =>
       Array(3).fill('memfd_create() failed: Function not implemented (38)'),
     );
     expect(r.stdout).toContain('# 6 skipped test(s) detected.');
-  });
+    // About 20 s alone with the invariant checker after every syscall; CI runs packages in parallel.
+  }, 600_000);
 });

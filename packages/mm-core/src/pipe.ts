@@ -208,18 +208,20 @@ function* importIovec(core: Core, mm: MmStruct, uiov: number, nrSegs: number): K
 }
 
 /**
- * Models iter_to_pipe() (fs/splice.c): while bytes are left and the pipe has a free slot,
- * iov_iter_get_pages2() takes references on up to 16 pages of the current segment with
- * get_user_pages_fast(addr, n, 0, pages) (a source iterator: no FOLL_WRITE; FOLL_GET, not
- * FOLL_PIN), and each page becomes a buffer (add_to_pipe()); pages that do not fit any more are
- * put again. Returns the bytes spliced, or the error when none was.
+ * Models iter_to_pipe() (fs/splice.c): while bytes are left, iov_iter_get_pages2() takes
+ * references on up to 16 pages of the current segment with get_user_pages_fast(addr, n, 0,
+ * pages) (a source iterator: no FOLL_WRITE; FOLL_GET, not FOLL_PIN), and each page becomes a
+ * buffer (add_to_pipe()); when the pipe is full, add_to_pipe() fails and the pages of that batch
+ * not added are put again. Returns the bytes spliced, or the error when none was.
  */
 function* iterToPipe(core: Core, mm: MmStruct, pipe: PipeInodeInfo, iov: Iovec[]): KGen<number> {
   let total = 0;
   let ret = 0;
   let seg = 0;
   let segOff = 0;
-  out: while (!pipe.full()) {
+  // while (iov_iter_count(from)): a full pipe shows only when add_to_pipe() fails, after the
+  // next batch was taken (and is put again).
+  out: for (;;) {
     while (seg < iov.length && segOff >= iov[seg].len) {
       seg++;
       segOff = 0;

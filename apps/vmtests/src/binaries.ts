@@ -3,6 +3,7 @@
  * file and version of the port, and the program.
  */
 
+import { cow_main } from './bin/cow.js';
 import { madv_populate_main } from './bin/madv-populate.js';
 import { map_fixed_noreplace_main } from './bin/map-fixed-noreplace.js';
 import { mremap_dontunmap_main } from './bin/mremap-dontunmap.js';
@@ -49,6 +50,12 @@ export const BINARIES: ReadonlyMap<string, VmTestBinary> = new Map(
         source: `${MM}/madv_populate.c`,
         version: 'v6.19 (softdirty_supported() of v6.18)',
         main: madv_populate_main,
+      },
+      {
+        name: 'cow',
+        source: `${MM}/cow.c`,
+        version: 'v6.19 (unique test names, FORCE_READ() of v6.17; built without liburing)',
+        main: cow_main,
       },
     ] satisfies VmTestBinary[]
   ).map((b) => [b.name, b]),

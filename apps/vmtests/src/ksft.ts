@@ -6,7 +6,16 @@
  * next output on the same line, as on a kernel.
  */
 
-import { type Counts, countLines, ExitRequest, KSFT_FAIL, KSFT_PASS, KSFT_SKIP } from '@hmm-model/selftests';
+import {
+  type Counts,
+  countLines,
+  ExitRequest,
+  KSFT_FAIL,
+  KSFT_PASS,
+  KSFT_SKIP,
+  KSFT_XFAIL,
+  strerror,
+} from '@hmm-model/selftests';
 import type { Stdio } from './stdio.js';
 
 /** Models the static state of kselftest.h in one program: struct ksft_count and ksft_plan. */
@@ -49,6 +58,22 @@ export class Ksft {
   /** Models ksft_print_msg(msg): `# ` then the message. */
   print_msg(msg: string): void {
     this.#stdio.printf(`# ${msg}`);
+  }
+
+  /** Models ksft_perror(msg): `# <msg>: <strerror(errno)> (<errno>)`. */
+  perror(msg: string, errno: number): void {
+    this.print_msg(`${msg}: ${strerror(errno)} (${errno})\n`);
+  }
+
+  /**
+   * Models the ksft_test_result_report(result, fmt, ...) macro: KSFT_PASS, KSFT_FAIL, KSFT_XFAIL
+   * and KSFT_SKIP report as their ksft_test_result_*(); any other value prints nothing.
+   */
+  test_result_report(result: number, msg: string): void {
+    if (result === KSFT_PASS) this.test_result_pass(msg);
+    else if (result === KSFT_FAIL) this.test_result_fail(msg);
+    else if (result === KSFT_XFAIL) this.test_result_xfail(msg);
+    else if (result === KSFT_SKIP) this.test_result_skip(msg);
   }
 
   /** Models ksft_test_result_pass(msg). */

@@ -5,6 +5,7 @@
 
 import { installMmCoreChecker, Kernel, type KernelOptions } from '@hmm-model/mm-core';
 import { installProcfs } from './procfs.js';
+import { installThpSysfs } from './sysfs.js';
 
 /**
  * Models the RAM of the test box: 8 GiB (lazily backed). mremap_test maps 2 GiB of shared
@@ -38,6 +39,7 @@ export function bootVmtestsMachine(opts: VmtestsMachineOptions = {}): Kernel {
     installMmCoreChecker(kernel);
   }
   installProcfs(kernel);
+  installThpSysfs(kernel);
   kernel.spawn();
   return kernel;
 }

@@ -6,7 +6,7 @@
  * any other pseudo file; a file mm-core already registers is left alone.
  */
 
-import { type Kernel, type MmStruct, mapsLine, type Process, smaps } from '@hmm-model/mm-core';
+import { EINVAL, type Kernel, type MmStruct, mapsLine, type Process, smaps } from '@hmm-model/mm-core';
 
 /** Models dac_mmap_min_addr: the lowest address do_mmap() of this model accepts (its fixed 0x10000). */
 export const MMAP_MIN_ADDR = 0x10000;
@@ -108,8 +108,30 @@ function registerProcText(kernel: Kernel, path: string, gen: (proc: Process) => 
   });
 }
 
+/**
+ * Models /proc/<pid>/clear_refs (clear_refs_write(), fs/proc/task_mmu.c): kstrtoint() of the text,
+ * a type from CLEAR_REFS_ALL (1) to CLEAR_REFS_MM_HIWATER_RSS (5), else -EINVAL. The model tracks
+ * neither referenced/young bits nor soft-dirty (a kernel without CONFIG_MEM_SOFT_DIRTY, where
+ * clear_soft_dirty() is empty), so an accepted write changes nothing.
+ */
+function registerClearRefs(kernel: Kernel): void {
+  const path = '/proc/self/clear_refs';
+  if (kernel.devices.has(path)) return;
+  kernel.registerDevice(path, {
+    *pwrite(_file, buf) {
+      const text = new TextDecoder().decode(buf).replace(/\n$/, '');
+      if (!/^[+-]?\d+$/.test(text)) return -EINVAL;
+      const type = Number(text);
+      if (type < 1 || type > 5) return -EINVAL;
+      yield 'clear_refs_write: walk';
+      return buf.length;
+    },
+  });
+}
+
 /** Registers /proc/self/maps, /proc/self/smaps and /proc/sys/vm/mmap_min_addr on the machine. */
 export function installProcfs(kernel: Kernel): void {
+  registerClearRefs(kernel);
   registerProcText(kernel, '/proc/self/smaps', (proc) => smapsText(kernel, proc.mm));
   registerProcText(kernel, '/proc/sys/vm/mmap_min_addr', () => `${MMAP_MIN_ADDR}\n`);
 }

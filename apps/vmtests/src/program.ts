@@ -128,6 +128,19 @@ export const MFD_CLOEXEC = 0x0001;
  * model has no memfd_create(2); the file is made as an O_TMPFILE in /dev/shm, the same kind of
  * object (a shmem inode with no name in any directory). Returns the descriptor or -1 with errno.
  */
-export function memfd_create(libc: Libc, _name: string, _flags: number): number {
+export function memfd_create(libc: Libc, _name: string, flags: number): number {
+  // The model has no hugetlbfs files: memfd_create(MFD_HUGETLB) fails as hugetlb_file_setup()
+  // does without CONFIG_HUGETLBFS (-ENOSYS).
+  if (flags & MFD_HUGETLB) {
+    libc.errno = ENOSYS;
+    return -1;
+  }
   return libc.open('/dev/shm', O_TMPFILE | O_RDWR, 0o600);
 }
+
+/** Models MFD_HUGETLB (include/uapi/linux/memfd.h). */
+export const MFD_HUGETLB = 0x0004;
+/** Models MFD_HUGE_SHIFT (include/uapi/linux/memfd.h). */
+export const MFD_HUGE_SHIFT = 26;
+/** Models ENOSYS. */
+const ENOSYS = 38;

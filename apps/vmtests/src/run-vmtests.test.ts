@@ -184,7 +184,7 @@ describe('run_vmtests.sh (run-vmtests.ts)', () => {
 
   it('lists every ported binary in the script, in run_vmtests.sh order', () => {
     const names = RUN_VMTESTS_ENTRIES.map(entryBinary).filter((n) => BINARIES.has(n));
-    expect(names).toEqual(['map_fixed_noreplace', 'mremap_test', 'mremap_dontunmap', 'madv_populate']);
+    expect(names).toEqual(['map_fixed_noreplace', 'mremap_test', 'mremap_dontunmap', 'madv_populate', 'cow']);
   });
 
   it('runs the ported binaries by default, with each binary exit code turned into the TAP line and summary', () => {
@@ -197,8 +197,9 @@ describe('run_vmtests.sh (run-vmtests.ts)', () => {
       'ok 2 mremap_test',
       'ok 3 mremap_dontunmap',
       expect.stringMatching(/^(not )?ok 4 madv_populate$/),
+      expect.stringMatching(/^(not )?ok 5 cow$/),
     ]);
-    for (const name of ['map_fixed_noreplace', 'mremap_test', 'mremap_dontunmap', 'madv_populate']) {
+    for (const name of ['map_fixed_noreplace', 'mremap_test', 'mremap_dontunmap', 'madv_populate', 'cow']) {
       const title = `# running ./${name}`;
       const i = lines.indexOf(title);
       expect(lines[i - 1]).toBe(`# ${'-'.repeat(title.length - 2)}`);
@@ -211,7 +212,7 @@ describe('run_vmtests.sh (run-vmtests.ts)', () => {
     const skip = tap.filter((l) => l.endsWith(' # SKIP')).length;
     const fail = tap.filter((l) => l.startsWith('not ok')).length;
     expect(lines.at(-3)).toBe(`# SUMMARY: PASS=${pass} SKIP=${skip} FAIL=${fail}`);
-    expect(lines.at(-2)).toBe('1..4');
+    expect(lines.at(-2)).toBe('1..5');
     expect(r.code).toBe(fail ? 1 : skip ? 4 : 0);
-  });
+  }, 600_000);
 });

@@ -210,3 +210,75 @@ export function softdirty_supported(env: ProgramEnv): boolean {
   libc.munmap(addr, pagesize);
   return supported;
 }
+
+/** Models pagemap_is_swapped(fd, start) (vm_util.c). */
+export function pagemap_is_swapped(env: ProgramEnv, fd: number, start: number): boolean {
+  return page_entry_is(env, fd, start, 'swapped', PM_SWAP, PAGE_IS_SWAPPED);
+}
+
+/**
+ * Models detect_huge_zeropage() (vm_util.c, v6.18+): /sys/kernel/mm/transparent_hugepage/
+ * use_zero_page reads as 1.
+ */
+export function detect_huge_zeropage(env: ProgramEnv): boolean {
+  const { libc } = env;
+  const fd = libc.open('/sys/kernel/mm/transparent_hugepage/use_zero_page', 0 /* O_RDONLY */);
+  if (fd < 0) return false;
+  let enabled = false;
+  const buf = new Uint8Array(15);
+  const ret = libc.pread(fd, buf, buf.length, 0);
+  if (ret > 0 && ret < buf.length) {
+    const text = new TextDecoder().decode(buf.subarray(0, ret));
+    if (Number.parseInt(text, 10) === 1) enabled = true;
+  }
+  libc.close(fd);
+  return enabled;
+}
+
+/** The sysfs directory detect_hugetlb_page_sizes() lists. */
+const HUGEPAGES_DIR = '/sys/kernel/mm/hugepages/';
+
+/**
+ * Models detect_hugetlb_page_sizes(sizes, max) (vm_util.c): each `hugepages-<kb>kB` directory of
+ * /sys/kernel/mm/hugepages/ is a hugetlb size, announced with `[INFO] detected hugetlb page
+ * size`. The model has no readdir(); the directory's entries are the ones the machine's file
+ * table has below it, in the order they were registered.
+ */
+export function detect_hugetlb_page_sizes(env: ProgramEnv, max: number): number[] {
+  const sizes: number[] = [];
+  const seen = new Set<string>();
+  for (const path of env.kernel.devices.keys()) {
+    if (!path.startsWith(HUGEPAGES_DIR)) continue;
+    const name = path.slice(HUGEPAGES_DIR.length).split('/')[0];
+    if (seen.has(name) || !path.slice(HUGEPAGES_DIR.length).includes('/')) continue;
+    seen.add(name);
+    const m = /^hugepages-(\d+)kB/.exec(name);
+    if (!m) continue;
+    if (sizes.length >= max) break;
+    const kb = Number(m[1]);
+    sizes.push(kb * 1024);
+    env.ksft.print_msg(`[INFO] detected hugetlb page size: ${kb} KiB\n`);
+  }
+  return sizes;
+}
+
+/** Per-program `static char test_name[1024]` of vm_util.h. */
+const testNames = new WeakMap<ProgramEnv, string>();
+
+/** Models log_test_start(fmt, ...) (vm_util.h): remember the name, print `# [RUN] <name>`. */
+export function log_test_start(env: ProgramEnv, name: string): void {
+  // vsnprintf() into test_name[1024].
+  const n = name.slice(0, 1023);
+  testNames.set(env, n);
+  env.ksft.print_msg(`[RUN] ${n}\n`);
+}
+
+/** Models log_test_result(result) (vm_util.h): ksft_test_result_report(result, "%s\n", test_name). */
+export function log_test_result(env: ProgramEnv, result: number): void {
+  env.ksft.test_result_report(result, `${testNames.get(env) ?? ''}\n`);
+}
+
+/** Models sz2ord(size, pagesize) (vm_util.h): __builtin_ctzll(size / pagesize). */
+export function sz2ord(size: number, pagesize: number): number {
+  return Math.log2((size / pagesize) & -(size / pagesize));
+}

@@ -58,8 +58,10 @@ export const ENOTTY = 25;
 export const EFBIG = 27;
 export const ENOSPC = 28;
 export const ESPIPE = 29;
+export const EPIPE = 32;
 export const ERANGE = 34;
 export const EOVERFLOW = 75;
+export const EOPNOTSUPP = 95;
 export const EHWPOISON = 133;
 
 /** errno number to name, for messages (models strerrorname_np). */
@@ -87,6 +89,8 @@ export const ERRNO_NAMES: Readonly<Record<number, string>> = {
   [EFBIG]: 'EFBIG',
   [ENOSPC]: 'ENOSPC',
   [ESPIPE]: 'ESPIPE',
+  [EPIPE]: 'EPIPE',
+  [EOPNOTSUPP]: 'EOPNOTSUPP',
   [ERANGE]: 'ERANGE',
   [EOVERFLOW]: 'EOVERFLOW',
   [EHWPOISON]: 'EHWPOISON',

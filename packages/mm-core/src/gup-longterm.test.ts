@@ -106,6 +106,23 @@ describe('gup_test PIN_LONGTERM_TEST_* and R/O pins that unshare (gup_must_unsha
     });
   }
 
+  it('R/O longterm pin of the huge zero page unshares it: later writes show in the pin (cow.c "with huge zeropage")', () => {
+    const k = machine();
+    const p = k.spawn();
+    const raw = p.mmap(0, 2 * PMD_SIZE, RW, ANON);
+    const a = Math.ceil(raw / PMD_SIZE) * PMD_SIZE;
+    p.madvise(a, PMD_SIZE, MADV_HUGEPAGE);
+    expect(p.readBytes(a, 1)[0]).toBe(0);
+    expect(k.core.hugeZeroPfn).toBeGreaterThanOrEqual(0);
+    const fd = p.open('/sys/kernel/debug/gup_test', O_RDWR);
+    expect(p.ioctl(fd, PIN_LONGTERM_TEST_START, startArgs(p, a, PMD_SIZE, 0))).toBe(0);
+    p.writeBytes(a, new Uint8Array(PMD_SIZE).fill(0xff));
+    const pins = readPins(p, fd, PMD_SIZE / PAGE_SIZE);
+    expect(pins.every((b) => b === 0xff)).toBe(true);
+    expect(p.ioctl(fd, PIN_LONGTERM_TEST_STOP, 0)).toBe(0);
+    expect(k.check()).toEqual([]);
+  });
+
   it('R/O longterm pin of a PMD-mapped THP shared with a child splits the PMD and unshares one page', () => {
     const k = machine();
     const p = k.spawn();
@@ -124,6 +141,28 @@ describe('gup_test PIN_LONGTERM_TEST_* and R/O pins that unshare (gup_must_unsha
     expect(readPins(p, fd, 1)).toEqual([4]);
     expect(c.readBytes(a, 2)).toEqual(new Uint8Array([3, 3]));
     expect(p.readBytes(a + PAGE_SIZE, 1)[0]).toBe(3);
+    expect(p.ioctl(fd, PIN_LONGTERM_TEST_STOP, 0)).toBe(0);
+    expect(k.check()).toEqual([]);
+  });
+
+  it('R/O longterm pin of a PMD-mapped THP that is no longer shared reuses it: follow_huge_pmd() asks gup_must_unshare() of the head page', () => {
+    const k = machine();
+    const p = k.spawn();
+    const raw = p.mmap(0, 2 * PMD_SIZE, RW, ANON);
+    const a = Math.ceil(raw / PMD_SIZE) * PMD_SIZE;
+    p.madvise(a, PMD_SIZE, MADV_HUGEPAGE);
+    p.writeBytes(a, new Uint8Array(PMD_SIZE).fill(3));
+    const before = ptePfn(k, p, a);
+    const cpid = p.fork();
+    k.task(cpid)!.exit(0);
+    expect(p.waitpid(cpid)).toBe(cpid);
+    const fd = p.open('/sys/kernel/debug/gup_test', O_RDWR);
+    // A pin of the second subpage: do_huge_pmd_wp_page() reuses the THP (refcount 1) and marks
+    // the head page AnonExclusive; the retried follow_huge_pmd() must then take the pin.
+    expect(p.ioctl(fd, PIN_LONGTERM_TEST_START, startArgs(p, a + PAGE_SIZE, PAGE_SIZE, 0))).toBe(0);
+    expect(ptePfn(k, p, a)).toBe(before);
+    p.writeBytes(a + PAGE_SIZE, new Uint8Array([4]));
+    expect(readPins(p, fd, 1)).toEqual([4]);
     expect(p.ioctl(fd, PIN_LONGTERM_TEST_STOP, 0)).toBe(0);
     expect(k.check()).toEqual([]);
   });

@@ -60,6 +60,7 @@ export * from './phys/buddy.js';
 export * from './phys/frames.js';
 export * from './phys/hostpool.js';
 export * from './phys/memmap.js';
+export * from './pipe.js';
 export * from './proc.js';
 export * from './process.js';
 export * from './report.js';

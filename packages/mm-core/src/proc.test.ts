@@ -166,8 +166,7 @@ describe('smaps of hugetlb VMAs (smaps_hugetlb_range())', () => {
     expect(p.mm.rss.MM_ANONPAGES + p.mm.rss.MM_SHMEMPAGES).toBe(0);
     // Mapped by a second process (fork, then the child's fault: a shared hugetlb VMA has no
     // anon_vma, so fork need not copy its page table) the page is Shared_Hugetlb in both.
-    // (The private mapping goes first: the model's fork copies private hugetlb pages eagerly,
-    // and the pool of 4 has one page left.)
+    // (The private mapping goes first, so the child maps the shared page alone.)
     expect(p.munmap(a, 3 * PMD_SIZE)).toBe(0);
     const c = k.task(p.fork())!;
     expect(c.readI32(s)).toBe(3);

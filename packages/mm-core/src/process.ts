@@ -228,6 +228,31 @@ export class Process {
     return this.run('pread', this.sys.pread(fd, buf, count, offset));
   }
 
+  /** Models pipe(2): [readFd, writeFd], or -errno. */
+  pipe(): [number, number] | number {
+    return this.run('pipe', this.sys.pipe());
+  }
+
+  /** Models read(2) at the file position (a pipe: the next bytes). */
+  read(fd: number, buf: number | Uint8Array, count: number): number {
+    return this.run('read', this.sys.read(fd, buf, count));
+  }
+
+  /** Models write(2) at the file position (a pipe: appended). */
+  write(fd: number, buf: number | Uint8Array, count: number): number {
+    return this.run('write', this.sys.write(fd, buf, count));
+  }
+
+  /** Models vmsplice(2): `iov` is the user address of `nrSegs` struct iovec. */
+  vmsplice(fd: number, iov: number, nrSegs: number, flags: number): number {
+    return this.run('vmsplice', this.sys.vmsplice(fd, iov, nrSegs, flags));
+  }
+
+  /** Models fallocate(2) (mode 0 on a tmpfs file). */
+  fallocate(fd: number, mode: number, offset: number, len: number): number {
+    return this.run('fallocate', this.sys.fallocate(fd, mode, offset, len));
+  }
+
   /** Models ftruncate(2) on a tmpfs file: shrinking unmaps and drops pages past the end. */
   ftruncate(fd: number, length: number): number {
     return this.run('ftruncate', this.sys.ftruncate(fd, length));

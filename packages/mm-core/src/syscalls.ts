@@ -14,8 +14,11 @@ import {
   EINVAL,
   ENODEV,
   ENOMEM,
+  ENOSPC,
   ENOTTY,
+  EOPNOTSUPP,
   EOVERFLOW,
+  ESPIPE,
   ESRCH,
   MAP_ANONYMOUS,
   MAP_FIXED,
@@ -46,7 +49,7 @@ import { sysMremap } from './mm/mremap.js';
 import { withInvalidation } from './mm/notifier.js';
 import { mmapAccount } from './mm/overcommit.js';
 import { mmPopulate } from './mm/populate.js';
-import { shmemNewInode, shmemTruncatePages } from './mm/shmem.js';
+import { shmemGetFolio, shmemNewInode, shmemTruncatePages } from './mm/shmem.js';
 import {
   type Inode,
   MMU_NOTIFY_CLEAR,
@@ -60,6 +63,7 @@ import {
 } from './mm/types.js';
 import { vmaMergeNewRange, vmgMmapState } from './mm/vma-merge.js';
 import { zapRange } from './mm/zap.js';
+import { createPipeFiles, getPipeInfo, vmsplice } from './pipe.js';
 import type { Process } from './process.js';
 import { vfsRead, vfsWrite } from './rw.js';
 import { LockFinding } from './sched/findings.js';
@@ -371,6 +375,88 @@ export class Syscalls {
     const a = rwArgs(r);
     if (typeof a === 'number') return a;
     return yield* this.run('pread', this.fdget(f, vfsRead(this.core, this.p.mm, f, a.buf, a.count, a.pos)));
+  }
+
+  /**
+   * Models pipe(2) (do_pipe2() without flags): a new pipe; its read end and write end get the
+   * two lowest free descriptors. Returns [readFd, writeFd].
+   */
+  *pipe(): KGen<[number, number] | number> {
+    if (!this.p.alive) return -ESRCH;
+    const [r, w] = createPipeFiles(this.core, this.p);
+    return [this.p.installFd(r), this.p.installFd(w)];
+  }
+
+  /**
+   * Models read(2) (ksys_read(), vfs_read() at the file position): a pipe ignores the position,
+   * a tmpfs file advances it. `buf` is a user address or a host buffer; bytes read or -errno.
+   */
+  *read(fd: number, buf: number | Uint8Array, count: number): KGen<number> {
+    const r = rwRegs(fd, buf, count, 0);
+    if (typeof r === 'number') return r;
+    const f = this.p.fds.get(r.fd);
+    if (!f || (f.flags & O_ACCMODE) === O_WRONLY) return -EBADF;
+    if (!f.inode && !f.fops?.pread) return -EINVAL;
+    const a = rwArgs({ ...r, pos: BigInt(f.pos) });
+    if (typeof a === 'number') return a;
+    const n = yield* this.run('read', this.fdget(f, vfsRead(this.core, this.p.mm, f, a.buf, a.count, a.pos)));
+    if (n > 0 && f.inode) f.pos += n;
+    return n;
+  }
+
+  /** Models write(2) (ksys_write(), vfs_write() at the file position), as {@link read}. */
+  *write(fd: number, buf: number | Uint8Array, count: number): KGen<number> {
+    const r = rwRegs(fd, buf, count, 0);
+    if (typeof r === 'number') return r;
+    const f = this.p.fds.get(r.fd);
+    if (!f || (f.flags & O_ACCMODE) === O_RDONLY) return -EBADF;
+    if (!f.inode && !f.fops?.pwrite) return -EINVAL;
+    const a = rwArgs({ ...r, pos: BigInt(f.pos) });
+    if (typeof a === 'number') return a;
+    const n = yield* this.run(
+      'write',
+      this.fdget(f, vfsWrite(this.core, this.p.mm, f, a.buf, a.count, a.pos)),
+    );
+    if (n > 0 && f.inode) f.pos += n;
+    return n;
+  }
+
+  /**
+   * Models vmsplice(2) (fs/splice.c): `iov` is the user address of `nrSegs` struct iovec. Into a
+   * pipe's write end the user pages are referenced (get_user_pages_fast(), FOLL_GET, read-only);
+   * see {@link vmsplice}.
+   */
+  *vmsplice(fd: number, iov: number, nrSegs: number, flags: number): KGen<number> {
+    const n = argUInt(fd);
+    if (n === undefined) return -EBADF;
+    return yield* this.run('vmsplice', vmsplice(this.core, this.p.mm, this.p.fds.get(n), iov, nrSegs, flags));
+  }
+
+  /**
+   * Models fallocate(2) with mode 0 (vfs_fallocate() -> shmem_fallocate()) on a tmpfs file:
+   * every page of [offset, offset + len) is allocated in the page cache (zeroed) and the size
+   * grows to offset + len. A negative offset or a length <= 0 is -EINVAL, a descriptor not open
+   * for writing -EBADF, a pipe -ESPIPE, another non-tmpfs file -ENODEV; other modes
+   * -EOPNOTSUPP (the punch-hole path is madvise(MADV_REMOVE)'s). Out of memory: -ENOSPC.
+   */
+  *fallocate(fd: number, mode: number, offset: number, len: number): KGen<number> {
+    const n = argUInt(fd);
+    const off = argLong(offset);
+    const l = argLong(len);
+    if (n === undefined || off === undefined || l === undefined) return -EINVAL;
+    if (off < 0n || l <= 0n) return -EINVAL;
+    const f = this.p.fds.get(n);
+    if (!f || (f.flags & O_ACCMODE) === O_RDONLY) return -EBADF;
+    if (getPipeInfo(f)) return -ESPIPE;
+    if (!f.inode) return -ENODEV;
+    if (mode !== 0) return -EOPNOTSUPP;
+    if (off + l > BigInt(MODEL_MAX_FILESIZE)) return -EFBIG;
+    const inode = f.inode;
+    const end = Number(off + l);
+    for (let i = Math.floor(Number(off) / PAGE_SIZE); i < Math.ceil(end / PAGE_SIZE); i++)
+      if (shmemGetFolio(this.core, inode, i, true) < 0) return -ENOSPC;
+    if (end > inode.size) inode.size = end;
+    return 0;
   }
 
   /**

@@ -7,6 +7,7 @@
 import { HPAGE_PMD_NR, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_SIZE } from '../constants.js';
 import {
   type Core,
+  FAULT_FLAG_UNSHARE,
   FAULT_FLAG_WRITE,
   VM_FAULT_FALLBACK,
   VM_FAULT_OOM,
@@ -243,19 +244,32 @@ export function* deviceFault(
   }
 }
 
-/** Models hugetlb_fault() for a MAP_HUGETLB VMA (PMD-sized pages only), under the PMD lock. */
-export function hugetlbFault(core: Core, vma: Vma, addr: number, flags: number): number {
+/** What hugetlb_wp() found under the PMD lock when it must copy: the entry it saw. */
+interface HugetlbCopy {
+  readonly lo: number;
+  readonly hi: number;
+  readonly unshare: boolean;
+}
+
+/**
+ * Models hugetlb_fault() for a MAP_HUGETLB VMA (PMD-sized pages only), under the PMD lock; a
+ * hugetlb_wp() that must copy finishes in {@link hugetlbWpCopy} with the lock dropped.
+ */
+export function* hugetlbFault(core: Core, vma: Vma, addr: number, flags: number): KGen<number> {
   const mm = vma.mm;
   const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
   const pmdT = pmdTableOf(core, mm, haddr, true);
   if (pmdT < 0) return VM_FAULT_OOM;
   const mi = pmdIndex(haddr);
   const ptl = pmdLock(core, pmdT, 'hugetlb_fault');
+  let r: number | HugetlbCopy;
   try {
-    return hugetlbFaultLocked(core, vma, pmdT, mi, haddr, flags);
+    r = hugetlbFaultLocked(core, vma, pmdT, mi, haddr, flags);
   } finally {
     ptlUnlock(core, ptl, 'hugetlb_fault');
   }
+  if (typeof r === 'number') return r;
+  return yield* hugetlbWpCopy(core, vma, pmdT, mi, haddr, r);
 }
 
 function hugetlbFaultLocked(
@@ -265,14 +279,14 @@ function hugetlbFaultLocked(
   mi: number,
   haddr: number,
   flags: number,
-): number {
-  const mm = vma.mm;
+): number | HugetlbCopy {
   const lo = ptLo(core, pmdT, mi);
   if (lo !== 0) {
-    if (flags & FAULT_FLAG_WRITE && !(lo & _PAGE_RW)) {
-      if (!(vma.flags & VM_WRITE)) return VM_FAULT_SIGSEGV;
-      ptSet(core, pmdT, mi, (lo | _PAGE_RW | _PAGE_DIRTY) >>> 0, ptHi(core, pmdT, mi));
-      mm.tlb.flushRange(haddr, haddr + PMD_SIZE);
+    const write = (flags & FAULT_FLAG_WRITE) !== 0;
+    const unshare = (flags & FAULT_FLAG_UNSHARE) !== 0;
+    if ((write || unshare) && !(lo & _PAGE_RW)) {
+      if (write && !(vma.flags & VM_WRITE)) return VM_FAULT_SIGSEGV;
+      return hugetlbWp(core, vma, pmdT, mi, haddr, lo, ptHi(core, pmdT, mi), unshare);
     }
     return 0;
   }
@@ -294,8 +308,9 @@ function hugetlbFaultLocked(
       core.map.mapping[folio] = vma.file.id;
       folioGet(core, folio);
     } else {
+      // hugetlb_add_new_anon_rmap(): a new anonymous hugetlb folio is AnonExclusive (head page).
       const av = anonVmaPrepare(core, vma);
-      core.map.flags[folio] |= PG_anon;
+      core.map.flags[folio] |= PG_anon | PG_anon_exclusive;
       core.map.mapping[folio] = av.id;
       core.map.index[folio] = linearPageIndex(vma, haddr);
     }
@@ -305,6 +320,95 @@ function hugetlbFaultLocked(
   const w = (vma.flags & VM_WRITE) !== 0;
   ptSet(core, pmdT, mi, mkPmdLo(folio, w, w, true), mkHi(folio));
   return 0;
+}
+
+/**
+ * Models hugetlb_wp() (mm/hugetlb.c) for a write or unshare fault on a read-only hugetlb PMD,
+ * under the PMD lock. A shared mapping is made writable. A private anonymous folio mapped once
+ * is reused (folio_move_anon_rmap() + SetPageAnonExclusive() on the head page; an unshare leaves
+ * it read-only): unlike do_wp_page(), hugetlb decides on folio_mapcount() alone, so a reference
+ * held elsewhere (vmsplice()'s FOLL_GET) does not prevent the reuse, the case cow.c flags as
+ * XFAIL for hugetlb. Otherwise the folio must be copied: the entry seen is returned for
+ * {@link hugetlbWpCopy}.
+ */
+function hugetlbWp(
+  core: Core,
+  vma: Vma,
+  pmdT: number,
+  mi: number,
+  haddr: number,
+  lo: number,
+  hi: number,
+  unshare: boolean,
+): number | HugetlbCopy {
+  const m = core.map;
+  const mm = vma.mm;
+  if (vma.flags & VM_SHARED) {
+    ptSet(core, pmdT, mi, (lo | _PAGE_RW | _PAGE_DIRTY) >>> 0, hi);
+    mm.tlb.flushRange(haddr, haddr + PMD_SIZE);
+    return 0;
+  }
+  const old = m.head[entryPfn(lo, hi)];
+  if (m.entireMapcount[old] === 1 && m.flags[old] & PG_anon) {
+    if (!(m.flags[old] & PG_anon_exclusive)) {
+      const av = anonVmaPrepare(core, vma);
+      m.mapping[old] = av.id;
+      m.flags[old] |= PG_anon_exclusive;
+    }
+    if (!unshare) {
+      ptSet(core, pmdT, mi, (lo | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED) >>> 0, hi);
+      mm.tlb.flushRange(haddr, haddr + PMD_SIZE);
+    }
+    return 0;
+  }
+  return { lo, hi, unshare };
+}
+
+/**
+ * Models the copy half of hugetlb_wp(): with the PMD lock dropped, a new folio from the pool (none:
+ * VM_FAULT_OOM) gets the old one's bytes; then, inside an MMU_NOTIFY_CLEAR invalidation of the
+ * huge page, under the lock again and if the entry is still the one faulted on, the copy replaces
+ * it (hugetlb_remove_rmap() of the old folio, hugetlb_add_new_anon_rmap() of the copy: writable
+ * for a write, read-only for an unshare) and the old folio's reference is dropped.
+ */
+function* hugetlbWpCopy(
+  core: Core,
+  vma: Vma,
+  pmdT: number,
+  mi: number,
+  haddr: number,
+  seen: HugetlbCopy,
+): KGen<number> {
+  const m = core.map;
+  const mm = vma.mm;
+  const old = m.head[entryPfn(seen.lo, seen.hi)];
+  const copy = hugetlbAlloc(core);
+  if (copy < 0) return VM_FAULT_OOM;
+  core.frames.copy(copy, old, 1 << HPAGE_PMD_ORDER);
+  const av = anonVmaPrepare(core, vma);
+  yield 'hugetlb_wp: copy made, PMD lock not taken';
+  return yield* withInvalidationSync(mm, haddr, haddr + PMD_SIZE, MMU_NOTIFY_CLEAR, null, () => {
+    const ptl = pmdLock(core, pmdT, 'hugetlb_wp');
+    try {
+      if (ptLo(core, pmdT, mi) !== seen.lo || ptHi(core, pmdT, mi) !== seen.hi) {
+        folioPut(core, copy);
+        return 0;
+      }
+      m.flags[copy] |= PG_anon | PG_anon_exclusive;
+      m.mapping[copy] = av.id;
+      m.index[copy] = linearPageIndex(vma, haddr);
+      m.entireMapcount[copy]++;
+      m.largeMapcount[copy]++;
+      ptSet(core, pmdT, mi, mkPmdLo(copy, !seen.unshare, !seen.unshare, true), mkHi(copy));
+      mm.tlb.flushRange(haddr, haddr + PMD_SIZE);
+      m.entireMapcount[old]--;
+      m.largeMapcount[old]--;
+      folioPut(core, old);
+      return 0;
+    } finally {
+      ptlUnlock(core, ptl, 'hugetlb_wp');
+    }
+  });
 }
 
 /** Models huge_pmd_set_accessed() and the reuse half of do_huge_pmd_wp_page(), under the PMD lock. */

@@ -400,7 +400,7 @@ export function* handleMmFault(core: Core, vma: Vma, addr: number, flagsArg: num
   if (write ? !(vma.flags & VM_WRITE) : !(vma.flags & (VM_READ | VM_WRITE | VM_EXEC)))
     return VM_FAULT_SIGSEGV;
   core.vmstat.pgfault++;
-  if (vma.flags & VM_HUGETLB) return hugetlbFault(core, vma, addr, flags);
+  if (vma.flags & VM_HUGETLB) return yield* hugetlbFault(core, vma, addr, flags);
   const pmdT = pmdTableOf(core, mm, addr, true);
   if (pmdT < 0) return VM_FAULT_OOM;
   const mi = pmdIndex(addr);

@@ -255,7 +255,13 @@ function copyHugePmdLocked(
   return 'done';
 }
 
-/** Models copy_hugetlb_page_range(): private pages are copied eagerly, shared ones shared. */
+/**
+ * Models copy_hugetlb_page_range() (mm/hugetlb.c): a shared mapping's folio is shared; a private
+ * one is COW-shared too (hugetlb_try_dup_anon_rmap() clears PageAnonExclusive, and both the
+ * parent's and the child's entries are write-protected, huge_ptep_set_wrprotect()) unless it may
+ * be DMA-pinned (folio_maybe_dma_pinned()), when the child gets a copy at once
+ * (hugetlb_install_folio()).
+ */
 function copyHugetlb(core: Core, src: Vma, dst: Vma): boolean {
   for (let a = src.start; a < src.end; a += PMD_SIZE) {
     const sT = pmdTableOf(core, src.mm, a, false);
@@ -268,8 +274,18 @@ function copyHugetlb(core: Core, src: Vma, dst: Vma): boolean {
     if (dT < 0) return false;
     const pfn = entryPfn(lo, hi);
     let f = pfn;
+    let dlo = lo;
     if (src.flags & VM_SHARED) {
       folioGet(core, pfn);
+    } else if (!(core.map.flags[pfn] & PG_anon) || core.map.pincount[pfn] === 0) {
+      folioGet(core, pfn);
+      core.map.flags[pfn] &= ~PG_anon_exclusive;
+      // is_cow_mapping(): write-protect both sides.
+      if (lo & _PAGE_RW) {
+        ptSet(core, sT, mi, (lo & ~_PAGE_RW) >>> 0, hi);
+        src.mm.tlb.flushRange(a, a + PMD_SIZE);
+      }
+      dlo = (lo & ~_PAGE_RW) >>> 0;
     } else {
       f = hugetlbAlloc(core);
       if (f < 0) return false;
@@ -282,7 +298,7 @@ function copyHugetlb(core: Core, src: Vma, dst: Vma): boolean {
     core.map.entireMapcount[f]++;
     core.map.largeMapcount[f]++;
     // The child maps `f` (the copy for private mappings): rebuild the pfn field of the entry.
-    ptSet(core, dT, mi, mkLo(f, lo & 0xfff), mkHi(f));
+    ptSet(core, dT, mi, mkLo(f, dlo & 0xfff), mkHi(f));
   }
   return true;
 }

@@ -90,10 +90,12 @@ export function followPage(core: Core, vma: Vma, addr: number, gupFlags: number)
   if (!(lo & _PAGE_PRESENT)) return -1;
   if (entryHuge(lo)) {
     if (write && !(lo & _PAGE_RW)) return -1;
-    const pfn = entryPfn(lo, ptHi(core, pmdT, mi)) + pteIndex(addr);
-    // follow_huge_pmd(): the same unshare rule as for a PTE.
-    if (!(lo & _PAGE_RW) && gupMustUnshare(core, vma, gupFlags, pfn)) return FOLLOW_UNSHARE;
-    return pfn;
+    const page = entryPfn(lo, ptHi(core, pmdT, mi));
+    // follow_huge_pmd(): the same unshare rule as for a PTE, asked of pmd_page(), the head page
+    // (a PMD-mapped anonymous THP keeps PageAnonExclusive there, __folio_add_anon_rmap() with
+    // RMAP_LEVEL_PMD); only then does it step to the subpage of addr.
+    if (!(lo & _PAGE_RW) && gupMustUnshare(core, vma, gupFlags, page)) return FOLLOW_UNSHARE;
+    return page + pteIndex(addr);
   }
   const t = entryPfn(lo, ptHi(core, pmdT, mi));
   const plo = ptLo(core, t, pteIndex(addr));

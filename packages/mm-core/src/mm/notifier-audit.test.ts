@@ -403,6 +403,22 @@ describe('mmu-notifier audit: fork and COW', () => {
     expect(c.readI32(h)).toBe(3);
   });
 
+  it('COW break of a shared private hugetlb page: CLEAR of the huge page (hugetlb_wp()); reuse once mapped alone: nothing', () => {
+    const k = machine();
+    const p = k.spawn();
+    const h = p.mmap(0, PMD_SIZE, RW, ANON | MAP_HUGETLB);
+    p.writeI32(h, 3);
+    const c = k.task(p.fork())!;
+    const { r } = record(p, 0);
+    p.writeI32(h, 4);
+    expect(r.ranges()).toEqual([['MMU_NOTIFY_CLEAR', h, h + PMD_SIZE]]);
+    expect(c.readI32(h)).toBe(3);
+    const rc = record(c, 0);
+    c.writeI32(h, 5);
+    expect(rc.r.ranges()).toEqual([]);
+    expect(k.check()).toEqual([]);
+  });
+
   it('COW break: CLEAR of the page (wp_page_copy()); reuse of an exclusive page: nothing', () => {
     const k = machine();
     const p = k.spawn();

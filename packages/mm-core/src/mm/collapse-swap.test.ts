@@ -18,6 +18,7 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from '../constants.js';
+import { smaps } from '../proc.js';
 import type { Process } from '../process.js';
 import { machine, pmdKind } from '../testing/helpers.js';
 import { khugepagedSettings } from './khugepaged-state.js';
@@ -43,6 +44,8 @@ describe('collapse with swap PTEs (__collapse_huge_page_swapin())', () => {
     const k = machine();
     const p = k.spawn();
     const a = swappedPmd(p, 1);
+    // smaps_pte_entry(): a swap PTE counts in the VMA's Swap.
+    expect(smaps(k.core, p.mm).find((e) => e.start <= a && a < e.end)?.swap).toBe(P);
     const pswpin = k.core.vmstat.pswpin;
     expect(p.madvise(a, PMD_SIZE, MADV_HUGEPAGE)).toBe(0);
     const r = k.khugepagedScan();

@@ -18,8 +18,10 @@ import {
   COLLAPSE_MAX_PTES_LIMIT,
   hugepagePmdEnabled,
   type KhugepagedSettings,
+  khugepagedClock,
   khugepagedScanState,
   khugepagedSettings,
+  khugepagedWake,
   thpVmaAllowableOrder,
 } from './khugepaged-state.js';
 import { mmapReadUnlock } from './locking.js';
@@ -210,6 +212,40 @@ export function khugepagedScanOnce(core: Core): KhugepagedPass {
   return core.sched.runSync(khugepagedDoScan(core), 'khugepaged');
 }
 
+/** Nanoseconds per millisecond. */
+const NS_PER_MS = 1_000_000;
+
+/**
+ * Models the khugepaged kthread (khugepaged(): khugepaged_do_scan(), then khugepaged_wait_work())
+ * over `ns` nanoseconds of simulated time, for a task that sleeps that long (Kernel.nanosleep()).
+ * The thread runs while hugepage_pmd_enabled() (start_stop_khugepaged()); with work
+ * (khugepaged_has_work()) it sleeps scan_sleep_millisecs after each pass, without it waits for an
+ * mm to register (khugepaged_wait_event()), and a wake-up makes the next pass due at once. A pass
+ * itself takes no simulated time; scan_sleep_millisecs 0 (no sleep in the kernel) counts as 1 ms
+ * so that a sleep runs finitely many passes. Deterministic: passes happen only here, at the
+ * simulated times they are due. Returns the passes run.
+ */
+export function khugepagedRunFor(core: Core, ns: number): KhugepagedPass[] {
+  const clock = khugepagedClock(core);
+  const settings = khugepagedSettings(core);
+  const target = clock.nowNs + Math.max(0, ns);
+  const out: KhugepagedPass[] = [];
+  for (;;) {
+    if (!khugepagedHasWork(core)) {
+      // Idle (or stopped): the next pass is due when work arrives (khugepagedWake()).
+      clock.nextPassNs = target;
+      break;
+    }
+    const start = Math.max(clock.nextPassNs, clock.nowNs);
+    if (start > target) break;
+    clock.nowNs = start;
+    out.push(khugepagedScanOnce(core));
+    clock.nextPassNs = clock.nowNs + Math.max(1, settings.scanSleepMillisecs) * NS_PER_MS;
+  }
+  clock.nowNs = target;
+  return out;
+}
+
 /**
  * Models _kstrtoull(buf, 10) as the sysfs stores use it: an optional '+', decimal digits, an
  * optional trailing newline; the value or undefined (-EINVAL / -ERANGE) beyond `max`.
@@ -286,6 +322,9 @@ export function registerKhugepagedSysfs(host: KhugepagedHost): void {
         const v = parse(new TextDecoder().decode(buf));
         if (v === undefined) return -EINVAL;
         khugepagedSettings(core)[key] = v;
+        // scan_sleep_millisecs_store(), alloc_sleep_millisecs_store(): khugepaged_sleep_expire = 0
+        // and wake_up_interruptible(&khugepaged_wait).
+        if (key === 'scanSleepMillisecs' || key === 'allocSleepMillisecs') khugepagedWake(core);
         return buf.length;
       };
     host.devices.set(`/sys/kernel/mm/transparent_hugepage/khugepaged/${name}`, fops);

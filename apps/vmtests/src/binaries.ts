@@ -3,6 +3,7 @@
  * file and version of the port, and the program.
  */
 
+import { khugepaged_main } from './bin/khugepaged.js';
 import { madv_populate_main } from './bin/madv-populate.js';
 import { map_fixed_noreplace_main } from './bin/map-fixed-noreplace.js';
 import { mremap_dontunmap_main } from './bin/mremap-dontunmap.js';
@@ -49,6 +50,12 @@ export const BINARIES: ReadonlyMap<string, VmTestBinary> = new Map(
         source: `${MM}/madv_populate.c`,
         version: 'v6.19 (softdirty_supported() of v6.18)',
         main: madv_populate_main,
+      },
+      {
+        name: 'khugepaged',
+        source: `${MM}/khugepaged.c`,
+        version: 'v6.19 (-s <order> and shmem_hugepages[] of v6.12, thp_is_enabled() of v6.16)',
+        main: khugepaged_main,
       },
     ] satisfies VmTestBinary[]
   ).map((b) => [b.name, b]),

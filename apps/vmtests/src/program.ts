@@ -131,3 +131,12 @@ export const MFD_CLOEXEC = 0x0001;
 export function memfd_create(libc: Libc, _name: string, _flags: number): number {
   return libc.open('/dev/shm', O_TMPFILE | O_RDWR, 0o600);
 }
+
+/**
+ * Models usleep(usec) (glibc: nanosleep(2)): the program sleeps and the kernel threads due
+ * meanwhile run (the model's khugepaged, Kernel.nanosleep()). Returns 0.
+ */
+export function usleep(env: ProgramEnv, usec: number): number {
+  env.kernel.nanosleep(usec * 1000);
+  return 0;
+}

@@ -160,7 +160,7 @@ export function write_file(env: ProgramEnv, path: string, text: string): void {
 /** Models strtoul(buf, NULL, 10): leading blanks, an optional sign, decimal digits (0 if none). */
 export function strtoul(buf: string): number {
   const m = /^\s*([+-]?)(\d*)/.exec(buf);
-  if (!m || !m[2]) return 0;
+  if (!m?.[2]) return 0;
   const v = Number(m[2]);
   return m[1] === '-' ? -v : v;
 }

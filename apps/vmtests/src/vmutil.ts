@@ -263,6 +263,11 @@ export function check_huge_file(env: ProgramEnv, addr: number, nrHpages: number,
 }
 
 /** Models check_huge_shmem(addr, nr_hpages, hpage_size) (vm_util.c): ShmemPmdMapped. */
-export function check_huge_shmem(env: ProgramEnv, addr: number, nrHpages: number, hpageSize: number): boolean {
+export function check_huge_shmem(
+  env: ProgramEnv,
+  addr: number,
+  nrHpages: number,
+  hpageSize: number,
+): boolean {
   return __check_huge(env, addr, 'ShmemPmdMapped:', nrHpages, hpageSize);
 }

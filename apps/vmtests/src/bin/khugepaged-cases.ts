@@ -167,13 +167,14 @@ export const collapse_max_ptes_swap: TestFn = (g, c, ops) => {
   const maxPtesSwap = thp_read_num(g, 'khugepaged/max_ptes_swap');
   const p = ops.setup_area(g, 1);
   ops.fault(g, p, 0, g.hpage_pmd_size);
-  out: {
+  // The C code's `goto out` after a failed check_swap(): straight to the cleanup.
+  ((): void => {
     g.printf(`Swapout ${maxPtesSwap + 1} of ${g.hpage_pmd_nr} pages...`);
     pageout(g, p, (maxPtesSwap + 1) * g.page_size);
     if (check_swap(g, p, (maxPtesSwap + 1) * g.page_size)) success(g, 'OK');
     else {
       fail(g, 'Fail');
-      break out;
+      return;
     }
     c.collapse(g, 'Maybe collapse with max_ptes_swap exceeded', p, 1, ops, !c.enforce_pte_scan_limits);
     validate_memory(g, p, 0, g.hpage_pmd_size);
@@ -184,12 +185,12 @@ export const collapse_max_ptes_swap: TestFn = (g, c, ops) => {
       if (check_swap(g, p, maxPtesSwap * g.page_size)) success(g, 'OK');
       else {
         fail(g, 'Fail');
-        break out;
+        return;
       }
       c.collapse(g, 'Collapse with max_ptes_swap pages swapped out', p, 1, ops, true);
       validate_memory(g, p, 0, g.hpage_pmd_size);
     }
-  }
+  })();
   ops.cleanup_area(g, p, g.hpage_pmd_size);
 };
 
@@ -247,7 +248,13 @@ export const collapse_compound_extreme: TestFn = (g, c, ops) => {
       exit(EXIT_FAILURE);
     }
     libc.madvise(BASE_ADDR, hs, MADV_NOHUGEPAGE);
-    p = libc.mremap(BASE_ADDR - i * ps, i * ps + hs, (i + 1) * ps, MREMAP_MAYMOVE | MREMAP_FIXED, BASE_ADDR + 2 * hs);
+    p = libc.mremap(
+      BASE_ADDR - i * ps,
+      i * ps + hs,
+      (i + 1) * ps,
+      MREMAP_MAYMOVE | MREMAP_FIXED,
+      BASE_ADDR + 2 * hs,
+    );
     if (p === MAP_FAILED) {
       g.perror('mremap+unmap');
       exit(EXIT_FAILURE);

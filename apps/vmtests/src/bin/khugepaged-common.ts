@@ -354,7 +354,14 @@ export function __madvise_collapse(
 }
 
 /** Models madvise_collapse(): no huge page yet (else exit), then __madvise_collapse(). */
-function madvise_collapse(g: Khug, msg: string, p: number, nrHpages: number, ops: MemOps, expect: boolean): void {
+function madvise_collapse(
+  g: Khug,
+  msg: string,
+  p: number,
+  nrHpages: number,
+  ops: MemOps,
+  expect: boolean,
+): void {
   if (!ops.check_huge(g, p, 0)) {
     g.printf('Unexpected huge page\n');
     exit(EXIT_FAILURE);

@@ -184,7 +184,8 @@ const FILE_OPS: MemOps = {
 /** Models save_settings(): save the THP settings and register the atexit/signal handlers. */
 function save_settings(g: Khug): void {
   g.printf('Save THP and khugepaged settings...');
-  if (g.file_ops && g.finfo.type === 'VMA_FILE') thp_set_read_ahead_path(g, g.finfo.dev_queue_read_ahead_path);
+  if (g.file_ops && g.finfo.type === 'VMA_FILE')
+    thp_set_read_ahead_path(g, g.finfo.dev_queue_read_ahead_path);
   thp_save_settings(g);
   success(g, 'OK');
   // atexit(restore_settings_atexit); the signal handlers cannot fire in the model (no signals

@@ -287,8 +287,8 @@ const KNOBS: readonly [string, Knob, ((text: string) => number | undefined) | nu
   ],
   ['scan_sleep_millisecs', 'scanSleepMillisecs', (t) => kstrtoul(t, 2 ** 32 - 1)],
   ['alloc_sleep_millisecs', 'allocSleepMillisecs', (t) => kstrtoul(t, 2 ** 32 - 1)],
-  // single_hugepage_flag_store(): "0" or "1" (sysfs_streq()).
-  ['defrag', 'defrag', (t) => (t === '1' || t === '1\n' ? 1 : t === '0' || t === '0\n' ? 0 : undefined)],
+  // single_hugepage_flag_store(): kstrtoul(), then at most 1.
+  ['defrag', 'defrag', (t) => kstrtoul(t, 1)],
   ['pages_collapsed', 'pagesCollapsed', null],
   ['full_scans', 'fullScans', null],
 ];

@@ -9,7 +9,7 @@
  * scheduler interleaves it with faults, munmap, migrations...). khugepaged_wait_work()'s sleep
  * between passes is a preemption point.
  */
-import { EINVAL, HPAGE_PMD_NR, PMD_SIZE } from '../constants.js';
+import { EACCES, EINVAL, HPAGE_PMD_NR, O_ACCMODE, O_RDONLY, PMD_SIZE } from '../constants.js';
 import type { Core } from '../core.js';
 import type { FileOperations } from '../fs.js';
 import type { KGen } from '../sched/task.js';
@@ -303,7 +303,8 @@ export interface KhugepagedHost {
  * Models khugepaged_attr_group (mm/khugepaged.c): /sys/kernel/mm/transparent_hugepage/khugepaged/
  * max_ptes_none, max_ptes_swap, max_ptes_shared, pages_to_scan, scan_sleep_millisecs,
  * alloc_sleep_millisecs and defrag (read "%u\n", write one value: -EINVAL when it does not parse
- * or is out of range), pages_collapsed and full_scans (read-only).
+ * or is out of range), pages_collapsed and full_scans (read-only: opening them for writing is
+ * -EACCES, as kernfs_fop_open() refuses a write open of an attribute without store()).
  */
 export function registerKhugepagedSysfs(host: KhugepagedHost): void {
   const core = host.core;
@@ -317,6 +318,8 @@ export function registerKhugepagedSysfs(host: KhugepagedHost): void {
         return n;
       },
     };
+    // kernfs_fop_open(): a read-only attribute (no store()) cannot be opened for writing.
+    if (!parse) fops.open = (file) => ((file.flags & O_ACCMODE) === O_RDONLY ? 0 : -EACCES);
     if (parse)
       fops.pwrite = function* (_file, buf) {
         const v = parse(new TextDecoder().decode(buf));

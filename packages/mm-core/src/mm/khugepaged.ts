@@ -37,6 +37,8 @@ export interface KhugepagedPass {
   readonly fullScans: number;
   /** The result of the last PMD scanned (SCAN_SUCCEED when none was). */
   readonly lastResult: ScanResult;
+  /** khugepaged_alloc_sleep() calls: each sleeps alloc_sleep_millisecs inside the pass. */
+  readonly allocSleeps: number;
 }
 
 /** Models khugepaged_collapse_control: a collapse initiated by khugepaged. */
@@ -167,6 +169,7 @@ export function* khugepagedDoScan(core: Core): KGen<KhugepagedPass> {
   let wait = true;
   const res: { result: ScanResult } = { result: 'SCAN_SUCCEED' };
   let last: ScanResult = 'SCAN_SUCCEED';
+  let allocSleeps = 0;
   for (;;) {
     yield 'khugepaged_do_scan: cond_resched';
     if (!s.mmSlot) passThroughHead++;
@@ -179,6 +182,7 @@ export function* khugepagedDoScan(core: Core): KGen<KhugepagedPass> {
       // "If fail to allocate the first time, try to sleep for a while. When hit again, cancel."
       if (!wait) break;
       wait = false;
+      allocSleeps++;
       yield 'khugepaged_alloc_sleep: alloc_sleep_millisecs';
     }
   }
@@ -187,6 +191,7 @@ export function* khugepagedDoScan(core: Core): KGen<KhugepagedPass> {
     collapsed: settings.pagesCollapsed - collapsed0,
     fullScans: settings.fullScans - full0,
     lastResult: last,
+    allocSleeps,
   };
 }
 
@@ -221,9 +226,10 @@ const NS_PER_MS = 1_000_000;
  * The thread runs while hugepage_pmd_enabled() (start_stop_khugepaged()); with work
  * (khugepaged_has_work()) it sleeps scan_sleep_millisecs after each pass, without it waits for an
  * mm to register (khugepaged_wait_event()), and a wake-up makes the next pass due at once. A pass
- * itself takes no simulated time; scan_sleep_millisecs 0 (no sleep in the kernel) counts as 1 ms
- * so that a sleep runs finitely many passes. Deterministic: passes happen only here, at the
- * simulated times they are due. Returns the passes run.
+ * takes no simulated time except its khugepaged_alloc_sleep() (alloc_sleep_millisecs after a huge
+ * folio allocation failed); scan_sleep_millisecs 0 (no sleep in the kernel) counts as 1 ms so that
+ * a sleep runs finitely many passes. Deterministic: passes happen only here, at the simulated
+ * times they are due. Returns the passes run.
  */
 export function khugepagedRunFor(core: Core, ns: number): KhugepagedPass[] {
   const clock = khugepagedClock(core);
@@ -239,8 +245,10 @@ export function khugepagedRunFor(core: Core, ns: number): KhugepagedPass[] {
     const start = Math.max(clock.nextPassNs, clock.nowNs);
     if (start > target) break;
     clock.nowNs = start;
-    out.push(khugepagedScanOnce(core));
-    clock.nextPassNs = clock.nowNs + Math.max(1, settings.scanSleepMillisecs) * NS_PER_MS;
+    const pass = khugepagedScanOnce(core);
+    out.push(pass);
+    const passEnd = start + pass.allocSleeps * settings.allocSleepMillisecs * NS_PER_MS;
+    clock.nextPassNs = passEnd + Math.max(1, settings.scanSleepMillisecs) * NS_PER_MS;
   }
   clock.nowNs = target;
   return out;

@@ -120,6 +120,28 @@ describe('khugepaged over simulated time (Kernel.nanosleep(), khugepaged_wait_wo
     expect(k.check()).toEqual([]);
   });
 
+  it('a failed huge folio allocation makes the pass sleep alloc_sleep_millisecs (khugepaged_alloc_sleep()) before the next', () => {
+    const k = machine();
+    const p = k.spawn();
+    const raw = p.mmap(0, 2 * PMD_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+    const a = Math.ceil(raw / PMD_SIZE) * PMD_SIZE;
+    p.writeI32(a, 1);
+    expect(p.madvise(a, PMD_SIZE, MADV_HUGEPAGE)).toBe(0);
+    const s = khugepagedSettings(k.core);
+    s.scanSleepMillisecs = 10;
+    s.allocSleepMillisecs = 100;
+    k.core.zone.failHook = (o) => o === 9;
+    // Pass at 0 ms: the allocation fails, one alloc sleep (100 ms); the next pass is due at 110 ms.
+    const first = k.nanosleep(50_000_000);
+    expect(first.length).toBe(1);
+    expect(first[0].allocSleeps).toBe(1);
+    expect(k.core.vmstat.thp_collapse_alloc_failed).toBeGreaterThanOrEqual(1);
+    expect(k.nanosleep(59_000_000).length).toBe(0);
+    k.core.zone.failHook = undefined;
+    expect(k.nanosleep(1_000_000).length).toBe(1);
+    expect(pmdKind(k, p, a)).toBe('huge');
+  });
+
   it('THP "never" stops the thread (start_stop_khugepaged()); writing scan_sleep_millisecs wakes it at once', () => {
     const k = machine();
     const p = k.spawn();

@@ -10,6 +10,7 @@ import { HPAGE_PMD_NR, PAGE_SIZE, PMD_SIZE } from '../constants.js';
 import type { Core } from '../core.js';
 import type { KGen } from '../sched/task.js';
 import { mmapWriteLock, mmapWriteUnlock } from './locking.js';
+import { shmemHpagePmdEnabled } from './thp-state.js';
 import { type MmStruct, VM_HUGEPAGE, VM_HUGETLB, VM_NOHUGEPAGE, VM_SPECIAL, type Vma } from './types.js';
 
 /** Models COLLAPSE_MAX_PTES_LIMIT (HPAGE_PMD_NR - 1): the largest max_ptes_* value sysfs takes. */
@@ -149,9 +150,12 @@ export function thpVmaAllowableOrder(core: Core, vma: Vma, vmFlags: number, type
   return core.thpMode === 'madvise' && (vmFlags & VM_HUGEPAGE) !== 0;
 }
 
-/** Models hugepage_pmd_enabled() for anonymous memory: THP mode "always" or "madvise". */
+/**
+ * Models hugepage_pmd_enabled() (mm/khugepaged.c): anonymous THP "always" or "madvise", or PMD
+ * shmem THP enabled (shmem_hpage_pmd_enabled()); khugepaged runs while it is true.
+ */
 export function hugepagePmdEnabled(core: Core): boolean {
-  return core.thpMode !== 'never';
+  return core.thpMode !== 'never' || shmemHpagePmdEnabled(core);
 }
 
 /**

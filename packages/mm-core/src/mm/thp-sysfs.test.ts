@@ -160,4 +160,22 @@ describe('khugepaged over simulated time (Kernel.nanosleep(), khugepaged_wait_wo
     expect(write(p, 'khugepaged/scan_sleep_millisecs', '100')).toBe(3);
     expect(k.nanosleep(1).length).toBe(1);
   });
+
+  it('shmem_enabled other than never/deny keeps khugepaged running with anonymous THP "never" (hugepage_pmd_enabled())', () => {
+    const k = machine();
+    const p = k.spawn();
+    const raw = p.mmap(0, 2 * PMD_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+    const a = Math.ceil(raw / PMD_SIZE) * PMD_SIZE;
+    p.writeI32(a, 1);
+    expect(p.madvise(a, PMD_SIZE, MADV_HUGEPAGE)).toBe(0);
+    expect(write(p, 'shmem_enabled', 'advise')).toBe(6);
+    expect(write(p, 'enabled', 'never')).toBe(5);
+    const full = khugepagedSettings(k.core).fullScans;
+    // The thread scans, but thp_vma_allowable_order() refuses the anonymous VMA under "never".
+    expect(k.nanosleep(1_000_000).length).toBe(1);
+    expect(khugepagedSettings(k.core).fullScans).toBe(full + 1);
+    expect(pmdKind(k, p, a)).toBe('table');
+    expect(write(p, 'shmem_enabled', 'deny')).toBe(4);
+    expect(k.nanosleep(100_000_000_000)).toEqual([]);
+  });
 });

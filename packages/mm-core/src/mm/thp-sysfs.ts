@@ -1,44 +1,21 @@
 /**
  * The global THP controls in /sys/kernel/mm/transparent_hugepage/ (mm/huge_memory.c, v6.19):
  * enabled, defrag, use_zero_page and shmem_enabled (mm/shmem.c), readable and writable with the
- * kernel's show()/store() rules. Writing `enabled` starts or stops khugepaged
- * (start_stop_khugepaged()). The per-size (mTHP) hugepages-<size>kB/ directories are not modelled
+ * kernel's show()/store() rules. Writing `enabled` or `shmem_enabled` starts or stops khugepaged
+ * (start_stop_khugepaged(): it runs while anonymous or shmem PMD THP is enabled). The per-size (mTHP) hugepages-<size>kB/ directories are not modelled
  * here.
  */
 import { EINVAL } from '../constants.js';
 import type { Core, ThpMode } from '../core.js';
 import type { FileOperations } from '../fs.js';
-import { khugepagedWake } from './khugepaged-state.js';
+import { hugepagePmdEnabled, khugepagedWake } from './khugepaged-state.js';
+import { type ShmemHuge, type ThpDefrag, thpSysfsState } from './thp-state.js';
 
-/** Models the values of /sys/kernel/mm/transparent_hugepage/defrag (transparent_hugepage_flags' defrag bits). */
-export type ThpDefrag = 'always' | 'defer' | 'defer+madvise' | 'madvise' | 'never';
-
-/** Models shmem_huge's values for the global shmem_enabled (SHMEM_HUGE_* of mm/shmem.c). */
-export type ShmemHuge = 'always' | 'within_size' | 'advise' | 'never' | 'deny' | 'force';
+export { type ShmemHuge, type ThpDefrag, thpSysfsState } from './thp-state.js';
 
 const THP_MODES: readonly ThpMode[] = ['always', 'madvise', 'never'];
 const DEFRAGS: readonly ThpDefrag[] = ['always', 'defer', 'defer+madvise', 'madvise', 'never'];
 const SHMEM_HUGE: readonly ShmemHuge[] = ['always', 'within_size', 'advise', 'never', 'deny', 'force'];
-
-/** The THP controls the model keeps beside Core.thpMode and Core.thpUseZeroPage. */
-interface ThpSysfsState {
-  /** Models the defrag bits of transparent_hugepage_flags (default "madvise"). */
-  defrag: ThpDefrag;
-  /** Models shmem_huge (default SHMEM_HUGE_NEVER). */
-  shmemEnabled: ShmemHuge;
-}
-
-const states = new WeakMap<Core, ThpSysfsState>();
-
-/** Models the defrag setting and shmem_huge of one machine. */
-export function thpSysfsState(core: Core): ThpSysfsState {
-  let s = states.get(core);
-  if (!s) {
-    s = { defrag: 'madvise', shmemEnabled: 'never' };
-    states.set(core, s);
-  }
-  return s;
-}
 
 /** Models sysfs_streq(buf, s): equal, ignoring one trailing newline on either side. */
 export function sysfsStreq(buf: string, s: string): boolean {
@@ -73,6 +50,15 @@ function kstrtoul(text: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
+/**
+ * Models start_stop_khugepaged() after a store: the kthread runs while hugepage_pmd_enabled();
+ * one started now (it was stopped: `was` false) runs its first pass at once. A running thread
+ * keeps its sleep; a stopped one runs no pass (khugepagedRunFor() checks).
+ */
+function startStopKhugepaged(core: Core, was: boolean): void {
+  if (!was && hugepagePmdEnabled(core)) khugepagedWake(core);
+}
+
 /** What registering the sysfs files needs: the machine and its device table. */
 export interface ThpSysfsHost {
   readonly core: Core;
@@ -86,7 +72,7 @@ export interface ThpSysfsHost {
  * modes, else -EINVAL; the model's allocator does not compact, so it has no other effect),
  * use_zero_page (single_hugepage_flag_store(): kstrtoul(), -EINVAL above 1) and shmem_enabled
  * (shmem_enabled_store(): always, within_size, advise, never, deny, force, else -EINVAL; the
- * model has no huge tmpfs, so the value is only kept).
+ * model has no huge tmpfs, so the value only keeps khugepaged running).
  */
 export function registerThpSysfs(host: ThpSysfsHost): void {
   const core = host.core;
@@ -98,9 +84,9 @@ export function registerThpSysfs(host: ThpSysfsHost): void {
       (t) => {
         const mode = THP_MODES.find((m) => sysfsStreq(t, m));
         if (!mode) return -EINVAL;
+        const was = hugepagePmdEnabled(core);
         core.thpMode = mode;
-        // start_stop_khugepaged(): the thread runs while hugepage_pmd_enabled().
-        khugepagedWake(core);
+        startStopKhugepaged(core, was);
         return 0;
       },
     ),
@@ -136,7 +122,9 @@ export function registerThpSysfs(host: ThpSysfsHost): void {
       (t) => {
         const v = SHMEM_HUGE.find((m) => sysfsStreq(t, m));
         if (!v) return -EINVAL;
+        const was = hugepagePmdEnabled(core);
         thpSysfsState(core).shmemEnabled = v;
+        startStopKhugepaged(core, was);
         return 0;
       },
     ),

@@ -4,6 +4,7 @@
  */
 
 import { cow_main } from './bin/cow.js';
+import { khugepaged_main } from './bin/khugepaged.js';
 import { madv_populate_main } from './bin/madv-populate.js';
 import { map_fixed_noreplace_main } from './bin/map-fixed-noreplace.js';
 import { mremap_dontunmap_main } from './bin/mremap-dontunmap.js';
@@ -56,6 +57,12 @@ export const BINARIES: ReadonlyMap<string, VmTestBinary> = new Map(
         source: `${MM}/cow.c`,
         version: 'v6.19 (unique test names, FORCE_READ() of v6.17; built without liburing)',
         main: cow_main,
+      },
+      {
+        name: 'khugepaged',
+        source: `${MM}/khugepaged.c`,
+        version: 'v6.19 (-s <order> and shmem_hugepages[] of v6.12, thp_is_enabled() of v6.16)',
+        main: khugepaged_main,
       },
     ] satisfies VmTestBinary[]
   ).map((b) => [b.name, b]),

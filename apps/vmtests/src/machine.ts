@@ -5,7 +5,6 @@
 
 import { installMmCoreChecker, Kernel, type KernelOptions } from '@hmm-model/mm-core';
 import { installProcfs } from './procfs.js';
-import { installThpSysfs } from './sysfs.js';
 
 /**
  * Models the RAM of the test box: 8 GiB (lazily backed). mremap_test maps 2 GiB of shared
@@ -39,7 +38,6 @@ export function bootVmtestsMachine(opts: VmtestsMachineOptions = {}): Kernel {
     installMmCoreChecker(kernel);
   }
   installProcfs(kernel);
-  installThpSysfs(kernel);
   kernel.spawn();
   return kernel;
 }

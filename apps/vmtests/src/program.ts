@@ -144,3 +144,11 @@ export const MFD_HUGETLB = 0x0004;
 export const MFD_HUGE_SHIFT = 26;
 /** Models ENOSYS. */
 const ENOSYS = 38;
+/**
+ * Models usleep(usec) (glibc: nanosleep(2)): the program sleeps and the kernel threads due
+ * meanwhile run (the model's khugepaged, Kernel.nanosleep()). Returns 0.
+ */
+export function usleep(env: ProgramEnv, usec: number): number {
+  env.kernel.nanosleep(usec * 1000);
+  return 0;
+}

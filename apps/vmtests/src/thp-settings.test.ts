@@ -1,122 +1,135 @@
-import { EINVAL, type FileOperations } from '@hmm-model/mm-core';
+import { khugepagedSettings, thpSysfsState } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
-import { detect_thp_sizes } from './bin/cow.js';
-import type { CowGlobals } from './bin/cow-common.js';
+import { khugepaged_main } from './bin/khugepaged.js';
 import { bootVmtestsMachine } from './machine.js';
 import { type ProgramEnv, runProgram } from './program.js';
 import { capture } from './testing/run.js';
 import {
+  NR_ORDERS,
+  SHMEM_NEVER,
   THP_ALWAYS,
-  THP_INHERIT,
+  THP_MADVISE,
   THP_NEVER,
+  ThpSettingsState,
   thp_current_settings,
+  thp_is_enabled,
   thp_pop_settings,
   thp_push_settings,
   thp_read_settings,
   thp_restore_settings,
   thp_save_settings,
   thp_supported_orders,
+  thpSettingsCopy,
 } from './thp-settings.js';
 
-const THP = '/sys/kernel/mm/transparent_hugepage/';
-
-/** A per-size `enabled` file as thpsize_enabled_show()/_store() have it: always, inherit, madvise, never. */
-function perSizeEnabled(state: { v: string }): FileOperations {
-  const choices = ['always', 'inherit', 'madvise', 'never'];
-  return {
-    *pread(_f, buf, pos) {
-      const t = new TextEncoder().encode(`${choices.map((c) => (c === state.v ? `[${c}]` : c)).join(' ')}\n`);
-      if (pos >= t.length) return 0;
-      const n = Math.min(buf.length, t.length - pos);
-      buf.set(t.subarray(pos, pos + n));
-      return n;
-    },
-    *pwrite(_f, buf) {
-      const v = new TextDecoder().decode(buf).replace(/\n$/, '');
-      if (!choices.includes(v)) return -EINVAL;
-      state.v = v;
-      return buf.length;
-    },
-  };
-}
-
-function run(main: (env: ProgramEnv) => number, setup?: (k: ReturnType<typeof bootVmtestsMachine>) => void) {
-  const k = bootVmtestsMachine();
-  setup?.(k);
+/** Runs `body` as a program on a fresh machine; returns what it returned and printed. */
+function inProgram<T>(body: (env: ProgramEnv) => T): { value: T | undefined; out: string; status: number } {
   const { io, out } = capture();
+  const kernel = bootVmtestsMachine({ debugVm: true });
+  let value: T | undefined;
   try {
-    const r = runProgram(k, main, ['./t'], io);
-    return { status: r.status, out, thpMode: k.core.thpMode };
+    const r = runProgram(
+      kernel,
+      (env) => {
+        value = body(env);
+        return 0;
+      },
+      ['./t'],
+      io,
+    );
+    return { value, out: out.merged, status: r.status };
   } finally {
-    k.dispose();
+    kernel.dispose();
   }
 }
 
-function globals(env: ProgramEnv): CowGlobals {
-  return {
-    env,
-    pagesize: 4096,
-    pagemap_fd: -1,
-    pmdsize: 2 * 1024 * 1024,
-    thpsizes: [],
-    hugetlbsizes: [],
-    gup_fd: -1,
-    has_huge_zeropage: false,
-    children: [],
-  };
-}
-
-describe('thp_settings.c and detect_thp_sizes() of cow.c', () => {
-  it('with PMD THP only (no hugepages-<size>kB files), the sizes are the PMD size; push/pop/restore write the global files', () => {
-    const r = run((env) => {
-      expect(thp_supported_orders(env)).toBe(0);
-      const s = thp_read_settings(env);
-      // The vmtests machine: THP in madvise mode, the v6.19 defaults for defrag and shmem_enabled.
-      expect([s.thp_enabled, s.thp_defrag, s.shmem_enabled, s.use_zero_page]).toEqual([3, 3, 0, 1]);
-      expect(s.khugepaged.max_ptes_none).toBe(511);
-      thp_save_settings(env);
-      thp_push_settings(env, { ...s, thp_enabled: THP_ALWAYS });
-      expect(env.kernel.core.thpMode).toBe('always');
-      thp_push_settings(env, { ...thp_current_settings(env), thp_enabled: THP_NEVER });
-      expect(env.kernel.core.thpMode).toBe('never');
-      thp_pop_settings(env);
-      expect(env.kernel.core.thpMode).toBe('always');
-      thp_restore_settings(env);
-      expect(detect_thp_sizes(globals(env), 20)).toEqual([2 * 1024 * 1024]);
-      return 0;
+describe('thp_settings.c over the model sysfs', () => {
+  it('thp_read_settings() reads the kernel defaults; no hugepages-<size>kB files: every per-order setting is never', () => {
+    const r = inProgram((env) => {
+      const t = { env, thp: new ThpSettingsState() };
+      return { s: thp_read_settings(t), orders: thp_supported_orders(t), enabled: thp_is_enabled(t) };
     });
     expect(r.status).toBe(0);
-    expect(r.thpMode).toBe('madvise');
-    expect(r.out.stdout).toBe('# [INFO] detected THP size: 2048 KiB\n');
+    const { s, orders, enabled } = r.value!;
+    expect(enabled).toBe(true);
+    expect(orders).toBe(0);
+    expect(s.thp_enabled).toBe(THP_MADVISE);
+    expect(s.shmem_enabled).toBe(SHMEM_NEVER);
+    expect(s.use_zero_page).toBe(1);
+    expect(s.khugepaged).toEqual({
+      defrag: 1,
+      alloc_sleep_millisecs: 60000,
+      scan_sleep_millisecs: 10000,
+      max_ptes_none: 511,
+      max_ptes_swap: 64,
+      max_ptes_shared: 256,
+      pages_to_scan: 4096,
+    });
+    expect(s.hugepages).toEqual(new Array(NR_ORDERS).fill(THP_NEVER));
   });
 
-  it('every hugepages-<size>kB/enabled file adds its order: read, written back on push, and listed smallest first', () => {
-    const k64 = { v: 'never' };
-    const k2m = { v: 'inherit' };
-    const r = run(
-      (env) => {
-        expect(thp_supported_orders(env)).toBe(2 ** 4 + 2 ** 9);
-        const s = thp_read_settings(env);
-        expect(s.hugepages[4].enabled).toBe(THP_NEVER);
-        expect(s.hugepages[9].enabled).toBe(THP_INHERIT);
-        thp_push_settings(env, s);
-        // run_anon_test_case(): PMD order off, the tested order always.
-        const t = thp_read_settings(env);
-        t.hugepages[9].enabled = THP_NEVER;
-        t.hugepages[4].enabled = THP_ALWAYS;
-        thp_push_settings(env, t);
-        expect([k64.v, k2m.v]).toEqual(['always', 'never']);
-        thp_pop_settings(env);
-        expect([k64.v, k2m.v]).toEqual(['never', 'inherit']);
-        expect(detect_thp_sizes(globals(env), 20)).toEqual([64 * 1024, 2 * 1024 * 1024]);
-        return 0;
-      },
-      (k) => {
-        k.registerDevice(`${THP}hugepages-64kB/enabled`, perSizeEnabled(k64));
-        k.registerDevice(`${THP}hugepages-2048kB/enabled`, perSizeEnabled(k2m));
-      },
-    );
+  it('thp_push_settings() writes every file (the kernel takes them), thp_pop_settings() writes the previous ones back', () => {
+    const r = inProgram((env) => {
+      const t = { env, thp: new ThpSettingsState() };
+      thp_save_settings(t);
+      const s = thpSettingsCopy(t.thp.saved);
+      s.thp_enabled = THP_ALWAYS;
+      s.khugepaged.scan_sleep_millisecs = 10;
+      s.khugepaged.max_ptes_none = 100;
+      thp_push_settings(t, s);
+      const pushed = { mode: env.kernel.core.thpMode, k: { ...khugepagedSettings(env.kernel.core) } };
+      const s2 = thpSettingsCopy(thp_current_settings(t));
+      s2.thp_enabled = THP_NEVER;
+      thp_push_settings(t, s2);
+      const never = env.kernel.core.thpMode;
+      thp_pop_settings(t);
+      const popped = env.kernel.core.thpMode;
+      thp_restore_settings(t);
+      return {
+        pushed,
+        never,
+        popped,
+        restored: { ...khugepagedSettings(env.kernel.core) },
+        defrag: thpSysfsState(env.kernel.core).defrag,
+      };
+    });
     expect(r.status).toBe(0);
-    expect(r.out.stdout).toBe('# [INFO] detected THP size: 64 KiB\n# [INFO] detected THP size: 2048 KiB\n');
+    const v = r.value!;
+    expect(v.pushed.mode).toBe('always');
+    expect(v.pushed.k.scanSleepMillisecs).toBe(10);
+    expect(v.pushed.k.maxPtesNone).toBe(100);
+    expect(v.never).toBe('never');
+    expect(v.popped).toBe('always');
+    expect(v.restored.scanSleepMillisecs).toBe(10000);
+    expect(v.restored.maxPtesNone).toBe(511);
+    expect(v.defrag).toBe('madvise');
   });
+
+  it('thp_current_settings() with nothing pushed prints "Fail: No settings set" and exits 1', () => {
+    const r = inProgram((env) => thp_current_settings({ env, thp: new ThpSettingsState() }));
+    expect(r.out).toBe('Fail: No settings set');
+    expect(r.status).toBe(1);
+  });
+
+  it('khugepaged restores the settings it found at exit (restore_settings_atexit())', () => {
+    const { io } = capture();
+    const kernel = bootVmtestsMachine();
+    try {
+      const before = { ...khugepagedSettings(kernel.core) };
+      const r = runProgram(kernel, khugepaged_main, ['./khugepaged', 'madvise:anon'], io);
+      expect(r.status).toBe(0);
+      expect(khugepagedSettings(kernel.core)).toMatchObject({
+        scanSleepMillisecs: before.scanSleepMillisecs,
+        allocSleepMillisecs: before.allocSleepMillisecs,
+        maxPtesNone: before.maxPtesNone,
+        maxPtesSwap: before.maxPtesSwap,
+        maxPtesShared: before.maxPtesShared,
+        pagesToScan: before.pagesToScan,
+      });
+      expect(kernel.core.thpMode).toBe('madvise');
+      expect(kernel.core.thpUseZeroPage).toBe(true);
+    } finally {
+      kernel.dispose();
+    }
+  }, 60_000);
 });

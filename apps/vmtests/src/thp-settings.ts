@@ -1,35 +1,40 @@
 /**
- * Port of tools/testing/selftests/mm/thp_settings.c (v6.19) as cow.c uses it: read the THP
- * sysfs settings (the global files, khugepaged's, and `hugepages-<size>kB/enabled` /
- * `shmem_enabled` for every order whose file exists), a stack of pushed settings each written
- * back whole, and the saved settings restored at the end. The sizes come from the files that
- * exist, so a machine with mTHP sysfs gets them without change here.
+ * tools/testing/selftests/mm/thp_settings.c (v6.19) and the sysfs file helpers of vm_util.c it
+ * uses (read_file(), write_file(), read_num(), write_num()): the THP and khugepaged settings
+ * read from and written to /sys/kernel/mm/transparent_hugepage/, a stack of pushed settings, the
+ * saved settings to restore at exit, and the per-size (mTHP) `hugepages-<size>kB/enabled` and
+ * `shmem_enabled` files, read and written only for the orders whose file exists
+ * (thp_supported_orders(), thp_shmem_supported_orders()), as the C code does.
  */
 
 import { O_RDONLY, O_WRONLY } from '@hmm-model/mm-core';
-import { ExitRequest } from '@hmm-model/selftests';
+import { ExitRequest, strerror } from '@hmm-model/selftests';
 import type { ProgramEnv } from './program.js';
 
-const THP_SYSFS = '/sys/kernel/mm/transparent_hugepage/';
+/** Models THP_SYSFS. */
+export const THP_SYSFS = '/sys/kernel/mm/transparent_hugepage/';
 /** Models MAX_SETTINGS_DEPTH. */
 const MAX_SETTINGS_DEPTH = 4;
 /** Models NR_ORDERS (thp_settings.h). */
 export const NR_ORDERS = 20;
-/** Models EXIT_FAILURE. */
-const EXIT_FAILURE = 1;
 
-/** Models enum thp_enabled (thp_settings.h). */
+/** Models enum thp_enabled (thp_settings.h): indexes of thp_enabled_strings. */
 export const THP_NEVER = 0;
 export const THP_ALWAYS = 1;
 export const THP_INHERIT = 2;
 export const THP_MADVISE = 3;
+const thp_enabled_strings = ['never', 'always', 'inherit', 'madvise'];
 
-/** Models thp_enabled_strings[] (v6.19 order: the enum's). */
-const THP_ENABLED_STRINGS = ['never', 'always', 'inherit', 'madvise'];
-/** Models thp_defrag_strings[]. */
-const THP_DEFRAG_STRINGS = ['always', 'defer', 'defer+madvise', 'madvise', 'never'];
-/** Models shmem_enabled_strings[] (v6.19: enum shmem_enabled's order). */
-const SHMEM_ENABLED_STRINGS = ['never', 'always', 'within_size', 'advise', 'inherit', 'deny', 'force'];
+/** Models enum thp_defrag. */
+export const THP_DEFRAG_ALWAYS = 0;
+const thp_defrag_strings = ['always', 'defer', 'defer+madvise', 'madvise', 'never'];
+
+/** Models enum shmem_enabled. */
+export const SHMEM_NEVER = 0;
+export const SHMEM_ALWAYS = 1;
+export const SHMEM_ADVISE = 3;
+export const SHMEM_INHERIT = 4;
+const shmem_enabled_strings = ['never', 'always', 'within_size', 'advise', 'inherit', 'deny', 'force'];
 
 /** Models struct khugepaged_settings. */
 export interface KhugepagedSettings {
@@ -42,7 +47,7 @@ export interface KhugepagedSettings {
   pages_to_scan: number;
 }
 
-/** Models struct thp_settings. */
+/** Models struct thp_settings (hugepages[] and shmem_hugepages[] hold the per-order `enabled`). */
 export interface ThpSettings {
   thp_enabled: number;
   thp_defrag: number;
@@ -50,49 +55,79 @@ export interface ThpSettings {
   use_zero_page: number;
   khugepaged: KhugepagedSettings;
   read_ahead_kb: number;
-  hugepages: { enabled: number }[];
-  shmem_hugepages: { enabled: number }[];
+  hugepages: number[];
+  shmem_hugepages: number[];
 }
 
-/** The static state of thp_settings.c in one program. */
-interface ThpState {
-  stack: ThpSettings[];
-  saved: ThpSettings | null;
-}
-const states = new WeakMap<ProgramEnv, ThpState>();
-
-function state(env: ProgramEnv): ThpState {
-  let s = states.get(env);
-  if (!s) {
-    s = { stack: [], saved: null };
-    states.set(env, s);
-  }
-  return s;
-}
-
-/** Models `*settings` struct copies. */
-export function cloneSettings(s: ThpSettings): ThpSettings {
+/** A zero-initialised struct thp_settings (a C designated initializer leaves the rest 0). */
+export function thpSettingsZero(): ThpSettings {
   return {
-    ...s,
-    khugepaged: { ...s.khugepaged },
-    hugepages: s.hugepages.map((h) => ({ ...h })),
-    shmem_hugepages: s.shmem_hugepages.map((h) => ({ ...h })),
+    thp_enabled: 0,
+    thp_defrag: 0,
+    shmem_enabled: 0,
+    use_zero_page: 0,
+    khugepaged: {
+      defrag: 0,
+      alloc_sleep_millisecs: 0,
+      scan_sleep_millisecs: 0,
+      max_ptes_none: 0,
+      max_ptes_swap: 0,
+      max_ptes_shared: 0,
+      pages_to_scan: 0,
+    },
+    read_ahead_kb: 0,
+    hugepages: new Array<number>(NR_ORDERS).fill(0),
+    shmem_hugepages: new Array<number>(NR_ORDERS).fill(0),
   };
 }
 
-/** Models printf() + exit(EXIT_FAILURE). */
-function fail(env: ProgramEnv, msg: string): never {
-  env.stdio.printf(msg);
-  throw new ExitRequest(EXIT_FAILURE);
+/** Models struct assignment (`*a = *b`): a deep copy. */
+export function thpSettingsCopy(s: ThpSettings): ThpSettings {
+  return {
+    ...s,
+    khugepaged: { ...s.khugepaged },
+    hugepages: [...s.hugepages],
+    shmem_hugepages: [...s.shmem_hugepages],
+  };
 }
 
-/** Models read_file(path, buf, buflen) (vm_util.c): the text read (at most buflen - 1 bytes), or null. */
+/** Models the static state of thp_settings.c: settings_stack, settings_index, saved_settings, the read-ahead path. */
+export class ThpSettingsState {
+  stack: ThpSettings[] = [];
+  saved: ThpSettings = thpSettingsZero();
+  devQueueReadAheadPath = '';
+
+  /** Models fork(): the child has a copy of the static data. */
+  clone(): ThpSettingsState {
+    const c = new ThpSettingsState();
+    c.stack = this.stack.map(thpSettingsCopy);
+    c.saved = thpSettingsCopy(this.saved);
+    c.devQueueReadAheadPath = this.devQueueReadAheadPath;
+    return c;
+  }
+}
+
+/** What the helpers need: the program and thp_settings.c's static state. */
+export interface ThpEnv {
+  readonly env: ProgramEnv;
+  readonly thp: ThpSettingsState;
+}
+
+/** Models exit(EXIT_FAILURE) (the caller's atexit handlers run where the ExitRequest is caught). */
+function exitFailure(): never {
+  throw new ExitRequest(1);
+}
+
+/**
+ * Models read_file(path, buf, buflen) (vm_util.c): the text read (at most buflen - 1 bytes), or
+ * null where the C function returns 0 (open() failed or read() gave less than one byte).
+ */
 export function read_file(env: ProgramEnv, path: string, buflen: number): string | null {
   const { libc } = env;
   const fd = libc.open(path, O_RDONLY);
   if (fd === -1) return null;
   const buf = new Uint8Array(buflen - 1);
-  const numread = env.proc.read(fd, buf, buflen - 1);
+  const numread = libc.pread(fd, buf, buflen - 1, 0);
   if (numread < 1) {
     libc.close(fd);
     return null;
@@ -101,177 +136,240 @@ export function read_file(env: ProgramEnv, path: string, buflen: number): string
   return new TextDecoder().decode(buf.subarray(0, numread));
 }
 
-/** Models write_file(path, buf, buflen) (vm_util.c): open or write failure exits the program. */
-export function write_file(env: ProgramEnv, path: string, text: string): number {
-  const { libc } = env;
+/** Models write_file(path, buf, buflen) (vm_util.c): writes buflen - 1 bytes, or ends the program. */
+export function write_file(env: ProgramEnv, path: string, text: string): void {
+  const { libc, ksft, proc } = env;
+  const buflen = text.length + 1;
+  if (buflen < 2) ksft.exit_fail_msg(`Incorrect buffer len: ${buflen}\n`);
   const fd = libc.open(path, O_WRONLY);
-  if (fd === -1) fail(env, `open(${path})\n`);
+  if (fd === -1) ksft.exit_fail_msg(`${path} open failed: ${strerror(libc.errno)}\n`);
   const bytes = new TextEncoder().encode(text);
-  const numwritten = env.proc.write(fd, bytes, bytes.length);
+  const ubuf = libc.stackAlloc(bytes.length);
+  proc.writeBytes(ubuf, bytes);
+  const numwritten = libc.pwrite(fd, ubuf, buflen - 1, 0);
+  const saved = libc.errno;
   libc.close(fd);
-  if (numwritten < 1) fail(env, `write(${text})\n`);
-  return numwritten;
+  libc.errno = saved;
+  if (numwritten < 0) ksft.exit_fail_msg(`${path} write(${text}) failed: ${strerror(libc.errno)}\n`);
+  if (numwritten !== buflen - 1)
+    ksft.exit_fail_msg(
+      `${path} write(${text}) is truncated, expected ${buflen - 1} bytes, got ${numwritten} bytes\n`,
+    );
 }
 
-/** Models read_num(path): strtoul() of the file's text (0 when it cannot be read). */
-function read_num(env: ProgramEnv, path: string): number {
-  const t = read_file(env, path, 21);
-  return t === null ? 0 : Number.parseInt(t, 10) || 0;
+/** Models strtoul(buf, NULL, 10): leading blanks, an optional sign, decimal digits (0 if none). */
+export function strtoul(buf: string): number {
+  const m = /^\s*([+-]?)(\d*)/.exec(buf);
+  if (!m?.[2]) return 0;
+  const v = Number(m[2]);
+  return m[1] === '-' ? -v : v;
 }
 
-/** Models thp_read_string(name, strings): the bracketed choice's index; failures exit. */
-function thp_read_string(env: ProgramEnv, name: string, strings: readonly string[]): number {
-  const path = `${THP_SYSFS}${name}`;
-  const buf = read_file(env, path, 256);
+/** Models read_num(path) (vm_util.c). */
+export function read_num(env: ProgramEnv, path: string): number {
+  const buf = read_file(env, path, 21);
+  return strtoul(buf ?? '');
+}
+
+/** Models write_num(path, num) (vm_util.c): "%lu". */
+export function write_num(env: ProgramEnv, path: string, num: number): void {
+  write_file(env, path, String(num));
+}
+
+/** Models thp_read_string(name, strings): the index of the bracketed word of a THP sysfs file. */
+export function thp_read_string(t: ThpEnv, name: string, strings: readonly string[]): number {
+  const { stdio } = t.env;
+  const path = THP_SYSFS + name;
+  const buf = read_file(t.env, path, 256);
   if (buf === null) {
-    // perror(path)
-    env.stdio.eprintf(`${path}: No such file or directory\n`);
-    throw new ExitRequest(EXIT_FAILURE);
+    stdio.perror(path, t.env.libc.errno);
+    exitFailure();
   }
   const open = buf.indexOf('[');
-  if (open < 0) fail(env, 'thp_read_string: Parse failure\n');
+  if (open < 0) {
+    stdio.printf('thp_read_string: Parse failure\n');
+    exitFailure();
+  }
   const rest = buf.slice(open + 1);
   const close = rest.indexOf(']');
-  if (close < 0) fail(env, 'thp_read_string: Parse failure\n');
-  const i = strings.indexOf(rest.slice(0, close));
-  if (i < 0) fail(env, `Failed to parse ${name}\n`);
-  return i;
+  if (close < 0) {
+    stdio.printf('thp_read_string: Parse failure\n');
+    exitFailure();
+  }
+  const word = rest.slice(0, close);
+  const i = strings.indexOf(word);
+  if (i >= 0) return i;
+  stdio.printf(`Failed to parse ${name}\n`);
+  exitFailure();
 }
 
 /** Models thp_write_string(name, val). */
-function thp_write_string(env: ProgramEnv, name: string, val: string): void {
-  write_file(env, `${THP_SYSFS}${name}`, val);
+export function thp_write_string(t: ThpEnv, name: string, val: string): void {
+  write_file(t.env, THP_SYSFS + name, val);
 }
 
 /** Models thp_read_num(name). */
-function thp_read_num(env: ProgramEnv, name: string): number {
-  return read_num(env, `${THP_SYSFS}${name}`);
+export function thp_read_num(t: ThpEnv, name: string): number {
+  return read_num(t.env, THP_SYSFS + name);
 }
 
-/** Models thp_write_num(name, num): `%ld`. */
-function thp_write_num(env: ProgramEnv, name: string, num: number): void {
-  write_file(env, `${THP_SYSFS}${name}`, String(num));
+/** Models thp_write_num(name, num). */
+export function thp_write_num(t: ThpEnv, name: string, num: number): void {
+  write_num(t.env, THP_SYSFS + name, num);
 }
 
-/** Models the size of order i in the per-size directory names: (getpagesize() >> 10) << i. */
-function orderKb(env: ProgramEnv, i: number): number {
-  return (env.libc.sysconfPageSize() >> 10) * 2 ** i;
+/** Models `(getpagesize() >> 10) << i`: the size in kB of an order-i folio. */
+function orderKb(t: ThpEnv, i: number): number {
+  return (t.env.libc.sysconfPageSize() >> 10) << i;
 }
 
-/** Models __thp_supported_orders(is_shmem): every order whose `hugepages-<kb>kB/<file>` reads. */
-function supportedOrders(env: ProgramEnv, shmem: boolean): number[] {
-  const out: number[] = [];
+/** Models __thp_supported_orders(is_shmem): the orders whose hugepages-<size>kB file can be read. */
+function __thp_supported_orders(t: ThpEnv, isShmem: boolean): number {
+  let orders = 0;
   for (let i = 0; i < NR_ORDERS; i++) {
-    const path = `${THP_SYSFS}hugepages-${orderKb(env, i)}kB/${shmem ? 'shmem_enabled' : 'enabled'}`;
-    if (read_file(env, path, 256) !== null) out.push(i);
+    const path = `${THP_SYSFS}hugepages-${orderKb(t, i)}kB/${isShmem ? 'shmem_enabled' : 'enabled'}`;
+    if (read_file(t.env, path, 256) !== null) orders |= 1 << i;
   }
-  return out;
+  return orders;
 }
 
-/** Models thp_supported_orders(): the anonymous mTHP orders as a bit mask. */
-export function thp_supported_orders(env: ProgramEnv): number {
-  return supportedOrders(env, false).reduce((m, i) => m + 2 ** i, 0);
+/** Models thp_supported_orders(). */
+export function thp_supported_orders(t: ThpEnv): number {
+  return __thp_supported_orders(t, false);
+}
+
+/** Models thp_shmem_supported_orders(). */
+export function thp_shmem_supported_orders(t: ThpEnv): number {
+  return __thp_supported_orders(t, true);
 }
 
 /** Models thp_read_settings(settings). */
-export function thp_read_settings(env: ProgramEnv): ThpSettings {
-  const orders = new Set(supportedOrders(env, false));
-  const shmemOrders = new Set(supportedOrders(env, true));
-  const s: ThpSettings = {
-    thp_enabled: thp_read_string(env, 'enabled', THP_ENABLED_STRINGS),
-    thp_defrag: thp_read_string(env, 'defrag', THP_DEFRAG_STRINGS),
-    shmem_enabled: thp_read_string(env, 'shmem_enabled', SHMEM_ENABLED_STRINGS),
-    use_zero_page: thp_read_num(env, 'use_zero_page'),
-    khugepaged: {
-      defrag: thp_read_num(env, 'khugepaged/defrag'),
-      alloc_sleep_millisecs: thp_read_num(env, 'khugepaged/alloc_sleep_millisecs'),
-      scan_sleep_millisecs: thp_read_num(env, 'khugepaged/scan_sleep_millisecs'),
-      max_ptes_none: thp_read_num(env, 'khugepaged/max_ptes_none'),
-      max_ptes_swap: thp_read_num(env, 'khugepaged/max_ptes_swap'),
-      max_ptes_shared: thp_read_num(env, 'khugepaged/max_ptes_shared'),
-      pages_to_scan: thp_read_num(env, 'khugepaged/pages_to_scan'),
-    },
-    read_ahead_kb: 0,
-    hugepages: [],
-    shmem_hugepages: [],
+export function thp_read_settings(t: ThpEnv): ThpSettings {
+  const orders = thp_supported_orders(t);
+  const shmemOrders = thp_shmem_supported_orders(t);
+  const s = thpSettingsZero();
+  s.thp_enabled = thp_read_string(t, 'enabled', thp_enabled_strings);
+  s.thp_defrag = thp_read_string(t, 'defrag', thp_defrag_strings);
+  s.shmem_enabled = thp_read_string(t, 'shmem_enabled', shmem_enabled_strings);
+  s.use_zero_page = thp_read_num(t, 'use_zero_page');
+  s.khugepaged = {
+    defrag: thp_read_num(t, 'khugepaged/defrag'),
+    alloc_sleep_millisecs: thp_read_num(t, 'khugepaged/alloc_sleep_millisecs'),
+    scan_sleep_millisecs: thp_read_num(t, 'khugepaged/scan_sleep_millisecs'),
+    max_ptes_none: thp_read_num(t, 'khugepaged/max_ptes_none'),
+    max_ptes_swap: thp_read_num(t, 'khugepaged/max_ptes_swap'),
+    max_ptes_shared: thp_read_num(t, 'khugepaged/max_ptes_shared'),
+    pages_to_scan: thp_read_num(t, 'khugepaged/pages_to_scan'),
   };
+  if (t.thp.devQueueReadAheadPath) s.read_ahead_kb = read_num(t.env, t.thp.devQueueReadAheadPath);
   for (let i = 0; i < NR_ORDERS; i++) {
-    s.hugepages.push({
-      enabled: orders.has(i)
-        ? thp_read_string(env, `hugepages-${orderKb(env, i)}kB/enabled`, THP_ENABLED_STRINGS)
-        : THP_NEVER,
-    });
+    if (!((1 << i) & orders)) {
+      s.hugepages[i] = THP_NEVER;
+      continue;
+    }
+    s.hugepages[i] = thp_read_string(t, `hugepages-${orderKb(t, i)}kB/enabled`, thp_enabled_strings);
   }
   for (let i = 0; i < NR_ORDERS; i++) {
-    s.shmem_hugepages.push({
-      enabled: shmemOrders.has(i)
-        ? thp_read_string(env, `hugepages-${orderKb(env, i)}kB/shmem_enabled`, SHMEM_ENABLED_STRINGS)
-        : 0 /* SHMEM_NEVER */,
-    });
+    if (!((1 << i) & shmemOrders)) {
+      s.shmem_hugepages[i] = SHMEM_NEVER;
+      continue;
+    }
+    s.shmem_hugepages[i] = thp_read_string(
+      t,
+      `hugepages-${orderKb(t, i)}kB/shmem_enabled`,
+      shmem_enabled_strings,
+    );
   }
   return s;
 }
 
-/** Models thp_write_settings(settings): every file, global ones first, then each order's. */
-export function thp_write_settings(env: ProgramEnv, s: ThpSettings): void {
-  const orders = supportedOrders(env, false);
-  const shmemOrders = supportedOrders(env, true);
+/** Models thp_write_settings(settings). */
+export function thp_write_settings(t: ThpEnv, s: ThpSettings): void {
   const k = s.khugepaged;
-  thp_write_string(env, 'enabled', THP_ENABLED_STRINGS[s.thp_enabled]);
-  thp_write_string(env, 'defrag', THP_DEFRAG_STRINGS[s.thp_defrag]);
-  thp_write_string(env, 'shmem_enabled', SHMEM_ENABLED_STRINGS[s.shmem_enabled]);
-  thp_write_num(env, 'use_zero_page', s.use_zero_page);
-  thp_write_num(env, 'khugepaged/defrag', k.defrag);
-  thp_write_num(env, 'khugepaged/alloc_sleep_millisecs', k.alloc_sleep_millisecs);
-  thp_write_num(env, 'khugepaged/scan_sleep_millisecs', k.scan_sleep_millisecs);
-  thp_write_num(env, 'khugepaged/max_ptes_none', k.max_ptes_none);
-  thp_write_num(env, 'khugepaged/max_ptes_swap', k.max_ptes_swap);
-  thp_write_num(env, 'khugepaged/max_ptes_shared', k.max_ptes_shared);
-  thp_write_num(env, 'khugepaged/pages_to_scan', k.pages_to_scan);
-  for (const i of orders)
+  const orders = thp_supported_orders(t);
+  const shmemOrders = thp_shmem_supported_orders(t);
+  thp_write_string(t, 'enabled', thp_enabled_strings[s.thp_enabled]);
+  thp_write_string(t, 'defrag', thp_defrag_strings[s.thp_defrag]);
+  thp_write_string(t, 'shmem_enabled', shmem_enabled_strings[s.shmem_enabled]);
+  thp_write_num(t, 'use_zero_page', s.use_zero_page);
+  thp_write_num(t, 'khugepaged/defrag', k.defrag);
+  thp_write_num(t, 'khugepaged/alloc_sleep_millisecs', k.alloc_sleep_millisecs);
+  thp_write_num(t, 'khugepaged/scan_sleep_millisecs', k.scan_sleep_millisecs);
+  thp_write_num(t, 'khugepaged/max_ptes_none', k.max_ptes_none);
+  thp_write_num(t, 'khugepaged/max_ptes_swap', k.max_ptes_swap);
+  thp_write_num(t, 'khugepaged/max_ptes_shared', k.max_ptes_shared);
+  thp_write_num(t, 'khugepaged/pages_to_scan', k.pages_to_scan);
+  if (t.thp.devQueueReadAheadPath) write_num(t.env, t.thp.devQueueReadAheadPath, s.read_ahead_kb);
+  for (let i = 0; i < NR_ORDERS; i++) {
+    if (!((1 << i) & orders)) continue;
+    thp_write_string(t, `hugepages-${orderKb(t, i)}kB/enabled`, thp_enabled_strings[s.hugepages[i]]);
+  }
+  for (let i = 0; i < NR_ORDERS; i++) {
+    if (!((1 << i) & shmemOrders)) continue;
     thp_write_string(
-      env,
-      `hugepages-${orderKb(env, i)}kB/enabled`,
-      THP_ENABLED_STRINGS[s.hugepages[i].enabled],
+      t,
+      `hugepages-${orderKb(t, i)}kB/shmem_enabled`,
+      shmem_enabled_strings[s.shmem_hugepages[i]],
     );
-  for (const i of shmemOrders)
-    thp_write_string(
-      env,
-      `hugepages-${orderKb(env, i)}kB/shmem_enabled`,
-      SHMEM_ENABLED_STRINGS[s.shmem_hugepages[i].enabled],
-    );
+  }
 }
 
-/** Models thp_current_settings(): the top of the stack (a copy the caller may change). */
-export function thp_current_settings(env: ProgramEnv): ThpSettings {
-  const st = state(env).stack;
-  if (!st.length) fail(env, 'Fail: No settings set');
-  return st[st.length - 1];
+/** Models thp_current_settings(). */
+export function thp_current_settings(t: ThpEnv): ThpSettings {
+  if (!t.thp.stack.length) {
+    t.env.stdio.printf('Fail: No settings set');
+    exitFailure();
+  }
+  return t.thp.stack[t.thp.stack.length - 1];
 }
 
 /** Models thp_push_settings(settings). */
-export function thp_push_settings(env: ProgramEnv, s: ThpSettings): void {
-  const st = state(env).stack;
-  if (st.length >= MAX_SETTINGS_DEPTH) fail(env, 'Fail: Settings stack exceeded');
-  st.push(cloneSettings(s));
-  thp_write_settings(env, thp_current_settings(env));
+export function thp_push_settings(t: ThpEnv, s: ThpSettings): void {
+  if (t.thp.stack.length >= MAX_SETTINGS_DEPTH) {
+    t.env.stdio.printf('Fail: Settings stack exceeded');
+    exitFailure();
+  }
+  t.thp.stack.push(thpSettingsCopy(s));
+  thp_write_settings(t, thp_current_settings(t));
 }
 
 /** Models thp_pop_settings(). */
-export function thp_pop_settings(env: ProgramEnv): void {
-  const st = state(env).stack;
-  if (st.length <= 0) fail(env, 'Fail: Settings stack empty');
-  st.pop();
-  thp_write_settings(env, thp_current_settings(env));
-}
-
-/** Models thp_save_settings(). */
-export function thp_save_settings(env: ProgramEnv): void {
-  state(env).saved = thp_read_settings(env);
+export function thp_pop_settings(t: ThpEnv): void {
+  if (t.thp.stack.length <= 0) {
+    t.env.stdio.printf('Fail: Settings stack empty');
+    exitFailure();
+  }
+  t.thp.stack.pop();
+  thp_write_settings(t, thp_current_settings(t));
 }
 
 /** Models thp_restore_settings(). */
-export function thp_restore_settings(env: ProgramEnv): void {
-  const saved = state(env).saved;
-  if (saved) thp_write_settings(env, saved);
+export function thp_restore_settings(t: ThpEnv): void {
+  thp_write_settings(t, t.thp.saved);
+}
+
+/** Models thp_save_settings(). */
+export function thp_save_settings(t: ThpEnv): void {
+  t.thp.saved = thp_read_settings(t);
+}
+
+/** Models thp_set_read_ahead_path(path). */
+export function thp_set_read_ahead_path(t: ThpEnv, path: string | null): void {
+  t.thp.devQueueReadAheadPath = path ?? '';
+}
+
+/**
+ * Models access(THP_SYSFS, F_OK): the directory exists when the kernel has any file below it
+ * (the model's VFS has no directories).
+ */
+function thpSysfsExists(env: ProgramEnv): boolean {
+  for (const p of env.kernel.devices.keys()) if (p.startsWith(THP_SYSFS)) return true;
+  return false;
+}
+
+/** Models thp_is_enabled(): THP_SYSFS exists and `enabled` is "always" or "madvise". */
+export function thp_is_enabled(t: ThpEnv): boolean {
+  if (!thpSysfsExists(t.env)) return false;
+  const mode = thp_read_string(t, 'enabled', thp_enabled_strings);
+  return mode === THP_ALWAYS || mode === THP_MADVISE;
 }

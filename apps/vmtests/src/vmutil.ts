@@ -282,3 +282,64 @@ export function log_test_result(env: ProgramEnv, result: number): void {
 export function sz2ord(size: number, pagesize: number): number {
   return Math.log2((size / pagesize) & -(size / pagesize));
 }
+
+/** Models PMD_SIZE_FILE_PATH (vm_util.c). */
+export const PMD_SIZE_FILE_PATH = '/sys/kernel/mm/transparent_hugepage/hpage_pmd_size';
+
+/** Models read_pmd_pagesize() (vm_util.c): hpage_pmd_size, or 0 when it cannot be read. */
+export function read_pmd_pagesize(env: ProgramEnv): number {
+  const { libc } = env;
+  const fd = libc.open(PMD_SIZE_FILE_PATH, 0 /* O_RDONLY */);
+  if (fd === -1) return 0;
+  const buf = new Uint8Array(19);
+  const numRead = libc.pread(fd, buf, 19, 0);
+  if (numRead < 1) {
+    libc.close(fd);
+    return 0;
+  }
+  libc.close(fd);
+  const m = /^\s*(\d+)/.exec(new TextDecoder().decode(buf.subarray(0, numRead)));
+  return m ? Number(m[1]) : 0;
+}
+
+/**
+ * Models __check_huge(addr, pattern, nr_hpages, hpage_size) (vm_util.c): the smaps field
+ * `pattern` of the VMA at addr, read with sscanf("%9" SCNu64 " kB"), equals nr_hpages huge pages
+ * (in kB). A missing VMA or field compares -1; an unreadable number ends the program.
+ */
+export function __check_huge(
+  env: ProgramEnv,
+  addr: number,
+  pattern: string,
+  nrHpages: number,
+  hpageSize: number,
+): boolean {
+  let thp = -1;
+  const entry = __get_smap_entry(env, addr, pattern);
+  if (entry !== null) {
+    const m = /^\s*(\d{1,9})/.exec(entry);
+    if (!m) env.ksft.exit_fail_msg('Reading smap error\n');
+    thp = Number(m[1]);
+  }
+  return thp === nrHpages * (hpageSize / 1024);
+}
+
+/** Models check_huge_anon(addr, nr_hpages, hpage_size) (vm_util.c): AnonHugePages. */
+export function check_huge_anon(env: ProgramEnv, addr: number, nrHpages: number, hpageSize: number): boolean {
+  return __check_huge(env, addr, 'AnonHugePages: ', nrHpages, hpageSize);
+}
+
+/** Models check_huge_file(addr, nr_hpages, hpage_size) (vm_util.c): FilePmdMapped. */
+export function check_huge_file(env: ProgramEnv, addr: number, nrHpages: number, hpageSize: number): boolean {
+  return __check_huge(env, addr, 'FilePmdMapped:', nrHpages, hpageSize);
+}
+
+/** Models check_huge_shmem(addr, nr_hpages, hpage_size) (vm_util.c): ShmemPmdMapped. */
+export function check_huge_shmem(
+  env: ProgramEnv,
+  addr: number,
+  nrHpages: number,
+  hpageSize: number,
+): boolean {
+  return __check_huge(env, addr, 'ShmemPmdMapped:', nrHpages, hpageSize);
+}

@@ -50,6 +50,7 @@ export * from './mm/split.js';
 export * from './mm/swap-fault.js';
 export * from './mm/swap-state.js';
 export * from './mm/swapfile.js';
+export * from './mm/thp-sysfs.js';
 export * from './mm/types.js';
 export * from './mm/vma.js';
 export * from './mm/vmscan.js';

@@ -15,10 +15,16 @@ import type { FileOperations, OpenFile } from './fs.js';
 import { gupTestFops } from './gup-test.js';
 import type { Host, PathTarget, TaskLike } from './host.js';
 import { hugetlbGrowPool } from './mm/hugetlb.js';
-import { type KhugepagedPass, khugepagedScanOnce, registerKhugepagedSysfs } from './mm/khugepaged.js';
+import {
+  type KhugepagedPass,
+  khugepagedRunFor,
+  khugepagedScanOnce,
+  registerKhugepagedSysfs,
+} from './mm/khugepaged.js';
 import { registerOvercommitSysctls } from './mm/overcommit.js';
 import { shmemNewInode } from './mm/shmem.js';
 import { DEFAULT_SWAP_BYTES, swapon } from './mm/swapfile.js';
+import { registerThpSysfs } from './mm/thp-sysfs.js';
 import type { Inode } from './mm/types.js';
 import { PG_reserved } from './phys/memmap.js';
 import { mapsText, pagemapRead } from './proc.js';
@@ -102,6 +108,7 @@ export class Kernel implements Host {
   private registerPseudoFiles(): void {
     registerOvercommitSysctls(this);
     registerKhugepagedSysfs(this);
+    registerThpSysfs(this);
     const core = this.core;
     this.devices.set('/proc/self/pagemap', {
       *pread(file, buf, pos) {
@@ -136,14 +143,6 @@ export class Kernel implements Host {
     this.devices.set(
       '/sys/kernel/mm/transparent_hugepage/hpage_pmd_size',
       textFile(() => `${PMD_SIZE}\n`),
-    );
-    this.devices.set(
-      '/sys/kernel/mm/transparent_hugepage/enabled',
-      textFile(
-        () =>
-          ['always', 'madvise', 'never'].map((m) => (m === this.core.thpMode ? `[${m}]` : m)).join(' ') +
-          '\n',
-      ),
     );
     this.devices.set(
       '/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages',
@@ -231,6 +230,18 @@ export class Kernel implements Host {
     const r = khugepagedScanOnce(this.core);
     this.afterSyscall('khugepaged');
     return r;
+  }
+
+  /**
+   * Models a task sleeping for `ns` nanoseconds (hrtimer_nanosleep(), behind nanosleep(2),
+   * usleep(3) and sleep(3)): simulated time advances and the kernel threads due meanwhile run,
+   * i.e. khugepaged's passes every scan_sleep_millisecs (khugepagedRunFor()). Simulated time
+   * moves only here, so runs are deterministic. Returns the khugepaged passes that ran.
+   */
+  nanosleep(ns: number): KhugepagedPass[] {
+    const passes = khugepagedRunFor(this.core, ns);
+    if (passes.length) this.afterSyscall('nanosleep');
+    return passes;
   }
 
   /** Models the post-syscall hook: the invariant checker when enabled. */

@@ -12,6 +12,7 @@ import {
   entryNone,
   entryPfn,
   entryPresent,
+  isSwapType,
   SWP_MIGRATION_READ,
   SWP_MIGRATION_READ_EXCLUSIVE,
   SWP_MIGRATION_WRITE,
@@ -135,6 +136,8 @@ export interface SmapsEntry {
   anonymous: number;
   /** Bytes in device-private / migration entries (not resident on the CPU side; reported as Swap-like). */
   swapLike: number;
+  /** Swap: bytes of PTEs that hold a swap entry (smaps_pte_entry(): !non_swap_entry()). */
+  swap: number;
   /** Shared_Hugetlb: bytes of hugetlb pages mapped more than once, or not present (smaps_hugetlb_range()). */
   sharedHugetlb: number;
   /** Private_Hugetlb: bytes of hugetlb pages mapped once (smaps_hugetlb_range()). */
@@ -230,6 +233,7 @@ function smapsVma(core: Core, v: Vma): SmapsEntry {
     anonHugePages: 0,
     anonymous: 0,
     swapLike: 0,
+    swap: 0,
     sharedHugetlb: 0,
     privateHugetlb: 0,
   };
@@ -280,6 +284,7 @@ function smapsVma(core: Core, v: Vma): SmapsEntry {
       if (entryNone(plo, phi)) continue;
       if (!entryPresent(plo)) {
         e.swapLike += PAGE_SIZE;
+        if (isSwapType(swpType(plo))) e.swap += PAGE_SIZE;
         continue;
       }
       // smaps_pte_entry(): vm_normal_page() is NULL for the zero page (a special PTE).

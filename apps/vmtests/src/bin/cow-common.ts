@@ -12,10 +12,13 @@
 import { type Process, SignalDelivered, WEXITSTATUS, WIFEXITED } from '@hmm-model/mm-core';
 import type { Libc } from '@hmm-model/selftests';
 import type { ProgramEnv } from '../program.js';
+import type { ThpEnv } from '../thp-settings.js';
 
 /** Models the static variables of cow.c. */
 export interface CowGlobals {
   readonly env: ProgramEnv;
+  /** thp_settings.c's static state in this program. */
+  readonly thp: ThpEnv;
   pagesize: number;
   pagemap_fd: number;
   pmdsize: number;

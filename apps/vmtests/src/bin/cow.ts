@@ -28,10 +28,10 @@ import {
 import { KSFT_FAIL, KSFT_PASS, KSFT_SKIP, MAP_FAILED, read_pmd_pagesize } from '@hmm-model/selftests';
 import { MFD_HUGE_SHIFT, MFD_HUGETLB, memfd_create, type ProgramEnv } from '../program.js';
 import {
-  cloneSettings,
   THP_ALWAYS,
   THP_INHERIT,
   THP_NEVER,
+  ThpSettingsState,
   thp_current_settings,
   thp_pop_settings,
   thp_push_settings,
@@ -39,6 +39,7 @@ import {
   thp_restore_settings,
   thp_save_settings,
   thp_supported_orders,
+  thpSettingsCopy,
 } from '../thp-settings.js';
 import {
   detect_huge_zeropage,
@@ -71,7 +72,7 @@ export function detect_thp_sizes(g: CowGlobals, max: number): number[] {
   /* thp not supported at all. */
   if (!g.pmdsize) return sizes;
   let orders = 2 ** sz2ord(g.pmdsize, g.pagesize);
-  orders |= thp_supported_orders(g.env);
+  orders |= thp_supported_orders(g.thp);
   for (let i = 0; orders && sizes.length < max; i++) {
     if (!(orders & (2 ** i))) continue;
     orders &= ~(2 ** i);
@@ -87,10 +88,10 @@ function run_anon_test_case(g: CowGlobals, tc: TestCase): void {
   run_with_base_page(g, tc.fn, tc.desc);
   run_with_base_page_swap(g, tc.fn, tc.desc);
   for (const size of g.thpsizes) {
-    const settings = cloneSettings(thp_current_settings(g.env));
-    settings.hugepages[sz2ord(g.pmdsize, g.pagesize)].enabled = THP_NEVER;
-    settings.hugepages[sz2ord(size, g.pagesize)].enabled = THP_ALWAYS;
-    thp_push_settings(g.env, settings);
+    const settings = thpSettingsCopy(thp_current_settings(g.thp));
+    settings.hugepages[sz2ord(g.pmdsize, g.pagesize)] = THP_NEVER;
+    settings.hugepages[sz2ord(size, g.pagesize)] = THP_ALWAYS;
+    thp_push_settings(g.thp, settings);
     if (size === g.pmdsize) {
       run_with_thp_variant(g, tc.fn, tc.desc, ThpRun.THP_RUN_PMD, size);
       run_with_thp_variant(g, tc.fn, tc.desc, ThpRun.THP_RUN_PMD_SWAPOUT, size);
@@ -104,7 +105,7 @@ function run_anon_test_case(g: CowGlobals, tc: TestCase): void {
       ThpRun.THP_RUN_PARTIAL_SHARED,
     ])
       run_with_thp_variant(g, tc.fn, tc.desc, run, size);
-    thp_pop_settings(g.env);
+    thp_pop_settings(g.thp);
   }
   for (const size of g.hugetlbsizes) run_with_hugetlb(g, tc.fn, tc.desc, size);
 }
@@ -349,6 +350,7 @@ export function cow_main(env: ProgramEnv): number {
   ksft.print_header();
   const g: CowGlobals = {
     env,
+    thp: { env, thp: new ThpSettingsState() },
     pagesize: libc.sysconfPageSize(),
     pagemap_fd: -1,
     pmdsize: read_pmd_pagesize(libc),
@@ -360,10 +362,10 @@ export function cow_main(env: ProgramEnv): number {
   };
   if (g.pmdsize) {
     /* Only if THP is supported. */
-    const default_settings = thp_read_settings(env);
-    default_settings.hugepages[sz2ord(g.pmdsize, g.pagesize)].enabled = THP_INHERIT;
-    thp_save_settings(env);
-    thp_push_settings(env, default_settings);
+    const default_settings = thp_read_settings(g.thp);
+    default_settings.hugepages[sz2ord(g.pmdsize, g.pagesize)] = THP_INHERIT;
+    thp_save_settings(g.thp);
+    thp_push_settings(g.thp, default_settings);
     ksft.print_msg(`[INFO] detected PMD size: ${Math.floor(g.pmdsize / 1024)} KiB\n`);
     g.thpsizes = detect_thp_sizes(g, 20);
   }
@@ -388,7 +390,7 @@ export function cow_main(env: ProgramEnv): number {
 
   if (g.pmdsize) {
     /* Only if THP is supported. */
-    thp_restore_settings(env);
+    thp_restore_settings(g.thp);
   }
   return ksft.finished();
 }

@@ -6,13 +6,24 @@
  *
  * As in v6.19 the scan runs under the mmap_lock for read; collapse_huge_page() drops it,
  * allocates the huge folio, and does the collapse under mmap_write_lock() after revalidating
- * the VMA and the PMD. Result codes are the kernel's enum scan_result names. Not modelled: swap
- * entries (the model has no swap device, so no PTE is ever a swap entry and
- * __collapse_huge_page_swapin() never runs), userfaultfd, file/shmem collapse (collapse_file()),
+ * the VMA and the PMD. Result codes are the kernel's enum scan_result names. Swap PTEs count
+ * against max_ptes_swap and are swapped in by __collapse_huge_page_swapin() before the collapse.
+ * Not modelled: userfaultfd, file/shmem collapse (collapse_file()),
  * NUMA node selection, memcg charging and the deferred "underused THP" queue.
  */
-import { EAGAIN, EBUSY, EINVAL, ENOMEM, HPAGE_PMD_NR, HPAGE_PMD_ORDER, PMD_SIZE } from '../constants.js';
+import {
+  EAGAIN,
+  EBUSY,
+  EINVAL,
+  ENOMEM,
+  HPAGE_PMD_NR,
+  HPAGE_PMD_ORDER,
+  PAGE_SIZE,
+  PMD_SIZE,
+} from '../constants.js';
 import type { Core } from '../core.js';
+import { VM_FAULT_ERROR } from '../core.js';
+import { ModelBug } from '../errors.js';
 import {
   allocFolio,
   folioAddNewAnonRmap,
@@ -28,17 +39,19 @@ import {
 import {
   _PAGE_ACCESSED,
   _PAGE_SPECIAL,
+  _PAGE_SWP_UFFD_WP,
   _PAGE_UFFD_WP,
   entryHuge,
   entryNone,
   entryPfn,
   entryPresent,
   isMigrationType,
+  isSwapType,
   mkHi,
   mkPmdLo,
   swpType,
 } from '../pgtable/entry.js';
-import { PG_anon, PG_locked, PG_lru, PG_referenced } from '../phys/memmap.js';
+import { PG_anon, PG_locked, PG_lru, PG_referenced, PG_swapcache } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
 import { linearPageIndex } from './anon.js';
 import { addMmCounter } from './counters.js';
@@ -55,7 +68,9 @@ import {
   ptlUnlock,
 } from './locking.js';
 import { withInvalidationSync } from './notifier.js';
-import { pmdIndex, pmdTableOf, ptHi, ptLo, ptSet, tableHi, tableLo } from './pgtable.js';
+import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo, ptSet, tableHi, tableLo } from './pgtable.js';
+import { doSwapPage } from './swap-fault.js';
+import { freeSwapCache } from './swapfile.js';
 import { MMU_NOTIFY_CLEAR, type MmStruct, VM_EXEC, VM_READ, VM_WRITE, type Vma } from './types.js';
 
 /** Models enum scan_result (mm/khugepaged.c, v6.19) for the results the model can produce. */
@@ -128,11 +143,14 @@ function pmdTable(core: Core, pmdT: number, addr: number): number {
 }
 
 /**
- * Models is_refcount_suitable() / folio_expected_ref_count() for an anonymous folio outside the
- * swap cache: every reference is a mapping (a GUP reference or pin makes it unsuitable).
+ * Models is_refcount_suitable() / folio_expected_ref_count() for an anonymous folio: one
+ * reference per mapping plus one per page while it is in the swap cache (a GUP reference or pin
+ * makes it unsuitable).
  */
 function isRefcountSuitable(core: Core, head: number): boolean {
-  return core.map.refcount[head] === folioMapcount(core, head);
+  const m = core.map;
+  const cache = m.flags[head] & PG_swapcache ? m.folioNrPages(head) : 0;
+  return m.refcount[head] === folioMapcount(core, head) + cache;
 }
 
 /** Models pte_young() || folio_test_young() || folio_test_referenced() (mmu_notifier_test_young() is false). */
@@ -142,15 +160,20 @@ function referencedPte(core: Core, lo: number, head: number): boolean {
 
 /**
  * Models the PTE checks shared by hpage_collapse_scan_pmd() and __collapse_huge_page_isolate():
- * 'none' for pte_none_or_zero(), 'nonpresent' for a software entry (every software entry of the
- * model is a non-swap entry: migration, device-private, device-exclusive), 'uffd' for
+ * 'none' for pte_none_or_zero(), 'swap' for a swap entry (is_swap_pte() of a genuine swap slot),
+ * 'nonpresent' for another software entry (non_swap_entry(): migration, device-private,
+ * device-exclusive), 'uffd' for
  * pte_uffd_wp(), 'null' when vm_normal_page() gives no page or a zone-device page
  * (device-coherent), else the folio's head.
  */
-function classifyPte(core: Core, lo: number, hi: number): 'none' | 'nonpresent' | 'uffd' | 'null' | number {
+function classifyPte(
+  core: Core,
+  lo: number,
+  hi: number,
+): 'none' | 'swap' | 'nonpresent' | 'uffd' | 'null' | number {
   if (entryNone(lo, hi)) return 'none';
   if (entryPresent(lo) && entryPfn(lo, hi) === core.zeroPfn) return 'none';
-  if (!entryPresent(lo)) return 'nonpresent';
+  if (!entryPresent(lo)) return isSwapType(swpType(lo)) ? 'swap' : 'nonpresent';
   if (lo & _PAGE_UFFD_WP) return 'uffd';
   if (lo & _PAGE_SPECIAL) return 'null';
   const head = core.map.head[entryPfn(lo, hi)];
@@ -161,12 +184,14 @@ function classifyPte(core: Core, lo: number, hi: number): 'none' | 'nonpresent' 
 /**
  * Models hpage_collapse_scan_pmd() (mm/khugepaged.c): with the mmap_lock held for read, look at
  * the 512 PTEs of the PMD at haddr under the PTE lock. None/zero PTEs count against
- * max_ptes_none, a non-swap software entry aborts with SCAN_PTE_NON_PRESENT ("abort collapse
+ * max_ptes_none, swap PTEs against max_ptes_swap (SCAN_EXCEED_SWAP_PTE; a uffd-wp swap PTE is
+ * SCAN_PTE_UFFD_WP), a non-swap software entry aborts with SCAN_PTE_NON_PRESENT ("abort collapse
  * scan on non-swap entries": device-private, device-exclusive and migration entries), a
  * zone-device page is SCAN_PAGE_NULL, a non-anonymous folio SCAN_PAGE_ANON, a folio mapped by
  * more than one mm counts against max_ptes_shared, then SCAN_PAGE_LRU, SCAN_PAGE_LOCK and
- * SCAN_PAGE_COUNT (a reference beyond the mappings). khugepaged also needs a young PTE. The
- * max_ptes_* limits and the "referenced" rule apply only to khugepaged (cc->is_khugepaged).
+ * SCAN_PAGE_COUNT (a reference beyond the mappings). khugepaged also needs a young PTE, and half
+ * the PTEs young when some are swapped out. The max_ptes_* limits and the "referenced" rule apply
+ * only to khugepaged (cc->is_khugepaged).
  * On SCAN_SUCCEED it calls collapse_huge_page(), which returns with the mmap_lock released
  * (`mmapLocked` false).
  */
@@ -180,19 +205,21 @@ export function* hpageCollapseScanPmd(
   if (found.result !== 'SCAN_SUCCEED') return { result: found.result, mmapLocked: true };
   const pteT = pmdTable(core, found.pmdT, haddr);
   const ptl = pteLock(core, pteT, 'hpage_collapse_scan_pmd');
-  const result = scanPtes(core, pteT, cc);
+  const scan = { unmapped: 0 };
+  const result = scanPtes(core, pteT, cc, scan);
   ptlUnlock(core, ptl, 'hpage_collapse_scan_pmd');
   if (result !== 'SCAN_SUCCEED') return { result, mmapLocked: true };
-  return { result: yield* collapseHugePage(core, mm, haddr, cc), mmapLocked: false };
+  return { result: yield* collapseHugePage(core, mm, haddr, scan.unmapped, cc), mmapLocked: false };
 }
 
-/** The PTE loop of hpage_collapse_scan_pmd() over table pteT, under its lock. */
-function scanPtes(core: Core, pteT: number, cc: CollapseControl): ScanResult {
+/** The PTE loop of hpage_collapse_scan_pmd() over table pteT, under its lock; counts swap PTEs in `out.unmapped`. */
+function scanPtes(core: Core, pteT: number, cc: CollapseControl, out: { unmapped: number }): ScanResult {
   const s = khugepagedSettings(core);
   const m = core.map;
   let none = 0;
   let shared = 0;
   let referenced = 0;
+  let unmapped = 0;
   for (let i = 0; i < HPAGE_PMD_NR; i++) {
     const lo = ptLo(core, pteT, i);
     const hi = ptHi(core, pteT, i);
@@ -202,7 +229,16 @@ function scanPtes(core: Core, pteT: number, cc: CollapseControl): ScanResult {
       core.vmstat.thp_scan_exceed_none_pte++;
       return 'SCAN_EXCEED_NONE_PTE';
     }
-    // A swap entry would count against max_ptes_swap here; the model has none.
+    if (c === 'swap') {
+      ++unmapped;
+      if (!cc.isKhugepaged || unmapped <= s.maxPtesSwap) {
+        // "Always be strict with uffd-wp enabled swap entries."
+        if (lo & _PAGE_SWP_UFFD_WP) return 'SCAN_PTE_UFFD_WP';
+        continue;
+      }
+      core.vmstat.thp_scan_exceed_swap_pte++;
+      return 'SCAN_EXCEED_SWAP_PTE';
+    }
     if (c === 'nonpresent') return 'SCAN_PTE_NON_PRESENT';
     if (c === 'uffd') return 'SCAN_PTE_UFFD_WP';
     if (c === 'null') return 'SCAN_PAGE_NULL';
@@ -218,8 +254,10 @@ function scanPtes(core: Core, pteT: number, cc: CollapseControl): ScanResult {
     if (!isRefcountSuitable(core, head)) return 'SCAN_PAGE_COUNT';
     if (cc.isKhugepaged && referencedPte(core, lo, head)) referenced++;
   }
-  // The kernel also wants half the PTEs young when some are swap entries (`unmapped`).
-  return cc.isKhugepaged && !referenced ? 'SCAN_LACK_REFERENCED_PAGE' : 'SCAN_SUCCEED';
+  out.unmapped = unmapped;
+  if (cc.isKhugepaged && (!referenced || (unmapped && referenced < HPAGE_PMD_NR / 2)))
+    return 'SCAN_LACK_REFERENCED_PAGE';
+  return 'SCAN_SUCCEED';
 }
 
 /**
@@ -281,7 +319,8 @@ function collapseHugePageIsolate(
       core.vmstat.thp_scan_exceed_none_pte++;
       return fail('SCAN_EXCEED_NONE_PTE');
     }
-    if (c === 'nonpresent') return fail('SCAN_PTE_NON_PRESENT');
+    // After __collapse_huge_page_swapin() a swap PTE left (or new) is non-present too.
+    if (c === 'nonpresent' || c === 'swap') return fail('SCAN_PTE_NON_PRESENT');
     if (c === 'uffd') return fail('SCAN_PTE_UFFD_WP');
     if (c === 'null') return fail('SCAN_PAGE_NULL');
     const head = c;
@@ -362,7 +401,11 @@ function collapseHugePageCopy(core: Core, vma: Vma, pteT: number, folio: number,
           break;
         }
     }
-    releasePteFolio(core, h);
+    // free_page_and_swap_cache() / free_swap_cache(): an unmapped swap-cache folio leaves the cache.
+    folioUnlock(core, h);
+    if (m.flags[h] & PG_swapcache) freeSwapCache(core, h);
+    core.map.flags[h] |= PG_lru;
+    folioPut(core, h);
   }
 }
 
@@ -379,6 +422,7 @@ export function* collapseHugePage(
   core: Core,
   mm: MmStruct,
   haddr: number,
+  unmapped: number,
   cc: CollapseControl,
 ): KGen<ScanResult> {
   mmapReadUnlock(core, mm, 'collapse_huge_page');
@@ -391,6 +435,21 @@ export function* collapseHugePage(
   let result: ScanResult = 'SCAN_FAIL';
   try {
     yield 'collapse_huge_page: folio allocated, mmap_lock not held';
+    if (unmapped) {
+      // Revalidate under the read lock and swap the missing pages in; on failure
+      // __collapse_huge_page_swapin() returns with the mmap_lock released.
+      yield* mmapReadLock(core, mm, 'collapse_huge_page');
+      const rv = hugepageVmaRevalidate(core, mm, haddr, true, cc);
+      const found = rv.result === 'SCAN_SUCCEED' ? findPmdOrThpOrNone(core, mm, haddr) : rv;
+      if (found.result !== 'SCAN_SUCCEED' || !rv.vma) {
+        mmapReadUnlock(core, mm, 'collapse_huge_page');
+        result = found.result;
+        return result;
+      }
+      result = yield* collapseHugePageSwapin(core, rv.vma, haddr);
+      if (result !== 'SCAN_SUCCEED') return result;
+      mmapReadUnlock(core, mm, 'collapse_huge_page');
+    }
     yield* mmapWriteLock(core, mm, 'collapse_huge_page');
     try {
       result = yield* collapseHugePageLocked(core, mm, haddr, cc, folio);
@@ -403,6 +462,47 @@ export function* collapseHugePage(
   return result;
 }
 
+/** Models do_swap_page()'s caller-supplied do_wp_page(): never reached, swap-in here is a read fault. */
+function* noWpFault(): KGen<number> {
+  throw new ModelBug('__collapse_huge_page_swapin: do_swap_page() asked for do_wp_page() on a read fault');
+}
+
+/**
+ * Models __collapse_huge_page_swapin() (mm/khugepaged.c): with the mmap_lock held for read, fault
+ * every swap PTE of the PMD at haddr back in with do_swap_page() (a read fault,
+ * FAULT_FLAG_ALLOW_RETRY). A PTE table gone is SCAN_NO_PTE_TABLE; a fault that had to retry (the
+ * swap PTE is still there: the folio was locked) is SCAN_PAGE_LOCK, an error SCAN_FAIL; on any
+ * failure the mmap_lock is released, as do_swap_page() does for VM_FAULT_RETRY.
+ */
+export function* collapseHugePageSwapin(core: Core, vma: Vma, haddr: number): KGen<ScanResult> {
+  const mm = vma.mm;
+  for (let address = haddr; address < haddr + PMD_SIZE; address += PAGE_SIZE) {
+    // pte_offset_map_ro_nolock(): the PMD must still point to a PTE table.
+    const found = findPmdOrThpOrNone(core, mm, haddr);
+    if (found.result !== 'SCAN_SUCCEED') {
+      mmapReadUnlock(core, mm, '__collapse_huge_page_swapin');
+      return 'SCAN_NO_PTE_TABLE';
+    }
+    const pteT = pmdTable(core, found.pmdT, haddr);
+    const i = pteIndex(address);
+    const lo = ptLo(core, pteT, i);
+    const hi = ptHi(core, pteT, i);
+    if (classifyPte(core, lo, hi) !== 'swap') continue;
+    const ret = yield* doSwapPage(core, vma, found.pmdT, pteT, address, lo, hi, 0, noWpFault);
+    if (ret & VM_FAULT_ERROR) {
+      mmapReadUnlock(core, mm, '__collapse_huge_page_swapin');
+      return 'SCAN_FAIL';
+    }
+    // The model's do_swap_page() waits for a locked folio and returns instead of VM_FAULT_RETRY:
+    // the swap PTE is still there.
+    if (ptLo(core, pteT, i) === lo && ptHi(core, pteT, i) === hi) {
+      mmapReadUnlock(core, mm, '__collapse_huge_page_swapin');
+      return 'SCAN_PAGE_LOCK';
+    }
+  }
+  return 'SCAN_SUCCEED';
+}
+
 /** collapse_huge_page() under mmap_write_lock(): from hugepage_vma_revalidate() to set_pmd_at(). */
 function* collapseHugePageLocked(
   core: Core,
@@ -411,8 +511,7 @@ function* collapseHugePageLocked(
   cc: CollapseControl,
   folio: number,
 ): KGen<ScanResult> {
-  // The kernel revalidates once under the read lock (and swaps in) and again under the write
-  // lock; without swap entries only the second one matters.
+  // Revalidate again: the mmap_lock was dropped since the scan (and since the swap-in).
   const rv = hugepageVmaRevalidate(core, mm, haddr, true, cc);
   if (rv.result !== 'SCAN_SUCCEED' || !rv.vma) return rv.result;
   const vma = rv.vma;

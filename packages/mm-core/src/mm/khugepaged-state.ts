@@ -10,6 +10,7 @@ import { HPAGE_PMD_NR, PAGE_SIZE, PMD_SIZE } from '../constants.js';
 import type { Core } from '../core.js';
 import type { KGen } from '../sched/task.js';
 import { mmapWriteLock, mmapWriteUnlock } from './locking.js';
+import { shmemHpagePmdEnabled } from './thp-state.js';
 import { type MmStruct, VM_HUGEPAGE, VM_HUGETLB, VM_NOHUGEPAGE, VM_SPECIAL, type Vma } from './types.js';
 
 /** Models COLLAPSE_MAX_PTES_LIMIT (HPAGE_PMD_NR - 1): the largest max_ptes_* value sysfs takes. */
@@ -47,9 +48,22 @@ export interface KhugepagedScanState {
   address: number;
 }
 
+/**
+ * Models the time khugepaged's kthread keeps (jiffies and khugepaged_sleep_expire): the
+ * machine's simulated time in nanoseconds, advanced only while a task sleeps (Kernel.nanosleep()),
+ * and when its next khugepaged_do_scan() pass is due.
+ */
+export interface KhugepagedClock {
+  /** The simulated time (ns) up to which khugepaged has run. */
+  nowNs: number;
+  /** When khugepaged's sleep in khugepaged_wait_work() expires (ns); a wake-up sets it to now. */
+  nextPassNs: number;
+}
+
 interface KhugepagedState {
   readonly settings: KhugepagedSettings;
   readonly scan: KhugepagedScanState;
+  readonly clock: KhugepagedClock;
 }
 
 const states = new WeakMap<Core, KhugepagedState>();
@@ -70,6 +84,7 @@ function state(core: Core): KhugepagedState {
         fullScans: 0,
       },
       scan: { slots: [], mmSlot: null, address: 0 },
+      clock: { nowNs: 0, nextPassNs: 0 },
     };
     states.set(core, s);
   }
@@ -84,6 +99,21 @@ export function khugepagedSettings(core: Core): KhugepagedSettings {
 /** Models khugepaged_scan and the mm_slot list of one machine. */
 export function khugepagedScanState(core: Core): KhugepagedScanState {
   return state(core).scan;
+}
+
+/** Models khugepaged's timekeeping of one machine. */
+export function khugepagedClock(core: Core): KhugepagedClock {
+  return state(core).clock;
+}
+
+/**
+ * Models wake_up_interruptible(&khugepaged_wait) with khugepaged_sleep_expire = 0 (from
+ * __khugepaged_enter() on an empty list, the scan_sleep_millisecs and alloc_sleep_millisecs
+ * stores, and start_stop_khugepaged()): khugepaged's next pass is due now.
+ */
+export function khugepagedWake(core: Core): void {
+  const c = state(core).clock;
+  c.nextPassNs = c.nowNs;
 }
 
 /**
@@ -120,9 +150,12 @@ export function thpVmaAllowableOrder(core: Core, vma: Vma, vmFlags: number, type
   return core.thpMode === 'madvise' && (vmFlags & VM_HUGEPAGE) !== 0;
 }
 
-/** Models hugepage_pmd_enabled() for anonymous memory: THP mode "always" or "madvise". */
+/**
+ * Models hugepage_pmd_enabled() (mm/khugepaged.c): anonymous THP "always" or "madvise", or PMD
+ * shmem THP enabled (shmem_hpage_pmd_enabled()); khugepaged runs while it is true.
+ */
 export function hugepagePmdEnabled(core: Core): boolean {
-  return core.thpMode !== 'never';
+  return core.thpMode !== 'never' || shmemHpagePmdEnabled(core);
 }
 
 /**
@@ -133,7 +166,9 @@ export function hugepagePmdEnabled(core: Core): boolean {
 export function khugepagedEnter(core: Core, mm: MmStruct): void {
   const s = khugepagedScanState(core);
   if (mm.users === 0 || s.slots.includes(mm)) return;
+  const wakeup = s.slots.length === 0;
   s.slots.push(mm);
+  if (wakeup) khugepagedWake(core);
 }
 
 /**

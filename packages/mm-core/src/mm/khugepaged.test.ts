@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
+  EACCES,
   EINVAL,
   HPAGE_PMD_NR,
   MADV_COLD,
@@ -241,6 +242,9 @@ describe('khugepaged sysfs (/sys/kernel/mm/transparent_hugepage/khugepaged/)', (
     expect(writeKnob(p, 'pages_to_scan', '+8\n')).toBe(3);
     expect(readKnob(p, 'pages_to_scan')).toBe('8\n');
     expect(writeKnob(p, 'defrag', '2')).toBe(-EINVAL);
+    // kernfs_fop_open(): the read-only counters cannot be opened for writing.
+    expect(p.open(`${KNOBS}/full_scans`, O_RDWR)).toBe(-EACCES);
+    expect(p.open(`${KNOBS}/pages_collapsed`, O_RDWR)).toBe(-EACCES);
     expect(writeKnob(p, 'defrag', '0')).toBe(1);
     expect(readKnob(p, 'defrag')).toBe('0\n');
   });

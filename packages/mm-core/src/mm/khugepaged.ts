@@ -9,7 +9,7 @@
  * scheduler interleaves it with faults, munmap, migrations...). khugepaged_wait_work()'s sleep
  * between passes is a preemption point.
  */
-import { EINVAL, HPAGE_PMD_NR, PMD_SIZE } from '../constants.js';
+import { EACCES, EINVAL, HPAGE_PMD_NR, O_ACCMODE, O_RDONLY, PMD_SIZE } from '../constants.js';
 import type { Core } from '../core.js';
 import type { FileOperations } from '../fs.js';
 import type { KGen } from '../sched/task.js';
@@ -18,8 +18,10 @@ import {
   COLLAPSE_MAX_PTES_LIMIT,
   hugepagePmdEnabled,
   type KhugepagedSettings,
+  khugepagedClock,
   khugepagedScanState,
   khugepagedSettings,
+  khugepagedWake,
   thpVmaAllowableOrder,
 } from './khugepaged-state.js';
 import { mmapReadUnlock } from './locking.js';
@@ -35,6 +37,8 @@ export interface KhugepagedPass {
   readonly fullScans: number;
   /** The result of the last PMD scanned (SCAN_SUCCEED when none was). */
   readonly lastResult: ScanResult;
+  /** khugepaged_alloc_sleep() calls: each sleeps alloc_sleep_millisecs inside the pass. */
+  readonly allocSleeps: number;
 }
 
 /** Models khugepaged_collapse_control: a collapse initiated by khugepaged. */
@@ -165,6 +169,7 @@ export function* khugepagedDoScan(core: Core): KGen<KhugepagedPass> {
   let wait = true;
   const res: { result: ScanResult } = { result: 'SCAN_SUCCEED' };
   let last: ScanResult = 'SCAN_SUCCEED';
+  let allocSleeps = 0;
   for (;;) {
     yield 'khugepaged_do_scan: cond_resched';
     if (!s.mmSlot) passThroughHead++;
@@ -177,6 +182,7 @@ export function* khugepagedDoScan(core: Core): KGen<KhugepagedPass> {
       // "If fail to allocate the first time, try to sleep for a while. When hit again, cancel."
       if (!wait) break;
       wait = false;
+      allocSleeps++;
       yield 'khugepaged_alloc_sleep: alloc_sleep_millisecs';
     }
   }
@@ -185,6 +191,7 @@ export function* khugepagedDoScan(core: Core): KGen<KhugepagedPass> {
     collapsed: settings.pagesCollapsed - collapsed0,
     fullScans: settings.fullScans - full0,
     lastResult: last,
+    allocSleeps,
   };
 }
 
@@ -208,6 +215,43 @@ export function* khugepagedThread(core: Core, passes = 1): KGen<KhugepagedPass[]
  */
 export function khugepagedScanOnce(core: Core): KhugepagedPass {
   return core.sched.runSync(khugepagedDoScan(core), 'khugepaged');
+}
+
+/** Nanoseconds per millisecond. */
+const NS_PER_MS = 1_000_000;
+
+/**
+ * Models the khugepaged kthread (khugepaged(): khugepaged_do_scan(), then khugepaged_wait_work())
+ * over `ns` nanoseconds of simulated time, for a task that sleeps that long (Kernel.nanosleep()).
+ * The thread runs while hugepage_pmd_enabled() (start_stop_khugepaged()); with work
+ * (khugepaged_has_work()) it sleeps scan_sleep_millisecs after each pass, without it waits for an
+ * mm to register (khugepaged_wait_event()), and a wake-up makes the next pass due at once. A pass
+ * takes no simulated time except its khugepaged_alloc_sleep() (alloc_sleep_millisecs after a huge
+ * folio allocation failed); scan_sleep_millisecs 0 (no sleep in the kernel) counts as 1 ms so that
+ * a sleep runs finitely many passes. Deterministic: passes happen only here, at the simulated
+ * times they are due. Returns the passes run.
+ */
+export function khugepagedRunFor(core: Core, ns: number): KhugepagedPass[] {
+  const clock = khugepagedClock(core);
+  const settings = khugepagedSettings(core);
+  const target = clock.nowNs + Math.max(0, ns);
+  const out: KhugepagedPass[] = [];
+  for (;;) {
+    if (!khugepagedHasWork(core)) {
+      // Idle (or stopped): the next pass is due when work arrives (khugepagedWake()).
+      clock.nextPassNs = target;
+      break;
+    }
+    const start = Math.max(clock.nextPassNs, clock.nowNs);
+    if (start > target) break;
+    clock.nowNs = start;
+    const pass = khugepagedScanOnce(core);
+    out.push(pass);
+    const passEnd = start + pass.allocSleeps * settings.allocSleepMillisecs * NS_PER_MS;
+    clock.nextPassNs = passEnd + Math.max(1, settings.scanSleepMillisecs) * NS_PER_MS;
+  }
+  clock.nowNs = target;
+  return out;
 }
 
 /**
@@ -251,8 +295,8 @@ const KNOBS: readonly [string, Knob, ((text: string) => number | undefined) | nu
   ],
   ['scan_sleep_millisecs', 'scanSleepMillisecs', (t) => kstrtoul(t, 2 ** 32 - 1)],
   ['alloc_sleep_millisecs', 'allocSleepMillisecs', (t) => kstrtoul(t, 2 ** 32 - 1)],
-  // single_hugepage_flag_store(): "0" or "1" (sysfs_streq()).
-  ['defrag', 'defrag', (t) => (t === '1' || t === '1\n' ? 1 : t === '0' || t === '0\n' ? 0 : undefined)],
+  // single_hugepage_flag_store(): kstrtoul(), then at most 1.
+  ['defrag', 'defrag', (t) => kstrtoul(t, 1)],
   ['pages_collapsed', 'pagesCollapsed', null],
   ['full_scans', 'fullScans', null],
 ];
@@ -267,7 +311,8 @@ export interface KhugepagedHost {
  * Models khugepaged_attr_group (mm/khugepaged.c): /sys/kernel/mm/transparent_hugepage/khugepaged/
  * max_ptes_none, max_ptes_swap, max_ptes_shared, pages_to_scan, scan_sleep_millisecs,
  * alloc_sleep_millisecs and defrag (read "%u\n", write one value: -EINVAL when it does not parse
- * or is out of range), pages_collapsed and full_scans (read-only).
+ * or is out of range), pages_collapsed and full_scans (read-only: opening them for writing is
+ * -EACCES, as kernfs_fop_open() refuses a write open of an attribute without store()).
  */
 export function registerKhugepagedSysfs(host: KhugepagedHost): void {
   const core = host.core;
@@ -281,11 +326,16 @@ export function registerKhugepagedSysfs(host: KhugepagedHost): void {
         return n;
       },
     };
+    // kernfs_fop_open(): a read-only attribute (no store()) cannot be opened for writing.
+    if (!parse) fops.open = (file) => ((file.flags & O_ACCMODE) === O_RDONLY ? 0 : -EACCES);
     if (parse)
       fops.pwrite = function* (_file, buf) {
         const v = parse(new TextDecoder().decode(buf));
         if (v === undefined) return -EINVAL;
         khugepagedSettings(core)[key] = v;
+        // scan_sleep_millisecs_store(), alloc_sleep_millisecs_store(): khugepaged_sleep_expire = 0
+        // and wake_up_interruptible(&khugepaged_wait).
+        if (key === 'scanSleepMillisecs' || key === 'allocSleepMillisecs') khugepagedWake(core);
         return buf.length;
       };
     host.devices.set(`/sys/kernel/mm/transparent_hugepage/khugepaged/${name}`, fops);

@@ -41,6 +41,10 @@ export interface RunVmtestsOptions {
   readonly binaries?: ReadonlyMap<string, VmTestBinary>;
   /** The script's test list (default: run_vmtests.sh's). */
   readonly entries?: readonly ScriptEntry[];
+  /** Filled with the test name of every run (model-only, for VMTESTS_ALLOW_MODEL_GAPS). */
+  readonly ran?: string[];
+  /** Filled with the test name of every failed run. */
+  readonly failed?: string[];
 }
 
 /** The parsed command line (bash `getopts "aht:n"`). */
@@ -95,6 +99,9 @@ class Script {
   countSkip = 0;
   exitcode = 0;
   haveHugepages = false;
+  /** Model-only: where the run and failed test names go (RunVmtestsOptions.ran/failed). */
+  ran: string[] | undefined;
+  failed: string[] | undefined;
 
   constructor(io: RunVmtestsIO, opts: Opts, kernel: Kernel, binaries: ReadonlyMap<string, VmTestBinary>) {
     this.io = io;
@@ -218,6 +225,7 @@ function runTest(s: Script, category: string, argv: readonly string[], binary: V
   }
 
   const test = prettyName(argv);
+  s.ran?.push(test);
   const title = `running ${argv.join(' ')}`;
   const sep = '-'.repeat(title.length);
   s.tapPrefix(sep);
@@ -251,6 +259,7 @@ function runTest(s: Script, category: string, argv: readonly string[], binary: V
     s.exitcode = KSFT_SKIP_SH;
   } else {
     s.countFail++;
+    s.failed?.push(test);
     s.tapPrefix('[FAIL]');
     s.tapOutput(`not ok ${s.countTotal} ${test} # exit=${ret}`);
     s.exitcode = 1;
@@ -271,6 +280,8 @@ export function runVmtests(
 
   const kernel = bootVmtestsMachine(options.machine);
   const s = new Script(io, parsed, kernel, options.binaries ?? BINARIES);
+  s.ran = options.ran;
+  s.failed = options.failed;
   const shell = kernel.spawn();
   try {
     hugetlbPreamble(s, new Libc(shell, kernel));

@@ -8,6 +8,7 @@ import { installMmCoreChecker, type Kernel } from '@hmm-model/mm-core';
 import { BINARIES } from '../binaries.js';
 import { type Ktap, parseKtap } from '../ktap.js';
 import { bootVmtestsMachine } from '../machine.js';
+import { MODEL_GAP_RUNS } from '../model-gaps.js';
 import { runProgram } from '../program.js';
 import type { ProgramIO } from '../stdio.js';
 
@@ -107,8 +108,7 @@ export const MODEL_GAPS: Readonly<Record<string, Readonly<Record<string, string>
   ),
   // khugepaged.c has no KTAP cases: the keys are its command lines, the runs that fail.
   khugepaged: {
-    'all:shmem':
-      'mm-core has no huge tmpfs (shmem THP) and no collapse_file(): khugepaged leaves shmem PTE-mapped ("Fail"), MADV_COLLAPSE of shmem is -EINVAL ("Fail: Bad return value"), and alloc_hpage() ends the program in collapse_full_of_compound (khugepaged:shmem)',
-    '-s 4 all:shmem': 'as all:shmem (without per-size shmem_enabled files, -s 4 changes nothing for shmem)',
+    'all:shmem': MODEL_GAP_RUNS['khugepaged all:shmem'],
+    '-s 4 all:shmem': MODEL_GAP_RUNS['khugepaged -s 4 all:shmem'],
   },
 };

@@ -16,6 +16,8 @@ export const VMSTAT_ITEMS = [
   'allocstall_normal',
   'pgscan_direct',
   'pgsteal_direct',
+  'pglazyfree',
+  'pglazyfreed',
   'oom_kill',
   'pgmigrate_success',
   'pgmigrate_fail',

@@ -156,6 +156,34 @@ describe('direct reclaim before the OOM killer (__alloc_pages_slowpath() -> try_
     expect(init.waitpid(c.pid)).toBe(c.pid);
     expect(k.check()).toEqual([]);
   });
+  it('lazy-free folios are discarded without swap (MADV_FREE: PG_swapbacked clear, the kernel keeps them on the file LRU); a redirtied page keeps its data', () => {
+    const k = small(0);
+    const p = k.spawn();
+    const lazy = p.mmap(0, 2048 * PAGE_SIZE, RW, ANON);
+    touch(p, lazy, 2048, 7);
+    expect(p.madvise(lazy, 2048 * PAGE_SIZE, MADV_FREE)).toBe(0);
+    // Redirty the first page: try_to_unmap_one() makes it swap-backed again instead of dropping it.
+    p.writeI32(lazy, 1234);
+    // Ask for 1,000 pages more than RAM has free: only lazy-free pages can make room.
+    const n = nrFree(k) + 1000;
+    const b = p.mmap(0, n * PAGE_SIZE, RW, ANON);
+    touch(p, b, n);
+    const v = k.core.vmstat;
+    expect(v.oom_kill).toBe(0);
+    expect(v.pswpout).toBe(0);
+    expect(v.pgsteal_direct).toBeGreaterThanOrEqual(1000);
+    expect(p.readI32(lazy)).toBe(1234);
+    // A discarded page reads as zero (a fresh fault), a page reclaim did not reach keeps its data.
+    let zero = 0;
+    for (let i = 1; i < 2048; i++) {
+      const x = p.readI32(lazy + i * PAGE_SIZE);
+      if (x === 0) zero++;
+      else expect(x).toBe((i * 2654435761 + 7) | 0);
+    }
+    expect(zero).toBe(v.pgsteal_direct);
+    expect(firstBad(p, b, n)).toBe(-1);
+    expect(k.check()).toEqual([]);
+  });
 });
 
 describe('what direct reclaim never takes', () => {

@@ -398,6 +398,7 @@ function* shrinkOne(core: Core, folio: number, list: number[], stat: ReclaimStat
   if (lazyfree) {
     // The only reference left must be the isolation's; a redirtied folio is kept.
     if (m.refcount[head] !== 1 || m.flags[head] & PG_dirty) return 'keep';
+    core.vmstat.pglazyfreed += nr;
     folioUnlock(core, head);
     return 'freed';
   }

@@ -28,6 +28,27 @@ describe('--swap SIZE', () => {
     expect(t).toMatch(/SwapFree:\s+65532 kB/);
     expect(text(run(newSession({ swapBytes: 0 }), 'meminfo'))).toMatch(/SwapTotal:\s+0 kB/);
   });
+
+  it('record notes a non-default swap size in its header', () => {
+    for (const [bytes, line] of [
+      [0, '# recorded on a machine with --swap 0'],
+      [64 * 2 ** 20, '# recorded on a machine with --swap 64M'],
+    ] as const) {
+      const s = newSession({ swapBytes: bytes });
+      const files = new Map<string, string>();
+      s.files = {
+        write: (p, t) => void files.set(p, t),
+        append: (p, t) => void files.set(p, (files.get(p) ?? '') + t),
+      };
+      run(s, 'mmap 4K', 'record x.hmm');
+      expect(files.get('x.hmm')?.split('\n')).toContain(line);
+    }
+    const d = newSession();
+    const files = new Map<string, string>();
+    d.files = { write: (p, t) => void files.set(p, t), append: () => {} };
+    run(d, 'record y.hmm');
+    expect(files.get('y.hmm')).not.toContain('--swap');
+  });
 });
 
 describe('madvise advice names', () => {

@@ -20,8 +20,10 @@ import { _PAGE_ACCESSED, entryPfn, entryPresent } from '../pgtable/entry.js';
 import { PG_referenced } from '../phys/memmap.js';
 import type { Process } from '../process.js';
 import { machine } from '../testing/helpers.js';
-import { pteAt } from '../testing/swap.js';
+import { pteAt, swapEntryAt } from '../testing/swap.js';
 import { folioCheckReferences } from './direct-reclaim.js';
+import { makeDeviceExclusive, releaseDeviceExclusive } from './gup.js';
+import { mmapReadLock, mmapReadUnlock } from './locking.js';
 import { VM_LOCKED } from './types.js';
 
 const RW = PROT_READ | PROT_WRITE;
@@ -216,6 +218,32 @@ describe('what direct reclaim never takes', () => {
     expect(firstBad(p, locked, 16, 11)).toBe(-1);
     expect(firstBad(p, pinned, 16, 12)).toBe(-1);
     expect(p.ioctl(fd, PIN_LONGTERM_TEST_STOP, 0)).toBe(0);
+    expect(k.check()).toEqual([]);
+  });
+
+  it('a page mapped device-exclusive is reclaimed like a present one (try_to_unmap_one(): "PFN swap PTEs ... that actually map pages"): swap PTE, no warning; the CPU reads it back', () => {
+    const k = small(64);
+    const p = k.spawn();
+    const a = p.mmap(0, PAGE_SIZE, RW, ANON);
+    p.writeI32(a, 77);
+    const pfn = k.core.sched.runSync(
+      (function* () {
+        yield* mmapReadLock(k.core, p.mm, 'test');
+        const r = yield* makeDeviceExclusive(k.core, p.mm, a, {});
+        mmapReadUnlock(k.core, p.mm, 'test');
+        return r;
+      })(),
+      'make_device_exclusive',
+    );
+    expect(pfn).toBeGreaterThan(0);
+    releaseDeviceExclusive(k.core, pfn);
+    expect(entryPresent(pteAt(k, p, a)[0])).toBe(false);
+    const n = k.core.ramPages;
+    const b = p.mmap(0, n * PAGE_SIZE, RW, ANON | MAP_NORESERVE);
+    touch(p, b, n);
+    expect(swapEntryAt(k, p, a)).toBeGreaterThanOrEqual(0);
+    expect(k.core.warnings).toEqual([]);
+    expect(p.readI32(a)).toBe(77);
     expect(k.check()).toEqual([]);
   });
 

@@ -183,6 +183,16 @@ export class Process {
     return this.run('madvise', this.sys.madvise(addr, length, advice));
   }
 
+  /** Models swapoff(2) (`path`: the swap partition, e.g. SWAP_DEVICE_PATH). */
+  swapoff(path: string): number {
+    return this.run('swapoff', this.sys.swapoff(path));
+  }
+
+  /** Models swapon(2) (`flags`: SWAP_FLAG_*, accepted and ignored). */
+  swapon(path: string, flags = 0): number {
+    return this.run('swapon', this.sys.swapon(path, flags));
+  }
+
   /** Models mremap(2). */
   mremap(oldAddr: number, oldLen: number, newLen: number, flags: number, newAddr = 0): number {
     return this.run('mremap', this.sys.mremap(oldAddr, oldLen, newLen, flags, newAddr));

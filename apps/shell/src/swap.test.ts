@@ -140,3 +140,20 @@ describe('out of memory with and without swap', () => {
     expect(text(run(s, 'check $ 300M fill 1'))).toMatch(/^check: /);
   });
 });
+
+describe('swapoff / swapon', () => {
+  it('swapoff brings the swapped-out pages back (try_to_unuse()) and swap is gone; swapon turns it on again', () => {
+    const s = newSession();
+    run(s, 'mmap 16K', 'write $ 16K fill 0x33', 'madvise $ 16K pageout');
+    expect(text(run(s, 'smaps $'))).toContain('Swap:      16 kB');
+    expect(text(run(s, 'swapoff'))).toBe('swapoff: /dev/vda2 off (no swap)');
+    expect(text(run(s, 'smaps $'))).toContain('Swap:       0 kB');
+    expect(text(run(s, 'smaps $'))).toContain('Rss:      16 kB');
+    expect(text(run(s, 'meminfo'))).toMatch(/SwapTotal:\s+0 kB/);
+    expect(text(run(s, 'swapoff'))).toBe('swapoff: EINVAL — /dev/vda2 is not an active swap area');
+    expect(text(run(s, 'swapon /dev/sdz'))).toMatch(/^swapon: ENOENT — \/dev\/sdz: no such swap device/);
+    expect(text(run(s, 'swapon'))).toBe('swapon: /dev/vda2 on (1G swap)');
+    expect(text(run(s, 'swapon'))).toBe('swapon: EBUSY — /dev/vda2 is already an active swap area');
+    expect(text(run(s, 'check $ 16K fill 0x33'))).toMatch(/^check: /);
+  });
+});

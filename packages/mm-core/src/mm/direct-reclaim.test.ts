@@ -23,8 +23,16 @@ import { machine } from '../testing/helpers.js';
 import { pteAt, swapEntryAt } from '../testing/swap.js';
 import { folioCheckReferences } from './direct-reclaim.js';
 import { makeDeviceExclusive, releaseDeviceExclusive } from './gup.js';
+import {
+  HMM_PFN_REQ_FAULT,
+  HMM_PFN_REQ_WRITE,
+  HMM_PFN_VALID,
+  type HmmRange,
+  hmmPfnFlags,
+  hmmRangeFault,
+} from './hmm.js';
 import { mmapReadLock, mmapReadUnlock } from './locking.js';
-import { VM_LOCKED } from './types.js';
+import { MmuIntervalNotifier, VM_LOCKED } from './types.js';
 
 const RW = PROT_READ | PROT_WRITE;
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
@@ -244,6 +252,45 @@ describe('what direct reclaim never takes', () => {
     expect(swapEntryAt(k, p, a)).toBeGreaterThanOrEqual(0);
     expect(k.core.warnings).toEqual([]);
     expect(p.readI32(a)).toBe(77);
+    expect(k.check()).toEqual([]);
+  });
+
+  it('hmm_range_fault(HMM_PFN_REQ_FAULT) on a machine with no free page gets its pages through reclaim (hmm_vma_fault() -> handle_mm_fault())', () => {
+    const k = small(64);
+    const p = k.spawn();
+    const n = k.core.ramPages;
+    const b = p.mmap(0, n * PAGE_SIZE, RW, ANON | MAP_NORESERVE);
+    touch(p, b, n);
+    const a = p.mmap(0, 64 * PAGE_SIZE, RW, ANON);
+    const range: HmmRange = {
+      notifier: new MmuIntervalNotifier(p.mm, a, a + 64 * PAGE_SIZE, {
+        *invalidate() {
+          return true;
+        },
+      }),
+      notifierSeq: 0,
+      start: a,
+      end: a + 64 * PAGE_SIZE,
+      hmmPfns: new Float64Array(64),
+      defaultFlags: HMM_PFN_REQ_FAULT | HMM_PFN_REQ_WRITE,
+      pfnFlagsMask: 0,
+      devPrivateOwner: null,
+    };
+    const stalls = k.core.vmstat.allocstall_normal;
+    const r = k.sched.runSync(
+      (function* () {
+        yield* mmapReadLock(k.core, p.mm, 'hmm');
+        try {
+          return yield* hmmRangeFault(k.core, range);
+        } finally {
+          mmapReadUnlock(k.core, p.mm, 'hmm');
+        }
+      })(),
+      'hmm_range_fault',
+    );
+    expect(r).toBe(0);
+    expect(k.core.vmstat.allocstall_normal).toBeGreaterThan(stalls);
+    for (let i = 0; i < 64; i++) expect(hmmPfnFlags(range.hmmPfns[i]) & HMM_PFN_VALID).toBe(HMM_PFN_VALID);
     expect(k.check()).toEqual([]);
   });
 

@@ -23,8 +23,9 @@
  *   up to MAX_RECLAIM_RETRIES times first; the model's reclaim is deterministic, so a retry
  *   without another task running would find nothing either).
  */
-import type { Core } from '../core.js';
-import { RAM_START_PFN } from '../core.js';
+
+import { PAGE_SIZE } from '../constants.js';
+import { type Core, RAM_START_PFN } from '../core.js';
 import { folioGet, folioIsZoneDevice, folioPut, folioTrylock, folioUnlock } from '../folio.js';
 import { _PAGE_ACCESSED, entryPresent } from '../pgtable/entry.js';
 import {
@@ -88,7 +89,7 @@ export function* folioReferenced(core: Core, head: number): KGen<{ referenced: n
         const lo = ptLo(core, table, i);
         if (entryPresent(lo) && lo & _PAGE_ACCESSED) {
           ptSet(core, table, i, (lo & ~_PAGE_ACCESSED) >>> 0, ptHi(core, table, i));
-          const len = at.level === 'pmd' ? nr * 4096 : 4096;
+          const len = at.level === 'pmd' ? nr * PAGE_SIZE : PAGE_SIZE;
           vma.mm.tlb.flushRange(at.addr, at.addr + len);
           referenced++;
         }

@@ -1,10 +1,19 @@
 import { describe, expect, it } from 'vitest';
-import { MADV_FREE, MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE } from '../constants.js';
+import {
+  MADV_FREE,
+  MADV_HUGEPAGE,
+  MAP_ANONYMOUS,
+  MAP_PRIVATE,
+  PAGE_SIZE,
+  PMD_SIZE,
+  PROT_READ,
+  PROT_WRITE,
+} from '../constants.js';
 import { walkPfn } from '../cpu.js';
 import type { Kernel } from '../kernel.js';
 import { PG_dirty, PG_swapbacked, PG_swapcache } from '../phys/memmap.js';
 import type { Process } from '../process.js';
-import { machine } from '../testing/helpers.js';
+import { machine, pmdKind } from '../testing/helpers.js';
 import { meminfoKb, pageout, pteAt, swapEntryAt } from '../testing/swap.js';
 
 const RW = PROT_READ | PROT_WRITE;
@@ -119,6 +128,33 @@ describe('MADV_FREE with swap (madvise_free_pte_range())', () => {
     expect(k.core.vmstat.pglazyfree).toBe(0);
     expect(c.readI32(a)).toBe(3);
     expect(p.readI32(a)).toBe(3);
+    expect(k.check()).toEqual([]);
+  });
+
+  it('a PTE-mapped THP covered only in part is split first, so only the pages in the range become lazy-free', () => {
+    const k = machine();
+    const p = k.spawn();
+    const a = p.mmap(0, 2 * PMD_SIZE, RW, ANON);
+    const h = Math.ceil(a / PMD_SIZE) * PMD_SIZE;
+    expect(p.madvise(h, PMD_SIZE, MADV_HUGEPAGE)).toBe(0);
+    for (let i = 0; i < 512; i++) p.writeI32(h + i * PAGE_SIZE, i + 1);
+    expect(pmdKind(k, p, h)).toBe('huge');
+    // mprotect of the last page splits the PMD: the THP stays one folio, mapped by 512 PTEs.
+    expect(p.mprotect(h + PMD_SIZE - PAGE_SIZE, PAGE_SIZE, PROT_READ)).toBe(0);
+    expect(k.core.map.folioNrPages(folioAt(k, p, h))).toBe(512);
+    const splits = k.core.vmstat.thp_split_page;
+    expect(p.madvise(h + 16 * PAGE_SIZE, 16 * PAGE_SIZE, MADV_FREE)).toBe(0);
+    expect(k.core.vmstat.thp_split_page).toBe(splits + 1);
+    expect(k.core.vmstat.pglazyfree).toBe(16);
+    const m = k.core.map;
+    for (let i = 0; i < 48; i++) {
+      const f = folioAt(k, p, h + i * PAGE_SIZE);
+      expect(m.folioNrPages(f)).toBe(1);
+      expect(m.flags[f] & PG_swapbacked).toBe(i >= 16 && i < 32 ? 0 : PG_swapbacked);
+    }
+    expect(pageout(k, p, h + 16 * PAGE_SIZE, 16 * PAGE_SIZE)).toBe(16);
+    expect(k.core.vmstat.pswpout).toBe(0);
+    for (let i = 0; i < 512; i++) expect(p.readI32(h + i * PAGE_SIZE)).toBe(i >= 16 && i < 32 ? 0 : i + 1);
     expect(k.check()).toEqual([]);
   });
 });

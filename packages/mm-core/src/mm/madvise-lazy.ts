@@ -152,7 +152,7 @@ export function* madviseFreeSingleVma(core: Core, vma: Vma, start: number, end: 
           continue;
         }
       }
-      lazyFreePtes(core, vma, pmdT, addr, next);
+      yield* lazyFreePtes(core, vma, pmdT, addr, next);
       addr = next;
       yield 'madvise_free_pte_range: next PMD';
     }
@@ -179,16 +179,16 @@ export function folioMarkLazyfree(core: Core, folio: number): void {
  * swap-in; MM_SWAPENTS -1); a present anonymous folio in the swap cache or dirty is, when it is
  * not mapped by another mm and its lock can be taken, taken out of the swap cache
  * (folio_free_swap(), skipped if a swap PTE still holds a slot) and cleaned; its PTEs lose the
- * young and dirty bits and the folio is marked lazy-free. Zone-device pages and other software
- * entries are left alone. Model: a large folio mapped only in part by the range is left as it
- * is (the kernel splits it first, with the lock dropped).
+ * young and dirty bits and the folio is marked lazy-free. A large folio mapped only in part by
+ * the range is split first (unless mapped by another mm or locked), with the PTE lock dropped,
+ * and its PTEs looked at again. Zone-device pages and other software entries are left alone.
  */
-function lazyFreePtes(core: Core, vma: Vma, pmdT: number, addr: number, next: number): void {
-  const pteT = pteTableAt(core, vma.mm, pmdT, addr, false);
+function* lazyFreePtes(core: Core, vma: Vma, pmdT: number, addr: number, next: number): KGen {
+  let pteT = pteTableAt(core, vma.mm, pmdT, addr, false);
   if (pteT < 0) return;
   const m = core.map;
   const mm = vma.mm;
-  const ptl = pteLock(core, pteT, 'madvise_free_pte_range');
+  let ptl = pteLock(core, pteT, 'madvise_free_pte_range');
   let nr = 1;
   for (let a = addr; a < next; a += nr * PAGE_SIZE) {
     nr = 1;
@@ -210,7 +210,20 @@ function lazyFreePtes(core: Core, vma: Vma, pmdT: number, addr: number, next: nu
     if (folioIsZoneDevice(core, folio) || !(m.flags[folio] & PG_anon)) continue;
     if (folioTestLarge(core, folio)) {
       [nr] = folioPteBatch(core, pteT, i, i + (next - a) / PAGE_SIZE, folio);
-      if (nr < m.folioNrPages(folio)) continue;
+      if (nr < m.folioNrPages(folio)) {
+        // Only part of it is in the range: split it so that MADV_FREE frees just those pages.
+        if (folioMaybeMappedShared(core, folio) || !folioTrylock(core, folio)) continue;
+        folioGet(core, folio);
+        ptlUnlock(core, ptl, 'madvise_free_pte_range');
+        const err = yield* splitFolioMapped(core, folio, folio);
+        folioUnlock(core, folio);
+        folioPut(core, folio);
+        pteT = pteTableAt(core, mm, pmdT, a, false);
+        if (pteT < 0) return;
+        ptl = pteLock(core, pteT, 'madvise_free_pte_range');
+        if (!err) nr = 0;
+        continue;
+      }
     }
     if (m.flags[folio] & (PG_swapcache | PG_dirty)) {
       if (!folioTrylock(core, folio)) continue;

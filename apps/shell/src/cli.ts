@@ -11,7 +11,7 @@ import { createMachine } from './machine.js';
 import { parseNumber } from './parse.js';
 import { runScript } from './script.js';
 import { Session } from './session.js';
-import { checkMachineSizes, fmtBytes, parseMachineSize } from './sizes.js';
+import { checkMachineSizes, fmtBytes, parseMachineSize, parseSwapSize, swapText } from './sizes.js';
 import { colorEnabled } from './ui/theme.js';
 
 /** Parsed command-line options of hmm-shell. */
@@ -23,6 +23,8 @@ export interface CliOptions {
   thp?: ThpMode;
   ramBytes?: number;
   vramBytes?: number;
+  /** The swap area in bytes (0: none); default mm-core's DEFAULT_SWAP_BYTES. */
+  swapBytes?: number;
   seed?: number;
   checkInvariants: boolean;
   help: boolean;
@@ -37,6 +39,7 @@ export const USAGE = `usage: hmm-shell [options] [< script.hmm]
   --thp MODE           THP mode: always | madvise (default) | never
   --ram SIZE           system RAM, whole 128M sections (default 2G; e.g. 1T)
   --vram SIZE          the nouveau GPU's VRAM, whole 128M sections (default 1G; e.g. 141G)
+  --swap SIZE          the swap area (default 1G; 0 = no swap; whole pages, at most 64G)
   --seed N             scheduler seed (default 1)
   --check-invariants   run the invariant checker after every syscall
   -h, --help           this text
@@ -65,6 +68,7 @@ export function parseArgs(argv: readonly string[]): CliOptions {
       o.thp = m;
     } else if (a === '--ram') o.ramBytes = parseMachineSize(a, value());
     else if (a === '--vram') o.vramBytes = parseMachineSize(a, value());
+    else if (a === '--swap') o.swapBytes = parseSwapSize(a, value());
     else if (a === '--seed') {
       const n = parseNumber(value());
       if (n === undefined) throw new Error('bad --seed');
@@ -116,6 +120,7 @@ async function main(): Promise<number> {
     const { kernel, init } = bootMachine({
       thp: opts.thp,
       ramBytes: opts.ramBytes,
+      swapBytes: opts.swapBytes,
       nouveauVramBytes: opts.vramBytes,
       seed: opts.seed,
       checkInvariants: opts.checkInvariants,
@@ -165,7 +170,7 @@ async function main(): Promise<number> {
       return {
         session,
         banner: [
-          `hmm-model shell — ${fmtBytes(kernel.core.ramPages * 4096)} RAM, THP ${kernel.core.thpMode}, ${dm}, pid ${session.currentPid}`,
+          `hmm-model shell — ${fmtBytes(kernel.core.ramPages * 4096)} RAM, ${swapText(kernel)}, THP ${kernel.core.thpMode}, ${dm}, pid ${session.currentPid}`,
           '`help` lists commands, Tab completes, Ctrl-D quits. Try: mmap 4M rw private anon hugepage',
         ],
       };

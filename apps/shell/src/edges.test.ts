@@ -32,8 +32,10 @@ describe('mmap populate larger than the machine', () => {
   });
 
   it('a size that passes overcommit but not free memory: a child is OOM-killed; global init gets the "no killable processes" panic', async () => {
+    // Without swap (with it, direct reclaim would swap the first mapping out instead).
     const { out, session } = await script(
       ['fork', 'switch 2', 'mmap 250M populate', 'ps', 'mmap 250M populate', 'ps'].join('\n'),
+      { session: newSession({ swapBytes: 0 }) },
     );
     expect(out).toContain(
       'mmap: SIGKILL — process 2 was killed by SIGKILL while populating (the OOM killer chose it: out_of_memory()); current process is 1',

@@ -39,7 +39,8 @@ describe('signals are named by their number', () => {
   });
 
   it('a command whose process the OOM killer ends reports SIGKILL, not SIGSEGV', () => {
-    const s = newSession();
+    // Without swap: with it, direct reclaim would write the pages out instead.
+    const s = newSession({ swapBytes: 0 });
     run(s, 'spawn', 'mmap 300M noreserve');
     // The process's own stores do not fit in the 256 MiB machine: the OOM killer picks pid 2
     // itself (the model's oom_kill_allocating_task policy).

@@ -3,11 +3,14 @@
  * size is one clear line instead of a failed or host-exhausting boot.
  */
 import {
+  checkSwapBytes,
+  type Kernel,
   MAX_PHYS_PFN,
   MAX_PHYSMEM_BITS,
   PAGE_SIZE,
   PAGES_PER_SECTION,
   RAM_START_PFN,
+  totalSwapPages,
 } from '@hmm-model/mm-core';
 import { DMEM_PAGEMAP_NPAGES } from '@hmm-model/nouveau-dmem';
 import { DEVMEM_CHUNK_SIZE } from '@hmm-model/test-hmm';
@@ -84,4 +87,23 @@ export function checkMachineSizes(s: MachineSizes): string | undefined {
     `(${(max / 2 ** 40).toFixed(2)} TiB) of RAM ` +
     `next to ${fmtBytes(vram)} of VRAM and the dmirror devices`
   );
+}
+
+/**
+ * Parses `--swap SIZE` as memparse() reads a size: 0 boots without swap (no `swapon`); anything
+ * else is the size of the machine's swap area (sys_swapon()'s checks: whole pages, room for the
+ * header page and a slot, at most the model's 64 GiB). Throws an Error with a one-line message.
+ */
+export function parseSwapSize(flag: string, text: string): number {
+  const n = parseNumber(text);
+  if (n === undefined) throw new Error(`${flag} ${text}: not a size (use e.g. 1G, 512M, 0 for none)`);
+  const bad = checkSwapBytes(n);
+  if (bad !== undefined) throw new Error(`${flag} ${text}: ${bad}`);
+  return n;
+}
+
+/** The banner's swap words: `1G swap`, or `no swap` (si_swapinfo(): total_swap_pages plus each header page). */
+export function swapText(kernel: Kernel): string {
+  const pages = totalSwapPages(kernel.core);
+  return pages === 0 ? 'no swap' : `${fmtBytes((pages + kernel.core.swapInfo.length) * 4096)} swap`;
 }

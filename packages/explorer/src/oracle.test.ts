@@ -1,4 +1,4 @@
-import { MADV_DONTNEED, PAGE_SIZE, PROT_READ, PROT_WRITE } from '@hmm-model/mm-core';
+import { MADV_DONTNEED, MADV_FREE, PAGE_SIZE, PROT_READ, PROT_WRITE } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
 import { newOutcome, type Op, type OpOutcome, writePattern } from './ops.js';
 import { Oracle } from './oracle.js';
@@ -63,6 +63,32 @@ describe('the oracle', () => {
     expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, new Uint8Array(PAGE_SIZE))).toMatch(
       /succeeded, but the oracle has nothing mapped there/,
     );
+  });
+
+  it('MADV_FREE: a lazy-free page reads its contents or zeros (reclaim discarded it, then it stays zero); a CPU store ends the lazy state', () => {
+    const o = mapped();
+    const data = writePattern(9, regionAddr(0, 0), 2 * PAGE_SIZE);
+    done(
+      o,
+      { k: 'write', p: 0, t: 0, r: 0, off: 0, n: 2, a: 9 },
+      { writeAddr: regionAddr(0, 0), writeData: data },
+    );
+    done(o, { k: 'madvise', p: 0, t: 0, r: 0, off: 0, n: 2, a: MADV_FREE }, { ret: 0 });
+    const page0 = data.slice(0, PAGE_SIZE);
+    const zero = new Uint8Array(PAGE_SIZE);
+    expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, page0.slice())).toBeNull();
+    expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, zero)).toBeNull();
+    // Discarded: the old contents cannot come back.
+    expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, page0.slice())).toMatch(/CPU read/);
+    // A CPU store redirties page 1: from then on it must keep what was stored.
+    const again = writePattern(4, regionAddr(0, 1), PAGE_SIZE);
+    done(
+      o,
+      { k: 'write', p: 0, t: 0, r: 0, off: 1, n: 1, a: 4 },
+      { writeAddr: regionAddr(0, 1), writeData: again },
+    );
+    expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 1, n: 1 }, zero)).toMatch(/CPU read/);
+    expect(o.knownPages(0)).toContain(regionAddr(0, 1) / PAGE_SIZE);
   });
 
   it('a load concurrent with a store is not checked; the store is what the page holds after it', () => {

@@ -5,13 +5,16 @@
  * conflict on the same pages (a store and a load, a store and an unmap, two stores) make the
  * overlap uncertain: a load there is not checked, and a page left uncertain becomes "unknown"
  * until the next checked load fixes it. Migrations, lazy frees, cold/pageout, collapse and
- * evictions must preserve data exactly: loads concurrent with them are always checked.
+ * evictions must preserve data exactly: loads concurrent with them are always checked. A lazy free
+ * (MADV_FREE) lets reclaim drop a page until the CPU writes it again: such a page reads its
+ * contents or zeros.
  */
 import {
   MADV_DOFORK,
   MADV_DONTFORK,
   MADV_DONTNEED,
   MADV_DONTNEED_LOCKED,
+  MADV_FREE,
   MADV_KEEPONFORK,
   MADV_WIPEONFORK,
   PAGE_SIZE,
@@ -31,6 +34,11 @@ const MAPPED = 1;
 const UNKNOWN = 2;
 /** Whether the page is mapped at all is not known (two mapping changes raced on it). */
 const MAYBE = 4;
+/**
+ * MADV_FREE'd (lazy free) and not written by the CPU since: reclaim may discard it at any time
+ * (shrink_folio_list()'s lazy-free path), so a load reads its word or zeros.
+ */
+const LAZY = 8;
 /** The operations that change what is mapped (or its protection). */
 const MAPPING_OPS = new Set(['mmap', 'munmap', 'mremap', 'mprotect']);
 
@@ -47,6 +55,11 @@ const FORK_ADVICE = new Set([MADV_DONTFORK, MADV_DOFORK, MADV_WIPEONFORK, MADV_K
 /** A madvise op whose advice fork() obeys. */
 function forkAdvice(op: Op): boolean {
   return op.k === 'madvise' && FORK_ADVICE.has(op.a ?? -1);
+}
+
+/** A madvise op that frees lazily (MADV_FREE). */
+function lazyAdvice(op: Op): boolean {
+  return op.k === 'madvise' && op.a === MADV_FREE;
 }
 
 /** A madvise op that zaps (the page reads zeros afterwards). */
@@ -90,7 +103,7 @@ class Mem {
         c.flags[i] = 0;
       } else if (f & F_WIPE) {
         c.word[i] = 0;
-        c.state[i] &= ~UNKNOWN;
+        c.state[i] &= ~(UNKNOWN | LAZY);
       }
     }
     return c;
@@ -321,6 +334,12 @@ export class Oracle {
       }
       this.checkedPages++;
       const d = firstDiff(got, mem.word[i]);
+      if (d >= 0 && mem.state[i] & LAZY && firstDiff(got, 0) < 0) {
+        // Reclaim discarded the lazy-free page: a fresh zero page is mapped now.
+        mem.word[i] = 0;
+        mem.state[i] &= ~LAZY;
+        continue;
+      }
       if (d >= 0)
         return (
           `${op.k === 'read' ? 'CPU read' : op.k === 'dm' ? 'dmirror READ' : 'GPU read'} of p${op.p} at ` +
@@ -374,8 +393,11 @@ export class Oracle {
           for (let i = a; i < b; i++) {
             if (!(mem.state[i] & MAPPED)) continue;
             mem.word[i] = 0;
-            mem.state[i] &= ~UNKNOWN;
+            mem.state[i] &= ~(UNKNOWN | LAZY);
           }
+        // madvise_free_pte_range(): whatever part of the range was advised may be dropped by
+        // reclaim (marking every mapped page only weakens the checks).
+        if (lazyAdvice(op)) for (let i = a; i < b; i++) if (mem.state[i] & MAPPED) mem.state[i] |= LAZY;
         if (forkAdvice(op))
           // madvise_walk_vmas(): every VMA of the range is advised, holes only make it -ENOMEM.
           for (let i = a; i < b; i++) {
@@ -431,7 +453,9 @@ export class Oracle {
             const i = first + k;
             if (!(mem.state[i] & MAPPED)) continue;
             mem.word[i] = words[k * PAGE_WORDS];
-            mem.state[i] &= ~UNKNOWN;
+            // A CPU store dirties the PTE, so reclaim keeps the page; a device write through
+            // the kernel mapping does not (the page stays lazy-free).
+            mem.state[i] &= op.k === 'write' ? ~(UNKNOWN | LAZY) : ~UNKNOWN;
           }
           // A device write that failed part way: what it stored is not known.
           if (out.ret !== 0) for (let v = s; v < e; v++) this.forget(mem, v);
@@ -463,6 +487,18 @@ export class Oracle {
           if (cm) for (const [s, e] of o.fp.ranges) for (let v = s; v < e; v++) cm.setMaybe(v);
           continue;
         }
+        if (lazyAdvice(o.op)) {
+          // MADV_FREE before the fork may be recorded after it: the child shares lazy pages.
+          const child = (f.out ?? rec.out)?.child ?? -1;
+          const cm = child >= 0 ? this.mems[child] : null;
+          if (cm)
+            for (const [s, e] of o.fp.ranges)
+              for (let v = s; v < e; v++) {
+                const i = v - BASE_VPN;
+                if (i >= 0 && i < SPAN && cm.state[i] & MAPPED) cm.state[i] |= LAZY;
+              }
+          continue;
+        }
         if (o.fp.role !== 'writer' && o.fp.role !== 'remapper') continue;
         const child = (f.out ?? rec.out)?.child ?? -1;
         const cm = child >= 0 ? this.mems[child] : null;
@@ -476,6 +512,16 @@ export class Oracle {
         continue;
       }
       if (c.mem !== rec.mem || !rec.mem) continue;
+      // A store racing MADV_FREE may land before the advice cleans the PTE: still lazy.
+      if ((lazyAdvice(rec.op) && c.fp.role === 'writer') || (lazyAdvice(c.op) && role === 'writer')) {
+        const mem = rec.mem;
+        for (const [s, e] of overlap(rec.fp.ranges, c.fp.ranges))
+          for (let v = s; v < e; v++) {
+            const i = v - BASE_VPN;
+            if (i >= 0 && i < SPAN && mem.state[i] & MAPPED) mem.state[i] |= LAZY;
+          }
+        continue;
+      }
       // A fork advice racing a mapping change: whether the pages (or their moved copy) got the
       // flag depends on which took the mmap_lock first.
       if (

@@ -13,8 +13,9 @@ import { checkMmCore, installMmCoreChecker, registerRefHolder, walkPageTables } 
 import { Kernel } from './kernel.js';
 import { allocTable, pteIndex, pteTableOf, ptHi, ptLo, ptSet, readPmd } from './mm/pgtable.js';
 import { _PAGE_RW, entryPfn, mkHi, mkSwpLo, SWP_MIGRATION_READ } from './pgtable/entry.js';
-import { PG_anon_exclusive, PG_locked } from './phys/memmap.js';
+import { PG_anon_exclusive, PG_locked, PG_swapbacked, PG_swapcache } from './phys/memmap.js';
 import type { Process } from './process.js';
+import { pageout, pteAt } from './testing/swap.js';
 
 const RW = PROT_READ | PROT_WRITE;
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
@@ -163,5 +164,17 @@ describe('invariant checker', () => {
     });
     expect(seen).toEqual(['pud', 'pmd', 'leaf@true', 'pte', 'pte@0', 'pte@1']);
     expect(readPmd(k.core, p.mm, a)[0]).toBeGreaterThan(0);
+  });
+
+  it('reports a swap-cache folio that lost PG_swapbacked (only swap-backed folios are in the swap cache: folio_mark_lazyfree() skips them)', () => {
+    const { k, p, a } = setup();
+    expect(pageout(k, p, a, PAGE_SIZE)).toBe(1);
+    expect(p.readI32(a)).toBe(1);
+    const f = k.core.map.head[entryPfn(...pteAt(k, p, a))];
+    expect(k.core.map.flags[f] & PG_swapcache).toBe(PG_swapcache);
+    k.core.map.flags[f] &= ~PG_swapbacked;
+    expect(k.check().join('\n')).toContain('PG_swapcache without PG_swapbacked');
+    k.core.map.flags[f] |= PG_swapbacked;
+    expect(k.check()).toEqual([]);
   });
 });

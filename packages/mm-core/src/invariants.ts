@@ -31,6 +31,7 @@ import { mmCounter } from './mm/counters.js';
 import {
   SWAP_MAP_BAD,
   SWAPFILE_CLUSTER,
+  SWP_USED,
   swapEntryToInfo,
   swpEntryName,
   swpEntryOffset,
@@ -71,6 +72,7 @@ import {
   PG_head,
   PG_hugetlb,
   PG_locked,
+  PG_swapbacked,
   PG_swapcache,
   PG_table,
   PG_tail,
@@ -706,6 +708,10 @@ class MmCoreCheck {
     }
     for (const [entry, n] of this.swapRefs)
       if (!seen.has(entry)) this.report(`${n} swap PTEs name free swap slot ${swpEntryName(entry)}`);
+    // swapoff: an area it freed (its swap_info[] entry no longer SWP_USED) holds nothing.
+    for (const si of core.swapInfo)
+      if (!(si.flags & SWP_USED) && si.inusePages !== 0)
+        this.report(`swap area ${si.type}: freed by swapoff but ${si.inusePages} slots in use`);
     if (core.vmstat.nr_swapcached !== this.swapCached)
       this.report(
         `nr_swapcached ${core.vmstat.nr_swapcached} but the swap cache holds ${this.swapCached} pages`,
@@ -716,6 +722,13 @@ class MmCoreCheck {
   private checkSwapcacheFolio(h: number): void {
     const m = this.m;
     const n = m.folioNrPages(h);
+    // folio_test_swapcache() is only true for swap-backed folios: a lazy-free folio
+    // (folio_mark_lazyfree() cleared PG_swapbacked) is never in the swap cache.
+    if (!(m.flags[h] & PG_swapbacked))
+      this.report(
+        `folio ${hex(h)}: PG_swapcache without PG_swapbacked (a lazy-free folio in the swap cache)`,
+        h,
+      );
     for (let i = 0; i < n; i++) {
       const entry = m.priv[h + i];
       const si = swapEntryToInfo(this.core, entry);

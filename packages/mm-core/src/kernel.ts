@@ -24,6 +24,7 @@ import {
 import { registerOvercommitSysctls } from './mm/overcommit.js';
 import { shmemNewInode } from './mm/shmem.js';
 import { DEFAULT_SWAP_BYTES, swapon } from './mm/swapfile.js';
+import { registerSwapDevice, SWAP_DEVICE_PATH } from './mm/swapoff.js';
 import { registerThpSysfs } from './mm/thp-sysfs.js';
 import type { Inode } from './mm/types.js';
 import { PG_reserved } from './phys/memmap.js';
@@ -100,7 +101,9 @@ export class Kernel implements Host {
     this.core.map.flags[z] |= PG_reserved;
     this.core.zeroPfn = z;
     hugetlbGrowPool(this.core, opts.hugetlbPages ?? 4);
-    swapon(this.core, opts.swapBytes ?? DEFAULT_SWAP_BYTES, opts.hostPool);
+    const swapBytes = opts.swapBytes ?? DEFAULT_SWAP_BYTES;
+    const area = swapon(this.core, swapBytes, opts.hostPool);
+    if (area) registerSwapDevice(this.core, SWAP_DEVICE_PATH, swapBytes, area);
     this.registerPseudoFiles();
     if (opts.gupTest ?? true) this.devices.set('/sys/kernel/debug/gup_test', gupTestFops(this.core));
   }

@@ -92,6 +92,11 @@ interface Slot {
   dontfork?: boolean;
   /** MADV_WIPEONFORK (VM_WIPEONFORK): the child gets a zero page here (and keeps the flag). */
   wipe?: boolean;
+  /**
+   * MADV_FREE'd and not written since: reclaim (MADV_PAGEOUT, direct reclaim) may have dropped
+   * it, so it holds `data` or zeros ({@link Fuzz.resolveLazy} asks the model which).
+   */
+  lazy?: boolean;
 }
 
 interface Proc {
@@ -316,6 +321,7 @@ class Fuzz {
         if (pr.proc.mm.vmaLookup(a)) this.fail(`0x${a.toString(16)}: model has a VMA the oracle has not`);
         continue;
       }
+      this.resolveLazy(pr, a / PAGE_SIZE);
       const got = this.peek(pr, a);
       const want = slotBytes(s);
       if (Buffer.compare(got, want) === 0) continue;
@@ -326,6 +332,19 @@ class Fuzz {
       );
     }
     this.stats.verifyMs = (this.stats.verifyMs ?? 0) + performance.now() - t0;
+  }
+
+  /**
+   * A lazy-free page (MADV_FREE) reclaim may have discarded: when the model holds zeros there,
+   * the oracle's page is zero from now on (a fresh zero-fill fault, no longer lazy).
+   */
+  resolveLazy(pr: Proc, v: number): void {
+    const s = pr.slots.get(v);
+    if (!s?.lazy) return;
+    const got = this.peek(pr, v * PAGE_SIZE);
+    if (Buffer.compare(got, ZERO) !== 0) return;
+    s.data = null;
+    s.lazy = false;
   }
 
   verifyAll(): void {
@@ -469,7 +488,10 @@ class Fuzz {
     if (advice === MADV_DONTNEED || advice === MADV_DONTNEED_LOCKED) {
       for (let a = addr; a < addr + len; a += PAGE_SIZE) {
         const s = pr.slots.get(a / PAGE_SIZE);
-        if (s && s.kind !== 'shared') s.data = null;
+        if (s && s.kind !== 'shared') {
+          s.data = null;
+          s.lazy = false;
+        }
       }
     } else if (advice === MADV_POPULATE_READ || advice === MADV_POPULATE_WRITE) {
       want = this.populate(pr, addr, len, advice === MADV_POPULATE_WRITE);
@@ -500,6 +522,12 @@ class Fuzz {
         if (s && s.kind !== 'anon') nonAnon = true;
       }
       if (mapped > 0 && nonAnon) want = -EINVAL;
+      // madvise_free_pte_range(): the anonymous pages advised (before any failing VMA) are
+      // lazy-free; marking every anonymous page of the range only weakens the oracle.
+      for (let a = addr; a < addr + len; a += PAGE_SIZE) {
+        const s = pr.slots.get(a / PAGE_SIZE);
+        if (s && s.kind === 'anon' && s.data) s.lazy = true;
+      }
     } else if (advice === MADV_COLLAPSE) {
       want = undefined;
     }
@@ -675,6 +703,7 @@ class Fuzz {
     for (let v = firstPage; v <= lastPage; v++) {
       sig = accessFault(pr.slots.get(v), write);
       if (sig) break;
+      this.resolveLazy(pr, v);
       okPages++;
     }
     if (write) {
@@ -687,7 +716,10 @@ class Fuzz {
         const a = start + i;
         const v = Math.floor(a / PAGE_SIZE);
         if (v >= firstPage + okPages) break;
-        slotForWrite(pr.slots.get(v)!)[a % PAGE_SIZE] = data[i];
+        const ws = pr.slots.get(v)!;
+        // The store dirties the PTE: reclaim keeps the page from now on.
+        ws.lazy = false;
+        slotForWrite(ws)[a % PAGE_SIZE] = data[i];
       }
     } else {
       let out: Uint8Array | undefined;

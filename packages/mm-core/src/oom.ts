@@ -5,8 +5,8 @@
  * The model's policy is the kernel's with `vm.oom_kill_allocating_task = 1`: the task whose
  * fault could not get memory (VM_FAULT_OOM) is the victim, unless it is unkillable (global
  * init); then select_bad_process() picks the process with the highest oom_badness(), and with
- * none left the kernel panics. There is no reclaim, no oom_score_adj (always 0), no memcg or
- * cpuset constraint and no OOM reaper.
+ * none left the kernel panics. It runs only after direct reclaim (mm/direct-reclaim.ts) freed
+ * nothing; there is no oom_score_adj (always 0), no memcg or cpuset constraint and no OOM reaper.
  */
 import { PAGE_SIZE, SIGKILL } from './constants.js';
 import type { Core } from './core.js';

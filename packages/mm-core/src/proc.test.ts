@@ -14,6 +14,7 @@ import {
 import { PM_FILE, PM_MMAP_EXCLUSIVE, PM_PRESENT, PM_SWAP, pagemapEntry, smaps } from './proc.js';
 import type { Process } from './process.js';
 import { machine } from './testing/helpers.js';
+import { pageout } from './testing/swap.js';
 
 const RW = PROT_READ | PROT_WRITE;
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
@@ -139,6 +140,35 @@ describe('smaps', () => {
     const va2 = smaps(k.core, p.mm).find((e) => e.start === a)!;
     expect(va2.rss).toBeGreaterThan(PMD_SIZE);
     expect(va2.rss).toBe(va2.anonymous);
+    expect(k.check()).toEqual([]);
+  });
+});
+
+describe('smaps Swap and SwapPss (smaps_pte_entry() for swap entries)', () => {
+  it('a swap PTE counts in Swap, and in SwapPss divided by its swap count (swp_swapcount()), truncated as do_div()', () => {
+    const k = machine();
+    const p = k.spawn();
+    const a = p.mmap(0, 4 * PAGE_SIZE, RW, ANON);
+    for (let i = 0; i < 4; i++) p.writeI32(a + i * PAGE_SIZE, i + 1);
+    const of = (q: Process) => smaps(k.core, q.mm).find((e) => e.start === a)!;
+    expect(of(p).swap).toBe(0);
+    expect(pageout(k, p, a, 4 * PAGE_SIZE)).toBe(4);
+    expect(of(p).swap).toBe(4 * PAGE_SIZE);
+    expect(of(p).swapPss).toBe(4 * PAGE_SIZE);
+    expect(of(p).rss).toBe(0);
+    expect(of(p).swapLike).toBe(0);
+    // fork() duplicates the entries (swap count 2): each process has half of each page.
+    const c1 = k.task(p.fork())!;
+    expect(of(p).swap).toBe(4 * PAGE_SIZE);
+    expect(of(p).swapPss).toBe(2 * PAGE_SIZE);
+    expect(of(c1).swapPss).toBe(2 * PAGE_SIZE);
+    // Three sharers: 16 kB / 3 shows as 5 kB (each 4096 << 12 / 3 truncated; the sum >> 10 + 12).
+    const c2 = k.task(p.fork())!;
+    expect(Math.floor(of(c2).swapPss / 1024)).toBe(5);
+    // A swap-in by one sharer: its PTE is present again, the others keep the entry.
+    expect(c2.readI32(a)).toBe(1);
+    expect(of(c2).swap).toBe(3 * PAGE_SIZE);
+    expect(of(p).swap).toBe(4 * PAGE_SIZE);
     expect(k.check()).toEqual([]);
   });
 });

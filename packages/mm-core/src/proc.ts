@@ -2,6 +2,7 @@ import { PAGE_SIZE, PMD_SIZE } from './constants.js';
 import type { Core } from './core.js';
 import { mmapReadLock, mmapReadUnlock } from './mm/locking.js';
 import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo } from './mm/pgtable.js';
+import { swapCount, swpEntryVal } from './mm/swapfile.js';
 import type { MmStruct, Vma } from './mm/types.js';
 import { VM_EXEC, VM_HUGETLB, VM_MAYSHARE, VM_READ, VM_WRITE } from './mm/types.js';
 import {
@@ -134,10 +135,15 @@ export interface SmapsEntry {
   anonHugePages: number;
   /** Anonymous bytes. */
   anonymous: number;
-  /** Bytes in device-private / migration entries (not resident on the CPU side; reported as Swap-like). */
+  /** Bytes in device-private / migration / device-exclusive entries (not resident on the CPU side; model-only). */
   swapLike: number;
-  /** Swap: bytes of PTEs that hold a swap entry (smaps_pte_entry(): !non_swap_entry()). */
+  /** Swap: bytes of swap PTEs (smaps_pte_entry(): `mss->swap`). */
   swap: number;
+  /**
+   * SwapPss: each swap PTE's page divided by its swap count (swp_swapcount()), in bytes with the
+   * kernel's fixed point (PSS_SHIFT 12, each share truncated): show_smap() prints it >> 10.
+   */
+  swapPss: number;
   /** Shared_Hugetlb: bytes of hugetlb pages mapped more than once, or not present (smaps_hugetlb_range()). */
   sharedHugetlb: number;
   /** Private_Hugetlb: bytes of hugetlb pages mapped once (smaps_hugetlb_range()). */
@@ -167,8 +173,8 @@ export function vmNormalPagePmd(core: Core, lo: number, hi: number): number {
 }
 
 /**
- * Models show_smap() for every VMA (fs/proc/task_mmu.c): Rss, Anonymous, AnonHugePages,
- * Shared_Hugetlb and Private_Hugetlb. smaps_pte_entry() and smaps_pmd_entry() account a present
+ * Models show_smap() for every VMA (fs/proc/task_mmu.c): Rss, Anonymous, AnonHugePages, Swap,
+ * SwapPss, Shared_Hugetlb and Private_Hugetlb. smaps_pte_entry() and smaps_pmd_entry() account a present
  * entry only through vm_normal_page()/vm_normal_page_pmd(), so the zero page and the huge zero
  * folio are not in Rss (nor Anonymous). A hugetlb VMA is walked by smaps_hugetlb_range() only,
  * which counts its pages in Shared_Hugetlb / Private_Hugetlb and never in Rss or Anonymous.
@@ -234,6 +240,7 @@ function smapsVma(core: Core, v: Vma): SmapsEntry {
     anonymous: 0,
     swapLike: 0,
     swap: 0,
+    swapPss: 0,
     sharedHugetlb: 0,
     privateHugetlb: 0,
   };
@@ -283,8 +290,8 @@ function smapsVma(core: Core, v: Vma): SmapsEntry {
       const phi = ptHi(core, t, i);
       if (entryNone(plo, phi)) continue;
       if (!entryPresent(plo)) {
-        e.swapLike += PAGE_SIZE;
-        if (isSwapType(swpType(plo))) e.swap += PAGE_SIZE;
+        if (isSwapType(swpType(plo))) smapsSwapEntry(core, plo, phi, e);
+        else e.swapLike += PAGE_SIZE;
         continue;
       }
       // smaps_pte_entry(): vm_normal_page() is NULL for the zero page (a special PTE).
@@ -295,6 +302,22 @@ function smapsVma(core: Core, v: Vma): SmapsEntry {
     }
   }
   return e;
+}
+
+/** Models PSS_SHIFT (fs/proc/task_mmu.c): the fixed point of the Pss sums. */
+const PSS_SHIFT = 12;
+
+/**
+ * Models smaps_pte_entry()'s swap branch (fs/proc/task_mmu.c): a swap PTE adds a page to Swap
+ * and the page divided by its swap count (swp_swapcount(): the PTEs that share the slot) to
+ * SwapPss, truncated in PSS_SHIFT fixed point as do_div() truncates.
+ */
+function smapsSwapEntry(core: Core, lo: number, hi: number, e: SmapsEntry): void {
+  e.swap += PAGE_SIZE;
+  const mapcount = swapCount(core, swpEntryVal(swpType(lo), entryPfn(lo, hi)));
+  const share =
+    mapcount >= 2 ? Math.floor((PAGE_SIZE * 2 ** PSS_SHIFT) / mapcount) : PAGE_SIZE * 2 ** PSS_SHIFT;
+  e.swapPss += share / 2 ** PSS_SHIFT;
 }
 
 /**

@@ -16,6 +16,7 @@ import { SignalDelivered } from './errors.js';
 import { doExitInitPanic } from './exit.js';
 import type { OpenFile } from './fs.js';
 import type { Host } from './host.js';
+import { tryToFreePages } from './mm/direct-reclaim.js';
 import { mmput } from './mm/exit.js';
 import { dupMmap } from './mm/fork.js';
 import { inodePut } from './mm/mmap.js';
@@ -180,6 +181,16 @@ export class Process {
   /** Models madvise(2). */
   madvise(addr: number, length: number, advice: number): number {
     return this.run('madvise', this.sys.madvise(addr, length, advice));
+  }
+
+  /** Models swapoff(2) (`path`: the swap partition, e.g. SWAP_DEVICE_PATH). */
+  swapoff(path: string): number {
+    return this.run('swapoff', this.sys.swapoff(path));
+  }
+
+  /** Models swapon(2) (`flags`: SWAP_FLAG_*, accepted and ignored). */
+  swapon(path: string, flags = 0): number {
+    return this.run('swapon', this.sys.swapon(path, flags));
   }
 
   /** Models mremap(2). */
@@ -373,13 +384,17 @@ export class Process {
 
   /**
    * A user access the fault handler could not satisfy: SIGSEGV / SIGBUS kill the process. For
-   * VM_FAULT_OOM the OOM killer runs (outOfMemory(): this process, unless it is global init);
-   * when it killed another process the access is retried, as the allocation retries after an
+   * VM_FAULT_OOM direct reclaim runs, and the access is retried when it freed memory; else the
+   * OOM killer (outOfMemory(): this process, unless it is global init); when it killed another
+   * process the access is retried, as the allocation retries after an
    * OOM kill and pagefault_out_of_memory() retries the fault. Returns only to retry.
    */
   private fault(addr: number, code: number): void {
     if (code === XLATE_OOM) {
-      if (this.run('out_of_memory', this.oomKill(addr))) return;
+      // Direct reclaim without the invariant checker after every pass (it runs after the OOM
+      // kill, and after the next syscall): a process thrashing through swap reclaims often.
+      if (this.run('try_to_free_pages', this.directReclaim(), false)) return;
+      if (this.run('out_of_memory', this.oomKill(addr, 'user fault', false))) return;
       throw new SignalDelivered(SIGKILL, this.pid, addr, 'out of memory');
     }
     const sig = code === XLATE_BUS ? SIGBUS : SIGSEGV;
@@ -388,15 +403,26 @@ export class Process {
   }
 
   /**
-   * Models the OOM kill of an allocation by this process that failed at `addr`
-   * (__alloc_pages_may_oom() -> out_of_memory(), {@link outOfMemory}): true when another
-   * process was killed, so the allocation may be retried; false when this process is the
+   * Models the slow path of an allocation by this process that failed at `addr`
+   * (__alloc_pages_slowpath()): direct reclaim (tryToFreePages(); true, retry, when it freed
+   * memory), then the OOM kill (__alloc_pages_may_oom() -> out_of_memory(), {@link outOfMemory}):
+   * true when another process was killed, so the allocation may be retried; false when this process is the
    * victim (it exits now, or on its way back to user space when a thread is in the kernel).
    * Throws the out_of_memory() panic when nothing can be killed.
    */
-  *oomKill(addr: number, via = 'user fault'): KGen<boolean> {
+  *oomKill(addr: number, via = 'user fault', reclaim = true): KGen<boolean> {
+    // __alloc_pages_slowpath(): direct reclaim first; the allocation retries when it freed memory.
+    if (reclaim && (yield* this.directReclaim())) return true;
     const tasks = [...this.host.tasks.values()].filter((t): t is Process => t instanceof Process);
     return (yield* outOfMemory(this.core, this, tasks, addr, via)) !== this;
+  }
+
+  /**
+   * Models __alloc_pages_direct_reclaim() for an allocation of this process: try_to_free_pages()
+   * (mm/direct-reclaim.ts); true when it freed memory, so the allocation is retried.
+   */
+  *directReclaim(): KGen<boolean> {
+    return (yield* tryToFreePages(this.core)).progress > 0;
   }
 
   /** Models user loads of a byte range (one translation per page). */

@@ -50,9 +50,11 @@ import { withInvalidation } from './mm/notifier.js';
 import { mmapAccount } from './mm/overcommit.js';
 import { mmPopulate } from './mm/populate.js';
 import { shmemGetFolio, shmemNewInode, shmemTruncatePages } from './mm/shmem.js';
+import { sysSwapoff, sysSwapon } from './mm/swapoff.js';
 import {
   type Inode,
   MMU_NOTIFY_CLEAR,
+  type MmStruct,
   VM_HUGETLB,
   VM_MAYEXEC,
   VM_MAYREAD,
@@ -268,6 +270,28 @@ export class Syscalls {
   *madvise(addr: number, length: number, advice: number): KGen<number> {
     if (!this.p.alive) return -ESRCH;
     return yield* this.run('madvise', sysMadvise(this.core, this.p.mm, addr, length, advice));
+  }
+
+  /** Models swapoff(2) of a swap partition (mm/swapoff.ts sysSwapoff()): every process's swapped pages come back. */
+  *swapoff(path: string): KGen<number> {
+    if (!this.p.alive) return -ESRCH;
+    const host = this.p.host;
+    // Models the walk of init_mm.mmlist: every live mm once.
+    const mms = () => {
+      const out = new Set<MmStruct>();
+      for (const t of host.tasks.values()) {
+        const mm = (t as { mm?: MmStruct }).mm;
+        if (t.state === 'running' && mm) out.add(mm);
+      }
+      return out;
+    };
+    return yield* this.run('swapoff', sysSwapoff(this.core, mms, path));
+  }
+
+  /** Models swapon(2) of a swap partition (mm/swapoff.ts sysSwapon()). */
+  *swapon(path: string, flags = 0): KGen<number> {
+    if (!this.p.alive) return -ESRCH;
+    return yield* this.run('swapon', sysSwapon(this.core, path, flags));
   }
 
   /** Models mremap(2). */

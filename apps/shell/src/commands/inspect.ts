@@ -8,17 +8,28 @@ import {
   PM_SWAP,
   smaps as smapsOf,
   VM_ACCOUNT,
+  VM_DONTCOPY,
+  VM_DONTDUMP,
+  VM_DONTEXPAND,
   VM_EXEC,
   VM_HUGEPAGE,
   VM_HUGETLB,
+  VM_IO,
+  VM_LOCKED,
   VM_MAYEXEC,
   VM_MAYREAD,
   VM_MAYSHARE,
   VM_MAYWRITE,
+  VM_MIXEDMAP,
   VM_NOHUGEPAGE,
   VM_NORESERVE,
+  VM_PFNMAP,
+  VM_RAND_READ,
   VM_READ,
+  VM_SEQ_READ,
   VM_SHARED,
+  VM_SOFTDIRTY,
+  VM_WIPEONFORK,
   VM_WRITE,
 } from '@hmm-model/mm-core';
 import { fmtKb, hex } from '../format.js';
@@ -232,24 +243,40 @@ const maps: CommandSpec = {
 };
 
 /** Models the VmFlags line of smaps (show_smap_vma_flags()). */
-function vmFlagWords(f: number): string {
-  const bits: [number, string][] = [
-    [VM_READ, 'rd'],
-    [VM_WRITE, 'wr'],
-    [VM_EXEC, 'ex'],
-    [VM_SHARED, 'sh'],
-    [VM_MAYREAD, 'mr'],
-    [VM_MAYWRITE, 'mw'],
-    [VM_MAYEXEC, 'me'],
-    [VM_MAYSHARE, 'ms'],
-    [VM_ACCOUNT, 'ac'],
-    [VM_NORESERVE, 'nr'],
-    [VM_HUGETLB, 'ht'],
-    [VM_HUGEPAGE, 'hg'],
-    [VM_NOHUGEPAGE, 'nh'],
-  ];
-  return bits
-    .filter(([b]) => f & b)
+/**
+ * Models show_smap_vma_flags() (fs/proc/task_mmu.c): the two-letter mnemonic of every VMA flag
+ * the model has, in bit order.
+ */
+const VM_FLAG_MNEMONICS: readonly (readonly [number, string])[] = [
+  [VM_READ, 'rd'],
+  [VM_WRITE, 'wr'],
+  [VM_EXEC, 'ex'],
+  [VM_SHARED, 'sh'],
+  [VM_MAYREAD, 'mr'],
+  [VM_MAYWRITE, 'mw'],
+  [VM_MAYEXEC, 'me'],
+  [VM_MAYSHARE, 'ms'],
+  [VM_PFNMAP, 'pf'],
+  [VM_LOCKED, 'lo'],
+  [VM_IO, 'io'],
+  [VM_SEQ_READ, 'sr'],
+  [VM_RAND_READ, 'rr'],
+  [VM_DONTCOPY, 'dc'],
+  [VM_DONTEXPAND, 'de'],
+  [VM_ACCOUNT, 'ac'],
+  [VM_NORESERVE, 'nr'],
+  [VM_HUGETLB, 'ht'],
+  [VM_WIPEONFORK, 'wf'],
+  [VM_DONTDUMP, 'dd'],
+  [VM_SOFTDIRTY, 'sd'],
+  [VM_MIXEDMAP, 'mm'],
+  [VM_HUGEPAGE, 'hg'],
+  [VM_NOHUGEPAGE, 'nh'],
+];
+
+/** The VmFlags line of smaps for a VMA's flags (show_smap_vma_flags()). */
+export function vmFlagWords(f: number): string {
+  return VM_FLAG_MNEMONICS.filter(([b]) => f & b)
     .map(([, n]) => n)
     .join(' ');
 }
@@ -258,7 +285,8 @@ const smaps: CommandSpec = {
   name: 'smaps',
   group: 'inspect',
   usage: 'smaps [addr]',
-  summary: 'per-VMA Rss, Anonymous, AnonHugePages, device/migration entries (models /proc/self/smaps)',
+  summary:
+    'per-VMA Rss, Anonymous, AnonHugePages, Swap, SwapPss, device/migration entries, VmFlags (models /proc/self/smaps)',
   examples: ['smaps', 'smaps $'],
   mutates: false,
   maxArgs: 1,
@@ -281,9 +309,10 @@ const smaps: CommandSpec = {
       // smaps_hugetlb_range(): hugetlb pages are counted here, never in Rss.
       if (e.flags & VM_HUGETLB)
         lines.push(`  Shared_Hugetlb:${fmtKb(e.sharedHugetlb)}  Private_Hugetlb:${fmtKb(e.privateHugetlb)}`);
-      lines.push(
-        `  Swap (device-private/migration entries):${fmtKb(e.swapLike)}  VmFlags: ${vmFlagWords(e.flags)}`,
-      );
+      // smaps_pte_entry(): swap PTEs count in Swap, and in SwapPss shared by their swap count.
+      lines.push(`  Swap:${fmtKb(e.swap)}  SwapPss:${fmtKb(Math.floor(e.swapPss / 1024) * 1024)}`);
+      if (e.swapLike) lines.push(`  device-private/migration entries:${fmtKb(e.swapLike)}`);
+      lines.push(`  VmFlags: ${vmFlagWords(e.flags)}`);
     }
     if (!lines.length) lines.push('(no mappings)');
     return ok(lines, {
@@ -294,6 +323,8 @@ const smaps: CommandSpec = {
         anonymous: e.anonymous,
         anonHugePages: e.anonHugePages,
         swapLike: e.swapLike,
+        swap: e.swap,
+        swapPss: Math.floor(e.swapPss / 1024) * 1024,
         sharedHugetlb: e.sharedHugetlb,
         privateHugetlb: e.privateHugetlb,
       })),

@@ -5,12 +5,27 @@ import {
   EFAULT,
   EINVAL,
   ENOMEM,
+  MADV_COLD,
   MADV_COLLAPSE,
+  MADV_DODUMP,
+  MADV_DOFORK,
+  MADV_DONTDUMP,
+  MADV_DONTFORK,
   MADV_DONTNEED,
+  MADV_DONTNEED_LOCKED,
   MADV_FREE,
   MADV_HUGEPAGE,
+  MADV_KEEPONFORK,
   MADV_NOHUGEPAGE,
   MADV_NORMAL,
+  MADV_PAGEOUT,
+  MADV_POPULATE_READ,
+  MADV_POPULATE_WRITE,
+  MADV_RANDOM,
+  MADV_REMOVE,
+  MADV_SEQUENTIAL,
+  MADV_WILLNEED,
+  MADV_WIPEONFORK,
   MAP_ANONYMOUS,
   MAP_FIXED,
   MAP_FIXED_NOREPLACE,
@@ -65,13 +80,32 @@ function protText(prot: number): string {
   return (prot & PROT_READ ? 'r' : '-') + (prot & PROT_WRITE ? 'w' : '-') + (prot & PROT_EXEC ? 'x' : '-');
 }
 
-/** madvise(2) advice names the shell accepts (models MADV_*). */
+/**
+ * madvise(2) advice names the shell accepts (models MADV_*): every advice mm-core implements,
+ * in the order of their numbers. KSM (MERGEABLE), memory-failure (HWPOISON, SOFT_OFFLINE) and
+ * guard-region advice are not in the model's kernel (-EINVAL).
+ */
 export const ADVICE: Readonly<Record<string, number>> = {
   normal: MADV_NORMAL,
+  random: MADV_RANDOM,
+  sequential: MADV_SEQUENTIAL,
+  willneed: MADV_WILLNEED,
   dontneed: MADV_DONTNEED,
   free: MADV_FREE,
+  remove: MADV_REMOVE,
+  dontfork: MADV_DONTFORK,
+  dofork: MADV_DOFORK,
   hugepage: MADV_HUGEPAGE,
   nohugepage: MADV_NOHUGEPAGE,
+  dontdump: MADV_DONTDUMP,
+  dodump: MADV_DODUMP,
+  wipeonfork: MADV_WIPEONFORK,
+  keeponfork: MADV_KEEPONFORK,
+  cold: MADV_COLD,
+  pageout: MADV_PAGEOUT,
+  populate_read: MADV_POPULATE_READ,
+  populate_write: MADV_POPULATE_WRITE,
+  dontneed_locked: MADV_DONTNEED_LOCKED,
   collapse: MADV_COLLAPSE,
 };
 
@@ -269,14 +303,29 @@ const madvise: CommandSpec = {
   group: 'memory',
   usage: `madvise <addr> <len> <${Object.keys(ADVICE).join('|')}>`,
   summary: 'give advice (models madvise(2))',
-  examples: ['madvise $ 4M hugepage', 'madvise $ 2M dontneed', 'madvise $ 2M collapse'],
+  details: [
+    'The advice names are the MADV_* constants without the prefix (MADV_PAGEOUT or pageout).',
+    'pageout swaps anonymous pages out (see `meminfo`, `smaps`); free makes them lazy-free (reclaim',
+    'drops them while clean) and frees swapped-out pages; cold ages them; populate_read/_write',
+    'fault them in; dontfork, wipeonfork and their opposites decide what fork() copies (VmFlags dc, wf).',
+  ],
+  examples: [
+    'madvise $ 4M hugepage',
+    'madvise $ 2M dontneed',
+    'madvise $ 2M collapse',
+    'madvise $ 2M pageout',
+    'madvise $ 4K populate_write',
+  ],
   mutates: true,
   maxArgs: 3,
   words: (i) => (i === 2 ? Object.keys(ADVICE) : []),
   run(s, args) {
     const addr = parseAddr(args[0], s.lookup);
     const len = parseSize(args[1], s.lookup, 'length');
-    const name = (args[2] ?? '').toLowerCase().replace(/^madv_/, '');
+    const name = (args[2] ?? '')
+      .toLowerCase()
+      .replace(/^madv_/, '')
+      .replace(/-/g, '_');
     const advice = ADVICE[name];
     if (advice === undefined)
       throw new UsageError(

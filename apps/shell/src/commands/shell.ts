@@ -2,6 +2,7 @@ import { fmtSize, hex, table } from '../format.js';
 import { parseAddr } from '../parse.js';
 import { type CommandResult, fail, ok, UsageError } from '../result.js';
 import type { Session } from '../session.js';
+import { swapText } from '../sizes.js';
 import type { CommandGroup, CommandSpec } from './types.js';
 
 /** Valid variable names: a letter or underscore, then letters, digits, underscores. */
@@ -107,6 +108,9 @@ function recordHeader(s: Session): string[] {
   ];
   if (ram !== 2 * 2 ** 30)
     out.push(`# recorded on a machine with --ram ${fmtSize(ram).replace(' ', '').replace('iB', '')}`);
+  const swap = swapText(s.kernel);
+  if (swap !== '1G swap')
+    out.push(`# recorded on a machine with --swap ${swap === 'no swap' ? '0' : swap.split(' ')[0]}`);
   if (s.bootThp !== 'madvise') out.push(`thp ${s.bootThp}`);
   return out;
 }

@@ -1,6 +1,13 @@
-import { O_RDONLY, O_WRONLY, OVERCOMMIT_SYSCTLS } from '@hmm-model/mm-core';
+import {
+  O_RDONLY,
+  O_WRONLY,
+  OVERCOMMIT_SYSCTLS,
+  SWAP_DEVICE_PATH,
+  SWAP_FLAG_DISCARD,
+} from '@hmm-model/mm-core';
 import { type CommandResult, fail, failErrno, ok, UsageError } from '../result.js';
 import type { Session } from '../session.js';
+import { swapText } from '../sizes.js';
 import type { CommandSpec } from './types.js';
 import { currentProc, isResult } from './util.js';
 
@@ -135,4 +142,62 @@ const cat: CommandSpec = {
 };
 
 /** The /proc and /sys commands: sysctl, cat. */
-export const SYS_COMMANDS: readonly CommandSpec[] = [sysctl, cat];
+/** Why swapoff/swapon failed, from the errno the syscall returned. */
+function whySwap(cmd: 'swapoff' | 'swapon', errno: number, path: string): string {
+  switch (errno) {
+    case 2:
+      return `${path}: no such swap device (the machine's swap partition is ${SWAP_DEVICE_PATH}; none with --swap 0)`;
+    case 22:
+      return cmd === 'swapoff' ? `${path} is not an active swap area` : 'bad swap flags';
+    case 16:
+      return `${path} is already an active swap area`;
+    case 12:
+      return 'not enough memory to bring every swapped-out page back (try_to_unuse()); swap stays on';
+    default:
+      return `${cmd} ${path} failed`;
+  }
+}
+
+const swapoff: CommandSpec = {
+  name: 'swapoff',
+  group: 'memory',
+  usage: `swapoff [${SWAP_DEVICE_PATH}]`,
+  summary:
+    'turn the swap area off: every swapped-out page comes back into RAM (models swapoff(2), try_to_unuse())',
+  examples: ['swapoff', `swapoff ${SWAP_DEVICE_PATH}`],
+  mutates: true,
+  maxArgs: 1,
+  words: (i) => (i === 0 ? [SWAP_DEVICE_PATH] : []),
+  run(s, args) {
+    const proc = currentProc(s, 'swapoff');
+    if (isResult(proc)) return proc;
+    const path = args[0] ?? SWAP_DEVICE_PATH;
+    const r = proc.swapoff(path);
+    if (r < 0) return failErrno('swapoff', r, whySwap('swapoff', -r, path));
+    return ok([`swapoff: ${path} off (${swapText(s.kernel)})`], { path });
+  },
+};
+
+const swapon: CommandSpec = {
+  name: 'swapon',
+  group: 'memory',
+  usage: `swapon [${SWAP_DEVICE_PATH}] [discard]`,
+  summary:
+    'turn the swap partition back on (models swapon(2); priority and discard are accepted and ignored)',
+  examples: ['swapon', `swapon ${SWAP_DEVICE_PATH}`],
+  mutates: true,
+  maxArgs: 2,
+  words: (i) => (i === 0 ? [SWAP_DEVICE_PATH] : i === 1 ? ['discard'] : []),
+  run(s, args) {
+    const proc = currentProc(s, 'swapon');
+    if (isResult(proc)) return proc;
+    const path = args[0] ?? SWAP_DEVICE_PATH;
+    if (args[1] !== undefined && args[1] !== 'discard')
+      throw new UsageError(`unknown swapon option "${args[1]}"`);
+    const r = proc.swapon(path, args[1] === 'discard' ? SWAP_FLAG_DISCARD : 0);
+    if (r < 0) return failErrno('swapon', r, whySwap('swapon', -r, path));
+    return ok([`swapon: ${path} on (${swapText(s.kernel)})`], { path });
+  },
+};
+
+export const SYS_COMMANDS: readonly CommandSpec[] = [sysctl, cat, swapoff, swapon];

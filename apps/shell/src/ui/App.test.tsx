@@ -183,9 +183,14 @@ describe('App', () => {
     expect(f).toContain(`0x${(0x100000000000 + 11 * 0x40000000).toString(16)} |s|`);
     // The process's own 200 MiB leave too little for the system pages behind the device THPs.
     run(session, 'mmap 200M', 'write $ 200M fill 1');
-    await type(r, 'mmap 64M hugepage\r');
-    await type(r, 'migrate $ 64M dev\r');
-    const oops = await waitFor(r, (x) => x.includes('TAINTED D'), 10_000);
+    await typeAtPrompt(r, 'mmap 64M hugepage\r');
+    await waitFor(r, (x) => x.includes('mmap: 0x7eff'));
+    await typeAtPrompt(r, 'migrate $ 64M dev\r');
+    const oops = await waitFor(
+      r,
+      (x) => x.includes('TAINTED D') && x.includes('migrate: kernel oops'),
+      10_000,
+    );
     expect(oops).toContain(
       'migrate: kernel oops (modelled): NULL pointer dereference in dmirror_migrate_alloc_and_copy',
     );

@@ -32,6 +32,7 @@ import { LivelockFinding } from '../sched/findings.js';
 import { spinRetry } from '../sched/locks.js';
 import type { KGen } from '../sched/task.js';
 import { fatalSignalPending } from '../signal.js';
+import { tryToFreePages } from './direct-reclaim.js';
 import { handleMmFault } from './fault.js';
 import { splitHugePmd } from './huge.js';
 import { folioLockWait, pteLock, ptlUnlock } from './locking.js';
@@ -175,7 +176,11 @@ export function* getUserPages(
       // faultin_page(): FAULT_FLAG_UNSHARE for a page follow_page_mask() refused with -EMLINK.
       const fflags = write ? FAULT_FLAG_WRITE : pfn === FOLLOW_UNSHARE ? FAULT_FLAG_UNSHARE : 0;
       const r = yield* handleMmFault(core, vma, a, fflags);
-      if (r & VM_FAULT_OOM) return fail(-ENOMEM);
+      if (r & VM_FAULT_OOM) {
+        // The fault's allocation: direct reclaim, retried when it freed memory (no OOM kill here).
+        if ((yield* tryToFreePages(core)).progress > 0) continue;
+        return fail(-ENOMEM);
+      }
       if (r & VM_FAULT_ERROR) return fail(-EFAULT);
     }
     const m = core.map;

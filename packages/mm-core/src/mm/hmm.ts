@@ -5,6 +5,7 @@ import {
   FAULT_FLAG_WRITE,
   MEMORY_DEVICE_PRIVATE,
   VM_FAULT_ERROR,
+  VM_FAULT_OOM,
 } from '../core.js';
 import {
   _PAGE_PROTNONE,
@@ -22,6 +23,7 @@ import {
 import { PG_zone_device } from '../phys/memmap.js';
 import { LivelockFinding } from '../sched/findings.js';
 import type { KGen } from '../sched/task.js';
+import { tryToFreePages } from './direct-reclaim.js';
 import { handleMmFault } from './fault.js';
 import { folioWaitLocked } from './locking.js';
 import { mmuIntervalCheckRetry } from './notifier.js';
@@ -113,7 +115,10 @@ function* hmmVmaFault(
   if (need & NEED_WRITE_FAULT && !(vma.flags & VM_WRITE)) return -EPERM;
   const flags = FAULT_FLAG_REMOTE | (need & NEED_WRITE_FAULT ? FAULT_FLAG_WRITE : 0);
   for (let a = addr; a < end; a += PAGE_SIZE) {
-    const r = yield* handleMmFault(core, vma, a, flags);
+    let r = yield* handleMmFault(core, vma, a, flags);
+    // The fault's allocation: direct reclaim, retried when it freed memory (mm/direct-reclaim.ts).
+    while (r & VM_FAULT_OOM && (yield* tryToFreePages(core)).progress > 0)
+      r = yield* handleMmFault(core, vma, a, flags);
     if (r & VM_FAULT_ERROR) return -EFAULT;
   }
   return -EBUSY;

@@ -31,17 +31,27 @@ import {
   entryPresent,
   isDevicePrivateType,
   isMigrationType,
+  isSwapType,
   swpType,
 } from '../pgtable/entry.js';
-import { PG_anon, PG_dirty, PG_lru, PG_partially_mapped, PG_referenced } from '../phys/memmap.js';
+import {
+  PG_anon,
+  PG_dirty,
+  PG_lru,
+  PG_partially_mapped,
+  PG_referenced,
+  PG_swapbacked,
+  PG_swapcache,
+} from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
+import { addMmCounter } from './counters.js';
 import { folioMaybeMappedShared } from './folio-shared.js';
 import { pmdTransHugeLock } from './huge.js';
 import { folioLockWait, pteLock, ptlUnlock } from './locking.js';
 import { withInvalidation } from './notifier.js';
 import { pmdIndex, pmdTableOf, pteIndex, pteTableAt, ptHi, ptLo, ptSet } from './pgtable.js';
 import { splitFolioMapped } from './split.js';
-import { totalSwapPages } from './swapfile.js';
+import { folioFreeSwap, freeSwapAndCacheNr, swpEntryVal, totalSwapPages } from './swapfile.js';
 import { MMU_NOTIFY_CLEAR, type Vma } from './types.js';
 import { reclaimPages as reclaimSwapPages } from './vmscan.js';
 
@@ -75,7 +85,8 @@ function nonPresentHugePmd(core: Core, lo: number, fn: string, bug: string): voi
 
 /**
  * Models madvise_free_huge_pmd(): under pmd_trans_huge_lock(), a present THP mapped only here
- * and covered whole is marked clean and old (lazy free); one covered in part is split. Returns
+ * and covered whole is marked clean, old and lazy-free (folio_mark_lazyfree()); one covered in
+ * part is split. Returns
  * true when the PMD was handled (the PTE walk is skipped).
  */
 function* madviseFreeHugePmd(core: Core, vma: Vma, pmdT: number, addr: number, next: number): KGen<boolean> {
@@ -112,6 +123,7 @@ function* madviseFreeHugePmd(core: Core, vma: Vma, pmdT: number, addr: number, n
       ptSet(core, pmdT, mi, (lo & ~(_PAGE_ACCESSED | _PAGE_DIRTY)) >>> 0, hi);
       vma.mm.tlb.flushRange(haddr, haddr + PMD_SIZE);
     }
+    folioMarkLazyfree(core, folio);
     return true;
   } finally {
     if (!unlocked) ptlUnlock(core, ptl, 'madvise_free_huge_pmd');
@@ -120,8 +132,9 @@ function* madviseFreeHugePmd(core: Core, vma: Vma, pmdT: number, addr: number, n
 
 /**
  * Models madvise_free_pte_range() + madvise_free_single_vma(): an MMU_NOTIFY_CLEAR
- * invalidation over the VMA's part of the range, then the walk. Present anonymous pages are
- * marked clean and old; zone-device pages and software entries are left alone.
+ * invalidation over the VMA's part of the range, then the walk. Swap entries are freed; present
+ * anonymous folios are marked clean, old and lazy-free; zone-device pages and other software
+ * entries are left alone.
  */
 export function* madviseFreeSingleVma(core: Core, vma: Vma, start: number, end: number): KGen {
   yield* withInvalidation(vma.mm, start, end, MMU_NOTIFY_CLEAR, null, function* () {
@@ -139,32 +152,102 @@ export function* madviseFreeSingleVma(core: Core, vma: Vma, start: number, end: 
           continue;
         }
       }
-      lazyFreePtes(core, vma, pmdT, addr, next);
+      yield* lazyFreePtes(core, vma, pmdT, addr, next);
       addr = next;
       yield 'madvise_free_pte_range: next PMD';
     }
   });
 }
 
-/** The PTE half of madvise_free_pte_range() under the PTE lock. */
-function lazyFreePtes(core: Core, vma: Vma, pmdT: number, addr: number, next: number): void {
-  const pteT = pteTableAt(core, vma.mm, pmdT, addr, false);
+/**
+ * Models folio_mark_lazyfree() (mm/swap.c, lru_lazyfree()): an anonymous, swap-backed folio on
+ * the LRU and not in the swap cache loses PG_swapbacked (the kernel moves it to the inactive
+ * file LRU) and PG_referenced, and counts PGLAZYFREE. Reclaim then discards it while clean
+ * (shrink_folio_list()'s lazy-free path) instead of writing it to swap.
+ */
+export function folioMarkLazyfree(core: Core, folio: number): void {
+  const m = core.map;
+  const f = m.flags[folio];
+  if (!(f & PG_lru) || !(f & PG_anon) || !(f & PG_swapbacked) || f & PG_swapcache) return;
+  m.flags[folio] &= ~(PG_swapbacked | PG_referenced);
+  core.vmstat.pglazyfree += m.folioNrPages(folio);
+}
+
+/**
+ * The PTE half of madvise_free_pte_range() under the PTE lock: a swap PTE is dropped with its
+ * slot (free_swap_and_cache_nr(): reading the page later is cheaper as a zero-fill than as a
+ * swap-in; MM_SWAPENTS -1); a present anonymous folio in the swap cache or dirty is, when it is
+ * not mapped by another mm and its lock can be taken, taken out of the swap cache
+ * (folio_free_swap(), skipped if a swap PTE still holds a slot) and cleaned; its PTEs lose the
+ * young and dirty bits and the folio is marked lazy-free. A large folio mapped only in part by
+ * the range is split first (unless mapped by another mm or locked), with the PTE lock dropped,
+ * and its PTEs looked at again. Zone-device pages and other software entries are left alone.
+ */
+function* lazyFreePtes(core: Core, vma: Vma, pmdT: number, addr: number, next: number): KGen {
+  let pteT = pteTableAt(core, vma.mm, pmdT, addr, false);
   if (pteT < 0) return;
   const m = core.map;
-  const ptl = pteLock(core, pteT, 'madvise_free_pte_range');
-  for (let a = addr; a < next; a += PAGE_SIZE) {
+  const mm = vma.mm;
+  let ptl = pteLock(core, pteT, 'madvise_free_pte_range');
+  let nr = 1;
+  for (let a = addr; a < next; a += nr * PAGE_SIZE) {
+    nr = 1;
     const i = pteIndex(a);
     const plo = ptLo(core, pteT, i);
     const phi = ptHi(core, pteT, i);
-    if (entryNone(plo, phi) || !entryPresent(plo) || plo & _PAGE_SPECIAL) continue;
-    const pfn = entryPfn(plo, phi);
-    const folio = m.head[pfn];
-    if (folioIsZoneDevice(core, folio) || !(m.flags[folio] & PG_anon)) continue;
-    m.flags[folio] &= ~PG_dirty;
-    if (plo & (_PAGE_ACCESSED | _PAGE_DIRTY)) {
-      ptSet(core, pteT, i, (plo & ~(_PAGE_ACCESSED | _PAGE_DIRTY)) >>> 0, phi);
-      vma.mm.tlb.flushRange(a, a + PAGE_SIZE);
+    if (entryNone(plo, phi)) continue;
+    if (!entryPresent(plo)) {
+      const type = swpType(plo);
+      if (isSwapType(type)) {
+        ptSet(core, pteT, i, 0, 0);
+        addMmCounter(mm, 'MM_SWAPENTS', -1);
+        freeSwapAndCacheNr(core, swpEntryVal(type, entryPfn(plo, phi)), 1);
+      }
+      continue;
     }
+    if (plo & _PAGE_SPECIAL) continue;
+    const folio = m.head[entryPfn(plo, phi)];
+    if (folioIsZoneDevice(core, folio) || !(m.flags[folio] & PG_anon)) continue;
+    if (folioTestLarge(core, folio)) {
+      [nr] = folioPteBatch(core, pteT, i, i + (next - a) / PAGE_SIZE, folio);
+      if (nr < m.folioNrPages(folio)) {
+        // Only part of it is in the range: split it so that MADV_FREE frees just those pages.
+        if (folioMaybeMappedShared(core, folio) || !folioTrylock(core, folio)) continue;
+        folioGet(core, folio);
+        ptlUnlock(core, ptl, 'madvise_free_pte_range');
+        const err = yield* splitFolioMapped(core, folio, folio);
+        folioUnlock(core, folio);
+        folioPut(core, folio);
+        pteT = pteTableAt(core, mm, pmdT, a, false);
+        if (pteT < 0) return;
+        ptl = pteLock(core, pteT, 'madvise_free_pte_range');
+        if (!err) nr = 0;
+        continue;
+      }
+    }
+    if (m.flags[folio] & (PG_swapcache | PG_dirty)) {
+      if (!folioTrylock(core, folio)) continue;
+      if (
+        folioMaybeMappedShared(core, folio) ||
+        (m.flags[folio] & PG_swapcache && !folioFreeSwap(core, folio))
+      ) {
+        folioUnlock(core, folio);
+        continue;
+      }
+      m.flags[folio] &= ~PG_dirty;
+      folioUnlock(core, folio);
+    }
+    // clear_young_dirty_ptes(CYDP_CLEAR_YOUNG | CYDP_CLEAR_DIRTY) over the batch.
+    let flush = false;
+    for (let k = 0; k < nr; k++) {
+      const lo = ptLo(core, pteT, i + k);
+      if (lo & (_PAGE_ACCESSED | _PAGE_DIRTY)) {
+        ptSet(core, pteT, i + k, (lo & ~(_PAGE_ACCESSED | _PAGE_DIRTY)) >>> 0, ptHi(core, pteT, i + k));
+        flush = true;
+      }
+    }
+    if (flush) mm.tlb.flushRange(a, a + nr * PAGE_SIZE);
+    folioMarkLazyfree(core, folio);
   }
   ptlUnlock(core, ptl, 'madvise_free_pte_range');
 }

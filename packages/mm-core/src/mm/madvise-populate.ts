@@ -17,6 +17,7 @@ import {
 import { LivelockFinding } from '../sched/findings.js';
 import type { KGen } from '../sched/task.js';
 import { fatalSignalPending } from '../signal.js';
+import { tryToFreePages } from './direct-reclaim.js';
 import { handleMmFault } from './fault.js';
 import { checkVmaFlags, followPage } from './gup.js';
 import type { MmStruct, Vma } from './types.js';
@@ -64,6 +65,8 @@ function* faultinPageRange(
           `faultin_page_range: 0x${a.toString(16)} faulted ${tries} times without progress`,
         );
       const r = yield* handleMmFault(core, vma, a, write ? FAULT_FLAG_WRITE : 0);
+      // The fault's allocation: direct reclaim, retried when it freed memory.
+      if (r & VM_FAULT_OOM && (yield* tryToFreePages(core)).progress > 0) continue;
       const err = vmFaultToErrno(r);
       if (err) return fail(err);
     }

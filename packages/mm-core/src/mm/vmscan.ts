@@ -48,6 +48,7 @@ import {
   PG_deferred_split,
   PG_dirty,
   PG_head,
+  PG_hugetlb,
   PG_lru,
   PG_partially_mapped,
   PG_swapbacked,
@@ -177,13 +178,13 @@ function unmapPte(core: Core, vma: Vma, head: number, pteT: number, addr: number
   const hi = ptHi(core, pteT, i);
   const present = entryPresent(lo);
   if (!present) {
-    // A device-exclusive entry maps the page too; the kernel does not expect one on a
-    // swap-backed folio.
+    // "Handle PFN swap PTEs, such as device-exclusive ones, that actually map pages": the
+    // entry is unmapped like a present PTE (an anonymous page gets its swap PTE; the device
+    // loses its exclusive access through the MMU_NOTIFY_CLEAR invalidation). v6.19 warns only
+    // for hugetlb, which never gets here.
     if (swpType(lo) !== SWP_DEVICE_EXCLUSIVE) return false;
-    if (m.flags[head] & PG_swapbacked)
-      core.warn(
-        'try_to_unmap_one: VM_WARN_ON_FOLIO(folio_test_swapbacked(folio)) for a device-exclusive PTE',
-      );
+    if (m.flags[head] & PG_hugetlb)
+      core.warn('try_to_unmap_one: VM_WARN_ON_FOLIO(folio_test_hugetlb(folio)) for a device-exclusive PTE');
   }
   const anonExclusive = (m.flags[head] & PG_anon) !== 0 && (m.flags[page] & PG_anon_exclusive) !== 0;
   // Nuke the page table entry; move its dirty bit to the folio.
@@ -398,6 +399,7 @@ function* shrinkOne(core: Core, folio: number, list: number[], stat: ReclaimStat
   if (lazyfree) {
     // The only reference left must be the isolation's; a redirtied folio is kept.
     if (m.refcount[head] !== 1 || m.flags[head] & PG_dirty) return 'keep';
+    core.vmstat.pglazyfreed += nr;
     folioUnlock(core, head);
     return 'freed';
   }

@@ -1,0 +1,193 @@
+/**
+ * swapoff(2) and swapon(2) of the machine's swap partition (mm/swapfile.c): sys_swapoff() with
+ * try_to_unuse() bringing every swapped-out page back into memory, and sys_swapon() of a
+ * partition that is not in use. The machine has one swap partition, {@link SWAP_DEVICE_PATH},
+ * of the size it booted with (KernelOptions.swapBytes; none when 0).
+ *
+ * Model simplifications: one partition (so at most one area), no priorities or discard (the
+ * flags are checked, then ignored), no /proc/swaps; try_to_unuse() swaps a page in through the
+ * fault path (do_swap_page() for a read fault) where the kernel's unuse_pte() maps it old and
+ * read-only: the data, counters and swap slots end the same, the PTE bits may differ.
+ */
+import { EBUSY, EFAULT, EINVAL, ENOENT, ENOMEM, PAGE_SIZE, PMD_SIZE } from '../constants.js';
+import { type Core, VM_FAULT_ERROR, VM_FAULT_OOM } from '../core.js';
+import { folioTrylock, folioUnlock } from '../folio.js';
+import { entryHuge, entryNone, entryPfn, entryPresent, isSwapType, swpType } from '../pgtable/entry.js';
+import type { KGen } from '../sched/task.js';
+import { tryToFreePages } from './direct-reclaim.js';
+import { handleMmFault } from './fault.js';
+import { mmapReadLock, mmapReadUnlock } from './locking.js';
+import { vmEnoughMemory } from './overcommit.js';
+import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo } from './pgtable.js';
+import { folioFreeSwap, SWP_USED, SWP_WRITEOK, SwapInfo } from './swapfile.js';
+import type { MmStruct } from './types.js';
+
+/** The machine's swap partition (what its fstab would swapon at boot). */
+export const SWAP_DEVICE_PATH = '/dev/vda2';
+
+/** Models SWAP_FLAG_PREFER (include/linux/swap.h). */
+export const SWAP_FLAG_PREFER = 0x8000;
+/** Models SWAP_FLAG_PRIO_MASK. */
+export const SWAP_FLAG_PRIO_MASK = 0x7fff;
+/** Models SWAP_FLAG_DISCARD. */
+export const SWAP_FLAG_DISCARD = 0x10000;
+/** Models SWAP_FLAG_DISCARD_ONCE. */
+export const SWAP_FLAG_DISCARD_ONCE = 0x20000;
+/** Models SWAP_FLAG_DISCARD_PAGES. */
+export const SWAP_FLAG_DISCARD_PAGES = 0x40000;
+/** Models SWAP_FLAGS_VALID: the flags swapon(2) accepts. */
+export const SWAP_FLAGS_VALID =
+  SWAP_FLAG_PRIO_MASK |
+  SWAP_FLAG_PREFER |
+  SWAP_FLAG_DISCARD |
+  SWAP_FLAG_DISCARD_ONCE |
+  SWAP_FLAG_DISCARD_PAGES;
+
+/** The swap partitions of a machine: path -> size in bytes, and the area using each, if any. */
+interface SwapDevice {
+  readonly bytes: number;
+  area: SwapInfo | null;
+}
+
+const devices = new WeakMap<Core, Map<string, SwapDevice>>();
+
+function devicesOf(core: Core): Map<string, SwapDevice> {
+  let d = devices.get(core);
+  if (!d) {
+    d = new Map();
+    devices.set(core, d);
+  }
+  return d;
+}
+
+/** Model-only: the machine has a swap partition at `path` of `bytes`, swapped on as `area` (boot). */
+export function registerSwapDevice(core: Core, path: string, bytes: number, area: SwapInfo | null): void {
+  devicesOf(core).set(path, { bytes, area });
+}
+
+/**
+ * Models unuse_mm() -> unuse_vma() -> unuse_pte_range() for one mm: with the mmap_lock held for
+ * read, every swap PTE of area `type` in a VMA with an anon_vma is swapped in (here: a read
+ * fault, do_swap_page()). A fault that cannot get memory runs direct reclaim and is retried;
+ * without progress the result is -ENOMEM. Page tables are walked PMD by PMD (no table, no PTE).
+ */
+function* unuseMm(core: Core, mm: MmStruct, type: number): KGen<number> {
+  yield* mmapReadLock(core, mm, 'unuse_mm');
+  try {
+    for (const vma of [...mm.vmas]) {
+      if (!vma.anonVma) continue;
+      for (let a = vma.start; a < vma.end; ) {
+        const next = Math.min(vma.end, (Math.floor(a / PMD_SIZE) + 1) * PMD_SIZE);
+        const pmdT = pmdTableOf(core, mm, a, false);
+        const mi = pmdIndex(a);
+        if (pmdT < 0 || entryNone(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi))) {
+          a = next;
+          continue;
+        }
+        const lo = ptLo(core, pmdT, mi);
+        if (!entryPresent(lo) || entryHuge(lo)) {
+          a = next;
+          continue;
+        }
+        for (; a < next; a += PAGE_SIZE) {
+          // The PTE table may have changed across the previous fault: look it up again.
+          const pl = ptLo(core, pmdT, mi);
+          if (!entryPresent(pl) || entryHuge(pl)) break;
+          const t = entryPfn(pl, ptHi(core, pmdT, mi));
+          const plo = ptLo(core, t, pteIndex(a));
+          if (entryPresent(plo) || !isSwapType(swpType(plo)) || swpType(plo) !== type) continue;
+          for (;;) {
+            const r = yield* handleMmFault(core, vma, a, 0);
+            if (r & VM_FAULT_OOM) {
+              if ((yield* tryToFreePages(core)).progress > 0) continue;
+              return -ENOMEM;
+            }
+            if (r & VM_FAULT_ERROR) return -ENOMEM;
+            break;
+          }
+        }
+        a = next;
+        yield 'unuse_pmd_range: next PMD';
+      }
+    }
+  } finally {
+    mmapReadUnlock(core, mm, 'unuse_mm');
+  }
+  return 0;
+}
+
+/**
+ * Models try_to_unuse() (mm/swapfile.c): every mm's swap PTEs of the area are swapped in
+ * (unuse_mm()), then the swap-cache folios of its slots are dropped (folio_free_swap()), until no
+ * slot of the area is in use (si->inuse_pages == 0). 0, -ENOMEM (a page could not be swapped in),
+ * or -EBUSY when a slot stays in use (a cache folio locked by another task at that moment).
+ */
+export function* tryToUnuse(core: Core, mms: () => Iterable<MmStruct>, si: SwapInfo): KGen<number> {
+  if (!si.materialised || si.inusePages === 0) return 0;
+  for (const mm of mms()) {
+    const err = yield* unuseMm(core, mm, si.type);
+    if (err) return err;
+  }
+  const tab = si.table;
+  for (let off = 1; off < si.max && si.inusePages > 0; off++) {
+    const pfn = tab[off];
+    if (pfn === 0) continue;
+    const head = core.map.head[pfn];
+    if (!folioTrylock(core, head)) continue;
+    folioFreeSwap(core, head);
+    folioUnlock(core, head);
+  }
+  return si.inusePages === 0 ? 0 : -EBUSY;
+}
+
+/**
+ * Models sys_swapoff() (mm/swapfile.c) for `path`: -EFAULT for a path that is no string,
+ * -ENOENT for no such device, -EINVAL when it is not an active swap area; -ENOMEM when the
+ * pages it holds may not be committed (security_vm_enough_memory_mm()). The area stops taking
+ * new slots (SWP_WRITEOK cleared, total_swap_pages drops), try_to_unuse() brings every page back;
+ * on failure the area is enabled again (reinsert_swap_info()) and the error returned, else the
+ * area is freed (its swap_info[] slot becomes free for the next swapon).
+ */
+export function* sysSwapoff(core: Core, mms: () => Iterable<MmStruct>, path: unknown): KGen<number> {
+  if (typeof path !== 'string') return -EFAULT;
+  const dev = devicesOf(core).get(path);
+  if (!dev) return -ENOENT;
+  const si = dev.area;
+  if (!si || !(si.flags & SWP_WRITEOK)) return -EINVAL;
+  if (vmEnoughMemory(core, null, si.pages) < 0) return -ENOMEM;
+  si.flags &= ~SWP_WRITEOK;
+  yield 'swapoff: area off the avail list';
+  const err = yield* tryToUnuse(core, mms, si);
+  if (err) {
+    si.flags |= SWP_WRITEOK;
+    return err;
+  }
+  si.flags = 0;
+  si.release();
+  dev.area = null;
+  // The swap_info[] entry is free again; the last one is dropped so the next swapon reuses it.
+  while (core.swapInfo.length > 0 && !(core.swapInfo[core.swapInfo.length - 1].flags & SWP_USED))
+    core.swapInfo.pop();
+  return 0;
+}
+
+/**
+ * Models sys_swapon() (mm/swapfile.c) for `path`: -EFAULT for a path that is no string, -EINVAL
+ * for flags outside SWAP_FLAGS_VALID, -ENOENT for no such device, -EBUSY when it is already an
+ * active area; else the partition becomes a new area (alloc_swap_info(): the first free
+ * swap_info[] type) with every slot free. Priority and discard flags are accepted and ignored.
+ */
+export function* sysSwapon(core: Core, path: unknown, flags: number): KGen<number> {
+  if (typeof path !== 'string') return -EFAULT;
+  if (!Number.isInteger(flags) || flags < 0 || flags & ~SWAP_FLAGS_VALID) return -EINVAL;
+  const dev = devicesOf(core).get(path);
+  if (!dev) return -ENOENT;
+  if (dev.area) return -EBUSY;
+  yield 'swapon: claim_swapfile';
+  let type = core.swapInfo.findIndex((s) => !(s.flags & SWP_USED));
+  if (type < 0) type = core.swapInfo.length;
+  const si = new SwapInfo(type, dev.bytes / PAGE_SIZE);
+  core.swapInfo[type] = si;
+  dev.area = si;
+  return 0;
+}

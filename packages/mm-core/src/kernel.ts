@@ -19,6 +19,7 @@ import { type KhugepagedPass, khugepagedScanOnce, registerKhugepagedSysfs } from
 import { registerOvercommitSysctls } from './mm/overcommit.js';
 import { shmemNewInode } from './mm/shmem.js';
 import { DEFAULT_SWAP_BYTES, swapon } from './mm/swapfile.js';
+import { registerThpSysfs } from './mm/thp-sysfs.js';
 import type { Inode } from './mm/types.js';
 import { PG_reserved } from './phys/memmap.js';
 import { mapsText, pagemapRead } from './proc.js';
@@ -137,14 +138,7 @@ export class Kernel implements Host {
       '/sys/kernel/mm/transparent_hugepage/hpage_pmd_size',
       textFile(() => `${PMD_SIZE}\n`),
     );
-    this.devices.set(
-      '/sys/kernel/mm/transparent_hugepage/enabled',
-      textFile(
-        () =>
-          ['always', 'madvise', 'never'].map((m) => (m === this.core.thpMode ? `[${m}]` : m)).join(' ') +
-          '\n',
-      ),
-    );
+    registerThpSysfs(this);
     this.devices.set(
       '/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages',
       textFile(() => `${this.core.hugetlb.free.length}\n`),

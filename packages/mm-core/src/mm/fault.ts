@@ -65,6 +65,14 @@ import { shmemGetFolio } from './shmem.js';
 import { doSwapPage } from './swap-fault.js';
 import { folioFreeSwap } from './swapfile.js';
 import {
+  countMthpStat,
+  highestOrder,
+  nextOrder,
+  THP_ORDERS_BELOW_PMD,
+  thpVmaAllowableOrders,
+  thpVmaSuitableOrders,
+} from './thp-orders.js';
+import {
   isCowMapping,
   MMU_NOTIFY_CLEAR,
   VM_EXEC,
@@ -97,9 +105,45 @@ function pmdStillMaps(core: Core, pmdT: number, addr: number, pteT: number): boo
   return entryPresent(lo) && !entryHuge(lo) && entryPfn(lo, ptHi(core, pmdT, pmdIndex(addr))) === pteT;
 }
 
+/** Models pte_range_none(): entries [i, i + nr) of table t are all none. */
+function pteRangeNone(core: Core, t: number, i: number, nr: number): boolean {
+  for (let k = 0; k < nr; k++) if (!same(core, t, i + k, 0, 0)) return false;
+  return true;
+}
+
 /**
- * Models do_anonymous_page(): the zero page for reads, a new exclusive anonymous page for
- * writes (the allocation may sleep); under the PTE lock the PTE must still be none.
+ * Models alloc_anon_folio() (mm/memory.c): the orders below PMD order that the VMA allows
+ * (thp_vma_allowable_orders() with the per-size settings) and that fit at addr
+ * (thp_vma_suitable_orders()); from the highest, the first whose naturally aligned range of PTEs
+ * is all none; then allocations from that order down, each failure counted as
+ * anon_fault_fallback of its size; at last an order-0 page (folio_prealloc()). Returns the
+ * zeroed folio's head pfn, or -1 when even the order-0 allocation fails.
+ */
+function allocAnonFolio(core: Core, vma: Vma, pteT: number, addr: number): number {
+  let orders = thpVmaAllowableOrders(core, vma, vma.flags, 'pagefault', THP_ORDERS_BELOW_PMD);
+  orders = thpVmaSuitableOrders(vma, addr, orders);
+  if (orders) {
+    let order = highestOrder(orders);
+    while (orders) {
+      const size = PAGE_SIZE * 2 ** order;
+      if (pteRangeNone(core, pteT, pteIndex(Math.floor(addr / size) * size), 1 << order)) break;
+      [orders, order] = nextOrder(orders, order);
+    }
+    while (orders) {
+      const pfn = allocFolio(core, order, true);
+      if (pfn >= 0) return pfn;
+      countMthpStat(core, order, 'anon_fault_fallback');
+      [orders, order] = nextOrder(orders, order);
+    }
+  }
+  return allocFolio(core, 0, true);
+}
+
+/**
+ * Models do_anonymous_page(): the zero page for reads, for writes a new exclusive anonymous
+ * folio from alloc_anon_folio() (order 0, or an mTHP order the per-size settings enable; the
+ * allocation may sleep); under the PTE lock the PTE (for a large folio every PTE of its
+ * naturally aligned range) must still be none, then all of them are set at once (set_ptes()).
  */
 function* doAnonymousPage(
   core: Core,
@@ -120,24 +164,29 @@ function* doAnonymousPage(
     return 0;
   }
   const av = anonVmaPrepare(core, vma);
-  const pfn = allocFolio(core, 0, true);
+  const pfn = allocAnonFolio(core, vma, pteT, addr);
   if (pfn < 0) return VM_FAULT_OOM;
+  const nr = core.map.folioNrPages(pfn);
+  const start = Math.floor(addr / (nr * PAGE_SIZE)) * (nr * PAGE_SIZE);
+  const i0 = pteIndex(start);
   yield 'do_anonymous_page: page allocated, PTE lock not taken';
   if (!pmdStillMaps(core, pmdT, addr, pteT)) {
     folioPut(core, pfn);
     return 0;
   }
   const ptl = pteLock(core, pteT, 'do_anonymous_page');
-  if (!same(core, pteT, i, 0, 0)) {
+  if (nr === 1 ? !same(core, pteT, i, 0, 0) : !pteRangeNone(core, pteT, i0, nr)) {
     ptlUnlock(core, ptl, 'do_anonymous_page');
     folioPut(core, pfn);
     return 0;
   }
-  folioAddNewAnonRmap(core, pfn, av.id, linearPageIndex(vma, addr), false);
+  folioGet(core, pfn, nr - 1);
+  addMmCounter(vma.mm, 'MM_ANONPAGES', nr);
+  countMthpStat(core, core.map.folioOrder(pfn), 'anon_fault_alloc');
+  folioAddNewAnonRmap(core, pfn, av.id, linearPageIndex(vma, start), false);
   core.map.flags[pfn] |= PG_lru | PG_dirty;
   const w = (vma.flags & VM_WRITE) !== 0;
-  ptSet(core, pteT, i, mkPteLo(pfn, w, w, true), mkHi(pfn));
-  addMmCounter(vma.mm, 'MM_ANONPAGES', 1);
+  for (let k = 0; k < nr; k++) ptSet(core, pteT, i0 + k, mkPteLo(pfn + k, w, w, true), mkHi(pfn + k));
   ptlUnlock(core, ptl, 'do_anonymous_page');
   return 0;
 }

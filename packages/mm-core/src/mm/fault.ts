@@ -57,10 +57,11 @@ import {
   hugetlbFault,
   thpVmaAllowable,
 } from './fault-huge.js';
-import { splitHugePmd } from './huge.js';
+import { deferredSplitFolio, splitHugePmd } from './huge.js';
 import { folioWaitLocked, pteLock, ptlUnlock } from './locking.js';
 import { withInvalidationSync } from './notifier.js';
 import { pmdIndex, pmdTableOf, pteIndex, pteTableAt, ptHi, ptLo, ptSet } from './pgtable.js';
+import { pageVmaMappedWalk, rmapVmas } from './rmap.js';
 import { shmemGetFolio } from './shmem.js';
 import { doSwapPage } from './swap-fault.js';
 import { folioFreeSwap } from './swapfile.js';
@@ -228,17 +229,57 @@ function doFileFault(core: Core, vma: Vma, pteT: number, addr: number, flags: nu
 }
 
 /**
+ * Models the FOLIO_MM_IDS_SHARED test of __wp_can_reuse_large_anon_folio(): true when every
+ * mapping of the large folio is in `mm` (an rmap walk counting this mm's PTE and PMD mappings
+ * against the large mapcount). Simplified: exact, where the kernel's two mm-id slots can leave
+ * the bit set after a third mm mapped the folio.
+ */
+function largeFolioMappedOnlyBy(core: Core, mm: Vma['mm'], head: number): boolean {
+  const m = core.map;
+  const nr = m.folioNrPages(head);
+  let mine = 0;
+  for (const { vma, addr } of rmapVmas(core, head)) {
+    if (vma.mm !== mm) continue;
+    mine += pageVmaMappedWalk(core, vma, head, nr, addr, false).length;
+  }
+  return mine === m.largeMapcount[head];
+}
+
+/**
+ * Models __wp_can_reuse_large_anon_folio() (v6.19): a large anonymous folio is reused when more
+ * than one of its pages is mapped, all its mappings are in this mm and every reference is a
+ * mapping (after trying to leave the swap cache); a folio with a single page mapped is copied
+ * so that it can be freed.
+ */
+function wpCanReuseLargeAnonFolio(core: Core, vma: Vma, head: number): boolean {
+  const m = core.map;
+  if (m.largeMapcount[head] <= 1) return false;
+  if (!largeFolioMappedOnlyBy(core, vma.mm, head)) return false;
+  if (m.flags[head] & PG_swapcache) {
+    if (!folioTrylock(core, head)) return false;
+    folioFreeSwap(core, head);
+    folioUnlock(core, head);
+  }
+  return m.largeMapcount[head] === m.refcount[head];
+}
+
+/**
  * Models wp_can_reuse_anon_folio(): an exclusive anonymous page, or a small anonymous folio
  * whose only reference is this mapping, can be written in place. A swap-cache folio first
  * tries to leave the swap cache under its lock (folio_free_swap(): only when no swap PTE
- * still holds its slot), dropping the cache's reference.
+ * still holds its slot), dropping the cache's reference. A large folio follows
+ * {@link wpCanReuseLargeAnonFolio}. The reused page becomes AnonExclusive.
  */
-function canReuseAnon(core: Core, pfn: number): boolean {
+function canReuseAnon(core: Core, vma: Vma, pfn: number): boolean {
   const m = core.map;
   const head = m.head[pfn];
   if (!(m.flags[head] & PG_anon)) return false;
   if (m.flags[pfn] & PG_anon_exclusive) return true;
-  if (m.flags[head] & PG_head) return false;
+  if (m.flags[head] & PG_head) {
+    if (!wpCanReuseLargeAnonFolio(core, vma, head)) return false;
+    m.flags[pfn] |= PG_anon_exclusive;
+    return true;
+  }
   const swapcache = m.flags[head] & PG_swapcache ? 1 : 0;
   if (m.refcount[head] > 1 + swapcache || m.pincount[head] > 0) return false;
   if (swapcache) {
@@ -280,7 +321,7 @@ function* doWpPage(
         return 0;
       }
       const zero = (lo & _PAGE_SPECIAL) !== 0 && pfn === core.zeroPfn;
-      if (!zero && canReuseAnon(core, pfn)) {
+      if (!zero && canReuseAnon(core, vma, pfn)) {
         // FAULT_FLAG_UNSHARE: the page is now AnonExclusive; it stays read-only.
         if (unshare) return 0;
         ptSet(core, pteT, i, (lo | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED) >>> 0, hi);
@@ -312,7 +353,8 @@ function* doWpPage(
       if (!isZero) {
         const head = m.head[pfn];
         addMmCounter(vma.mm, mmCounter(core, head), -1);
-        folioRemoveRmapPtes(core, head, pfn, 1);
+        if (folioRemoveRmapPtes(core, head, pfn, 1) && m.flags[head] & PG_anon)
+          deferredSplitFolio(core, head);
         folioPut(core, head);
       }
       core.vmstat.cow_faults++;

@@ -139,20 +139,27 @@ export function* madviseFreeSingleVma(core: Core, vma: Vma, start: number, end: 
           continue;
         }
       }
-      lazyFreePtes(core, vma, pmdT, addr, next);
+      yield* lazyFreePtes(core, vma, pmdT, addr, next);
       addr = next;
       yield 'madvise_free_pte_range: next PMD';
     }
   });
 }
 
-/** The PTE half of madvise_free_pte_range() under the PTE lock. */
-function lazyFreePtes(core: Core, vma: Vma, pmdT: number, addr: number, next: number): void {
-  const pteT = pteTableAt(core, vma.mm, pmdT, addr, false);
+/**
+ * The PTE half of madvise_free_pte_range() under the PTE lock. A large folio is handled as one
+ * batch (madvise_folio_pte_batch()) when the range covers all of it; one covered in part is
+ * split first (unless maybe mapped by another mm, or locked), with the PTE lock dropped, and its
+ * PTEs are looked at again.
+ */
+function* lazyFreePtes(core: Core, vma: Vma, pmdT: number, addr: number, next: number): KGen {
+  let pteT = pteTableAt(core, vma.mm, pmdT, addr, false);
   if (pteT < 0) return;
   const m = core.map;
-  const ptl = pteLock(core, pteT, 'madvise_free_pte_range');
-  for (let a = addr; a < next; a += PAGE_SIZE) {
+  let ptl = pteLock(core, pteT, 'madvise_free_pte_range');
+  let nr = 1;
+  for (let a = addr; a < next; a += nr * PAGE_SIZE) {
+    nr = 1;
     const i = pteIndex(a);
     const plo = ptLo(core, pteT, i);
     const phi = ptHi(core, pteT, i);
@@ -160,11 +167,33 @@ function lazyFreePtes(core: Core, vma: Vma, pmdT: number, addr: number, next: nu
     const pfn = entryPfn(plo, phi);
     const folio = m.head[pfn];
     if (folioIsZoneDevice(core, folio) || !(m.flags[folio] & PG_anon)) continue;
-    m.flags[folio] &= ~PG_dirty;
-    if (plo & (_PAGE_ACCESSED | _PAGE_DIRTY)) {
-      ptSet(core, pteT, i, (plo & ~(_PAGE_ACCESSED | _PAGE_DIRTY)) >>> 0, phi);
-      vma.mm.tlb.flushRange(a, a + PAGE_SIZE);
+    if (folioTestLarge(core, folio)) {
+      [nr] = folioPteBatch(core, pteT, i, i + (next - a) / PAGE_SIZE, folio);
+      if (nr < m.folioNrPages(folio)) {
+        if (folioMaybeMappedShared(core, folio) || !folioTrylock(core, folio)) continue;
+        folioGet(core, folio);
+        ptlUnlock(core, ptl, 'madvise_free_pte_range');
+        const err = yield* splitFolioMapped(core, folio, folio);
+        folioUnlock(core, folio);
+        folioPut(core, folio);
+        pteT = pteTableAt(core, vma.mm, pmdT, a, false);
+        if (pteT < 0) return;
+        ptl = pteLock(core, pteT, 'madvise_free_pte_range');
+        if (!err) nr = 0;
+        continue;
+      }
     }
+    m.flags[folio] &= ~PG_dirty;
+    // clear_young_dirty_ptes(CYDP_CLEAR_YOUNG | CYDP_CLEAR_DIRTY) over the batch.
+    let flushed = false;
+    for (let k = 0; k < nr; k++) {
+      const lo = ptLo(core, pteT, i + k);
+      if (lo & (_PAGE_ACCESSED | _PAGE_DIRTY)) {
+        ptSet(core, pteT, i + k, (lo & ~(_PAGE_ACCESSED | _PAGE_DIRTY)) >>> 0, ptHi(core, pteT, i + k));
+        flushed = true;
+      }
+    }
+    if (flushed) vma.mm.tlb.flushRange(a, a + nr * PAGE_SIZE);
   }
   ptlUnlock(core, ptl, 'madvise_free_pte_range');
 }

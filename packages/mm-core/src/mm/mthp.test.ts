@@ -27,12 +27,19 @@ import {
 } from '../constants.js';
 import type { ThpSizeMode } from '../core.js';
 import type { Kernel } from '../kernel.js';
-import { entryPfn } from '../pgtable/entry.js';
+import { _PAGE_RW, entryPfn } from '../pgtable/entry.js';
 import { PG_anon_exclusive, PG_deferred_split, PG_partially_mapped } from '../phys/memmap.js';
 import { PM_MMAP_EXCLUSIVE } from '../proc.js';
 import type { Process } from '../process.js';
 import { machine, ptePfn } from '../testing/helpers.js';
-import { readPmd } from './pgtable.js';
+import { pteIndex, pteTableOf, ptHi, ptLo, ptSet, readPmd } from './pgtable.js';
+
+const pteTableOfAddr = (k: Kernel, p: Process, a: number) => pteTableOf(k.core, p.mm, a, false);
+const pteIndexOf = pteIndex;
+const ptLoOf = (k: Kernel, t: number, i: number) => ptLo(k.core, t, i);
+const ptHiOf = (k: Kernel, t: number, i: number) => ptHi(k.core, t, i);
+const ptSetOf = (k: Kernel, t: number, i: number, lo: number, hi: number) => ptSet(k.core, t, i, lo, hi);
+
 import {
   highestOrder,
   nextOrder,
@@ -431,5 +438,44 @@ describe('/sys/kernel/debug/split_huge_pages (split_huge_pages_write, split_huge
     expect(orderAt(k, p, a)).toBe(4);
     // Anonymous folios cannot be split to order 1: every page of the range retries the split.
     expect(k.core.mthpStats.split_failed[4]).toBe(16);
+  });
+});
+
+describe('invariant checker for large PTE-mapped folios', () => {
+  it('an mTHP passes; a page mapped twice in one mm, a stray partially-mapped flag and order-1 anon folios do not', () => {
+    const k = mthpMachine({ 2: 'always' });
+    const p = k.spawn();
+    const a = aligned(p, K64, PMD_SIZE);
+    p.writeI32(a, 1);
+    const head = folioOf(k, p, a);
+    expect(k.check()).toEqual([]);
+    const m = k.core.map;
+    // Map page 0 of the folio a second time in place of page 1 (counts adjusted to match).
+    const t = pteTableOfAddr(k, p, a);
+    const i = pteIndexOf(a);
+    const lo1 = ptLoOf(k, t, i + 1);
+    const hi1 = ptHiOf(k, t, i + 1);
+    ptSetOf(k, t, i + 1, ptLoOf(k, t, i) & ~_PAGE_RW, ptHiOf(k, t, i));
+    ptSetOf(k, t, i, ptLoOf(k, t, i) & ~_PAGE_RW, ptHiOf(k, t, i));
+    m.mapcount[head]++;
+    m.mapcount[head + 1]--;
+    m.flags[head] &= ~PG_anon_exclusive;
+    m.flags[head + 1] &= ~PG_anon_exclusive;
+    const v = k.check().join('\n');
+    expect(v).toMatch(/anonymous page mapped twice in one mm/);
+    ptSetOf(k, t, i + 1, lo1, hi1);
+    ptSetOf(k, t, i, ptLoOf(k, t, i) | _PAGE_RW, ptHiOf(k, t, i));
+    m.mapcount[head]--;
+    m.mapcount[head + 1]++;
+    m.flags[head] |= PG_anon_exclusive;
+    m.flags[head + 1] |= PG_anon_exclusive;
+    expect(k.check()).toEqual([]);
+    m.flags[head] |= PG_partially_mapped;
+    expect(k.check().join('\n')).toMatch(/PG_partially_mapped without being on the deferred split queue/);
+    m.flags[head] &= ~PG_partially_mapped;
+    m.order[head] = 1;
+    expect(k.check().join('\n')).toMatch(/anonymous folio of order 1/);
+    m.order[head] = 2;
+    expect(k.check()).toEqual([]);
   });
 });

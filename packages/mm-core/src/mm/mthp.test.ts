@@ -29,7 +29,7 @@ import type { ThpSizeMode } from '../core.js';
 import type { Kernel } from '../kernel.js';
 import { _PAGE_RW, entryPfn } from '../pgtable/entry.js';
 import { PG_anon_exclusive, PG_deferred_split, PG_partially_mapped } from '../phys/memmap.js';
-import { PM_MMAP_EXCLUSIVE } from '../proc.js';
+import { PM_MMAP_EXCLUSIVE, smaps } from '../proc.js';
 import type { Process } from '../process.js';
 import { machine, ptePfn } from '../testing/helpers.js';
 import { pteIndex, pteTableOf, ptHi, ptLo, ptSet, readPmd } from './pgtable.js';
@@ -380,6 +380,10 @@ describe('PTE-mapped large folios', () => {
     for (let i = 0; i < 16; i++)
       expect(dv.getBigUint64(i * 8, true) & PM_MMAP_EXCLUSIVE).toBe(PM_MMAP_EXCLUSIVE);
     p.close(fd);
+    // smaps_pte_entry() counts PTE-mapped pages in Rss and Anonymous, never in AnonHugePages.
+    const e = smaps(k.core, p.mm).find((x) => x.start <= a && a < x.end)!;
+    expect(e.anonymous).toBeGreaterThanOrEqual(K64);
+    expect(e.anonHugePages).toBe(0);
     expect(k.core.vmstat.nr_anon_transparent_hugepages).toBe(0);
     expect(readText(p, '/proc/meminfo')).toMatch(/AnonHugePages:\s+0 kB/);
   });

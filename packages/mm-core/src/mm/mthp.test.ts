@@ -8,6 +8,7 @@ import {
   EINVAL,
   ESRCH,
   HPAGE_PMD_ORDER,
+  MADV_COLLAPSE,
   MADV_DONTNEED,
   MADV_FREE,
   MADV_HUGEPAGE,
@@ -261,6 +262,20 @@ describe('mTHP anonymous faults (alloc_anon_folio, do_anonymous_page)', () => {
     expect(readText(pp, `${thpSizeDir(5)}/stats/anon_fault_fallback`)).toBe('1\n');
   });
 
+  it('a failed PMD allocation falls back to the highest enabled mTHP order (THP_FAULT_FALLBACK)', () => {
+    const k = mthpMachine({ 8: 'always', 4: 'always' }, 'always');
+    const p = k.spawn();
+    const a = aligned(p, PMD_SIZE, PMD_SIZE);
+    k.core.zone.failHook = (order) => order === HPAGE_PMD_ORDER;
+    p.writeI32(a + PMD_SIZE - PAGE_SIZE, 3);
+    k.core.zone.failHook = undefined;
+    expect(k.core.vmstat.thp_fault_fallback).toBe(1);
+    expect(k.core.mthpStats.anon_fault_fallback[HPAGE_PMD_ORDER]).toBe(1);
+    expect(orderAt(k, p, a + PMD_SIZE - PAGE_SIZE)).toBe(8);
+    expect(k.core.mthpStats.anon_fault_alloc[8]).toBe(1);
+    expect(p.readI32(a + PMD_SIZE - PAGE_SIZE)).toBe(3);
+  });
+
   it('"madvise" sizes need MADV_HUGEPAGE; "inherit" follows the top-level mode', () => {
     const k = mthpMachine({ 3: 'madvise', 2: 'inherit' }, 'madvise');
     const p = k.spawn();
@@ -481,5 +496,20 @@ describe('invariant checker for large PTE-mapped folios', () => {
     expect(k.check().join('\n')).toMatch(/anonymous folio of order 1/);
     m.order[head] = 2;
     expect(k.check()).toEqual([]);
+  });
+});
+
+describe('collapse over mTHPs (collapse_huge_page)', () => {
+  it('MADV_COLLAPSE of a PMD range filled with order-4 folios makes one PMD THP with the same data', () => {
+    const k = mthpMachine({ 4: 'always' }, 'madvise');
+    const p = k.spawn();
+    const a = aligned(p, PMD_SIZE, PMD_SIZE);
+    for (let i = 0; i < 512; i += 3) p.writeI32(a + i * PAGE_SIZE, i + 7);
+    expect(orderAt(k, p, a)).toBe(4);
+    expect(p.madvise(a, PMD_SIZE, MADV_COLLAPSE)).toBe(0);
+    const [pmdT, lo, hi] = readPmd(k.core, p.mm, a);
+    expect(pmdT).toBeGreaterThanOrEqual(0);
+    expect(k.core.map.folioOrder(entryPfn(lo, hi))).toBe(HPAGE_PMD_ORDER);
+    for (let i = 0; i < 512; i++) expect(p.readI32(a + i * PAGE_SIZE)).toBe(i % 3 === 0 ? i + 7 : 0);
   });
 });

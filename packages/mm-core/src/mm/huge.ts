@@ -230,9 +230,21 @@ export function zapHugePmd(core: Core, vma: Vma, pmdT: number, haddr: number): v
   if (!entryPresent(lo) && isMigrationType(swpType(lo))) return;
   if (lo & _PAGE_DIRTY) core.map.flags[head] |= PG_dirty;
   folioRemoveRmapPmd(core, head);
-  // __folio_remove_rmap(): the last PMD mapping went while some pages stay PTE-mapped.
-  if (core.map.entireMapcount[head] === 0 && core.map.largeMapcount[head] > 0) deferredSplitFolio(core, head);
+  if (pmdUnmapLeavesPartial(core, head)) deferredSplitFolio(core, head);
   folioPut(core, head);
+}
+
+/**
+ * The PMD case of __folio_remove_rmap()'s partially_mapped: the last PMD mapping went while some,
+ * but not all, pages stay PTE-mapped (nr && nr < nr_pmdmapped).
+ */
+function pmdUnmapLeavesPartial(core: Core, head: number): boolean {
+  const m = core.map;
+  if (m.entireMapcount[head] !== 0 || m.largeMapcount[head] === 0) return false;
+  const n = m.folioNrPages(head);
+  let mapped = 0;
+  for (let i = 0; i < n; i++) if (m.mapcount[head + i] > 0) mapped++;
+  return mapped < n;
 }
 
 /** Allocates the page table to deposit with a new huge PMD. Returns -1 on OOM. */

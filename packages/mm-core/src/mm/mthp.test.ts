@@ -513,3 +513,25 @@ describe('collapse over mTHPs (collapse_huge_page)', () => {
     for (let i = 0; i < 512; i++) expect(p.readI32(a + i * PAGE_SIZE)).toBe(i % 3 === 0 ? i + 7 : 0);
   });
 });
+
+describe('deferred split of PMD-sized folios (__folio_remove_rmap at PMD level)', () => {
+  it('the last PMD unmap queues the folio only when some but not all pages stay PTE-mapped', () => {
+    const k = machine('always');
+    const p = k.spawn();
+    const a = aligned(p, PMD_SIZE, PMD_SIZE);
+    p.writeI32(a, 1);
+    const [, lo, hi] = readPmd(k.core, p.mm, a);
+    const head = entryPfn(lo, hi);
+    const child = k.task(p.fork())!;
+    // The child's PMD is split: every page PTE-mapped there, the parent still maps the PMD.
+    expect(child.mprotect(a, PAGE_SIZE, PROT_READ)).toBe(0);
+    expect(k.core.map.entireMapcount[head]).toBe(1);
+    expect(p.munmap(a, PMD_SIZE)).toBe(0);
+    // nr == 0: no page lost its last mapping.
+    expect(k.core.vmstat.thp_deferred_split_page).toBe(0);
+    expect(child.munmap(a + PAGE_SIZE, PAGE_SIZE)).toBe(0);
+    expect(k.core.vmstat.thp_deferred_split_page).toBe(1);
+    expect(k.core.mthpStats.split_deferred[HPAGE_PMD_ORDER]).toBe(1);
+    expect(k.core.map.flags[head] & PG_partially_mapped).not.toBe(0);
+  });
+});

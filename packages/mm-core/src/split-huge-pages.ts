@@ -230,7 +230,8 @@ export function splitHugePagesFops(host: SplitHugePagesHost): FileOperations {
         a.end,
         Math.min(newOrder, HPAGE_PMD_ORDER + 1),
       );
-      return r.ret < 0 ? r.ret : input.length;
+      // strlen(input_buf): bytes up to the first NUL.
+      return r.ret < 0 ? r.ret : nul >= 0 ? nul : bytes.length;
     },
   };
 }

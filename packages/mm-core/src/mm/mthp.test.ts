@@ -535,3 +535,25 @@ describe('deferred split of PMD-sized folios (__folio_remove_rmap at PMD level)'
     expect(k.core.map.flags[head] & PG_partially_mapped).not.toBe(0);
   });
 });
+
+describe('sysfs and debugfs writes are C strings', () => {
+  it('a store ends at the first NUL byte; split_huge_pages returns strlen() of its input', () => {
+    const k = mthpMachine({ 4: 'always' });
+    const p = k.spawn();
+    const f = `${thpSizeDir(3)}/enabled`;
+    const fd = p.open(f, O_WRONLY);
+    const b = new TextEncoder().encode('always\0junk');
+    expect(p.pwrite(fd, b, b.length, 0)).toBe(b.length);
+    p.close(fd);
+    expect(readText(p, f)).toBe('[always] inherit madvise never\n');
+    const a = aligned(p, K64, PMD_SIZE);
+    p.writeI32(a, 1);
+    const line = new TextEncoder().encode(
+      `${p.pid},0x${a.toString(16)},0x${(a + K64).toString(16)},2\0\xff\xff`,
+    );
+    const sfd = p.open('/sys/kernel/debug/split_huge_pages', O_WRONLY);
+    expect(p.pwrite(sfd, line, line.length, 0)).toBe(line.indexOf(0));
+    p.close(sfd);
+    expect(orderAt(k, p, a)).toBe(2);
+  });
+});

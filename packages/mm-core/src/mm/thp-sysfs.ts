@@ -41,7 +41,10 @@ function attr(show: () => string, store?: (text: string) => number): FileOperati
       // sysfs_kf_write(): an empty write stores nothing; kernfs hands at most a page to store().
       if (buf.length === 0) return 0;
       const n = Math.min(buf.length, PAGE_SIZE);
-      const r = store(new TextDecoder().decode(buf.subarray(0, n)));
+      // The store sees a C string: it ends at the first NUL byte.
+      const bytes = buf.subarray(0, n);
+      const nul = bytes.indexOf(0);
+      const r = store(new TextDecoder().decode(nul >= 0 ? bytes.subarray(0, nul) : bytes));
       return r < 0 ? r : n;
     };
   return fops;

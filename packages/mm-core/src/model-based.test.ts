@@ -544,7 +544,10 @@ class Fuzz {
     const addr = this.addr(pr);
     const len = this.len();
     const order = rng.pick([0, 1, 2, 3, 4, 5, 8]);
-    const line = `${pr.proc.pid},0x${addr.toString(16)},0x${(addr + len).toString(16)},${order}`;
+    // Now and then "1": split_huge_pages_all() over the whole machine.
+    const line = rng.chance(0.1)
+      ? '1'
+      : `${pr.proc.pid},0x${addr.toString(16)},0x${(addr + len).toString(16)},${order}`;
     this.log.push(`${pr.proc.pid}: split_huge_pages ${line}`);
     const fd = pr.proc.open('/sys/kernel/debug/split_huge_pages', O_RDWR);
     const b = new TextEncoder().encode(line);

@@ -6,11 +6,11 @@
  * split_huge_page_test and cow use it.
  */
 import { EINVAL, ESRCH, HPAGE_PMD_ORDER, PAGE_SIZE } from './constants.js';
-import type { Core } from './core.js';
-import { folioGet, folioMapcount, folioPut, folioTrylock, folioUnlock } from './folio.js';
+import { type Core, RAM_START_PFN } from './core.js';
+import { folioGet, folioMapcount, folioPut, folioTryGet, folioTrylock, folioUnlock } from './folio.js';
 import type { FileOperations } from './fs.js';
 import type { TaskLike } from './host.js';
-import { mmapReadLock, mmapReadUnlock } from './mm/locking.js';
+import { folioLockWait, mmapReadLock, mmapReadUnlock } from './mm/locking.js';
 import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo } from './mm/pgtable.js';
 import { splitFolioMapped } from './mm/split.js';
 import { type MmStruct, VM_HUGETLB, VM_IO, VM_MIXEDMAP, VM_PFNMAP, type Vma } from './mm/types.js';
@@ -22,7 +22,16 @@ import {
   entryNone,
   entryPfn,
 } from './pgtable/entry.js';
-import { PG_head, PG_large_rmappable, PG_swapcache } from './phys/memmap.js';
+import {
+  PAGES_PER_SECTION,
+  PG_head,
+  PG_hugetlb,
+  PG_large_rmappable,
+  PG_lru,
+  PG_present_section,
+  PG_swapcache,
+  PG_tail,
+} from './phys/memmap.js';
 import type { KGen } from './sched/task.js';
 
 /** Models MAX_INPUT_BUF_SZ: the longest input split_huge_pages_write() reads. */
@@ -195,6 +204,41 @@ export function* splitHugePagesPid(
   return res;
 }
 
+/**
+ * Models split_huge_pages_all() (the input "1"): every pfn of the zone's RAM, a large folio on
+ * the LRU (not hugetlb) that folio_try_get() can pin is locked (folio_lock(), which may sleep)
+ * and split to order 0 (split_folio()); the walk then skips the folio's pages. Struct pages whose
+ * initialisation the model still defers are free RAM and are skipped by section.
+ */
+export function* splitHugePagesAll(core: Core): KGen<Omit<SplitHugePagesResult, 'ret'>> {
+  const m = core.map;
+  const res = { total: 0, split: 0 };
+  const end = RAM_START_PFN + core.ramPages;
+  for (let pfn = RAM_START_PFN; pfn < end; pfn++) {
+    if (m.deferred(pfn)) {
+      pfn = (Math.floor(pfn / PAGES_PER_SECTION) + 1) * PAGES_PER_SECTION - 1;
+      continue;
+    }
+    const f = m.flags[pfn];
+    if (!(f & PG_present_section) || f & PG_tail) continue;
+    if (!folioTryGet(core, pfn)) continue;
+    const head = pfn;
+    if (!(f & PG_head) || f & PG_hugetlb || !(f & PG_lru)) {
+      folioPut(core, head);
+      continue;
+    }
+    res.total++;
+    yield* folioLockWait(core, head, 'split_huge_pages_all');
+    const nr = m.folioNrPages(head);
+    if ((yield* splitFolioMapped(core, head, head, 0)) === 0) res.split++;
+    pfn += nr - 1;
+    folioUnlock(core, head);
+    folioPut(core, head);
+    yield 'split_huge_pages_all: cond_resched';
+  }
+  return res;
+}
+
 /** The task table as split_huge_pages_write() needs it. */
 export interface SplitHugePagesHost {
   readonly core: Core;
@@ -204,10 +248,10 @@ export interface SplitHugePagesHost {
 /**
  * Models split_huge_pages_fops (write only, mode 0200): split_huge_pages_write() reads at most
  * MAX_INPUT_BUF_SZ - 1 bytes as a string; "<pid>,0x<start>,0x<end>[,<new_order>]" splits in a
- * task's range and returns the input's strlen(); anything else is -EINVAL. Simplified: the
- * file-path form ("/path,0xoff_start,0xoff_end[,new_order]") and "1" (split every THP of the
- * machine) are -EINVAL, and a fifth field (v6.15+ in_folio_offset, the non-uniform folio_split())
- * is ignored.
+ * task's range and "1" splits every THP of the machine (split_huge_pages_all()), each returning
+ * the input's strlen(); anything else is -EINVAL. Simplified: the file-path form
+ * ("/path,0xoff_start,0xoff_end[,new_order]") is -EINVAL (no large page-cache folios in the
+ * model), and a fifth field (v6.15+ in_folio_offset, the non-uniform folio_split()) is ignored.
  */
 export function splitHugePagesFops(host: SplitHugePagesHost): FileOperations {
   return {
@@ -220,6 +264,11 @@ export function splitHugePagesFops(host: SplitHugePagesHost): FileOperations {
       const input = new TextDecoder().decode(nul >= 0 ? bytes.subarray(0, nul) : bytes);
       if (input.startsWith('/')) return -EINVAL;
       const a = parseSplitHugePages(input);
+      const len = nul >= 0 ? nul : bytes.length;
+      if (a.count === 1 && a.pid === 1) {
+        yield* splitHugePagesAll(host.core);
+        return len;
+      }
       if (a.count !== 3 && a.count !== 4) return -EINVAL;
       // new_order is an unsigned int: a negative one is huge and splits nothing.
       const newOrder = a.newOrder < 0 ? 2 ** 32 + a.newOrder : a.newOrder;
@@ -231,7 +280,7 @@ export function splitHugePagesFops(host: SplitHugePagesHost): FileOperations {
         Math.min(newOrder, HPAGE_PMD_ORDER + 1),
       );
       // strlen(input_buf): bytes up to the first NUL.
-      return r.ret < 0 ? r.ret : nul >= 0 ? nul : bytes.length;
+      return r.ret < 0 ? r.ret : len;
     },
   };
 }

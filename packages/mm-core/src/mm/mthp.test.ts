@@ -443,6 +443,23 @@ describe('/sys/kernel/debug/split_huge_pages (split_huge_pages_write, split_huge
     for (let i = 0; i < 512; i += 37) expect(p.readI32(a + i * PAGE_SIZE)).toBe(i);
   });
 
+  it('"1" splits every THP of the machine to order 0 (split_huge_pages_all)', () => {
+    const k = mthpMachine({ 4: 'always' }, 'always');
+    const p = k.spawn();
+    const a = aligned(p, PMD_SIZE, PMD_SIZE);
+    const b = aligned(p, K64, PMD_SIZE);
+    for (let i = 0; i < 512; i += 5) p.writeI32(a + i * PAGE_SIZE, i);
+    p.writeI32(b + 3 * PAGE_SIZE, 99);
+    expect(orderAt(k, p, b)).toBe(4);
+    expect(writeText(p, path, '1\n')).toBe(2);
+    expect(k.core.vmstat.thp_split_page).toBe(1);
+    expect(k.core.mthpStats.split[4]).toBe(1);
+    expect(orderAt(k, p, b)).toBe(0);
+    expect(orderAt(k, p, a + 7 * PAGE_SIZE)).toBe(0);
+    for (let i = 0; i < 512; i += 5) expect(p.readI32(a + i * PAGE_SIZE)).toBe(i);
+    expect(p.readI32(b + 3 * PAGE_SIZE)).toBe(99);
+  });
+
   it('bad input: -EINVAL for malformed lines, -ESRCH for an unknown pid; order 1 splits nothing', () => {
     const k = mthpMachine({ 4: 'always' });
     const p = k.spawn();

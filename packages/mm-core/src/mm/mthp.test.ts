@@ -382,7 +382,13 @@ describe('PTE-mapped large folios', () => {
     expect(k.core.map.folioOrder(k.core.map.head[head + 8])).toBe(0);
     for (let i = 0; i < 16; i++) expect(p.readI32(a + i * PAGE_SIZE)).toBe(1000 + i);
     const q = setup();
+    const out = q.k.core.vmstat.pswpout;
     expect(q.p.madvise(q.a, K64, MADV_PAGEOUT)).toBe(0);
+    // The whole folio was written to 16 consecutive swap slots (folio_alloc_swap() of order 4).
+    expect(q.k.core.mthpStats.swpout[4]).toBe(1);
+    expect(q.k.core.vmstat.pswpout - out).toBe(16);
+    expect(q.k.core.vmstat.thp_swpout).toBe(0);
+    expect(q.p.mm.rss.MM_SWAPENTS).toBe(16);
     for (let i = 0; i < 16; i++) expect(q.p.readI32(q.a + i * PAGE_SIZE)).toBe(1000 + i);
   });
 

@@ -1,4 +1,5 @@
 import { checkBugIds } from './bugs.js';
+import { HPAGE_PMD_ORDER } from './constants.js';
 import { ModelBug, type Warning } from './errors.js';
 import { KernelEvents } from './events.js';
 import { checkFixIds } from './fixes.js';
@@ -11,7 +12,7 @@ import { FolioLockOwners } from './sched/folio-lock-owners.js';
 import type { SpinLock } from './sched/locks.js';
 import { Scheduler } from './sched/scheduler.js';
 import type { KGen, Task } from './sched/task.js';
-import { newVmstat, type Vmstat } from './vmstat.js';
+import { type MthpStats, newMthpStats, newVmstat, type Vmstat } from './vmstat.js';
 
 /** Models enum memory_type (include/linux/memremap.h). */
 export const MEMORY_DEVICE_PRIVATE = 1;
@@ -96,6 +97,20 @@ export interface DevPagemap {
 /** Models the THP sysfs mode (/sys/kernel/mm/transparent_hugepage/enabled). */
 export type ThpMode = 'always' | 'madvise' | 'never';
 
+/**
+ * Models huge_anon_orders_always / _madvise / _inherit (mm/huge_memory.c): bit `order` set in at
+ * most one of them; in none means "never". Written through
+ * /sys/kernel/mm/transparent_hugepage/hugepages-<size>kB/enabled (anon_enabled_store()).
+ */
+export interface ThpAnonOrders {
+  always: number;
+  madvise: number;
+  inherit: number;
+}
+
+/** Models the per-size setting of one anonymous THP order. */
+export type ThpSizeMode = 'always' | 'inherit' | 'madvise' | 'never';
+
 /** Options for a simulated machine. */
 export interface CoreOptions {
   /**
@@ -107,6 +122,12 @@ export interface CoreOptions {
   ramBytes?: number;
   /** THP mode (default 'madvise', like most distributions' default of CONFIG_TRANSPARENT_HUGEPAGE_MADVISE). */
   thp?: ThpMode;
+  /**
+   * Models the thp_anon= boot parameter: the per-size setting of anonymous THP orders 2..9
+   * (hugepages-<size>kB/enabled). Unset orders keep the kernel's defaults (PMD order "inherit",
+   * the others "never"). An order outside 2..9 throws a RangeError.
+   */
+  thpAnon?: Readonly<Record<number, ThpSizeMode>>;
   /** hugetlb pool size in 2 MiB pages (default 4). */
   hugetlbPages?: number;
   /**
@@ -176,6 +197,10 @@ export class Core {
   /** Models the huge zero folio (huge_zero_folio), allocated on first use. */
   hugeZeroPfn = -1;
   thpMode: ThpMode;
+  /** Models huge_anon_orders_{always,madvise,inherit}: the per-size anonymous THP settings. */
+  readonly thpAnonOrders: ThpAnonOrders = { always: 0, madvise: 0, inherit: 1 << HPAGE_PMD_ORDER };
+  /** Models mthp_stats: per-order THP counters (hugepages-<size>kB/stats). */
+  readonly mthpStats: MthpStats = newMthpStats();
   /** Models the scheduler: tasks, `current`, the strategy and the recorded schedule. */
   readonly sched: Scheduler;
   /** Historical bugs switched back on (KernelOptions.bugs). */
@@ -212,6 +237,20 @@ export class Core {
     if (bad !== undefined) throw new RangeError(bad);
     this.ramPages = Math.floor(ram / 4096 / 1024) * 1024;
     this.thpMode = opts.thp ?? 'madvise';
+    for (const [k, mode] of Object.entries(opts.thpAnon ?? {})) {
+      const order = Number(k);
+      if (!Number.isInteger(order) || order < 2 || order > HPAGE_PMD_ORDER)
+        throw new RangeError(`thpAnon: order ${k} is not an anonymous THP order (2..${HPAGE_PMD_ORDER})`);
+      const bit = 1 << order;
+      const o = this.thpAnonOrders;
+      o.always &= ~bit;
+      o.madvise &= ~bit;
+      o.inherit &= ~bit;
+      if (mode === 'always') o.always |= bit;
+      else if (mode === 'madvise') o.madvise |= bit;
+      else if (mode === 'inherit') o.inherit |= bit;
+      else if (mode !== 'never') throw new RangeError(`thpAnon: unknown mode ${String(mode)} for order ${k}`);
+    }
     this.bugs = new Set(checkBugIds(opts.bugs ?? []));
     this.fixes = new Set(checkFixIds(opts.fixes ?? []));
     this.sched = new Scheduler();

@@ -213,8 +213,10 @@ export function folioSetAnon(core: Core, head: number, anonVmaId: number, index:
 }
 
 /**
- * Models folio_add_new_anon_rmap() at PTE level (nr pages starting at pfn) or PMD level
- * (pmd = true): the mapping counts and the AnonExclusive bit.
+ * Models folio_add_new_anon_rmap(): a small folio or a large one that is not PMD-mappable
+ * (`pmd` false) is mapped by one PTE per page (every page's mapcount 1, the large mapcount the
+ * number of pages; the caller holds one reference per page); a PMD-sized one (`pmd` true) by
+ * its PMD (entire mapcount 1). Every page (PMD: the folio) is AnonExclusive.
  */
 export function folioAddNewAnonRmap(
   core: Core,
@@ -227,14 +229,17 @@ export function folioAddNewAnonRmap(
   const m = core.map;
   // __folio_set_swapbacked(): anonymous memory is backed by swap (MADV_FREE clears it).
   m.flags[head] |= PG_swapbacked;
+  const n = m.folioNrPages(head);
   if (pmd) {
     folioAddRmapPmd(core, head, true);
   } else {
-    m.mapcount[head] = 1;
-    if (m.flags[head] & PG_head) m.largeMapcount[head] = 1;
-    m.flags[head] |= PG_anon_exclusive;
+    for (let i = 0; i < n; i++) {
+      m.mapcount[head + i] = 1;
+      m.flags[head + i] |= PG_anon_exclusive;
+    }
+    if (m.flags[head] & PG_head) m.largeMapcount[head] = n;
   }
-  core.vmstat.nr_anon_pages += m.folioNrPages(head);
+  core.vmstat.nr_anon_pages += n;
 }
 
 /** Models folio_add_anon_rmap_ptes()/folio_add_file_rmap_ptes() mapping counts for pages [pfn, pfn+nr). */
@@ -261,18 +266,29 @@ export function folioAddRmapPmd(core: Core, head: number, exclusive: boolean): v
   if (exclusive) m.flags[head] |= PG_anon_exclusive;
 }
 
-/** Models folio_remove_rmap_ptes(): drop PTE mappings of [pfn, pfn+nr). */
-export function folioRemoveRmapPtes(core: Core, head: number, pfn: number, nr: number): void {
+/**
+ * Models folio_remove_rmap_ptes(): drop PTE mappings of [pfn, pfn+nr). Returns true when
+ * __folio_remove_rmap() would find a large folio partially mapped: some of these pages are
+ * no longer mapped while the folio still is (the caller queues an anonymous one with
+ * deferred_split_folio()).
+ */
+export function folioRemoveRmapPtes(core: Core, head: number, pfn: number, nr: number): boolean {
   const m = core.map;
+  let unmapped = 0;
   for (let i = 0; i < nr; i++) {
     folioBugOn(core, m.mapcount[pfn + i] <= 0, pfn + i, 'folio_remove_rmap_ptes: mapcount underflow');
     m.mapcount[pfn + i]--;
-    if (m.mapcount[pfn + i] === 0) m.flags[pfn + i] &= ~PG_anon_exclusive;
+    if (m.mapcount[pfn + i] === 0) {
+      m.flags[pfn + i] &= ~PG_anon_exclusive;
+      unmapped++;
+    }
   }
   if (m.flags[head] & PG_head) {
     m.largeMapcount[head] -= nr;
     folioBugOn(core, m.largeMapcount[head] < 0, head, 'large mapcount underflow');
+    return unmapped > 0 && m.largeMapcount[head] > 0;
   }
+  return false;
 }
 
 /** Models folio_remove_rmap_pmd(). */

@@ -69,9 +69,11 @@ import {
   PG_anon,
   PG_anon_exclusive,
   PG_buddy,
+  PG_deferred_split,
   PG_head,
   PG_hugetlb,
   PG_locked,
+  PG_partially_mapped,
   PG_swapbacked,
   PG_swapcache,
   PG_table,
@@ -199,6 +201,9 @@ interface Scratch {
   /** Epoch stamp: the RAM scan saw this pfn as a folio head. */
   seen: Uint32Array;
   epoch: number;
+  /** Per-mm stamp: the page table walk of the mm with this stamp maps this anonymous page. */
+  mmSeen: Uint32Array;
+  mmEpoch: number;
 }
 
 const scratches = new WeakMap<Core, Scratch>();
@@ -214,6 +219,8 @@ function scratchFor(core: Core): Scratch {
       expEntire: new Int32Array(cap),
       seen: new Uint32Array(cap),
       epoch: 0,
+      mmSeen: new Uint32Array(cap),
+      mmEpoch: 0,
     };
     scratches.set(core, s);
   }
@@ -222,6 +229,10 @@ function scratchFor(core: Core): Scratch {
   const wrapped = s.epoch === 0xffffffff;
   s.epoch = (s.epoch + 1) >>> 0 || 1;
   if (wrapped) s.seen.fill(0);
+  if (s.mmEpoch > 0xfffff000) {
+    s.mmSeen.fill(0);
+    s.mmEpoch = 0;
+  }
   return s;
 }
 
@@ -356,6 +367,7 @@ class MmCoreCheck {
     const core = this.core;
     const m = this.m;
     const tag = `[pid ${pid} mm ${mm.id}]`;
+    const mmStamp = ++this.s.mmEpoch;
     this.checkVmas(mm, tag);
     this.markTable(mm.pgd, () => `${tag} pgd`);
     const rss: RssCounters = { MM_FILEPAGES: 0, MM_ANONPAGES: 0, MM_SWAPENTS: 0, MM_SHMEMPAGES: 0 };
@@ -438,6 +450,13 @@ class MmCoreCheck {
           this.addRef(head, 1);
           this.addPte(pfn);
           rss[mmCounter(core, head)]++;
+          // An anonymous page is mapped at most once into each mm (the assumption of
+          // __wp_can_reuse_large_anon_folio() and of the large mapcount's mm ids).
+          if (m.flags[head] & PG_anon) {
+            if (this.s.mmSeen[pfn] === mmStamp)
+              this.report(`${at(addr)}: anonymous page mapped twice in one mm`, pfn);
+            this.s.mmSeen[pfn] = mmStamp;
+          }
           if (v) {
             checkPerm(v, addr, lo, head, pfn, 'PTE');
             checkRmap(v, addr, head, pfn, 'PTE');
@@ -789,6 +808,7 @@ class MmCoreCheck {
       this.report(`small folio ${hex(h)} has PMD-level mapcounts`, h);
     }
     if (m.flags[h] & PG_swapcache) this.checkSwapcacheFolio(h);
+    this.checkLargeAnon(h, n);
     const exp = s.expRef[h];
     const ref = m.refcount[h];
     const pins = m.pincount[h];
@@ -807,6 +827,28 @@ class MmCoreCheck {
           : `folio ${hex(h)}: refcount ${ref} but ${exp} references (mappings + page cache + swap cache + holders)`,
         h,
       );
+    }
+  }
+
+  /**
+   * What the kernel guarantees for large anonymous folios of any order: no anonymous folio of
+   * order 1 (THP_ORDERS_ALL_ANON starts at 2; device folios are the driver's), and the deferred
+   * split state only on large anonymous folios of order 2 or more (deferred_split_folio()), with
+   * PG_partially_mapped only while queued (it is set with the queueing and cleared on split).
+   */
+  private checkLargeAnon(h: number, n: number): void {
+    const m = this.m;
+    const f = m.flags[h];
+    if (f & PG_anon && n === 2 && !(f & (PG_zone_device | PG_hugetlb)))
+      this.report(`folio ${hex(h)}: anonymous folio of order 1`, h);
+    if (f & (PG_deferred_split | PG_partially_mapped)) {
+      if (!(f & PG_anon) || n < 4)
+        this.report(
+          `folio ${hex(h)}: deferred split state on a folio that is not large anonymous (order >= 2)`,
+          h,
+        );
+      if (f & PG_partially_mapped && !(f & PG_deferred_split))
+        this.report(`folio ${hex(h)}: PG_partially_mapped without being on the deferred split queue`, h);
     }
   }
 

@@ -32,6 +32,7 @@ import { mapsText, pagemapRead } from './proc.js';
 import { Process } from './process.js';
 import { meminfoText, vmstatText } from './report.js';
 import type { Scheduler } from './sched/scheduler.js';
+import { splitHugePagesFops } from './split-huge-pages.js';
 
 /** Options for {@link Kernel}. */
 export interface KernelOptions extends CoreOptions {
@@ -106,6 +107,7 @@ export class Kernel implements Host {
     if (area) registerSwapDevice(this.core, SWAP_DEVICE_PATH, swapBytes, area);
     this.registerPseudoFiles();
     if (opts.gupTest ?? true) this.devices.set('/sys/kernel/debug/gup_test', gupTestFops(this.core));
+    this.devices.set('/sys/kernel/debug/split_huge_pages', splitHugePagesFops(this));
   }
 
   private registerPseudoFiles(): void {

@@ -185,11 +185,16 @@ class Fuzz {
   step = 0;
   readonly stats: Record<string, number> = {};
 
-  constructor(readonly seed: number) {
+  constructor(
+    readonly seed: number,
+    readonly mthp = false,
+  ) {
     this.rng = new Prng(seed);
     this.k = new Kernel({
       ramBytes: 256 << 20,
       thp: seed % 2 ? 'always' : 'madvise',
+      // The mTHP variant: orders below the PMD order enabled in every mode (defaults otherwise).
+      thpAnon: mthp ? MTHP_SIZES : undefined,
       // The checker runs explicitly after every step (not also after every syscall inside it).
       checkInvariants: false,
       seed,
@@ -558,6 +563,29 @@ class Fuzz {
     return [0, 0];
   }
 
+  /**
+   * The mTHP variant: split_huge_pages_write() over a random range of the process to a random
+   * order; the data must not change (split_huge_pages_pid() returns 0 whatever it split).
+   */
+  opSplitHugePages(pr: Proc): [number, number] {
+    const rng = this.rng;
+    const addr = this.addr(pr);
+    const len = this.len();
+    const order = rng.pick([0, 1, 2, 3, 4, 5, 8]);
+    // Now and then "1": split_huge_pages_all() over the whole machine.
+    const line = rng.chance(0.1)
+      ? '1'
+      : `${pr.proc.pid},0x${addr.toString(16)},0x${(addr + len).toString(16)},${order}`;
+    this.log.push(`${pr.proc.pid}: split_huge_pages ${line}`);
+    const fd = pr.proc.open('/sys/kernel/debug/split_huge_pages', O_RDWR);
+    const b = new TextEncoder().encode(line);
+    const r = pr.proc.pwrite(fd, b, b.length, 0);
+    pr.proc.close(fd);
+    if (r !== line.length) this.fail(`split_huge_pages returned ${r}`);
+    this.count('split_huge_pages');
+    return [addr, len];
+  }
+
   opMremap(pr: Proc): [number, number] {
     const rng = this.rng;
     const old = this.addr(pr);
@@ -790,6 +818,7 @@ class Fuzz {
       else if (r < 0.49 && this.procs.length > 1) range = this.opExit(pr);
       else if (r < 0.53) range = this.opFileIo(pr);
       else if (r < 0.545) range = this.opKhugepaged();
+      else if (this.mthp && r < 0.56) range = this.opSplitHugePages(pr);
       else range = this.opAccess(pr);
       // A process killed by a signal is replaced so the run keeps going.
       if (this.procs.length === 0) {
@@ -810,7 +839,8 @@ class Fuzz {
         `seed ${this.seed}: pids ${this.procs.map((p) => p.proc.pid).join(',')} thp_fault_alloc ${v.thp_fault_alloc} ` +
           `thp_split_pmd ${v.thp_split_pmd} collapse ${v.thp_collapse_alloc} cow ${v.cow_faults} ` +
           `zero ${v.zero_page_faults} hugezero ${v.thp_zero_page_alloc} deferred ${v.thp_deferred_split_page} ` +
-          `pgfault ${v.pgfault} ops ${JSON.stringify(this.stats)}`,
+          `pgfault ${v.pgfault} ops ${JSON.stringify(this.stats)}` +
+          (this.mthp ? ` mthp_alloc ${JSON.stringify([...this.k.core.mthpStats.anon_fault_alloc])}` : ''),
       );
     }
     // Tear everything down: the machine must return to its boot state.
@@ -822,6 +852,9 @@ class Fuzz {
   }
 }
 
+/** The mTHP variant's per-size settings (hugepages-<size>kB/enabled): every mode in use. */
+const MTHP_SIZES = { 2: 'always', 3: 'madvise', 4: 'always', 5: 'inherit', 6: 'never', 8: 'always' } as const;
+
 /** Steps per seed. */
 const STEPS = Number(process.env.HMM_FUZZ_STEPS ?? 2000);
 /** Odd seeds run THP mode "always", even ones "madvise". */
@@ -831,6 +864,14 @@ describe('model-based random test (oracle: flat per-process page map)', () => {
   for (const seed of SEEDS) {
     it(`seed ${seed}: ${STEPS} steps`, () => {
       new Fuzz(seed).run(STEPS);
+    }, 3_600_000);
+  }
+});
+
+describe('model-based random test with mTHP orders enabled (PTE-mapped large folios of orders 2..8)', () => {
+  for (const seed of SEEDS.map((x) => x + 2)) {
+    it(`seed ${seed}: ${STEPS} steps`, () => {
+      new Fuzz(seed, true).run(STEPS);
     }, 3_600_000);
   }
 });

@@ -216,12 +216,16 @@ const op = fc.oneof(
 );
 type Op = typeof op extends fc.Arbitrary<infer T> ? T : never;
 
+/** The mTHP variant's per-size settings: several orders below PMD order enabled, in every mode. */
+const MTHP_SIZES = { 2: 'always', 3: 'madvise', 4: 'always', 5: 'inherit', 6: 'never', 8: 'always' } as const;
+
 class World {
-  readonly k: Kernel = machine('always');
+  readonly k: Kernel;
   p: Process;
   fds: number[] = [];
 
-  constructor() {
+  constructor(readonly mthp = false) {
+    this.k = machine('always', mthp ? { thpAnon: MTHP_SIZES } : {});
     this.p = this.k.spawn();
     this.setup();
   }
@@ -237,6 +241,8 @@ class World {
     ];
     p.mmap(0, 4 * PMD_SIZE, PROT_READ | PROT_WRITE, ANON);
     p.mmap(0, 8 * PAGE_SIZE, PROT_READ, ANON);
+    // The mTHP variant: a region too small for a PMD, populated by writes (mTHPs where they fit).
+    if (this.mthp) p.mmap(0, 200 * PAGE_SIZE, PROT_READ | PROT_WRITE, ANON | MAP_POPULATE);
   }
 
   /** After a signal killed the process: a fresh one. */
@@ -360,6 +366,70 @@ function isFixedErrValue(addr: unknown, flags: unknown, r: number): boolean {
   return a >= 2n ** 64n - 4095n && r === Number(a - 2n ** 64n);
 }
 
+/** The mTHP variant's extra operations: split_huge_pages writes and per-size setting changes. */
+const mthpOp = fc.oneof(
+  { weight: 12, arbitrary: op },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      op: fc.constant('split' as const),
+      a: fc.tuple(arg, len, fc.constantFrom(0, 1, 2, 3, 4, 5, 8, 9, 12)),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      op: fc.constant('thpsize' as const),
+      a: fc.tuple(
+        fc.integer({ min: 2, max: 9 }),
+        fc.constantFrom('always', 'inherit', 'madvise', 'never', 'never\n', ' always', 'sometimes', ''),
+      ),
+    }),
+  },
+);
+type MthpOp = typeof mthpOp extends fc.Arbitrary<infer T> ? T : never;
+
+/** Writes `text` to a sysfs/debugfs file of the world's process; the write's result. */
+function writeFile(w: World, path: string, text: string): number {
+  const fd = w.p.open(path, O_RDWR);
+  expect(fd, path).toBeGreaterThanOrEqual(0);
+  const b = new TextEncoder().encode(text);
+  const r = w.p.pwrite(fd, b, b.length, 0);
+  w.p.close(fd);
+  return r;
+}
+
+/**
+ * Runs one operation of the mTHP variant: split_huge_pages_write() over a range of the live
+ * address space (any order: 1 and orders not below the folio's split nothing) returns the
+ * input's length; a per-size store returns the length, or -EINVAL for a word it does not take
+ * (an empty write stores nothing and returns 0).
+ */
+function runMthp(w: World, o: MthpOp): void {
+  if (o.op === 'split') {
+    const start = w.value(o.a[0]);
+    const length = w.value(o.a[1]);
+    const hex = (x: unknown) =>
+      typeof x === 'number' && Number.isSafeInteger(x) && x >= 0 ? x.toString(16) : String(x);
+    const end = typeof start === 'number' && typeof length === 'number' ? start + length : Number.NaN;
+    const line = `${w.p.pid},0x${hex(start)},0x${hex(end)},${o.a[2]}`;
+    const r = writeFile(w, '/sys/kernel/debug/split_huge_pages', line);
+    // sscanf("%d,0x%lx,0x%lx,%d") needs the first three conversions; it stops at the first
+    // character that does not fit (a fractional end address leaves ".5" unread).
+    const wellFormed = /^\d+,0x[0-9a-f]+,0x[0-9a-f]+/.test(line);
+    expect(r, line).toBe(wellFormed ? line.length : -22);
+    return;
+  }
+  if (o.op === 'thpsize') {
+    const [order, text] = o.a;
+    const r = writeFile(w, `/sys/kernel/mm/transparent_hugepage/hugepages-${4 << order}kB/enabled`, text);
+    const ok = ['always', 'inherit', 'madvise', 'never', 'never\n'].includes(text);
+    expect(r, `${order} ${JSON.stringify(text)}`).toBe(text === '' ? 0 : ok ? text.length : -22);
+    return;
+  }
+  run(w, o);
+}
+
 describe('syscalls under random and malformed arguments', () => {
   it('never throw, return a result or a known -errno, keep the invariants, and refuse garbage unchanged', () => {
     fc.assert(
@@ -373,6 +443,22 @@ describe('syscalls under random and malformed arguments', () => {
         expect(w.k.check()).toEqual([]);
       }),
       { numRuns: RUNS, seed: SEED, endOnFailure: true },
+    );
+  });
+});
+
+describe('syscalls under random and malformed arguments, with mTHP orders enabled', () => {
+  it('large PTE-mapped folios of every enabled order keep the same guarantees; splits to any order', () => {
+    fc.assert(
+      fc.property(fc.array(mthpOp, { minLength: 1, maxLength: 24 }), (ops) => {
+        const w = new World(true);
+        for (const o of ops) {
+          runMthp(w, o);
+          if (w.p.alive) expect(mergeableNeighbours(w.p.mm)).toEqual([]);
+        }
+        expect(w.k.check()).toEqual([]);
+      }),
+      { numRuns: RUNS, seed: SEED + 1, endOnFailure: true },
     );
   });
 });

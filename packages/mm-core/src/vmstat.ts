@@ -57,3 +57,31 @@ export function newVmstat(): Vmstat {
   for (const k of VMSTAT_ITEMS) v[k] = 0;
   return v as Vmstat;
 }
+
+/**
+ * Models enum mthp_stat_item (include/linux/huge_mm.h): the per-size event counters this model
+ * moves (not the nr_anon / nr_anon_partially_mapped gauges).
+ */
+export const MTHP_STAT_ITEMS = [
+  'anon_fault_alloc',
+  'anon_fault_fallback',
+  'anon_fault_fallback_charge',
+  'swpout',
+  'swpout_fallback',
+  'split',
+  'split_failed',
+  'split_deferred',
+] as const;
+
+/** Models enum mthp_stat_item names. */
+export type MthpStatItem = (typeof MTHP_STAT_ITEMS)[number];
+
+/** Models struct mthp_stat summed over CPUs: one counter per order (0..PMD_ORDER) per item. */
+export type MthpStats = Record<MthpStatItem, Float64Array>;
+
+/** Models DEFINE_PER_CPU(struct mthp_stat, mthp_stats): every counter at zero. */
+export function newMthpStats(): MthpStats {
+  const s = {} as Record<string, Float64Array>;
+  for (const k of MTHP_STAT_ITEMS) s[k] = new Float64Array(10);
+  return s as MthpStats;
+}

@@ -37,28 +37,19 @@ import { khugepagedEnterVma } from './khugepaged-state.js';
 import { folioWaitLocked, pmdLock, ptlUnlock } from './locking.js';
 import { withInvalidationSync } from './notifier.js';
 import { freeTable, pmdIndex, pmdTableOf, ptHi, ptLo, ptSet } from './pgtable.js';
-import {
-  MMU_NOTIFY_CLEAR,
-  type MmStruct,
-  VM_HUGEPAGE,
-  VM_HUGETLB,
-  VM_NOHUGEPAGE,
-  VM_SHARED,
-  VM_SPECIAL,
-  VM_WRITE,
-  type Vma,
-} from './types.js';
+import { countMthpStat, thpVmaAllowableOrders, thpVmaSuitableOrder } from './thp-orders.js';
+import { MMU_NOTIFY_CLEAR, type MmStruct, VM_SHARED, VM_WRITE, type Vma } from './types.js';
 
 /**
- * Models thp_vma_allowable_order() for PMD order on a page fault: an anonymous private VMA
- * that may hold an aligned PMD at haddr, under the global THP mode and VM_(NO)HUGEPAGE.
+ * Models thp_vma_allowable_order(vma, vm_flags, TVA_PAGEFAULT, PMD_ORDER) with
+ * do_huge_pmd_anonymous_page()'s thp_vma_suitable_order() check: an anonymous private VMA that
+ * may hold an aligned PMD at haddr, under the PMD order's per-size setting
+ * (hugepages-2048kB/enabled, "inherit" by default: the top-level mode) and VM_(NO)HUGEPAGE.
  */
-export function thpVmaAllowable(core: Core, vma: Vma, haddr: number, ignoreMode = false): boolean {
-  if (!vma.isAnonymous || vma.flags & (VM_SHARED | VM_SPECIAL | VM_HUGETLB | VM_NOHUGEPAGE)) return false;
-  if (haddr < vma.start || haddr + PMD_SIZE > vma.end) return false;
-  if (ignoreMode) return true;
-  if (core.thpMode === 'always') return true;
-  return core.thpMode === 'madvise' && (vma.flags & VM_HUGEPAGE) !== 0;
+export function thpVmaAllowable(core: Core, vma: Vma, haddr: number): boolean {
+  const pmd = 1 << HPAGE_PMD_ORDER;
+  if (!thpVmaAllowableOrders(core, vma, vma.flags, 'pagefault', pmd)) return false;
+  return thpVmaSuitableOrder(vma, haddr, HPAGE_PMD_ORDER);
 }
 
 /** Models mm_get_huge_zero_folio(): the huge zero folio, allocated on first use; -1 if that fails. */
@@ -111,6 +102,7 @@ export function* doHugePmdAnonymousPage(
   const folio = allocFolio(core, HPAGE_PMD_ORDER, true);
   if (folio < 0) {
     core.vmstat.thp_fault_fallback++;
+    countMthpStat(core, HPAGE_PMD_ORDER, 'anon_fault_fallback');
     return VM_FAULT_FALLBACK;
   }
   yield 'do_huge_pmd_anonymous_page: folio allocated, PMD lock not taken';
@@ -133,6 +125,7 @@ export function* doHugePmdAnonymousPage(
   ptSet(core, pmdT, mi, mkPmdLo(folio, w, w, true), mkHi(folio));
   addMmCounter(mm, 'MM_ANONPAGES', HPAGE_PMD_NR);
   core.vmstat.thp_fault_alloc++;
+  countMthpStat(core, HPAGE_PMD_ORDER, 'anon_fault_alloc');
   ptlUnlock(core, ptl, '__do_huge_pmd_anonymous_page');
   return 0;
 }
@@ -153,6 +146,7 @@ export function* doHugeZeroWpPmd(
   const folio = allocFolio(core, HPAGE_PMD_ORDER, true);
   if (folio < 0) {
     core.vmstat.thp_fault_fallback++;
+    countMthpStat(core, HPAGE_PMD_ORDER, 'anon_fault_fallback');
     return VM_FAULT_FALLBACK;
   }
   const av = anonVmaPrepare(core, vma);
@@ -169,6 +163,7 @@ export function* doHugeZeroWpPmd(
     ptSet(core, pmdT, mi, mkPmdLo(folio, true, true, true), mkHi(folio));
     addMmCounter(vma.mm, 'MM_ANONPAGES', HPAGE_PMD_NR);
     core.vmstat.thp_fault_alloc++;
+    countMthpStat(core, HPAGE_PMD_ORDER, 'anon_fault_alloc');
     ptlUnlock(core, ptl, 'do_huge_zero_wp_pmd');
     return 0;
   });

@@ -57,13 +57,22 @@ import {
   hugetlbFault,
   thpVmaAllowable,
 } from './fault-huge.js';
-import { splitHugePmd } from './huge.js';
+import { deferredSplitFolio, splitHugePmd } from './huge.js';
 import { folioWaitLocked, pteLock, ptlUnlock } from './locking.js';
 import { withInvalidationSync } from './notifier.js';
 import { pmdIndex, pmdTableOf, pteIndex, pteTableAt, ptHi, ptLo, ptSet } from './pgtable.js';
+import { pageVmaMappedWalk, rmapVmas } from './rmap.js';
 import { shmemGetFolio } from './shmem.js';
 import { doSwapPage } from './swap-fault.js';
 import { folioFreeSwap } from './swapfile.js';
+import {
+  countMthpStat,
+  highestOrder,
+  nextOrder,
+  THP_ORDERS_BELOW_PMD,
+  thpVmaAllowableOrders,
+  thpVmaSuitableOrders,
+} from './thp-orders.js';
 import {
   isCowMapping,
   MMU_NOTIFY_CLEAR,
@@ -97,9 +106,45 @@ function pmdStillMaps(core: Core, pmdT: number, addr: number, pteT: number): boo
   return entryPresent(lo) && !entryHuge(lo) && entryPfn(lo, ptHi(core, pmdT, pmdIndex(addr))) === pteT;
 }
 
+/** Models pte_range_none(): entries [i, i + nr) of table t are all none. */
+function pteRangeNone(core: Core, t: number, i: number, nr: number): boolean {
+  for (let k = 0; k < nr; k++) if (!same(core, t, i + k, 0, 0)) return false;
+  return true;
+}
+
 /**
- * Models do_anonymous_page(): the zero page for reads, a new exclusive anonymous page for
- * writes (the allocation may sleep); under the PTE lock the PTE must still be none.
+ * Models alloc_anon_folio() (mm/memory.c): the orders below PMD order that the VMA allows
+ * (thp_vma_allowable_orders() with the per-size settings) and that fit at addr
+ * (thp_vma_suitable_orders()); from the highest, the first whose naturally aligned range of PTEs
+ * is all none; then allocations from that order down, each failure counted as
+ * anon_fault_fallback of its size; at last an order-0 page (folio_prealloc()). Returns the
+ * zeroed folio's head pfn, or -1 when even the order-0 allocation fails.
+ */
+function allocAnonFolio(core: Core, vma: Vma, pteT: number, addr: number): number {
+  let orders = thpVmaAllowableOrders(core, vma, vma.flags, 'pagefault', THP_ORDERS_BELOW_PMD);
+  orders = thpVmaSuitableOrders(vma, addr, orders);
+  if (orders) {
+    let order = highestOrder(orders);
+    while (orders) {
+      const size = PAGE_SIZE * 2 ** order;
+      if (pteRangeNone(core, pteT, pteIndex(Math.floor(addr / size) * size), 1 << order)) break;
+      [orders, order] = nextOrder(orders, order);
+    }
+    while (orders) {
+      const pfn = allocFolio(core, order, true);
+      if (pfn >= 0) return pfn;
+      countMthpStat(core, order, 'anon_fault_fallback');
+      [orders, order] = nextOrder(orders, order);
+    }
+  }
+  return allocFolio(core, 0, true);
+}
+
+/**
+ * Models do_anonymous_page(): the zero page for reads, for writes a new exclusive anonymous
+ * folio from alloc_anon_folio() (order 0, or an mTHP order the per-size settings enable; the
+ * allocation may sleep); under the PTE lock the PTE (for a large folio every PTE of its
+ * naturally aligned range) must still be none, then all of them are set at once (set_ptes()).
  */
 function* doAnonymousPage(
   core: Core,
@@ -120,24 +165,29 @@ function* doAnonymousPage(
     return 0;
   }
   const av = anonVmaPrepare(core, vma);
-  const pfn = allocFolio(core, 0, true);
+  const pfn = allocAnonFolio(core, vma, pteT, addr);
   if (pfn < 0) return VM_FAULT_OOM;
+  const nr = core.map.folioNrPages(pfn);
+  const start = Math.floor(addr / (nr * PAGE_SIZE)) * (nr * PAGE_SIZE);
+  const i0 = pteIndex(start);
   yield 'do_anonymous_page: page allocated, PTE lock not taken';
   if (!pmdStillMaps(core, pmdT, addr, pteT)) {
     folioPut(core, pfn);
     return 0;
   }
   const ptl = pteLock(core, pteT, 'do_anonymous_page');
-  if (!same(core, pteT, i, 0, 0)) {
+  if (nr === 1 ? !same(core, pteT, i, 0, 0) : !pteRangeNone(core, pteT, i0, nr)) {
     ptlUnlock(core, ptl, 'do_anonymous_page');
     folioPut(core, pfn);
     return 0;
   }
-  folioAddNewAnonRmap(core, pfn, av.id, linearPageIndex(vma, addr), false);
+  folioGet(core, pfn, nr - 1);
+  addMmCounter(vma.mm, 'MM_ANONPAGES', nr);
+  countMthpStat(core, core.map.folioOrder(pfn), 'anon_fault_alloc');
+  folioAddNewAnonRmap(core, pfn, av.id, linearPageIndex(vma, start), false);
   core.map.flags[pfn] |= PG_lru | PG_dirty;
   const w = (vma.flags & VM_WRITE) !== 0;
-  ptSet(core, pteT, i, mkPteLo(pfn, w, w, true), mkHi(pfn));
-  addMmCounter(vma.mm, 'MM_ANONPAGES', 1);
+  for (let k = 0; k < nr; k++) ptSet(core, pteT, i0 + k, mkPteLo(pfn + k, w, w, true), mkHi(pfn + k));
   ptlUnlock(core, ptl, 'do_anonymous_page');
   return 0;
 }
@@ -179,17 +229,57 @@ function doFileFault(core: Core, vma: Vma, pteT: number, addr: number, flags: nu
 }
 
 /**
+ * Models the FOLIO_MM_IDS_SHARED test of __wp_can_reuse_large_anon_folio(): true when every
+ * mapping of the large folio is in `mm` (an rmap walk counting this mm's PTE and PMD mappings
+ * against the large mapcount). Simplified: exact, where the kernel's two mm-id slots can leave
+ * the bit set after a third mm mapped the folio.
+ */
+function largeFolioMappedOnlyBy(core: Core, mm: Vma['mm'], head: number): boolean {
+  const m = core.map;
+  const nr = m.folioNrPages(head);
+  let mine = 0;
+  for (const { vma, addr } of rmapVmas(core, head)) {
+    if (vma.mm !== mm) continue;
+    mine += pageVmaMappedWalk(core, vma, head, nr, addr, false).length;
+  }
+  return mine === m.largeMapcount[head];
+}
+
+/**
+ * Models __wp_can_reuse_large_anon_folio() (v6.19): a large anonymous folio is reused when more
+ * than one of its pages is mapped, all its mappings are in this mm and every reference is a
+ * mapping (after trying to leave the swap cache); a folio with a single page mapped is copied
+ * so that it can be freed.
+ */
+function wpCanReuseLargeAnonFolio(core: Core, vma: Vma, head: number): boolean {
+  const m = core.map;
+  if (m.largeMapcount[head] <= 1) return false;
+  if (!largeFolioMappedOnlyBy(core, vma.mm, head)) return false;
+  if (m.flags[head] & PG_swapcache) {
+    if (!folioTrylock(core, head)) return false;
+    folioFreeSwap(core, head);
+    folioUnlock(core, head);
+  }
+  return m.largeMapcount[head] === m.refcount[head];
+}
+
+/**
  * Models wp_can_reuse_anon_folio(): an exclusive anonymous page, or a small anonymous folio
  * whose only reference is this mapping, can be written in place. A swap-cache folio first
  * tries to leave the swap cache under its lock (folio_free_swap(): only when no swap PTE
- * still holds its slot), dropping the cache's reference.
+ * still holds its slot), dropping the cache's reference. A large folio follows
+ * {@link wpCanReuseLargeAnonFolio}. The reused page becomes AnonExclusive.
  */
-function canReuseAnon(core: Core, pfn: number): boolean {
+function canReuseAnon(core: Core, vma: Vma, pfn: number): boolean {
   const m = core.map;
   const head = m.head[pfn];
   if (!(m.flags[head] & PG_anon)) return false;
   if (m.flags[pfn] & PG_anon_exclusive) return true;
-  if (m.flags[head] & PG_head) return false;
+  if (m.flags[head] & PG_head) {
+    if (!wpCanReuseLargeAnonFolio(core, vma, head)) return false;
+    m.flags[pfn] |= PG_anon_exclusive;
+    return true;
+  }
   const swapcache = m.flags[head] & PG_swapcache ? 1 : 0;
   if (m.refcount[head] > 1 + swapcache || m.pincount[head] > 0) return false;
   if (swapcache) {
@@ -231,7 +321,7 @@ function* doWpPage(
         return 0;
       }
       const zero = (lo & _PAGE_SPECIAL) !== 0 && pfn === core.zeroPfn;
-      if (!zero && canReuseAnon(core, pfn)) {
+      if (!zero && canReuseAnon(core, vma, pfn)) {
         // FAULT_FLAG_UNSHARE: the page is now AnonExclusive; it stays read-only.
         if (unshare) return 0;
         ptSet(core, pteT, i, (lo | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED) >>> 0, hi);
@@ -263,7 +353,8 @@ function* doWpPage(
       if (!isZero) {
         const head = m.head[pfn];
         addMmCounter(vma.mm, mmCounter(core, head), -1);
-        folioRemoveRmapPtes(core, head, pfn, 1);
+        if (folioRemoveRmapPtes(core, head, pfn, 1) && m.flags[head] & PG_anon)
+          deferredSplitFolio(core, head);
         folioPut(core, head);
       }
       core.vmstat.cow_faults++;

@@ -48,6 +48,7 @@ import {
   PG_dirty,
   PG_head,
   PG_partially_mapped,
+  PG_swapcache,
 } from '../phys/memmap.js';
 import type { SpinLock } from '../sched/locks.js';
 import type { KGen } from '../sched/task.js';
@@ -55,6 +56,7 @@ import { addMmCounter, mmCounter } from './counters.js';
 import { assertPtlHeld, pmdLock, ptlUnlock } from './locking.js';
 import { withInvalidationSync } from './notifier.js';
 import { allocTable, freeTable, pmdIndex, ptHi, ptLo, ptSet, tableHi, tableLo } from './pgtable.js';
+import { countMthpStat } from './thp-orders.js';
 import { MMU_NOTIFY_CLEAR, type MmStruct, type Vma } from './types.js';
 
 /** Models pgtable_trans_huge_deposit(): keep a preallocated PTE table with the PMD at haddr. */
@@ -76,15 +78,24 @@ export function zapDepositedTable(core: Core, mm: MmStruct, haddr: number): void
   freeTable(core, mm, withdrawTable(mm, haddr));
 }
 
-/** Models deferred_split_folio(): queue a partially mapped anon THP (never a device-private one). */
+/**
+ * Models deferred_split_folio(folio, partially_mapped = true): queue a partially mapped
+ * anonymous large folio (order 2 or more; never a device-private one, never one in the swap
+ * cache, which reclaim is handling) and mark it partially mapped, counting
+ * THP_DEFERRED_SPLIT_PAGE for a PMD-sized one and split_deferred for its size.
+ */
 export function deferredSplitFolio(core: Core, head: number): void {
   const m = core.map;
   if (!(m.flags[head] & PG_head) || !(m.flags[head] & PG_anon)) return;
+  const order = m.folioOrder(head);
+  if (order <= 1) return;
   // Device-private folios are never queued (bug R7 restores the review version that queued them).
   if (folioIsDevicePrivate(core, head) && !core.bug('R7')) return;
+  if (m.flags[head] & PG_swapcache) return;
   if (m.flags[head] & PG_deferred_split) return;
   m.flags[head] |= PG_deferred_split | PG_partially_mapped;
-  core.vmstat.thp_deferred_split_page++;
+  if (order >= HPAGE_PMD_ORDER) core.vmstat.thp_deferred_split_page++;
+  countMthpStat(core, order, 'split_deferred');
 }
 
 /**
@@ -219,8 +230,21 @@ export function zapHugePmd(core: Core, vma: Vma, pmdT: number, haddr: number): v
   if (!entryPresent(lo) && isMigrationType(swpType(lo))) return;
   if (lo & _PAGE_DIRTY) core.map.flags[head] |= PG_dirty;
   folioRemoveRmapPmd(core, head);
-  if (core.map.largeMapcount[head] > 0) deferredSplitFolio(core, head);
+  if (pmdUnmapLeavesPartial(core, head)) deferredSplitFolio(core, head);
   folioPut(core, head);
+}
+
+/**
+ * The PMD case of __folio_remove_rmap()'s partially_mapped: the last PMD mapping went while some,
+ * but not all, pages stay PTE-mapped (nr && nr < nr_pmdmapped).
+ */
+function pmdUnmapLeavesPartial(core: Core, head: number): boolean {
+  const m = core.map;
+  if (m.entireMapcount[head] !== 0 || m.largeMapcount[head] === 0) return false;
+  const n = m.folioNrPages(head);
+  let mapped = 0;
+  for (let i = 0; i < n; i++) if (m.mapcount[head + i] > 0) mapped++;
+  return mapped < n;
 }
 
 /** Allocates the page table to deposit with a new huge PMD. Returns -1 on OOM. */

@@ -6,12 +6,13 @@
  * and exit paths can register mms without importing the collapse code. Also
  * thp_vma_allowable_order() as collapse uses it.
  */
-import { HPAGE_PMD_NR, PAGE_SIZE, PMD_SIZE } from '../constants.js';
+import { HPAGE_PMD_NR, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_SIZE } from '../constants.js';
 import type { Core } from '../core.js';
 import type { KGen } from '../sched/task.js';
 import { mmapWriteLock, mmapWriteUnlock } from './locking.js';
+import { hugepagePmdEnabledAnon, thpVmaAllowableOrders } from './thp-orders.js';
 import { shmemHpagePmdEnabled } from './thp-state.js';
-import { type MmStruct, VM_HUGEPAGE, VM_HUGETLB, VM_NOHUGEPAGE, VM_SPECIAL, type Vma } from './types.js';
+import type { MmStruct, Vma } from './types.js';
 
 /** Models COLLAPSE_MAX_PTES_LIMIT (HPAGE_PMD_NR - 1): the largest max_ptes_* value sysfs takes. */
 export const COLLAPSE_MAX_PTES_LIMIT = HPAGE_PMD_NR - 1;
@@ -136,26 +137,22 @@ export type TvaType = 'khugepaged' | 'forced';
 /**
  * Models thp_vma_allowable_order(vma, vm_flags, type, PMD_ORDER) for collapse (not a fault):
  * vma_thp_disabled() (VM_NOHUGEPAGE), VM_NO_KHUGEPAGED (VM_SPECIAL | VM_HUGETLB), a VMA that
- * holds at least one aligned PMD (checked at vm_end - PMD_SIZE), and for khugepaged the sysfs
- * mode ("always", or "madvise" with VM_HUGEPAGE). Simplified: file and shmem VMAs are never
- * allowable (the model has no huge tmpfs; the kernel would let MADV_COLLAPSE run collapse_file()).
+ * holds at least one aligned PMD (checked at vm_end - PMD_SIZE), and for khugepaged the PMD
+ * order's per-size setting (hugepages-2048kB/enabled; "inherit": the top-level mode "always",
+ * or "madvise" with VM_HUGEPAGE). Simplified: file and shmem VMAs are never allowable (the model
+ * has no huge tmpfs; the kernel would let MADV_COLLAPSE run collapse_file()).
  */
 export function thpVmaAllowableOrder(core: Core, vma: Vma, vmFlags: number, type: TvaType): boolean {
-  if (vmFlags & VM_NOHUGEPAGE) return false;
-  if (vmFlags & (VM_SPECIAL | VM_HUGETLB)) return false;
-  if (!thpVmaSuitablePmd(vma, vma.end - PMD_SIZE)) return false;
-  if (!vma.isAnonymous) return false;
-  if (type === 'forced') return true;
-  if (core.thpMode === 'always') return true;
-  return core.thpMode === 'madvise' && (vmFlags & VM_HUGEPAGE) !== 0;
+  return thpVmaAllowableOrders(core, vma, vmFlags, type, 1 << HPAGE_PMD_ORDER) !== 0;
 }
 
 /**
- * Models hugepage_pmd_enabled() (mm/khugepaged.c): anonymous THP "always" or "madvise", or PMD
- * shmem THP enabled (shmem_hpage_pmd_enabled()); khugepaged runs while it is true.
+ * Models hugepage_pmd_enabled() (mm/khugepaged.c): the PMD order's anonymous setting (its
+ * hugepages-2048kB/enabled, or the top-level mode when it inherits) allows THP, or PMD shmem THP
+ * is enabled (shmem_hpage_pmd_enabled()); khugepaged runs while it is true.
  */
 export function hugepagePmdEnabled(core: Core): boolean {
-  return core.thpMode !== 'never' || shmemHpagePmdEnabled(core);
+  return hugepagePmdEnabledAnon(core) || shmemHpagePmdEnabled(core);
 }
 
 /**

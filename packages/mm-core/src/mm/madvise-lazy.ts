@@ -52,6 +52,7 @@ import { withInvalidation } from './notifier.js';
 import { pmdIndex, pmdTableOf, pteIndex, pteTableAt, ptHi, ptLo, ptSet } from './pgtable.js';
 import { splitFolioMapped } from './split.js';
 import { folioFreeSwap, freeSwapAndCacheNr, swpEntryVal, totalSwapPages } from './swapfile.js';
+import { countMthpStat } from './thp-orders.js';
 import { MMU_NOTIFY_CLEAR, type Vma } from './types.js';
 import { reclaimPages as reclaimSwapPages } from './vmscan.js';
 
@@ -287,6 +288,7 @@ function* reclaimPagesNoSwap(core: Core, folios: readonly number[]): KGen {
       const canSplit = m.refcount[f] === folioMapcount(core, f) + 1;
       if (canSplit && (yield* splitFolioMapped(core, f, f)) === 0) {
         if (!partial && order >= HPAGE_PMD_ORDER) core.vmstat.thp_swpout_fallback++;
+        if (!partial) countMthpStat(core, order, 'swpout_fallback');
         // split_folio_to_list(): the other pieces joined the list; each fails folio_alloc_swap()
         // and goes back to the LRU.
         for (let p = f + 1; p < f + (1 << order); p++) if (m.head[p] === p) m.flags[p] |= PG_lru;

@@ -23,6 +23,7 @@ import {
 import type { KGen } from '../sched/task.js';
 import { removeMigrationPtes, rmapLockOf, TTU_SPLIT_HUGE_PMD, tryToMigrate } from './rmap.js';
 import { freeSwapCache } from './swapfile.js';
+import { countMthpStat } from './thp-orders.js';
 
 /**
  * Models the device-private part of __folio_freeze_and_split_unmapped(): after the struct-page
@@ -132,6 +133,7 @@ function* splitFolioMappedLocked(
   // __folio_split() counts THP_SPLIT_PAGE_FAILED on every failure of a PMD-order folio.
   const fail = (err: number) => {
     if (order === HPAGE_PMD_ORDER) core.vmstat.thp_split_page_failed++;
+    countMthpStat(core, order, 'split_failed');
     return err;
   };
   if (!(m.flags[head] & PG_anon)) return fail(-EBUSY);
@@ -153,6 +155,7 @@ function* splitFolioMappedLocked(
   else coherentSplitPgmap(core, head, heads);
   for (const h of heads) m.refcount[h] = 1 + swapCacheRefs(core, h);
   if (order === HPAGE_PMD_ORDER) core.vmstat.thp_split_page++;
+  countMthpStat(core, order, 'split');
   for (const h of heads) yield* removeMigrationPtes(core, h, h, true);
   const keep = m.head[lockAt];
   for (const h of heads) {

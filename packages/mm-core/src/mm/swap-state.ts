@@ -19,6 +19,7 @@ import {
   swapEntryToInfo,
   swpEntryOffset,
 } from './swapfile.js';
+import { countMthpStat } from './thp-orders.js';
 
 /**
  * Models swap_read_folio() (mm/page_io.c) for a locked swap-cache folio: its pages are read
@@ -61,6 +62,7 @@ export function swapWriteout(core: Core, head: number): number {
   si.data.copy(swpEntryOffset(entry), head, nr, core.frames);
   core.vmstat.pswpout += nr;
   if (m.folioOrder(head) === HPAGE_PMD_ORDER) core.vmstat.thp_swpout++;
+  countMthpStat(core, m.folioOrder(head), 'swpout');
   folioUnlock(core, head);
   return 0;
 }

@@ -74,6 +74,7 @@ import {
   swpEntryType,
   vmSwapFull,
 } from './swapfile.js';
+import { countMthpStat } from './thp-orders.js';
 import { MMU_NOTIFY_CLEAR, VM_LOCKED, type Vma } from './types.js';
 
 /** Models TTU_SYNC (enum ttu_flags): take the page-table lock even for a PTE that looks none. */
@@ -377,6 +378,7 @@ function* shrinkOne(core: Core, folio: number, list: number[], stat: ReclaimStat
       // pass through the list.
       if ((yield* splitFolioMapped(core, head, head, 0, list)) !== 0) return 'activate';
       if (order === HPAGE_PMD_ORDER) core.vmstat.thp_swpout_fallback++;
+      countMthpStat(core, order, 'swpout_fallback');
       head = m.head[folio];
       if (folioAllocSwap(core, head) < 0) return 'activate';
     }

@@ -13,12 +13,13 @@ import {
   SWP_DEVICE_EXCLUSIVE,
   swpType,
 } from '../pgtable/entry.js';
-import { PG_anon, PG_dirty, PG_swapcache } from '../phys/memmap.js';
+import { PG_anon, PG_dirty, PG_head, PG_swapcache } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
 import { addMmCounter, mmCounter } from './counters.js';
 import { deferredSplitFolio, pmdIsHuge, pmdTransHugeLock, splitHugePmd, zapHugePmd } from './huge.js';
 import { pmdLock, pteLock, ptlUnlock } from './locking.js';
 import { pmdIndex, pmdTableOf, pteIndex, pteTableAt, ptHi, ptLo, ptSet } from './pgtable.js';
+import { folioPteBatch } from './pte-batch.js';
 import { freeSwapAndCacheNr, freeSwapCache, swpEntryVal } from './swapfile.js';
 import { VM_HUGETLB, type Vma } from './types.js';
 
@@ -51,19 +52,26 @@ export function zapPteRange(
     if (lo === 0 && hi === 0) continue;
     const pfn = entryPfn(lo, hi);
     if (!evenCows && !(entryPresent(lo) && lo & _PAGE_SPECIAL) && m.flags[m.head[pfn]] & PG_anon) continue;
-    ptSet(core, pteT, i, 0, 0);
-    if (entryPresent(lo)) {
-      if (lo & _PAGE_SPECIAL) continue;
+    if (entryPresent(lo) && !(lo & _PAGE_SPECIAL)) {
+      // zap_present_ptes(): the PTEs of a large folio go as one batch (folio_pte_batch()).
       const head = m.head[pfn];
-      addMmCounter(mm, mmCounter(core, head), -1);
-      if (lo & _PAGE_DIRTY) m.flags[head] |= PG_dirty;
-      folioRemoveRmapPtes(core, head, pfn, 1);
-      if (m.largeMapcount[head] > 0) deferredSplitFolio(core, head);
+      const nr = m.flags[head] & PG_head ? folioPteBatch(core, pteT, i, n - k, head) : 1;
+      let dirty = false;
+      for (let j = 0; j < nr; j++) {
+        if (ptLo(core, pteT, i + j) & _PAGE_DIRTY) dirty = true;
+        ptSet(core, pteT, i + j, 0, 0);
+      }
+      k += nr - 1;
+      addMmCounter(mm, mmCounter(core, head), -nr);
+      if (dirty) m.flags[head] |= PG_dirty;
+      if (folioRemoveRmapPtes(core, head, pfn, nr)) deferredSplitFolio(core, head);
       // free_pages_and_swap_cache(): free_swap_cache() before the mmu_gather's folio_put().
       if (m.flags[head] & PG_swapcache) freeSwapCache(core, head);
-      folioPut(core, head);
+      folioPut(core, head, nr);
       continue;
     }
+    ptSet(core, pteT, i, 0, 0);
+    if (entryPresent(lo)) continue;
     const type = swpType(lo);
     if (isSwapType(type)) {
       // zap_nonpresent_ptes(): a genuine swap entry (private anonymous memory).
@@ -74,8 +82,7 @@ export function zapPteRange(
     const head = m.head[pfn];
     if (isDevicePrivateType(type) || type === SWP_DEVICE_EXCLUSIVE) {
       addMmCounter(mm, mmCounter(core, head), -1);
-      folioRemoveRmapPtes(core, head, pfn, 1);
-      if (m.largeMapcount[head] > 0) deferredSplitFolio(core, head);
+      if (folioRemoveRmapPtes(core, head, pfn, 1)) deferredSplitFolio(core, head);
       folioPut(core, head);
     } else if (isMigrationType(type)) {
       addMmCounter(mm, mmCounter(core, head), -1);

@@ -14,6 +14,7 @@ import { allocFolio } from './folio.js';
 import type { FileOperations, OpenFile } from './fs.js';
 import { gupTestFops } from './gup-test.js';
 import type { Host, PathTarget, TaskLike } from './host.js';
+import { kpageflagsFops } from './kpageflags.js';
 import { hugetlbGrowPool } from './mm/hugetlb.js';
 import { type KhugepagedPass, khugepagedScanOnce, registerKhugepagedSysfs } from './mm/khugepaged.js';
 import { registerOvercommitSysctls } from './mm/overcommit.js';
@@ -125,6 +126,7 @@ export class Kernel implements Host {
         return proc.state === 'running' ? mapsText(proc.mm) : '';
       }),
     );
+    this.devices.set('/proc/kpageflags', kpageflagsFops(core));
     this.devices.set(
       '/proc/meminfo',
       textFile(() => meminfoText(this.core)),

@@ -1,6 +1,7 @@
 import {
   EEXIST,
   EINVAL,
+  EISDIR,
   ENOENT,
   O_CREAT,
   O_EXCL,
@@ -26,6 +27,7 @@ import { mapsText, pagemapRead } from './proc.js';
 import { Process } from './process.js';
 import { meminfoText, vmstatText } from './report.js';
 import type { Scheduler } from './sched/scheduler.js';
+import { TmpfsNamespace } from './vfs.js';
 
 /** Options for {@link Kernel}. */
 export interface KernelOptions extends CoreOptions {
@@ -72,6 +74,8 @@ export class Kernel implements Host {
   readonly devices = new Map<string, FileOperations>();
   /** Models tmpfs at /tmp (and /dev/shm): name -> inode. */
   readonly tmpfs = new Map<string, Inode>();
+  /** Models the tmpfs directories and mounts (mkdir/rmdir/unlink/mount/umount). */
+  readonly ns: TmpfsNamespace;
   checkInvariants: boolean;
   readonly checkers: InvariantChecker[] = [];
   /** Violations found by the checker (when it does not throw). */
@@ -88,6 +92,7 @@ export class Kernel implements Host {
 
   constructor(opts: KernelOptions = {}) {
     this.core = new Core(opts);
+    this.ns = new TmpfsNamespace(this.core, this.tmpfs);
     this.seed = opts.seed ?? 1;
     this.checkInvariants = opts.checkInvariants ?? false;
     // Models ZERO_PAGE(0): a reserved frame shared by every zero-page mapping.
@@ -127,6 +132,19 @@ export class Kernel implements Host {
       }),
     );
     this.devices.set('/proc/kpageflags', kpageflagsFops(core));
+    this.devices.set('/proc/sys/vm/drop_caches', {
+      // Models drop_caches_sysctl_handler() (fs/drop_caches.c): proc_dointvec_minmax() takes
+      // 1..4. Bit 1 drops clean unmapped page cache and bit 2 slab; the model's page cache is
+      // all tmpfs (never clean, never dropped) and it has no slab, so nothing is freed.
+      *pwrite(_file, buf, pos) {
+        if (pos > 0) return buf.length;
+        const m = /^\s*([+-]?\d+)\s*$/.exec(new TextDecoder().decode(buf));
+        if (!m) return -EINVAL;
+        const v = Number(m[1]);
+        if (v < 1 || v > 4) return -EINVAL;
+        return buf.length;
+      },
+    });
     this.devices.set(
       '/proc/meminfo',
       textFile(() => meminfoText(this.core)),
@@ -197,7 +215,10 @@ export class Kernel implements Host {
         if (flags & O_CREAT && flags & O_EXCL) return -EEXIST;
         return { inode: have };
       }
-      if (!(flags & O_CREAT)) return -ENOENT;
+      // A directory: -EISDIR (the model has no directory file descriptions, even read-only).
+      if (!(flags & O_CREAT)) return this.ns.dirs.has(path.replace(/\/+$/, '')) ? -EISDIR : -ENOENT;
+      const parent = this.ns.parentDirOk(path);
+      if (parent < 0) return parent;
       const inode = shmemNewInode(this.core, path);
       inode.unlinked = false;
       this.tmpfs.set(path, inode);

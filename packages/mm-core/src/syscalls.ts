@@ -34,6 +34,9 @@ import {
   PROT_EXEC,
   PROT_READ,
   PROT_WRITE,
+  SEEK_CUR,
+  SEEK_END,
+  SEEK_SET,
   TASK_SIZE,
 } from './constants.js';
 import { accessBytes, XLATE_DEAD } from './cpu.js';
@@ -371,6 +374,66 @@ export class Syscalls {
     const a = rwArgs(r);
     if (typeof a === 'number') return a;
     return yield* this.run('pread', this.fdget(f, vfsRead(this.core, this.p.mm, f, a.buf, a.count, a.pos)));
+  }
+
+  /**
+   * Models write(2) (ksys_write(): vfs_write() at the file position, which then advances by
+   * the bytes written). Checks as pwrite(2) without its position argument.
+   */
+  *write(fd: number, buf: number | Uint8Array, count: number): KGen<number> {
+    const f = typeof fd === 'number' ? this.p.fds.get(fd) : undefined;
+    const r = yield* this.pwrite(fd, buf, count, f?.pos ?? 0);
+    if (f && r > 0) f.pos += r;
+    return r;
+  }
+
+  /** Models read(2) (ksys_read(): vfs_read() at the file position, which then advances). */
+  *read(fd: number, buf: number | Uint8Array, count: number): KGen<number> {
+    const f = typeof fd === 'number' ? this.p.fds.get(fd) : undefined;
+    const r = yield* this.pread(fd, buf, count, f?.pos ?? 0);
+    if (f && r > 0) f.pos += r;
+    return r;
+  }
+
+  /**
+   * Models lseek(2) (generic_file_llseek() for tmpfs files, the same arithmetic for pseudo and
+   * device files): SEEK_SET, SEEK_CUR or SEEK_END; a negative result or another whence is -EINVAL.
+   */
+  *lseek(fd: number, offset: number, whence: number): KGen<number> {
+    const n = argUInt(fd);
+    const off = argLong(offset);
+    if (n === undefined || off === undefined) return -EINVAL;
+    const f = this.p.fds.get(n);
+    if (!f) return -EBADF;
+    yield 'lseek: f_pos_lock';
+    const base =
+      whence === SEEK_SET
+        ? 0n
+        : whence === SEEK_CUR
+          ? BigInt(f.pos)
+          : whence === SEEK_END
+            ? BigInt(f.inode?.size ?? 0)
+            : -1n;
+    if (base < 0n) return -EINVAL;
+    const pos = base + off;
+    if (pos < 0n || pos > BigInt(MODEL_MAX_FILESIZE)) return -EINVAL;
+    f.pos = Number(pos);
+    return f.pos;
+  }
+
+  /**
+   * Models a path-based syscall of the tmpfs namespace (mkdir(2), rmdir(2), unlink(2), mount(2),
+   * umount(2)): the path walk, then `op` under the namespace's locks (which the model does not
+   * contend: nothing else sleeps in them).
+   */
+  *pathOp(what: string, op: () => number): KGen<number> {
+    if (!this.p.alive) return -ESRCH;
+    return yield* this.run(what, this.pathBody(what, op));
+  }
+
+  private *pathBody(what: string, op: () => number): KGen<number> {
+    yield `${what}: path lookup`;
+    return op();
   }
 
   /**

@@ -23,7 +23,7 @@ import { shmemNewInode } from './mm/shmem.js';
 import { DEFAULT_SWAP_BYTES, swapon } from './mm/swapfile.js';
 import type { Inode } from './mm/types.js';
 import { PG_reserved } from './phys/memmap.js';
-import { mapsText, pagemapRead } from './proc.js';
+import { mapsText, pagemapRead, statusText } from './proc.js';
 import { Process } from './process.js';
 import { meminfoText, vmstatText } from './report.js';
 import type { Scheduler } from './sched/scheduler.js';
@@ -145,6 +145,13 @@ export class Kernel implements Host {
         return buf.length;
       },
     });
+    this.devices.set(
+      '/proc/self/status',
+      textFile((file) => {
+        const proc = file.opener as Process;
+        return proc.state === 'running' ? statusText(proc.pid, proc.mm) : '';
+      }),
+    );
     this.devices.set(
       '/proc/meminfo',
       textFile(() => meminfoText(this.core)),

@@ -7,6 +7,7 @@ import { madv_populate_main } from './bin/madv-populate.js';
 import { map_fixed_noreplace_main } from './bin/map-fixed-noreplace.js';
 import { mremap_dontunmap_main } from './bin/mremap-dontunmap.js';
 import { mremap_test_main } from './bin/mremap-test.js';
+import { split_huge_page_test_main } from './bin/split-huge-page-test.js';
 import type { ProgramMain } from './program.js';
 
 /** One ported kselftest binary. */
@@ -49,6 +50,12 @@ export const BINARIES: ReadonlyMap<string, VmTestBinary> = new Map(
         source: `${MM}/madv_populate.c`,
         version: 'v6.19 (softdirty_supported() of v6.18)',
         main: madv_populate_main,
+      },
+      {
+        name: 'split_huge_page_test',
+        source: `${MM}/split_huge_page_test.c`,
+        version: 'v6.19 (is_backed_by_folio(), after-split order checks, in-folio offsets)',
+        main: split_huge_page_test_main,
       },
     ] satisfies VmTestBinary[]
   ).map((b) => [b.name, b]),

@@ -67,8 +67,9 @@ function kbLine(label: string, bytes: number): string {
 
 /**
  * Models /proc/<pid>/smaps (show_smap()) with the fields the model tracks: Size,
- * KernelPageSize, MMUPageSize, Rss, Anonymous, AnonHugePages and VmFlags. The kernel's other
- * fields (Pss, Shared_*, Private_*, Referenced, Swap, ...) are not printed.
+ * KernelPageSize, MMUPageSize, Rss, Anonymous, AnonHugePages, ShmemPmdMapped, FilePmdMapped and
+ * VmFlags. The kernel's other fields (Pss, Shared_*, Private_*, Referenced, Swap, ...) are not
+ * printed.
  */
 export function smapsText(kernel: Kernel, mm: MmStruct): string {
   const entries = smaps(kernel.core, mm);
@@ -82,6 +83,9 @@ export function smapsText(kernel: Kernel, mm: MmStruct): string {
     out += `${kbLine('Rss:', e.rss)}\n`;
     out += `${kbLine('Anonymous:', e.anonymous)}\n`;
     out += `${kbLine('AnonHugePages:', e.anonHugePages)}\n`;
+    // The model maps no shmem or file folio with a PMD (its tmpfs has no huge pages).
+    out += `${kbLine('ShmemPmdMapped:', 0)}\n`;
+    out += `${kbLine('FilePmdMapped:', 0)}\n`;
     out += `${vmFlagsLine(v.flags)}\n`;
   });
   return out;

@@ -210,3 +210,19 @@ export function softdirty_supported(env: ProgramEnv): boolean {
   libc.munmap(addr, pagesize);
   return supported;
 }
+
+/** Models PMD_SIZE_FILE_PATH (vm_util.h). */
+const PMD_SIZE_FILE_PATH = '/sys/kernel/mm/transparent_hugepage/hpage_pmd_size';
+
+/** Models read_pmd_pagesize() (vm_util.c): strtoul() of hpage_pmd_size, 0 when it cannot be read. */
+export function read_pmd_pagesize(env: ProgramEnv): number {
+  const { libc } = env;
+  const fd = libc.open(PMD_SIZE_FILE_PATH, 0 /* O_RDONLY */);
+  if (fd === -1) return 0;
+  const buf = new Uint8Array(19);
+  const num_read = libc.read(fd, buf, 19);
+  libc.close(fd);
+  if (num_read < 1) return 0;
+  const m = /^\s*(\d+)/.exec(new TextDecoder().decode(buf.subarray(0, num_read)));
+  return m ? Number(m[1]) : 0;
+}

@@ -77,6 +77,13 @@ export class Kernel implements Host {
   /** Models the tmpfs directories and mounts (mkdir/rmdir/unlink/mount/umount). */
   readonly ns: TmpfsNamespace;
   checkInvariants: boolean;
+  /**
+   * Model-only: with checkInvariants, run the checker after every checkInterval-th syscall
+   * (default 1: after each). A long program on a big machine can sample; a final `check()`
+   * still sees every leak and inconsistency that is left.
+   */
+  checkInterval = 1;
+  private syscallsSinceCheck = 0;
   readonly checkers: InvariantChecker[] = [];
   /** Violations found by the checker (when it does not throw). */
   readonly violations: string[] = [];
@@ -266,6 +273,8 @@ export class Kernel implements Host {
   /** Models the post-syscall hook: the invariant checker when enabled. */
   afterSyscall(what: string): void {
     if (!this.checkInvariants) return;
+    if (++this.syscallsSinceCheck < this.checkInterval) return;
+    this.syscallsSinceCheck = 0;
     const v = this.check();
     if (v.length) throw new Error(`invariant violated after ${what}:\n${v.join('\n')}`);
   }

@@ -52,8 +52,12 @@ export function capture(extra: Partial<ProgramIO> = {}): {
   return { io, out };
 }
 
-/** Runs `./<name> <args>` on a fresh debug machine with stdout and stderr piped. */
-export function runBinary(name: string, args: readonly string[] = []): BinaryRun {
+/**
+ * Runs `./<name> <args>` on a fresh debug machine with stdout and stderr piped. The invariant
+ * checker runs after every syscall, or after every `checkInterval`-th one (a binary making
+ * hundreds of thousands of syscalls on the 8 GiB machine), and once more at the end.
+ */
+export function runBinary(name: string, args: readonly string[] = [], checkInterval = 1): BinaryRun {
   const binary = BINARIES.get(name);
   if (!binary) throw new Error(`no ported binary ${name}`);
   let clock = 0;
@@ -62,9 +66,11 @@ export function runBinary(name: string, args: readonly string[] = []): BinaryRun
     monotonicNs: () => (clock += TEST_CLOCK_STEP_NS),
   });
   const kernel = bootVmtestsMachine({ debugVm: true });
+  kernel.checkInterval = checkInterval;
   try {
     const r = runProgram(kernel, binary.main, [`./${name}`, ...args], io);
     expectNoViolations(kernel.violations);
+    expectNoViolations(kernel.check());
     return { ...r, ...out, ktap: parseKtap(out.stdout) };
   } finally {
     kernel.dispose();

@@ -71,6 +71,8 @@ interface HeapState {
   brk: number;
   /** Models the blocks malloc() handed out: address -> size. */
   readonly blocks: Map<number, number>;
+  /** Models the mmap()ed chunks memalign() handed out: pointer -> [chunk mapping, its length]. */
+  readonly aligned: Map<number, readonly [number, number]>;
 }
 
 /**
@@ -97,12 +99,16 @@ export class Libc {
     const h = proc.mmap(HEAP_BASE, HEAP_SIZE, PROT_READ | PROT_WRITE, fixed);
     const s = proc.mmap(STACK_TOP - STACK_SIZE, STACK_SIZE, PROT_READ | PROT_WRITE, fixed);
     if (h < 0 || s < 0) throw new Error(`cannot set up the process's heap/stack: errno ${-Math.min(h, s)}`);
-    this.#heap = { brk: HEAP_BASE, blocks: new Map() };
+    this.#heap = { brk: HEAP_BASE, blocks: new Map(), aligned: new Map() };
   }
 
   /** Models the libc of the child after fork(): same layout, a copy of the allocator state. */
   forChild(child: Process): Libc {
-    return new Libc(child, this.kernel, { brk: this.#heap.brk, blocks: new Map(this.#heap.blocks) });
+    return new Libc(child, this.kernel, {
+      brk: this.#heap.brk,
+      blocks: new Map(this.#heap.blocks),
+      aligned: new Map(this.#heap.aligned),
+    });
   }
 
   /** Models a second thread of this process (pthread_create()): shared memory, its own errno. */
@@ -183,6 +189,56 @@ export class Libc {
     return this.#sys(this.proc.pwrite(fd, buf, count, offset));
   }
 
+  /** Models write(2) through libc (`buf` a user pointer, or a host buffer for library internals). */
+  write(fd: number, buf: number | Uint8Array, count: number): number {
+    return this.#sys(this.proc.write(fd, buf, count));
+  }
+
+  /** Models read(2) through libc. */
+  read(fd: number, buf: number | Uint8Array, count: number): number {
+    return this.#sys(this.proc.read(fd, buf, count));
+  }
+
+  /** Models lseek(2) through libc. */
+  lseek(fd: number, offset: number, whence: number): number {
+    return this.#sys(this.proc.lseek(fd, offset, whence));
+  }
+
+  /** Models mkdir(2) through libc. */
+  mkdir(path: string, mode = 0o777): number {
+    return this.#sys(this.proc.mkdir(path, mode));
+  }
+
+  /** Models rmdir(2) through libc. */
+  rmdir(path: string): number {
+    return this.#sys(this.proc.rmdir(path));
+  }
+
+  /** Models unlink(2) through libc. */
+  unlink(path: string): number {
+    return this.#sys(this.proc.unlink(path));
+  }
+
+  /** Models mount(2) through libc. */
+  mount(source: string, target: string, fstype: string, flags: number, data: string): number {
+    return this.#sys(this.proc.mount(source, target, fstype, flags, data));
+  }
+
+  /** Models umount(2) through libc. */
+  umount(target: string): number {
+    return this.#sys(this.proc.umount(target));
+  }
+
+  /** Models sync(2). */
+  sync(): void {
+    this.proc.sync();
+  }
+
+  /** Models geteuid(2): every process of the model runs as root. */
+  geteuid(): number {
+    return 0;
+  }
+
   /** Models ftruncate(2) through libc. */
   ftruncate(fd: number, length: number): number {
     return this.#sys(this.proc.ftruncate(fd, length));
@@ -230,9 +286,45 @@ export class Libc {
     return r;
   }
 
+  /**
+   * Models memalign(3) (glibc _int_memalign()): a block of at least MMAP_THRESHOLD (or a larger
+   * alignment) is carved from its own mmap()ed chunk of size + alignment + MINSIZE bytes, at the
+   * first aligned address after the chunk header; the chunk's head stays mapped in front of it.
+   * Smaller blocks come from the brk heap, aligned. Returns 0 (NULL) on failure.
+   */
+  memalign(alignment: number, size: number): number {
+    const heap = this.#heap;
+    const n = Math.max(size, 1);
+    if (n < MMAP_THRESHOLD && alignment < PAGE_SIZE) {
+      const p = Math.ceil(heap.brk / alignment) * alignment;
+      if (p + n <= HEAP_BASE + HEAP_SIZE) {
+        heap.brk = p + Math.ceil(n / 16) * 16;
+        heap.blocks.set(p, 0);
+        return p;
+      }
+    }
+    // request2size(n) + alignment + MINSIZE, plus the mmapped chunk's SIZE_SZ, page rounded.
+    const len = Math.ceil((Math.ceil((n + 8) / 16) * 16 + alignment + 32 + 8) / PAGE_SIZE) * PAGE_SIZE;
+    const base = this.proc.mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+    if (base < 0) {
+      this.errno = -base;
+      return 0;
+    }
+    const p = Math.ceil((base + 16) / alignment) * alignment;
+    heap.aligned.set(p, [base, len]);
+    return p;
+  }
+
   /** Models free(3); free(NULL) does nothing; an mmap()ed block is unmapped. */
   free(ptr: number): void {
     if (!ptr) return;
+    const chunk = this.#heap.aligned.get(ptr);
+    if (chunk) {
+      // munmap_chunk(): the whole mapping, the chunk's head in front of the block included.
+      this.#heap.aligned.delete(ptr);
+      this.proc.munmap(chunk[0], chunk[1]);
+      return;
+    }
     const n = this.#heap.blocks.get(ptr);
     if (n === undefined) throw new Error(`free(0x${ptr.toString(16)}): not a malloc()ed block`);
     this.#heap.blocks.delete(ptr);

@@ -9,6 +9,7 @@ import { madv_populate_main } from './bin/madv-populate.js';
 import { map_fixed_noreplace_main } from './bin/map-fixed-noreplace.js';
 import { mremap_dontunmap_main } from './bin/mremap-dontunmap.js';
 import { mremap_test_main } from './bin/mremap-test.js';
+import { split_huge_page_test_main } from './bin/split-huge-page-test.js';
 import type { ProgramMain } from './program.js';
 
 /** One ported kselftest binary. */
@@ -63,6 +64,12 @@ export const BINARIES: ReadonlyMap<string, VmTestBinary> = new Map(
         source: `${MM}/khugepaged.c`,
         version: 'v6.19 (-s <order> and shmem_hugepages[] of v6.12, thp_is_enabled() of v6.16)',
         main: khugepaged_main,
+      },
+      {
+        name: 'split_huge_page_test',
+        source: `${MM}/split_huge_page_test.c`,
+        version: 'v6.19 (is_backed_by_folio(), after-split order checks, in-folio offsets)',
+        main: split_huge_page_test_main,
       },
     ] satisfies VmTestBinary[]
   ).map((b) => [b.name, b]),

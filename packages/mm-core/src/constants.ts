@@ -51,6 +51,8 @@ export const EFAULT = 14;
 export const EBUSY = 16;
 export const EEXIST = 17;
 export const ENODEV = 19;
+export const ENOTDIR = 20;
+export const EISDIR = 21;
 export const EINVAL = 22;
 export const ENFILE = 23;
 export const EMFILE = 24;
@@ -58,8 +60,10 @@ export const ENOTTY = 25;
 export const EFBIG = 27;
 export const ENOSPC = 28;
 export const ESPIPE = 29;
+export const EROFS = 30;
 export const EPIPE = 32;
 export const ERANGE = 34;
+export const ENOTEMPTY = 39;
 export const EOVERFLOW = 75;
 export const EOPNOTSUPP = 95;
 export const EHWPOISON = 133;
@@ -82,6 +86,8 @@ export const ERRNO_NAMES: Readonly<Record<number, string>> = {
   [EBUSY]: 'EBUSY',
   [EEXIST]: 'EEXIST',
   [ENODEV]: 'ENODEV',
+  [ENOTDIR]: 'ENOTDIR',
+  [EISDIR]: 'EISDIR',
   [EINVAL]: 'EINVAL',
   [ENFILE]: 'ENFILE',
   [EMFILE]: 'EMFILE',
@@ -91,7 +97,9 @@ export const ERRNO_NAMES: Readonly<Record<number, string>> = {
   [ESPIPE]: 'ESPIPE',
   [EPIPE]: 'EPIPE',
   [EOPNOTSUPP]: 'EOPNOTSUPP',
+  [EROFS]: 'EROFS',
   [ERANGE]: 'ERANGE',
+  [ENOTEMPTY]: 'ENOTEMPTY',
   [EOVERFLOW]: 'EOVERFLOW',
   [EHWPOISON]: 'EHWPOISON',
 };
@@ -155,6 +163,10 @@ export const O_RDONLY = 0;
 export const O_WRONLY = 1;
 export const O_RDWR = 2;
 export const O_ACCMODE = 3;
+/** Models SEEK_SET / SEEK_CUR / SEEK_END (include/uapi/linux/fs.h). */
+export const SEEK_SET = 0;
+export const SEEK_CUR = 1;
+export const SEEK_END = 2;
 export const O_CREAT = 0o100;
 export const O_EXCL = 0o200;
 export const O_TRUNC = 0o1000;

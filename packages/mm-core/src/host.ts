@@ -2,6 +2,7 @@ import type { Core } from './core.js';
 import type { FileOperations } from './fs.js';
 import type { Inode } from './mm/types.js';
 import type { Scheduler } from './sched/scheduler.js';
+import type { TmpfsNamespace } from './vfs.js';
 
 /** Models the part of task_struct other tasks reach (kill(), the task table). */
 export interface TaskLike {
@@ -21,6 +22,8 @@ export interface Host {
   readonly sched: Scheduler;
   /** Models path lookup + O_CREAT/O_TMPFILE: a target or -errno. */
   lookupPath(path: string, flags: number): PathTarget | number;
+  /** Models the tmpfs directories and mounts (mkdir/rmdir/unlink/mount/umount). */
+  readonly ns: TmpfsNamespace;
   /** Models alloc_pid(). */
   allocPid(): number;
   /** Models the pid hash: every task ever created that is not reaped. */

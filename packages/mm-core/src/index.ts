@@ -18,6 +18,7 @@ export * from './host.js';
 export * from './invariants.js';
 export * from './kernel.js';
 export * from './kernel-bug.js';
+export * from './kpageflags.js';
 export * from './mm/anon.js';
 export * from './mm/collapse.js';
 export * from './mm/counters.js';

@@ -1,6 +1,7 @@
 import {
   EEXIST,
   EINVAL,
+  EISDIR,
   ENOENT,
   O_CREAT,
   O_EXCL,
@@ -14,6 +15,7 @@ import { allocFolio } from './folio.js';
 import type { FileOperations, OpenFile } from './fs.js';
 import { gupTestFops } from './gup-test.js';
 import type { Host, PathTarget, TaskLike } from './host.js';
+import { kpageflagsFops } from './kpageflags.js';
 import { hugetlbGrowPool } from './mm/hugetlb.js';
 import {
   type KhugepagedPass,
@@ -28,11 +30,12 @@ import { registerSwapDevice, SWAP_DEVICE_PATH } from './mm/swapoff.js';
 import { registerThpSysfs } from './mm/thp-sysfs.js';
 import type { Inode } from './mm/types.js';
 import { PG_reserved } from './phys/memmap.js';
-import { mapsText, pagemapRead } from './proc.js';
+import { mapsText, pagemapRead, statusText } from './proc.js';
 import { Process } from './process.js';
 import { meminfoText, vmstatText } from './report.js';
 import type { Scheduler } from './sched/scheduler.js';
 import { splitHugePagesFops } from './split-huge-pages.js';
+import { TmpfsNamespace } from './vfs.js';
 
 /** Options for {@link Kernel}. */
 export interface KernelOptions extends CoreOptions {
@@ -79,7 +82,16 @@ export class Kernel implements Host {
   readonly devices = new Map<string, FileOperations>();
   /** Models tmpfs at /tmp (and /dev/shm): name -> inode. */
   readonly tmpfs = new Map<string, Inode>();
+  /** Models the tmpfs directories and mounts (mkdir/rmdir/unlink/mount/umount). */
+  readonly ns: TmpfsNamespace;
   checkInvariants: boolean;
+  /**
+   * Model-only: with checkInvariants, run the checker after every checkInterval-th syscall
+   * (default 1: after each). A long program on a big machine can sample; a final `check()`
+   * still sees every leak and inconsistency that is left.
+   */
+  checkInterval = 1;
+  private syscallsSinceCheck = 0;
   readonly checkers: InvariantChecker[] = [];
   /** Violations found by the checker (when it does not throw). */
   readonly violations: string[] = [];
@@ -95,6 +107,7 @@ export class Kernel implements Host {
 
   constructor(opts: KernelOptions = {}) {
     this.core = new Core(opts);
+    this.ns = new TmpfsNamespace(this.core, this.tmpfs);
     this.seed = opts.seed ?? 1;
     this.checkInvariants = opts.checkInvariants ?? false;
     // Models ZERO_PAGE(0): a reserved frame shared by every zero-page mapping.
@@ -135,6 +148,27 @@ export class Kernel implements Host {
       textFile((file) => {
         const proc = file.opener as Process;
         return proc.state === 'running' ? mapsText(proc.mm) : '';
+      }),
+    );
+    this.devices.set('/proc/kpageflags', kpageflagsFops(core));
+    this.devices.set('/proc/sys/vm/drop_caches', {
+      // Models drop_caches_sysctl_handler() (fs/drop_caches.c): proc_dointvec_minmax() takes
+      // 1..4. Bit 1 drops clean unmapped page cache and bit 2 slab; the model's page cache is
+      // all tmpfs (never clean, never dropped) and it has no slab, so nothing is freed.
+      *pwrite(_file, buf, pos) {
+        if (pos > 0) return buf.length;
+        const m = /^\s*([+-]?\d+)\s*$/.exec(new TextDecoder().decode(buf));
+        if (!m) return -EINVAL;
+        const v = Number(m[1]);
+        if (v < 1 || v > 4) return -EINVAL;
+        return buf.length;
+      },
+    });
+    this.devices.set(
+      '/proc/self/status',
+      textFile((file) => {
+        const proc = file.opener as Process;
+        return proc.state === 'running' ? statusText(proc.pid, proc.mm) : '';
       }),
     );
     this.devices.set(
@@ -199,7 +233,10 @@ export class Kernel implements Host {
         if (flags & O_CREAT && flags & O_EXCL) return -EEXIST;
         return { inode: have };
       }
-      if (!(flags & O_CREAT)) return -ENOENT;
+      // A directory: -EISDIR (the model has no directory file descriptions, even read-only).
+      if (!(flags & O_CREAT)) return this.ns.dirs.has(path.replace(/\/+$/, '')) ? -EISDIR : -ENOENT;
+      const parent = this.ns.parentDirOk(path);
+      if (parent < 0) return parent;
       const inode = shmemNewInode(this.core, path);
       inode.unlinked = false;
       this.tmpfs.set(path, inode);
@@ -252,6 +289,8 @@ export class Kernel implements Host {
   /** Models the post-syscall hook: the invariant checker when enabled. */
   afterSyscall(what: string): void {
     if (!this.checkInvariants) return;
+    if (++this.syscallsSinceCheck < this.checkInterval) return;
+    this.syscallsSinceCheck = 0;
     const v = this.check();
     if (v.length) throw new Error(`invariant violated after ${what}:\n${v.join('\n')}`);
   }

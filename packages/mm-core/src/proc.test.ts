@@ -210,3 +210,24 @@ describe('smaps of hugetlb VMAs (smaps_hugetlb_range())', () => {
     expect(k.check()).toEqual([]);
   });
 });
+
+describe('/proc/self/status (task_mem())', () => {
+  it('RssAnon counts the anonymous pages faulted in; VmSize the mapped bytes', () => {
+    const k = machine();
+    const p = k.spawn();
+    const read = () => {
+      const fd = p.open('/proc/self/status', O_RDONLY);
+      const buf = new Uint8Array(4096);
+      const n = p.pread(fd, buf, buf.length, 0);
+      p.close(fd);
+      return new TextDecoder().decode(buf.subarray(0, n));
+    };
+    const a = p.mmap(0, 8 * PAGE_SIZE, RW, ANON);
+    const before = read();
+    expect(before).toContain(`Pid:\t${p.pid}\n`);
+    expect(before).toMatch(/^RssAnon:\t {7}0 kB$/m);
+    expect(before).toMatch(/^VmSize:\t {6}32 kB$/m);
+    for (let i = 0; i < 3; i++) p.writeI32(a + i * PAGE_SIZE, i);
+    expect(read()).toMatch(/^RssAnon:\t {6}12 kB$/m);
+  });
+});

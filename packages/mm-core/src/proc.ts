@@ -228,6 +228,28 @@ export function mapsText(mm: MmStruct): string {
   return out;
 }
 
+/**
+ * Models the memory lines of /proc/pid/status (task_mem(), fs/proc/task_mmu.c): VmSize from the
+ * VMAs, VmRSS and its RssAnon / RssFile / RssShmem split from the rss counters, VmPTE and VmSwap.
+ * The model's status file has these lines only (after Pid), not the kernel's other fields.
+ */
+export function statusText(pid: number, mm: MmStruct): string {
+  let totalVm = 0;
+  for (const v of mm.vmas) totalVm += v.end - v.start;
+  const kb = (pages: number) => `${String(pages * (PAGE_SIZE / 1024)).padStart(8)} kB`;
+  const { MM_ANONPAGES: anon, MM_FILEPAGES: file, MM_SHMEMPAGES: shmem, MM_SWAPENTS: swap } = mm.rss;
+  return (
+    `Pid:\t${pid}\n` +
+    `VmSize:\t${kb(totalVm / PAGE_SIZE)}\n` +
+    `VmRSS:\t${kb(anon + file + shmem)}\n` +
+    `RssAnon:\t${kb(anon)}\n` +
+    `RssFile:\t${kb(file)}\n` +
+    `RssShmem:\t${kb(shmem)}\n` +
+    `VmPTE:\t${String(mm.pgtablesBytes / 1024).padStart(8)} kB\n` +
+    `VmSwap:\t${kb(swap)}\n`
+  );
+}
+
 function smapsVma(core: Core, v: Vma): SmapsEntry {
   const mm = v.mm;
   const e: SmapsEntry = {

@@ -269,6 +269,59 @@ export class Process {
     return this.run('ftruncate', this.sys.ftruncate(fd, length));
   }
 
+  /** Models lseek(2): the new position, or -errno. */
+  lseek(fd: number, offset: number, whence: number): number {
+    return this.run('lseek', this.sys.lseek(fd, offset, whence));
+  }
+
+  /** Models mkdir(2) on the tmpfs (see TmpfsNamespace.mkdir). */
+  mkdir(path: string, _mode = 0o700): number {
+    return this.run(
+      'mkdir',
+      this.sys.pathOp('mkdir', () => this.host.ns.mkdir(path)),
+    );
+  }
+
+  /** Models rmdir(2). */
+  rmdir(path: string): number {
+    return this.run(
+      'rmdir',
+      this.sys.pathOp('rmdir', () => this.host.ns.rmdir(path)),
+    );
+  }
+
+  /** Models unlink(2) of a tmpfs file. */
+  unlink(path: string): number {
+    return this.run(
+      'unlink',
+      this.sys.pathOp('unlink', () => this.host.ns.unlink(path)),
+    );
+  }
+
+  /** Models mount(2) of a tmpfs instance (`data`: its comma-separated options). */
+  mount(source: string, target: string, fstype: string, _flags: number, data: string): number {
+    return this.run(
+      'mount',
+      this.sys.pathOp('mount', () => this.host.ns.mount(source, target, fstype, data)),
+    );
+  }
+
+  /** Models umount(2). */
+  umount(target: string): number {
+    return this.run(
+      'umount',
+      this.sys.pathOp('umount', () => this.host.ns.umount(target)),
+    );
+  }
+
+  /** Models sync(2): the model's only file system is tmpfs, which has nothing to write back. */
+  sync(): void {
+    this.run(
+      'sync',
+      this.sys.pathOp('sync', () => 0),
+    );
+  }
+
   /** Models fork(2): returns the child's pid (the child is `host`'s task with that pid), or -errno. */
   fork(): number {
     return this.run('fork', this.sys.fork());

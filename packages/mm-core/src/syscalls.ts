@@ -37,6 +37,9 @@ import {
   PROT_EXEC,
   PROT_READ,
   PROT_WRITE,
+  SEEK_CUR,
+  SEEK_END,
+  SEEK_SET,
   TASK_SIZE,
 } from './constants.js';
 import { accessBytes, XLATE_DEAD } from './cpu.js';
@@ -424,7 +427,8 @@ export class Syscalls {
     const a = rwArgs({ ...r, pos: BigInt(f.pos) });
     if (typeof a === 'number') return a;
     const n = yield* this.run('read', this.fdget(f, vfsRead(this.core, this.p.mm, f, a.buf, a.count, a.pos)));
-    if (n > 0 && f.inode) f.pos += n;
+    // A pipe has no position; files and pseudo files (seq_file, sysfs) advance theirs.
+    if (n > 0 && !getPipeInfo(f)) f.pos += n;
     return n;
   }
 
@@ -441,7 +445,7 @@ export class Syscalls {
       'write',
       this.fdget(f, vfsWrite(this.core, this.p.mm, f, a.buf, a.count, a.pos)),
     );
-    if (n > 0 && f.inode) f.pos += n;
+    if (n > 0 && !getPipeInfo(f)) f.pos += n;
     return n;
   }
 
@@ -481,6 +485,47 @@ export class Syscalls {
       if (shmemGetFolio(this.core, inode, i, true) < 0) return -ENOSPC;
     if (end > inode.size) inode.size = end;
     return 0;
+  }
+
+  /**
+   * Models lseek(2) (generic_file_llseek() for tmpfs files, the same arithmetic for pseudo and
+   * device files): SEEK_SET, SEEK_CUR or SEEK_END; a negative result or another whence is -EINVAL.
+   */
+  *lseek(fd: number, offset: number, whence: number): KGen<number> {
+    const n = argUInt(fd);
+    const off = argLong(offset);
+    if (n === undefined || off === undefined) return -EINVAL;
+    const f = this.p.fds.get(n);
+    if (!f) return -EBADF;
+    yield 'lseek: f_pos_lock';
+    const base =
+      whence === SEEK_SET
+        ? 0n
+        : whence === SEEK_CUR
+          ? BigInt(f.pos)
+          : whence === SEEK_END
+            ? BigInt(f.inode?.size ?? 0)
+            : -1n;
+    if (base < 0n) return -EINVAL;
+    const pos = base + off;
+    if (pos < 0n || pos > BigInt(MODEL_MAX_FILESIZE)) return -EINVAL;
+    f.pos = Number(pos);
+    return f.pos;
+  }
+
+  /**
+   * Models a path-based syscall of the tmpfs namespace (mkdir(2), rmdir(2), unlink(2), mount(2),
+   * umount(2)): the path walk, then `op` under the namespace's locks (which the model does not
+   * contend: nothing else sleeps in them).
+   */
+  *pathOp(what: string, op: () => number): KGen<number> {
+    if (!this.p.alive) return -ESRCH;
+    return yield* this.run(what, this.pathBody(what, op));
+  }
+
+  private *pathBody(what: string, op: () => number): KGen<number> {
+    yield `${what}: path lookup`;
+    return op();
   }
 
   /**

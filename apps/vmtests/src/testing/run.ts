@@ -56,13 +56,14 @@ export function capture(extra: Partial<ProgramIO> = {}): {
 
 /**
  * Runs `./<name> <args>` on a fresh machine with stdout and stderr piped. With `debugVm` (the
- * default) mm-core's invariant checker runs after every syscall; without it (for long runs) it
- * runs once at the end.
+ * default) mm-core's invariant checker runs after every syscall, or after every
+ * `checkInterval`-th one (a binary making hundreds of thousands of syscalls); without it (for
+ * long runs) it runs once at the end. Either way it runs once more when the program has ended.
  */
 export function runBinary(
   name: string,
   args: readonly string[] = [],
-  opts: { debugVm?: boolean } = {},
+  opts: { debugVm?: boolean; checkInterval?: number } = {},
 ): BinaryRun {
   const binary = BINARIES.get(name);
   if (!binary) throw new Error(`no ported binary ${name}`);
@@ -73,10 +74,11 @@ export function runBinary(
   });
   const debugVm = opts.debugVm ?? true;
   const kernel = bootVmtestsMachine({ debugVm });
+  kernel.checkInterval = opts.checkInterval ?? 1;
   try {
     const r = runProgram(kernel, binary.main, [`./${name}`, ...args], io);
     expectNoViolations(kernel.violations);
-    if (!debugVm) expectNoViolations(installedCheck(kernel));
+    expectNoViolations(debugVm ? kernel.check() : installedCheck(kernel));
     return { ...r, ...out, ktap: parseKtap(out.stdout) };
   } finally {
     kernel.dispose();

@@ -5,11 +5,12 @@
  * to new_order (the kernel's uniform split, split_folio_to_order()). The selftests
  * split_huge_page_test and cow use it.
  */
-import { EINVAL, ESRCH, HPAGE_PMD_ORDER, PAGE_SIZE } from './constants.js';
+import { EINVAL, ESRCH, HPAGE_PMD_ORDER, O_RDONLY, PAGE_SIZE } from './constants.js';
 import { type Core, RAM_START_PFN } from './core.js';
+import { ModelBug } from './errors.js';
 import { folioGet, folioMapcount, folioPut, folioTryGet, folioTrylock, folioUnlock } from './folio.js';
 import type { FileOperations } from './fs.js';
-import type { TaskLike } from './host.js';
+import type { PathTarget, TaskLike } from './host.js';
 import { folioLockWait, mmapReadLock, mmapReadUnlock } from './mm/locking.js';
 import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo } from './mm/pgtable.js';
 import { splitFolioMapped } from './mm/split.js';
@@ -239,19 +240,66 @@ export function* splitHugePagesAll(core: Core): KGen<Omit<SplitHugePagesResult, 
   return res;
 }
 
-/** The task table as split_huge_pages_write() needs it. */
+/** The task table and path lookup as split_huge_pages_write() needs them. */
 export interface SplitHugePagesHost {
   readonly core: Core;
   task(pid: number): (TaskLike & { readonly mm: MmStruct }) | undefined;
+  /** Models file_open_name(): the file at path, or -errno. */
+  lookupPath(path: string, flags: number): PathTarget | number;
+}
+
+/**
+ * Models split_huge_pages_in_file() (mm/huge_memory.c): open the file (else -EINVAL), then
+ * every page-cache folio at indices [offStart, offEnd) that is large and bigger than new_order
+ * is split. The model's page cache holds base pages only (its tmpfs has no huge pages), so the
+ * walk finds nothing to split; 0.
+ */
+export function splitHugePagesInFile(
+  host: SplitHugePagesHost,
+  path: string,
+  offStart: number,
+  offEnd: number,
+): number {
+  const t = host.lookupPath(path, O_RDONLY);
+  if (typeof t === 'number') return -EINVAL;
+  if (!('inode' in t)) return 0;
+  const m = host.core.map;
+  for (const [index, pfn] of t.inode.pages) {
+    if (index < offStart || index >= offEnd) continue;
+    if (m.flags[m.head[pfn]] & PG_head)
+      throw new ModelBug(
+        `split_huge_pages_in_file: a large page-cache folio at index ${index} (not modelled)`,
+      );
+  }
+  return 0;
+}
+
+/**
+ * Models split_huge_pages_write()'s path form: "<path>,0x<off_start>,0x<off_end>[,<new_order>
+ * [,<in_folio_offset>]]" (strsep() at the first comma, then sscanf("0x%lx,0x%lx,%d,%ld") with
+ * 2 to 4 conversions); the input's strlen() or -EINVAL.
+ */
+function splitHugePagesPathForm(host: SplitHugePagesHost, input: string): number {
+  const comma = input.indexOf(',');
+  if (comma < 0) return -EINVAL;
+  const m = /^0x([0-9a-fA-F]+),0x([0-9a-fA-F]+)(?:,(-?\d+)(?:,(-?\d+))?)?/.exec(input.slice(comma + 1));
+  if (!m) return -EINVAL;
+  const ret = splitHugePagesInFile(
+    host,
+    input.slice(0, comma),
+    Number.parseInt(m[1], 16),
+    Number.parseInt(m[2], 16),
+  );
+  return ret ? ret : input.length;
 }
 
 /**
  * Models split_huge_pages_fops (write only, mode 0200): split_huge_pages_write() reads at most
  * MAX_INPUT_BUF_SZ - 1 bytes as a string; "<pid>,0x<start>,0x<end>[,<new_order>]" splits in a
  * task's range and "1" splits every THP of the machine (split_huge_pages_all()), each returning
- * the input's strlen(); anything else is -EINVAL. Simplified: the file-path form
- * ("/path,0xoff_start,0xoff_end[,new_order]") is -EINVAL (no large page-cache folios in the
- * model), and a fifth field (v6.15+ in_folio_offset, the non-uniform folio_split()) is ignored.
+ * the input's strlen(); "/path,0x<off_start>,0x<off_end>[,<new_order>]" splits a file's page
+ * cache (split_huge_pages_in_file(); the model's has no large folios); anything else is -EINVAL.
+ * Simplified: a fifth field (v6.15+ in_folio_offset, the non-uniform folio_split()) is ignored.
  */
 export function splitHugePagesFops(host: SplitHugePagesHost): FileOperations {
   return {
@@ -262,7 +310,7 @@ export function splitHugePagesFops(host: SplitHugePagesHost): FileOperations {
       const bytes = buf.subarray(0, Math.min(buf.length, SPLIT_HUGE_PAGES_MAX_INPUT - 1));
       const nul = bytes.indexOf(0);
       const input = new TextDecoder().decode(nul >= 0 ? bytes.subarray(0, nul) : bytes);
-      if (input.startsWith('/')) return -EINVAL;
+      if (input.startsWith('/')) return splitHugePagesPathForm(host, input);
       const a = parseSplitHugePages(input);
       const len = nul >= 0 ? nul : bytes.length;
       if (a.count === 1 && a.pid === 1) {

@@ -53,7 +53,7 @@ import type { Kernel } from '../kernel.js';
 import { _PAGE_ACCESSED, _PAGE_RW, entryKind, entryPfn } from '../pgtable/entry.js';
 import { PG_referenced } from '../phys/memmap.js';
 import type { Process } from '../process.js';
-import { machine, pmdKind } from '../testing/helpers.js';
+import { machine, pmdKind, ptePfn } from '../testing/helpers.js';
 import { FOLL_PIN, getUserPages, putUserPages } from './gup.js';
 import { pteIndex, pteTableOf, ptHi, ptLo } from './pgtable.js';
 import {
@@ -563,7 +563,10 @@ describe('MADV_COLD / MADV_PAGEOUT (madvise_cold_or_pageout_pte_range(), reclaim
     expect(k.core.vmstat.thp_swpout_fallback).toBe(v.thp_swpout_fallback + 1);
     expect(k.core.vmstat.thp_split_page).toBe(v.thp_split_page + 1);
     expect(pmdKind(k, p, a)).toBe('table');
-    expect(p.mm.rss.MM_ANONPAGES).toBe(HPAGE_PMD_NR);
+    // The split remaps the all-zero pieces to the shared zero page (remap_page() with
+    // RMP_USE_SHARED_ZEROPAGE, try_to_map_unused_to_zeropage()): only the 8 written pages stay.
+    expect(p.mm.rss.MM_ANONPAGES).toBe(HPAGE_PMD_NR / 64);
+    expect(ptePfn(k, p, a + P)).toBe(k.core.zeroPfn);
     for (let i = 0; i < HPAGE_PMD_NR; i += 64) expect(p.readI32(a + i * P)).toBe(i + 1);
     // COLD of a whole THP only ages it.
     const b = a + PMD_SIZE;

@@ -15,12 +15,14 @@ import {
 import {
   _PAGE_ACCESSED,
   _PAGE_DIRTY,
+  _PAGE_PRESENT,
   _PAGE_RW,
   _PAGE_SOFT_DIRTY,
   _PAGE_SPECIAL,
   _PAGE_SWP_SOFT_DIRTY,
   _PAGE_SWP_UFFD_WP,
   _PAGE_UFFD_WP,
+  _PAGE_USER,
   entryHuge,
   entryNone,
   entryPfn,
@@ -28,6 +30,7 @@ import {
   isDevicePrivateType,
   isMigrationType,
   mkHi,
+  mkLo,
   mkPmdLo,
   mkPteLo,
   mkSwpLo,
@@ -41,14 +44,24 @@ import {
   SWP_MIGRATION_WRITE,
   swpType,
 } from '../pgtable/entry.js';
-import { PG_anon, PG_anon_exclusive, PG_dirty } from '../phys/memmap.js';
+import { PG_anon, PG_anon_exclusive, PG_dirty, PG_head, PG_tail } from '../phys/memmap.js';
 import type { RwSem } from '../sched/locks.js';
 import type { KGen } from '../sched/task.js';
+import { addMmCounter } from './counters.js';
 import { splitHugePmdLocked } from './huge.js';
 import { assertPtlHeld, pmdLock, pteLock, ptlUnlock } from './locking.js';
 import { withInvalidationSync } from './notifier.js';
 import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo, ptSet } from './pgtable.js';
-import { AnonVma, Inode, MMU_NOTIFY_CLEAR, VM_EXEC, VM_READ, VM_WRITE, type Vma } from './types.js';
+import {
+  AnonVma,
+  Inode,
+  MMU_NOTIFY_CLEAR,
+  VM_EXEC,
+  VM_LOCKED,
+  VM_READ,
+  VM_WRITE,
+  type Vma,
+} from './types.js';
 
 /** A place where a folio is mapped, as page_vma_mapped_walk() reports it. */
 export type MappedAt =
@@ -322,10 +335,16 @@ function tryToMigrateOne(
  * device-private), taking a reference and an rmap (exclusive unless the entry was plain
  * readable). src === dst restores a failed migration.
  */
-export function* removeMigrationPtes(core: Core, src: number, dst: number, rmapLocked = false): KGen {
+export function* removeMigrationPtes(
+  core: Core,
+  src: number,
+  dst: number,
+  rmapLocked = false,
+  mapUnusedToZeropage = false,
+): KGen {
   const lock = rmapLocked ? null : yield* rmapLockRead(core, dst, 'remove_migration_ptes');
   try {
-    removeMigrationPtesLocked(core, src, dst);
+    removeMigrationPtesLocked(core, src, dst, mapUnusedToZeropage);
   } finally {
     rmapUnlockRead(core, lock, 'remove_migration_ptes');
   }
@@ -348,12 +367,15 @@ export function tryRemoveMigrationPtes(core: Core, src: number, dst: number): bo
   return true;
 }
 
-/** remove_migration_ptes() with the rmap lock held (rmap_walk_locked()). */
-function removeMigrationPtesLocked(core: Core, src: number, dst: number): void {
+/**
+ * remove_migration_ptes() with the rmap lock held (rmap_walk_locked()). `mapUnusedToZeropage`:
+ * RMP_USE_SHARED_ZEROPAGE (a split's remap_page()), see {@link tryToMapUnusedToZeropage}.
+ */
+function removeMigrationPtesLocked(core: Core, src: number, dst: number, mapUnusedToZeropage = false): void {
   const m = core.map;
   const nr = m.folioNrPages(src);
   const dstNr = m.folioNrPages(dst);
-  if (nr === 1 && dstNr === 1 && removeSmallMigrationPtes(core, src, dst)) return;
+  if (nr === 1 && dstNr === 1 && !mapUnusedToZeropage && removeSmallMigrationPtes(core, src, dst)) return;
   const dstDevice = folioIsDevicePrivate(core, dst);
   const dstAnon = (m.flags[dst] & PG_anon) !== 0;
   for (const { vma, addr } of rmapVmas(core, dst)) {
@@ -405,9 +427,40 @@ function removeMigrationPtesLocked(core: Core, src: number, dst: number): void {
         continue;
       }
       if (h.pfn - src >= dstNr) continue;
+      if (mapUnusedToZeropage && tryToMapUnusedToZeropage(core, vma, h.pteT, h.addr, dst + (h.pfn - src)))
+        continue;
       removeMigrationPte(core, h.pteT, h.addr, dst + (h.pfn - src), dstDevice, dstAnon, protnone);
     }
   }
+}
+
+/**
+ * Models try_to_map_unused_to_zeropage() (mm/migrate.c, v6.12+), for remove_migration_pte()
+ * under RMP_USE_SHARED_ZEROPAGE: an order-0 anonymous page (the piece of a split) whose bytes
+ * are all zero is not mapped back; its migration entry becomes the shared zero page (soft-dirty
+ * and uffd-wp kept) and the mm's anonymous rss drops, so the split frees it. Not for mlocked
+ * memory (VM_LOCKED). The model also leaves PROT_NONE VMAs alone (their zero PTE would be
+ * protnone). True when the zero page was mapped.
+ */
+function tryToMapUnusedToZeropage(core: Core, vma: Vma, pteT: number, addr: number, page: number): boolean {
+  const m = core.map;
+  if (m.flags[page] & (PG_head | PG_tail)) return false;
+  if (vma.flags & VM_LOCKED || !(vma.flags & (VM_READ | VM_WRITE | VM_EXEC))) return false;
+  if (!core.frames.isZero(page)) {
+    const bytes = core.frames.readBlock(page, 1);
+    const off = (page & 511) * PAGE_SIZE;
+    for (let k = off; k < off + PAGE_SIZE; k++) if (bytes[k] !== 0) return false;
+  }
+  const i = pteIndex(addr);
+  const lo = ptLo(core, pteT, i);
+  let nlo = mkLo(core.zeroPfn, _PAGE_PRESENT | _PAGE_USER | _PAGE_SPECIAL | _PAGE_ACCESSED);
+  if (lo & _PAGE_SWP_SOFT_DIRTY) nlo = (nlo | _PAGE_SOFT_DIRTY) >>> 0;
+  if (lo & _PAGE_SWP_UFFD_WP) nlo = (nlo | _PAGE_UFFD_WP) >>> 0;
+  const ptl = pteLock(core, pteT, 'remove_migration_pte');
+  ptSet(core, pteT, i, nlo, mkHi(core.zeroPfn));
+  ptlUnlock(core, ptl, 'remove_migration_pte');
+  addMmCounter(vma.mm, 'MM_ANONPAGES', -1);
+  return true;
 }
 
 /**

@@ -156,7 +156,9 @@ function* splitFolioMappedLocked(
   for (const h of heads) m.refcount[h] = 1 + swapCacheRefs(core, h);
   if (order === HPAGE_PMD_ORDER) core.vmstat.thp_split_page++;
   countMthpStat(core, order, 'split');
-  for (const h of heads) yield* removeMigrationPtes(core, h, h, true);
+  // remap_page(): RMP_USE_SHARED_ZEROPAGE after a successful split of an anonymous folio that is
+  // not device-private (all-zero order-0 pieces become the zero page).
+  for (const h of heads) yield* removeMigrationPtes(core, h, h, true, !device);
   const keep = m.head[lockAt];
   for (const h of heads) {
     if (h === keep) continue;

@@ -40,6 +40,7 @@ import {
   migratePfnToPage,
   mpfnFlags,
 } from './kapi.js';
+import { dmirrorAllocMthp, MthpFreeLists } from './mthp.js';
 import { type DmirrorMemoryType, dmirrorPath, HMM_DMIRROR_MEMORY_DEVICE_PRIVATE } from './uapi.js';
 
 /** Models DEVMEM_CHUNK_SIZE (256 MiB). */
@@ -87,6 +88,10 @@ export class DmirrorDevice {
   /** Length of free_folios (for inspection). */
   nrFreeFolios = 0;
   private readonly chunkByPgmap = new Map<number, DmirrorChunk>();
+  /** Model extension (mthp.ts): the mTHP orders this device allocates and migrates whole. */
+  mthpOrders = 0;
+  /** Model extension (mthp.ts): free device folios of the mTHP orders. */
+  readonly mthpFree = new MthpFreeLists();
 
   constructor(
     readonly core: Core,
@@ -189,6 +194,26 @@ export class DmirrorDevice {
   }
 
   /**
+   * Model extension (mthp.ts): a free PMD-order slot to carve into mTHP pieces, from free_folios
+   * or a new chunk; 0 when there is none. Not counted in calloc (the pieces are, when handed out).
+   */
+  takePmdSlot(): number {
+    if (!this.freeFolios && this.allocateChunk(true, false) < 0) return 0;
+    return this.freeFolios ? this.popFolio() : 0;
+  }
+
+  /** The pgmap of a device pfn (for zone_device_folio_init()). */
+  pgmapOfPage(pfn: number): DevPagemap | undefined {
+    return this.core.pgmapOf(this.core.map.head[pfn]) ?? this.core.pgmapOf(pfn);
+  }
+
+  /** Model extension (mthp.ts): a device folio of `order` (0, an mTHP order or the PMD order), or -1. */
+  allocOrder(order: number): number {
+    if (order === 0 || order === HPAGE_PMD_ORDER) return this.allocPage(order !== 0);
+    return dmirrorAllocMthp(this, order);
+  }
+
+  /**
    * Models dmirror_devmem_alloc_page(): for a private device first allocate the system backing
    * folio of the same order, then pop a device page (or folio) from the matching free list or a
    * new chunk, zone_device_folio_init() it (refcount 1, locked) and hang the backing page off its
@@ -247,7 +272,8 @@ export class DmirrorDevice {
       return;
     }
     this.cfree += 1 << order;
-    if (order) this.pushFolio(head);
+    if (order === HPAGE_PMD_ORDER) this.pushFolio(head);
+    else if (order) this.mthpFree.push(core, head, order);
     else this.pushPage(head);
   }
 
@@ -364,6 +390,7 @@ export class DmirrorDevice {
     };
     this.freeFolios = filter(this.freeFolios, (n) => (this.nrFreeFolios = n));
     this.freePages = filter(this.freePages, (n) => (this.nrFreePages = n));
+    this.mthpFree.filter(this.core, inChunk);
   }
 
   /**
@@ -494,10 +521,11 @@ export class DmirrorDevice {
         `${this.path}: calloc ${this.calloc} - cfree ${this.cfree} - dropped ${this.cdropped} != pgmap refs ${refs}`,
       );
     const total = this.chunks.length * DEVMEM_CHUNK_PAGES;
-    const accounted = this.nrFreePages + this.nrFreeFolios * HPAGE_PMD_NR + refs;
+    const mthp = this.mthpFree.counts.reduce((n, c, o) => n + (c << o), 0);
+    const accounted = this.nrFreePages + this.nrFreeFolios * HPAGE_PMD_NR + mthp + refs;
     if (accounted !== total)
       out.push(
-        `${this.path}: free ${this.nrFreePages} + ${this.nrFreeFolios} folios + allocated ${refs} != ${total} pages`,
+        `${this.path}: free ${this.nrFreePages} + ${this.nrFreeFolios} folios + ${mthp} in mTHP folios + allocated ${refs} != ${total} pages`,
       );
     return out;
   }
@@ -531,6 +559,12 @@ export class DmirrorDevice {
     };
     walk(this.freePages, false);
     walk(this.freeFolios, true);
+    out.push(
+      ...this.mthpFree.check(this.core, this.path, seen, (p) => {
+        const chunk = this.chunkOf(p);
+        return chunk !== undefined && !chunk.remove;
+      }),
+    );
     return out;
   }
 }

@@ -174,7 +174,8 @@ export class DmirrorDevice {
     this.chunkByPgmap.set(pagemap.id, chunk);
     const last = pagemap.endPfn;
     for (let pfn = pagemap.startPfn; pfn < last; ) {
-      if (isLarge && pfn % HPAGE_PMD_NR === 0 && pfn + HPAGE_PMD_NR <= last) {
+      // Model extension (mthp.ts): a device with mTHP orders keeps PMD-order slots to carve.
+      if ((isLarge || this.mthpOrders) && pfn % HPAGE_PMD_NR === 0 && pfn + HPAGE_PMD_NR <= last) {
         this.pushFolio(pfn);
         pfn += HPAGE_PMD_NR;
         continue;
@@ -188,7 +189,7 @@ export class DmirrorDevice {
       this.calloc += HPAGE_PMD_NR;
       return this.popFolio();
     }
-    if (!this.freePages) return -ENOMEM;
+    if (!this.freePages && !this.carvePages()) return -ENOMEM;
     this.calloc++;
     return this.popPage();
   }
@@ -200,6 +201,18 @@ export class DmirrorDevice {
   takePmdSlot(): number {
     if (!this.freeFolios && this.allocateChunk(true, false) < 0) return 0;
     return this.freeFolios ? this.popFolio() : 0;
+  }
+
+  /**
+   * Model extension (mthp.ts): a device that declares mTHP orders lays its chunks out in
+   * PMD-order slots; when free_pages runs dry, a free slot is broken into 512 pages for it.
+   * True when pages were added.
+   */
+  private carvePages(): boolean {
+    if (!this.mthpOrders || !this.freeFolios) return false;
+    const slot = this.popFolio();
+    for (let p = slot + HPAGE_PMD_NR - 1; p >= slot; p--) this.pushPage(p);
+    return true;
   }
 
   /** The pgmap of a device pfn (for zone_device_folio_init()). */
@@ -231,7 +244,7 @@ export class DmirrorDevice {
     if (isLarge && this.freeFolios) {
       dpage = this.popFolio();
       this.calloc += 1 << order;
-    } else if (!isLarge && this.freePages) {
+    } else if (!isLarge && (this.freePages || this.carvePages())) {
       dpage = this.popPage();
       this.calloc++;
     } else {

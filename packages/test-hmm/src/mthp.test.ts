@@ -30,16 +30,16 @@ import {
   hmmDmirrorFlagFailAllocOrder,
 } from './uapi.js';
 
-/** A machine with anonymous mTHP of `order` always on and device 0 declaring `devOrders`. */
-function setup(order: number, devOrders: number) {
+/** A machine with anonymous mTHP of `order` always on and device `minor` declaring `devOrders`. */
+function setup(order: number, devOrders: number, minor = 0) {
   const thpAnon: Record<number, ThpSizeMode> = { [order]: 'always' };
   const k = new Kernel({ ramBytes: 512 << 20, thp: 'never', thpAnon });
   k.checkInvariants = true;
   installMmCoreChecker(k);
-  const mod = installDmirror(k, { coherent: false, mthpOrders: { 0: devOrders } });
+  const mod = installDmirror(k, { coherent: minor >= 2, mthpOrders: { [minor]: devOrders } });
   k.spawn();
   const p = k.spawn();
-  const fd = hmmOpen(p, 0);
+  const fd = hmmOpen(p, minor);
   return { k, mod, p, fd };
 }
 
@@ -62,15 +62,19 @@ function orderAt(k: Kernel, p: Process, addr: number): number {
 }
 
 describe('dmirror mTHP (model extension)', () => {
-  for (let order = 2; order <= 8; order++) {
-    it(`order ${order}: MIGRATE_TO_DEV and MIGRATE_TO_SYS move whole folios, cpages counts pages`, () => {
-      const { k, mod, p, fd } = setup(order, 1 << order);
+  for (const [order, minor] of [2, 3, 4, 5, 6, 7, 8].flatMap((o) => [
+    [o, 0],
+    [o, 2],
+  ])) {
+    const kind = minor ? 'coherent' : 'private';
+    it(`order ${order}, ${kind} device: MIGRATE_TO_DEV and MIGRATE_TO_SYS move whole folios, cpages counts pages`, () => {
+      const { k, mod, p, fd } = setup(order, 1 << order, minor);
       const size = 2 * (PAGE_SIZE << order);
       const buf = buffer(p, size);
       expect(orderAt(k, p, buf.ptr)).toBe(order);
       expect(hmmDmirrorCmd(p, fd, HMM_DMIRROR_MIGRATE_TO_DEV, buf, size / PAGE_SIZE)).toBe(0);
       expect(buf.cpages).toBe(size / PAGE_SIZE);
-      const dev = mod.devices[0];
+      const dev = mod.devices[minor];
       for (let off = 0; off < size; off += PAGE_SIZE) {
         const pfn = pfnAt(k, p, buf.ptr + off);
         expect(k.core.pgmapOf(pfn)?.owner).toBe(dev);
@@ -116,6 +120,22 @@ describe('dmirror mTHP (model extension)', () => {
     expect(k.core.pgmapOf(pfnAt(k, p, buf.ptr + (PAGE_SIZE << 5)))?.owner).toBe(dev);
     expect(intsEqual(p, buf.ptr, size / 4, (i) => i)).toBe(true);
     expect(k.check()).toEqual([]);
+  });
+
+  it('a device with declared orders still serves base pages (small sources), carving its PMD-order slots', () => {
+    const { k, p, fd, mod } = setup(4, 1 << 4);
+    // A 16 KiB mapping is too small for the only mTHP size on (64 KiB): base pages.
+    const ptr = p.mmap(0, 4 * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+    fillInts(p, ptr, PAGE_SIZE, (i) => i);
+    const buf = { ptr, mirror: p.malloc(4 * PAGE_SIZE), size: 4 * PAGE_SIZE, cpages: 0, faults: 0 };
+    expect(orderAt(k, p, buf.ptr)).toBe(0);
+    expect(hmmDmirrorCmd(p, fd, HMM_DMIRROR_MIGRATE_TO_DEV, buf, 4)).toBe(0);
+    expect(buf.cpages).toBe(4);
+    for (let off = 0; off < 4 * PAGE_SIZE; off += PAGE_SIZE)
+      expect(k.core.pgmapOf(pfnAt(k, p, buf.ptr + off))?.owner).toBe(mod.devices[0]);
+    expect(mod.check()).toEqual([]);
+    expect(mod.checkFreeLists()).toEqual([]);
+    expect(intsEqual(p, buf.ptr, PAGE_SIZE, (i) => i)).toBe(true);
   });
 
   it('without declared orders the device behaves as lib/test_hmm.c: base pages on the device', () => {

@@ -10,7 +10,6 @@ import {
   type Core,
   dumpFolio,
   entryPfn,
-  HPAGE_PMD_NR,
   HPAGE_PMD_ORDER,
   isDevicePrivateType,
   isMigrationType,
@@ -52,6 +51,11 @@ export interface MigrateCheckerOptions {
 }
 
 const hex = (n: number) => `0x${n.toString(16)}`;
+
+/** A compound unit's order: the PMD order, or one the driver declared in mthpOrders (mthp.ts). */
+function compoundOrderOk(r: InflightMigration, order: number): boolean {
+  return order === HPAGE_PMD_ORDER || (order > 0 && ((r.mig?.mthpOrders ?? 0) & (1 << order)) !== 0);
+}
 
 class MigrateCheck {
   readonly out: string[] = [];
@@ -117,9 +121,13 @@ class MigrateCheck {
         }
       }
       if (strict && sf & MIGRATE_PFN_COMPOUND) {
-        if (sp >= 0 && (m.head[sp] !== sp || m.folioOrder(sp) !== HPAGE_PMD_ORDER))
-          this.report(`${tag}: COMPOUND source is not the head of a PMD-order folio`, sp);
-        for (let k = 1; k < HPAGE_PMD_NR && i + k < r.npages; k++)
+        const ord = sp >= 0 ? m.folioOrder(sp) : HPAGE_PMD_ORDER;
+        if (sp >= 0 && (m.head[sp] !== sp || !compoundOrderOk(r, ord)))
+          this.report(
+            `${tag}: COMPOUND source is not the head of a PMD-order (or declared mTHP-order) folio`,
+            sp,
+          );
+        for (let k = 1; k < 1 << ord && i + k < r.npages; k++)
           if (src[i + k] !== 0) {
             this.report(`${tag}: src tail slot ${i + k} of a compound unit is not 0`);
             break;
@@ -141,9 +149,13 @@ class MigrateCheck {
       if (r.phase === 'pages' && m.refcount[dh] !== 1 + mapped)
         this.report(`${tag}: destination refcount ${m.refcount[dh]} but ${mapped} mappings + 1`, dh);
       if (mpfnFlags(dst[i]) & MIGRATE_PFN_COMPOUND) {
-        if (dh !== dp || m.folioOrder(dh) !== HPAGE_PMD_ORDER)
-          this.report(`${tag}: COMPOUND destination is not the head of a PMD-order folio`, dp);
-        for (let k = 1; k < HPAGE_PMD_NR && i + k < r.npages && i + k < dst.length; k++)
+        const ord = m.folioOrder(dh);
+        if (dh !== dp || !compoundOrderOk(r, ord))
+          this.report(
+            `${tag}: COMPOUND destination is not the head of a PMD-order (or declared mTHP-order) folio`,
+            dp,
+          );
+        for (let k = 1; k < 1 << ord && i + k < r.npages && i + k < dst.length; k++)
           if (dst[i + k] !== 0) {
             this.report(`${tag}: dst tail slot ${i + k} of a compound destination is not 0`);
             break;

@@ -42,6 +42,7 @@ import {
   swpType,
   type Vma,
 } from '@hmm-model/mm-core';
+import { collectMthpUnit } from './mthp.js';
 import {
   MIGRATE_PFN_COMPOUND,
   MIGRATE_PFN_MIGRATE,
@@ -385,6 +386,12 @@ function* collectPtes(
         else mpfn = migratePfn(pfn) + (MIGRATE_PFN_MIGRATE | (plo & _PAGE_RW ? MIGRATE_PFN_WRITE : 0));
       }
       if (large >= 0) {
+        // Model extension (mthp.ts): a declared-order folio migrates whole.
+        const n = collectMthpUnit(core, mig, vma, pteT, addr, end, large, faultFolio, (v) => push(mig, v));
+        if (n > 0) {
+          addr += (n - 1) * PAGE_SIZE;
+          continue;
+        }
         // Fixed kernel: pin the folio before the PTE lock goes (bug F28: only after).
         const pinned = !core.bug('F28') && large !== faultFolio;
         if (pinned) folioGet(core, large);

@@ -10,6 +10,7 @@ import {
   folioSplitUnmapped,
   folioTestAnon,
   HPAGE_PMD_NR,
+  HPAGE_PMD_ORDER,
   type KGen,
   MEMORY_DEVICE_COHERENT,
   MMU_NOTIFY_MIGRATE,
@@ -32,6 +33,7 @@ import {
   splitHugePmd,
 } from '@hmm-model/mm-core';
 import { migrateVmaInsertPage } from './insert.js';
+import { splitMthpForMigrate } from './mthp.js';
 import {
   MIGRATE_PFN_COMPOUND,
   MIGRATE_PFN_MIGRATE,
@@ -108,6 +110,7 @@ function* splitUnmappedForMigrate(
   idx: number,
   addr: number,
   folio: number,
+  newOrder = 0,
 ): KGen<number> {
   const vma = mig.vma!;
   folioGet(core, folio);
@@ -120,12 +123,14 @@ function* splitUnmappedForMigrate(
   // v6.19 keeps it, folio_split_unmapped() fails on it and the folio leaks.
   if (core.fixed('K7') && core.map.refcount[folio] === refs) folioPut(core, folio);
   if (core.map.refcount[folio] === 1) yield* splitOtherPmdMigrationEntries(core, folio);
-  const ret = folioSplitUnmapped(core, folio, 0);
+  const ret = folioSplitUnmapped(core, folio, newOrder);
   if (ret) return ret;
-  mig.src[idx] = mpfnClear(mig.src[idx], MIGRATE_PFN_COMPOUND);
+  // Model extension (mthp.ts): a split to a declared order keeps COMPOUND on each new head.
+  if (!newOrder) mig.src[idx] = mpfnClear(mig.src[idx], MIGRATE_PFN_COMPOUND);
   const flags = mpfnFlags(mig.src[idx]);
   const pfn = migratePfnToPage(mig.src[idx]);
-  for (let k = 1; k < HPAGE_PMD_NR; k++) mig.src[idx + k] = migratePfn(pfn + k) - 1 + flags;
+  for (let k = 1 << newOrder; k < HPAGE_PMD_NR; k += 1 << newOrder)
+    mig.src[idx + k] = migratePfn(pfn + k) - 1 + flags;
   return 0;
 }
 
@@ -199,23 +204,33 @@ export function* migrateDevicePagesCore(
       const newfolio = m.head[newpage];
       const sflags = mpfnFlags(src[i]);
       const dflags = mpfnFlags(dst[i]);
-      if (sflags & MIGRATE_PFN_MIGRATE && sflags & MIGRATE_PFN_COMPOUND && !(dflags & MIGRATE_PFN_COMPOUND)) {
-        if (!mig) {
+      const sOrder = sflags & MIGRATE_PFN_COMPOUND ? m.folioOrder(folio) : 0;
+      const dOrder = dflags & MIGRATE_PFN_COMPOUND ? m.folioOrder(newfolio) : 0;
+      // How many slots one destination piece covers (a source split to the destination's order).
+      let step = 1;
+      if (sflags & MIGRATE_PFN_MIGRATE && sflags & MIGRATE_PFN_COMPOUND && dOrder < sOrder) {
+        // A destination order the driver did not declare (model extension, mthp.ts) is a
+        // mismatch v6.19 cannot express: refuse the unit.
+        if (!mig || (dOrder > 0 && !(mig.mthpOrders & (1 << dOrder)))) {
+          if (dOrder > 0)
+            core.warn(`migrate_vma_pages: destination order ${dOrder} was not declared in mthpOrders`);
           src[i] = mpfnClear(src[i], MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND);
           i += nr;
           continue;
         }
         nr = m.folioNrPages(folio);
-        if (yield* splitUnmappedForMigrate(core, mig, i, mig.start + i * PAGE_SIZE, folio)) {
+        const split =
+          sOrder < HPAGE_PMD_ORDER
+            ? splitMthpForMigrate(core, mig, i, folio, dOrder)
+            : yield* splitUnmappedForMigrate(core, mig, i, mig.start + i * PAGE_SIZE, folio, dOrder);
+        if (split) {
           src[i] = mpfnClear(src[i], MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND);
           i += nr;
           continue;
         }
-      } else if (
-        sflags & MIGRATE_PFN_MIGRATE &&
-        dflags & MIGRATE_PFN_COMPOUND &&
-        !(sflags & MIGRATE_PFN_COMPOUND)
-      ) {
+        step = 1 << dOrder;
+      } else if (sflags & MIGRATE_PFN_MIGRATE && dflags & MIGRATE_PFN_COMPOUND && dOrder > sOrder) {
+        // Small (or smaller) to huge is refused.
         src[i] = mpfnClear(src[i], MIGRATE_PFN_MIGRATE);
       }
       const devDst =
@@ -235,8 +250,7 @@ export function* migrateDevicePagesCore(
         i += nr;
         continue;
       }
-      const extra = mig && mig.faultPage === page ? 1 : 0;
-      for (let j = 0; j < nr && i + j < npages; j++) {
+      for (let j = 0; j < nr && i + j < npages; j += step) {
         const sp = migratePfnToPage(src[i + j]);
         const dp = migratePfnToPage(dst[i + j]);
         if (sp < 0 || dp < 0) {
@@ -250,6 +264,8 @@ export function* migrateDevicePagesCore(
         }
         folio = m.head[sp];
         const nf = m.head[dp];
+        // The fault handler's reference (the kernel compares pages; folios here, see unmap.ts).
+        const extra = mig && mig.faultPage >= 0 && m.head[mig.faultPage] === folio ? 1 : 0;
         if (folioMigrateMapping(core, nf, folio, extra))
           src[i + j] = mpfnClear(src[i + j], MIGRATE_PFN_MIGRATE);
         else folioMigrateFlags(core, nf, folio);

@@ -11,6 +11,7 @@ import {
 import { migrateVmaCollect } from './collect.js';
 import { migrateDeviceFinalizeCore } from './finalize.js';
 import { migrationBeginVma, migrationCollected, migrationEnd, migrationPagesDone } from './inflight.js';
+import { mthpOrdersCheck } from './mthp.js';
 import { migrateDevicePagesCore } from './pages.js';
 import type { MigrateVma } from './types.js';
 import { migrateDeviceUnmap } from './unmap.js';
@@ -30,6 +31,7 @@ export function* migrateVmaSetup(core: Core, args: MigrateVma): KGen<number> {
   if (args.start < vma.start || args.start >= vma.end) return -EINVAL;
   if (args.end <= vma.start || args.end > vma.end) return -EINVAL;
   if (!args.src || !args.dst || args.src.length < nrPages || args.dst.length < nrPages) return -EINVAL;
+  if (mthpOrdersCheck(args)) return -EINVAL;
   if (args.faultPage >= 0) {
     const head = core.map.head[args.faultPage];
     if (!folioIsDevicePrivate(core, head)) return -EINVAL;

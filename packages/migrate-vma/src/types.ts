@@ -75,6 +75,12 @@ export interface MigrateVma {
   flags: number;
   /** fault_page: pfn of the locked device page a CPU fault is migrating, or -1. */
   faultPage: number;
+  /**
+   * Model extension (not in v6.19; see mthp.ts): a bit per folio order below HPAGE_PMD_ORDER
+   * (2 .. 8) that the driver migrates whole. A PTE-mapped large folio of such an order is
+   * collected as one compound unit instead of being split. 0 (the default) is v6.19.
+   */
+  mthpOrders: number;
 }
 
 /** Models a zeroed on-stack struct migrate_vma and its src/dst arrays for [start, end). */
@@ -91,5 +97,6 @@ export function newMigrateVma(fields: Partial<MigrateVma> & { start: number; end
     pgmapOwner: fields.pgmapOwner ?? null,
     flags: fields.flags ?? 0,
     faultPage: fields.faultPage ?? -1,
+    mthpOrders: fields.mthpOrders ?? 0,
   };
 }

@@ -31,7 +31,10 @@ import {
 export function migrateVmaCheckPage(core: Core, page: number, faultPage: number): boolean {
   const m = core.map;
   const folio = m.head[page];
-  let extra = 1 + (page === faultPage ? 1 : 0);
+  // The kernel compares pages (page == fault_page); the model compares folios, which is the same
+  // for everything v6.19 collects (order-0 pages, and PMD faults whose fault page is the head)
+  // and right for a whole PTE-mapped device mTHP faulted through a tail page (mthp.ts).
+  let extra = 1 + (faultPage >= 0 && m.head[faultPage] === folio ? 1 : 0);
   if (folioIsZoneDevice(core, folio)) extra++;
   // folio_mapping() is also non-NULL for an anonymous folio in the swap cache (the swap
   // address space); the cache holds one reference per page, counted once here as in the kernel.

@@ -40,6 +40,7 @@ import {
   migratePfnToPage,
   mpfnFlags,
 } from './kapi.js';
+import { dmirrorAllocMthp, MthpFreeLists } from './mthp.js';
 import { type DmirrorMemoryType, dmirrorPath, HMM_DMIRROR_MEMORY_DEVICE_PRIVATE } from './uapi.js';
 
 /** Models DEVMEM_CHUNK_SIZE (256 MiB). */
@@ -87,6 +88,10 @@ export class DmirrorDevice {
   /** Length of free_folios (for inspection). */
   nrFreeFolios = 0;
   private readonly chunkByPgmap = new Map<number, DmirrorChunk>();
+  /** Model extension (mthp.ts): the mTHP orders this device allocates and migrates whole. */
+  mthpOrders = 0;
+  /** Model extension (mthp.ts): free device folios of the mTHP orders. */
+  readonly mthpFree = new MthpFreeLists();
 
   constructor(
     readonly core: Core,
@@ -169,7 +174,8 @@ export class DmirrorDevice {
     this.chunkByPgmap.set(pagemap.id, chunk);
     const last = pagemap.endPfn;
     for (let pfn = pagemap.startPfn; pfn < last; ) {
-      if (isLarge && pfn % HPAGE_PMD_NR === 0 && pfn + HPAGE_PMD_NR <= last) {
+      // Model extension (mthp.ts): a device with mTHP orders keeps PMD-order slots to carve.
+      if ((isLarge || this.mthpOrders) && pfn % HPAGE_PMD_NR === 0 && pfn + HPAGE_PMD_NR <= last) {
         this.pushFolio(pfn);
         pfn += HPAGE_PMD_NR;
         continue;
@@ -183,9 +189,41 @@ export class DmirrorDevice {
       this.calloc += HPAGE_PMD_NR;
       return this.popFolio();
     }
-    if (!this.freePages) return -ENOMEM;
+    if (!this.freePages && !this.carvePages()) return -ENOMEM;
     this.calloc++;
     return this.popPage();
+  }
+
+  /**
+   * Model extension (mthp.ts): a free PMD-order slot to carve into mTHP pieces, from free_folios
+   * or a new chunk; 0 when there is none. Not counted in calloc (the pieces are, when handed out).
+   */
+  takePmdSlot(): number {
+    if (!this.freeFolios && this.allocateChunk(true, false) < 0) return 0;
+    return this.freeFolios ? this.popFolio() : 0;
+  }
+
+  /**
+   * Model extension (mthp.ts): a device that declares mTHP orders lays its chunks out in
+   * PMD-order slots; when free_pages runs dry, a free slot is broken into 512 pages for it.
+   * True when pages were added.
+   */
+  private carvePages(): boolean {
+    if (!this.mthpOrders || !this.freeFolios) return false;
+    const slot = this.popFolio();
+    for (let p = slot + HPAGE_PMD_NR - 1; p >= slot; p--) this.pushPage(p);
+    return true;
+  }
+
+  /** The pgmap of a device pfn (for zone_device_folio_init()). */
+  pgmapOfPage(pfn: number): DevPagemap | undefined {
+    return this.core.pgmapOf(this.core.map.head[pfn]) ?? this.core.pgmapOf(pfn);
+  }
+
+  /** Model extension (mthp.ts): a device folio of `order` (0, an mTHP order or the PMD order), or -1. */
+  allocOrder(order: number): number {
+    if (order === 0 || order === HPAGE_PMD_ORDER) return this.allocPage(order !== 0);
+    return dmirrorAllocMthp(this, order);
   }
 
   /**
@@ -206,7 +244,7 @@ export class DmirrorDevice {
     if (isLarge && this.freeFolios) {
       dpage = this.popFolio();
       this.calloc += 1 << order;
-    } else if (!isLarge && this.freePages) {
+    } else if (!isLarge && (this.freePages || this.carvePages())) {
       dpage = this.popPage();
       this.calloc++;
     } else {
@@ -247,7 +285,8 @@ export class DmirrorDevice {
       return;
     }
     this.cfree += 1 << order;
-    if (order) this.pushFolio(head);
+    if (order === HPAGE_PMD_ORDER) this.pushFolio(head);
+    else if (order) this.mthpFree.push(core, head, order);
     else this.pushPage(head);
   }
 
@@ -364,6 +403,7 @@ export class DmirrorDevice {
     };
     this.freeFolios = filter(this.freeFolios, (n) => (this.nrFreeFolios = n));
     this.freePages = filter(this.freePages, (n) => (this.nrFreePages = n));
+    this.mthpFree.filter(this.core, inChunk);
   }
 
   /**
@@ -494,10 +534,11 @@ export class DmirrorDevice {
         `${this.path}: calloc ${this.calloc} - cfree ${this.cfree} - dropped ${this.cdropped} != pgmap refs ${refs}`,
       );
     const total = this.chunks.length * DEVMEM_CHUNK_PAGES;
-    const accounted = this.nrFreePages + this.nrFreeFolios * HPAGE_PMD_NR + refs;
+    const mthp = this.mthpFree.counts.reduce((n, c, o) => n + (c << o), 0);
+    const accounted = this.nrFreePages + this.nrFreeFolios * HPAGE_PMD_NR + mthp + refs;
     if (accounted !== total)
       out.push(
-        `${this.path}: free ${this.nrFreePages} + ${this.nrFreeFolios} folios + allocated ${refs} != ${total} pages`,
+        `${this.path}: free ${this.nrFreePages} + ${this.nrFreeFolios} folios + ${mthp} in mTHP folios + allocated ${refs} != ${total} pages`,
       );
     return out;
   }
@@ -531,6 +572,12 @@ export class DmirrorDevice {
     };
     walk(this.freePages, false);
     walk(this.freeFolios, true);
+    out.push(
+      ...this.mthpFree.check(this.core, this.path, seen, (p) => {
+        const chunk = this.chunkOf(p);
+        return chunk !== undefined && !chunk.remove;
+      }),
+    );
     return out;
   }
 }

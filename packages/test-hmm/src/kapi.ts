@@ -12,6 +12,7 @@ export {
   MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
   MIGRATE_VMA_SELECT_SYSTEM,
   type MigrateVma,
+  MTHP_ORDERS_VALID,
   migrateDeviceFinalize,
   migrateDeviceInit,
   migrateDevicePages,

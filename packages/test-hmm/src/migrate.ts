@@ -7,6 +7,7 @@ import {
   folioPut,
   folioUnlock,
   HPAGE_PMD_NR,
+  HPAGE_PMD_ORDER,
   KernelBug,
   type KGen,
   type MmStruct,
@@ -46,19 +47,27 @@ import {
   mpfnFlags,
   newMigrateVma,
 } from './kapi.js';
-import { HMM_DMIRROR_FLAG_FAIL_ALLOC } from './uapi.js';
+import { negotiateMthpDst } from './mthp.js';
+import { HMM_DMIRROR_FLAG_FAIL_ALLOC, HMM_DMIRROR_FLAG_FAIL_ALLOC_ORDER_SHIFT } from './uapi.js';
 
 const FAIL_ALLOC = BigInt(HMM_DMIRROR_FLAG_FAIL_ALLOC);
+const FAIL_ALLOC_ORDER_SHIFT = BigInt(HMM_DMIRROR_FLAG_FAIL_ALLOC_ORDER_SHIFT);
 
 /** Models dmirror_select_device(): the SELECT flag of this device's memory type. */
 export function dmirrorSelectDevice(dm: Dmirror): number {
   return dm.mdevice.isPrivate ? MIGRATE_VMA_SELECT_DEVICE_PRIVATE : MIGRATE_VMA_SELECT_DEVICE_COHERENT;
 }
 
-/** Consumes the one-shot HMM_DMIRROR_FLAG_FAIL_ALLOC; true if it was set. */
-function takeFailAlloc(dm: Dmirror): boolean {
+/**
+ * Consumes the one-shot HMM_DMIRROR_FLAG_FAIL_ALLOC for an allocation of `order`; true if it
+ * applies. With the model-only order field (HMM_DMIRROR_FLAG_FAIL_ALLOC_ORDER()) only an
+ * allocation of that order fails; without it, the next allocation does (lib/test_hmm.c).
+ */
+function takeFailAlloc(dm: Dmirror, order: number): boolean {
   if (!(dm.flags & FAIL_ALLOC)) return false;
-  dm.flags &= ~FAIL_ALLOC;
+  const want = Number((dm.flags >> FAIL_ALLOC_ORDER_SHIFT) & 0xffn);
+  if (want && want - 1 !== order) return false;
+  dm.flags &= ~(FAIL_ALLOC | (0xffn << FAIL_ALLOC_ORDER_SHIFT));
   return true;
 }
 
@@ -136,7 +145,28 @@ function allocAndCopy(args: MigrateVma, dm: Dmirror, runs: CopyRuns): void {
       addr += PAGE_SIZE;
       continue;
     }
-    const dpage = takeFailAlloc(dm) ? -1 : dev.allocPage(isLarge);
+    const srcOrder = isLarge && spage >= 0 ? m.folioOrder(m.head[spage]) : isLarge ? HPAGE_PMD_ORDER : 0;
+    if (srcOrder > 0 && srcOrder < HPAGE_PMD_ORDER) {
+      // Model extension (mthp.ts): a PTE-mapped mTHP unit, destination order negotiated.
+      const nr = 1 << srcOrder;
+      negotiateMthpDst(
+        core,
+        args,
+        i,
+        srcOrder,
+        dev.mthpOrders,
+        (o) => (takeFailAlloc(dm, o) ? -1 : dev.allocOrder(o)),
+        (d, at, n) => {
+          const rpage = dev.backingPage(d);
+          m.priv[rpage] = dm.id;
+          runs.add(rpage, spage + at, n);
+        },
+      );
+      i += nr;
+      addr += nr * PAGE_SIZE;
+      continue;
+    }
+    const dpage = takeFailAlloc(dm, isLarge ? HPAGE_PMD_ORDER : 0) ? -1 : dev.allocPage(isLarge);
     if (dpage < 0) {
       if (!isLarge) {
         i++;
@@ -280,6 +310,7 @@ export function* dmirrorMigrateToDevice(dm: Dmirror, cmd: DmirrorCmd, userMm: Mm
         end: b,
         pgmapOwner: dm.mdevice,
         flags: MIGRATE_VMA_SELECT_SYSTEM | MIGRATE_VMA_SELECT_COMPOUND,
+        mthpOrders: dm.mdevice.mthpOrders,
       });
       // Fix K2: the invalidation count the mirror update is checked against.
       const seq = core.fixed('K2') ? dm.foreignInvalidations : -1;
@@ -358,7 +389,7 @@ function faultAllocAndCopy(args: MigrateVma, dm: Dmirror, runs: CopyRuns): numbe
     let flags = order ? MIGRATE_PFN_COMPOUND : 0;
     if (mpfnFlags(s) & MIGRATE_PFN_WRITE) flags |= MIGRATE_PFN_WRITE;
     let dpage: number;
-    if (takeFailAlloc(dm)) {
+    if (takeFailAlloc(dm, order)) {
       flags &= ~MIGRATE_PFN_COMPOUND;
       dpage = -1;
     } else {
@@ -435,6 +466,7 @@ export function* dmirrorMigrateToSystem(dm: Dmirror, cmd: DmirrorCmd): KGen<numb
         end: b,
         pgmapOwner: dm.mdevice,
         flags: dmirrorSelectDevice(dm) | MIGRATE_VMA_SELECT_COMPOUND,
+        mthpOrders: dm.mdevice.mthpOrders,
       });
       const r = yield* migrateVmaSetup(core, args);
       if (r) return r;
@@ -478,7 +510,8 @@ export function* dmirrorDevmemFault(
     return VM_FAULT_SIGBUS;
   }
   let order = m.folioOrder(head);
-  if (vmf.pte) order = 0;
+  // A PTE fault migrates one page, except a whole device mTHP of a declared order (mthp.ts).
+  if (vmf.pte && !(order < HPAGE_PMD_ORDER && dm.mdevice.mthpOrders & (1 << order))) order = 0;
   const unit = PAGE_SIZE * 2 ** order;
   const start = Math.floor(vmf.address / unit) * unit;
   const args = newMigrateVma({
@@ -488,6 +521,7 @@ export function* dmirrorDevmemFault(
     pgmapOwner: dm.mdevice,
     flags: dmirrorSelectDevice(dm) | (order ? MIGRATE_VMA_SELECT_COMPOUND : 0),
     faultPage: vmf.page,
+    mthpOrders: order ? dm.mdevice.mthpOrders : 0,
   });
   if (yield* migrateVmaSetup(core, args)) return VM_FAULT_SIGBUS;
   yield 'dmirror_devmem_fault: after migrate_vma_setup';

@@ -32,6 +32,7 @@ import {
 } from './dmirror.js';
 import { migrateDeviceInit } from './kapi.js';
 import { dmirrorDevmemFault, dmirrorMigrateToDevice, dmirrorMigrateToSystem } from './migrate.js';
+import { mthpOrdersConfigError } from './mthp.js';
 import { dmirrorSnapshot } from './snapshot.js';
 import {
   type DmirrorMemoryType,
@@ -65,6 +66,12 @@ export interface DmirrorOptions {
    * Default false (lib/test_hmm.c as it is).
    */
   evictUntilEmpty?: boolean;
+  /**
+   * Model extension (mthp.ts, issue 9): per device minor, the mTHP orders (a bit per order,
+   * 2..8) its memory is allocated in and migrated whole. Default none (lib/test_hmm.c). Orders
+   * outside 2..8 are a configuration error at load.
+   */
+  mthpOrders?: Readonly<Record<number, number>>;
 }
 
 /** Models the loaded test_hmm module (dmirror_devices[] and the open dmirrors), for inspection. */
@@ -168,6 +175,10 @@ function* unlockedIoctl(file: OpenFile, command: number, arg: number, caller: un
  */
 export function installDmirror(kernel: Kernel, opts: DmirrorOptions = {}): DmirrorModule {
   const core = kernel.core;
+  for (const [minor, orders] of Object.entries(opts.mthpOrders ?? {})) {
+    const bad = mthpOrdersConfigError(orders);
+    if (bad) throw new Error(`hmm_dmirror${minor}: ${bad}`);
+  }
   migrateDeviceInit(core);
   const mirrors = new Map<number, Dmirror>();
   // Ids of dmirrors freed by release(): zone_device_data still naming one is a use-after-free.
@@ -215,6 +226,7 @@ export function installDmirror(kernel: Kernel, opts: DmirrorOptions = {}): Dmirr
       types[minor] === HMM_DMIRROR_MEMORY_DEVICE_COHERENT ? spmPfns[minor === 2 ? 1 : 0] : undefined;
     const dev = new DmirrorDevice(core, minor, types[minor], ops, spm);
     dev.evictUntilEmpty = opts.evictUntilEmpty ?? false;
+    dev.mthpOrders = opts.mthpOrders?.[minor] ?? 0;
     holder.dev = dev;
     const r = dev.init();
     if (r < 0) throw new Error(`hmm_dmirror${minor}: dmirror_device_init failed (${r})`);

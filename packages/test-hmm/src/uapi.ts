@@ -24,6 +24,16 @@ export const HMM_DMIRROR_FLAGS = 0xc0284808;
 
 /** Models HMM_DMIRROR_FLAG_FAIL_ALLOC: the next device-side allocation of a migration fails (one shot). */
 export const HMM_DMIRROR_FLAG_FAIL_ALLOC = 1;
+/**
+ * Model extension (mthp.ts), not in lib/test_hmm.c: bits 8-15 of the HMM_DMIRROR_FLAGS value hold
+ * order + 1 to make FAIL_ALLOC fail only the next allocation of that order (0: any allocation).
+ */
+export const HMM_DMIRROR_FLAG_FAIL_ALLOC_ORDER_SHIFT = 8;
+
+/** Model extension: the HMM_DMIRROR_FLAGS value that fails the next device allocation of `order`. */
+export function hmmDmirrorFlagFailAllocOrder(order: number): number {
+  return HMM_DMIRROR_FLAG_FAIL_ALLOC | ((order + 1) << HMM_DMIRROR_FLAG_FAIL_ALLOC_ORDER_SHIFT);
+}
 
 /** Models HMM_DMIRROR_PROT_ERROR (SNAPSHOT byte). */
 export const HMM_DMIRROR_PROT_ERROR = 0xff;

@@ -194,6 +194,7 @@ describe('run_vmtests.sh (run-vmtests.ts)', () => {
       'khugepaged',
       'khugepaged',
       'khugepaged',
+      'split_huge_page_test',
     ]);
   });
 
@@ -211,8 +212,16 @@ describe('run_vmtests.sh (run-vmtests.ts)', () => {
       'ok 3 mremap_dontunmap',
       expect.stringMatching(/^(not )?ok 4 madv_populate$/),
       expect.stringMatching(/^(not )?ok 5 cow$/),
+      expect.stringMatching(/^(not )?ok 6 split_huge_page_test$/),
     ]);
-    for (const name of ['map_fixed_noreplace', 'mremap_test', 'mremap_dontunmap', 'madv_populate', 'cow']) {
+    for (const name of [
+      'map_fixed_noreplace',
+      'mremap_test',
+      'mremap_dontunmap',
+      'madv_populate',
+      'cow',
+      'split_huge_page_test',
+    ]) {
       const title = `# running ./${name}`;
       const i = lines.indexOf(title);
       expect(lines[i - 1]).toBe(`# ${'-'.repeat(title.length - 2)}`);
@@ -225,7 +234,7 @@ describe('run_vmtests.sh (run-vmtests.ts)', () => {
     const skip = tap.filter((l) => l.endsWith(' # SKIP')).length;
     const fail = tap.filter((l) => l.startsWith('not ok')).length;
     expect(lines.at(-3)).toBe(`# SUMMARY: PASS=${pass} SKIP=${skip} FAIL=${fail}`);
-    expect(lines.at(-2)).toBe('1..5');
+    expect(lines.at(-2)).toBe('1..6');
     expect(r.code).toBe(fail ? 1 : skip ? 4 : 0);
   }, 600_000);
 });

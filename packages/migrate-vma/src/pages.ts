@@ -205,14 +205,19 @@ export function* migrateDevicePagesCore(
       const sflags = mpfnFlags(src[i]);
       const dflags = mpfnFlags(dst[i]);
       const sOrder = sflags & MIGRATE_PFN_COMPOUND ? m.folioOrder(folio) : 0;
-      const dOrder = dflags & MIGRATE_PFN_COMPOUND ? m.folioOrder(newfolio) : 0;
+      const dCompound = (dflags & MIGRATE_PFN_COMPOUND) !== 0;
+      const dOrder = dCompound ? m.folioOrder(newfolio) : 0;
       // How many slots one destination piece covers (a source split to the destination's order).
       let step = 1;
-      if (sflags & MIGRATE_PFN_MIGRATE && sflags & MIGRATE_PFN_COMPOUND && dOrder < sOrder) {
-        // A destination order the driver did not declare (model extension, mthp.ts) is a
-        // mismatch v6.19 cannot express: refuse the unit.
-        if (!mig || (dOrder > 0 && !(mig.mthpOrders & (1 << dOrder)))) {
-          if (dOrder > 0)
+      if (
+        sflags & MIGRATE_PFN_MIGRATE &&
+        sflags & MIGRATE_PFN_COMPOUND &&
+        (!dCompound || (dOrder > 0 && dOrder < sOrder))
+      ) {
+        // A smaller compound destination is the mTHP extension (mthp.ts); one of an order the
+        // driver did not declare is refused (v6.19 cannot express it).
+        if (!mig || (dCompound && !(mig.mthpOrders & (1 << dOrder)))) {
+          if (dCompound)
             core.warn(`migrate_vma_pages: destination order ${dOrder} was not declared in mthpOrders`);
           src[i] = mpfnClear(src[i], MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND);
           i += nr;
@@ -229,8 +234,11 @@ export function* migrateDevicePagesCore(
           continue;
         }
         step = 1 << dOrder;
-      } else if (sflags & MIGRATE_PFN_MIGRATE && dflags & MIGRATE_PFN_COMPOUND && dOrder > sOrder) {
-        // Small (or smaller) to huge is refused.
+      } else if (sflags & MIGRATE_PFN_MIGRATE && dCompound && !(sflags & MIGRATE_PFN_COMPOUND)) {
+        // Small to huge is refused.
+        src[i] = mpfnClear(src[i], MIGRATE_PFN_MIGRATE);
+      } else if (sflags & MIGRATE_PFN_MIGRATE && dCompound && mig?.mthpOrders && dOrder > sOrder) {
+        // The extension: a destination bigger than the source unit is refused too.
         src[i] = mpfnClear(src[i], MIGRATE_PFN_MIGRATE);
       }
       const devDst =

@@ -328,7 +328,18 @@ export function setFreeHooks(core: Core, hooks: FreeHooks): void {
 export function freeZoneDeviceFolio(core: Core, head: number): void {
   const m = core.map;
   const pgmap = core.pgmapOf(head);
-  if (!pgmap) throw new ModelBug('free_zone_device_folio without a pgmap', dumpFolio(core, head));
+  if (!pgmap) {
+    // Bug K6 (mm-core README): v6.19's split of a device-coherent folio clears the new folios'
+    // pgmap; freeing one (a zero piece the split remapped to the zero page) dereferences it.
+    if (!core.fixed('K6'))
+      throw new KernelBug(
+        'free_zone_device_folio',
+        'NULL pointer dereference: folio->pgmap of a device-coherent folio split by v6.19 (K6)',
+        [dumpFolio(core, head)],
+        'oops',
+      );
+    throw new ModelBug('free_zone_device_folio without a pgmap', dumpFolio(core, head));
+  }
   const order = m.folioOrder(head);
   const n = 1 << order;
   if (m.flags[head] & PG_anon) core.vmstat.nr_anon_pages -= n;

@@ -8,6 +8,7 @@ import {
   NR_ORDERS,
   SHMEM_NEVER,
   THP_ALWAYS,
+  THP_INHERIT,
   THP_MADVISE,
   THP_NEVER,
   ThpSettingsState,
@@ -44,7 +45,7 @@ function inProgram<T>(body: (env: ProgramEnv) => T): { value: T | undefined; out
 }
 
 describe('thp_settings.c over the model sysfs', () => {
-  it('thp_read_settings() reads the kernel defaults; no hugepages-<size>kB files: every per-order setting is never', () => {
+  it('thp_read_settings() reads the kernel defaults: hugepages-16kB .. 2048kB exist, 2048kB inherits, the rest are never', () => {
     const r = inProgram((env) => {
       const t = { env, thp: new ThpSettingsState() };
       return { s: thp_read_settings(t), orders: thp_supported_orders(t), enabled: thp_is_enabled(t) };
@@ -52,7 +53,8 @@ describe('thp_settings.c over the model sysfs', () => {
     expect(r.status).toBe(0);
     const { s, orders, enabled } = r.value!;
     expect(enabled).toBe(true);
-    expect(orders).toBe(0);
+    // thp_supported_orders(): a bit for every readable hugepages-<size>kB/enabled (orders 2..9).
+    expect(orders).toBe(0b1111111100);
     expect(s.thp_enabled).toBe(THP_MADVISE);
     expect(s.shmem_enabled).toBe(SHMEM_NEVER);
     expect(s.use_zero_page).toBe(1);
@@ -65,7 +67,10 @@ describe('thp_settings.c over the model sysfs', () => {
       max_ptes_shared: 256,
       pages_to_scan: 4096,
     });
-    expect(s.hugepages).toEqual(new Array(NR_ORDERS).fill(THP_NEVER));
+    // v6.19's defaults: the PMD size "inherit", every other size "never".
+    expect(s.hugepages).toEqual(
+      Array.from({ length: NR_ORDERS }, (_, o) => (o === 9 ? THP_INHERIT : THP_NEVER)),
+    );
   });
 
   it('thp_push_settings() writes every file (the kernel takes them), thp_pop_settings() writes the previous ones back', () => {

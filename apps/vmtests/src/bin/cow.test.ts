@@ -17,18 +17,22 @@ const ANON = [
   'R/O GUP-fast pin on R/O-mapped exclusive page',
 ];
 
-/** run_anon_test_case() with one THP size (PMD, 2 MiB) and one hugetlb size (2 MiB). */
+/** detect_thp_sizes(): every hugepages-<size>kB/enabled the model has (16 kB .. 2048 kB), smallest first. */
+const THP_KB = [16, 32, 64, 128, 256, 512, 1024, 2048];
+
+/** run_anon_test_case() with those THP sizes (PMD-mapped variants for 2 MiB) and one hugetlb size. */
 const ANON_KINDS = [
   'base page',
   'swapped out base page',
-  'THP (2048 kB)',
-  'swapped-out THP (2048 kB)',
-  'PTE-mapped THP (2048 kB)',
-  'swapped-out, PTE-mapped THP (2048 kB)',
-  'single PTE of THP (2048 kB)',
-  'single PTE of swapped-out THP (2048 kB)',
-  "partially mremap()'ed THP (2048 kB)",
-  'partially shared THP (2048 kB)',
+  ...THP_KB.flatMap((kb) => [
+    ...(kb === 2048 ? [`THP (${kb} kB)`, `swapped-out THP (${kb} kB)`] : []),
+    `PTE-mapped THP (${kb} kB)`,
+    `swapped-out, PTE-mapped THP (${kb} kB)`,
+    `single PTE of THP (${kb} kB)`,
+    `single PTE of swapped-out THP (${kb} kB)`,
+    `partially mremap()'ed THP (${kb} kB)`,
+    `partially shared THP (${kb} kB)`,
+  ]),
   'hugetlb (2048 kB)',
 ];
 
@@ -45,7 +49,8 @@ const NON_ANON_KINDS = ['shared zeropage', 'memfd', 'tmpfile', 'huge zeropage', 
 type Expected = [directive: string | null, description: string];
 
 /**
- * What v6.19 reports on a kernel like the model (swap, PMD THP only, one 2 MiB hugetlb size, no
+ * What v6.19 reports on a kernel like the model (swap, anonymous THP of every size 16 kB .. 2 MiB,
+ * one 2 MiB hugetlb size, no
  * hugetlbfs memfd): every case passes, except that hugetlb_wp() reuses a folio mapped once even
  * while vmsplice() holds a reference (the four hugetlb vmsplice() cases are XFAIL), the
  * huge-zeropage cases SKIP (v6.19's FORCE_READ(mem) reads no memory) and memfd_create(MFD_HUGETLB)
@@ -71,27 +76,28 @@ function expected(): Expected[] {
 }
 
 describe('cow (tools/testing/selftests/mm/cow.c, v6.19 without liburing)', () => {
-  it('plans 12 x 11 + 4 + 3 x 5 = 151 results and reports each under its unique name, as on v6.19', () => {
-    const r = runBinary('cow');
+  it('plans 12 x 53 + 4 + 3 x 5 = 655 results (8 THP sizes) and reports each under its unique name, as on v6.19', () => {
+    // About 30,000 syscalls with the mTHP sizes: the checker runs after every 64th, and at the end.
+    const r = runBinary('cow', [], { checkInterval: 64 });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.ktap.version).toBe('TAP version 13');
-    expect(r.ktap.plan).toBe(151);
+    expect(r.ktap.plan).toBe(655);
     const want = expected();
     expect(r.ktap.results.map((x) => [x.ok, x.number, x.directive, x.description])).toEqual(
       want.map(([d, desc], i) => [true, i + 1, d, desc]),
     );
-    expect(r.ktap.totals).toEqual({ pass: 141, fail: 0, xfail: 4, xpass: 0, skip: 6, error: 0 });
-    // detect_thp_sizes() (PMD only: no hugepages-<size>kB/enabled files), detect_hugetlb_page_sizes().
-    expect(r.ktap.diagnostics.slice(0, 3)).toEqual([
+    expect(r.ktap.totals).toEqual({ pass: 645, fail: 0, xfail: 4, xpass: 0, skip: 6, error: 0 });
+    // detect_thp_sizes() (the PMD size and every mTHP size), detect_hugetlb_page_sizes().
+    expect(r.ktap.diagnostics.slice(0, 10)).toEqual([
       '[INFO] detected PMD size: 2048 KiB',
-      '[INFO] detected THP size: 2048 KiB',
+      ...THP_KB.map((kb) => `[INFO] detected THP size: ${kb} KiB`),
       '[INFO] detected hugetlb page size: 2048 KiB',
     ]);
     // log_test_start() before every result but the huge-zeropage SKIPs, which use their own message.
     const runs = r.ktap.diagnostics.filter((d) => d.startsWith('[RUN] ')).map((d) => d.slice(6));
     expect(runs).toContain('Non-anonymous memory tests in private mappings');
-    expect(runs.filter((d) => d !== 'Non-anonymous memory tests in private mappings')).toHaveLength(151);
+    expect(runs.filter((d) => d !== 'Non-anonymous memory tests in private mappings')).toHaveLength(655);
     // The XFAILs print the leak first; memfd_create(MFD_HUGETLB) is ENOSYS.
     expect(r.ktap.diagnostics.filter((d) => d.startsWith('Leak from'))).toEqual([
       'Leak from parent into child',

@@ -874,4 +874,8 @@ describe('model-based random test with mTHP orders enabled (PTE-mapped large fol
       new Fuzz(seed, true).run(STEPS);
     }, 3_600_000);
   }
+  if (!process.env.HMM_FUZZ_SEED)
+    it('regression, seed 53: 2100 steps (step 2041 left an MREMAP_DONTUNMAP old VMA mergeable but apart, as Linux does)', () => {
+      new Fuzz(53, true).run(2100);
+    }, 3_600_000);
 });

@@ -394,6 +394,9 @@ function* dupMmapLocked(core: Core, parent: MmStruct, childId: number): KGen<{ m
     c.vmOps = v.vmOps;
     c.vmFile = v.vmFile;
     const wipe = (v.flags & VM_WIPEONFORK) !== 0;
+    // dup_mmap() merges nothing: a VM_WIPEONFORK child VMA starts without an anon_vma, which can
+    // make it mergeable with a neighbour its parent's anon_vma kept apart.
+    c.mayStayApart = v.mayStayApart || (wipe && v.anonVma !== null);
     if (v.anonVma && !wipe) {
       anonVmaClone(v, c);
       const own = new AnonVma();

@@ -332,7 +332,10 @@ function dontunmapComplete(core: Core, vrm: VmaRemap, newVma: Vma): void {
   const start = vrm.addr;
   const end = vrm.addr + vrm.oldLen;
   vma.flags &= ~VM_LOCKED;
-  if (newVma !== vma && start === vma.start && end === vma.end) unlinkAnonVmas(core, vma);
+  if (newVma !== vma && start === vma.start && end === vma.end) {
+    unlinkAnonVmas(core, vma);
+    vma.mayStayApart = true;
+  }
   freeEmptyTables(core, vrm.mm, start, end);
 }
 

@@ -99,6 +99,13 @@ export class Vma {
    * inode the model uses for the page cache.
    */
   vmFile: object | null = null;
+  /**
+   * Model-only, for the layout check (testing/layout.ts): the kernel left this VMA where the merge
+   * rules would allow a merge, without trying one (dontunmap_complete() unlinks the anon_vmas of
+   * the old VMA after MREMAP_DONTUNMAP; dup_mmap() leaves a VM_WIPEONFORK child VMA without its
+   * parent's anon_vma; neither merges); copied by split and fork.
+   */
+  mayStayApart = false;
   constructor(
     public mm: MmStruct,
     public start: number,

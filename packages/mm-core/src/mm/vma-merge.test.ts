@@ -11,6 +11,7 @@ import {
   MAP_FIXED,
   MAP_PRIVATE,
   MAP_SHARED,
+  MREMAP_DONTUNMAP,
   MREMAP_FIXED,
   MREMAP_MAYMOVE,
   O_CREAT,
@@ -26,7 +27,8 @@ import type { Process } from '../process.js';
 import { machine } from '../testing/helpers.js';
 import { mergeableNeighbours } from '../testing/layout.js';
 import { VM_IO, VM_SOFTDIRTY } from './types.js';
-import { vmaMergeNewRange, vmgMmapState } from './vma-merge.js';
+import { splitVma } from './vma.js';
+import { vmaMergeNewRange, vmasMergeable, vmgMmapState } from './vma-merge.js';
 
 const P = PAGE_SIZE;
 const RW = PROT_READ | PROT_WRITE;
@@ -413,5 +415,51 @@ describe('vma_merge_extend(): mremap() growing in place', () => {
       [Y + 6 * P, Y + 10 * P],
     ]);
     clean(k, p);
+  });
+});
+
+describe('VMAs Linux leaves mergeable but apart (Vma.mayStayApart)', () => {
+  it('MREMAP_DONTUNMAP of a whole VMA: the old VMA keeps its range without anon_vma (dontunmap_complete()) and is marked', () => {
+    const k = machine();
+    const p = k.spawn();
+    expect(p.mmap(Z, 2 * P, RW, FIX)).toBe(Z);
+    fill(p, Z, 2, 9);
+    const to = Z + 64 * P;
+    expect(p.mremap(Z, 2 * P, 2 * P, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, to)).toBe(to);
+    const old = p.mm.vmaLookup(Z)!;
+    expect([old.start, old.end, old.anonVma, old.mayStayApart]).toEqual([Z, Z + 2 * P, null, true]);
+    expect(p.mm.vmaLookup(to)!.mayStayApart).toBe(false);
+    expect(p.readI32(Z)).toBe(0);
+    expectFilled(p, to, 2, 9);
+    expect(k.check()).toEqual([]);
+  });
+
+  it('fork: a VM_WIPEONFORK child VMA of a faulted one starts without its anon_vma and is marked', () => {
+    const k = machine();
+    const p = k.spawn();
+    expect(p.mmap(X, 4 * P, RW, FIX)).toBe(X);
+    fill(p, X, 4, 1);
+    expect(p.madvise(X + 2 * P, 2 * P, 18 /* MADV_WIPEONFORK */)).toBe(0);
+    const child = k.task(p.fork()) as Process;
+    const [lo, hi] = [child.mm.vmaLookup(X)!, child.mm.vmaLookup(X + 2 * P)!];
+    expect([hi.anonVma, hi.mayStayApart]).toEqual([null, true]);
+    expect(lo.mayStayApart).toBe(false);
+    expect(child.readI32(X + 2 * P)).toBe(0);
+    expectFilled(child, X, 2, 1);
+    expect(k.check()).toEqual([]);
+  });
+
+  it('the layout check skips a pair with a marked VMA, and only such a pair', () => {
+    const k = machine();
+    const p = k.spawn();
+    // Two mergeable neighbours made apart by hand (the model would have merged them).
+    expect(p.mmap(X, 4 * P, RW, FIX)).toBe(X);
+    const v = p.mm.vmaLookup(X)!;
+    const upper = k.core.sched.runSync(splitVma(k.core, v, X + 2 * P), 'test');
+    p.mm.insertVma(upper);
+    expect(vmasMergeable(v, upper)).toBe(true);
+    expect(mergeableNeighbours(p.mm)).toHaveLength(1);
+    upper.mayStayApart = true;
+    expect(mergeableNeighbours(p.mm)).toEqual([]);
   });
 });

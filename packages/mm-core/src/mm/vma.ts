@@ -41,6 +41,7 @@ export function* splitVma(core: Core, vma: Vma, addr: number): KGen<Vma> {
   );
   upper.vmOps = vma.vmOps;
   upper.vmFile = vma.vmFile;
+  upper.mayStayApart = vma.mayStayApart;
   anonVmaClone(vma, upper);
   if (vma.file) {
     // Models vm_area_dup()'s get_file(): each VMA holds its own reference on the file.

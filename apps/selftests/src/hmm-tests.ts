@@ -36,6 +36,7 @@ import { registerAnon } from './tests-anon.js';
 import { registerChild } from './tests-child.js';
 import { registerExclusive } from './tests-exclusive.js';
 import { registerMigrate } from './tests-migrate.js';
+import { registerMthp } from './tests-mthp.js';
 import { registerSnapshot } from './tests-snapshot.js';
 import { registerThp } from './tests-thp.js';
 import { registerThpErr } from './tests-thp-err.js';
@@ -54,6 +55,11 @@ export interface HmmTestsOptions {
   readonly seed?: number;
   /** Extra options for the simulated kernel. */
   readonly kernel?: KernelOptions;
+  /**
+   * Model extension (`--mthp`): load test_hmm with every mTHP order declared and add the model's
+   * own `migrate_anon_mthp_*` cases (tests-mthp.ts) after the ported ones.
+   */
+  readonly mthp?: boolean;
 }
 
 const DEFAULT_SEED = 1;
@@ -85,13 +91,16 @@ export class HmmTests implements SuiteState {
   readonly benchmarks: BenchmarkRun[] = [];
   readonly seed: number;
   readonly coherent: boolean;
+  readonly mthp: boolean;
   #current: LiveEnv | null = null;
 
   constructor(opts: HmmTestsOptions = {}) {
     this.seed = opts.seed ?? DEFAULT_SEED;
     this.coherent = opts.coherent ?? false;
+    this.mthp = opts.mthp ?? false;
     this.machine = createMachine({
       coherent: this.coherent,
+      mthp: this.mthp,
       module: opts.module,
       seed: this.seed,
       kernel: opts.kernel,
@@ -267,6 +276,7 @@ function registerFixtures(suite: HmmTests): void {
   registerThp(fixtures);
   registerThpErr(fixtures);
   registerBenchmark(fixtures);
+  if (suite.mthp) registerMthp(fixtures);
 }
 
 /**
@@ -280,6 +290,8 @@ export interface ProgramArgs {
   readonly coherent: boolean;
   /** The `--seed` value if it parses (the harness reports a bad one). */
   readonly seed: number | undefined;
+  /** `--mthp`: the model's own mTHP cases (see HmmTestsOptions.mthp). */
+  readonly mthp: boolean;
 }
 
 function envFlag(v: string | undefined): boolean | undefined {
@@ -300,6 +312,7 @@ export function parseProgramArgs(
   const out: string[] = [];
   let coherent: boolean | undefined;
   let seed: number | undefined;
+  let mthp = false;
   let ended = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -307,6 +320,9 @@ export function parseProgramArgs(
       if (a === '--') ended = true;
       else if (a === '--coherent' || a === '--no-coherent') {
         coherent = a === '--coherent';
+        continue;
+      } else if (a === '--mthp') {
+        mthp = true;
         continue;
       } else if (a === '--seed' || a.startsWith('--seed=')) {
         const v = a === '--seed' ? argv[i + 1] : a.slice('--seed='.length);
@@ -316,7 +332,7 @@ export function parseProgramArgs(
     out.push(a);
   }
   coherent ??= envFlag(env.HMM_NO_COHERENT) ? false : (envFlag(env.HMM_COHERENT) ?? false);
-  return { argv: out, coherent, seed };
+  return { argv: out, coherent, seed, mthp };
 }
 
 /**
@@ -332,6 +348,6 @@ export async function runHmmTests(
   module = true,
 ): Promise<number> {
   const args = parseProgramArgs(argv, io.env ?? process.env);
-  const tests = new HmmTests({ coherent: args.coherent, seed: args.seed, kernel, module });
+  const tests = new HmmTests({ coherent: args.coherent, seed: args.seed, kernel, module, mthp: args.mthp });
   return tests.main(args.argv, io);
 }

@@ -17,6 +17,8 @@ export interface MachineOptions {
   readonly seed?: number;
   /** Extra kernel options (memory size, THP mode, hugetlb pool, invariant checking). */
   readonly kernel?: KernelOptions;
+  /** Model extension (`--mthp`): load test_hmm with every mTHP order (2..8) declared on every device. */
+  readonly mthp?: boolean;
 }
 
 /** The booted machine: the kernel and the loaded test_hmm module (null when not loaded). */
@@ -32,7 +34,12 @@ export interface Machine {
  */
 export function createMachine(opts: MachineOptions): Machine {
   const kernel = new Kernel({ ...opts.kernel, seed: opts.seed ?? opts.kernel?.seed });
-  const dmirror = (opts.module ?? true) ? installDmirror(kernel, { coherent: opts.coherent }) : null;
+  const all = 0b111111100;
+  const mthpOrders = opts.mthp ? { 0: all, 1: all, 2: all, 3: all } : undefined;
+  const dmirror =
+    (opts.module ?? true)
+      ? installDmirror(kernel, { coherent: opts.coherent, ...(mthpOrders ? { mthpOrders } : {}) })
+      : null;
   kernel.spawn();
   return { kernel, dmirror };
 }

@@ -510,8 +510,19 @@ export function* dmirrorDevmemFault(
     return VM_FAULT_SIGBUS;
   }
   let order = m.folioOrder(head);
-  // A PTE fault migrates one page, except a whole device mTHP of a declared order (mthp.ts).
-  if (vmf.pte && !(order < HPAGE_PMD_ORDER && dm.mdevice.mthpOrders & (1 << order))) order = 0;
+  // A PTE fault migrates one page (a PTE-mapped folio may be partly unmapped or not yet split),
+  // except a whole device mTHP of a declared order that this VMA maps completely (mthp.ts).
+  if (vmf.pte) {
+    const size = PAGE_SIZE * 2 ** order;
+    const start = Math.floor(vmf.address / size) * size;
+    const whole =
+      order < HPAGE_PMD_ORDER &&
+      dm.mdevice.mthpOrders & (1 << order) &&
+      start >= vmf.vma.start &&
+      start + size <= vmf.vma.end &&
+      m.largeMapcount[head] === 2 ** order;
+    if (!whole) order = 0;
+  }
   const unit = PAGE_SIZE * 2 ** order;
   const start = Math.floor(vmf.address / unit) * unit;
   const args = newMigrateVma({

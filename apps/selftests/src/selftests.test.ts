@@ -141,12 +141,14 @@ describe('hmm-tests --coherent (test_hmm loaded with spm_addr_dev0/1)', () => {
       argv: ['x', '-r', 'a'],
       coherent: true,
       seed: undefined,
+      mthp: false,
     });
     expect(parseProgramArgs(['x', '--coherent', '--no-coherent'], {}).coherent).toBe(false);
     expect(parseProgramArgs(['x', '--', '--coherent'], {})).toEqual({
       argv: ['x', '--', '--coherent'],
       coherent: false,
       seed: undefined,
+      mthp: false,
     });
     expect(parseProgramArgs(['x', '--seed', '7'], {}).seed).toBe(7);
     expect(parseProgramArgs(['x', '--seed=0x10'], {}).seed).toBe(16);

@@ -73,6 +73,8 @@ const selftests = run(
 // 2. Per-package benchmarks.
 const mmcore = run('mm-core', tsx, ['bench/bench.ts'], { cwd: join(root, 'packages/mm-core') });
 const migrateVma = run('migrate-vma', tsx, ['bench/bench.ts'], { cwd: join(root, 'packages/migrate-vma') });
+// Migration throughput by folio order (4 KiB .. 2 MiB, the mTHP extension of issue 9).
+const byOrder = run('mthp-orders', tsx, ['bench/orders.ts'], { cwd: join(root, 'packages/test-hmm') });
 const gpuFault = run('nouveau-gpu-fault', tsx, ['bench/gpu-fault.ts'], {
   cwd: join(root, 'packages/nouveau-dmem'),
 });
@@ -171,6 +173,7 @@ const report = {
       : null,
   bulkAccess: mmcore && !mmcore.error ? { memcpyGiBs: mmcore.memcpyGiBs, ...mmcore.bulk } : null,
   migrateVma: migrateVma && !migrateVma.error ? migrateVma : null,
+  migrationByOrder: byOrder && !byOrder.error ? byOrder : null,
   gpuFault: gpuFault && !gpuFault.error ? gpuFault : null,
   boot:
     boot && !boot.error
@@ -256,6 +259,27 @@ if (report.faults || report.boot) {
       yLog: true,
       xTicks: (report.boot ?? []).map((m) => ({ v: m.ramBytes, label: m.label })),
       series: faultSeries,
+    }),
+  );
+}
+if (report.migrationByOrder) {
+  const rows = report.migrationByOrder.orders;
+  writeFileSync(
+    join(outDir, 'throughput-by-order.svg'),
+    lineChart({
+      title: `Migration throughput by folio order (${report.migrationByOrder.bytes / MiB} MiB, dmirror)`,
+      xLabel: 'folio size (log)',
+      yLabel: 'GiB/s of buffer (host CPU time, log)',
+      xLog: true,
+      yLog: true,
+      xTicks: rows.map((o) => ({
+        v: o.folioKiB,
+        label: o.folioKiB >= 1024 ? `${o.folioKiB / 1024}M` : `${o.folioKiB}K`,
+      })),
+      series: [
+        { name: 'system -> device', points: rows.map((o) => [o.folioKiB, o.toDevGiBs]) },
+        { name: 'device -> system', points: rows.map((o) => [o.folioKiB, o.toSysGiBs]) },
+      ],
     }),
   );
 }
@@ -374,6 +398,17 @@ if (big?.events?.thp && big?.events?.base) {
       console.log(
         `  ${d} ${k.padEnd(16)} ${String(big.events.thp[d][k]).padStart(12)} ${String(big.events.base[d][k]).padStart(12)}`,
       );
+}
+if (report.migrationByOrder) {
+  console.log(
+    `\nmigration by folio order (${report.migrationByOrder.bytes / MiB} MiB, dmirror, host CPU time):`,
+  );
+  console.log('| folio | S->D GiB/s | of 3 memcpys | D->S GiB/s | of memcpy |');
+  console.log('|---|---|---|---|---|');
+  for (const o of report.migrationByOrder.orders)
+    console.log(
+      `| ${o.folioKiB} KiB | ${f2(o.toDevGiBs)} | ${pct(o.toDevOfMemcpy)} | ${f2(o.toSysGiBs)} | ${pct(o.toSysOfMemcpy)} |`,
+    );
 }
 if (report.gpuFault)
   console.log(`\nGPU fault: ${JSON.stringify(report.gpuFault.summary ?? report.gpuFault)}`);

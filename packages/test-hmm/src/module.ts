@@ -33,7 +33,7 @@ import {
 import { migrateDeviceInit } from './kapi.js';
 import { dmirrorDevmemFault, dmirrorMigrateToDevice, dmirrorMigrateToSystem } from './migrate.js';
 import { mthpOrdersConfigError } from './mthp.js';
-import { dmirrorSnapshot } from './snapshot.js';
+import { dmirrorMkentryOrder, dmirrorSnapshot } from './snapshot.js';
 import {
   type DmirrorMemoryType,
   decodeCmd,
@@ -49,6 +49,7 @@ import {
   HMM_DMIRROR_READ,
   HMM_DMIRROR_RELEASE,
   HMM_DMIRROR_SNAPSHOT,
+  HMM_DMIRROR_SNAPSHOT_ORDER,
   HMM_DMIRROR_WRITE,
 } from './uapi.js';
 
@@ -140,6 +141,9 @@ function* unlockedIoctl(file: OpenFile, command: number, arg: number, caller: un
       break;
     case HMM_DMIRROR_CHECK_EXCLUSIVE:
       ret = dmirrorCheckAtomic(dm, cmd.addr, cmd.addr + cmd.size);
+      break;
+    case HMM_DMIRROR_SNAPSHOT_ORDER:
+      ret = yield* dmirrorSnapshot(dm, cmd, userMm, dmirrorMkentryOrder);
       break;
     case HMM_DMIRROR_SNAPSHOT:
       ret = yield* dmirrorSnapshot(dm, cmd, userMm);

@@ -27,6 +27,7 @@ import {
   HMM_DMIRROR_FLAGS,
   HMM_DMIRROR_MIGRATE_TO_DEV,
   HMM_DMIRROR_MIGRATE_TO_SYS,
+  HMM_DMIRROR_SNAPSHOT_ORDER,
   hmmDmirrorFlagFailAllocOrder,
 } from './uapi.js';
 
@@ -82,6 +83,9 @@ describe('dmirror mTHP (model extension)', () => {
       }
       expect(mod.check()).toEqual([]);
       expect(mod.checkFreeLists()).toEqual([]);
+      // SNAPSHOT_ORDER (model extension): every page reports its device folio's order.
+      expect(hmmDmirrorCmd(p, fd, HMM_DMIRROR_SNAPSHOT_ORDER, buf, size / PAGE_SIZE)).toBe(0);
+      expect([...p.readBytes(buf.mirror, size / PAGE_SIZE)]).toEqual(new Array(size / PAGE_SIZE).fill(order));
       expect(hmmDmirrorCmd(p, fd, HMM_DMIRROR_MIGRATE_TO_SYS, buf, size / PAGE_SIZE)).toBe(0);
       for (let off = 0; off < size; off += PAGE_SIZE) expect(orderAt(k, p, buf.ptr + off)).toBe(order);
       expect(intsEqual(p, buf.ptr, size / 4, (i) => i)).toBe(true);
@@ -146,6 +150,21 @@ describe('dmirror mTHP (model extension)', () => {
     for (let off = 0; off < size; off += PAGE_SIZE) expect(orderAt(k, p, buf.ptr + off)).toBe(0);
     expect(intsEqual(p, buf.ptr, size / 4, (i) => i)).toBe(true);
     expect(k.check()).toEqual([]);
+  });
+
+  it('SNAPSHOT_ORDER reports the CPU folio order too, and 0xff for a page with nothing mapped', () => {
+    const { p, fd } = setup(3, 1 << 3);
+    const size = 2 * (PAGE_SIZE << 3);
+    const buf = buffer(p, size);
+    expect(p.munmap(buf.ptr + size - PAGE_SIZE, PAGE_SIZE)).toBe(0);
+    const { ptr } = buf;
+    const probe = { ...buf, ptr: ptr + size - 2 * PAGE_SIZE };
+    expect(hmmDmirrorCmd(p, fd, HMM_DMIRROR_SNAPSHOT_ORDER, { ...buf, ptr }, 1)).toBe(0);
+    expect(p.readBytes(buf.mirror, 1)[0]).toBe(3);
+    // A hole inside the VMA (never faulted) has no page: 0xff.
+    const hole = p.mmap(0, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+    expect(hmmDmirrorCmd(p, fd, HMM_DMIRROR_SNAPSHOT_ORDER, { ...probe, ptr: hole }, 1)).toBe(0);
+    expect(p.readBytes(buf.mirror, 1)[0]).toBe(0xff);
   });
 
   it('a configuration naming orders outside 2..8 is refused at load', () => {

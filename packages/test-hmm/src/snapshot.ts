@@ -82,7 +82,12 @@ export function dmirrorMkentry(dm: Dmirror, entry: number): number {
  * invalidate only moves the sequence), hmm_range_fault() without fault requests, retry on
  * -EBUSY or a sequence change (bounded: -EBUSY), then one byte per page.
  */
-function* rangeSnapshot(dm: Dmirror, range: HmmRange, perm: Uint8Array): KGen<number> {
+function* rangeSnapshot(
+  dm: Dmirror,
+  range: HmmRange,
+  perm: Uint8Array,
+  mkentry: (dm: Dmirror, entry: number) => number = dmirrorMkentry,
+): KGen<number> {
   const core = dm.core;
   const notifier = new MmuIntervalNotifier(dm.mm, range.start, range.end, {
     *invalidate(sub, _r, cur) {
@@ -134,11 +139,11 @@ function* rangeSnapshot(dm: Dmirror, range: HmmRange, perm: Uint8Array): KGen<nu
         }
         prevHead = h;
         prevFlags = f;
-        prevPerm = dmirrorMkentry(dm, entry);
+        prevPerm = mkentry(dm, entry);
         perm[i] = prevPerm;
         continue;
       }
-      perm[i] = dmirrorMkentry(dm, entry);
+      perm[i] = mkentry(dm, entry);
     }
     dm.unlock('dmirror_range_snapshot');
     return 0;
@@ -151,7 +156,12 @@ function* rangeSnapshot(dm: Dmirror, range: HmmRange, perm: Uint8Array): KGen<nu
  * Models dmirror_snapshot() (HMM_DMIRROR_SNAPSHOT): in 32-page batches, snapshot the CPU page
  * table as seen by this device and copy one byte per page to cmd.ptr; cpages += bytes copied.
  */
-export function* dmirrorSnapshot(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct): KGen<number> {
+export function* dmirrorSnapshot(
+  dm: Dmirror,
+  cmd: DmirrorCmd,
+  userMm: MmStruct,
+  mkentry: (dm: Dmirror, entry: number) => number = dmirrorMkentry,
+): KGen<number> {
   const start = cmd.addr;
   const end = start + cmd.size;
   if (!dm.mmGet()) return -EINVAL;
@@ -175,7 +185,7 @@ export function* dmirrorSnapshot(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct)
     range.start = addr;
     range.end = next;
     range.hmmPfns = pfns.subarray(0, n);
-    ret = yield* rangeSnapshot(dm, range, perm);
+    ret = yield* rangeSnapshot(dm, range, perm, mkentry);
     if (ret) break;
     if ((yield* accessBytes(dm.core, userMm, uptr, perm.subarray(0, n), 'write')) < 0) {
       ret = -EFAULT;
@@ -187,4 +197,17 @@ export function* dmirrorSnapshot(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct)
   }
   yield* dm.mmPut();
   return ret;
+}
+
+/**
+ * Model extension (mthp.ts): the HMM_DMIRROR_SNAPSHOT_ORDER byte of one hmm_range_fault() result:
+ * the order of the folio holding the page (0 .. 9, whether CPU memory or this or another device's
+ * memory), or HMM_DMIRROR_PROT_ERROR (0xff) for no page or an error. The SNAPSHOT byte cannot
+ * say it: hmm_range_fault() reports a map order only for PMD and PUD mappings.
+ */
+export function dmirrorMkentryOrder(dm: Dmirror, entry: number): number {
+  const f = hmmPfnFlags(entry);
+  if (f & HMM_PFN_ERROR || !(f & HMM_PFN_VALID)) return HMM_DMIRROR_PROT_ERROR;
+  const m = dm.core.map;
+  return m.folioOrder(m.head[hmmPfnToPfn(entry)]);
 }

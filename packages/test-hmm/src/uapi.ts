@@ -13,6 +13,11 @@ export const HMM_DMIRROR_MIGRATE_TO_DEV = 0xc0284802;
 export const HMM_DMIRROR_MIGRATE_TO_SYS = 0xc0284803;
 /** Models HMM_DMIRROR_SNAPSHOT = _IOWR('H', 0x04, struct hmm_dmirror_cmd). */
 export const HMM_DMIRROR_SNAPSHOT = 0xc0284804;
+/**
+ * Model extension (mthp.ts), not in lib/test_hmm_uapi.h: _IOWR('H', 0x80, struct
+ * hmm_dmirror_cmd), SNAPSHOT with one byte per page giving the order of its folio (0xff: none).
+ */
+export const HMM_DMIRROR_SNAPSHOT_ORDER = 0xc0284880;
 /** Models HMM_DMIRROR_EXCLUSIVE = _IOWR('H', 0x05, struct hmm_dmirror_cmd). */
 export const HMM_DMIRROR_EXCLUSIVE = 0xc0284805;
 /** Models HMM_DMIRROR_CHECK_EXCLUSIVE = _IOWR('H', 0x06, struct hmm_dmirror_cmd). */

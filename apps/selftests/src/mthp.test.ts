@@ -29,7 +29,7 @@ describe('hmm-tests --mthp (the model extension of issue 9, tests-mthp.ts)', () 
     const args = ['./hmm-tests', '--mthp', ...CASES.flatMap((c) => ['-r', `hmm.hmm_device_private.${c}`])];
     expect(await runHmmTests(args, io.io)).toBe(0);
     const out = io.merged();
-    CASES.forEach((c, i) => expect(out).toContain(`ok ${i + 1} hmm.hmm_device_private.${c}\n`));
+    for (const [i, c] of CASES.entries()) expect(out).toContain(`ok ${i + 1} hmm.hmm_device_private.${c}\n`);
     expect(out).toContain(`# Totals: pass:${CASES.length} fail:0 xfail:0 xpass:0 skip:0 error:0`);
   }, 300_000);
 });

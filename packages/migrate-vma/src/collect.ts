@@ -387,9 +387,13 @@ function* collectPtes(
       }
       if (large >= 0) {
         // Model extension (mthp.ts): a declared-order folio migrates whole.
-        const n = collectMthpUnit(core, mig, vma, pteT, addr, end, large, faultFolio, (v) => push(mig, v));
-        if (n > 0) {
-          addr += (n - 1) * PAGE_SIZE;
+        const unit = collectMthpUnit(core, mig, vma, pteT, addr, end, large, faultFolio);
+        if (unit >= 0) {
+          push(mig, unit);
+          if (unit) mig.cpages++;
+          const nr = m.folioNrPages(large);
+          collectSkip(mig, addr + PAGE_SIZE, addr + nr * PAGE_SIZE);
+          addr += (nr - 1) * PAGE_SIZE;
           continue;
         }
         // Fixed kernel: pin the folio before the PTE lock goes (bug F28: only after).

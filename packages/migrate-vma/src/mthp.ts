@@ -109,10 +109,10 @@ function mthpUnitWrite(
 /**
  * Model extension of migrate_vma_collect_pmd() under the PTE lock (step 2): collect the large
  * folio met at addr as one compound unit when {@link mthpUnitWrite} allows it. The folio is
- * locked (the fault folio is already), every PTE becomes a migration entry, and the unit fills
- * one head slot and nr - 1 empty ones. A folio that may be pinned, or whose lock is taken, fills
- * nr empty slots (not migrating). Returns the number of slots filled, or 0 when the folio is
- * not a unit (the caller splits it, as v6.19 does).
+ * locked (the fault folio is already) and every PTE becomes a migration entry. Returns the head
+ * slot (MIGRATE | COMPOUND | WRITE) of a migrating unit, 0 for a unit that does not migrate (it
+ * may be pinned, or its lock is taken), or -1 when the folio is not a unit (the caller splits
+ * it, as v6.19 does). The caller fills the head slot and folio_nr_pages() - 1 empty ones.
  */
 export function collectMthpUnit(
   core: Core,
@@ -123,11 +123,10 @@ export function collectMthpUnit(
   end: number,
   folio: number,
   faultFolio: number,
-  push: (mpfn: number) => void,
 ): number {
-  if (!mig.mthpOrders || addr % PAGE_SIZE) return 0;
+  if (!mig.mthpOrders) return -1;
   const write = mthpUnitWrite(core, mig, pteT, addr, end, folio);
-  if (write < 0) return 0;
+  if (write < 0) return -1;
   const nr = core.map.folioNrPages(folio);
   folioGet(core, folio);
   const isFault = folio === faultFolio;
@@ -137,14 +136,10 @@ export function collectMthpUnit(
     // entry (set_pte_migration_entry() would refuse), and a busy folio is skipped.
     if (locked && !isFault) folioUnlock(core, folio);
     folioPut(core, folio);
-    for (let k = 0; k < nr; k++) push(0);
-    return nr;
+    return 0;
   }
   for (let k = 0; k < nr; k++) setPteMigrationEntry(core, vma, pteT, addr + k * PAGE_SIZE);
-  push(migratePfn(folio) + (MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND | write));
-  for (let k = 1; k < nr; k++) push(0);
-  mig.cpages++;
-  return nr;
+  return migratePfn(folio) + (MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND | write);
 }
 
 /**

@@ -123,8 +123,7 @@ export class TmpfsNamespace {
    * must be a directory; options are huge=never|always|within_size|advise and size=<bytes>[kmgt%],
    * anything else is -EINVAL. Other file system types are -ENODEV (not modelled).
    */
-  mount(source: string, target: string, fstype: string, data: string): number {
-    void source;
+  mount(_source: string, target: string, fstype: string, data: string): number {
     if (fstype !== 'tmpfs') return -ENODEV;
     const t = norm(target);
     if (!this.dirs.has(t)) return this.files.has(t) ? -ENOTDIR : -ENOENT;

@@ -11,10 +11,12 @@
 import {
   allocFolio,
   type Core,
+  type DevPagemap,
   folioPut,
   folioUnlock,
   HPAGE_PMD_NR,
   HPAGE_PMD_ORDER,
+  ModelBug,
   PG_locked,
 } from '@hmm-model/mm-core';
 import { zoneDeviceFolioInit } from '@hmm-model/zone-device';
@@ -24,7 +26,6 @@ import {
   type MigrateVma,
   MTHP_ORDERS_VALID,
   migratePfn,
-  migratePfnToPage,
   mpfnFlags,
 } from './kapi.js';
 
@@ -100,7 +101,7 @@ export interface MthpDevice {
   /** Pops a free PMD-order slot (0 when none), taking a new chunk if the lists are empty. */
   takePmdSlot(): number;
   /** The pgmap of a device pfn. */
-  pgmapOfPage(pfn: number): Parameters<typeof zoneDeviceFolioInit>[2] | undefined;
+  pgmapOfPage(pfn: number): DevPagemap | undefined;
 }
 
 /** Checks a device's declared orders at module load: a clear error for anything but 2..8. */
@@ -135,7 +136,7 @@ export function dmirrorAllocMthp(dev: MthpDevice, order: number): number {
   }
   dev.calloc += 1 << order;
   const pgmap = dev.pgmapOfPage(dpage);
-  if (!pgmap) throw new Error(`dmirror: device pfn 0x${dpage.toString(16)} has no pgmap`);
+  if (!pgmap) throw new ModelBug(`dmirror: free device page 0x${dpage.toString(16)} has no pgmap`);
   zoneDeviceFolioInit(core, dpage, pgmap, order);
   core.map.priv[dpage] = rpage;
   return dpage;
@@ -180,6 +181,5 @@ export function negotiateMthpDst(
     });
     return o;
   }
-  for (let k = 0; k < 1 << srcOrder; k++) if (migratePfnToPage(mig.dst[i + k]) >= 0) mig.dst[i + k] = 0;
   return -1;
 }

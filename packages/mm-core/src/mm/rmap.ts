@@ -447,9 +447,10 @@ function tryToMapUnusedToZeropage(core: Core, vma: Vma, pteT: number, addr: numb
   if (m.flags[page] & (PG_head | PG_tail)) return false;
   if (vma.flags & VM_LOCKED || !(vma.flags & (VM_READ | VM_WRITE | VM_EXEC))) return false;
   if (!core.frames.isZero(page)) {
+    // memchr_inv(addr, 0, PAGE_SIZE), a word at a time.
     const bytes = core.frames.readBlock(page, 1);
-    const off = (page & 511) * PAGE_SIZE;
-    for (let k = off; k < off + PAGE_SIZE; k++) if (bytes[k] !== 0) return false;
+    const words = new Uint32Array(bytes.buffer, bytes.byteOffset + (page & 511) * PAGE_SIZE, PAGE_SIZE / 4);
+    for (let k = 0; k < words.length; k++) if (words[k] !== 0) return false;
   }
   const i = pteIndex(addr);
   const lo = ptLo(core, pteT, i);

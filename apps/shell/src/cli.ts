@@ -8,6 +8,7 @@ import { createInterface } from 'node:readline';
 import type { ThpMode } from '@hmm-model/mm-core';
 import { History, historyPath } from './history.js';
 import { createMachine } from './machine.js';
+import { parseDmirrorMthp } from './mthp.js';
 import { parseNumber } from './parse.js';
 import { runScript } from './script.js';
 import { Session } from './session.js';
@@ -26,6 +27,8 @@ export interface CliOptions {
   /** The swap area in bytes (0: none); default mm-core's DEFAULT_SWAP_BYTES. */
   swapBytes?: number;
   seed?: number;
+  /** Model extension (test-hmm mthp.ts): per dmirror minor, the mTHP orders it migrates whole. */
+  dmirrorMthp?: Record<number, number>;
   checkInvariants: boolean;
   help: boolean;
 }
@@ -41,6 +44,9 @@ export const USAGE = `usage: hmm-shell [options] [< script.hmm]
   --vram SIZE          the nouveau GPU's VRAM, whole 128M sections (default 1G; e.g. 141G)
   --swap SIZE          the swap area (default 1G; 0 = no swap; whole pages, at most 64G)
   --seed N             scheduler seed (default 1)
+  --dmirror-mthp [DEV:]ORDERS
+                       model extension: dmirror device DEV (default all) allocates and migrates
+                       folios of these mTHP orders too (2..8, e.g. 2-8 or 0:4,6); repeatable
   --check-invariants   run the invariant checker after every syscall
   -h, --help           this text
 Interactive when stdin and stdout are terminals; otherwise commands are read from stdin.
@@ -69,6 +75,7 @@ export function parseArgs(argv: readonly string[]): CliOptions {
     } else if (a === '--ram') o.ramBytes = parseMachineSize(a, value());
     else if (a === '--vram') o.vramBytes = parseMachineSize(a, value());
     else if (a === '--swap') o.swapBytes = parseSwapSize(a, value());
+    else if (a === '--dmirror-mthp') parseDmirrorMthp(value(), (o.dmirrorMthp ??= {}));
     else if (a === '--seed') {
       const n = parseNumber(value());
       if (n === undefined) throw new Error('bad --seed');
@@ -122,6 +129,7 @@ async function main(): Promise<number> {
       ramBytes: opts.ramBytes,
       swapBytes: opts.swapBytes,
       nouveauVramBytes: opts.vramBytes,
+      dmirrorMthpOrders: opts.dmirrorMthp,
       seed: opts.seed,
       checkInvariants: opts.checkInvariants,
     });

@@ -46,7 +46,9 @@ export {
   HMM_DMIRROR_READ,
   HMM_DMIRROR_RELEASE,
   HMM_DMIRROR_SNAPSHOT,
+  HMM_DMIRROR_SNAPSHOT_ORDER,
   HMM_DMIRROR_WRITE,
+  hmmDmirrorFlagFailAllocOrder,
 } from '@hmm-model/test-hmm';
 
 const LOCATIONS: Readonly<Record<number, string>> = {

@@ -10,6 +10,11 @@ export interface MachineOptions extends KernelOptions {
   nouveau?: boolean;
   /** The nouveau GPU's VRAM in bytes (default 1 GiB; e.g. 141 GiB for an H200-class GPU). */
   nouveauVramBytes?: number;
+  /**
+   * Model extension (test-hmm mthp.ts, DmirrorOptions.mthpOrders): per dmirror minor, the mTHP
+   * orders (a bit per order, 2..8) its memory is allocated in and migrated whole. Default none.
+   */
+  dmirrorMthpOrders?: Readonly<Record<number, number>>;
 }
 
 /** A simulated machine as the shell starts it: the kernel, its drivers and its first process. */
@@ -40,7 +45,10 @@ export function createMachine(opts: MachineOptions = {}): Machine {
   const kernel = new Kernel(opts);
   installMmCoreChecker(kernel);
   // DEVICES: the dmirror driver (test_hmm) and nouveau's dmem.
-  const dmirror = installDmirror(kernel, { coherent: opts.coherent ?? true });
+  const dmirror = installDmirror(kernel, {
+    coherent: opts.coherent ?? true,
+    ...(opts.dmirrorMthpOrders ? { mthpOrders: opts.dmirrorMthpOrders } : {}),
+  });
   const nouveau =
     (opts.nouveau ?? true) ? createNouveauDmem(kernel, { vramBytes: opts.nouveauVramBytes }) : null;
   const init = kernel.spawn();

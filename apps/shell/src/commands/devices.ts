@@ -11,10 +11,14 @@ import {
   HMM_DMIRROR_READ,
   HMM_DMIRROR_RELEASE,
   HMM_DMIRROR_SNAPSHOT,
+  HMM_DMIRROR_SNAPSHOT_ORDER,
   HMM_DMIRROR_WRITE,
+  hmmDmirrorFlagFailAllocOrder,
   snapshotRuns,
 } from '../dmirror-uapi.js';
 import { fmtSize, hex } from '../format.js';
+import { machineOf } from '../machine.js';
+import { maskOrders, orderSize } from '../mthp.js';
 import { parseAddr, parseNumber, parseSize, takeDeviceOption } from '../parse.js';
 import { describePattern, PATTERN_WORDS, PatternDetector, PatternStream } from '../patterns.js';
 import { type CommandResult, type Json, ok, UsageError } from '../result.js';
@@ -300,23 +304,28 @@ function* migrateSteps(s: Session, argv: readonly string[]): CommandSteps {
 const snapshot: CommandSpec = {
   name: 'snapshot',
   group: 'device',
-  usage: 'snapshot <addr> <len> [-d N]',
+  usage: 'snapshot <addr> <len> [orders] [-d N]',
   summary: 'what the device sees per page (HMM_DMIRROR_SNAPSHOT), decoded into words',
   details: [
     DEV_OPT,
     'Bytes: NONE 0, READ 1, WRITE 2, PMD 4, PUD 8, ZERO 0x10, DEV_PRIVATE_LOCAL 0x20, _REMOTE 0x30, DEV_COHERENT_LOCAL 0x40, _REMOTE 0x50, ERROR 0xff.',
+    '`orders`: the folio order hmm_range_fault() found per page instead (model extension',
+    'HMM_DMIRROR_SNAPSHOT_ORDER, for mTHP: see --dmirror-mthp); "none" where no page is mapped.',
   ],
-  examples: ['snapshot $ 4M'],
+  examples: ['snapshot $ 4M', 'snapshot $ 2M orders'],
   mutates: true,
-  maxArgs: 2,
+  maxArgs: 3,
   deviceOption: true,
+  words: (i) => (i === 2 ? ['orders'] : []),
   run(s, argv) {
     const { rest, dev = s.device } = takeDeviceOption(argv);
+    const orders = rest[2] === 'orders';
+    if (rest[2] !== undefined && !orders) throw new UsageError(`unknown word "${rest[2]}" (only "orders")`);
     const { addr, npages } = parseRange(s, rest);
     const bytes = new Uint8Array(npages);
     let got = 0;
     const o = dmirrorIoctl(s, 'snapshot', dev, {
-      cmd: HMM_DMIRROR_SNAPSHOT,
+      cmd: orders ? HMM_DMIRROR_SNAPSHOT_ORDER : HMM_DMIRROR_SNAPSHOT,
       addr,
       npages,
       bufLen: npages,
@@ -327,20 +336,34 @@ const snapshot: CommandSpec = {
     });
     if (!isOutcome(o)) return o;
     const runs = snapshotRuns(bytes);
-    const lines = [`snapshot: ${devWord(dev)}, ${npages} page(s) at ${hex(addr)}: ${counts(o)}`];
+    const lines = [
+      `snapshot${orders ? ' orders' : ''}: ${devWord(dev)}, ${npages} page(s) at ${hex(addr)}: ${counts(o)}`,
+    ];
     for (const r of runs) {
       const from = addr + r.first * PAGE_SIZE;
+      const what = orders ? orderWord(r.byte) : `${hex(r.byte, 2)} ${r.words.join('|')}`;
       lines.push(
-        `  ${hex(from)}-${hex(from + r.count * PAGE_SIZE)} ${String(r.count).padStart(5)} page(s)  ${hex(r.byte, 2)} ${r.words.join('|')}`,
+        `  ${hex(from)}-${hex(from + r.count * PAGE_SIZE)} ${String(r.count).padStart(5)} page(s)  ${what}`,
       );
     }
     return ok(lines, {
       ...outData(dev, addr, npages, o),
       bytes: [...bytes],
-      runs: runs.map((r) => ({ first: r.first, count: r.count, byte: r.byte, words: [...r.words] })),
+      runs: runs.map(
+        (r): Json =>
+          orders
+            ? { first: r.first, count: r.count, order: r.byte === 0xff ? null : r.byte }
+            : { first: r.first, count: r.count, byte: r.byte, words: [...r.words] },
+      ),
     });
   },
 };
+
+/** A HMM_DMIRROR_SNAPSHOT_ORDER byte in words: "order 4 (64K folio)", or "none" (0xff). */
+function orderWord(b: number): string {
+  if (b === 0xff) return 'none';
+  return b === 0 ? 'order 0 (base page)' : `order ${b} (${orderSize(b)} folio)`;
+}
 
 const exclusive: CommandSpec = {
   name: 'exclusive',
@@ -424,19 +447,30 @@ const release: CommandSpec = {
 const failAlloc: CommandSpec = {
   name: 'fail-alloc',
   group: 'device',
-  usage: 'fail-alloc [<flag word>] [-d N]',
+  usage: 'fail-alloc [<flag word> | order <N>] [-d N]',
   summary: "make the device's next allocation fail (HMM_DMIRROR_FLAGS with HMM_DMIRROR_FLAG_FAIL_ALLOC)",
   details: [
     DEV_OPT,
     "One shot: the driver clears the flag when it fires. The flag belongs to this process's open device file.",
+    '`order N` (model extension, mTHP): fail the next allocation of a folio of order N only (0..9),',
+    'so the migration falls back to the next lower order the device has.',
   ],
-  examples: ['fail-alloc', 'fail-alloc 1 -d 1'],
+  examples: ['fail-alloc', 'fail-alloc 1 -d 1', 'fail-alloc order 9'],
   mutates: true,
-  maxArgs: 1,
+  maxArgs: 2,
   deviceOption: true,
+  words: (i) => (i === 0 ? ['order'] : []),
   run(s, argv) {
     const { rest, dev = s.device } = takeDeviceOption(argv);
-    const word = rest[0] === undefined ? HMM_DMIRROR_FLAG_FAIL_ALLOC : parseNumber(rest[0]);
+    let word: number | undefined;
+    if (rest[0] === 'order') {
+      const order = parseNumber(rest[1] ?? '');
+      if (order === undefined || order > 9) throw new UsageError(`bad order "${rest[1] ?? ''}": 0..9`);
+      word = hmmDmirrorFlagFailAllocOrder(order);
+    } else {
+      if (rest.length > 1) throw new UsageError(`too many arguments (a flag word, or order N)`);
+      word = rest[0] === undefined ? HMM_DMIRROR_FLAG_FAIL_ALLOC : parseNumber(rest[0]);
+    }
     if (word === undefined) throw new UsageError(`bad flag word "${rest[0]}"`);
     const o = dmirrorIoctl(s, 'fail-alloc', dev, {
       cmd: HMM_DMIRROR_FLAGS,
@@ -444,7 +478,13 @@ const failAlloc: CommandSpec = {
       bufLen: 0,
     });
     if (!isOutcome(o)) return o;
-    const note = word & HMM_DMIRROR_FLAG_FAIL_ALLOC ? ' (FAIL_ALLOC: the next device allocation fails)' : '';
+    const order = rest[0] === 'order' ? Number(rest[1]) : -1;
+    const note =
+      order >= 0
+        ? ` (FAIL_ALLOC: the next device allocation of order ${order} fails)`
+        : word & HMM_DMIRROR_FLAG_FAIL_ALLOC
+          ? ' (FAIL_ALLOC: the next device allocation fails)'
+          : '';
     return ok([`fail-alloc: ${devWord(dev)} flags = ${hex(word)}${note}`], { device: dev, flags: word });
   },
 };
@@ -465,15 +505,16 @@ const devSelect: CommandSpec = {
       s.device = n;
     }
     const present = s.kernel.devices.has(dmirrorPath(s.device));
-    return ok(
-      [
-        `dev: ${dmirrorPath(s.device)}${present ? '' : ' (not present: the dmirror driver is not installed)'}`,
-      ],
-      {
-        device: s.device,
-        present,
-      },
-    );
+    const mthp = machineOf(s.kernel)?.dmirror.devices[s.device]?.mthpOrders ?? 0;
+    const orders = maskOrders(mthp);
+    const lines = [
+      `dev: ${dmirrorPath(s.device)}${present ? '' : ' (not present: the dmirror driver is not installed)'}`,
+    ];
+    if (orders.length)
+      lines.push(
+        `  mTHP orders (model extension): ${orders.map((o) => `${o} (${orderSize(o)})`).join(', ')}, and 9 (2M)`,
+      );
+    return ok(lines, { device: s.device, present, mthpOrders: orders });
   },
 };
 

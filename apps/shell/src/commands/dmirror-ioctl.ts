@@ -35,6 +35,7 @@ import {
   HMM_DMIRROR_READ,
   HMM_DMIRROR_RELEASE,
   HMM_DMIRROR_SNAPSHOT,
+  HMM_DMIRROR_SNAPSHOT_ORDER,
   HMM_DMIRROR_WRITE,
 } from '../dmirror-uapi.js';
 import { fmtSize, hex } from '../format.js';
@@ -83,6 +84,7 @@ const IOCTL_NAMES: Readonly<Record<number, string>> = {
   [HMM_DMIRROR_MIGRATE_TO_DEV]: 'HMM_DMIRROR_MIGRATE_TO_DEV',
   [HMM_DMIRROR_MIGRATE_TO_SYS]: 'HMM_DMIRROR_MIGRATE_TO_SYS',
   [HMM_DMIRROR_SNAPSHOT]: 'HMM_DMIRROR_SNAPSHOT',
+  [HMM_DMIRROR_SNAPSHOT_ORDER]: 'HMM_DMIRROR_SNAPSHOT_ORDER',
   [HMM_DMIRROR_EXCLUSIVE]: 'HMM_DMIRROR_EXCLUSIVE',
   [HMM_DMIRROR_CHECK_EXCLUSIVE]: 'HMM_DMIRROR_CHECK_EXCLUSIVE',
   [HMM_DMIRROR_RELEASE]: 'HMM_DMIRROR_RELEASE',
@@ -212,7 +214,7 @@ function touchScratch(s: Session, proc: Process, addr: number, len: number): boo
 function copiedOut(cmd: number, npages: number): number {
   if (cmd === HMM_DMIRROR_READ || cmd === HMM_DMIRROR_MIGRATE_TO_DEV || cmd === HMM_DMIRROR_EXCLUSIVE)
     return npages * PAGE_SIZE;
-  return cmd === HMM_DMIRROR_SNAPSHOT ? npages : 0;
+  return cmd === HMM_DMIRROR_SNAPSHOT || cmd === HMM_DMIRROR_SNAPSHOT_ORDER ? npages : 0;
 }
 
 /**
@@ -237,7 +239,7 @@ function ioctlNeeds(cmd: number, npages: number): number {
  * copied); SNAPSHOT copies even over holes.
  */
 function reachesCopy(proc: Process, a: IoctlArgs & { addr: number }): boolean {
-  if (a.cmd === HMM_DMIRROR_SNAPSHOT) return true;
+  if (a.cmd === HMM_DMIRROR_SNAPSHOT || a.cmd === HMM_DMIRROR_SNAPSHOT_ORDER) return true;
   const { vmas, hole } = coverage(proc.mm, a.addr, a.addr + a.npages * PAGE_SIZE);
   return hole < 0 && vmas.every((v) => (v.flags & VM_READ) !== 0);
 }

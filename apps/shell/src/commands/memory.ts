@@ -5,6 +5,7 @@ import {
   EFAULT,
   EINVAL,
   ENOMEM,
+  HPAGE_PMD_ORDER,
   MADV_COLD,
   MADV_COLLAPSE,
   MADV_DODUMP,
@@ -38,6 +39,8 @@ import {
   MREMAP_DONTUNMAP,
   MREMAP_FIXED,
   MREMAP_MAYMOVE,
+  O_RDONLY,
+  O_WRONLY,
   OVERCOMMIT_GUESS,
   OVERCOMMIT_NEVER,
   overcommitSysctls,
@@ -48,14 +51,17 @@ import {
   PROT_READ,
   PROT_WRITE,
   type ThpMode,
+  thpSizeDir,
   totalramPages,
   totalSwapPages,
   vmCommitLimit,
   vmMemoryCommitted,
 } from '@hmm-model/mm-core';
 import { fmtSize, hex } from '../format.js';
+import { orderSize, sizeOrder } from '../mthp.js';
 import { parseAddr, parseSize } from '../parse.js';
 import { type CommandResult, fail, failErrno, ok, UsageError } from '../result.js';
+import type { Session } from '../session.js';
 import { signalName } from '../signals.js';
 import type { CommandSpec } from './types.js';
 import { coverage, currentProc, hugeFlags, isResult, notAligned, permString } from './util.js';
@@ -385,25 +391,94 @@ const mremap: CommandSpec = {
   },
 };
 
+const THP_MODES = ['always', 'madvise', 'never'] as const;
+const THP_SIZE_MODES = ['always', 'inherit', 'madvise', 'never'] as const;
+
+/** Models `cat` of hugepages-<size>kB/enabled in the current process: the line, or a failed result. */
+function thpSizeRead(s: Session, order: number): string | CommandResult {
+  const proc = currentProc(s, 'thp');
+  if (isResult(proc)) return proc;
+  const path = `${thpSizeDir(order)}/enabled`;
+  const fd = proc.open(path, O_RDONLY);
+  if (fd < 0) return failErrno('thp', fd, `cannot open ${path}`);
+  const buf = new Uint8Array(128);
+  const n = proc.pread(fd, buf, buf.length, 0);
+  proc.close(fd);
+  if (n < 0) return failErrno('thp', n, `cannot read ${path}`);
+  return new TextDecoder().decode(buf.subarray(0, n)).trim();
+}
+
+/** Models `echo MODE > hugepages-<size>kB/enabled` in the current process (thpsize_enabled_store()). */
+function thpSizeWrite(s: Session, order: number, mode: string): CommandResult | null {
+  const proc = currentProc(s, 'thp');
+  if (isResult(proc)) return proc;
+  const path = `${thpSizeDir(order)}/enabled`;
+  const fd = proc.open(path, O_WRONLY);
+  if (fd < 0) return failErrno('thp', fd, `cannot open ${path}`);
+  const bytes = new TextEncoder().encode(`${mode}\n`);
+  const r = proc.pwrite(fd, bytes, bytes.length, 0);
+  proc.close(fd);
+  return r < 0 ? failErrno('thp', r, `${path}: "${mode}" refused`) : null;
+}
+
 const thp: CommandSpec = {
   name: 'thp',
   group: 'memory',
-  usage: 'thp [always|madvise|never]',
-  summary: 'show or set /sys/kernel/mm/transparent_hugepage/enabled',
-  examples: ['thp', 'thp always', 'thp never'],
+  usage: 'thp [always|madvise|never] | thp <size> [always|inherit|madvise|never] | thp sizes',
+  summary: "show or set /sys/kernel/mm/transparent_hugepage/enabled, or one mTHP size's enabled",
+  details: [
+    'With a size (16K .. 1M, or 2M), the per-size setting of multi-size THP for anonymous memory:',
+    'hugepages-<size>kB/enabled. "inherit" follows the top-level setting. A fault allocates the',
+    'highest enabled order that fits the VMA and the aligned range, falling back to lower orders.',
+    '`thp sizes` lists every size. Device mTHP migration: see the shell option --dmirror-mthp.',
+  ],
+  examples: ['thp', 'thp always', 'thp never', 'thp 64K always', 'thp 2M inherit', 'thp sizes'],
   mutates: true,
-  maxArgs: 1,
-  words: (i) => (i === 0 ? ['always', 'madvise', 'never'] : []),
+  maxArgs: 2,
+  words: (i) =>
+    i === 0
+      ? [...THP_MODES, 'sizes', ...Array.from({ length: HPAGE_PMD_ORDER - 1 }, (_, k) => orderSize(k + 2))]
+      : [...THP_SIZE_MODES],
   run(s, args): CommandResult {
     const core = s.kernel.core;
+    if (args[0] === 'sizes') {
+      if (args.length > 1) throw new UsageError('`thp sizes` takes no more words');
+      const lines: string[] = [];
+      const data: { [k: string]: string } = {};
+      for (let order = 2; order <= HPAGE_PMD_ORDER; order++) {
+        const text = thpSizeRead(s, order);
+        if (typeof text !== 'string') return text;
+        lines.push(`thp ${orderSize(order).padStart(4)}: ${text}`);
+        data[orderSize(order)] = /\[(\w+)\]/.exec(text)?.[1] ?? text;
+      }
+      return ok(lines, data);
+    }
+    const order = args[0] === undefined ? undefined : sizeOrder(args[0]);
+    if (order !== undefined) {
+      const mode = args[1];
+      if (mode !== undefined) {
+        if (!(THP_SIZE_MODES as readonly string[]).includes(mode))
+          throw new UsageError(`bad mTHP mode "${mode}": always, inherit, madvise or never`);
+        const bad = thpSizeWrite(s, order, mode);
+        if (bad) return bad;
+      }
+      const text = thpSizeRead(s, order);
+      if (typeof text !== 'string') return text;
+      return ok([`thp ${orderSize(order)}: ${text}`], {
+        size: orderSize(order),
+        order,
+        mode: /\[(\w+)\]/.exec(text)?.[1] ?? text,
+      });
+    }
+    if (args.length > 1) throw new UsageError(`bad mTHP size "${args[0]}": 16K, 32K, 64K .. 1M, or 2M`);
     if (args[0] !== undefined) {
-      if (!['always', 'madvise', 'never'].includes(args[0]))
-        throw new UsageError(`bad THP mode "${args[0]}": always, madvise or never`);
+      if (!(THP_MODES as readonly string[]).includes(args[0]))
+        throw new UsageError(
+          `bad THP mode "${args[0]}": always, madvise or never (or a size such as 64K: \`thp sizes\`)`,
+        );
       core.thpMode = args[0] as ThpMode;
     }
-    const line = (['always', 'madvise', 'never'] as const)
-      .map((m) => (m === core.thpMode ? `[${m}]` : m))
-      .join(' ');
+    const line = THP_MODES.map((m) => (m === core.thpMode ? `[${m}]` : m)).join(' ');
     return ok([`thp: ${line}`], { mode: core.thpMode });
   },
 };

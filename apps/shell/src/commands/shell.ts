@@ -1,4 +1,6 @@
 import { fmtSize, hex, table } from '../format.js';
+import { machineOf } from '../machine.js';
+import { dmirrorMthpSpec } from '../mthp.js';
 import { parseAddr } from '../parse.js';
 import { type CommandResult, fail, ok, UsageError } from '../result.js';
 import type { Session } from '../session.js';
@@ -111,6 +113,11 @@ function recordHeader(s: Session): string[] {
   const swap = swapText(s.kernel);
   if (swap !== '1G swap')
     out.push(`# recorded on a machine with --swap ${swap === 'no swap' ? '0' : swap.split(' ')[0]}`);
+  const devices = machineOf(s.kernel)?.dmirror.devices ?? [];
+  const mthp = devices
+    .filter((d) => d.mthpOrders)
+    .map((d) => `--dmirror-mthp ${dmirrorMthpSpec(d.minor, d.mthpOrders)}`);
+  if (mthp.length) out.push(`# recorded on a machine with ${mthp.join(' ')}`);
   if (s.bootThp !== 'madvise') out.push(`thp ${s.bootThp}`);
   return out;
 }

@@ -169,6 +169,11 @@ export class Libc {
     return this.#sys(this.proc.open(path, flags, mode));
   }
 
+  /** Models memfd_create(2) through glibc: the descriptor, or -1 with errno set. */
+  memfd_create(name: string, flags: number): number {
+    return this.#sys(this.proc.memfdCreate(name, flags));
+  }
+
   /** Models close(2) through libc. */
   close(fd: number): number {
     return this.#sys(this.proc.close(fd));

@@ -10,8 +10,6 @@ import {
   type Kernel,
   mapsText,
   O_RDONLY,
-  O_RDWR,
-  O_TMPFILE,
   type Process,
   SignalDelivered,
 } from '@hmm-model/mm-core';
@@ -123,27 +121,15 @@ export function readWholeFile(libc: Libc, path: string): string | null {
 /** Models MFD_CLOEXEC (include/uapi/linux/memfd.h). */
 export const MFD_CLOEXEC = 0x0001;
 
-/**
- * Models memfd_create(name, flags) through libc: an unlinked shmem file, opened read-write. The
- * model has no memfd_create(2); the file is made as an O_TMPFILE in /dev/shm, the same kind of
- * object (a shmem inode with no name in any directory). Returns the descriptor or -1 with errno.
- */
-export function memfd_create(libc: Libc, _name: string, flags: number): number {
-  // The model has no hugetlbfs files: memfd_create(MFD_HUGETLB) fails as hugetlb_file_setup()
-  // does without CONFIG_HUGETLBFS (-ENOSYS).
-  if (flags & MFD_HUGETLB) {
-    libc.errno = ENOSYS;
-    return -1;
-  }
-  return libc.open('/dev/shm', O_TMPFILE | O_RDWR, 0o600);
+/** Models memfd_create(name, flags) through glibc (memfd_create(2)): the descriptor, or -1 with errno. */
+export function memfd_create(libc: Libc, name: string, flags: number): number {
+  return libc.memfd_create(name, flags);
 }
 
 /** Models MFD_HUGETLB (include/uapi/linux/memfd.h). */
 export const MFD_HUGETLB = 0x0004;
 /** Models MFD_HUGE_SHIFT (include/uapi/linux/memfd.h). */
 export const MFD_HUGE_SHIFT = 26;
-/** Models ENOSYS. */
-const ENOSYS = 38;
 /**
  * Models usleep(usec) (glibc: nanosleep(2)): the program sleeps and the kernel threads due
  * meanwhile run (the model's khugepaged, Kernel.nanosleep()). Returns 0.

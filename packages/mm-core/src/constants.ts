@@ -173,6 +173,22 @@ export const O_TRUNC = 0o1000;
 export const O_DIRECTORY = 0o200000;
 export const O_TMPFILE = 0o20000000 | O_DIRECTORY;
 
+/** Models the memfd_create(2) flags (include/uapi/linux/memfd.h). */
+export const MFD_CLOEXEC = 0x0001;
+export const MFD_ALLOW_SEALING = 0x0002;
+export const MFD_HUGETLB = 0x0004;
+export const MFD_NOEXEC_SEAL = 0x0008;
+export const MFD_EXEC = 0x0010;
+/** Models MFD_HUGE_SHIFT / MFD_HUGE_MASK: log2 of the huge page size in bits 26..31 (0: the default size). */
+export const MFD_HUGE_SHIFT = 26;
+export const MFD_HUGE_MASK = 0x3f;
+/** Models MFD_NAME_MAX_LEN (mm/memfd.c): NAME_MAX minus the "memfd:" prefix. */
+export const MFD_NAME_MAX_LEN = 255 - 6;
+
+/** Models the fallocate(2) modes the model knows (include/uapi/linux/falloc.h). */
+export const FALLOC_FL_KEEP_SIZE = 0x01;
+export const FALLOC_FL_PUNCH_HOLE = 0x02;
+
 /** Models the signal numbers (x86-64). */
 export const SIGINT = 2;
 export const SIGKILL = 9;

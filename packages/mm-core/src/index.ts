@@ -31,6 +31,8 @@ export * from './mm/gup.js';
 export * from './mm/hmm.js';
 export * from './mm/huge.js';
 export * from './mm/hugetlb.js';
+export * from './mm/hugetlbfs.js';
+export * from './memfd.js';
 export * from './mm/insert.js';
 export * from './mm/khugepaged.js';
 export * from './mm/khugepaged-state.js';

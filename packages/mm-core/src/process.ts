@@ -264,6 +264,11 @@ export class Process {
     return this.run('fallocate', this.sys.fallocate(fd, mode, offset, len));
   }
 
+  /** Models memfd_create(2): a tmpfs (or, with MFD_HUGETLB, hugetlbfs) file; the descriptor or -errno. */
+  memfdCreate(name: string, flags: number): number {
+    return this.run('memfd_create', this.sys.memfdCreate(name, flags));
+  }
+
   /** Models ftruncate(2) on a tmpfs file: shrinking unmaps and drops pages past the end. */
   ftruncate(fd: number, length: number): number {
     return this.run('ftruncate', this.sys.ftruncate(fd, length));

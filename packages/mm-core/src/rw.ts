@@ -4,10 +4,12 @@
  * memory for one piece at a time and a fault part way returns what was done so far, as the
  * kernel's copy_to_user()/copy_from_user() loops do.
  */
-import { EFAULT, EFBIG, ENOMEM } from './constants.js';
+
+import { EFAULT, EFBIG, EINVAL, ENOMEM } from './constants.js';
 import type { Core } from './core.js';
 import { accessBytes } from './cpu.js';
 import type { OpenFile } from './fs.js';
+import { hugetlbfsRead } from './mm/hugetlbfs.js';
 import { shmemRead, shmemWrite } from './mm/shmem.js';
 import type { MmStruct } from './mm/types.js';
 import type { KGen } from './sched/task.js';
@@ -55,7 +57,8 @@ export function* vfsRead(
     const k = Math.min(RW_CHUNK, count - done);
     const t = tmp.subarray(0, k);
     let n: number;
-    if (f.inode) n = shmemRead(core, f.inode, t, pos + done);
+    if (f.inode?.hugetlbfs) n = hugetlbfsRead(core, f.inode, t, pos + done);
+    else if (f.inode) n = shmemRead(core, f.inode, t, pos + done);
     else if (f.fops?.pread) n = yield* f.fops.pread(f, t, pos + done);
     else return done;
     if (n < 0) return done > 0 ? done : n;
@@ -92,6 +95,8 @@ export function* vfsWrite(
     if (typeof b === 'number') return b;
     return yield* f.fops.pwrite(f, b, pos);
   }
+  // hugetlbfs has no ->write_iter: vfs_write() is -EINVAL.
+  if (inode.hugetlbfs) return -EINVAL;
   if (count === 0) return 0;
   if (pos >= MODEL_MAX_FILESIZE) return -EFBIG;
   const total = Math.min(count, MODEL_MAX_FILESIZE - pos);

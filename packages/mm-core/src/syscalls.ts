@@ -20,10 +20,13 @@ import {
   EOVERFLOW,
   ESPIPE,
   ESRCH,
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
   MAP_ANONYMOUS,
   MAP_FIXED,
   MAP_FIXED_NOREPLACE,
   MAP_HUGETLB,
+  MAP_NORESERVE,
   MAP_POPULATE,
   MAP_PRIVATE,
   MAP_SHARED,
@@ -44,6 +47,13 @@ import {
 } from './constants.js';
 import { accessBytes, XLATE_DEAD } from './cpu.js';
 import { OpenFile } from './fs.js';
+import { memfdCreateFile } from './memfd.js';
+import {
+  hugetlbfsFallocate,
+  hugetlbfsNewInode,
+  hugetlbfsTruncate,
+  hugetlbReserveCheck,
+} from './mm/hugetlbfs.js';
 import { mmapWriteLock, mmapWriteUnlock } from './mm/locking.js';
 import { sysMadvise } from './mm/madvise.js';
 import { getUnmappedArea, pageAlign, rangeFree, removeVma, sysMunmap, unmapRange } from './mm/mmap.js';
@@ -171,7 +181,10 @@ export class Syscalls {
     const type = flags & MAP_TYPE;
     if (type !== MAP_SHARED && type !== MAP_PRIVATE && type !== MAP_SHARED_VALIDATE) return -EINVAL;
     const shared = type !== MAP_PRIVATE;
-    const huge = (flags & MAP_HUGETLB) !== 0;
+    // Models ksys_mmap_pgoff(): a hugetlbfs file is mapped in huge pages (its length rounded up);
+    // MAP_HUGETLB with any other file is -EINVAL.
+    const hugeFile = !(flags & MAP_ANONYMOUS) && this.p.fds.get(fd)?.inode?.hugetlbfs === true;
+    const huge = (flags & MAP_HUGETLB) !== 0 || hugeFile;
     let len = pageAlign(length);
     if (huge) len = Math.ceil(length / PMD_SIZE) * PMD_SIZE;
     if (len > TASK_SIZE || len <= 0) return -ENOMEM;
@@ -189,9 +202,11 @@ export class Syscalls {
       if (acc === O_WRONLY) return -EACCES;
       if (shared && prot & PROT_WRITE && acc === O_RDONLY) return -EACCES;
       if (shared && acc === O_RDONLY) vmFlags &= ~VM_MAYWRITE;
-      if (huge) return -EINVAL;
+      if (huge && !hugeFile) return -EINVAL;
       if (file.inode) {
         inode = file.inode;
+        // hugetlbfs_file_mmap(): the file offset must be huge-page aligned.
+        if (hugeFile && offset % PMD_SIZE) return -EINVAL;
         // Models file_mmap_ok() for a regular file: the last page offset must fit in loff_t.
         if (offset / PAGE_SIZE + pageAlign(length) / PAGE_SIZE >= 2 ** 51) return -EOVERFLOW;
       } else if (!file.fops?.mmap) return -ENODEV;
@@ -199,7 +214,10 @@ export class Syscalls {
     if (shared) vmFlags |= VM_SHARED | VM_MAYSHARE;
     if (huge) {
       vmFlags |= VM_HUGETLB;
-      if (core.hugetlb.free.length < len / PMD_SIZE) return -ENOMEM;
+      if (hugeFile) {
+        const r = hugetlbReserveCheck(core, inode, offset, len, shared, (flags & MAP_NORESERVE) !== 0);
+        if (r < 0) return r;
+      } else if (core.hugetlb.free.length < len / PMD_SIZE) return -ENOMEM;
     }
     vmFlags = mmapAccount(core, mm, flags, vmFlags, addr, len);
     if (vmFlags < 0) return vmFlags;
@@ -221,7 +239,7 @@ export class Syscalls {
       inode.size = len;
     }
     if (huge && shared && !inode) {
-      inode = shmemNewInode(core, 'anon_hugepage');
+      inode = hugetlbfsNewInode(core, 'anon_hugepage');
       inode.size = len;
     }
     // Models do_mmap()'s pgoff: the file offset; for private anonymous memory the address (for
@@ -477,6 +495,15 @@ export class Syscalls {
     if (!f || (f.flags & O_ACCMODE) === O_RDONLY) return -EBADF;
     if (getPipeInfo(f)) return -ESPIPE;
     if (!f.inode) return -ENODEV;
+    if (f.inode.hugetlbfs) {
+      // vfs_fallocate(): PUNCH_HOLE needs KEEP_SIZE; then hugetlbfs_fallocate().
+      if (mode & FALLOC_FL_PUNCH_HOLE && !(mode & FALLOC_FL_KEEP_SIZE)) return -EOPNOTSUPP;
+      if (off + l > BigInt(MODEL_MAX_FILESIZE)) return -EFBIG;
+      return yield* this.run(
+        'fallocate',
+        this.fdget(f, hugetlbfsFallocate(this.core, f.inode, mode, Number(off), Number(l))),
+      );
+    }
     if (mode !== 0) return -EOPNOTSUPP;
     if (off + l > BigInt(MODEL_MAX_FILESIZE)) return -EFBIG;
     const inode = f.inode;
@@ -541,7 +568,23 @@ export class Syscalls {
     if (!f) return -EBADF;
     if (!f.inode || (f.flags & O_ACCMODE) === O_RDONLY) return -EINVAL;
     if (len > BigInt(MODEL_MAX_FILESIZE)) return -EFBIG;
+    if (f.inode.hugetlbfs)
+      return yield* this.run('ftruncate', this.fdget(f, hugetlbfsTruncate(this.core, f.inode, Number(len))));
     return yield* this.run('ftruncate', this.fdget(f, this.truncateBody(f.inode, Number(len))));
+  }
+
+  /** Models memfd_create(2) (memfd.ts): the new descriptor, or -errno. */
+  *memfdCreate(name: string, flags: number): KGen<number> {
+    if (!this.p.alive) return -ESRCH;
+    const fl = argUInt(flags);
+    if (typeof name !== 'string' || fl === undefined) return -EINVAL;
+    return yield* this.run('memfd_create', this.memfdBody(name, fl));
+  }
+
+  private *memfdBody(name: string, flags: number): KGen<number> {
+    yield 'memfd_create: alloc_name';
+    const f = memfdCreateFile(this.core, name, flags, this.p);
+    return typeof f === 'number' ? f : this.p.installFd(f);
   }
 
   private *truncateBody(inode: Inode, length: number): KGen<number> {

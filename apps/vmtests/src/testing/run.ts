@@ -101,13 +101,6 @@ function expectNoViolations(v: readonly string[]): void {
  * feature lands, the case passes and its test fails on purpose: remove the entry then.
  */
 export const MODEL_GAPS: Readonly<Record<string, Readonly<Record<string, string>>>> = {
-  // memfd_create(MFD_HUGETLB) is ENOSYS on the model (no hugetlbfs files): these SKIP.
-  cow: Object.fromEntries(
-    ['Basic COW', 'R/O longterm GUP pin', 'R/O longterm GUP-fast pin'].map((d) => [
-      `${d} ... with memfd hugetlb (2048 kB)`,
-      'hugetlbfs files: memfd_create(MFD_HUGETLB), fallocate() of huge pages, MAP_PRIVATE COW of hugetlbfs page cache',
-    ]),
-  ),
   // khugepaged.c has no KTAP cases: the keys are its command lines, the runs that fail.
   khugepaged: {
     'all:shmem': MODEL_GAP_RUNS['khugepaged all:shmem'],

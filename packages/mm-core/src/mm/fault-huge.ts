@@ -32,6 +32,7 @@ import type { KGen } from '../sched/task.js';
 import { anonVmaPrepare, linearPageIndex } from './anon.js';
 import { addMmCounter } from './counters.js';
 import { allocDeposit, depositTable } from './huge.js';
+import { hugetlbAddToPageCache } from './hugetlbfs.js';
 import { hugetlbAlloc } from './hugetlb.js';
 import { khugepagedEnterVma } from './khugepaged-state.js';
 import { folioWaitLocked, pmdLock, ptlUnlock } from './locking.js';
@@ -286,11 +287,15 @@ function hugetlbFaultLocked(
     return 0;
   }
   let folio = -1;
-  if (vma.flags & VM_SHARED && vma.file) {
+  // hugetlb_no_page(): the page-cache folio of a file (a private mapping maps it read-only; a
+  // write fault then copies it, hugetlb_wp()).
+  let pageCache = false;
+  if (vma.file) {
     const index = Math.floor(linearPageIndex(vma, haddr) / HPAGE_PMD_NR);
     const have = vma.file.pages.get(index);
     if (have !== undefined) {
       folio = have;
+      pageCache = true;
       folioGet(core, folio);
     }
   }
@@ -299,8 +304,7 @@ function hugetlbFaultLocked(
     if (folio < 0) return VM_FAULT_OOM;
     if (vma.flags & VM_SHARED && vma.file) {
       const index = Math.floor(linearPageIndex(vma, haddr) / HPAGE_PMD_NR);
-      vma.file.pages.set(index, folio);
-      core.map.mapping[folio] = vma.file.id;
+      hugetlbAddToPageCache(core, vma.file, index, folio);
       folioGet(core, folio);
     } else {
       // hugetlb_add_new_anon_rmap(): a new anonymous hugetlb folio is AnonExclusive (head page).
@@ -312,8 +316,12 @@ function hugetlbFaultLocked(
   }
   core.map.entireMapcount[folio]++;
   core.map.largeMapcount[folio]++;
-  const w = (vma.flags & VM_WRITE) !== 0;
-  ptSet(core, pmdT, mi, mkPmdLo(folio, w, w, true), mkHi(folio));
+  const priv = pageCache && !(vma.flags & VM_SHARED);
+  const w = (vma.flags & VM_WRITE) !== 0 && !priv;
+  const newLo = mkPmdLo(folio, w, w, true);
+  ptSet(core, pmdT, mi, newLo, mkHi(folio));
+  // hugetlb_no_page(): a write fault on a private mapping of a page-cache folio breaks COW at once.
+  if (priv && flags & FAULT_FLAG_WRITE) return hugetlbWp(core, vma, pmdT, mi, haddr, newLo, mkHi(folio), false);
   return 0;
 }
 

@@ -69,6 +69,12 @@ export class Inode {
   refs = 0;
   /** Models i_nlink == 0 (O_TMPFILE, shared anonymous memory, or unlinked). */
   unlinked = true;
+  /**
+   * Models is_file_hugepages(): a hugetlbfs inode (a memfd_create(MFD_HUGETLB) file, or the file
+   * of a MAP_SHARED|MAP_HUGETLB mapping). Its page cache is keyed by 2 MiB page index and holds
+   * hugetlb folios.
+   */
+  hugetlbfs = false;
   /** Models mapping->i_mmap_rwsem. */
   readonly immapRwsem = new RwSem('i_mmap_rwsem');
   constructor(

@@ -6,13 +6,7 @@
  * on stderr as a model error and the program ends with status 1.
  */
 
-import {
-  type Kernel,
-  mapsText,
-  O_RDONLY,
-  type Process,
-  SignalDelivered,
-} from '@hmm-model/mm-core';
+import { type Kernel, mapsText, O_RDONLY, type Process, SignalDelivered } from '@hmm-model/mm-core';
 import { describeError, ExitRequest, Libc } from '@hmm-model/selftests';
 import { GlibcRandom } from './glibc-rand.js';
 import { Ksft } from './ksft.js';

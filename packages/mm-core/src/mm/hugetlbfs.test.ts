@@ -34,7 +34,7 @@ const RW = PROT_READ | PROT_WRITE;
 
 function setup(pages = 4): { k: Kernel; p: Process; free: () => number } {
   const k = machine('madvise', { hugetlbPages: pages });
-  return { k, p: k.task(1), free: () => k.core.hugetlb.free.length };
+  return { k, p: k.spawn(), free: () => k.core.hugetlb.free.length };
 }
 
 function hugeMemfd(p: Process, flags = 0): number {
@@ -167,7 +167,9 @@ describe('faults on hugetlbfs mappings (hugetlb_no_page(), hugetlb_wp())', () =>
     const priv = p.mmap(0, PMD_SIZE, RW, MAP_PRIVATE, fd, 0);
     p.writeI32(shared, 5);
     expect(p.readU32(priv)).toBe(5);
-    const c = k.task(p.fork());
+    const pid = p.fork();
+    const c = k.task(pid);
+    if (!c) throw new Error(`fork() = ${pid}`);
     expect(c.readU32(priv)).toBe(5);
     p.writeI32(shared, 6);
     expect(c.readU32(priv)).toBe(6);

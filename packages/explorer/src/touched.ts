@@ -11,6 +11,7 @@ import {
   entryPresent,
   isMigrationType,
   isSwapType,
+  type MemMap,
   type MmStruct,
   PAGE_SIZE,
   PG_locked,
@@ -37,18 +38,6 @@ export function checkRangeQuiescent(w: World, mm: MmStruct, start: number, end: 
   const m = core.map;
   const out: string[] = [];
   if (mm.pgd < 0) return out;
-  const leaf = (addr: number, lo: number, hi: number, level: string) => {
-    if (entryNone(lo, hi)) return;
-    // A swap entry's offset field is a swap slot, not a pfn.
-    if (!entryPresent(lo) && isSwapType(swpType(lo))) return;
-    const pfn = entryPfn(lo, hi);
-    if (!entryPresent(lo) && isMigrationType(swpType(lo)))
-      out.push(`${hex(addr)}: a migration ${level} outlives its migration (pfn ${hex(pfn)})`);
-    else if (m.valid(pfn) && m.flags[m.head[pfn]] & PG_locked)
-      out.push(
-        `${hex(addr)}: ${level} maps folio ${hex(m.head[pfn])}, still locked with no migration in flight`,
-      );
-  };
   for (let a = start - (start % PMD_SIZE); a < end && out.length < 8; a += PMD_SIZE) {
     const pmdT = pmdTableOf(core, mm, a, false);
     if (pmdT < 0) continue;
@@ -57,7 +46,7 @@ export function checkRangeQuiescent(w: World, mm: MmStruct, start: number, end: 
     const hi = ptHi(core, pmdT, mi);
     if (entryNone(lo, hi)) continue;
     if (!entryPresent(lo) || entryHuge(lo)) {
-      leaf(a, lo, hi, 'PMD');
+      quiescentLeaf(m, out, a, lo, hi, 'PMD');
       continue;
     }
     const pteT = pteTableAt(core, mm, pmdT, a, false);
@@ -65,9 +54,26 @@ export function checkRangeQuiescent(w: World, mm: MmStruct, start: number, end: 
     const first = Math.max(a, start);
     const last = Math.min(a + PMD_SIZE, end);
     for (let p = first; p < last; p += PAGE_SIZE)
-      leaf(p, ptLo(core, pteT, pteIndex(p)), ptHi(core, pteT, pteIndex(p)), 'PTE');
+      quiescentLeaf(m, out, p, ptLo(core, pteT, pteIndex(p)), ptHi(core, pteT, pteIndex(p)), 'PTE');
   }
   return out;
+}
+
+/**
+ * checkRangeQuiescent() for one leaf entry (a module function: a closure made per check would
+ * be optimized again for every operation).
+ */
+function quiescentLeaf(m: MemMap, out: string[], addr: number, lo: number, hi: number, level: string): void {
+  if (entryNone(lo, hi)) return;
+  // A swap entry's offset field is a swap slot, not a pfn.
+  if (!entryPresent(lo) && isSwapType(swpType(lo))) return;
+  const pfn = entryPfn(lo, hi);
+  if (!entryPresent(lo) && isMigrationType(swpType(lo)))
+    out.push(`${hex(addr)}: a migration ${level} outlives its migration (pfn ${hex(pfn)})`);
+  else if (m.valid(pfn) && m.flags[m.head[pfn]] & PG_locked)
+    out.push(
+      `${hex(addr)}: ${level} maps folio ${hex(m.head[pfn])}, still locked with no migration in flight`,
+    );
 }
 
 /** Model-only: the O(1) driver counters (dmirror calloc/cfree against pgmap references). */

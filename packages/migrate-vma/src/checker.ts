@@ -57,6 +57,23 @@ function compoundOrderOk(r: InflightMigration, order: number): boolean {
   return order === HPAGE_PMD_ORDER || (order > 0 && ((r.mig?.mthpOrders ?? 0) & (1 << order)) !== 0);
 }
 
+/**
+ * checkEntries()' page-table visitor: a class, so that walkPageTables() always calls the same
+ * two functions (a visitor of closures made per process would be optimized again every check).
+ */
+class EntryVisitor {
+  constructor(
+    private readonly check: MigrateCheck,
+    private readonly tag: string,
+  ) {}
+  pmdLeaf(a: number, lo: number, hi: number): void {
+    this.check.entryLeaf(this.tag, a, lo, hi, 'PMD');
+  }
+  pte(a: number, lo: number, hi: number): void {
+    this.check.entryLeaf(this.tag, a, lo, hi, 'PTE');
+  }
+}
+
 class MigrateCheck {
   readonly out: string[] = [];
   private readonly core: Core;
@@ -170,30 +187,25 @@ class MigrateCheck {
    */
   private checkEntries(): void {
     const core = this.core;
-    const m = core.map;
     const seen = new Set<unknown>();
     for (const t of this.kernel.tasks.values()) {
       if (!(t instanceof Process) || t.mm.pgd < 0 || seen.has(t.mm)) continue;
       seen.add(t.mm);
-      const tag = `[pid ${t.pid}]`;
-      const leaf = (addr: number, lo: number, hi: number, level: string) => {
-        if (lo & (_PAGE_PRESENT | _PAGE_PROTNONE)) return;
-        const type = swpType(lo);
-        const pfn = entryPfn(lo, hi);
-        if (isMigrationType(type)) {
-          if (!m.valid(pfn) || !this.held.has(m.head[pfn]))
-            this.report(
-              `${tag} ${hex(addr)}: migration ${level} survives outside any migration in flight`,
-              pfn,
-            );
-        } else if (isDevicePrivateType(type) && lo & (SWP_MIG_YOUNG | SWP_MIG_DIRTY)) {
-          this.report(`${tag} ${hex(addr)}: device-private ${level} carries young/dirty bits`, pfn);
-        }
-      };
-      walkPageTables(core, t.mm, {
-        pmdLeaf: (a, lo, hi) => leaf(a, lo, hi, 'PMD'),
-        pte: (a, lo, hi) => leaf(a, lo, hi, 'PTE'),
-      });
+      walkPageTables(core, t.mm, new EntryVisitor(this, `[pid ${t.pid}]`));
+    }
+  }
+
+  /** checkEntries() for one leaf entry (called by EntryVisitor). */
+  entryLeaf(tag: string, addr: number, lo: number, hi: number, level: string): void {
+    if (lo & (_PAGE_PRESENT | _PAGE_PROTNONE)) return;
+    const m = this.core.map;
+    const type = swpType(lo);
+    const pfn = entryPfn(lo, hi);
+    if (isMigrationType(type)) {
+      if (!m.valid(pfn) || !this.held.has(m.head[pfn]))
+        this.report(`${tag} ${hex(addr)}: migration ${level} survives outside any migration in flight`, pfn);
+    } else if (isDevicePrivateType(type) && lo & (SWP_MIG_YOUNG | SWP_MIG_DIRTY)) {
+      this.report(`${tag} ${hex(addr)}: device-private ${level} carries young/dirty bits`, pfn);
     }
   }
 

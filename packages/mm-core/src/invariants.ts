@@ -23,11 +23,11 @@
  * one, and code that keeps references across syscalls (drivers, GUP users) reports them with
  * {@link registerRefHolder} so they are not mistaken for leaks.
  */
-import { HPAGE_PMD_NR, HPAGE_PMD_ORDER, MAX_PAGE_ORDER, PAGE_SIZE, PMD_SIZE } from './constants.js';
-import { type Core, MEMORY_DEVICE_PRIVATE } from './core.js';
+import { MAX_PAGE_ORDER, PAGE_SIZE, PMD_SIZE } from './constants.js';
+import type { Core } from './core.js';
 import { dumpFolio } from './folio.js';
+import { MmWalkCheck } from './invariants-mm.js';
 import type { Kernel } from './kernel.js';
-import { mmCounter } from './mm/counters.js';
 import {
   SWAP_MAP_BAD,
   SWAPFILE_CLUSTER,
@@ -37,32 +37,8 @@ import {
   swpEntryOffset,
   swpEntryVal,
 } from './mm/swapfile.js';
-import {
-  AnonVma,
-  Inode,
-  type MmStruct,
-  type RssCounters,
-  VM_EXEC,
-  VM_HUGETLB,
-  VM_MIXEDMAP,
-  VM_READ,
-  VM_WRITE,
-  type Vma,
-} from './mm/types.js';
-import {
-  _PAGE_PRESENT,
-  _PAGE_PROTNONE,
-  _PAGE_PSE,
-  _PAGE_RW,
-  _PAGE_SPECIAL,
-  entryPfn,
-  isDevicePrivateType,
-  isMigrationType,
-  isSwapType,
-  SWP_DEVICE_EXCLUSIVE,
-  SWP_DEVICE_WRITE,
-  swpType,
-} from './pgtable/entry.js';
+import { AnonVma, Inode, type MmStruct, type RssCounters, VM_HUGETLB, type Vma } from './mm/types.js';
+import { _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, entryPfn } from './pgtable/entry.js';
 import { BLOCK_PAGES } from './phys/frames.js';
 import {
   PAGES_PER_SECTION,
@@ -189,6 +165,20 @@ export function registerRefHolder(core: Core, holder: RefHolder): () => void {
   return () => set.delete(holder);
 }
 
+/** The checker the holders report to while {@link holderAdd} is handed to them. */
+let holderSink: MmCoreCheck | null = null;
+
+/**
+ * The `add` every RefHolder gets: one function for every check (a closure per check would make
+ * each holder's loop be optimized again for every check).
+ */
+function holderAdd(pfn: number, refs: number): void {
+  const c = holderSink;
+  if (!c) return;
+  if (c.m.valid(pfn)) c.addRef(c.m.head[pfn], refs);
+  else c.report(`a registered holder reports references on invalid pfn ${hex(pfn)}`);
+}
+
 /** Scratch arrays reused between runs (indexed by pfn, sized to the memmap). */
 interface Scratch {
   cap: number;
@@ -243,17 +233,22 @@ const hex = (n: number) => `0x${n.toString(16)}`;
 class MmCoreCheck {
   readonly out: string[] = [];
   private dropped = 0;
-  private readonly core: Core;
-  private readonly m: Core['map'];
-  private readonly s: Scratch;
+  /** @internal (MmWalkCheck) */
+  readonly core: Core;
+  /** @internal */
+  readonly m: Core['map'];
+  /** @internal */
+  readonly s: Scratch;
   private readonly touchedHeads: number[] = [];
   private readonly touchedPfns: number[] = [];
   /** Page-table pages found so far, with a (lazily formatted) description of where. */
   private readonly tablesSeen = new Map<number, () => string>();
-  private readonly inFlight: boolean;
+  /** @internal */
+  readonly inFlight: boolean;
   private readonly liveVmas = new Set<Vma>();
   /** Swap PTEs found per swap entry value. */
-  private readonly swapRefs = new Map<number, number>();
+  /** @internal */
+  readonly swapRefs = new Map<number, number>();
   private readonly ramStart: number;
   private readonly ramEnd: number;
 
@@ -274,24 +269,28 @@ class MmCoreCheck {
     this.out.push(pfn >= 0 ? `${msg}\n  ${dumpFolio(this.core, pfn)}` : msg);
   }
 
-  private addRef(head: number, refs: number): void {
+  /** @internal */
+  addRef(head: number, refs: number): void {
     const s = this.s;
     if (s.expRef[head] === 0 && s.expEntire[head] === 0) this.touchedHeads.push(head);
     s.expRef[head] += refs;
   }
 
-  private addPte(pfn: number): void {
+  /** @internal */
+  addPte(pfn: number): void {
     const s = this.s;
     if (s.expPte[pfn]++ === 0) this.touchedPfns.push(pfn);
   }
 
-  private addEntire(head: number): void {
+  /** @internal */
+  addEntire(head: number): void {
     const s = this.s;
     if (s.expRef[head] === 0 && s.expEntire[head] === 0) this.touchedHeads.push(head);
     s.expEntire[head]++;
   }
 
-  private markTable(pfn: number, what: () => string): void {
+  /** @internal */
+  markTable(pfn: number, what: () => string): void {
     const prev = this.tablesSeen.get(pfn);
     if (prev !== undefined) {
       this.report(`page-table page ${hex(pfn)} reachable twice: ${prev()} and ${what()}`, pfn);
@@ -365,213 +364,14 @@ class MmCoreCheck {
 
   private checkMm(mm: MmStruct, pid: number): void {
     const core = this.core;
-    const m = this.m;
+    const _m = this.m;
     const tag = `[pid ${pid} mm ${mm.id}]`;
     const mmStamp = ++this.s.mmEpoch;
     this.checkVmas(mm, tag);
     this.markTable(mm.pgd, () => `${tag} pgd`);
-    const rss: RssCounters = { MM_FILEPAGES: 0, MM_ANONPAGES: 0, MM_SWAPENTS: 0, MM_SHMEMPAGES: 0 };
-    let tables = 0;
-    const leafPmds = new Set<number>();
-    const at = (addr: number) => `${tag} ${hex(addr)}`;
-    let last: Vma | undefined;
-    const vmaFor = (addr: number, len: number, what: string): Vma | undefined => {
-      const v = last && addr >= last.start && addr < last.end ? last : mm.vmaLookup(addr);
-      last = v;
-      if (!v || addr + len > v.end) {
-        this.report(`${at(addr)}: ${what} outside any VMA`);
-        return undefined;
-      }
-      return v;
-    };
-    const checkPerm = (v: Vma, addr: number, lo: number, head: number, pfn: number, what: string) => {
-      if (lo & _PAGE_PRESENT && !(v.flags & (VM_READ | VM_WRITE | VM_EXEC)))
-        this.report(`${at(addr)}: accessible ${what} in a PROT_NONE VMA`, pfn);
-      if (lo & _PAGE_RW && !(v.flags & VM_WRITE))
-        this.report(`${at(addr)}: writable ${what} in a VMA without VM_WRITE`, pfn);
-      if (lo & _PAGE_RW && m.flags[head] & PG_anon && !(m.flags[pfn] & PG_anon_exclusive))
-        this.report(`${at(addr)}: writable ${what} maps an anonymous page that is not AnonExclusive`, pfn);
-    };
-    const checkRmap = (v: Vma, addr: number, head: number, pfn: number, what: string) => {
-      const id = m.mapping[head];
-      const owner = id ? core.mappings.get(id) : undefined;
-      const linear = v.pgoff + Math.floor((addr - v.start) / PAGE_SIZE);
-      if (m.flags[head] & PG_anon) {
-        if (!(owner instanceof AnonVma) || !owner.vmas.has(v))
-          this.report(`${at(addr)}: ${what}: anon folio's anon_vma ${id} does not reach this VMA`, pfn);
-      } else if (id !== 0) {
-        if (!(owner instanceof Inode) || v.file !== owner)
-          this.report(`${at(addr)}: ${what}: page-cache folio's mapping ${id} is not this VMA's file`, pfn);
-      } else {
-        if (!v.vmOps && !(v.flags & VM_MIXEDMAP))
-          this.report(`${at(addr)}: ${what}: folio has no mapping`, pfn);
-        return;
-      }
-      if (m.index[head] + (pfn - head) !== linear)
-        this.report(
-          `${at(addr)}: ${what}: folio index ${m.index[head]}+${pfn - head} but linear_page_index ${linear}`,
-          pfn,
-        );
-    };
-    const checkDevicePrivate = (addr: number, pfn: number) => {
-      const pg = m.valid(pfn) && m.flags[pfn] & PG_zone_device ? core.pgmapOf(pfn) : undefined;
-      if (!pg || pg.type !== MEMORY_DEVICE_PRIVATE || pfn < pg.startPfn || pfn >= pg.endPfn) {
-        this.report(`${at(addr)}: device-private entry to a pfn outside a live DEVICE_PRIVATE pgmap`, pfn);
-        return false;
-      }
-      return true;
-    };
-
-    walkPageTables(core, mm, {
-      table: (pfn, level, addr) => {
-        tables++;
-        this.markTable(pfn, () => `${at(addr)} ${level} table`);
-      },
-      bad: (addr, level, lo, hi) =>
-        this.report(`${at(addr)}: unexpected ${level} entry ${hex(hi)}:${hex(lo)}`),
-      pte: (addr, lo, hi) => {
-        const v = vmaFor(addr, PAGE_SIZE, 'PTE');
-        const pfn = entryPfn(lo, hi);
-        if (v && v.flags & VM_HUGETLB) this.report(`${at(addr)}: PTE in a hugetlb VMA`);
-        if (lo & (_PAGE_PRESENT | _PAGE_PROTNONE)) {
-          if (lo & _PAGE_SPECIAL) {
-            if (pfn !== core.zeroPfn)
-              this.report(`${at(addr)}: special PTE to pfn ${hex(pfn)} (not the zero page)`);
-            else if (lo & _PAGE_RW) this.report(`${at(addr)}: writable zero-page PTE`);
-            if (v && lo & _PAGE_PRESENT && !(v.flags & (VM_READ | VM_WRITE | VM_EXEC)))
-              this.report(`${at(addr)}: accessible zero-page PTE in a PROT_NONE VMA`);
-            return;
-          }
-          if (pfn === core.zeroPfn || pfn === core.hugeZeroPfn || !m.valid(pfn)) {
-            this.report(`${at(addr)}: PTE maps pfn ${hex(pfn)} without _PAGE_SPECIAL`);
-            return;
-          }
-          const head = m.head[pfn];
-          this.addRef(head, 1);
-          this.addPte(pfn);
-          rss[mmCounter(core, head)]++;
-          // An anonymous page is mapped at most once into each mm (the assumption of
-          // __wp_can_reuse_large_anon_folio() and of the large mapcount's mm ids).
-          if (m.flags[head] & PG_anon) {
-            if (this.s.mmSeen[pfn] === mmStamp)
-              this.report(`${at(addr)}: anonymous page mapped twice in one mm`, pfn);
-            this.s.mmSeen[pfn] = mmStamp;
-          }
-          if (v) {
-            checkPerm(v, addr, lo, head, pfn, 'PTE');
-            checkRmap(v, addr, head, pfn, 'PTE');
-          }
-          return;
-        }
-        const type = swpType(lo);
-        if (isSwapType(type)) {
-          // A swap entry: pfn is the slot offset.
-          const entry = swpEntryVal(type, pfn);
-          rss.MM_SWAPENTS++;
-          if (!swapEntryToInfo(core, entry))
-            this.report(`${at(addr)}: swap PTE ${swpEntryName(entry)} names no swap slot`);
-          else this.swapRefs.set(entry, (this.swapRefs.get(entry) ?? 0) + 1);
-          if (v && !v.anonVma) this.report(`${at(addr)}: swap PTE in a VMA without an anon_vma`);
-          return;
-        }
-        if (!m.valid(pfn)) {
-          this.report(`${at(addr)}: software PTE (type ${type}) to invalid pfn ${hex(pfn)}`);
-          return;
-        }
-        const head = m.head[pfn];
-        if (isMigrationType(type)) {
-          if (!this.inFlight) this.report(`${at(addr)}: migration PTE outside an in-flight migration`, pfn);
-          rss[mmCounter(core, head)]++;
-          return;
-        }
-        if (isDevicePrivateType(type) || type === SWP_DEVICE_EXCLUSIVE) {
-          if (isDevicePrivateType(type) && !checkDevicePrivate(addr, pfn)) return;
-          this.addRef(head, 1);
-          this.addPte(pfn);
-          rss[mmCounter(core, head)]++;
-          if (v) {
-            const w = type === SWP_DEVICE_WRITE;
-            if (w && !(v.flags & VM_WRITE))
-              this.report(`${at(addr)}: writable device entry without VM_WRITE`, pfn);
-            if (w && m.flags[head] & PG_anon && !(m.flags[pfn] & PG_anon_exclusive))
-              this.report(
-                `${at(addr)}: writable device-private PTE to a page that is not AnonExclusive`,
-                pfn,
-              );
-            checkRmap(v, addr, head, pfn, 'device PTE');
-          }
-          return;
-        }
-        this.report(`${at(addr)}: unexpected software PTE type ${type}`, pfn);
-      },
-      pmdLeaf: (addr, lo, hi) => {
-        const v = vmaFor(addr, PMD_SIZE, 'huge PMD');
-        const pfn = entryPfn(lo, hi);
-        if (v && v.flags & VM_HUGETLB) {
-          if (!(lo & (_PAGE_PRESENT | _PAGE_PROTNONE)) || !m.valid(pfn) || !(m.flags[pfn] & PG_hugetlb)) {
-            this.report(`${at(addr)}: hugetlb PMD does not map a hugetlb folio`, m.valid(pfn) ? pfn : -1);
-            return;
-          }
-          this.addRef(pfn, 1);
-          this.addEntire(pfn);
-          if (lo & _PAGE_RW && !(v.flags & VM_WRITE))
-            this.report(`${at(addr)}: writable hugetlb PMD without VM_WRITE`);
-          return;
-        }
-        leafPmds.add(addr);
-        if (!mm.deposits.has(addr)) this.report(`${at(addr)}: huge PMD without a deposited page table`);
-        const present = (lo & (_PAGE_PRESENT | _PAGE_PROTNONE)) !== 0;
-        if (present && pfn === core.hugeZeroPfn && core.hugeZeroPfn >= 0) {
-          if (lo & _PAGE_RW) this.report(`${at(addr)}: writable huge zero PMD`);
-          if (v && lo & _PAGE_PRESENT && !(v.flags & (VM_READ | VM_WRITE | VM_EXEC)))
-            this.report(`${at(addr)}: accessible huge zero PMD in a PROT_NONE VMA`);
-          if (!mm.hugeZeroRef) this.report(`${at(addr)}: huge zero PMD in an mm without MMF_HUGE_ZERO_FOLIO`);
-          return;
-        }
-        if (!m.valid(pfn) || m.head[pfn] !== pfn || m.folioOrder(pfn) !== HPAGE_PMD_ORDER) {
-          this.report(
-            `${at(addr)}: huge PMD does not map the head of a PMD-order folio`,
-            m.valid(pfn) ? pfn : -1,
-          );
-          return;
-        }
-        if (present) {
-          this.addRef(pfn, 1);
-          this.addEntire(pfn);
-          rss[mmCounter(core, pfn)] += HPAGE_PMD_NR;
-          if (v) {
-            checkPerm(v, addr, lo, pfn, pfn, 'huge PMD');
-            checkRmap(v, addr, pfn, pfn, 'huge PMD');
-          }
-          return;
-        }
-        const type = swpType(lo);
-        if (isMigrationType(type)) {
-          if (!this.inFlight) this.report(`${at(addr)}: migration PMD outside an in-flight migration`, pfn);
-          rss[mmCounter(core, pfn)] += HPAGE_PMD_NR;
-          return;
-        }
-        if (isDevicePrivateType(type)) {
-          if (!checkDevicePrivate(addr, pfn)) return;
-          this.addRef(pfn, 1);
-          this.addEntire(pfn);
-          rss[mmCounter(core, pfn)] += HPAGE_PMD_NR;
-          if (v) {
-            const w = type === SWP_DEVICE_WRITE;
-            if (w && !(v.flags & VM_WRITE))
-              this.report(`${at(addr)}: writable device PMD without VM_WRITE`, pfn);
-            if (w && m.flags[pfn] & PG_anon && !(m.flags[pfn] & PG_anon_exclusive))
-              this.report(
-                `${at(addr)}: writable device-private PMD to a folio that is not AnonExclusive`,
-                pfn,
-              );
-            checkRmap(v, addr, pfn, pfn, 'device PMD');
-          }
-          return;
-        }
-        this.report(`${at(addr)}: unexpected software PMD type ${type}`, pfn);
-      },
-    });
+    const w = new MmWalkCheck(this, mm, tag, mmStamp);
+    walkPageTables(core, mm, w);
+    const { rss, tables, leafPmds } = w;
 
     for (const [haddr, t] of mm.deposits) {
       this.markTable(t, () => `${tag} deposit at ${hex(haddr)}`);
@@ -649,12 +449,14 @@ class MmCoreCheck {
       }
     }
     const holders = refHolders.get(core);
-    if (holders)
-      for (const h of holders)
-        h(core, (pfn, refs) => {
-          if (m.valid(pfn)) this.addRef(m.head[pfn], refs);
-          else this.report(`a registered holder reports references on invalid pfn ${hex(pfn)}`);
-        });
+    if (holders) {
+      holderSink = this;
+      try {
+        for (const h of holders) h(core, holderAdd);
+      } finally {
+        holderSink = null;
+      }
+    }
   }
 
   // ---- swap -----------------------------------------------------------------------------

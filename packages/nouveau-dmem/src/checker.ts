@@ -30,39 +30,13 @@ export function checkNouveau(drm: NouveauDrm): string[] {
     hi = Math.max(hi, c.pagemap.endPfn);
   }
   const marks = new Uint8Array(Math.max(0, hi - lo));
-  const isListed = (p: number) => p >= lo && p < hi && marks[p - lo] === 1;
-  let last: ReturnType<typeof nouveauPageToChunk>;
-  const walk = (name: string, head: number, large: boolean) => {
-    for (let p = head; p !== 0; p = m.priv[p]) {
-      const chunk =
-        last && p >= last.pagemap.startPfn && p < last.pagemap.endPfn
-          ? last
-          : (last = nouveauPageToChunk(drm, p));
-      if (!chunk || p < lo || p >= hi) {
-        out.push(`nouveau ${name}: pfn ${hex(p)} is not a page of a live chunk`);
-        return;
-      }
-      if (marks[p - lo]) {
-        out.push(`nouveau ${name}: pfn ${hex(p)} listed twice (or the list has a cycle)`);
-        return;
-      }
-      marks[p - lo] = 1;
-      // A fresh free folio from chunk_alloc was never initialised (order 0); a freed one keeps order 9.
-      const order = m.head[p] === p ? m.folioOrder(p) : -1;
-      if (large ? order !== 0 && order !== DMEM_FOLIO_ORDER : order !== 0)
-        out.push(`nouveau ${name}: pfn ${hex(p)} has order ${order}: ${dumpFolio(core, p)}`);
-      if (m.refcount[p] !== 0) out.push(`nouveau ${name}: pfn ${hex(p)} is allocated: ${dumpFolio(core, p)}`);
-      if (m.flags[p] & PG_locked) out.push(`nouveau ${name}: pfn ${hex(p)} is locked: ${dumpFolio(core, p)}`);
-      if (large && (p - chunk.pagemap.startPfn) % DMEM_CHUNK_NPAGES !== 0)
-        out.push(`nouveau ${name}: folio ${hex(p)} is not ${DMEM_CHUNK_NPAGES}-page aligned in its chunk`);
-      if (out.length > 50) return;
-    }
-  };
-  walk('free_pages', dmem.freePages, false);
-  walk('free_folios', dmem.freeFolios, true);
-  for (let f = dmem.freeFolios; f !== 0 && isListed(f); f = m.priv[f]) {
+  const audit = new FreeListAudit(drm, out, marks, lo, hi);
+  audit.walk('free_pages', dmem.freePages, false);
+  audit.walk('free_folios', dmem.freeFolios, true);
+  // A listed page: inside the span and marked (no closure: see FreeListAudit).
+  for (let f = dmem.freeFolios; f !== 0 && f >= lo && f < hi && marks[f - lo] === 1; f = m.priv[f]) {
     for (let k = 1; k < DMEM_CHUNK_NPAGES; k++) {
-      if (isListed(f + k))
+      if (f + k < hi && marks[f + k - lo] === 1)
         out.push(`nouveau: pfn ${hex(f + k)} is on free_pages inside free folio ${hex(f)}`);
       if (m.refcount[f + k] !== 0)
         out.push(`nouveau: pfn ${hex(f + k)} inside free folio ${hex(f)} is allocated`);
@@ -91,6 +65,52 @@ export function checkNouveau(drm: NouveauDrm): string[] {
       );
   }
   return out;
+}
+
+/**
+ * One free list's walk for {@link checkNouveau} (a class, not a closure: a closure made per check
+ * would be optimized again for every check).
+ */
+class FreeListAudit {
+  private last: ReturnType<typeof nouveauPageToChunk>;
+  constructor(
+    private readonly drm: NouveauDrm,
+    private readonly out: string[],
+    private readonly marks: Uint8Array,
+    private readonly lo: number,
+    private readonly hi: number,
+  ) {}
+
+  walk(name: string, head: number, large: boolean): void {
+    const { drm, out, marks, lo, hi } = this;
+    const core = drm.core;
+    const m = core.map;
+    for (let p = head; p !== 0; p = m.priv[p]) {
+      const last = this.last;
+      const chunk =
+        last && p >= last.pagemap.startPfn && p < last.pagemap.endPfn
+          ? last
+          : (this.last = nouveauPageToChunk(drm, p));
+      if (!chunk || p < lo || p >= hi) {
+        out.push(`nouveau ${name}: pfn ${hex(p)} is not a page of a live chunk`);
+        return;
+      }
+      if (marks[p - lo]) {
+        out.push(`nouveau ${name}: pfn ${hex(p)} listed twice (or the list has a cycle)`);
+        return;
+      }
+      marks[p - lo] = 1;
+      // A fresh free folio from chunk_alloc was never initialised (order 0); a freed one keeps order 9.
+      const order = m.head[p] === p ? m.folioOrder(p) : -1;
+      if (large ? order !== 0 && order !== DMEM_FOLIO_ORDER : order !== 0)
+        out.push(`nouveau ${name}: pfn ${hex(p)} has order ${order}: ${dumpFolio(core, p)}`);
+      if (m.refcount[p] !== 0) out.push(`nouveau ${name}: pfn ${hex(p)} is allocated: ${dumpFolio(core, p)}`);
+      if (m.flags[p] & PG_locked) out.push(`nouveau ${name}: pfn ${hex(p)} is locked: ${dumpFolio(core, p)}`);
+      if (large && (p - chunk.pagemap.startPfn) % DMEM_CHUNK_NPAGES !== 0)
+        out.push(`nouveau ${name}: folio ${hex(p)} is not ${DMEM_CHUNK_NPAGES}-page aligned in its chunk`);
+      if (out.length > 50) return;
+    }
+  }
 }
 
 const installed = new WeakSet<NouveauDrm>();

@@ -382,28 +382,13 @@ export class DmirrorDevice {
   /** Models dmirror_remove_free_pages(): drop the chunk's free pages from both lists. */
   private removeFreePages(chunk: DmirrorChunk): void {
     const m = this.core.map;
-    const inChunk = (pfn: number) => pfn >= chunk.pagemap.startPfn && pfn < chunk.pagemap.endPfn;
-    const filter = (head: number, count: (n: number) => void): number => {
-      let newHead = 0;
-      let tail = 0;
-      let n = 0;
-      for (let p = head; p; ) {
-        const next = m.priv[p];
-        if (!inChunk(p)) {
-          if (tail) m.priv[tail] = p;
-          else newHead = p;
-          tail = p;
-          n++;
-        }
-        p = next;
-      }
-      if (tail) m.priv[tail] = 0;
-      count(n);
-      return newHead;
-    };
-    this.freeFolios = filter(this.freeFolios, (n) => (this.nrFreeFolios = n));
-    this.freePages = filter(this.freePages, (n) => (this.nrFreePages = n));
-    this.mthpFree.filter(this.core, inChunk);
+    const lo = chunk.pagemap.startPfn;
+    const hi = chunk.pagemap.endPfn;
+    this.freeFolios = dropRange(m.priv, this.freeFolios, lo, hi);
+    this.nrFreeFolios = dropRangeKept;
+    this.freePages = dropRange(m.priv, this.freePages, lo, hi);
+    this.nrFreePages = dropRangeKept;
+    this.mthpFree.filter(this.core, (pfn) => pfn >= lo && pfn < hi);
   }
 
   /**
@@ -580,4 +565,31 @@ export class DmirrorDevice {
     );
     return out;
   }
+}
+
+/** The count of entries {@link dropRange} kept, by its last call. */
+let dropRangeKept = 0;
+
+/**
+ * Drops the pfns in [lo, hi) from the free list that starts at `head` and links through `priv`
+ * (page->zone_device_data); returns the new head, the count kept in {@link dropRangeKept}. A
+ * module function, not a closure: a closure made per call would be optimized (OSR) per call.
+ */
+function dropRange(priv: Float64Array, head: number, lo: number, hi: number): number {
+  let newHead = 0;
+  let tail = 0;
+  let n = 0;
+  for (let p = head; p; ) {
+    const next = priv[p];
+    if (p < lo || p >= hi) {
+      if (tail) priv[tail] = p;
+      else newHead = p;
+      tail = p;
+      n++;
+    }
+    p = next;
+  }
+  if (tail) priv[tail] = 0;
+  dropRangeKept = n;
+  return newHead;
 }

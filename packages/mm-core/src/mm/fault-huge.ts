@@ -32,8 +32,8 @@ import type { KGen } from '../sched/task.js';
 import { anonVmaPrepare, linearPageIndex } from './anon.js';
 import { addMmCounter } from './counters.js';
 import { allocDeposit, depositTable } from './huge.js';
-import { hugetlbAddToPageCache } from './hugetlbfs.js';
 import { hugetlbAlloc } from './hugetlb.js';
+import { hugetlbAddToPageCache } from './hugetlbfs.js';
 import { khugepagedEnterVma } from './khugepaged-state.js';
 import { folioWaitLocked, pmdLock, ptlUnlock } from './locking.js';
 import { withInvalidationSync } from './notifier.js';
@@ -321,7 +321,8 @@ function hugetlbFaultLocked(
   const newLo = mkPmdLo(folio, w, w, true);
   ptSet(core, pmdT, mi, newLo, mkHi(folio));
   // hugetlb_no_page(): a write fault on a private mapping of a page-cache folio breaks COW at once.
-  if (priv && flags & FAULT_FLAG_WRITE) return hugetlbWp(core, vma, pmdT, mi, haddr, newLo, mkHi(folio), false);
+  if (priv && flags & FAULT_FLAG_WRITE)
+    return hugetlbWp(core, vma, pmdT, mi, haddr, newLo, mkHi(folio), false);
   return 0;
 }
 

@@ -319,50 +319,57 @@ export function* copyPageRange(core: Core, src: Vma, dst: Vma): KGen<boolean> {
       );
     return copyHugetlb(core, src, dst);
   }
-  const run = function* (): KGen<boolean> {
-    for (let addr = src.start; addr < src.end; ) {
-      yield 'copy_pmd_range: cond_resched';
-      const next = Math.min(src.end, (Math.floor(addr / PMD_SIZE) + 1) * PMD_SIZE);
-      const sPmdT = pmdTableOf(core, src.mm, addr, false);
-      if (sPmdT < 0) {
-        addr = next;
-        continue;
-      }
-      const mi = pmdIndex(addr);
-      const lo = ptLo(core, sPmdT, mi);
-      const hi = ptHi(core, sPmdT, mi);
-      if (entryNone(lo, hi)) {
-        addr = next;
-        continue;
-      }
-      if (!entryPresent(lo) || entryHuge(lo)) {
-        yield 'copy_pmd_range: PMD seen huge without the PMD lock';
-        const r = copyHugePmd(core, src, dst, sPmdT, Math.floor(addr / PMD_SIZE) * PMD_SIZE);
-        if (r === 'oom') return false;
-        if (r === 'done') {
-          addr = next;
-          continue;
-        }
-        if (r === 'again') continue;
-      }
-      const sT = pteTableOf(core, src.mm, addr, false);
-      if (sT < 0) continue;
-      const dT = pteTableOf(core, dst.mm, addr, true);
-      if (dT < 0) return false;
-      const dptl = pteLock(core, dT, 'copy_pte_range');
-      const sptl = pteLock(core, sT, 'copy_pte_range');
-      let ok = true;
-      for (let a = addr; a < next && ok; a += PAGE_SIZE) ok = copyPte(core, src, dst, sT, dT, a);
-      ptlUnlock(core, sptl, 'copy_pte_range');
-      ptlUnlock(core, dptl, 'copy_pte_range');
-      if (!ok) return false;
-      addr = next;
-    }
-    return true;
-  };
   if (isCowMapping(src.flags))
-    return yield* withInvalidation(src.mm, src.start, src.end, MMU_NOTIFY_PROTECTION_PAGE, null, run);
-  return yield* run();
+    return yield* withInvalidation(src.mm, src.start, src.end, MMU_NOTIFY_PROTECTION_PAGE, null, () =>
+      copyPmdRange(core, src, dst),
+    );
+  return yield* copyPmdRange(core, src, dst);
+}
+
+/**
+ * Models copy_pmd_range() over the whole VMA (a module function, not a closure per VMA: the loop
+ * would be optimized again for every fork).
+ */
+function* copyPmdRange(core: Core, src: Vma, dst: Vma): KGen<boolean> {
+  for (let addr = src.start; addr < src.end; ) {
+    yield 'copy_pmd_range: cond_resched';
+    const next = Math.min(src.end, (Math.floor(addr / PMD_SIZE) + 1) * PMD_SIZE);
+    const sPmdT = pmdTableOf(core, src.mm, addr, false);
+    if (sPmdT < 0) {
+      addr = next;
+      continue;
+    }
+    const mi = pmdIndex(addr);
+    const lo = ptLo(core, sPmdT, mi);
+    const hi = ptHi(core, sPmdT, mi);
+    if (entryNone(lo, hi)) {
+      addr = next;
+      continue;
+    }
+    if (!entryPresent(lo) || entryHuge(lo)) {
+      yield 'copy_pmd_range: PMD seen huge without the PMD lock';
+      const r = copyHugePmd(core, src, dst, sPmdT, Math.floor(addr / PMD_SIZE) * PMD_SIZE);
+      if (r === 'oom') return false;
+      if (r === 'done') {
+        addr = next;
+        continue;
+      }
+      if (r === 'again') continue;
+    }
+    const sT = pteTableOf(core, src.mm, addr, false);
+    if (sT < 0) continue;
+    const dT = pteTableOf(core, dst.mm, addr, true);
+    if (dT < 0) return false;
+    const dptl = pteLock(core, dT, 'copy_pte_range');
+    const sptl = pteLock(core, sT, 'copy_pte_range');
+    let ok = true;
+    for (let a = addr; a < next && ok; a += PAGE_SIZE) ok = copyPte(core, src, dst, sT, dT, a);
+    ptlUnlock(core, sptl, 'copy_pte_range');
+    ptlUnlock(core, dptl, 'copy_pte_range');
+    if (!ok) return false;
+    addr = next;
+  }
+  return true;
 }
 
 /**

@@ -99,20 +99,22 @@ export class Mutex {
   constructor(readonly name: string) {}
 
   private waitFor(t: Task): WaitCond {
-    return {
-      what: `mutex ${this.name}`,
-      ready: () => this.owner === null && this.waiters[0] === t,
-      holders: () => {
-        const out = this.owner ? [this.owner] : [];
-        // Waiters queued ahead also stand in the way.
-        for (const w of this.waiters) {
-          if (w === t) break;
-          out.push(w);
-        }
-        return out;
-      },
-      sleeping: true,
-    };
+    return new MutexWait(this, t);
+  }
+
+  /** MutexWait's condition: the lock is free and `t` is the first waiter. */
+  readyFor(t: Task): boolean {
+    return this.owner === null && this.waiters[0] === t;
+  }
+
+  /** MutexWait's holders: the owner, then the waiters queued ahead of `t`. */
+  holdersFor(t: Task): Task[] {
+    const out = this.owner ? [this.owner] : [];
+    for (const w of this.waiters) {
+      if (w === t) break;
+      out.push(w);
+    }
+    return out;
   }
 
   /** Models mutex_lock(): sleeps while another task holds it. */
@@ -220,20 +222,22 @@ export class RwSem {
   }
 
   private waitFor(t: Task, mode: 'r' | 'w'): WaitCond {
-    return {
-      what: `${this.name} (${mode === 'r' ? 'read' : 'write'})`,
-      ready: () => (mode === 'r' ? this.canRead(t) : this.canWrite(t)),
-      holders: () => {
-        const out = this.holders();
-        // Waiters queued ahead also stand in the way.
-        for (const w of this.queue) {
-          if (w.t === t) break;
-          out.push(w.t);
-        }
-        return out;
-      },
-      sleeping: true,
-    };
+    return new RwSemWait(this, t, mode);
+  }
+
+  /** RwSemWait's condition: `t` may take the lock in `mode` now. */
+  readyFor(t: Task, mode: 'r' | 'w'): boolean {
+    return mode === 'r' ? this.canRead(t) : this.canWrite(t);
+  }
+
+  /** RwSemWait's holders: the holders, then the waiters queued ahead of `t`. */
+  holdersFor(t: Task): Task[] {
+    const out = this.holders();
+    for (const w of this.queue) {
+      if (w.t === t) break;
+      out.push(w.t);
+    }
+    return out;
   }
 
   private dequeue(t: Task): void {
@@ -350,14 +354,72 @@ export function* waitEvent(
  */
 export function* spinRetry(sched: Scheduler, site: string): KGen {
   const me = sched.current;
-  const mark = sched.steps;
-  const mine = me.steps;
-  const c: WaitCond = {
-    what: `${site} (spinning until another CPU makes progress)`,
-    ready: () => sched.steps - mark > me.steps - mine,
-    holders: () => [],
-    sleeping: false,
-    retry: true,
-  };
+  const c = new SpinWait(sched, me, `${site} (spinning until another CPU makes progress)`);
   yield c;
+}
+
+/*
+ * The wait conditions of the lock slow paths are classes, not object literals with arrow
+ * functions: the scheduler calls ready() on every step, and a closure made per wait would make
+ * that call site see a new function each time (the optimizing compiler then throws its code
+ * away and compiles it again, over and over).
+ */
+
+/** Models a mutex waiter (struct mutex_waiter on the wait_list). */
+class MutexWait implements WaitCond {
+  readonly what: string;
+  readonly sleeping = true;
+  constructor(
+    private readonly lock: Mutex,
+    private readonly t: Task,
+  ) {
+    this.what = `mutex ${lock.name}`;
+  }
+  ready(): boolean {
+    return this.lock.readyFor(this.t);
+  }
+  holders(): readonly Task[] {
+    return this.lock.holdersFor(this.t);
+  }
+}
+
+/** Models an rwsem waiter (struct rwsem_waiter, reader or writer). */
+class RwSemWait implements WaitCond {
+  readonly what: string;
+  readonly sleeping = true;
+  constructor(
+    private readonly lock: RwSem,
+    private readonly t: Task,
+    private readonly mode: 'r' | 'w',
+  ) {
+    this.what = `${lock.name} (${mode === 'r' ? 'read' : 'write'})`;
+  }
+  ready(): boolean {
+    return this.lock.readyFor(this.t, this.mode);
+  }
+  holders(): readonly Task[] {
+    return this.lock.holdersFor(this.t);
+  }
+}
+
+/** Models a busy retry's wait (see spinRetry()): ready once another task has run a step. */
+class SpinWait implements WaitCond {
+  readonly sleeping = false;
+  readonly retry = true;
+  private readonly mark: number;
+  private readonly mine: number;
+  constructor(
+    private readonly sched: Scheduler,
+    private readonly me: Task,
+    readonly what: string,
+  ) {
+    this.mark = sched.steps;
+    this.mine = me.steps;
+  }
+  ready(): boolean {
+    return this.sched.steps - this.mark > this.me.steps - this.mine;
+  }
+  holders(): readonly Task[] {
+    return [];
+  }
 }

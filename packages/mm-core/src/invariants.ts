@@ -196,11 +196,16 @@ interface Scratch {
   mmEpoch: number;
 }
 
-const scratches = new WeakMap<Core, Scratch>();
+/**
+ * The scratch arrays of the last check, shared by every machine of the same memmap capacity: a
+ * check leaves them zeroed (reset() in a finally; the epochs carry over), and checks never
+ * overlap (they do not sleep), so a campaign that boots a machine per run allocates them once.
+ */
+let scratch: Scratch | null = null;
 
 function scratchFor(core: Core): Scratch {
   const cap = core.map.capacity;
-  let s = scratches.get(core);
+  let s = scratch;
   if (!s || s.cap !== cap) {
     s = {
       cap,
@@ -212,7 +217,7 @@ function scratchFor(core: Core): Scratch {
       mmSeen: new Uint32Array(cap),
       mmEpoch: 0,
     };
-    scratches.set(core, s);
+    scratch = s;
   }
   // A fresh (zero-filled, not yet committed) array needs no clearing: clearing it would commit
   // host memory proportional to the physical address space.

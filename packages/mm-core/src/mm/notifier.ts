@@ -77,8 +77,12 @@ export function* mmuNotifierInvalidateRangeStart(range: MmuNotifierRange): KGen 
   mm.tlb.flushRange(range.start, range.end);
   mm.activeInvalidations++;
   if (mm.notifierObservers.size) for (const o of [...mm.notifierObservers]) o.start(range);
-  const hit = [...mm.notifiers].filter((sub) => overlaps(sub, range)).sort((a, b) => a.start - b.start);
-  if (hit.length) {
+  // The overlapping subscriptions, in the interval tree's order (a snapshot: callbacks may
+  // remove subscriptions).
+  let hit: MmuIntervalNotifier[] | null = null;
+  for (const sub of mm.notifiers) if (overlaps(sub, range)) (hit ??= []).push(sub);
+  if (hit) {
+    if (hit.length > 1) hit.sort(byStart);
     mm.notifierSeq |= 1;
     const seq = mm.notifierSeq;
     for (const sub of hit) {
@@ -88,7 +92,12 @@ export function* mmuNotifierInvalidateRangeStart(range: MmuNotifierRange): KGen 
       if (!ok) mm.host?.warn('mn_itree_invalidate: ->invalidate failed on a blockable range (WARN_ON)');
     }
   }
-  for (const sub of [...mm.notifierList]) sub.ops.invalidateRangeStart?.(sub, range);
+  if (mm.notifierList.size)
+    for (const sub of [...mm.notifierList]) sub.ops.invalidateRangeStart?.(sub, range);
+}
+
+function byStart(a: MmuIntervalNotifier, b: MmuIntervalNotifier): number {
+  return a.start - b.start;
 }
 
 /**
@@ -112,8 +121,8 @@ export function mmuNotifierInvalidateRangeEnd(range: MmuNotifierRange): void {
   const mm = range.mm;
   mm.tlb.flushRange(range.start, range.end);
   itreeInvEnd(mm);
-  for (const sub of [...mm.notifierList]) sub.ops.invalidateRangeEnd?.(sub, range);
-  for (const o of [...mm.notifierObservers]) o.end(range);
+  if (mm.notifierList.size) for (const sub of [...mm.notifierList]) sub.ops.invalidateRangeEnd?.(sub, range);
+  if (mm.notifierObservers.size) for (const o of [...mm.notifierObservers]) o.end(range);
 }
 
 /**

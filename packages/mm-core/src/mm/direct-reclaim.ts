@@ -151,6 +151,14 @@ export interface DirectReclaimResult {
   progress: number;
 }
 
+/** shrink_folio_list() of one batch of isolated folios (none: nothing); the pages reclaimed. */
+function* reclaimBatch(core: Core, list: number[]): KGen<number> {
+  if (list.length === 0) return 0;
+  const got = yield* reclaimPages(core, list);
+  core.vmstat.pgsteal_direct += got;
+  return got;
+}
+
 /**
  * Models try_to_free_pages() (mm/vmscan.c) -> do_try_to_free_pages() -> shrink_node() /
  * shrink_lruvec() / shrink_inactive_list() / shrink_slab() for the one node and zone the model
@@ -174,15 +182,9 @@ export function* tryToFreePages(core: Core, nrToReclaim = SWAP_CLUSTER_MAX): KGe
   const anon = canReclaimAnonPages(core);
   let reclaimed = 0;
   let scanned = 0;
+  // The isolated folios not yet handed to shrink_folio_list() (flushed by reclaimBatch(): a
+  // module generator, as a closure made per call would be optimized again for every call).
   let batch: number[] = [];
-  const flush = function* (): KGen {
-    if (batch.length === 0) return;
-    const list = batch;
-    batch = [];
-    const got = yield* reclaimPages(core, list);
-    reclaimed += got;
-    core.vmstat.pgsteal_direct += got;
-  };
   // Two turns of the hand: a folio seen young on the first gets reclaimed on the second.
   for (let left = 2 * core.ramPages; left > 0 && reclaimed < nrToReclaim; ) {
     const pfn = hand.pfn;
@@ -201,7 +203,8 @@ export function* tryToFreePages(core: Core, nrToReclaim = SWAP_CLUSTER_MAX): KGe
     scanned++;
     core.vmstat.pgscan_direct += step;
     if (f & PG_partially_mapped) {
-      yield* flush();
+      reclaimed += yield* reclaimBatch(core, batch);
+      batch = [];
       yield* deferredSplitOne(core, pfn);
       continue;
     }
@@ -212,8 +215,11 @@ export function* tryToFreePages(core: Core, nrToReclaim = SWAP_CLUSTER_MAX): KGe
     m.flags[pfn] &= ~PG_lru;
     folioGet(core, pfn);
     batch.push(pfn);
-    if (batch.length >= SWAP_CLUSTER_MAX) yield* flush();
+    if (batch.length >= SWAP_CLUSTER_MAX) {
+      reclaimed += yield* reclaimBatch(core, batch);
+      batch = [];
+    }
   }
-  yield* flush();
+  reclaimed += yield* reclaimBatch(core, batch);
   return { reclaimed, scanned, progress: Math.max(0, core.zone.nrFree - freeBefore) };
 }

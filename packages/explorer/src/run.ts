@@ -146,27 +146,109 @@ export function findingKey(f: Finding): string {
 
 /** Runs one scenario under one schedule on a fresh machine. */
 export function runScenario(sc: Scenario, opts: RunOptions): RunResult {
-  const wopts: WorldOptions = {
-    bugs: opts.bugs ?? [],
-    ...(opts.fixes ? { fixes: opts.fixes } : {}),
-    procs: sc.procs,
-    threads: sc.threads,
-    ...(opts.ramBytes ? { ramBytes: opts.ramBytes } : {}),
-  };
-  const w = new World(wopts);
-  const k = w.kernel;
-  const sched = k.sched;
-  sched.maxStepsWithoutProgress = 500_000;
-  sched.countSites = opts.countSites ?? false;
-  const oracle = new Oracle(sc.procs);
-  const log: string[] = [];
-  const kinds: Record<string, number> = {};
-  let finding: Finding | null = null;
-  const started = new Set<number>();
-  let opsDone = 0;
-  let inFlight = 0;
-  let incremental = 0;
-  const touchedCheck = (op: Op): string[] => {
+  return new ScenarioRun(sc, opts).run();
+}
+
+/**
+ * One run's state and steps. A class rather than closures inside runScenario(): the thread
+ * tasks call these steps on every operation, and closures made per run would have the
+ * optimizing compiler throw its code away and compile it again for every run.
+ */
+class ScenarioRun {
+  private readonly w: World;
+  private readonly k: World['kernel'];
+  private readonly sched: World['kernel']['sched'];
+  private readonly oracle: Oracle;
+  private readonly log: string[] = [];
+  private readonly kinds: Record<string, number> = {};
+  private finding: Finding | null = null;
+  private readonly started = new Set<number>();
+  private opsDone = 0;
+  private inFlight = 0;
+  private incremental = 0;
+  private checks = 0;
+  private warnings: number;
+  private readonly alive: (s: number) => boolean;
+  // The barrier: threads still running, arrived at the current barrier, barriers passed,
+  // operations since the last full check, and the cadence.
+  private live = 0;
+  private arrived = 0;
+  private phase = 0;
+  private sinceCheck = 0;
+  private readonly every: number;
+
+  constructor(
+    private readonly sc: Scenario,
+    private readonly opts: RunOptions,
+  ) {
+    const wopts: WorldOptions = {
+      bugs: opts.bugs ?? [],
+      ...(opts.fixes ? { fixes: opts.fixes } : {}),
+      procs: sc.procs,
+      threads: sc.threads,
+      ...(opts.ramBytes ? { ramBytes: opts.ramBytes } : {}),
+    };
+    this.w = new World(wopts);
+    this.k = this.w.kernel;
+    this.sched = this.k.sched;
+    this.sched.maxStepsWithoutProgress = 500_000;
+    this.sched.countSites = opts.countSites ?? false;
+    this.oracle = new Oracle(sc.procs);
+    this.warnings = this.k.core.warnings.length;
+    const w = this.w;
+    this.alive = (s: number) => w.live(s) !== null;
+    this.every = sc.checkEvery ?? opts.checkEvery ?? 64;
+  }
+
+  run(): RunResult {
+    const { sc, sched, w, opts } = this;
+    // The prelude runs sequentially (cooperative schedule, not recorded). Each of its operations
+    // gets the incremental check; the first barrier or the end runs the full one.
+    try {
+      for (const op of sc.prelude) sched.runSync(this.runOp(op), 'prelude');
+    } catch (e) {
+      return this.result(asFinding(e));
+    }
+
+    // Threads and the barrier.
+    const byThread = new Map<string, [Op, number][]>();
+    sc.ops.forEach((op, i) => {
+      const key = `${op.p}.${op.t}`;
+      let l = byThread.get(key);
+      if (!l) byThread.set(key, (l = []));
+      l.push([op, i]);
+    });
+    this.live = byThread.size;
+    const strategy = typeof opts.schedule === 'string' ? parseSchedule(opts.schedule) : opts.schedule;
+    sched.setStrategy(strategy);
+    const tasks: Task[] = [];
+    for (const [key, ops] of byThread) {
+      const [p, t] = key.split('.').map(Number);
+      const slot = w.live(p);
+      const owner: ProcSlot['threads'][number] | null = slot ? (slot.threads[t] ?? null) : null;
+      tasks.push(sched.spawn(`p${p}.t${t}`, this.thread(ops), { kind: 'user', owner }));
+    }
+    try {
+      sched.runUntil(() => this.finding !== null || tasks.every((t) => t.done));
+    } catch (e) {
+      this.finding ??= asFinding(e);
+    }
+    for (const t of tasks) if (t.error !== undefined) this.finding ??= asFinding(t.error);
+    if (this.finding) return this.result(this.finding);
+
+    // Quiescent: the final full check and a verification read of everything the oracle knows.
+    try {
+      this.fullCheck('at the end');
+      this.verify();
+      this.fullCheck('after the verification reads');
+    } catch (e) {
+      return this.result(asFinding(e));
+    }
+    return this.result(null);
+  }
+
+  private touchedCheck(op: Op): string[] {
+    const w = this.w;
     const out = checkDriverCounters(w);
     const slot = w.live(op.p);
     if (!slot || op.n === undefined) return out;
@@ -189,18 +271,15 @@ export function runScenario(sc: Scenario, opts: RunOptions): RunResult {
         ),
       );
     return out;
-  };
-  let checks = 0;
-  const warnBase = () => k.core.warnings.length;
-  let warnings = warnBase();
-  const alive = (s: number) => w.live(s) !== null;
+  }
 
-  const note = (op: Op, ret: string) => {
-    log.push(`${describeOp(op)} -> ${ret}`);
-    if (log.length > LOG_KEEP) log.shift();
-  };
+  private note(op: Op, ret: string): void {
+    this.log.push(`${describeOp(op)} -> ${ret}`);
+    if (this.log.length > LOG_KEEP) this.log.shift();
+  }
 
-  function* runOp(op: Op): KGen {
+  private *runOp(op: Op): KGen {
+    const { w, oracle, opts } = this;
     const out = newOutcome();
     // User space touches only memory it has mapped (an access the oracle knows would fault is
     // not made: it would kill the process and end the scenario early).
@@ -209,157 +288,120 @@ export function runScenario(sc: Scenario, opts: RunOptions): RunResult {
       if (!oracle.accessible(op.p, first, first + (op.n ?? 0), op.k === 'write')) out.skipped = true;
     }
     const rec = oracle.begin(op);
-    inFlight++;
+    this.inFlight++;
     try {
       if (!out.skipped) yield* execOp(w, op, out);
     } finally {
-      inFlight--;
+      this.inFlight--;
     }
-    opts.afterOp?.(w, op, inFlight === 0);
+    opts.afterOp?.(w, op, this.inFlight === 0);
     // Incremental check: with nothing else in the kernel, the range the operation touched.
-    if (inFlight === 0 && !out.skipped) {
-      incremental++;
-      const v = touchedCheck(op);
+    if (this.inFlight === 0 && !out.skipped) {
+      this.incremental++;
+      const v = this.touchedCheck(op);
       if (v.length) throw new Finding('invariant', `invariants violated after ${describeOp(op)}`, v);
     }
-    const bad = oracle.end(rec, out, alive);
+    const bad = oracle.end(rec, out, this.alive);
     if (!out.skipped) {
-      opsDone++;
-      kinds[op.k] = (kinds[op.k] ?? 0) + 1;
+      this.opsDone++;
+      this.kinds[op.k] = (this.kinds[op.k] ?? 0) + 1;
     }
-    note(op, out.skipped ? 'skipped' : out.signal ? `signal ${out.signal}` : String(out.ret));
+    this.note(op, out.skipped ? 'skipped' : out.signal ? `signal ${out.signal}` : String(out.ret));
     if (bad) throw new Finding('divergence', bad);
-    while (k.core.warnings.length > warnings) {
-      const msg = k.core.warnings[warnings++].message;
+    const warnings = this.k.core.warnings;
+    while (warnings.length > this.warnings) {
+      const msg = warnings[this.warnings++].message;
       if (!BENIGN_WARNINGS.some((re) => re.test(msg))) throw new Finding('warning', `WARN: ${msg}`);
     }
   }
 
-  const fullCheck = (where: string) => {
-    checks++;
-    const v = k.check();
+  private fullCheck(where: string): void {
+    this.checks++;
+    const v = this.k.check();
     if (v.length) throw new Finding('invariant', `invariants violated ${where}`, v.slice(0, 40));
-  };
-
-  // The prelude runs sequentially (cooperative schedule, not recorded). Each of its operations
-  // gets the incremental check; the first barrier or the end runs the full one.
-  try {
-    for (const op of sc.prelude) sched.runSync(runOp(op), 'prelude');
-  } catch (e) {
-    return result(asFinding(e));
   }
 
-  // Threads and the barrier.
-  const byThread = new Map<string, [Op, number][]>();
-  sc.ops.forEach((op, i) => {
-    const key = `${op.p}.${op.t}`;
-    let l = byThread.get(key);
-    if (!l) byThread.set(key, (l = []));
-    l.push([op, i]);
-  });
-  const every = sc.checkEvery ?? opts.checkEvery ?? 64;
-  let live = byThread.size;
-  let arrived = 0;
-  let phase = 0;
-  let sinceCheck = 0;
-  function* barrier(): KGen {
-    arrived++;
-    if (arrived === live) {
-      arrived = 0;
-      sinceCheck = 0;
-      fullCheck(`at barrier ${phase + 1}`);
-      phase++;
+  private *barrier(): KGen {
+    this.arrived++;
+    if (this.arrived === this.live) {
+      this.arrived = 0;
+      this.sinceCheck = 0;
+      this.fullCheck(`at barrier ${this.phase + 1}`);
+      this.phase++;
       return;
     }
-    const mine = phase;
-    yield* waitEvent('explorer barrier', () => phase !== mine);
+    const mine = this.phase;
+    yield* waitEvent('explorer barrier', () => this.phase !== mine);
   }
-  function* thread(ops: readonly [Op, number][]): KGen {
+
+  private *thread(ops: readonly [Op, number][]): KGen {
     try {
       for (const [op, index] of ops) {
-        if (finding) return;
+        if (this.finding) return;
         yield 'user: between operations';
-        if (sinceCheck >= every) yield* barrier();
-        if (finding) return;
-        sinceCheck++;
-        started.add(index);
-        yield* runOp(op);
+        if (this.sinceCheck >= this.every) yield* this.barrier();
+        if (this.finding) return;
+        this.sinceCheck++;
+        this.started.add(index);
+        yield* this.runOp(op);
       }
     } catch (e) {
-      finding ??= asFinding(e);
+      this.finding ??= asFinding(e);
     } finally {
-      live--;
-      if (!finding && live > 0 && arrived === live) {
-        arrived = 0;
-        sinceCheck = 0;
+      this.live--;
+      if (!this.finding && this.live > 0 && this.arrived === this.live) {
+        this.arrived = 0;
+        this.sinceCheck = 0;
         try {
-          fullCheck(`at barrier ${phase + 1}`);
+          this.fullCheck(`at barrier ${this.phase + 1}`);
         } catch (e) {
-          finding ??= asFinding(e);
+          this.finding ??= asFinding(e);
         }
-        phase++;
+        this.phase++;
       }
     }
   }
 
-  const strategy = typeof opts.schedule === 'string' ? parseSchedule(opts.schedule) : opts.schedule;
-  sched.setStrategy(strategy);
-  const tasks: Task[] = [];
-  for (const [key, ops] of byThread) {
-    const [p, t] = key.split('.').map(Number);
-    const slot = w.live(p);
-    const owner: ProcSlot['threads'][number] | null = slot ? (slot.threads[t] ?? null) : null;
-    tasks.push(sched.spawn(`p${p}.t${t}`, thread(ops), { kind: 'user', owner }));
+  /** The verification read of every page the oracle knows, in every live process. */
+  private verify(): void {
+    for (let s = 0; s < this.sc.procs; s++) this.verifyProc(s);
   }
-  try {
-    sched.runUntil(() => finding !== null || tasks.every((t) => t.done));
-  } catch (e) {
-    finding ??= asFinding(e);
-  }
-  for (const t of tasks) if (t.error !== undefined) finding ??= asFinding(t.error);
-  if (finding) return result(finding);
 
-  // Quiescent: the final full check and a verification read of everything the oracle knows.
-  try {
-    fullCheck('at the end');
-    for (let s = 0; s < sc.procs; s++) {
-      const slot = w.live(s);
-      if (!slot) continue;
-      const pages = oracle.knownPages(s);
-      for (let i = 0; i < pages.length; ) {
-        let j = i + 1;
-        while (j < pages.length && pages[j] === pages[j - 1] + 1 && j - i < 512) j++;
-        const first = pages[i];
-        const buf = new Uint8Array((j - i) * PAGE_SIZE);
-        const r = sched.runSync(slot.proc.sys.access(first * PAGE_SIZE, buf, 'read'), 'verify');
-        // Out of memory faulting pages back from a device: the machine's limit, not a divergence.
-        if (r === XLATE_OOM) break;
-        if (r < 0)
+  private verifyProc(s: number): void {
+    const { w, sched, oracle } = this;
+    const slot = w.live(s);
+    if (!slot) return;
+    const pages = oracle.knownPages(s);
+    for (let i = 0; i < pages.length; ) {
+      let j = i + 1;
+      while (j < pages.length && pages[j] === pages[j - 1] + 1 && j - i < 512) j++;
+      const first = pages[i];
+      const buf = new Uint8Array((j - i) * PAGE_SIZE);
+      const r = sched.runSync(slot.proc.sys.access(first * PAGE_SIZE, buf, 'read'), 'verify');
+      // Out of memory faulting pages back from a device: the machine's limit, not a divergence.
+      if (r === XLATE_OOM) return;
+      if (r < 0)
+        throw new Finding(
+          'divergence',
+          `verification read of p${s} at 0x${(first * PAGE_SIZE).toString(16)}: fault ${r}`,
+        );
+      const words = new Uint32Array(buf.buffer);
+      for (let k = i; k < j; k++) {
+        const got = words.subarray((k - i) * (PAGE_SIZE >>> 2), (k - i + 1) * (PAGE_SIZE >>> 2));
+        const want = oracle.expected(s, pages[k]);
+        const d = firstDiff(got, want);
+        if (d >= 0)
           throw new Finding(
             'divergence',
-            `verification read of p${s} at 0x${(first * PAGE_SIZE).toString(16)}: fault ${r}`,
+            `verification read of p${s} at 0x${(pages[k] * PAGE_SIZE + d * 4).toString(16)}: read 0x${got[d].toString(16)}, the oracle says 0x${want.toString(16)}`,
           );
-        const words = new Uint32Array(buf.buffer);
-        for (let k = i; k < j; k++) {
-          const got = words.subarray((k - i) * (PAGE_SIZE >>> 2), (k - i + 1) * (PAGE_SIZE >>> 2));
-          const want = oracle.expected(s, pages[k]);
-          const d = firstDiff(got, want);
-          if (d >= 0)
-            throw new Finding(
-              'divergence',
-              `verification read of p${s} at 0x${(pages[k] * PAGE_SIZE + d * 4).toString(16)}: read 0x${got[d].toString(16)}, the oracle says 0x${want.toString(16)}`,
-            );
-        }
-        i = j;
       }
+      i = j;
     }
-    fullCheck('after the verification reads');
-  } catch (e) {
-    return result(asFinding(e));
   }
-  return result(null);
 
-  function result(f: Finding | null): RunResult {
+  private result(f: Finding | null): RunResult {
+    const { w, sched, opts } = this;
     try {
       opts.inspect?.(w);
     } finally {
@@ -367,17 +409,17 @@ export function runScenario(sc: Scenario, opts: RunOptions): RunResult {
     }
     return {
       finding: f,
-      opsDone,
+      opsDone: this.opsDone,
       steps: sched.steps,
       trace: sched.schedule().trace,
       strategy: sched.strategy.describe(),
-      log,
+      log: this.log,
       sites: sched.sites,
-      checkedPages: oracle.checkedPages,
-      checks,
-      incrementalChecks: incremental,
-      kinds,
-      started,
+      checkedPages: this.oracle.checkedPages,
+      checks: this.checks,
+      incrementalChecks: this.incremental,
+      kinds: this.kinds,
+      started: this.started,
     };
   }
 }

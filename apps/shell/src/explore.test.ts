@@ -73,7 +73,7 @@ describe('explore: parsing and one-line errors', () => {
     ['explore frob', "explore: unknown subcommand 'frob' (machine, prelude, op, schedule, run, show, clear)"],
     [
       'explore machine cpus=2',
-      "explore: unknown machine option 'cpus=2' (procs=N, threads=M, check-every=N, bugs=ID,ID)",
+      "explore: unknown machine option 'cpus=2' (procs=N, threads=M, check-every=N, bugs=ID,ID, fixes=ID,ID, mthp)",
     ],
     ['explore machine procs=0', "explore: procs must be a whole number from 1 to 6, got '0'"],
     ['explore machine procs=7', "explore: procs must be a whole number from 1 to 6, got '7'"],
@@ -246,6 +246,26 @@ describe('explore show', () => {
     expect(out).not.toContain('explore: usage');
     expect(run(session, 'explore show').result.lines).toEqual(shown);
     expect(session.explore).toEqual(s.explore);
+  });
+
+  it('explore machine mthp runs the scenario on an mTHP machine: the mTHP operations work there', () => {
+    const s = newSession();
+    run(
+      s,
+      'explore machine procs=1 threads=1 mthp',
+      'explore prelude p0.t0 mmap r0 512 prot 3',
+      'explore prelude p0.t0 write r0 0+512 seed 1',
+      'explore op p0.t0 dm0 snapshot-order r0 0+16',
+      'explore op p0.t0 dm0 fail-order r0 0+16 order 4',
+      'explore op p0.t0 mthp 64kB never',
+      'explore op p0.t0 read r0 0+16',
+    );
+    expect(run(s, 'explore show').result.lines[0]).toBe('explore machine procs=1 threads=1 mthp');
+    expect(s.explore?.mthp).toBe(true);
+    const r = run(s, 'explore run');
+    expect(r.result.ok).toBe(true);
+    expect(text(r)).toMatch(/^clean\n/);
+    expect(text(run(s, 'explore machine mthpp'))).toMatch(/unknown machine option 'mthpp'/);
   });
 
   it('leaves out the schedule line while none is pinned (run uses coop)', () => {

@@ -26,6 +26,8 @@ export interface ExploreDraft {
   readonly bugs: readonly string[];
   /** Fix switches of the model's kernel findings (mm-core fix ids); absent: the explorer's default, every one. */
   readonly fixes?: readonly string[];
+  /** An mTHP machine (the explorer's WorldOptions.mthp, model extension). */
+  readonly mthp?: boolean;
   /** Run one at a time before the threads start. */
   readonly prelude: Op[];
   /** Each runs on the thread slot it names, in list order per thread. */

@@ -31,16 +31,19 @@ const SPECS: readonly OptSpec[] = [
   { name: 'out', value: 'string' },
   { name: 'no-shrink', value: 'none' },
   { name: 'faithful', value: 'none' },
+  { name: 'mthp', value: 'none' },
   { name: 'quiet', value: 'none' },
   { name: 'help', value: 'none' },
 ];
 
 const HELP = `usage: pnpm fuzz [--seed N] [--ops N] [--ops-per-run N] [--processes N] [--threads N]
                  [--strategy random|pct|exhaustive] [--depth D] [--preemptions K] [--time 5m]
-                 [--workers N] [--bug ID ...] [--faithful] [--check-every N] [--out DIR] [--no-shrink]
-                 [--quiet]
+                 [--workers N] [--bug ID ...] [--faithful] [--mthp] [--check-every N] [--out DIR]
+                 [--no-shrink] [--quiet]
 --faithful: v6.19 exactly (the model's fix switches for its own kernel findings off; by default
-            they are on, so that a campaign looks for new findings)`;
+            they are on, so that a campaign looks for new findings)
+--mthp:     an mTHP machine (model extension): anonymous mTHP sizes enabled, dmirror devices
+            that allocate and migrate folios of mTHP orders, and their operations in the mix`;
 
 function line(s: CampaignStats): string {
   const rate = s.elapsedMs > 0 ? Math.round((s.ops * 1000) / s.elapsedMs) : 0;
@@ -88,6 +91,7 @@ async function main(argv: readonly string[]): Promise<number> {
     ...(fixes ? { fixes } : {}),
     checkEvery: (o['check-every'] as number | undefined) ?? 1000,
     timeMs,
+    ...(o.mthp ? { mthp: true } : {}),
   };
   const t0 = performance.now();
   let results: WorkerResult[];

@@ -24,7 +24,7 @@ export function shellScript(rep: ReproducerText, title: string): string {
     `# hmm-model explorer reproducer: ${title}`,
     `# finding: ${rep.finding.message.split('\n')[0]}`,
     `# replay: pnpm shell --script <this file>`,
-    `explore machine procs=${sc.procs} threads=${sc.threads}${sc.checkEvery ? ` check-every=${sc.checkEvery}` : ''}${rep.bugs.length ? ` bugs=${rep.bugs.join(',')}` : ''}${rep.fixes ? ` fixes=${rep.fixes.join(',') || 'none'}` : ''}`,
+    `explore machine procs=${sc.procs} threads=${sc.threads}${sc.checkEvery ? ` check-every=${sc.checkEvery}` : ''}${rep.bugs.length ? ` bugs=${rep.bugs.join(',')}` : ''}${rep.fixes ? ` fixes=${rep.fixes.join(',') || 'none'}` : ''}${sc.mthp ? ' mthp' : ''}`,
     ...sc.prelude.map((op) => `explore prelude ${describeOp(op)}`),
     ...sc.ops.map((op) => `explore op ${describeOp(op)}`),
     `explore schedule ${rep.trace}`,
@@ -38,7 +38,7 @@ function scenarioLiteral(sc: Scenario): string {
   // An empty list is `[]` (a lone comma would make a sparse array).
   const ops = (l: Scenario['ops']) =>
     l.length ? `[\n    ${l.map((op) => `'${describeOp(op)}'`).join(',\n    ')},\n  ]` : '[]';
-  return `{\n  procs: ${sc.procs},\n  threads: ${sc.threads},\n  checkEvery: ${sc.checkEvery ?? 64},\n  prelude: ${ops(sc.prelude)} as string[],\n  ops: ${ops(sc.ops)} as string[],\n}`;
+  return `{\n  procs: ${sc.procs},\n  threads: ${sc.threads},\n  checkEvery: ${sc.checkEvery ?? 64},\n${sc.mthp ? '  mthp: true,\n' : ''}  prelude: ${ops(sc.prelude)} as string[],\n  ops: ${ops(sc.ops)} as string[],\n}`;
 }
 
 /** A regular expression that matches the finding's first line (escaped, addresses generalised). */
@@ -66,7 +66,7 @@ const text = ${scenarioLiteral(rep.scenario)};
 const scenario: Scenario = {
   procs: text.procs,
   threads: text.threads,
-  checkEvery: text.checkEvery,
+  checkEvery: text.checkEvery,${rep.scenario.mthp ? '\n  mthp: true,' : ''}
   prelude: text.prelude.map(parseOp),
   ops: text.ops.map(parseOp),
 };

@@ -31,7 +31,7 @@ import {
   PROT_WRITE,
   Rng,
 } from '@hmm-model/mm-core';
-import type { Op, OpKind } from './ops.js';
+import { DM_CMDS, type Op, type OpKind } from './ops.js';
 import type { Scenario } from './run.js';
 import { NDEVICES, NREGIONS, REGION_MAX_PAGES } from './world.js';
 
@@ -63,6 +63,12 @@ export interface GenOptions {
    * THPs start PTE-mapped (default false).
    */
   readonly pteMapped?: boolean;
+  /**
+   * An mTHP machine (WorldOptions.mthp): the scenario is marked so, the mix gains sysfs writes of
+   * the per-size settings and the mTHP dmirror commands, and a share of the ranges are one
+   * naturally aligned mTHP-sized block (default false: the v6.19 mix, unchanged).
+   */
+  readonly mthp?: boolean;
 }
 
 /** The kinds the generator mixes (dmirror and GPU operations split by command). */
@@ -74,7 +80,8 @@ export type MixKind =
   | 'dm-write'
   | 'dm-other'
   | 'gpu-rw'
-  | 'gpu-migrate';
+  | 'gpu-migrate'
+  | 'dm-mthp';
 
 const PMD_PAGES = 512;
 const RW = PROT_READ | PROT_WRITE;
@@ -103,6 +110,13 @@ const MIX: readonly [MixKind, number][] = [
   ['pagemap', 2],
   ['khugepaged', 2],
 ];
+/** What an mTHP machine adds to the mix. */
+const MTHP_MIX: readonly [MixKind, number][] = [
+  ['mthp', 2],
+  ['dm-mthp', 4],
+];
+/** The dmirror commands of 'dm-mthp' ops: the mTHP extension's, and migrations both ways. */
+const DM_MTHP_CMDS = [DM_CMDS.indexOf('fail-order'), DM_CMDS.indexOf('snapshot-order'), 0, 0, 1];
 /** Every advice the model has (the page-table ones twice as often as the VMA-flag ones). */
 const ADVICE = [
   MADV_FREE,
@@ -142,8 +156,14 @@ function range(
   pmdShare: number,
   regions: number,
   pages: number,
+  mthp = false,
 ): { r: number; off: number; n: number } {
   const r = rng.below(2) ? 0 : rng.below(regions);
+  // An mTHP machine: a quarter of the ranges are one aligned block of an mTHP size (16 KiB .. 1 MiB).
+  if (mthp && rng.below(4) === 0) {
+    const n = 1 << (2 + rng.below(7));
+    return { r, off: rng.below(pages / n) * n, n };
+  }
   const roll = rng.below(1000) / 1000;
   if (roll < pmdShare) return { r, off: rng.below(pages / PMD_PAGES) * PMD_PAGES, n: PMD_PAGES };
   if (roll < pmdShare + (1 - pmdShare) * 0.7) {
@@ -172,7 +192,10 @@ export function generateScenario(seed: number, opts: GenOptions = {}): Scenario 
   const rng = new Rng(seed);
   const procs = opts.procs ?? 3;
   const threads = opts.threads ?? 2;
-  const pick = picker(opts.mix ? Object.entries(opts.mix).map(([k, w]) => [k as MixKind, w ?? 0]) : MIX);
+  const mix: readonly [MixKind, number][] = opts.mix
+    ? Object.entries(opts.mix).map(([k, w]): [MixKind, number] => [k as MixKind, w ?? 0])
+    : MIX;
+  const pick = picker(opts.mthp && !opts.mix ? [...mix, ...MTHP_MIX] : mix);
   const advice = opts.advice?.length ? opts.advice : ADVICE;
   const pmdShare = opts.pmdShare ?? 0.35;
   const regions = Math.max(1, Math.min(NREGIONS, opts.regions ?? NREGIONS));
@@ -195,7 +218,7 @@ export function generateScenario(seed: number, opts: GenOptions = {}): Scenario 
     const t = rng.below(threads);
     const kind = pick(rng);
     const late = i >= count - Math.max(4, count >> 4);
-    const { r, off, n } = range(rng, pmdShare, regions, pages);
+    const { r, off, n } = range(rng, pmdShare, regions, pages, opts.mthp);
     const base = { p, t, r, off, n };
     switch (kind) {
       case 'write':
@@ -269,7 +292,23 @@ export function generateScenario(seed: number, opts: GenOptions = {}): Scenario 
       case 'gpu-migrate':
         ops.push({ k: 'gpu', ...base, b: 2 });
         break;
+      case 'mthp':
+        // A per-size setting changes mid-run (16 KiB .. 2 MiB; always, inherit, madvise, never).
+        ops.push({ k: 'mthp', p, t, a: 2 + rng.below(8), b: rng.below(4) });
+        break;
+      case 'dm-mthp': {
+        const b = DM_MTHP_CMDS[rng.below(DM_MTHP_CMDS.length)];
+        const a = rng.below(NDEVICES);
+        ops.push({
+          k: 'dm',
+          ...base,
+          a,
+          b,
+          ...(DM_CMDS[b] === 'fail-order' ? { off2: 2 + rng.below(8) } : {}),
+        });
+        break;
+      }
     }
   }
-  return { threads, procs, prelude, ops };
+  return { threads, procs, prelude, ops, ...(opts.mthp ? { mthp: true } : {}) };
 }

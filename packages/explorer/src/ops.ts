@@ -36,12 +36,14 @@ import {
   MREMAP_MAYMOVE,
   mmgetNotZero,
   mmput,
+  O_WRONLY,
   PAGE_SIZE,
   PROT_NONE,
   PROT_READ,
   PROT_WRITE,
   SIGKILL,
   SIGSEGV,
+  thpSizeDir,
   XLATE_BUS,
   XLATE_OOM,
 } from '@hmm-model/mm-core';
@@ -59,7 +61,9 @@ import {
   HMM_DMIRROR_READ,
   HMM_DMIRROR_RELEASE,
   HMM_DMIRROR_SNAPSHOT,
+  HMM_DMIRROR_SNAPSHOT_ORDER,
   HMM_DMIRROR_WRITE,
+  hmmDmirrorFlagFailAllocOrder,
 } from '@hmm-model/test-hmm';
 import { type ProcSlot, regionAddr, SCRATCH_PER_THREAD, type World } from './world.js';
 
@@ -80,7 +84,8 @@ export type OpKind =
   | 'dmclose'
   | 'gpu'
   | 'pagemap'
-  | 'khugepaged';
+  | 'khugepaged'
+  | 'mthp';
 
 /**
  * Model-only: one operation of one thread. `p`/`t` name the process and thread slots; (r, off,
@@ -112,7 +117,14 @@ export const DM_CMDS = [
   'check-exclusive',
   'release',
   'fail-alloc',
+  // Model extension (mTHP machines): fail the next device allocation of one order (op.off2),
+  // then migrate to the device; SNAPSHOT_ORDER (the folio order per page).
+  'fail-order',
+  'snapshot-order',
 ] as const;
+
+/** The modes an 'mthp' op writes to hugepages-<size>kB/enabled (field b). */
+export const MTHP_MODES = ['always', 'inherit', 'madvise', 'never'] as const;
 
 /** GPU commands of a 'gpu' op (field b). */
 export const GPU_CMDS = ['read', 'write', 'migrate'] as const;
@@ -206,7 +218,9 @@ export function describeOp(op: Op): string {
     case 'oom':
       return `${who} ${op.k} p${op.a}`;
     case 'dm':
-      return `${who} dm${op.a} ${DM_CMDS[op.b ?? 0]} ${range}`;
+      return `${who} dm${op.a} ${DM_CMDS[op.b ?? 0]} ${range}${DM_CMDS[op.b ?? 0] === 'fail-order' ? ` order ${op.off2 ?? 0}` : ''}`;
+    case 'mthp':
+      return `${who} mthp ${(PAGE_SIZE << (op.a ?? 0)) / 1024}kB ${MTHP_MODES[op.b ?? 0]}`;
     case 'dmclose':
       return `${who} dm${op.a} close`;
     case 'gpu':
@@ -252,6 +266,10 @@ export function parseOp(text: string): Op {
     if (w[2] === 'close') return { k: 'dmclose', p, t, a };
     const b = DM_CMDS.indexOf((w[2] ?? '') as (typeof DM_CMDS)[number]);
     if (b < 0) throw new OpSyntaxError(`unknown dmirror command '${w[2] ?? ''}' (${DM_CMDS.join(', ')})`);
+    if (DM_CMDS[b] === 'fail-order') {
+      if (w[5] !== 'order') throw new OpSyntaxError("expected 'order N' after a fail-order range");
+      return { k: 'dm', p, t, a, b, r: reg(w[3]), ...rng(w[4]), off2: num(w[6], 'order') };
+    }
     return { k: 'dm', p, t, a, b, r: reg(w[3]), ...rng(w[4]) };
   }
   switch (kind) {
@@ -295,6 +313,15 @@ export function parseOp(text: string): Op {
     case 'exit':
     case 'khugepaged':
       return { k: kind, p, t };
+    case 'mthp': {
+      const m = /^(\d+)kB$/.exec(w[2] ?? '');
+      const order = m ? Math.log2((Number(m[1]) * 1024) / PAGE_SIZE) : -1;
+      if (!Number.isInteger(order) || order < 2 || order > 9)
+        throw new OpSyntaxError(`expected an mTHP size 16kB..2048kB, got '${w[2] ?? ''}'`);
+      const b = MTHP_MODES.indexOf((w[3] ?? '') as (typeof MTHP_MODES)[number]);
+      if (b < 0) throw new OpSyntaxError(`unknown mTHP mode '${w[3] ?? ''}' (${MTHP_MODES.join(', ')})`);
+      return { k: 'mthp', p, t, a: order, b };
+    }
     case 'kill':
     case 'oom': {
       const m = /^p(\d)$/.exec(w[2] ?? '');
@@ -436,6 +463,18 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
       out.readData = buf;
       return;
     }
+    case 'mthp': {
+      // Models `echo MODE > /sys/kernel/mm/transparent_hugepage/hugepages-<size>kB/enabled`.
+      const fd = yield* sys.open(`${thpSizeDir(op.a ?? 0)}/enabled`, O_WRONLY);
+      if (fd < 0) {
+        out.ret = fd;
+        return;
+      }
+      const bytes = new TextEncoder().encode(`${MTHP_MODES[op.b ?? 0]}\n`);
+      out.ret = yield* sys.pwrite(fd, bytes, bytes.length, 0);
+      yield* sys.close(fd);
+      return;
+    }
     case 'khugepaged':
       // One khugepaged_do_scan() pass, run by this thread's task as khugepaged would run it.
       out.ret = (yield* khugepagedDoScan(w.kernel.core)).collapsed;
@@ -478,8 +517,10 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
         return;
       }
       const cmdName = DM_CMDS[op.b ?? 0];
-      if (cmdName === 'fail-alloc') {
-        yield* dmIoctl(w, slot, op.t, fd, HMM_DMIRROR_FLAGS, 0, HMM_DMIRROR_FLAG_FAIL_ALLOC);
+      if (cmdName === 'fail-alloc' || cmdName === 'fail-order') {
+        const flags =
+          cmdName === 'fail-alloc' ? HMM_DMIRROR_FLAG_FAIL_ALLOC : hmmDmirrorFlagFailAllocOrder(op.off2 ?? 0);
+        yield* dmIoctl(w, slot, op.t, fd, HMM_DMIRROR_FLAGS, 0, flags);
         out.ret = (yield* dmIoctl(w, slot, op.t, fd, HMM_DMIRROR_MIGRATE_TO_DEV, addr, op.n ?? 0)).ret;
         return;
       }
@@ -489,6 +530,7 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
         read: HMM_DMIRROR_READ,
         write: HMM_DMIRROR_WRITE,
         snapshot: HMM_DMIRROR_SNAPSHOT,
+        'snapshot-order': HMM_DMIRROR_SNAPSHOT_ORDER,
         exclusive: HMM_DMIRROR_EXCLUSIVE,
         'check-exclusive': HMM_DMIRROR_CHECK_EXCLUSIVE,
         release: HMM_DMIRROR_RELEASE,

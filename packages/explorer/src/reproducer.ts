@@ -33,6 +33,7 @@ export function parseReproducer(text: string): ParsedReproducer {
       procs: Number(opt('procs') ?? 3),
       threads: Number(opt('threads') ?? 2),
       ...(checkEvery ? { checkEvery: Number(checkEvery) } : {}),
+      ...(/(?:^|\s)mthp(?:\s|$)/.test(machine) ? { mthp: true } : {}),
       prelude: rest('explore prelude ').map(parseOp),
       ops: rest('explore op ').map(parseOp),
     },

@@ -38,6 +38,8 @@ export interface Scenario {
    * needs the same ones.
    */
   readonly checkEvery?: number;
+  /** The machine has mTHP (WorldOptions.mthp): part of the scenario, so a replay boots the same machine. */
+  readonly mthp?: boolean;
 }
 
 /** Options of one run. */
@@ -187,6 +189,7 @@ class ScenarioRun {
       procs: sc.procs,
       threads: sc.threads,
       ...(opts.ramBytes ? { ramBytes: opts.ramBytes } : {}),
+      ...(sc.mthp ? { mthp: true } : {}),
     };
     this.w = new World(wopts);
     this.k = this.w.kernel;

@@ -15,12 +15,14 @@ import {
   MAP_PRIVATE,
   MODEL_FIXES,
   O_RDWR,
+  O_WRONLY,
   PAGE_SIZE,
   PMD_SIZE,
   PROT_READ,
   PROT_WRITE,
   type Process,
   type Thread,
+  thpSizeDir,
 } from '@hmm-model/mm-core';
 import {
   createNouveauDmem,
@@ -76,6 +78,46 @@ export interface WorldOptions {
   readonly procs?: number;
   /** Thread slots per process (default 2). */
   readonly threads?: number;
+  /**
+   * mTHP (issue 9, model extension): anonymous mTHP sizes enabled at boot ({@link MTHP_ANON_SIZES})
+   * and dmirror devices that allocate and migrate folios of mTHP orders ({@link MTHP_DEVICE_ORDERS}).
+   * Default false: v6.19's machine, so existing seeds and reproducers replay unchanged.
+   */
+  readonly mthp?: boolean;
+}
+
+/**
+ * Model-only: the mTHP orders of the explorer's dmirror devices with `mthp` (a bit per order):
+ * device 0 every order 2..8, device 1 only 64 KiB, the coherent devices 16..64 KiB and 256 KiB,
+ * so that destination negotiation, fallback and the orders a device lacks all happen.
+ */
+export const MTHP_DEVICE_ORDERS: Readonly<Record<number, number>> = {
+  0: 0b111111100,
+  1: 1 << 4,
+  2: (1 << 2) | (1 << 3) | (1 << 4),
+  3: 1 << 6,
+};
+
+/**
+ * Model-only: the anonymous mTHP settings the explorer's machine boots with under `mthp`
+ * (hugepages-<size>kB/enabled by order): some always, some only with MADV_HUGEPAGE, one
+ * inheriting the top-level setting, so the fault path's order choice varies by VMA.
+ */
+export const MTHP_ANON_SIZES: readonly (readonly [order: number, mode: string])[] = [
+  [2, 'always'],
+  [4, 'always'],
+  [3, 'inherit'],
+  [6, 'madvise'],
+];
+
+/** Models `echo MODE > hugepages-<size>kB/enabled` by `proc` at boot (thpsize_enabled_store()). */
+function writeThpSize(proc: Process, order: number, mode: string): void {
+  const fd = proc.open(`${thpSizeDir(order)}/enabled`, O_WRONLY);
+  const bytes = new TextEncoder().encode(`${mode}\n`);
+  const r = fd < 0 ? fd : proc.pwrite(fd, bytes, bytes.length, 0);
+  if (fd >= 0) proc.close(fd);
+  if (r < 0)
+    throw new Error(`explorer: cannot set hugepages-${(PAGE_SIZE << order) / 1024}kB to ${mode} (${r})`);
 }
 
 /** One live process of the world and its per-process kernel objects. */
@@ -109,7 +151,11 @@ export class World {
       hostPool,
     });
     installMmCoreChecker(this.kernel);
-    this.dmirror = installDmirror(this.kernel, { coherent: true, evictUntilEmpty: true });
+    this.dmirror = installDmirror(this.kernel, {
+      coherent: true,
+      evictUntilEmpty: true,
+      ...(opts.mthp ? { mthpOrders: MTHP_DEVICE_ORDERS } : {}),
+    });
     installMigrateChecker(this.kernel, {});
     this.drm = createNouveauDmem(this.kernel, { vramBytes: 256 << 20 });
     installNouveauChecker(this.drm);
@@ -118,6 +164,7 @@ export class World {
     // Global init (pid 1) is a process of its own: the kernel never lets it be killed (kill()
     // ignores it, the OOM killer skips it), so the fuzzed processes are its children.
     this.init = this.kernel.spawn();
+    if (opts.mthp) for (const [order, mode] of MTHP_ANON_SIZES) writeThpSize(this.init, order, mode);
     this.slots[0] = this.adopt(0, this.kernel.spawn());
   }
 

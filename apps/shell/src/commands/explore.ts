@@ -47,9 +47,17 @@ function machine(s: Session, args: readonly string[]): CommandResult {
   let bugs: string[] = [];
   let checkEvery: number | undefined;
   let fixes: string[] | undefined;
+  let mthp = false;
   for (const a of args) {
+    if (a === 'mthp') {
+      mthp = true;
+      continue;
+    }
     const m = /^(procs|threads|bugs|fixes|check-every)=(.*)$/.exec(a);
-    if (!m) return bad(`unknown machine option '${a}' (procs=N, threads=M, check-every=N, bugs=ID,ID)`);
+    if (!m)
+      return bad(
+        `unknown machine option '${a}' (procs=N, threads=M, check-every=N, bugs=ID,ID, fixes=ID,ID, mthp)`,
+      );
     if (m[1] === 'fixes') {
       fixes = m[2] === 'none' || m[2] === '' ? [] : m[2].split(',');
       try {
@@ -88,12 +96,13 @@ function machine(s: Session, args: readonly string[]): CommandResult {
     schedule: null,
     ...(checkEvery ? { checkEvery } : {}),
     ...(fixes ? { fixes } : {}),
+    ...(mthp ? { mthp } : {}),
   };
   return ok(
     [
-      `explore: new scenario: ${procs} process slot(s) × ${threads} thread slot(s)${bugs.length ? `, bugs ${bugs.join(',')} switched on` : ''} (runs on its own machine)`,
+      `explore: new scenario: ${procs} process slot(s) × ${threads} thread slot(s)${bugs.length ? `, bugs ${bugs.join(',')} switched on` : ''}${mthp ? ', an mTHP machine' : ''} (runs on its own machine)`,
     ],
-    { procs, threads, bugs },
+    { procs, threads, bugs, mthp },
   );
 }
 
@@ -136,7 +145,7 @@ function schedule(s: Session, args: readonly string[]): CommandResult {
 /** The scenario as the script lines that rebuild it (what `explore show` prints). */
 export function draftScript(d: ExploreDraft): string[] {
   return [
-    `explore machine procs=${d.procs} threads=${d.threads}${d.checkEvery ? ` check-every=${d.checkEvery}` : ''}${d.bugs.length ? ` bugs=${d.bugs.join(',')}` : ''}${d.fixes ? ` fixes=${d.fixes.join(',') || 'none'}` : ''}`,
+    `explore machine procs=${d.procs} threads=${d.threads}${d.checkEvery ? ` check-every=${d.checkEvery}` : ''}${d.bugs.length ? ` bugs=${d.bugs.join(',')}` : ''}${d.fixes ? ` fixes=${d.fixes.join(',') || 'none'}` : ''}${d.mthp ? ' mthp' : ''}`,
     ...d.prelude.map((op) => `explore prelude ${describeOp(op)}`),
     ...d.ops.map((op) => `explore op ${describeOp(op)}`),
     ...(d.schedule ? [`explore schedule ${d.schedule}`] : []),
@@ -189,6 +198,7 @@ function run(s: Session, args: readonly string[]): CommandResult {
       prelude: [...d.prelude],
       ops: [...d.ops],
       ...(d.checkEvery ? { checkEvery: d.checkEvery } : {}),
+      ...(d.mthp ? { mthp: true } : {}),
     },
     { schedule: sched, bugs: d.bugs, ...(d.fixes ? { fixes: d.fixes } : {}) },
   );
@@ -214,14 +224,16 @@ export const explore: CommandSpec = {
     "devices, a nouveau GPU, every invariant checker); the shell's machine is not touched.",
     'explore machine [procs=N] [threads=M] [check-every=N] [bugs=ID,ID]   start a new scenario (defaults 3 and 2,',
     '    no bugs; procs and threads 1..6; bugs are mm-core bug ids switched back on;',
-    "    fixes=ID,ID|none picks the fix switches of the model's kernel findings, default all)",
+    "    fixes=ID,ID|none picks the fix switches of the model's kernel findings, default all;",
+    '    mthp boots an mTHP machine: anonymous mTHP sizes on, dmirror devices with mTHP orders)',
     'explore prelude <op>   an operation run alone, in order, before the threads start',
     'explore op <op>        an operation of the thread slot it names (pP.tT), in order per thread',
     "    <op> is the explorer's text form: pP.tT mmap rR PAGES [thp] prot N | munmap|read|pagemap",
     '    rR OFF+N | write rR OFF+N seed S | mprotect rR OFF+N prot N | madvise rR OFF+N ADVICE |',
     '    mremap rR OFF+N to rR2 PAGE [dontunmap] | fork | exit | kill pN | oom pN |',
     '    dmD to-dev|to-sys|read|write|snapshot|exclusive|check-exclusive|release|fail-alloc rR OFF+N |',
-    '    dmD close | gpu read|migrate rR OFF+N | gpu write rR OFF+N seed S',
+    '    dmD close | gpu read|migrate rR OFF+N | gpu write rR OFF+N seed S | (mthp machines)',
+    '    dmD fail-order rR OFF+N order O | dmD snapshot-order rR OFF+N | mthp 64kB always|inherit|madvise|never',
     'explore schedule <s>   coop (default) | random:seed=N,p=P | pct:seed=N,d=D,k=K | trace:... (replay)',
     'explore run            run it: the finding (or `clean`), a summary, `schedule: trace:...` (replays',
     '    this exact interleaving) and the last operations. A finding fails the command: with',
@@ -243,7 +255,7 @@ export const explore: CommandSpec = {
   maxArgs: Number.POSITIVE_INFINITY,
   words(i, args) {
     if (i === 0) return SUBCOMMANDS;
-    if (args[0] === 'machine') return ['procs=', 'threads=', 'check-every=', 'bugs='];
+    if (args[0] === 'machine') return ['procs=', 'threads=', 'check-every=', 'bugs=', 'fixes=', 'mthp'];
     if (args[0] === 'schedule' && i === 1)
       return ['coop', 'random:seed=1,p=0.5', 'pct:seed=1,d=3,k=2000', 'trace:'];
     return [];

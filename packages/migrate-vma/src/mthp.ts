@@ -161,6 +161,15 @@ export function splitMthpForMigrate(
   const faultIn = mig.faultPage >= 0 && m.head[mig.faultPage] === folio ? 1 : 0;
   const ret = folioSplitUnmapped(core, folio, newOrder, faultIn);
   if (ret) return ret;
+  // The split leaves every reference of the old folio on its first piece; the fault handler's
+  // belongs to the piece holding the faulting page (the one it unlocks and puts after
+  // ->migrate_to_ram(), and the one finalize leaves locked), as migrate_vma_split_folio()
+  // hands it over at PTE level.
+  const faultHead = faultIn ? m.head[mig.faultPage] : folio;
+  if (faultHead !== folio) {
+    m.refcount[folio]--;
+    m.refcount[faultHead]++;
+  }
   const flags = newOrder ? mpfnFlags(mig.src[idx]) : mpfnFlags(mig.src[idx]) & ~MIGRATE_PFN_COMPOUND;
   const step = 1 << newOrder;
   for (let k = 0; k < total; k += step) mig.src[idx + k] = migratePfn(folio + k) - MIGRATE_PFN_VALID + flags;

@@ -116,6 +116,16 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
       expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
   });
 
+  it('model bug (mTHP extension): a device mTHP split under a CPU fault hands the fault reference to the faulting page', () => {
+    // The fault-back of a whole 64 KiB device folio whose system allocation fails (a pending
+    // FAIL_ALLOC) splits it to base pages in migrate_vma_pages(); the fault's reference stayed on
+    // the first piece, so the fault handler's final folio_put() underflowed another piece.
+    const { sc, schedule } = load('./mthp-split-fault-ref.hmm');
+    expect(sc.mthp).toBe(true);
+    for (const s of [schedule, ...OTHER])
+      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+  });
+
   it('K9 fixed maps nothing but unmaps the range: no stale GPU entry of the migrated pages survives (v6.19 is clean here too)', () => {
     const { sc, schedule } = load('./k9-fix-unmaps.hmm');
     const v619 = ALL_FIXES.filter((f) => f !== 'K9');

@@ -83,6 +83,13 @@ export const MODEL_FIXES: readonly ModelFixSwitch[] = [
     title:
       'the migration to VRAM maps its new pages into the GPU without checking for invalidations since migrate_vma_setup(): a page zapped meanwhile (MADV_DONTNEED, munmap) has no CPU mapping left, migrate_vma_finalize() frees its VRAM and the GPU keeps reading it; fixed: the svmm counts the invalidations it takes and, if one happened, maps none of the new pages and unmaps the range instead',
   },
+  {
+    id: 'K10',
+    fn: 'nouveau_svmm_invalidate_range_start',
+    pkg: 'nouveau-dmem',
+    title:
+      "the svmm ignores the MMU_NOTIFY_MIGRATE of its own device's migrations, so the GPU keeps its writable mapping of the source pages while the copy engine copies them: a GPU write in that window lands in the old page and is lost when the copy replaces it (nouveau's K3); fixed: own-device migrations unmap the range from the GPU too, so a GPU access faults and waits on the migration entry",
+  },
 ];
 
 /** Model-only: an unknown fix id (a one-line message listing the known ids). */

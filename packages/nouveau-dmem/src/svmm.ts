@@ -30,14 +30,21 @@ export function nouveauSvmmInvalidate(svmm: NouveauSvmm, start: number, limit: n
 /**
  * Models nouveau_svmm_invalidate_range_start() (nouveau_svm.c): the CPU page tables of
  * [start, end) are changing. MMU_NOTIFY_MIGRATE events whose owner is this drm device are
- * ignored (the migration code updates the GPU mapping itself); anything else unmaps the range
- * from the GPU. (The "unmanaged" window of the real driver is not modelled.)
+ * ignored (the migration code updates the GPU mapping itself; fix switch K10 unmaps them too, see
+ * the README's findings); anything else unmaps the range from the GPU. (The "unmanaged" window of
+ * the real driver is not modelled.)
  */
 function* invalidateRangeStart(svmm: NouveauSvmm, range: MmuNotifierRange): KGen<boolean> {
   const sched = svmm.drm.core.sched;
   yield* svmm.mutex.lock(sched, 'nouveau_svmm_invalidate_range_start');
   try {
-    if (range.event === MMU_NOTIFY_MIGRATE && range.owner === svmm.drm.dev) return true;
+    if (range.event === MMU_NOTIFY_MIGRATE && range.owner === svmm.drm.dev) {
+      // K10 (fix switch; v6.19 returns here): the GPU keeps a writable mapping of the pages
+      // being copied, so a GPU write during the copy is lost. The fix unmaps them from the GPU
+      // as for any other invalidation; it is not one of K9's foreign invalidations.
+      if (svmm.drm.core.fixed('K10')) nouveauSvmmInvalidate(svmm, range.start, range.end);
+      return true;
+    }
     svmm.invalidations++;
     nouveauSvmmInvalidate(svmm, range.start, range.end);
     return true;

@@ -116,6 +116,17 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
       expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
   });
 
+  it("K10: with the fix off a GPU write racing nouveau's own migration to VRAM is lost; with every fix on the run is clean", () => {
+    const { sc, schedule, fixes } = load('./k10-gpu-write-lost.hmm');
+    expect(fixes).not.toContain('K10');
+    const r = runScenario(sc, { schedule, fixes });
+    expect(r.finding?.message).toMatch(
+      /^verification read of p0 at 0x[0-9a-f]+: read 0x[0-9a-f]+, the oracle says 0x[0-9a-f]+$/,
+    );
+    for (const s of [schedule, ...OTHER])
+      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+  });
+
   it('model bug (mTHP extension): a device mTHP split under a CPU fault hands the fault reference to the faulting page', () => {
     // The fault-back of a whole 64 KiB device folio whose system allocation fails (a pending
     // FAIL_ALLOC) splits it to base pages in migrate_vma_pages(); the fault's reference stayed on

@@ -127,6 +127,17 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
       expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
   });
 
+  it('model bug: direct reclaim no longer splits (and frees again) a deferred-split folio freed while it slept', () => {
+    // try_to_free_pages() saw a partially mapped THP, slept in shrink_folio_list() for the batch
+    // before it, and then locked, referenced and put the pfn as if it were still that folio: a
+    // page freed meanwhile was freed twice and later handed out twice (a PTE mapping a freed page;
+    // VM_BUG_ON in folio_remove_rmap_ptes at exit). deferred_split_scan() takes the folio with
+    // folio_try_get() under the queue lock, so a freed folio is skipped.
+    const { sc, schedule } = load('./deferred-split-freed-folio.hmm');
+    for (const s of [schedule, ...OTHER])
+      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+  }, 60_000);
+
   it('model bug (mTHP extension): a device mTHP split under a CPU fault hands the fault reference to the faulting page', () => {
     // The fault-back of a whole 64 KiB device folio whose system allocation fails (a pending
     // FAIL_ALLOC) splits it to base pages in migrate_vma_pages(); the fault's reference stayed on

@@ -128,14 +128,23 @@ export function canReclaimAnonPages(core: Core): boolean {
 }
 
 /**
- * Models deferred_split_scan() (mm/huge_memory.c) for one queued folio: a partially mapped THP
- * is split (split_folio()), which frees its unmapped pages. Returns whether it was split.
+ * Models deferred_split_scan() (mm/huge_memory.c) for one queued folio: under the queue lock
+ * folio_try_get() (a folio freed since the scan saw it, which may have slept in
+ * shrink_folio_list() meanwhile, has left the queue and is skipped), then folio_trylock() and
+ * split_folio(), which frees its unmapped pages. Returns whether it was split.
  */
 function* deferredSplitOne(core: Core, head: number): KGen<boolean> {
-  if (!folioTrylock(core, head)) return false;
-  folioGet(core, head);
-  const err = yield* splitFolioMapped(core, head, head);
   const m = core.map;
+  // The model's queue is the PG_partially_mapped flag of a live large folio's head.
+  if (m.head[head] !== head || !(m.flags[head] & PG_head) || !(m.flags[head] & PG_partially_mapped))
+    return false;
+  if (m.refcount[head] === 0) return false;
+  folioGet(core, head);
+  if (!folioTrylock(core, head)) {
+    folioPut(core, head);
+    return false;
+  }
+  const err = yield* splitFolioMapped(core, head, head);
   folioUnlock(core, m.head[head]);
   folioPut(core, m.head[head]);
   return err === 0;

@@ -50,11 +50,15 @@ export function mmapWriteDowngrade(core: Core, mm: MmStruct, site: string): void
 
 /** Models ptlock_ptr(): the split page-table lock of a page-table page. */
 export function ptlockOf(core: Core, table: number): SpinLock {
+  // Walks lock the same table page after page: the last lookup is kept (ptlockFree() drops it).
+  if (core.lastPtlTable === table) return core.lastPtl!;
   let l = core.ptlocks.get(table);
   if (!l) {
     l = new SpinLock(`ptl of table 0x${table.toString(16)}`);
     core.ptlocks.set(table, l);
   }
+  core.lastPtlTable = table;
+  core.lastPtl = l;
   return l;
 }
 
@@ -96,6 +100,10 @@ export function ptlockFree(core: Core, table: number): void {
       `  held by ${l.owner.name} since ${l.site}`,
     ]);
   core.ptlocks.delete(table);
+  if (core.lastPtlTable === table) {
+    core.lastPtlTable = -1;
+    core.lastPtl = null;
+  }
 }
 
 /** Records the current task as owner of a folio lock just taken. */

@@ -357,10 +357,12 @@ export function* removeMigrationPtes(
  * {@link removeMigrationPtes}. Saves per-folio generator frames in finalize loops.
  */
 export function tryRemoveMigrationPtes(core: Core, src: number, dst: number): boolean {
-  const l = rmapLockOf(core, dst);
+  // rmapLockOf(), with the rmap owner kept for the walk.
+  const owner = core.mappings.get(core.map.mapping[dst]);
+  const l = owner instanceof AnonVma ? owner.root.rwsem : owner instanceof Inode ? owner.immapRwsem : null;
   if (l && !l.tryDownRead(core.sched, 'remove_migration_ptes')) return false;
   try {
-    removeMigrationPtesLocked(core, src, dst);
+    removeMigrationPtesLocked(core, src, dst, false, owner);
   } finally {
     l?.upRead(core.sched, 'remove_migration_ptes');
   }
@@ -370,12 +372,19 @@ export function tryRemoveMigrationPtes(core: Core, src: number, dst: number): bo
 /**
  * remove_migration_ptes() with the rmap lock held (rmap_walk_locked()). `mapUnusedToZeropage`:
  * RMP_USE_SHARED_ZEROPAGE (a split's remap_page()), see {@link tryToMapUnusedToZeropage}.
+ * `owner`: dst's rmap owner (core.mappings of its mapping) when the caller looked it up already.
  */
-function removeMigrationPtesLocked(core: Core, src: number, dst: number, mapUnusedToZeropage = false): void {
+function removeMigrationPtesLocked(
+  core: Core,
+  src: number,
+  dst: number,
+  mapUnusedToZeropage = false,
+  owner: object | undefined = core.mappings.get(core.map.mapping[dst]),
+): void {
   const m = core.map;
   const nr = m.folioNrPages(src);
   const dstNr = m.folioNrPages(dst);
-  if (nr === 1 && dstNr === 1 && !mapUnusedToZeropage && removeSmallMigrationPtes(core, src, dst)) return;
+  if (nr === 1 && dstNr === 1 && !mapUnusedToZeropage && removeSmallMigrationPtes(core, src, dst, owner)) return;
   const dstDevice = folioIsDevicePrivate(core, dst);
   const dstAnon = (m.flags[dst] & PG_anon) !== 0;
   for (const { vma, addr } of rmapVmas(core, dst)) {
@@ -510,9 +519,8 @@ function removeMigrationPte(
  * (nothing changed in this VMA or later ones) when a PMD on the way is not a page table, for the
  * general walk to handle; VMAs already done hold no migration entry for src any more.
  */
-function removeSmallMigrationPtes(core: Core, src: number, dst: number): boolean {
+function removeSmallMigrationPtes(core: Core, src: number, dst: number, owner: object | undefined): boolean {
   const m = core.map;
-  const owner = core.mappings.get(m.mapping[dst]);
   const vmas = owner instanceof AnonVma ? owner.vmas : owner instanceof Inode ? owner.mmaps : undefined;
   core.events.rmapWalks++;
   if (!vmas) return true;

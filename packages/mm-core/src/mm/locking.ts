@@ -86,7 +86,7 @@ export function ptlUnlock(core: Core, l: SpinLock, site: string): void {
  * page-table lock of `table`. A model bug otherwise (a path of the model forgot the lock).
  */
 export function assertPtlHeld(core: Core, table: number, fn: string): void {
-  const l = core.ptlocks.get(table);
+  const l = core.lastPtlTable === table ? core.lastPtl : core.ptlocks.get(table);
   if (!l || l.owner !== core.sched.current)
     throw new ModelBug(`${fn}: ptl of table 0x${table.toString(16)} not held by ${core.sched.current.name}`);
 }

@@ -44,6 +44,7 @@ import {
   SWP_MIGRATION_WRITE,
   swpType,
 } from '../pgtable/entry.js';
+import { BLOCK_PAGES } from '../phys/frames.js';
 import { PG_anon, PG_anon_exclusive, PG_dirty, PG_head, PG_tail } from '../phys/memmap.js';
 import type { RwSem } from '../sched/locks.js';
 import type { KGen } from '../sched/task.js';
@@ -532,9 +533,11 @@ function removeSmallMigrationPtes(core: Core, src: number, dst: number, owner: o
     if (addr < vma.start || addr >= vma.end) continue;
     const pmdT = pmdTableOf(core, vma.mm, addr, false);
     if (pmdT < 0) continue;
-    const mi = pmdIndex(addr);
-    const lo = ptLo(core, pmdT, mi);
-    const hi = ptHi(core, pmdT, mi);
+    // ptLo()/ptHi() of the PMD and of the PTE, one block lookup per table.
+    const mb = core.frames.block32(pmdT);
+    const moff = ((pmdT & (BLOCK_PAGES - 1)) << 10) + (pmdIndex(addr) << 1);
+    const lo = mb[moff];
+    const hi = mb[moff + 1];
     if (entryNone(lo, hi)) continue;
     if (!entryPresent(lo) || entryHuge(lo)) {
       // A PMD migration entry cannot hold an order-0 folio; the general walk decides.
@@ -542,9 +545,10 @@ function removeSmallMigrationPtes(core: Core, src: number, dst: number, owner: o
       return false;
     }
     const pteT = entryPfn(lo, hi);
-    const i = pteIndex(addr);
-    const plo = ptLo(core, pteT, i);
-    const phi = ptHi(core, pteT, i);
+    const pb = core.frames.block32(pteT);
+    const poff = ((pteT & (BLOCK_PAGES - 1)) << 10) + (pteIndex(addr) << 1);
+    const plo = pb[poff];
+    const phi = pb[poff + 1];
     if (entryNone(plo, phi) || entryPresent(plo) || entryPfn(plo, phi) !== src) continue;
     if (!isMigrationType(swpType(plo))) continue;
     const protnone = (vma.flags & (VM_READ | VM_WRITE | VM_EXEC)) === 0;

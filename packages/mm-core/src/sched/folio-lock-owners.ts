@@ -11,9 +11,14 @@ import type { Task } from './task.js';
 export class FolioLockOwners {
   private readonly sections = new Map<number, Int32Array>();
   private readonly tasks = new Map<number, Task>();
-  /** The section of the last lookup (-1: none) and its array: locks come in runs of neighbours. */
+  /**
+   * The sections of the last two lookups (-1: none) and their arrays: locks come in runs of
+   * neighbours, often alternating between a source and a destination section (migration).
+   */
   private lastNr = -1;
   private lastArr: Int32Array | undefined = undefined;
+  private prevNr = -1;
+  private prevArr: Int32Array | undefined = undefined;
   /** The task of the last set(): its entry in `tasks` is known to be there. */
   private lastTask: Task | null = null;
   constructor(private readonly locked: (head: number) => boolean) {}
@@ -21,12 +26,17 @@ export class FolioLockOwners {
   /** The array of section nr, or undefined when none exists yet (no lock was taken there). */
   private section(nr: number): Int32Array | undefined {
     if (nr === this.lastNr) return this.lastArr;
-    const a = this.sections.get(nr);
-    if (a !== undefined) {
-      this.lastNr = nr;
-      this.lastArr = a;
-    }
+    const a = nr === this.prevNr ? this.prevArr : this.sections.get(nr);
+    if (a !== undefined) this.remember(nr, a);
     return a;
+  }
+
+  /** Makes section nr (array a) the last lookup, the previous last the one before. */
+  private remember(nr: number, a: Int32Array): void {
+    this.prevNr = this.lastNr;
+    this.prevArr = this.lastArr;
+    this.lastNr = nr;
+    this.lastArr = a;
   }
 
   /** Records t as the holder of the lock of the folio at head (just taken, or inherited). */
@@ -36,8 +46,7 @@ export class FolioLockOwners {
     if (!a) {
       a = new Int32Array(PAGES_PER_SECTION);
       this.sections.set(nr, a);
-      this.lastNr = nr;
-      this.lastArr = a;
+      this.remember(nr, a);
     }
     a[head - nr * PAGES_PER_SECTION] = t.id + 1;
     if (this.lastTask !== t) {

@@ -250,8 +250,11 @@ export function setPmdMigrationEntry(core: Core, vma: Vma, pmdT: number, haddr: 
 export function setPteMigrationEntry(core: Core, vma: Vma, pteT: number, addr: number): boolean {
   assertPtlHeld(core, pteT, 'try_to_migrate_one');
   const i = pteIndex(addr);
-  const lo = ptLo(core, pteT, i);
-  const hi = ptHi(core, pteT, i);
+  // ptLo()/ptHi() with one block lookup.
+  const words = core.frames.block32(pteT);
+  const off = ((pteT & (BLOCK_PAGES - 1)) << 10) + (i << 1);
+  const lo = words[off];
+  const hi = words[off + 1];
   const pfn = entryPfn(lo, hi);
   const m = core.map;
   const head = m.head[pfn];
@@ -439,7 +442,8 @@ function removeMigrationPtesLocked(
       if (h.pfn - src >= dstNr) continue;
       if (mapUnusedToZeropage && tryToMapUnusedToZeropage(core, vma, h.pteT, h.addr, dst + (h.pfn - src)))
         continue;
-      removeMigrationPte(core, h.pteT, h.addr, dst + (h.pfn - src), dstDevice, dstAnon, protnone);
+      const lo = ptLo(core, h.pteT, pteIndex(h.addr));
+      removeMigrationPte(core, h.pteT, h.addr, lo, dst + (h.pfn - src), dstDevice, dstAnon, protnone);
     }
   }
 }
@@ -475,14 +479,15 @@ function tryToMapUnusedToZeropage(core: Core, vma: Vma, pteT: number, addr: numb
 }
 
 /**
- * remove_migration_pte() for one PTE migration entry at addr of table pteT: map `page` (of the
- * destination) in its place, device-private when the destination is, with a reference and an
- * rmap (exclusive unless the entry was plain readable).
+ * remove_migration_pte() for one PTE migration entry `lo` (its low word) at addr of table pteT:
+ * map `page` (of the destination) in its place, device-private when the destination is, with a
+ * reference and an rmap (exclusive unless the entry was plain readable).
  */
 function removeMigrationPte(
   core: Core,
   pteT: number,
   addr: number,
+  lo: number,
   page: number,
   dstDevice: boolean,
   dstAnon: boolean,
@@ -490,7 +495,6 @@ function removeMigrationPte(
 ): void {
   const m = core.map;
   const i = pteIndex(addr);
-  const lo = ptLo(core, pteT, i);
   const type = swpType(lo);
   const write = type === SWP_MIGRATION_WRITE;
   const exclusive = dstAnon && type !== SWP_MIGRATION_READ;
@@ -552,7 +556,7 @@ function removeSmallMigrationPtes(core: Core, src: number, dst: number, owner: o
     if (entryNone(plo, phi) || entryPresent(plo) || entryPfn(plo, phi) !== src) continue;
     if (!isMigrationType(swpType(plo))) continue;
     const protnone = (vma.flags & (VM_READ | VM_WRITE | VM_EXEC)) === 0;
-    removeMigrationPte(core, pteT, addr, dst, dstDevice, dstAnon, protnone);
+    removeMigrationPte(core, pteT, addr, plo, dst, dstDevice, dstAnon, protnone);
   }
   return true;
 }

@@ -87,8 +87,12 @@ export function ptlUnlock(core: Core, l: SpinLock, site: string): void {
  */
 export function assertPtlHeld(core: Core, table: number, fn: string): void {
   const l = core.lastPtlTable === table ? core.lastPtl : core.ptlocks.get(table);
-  if (!l || l.owner !== core.sched.current)
-    throw new ModelBug(`${fn}: ptl of table 0x${table.toString(16)} not held by ${core.sched.current.name}`);
+  if (!l || l.owner !== core.sched.current) ptlNotHeld(core, table, fn);
+}
+
+/** The model bug of {@link assertPtlHeld} (out of line, keeping the per-page check small). */
+function ptlNotHeld(core: Core, table: number, fn: string): never {
+  throw new ModelBug(`${fn}: ptl of table 0x${table.toString(16)} not held by ${core.sched.current.name}`);
 }
 
 /** Models pagetable_dtor(): a freed page-table page must not have its lock held. */

@@ -47,23 +47,29 @@ export class SpinLock {
   /** Models spin_lock(). A lock held by another task was leaked: it would spin forever. */
   lock(s: Scheduler, site: string): void {
     const t = s.current;
-    if (this.owner) {
-      if (this.owner === t)
-        throw new LockFinding('deadlock', `recursive spin_lock of ${this.name} by ${who(t)} at ${site}`, [
-          `  first taken at ${this.site}`,
-          `  held: ${t.heldSummary()}`,
-        ]);
-      throw new LockFinding(
-        'deadlock',
-        `${who(t)} spins forever on ${this.name} at ${site}: held by ${who(this.owner)} since ${this.site}`,
-        [`  ${t.name} holds: ${t.heldSummary()}`, `  ${this.owner.name} holds: ${this.owner.heldSummary()}`],
-      );
-    }
+    if (this.owner) this.spinsForever(this.owner, t, site);
     this.owner = t;
     this.site = site;
     this.rec.site = site;
     t.held.push(this.rec);
     t.spinDepth++;
+  }
+
+  /**
+   * The finding of a spin_lock() of a held lock (out of line, so that the per-page lock path
+   * stays small enough for V8 to inline).
+   */
+  private spinsForever(owner: Task, t: Task, site: string): never {
+    if (owner === t)
+      throw new LockFinding('deadlock', `recursive spin_lock of ${this.name} by ${who(t)} at ${site}`, [
+        `  first taken at ${this.site}`,
+        `  held: ${t.heldSummary()}`,
+      ]);
+    throw new LockFinding(
+      'deadlock',
+      `${who(t)} spins forever on ${this.name} at ${site}: held by ${who(owner)} since ${this.site}`,
+      [`  ${t.name} holds: ${t.heldSummary()}`, `  ${owner.name} holds: ${owner.heldSummary()}`],
+    );
   }
 
   /** Models spin_trylock(). */
@@ -76,15 +82,19 @@ export class SpinLock {
   /** Models spin_unlock(). */
   unlock(s: Scheduler, site: string): void {
     const t = s.current;
-    if (this.owner !== t)
-      throw new LockFinding(
-        'bad-unlock',
-        `bad unlock balance: ${who(t)} releases ${this.name} at ${site}, held by ${who(this.owner)}`,
-        [`  held: ${t.heldSummary()}`],
-      );
+    if (this.owner !== t) this.badUnlock(t, site);
     this.owner = null;
     removeHeld(t, this);
     t.spinDepth--;
+  }
+
+  /** The finding of a spin_unlock() by a task that does not hold the lock (out of line). */
+  private badUnlock(t: Task, site: string): never {
+    throw new LockFinding(
+      'bad-unlock',
+      `bad unlock balance: ${who(t)} releases ${this.name} at ${site}, held by ${who(this.owner)}`,
+      [`  held: ${t.heldSummary()}`],
+    );
   }
 
   /** Models spin_is_locked(). */
@@ -317,14 +327,18 @@ export class RwSem {
     const t = s.current;
     const h = this.holdsOf(t);
     const n = h.n;
-    if (n === 0)
-      throw new LockFinding(
-        'bad-unlock',
-        `bad unlock balance: ${who(t)} up_read(${this.name}) at ${site} without holding it`,
-      );
+    if (n === 0) this.badUpRead(t, site);
     h.n = n - 1;
     if (n === 1) this.nReaders--;
     removeHeld(t, this, 'r');
+  }
+
+  /** The finding of an up_read() without a read hold (out of line, as SpinLock's). */
+  private badUpRead(t: Task, site: string): never {
+    throw new LockFinding(
+      'bad-unlock',
+      `bad unlock balance: ${who(t)} up_read(${this.name}) at ${site} without holding it`,
+    );
   }
 
   /** Models down_write(). */

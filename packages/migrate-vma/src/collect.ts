@@ -1,6 +1,7 @@
 import {
   _PAGE_RW,
   _PAGE_SPECIAL,
+  BLOCK_PAGES,
   type Core,
   entryHuge,
   entryNone,
@@ -312,11 +313,16 @@ function* collectPtes(
   const m = core.map;
   const ptl = pteLock(core, pteT, 'migrate_vma_collect_pmd');
   let locked = true;
+  // ptLo()/ptHi() of the table's entries: its words, looked up at the first entry read (the
+  // table stays put while its lock is held).
+  let words: Uint32Array | undefined;
+  const base = (pteT & (BLOCK_PAGES - 1)) << 10;
   try {
     for (; addr < end; addr += PAGE_SIZE) {
-      const i = pteIndex(addr);
-      const plo = ptLo(core, pteT, i);
-      const phi = ptHi(core, pteT, i);
+      words ??= core.frames.block32(pteT);
+      const off = base + (pteIndex(addr) << 1);
+      const plo = words[off];
+      const phi = words[off + 1];
       let mpfn = 0;
       let page = -1;
       if (entryNone(plo, phi)) {

@@ -211,6 +211,9 @@ export class Core {
   readonly folioLockOwners = new FolioLockOwners((h) => (this.map.flags[h] & PG_locked) !== 0);
   /** Models split page-table locks: page-table page pfn -> its ptl. */
   readonly ptlocks = new Map<number, SpinLock>();
+  /** The table of the last {@link ptlocks} lookup (-1: none) and its lock (mm/locking.ts ptlockOf()). */
+  lastPtlTable = -1;
+  lastPtl: SpinLock | null = null;
   /**
    * Migrations between unmap and remove_migration_ptes() (migrate_vma_setup() ..
    * migrate_vma_finalize(), migrate_pages()). Migration code increments it on entry and

@@ -53,7 +53,11 @@ export function dumpFolio(core: Core, pfn: number): string {
  * with the kernel function's name ("folio_put: refcount underflow").
  */
 export function folioBugOn(core: Core, cond: boolean, pfn: number, msg: string): void {
-  if (!cond) return;
+  if (cond) folioBug(core, pfn, msg);
+}
+
+/** The KernelBug of a failed {@link folioBugOn} (out of line: the check is inlined per page). */
+function folioBug(core: Core, pfn: number, msg: string): never {
   const m = /^([a-z_0-9]+): (.*)$/s.exec(msg);
   throw new KernelBug(m ? m[1] : 'VM_BUG_ON_FOLIO', m ? m[2] : msg, [dumpFolio(core, pfn)]);
 }

@@ -53,9 +53,9 @@ export type Vmstat = Record<VmstatItem, number>;
 
 /** Models count_vm_event() storage: all counters at zero. */
 export function newVmstat(): Vmstat {
-  const v = {} as Record<string, number>;
-  for (const k of VMSTAT_ITEMS) v[k] = 0;
-  return v as Vmstat;
+  // Built in one go: adding 40-odd properties one computed key at a time leaves a V8 object in
+  // dictionary mode, and these counters are updated per page.
+  return Object.fromEntries(VMSTAT_ITEMS.map((k) => [k, 0])) as Vmstat;
 }
 
 /**

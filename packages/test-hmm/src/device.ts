@@ -269,7 +269,9 @@ export class DmirrorDevice {
   devmemFree(head: number): void {
     const core = this.core;
     const m = core.map;
-    let rpage = this.backingPage(head);
+    // BACKING_PAGE() and dmirror_page_to_chunk() below read the same pgmap: looked up once.
+    const pgmap = pageDevPagemap(core, head);
+    let rpage = pgmap?.type === MEMORY_DEVICE_PRIVATE ? m.priv[head] : head;
     const rfolio = rpage ? m.head[rpage] : 0;
     if (!rfolio)
       throw new ModelBug(`dmirror_devmem_free: device page 0x${head.toString(16)} has no backing page`);
@@ -278,7 +280,7 @@ export class DmirrorDevice {
       folioPut(core, rfolio);
       rpage = 0;
     }
-    const chunk = this.chunkOf(head);
+    const chunk = pgmap ? this.chunkByPgmap.get(pgmap.id) : undefined;
     if (!chunk) throw new ModelBug(`dmirror_devmem_free: page 0x${head.toString(16)} is in no chunk`);
     if (chunk.remove) {
       this.cdropped += 1 << order;

@@ -9,6 +9,8 @@ import {
   HPAGE_PMD_NR,
   HPAGE_PMD_ORDER,
   KernelBug,
+  MEMORY_DEVICE_COHERENT,
+  MEMORY_DEVICE_PRIVATE,
   type KGen,
   type MmStruct,
   ModelBug,
@@ -22,12 +24,7 @@ import {
   Vma,
   type VmFault,
 } from '@hmm-model/mm-core';
-import {
-  folioZoneDeviceData,
-  isDeviceCoherentPage,
-  isDevicePrivatePage,
-  isZoneDevicePage,
-} from '@hmm-model/zone-device';
+import { folioZoneDeviceData, isZoneDevicePage, pageDevPagemap } from '@hmm-model/zone-device';
 import { type Dmirror, type DmirrorCmd, DPT_XA_TAG_WRITE, dmirrorReadBack } from './dmirror.js';
 import {
   MIGRATE_PFN_COMPOUND,
@@ -64,7 +61,8 @@ export function dmirrorSelectDevice(dm: Dmirror): number {
  * allocation of that order fails; without it, the next allocation does (lib/test_hmm.c).
  */
 function takeFailAlloc(dm: Dmirror, order: number): boolean {
-  if (!(dm.flags & FAIL_ALLOC)) return false;
+  // No flag set (the common case) is decided without a BigInt operation per page.
+  if (dm.flags === 0n || !(dm.flags & FAIL_ALLOC)) return false;
   const want = Number((dm.flags >> FAIL_ALLOC_ORDER_SHIFT) & 0xffn);
   if (want && want - 1 !== order) return false;
   dm.flags &= ~(FAIL_ALLOC | (0xffn << FAIL_ALLOC_ORDER_SHIFT));
@@ -354,15 +352,48 @@ export function dmirrorSuccessfulMigratedPages(args: MigrateVma): number {
  */
 export function dmirrorDevmemFaultAllocAndCopy(args: MigrateVma, dm: Dmirror): number {
   const runs = new CopyRuns(dm.core);
+  const erases = new EraseRuns(dm);
   try {
-    return faultAllocAndCopy(args, dm, runs);
+    return faultAllocAndCopy(args, dm, runs, erases);
   } finally {
+    erases.flush();
     runs.flush();
   }
 }
 
-/** The loop of {@link dmirrorDevmemFaultAllocAndCopy}; copies go through `runs`. */
-function faultAllocAndCopy(args: MigrateVma, dm: Dmirror, runs: CopyRuns): number {
+/**
+ * Model-only: batches the per-page xa_erase() calls of dmirror_devmem_fault_alloc_and_copy()
+ * into runs of consecutive indices (erased at the run's end or at {@link EraseRuns.flush}).
+ * Nothing reads the mirror before the loop ends, so the mirror is the same as erasing page by
+ * page.
+ */
+class EraseRuns {
+  private first = -1;
+  private n = 0;
+  constructor(private readonly dm: Dmirror) {}
+
+  /** xa_erase() of vpn. */
+  add(vpn: number): void {
+    if (this.n > 0 && vpn === this.first + this.n) {
+      this.n++;
+      return;
+    }
+    this.flush();
+    this.first = vpn;
+    this.n = 1;
+  }
+
+  /** Erases the pending run. */
+  flush(): void {
+    if (this.n === 0) return;
+    if (this.n === 1) this.dm.erase(this.first);
+    else this.dm.eraseRun(this.first, this.n);
+    this.n = 0;
+  }
+}
+
+/** The loop of {@link dmirrorDevmemFaultAllocAndCopy}; copies go through `runs`, xa_erase()s through `erases`. */
+function faultAllocAndCopy(args: MigrateVma, dm: Dmirror, runs: CopyRuns, erases: EraseRuns): number {
   const core = dm.core;
   const m = core.map;
   const { src, dst } = args;
@@ -378,13 +409,15 @@ function faultAllocAndCopy(args: MigrateVma, dm: Dmirror, runs: CopyRuns): numbe
       si += 1 << order;
       continue;
     }
-    if (!isDevicePrivatePage(core, spage) && !isDeviceCoherentPage(core, spage)) {
+    // is_device_private_page(), is_device_coherent_page() and BACKING_PAGE() read one pgmap.
+    const ptype = pageDevPagemap(core, spage)?.type;
+    if (ptype !== MEMORY_DEVICE_PRIVATE && ptype !== MEMORY_DEVICE_COHERENT) {
       core.warn(`dmirror_devmem_fault_alloc_and_copy: pfn 0x${spage.toString(16)} is not a device page`);
       addr += PAGE_SIZE;
       si += 1 << order;
       continue;
     }
-    spage = dm.mdevice.backingPage(spage);
+    if (ptype === MEMORY_DEVICE_PRIVATE) spage = m.priv[spage];
     order = m.folioOrder(m.head[spage]);
     let flags = order ? MIGRATE_PFN_COMPOUND : 0;
     if (mpfnFlags(s) & MIGRATE_PFN_WRITE) flags |= MIGRATE_PFN_WRITE;
@@ -431,7 +464,7 @@ function faultAllocAndCopy(args: MigrateVma, dm: Dmirror, runs: CopyRuns): numbe
       } else {
         dstPage = dpage + k;
       }
-      dm.erase(addr / PAGE_SIZE);
+      erases.add(addr / PAGE_SIZE);
       addr += PAGE_SIZE;
       runs.add(dstPage, spage + k);
     }

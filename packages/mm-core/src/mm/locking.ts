@@ -50,11 +50,15 @@ export function mmapWriteDowngrade(core: Core, mm: MmStruct, site: string): void
 
 /** Models ptlock_ptr(): the split page-table lock of a page-table page. */
 export function ptlockOf(core: Core, table: number): SpinLock {
+  // Walks lock the same table page after page: the last lookup is kept (ptlockFree() drops it).
+  if (core.lastPtlTable === table) return core.lastPtl!;
   let l = core.ptlocks.get(table);
   if (!l) {
     l = new SpinLock(`ptl of table 0x${table.toString(16)}`);
     core.ptlocks.set(table, l);
   }
+  core.lastPtlTable = table;
+  core.lastPtl = l;
   return l;
 }
 
@@ -82,9 +86,13 @@ export function ptlUnlock(core: Core, l: SpinLock, site: string): void {
  * page-table lock of `table`. A model bug otherwise (a path of the model forgot the lock).
  */
 export function assertPtlHeld(core: Core, table: number, fn: string): void {
-  const l = core.ptlocks.get(table);
-  if (!l || l.owner !== core.sched.current)
-    throw new ModelBug(`${fn}: ptl of table 0x${table.toString(16)} not held by ${core.sched.current.name}`);
+  const l = core.lastPtlTable === table ? core.lastPtl : core.ptlocks.get(table);
+  if (!l || l.owner !== core.sched.current) ptlNotHeld(core, table, fn);
+}
+
+/** The model bug of {@link assertPtlHeld} (out of line, keeping the per-page check small). */
+function ptlNotHeld(core: Core, table: number, fn: string): never {
+  throw new ModelBug(`${fn}: ptl of table 0x${table.toString(16)} not held by ${core.sched.current.name}`);
 }
 
 /** Models pagetable_dtor(): a freed page-table page must not have its lock held. */
@@ -96,6 +104,10 @@ export function ptlockFree(core: Core, table: number): void {
       `  held by ${l.owner.name} since ${l.site}`,
     ]);
   core.ptlocks.delete(table);
+  if (core.lastPtlTable === table) {
+    core.lastPtlTable = -1;
+    core.lastPtl = null;
+  }
 }
 
 /** Records the current task as owner of a folio lock just taken. */

@@ -81,12 +81,15 @@ export function tableHi(pfn: number): number {
 }
 
 function nextLevel(core: Core, mm: MmStruct, t: number, idx: number, alloc: boolean): number {
-  const lo = ptLo(core, t, idx);
+  // ptLo()/ptHi() of the entry, with one lookup of the table's block.
+  const b = core.frames.block32(t);
+  const off = ((t & (BLOCK_PAGES - 1)) << 10) + (idx << 1);
+  const lo = b[off];
   if (lo !== 0) {
     if (!entryPresent(lo) || entryHuge(lo)) return -1;
-    return entryPfn(lo, ptHi(core, t, idx));
+    return entryPfn(lo, b[off + 1]);
   }
-  if (ptHi(core, t, idx) !== 0 || !alloc) return -1;
+  if (b[off + 1] !== 0 || !alloc) return -1;
   const n = allocTable(core, mm);
   if (n < 0) return -1;
   ptSet(core, t, idx, tableLo(n), tableHi(n));

@@ -44,6 +44,7 @@ import {
   SWP_MIGRATION_WRITE,
   swpType,
 } from '../pgtable/entry.js';
+import { BLOCK_PAGES } from '../phys/frames.js';
 import { PG_anon, PG_anon_exclusive, PG_dirty, PG_head, PG_tail } from '../phys/memmap.js';
 import type { RwSem } from '../sched/locks.js';
 import type { KGen } from '../sched/task.js';
@@ -249,8 +250,11 @@ export function setPmdMigrationEntry(core: Core, vma: Vma, pmdT: number, haddr: 
 export function setPteMigrationEntry(core: Core, vma: Vma, pteT: number, addr: number): boolean {
   assertPtlHeld(core, pteT, 'try_to_migrate_one');
   const i = pteIndex(addr);
-  const lo = ptLo(core, pteT, i);
-  const hi = ptHi(core, pteT, i);
+  // ptLo()/ptHi() with one block lookup.
+  const words = core.frames.block32(pteT);
+  const off = ((pteT & (BLOCK_PAGES - 1)) << 10) + (i << 1);
+  const lo = words[off];
+  const hi = words[off + 1];
   const pfn = entryPfn(lo, hi);
   const m = core.map;
   const head = m.head[pfn];
@@ -357,10 +361,12 @@ export function* removeMigrationPtes(
  * {@link removeMigrationPtes}. Saves per-folio generator frames in finalize loops.
  */
 export function tryRemoveMigrationPtes(core: Core, src: number, dst: number): boolean {
-  const l = rmapLockOf(core, dst);
+  // rmapLockOf(), with the rmap owner kept for the walk.
+  const owner = core.mappings.get(core.map.mapping[dst]);
+  const l = owner instanceof AnonVma ? owner.root.rwsem : owner instanceof Inode ? owner.immapRwsem : null;
   if (l && !l.tryDownRead(core.sched, 'remove_migration_ptes')) return false;
   try {
-    removeMigrationPtesLocked(core, src, dst);
+    removeMigrationPtesLocked(core, src, dst, false, owner);
   } finally {
     l?.upRead(core.sched, 'remove_migration_ptes');
   }
@@ -370,12 +376,19 @@ export function tryRemoveMigrationPtes(core: Core, src: number, dst: number): bo
 /**
  * remove_migration_ptes() with the rmap lock held (rmap_walk_locked()). `mapUnusedToZeropage`:
  * RMP_USE_SHARED_ZEROPAGE (a split's remap_page()), see {@link tryToMapUnusedToZeropage}.
+ * `owner`: dst's rmap owner (core.mappings of its mapping) when the caller looked it up already.
  */
-function removeMigrationPtesLocked(core: Core, src: number, dst: number, mapUnusedToZeropage = false): void {
+function removeMigrationPtesLocked(
+  core: Core,
+  src: number,
+  dst: number,
+  mapUnusedToZeropage = false,
+  owner: object | undefined = core.mappings.get(core.map.mapping[dst]),
+): void {
   const m = core.map;
   const nr = m.folioNrPages(src);
   const dstNr = m.folioNrPages(dst);
-  if (nr === 1 && dstNr === 1 && !mapUnusedToZeropage && removeSmallMigrationPtes(core, src, dst)) return;
+  if (nr === 1 && dstNr === 1 && !mapUnusedToZeropage && removeSmallMigrationPtes(core, src, dst, owner)) return;
   const dstDevice = folioIsDevicePrivate(core, dst);
   const dstAnon = (m.flags[dst] & PG_anon) !== 0;
   for (const { vma, addr } of rmapVmas(core, dst)) {
@@ -429,7 +442,8 @@ function removeMigrationPtesLocked(core: Core, src: number, dst: number, mapUnus
       if (h.pfn - src >= dstNr) continue;
       if (mapUnusedToZeropage && tryToMapUnusedToZeropage(core, vma, h.pteT, h.addr, dst + (h.pfn - src)))
         continue;
-      removeMigrationPte(core, h.pteT, h.addr, dst + (h.pfn - src), dstDevice, dstAnon, protnone);
+      const lo = ptLo(core, h.pteT, pteIndex(h.addr));
+      removeMigrationPte(core, h.pteT, h.addr, lo, dst + (h.pfn - src), dstDevice, dstAnon, protnone);
     }
   }
 }
@@ -465,14 +479,15 @@ function tryToMapUnusedToZeropage(core: Core, vma: Vma, pteT: number, addr: numb
 }
 
 /**
- * remove_migration_pte() for one PTE migration entry at addr of table pteT: map `page` (of the
- * destination) in its place, device-private when the destination is, with a reference and an
- * rmap (exclusive unless the entry was plain readable).
+ * remove_migration_pte() for one PTE migration entry `lo` (its low word) at addr of table pteT:
+ * map `page` (of the destination) in its place, device-private when the destination is, with a
+ * reference and an rmap (exclusive unless the entry was plain readable).
  */
 function removeMigrationPte(
   core: Core,
   pteT: number,
   addr: number,
+  lo: number,
   page: number,
   dstDevice: boolean,
   dstAnon: boolean,
@@ -480,7 +495,6 @@ function removeMigrationPte(
 ): void {
   const m = core.map;
   const i = pteIndex(addr);
-  const lo = ptLo(core, pteT, i);
   const type = swpType(lo);
   const write = type === SWP_MIGRATION_WRITE;
   const exclusive = dstAnon && type !== SWP_MIGRATION_READ;
@@ -510,9 +524,8 @@ function removeMigrationPte(
  * (nothing changed in this VMA or later ones) when a PMD on the way is not a page table, for the
  * general walk to handle; VMAs already done hold no migration entry for src any more.
  */
-function removeSmallMigrationPtes(core: Core, src: number, dst: number): boolean {
+function removeSmallMigrationPtes(core: Core, src: number, dst: number, owner: object | undefined): boolean {
   const m = core.map;
-  const owner = core.mappings.get(m.mapping[dst]);
   const vmas = owner instanceof AnonVma ? owner.vmas : owner instanceof Inode ? owner.mmaps : undefined;
   core.events.rmapWalks++;
   if (!vmas) return true;
@@ -524,9 +537,11 @@ function removeSmallMigrationPtes(core: Core, src: number, dst: number): boolean
     if (addr < vma.start || addr >= vma.end) continue;
     const pmdT = pmdTableOf(core, vma.mm, addr, false);
     if (pmdT < 0) continue;
-    const mi = pmdIndex(addr);
-    const lo = ptLo(core, pmdT, mi);
-    const hi = ptHi(core, pmdT, mi);
+    // ptLo()/ptHi() of the PMD and of the PTE, one block lookup per table.
+    const mb = core.frames.block32(pmdT);
+    const moff = ((pmdT & (BLOCK_PAGES - 1)) << 10) + (pmdIndex(addr) << 1);
+    const lo = mb[moff];
+    const hi = mb[moff + 1];
     if (entryNone(lo, hi)) continue;
     if (!entryPresent(lo) || entryHuge(lo)) {
       // A PMD migration entry cannot hold an order-0 folio; the general walk decides.
@@ -534,13 +549,14 @@ function removeSmallMigrationPtes(core: Core, src: number, dst: number): boolean
       return false;
     }
     const pteT = entryPfn(lo, hi);
-    const i = pteIndex(addr);
-    const plo = ptLo(core, pteT, i);
-    const phi = ptHi(core, pteT, i);
+    const pb = core.frames.block32(pteT);
+    const poff = ((pteT & (BLOCK_PAGES - 1)) << 10) + (pteIndex(addr) << 1);
+    const plo = pb[poff];
+    const phi = pb[poff + 1];
     if (entryNone(plo, phi) || entryPresent(plo) || entryPfn(plo, phi) !== src) continue;
     if (!isMigrationType(swpType(plo))) continue;
     const protnone = (vma.flags & (VM_READ | VM_WRITE | VM_EXEC)) === 0;
-    removeMigrationPte(core, pteT, addr, dst, dstDevice, dstAnon, protnone);
+    removeMigrationPte(core, pteT, addr, plo, dst, dstDevice, dstAnon, protnone);
   }
   return true;
 }

@@ -11,32 +11,62 @@ import type { Task } from './task.js';
 export class FolioLockOwners {
   private readonly sections = new Map<number, Int32Array>();
   private readonly tasks = new Map<number, Task>();
+  /**
+   * The sections of the last two lookups (-1: none) and their arrays: locks come in runs of
+   * neighbours, often alternating between a source and a destination section (migration).
+   */
+  private lastNr = -1;
+  private lastArr: Int32Array | undefined = undefined;
+  private prevNr = -1;
+  private prevArr: Int32Array | undefined = undefined;
+  /** The task of the last set(): its entry in `tasks` is known to be there. */
+  private lastTask: Task | null = null;
   constructor(private readonly locked: (head: number) => boolean) {}
+
+  /** The array of section nr, or undefined when none exists yet (no lock was taken there). */
+  private section(nr: number): Int32Array | undefined {
+    if (nr === this.lastNr) return this.lastArr;
+    const a = nr === this.prevNr ? this.prevArr : this.sections.get(nr);
+    if (a !== undefined) this.remember(nr, a);
+    return a;
+  }
+
+  /** Makes section nr (array a) the last lookup, the previous last the one before. */
+  private remember(nr: number, a: Int32Array): void {
+    this.prevNr = this.lastNr;
+    this.prevArr = this.lastArr;
+    this.lastNr = nr;
+    this.lastArr = a;
+  }
 
   /** Records t as the holder of the lock of the folio at head (just taken, or inherited). */
   set(head: number, t: Task): void {
     const nr = Math.floor(head / PAGES_PER_SECTION);
-    let a = this.sections.get(nr);
+    let a = this.section(nr);
     if (!a) {
       a = new Int32Array(PAGES_PER_SECTION);
       this.sections.set(nr, a);
+      this.remember(nr, a);
     }
     a[head - nr * PAGES_PER_SECTION] = t.id + 1;
-    if (this.tasks.get(t.id) !== t) this.tasks.set(t.id, t);
+    if (this.lastTask !== t) {
+      if (this.tasks.get(t.id) !== t) this.tasks.set(t.id, t);
+      this.lastTask = t;
+    }
   }
 
   /** The holder of the folio lock at head, or undefined when the folio is not locked. */
   get(head: number): Task | undefined {
     if (!this.locked(head)) return undefined;
     const nr = Math.floor(head / PAGES_PER_SECTION);
-    const id = this.sections.get(nr)?.[head - nr * PAGES_PER_SECTION] ?? 0;
+    const id = this.section(nr)?.[head - nr * PAGES_PER_SECTION] ?? 0;
     return id > 0 ? this.tasks.get(id - 1) : undefined;
   }
 
   /** Forgets the holder at folio_unlock(). */
   forget(head: number): void {
     const nr = Math.floor(head / PAGES_PER_SECTION);
-    const a = this.sections.get(nr);
+    const a = this.section(nr);
     if (a) a[head - nr * PAGES_PER_SECTION] = 0;
   }
 }

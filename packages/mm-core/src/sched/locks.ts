@@ -35,27 +35,41 @@ export class SpinLock {
   owner: Task | null = null;
   /** The site that took it. */
   site = '';
-  constructor(readonly name: string) {}
+  /**
+   * The held_locks record of the holder: one per lock, reused by every acquisition (only one
+   * task holds a spinlock at a time), so taking a page-table lock per page allocates nothing.
+   */
+  private readonly rec: { name: string; mode: 'x'; spin: true; site: string; lock: SpinLock };
+  constructor(readonly name: string) {
+    this.rec = { name, mode: 'x', spin: true, site: '', lock: this };
+  }
 
   /** Models spin_lock(). A lock held by another task was leaked: it would spin forever. */
   lock(s: Scheduler, site: string): void {
     const t = s.current;
-    if (this.owner) {
-      if (this.owner === t)
-        throw new LockFinding('deadlock', `recursive spin_lock of ${this.name} by ${who(t)} at ${site}`, [
-          `  first taken at ${this.site}`,
-          `  held: ${t.heldSummary()}`,
-        ]);
-      throw new LockFinding(
-        'deadlock',
-        `${who(t)} spins forever on ${this.name} at ${site}: held by ${who(this.owner)} since ${this.site}`,
-        [`  ${t.name} holds: ${t.heldSummary()}`, `  ${this.owner.name} holds: ${this.owner.heldSummary()}`],
-      );
-    }
+    if (this.owner) this.spinsForever(this.owner, t, site);
     this.owner = t;
     this.site = site;
-    t.held.push({ name: this.name, mode: 'x', spin: true, site, lock: this });
+    this.rec.site = site;
+    t.held.push(this.rec);
     t.spinDepth++;
+  }
+
+  /**
+   * The finding of a spin_lock() of a held lock (out of line, so that the per-page lock path
+   * stays small enough for V8 to inline).
+   */
+  private spinsForever(owner: Task, t: Task, site: string): never {
+    if (owner === t)
+      throw new LockFinding('deadlock', `recursive spin_lock of ${this.name} by ${who(t)} at ${site}`, [
+        `  first taken at ${this.site}`,
+        `  held: ${t.heldSummary()}`,
+      ]);
+    throw new LockFinding(
+      'deadlock',
+      `${who(t)} spins forever on ${this.name} at ${site}: held by ${who(owner)} since ${this.site}`,
+      [`  ${t.name} holds: ${t.heldSummary()}`, `  ${owner.name} holds: ${owner.heldSummary()}`],
+    );
   }
 
   /** Models spin_trylock(). */
@@ -68,15 +82,19 @@ export class SpinLock {
   /** Models spin_unlock(). */
   unlock(s: Scheduler, site: string): void {
     const t = s.current;
-    if (this.owner !== t)
-      throw new LockFinding(
-        'bad-unlock',
-        `bad unlock balance: ${who(t)} releases ${this.name} at ${site}, held by ${who(this.owner)}`,
-        [`  held: ${t.heldSummary()}`],
-      );
+    if (this.owner !== t) this.badUnlock(t, site);
     this.owner = null;
     removeHeld(t, this);
     t.spinDepth--;
+  }
+
+  /** The finding of a spin_unlock() by a task that does not hold the lock (out of line). */
+  private badUnlock(t: Task, site: string): never {
+    throw new LockFinding(
+      'bad-unlock',
+      `bad unlock balance: ${who(t)} releases ${this.name} at ${site}, held by ${who(this.owner)}`,
+      [`  held: ${t.heldSummary()}`],
+    );
   }
 
   /** Models spin_is_locked(). */
@@ -173,6 +191,13 @@ interface RwWaiter {
   readonly mode: 'r' | 'w';
 }
 
+/** A task's read holds of one {@link RwSem}. */
+interface ReadHolds {
+  n: number;
+  /** The held_locks record of its first hold, reused by every first hold. */
+  readonly rec: { name: string; mode: 'r'; spin: false; site: string; lock: RwSem };
+}
+
 /**
  * Models struct rw_semaphore (kernel/locking/rwsem.c) with FIFO waiters: a reader waits while
  * a writer holds the lock or a writer queued before it; a writer waits for every holder and
@@ -183,8 +208,12 @@ export class RwSem {
   /**
    * Read holds per task. A task's entry stays at 0 when it lets go (a V8 Map delete costs about
    * ten sets, and this lock is taken per page on rmap paths); nReaders counts tasks above 0.
+   * The entry of the task that last took or released a read hold is kept at hand, so taking
+   * and releasing the lock per page costs no Map lookup.
    */
-  private readonly readCount = new Map<Task, number>();
+  private readonly readCount = new Map<Task, ReadHolds>();
+  private lastReader: Task | null = null;
+  private lastHolds: ReadHolds | null = null;
   private nReaders = 0;
   writer: Task | null = null;
   private readonly queue: RwWaiter[] = [];
@@ -193,14 +222,37 @@ export class RwSem {
   /** The tasks holding it for read, with their read-hold counts. */
   get readers(): ReadonlyMap<Task, number> {
     const out = new Map<Task, number>();
-    for (const [t, n] of this.readCount) if (n > 0) out.set(t, n);
+    for (const [t, h] of this.readCount) if (h.n > 0) out.set(t, h.n);
     return out;
   }
 
-  private addReader(t: Task): void {
-    const n = this.readCount.get(t) ?? 0;
-    if (n === 0) this.nReaders++;
-    this.readCount.set(t, n + 1);
+  /** t's read-hold record (created at 0 on first use). */
+  private holdsOf(t: Task): ReadHolds {
+    if (this.lastReader === t) return this.lastHolds!;
+    let h = this.readCount.get(t);
+    if (h === undefined) {
+      h = { n: 0, rec: { name: this.name, mode: 'r', spin: false, site: '', lock: this } };
+      this.readCount.set(t, h);
+    }
+    this.lastReader = t;
+    this.lastHolds = h;
+    return h;
+  }
+
+  /**
+   * Counts a read hold of t and records it in t's held locks: the first hold reuses the task's
+   * record (no allocation per acquisition), a nested one gets its own.
+   */
+  private addReader(t: Task, site: string): void {
+    const h = this.holdsOf(t);
+    let rec: HeldLock;
+    if (h.n === 0) {
+      this.nReaders++;
+      h.rec.site = site;
+      rec = h.rec;
+    } else rec = { name: this.name, mode: 'r', spin: false, site, lock: this };
+    h.n++;
+    t.held.push(rec);
   }
 
   private holders(): Task[] {
@@ -263,37 +315,40 @@ export class RwSem {
         this.dequeue(t);
       }
     }
-    this.addReader(t);
-    t.held.push({ name: this.name, mode: 'r', spin: false, site, lock: this });
+    this.addReader(t, site);
   }
 
   /** Models down_read_trylock(). */
   tryDownRead(s: Scheduler, site: string): boolean {
     const t = s.current;
     if (this.writer || this.queue.length) return false;
-    this.addReader(t);
-    t.held.push({ name: this.name, mode: 'r', spin: false, site, lock: this });
+    this.addReader(t, site);
     return true;
   }
 
   /** Models up_read(). */
   upRead(s: Scheduler, site: string): void {
     const t = s.current;
-    const n = this.readCount.get(t) ?? 0;
-    if (n === 0)
-      throw new LockFinding(
-        'bad-unlock',
-        `bad unlock balance: ${who(t)} up_read(${this.name}) at ${site} without holding it`,
-      );
-    this.readCount.set(t, n - 1);
+    const h = this.holdsOf(t);
+    const n = h.n;
+    if (n === 0) this.badUpRead(t, site);
+    h.n = n - 1;
     if (n === 1) this.nReaders--;
     removeHeld(t, this, 'r');
+  }
+
+  /** The finding of an up_read() without a read hold (out of line, as SpinLock's). */
+  private badUpRead(t: Task, site: string): never {
+    throw new LockFinding(
+      'bad-unlock',
+      `bad unlock balance: ${who(t)} up_read(${this.name}) at ${site} without holding it`,
+    );
   }
 
   /** Models down_write(). */
   *downWrite(s: Scheduler, site: string): KGen {
     const t = s.current;
-    if (this.writer === t || (this.readCount.get(t) ?? 0) > 0)
+    if (this.writer === t || (this.readCount.get(t)?.n ?? 0) > 0)
       throw new LockFinding('deadlock', `${who(t)} takes ${this.name} for write at ${site} while holding it`);
     if (!this.canWrite(t)) {
       this.queue.push({ t, mode: 'w' });
@@ -324,8 +379,7 @@ export class RwSem {
   downgradeWrite(s: Scheduler, site: string): void {
     const t = s.current;
     this.upWrite(s, site);
-    this.addReader(t);
-    t.held.push({ name: this.name, mode: 'r', spin: false, site, lock: this });
+    this.addReader(t, site);
   }
 
   /** True when any task holds it. */

@@ -388,7 +388,8 @@ function removeMigrationPtesLocked(
   const m = core.map;
   const nr = m.folioNrPages(src);
   const dstNr = m.folioNrPages(dst);
-  if (nr === 1 && dstNr === 1 && !mapUnusedToZeropage && removeSmallMigrationPtes(core, src, dst, owner)) return;
+  if (nr === 1 && dstNr === 1 && !mapUnusedToZeropage && removeSmallMigrationPtes(core, src, dst, owner))
+    return;
   const dstDevice = folioIsDevicePrivate(core, dst);
   const dstAnon = (m.flags[dst] & PG_anon) !== 0;
   for (const { vma, addr } of rmapVmas(core, dst)) {

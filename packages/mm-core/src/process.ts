@@ -219,6 +219,11 @@ export class Process {
     return this.run('open', this.sys.open(path, flags));
   }
 
+  /** Models memfd_create(2): an unlinked shmem file of the internal mount, opened read-write. */
+  memfdCreate(name: string, flags: number): number {
+    return this.run('memfd_create', this.sys.memfdCreate(name, flags));
+  }
+
   /** Models close(2). */
   close(fd: number): number {
     return this.run('close', this.sys.close(fd));

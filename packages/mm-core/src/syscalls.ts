@@ -15,6 +15,7 @@ import {
   ENODEV,
   ENOMEM,
   ENOSPC,
+  ENOSYS,
   ENOTTY,
   EOPNOTSUPP,
   EOVERFLOW,
@@ -31,6 +32,7 @@ import {
   MAP_TYPE,
   O_ACCMODE,
   O_RDONLY,
+  O_RDWR,
   O_WRONLY,
   PAGE_SIZE,
   PMD_SIZE,
@@ -43,6 +45,13 @@ import {
   TASK_SIZE,
 } from './constants.js';
 import { accessBytes, XLATE_DEAD } from './cpu.js';
+
+/** Models MFD_HUGETLB (include/uapi/linux/memfd.h). */
+const MFD_HUGETLB = 0x0004;
+/** Models MFD_ALL_FLAGS without the hugetlb size bits: CLOEXEC, ALLOW_SEALING, HUGETLB, NOEXEC_SEAL, EXEC. */
+const MFD_ALL_FLAGS = 0x0001 | 0x0002 | 0x0004 | 0x0008 | 0x0010;
+/** Models MFD_NAME_MAX_LEN (NAME_MAX - strlen("memfd:")). */
+const MFD_NAME_MAX_LEN = 249;
 import { OpenFile } from './fs.js';
 import { mmapWriteLock, mmapWriteUnlock } from './mm/locking.js';
 import { sysMadvise } from './mm/madvise.js';
@@ -218,6 +227,7 @@ export class Syscalls {
     if (!file && shared) {
       // Models shmem_zero_setup(): shared anonymous memory is a tmpfs file.
       inode = shmemNewInode(core, 'dev/zero');
+      inode.sbHuge = 'shm_mnt';
       inode.size = len;
     }
     if (huge && shared && !inode) {
@@ -328,6 +338,30 @@ export class Syscalls {
       if (r < 0) return r;
     }
     return this.p.installFd(f);
+  }
+
+  /**
+   * Models memfd_create(2) (mm/memfd.c): a new unlinked shmem file on the internal shm_mnt (its
+   * huge pages follow shmem_enabled), opened O_RDWR. Flags other than MFD_CLOEXEC,
+   * MFD_ALLOW_SEALING, MFD_NOEXEC_SEAL and MFD_EXEC are -EINVAL (MFD_HUGETLB is -ENOSYS: the
+   * model has no hugetlbfs files); a name longer than 249 bytes is -EINVAL. Returns the fd.
+   */
+  *memfdCreate(name: string, flags: number): KGen<number> {
+    if (!this.p.alive) return -ESRCH;
+    const fl = argUInt(flags);
+    if (typeof name !== 'string' || fl === undefined) return -EINVAL;
+    if (fl & MFD_HUGETLB) return -ENOSYS;
+    if (fl & ~MFD_ALL_FLAGS) return -EINVAL;
+    if (new TextEncoder().encode(name).length > MFD_NAME_MAX_LEN) return -EINVAL;
+    return yield* this.run('memfd_create', this.memfdBody(name));
+  }
+
+  private *memfdBody(name: string): KGen<number> {
+    yield 'memfd_create: shmem_file_setup';
+    const inode = shmemNewInode(this.core, `/memfd:${name} (deleted)`);
+    inode.sbHuge = 'shm_mnt';
+    inode.refs++;
+    return this.p.installFd(new OpenFile(`/memfd:${name}`, O_RDWR, inode, null, this.p));
   }
 
   /** Models close(2). */

@@ -124,18 +124,17 @@ export function readWholeFile(libc: Libc, path: string): string | null {
 export const MFD_CLOEXEC = 0x0001;
 
 /**
- * Models memfd_create(name, flags) through libc: an unlinked shmem file, opened read-write. The
- * model has no memfd_create(2); the file is made as an O_TMPFILE in /dev/shm, the same kind of
- * object (a shmem inode with no name in any directory). Returns the descriptor or -1 with errno.
+ * Models memfd_create(name, flags) through libc: an unlinked shmem file of the internal mount
+ * (its huge pages follow shmem_enabled), opened read-write; MFD_HUGETLB is -ENOSYS (the model
+ * has no hugetlbfs files). Returns the descriptor or -1 with errno.
  */
-export function memfd_create(libc: Libc, _name: string, flags: number): number {
-  // The model has no hugetlbfs files: memfd_create(MFD_HUGETLB) fails as hugetlb_file_setup()
-  // does without CONFIG_HUGETLBFS (-ENOSYS).
-  if (flags & MFD_HUGETLB) {
-    libc.errno = ENOSYS;
+export function memfd_create(libc: Libc, name: string, flags: number): number {
+  const r = libc.proc.memfdCreate(name, flags);
+  if (r < 0) {
+    libc.errno = -r;
     return -1;
   }
-  return libc.open('/dev/shm', O_TMPFILE | O_RDWR, 0o600);
+  return r;
 }
 
 /** Models MFD_HUGETLB (include/uapi/linux/memfd.h). */

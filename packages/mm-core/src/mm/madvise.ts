@@ -48,7 +48,7 @@ import {
 import type { Core } from '../core.js';
 import type { KGen } from '../sched/task.js';
 import { argInt, MODEL_MAX_FILESIZE, madviseArgs } from '../syscall-args.js';
-import { madviseCollapse } from './collapse.js';
+import { madviseCollapse } from './madvise-collapse.js';
 import { khugepagedEnterVma } from './khugepaged-state.js';
 import { mmapReadLock, mmapReadUnlock, mmapWriteLock, mmapWriteUnlock } from './locking.js';
 import { madviseColdOrPageout, madviseFreeSingleVma } from './madvise-lazy.js';

@@ -6,15 +6,7 @@
  * on stderr as a model error and the program ends with status 1.
  */
 
-import {
-  type Kernel,
-  mapsText,
-  O_RDONLY,
-  O_RDWR,
-  O_TMPFILE,
-  type Process,
-  SignalDelivered,
-} from '@hmm-model/mm-core';
+import { type Kernel, mapsText, O_RDONLY, type Process, SignalDelivered } from '@hmm-model/mm-core';
 import { describeError, ExitRequest, Libc } from '@hmm-model/selftests';
 import { GlibcRandom } from './glibc-rand.js';
 import { Ksft } from './ksft.js';
@@ -141,8 +133,6 @@ export function memfd_create(libc: Libc, name: string, flags: number): number {
 export const MFD_HUGETLB = 0x0004;
 /** Models MFD_HUGE_SHIFT (include/uapi/linux/memfd.h). */
 export const MFD_HUGE_SHIFT = 26;
-/** Models ENOSYS. */
-const ENOSYS = 38;
 /**
  * Models usleep(usec) (glibc: nanosleep(2)): the program sleeps and the kernel threads due
  * meanwhile run (the model's khugepaged, Kernel.nanosleep()). Returns 0.

@@ -649,13 +649,19 @@ class MmCoreCheck {
           continue;
         }
         if (m.mapping[head] !== inode.id)
-          this.report(`inode ${inode.name}: page cache folio at ${index} has mapping ${m.mapping[head]}`, head);
+          this.report(
+            `inode ${inode.name}: page cache folio at ${index} has mapping ${m.mapping[head]}`,
+            head,
+          );
         if (!huge) {
           this.shmemPages++;
           if (pfn === head && m.flags[head] & PG_head)
             for (let i = 1; i < m.folioNrPages(head); i++)
               if (inode.pages.get(index + i) !== head + i)
-                this.report(`inode ${inode.name}: large folio at ${index} misses its page-cache slot ${index + i}`, head);
+                this.report(
+                  `inode ${inode.name}: large folio at ${index} misses its page-cache slot ${index + i}`,
+                  head,
+                );
         }
         this.addRef(head, 1);
       }

@@ -52,6 +52,7 @@ const MFD_HUGETLB = 0x0004;
 const MFD_ALL_FLAGS = 0x0001 | 0x0002 | 0x0004 | 0x0008 | 0x0010;
 /** Models MFD_NAME_MAX_LEN (NAME_MAX - strlen("memfd:")). */
 const MFD_NAME_MAX_LEN = 249;
+
 import { OpenFile } from './fs.js';
 import { mmapWriteLock, mmapWriteUnlock } from './mm/locking.js';
 import { sysMadvise } from './mm/madvise.js';

@@ -312,7 +312,7 @@ export function* collapsePteMappedThp(
   const m = core.map;
   const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
   const vma = mm.vmaLookup(haddr);
-  if (!vma || !vma.file || vma.vmOps || haddr < vma.start || haddr + PMD_SIZE > vma.end) return 'SCAN_VMA_CHECK';
+  if (!vma?.file || vma.vmOps || haddr < vma.start || haddr + PMD_SIZE > vma.end) return 'SCAN_VMA_CHECK';
   const inode = vma.file;
   let found = findPmdOrThpOrNone(core, mm, haddr);
   if (found.result === 'SCAN_PMD_MAPPED') return found.result;

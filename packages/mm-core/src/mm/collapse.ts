@@ -11,16 +11,7 @@
  * Not modelled: userfaultfd, file/shmem collapse (collapse_file()),
  * NUMA node selection, memcg charging and the deferred "underused THP" queue.
  */
-import {
-  EAGAIN,
-  EBUSY,
-  EINVAL,
-  ENOMEM,
-  HPAGE_PMD_NR,
-  HPAGE_PMD_ORDER,
-  PAGE_SIZE,
-  PMD_SIZE,
-} from '../constants.js';
+import { HPAGE_PMD_NR, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_SIZE } from '../constants.js';
 import type { Core } from '../core.js';
 import { VM_FAULT_ERROR } from '../core.js';
 import { ModelBug } from '../errors.js';

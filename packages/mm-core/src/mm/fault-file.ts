@@ -28,7 +28,14 @@ import { VM_EXEC, VM_READ, VM_SHARED, VM_WRITE, type Vma } from './types.js';
  * write fault; rss, the PMD rmap (NR_SHMEM_PMDMAPPED) and THP_FILE_MAPPED are counted and the
  * mapping holds a reference. The model deposits a page table with it, as with every huge PMD.
  */
-export function doSetPmd(core: Core, vma: Vma, pmdT: number, haddr: number, head: number, write: boolean): number {
+export function doSetPmd(
+  core: Core,
+  vma: Vma,
+  pmdT: number,
+  haddr: number,
+  head: number,
+  write: boolean,
+): number {
   const m = core.map;
   if (vmaThpDisabled(vma.flags, true)) return VM_FAULT_FALLBACK;
   if (!thpFileVmaSuitablePmd(vma, haddr)) return VM_FAULT_FALLBACK;
@@ -65,7 +72,13 @@ export function doSetPmd(core: Core, vma: Vma, pmdT: number, haddr: number, head
  * PMD-mappable folio goes to do_set_pmd(). Returns the fault result, or null to go on at the PTE
  * level (a private write fault copies; beyond EOF; a small folio; do_set_pmd() fell back).
  */
-export function shmemFaultPmd(core: Core, vma: Vma, pmdT: number, addr: number, flags: number): number | null {
+export function shmemFaultPmd(
+  core: Core,
+  vma: Vma,
+  pmdT: number,
+  addr: number,
+  flags: number,
+): number | null {
   const inode = vma.file;
   if (!inode || vma.vmOps) return null;
   const write = (flags & FAULT_FLAG_WRITE) !== 0;

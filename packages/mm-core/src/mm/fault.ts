@@ -49,6 +49,7 @@ import { PG_anon, PG_anon_exclusive, PG_dirty, PG_head, PG_lru, PG_swapcache } f
 import type { KGen } from '../sched/task.js';
 import { anonVmaPrepare, linearPageIndex } from './anon.js';
 import { addMmCounter, mmCounter } from './counters.js';
+import { shmemFaultPmd } from './fault-file.js';
 import {
   deviceFault,
   doHugePmdAnonymousPage,
@@ -62,7 +63,6 @@ import { folioWaitLocked, pteLock, ptlUnlock } from './locking.js';
 import { withInvalidationSync } from './notifier.js';
 import { pmdIndex, pmdTableOf, pteIndex, pteTableAt, ptHi, ptLo, ptSet } from './pgtable.js';
 import { pageVmaMappedWalk, rmapVmas } from './rmap.js';
-import { shmemFaultPmd } from './fault-file.js';
 import { shmemGetFolio } from './shmem.js';
 import { doSwapPage } from './swap-fault.js';
 import { folioFreeSwap } from './swapfile.js';

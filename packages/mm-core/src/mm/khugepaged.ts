@@ -14,7 +14,9 @@ import { EACCES, EINVAL, HPAGE_PMD_NR, O_ACCMODE, O_RDONLY, PMD_SIZE } from '../
 import type { Core } from '../core.js';
 import type { FileOperations } from '../fs.js';
 import type { KGen } from '../sched/task.js';
+import { linearPageIndex } from './anon.js';
 import { type CollapseControl, collapseTestExit, hpageCollapseScanPmd, type ScanResult } from './collapse.js';
+import { collapsePteMappedThp, hpageCollapseScanFile } from './collapse-file.js';
 import {
   COLLAPSE_MAX_PTES_LIMIT,
   hugepagePmdEnabled,
@@ -25,8 +27,6 @@ import {
   khugepagedWake,
   thpVmaAllowableOrder,
 } from './khugepaged-state.js';
-import { linearPageIndex } from './anon.js';
-import { collapsePteMappedThp, hpageCollapseScanFile } from './collapse-file.js';
 import { mmapReadLock, mmapReadUnlock } from './locking.js';
 import type { MmStruct, Vma } from './types.js';
 
@@ -142,7 +142,10 @@ function* khugepagedScanVmas(
         const inode = vma.file;
         const pgoff = linearPageIndex(vma, s.address);
         mmapReadUnlock(core, mm, 'khugepaged_scan_mm_slot');
-        r = { result: yield* hpageCollapseScanFile(core, mm, s.address, inode, pgoff, KHUGEPAGED_CC), mmapLocked: false };
+        r = {
+          result: yield* hpageCollapseScanFile(core, mm, s.address, inode, pgoff, KHUGEPAGED_CC),
+          mmapLocked: false,
+        };
         if (r.result === 'SCAN_PTE_MAPPED_HUGEPAGE') {
           yield* mmapReadLock(core, mm, 'khugepaged_scan_mm_slot');
           if (collapseTestExit(mm)) {

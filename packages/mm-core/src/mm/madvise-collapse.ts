@@ -8,7 +8,12 @@ import { EAGAIN, EBUSY, EINVAL, ENOMEM, PMD_SIZE } from '../constants.js';
 import type { Core } from '../core.js';
 import type { KGen } from '../sched/task.js';
 import { linearPageIndex } from './anon.js';
-import { type CollapseControl, hpageCollapseScanPmd, hugepageVmaRevalidate, type ScanResult } from './collapse.js';
+import {
+  type CollapseControl,
+  hpageCollapseScanPmd,
+  hugepageVmaRevalidate,
+  type ScanResult,
+} from './collapse.js';
 import { collapsePteMappedThp, hpageCollapseScanFile } from './collapse-file.js';
 import { thpVmaAllowableOrder } from './khugepaged-state.js';
 import { mmapReadLock, mmapReadUnlock } from './locking.js';

@@ -1,10 +1,9 @@
 import { HPAGE_PMD_NR, PAGE_SIZE, PMD_SIZE } from '../constants.js';
 import type { Core } from '../core.js';
 import { folioMapped, folioPut } from '../folio.js';
-import { shmemDeleteFolio, shmemFolios } from './shmem.js';
-import { PG_hugetlb, PG_lru } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
 import { withInvalidation } from './notifier.js';
+import { shmemDeleteFolio, shmemFolios } from './shmem.js';
 import { type Inode, MMU_NOTIFY_CLEAR } from './types.js';
 import { zapRange } from './zap.js';
 

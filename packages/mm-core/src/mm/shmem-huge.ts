@@ -113,7 +113,13 @@ export function thpFileVmaSuitablePmd(vma: Vma, addr: number): boolean {
  * shmem_allowable_huge_orders(inode, vma, vm_pgoff, 0, forced). In the fault path the kernel
  * answers 0 for shmem (no ->huge_fault): the fault maps page-cache folios in finish_fault().
  */
-export function shmemVmaAllowableOrders(core: Core, vma: Vma, vmFlags: number, forced: boolean, orders: number): number {
+export function shmemVmaAllowableOrders(
+  core: Core,
+  vma: Vma,
+  vmFlags: number,
+  forced: boolean,
+  orders: number,
+): number {
   const inode = vma.file;
   if (!inode || vmFlags & VM_HUGETLB) return 0;
   if (vmaThpDisabled(vmFlags, forced)) return 0;

@@ -5,7 +5,6 @@
  * also runs mm-core's invariant checker after every syscall.
  */
 
-import { exitAllowingModelGaps, MODEL_GAP_RUNS } from './model-gaps.js';
 import { runVmtests } from './run-vmtests.js';
 
 // Models SIGPIPE: a reader that goes away (`| head`) ends the program with 128 + SIGPIPE.
@@ -17,25 +16,8 @@ for (const stream of [process.stdout, process.stderr]) {
 }
 
 const argv0 = process.env.RUN_VMTESTS_ARGV0 ?? './run_vmtests.sh';
-const ran: string[] = [];
-const failed: string[] = [];
-const code = runVmtests(
+process.exitCode = runVmtests(
   [argv0, ...process.argv.slice(2)],
   { stdout: process.stdout, stderr: process.stderr, env: process.env },
-  {
-    machine: { debugVm: process.env.VMTESTS_DEBUG_VM === '1' },
-    ran,
-    failed,
-  },
+  { machine: { debugVm: process.env.VMTESTS_DEBUG_VM === '1' } },
 );
-// Model-only (model-gaps.ts): with VMTESTS_ALLOW_MODEL_GAPS=1 the documented model gaps may fail.
-if (process.env.VMTESTS_ALLOW_MODEL_GAPS === '1') {
-  const allowed = exitAllowingModelGaps(code, ran, failed);
-  if (allowed !== code) {
-    process.stderr.write(
-      `run_vmtests (model): exit ${code} -> 0: only the documented model gaps failed (VMTESTS_ALLOW_MODEL_GAPS=1):\n`,
-    );
-    for (const t of failed) process.stderr.write(`  ${t}: ${MODEL_GAP_RUNS[t]}\n`);
-  }
-  process.exitCode = allowed;
-} else process.exitCode = code;

@@ -67,8 +67,8 @@ function kbLine(label: string, bytes: number): string {
 
 /**
  * Models /proc/<pid>/smaps (show_smap()) with the fields the model tracks, in the kernel's
- * order: Size, KernelPageSize, MMUPageSize, Rss, Anonymous, AnonHugePages, ShmemPmdMapped and
- * FilePmdMapped (always 0: no huge tmpfs or file THP), Shared_Hugetlb, Private_Hugetlb, Swap and
+ * order: Size, KernelPageSize, MMUPageSize, Rss, Anonymous, AnonHugePages, ShmemPmdMapped,
+ * FilePmdMapped (0: the model has no file THP but tmpfs), Shared_Hugetlb, Private_Hugetlb, Swap and
  * VmFlags. The kernel's other fields (Pss, Shared_Clean/Dirty, Private_Clean/Dirty, Referenced,
  * LazyFree, SwapPss, Locked, THPeligible, ...) are not printed.
  */
@@ -84,9 +84,8 @@ export function smapsText(kernel: Kernel, mm: MmStruct): string {
     out += `${kbLine('Rss:', e.rss)}\n`;
     out += `${kbLine('Anonymous:', e.anonymous)}\n`;
     out += `${kbLine('AnonHugePages:', e.anonHugePages)}\n`;
-    // No huge tmpfs or file THPs in the model: nothing is PMD-mapped from the page cache.
-    out += `${kbLine('ShmemPmdMapped:', 0)}\n`;
-    out += `${kbLine('FilePmdMapped:', 0)}\n`;
+    out += `${kbLine('ShmemPmdMapped:', e.shmemPmdMapped)}\n`;
+    out += `${kbLine('FilePmdMapped:', e.filePmdMapped)}\n`;
     // seq_put_decimal_ull_width(m, " kB\nShared_Hugetlb: ", ..., 7) and its Private_ twin.
     out += `Shared_Hugetlb: ${String(Math.floor(e.sharedHugetlb / 1024)).padStart(7)} kB\n`;
     out += `Private_Hugetlb: ${String(Math.floor(e.privateHugetlb / 1024)).padStart(7)} kB\n`;

@@ -41,7 +41,7 @@ export interface RunVmtestsOptions {
   readonly binaries?: ReadonlyMap<string, VmTestBinary>;
   /** The script's test list (default: run_vmtests.sh's). */
   readonly entries?: readonly ScriptEntry[];
-  /** Filled with the test name of every run (model-only, for VMTESTS_ALLOW_MODEL_GAPS). */
+  /** Filled with the test name of every run (model-only). */
   readonly ran?: string[];
   /** Filled with the test name of every failed run. */
   readonly failed?: string[];

@@ -59,6 +59,8 @@ export const EMFILE = 24;
 export const ENOTTY = 25;
 export const EFBIG = 27;
 export const ENOSPC = 28;
+/** Models ENOSYS. */
+export const ENOSYS = 38;
 export const ESPIPE = 29;
 export const EROFS = 30;
 export const EPIPE = 32;
@@ -94,6 +96,7 @@ export const ERRNO_NAMES: Readonly<Record<number, string>> = {
   [ENOTTY]: 'ENOTTY',
   [EFBIG]: 'EFBIG',
   [ENOSPC]: 'ENOSPC',
+  [ENOSYS]: 'ENOSYS',
   [ESPIPE]: 'ESPIPE',
   [EPIPE]: 'EPIPE',
   [EOPNOTSUPP]: 'EOPNOTSUPP',

@@ -265,7 +265,10 @@ export function folioAddRmapPtes(
 /** Models folio_add_anon_rmap_pmd()/folio_add_file_rmap_pmd() / folio_dup_*_rmap_pmd(). */
 export function folioAddRmapPmd(core: Core, head: number, exclusive: boolean): void {
   const m = core.map;
-  if (m.entireMapcount[head]++ === 0 && m.flags[head] & PG_anon) core.vmstat.nr_anon_transparent_hugepages++;
+  if (m.entireMapcount[head]++ === 0) {
+    if (m.flags[head] & PG_anon) core.vmstat.nr_anon_transparent_hugepages++;
+    else if (isShmemThp(m.flags[head])) core.vmstat.nr_shmem_pmdmapped += m.folioNrPages(head);
+  }
   m.largeMapcount[head]++;
   if (exclusive) m.flags[head] |= PG_anon_exclusive;
 }
@@ -307,7 +310,13 @@ export function folioRemoveRmapPmd(core: Core, head: number): void {
     // clears the bit on unmap (__folio_remove_rmap()), so keep it while PTE-mapped.
     if (m.mapcount[head] === 0) m.flags[head] &= ~PG_anon_exclusive;
     if (m.flags[head] & PG_anon) core.vmstat.nr_anon_transparent_hugepages--;
+    else if (isShmemThp(m.flags[head])) core.vmstat.nr_shmem_pmdmapped -= m.folioNrPages(head);
   }
+}
+
+/** A shmem page-cache folio (swap-backed, not anonymous, not hugetlb): NR_SHMEM_PMDMAPPED counts it. */
+function isShmemThp(flags: number): boolean {
+  return (flags & (PG_anon | PG_hugetlb | PG_zone_device)) === 0 && (flags & PG_swapbacked) !== 0;
 }
 
 /** Hooks the page allocator calls back into (set by higher layers; avoids import cycles). */

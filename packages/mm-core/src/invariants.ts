@@ -438,19 +438,37 @@ class MmCoreCheck {
       if (inode.refs < live)
         this.report(`inode ${inode.name}: ${inode.refs} references but mapped by ${live} VMAs`);
       for (const [index, pfn] of inode.pages) {
-        if (!m.valid(pfn) || m.head[pfn] !== pfn) {
-          this.report(`inode ${inode.name}: page cache index ${index} holds a non-head pfn ${hex(pfn)}`);
+        if (!m.valid(pfn)) {
+          this.report(`inode ${inode.name}: page cache index ${index} holds an invalid pfn ${hex(pfn)}`);
           continue;
         }
-        if (m.mapping[pfn] !== inode.id)
-          this.report(`inode ${inode.name}: page cache folio at ${index} has mapping ${m.mapping[pfn]}`, pfn);
-        const huge = (m.flags[pfn] & PG_hugetlb) !== 0;
+        const head = m.head[pfn];
+        const huge = (m.flags[head] & PG_hugetlb) !== 0;
+        // A hugetlbfs folio has one slot (its huge index); a shmem folio one slot per page, each
+        // holding that page (a large folio is a multi-index entry) and one reference.
+        if (huge ? head !== pfn : m.index[head] + (pfn - head) !== index) {
+          this.report(
+            `inode ${inode.name}: page cache index ${index} holds pfn ${hex(pfn)} of the folio at index ${m.index[head]}`,
+            pfn,
+          );
+          continue;
+        }
+        if (m.mapping[head] !== inode.id)
+          this.report(
+            `inode ${inode.name}: page cache folio at ${index} has mapping ${m.mapping[head]}`,
+            head,
+          );
         if (!huge) {
           this.shmemPages++;
-          if (m.index[pfn] !== index)
-            this.report(`inode ${inode.name}: page cache folio at ${index} has index ${m.index[pfn]}`, pfn);
+          if (pfn === head && m.flags[head] & PG_head)
+            for (let i = 1; i < m.folioNrPages(head); i++)
+              if (inode.pages.get(index + i) !== head + i)
+                this.report(
+                  `inode ${inode.name}: large folio at ${index} misses its page-cache slot ${index + i}`,
+                  head,
+                );
         }
-        this.addRef(pfn, 1);
+        this.addRef(head, 1);
       }
     }
     const holders = refHolders.get(core);

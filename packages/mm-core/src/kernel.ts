@@ -225,7 +225,9 @@ export class Kernel implements Host {
     if (dev) return { fops: dev };
     if ((flags & O_TMPFILE) === O_TMPFILE) {
       if (path !== '/tmp' && path !== '/dev/shm' && path !== '/tmp/') return -ENOENT;
-      return { inode: shmemNewInode(this.core, `${path.replace(/\/$/, '')}/#tmpfile (deleted)`) };
+      const inode = shmemNewInode(this.core, `${path.replace(/\/$/, '')}/#tmpfile (deleted)`);
+      inode.sbHuge = this.ns.hugeFor(`${path.replace(/\/$/, '')}/#tmpfile`);
+      return { inode };
     }
     if (path.startsWith('/tmp/') || path.startsWith('/dev/shm/')) {
       const have = this.tmpfs.get(path);
@@ -239,6 +241,7 @@ export class Kernel implements Host {
       if (parent < 0) return parent;
       const inode = shmemNewInode(this.core, path);
       inode.unlinked = false;
+      inode.sbHuge = this.ns.hugeFor(path);
       this.tmpfs.set(path, inode);
       return { inode };
     }

@@ -41,6 +41,8 @@ export function memfdCreateFile(core: Core, name: string, flags: number, opener:
   }
   const inode =
     flags & MFD_HUGETLB ? hugetlbfsNewInode(core, `memfd:${name}`) : shmemNewInode(core, `memfd:${name}`);
+  // shmem_file_setup() puts a shmem memfd on the internal shm_mnt: its huge pages follow shmem_enabled.
+  if (!(flags & MFD_HUGETLB)) inode.sbHuge = 'shm_mnt';
   inode.refs++;
   return new OpenFile(`/memfd:${name} (deleted)`, O_RDWR, inode, null, opener);
 }

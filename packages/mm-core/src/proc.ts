@@ -19,7 +19,7 @@ import {
   SWP_MIGRATION_WRITE,
   swpType,
 } from './pgtable/entry.js';
-import { PG_anon, PG_anon_exclusive } from './phys/memmap.js';
+import { PG_anon, PG_anon_exclusive, PG_swapbacked } from './phys/memmap.js';
 import type { KGen } from './sched/task.js';
 
 /** Models PM_PRESENT (bit 63 of a /proc/pid/pagemap entry). */
@@ -135,6 +135,10 @@ export interface SmapsEntry {
   anonHugePages: number;
   /** Anonymous bytes. */
   anonymous: number;
+  /** ShmemPmdMapped: bytes of shmem (tmpfs) THPs mapped by PMDs (mss->shmem_thp). */
+  shmemPmdMapped: number;
+  /** FilePmdMapped: bytes of other file THPs mapped by PMDs (mss->file_thp; none in the model). */
+  filePmdMapped: number;
   /** Bytes in device-private / migration / device-exclusive entries (not resident on the CPU side; model-only). */
   swapLike: number;
   /** Swap: bytes of swap PTEs (smaps_pte_entry(): `mss->swap`). */
@@ -259,6 +263,8 @@ function smapsVma(core: Core, v: Vma): SmapsEntry {
     name: vmaName(v) ?? '',
     rss: 0,
     anonHugePages: 0,
+    shmemPmdMapped: 0,
+    filePmdMapped: 0,
     anonymous: 0,
     swapLike: 0,
     swap: 0,
@@ -298,10 +304,12 @@ function smapsVma(core: Core, v: Vma): SmapsEntry {
         continue;
       }
       e.rss += next - a;
+      // smaps_pmd_entry(): anonymous, else shmem (swap-backed), else file THP.
       if (m.flags[pfn] & PG_anon) {
         e.anonymous += next - a;
         e.anonHugePages += next - a;
-      }
+      } else if (m.flags[pfn] & PG_swapbacked) e.shmemPmdMapped += next - a;
+      else e.filePmdMapped += next - a;
       a = next;
       continue;
     }

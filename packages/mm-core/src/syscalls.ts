@@ -46,6 +46,7 @@ import {
   TASK_SIZE,
 } from './constants.js';
 import { accessBytes, XLATE_DEAD } from './cpu.js';
+
 import { OpenFile } from './fs.js';
 import { memfdCreateFile } from './memfd.js';
 import {
@@ -236,6 +237,7 @@ export class Syscalls {
     if (!file && shared) {
       // Models shmem_zero_setup(): shared anonymous memory is a tmpfs file.
       inode = shmemNewInode(core, 'dev/zero');
+      inode.sbHuge = 'shm_mnt';
       inode.size = len;
     }
     if (huge && shared && !inode) {

@@ -4,8 +4,8 @@
  * `/tmp` and `/dev/shm`, and whatever tmpfs instances are mounted on directories below them.
  * Files are found by full path in the Kernel's `tmpfs` table; directories exist to be created,
  * removed, mounted on, and to hold new files (open(O_CREAT) in a missing directory is -ENOENT).
- * A mount's huge= and size= options are checked and kept, but the model's tmpfs allocates base
- * pages only (no shmem THP) and does not enforce size=.
+ * A mount's huge= option decides its files' huge pages (Inode.sbHuge, read by
+ * shmem_huge_global_enabled()); size= is checked and kept but not enforced.
  */
 
 import {
@@ -163,6 +163,22 @@ export class TmpfsNamespace {
     for (const d of [...this.dirs]) if (d.startsWith(prefix)) this.dirs.delete(d);
     this.mounts.delete(t);
     return 0;
+  }
+
+  /**
+   * Models SHMEM_SB(inode->i_sb)->huge for a new file at path: the huge= option of the innermost
+   * tmpfs instance mounted above it, 'never' on the roots (/tmp and /dev/shm are mounted without
+   * huge=).
+   */
+  hugeFor(path: string): ShmemHuge {
+    let best = '';
+    let huge: ShmemHuge = 'never';
+    for (const [mp, opts] of this.mounts)
+      if (path.startsWith(`${mp}/`) && mp.length > best.length) {
+        best = mp;
+        huge = opts.huge;
+      }
+    return huge;
   }
 
   /** Models the lookup of a new file's parent in open(O_CREAT): 0, -ENOENT or -ENOTDIR. */

@@ -8,7 +8,6 @@ import { installMmCoreChecker, type Kernel } from '@hmm-model/mm-core';
 import { BINARIES } from '../binaries.js';
 import { type Ktap, parseKtap } from '../ktap.js';
 import { bootVmtestsMachine } from '../machine.js';
-import { MODEL_GAP_RUNS } from '../model-gaps.js';
 import { runProgram } from '../program.js';
 import type { ProgramIO } from '../stdio.js';
 
@@ -101,9 +100,4 @@ function expectNoViolations(v: readonly string[]): void {
  * feature lands, the case passes and its test fails on purpose: remove the entry then.
  */
 export const MODEL_GAPS: Readonly<Record<string, Readonly<Record<string, string>>>> = {
-  // khugepaged.c has no KTAP cases: the keys are its command lines, the runs that fail.
-  khugepaged: {
-    'all:shmem': MODEL_GAP_RUNS['khugepaged all:shmem'],
-    '-s 4 all:shmem': MODEL_GAP_RUNS['khugepaged -s 4 all:shmem'],
-  },
 };

@@ -25,8 +25,9 @@ import {
 import type { Kernel } from '../kernel.js';
 import type { Process } from '../process.js';
 import { machine, pmdKind, ptePfn } from '../testing/helpers.js';
-import { madviseCollapseErrno, type ScanResult } from './collapse.js';
+import type { ScanResult } from './collapse.js';
 import { FOLL_PIN, getUserPages, putUserPages } from './gup.js';
+import { madviseCollapseErrno } from './madvise-collapse.js';
 
 const RW = PROT_READ | PROT_WRITE;
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS;

@@ -5,7 +5,7 @@
  * return 0 so the access retries, as in the kernel. Allocations may sleep: another task can
  * run between the lockless read and the locked re-check.
  */
-import { PAGE_SIZE, PMD_SIZE } from '../constants.js';
+import { HPAGE_PMD_NR, PAGE_SIZE, PMD_SIZE } from '../constants.js';
 import {
   type Core,
   FAULT_FLAG_UNSHARE,
@@ -49,6 +49,7 @@ import { PG_anon, PG_anon_exclusive, PG_dirty, PG_head, PG_lru, PG_swapcache } f
 import type { KGen } from '../sched/task.js';
 import { anonVmaPrepare, linearPageIndex } from './anon.js';
 import { addMmCounter, mmCounter } from './counters.js';
+import { shmemFaultPmd } from './fault-file.js';
 import {
   deviceFault,
   doHugePmdAnonymousPage,
@@ -194,8 +195,10 @@ function* doAnonymousPage(
 
 /**
  * Models do_read_fault()/do_shared_fault()/do_cow_fault() for a tmpfs-backed VMA: map the
- * page-cache folio, or for a private write a new anonymous copy of it. SIGBUS beyond EOF.
- * Runs under the PTE lock with the PTE re-checked none.
+ * page-cache folio (shmem_get_folio_gfp() may allocate a huge one), or for a private write a new
+ * anonymous copy of its page. SIGBUS beyond EOF. Runs under the PTE lock with the PTE re-checked
+ * none. A large shmem folio is mapped whole when it fits the VMA and the PTE table and all its
+ * PTEs are none (finish_fault()'s "set mappings for the whole large folio"), else one page.
  */
 function doFileFault(core: Core, vma: Vma, pteT: number, addr: number, flags: number): number {
   const inode = vma.file;
@@ -204,7 +207,7 @@ function doFileFault(core: Core, vma: Vma, pteT: number, addr: number, flags: nu
   if (index * PAGE_SIZE >= inode.size) return VM_FAULT_SIGBUS;
   const i = pteIndex(addr);
   if (!same(core, pteT, i, 0, 0)) return 0;
-  const page = shmemGetFolio(core, inode, index, true);
+  const page = shmemGetFolio(core, inode, index, true, { vma, addr, writeEnd: 0 });
   if (page < 0) return VM_FAULT_OOM;
   const write = (flags & FAULT_FLAG_WRITE) !== 0;
   if (write && !(vma.flags & VM_SHARED)) {
@@ -219,12 +222,32 @@ function doFileFault(core: Core, vma: Vma, pteT: number, addr: number, flags: nu
     core.vmstat.cow_faults++;
     return 0;
   }
-  folioGet(core, page);
-  folioAddRmapPtes(core, page, page, 1, false);
+  const head = core.map.head[page];
+  let first = page;
+  let i0 = i;
+  let nr = 1;
+  const folioNr = core.map.folioNrPages(head);
+  if (folioNr > 1) {
+    const idx = page - head;
+    const vmaOff = index - vma.pgoff;
+    if (
+      vmaOff >= idx &&
+      vmaOff + (folioNr - idx) <= (vma.end - vma.start) / PAGE_SIZE &&
+      i >= idx &&
+      i + (folioNr - idx) <= HPAGE_PMD_NR &&
+      pteRangeNone(core, pteT, i - idx, folioNr)
+    ) {
+      first = head;
+      i0 = i - idx;
+      nr = folioNr;
+    }
+  }
+  folioGet(core, head, nr);
+  folioAddRmapPtes(core, head, first, nr, false);
   const w = write || ((vma.flags & VM_SHARED) !== 0 && (vma.flags & VM_WRITE) !== 0);
-  if (write) core.map.flags[page] |= PG_dirty;
-  ptSet(core, pteT, i, mkPteLo(page, w, write, true), mkHi(page));
-  addMmCounter(vma.mm, 'MM_SHMEMPAGES', 1);
+  if (write) core.map.flags[head] |= PG_dirty;
+  for (let k = 0; k < nr; k++) ptSet(core, pteT, i0 + k, mkPteLo(first + k, w, write, true), mkHi(first + k));
+  addMmCounter(vma.mm, mmCounter(core, head), nr);
   return 0;
 }
 
@@ -424,6 +447,11 @@ function* handlePteFault(core: Core, vma: Vma, pmdT: number, addr: number, flags
   const pmdLo = ptLo(core, pmdT, mi);
   const pmdHi = ptHi(core, pmdT, mi);
   if (!entryNone(pmdLo, pmdHi) && (!entryPresent(pmdLo) || entryHuge(pmdLo))) return 0;
+  // finish_fault(): a PMD-sized shmem folio is mapped by do_set_pmd() while the PMD is none.
+  if (entryNone(pmdLo, pmdHi) && vma.file && !vma.vmOps) {
+    const r = shmemFaultPmd(core, vma, pmdT, addr, flags);
+    if (r !== null) return r;
+  }
   const pteT = pteTableAt(core, vma.mm, pmdT, addr, true);
   if (pteT < 0) return entryNone(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi)) ? VM_FAULT_OOM : 0;
   const i = pteIndex(addr);

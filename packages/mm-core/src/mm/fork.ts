@@ -169,6 +169,8 @@ function copyHugePmd(
   sPmdT: number,
   haddr: number,
 ): 'done' | 'split' | 'oom' | 'again' {
+  // "Skip if can be re-fill on fault": a file (shmem) PMD is not copied; the child faults it.
+  if (!dst.isAnonymous) return 'done';
   const dPmdT = pmdTableOf(core, dst.mm, haddr, true);
   const table = dPmdT < 0 ? -1 : allocDeposit(core, dst.mm);
   if (table < 0) return 'oom';

@@ -116,6 +116,10 @@ export function splitHugePmdLocked(core: Core, vma: Vma, pmdT: number, haddr: nu
   const m = core.map;
   core.vmstat.thp_split_pmd++;
   mm.tlb.flushRange(haddr, haddr + PMD_SIZE);
+  if (!vma.isAnonymous) {
+    splitFilePmdLocked(core, vma, pmdT, haddr, lo, hi);
+    return;
+  }
   const table = withdrawTable(mm, haddr);
   const pfn = entryPfn(lo, hi);
   if (entryPresent(lo)) {
@@ -200,6 +204,25 @@ export function splitHugePmdLocked(core: Core, vma: Vma, pmdT: number, haddr: nu
     }
   }
   ptSet(core, pmdT, mi, tableLo(table), tableHi(table));
+}
+
+/**
+ * Models the !vma_is_anonymous() branch of __split_huge_pmd_locked(): a file (shmem) PMD is
+ * not split into PTEs but zapped ("we are going to unmap this huge page, so just go ahead and
+ * zap it"): the folio stays in the page cache and the next fault maps it again. The model's
+ * deposited table (it deposits one with every huge PMD) is freed with it.
+ */
+function splitFilePmdLocked(core: Core, vma: Vma, pmdT: number, haddr: number, lo: number, hi: number): void {
+  const mm = vma.mm;
+  ptSet(core, pmdT, pmdIndex(haddr), 0, 0);
+  mm.tlb.flushRange(haddr, haddr + PMD_SIZE);
+  zapDepositedTable(core, mm, haddr);
+  const head = core.map.head[entryPfn(lo, hi)];
+  folioBugOn(core, !entryPresent(lo), head, '__split_huge_pmd_locked: non-present file PMD');
+  if (lo & _PAGE_DIRTY) core.map.flags[head] |= PG_dirty;
+  folioRemoveRmapPmd(core, head);
+  folioPut(core, head);
+  addMmCounter(mm, mmCounter(core, head), -HPAGE_PMD_NR);
 }
 
 /**

@@ -139,8 +139,7 @@ export type TvaType = 'khugepaged' | 'forced';
  * vma_thp_disabled() (VM_NOHUGEPAGE), VM_NO_KHUGEPAGED (VM_SPECIAL | VM_HUGETLB), a VMA that
  * holds at least one aligned PMD (checked at vm_end - PMD_SIZE), and for khugepaged the PMD
  * order's per-size setting (hugepages-2048kB/enabled; "inherit": the top-level mode "always",
- * or "madvise" with VM_HUGEPAGE). Simplified: file and shmem VMAs are never allowable (the model
- * has no huge tmpfs; the kernel would let MADV_COLLAPSE run collapse_file()).
+ * or "madvise" with VM_HUGEPAGE); shmem VMAs follow shmem_allowable_huge_orders().
  */
 export function thpVmaAllowableOrder(core: Core, vma: Vma, vmFlags: number, type: TvaType): boolean {
   return thpVmaAllowableOrders(core, vma, vmFlags, type, 1 << HPAGE_PMD_ORDER) !== 0;

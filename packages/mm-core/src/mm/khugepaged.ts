@@ -1,6 +1,7 @@
 /**
  * khugepaged (mm/khugepaged.c): the kernel thread that walks the registered mms and collapses
- * PTE-mapped anonymous memory into PMD-mapped THPs with the scan and collapse of mm/collapse.ts,
+ * PTE-mapped anonymous memory into PMD-mapped THPs with the scan and collapse of mm/collapse.ts
+ * (shmem page cache into PMD-sized folios with mm/collapse-file.ts),
  * obeying its sysfs limits (max_ptes_none, max_ptes_shared, max_ptes_swap, pages_to_scan).
  *
  * The model has no clock, so khugepaged never runs by itself: {@link khugepagedDoScan} is one
@@ -13,7 +14,9 @@ import { EACCES, EINVAL, HPAGE_PMD_NR, O_ACCMODE, O_RDONLY, PMD_SIZE } from '../
 import type { Core } from '../core.js';
 import type { FileOperations } from '../fs.js';
 import type { KGen } from '../sched/task.js';
+import { linearPageIndex } from './anon.js';
 import { type CollapseControl, collapseTestExit, hpageCollapseScanPmd, type ScanResult } from './collapse.js';
+import { collapsePteMappedThp, hpageCollapseScanFile } from './collapse-file.js';
 import {
   COLLAPSE_MAX_PTES_LIMIT,
   hugepagePmdEnabled,
@@ -24,7 +27,7 @@ import {
   khugepagedWake,
   thpVmaAllowableOrder,
 } from './khugepaged-state.js';
-import { mmapReadUnlock } from './locking.js';
+import { mmapReadLock, mmapReadUnlock } from './locking.js';
 import type { MmStruct, Vma } from './types.js';
 
 /** What one khugepaged_do_scan() pass did (model-only summary). */
@@ -131,7 +134,30 @@ function* khugepagedScanVmas(
     while (s.address < hend) {
       yield 'khugepaged_scan_mm_slot: cond_resched';
       if (collapseTestExit(mm)) return true;
-      const r = yield* hpageCollapseScanPmd(core, mm, s.address, KHUGEPAGED_CC);
+      let r: { result: ScanResult; mmapLocked: boolean };
+      if (vma.file && !vma.vmOps) {
+        // A shmem VMA: scan the page cache with the mmap_lock dropped; a range already holding
+        // its PMD-sized folio gets collapse_pte_mapped_thp() (no PMD installed: the next fault
+        // maps it).
+        const inode = vma.file;
+        const pgoff = linearPageIndex(vma, s.address);
+        mmapReadUnlock(core, mm, 'khugepaged_scan_mm_slot');
+        r = {
+          result: yield* hpageCollapseScanFile(core, mm, s.address, inode, pgoff, KHUGEPAGED_CC),
+          mmapLocked: false,
+        };
+        if (r.result === 'SCAN_PTE_MAPPED_HUGEPAGE') {
+          yield* mmapReadLock(core, mm, 'khugepaged_scan_mm_slot');
+          if (collapseTestExit(mm)) {
+            mmapReadUnlock(core, mm, 'khugepaged_scan_mm_slot');
+            walk.locked = false;
+            return true;
+          }
+          r.result = yield* collapsePteMappedThp(core, mm, s.address, false);
+          if (r.result === 'SCAN_PMD_MAPPED') r.result = 'SCAN_SUCCEED';
+          mmapReadUnlock(core, mm, 'khugepaged_scan_mm_slot');
+        }
+      } else r = yield* hpageCollapseScanPmd(core, mm, s.address, KHUGEPAGED_CC);
       res.result = r.result;
       if (r.result === 'SCAN_SUCCEED') settings.pagesCollapsed++;
       s.address += PMD_SIZE;

@@ -48,9 +48,9 @@ import {
 import type { Core } from '../core.js';
 import type { KGen } from '../sched/task.js';
 import { argInt, MODEL_MAX_FILESIZE, madviseArgs } from '../syscall-args.js';
-import { madviseCollapse } from './collapse.js';
 import { khugepagedEnterVma } from './khugepaged-state.js';
 import { mmapReadLock, mmapReadUnlock, mmapWriteLock, mmapWriteUnlock } from './locking.js';
+import { madviseCollapse } from './madvise-collapse.js';
 import { madviseColdOrPageout, madviseFreeSingleVma } from './madvise-lazy.js';
 import { madvisePopulate } from './madvise-populate.js';
 import { inodePut } from './mmap.js';

@@ -1,9 +1,9 @@
 import { HPAGE_PMD_NR, PAGE_SIZE, PMD_SIZE } from '../constants.js';
 import type { Core } from '../core.js';
 import { folioMapped, folioPut } from '../folio.js';
-import { PG_hugetlb, PG_lru } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
 import { withInvalidation } from './notifier.js';
+import { shmemDeleteFolio, shmemFolios } from './shmem.js';
 import { type Inode, MMU_NOTIFY_CLEAR } from './types.js';
 import { zapRange } from './zap.js';
 
@@ -47,18 +47,18 @@ export function* unmapMappingPages(
 function* shmemUndoRange(core: Core, inode: Inode, lstart: number, lend: number): KGen {
   const first = Math.ceil(lstart / PAGE_SIZE);
   const endIndex = Math.floor((lend + 1) / PAGE_SIZE);
-  for (const [index, pfn] of [...inode.pages]) {
-    if (index < first || index >= endIndex) continue;
-    if (folioMapped(core, pfn)) yield* unmapMappingPages(core, inode, index, 1, false);
-    if (inode.pages.get(index) !== pfn) continue;
-    inode.pages.delete(index);
-    core.map.mapping[pfn] = 0;
-    core.map.flags[pfn] &= ~PG_lru;
-    if (!(core.map.flags[pfn] & PG_hugetlb)) {
-      core.vmstat.nr_shmem--;
-      core.vmstat.nr_file_pages--;
+  for (const [head, index, nr] of shmemFolios(core, inode)) {
+    if (index + nr <= first || index >= endIndex) continue;
+    if (index < first || index + nr > endIndex) {
+      // A large folio partly inside the hole: the kernel splits it and frees the pages inside;
+      // the model keeps the folio and zeroes them (what the kernel does when the split fails).
+      for (let i = Math.max(first, index); i < Math.min(endIndex, index + nr); i++)
+        core.frames.page(head + (i - index)).fill(0);
+      continue;
     }
-    folioPut(core, pfn);
+    if (folioMapped(core, head)) yield* unmapMappingPages(core, inode, index, nr, false);
+    if (inode.pages.get(index) !== head) continue;
+    shmemDeleteFolio(core, inode, head);
   }
   const zeroPart = (index: number, from: number, to: number) => {
     const pfn = inode.pages.get(index);

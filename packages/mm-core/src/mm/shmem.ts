@@ -1,8 +1,9 @@
-import { PAGE_SIZE } from '../constants.js';
+import { HPAGE_PMD_NR, HPAGE_PMD_ORDER, PAGE_SIZE } from '../constants.js';
 import type { Core } from '../core.js';
-import { allocFolio, folioPut } from '../folio.js';
-import { PG_hugetlb, PG_lru, PG_swapbacked, PG_uptodate } from '../phys/memmap.js';
-import { Inode } from './types.js';
+import { allocFolio, folioGet, folioPut } from '../folio.js';
+import { PG_head, PG_hugetlb, PG_lru, PG_swapbacked, PG_uptodate } from '../phys/memmap.js';
+import { SHMEM_PMD_ORDERS, shmemAllowableHugeOrders, thpFileVmaSuitablePmd } from './shmem-huge.js';
+import { Inode, type Vma } from './types.js';
 
 let nextIno = 1;
 
@@ -14,41 +15,140 @@ export function shmemNewInode(core: Core, name: string): Inode {
 }
 
 /**
- * Models shmem_get_folio(): the page-cache folio at `index`, allocating a zeroed one when
- * `alloc` (SGP_CACHE). Returns the pfn or -1 (absent, or out of memory).
+ * Models shmem_add_to_page_cache() for a new folio at the aligned index `start`: every page of
+ * the folio gets its page-cache slot (the model's i_pages holds, per index, the pfn of that page:
+ * a large folio is a multi-index entry), one reference per page (the kernel's folio_ref_add(nr)),
+ * NR_SHMEM / NR_FILE_PAGES per page and NR_SHMEM_THPS for a PMD-sized folio. The folio arrives
+ * with the allocation's reference, which becomes the first page's.
  */
-export function shmemGetFolio(core: Core, inode: Inode, index: number, alloc: boolean): number {
+function shmemAddToPageCache(core: Core, inode: Inode, head: number, start: number): void {
+  const m = core.map;
+  const nr = m.folioNrPages(head);
+  m.flags[head] |= PG_uptodate | PG_swapbacked | PG_lru;
+  m.mapping[head] = inode.id;
+  m.index[head] = start;
+  if (nr > 1) folioGet(core, head, nr - 1);
+  for (let i = 0; i < nr; i++) inode.pages.set(start + i, head + i);
+  core.vmstat.nr_shmem += nr;
+  core.vmstat.nr_file_pages += nr;
+  if (m.folioOrder(head) === HPAGE_PMD_ORDER) core.vmstat.nr_shmem_hugepages += nr;
+}
+
+/** Models xa_find(&mapping->i_pages, index, last, XA_PRESENT): some slot of [index, last] is in use. */
+function pageCacheRangeUsed(inode: Inode, index: number, last: number): boolean {
+  for (let i = index; i <= last; i++) if (inode.pages.has(i)) return true;
+  return false;
+}
+
+/**
+ * Where a shmem folio is wanted: the faulting VMA and address (null for write(2) and fallocate),
+ * and write_end (the end of the write, 0 for a fault).
+ */
+export interface ShmemGetCtx {
+  readonly vma: Vma | null;
+  readonly addr: number;
+  readonly writeEnd: number;
+}
+
+/**
+ * Models shmem_get_folio_gfp() (mm/shmem.c) with SGP_CACHE: the page-cache page at `index`, or
+ * (`alloc`) a new zeroed folio added to the page cache. A huge one is tried first when
+ * shmem_allowable_huge_orders() allows the PMD order: shmem_suitable_orders() wants the PMD
+ * extent around the fault inside the VMA (vm_pgoff aligned) and the extent empty in the page
+ * cache; the allocation counts THP_FILE_ALLOC, its failure THP_FILE_FALLBACK and an order-0
+ * page follows. Returns the pfn of the page at index, or -1 (absent, or out of memory).
+ */
+export function shmemGetFolio(
+  core: Core,
+  inode: Inode,
+  index: number,
+  alloc: boolean,
+  ctx: ShmemGetCtx = { vma: null, addr: 0, writeEnd: 0 },
+): number {
   const have = inode.pages.get(index);
   if (have !== undefined) return have;
   if (!alloc) return -1;
+  const orders = shmemAllowableHugeOrders(
+    core,
+    inode,
+    ctx.vma ? ctx.vma.flags : null,
+    index,
+    ctx.writeEnd,
+    false,
+  );
+  if (orders & SHMEM_PMD_ORDERS) {
+    const start = Math.floor(index / HPAGE_PMD_NR) * HPAGE_PMD_NR;
+    const suitable =
+      (!ctx.vma || thpFileVmaSuitablePmd(ctx.vma, ctx.addr)) &&
+      !pageCacheRangeUsed(inode, start, start + HPAGE_PMD_NR - 1);
+    if (suitable) {
+      const head = allocFolio(core, HPAGE_PMD_ORDER, true);
+      if (head >= 0) {
+        core.vmstat.thp_file_alloc++;
+        shmemAddToPageCache(core, inode, head, start);
+        return head + (index - start);
+      }
+      core.vmstat.thp_file_fallback++;
+    }
+  }
   const pfn = allocFolio(core, 0, true);
   if (pfn < 0) return -1;
-  const m = core.map;
-  m.flags[pfn] |= PG_uptodate | PG_swapbacked | PG_lru;
-  m.mapping[pfn] = inode.id;
-  m.index[pfn] = index;
-  inode.pages.set(index, pfn);
-  core.vmstat.nr_shmem++;
-  core.vmstat.nr_file_pages++;
+  shmemAddToPageCache(core, inode, pfn, index);
   return pfn;
 }
 
 /**
+ * Models filemap_remove_folio() + the page cache's references for a whole shmem folio: its slots
+ * go, NR_SHMEM / NR_FILE_PAGES (and NR_SHMEM_THPS) drop, mapping is cleared, one reference per
+ * page is put. hugetlbfs folios share the page cache but are not counted in NR_SHMEM.
+ */
+export function shmemDeleteFolio(core: Core, inode: Inode, head: number): void {
+  const m = core.map;
+  const huge = (m.flags[head] & PG_hugetlb) !== 0;
+  const nr = huge ? 1 : m.folioNrPages(head);
+  const start = huge ? -1 : m.index[head];
+  if (huge) {
+    for (const [i, p] of inode.pages) if (p === head) inode.pages.delete(i);
+  } else for (let i = 0; i < nr; i++) inode.pages.delete(start + i);
+  m.mapping[head] = 0;
+  m.flags[head] &= ~PG_lru;
+  if (!huge) {
+    core.vmstat.nr_shmem -= nr;
+    core.vmstat.nr_file_pages -= nr;
+    if (m.folioOrder(head) === HPAGE_PMD_ORDER) core.vmstat.nr_shmem_hugepages -= nr;
+  }
+  folioPut(core, head, nr);
+}
+
+/**
+ * The page-cache folios of an inode as [head, first index, pages] (a large shmem folio once).
+ * Hugetlbfs folios (one slot per huge page) come as one page each.
+ */
+export function shmemFolios(core: Core, inode: Inode): [head: number, index: number, nr: number][] {
+  const m = core.map;
+  const out: [number, number, number][] = [];
+  for (const [index, pfn] of inode.pages) {
+    const head = m.head[pfn];
+    if (m.flags[head] & PG_hugetlb || !(m.flags[head] & PG_head)) out.push([head, index, 1]);
+    else if (pfn === head) out.push([head, index, m.folioNrPages(head)]);
+  }
+  return out;
+}
+
+/**
  * Models shmem_undo_range()/truncate_inode_pages_range() for page-cache pages at index >= from:
- * the caller must already have unmapped them (unmap_mapping_range).
+ * the caller must already have unmapped them (unmap_mapping_range). A large folio straddling
+ * `from` stays (the kernel would split it; when a split fails it keeps the folio and zeroes the
+ * part beyond the end, as the model does).
  */
 export function shmemTruncatePages(core: Core, inode: Inode, from: number): void {
-  for (const [index, pfn] of [...inode.pages]) {
-    if (index < from) continue;
-    inode.pages.delete(index);
-    core.map.mapping[pfn] = 0;
-    core.map.flags[pfn] &= ~PG_lru;
-    // hugetlbfs folios share the page cache but are not counted in NR_SHMEM/NR_FILE_PAGES.
-    if (!(core.map.flags[pfn] & PG_hugetlb)) {
-      core.vmstat.nr_shmem--;
-      core.vmstat.nr_file_pages--;
+  for (const [head, index, nr] of shmemFolios(core, inode)) {
+    if (index + nr <= from) continue;
+    if (index < from) {
+      for (let i = from - index; i < nr; i++) core.frames.page(head + i).fill(0);
+      continue;
     }
-    folioPut(core, pfn);
+    shmemDeleteFolio(core, inode, head);
   }
 }
 
@@ -73,12 +173,13 @@ export function shmemRead(core: Core, inode: Inode, buf: Uint8Array, pos: number
 /** Models shmem_file_write_iter(): copy buf into the file at pos, extending it; bytes written or -errno. */
 export function shmemWrite(core: Core, inode: Inode, buf: Uint8Array, pos: number): number {
   let done = 0;
+  const writeEnd = pos + buf.length;
   while (done < buf.length) {
     const p = pos + done;
     const index = Math.floor(p / PAGE_SIZE);
     const off = p % PAGE_SIZE;
     const n = Math.min(PAGE_SIZE - off, buf.length - done);
-    const pfn = shmemGetFolio(core, inode, index, true);
+    const pfn = shmemGetFolio(core, inode, index, true, { vma: null, addr: 0, writeEnd });
     if (pfn < 0) break;
     core.frames.page(pfn).set(buf.subarray(done, done + n), off);
     done += n;

@@ -7,6 +7,7 @@
 import { HPAGE_PMD_ORDER, PAGE_SIZE } from '../constants.js';
 import type { Core, ThpSizeMode } from '../core.js';
 import type { MthpStatItem } from '../vmstat.js';
+import { shmemVmaAllowableOrders } from './shmem-huge.js';
 import { VM_HUGEPAGE, VM_HUGETLB, VM_NOHUGEPAGE, VM_SHARED, VM_SPECIAL, type Vma } from './types.js';
 
 /** Models THP_ORDERS_ALL_ANON on x86-64: orders 2..PMD_ORDER (order 1 is never an anon THP). */
@@ -56,8 +57,8 @@ export type TvaKind = 'pagefault' | 'khugepaged' | 'forced';
  * Models thp_vma_allowable_orders() + __thp_vma_allowable_orders() (mm/huge_memory.c) for an
  * anonymous VMA: `orders` intersected with THP_ORDERS_ALL_ANON, the sysfs masks (not for a
  * forced collapse), VM_NOHUGEPAGE, VM_SPECIAL/VM_HUGETLB (VM_NO_KHUGEPAGED outside a fault) and,
- * outside a fault, the orders whose aligned block fits at the VMA's end. Returns the mask.
- * Simplified: file and shmem VMAs allow no order (no huge tmpfs in the model).
+ * outside a fault, the orders whose aligned block fits at the VMA's end. Returns the mask. A
+ * shmem VMA outside the fault path follows shmemVmaAllowableOrders() (PMD order only).
  */
 export function thpVmaAllowableOrders(
   core: Core,
@@ -66,7 +67,13 @@ export function thpVmaAllowableOrders(
   kind: TvaKind,
   ordersIn: number,
 ): number {
-  if (!vma.isAnonymous || vmFlags & VM_SHARED) return 0;
+  // Shmem VMAs (tmpfs files, memfd, shared anonymous memory) outside the fault path:
+  // shmem_allowable_huge_orders(); in the fault path a shmem VMA allows no huge order here.
+  if (!vma.isAnonymous) {
+    if (kind === 'pagefault' || !vma.file || vma.vmOps) return 0;
+    return shmemVmaAllowableOrders(core, vma, vmFlags, kind === 'forced', ordersIn);
+  }
+  if (vmFlags & VM_SHARED) return 0;
   let orders = ordersIn & THP_ORDERS_ALL_ANON;
   if (kind !== 'forced') orders &= thpAnonSysfsOrders(core, vmFlags);
   if (!orders) return 0;

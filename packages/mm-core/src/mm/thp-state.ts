@@ -17,7 +17,16 @@ interface ThpSysfsState {
   defrag: ThpDefrag;
   /** Models shmem_huge (default SHMEM_HUGE_NEVER). */
   shmemEnabled: ShmemHuge;
+  /**
+   * Models SHMEM_SB(shm_mnt->mnt_sb)->huge: the huge= option of the internal mount that holds
+   * memfd and shared anonymous memory. shmem_enabled_store() sets it to the new value unless that
+   * is "deny" or "force" (shmem_huge > SHMEM_HUGE_DENY).
+   */
+  shmMntHuge: ShmemMountHuge;
 }
+
+/** Models the huge= values of a tmpfs mount (SHMEM_HUGE_NEVER .. SHMEM_HUGE_ADVISE). */
+export type ShmemMountHuge = 'never' | 'always' | 'within_size' | 'advise';
 
 const states = new WeakMap<Core, ThpSysfsState>();
 
@@ -25,7 +34,7 @@ const states = new WeakMap<Core, ThpSysfsState>();
 export function thpSysfsState(core: Core): ThpSysfsState {
   let s = states.get(core);
   if (!s) {
-    s = { defrag: 'madvise', shmemEnabled: 'never' };
+    s = { defrag: 'madvise', shmemEnabled: 'never', shmMntHuge: 'never' };
     states.set(core, s);
   }
   return s;

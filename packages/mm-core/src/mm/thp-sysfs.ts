@@ -5,7 +5,8 @@
  * (anon_enabled_show()/anon_enabled_store()) with its stats directory (the DEFINE_MTHP_STAT_ATTR
  * counters). Writing `enabled`, a size's `enabled` or `shmem_enabled` starts or stops khugepaged
  * (start_stop_khugepaged(): it runs while anonymous or shmem PMD THP is enabled). Simplified: no
- * hugepages-8kB (file-only order 1) directory and no per-size shmem_enabled files (no huge tmpfs).
+ * hugepages-8kB (file-only order 1) directory and no per-size shmem_enabled files (shmem THP is
+ * PMD-sized only: huge_shmem_orders_inherit holds the PMD order, as by default).
  */
 import { EINVAL, HPAGE_PMD_ORDER, PAGE_SIZE } from '../constants.js';
 import type { Core, ThpMode } from '../core.js';
@@ -93,8 +94,8 @@ export interface ThpSysfsHost {
  * Models hugepage_init_sysfs(): hugepage_attr_group and shmem_enabled_attr (mm/shmem.c) —
  * enabled (enabled_store()), defrag (defrag_store(): the five modes; the model's allocator does
  * not compact, so it has no other effect), use_zero_page (single_hugepage_flag_store():
- * kstrtoul(), -EINVAL above 1) and shmem_enabled (shmem_enabled_store(); the model has no huge
- * tmpfs, so the value only keeps khugepaged running) — and, for each order of
+ * kstrtoul(), -EINVAL above 1) and shmem_enabled (shmem_enabled_store(): shmem_huge, and the
+ * internal shm_mnt's huge= unless "deny"/"force"; khugepaged runs while it enables PMD THP) — and, for each order of
  * THP_ORDERS_ALL_ANON (16 kB .. 2048 kB), hugepages-<size>kB/enabled and its stats.
  */
 export function registerThpSysfs(host: ThpSysfsHost): void {
@@ -147,6 +148,8 @@ export function registerThpSysfs(host: ThpSysfsHost): void {
         if (!v) return -EINVAL;
         const was = hugepagePmdEnabled(core);
         thpSysfsState(core).shmemEnabled = v;
+        // shmem_enabled_store(): "if (shmem_huge > SHMEM_HUGE_DENY) SHMEM_SB(shm_mnt)->huge = shmem_huge".
+        if (v !== 'deny' && v !== 'force') thpSysfsState(core).shmMntHuge = v;
         startStopKhugepaged(core, was);
         return 0;
       },

@@ -77,6 +77,12 @@ export class Inode {
   hugetlbfs = false;
   /** Models mapping->i_mmap_rwsem. */
   readonly immapRwsem = new RwSem('i_mmap_rwsem');
+  /**
+   * Models SHMEM_SB(inode->i_sb)->huge: 'shm_mnt' for an inode of the internal mount (memfd,
+   * shared anonymous memory: its huge= follows shmem_enabled), else the huge= option of the
+   * tmpfs instance holding the file ('never' for the model's /tmp and /dev/shm roots).
+   */
+  sbHuge: 'shm_mnt' | 'never' | 'always' | 'within_size' | 'advise' = 'never';
   constructor(
     readonly name: string,
     readonly ino: number,

@@ -248,28 +248,36 @@ class MigrateCheck {
     const TAIL = PG_tail;
     const HEAD = PG_head;
     const LOCKED = PG_locked;
+    const LOCKED_OR_ANON = PG_locked | PG_anon;
+    const order = m.order;
+    const mapping = m.mapping;
+    const mapcount = m.mapcount;
+    const entireMapcount = m.entireMapcount;
+    const largeMapcount = m.largeMapcount;
+    const end = pgmap.endPfn;
     let livePages = 0;
-    for (let p = start; p < pgmap.endPfn; p++) {
+    for (let p = start; p < end; p++) {
       const f = flags[p];
       if (isPrivate && f & DEFERRED) this.report(`${tag}: device-private folio on a deferred-split queue`, p);
       if (f & TAIL || headOf[p] !== p) continue;
-      const nr = f & HEAD ? 1 << m.order[p] : 1;
-      if (refcount[p] > 0) {
+      const nr = f & HEAD ? 1 << order[p] : 1;
+      const ref = refcount[p];
+      if (ref > 0) {
         livePages += nr;
         live.fill(1, p - start, Math.min(n, p - start + nr));
         if (f & LOCKED && this.lockAudit && !this.held.has(p))
           this.report(`${tag}: device folio locked outside any migration in flight`, p);
         continue;
       }
-      if (refcount[p] < 0) this.report(`${tag}: negative refcount`, p);
-      if (f & (PG_locked | PG_anon) || m.mapping[p] !== 0)
+      if (ref < 0) this.report(`${tag}: negative refcount`, p);
+      if (f & LOCKED_OR_ANON || mapping[p] !== 0)
         this.report(`${tag}: free device folio is locked, anonymous or has a mapping`, p);
       for (let k = 0; k < nr; k++)
-        if (m.mapcount[p + k] !== 0) {
+        if (mapcount[p + k] !== 0) {
           this.report(`${tag}: free device folio is mapped`, p);
           break;
         }
-      if (nr > 1 && (m.entireMapcount[p] !== 0 || m.largeMapcount[p] !== 0))
+      if (nr > 1 && (entireMapcount[p] !== 0 || largeMapcount[p] !== 0))
         this.report(`${tag}: free device folio has PMD mapcounts`, p);
     }
     if (pgmap.refs !== livePages)

@@ -11,6 +11,7 @@ import {
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
   HPAGE_PMD_NR,
+  MADV_COLD,
   MADV_NOHUGEPAGE,
   MADV_REMOVE,
   MAP_FIXED,
@@ -260,6 +261,21 @@ describe('split_huge_pages_in_file() (debugfs "<path>,0x<start>,0x<end>[,order[,
     expect(writeText(p, SPLIT, '/tmp/h/f,0x0')).toBe(-22);
     expect(writeText(p, SPLIT, '1')).toBe(1);
     expect(folios(k, inode)).toHaveLength(HPAGE_PMD_NR);
+  });
+});
+
+describe('madvise_cold_or_pageout_pte_range() on a page-cache THP', () => {
+  it('MADV_COLD of part of a PMD-mapped tmpfs THP splits it (split_folio(): the PMD zapped), the data stays', () => {
+    const { k, p, fd, inode } = thpFile();
+    const a = mapAligned(p, fd, PMD_SIZE);
+    p.readI32(a);
+    expect(pmdKind(k, p, a)).toBe('huge');
+    const splits = k.core.vmstat.thp_split_page;
+    expect(p.madvise(a, 16 * P, MADV_COLD)).toBe(0);
+    expect(k.core.vmstat.thp_split_page).toBe(splits + 1);
+    expect(folios(k, inode)).toHaveLength(HPAGE_PMD_NR);
+    expect(pmdKind(k, p, a)).toBe('none');
+    expect(sameBytes(p.readBytes(a, PMD_SIZE), pattern(PMD_SIZE))).toBe(true);
   });
 });
 

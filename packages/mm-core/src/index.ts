@@ -56,6 +56,7 @@ export * from './mm/swap-state.js';
 export * from './mm/swapfile.js';
 export * from './mm/swapoff.js';
 export * from './mm/thp-sysfs.js';
+export * from './mm/truncate.js';
 export * from './mm/types.js';
 export * from './mm/vma.js';
 export * from './mm/vmscan.js';

@@ -3,6 +3,8 @@ import {
   MADV_HUGEPAGE,
   MAP_ANONYMOUS,
   MAP_PRIVATE,
+  O_CREAT,
+  O_RDWR,
   PAGE_SIZE,
   PMD_SIZE,
   PROT_READ,
@@ -176,5 +178,24 @@ describe('invariant checker', () => {
     expect(k.check().join('\n')).toContain('PG_swapcache without PG_swapbacked');
     k.core.map.flags[f] |= PG_swapbacked;
     expect(k.check()).toEqual([]);
+  });
+});
+
+describe('invariant checker: shmem page-cache THPs', () => {
+  it('reports NR_SHMEM_THPS drifting from the PMD-sized folios the page caches hold', () => {
+    const k = new Kernel({ ramBytes: 256 << 20 });
+    installMmCoreChecker(k);
+    const p = k.spawn();
+    expect(p.mkdir('/tmp/h')).toBe(0);
+    expect(p.mount('tmpfs', '/tmp/h', 'tmpfs', 0, 'huge=always')).toBe(0);
+    const fd = p.open('/tmp/h/f', O_CREAT | O_RDWR);
+    // One write(2) covering the aligned 2 MiB chunk: a PMD-sized folio (shmem_write_begin()).
+    expect(p.write(fd, new Uint8Array(PMD_SIZE), PMD_SIZE)).toBe(PMD_SIZE);
+    expect(k.core.vmstat.nr_shmem_hugepages).toBe(PMD_SIZE / PAGE_SIZE);
+    expect(checkMmCore(k)).toEqual([]);
+    k.core.vmstat.nr_shmem_hugepages = 0;
+    expect(checkMmCore(k).join('\n')).toMatch(
+      /nr_shmem_hugepages 0 but page caches hold 512 pages of PMD-sized folios/,
+    );
   });
 });

@@ -23,7 +23,7 @@
  * one, and code that keeps references across syscalls (drivers, GUP users) reports them with
  * {@link registerRefHolder} so they are not mistaken for leaks.
  */
-import { MAX_PAGE_ORDER, PAGE_SIZE, PMD_SIZE } from './constants.js';
+import { HPAGE_PMD_NR, HPAGE_PMD_ORDER, MAX_PAGE_ORDER, PAGE_SIZE, PMD_SIZE } from './constants.js';
 import type { Core } from './core.js';
 import { dumpFolio } from './folio.js';
 import { MmWalkCheck } from './invariants-mm.js';
@@ -418,6 +418,8 @@ class MmCoreCheck {
   // ---- page cache and holders -----------------------------------------------------------
 
   private shmemPages = 0;
+  /** Pages of PMD-sized shmem folios in page caches (NR_SHMEM_THPS). */
+  private shmemThpPages = 0;
 
   private pageCacheAndHolders(): void {
     const core = this.core;
@@ -460,6 +462,8 @@ class MmCoreCheck {
           );
         if (!huge) {
           this.shmemPages++;
+          if (pfn === head && m.flags[head] & PG_head && m.folioOrder(head) === HPAGE_PMD_ORDER)
+            this.shmemThpPages += HPAGE_PMD_NR;
           if (pfn === head && m.flags[head] & PG_head)
             for (let i = 1; i < m.folioNrPages(head); i++)
               if (inode.pages.get(index + i) !== head + i)
@@ -792,6 +796,10 @@ class MmCoreCheck {
       );
     if (core.vmstat.nr_shmem !== this.shmemPages)
       this.report(`nr_shmem ${core.vmstat.nr_shmem} but page caches hold ${this.shmemPages} pages`);
+    if (core.vmstat.nr_shmem_hugepages !== this.shmemThpPages)
+      this.report(
+        `nr_shmem_hugepages ${core.vmstat.nr_shmem_hugepages} but page caches hold ${this.shmemThpPages} pages of PMD-sized folios`,
+      );
     // Every folio referenced by a mapping or a page-cache slot must be a live folio head.
     for (const h of this.touchedHeads) {
       if (h < start || h >= end || s.seen[h] === epoch) continue;

@@ -105,7 +105,7 @@ export function* vfsWrite(
     const k = Math.min(RW_CHUNK, total - done);
     const b = yield* fromUser(core, mm, buf, done, k);
     if (typeof b === 'number') return done > 0 ? done : b;
-    const w = shmemWrite(core, inode, b, pos + done);
+    const w = shmemWrite(core, inode, b, pos + done, pos + total);
     if (w < 0) return done > 0 ? done : w;
     done += w;
     if (w < k) break;

@@ -1,19 +1,28 @@
 /**
  * The debugfs file /sys/kernel/debug/split_huge_pages (mm/huge_memory.c, CONFIG_DEBUG_FS):
- * split_huge_pages_write() parses "<pid>,0x<vaddr_start>,0x<vaddr_end>[,<new_order>]" and
- * split_huge_pages_pid() splits every THP mapped in that range of the task's address space
- * to new_order (the kernel's uniform split, split_folio_to_order()). The selftests
- * split_huge_page_test and cow use it.
+ * split_huge_pages_write() parses "<pid>,0x<vaddr_start>,0x<vaddr_end>[,<new_order>
+ * [,<in_folio_offset>]]" and split_huge_pages_pid() splits every THP mapped in that range of the
+ * task's address space to new_order (split_folio_to_order(), or with an in-folio offset the
+ * non-uniform folio_split() around that page); "<path>,0x<off_start>,0x<off_end>[,...]" splits
+ * the large folios of a file's page cache (split_huge_pages_in_file()), "1" every THP of the
+ * machine. The selftests split_huge_page_test and cow use it.
  */
 import { EINVAL, ESRCH, HPAGE_PMD_ORDER, O_RDONLY, PAGE_SIZE } from './constants.js';
 import { type Core, RAM_START_PFN } from './core.js';
-import { ModelBug } from './errors.js';
-import { folioGet, folioMapcount, folioPut, folioTryGet, folioTrylock, folioUnlock } from './folio.js';
+import {
+  folioGet,
+  folioMapcount,
+  folioPut,
+  folioTestLarge,
+  folioTryGet,
+  folioTrylock,
+  folioUnlock,
+} from './folio.js';
 import type { FileOperations } from './fs.js';
 import type { PathTarget, TaskLike } from './host.js';
 import { folioLockWait, mmapReadLock, mmapReadUnlock } from './mm/locking.js';
 import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo } from './mm/pgtable.js';
-import { splitFolioMapped } from './mm/split.js';
+import { folioSplitAt, splitFolioMapped } from './mm/split.js';
 import { type MmStruct, VM_HUGETLB, VM_IO, VM_MIXEDMAP, VM_PFNMAP, type Vma } from './mm/types.js';
 import {
   _PAGE_PRESENT,
@@ -25,6 +34,7 @@ import {
 } from './pgtable/entry.js';
 import {
   PAGES_PER_SECTION,
+  PG_anon,
   PG_head,
   PG_hugetlb,
   PG_large_rmappable,
@@ -38,28 +48,32 @@ import type { KGen } from './sched/task.js';
 /** Models MAX_INPUT_BUF_SZ: the longest input split_huge_pages_write() reads. */
 export const SPLIT_HUGE_PAGES_MAX_INPUT = 255;
 
-/** The fields of a "pid,0xstart,0xend[,new_order]" line; `count` as sscanf() would return it. */
+/**
+ * The fields of a "pid,0xstart,0xend[,new_order[,in_folio_offset]]" line; `count` as sscanf()
+ * would return it. in_folio_offset is -1 unless given (split_huge_pages_write()'s default).
+ */
 export interface SplitHugePagesArgs {
   count: number;
   pid: number;
   start: number;
   end: number;
   newOrder: number;
+  inFolioOffset: number;
 }
 
 /**
- * Models sscanf(input_buf, "%d,0x%lx,0x%lx,%d", ...) (lib/vsprintf.c vsscanf()): how many
+ * Models sscanf(input_buf, "%d,0x%lx,0x%lx,%d,%ld", ...) (lib/vsprintf.c vsscanf()): how many
  * conversions matched, in order; a conversion skips leading white space, %lx also accepts a
  * second "0x" (simple_strtoull()'s radix fixup). Numbers are read as the kernel's types would
  * hold them only as far as the model needs (addresses as exact integers up to 2^53).
  */
 export function parseSplitHugePages(input: string): SplitHugePagesArgs {
-  const out: SplitHugePagesArgs = { count: 0, pid: 0, start: 0, end: 0, newOrder: 0 };
+  const out: SplitHugePagesArgs = { count: 0, pid: 0, start: 0, end: 0, newOrder: 0, inFolioOffset: -1 };
   let i = 0;
   const skipSpace = () => {
     while (i < input.length && /\s/.test(input[i])) i++;
   };
-  const dec = (): number | undefined => {
+  const dec = (long = false): number | undefined => {
     skipSpace();
     let sign = 1;
     if (input[i] === '-') {
@@ -69,8 +83,8 @@ export function parseSplitHugePages(input: string): SplitHugePagesArgs {
     const m = /^[0-9]+/.exec(input.slice(i));
     if (!m) return undefined;
     i += m[0].length;
-    // %d: the value is truncated to int.
-    return (sign * Number(m[0])) | 0;
+    // %d: the value is truncated to int; %ld is kept as the model's exact integer.
+    return long ? sign * Number(m[0]) : (sign * Number(m[0])) | 0;
   };
   const hex = (): number | undefined => {
     skipSpace();
@@ -107,6 +121,11 @@ export function parseSplitHugePages(input: string): SplitHugePagesArgs {
   if (order === undefined) return out;
   out.newOrder = order;
   out.count = 4;
+  if (!lit(',')) return out;
+  const offset = dec(true);
+  if (offset === undefined) return out;
+  out.inFolioOffset = offset;
+  out.count = 5;
   return out;
 }
 
@@ -142,11 +161,17 @@ function isTransparentHugepage(core: Core, head: number): boolean {
   return (f & PG_head) !== 0 && ((f & PG_large_rmappable) !== 0 || head === core.hugeZeroPfn);
 }
 
-/** Models can_split_folio(folio, 0, NULL): every reference (but the swap cache's) is a mapping. */
-function canSplitFolio(core: Core, head: number): boolean {
+/**
+ * Models folio_expected_ref_count(folio) (include/linux/mm.h): one reference per mapping, one
+ * per page from the swap cache, and for a page-cache folio one per page from the page cache
+ * (the model has no PG_private).
+ */
+export function folioExpectedRefCount(core: Core, head: number): number {
   const m = core.map;
-  const extra = m.flags[head] & PG_swapcache ? m.folioNrPages(head) : 0;
-  return folioMapcount(core, head) === m.refcount[head] - extra;
+  const nr = m.folioNrPages(head);
+  let refs = m.flags[head] & PG_swapcache ? nr : 0;
+  if (!(m.flags[head] & PG_anon) && m.mapping[head]) refs += nr;
+  return refs + folioMapcount(core, head);
 }
 
 /** Result of {@link splitHugePagesPid}: the kernel's pr_debug() counts. */
@@ -157,11 +182,15 @@ export interface SplitHugePagesResult {
 }
 
 /**
- * Models split_huge_pages_pid() (mm/huge_memory.c): under the task's mmap_lock (read), page by
- * page over [vaddr_start, vaddr_end) (both rounded down to pages), stop at an address without a
- * VMA, skip special and hugetlb VMAs whole; a THP of an order above new_order mapped there,
- * whose references are all mappings and that can be locked, is split to new_order. -ESRCH for
- * no such task, -EINVAL for a task without an mm; otherwise 0 whatever was split.
+ * Models split_huge_pages_pid() (mm/huge_memory.c, v6.19): under the task's mmap_lock (read),
+ * page by page over [vaddr_start, vaddr_end) (both rounded down to pages), stop at an address
+ * without a VMA, skip special and hugetlb VMAs whole; a THP (anonymous or page cache) of an
+ * order above new_order mapped there, holding no reference beyond the expected ones
+ * (folio_expected_ref_count()) and that can be locked, is split to new_order: uniformly
+ * (split_folio_to_order()), or with an in-folio offset inside it non-uniformly around that page
+ * (folio_split()), after which the walk skips the folio's size. A page-cache folio that left its
+ * file meanwhile is not split. -ESRCH for no such task, -EINVAL for a task without an mm;
+ * otherwise 0 whatever was split.
  */
 export function* splitHugePagesPid(
   core: Core,
@@ -169,11 +198,13 @@ export function* splitHugePagesPid(
   vaddrStart: number,
   vaddrEnd: number,
   newOrder: number,
+  inFolioOffset = -1,
 ): KGen<SplitHugePagesResult> {
   const res = { ret: 0, total: 0, split: 0 };
   if (!task) return { ...res, ret: -ESRCH };
   if (task.state !== 'running') return { ...res, ret: -EINVAL };
   const mm = task.mm;
+  const m = core.map;
   const start = Math.floor(vaddrStart / PAGE_SIZE) * PAGE_SIZE;
   const end = Math.floor(vaddrEnd / PAGE_SIZE) * PAGE_SIZE;
   yield* mmapReadLock(core, mm, 'split_huge_pages_pid');
@@ -189,12 +220,23 @@ export function* splitHugePagesPid(
       const head = folioWalkStart(core, vma, addr);
       if (head < 0) continue;
       if (!isTransparentHugepage(core, head)) continue;
-      if (newOrder >= core.map.folioOrder(head)) continue;
+      const nrPages = m.folioNrPages(head);
+      const anon = (m.flags[head] & PG_anon) !== 0;
+      // target_order = max(new_order, mapping_min_folio_order(mapping)): 0 for shmem.
+      const mapping = anon ? 0 : m.mapping[head];
+      if (newOrder >= m.folioOrder(head)) continue;
       res.total++;
-      if (!canSplitFolio(core, head)) continue;
+      if (folioExpectedRefCount(core, head) !== m.refcount[head]) continue;
       if (!folioTrylock(core, head)) continue;
       folioGet(core, head);
-      if ((yield* splitFolioMapped(core, head, head, newOrder)) === 0) res.split++;
+      if (anon || m.mapping[head] === mapping) {
+        if (inFolioOffset < 0 || inFolioOffset >= nrPages) {
+          if ((yield* splitFolioMapped(core, head, head, newOrder)) === 0) res.split++;
+        } else if ((yield* folioSplitAt(core, head, newOrder, head + inFolioOffset)) === 0) {
+          res.split++;
+          addr += PAGE_SIZE * nrPages;
+        }
+      }
       folioUnlock(core, head);
       folioPut(core, head);
       yield 'split_huge_pages_pid: cond_resched';
@@ -249,29 +291,64 @@ export interface SplitHugePagesHost {
 }
 
 /**
- * Models split_huge_pages_in_file() (mm/huge_memory.c): open the file (else -EINVAL), then
- * every page-cache folio at indices [offStart, offEnd) that is large and bigger than new_order
- * is split. The model's page cache holds base pages only (its tmpfs has no huge pages), so the
- * walk finds nothing to split; 0.
+ * Models split_huge_pages_in_file() (mm/huge_memory.c, v6.19): open the file (file_open_name(),
+ * else -EINVAL), then walk its page cache over the indices [offStart, offEnd): a large folio
+ * found at an index (filemap_get_folio() with a reference) is counted, and when its order is
+ * above new_order, folio_trylock() succeeds and it is still in the file, split to new_order
+ * (split_folio_to_order(), or folio_split() around the page at in_folio_offset when that lies
+ * inside it); the walk then moves on by the folio's size as it was (a small folio or a hole: by
+ * one page). Returns 0 whatever was split, with the pr_debug() counts. The model walks only the
+ * indices present in the page cache (an absent one does nothing), so a huge off_end costs
+ * nothing. Files that are not tmpfs files have nothing to split here (hugetlbfs folios are not
+ * THPs and the model does not walk them).
  */
-export function splitHugePagesInFile(
+export function* splitHugePagesInFile(
   host: SplitHugePagesHost,
   path: string,
   offStart: number,
   offEnd: number,
-): number {
+  newOrder = 0,
+  inFolioOffset = -1,
+): KGen<SplitHugePagesResult> {
+  const res = { ret: 0, total: 0, split: 0 };
   const t = host.lookupPath(path, O_RDONLY);
-  if (typeof t === 'number') return -EINVAL;
-  if (!('inode' in t)) return 0;
-  const m = host.core.map;
-  for (const [index, pfn] of t.inode.pages) {
-    if (index < offStart || index >= offEnd) continue;
-    if (m.flags[m.head[pfn]] & PG_head)
-      throw new ModelBug(
-        `split_huge_pages_in_file: a large page-cache folio at index ${index} (not modelled)`,
-      );
+  if (typeof t === 'number') return { ...res, ret: -EINVAL };
+  if (!('inode' in t) || t.inode.hugetlbfs) return res;
+  const core = host.core;
+  const m = core.map;
+  const inode = t.inode;
+  const mapping = inode.id;
+  const present = [...inode.pages.keys()].filter((i) => i >= offStart && i < offEnd).sort((a, b) => a - b);
+  let next = 0;
+  for (let index = offStart; index < offEnd; ) {
+    while (next < present.length && present[next] < index) next++;
+    if (next === present.length) break;
+    // Indices without a folio: filemap_get_folio() fails, nr_pages stays 1.
+    index = present[next];
+    const pfn = inode.pages.get(index);
+    let nrPages = 1;
+    if (pfn !== undefined && folioTryGet(core, m.head[pfn])) {
+      const head = m.head[pfn];
+      if (folioTestLarge(core, head)) {
+        res.total++;
+        nrPages = m.folioNrPages(head);
+        if (newOrder < m.folioOrder(head) && folioTrylock(core, head)) {
+          if (m.mapping[head] === mapping) {
+            const ret =
+              inFolioOffset < 0 || inFolioOffset >= nrPages
+                ? yield* splitFolioMapped(core, head, head, newOrder)
+                : yield* folioSplitAt(core, head, newOrder, head + inFolioOffset);
+            if (ret === 0) res.split++;
+          }
+          folioUnlock(core, head);
+        }
+      }
+      folioPut(core, head);
+      yield 'split_huge_pages_in_file: cond_resched';
+    }
+    index += nrPages;
   }
-  return 0;
+  return res;
 }
 
 /**
@@ -279,27 +356,37 @@ export function splitHugePagesInFile(
  * [,<in_folio_offset>]]" (strsep() at the first comma, then sscanf("0x%lx,0x%lx,%d,%ld") with
  * 2 to 4 conversions); the input's strlen() or -EINVAL.
  */
-function splitHugePagesPathForm(host: SplitHugePagesHost, input: string): number {
+function* splitHugePagesPathForm(host: SplitHugePagesHost, input: string): KGen<number> {
   const comma = input.indexOf(',');
   if (comma < 0) return -EINVAL;
-  const m = /^0x([0-9a-fA-F]+),0x([0-9a-fA-F]+)(?:,(-?\d+)(?:,(-?\d+))?)?/.exec(input.slice(comma + 1));
+  const m = /^0x([0-9a-fA-F]+),0x([0-9a-fA-F]+)(?:,\s*(-?\d+)(?:,\s*(-?\d+))?)?/.exec(input.slice(comma + 1));
   if (!m) return -EINVAL;
-  const ret = splitHugePagesInFile(
+  const r = yield* splitHugePagesInFile(
     host,
     input.slice(0, comma),
     Number.parseInt(m[1], 16),
     Number.parseInt(m[2], 16),
+    m[3] === undefined ? 0 : unsignedOrder(Number(m[3]) | 0),
+    m[4] === undefined ? -1 : Number(m[4]),
   );
-  return ret ? ret : input.length;
+  return r.ret ? r.ret : input.length;
+}
+
+/**
+ * new_order is an unsigned int: a negative one is huge and splits nothing. The model caps it
+ * just above the largest THP order (the comparisons come out the same).
+ */
+function unsignedOrder(order: number): number {
+  return Math.min(order < 0 ? 2 ** 32 + order : order, HPAGE_PMD_ORDER + 1);
 }
 
 /**
  * Models split_huge_pages_fops (write only, mode 0200): split_huge_pages_write() reads at most
- * MAX_INPUT_BUF_SZ - 1 bytes as a string; "<pid>,0x<start>,0x<end>[,<new_order>]" splits in a
- * task's range and "1" splits every THP of the machine (split_huge_pages_all()), each returning
- * the input's strlen(); "/path,0x<off_start>,0x<off_end>[,<new_order>]" splits a file's page
- * cache (split_huge_pages_in_file(); the model's has no large folios); anything else is -EINVAL.
- * Simplified: a fifth field (v6.15+ in_folio_offset, the non-uniform folio_split()) is ignored.
+ * MAX_INPUT_BUF_SZ - 1 bytes as a string; "<pid>,0x<start>,0x<end>[,<new_order>
+ * [,<in_folio_offset>]]" splits in a task's range and "1" splits every THP of the machine
+ * (split_huge_pages_all()), each returning the input's strlen();
+ * "/path,0x<off_start>,0x<off_end>[,<new_order>[,<in_folio_offset>]]" splits a file's page cache
+ * (split_huge_pages_in_file()); anything else is -EINVAL.
  */
 export function splitHugePagesFops(host: SplitHugePagesHost): FileOperations {
   return {
@@ -310,22 +397,21 @@ export function splitHugePagesFops(host: SplitHugePagesHost): FileOperations {
       const bytes = buf.subarray(0, Math.min(buf.length, SPLIT_HUGE_PAGES_MAX_INPUT - 1));
       const nul = bytes.indexOf(0);
       const input = new TextDecoder().decode(nul >= 0 ? bytes.subarray(0, nul) : bytes);
-      if (input.startsWith('/')) return splitHugePagesPathForm(host, input);
+      if (input.startsWith('/')) return yield* splitHugePagesPathForm(host, input);
       const a = parseSplitHugePages(input);
       const len = nul >= 0 ? nul : bytes.length;
       if (a.count === 1 && a.pid === 1) {
         yield* splitHugePagesAll(host.core);
         return len;
       }
-      if (a.count !== 3 && a.count !== 4) return -EINVAL;
-      // new_order is an unsigned int: a negative one is huge and splits nothing.
-      const newOrder = a.newOrder < 0 ? 2 ** 32 + a.newOrder : a.newOrder;
+      if (a.count !== 3 && a.count !== 4 && a.count !== 5) return -EINVAL;
       const r = yield* splitHugePagesPid(
         host.core,
         host.task(a.pid),
         a.start,
         a.end,
-        Math.min(newOrder, HPAGE_PMD_ORDER + 1),
+        unsignedOrder(a.newOrder),
+        a.inFolioOffset,
       );
       // strlen(input_buf): bytes up to the first NUL.
       return r.ret < 0 ? r.ret : len;

@@ -74,7 +74,7 @@ describe('split of an anonymous THP: all-zero pieces become the shared zero page
 });
 
 describe('split_huge_pages_write(): "<path>,0x<off_start>,0x<off_end>[,<order>]"', () => {
-  it('opens the file and walks its page cache (base pages only in the model): the input length', () => {
+  it('opens the file and walks its page cache (/tmp has no huge=: small folios, nothing to split): the input length', () => {
     const k = machine();
     const p = k.spawn();
     const fd = p.open('/tmp/f', O_CREAT | O_RDWR);

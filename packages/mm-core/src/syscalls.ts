@@ -63,7 +63,8 @@ import { sysMremap } from './mm/mremap.js';
 import { withInvalidation } from './mm/notifier.js';
 import { mmapAccount } from './mm/overcommit.js';
 import { mmPopulate } from './mm/populate.js';
-import { shmemGetFolio, shmemNewInode, shmemTruncatePages } from './mm/shmem.js';
+import { shmemGetFolio, shmemNewInode } from './mm/shmem.js';
+import { shmemFallocatePunchHole, shmemTruncateRange } from './mm/shmem-fallocate.js';
 import { sysSwapoff, sysSwapon } from './mm/swapoff.js';
 import {
   type Inode,
@@ -481,11 +482,13 @@ export class Syscalls {
   }
 
   /**
-   * Models fallocate(2) with mode 0 (vfs_fallocate() -> shmem_fallocate()) on a tmpfs file:
+   * Models fallocate(2) (vfs_fallocate() -> shmem_fallocate()) on a tmpfs file: with mode 0
    * every page of [offset, offset + len) is allocated in the page cache (zeroed) and the size
    * grows to offset + len. A negative offset or a length <= 0 is -EINVAL, a descriptor not open
-   * for writing -EBADF, a pipe -ESPIPE, another non-tmpfs file -ENODEV; other modes
-   * -EOPNOTSUPP (the punch-hole path is madvise(MADV_REMOVE)'s). Out of memory: -ENOSPC.
+   * for writing -EBADF, a pipe -ESPIPE, another non-tmpfs file -ENODEV. FALLOC_FL_PUNCH_HOLE |
+   * FALLOC_FL_KEEP_SIZE punches a hole (shmem_fallocate(): unmap the whole pages, then
+   * shmem_truncate_range(), which splits a large folio the hole covers in part); other modes
+   * -EOPNOTSUPP. Out of memory: -ENOSPC.
    */
   *fallocate(fd: number, mode: number, offset: number, len: number): KGen<number> {
     const n = argUInt(fd);
@@ -504,6 +507,13 @@ export class Syscalls {
       return yield* this.run(
         'fallocate',
         this.fdget(f, hugetlbfsFallocate(this.core, f.inode, mode, Number(off), Number(l))),
+      );
+    }
+    if (mode === (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)) {
+      if (off + l > BigInt(MODEL_MAX_FILESIZE)) return -EFBIG;
+      return yield* this.run(
+        'fallocate',
+        this.fdget(f, shmemFallocatePunchHole(this.core, f.inode, Number(off), Number(l))),
       );
     }
     if (mode !== 0) return -EOPNOTSUPP;
@@ -589,34 +599,40 @@ export class Syscalls {
     return typeof f === 'number' ? f : this.p.installFd(f);
   }
 
+  /**
+   * Models shmem_setattr()'s size change: i_size_write() first; then, when not growing,
+   * unmap_mapping_range(holebegin, 0, even_cows) if the old size reaches past the first whole
+   * page beyond the new end, shmem_truncate_range(newsize, -1) (zero the tail of the page holding
+   * the new end, split a large folio straddling it and drop the pages beyond), and the same unmap
+   * again "to remove racily COWed private pages".
+   */
   private *truncateBody(inode: Inode, length: number): KGen<number> {
     const core = this.core;
-    if (length < inode.size) {
-      const from = Math.ceil(length / PAGE_SIZE);
-      // shmem_setattr(): unmap_mapping_range(holebegin) when the old size reaches past it, the
-      // truncate, then the same unmap again ("to remove racily COWed private pages").
-      const unmap = inode.size > from * PAGE_SIZE;
-      for (let pass = 0; pass < 2; pass++) {
-        if (pass === 1) shmemTruncatePages(core, inode, from);
-        if (!unmap) continue;
-        yield* inode.immapRwsem.downRead(core.sched, 'unmap_mapping_range');
-        try {
-          for (const v of [...inode.mmaps]) {
-            const s = Math.max(v.start, v.start + (from - v.pgoff) * PAGE_SIZE);
-            if (s < v.end) {
-              // Models unmap_mapping_range(): zap_page_range_single() of the VMA's part, inside an
-              // MMU_NOTIFY_CLEAR invalidation.
-              yield* withInvalidation(v.mm, s, v.end, MMU_NOTIFY_CLEAR, null, () =>
-                zapRange(core, v, s, v.end),
-              );
-            }
+    const oldsize = inode.size;
+    inode.size = length;
+    if (length > oldsize) return 0;
+    const holebegin = Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
+    const unmap = oldsize > holebegin;
+    for (let pass = 0; pass < 2; pass++) {
+      // info->alloced: only a file with pages has anything to truncate.
+      if (pass === 1 && inode.pages.size > 0) yield* shmemTruncateRange(core, inode, length, -1);
+      if (!unmap) continue;
+      yield* inode.immapRwsem.downRead(core.sched, 'unmap_mapping_range');
+      try {
+        for (const v of [...inode.mmaps]) {
+          const s = Math.max(v.start, v.start + (holebegin / PAGE_SIZE - v.pgoff) * PAGE_SIZE);
+          if (s < v.end) {
+            // Models unmap_mapping_range(): zap_page_range_single() of the VMA's part, inside an
+            // MMU_NOTIFY_CLEAR invalidation.
+            yield* withInvalidation(v.mm, s, v.end, MMU_NOTIFY_CLEAR, null, () =>
+              zapRange(core, v, s, v.end),
+            );
           }
-        } finally {
-          inode.immapRwsem.upRead(core.sched, 'unmap_mapping_range');
         }
+      } finally {
+        inode.immapRwsem.upRead(core.sched, 'unmap_mapping_range');
       }
     }
-    inode.size = length;
     return 0;
   }
 

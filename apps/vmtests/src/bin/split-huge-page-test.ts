@@ -4,10 +4,14 @@
  * vaddr_start,vaddr_end[,new_order[,in_folio_offset]]" or "path,pgoff_start,pgoff_end[,new_order]"),
  * checked through /proc/self/smaps, /proc/self/status, /proc/self/pagemap and /proc/kpageflags.
  *
- * On the model: the anonymous cases run as on a kernel. The model's tmpfs allocates base pages
- * only, so split_file_backed_thp() splits nothing (and checks only that the file's content
- * survived, as in C), and every pagecache case takes the C program's own skip ("No large
- * pagecache folio generated").
+ * On the model: the anonymous cases run as on a kernel, and split_file_backed_thp() writes 2 MiB
+ * to a huge=always tmpfs (one PMD-sized THP: shmem_write_begin()'s write_end covers the aligned
+ * chunk) and splits it through the path form (split_huge_pages_in_file()). Every pagecache case
+ * takes the C program's own skip ("No large pagecache folio generated"), as on a v6.19 kernel
+ * whose run has no XFS image: /tmp is a tmpfs without huge=. A huge tmpfs directory given as
+ * argv[1] skips too, as on the kernel: its 1 KiB writes make small folios under huge=always
+ * (shmem_mapping_size_orders()), and the THPs shmem_enabled=force gives are counted in smaps'
+ * ShmemPmdMapped, never in the FilePmdMapped that check_huge_file() reads.
  */
 
 import {

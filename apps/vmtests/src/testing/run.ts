@@ -53,6 +53,16 @@ export function capture(extra: Partial<ProgramIO> = {}): {
   return { io, out };
 }
 
+/** Options of {@link runBinary}. */
+export interface RunBinaryOptions {
+  readonly debugVm?: boolean;
+  readonly checkInterval?: number;
+  /** Prepares the machine before the binary starts (the test box's admin: mounts, sysfs). */
+  readonly setup?: (kernel: Kernel) => void;
+  /** Looks at the machine after the binary ended (vmstat counters), before it is torn down. */
+  readonly inspect?: (kernel: Kernel) => void;
+}
+
 /**
  * Runs `./<name> <args>` on a fresh machine with stdout and stderr piped. With `debugVm` (the
  * default) mm-core's invariant checker runs after every syscall, or after every
@@ -62,7 +72,7 @@ export function capture(extra: Partial<ProgramIO> = {}): {
 export function runBinary(
   name: string,
   args: readonly string[] = [],
-  opts: { debugVm?: boolean; checkInterval?: number } = {},
+  opts: RunBinaryOptions = {},
 ): BinaryRun {
   const binary = BINARIES.get(name);
   if (!binary) throw new Error(`no ported binary ${name}`);
@@ -75,9 +85,11 @@ export function runBinary(
   const kernel = bootVmtestsMachine({ debugVm });
   kernel.checkInterval = opts.checkInterval ?? 1;
   try {
+    opts.setup?.(kernel);
     const r = runProgram(kernel, binary.main, [`./${name}`, ...args], io);
     expectNoViolations(kernel.violations);
     expectNoViolations(debugVm ? kernel.check() : installedCheck(kernel));
+    opts.inspect?.(kernel);
     return { ...r, ...out, ktap: parseKtap(out.stdout) };
   } finally {
     kernel.dispose();
@@ -99,5 +111,4 @@ function expectNoViolations(v: readonly string[]): void {
  * feature they need. Each test asserts that a listed case fails (or skips) exactly so; when the
  * feature lands, the case passes and its test fails on purpose: remove the entry then.
  */
-export const MODEL_GAPS: Readonly<Record<string, Readonly<Record<string, string>>>> = {
-};
+export const MODEL_GAPS: Readonly<Record<string, Readonly<Record<string, string>>>> = {};

@@ -32,7 +32,7 @@ import { khugepagedSettings, thpVmaAllowableOrder } from './khugepaged-state.js'
 import { folioLockWait, pmdLock, pteLock, ptlUnlock } from './locking.js';
 import { withInvalidationSync } from './notifier.js';
 import { freeTable, pmdIndex, pmdTableOf, ptHi, ptLo, ptSet } from './pgtable.js';
-import { unmapMappingPages } from './shmem-fallocate.js';
+import { unmapMappingPages } from './truncate.js';
 import { type Inode, MMU_NOTIFY_CLEAR, type MmStruct } from './types.js';
 
 /**

@@ -6,7 +6,7 @@ import { unlinkAnonVmas } from './anon.js';
 import { mmapReadUnlock, mmapWriteDowngrade, mmapWriteLock, mmapWriteUnlock } from './locking.js';
 import { mmuNotifierInvalidateRangeEnd, mmuNotifierInvalidateRangeStart } from './notifier.js';
 import { freeEmptyTables } from './pgtable.js';
-import { shmemTruncatePages } from './shmem.js';
+import { shmemTruncateAll } from './shmem.js';
 import { type Inode, MMU_NOTIFY_UNMAP, type MmStruct, VM_HUGETLB, type Vma } from './types.js';
 import { isolateRange } from './vma.js';
 import { zapRange } from './zap.js';
@@ -125,7 +125,7 @@ export const PMD_PAGES = HPAGE_PMD_NR;
 export function inodePut(core: Core, inode: Inode): void {
   inode.refs--;
   if (inode.refs <= 0 && inode.unlinked) {
-    shmemTruncatePages(core, inode, 0);
+    shmemTruncateAll(core, inode);
     if (core.mappings.has(inode.id)) core.unregisterMapping(inode.id);
   }
 }

@@ -1,74 +1,140 @@
 import { HPAGE_PMD_NR, PAGE_SIZE, PMD_SIZE } from '../constants.js';
 import type { Core } from '../core.js';
-import { folioMapped, folioPut } from '../folio.js';
+import { folioPut, folioTestLarge, folioTryGet, folioTrylock, folioUnlock } from '../folio.js';
+import { PG_dirty } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
+import { folioLockWait } from './locking.js';
 import { withInvalidation } from './notifier.js';
-import { shmemDeleteFolio, shmemFolios } from './shmem.js';
+import { shmemFolios } from './shmem.js';
+import { truncateInodeFolio, truncateInodePartialFolio, unmapMappingPages } from './truncate.js';
 import { type Inode, MMU_NOTIFY_CLEAR } from './types.js';
 import { zapRange } from './zap.js';
 
 /**
- * Models unmap_mapping_pages(mapping, start, nr, even_cows) (mm/memory.c): under the i_mmap
- * lock, zap the pages [start, start + nr) of the file in every VMA that maps them, each VMA's
- * part inside an MMU_NOTIFY_CLEAR invalidation (zap_page_range_single()). Without even_cows the
- * private COWed copies stay (only page-cache folios and zero pages are zapped).
+ * The page-cache folios of an inode with a slot in [from, to), as [head, first index, pages],
+ * in index order (find_lock_entries()/find_get_entries() walk the xarray in order).
  */
-export function* unmapMappingPages(
-  core: Core,
-  inode: Inode,
-  start: number,
-  nr: number,
-  evenCows: boolean,
-): KGen {
-  const last = start + nr - 1;
-  yield* inode.immapRwsem.downRead(core.sched, 'unmap_mapping_range');
-  try {
-    for (const v of [...inode.mmaps]) {
-      const vba = v.pgoff;
-      const vea = vba + v.pages - 1;
-      const zba = Math.max(start, vba);
-      const zea = Math.min(last, vea);
-      if (zba > zea) continue;
-      const s = v.start + (zba - vba) * PAGE_SIZE;
-      const e = s + (zea - zba + 1) * PAGE_SIZE;
-      yield* withInvalidation(v.mm, s, e, MMU_NOTIFY_CLEAR, null, () => zapRange(core, v, s, e, evenCows));
+function pageCacheFolios(core: Core, inode: Inode, from: number, to: number): [number, number, number][] {
+  return shmemFolios(core, inode)
+    .filter(([, index, nr]) => index + nr > from && index < to)
+    .sort((x, y) => x[1] - y[1]);
+}
+
+/**
+ * Models shmem_get_partial_folio(inode, index) (mm/shmem.c): the page-cache folio holding
+ * index (filemap_get_entry() with a reference), locked (folio_lock() may sleep) and still in
+ * this mapping; else -1 (the model has no swap, so there is nothing to read back).
+ */
+function* shmemGetPartialFolio(core: Core, inode: Inode, index: number): KGen<number> {
+  const pfn = inode.pages.get(index);
+  if (pfn === undefined) return -1;
+  const head = core.map.head[pfn];
+  if (!folioTryGet(core, head)) return -1;
+  yield* folioLockWait(core, head, 'shmem_get_partial_folio');
+  if (core.map.mapping[head] === inode.id) return head;
+  folioUnlock(core, head);
+  folioPut(core, head);
+  return -1;
+}
+
+/**
+ * Models shmem_undo_range(inode, lstart, lend, false) (mm/shmem.c, v6.19) as
+ * shmem_truncate_range() runs it, lend -1 meaning the end of the file. The caller has unmapped
+ * the range (unmap_mapping_range()). First the folios wholly inside [start, end) (the whole
+ * pages of the range) that can be locked at once leave the page cache (find_lock_entries(),
+ * truncate_inode_folio(): one still mapped, by a fault that raced the unmap, is unmapped
+ * first). Then the folio holding lstart and the one holding lend are marked dirty and handed to
+ * truncate_inode_partial_folio(): their part of the range is zeroed and a large one is split so
+ * that the pieces inside can go; one whose split failed stays (zeroed) and the range shrinks
+ * past it. Last, every folio left in [start, end) is truncated (a large one through
+ * truncate_inode_partial_folio() again; after a split the walk restarts to find the pieces),
+ * until none is left.
+ */
+function* shmemUndoRange(core: Core, inode: Inode, lstart: number, lend: number): KGen {
+  const m = core.map;
+  let start = Math.ceil(lstart / PAGE_SIZE);
+  let end = lend < 0 ? Number.POSITIVE_INFINITY : Math.floor((lend + 1) / PAGE_SIZE);
+  for (const [head, index, nr] of pageCacheFolios(core, inode, start, end)) {
+    // find_lock_entries() omits large folios beginning before start or extending beyond end.
+    if (index < start || index + nr > end) continue;
+    if (m.head[head] !== head || !folioTryGet(core, head)) continue;
+    if (folioTrylock(core, head)) {
+      if (inode.pages.get(index) === head) yield* truncateInodeFolio(core, inode, head);
+      folioUnlock(core, head);
     }
-  } finally {
-    inode.immapRwsem.upRead(core.sched, 'unmap_mapping_range');
+    folioPut(core, head);
+  }
+  const lendIndex = lend < 0 ? Number.POSITIVE_INFINITY : Math.floor(lend / PAGE_SIZE);
+  let sameFolio = Math.floor(lstart / PAGE_SIZE) === lendIndex;
+  let folio = yield* shmemGetPartialFolio(core, inode, Math.floor(lstart / PAGE_SIZE));
+  if (folio >= 0) {
+    // lend < folio_next_pos(folio), lend being unsigned (-1 is beyond every folio).
+    sameFolio = lend >= 0 && lend < (m.index[folio] + m.folioNrPages(folio)) * PAGE_SIZE;
+    m.flags[folio] |= PG_dirty;
+    const next = m.index[folio] + m.folioNrPages(folio);
+    if (!(yield* truncateInodePartialFolio(core, inode, folio, lstart, lend))) {
+      start = next;
+      if (sameFolio) end = m.index[folio];
+    }
+    folioUnlock(core, folio);
+    folioPut(core, folio);
+    folio = -1;
+  }
+  if (!sameFolio && lendIndex !== Number.POSITIVE_INFINITY)
+    folio = yield* shmemGetPartialFolio(core, inode, lendIndex);
+  if (folio >= 0) {
+    m.flags[folio] |= PG_dirty;
+    if (!(yield* truncateInodePartialFolio(core, inode, folio, lstart, lend))) end = m.index[folio];
+    folioUnlock(core, folio);
+    folioPut(core, folio);
+  }
+  // whole_folios:
+  let index = start;
+  while (index < end) {
+    yield 'shmem_undo_range: cond_resched';
+    const batch = pageCacheFolios(core, inode, index, end);
+    if (batch.length === 0) {
+      // "If all gone or hole-punch or unfalloc, we're done"; "but if truncating, restart to
+      // make sure all gone".
+      if (index === start || end !== Number.POSITIVE_INFINITY) break;
+      index = start;
+      continue;
+    }
+    let nextIndex = batch[batch.length - 1][1] + batch[batch.length - 1][2];
+    for (const [head, idx] of batch) {
+      if (m.head[head] !== head || !folioTryGet(core, head)) continue;
+      yield* folioLockWait(core, head, 'shmem_undo_range');
+      if (m.mapping[head] !== inode.id) {
+        // Gone meanwhile ("Page was replaced by swap: retry" in the kernel): look again from here.
+        folioUnlock(core, head);
+        folioPut(core, head);
+        nextIndex = idx;
+        break;
+      }
+      if (!folioTestLarge(core, head)) yield* truncateInodeFolio(core, inode, head);
+      else {
+        const done = yield* truncateInodePartialFolio(core, inode, head, lstart, lend);
+        // "If we split a page, reset the loop so that we pick up the new sub pages."
+        if (done && !folioTestLarge(core, head)) {
+          folioUnlock(core, head);
+          folioPut(core, head);
+          nextIndex = start;
+          break;
+        }
+      }
+      folioUnlock(core, head);
+      folioPut(core, head);
+    }
+    index = nextIndex;
   }
 }
 
 /**
- * Models shmem_undo_range(inode, lstart, lend, false) as shmem_truncate_range() runs it: the
- * page-cache folios wholly inside [lstart, lend] leave the page cache (one still mapped, by a
- * fault that raced the unmap, is unmapped first: truncate_inode_folio()); the partial pages at
- * either end are zeroed over their part of the range.
+ * Models shmem_truncate_range(inode, lstart, lend) (mm/shmem.c): shmem_undo_range() over the
+ * bytes [lstart, lend] (lend -1: to the end of the file), for ftruncate(2) and hole punching.
  */
-function* shmemUndoRange(core: Core, inode: Inode, lstart: number, lend: number): KGen {
-  const first = Math.ceil(lstart / PAGE_SIZE);
-  const endIndex = Math.floor((lend + 1) / PAGE_SIZE);
-  for (const [head, index, nr] of shmemFolios(core, inode)) {
-    if (index + nr <= first || index >= endIndex) continue;
-    if (index < first || index + nr > endIndex) {
-      // A large folio partly inside the hole: the kernel splits it and frees the pages inside;
-      // the model keeps the folio and zeroes them (what the kernel does when the split fails).
-      for (let i = Math.max(first, index); i < Math.min(endIndex, index + nr); i++)
-        core.frames.page(head + (i - index)).fill(0);
-      continue;
-    }
-    if (folioMapped(core, head)) yield* unmapMappingPages(core, inode, index, nr, false);
-    if (inode.pages.get(index) !== head) continue;
-    shmemDeleteFolio(core, inode, head);
-  }
-  const zeroPart = (index: number, from: number, to: number) => {
-    const pfn = inode.pages.get(index);
-    if (pfn !== undefined && to > from) core.frames.page(pfn).fill(0, from, to);
-  };
-  const headIndex = Math.floor(lstart / PAGE_SIZE);
-  const tailIndex = Math.floor(lend / PAGE_SIZE);
-  if (lstart % PAGE_SIZE)
-    zeroPart(headIndex, lstart % PAGE_SIZE, headIndex === tailIndex ? (lend % PAGE_SIZE) + 1 : PAGE_SIZE);
-  if ((lend + 1) % PAGE_SIZE && tailIndex !== headIndex) zeroPart(tailIndex, 0, (lend % PAGE_SIZE) + 1);
+export function* shmemTruncateRange(core: Core, inode: Inode, lstart: number, lend: number): KGen {
+  yield* shmemUndoRange(core, inode, lstart, lend);
 }
 
 /**
@@ -93,7 +159,7 @@ export function* shmemFallocatePunchHole(
       (1 + unmapEnd - unmapStart) / PAGE_SIZE,
       false,
     );
-  yield* shmemUndoRange(core, inode, offset, offset + len - 1);
+  yield* shmemTruncateRange(core, inode, offset, offset + len - 1);
   return 0;
 }
 

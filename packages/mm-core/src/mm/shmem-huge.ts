@@ -42,6 +42,17 @@ function shmemMappingSizeOrders(index: number, writeEnd: number): number {
 }
 
 /**
+ * Models mapping_large_folio_support() of a shmem inode: __shmem_get_inode() sets
+ * mapping_set_large_folios() when the superblock's huge= is not "never" (sbinfo->huge).
+ * Simplified: the model reads the mount's huge= now (shm_mnt's follows shmem_enabled), not
+ * when the inode was created.
+ */
+export function mappingLargeFolioSupport(core: Core, inode: Inode): boolean {
+  const huge = inode.sbHuge === 'shm_mnt' ? thpSysfsState(core).shmMntHuge : inode.sbHuge;
+  return huge !== 'never';
+}
+
+/**
  * Models shmem_huge_global_enabled() (mm/shmem.c): "deny" forbids huge pages everywhere, a
  * forced collapse (MADV_COLLAPSE) or "force" allows them, else the inode's mount decides:
  * huge=always (without a VMA only for a write covering the aligned PMD extent), huge=within_size

@@ -2,7 +2,12 @@ import { HPAGE_PMD_NR, HPAGE_PMD_ORDER, PAGE_SIZE } from '../constants.js';
 import type { Core } from '../core.js';
 import { allocFolio, folioGet, folioPut } from '../folio.js';
 import { PG_head, PG_hugetlb, PG_lru, PG_swapbacked, PG_uptodate } from '../phys/memmap.js';
-import { SHMEM_PMD_ORDERS, shmemAllowableHugeOrders, thpFileVmaSuitablePmd } from './shmem-huge.js';
+import {
+  mappingLargeFolioSupport,
+  SHMEM_PMD_ORDERS,
+  shmemAllowableHugeOrders,
+  thpFileVmaSuitablePmd,
+} from './shmem-huge.js';
 import { Inode, type Vma } from './types.js';
 
 let nextIno = 1;
@@ -136,20 +141,12 @@ export function shmemFolios(core: Core, inode: Inode): [head: number, index: num
 }
 
 /**
- * Models shmem_undo_range()/truncate_inode_pages_range() for page-cache pages at index >= from:
- * the caller must already have unmapped them (unmap_mapping_range). A large folio straddling
- * `from` stays (the kernel would split it; when a split fails it keeps the folio and zeroes the
- * part beyond the end, as the model does).
+ * Models shmem_evict_inode()'s shmem_truncate_range(inode, 0, -1) for an inode nobody maps or
+ * references any more: every page-cache folio leaves the page cache whole (no folio straddles
+ * offset 0, so nothing is split or zeroed).
  */
-export function shmemTruncatePages(core: Core, inode: Inode, from: number): void {
-  for (const [head, index, nr] of shmemFolios(core, inode)) {
-    if (index + nr <= from) continue;
-    if (index < from) {
-      for (let i = from - index; i < nr; i++) core.frames.page(head + i).fill(0);
-      continue;
-    }
-    shmemDeleteFolio(core, inode, head);
-  }
+export function shmemTruncateAll(core: Core, inode: Inode): void {
+  for (const [head] of shmemFolios(core, inode)) shmemDeleteFolio(core, inode, head);
 }
 
 /** Models shmem_file_read_iter(): copy file bytes at pos into buf; returns bytes read. */
@@ -170,15 +167,30 @@ export function shmemRead(core: Core, inode: Inode, buf: Uint8Array, pos: number
   return len;
 }
 
-/** Models shmem_file_write_iter(): copy buf into the file at pos, extending it; bytes written or -errno. */
-export function shmemWrite(core: Core, inode: Inode, buf: Uint8Array, pos: number): number {
+/**
+ * Models shmem_file_write_iter() -> generic_perform_write(): copy buf into the file at pos,
+ * extending it; bytes written or -errno. `writeLimit` is where the whole write(2) ends (buf may
+ * be one piece of it). generic_perform_write() calls shmem_write_begin(pos, len) per chunk of
+ * mapping_max_folio_size() (2 MiB, PMD-aligned, for a mapping with large folios; a page
+ * otherwise), so the write_end shmem_get_folio() sees for a page is the end of its chunk or of
+ * the write, whichever comes first: a 2 MiB write at a PMD boundary of a huge=always file gets a
+ * PMD-sized folio.
+ */
+export function shmemWrite(
+  core: Core,
+  inode: Inode,
+  buf: Uint8Array,
+  pos: number,
+  writeLimit = pos + buf.length,
+): number {
+  const chunk = mappingLargeFolioSupport(core, inode) ? HPAGE_PMD_NR * PAGE_SIZE : PAGE_SIZE;
   let done = 0;
-  const writeEnd = pos + buf.length;
   while (done < buf.length) {
     const p = pos + done;
     const index = Math.floor(p / PAGE_SIZE);
     const off = p % PAGE_SIZE;
     const n = Math.min(PAGE_SIZE - off, buf.length - done);
+    const writeEnd = Math.min((Math.floor(p / chunk) + 1) * chunk, writeLimit);
     const pfn = shmemGetFolio(core, inode, index, true, { vma: null, addr: 0, writeEnd });
     if (pfn < 0) break;
     core.frames.page(pfn).set(buf.subarray(done, done + n), off);

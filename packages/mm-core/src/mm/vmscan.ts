@@ -81,6 +81,8 @@ import { MMU_NOTIFY_CLEAR, VM_LOCKED, type Vma } from './types.js';
 export const TTU_SYNC = 0x10;
 /** Models TTU_IGNORE_MLOCK. */
 export const TTU_IGNORE_MLOCK = 0x8;
+/** Models TTU_RMAP_LOCKED: the caller holds the folio's rmap lock (a folio split's unmap_folio()). */
+export const TTU_RMAP_LOCKED = 0x80;
 
 /**
  * Models folio_try_share_anon_rmap_pte() (include/linux/rmap.h): an exclusive anonymous page
@@ -250,14 +252,15 @@ function unmapPte(core: Core, vma: Vma, head: number, pteT: number, addr: number
 
 /**
  * Models try_to_unmap() (mm/rmap.c) for a locked folio: rmap_walk() under the folio's rmap lock
- * (read), try_to_unmap_one() per VMA under an MMU_NOTIFY_CLEAR invalidation of the folio's
- * range in it, until the folio is no longer mapped (folio_not_mapped()) or a mapping cannot be
- * removed. The caller checks folio_mapped() afterwards.
+ * (read; with TTU_RMAP_LOCKED the caller holds it: rmap_walk_locked()), try_to_unmap_one() per
+ * VMA under an MMU_NOTIFY_CLEAR invalidation of the folio's range in it, until the folio is no
+ * longer mapped (folio_not_mapped()) or a mapping cannot be removed. The caller checks
+ * folio_mapped() afterwards.
  */
 export function* tryToUnmap(core: Core, head: number, flags: number): KGen {
   const m = core.map;
   const nr = m.folioNrPages(head);
-  const lock = yield* rmapLockRead(core, head, 'try_to_unmap');
+  const lock = flags & TTU_RMAP_LOCKED ? null : yield* rmapLockRead(core, head, 'try_to_unmap');
   try {
     for (const { vma, addr } of rmapVmas(core, head)) {
       const stop = yield* withInvalidationSync(

@@ -1,4 +1,4 @@
-import { PAGES_PER_SECTION } from '../phys/memmap.js';
+import { PAGES_PER_SECTION, PFN_SECTION_SHIFT } from '../phys/memmap.js';
 import type { Task } from './task.js';
 
 /**
@@ -41,7 +41,7 @@ export class FolioLockOwners {
 
   /** Records t as the holder of the lock of the folio at head (just taken, or inherited). */
   set(head: number, t: Task): void {
-    const nr = Math.floor(head / PAGES_PER_SECTION);
+    const nr = head >>> PFN_SECTION_SHIFT;
     let a = this.section(nr);
     if (!a) {
       a = new Int32Array(PAGES_PER_SECTION);
@@ -58,14 +58,14 @@ export class FolioLockOwners {
   /** The holder of the folio lock at head, or undefined when the folio is not locked. */
   get(head: number): Task | undefined {
     if (!this.locked(head)) return undefined;
-    const nr = Math.floor(head / PAGES_PER_SECTION);
+    const nr = head >>> PFN_SECTION_SHIFT;
     const id = this.section(nr)?.[head - nr * PAGES_PER_SECTION] ?? 0;
     return id > 0 ? this.tasks.get(id - 1) : undefined;
   }
 
   /** Forgets the holder at folio_unlock(). */
   forget(head: number): void {
-    const nr = Math.floor(head / PAGES_PER_SECTION);
+    const nr = head >>> PFN_SECTION_SHIFT;
     const a = this.section(nr);
     if (a) a[head - nr * PAGES_PER_SECTION] = 0;
   }

@@ -248,11 +248,31 @@ export function setPmdMigrationEntry(core: Core, vma: Vma, pmdT: number, haddr: 
  * Returns false (entry untouched) when an exclusive page may be pinned.
  */
 export function setPteMigrationEntry(core: Core, vma: Vma, pteT: number, addr: number): boolean {
-  assertPtlHeld(core, pteT, 'try_to_migrate_one');
-  const i = pteIndex(addr);
   // ptLo()/ptHi() with one block lookup.
   const words = core.frames.block32(pteT);
-  const off = ((pteT & (BLOCK_PAGES - 1)) << 10) + (i << 1);
+  return setPteMigrationEntryAt(
+    core,
+    vma,
+    pteT,
+    addr,
+    words,
+    ((pteT & (BLOCK_PAGES - 1)) << 10) + (pteIndex(addr) << 1),
+  );
+}
+
+/**
+ * {@link setPteMigrationEntry} for a caller that holds the words of table pteT
+ * (Frames.block32()) and the entry's offset in them: a PTE walk under its lock.
+ */
+export function setPteMigrationEntryAt(
+  core: Core,
+  vma: Vma,
+  pteT: number,
+  addr: number,
+  words: Uint32Array,
+  off: number,
+): boolean {
+  assertPtlHeld(core, pteT, 'try_to_migrate_one');
   const lo = words[off];
   const hi = words[off + 1];
   const pfn = entryPfn(lo, hi);

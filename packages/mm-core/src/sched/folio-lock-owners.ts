@@ -9,7 +9,12 @@ import type { Task } from './task.js';
  * locked.
  */
 export class FolioLockOwners {
-  private readonly sections = new Map<number, Int32Array>();
+  /**
+   * The arrays by section number, a dense array (holes up to the highest section used): a 4 KiB
+   * migration's destination pages are spread over many sections, and an array index is cheaper
+   * than a Map lookup per lock.
+   */
+  private readonly sections: (Int32Array | undefined)[] = [];
   private readonly tasks = new Map<number, Task>();
   /**
    * The sections of the last two lookups (-1: none) and their arrays: locks come in runs of
@@ -26,7 +31,7 @@ export class FolioLockOwners {
   /** The array of section nr, or undefined when none exists yet (no lock was taken there). */
   private section(nr: number): Int32Array | undefined {
     if (nr === this.lastNr) return this.lastArr;
-    const a = nr === this.prevNr ? this.prevArr : this.sections.get(nr);
+    const a = nr === this.prevNr ? this.prevArr : this.sections[nr];
     if (a !== undefined) this.remember(nr, a);
     return a;
   }
@@ -45,7 +50,9 @@ export class FolioLockOwners {
     let a = this.section(nr);
     if (!a) {
       a = new Int32Array(PAGES_PER_SECTION);
-      this.sections.set(nr, a);
+      const sections = this.sections;
+      while (sections.length < nr) sections.push(undefined);
+      sections[nr] = a;
       this.remember(nr, a);
     }
     a[head - nr * PAGES_PER_SECTION] = t.id + 1;

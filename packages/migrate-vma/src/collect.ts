@@ -38,7 +38,7 @@ import {
   ptlUnlock,
   SWP_DEVICE_WRITE,
   setPmdMigrationEntry,
-  setPteMigrationEntry,
+  setPteMigrationEntryAt,
   splitFolioMapped,
   swpType,
   type Vma,
@@ -422,7 +422,7 @@ function* collectPtes(
       const folio = m.head[page];
       folioGet(core, folio);
       if (faultFolio === folio || folioTrylock(core, folio)) {
-        if (!setPteMigrationEntry(core, vma, pteT, addr)) {
+        if (!setPteMigrationEntryAt(core, vma, pteT, addr, words, off)) {
           if (faultFolio !== folio) folioUnlock(core, folio);
           folioPut(core, folio);
           push(mig, 0);

@@ -5,6 +5,7 @@ import {
   folioUnlock,
   type KGen,
   PG_lru,
+  PteWalkCache,
   removeMigrationPtes,
   tryRemoveMigrationPtes,
 } from '@hmm-model/mm-core';
@@ -25,6 +26,9 @@ export function* migrateDeviceFinalizeCore(
 ): KGen {
   const m = core.map;
   const faultFolio = faultPage >= 0 ? m.head[faultPage] : -1;
+  // The page-table walk of the last slot, reused by the next one in the same PMD range until
+  // this loop sleeps or reaches its preemption point.
+  const walk = new PteWalkCache();
   for (let i = 0; i < npages; i++) {
     // An empty slot (a compound unit's tail, a skipped page) holds neither folio.
     if (src[i] === 0 && dst[i] === 0) continue;
@@ -50,8 +54,10 @@ export function* migrateDeviceFinalizeCore(
     }
     if (!folioIsZoneDevice(core, dstFolio)) m.flags[dstFolio] |= PG_lru;
     // remove_migration_ptes(): at once when the rmap lock is free, else sleeping for it.
-    if (!tryRemoveMigrationPtes(core, srcFolio, dstFolio))
+    if (!tryRemoveMigrationPtes(core, srcFolio, dstFolio, walk)) {
+      walk.reset();
       yield* removeMigrationPtes(core, srcFolio, dstFolio);
+    }
     if (faultFolio !== srcFolio) folioUnlock(core, srcFolio);
     folioPut(core, srcFolio);
     if (dstFolio !== srcFolio) {
@@ -59,6 +65,9 @@ export function* migrateDeviceFinalizeCore(
       folioUnlock(core, dstFolio);
       folioPut(core, dstFolio);
     }
-    if (i + 1 < npages && core.sched.needResched()) yield '__migrate_device_finalize: next slot';
+    if (i + 1 < npages && core.sched.needResched()) {
+      walk.reset();
+      yield '__migrate_device_finalize: next slot';
+    }
   }
 }

@@ -46,6 +46,7 @@ import {
   MIGRATE_PFN_COMPOUND as CMP,
   MIGRATE_PFN_MIGRATE as MIG,
   MIGRATE_VMA_SELECT_COMPOUND,
+  MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
   MIGRATE_VMA_SELECT_SYSTEM,
   type MigrateVma,
   migratePfn,
@@ -325,6 +326,36 @@ describe('folio_migrate_mapping and finalize', () => {
     expect(pteKind(k, p, raw)).toBe('present');
     expect(pteKind(k, p, raw + PAGE_SIZE)).toBe('device-private-write');
     expect(dev.frees).toBe(1);
+    expect(check()).toEqual([]);
+    expect(badPattern(p, raw, 2 * PAGE_SIZE)).toBe(-1);
+  });
+
+  it('back to system memory: an unexpected reference on a device page fails its slot alone; finalize restores it', () => {
+    const mc = machine();
+    const { k, p, dev, check } = mc;
+    const raw = p.mmap(0, PMD_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+    fillPattern(p, raw, 2 * PAGE_SIZE);
+    dev.toDevice(vmaAt(p, raw), raw, raw + 2 * PAGE_SIZE, SYS);
+    expect(pteKind(k, p, raw)).toBe('device-private-write');
+    const mig = setupAt(mc, raw, 2, MIGRATE_VMA_SELECT_DEVICE_PRIVATE);
+    expect(mig.cpages).toBe(2);
+    const d0 = migratePfnToPage(mig.src[0]);
+    folioGet(k.core, d0);
+    expect(dev.copyBack(mig)).toBe(0);
+    const sys0 = migratePfnToPage(mig.dst[0]);
+    migrateVmaPages(k.core, mig);
+    // folio_migrate_mapping() sees one reference too many on the first device page only.
+    expect(mpfnFlags(mig.src[0]) & MIG).toBe(0);
+    expect(mpfnFlags(mig.src[1]) & MIG).toBe(MIG);
+    const freeBefore = k.core.zone.nrFree;
+    migrateVmaFinalize(k.core, mig);
+    folioPut(k.core, d0);
+    expect(pteKind(k, p, raw)).toBe('device-private-write');
+    expect(pteKind(k, p, raw + PAGE_SIZE)).toBe('present');
+    // The refused destination went back to the buddy allocator (this device keeps its data in
+    // its own memory: no backing page to free).
+    expect(k.core.map.refcount[sys0]).toBe(0);
+    expect(k.core.zone.nrFree).toBe(freeBefore + 1);
     expect(check()).toEqual([]);
     expect(badPattern(p, raw, 2 * PAGE_SIZE)).toBe(-1);
   });

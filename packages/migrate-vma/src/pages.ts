@@ -24,6 +24,7 @@ import {
   PG_swapbacked,
   PG_swapcache,
   PG_uptodate,
+  PG_zone_device,
   PMD_SIZE,
   pageVmaMappedWalk,
   pmdTableOf,
@@ -204,6 +205,22 @@ export function* migrateDevicePagesCore(
       const newfolio = m.head[newpage];
       const sflags = mpfnFlags(src[i]);
       const dflags = mpfnFlags(dst[i]);
+      if (
+        !((sflags | dflags) & MIGRATE_PFN_COMPOUND) &&
+        !(m.flags[newfolio] & PG_zone_device) &&
+        m.pgmap[newfolio] === 0
+      ) {
+        // The common unit of 4 KiB migrations to system memory: one page to one system page.
+        // The steps below with nothing to split or refuse (no compound side, no device
+        // destination): folio_migrate_mapping(), then folio_migrate_flags() on success.
+        const extra = mig && mig.faultPage >= 0 && m.head[mig.faultPage] === folio ? 1 : 0;
+        if (folioMigrateMapping(core, newfolio, folio, extra))
+          src[i] = mpfnClear(src[i], MIGRATE_PFN_MIGRATE);
+        else folioMigrateFlags(core, newfolio, folio);
+        i++;
+        if (core.sched.needResched()) yield '__migrate_device_pages: next unit';
+        continue;
+      }
       const sOrder = sflags & MIGRATE_PFN_COMPOUND ? m.folioOrder(folio) : 0;
       const dCompound = (dflags & MIGRATE_PFN_COMPOUND) !== 0;
       const dOrder = dCompound ? m.folioOrder(newfolio) : 0;

@@ -4,6 +4,7 @@ import { ModelBug, type Warning } from './errors.js';
 import { KernelEvents } from './events.js';
 import { checkFixIds } from './fixes.js';
 import type { SwapInfo } from './mm/swapfile.js';
+import type { AnonVma, Inode } from './mm/types.js';
 import { BuddyZone } from './phys/buddy.js';
 import { Frames } from './phys/frames.js';
 import type { HostMemoryPool } from './phys/hostpool.js';
@@ -187,8 +188,11 @@ export class Core {
    * Models page->mapping targets (anon_vma / address_space objects). Ids are never reused, so a
    * folio whose anon_vma is gone sees no mapping rather than somebody else's.
    */
-  readonly mappings = new Map<number, object>();
+  readonly mappings = new Map<number, AnonVma | Inode>();
   private nextMappingId = 1;
+  /** The last id {@link Core.mappingOf} looked up and its object (rmap walks run per page). */
+  private lastMappingId = 0;
+  private lastMapping: AnonVma | Inode | undefined = undefined;
   readonly warnings: Warning[] = [];
   /** Models the default hstate's pool (2 MiB pages): free heads and the pool size. */
   readonly hugetlb = { free: [] as number[], total: 0 };
@@ -291,7 +295,7 @@ export class Core {
   }
 
   /** Registers an object as a page->mapping target; returns its id. */
-  registerMapping(obj: object): number {
+  registerMapping(obj: AnonVma | Inode): number {
     const id = this.nextMappingId++;
     this.mappings.set(id, obj);
     return id;
@@ -300,6 +304,24 @@ export class Core {
   /** Releases a mapping id (the object is gone). */
   unregisterMapping(id: number): void {
     if (!this.mappings.delete(id)) throw new ModelBug(`mapping id ${id} not registered`);
+    if (id === this.lastMappingId) {
+      this.lastMappingId = 0;
+      this.lastMapping = undefined;
+    }
+  }
+
+  /**
+   * Models following page->mapping (folio_anon_vma() / folio->mapping): the anon_vma or
+   * address_space registered under `id`, or undefined (0, or an id whose object is gone).
+   */
+  mappingOf(id: number): AnonVma | Inode | undefined {
+    if (id === this.lastMappingId && id !== 0) return this.lastMapping;
+    const obj = this.mappings.get(id);
+    if (obj !== undefined) {
+      this.lastMappingId = id;
+      this.lastMapping = obj;
+    }
+    return obj;
   }
 
   /** Models page_pgmap(): the dev_pagemap of a ZONE_DEVICE pfn. */

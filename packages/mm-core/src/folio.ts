@@ -411,10 +411,11 @@ export function freeFolio(core: Core, head: number): void {
 
 /** Models folio_put(): drop a reference; free on zero. */
 export function folioPut(core: Core, head: number, nr = 1): void {
-  const m = core.map;
-  folioBugOn(core, m.refcount[head] < nr, head, 'folio_put: refcount underflow');
-  m.refcount[head] -= nr;
-  if (m.refcount[head] === 0) freeFolio(core, head);
+  const refcount = core.map.refcount;
+  const left = refcount[head] - nr;
+  folioBugOn(core, left < 0, head, 'folio_put: refcount underflow');
+  refcount[head] = left;
+  if (left === 0) freeFolio(core, head);
 }
 
 /**

@@ -88,6 +88,9 @@ export class DmirrorDevice {
   /** Length of free_folios (for inspection). */
   nrFreeFolios = 0;
   private readonly chunkByPgmap = new Map<number, DmirrorChunk>();
+  /** The pgmap of the last {@link DmirrorDevice.chunkOfPgmap} lookup and its chunk (frees run per page). */
+  private lastPgmap: DevPagemap | undefined = undefined;
+  private lastChunk: DmirrorChunk | undefined = undefined;
   /** Model extension (mthp.ts): the mTHP orders this device allocates and migrates whole. */
   mthpOrders = 0;
   /** Model extension (mthp.ts): free device folios of the mTHP orders. */
@@ -116,7 +119,18 @@ export class DmirrorDevice {
   /** Models dmirror_page_to_chunk(): the chunk whose pgmap the page belongs to. */
   chunkOf(pfn: number): DmirrorChunk | undefined {
     const pgmap = pageDevPagemap(this.core, pfn);
-    return pgmap ? this.chunkByPgmap.get(pgmap.id) : undefined;
+    return pgmap ? this.chunkOfPgmap(pgmap) : undefined;
+  }
+
+  /** The chunk whose pagemap is `pgmap` (dmirror_page_to_chunk() once the pgmap is known). */
+  private chunkOfPgmap(pgmap: DevPagemap): DmirrorChunk | undefined {
+    if (pgmap === this.lastPgmap) return this.lastChunk;
+    const chunk = this.chunkByPgmap.get(pgmap.id);
+    if (chunk) {
+      this.lastPgmap = pgmap;
+      this.lastChunk = chunk;
+    }
+    return chunk;
   }
 
   /** Models BACKING_PAGE(): zone_device_data for a device-private page, the page itself otherwise. */
@@ -280,7 +294,7 @@ export class DmirrorDevice {
       folioPut(core, rfolio);
       rpage = 0;
     }
-    const chunk = pgmap ? this.chunkByPgmap.get(pgmap.id) : undefined;
+    const chunk = pgmap ? this.chunkOfPgmap(pgmap) : undefined;
     if (!chunk) throw new ModelBug(`dmirror_devmem_free: page 0x${head.toString(16)} is in no chunk`);
     if (chunk.remove) {
       this.cdropped += 1 << order;
@@ -414,6 +428,10 @@ export class DmirrorDevice {
           );
         yield* memunmapPages(this.core, chunk.pagemap);
         this.chunkByPgmap.delete(chunk.pagemap.id);
+        if (this.lastChunk === chunk) {
+          this.lastPgmap = undefined;
+          this.lastChunk = undefined;
+        }
       }
       this.chunks = [];
       this.devmemCapacity = 0;

@@ -80,11 +80,13 @@ class CopyRuns {
   private to = -1;
   private from = -1;
   private n = 0;
+  /** Pages added since the last flush: their copy commands, counted at the flush. */
+  private commands = 0;
   constructor(private readonly core: Core) {}
 
   /** nr pages (nr copy_highpage() calls): copy from..from+nr to to..to+nr, or clear when from < 0. */
   add(to: number, from: number, nr = 1): void {
-    this.core.events.copy(nr, nr * PAGE_SIZE);
+    this.commands += nr;
     const n = this.n;
     if (
       n > 0 &&
@@ -100,8 +102,12 @@ class CopyRuns {
     this.n = nr;
   }
 
-  /** Copies (or clears) the pending run. */
+  /** Copies (or clears) the pending run; counts the copy commands added so far. */
   flush(): void {
+    if (this.commands !== 0) {
+      this.core.events.copy(this.commands, this.commands * PAGE_SIZE);
+      this.commands = 0;
+    }
     if (this.n === 0) return;
     if (this.from >= 0) this.core.frames.copy(this.to, this.from, this.n);
     else this.core.frames.zero(this.to, this.n);

@@ -54,9 +54,10 @@ import { assertPtlHeld, pmdLock, pteLock, ptlUnlock } from './locking.js';
 import { withInvalidationSync } from './notifier.js';
 import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo, ptSet } from './pgtable.js';
 import {
-  AnonVma,
-  Inode,
+  type AnonVma,
+  type Inode,
   MMU_NOTIFY_CLEAR,
+  type MmStruct,
   VM_EXEC,
   VM_LOCKED,
   VM_READ,
@@ -82,8 +83,8 @@ export type MappedAt =
 export function rmapVmas(core: Core, head: number): { vma: Vma; addr: number }[] {
   const m = core.map;
   core.events.rmapWalks++;
-  const owner = core.mappings.get(m.mapping[head]);
-  const vmas = owner instanceof AnonVma ? owner.vmas : owner instanceof Inode ? owner.mmaps : undefined;
+  const owner = core.mappingOf(m.mapping[head]);
+  const vmas = owner === undefined ? undefined : owner.anon ? owner.vmas : owner.mmaps;
   if (!vmas) return [];
   const index = m.index[head];
   const nr = m.folioNrPages(head);
@@ -101,10 +102,9 @@ export function rmapVmas(core: Core, head: number): { vma: Vma; addr: number }[]
  * rmap (the root anon_vma's, or the file's i_mmap_rwsem), or null for a folio without mapping.
  */
 export function rmapLockOf(core: Core, head: number): RwSem | null {
-  const owner = core.mappings.get(core.map.mapping[head]);
-  if (owner instanceof AnonVma) return owner.root.rwsem;
-  if (owner instanceof Inode) return owner.immapRwsem;
-  return null;
+  const owner = core.mappingOf(core.map.mapping[head]);
+  if (owner === undefined) return null;
+  return owner.anon ? owner.root.rwsem : owner.immapRwsem;
 }
 
 /** Models rmap_walk()'s locking: take the folio's rmap lock for read; returns it (or null). */
@@ -248,11 +248,31 @@ export function setPmdMigrationEntry(core: Core, vma: Vma, pmdT: number, haddr: 
  * Returns false (entry untouched) when an exclusive page may be pinned.
  */
 export function setPteMigrationEntry(core: Core, vma: Vma, pteT: number, addr: number): boolean {
-  assertPtlHeld(core, pteT, 'try_to_migrate_one');
-  const i = pteIndex(addr);
   // ptLo()/ptHi() with one block lookup.
   const words = core.frames.block32(pteT);
-  const off = ((pteT & (BLOCK_PAGES - 1)) << 10) + (i << 1);
+  return setPteMigrationEntryAt(
+    core,
+    vma,
+    pteT,
+    addr,
+    words,
+    ((pteT & (BLOCK_PAGES - 1)) << 10) + (pteIndex(addr) << 1),
+  );
+}
+
+/**
+ * {@link setPteMigrationEntry} for a caller that holds the words of table pteT
+ * (Frames.block32()) and the entry's offset in them: a PTE walk under its lock.
+ */
+export function setPteMigrationEntryAt(
+  core: Core,
+  vma: Vma,
+  pteT: number,
+  addr: number,
+  words: Uint32Array,
+  off: number,
+): boolean {
+  assertPtlHeld(core, pteT, 'try_to_migrate_one');
   const lo = words[off];
   const hi = words[off + 1];
   const pfn = entryPfn(lo, hi);
@@ -261,7 +281,10 @@ export function setPteMigrationEntry(core: Core, vma: Vma, pteT: number, addr: n
   const exclusive = (m.flags[pfn] & PG_anon_exclusive) !== 0;
   if (exclusive && folioMaybeDmaPinned(core, head)) return false;
   const exclusiveWrite = (vma.flags & VM_WRITE) !== 0;
-  ptSet(core, pteT, i, migrationEntryLo(core, lo, head, pfn, exclusive, exclusiveWrite), mkHi(pfn));
+  // set_pte_at() on the words read above.
+  words[off] = migrationEntryLo(core, lo, head, pfn, exclusive, exclusiveWrite);
+  words[off + 1] = mkHi(pfn);
+  core.events.ptesWritten++;
   vma.mm.tlb.flushRange(addr, addr + PAGE_SIZE);
   folioRemoveRmapPtes(core, head, pfn, 1);
   m.flags[pfn] &= ~PG_anon_exclusive;
@@ -355,18 +378,46 @@ export function* removeMigrationPtes(
 }
 
 /**
+ * Model-only: the PTE table the last order-0 remove_migration_ptes() walk reached (the PGD..PMD
+ * lookups of page_vma_mapped_walk()), kept by a caller that restores many folios of one range in
+ * a row (__migrate_device_finalize()). Page tables above the PTE level change only under locks
+ * other tasks take, so the result stays right until the caller reaches a preemption point or
+ * sleeps: it must {@link PteWalkCache.reset} there. Within the PMD range of the last walk in the
+ * same mm the walk is skipped; the PTE itself is always read.
+ */
+export class PteWalkCache {
+  mm: MmStruct | null = null;
+  /** First address of the PMD range of the last walk. */
+  start = 0;
+  /** The PTE table mapping that range. */
+  pteT = -1;
+
+  /** Forgets the last walk (at a preemption point: page tables may change from here). */
+  reset(): void {
+    this.mm = null;
+  }
+}
+
+/**
  * Models remove_migration_ptes(src, dst) when the rmap lock can be taken at once (down_read()
  * would not sleep): the same walk as {@link removeMigrationPtes} without a preemption point.
  * Returns false, having done nothing, when the lock is contended; the caller then sleeps in
  * {@link removeMigrationPtes}. Saves per-folio generator frames in finalize loops.
  */
-export function tryRemoveMigrationPtes(core: Core, src: number, dst: number): boolean {
+export function tryRemoveMigrationPtes(core: Core, src: number, dst: number, walk?: PteWalkCache): boolean {
   // rmapLockOf(), with the rmap owner kept for the walk.
-  const owner = core.mappings.get(core.map.mapping[dst]);
-  const l = owner instanceof AnonVma ? owner.root.rwsem : owner instanceof Inode ? owner.immapRwsem : null;
+  const owner = core.mappingOf(core.map.mapping[dst]);
+  const l = owner === undefined ? null : owner.anon ? owner.root.rwsem : owner.immapRwsem;
   if (l && !l.tryDownRead(core.sched, 'remove_migration_ptes')) return false;
   try {
-    removeMigrationPtesLocked(core, src, dst, false, owner);
+    const m = core.map;
+    // removeMigrationPtesLocked(), with the order-0 case (per 4 KiB page) checked here.
+    if (
+      (m.flags[src] & PG_head) !== 0 ||
+      (m.flags[dst] & PG_head) !== 0 ||
+      !removeSmallMigrationPtes(core, src, dst, owner, walk)
+    )
+      removeMigrationPtesLocked(core, src, dst, false, owner, false);
   } finally {
     l?.upRead(core.sched, 'remove_migration_ptes');
   }
@@ -377,18 +428,26 @@ export function tryRemoveMigrationPtes(core: Core, src: number, dst: number): bo
  * remove_migration_ptes() with the rmap lock held (rmap_walk_locked()). `mapUnusedToZeropage`:
  * RMP_USE_SHARED_ZEROPAGE (a split's remap_page()), see {@link tryToMapUnusedToZeropage}.
  * `owner`: dst's rmap owner (core.mappings of its mapping) when the caller looked it up already.
+ * `trySmall`: false when the caller already tried {@link removeSmallMigrationPtes}.
  */
 function removeMigrationPtesLocked(
   core: Core,
   src: number,
   dst: number,
   mapUnusedToZeropage = false,
-  owner: object | undefined = core.mappings.get(core.map.mapping[dst]),
+  owner: AnonVma | Inode | undefined = core.mappingOf(core.map.mapping[dst]),
+  trySmall = true,
 ): void {
   const m = core.map;
   const nr = m.folioNrPages(src);
   const dstNr = m.folioNrPages(dst);
-  if (nr === 1 && dstNr === 1 && !mapUnusedToZeropage && removeSmallMigrationPtes(core, src, dst, owner))
+  if (
+    trySmall &&
+    nr === 1 &&
+    dstNr === 1 &&
+    !mapUnusedToZeropage &&
+    removeSmallMigrationPtes(core, src, dst, owner)
+  )
     return;
   const dstDevice = folioIsDevicePrivate(core, dst);
   const dstAnon = (m.flags[dst] & PG_anon) !== 0;
@@ -525,31 +584,48 @@ function removeMigrationPte(
  * (nothing changed in this VMA or later ones) when a PMD on the way is not a page table, for the
  * general walk to handle; VMAs already done hold no migration entry for src any more.
  */
-function removeSmallMigrationPtes(core: Core, src: number, dst: number, owner: object | undefined): boolean {
+function removeSmallMigrationPtes(
+  core: Core,
+  src: number,
+  dst: number,
+  owner: AnonVma | Inode | undefined,
+  walk?: PteWalkCache,
+): boolean {
   const m = core.map;
-  const vmas = owner instanceof AnonVma ? owner.vmas : owner instanceof Inode ? owner.mmaps : undefined;
+  const vmas = owner === undefined ? undefined : owner.anon ? owner.vmas.list() : owner.mmaps.list();
   core.events.rmapWalks++;
   if (!vmas) return true;
   const index = m.index[dst];
   const dstDevice = folioIsDevicePrivate(core, dst);
   const dstAnon = (m.flags[dst] & PG_anon) !== 0;
-  for (const vma of vmas) {
+  for (let v = 0; v < vmas.length; v++) {
+    const vma = vmas[v];
     const addr = vma.start + (index - vma.pgoff) * PAGE_SIZE;
     if (addr < vma.start || addr >= vma.end) continue;
-    const pmdT = pmdTableOf(core, vma.mm, addr, false);
-    if (pmdT < 0) continue;
-    // ptLo()/ptHi() of the PMD and of the PTE, one block lookup per table.
-    const mb = core.frames.block32(pmdT);
-    const moff = ((pmdT & (BLOCK_PAGES - 1)) << 10) + (pmdIndex(addr) << 1);
-    const lo = mb[moff];
-    const hi = mb[moff + 1];
-    if (entryNone(lo, hi)) continue;
-    if (!entryPresent(lo) || entryHuge(lo)) {
-      // A PMD migration entry cannot hold an order-0 folio; the general walk decides.
-      core.events.rmapWalks--;
-      return false;
+    let pteT: number;
+    if (walk !== undefined && walk.mm === vma.mm && addr >= walk.start && addr < walk.start + PMD_SIZE)
+      pteT = walk.pteT;
+    else {
+      const pmdT = pmdTableOf(core, vma.mm, addr, false);
+      if (pmdT < 0) continue;
+      // ptLo()/ptHi() of the PMD and of the PTE, one block lookup per table.
+      const mb = core.frames.block32(pmdT);
+      const moff = ((pmdT & (BLOCK_PAGES - 1)) << 10) + (pmdIndex(addr) << 1);
+      const lo = mb[moff];
+      const hi = mb[moff + 1];
+      if (entryNone(lo, hi)) continue;
+      if (!entryPresent(lo) || entryHuge(lo)) {
+        // A PMD migration entry cannot hold an order-0 folio; the general walk decides.
+        core.events.rmapWalks--;
+        return false;
+      }
+      pteT = entryPfn(lo, hi);
+      if (walk !== undefined) {
+        walk.mm = vma.mm;
+        walk.start = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
+        walk.pteT = pteT;
+      }
     }
-    const pteT = entryPfn(lo, hi);
     const pb = core.frames.block32(pteT);
     const poff = ((pteT & (BLOCK_PAGES - 1)) << 10) + (pteIndex(addr) << 1);
     const plo = pb[poff];
@@ -557,9 +633,50 @@ function removeSmallMigrationPtes(core: Core, src: number, dst: number, owner: o
     if (entryNone(plo, phi) || entryPresent(plo) || entryPfn(plo, phi) !== src) continue;
     if (!isMigrationType(swpType(plo))) continue;
     const protnone = (vma.flags & (VM_READ | VM_WRITE | VM_EXEC)) === 0;
-    removeMigrationPte(core, pteT, addr, plo, dst, dstDevice, dstAnon, protnone);
+    removeSmallMigrationPte(core, pb, poff, pteT, plo, dst, dstDevice, dstAnon, protnone);
   }
   return true;
+}
+
+/**
+ * {@link removeMigrationPte} for the order-0 walk: the entry is at words[off] of table pteT (the
+ * block the walk read it from) and `page` is its own folio; set_pte_at() writes those words.
+ */
+function removeSmallMigrationPte(
+  core: Core,
+  words: Uint32Array,
+  off: number,
+  pteT: number,
+  lo: number,
+  page: number,
+  dstDevice: boolean,
+  dstAnon: boolean,
+  protnone: boolean,
+): void {
+  const m = core.map;
+  const type = swpType(lo);
+  const write = type === SWP_MIGRATION_WRITE;
+  let nlo: number;
+  if (dstDevice) {
+    nlo = mkSwpLo(
+      write ? SWP_DEVICE_WRITE : SWP_DEVICE_READ,
+      page,
+      lo & (_PAGE_SWP_SOFT_DIRTY | _PAGE_SWP_UFFD_WP),
+    );
+  } else {
+    nlo = mkPteLo(page, write, (lo & SWP_MIG_DIRTY) !== 0, (lo & SWP_MIG_YOUNG) !== 0, protnone);
+    if (lo & _PAGE_SWP_SOFT_DIRTY) nlo = (nlo | _PAGE_SOFT_DIRTY) >>> 0;
+    if (lo & _PAGE_SWP_UFFD_WP) nlo = (nlo | _PAGE_UFFD_WP) >>> 0;
+  }
+  const ptl = pteLock(core, pteT, 'remove_migration_pte');
+  // folio_get(), folio_add_anon_rmap_pte() (exclusive unless plainly readable), set_pte_at().
+  m.refcount[page]++;
+  m.mapcount[page]++;
+  if (dstAnon && type !== SWP_MIGRATION_READ) m.flags[page] |= PG_anon_exclusive;
+  words[off] = nlo;
+  words[off + 1] = mkHi(page);
+  core.events.ptesWritten++;
+  ptlUnlock(core, ptl, 'remove_migration_pte');
 }
 
 /** Models folio_mapped() after an unmap attempt (re-exported for the migration code). */

@@ -41,13 +41,51 @@ export const VM_IGNORE_MERGE = VM_SOFTDIRTY;
 export const VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC;
 
 /**
+ * Models the anon_vma's interval tree of VMAs (anon_vma->rb_root) and the file's i_mmap tree: a
+ * Set of VMAs in insertion order, with the same order as an array for the rmap walks, which run
+ * once per folio (per 4 KiB page on migration paths) and iterate a plain array faster than a Set.
+ */
+export class VmaSet extends Set<Vma> {
+  /** The members in insertion order; null after a change until {@link VmaSet.list} rebuilds it. */
+  private snapshot: Vma[] | null = null;
+
+  override add(vma: Vma): this {
+    if (!this.has(vma)) this.snapshot = null;
+    return super.add(vma);
+  }
+
+  override delete(vma: Vma): boolean {
+    const r = super.delete(vma);
+    if (r) this.snapshot = null;
+    return r;
+  }
+
+  override clear(): void {
+    this.snapshot = null;
+    super.clear();
+  }
+
+  /** The members as an array in insertion order (the caller must not change it). */
+  list(): readonly Vma[] {
+    let l = this.snapshot;
+    if (l === null) {
+      l = Array.from(this);
+      this.snapshot = l;
+    }
+    return l;
+  }
+}
+
+/**
  * Models struct anon_vma (mm/rmap.c): the set of VMAs that may map anonymous folios whose
  * folio->mapping points here. fork() adds child VMAs to the parent's anon_vmas (the chain).
  */
 export class AnonVma {
+  /** Model-only: tells an anon_vma from an address_space behind a mapping id (PAGE_MAPPING_ANON). */
+  readonly anon = true;
   /** Mapping id (what memmap.mapping holds for folios of this anon_vma). */
   id = 0;
-  readonly vmas = new Set<Vma>();
+  readonly vmas = new VmaSet();
   /** Models anon_vma->root: the anon_vma of the process that started the fork tree. */
   root: AnonVma = this;
   /** Models anon_vma->rwsem (only the root's is used: anon_vma_lock_read/write take root's). */
@@ -58,13 +96,15 @@ export class AnonVma {
  * Models a tmpfs/shmem inode with its address_space (page cache and i_mmap).
  */
 export class Inode {
+  /** Model-only: tells an address_space from an anon_vma behind a mapping id (PAGE_MAPPING_ANON clear). */
+  readonly anon = false;
   /** Mapping id (what memmap.mapping holds for page-cache folios). */
   id = 0;
   size = 0;
   /** Models the page cache (i_pages): page index -> pfn. */
   readonly pages = new Map<number, number>();
   /** Models i_mmap: VMAs mapping this file. */
-  readonly mmaps = new Set<Vma>();
+  readonly mmaps = new VmaSet();
   /** Open file descriptions and mappings referencing the inode. */
   refs = 0;
   /** Models i_nlink == 0 (O_TMPFILE, shared anonymous memory, or unlinked). */

@@ -1,4 +1,4 @@
-import { PAGES_PER_SECTION } from '../phys/memmap.js';
+import { PAGES_PER_SECTION, PFN_SECTION_SHIFT } from '../phys/memmap.js';
 import type { Task } from './task.js';
 
 /**
@@ -9,7 +9,12 @@ import type { Task } from './task.js';
  * locked.
  */
 export class FolioLockOwners {
-  private readonly sections = new Map<number, Int32Array>();
+  /**
+   * The arrays by section number, a dense array (holes up to the highest section used): a 4 KiB
+   * migration's destination pages are spread over many sections, and an array index is cheaper
+   * than a Map lookup per lock.
+   */
+  private readonly sections: (Int32Array | undefined)[] = [];
   private readonly tasks = new Map<number, Task>();
   /**
    * The sections of the last two lookups (-1: none) and their arrays: locks come in runs of
@@ -26,7 +31,7 @@ export class FolioLockOwners {
   /** The array of section nr, or undefined when none exists yet (no lock was taken there). */
   private section(nr: number): Int32Array | undefined {
     if (nr === this.lastNr) return this.lastArr;
-    const a = nr === this.prevNr ? this.prevArr : this.sections.get(nr);
+    const a = nr === this.prevNr ? this.prevArr : this.sections[nr];
     if (a !== undefined) this.remember(nr, a);
     return a;
   }
@@ -41,11 +46,13 @@ export class FolioLockOwners {
 
   /** Records t as the holder of the lock of the folio at head (just taken, or inherited). */
   set(head: number, t: Task): void {
-    const nr = Math.floor(head / PAGES_PER_SECTION);
+    const nr = head >>> PFN_SECTION_SHIFT;
     let a = this.section(nr);
     if (!a) {
       a = new Int32Array(PAGES_PER_SECTION);
-      this.sections.set(nr, a);
+      const sections = this.sections;
+      while (sections.length < nr) sections.push(undefined);
+      sections[nr] = a;
       this.remember(nr, a);
     }
     a[head - nr * PAGES_PER_SECTION] = t.id + 1;
@@ -58,14 +65,14 @@ export class FolioLockOwners {
   /** The holder of the folio lock at head, or undefined when the folio is not locked. */
   get(head: number): Task | undefined {
     if (!this.locked(head)) return undefined;
-    const nr = Math.floor(head / PAGES_PER_SECTION);
+    const nr = head >>> PFN_SECTION_SHIFT;
     const id = this.section(nr)?.[head - nr * PAGES_PER_SECTION] ?? 0;
     return id > 0 ? this.tasks.get(id - 1) : undefined;
   }
 
   /** Forgets the holder at folio_unlock(). */
   forget(head: number): void {
-    const nr = Math.floor(head / PAGES_PER_SECTION);
+    const nr = head >>> PFN_SECTION_SHIFT;
     const a = this.section(nr);
     if (a) a[head - nr * PAGES_PER_SECTION] = 0;
   }

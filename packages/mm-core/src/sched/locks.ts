@@ -84,7 +84,10 @@ export class SpinLock {
     const t = s.current;
     if (this.owner !== t) this.badUnlock(t, site);
     this.owner = null;
-    removeHeld(t, this);
+    // The lock taken last is released first (the common case): a pop.
+    const held = t.held;
+    if (held.length > 0 && held[held.length - 1] === this.rec) held.pop();
+    else removeHeld(t, this);
     t.spinDepth--;
   }
 
@@ -334,7 +337,10 @@ export class RwSem {
     if (n === 0) this.badUpRead(t, site);
     h.n = n - 1;
     if (n === 1) this.nReaders--;
-    removeHeld(t, this, 'r');
+    // The first hold's record released while it is the task's last lock (the common case): a pop.
+    const held = t.held;
+    if (n === 1 && held.length > 0 && held[held.length - 1] === h.rec) held.pop();
+    else removeHeld(t, this, 'r');
   }
 
   /** The finding of an up_read() without a read hold (out of line, as SpinLock's). */

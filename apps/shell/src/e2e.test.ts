@@ -205,6 +205,76 @@ describe('hmm-shell binary', () => {
     }
   });
 
+  it('under tmux: what could lose a session does not (issue 13): an oversized migrate, extra words, kill of init, a stale $, exit of init', async () => {
+    if (!tmuxAvailable())
+      throw new Error(
+        'tmux is not installed: install it (e.g. apt-get install tmux; .ci/run installs it) to run this test',
+      );
+    const hist = join(dir, 'history-edges');
+    try {
+      tmux(
+        'new-session',
+        '-d',
+        '-s',
+        session,
+        '-x',
+        '160',
+        '-y',
+        '40',
+        `env HMM_SHELL_HISTORY=${hist} NO_COLOR=1 node ${cli}`,
+      );
+      await waitScreen((s) => s.includes('address space: pid 1 · 0 VMAs'), 'the booted machine');
+      const line = async (text: string, until: (s: string) => boolean, what: string) => {
+        literal(text);
+        keys('Enter');
+        return (await waitScreen(until, what)).text;
+      };
+      await line('mmap 4M', (s) => s.includes('mmap: 0x7effffc00000-0x7f0000000000'), 'mmap output');
+      await line('write $ 4M index', (s) => s.includes('write: 4 MiB at 0x7effffc00000'), 'write output');
+      // The shell's buffer costs what the ioctl copies: no 4 GiB scratch, no OOM kill of pid 1
+      // (dmirror_migrate_to_device(): -EINVAL at the first hole, what is mapped before it moved).
+      await line(
+        'migrate $ 4G dev',
+        (s) =>
+          s.includes('migrate: EINVAL — range not covered by a readable VMA: 0x7f0000000000 is not mapped'),
+        'the migrate over the hole',
+      );
+      await line(
+        'maps | grep x',
+        (s) => s.includes('maps: usage — unexpected words "| grep x" after the command'),
+        'the refused extra words',
+      );
+      await line('fork', (s) => s.includes('fork: child pid 2'), 'fork');
+      await line('switch 2', (s) => s.includes('hmm:2>'), 'the switch to the child');
+      // sig_task_ignored(): global init ignores a SIGKILL sent from its own namespace.
+      await line(
+        'kill 1 KILL',
+        (s) => s.includes('kill: SIGKILL (signal 9) sent to 1: still running (the signal was ignored)'),
+        'kill of init',
+      );
+      await line('switch 1', (s) => /hmm:1>\s*$/m.test(s), 'the switch back');
+      await line('kill 2 9', (s) => s.includes('kill: SIGKILL (signal 9) sent to 2'), 'kill of the child');
+      await line(
+        'munmap $ 4M',
+        (s) => s.includes('munmap: 0x7effffc00000-0x7f0000000000 (4 MiB) unmapped'),
+        'munmap',
+      );
+      await line('read $', (s) => s.includes('read: stale — $ is 0x7effffc00000'), 'the stale $');
+      // do_exit() of global init panics; the modelled panic is shown and the session goes on.
+      await line(
+        'exit',
+        (s) => s.includes('Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000000'),
+        'the panic of init',
+      );
+      const end = await line('echo still here', (s) => /^still here$/m.test(s), 'the next command');
+      expect(alive()).toBe(true);
+      expect(end).toContain('TAINTED D');
+      expect(end).not.toContain('Out of memory');
+    } finally {
+      spawnSync('tmux', ['-S', socket, 'kill-session', '-t', session]);
+    }
+  });
+
   it('script mode from a pipe: plain text, --strict exit status, --json lines', () => {
     const input = 'mmap 4M rw private anon hugepage\nwrite $ 2M index\nmap\nbogus\necho after\n';
     const plain = spawnSync('node', [cli], { input, encoding: 'utf8' });

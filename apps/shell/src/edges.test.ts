@@ -92,6 +92,17 @@ describe('write-only mappings are readable (x86)', () => {
     expect(out).not.toContain('not readable');
     expect(out).toMatch(/\*\s+1\s+-\s+running/);
   });
+
+  it('`w` is a protection word of mmap and mprotect (help and completion), and mprotect to `w` keeps the data readable', async () => {
+    const { out } = await script(
+      'help mmap\nhelp mprotect\nmmap 4K\nwrite $ 4 fill 0x05\nmprotect $ 4K w\nread $ 4',
+    );
+    expect(out).toContain('mmap <len> [rw|r|w|rwx|rx|none]');
+    expect(out).toContain('mprotect <addr> <len> <rw|r|w|rwx|rx|none>');
+    expect(out).toContain('now -w-');
+    expect(out).toMatch(/hmm:1> read \$ 4\n.*05 05 05 05/);
+    expect(out).not.toContain('SIGSEGV');
+  });
 });
 
 describe('smaps of hugetlb mappings', () => {

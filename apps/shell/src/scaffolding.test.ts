@@ -18,7 +18,7 @@ import type { Executed } from './commands/index.js';
 import { CMD_ADDR, CMD_NPAGES, CMD_PTR, HMM_DMIRROR_MIGRATE_TO_DEV } from './dmirror-uapi.js';
 import { fmtSize } from './format.js';
 import type { Session } from './session.js';
-import { newSession, run, text } from './testing/harness.js';
+import { newSession, run, script, text } from './testing/harness.js';
 
 const MiB = 2 ** 20;
 
@@ -90,6 +90,26 @@ describe('the shell never loses the session to its own ioctl buffers', () => {
     expect(p.ioctl(fd, HMM_DMIRROR_MIGRATE_TO_DEV, cmd)).toBe(-22);
     expect(text(run(t, 'snapshot $ 4M'))).toBe(shellSnap);
     nothingDied(s);
+  });
+
+  it('script mode on the default 2 GiB machine: `migrate $ 4G dev` on a 4 MiB mapping migrates the 4 MiB, says EINVAL, and pid 1 lives on', async () => {
+    const session = newSession({ ramBytes: 2 * 2 ** 30 });
+    const free = session.kernel.core.zone.nrFree;
+    const { out, code } = await script(
+      ['mmap 4M', 'write $ 4M index', 'migrate $ 4G dev', 'snapshot $ 4M', 'ps', 'echo after'].join('\n'),
+      { session, strict: false },
+    );
+    expect(code).toBe(0);
+    expect(out).toContain(
+      'hmm:1> migrate $ 4G dev\nmigrate: EINVAL — range not covered by a readable VMA: 0x7f0000000000 is not mapped.',
+    );
+    expect(out).toContain('1024 page(s)  0x22 DEV_PRIVATE_LOCAL|WRITE');
+    expect(out).toMatch(/\*\s+1\s+-\s+running/);
+    expect(out).toContain('hmm:1> echo after\nafter');
+    expect(session.kernel.core.vmstat.oom_kill).toBe(0);
+    // The scratch space is gone again: no 4 GiB buffer stayed mapped or faulted in.
+    expect(free - session.kernel.core.zone.nrFree).toBeLessThan((16 * MiB) / PAGE_SIZE);
+    nothingDied(session);
   });
 
   it('on a machine the data nearly fills, the read-back buffer is left to the ioctl: its copy fails, the migration stands, nothing dies', () => {

@@ -66,7 +66,7 @@ import { signalName } from '../signals.js';
 import type { CommandSpec } from './types.js';
 import { coverage, currentProc, hugeFlags, isResult, notAligned, permString } from './util.js';
 
-const PROT_WORDS = ['rw', 'r', 'rwx', 'rx', 'none'];
+const PROT_WORDS = ['rw', 'r', 'w', 'rwx', 'rx', 'none'];
 
 /** Parses a protection word: `rw`, `r-x`, `rwx`, `none` (models the PROT_* bits). */
 export function parseProt(tok: string): number | undefined {
@@ -162,11 +162,12 @@ const mmap: CommandSpec = {
   name: 'mmap',
   group: 'memory',
   usage:
-    'mmap <len> [rw|r|rwx|none] [private|shared] [anon] [hugepage|nohugepage] [hugetlb] [populate] [noreserve] [at <addr> [fixed|noreplace]]',
+    'mmap <len> [rw|r|w|rwx|rx|none] [private|shared] [anon] [hugepage|nohugepage] [hugetlb] [populate] [noreserve] [at <addr> [fixed|noreplace]]',
   summary: 'map anonymous memory (models mmap(2)); sets $ to the address',
   details: [
-    'Defaults: rw, private, anonymous. `hugepage` applies MADV_HUGEPAGE after mapping (THP mode',
-    '"madvise"); anonymous private mappings of a multiple of 2 MiB are 2 MiB aligned.',
+    'Defaults: rw, private, anonymous. `w` is PROT_WRITE alone, which x86 reads too (access_error()).',
+    '`hugepage` applies MADV_HUGEPAGE after mapping (THP mode "madvise"); anonymous private mappings',
+    'of a multiple of 2 MiB are 2 MiB aligned.',
     '`name = mmap ...` also stores the address in $name. `noreserve` is MAP_NORESERVE: no overcommit',
     'charge (except under vm.overcommit_memory=2); private writable mappings are charged (see `sysctl`).',
   ],
@@ -280,7 +281,7 @@ const munmap: CommandSpec = {
 const mprotect: CommandSpec = {
   name: 'mprotect',
   group: 'memory',
-  usage: 'mprotect <addr> <len> <rw|r|rwx|none>',
+  usage: 'mprotect <addr> <len> <rw|r|w|rwx|rx|none>',
   summary: 'change protection (models mprotect(2))',
   examples: ['mprotect $ 2M r', 'mprotect $ 4K none'],
   mutates: true,
@@ -289,9 +290,10 @@ const mprotect: CommandSpec = {
   run(s, args) {
     const addr = parseAddr(args[0], s.lookup);
     const len = parseSize(args[1], s.lookup, 'length');
-    if (args[2] === undefined) throw new UsageError('missing protection (rw, r, rwx, none)');
+    if (args[2] === undefined) throw new UsageError('missing protection (rw, r, w, rwx, rx, none)');
     const prot = parseProt(args[2]);
-    if (prot === undefined) throw new UsageError(`bad protection "${args[2]}": use rw, r, rwx, r-x or none`);
+    if (prot === undefined)
+      throw new UsageError(`bad protection "${args[2]}": use rw, r, w, rwx, r-x or none`);
     const proc = currentProc(s, 'mprotect');
     if (isResult(proc)) return proc;
     const r = proc.mprotect(addr, len, prot);

@@ -9,6 +9,7 @@ import {
   EINVAL,
   HPAGE_PMD_NR,
   MADV_COLD,
+  MADV_DONTNEED,
   MADV_HUGEPAGE,
   MADV_NOHUGEPAGE,
   MAP_ANONYMOUS,
@@ -115,6 +116,40 @@ describe('khugepaged scan (khugepaged_do_scan(), hpage_collapse_scan_pmd())', ()
     expect(readKnob(p, 'pages_collapsed')).toBe('2\n');
     expect(Number(readKnob(p, 'full_scans'))).toBeGreaterThanOrEqual(1);
     expect(p.mm.rss.MM_ANONPAGES).toBe(2 * HPAGE_PMD_NR);
+    expect(k.check()).toEqual([]);
+  });
+
+  it('never collapses a PMD without a PTE table (SCAN_NO_PTE_TABLE) or with only none PTEs (512 > max_ptes_none: SCAN_EXCEED_NONE_PTE)', () => {
+    // hpage_collapse_scan_pmd(): find_pmd_or_thp_or_none() finds no table; an empty table counts
+    // 512 none PTEs, one more than max_ptes_none (511) allows. The khugepaged selftest's
+    // collapse_empty ("Do not collapse empty PTE table").
+    const k = machine();
+    const p = k.spawn();
+    const raw = p.mmap(0, 4 * PMD_SIZE, RW, ANON);
+    const a = Math.ceil(raw / PMD_SIZE) * PMD_SIZE;
+    // PMD 0: never touched, no table. PMD 1: a table emptied by MADV_DONTNEED. PMD 2: one page.
+    p.writeI32(a + PMD_SIZE + 3 * P, 1);
+    expect(p.madvise(a + PMD_SIZE + 3 * P, P, MADV_DONTNEED)).toBe(0);
+    p.writeI32(a + 2 * PMD_SIZE + 5 * P, 5);
+    expect(p.madvise(a, 3 * PMD_SIZE, MADV_HUGEPAGE)).toBe(0);
+    expect([pmdKind(k, p, a), pmdKind(k, p, a + PMD_SIZE), pmdKind(k, p, a + 2 * PMD_SIZE)]).toEqual([
+      'none',
+      'table',
+      'table',
+    ]);
+    const alloc = k.core.vmstat.thp_collapse_alloc;
+    const none = k.core.vmstat.thp_scan_exceed_none_pte;
+    const r = k.khugepagedScan();
+    expect(r.collapsed).toBe(1);
+    expect(k.core.vmstat.thp_collapse_alloc).toBe(alloc + 1);
+    expect(k.core.vmstat.thp_scan_exceed_none_pte).toBe(none + 1);
+    expect([pmdKind(k, p, a), pmdKind(k, p, a + PMD_SIZE), pmdKind(k, p, a + 2 * PMD_SIZE)]).toEqual([
+      'none',
+      'table',
+      'huge',
+    ]);
+    expect(p.readI32(a + 2 * PMD_SIZE + 5 * P)).toBe(5);
+    expect(p.mm.rss.MM_ANONPAGES).toBe(HPAGE_PMD_NR);
     expect(k.check()).toEqual([]);
   });
 

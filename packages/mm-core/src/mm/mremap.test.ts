@@ -289,6 +289,29 @@ describe('mremap(2) across several VMAs (remap_move(), Linux 6.17+)', () => {
     expect(k.check()).toEqual([]);
   });
 
+  it('with MREMAP_DONTUNMAP and the range ending inside the first and last VMAs: the pieces move, no source VMA is split', () => {
+    // remap_move() -> mremap_to() -> move_vma() per VMA: with MREMAP_DONTUNMAP nothing is
+    // unmapped, so the first and last VMAs keep their ranges (only the moved pages leave them);
+    // dontunmap_complete() drops the anon_vma only of the wholly moved middle VMA.
+    const { k, p } = three();
+    const before = spans(p, X, X + 12 * P);
+    expect(p.mremap(X + 2 * P, 8 * P, 8 * P, MOVE | MREMAP_DONTUNMAP, Z)).toBe(Z);
+    expect(spans(p, X, X + 12 * P)).toEqual(before);
+    expect(spans(p, Z, Z + 8 * P)).toEqual([
+      [Z, Z + 2 * P, 3],
+      [Z + 2 * P, Z + 6 * P, 1],
+      [Z + 6 * P, Z + 8 * P, 3],
+    ]);
+    expectFilled(p, Z, 8, 102);
+    expectFilled(p, X, 2, 100);
+    expectFilled(p, X + 10 * P, 2, 110);
+    for (const i of [2, 3, 4, 7, 8, 9]) expect(p.readI32(X + i * P)).toBe(0);
+    expect(p.mm.vmaLookup(X)!.anonVma).not.toBeNull();
+    expect(p.mm.vmaLookup(X + 4 * P)!.anonVma).toBeNull();
+    expect(p.mm.vmaLookup(X + 8 * P)!.anonVma).not.toBeNull();
+    expect(k.check()).toEqual([]);
+  });
+
   it('refuses a range that starts in a hole (-EFAULT) and changes nothing', () => {
     const { k, p } = three();
     p.munmap(X, P);

@@ -108,8 +108,11 @@ describe('hmm-shell binary', () => {
       const map = await waitScreen((s) => s.includes('0x7effffc00000 |T.|'), 'the THP in the live map');
       expect(map.text).toMatch(/last: write \([\d.]+ ms\) Δ nr_anon_pages \+512/);
 
+      // Each command's output is awaited before the next is typed: keys typed while a command
+      // runs are dropped (by design, tested below), and a loaded CI host makes fork take long.
       literal('fork');
       keys('Enter');
+      await waitScreen((s) => s.includes('fork: child pid 2'), 'fork output');
       literal('switch 2');
       keys('Enter');
       await waitScreen(
@@ -125,6 +128,7 @@ describe('hmm-shell binary', () => {
 
       literal('munmap $+4K 4K');
       keys('Enter');
+      await waitScreen((s) => /^munmap: /m.test(s), 'munmap output');
       literal('zoom $');
       keys('Enter');
       await waitScreen((s) => s.includes('1 cell = 4 KiB page') && s.includes('|s sss'), 'the zoomed map');

@@ -317,6 +317,9 @@ function* collectPtes(
   // table stays put while its lock is held).
   let words: Uint32Array | undefined;
   const base = (pteT & (BLOCK_PAGES - 1)) << 10;
+  const start = addr;
+  // Migration entries set with ptep_get_and_clear() (no per-page flush): flushed as one range.
+  let unmapped = 0;
   try {
     for (; addr < end; addr += PAGE_SIZE) {
       words ??= core.frames.block32(pteT);
@@ -422,13 +425,14 @@ function* collectPtes(
       const folio = m.head[page];
       folioGet(core, folio);
       if (faultFolio === folio || folioTrylock(core, folio)) {
-        if (!setPteMigrationEntryAt(core, vma, pteT, addr, words, off)) {
+        if (!setPteMigrationEntryAt(core, vma, pteT, addr, words, off, true)) {
           if (faultFolio !== folio) folioUnlock(core, folio);
           folioPut(core, folio);
           push(mig, 0);
           continue;
         }
         mig.cpages++;
+        unmapped++;
       } else {
         folioPut(core, folio);
         mpfn = 0;
@@ -438,6 +442,8 @@ function* collectPtes(
     return 'done';
   } finally {
     if (locked) ptlUnlock(core, ptl, 'migrate_vma_collect_pmd');
+    // "Only flush the TLB if we actually modified any entries".
+    if (unmapped) vma.mm.tlb.flushRange(start, end);
   }
 }
 

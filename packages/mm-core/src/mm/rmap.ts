@@ -263,6 +263,12 @@ export function setPteMigrationEntry(core: Core, vma: Vma, pteT: number, addr: n
 /**
  * {@link setPteMigrationEntry} for a caller that holds the words of table pteT
  * (Frames.block32()) and the entry's offset in them: a PTE walk under its lock.
+ *
+ * The TLB: try_to_migrate_one() clears a present PTE with ptep_clear_flush() (x86 flushes only
+ * an accessible, i.e. present, entry) and a device-private one with ptep_get_and_clear() (no
+ * flush). migrate_vma_collect_pmd() uses ptep_clear_flush() only for an anon-exclusive page and
+ * flushes the rest with one flush_tlb_range() after the walk: it passes deferFlush, and must
+ * flush the range itself when this returned true.
  */
 export function setPteMigrationEntryAt(
   core: Core,
@@ -271,6 +277,7 @@ export function setPteMigrationEntryAt(
   addr: number,
   words: Uint32Array,
   off: number,
+  deferFlush = false,
 ): boolean {
   assertPtlHeld(core, pteT, 'try_to_migrate_one');
   const lo = words[off];
@@ -285,7 +292,7 @@ export function setPteMigrationEntryAt(
   words[off] = migrationEntryLo(core, lo, head, pfn, exclusive, exclusiveWrite);
   words[off + 1] = mkHi(pfn);
   core.events.ptesWritten++;
-  vma.mm.tlb.flushRange(addr, addr + PAGE_SIZE);
+  if (entryPresent(lo) && (exclusive || !deferFlush)) vma.mm.tlb.flushRange(addr, addr + PAGE_SIZE);
   folioRemoveRmapPtes(core, head, pfn, 1);
   m.flags[pfn] &= ~PG_anon_exclusive;
   folioPut(core, head);

@@ -138,6 +138,16 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
       expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
   }, 60_000);
 
+  it('model bug: munmap(2) keeps a PTE table a VMA beside the gap still covers (free_pgtables() floor and ceiling)', () => {
+    // pnpm fuzz --seed 777: with the mmap_lock downgraded, munmap freed the empty PTE table of
+    // the PMD while a dmirror migration in the VMA beside the gap had looked it up and was about
+    // to insert a device-private entry into it: the entry went into a freed table, rss counted a
+    // page no page table mapped ("Bad rss-counter state ... anon=1" at exit).
+    const { sc, schedule } = load('./munmap-shared-pte-table.hmm');
+    for (const s of [schedule, ...OTHER])
+      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+  });
+
   it('model bug (mTHP extension): a device mTHP split under a CPU fault hands the fault reference to the faulting page', () => {
     // The fault-back of a whole 64 KiB device folio whose system allocation fails (a pending
     // FAIL_ALLOC) splits it to base pages in migrate_vma_pages(); the fault's reference stayed on

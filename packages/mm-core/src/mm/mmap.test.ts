@@ -212,6 +212,26 @@ describe('munmap(2)', () => {
     expect(k.check()).toEqual([]);
   });
 
+  it('free_pgtables() frees only the tables inside the gap: an emptied PTE table the rest of the VMA covers stays', () => {
+    // unmap_region() passes prev->vm_end and next->vm_start as floor and ceiling; a table that
+    // also covers a remaining VMA is kept even when it maps nothing (with the mmap_lock
+    // downgraded a fault there may be about to fill it).
+    const k = machine();
+    const p = k.spawn();
+    const a = p.mmap(0, 16 * PAGE_SIZE, RW, ANON);
+    p.writeI32(a, 1);
+    const tables = p.mm.pgtablesBytes;
+    expect(pteKind(k, p, a)).not.toBe('none');
+    expect(p.munmap(a, PAGE_SIZE)).toBe(0);
+    expect(p.mm.pgtablesBytes).toBe(tables);
+    expect(pteTableOf(k.core, p.mm, a + PAGE_SIZE, false)).toBeGreaterThanOrEqual(0);
+    expect(k.check()).toEqual([]);
+    // The last VMA of the range gone, the gap is the whole address space: every table goes.
+    expect(p.munmap(a + PAGE_SIZE, 15 * PAGE_SIZE)).toBe(0);
+    expect(p.mm.pgtablesBytes).toBe(0);
+    expect(k.check()).toEqual([]);
+  });
+
   it('a shared anonymous mapping split by munmap keeps its pages', () => {
     const k = machine();
     const p = k.spawn();

@@ -88,7 +88,14 @@ export function* unmapRange(core: Core, mm: MmStruct, start: number, end: number
   } finally {
     mmuNotifierInvalidateRangeEnd(range);
   }
-  freeEmptyTables(core, mm, start, end);
+  // unmap_region(): floor and ceiling are the neighbours' bounds (prev->vm_end, next->vm_start).
+  let floor = 0;
+  let ceiling = 2 ** 48;
+  for (const v of mm.vmas) {
+    if (v.end <= start && v.end > floor) floor = v.end;
+    if (v.start >= end && v.start < ceiling) ceiling = v.start;
+  }
+  freeEmptyTables(core, mm, start, end, floor, ceiling);
   for (const v of vmas) removeVma(core, v);
 }
 

@@ -134,9 +134,19 @@ export function readPmd(core: Core, mm: MmStruct, addr: number): [number, number
 
 /**
  * Models free_pgd_range()/free_pgtables(): after zapping [start, end), free the table pages
- * below the PGD that cover only addresses in that range and map nothing.
+ * below the PGD whose whole span lies in [floor, ceiling) (the gap between the VMAs left on either
+ * side: prev->vm_end and next->vm_start) and that map nothing. A table shared with a VMA beside
+ * the gap stays: with the mmap_lock downgraded (munmap(2)), a fault or migrate_vma_insert_page()
+ * in that VMA may be about to fill it.
  */
-export function freeEmptyTables(core: Core, mm: MmStruct, start: number, end: number): void {
+export function freeEmptyTables(
+  core: Core,
+  mm: MmStruct,
+  start: number,
+  end: number,
+  floor = 0,
+  ceiling = 2 ** 48,
+): void {
   const pgd = mm.pgd;
   const G = 2 ** 39;
   const U = 2 ** 30;
@@ -156,18 +166,19 @@ export function freeEmptyTables(core: Core, mm: MmStruct, start: number, end: nu
         const mlo = ptLo(core, pmd, mi);
         const mhi = ptHi(core, pmd, mi);
         if ((mlo === 0 && mhi === 0) || !entryPresent(mlo) || entryHuge(mlo)) continue;
+        if (ma < floor || ma + M > ceiling) continue;
         const pte = entryPfn(mlo, mhi);
         if (tableEmpty(core, pte)) {
           ptSet(core, pmd, mi, 0, 0);
           freeTable(core, mm, pte);
         }
       }
-      if (tableEmpty(core, pmd)) {
+      if (ua >= floor && ua + U <= ceiling && tableEmpty(core, pmd)) {
         ptSet(core, pud, ui, 0, 0);
         freeTable(core, mm, pmd);
       }
     }
-    if (tableEmpty(core, pud)) {
+    if (ga >= floor && ga + G <= ceiling && tableEmpty(core, pud)) {
       ptSet(core, pgd, gi, 0, 0);
       freeTable(core, mm, pud);
     }

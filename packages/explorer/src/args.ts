@@ -1,5 +1,5 @@
 /**
- * Command-line options of `pnpm fuzz` and `pnpm bugs`: parsing with one-line errors (a bad option
+ * Command-line options of `pnpm fuzz` and `pnpm run bugs`: parsing with one-line errors (a bad option
  * never becomes a stack trace).
  */
 import { checkBugIds, KERNEL_BUGS } from '@hmm-model/mm-core';
@@ -86,7 +86,7 @@ export function bugList(v: unknown): string[] {
     checkBugIds(ids);
   } catch {
     const bad = ids.find((id) => !KERNEL_BUGS.some((b) => b.id === id));
-    throw new UsageError(`unknown bug id '${bad}' (pnpm bugs --list shows them)`);
+    throw new UsageError(`unknown bug id '${bad}' (pnpm run bugs --list shows them)`);
   }
   return ids;
 }

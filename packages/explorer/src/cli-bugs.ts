@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `pnpm bugs`: the bug zoo. For every historical bug the model can switch back on, the explorer
+ * `pnpm run bugs`: the bug zoo. For every historical bug the model can switch back on, the explorer
  * hunts it with a fixed budget (the campaign of `pnpm fuzz`, with the operations the bug's Fixes
  * scenario names), then runs the same campaign with no switch on, which must find nothing.
  * One line per bug, then `bug zoo: K/N found`; exit 0 only when every bug is found and every
@@ -32,7 +32,7 @@ const SPECS: readonly OptSpec[] = [
   { name: 'help', value: 'none' },
 ];
 
-const HELP = `usage: pnpm bugs [--list] [--bug ID ...] [--seed N] [--runs N] [--time 60s] [--ops N]
+const HELP = `usage: pnpm run bugs [--list] [--bug ID ...] [--seed N] [--runs N] [--time 60s] [--ops N]
                  [--workers N] [--write] [--out DIR] [--no-baseline]
   --runs N     schedules per bug (default 300), also the baseline's budget
   --time T     time per bug at most (default 90s)
@@ -108,7 +108,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const entries = ids.length
     ? ids.map((id) => {
         const z = zooEntry(id);
-        if (!z) throw new UsageError(`bug ${id} has a switch but no hunt in the zoo (pnpm bugs --list)`);
+        if (!z) throw new UsageError(`bug ${id} has a switch but no hunt in the zoo (pnpm run bugs --list)`);
         return z;
       })
     : [...ZOO];

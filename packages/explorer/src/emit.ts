@@ -56,7 +56,7 @@ export function regressionTest(rep: ReproducerText, id: string, title: string): 
   const fixes = rep.fixes ? `, fixes: ${JSON.stringify(rep.fixes)}` : '';
   return `/**
  * Bug zoo regression ${id}: ${title}
- * Written by \`pnpm bugs --write\` from the explorer's minimal reproducer.
+ * Written by \`pnpm run bugs --write\` from the explorer's minimal reproducer.
  */
 import { describe, expect, it } from 'vitest';
 import { parseOp } from '../ops.js';

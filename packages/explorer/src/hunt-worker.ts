@@ -1,5 +1,5 @@
 /**
- * One bug hunt as a job for `pnpm bugs` (run in place, or in a worker thread: a worker takes
+ * One bug hunt as a job for `pnpm run bugs` (run in place, or in a worker thread: a worker takes
  * jobs from its port until the parent stops it). Results are plain data (structured clone).
  */
 import { isMainThread, parentPort } from 'node:worker_threads';

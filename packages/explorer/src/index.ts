@@ -1,7 +1,7 @@
 /**
  * @hmm-model/explorer (model-only): the interleaving explorer over the model: the operation
  * vocabulary, the oracle, runs under replayable schedules, campaigns (random, PCT, bounded
- * exhaustive), shrinking, reproducer emitters and the bug zoo. CLIs: `pnpm fuzz`, `pnpm bugs`.
+ * exhaustive), shrinking, reproducer emitters and the bug zoo. CLIs: `pnpm fuzz`, `pnpm run bugs`.
  */
 export * from './args.js';
 export * from './emit.js';

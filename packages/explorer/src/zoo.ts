@@ -240,7 +240,7 @@ export function hunt(entry: ZooEntry, opts: HuntOptions): HuntResult {
   };
 }
 
-/** The switches mm-core knows that the zoo does not hunt (and why), for `pnpm bugs --list`. */
+/** The switches mm-core knows that the zoo does not hunt (and why), for `pnpm run bugs --list`. */
 export function unhunted(): { id: string; title: string }[] {
   return KERNEL_BUGS.filter((b) => !zooEntry(b.id)).map((b) => ({ id: b.id, title: b.title }));
 }

@@ -1,5 +1,5 @@
 /**
- * Regressions from `pnpm fuzz --seed 20261204 --ops 20000 --workers 2` and from `pnpm bugs`'
+ * Regressions from `pnpm fuzz --seed 20261204 --ops 20000 --workers 2` and from `pnpm run bugs`'
  * baselines on the fixed model: each
  * minimal reproducer is a shell script beside this file (`pnpm shell --script <file>` replays it).
  * The kernel findings reproduce with their fix switch off and are clean with every fix on; the

@@ -11,7 +11,8 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from './constants.js';
-import { PM_FILE, PM_MMAP_EXCLUSIVE, PM_PRESENT, PM_SWAP, pagemapEntry, smaps } from './proc.js';
+import { HUGETLBFS_DEV } from './mm/hugetlbfs.js';
+import { mapsText, PM_FILE, PM_MMAP_EXCLUSIVE, PM_PRESENT, PM_SWAP, pagemapEntry, smaps } from './proc.js';
 import type { Process } from './process.js';
 import { machine } from './testing/helpers.js';
 import { pageout } from './testing/swap.js';
@@ -229,5 +230,32 @@ describe('/proc/self/status (task_mem())', () => {
     expect(before).toMatch(/^VmSize:\t {6}32 kB$/m);
     for (let i = 0; i < 3; i++) p.writeI32(a + i * PAGE_SIZE, i);
     expect(read()).toMatch(/^RssAnon:\t {6}12 kB$/m);
+  });
+});
+
+describe('/proc/pid/maps of MAP_HUGETLB mappings (show_map_vma())', () => {
+  it('private and shared ones show the hugetlbfs file hugetlb_file_setup() made: its device, inode and "/anon_hugepage (deleted)"', () => {
+    // ksys_mmap_pgoff() calls hugetlb_file_setup(HUGETLB_ANON_FILE, ...) for every MAP_HUGETLB
+    // mapping without a file, private ones too; the pseudo file is unlinked, so d_path() says
+    // "(deleted)". Each mapping has its own file (inode), on the internal hugetlbfs mount.
+    const k = machine();
+    const p = k.spawn();
+    const a = p.mmap(0, PMD_SIZE, RW, ANON | MAP_HUGETLB);
+    const b = p.mmap(0, PMD_SIZE, RW, MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB);
+    const c = p.mmap(0, PMD_SIZE, RW, ANON | MAP_HUGETLB);
+    const maps = mapsText(p.mm).split('\n');
+    const line = (addr: number) => maps.find((l) => l.startsWith(`${addr.toString(16)}-`)) ?? '';
+    const re = (perms: string) =>
+      new RegExp(
+        `^[0-9a-f]+-[0-9a-f]+ ${perms} 00000000 ${HUGETLBFS_DEV} (\\d+) +/anon_hugepage \\(deleted\\)$`,
+      );
+    const ino = (addr: number, perms: string) => Number(re(perms).exec(line(addr))?.[1] ?? -1);
+    expect(ino(a, 'rw-p')).toBeGreaterThan(0);
+    expect(ino(b, 'rw-s')).toBeGreaterThan(0);
+    expect(ino(c, 'rw-p')).toBeGreaterThan(0);
+    expect(new Set([ino(a, 'rw-p'), ino(b, 'rw-s'), ino(c, 'rw-p')]).size).toBe(3);
+    // Two such mappings side by side have different files: never one VMA.
+    expect(p.vmas.length).toBe(3);
+    expect(k.check()).toEqual([]);
   });
 });

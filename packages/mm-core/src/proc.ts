@@ -1,5 +1,6 @@
 import { PAGE_SIZE, PMD_SIZE } from './constants.js';
 import type { Core } from './core.js';
+import { AnonHugetlbFile, HUGETLB_ANON_FILE, HUGETLBFS_DEV } from './mm/hugetlbfs.js';
 import { mmapReadLock, mmapReadUnlock } from './mm/locking.js';
 import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo } from './mm/pgtable.js';
 import { swapCount, swpEntryVal } from './mm/swapfile.js';
@@ -195,9 +196,11 @@ export function vmaName(v: Vma): string | null {
   if (v.file) {
     // shmem_zero_setup()'s file of a shared anonymous mapping is "/dev/zero (deleted)".
     if (v.file.name === 'dev/zero') return '/dev/zero (deleted)';
+    // hugetlb_file_setup()'s file of a MAP_SHARED|MAP_HUGETLB mapping: a pseudo file, unlinked.
+    if (v.file.hugetlbfs && v.file.name === HUGETLB_ANON_FILE) return `/${HUGETLB_ANON_FILE} (deleted)`;
     return v.file.unlinked && !v.file.name.endsWith('(deleted)') ? `${v.file.name} (deleted)` : v.file.name;
   }
-  return v.flags & VM_HUGETLB ? 'anon_hugepage' : null;
+  return v.flags & VM_HUGETLB ? `/${HUGETLB_ANON_FILE} (deleted)` : null;
 }
 
 /** Models the width seq_setwidth() gives the maps prefix: 25 + sizeof(void *) * 6 - 1. */
@@ -218,8 +221,10 @@ export function mapsLine(v: Vma): string {
     (f & VM_EXEC ? 'x' : '-') +
     (f & VM_MAYSHARE ? 's' : 'p');
   const off = v.file || v.vmOps ? v.pgoff * PAGE_SIZE : 0;
-  const dev = v.file ? '00:01' : '00:00';
-  const ino = v.file ? v.file.ino : 0;
+  // A MAP_HUGETLB mapping always has a hugetlbfs file (private ones too, hugetlb_file_setup()).
+  const anonHuge = v.vmFile instanceof AnonHugetlbFile ? v.vmFile : null;
+  const dev = v.file?.hugetlbfs || anonHuge ? HUGETLBFS_DEV : v.file ? '00:01' : '00:00';
+  const ino = v.file ? v.file.ino : anonHuge ? anonHuge.ino : 0;
   const line = `${hex(v.start)}-${hex(v.end)} ${perms} ${hex(off)} ${dev} ${ino} `;
   const name = vmaName(v);
   return name === null ? line : `${line.padEnd(MAPS_NAME_COLUMN)} ${name}`;

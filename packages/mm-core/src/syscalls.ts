@@ -50,6 +50,8 @@ import { accessBytes, XLATE_DEAD } from './cpu.js';
 import { OpenFile } from './fs.js';
 import { memfdCreateFile } from './memfd.js';
 import {
+  AnonHugetlbFile,
+  HUGETLB_ANON_FILE,
   hugetlbfsFallocate,
   hugetlbfsNewInode,
   hugetlbfsTruncate,
@@ -235,14 +237,15 @@ export class Syscalls {
       if (start < 0) return start;
       if (huge && start % PMD_SIZE) return -ENOMEM;
     }
-    if (!file && shared) {
-      // Models shmem_zero_setup(): shared anonymous memory is a tmpfs file.
+    if (!file && shared && !huge) {
+      // Models shmem_zero_setup(): shared anonymous memory is a tmpfs file (MAP_HUGETLB: a
+      // hugetlbfs one, below).
       inode = shmemNewInode(core, 'dev/zero');
       inode.sbHuge = 'shm_mnt';
       inode.size = len;
     }
     if (huge && shared && !inode) {
-      inode = hugetlbfsNewInode(core, 'anon_hugepage');
+      inode = hugetlbfsNewInode(core, HUGETLB_ANON_FILE);
       inode.size = len;
     }
     // Models do_mmap()'s pgoff: the file offset; for private anonymous memory the address (for
@@ -252,7 +255,7 @@ export class Syscalls {
     else if (inode) pgoff = 0;
     // vm_file's identity: the open file, the shmem file of shared anonymous memory, the
     // hugetlbfs file hugetlb_file_setup() makes for every MAP_HUGETLB mapping.
-    const vmFile: object | null = file ?? inode ?? (huge ? {} : null);
+    const vmFile: object | null = file ?? inode ?? (huge ? new AnonHugetlbFile() : null);
     // Models __mmap_region(): try to merge with the neighbours before allocating a VMA (and so
     // before the driver's ->mmap(), which a merged range never sees).
     const vmg = vmgMmapState(mm, start, start + len, vmFlags, pgoff, inode, vmFile);

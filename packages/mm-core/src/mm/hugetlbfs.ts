@@ -22,9 +22,28 @@ import type { Core } from '../core.js';
 import { PG_uptodate } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
 import { hugetlbAlloc } from './hugetlb.js';
-import { shmemNewInode } from './shmem.js';
+import { getNextIno, shmemNewInode } from './shmem.js';
 import { hugetlbfsPunchHole } from './shmem-fallocate.js';
 import type { Inode } from './types.js';
+
+/** Models HUGETLB_ANON_FILE: the name of the file hugetlb_file_setup() makes for MAP_HUGETLB. */
+export const HUGETLB_ANON_FILE = 'anon_hugepage';
+
+/**
+ * Model-only: the device number /proc/pid/maps shows for files on the internal hugetlbfs mount
+ * (its superblock's anonymous dev_t). Linux's number depends on the order of the internal mounts
+ * at boot; the model's shm_mnt is 00:01 and its hugetlbfs mount 00:0f.
+ */
+export const HUGETLBFS_DEV = '00:0f';
+
+/**
+ * Models the vm_file of a MAP_PRIVATE|MAP_HUGETLB anonymous mapping: ksys_mmap_pgoff() calls
+ * hugetlb_file_setup(HUGETLB_ANON_FILE, ...) for private mappings too. The model keeps no page
+ * cache for it (a private mapping's pages are anonymous), only its identity and inode number.
+ */
+export class AnonHugetlbFile {
+  readonly ino = getNextIno();
+}
 
 /**
  * Models get_hstate_idx() for hugetlb_file_setup(): the hstate of a huge page size given as

@@ -12,9 +12,14 @@ import { Inode, type Vma } from './types.js';
 
 let nextIno = 1;
 
+/** Models get_next_ino(): the inode number of a new in-memory inode (tmpfs, hugetlbfs). */
+export function getNextIno(): number {
+  return nextIno++;
+}
+
 /** Models shmem_get_inode()/shmem_file_setup(): a new tmpfs inode with an empty page cache. */
 export function shmemNewInode(core: Core, name: string): Inode {
-  const inode = new Inode(name, nextIno++);
+  const inode = new Inode(name, getNextIno());
   inode.id = core.registerMapping(inode);
   return inode;
 }

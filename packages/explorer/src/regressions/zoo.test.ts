@@ -16,7 +16,9 @@ describe('bug zoo regressions', () => {
   for (const z of ZOO) {
     const file = new URL(`./${z.id}.hmm`, import.meta.url);
     it(`${z.id}: the reproducer finds the bug with the switch on; the fixed model is clean`, () => {
-      expect(existsSync(file), `${z.id}.hmm missing: pnpm run bugs --bug ${z.id} --write writes it`).toBe(true);
+      expect(existsSync(file), `${z.id}.hmm missing: pnpm run bugs --bug ${z.id} --write writes it`).toBe(
+        true,
+      );
       const rep = parseReproducer(readFileSync(file, 'utf8'));
       expect(rep.bugs).toEqual([z.id]);
       const r = runScenario(rep.scenario, { schedule: rep.schedule, bugs: rep.bugs, fixes: rep.fixes });

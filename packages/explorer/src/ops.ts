@@ -537,13 +537,13 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
       }[cmdName];
       let data: Uint8Array | null = null;
       if (cmdName === 'write') {
-        data = writePattern(op.a ?? 0, addr, len);
+        data = writePattern(op.a ?? 0, addr, len, w.buffer(op.p, op.t, len));
         if ((yield* sys.access(w.scratch(op.t), data, 'write')) < 0) return;
       }
       const res = yield* dmIoctl(w, slot, op.t, fd, cmd, addr, op.n ?? 0);
       out.ret = res.ret;
       if (res.ret === 0 && cmdName === 'read') {
-        const buf = new Uint8Array(len);
+        const buf = w.buffer(op.p, op.t, len);
         if ((yield* sys.access(w.scratch(op.t), buf, 'read')) === 0) {
           out.readAddr = addr;
           out.readData = buf;
@@ -613,13 +613,13 @@ function* gpuOp(w: World, slot: ProcSlot, op: Op, addr: number, len: number, out
     return;
   }
   if (cmd === 'write') {
-    const data = writePattern(op.a ?? 0, addr, len);
+    const data = writePattern(op.a ?? 0, addr, len, w.buffer(op.p, op.t, len));
     out.ret = yield* gpuAccessGen(svmm, addr, data, 'write');
     out.writeAddr = addr;
     out.writeData = out.ret === 0 ? data : data.subarray(0, 0);
     return;
   }
-  const buf = new Uint8Array(len);
+  const buf = w.buffer(op.p, op.t, len);
   out.ret = yield* gpuAccessGen(svmm, addr, buf, 'read');
   if (out.ret === 0) {
     out.readAddr = addr;

@@ -1,7 +1,7 @@
 import { MADV_DONTNEED, MADV_FREE, PAGE_SIZE, PROT_READ, PROT_WRITE } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
 import { newOutcome, type Op, type OpOutcome, writePattern } from './ops.js';
-import { Oracle } from './oracle.js';
+import { firstDiff, Oracle } from './oracle.js';
 import { regionAddr } from './world.js';
 
 const RW = PROT_READ | PROT_WRITE;
@@ -172,5 +172,27 @@ describe('the oracle', () => {
     const data = writePattern(9, regionAddr(0, 0), PAGE_SIZE);
     expect(o.end(w, { ...newOutcome(), writeAddr: regionAddr(0, 0), writeData: data }, alive)).toBeNull();
     expect(o.expected(1, regionAddr(0, 0) / PAGE_SIZE)).toBe(0);
+  });
+});
+
+describe('firstDiff()', () => {
+  it('finds the first word that differs anywhere in a page, and -1 for a page of the word repeated', () => {
+    const page = new Uint32Array(PAGE_SIZE / 4).fill(0xabcd1234);
+    expect(firstDiff(page, 0xabcd1234)).toBe(-1);
+    expect(firstDiff(page, 0xabcd1235)).toBe(0);
+    for (const at of [1, 2, 511, 1022, 1023]) {
+      const p = page.slice();
+      p[at] = 7;
+      expect(firstDiff(p, 0xabcd1234)).toBe(at);
+    }
+    // Two differing words: the first one; a page inside a bigger buffer (a subarray with an offset).
+    const big = new Uint32Array(3 * (PAGE_SIZE / 4)).fill(5);
+    big[PAGE_SIZE / 4 + 900] = 6;
+    big[PAGE_SIZE / 4 + 901] = 6;
+    big[2 * (PAGE_SIZE / 4)] = 9;
+    expect(firstDiff(big.subarray(PAGE_SIZE / 4, 2 * (PAGE_SIZE / 4)), 5)).toBe(900);
+    expect(firstDiff(big.subarray(0, PAGE_SIZE / 4), 5)).toBe(-1);
+    expect(firstDiff(new Uint32Array(0), 5)).toBe(-1);
+    expect(firstDiff(new Uint32Array([5, 5, 4]), 5)).toBe(2);
   });
 });

@@ -9,6 +9,7 @@
  * (MADV_FREE) lets reclaim drop a page until the CPU writes it again: such a page reads its
  * contents or zeros.
  */
+import { Buffer } from 'node:buffer';
 import {
   MADV_DOFORK,
   MADV_DONTFORK,
@@ -588,8 +589,20 @@ export class Oracle {
 
 const PAGE_WORDS = PAGE_SIZE >>> 2;
 
-/** The first 32-bit word of `got` (one page) that is not `want`, or -1. */
+/**
+ * The first 32-bit word of `got` (one page) that is not `want`, or -1. The common answer (-1)
+ * comes from one native comparison: a page whose bytes equal themselves shifted by one word is
+ * one word repeated, so it is all `want` when its first word is.
+ */
 export function firstDiff(got: Uint32Array, want: number): number {
-  for (let i = 0; i < got.length; i++) if (got[i] !== want) return i;
+  const n = got.length;
+  if (n === 0) return -1;
+  if (got[0] !== want) return 0;
+  if (n > 16) {
+    const off = got.byteOffset;
+    const bytes = (n - 1) * 4;
+    if (Buffer.from(got.buffer, off, bytes).equals(Buffer.from(got.buffer, off + 4, bytes))) return -1;
+  }
+  for (let i = 1; i < n; i++) if (got[i] !== want) return i;
   return -1;
 }

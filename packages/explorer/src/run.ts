@@ -146,6 +146,13 @@ export function findingKey(f: Finding): string {
   return `${f.category}:${shape(what)}`;
 }
 
+/** The verification read's host buffer: one per worker, reused (a fresh 2 MiB host allocation per read costs more than the read). */
+let verifyBytes: ArrayBuffer | undefined;
+function verifyBuffer(len: number): Uint8Array {
+  if (!verifyBytes || verifyBytes.byteLength < len) verifyBytes = new ArrayBuffer(len);
+  return new Uint8Array(verifyBytes, 0, len);
+}
+
 /** Runs one scenario under one schedule on a fresh machine. */
 export function runScenario(sc: Scenario, opts: RunOptions): RunResult {
   return new ScenarioRun(sc, opts).run();
@@ -379,7 +386,7 @@ class ScenarioRun {
       let j = i + 1;
       while (j < pages.length && pages[j] === pages[j - 1] + 1 && j - i < 512) j++;
       const first = pages[i];
-      const buf = new Uint8Array((j - i) * PAGE_SIZE);
+      const buf = verifyBuffer((j - i) * PAGE_SIZE);
       const r = sched.runSync(slot.proc.sys.access(first * PAGE_SIZE, buf, 'read'), 'verify');
       // Out of memory faulting pages back from a device: the machine's limit, not a divergence.
       if (r === XLATE_OOM) return;

@@ -8,7 +8,14 @@ import {
   migratePfnToPage,
   mpfnFlags,
 } from '@hmm-model/migrate-vma';
-import { allocFolio, folioMapped, type KGen, ModelBug } from '@hmm-model/mm-core';
+import {
+  allocFolio,
+  borrowPfnArray,
+  folioMapped,
+  type KGen,
+  ModelBug,
+  returnPfnArray,
+} from '@hmm-model/mm-core';
 import { memunmapPages } from '@hmm-model/zone-device';
 import { freeListPfns, nouveauDmemCopyFolio, nouveauWarn } from './dmem.js';
 import type { NouveauDmemChunk, NouveauDrm } from './types.js';
@@ -51,12 +58,23 @@ export function nouveauDmemEvictChunk(chunk: NouveauDmemChunk): EvictResult {
 
 /** The kernel path of {@link nouveauDmemEvictChunk}, for tasks. */
 export function* nouveauDmemEvictChunkGen(chunk: NouveauDmemChunk): KGen<EvictResult> {
+  const npages = chunk.pagemap.endPfn - chunk.pagemap.startPfn;
+  const src = borrowPfnArray(npages);
+  const dst = borrowPfnArray(npages);
+  try {
+    return yield* evictChunkPfns(chunk, src, dst);
+  } finally {
+    returnPfnArray(src);
+    returnPfnArray(dst);
+  }
+}
+
+/** nouveauDmemEvictChunkGen() with its src/dst arrays (kvcalloc()ed by the caller). */
+function* evictChunkPfns(chunk: NouveauDmemChunk, src: Float64Array, dst: Float64Array): KGen<EvictResult> {
   const drm = chunk.drm;
   const core = drm.core;
   const m = core.map;
   const npages = chunk.pagemap.endPfn - chunk.pagemap.startPfn;
-  const src = new Float64Array(npages);
-  const dst = new Float64Array(npages);
   const res: EvictResult = { collected: 0, evicted: 0, refused: 0 };
   yield* migrateDeviceRange(core, src, chunk.pagemap.startPfn, npages);
   yield 'nouveau_dmem_evict_chunk: after migrate_device_range';

@@ -1,5 +1,6 @@
 import {
   allocFolio,
+  borrowPfnArray,
   type Core,
   type DevPagemap,
   type DevPagemapOps,
@@ -20,6 +21,7 @@ import {
   PG_large_rmappable,
   PG_locked,
   PG_tail,
+  returnPfnArray,
 } from '@hmm-model/mm-core';
 import {
   isDeviceCoherentPage,
@@ -353,12 +355,23 @@ export class DmirrorDevice {
     // No page of the chunk is allocated: migrate_device_range() would lock none and the rest
     // would do nothing (the model skips walking the 65536 empty slots).
     if (chunk.pagemap.refs === 0) return;
+    const npages = chunk.pagemap.endPfn - chunk.pagemap.startPfn;
+    const src = borrowPfnArray(npages);
+    const dst = borrowPfnArray(npages);
+    try {
+      yield* this.evictChunkPfns(chunk, src, dst);
+    } finally {
+      returnPfnArray(src);
+      returnPfnArray(dst);
+    }
+  }
+
+  /** evictChunk() with its src/dst arrays (kvcalloc()ed by the caller). */
+  private *evictChunkPfns(chunk: DmirrorChunk, src: Float64Array, dst: Float64Array): KGen {
     const core = this.core;
     const m = core.map;
     const start = chunk.pagemap.startPfn;
     const npages = chunk.pagemap.endPfn - start;
-    const src = new Float64Array(npages);
-    const dst = new Float64Array(npages);
     yield* migrateDeviceRange(core, src, start, npages);
     yield 'dmirror_device_evict_chunk: after migrate_device_range';
     for (let i = 0; i < npages; i++) {

@@ -62,7 +62,7 @@ import { deferredSplitFolio, splitHugePmd } from './huge.js';
 import { folioWaitLocked, pteLock, ptlUnlock } from './locking.js';
 import { withInvalidationSync } from './notifier.js';
 import { pmdIndex, pmdTableOf, pteIndex, pteTableAt, ptHi, ptLo, ptSet } from './pgtable.js';
-import { pageVmaMappedWalk, rmapVmas } from './rmap.js';
+import { pageVmaMappedCount, rmapVmas } from './rmap.js';
 import { shmemGetFolio } from './shmem.js';
 import { doSwapPage } from './swap-fault.js';
 import { folioFreeSwap } from './swapfile.js';
@@ -261,10 +261,12 @@ function largeFolioMappedOnlyBy(core: Core, mm: Vma['mm'], head: number): boolea
   const m = core.map;
   const nr = m.folioNrPages(head);
   let mine = 0;
-  for (const { vma, addr } of rmapVmas(core, head)) {
-    if (vma.mm !== mm) continue;
-    mine += pageVmaMappedWalk(core, vma, head, nr, addr, false).length;
-  }
+  const vmas = rmapVmas(core, head);
+  // Any mapping in another mm answers "no" (the walk stops at the first one).
+  for (const { vma, addr } of vmas)
+    if (vma.mm !== mm && pageVmaMappedCount(core, vma, head, nr, addr, false, 1) > 0) return false;
+  for (const { vma, addr } of vmas)
+    if (vma.mm === mm) mine += pageVmaMappedCount(core, vma, head, nr, addr, false);
   return mine === m.largeMapcount[head];
 }
 

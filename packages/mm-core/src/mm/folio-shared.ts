@@ -1,7 +1,7 @@
 import type { Core } from '../core.js';
 import { folioMapcount } from '../folio.js';
 import { PG_head, PG_hugetlb } from '../phys/memmap.js';
-import { pageVmaMappedWalk, rmapVmas } from './rmap.js';
+import { pageVmaMappedCount, rmapVmas } from './rmap.js';
 import type { MmStruct } from './types.js';
 
 /**
@@ -24,7 +24,7 @@ export function folioMaybeMappedShared(core: Core, head: number): boolean {
   const mms = new Set<MmStruct>();
   for (const { vma, addr } of rmapVmas(core, head)) {
     if (mms.has(vma.mm)) continue;
-    if (pageVmaMappedWalk(core, vma, head, n, addr, false).length) mms.add(vma.mm);
+    if (pageVmaMappedCount(core, vma, head, n, addr, false, 1) > 0) mms.add(vma.mm);
     if (mms.size > 1) return true;
   }
   return false;

@@ -1,7 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE } from '../constants.js';
+import {
+  HPAGE_PMD_NR,
+  MADV_HUGEPAGE,
+  MAP_ANONYMOUS,
+  MAP_PRIVATE,
+  PAGE_SIZE,
+  PMD_SIZE,
+  PROT_READ,
+  PROT_WRITE,
+} from '../constants.js';
+import { translate } from '../cpu.js';
 import { machine, ptePfn } from '../testing/helpers.js';
-import { rmapLockOf, rmapVmas } from './rmap.js';
+import { pageVmaMappedCount, pageVmaMappedWalk, rmapLockOf, rmapVmas } from './rmap.js';
 import { AnonVma, Inode, type Vma } from './types.js';
 
 const RW = PROT_READ | PROT_WRITE;
@@ -60,5 +70,39 @@ describe('rmap owners (page->mapping: anon_vma or address_space)', () => {
     expect(rmapVmas(k.core, pfn).map((x) => x.addr)).toEqual([a + PAGE_SIZE]);
     expect(rmapLockOf(k.core, pfn)).toBe((av as AnonVma).root.rwsem);
     expect(k.check()).toEqual([]);
+  });
+
+  it("page_vma_mapped_walk()'s count stops at its limit and agrees with the walk, PTE- and PMD-mapped", () => {
+    const k = machine();
+    const p = k.spawn();
+    const raw = p.mmap(0, 2 * PMD_SIZE, RW, ANON);
+    const a = Math.ceil(raw / PMD_SIZE) * PMD_SIZE;
+    expect(p.madvise(a, PMD_SIZE, MADV_HUGEPAGE)).toBe(0);
+    p.writeI32(a, 1);
+    // PMD-mapped: no PTE table to read the pfn from; the MMU's walk finds it.
+    const head = translate(k.core, p.mm, a, false);
+    expect(k.core.map.order[head]).toBe(9);
+    const [{ vma, addr }] = rmapVmas(k.core, head);
+    // PMD-mapped: one mapping of the whole folio.
+    expect(pageVmaMappedCount(k.core, vma, head, HPAGE_PMD_NR, addr, false)).toBe(1);
+    expect(pageVmaMappedWalk(k.core, vma, head, HPAGE_PMD_NR, addr, false).map((h) => h.level)).toEqual([
+      'pmd',
+    ]);
+    // PTE-mapped (an mprotect() round trip splits the PMD and the VMA, which merges back): one mapping per page.
+    expect(p.mprotect(a, PAGE_SIZE, PROT_READ)).toBe(0);
+    expect(p.mprotect(a, PAGE_SIZE, RW)).toBe(0);
+    const [{ vma: v2, addr: a2 }] = rmapVmas(k.core, head);
+    expect(pageVmaMappedCount(k.core, v2, head, HPAGE_PMD_NR, a2, false)).toBe(HPAGE_PMD_NR);
+    expect(pageVmaMappedWalk(k.core, v2, head, HPAGE_PMD_NR, a2, false)).toHaveLength(HPAGE_PMD_NR);
+    expect(pageVmaMappedCount(k.core, v2, head, HPAGE_PMD_NR, a2, false, 1)).toBe(1);
+    expect(pageVmaMappedCount(k.core, v2, head, HPAGE_PMD_NR, a2, false, 5)).toBe(5);
+    // Migration entries only (PVMW_MIGRATION): none here.
+    expect(pageVmaMappedCount(k.core, v2, head, HPAGE_PMD_NR, a2, true)).toBe(0);
+    // Unmapping half of the pages leaves the count of the rest.
+    expect(p.munmap(a, PMD_SIZE / 2)).toBe(0);
+    const left = rmapVmas(k.core, head);
+    expect(
+      left.reduce((n, h) => n + pageVmaMappedCount(k.core, h.vma, head, HPAGE_PMD_NR, h.addr, false), 0),
+    ).toBe(HPAGE_PMD_NR / 2);
   });
 });

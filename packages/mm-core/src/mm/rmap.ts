@@ -134,10 +134,42 @@ export function pageVmaMappedWalk(
   migration: boolean,
 ): MappedAt[] {
   const out: MappedAt[] = [];
+  mappedWalk(core, vma, pfn, nr, addr, migration, out, Number.POSITIVE_INFINITY);
+  return out;
+}
+
+/**
+ * {@link pageVmaMappedWalk} that only counts the mappings, stopping at `limit` (the callers that
+ * ask "how many" or "any": no object per mapping).
+ */
+export function pageVmaMappedCount(
+  core: Core,
+  vma: Vma,
+  pfn: number,
+  nr: number,
+  addr: number,
+  migration: boolean,
+  limit = Number.POSITIVE_INFINITY,
+): number {
+  return mappedWalk(core, vma, pfn, nr, addr, migration, null, limit);
+}
+
+/** The walk of {@link pageVmaMappedWalk}: counts the matches (up to limit), pushing them when `out` is given. */
+function mappedWalk(
+  core: Core,
+  vma: Vma,
+  pfn: number,
+  nr: number,
+  addr: number,
+  migration: boolean,
+  out: MappedAt[] | null,
+  limit: number,
+): number {
+  let count = 0;
   const mm = vma.mm;
   const start = Math.max(addr, vma.start);
   const end = Math.min(addr + nr * PAGE_SIZE, vma.end);
-  for (let a = start; a < end; ) {
+  for (let a = start; a < end && count < limit; ) {
     const next = Math.min(end, (Math.floor(a / PMD_SIZE) + 1) * PMD_SIZE);
     const pmdT = pmdTableOf(core, mm, a, false);
     if (pmdT < 0) {
@@ -158,29 +190,33 @@ export function pageVmaMappedWalk(
       const matches = migration ? isMig : entryPresent(lo) || isDev;
       // PMD entries carry the head pfn; the walk's range must overlap it (Wei Yang's check).
       if (matches && p <= pfn + nr - 1 && p + HPAGE_PMD_NR > pfn) {
-        out.push({ level: 'pmd', vma, pmdT, addr: Math.floor(a / PMD_SIZE) * PMD_SIZE });
+        count++;
+        out?.push({ level: 'pmd', vma, pmdT, addr: Math.floor(a / PMD_SIZE) * PMD_SIZE });
       }
       a = next;
       continue;
     }
     const pteT = entryPfn(lo, hi);
-    for (; a < next; a += PAGE_SIZE) {
+    for (; a < next && count < limit; a += PAGE_SIZE) {
       const i = pteIndex(a);
       const plo = ptLo(core, pteT, i);
       const phi = ptHi(core, pteT, i);
       if (entryNone(plo, phi)) continue;
       const p = entryPfn(plo, phi);
       if (p < pfn || p >= pfn + nr) continue;
-      if (entryPresent(plo)) {
-        if (!migration && !(plo & _PAGE_SPECIAL)) out.push({ level: 'pte', vma, pteT, addr: a, pfn: p });
-        continue;
+      let ok: boolean;
+      if (entryPresent(plo)) ok = !migration && !(plo & _PAGE_SPECIAL);
+      else {
+        const t = swpType(plo);
+        ok = migration ? isMigrationType(t) : isDevicePrivateType(t) || t === SWP_DEVICE_EXCLUSIVE;
       }
-      const t = swpType(plo);
-      const ok = migration ? isMigrationType(t) : isDevicePrivateType(t) || t === SWP_DEVICE_EXCLUSIVE;
-      if (ok) out.push({ level: 'pte', vma, pteT, addr: a, pfn: p });
+      if (ok) {
+        count++;
+        out?.push({ level: 'pte', vma, pteT, addr: a, pfn: p });
+      }
     }
   }
-  return out;
+  return count;
 }
 
 /**

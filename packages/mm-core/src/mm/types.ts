@@ -273,6 +273,8 @@ export interface RssCounters {
 }
 
 const TLB_SIZE = 1024;
+/** Models tlb_single_page_flush_ceiling (arch/x86/mm/tlb.c). */
+const TLB_SINGLE_PAGE_FLUSH_CEILING = 33;
 
 /**
  * Models the per-CPU TLB as a direct-mapped software TLB (QEMU softmmu style): vpn -> pfn with
@@ -293,11 +295,14 @@ export class SoftTlb {
     if (this.events) this.events.tlbFlushes++;
   }
 
-  /** Models flush_tlb_range(). */
+  /**
+   * Models flush_tlb_range(): x86's flush_tlb_mm_range() flushes page by page up to
+   * tlb_single_page_flush_ceiling (33) pages, and the whole TLB for a larger range.
+   */
   flushRange(start: number, end: number): void {
     const first = Math.floor(start / 4096);
     const last = Math.ceil(end / 4096);
-    if (last - first >= TLB_SIZE) {
+    if (last - first > TLB_SINGLE_PAGE_FLUSH_CEILING) {
       this.flushAll();
       return;
     }

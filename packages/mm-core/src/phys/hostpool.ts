@@ -26,3 +26,27 @@ export class HostMemoryPool {
     return i < 0 ? undefined : this.memmaps.splice(i, 1)[0];
   }
 }
+
+/** Zeroed pfn arrays of a chunk's size that evictions handed back, by length (model-only). */
+const pfnArrays = new Map<number, Float64Array[]>();
+/** Arrays kept per length at most. */
+const PFN_ARRAYS_KEPT = 8;
+
+/**
+ * Model-only (the kernel's kvcalloc() of an eviction's src/dst arrays): a zeroed Float64Array of
+ * n slots, reused from an earlier {@link returnPfnArray} when one of that length is free. A fresh
+ * host allocation of a chunk's 512 KiB costs more than the eviction that fills it.
+ */
+export function borrowPfnArray(n: number): Float64Array {
+  const a = pfnArrays.get(n)?.pop();
+  return a ?? new Float64Array(n);
+}
+
+/** Model-only (kvfree()): gives an array from {@link borrowPfnArray} back, zeroed for the next borrower. */
+export function returnPfnArray(a: Float64Array): void {
+  let l = pfnArrays.get(a.length);
+  if (!l) pfnArrays.set(a.length, (l = []));
+  if (l.length >= PFN_ARRAYS_KEPT) return;
+  a.fill(0);
+  l.push(a);
+}

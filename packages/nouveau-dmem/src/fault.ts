@@ -1,4 +1,5 @@
 import {
+  BLOCK_PAGES,
   EBUSY,
   EFAULT,
   HMM_PFN_REQ_FAULT,
@@ -159,7 +160,6 @@ export function* gpuAccessGen(
   let done = 0;
   while (done < buf.length) {
     const a = addr + done;
-    const n = Math.min(PAGE_SIZE - (a % PAGE_SIZE), buf.length - done);
     let pte = svmm.vmm.lookup(a);
     for (let tries = 0; (!pte || (write && !pte.writable)) && tries < 8; tries++) {
       const r = yield* gpuFaultGen(svmm, a, write);
@@ -167,16 +167,22 @@ export function* gpuAccessGen(
       pte = svmm.vmm.lookup(a);
     }
     if (!pte || (write && !pte.writable)) return -EFAULT;
+    // The rest of the entry's page (4 KiB or 2 MiB) moves at once: nothing runs in between.
+    let n = Math.min(pte.va + 2 ** pte.pageShift - a, buf.length - done);
     const phys = pte.addr + (a - pte.va);
-    const part = buf.subarray(done, done + n);
     if (pte.aperture === 'vram') {
+      const part = buf.subarray(done, done + n);
       if (write) svmm.drm.vram.write(phys, part);
       else svmm.drm.vram.read(phys, part);
     } else {
-      const page = frames.page(Math.floor(phys / PAGE_SIZE));
-      const off = phys % PAGE_SIZE;
-      if (write) page.set(part, off);
-      else part.set(page.subarray(off, off + n));
+      // A host page of either size is physically contiguous within one 2 MiB frames block.
+      const pfn = Math.floor(phys / PAGE_SIZE);
+      n = Math.min(n, (BLOCK_PAGES - (pfn % BLOCK_PAGES)) * PAGE_SIZE - (phys % PAGE_SIZE));
+      const nr = Math.ceil((phys + n) / PAGE_SIZE) - pfn;
+      const blk = write ? frames.writeBlock(pfn, nr) : frames.readBlock(pfn, nr);
+      const off = (pfn % BLOCK_PAGES) * PAGE_SIZE + (phys % PAGE_SIZE);
+      if (write) blk.set(buf.subarray(done, done + n), off);
+      else buf.set(blk.subarray(off, off + n), done);
     }
     done += n;
   }

@@ -33,24 +33,22 @@ function overlaps(sub: MmuIntervalNotifier, range: MmuNotifierRange): boolean {
 }
 
 /**
- * Models lockdep's __mmu_notifier_invalidate_range_start_map, per task: how many ->invalidate
- * callbacks the task is inside. Taking the map again there (a nested invalidation, a
- * read_begin or a remove from a callback) is lockdep's "possible recursive locking" WARN.
+ * Models lockdep's __mmu_notifier_invalidate_range_start_map, per task (Task.mmuNotifierDepth):
+ * how many ->invalidate callbacks the task is inside. Taking the map again there (a nested
+ * invalidation, a read_begin or a remove from a callback) is lockdep's "possible recursive
+ * locking" WARN.
  */
-const inCallback = new WeakMap<object, number>();
-
 function callbackDepth(mm: MmStruct): number {
-  const t = mm.host?.current;
-  return t ? (inCallback.get(t) ?? 0) : 0;
+  return mm.host ? mm.host.current.mmuNotifierDepth : 0;
 }
 
 function* invokeInvalidate(sub: MmuIntervalNotifier, range: MmuNotifierRange, seq: number): KGen<boolean> {
   const t = sub.mm.host?.current;
-  if (t) inCallback.set(t, (inCallback.get(t) ?? 0) + 1);
+  if (t) t.mmuNotifierDepth++;
   try {
     return yield* sub.ops.invalidate(sub, range, seq);
   } finally {
-    if (t) inCallback.set(t, (inCallback.get(t) ?? 1) - 1);
+    if (t) t.mmuNotifierDepth--;
   }
 }
 
@@ -82,7 +80,7 @@ export function* mmuNotifierInvalidateRangeStart(range: MmuNotifierRange): KGen 
   let hit: MmuIntervalNotifier[] | null = null;
   for (const sub of mm.notifiers) if (overlaps(sub, range)) (hit ??= []).push(sub);
   if (hit) {
-    if (hit.length > 1) hit.sort(byStart);
+    if (hit.length > 1 && !inStartOrder(hit)) hit.sort(byStart);
     mm.notifierSeq |= 1;
     const seq = mm.notifierSeq;
     for (const sub of hit) {
@@ -98,6 +96,12 @@ export function* mmuNotifierInvalidateRangeStart(range: MmuNotifierRange): KGen 
 
 function byStart(a: MmuIntervalNotifier, b: MmuIntervalNotifier): number {
   return a.start - b.start;
+}
+
+/** Whether the subscriptions are already in the interval tree's order (the usual case: no sort). */
+function inStartOrder(hit: readonly MmuIntervalNotifier[]): boolean {
+  for (let i = 1; i < hit.length; i++) if (hit[i].start < hit[i - 1].start) return false;
+  return true;
 }
 
 /**

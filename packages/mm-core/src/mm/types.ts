@@ -260,8 +260,8 @@ export interface MmuNotifierObserver {
 export interface MmuNotifierHost {
   /** Models WARN_ON(): record a warning. */
   warn(message: string): void;
-  /** Models `current`. */
-  readonly current: object;
+  /** Models `current`: the task, with its count of ->invalidate callbacks it is inside (lockdep's map). */
+  readonly current: { mmuNotifierDepth: number };
 }
 
 /** Models MM rss counters (enum NR_MM_COUNTERS). */

@@ -82,6 +82,11 @@ export class Task {
   delay = 0;
   /** Ops-level label for reports (e.g. "madvise(MADV_FREE)"). */
   label = '';
+  /**
+   * Models lockdep's hold count of __mmu_notifier_invalidate_range_start_map for this task: how
+   * many mmu_interval_notifier ->invalidate callbacks it is inside (mm/notifier.ts).
+   */
+  mmuNotifierDepth = 0;
 
   constructor(
     /** Per-scheduler id in creation order (0 is the boot task). */

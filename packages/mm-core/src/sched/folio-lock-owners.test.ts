@@ -30,4 +30,30 @@ describe('FolioLockOwners (lockdep view of PG_locked)', () => {
     owners.set(far, a);
     expect(owners.get(far)).toBe(a);
   });
+
+  it('does not keep every task that ever locked a folio, only those a locked folio names', () => {
+    const sched = new Scheduler(new CooperativeStrategy());
+    const held = new Set<number>();
+    const o = new FolioLockOwners((h) => held.has(h));
+    // A task that keeps its folio locked, then 1,000 tasks that each lock and unlock one.
+    const keeper = sched.spawn('keeper', (function* () {})());
+    held.add(7);
+    o.set(7, keeper);
+    for (let i = 0; i < 1000; i++) {
+      const t = sched.spawn(`t${i}`, (function* () {})());
+      held.add(100 + i);
+      o.set(100 + i, t);
+      held.delete(100 + i);
+      o.forget(100 + i);
+    }
+    expect(o.taskCount).toBeLessThan(200);
+    expect(o.get(7)).toBe(keeper);
+    // A folio whose lock was never forgotten (a leaked lock) still names its holder.
+    const leaker = sched.spawn('leaker', (function* () {})());
+    held.add(5 * PAGES_PER_SECTION + 3);
+    o.set(5 * PAGES_PER_SECTION + 3, leaker);
+    for (let i = 0; i < 1000; i++) o.set(100 + i, sched.spawn(`u${i}`, (function* () {})()));
+    expect(o.get(5 * PAGES_PER_SECTION + 3)).toBe(leaker);
+    expect(o.get(7)).toBe(keeper);
+  });
 });

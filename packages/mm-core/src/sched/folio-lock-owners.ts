@@ -26,6 +26,8 @@ export class FolioLockOwners {
   private prevArr: Int32Array | undefined = undefined;
   /** The task of the last set(): its entry in `tasks` is known to be there. */
   private lastTask: Task | null = null;
+  /** `tasks` is pruned when it grows past this (doubling: the scans cost O(1) per set() amortized). */
+  private pruneAt = 64;
   constructor(private readonly locked: (head: number) => boolean) {}
 
   /** The array of section nr, or undefined when none exists yet (no lock was taken there). */
@@ -57,9 +59,32 @@ export class FolioLockOwners {
     }
     a[head - nr * PAGES_PER_SECTION] = t.id + 1;
     if (this.lastTask !== t) {
-      if (this.tasks.get(t.id) !== t) this.tasks.set(t.id, t);
+      if (this.tasks.get(t.id) !== t) {
+        this.tasks.set(t.id, t);
+        if (this.tasks.size > this.pruneAt) this.prune();
+      }
       this.lastTask = t;
     }
+  }
+
+  /** Tasks recorded (for tests: the record does not grow with every task that ever locked a folio). */
+  get taskCount(): number {
+    return this.tasks.size;
+  }
+
+  /**
+   * Drops the tasks no locked folio names: a campaign or a shell session runs a task per syscall,
+   * and the record would otherwise keep every one of them (and its generator) alive.
+   */
+  private prune(): void {
+    const named = new Set<number>();
+    this.sections.forEach((a, nr) => {
+      if (!a) return;
+      for (let i = 0; i < a.length; i++)
+        if (a[i] > 0 && this.locked(nr * PAGES_PER_SECTION + i)) named.add(a[i] - 1);
+    });
+    for (const id of this.tasks.keys()) if (!named.has(id) && id !== this.lastTask?.id) this.tasks.delete(id);
+    this.pruneAt = Math.max(64, 2 * this.tasks.size);
   }
 
   /** The holder of the folio lock at head, or undefined when the folio is not locked. */

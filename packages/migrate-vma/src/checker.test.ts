@@ -120,6 +120,30 @@ describe('installMigrateChecker', () => {
     expect(mc.check()).toEqual([]);
   });
 
+  it('reports damage to a free device page deep in an unused stretch of the pgmap (the quiet-block fast path)', () => {
+    const mc = machine();
+    const m = mc.k.core.map;
+    const { startPfn, endPfn } = mc.dev.pgmap;
+    expect(audit(mc)).toBe('');
+    // Free pages far from anything allocated, in the middle and at the very end of the pgmap.
+    for (const pfn of [startPfn + Math.floor((endPfn - startPfn) / 2) + 5, endPfn - 1]) {
+      expect(m.refcount[pfn]).toBe(0);
+      m.mapcount[pfn] = 1;
+      expect(audit(mc)).toMatch(/free device folio is mapped/);
+      m.mapcount[pfn] = 0;
+      m.mapping[pfn] = 3;
+      expect(audit(mc)).toMatch(/free device folio is locked, anonymous or has a mapping/);
+      m.mapping[pfn] = 0;
+      m.refcount[pfn] = -1;
+      expect(audit(mc)).toMatch(/negative refcount/);
+      m.refcount[pfn] = 0;
+      m.flags[pfn] |= PG_deferred_split;
+      expect(audit(mc)).toMatch(/device-private folio on a deferred-split queue/);
+      m.flags[pfn] &= ~PG_deferred_split;
+      expect(audit(mc)).toBe('');
+    }
+  });
+
   it('still reports a stray locked folio on a big machine whose unused RAM is deferred', () => {
     // 64 GiB: all but the first sections stay deferred (never initialised) and are skipped.
     const mc = machine({ ramBytes: 64 * 2 ** 30 });

@@ -75,6 +75,15 @@ export function gpuFault(svmm: NouveauSvmm, addr: number, write: boolean): numbe
   return svmm.drm.core.sched.runSync(gpuFaultGen(svmm, addr, write), 'nouveau_svm_fault');
 }
 
+/** nouveau_svm_range_invalidate() when svmm->mutex is held: it sleeps for it. */
+function* rangeInvalidateSlow(svmm: NouveauSvmm, s: MmuIntervalNotifier, seq: number): KGen<boolean> {
+  const core = svmm.drm.core;
+  yield* svmm.mutex.lock(core.sched, 'nouveau_svm_range_invalidate');
+  mmuIntervalSetSeq(s, seq);
+  svmm.mutex.unlock(core.sched, 'nouveau_svm_range_invalidate');
+  return true;
+}
+
 /** The kernel path of {@link gpuFault}, for tasks. */
 export function* gpuFaultGen(svmm: NouveauSvmm, addr: number, write: boolean): KGen<number> {
   if (!svmm.notifier) return -EFAULT;
@@ -83,8 +92,10 @@ export function* gpuFaultGen(svmm: NouveauSvmm, addr: number, write: boolean): K
   const start = Math.floor(addr / PAGE_SIZE) * PAGE_SIZE;
   const sub = new MmuIntervalNotifier(mm, start, start + PAGE_SIZE, {
     // Models nouveau_svm_range_invalidate(): under svmm->mutex, only the sequence moves.
-    *invalidate(s, _range, seq) {
-      yield* svmm.mutex.lock(core.sched, 'nouveau_svm_range_invalidate');
+    invalidate(s, _range, seq) {
+      // mutex_lock() of a free mutex does not sleep: no generator then.
+      if (!svmm.mutex.trylock(core.sched, 'nouveau_svm_range_invalidate'))
+        return rangeInvalidateSlow(svmm, s, seq);
       mmuIntervalSetSeq(s, seq);
       svmm.mutex.unlock(core.sched, 'nouveau_svm_range_invalidate');
       return true;

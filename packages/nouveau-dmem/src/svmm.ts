@@ -34,9 +34,22 @@ export function nouveauSvmmInvalidate(svmm: NouveauSvmm, start: number, limit: n
  * the README's findings); anything else unmaps the range from the GPU. (The "unmanaged" window of
  * the real driver is not modelled.)
  */
-function* invalidateRangeStart(svmm: NouveauSvmm, range: MmuNotifierRange): KGen<boolean> {
+function invalidateRangeStart(svmm: NouveauSvmm, range: MmuNotifierRange): KGen<boolean> | boolean {
+  // mutex_lock() of a free mutex does not sleep: the whole callback runs here.
+  if (!svmm.mutex.trylock(svmm.drm.core.sched, 'nouveau_svmm_invalidate_range_start'))
+    return invalidateRangeStartSlow(svmm, range);
+  return invalidateRangeStartLocked(svmm, range);
+}
+
+/** nouveau_svmm_invalidate_range_start() after a mutex_lock() that sleeps. */
+function* invalidateRangeStartSlow(svmm: NouveauSvmm, range: MmuNotifierRange): KGen<boolean> {
+  yield* svmm.mutex.lock(svmm.drm.core.sched, 'nouveau_svmm_invalidate_range_start');
+  return invalidateRangeStartLocked(svmm, range);
+}
+
+/** nouveau_svmm_invalidate_range_start() under svmm->mutex, which it releases. */
+function invalidateRangeStartLocked(svmm: NouveauSvmm, range: MmuNotifierRange): boolean {
   const sched = svmm.drm.core.sched;
-  yield* svmm.mutex.lock(sched, 'nouveau_svmm_invalidate_range_start');
   try {
     if (range.event === MMU_NOTIFY_MIGRATE && range.owner === svmm.drm.dev) {
       // K10 (fix switch; v6.19 returns here): the GPU keeps a writable mapping of the pages

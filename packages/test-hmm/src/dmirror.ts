@@ -215,17 +215,41 @@ export class Dmirror {
    * Models dmirror_interval_invalidate(): ignore this device's own migrations
    * (MMU_NOTIFY_MIGRATE with owner == mdevice); otherwise bump the sequence and erase the range.
    */
-  *invalidate(sub: MmuIntervalNotifier, range: MmuNotifierRange, curSeq: number): KGen<boolean> {
+  invalidate(sub: MmuIntervalNotifier, range: MmuNotifierRange, curSeq: number): KGen<boolean> | boolean {
     // v6.19 ignores its own device's migrations ("handled as part of the migration process"),
     // which holds only for the migrating ioctl itself; fix K3 (README, Findings) invalidates.
     const own = range.event === MMU_NOTIFY_MIGRATE && range.owner === this.mdevice;
     if (own && !this.core.fixed('K3')) return true;
+    // mutex_lock() of a free mutex does not sleep: the whole callback runs here.
+    if (!this.mutex.trylock(this.core.sched, 'dmirror_interval_invalidate'))
+      return this.invalidateLocked(sub, range, curSeq, own);
+    this.invalidateUpdate(sub, range, curSeq, own);
+    return true;
+  }
+
+  /** dmirror_interval_invalidate() after a mutex_lock() that sleeps (the mutex is held). */
+  private *invalidateLocked(
+    sub: MmuIntervalNotifier,
+    range: MmuNotifierRange,
+    curSeq: number,
+    own: boolean,
+  ): KGen<boolean> {
     yield* this.lock('dmirror_interval_invalidate');
+    this.invalidateUpdate(sub, range, curSeq, own);
+    return true;
+  }
+
+  /** dmirror_interval_invalidate() under the mutex: the sequence, the mirror, the unlock. */
+  private invalidateUpdate(
+    sub: MmuIntervalNotifier,
+    range: MmuNotifierRange,
+    curSeq: number,
+    own: boolean,
+  ): void {
     mmuIntervalSetSeq(sub, curSeq);
     this.doUpdate(range.start, range.end);
     if (!own) this.foreignInvalidations++;
     this.unlock('dmirror_interval_invalidate');
-    return true;
   }
 
   /** Models mmget_not_zero(dmirror->notifier.mm). */

@@ -42,11 +42,32 @@ function callbackDepth(mm: MmStruct): number {
   return mm.host ? mm.host.current.mmuNotifierDepth : 0;
 }
 
-function* invokeInvalidate(sub: MmuIntervalNotifier, range: MmuNotifierRange, seq: number): KGen<boolean> {
+/**
+ * Calls sub's ->invalidate inside lockdep's map: its result when the callback finished without
+ * sleeping, else a generator that finishes it (and leaves the map when it ends).
+ */
+function invokeInvalidate(
+  sub: MmuIntervalNotifier,
+  range: MmuNotifierRange,
+  seq: number,
+): KGen<boolean> | boolean {
   const t = sub.mm.host?.current;
   if (t) t.mmuNotifierDepth++;
+  let r: KGen<boolean> | boolean;
   try {
-    return yield* sub.ops.invalidate(sub, range, seq);
+    r = sub.ops.invalidate(sub, range, seq);
+  } catch (e) {
+    if (t) t.mmuNotifierDepth--;
+    throw e;
+  }
+  if (typeof r !== 'boolean') return finishInvalidate(t, r);
+  if (t) t.mmuNotifierDepth--;
+  return r;
+}
+
+function* finishInvalidate(t: { mmuNotifierDepth: number } | undefined, r: KGen<boolean>): KGen<boolean> {
+  try {
+    return yield* r;
   } finally {
     if (t) t.mmuNotifierDepth--;
   }
@@ -85,7 +106,8 @@ export function* mmuNotifierInvalidateRangeStart(range: MmuNotifierRange): KGen 
     const seq = mm.notifierSeq;
     for (const sub of hit) {
       if (!mm.notifiers.has(sub)) continue;
-      const ok = yield* invokeInvalidate(sub, range, seq);
+      const r = invokeInvalidate(sub, range, seq);
+      const ok = typeof r === 'boolean' ? r : yield* r;
       // mn_itree_invalidate(): every range the model sends is blockable.
       if (!ok) mm.host?.warn('mn_itree_invalidate: ->invalidate failed on a blockable range (WARN_ON)');
     }
@@ -185,7 +207,8 @@ export function* mmuNotifierRelease(mm: MmStruct): KGen {
       const seq = mm.notifierSeq;
       for (const sub of hit) {
         if (!mm.notifiers.has(sub)) continue;
-        if (!(yield* invokeInvalidate(sub, range, seq)))
+        const r = invokeInvalidate(sub, range, seq);
+        if (!(typeof r === 'boolean' ? r : yield* r))
           mm.host?.warn('mn_itree_release: ->invalidate returned false (WARN_ON)');
       }
     }

@@ -203,8 +203,10 @@ export interface MmuIntervalNotifierOps {
   /**
    * Models ->invalidate(): may sleep (a generator); returns false only for a non-blockable
    * range that cannot be handled. Drivers call mmu_interval_set_seq(sub, curSeq) under their lock.
+   * A callback that finishes without sleeping (its lock was free) may return its result directly
+   * instead of a generator: the same thing, without a generator per invalidation.
    */
-  invalidate(sub: MmuIntervalNotifier, range: MmuNotifierRange, curSeq: number): KGen<boolean>;
+  invalidate(sub: MmuIntervalNotifier, range: MmuNotifierRange, curSeq: number): KGen<boolean> | boolean;
 }
 
 /** Models struct mmu_interval_notifier. */

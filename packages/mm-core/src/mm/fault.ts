@@ -262,6 +262,11 @@ function largeFolioMappedOnlyBy(core: Core, mm: Vma['mm'], head: number): boolea
   const nr = m.folioNrPages(head);
   let mine = 0;
   const vmas = rmapVmas(core, head);
+  // Every VMA that can map the folio is this mm's: so is every mapping the large mapcount counts
+  // (the invariant checker holds the mapcounts to the page tables), and no walk is needed.
+  let others = false;
+  for (const { vma } of vmas) if (vma.mm !== mm) others = true;
+  if (!others) return true;
   // Any mapping in another mm answers "no" (the walk stops at the first one).
   for (const { vma, addr } of vmas)
     if (vma.mm !== mm && pageVmaMappedCount(core, vma, head, nr, addr, false, 1) > 0) return false;

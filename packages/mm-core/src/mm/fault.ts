@@ -253,26 +253,25 @@ function doFileFault(core: Core, vma: Vma, pteT: number, addr: number, flags: nu
 
 /**
  * Models the FOLIO_MM_IDS_SHARED test of __wp_can_reuse_large_anon_folio(): true when every
- * mapping of the large folio is in `mm` (an rmap walk counting this mm's PTE and PMD mappings
- * against the large mapcount). Simplified: exact, where the kernel's two mm-id slots can leave
- * the bit set after a third mm mapped the folio.
+ * mapping of the large folio is in `mm` (no VMA of another mm on the folio's anon_vma maps a page
+ * of it). Simplified: exact, where the kernel's two mm-id slots can leave the bit set after a
+ * third mm mapped the folio. (The kernel's test is O(1); a VMA of another mm that no longer maps
+ * the folio costs the model a walk of it.)
  */
 function largeFolioMappedOnlyBy(core: Core, mm: Vma['mm'], head: number): boolean {
   const m = core.map;
   const nr = m.folioNrPages(head);
-  let mine = 0;
   const vmas = rmapVmas(core, head);
   // Every VMA that can map the folio is this mm's: so is every mapping the large mapcount counts
   // (the invariant checker holds the mapcounts to the page tables), and no walk is needed.
   let others = false;
   for (const { vma } of vmas) if (vma.mm !== mm) others = true;
   if (!others) return true;
-  // Any mapping in another mm answers "no" (the walk stops at the first one).
+  // Any mapping in another mm answers "no" (the walk stops at the first one); with none, every
+  // mapping is this mm's, as above.
   for (const { vma, addr } of vmas)
     if (vma.mm !== mm && pageVmaMappedCount(core, vma, head, nr, addr, false, 1) > 0) return false;
-  for (const { vma, addr } of vmas)
-    if (vma.mm === mm) mine += pageVmaMappedCount(core, vma, head, nr, addr, false);
-  return mine === m.largeMapcount[head];
+  return true;
 }
 
 /**
@@ -284,6 +283,9 @@ function largeFolioMappedOnlyBy(core: Core, mm: Vma['mm'], head: number): boolea
 function wpCanReuseLargeAnonFolio(core: Core, vma: Vma, head: number): boolean {
   const m = core.map;
   if (m.largeMapcount[head] <= 1) return false;
+  // References beyond the mappings answer "no" whatever the mappings are (checked first, as the
+  // kernel does, because it is cheap); a swap-cache folio may still drop the cache's reference.
+  if (!(m.flags[head] & PG_swapcache) && m.largeMapcount[head] !== m.refcount[head]) return false;
   if (!largeFolioMappedOnlyBy(core, vma.mm, head)) return false;
   if (m.flags[head] & PG_swapcache) {
     if (!folioTrylock(core, head)) return false;

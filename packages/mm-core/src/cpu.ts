@@ -8,7 +8,7 @@ import {
   VM_FAULT_SIGSEGV,
 } from './core.js';
 import { handleMmFault } from './mm/fault.js';
-import { mmapReadLock, mmapReadUnlock } from './mm/locking.js';
+import { mmapReadLock, mmapReadTrylock, mmapReadUnlock } from './mm/locking.js';
 import { pgdIndex, pmdIndex, pteIndex, pudIndex } from './mm/pgtable.js';
 import type { MmStruct } from './mm/types.js';
 import {
@@ -127,7 +127,9 @@ export function* faultIn(core: Core, mm: MmStruct, addr: number, write: boolean)
       throw new LivelockFinding(
         `user ${write ? 'write' : 'read'} at 0x${addr.toString(16)} faulted ${tries} times without progress`,
       );
-    yield* mmapReadLock(core, mm, 'lock_mm_and_find_vma');
+    // get_mmap_lock_carefully(): mmap_read_trylock() first, the sleeping lock only when it fails.
+    if (!mmapReadTrylock(core, mm, 'lock_mm_and_find_vma'))
+      yield* mmapReadLock(core, mm, 'lock_mm_and_find_vma');
     const vma = mm.vmaLookup(addr);
     if (!vma) {
       mmapReadUnlock(core, mm, 'do_user_addr_fault');

@@ -28,6 +28,11 @@ export function* mmapReadLock(core: Core, mm: MmStruct, site: string): KGen {
   yield* mm.mmapLock.downRead(core.sched, site);
 }
 
+/** Models mmap_read_trylock(): false when a writer holds or anyone waits for the mmap_lock. */
+export function mmapReadTrylock(core: Core, mm: MmStruct, site: string): boolean {
+  return mm.mmapLock.tryDownRead(core.sched, site);
+}
+
 /** Models mmap_read_unlock(). */
 export function mmapReadUnlock(core: Core, mm: MmStruct, site: string): void {
   mm.mmapLock.upRead(core.sched, site);

@@ -6,6 +6,7 @@ import {
   type DevPagemapOps,
   ENOMEM,
   folioLock,
+  folioMapcount,
   folioPut,
   folioWaitLocked,
   HPAGE_PMD_NR,
@@ -22,6 +23,7 @@ import {
   PG_locked,
   PG_tail,
   returnPfnArray,
+  waitEvent,
 } from '@hmm-model/mm-core';
 import {
   isDeviceCoherentPage,
@@ -465,18 +467,24 @@ export class DmirrorDevice {
    */
   *evictNamed(id: number): KGen {
     yield* this.evictAgain('dmirror_fops_release: folio locked by a fault', () => {
+      const m = this.core.map;
       let left = 0;
       let locked = 0;
+      let busy = 0;
       let first: DmirrorChunk | null = null;
       for (const chunk of this.chunks) {
         if (chunk.pagemap.refs === 0) continue;
         for (const p of this.namedHeads(chunk, id)) {
           left++;
           first ??= chunk;
-          if (!locked && this.core.map.flags[p] & PG_locked) locked = p;
+          if (!locked && m.flags[p] & PG_locked) locked = p;
+          // A reference beyond the mappings: another task (a collection that try-locks after its
+          // folio_get(), a fault) holds the folio for a moment, so the migration's refcount
+          // check failed; its holder drops it soon.
+          if (!busy && m.refcount[p] > folioMapcount(this.core, p)) busy = p;
         }
       }
-      return first ? { left, locked, chunk: first } : null;
+      return first ? { left, locked, busy, chunk: first } : null;
     });
   }
 
@@ -487,13 +495,22 @@ export class DmirrorDevice {
    */
   private *evictAgain(
     site: string,
-    pending: () => { left: number; locked: number; chunk: DmirrorChunk } | null,
+    pending: () => { left: number; locked: number; busy?: number; chunk: DmirrorChunk } | null,
   ): KGen {
+    const m = this.core.map;
     for (let before = Number.POSITIVE_INFINITY; ; ) {
       const p = pending();
       if (!p) return;
       if (p.locked) yield* folioWaitLocked(this.core, p.locked, site);
-      else if (p.left >= before) return;
+      else if (p.busy) {
+        // Wait until the extra reference is dropped (or the folio changes) rather than give up.
+        const busy = p.busy;
+        const ref = m.refcount[busy];
+        yield* waitEvent(
+          `${site}: extra folio reference`,
+          () => m.refcount[busy] !== ref || m.head[busy] !== busy,
+        );
+      } else if (p.left >= before) return;
       before = p.left;
       yield* this.evictChunk(p.chunk);
     }

@@ -53,6 +53,20 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
       expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
   });
 
+  it('K5, a referenced folio: release waits for a racing reference instead of giving up, so no device page outlives its mirror', () => {
+    // Found at 158,494 operations of --seed 20261208 with every fix on: a collection had taken
+    // its folio_get() on a PTE-mapped device THP (and not yet its trylock) when release evicted,
+    // so migrate_device_pages() refused the folio; the first K5 fix only retried locked folios.
+    const { sc, schedule, fixes } = load('./k5-extra-ref-uaf.hmm');
+    expect(fixes).toContain('K5');
+    const off = runScenario(sc, { schedule, fixes: fixes.filter((f) => f !== 'K5') });
+    expect(off.finding?.message).toMatch(
+      /^kernel VM_BUG_ON \(modelled\): use-after-free: .* in dmirror_devmem_fault/,
+    );
+    for (const s of [schedule, ...OTHER])
+      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+  });
+
   it('K6: with the fix off a split coherent THP has no pgmap (NULL dereference); with every fix on the run is clean', () => {
     const { sc, schedule, fixes } = load('./k6-coherent-split.hmm');
     expect(fixes).not.toContain('K6');

@@ -175,6 +175,30 @@ describe('the oracle', () => {
   });
 });
 
+describe('the oracle and reads in flight across a lazy-free discard', () => {
+  it('a load that began before another found the lazy-free page discarded may hold the old contents; one that began after may not', () => {
+    const o = mapped();
+    const data = writePattern(11, regionAddr(0, 0), PAGE_SIZE);
+    done(
+      o,
+      { k: 'write', p: 0, t: 0, r: 0, off: 0, n: 1, a: 11 },
+      { writeAddr: regionAddr(0, 0), writeData: data },
+    );
+    done(o, { k: 'madvise', p: 0, t: 0, r: 0, off: 0, n: 1, a: MADV_FREE }, { ret: 0 });
+    const zero = new Uint8Array(PAGE_SIZE);
+    const read: Op = { k: 'read', p: 0, t: 1, r: 0, off: 0, n: 1 };
+    // A long load (a GPU read, say) begins and loads the page before reclaim drops it...
+    const early = o.begin(read);
+    // ...another load then finds it discarded: from now on the page reads zeros...
+    expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, zero)).toBeNull();
+    // ...and the early load ends with the old contents it read: no divergence.
+    const out = { ...newOutcome(), readAddr: regionAddr(0, 0), readData: data.slice() };
+    expect(o.end(early, out, alive)).toBeNull();
+    // A load that begins after the discard was seen must read zeros.
+    expect(readOf(o, read, data.slice())).toMatch(/the oracle says 0x0$/);
+  });
+});
+
 describe('firstDiff()', () => {
   it('finds the first word that differs anywhere in a page, and -1 for a page of the word repeated', () => {
     const page = new Uint32Array(PAGE_SIZE / 4).fill(0xabcd1234);

@@ -79,6 +79,13 @@ class Mem {
   readonly word = new Uint32Array(SPAN);
   /** F_DONTFORK, F_WIPE, F_UNKNOWN per page. */
   readonly flags = new Uint8Array(SPAN);
+  /**
+   * A lazy-free page a load found discarded: its contents before (lazyWas) and the tick when the
+   * oracle learnt it (lazyAt, 0: never). A load that began earlier may have read the old contents
+   * before reclaim dropped the page.
+   */
+  readonly lazyWas = new Uint32Array(SPAN);
+  readonly lazyAt = new Float64Array(SPAN);
 
   clone(): Mem {
     const c = new Mem();
@@ -86,6 +93,8 @@ class Mem {
     c.prot.set(this.prot);
     c.word.set(this.word);
     c.flags.set(this.flags);
+    c.lazyWas.set(this.lazyWas);
+    c.lazyAt.set(this.lazyAt);
     return c;
   }
 
@@ -336,11 +345,16 @@ export class Oracle {
       this.checkedPages++;
       const d = firstDiff(got, mem.word[i]);
       if (d >= 0 && mem.state[i] & LAZY && firstDiff(got, 0) < 0) {
-        // Reclaim discarded the lazy-free page: a fresh zero page is mapped now.
+        // Reclaim discarded the lazy-free page: a fresh zero page is mapped now. A load that
+        // began before this one ended may still have read the old contents (lazyWas).
+        mem.lazyWas[i] = mem.word[i];
+        mem.lazyAt[i] = this.tick;
         mem.word[i] = 0;
         mem.state[i] &= ~LAZY;
         continue;
       }
+      if (d >= 0 && mem.word[i] === 0 && rec.start < mem.lazyAt[i] && firstDiff(got, mem.lazyWas[i]) < 0)
+        continue;
       if (d >= 0)
         return (
           `${op.k === 'read' ? 'CPU read' : op.k === 'dm' ? 'dmirror READ' : 'GPU read'} of p${op.p} at ` +

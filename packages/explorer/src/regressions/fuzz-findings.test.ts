@@ -67,6 +67,12 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
       expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
   });
 
+  it('oracle: a GPU read in flight across a lazy-free discard may return the old contents (clean under its trace and others)', () => {
+    const { sc, schedule } = load('./lazy-discard-gpu-read.hmm');
+    for (const s of [schedule, ...OTHER])
+      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+  });
+
   it('K6: with the fix off a split coherent THP has no pgmap (NULL dereference); with every fix on the run is clean', () => {
     const { sc, schedule, fixes } = load('./k6-coherent-split.hmm');
     expect(fixes).not.toContain('K6');

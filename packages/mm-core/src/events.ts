@@ -4,6 +4,7 @@
  * other purposes); they exist to answer "where does THP migration's speedup come from" by
  * comparing a 2 MiB THP migration with 512 base-page migrations side by side.
  */
+import { EntryStats } from './entry-stats.js';
 
 /** Model-only: the counters of {@link KernelEvents}, as plain data. */
 export interface EventCounts {
@@ -40,6 +41,8 @@ export const EVENT_NAMES: readonly (keyof EventCounts)[] = [
  * {@link eventsSince} after it for the operation's counts.
  */
 export class KernelEvents implements EventCounts {
+  /** Model-only: leaf entries written by level and kind (the explorer's "entry kinds reached"). */
+  readonly entries = new EntryStats();
   ptesWritten = 0;
   tlbFlushes = 0;
   mmuInvalidations = 0;

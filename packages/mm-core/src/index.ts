@@ -7,6 +7,7 @@ export * from './bugs.js';
 export * from './constants.js';
 export * from './core.js';
 export * from './cpu.js';
+export * from './entry-stats.js';
 export * from './errors.js';
 export * from './events.js';
 export * from './exit.js';

@@ -297,7 +297,7 @@ function* migrateSteps(s: Session, argv: readonly string[]): CommandSteps {
     ...outData(dev, addr, npages, sum),
     direction: toDev ? 'device' : 'system',
     pattern: pat ?? null,
-    events: { ...sum.events },
+    events: { ...sum.events.snapshot() },
   });
 }
 

@@ -1,5 +1,6 @@
 import { PAGE_SIZE } from '../constants.js';
 import type { Core } from '../core.js';
+import { PT_LEVEL_PMD, PT_LEVEL_PTE, PT_LEVEL_UPPER } from '../entry-stats.js';
 import { ModelBug } from '../errors.js';
 import { _PAGE_TABLE, entryHuge, entryPfn, entryPresent, mkHi, mkLo } from '../pgtable/entry.js';
 import { BLOCK_PAGES } from '../phys/frames.js';
@@ -38,6 +39,7 @@ export function ptSet(core: Core, t: number, idx: number, lo: number, hi: number
   b[off] = lo;
   b[off + 1] = hi;
   core.events.ptesWritten++;
+  core.events.entries.note(core, t, lo, hi);
 }
 
 /**
@@ -52,6 +54,7 @@ export function allocTable(core: Core, mm: MmStruct | null, pgd = false): number
   m.refcount[pfn] = 1;
   m.head[pfn] = pfn;
   core.frames.zero(pfn, 1);
+  core.events.entries.tagTable(pfn, pgd ? PT_LEVEL_UPPER : PT_LEVEL_PTE);
   core.vmstat.nr_page_table_pages++;
   if (mm && !pgd) mm.pgtablesBytes += PAGE_SIZE;
   return pfn;
@@ -80,7 +83,15 @@ export function tableHi(pfn: number): number {
   return mkHi(pfn);
 }
 
-function nextLevel(core: Core, mm: MmStruct, t: number, idx: number, alloc: boolean): number {
+/** The walk one level down from table t; a table it allocates is tagged `level` (entry-stats.ts). */
+function nextLevel(
+  core: Core,
+  mm: MmStruct,
+  t: number,
+  idx: number,
+  alloc: boolean,
+  level = PT_LEVEL_PTE,
+): number {
   // ptLo()/ptHi() of the entry, with one lookup of the table's block.
   const b = core.frames.block32(t);
   const off = ((t & (BLOCK_PAGES - 1)) << 10) + (idx << 1);
@@ -92,6 +103,7 @@ function nextLevel(core: Core, mm: MmStruct, t: number, idx: number, alloc: bool
   if (b[off + 1] !== 0 || !alloc) return -1;
   const n = allocTable(core, mm);
   if (n < 0) return -1;
+  if (level !== PT_LEVEL_PTE) core.events.entries.tagTable(n, level);
   ptSet(core, t, idx, tableLo(n), tableHi(n));
   return n;
 }
@@ -101,9 +113,9 @@ function nextLevel(core: Core, mm: MmStruct, t: number, idx: number, alloc: bool
  * the pfn of the PMD table covering addr, or -1 if absent (or out of memory when allocating).
  */
 export function pmdTableOf(core: Core, mm: MmStruct, addr: number, alloc: boolean): number {
-  const pud = nextLevel(core, mm, mm.pgd, pgdIndex(addr), alloc);
+  const pud = nextLevel(core, mm, mm.pgd, pgdIndex(addr), alloc, PT_LEVEL_UPPER);
   if (pud < 0) return -1;
-  return nextLevel(core, mm, pud, pudIndex(addr), alloc);
+  return nextLevel(core, mm, pud, pudIndex(addr), alloc, PT_LEVEL_PMD);
 }
 
 /**

@@ -328,6 +328,7 @@ export function setPteMigrationEntryAt(
   words[off] = migrationEntryLo(core, lo, head, pfn, exclusive, exclusiveWrite);
   words[off + 1] = mkHi(pfn);
   core.events.ptesWritten++;
+  core.events.entries.note(core, pteT, words[off], words[off + 1]);
   if (entryPresent(lo) && (exclusive || !deferFlush)) vma.mm.tlb.flushRange(addr, addr + PAGE_SIZE);
   folioRemoveRmapPtes(core, head, pfn, 1);
   m.flags[pfn] &= ~PG_anon_exclusive;
@@ -719,6 +720,7 @@ function removeSmallMigrationPte(
   words[off] = nlo;
   words[off + 1] = mkHi(page);
   core.events.ptesWritten++;
+  core.events.entries.note(core, pteT, nlo, words[off + 1]);
   ptlUnlock(core, ptl, 'remove_migration_pte');
 }
 

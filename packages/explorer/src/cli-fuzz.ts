@@ -10,7 +10,13 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { bugList, type OptSpec, parseArgs, UsageError } from './args.js';
 import { regressionTest, shellScript } from './emit.js';
-import { type CampaignStats, campaign, emptyCampaignStats, type StrategyName } from './explore.js';
+import {
+  type CampaignStats,
+  campaign,
+  emptyCampaignStats,
+  formatEntryKinds,
+  type StrategyName,
+} from './explore.js';
 import { findingKey, type Scenario } from './run.js';
 import { shrink } from './shrink.js';
 import type { WorkerProgress, WorkerResult } from './worker.js';
@@ -48,7 +54,8 @@ const HELP = `usage: pnpm fuzz [--seed N] [--ops N] [--ops-per-run N] [--process
 function line(s: CampaignStats): string {
   const rate = s.elapsedMs > 0 ? Math.round((s.ops * 1000) / s.elapsedMs) : 0;
   const kinds = Object.keys(s.kinds).length;
-  return `fuzz: ${s.ops} ops, ${s.schedules} schedules, ${rate} ops/s, ${kinds} op kinds, ${s.sites.size} preemption sites, ${s.checks} full checks`;
+  const entries = Object.keys(s.entries).length;
+  return `fuzz: ${s.ops} ops, ${s.schedules} schedules, ${rate} ops/s, ${kinds} op kinds, ${entries} entry kinds, ${s.sites.size} preemption sites, ${s.checks} full checks`;
 }
 
 /** The campaign stats of several workers together (elapsed: the wall-clock time so far). */
@@ -62,6 +69,7 @@ function aggregate(results: readonly WorkerResult[], elapsedMs: number): Campaig
     stats.checkedPages += r.stats.checkedPages;
     for (const [k, v] of r.stats.sites) stats.sites.set(k, (stats.sites.get(k) ?? 0) + v);
     for (const [k, v] of Object.entries(r.stats.kinds)) stats.kinds[k] = (stats.kinds[k] ?? 0) + v;
+    for (const [k, v] of Object.entries(r.stats.entries)) stats.entries[k] = (stats.entries[k] ?? 0) + v;
   }
   return stats;
 }
@@ -168,6 +176,7 @@ async function main(argv: readonly string[]): Promise<number> {
         .map(([k, v]) => `${k} ${v}`)
         .join(', ')}`,
     );
+    console.error(`entry kinds reached (entries written): ${formatEntryKinds(stats.entries)}`);
     console.error(
       `preemption sites reached: ${stats.sites.size}; pages compared with the oracle: ${stats.checkedPages}`,
     );

@@ -4,7 +4,7 @@
  * enumerates, for one scenario, every schedule with at most k preemptions (depth-first over the
  * decisions a run records).
  */
-import { type Finding, PrefixStrategy } from '@hmm-model/mm-core';
+import { ENTRY_KINDS, type Finding, PrefixStrategy } from '@hmm-model/mm-core';
 import { type GenOptions, generateScenario } from './generate.js';
 import { type RunResult, runScenario, type Scenario } from './run.js';
 
@@ -44,6 +44,26 @@ export interface CampaignStats {
   elapsedMs: number;
   readonly sites: Map<string, number>;
   readonly kinds: Record<string, number>;
+  /** Page-table entries written, by level and kind ('pmd device-private-write': n): entry kinds reached. */
+  readonly entries: Record<string, number>;
+}
+
+/**
+ * Model-only: entry counts ({@link CampaignStats.entries}) as one line, PTE level first:
+ * `pte present 812, device-private-write 64; pmd present 9, migration-write 3` (kinds in
+ * mm-core ENTRY_KINDS order; a level with none is left out).
+ */
+export function formatEntryKinds(entries: Readonly<Record<string, number>>): string {
+  const order = [...ENTRY_KINDS, 'huge-zero'];
+  const parts: string[] = [];
+  for (const level of ['pte', 'pmd']) {
+    const here = Object.entries(entries)
+      .filter(([k]) => k.startsWith(`${level} `))
+      .map(([k, v]): [string, number] => [k.slice(level.length + 1), v])
+      .sort((x, y) => order.indexOf(x[0]) - order.indexOf(y[0]));
+    if (here.length) parts.push(`${level} ${here.map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  }
+  return parts.length ? parts.join('; ') : 'none';
 }
 
 /** Model-only: the stats of a campaign that has not run anything yet. */
@@ -57,6 +77,7 @@ export function emptyCampaignStats(elapsedMs = 0): CampaignStats {
     elapsedMs,
     sites: new Map(),
     kinds: {},
+    entries: {},
   };
 }
 
@@ -96,6 +117,7 @@ export function campaign(opts: CampaignOptions): CampaignResult {
     stats.checkedPages += r.checkedPages;
     for (const [k, v] of r.sites) stats.sites.set(k, (stats.sites.get(k) ?? 0) + v);
     for (const [k, v] of Object.entries(r.kinds)) stats.kinds[k] = (stats.kinds[k] ?? 0) + v;
+    for (const [k, v] of Object.entries(r.entries)) stats.entries[k] = (stats.entries[k] ?? 0) + v;
     stats.elapsedMs = performance.now() - t0;
     opts.onRun?.(stats, r);
   };

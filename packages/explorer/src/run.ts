@@ -89,6 +89,8 @@ export interface RunResult {
   readonly incrementalChecks: number;
   /** Operations per kind that ran (not skipped). */
   readonly kinds: Readonly<Record<string, number>>;
+  /** Page-table entries the machine wrote, by level and kind (mm-core EntryStats.snapshot()). */
+  readonly entries: Readonly<Record<string, number>>;
   /** Indices (in scenario.ops) of the operations that started. */
   readonly started: ReadonlySet<number>;
 }
@@ -412,6 +414,7 @@ class ScenarioRun {
 
   private result(f: Finding | null): RunResult {
     const { w, sched, opts } = this;
+    const entries = w.kernel.core.events.entries.snapshot();
     try {
       opts.inspect?.(w);
     } finally {
@@ -429,6 +432,7 @@ class ScenarioRun {
       checks: this.checks,
       incrementalChecks: this.incremental,
       kinds: this.kinds,
+      entries,
       started: this.started,
     };
   }

@@ -22,6 +22,7 @@ export interface WorkerResult {
     elapsedMs: number;
     sites: [string, number][];
     kinds: Record<string, number>;
+    entries: Record<string, number>;
   };
   readonly failure: { scenario: Scenario; schedule: string; message: string; key: string } | null;
 }

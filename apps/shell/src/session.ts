@@ -49,6 +49,21 @@ export function snapshotVmstat(kernel: Kernel): VmstatSnapshot {
   return v;
 }
 
+/** Model-only: the page-table entries written so far by level and kind ('pte present': n, ...). */
+export function snapshotEntries(kernel: Kernel): Record<string, number> {
+  return kernel.core.events.entries.snapshot();
+}
+
+/** The entry counts that differ between two {@link snapshotEntries}, as [kind, after - before]. */
+export function entriesDelta(
+  before: Readonly<Record<string, number>>,
+  after: Readonly<Record<string, number>>,
+): [string, number][] {
+  const out: [string, number][] = [];
+  for (const [k, v] of Object.entries(after)) if (v !== (before[k] ?? 0)) out.push([k, v - (before[k] ?? 0)]);
+  return out;
+}
+
 /** The counters that differ between two snapshots, as [name, after - before]. */
 export function vmstatDelta(before: VmstatSnapshot, after: VmstatSnapshot): [string, number][] {
   const out: [string, number][] = [];
@@ -106,7 +121,10 @@ export class Session {
   currentPid: number | null;
   /** Named variables; the empty name is `$`, the last mmap. */
   readonly vars = new Map<string, number>();
-  /** The counters the last state-changing command changed (its own work, without shell overhead). */
+  /**
+   * The counters the last state-changing command changed (its own work, without shell overhead):
+   * vmstat items by name, and page-table entries written by kind ('pte present', 'pmd ...').
+   */
   lastDelta: ReadonlyMap<string, number> = new Map();
   /** The last command line that changed counters. */
   lastMutation = '';
@@ -162,12 +180,16 @@ export class Session {
    */
   untracked<T>(fn: () => T): T {
     const before = snapshotVmstat(this.kernel);
+    const entries = snapshotEntries(this.kernel);
     const events = this.recorder.events.length;
     try {
       return fn();
     } finally {
       this.recorder.events.length = Math.min(this.recorder.events.length, events);
-      for (const [k, d] of vmstatDelta(before, snapshotVmstat(this.kernel)))
+      for (const [k, d] of [
+        ...vmstatDelta(before, snapshotVmstat(this.kernel)),
+        ...entriesDelta(entries, snapshotEntries(this.kernel)),
+      ])
         this.overhead.set(k, (this.overhead.get(k) ?? 0) + d);
     }
   }

@@ -1,7 +1,7 @@
 import { KernelBug, kernelBugTaint, MMAP_MIN_ADDR, ModelBug, SignalDelivered } from '@hmm-model/mm-core';
 import { parseAddr, tokenize } from '../parse.js';
 import { type CommandResult, fail, UsageError } from '../result.js';
-import { type Session, snapshotVmstat, vmstatDelta } from '../session.js';
+import { entriesDelta, type Session, snapshotEntries, snapshotVmstat, vmstatDelta } from '../session.js';
 import { signalName } from '../signals.js';
 import { argTarget, staleDollar, unexpectedWords, unexpectedWordsMessage } from './args.js';
 import { DATA_COMMANDS } from './data.js';
@@ -269,6 +269,7 @@ export function* executeSteps(s: Session, line: string): Generator<Progress, Exe
   const refused = refuse(s, spec, args);
   if (refused) return done(spec.name, refused);
   const before = spec.mutates ? snapshotVmstat(s.kernel) : undefined;
+  const entriesBefore = spec.mutates ? snapshotEntries(s.kernel) : undefined;
   s.overhead.clear();
   if (spec.mutates) s.startNotifierRecording();
   let result = yield* runSpec(s, spec, args);
@@ -278,12 +279,15 @@ export function* executeSteps(s: Session, line: string): Generator<Progress, Exe
   if (touched !== null) s.focus = touched;
   result = recordLine(s, spec, line, result);
   let delta: [string, number][] = [];
-  if (before) {
-    delta = vmstatDelta(before, snapshotVmstat(s.kernel))
-      .map(([k, d]): [string, number] => [k, d - (s.overhead.get(k) ?? 0)])
-      .filter(([, d]) => d !== 0);
-    if (delta.length) {
-      s.lastDelta = new Map(delta);
+  if (before && entriesBefore) {
+    const own = (d: [string, number][]) =>
+      d.map(([k, n]): [string, number] => [k, n - (s.overhead.get(k) ?? 0)]).filter(([, n]) => n !== 0);
+    delta = own(vmstatDelta(before, snapshotVmstat(s.kernel)));
+    // The entry kinds written (model-only) join vmstat in what `vmstat` and `entries` show as
+    // the last command's change; a command's result reports vmstat alone.
+    const entries = own(entriesDelta(entriesBefore, snapshotEntries(s.kernel)));
+    if (delta.length || entries.length) {
+      s.lastDelta = new Map([...delta, ...entries]);
       s.lastMutation = line.trim();
     }
   }

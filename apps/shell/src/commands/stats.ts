@@ -4,7 +4,7 @@ import { fmtSize, hex, table } from '../format.js';
 import { memoryTypeName } from '../inspect/folio.js';
 import { machineOf } from '../machine.js';
 import { fail, type Json, ok, UsageError } from '../result.js';
-import { snapshotVmstat } from '../session.js';
+import { snapshotEntries, snapshotVmstat } from '../session.js';
 import type { CommandSpec } from './types.js';
 
 const vmstat: CommandSpec = {
@@ -205,5 +205,40 @@ const check: CommandSpec = {
   },
 };
 
-/** The statistics commands: vmstat, meminfo, buddyinfo, devices, invariants. */
-export const STATS_COMMANDS: readonly CommandSpec[] = [vmstat, meminfo, buddyinfo, devices, check];
+const entries: CommandSpec = {
+  name: 'entries',
+  group: 'inspect',
+  usage: 'entries',
+  summary:
+    "page-table entries written since boot by level and kind, with the last command's change (model-only)",
+  details: [
+    'Counts every leaf entry the kernel wrote with set_pte()/set_pmd(): present, zero page, PROT_NONE,',
+    'migration, device-private, device-exclusive and swap entries, at PTE and at PMD level. Transient',
+    'entries count too: a migration PMD exists only while a migration runs. The change column is the',
+    "last state-changing command's own writes (the shell's scaffolding is not counted).",
+  ],
+  examples: ['entries'],
+  mutates: false,
+  maxArgs: 0,
+  run(s) {
+    const now = snapshotEntries(s.kernel);
+    const kinds = new Set([
+      ...Object.keys(now),
+      ...[...s.lastDelta.keys()].filter((k) => /^(pte|pmd) /.test(k)),
+    ]);
+    const rows = [
+      ['entry', 'written', `change (${s.lastMutation ? `by \`${s.lastMutation}\`` : 'since start'})`],
+    ];
+    const data: { [k: string]: Json } = {};
+    for (const k of kinds) {
+      const d = s.lastDelta.get(k) ?? 0;
+      data[k] = { value: now[k] ?? 0, delta: d };
+      rows.push([k, String(now[k] ?? 0), d ? (d > 0 ? `+${d}` : String(d)) : '']);
+    }
+    if (rows.length === 1) return ok(['entries: no page-table entry written yet'], { entries: data });
+    return ok(table(rows), { entries: data, since: s.lastMutation });
+  },
+};
+
+/** The statistics commands: vmstat, entries, meminfo, buddyinfo, devices, invariants. */
+export const STATS_COMMANDS: readonly CommandSpec[] = [vmstat, entries, meminfo, buddyinfo, devices, check];

@@ -35,12 +35,37 @@ describe('entry kinds reached (page-table entries written, by level and kind)', 
     expect(r.entries['pmd device-private-write']).toBeUndefined();
   });
 
-  it('a campaign sums the kinds of its runs, and formats them PTE level first', () => {
-    const res = campaign({ seed: 7, totalOps: 120, ops: 60, strategy: 'random' });
+  it("the CI seed's first 1,000 operations reach the series' PMD kinds and every PTE kind the mix makes", () => {
+    // A coverage guard: a change to the mix or the generator that stops reaching device-private
+    // or migration PMDs fails here, not silently in a campaign that still counts its operations.
+    const res = campaign({ seed: 20261204, totalOps: 1000, ops: 400, strategy: 'random' });
     expect(res.failure).toBeNull();
     const e = res.stats.entries;
-    expect(e['pte present']).toBeGreaterThan(0);
-    expect(e['pmd present']).toBeGreaterThan(0);
+    for (const kind of [
+      'present',
+      'huge-zero',
+      'migration-write',
+      'migration-read',
+      'device-private-write',
+      'device-private-read',
+    ])
+      expect(e[`pmd ${kind}`], `pmd ${kind}`).toBeGreaterThan(0);
+    for (const kind of [
+      'present',
+      'zero',
+      'protnone',
+      'migration-write',
+      'migration-read',
+      'migration-read-exclusive',
+      'device-private-write',
+      'device-private-read',
+      'device-exclusive',
+      'swap',
+    ])
+      expect(e[`pte ${kind}`], `pte ${kind}`).toBeGreaterThan(0);
+  });
+
+  it('formats the kinds PTE level first, in mm-core ENTRY_KINDS order', () => {
     expect(
       formatEntryKinds({ 'pmd migration-write': 3, 'pte zero': 2, 'pte present': 5, 'pmd huge-zero': 1 }),
     ).toBe('pte present 5, zero 2; pmd migration-write 3, huge-zero 1');

@@ -219,4 +219,33 @@ describe('firstDiff()', () => {
     expect(firstDiff(new Uint32Array(0), 5)).toBe(-1);
     expect(firstDiff(new Uint32Array([5, 5, 4]), 5)).toBe(2);
   });
+  it('a device write to a lazy-free page ends the lazy state only when the driver dirties the folio (K11, K12)', () => {
+    for (const [k, dirty] of [
+      ['dm', false],
+      ['dm', true],
+      ['gpu', false],
+      ['gpu', true],
+    ] as const) {
+      const o = new Oracle(2, { dm: k === 'dm' && dirty, gpu: k === 'gpu' && dirty });
+      done(o, { k: 'mmap', p: 0, t: 0, r: 0, n: 8, a: RW }, { ret: regionAddr(0, 0) });
+      const first = writePattern(3, regionAddr(0, 0), PAGE_SIZE);
+      done(
+        o,
+        { k: 'write', p: 0, t: 0, r: 0, off: 0, n: 1, a: 3 },
+        { writeAddr: regionAddr(0, 0), writeData: first },
+      );
+      done(o, { k: 'madvise', p: 0, t: 0, r: 0, off: 0, n: 1, a: MADV_FREE }, { ret: 0 });
+      const dev = writePattern(9, regionAddr(0, 0), PAGE_SIZE);
+      done(
+        o,
+        { k, p: 0, t: 0, r: 0, off: 0, n: 1, a: 9, b: k === 'dm' ? 3 : 1 },
+        { ret: 0, writeAddr: regionAddr(0, 0), writeData: dev },
+      );
+      // Reclaim discarded the page after the device wrote it: zeros.
+      const msg = readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, new Uint8Array(PAGE_SIZE));
+      if (dirty)
+        expect(msg, `${k} dirties`).toMatch(/^CPU read of p0 at 0x7e0000000000: read 0x0, the oracle says/);
+      else expect(msg, `${k} does not dirty`).toBeNull();
+    }
+  });
 });

@@ -233,10 +233,17 @@ export class Oracle {
   private tick = 0;
   /** Loads compared byte for byte with the oracle. */
   checkedPages = 0;
+  /**
+   * Whether a device write dirties the page it writes, per driver: on v6.19 neither dmirror's
+   * WRITE nor a GPU store does (a written lazy-free page may still be discarded), with the fix
+   * switches K11 (dmirror) and K12 (nouveau) both do.
+   */
+  private readonly deviceWritesDirty: { readonly dm: boolean; readonly gpu: boolean };
 
-  constructor(slots: number) {
+  constructor(slots: number, deviceWritesDirty: { dm: boolean; gpu: boolean } = { dm: false, gpu: false }) {
     this.mems = new Array(slots).fill(null);
     this.mems[0] = new Mem();
+    this.deviceWritesDirty = deviceWritesDirty;
   }
 
   /** Whether the oracle says [first, end) of slot s is fully mapped with an accessible protection. */
@@ -459,6 +466,10 @@ export class Oracle {
         if (out.writeData) {
           const first = out.writeAddr / PAGE_SIZE - BASE_VPN;
           const full = out.writeData.length / PAGE_SIZE;
+          const dirties =
+            op.k === 'write' ||
+            (op.k === 'dm' && this.deviceWritesDirty.dm) ||
+            (op.k === 'gpu' && this.deviceWritesDirty.gpu);
           const words = new Uint32Array(
             out.writeData.buffer,
             out.writeData.byteOffset,
@@ -469,8 +480,9 @@ export class Oracle {
             if (!(mem.state[i] & MAPPED)) continue;
             mem.word[i] = words[k * PAGE_WORDS];
             // A CPU store dirties the PTE, so reclaim keeps the page; a device write through
-            // the kernel mapping does not (the page stays lazy-free).
-            mem.state[i] &= op.k === 'write' ? ~(UNKNOWN | LAZY) : ~UNKNOWN;
+            // the kernel mapping does not (the page stays lazy-free) unless the driver dirties
+            // the folio (K11, K12).
+            mem.state[i] &= dirties ? ~(UNKNOWN | LAZY) : ~UNKNOWN;
           }
           // A device write that failed part way: what it stored is not known.
           if (out.ret !== 0) for (let v = s; v < e; v++) this.forget(mem, v);

@@ -205,7 +205,8 @@ class ScenarioRun {
     this.sched = this.k.sched;
     this.sched.maxStepsWithoutProgress = 500_000;
     this.sched.countSites = opts.countSites ?? false;
-    this.oracle = new Oracle(sc.procs);
+    const core = this.k.core;
+    this.oracle = new Oracle(sc.procs, { dm: core.fixed('K11'), gpu: core.fixed('K12') });
     this.warnings = this.k.core.warnings.length;
     const w = this.w;
     this.alive = (s: number) => w.live(s) !== null;

@@ -90,6 +90,20 @@ export const MODEL_FIXES: readonly ModelFixSwitch[] = [
     title:
       "the svmm ignores the MMU_NOTIFY_MIGRATE of its own device's migrations, so the GPU keeps its writable mapping of the source pages while the copy engine copies them: a GPU write in that window lands in the old page and is lost when the copy replaces it (nouveau's K3); fixed: own-device migrations unmap the range from the GPU too, so a GPU access faults and waits on the migration entry",
   },
+  {
+    id: 'K11',
+    fn: 'dmirror_do_write',
+    pkg: 'test-hmm',
+    title:
+      "a device WRITE copies into the mirrored system page with memcpy_to_page() and never dirties it: a page mapped writable but clean (swapped in by a read fault of an exclusive swap entry, or after MADV_FREE) stays a clean swap-cache or lazy-free folio, and the next reclaim drops it without writeback: the device's write is lost; fixed: folio_mark_dirty() after the copy",
+  },
+  {
+    id: 'K12',
+    fn: 'nouveau_range_fault',
+    pkg: 'nouveau-dmem',
+    title:
+      'a GPU fault maps a system page writable whenever hmm_range_fault() reports it writable (a read fault too) and nothing ever dirties it, so GPU writes to a writable but clean page (a clean swap-cache or lazy-free folio) are lost at the next reclaim; fixed: a system page is mapped writable only for a GPU write fault, and its folio is marked dirty when it is mapped',
+  },
 ];
 
 /** Model-only: an unknown fix id (a one-line message listing the known ids). */

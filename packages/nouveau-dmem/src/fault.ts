@@ -22,6 +22,7 @@ import {
   mmuIntervalSetSeq,
   PAGE_SHIFT,
   PAGE_SIZE,
+  PG_dirty,
 } from '@hmm-model/mm-core';
 import { isDevicePrivatePage } from '@hmm-model/zone-device';
 import { NVIF_VMM_PFNMAP_V0_NONE } from './constants.js';
@@ -37,11 +38,18 @@ const RANGE_FAULT_RETRIES = 64;
  * PFNMAP entry. A map order promotes the entry to a big page (page shift order + PAGE_SHIFT)
  * at the aligned address; a device-private page (necessarily ours: hmm only reports pages of
  * dev_private_owner) maps its VRAM address, anything else its host physical address.
+ *
+ * v6.19 maps a system page writable whenever hmm_range_fault() reports it writable, a GPU read
+ * fault too, and never dirties it: GPU writes do not set the CPU PTE's dirty bit. With fix K12
+ * a system page is mapped writable only for a GPU write fault, and its folio is marked dirty
+ * as it is mapped (the caller holds svmm->mutex after the sequence check: no invalidation can
+ * come between), so that reclaim writes back what the GPU wrote.
  */
 function convertPfn(
   svmm: NouveauSvmm,
   addr: number,
   hmmPfn: number,
+  faultWrite: boolean,
 ): { va: number; shift: number; entry: number } {
   const flags = hmmPfnFlags(hmmPfn);
   if (!(flags & HMM_PFN_VALID)) return { va: addr, shift: PAGE_SHIFT, entry: NVIF_VMM_PFNMAP_V0_NONE };
@@ -55,11 +63,15 @@ function convertPfn(
     va = Math.floor(addr / size) * size;
     pfn -= (addr - va) / PAGE_SIZE;
   }
-  const write = (flags & HMM_PFN_WRITE) !== 0;
-  const entry = isDevicePrivatePage(svmm.drm.core, pfn)
-    ? nvifPfnmapEntry(nouveauDmemPageAddr(svmm.drm, pfn), true, write)
-    : nvifPfnmapEntry(pfn * PAGE_SIZE, false, write);
-  return { va, shift, entry };
+  const core = svmm.drm.core;
+  let write = (flags & HMM_PFN_WRITE) !== 0;
+  if (isDevicePrivatePage(core, pfn))
+    return { va, shift, entry: nvifPfnmapEntry(nouveauDmemPageAddr(svmm.drm, pfn), true, write) };
+  if (write && core.fixed('K12')) {
+    write = faultWrite;
+    if (write) core.map.flags[core.map.head[pfn]] |= PG_dirty;
+  }
+  return { va, shift, entry: nvifPfnmapEntry(pfn * PAGE_SIZE, false, write) };
 }
 
 /**
@@ -131,7 +143,7 @@ export function* gpuFaultGen(svmm: NouveauSvmm, addr: number, write: boolean): K
           ret = -EBUSY;
           continue;
         }
-        const { va, shift, entry } = convertPfn(svmm, start, range.hmmPfns[0]);
+        const { va, shift, entry } = convertPfn(svmm, start, range.hmmPfns[0], write);
         svmm.vmm.pfnmap(va, shift, [entry], 1);
       } finally {
         svmm.mutex.unlock(core.sched, 'nouveau_range_fault');

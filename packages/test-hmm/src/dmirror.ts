@@ -32,6 +32,7 @@ import {
   mmuIntervalReadRetry,
   mmuIntervalSetSeq,
   PAGE_SIZE,
+  PG_dirty,
   PG_zone_device,
   releaseDeviceExclusive,
 } from '@hmm-model/mm-core';
@@ -358,6 +359,10 @@ export function* dmirrorFault(dm: Dmirror, start: number, end: number, write: bo
  * page without an entry (or, for writes, without the WRITE tag): -ENOENT, with bounce.cpages
  * counting the pages done. The kernel copies page by page (one memcpy per page, counted as a
  * copy command each); the model walks the mirror node by node and copies whole runs.
+ *
+ * A write is dmirror_do_write()'s memcpy_to_page(): it does not dirty the page. With fix K11 the
+ * system page's folio is marked dirty (folio_mark_dirty()) as it is written, so that reclaim
+ * writes a clean swap-cache or lazy-free folio the device wrote back instead of dropping it.
  */
 function copyMirrored(dm: Dmirror, start: number, end: number, bounce: Bounce, write: boolean): number {
   const core = dm.core;
@@ -376,6 +381,7 @@ function copyMirrored(dm: Dmirror, start: number, end: number, bounce: Bounce, w
   // (value + 4, same tag, same head) has the next data pfn without asking the pgmap again.
   let prevVal = -1;
   let prevData = -1;
+  const markDirty = write && core.fixed('K11');
   while (vpn < endVpn) {
     const slots = dm.pt.slots(vpn);
     if (slots === undefined) {
@@ -390,8 +396,10 @@ function copyMirrored(dm: Dmirror, start: number, end: number, bounce: Bounce, w
       if (v < 0 || (write && v % 4 !== DPT_XA_TAG_WRITE)) break;
       const p = Math.floor(v / 4);
       let pfn: number;
-      if (!(flags[p] & PG_zone_device)) pfn = p;
-      else if (v === prevVal + 4 && head[p] === head[p - 1]) pfn = prevData + 1;
+      if (!(flags[p] & PG_zone_device)) {
+        pfn = p;
+        if (markDirty) flags[head[p]] |= PG_dirty;
+      } else if (v === prevVal + 4 && head[p] === head[p - 1]) pfn = prevData + 1;
       else pfn = dm.dataPfn(p);
       prevVal = v;
       prevData = pfn;

@@ -147,6 +147,33 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
       expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
   });
 
+  it('K11: with the fix off a dmirror WRITE into a clean swap-cache page is lost at the next pageout; with every fix on the run is clean', () => {
+    // A read fault of an exclusive swap entry maps the page writable but clean and leaves it in
+    // the swap cache; dmirror_do_write()'s memcpy_to_page() never dirties it, so MADV_PAGEOUT drops
+    // the folio without writeback and the next swap-in reads what was written before the device wrote.
+    for (const name of ['./k11-swapcache-dm-write.hmm', './k11-concurrent-dm-write.hmm']) {
+      const { sc, schedule, fixes } = load(name);
+      expect(fixes).not.toContain('K11');
+      expect(runScenario(sc, { schedule, fixes }).finding?.message).toMatch(
+        /^CPU read of p0 at 0x[0-9a-f]+: read 0x[0-9a-f]+, the oracle says 0x[0-9a-f]+$/,
+      );
+      for (const s of [schedule, ...OTHER])
+        expect(runScenario(sc, { schedule: s }).finding?.message ?? null, `${name} ${s}`).toBeNull();
+    }
+  });
+
+  it('K12: with the fix off a GPU write into a clean swap-cache page is lost at the next pageout; with every fix on the run is clean', () => {
+    const { sc, schedule, fixes } = load('./k12-swapcache-gpu-write.hmm');
+    expect(fixes).not.toContain('K12');
+    expect(runScenario(sc, { schedule, fixes }).finding?.message).toMatch(
+      /^CPU read of p0 at 0x7e0000000000: read 0x6bccaac7, the oracle says 0x82934590$/,
+    );
+    // With only K12 off and K11 on, the dmirror variant is clean: each switch fixes its own driver.
+    expect(runScenario(load('./k11-swapcache-dm-write.hmm').sc, { schedule, fixes }).finding).toBeNull();
+    for (const s of [schedule, ...OTHER])
+      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+  });
+
   it('model bug: direct reclaim no longer splits (and frees again) a deferred-split folio freed while it slept', () => {
     // try_to_free_pages() saw a partially mapped THP, slept in shrink_folio_list() for the batch
     // before it, and then locked, referenced and put the pfn as if it were still that folio: a

@@ -271,7 +271,11 @@ function* collectHugePmd(
  */
 function* collectPmd(core: Core, mig: MigrateVma, vma: Vma, pmdT: number, start: number, end: number): KGen {
   const m = core.map;
-  const faultFolio = mig.faultPage >= 0 ? m.head[mig.faultPage] : -1;
+  // v6.19 reads fault_folio once, before `again:`. After migrate_vma_split_folio() split the
+  // fault folio, it still names the first piece, which the split unlocked: a walk over more than
+  // the fault page then takes that piece for the fault folio (no trylock) and finalize unlocks
+  // it, unlocked (fix switch K13: read it again after a split).
+  let faultFolio = mig.faultPage >= 0 ? m.head[mig.faultPage] : -1;
   let addr = start;
   const mi = pmdIndex(start);
   for (let guard = 0; ; guard++) {
@@ -293,6 +297,7 @@ function* collectPmd(core: Core, mig: MigrateVma, vma: Vma, pmdT: number, start:
     // A large folio was split (or could not be): 'again' resumes where the walk stopped.
     addr = core.bug('R5') ? start : r;
     if (r < 0) return;
+    if (mig.faultPage >= 0 && core.fixed('K13')) faultFolio = m.head[mig.faultPage];
   }
 }
 

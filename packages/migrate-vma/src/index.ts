@@ -20,7 +20,13 @@ export {
 export { migrateDeviceFinalizeCore } from './finalize.js';
 export { type InflightMigration, type InflightPhase, inflightMigrations } from './inflight.js';
 export { migrateVmaInsertPage } from './insert.js';
-export { collectMthpUnit, MTHP_ORDERS_VALID, mthpOrdersCheck, splitMthpForMigrate } from './mthp.js';
+export {
+  collectMthpUnit,
+  MTHP_ORDERS_VALID,
+  mthpMappedAsUnit,
+  mthpOrdersCheck,
+  splitMthpForMigrate,
+} from './mthp.js';
 export { folioMigrateFlags, folioMigrateMapping, migrateDevicePagesCore } from './pages.js';
 export { migrateVmaFinalize, migrateVmaPages, migrateVmaSetup } from './setup.js';
 export * from './types.js';

@@ -38,6 +38,7 @@ import {
   isDevicePrivateType,
   PAGE_SIZE,
   pteIndex,
+  pteTableOf,
   ptHi,
   ptLo,
   SWP_DEVICE_WRITE,
@@ -104,6 +105,30 @@ function mthpUnitWrite(
     }
   }
   return write;
+}
+
+/**
+ * Model extension (no kernel counterpart): whether the PTEs of vma at [start, start + the
+ * folio's size) map the large folio `folio` page by page, in order (present for system memory,
+ * a device-private entry for device memory). A CPU fault may ask to migrate such a range as one
+ * unit (test-hmm's dmirror_devmem_fault()). Counting the folio's mappings is not enough: mremap()
+ * can move one of its PTEs elsewhere and leave the count whole. Read without the PTE lock, so the
+ * answer can be stale: the collection checks again under the lock ({@link collectMthpUnit}).
+ */
+export function mthpMappedAsUnit(core: Core, vma: Vma, start: number, folio: number): boolean {
+  const nr = core.map.folioNrPages(folio);
+  if (start < vma.start || start + nr * PAGE_SIZE > vma.end) return false;
+  const first = pteIndex(start);
+  if (first + nr > 512) return false;
+  const pteT = pteTableOf(core, vma.mm, start, false);
+  if (pteT < 0) return false;
+  for (let k = 0; k < nr; k++) {
+    const lo = ptLo(core, pteT, first + k);
+    const hi = ptHi(core, pteT, first + k);
+    if (entryNone(lo, hi) || entryPfn(lo, hi) !== folio + k) return false;
+    if (entryPresent(lo) ? (lo & _PAGE_SPECIAL) !== 0 : !isDevicePrivateType(swpType(lo))) return false;
+  }
+  return true;
 }
 
 /**

@@ -104,6 +104,13 @@ export const MODEL_FIXES: readonly ModelFixSwitch[] = [
     title:
       'a GPU fault maps a system page writable whenever hmm_range_fault() reports it writable (a read fault too) and nothing ever dirties it, so GPU writes to a writable but clean page (a clean swap-cache or lazy-free folio) are lost at the next reclaim; fixed: a system page is mapped writable only for a GPU write fault, and its folio is marked dirty when it is mapped',
   },
+  {
+    id: 'K13',
+    fn: 'migrate_vma_collect_pmd',
+    pkg: 'migrate-vma',
+    title:
+      "fault_folio is read once, before the walk's `again:` label, so after migrate_vma_split_folio() splits the fault folio it still names the first piece, which the split unlocked; a walk over more than the fault page takes that piece for the fault folio (collected without its lock) and __migrate_device_finalize() unlocks it: VM_BUG_ON in folio_unlock(). Latent in v6.19 (test_hmm and nouveau migrate only the fault page on a PTE fault); reached by the model's mTHP extension; fixed: read fault_folio again after a split",
+  },
 ];
 
 /** Model-only: an unknown fix id (a one-line message listing the known ids). */

@@ -23,5 +23,6 @@ export {
   migrateVmaPages,
   migrateVmaSetup,
   mpfnFlags,
+  mthpMappedAsUnit,
   newMigrateVma,
 } from '@hmm-model/migrate-vma';

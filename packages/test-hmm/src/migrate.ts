@@ -42,6 +42,7 @@ import {
   migrateVmaPages,
   migrateVmaSetup,
   mpfnFlags,
+  mthpMappedAsUnit,
   newMigrateVma,
 } from './kapi.js';
 import { negotiateMthpDst } from './mthp.js';
@@ -557,9 +558,10 @@ export function* dmirrorDevmemFault(
     const whole =
       order < HPAGE_PMD_ORDER &&
       dm.mdevice.mthpOrders & (1 << order) &&
-      start >= vmf.vma.start &&
-      start + size <= vmf.vma.end &&
-      m.largeMapcount[head] === 2 ** order;
+      m.largeMapcount[head] === 2 ** order &&
+      // The VMA maps the folio's pages in order over the whole range (a page mremap() moved
+      // away keeps the count whole but breaks the unit).
+      mthpMappedAsUnit(core, vmf.vma, start, head);
     if (!whole) order = 0;
   }
   const unit = PAGE_SIZE * 2 ** order;

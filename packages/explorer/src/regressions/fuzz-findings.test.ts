@@ -174,6 +174,19 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
       expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
   });
 
+  it('model bug (mTHP extension): a CPU fault on a device mTHP mremap() broke migrates only the fault page', () => {
+    // dmirror_devmem_fault() took a whole device mTHP whenever its 16 pages were mapped, but one
+    // of them was mapped elsewhere: the walk split the folio under the fault and (K13 off, as in
+    // v6.19) took the first piece for the fault folio. It now asks for the whole range only when
+    // the range maps the folio page by page (mthpMappedAsUnit()); clean with K13 on or off.
+    const { sc, schedule } = load('./mthp-broken-unit-fault.hmm');
+    const noK13 = ALL_FIXES.filter((f) => f !== 'K13');
+    for (const s of [schedule, ...OTHER]) {
+      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+      expect(runScenario(sc, { schedule: s, fixes: noK13 }).finding?.message ?? null).toBeNull();
+    }
+  });
+
   it('model bug: direct reclaim no longer splits (and frees again) a deferred-split folio freed while it slept', () => {
     // try_to_free_pages() saw a partially mapped THP, slept in shrink_folio_list() for the batch
     // before it, and then locked, referenced and put the pfn as if it were still that folio: a

@@ -89,8 +89,16 @@ function mthpUnitWrite(
   if (order >= HPAGE_PMD_ORDER || !(mig.mthpOrders & (1 << order))) return -1;
   const nr = 1 << order;
   if (addr % (nr * PAGE_SIZE) !== 0 || addr + nr * PAGE_SIZE > end) return -1;
+  return unitPtesWrite(core, pteT, pteIndex(addr), folio, nr);
+}
+
+/**
+ * The PTE half of {@link mthpUnitWrite}: entries first.. of table pteT map pages folio + k in
+ * order, each the same way (present and not special, or a device-private entry). The unit's
+ * MIGRATE_PFN_WRITE (set when every entry is writable), or -1.
+ */
+function unitPtesWrite(core: Core, pteT: number, first: number, folio: number, nr: number): number {
   let write = MIGRATE_PFN_WRITE;
-  const first = pteIndex(addr);
   for (let k = 0; k < nr; k++) {
     const lo = ptLo(core, pteT, first + k);
     const hi = ptHi(core, pteT, first + k);
@@ -121,14 +129,7 @@ export function mthpMappedAsUnit(core: Core, vma: Vma, start: number, folio: num
   const first = pteIndex(start);
   if (first + nr > 512) return false;
   const pteT = pteTableOf(core, vma.mm, start, false);
-  if (pteT < 0) return false;
-  for (let k = 0; k < nr; k++) {
-    const lo = ptLo(core, pteT, first + k);
-    const hi = ptHi(core, pteT, first + k);
-    if (entryNone(lo, hi) || entryPfn(lo, hi) !== folio + k) return false;
-    if (entryPresent(lo) ? (lo & _PAGE_SPECIAL) !== 0 : !isDevicePrivateType(swpType(lo))) return false;
-  }
-  return true;
+  return pteT >= 0 && unitPtesWrite(core, pteT, first, folio, nr) >= 0;
 }
 
 /**

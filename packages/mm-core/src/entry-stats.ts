@@ -16,7 +16,6 @@ import {
   _PAGE_PSE,
   _PAGE_SPECIAL,
   entryPfn,
-  MAX_SWAPFILES,
   SWP_DEVICE_EXCLUSIVE,
   SWP_DEVICE_READ,
   SWP_DEVICE_WRITE,
@@ -63,7 +62,7 @@ const ZERO = 1;
 const PROTNONE = 2;
 const SWAP = 9;
 
-/** Counted kind of each softleaf type (swap-device types map to 'swap'). */
+/** Counted kind of each softleaf type (types below MAX_SWAPFILES are swap devices: 'swap'). */
 const SOFTLEAF_KIND = new Uint8Array(32).fill(SWAP);
 SOFTLEAF_KIND[SWP_MIGRATION_READ] = 3;
 SOFTLEAF_KIND[SWP_MIGRATION_READ_EXCLUSIVE] = 4;
@@ -73,7 +72,6 @@ SOFTLEAF_KIND[SWP_DEVICE_WRITE] = 7;
 SOFTLEAF_KIND[SWP_DEVICE_EXCLUSIVE] = 8;
 SOFTLEAF_KIND[SWP_PTE_MARKER] = 10;
 SOFTLEAF_KIND[SWP_HWPOISON] = 11;
-if (MAX_SWAPFILES > SWP_HWPOISON) throw new Error('entry-stats: swap types overlap the special types');
 
 /** Model-only: entry writes by level and kind on one machine (`core.events.entries`). */
 export class EntryStats {

@@ -6,7 +6,15 @@
  * any other pseudo file; a file mm-core already registers is left alone.
  */
 
-import { EINVAL, type Kernel, type MmStruct, mapsLine, type Process, smaps } from '@hmm-model/mm-core';
+import {
+  EINVAL,
+  type Kernel,
+  type MmStruct,
+  mapsLine,
+  type Process,
+  RESCHED,
+  smaps,
+} from '@hmm-model/mm-core';
 
 /** Models dac_mmap_min_addr: the lowest address do_mmap() of this model accepts (its fixed 0x10000). */
 export const MMAP_MIN_ADDR = 0x10000;
@@ -110,7 +118,7 @@ function registerProcText(kernel: Kernel, path: string, gen: (proc: Process) => 
   kernel.registerDevice(path, {
     *pread(file, buf, pos) {
       const proc = file.opener as Process;
-      yield 'seq_read: show';
+      if (kernel.sched.preempt('seq_read: show')) yield RESCHED;
       return readText(proc.state === 'running' ? gen(proc) : '', buf, pos);
     },
   });
@@ -131,7 +139,7 @@ function registerClearRefs(kernel: Kernel): void {
       if (!/^[+-]?\d+$/.test(text)) return -EINVAL;
       const type = Number(text);
       if (type < 1 || type > 5) return -EINVAL;
-      yield 'clear_refs_write: walk';
+      if (kernel.sched.preempt('clear_refs_write: walk')) yield RESCHED;
       return buf.length;
     },
   });

@@ -12,6 +12,7 @@ import {
   ModelBug,
   PAGE_SIZE,
   parseSchedule,
+  RESCHED,
   type Strategy,
   type Task,
   waitEvent,
@@ -242,7 +243,12 @@ class ScenarioRun {
       tasks.push(sched.spawn(`p${p}.t${t}`, this.thread(ops), { kind: 'user', owner }));
     }
     try {
-      sched.runUntil(() => this.finding !== null || tasks.every((t) => t.done));
+      // Evaluated at every preemption point (Scheduler.preempt): a loop, no closure per call.
+      sched.runUntil(() => {
+        if (this.finding !== null) return true;
+        for (const t of tasks) if (!t.done) return false;
+        return true;
+      });
     } catch (e) {
       this.finding ??= asFinding(e);
     }
@@ -351,7 +357,7 @@ class ScenarioRun {
     try {
       for (const [op, index] of ops) {
         if (this.finding) return;
-        yield 'user: between operations';
+        if (this.sched.preempt('user: between operations')) yield RESCHED;
         if (this.sinceCheck >= this.every) yield* this.barrier();
         if (this.finding) return;
         this.sinceCheck++;

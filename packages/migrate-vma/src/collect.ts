@@ -36,6 +36,7 @@ import {
   ptHi,
   ptLo,
   ptlUnlock,
+  RESCHED,
   SWP_DEVICE_WRITE,
   setPmdMigrationEntry,
   setPteMigrationEntryAt,
@@ -285,7 +286,8 @@ function* collectPmd(core: Core, mig: MigrateVma, vma: Vma, pmdT: number, start:
       );
     const lo = ptLo(core, pmdT, mi);
     if (entryNone(lo, ptHi(core, pmdT, mi)) || !entryPresent(lo) || entryHuge(lo)) {
-      yield 'migrate_vma_collect_pmd: PMD seen huge or none without the PMD lock';
+      if (core.sched.preempt('migrate_vma_collect_pmd: PMD seen huge or none without the PMD lock'))
+        yield RESCHED;
       const r = yield* collectHugePmd(core, mig, vma, pmdT, start, end, faultFolio);
       if (r === 'again') continue;
       if (r === 'done') return;
@@ -415,7 +417,8 @@ function* collectPtes(
         if (pinned) folioGet(core, large);
         ptlUnlock(core, ptl, 'migrate_vma_collect_pmd');
         locked = false;
-        yield 'migrate_vma_collect_pmd: PTE lock dropped before migrate_vma_split_folio';
+        if (core.sched.preempt('migrate_vma_collect_pmd: PTE lock dropped before migrate_vma_split_folio'))
+          yield RESCHED;
         if (yield* splitFolioForCollect(core, large, mig.faultPage, pinned)) {
           collectSkip(mig, addr, end);
           return -1;
@@ -471,7 +474,7 @@ export function* migrateVmaCollect(core: Core, mig: MigrateVma): KGen {
   yield* mmuNotifierInvalidateRangeStart(range);
   try {
     for (let addr = mig.start; addr < mig.end; ) {
-      if (addr > mig.start) yield 'migrate_vma_collect: next PMD';
+      if (addr > mig.start && core.sched.preempt('migrate_vma_collect: next PMD')) yield RESCHED;
       const pmdT = pmdTableOf(core, mm, addr, false);
       if (pmdT < 0) {
         // walk_pgd_range()/walk_pud_range() report a missing PUD or PMD table as one hole up

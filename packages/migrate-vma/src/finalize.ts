@@ -6,6 +6,7 @@ import {
   type KGen,
   PG_lru,
   PteWalkCache,
+  RESCHED,
   removeMigrationPtes,
   tryRemoveMigrationPtes,
 } from '@hmm-model/mm-core';
@@ -67,7 +68,7 @@ export function* migrateDeviceFinalizeCore(
     }
     if (i + 1 < npages && core.sched.needResched()) {
       walk.reset();
-      yield '__migrate_device_finalize: next slot';
+      if (core.sched.preempt('__migrate_device_finalize: next slot')) yield RESCHED;
     }
   }
 }

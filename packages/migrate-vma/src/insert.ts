@@ -39,6 +39,7 @@ import {
   ptLo,
   ptlUnlock,
   ptSet,
+  RESCHED,
   SWP_DEVICE_READ,
   SWP_DEVICE_WRITE,
   splitHugePmd,
@@ -120,7 +121,8 @@ function* insertHugePmdPage(
     const w = (vma.flags & VM_WRITE) !== 0;
     lo = mkPmdLo(folio, w, w, true, protNone(vma));
   }
-  yield 'migrate_vma_insert_huge_pmd_page: page table allocated, PMD lock not taken';
+  if (core.sched.preempt('migrate_vma_insert_huge_pmd_page: page table allocated, PMD lock not taken'))
+    yield RESCHED;
   const ptl = pmdLock(core, pmdT, 'migrate_vma_insert_huge_pmd_page');
   // check_stable_address_space(): the OOM reaper is tearing the mm down.
   if (mm.unstable) {
@@ -207,7 +209,7 @@ function* insertPage(core: Core, mig: MigrateVma, addr: number, di: number, si: 
     const w = (vma.flags & VM_WRITE) !== 0;
     lo = mkPteLo(page, w, w, true, protNone(vma));
   }
-  yield 'migrate_vma_insert_page: entry built, PTE lock not taken';
+  if (core.sched.preempt('migrate_vma_insert_page: entry built, PTE lock not taken')) yield RESCHED;
   const ptl = pteLock(core, pteT, 'migrate_vma_insert_page');
   try {
     if (mm.unstable) return false;

@@ -28,6 +28,7 @@ import {
   PMD_SIZE,
   pageVmaMappedWalk,
   pmdTableOf,
+  RESCHED,
   rmapLockRead,
   rmapUnlockRead,
   rmapVmas,
@@ -198,7 +199,7 @@ export function* migrateDevicePagesCore(
           yield* migrateVmaInsertPage(core, mig, addr + j * PAGE_SIZE, i + j, i + j);
         }
         i += nr;
-        if (core.sched.needResched()) yield '__migrate_device_pages: next unit';
+        if (core.sched.condResched('__migrate_device_pages: next unit')) yield RESCHED;
         continue;
       }
       let folio = m.head[page];
@@ -218,7 +219,7 @@ export function* migrateDevicePagesCore(
           src[i] = mpfnClear(src[i], MIGRATE_PFN_MIGRATE);
         else folioMigrateFlags(core, newfolio, folio);
         i++;
-        if (core.sched.needResched()) yield '__migrate_device_pages: next unit';
+        if (core.sched.condResched('__migrate_device_pages: next unit')) yield RESCHED;
         continue;
       }
       const sOrder = sflags & MIGRATE_PFN_COMPOUND ? m.folioOrder(folio) : 0;
@@ -296,7 +297,7 @@ export function* migrateDevicePagesCore(
         else folioMigrateFlags(core, nf, folio);
       }
       i += nr;
-      if (core.sched.needResched()) yield '__migrate_device_pages: next unit';
+      if (core.sched.condResched('__migrate_device_pages: next unit')) yield RESCHED;
     }
   } finally {
     if (range) mmuNotifierInvalidateRangeEnd(range);

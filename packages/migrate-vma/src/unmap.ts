@@ -10,6 +10,7 @@ import {
   type KGen,
   PG_lru,
   PG_swapcache,
+  RESCHED,
   removeMigrationPtes,
   tryToMigrate,
 } from '@hmm-model/mm-core';
@@ -109,7 +110,7 @@ export function* migrateDeviceUnmap(
     }
     unmapped++;
     i += nr;
-    if (core.sched.needResched()) yield 'migrate_device_unmap: next folio';
+    if (core.sched.condResched('migrate_device_unmap: next folio')) yield RESCHED;
   }
   for (let i = 0; i < npages && restore; i++) {
     const page = migratePfnToPage(src[i]);

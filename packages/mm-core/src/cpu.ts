@@ -22,6 +22,7 @@ import {
 import { BLOCK_PAGES } from './phys/frames.js';
 import { LivelockFinding } from './sched/findings.js';
 import type { KGen } from './sched/task.js';
+import { RESCHED } from './sched/task.js';
 import { fatalSignalPending } from './signal.js';
 
 /** Result codes of {@link translate} besides a pfn. */
@@ -146,7 +147,7 @@ export function* faultIn(core: Core, mm: MmStruct, addr: number, write: boolean)
     if (r & VM_FAULT_OOM) return XLATE_OOM;
     const pfn = walkPfn(core, mm, addr, write);
     if (pfn >= 0) return pfn;
-    yield 'user access: fault handled, access retried';
+    if (core.sched.preempt('user access: fault handled, access retried')) yield RESCHED;
   }
 }
 
@@ -240,7 +241,7 @@ export function* accessBytes(
     sinceYield += n;
     if (sinceYield >= BLOCK_PAGES * PAGE_SIZE && done < len) {
       sinceYield = 0;
-      yield 'user access: 2 MiB copied';
+      if (core.sched.preempt('user access: 2 MiB copied')) yield RESCHED;
       // The CPU takes a pending fatal signal at the next interrupt: the access stops here and
       // the process exits on its way back to user space (the bytes so far are written).
       if (user && fatalSignalPending(core)) return 0;

@@ -22,6 +22,7 @@ import {
 } from './pgtable/entry.js';
 import { PG_anon, PG_anon_exclusive, PG_swapbacked } from './phys/memmap.js';
 import type { KGen } from './sched/task.js';
+import { RESCHED } from './sched/task.js';
 
 /** Models PM_PRESENT (bit 63 of a /proc/pid/pagemap entry). */
 export const PM_PRESENT = 1n << 63n;
@@ -100,7 +101,7 @@ export function* pagemapRead(
       const a = vaddr + k * PAGE_SIZE;
       const pmdIdx = Math.floor(a / PMD_SIZE);
       if (pmdIdx !== lastPmd) {
-        if (lastPmd >= 0) yield 'pagemap_pmd_range: next PMD';
+        if (lastPmd >= 0 && core.sched.preempt('pagemap_pmd_range: next PMD')) yield RESCHED;
         lastPmd = pmdIdx;
         if (core.bug('F14')) pagemapWarnOnDevicePmd(core, mm, a);
       }

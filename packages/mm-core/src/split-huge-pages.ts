@@ -44,6 +44,7 @@ import {
   PG_tail,
 } from './phys/memmap.js';
 import type { KGen } from './sched/task.js';
+import { RESCHED } from './sched/task.js';
 
 /** Models MAX_INPUT_BUF_SZ: the longest input split_huge_pages_write() reads. */
 export const SPLIT_HUGE_PAGES_MAX_INPUT = 255;
@@ -239,7 +240,7 @@ export function* splitHugePagesPid(
       }
       folioUnlock(core, head);
       folioPut(core, head);
-      yield 'split_huge_pages_pid: cond_resched';
+      if (core.sched.preempt('split_huge_pages_pid: cond_resched')) yield RESCHED;
     }
   } finally {
     mmapReadUnlock(core, mm, 'split_huge_pages_pid');
@@ -277,7 +278,7 @@ export function* splitHugePagesAll(core: Core): KGen<Omit<SplitHugePagesResult, 
     pfn += nr - 1;
     folioUnlock(core, head);
     folioPut(core, head);
-    yield 'split_huge_pages_all: cond_resched';
+    if (core.sched.preempt('split_huge_pages_all: cond_resched')) yield RESCHED;
   }
   return res;
 }
@@ -344,7 +345,7 @@ export function* splitHugePagesInFile(
         }
       }
       folioPut(core, head);
-      yield 'split_huge_pages_in_file: cond_resched';
+      if (core.sched.preempt('split_huge_pages_in_file: cond_resched')) yield RESCHED;
     }
     index += nrPages;
   }

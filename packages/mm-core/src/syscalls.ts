@@ -87,6 +87,7 @@ import type { Process } from './process.js';
 import { vfsRead, vfsWrite } from './rw.js';
 import { LockFinding } from './sched/findings.js';
 import type { KGen } from './sched/task.js';
+import { RESCHED } from './sched/task.js';
 import {
   argInt,
   argLong,
@@ -339,7 +340,7 @@ export class Syscalls {
   }
 
   private *openBody(path: string, fl: number): KGen<number> {
-    yield 'open: path lookup';
+    if (this.core.sched.preempt('open: path lookup')) yield RESCHED;
     const t = this.p.host.lookupPath(path, fl);
     if (typeof t === 'number') return t;
     const f =
@@ -539,7 +540,7 @@ export class Syscalls {
     if (n === undefined || off === undefined) return -EINVAL;
     const f = this.p.fds.get(n);
     if (!f) return -EBADF;
-    yield 'lseek: f_pos_lock';
+    if (this.core.sched.preempt('lseek: f_pos_lock')) yield RESCHED;
     const base =
       whence === SEEK_SET
         ? 0n
@@ -566,7 +567,7 @@ export class Syscalls {
   }
 
   private *pathBody(what: string, op: () => number): KGen<number> {
-    yield `${what}: path lookup`;
+    if (this.core.sched.preempt(`${what}: path lookup`)) yield RESCHED;
     return op();
   }
 
@@ -597,7 +598,7 @@ export class Syscalls {
   }
 
   private *memfdBody(name: string, flags: number): KGen<number> {
-    yield 'memfd_create: alloc_name';
+    if (this.core.sched.preempt('memfd_create: alloc_name')) yield RESCHED;
     const f = memfdCreateFile(this.core, name, flags, this.p);
     return typeof f === 'number' ? f : this.p.installFd(f);
   }

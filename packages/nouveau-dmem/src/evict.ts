@@ -14,6 +14,7 @@ import {
   folioMapped,
   type KGen,
   ModelBug,
+  RESCHED,
   returnPfnArray,
 } from '@hmm-model/mm-core';
 import { memunmapPages } from '@hmm-model/zone-device';
@@ -77,7 +78,7 @@ function* evictChunkPfns(chunk: NouveauDmemChunk, src: Float64Array, dst: Float6
   const npages = chunk.pagemap.endPfn - chunk.pagemap.startPfn;
   const res: EvictResult = { collected: 0, evicted: 0, refused: 0 };
   yield* migrateDeviceRange(core, src, chunk.pagemap.startPfn, npages);
-  yield 'nouveau_dmem_evict_chunk: after migrate_device_range';
+  if (core.sched.preempt('nouveau_dmem_evict_chunk: after migrate_device_range')) yield RESCHED;
   for (let i = 0; i < npages; i++) {
     if (!(mpfnFlags(src[i]) & MIGRATE_PFN_MIGRATE)) continue;
     res.collected++;
@@ -102,7 +103,8 @@ function* evictChunkPfns(chunk: NouveauDmemChunk, src: Float64Array, dst: Float6
     dst[i] = migratePfn(dpage) + (compound && drm.options.evictCompoundFixed ? MIGRATE_PFN_COMPOUND : 0);
     nouveauDmemCopyFolio(drm, folio, dpage);
   }
-  yield 'nouveau_dmem_evict_chunk: copies issued, before migrate_device_pages';
+  if (core.sched.preempt('nouveau_dmem_evict_chunk: copies issued, before migrate_device_pages'))
+    yield RESCHED;
   yield* migrateDevicePages(core, src, dst, npages);
   for (let i = 0; i < npages; i++) {
     if (migratePfnToPage(dst[i]) < 0) continue;

@@ -23,6 +23,7 @@ import {
   PAGE_SHIFT,
   PAGE_SIZE,
   PG_dirty,
+  RESCHED,
 } from '@hmm-model/mm-core';
 import { isDevicePrivatePage } from '@hmm-model/zone-device';
 import { NVIF_VMM_PFNMAP_V0_NONE } from './constants.js';
@@ -136,7 +137,8 @@ export function* gpuFaultGen(svmm: NouveauSvmm, addr: number, write: boolean): K
       }
       if (ret === -EBUSY) continue;
       if (ret) break;
-      yield 'nouveau_range_fault: hmm_range_fault done, svmm->mutex not taken';
+      if (core.sched.preempt('nouveau_range_fault: hmm_range_fault done, svmm->mutex not taken'))
+        yield RESCHED;
       yield* svmm.mutex.lock(core.sched, 'nouveau_range_fault');
       try {
         if (mmuIntervalReadRetry(sub, range.notifierSeq)) {

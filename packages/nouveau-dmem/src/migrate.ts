@@ -21,6 +21,7 @@ import {
   mmapReadLock,
   mmapReadUnlock,
   PAGE_SIZE,
+  RESCHED,
   type Vma,
 } from '@hmm-model/mm-core';
 import { folioSetZoneDeviceData } from '@hmm-model/zone-device';
@@ -137,7 +138,8 @@ export function* nouveauDmemMigrateChunk(
     i += 1 << order;
     addr += (1 << order) * PAGE_SIZE;
   }
-  yield 'nouveau_dmem_migrate_chunk: copies issued, before migrate_vma_pages';
+  if (core.sched.preempt('nouveau_dmem_migrate_chunk: copies issued, before migrate_vma_pages'))
+    yield RESCHED;
   yield* migrateVmaPages(core, args);
   for (let k = 0; k < args.npages; k++) {
     if (migratePfnToPage(args.dst[k]) < 0) continue;
@@ -193,11 +195,11 @@ export function* nouveauDmemMigrateVma(
     if (ret) return ret;
     res.cpages += args.cpages;
     if (args.cpages) {
-      yield 'nouveau_dmem_migrate_vma: after migrate_vma_setup';
+      if (drm.core.sched.preempt('nouveau_dmem_migrate_vma: after migrate_vma_setup')) yield RESCHED;
       yield* nouveauDmemMigrateChunk(drm, svmm, args, pfns, res, seq);
     }
     args.start = args.end;
-    yield 'nouveau_dmem_migrate_vma: next batch';
+    if (drm.core.sched.preempt('nouveau_dmem_migrate_vma: next batch')) yield RESCHED;
   }
   return 0;
 }

@@ -14,6 +14,7 @@ import {
   folioPut,
   type KGen,
   PAGE_SIZE,
+  RESCHED,
   VM_FAULT_OOM,
   VM_FAULT_SIGBUS,
   type Vma,
@@ -117,7 +118,8 @@ export function* nouveauDmemMigrateToRam(drm: NouveauDrm, vmf: VmFault): KGen<nu
         if (svmm) svmm.mutex.unlock(core.sched, 'nouveau_dmem_migrate_to_ram');
       }
       if (!ret) {
-        yield 'nouveau_dmem_migrate_to_ram: copied, before migrate_vma_pages';
+        if (core.sched.preempt('nouveau_dmem_migrate_to_ram: copied, before migrate_vma_pages'))
+          yield RESCHED;
         yield* migrateVmaPages(core, args);
         if (order) st.thp++;
         else st.small++;

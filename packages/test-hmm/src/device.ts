@@ -22,6 +22,7 @@ import {
   PG_large_rmappable,
   PG_locked,
   PG_tail,
+  RESCHED,
   returnPfnArray,
   waitEvent,
 } from '@hmm-model/mm-core';
@@ -375,7 +376,7 @@ export class DmirrorDevice {
     const start = chunk.pagemap.startPfn;
     const npages = chunk.pagemap.endPfn - start;
     yield* migrateDeviceRange(core, src, start, npages);
-    yield 'dmirror_device_evict_chunk: after migrate_device_range';
+    if (core.sched.preempt('dmirror_device_evict_chunk: after migrate_device_range')) yield RESCHED;
     for (let i = 0; i < npages; i++) {
       if (src[i] === 0) continue;
       const f = mpfnFlags(src[i]);
@@ -405,7 +406,7 @@ export class DmirrorDevice {
       // Models folio_copy(dst folio, backing folio): folio_nr_pages(dst) pages.
       core.frames.copy(dpage, m.head[spage], 1 << order);
     }
-    yield 'dmirror_device_evict_chunk: after the copy';
+    if (core.sched.preempt('dmirror_device_evict_chunk: after the copy')) yield RESCHED;
     yield* migrateDevicePages(core, src, dst, npages);
     yield* migrateDeviceFinalize(core, src, dst, npages);
   }

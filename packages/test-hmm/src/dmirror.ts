@@ -34,6 +34,7 @@ import {
   PAGE_SIZE,
   PG_dirty,
   PG_zone_device,
+  RESCHED,
   releaseDeviceExclusive,
 } from '@hmm-model/mm-core';
 import { isDevicePrivatePage } from '@hmm-model/zone-device';
@@ -314,7 +315,7 @@ function* rangeFault(dm: Dmirror, range: HmmRange): KGen<number> {
       if (ret === -EBUSY) continue;
       return ret;
     }
-    yield 'dmirror_range_fault: hmm_range_fault done, mutex not taken';
+    if (core.sched.preempt('dmirror_range_fault: hmm_range_fault done, mutex not taken')) yield RESCHED;
     yield* dm.lock('dmirror_range_fault');
     if (mmuIntervalReadRetry(range.notifier, range.notifierSeq)) {
       dm.unlock('dmirror_range_fault');

@@ -18,6 +18,7 @@ import {
   mmapReadUnlock,
   PAGE_SIZE,
   PTRS_PER_TABLE,
+  RESCHED,
   VM_FAULT_OOM,
   VM_FAULT_SIGBUS,
   VM_READ,
@@ -321,12 +322,13 @@ export function* dmirrorMigrateToDevice(dm: Dmirror, cmd: DmirrorCmd, userMm: Mm
       const seq = core.fixed('K2') ? dm.foreignInvalidations : -1;
       const r = yield* migrateVmaSetup(core, args);
       if (r) return r;
-      yield 'dmirror_migrate_to_device: after migrate_vma_setup';
+      if (core.sched.preempt('dmirror_migrate_to_device: after migrate_vma_setup')) yield RESCHED;
       yield* dm.mdevice.waitDevmemLock('dmirror_allocate_chunk');
       dmirrorMigrateAllocAndCopy(args, dm);
-      yield 'dmirror_migrate_to_device: after dmirror_migrate_alloc_and_copy';
+      if (core.sched.preempt('dmirror_migrate_to_device: after dmirror_migrate_alloc_and_copy'))
+        yield RESCHED;
       yield* migrateVmaPages(core, args);
-      yield 'dmirror_migrate_to_device: after migrate_vma_pages';
+      if (core.sched.preempt('dmirror_migrate_to_device: after migrate_vma_pages')) yield RESCHED;
       yield* dmirrorMigrateFinalizeAndMap(args, dm, seq);
       yield* migrateVmaFinalize(core, args);
       return 0;
@@ -510,15 +512,16 @@ export function* dmirrorMigrateToSystem(dm: Dmirror, cmd: DmirrorCmd): KGen<numb
       });
       const r = yield* migrateVmaSetup(core, args);
       if (r) return r;
-      yield 'dmirror_migrate_to_system: after migrate_vma_setup';
+      if (core.sched.preempt('dmirror_migrate_to_system: after migrate_vma_setup')) yield RESCHED;
       if (dmirrorDevmemFaultAllocAndCopy(args, dm)) {
         yield* migrateVmaFinalize(core, args);
         return -ENOMEM;
       }
-      yield 'dmirror_migrate_to_system: after dmirror_devmem_fault_alloc_and_copy';
+      if (core.sched.preempt('dmirror_migrate_to_system: after dmirror_devmem_fault_alloc_and_copy'))
+        yield RESCHED;
       yield* migrateVmaPages(core, args);
       cmd.cpages += dmirrorSuccessfulMigratedPages(args);
-      yield 'dmirror_migrate_to_system: after migrate_vma_pages';
+      if (core.sched.preempt('dmirror_migrate_to_system: after migrate_vma_pages')) yield RESCHED;
       yield* migrateVmaFinalize(core, args);
       return 0;
     });
@@ -576,13 +579,13 @@ export function* dmirrorDevmemFault(
     mthpOrders: order ? dm.mdevice.mthpOrders : 0,
   });
   if (yield* migrateVmaSetup(core, args)) return VM_FAULT_SIGBUS;
-  yield 'dmirror_devmem_fault: after migrate_vma_setup';
+  if (core.sched.preempt('dmirror_devmem_fault: after migrate_vma_setup')) yield RESCHED;
   const ret = dmirrorDevmemFaultAllocAndCopy(args, dm);
   if (ret) {
     yield* migrateVmaFinalize(core, args);
     return ret;
   }
-  yield 'dmirror_devmem_fault: after dmirror_devmem_fault_alloc_and_copy';
+  if (core.sched.preempt('dmirror_devmem_fault: after dmirror_devmem_fault_alloc_and_copy')) yield RESCHED;
   yield* migrateVmaPages(core, args);
   yield* migrateVmaFinalize(core, args);
   return 0;

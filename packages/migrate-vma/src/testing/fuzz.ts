@@ -27,7 +27,9 @@ import {
   PROT_READ,
   PROT_WRITE,
   type Process,
+  RESCHED,
   Rng,
+  type Scheduler,
   type Task,
   VM_READ,
   VM_WRITE,
@@ -421,9 +423,9 @@ export class Fuzz {
       'madv-dontneed': () => this.opMadvise(pr, MADV_DONTNEED),
       preempt: () =>
         this.k.sched.runSync(
-          (function* () {
-            yield 'fuzz: preempt';
-          })(),
+          (function* (sched: Scheduler) {
+            if (sched.preempt('fuzz: preempt')) yield RESCHED;
+          })(this.k.sched),
           'preempt',
         ),
       'fail-sys': () => {

@@ -38,6 +38,7 @@ import {
   mmuIntervalSetSeq,
   PAGE_SIZE,
   PG_zone_device,
+  RESCHED,
   VM_FAULT_OOM,
   VM_FAULT_SIGBUS,
   type Vma,
@@ -240,11 +241,11 @@ export class MiniDevice {
         r = yield* migrateVmaSetup(this.core, mig);
         if (r) break;
         if (!mig.cpages) continue;
-        yield 'minidev: after migrate_vma_setup';
+        if (this.core.sched.preempt('minidev: after migrate_vma_setup')) yield RESCHED;
         this.allocAndCopy(mig);
-        yield 'minidev: after alloc_and_copy';
+        if (this.core.sched.preempt('minidev: after alloc_and_copy')) yield RESCHED;
         yield* migrateVmaPages(this.core, mig);
-        yield 'minidev: after migrate_vma_pages';
+        if (this.core.sched.preempt('minidev: after migrate_vma_pages')) yield RESCHED;
         yield* migrateVmaFinalize(this.core, mig);
       }
     } finally {
@@ -325,15 +326,15 @@ export class MiniDevice {
         r = yield* migrateVmaSetup(this.core, mig);
         if (r) break;
         if (!mig.cpages) continue;
-        yield 'minidev: after migrate_vma_setup';
+        if (this.core.sched.preempt('minidev: after migrate_vma_setup')) yield RESCHED;
         if (this.copyBack(mig)) {
           yield* migrateVmaFinalize(this.core, mig);
           r = -12;
           break;
         }
-        yield 'minidev: after copy back';
+        if (this.core.sched.preempt('minidev: after copy back')) yield RESCHED;
         yield* migrateVmaPages(this.core, mig);
-        yield 'minidev: after migrate_vma_pages';
+        if (this.core.sched.preempt('minidev: after migrate_vma_pages')) yield RESCHED;
         yield* migrateVmaFinalize(this.core, mig);
       }
     } finally {
@@ -364,14 +365,14 @@ export class MiniDevice {
       faultPage: vmf.page,
     });
     if (yield* migrateVmaSetup(core, mig)) return VM_FAULT_SIGBUS;
-    if (mig.cpages) yield 'minidev migrate_to_ram: after migrate_vma_setup';
+    if (mig.cpages && core.sched.preempt('minidev migrate_to_ram: after migrate_vma_setup')) yield RESCHED;
     const ret = this.copyBack(mig);
     if (ret) {
       yield* migrateVmaFinalize(core, mig);
       return ret;
     }
     yield* migrateVmaPages(core, mig);
-    if (mig.cpages) yield 'minidev migrate_to_ram: after migrate_vma_pages';
+    if (mig.cpages && core.sched.preempt('minidev migrate_to_ram: after migrate_vma_pages')) yield RESCHED;
     yield* migrateVmaFinalize(core, mig);
     return 0;
   }

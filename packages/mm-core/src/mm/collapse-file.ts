@@ -24,6 +24,7 @@ import {
 import { _PAGE_DIRTY, entryNone, entryPfn, entryPresent } from '../pgtable/entry.js';
 import { PG_dirty, PG_lru, PG_swapbacked, PG_uptodate } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
+import { RESCHED } from '../sched/task.js';
 import { linearPageIndex } from './anon.js';
 import { type CollapseControl, collapseTestExit, findPmdOrThpOrNone, type ScanResult } from './collapse.js';
 import { addMmCounter, mmCounter } from './counters.js';
@@ -76,7 +77,7 @@ export function* hpageCollapseScanFile(
     }
     present++;
   }
-  yield 'hpage_collapse_scan_file: rcu_read_unlock';
+  if (core.sched.preempt('hpage_collapse_scan_file: rcu_read_unlock')) yield RESCHED;
   if (result !== 'SCAN_SUCCEED') return result;
   if (cc.isKhugepaged && present < HPAGE_PMD_NR - khugepagedSettings(core).maxPtesNone) {
     core.vmstat.thp_scan_exceed_none_pte++;

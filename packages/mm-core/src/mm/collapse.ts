@@ -44,6 +44,7 @@ import {
 } from '../pgtable/entry.js';
 import { PG_anon, PG_locked, PG_lru, PG_referenced, PG_swapcache } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
+import { RESCHED } from '../sched/task.js';
 import { linearPageIndex } from './anon.js';
 import { addMmCounter } from './counters.js';
 import { folioMaybeMappedShared } from './folio-shared.js';
@@ -427,7 +428,7 @@ export function* collapseHugePage(
   core.vmstat.thp_collapse_alloc++;
   let result: ScanResult = 'SCAN_FAIL';
   try {
-    yield 'collapse_huge_page: folio allocated, mmap_lock not held';
+    if (core.sched.preempt('collapse_huge_page: folio allocated, mmap_lock not held')) yield RESCHED;
     if (unmapped) {
       // Revalidate under the read lock and swap the missing pages in; on failure
       // __collapse_huge_page_swapin() returns with the mmap_lock released.

@@ -38,6 +38,7 @@ import {
   PG_tail,
 } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
+import { RESCHED } from '../sched/task.js';
 import { pmdLock, pteLock, ptlUnlock } from './locking.js';
 import { pmdIndex, pteIndex, ptHi, ptLo, ptSet } from './pgtable.js';
 import { pageVmaMappedWalk, rmapLockRead, rmapUnlockRead, rmapVmas } from './rmap.js';
@@ -183,7 +184,7 @@ export function* tryToFreePages(core: Core, nrToReclaim = SWAP_CLUSTER_MAX): KGe
   const m = core.map;
   const freeBefore = core.zone.nrFree;
   core.vmstat.allocstall_normal++;
-  yield 'try_to_free_pages: direct reclaim';
+  if (core.sched.preempt('try_to_free_pages: direct reclaim')) yield RESCHED;
   const hand = handOf(core);
   const first = RAM_START_PFN;
   const end = RAM_START_PFN + core.ramPages;

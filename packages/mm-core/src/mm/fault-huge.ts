@@ -29,6 +29,7 @@ import {
 import { PG_anon, PG_anon_exclusive, PG_dirty, PG_locked, PG_lru, PG_reserved } from '../phys/memmap.js';
 import { spinRetry } from '../sched/locks.js';
 import type { KGen } from '../sched/task.js';
+import { RESCHED } from '../sched/task.js';
 import { anonVmaPrepare, linearPageIndex } from './anon.js';
 import { addMmCounter } from './counters.js';
 import { allocDeposit, depositTable } from './huge.js';
@@ -106,7 +107,7 @@ export function* doHugePmdAnonymousPage(
     countMthpStat(core, HPAGE_PMD_ORDER, 'anon_fault_fallback');
     return VM_FAULT_FALLBACK;
   }
-  yield 'do_huge_pmd_anonymous_page: folio allocated, PMD lock not taken';
+  if (core.sched.preempt('do_huge_pmd_anonymous_page: folio allocated, PMD lock not taken')) yield RESCHED;
   const table = allocDeposit(core, mm);
   if (table < 0) {
     folioPut(core, folio);
@@ -226,7 +227,7 @@ export function* deviceFault(
   }
   folioGet(core, head);
   ptlUnlock(core, ptl, site);
-  yield `${site}: device folio locked, migrate_to_ram not called yet`;
+  if (core.sched.preempt(`${site}: device folio locked, migrate_to_ram not called yet`)) yield RESCHED;
   core.vmstat.device_private_faults++;
   const vmf: VmFault = { vma, address: addr - (addr % PAGE_SIZE), page: pfn, flags, pte };
   try {
@@ -390,7 +391,7 @@ function* hugetlbWpCopy(
   if (copy < 0) return VM_FAULT_OOM;
   core.frames.copy(copy, old, 1 << HPAGE_PMD_ORDER);
   const av = anonVmaPrepare(core, vma);
-  yield 'hugetlb_wp: copy made, PMD lock not taken';
+  if (core.sched.preempt('hugetlb_wp: copy made, PMD lock not taken')) yield RESCHED;
   return yield* withInvalidationSync(mm, haddr, haddr + PMD_SIZE, MMU_NOTIFY_CLEAR, null, () => {
     const ptl = pmdLock(core, pmdT, 'hugetlb_wp');
     try {

@@ -47,6 +47,7 @@ import {
 } from '../pgtable/entry.js';
 import { PG_anon, PG_anon_exclusive, PG_dirty, PG_head, PG_lru, PG_swapcache } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
+import { RESCHED } from '../sched/task.js';
 import { anonVmaPrepare, linearPageIndex } from './anon.js';
 import { addMmCounter, mmCounter } from './counters.js';
 import { shmemFaultPmd } from './fault-file.js';
@@ -171,7 +172,7 @@ function* doAnonymousPage(
   const nr = core.map.folioNrPages(pfn);
   const start = Math.floor(addr / (nr * PAGE_SIZE)) * (nr * PAGE_SIZE);
   const i0 = pteIndex(start);
-  yield 'do_anonymous_page: page allocated, PTE lock not taken';
+  if (core.sched.preempt('do_anonymous_page: page allocated, PTE lock not taken')) yield RESCHED;
   if (!pmdStillMaps(core, pmdT, addr, pteT)) {
     folioPut(core, pfn);
     return 0;
@@ -369,7 +370,7 @@ function* doWpPage(
   if (copy < 0) return VM_FAULT_OOM;
   if (!isZero) core.frames.copy(copy, pfn, 1);
   const av = anonVmaPrepare(core, vma);
-  yield 'wp_page_copy: copy made, PTE lock not taken';
+  if (core.sched.preempt('wp_page_copy: copy made, PTE lock not taken')) yield RESCHED;
   return yield* withInvalidationSync(vma.mm, addr, addr + PAGE_SIZE, MMU_NOTIFY_CLEAR, null, () => {
     const ptl = pteLock(core, pteT, 'wp_page_copy');
     try {
@@ -481,7 +482,7 @@ function* handlePteFault(core: Core, vma: Vma, pmdT: number, addr: number, flags
   if (!entryPresent(plo)) {
     const type = swpType(plo);
     if (isDevicePrivateType(type)) {
-      yield 'do_swap_page: device-private PTE seen without the PTE lock';
+      if (core.sched.preempt('do_swap_page: device-private PTE seen without the PTE lock')) yield RESCHED;
       return yield* deviceFault(core, vma, addr, pteT, i, [plo, phi], flags, true);
     }
     if (isMigrationType(type)) return yield* migrationWait(core, pteT, i, plo, phi);
@@ -543,7 +544,8 @@ export function* handleMmFault(core: Core, vma: Vma, addr: number, flagsArg: num
   } else if (!entryPresent(lo)) {
     const type = swpType(lo);
     if (isDevicePrivateType(type)) {
-      yield 'do_huge_pmd_device_private: device-private PMD seen without the PMD lock';
+      if (core.sched.preempt('do_huge_pmd_device_private: device-private PMD seen without the PMD lock'))
+        yield RESCHED;
       return yield* deviceFault(core, vma, addr, pmdT, mi, [lo, hi], flags, false);
     }
     if (isMigrationType(type)) return yield* migrationWait(core, pmdT, mi, lo, hi);

@@ -33,6 +33,7 @@ import {
 } from '../pgtable/entry.js';
 import { PG_anon, PG_anon_exclusive, PG_hugetlb, PG_lru } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
+import { RESCHED } from '../sched/task.js';
 import { anonVmaClone, anonVmaPrepare, linearPageIndex } from './anon.js';
 import { addMmCounter, mmCounter } from './counters.js';
 import { allocDeposit, depositTable, pmdIsHuge, splitHugePmdLocked } from './huge.js';
@@ -334,7 +335,7 @@ export function* copyPageRange(core: Core, src: Vma, dst: Vma): KGen<boolean> {
  */
 function* copyPmdRange(core: Core, src: Vma, dst: Vma): KGen<boolean> {
   for (let addr = src.start; addr < src.end; ) {
-    yield 'copy_pmd_range: cond_resched';
+    if (core.sched.preempt('copy_pmd_range: cond_resched')) yield RESCHED;
     const next = Math.min(src.end, (Math.floor(addr / PMD_SIZE) + 1) * PMD_SIZE);
     const sPmdT = pmdTableOf(core, src.mm, addr, false);
     if (sPmdT < 0) {
@@ -349,7 +350,7 @@ function* copyPmdRange(core: Core, src: Vma, dst: Vma): KGen<boolean> {
       continue;
     }
     if (!entryPresent(lo) || entryHuge(lo)) {
-      yield 'copy_pmd_range: PMD seen huge without the PMD lock';
+      if (core.sched.preempt('copy_pmd_range: PMD seen huge without the PMD lock')) yield RESCHED;
       const r = copyHugePmd(core, src, dst, sPmdT, Math.floor(addr / PMD_SIZE) * PMD_SIZE);
       if (r === 'oom') return false;
       if (r === 'done') {

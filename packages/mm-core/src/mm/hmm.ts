@@ -23,6 +23,7 @@ import {
 import { PG_zone_device } from '../phys/memmap.js';
 import { LivelockFinding } from '../sched/findings.js';
 import type { KGen } from '../sched/task.js';
+import { RESCHED } from '../sched/task.js';
 import { tryToFreePages } from './direct-reclaim.js';
 import { handleMmFault } from './fault.js';
 import { folioWaitLocked } from './locking.js';
@@ -147,7 +148,7 @@ function* walkVma(
   const mm = vma.mm;
   const base = range.start;
   for (let addr = start; addr < end; ) {
-    if (addr > start) yield 'hmm_vma_walk_pmd: next PMD';
+    if (addr > start && core.sched.preempt('hmm_vma_walk_pmd: next PMD')) yield RESCHED;
     const next = Math.min(end, (Math.floor(addr / PMD_SIZE) + 1) * PMD_SIZE);
     const i0 = (addr - base) / PAGE_SIZE;
     const n = (next - addr) / PAGE_SIZE;
@@ -287,7 +288,7 @@ export function* hmmRangeFault(core: Core, range: HmmRange): KGen<number> {
   for (let restarts = 0; ; restarts++) {
     if (restarts >= HMM_WALK_RESTART_BOUND)
       throw new LivelockFinding(`hmm_range_fault: the walk restarted ${restarts} times without finishing`);
-    yield 'hmm_range_fault: before mmu_interval_check_retry';
+    if (core.sched.preempt('hmm_range_fault: before mmu_interval_check_retry')) yield RESCHED;
     if (mmuIntervalCheckRetry(range.notifier, range.notifierSeq)) return -EBUSY;
     let ret = 0;
     let addr = w.last;

@@ -52,6 +52,7 @@ import {
 } from '../phys/memmap.js';
 import type { SpinLock } from '../sched/locks.js';
 import type { KGen } from '../sched/task.js';
+import { RESCHED } from '../sched/task.js';
 import { addMmCounter, mmCounter } from './counters.js';
 import { assertPtlHeld, pmdLock, ptlUnlock } from './locking.js';
 import { withInvalidationSync } from './notifier.js';
@@ -320,6 +321,6 @@ export function* splitHugePmd(core: Core, vma: Vma, pmdT: number, haddr: number,
 export function* splitHugePmdIfHuge(core: Core, vma: Vma, pmdT: number, haddr: number): KGen {
   const mi = pmdIndex(haddr);
   if (!pmdIsHuge(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi))) return;
-  yield 'split_huge_pmd: PMD seen huge without the PMD lock';
+  if (core.sched.preempt('split_huge_pmd: PMD seen huge without the PMD lock')) yield RESCHED;
   yield* splitHugePmd(core, vma, pmdT, haddr, false);
 }

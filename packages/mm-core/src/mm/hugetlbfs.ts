@@ -21,6 +21,7 @@ import {
 import type { Core } from '../core.js';
 import { PG_uptodate } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
+import { RESCHED } from '../sched/task.js';
 import { hugetlbAlloc } from './hugetlb.js';
 import { getNextIno, shmemNewInode } from './shmem.js';
 import { hugetlbfsPunchHole } from './shmem-fallocate.js';
@@ -82,7 +83,7 @@ export function* hugetlbfsFallocate(
   const start = Math.floor(offset / PMD_SIZE);
   const end = Math.ceil((offset + len) / PMD_SIZE);
   for (let idx = start; idx < end; idx++) {
-    yield 'hugetlbfs_fallocate: cond_resched';
+    if (core.sched.preempt('hugetlbfs_fallocate: cond_resched')) yield RESCHED;
     if (inode.pages.has(idx)) continue;
     const folio = hugetlbAlloc(core);
     if (folio < 0) return -ENOSPC;

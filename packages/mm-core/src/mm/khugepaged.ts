@@ -14,6 +14,7 @@ import { EACCES, EINVAL, HPAGE_PMD_NR, O_ACCMODE, O_RDONLY, PMD_SIZE } from '../
 import type { Core } from '../core.js';
 import type { FileOperations } from '../fs.js';
 import type { KGen } from '../sched/task.js';
+import { RESCHED } from '../sched/task.js';
 import { linearPageIndex } from './anon.js';
 import { type CollapseControl, collapseTestExit, hpageCollapseScanPmd, type ScanResult } from './collapse.js';
 import { collapsePteMappedThp, hpageCollapseScanFile } from './collapse-file.js';
@@ -115,7 +116,7 @@ function* khugepagedScanVmas(
   while (i < mm.vmas.length && mm.vmas[i].end <= s.address) i++;
   for (; i < mm.vmas.length; i++) {
     const vma: Vma = mm.vmas[i];
-    yield 'khugepaged_scan_mm_slot: cond_resched';
+    if (core.sched.preempt('khugepaged_scan_mm_slot: cond_resched')) yield RESCHED;
     if (collapseTestExit(mm)) {
       walk.progress++;
       return true;
@@ -132,7 +133,7 @@ function* khugepagedScanVmas(
     }
     if (s.address < hstart) s.address = hstart;
     while (s.address < hend) {
-      yield 'khugepaged_scan_mm_slot: cond_resched';
+      if (core.sched.preempt('khugepaged_scan_mm_slot: cond_resched')) yield RESCHED;
       if (collapseTestExit(mm)) return true;
       let r: { result: ScanResult; mmapLocked: boolean };
       if (vma.file && !vma.vmOps) {
@@ -197,7 +198,7 @@ export function* khugepagedDoScan(core: Core): KGen<KhugepagedPass> {
   let last: ScanResult = 'SCAN_SUCCEED';
   let allocSleeps = 0;
   for (;;) {
-    yield 'khugepaged_do_scan: cond_resched';
+    if (core.sched.preempt('khugepaged_do_scan: cond_resched')) yield RESCHED;
     if (!s.mmSlot) passThroughHead++;
     if (khugepagedHasWork(core) && passThroughHead < 2) {
       progress += yield* khugepagedScanMmSlot(core, pages - progress, res);
@@ -209,7 +210,7 @@ export function* khugepagedDoScan(core: Core): KGen<KhugepagedPass> {
       if (!wait) break;
       wait = false;
       allocSleeps++;
-      yield 'khugepaged_alloc_sleep: alloc_sleep_millisecs';
+      if (core.sched.preempt('khugepaged_alloc_sleep: alloc_sleep_millisecs')) yield RESCHED;
     }
   }
   return {
@@ -230,7 +231,7 @@ export function* khugepagedThread(core: Core, passes = 1): KGen<KhugepagedPass[]
   const out: KhugepagedPass[] = [];
   for (let i = 0; i < passes; i++) {
     out.push(yield* khugepagedDoScan(core));
-    yield 'khugepaged_wait_work: scan_sleep_millisecs';
+    if (core.sched.preempt('khugepaged_wait_work: scan_sleep_millisecs')) yield RESCHED;
   }
   return out;
 }

@@ -7,6 +7,7 @@
 import { EAGAIN, EBUSY, EINVAL, ENOMEM, PMD_SIZE } from '../constants.js';
 import type { Core } from '../core.js';
 import type { KGen } from '../sched/task.js';
+import { RESCHED } from '../sched/task.js';
 import { linearPageIndex } from './anon.js';
 import {
   type CollapseControl,
@@ -77,7 +78,7 @@ export function* madviseCollapse(
   let lastFail: ScanResult = 'SCAN_FAIL';
   walk: for (let addr = hstart; addr < hend; addr += PMD_SIZE) {
     if (!mmapLocked) {
-      yield 'madvise_collapse: cond_resched';
+      if (core.sched.preempt('madvise_collapse: cond_resched')) yield RESCHED;
       yield* mmapReadLock(core, mm, 'madvise_collapse');
       mmapLocked = true;
       out.lockDropped = true;

@@ -44,6 +44,7 @@ import {
   PG_swapcache,
 } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
+import { RESCHED } from '../sched/task.js';
 import { addMmCounter } from './counters.js';
 import { folioMaybeMappedShared } from './folio-shared.js';
 import { pmdTransHugeLock } from './huge.js';
@@ -147,7 +148,8 @@ export function* madviseFreeSingleVma(core: Core, vma: Vma, start: number, end: 
         continue;
       }
       if (pmdTransHuge(ptLo(core, pmdT, pmdIndex(addr)))) {
-        yield 'madvise_free_pte_range: pmd_trans_huge() seen without the PMD lock';
+        if (core.sched.preempt('madvise_free_pte_range: pmd_trans_huge() seen without the PMD lock'))
+          yield RESCHED;
         if (yield* madviseFreeHugePmd(core, vma, pmdT, addr, next)) {
           addr = next;
           continue;
@@ -155,7 +157,7 @@ export function* madviseFreeSingleVma(core: Core, vma: Vma, start: number, end: 
       }
       yield* lazyFreePtes(core, vma, pmdT, addr, next);
       addr = next;
-      yield 'madvise_free_pte_range: next PMD';
+      if (core.sched.preempt('madvise_free_pte_range: next PMD')) yield RESCHED;
     }
   });
 }
@@ -273,7 +275,7 @@ function folioPutbackLru(core: Core, folio: number): void {
  */
 function* reclaimPagesNoSwap(core: Core, folios: readonly number[]): KGen {
   if (folios.length === 0) return;
-  yield 'reclaim_pages: folios isolated from the LRU';
+  if (core.sched.preempt('reclaim_pages: folios isolated from the LRU')) yield RESCHED;
   const m = core.map;
   for (const f of folios) {
     if (!folioTrylock(core, f)) {
@@ -367,7 +369,7 @@ function* coldOrPageoutPtes(
       batch = 0;
       if (core.sched.needResched()) {
         ptlUnlock(core, ptl, 'madvise_cold_or_pageout_pte_range');
-        yield 'madvise_cold_or_pageout_pte_range: cond_resched';
+        if (core.sched.preempt('madvise_cold_or_pageout_pte_range: cond_resched')) yield RESCHED;
         pteT = pteTableAt(core, vma.mm, pmdT, a, false);
         if (pteT < 0) return;
         ptl = pteLock(core, pteT, 'madvise_cold_or_pageout_pte_range');
@@ -439,7 +441,8 @@ export function* madviseColdOrPageout(
     const mi = pmdIndex(haddr);
     const list: number[] = [];
     if (pmdTransHuge(ptLo(core, pmdT, mi))) {
-      yield 'madvise_cold_or_pageout_pte_range: pmd_trans_huge() seen without the PMD lock';
+      if (core.sched.preempt('madvise_cold_or_pageout_pte_range: pmd_trans_huge() seen without the PMD lock'))
+        yield RESCHED;
       const ptl = pmdTransHugeLock(core, pmdT, haddr, 'madvise_cold_or_pageout_pte_range');
       if (!ptl) {
         addr = next;
@@ -483,6 +486,6 @@ export function* madviseColdOrPageout(
     yield* coldOrPageoutPtes(core, vma, pmdT, addr, next, pageout, list);
     if (pageout) yield* reclaimPages(core, list);
     addr = next;
-    yield 'madvise_cold_or_pageout_pte_range: next PMD';
+    if (core.sched.preempt('madvise_cold_or_pageout_pte_range: next PMD')) yield RESCHED;
   }
 }

@@ -16,6 +16,7 @@ import {
 } from '../core.js';
 import { LivelockFinding } from '../sched/findings.js';
 import type { KGen } from '../sched/task.js';
+import { RESCHED } from '../sched/task.js';
 import { fatalSignalPending } from '../signal.js';
 import { tryToFreePages } from './direct-reclaim.js';
 import { handleMmFault } from './fault.js';
@@ -71,7 +72,8 @@ function* faultinPageRange(
       if (err) return fail(err);
     }
     done++;
-    if (a % PMD_SIZE === PMD_SIZE - PAGE_SIZE) yield '__get_user_pages: cond_resched';
+    if (a % PMD_SIZE === PMD_SIZE - PAGE_SIZE && core.sched.preempt('__get_user_pages: cond_resched'))
+      yield RESCHED;
   }
   return done;
 }

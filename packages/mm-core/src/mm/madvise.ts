@@ -47,6 +47,7 @@ import {
 } from '../constants.js';
 import type { Core } from '../core.js';
 import type { KGen } from '../sched/task.js';
+import { RESCHED } from '../sched/task.js';
 import { argInt, MODEL_MAX_FILESIZE, madviseArgs } from '../syscall-args.js';
 import { khugepagedEnterVma } from './khugepaged-state.js';
 import { mmapReadLock, mmapReadUnlock, mmapWriteLock, mmapWriteUnlock } from './locking.js';
@@ -395,14 +396,14 @@ function* madviseWillneed(b: MadviseBehavior): KGen<number> {
     for (let a = b.start; a < b.end; a = (Math.floor(a / PMD_SIZE) + 1) * PMD_SIZE) {
       const pmdT = pmdTableOf(core, vma.mm, a, false);
       if (pmdT >= 0 && (ptLo(core, pmdT, pmdIndex(a)) || ptHi(core, pmdT, pmdIndex(a))))
-        yield 'swapin_walk_pmd_entry: cond_resched';
+        if (core.sched.preempt('swapin_walk_pmd_entry: cond_resched')) yield RESCHED;
     }
     return 0;
   }
   if (vma.file && !(vma.flags & VM_HUGETLB)) return 0;
   b.lockDropped = true;
   mmapReadUnlock(core, b.mm, 'madvise_willneed');
-  yield 'madvise_willneed: vfs_fadvise() without the mmap_lock';
+  if (core.sched.preempt('madvise_willneed: vfs_fadvise() without the mmap_lock')) yield RESCHED;
   yield* mmapReadLock(core, b.mm, 'madvise_willneed');
   return 0;
 }

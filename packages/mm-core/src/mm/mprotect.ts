@@ -29,6 +29,7 @@ import {
 } from '../pgtable/entry.js';
 import { PG_anon, PG_anon_exclusive } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
+import { RESCHED } from '../sched/task.js';
 import { argULong, mprotectArgs } from '../syscall-args.js';
 import { pmdIsHuge, pmdTransHugeLock, splitHugePmd } from './huge.js';
 import { mmapWriteLock, mmapWriteUnlock, pteLock, ptlUnlock } from './locking.js';
@@ -137,7 +138,7 @@ export function* changeProtection(core: Core, vma: Vma, from: number, to: number
         const mi = pmdIndex(addr);
         const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
         if (pmdIsHuge(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi))) {
-          yield 'change_pmd_range: PMD seen huge without the PMD lock';
+          if (core.sched.preempt('change_pmd_range: PMD seen huge without the PMD lock')) yield RESCHED;
           if (addr === haddr && next - addr === PMD_SIZE) {
             const ptl = pmdTransHugeLock(core, pmdT, haddr, 'change_huge_pmd');
             if (ptl) {
@@ -147,7 +148,7 @@ export function* changeProtection(core: Core, vma: Vma, from: number, to: number
               mm.tlb.flushRange(haddr, haddr + PMD_SIZE);
               ptlUnlock(core, ptl, 'change_huge_pmd');
               addr = next;
-              yield 'change_pmd_range: cond_resched';
+              if (core.sched.preempt('change_pmd_range: cond_resched')) yield RESCHED;
               continue;
             }
           } else {
@@ -171,7 +172,7 @@ export function* changeProtection(core: Core, vma: Vma, from: number, to: number
         mm.tlb.flushRange(addr, next);
         ptlUnlock(core, ptl, 'change_pte_range');
         addr = next;
-        yield 'change_pmd_range: cond_resched';
+        if (core.sched.preempt('change_pmd_range: cond_resched')) yield RESCHED;
       }
     });
 }

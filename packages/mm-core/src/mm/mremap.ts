@@ -12,6 +12,7 @@ import {
 import type { Core } from '../core.js';
 import { entryNone } from '../pgtable/entry.js';
 import type { KGen } from '../sched/task.js';
+import { RESCHED } from '../sched/task.js';
 import { mremapArgs } from '../syscall-args.js';
 import { unlinkAnonVmas } from './anon.js';
 import { depositTable, pmdIsHuge, splitHugePmd, withdrawTable } from './huge.js';
@@ -65,7 +66,7 @@ function* movePageTables(
 ): KGen<number> {
   let off = 0;
   while (off < len) {
-    yield 'move_page_tables: cond_resched';
+    if (core.sched.preempt('move_page_tables: cond_resched')) yield RESCHED;
     const s = old + off;
     const d = neu + off;
     const sPmdT = pmdTableOf(core, mm, s, false);

@@ -14,6 +14,7 @@ import { type Core, FAULT_FLAG_WRITE, VM_FAULT_ERROR, VM_FAULT_OOM } from '../co
 import { entryHuge } from '../pgtable/entry.js';
 import { LivelockFinding } from '../sched/findings.js';
 import type { KGen } from '../sched/task.js';
+import { RESCHED } from '../sched/task.js';
 import { fatalSignalPending } from '../signal.js';
 import { handleMmFault } from './fault.js';
 import { checkVmaFlags, followPage } from './gup.js';
@@ -96,7 +97,7 @@ function* gupPopulatePages(
       : a + PAGE_SIZE;
     // cond_resched(): another task can run between pages; one preemption point per PMD.
     if (next < end && Math.floor(next / PMD_SIZE) !== Math.floor(a / PMD_SIZE))
-      yield '__mm_populate: next PMD';
+      if (core.sched.preempt('__mm_populate: next PMD')) yield RESCHED;
     a = next;
   }
   return nrPages;

@@ -3,6 +3,7 @@ import type { Core } from '../core.js';
 import { folioPut, folioTestLarge, folioTryGet, folioTrylock, folioUnlock } from '../folio.js';
 import { PG_dirty } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
+import { RESCHED } from '../sched/task.js';
 import { folioLockWait } from './locking.js';
 import { withInvalidation } from './notifier.js';
 import { shmemFolios } from './shmem.js';
@@ -91,7 +92,7 @@ function* shmemUndoRange(core: Core, inode: Inode, lstart: number, lend: number)
   // whole_folios:
   let index = start;
   while (index < end) {
-    yield 'shmem_undo_range: cond_resched';
+    if (core.sched.preempt('shmem_undo_range: cond_resched')) yield RESCHED;
     const batch = pageCacheFolios(core, inode, index, end);
     if (batch.length === 0) {
       // "If all gone or hole-punch or unfalloc, we're done"; "but if truncating, restart to

@@ -12,6 +12,7 @@ import { ModelBug } from '../errors.js';
 import { allocFolio, folioBugOn, folioLock, folioPut, folioUnlock } from '../folio.js';
 import { PG_dirty, PG_locked, PG_lru, PG_swapbacked, PG_swapcache, PG_uptodate } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
+import { RESCHED } from '../sched/task.js';
 import {
   folioFreeSwap,
   swapCacheAddFolio,
@@ -84,7 +85,7 @@ export function* swapinReadahead(core: Core, entry: number): KGen<{ folio: numbe
   if (si.swapMap[off] === 0) return { folio: -1, read: false };
   const folio = allocFolio(core, 0, false);
   if (folio < 0) return { folio: -1, read: false };
-  yield 'swap_cache_alloc_folio: folio allocated, not yet in the swap cache';
+  if (core.sched.preempt('swap_cache_alloc_folio: folio allocated, not yet in the swap cache')) yield RESCHED;
   // swap_cache_add_folio(): -EEXIST when another task cached the entry meanwhile (use its
   // folio), -ENOENT when the entry lost its last swap count.
   const raced = swapCacheGetFolio(core, entry);

@@ -14,6 +14,7 @@ import { type Core, VM_FAULT_ERROR, VM_FAULT_OOM } from '../core.js';
 import { folioTrylock, folioUnlock } from '../folio.js';
 import { entryHuge, entryNone, entryPfn, entryPresent, isSwapType, swpType } from '../pgtable/entry.js';
 import type { KGen } from '../sched/task.js';
+import { RESCHED } from '../sched/task.js';
 import { tryToFreePages } from './direct-reclaim.js';
 import { handleMmFault } from './fault.js';
 import { mmapReadLock, mmapReadUnlock } from './locking.js';
@@ -107,7 +108,7 @@ function* unuseMm(core: Core, mm: MmStruct, type: number): KGen<number> {
           }
         }
         a = next;
-        yield 'unuse_pmd_range: next PMD';
+        if (core.sched.preempt('unuse_pmd_range: next PMD')) yield RESCHED;
       }
     }
   } finally {
@@ -156,7 +157,7 @@ export function* sysSwapoff(core: Core, mms: () => Iterable<MmStruct>, path: unk
   if (!si || !(si.flags & SWP_WRITEOK)) return -EINVAL;
   if (vmEnoughMemory(core, null, si.pages) < 0) return -ENOMEM;
   si.flags &= ~SWP_WRITEOK;
-  yield 'swapoff: area off the avail list';
+  if (core.sched.preempt('swapoff: area off the avail list')) yield RESCHED;
   const err = yield* tryToUnuse(core, mms, si);
   if (err) {
     si.flags |= SWP_WRITEOK;
@@ -183,7 +184,7 @@ export function* sysSwapon(core: Core, path: unknown, flags: number): KGen<numbe
   const dev = devicesOf(core).get(path);
   if (!dev) return -ENOENT;
   if (dev.area) return -EBUSY;
-  yield 'swapon: claim_swapfile';
+  if (core.sched.preempt('swapon: claim_swapfile')) yield RESCHED;
   let type = core.swapInfo.findIndex((s) => !(s.flags & SWP_USED));
   if (type < 0) type = core.swapInfo.length;
   const si = new SwapInfo(type, dev.bytes / PAGE_SIZE);

@@ -56,6 +56,7 @@ import {
   PG_writeback,
 } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
+import { RESCHED } from '../sched/task.js';
 import { addMmCounter, mmCounter } from './counters.js';
 import { pmdIsHuge, splitHugePmdLocked, zapDepositedTable } from './huge.js';
 import { pmdLock, pteLock, ptlUnlock } from './locking.js';
@@ -331,7 +332,7 @@ function* shrinkFolioList(core: Core, list: number[], kept: number[], stat: Recl
   let reclaimed = 0;
   while (list.length > 0) {
     const folio = list.shift() as number;
-    yield 'shrink_folio_list: next folio';
+    if (core.sched.preempt('shrink_folio_list: next folio')) yield RESCHED;
     if (!folioTrylock(core, folio)) {
       kept.push(folio);
       continue;
@@ -440,7 +441,7 @@ function* shrinkOne(core: Core, folio: number, list: number[], stat: ReclaimStat
  */
 export function* reclaimPages(core: Core, folios: readonly number[], stat?: ReclaimStat): KGen<number> {
   if (folios.length === 0) return 0;
-  yield 'reclaim_pages: folios isolated from the LRU';
+  if (core.sched.preempt('reclaim_pages: folios isolated from the LRU')) yield RESCHED;
   const list = [...folios];
   const kept: number[] = [];
   const st = stat ?? { nrPageout: 0, nrUnmapFail: 0 };

@@ -15,6 +15,7 @@ import {
 } from '../pgtable/entry.js';
 import { PG_anon, PG_dirty, PG_head, PG_swapcache } from '../phys/memmap.js';
 import type { KGen } from '../sched/task.js';
+import { RESCHED } from '../sched/task.js';
 import { addMmCounter, mmCounter } from './counters.js';
 import { deferredSplitFolio, pmdIsHuge, pmdTransHugeLock, splitHugePmd, zapHugePmd } from './huge.js';
 import { pmdLock, pteLock, ptlUnlock } from './locking.js';
@@ -147,7 +148,7 @@ export function* zapRange(core: Core, vma: Vma, start: number, end: number, even
     const mi = pmdIndex(addr);
     const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
     if (pmdIsHuge(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi))) {
-      yield 'zap_pmd_range: PMD seen huge without the PMD lock';
+      if (core.sched.preempt('zap_pmd_range: PMD seen huge without the PMD lock')) yield RESCHED;
       if (next - addr !== PMD_SIZE) {
         yield* splitHugePmd(core, vma, pmdT, haddr, false);
       } else {
@@ -156,7 +157,7 @@ export function* zapRange(core: Core, vma: Vma, start: number, end: number, even
           zapHugePmd(core, vma, pmdT, haddr);
           ptlUnlock(core, ptl, 'zap_huge_pmd');
           addr = next;
-          yield 'zap_pmd_range: cond_resched';
+          if (core.sched.preempt('zap_pmd_range: cond_resched')) yield RESCHED;
           continue;
         }
       }
@@ -172,6 +173,6 @@ export function* zapRange(core: Core, vma: Vma, start: number, end: number, even
     if (pteT < 0) continue;
     zapPteRange(core, vma, pteT, addr, next, evenCows);
     addr = next;
-    yield 'zap_pmd_range: cond_resched';
+    if (core.sched.preempt('zap_pmd_range: cond_resched')) yield RESCHED;
   }
 }

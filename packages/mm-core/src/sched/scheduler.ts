@@ -11,7 +11,7 @@ import { ModelBug } from '../errors.js';
 import { LivelockFinding, LockFinding } from './findings.js';
 import { encodeTrace } from './schedule.js';
 import { CooperativeStrategy, type SchedContext, type Strategy } from './strategy.js';
-import { type KGen, type KYield, Task, type TaskKind, type WaitCond } from './task.js';
+import { type KGen, type KYield, RESCHED, Task, type TaskKind, type WaitCond } from './task.js';
 
 /** Models the arguments of kthread_run()/clone() the model needs: options of {@link Scheduler.spawn}. */
 export interface SpawnOptions {
@@ -70,6 +70,18 @@ export class Scheduler {
 
   /** True while the strategy is the cooperative one (see {@link Scheduler.needResched}). */
   private coop = true;
+  /** The condition of the innermost {@link Scheduler.runUntil} (null outside one). */
+  private until: (() => boolean) | null = null;
+  /** Nesting of {@link Scheduler.runSync} paths run inline inside a task (their points are skipped). */
+  private inlineDepth = 0;
+  /** The site of the last {@link Scheduler.preempt} that returned true (what RESCHED stands for). */
+  private pendingSite = '';
+  /**
+   * Set when {@link Scheduler.preempt} made the decision the task's RESCHED yield hands over:
+   * the yield is already accounted for, and `handoff` (if not null) is the task to run next.
+   */
+  private decided = false;
+  private handoff: Task | null = null;
 
   constructor(strategy?: Strategy) {
     if (strategy) {
@@ -89,11 +101,73 @@ export class Scheduler {
    * hook or the site counter watches preemption points, or the strategy is not the cooperative
    * one (random, PCT and replay strategies count and choose at every point). A lone task under
    * the cooperative strategy would be picked again at once, so a hot loop may skip the point
-   * (`if (sched.needResched()) yield 'site'`) exactly as cond_resched() costs nothing when no
+   * (`if (sched.condResched('site')) yield RESCHED`) exactly as cond_resched() costs nothing when no
    * other task wants the CPU. Whenever another task or a checker could act, the point is taken.
    */
   needResched(): boolean {
     return this.live.length > 1 || this.hooks.size > 0 || this.countSites || !this.coop;
+  }
+
+  /**
+   * Models a preemption point as the running task reaches it (preempt_schedule() behind
+   * preempt_enable(), or cond_resched() when need_resched() holds): true when the task must
+   * yield {@link RESCHED} to the scheduler, false when it keeps the CPU and goes on.
+   *
+   * The decision is the one {@link Scheduler.runUntil} would make after the task yielded the
+   * site: the same counts, hooks, strategy call and recorded choice, in the same order. Making
+   * it here saves unwinding and resuming the task's generator stack when the strategy keeps the
+   * task on the CPU. Where the decision needs the scheduler loop (outside a task, with hooks or
+   * watchdogs, at the livelock bound, when the run's condition holds) the task yields and
+   * runUntil() takes over; inside a {@link Scheduler.runSync} path run inline the point is
+   * skipped, as a yield there would be.
+   */
+  preempt(site: string): boolean {
+    const t = this.current;
+    if (t === this.boot) {
+      this.pendingSite = site;
+      return true;
+    }
+    if (this.inlineDepth > 0) return false;
+    const until = this.until;
+    if (until === null || this.hooks.size > 0 || this.watchdogs.size > 0) {
+      this.pendingSite = site;
+      return true;
+    }
+    // What step() does when the task's generator returns a preemption point.
+    t.steps++;
+    this.steps++;
+    this.last = t;
+    this.how = 'preempt';
+    t.site = site;
+    this.preemptions++;
+    if (this.countSites) this.sites.set(site, (this.sites.get(site) ?? 0) + 1);
+    if (t.spinDepth > 0) {
+      if (!this.leakedSpinlocksPossible)
+        throw new ModelBug(`preemption point '${site}' reached with a spinlock held (${t.heldSummary()})`);
+      return false;
+    }
+    this.strat.onPreempt?.(t);
+    // What runUntil() does next: the run's condition, then the choice.
+    this.decided = true;
+    this.handoff = null;
+    if (until()) return true;
+    const runnable = this.live.length > 1 ? this.runnable() : null;
+    let next = t;
+    if (runnable !== null && runnable.length > 1) {
+      next = this.strat.pick(runnable, this.context());
+      this.trace.push(next.id);
+    }
+    this.handoff = next;
+    if (next !== t || this.sinceProgress + 1 > this.maxStepsWithoutProgress) return true;
+    this.sinceProgress++;
+    this.decided = false;
+    this.handoff = null;
+    return false;
+  }
+
+  /** Models cond_resched() in a per-page loop: {@link Scheduler.preempt} when {@link Scheduler.needResched}. */
+  condResched(site: string): boolean {
+    return this.needResched() && this.preempt(site);
   }
 
   /** Replaces the strategy and clears the recorded trace (a new run's schedule starts here). */
@@ -134,17 +208,43 @@ export class Scheduler {
     return t;
   }
 
-  private runnable(): Task[] {
-    const out: Task[] = [];
-    let retrying: Task[] | null = null;
-    for (const t of this.live) {
-      if (t.state === 'ready') out.push(t);
-      else if (t.state === 'blocked' && t.wait?.ready(t)) out.push(t);
-      else if (t.state === 'blocked' && t.wait?.retry) (retrying ??= []).push(t);
+  /** What the strategy knows at a decision (a scratch object: strategies read it during pick()). */
+  private context(): SchedContext {
+    const c = this.ctx;
+    c.last = this.last;
+    c.how = this.how;
+    c.step = this.steps;
+    return c;
+  }
+  private readonly ctx: { last: Task | null; how: SchedContext['how']; step: number } = {
+    last: null,
+    how: 'start',
+    step: 0,
+  };
+
+  /**
+   * The runnable tasks, in creation order: the live list itself when every task is ready, else
+   * a scratch array (valid until the next call; filled by index, never emptied, so that its
+   * backing store is kept).
+   */
+  private runnable(): readonly Task[] {
+    const live = this.live;
+    let ready = 0;
+    for (const t of live) if (t.state === 'ready') ready++;
+    if (ready === live.length) return live;
+    const out = this.runnableScratch;
+    let n = 0;
+    for (const t of live) if (t.state === 'ready' || (t.state === 'blocked' && t.wait?.ready(t))) out[n++] = t;
+    if (n > 0) {
+      if (out.length !== n) out.length = n;
+      return out;
     }
     // Busy retries run again when nothing else can (see spinRetry()).
-    return out.length === 0 && retrying ? retrying : out;
+    const retrying: Task[] = [];
+    for (const t of live) if (t.state === 'blocked' && t.wait?.retry) retrying.push(t);
+    return retrying;
   }
+  private readonly runnableScratch: Task[] = [];
 
   private finish(t: Task): void {
     t.state = 'done';
@@ -173,6 +273,12 @@ export class Scheduler {
       }
       inject = undefined;
       this.current = this.boot;
+      if (this.decided) {
+        // The task yielded RESCHED after preempt() accounted for the point and decided.
+        this.decided = false;
+        if (r.done || r.value !== RESCHED) throw new ModelBug(`task ${t.name} did not yield after preempt()`);
+        return;
+      }
       t.steps++;
       this.steps++;
       this.last = t;
@@ -182,7 +288,8 @@ export class Scheduler {
         this.finish(t);
         return;
       }
-      const y = r.value;
+      let y = r.value;
+      if (y === RESCHED) y = this.pendingSite;
       if (typeof y === 'string') {
         this.how = 'preempt';
         t.site = y;
@@ -241,17 +348,34 @@ export class Scheduler {
    * remain but all of them wait for something no runnable task can release.
    */
   runUntil(until: () => boolean): void {
+    const outer = this.until;
+    this.until = until;
+    try {
+      this.loop(until);
+    } finally {
+      this.until = outer;
+      this.handoff = null;
+    }
+  }
+
+  private loop(until: () => boolean): void {
     while (!until()) {
-      const runnable = this.runnable();
-      if (runnable.length === 0) {
-        if (this.live.length) throw this.deadlock();
-        return;
-      }
       let t: Task;
-      if (runnable.length === 1) t = runnable[0];
-      else {
-        t = this.strat.pick(runnable, { last: this.last, how: this.how, step: this.steps });
-        this.trace.push(t.id);
+      if (this.handoff !== null) {
+        // Chosen by preempt() at the point the last task yielded from.
+        t = this.handoff;
+        this.handoff = null;
+      } else {
+        const runnable = this.runnable();
+        if (runnable.length === 0) {
+          if (this.live.length) throw this.deadlock();
+          return;
+        }
+        if (runnable.length === 1) t = runnable[0];
+        else {
+          t = this.strat.pick(runnable, this.context());
+          this.trace.push(t.id);
+        }
       }
       if (++this.sinceProgress > this.maxStepsWithoutProgress) {
         this.sinceProgress = 0;
@@ -289,12 +413,17 @@ export class Scheduler {
   }
 
   private driveInline<T>(gen: KGen<T>, name: string): T {
-    for (;;) {
-      const r = gen.next();
-      if (r.done) return r.value;
-      const y = r.value;
-      if (typeof y !== 'string' && !y.ready(this.current))
-        throw new ModelBug(`synchronous ${name} inside task ${this.current.name} would wait for ${y.what}`);
+    this.inlineDepth++;
+    try {
+      for (;;) {
+        const r = gen.next();
+        if (r.done) return r.value;
+        const y = r.value;
+        if (typeof y !== 'string' && !y.ready(this.current))
+          throw new ModelBug(`synchronous ${name} inside task ${this.current.name} would wait for ${y.what}`);
+      }
+    } finally {
+      this.inlineDepth--;
     }
   }
 

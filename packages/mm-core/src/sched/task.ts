@@ -13,6 +13,12 @@
 export type KYield = string | WaitCond;
 
 /**
+ * Models the return into schedule() from a preemption point whose site the scheduler already
+ * has ({@link Scheduler.preempt}): what a task yields when `preempt()` returned true.
+ */
+export const RESCHED = '\u0000resched';
+
+/**
  * Models a kernel code path that may call schedule(): a generator whose yields are preemption points
  * and waits, returning the path's result. Callers compose them with `yield*`.
  */

@@ -1,4 +1,4 @@
-import { MADV_DONTNEED, MADV_FREE, PAGE_SIZE, PROT_READ, PROT_WRITE } from '@hmm-model/mm-core';
+import { MADV_COLD, MADV_DONTNEED, MADV_FREE, PAGE_SIZE, PROT_READ, PROT_WRITE } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
 import { newOutcome, type Op, type OpOutcome, writePattern } from './ops.js';
 import { firstDiff, Oracle } from './oracle.js';
@@ -196,6 +196,37 @@ describe('the oracle and reads in flight across a lazy-free discard', () => {
     expect(o.end(early, out, alive)).toBeNull();
     // A load that begins after the discard was seen must read zeros.
     expect(readOf(o, read, data.slice())).toMatch(/the oracle says 0x0$/);
+  });
+
+  it('a load concurrent with MADV_FREE may read zeros (a swapped-out page loses its swap entry); with MADV_COLD it may not', () => {
+    for (const [advice, zerosOk] of [
+      [MADV_FREE, true],
+      [MADV_COLD, false],
+    ] as const) {
+      const o = mapped();
+      const data = writePattern(5, regionAddr(0, 0), 2 * PAGE_SIZE);
+      done(
+        o,
+        { k: 'write', p: 0, t: 0, r: 0, off: 0, n: 2, a: 5 },
+        { writeAddr: regionAddr(0, 0), writeData: data },
+      );
+      // The advice begins, the load begins and ends (reading zeros on page 1), the advice ends.
+      const adv = o.begin({ k: 'madvise', p: 0, t: 0, r: 0, off: 0, n: 2, a: advice });
+      const zeros = data.slice();
+      zeros.fill(0, PAGE_SIZE);
+      const msg = readOf(o, { k: 'read', p: 0, t: 1, r: 0, off: 0, n: 2 }, zeros);
+      expect(o.end(adv, { ...newOutcome(), ret: 0 }, alive)).toBeNull();
+      if (zerosOk) {
+        expect(msg).toBeNull();
+        // The page is zero from then on: reading the old contents again is a divergence.
+        expect(o.expected(0, regionAddr(0, 1) / PAGE_SIZE)).toBe(0);
+        expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 1, n: 1 }, data.slice(PAGE_SIZE))).toMatch(
+          /^CPU read of p0 at 0x7e0000001000: read 0x[0-9a-f]+, the oracle says 0x0$/,
+        );
+      } else expect(msg).toMatch(/^CPU read of p0 at 0x7e0000001000: read 0x0, the oracle says 0x[0-9a-f]+$/);
+      // Page 0 was read with its contents under either advice and still holds them.
+      expect(o.expected(0, regionAddr(0, 0) / PAGE_SIZE)).toBe(new Uint32Array(data.buffer)[0]);
+    }
   });
 });
 

@@ -7,7 +7,8 @@
  * until the next checked load fixes it. Migrations, lazy frees, cold/pageout, collapse and
  * evictions must preserve data exactly: loads concurrent with them are always checked. A lazy free
  * (MADV_FREE) lets reclaim drop a page until the CPU writes it again: such a page reads its
- * contents or zeros.
+ * contents or zeros. It also drops a swapped-out page at once (its swap entry is freed), so a
+ * load concurrent with it may read zeros too.
  */
 import { Buffer } from 'node:buffer';
 import {
@@ -56,6 +57,14 @@ const FORK_ADVICE = new Set([MADV_DONTFORK, MADV_DOFORK, MADV_WIPEONFORK, MADV_K
 /** A madvise op whose advice fork() obeys. */
 function forkAdvice(op: Op): boolean {
   return op.k === 'madvise' && FORK_ADVICE.has(op.a ?? -1);
+}
+
+const NO_RANGES: [number, number][] = [];
+
+/** Whether v lies in one of the [first, end) ranges. */
+function inRanges(ranges: readonly [number, number][], v: number): boolean {
+  for (const [s, e] of ranges) if (v >= s && v < e) return true;
+  return false;
 }
 
 /** A madvise op that frees lazily (MADV_FREE). */
@@ -311,12 +320,24 @@ export class Oracle {
     return out;
   }
 
+  /** The ranges of rec's pages that a concurrent MADV_FREE of the same process covers. */
+  private lazyFrees(rec: Rec, conc: readonly Rec[]): [number, number][] {
+    let out: [number, number][] | null = null;
+    for (const c of conc)
+      if (c.mem === rec.mem && lazyAdvice(c.op)) (out ??= []).push(...overlap(rec.fp.ranges, c.fp.ranges));
+    return out ?? NO_RANGES;
+  }
+
   private check(rec: Rec, out: OpOutcome, conc: readonly Rec[]): string | null {
     const op = rec.op;
     const mem = rec.mem;
     if (!mem) return null;
     const uncertain = this.conflicts(rec, conc, ['writer', 'remapper']);
     const isUncertain = (v: number) => uncertain.some(([s, e]) => v >= s && v < e);
+    // Pages a concurrent MADV_FREE covers: madvise_free_pte_range() frees a swapped-out page's
+    // swap entry (free_swap_and_cache_nr(), then the PTE is cleared), so a load that faults it
+    // in after that reads a fresh zero page, before the advice completes and marks the range lazy.
+    const freeing = this.lazyFrees(rec, conc);
     // Running out of memory is the machine's limit, not a divergence (the OOM killer's SIGKILL).
     if (out.oom) return null;
     if ((op.k === 'read' || op.k === 'write') && out.signal) {
@@ -351,7 +372,7 @@ export class Oracle {
       }
       this.checkedPages++;
       const d = firstDiff(got, mem.word[i]);
-      if (d >= 0 && mem.state[i] & LAZY && firstDiff(got, 0) < 0) {
+      if (d >= 0 && (mem.state[i] & LAZY || inRanges(freeing, v)) && firstDiff(got, 0) < 0) {
         // Reclaim discarded the lazy-free page: a fresh zero page is mapped now. A load that
         // began before this one ended may still have read the old contents (lazyWas).
         mem.lazyWas[i] = mem.word[i];

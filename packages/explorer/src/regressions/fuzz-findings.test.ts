@@ -67,6 +67,28 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
       expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
   });
 
+  it('oracle: a CPU read concurrent with MADV_FREE of a swapped-out page reads zeros (clean under its trace and others)', () => {
+    const { sc, schedule } = load('./madv-free-swap-read.hmm');
+    // Under its trace the advice frees the swap entries before the read faults the pages in, so the
+    // pages are zero at the end (had the read swapped them in first, they would keep their data).
+    let reads = 0;
+    runScenario(sc, {
+      schedule,
+      afterOp: (_w, op) => {
+        if (op.k === 'read') reads++;
+      },
+      inspect: (w) => {
+        const buf = new Uint8Array(4 * 4096);
+        const slot = w.live(0);
+        if (slot) w.kernel.sched.runSync(slot.proc.sys.access(0x7e0000000000, buf, 'read'), 'inspect');
+        expect(buf.every((b) => b === 0)).toBe(true);
+      },
+    });
+    expect(reads).toBe(1);
+    for (const s of [schedule, ...OTHER])
+      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+  });
+
   it('oracle: a GPU read in flight across a lazy-free discard may return the old contents (clean under its trace and others)', () => {
     const { sc, schedule } = load('./lazy-discard-gpu-read.hmm');
     for (const s of [schedule, ...OTHER])

@@ -13,6 +13,7 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from './constants.js';
+import { walkPfn } from './cpu.js';
 import {
   PIN_LONGTERM_TEST_FLAG_USE_FAST,
   PIN_LONGTERM_TEST_FLAG_USE_WRITE,
@@ -201,6 +202,33 @@ describe('gup_test PIN_LONGTERM_TEST_* and R/O pins that unshare (gup_must_unsha
     expect(readPins(p, fd, 1)).toEqual([9]);
     expect(c.readBytes(a, 1)[0]).toBe(1);
     expect(k.check()).toEqual([]);
+  });
+
+  it('the child’s copy of a pinned page takes the VMA’s protection: PROT_NONE stays inaccessible, read-only stays read-only', () => {
+    // Found by the explorer's pin op (--seed 20261309): copy_present_page() mapped the copy with
+    // the parent PTE's write bit and no protnone, so a PROT_NONE VMA got an accessible PTE.
+    for (const [prot, read, write] of [
+      [0, false, false],
+      [PROT_READ, true, false],
+      [RW, true, true],
+    ] as const) {
+      const k = machine();
+      const p = k.spawn();
+      const a = p.mmap(0, PAGE_SIZE, RW, ANON);
+      p.madvise(a, PAGE_SIZE, MADV_NOHUGEPAGE);
+      p.writeBytes(a, new Uint8Array([7]));
+      const fd = p.open('/sys/kernel/debug/gup_test', O_RDWR);
+      expect(
+        p.ioctl(fd, PIN_LONGTERM_TEST_START, startArgs(p, a, PAGE_SIZE, PIN_LONGTERM_TEST_FLAG_USE_WRITE)),
+      ).toBe(0);
+      expect(p.mprotect(a, PAGE_SIZE, prot)).toBe(0);
+      const mine = ptePfn(k, p, a);
+      const c = k.task(p.fork())!;
+      expect(ptePfn(k, c, a)).not.toBe(mine);
+      expect(walkPfn(k.core, c.mm, a, false) >= 0).toBe(read);
+      expect(walkPfn(k.core, c.mm, a, true) >= 0).toBe(write);
+      expect(k.check()).toEqual([]);
+    }
   });
 
   it('PIN_LONGTERM_TEST_* validate like mm/gup_test.c', () => {

@@ -142,7 +142,10 @@ function copyPte(core: Core, src: Vma, dst: Vma, sT: number, dT: number, addr: n
     const av = anonVmaPrepare(core, dst);
     folioAddNewAnonRmap(core, np, av.id, linearPageIndex(dst, addr), false);
     m.flags[np] |= PG_lru;
-    ptSet(core, dT, i, mkPteLo(np, (lo & _PAGE_RW) !== 0, true, true), mkHi(np));
+    // folio_mk_pte(new_folio, dst_vma->vm_page_prot), then maybe_mkwrite(pte_mkdirty()): the
+    // VMA's protection (PROT_NONE maps it protnone), writable when the VMA is.
+    const none = !(dst.flags & (VM_READ | VM_WRITE | VM_EXEC));
+    ptSet(core, dT, i, mkPteLo(np, (dst.flags & VM_WRITE) !== 0 && !none, true, true, none), mkHi(np));
     addMmCounter(dst.mm, 'MM_ANONPAGES', 1);
     return true;
   }

@@ -106,23 +106,34 @@ export function* migrateDeviceFinalize(
 /**
  * Models migrate_device_coherent_folio(): move one small device-coherent folio (the caller holds
  * a reference, which the migration consumes) back to system memory. 0 or -EBUSY.
+ *
+ * v6.19 handles small folios only (WARN_ON_ONCE(folio_test_large())), then migrates the head
+ * page's slot alone, which fails for a large folio: a long-term pin of a large device-coherent
+ * folio warns and fails (-ENOMEM from GUP). With fix switch K14 a large folio is migrated whole,
+ * to a system folio of its order (MIGRATE_PFN_COMPOUND on both sides), or -EBUSY when none can
+ * be allocated.
  */
 export function* migrateDeviceCoherentFolio(core: Core, folio: number): KGen<number> {
-  if (core.map.folioNrPages(folio) > 1) core.warn('migrate_device_coherent_folio: large folio');
+  const large = core.map.folioNrPages(folio);
+  const whole = large > 1 && core.fixed('K14');
+  if (large > 1 && !whole) core.warn('migrate_device_coherent_folio: large folio');
+  const nr = whole ? large : 1;
   yield* folioLockWait(core, folio, 'migrate_device_coherent_folio');
-  const src = new Float64Array([migratePfn(folio) + MIGRATE_PFN_MIGRATE]);
-  const dst = new Float64Array(1);
-  migrationBeginPfns(core, src, 1);
-  yield* unmapAndRecord(core, src, 1);
+  const src = new Float64Array(nr);
+  const dst = new Float64Array(nr);
+  src[0] = migratePfn(folio) + MIGRATE_PFN_MIGRATE;
+  if (whole) src[0] = mpfnSet(src[0], MIGRATE_PFN_COMPOUND);
+  migrationBeginPfns(core, src, nr);
+  yield* unmapAndRecord(core, src, nr);
   if (!(mpfnFlags(src[0]) & MIGRATE_PFN_MIGRATE)) return -16;
-  const d = allocFolio(core, 0, false);
+  const d = allocFolio(core, whole ? core.map.folioOrder(folio) : 0, false);
   if (d >= 0) {
     folioLock(core, d);
-    dst[0] = migratePfn(d);
+    dst[0] = whole ? mpfnSet(migratePfn(d), MIGRATE_PFN_COMPOUND) : migratePfn(d);
   }
-  yield* migrateDevicePages(core, src, dst, 1);
-  if (mpfnFlags(src[0]) & MIGRATE_PFN_MIGRATE) core.frames.copy(d, folio, 1);
-  yield* migrateDeviceFinalize(core, src, dst, 1);
+  yield* migrateDevicePages(core, src, dst, nr);
+  if (mpfnFlags(src[0]) & MIGRATE_PFN_MIGRATE) core.frames.copy(d, folio, nr);
+  yield* migrateDeviceFinalize(core, src, dst, nr);
   return mpfnFlags(src[0]) & MIGRATE_PFN_MIGRATE ? 0 : -16;
 }
 

@@ -111,6 +111,13 @@ export const MODEL_FIXES: readonly ModelFixSwitch[] = [
     title:
       "fault_folio is read once, before the walk's `again:` label, so after migrate_vma_split_folio() splits the fault folio it still names the first piece, which the split unlocked; a walk over more than the fault page takes that piece for the fault folio (collected without its lock) and __migrate_device_finalize() unlocks it: VM_BUG_ON in folio_unlock(). Latent in v6.19 (test_hmm and nouveau migrate only the fault page on a PTE fault); reached by the model's mTHP extension; fixed: read fault_folio again after a split",
   },
+  {
+    id: 'K14',
+    fn: 'migrate_device_coherent_folio',
+    pkg: 'migrate-vma',
+    title:
+      'a long-term pin (check_and_migrate_movable_folios()) of a large device-coherent folio reaches migrate_device_coherent_folio(), which handles small folios only: WARN_ON_ONCE(folio_test_large()), then the head slot alone fails to migrate and the pin fails. Latent in v6.19 (test_hmm gives coherent devices small pages only); reached by the model\'s mTHP extension; fixed: migrate the folio whole to a system folio of its order (MIGRATE_PFN_COMPOUND), -EBUSY when none can be allocated',
+  },
 ];
 
 /** Model-only: an unknown fix id (a one-line message listing the known ids). */

@@ -109,6 +109,7 @@ const MIX: readonly [MixKind, number][] = [
   ['dmclose', 1],
   ['pagemap', 2],
   ['khugepaged', 2],
+  ['pin', 2],
 ];
 /** What an mTHP machine adds to the mix. */
 const MTHP_MIX: readonly [MixKind, number][] = [
@@ -291,6 +292,13 @@ export function generateScenario(seed: number, opts: GenOptions = {}): Scenario 
         break;
       case 'gpu-migrate':
         ops.push({ k: 'gpu', ...base, b: 2 });
+        break;
+      case 'pin':
+        // A long-term pin of the range (read or write), or the unpin of the machine's pins.
+        {
+          const b = rng.below(3);
+          ops.push(b === 2 ? { k: 'pin', p, t, b } : { k: 'pin', ...base, b });
+        }
         break;
       case 'mthp':
         // A per-size setting changes mid-run (16 KiB .. 2 MiB; always, inherit, madvise, never).

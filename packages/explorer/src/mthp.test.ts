@@ -70,7 +70,7 @@ describe('WorldOptions.mthp', () => {
   it('generated mTHP scenarios run clean and put folios of orders 2..8 on the devices and in RAM', () => {
     const device = new Set<number>();
     const ram = new Set<number>();
-    for (let seed = 1; seed <= 6; seed++) {
+    for (let seed = 1; seed <= 10; seed++) {
       const sc = generateScenario(seed, { mthp: true, ops: 120 });
       expect(sc.mthp).toBe(true);
       const r = runScenario(sc, {

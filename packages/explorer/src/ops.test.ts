@@ -34,6 +34,7 @@ describe('operation text form', () => {
         'munmap',
         'oom',
         'pagemap',
+        'pin',
         'read',
         'write',
       ].sort(),
@@ -47,6 +48,7 @@ describe('operation text form', () => {
     ['p0.t0 write rx 0+1 seed 1', /expected a region rN, got 'rx'/],
     ['p0.t0 write r0 0-1 seed 1', /expected a page range OFF\+N, got '0-1'/],
     ['p0.t0 mremap r0 0+1 r1 0', /expected 'to' in mremap/],
+    ['p0.t0 pin r0 0+1 frob', /expected 'write' or nothing after a pin range, got 'frob'/],
   ])('rejects %j with a one-line message', (text, re) => {
     let err: unknown;
     try {

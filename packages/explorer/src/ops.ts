@@ -38,6 +38,10 @@ import {
   mmput,
   O_WRONLY,
   PAGE_SIZE,
+  PIN_LONGTERM_TEST_FLAG_USE_WRITE,
+  PIN_LONGTERM_TEST_START,
+  PIN_LONGTERM_TEST_STOP,
+  PIN_LONGTERM_TEST_STRUCT_SIZE,
   PROT_NONE,
   PROT_READ,
   PROT_WRITE,
@@ -67,6 +71,9 @@ import {
 } from '@hmm-model/test-hmm';
 import { type ProcSlot, regionAddr, SCRATCH_PER_THREAD, type World } from './world.js';
 
+/** Where the machine has mm/gup_test.c's debugfs file. */
+const GUP_TEST_PATH = '/sys/kernel/debug/gup_test';
+
 /** The kinds of operation. */
 export type OpKind =
   | 'mmap'
@@ -85,7 +92,8 @@ export type OpKind =
   | 'gpu'
   | 'pagemap'
   | 'khugepaged'
-  | 'mthp';
+  | 'mthp'
+  | 'pin';
 
 /**
  * Model-only: one operation of one thread. `p`/`t` name the process and thread slots; (r, off,
@@ -102,7 +110,7 @@ export interface Op {
   readonly off2?: number;
   /** prot, advice, device minor, write seed, target slot. */
   readonly a?: number;
-  /** thp (mmap), dontunmap (mremap), dmirror command / gpu command. */
+  /** thp (mmap), dontunmap (mremap), dmirror command / gpu command, pin command (PIN_CMDS). */
   readonly b?: number;
 }
 
@@ -125,6 +133,14 @@ export const DM_CMDS = [
 
 /** The modes an 'mthp' op writes to hugepages-<size>kB/enabled (field b). */
 export const MTHP_MODES = ['always', 'inherit', 'madvise', 'never'] as const;
+
+/**
+ * Commands of a 'pin' op (field b): PIN_LONGTERM_TEST_START of the range through
+ * /sys/kernel/debug/gup_test (FOLL_PIN | FOLL_LONGTERM, with FOLL_WRITE for 'write'), or
+ * PIN_LONGTERM_TEST_STOP ('unpin'). The pins are the machine's one set (gup_test keeps them in a
+ * static array): a START while pinned is -EINVAL, and any gup_test file's release unpins.
+ */
+export const PIN_CMDS = ['read', 'write', 'unpin'] as const;
 
 /** GPU commands of a 'gpu' op (field b). */
 export const GPU_CMDS = ['read', 'write', 'migrate'] as const;
@@ -225,6 +241,8 @@ export function describeOp(op: Op): string {
       return `${who} dm${op.a} close`;
     case 'gpu':
       return `${who} gpu ${GPU_CMDS[op.b ?? 0]} ${range}${op.b === 1 ? ` seed ${op.a}` : ''}`;
+    case 'pin':
+      return op.b === 2 ? `${who} unpin` : `${who} pin ${range}${op.b === 1 ? ' write' : ''}`;
   }
 }
 
@@ -333,6 +351,12 @@ export function parseOp(text: string): Op {
       if (b < 0) throw new OpSyntaxError(`unknown gpu command '${w[2] ?? ''}' (${GPU_CMDS.join(', ')})`);
       return { k: 'gpu', p, t, b, r: reg(w[3]), ...rng(w[4]), ...(b === 1 ? { a: num(w[6], 'seed') } : {}) };
     }
+    case 'pin':
+      if (w[4] !== undefined && w[4] !== 'write')
+        throw new OpSyntaxError(`expected 'write' or nothing after a pin range, got '${w[4]}'`);
+      return { k: 'pin', p, t, r: reg(w[2]), ...rng(w[3]), b: w[4] === 'write' ? 1 : 0 };
+    case 'unpin':
+      return { k: 'pin', p, t, b: 2 };
     default:
       throw new OpSyntaxError(`unknown operation '${kind}'`);
   }
@@ -386,6 +410,15 @@ function* dmIoctl(
   yield* sys.access(cmdAddr, back, 'read');
   const c = decodeCmd(back);
   return { ret, cpages: Number(c.cpages), faults: Number(c.faults) };
+}
+
+/** The slot's /sys/kernel/debug/gup_test fd (opened on first use). */
+function* gupFd(slot: ProcSlot): KGen<number> {
+  const have = slot.gupFd;
+  if (have !== undefined && slot.proc.fds.has(have)) return have;
+  const fd = yield* slot.proc.sys.open(GUP_TEST_PATH, 2);
+  if (fd >= 0) slot.gupFd = fd;
+  return fd;
 }
 
 function* dmFd(slot: ProcSlot, d: number): KGen<number> {
@@ -582,6 +615,35 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
       } finally {
         yield* mmput(w.kernel.core, mm);
       }
+      return;
+    }
+    case 'pin': {
+      const unpin = op.b === 2;
+      if (unpin && (slot.gupFd === undefined || !slot.proc.fds.has(slot.gupFd))) {
+        out.skipped = true;
+        return;
+      }
+      const fd = yield* gupFd(slot);
+      if (fd < 0) {
+        out.ret = fd;
+        return;
+      }
+      if (unpin) {
+        out.ret = yield* sys.ioctl(fd, PIN_LONGTERM_TEST_STOP, 0);
+        return;
+      }
+      // struct pin_longterm_test { u64 addr; u64 size; u32 flags; } in the thread's scratch.
+      const arg = w.scratch(op.t) + SCRATCH_PER_THREAD - PAGE_SIZE;
+      const raw = new Uint8Array(PIN_LONGTERM_TEST_STRUCT_SIZE);
+      const dv = new DataView(raw.buffer);
+      dv.setBigUint64(0, BigInt(addr), true);
+      dv.setBigUint64(8, BigInt(len), true);
+      dv.setUint32(16, op.b === 1 ? PIN_LONGTERM_TEST_FLAG_USE_WRITE : 0, true);
+      if ((yield* sys.access(arg, raw, 'write')) < 0) {
+        out.ret = -EINVAL;
+        return;
+      }
+      out.ret = yield* sys.ioctl(fd, PIN_LONGTERM_TEST_START, arg);
       return;
     }
     case 'pagemap': {

@@ -214,6 +214,12 @@ function footprint(op: Op): Footprint {
       const role: Role = cmd === 'read' ? 'reader' : cmd === 'write' ? 'writer' : 'preserver';
       return { slot: op.p, role, ranges: range() };
     }
+    case 'pin':
+      // A long-term pin faults the pages in (breaking COW for a write pin, migrating device pages
+      // back to RAM): the data stays. An unpin touches no page of the process.
+      return op.b === 2
+        ? { slot: op.p, role: 'none', ranges: [] }
+        : { slot: op.p, role: 'preserver', ranges: range() };
     default:
       return { slot: op.p, role: 'none', ranges: [] };
   }

@@ -130,6 +130,8 @@ export interface ProcSlot {
   readonly dmFds: (number | undefined)[];
   /** The nouveau SVM address space (created on first GPU use). */
   svmm: NouveauSvmm | null;
+  /** The open /sys/kernel/debug/gup_test fd of 'pin' ops (opened on first use). */
+  gupFd: number | undefined;
 }
 
 /** Model-only: the explorer's machine and the process slots. */
@@ -180,6 +182,8 @@ export class World {
       // opener's, as dmirror_fops_open() binds it): the child's operations open their own.
       dmFds: new Array(NDEVICES).fill(undefined),
       svmm: null,
+      // The child's inherited copy refers to the parent's file: its 'pin' ops open their own.
+      gupFd: undefined,
     };
     if (!inherit) {
       const len = SCRATCH_PER_THREAD * this.threadsPerProc;

@@ -67,6 +67,12 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
       expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
   });
 
+  it('fork() gives the child’s copy of a pinned page the VMA’s protection (a PROT_NONE VMA stays inaccessible; clean under its trace and others)', () => {
+    const { sc, schedule } = load('./pinned-fork-protnone.hmm');
+    for (const s of [schedule, ...OTHER])
+      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+  });
+
   it('oracle: a CPU read concurrent with MADV_FREE of a swapped-out page reads zeros (clean under its trace and others)', () => {
     const { sc, schedule } = load('./madv-free-swap-read.hmm');
     // Under its trace the advice frees the swap entries before the read faults the pages in, so the

@@ -1,6 +1,7 @@
 import {
   EFAULT,
   EPERM,
+  MADV_FREE,
   MADV_HUGEPAGE,
   MAP_ANONYMOUS,
   MAP_HUGETLB,
@@ -9,10 +10,12 @@ import {
   O_RDWR,
   O_TMPFILE,
   PAGE_SIZE,
+  PG_dirty,
   PMD_SIZE,
   PROT_NONE,
   PROT_READ,
   PROT_WRITE,
+  walkPfn,
 } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
 import { dmirrorOf, fillInts, hmmBuffer, hmmDmirrorCmd, hmmOpen, intsEqual, machine } from './test-util.js';
@@ -246,5 +249,21 @@ describe('HMM_DMIRROR_EXCLUSIVE / CHECK_EXCLUSIVE', () => {
     expect(hmmDmirrorCmd(p, fd, HMM_DMIRROR_EXCLUSIVE, buf, NPAGES)).toBe(0);
     expect(p.mprotect(buf.ptr, SIZE, PROT_READ)).toBe(0);
     expect(hmmDmirrorCmd(p, fd, HMM_DMIRROR_WRITE, buf, NPAGES)).toBe(-EPERM);
+  });
+
+  it('make_device_exclusive() moves a dirty PTE’s dirty bit to the folio (a written lazy-free page is not clean)', () => {
+    const { k, p } = machine();
+    const fd = hmmOpen(p, 0);
+    const buf = hmmBuffer(p, PAGE_SIZE);
+    fillInts(p, buf.ptr, PAGE_SIZE / 4, (i) => i);
+    // MADV_FREE cleans the folio and the PTE; the CPU write dirties the PTE only.
+    expect(p.madvise(buf.ptr, PAGE_SIZE, MADV_FREE)).toBe(0);
+    fillInts(p, buf.ptr, PAGE_SIZE / 4, (i) => i + 7);
+    const pfn = walkPfn(k.core, p.mm, buf.ptr, false);
+    const head = k.core.map.head[pfn];
+    expect(k.core.map.flags[head] & PG_dirty).toBe(0);
+    expect(hmmDmirrorCmd(p, fd, HMM_DMIRROR_EXCLUSIVE, buf, 1)).toBe(0);
+    expect(k.core.map.flags[head] & PG_dirty).not.toBe(0);
+    expect(intsEqual(p, buf.ptr, PAGE_SIZE / 4, (i) => i + 7)).toBe(true);
   });
 });

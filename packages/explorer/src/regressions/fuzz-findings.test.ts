@@ -73,6 +73,12 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
       expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
   });
 
+  it('make_device_exclusive() moves the PTE dirty bit to the folio, so reclaim keeps a written lazy-free page (clean under its trace and others)', () => {
+    const { sc, schedule } = load('./exclusive-dirty-lazyfree.hmm');
+    for (const s of [schedule, ...OTHER])
+      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+  });
+
   it('oracle: a CPU read concurrent with MADV_FREE of a swapped-out page reads zeros (clean under its trace and others)', () => {
     const { sc, schedule } = load('./madv-free-swap-read.hmm');
     // Under its trace the advice frees the swap entries before the read faults the pages in, so the

@@ -19,6 +19,7 @@ import {
 } from '../core.js';
 import { folioGet, folioPut, folioUnlock } from '../folio.js';
 import {
+  _PAGE_DIRTY,
   _PAGE_PRESENT,
   _PAGE_RW,
   entryHuge,
@@ -27,7 +28,7 @@ import {
   mkSwpLo,
   SWP_DEVICE_EXCLUSIVE,
 } from '../pgtable/entry.js';
-import { PG_anon, PG_anon_exclusive, PG_hugetlb, PG_zone_device } from '../phys/memmap.js';
+import { PG_anon, PG_anon_exclusive, PG_dirty, PG_hugetlb, PG_zone_device } from '../phys/memmap.js';
 import { LivelockFinding } from '../sched/findings.js';
 import { spinRetry } from '../sched/locks.js';
 import type { KGen } from '../sched/task.js';
@@ -255,6 +256,10 @@ export function* makeDeviceExclusive(core: Core, mm: MmStruct, addr: number, own
       const ok =
         (lo & _PAGE_PRESENT) !== 0 && (lo & _PAGE_RW) !== 0 && entryPfn(lo, ptHi(core, pteT, i)) === pfn;
       if (ok) {
+        // ptep_clear_flush() for the uptodate dirty bit, then "set the dirty flag on the folio
+        // now the PTE is gone": a written lazy-free (or clean swap-cache) folio must not be
+        // dropped by reclaim while the device holds it exclusively.
+        if (lo & _PAGE_DIRTY) m.flags[head] |= PG_dirty;
         const soft = lo & (1 << 11);
         ptSet(core, pteT, i, mkSwpLo(SWP_DEVICE_EXCLUSIVE, pfn, soft), mkHi(pfn));
         m.flags[pfn] |= PG_anon_exclusive;

@@ -116,7 +116,7 @@ export const MODEL_FIXES: readonly ModelFixSwitch[] = [
     fn: 'migrate_device_coherent_folio',
     pkg: 'migrate-vma',
     title:
-      'a long-term pin (check_and_migrate_movable_folios()) of a large device-coherent folio reaches migrate_device_coherent_folio(), which handles small folios only: WARN_ON_ONCE(folio_test_large()), then the head slot alone fails to migrate and the pin fails. Latent in v6.19 (test_hmm gives coherent devices small pages only); reached by the model\'s mTHP extension; fixed: migrate the folio whole to a system folio of its order (MIGRATE_PFN_COMPOUND), -EBUSY when none can be allocated',
+      "a long-term pin (check_and_migrate_movable_folios()) of a large device-coherent folio reaches migrate_device_coherent_folio(), which handles small folios only: WARN_ON_ONCE(folio_test_large()), then the head slot alone fails to migrate and the pin fails. Latent in v6.19 (test_hmm gives coherent devices small pages only); reached by the model's mTHP extension; fixed: migrate the folio whole to a system folio of its order (MIGRATE_PFN_COMPOUND), -EBUSY when none can be allocated",
   },
 ];
 

@@ -234,7 +234,8 @@ export class Scheduler {
     if (ready === live.length) return live;
     const out = this.runnableScratch;
     let n = 0;
-    for (const t of live) if (t.state === 'ready' || (t.state === 'blocked' && t.wait?.ready(t))) out[n++] = t;
+    for (const t of live)
+      if (t.state === 'ready' || (t.state === 'blocked' && t.wait?.ready(t))) out[n++] = t;
     if (n > 0) {
       if (out.length !== n) out.length = n;
       return out;

@@ -110,7 +110,12 @@ export interface Op {
   readonly off2?: number;
   /** prot, advice, device minor, write seed, target slot. */
   readonly a?: number;
-  /** thp (mmap), dontunmap (mremap), dmirror command / gpu command, pin command (PIN_CMDS). */
+  /**
+   * thp (mmap), dontunmap (mremap), dmirror command / gpu command; for 'pin': 0 pins the range
+   * (PIN_LONGTERM_TEST_START through gup_test: FOLL_PIN | FOLL_LONGTERM), 1 also with FOLL_WRITE,
+   * 2 unpins (PIN_LONGTERM_TEST_STOP). The pins are the machine's one set, as gup_test keeps
+   * them: a START while pinned is -EINVAL, and any gup_test file's release unpins.
+   */
   readonly b?: number;
 }
 
@@ -133,14 +138,6 @@ export const DM_CMDS = [
 
 /** The modes an 'mthp' op writes to hugepages-<size>kB/enabled (field b). */
 export const MTHP_MODES = ['always', 'inherit', 'madvise', 'never'] as const;
-
-/**
- * Commands of a 'pin' op (field b): PIN_LONGTERM_TEST_START of the range through
- * /sys/kernel/debug/gup_test (FOLL_PIN | FOLL_LONGTERM, with FOLL_WRITE for 'write'), or
- * PIN_LONGTERM_TEST_STOP ('unpin'). The pins are the machine's one set (gup_test keeps them in a
- * static array): a START while pinned is -EINVAL, and any gup_test file's release unpins.
- */
-export const PIN_CMDS = ['read', 'write', 'unpin'] as const;
 
 /** GPU commands of a 'gpu' op (field b). */
 export const GPU_CMDS = ['read', 'write', 'migrate'] as const;

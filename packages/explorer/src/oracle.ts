@@ -339,7 +339,7 @@ export class Oracle {
     const mem = rec.mem;
     if (!mem) return null;
     const uncertain = this.conflicts(rec, conc, ['writer', 'remapper']);
-    const isUncertain = (v: number) => uncertain.some(([s, e]) => v >= s && v < e);
+    const isUncertain = (v: number) => inRanges(uncertain, v);
     // Pages a concurrent MADV_FREE covers: madvise_free_pte_range() frees a swapped-out page's
     // swap entry (free_swap_and_cache_nr(), then the PTE is cleared), so a load that faults it
     // in after that reads a fresh zero page, before the advice completes and marks the range lazy.

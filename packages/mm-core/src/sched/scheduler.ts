@@ -137,16 +137,11 @@ export class Scheduler {
     t.steps++;
     this.steps++;
     this.last = t;
-    this.how = 'preempt';
-    t.site = site;
-    this.preemptions++;
-    if (this.countSites) this.sites.set(site, (this.sites.get(site) ?? 0) + 1);
-    if (t.spinDepth > 0) {
-      if (!this.leakedSpinlocksPossible)
-        throw new ModelBug(`preemption point '${site}' reached with a spinlock held (${t.heldSummary()})`);
+    const at = this.reachPoint(t, site);
+    if (at !== true) {
+      if (at !== false) throw at;
       return false;
     }
-    this.strat.onPreempt?.(t);
     // What runUntil() does next: the run's condition, then the choice.
     this.decided = true;
     this.handoff = null;
@@ -163,6 +158,26 @@ export class Scheduler {
     this.decided = false;
     this.handoff = null;
     return false;
+  }
+
+  /**
+   * Task t reached the preemption point `site` (for step() and preempt() alike): count it and
+   * tell the strategy. True when the scheduler may switch here; false when a spinlock is held
+   * and a historical bug that leaks one is switched on (the path goes on with it held, lockdep
+   * reports the leak at the return to user space); otherwise a point inside a spinlock section
+   * is a mistake in the model, returned to be thrown into the task there.
+   */
+  private reachPoint(t: Task, site: string): boolean | ModelBug {
+    this.how = 'preempt';
+    t.site = site;
+    this.preemptions++;
+    if (this.countSites) this.sites.set(site, (this.sites.get(site) ?? 0) + 1);
+    if (t.spinDepth > 0)
+      return this.leakedSpinlocksPossible
+        ? false
+        : new ModelBug(`preemption point '${site}' reached with a spinlock held (${t.heldSummary()})`);
+    this.strat.onPreempt?.(t);
+    return true;
   }
 
   /** Models cond_resched() in a per-page loop: {@link Scheduler.preempt} when {@link Scheduler.needResched}. */
@@ -292,22 +307,11 @@ export class Scheduler {
       let y = r.value;
       if (y === RESCHED) y = this.pendingSite;
       if (typeof y === 'string') {
-        this.how = 'preempt';
-        t.site = y;
-        this.preemptions++;
-        if (this.countSites) this.sites.set(y, (this.sites.get(y) ?? 0) + 1);
-        if (t.spinDepth > 0) {
-          // A spinlock disables preemption: no other task runs here. With a historical bug
-          // switched on that leaks a spinlock, the path goes on with it held (lockdep reports the
-          // leak at the return to user space); otherwise a preemption point inside a spinlock
-          // section is a mistake in the model.
-          if (!this.leakedSpinlocksPossible)
-            inject = new ModelBug(
-              `preemption point '${y}' reached with a spinlock held (${t.heldSummary()})`,
-            );
+        const at = this.reachPoint(t, y);
+        if (at !== true) {
+          if (at !== false) inject = at;
           continue;
         }
-        this.strat.onPreempt?.(t);
         for (const h of this.hooks) {
           try {
             h(y, t);

@@ -110,6 +110,7 @@ const MIX: readonly [MixKind, number][] = [
   ['pagemap', 2],
   ['khugepaged', 2],
   ['pin', 2],
+  ['swap', 1],
 ];
 /** What an mTHP machine adds to the mix. */
 const MTHP_MIX: readonly [MixKind, number][] = [
@@ -299,6 +300,10 @@ export function generateScenario(seed: number, opts: GenOptions = {}): Scenario 
           const b = rng.below(3);
           ops.push(b === 2 ? { k: 'pin', p, t, b } : { k: 'pin', ...base, b });
         }
+        break;
+      case 'swap':
+        // swapoff(2) of the swap partition (every swapped page comes back), or swapon(2) again.
+        ops.push({ k: 'swap', p, t, b: rng.below(2) });
         break;
       case 'mthp':
         // A per-size setting changes mid-run (16 KiB .. 2 MiB; always, inherit, madvise, never).

@@ -70,7 +70,7 @@ describe('WorldOptions.mthp', () => {
   it('generated mTHP scenarios run clean and put folios of orders 2..8 on the devices and in RAM', () => {
     const device = new Set<number>();
     const ram = new Set<number>();
-    for (let seed = 1; seed <= 10; seed++) {
+    for (let seed = 1; seed <= 15; seed++) {
       const sc = generateScenario(seed, { mthp: true, ops: 120 });
       expect(sc.mthp).toBe(true);
       const r = runScenario(sc, {
@@ -84,7 +84,7 @@ describe('WorldOptions.mthp', () => {
       });
       expect(r.finding?.message ?? null).toBeNull();
     }
-    // Device folios below the PMD order exist only with the extension (these seeds: 64 KiB and 256 KiB).
+    // Device folios below the PMD order exist only with the extension (these seeds: 16, 64 and 256 KiB).
     expect(device.size).toBeGreaterThanOrEqual(2);
     // The boot settings fault in 16 KiB and 64 KiB folios; the mthp ops and fallbacks make others.
     expect(ram.has(2) && ram.has(4)).toBe(true);

@@ -36,6 +36,7 @@ describe('operation text form', () => {
         'pagemap',
         'pin',
         'read',
+        'swap',
         'write',
       ].sort(),
     );

@@ -47,6 +47,7 @@ import {
   PROT_WRITE,
   SIGKILL,
   SIGSEGV,
+  SWAP_DEVICE_PATH,
   thpSizeDir,
   XLATE_BUS,
   XLATE_OOM,
@@ -93,7 +94,8 @@ export type OpKind =
   | 'pagemap'
   | 'khugepaged'
   | 'mthp'
-  | 'pin';
+  | 'pin'
+  | 'swap';
 
 /**
  * Model-only: one operation of one thread. `p`/`t` name the process and thread slots; (r, off,
@@ -114,7 +116,8 @@ export interface Op {
    * thp (mmap), dontunmap (mremap), dmirror command / gpu command; for 'pin': 0 pins the range
    * (PIN_LONGTERM_TEST_START through gup_test: FOLL_PIN | FOLL_LONGTERM), 1 also with FOLL_WRITE,
    * 2 unpins (PIN_LONGTERM_TEST_STOP). The pins are the machine's one set, as gup_test keeps
-   * them: a START while pinned is -EINVAL, and any gup_test file's release unpins.
+   * them: a START while pinned is -EINVAL, and any gup_test file's release unpins. For 'swap':
+   * 0 is swapoff(2) of the machine's swap partition, 1 swapon(2) of it.
    */
   readonly b?: number;
 }
@@ -240,6 +243,8 @@ export function describeOp(op: Op): string {
       return `${who} gpu ${GPU_CMDS[op.b ?? 0]} ${range}${op.b === 1 ? ` seed ${op.a}` : ''}`;
     case 'pin':
       return op.b === 2 ? `${who} unpin` : `${who} pin ${range}${op.b === 1 ? ' write' : ''}`;
+    case 'swap':
+      return `${who} ${op.b === 1 ? 'swapon' : 'swapoff'}`;
   }
 }
 
@@ -354,6 +359,9 @@ export function parseOp(text: string): Op {
       return { k: 'pin', p, t, r: reg(w[2]), ...rng(w[3]), b: w[4] === 'write' ? 1 : 0 };
     case 'unpin':
       return { k: 'pin', p, t, b: 2 };
+    case 'swapoff':
+    case 'swapon':
+      return { k: 'swap', p, t, b: kind === 'swapon' ? 1 : 0 };
     default:
       throw new OpSyntaxError(`unknown operation '${kind}'`);
   }
@@ -508,6 +516,12 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
     case 'khugepaged':
       // One khugepaged_do_scan() pass, run by this thread's task as khugepaged would run it.
       out.ret = (yield* khugepagedDoScan(w.kernel.core)).collapsed;
+      return;
+    case 'swap':
+      // swapoff(2) brings every swapped-out page of every address space back (try_to_unuse());
+      // swapon(2) enables the partition again (-EBUSY while it is on, -EINVAL for a swapoff
+      // while it is off).
+      out.ret = op.b === 1 ? yield* sys.swapon(SWAP_DEVICE_PATH, 0) : yield* sys.swapoff(SWAP_DEVICE_PATH);
       return;
     case 'fork': {
       const s = w.freeSlot();

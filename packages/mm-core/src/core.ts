@@ -4,7 +4,7 @@ import { ModelBug, type Warning } from './errors.js';
 import { KernelEvents } from './events.js';
 import { checkFixIds } from './fixes.js';
 import type { SwapInfo } from './mm/swapfile.js';
-import type { AnonVma, Inode } from './mm/types.js';
+import type { AnonVma, Inode, MmStruct } from './mm/types.js';
 import { BuddyZone } from './phys/buddy.js';
 import { Frames } from './phys/frames.js';
 import type { HostMemoryPool } from './phys/hostpool.js';
@@ -232,6 +232,13 @@ export class Core {
    * constructor swapons the machine's swap area (KernelOptions.swapBytes).
    */
   readonly swapInfo: SwapInfo[] = [];
+  /**
+   * Models init_mm.mmlist: the address spaces try_to_unuse() walks. The kernel links an mm on its
+   * first swap entry (try_to_unmap_one(), copy_nonpresent_pte()); the model links every mm when
+   * it is created (Process, dup_mmap()) and unlinks it in __mmput(), so the walk sees the same
+   * mms with swap entries, in creation order (the kernel puts a child right after its parent).
+   */
+  readonly mmlist = new Set<MmStruct>();
   /** Next pfn free for device ranges (models the iomem free-region search). */
   nextDevicePfn: number;
   readonly ramPages: number;

@@ -313,6 +313,9 @@ class MmCoreCheck {
     for (const t of this.kernel.tasks.values()) {
       if (t instanceof Process && t.mm.pgd >= 0 && !mms.has(t.mm)) mms.set(t.mm, t.pid);
     }
+    // An address space whose process is gone but that still has users (a driver's mmget()):
+    // it is on init_mm.mmlist until its last mmput() (pid 0 in messages: no task owns it).
+    for (const mm of this.core.mmlist) if (mm.pgd >= 0 && !mms.has(mm)) mms.set(mm, 0);
     for (const mm of mms.keys()) for (const v of mm.vmas) this.liveVmas.add(v);
     try {
       for (const [mm, pid] of mms) this.checkMm(mm, pid);

@@ -126,6 +126,7 @@ export class Process {
       this.mm.pgd = allocTable(host.core, this.mm, true);
     }
     this.mm.host ??= host.core;
+    host.core.mmlist.add(this.mm);
     this.sys = new Syscalls(this);
     parent?.children.add(this);
     host.tasks.set(this.pid, this);

@@ -71,7 +71,6 @@ import { sysSwapoff, sysSwapon } from './mm/swapoff.js';
 import {
   type Inode,
   MMU_NOTIFY_CLEAR,
-  type MmStruct,
   VM_HUGETLB,
   VM_MAYEXEC,
   VM_MAYREAD,
@@ -303,17 +302,7 @@ export class Syscalls {
   /** Models swapoff(2) of a swap partition (mm/swapoff.ts sysSwapoff()): every process's swapped pages come back. */
   *swapoff(path: string): KGen<number> {
     if (!this.p.alive) return -ESRCH;
-    const host = this.p.host;
-    // Models the walk of init_mm.mmlist: every live mm once.
-    const mms = () => {
-      const out = new Set<MmStruct>();
-      for (const t of host.tasks.values()) {
-        const mm = (t as { mm?: MmStruct }).mm;
-        if (t.state === 'running' && mm) out.add(mm);
-      }
-      return out;
-    };
-    return yield* this.run('swapoff', sysSwapoff(this.core, mms, path));
+    return yield* this.run('swapoff', sysSwapoff(this.core, path));
   }
 
   /** Models swapon(2) of a swap partition (mm/swapoff.ts sysSwapon()). */

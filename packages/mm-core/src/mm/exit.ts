@@ -67,11 +67,13 @@ export function mmgetNotZero(mm: MmStruct): boolean {
 
 /**
  * Models mmput(): drop a user reference; the last one tears the address space down (__mmput():
- * khugepaged_exit(), then exit_mmap()).
+ * khugepaged_exit(), then exit_mmap(), then the mm leaves init_mm.mmlist).
  */
 export function* mmput(core: Core, mm: MmStruct): KGen {
   mm.users--;
   if (mm.users !== 0) return;
   yield* khugepagedExit(core, mm);
   yield* exitMmap(core, mm);
+  // __mmput(): off init_mm.mmlist once the address space is gone.
+  core.mmlist.delete(mm);
 }

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   EBUSY,
   EFAULT,
+  EINTR,
   EINVAL,
   ENOENT,
   ENOMEM,
@@ -11,10 +12,15 @@ import {
   PAGE_SIZE,
   PROT_READ,
   PROT_WRITE,
+  SIGKILL,
 } from '../constants.js';
 import { entryPresent } from '../pgtable/entry.js';
+import { waitEvent } from '../sched/locks.js';
+import type { KGen } from '../sched/task.js';
 import { machine } from '../testing/helpers.js';
 import { meminfoKb, pageout, pteAt } from '../testing/swap.js';
+import { mmget, mmput } from './exit.js';
+import { mmapWriteLock, mmapWriteUnlock } from './locking.js';
 import { SWAP_DEVICE_PATH, SWAP_FLAG_DISCARD, SWAP_FLAG_PREFER } from './swapoff.js';
 
 const RW = PROT_READ | PROT_WRITE;
@@ -88,6 +94,92 @@ describe('swapoff(2) / swapon(2) (sys_swapoff(), try_to_unuse(), sys_swapon())',
     expect(meminfoKb(p, 'SwapTotal')).toBe(total);
     expect(k.core.vmstat.oom_kill).toBe(0);
     for (let i = 0; i < n; i++) if (p.readI32(a + i * PAGE_SIZE) !== i) throw new Error(`page ${i} lost`);
+    expect(k.check()).toEqual([]);
+  });
+
+  it("walks init_mm.mmlist: an exited process's address space that a driver still holds (mmget()) is swapped in too, and torn down by the last mmput()", () => {
+    const k = machine();
+    const p = k.spawn();
+    const q = k.spawn();
+    const a = p.mmap(0, 4 * PAGE_SIZE, RW, ANON);
+    for (let i = 0; i < 4; i++) p.writeI32(a + i * PAGE_SIZE, 70 + i);
+    expect(pageout(k, p, a, 4 * PAGE_SIZE)).toBe(4);
+    const mm = p.mm;
+    mmget(mm);
+    p.exit(0);
+    expect(k.core.mmlist.has(mm)).toBe(true);
+    expect(mm.rss.MM_SWAPENTS).toBe(4);
+    expect(meminfoKb(q, 'SwapFree')).toBeLessThan(meminfoKb(q, 'SwapTotal'));
+    // try_to_unuse() retries until every slot is free: it must reach this mm.
+    expect(q.swapoff(SWAP_DEVICE_PATH)).toBe(0);
+    expect(mm.rss.MM_SWAPENTS).toBe(0);
+    expect(mm.rss.MM_ANONPAGES).toBe(4);
+    k.sched.runSync(mmput(k.core, mm), 'driver mmput');
+    expect(k.core.mmlist.has(mm)).toBe(false);
+    expect(mm.pgd).toBe(-1);
+    expect(k.check()).toEqual([]);
+  });
+
+  it('try_to_unuse() starts over while an exiting mm (mm_users 0, exit_mmap() not done) still holds swap entries, and succeeds once they are gone (goto retry)', () => {
+    const k = machine();
+    const p = k.spawn();
+    const q = k.spawn();
+    const a = p.mmap(0, 4 * PAGE_SIZE, RW, ANON);
+    for (let i = 0; i < 4; i++) p.writeI32(a + i * PAGE_SIZE, 90 + i);
+    expect(pageout(k, p, a, 4 * PAGE_SIZE)).toBe(4);
+    const mm = p.mm;
+    let release = false;
+    // Another CPU holds p's mmap_lock for write: p's exit_mmap() waits for it with mm_users 0.
+    k.sched.spawn(
+      'holder',
+      (function* (): KGen {
+        yield* mmapWriteLock(k.core, mm, 'test: holder');
+        yield* waitEvent('test: release', () => release);
+        mmapWriteUnlock(k.core, mm, 'test: holder');
+      })(),
+    );
+    k.sched.runUntil(() => mm.mmapLock.locked);
+    const exiting = k.sched.spawn('exit', p.exitGen(0), { owner: p });
+    k.sched.runUntil(() => exiting.state === 'blocked');
+    expect(mm.users).toBe(0);
+    const off = q.clone().spawn('swapoff', q.sys.swapoff(SWAP_DEVICE_PATH));
+    // mmget_not_zero() skips the mm; its 4 slots stay in use, so the walk starts over and over.
+    k.sched.runUntil(() => off.steps > 20);
+    expect(off.done).toBe(false);
+    expect(mm.rss.MM_SWAPENTS).toBe(4);
+    release = true;
+    k.sched.runAll();
+    expect(off.result).toBe(0);
+    expect(meminfoKb(q, 'SwapTotal')).toBe(0);
+    expect(k.core.mmlist.has(mm)).toBe(false);
+    expect(k.check()).toEqual([]);
+  });
+
+  it('try_to_unuse() stops with -EINTR when the caller gets a fatal signal; the area stays on', () => {
+    const k = machine();
+    const p = k.spawn();
+    const q = k.spawn();
+    const a = p.mmap(0, 4 * PAGE_SIZE, RW, ANON);
+    for (let i = 0; i < 4; i++) p.writeI32(a + i * PAGE_SIZE, 50 + i);
+    expect(pageout(k, p, a, 4 * PAGE_SIZE)).toBe(4);
+    const total = meminfoKb(q, 'SwapTotal');
+    // p's address space cannot be walked (its mmap_lock is held for write meanwhile).
+    k.sched.spawn(
+      'holder',
+      (function* (): KGen {
+        yield* mmapWriteLock(k.core, p.mm, 'test: holder');
+        yield* waitEvent('test: swapoff killed', () => q.fatalSignal !== 0);
+        mmapWriteUnlock(k.core, p.mm, 'test: holder');
+      })(),
+    );
+    k.sched.runUntil(() => p.mm.mmapLock.locked);
+    const off = q.clone().spawn('swapoff', q.sys.swapoff(SWAP_DEVICE_PATH));
+    k.sched.runUntil(() => off.state === 'blocked');
+    expect(p.kill(q.pid, SIGKILL)).toBe(0);
+    k.sched.runAll();
+    expect(off.result).toBe(-EINTR);
+    expect(meminfoKb(p, 'SwapTotal')).toBe(total);
+    for (let i = 0; i < 4; i++) expect(p.readI32(a + i * PAGE_SIZE)).toBe(50 + i);
     expect(k.check()).toEqual([]);
   });
 });

@@ -9,13 +9,16 @@
  * fault path (do_swap_page() for a read fault) where the kernel's unuse_pte() maps it old and
  * read-only: the data, counters and swap slots end the same, the PTE bits may differ.
  */
-import { EBUSY, EFAULT, EINVAL, ENOENT, ENOMEM, PAGE_SIZE, PMD_SIZE } from '../constants.js';
+import { EBUSY, EFAULT, EINTR, EINVAL, ENOENT, ENOMEM, PAGE_SIZE, PMD_SIZE } from '../constants.js';
 import { type Core, VM_FAULT_ERROR, VM_FAULT_OOM } from '../core.js';
 import { folioTrylock, folioUnlock } from '../folio.js';
 import { entryHuge, entryNone, entryPfn, entryPresent, isSwapType, swpType } from '../pgtable/entry.js';
+import { spinRetry } from '../sched/locks.js';
 import type { KGen } from '../sched/task.js';
 import { RESCHED } from '../sched/task.js';
+import { fatalSignalPending } from '../signal.js';
 import { tryToFreePages } from './direct-reclaim.js';
+import { mmgetNotZero, mmput } from './exit.js';
 import { handleMmFault } from './fault.js';
 import { mmapReadLock, mmapReadUnlock } from './locking.js';
 import { vmEnoughMemory } from './overcommit.js';
@@ -118,27 +121,40 @@ function* unuseMm(core: Core, mm: MmStruct, type: number): KGen<number> {
 }
 
 /**
- * Models try_to_unuse() (mm/swapfile.c): every mm's swap PTEs of the area are swapped in
- * (unuse_mm()), then the swap-cache folios of its slots are dropped (folio_free_swap()), until no
- * slot of the area is in use (si->inuse_pages == 0). 0, -ENOMEM (a page could not be swapped in),
- * or -EBUSY when a slot stays in use (a cache folio locked by another task at that moment).
+ * Models try_to_unuse() (mm/swapfile.c): every mm on init_mm.mmlist that still has users
+ * (mmget_not_zero()) gets unuse_mm(), then the swap-cache folios of the area's slots are dropped
+ * (folio_free_swap()); while slots are still in use it starts over ("goto retry": an exiting mm
+ * frees its swap at its own pace, and reclaim may map a swap-cache folio's slot again behind the
+ * walk). 0 when the area is empty, -ENOMEM when a page could not be swapped in, -EINTR when a
+ * signal is pending. Model simplification: a cache folio locked by another task is skipped
+ * (trylock, where the kernel sleeps in folio_lock()) and found again on the retry.
  */
-export function* tryToUnuse(core: Core, mms: () => Iterable<MmStruct>, si: SwapInfo): KGen<number> {
+export function* tryToUnuse(core: Core, si: SwapInfo): KGen<number> {
   if (!si.materialised || si.inusePages === 0) return 0;
-  for (const mm of mms()) {
-    const err = yield* unuseMm(core, mm, si.type);
-    if (err) return err;
+  for (;;) {
+    // The walk of init_mm.mmlist (a snapshot: an mm linked meanwhile is walked on the retry).
+    for (const mm of [...core.mmlist]) {
+      if (si.inusePages === 0 || fatalSignalPending(core)) break;
+      if (!mmgetNotZero(mm)) continue;
+      const err = yield* unuseMm(core, mm, si.type);
+      // mmput(prev_mm): the last user's put tears the mm down here, in swapoff's context.
+      yield* mmput(core, mm);
+      if (err) return err;
+      if (core.sched.condResched('try_to_unuse: next mm')) yield RESCHED;
+    }
+    const tab = si.table;
+    for (let off = 1; off < si.max && si.inusePages > 0 && !fatalSignalPending(core); off++) {
+      const pfn = tab[off];
+      if (pfn === 0) continue;
+      const head = core.map.head[pfn];
+      if (!folioTrylock(core, head)) continue;
+      folioFreeSwap(core, head);
+      folioUnlock(core, head);
+    }
+    if (si.inusePages === 0) return 0;
+    if (fatalSignalPending(core)) return -EINTR;
+    yield* spinRetry(core.sched, 'try_to_unuse: swap entries still in use, retry');
   }
-  const tab = si.table;
-  for (let off = 1; off < si.max && si.inusePages > 0; off++) {
-    const pfn = tab[off];
-    if (pfn === 0) continue;
-    const head = core.map.head[pfn];
-    if (!folioTrylock(core, head)) continue;
-    folioFreeSwap(core, head);
-    folioUnlock(core, head);
-  }
-  return si.inusePages === 0 ? 0 : -EBUSY;
 }
 
 /**
@@ -147,9 +163,10 @@ export function* tryToUnuse(core: Core, mms: () => Iterable<MmStruct>, si: SwapI
  * pages it holds may not be committed (security_vm_enough_memory_mm()). The area stops taking
  * new slots (SWP_WRITEOK cleared, total_swap_pages drops), try_to_unuse() brings every page back;
  * on failure the area is enabled again (reinsert_swap_info()) and the error returned, else the
- * area is freed (its swap_info[] slot becomes free for the next swapon).
+ * area is freed (its swap_info[] slot becomes free for the next swapon). -EINTR when a signal
+ * arrives while it works (the area is enabled again, as for any failure).
  */
-export function* sysSwapoff(core: Core, mms: () => Iterable<MmStruct>, path: unknown): KGen<number> {
+export function* sysSwapoff(core: Core, path: unknown): KGen<number> {
   if (typeof path !== 'string') return -EFAULT;
   const dev = devicesOf(core).get(path);
   if (!dev) return -ENOENT;
@@ -158,7 +175,7 @@ export function* sysSwapoff(core: Core, mms: () => Iterable<MmStruct>, path: unk
   if (vmEnoughMemory(core, null, si.pages) < 0) return -ENOMEM;
   si.flags &= ~SWP_WRITEOK;
   if (core.sched.preempt('swapoff: area off the avail list')) yield RESCHED;
-  const err = yield* tryToUnuse(core, mms, si);
+  const err = yield* tryToUnuse(core, si);
   if (err) {
     si.flags |= SWP_WRITEOK;
     return err;

@@ -22,9 +22,11 @@ import {
   PIN_LONGTERM_TEST_STOP,
   PIN_LONGTERM_TEST_STRUCT_SIZE,
 } from './gup-test.js';
+import { readPmd } from './mm/pgtable.js';
+import { _PAGE_DIRTY, _PAGE_RW } from './pgtable/entry.js';
 import { PG_anon_exclusive } from './phys/memmap.js';
 import type { Process } from './process.js';
-import { machine, ptePfn } from './testing/helpers.js';
+import { machine, pmdKind, ptePfn } from './testing/helpers.js';
 
 const RW = PROT_READ | PROT_WRITE;
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
@@ -229,6 +231,25 @@ describe('gup_test PIN_LONGTERM_TEST_* and R/O pins that unshare (gup_must_unsha
       expect(walkPfn(k.core, c.mm, a, true) >= 0).toBe(write);
       expect(k.check()).toEqual([]);
     }
+  });
+
+  it('a R/O longterm pin of the huge zero page in a read-only private mapping maps the new THP read-only (do_huge_zero_wp_pmd(): map_anon_folio_pmd() only makes it writable for VM_WRITE)', () => {
+    const k = machine('always');
+    const p = k.spawn();
+    const raw = p.mmap(0, 2 * PMD_SIZE, PROT_READ, ANON);
+    const a = Math.ceil(raw / PMD_SIZE) * PMD_SIZE;
+    expect(p.readBytes(a, 1)[0]).toBe(0);
+    expect(pmdKind(k, p, a)).toBe('huge-zero');
+    const fd = p.open('/sys/kernel/debug/gup_test', O_RDWR);
+    // gup_must_unshare() for the zero page in a COW mapping: FAULT_FLAG_UNSHARE, a new THP.
+    expect(p.ioctl(fd, PIN_LONGTERM_TEST_START, startArgs(p, a, PAGE_SIZE, 0))).toBe(0);
+    expect(pmdKind(k, p, a)).toBe('huge');
+    const [, lo] = readPmd(k.core, p.mm, a);
+    expect(lo & _PAGE_RW).toBe(0);
+    expect(lo & _PAGE_DIRTY).toBe(_PAGE_DIRTY);
+    expect(walkPfn(k.core, p.mm, a, true)).toBe(-1);
+    expect(p.ioctl(fd, PIN_LONGTERM_TEST_STOP, 0)).toBe(0);
+    expect(k.check()).toEqual([]);
   });
 
   it('PIN_LONGTERM_TEST_* validate like mm/gup_test.c', () => {

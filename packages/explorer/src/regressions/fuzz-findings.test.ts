@@ -73,6 +73,11 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
       expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
   });
 
+  it('an unshare of the huge zero page maps the new THP read-only in a read-only VMA, so mremap() moves no writable PTE into it', () => {
+    const { sc } = load('./huge-zero-unshare-ro.hmm');
+    for (const s of OTHER) expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+  });
+
   it('make_device_exclusive() moves the PTE dirty bit to the folio, so reclaim keeps a written lazy-free page (clean under its trace and others)', () => {
     const { sc, schedule } = load('./exclusive-dirty-lazyfree.hmm');
     for (const s of [schedule, ...OTHER])

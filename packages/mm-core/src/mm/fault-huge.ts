@@ -133,9 +133,9 @@ export function* doHugePmdAnonymousPage(
 }
 
 /**
- * Models do_huge_zero_wp_pmd() (mm/huge_memory.c, since v6.12): a write fault on the huge zero
- * PMD allocates a THP and maps it in place of the zero PMD (the deposited table stays), if the
- * PMD is still the one the fault saw. VM_FAULT_FALLBACK when no THP is available: the caller
+ * Models do_huge_zero_wp_pmd() (mm/huge_memory.c, since v6.12): a write or unshare fault on the
+ * huge zero PMD allocates a THP and maps it in place of the zero PMD (the deposited table stays),
+ * if the PMD is still the one the fault saw (writable only in a VM_WRITE VMA). VM_FAULT_FALLBACK when no THP is available: the caller
  * splits the PMD and COWs one page.
  */
 export function* doHugeZeroWpPmd(
@@ -162,7 +162,11 @@ export function* doHugeZeroWpPmd(
     }
     folioAddNewAnonRmap(core, folio, av.id, linearPageIndex(vma, haddr), true);
     core.map.flags[folio] |= PG_lru | PG_dirty;
-    ptSet(core, pmdT, mi, mkPmdLo(folio, true, true, true), mkHi(folio));
+    // map_anon_folio_pmd(): pmd_mkdirty(), then maybe_pmd_mkwrite(): writable only in a VM_WRITE
+    // VMA (an unshare fault, a read-only long-term pin of the huge zero page in a read-only
+    // private mapping, maps the new THP read-only).
+    const w = (vma.flags & VM_WRITE) !== 0;
+    ptSet(core, pmdT, mi, mkPmdLo(folio, w, true, true), mkHi(folio));
     addMmCounter(vma.mm, 'MM_ANONPAGES', HPAGE_PMD_NR);
     core.vmstat.thp_fault_alloc++;
     countMthpStat(core, HPAGE_PMD_ORDER, 'anon_fault_alloc');

@@ -111,7 +111,10 @@ const MIX: readonly [MixKind, number][] = [
   ['khugepaged', 2],
   ['pin', 2],
   ['swap', 1],
+  ['split', 2],
 ];
+/** New orders of 'split' ops. */
+const SPLIT_ORDERS = [0, 0, 0, 2, 3, 4, 5, 8];
 /** What an mTHP machine adds to the mix. */
 const MTHP_MIX: readonly [MixKind, number][] = [
   ['mthp', 2],
@@ -300,6 +303,16 @@ export function generateScenario(seed: number, opts: GenOptions = {}): Scenario 
           const b = rng.below(3);
           ops.push(b === 2 ? { k: 'pin', p, t, b } : { k: 'pin', ...base, b });
         }
+        break;
+      case 'split':
+        // The debugfs split of the THPs in the range: mostly to order 0, sometimes to an mTHP
+        // order (anonymous folios never to order 1), a quarter of them non-uniform around a page.
+        ops.push({
+          k: 'split',
+          ...base,
+          a: SPLIT_ORDERS[rng.below(SPLIT_ORDERS.length)],
+          ...(rng.below(4) === 0 ? { off2: rng.below(PMD_PAGES) } : {}),
+        });
         break;
       case 'swap':
         // swapoff(2) of the swap partition (every swapped page comes back), or swapon(2) again.

@@ -36,6 +36,7 @@ describe('operation text form', () => {
         'pagemap',
         'pin',
         'read',
+        'split',
         'swap',
         'write',
       ].sort(),

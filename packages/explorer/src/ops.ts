@@ -95,7 +95,8 @@ export type OpKind =
   | 'khugepaged'
   | 'mthp'
   | 'pin'
-  | 'swap';
+  | 'swap'
+  | 'split';
 
 /**
  * Model-only: one operation of one thread. `p`/`t` name the process and thread slots; (r, off,
@@ -110,7 +111,7 @@ export interface Op {
   readonly n?: number;
   readonly r2?: number;
   readonly off2?: number;
-  /** prot, advice, device minor, write seed, target slot. */
+  /** prot, advice, device minor, write seed, target slot; the new order of a 'split'. */
   readonly a?: number;
   /**
    * thp (mmap), dontunmap (mremap), dmirror command / gpu command; for 'pin': 0 pins the range
@@ -121,6 +122,9 @@ export interface Op {
    */
   readonly b?: number;
 }
+
+/** The debugfs file of 'split' ops (mm/huge_memory.c split_huge_pages_fops). */
+const SPLIT_HUGE_PAGES_PATH = '/sys/kernel/debug/split_huge_pages';
 
 /** dmirror commands of a 'dm' op (field b). */
 export const DM_CMDS = [
@@ -245,6 +249,8 @@ export function describeOp(op: Op): string {
       return op.b === 2 ? `${who} unpin` : `${who} pin ${range}${op.b === 1 ? ' write' : ''}`;
     case 'swap':
       return `${who} ${op.b === 1 ? 'swapon' : 'swapoff'}`;
+    case 'split':
+      return `${who} split ${range} order ${op.a ?? 0}${op.off2 !== undefined ? ` at ${op.off2}` : ''}`;
   }
 }
 
@@ -359,6 +365,17 @@ export function parseOp(text: string): Op {
       return { k: 'pin', p, t, r: reg(w[2]), ...rng(w[3]), b: w[4] === 'write' ? 1 : 0 };
     case 'unpin':
       return { k: 'pin', p, t, b: 2 };
+    case 'split': {
+      const r = reg(w[2]);
+      const range = rng(w[3]);
+      if (w[4] !== 'order')
+        throw new OpSyntaxError(`expected 'order N' after a split range, got '${w[4] ?? ''}'`);
+      const a = num(w[5], 'order');
+      if (w[6] === undefined) return { k: 'split', p, t, r, ...range, a };
+      if (w[6] !== 'at')
+        throw new OpSyntaxError(`expected 'at PAGE' or nothing after a split order, got '${w[6]}'`);
+      return { k: 'split', p, t, r, ...range, a, off2: num(w[7], 'in-folio page') };
+    }
     case 'swapoff':
     case 'swapon':
       return { k: 'swap', p, t, b: kind === 'swapon' ? 1 : 0 };
@@ -517,6 +534,22 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
       // One khugepaged_do_scan() pass, run by this thread's task as khugepaged would run it.
       out.ret = (yield* khugepagedDoScan(w.kernel.core)).collapsed;
       return;
+    case 'split': {
+      // Models `echo PID,0xSTART,0xEND,ORDER[,OFFSET] > /sys/kernel/debug/split_huge_pages`:
+      // split_huge_pages_pid() splits the THPs mapped in the range to the order (non-uniformly
+      // around the in-folio page with an offset).
+      const fd = yield* sys.open(SPLIT_HUGE_PAGES_PATH, O_WRONLY);
+      if (fd < 0) {
+        out.ret = fd;
+        return;
+      }
+      const at = op.off2 !== undefined ? `,${op.off2}` : '';
+      const line = `${slot.proc.pid},0x${addr.toString(16)},0x${(addr + len).toString(16)},${op.a ?? 0}${at}`;
+      const bytes = new TextEncoder().encode(line);
+      out.ret = yield* sys.write(fd, bytes, bytes.length);
+      yield* sys.close(fd);
+      return;
+    }
     case 'swap':
       // swapoff(2) brings every swapped-out page of every address space back (try_to_unuse());
       // swapon(2) enables the partition again (-EBUSY while it is on, -EINVAL for a swapoff

@@ -214,6 +214,9 @@ function footprint(op: Op): Footprint {
       const role: Role = cmd === 'read' ? 'reader' : cmd === 'write' ? 'writer' : 'preserver';
       return { slot: op.p, role, ranges: range() };
     }
+    case 'split':
+      // A debugfs split remaps the THPs of the range by smaller folios: the data stays.
+      return { slot: op.p, role: 'preserver', ranges: range() };
     case 'pin':
       // A long-term pin faults the pages in (breaking COW for a write pin, migrating device pages
       // back to RAM): the data stays. An unpin touches no page of the process.

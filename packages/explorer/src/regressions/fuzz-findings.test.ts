@@ -78,6 +78,12 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
     for (const s of OTHER) expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
   });
 
+  it('swapoff takes a reference on a swap-cache folio before freeing its swap (clean under its trace and others)', () => {
+    const { sc, schedule } = load('./swapoff-cache-ref.hmm');
+    for (const s of [schedule, ...OTHER])
+      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+  });
+
   it('make_device_exclusive() moves the PTE dirty bit to the folio, so reclaim keeps a written lazy-free page (clean under its trace and others)', () => {
     const { sc, schedule } = load('./exclusive-dirty-lazyfree.hmm');
     for (const s of [schedule, ...OTHER])

@@ -14,13 +14,15 @@ import {
   PROT_WRITE,
   SIGKILL,
 } from '../constants.js';
+import { folioUnlock } from '../folio.js';
 import { entryPresent } from '../pgtable/entry.js';
+import { PG_locked, PG_swapcache } from '../phys/memmap.js';
 import { waitEvent } from '../sched/locks.js';
 import type { KGen } from '../sched/task.js';
-import { machine } from '../testing/helpers.js';
+import { machine, ptePfn } from '../testing/helpers.js';
 import { meminfoKb, pageout, pteAt } from '../testing/swap.js';
 import { mmget, mmput } from './exit.js';
-import { mmapWriteLock, mmapWriteUnlock } from './locking.js';
+import { folioLockWait, mmapWriteLock, mmapWriteUnlock } from './locking.js';
 import { SWAP_DEVICE_PATH, SWAP_FLAG_DISCARD, SWAP_FLAG_PREFER } from './swapoff.js';
 
 const RW = PROT_READ | PROT_WRITE;
@@ -180,6 +182,39 @@ describe('swapoff(2) / swapon(2) (sys_swapoff(), try_to_unuse(), sys_swapon())',
     expect(off.result).toBe(-EINTR);
     expect(meminfoKb(p, 'SwapTotal')).toBe(total);
     for (let i = 0; i < 4; i++) expect(p.readI32(a + i * PAGE_SIZE)).toBe(50 + i);
+    expect(k.check()).toEqual([]);
+  });
+
+  it('try_to_unuse() takes a reference on a cache-only swap-cache folio before freeing its swap (swap_cache_get_folio(), folio_lock(), folio_free_swap(), folio_put())', () => {
+    const k = machine();
+    const p = k.spawn();
+    const q = k.spawn();
+    const a = p.mmap(0, PAGE_SIZE, RW, ANON);
+    p.writeI32(a, 77);
+    expect(pageout(k, p, a, PAGE_SIZE)).toBe(1);
+    // A read fault swaps it in: the folio stays in the swap cache, its slot has no swap count.
+    expect(p.readI32(a)).toBe(77);
+    const head = k.core.map.head[ptePfn(k, p, a)];
+    expect(k.core.map.flags[head] & PG_swapcache).toBeTruthy();
+    // Another task holds the folio lock while munmap() zaps the PTE: free_swap_cache()'s trylock
+    // fails, so the folio is left in the swap cache holding only the cache's reference.
+    let release = false;
+    k.sched.spawn(
+      'holder',
+      (function* (): KGen {
+        yield* folioLockWait(k.core, head, 'test: holder');
+        yield* waitEvent('test: release', () => release);
+        folioUnlock(k.core, head);
+      })(),
+    );
+    k.sched.runUntil(() => (k.core.map.flags[head] & PG_locked) !== 0);
+    expect(p.munmap(a, PAGE_SIZE)).toBe(0);
+    release = true;
+    k.sched.runAll();
+    expect(k.core.map.flags[head] & PG_swapcache).toBeTruthy();
+    expect(k.core.map.refcount[head]).toBe(1);
+    expect(q.swapoff(SWAP_DEVICE_PATH)).toBe(0);
+    expect(k.core.map.refcount[head]).toBe(0);
     expect(k.check()).toEqual([]);
   });
 });

@@ -11,7 +11,7 @@
  */
 import { EBUSY, EFAULT, EINTR, EINVAL, ENOENT, ENOMEM, PAGE_SIZE, PMD_SIZE } from '../constants.js';
 import { type Core, VM_FAULT_ERROR, VM_FAULT_OOM } from '../core.js';
-import { folioTrylock, folioUnlock } from '../folio.js';
+import { folioPut, folioUnlock } from '../folio.js';
 import { entryHuge, entryNone, entryPfn, entryPresent, isSwapType, swpType } from '../pgtable/entry.js';
 import { spinRetry } from '../sched/locks.js';
 import type { KGen } from '../sched/task.js';
@@ -20,10 +20,17 @@ import { fatalSignalPending } from '../signal.js';
 import { tryToFreePages } from './direct-reclaim.js';
 import { mmgetNotZero, mmput } from './exit.js';
 import { handleMmFault } from './fault.js';
-import { mmapReadLock, mmapReadUnlock } from './locking.js';
+import { folioLockWait, mmapReadLock, mmapReadUnlock } from './locking.js';
 import { vmEnoughMemory } from './overcommit.js';
 import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo } from './pgtable.js';
-import { folioFreeSwap, SWP_USED, SWP_WRITEOK, SwapInfo } from './swapfile.js';
+import {
+  folioFreeSwap,
+  SWP_USED,
+  SWP_WRITEOK,
+  SwapInfo,
+  swapCacheGetFolio,
+  swpEntryVal,
+} from './swapfile.js';
 import type { MmStruct } from './types.js';
 
 /** The machine's swap partition (what its fstab would swapon at boot). */
@@ -126,8 +133,7 @@ function* unuseMm(core: Core, mm: MmStruct, type: number): KGen<number> {
  * (folio_free_swap()); while slots are still in use it starts over ("goto retry": an exiting mm
  * frees its swap at its own pace, and reclaim may map a swap-cache folio's slot again behind the
  * walk). 0 when the area is empty, -ENOMEM when a page could not be swapped in, -EINTR when a
- * signal is pending. Model simplification: a cache folio locked by another task is skipped
- * (trylock, where the kernel sleeps in folio_lock()) and found again on the retry.
+ * signal is pending.
  */
 export function* tryToUnuse(core: Core, si: SwapInfo): KGen<number> {
   if (!si.materialised || si.inusePages === 0) return 0;
@@ -142,14 +148,16 @@ export function* tryToUnuse(core: Core, si: SwapInfo): KGen<number> {
       if (err) return err;
       if (core.sched.condResched('try_to_unuse: next mm')) yield RESCHED;
     }
-    const tab = si.table;
+    // The swap-cache folios of the slots still in use: swap_cache_get_folio() takes a reference,
+    // then folio_lock() (which may sleep), folio_free_swap(), unlock and put.
     for (let off = 1; off < si.max && si.inusePages > 0 && !fatalSignalPending(core); off++) {
-      const pfn = tab[off];
-      if (pfn === 0) continue;
-      const head = core.map.head[pfn];
-      if (!folioTrylock(core, head)) continue;
+      if (si.table[off] === 0) continue;
+      const head = swapCacheGetFolio(core, swpEntryVal(si.type, off));
+      if (head < 0) continue;
+      yield* folioLockWait(core, head, 'try_to_unuse: folio_lock');
       folioFreeSwap(core, head);
       folioUnlock(core, head);
+      folioPut(core, head);
     }
     if (si.inusePages === 0) return 0;
     if (fatalSignalPending(core)) return -EINTR;

@@ -15,6 +15,7 @@ import {
   SIGKILL,
 } from '../constants.js';
 import { folioUnlock } from '../folio.js';
+import type { Kernel } from '../kernel.js';
 import { entryPresent } from '../pgtable/entry.js';
 import { PG_locked, PG_swapcache } from '../phys/memmap.js';
 import { waitEvent } from '../sched/locks.js';
@@ -28,6 +29,32 @@ import { SWAP_DEVICE_PATH, SWAP_FLAG_DISCARD, SWAP_FLAG_PREFER } from './swapoff
 const RW = PROT_READ | PROT_WRITE;
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
 const MiB = 1 << 20;
+
+/** Another CPU: takes a lock (`take`), holds it until `until()` holds, then drops it (`drop`). */
+function holder(k: Kernel, take: () => KGen, until: () => boolean, drop: () => void): void {
+  k.sched.spawn(
+    'holder',
+    (function* (): KGen {
+      yield* take();
+      yield* waitEvent('test: holder waits', until);
+      drop();
+    })(),
+  );
+}
+
+/**
+ * A machine with two processes: p has 4 pages (holding base..base+3) swapped out at `a`; q is the
+ * one that calls swapoff.
+ */
+function swappedOut(base: number) {
+  const k = machine();
+  const p = k.spawn();
+  const q = k.spawn();
+  const a = p.mmap(0, 4 * PAGE_SIZE, RW, ANON);
+  for (let i = 0; i < 4; i++) p.writeI32(a + i * PAGE_SIZE, base + i);
+  expect(pageout(k, p, a, 4 * PAGE_SIZE)).toBe(4);
+  return { k, p, q, a };
+}
 
 describe('swapoff(2) / swapon(2) (sys_swapoff(), try_to_unuse(), sys_swapon())', () => {
   it('swapoff brings every swapped-out page of every process back (try_to_unuse()), frees the area; swapon enables it again', () => {
@@ -100,12 +127,7 @@ describe('swapoff(2) / swapon(2) (sys_swapoff(), try_to_unuse(), sys_swapon())',
   });
 
   it("walks init_mm.mmlist: an exited process's address space that a driver still holds (mmget()) is swapped in too, and torn down by the last mmput()", () => {
-    const k = machine();
-    const p = k.spawn();
-    const q = k.spawn();
-    const a = p.mmap(0, 4 * PAGE_SIZE, RW, ANON);
-    for (let i = 0; i < 4; i++) p.writeI32(a + i * PAGE_SIZE, 70 + i);
-    expect(pageout(k, p, a, 4 * PAGE_SIZE)).toBe(4);
+    const { k, p, q } = swappedOut(70);
     const mm = p.mm;
     mmget(mm);
     p.exit(0);
@@ -123,22 +145,15 @@ describe('swapoff(2) / swapon(2) (sys_swapoff(), try_to_unuse(), sys_swapon())',
   });
 
   it('try_to_unuse() starts over while an exiting mm (mm_users 0, exit_mmap() not done) still holds swap entries, and succeeds once they are gone (goto retry)', () => {
-    const k = machine();
-    const p = k.spawn();
-    const q = k.spawn();
-    const a = p.mmap(0, 4 * PAGE_SIZE, RW, ANON);
-    for (let i = 0; i < 4; i++) p.writeI32(a + i * PAGE_SIZE, 90 + i);
-    expect(pageout(k, p, a, 4 * PAGE_SIZE)).toBe(4);
+    const { k, p, q } = swappedOut(90);
     const mm = p.mm;
     let release = false;
     // Another CPU holds p's mmap_lock for write: p's exit_mmap() waits for it with mm_users 0.
-    k.sched.spawn(
-      'holder',
-      (function* (): KGen {
-        yield* mmapWriteLock(k.core, mm, 'test: holder');
-        yield* waitEvent('test: release', () => release);
-        mmapWriteUnlock(k.core, mm, 'test: holder');
-      })(),
+    holder(
+      k,
+      () => mmapWriteLock(k.core, mm, 'test: holder'),
+      () => release,
+      () => mmapWriteUnlock(k.core, mm, 'test: holder'),
     );
     k.sched.runUntil(() => mm.mmapLock.locked);
     const exiting = k.sched.spawn('exit', p.exitGen(0), { owner: p });
@@ -158,21 +173,14 @@ describe('swapoff(2) / swapon(2) (sys_swapoff(), try_to_unuse(), sys_swapon())',
   });
 
   it('try_to_unuse() stops with -EINTR when the caller gets a fatal signal; the area stays on', () => {
-    const k = machine();
-    const p = k.spawn();
-    const q = k.spawn();
-    const a = p.mmap(0, 4 * PAGE_SIZE, RW, ANON);
-    for (let i = 0; i < 4; i++) p.writeI32(a + i * PAGE_SIZE, 50 + i);
-    expect(pageout(k, p, a, 4 * PAGE_SIZE)).toBe(4);
+    const { k, p, q, a } = swappedOut(50);
     const total = meminfoKb(q, 'SwapTotal');
     // p's address space cannot be walked (its mmap_lock is held for write meanwhile).
-    k.sched.spawn(
-      'holder',
-      (function* (): KGen {
-        yield* mmapWriteLock(k.core, p.mm, 'test: holder');
-        yield* waitEvent('test: swapoff killed', () => q.fatalSignal !== 0);
-        mmapWriteUnlock(k.core, p.mm, 'test: holder');
-      })(),
+    holder(
+      k,
+      () => mmapWriteLock(k.core, p.mm, 'test: holder'),
+      () => q.fatalSignal !== 0,
+      () => mmapWriteUnlock(k.core, p.mm, 'test: holder'),
     );
     k.sched.runUntil(() => p.mm.mmapLock.locked);
     const off = q.clone().spawn('swapoff', q.sys.swapoff(SWAP_DEVICE_PATH));
@@ -199,13 +207,11 @@ describe('swapoff(2) / swapon(2) (sys_swapoff(), try_to_unuse(), sys_swapon())',
     // Another task holds the folio lock while munmap() zaps the PTE: free_swap_cache()'s trylock
     // fails, so the folio is left in the swap cache holding only the cache's reference.
     let release = false;
-    k.sched.spawn(
-      'holder',
-      (function* (): KGen {
-        yield* folioLockWait(k.core, head, 'test: holder');
-        yield* waitEvent('test: release', () => release);
-        folioUnlock(k.core, head);
-      })(),
+    holder(
+      k,
+      () => folioLockWait(k.core, head, 'test: holder'),
+      () => release,
+      () => folioUnlock(k.core, head),
     );
     k.sched.runUntil(() => (k.core.map.flags[head] & PG_locked) !== 0);
     expect(p.munmap(a, PAGE_SIZE)).toBe(0);

@@ -144,11 +144,27 @@ export function* faultIn(core: Core, mm: MmStruct, addr: number, write: boolean)
     }
     if (r & VM_FAULT_SIGSEGV) return XLATE_SEGV;
     if (r & VM_FAULT_SIGBUS) return XLATE_BUS;
-    if (r & VM_FAULT_OOM) return XLATE_OOM;
-    const pfn = walkPfn(core, mm, addr, write);
+    // mm_fault_error() -> pagefault_out_of_memory() (mm/oom_kill.c, since v5.16): the #PF kills
+    // nothing and the access is retried ("Huh VM_FAULT_OOM leaked out to the #PF handler.
+    // Retrying PF"). An allocation that failed for lack of memory has run the allocator's OOM
+    // killer first, which the model leaves to the caller (XLATE_OOM) when memory is short. A
+    // handler that failed with memory to spare (test_hmm's one-shot HMM_DMIRROR_FLAG_FAIL_ALLOC
+    // on a small page, a large folio the allocator could not give) is retried; a pending fatal
+    // signal ends the access.
+    if (r & VM_FAULT_OOM && (memoryShort(core) || fatalSignalPending(core))) return XLATE_OOM;
+    const pfn = r & VM_FAULT_OOM ? -1 : walkPfn(core, mm, addr, write);
     if (pfn >= 0) return pfn;
     if (core.sched.preempt('user access: fault handled, access retried')) yield RESCHED;
   }
+}
+
+/**
+ * Model-only: an order-0 allocation would fail now (no free page, or the zone's failure hook
+ * says so): a VM_FAULT_OOM then stands for an allocation that ran out of memory (the allocator's
+ * OOM killer is the caller's to run), not one a handler failed with memory to spare.
+ */
+function memoryShort(core: Core): boolean {
+  return core.zone.nrFree === 0 || core.zone.failHook?.(0) === true;
 }
 
 /** Pages of the run found by the last {@link walkRun} (module scratch: no allocation). */

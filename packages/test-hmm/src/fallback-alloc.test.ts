@@ -12,7 +12,16 @@ import {
   pagemapEntry,
 } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
-import { hmmDmirrorCmd, intsEqual, thpMachine } from './test-util.js';
+import {
+  dmirrorOf,
+  fillInts,
+  hmmBuffer,
+  hmmDmirrorCmd,
+  hmmOpen,
+  intsEqual,
+  machine,
+  thpMachine,
+} from './test-util.js';
 import {
   HMM_DMIRROR_FLAG_FAIL_ALLOC,
   HMM_DMIRROR_FLAGS,
@@ -65,6 +74,30 @@ describe('finding K8: the small-page fallback of dmirror_migrate_alloc_and_copy(
     expect(pagemapEntry(k.core, p.mm, buf.ptr) & PM_PRESENT).toBeFalsy();
     expect(dev.nrFreeFolios).toBe(free);
     expect(intsEqual(p, buf.ptr, PMD_SIZE / 4, () => 0)).toBe(true);
+    expect(mod.check()).toEqual([]);
+    expect(k.check()).toEqual([]);
+  });
+});
+
+describe('HMM_DMIRROR_FLAG_FAIL_ALLOC and a CPU fault on a small device page', () => {
+  it('dmirror_devmem_fault() returns VM_FAULT_OOM once; pagefault_out_of_memory() kills nothing and the retried fault migrates the page back', () => {
+    const { k, mod, p } = machine(false);
+    const fd = hmmOpen(p, 0);
+    const buf = hmmBuffer(p, 4 * PAGE_SIZE);
+    fillInts(p, buf.ptr, PAGE_SIZE, (i) => i + 7);
+    expect(hmmDmirrorCmd(p, fd, HMM_DMIRROR_MIGRATE_TO_DEV, buf, 4)).toBe(0);
+    expect(buf.cpages).toBe(4);
+    expect(hmmDmirrorCmd(p, fd, HMM_DMIRROR_FLAGS, buf, HMM_DMIRROR_FLAG_FAIL_ALLOC)).toBe(0);
+    const kills = k.core.vmstat.oom_kill;
+    // The first fault's small-page allocation fails (the flag, which clears itself); the CPU
+    // retries the access and the second fault succeeds (the user access itself, no reclaim).
+    const got = new Uint8Array(4 * PAGE_SIZE);
+    expect(k.sched.runSync(p.sys.access(buf.ptr, got, 'read'), 'load')).toBe(0);
+    const ints = new Int32Array(got.buffer);
+    expect(ints.every((v, i) => v === i + 7)).toBe(true);
+    expect(p.state).toBe('running');
+    expect(k.core.vmstat.oom_kill).toBe(kills);
+    expect(dmirrorOf(p, fd).flags).toBe(0n);
     expect(mod.check()).toEqual([]);
     expect(k.check()).toEqual([]);
   });

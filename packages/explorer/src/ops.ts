@@ -123,6 +123,9 @@ export interface Op {
   readonly b?: number;
 }
 
+/** Encodes the text the sysfs and debugfs ops write. */
+const TEXT = new TextEncoder();
+
 /** The debugfs file of 'split' ops (mm/huge_memory.c split_huge_pages_fops). */
 const SPLIT_HUGE_PAGES_PATH = '/sys/kernel/debug/split_huge_pages';
 
@@ -525,7 +528,7 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
         out.ret = fd;
         return;
       }
-      const bytes = new TextEncoder().encode(`${MTHP_MODES[op.b ?? 0]}\n`);
+      const bytes = TEXT.encode(`${MTHP_MODES[op.b ?? 0]}\n`);
       out.ret = yield* sys.pwrite(fd, bytes, bytes.length, 0);
       yield* sys.close(fd);
       return;
@@ -545,7 +548,7 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
       }
       const at = op.off2 !== undefined ? `,${op.off2}` : '';
       const line = `${slot.proc.pid},0x${addr.toString(16)},0x${(addr + len).toString(16)},${op.a ?? 0}${at}`;
-      const bytes = new TextEncoder().encode(line);
+      const bytes = TEXT.encode(line);
       out.ret = yield* sys.write(fd, bytes, bytes.length);
       yield* sys.close(fd);
       return;

@@ -19,6 +19,13 @@ function load(name: string): { sc: Scenario; schedule: string; fixes: readonly s
 
 const OTHER = ['coop', 'random:seed=1,p=0.5', 'pct:seed=2,d=2,k=400'];
 
+/** A model-bug reproducer beside this file runs clean under its own schedule and {@link OTHER}. */
+function expectClean(name: string): void {
+  const { sc, schedule } = load(name);
+  for (const s of [schedule, ...OTHER])
+    expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+}
+
 describe('fuzz findings on the fixed model, kept as regressions', () => {
   it('K2: with the fix off the device reads a stale mirror entry; with every fix on the run is clean', () => {
     const { sc, schedule, fixes } = load('./k2-stale-mirror.hmm');
@@ -68,26 +75,19 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
   });
 
   it('fork() gives the child’s copy of a pinned page the VMA’s protection (a PROT_NONE VMA stays inaccessible; clean under its trace and others)', () => {
-    const { sc, schedule } = load('./pinned-fork-protnone.hmm');
-    for (const s of [schedule, ...OTHER])
-      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+    expectClean('./pinned-fork-protnone.hmm');
   });
 
   it('an unshare of the huge zero page maps the new THP read-only in a read-only VMA, so mremap() moves no writable PTE into it', () => {
-    const { sc } = load('./huge-zero-unshare-ro.hmm');
-    for (const s of OTHER) expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+    expectClean('./huge-zero-unshare-ro.hmm');
   });
 
   it('swapoff takes a reference on a swap-cache folio before freeing its swap (clean under its trace and others)', () => {
-    const { sc, schedule } = load('./swapoff-cache-ref.hmm');
-    for (const s of [schedule, ...OTHER])
-      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+    expectClean('./swapoff-cache-ref.hmm');
   });
 
   it('make_device_exclusive() moves the PTE dirty bit to the folio, so reclaim keeps a written lazy-free page (clean under its trace and others)', () => {
-    const { sc, schedule } = load('./exclusive-dirty-lazyfree.hmm');
-    for (const s of [schedule, ...OTHER])
-      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+    expectClean('./exclusive-dirty-lazyfree.hmm');
   });
 
   it('oracle: a CPU read concurrent with MADV_FREE of a swapped-out page reads zeros (clean under its trace and others)', () => {
@@ -113,9 +113,7 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
   });
 
   it('oracle: a GPU read in flight across a lazy-free discard may return the old contents (clean under its trace and others)', () => {
-    const { sc, schedule } = load('./lazy-discard-gpu-read.hmm');
-    for (const s of [schedule, ...OTHER])
-      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+    expectClean('./lazy-discard-gpu-read.hmm');
   });
 
   it('K6: with the fix off a split coherent THP has no pgmap (NULL dereference); with every fix on the run is clean', () => {
@@ -164,21 +162,15 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
   });
 
   it('a GPU bind is a syscall of its thread: the process no longer exits under it (page tables leaked at check_mm)', () => {
-    const { sc, schedule } = load('./gpu-bind-exit-pgtables.hmm');
-    for (const s of [schedule, ...OTHER])
-      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+    expectClean('./gpu-bind-exit-pgtables.hmm');
   });
 
   it('a thread whose process exited runs no more user accesses (page tables leaked at check_mm)', () => {
-    const { sc, schedule } = load('./dead-thread-access.hmm');
-    for (const s of [schedule, ...OTHER])
-      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+    expectClean('./dead-thread-access.hmm');
   });
 
   it('oracle bug: a multi-VMA mremap(DONTUNMAP) over a source hole keeps the destination page facing the hole (remap_move())', () => {
-    const { sc, schedule } = load('./multi-vma-mremap-gap.hmm');
-    for (const s of [schedule, ...OTHER])
-      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+    expectClean('./multi-vma-mremap-gap.hmm');
   });
 
   it("K10: with the fix off a GPU write racing nouveau's own migration to VRAM is lost; with every fix on the run is clean", () => {
@@ -238,9 +230,7 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
     // page freed meanwhile was freed twice and later handed out twice (a PTE mapping a freed page;
     // VM_BUG_ON in folio_remove_rmap_ptes at exit). deferred_split_scan() takes the folio with
     // folio_try_get() under the queue lock, so a freed folio is skipped.
-    const { sc, schedule } = load('./deferred-split-freed-folio.hmm');
-    for (const s of [schedule, ...OTHER])
-      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+    expectClean('./deferred-split-freed-folio.hmm');
   }, 60_000);
 
   it('model bug: munmap(2) keeps a PTE table a VMA beside the gap still covers (free_pgtables() floor and ceiling)', () => {
@@ -248,9 +238,7 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
     // the PMD while a dmirror migration in the VMA beside the gap had looked it up and was about
     // to insert a device-private entry into it: the entry went into a freed table, rss counted a
     // page no page table mapped ("Bad rss-counter state ... anon=1" at exit).
-    const { sc, schedule } = load('./munmap-shared-pte-table.hmm');
-    for (const s of [schedule, ...OTHER])
-      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+    expectClean('./munmap-shared-pte-table.hmm');
   });
 
   it('model bug (mTHP extension): a device mTHP split under a CPU fault hands the fault reference to the faulting page', () => {
@@ -273,14 +261,10 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
   });
 
   it('fork restores a device-exclusive entry with the VMA protection (PROT_NONE stays inaccessible)', () => {
-    const { sc, schedule } = load('./exclusive-fork-protnone.hmm');
-    for (const s of [schedule, ...OTHER])
-      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+    expectClean('./exclusive-fork-protnone.hmm');
   });
 
   it('a write fault racing MADV_COLLAPSE no longer leaks an rss count into a deposited table', () => {
-    const { sc, schedule } = load('./collapse-fault-rss.hmm');
-    for (const s of [schedule, ...OTHER])
-      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+    expectClean('./collapse-fault-rss.hmm');
   });
 });

@@ -135,8 +135,8 @@ export function* doHugePmdAnonymousPage(
 /**
  * Models do_huge_zero_wp_pmd() (mm/huge_memory.c, since v6.12): a write or unshare fault on the
  * huge zero PMD allocates a THP and maps it in place of the zero PMD (the deposited table stays),
- * if the PMD is still the one the fault saw (writable only in a VM_WRITE VMA). VM_FAULT_FALLBACK when no THP is available: the caller
- * splits the PMD and COWs one page.
+ * if the PMD is still the one the fault saw (writable only in a VM_WRITE VMA).
+ * VM_FAULT_FALLBACK when no THP is available: the caller splits the PMD and COWs one page.
  */
 export function* doHugeZeroWpPmd(
   core: Core,

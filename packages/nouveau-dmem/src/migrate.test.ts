@@ -1,6 +1,9 @@
 import {
   checkMmCore,
   FAULT_RETRY_BOUND,
+  folioTrylock,
+  folioUnlock,
+  type KGen,
   LivelockFinding,
   MADV_HUGEPAGE,
   MAP_ANONYMOUS,
@@ -206,6 +209,38 @@ describe('nouveau_dmem_migrate_vma with THP', () => {
     expect(toRamStats.get(drm)).toMatchObject({ thp: 1, small: 0 });
     expect(pmdKind(k, p, w)).toBe('huge');
     expect(drm.dmem!.chunks[0].callocated).toBe(0);
+    expect(k.check()).toEqual([]);
+  });
+
+  it('a CPU fault on a device THP whose folio lock another task holds spins until that holder has run', () => {
+    const { k, drm, p, svmm } = rig();
+    const w = thpWindow(p);
+    svmmMigrateToVram(svmm, w, w + PMD_SIZE);
+    const pte = gpuPte(svmm, w)!;
+    const chunk = drm.dmem!.chunks[0];
+    const head = chunk.pagemap.startPfn + (pte.addr - chunk.bo.offset) / PAGE_SIZE;
+    // A holder of the device folio's lock (as a racing migrate_to_ram() would be), for 5 steps.
+    const holder = k.sched.spawn(
+      'holder',
+      (function* (): KGen {
+        expect(folioTrylock(k.core, head)).toBe(true);
+        for (let i = 0; i < 5; i++) yield 'holder: copying';
+        folioUnlock(k.core, head);
+      })(),
+    );
+    k.sched.runUntil(() => k.core.folioLockOwners.get(head) === holder);
+    const buf = new Uint8Array(new Int32Array([-5]).buffer);
+    const writer = k.sched.spawn('writer', p.sys.access(w + 64, buf, 'write'));
+    k.sched.runUntil(() => writer.state === 'blocked');
+    // do_huge_pmd_device_private() found the folio locked: it waits for the holder by name.
+    expect(writer.wait?.retry).toBe(true);
+    expect(writer.wait?.holders()).toEqual([holder]);
+    expect(writer.site).toContain('spinning until holder makes progress');
+    k.sched.runAll();
+    expect(holder.state).toBe('done');
+    expect(writer.result).toBe(0);
+    expect(p.readI32(w + 64)).toBe(-5);
+    expect(pmdKind(k, p, w)).toBe('huge');
     expect(k.check()).toEqual([]);
   });
 });

@@ -90,6 +90,10 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
     expectClean('./exclusive-dirty-lazyfree.hmm');
   });
 
+  it('a fault spinning on a device folio lock waits for the lock holder, not any task: no false livelock under PCT (clean under its trace and others)', () => {
+    expectClean('./pct-spin-starvation.hmm');
+  });
+
   it('oracle: a CPU read concurrent with MADV_FREE of a swapped-out page reads zeros (clean under its trace and others)', () => {
     const { sc, schedule } = load('./madv-free-swap-read.hmm');
     // Under its trace the advice frees the swap entries before the read faults the pages in, so the

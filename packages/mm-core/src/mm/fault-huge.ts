@@ -226,7 +226,12 @@ export function* deviceFault(
   if (!folioTrylock(core, head)) {
     ptlUnlock(core, ptl, site);
     if (pte) yield* folioWaitLocked(core, head, 'device-private entry wait');
-    else yield* spinRetry(core.sched, `${site}: device folio locked by another task, retry`);
+    else
+      yield* spinRetry(
+        core.sched,
+        `${site}: device folio locked by another task, retry`,
+        core.folioLockOwners.get(head) ?? null,
+      );
     return 0;
   }
   folioGet(core, head);

@@ -407,14 +407,23 @@ export function* waitEvent(
 
 /**
  * Models a busy retry (cpu_relax() in a loop, a fault returning 0 so the access repeats): a path
- * that found something locked by another CPU and retries at once. The task spins until some
- * other task has run a step: the holder lives on another CPU and keeps running while this one
- * spins. Without this, a strict-priority schedule (PCT) would let the spinner starve the holder,
- * which real CPUs do not. If no other task can run, the spinner retries at once.
+ * that found something locked by another CPU and retries at once. The task spins until the
+ * holder (when the caller knows it, e.g. a folio lock's owner) or else some other task has run a
+ * step: the holder lives on another CPU and keeps running while this one spins. Without this, a
+ * strict-priority schedule (PCT) would let the spinner starve the holder, which real CPUs do not;
+ * and waiting only for "another task" lets a third task's steps stand in for the holder's, so a
+ * low-priority holder may still never run between two tries. If no other task can run, the
+ * spinner retries at once.
  */
-export function* spinRetry(sched: Scheduler, site: string): KGen {
+export function* spinRetry(sched: Scheduler, site: string, holder: Task | null = null): KGen {
   const me = sched.current;
-  const c = new SpinWait(sched, me, `${site} (spinning until another CPU makes progress)`);
+  const h = holder !== me ? holder : null;
+  const c = new SpinWait(
+    sched,
+    me,
+    h,
+    `${site} (spinning until ${h ? h.name : 'another CPU'} makes progress)`,
+  );
   yield c;
 }
 
@@ -462,7 +471,10 @@ class RwSemWait implements WaitCond {
   }
 }
 
-/** Models a busy retry's wait (see spinRetry()): ready once another task has run a step. */
+/**
+ * Models a busy retry's wait (see spinRetry()): ready once the holder has run a step (or ended),
+ * or with no holder known, once another task has run a step.
+ */
 class SpinWait implements WaitCond {
   readonly sleeping = false;
   readonly retry = true;
@@ -471,15 +483,18 @@ class SpinWait implements WaitCond {
   constructor(
     private readonly sched: Scheduler,
     private readonly me: Task,
+    private readonly holder: Task | null,
     readonly what: string,
   ) {
-    this.mark = sched.steps;
+    this.mark = holder ? holder.steps : sched.steps;
     this.mine = me.steps;
   }
   ready(): boolean {
+    const h = this.holder;
+    if (h) return h.steps > this.mark || h.state === 'done';
     return this.sched.steps - this.mark > this.me.steps - this.mine;
   }
   holders(): readonly Task[] {
-    return [];
+    return this.holder ? [this.holder] : [];
   }
 }

@@ -199,6 +199,32 @@ describe('spinRetry()', () => {
     }
   });
 
+  it("with the holder named, a third task's steps do not count as the holder's progress", () => {
+    // PCT priorities spinner (t1) > busy third task (t2) > holder (t0): the spinner must wait for
+    // the holder itself, not for whichever other task runs next.
+    const seeds: number[] = [];
+    for (let seed = 1; seed <= 200; seed++)
+      if (pctOrder(seed, 3).slice(0, 3).join() === 't1,t2,t0') seeds.push(seed);
+    expect(seeds.length).toBeGreaterThan(2);
+    for (const named of [true, false])
+      for (const seed of seeds) {
+        const r = holderAndSpinner(seed, (s) => spinRetry(s, 'retry', named ? r.holder : null), 20);
+        const third = r.s.spawn(
+          't2',
+          (function* (): KGen<string> {
+            for (let i = 0; i < 500; i++) yield 'third: own work';
+            return 'third done';
+          })(),
+        );
+        r.s.runAll();
+        expect(r.spinner.result).toBe('spinner done');
+        expect(third.result).toBe('third done');
+        // Named: one try per holder step at most. Unnamed: a try after every step of the third.
+        if (named) expect(r.tries()).toBeLessThanOrEqual(22);
+        else expect(r.tries()).toBeGreaterThan(100);
+      }
+  });
+
   it('a plain preemption point in the same loop would starve the holder (a livelock finding)', () => {
     const seed = seedsWithSecondHigher()[0];
     const r = holderAndSpinner(seed, function* () {

@@ -45,12 +45,14 @@ import {
   PROT_NONE,
   PROT_READ,
   PROT_WRITE,
+  SIGBUS,
   SIGKILL,
   SIGSEGV,
   SWAP_DEVICE_PATH,
   thpSizeDir,
   XLATE_BUS,
   XLATE_OOM,
+  XLATE_SEGV,
 } from '@hmm-model/mm-core';
 import { gpuAccessGen, svmmMigrateToVramGen } from '@hmm-model/nouveau-dmem';
 import {
@@ -183,8 +185,10 @@ const ADVICE: Record<number, string> = Object.fromEntries(ADVICE_NAMES.map(([n, 
 export interface OpOutcome {
   /** The syscall's return value (or 0 for accesses). */
   ret: number;
-  /** The signal that killed the process, if any. */
+  /** The signal a user access raised (0: none): it killed the process unless `handled`. */
   signal: number;
+  /** The program's SIGSEGV handler caught `signal`: the thread went on (see accessFault()). */
+  handled: boolean;
   /** The op did not run (its process or region did not exist). */
   skipped: boolean;
   /** Bytes read (read, dm read, gpu read): data of [readAddr, readAddr + readData.length). */
@@ -204,6 +208,7 @@ export function newOutcome(): OpOutcome {
   return {
     ret: 0,
     signal: 0,
+    handled: false,
     skipped: false,
     readAddr: 0,
     readData: null,
@@ -455,8 +460,26 @@ function* dmFd(slot: ProcSlot, d: number): KGen<number> {
 }
 
 /**
+ * Models the signal of a user access that faulted (accessBytes() returned an XLATE_* code):
+ * force_sig_fault(SIGSEGV) for a bad address, SIGBUS, or the OOM killer's SIGKILL. The explorer's
+ * programs catch SIGSEGV (a handler that siglongjmp()s past the access, as the mm selftests do for
+ * faults they expect), so the thread goes on: an access racing another thread's munmap(),
+ * mprotect() or mremap() no longer ends the process and every operation after it. SIGBUS and
+ * SIGKILL kill the process (do_exit() with the signal), as does any signal once it is exiting.
+ */
+function* accessFault(slot: ProcSlot, ret: number, out: OpOutcome): KGen {
+  out.signal = ret === XLATE_BUS ? SIGBUS : ret === XLATE_OOM ? SIGKILL : SIGSEGV;
+  out.oom = ret === XLATE_OOM;
+  if (ret === XLATE_SEGV) {
+    out.handled = true;
+    return;
+  }
+  yield* slot.proc.exitGen(0, out.signal);
+}
+
+/**
  * Runs `op` as the thread it names (the task running this generator belongs to that thread).
- * Accesses that fault fatally kill the process, as the kernel's signal would.
+ * An access's SIGSEGV is caught by the program; SIGBUS and SIGKILL kill the process (accessFault()).
  */
 export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
   const slot = w.live(op.p);
@@ -499,9 +522,7 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
       const data = writePattern(op.a ?? 0, addr, len, w.buffer(op.p, op.t, len));
       const ret = yield* sys.access(addr, data, 'write');
       if (ret < 0) {
-        out.signal = ret === XLATE_BUS ? 7 : ret === XLATE_OOM ? SIGKILL : SIGSEGV;
-        out.oom = ret === XLATE_OOM;
-        yield* slot.proc.exitGen(0, out.signal);
+        yield* accessFault(slot, ret, out);
         return;
       }
       out.writeAddr = addr;
@@ -512,9 +533,7 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
       const buf = w.buffer(op.p, op.t, len);
       const ret = yield* sys.access(addr, buf, 'read');
       if (ret < 0) {
-        out.signal = ret === XLATE_BUS ? 7 : ret === XLATE_OOM ? SIGKILL : SIGSEGV;
-        out.oom = ret === XLATE_OOM;
-        yield* slot.proc.exitGen(0, out.signal);
+        yield* accessFault(slot, ret, out);
         return;
       }
       out.readAddr = addr;

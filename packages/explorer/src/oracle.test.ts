@@ -135,6 +135,35 @@ describe('the oracle', () => {
     );
   });
 
+  it('a store stopped by a caught SIGSEGV (a racing munmap) leaves the rest of its range unknown, not stale', () => {
+    const o = mapped();
+    const data = writePattern(5, regionAddr(0, 0), 8 * PAGE_SIZE);
+    expect(
+      done(
+        o,
+        { k: 'write', p: 0, t: 0, r: 0, off: 0, n: 8, a: 5 },
+        { writeAddr: regionAddr(0, 0), writeData: data },
+      ),
+    ).toBeNull();
+    const first = regionAddr(0, 0) / PAGE_SIZE;
+    expect(o.knownPages(0)).toHaveLength(8);
+    // A second store races a munmap of its upper half and faults there; the program catches it.
+    const w = o.begin({ k: 'write', p: 0, t: 0, r: 0, off: 0, n: 8, a: 6 });
+    expect(done(o, { k: 'munmap', p: 0, t: 1, r: 0, off: 4, n: 4 }, { ret: 0 })).toBeNull();
+    expect(o.end(w, { ...newOutcome(), signal: 11, handled: true }, alive)).toBeNull();
+    // Pages 0..3 hold the old or the new contents (written before the fault): not judged until a
+    // checked load adopts one; a load reading the new contents is no divergence.
+    expect(o.knownPages(0)).toEqual([]);
+    expect(o.accessible(0, first, first + 4, true)).toBe(true);
+    const fresh = writePattern(6, regionAddr(0, 0), PAGE_SIZE);
+    expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, fresh)).toBeNull();
+    expect(o.knownPages(0)).toEqual([first]);
+    // Without a racing op the same caught signal is a divergence: the oracle says it is mapped.
+    expect(
+      done(o, { k: 'write', p: 0, t: 0, r: 0, off: 0, n: 2, a: 7 }, { signal: 11, handled: true }),
+    ).toMatch(/signal 11, but the oracle says every page is mapped and accessible/);
+  });
+
   it('two mapping changes racing on the same pages leave their mapping unknown: no access there is judged', () => {
     const o = mapped();
     const m = o.begin({ k: 'mremap', p: 0, t: 0, r: 0, off: 0, n: 4, r2: 1, off2: 0 });

@@ -493,6 +493,9 @@ export class Oracle {
       case 'write':
       case 'dm':
       case 'gpu':
+        // A CPU store stopped by a SIGSEGV its program caught: the pages before the faulting one
+        // were written, the rest were not (the oracle does not learn which page faulted).
+        if (op.k === 'write' && out.handled) for (let v = s; v < e; v++) this.forget(mem, v);
         if (out.writeData) {
           const first = out.writeAddr / PAGE_SIZE - BASE_VPN;
           const full = out.writeData.length / PAGE_SIZE;

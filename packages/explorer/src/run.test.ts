@@ -30,6 +30,29 @@ describe('explorer runs', () => {
     expect(a.trace).toMatch(/^trace:/);
   });
 
+  it("a store racing another thread's munmap() takes a SIGSEGV the program catches: the process goes on", () => {
+    const sc = scenario(
+      ['p0.t0 mmap r0 1024 prot 3', 'p0.t0 write r0 0+1024 seed 1'],
+      [
+        'p0.t0 write r0 0+1024 seed 2',
+        'p0.t1 munmap r0 512+512',
+        'p0.t0 mmap r1 512 prot 3',
+        'p0.t0 write r1 0+8 seed 3',
+      ],
+    );
+    let caught = 0;
+    for (let seed = 1; seed <= 40; seed++) {
+      const r = runScenario(sc, { schedule: `random:seed=${seed},p=0.5` });
+      expect(r.finding?.message ?? null).toBeNull();
+      if (!r.log.includes('p0.t0 write r0 0+1024 seed 2 -> signal 11 (handled)')) continue;
+      caught++;
+      // The thread's next operations ran (nothing is skipped: the process is alive).
+      expect(r.log).toContain('p0.t0 write r1 0+8 seed 3 -> 0');
+      expect(r.opsDone).toBe(6); // 2 prelude + 4
+    }
+    expect(caught).toBeGreaterThan(0);
+  });
+
   it('a switched-on bug is reported as the kernel reports it; the fixed model is clean', () => {
     const sc = scenario(
       ['p0.t0 mmap r0 512 thp prot 3', 'p0.t0 write r0 0+512 seed 1'],

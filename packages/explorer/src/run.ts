@@ -325,7 +325,14 @@ class ScenarioRun {
       this.opsDone++;
       this.kinds[op.k] = (this.kinds[op.k] ?? 0) + 1;
     }
-    this.note(op, out.skipped ? 'skipped' : out.signal ? `signal ${out.signal}` : String(out.ret));
+    this.note(
+      op,
+      out.skipped
+        ? 'skipped'
+        : out.signal
+          ? `signal ${out.signal}${out.handled ? ' (handled)' : ''}`
+          : String(out.ret),
+    );
     if (bad) throw new Finding('divergence', bad);
     const warnings = this.k.core.warnings;
     while (warnings.length > this.warnings) {

@@ -7,7 +7,7 @@
  */
 import { HPAGE_PMD_NR, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_SIZE } from './constants.js';
 import { type Core, MEMORY_DEVICE_PRIVATE } from './core.js';
-import type { PageTableVisitor, WalkLevel } from './invariants.js';
+import type { PageTableVisitor, WalkLevel } from './invariants-walk.js';
 import { mmCounter } from './mm/counters.js';
 import { swapEntryToInfo, swpEntryName, swpEntryVal } from './mm/swapfile.js';
 import {

@@ -23,20 +23,13 @@
  * one, and code that keeps references across syscalls (drivers, GUP users) reports them with
  * {@link registerRefHolder} so they are not mistaken for leaks.
  */
-import { HPAGE_PMD_NR, HPAGE_PMD_ORDER, MAX_PAGE_ORDER, PAGE_SIZE, PMD_SIZE } from './constants.js';
+import { HPAGE_PMD_NR, HPAGE_PMD_ORDER, MAX_PAGE_ORDER, PAGE_SIZE, PMD_SIZE, PUD_SIZE } from './constants.js';
 import type { Core } from './core.js';
 import { dumpFolio } from './folio.js';
 import { MmWalkCheck } from './invariants-mm.js';
+import { checkSwapcacheFolio, checkSwapSlots } from './invariants-swap.js';
+import { PGDIR_SIZE, walkPageTables } from './invariants-walk.js';
 import type { Kernel } from './kernel.js';
-import {
-  SWAP_MAP_BAD,
-  SWAPFILE_CLUSTER,
-  SWP_USED,
-  swapEntryToInfo,
-  swpEntryName,
-  swpEntryOffset,
-  swpEntryVal,
-} from './mm/swapfile.js';
 import { AnonVma, Inode, type MmStruct, type RssCounters, VM_HUGETLB, type Vma } from './mm/types.js';
 import { _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, entryPfn } from './pgtable/entry.js';
 import { BLOCK_PAGES } from './phys/frames.js';
@@ -50,7 +43,6 @@ import {
   PG_hugetlb,
   PG_locked,
   PG_partially_mapped,
-  PG_swapbacked,
   PG_swapcache,
   PG_table,
   PG_tail,
@@ -58,87 +50,7 @@ import {
 } from './phys/memmap.js';
 import { Process } from './process.js';
 
-/** Models the page-table levels (pgd, pud, pmd, pte) as {@link walkPageTables} names them. */
-export type WalkLevel = 'pgd' | 'pud' | 'pmd' | 'pte';
-
-/**
- * Models struct mm_walk_ops (include/linux/pagewalk.h): the callbacks of
- * {@link walkPageTables}; addresses are user virtual addresses.
- */
-export interface PageTableVisitor {
-  /** A table page below the PGD: a PUD, PMD or PTE table (level names the table's entries). */
-  table?(pfn: number, level: 'pud' | 'pmd' | 'pte', addr: number): void;
-  /** A PMD that is a leaf: a present huge PMD or any non-none non-present PMD. */
-  pmdLeaf?(addr: number, lo: number, hi: number): void;
-  /** A non-none PTE. */
-  pte?(addr: number, lo: number, hi: number): void;
-  /** An entry the model never creates at that level (PGD/PUD leaves, kernel-half PGD entries). */
-  bad?(addr: number, level: WalkLevel, lo: number, hi: number): void;
-}
-
-const PGDIR_SIZE = 2 ** 39;
-const PUD_SIZE = 2 ** 30;
-
-/**
- * Models walk_page_range() (mm/pagewalk.c) over every user address of an mm, reading the
- * tables directly (no VMA needed): reports each table page, each leaf PMD and each non-none
- * PTE. Allocation-free and side-effect-free.
- */
-export function walkPageTables(core: Core, mm: MmStruct, v: PageTableVisitor): void {
-  if (mm.pgd < 0) return;
-  const frames = core.frames;
-  const pgdB = frames.block32(mm.pgd);
-  const pgdO = (mm.pgd & (BLOCK_PAGES - 1)) << 10;
-  for (let gi = 0; gi < 512; gi++) {
-    const glo = pgdB[pgdO + 2 * gi];
-    const ghi = pgdB[pgdO + 2 * gi + 1];
-    if (glo === 0 && ghi === 0) continue;
-    const ga = gi * PGDIR_SIZE;
-    if (gi >= 256 || !(glo & _PAGE_PRESENT) || glo & _PAGE_PSE) {
-      v.bad?.(ga, 'pgd', glo, ghi);
-      continue;
-    }
-    const pud = entryPfn(glo, ghi);
-    v.table?.(pud, 'pud', ga);
-    const pudB = frames.block32(pud);
-    const pudO = (pud & (BLOCK_PAGES - 1)) << 10;
-    for (let ui = 0; ui < 512; ui++) {
-      const ulo = pudB[pudO + 2 * ui];
-      const uhi = pudB[pudO + 2 * ui + 1];
-      if (ulo === 0 && uhi === 0) continue;
-      const ua = ga + ui * PUD_SIZE;
-      if (!(ulo & _PAGE_PRESENT) || ulo & _PAGE_PSE) {
-        v.bad?.(ua, 'pud', ulo, uhi);
-        continue;
-      }
-      const pmd = entryPfn(ulo, uhi);
-      v.table?.(pmd, 'pmd', ua);
-      const pmdB = frames.block32(pmd);
-      const pmdO = (pmd & (BLOCK_PAGES - 1)) << 10;
-      for (let mi = 0; mi < 512; mi++) {
-        const mlo = pmdB[pmdO + 2 * mi];
-        const mhi = pmdB[pmdO + 2 * mi + 1];
-        if (mlo === 0 && mhi === 0) continue;
-        const ma = ua + mi * PMD_SIZE;
-        if (!(mlo & _PAGE_PRESENT) || mlo & _PAGE_PSE) {
-          v.pmdLeaf?.(ma, mlo, mhi);
-          continue;
-        }
-        const pte = entryPfn(mlo, mhi);
-        v.table?.(pte, 'pte', ma);
-        if (!v.pte) continue;
-        const pteB = frames.block32(pte);
-        const pteO = (pte & (BLOCK_PAGES - 1)) << 10;
-        for (let pi = 0; pi < 512; pi++) {
-          const plo = pteB[pteO + 2 * pi];
-          const phi = pteB[pteO + 2 * pi + 1];
-          if (plo === 0 && phi === 0) continue;
-          v.pte(ma + pi * PAGE_SIZE, plo, phi);
-        }
-      }
-    }
-  }
-}
+export { type PageTableVisitor, type WalkLevel, walkPageTables } from './invariants-walk.js';
 
 /**
  * Models the references folio_expected_ref_count() (include/linux/mm.h) cannot see: a holder
@@ -489,112 +401,9 @@ class MmCoreCheck {
     }
   }
 
-  // ---- swap -----------------------------------------------------------------------------
-
-  private swapCached = 0;
-
-  /**
-   * Every slot in use of every swap area: its swap count against the swap PTEs found, its
-   * swap-cache page against the folio (PG_swapcache, page private = the entry; one reference
-   * per cached page), and no slot in use without either (a leak). Swap PTEs to free slots are
-   * reported too.
-   */
+  /** See {@link checkSwapSlots} (invariants-swap.ts). */
   private swapSlots(): void {
-    const core = this.core;
-    const m = this.m;
-    const seen = new Set<number>();
-    for (const si of core.swapInfo) {
-      if (!si.materialised) continue;
-      const map = si.swapMap;
-      const tab = si.table;
-      let inuse = 0;
-      if (map[0] !== SWAP_MAP_BAD) this.report(`swap area ${si.type}: header slot 0 is not SWAP_MAP_BAD`);
-      for (let off = 1; off < si.max; off++) {
-        // Clusters whose counter says empty are skipped (a swap PTE into one is still caught:
-        // its slot is never seen); the others are checked slot by slot, counter included.
-        if (off % SWAPFILE_CLUSTER === 0 || off === 1) {
-          const c = Math.floor(off / SWAPFILE_CLUSTER);
-          const base = c === 0 ? 1 : 0;
-          const end = c * SWAPFILE_CLUSTER + si.clusterSlots(c);
-          if (si.clusterUsed(c) === base) {
-            off = end - 1;
-            continue;
-          }
-          let used = base;
-          for (let o = Math.max(1, c * SWAPFILE_CLUSTER); o < end; o++)
-            if (map[o] !== 0 || tab[o] !== 0) used++;
-          if (used !== si.clusterUsed(c))
-            this.report(
-              `swap area ${si.type}: cluster ${c} counts ${si.clusterUsed(c)} slots in use but has ${used}`,
-            );
-        }
-        const count = map[off];
-        const pfn = tab[off];
-        if (count === 0 && pfn === 0) continue;
-        inuse++;
-        const entry = swpEntryVal(si.type, off);
-        const refs = this.swapRefs.get(entry) ?? 0;
-        seen.add(entry);
-        if (count !== refs)
-          this.report(`swap slot ${swpEntryName(entry)}: swap count ${count} but ${refs} swap PTEs`);
-        if (pfn === 0) continue;
-        this.swapCached++;
-        if (!m.valid(pfn)) {
-          this.report(`swap slot ${swpEntryName(entry)}: swap cache holds invalid pfn ${hex(pfn)}`);
-          continue;
-        }
-        const head = m.head[pfn];
-        if (!(m.flags[head] & PG_swapcache))
-          this.report(`swap slot ${swpEntryName(entry)}: cached folio is not PG_swapcache`, pfn);
-        if (m.priv[pfn] !== entry)
-          this.report(`swap slot ${swpEntryName(entry)}: cached page's private is ${m.priv[pfn]}`, pfn);
-        this.addRef(head, 1);
-      }
-      let counted = 0;
-      for (let c = 0; c < si.nrClusters; c++) counted += si.clusterUsed(c);
-      if (inuse !== si.inusePages || counted - 1 !== si.inusePages)
-        this.report(
-          `swap area ${si.type}: inuse_pages ${si.inusePages} but ${inuse} slots in use (cluster counters: ${counted - 1})`,
-        );
-    }
-    for (const [entry, n] of this.swapRefs)
-      if (!seen.has(entry)) this.report(`${n} swap PTEs name free swap slot ${swpEntryName(entry)}`);
-    // swapoff: an area it freed (its swap_info[] entry no longer SWP_USED) holds nothing.
-    for (const si of core.swapInfo)
-      if (!(si.flags & SWP_USED) && si.inusePages !== 0)
-        this.report(`swap area ${si.type}: freed by swapoff but ${si.inusePages} slots in use`);
-    if (core.vmstat.nr_swapcached !== this.swapCached)
-      this.report(
-        `nr_swapcached ${core.vmstat.nr_swapcached} but the swap cache holds ${this.swapCached} pages`,
-      );
-  }
-
-  /** A PG_swapcache folio: each page's entry must name a slot caching that page. */
-  private checkSwapcacheFolio(h: number): void {
-    const m = this.m;
-    const n = m.folioNrPages(h);
-    // folio_test_swapcache() is only true for swap-backed folios: a lazy-free folio
-    // (folio_mark_lazyfree() cleared PG_swapbacked) is never in the swap cache.
-    if (!(m.flags[h] & PG_swapbacked))
-      this.report(
-        `folio ${hex(h)}: PG_swapcache without PG_swapbacked (a lazy-free folio in the swap cache)`,
-        h,
-      );
-    for (let i = 0; i < n; i++) {
-      const entry = m.priv[h + i];
-      const si = swapEntryToInfo(this.core, entry);
-      if (!si || si.table[swpEntryOffset(entry)] !== h + i) {
-        this.report(
-          `folio ${hex(h)}: PG_swapcache page ${hex(h + i)} is not in the swap cache at its entry`,
-          h,
-        );
-        return;
-      }
-      if (i > 0 && entry !== m.priv[h] + i) {
-        this.report(`folio ${hex(h)}: swap entries of its pages are not consecutive`, h);
-        return;
-      }
-    }
+    checkSwapSlots(this.core, this.swapRefs, this);
   }
 
   // ---- folios ---------------------------------------------------------------------------
@@ -639,7 +448,7 @@ class MmCoreCheck {
     } else if (m.entireMapcount[h] !== 0 || m.largeMapcount[h] !== 0 || s.expEntire[h] !== 0) {
       this.report(`small folio ${hex(h)} has PMD-level mapcounts`, h);
     }
-    if (m.flags[h] & PG_swapcache) this.checkSwapcacheFolio(h);
+    if (m.flags[h] & PG_swapcache) checkSwapcacheFolio(this.core, h, this);
     this.checkLargeAnon(h, n);
     const exp = s.expRef[h];
     const ref = m.refcount[h];

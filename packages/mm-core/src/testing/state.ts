@@ -2,7 +2,7 @@
  * Test-only: a fingerprint of everything a syscall can change in a machine (excluded from the
  * build), so a test can assert that a refused call changed nothing.
  */
-import { walkPageTables } from '../invariants.js';
+import { walkPageTables } from '../invariants-walk.js';
 import type { Kernel } from '../kernel.js';
 import { Process } from '../process.js';
 

@@ -84,7 +84,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const fixes: readonly string[] | undefined = o.faithful ? [] : undefined;
   const seed = (o.seed as number | undefined) ?? 1;
   const totalOps = (o.ops as number | undefined) ?? 20_000;
-  const opsPerRun = (o['ops-per-run'] as number | undefined) ?? 400;
+  const opsPerRun = (o['ops-per-run'] as number | undefined) ?? 1000;
   const strategy = ((o.strategy as string | undefined) ?? 'random') as StrategyName;
   const workers = (o.workers as number | undefined) ?? 1;
   const timeMs = (o.time as number | undefined) ?? 0;

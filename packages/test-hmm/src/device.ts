@@ -440,7 +440,14 @@ export class DmirrorDevice {
         // the lock and evicts again.
         if (this.evictUntilEmpty)
           yield* this.evictAgain('dmirror chunk removal: folio locked by a migration', () =>
-            chunk.pagemap.refs ? { left: chunk.pagemap.refs, locked: this.lockedPage(chunk), chunk } : null,
+            chunk.pagemap.refs
+              ? {
+                  left: chunk.pagemap.refs,
+                  locked: this.lockedPage(chunk),
+                  busy: this.busyPage(chunk),
+                  chunk,
+                }
+              : null,
           );
         yield* memunmapPages(this.core, chunk.pagemap);
         this.chunkByPgmap.delete(chunk.pagemap.id);
@@ -525,6 +532,19 @@ export class DmirrorDevice {
       const r = this.backingPage(p);
       if (r && m.priv[m.head[r]] === id) yield p;
     }
+  }
+
+  /**
+   * Model-only: an allocated folio head of the chunk with a reference beyond its mappings (0 if
+   * none): another task (a collection that try-locks after its folio_get(), a fault, a GPU
+   * migration) holds it for a moment, so the eviction's refcount check failed; it drops it soon.
+   */
+  private busyPage(chunk: DmirrorChunk): number {
+    const m = this.core.map;
+    if (chunk.pagemap.refs === 0) return 0;
+    for (let p = chunk.pagemap.startPfn; p < chunk.pagemap.endPfn; p++)
+      if (m.head[p] === p && m.refcount[p] > folioMapcount(this.core, p)) return p;
+    return 0;
   }
 
   /** Model-only: an allocated, locked folio head of the chunk (0 if none). */

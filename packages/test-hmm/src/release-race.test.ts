@@ -1,6 +1,9 @@
 import {
+  folioGet,
+  folioPut,
   installMmCoreChecker,
   Kernel,
+  type KGen,
   LockFinding,
   MADV_HUGEPAGE,
   MAP_ANONYMOUS,
@@ -8,6 +11,8 @@ import {
   PROT_READ,
   PROT_WRITE,
   parseSchedule,
+  type Task,
+  waitEvent,
 } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
 import { installDmirror } from './module.js';
@@ -70,5 +75,48 @@ describe('HMM_DMIRROR_RELEASE racing with a migration to the device (README: Fin
       const r = race(seed, true);
       expect(r.deadlock).toBeNull();
     }
+  });
+
+  it('with evictUntilEmpty the removal also waits out a passing extra reference on a device page (no hang)', () => {
+    const k = new Kernel({ ramBytes: 256 << 20 });
+    installMmCoreChecker(k);
+    const mod = installDmirror(k, { coherent: false, evictUntilEmpty: true });
+    const p = k.spawn();
+    const fd = hmmOpen(p, 0);
+    const n = 16;
+    const buf = { ptr: p.malloc(n * 4096), mirror: p.malloc(n * 4096), size: n * 4096, cpages: 0, faults: 0 };
+    fillInts(p, buf.ptr, (n * 4096) / 4, (i) => i);
+    hmmDmirrorCmd(p, fd, HMM_DMIRROR_MIGRATE_TO_DEV, buf, n);
+    expect(buf.cpages).toBe(n);
+    const pg = mod.devices[0].chunks[0].pagemap;
+    let page = -1;
+    for (let q = pg.startPfn; q < pg.endPfn && page < 0; q++) if (k.core.map.refcount[q] > 0) page = q;
+    expect(page).toBeGreaterThan(0);
+    // Another task holds one device page (as a collection between its folio_get() and its
+    // trylock does) until the removal waits: the eviction's refcount check fails meanwhile.
+    const cmd = p.mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+    p.writeBytes(cmd, encodeCmd({ addr: buf.ptr, ptr: buf.mirror, npages: n }));
+    let release: Task | null = null;
+    let waited = '';
+    const holder = k.sched.spawn(
+      'holder',
+      (function* (): KGen {
+        folioGet(k.core, page);
+        yield* waitEvent('removal waiting', () => release?.state === 'blocked');
+        waited = release?.wait?.what ?? '';
+        folioPut(k.core, page);
+      })(),
+    );
+    k.sched.runUntil(() => holder.state === 'blocked');
+    release = p.clone().spawn('release', p.sys.ioctl(fd, HMM_DMIRROR_RELEASE, cmd));
+    // Without the wait the removal gives up after a pass that leaves the held page, and
+    // memunmap_pages() waits forever for a page that stays mapped (a deadlock finding).
+    k.sched.runAll();
+    expect(waited).toBe('dmirror chunk removal: folio locked by a migration: extra folio reference');
+    expect(release.result).toBe(0);
+    // Every page came back to system memory with its data.
+    for (let i = 0; i < (n * 4096) / 4; i += 997) expect(p.readI32(buf.ptr + 4 * i)).toBe(i);
+    expect(k.check()).toEqual([]);
+    expect(mod.check()).toEqual([]);
   });
 });

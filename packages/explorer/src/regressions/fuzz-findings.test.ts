@@ -94,6 +94,10 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
     expectClean('./pct-spin-starvation.hmm');
   });
 
+  it('the fixed dmirror chunk removal waits out a passing reference on a device page instead of leaving memunmap_pages() waiting forever (clean under its trace and others)', () => {
+    expectClean('./release-busy-page.hmm');
+  });
+
   it('oracle: a CPU read concurrent with MADV_FREE of a swapped-out page reads zeros (clean under its trace and others)', () => {
     const { sc, schedule } = load('./madv-free-swap-read.hmm');
     // Under its trace the advice frees the swap entries before the read faults the pages in, so the

@@ -96,7 +96,7 @@ describe('HMM_DMIRROR_RELEASE racing with a migration to the device (README: Fin
     // trylock does) until the removal waits: the eviction's refcount check fails meanwhile.
     const cmd = p.mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
     p.writeBytes(cmd, encodeCmd({ addr: buf.ptr, ptr: buf.mirror, npages: n }));
-    let release: Task | null = null;
+    let release = null as Task | null;
     let waited = '';
     const holder = k.sched.spawn(
       'holder',

@@ -16,6 +16,14 @@ function readOf(o: Oracle, op: Op, data: Uint8Array): string | null {
   return done(o, op, { readAddr: regionAddr(op.r ?? 0, op.off ?? 0), readData: data });
 }
 
+/** A completed CPU store of pattern `seed` to pages [off, off + n) of region 0 (checked clean); its bytes. */
+function store(o: Oracle, off: number, n: number, seed: number): Uint8Array {
+  const data = writePattern(seed, regionAddr(0, off), n * PAGE_SIZE);
+  const op: Op = { k: 'write', p: 0, t: 0, r: 0, off, n, a: seed };
+  expect(done(o, op, { writeAddr: regionAddr(0, off), writeData: data })).toBeNull();
+  return data;
+}
+
 function mapped(): Oracle {
   const o = new Oracle(2);
   expect(done(o, { k: 'mmap', p: 0, t: 0, r: 0, n: 8, a: RW }, { ret: regionAddr(0, 0) })).toBeNull();
@@ -28,14 +36,7 @@ describe('the oracle', () => {
     expect(
       readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 2 }, new Uint8Array(2 * PAGE_SIZE)),
     ).toBeNull();
-    const data = writePattern(7, regionAddr(0, 2), 2 * PAGE_SIZE);
-    expect(
-      done(
-        o,
-        { k: 'write', p: 0, t: 0, r: 0, off: 2, n: 2, a: 7 },
-        { writeAddr: regionAddr(0, 2), writeData: data },
-      ),
-    ).toBeNull();
+    const data = store(o, 2, 2, 7);
     expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 2, n: 2 }, data.slice())).toBeNull();
     const bad = data.slice();
     bad[PAGE_SIZE + 4] ^= 1;
@@ -45,12 +46,7 @@ describe('the oracle', () => {
 
   it('MADV_DONTNEED zeroes; munmap unmaps (a read there is a divergence); mremap moves the contents', () => {
     const o = mapped();
-    const data = writePattern(3, regionAddr(0, 0), 8 * PAGE_SIZE);
-    done(
-      o,
-      { k: 'write', p: 0, t: 0, r: 0, off: 0, n: 8, a: 3 },
-      { writeAddr: regionAddr(0, 0), writeData: data },
-    );
+    const data = store(o, 0, 8, 3);
     done(o, { k: 'madvise', p: 0, t: 0, r: 0, off: 0, n: 1, a: MADV_DONTNEED }, { ret: 0 });
     expect(o.expected(0, regionAddr(0, 0) / PAGE_SIZE)).toBe(0);
     expect(o.expected(0, regionAddr(0, 1) / PAGE_SIZE)).toBe(new Uint32Array(data.buffer)[PAGE_SIZE / 4]);
@@ -67,12 +63,7 @@ describe('the oracle', () => {
 
   it('MADV_FREE: a lazy-free page reads its contents or zeros (reclaim discarded it, then it stays zero); a CPU store ends the lazy state', () => {
     const o = mapped();
-    const data = writePattern(9, regionAddr(0, 0), 2 * PAGE_SIZE);
-    done(
-      o,
-      { k: 'write', p: 0, t: 0, r: 0, off: 0, n: 2, a: 9 },
-      { writeAddr: regionAddr(0, 0), writeData: data },
-    );
+    const data = store(o, 0, 2, 9);
     done(o, { k: 'madvise', p: 0, t: 0, r: 0, off: 0, n: 2, a: MADV_FREE }, { ret: 0 });
     const page0 = data.slice(0, PAGE_SIZE);
     const zero = new Uint8Array(PAGE_SIZE);
@@ -81,12 +72,7 @@ describe('the oracle', () => {
     // Discarded: the old contents cannot come back.
     expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, page0.slice())).toMatch(/CPU read/);
     // A CPU store redirties page 1: from then on it must keep what was stored.
-    const again = writePattern(4, regionAddr(0, 1), PAGE_SIZE);
-    done(
-      o,
-      { k: 'write', p: 0, t: 0, r: 0, off: 1, n: 1, a: 4 },
-      { writeAddr: regionAddr(0, 1), writeData: again },
-    );
+    store(o, 1, 1, 4);
     expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 1, n: 1 }, zero)).toMatch(/CPU read/);
     expect(o.knownPages(0)).toContain(regionAddr(0, 1) / PAGE_SIZE);
   });
@@ -137,14 +123,7 @@ describe('the oracle', () => {
 
   it('a store stopped by a caught SIGSEGV (a racing munmap) leaves the rest of its range unknown, not stale', () => {
     const o = mapped();
-    const data = writePattern(5, regionAddr(0, 0), 8 * PAGE_SIZE);
-    expect(
-      done(
-        o,
-        { k: 'write', p: 0, t: 0, r: 0, off: 0, n: 8, a: 5 },
-        { writeAddr: regionAddr(0, 0), writeData: data },
-      ),
-    ).toBeNull();
+    store(o, 0, 8, 5);
     const first = regionAddr(0, 0) / PAGE_SIZE;
     expect(o.knownPages(0)).toHaveLength(8);
     // A second store races a munmap of its upper half and faults there; the program catches it.
@@ -207,12 +186,7 @@ describe('the oracle', () => {
 describe('the oracle and reads in flight across a lazy-free discard', () => {
   it('a load that began before another found the lazy-free page discarded may hold the old contents; one that began after may not', () => {
     const o = mapped();
-    const data = writePattern(11, regionAddr(0, 0), PAGE_SIZE);
-    done(
-      o,
-      { k: 'write', p: 0, t: 0, r: 0, off: 0, n: 1, a: 11 },
-      { writeAddr: regionAddr(0, 0), writeData: data },
-    );
+    const data = store(o, 0, 1, 11);
     done(o, { k: 'madvise', p: 0, t: 0, r: 0, off: 0, n: 1, a: MADV_FREE }, { ret: 0 });
     const zero = new Uint8Array(PAGE_SIZE);
     const read: Op = { k: 'read', p: 0, t: 1, r: 0, off: 0, n: 1 };
@@ -233,12 +207,7 @@ describe('the oracle and reads in flight across a lazy-free discard', () => {
       [MADV_COLD, false],
     ] as const) {
       const o = mapped();
-      const data = writePattern(5, regionAddr(0, 0), 2 * PAGE_SIZE);
-      done(
-        o,
-        { k: 'write', p: 0, t: 0, r: 0, off: 0, n: 2, a: 5 },
-        { writeAddr: regionAddr(0, 0), writeData: data },
-      );
+      const data = store(o, 0, 2, 5);
       // The advice begins, the load begins and ends (reading zeros on page 1), the advice ends.
       const adv = o.begin({ k: 'madvise', p: 0, t: 0, r: 0, off: 0, n: 2, a: advice });
       const zeros = data.slice();
@@ -288,12 +257,7 @@ describe('firstDiff()', () => {
     ] as const) {
       const o = new Oracle(2, { dm: k === 'dm' && dirty, gpu: k === 'gpu' && dirty });
       done(o, { k: 'mmap', p: 0, t: 0, r: 0, n: 8, a: RW }, { ret: regionAddr(0, 0) });
-      const first = writePattern(3, regionAddr(0, 0), PAGE_SIZE);
-      done(
-        o,
-        { k: 'write', p: 0, t: 0, r: 0, off: 0, n: 1, a: 3 },
-        { writeAddr: regionAddr(0, 0), writeData: first },
-      );
+      store(o, 0, 1, 3);
       done(o, { k: 'madvise', p: 0, t: 0, r: 0, off: 0, n: 1, a: MADV_FREE }, { ret: 0 });
       const dev = writePattern(9, regionAddr(0, 0), PAGE_SIZE);
       done(

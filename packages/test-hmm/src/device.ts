@@ -440,14 +440,7 @@ export class DmirrorDevice {
         // the lock and evicts again.
         if (this.evictUntilEmpty)
           yield* this.evictAgain('dmirror chunk removal: folio locked by a migration', () =>
-            chunk.pagemap.refs
-              ? {
-                  left: chunk.pagemap.refs,
-                  locked: this.lockedPage(chunk),
-                  busy: this.busyPage(chunk),
-                  chunk,
-                }
-              : null,
+            this.leftIn(chunk),
           );
         yield* memunmapPages(this.core, chunk.pagemap);
         this.chunkByPgmap.delete(chunk.pagemap.id);
@@ -535,25 +528,24 @@ export class DmirrorDevice {
   }
 
   /**
-   * Model-only: an allocated folio head of the chunk with a reference beyond its mappings (0 if
-   * none): another task (a collection that try-locks after its folio_get(), a fault, a GPU
-   * migration) holds it for a moment, so the eviction's refcount check failed; it drops it soon.
+   * Model-only: what a removal pass left in `chunk` (null when nothing): how many pages, a
+   * locked folio head (a migration in flight holds it), and a head with a reference beyond its
+   * mappings (another task between its folio_get() and its trylock, a fault: the eviction's
+   * refcount check failed and the holder drops it soon); 0 when none. One walk of the chunk.
    */
-  private busyPage(chunk: DmirrorChunk): number {
+  private leftIn(
+    chunk: DmirrorChunk,
+  ): { left: number; locked: number; busy: number; chunk: DmirrorChunk } | null {
+    if (chunk.pagemap.refs === 0) return null;
     const m = this.core.map;
-    if (chunk.pagemap.refs === 0) return 0;
-    for (let p = chunk.pagemap.startPfn; p < chunk.pagemap.endPfn; p++)
-      if (m.head[p] === p && m.refcount[p] > folioMapcount(this.core, p)) return p;
-    return 0;
-  }
-
-  /** Model-only: an allocated, locked folio head of the chunk (0 if none). */
-  private lockedPage(chunk: DmirrorChunk): number {
-    const m = this.core.map;
-    if (chunk.pagemap.refs === 0) return 0;
-    for (let p = chunk.pagemap.startPfn; p < chunk.pagemap.endPfn; p++)
-      if (m.head[p] === p && m.refcount[p] > 0 && m.flags[p] & PG_locked) return p;
-    return 0;
+    let locked = 0;
+    let busy = 0;
+    for (let p = chunk.pagemap.startPfn; p < chunk.pagemap.endPfn && !locked; p++) {
+      if (m.head[p] !== p || m.refcount[p] === 0) continue;
+      if (m.flags[p] & PG_locked) locked = p;
+      else if (!busy && m.refcount[p] > folioMapcount(this.core, p)) busy = p;
+    }
+    return { left: chunk.pagemap.refs, locked, busy, chunk };
   }
 
   /**

@@ -19,7 +19,7 @@ import {
   _PAGE_RW,
   entryPfn,
 } from './pgtable/entry.js';
-import { BLOCK_PAGES } from './phys/frames.js';
+import { BLOCK_PAGES, type Frames } from './phys/frames.js';
 import { LivelockFinding } from './sched/findings.js';
 import type { KGen } from './sched/task.js';
 import { RESCHED } from './sched/task.js';
@@ -204,26 +204,29 @@ function walkRun(core: Core, mm: MmStruct, addr: number, write: boolean, maxPage
 }
 
 /**
- * Models copy_from_user()/copy_to_user() and the CPU's bulk loads/stores: a TLB hit or one walk
- * per run of physically contiguous pages (a whole THP at once), the fault handler for pages
- * that are not accessible, then a block copy per run. `dir` 'read' copies simulated memory
- * into buf, 'write' copies buf in. Returns 0 or the failing XLATE_* code (bytes before the
- * failing page were transferred). An address outside the user half of the address space (or a
- * value that is no address) faults like an unmapped one (x86's access_ok()/#GP): XLATE_SEGV.
+ * What an access moves for one run of pages it reached: `run` pages from `pfn` (within one
+ * 2 MiB frames block), `n` bytes of it starting `off` bytes into the first page, which are bytes
+ * [done, done + n) of the access.
  */
-export function* accessBytes(
+type MoveRun = (pfn: number, run: number, off: number, done: number, n: number) => void;
+
+/**
+ * The walk of every user access ({@link accessBytes}, {@link accessWords}, {@link copyPagesUser}):
+ * a TLB hit or one walk per run of physically contiguous pages (a whole THP at once), the fault
+ * handler for pages that are not accessible, then `move` per run. Returns 0 or the failing
+ * XLATE_* code (the runs before the failing page were moved).
+ */
+function* accessRuns(
   core: Core,
   mm: MmStruct,
   addr: number,
-  buf: Uint8Array,
-  dir: 'read' | 'write',
-  /** A user access (the CPU's loads/stores), not copy_{to,from}_user(): it stops for a fatal signal. */
-  user = false,
+  len: number,
+  write: boolean,
+  user: boolean,
+  move: MoveRun,
 ): KGen<number> {
   let done = 0;
   let sinceYield = 0;
-  const len = buf.length;
-  const write = dir === 'write';
   const tlb = mm.tlb;
   if (!Number.isInteger(addr)) return XLATE_SEGV;
   while (done < len) {
@@ -248,10 +251,7 @@ export function* accessBytes(
     const inBlock = BLOCK_PAGES - (pfn & (BLOCK_PAGES - 1));
     if (run > inBlock) run = inBlock;
     const n = Math.min(run * PAGE_SIZE - off, len - done);
-    const blk = write ? core.frames.writeBlock(pfn, run) : core.frames.readBlock(pfn, run);
-    const boff = (pfn & (BLOCK_PAGES - 1)) * PAGE_SIZE + off;
-    if (write) blk.set(n === len ? buf : buf.subarray(done, done + n), boff);
-    else buf.set(blk.subarray(boff, boff + n), done);
+    move(pfn, run, off, done, n);
     done += n;
     // Another CPU can act during a long copy: a preemption point every 2 MiB copied.
     sinceYield += n;
@@ -264,4 +264,117 @@ export function* accessBytes(
     }
   }
   return 0;
+}
+
+/**
+ * Models copy_from_user()/copy_to_user() and the CPU's bulk loads/stores: a TLB hit or one walk
+ * per run of physically contiguous pages (a whole THP at once), the fault handler for pages
+ * that are not accessible, then a block copy per run. `dir` 'read' copies simulated memory
+ * into buf, 'write' copies buf in. Returns 0 or the failing XLATE_* code (bytes before the
+ * failing page were transferred). An address outside the user half of the address space (or a
+ * value that is no address) faults like an unmapped one (x86's access_ok()/#GP): XLATE_SEGV.
+ */
+export function accessBytes(
+  core: Core,
+  mm: MmStruct,
+  addr: number,
+  buf: Uint8Array,
+  dir: 'read' | 'write',
+  /** A user access (the CPU's loads/stores), not copy_{to,from}_user(): it stops for a fatal signal. */
+  user = false,
+): KGen<number> {
+  const frames = core.frames;
+  const write = dir === 'write';
+  const len = buf.length;
+  return accessRuns(core, mm, addr, len, write, user, (pfn, run, off, done, n) => {
+    const boff = (pfn & (BLOCK_PAGES - 1)) * PAGE_SIZE + off;
+    if (write) frames.writeBlock(pfn, run).set(n === len ? buf : buf.subarray(done, done + n), boff);
+    else buf.set(frames.readBlock(pfn, run).subarray(boff, boff + n), done);
+  });
+}
+
+/**
+ * Model-only: the CPU's loads or stores of every 32-bit word of whole pages, each page one word
+ * repeated (a user loop such as `for (i...) p[i] = w`): the walk, faults, accessed and dirty
+ * bits of {@link accessBytes} over [addr, addr + words.length pages), with no bytes moved. A
+ * store makes page k words[k] repeated ({@link Frames.fillWords}); a load sets words[k] to the
+ * word page k repeats, or -1 when its words differ ({@link Frames.uniformWord}). addr must be
+ * page aligned (else XLATE_SEGV, as a program that asks for it is wrong).
+ */
+export function* accessWords(
+  core: Core,
+  mm: MmStruct,
+  addr: number,
+  words: Float64Array,
+  dir: 'read' | 'write',
+  user = true,
+): KGen<number> {
+  const frames = core.frames;
+  const write = dir === 'write';
+  if (addr % PAGE_SIZE !== 0) return XLATE_SEGV;
+  return yield* accessRuns(
+    core,
+    mm,
+    addr,
+    words.length * PAGE_SIZE,
+    write,
+    user,
+    (pfn, _run, _off, done, n) => {
+      const first = done / PAGE_SIZE;
+      const nr = n / PAGE_SIZE;
+      if (write) frames.fillWords(pfn, nr, words, first);
+      else for (let j = 0; j < nr; j++) words[first + j] = frames.uniformWord(pfn + j);
+    },
+  );
+}
+
+/**
+ * Models copy_to_user() ('write') or copy_from_user() ('read') of whole pages between user
+ * memory at page-aligned addr and pages [first, first + npages) of another page store (a
+ * driver's bounce buffer, VRAM): {@link Frames.copy} per run, so a page known to be one word
+ * repeated moves as that word. An unaligned addr falls back to a byte copy through a buffer.
+ */
+export function* copyPagesUser(
+  core: Core,
+  mm: MmStruct,
+  addr: number,
+  store: Frames,
+  first: number,
+  npages: number,
+  dir: 'read' | 'write',
+): KGen<number> {
+  const frames = core.frames;
+  const write = dir === 'write';
+  if (addr % PAGE_SIZE !== 0) {
+    const buf = new Uint8Array(npages * PAGE_SIZE);
+    if (write) readStore(store, first, npages, buf);
+    const r = yield* accessBytes(core, mm, addr, buf, dir);
+    if (!write && r === 0) writeStore(store, first, npages, buf);
+    return r;
+  }
+  return yield* accessRuns(core, mm, addr, npages * PAGE_SIZE, write, false, (pfn, _run, _off, done, n) => {
+    const at = first + done / PAGE_SIZE;
+    const nr = n / PAGE_SIZE;
+    if (write) frames.copy(pfn, at, nr, store);
+    else store.copy(at, pfn, nr, frames);
+  });
+}
+
+/** Bytes of pages [first, first + npages) of store into buf. */
+function readStore(store: Frames, first: number, npages: number, buf: Uint8Array): void {
+  for (let k = 0; k < npages; k++) {
+    const p = first + k;
+    const o = (p & (BLOCK_PAGES - 1)) * PAGE_SIZE;
+    buf.set(store.readBlock(p, 1).subarray(o, o + PAGE_SIZE), k * PAGE_SIZE);
+  }
+}
+
+/** buf into pages [first, first + npages) of store. */
+function writeStore(store: Frames, first: number, npages: number, buf: Uint8Array): void {
+  for (let k = 0; k < npages; k++) {
+    const p = first + k;
+    store
+      .writeBlock(p, 1)
+      .set(buf.subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE), (p & (BLOCK_PAGES - 1)) * PAGE_SIZE);
+  }
 }

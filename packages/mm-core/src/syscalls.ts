@@ -45,7 +45,7 @@ import {
   SEEK_SET,
   TASK_SIZE,
 } from './constants.js';
-import { accessBytes, XLATE_DEAD } from './cpu.js';
+import { accessBytes, accessWords, XLATE_DEAD } from './cpu.js';
 
 import { OpenFile } from './fs.js';
 import { memfdCreateFile } from './memfd.js';
@@ -656,5 +656,15 @@ export class Syscalls {
     if (this.p.state !== 'running') return XLATE_DEAD;
     // A user access: a fatal signal arriving meanwhile is taken at the next interrupt.
     return yield* this.run('user access', accessBytes(this.core, this.p.mm, addr, buf, dir, true));
+  }
+
+  /**
+   * Models user loads or stores of every word of whole pages, each page one word repeated
+   * ({@link accessWords}): like {@link Syscalls.access} with no bytes moved. words[k] is page k's
+   * word (a load sets it, -1 for a page whose words differ).
+   */
+  *accessWords(addr: number, words: Float64Array, dir: 'read' | 'write'): KGen<number> {
+    if (this.p.state !== 'running') return XLATE_DEAD;
+    return yield* this.run('user access', accessWords(this.core, this.p.mm, addr, words, dir, true));
   }
 }

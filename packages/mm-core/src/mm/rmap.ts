@@ -564,12 +564,8 @@ function tryToMapUnusedToZeropage(core: Core, vma: Vma, pteT: number, addr: numb
   const m = core.map;
   if (m.flags[page] & (PG_head | PG_tail)) return false;
   if (vma.flags & VM_LOCKED || !(vma.flags & (VM_READ | VM_WRITE | VM_EXEC))) return false;
-  if (!core.frames.isZero(page)) {
-    // memchr_inv(addr, 0, PAGE_SIZE), a word at a time.
-    const bytes = core.frames.readBlock(page, 1);
-    const words = new Uint32Array(bytes.buffer, bytes.byteOffset + (page & 511) * PAGE_SIZE, PAGE_SIZE / 4);
-    for (let k = 0; k < words.length; k++) if (words[k] !== 0) return false;
-  }
+  // memchr_inv(addr, 0, PAGE_SIZE), a word at a time.
+  if (core.frames.uniformWord(page) !== 0) return false;
   const i = pteIndex(addr);
   const lo = ptLo(core, pteT, i);
   let nlo = mkLo(core.zeroPfn, _PAGE_PRESENT | _PAGE_USER | _PAGE_SPECIAL | _PAGE_ACCESSED);

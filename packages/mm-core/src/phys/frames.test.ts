@@ -132,6 +132,34 @@ describe('frames with known-zero pages (clear_page, copy_highpage)', () => {
     expect(f.isZero(dst + 2)).toBe(true);
   });
 
+  it('a page filled with a word reads as that word repeated, and its copies move no bytes', () => {
+    const f = new Frames();
+    const words = Uint32Array.from({ length: 600 }, (_, i) => 0x1000 + i);
+    f.fillWords(100, 600, words);
+    expect(f.pagesFilled).toBe(0);
+    expect(f.uniformWord(100)).toBe(0x1000);
+    expect(f.uniformWord(699)).toBe(0x1000 + 599);
+    expect(f.isZero(100)).toBe(false);
+    // A copy into another store (a swap device, a driver's memory) records the words.
+    const g = new Frames();
+    g.copy(7, 100, 600, f);
+    expect(g.pagesFilled).toBe(0);
+    expect(g.uniformWord(7 + 511)).toBe(0x1000 + 511);
+    // The bytes appear when somebody reads them, and a part-page write keeps the rest.
+    const page = read(g, 8);
+    expect(new Uint32Array(page.buffer)[1023]).toBe(0x1001);
+    expect(g.pagesFilled).toBe(1);
+    write(g, 8, 0, 0xee);
+    expect(g.uniformWord(8)).toBe(-1);
+    expect(read(g, 8)[1]).toBe(0x10);
+    // A fill over written bytes replaces them; a clear makes the page zero again.
+    g.fillWords(8, 1, [0xabcdef01]);
+    expect(read(g, 8)[0]).toBe(0x01);
+    g.zero(8, 1);
+    expect(g.isZero(8)).toBe(true);
+    expect(g.uniformWord(8)).toBe(0);
+  });
+
   it('data written always reads back (random writes, clears and copies against an oracle)', () => {
     const NPAGES = 3 * BLOCK_PAGES;
     const op = fc.oneof(
@@ -153,6 +181,12 @@ describe('frames with known-zero pages (clear_page, copy_highpage)', () => {
         n: fc.integer({ min: 1, max: 40 }),
       }),
       fc.record({ k: fc.constant('b' as const), pfn: fc.nat(NPAGES - 1) }),
+      fc.record({
+        k: fc.constant('f' as const),
+        pfn: fc.nat(NPAGES - 1),
+        n: fc.integer({ min: 1, max: 600 }),
+        w: fc.oneof(fc.constant(0), fc.nat(0xffffffff)),
+      }),
     );
     fc.assert(
       fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
@@ -175,6 +209,13 @@ describe('frames with known-zero pages (clear_page, copy_highpage)', () => {
             f.copy(o.d, o.s, n);
             const snap = Array.from({ length: n }, (_, i) => get(o.s + i));
             for (let i = 0; i < n; i++) oracle.set(o.d + i, new Map(snap[i]));
+          } else if (o.k === 'f') {
+            const n = Math.min(o.n, NPAGES - o.pfn);
+            f.fillWords(o.pfn, n, new Uint32Array(n).fill(o.w));
+            const m = new Map<number, number>();
+            for (let at = 0; at < PAGE_SIZE; at++)
+              if ((o.w >>> (8 * (at & 3))) & 0xff) m.set(at, (o.w >>> (8 * (at & 3))) & 0xff);
+            for (let i = 0; i < n; i++) oracle.set(o.pfn + i, m);
           } else {
             f.block(o.pfn);
           }
@@ -185,6 +226,8 @@ describe('frames with known-zero pages (clear_page, copy_highpage)', () => {
           for (const [at, v] of get(p)) want[at] = v;
           if (!Buffer.from(read(f, p)).equals(want)) return false;
           if (!Buffer.from(want).equals(zero) && f.isZero(p)) return false;
+          const w32 = new Uint32Array(want.buffer);
+          if (f.uniformWord(p) !== (w32.every((x) => x === w32[0]) ? w32[0] : -1)) return false;
         }
         return true;
       }),

@@ -2,6 +2,7 @@ import {
   BLOCK_PAGES,
   EBUSY,
   EFAULT,
+  EINVAL,
   HMM_PFN_REQ_FAULT,
   HMM_PFN_REQ_WRITE,
   HMM_PFN_VALID,
@@ -173,17 +174,28 @@ export function gpuAccess(svmm: NouveauSvmm, addr: number, buf: Uint8Array, dir:
   return svmm.drm.core.sched.runSync(gpuAccessGen(svmm, addr, buf, dir), 'gpu access');
 }
 
-/** The path of {@link gpuAccess} (GPU engine, faults and replays), for tasks. */
-export function* gpuAccessGen(
+/**
+ * What a GPU access moves for one translated run: n bytes at physical `phys` of VRAM or host
+ * memory (within one GPU page, and for the host within one 2 MiB frames block), which are bytes
+ * [done, done + n) of the access.
+ */
+type GpuMoveRun = (vram: boolean, phys: number, done: number, n: number) => void;
+
+/**
+ * The engine walk of every GPU access ({@link gpuAccessGen}, {@link gpuAccessWordsGen}): per
+ * GPU page of [addr, addr + len), translate through the GPU page tables; a missing entry or a
+ * write to a read-only entry raises a GPU fault ({@link gpuFault}) and the access is replayed.
+ * Returns 0 or the fault's -errno (the runs before the failing page moved).
+ */
+function* gpuAccessRuns(
   svmm: NouveauSvmm,
   addr: number,
-  buf: Uint8Array,
-  dir: 'read' | 'write',
+  len: number,
+  write: boolean,
+  move: GpuMoveRun,
 ): KGen<number> {
-  const write = dir === 'write';
-  const frames = svmm.drm.core.frames;
   let done = 0;
-  while (done < buf.length) {
+  while (done < len) {
     const a = addr + done;
     let pte = svmm.vmm.lookup(a);
     for (let tries = 0; (!pte || (write && !pte.writable)) && tries < 8; tries++) {
@@ -193,25 +205,71 @@ export function* gpuAccessGen(
     }
     if (!pte || (write && !pte.writable)) return -EFAULT;
     // The rest of the entry's page (4 KiB or 2 MiB) moves at once: nothing runs in between.
-    let n = Math.min(pte.va + 2 ** pte.pageShift - a, buf.length - done);
+    let n = Math.min(pte.va + 2 ** pte.pageShift - a, len - done);
     const phys = pte.addr + (a - pte.va);
-    if (pte.aperture === 'vram') {
-      const part = buf.subarray(done, done + n);
-      if (write) svmm.drm.vram.write(phys, part);
-      else svmm.drm.vram.read(phys, part);
-    } else {
+    const vram = pte.aperture === 'vram';
+    if (!vram) {
       // A host page of either size is physically contiguous within one 2 MiB frames block.
       const pfn = Math.floor(phys / PAGE_SIZE);
       n = Math.min(n, (BLOCK_PAGES - (pfn % BLOCK_PAGES)) * PAGE_SIZE - (phys % PAGE_SIZE));
-      const nr = Math.ceil((phys + n) / PAGE_SIZE) - pfn;
-      const blk = write ? frames.writeBlock(pfn, nr) : frames.readBlock(pfn, nr);
-      const off = (pfn % BLOCK_PAGES) * PAGE_SIZE + (phys % PAGE_SIZE);
-      if (write) blk.set(buf.subarray(done, done + n), off);
-      else buf.set(blk.subarray(off, off + n), done);
     }
+    move(vram, phys, done, n);
     done += n;
   }
   return 0;
+}
+
+/** The path of {@link gpuAccess} (GPU engine, faults and replays), for tasks. */
+export function gpuAccessGen(
+  svmm: NouveauSvmm,
+  addr: number,
+  buf: Uint8Array,
+  dir: 'read' | 'write',
+): KGen<number> {
+  const write = dir === 'write';
+  const frames = svmm.drm.core.frames;
+  const vramMem = svmm.drm.vram;
+  return gpuAccessRuns(svmm, addr, buf.length, write, (vram, phys, done, n) => {
+    if (vram) {
+      const part = buf.subarray(done, done + n);
+      if (write) vramMem.write(phys, part);
+      else vramMem.read(phys, part);
+      return;
+    }
+    const pfn = Math.floor(phys / PAGE_SIZE);
+    const nr = Math.ceil((phys + n) / PAGE_SIZE) - pfn;
+    const blk = write ? frames.writeBlock(pfn, nr) : frames.readBlock(pfn, nr);
+    const off = (pfn % BLOCK_PAGES) * PAGE_SIZE + (phys % PAGE_SIZE);
+    if (write) blk.set(buf.subarray(done, done + n), off);
+    else buf.set(blk.subarray(off, off + n), done);
+  });
+}
+
+/**
+ * Model-only: a GPU kernel's loads or stores of every 32-bit word of whole pages, each page one
+ * word repeated (the GPU counterpart of mm-core's accessWords()): the translation, faults and
+ * replays of {@link gpuAccessGen} over [addr, addr + words.length pages), with no bytes moved.
+ * A store makes page k words[k] repeated; a load sets words[k] to the word page k repeats, or
+ * -1 when its words differ. addr must be page aligned (else -EINVAL).
+ */
+export function* gpuAccessWordsGen(
+  svmm: NouveauSvmm,
+  addr: number,
+  words: Float64Array,
+  dir: 'read' | 'write',
+): KGen<number> {
+  if (addr % PAGE_SIZE !== 0) return -EINVAL;
+  const write = dir === 'write';
+  const frames = svmm.drm.core.frames;
+  const vramStore = svmm.drm.vram.store;
+  return yield* gpuAccessRuns(svmm, addr, words.length * PAGE_SIZE, write, (vram, phys, done, n) => {
+    const store = vram ? vramStore : frames;
+    const pfn = phys / PAGE_SIZE;
+    const first = done / PAGE_SIZE;
+    const nr = n / PAGE_SIZE;
+    if (write) store.fillWords(pfn, nr, words, first);
+    else for (let j = 0; j < nr; j++) words[first + j] = store.uniformWord(pfn + j);
+  });
 }
 
 /** Models a GPU load of `length` bytes at addr via nouveau_svm_fault() replay; the bytes, or -errno. */

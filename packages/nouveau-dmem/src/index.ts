@@ -28,7 +28,16 @@ export {
   nouveauDmemFini as fini,
   nouveauDmemFiniGen,
 } from './evict.js';
-export { gpuAccess, gpuAccessGen, gpuFault, gpuFaultGen, gpuPte, gpuRead, gpuWrite } from './fault.js';
+export {
+  gpuAccess,
+  gpuAccessGen,
+  gpuAccessWordsGen,
+  gpuFault,
+  gpuFaultGen,
+  gpuPte,
+  gpuRead,
+  gpuWrite,
+} from './fault.js';
 export { GPU_PAGE_SHIFTS, type GpuPte, NouveauVmm, nvifPfnmapEntry, nvifPfnmapFlags } from './gpuvmm.js';
 export {
   createNouveauDmem,

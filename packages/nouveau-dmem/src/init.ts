@@ -81,7 +81,7 @@ export function createNouveauDmem(kernel: Kernel, opts: NouveauDmemOptions = {})
     chipset,
     family: info.family,
     copyClass: opts.copyClass ?? info.copyClass,
-    vram: new Vram(opts.vramBytes ?? 1024 * 1024 * 1024),
+    vram: new Vram(opts.vramBytes ?? 1024 * 1024 * 1024, core.frames),
     dmem: null,
     ops: {
       folioFree: (head, order) => nouveauDmemFolioFree(drm, head, order),

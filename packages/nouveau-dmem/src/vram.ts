@@ -1,4 +1,4 @@
-import { BLOCK_PAGES, EINVAL, ENOMEM, type Frames, type KernelEvents, PAGE_SIZE } from '@hmm-model/mm-core';
+import { BLOCK_PAGES, EINVAL, ENOMEM, Frames, type KernelEvents, PAGE_SIZE } from '@hmm-model/mm-core';
 import { NOUVEAU_APER_HOST, NOUVEAU_APER_VRAM, type NouveauAper } from './constants.js';
 
 const BLOCK_SHIFT = 21;
@@ -7,18 +7,24 @@ const BLOCK_BYTES = 1 << BLOCK_SHIFT;
 /**
  * Models VRAM and the pinned buffer objects of nouveau_bo_new_pin()/nouveau_bo_unpin_del() in it
  * (TTM placement reduced to first fit). Device-private pfns have no CPU-visible bytes
- * in the model (as in the kernel), so VRAM is this driver's own byte store: lazily allocated
- * 2 MiB blocks indexed by VRAM address, reading as zero until written.
+ * in the model (as in the kernel), so VRAM is this driver's own page store ({@link Vram.store}: a
+ * {@link Frames} indexed by VRAM address / PAGE_SIZE), reading as zero until written; a page
+ * that is one word repeated moves between host memory and VRAM as that word.
  */
 export class Vram {
-  private readonly blocks = new Map<number, Uint8Array>();
+  /** VRAM contents: page i is VRAM [i * PAGE_SIZE, (i + 1) * PAGE_SIZE). */
+  readonly store: Frames;
   /** Allocated buffer objects: offset -> size. */
   private readonly bos = new Map<number, number>();
 
   constructor(
     /** VRAM size in bytes (what the chipset reports as ram_user). */
     readonly size: number,
-  ) {}
+    /** The machine's memory: VRAM's store shares its host memory pool (default: a store of its own). */
+    frames?: Frames,
+  ) {
+    this.store = frames ? frames.store() : new Frames();
+  }
 
   /**
    * Models nouveau_bo_new_pin(NOUVEAU_GEM_DOMAIN_VRAM, size): first-fit placement of a pinned
@@ -41,7 +47,7 @@ export class Vram {
     const size = this.bos.get(offset);
     if (size === undefined) return;
     this.bos.delete(offset);
-    for (let a = offset; a < offset + size; a += BLOCK_BYTES) this.blocks.delete(Math.floor(a / BLOCK_BYTES));
+    this.store.discard(offset / PAGE_SIZE, Math.ceil(size / PAGE_SIZE));
   }
 
   /** Bytes of VRAM handed out to buffer objects. */
@@ -53,55 +59,49 @@ export class Vram {
 
   /** Bytes of host memory materialised for VRAM contents. */
   get bytesAllocated(): number {
-    return this.blocks.size * BLOCK_BYTES;
+    return this.store.bytesAllocated;
   }
 
-  private block(addr: number, create: boolean): Uint8Array | undefined {
-    const b = Math.floor(addr / BLOCK_BYTES);
-    let blk = this.blocks.get(b);
-    if (!blk && create) {
-      blk = new Uint8Array(BLOCK_BYTES);
-      this.blocks.set(b, blk);
-    }
-    return blk;
-  }
-
-  /** Reads VRAM [addr, addr + buf.length) into buf (unwritten VRAM reads as zero). */
-  read(addr: number, buf: Uint8Array): void {
-    let done = 0;
-    while (done < buf.length) {
-      const a = addr + done;
-      const off = a % BLOCK_BYTES;
-      const n = Math.min(BLOCK_BYTES - off, buf.length - done);
-      const blk = this.block(a, false);
-      if (blk) buf.set(blk.subarray(off, off + n), done);
-      else buf.fill(0, done, done + n);
-      done += n;
-    }
-  }
-
-  /** Writes buf into VRAM at addr. */
-  write(addr: number, buf: Uint8Array): void {
-    let done = 0;
-    while (done < buf.length) {
-      const a = addr + done;
-      const off = a % BLOCK_BYTES;
-      const n = Math.min(BLOCK_BYTES - off, buf.length - done);
-      this.block(a, true)!.set(buf.subarray(done, done + n), off);
-      done += n;
-    }
-  }
-
-  /** Zeroes VRAM [addr, addr + len). */
-  zero(addr: number, len: number): void {
+  /** Calls fn(block, blockOffset, done, n) per run of [addr, addr + len) within one 2 MiB block of the store. */
+  private runs(
+    addr: number,
+    len: number,
+    write: boolean,
+    fn: (blk: Uint8Array, off: number, done: number, n: number) => void,
+  ): void {
     let done = 0;
     while (done < len) {
       const a = addr + done;
       const off = a % BLOCK_BYTES;
       const n = Math.min(BLOCK_BYTES - off, len - done);
-      this.block(a, false)?.fill(0, off, off + n);
+      const pfn = Math.floor(a / PAGE_SIZE);
+      const nr = Math.ceil((a + n) / PAGE_SIZE) - pfn;
+      fn(write ? this.store.writeBlock(pfn, nr) : this.store.readBlock(pfn, nr), off, done, n);
       done += n;
     }
+  }
+
+  /** Reads VRAM [addr, addr + buf.length) into buf (unwritten VRAM reads as zero). */
+  read(addr: number, buf: Uint8Array): void {
+    this.runs(addr, buf.length, false, (blk, off, done, n) => buf.set(blk.subarray(off, off + n), done));
+  }
+
+  /** Writes buf into VRAM at addr. */
+  write(addr: number, buf: Uint8Array): void {
+    this.runs(addr, buf.length, true, (blk, off, done, n) => blk.set(buf.subarray(done, done + n), off));
+  }
+
+  /** Zeroes VRAM [addr, addr + len): whole pages are cleared without touching bytes. */
+  zero(addr: number, len: number): void {
+    const first = Math.ceil(addr / PAGE_SIZE);
+    const last = Math.floor((addr + len) / PAGE_SIZE);
+    if (last <= first) {
+      this.runs(addr, len, true, (blk, off, _done, n) => blk.fill(0, off, off + n));
+      return;
+    }
+    if (addr < first * PAGE_SIZE) this.zero(addr, first * PAGE_SIZE - addr);
+    this.store.zero(first, last - first);
+    if (addr + len > last * PAGE_SIZE) this.zero(last * PAGE_SIZE, addr + len - last * PAGE_SIZE);
   }
 }
 
@@ -194,7 +194,12 @@ export class CopyEngine {
     const hostSrc = srcAper === NOUVEAU_APER_HOST;
     const hostDst = dstAper === NOUVEAU_APER_HOST;
     this.launch(bytes, hostSrc || hostDst);
-    if (hostSrc && !hostDst) this.hostRuns(src, bytes, false, (v, done) => this.vram.write(dst + done, v));
+    if (src % PAGE_SIZE === 0 && dst % PAGE_SIZE === 0) {
+      // Whole pages on both sides: a page store copy (a page of one word moves as that word).
+      const to = hostDst ? this.frames : this.vram.store;
+      to.copy(dst / PAGE_SIZE, src / PAGE_SIZE, npages, hostSrc ? this.frames : this.vram.store);
+    } else if (hostSrc && !hostDst)
+      this.hostRuns(src, bytes, false, (v, done) => this.vram.write(dst + done, v));
     else if (hostDst && !hostSrc) this.hostRuns(dst, bytes, true, (v, done) => this.vram.read(src + done, v));
     else {
       const tmp = new Uint8Array(Math.min(bytes, BLOCK_PAGES * PAGE_SIZE));
@@ -221,6 +226,10 @@ export class CopyEngine {
     this.launch(len, dstAper === NOUVEAU_APER_HOST);
     if (dstAper === NOUVEAU_APER_VRAM) {
       this.vram.zero(dst, len);
+      return 0;
+    }
+    if (dst % PAGE_SIZE === 0 && len % PAGE_SIZE === 0) {
+      this.frames.zero(dst / PAGE_SIZE, len / PAGE_SIZE);
       return 0;
     }
     const zero = new Uint8Array(PAGE_SIZE);

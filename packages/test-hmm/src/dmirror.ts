@@ -1,13 +1,14 @@
 import {
-  accessBytes,
   BLOCK_PAGES,
   type Core,
+  copyPagesUser,
   EBUSY,
   EFAULT,
   EINVAL,
   ENOENT,
   ENOMEM,
   EPERM,
+  type Frames,
   HMM_PFN_ERROR,
   HMM_PFN_REQ_FAULT,
   HMM_PFN_REQ_WRITE,
@@ -77,19 +78,22 @@ export interface DmirrorCmd {
 
 /** Models struct dmirror_bounce. */
 interface Bounce {
-  readonly buf: Uint8Array;
+  /** The vmalloc()ed buffer: pages [0, npages) of a page store of its own. */
+  readonly store: Frames;
+  readonly npages: number;
   readonly addr: number;
   cpages: number;
 }
 
 /**
- * Host memory behind bounce buffers, reused across calls per machine: vmalloc() memory is not
- * zeroed either, and every byte handed back to user space is written first, so reuse is safe
- * and saves first-touching hundreds of MiB per large migration. Concurrent ioctls each hold
- * their own buffer (a pool: taken by bounceInit(), returned by bounceFree()).
+ * Page stores behind bounce buffers, reused across calls per machine: vmalloc() memory is not
+ * zeroed either, and every byte handed back to user space is written first, so reuse is safe.
+ * Concurrent ioctls each hold their own buffer (a pool: taken by bounceInit(), returned by
+ * bounceFree()). A store is a {@link Frames}, so a page that is one word repeated goes from
+ * user memory to the device's pages and back as that word (no bytes move).
  */
-const bouncePool = new WeakMap<Core, ArrayBuffer[]>();
-/** Largest bounce buffer kept for reuse (bigger ones are allocated per call). */
+const bouncePool = new WeakMap<Core, Frames[]>();
+/** Largest bounce buffer kept for reuse (bigger ones are dropped after the call). */
 const BOUNCE_KEEP_BYTES = 512 << 20;
 
 /**
@@ -101,32 +105,19 @@ export const DMIRROR_MAX_BOUNCE_BYTES = 2 ** 32;
 
 /**
  * Models dmirror_bounce_init(): vmalloc(size), which fails (-ENOMEM) for sizes beyond memory;
- * the model also refuses sizes above {@link DMIRROR_MAX_BOUNCE_BYTES} and any size the host
- * cannot allocate.
+ * the model also refuses sizes above {@link DMIRROR_MAX_BOUNCE_BYTES}.
  */
 function bounceInit(core: Core, addr: number, size: number): Bounce | number {
   if (size > core.ramPages * PAGE_SIZE || size > DMIRROR_MAX_BOUNCE_BYTES) return -ENOMEM;
   let pool = bouncePool.get(core);
   if (!pool) bouncePool.set(core, (pool = []));
-  const i = pool.findIndex((b) => b.byteLength >= size);
-  let scratch: ArrayBuffer;
-  if (i >= 0) scratch = pool.splice(i, 1)[0];
-  else {
-    try {
-      scratch = new ArrayBuffer(Math.max(size, PAGE_SIZE));
-    } catch (e) {
-      if (e instanceof RangeError) return -ENOMEM;
-      throw e;
-    }
-  }
-  return { buf: new Uint8Array(scratch, 0, size), addr, cpages: 0 };
+  return { store: pool.pop() ?? core.frames.store(), npages: size / PAGE_SIZE, addr, cpages: 0 };
 }
 
-/** Models dmirror_bounce_fini(): vfree() (the host buffer goes back to the pool). */
+/** Models dmirror_bounce_fini(): vfree() (the store goes back to the pool). */
 function bounceFree(core: Core, bounce: Bounce): void {
-  // Keep buffers of benchmark size for reuse; a huge one-off goes back to the host.
-  const buf = bounce.buf.buffer as ArrayBuffer;
-  if (buf.byteLength <= BOUNCE_KEEP_BYTES) bouncePool.get(core)?.push(buf);
+  // Keep stores of benchmark size for reuse; a huge one-off goes back to the host.
+  if (bounce.store.bytesAllocated <= BOUNCE_KEEP_BYTES) bouncePool.get(core)?.push(bounce.store);
 }
 
 /**
@@ -369,7 +360,6 @@ function copyMirrored(dm: Dmirror, start: number, end: number, bounce: Bounce, w
   const core = dm.core;
   const flags = core.map.flags;
   const head = core.map.head;
-  const buf = bounce.buf;
   let runPfn = -1;
   let runLen = 0;
   let runOff = 0;
@@ -408,7 +398,7 @@ function copyMirrored(dm: Dmirror, start: number, end: number, bounce: Bounce, w
         runLen++;
         continue;
       }
-      if (runLen > 0) flushRun(core, buf, runPfn, runLen, runOff, write, bounce);
+      if (runLen > 0) flushRun(core, runPfn, runLen, runOff, write, bounce);
       runPfn = pfn;
       runLen = 1;
       runOff = off;
@@ -419,29 +409,25 @@ function copyMirrored(dm: Dmirror, start: number, end: number, bounce: Bounce, w
       break;
     }
   }
-  if (runLen > 0) flushRun(core, buf, runPfn, runLen, runOff, write, bounce);
+  if (runLen > 0) flushRun(core, runPfn, runLen, runOff, write, bounce);
   return ret;
 }
 
-/** One coalesced run of {@link copyMirrored}: runLen pages at runPfn <-> the bounce at runOff. */
+/** One coalesced run of {@link copyMirrored}: runLen pages at runPfn <-> the bounce at byte runOff. */
 function flushRun(
   core: Core,
-  buf: Uint8Array,
   runPfn: number,
   runLen: number,
   runOff: number,
   write: boolean,
   bounce: Bounce,
 ): void {
-  const frames = core.frames;
-  const blk = write ? frames.writeBlock(runPfn, runLen) : frames.readBlock(runPfn, runLen);
-  const boff = (runPfn & (BLOCK_PAGES - 1)) * PAGE_SIZE;
-  const bytes = runLen * PAGE_SIZE;
-  if (write) blk.set(buf.subarray(runOff, runOff + bytes), boff);
-  else buf.set(blk.subarray(boff, boff + bytes), runOff);
+  const at = runOff / PAGE_SIZE;
+  if (write) core.frames.copy(runPfn, at, runLen, bounce.store);
+  else bounce.store.copy(at, runPfn, runLen, core.frames);
   bounce.cpages += runLen;
   // dmirror_do_read()/_do_write(): one memcpy per page.
-  core.events.copy(runLen, bytes);
+  core.events.copy(runLen, runLen * PAGE_SIZE);
 }
 
 /** Models dmirror_do_read(): copy mirrored pages into the bounce buffer; -ENOENT at the first hole. */
@@ -479,13 +465,18 @@ function* accessLoop(
   return ret;
 }
 
+/** Models copy_to_user(cmd->ptr, bounce.ptr, bounce.size). */
+function copyToUser(core: Core, userMm: MmStruct, ptr: number, bounce: Bounce): KGen<number> {
+  return copyPagesUser(core, userMm, ptr, bounce.store, 0, bounce.npages, 'write');
+}
+
 /** Models dmirror_read() (HMM_DMIRROR_READ). `userMm` is the caller's mm for copy_to_user. */
 export function* dmirrorRead(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct): KGen<number> {
   const bounce = bounceInit(dm.core, cmd.addr, cmd.size);
   if (typeof bounce === 'number') return bounce;
   try {
     let ret = yield* accessLoop(dm, cmd, bounce, (s, e) => doRead(dm, s, e, bounce), false);
-    if (ret === 0 && (yield* accessBytes(dm.core, userMm, cmd.ptr, bounce.buf, 'write')) < 0) ret = -EFAULT;
+    if (ret === 0 && (yield* copyToUser(dm.core, userMm, cmd.ptr, bounce)) < 0) ret = -EFAULT;
     cmd.cpages = bounce.cpages;
     return ret;
   } finally {
@@ -498,7 +489,8 @@ export function* dmirrorWrite(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct): K
   const bounce = bounceInit(dm.core, cmd.addr, cmd.size);
   if (typeof bounce === 'number') return bounce;
   try {
-    if ((yield* accessBytes(dm.core, userMm, cmd.ptr, bounce.buf, 'read')) < 0) return -EFAULT;
+    if ((yield* copyPagesUser(dm.core, userMm, cmd.ptr, bounce.store, 0, bounce.npages, 'read')) < 0)
+      return -EFAULT;
     const ret = yield* accessLoop(dm, cmd, bounce, (s, e) => doWrite(dm, s, e, bounce), true);
     cmd.cpages = bounce.cpages;
     return ret;
@@ -518,7 +510,7 @@ export function* dmirrorReadBack(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct)
     yield* dm.lock('dmirror_do_read');
     let ret = doRead(dm, cmd.addr, cmd.addr + cmd.size, bounce);
     dm.unlock('dmirror_do_read');
-    if (ret === 0 && (yield* accessBytes(dm.core, userMm, cmd.ptr, bounce.buf, 'write')) < 0) ret = -EFAULT;
+    if (ret === 0 && (yield* copyToUser(dm.core, userMm, cmd.ptr, bounce)) < 0) ret = -EFAULT;
     cmd.cpages = bounce.cpages;
     return ret;
   } finally {

@@ -54,7 +54,7 @@ import {
   XLATE_OOM,
   XLATE_SEGV,
 } from '@hmm-model/mm-core';
-import { gpuAccessGen, svmmMigrateToVramGen } from '@hmm-model/nouveau-dmem';
+import { gpuAccessWordsGen, svmmMigrateToVramGen } from '@hmm-model/nouveau-dmem';
 import {
   decodeCmd,
   encodeCmd,
@@ -191,12 +191,15 @@ export interface OpOutcome {
   handled: boolean;
   /** The op did not run (its process or region did not exist). */
   skipped: boolean;
-  /** Bytes read (read, dm read, gpu read): data of [readAddr, readAddr + readData.length). */
+  /**
+   * What a load read (read, dm read, gpu read), a word per page of [readAddr, readAddr +
+   * readWords.length pages): the word the page repeats, or -1 for a page whose words differ.
+   */
   readAddr: number;
-  readData: Uint8Array | null;
-  /** Bytes written (write, dm write, gpu write) at writeAddr. */
+  readWords: Float64Array | null;
+  /** What a store wrote (write, dm write, gpu write) at writeAddr: the word each page repeats. */
   writeAddr: number;
-  writeData: Uint8Array | null;
+  writeWords: Float64Array | null;
   /** The child's slot of a fork. */
   child: number;
   /** The access failed for lack of memory (VM_FAULT_OOM: the OOM killer's SIGKILL). */
@@ -211,9 +214,9 @@ export function newOutcome(): OpOutcome {
     handled: false,
     skipped: false,
     readAddr: 0,
-    readData: null,
+    readWords: null,
     writeAddr: 0,
-    writeData: null,
+    writeWords: null,
     child: -1,
     oom: false,
   };
@@ -402,6 +405,33 @@ export function writePattern(seed: number, addr: number, len: number, into?: Uin
   return out;
 }
 
+/** The words a 'write' op stores: page k of the range at addr repeats patternWord(seed, vpn + k). */
+export function patternWords(seed: number, addr: number, npages: number, into?: Float64Array): Float64Array {
+  const out = into ?? new Float64Array(npages);
+  const vpn = Math.floor(addr / PAGE_SIZE);
+  for (let k = 0; k < npages; k++) out[k] = patternWord(seed, vpn + k);
+  return out;
+}
+
+/**
+ * The word each page of `bytes` repeats, or -1 for a page whose words differ (what a program
+ * that checks a buffer page by page learns from it).
+ */
+export function pageWords(bytes: Uint8Array, into?: Float64Array): Float64Array {
+  const n = bytes.length / PAGE_SIZE;
+  const out = into ?? new Float64Array(n);
+  const u = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length >>> 2);
+  const per = PAGE_SIZE >>> 2;
+  for (let k = 0; k < n; k++) {
+    const w = u[k * per];
+    let j = k * per + 1;
+    const e = (k + 1) * per;
+    while (j < e && u[j] === w) j++;
+    out[k] = j === e ? w : -1;
+  }
+  return out;
+}
+
 /**
  * Model-only: the 32-bit word that fills page `vpn` when written with `seed` (never 0, so a
  * written page never reads as a zero page). A page's contents are always one word repeated,
@@ -519,25 +549,26 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
       return;
     }
     case 'write': {
-      const data = writePattern(op.a ?? 0, addr, len, w.buffer(op.p, op.t, len));
-      const ret = yield* sys.access(addr, data, 'write');
+      // The program stores its word over every word of each page: no bytes move in the model.
+      const words = patternWords(op.a ?? 0, addr, op.n ?? 0, w.words(op.p, op.t, op.n ?? 0));
+      const ret = yield* sys.accessWords(addr, words, 'write');
       if (ret < 0) {
         yield* accessFault(slot, ret, out);
         return;
       }
       out.writeAddr = addr;
-      out.writeData = data;
+      out.writeWords = words;
       return;
     }
     case 'read': {
-      const buf = w.buffer(op.p, op.t, len);
-      const ret = yield* sys.access(addr, buf, 'read');
+      const words = w.words(op.p, op.t, op.n ?? 0);
+      const ret = yield* sys.accessWords(addr, words, 'read');
       if (ret < 0) {
         yield* accessFault(slot, ret, out);
         return;
       }
       out.readAddr = addr;
-      out.readData = buf;
+      out.readWords = words;
       return;
     }
     case 'mthp': {
@@ -634,24 +665,24 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
         'check-exclusive': HMM_DMIRROR_CHECK_EXCLUSIVE,
         release: HMM_DMIRROR_RELEASE,
       }[cmdName];
-      let data: Uint8Array | null = null;
+      let words: Float64Array | null = null;
       if (cmdName === 'write') {
-        data = writePattern(op.a ?? 0, addr, len, w.buffer(op.p, op.t, len));
-        if ((yield* sys.access(w.scratch(op.t), data, 'write')) < 0) return;
+        words = patternWords(op.a ?? 0, addr, op.n ?? 0, w.words(op.p, op.t, op.n ?? 0));
+        if ((yield* sys.accessWords(w.scratch(op.t), words, 'write')) < 0) return;
       }
       const res = yield* dmIoctl(w, slot, op.t, fd, cmd, addr, op.n ?? 0);
       out.ret = res.ret;
       if (res.ret === 0 && cmdName === 'read') {
-        const buf = w.buffer(op.p, op.t, len);
-        if ((yield* sys.access(w.scratch(op.t), buf, 'read')) === 0) {
+        const got = w.words(op.p, op.t, op.n ?? 0);
+        if ((yield* sys.accessWords(w.scratch(op.t), got, 'read')) === 0) {
           out.readAddr = addr;
-          out.readData = buf;
+          out.readWords = got;
         }
       }
-      if (cmdName === 'write' && data) {
+      if (cmdName === 'write' && words) {
         // A WRITE stores page by page until it fails: what reached memory is uncertain on error.
         out.writeAddr = addr;
-        out.writeData = res.ret === 0 ? data : data.subarray(0, 0);
+        out.writeWords = res.ret === 0 ? words : words.subarray(0, 0);
         if (res.ret !== 0) out.ret = res.ret;
       }
       return;
@@ -741,16 +772,16 @@ function* gpuOp(w: World, slot: ProcSlot, op: Op, addr: number, len: number, out
     return;
   }
   if (cmd === 'write') {
-    const data = writePattern(op.a ?? 0, addr, len, w.buffer(op.p, op.t, len));
-    out.ret = yield* gpuAccessGen(svmm, addr, data, 'write');
+    const words = patternWords(op.a ?? 0, addr, op.n ?? 0, w.words(op.p, op.t, op.n ?? 0));
+    out.ret = yield* gpuAccessWordsGen(svmm, addr, words, 'write');
     out.writeAddr = addr;
-    out.writeData = out.ret === 0 ? data : data.subarray(0, 0);
+    out.writeWords = out.ret === 0 ? words : words.subarray(0, 0);
     return;
   }
-  const buf = w.buffer(op.p, op.t, len);
-  out.ret = yield* gpuAccessGen(svmm, addr, buf, 'read');
+  const words = w.words(op.p, op.t, op.n ?? 0);
+  out.ret = yield* gpuAccessWordsGen(svmm, addr, words, 'read');
   if (out.ret === 0) {
     out.readAddr = addr;
-    out.readData = buf;
+    out.readWords = words;
   }
 }

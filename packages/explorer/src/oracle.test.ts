@@ -1,7 +1,7 @@
 import { MADV_COLD, MADV_DONTNEED, MADV_FREE, PAGE_SIZE, PROT_READ, PROT_WRITE } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
-import { newOutcome, type Op, type OpOutcome, writePattern } from './ops.js';
-import { firstDiff, Oracle } from './oracle.js';
+import { newOutcome, type Op, type OpOutcome, pageWords, writePattern } from './ops.js';
+import { Oracle } from './oracle.js';
 import { regionAddr } from './world.js';
 
 const RW = PROT_READ | PROT_WRITE;
@@ -13,14 +13,14 @@ function done(o: Oracle, op: Op, out: Partial<OpOutcome> = {}): string | null {
 }
 
 function readOf(o: Oracle, op: Op, data: Uint8Array): string | null {
-  return done(o, op, { readAddr: regionAddr(op.r ?? 0, op.off ?? 0), readData: data });
+  return done(o, op, { readAddr: regionAddr(op.r ?? 0, op.off ?? 0), readWords: pageWords(data) });
 }
 
 /** A completed CPU store of pattern `seed` to pages [off, off + n) of region 0 (checked clean); its bytes. */
 function store(o: Oracle, off: number, n: number, seed: number): Uint8Array {
   const data = writePattern(seed, regionAddr(0, off), n * PAGE_SIZE);
   const op: Op = { k: 'write', p: 0, t: 0, r: 0, off, n, a: seed };
-  expect(done(o, op, { writeAddr: regionAddr(0, off), writeData: data })).toBeNull();
+  expect(done(o, op, { writeAddr: regionAddr(0, off), writeWords: pageWords(data) })).toBeNull();
   return data;
 }
 
@@ -31,7 +31,7 @@ function mapped(): Oracle {
 }
 
 describe('the oracle', () => {
-  it('a fresh mapping reads as zeros; a store is read back; a wrong byte is a divergence naming the address', () => {
+  it('a fresh mapping reads as zeros; a store is read back; a wrong byte or word is a divergence naming the page', () => {
     const o = mapped();
     expect(
       readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 2 }, new Uint8Array(2 * PAGE_SIZE)),
@@ -41,7 +41,15 @@ describe('the oracle', () => {
     const bad = data.slice();
     bad[PAGE_SIZE + 4] ^= 1;
     const msg = readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 2, n: 2 }, bad);
-    expect(msg).toMatch(/^CPU read of p0 at 0x7e0000003004: read 0x[0-9a-f]+, the oracle says 0x[0-9a-f]+$/);
+    expect(msg).toMatch(
+      /^CPU read of p0 at 0x7e0000003000: read a page whose words differ, the oracle says 0x[0-9a-f]+$/,
+    );
+    // A page that is another word repeated (a store that landed on the wrong page, say).
+    const other = data.slice();
+    other.fill(0x11, PAGE_SIZE);
+    expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 2, n: 2 }, other)).toMatch(
+      /^CPU read of p0 at 0x7e0000003000: read 0x11111111, the oracle says 0x[0-9a-f]+$/,
+    );
   });
 
   it('MADV_DONTNEED zeroes; munmap unmaps (a read there is a divergence); mremap moves the contents', () => {
@@ -82,9 +90,13 @@ describe('the oracle', () => {
     const w = o.begin({ k: 'write', p: 0, t: 1, r: 0, off: 0, n: 1, a: 5 });
     const r = o.begin({ k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 });
     const junk = new Uint8Array(PAGE_SIZE).fill(0xaa);
-    expect(o.end(r, { ...newOutcome(), readAddr: regionAddr(0, 0), readData: junk }, alive)).toBeNull();
+    expect(
+      o.end(r, { ...newOutcome(), readAddr: regionAddr(0, 0), readWords: pageWords(junk) }, alive),
+    ).toBeNull();
     const data = writePattern(5, regionAddr(0, 0), PAGE_SIZE);
-    expect(o.end(w, { ...newOutcome(), writeAddr: regionAddr(0, 0), writeData: data }, alive)).toBeNull();
+    expect(
+      o.end(w, { ...newOutcome(), writeAddr: regionAddr(0, 0), writeWords: pageWords(data) }, alive),
+    ).toBeNull();
     expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, data.slice())).toBeNull();
     expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, junk)).toMatch(/CPU read/);
   });
@@ -95,8 +107,12 @@ describe('the oracle', () => {
     const b = o.begin({ k: 'write', p: 0, t: 0, r: 0, off: 0, n: 1, a: 6 });
     const da = writePattern(5, regionAddr(0, 0), PAGE_SIZE);
     const db = writePattern(6, regionAddr(0, 0), PAGE_SIZE);
-    expect(o.end(b, { ...newOutcome(), writeAddr: regionAddr(0, 0), writeData: db }, alive)).toBeNull();
-    expect(o.end(a, { ...newOutcome(), writeAddr: regionAddr(0, 0), writeData: da }, alive)).toBeNull();
+    expect(
+      o.end(b, { ...newOutcome(), writeAddr: regionAddr(0, 0), writeWords: pageWords(db) }, alive),
+    ).toBeNull();
+    expect(
+      o.end(a, { ...newOutcome(), writeAddr: regionAddr(0, 0), writeWords: pageWords(da) }, alive),
+    ).toBeNull();
     expect(o.knownPages(0)).not.toContain(regionAddr(0, 0) / PAGE_SIZE);
     expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, db.slice())).toBeNull();
     expect(o.knownPages(0)).toContain(regionAddr(0, 0) / PAGE_SIZE);
@@ -159,7 +175,7 @@ describe('the oracle', () => {
       done(
         o,
         { k: 'dm', p: 0, t: 0, r: 0, off: 0, n: 6, a: 0, b: 2 },
-        { readAddr: regionAddr(0, 0), readData: junk },
+        { readAddr: regionAddr(0, 0), readWords: pageWords(junk) },
       ),
     ).toBeNull();
     // A later mapping that is not raced makes them known again.
@@ -178,7 +194,9 @@ describe('the oracle', () => {
     // Slot 1 is reused by a new child of slot 0 before the old process's write completes.
     done(o, { k: 'fork', p: 0, t: 0 }, { child: 1 });
     const data = writePattern(9, regionAddr(0, 0), PAGE_SIZE);
-    expect(o.end(w, { ...newOutcome(), writeAddr: regionAddr(0, 0), writeData: data }, alive)).toBeNull();
+    expect(
+      o.end(w, { ...newOutcome(), writeAddr: regionAddr(0, 0), writeWords: pageWords(data) }, alive),
+    ).toBeNull();
     expect(o.expected(1, regionAddr(0, 0) / PAGE_SIZE)).toBe(0);
   });
 });
@@ -195,7 +213,7 @@ describe('the oracle and reads in flight across a lazy-free discard', () => {
     // ...another load then finds it discarded: from now on the page reads zeros...
     expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, zero)).toBeNull();
     // ...and the early load ends with the old contents it read: no divergence.
-    const out = { ...newOutcome(), readAddr: regionAddr(0, 0), readData: data.slice() };
+    const out = { ...newOutcome(), readAddr: regionAddr(0, 0), readWords: pageWords(data.slice()) };
     expect(o.end(early, out, alive)).toBeNull();
     // A load that begins after the discard was seen must read zeros.
     expect(readOf(o, read, data.slice())).toMatch(/the oracle says 0x0$/);
@@ -228,26 +246,28 @@ describe('the oracle and reads in flight across a lazy-free discard', () => {
   });
 });
 
-describe('firstDiff()', () => {
-  it('finds the first word that differs anywhere in a page, and -1 for a page of the word repeated', () => {
+describe('pageWords()', () => {
+  it('gives the word a page repeats, and -1 for a page with any word that differs', () => {
     const page = new Uint32Array(PAGE_SIZE / 4).fill(0xabcd1234);
-    expect(firstDiff(page, 0xabcd1234)).toBe(-1);
-    expect(firstDiff(page, 0xabcd1235)).toBe(0);
-    for (const at of [1, 2, 511, 1022, 1023]) {
+    const bytes = (u: Uint32Array) => new Uint8Array(u.buffer, u.byteOffset, u.byteLength);
+    expect([...pageWords(bytes(page))]).toEqual([0xabcd1234]);
+    for (const at of [0, 1, 2, 511, 1022, 1023]) {
       const p = page.slice();
       p[at] = 7;
-      expect(firstDiff(p, 0xabcd1234)).toBe(at);
+      expect([...pageWords(bytes(p))]).toEqual([-1]);
     }
-    // Two differing words: the first one; a page inside a bigger buffer (a subarray with an offset).
+    // Pages of a bigger buffer, one of them with two differing words; a subarray with an offset.
     const big = new Uint32Array(3 * (PAGE_SIZE / 4)).fill(5);
     big[PAGE_SIZE / 4 + 900] = 6;
     big[PAGE_SIZE / 4 + 901] = 6;
-    big[2 * (PAGE_SIZE / 4)] = 9;
-    expect(firstDiff(big.subarray(PAGE_SIZE / 4, 2 * (PAGE_SIZE / 4)), 5)).toBe(900);
-    expect(firstDiff(big.subarray(0, PAGE_SIZE / 4), 5)).toBe(-1);
-    expect(firstDiff(new Uint32Array(0), 5)).toBe(-1);
-    expect(firstDiff(new Uint32Array([5, 5, 4]), 5)).toBe(2);
+    big.fill(9, 2 * (PAGE_SIZE / 4));
+    expect([...pageWords(bytes(big))]).toEqual([5, -1, 9]);
+    expect([...pageWords(bytes(big.subarray(2 * (PAGE_SIZE / 4))))]).toEqual([9]);
+    expect(pageWords(new Uint8Array(0)).length).toBe(0);
   });
+});
+
+describe('oracle and device writes', () => {
   it('a device write to a lazy-free page ends the lazy state only when the driver dirties the folio (K11, K12)', () => {
     for (const [k, dirty] of [
       ['dm', false],
@@ -263,7 +283,7 @@ describe('firstDiff()', () => {
       done(
         o,
         { k, p: 0, t: 0, r: 0, off: 0, n: 1, a: 9, b: k === 'dm' ? 3 : 1 },
-        { ret: 0, writeAddr: regionAddr(0, 0), writeData: dev },
+        { ret: 0, writeAddr: regionAddr(0, 0), writeWords: pageWords(dev) },
       );
       // Reclaim discarded the page after the device wrote it: zeros.
       const msg = readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, new Uint8Array(PAGE_SIZE));

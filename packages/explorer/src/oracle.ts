@@ -10,7 +10,6 @@
  * contents or zeros. It also drops a swapped-out page at once (its swap entry is freed), so a
  * load concurrent with it may read zeros too.
  */
-import { Buffer } from 'node:buffer';
 import {
   MADV_DOFORK,
   MADV_DONTFORK,
@@ -356,14 +355,13 @@ export class Oracle {
         return `${op.k} of p${op.p} at 0x${(s * PAGE_SIZE).toString(16)}: signal ${out.signal}, but the oracle says every page is mapped and accessible`;
       return null;
     }
-    if (!out.readData) return null;
+    const got = out.readWords;
+    if (!got) return null;
     const first = out.readAddr / PAGE_SIZE;
-    const n = out.readData.length / PAGE_SIZE;
-    const words = new Uint32Array(out.readData.buffer, out.readData.byteOffset, out.readData.length >>> 2);
+    const n = got.length;
     for (let k = 0; k < n; k++) {
       const v = first + k;
       if (uncertain.length && isUncertain(v)) continue;
-      const got = words.subarray(k * PAGE_WORDS, (k + 1) * PAGE_WORDS);
       if (mem.maybe(v)) continue;
       if (!mem.mapped(v)) {
         if (op.k === 'read')
@@ -371,17 +369,18 @@ export class Oracle {
         continue;
       }
       const i = v - BASE_VPN;
+      const g = got[k];
       if (mem.state[i] & UNKNOWN) {
         // A checked load fixes an unknown page (pages are always one word repeated).
-        if (firstDiff(got, got[0]) < 0) {
-          mem.word[i] = got[0];
+        if (g >= 0) {
+          mem.word[i] = g;
           mem.state[i] &= ~UNKNOWN;
         }
         continue;
       }
       this.checkedPages++;
-      const d = firstDiff(got, mem.word[i]);
-      if (d >= 0 && (mem.state[i] & LAZY || inRanges(freeing, v)) && firstDiff(got, 0) < 0) {
+      const differs = g !== mem.word[i];
+      if (differs && (mem.state[i] & LAZY || inRanges(freeing, v)) && g === 0) {
         // Reclaim discarded the lazy-free page: a fresh zero page is mapped now. A load that
         // began before this one ended may still have read the old contents (lazyWas).
         mem.lazyWas[i] = mem.word[i];
@@ -390,12 +389,11 @@ export class Oracle {
         mem.state[i] &= ~LAZY;
         continue;
       }
-      if (d >= 0 && mem.word[i] === 0 && rec.start < mem.lazyAt[i] && firstDiff(got, mem.lazyWas[i]) < 0)
-        continue;
-      if (d >= 0)
+      if (differs && mem.word[i] === 0 && rec.start < mem.lazyAt[i] && g === mem.lazyWas[i]) continue;
+      if (differs)
         return (
           `${op.k === 'read' ? 'CPU read' : op.k === 'dm' ? 'dmirror READ' : 'GPU read'} of p${op.p} at ` +
-          `0x${(v * PAGE_SIZE + d * 4).toString(16)}: read 0x${got[d].toString(16)}, the oracle says 0x${mem.word[i].toString(16)}`
+          `0x${(v * PAGE_SIZE).toString(16)}: read ${g < 0 ? 'a page whose words differ' : `0x${g.toString(16)}`}, the oracle says 0x${mem.word[i].toString(16)}`
         );
     }
     return null;
@@ -496,22 +494,18 @@ export class Oracle {
         // A CPU store stopped by a SIGSEGV its program caught: the pages before the faulting one
         // were written, the rest were not (the oracle does not learn which page faulted).
         if (op.k === 'write' && out.handled) for (let v = s; v < e; v++) this.forget(mem, v);
-        if (out.writeData) {
+        if (out.writeWords) {
           const first = out.writeAddr / PAGE_SIZE - BASE_VPN;
-          const full = out.writeData.length / PAGE_SIZE;
+          const words = out.writeWords;
+          const full = words.length;
           const dirties =
             op.k === 'write' ||
             (op.k === 'dm' && this.deviceWritesDirty.dm) ||
             (op.k === 'gpu' && this.deviceWritesDirty.gpu);
-          const words = new Uint32Array(
-            out.writeData.buffer,
-            out.writeData.byteOffset,
-            out.writeData.length >>> 2,
-          );
           for (let k = 0; k < full; k++) {
             const i = first + k;
             if (!(mem.state[i] & MAPPED)) continue;
-            mem.word[i] = words[k * PAGE_WORDS];
+            mem.word[i] = words[k];
             // A CPU store dirties the PTE, so reclaim keeps the page; a device write through
             // the kernel mapping does not (the page stays lazy-free) unless the driver dirties
             // the folio (K11, K12).
@@ -644,24 +638,4 @@ export class Oracle {
   expected(s: number, vpn: number): number {
     return this.mems[s]?.word[vpn - BASE_VPN] ?? 0;
   }
-}
-
-const PAGE_WORDS = PAGE_SIZE >>> 2;
-
-/**
- * The first 32-bit word of `got` (one page) that is not `want`, or -1. The common answer (-1)
- * comes from one native comparison: a page whose bytes equal themselves shifted by one word is
- * one word repeated, so it is all `want` when its first word is.
- */
-export function firstDiff(got: Uint32Array, want: number): number {
-  const n = got.length;
-  if (n === 0) return -1;
-  if (got[0] !== want) return 0;
-  if (n > 16) {
-    const off = got.byteOffset;
-    const bytes = (n - 1) * 4;
-    if (Buffer.from(got.buffer, off, bytes).equals(Buffer.from(got.buffer, off + 4, bytes))) return -1;
-  }
-  for (let i = 1; i < n; i++) if (got[i] !== want) return i;
-  return -1;
 }

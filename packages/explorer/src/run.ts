@@ -19,7 +19,7 @@ import {
   XLATE_OOM,
 } from '@hmm-model/mm-core';
 import { describeOp, execOp, newOutcome, type Op } from './ops.js';
-import { firstDiff, Oracle } from './oracle.js';
+import { Oracle } from './oracle.js';
 import { checkDriverCounters, checkRangeQuiescent } from './touched.js';
 import { type ProcSlot, regionAddr, World, type WorldOptions } from './world.js';
 
@@ -149,11 +149,10 @@ export function findingKey(f: Finding): string {
   return `${f.category}:${shape(what)}`;
 }
 
-/** The verification read's host buffer: one per worker, reused (a fresh 2 MiB host allocation per read costs more than the read). */
-let verifyBytes: ArrayBuffer | undefined;
-function verifyBuffer(len: number): Uint8Array {
-  if (!verifyBytes || verifyBytes.byteLength < len) verifyBytes = new ArrayBuffer(len);
-  return new Uint8Array(verifyBytes, 0, len);
+/** The verification read's word per page: one array per worker, reused. */
+const verifyWordsBuf = new Float64Array(512);
+function verifyWords(npages: number): Float64Array {
+  return verifyWordsBuf.subarray(0, npages);
 }
 
 /** Runs one scenario under one schedule on a fresh machine. */
@@ -402,8 +401,8 @@ class ScenarioRun {
       let j = i + 1;
       while (j < pages.length && pages[j] === pages[j - 1] + 1 && j - i < 512) j++;
       const first = pages[i];
-      const buf = verifyBuffer((j - i) * PAGE_SIZE);
-      const r = sched.runSync(slot.proc.sys.access(first * PAGE_SIZE, buf, 'read'), 'verify');
+      const got = verifyWords(j - i);
+      const r = sched.runSync(slot.proc.sys.accessWords(first * PAGE_SIZE, got, 'read'), 'verify');
       // Out of memory faulting pages back from a device: the machine's limit, not a divergence.
       if (r === XLATE_OOM) return;
       if (r < 0)
@@ -411,15 +410,13 @@ class ScenarioRun {
           'divergence',
           `verification read of p${s} at 0x${(first * PAGE_SIZE).toString(16)}: fault ${r}`,
         );
-      const words = new Uint32Array(buf.buffer);
       for (let k = i; k < j; k++) {
-        const got = words.subarray((k - i) * (PAGE_SIZE >>> 2), (k - i + 1) * (PAGE_SIZE >>> 2));
+        const g = got[k - i];
         const want = oracle.expected(s, pages[k]);
-        const d = firstDiff(got, want);
-        if (d >= 0)
+        if (g !== want)
           throw new Finding(
             'divergence',
-            `verification read of p${s} at 0x${(pages[k] * PAGE_SIZE + d * 4).toString(16)}: read 0x${got[d].toString(16)}, the oracle says 0x${want.toString(16)}`,
+            `verification read of p${s} at 0x${(pages[k] * PAGE_SIZE).toString(16)}: read ${g < 0 ? 'a page whose words differ' : `0x${g.toString(16)}`}, the oracle says 0x${want.toString(16)}`,
           );
       }
       i = j;

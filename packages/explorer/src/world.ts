@@ -54,8 +54,8 @@ export function regionAddr(r: number, page: number): number {
   return REGION_BASE + r * REGION_STRIDE + page * PAGE_SIZE;
 }
 
-/** Host buffers of the thread slots' CPU accesses ({@link World.buffer}), shared by consecutive runs. */
-const hostBuffers: ArrayBuffer[] = [];
+/** Word-per-page arrays of the thread slots' accesses ({@link World.words}), shared by consecutive runs. */
+const hostWords: Float64Array[] = [];
 
 /** Host memory handed from each run's machine to the next one's (one pool per worker thread). */
 const hostPool = new HostMemoryPool();
@@ -217,16 +217,16 @@ export class World {
   }
 
   /**
-   * Host bytes for the CPU reads and writes of thread slot (p, t): one buffer per slot, reused by
-   * its next operation and by the next run's (a slot's operations run one after another, one run
-   * at a time per thread, and the oracle is done with an operation's data when it ends), so that
-   * a campaign does not allocate per access.
+   * The words a CPU, device or GPU load or store of thread slot (p, t) moves, one per page: one
+   * array per slot, reused by its next operation and by the next run's (a slot's operations run
+   * one after another, one run at a time per thread, and the oracle is done with an operation's
+   * words when it ends), so that a campaign does not allocate per access.
    */
-  buffer(p: number, t: number, len: number): Uint8Array {
+  words(p: number, t: number, npages: number): Float64Array {
     const key = p * this.threadsPerProc + t;
-    let b = hostBuffers[key];
-    if (!b || b.byteLength < len) hostBuffers[key] = b = new ArrayBuffer(Math.max(len, 64 << 10));
-    return new Uint8Array(b, 0, len);
+    let b = hostWords[key];
+    if (!b || b.length < npages) hostWords[key] = b = new Float64Array(Math.max(npages, 1024));
+    return b.subarray(0, npages);
   }
 
   /** Scratch memory of a thread slot. */

@@ -83,10 +83,12 @@ export class NouveauVmm {
       const size = 2 ** shift;
       const first = Math.floor(start / size);
       const last = Math.ceil(end / size);
+      if (l.size === 0) continue;
       if (last - first <= l.size) {
         for (let i = first; i < last; i++) l.delete(i);
       } else {
-        for (const i of [...l.keys()]) if (i >= first && i < last) l.delete(i);
+        // Deleting the entry just visited is safe while iterating a Map.
+        for (const i of l.keys()) if (i >= first && i < last) l.delete(i);
       }
     }
   }

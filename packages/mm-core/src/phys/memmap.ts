@@ -283,9 +283,11 @@ export class MemMap {
         for (const f of ZEROED_ON_REINIT) this[f].fill(0, s, se);
         const head = this.head;
         for (let p = s; p < se; p++) head[p] = p;
+        // [s, se) was just cleared: only the rest of the section can still have a present pfn.
         const a = sec * PAGES_PER_SECTION;
         let any = false;
-        for (let p = a; p < a + PAGES_PER_SECTION && !any; p++)
+        for (let p = a; p < s && !any; p++) any = (this.flags[p] & PG_present_section) !== 0;
+        for (let p = se; p < a + PAGES_PER_SECTION && !any; p++)
           any = (this.flags[p] & PG_present_section) !== 0;
         if (!any) this.sectionState[sec] &= ~SECTION_HAS_MEM_MAP;
       }

@@ -358,23 +358,43 @@ export class DmirrorDevice {
     // No page of the chunk is allocated: migrate_device_range() would lock none and the rest
     // would do nothing (the model skips walking the 65536 empty slots).
     if (chunk.pagemap.refs === 0) return;
-    const npages = chunk.pagemap.endPfn - chunk.pagemap.startPfn;
+    const first = chunk.pagemap.startPfn;
+    const npages = chunk.pagemap.endPfn - first;
     const src = borrowPfnArray(npages);
     const dst = borrowPfnArray(npages);
     try {
-      yield* this.evictChunkPfns(chunk, src, dst);
+      // Likewise the free base pages before the first allocated page and after the last one:
+      // their slots stay empty and every pass skips them. The model evicts from the first
+      // allocated page to the slot after the last one (so that finalize still reaches its
+      // "next slot" point after the last page): the same folios, in the same order, with the
+      // same preemption points.
+      const [lo, hi] = this.usedSlots(first, npages);
+      const n = Math.min(npages, hi + 1) - lo;
+      yield* this.evictChunkPfns(first + lo, n, src.subarray(0, n), dst.subarray(0, n));
     } finally {
       returnPfnArray(src);
       returnPfnArray(dst);
     }
   }
 
-  /** evictChunk() with its src/dst arrays (kvcalloc()ed by the caller). */
-  private *evictChunkPfns(chunk: DmirrorChunk, src: Float64Array, dst: Float64Array): KGen {
+  /**
+   * The slots [lo, hi) of pfns [first, first + npages) outside of which every page is a free
+   * base page (no reference, not part of a folio): migrate_device_range() locks none of them.
+   */
+  private usedSlots(first: number, npages: number): [number, number] {
+    const m = this.core.map;
+    const single = PG_head | PG_tail;
+    let lo = 0;
+    while (lo < npages && m.refcount[first + lo] === 0 && !(m.flags[first + lo] & single)) lo++;
+    let hi = npages;
+    while (hi > lo && m.refcount[first + hi - 1] === 0 && !(m.flags[first + hi - 1] & single)) hi--;
+    return [lo, hi];
+  }
+
+  /** evictChunk() of pfns [start, start + npages) with its src/dst arrays (kvcalloc()ed by the caller). */
+  private *evictChunkPfns(start: number, npages: number, src: Float64Array, dst: Float64Array): KGen {
     const core = this.core;
     const m = core.map;
-    const start = chunk.pagemap.startPfn;
-    const npages = chunk.pagemap.endPfn - start;
     yield* migrateDeviceRange(core, src, start, npages);
     if (core.sched.preempt('dmirror_device_evict_chunk: after migrate_device_range')) yield RESCHED;
     for (let i = 0; i < npages; i++) {

@@ -395,40 +395,11 @@ export function parseOp(text: string): Op {
   }
 }
 
-/** The bytes a 'write' op stores into page `page` of its range (deterministic from the seed). */
-export function writePattern(seed: number, addr: number, len: number, into?: Uint8Array): Uint8Array {
-  const out = into ?? new Uint8Array(len);
-  const w = new Uint32Array(out.buffer, 0, len >>> 2);
-  const vpn = Math.floor(addr / PAGE_SIZE);
-  const words = PAGE_SIZE >>> 2;
-  for (let k = 0, i = 0; i < w.length; k++, i += words) w.fill(patternWord(seed, vpn + k), i, i + words);
-  return out;
-}
-
-/** The words a 'write' op stores: page k of the range at addr repeats patternWord(seed, vpn + k). */
+/** Model-only: the words a 'write' op stores (page k of the range at addr repeats patternWord(seed, vpn + k)). */
 export function patternWords(seed: number, addr: number, npages: number, into?: Float64Array): Float64Array {
   const out = into ?? new Float64Array(npages);
   const vpn = Math.floor(addr / PAGE_SIZE);
   for (let k = 0; k < npages; k++) out[k] = patternWord(seed, vpn + k);
-  return out;
-}
-
-/**
- * The word each page of `bytes` repeats, or -1 for a page whose words differ (what a program
- * that checks a buffer page by page learns from it).
- */
-export function pageWords(bytes: Uint8Array, into?: Float64Array): Float64Array {
-  const n = bytes.length / PAGE_SIZE;
-  const out = into ?? new Float64Array(n);
-  const u = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length >>> 2);
-  const per = PAGE_SIZE >>> 2;
-  for (let k = 0; k < n; k++) {
-    const w = u[k * per];
-    let j = k * per + 1;
-    const e = (k + 1) * per;
-    while (j < e && u[j] === w) j++;
-    out[k] = j === e ? w : -1;
-  }
   return out;
 }
 

@@ -1,6 +1,6 @@
 import { MADV_COLD, MADV_DONTNEED, MADV_FREE, PAGE_SIZE, PROT_READ, PROT_WRITE } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
-import { newOutcome, type Op, type OpOutcome, pageWords, writePattern } from './ops.js';
+import { newOutcome, type Op, type OpOutcome, patternWords } from './ops.js';
 import { Oracle } from './oracle.js';
 import { regionAddr } from './world.js';
 
@@ -12,15 +12,16 @@ function done(o: Oracle, op: Op, out: Partial<OpOutcome> = {}): string | null {
   return o.end(rec, { ...newOutcome(), ...out }, alive);
 }
 
-function readOf(o: Oracle, op: Op, data: Uint8Array): string | null {
-  return done(o, op, { readAddr: regionAddr(op.r ?? 0, op.off ?? 0), readWords: pageWords(data) });
+/** A completed load of the pages of op: words[k] is the word page k read (-1: its words differ). */
+function readOf(o: Oracle, op: Op, words: Float64Array): string | null {
+  return done(o, op, { readAddr: regionAddr(op.r ?? 0, op.off ?? 0), readWords: words });
 }
 
-/** A completed CPU store of pattern `seed` to pages [off, off + n) of region 0 (checked clean); its bytes. */
-function store(o: Oracle, off: number, n: number, seed: number): Uint8Array {
-  const data = writePattern(seed, regionAddr(0, off), n * PAGE_SIZE);
+/** A completed CPU store of pattern `seed` to pages [off, off + n) of region 0 (checked clean); its words. */
+function store(o: Oracle, off: number, n: number, seed: number): Float64Array {
+  const data = patternWords(seed, regionAddr(0, off), n);
   const op: Op = { k: 'write', p: 0, t: 0, r: 0, off, n, a: seed };
-  expect(done(o, op, { writeAddr: regionAddr(0, off), writeWords: pageWords(data) })).toBeNull();
+  expect(done(o, op, { writeAddr: regionAddr(0, off), writeWords: data })).toBeNull();
   return data;
 }
 
@@ -31,22 +32,20 @@ function mapped(): Oracle {
 }
 
 describe('the oracle', () => {
-  it('a fresh mapping reads as zeros; a store is read back; a wrong byte or word is a divergence naming the page', () => {
+  it('a fresh mapping reads as zeros; a store is read back; a page whose words differ or of another word is a divergence naming the page', () => {
     const o = mapped();
-    expect(
-      readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 2 }, new Uint8Array(2 * PAGE_SIZE)),
-    ).toBeNull();
+    expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 2 }, new Float64Array(2))).toBeNull();
     const data = store(o, 2, 2, 7);
     expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 2, n: 2 }, data.slice())).toBeNull();
     const bad = data.slice();
-    bad[PAGE_SIZE + 4] ^= 1;
+    bad[1] = -1;
     const msg = readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 2, n: 2 }, bad);
     expect(msg).toMatch(
       /^CPU read of p0 at 0x7e0000003000: read a page whose words differ, the oracle says 0x[0-9a-f]+$/,
     );
     // A page that is another word repeated (a store that landed on the wrong page, say).
     const other = data.slice();
-    other.fill(0x11, PAGE_SIZE);
+    other.fill(0x11111111, 1);
     expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 2, n: 2 }, other)).toMatch(
       /^CPU read of p0 at 0x7e0000003000: read 0x11111111, the oracle says 0x[0-9a-f]+$/,
     );
@@ -57,14 +56,12 @@ describe('the oracle', () => {
     const data = store(o, 0, 8, 3);
     done(o, { k: 'madvise', p: 0, t: 0, r: 0, off: 0, n: 1, a: MADV_DONTNEED }, { ret: 0 });
     expect(o.expected(0, regionAddr(0, 0) / PAGE_SIZE)).toBe(0);
-    expect(o.expected(0, regionAddr(0, 1) / PAGE_SIZE)).toBe(new Uint32Array(data.buffer)[PAGE_SIZE / 4]);
+    expect(o.expected(0, regionAddr(0, 1) / PAGE_SIZE)).toBe(data[1]);
     done(o, { k: 'mremap', p: 0, t: 0, r: 0, off: 4, n: 4, r2: 1, off2: 0 }, { ret: regionAddr(1, 0) });
     expect(o.accessible(0, regionAddr(0, 4) / PAGE_SIZE, regionAddr(0, 8) / PAGE_SIZE, false)).toBe(false);
-    expect(o.expected(0, regionAddr(1, 0) / PAGE_SIZE)).toBe(
-      new Uint32Array(data.buffer)[(4 * PAGE_SIZE) / 4],
-    );
+    expect(o.expected(0, regionAddr(1, 0) / PAGE_SIZE)).toBe(data[4]);
     done(o, { k: 'munmap', p: 0, t: 0, r: 0, off: 0, n: 2 }, { ret: 0 });
-    expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, new Uint8Array(PAGE_SIZE))).toMatch(
+    expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, new Float64Array(1))).toMatch(
       /succeeded, but the oracle has nothing mapped there/,
     );
   });
@@ -73,8 +70,8 @@ describe('the oracle', () => {
     const o = mapped();
     const data = store(o, 0, 2, 9);
     done(o, { k: 'madvise', p: 0, t: 0, r: 0, off: 0, n: 2, a: MADV_FREE }, { ret: 0 });
-    const page0 = data.slice(0, PAGE_SIZE);
-    const zero = new Uint8Array(PAGE_SIZE);
+    const page0 = data.slice(0, 1);
+    const zero = new Float64Array(1);
     expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, page0.slice())).toBeNull();
     expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, zero)).toBeNull();
     // Discarded: the old contents cannot come back.
@@ -89,14 +86,10 @@ describe('the oracle', () => {
     const o = mapped();
     const w = o.begin({ k: 'write', p: 0, t: 1, r: 0, off: 0, n: 1, a: 5 });
     const r = o.begin({ k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 });
-    const junk = new Uint8Array(PAGE_SIZE).fill(0xaa);
-    expect(
-      o.end(r, { ...newOutcome(), readAddr: regionAddr(0, 0), readWords: pageWords(junk) }, alive),
-    ).toBeNull();
-    const data = writePattern(5, regionAddr(0, 0), PAGE_SIZE);
-    expect(
-      o.end(w, { ...newOutcome(), writeAddr: regionAddr(0, 0), writeWords: pageWords(data) }, alive),
-    ).toBeNull();
+    const junk = Float64Array.of(0xaaaaaaaa);
+    expect(o.end(r, { ...newOutcome(), readAddr: regionAddr(0, 0), readWords: junk }, alive)).toBeNull();
+    const data = patternWords(5, regionAddr(0, 0), 1);
+    expect(o.end(w, { ...newOutcome(), writeAddr: regionAddr(0, 0), writeWords: data }, alive)).toBeNull();
     expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, data.slice())).toBeNull();
     expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, junk)).toMatch(/CPU read/);
   });
@@ -105,14 +98,10 @@ describe('the oracle', () => {
     const o = mapped();
     const a = o.begin({ k: 'write', p: 0, t: 1, r: 0, off: 0, n: 1, a: 5 });
     const b = o.begin({ k: 'write', p: 0, t: 0, r: 0, off: 0, n: 1, a: 6 });
-    const da = writePattern(5, regionAddr(0, 0), PAGE_SIZE);
-    const db = writePattern(6, regionAddr(0, 0), PAGE_SIZE);
-    expect(
-      o.end(b, { ...newOutcome(), writeAddr: regionAddr(0, 0), writeWords: pageWords(db) }, alive),
-    ).toBeNull();
-    expect(
-      o.end(a, { ...newOutcome(), writeAddr: regionAddr(0, 0), writeWords: pageWords(da) }, alive),
-    ).toBeNull();
+    const da = patternWords(5, regionAddr(0, 0), 1);
+    const db = patternWords(6, regionAddr(0, 0), 1);
+    expect(o.end(b, { ...newOutcome(), writeAddr: regionAddr(0, 0), writeWords: db }, alive)).toBeNull();
+    expect(o.end(a, { ...newOutcome(), writeAddr: regionAddr(0, 0), writeWords: da }, alive)).toBeNull();
     expect(o.knownPages(0)).not.toContain(regionAddr(0, 0) / PAGE_SIZE);
     expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, db.slice())).toBeNull();
     expect(o.knownPages(0)).toContain(regionAddr(0, 0) / PAGE_SIZE);
@@ -122,7 +111,7 @@ describe('the oracle', () => {
   it('a migration concurrent with a load does not excuse it: the load is checked', () => {
     const o = mapped();
     const m = o.begin({ k: 'dm', p: 0, t: 1, r: 0, off: 0, n: 8, a: 0, b: 0 });
-    const bad = new Uint8Array(PAGE_SIZE).fill(1);
+    const bad = Float64Array.of(0x01010101);
     expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, bad)).toMatch(/CPU read of p0/);
     expect(o.end(m, { ...newOutcome(), ret: 0 }, alive)).toBeNull();
   });
@@ -150,7 +139,7 @@ describe('the oracle', () => {
     // checked load adopts one; a load reading the new contents is no divergence.
     expect(o.knownPages(0)).toEqual([]);
     expect(o.accessible(0, first, first + 4, true)).toBe(true);
-    const fresh = writePattern(6, regionAddr(0, 0), PAGE_SIZE);
+    const fresh = patternWords(6, regionAddr(0, 0), 1);
     expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, fresh)).toBeNull();
     expect(o.knownPages(0)).toEqual([first]);
     // Without a racing op the same caught signal is a divergence: the oracle says it is mapped.
@@ -170,12 +159,12 @@ describe('the oracle', () => {
     expect(o.accessible(0, regionAddr(1, 0) / PAGE_SIZE, regionAddr(1, 4) / PAGE_SIZE, false)).toBe(false);
     expect(o.knownPages(0)).toEqual([first + 6, first + 7]);
     // A device read of those pages returning anything is not a divergence.
-    const junk = new Uint8Array(6 * PAGE_SIZE).fill(3);
+    const junk = new Float64Array(6).fill(0x03030303);
     expect(
       done(
         o,
         { k: 'dm', p: 0, t: 0, r: 0, off: 0, n: 6, a: 0, b: 2 },
-        { readAddr: regionAddr(0, 0), readWords: pageWords(junk) },
+        { readAddr: regionAddr(0, 0), readWords: junk },
       ),
     ).toBeNull();
     // A later mapping that is not raced makes them known again.
@@ -193,10 +182,8 @@ describe('the oracle', () => {
     o.end(o.begin({ k: 'read', p: 0, t: 0, r: 0, off: 0, n: 0 }), newOutcome(), (s) => s !== 1);
     // Slot 1 is reused by a new child of slot 0 before the old process's write completes.
     done(o, { k: 'fork', p: 0, t: 0 }, { child: 1 });
-    const data = writePattern(9, regionAddr(0, 0), PAGE_SIZE);
-    expect(
-      o.end(w, { ...newOutcome(), writeAddr: regionAddr(0, 0), writeWords: pageWords(data) }, alive),
-    ).toBeNull();
+    const data = patternWords(9, regionAddr(0, 0), 1);
+    expect(o.end(w, { ...newOutcome(), writeAddr: regionAddr(0, 0), writeWords: data }, alive)).toBeNull();
     expect(o.expected(1, regionAddr(0, 0) / PAGE_SIZE)).toBe(0);
   });
 });
@@ -206,14 +193,14 @@ describe('the oracle and reads in flight across a lazy-free discard', () => {
     const o = mapped();
     const data = store(o, 0, 1, 11);
     done(o, { k: 'madvise', p: 0, t: 0, r: 0, off: 0, n: 1, a: MADV_FREE }, { ret: 0 });
-    const zero = new Uint8Array(PAGE_SIZE);
+    const zero = new Float64Array(1);
     const read: Op = { k: 'read', p: 0, t: 1, r: 0, off: 0, n: 1 };
     // A long load (a GPU read, say) begins and loads the page before reclaim drops it...
     const early = o.begin(read);
     // ...another load then finds it discarded: from now on the page reads zeros...
     expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, zero)).toBeNull();
     // ...and the early load ends with the old contents it read: no divergence.
-    const out = { ...newOutcome(), readAddr: regionAddr(0, 0), readWords: pageWords(data.slice()) };
+    const out = { ...newOutcome(), readAddr: regionAddr(0, 0), readWords: data.slice() };
     expect(o.end(early, out, alive)).toBeNull();
     // A load that begins after the discard was seen must read zeros.
     expect(readOf(o, read, data.slice())).toMatch(/the oracle says 0x0$/);
@@ -229,41 +216,20 @@ describe('the oracle and reads in flight across a lazy-free discard', () => {
       // The advice begins, the load begins and ends (reading zeros on page 1), the advice ends.
       const adv = o.begin({ k: 'madvise', p: 0, t: 0, r: 0, off: 0, n: 2, a: advice });
       const zeros = data.slice();
-      zeros.fill(0, PAGE_SIZE);
+      zeros.fill(0, 1);
       const msg = readOf(o, { k: 'read', p: 0, t: 1, r: 0, off: 0, n: 2 }, zeros);
       expect(o.end(adv, { ...newOutcome(), ret: 0 }, alive)).toBeNull();
       if (zerosOk) {
         expect(msg).toBeNull();
         // The page is zero from then on: reading the old contents again is a divergence.
         expect(o.expected(0, regionAddr(0, 1) / PAGE_SIZE)).toBe(0);
-        expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 1, n: 1 }, data.slice(PAGE_SIZE))).toMatch(
+        expect(readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 1, n: 1 }, data.slice(1))).toMatch(
           /^CPU read of p0 at 0x7e0000001000: read 0x[0-9a-f]+, the oracle says 0x0$/,
         );
       } else expect(msg).toMatch(/^CPU read of p0 at 0x7e0000001000: read 0x0, the oracle says 0x[0-9a-f]+$/);
       // Page 0 was read with its contents under either advice and still holds them.
-      expect(o.expected(0, regionAddr(0, 0) / PAGE_SIZE)).toBe(new Uint32Array(data.buffer)[0]);
+      expect(o.expected(0, regionAddr(0, 0) / PAGE_SIZE)).toBe(data[0]);
     }
-  });
-});
-
-describe('pageWords()', () => {
-  it('gives the word a page repeats, and -1 for a page with any word that differs', () => {
-    const page = new Uint32Array(PAGE_SIZE / 4).fill(0xabcd1234);
-    const bytes = (u: Uint32Array) => new Uint8Array(u.buffer, u.byteOffset, u.byteLength);
-    expect([...pageWords(bytes(page))]).toEqual([0xabcd1234]);
-    for (const at of [0, 1, 2, 511, 1022, 1023]) {
-      const p = page.slice();
-      p[at] = 7;
-      expect([...pageWords(bytes(p))]).toEqual([-1]);
-    }
-    // Pages of a bigger buffer, one of them with two differing words; a subarray with an offset.
-    const big = new Uint32Array(3 * (PAGE_SIZE / 4)).fill(5);
-    big[PAGE_SIZE / 4 + 900] = 6;
-    big[PAGE_SIZE / 4 + 901] = 6;
-    big.fill(9, 2 * (PAGE_SIZE / 4));
-    expect([...pageWords(bytes(big))]).toEqual([5, -1, 9]);
-    expect([...pageWords(bytes(big.subarray(2 * (PAGE_SIZE / 4))))]).toEqual([9]);
-    expect(pageWords(new Uint8Array(0)).length).toBe(0);
   });
 });
 
@@ -279,14 +245,14 @@ describe('oracle and device writes', () => {
       done(o, { k: 'mmap', p: 0, t: 0, r: 0, n: 8, a: RW }, { ret: regionAddr(0, 0) });
       store(o, 0, 1, 3);
       done(o, { k: 'madvise', p: 0, t: 0, r: 0, off: 0, n: 1, a: MADV_FREE }, { ret: 0 });
-      const dev = writePattern(9, regionAddr(0, 0), PAGE_SIZE);
+      const dev = patternWords(9, regionAddr(0, 0), 1);
       done(
         o,
         { k, p: 0, t: 0, r: 0, off: 0, n: 1, a: 9, b: k === 'dm' ? 3 : 1 },
-        { ret: 0, writeAddr: regionAddr(0, 0), writeWords: pageWords(dev) },
+        { ret: 0, writeAddr: regionAddr(0, 0), writeWords: dev },
       );
       // Reclaim discarded the page after the device wrote it: zeros.
-      const msg = readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, new Uint8Array(PAGE_SIZE));
+      const msg = readOf(o, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, new Float64Array(1));
       if (dirty)
         expect(msg, `${k} dirties`).toMatch(/^CPU read of p0 at 0x7e0000000000: read 0x0, the oracle says/);
       else expect(msg, `${k} does not dirty`).toBeNull();

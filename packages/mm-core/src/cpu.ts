@@ -307,6 +307,7 @@ export function* accessWords(
   addr: number,
   words: Float64Array,
   dir: 'read' | 'write',
+  /** A user access (the CPU's loads/stores): it stops for a fatal signal, as in {@link accessBytes}. */
   user = true,
 ): KGen<number> {
   const frames = core.frames;
@@ -347,9 +348,9 @@ export function* copyPagesUser(
   const write = dir === 'write';
   if (addr % PAGE_SIZE !== 0) {
     const buf = new Uint8Array(npages * PAGE_SIZE);
-    if (write) readStore(store, first, npages, buf);
+    if (write) store.readBytes(first * PAGE_SIZE, buf);
     const r = yield* accessBytes(core, mm, addr, buf, dir);
-    if (!write && r === 0) writeStore(store, first, npages, buf);
+    if (!write && r === 0) store.writeBytes(first * PAGE_SIZE, buf);
     return r;
   }
   return yield* accessRuns(core, mm, addr, npages * PAGE_SIZE, write, false, (pfn, _run, _off, done, n) => {
@@ -358,23 +359,4 @@ export function* copyPagesUser(
     if (write) frames.copy(pfn, at, nr, store);
     else store.copy(at, pfn, nr, frames);
   });
-}
-
-/** Bytes of pages [first, first + npages) of store into buf. */
-function readStore(store: Frames, first: number, npages: number, buf: Uint8Array): void {
-  for (let k = 0; k < npages; k++) {
-    const p = first + k;
-    const o = (p & (BLOCK_PAGES - 1)) * PAGE_SIZE;
-    buf.set(store.readBlock(p, 1).subarray(o, o + PAGE_SIZE), k * PAGE_SIZE);
-  }
-}
-
-/** buf into pages [first, first + npages) of store. */
-function writeStore(store: Frames, first: number, npages: number, buf: Uint8Array): void {
-  for (let k = 0; k < npages; k++) {
-    const p = first + k;
-    store
-      .writeBlock(p, 1)
-      .set(buf.subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE), (p & (BLOCK_PAGES - 1)) * PAGE_SIZE);
-  }
 }

@@ -1,8 +1,5 @@
-import { BLOCK_PAGES, EINVAL, ENOMEM, Frames, type KernelEvents, PAGE_SIZE } from '@hmm-model/mm-core';
+import { EINVAL, ENOMEM, Frames, type KernelEvents, PAGE_SIZE } from '@hmm-model/mm-core';
 import { NOUVEAU_APER_HOST, NOUVEAU_APER_VRAM, type NouveauAper } from './constants.js';
-
-const BLOCK_SHIFT = 21;
-const BLOCK_BYTES = 1 << BLOCK_SHIFT;
 
 /**
  * Models VRAM and the pinned buffer objects of nouveau_bo_new_pin()/nouveau_bo_unpin_del() in it
@@ -62,46 +59,14 @@ export class Vram {
     return this.store.bytesAllocated;
   }
 
-  /** Calls fn(block, blockOffset, done, n) per run of [addr, addr + len) within one 2 MiB block of the store. */
-  private runs(
-    addr: number,
-    len: number,
-    write: boolean,
-    fn: (blk: Uint8Array, off: number, done: number, n: number) => void,
-  ): void {
-    let done = 0;
-    while (done < len) {
-      const a = addr + done;
-      const off = a % BLOCK_BYTES;
-      const n = Math.min(BLOCK_BYTES - off, len - done);
-      const pfn = Math.floor(a / PAGE_SIZE);
-      const nr = Math.ceil((a + n) / PAGE_SIZE) - pfn;
-      fn(write ? this.store.writeBlock(pfn, nr) : this.store.readBlock(pfn, nr), off, done, n);
-      done += n;
-    }
-  }
-
   /** Reads VRAM [addr, addr + buf.length) into buf (unwritten VRAM reads as zero). */
   read(addr: number, buf: Uint8Array): void {
-    this.runs(addr, buf.length, false, (blk, off, done, n) => buf.set(blk.subarray(off, off + n), done));
+    this.store.readBytes(addr, buf);
   }
 
   /** Writes buf into VRAM at addr. */
   write(addr: number, buf: Uint8Array): void {
-    this.runs(addr, buf.length, true, (blk, off, done, n) => blk.set(buf.subarray(done, done + n), off));
-  }
-
-  /** Zeroes VRAM [addr, addr + len): whole pages are cleared without touching bytes. */
-  zero(addr: number, len: number): void {
-    const first = Math.ceil(addr / PAGE_SIZE);
-    const last = Math.floor((addr + len) / PAGE_SIZE);
-    if (last <= first) {
-      this.runs(addr, len, true, (blk, off, _done, n) => blk.fill(0, off, off + n));
-      return;
-    }
-    if (addr < first * PAGE_SIZE) this.zero(addr, first * PAGE_SIZE - addr);
-    this.store.zero(first, last - first);
-    if (addr + len > last * PAGE_SIZE) this.zero(last * PAGE_SIZE, addr + len - last * PAGE_SIZE);
+    this.store.writeBytes(addr, buf);
   }
 }
 
@@ -156,61 +121,27 @@ export class CopyEngine {
     this.events?.copy(1, bytes);
   }
 
-  /**
-   * Calls fn(view, done) for each run of host memory [addr, addr + bytes) within one backing
-   * block: a view of the frames (for reading, or made writable and DATA for writing).
-   */
-  private hostRuns(
-    addr: number,
-    bytes: number,
-    write: boolean,
-    fn: (view: Uint8Array, done: number) => void,
-  ): void {
-    let done = 0;
-    while (done < bytes) {
-      const pfn = Math.floor((addr + done) / PAGE_SIZE);
-      const off = (addr + done) % PAGE_SIZE;
-      const inBlock = BLOCK_PAGES - (pfn % BLOCK_PAGES);
-      const n = Math.min(inBlock * PAGE_SIZE - off, bytes - done);
-      const pages = Math.ceil((off + n) / PAGE_SIZE);
-      const blk = write ? this.frames.writeBlock(pfn, pages) : this.frames.readBlock(pfn, pages);
-      const boff = (pfn % BLOCK_PAGES) * PAGE_SIZE + off;
-      fn(blk.subarray(boff, boff + n), done);
-      done += n;
-    }
+  /** The page store behind an aperture (physical addressing): host memory or VRAM. */
+  private store(aper: NouveauAper): Frames {
+    return aper === NOUVEAU_APER_HOST ? this.frames : this.vram.store;
   }
 
   /**
    * Models nvc0b5_migrate_copy() (copy_func): a multi-line pitch copy of `npages` lines of
    * PAGE_SIZE from (srcAper, src) to (dstAper, dst), physical addressing on both sides.
-   * Returns 0, or -EINVAL for an aperture the copy engine cannot address physically (VIRT).
-   * The model moves the lines in runs of at most one 2 MiB backing block.
+   * Returns 0, or -EINVAL for an aperture the copy engine cannot address physically (VIRT) and,
+   * in the model, for an address that is not page aligned.
    */
   copy(npages: number, dstAper: NouveauAper, dst: number, srcAper: NouveauAper, src: number): number {
     const phys = (a: NouveauAper) => a === NOUVEAU_APER_VRAM || a === NOUVEAU_APER_HOST;
     if (!phys(dstAper) || !phys(srcAper)) return -EINVAL;
+    // Model-only: lines are whole pages at page addresses (nouveau passes nothing else).
+    if (src % PAGE_SIZE !== 0 || dst % PAGE_SIZE !== 0) return -EINVAL;
     this.launches++;
     const bytes = npages * PAGE_SIZE;
-    const hostSrc = srcAper === NOUVEAU_APER_HOST;
-    const hostDst = dstAper === NOUVEAU_APER_HOST;
-    this.launch(bytes, hostSrc || hostDst);
-    if (src % PAGE_SIZE === 0 && dst % PAGE_SIZE === 0) {
-      // Whole pages on both sides: a page store copy (a page of one word moves as that word).
-      const to = hostDst ? this.frames : this.vram.store;
-      to.copy(dst / PAGE_SIZE, src / PAGE_SIZE, npages, hostSrc ? this.frames : this.vram.store);
-    } else if (hostSrc && !hostDst)
-      this.hostRuns(src, bytes, false, (v, done) => this.vram.write(dst + done, v));
-    else if (hostDst && !hostSrc) this.hostRuns(dst, bytes, true, (v, done) => this.vram.read(src + done, v));
-    else {
-      const tmp = new Uint8Array(Math.min(bytes, BLOCK_PAGES * PAGE_SIZE));
-      for (let done = 0; done < bytes; done += tmp.length) {
-        const b = tmp.subarray(0, Math.min(tmp.length, bytes - done));
-        if (hostSrc) this.hostRuns(src + done, b.length, false, (v, d) => b.set(v, d));
-        else this.vram.read(src + done, b);
-        if (hostDst) this.hostRuns(dst + done, b.length, true, (v, d) => v.set(b.subarray(d, d + v.length)));
-        else this.vram.write(dst + done, b);
-      }
-    }
+    this.launch(bytes, srcAper === NOUVEAU_APER_HOST || dstAper === NOUVEAU_APER_HOST);
+    // A page store copy: a page of one word moves as that word.
+    this.store(dstAper).copy(dst / PAGE_SIZE, src / PAGE_SIZE, npages, this.store(srcAper));
     this.linesCopied += npages;
     return 0;
   }
@@ -218,25 +149,16 @@ export class CopyEngine {
   /**
    * Models nvc0b5_migrate_clear() (clear_func): a remap-constant fill of `length` bytes (the
    * kernel programs LINE_LENGTH_IN = length >> 3 eight-byte components) with zero at (aper, dst).
+   * Returns 0, or -EINVAL for a virtual aperture and, in the model, for anything but whole pages.
    */
   clear(length: number, dstAper: NouveauAper, dst: number): number {
     if (dstAper !== NOUVEAU_APER_VRAM && dstAper !== NOUVEAU_APER_HOST) return -EINVAL;
-    this.clears++;
     const len = Math.floor(length / 8) * 8;
+    // Model-only: whole pages at a page address (nouveau clears a folio's pages, nothing else).
+    if (dst % PAGE_SIZE !== 0 || len % PAGE_SIZE !== 0) return -EINVAL;
+    this.clears++;
     this.launch(len, dstAper === NOUVEAU_APER_HOST);
-    if (dstAper === NOUVEAU_APER_VRAM) {
-      this.vram.zero(dst, len);
-      return 0;
-    }
-    if (dst % PAGE_SIZE === 0 && len % PAGE_SIZE === 0) {
-      this.frames.zero(dst / PAGE_SIZE, len / PAGE_SIZE);
-      return 0;
-    }
-    const zero = new Uint8Array(PAGE_SIZE);
-    for (let off = 0; off < len; off += PAGE_SIZE) {
-      const pfn = Math.floor((dst + off) / PAGE_SIZE);
-      this.frames.page(pfn).set(zero.subarray(0, Math.min(PAGE_SIZE, len - off)));
-    }
+    this.store(dstAper).zero(dst / PAGE_SIZE, len / PAGE_SIZE);
     return 0;
   }
 }

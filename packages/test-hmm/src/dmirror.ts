@@ -1,5 +1,4 @@
 import {
-  BLOCK_PAGES,
   type Core,
   copyPagesUser,
   EBUSY,
@@ -347,7 +346,7 @@ export function* dmirrorFault(dm: Dmirror, start: number, end: number, write: bo
 
 /**
  * Copies between the bounce buffer and the mirrored pages of [start, end), coalescing runs of
- * pages whose frames are contiguous within one backing block into one copy. Stops at the first
+ * pages whose frames are contiguous into one page-store copy. Stops at the first
  * page without an entry (or, for writes, without the WRITE tag): -ENOENT, with bounce.cpages
  * counting the pages done. The kernel copies page by page (one memcpy per page, counted as a
  * copy command each); the model walks the mirror node by node and copies whole runs.
@@ -394,7 +393,7 @@ function copyMirrored(dm: Dmirror, start: number, end: number, bounce: Bounce, w
       else pfn = dm.dataPfn(p);
       prevVal = v;
       prevData = pfn;
-      if (runLen > 0 && pfn === runPfn + runLen && (pfn & (BLOCK_PAGES - 1)) !== 0) {
+      if (runLen > 0 && pfn === runPfn + runLen) {
         runLen++;
         continue;
       }
@@ -470,6 +469,11 @@ function copyToUser(core: Core, userMm: MmStruct, ptr: number, bounce: Bounce): 
   return copyPagesUser(core, userMm, ptr, bounce.store, 0, bounce.npages, 'write');
 }
 
+/** Models copy_from_user(bounce.ptr, cmd->ptr, bounce.size). */
+function copyFromUser(core: Core, userMm: MmStruct, ptr: number, bounce: Bounce): KGen<number> {
+  return copyPagesUser(core, userMm, ptr, bounce.store, 0, bounce.npages, 'read');
+}
+
 /** Models dmirror_read() (HMM_DMIRROR_READ). `userMm` is the caller's mm for copy_to_user. */
 export function* dmirrorRead(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct): KGen<number> {
   const bounce = bounceInit(dm.core, cmd.addr, cmd.size);
@@ -489,8 +493,7 @@ export function* dmirrorWrite(dm: Dmirror, cmd: DmirrorCmd, userMm: MmStruct): K
   const bounce = bounceInit(dm.core, cmd.addr, cmd.size);
   if (typeof bounce === 'number') return bounce;
   try {
-    if ((yield* copyPagesUser(dm.core, userMm, cmd.ptr, bounce.store, 0, bounce.npages, 'read')) < 0)
-      return -EFAULT;
+    if ((yield* copyFromUser(dm.core, userMm, cmd.ptr, bounce)) < 0) return -EFAULT;
     const ret = yield* accessLoop(dm, cmd, bounce, (s, e) => doWrite(dm, s, e, bounce), true);
     cmd.cpages = bounce.cpages;
     return ret;

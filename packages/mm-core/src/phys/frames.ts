@@ -244,29 +244,7 @@ export class Frames {
    * known to be zero; other pages become FILL with 0 (their bytes are cleared when next accessed).
    */
   zero(pfn: number, nr: number): void {
-    let p = pfn;
-    let left = nr;
-    this.clearsElided += nr;
-    while (left > 0) {
-      const i = p & PAGE_MASK_IN_BLOCK;
-      const inBlock = Math.min(left, BLOCK_PAGES - i);
-      const fb = this.blocks[p >>> 9];
-      if (fb !== undefined) {
-        const st = fb.states();
-        const fw = fb.fw;
-        let stale = 0;
-        for (let k = i; k < i + inBlock; k++) {
-          const s = st[k];
-          if (s !== DATA && fw[k] === 0) continue;
-          if (s === DATA) stale++;
-          st[k] = FILL;
-          fw[k] = 0;
-        }
-        st[NOT_DATA] += stale;
-      }
-      p += inBlock;
-      left -= inBlock;
-    }
+    this.fill(pfn, nr, null, 0);
   }
 
   /**
@@ -275,6 +253,14 @@ export class Frames {
    * writing bytes. Reads see exactly what a byte-by-byte store would have left.
    */
   fillWords(pfn: number, nr: number, words: ArrayLike<number>, wi = 0): void {
+    this.fill(pfn, nr, words, wi);
+  }
+
+  /**
+   * Records page pfn + k as words[wi + k] repeated (all 0 when words is null), for k < nr: a page
+   * already of that word is left as it is, and a block never allocated stays so for zeros.
+   */
+  private fill(pfn: number, nr: number, words: ArrayLike<number> | null, wi: number): void {
     let p = pfn;
     let j = wi;
     let left = nr;
@@ -282,19 +268,22 @@ export class Frames {
     while (left > 0) {
       const i = p & PAGE_MASK_IN_BLOCK;
       const inBlock = Math.min(left, BLOCK_PAGES - i);
-      const fb = this.blocks[p >>> 9] ?? this.materialise(p >>> 9);
-      const st = fb.states();
-      const fw = fb.fw;
-      let stale = 0;
-      for (let k = i; k < i + inBlock; k++, j++) {
-        const w = words[j] >>> 0;
-        const s = st[k];
-        if (s === DATA) stale++;
-        else if (s === FILLED && fw[k] === w) continue;
-        st[k] = FILL;
-        fw[k] = w;
-      }
-      st[NOT_DATA] += stale;
+      let fb = this.blocks[p >>> 9];
+      if (fb === undefined && words !== null) fb = this.materialise(p >>> 9);
+      if (fb !== undefined) {
+        const st = fb.states();
+        const fw = fb.fw;
+        let stale = 0;
+        for (let k = i; k < i + inBlock; k++, j++) {
+          const w = words === null ? 0 : words[j] >>> 0;
+          const s = st[k];
+          if (s === DATA) stale++;
+          else if (fw[k] === w) continue;
+          st[k] = FILL;
+          fw[k] = w;
+        }
+        st[NOT_DATA] += stale;
+      } else j += inBlock;
       p += inBlock;
       left -= inBlock;
     }
@@ -363,6 +352,35 @@ export class Frames {
       } else this.zero(p, inBlock);
       p += inBlock;
       left -= inBlock;
+    }
+  }
+
+  /** Model-only: reads bytes [addr, addr + buf.length) of this store (by physical address) into buf. */
+  readBytes(addr: number, buf: Uint8Array): void {
+    this.byteRuns(addr, buf.length, false, (blk, off, done, n) => buf.set(blk.subarray(off, off + n), done));
+  }
+
+  /** Model-only: writes buf into this store at physical address addr. */
+  writeBytes(addr: number, buf: Uint8Array): void {
+    this.byteRuns(addr, buf.length, true, (blk, off, done, n) => blk.set(buf.subarray(done, done + n), off));
+  }
+
+  /** Calls fn(block, offset in it, done, n) for each run of [addr, addr + len) within one block. */
+  private byteRuns(
+    addr: number,
+    len: number,
+    write: boolean,
+    fn: (blk: Uint8Array, off: number, done: number, n: number) => void,
+  ): void {
+    let done = 0;
+    while (done < len) {
+      const a = addr + done;
+      const off = a % BLOCK_BYTES;
+      const n = Math.min(BLOCK_BYTES - off, len - done);
+      const pfn = Math.floor(a / PAGE_SIZE);
+      const nr = Math.ceil((a + n) / PAGE_SIZE) - pfn;
+      fn(write ? this.writeBlock(pfn, nr) : this.readBlock(pfn, nr), off, done, n);
+      done += n;
     }
   }
 

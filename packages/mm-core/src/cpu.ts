@@ -92,11 +92,7 @@ export function walkPfn(core: Core, mm: MmStruct, addr: number, write: boolean):
     b[o] = lo;
   }
   leafTable = t;
-  const vpn = Math.floor(addr / PAGE_SIZE);
-  const s = vpn & TLB_MASK;
-  mm.tlb.tag[s] = vpn;
-  mm.tlb.pfn[s] = pfn;
-  mm.tlb.writable[s] = lo & _PAGE_RW && lo & _PAGE_DIRTY ? 1 : 0;
+  mm.tlb.insert(Math.floor(addr / PAGE_SIZE), pfn, (lo & _PAGE_RW) !== 0 && (lo & _PAGE_DIRTY) !== 0);
   return pfn;
 }
 

@@ -289,10 +289,25 @@ export class SoftTlb {
   flushes = 0;
   /** Model-only: the machine's event counters (core.events), when the mm belongs to one. */
   events: KernelEvents | null = null;
+  /** Model-only: an entry may be valid (set by {@link SoftTlb.insert}, cleared by a full flush). */
+  private live = false;
+
+  /** Models the MMU filling a TLB entry after a successful walk. */
+  insert(vpn: number, pfn: number, writable: boolean): void {
+    const s = vpn & (TLB_SIZE - 1);
+    this.tag[s] = vpn;
+    this.pfn[s] = pfn;
+    this.writable[s] = writable ? 1 : 0;
+    this.live = true;
+  }
 
   /** Models flush_tlb_mm(). */
   flushAll(): void {
-    this.tag.fill(-1);
+    // An empty TLB stays empty: only the clearing is skipped, the flush is still counted.
+    if (this.live) {
+      this.tag.fill(-1);
+      this.live = false;
+    }
     this.flushes++;
     if (this.events) this.events.tlbFlushes++;
   }

@@ -1,8 +1,9 @@
 /**
- * Lint: kernel paths are generator functions (KGen), composed with `yield*`. A call whose
- * generator is created and dropped (an expression statement), or a `yield gen` where `yield*
- * gen` was meant, silently does nothing: this check finds both, with the type checker, in every
- * workspace package, app and example. Run by `pnpm lint`.
+ * Lint: kernel paths are generator functions (KGen), composed with `yield*`; hot paths return
+ * KMaybe (a result, or a generator the caller must start), so a dropped one is caught too. A
+ * call whose generator is created and dropped (an expression statement), or a `yield gen` where
+ * `yield* gen` was meant, silently does nothing: this check finds both, with the type checker, in
+ * every workspace package, app and example. Run by `pnpm lint`.
  */
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';

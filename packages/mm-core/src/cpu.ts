@@ -21,7 +21,7 @@ import {
 } from './pgtable/entry.js';
 import { BLOCK_PAGES, type Frames } from './phys/frames.js';
 import { LivelockFinding } from './sched/findings.js';
-import type { KGen } from './sched/task.js';
+import type { KGen, KMaybe } from './sched/task.js';
 import { RESCHED } from './sched/task.js';
 import { fatalSignalPending } from './signal.js';
 
@@ -107,7 +107,13 @@ export function translate(core: Core, mm: MmStruct, addr: number, write: boolean
   const tlb = mm.tlb;
   if (tlb.tag[s] === vpn && (!write || tlb.writable[s] === 1)) return tlb.pfn[s];
   const pfn = walkPfn(core, mm, addr, write);
-  return pfn >= 0 ? pfn : core.sched.runSync(faultIn(core, mm, addr, write), 'page fault');
+  return pfn >= 0 ? pfn : core.sched.runSync(faultInTask(core, mm, addr, write), 'page fault');
+}
+
+/** {@link faultIn} as a whole generator (for Scheduler.runSync(): all of it runs in the task). */
+function* faultInTask(core: Core, mm: MmStruct, addr: number, write: boolean): KGen<number> {
+  const r = faultIn(core, mm, addr, write);
+  return typeof r === 'number' ? r : yield* r;
 }
 
 /** Bound on fault retries of one access before it is reported as a livelock. */
@@ -116,42 +122,121 @@ export const FAULT_RETRY_BOUND = 10_000;
 /**
  * The fault half of {@link translate} after a failed walk: the arch page-fault handler
  * (lock_mm_and_find_vma() takes the mmap_lock for read, access_error(), handle_mm_fault()),
- * then the walk again; the CPU re-executes the access until the walk succeeds.
+ * then the walk again; the CPU re-executes the access until the walk succeeds. A fault that
+ * does not sleep runs without a generator (KMaybe: start a returned generator at once).
  */
-export function* faultIn(core: Core, mm: MmStruct, addr: number, write: boolean): KGen<number> {
+export function faultIn(core: Core, mm: MmStruct, addr: number, write: boolean): KMaybe<number> {
   for (let tries = 0; ; tries++) {
-    if (tries >= FAULT_RETRY_BOUND)
-      throw new LivelockFinding(
-        `user ${write ? 'write' : 'read'} at 0x${addr.toString(16)} faulted ${tries} times without progress`,
-      );
+    faultRetryBound(tries, addr, write);
     // get_mmap_lock_carefully(): mmap_read_trylock() first, the sleeping lock only when it fails.
     if (!mmapReadTrylock(core, mm, 'lock_mm_and_find_vma'))
-      yield* mmapReadLock(core, mm, 'lock_mm_and_find_vma');
+      return faultInFrom(core, mm, addr, write, tries, TRYLOCK_FAILED);
     const vma = mm.vmaLookup(addr);
     if (!vma) {
       mmapReadUnlock(core, mm, 'do_user_addr_fault');
       return XLATE_SEGV;
     }
-    let r: number;
+    let r: KMaybe<number>;
     try {
-      r = yield* handleMmFault(core, vma, addr, (write ? FAULT_FLAG_WRITE : 0) | FAULT_FLAG_USER);
-    } finally {
+      r = handleMmFault(core, vma, addr, (write ? FAULT_FLAG_WRITE : 0) | FAULT_FLAG_USER);
+    } catch (e) {
       mmapReadUnlock(core, mm, 'do_user_addr_fault');
+      throw e;
     }
-    if (r & VM_FAULT_SIGSEGV) return XLATE_SEGV;
-    if (r & VM_FAULT_SIGBUS) return XLATE_BUS;
-    // mm_fault_error() -> pagefault_out_of_memory() (mm/oom_kill.c, since v5.16): the #PF kills
-    // nothing and the access is retried ("Huh VM_FAULT_OOM leaked out to the #PF handler.
-    // Retrying PF"). An allocation that failed for lack of memory has run the allocator's OOM
-    // killer first, which the model leaves to the caller (XLATE_OOM) when memory is short. A
-    // handler that failed with memory to spare (test_hmm's one-shot HMM_DMIRROR_FLAG_FAIL_ALLOC
-    // on a small page, a large folio the allocator could not give) is retried; a pending fatal
-    // signal ends the access.
-    if (r & VM_FAULT_OOM && (memoryShort(core) || fatalSignalPending(core))) return XLATE_OOM;
-    const pfn = r & VM_FAULT_OOM ? -1 : walkPfn(core, mm, addr, write);
-    if (pfn >= 0) return pfn;
+    // The fault sleeps: the generator goes on with the mmap_lock held.
+    if (typeof r !== 'number') return faultInFrom(core, mm, addr, write, tries, r);
+    mmapReadUnlock(core, mm, 'do_user_addr_fault');
+    const pfn = faultDone(core, mm, addr, write, r);
+    if (pfn !== FAULT_RETRY) return pfn;
+    if (core.sched.preempt('user access: fault handled, access retried'))
+      return faultInFrom(core, mm, addr, write, tries + 1, RESCHED);
+  }
+}
+
+/** {@link faultInFrom}'s start: the try's mmap_read_trylock() failed (take the sleeping lock). */
+const TRYLOCK_FAILED = 'trylock failed';
+
+/**
+ * {@link faultIn} as a generator, from try `from`: `pending` is the fault of that try, which
+ * slept (the mmap_lock is held), or TRYLOCK_FAILED, or RESCHED to yield before the try.
+ */
+function* faultInFrom(
+  core: Core,
+  mm: MmStruct,
+  addr: number,
+  write: boolean,
+  from: number,
+  pending: KGen<number> | typeof RESCHED | typeof TRYLOCK_FAILED,
+): KGen<number> {
+  let fault: KGen<number> | null = null;
+  let locked = false;
+  if (pending === RESCHED) yield RESCHED;
+  else if (pending === TRYLOCK_FAILED) {
+    yield* mmapReadLock(core, mm, 'lock_mm_and_find_vma');
+    locked = true;
+  } else fault = pending;
+  for (let tries = from; ; tries++) {
+    let r: number;
+    if (fault !== null) {
+      try {
+        r = yield* fault;
+      } finally {
+        mmapReadUnlock(core, mm, 'do_user_addr_fault');
+      }
+      fault = null;
+    } else {
+      if (!locked) {
+        faultRetryBound(tries, addr, write);
+        if (!mmapReadTrylock(core, mm, 'lock_mm_and_find_vma'))
+          yield* mmapReadLock(core, mm, 'lock_mm_and_find_vma');
+      }
+      locked = false;
+      const vma = mm.vmaLookup(addr);
+      if (!vma) {
+        mmapReadUnlock(core, mm, 'do_user_addr_fault');
+        return XLATE_SEGV;
+      }
+      try {
+        const f = handleMmFault(core, vma, addr, (write ? FAULT_FLAG_WRITE : 0) | FAULT_FLAG_USER);
+        r = typeof f === 'number' ? f : yield* f;
+      } finally {
+        mmapReadUnlock(core, mm, 'do_user_addr_fault');
+      }
+    }
+    const pfn = faultDone(core, mm, addr, write, r);
+    if (pfn !== FAULT_RETRY) return pfn;
     if (core.sched.preempt('user access: fault handled, access retried')) yield RESCHED;
   }
+}
+
+/** A try of {@link faultIn} beyond the bound is a livelock finding. */
+function faultRetryBound(tries: number, addr: number, write: boolean): void {
+  if (tries >= FAULT_RETRY_BOUND)
+    throw new LivelockFinding(
+      `user ${write ? 'write' : 'read'} at 0x${addr.toString(16)} faulted ${tries} times without progress`,
+    );
+}
+
+/** What {@link faultDone} returns when the access must be tried again. */
+const FAULT_RETRY = -100;
+
+/**
+ * The end of one try of {@link faultIn} with handle_mm_fault()'s result r: the pfn, an XLATE_*
+ * code, or FAULT_RETRY.
+ */
+function faultDone(core: Core, mm: MmStruct, addr: number, write: boolean, r: number): number {
+  if (r & VM_FAULT_SIGSEGV) return XLATE_SEGV;
+  if (r & VM_FAULT_SIGBUS) return XLATE_BUS;
+  // mm_fault_error() -> pagefault_out_of_memory() (mm/oom_kill.c, since v5.16): the #PF kills
+  // nothing and the access is retried ("Huh VM_FAULT_OOM leaked out to the #PF handler.
+  // Retrying PF"). An allocation that failed for lack of memory has run the allocator's OOM
+  // killer first, which the model leaves to the caller (XLATE_OOM) when memory is short. A
+  // handler that failed with memory to spare (test_hmm's one-shot HMM_DMIRROR_FLAG_FAIL_ALLOC
+  // on a small page, a large folio the allocator could not give) is retried; a pending fatal
+  // signal ends the access.
+  if (r & VM_FAULT_OOM && (memoryShort(core) || fatalSignalPending(core))) return XLATE_OOM;
+  const pfn = r & VM_FAULT_OOM ? -1 : walkPfn(core, mm, addr, write);
+  return pfn >= 0 ? pfn : FAULT_RETRY;
 }
 
 /**
@@ -239,7 +324,8 @@ function* accessRuns(
       pfn = walkRun(core, mm, a, write, Math.ceil((off + len - done) / PAGE_SIZE));
       if (pfn >= 0) run = runPages;
       else {
-        pfn = yield* faultIn(core, mm, a, write);
+        const f = faultIn(core, mm, a, write);
+        pfn = typeof f === 'number' ? f : yield* f;
         if (pfn < 0) return pfn;
       }
     }

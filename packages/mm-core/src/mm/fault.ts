@@ -46,8 +46,8 @@ import {
   swpType,
 } from '../pgtable/entry.js';
 import { PG_anon, PG_anon_exclusive, PG_dirty, PG_head, PG_lru, PG_swapcache } from '../phys/memmap.js';
-import type { KGen } from '../sched/task.js';
-import { RESCHED } from '../sched/task.js';
+import type { KGen, KMaybe } from '../sched/task.js';
+import { RESCHED, reschedThen } from '../sched/task.js';
 import { anonVmaPrepare, linearPageIndex } from './anon.js';
 import { addMmCounter, mmCounter } from './counters.js';
 import { shmemFaultPmd } from './fault-file.js';
@@ -61,7 +61,7 @@ import {
 } from './fault-huge.js';
 import { deferredSplitFolio, splitHugePmd } from './huge.js';
 import { folioWaitLocked, pteLock, ptlUnlock } from './locking.js';
-import { withInvalidationSync } from './notifier.js';
+import { withInvalidationNoWait, withInvalidationSync } from './notifier.js';
 import { pmdIndex, pmdTableOf, pteIndex, pteTableAt, ptHi, ptLo, ptSet } from './pgtable.js';
 import { pageVmaMappedCount, rmapVmas } from './rmap.js';
 import { shmemGetFolio } from './shmem.js';
@@ -76,6 +76,7 @@ import {
   thpVmaSuitableOrders,
 } from './thp-orders.js';
 import {
+  type AnonVma,
   isCowMapping,
   MMU_NOTIFY_CLEAR,
   VM_EXEC,
@@ -148,14 +149,14 @@ function allocAnonFolio(core: Core, vma: Vma, pteT: number, addr: number): numbe
  * allocation may sleep); under the PTE lock the PTE (for a large folio every PTE of its
  * naturally aligned range) must still be none, then all of them are set at once (set_ptes()).
  */
-function* doAnonymousPage(
+function doAnonymousPage(
   core: Core,
   vma: Vma,
   pmdT: number,
   pteT: number,
   addr: number,
   flags: number,
-): KGen<number> {
+): KMaybe<number> {
   const i = pteIndex(addr);
   if (!(flags & FAULT_FLAG_WRITE)) {
     const ptl = pteLock(core, pteT, 'do_anonymous_page');
@@ -169,10 +170,25 @@ function* doAnonymousPage(
   const av = anonVmaPrepare(core, vma);
   const pfn = allocAnonFolio(core, vma, pteT, addr);
   if (pfn < 0) return VM_FAULT_OOM;
+  const rest = () => mapAnonymousFolio(core, vma, pmdT, pteT, addr, pfn, av);
+  if (core.sched.preempt('do_anonymous_page: page allocated, PTE lock not taken')) return reschedThen(rest);
+  return rest();
+}
+
+/** The rest of {@link doAnonymousPage} once the folio is allocated: map it under the PTE lock. */
+function mapAnonymousFolio(
+  core: Core,
+  vma: Vma,
+  pmdT: number,
+  pteT: number,
+  addr: number,
+  pfn: number,
+  av: AnonVma,
+): number {
+  const i = pteIndex(addr);
   const nr = core.map.folioNrPages(pfn);
   const start = Math.floor(addr / (nr * PAGE_SIZE)) * (nr * PAGE_SIZE);
   const i0 = pteIndex(start);
-  if (core.sched.preempt('do_anonymous_page: page allocated, PTE lock not taken')) yield RESCHED;
   if (!pmdStillMaps(core, pmdT, addr, pteT)) {
     folioPut(core, pfn);
     return 0;
@@ -331,7 +347,7 @@ function canReuseAnon(core: Core, vma: Vma, pfn: number): boolean {
  * private file page) is copied (wp_page_copy(): the copy is made without the lock, then the
  * PTE is replaced under an MMU_NOTIFY_CLEAR invalidation if it is still the one faulted on).
  */
-function* doWpPage(
+function doWpPage(
   core: Core,
   vma: Vma,
   pteT: number,
@@ -339,7 +355,7 @@ function* doWpPage(
   lo: number,
   hi: number,
   unshare = false,
-): KGen<number> {
+): KMaybe<number> {
   const i = pteIndex(addr);
   const pfn = entryPfn(lo, hi);
   const m = core.map;
@@ -370,8 +386,28 @@ function* doWpPage(
   if (copy < 0) return VM_FAULT_OOM;
   if (!isZero) core.frames.copy(copy, pfn, 1);
   const av = anonVmaPrepare(core, vma);
-  if (core.sched.preempt('wp_page_copy: copy made, PTE lock not taken')) yield RESCHED;
-  return yield* withInvalidationSync(vma.mm, addr, addr + PAGE_SIZE, MMU_NOTIFY_CLEAR, null, () => {
+  const rest = () => wpPageCopy(core, vma, pteT, addr, lo, hi, copy, isZero, av, unshare);
+  if (core.sched.preempt('wp_page_copy: copy made, PTE lock not taken')) return reschedThen(rest);
+  return rest();
+}
+
+/** The rest of wp_page_copy() once the copy is made: replace the PTE under an invalidation. */
+function wpPageCopy(
+  core: Core,
+  vma: Vma,
+  pteT: number,
+  addr: number,
+  lo: number,
+  hi: number,
+  copy: number,
+  isZero: boolean,
+  av: AnonVma,
+  unshare: boolean,
+): KMaybe<number> {
+  const i = pteIndex(addr);
+  const pfn = entryPfn(lo, hi);
+  const m = core.map;
+  return withInvalidationNoWait(vma.mm, addr, addr + PAGE_SIZE, MMU_NOTIFY_CLEAR, null, () => {
     const ptl = pteLock(core, pteT, 'wp_page_copy');
     try {
       if (!same(core, pteT, i, lo, hi)) {
@@ -450,7 +486,7 @@ function* removeDeviceExclusive(
  * Models handle_pte_fault(): the PTE read without the lock decides the handler; each handler
  * re-checks it under the PTE lock.
  */
-function* handlePteFault(core: Core, vma: Vma, pmdT: number, addr: number, flags: number): KGen<number> {
+function handlePteFault(core: Core, vma: Vma, pmdT: number, addr: number, flags: number): KMaybe<number> {
   const write = (flags & FAULT_FLAG_WRITE) !== 0;
   const mi = pmdIndex(addr);
   // pte_alloc(): a none PMD gets a table; a PMD that became huge under us makes the fault retry.
@@ -477,26 +513,12 @@ function* handlePteFault(core: Core, vma: Vma, pmdT: number, addr: number, flags
         ptlUnlock(core, ptl, 'do_fault');
       }
     }
-    return yield* doAnonymousPage(core, vma, pmdT, pteT, addr, flags);
+    return doAnonymousPage(core, vma, pmdT, pteT, addr, flags);
   }
-  if (!entryPresent(plo)) {
-    const type = swpType(plo);
-    if (isDevicePrivateType(type)) {
-      if (core.sched.preempt('do_swap_page: device-private PTE seen without the PTE lock')) yield RESCHED;
-      return yield* deviceFault(core, vma, addr, pteT, i, [plo, phi], flags, true);
-    }
-    if (isMigrationType(type)) return yield* migrationWait(core, pteT, i, plo, phi);
-    if (type === SWP_DEVICE_EXCLUSIVE) return yield* removeDeviceExclusive(core, vma, pteT, addr, plo, phi);
-    if (isSwapType(type))
-      return yield* doSwapPage(core, vma, pmdT, pteT, addr, plo, phi, flags, (l, h) =>
-        doWpPage(core, vma, pteT, addr, l, h),
-      );
-    return VM_FAULT_SIGBUS;
-  }
+  if (!entryPresent(plo)) return doSwapEntryFault(core, vma, pmdT, pteT, addr, plo, phi, flags);
   if (!(plo & _PAGE_PRESENT)) return VM_FAULT_SIGSEGV;
   const unshare = (flags & FAULT_FLAG_UNSHARE) !== 0;
-  if ((write || unshare) && !(plo & _PAGE_RW))
-    return yield* doWpPage(core, vma, pteT, addr, plo, phi, unshare);
+  if ((write || unshare) && !(plo & _PAGE_RW)) return doWpPage(core, vma, pteT, addr, plo, phi, unshare);
   const ptl = pteLock(core, pteT, 'handle_pte_fault');
   if (same(core, pteT, i, plo, phi))
     ptSet(core, pteT, i, (plo | _PAGE_ACCESSED | (write ? _PAGE_DIRTY : 0)) >>> 0, phi);
@@ -504,14 +526,40 @@ function* handlePteFault(core: Core, vma: Vma, pmdT: number, addr: number, flags
   return 0;
 }
 
+/** handle_pte_fault() on a non-present, non-none PTE: do_swap_page() and its special entries. */
+function* doSwapEntryFault(
+  core: Core,
+  vma: Vma,
+  pmdT: number,
+  pteT: number,
+  addr: number,
+  plo: number,
+  phi: number,
+  flags: number,
+): KGen<number> {
+  const i = pteIndex(addr);
+  const type = swpType(plo);
+  if (isDevicePrivateType(type)) {
+    if (core.sched.preempt('do_swap_page: device-private PTE seen without the PTE lock')) yield RESCHED;
+    return yield* deviceFault(core, vma, addr, pteT, i, [plo, phi], flags, true);
+  }
+  if (isMigrationType(type)) return yield* migrationWait(core, pteT, i, plo, phi);
+  if (type === SWP_DEVICE_EXCLUSIVE) return yield* removeDeviceExclusive(core, vma, pteT, addr, plo, phi);
+  if (isSwapType(type))
+    return yield* doSwapPage(core, vma, pmdT, pteT, addr, plo, phi, flags, (l, h) =>
+      doWpPage(core, vma, pteT, addr, l, h),
+    );
+  return VM_FAULT_SIGBUS;
+}
+
 /**
  * Models handle_mm_fault() (mm/memory.c): resolve a fault at addr with FAULT_FLAG_* flags.
  * Returns 0 (the access retries: resolved, or the entry changed under us) or VM_FAULT_* error
  * bits. Access rights are checked here as the arch fault handler's access_error() would. The
- * caller holds the mmap_lock for read.
+ * caller holds the mmap_lock for read. A fault that does not sleep runs without a generator
+ * (KMaybe: a generator comes back when it schedules; start it at once).
  */
-export function* handleMmFault(core: Core, vma: Vma, addr: number, flagsArg: number): KGen<number> {
-  const mm = vma.mm;
+export function handleMmFault(core: Core, vma: Vma, addr: number, flagsArg: number): KMaybe<number> {
   let flags = flagsArg;
   const write = (flags & FAULT_FLAG_WRITE) !== 0;
   // Models sanitize_fault_flags(): an unshare is never a write, and applies to COW mappings
@@ -529,38 +577,78 @@ export function* handleMmFault(core: Core, vma: Vma, addr: number, flagsArg: num
   if (write ? !(vma.flags & VM_WRITE) : !(vma.flags & (VM_READ | VM_WRITE | VM_EXEC)))
     return VM_FAULT_SIGSEGV;
   core.vmstat.pgfault++;
-  if (vma.flags & VM_HUGETLB) return yield* hugetlbFault(core, vma, addr, flags);
-  const pmdT = pmdTableOf(core, mm, addr, true);
+  if (vma.flags & VM_HUGETLB) return hugetlbFault(core, vma, addr, flags);
+  const pmdT = pmdTableOf(core, vma.mm, addr, true);
   if (pmdT < 0) return VM_FAULT_OOM;
   const mi = pmdIndex(addr);
-  const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
   const lo = ptLo(core, pmdT, mi);
   const hi = ptHi(core, pmdT, mi);
   if (entryNone(lo, hi)) {
-    if (thpVmaAllowable(core, vma, haddr)) {
-      const r = yield* doHugePmdAnonymousPage(core, vma, pmdT, haddr, flags);
-      if (!(r & VM_FAULT_FALLBACK)) return r;
-    }
+    if (thpVmaAllowable(core, vma, Math.floor(addr / PMD_SIZE) * PMD_SIZE))
+      return hugeAnonymousFault(core, vma, pmdT, addr, flags);
   } else if (!entryPresent(lo)) {
-    const type = swpType(lo);
-    if (isDevicePrivateType(type)) {
-      if (core.sched.preempt('do_huge_pmd_device_private: device-private PMD seen without the PMD lock'))
-        yield RESCHED;
-      return yield* deviceFault(core, vma, addr, pmdT, mi, [lo, hi], flags, false);
-    }
-    if (isMigrationType(type)) return yield* migrationWait(core, pmdT, mi, lo, hi);
-    return VM_FAULT_SIGBUS;
+    return hugePmdSwapEntryFault(core, vma, pmdT, addr, lo, hi, flags);
   } else if (entryHuge(lo)) {
+    const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
     const pfn = entryPfn(lo, hi);
-    if ((write || unshare) && !(lo & _PAGE_RW) && pfn === core.hugeZeroPfn) {
-      const r = yield* doHugeZeroWpPmd(core, vma, pmdT, haddr, [lo, hi]);
-      if (!(r & VM_FAULT_FALLBACK)) return r;
-    } else {
-      const r = hugePmdTouch(core, vma, pmdT, haddr, [lo, hi], write, unshare);
-      if (r !== 'cow') return 0;
-    }
-    // Models the fallback of do_huge_pmd_wp_page(): split the PMD, COW at PTE level.
-    yield* splitHugePmd(core, vma, pmdT, haddr, false);
+    if ((write || unshare) && !(lo & _PAGE_RW) && pfn === core.hugeZeroPfn)
+      return hugePmdCowFault(core, vma, pmdT, addr, lo, hi, flags);
+    if (hugePmdTouch(core, vma, pmdT, haddr, [lo, hi], write, unshare) !== 'cow') return 0;
+    return hugePmdCowFault(core, vma, pmdT, addr, lo, hi, flags, true);
   }
-  return yield* handlePteFault(core, vma, pmdT, addr, flags);
+  return handlePteFault(core, vma, pmdT, addr, flags);
+}
+
+/** handle_mm_fault() on a none PMD where a THP is allowed: do_huge_pmd_anonymous_page(), or the PTE level when it falls back. */
+function* hugeAnonymousFault(core: Core, vma: Vma, pmdT: number, addr: number, flags: number): KGen<number> {
+  const r = yield* doHugePmdAnonymousPage(core, vma, pmdT, Math.floor(addr / PMD_SIZE) * PMD_SIZE, flags);
+  if (!(r & VM_FAULT_FALLBACK)) return r;
+  const p = handlePteFault(core, vma, pmdT, addr, flags);
+  return typeof p === 'number' ? p : yield* p;
+}
+
+/** handle_mm_fault() on a non-present PMD: a device-private PMD faults back, a migration entry waits. */
+function* hugePmdSwapEntryFault(
+  core: Core,
+  vma: Vma,
+  pmdT: number,
+  addr: number,
+  lo: number,
+  hi: number,
+  flags: number,
+): KGen<number> {
+  const type = swpType(lo);
+  const mi = pmdIndex(addr);
+  if (isDevicePrivateType(type)) {
+    if (core.sched.preempt('do_huge_pmd_device_private: device-private PMD seen without the PMD lock'))
+      yield RESCHED;
+    return yield* deviceFault(core, vma, addr, pmdT, mi, [lo, hi], flags, false);
+  }
+  if (isMigrationType(type)) return yield* migrationWait(core, pmdT, mi, lo, hi);
+  return VM_FAULT_SIGBUS;
+}
+
+/**
+ * handle_mm_fault() on a huge PMD that must be copied: a write to the huge zero page
+ * (do_huge_zero_wp_pmd()), or with `touched` a COW that hugePmdTouch() left to the fallback of
+ * do_huge_pmd_wp_page(): split the PMD, COW at PTE level.
+ */
+function* hugePmdCowFault(
+  core: Core,
+  vma: Vma,
+  pmdT: number,
+  addr: number,
+  lo: number,
+  hi: number,
+  flags: number,
+  touched = false,
+): KGen<number> {
+  const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
+  if (!touched) {
+    const r = yield* doHugeZeroWpPmd(core, vma, pmdT, haddr, [lo, hi]);
+    if (!(r & VM_FAULT_FALLBACK)) return r;
+  }
+  yield* splitHugePmd(core, vma, pmdT, haddr, false);
+  const p = handlePteFault(core, vma, pmdT, addr, flags);
+  return typeof p === 'number' ? p : yield* p;
 }

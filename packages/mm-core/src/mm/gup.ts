@@ -176,7 +176,8 @@ export function* getUserPages(
       if (pfn >= 0) break;
       // faultin_page(): FAULT_FLAG_UNSHARE for a page follow_page_mask() refused with -EMLINK.
       const fflags = write ? FAULT_FLAG_WRITE : pfn === FOLLOW_UNSHARE ? FAULT_FLAG_UNSHARE : 0;
-      const r = yield* handleMmFault(core, vma, a, fflags);
+      let r = handleMmFault(core, vma, a, fflags);
+      if (typeof r !== 'number') r = yield* r;
       if (r & VM_FAULT_OOM) {
         // The fault's allocation: direct reclaim, retried when it freed memory (no OOM kill here).
         if ((yield* tryToFreePages(core)).progress > 0) continue;

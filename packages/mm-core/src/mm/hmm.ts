@@ -116,10 +116,13 @@ function* hmmVmaFault(
   if (need & NEED_WRITE_FAULT && !(vma.flags & VM_WRITE)) return -EPERM;
   const flags = FAULT_FLAG_REMOTE | (need & NEED_WRITE_FAULT ? FAULT_FLAG_WRITE : 0);
   for (let a = addr; a < end; a += PAGE_SIZE) {
-    let r = yield* handleMmFault(core, vma, a, flags);
+    let f = handleMmFault(core, vma, a, flags);
+    let r = typeof f === 'number' ? f : yield* f;
     // The fault's allocation: direct reclaim, retried when it freed memory (mm/direct-reclaim.ts).
-    while (r & VM_FAULT_OOM && (yield* tryToFreePages(core)).progress > 0)
-      r = yield* handleMmFault(core, vma, a, flags);
+    while (r & VM_FAULT_OOM && (yield* tryToFreePages(core)).progress > 0) {
+      f = handleMmFault(core, vma, a, flags);
+      r = typeof f === 'number' ? f : yield* f;
+    }
     if (r & VM_FAULT_ERROR) return -EFAULT;
   }
   return -EBUSY;

@@ -65,7 +65,8 @@ function* faultinPageRange(
         throw new LivelockFinding(
           `faultin_page_range: 0x${a.toString(16)} faulted ${tries} times without progress`,
         );
-      const r = yield* handleMmFault(core, vma, a, write ? FAULT_FLAG_WRITE : 0);
+      let r = handleMmFault(core, vma, a, write ? FAULT_FLAG_WRITE : 0);
+      if (typeof r !== 'number') r = yield* r;
       // The fault's allocation: direct reclaim, retried when it freed memory.
       if (r & VM_FAULT_OOM && (yield* tryToFreePages(core)).progress > 0) continue;
       const err = vmFaultToErrno(r);

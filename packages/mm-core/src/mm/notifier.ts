@@ -1,7 +1,7 @@
 import { EINVAL, EOVERFLOW } from '../constants.js';
 import type { Core } from '../core.js';
 import { waitEvent } from '../sched/locks.js';
-import type { KGen } from '../sched/task.js';
+import type { KGen, KMaybe } from '../sched/task.js';
 import {
   MMU_NOTIFY_RELEASE,
   type MmStruct,
@@ -90,6 +90,16 @@ function lockMapAcquire(mm: MmStruct, site: string): void {
  * couples the secondary-MMU invalidation with the CPU TLB shootdown).
  */
 export function* mmuNotifierInvalidateRangeStart(range: MmuNotifierRange): KGen {
+  const rest = invalidateRangeStartNoWait(range);
+  if (rest) yield* rest;
+}
+
+/**
+ * {@link mmuNotifierInvalidateRangeStart} that runs without a generator: null when every callback
+ * finished without sleeping, else the generator that goes on from the first one that sleeps
+ * (see KMaybe: start it at once).
+ */
+export function invalidateRangeStartNoWait(range: MmuNotifierRange): KGen | null {
   const mm = range.mm;
   lockMapAcquire(mm, 'mmu_notifier_invalidate_range_start');
   if (mm.events) mm.events.mmuInvalidations++;
@@ -104,14 +114,45 @@ export function* mmuNotifierInvalidateRangeStart(range: MmuNotifierRange): KGen 
     if (hit.length > 1 && !inStartOrder(hit)) hit.sort(byStart);
     mm.notifierSeq |= 1;
     const seq = mm.notifierSeq;
-    for (const sub of hit) {
+    for (let k = 0; k < hit.length; k++) {
+      const sub = hit[k];
       if (!mm.notifiers.has(sub)) continue;
       const r = invokeInvalidate(sub, range, seq);
-      const ok = typeof r === 'boolean' ? r : yield* r;
-      // mn_itree_invalidate(): every range the model sends is blockable.
-      if (!ok) mm.host?.warn('mn_itree_invalidate: ->invalidate failed on a blockable range (WARN_ON)');
+      if (typeof r !== 'boolean') return finishInvalidateStart(range, hit, k, seq, r);
+      invalidated(mm, r);
     }
   }
+  hlistInvalidateRangeStart(range);
+  return null;
+}
+
+/** The rest of {@link invalidateRangeStartNoWait} from hit[k], whose callback sleeps in `pending`. */
+function* finishInvalidateStart(
+  range: MmuNotifierRange,
+  hit: readonly MmuIntervalNotifier[],
+  k: number,
+  seq: number,
+  pending: KGen<boolean>,
+): KGen {
+  const mm = range.mm;
+  invalidated(mm, yield* pending);
+  for (let j = k + 1; j < hit.length; j++) {
+    const sub = hit[j];
+    if (!mm.notifiers.has(sub)) continue;
+    const r = invokeInvalidate(sub, range, seq);
+    invalidated(mm, typeof r === 'boolean' ? r : yield* r);
+  }
+  hlistInvalidateRangeStart(range);
+}
+
+/** mn_itree_invalidate(): every range the model sends is blockable, so a failed callback WARNs. */
+function invalidated(mm: MmStruct, ok: boolean): void {
+  if (!ok) mm.host?.warn('mn_itree_invalidate: ->invalidate failed on a blockable range (WARN_ON)');
+}
+
+/** mn_hlist_invalidate_range_start(): the hlist notifiers' ->invalidate_range_start(). */
+function hlistInvalidateRangeStart(range: MmuNotifierRange): void {
+  const mm = range.mm;
   if (mm.notifierList.size)
     for (const sub of [...mm.notifierList]) sub.ops.invalidateRangeStart?.(sub, range);
 }
@@ -183,6 +224,37 @@ export function* withInvalidationSync<T>(
 ): KGen<T> {
   const range: MmuNotifierRange = { mm, start, end, event, owner };
   yield* mmuNotifierInvalidateRangeStart(range);
+  try {
+    return body();
+  } finally {
+    mmuNotifierInvalidateRangeEnd(range);
+  }
+}
+
+/**
+ * {@link withInvalidationSync} without a generator when no callback sleeps (KMaybe: a primitive
+ * result, or the generator that goes on; start it at once).
+ */
+export function withInvalidationNoWait<T>(
+  mm: MmStruct,
+  start: number,
+  end: number,
+  event: number,
+  owner: unknown,
+  body: () => T,
+): KMaybe<T> {
+  const range: MmuNotifierRange = { mm, start, end, event, owner };
+  const rest = invalidateRangeStartNoWait(range);
+  if (rest) return finishWithInvalidation(range, rest, body);
+  try {
+    return body();
+  } finally {
+    mmuNotifierInvalidateRangeEnd(range);
+  }
+}
+
+function* finishWithInvalidation<T>(range: MmuNotifierRange, rest: KGen, body: () => T): KGen<T> {
+  yield* rest;
   try {
     return body();
   } finally {

@@ -85,7 +85,8 @@ function* gupPopulatePages(
         throw new LivelockFinding(
           `__get_user_pages: page 0x${a.toString(16)} faulted ${tries} times without progress`,
         );
-      const r = yield* handleMmFault(core, vma, a, write ? FAULT_FLAG_WRITE : 0);
+      let r = handleMmFault(core, vma, a, write ? FAULT_FLAG_WRITE : 0);
+      if (typeof r !== 'number') r = yield* r;
       if (r & VM_FAULT_OOM) {
         if (oom && (yield* oom(a))) continue;
         return done(a, -ENOMEM);

@@ -35,7 +35,7 @@ import {
   swpType,
 } from '../pgtable/entry.js';
 import { PG_anon, PG_anon_exclusive, PG_swapbacked, PG_swapcache } from '../phys/memmap.js';
-import type { KGen } from '../sched/task.js';
+import type { KGen, KMaybe } from '../sched/task.js';
 import { anonVmaPrepare, linearPageIndex } from './anon.js';
 import { addMmCounter } from './counters.js';
 import { folioWaitLocked, pteLock, ptlUnlock } from './locking.js';
@@ -58,7 +58,7 @@ import { VM_EXEC, VM_LOCKED, VM_READ, VM_WRITE, type Vma } from './types.js';
  * do_wp_page() (a write fault that do_swap_page() could not make writable continues there):
  * (orig PTE low word, high word) -> VM_FAULT_* bits.
  */
-export type SwapWpFault = (lo: number, hi: number) => KGen<number>;
+export type SwapWpFault = (lo: number, hi: number) => KMaybe<number>;
 
 /**
  * Models should_try_to_free_swap() (mm/memory.c): drop the swap cache after swap-in when swap
@@ -248,7 +248,8 @@ export function* doSwapPage(
   folioUnlock(core, folio);
   ptlUnlock(core, ptl, 'do_swap_page');
   if (flags & FAULT_FLAG_WRITE) {
-    let r = yield* doWpPage(faultLo, faultHi);
+    let r = doWpPage(faultLo, faultHi);
+    if (typeof r !== 'number') r = yield* r;
     if (r & VM_FAULT_ERROR) r &= VM_FAULT_ERROR;
     ret |= r;
   }

@@ -108,7 +108,8 @@ function* unuseMm(core: Core, mm: MmStruct, type: number): KGen<number> {
           const plo = ptLo(core, t, pteIndex(a));
           if (entryPresent(plo) || !isSwapType(swpType(plo)) || swpType(plo) !== type) continue;
           for (;;) {
-            const r = yield* handleMmFault(core, vma, a, 0);
+            let r = handleMmFault(core, vma, a, 0);
+            if (typeof r !== 'number') r = yield* r;
             if (r & VM_FAULT_OOM) {
               if ((yield* tryToFreePages(core)).progress > 0) continue;
               return -ENOMEM;

@@ -25,6 +25,28 @@ export const RESCHED = '\u0000resched';
 export type KGen<T = void> = Generator<KYield, T, undefined>;
 
 /**
+ * Model-only: what a hot kernel path (the page fault) returns: its result when it ran to the end
+ * without reaching a preemption point that switches or a wait, else the generator that goes on
+ * from there. It costs no generator when nothing schedules. Rules: the path's code up to the
+ * returned generator is exactly what runs before the first yield; the caller starts the
+ * generator at once (`if (typeof r !== 'number') r = yield* r`), with nothing in between; a
+ * caller outside a task wraps it in a generator for Scheduler.runSync(). T is a primitive.
+ */
+export type KMaybe<T> = T | KGen<T>;
+
+/** Model-only: whether a {@link KMaybe} is the generator (the path did not finish). */
+export function isKGen<T>(r: KMaybe<T>): r is KGen<T> {
+  return typeof r === 'object' && r !== null;
+}
+
+/** Model-only: yields {@link RESCHED} (a preempt() that returned true), then finishes with `rest`. */
+export function* reschedThen<T>(rest: () => KMaybe<T>): KGen<T> {
+  yield RESCHED;
+  const r = rest();
+  return isKGen(r) ? yield* r : r;
+}
+
+/**
  * Models a wait queue entry (wait_event(), rwsem/mutex slow paths, spin loops): the condition a
  * blocked task waits for, and for reports the tasks that hold what it waits for.
  */

@@ -66,6 +66,8 @@ function decode(va: number, shift: number, entry: number): GpuPte {
  */
 export class NouveauVmm {
   private readonly levels = new Map<number, Map<number, number>>(GPU_PAGE_SHIFTS.map((s) => [s, new Map()]));
+  /** The maps of {@link NouveauVmm.levels} in GPU_PAGE_SHIFTS order (the per-page drop walks them without an iterator). */
+  private readonly levelList = GPU_PAGE_SHIFTS.map((s) => this.level(s));
   /** PFNMAP entries written (for inspection). */
   maps = 0;
   /** PFNCLR calls (for inspection). */
@@ -79,8 +81,9 @@ export class NouveauVmm {
 
   /** Drops every entry of any size overlapping [start, end). */
   private dropRange(start: number, end: number): void {
-    for (const [shift, l] of this.levels) {
-      const size = 2 ** shift;
+    for (let k = 0; k < GPU_PAGE_SHIFTS.length; k++) {
+      const l = this.levelList[k];
+      const size = 2 ** GPU_PAGE_SHIFTS[k];
       const first = Math.floor(start / size);
       const last = Math.ceil(end / size);
       if (l.size === 0) continue;

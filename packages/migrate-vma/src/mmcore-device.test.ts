@@ -35,10 +35,12 @@ import {
   pagemapEntry,
   pageVmaMappedWalk,
   removeMigrationPtes,
+  rmapLockOf,
   rmapVmas,
   SWP_DEVICE_READ,
   SWP_DEVICE_WRITE,
   tryToMigrate,
+  tryToMigrateNoWait,
 } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
 import {
@@ -309,6 +311,30 @@ describe('rmap walks on device-private PMDs', () => {
     expect(core.map.flags[head] & PG_anon_exclusive).toBe(PG_anon_exclusive);
     folioPut(core, head);
     expect(core.map.refcount[head]).toBe(1);
+    expect(check()).toEqual([]);
+  });
+});
+
+describe('try_to_migrate() without a generator', () => {
+  it('with the rmap lock free it finishes at once (no generator) and leaves the lock free', () => {
+    const mc = machine();
+    const { k, p, check } = mc;
+    const [w, head] = deviceThp(mc);
+    const core = k.core;
+    folioGet(core, head);
+    const r = core.sched.runSync(
+      (function* () {
+        return tryToMigrateNoWait(core, head);
+      })(),
+      'try_to_migrate',
+    );
+    expect(r).toBeUndefined();
+    expect(pmdKind(k, p, w)).toBe('migration-write');
+    const lock = rmapLockOf(core, head);
+    expect(lock?.writer).toBeNull();
+    expect([...(lock?.readers.values() ?? [])].filter((n) => n > 0)).toEqual([]);
+    core.sched.runSync(removeMigrationPtes(core, head, head), 'remove_migration_ptes');
+    folioPut(core, head);
     expect(check()).toEqual([]);
   });
 });

@@ -7,12 +7,13 @@ import {
   folioPut,
   folioTestAnon,
   folioUnlock,
+  isKGen,
   type KGen,
   PG_lru,
   PG_swapcache,
   RESCHED,
   removeMigrationPtes,
-  tryToMigrate,
+  tryToMigrateNoWait,
 } from '@hmm-model/mm-core';
 import {
   MIGRATE_PFN_COMPOUND,
@@ -97,7 +98,10 @@ export function* migrateDeviceUnmap(
       }
       folioPut(core, folio);
     }
-    if (folioMapped(core, folio)) yield* tryToMigrate(core, folio, 0);
+    if (folioMapped(core, folio)) {
+      const r = tryToMigrateNoWait(core, folio, 0);
+      if (isKGen(r)) yield* r;
+    }
     if (folioMapped(core, folio) || !migrateVmaCheckPage(core, page, faultPage)) {
       if (!folioIsZoneDevice(core, folio)) {
         folioGet(core, folio);

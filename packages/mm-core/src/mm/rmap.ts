@@ -47,11 +47,11 @@ import {
 import { BLOCK_PAGES } from '../phys/frames.js';
 import { PG_anon, PG_anon_exclusive, PG_dirty, PG_head, PG_tail } from '../phys/memmap.js';
 import type { RwSem } from '../sched/locks.js';
-import type { KGen } from '../sched/task.js';
+import { isKGen, type KGen, type KMaybe } from '../sched/task.js';
 import { addMmCounter } from './counters.js';
 import { splitHugePmdLocked } from './huge.js';
 import { assertPtlHeld, pmdLock, pteLock, ptlUnlock } from './locking.js';
-import { withInvalidationSync } from './notifier.js';
+import { withInvalidationNoWait } from './notifier.js';
 import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo, ptSet } from './pgtable.js';
 import {
   type AnonVma,
@@ -348,19 +348,75 @@ export const TTU_SPLIT_HUGE_PMD = 0x4;
  * `rmapLocked`: the caller holds the rmap lock (TTU_RMAP_LOCKED, as the folio split does).
  */
 export function* tryToMigrate(core: Core, head: number, flags = 0, rmapLocked = false): KGen {
-  const m = core.map;
-  const nr = m.folioNrPages(head);
-  const lock = rmapLocked ? null : yield* rmapLockRead(core, head, 'try_to_migrate');
+  const r = tryToMigrateNoWait(core, head, flags, rmapLocked);
+  if (isKGen(r)) yield* r;
+}
+
+/**
+ * {@link tryToMigrate} without a generator when nothing sleeps (KMaybe: undefined when done,
+ * else the generator that goes on from the rmap lock or the invalidation that sleeps).
+ */
+export function tryToMigrateNoWait(core: Core, head: number, flags = 0, rmapLocked = false): KMaybe<void> {
+  const nr = core.map.folioNrPages(head);
+  const lock = rmapLocked ? null : rmapLockOf(core, head);
+  if (lock && !lock.downReadNoWait(core.sched, 'try_to_migrate'))
+    return tryToMigrateFrom(core, head, nr, flags, lock, null, 0, null);
+  let handedOn = false;
   try {
-    for (const { vma, addr } of rmapVmas(core, head)) {
-      const stop = yield* withInvalidationSync(
-        vma.mm,
-        Math.max(addr, vma.start),
-        Math.min(addr + nr * PAGE_SIZE, vma.end),
-        MMU_NOTIFY_CLEAR,
-        null,
-        () => tryToMigrateOne(core, vma, head, nr, addr, flags),
-      );
+    const vmas = rmapVmas(core, head);
+    for (let k = 0; k < vmas.length; k++) {
+      const stop = tryToMigrateVma(core, head, nr, flags, vmas[k]);
+      if (typeof stop !== 'boolean') {
+        handedOn = true;
+        return tryToMigrateFrom(core, head, nr, flags, lock, vmas, k, stop);
+      }
+      if (stop) return;
+    }
+  } finally {
+    if (!handedOn) rmapUnlockRead(core, lock, 'try_to_migrate');
+  }
+}
+
+/** One VMA of try_to_migrate()'s rmap walk: the invalidation around try_to_migrate_one(). */
+function tryToMigrateVma(
+  core: Core,
+  head: number,
+  nr: number,
+  flags: number,
+  { vma, addr }: { vma: Vma; addr: number },
+): KMaybe<boolean> {
+  return withInvalidationNoWait(
+    vma.mm,
+    Math.max(addr, vma.start),
+    Math.min(addr + nr * PAGE_SIZE, vma.end),
+    MMU_NOTIFY_CLEAR,
+    null,
+    () => tryToMigrateOne(core, vma, head, nr, addr, flags),
+  );
+}
+
+/**
+ * The rest of {@link tryToMigrateNoWait} as a generator: with `vmas` null, from the rmap lock
+ * (which sleeps); else from VMA k, whose invalidation sleeps in `pending` (the lock is held).
+ */
+function* tryToMigrateFrom(
+  core: Core,
+  head: number,
+  nr: number,
+  flags: number,
+  lock: RwSem | null,
+  from: { vma: Vma; addr: number }[] | null,
+  k: number,
+  pending: KGen<boolean> | null,
+): KGen {
+  if (from === null && lock) yield* lock.downRead(core.sched, 'try_to_migrate');
+  try {
+    const vmas = from ?? rmapVmas(core, head);
+    for (let j = k; j < vmas.length; j++) {
+      let stop: KMaybe<boolean>;
+      if (j === k && pending) stop = yield* pending;
+      else stop = tryToMigrateVma(core, head, nr, flags, vmas[j]);
+      if (typeof stop !== 'boolean') stop = yield* stop;
       if (stop) return;
     }
   } finally {

@@ -117,7 +117,11 @@ export class Mutex {
   site = '';
   /** Models the wait_list: sleeping waiters, first come first served. */
   private readonly waiters: Task[] = [];
-  constructor(readonly name: string) {}
+  /** The held_locks record of the owner, reused by every acquisition (one owner at a time). */
+  private readonly rec: { name: string; mode: 'x'; spin: false; site: string; lock: Mutex };
+  constructor(readonly name: string) {
+    this.rec = { name, mode: 'x', spin: false, site: '', lock: this };
+  }
 
   private waitFor(t: Task): WaitCond {
     return new MutexWait(this, t);
@@ -161,7 +165,8 @@ export class Mutex {
   private take(t: Task, site: string): void {
     this.owner = t;
     this.site = site;
-    t.held.push({ name: this.name, mode: 'x', spin: false, site, lock: this });
+    this.rec.site = site;
+    t.held.push(this.rec);
   }
 
   /** Models mutex_trylock(). */
@@ -319,6 +324,17 @@ export class RwSem {
       }
     }
     this.addReader(t, site);
+  }
+
+  /**
+   * {@link RwSem.downRead} when it does not sleep: true when the read lock was taken at once,
+   * false when the caller must go on with `yield* downRead()` (which then queues and waits).
+   */
+  downReadNoWait(s: Scheduler, site: string): boolean {
+    const t = s.current;
+    if (this.writer === t || !this.canRead(t)) return false;
+    this.addReader(t, site);
+    return true;
   }
 
   /** Models down_read_trylock(). */

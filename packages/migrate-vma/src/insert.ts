@@ -1,4 +1,5 @@
 import {
+  type AnonVma,
   allocDeposit,
   anonVmaPrepare,
   type Core,
@@ -16,6 +17,7 @@ import {
   HPAGE_PMD_NR,
   HPAGE_PMD_ORDER,
   type KGen,
+  type KMaybe,
   linearPageIndex,
   MEMORY_DEVICE_COHERENT,
   mkHi,
@@ -159,40 +161,80 @@ function* insertHugePmdPage(
  * Models migrate_vma_insert_page() (mm/migrate_device.c): populate a hole (none or zero-page
  * PTE, or with a compound destination an empty PMD) of an anonymous VMA with the destination
  * page. On success src becomes exactly MIGRATE_PFN_MIGRATE; on abort MIGRATE is cleared.
+ * Without a generator when nothing schedules (KMaybe: start a returned generator at once).
  */
-export function* migrateVmaInsertPage(
+export function migrateVmaInsertPage(
   core: Core,
   mig: MigrateVma,
   addr: number,
   di: number,
   si: number,
-): KGen {
-  if (!(yield* insertPage(core, mig, addr, di, si)))
-    mig.src[si] = mpfnClear(mig.src[si], MIGRATE_PFN_MIGRATE);
+): KMaybe<void> {
+  const ok = insertPage(core, mig, addr, di, si);
+  if (typeof ok !== 'boolean') return insertPageThenAbort(mig, si, ok);
+  if (!ok) mig.src[si] = mpfnClear(mig.src[si], MIGRATE_PFN_MIGRATE);
+}
+
+/** {@link migrateVmaInsertPage} when its body schedules: the abort once the body ends. */
+function* insertPageThenAbort(mig: MigrateVma, si: number, body: KGen<boolean>): KGen {
+  if (!(yield* body)) mig.src[si] = mpfnClear(mig.src[si], MIGRATE_PFN_MIGRATE);
 }
 
 /** The body of migrate_vma_insert_page(): false means "goto abort". */
-function* insertPage(core: Core, mig: MigrateVma, addr: number, di: number, si: number): KGen<boolean> {
+function insertPage(core: Core, mig: MigrateVma, addr: number, di: number, si: number): KMaybe<boolean> {
   const vma = mig.vma!;
   const mm = vma.mm;
-  const m = core.map;
   const page = migratePfnToPage(mig.dst[di]);
   if (!vma.isAnonymous) return false;
   const pmdT = pmdTableOf(core, mm, addr, true);
   if (pmdT < 0) return false;
-  if (mpfnFlags(mig.dst[di]) & MIGRATE_PFN_COMPOUND) {
-    return (yield* insertHugePmdPage(core, vma, addr, page, mig.src, si, pmdT)) === 0;
-  }
+  if (mpfnFlags(mig.dst[di]) & MIGRATE_PFN_COMPOUND)
+    return insertHugePmdPageOk(core, vma, addr, page, mig.src, si, pmdT);
   const mi = pmdIndex(addr);
   const plo = ptLo(core, pmdT, mi);
   const phi = ptHi(core, pmdT, mi);
   if (!entryNone(plo, phi)) {
     if (entryPresent(plo) && entryHuge(plo)) {
       if (entryPfn(plo, phi) !== core.hugeZeroPfn) return false;
-      const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
-      yield* splitHugePmd(core, vma, pmdT, haddr, false);
-    } else if (!entryPresent(plo)) return false;
+      return insertPageAfterSplit(core, mig, addr, page, si, pmdT);
+    }
+    if (!entryPresent(plo)) return false;
   }
+  return insertPagePte(core, mig, addr, page, si);
+}
+
+/** insertPage() with a compound destination: migrate_vma_insert_huge_pmd_page() succeeded. */
+function* insertHugePmdPageOk(
+  core: Core,
+  vma: Vma,
+  addr: number,
+  page: number,
+  src: Float64Array,
+  si: number,
+  pmdT: number,
+): KGen<boolean> {
+  return (yield* insertHugePmdPage(core, vma, addr, page, src, si, pmdT)) === 0;
+}
+
+/** insertPage() on a huge zero-page PMD: split it, then insert at PTE level. */
+function* insertPageAfterSplit(
+  core: Core,
+  mig: MigrateVma,
+  addr: number,
+  page: number,
+  si: number,
+  pmdT: number,
+): KGen<boolean> {
+  yield* splitHugePmd(core, mig.vma!, pmdT, Math.floor(addr / PMD_SIZE) * PMD_SIZE, false);
+  const ok = insertPagePte(core, mig, addr, page, si);
+  return typeof ok === 'boolean' ? ok : yield* ok;
+}
+
+/** insertPage() at PTE level: build the entry, then set it under the PTE lock. */
+function insertPagePte(core: Core, mig: MigrateVma, addr: number, page: number, si: number): KMaybe<boolean> {
+  const vma = mig.vma!;
+  const mm = vma.mm;
+  const m = core.map;
   const pteT = pteTableOf(core, mm, addr, true);
   if (pteT < 0) return false;
   const av = anonVmaPrepare(core, vma);
@@ -209,7 +251,41 @@ function* insertPage(core: Core, mig: MigrateVma, addr: number, di: number, si: 
     const w = (vma.flags & VM_WRITE) !== 0;
     lo = mkPteLo(page, w, w, true, protNone(vma));
   }
-  if (core.sched.preempt('migrate_vma_insert_page: entry built, PTE lock not taken')) yield RESCHED;
+  if (core.sched.preempt('migrate_vma_insert_page: entry built, PTE lock not taken'))
+    return insertPteLater(core, mig, addr, page, si, pteT, av, lo);
+  return insertPteLocked(core, mig, addr, page, si, pteT, av, lo);
+}
+
+/** {@link insertPteLocked} after the task yields at the point that switched. */
+function* insertPteLater(
+  core: Core,
+  mig: MigrateVma,
+  addr: number,
+  page: number,
+  si: number,
+  pteT: number,
+  av: AnonVma,
+  lo: number,
+): KGen<boolean> {
+  yield RESCHED;
+  return insertPteLocked(core, mig, addr, page, si, pteT, av, lo);
+}
+
+/** The end of insertPage() under the PTE lock: the PTE must still be none or the zero page. */
+function insertPteLocked(
+  core: Core,
+  mig: MigrateVma,
+  addr: number,
+  page: number,
+  si: number,
+  pteT: number,
+  av: AnonVma,
+  lo: number,
+): boolean {
+  const vma = mig.vma!;
+  const mm = vma.mm;
+  const m = core.map;
+  const folio = m.head[page];
   const ptl = pteLock(core, pteT, 'migrate_vma_insert_page');
   try {
     if (mm.unstable) return false;

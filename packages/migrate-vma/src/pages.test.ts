@@ -23,6 +23,7 @@ import {
 } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
 import { inflightMigrations } from './inflight.js';
+import { migrateVmaInsertPage } from './insert.js';
 import {
   badPattern,
   entryPfnAt,
@@ -301,6 +302,28 @@ describe('insertion into holes', () => {
     expect(dev.frees).toBe(1);
     expect(check()).toEqual([]);
     expect(p.readI32(raw + PAGE_SIZE)).toBe(99);
+  });
+});
+
+describe('migrate_vma_insert_page() without a generator', () => {
+  it('fills a hole at once when nothing schedules (no generator), as migrate_vma_pages() would', () => {
+    const mc = machine();
+    const { k, p, dev, check } = mc;
+    const raw = p.mmap(0, PMD_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+    const mig = setupAt(mc, raw, 1, SYS);
+    expect(mig.src[0]).toBe(MIG);
+    mig.dst[0] = migratePfn(dev.alloc(0));
+    const r = k.core.sched.runSync(
+      (function* () {
+        return migrateVmaInsertPage(k.core, mig, raw, 0, 0);
+      })(),
+      'insert',
+    );
+    expect(r).toBeUndefined();
+    expect(mig.src[0]).toBe(MIG);
+    expect(pteKind(k, p, raw)).toBe('device-private-write');
+    migrateVmaFinalize(k.core, mig);
+    expect(check()).toEqual([]);
   });
 });
 

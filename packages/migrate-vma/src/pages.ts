@@ -11,6 +11,7 @@ import {
   folioTestAnon,
   HPAGE_PMD_NR,
   HPAGE_PMD_ORDER,
+  isKGen,
   type KGen,
   MEMORY_DEVICE_COHERENT,
   MMU_NOTIFY_MIGRATE,
@@ -196,7 +197,8 @@ export function* migrateDevicePagesCore(
             src[i + j] = mpfnClear(src[i + j], MIGRATE_PFN_MIGRATE);
             continue;
           }
-          yield* migrateVmaInsertPage(core, mig, addr + j * PAGE_SIZE, i + j, i + j);
+          const r = migrateVmaInsertPage(core, mig, addr + j * PAGE_SIZE, i + j, i + j);
+          if (isKGen(r)) yield* r;
         }
         i += nr;
         if (core.sched.condResched('__migrate_device_pages: next unit')) yield RESCHED;

@@ -39,13 +39,6 @@ export function isKGen<T>(r: KMaybe<T>): r is KGen<T> {
   return typeof r === 'object' && r !== null;
 }
 
-/** Model-only: yields {@link RESCHED} (a preempt() that returned true), then finishes with `rest`. */
-export function* reschedThen<T>(rest: () => KMaybe<T>): KGen<T> {
-  yield RESCHED;
-  const r = rest();
-  return isKGen(r) ? yield* r : r;
-}
-
 /**
  * Models a wait queue entry (wait_event(), rwsem/mutex slow paths, spin loops): the condition a
  * blocked task waits for, and for reports the tasks that hold what it waits for.

@@ -105,7 +105,7 @@ export function translate(core: Core, mm: MmStruct, addr: number, write: boolean
   const vpn = Math.floor(addr / PAGE_SIZE);
   const s = vpn & TLB_MASK;
   const tlb = mm.tlb;
-  if (tlb.tag[s] === vpn && (!write || tlb.writable[s] === 1)) return tlb.pfn[s];
+  if (tlb.tag[s] === vpn + tlb.epoch && (!write || tlb.writable[s] === 1)) return tlb.pfn[s];
   const pfn = walkPfn(core, mm, addr, write);
   return pfn >= 0 ? pfn : core.sched.runSync(faultInTask(core, mm, addr, write), 'page fault');
 }
@@ -318,7 +318,7 @@ function* accessRuns(
     const s = vpn & TLB_MASK;
     let pfn: number;
     let run = 1;
-    if (tlb.tag[s] === vpn && (!write || tlb.writable[s] === 1)) {
+    if (tlb.tag[s] === vpn + tlb.epoch && (!write || tlb.writable[s] === 1)) {
       pfn = tlb.pfn[s];
     } else {
       pfn = walkRun(core, mm, a, write, Math.ceil((off + len - done) / PAGE_SIZE));

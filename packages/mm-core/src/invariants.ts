@@ -318,7 +318,7 @@ class MmCoreCheck {
   private checkTlb(mm: MmStruct, tag: string): void {
     const tlb = mm.tlb;
     for (let s = 0; s < tlb.tag.length; s++) {
-      const vpn = tlb.tag[s];
+      const vpn = tlb.vpnAt(s);
       if (vpn < 0) continue;
       const addr = vpn * PAGE_SIZE;
       const [pfn, w] = leafTranslation(this.core, mm, addr);

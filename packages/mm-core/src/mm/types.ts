@@ -278,36 +278,47 @@ const TLB_SIZE = 1024;
 /** Models tlb_single_page_flush_ceiling (arch/x86/mm/tlb.c). */
 const TLB_SINGLE_PAGE_FLUSH_CEILING = 33;
 
+/** Model-only: how far apart {@link SoftTlb} epochs are (above every vpn: user vpns are below 2^35). */
+const TLB_EPOCH_STEP = 2 ** 36;
+/** Model-only: the last epoch before the tags are cleared for real and the epochs start over (tags stay exact doubles). */
+const TLB_EPOCH_LAST = 2 ** 52;
+
 /**
  * Models the per-CPU TLB as a direct-mapped software TLB (QEMU softmmu style): vpn -> pfn with
  * read/write permission. Any change to a page-table entry that was present flushes it.
+ * Model-only: a slot holds vpn + epoch; a full flush starts a new epoch, which invalidates every
+ * slot at once (an entry of an older epoch can never equal vpn + the current epoch).
  */
 export class SoftTlb {
   readonly tag = new Float64Array(TLB_SIZE).fill(-1);
   readonly pfn = new Float64Array(TLB_SIZE);
   readonly writable = new Uint8Array(TLB_SIZE);
+  /** Model-only: added to the vpn in every tag of the current epoch. */
+  epoch = 0;
   flushes = 0;
   /** Model-only: the machine's event counters (core.events), when the mm belongs to one. */
   events: KernelEvents | null = null;
-  /** Model-only: an entry may be valid (set by {@link SoftTlb.insert}, cleared by a full flush). */
-  private live = false;
 
   /** Models the MMU filling a TLB entry after a successful walk. */
   insert(vpn: number, pfn: number, writable: boolean): void {
     const s = vpn & (TLB_SIZE - 1);
-    this.tag[s] = vpn;
+    this.tag[s] = vpn + this.epoch;
     this.pfn[s] = pfn;
     this.writable[s] = writable ? 1 : 0;
-    this.live = true;
+  }
+
+  /** The vpn that slot s translates, or -1 when the slot is invalid. */
+  vpnAt(s: number): number {
+    const t = this.tag[s];
+    return t >= this.epoch ? t - this.epoch : -1;
   }
 
   /** Models flush_tlb_mm(). */
   flushAll(): void {
-    // An empty TLB stays empty: only the clearing is skipped, the flush is still counted.
-    if (this.live) {
+    if (this.epoch >= TLB_EPOCH_LAST) {
       this.tag.fill(-1);
-      this.live = false;
-    }
+      this.epoch = 0;
+    } else this.epoch += TLB_EPOCH_STEP;
     this.flushes++;
     if (this.events) this.events.tlbFlushes++;
   }
@@ -323,9 +334,10 @@ export class SoftTlb {
       this.flushAll();
       return;
     }
+    const e = this.epoch;
     for (let v = first; v < last; v++) {
       const s = v & (TLB_SIZE - 1);
-      if (this.tag[s] === v) this.tag[s] = -1;
+      if (this.tag[s] === v + e) this.tag[s] = -1;
     }
     this.flushes++;
     if (this.events) this.events.tlbFlushes++;

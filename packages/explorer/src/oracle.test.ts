@@ -126,6 +126,44 @@ describe('the oracle', () => {
     );
   });
 
+  it("a dead child's memory is reused only once no operation refers to it, and a fork into it copies the parent exactly", () => {
+    const o = new Oracle(3);
+    expect(done(o, { k: 'mmap', p: 0, t: 0, r: 0, n: 8, a: RW }, { ret: regionAddr(0, 0) })).toBeNull();
+    const parent = store(o, 0, 8, 21);
+    let childAlive = true;
+    const slots = (s: number) => s !== 1 || childAlive;
+    const end = (op: Op, out: Partial<OpOutcome> = {}) =>
+      o.end(o.begin(op), { ...newOutcome(), ...out }, slots);
+    expect(end({ k: 'fork', p: 0, t: 0 }, { child: 1 })).toBeNull();
+    // The child stores other words, and another store of its own is still in flight when it dies.
+    const mine = patternWords(22, regionAddr(0, 0), 8);
+    const w = { k: 'write', p: 1, t: 0, r: 0, off: 0, n: 8, a: 22 } as const;
+    expect(end(w, { writeAddr: regionAddr(0, 0), writeWords: mine })).toBeNull();
+    const late = o.begin({ k: 'write', p: 1, t: 0, r: 0, off: 0, n: 8, a: 23 });
+    childAlive = false;
+    expect(
+      end(
+        { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 },
+        { readAddr: regionAddr(0, 0), readWords: parent.slice(0, 1) },
+      ),
+    ).toBeNull();
+    // While that store is in flight the memory stays the child's: a fork now gets a fresh copy,
+    // which the store's completion must not touch.
+    expect(end({ k: 'fork', p: 0, t: 0 }, { child: 2 })).toBeNull();
+    expect(
+      o.end(
+        late,
+        { ...newOutcome(), writeAddr: regionAddr(0, 0), writeWords: patternWords(23, regionAddr(0, 0), 8) },
+        slots,
+      ),
+    ).toBeNull();
+    for (let k = 0; k < 8; k++) expect(o.expected(2, regionAddr(0, k) / PAGE_SIZE)).toBe(parent[k]);
+    // Now nothing refers to the child's memory; the next fork may reuse it and still copies the parent.
+    childAlive = true;
+    expect(end({ k: 'fork', p: 0, t: 0 }, { child: 1 })).toBeNull();
+    for (let k = 0; k < 8; k++) expect(o.expected(1, regionAddr(0, k) / PAGE_SIZE)).toBe(parent[k]);
+  });
+
   it('a store stopped by a caught SIGSEGV (a racing munmap) leaves the rest of its range unknown, not stale', () => {
     const o = mapped();
     store(o, 0, 8, 5);

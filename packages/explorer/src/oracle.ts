@@ -43,6 +43,17 @@ const LAZY = 8;
 /** The operations that change what is mapped (or its protection). */
 const MAPPING_OPS = new Set(['mmap', 'munmap', 'mremap', 'mprotect']);
 
+/** Bytes per page of a {@link Mem}: lazyAt (8), word (4), lazyWas (4), state, prot, flags (1 each). */
+const MEM_BYTES_PER_PAGE = 19;
+
+/**
+ * Buffers of memories no record refers to any more, for the next fork's copy (a fresh 467 KiB
+ * host allocation per fork cost more than the copy). Shared by consecutive runs, at most
+ * MEM_POOL_KEPT.
+ */
+const memPool: ArrayBuffer[] = [];
+const MEM_POOL_KEPT = 16;
+
 /** Per-page VMA flags that fork() obeys: MADV_DONTFORK (VM_DONTCOPY). */
 const F_DONTFORK = 1;
 /** MADV_WIPEONFORK (VM_WIPEONFORK): the child gets zeros. */
@@ -82,28 +93,37 @@ function zapAdvice(op: Op): boolean {
  * repeated, {@link patternWord}; 0 = a zero page).
  */
 class Mem {
-  readonly state = new Uint8Array(SPAN);
-  readonly prot = new Uint8Array(SPAN);
-  readonly word = new Uint32Array(SPAN);
-  /** F_DONTFORK, F_WIPE, F_UNKNOWN per page. */
-  readonly flags = new Uint8Array(SPAN);
+  /** One host allocation holds every per-page array (a fork copies it at once). */
+  readonly buf: ArrayBuffer;
+  readonly lazyAt: Float64Array;
+  readonly word: Uint32Array;
   /**
    * A lazy-free page a load found discarded: its contents before (lazyWas) and the tick when the
    * oracle learnt it (lazyAt, 0: never). A load that began earlier may have read the old contents
    * before reclaim dropped the page.
    */
-  readonly lazyWas = new Uint32Array(SPAN);
-  readonly lazyAt = new Float64Array(SPAN);
+  readonly lazyWas: Uint32Array;
+  readonly state: Uint8Array;
+  readonly prot: Uint8Array;
+  /** F_DONTFORK, F_WIPE, F_UNKNOWN per page. */
+  readonly flags: Uint8Array;
+
+  /** A zeroed memory, or one on `buf` as it is. */
+  constructor(buf: ArrayBuffer = new ArrayBuffer(SPAN * MEM_BYTES_PER_PAGE)) {
+    this.buf = buf;
+    this.lazyAt = new Float64Array(buf, 0, SPAN);
+    this.word = new Uint32Array(buf, SPAN * 8, SPAN);
+    this.lazyWas = new Uint32Array(buf, SPAN * 12, SPAN);
+    this.state = new Uint8Array(buf, SPAN * 16, SPAN);
+    this.prot = new Uint8Array(buf, SPAN * 17, SPAN);
+    this.flags = new Uint8Array(buf, SPAN * 18, SPAN);
+  }
 
   clone(): Mem {
-    const c = new Mem();
-    c.state.set(this.state);
-    c.prot.set(this.prot);
-    c.word.set(this.word);
-    c.flags.set(this.flags);
-    c.lazyWas.set(this.lazyWas);
-    c.lazyAt.set(this.lazyAt);
-    return c;
+    const reused = memPool.pop();
+    if (!reused) return new Mem(this.buf.slice(0));
+    new Uint8Array(reused).set(new Uint8Array(this.buf));
+    return new Mem(reused);
   }
 
   /**
@@ -246,6 +266,8 @@ function readable(prot: number): boolean {
 export class Oracle {
   private readonly mems: (Mem | null)[];
   private readonly inflight = new Set<Rec>();
+  /** Memories of dead processes that records may still refer to (pooled once none does). */
+  private readonly dropped: Mem[] = [];
   private history: Rec[] = [];
   private tick = 0;
   /** Loads compared byte for byte with the oracle. */
@@ -307,10 +329,20 @@ export class Oracle {
       this.apply(rec, out);
       this.markUncertain(rec, conc);
     }
-    for (let s = 0; s < this.mems.length; s++) if (this.mems[s] && !alive(s)) this.mems[s] = null;
+    for (let s = 0; s < this.mems.length; s++) {
+      const mem = this.mems[s];
+      if (mem && !alive(s)) {
+        this.mems[s] = null;
+        this.dropped.push(mem);
+      }
+    }
     this.history.push(rec);
-    if (this.inflight.size === 0) this.history = [];
-    else {
+    if (this.inflight.size === 0) {
+      this.history = [];
+      // No record refers to a dropped memory any more (rec.mem): its buffer can be reused.
+      for (const mem of this.dropped) if (memPool.length < MEM_POOL_KEPT) memPool.push(mem.buf);
+      this.dropped.length = 0;
+    } else {
       let min = Infinity;
       for (const r of this.inflight) min = Math.min(min, r.start);
       this.history = this.history.filter((r) => r.end > min);

@@ -170,7 +170,8 @@ class ScenarioRun {
   private readonly k: World['kernel'];
   private readonly sched: World['kernel']['sched'];
   private readonly oracle: Oracle;
-  private readonly log: string[] = [];
+  /** The last LOG_KEEP operations and their results (formatted only for the result). */
+  private readonly log: [Op, string][] = [];
   private readonly kinds: Record<string, number> = {};
   private finding: Finding | null = null;
   private readonly started = new Set<number>();
@@ -292,7 +293,7 @@ class ScenarioRun {
   }
 
   private note(op: Op, ret: string): void {
-    this.log.push(`${describeOp(op)} -> ${ret}`);
+    this.log.push([op, ret]);
     if (this.log.length > LOG_KEEP) this.log.shift();
   }
 
@@ -437,7 +438,7 @@ class ScenarioRun {
       steps: sched.steps,
       trace: sched.schedule().trace,
       strategy: sched.strategy.describe(),
-      log: this.log,
+      log: this.log.map(([op, ret]) => `${describeOp(op)} -> ${ret}`),
       sites: sched.sites,
       checkedPages: this.oracle.checkedPages,
       checks: this.checks,

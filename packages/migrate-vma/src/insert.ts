@@ -42,6 +42,7 @@ import {
   ptlUnlock,
   ptSet,
   RESCHED,
+  reschedThen,
   SWP_DEVICE_READ,
   SWP_DEVICE_WRITE,
   splitHugePmd,
@@ -252,22 +253,7 @@ function insertPagePte(core: Core, mig: MigrateVma, addr: number, page: number, 
     lo = mkPteLo(page, w, w, true, protNone(vma));
   }
   if (core.sched.preempt('migrate_vma_insert_page: entry built, PTE lock not taken'))
-    return insertPteLater(core, mig, addr, page, si, pteT, av, lo);
-  return insertPteLocked(core, mig, addr, page, si, pteT, av, lo);
-}
-
-/** {@link insertPteLocked} after the task yields at the point that switched. */
-function* insertPteLater(
-  core: Core,
-  mig: MigrateVma,
-  addr: number,
-  page: number,
-  si: number,
-  pteT: number,
-  av: AnonVma,
-  lo: number,
-): KGen<boolean> {
-  yield RESCHED;
+    return reschedThen(insertPteLocked, core, mig, addr, page, si, pteT, av, lo);
   return insertPteLocked(core, mig, addr, page, si, pteT, av, lo);
 }
 

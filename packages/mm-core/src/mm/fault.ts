@@ -47,7 +47,7 @@ import {
 } from '../pgtable/entry.js';
 import { PG_anon, PG_anon_exclusive, PG_dirty, PG_head, PG_lru, PG_swapcache } from '../phys/memmap.js';
 import type { KGen, KMaybe } from '../sched/task.js';
-import { RESCHED } from '../sched/task.js';
+import { RESCHED, reschedThen } from '../sched/task.js';
 import { anonVmaPrepare, linearPageIndex } from './anon.js';
 import { addMmCounter, mmCounter } from './counters.js';
 import { shmemFaultPmd } from './fault-file.js';
@@ -171,21 +171,7 @@ function doAnonymousPage(
   const pfn = allocAnonFolio(core, vma, pteT, addr);
   if (pfn < 0) return VM_FAULT_OOM;
   if (core.sched.preempt('do_anonymous_page: page allocated, PTE lock not taken'))
-    return mapAnonymousFolioLater(core, vma, pmdT, pteT, addr, pfn, av);
-  return mapAnonymousFolio(core, vma, pmdT, pteT, addr, pfn, av);
-}
-
-/** {@link mapAnonymousFolio} after the task yields at the point that switched (no closure on the fast path). */
-function* mapAnonymousFolioLater(
-  core: Core,
-  vma: Vma,
-  pmdT: number,
-  pteT: number,
-  addr: number,
-  pfn: number,
-  av: AnonVma,
-): KGen<number> {
-  yield RESCHED;
+    return reschedThen(mapAnonymousFolio, core, vma, pmdT, pteT, addr, pfn, av);
   return mapAnonymousFolio(core, vma, pmdT, pteT, addr, pfn, av);
 }
 
@@ -401,26 +387,8 @@ function doWpPage(
   if (!isZero) core.frames.copy(copy, pfn, 1);
   const av = anonVmaPrepare(core, vma);
   if (core.sched.preempt('wp_page_copy: copy made, PTE lock not taken'))
-    return wpPageCopyLater(core, vma, pteT, addr, lo, hi, copy, isZero, av, unshare);
+    return reschedThen(wpPageCopy, core, vma, pteT, addr, lo, hi, copy, isZero, av, unshare);
   return wpPageCopy(core, vma, pteT, addr, lo, hi, copy, isZero, av, unshare);
-}
-
-/** {@link wpPageCopy} after the task yields at the point that switched (no closure on the fast path). */
-function* wpPageCopyLater(
-  core: Core,
-  vma: Vma,
-  pteT: number,
-  addr: number,
-  lo: number,
-  hi: number,
-  copy: number,
-  isZero: boolean,
-  av: AnonVma,
-  unshare: boolean,
-): KGen<number> {
-  yield RESCHED;
-  const r = wpPageCopy(core, vma, pteT, addr, lo, hi, copy, isZero, av, unshare);
-  return typeof r === 'number' ? r : yield* r;
 }
 
 /** The rest of wp_page_copy() once the copy is made: replace the PTE under an invalidation. */

@@ -34,6 +34,17 @@ export type KGen<T = void> = Generator<KYield, T, undefined>;
  */
 export type KMaybe<T> = T | KGen<T>;
 
+/**
+ * Model-only: the rest of a KMaybe path after a preemption point that switched: yields
+ * {@link RESCHED}, then runs `rest(...args)` to its end. Called only on that slow path, so the
+ * fast path makes no closure.
+ */
+export function* reschedThen<A extends unknown[], T>(rest: (...args: A) => KMaybe<T>, ...args: A): KGen<T> {
+  yield RESCHED;
+  const r = rest(...args);
+  return isKGen(r) ? yield* r : r;
+}
+
 /** Model-only: whether a {@link KMaybe} is the generator (the path did not finish). */
 export function isKGen<T>(r: KMaybe<T>): r is KGen<T> {
   return typeof r === 'object' && r !== null;

@@ -158,7 +158,9 @@ const TRYLOCK_FAILED = 'trylock failed';
 
 /**
  * {@link faultIn} as a generator, from try `from`: `pending` is the fault of that try, which
- * slept (the mmap_lock is held), or TRYLOCK_FAILED, or RESCHED to yield before the try.
+ * slept (the mmap_lock is held), or TRYLOCK_FAILED, or RESCHED to yield before the try. It
+ * keeps its own retry loop rather than handing the next try back to faultIn(): that would nest
+ * one generator per try that schedules, up to FAULT_RETRY_BOUND deep in a livelock.
  */
 function* faultInFrom(
   core: Core,

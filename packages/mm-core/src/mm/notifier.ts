@@ -107,22 +107,11 @@ export function invalidateRangeStartNoWait(range: MmuNotifierRange): KGen | null
   mm.activeInvalidations++;
   if (mm.notifierObservers.size) for (const o of [...mm.notifierObservers]) o.start(range);
   // The overlapping subscriptions, in the interval tree's order (a snapshot: callbacks may
-  // remove subscriptions). One overlapping subscription (the usual case) needs no array.
-  let one: MmuIntervalNotifier | null = null;
+  // remove subscriptions).
   let hit: MmuIntervalNotifier[] | null = null;
-  for (const sub of mm.notifiers) {
-    if (!overlaps(sub, range)) continue;
-    if (one === null) one = sub;
-    else (hit ??= [one]).push(sub);
-  }
-  if (one !== null && hit === null) {
-    mm.notifierSeq |= 1;
-    const seq = mm.notifierSeq;
-    const r = invokeInvalidate(one, range, seq);
-    if (typeof r !== 'boolean') return finishInvalidateStart(range, [one], 0, seq, r);
-    invalidated(mm, r);
-  } else if (hit) {
-    if (!inStartOrder(hit)) hit.sort(byStart);
+  for (const sub of mm.notifiers) if (overlaps(sub, range)) (hit ??= []).push(sub);
+  if (hit) {
+    if (hit.length > 1 && !inStartOrder(hit)) hit.sort(byStart);
     mm.notifierSeq |= 1;
     const seq = mm.notifierSeq;
     for (let k = 0; k < hit.length; k++) {

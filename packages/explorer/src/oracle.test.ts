@@ -164,6 +164,23 @@ describe('the oracle', () => {
     for (let k = 0; k < 8; k++) expect(o.expected(1, regionAddr(0, k) / PAGE_SIZE)).toBe(parent[k]);
   });
 
+  it("a finished run's memories go to the next run's oracle, which starts with nothing mapped", () => {
+    const bufOf = (o: Oracle) => (o as unknown as { mems: ({ buf: ArrayBuffer } | null)[] }).mems[0]?.buf;
+    const o1 = mapped();
+    store(o1, 0, 8, 31);
+    const buf = bufOf(o1);
+    o1.dispose();
+    const o2 = new Oracle(2);
+    expect(bufOf(o2)).toBe(buf);
+    const first = regionAddr(0, 0) / PAGE_SIZE;
+    expect(o2.accessible(0, first, first + 8, false)).toBe(false);
+    expect(readOf(o2, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 1 }, new Float64Array([0]))).toMatch(
+      /the oracle has nothing mapped there/,
+    );
+    expect(done(o2, { k: 'mmap', p: 0, t: 0, r: 0, n: 8, a: RW }, { ret: regionAddr(0, 0) })).toBeNull();
+    expect(readOf(o2, { k: 'read', p: 0, t: 0, r: 0, off: 0, n: 8 }, new Float64Array(8))).toBeNull();
+  });
+
   it('a store stopped by a caught SIGSEGV (a racing munmap) leaves the rest of its range unknown, not stale', () => {
     const o = mapped();
     store(o, 0, 8, 5);

@@ -281,8 +281,18 @@ export class Oracle {
 
   constructor(slots: number, deviceWritesDirty: { dm: boolean; gpu: boolean } = { dm: false, gpu: false }) {
     this.mems = new Array(slots).fill(null);
-    this.mems[0] = new Mem();
+    const reused = memPool.pop();
+    if (reused) new Uint8Array(reused).fill(0);
+    this.mems[0] = new Mem(reused);
     this.deviceWritesDirty = deviceWritesDirty;
+  }
+
+  /** The run is over: every memory's buffer goes to the pool (nothing may use this oracle afterwards). */
+  dispose(): void {
+    for (const mem of [...this.mems, ...this.dropped])
+      if (mem && memPool.length < MEM_POOL_KEPT && !memPool.includes(mem.buf)) memPool.push(mem.buf);
+    this.mems.fill(null);
+    this.dropped.length = 0;
   }
 
   /** Whether the oracle says [first, end) of slot s is fully mapped with an accessible protection. */

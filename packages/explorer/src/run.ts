@@ -432,6 +432,8 @@ class ScenarioRun {
     } finally {
       w.dispose();
     }
+    const checkedPages = this.oracle.checkedPages;
+    this.oracle.dispose();
     return {
       finding: f,
       opsDone: this.opsDone,
@@ -440,7 +442,7 @@ class ScenarioRun {
       strategy: sched.strategy.describe(),
       log: this.log.map(([op, ret]) => `${describeOp(op)} -> ${ret}`),
       sites: sched.sites,
-      checkedPages: this.oracle.checkedPages,
+      checkedPages,
       checks: this.checks,
       incrementalChecks: this.incremental,
       kinds: this.kinds,

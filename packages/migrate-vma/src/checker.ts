@@ -25,6 +25,7 @@ import {
   PG_partially_mapped,
   PG_tail,
   Process,
+  ScratchBytes,
   SWP_MIG_DIRTY,
   SWP_MIG_YOUNG,
   swpType,
@@ -52,6 +53,10 @@ export interface MigrateCheckerOptions {
 }
 
 const hex = (n: number) => `0x${n.toString(16)}`;
+
+/** Per-pfn marks of checkPgmap(): pages allocated, pages on a free list. */
+const liveScratch = new ScratchBytes();
+const listedScratch = new ScratchBytes();
 
 /** A compound unit's order: the PMD order, or one the driver declared in mthpOrders (mthp.ts). */
 function compoundOrderOk(r: InflightMigration, order: number): boolean {
@@ -267,7 +272,7 @@ class MigrateCheck {
     const tag = `pgmap ${id} (${pgmap.name})`;
     const start = pgmap.startPfn;
     const n = pgmap.endPfn - start;
-    const live = new Uint8Array(n);
+    const live = liveScratch.take(n);
     const isPrivate = pgmap.type === MEMORY_DEVICE_PRIVATE;
     // Imported bindings are property loads under some loaders: keep the hot loop on locals.
     const DEFERRED = PG_deferred_split | PG_partially_mapped;
@@ -320,7 +325,7 @@ class MigrateCheck {
       );
     const lists = this.opts.freeLists?.().filter((l) => l.pgmapId === id) ?? [];
     if (lists.length === 0) return;
-    const listed = new Uint8Array(n);
+    const listed = listedScratch.take(n);
     let bad = false;
     const add = (pfn: number, nr: number) => {
       for (let k = 0; k < nr && !bad; k++) {

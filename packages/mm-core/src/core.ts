@@ -212,7 +212,7 @@ export class Core {
   /** Fix switches turned on (CoreOptions.fixes). */
   readonly fixes: ReadonlySet<string>;
   /** Models folio lock ownership (lockdep's view of PG_locked): head pfn -> task. */
-  readonly folioLockOwners = new FolioLockOwners((h) => (this.map.flags[h] & PG_locked) !== 0);
+  readonly folioLockOwners: FolioLockOwners;
   /** Models split page-table locks: page-table page pfn -> its ptl. */
   readonly ptlocks = new Map<number, SpinLock>();
   /** The table of the last {@link ptlocks} lookup (-1: none) and its lock (mm/locking.ts ptlockOf()). */
@@ -243,9 +243,15 @@ export class Core {
   nextDevicePfn: number;
   readonly ramPages: number;
 
+  /** Model-only: host memory from and to released machines (CoreOptions.hostPool). */
+  readonly hostPool: HostMemoryPool | undefined;
+
   constructor(opts: CoreOptions = {}) {
+    this.hostPool = opts.hostPool;
     this.map = new MemMap(opts.hostPool);
     this.frames = new Frames(opts.hostPool);
+    this.events.entries.pool = opts.hostPool;
+    this.folioLockOwners = new FolioLockOwners((h) => (this.map.flags[h] & PG_locked) !== 0, opts.hostPool);
     const ram = opts.ramBytes ?? 2 * 1024 * 1024 * 1024;
     const bad = checkRamBytes(Math.floor(ram / (4 << 20)) * (4 << 20));
     if (bad !== undefined) throw new RangeError(bad);

@@ -9,6 +9,7 @@
  * device-private PMD, a migration PMD, a device-exclusive PTE? The level of a write is the level
  * of the table written; page-table pages are tagged with their level when they are allocated.
  */
+
 import type { Core } from './core.js';
 import {
   _PAGE_PRESENT,
@@ -26,6 +27,7 @@ import {
   SWP_PTE_MARKER,
   swpType,
 } from './pgtable/entry.js';
+import type { HostMemoryPool } from './phys/hostpool.js';
 
 /** Model-only: the level tag of a page-table page whose entries are PTEs (the default). */
 export const PT_LEVEL_PTE = 0;
@@ -80,15 +82,28 @@ export class EntryStats {
   /** Level tag per page-table pfn (grown on demand; untagged pfns are PTE tables). */
   private level = new Uint8Array(0);
 
+  /** Where the level array comes from and goes back to at {@link EntryStats.release} (set by Core). */
+  pool: HostMemoryPool | undefined = undefined;
+
   /** Model-only: tags the page-table page at pfn with its level (at allocation). */
   tagTable(pfn: number, level: number): void {
     if (pfn >= this.level.length) {
       if (level === PT_LEVEL_PTE) return;
-      const grown = new Uint8Array(Math.max(pfn + 1, this.level.length * 2, 4096));
+      // Powers of two, so that a pool hands the next machine an array of the same length.
+      let n = Math.max(this.level.length, 4096);
+      while (n <= pfn) n *= 2;
+      const grown = this.pool ? this.pool.take(Uint8Array, n) : new Uint8Array(n);
       grown.set(this.level);
+      if (this.pool && this.level.length) this.pool.give(this.level);
       this.level = grown;
     }
     this.level[pfn] = level;
+  }
+
+  /** Model-only: the machine is discarded; the level array goes back to the pool. */
+  release(): void {
+    if (this.pool && this.level.length) this.pool.give(this.level);
+    this.level = new Uint8Array(0);
   }
 
   /** Model-only: the level tag of the page-table page at pfn. */

@@ -265,6 +265,8 @@ export class Kernel implements Host {
     this.core.map.release();
     this.core.frames.release();
     for (const si of this.core.swapInfo) si.release();
+    this.core.folioLockOwners.release();
+    this.core.events.entries.release();
   }
 
   /**

@@ -1,9 +1,12 @@
-import { dumpFolio, PG_locked } from '@hmm-model/mm-core';
+import { dumpFolio, PG_locked, ScratchBytes } from '@hmm-model/mm-core';
 import { DMEM_CHUNK_NPAGES, DMEM_FOLIO_ORDER } from './constants.js';
 import { nouveauPageToChunk } from './dmem.js';
 import type { NouveauDrm } from './types.js';
 
 const hex = (n: number) => `0x${n.toString(16)}`;
+
+/** Marks of listed pages (checkNouveau()). */
+const marksScratch = new ScratchBytes();
 
 /**
  * Models nouveau_dmem_fini()'s WARN_ON(chunk->callocated), generalised into a check_mm()-style
@@ -29,7 +32,7 @@ export function checkNouveau(drm: NouveauDrm): string[] {
     lo = Math.min(lo, c.pagemap.startPfn);
     hi = Math.max(hi, c.pagemap.endPfn);
   }
-  const marks = new Uint8Array(Math.max(0, hi - lo));
+  const marks = marksScratch.take(Math.max(0, hi - lo));
   const audit = new FreeListAudit(drm, out, marks, lo, hi);
   audit.walk('free_pages', dmem.freePages, false);
   audit.walk('free_folios', dmem.freeFolios, true);

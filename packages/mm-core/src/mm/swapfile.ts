@@ -119,7 +119,7 @@ export class SwapInfo {
     /** Models si->type: the index in swap_info[] and the type of its swap entries. */
     readonly type: number,
     slots: number,
-    pool?: HostMemoryPool,
+    private readonly pool?: HostMemoryPool,
   ) {
     this.max = slots;
     this.pages = slots - 1;
@@ -154,10 +154,11 @@ export class SwapInfo {
   /** Models setup_swap_map() + setup_clusters(): slot 0 is the header, bad, in cluster 0. */
   private setup(): void {
     const n = this.nrClusters;
-    this.map = new Int32Array(this.max);
-    this.tab = new Int32Array(this.max);
-    this.used = new Uint16Array(n);
-    this.order = new Int8Array(n).fill(-1);
+    const pool = this.pool;
+    this.map = pool ? pool.take(Int32Array, this.max) : new Int32Array(this.max);
+    this.tab = pool ? pool.take(Int32Array, this.max) : new Int32Array(this.max);
+    this.used = pool ? pool.take(Uint16Array, n) : new Uint16Array(n);
+    this.order = (pool ? pool.take(Int8Array, n) : new Int8Array(n)).fill(-1);
     this.map[0] = SWAP_MAP_BAD;
     this.used[0] = 1;
     this.order[0] = 0;
@@ -247,9 +248,19 @@ export class SwapInfo {
     this.data.zero(off, 1);
   }
 
-  /** Model-only: the machine is discarded; the slots' bytes go back to the host pool. */
+  /** Model-only: the machine is discarded; the slots' bytes and the maps go back to the host pool. */
   release(): void {
     this.data.release();
+    const pool = this.pool;
+    if (pool && this.map && this.tab && this.used && this.order) {
+      pool.give(this.map);
+      pool.give(this.tab);
+      pool.give(this.used);
+      pool.give(this.order);
+    }
+    this.map = this.tab = null;
+    this.used = null;
+    this.order = null;
   }
 }
 

@@ -213,7 +213,7 @@ export function* sysSwapon(core: Core, path: unknown, flags: number): KGen<numbe
   if (core.sched.preempt('swapon: claim_swapfile')) yield RESCHED;
   let type = core.swapInfo.findIndex((s) => !(s.flags & SWP_USED));
   if (type < 0) type = core.swapInfo.length;
-  const si = new SwapInfo(type, dev.bytes / PAGE_SIZE);
+  const si = new SwapInfo(type, dev.bytes / PAGE_SIZE, core.hostPool);
   core.swapInfo[type] = si;
   dev.area = si;
   return 0;

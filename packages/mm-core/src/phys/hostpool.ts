@@ -25,7 +25,38 @@ export class HostMemoryPool {
     const i = this.memmaps.findIndex((set) => (set[0] as Uint32Array).length === capacity);
     return i < 0 ? undefined : this.memmaps.splice(i, 1)[0];
   }
+
+  /** Zeroed side arrays of released machines ({@link HostMemoryPool.give}), by type and length. */
+  private readonly spare = new Map<string, PooledArray[]>();
+
+  /**
+   * Model-only: a zeroed array of n elements made by `make`, reused from a released machine when
+   * one of that type and length was given back. Every array a machine allocates per boot and
+   * drops at dispose (swap maps, lock-owner sections, page-table level tags) comes from here: each
+   * fresh one counts as V8 external memory, and external growth starts a full mark-compact, after
+   * which V8 recompiles the per-call closures whose optimized code only dead closures held.
+   */
+  take<T extends PooledArray>(make: new (n: number) => T, n: number): T {
+    const a = this.spare.get(`${make.name}:${n}`)?.pop();
+    return (a as T | undefined) ?? new make(n);
+  }
+
+  /** Model-only: gives an array from {@link HostMemoryPool.take} back (cleared here), keeping at most {@link SPARE_KEPT} per type and length. */
+  give(a: PooledArray): void {
+    const key = `${a.constructor.name}:${a.length}`;
+    let l = this.spare.get(key);
+    if (!l) this.spare.set(key, (l = []));
+    if (l.length >= SPARE_KEPT) return;
+    a.fill(0);
+    l.push(a);
+  }
 }
+
+/** Model-only: the typed arrays {@link HostMemoryPool.take} hands out. */
+export type PooledArray = Int32Array | Uint32Array | Uint16Array | Uint8Array | Int8Array | Float64Array;
+
+/** Arrays of one type and length a pool keeps at most. */
+const SPARE_KEPT = 64;
 
 /** Zeroed pfn arrays of a chunk's size that evictions handed back, by length (model-only). */
 const pfnArrays = new Map<number, Float64Array[]>();
@@ -49,4 +80,22 @@ export function returnPfnArray(a: Float64Array): void {
   if (l.length >= PFN_ARRAYS_KEPT) return;
   a.fill(0);
   l.push(a);
+}
+
+/**
+ * Model-only: one reusable zeroed byte array for a checker's per-page marks. A checker that runs
+ * at every barrier would otherwise allocate a chunk-sized array each time (V8 external memory,
+ * see {@link HostMemoryPool.take}). The array {@link ScratchBytes.take} returns is valid until
+ * the next call on the same scratch.
+ */
+export class ScratchBytes {
+  private buf = new Uint8Array(0);
+
+  /** A zeroed Uint8Array of n bytes (a view of the scratch buffer, grown when too small). */
+  take(n: number): Uint8Array {
+    if (n > this.buf.length) this.buf = new Uint8Array(Math.max(n, 2 * this.buf.length));
+    const a = this.buf.subarray(0, n);
+    a.fill(0);
+    return a;
+  }
 }

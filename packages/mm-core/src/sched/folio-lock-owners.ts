@@ -1,3 +1,4 @@
+import type { HostMemoryPool } from '../phys/hostpool.js';
 import { PAGES_PER_SECTION, PFN_SECTION_SHIFT } from '../phys/memmap.js';
 import type { Task } from './task.js';
 
@@ -28,7 +29,11 @@ export class FolioLockOwners {
   private lastTask: Task | null = null;
   /** `tasks` is pruned when it grows past this (doubling: the scans cost O(1) per set() amortized). */
   private pruneAt = 64;
-  constructor(private readonly locked: (head: number) => boolean) {}
+  constructor(
+    private readonly locked: (head: number) => boolean,
+    /** Where the section arrays come from and go back to at {@link FolioLockOwners.release}. */
+    private readonly pool?: HostMemoryPool,
+  ) {}
 
   /** The array of section nr, or undefined when none exists yet (no lock was taken there). */
   private section(nr: number): Int32Array | undefined {
@@ -51,7 +56,7 @@ export class FolioLockOwners {
     const nr = head >>> PFN_SECTION_SHIFT;
     let a = this.section(nr);
     if (!a) {
-      a = new Int32Array(PAGES_PER_SECTION);
+      a = this.pool ? this.pool.take(Int32Array, PAGES_PER_SECTION) : new Int32Array(PAGES_PER_SECTION);
       const sections = this.sections;
       while (sections.length < nr) sections.push(undefined);
       sections[nr] = a;
@@ -100,5 +105,15 @@ export class FolioLockOwners {
     const nr = head >>> PFN_SECTION_SHIFT;
     const a = this.section(nr);
     if (a) a[head - nr * PAGES_PER_SECTION] = 0;
+  }
+
+  /** Model-only: the machine is discarded; the section arrays go back to the pool. */
+  release(): void {
+    if (this.pool) for (const a of this.sections) if (a) this.pool.give(a);
+    this.sections.length = 0;
+    this.lastNr = this.prevNr = -1;
+    this.lastArr = this.prevArr = undefined;
+    this.tasks.clear();
+    this.lastTask = null;
   }
 }

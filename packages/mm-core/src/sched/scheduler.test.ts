@@ -4,7 +4,7 @@ import { LivelockFinding, LockFinding } from './findings.js';
 import { Mutex, SpinLock, waitEvent } from './locks.js';
 import { drive, Scheduler } from './scheduler.js';
 import { CooperativeStrategy, RandomStrategy } from './strategy.js';
-import type { KGen } from './task.js';
+import { type KGen, RESCHED } from './task.js';
 
 /** A task body that logs `name:i` before each of its `n` preemption points and returns `ret`. */
 function* steps(log: string[], name: string, n: number, ret: unknown = name): KGen<unknown> {
@@ -221,6 +221,22 @@ describe('preemption-point hooks and site counting', () => {
       'b: point 1': 1,
       'b: point 2': 1,
     });
+  });
+
+  it('countSites: a site reached many times in a row, then others, then again, counts every time; reading the counts mid-run is exact', () => {
+    const s = new Scheduler();
+    s.countSites = true;
+    function* loop(sites: string[]): KGen<void> {
+      for (const site of sites) if (s.preempt(site)) yield RESCHED;
+    }
+    const seq = ['loop', 'loop', 'loop', 'other', 'loop', 'loop', 'third', 'third'];
+    const t = s.spawn('t', loop(seq));
+    s.runUntil(() => t.site === 'other');
+    // Three points at 'loop' so far, and one at 'other': counted when read.
+    expect(s.sites.get('loop')).toBe(3);
+    s.runAll();
+    expect(Object.fromEntries(s.sites)).toEqual({ loop: 5, other: 1, third: 2 });
+    expect([...s.sites.keys()]).toEqual(['loop', 'other', 'third']);
   });
 
   it('a hook sees each point; what it throws is thrown into the task at that point', () => {

@@ -46,7 +46,23 @@ export class Scheduler {
   /** Preemption points reached. */
   preemptions = 0;
   /** Sites reached, with counts (for coverage reports). */
-  readonly sites = new Map<string, number>();
+  get sites(): ReadonlyMap<string, number> {
+    this.flushSite();
+    return this.siteCounts;
+  }
+  private readonly siteCounts = new Map<string, number>();
+  /**
+   * The site of the last point counted and the points at it not yet added to siteCounts: a
+   * per-page loop reaches one site many times in a row, and comparing the (interned) site string
+   * is cheaper than a map update per point.
+   */
+  private runSite = '';
+  private runCount = 0;
+  private flushSite(): void {
+    if (this.runCount === 0) return;
+    this.siteCounts.set(this.runSite, (this.siteCounts.get(this.runSite) ?? 0) + this.runCount);
+    this.runCount = 0;
+  }
   /** Whether to count sites (off by default: costs a map update per preemption point). */
   countSites = false;
   /** Hooks run at every preemption point; an exception is thrown into the task at that point. */
@@ -171,7 +187,13 @@ export class Scheduler {
     this.how = 'preempt';
     t.site = site;
     this.preemptions++;
-    if (this.countSites) this.sites.set(site, (this.sites.get(site) ?? 0) + 1);
+    if (this.countSites) {
+      if (site !== this.runSite) {
+        this.flushSite();
+        this.runSite = site;
+      }
+      this.runCount++;
+    }
     if (t.spinDepth > 0)
       return this.leakedSpinlocksPossible
         ? false

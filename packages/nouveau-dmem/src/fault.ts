@@ -13,7 +13,9 @@ import {
   hmmPfnToPfn,
   hmmRangeFault,
   type KGen,
+  type MmStruct,
   MmuIntervalNotifier,
+  type MmuIntervalNotifierOps,
   mmapReadLock,
   mmapReadUnlock,
   mmuIntervalNotifierInsert,
@@ -98,23 +100,42 @@ function* rangeInvalidateSlow(svmm: NouveauSvmm, s: MmuIntervalNotifier, seq: nu
   return true;
 }
 
+/** Models struct svm_notifier: the interval notifier of one nouveau_range_fault() and its svmm. */
+class SvmNotifier extends MmuIntervalNotifier {
+  constructor(
+    readonly svmm: NouveauSvmm,
+    mm: MmStruct,
+    start: number,
+    end: number,
+  ) {
+    super(mm, start, end, SVM_NOTIFIER_OPS);
+  }
+}
+
+/**
+ * Models nouveau_svm_mni_ops. One object for every fault (the svmm comes from the notifier, as
+ * container_of() finds it), not a closure per fault that V8 would compile again after a full GC.
+ */
+const SVM_NOTIFIER_OPS: MmuIntervalNotifierOps = {
+  // Models nouveau_svm_range_invalidate(): under svmm->mutex, only the sequence moves.
+  invalidate(s, _range, seq) {
+    const svmm = (s as SvmNotifier).svmm;
+    // mutex_lock() of a free mutex does not sleep: no generator then.
+    if (!svmm.mutex.trylock(svmm.drm.core.sched, 'nouveau_svm_range_invalidate'))
+      return rangeInvalidateSlow(svmm, s, seq);
+    mmuIntervalSetSeq(s, seq);
+    svmm.mutex.unlock(svmm.drm.core.sched, 'nouveau_svm_range_invalidate');
+    return true;
+  },
+};
+
 /** The kernel path of {@link gpuFault}, for tasks. */
 export function* gpuFaultGen(svmm: NouveauSvmm, addr: number, write: boolean): KGen<number> {
   if (!svmm.notifier) return -EFAULT;
   const core = svmm.drm.core;
   const mm = svmm.mm;
   const start = Math.floor(addr / PAGE_SIZE) * PAGE_SIZE;
-  const sub = new MmuIntervalNotifier(mm, start, start + PAGE_SIZE, {
-    // Models nouveau_svm_range_invalidate(): under svmm->mutex, only the sequence moves.
-    invalidate(s, _range, seq) {
-      // mutex_lock() of a free mutex does not sleep: no generator then.
-      if (!svmm.mutex.trylock(core.sched, 'nouveau_svm_range_invalidate'))
-        return rangeInvalidateSlow(svmm, s, seq);
-      mmuIntervalSetSeq(s, seq);
-      svmm.mutex.unlock(core.sched, 'nouveau_svm_range_invalidate');
-      return true;
-    },
-  });
+  const sub = new SvmNotifier(svmm, mm, start, start + PAGE_SIZE);
   mmuIntervalNotifierInsert(sub);
   const range: HmmRange = {
     notifier: sub,

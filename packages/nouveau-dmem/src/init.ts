@@ -1,4 +1,4 @@
-import { ENODEV, type Kernel } from '@hmm-model/mm-core';
+import { type DevPagemapOps, ENODEV, type Kernel, type KGen, type VmFault } from '@hmm-model/mm-core';
 import {
   CHIPSETS,
   type NouveauChipset,
@@ -66,6 +66,28 @@ export function nouveauDmemInit(drm: NouveauDrm): void {
 }
 
 /**
+ * Models nouveau_dmem_pagemap_ops. A class rather than an object of arrow functions: its methods
+ * are compiled once per thread, where each machine's own closures would be compiled again for
+ * every machine a campaign boots (V8 drops a dead closure's optimized code at a full GC).
+ */
+class NouveauDmemPagemapOps implements DevPagemapOps {
+  /** The drm, set once it exists (it holds these ops). */
+  drm: NouveauDrm | undefined = undefined;
+  /** Models nouveau_dmem_folio_free(). */
+  folioFree(head: number, order: number): void {
+    nouveauDmemFolioFree(this.drm!, head, order);
+  }
+  /** Models nouveau_dmem_migrate_to_ram(). */
+  migrateToRam(vmf: VmFault): KGen<number> {
+    return nouveauDmemMigrateToRam(this.drm!, vmf);
+  }
+  /** Models nouveau_dmem_folio_split(). */
+  folioSplit(head: number, tail: number): void {
+    nouveauDmemFolioSplit(this.drm!, head, tail);
+  }
+}
+
+/**
  * Models nouveau_drm_device_init() as far as SVM/dmem need it: struct nouveau_drm with its device
  * cookie, VRAM and nouveau_dmem_pagemap_ops (folio_free, migrate_to_ram, folio_split), then
  * nouveau_dmem_init(). Check `drm.dmem` (null on Kepler or without a supported copy engine).
@@ -83,11 +105,7 @@ export function createNouveauDmem(kernel: Kernel, opts: NouveauDmemOptions = {})
     copyClass: opts.copyClass ?? info.copyClass,
     vram: new Vram(opts.vramBytes ?? 1024 * 1024 * 1024, core.frames),
     dmem: null,
-    ops: {
-      folioFree: (head, order) => nouveauDmemFolioFree(drm, head, order),
-      migrateToRam: (vmf) => nouveauDmemMigrateToRam(drm, vmf),
-      folioSplit: (head, tail) => nouveauDmemFolioSplit(drm, head, tail),
-    },
+    ops: new NouveauDmemPagemapOps(),
     svmms: new Map(),
     options: {
       evictCompoundFixed: opts.evictCompoundFixed ?? false,
@@ -95,6 +113,7 @@ export function createNouveauDmem(kernel: Kernel, opts: NouveauDmemOptions = {})
     },
     warnings: [],
   };
+  (drm.ops as NouveauDmemPagemapOps).drm = drm;
   nouveauDmemInit(drm);
   return drm;
 }

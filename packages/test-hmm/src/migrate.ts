@@ -274,19 +274,122 @@ export function* dmirrorMigrateFinalizeAndMap(args: MigrateVma, dm: Dmirror, seq
 
 /** Walks [start, end) in steps of at most PTRS_PER_PTE pages clipped to each VMA, as both migrations do. */
 function* forEachStep(
-  mm: MmStruct,
+  dm: Dmirror,
+  cmd: DmirrorCmd,
   start: number,
   end: number,
-  step: (vma: Vma, a: number, b: number) => KGen<number>,
+  pfns: StepPfns,
+  step: MigrateStep,
 ): KGen<number> {
   for (let addr = start; addr < end; ) {
-    const vma = mm.vmaLookup(addr);
+    const vma = dm.mm.vmaLookup(addr);
     if (!vma || !(vma.flags & VM_READ)) return -EINVAL;
     const next = Math.min(end, addr + PTRS_PER_TABLE * PAGE_SIZE, vma.end);
-    const r = yield* step(vma, addr, next);
+    const r = yield* step(dm, cmd, pfns, vma, addr, next);
     if (r) return r;
     addr = next;
   }
+  return 0;
+}
+
+/** The src/dst arrays of one migrate ioctl, reused by every step. */
+interface StepPfns {
+  readonly srcPfns: Float64Array;
+  readonly dstPfns: Float64Array;
+}
+
+/** One step of a migrate ioctl over [a, b) of vma. */
+type MigrateStep = (
+  dm: Dmirror,
+  cmd: DmirrorCmd,
+  pfns: StepPfns,
+  vma: Vma,
+  a: number,
+  b: number,
+) => KGen<number>;
+
+/**
+ * One step (up to 512 pages) of dmirror_migrate_to_device().
+ * A module-level generator rather than a closure per ioctl: V8 keeps a closure's optimized code
+ * only while a closure of its site is alive, so a per-call body is compiled again after every
+ * full GC.
+ */
+function* migrateToDeviceStep(
+  dm: Dmirror,
+  _cmd: DmirrorCmd,
+  pfns: StepPfns,
+  vma: Vma,
+  a: number,
+  b: number,
+): KGen<number> {
+  const core = dm.core;
+  const { srcPfns, dstPfns } = pfns;
+  const n = (b - a) / PAGE_SIZE;
+  const args = newMigrateVma({
+    vma,
+    src: srcPfns.subarray(0, n).fill(0),
+    dst: dstPfns.subarray(0, n).fill(0),
+    start: a,
+    end: b,
+    pgmapOwner: dm.mdevice,
+    flags: MIGRATE_VMA_SELECT_SYSTEM | MIGRATE_VMA_SELECT_COMPOUND,
+    mthpOrders: dm.mdevice.mthpOrders,
+  });
+  // Fix K2: the invalidation count the mirror update is checked against.
+  const seq = core.fixed('K2') ? dm.foreignInvalidations : -1;
+  const r = yield* migrateVmaSetup(core, args);
+  if (r) return r;
+  if (core.sched.preempt('dmirror_migrate_to_device: after migrate_vma_setup')) yield RESCHED;
+  yield* dm.mdevice.waitDevmemLock('dmirror_allocate_chunk');
+  dmirrorMigrateAllocAndCopy(args, dm);
+  if (core.sched.preempt('dmirror_migrate_to_device: after dmirror_migrate_alloc_and_copy')) yield RESCHED;
+  yield* migrateVmaPages(core, args);
+  if (core.sched.preempt('dmirror_migrate_to_device: after migrate_vma_pages')) yield RESCHED;
+  yield* dmirrorMigrateFinalizeAndMap(args, dm, seq);
+  yield* migrateVmaFinalize(core, args);
+  return 0;
+}
+
+/**
+ * One step (up to 512 pages) of dmirror_migrate_to_system().
+ * A module-level generator rather than a closure per ioctl: V8 keeps a closure's optimized code
+ * only while a closure of its site is alive, so a per-call body is compiled again after every
+ * full GC.
+ */
+function* migrateToSystemStep(
+  dm: Dmirror,
+  cmd: DmirrorCmd,
+  pfns: StepPfns,
+  vma: Vma,
+  a: number,
+  b: number,
+): KGen<number> {
+  const core = dm.core;
+  const { srcPfns, dstPfns } = pfns;
+  const n = (b - a) / PAGE_SIZE;
+  const args = newMigrateVma({
+    vma,
+    src: srcPfns.subarray(0, n).fill(0),
+    dst: dstPfns.subarray(0, n).fill(0),
+    start: a,
+    end: b,
+    pgmapOwner: dm.mdevice,
+    flags: dmirrorSelectDevice(dm) | MIGRATE_VMA_SELECT_COMPOUND,
+    mthpOrders: dm.mdevice.mthpOrders,
+  });
+  const r = yield* migrateVmaSetup(core, args);
+  if (r) return r;
+  if (core.sched.preempt('dmirror_migrate_to_system: after migrate_vma_setup')) yield RESCHED;
+  if (dmirrorDevmemFaultAllocAndCopy(args, dm)) {
+    yield* migrateVmaFinalize(core, args);
+    return -ENOMEM;
+  }
+  if (core.sched.preempt('dmirror_migrate_to_system: after dmirror_devmem_fault_alloc_and_copy'))
+    yield RESCHED;
+  yield* migrateVmaPages(core, args);
+  cmd.cpages += dmirrorSuccessfulMigratedPages(args);
+  if (core.sched.preempt('dmirror_migrate_to_system: after migrate_vma_pages')) yield RESCHED;
+  yield* migrateVmaFinalize(core, args);
   return 0;
 }
 
@@ -306,33 +409,7 @@ export function* dmirrorMigrateToDevice(dm: Dmirror, cmd: DmirrorCmd, userMm: Mm
   yield* mmapReadLock(core, dm.mm, 'dmirror_migrate_to_device');
   let ret: number;
   try {
-    ret = yield* forEachStep(dm.mm, start, end, function* (vma, a, b) {
-      const n = (b - a) / PAGE_SIZE;
-      const args = newMigrateVma({
-        vma,
-        src: srcPfns.subarray(0, n).fill(0),
-        dst: dstPfns.subarray(0, n).fill(0),
-        start: a,
-        end: b,
-        pgmapOwner: dm.mdevice,
-        flags: MIGRATE_VMA_SELECT_SYSTEM | MIGRATE_VMA_SELECT_COMPOUND,
-        mthpOrders: dm.mdevice.mthpOrders,
-      });
-      // Fix K2: the invalidation count the mirror update is checked against.
-      const seq = core.fixed('K2') ? dm.foreignInvalidations : -1;
-      const r = yield* migrateVmaSetup(core, args);
-      if (r) return r;
-      if (core.sched.preempt('dmirror_migrate_to_device: after migrate_vma_setup')) yield RESCHED;
-      yield* dm.mdevice.waitDevmemLock('dmirror_allocate_chunk');
-      dmirrorMigrateAllocAndCopy(args, dm);
-      if (core.sched.preempt('dmirror_migrate_to_device: after dmirror_migrate_alloc_and_copy'))
-        yield RESCHED;
-      yield* migrateVmaPages(core, args);
-      if (core.sched.preempt('dmirror_migrate_to_device: after migrate_vma_pages')) yield RESCHED;
-      yield* dmirrorMigrateFinalizeAndMap(args, dm, seq);
-      yield* migrateVmaFinalize(core, args);
-      return 0;
-    });
+    ret = yield* forEachStep(dm, cmd, start, end, { srcPfns, dstPfns }, migrateToDeviceStep);
   } finally {
     mmapReadUnlock(core, dm.mm, 'dmirror_migrate_to_device');
   }
@@ -498,33 +575,7 @@ export function* dmirrorMigrateToSystem(dm: Dmirror, cmd: DmirrorCmd): KGen<numb
   yield* mmapReadLock(core, dm.mm, 'dmirror_migrate_to_system');
   let ret: number;
   try {
-    ret = yield* forEachStep(dm.mm, start, end, function* (vma, a, b) {
-      const n = (b - a) / PAGE_SIZE;
-      const args = newMigrateVma({
-        vma,
-        src: srcPfns.subarray(0, n).fill(0),
-        dst: dstPfns.subarray(0, n).fill(0),
-        start: a,
-        end: b,
-        pgmapOwner: dm.mdevice,
-        flags: dmirrorSelectDevice(dm) | MIGRATE_VMA_SELECT_COMPOUND,
-        mthpOrders: dm.mdevice.mthpOrders,
-      });
-      const r = yield* migrateVmaSetup(core, args);
-      if (r) return r;
-      if (core.sched.preempt('dmirror_migrate_to_system: after migrate_vma_setup')) yield RESCHED;
-      if (dmirrorDevmemFaultAllocAndCopy(args, dm)) {
-        yield* migrateVmaFinalize(core, args);
-        return -ENOMEM;
-      }
-      if (core.sched.preempt('dmirror_migrate_to_system: after dmirror_devmem_fault_alloc_and_copy'))
-        yield RESCHED;
-      yield* migrateVmaPages(core, args);
-      cmd.cpages += dmirrorSuccessfulMigratedPages(args);
-      if (core.sched.preempt('dmirror_migrate_to_system: after migrate_vma_pages')) yield RESCHED;
-      yield* migrateVmaFinalize(core, args);
-      return 0;
-    });
+    ret = yield* forEachStep(dm, cmd, start, end, { srcPfns, dstPfns }, migrateToSystemStep);
   } finally {
     mmapReadUnlock(core, dm.mm, 'dmirror_migrate_to_system');
   }

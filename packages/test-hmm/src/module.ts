@@ -1,6 +1,7 @@
 import {
   accessBytes,
   allocFolio,
+  type Core,
   type DevPagemapOps,
   EFAULT,
   EINVAL,
@@ -18,6 +19,7 @@ import {
   PG_tail,
   Process,
   registerRefHolder,
+  type VmFault,
   vmInsertPage,
 } from '@hmm-model/mm-core';
 import { PAGES_PER_SECTION } from '@hmm-model/zone-device';
@@ -172,6 +174,32 @@ function* unlockedIoctl(file: OpenFile, command: number, arg: number, caller: un
 }
 
 /**
+ * Models dmirror_devmem_ops (one per device). A class rather than an object of arrow functions:
+ * its methods are compiled once per thread, where a machine's own closures would be compiled
+ * again for every machine a campaign boots (V8 drops a dead closure's optimized code at a full GC).
+ */
+class DmirrorDevmemOps implements DevPagemapOps {
+  /** The device, set once it exists (its constructor takes these ops). */
+  dev: DmirrorDevice | undefined = undefined;
+  constructor(
+    private readonly core: Core,
+    private readonly lookup: (id: number) => Dmirror | undefined,
+  ) {}
+  /** Models dmirror_devmem_free(). */
+  folioFree(head: number): void {
+    this.dev!.devmemFree(head);
+  }
+  /** Models dmirror_devmem_fault(). */
+  migrateToRam(vmf: VmFault): KGen<number> {
+    return dmirrorDevmemFault(this.core, vmf, this.lookup);
+  }
+  /** Models dmirror_devmem_folio_split(). */
+  folioSplit(head: number, tail: number): void {
+    this.dev!.folioSplit(head, tail);
+  }
+}
+
+/**
  * Models hmm_dmirror_init() (lib/test_hmm.c): create /dev/hmm_dmirror0 and 1 (device-private)
  * and, when `coherent` (spm_addr_dev0/1 set), /dev/hmm_dmirror2 and 3 (device-coherent), each
  * with one small-page chunk of device memory, and register their file operations with the
@@ -218,20 +246,14 @@ export function installDmirror(kernel: Kernel, opts: DmirrorOptions = {}): Dmirr
         ]
       : [HMM_DMIRROR_MEMORY_DEVICE_PRIVATE, HMM_DMIRROR_MEMORY_DEVICE_PRIVATE];
   for (let minor = 0; minor < types.length; minor++) {
-    const holder: { dev?: DmirrorDevice } = {};
-    // Models dmirror_devmem_ops.
-    const ops: DevPagemapOps = {
-      folioFree: (head) => holder.dev!.devmemFree(head),
-      migrateToRam: (vmf) => dmirrorDevmemFault(core, vmf, lookup),
-      folioSplit: (head, tail) => holder.dev!.folioSplit(head, tail),
-    };
+    const ops = new DmirrorDevmemOps(core, lookup);
     // The coherent chunk address choice is inverted: minor 2 uses spm_addr_dev1, minor 3 spm_addr_dev0.
     const spm =
       types[minor] === HMM_DMIRROR_MEMORY_DEVICE_COHERENT ? spmPfns[minor === 2 ? 1 : 0] : undefined;
     const dev = new DmirrorDevice(core, minor, types[minor], ops, spm);
     dev.evictUntilEmpty = opts.evictUntilEmpty ?? false;
     dev.mthpOrders = opts.mthpOrders?.[minor] ?? 0;
-    holder.dev = dev;
+    ops.dev = dev;
     const r = dev.init();
     if (r < 0) throw new Error(`hmm_dmirror${minor}: dmirror_device_init failed (${r})`);
     devices.push(dev);

@@ -61,7 +61,11 @@ import {
 } from './fault-huge.js';
 import { deferredSplitFolio, splitHugePmd } from './huge.js';
 import { folioWaitLocked, pteLock, ptlUnlock } from './locking.js';
-import { withInvalidationNoWait, withInvalidationSync } from './notifier.js';
+import {
+  mmuNotifierInvalidateRangeEnd,
+  mmuNotifierInvalidateRangeStart,
+  withInvalidationNoWait,
+} from './notifier.js';
 import { pmdIndex, pmdTableOf, pteIndex, pteTableAt, ptHi, ptLo, ptSet } from './pgtable.js';
 import { pageVmaMappedCount, rmapVmas } from './rmap.js';
 import { shmemGetFolio } from './shmem.js';
@@ -79,6 +83,7 @@ import {
   type AnonVma,
   isCowMapping,
   MMU_NOTIFY_CLEAR,
+  type MmuNotifierRange,
   VM_EXEC,
   VM_HUGETLB,
   VM_READ,
@@ -468,7 +473,16 @@ function* removeDeviceExclusive(
     return 0;
   }
   const i = pteIndex(addr);
-  yield* withInvalidationSync(vma.mm, addr, addr + PAGE_SIZE, MMU_NOTIFY_CLEAR, null, () => {
+  // The invalidation written out, not a body closure per call (see makeDeviceExclusive()).
+  const range: MmuNotifierRange = {
+    mm: vma.mm,
+    start: addr,
+    end: addr + PAGE_SIZE,
+    event: MMU_NOTIFY_CLEAR,
+    owner: null,
+  };
+  yield* mmuNotifierInvalidateRangeStart(range);
+  try {
     const ptl = pteLock(core, pteT, 'remove_device_exclusive_entry');
     if (same(core, pteT, i, lo, hi)) {
       const canWrite = (vma.flags & VM_WRITE) !== 0 && (core.map.flags[pfn] & PG_anon_exclusive) !== 0;
@@ -477,7 +491,9 @@ function* removeDeviceExclusive(
       ptSet(core, pteT, i, mkPteLo(pfn, canWrite && !none, canWrite && !none, true, none), hi);
     }
     ptlUnlock(core, ptl, 'remove_device_exclusive_entry');
-  });
+  } finally {
+    mmuNotifierInvalidateRangeEnd(range);
+  }
   folioUnlock(core, head);
   return 0;
 }

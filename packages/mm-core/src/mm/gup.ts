@@ -37,12 +37,13 @@ import { tryToFreePages } from './direct-reclaim.js';
 import { handleMmFault } from './fault.js';
 import { splitHugePmd } from './huge.js';
 import { folioLockWait, pteLock, ptlUnlock } from './locking.js';
-import { withInvalidationSync } from './notifier.js';
+import { mmuNotifierInvalidateRangeEnd, mmuNotifierInvalidateRangeStart } from './notifier.js';
 import { pmdIndex, pmdTableOf, pteIndex, pteTableOf, ptHi, ptLo, ptSet } from './pgtable.js';
 import {
   isCowMapping,
   MMU_NOTIFY_EXCLUSIVE,
   type MmStruct,
+  type MmuNotifierRange,
   VM_IO,
   VM_MAYREAD,
   VM_PFNMAP,
@@ -250,24 +251,38 @@ export function* makeDeviceExclusive(core: Core, mm: MmStruct, addr: number, own
     yield* folioLockWait(core, head, 'make_device_exclusive');
     const pteT = pteTableOf(core, mm, addr, false);
     const i = pteIndex(addr);
-    const done = yield* withInvalidationSync(mm, addr, addr + PAGE_SIZE, MMU_NOTIFY_EXCLUSIVE, owner, () => {
-      if (pteT < 0) return false;
-      const ptl = pteLock(core, pteT, 'make_device_exclusive');
-      const lo = ptLo(core, pteT, i);
-      const ok =
-        (lo & _PAGE_PRESENT) !== 0 && (lo & _PAGE_RW) !== 0 && entryPfn(lo, ptHi(core, pteT, i)) === pfn;
-      if (ok) {
-        // ptep_clear_flush() for the uptodate dirty bit, then "set the dirty flag on the folio
-        // now the PTE is gone": a written lazy-free (or clean swap-cache) folio must not be
-        // dropped by reclaim while the device holds it exclusively.
-        if (lo & _PAGE_DIRTY) m.flags[head] |= PG_dirty;
-        const soft = lo & (1 << 11);
-        ptSet(core, pteT, i, mkSwpLo(SWP_DEVICE_EXCLUSIVE, pfn, soft), mkHi(pfn));
-        m.flags[pfn] |= PG_anon_exclusive;
+    // mmu_notifier_range_init_owner(), invalidate_range_start(), ..._end(): written out rather
+    // than a body closure per call, whose optimized code V8 drops at every full GC.
+    const range: MmuNotifierRange = {
+      mm,
+      start: addr,
+      end: addr + PAGE_SIZE,
+      event: MMU_NOTIFY_EXCLUSIVE,
+      owner,
+    };
+    yield* mmuNotifierInvalidateRangeStart(range);
+    let done = false;
+    try {
+      if (pteT >= 0) {
+        const ptl = pteLock(core, pteT, 'make_device_exclusive');
+        const lo = ptLo(core, pteT, i);
+        const ok =
+          (lo & _PAGE_PRESENT) !== 0 && (lo & _PAGE_RW) !== 0 && entryPfn(lo, ptHi(core, pteT, i)) === pfn;
+        if (ok) {
+          // ptep_clear_flush() for the uptodate dirty bit, then "set the dirty flag on the folio
+          // now the PTE is gone": a written lazy-free (or clean swap-cache) folio must not be
+          // dropped by reclaim while the device holds it exclusively.
+          if (lo & _PAGE_DIRTY) m.flags[head] |= PG_dirty;
+          const soft = lo & (1 << 11);
+          ptSet(core, pteT, i, mkSwpLo(SWP_DEVICE_EXCLUSIVE, pfn, soft), mkHi(pfn));
+          m.flags[pfn] |= PG_anon_exclusive;
+        }
+        ptlUnlock(core, ptl, 'make_device_exclusive');
+        done = ok;
       }
-      ptlUnlock(core, ptl, 'make_device_exclusive');
-      return ok;
-    });
+    } finally {
+      mmuNotifierInvalidateRangeEnd(range);
+    }
     if (done) return pfn;
     folioUnlock(core, head);
     folioPut(core, head);

@@ -126,55 +126,66 @@ export function protectionRanges(core: Core, mm: MmStruct, start: number, end: n
 export function* changeProtection(core: Core, vma: Vma, from: number, to: number): KGen {
   const mm = vma.mm;
   for (const [start, end] of protectionRanges(core, mm, from, to))
-    yield* withInvalidation(mm, start, end, MMU_NOTIFY_PROTECTION_VMA, null, function* () {
-      let addr = start;
-      while (addr < end) {
-        const next = Math.min(end, (Math.floor(addr / PMD_SIZE) + 1) * PMD_SIZE);
-        const pmdT = pmdTableOf(core, mm, addr, false);
-        if (pmdT < 0) {
+    yield* withInvalidation(mm, start, end, MMU_NOTIFY_PROTECTION_VMA, null, () =>
+      changePmdRange(core, vma, start, end),
+    );
+}
+
+/**
+ * Models change_pmd_range() (with change_pte_range()) over [start, end) inside an invalidation.
+ * A module-level generator, not a closure per call: V8 keeps a closure's optimized code only
+ * while a closure of that site is alive, so a body that a new closure carries is compiled again
+ * after every full GC.
+ */
+function* changePmdRange(core: Core, vma: Vma, start: number, end: number): KGen {
+  const mm = vma.mm;
+  let addr = start;
+  while (addr < end) {
+    const next = Math.min(end, (Math.floor(addr / PMD_SIZE) + 1) * PMD_SIZE);
+    const pmdT = pmdTableOf(core, mm, addr, false);
+    if (pmdT < 0) {
+      addr = next;
+      continue;
+    }
+    const mi = pmdIndex(addr);
+    const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
+    if (pmdIsHuge(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi))) {
+      if (core.sched.preempt('change_pmd_range: PMD seen huge without the PMD lock')) yield RESCHED;
+      if (addr === haddr && next - addr === PMD_SIZE) {
+        const ptl = pmdTransHugeLock(core, pmdT, haddr, 'change_huge_pmd');
+        if (ptl) {
+          const lo = ptLo(core, pmdT, mi);
+          const hi = ptHi(core, pmdT, mi);
+          ptSet(core, pmdT, mi, changeEntry(core, vma, lo, hi, entryPresent(lo)), hi);
+          mm.tlb.flushRange(haddr, haddr + PMD_SIZE);
+          ptlUnlock(core, ptl, 'change_huge_pmd');
           addr = next;
+          if (core.sched.preempt('change_pmd_range: cond_resched')) yield RESCHED;
           continue;
         }
-        const mi = pmdIndex(addr);
-        const haddr = Math.floor(addr / PMD_SIZE) * PMD_SIZE;
-        if (pmdIsHuge(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi))) {
-          if (core.sched.preempt('change_pmd_range: PMD seen huge without the PMD lock')) yield RESCHED;
-          if (addr === haddr && next - addr === PMD_SIZE) {
-            const ptl = pmdTransHugeLock(core, pmdT, haddr, 'change_huge_pmd');
-            if (ptl) {
-              const lo = ptLo(core, pmdT, mi);
-              const hi = ptHi(core, pmdT, mi);
-              ptSet(core, pmdT, mi, changeEntry(core, vma, lo, hi, entryPresent(lo)), hi);
-              mm.tlb.flushRange(haddr, haddr + PMD_SIZE);
-              ptlUnlock(core, ptl, 'change_huge_pmd');
-              addr = next;
-              if (core.sched.preempt('change_pmd_range: cond_resched')) yield RESCHED;
-              continue;
-            }
-          } else {
-            yield* splitHugePmd(core, vma, pmdT, haddr, false);
-          }
-        }
-        if (entryNone(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi))) {
-          addr = next;
-          continue;
-        }
-        const pteT = pteTableAt(core, mm, pmdT, addr, false);
-        if (pteT < 0) continue;
-        const ptl = pteLock(core, pteT, 'change_pte_range');
-        for (let a = addr; a < next; a += PAGE_SIZE) {
-          const i = pteIndex(a);
-          const plo = ptLo(core, pteT, i);
-          const phi = ptHi(core, pteT, i);
-          if (entryNone(plo, phi)) continue;
-          ptSet(core, pteT, i, changeEntry(core, vma, plo, phi, false), phi);
-        }
-        mm.tlb.flushRange(addr, next);
-        ptlUnlock(core, ptl, 'change_pte_range');
-        addr = next;
-        if (core.sched.preempt('change_pmd_range: cond_resched')) yield RESCHED;
+      } else {
+        yield* splitHugePmd(core, vma, pmdT, haddr, false);
       }
-    });
+    }
+    if (entryNone(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi))) {
+      addr = next;
+      continue;
+    }
+    const pteT = pteTableAt(core, mm, pmdT, addr, false);
+    if (pteT < 0) continue;
+    const ptl = pteLock(core, pteT, 'change_pte_range');
+    for (let a = addr; a < next; a += PAGE_SIZE) {
+      const i = pteIndex(a);
+      const plo = ptLo(core, pteT, i);
+      const phi = ptHi(core, pteT, i);
+      if (entryNone(plo, phi)) continue;
+      ptSet(core, pteT, i, changeEntry(core, vma, plo, phi, false), phi);
+    }
+    mm.tlb.flushRange(addr, next);
+    ptlUnlock(core, ptl, 'change_pte_range');
+    addr = next;
+    if (core.sched.preempt('change_pmd_range: cond_resched')) yield RESCHED;
+  }
 }
 
 /**

@@ -383,7 +383,6 @@ export class Oracle {
     const mem = rec.mem;
     if (!mem) return null;
     const uncertain = this.conflicts(rec, conc, ['writer', 'remapper']);
-    const isUncertain = (v: number) => inRanges(uncertain, v);
     // Pages a concurrent MADV_FREE covers: madvise_free_pte_range() frees a swapped-out page's
     // swap entry (free_swap_and_cache_nr(), then the PTE is cleared), so a load that faults it
     // in after that reads a fresh zero page, before the advice completes and marks the range lazy.
@@ -392,7 +391,7 @@ export class Oracle {
     if (out.oom) return null;
     if ((op.k === 'read' || op.k === 'write') && out.signal) {
       const [s, e] = rec.fp.ranges[0];
-      for (let v = s; v < e; v++) if (isUncertain(v)) return null;
+      for (let v = s; v < e; v++) if (inRanges(uncertain, v)) return null;
       if (this.accessible(op.p, s, e, op.k === 'write'))
         return `${op.k} of p${op.p} at 0x${(s * PAGE_SIZE).toString(16)}: signal ${out.signal}, but the oracle says every page is mapped and accessible`;
       return null;
@@ -403,7 +402,7 @@ export class Oracle {
     const n = got.length;
     for (let k = 0; k < n; k++) {
       const v = first + k;
-      if (uncertain.length && isUncertain(v)) continue;
+      if (uncertain.length && inRanges(uncertain, v)) continue;
       if (mem.maybe(v)) continue;
       if (!mem.mapped(v)) {
         if (op.k === 'read')

@@ -226,12 +226,13 @@ class ScenarioRun {
 
     // Threads and the barrier.
     const byThread = new Map<string, [Op, number][]>();
-    sc.ops.forEach((op, i) => {
+    for (let i = 0; i < sc.ops.length; i++) {
+      const op = sc.ops[i];
       const key = `${op.p}.${op.t}`;
       let l = byThread.get(key);
       if (!l) byThread.set(key, (l = []));
       l.push([op, i]);
-    });
+    }
     this.live = byThread.size;
     const strategy = typeof opts.schedule === 'string' ? parseSchedule(opts.schedule) : opts.schedule;
     sched.setStrategy(strategy);

@@ -27,7 +27,7 @@ import {
   SWP_PTE_MARKER,
   swpType,
 } from './pgtable/entry.js';
-import type { HostMemoryPool } from './phys/hostpool.js';
+import { type HostMemoryPool, takeArray } from './phys/hostpool.js';
 
 /** Model-only: the level tag of a page-table page whose entries are PTEs (the default). */
 export const PT_LEVEL_PTE = 0;
@@ -92,7 +92,7 @@ export class EntryStats {
       // Powers of two, so that a pool hands the next machine an array of the same length.
       let n = Math.max(this.level.length, 4096);
       while (n <= pfn) n *= 2;
-      const grown = this.pool ? this.pool.take(Uint8Array, n) : new Uint8Array(n);
+      const grown = takeArray(this.pool, Uint8Array, n);
       grown.set(this.level);
       if (this.pool && this.level.length) this.pool.give(this.level);
       this.level = grown;

@@ -298,7 +298,11 @@ interface StepPfns {
   readonly dstPfns: Float64Array;
 }
 
-/** One step of a migrate ioctl over [a, b) of vma. */
+/**
+ * One step (up to 512 pages) of a migrate ioctl over [a, b) of vma. The steps are module-level
+ * generators rather than a closure per ioctl: V8 keeps a closure's optimized code only while a
+ * closure of its site is alive, so a per-call body is compiled again after every full GC.
+ */
 type MigrateStep = (
   dm: Dmirror,
   cmd: DmirrorCmd,
@@ -308,12 +312,29 @@ type MigrateStep = (
   b: number,
 ) => KGen<number>;
 
-/**
- * One step (up to 512 pages) of dmirror_migrate_to_device().
- * A module-level generator rather than a closure per ioctl: V8 keeps a closure's optimized code
- * only while a closure of its site is alive, so a per-call body is compiled again after every
- * full GC.
- */
+/** A step's migrate_vma for [a, b) of vma: the ioctl's src/dst arrays, cleared, and this device as owner. */
+function stepMigrateVma(
+  dm: Dmirror,
+  pfns: StepPfns,
+  vma: Vma,
+  a: number,
+  b: number,
+  flags: number,
+): MigrateVma {
+  const n = (b - a) / PAGE_SIZE;
+  return newMigrateVma({
+    vma,
+    src: pfns.srcPfns.subarray(0, n).fill(0),
+    dst: pfns.dstPfns.subarray(0, n).fill(0),
+    start: a,
+    end: b,
+    pgmapOwner: dm.mdevice,
+    flags,
+    mthpOrders: dm.mdevice.mthpOrders,
+  });
+}
+
+/** One step of dmirror_migrate_to_device() ({@link MigrateStep}). */
 function* migrateToDeviceStep(
   dm: Dmirror,
   _cmd: DmirrorCmd,
@@ -323,18 +344,7 @@ function* migrateToDeviceStep(
   b: number,
 ): KGen<number> {
   const core = dm.core;
-  const { srcPfns, dstPfns } = pfns;
-  const n = (b - a) / PAGE_SIZE;
-  const args = newMigrateVma({
-    vma,
-    src: srcPfns.subarray(0, n).fill(0),
-    dst: dstPfns.subarray(0, n).fill(0),
-    start: a,
-    end: b,
-    pgmapOwner: dm.mdevice,
-    flags: MIGRATE_VMA_SELECT_SYSTEM | MIGRATE_VMA_SELECT_COMPOUND,
-    mthpOrders: dm.mdevice.mthpOrders,
-  });
+  const args = stepMigrateVma(dm, pfns, vma, a, b, MIGRATE_VMA_SELECT_SYSTEM | MIGRATE_VMA_SELECT_COMPOUND);
   // Fix K2: the invalidation count the mirror update is checked against.
   const seq = core.fixed('K2') ? dm.foreignInvalidations : -1;
   const r = yield* migrateVmaSetup(core, args);
@@ -350,12 +360,7 @@ function* migrateToDeviceStep(
   return 0;
 }
 
-/**
- * One step (up to 512 pages) of dmirror_migrate_to_system().
- * A module-level generator rather than a closure per ioctl: V8 keeps a closure's optimized code
- * only while a closure of its site is alive, so a per-call body is compiled again after every
- * full GC.
- */
+/** One step of dmirror_migrate_to_system() ({@link MigrateStep}). */
 function* migrateToSystemStep(
   dm: Dmirror,
   cmd: DmirrorCmd,
@@ -365,18 +370,7 @@ function* migrateToSystemStep(
   b: number,
 ): KGen<number> {
   const core = dm.core;
-  const { srcPfns, dstPfns } = pfns;
-  const n = (b - a) / PAGE_SIZE;
-  const args = newMigrateVma({
-    vma,
-    src: srcPfns.subarray(0, n).fill(0),
-    dst: dstPfns.subarray(0, n).fill(0),
-    start: a,
-    end: b,
-    pgmapOwner: dm.mdevice,
-    flags: dmirrorSelectDevice(dm) | MIGRATE_VMA_SELECT_COMPOUND,
-    mthpOrders: dm.mdevice.mthpOrders,
-  });
+  const args = stepMigrateVma(dm, pfns, vma, a, b, dmirrorSelectDevice(dm) | MIGRATE_VMA_SELECT_COMPOUND);
   const r = yield* migrateVmaSetup(core, args);
   if (r) return r;
   if (core.sched.preempt('dmirror_migrate_to_system: after migrate_vma_setup')) yield RESCHED;

@@ -22,7 +22,7 @@ import { ModelBug } from '../errors.js';
 import { folioBugOn, folioMapped, folioPut, folioTryGet, folioTrylock, folioUnlock } from '../folio.js';
 import { MAX_SWAPFILES } from '../pgtable/entry.js';
 import { Frames } from '../phys/frames.js';
-import type { HostMemoryPool } from '../phys/hostpool.js';
+import { type HostMemoryPool, takeArray } from '../phys/hostpool.js';
 import { PG_dirty, PG_locked, PG_swapbacked, PG_swapcache, PG_writeback } from '../phys/memmap.js';
 
 /** Models enum SWP_* flags of swap_info_struct->flags (include/linux/swap.h). */
@@ -154,11 +154,10 @@ export class SwapInfo {
   /** Models setup_swap_map() + setup_clusters(): slot 0 is the header, bad, in cluster 0. */
   private setup(): void {
     const n = this.nrClusters;
-    const pool = this.pool;
-    this.map = pool ? pool.take(Int32Array, this.max) : new Int32Array(this.max);
-    this.tab = pool ? pool.take(Int32Array, this.max) : new Int32Array(this.max);
-    this.used = pool ? pool.take(Uint16Array, n) : new Uint16Array(n);
-    this.order = (pool ? pool.take(Int8Array, n) : new Int8Array(n)).fill(-1);
+    this.map = takeArray(this.pool, Int32Array, this.max);
+    this.tab = takeArray(this.pool, Int32Array, this.max);
+    this.used = takeArray(this.pool, Uint16Array, n);
+    this.order = takeArray(this.pool, Int8Array, n).fill(-1);
     this.map[0] = SWAP_MAP_BAD;
     this.used[0] = 1;
     this.order[0] = 0;

@@ -18,6 +18,8 @@ export class HostMemoryPool {
     readonly maxBlocks = 128,
     /** Memmap array sets kept at most (default 2). */
     readonly maxMemmaps = 2,
+    /** Side arrays kept at most per type and length ({@link HostMemoryPool.give}; default 64). */
+    readonly maxSpare = 64,
   ) {}
 
   /** A cleared memmap array set for `capacity` pfns, or undefined. */
@@ -41,12 +43,12 @@ export class HostMemoryPool {
     return (a as T | undefined) ?? new make(n);
   }
 
-  /** Model-only: gives an array from {@link HostMemoryPool.take} back (cleared here), keeping at most {@link SPARE_KEPT} per type and length. */
+  /** Model-only: gives an array from {@link HostMemoryPool.take} back (cleared here), keeping at most `maxSpare` per type and length. */
   give(a: PooledArray): void {
     const key = `${a.constructor.name}:${a.length}`;
     let l = this.spare.get(key);
     if (!l) this.spare.set(key, (l = []));
-    if (l.length >= SPARE_KEPT) return;
+    if (l.length >= this.maxSpare) return;
     a.fill(0);
     l.push(a);
   }
@@ -55,13 +57,17 @@ export class HostMemoryPool {
 /** Model-only: the typed arrays {@link HostMemoryPool.take} hands out. */
 export type PooledArray = Int32Array | Uint32Array | Uint16Array | Uint8Array | Int8Array | Float64Array;
 
-/** Arrays of one type and length a pool keeps at most. */
-const SPARE_KEPT = 64;
+/** Model-only: {@link HostMemoryPool.take} from `pool`, or a fresh array for a machine without one. */
+export function takeArray<T extends PooledArray>(
+  pool: HostMemoryPool | undefined,
+  make: new (n: number) => T,
+  n: number,
+): T {
+  return pool ? pool.take(make, n) : new make(n);
+}
 
-/** Zeroed pfn arrays of a chunk's size that evictions handed back, by length (model-only). */
-const pfnArrays = new Map<number, Float64Array[]>();
-/** Arrays kept per length at most. */
-const PFN_ARRAYS_KEPT = 8;
+/** Zeroed pfn arrays of a chunk's size that evictions handed back (model-only; 8 per length). */
+const pfnArrays = new HostMemoryPool(0, 0, 8);
 
 /**
  * Model-only (the kernel's kvcalloc() of an eviction's src/dst arrays): a zeroed Float64Array of
@@ -69,17 +75,12 @@ const PFN_ARRAYS_KEPT = 8;
  * host allocation of a chunk's 512 KiB costs more than the eviction that fills it.
  */
 export function borrowPfnArray(n: number): Float64Array {
-  const a = pfnArrays.get(n)?.pop();
-  return a ?? new Float64Array(n);
+  return pfnArrays.take(Float64Array, n);
 }
 
 /** Model-only (kvfree()): gives an array from {@link borrowPfnArray} back, zeroed for the next borrower. */
 export function returnPfnArray(a: Float64Array): void {
-  let l = pfnArrays.get(a.length);
-  if (!l) pfnArrays.set(a.length, (l = []));
-  if (l.length >= PFN_ARRAYS_KEPT) return;
-  a.fill(0);
-  l.push(a);
+  pfnArrays.give(a);
 }
 
 /**

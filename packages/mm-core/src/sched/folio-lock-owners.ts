@@ -1,4 +1,4 @@
-import type { HostMemoryPool } from '../phys/hostpool.js';
+import { type HostMemoryPool, takeArray } from '../phys/hostpool.js';
 import { PAGES_PER_SECTION, PFN_SECTION_SHIFT } from '../phys/memmap.js';
 import type { Task } from './task.js';
 
@@ -56,7 +56,7 @@ export class FolioLockOwners {
     const nr = head >>> PFN_SECTION_SHIFT;
     let a = this.section(nr);
     if (!a) {
-      a = this.pool ? this.pool.take(Int32Array, PAGES_PER_SECTION) : new Int32Array(PAGES_PER_SECTION);
+      a = takeArray(this.pool, Int32Array, PAGES_PER_SECTION);
       const sections = this.sections;
       while (sections.length < nr) sections.push(undefined);
       sections[nr] = a;

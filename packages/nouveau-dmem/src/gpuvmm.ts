@@ -103,10 +103,12 @@ export class NouveauVmm {
   pfnmap(addr: number, pageShift: number, phys: ArrayLike<number>, npages: number, stride = 1): void {
     const l = this.level(pageShift);
     const size = 2 ** pageShift;
+    // Each slot drops what overlaps it before it is written; the slots of one call do not
+    // overlap, so one drop of the whole range first is the same.
+    this.dropRange(addr, addr + npages * size);
     for (let k = 0; k < npages; k++) {
       const va = addr + k * size;
       const entry = phys[k * stride];
-      this.dropRange(va, va + size);
       if (nvifPfnmapFlags(entry) & NVIF_VMM_PFNMAP_V0_V) {
         l.set(Math.floor(va / size), entry);
         this.maps++;

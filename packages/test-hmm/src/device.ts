@@ -61,6 +61,12 @@ export interface DmirrorChunk {
   readonly mdevice: DmirrorDevice;
   /** Models chunk->remove: the chunk is being torn down; freed pages do not go back to the lists. */
   remove: boolean;
+  /**
+   * Model-only: pages [pagemap.startPfn, untouchedEnd) were never handed out since the chunk was
+   * allocated (refcount 0, no folio, untouched since memmap_init). While such a range is on
+   * free_pages (DmirrorDevice.lazy), its links are implied: see {@link DmirrorDevice.nextFree}.
+   */
+  untouchedEnd: number;
 }
 
 /**
@@ -96,6 +102,16 @@ export class DmirrorDevice {
   /** The pgmap of the last {@link DmirrorDevice.chunkOfPgmap} lookup and its chunk (frees run per page). */
   private lastPgmap: DevPagemap | undefined = undefined;
   private lastChunk: DmirrorChunk | undefined = undefined;
+  /**
+   * Model-only: the chunks whose untouched pages are on free_pages. dmirror_allocate_chunk()
+   * pushes a small-page chunk's 65536 pages in pfn order, so free_pages then reads from the last
+   * pfn down to the first, whose zone_device_data is the old head. The model writes only that
+   * last link: page p of the range links to p - 1 without it being stored
+   * ({@link DmirrorDevice.nextFree}), so an unused chunk costs nothing per page. The links differ
+   * from the kernel's only in the memmap (zone_device_data of such a free page reads 0); every
+   * walk of the list goes through nextFree().
+   */
+  private lazy: DmirrorChunk[] = [];
   /** Model extension (mthp.ts): the mTHP orders this device allocates and migrates whole. */
   mthpOrders = 0;
   /** Model extension (mthp.ts): free device folios of the mTHP orders. */
@@ -157,9 +173,31 @@ export class DmirrorDevice {
 
   private popPage(): number {
     const pfn = this.freePages;
-    this.freePages = this.core.map.priv[pfn];
+    this.freePages = this.nextFree(pfn, true);
     this.nrFreePages--;
     return pfn;
+  }
+
+  /**
+   * Model-only: the page after `pfn` on free_pages (page->zone_device_data, or the implied link
+   * of an untouched range, see {@link DmirrorDevice.lazy}). With `pop`, pfn leaves the list (it
+   * is the head: the top of its untouched range, if any).
+   */
+  nextFree(pfn: number, pop = false): number {
+    const lazy = this.lazy;
+    for (let i = 0; i < lazy.length; i++) {
+      const c = lazy[i];
+      const start = c.pagemap.startPfn;
+      if (pfn < start || pfn >= c.untouchedEnd) continue;
+      if (pop) {
+        if (pfn !== c.untouchedEnd - 1)
+          throw new ModelBug(`dmirror: popped pfn 0x${pfn.toString(16)} below its chunk's untouched top`);
+        c.untouchedEnd = pfn;
+        if (pfn === start) lazy.splice(i, 1);
+      }
+      return pfn > start ? pfn - 1 : this.core.map.priv[pfn];
+    }
+    return this.core.map.priv[pfn];
   }
 
   private popFolio(): number {
@@ -188,11 +226,19 @@ export class DmirrorDevice {
     });
     if (typeof pagemap === 'number') return pagemap;
     if (this.chunks.length === this.devmemCapacity) this.devmemCapacity += DEVMEM_CHUNKS_RESERVE;
-    const chunk: DmirrorChunk = { pagemap, mdevice: this, remove: false };
+    const chunk: DmirrorChunk = { pagemap, mdevice: this, remove: false, untouchedEnd: pagemap.startPfn };
     this.chunks.push(chunk);
     this.chunkByPgmap.set(pagemap.id, chunk);
     const last = pagemap.endPfn;
-    for (let pfn = pagemap.startPfn; pfn < last; ) {
+    if (!isLarge && !this.mthpOrders) {
+      // Every page goes on free_pages in pfn order: only the first one's link is written.
+      this.core.map.priv[pagemap.startPfn] = this.freePages;
+      this.freePages = last - 1;
+      this.nrFreePages += last - pagemap.startPfn;
+      chunk.untouchedEnd = last;
+      this.lazy.push(chunk);
+    }
+    for (let pfn = chunk.untouchedEnd; pfn < last; ) {
       // Model extension (mthp.ts): a device with mTHP orders keeps PMD-order slots to carve.
       if ((isLarge || this.mthpOrders) && pfn % HPAGE_PMD_NR === 0 && pfn + HPAGE_PMD_NR <= last) {
         this.pushFolio(pfn);
@@ -384,7 +430,9 @@ export class DmirrorDevice {
   private usedSlots(first: number, npages: number): [number, number] {
     const m = this.core.map;
     const single = PG_head | PG_tail;
-    let lo = 0;
+    // Below the chunk's untouched end nothing was ever handed out.
+    const chunk = this.chunkOf(first);
+    let lo = chunk ? Math.max(0, Math.min(npages, chunk.untouchedEnd - first)) : 0;
     while (lo < npages && m.refcount[first + lo] === 0 && !(m.flags[first + lo] & single)) lo++;
     let hi = npages;
     while (hi > lo && m.refcount[first + hi - 1] === 0 && !(m.flags[first + hi - 1] & single)) hi--;
@@ -431,6 +479,40 @@ export class DmirrorDevice {
     yield* migrateDeviceFinalize(core, src, dst, npages);
   }
 
+  /**
+   * dropRange() of free_pages: an untouched range (it lies wholly inside or outside [lo, hi),
+   * both being chunks) is kept or dropped as a whole, without visiting its pages.
+   */
+  private dropFreePages(lo: number, hi: number): number {
+    const priv = this.core.map.priv;
+    const lazy = this.lazy;
+    let newHead = 0;
+    let tail = 0;
+    let n = 0;
+    for (let p = this.freePages; p; ) {
+      let c: DmirrorChunk | undefined;
+      let i = 0;
+      for (; i < lazy.length; i++)
+        if (p >= lazy[i].pagemap.startPfn && p < lazy[i].untouchedEnd) {
+          c = lazy[i];
+          break;
+        }
+      // The next entry after this page, or after the whole untouched range it tops.
+      const last = c ? c.pagemap.startPfn : p;
+      const next = priv[last];
+      if (p < lo || p >= hi) {
+        if (tail) priv[tail] = p;
+        else newHead = p;
+        tail = last;
+        n += p - last + 1;
+      } else if (c) lazy.splice(i, 1);
+      p = next;
+    }
+    if (tail) priv[tail] = 0;
+    dropRangeKept = n;
+    return newHead;
+  }
+
   /** Models dmirror_remove_free_pages(): drop the chunk's free pages from both lists. */
   private removeFreePages(chunk: DmirrorChunk): void {
     const m = this.core.map;
@@ -438,7 +520,7 @@ export class DmirrorDevice {
     const hi = chunk.pagemap.endPfn;
     this.freeFolios = dropRange(m.priv, this.freeFolios, lo, hi);
     this.nrFreeFolios = dropRangeKept;
-    this.freePages = dropRange(m.priv, this.freePages, lo, hi);
+    this.freePages = this.dropFreePages(lo, hi);
     this.nrFreePages = dropRangeKept;
     this.mthpFree.filter(this.core, (pfn) => pfn >= lo && pfn < hi);
   }
@@ -470,6 +552,7 @@ export class DmirrorDevice {
         }
       }
       this.chunks = [];
+      this.lazy = [];
       this.devmemCapacity = 0;
       this.freePages = 0;
       this.freeFolios = 0;
@@ -540,7 +623,7 @@ export class DmirrorDevice {
   /** Model-only: the allocated folio heads of `chunk` whose backing page names mirror `id`. */
   private *namedHeads(chunk: DmirrorChunk, id: number): Generator<number> {
     const m = this.core.map;
-    for (let p = chunk.pagemap.startPfn; p < chunk.pagemap.endPfn; p++) {
+    for (let p = chunk.untouchedEnd; p < chunk.pagemap.endPfn; p++) {
       if (m.head[p] !== p || m.refcount[p] === 0) continue;
       const r = this.backingPage(p);
       if (r && m.priv[m.head[r]] === id) yield p;
@@ -560,7 +643,7 @@ export class DmirrorDevice {
     const m = this.core.map;
     let locked = 0;
     let busy = 0;
-    for (let p = chunk.pagemap.startPfn; p < chunk.pagemap.endPfn && !locked; p++) {
+    for (let p = chunk.untouchedEnd; p < chunk.pagemap.endPfn && !locked; p++) {
       if (m.head[p] !== p || m.refcount[p] === 0) continue;
       if (m.flags[p] & PG_locked) locked = p;
       else if (!busy && m.refcount[p] > folioMapcount(this.core, p)) busy = p;
@@ -621,7 +704,7 @@ export class DmirrorDevice {
     const out: string[] = [];
     const seen = new Set<number>();
     const walk = (head: number, large: boolean) => {
-      for (let p = head; p; p = m.priv[p]) {
+      for (let p = head; p; p = large ? m.priv[p] : this.nextFree(p)) {
         if (seen.has(p)) {
           out.push(`${this.path}: pfn 0x${p.toString(16)} listed twice`);
           return;
@@ -650,7 +733,7 @@ export class DmirrorDevice {
   }
 }
 
-/** The count of entries {@link dropRange} kept, by its last call. */
+/** The count of entries {@link dropRange} or DmirrorDevice.dropFreePages kept, by its last call. */
 let dropRangeKept = 0;
 
 /**

@@ -7,6 +7,7 @@ import {
   PAGES_PER_SECTION,
   PG_present_section,
   PG_zone_device,
+  SECTION_CLEAN,
   SECTION_DEFERRED,
   SECTION_HAS_MEM_MAP,
 } from './memmap.js';
@@ -114,6 +115,39 @@ describe('sparse memmap (mm/sparse.c, memmap_init_range)', () => {
     expect(m.refcount[2 * SEC + 1]).toBe(0);
     expect(m.pgmap[2 * SEC + 1]).toBe(0);
     expect(m.sectionState[2] & SECTION_HAS_MEM_MAP).toBe(0);
+  });
+
+  it('a section torn down whole is not cleared again when initialised, and reads as new', () => {
+    const m = new MemMap();
+    m.initRange(2 * SEC, 2 * SEC, PG_zone_device);
+    const p = 3 * SEC + 7;
+    m.refcount[p] = 2;
+    m.priv[p] = 99;
+    m.head[p] = p - 1;
+    m.removeRange(2 * SEC, 2 * SEC);
+    expect(m.sectionState[3] & SECTION_CLEAN).toBeTruthy();
+    m.initRange(2 * SEC, 2 * SEC, 0);
+    expect(m.sectionState[3] & SECTION_CLEAN).toBe(0);
+    expect([m.refcount[p], m.priv[p], m.head[p], m.flags[p]]).toEqual([0, 0, p, PG_present_section]);
+    // Written again after the initialisation: a second teardown clears it.
+    m.refcount[p] = 5;
+    m.head[p] = 0;
+    m.removeRange(2 * SEC, 2 * SEC);
+    m.initRange(2 * SEC, SEC + 8, 0);
+    expect([m.refcount[p], m.head[p]]).toEqual([0, p]);
+  });
+
+  it('a section torn down in part stays to be cleared', () => {
+    const m = new MemMap();
+    m.initRange(0, 2 * SEC, 0);
+    m.refcount[5] = 1;
+    m.removeRange(0, 64);
+    expect(m.sectionState[0] & SECTION_CLEAN).toBe(0);
+    m.refcount[100] = 3;
+    m.removeRange(64, SEC - 64);
+    expect(m.sectionState[0] & SECTION_CLEAN).toBe(0);
+    m.initRange(0, SEC, 0);
+    expect([m.refcount[5], m.refcount[100]]).toEqual([0, 0]);
   });
 
   it('removing part of a section keeps the rest valid', () => {

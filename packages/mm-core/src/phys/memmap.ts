@@ -96,6 +96,12 @@ export const SECTION_HAS_MEM_MAP = 1 << 0;
 export const SECTION_DEFERRED = 1 << 1;
 /** Model-only: the section's memmap was written at least once (its host pages exist). */
 export const SECTION_TOUCHED = 1 << 2;
+/**
+ * Model-only: every struct page of the section is torn down (MemMap.removeRange() of the whole
+ * section: every field zero, head pointing at itself) and nothing was initialised since, so
+ * MemMap.initRange() need not clear it again.
+ */
+export const SECTION_CLEAN = 1 << 3;
 
 type MemMapField =
   | 'flags'
@@ -259,11 +265,14 @@ export class MemMap {
       const sec = s >>> PFN_SECTION_SHIFT;
       const se = Math.min(e, (sec + 1) * PAGES_PER_SECTION);
       const st = this.sectionState[sec];
-      if (st & SECTION_TOUCHED) for (const f of ZEROED_ON_REINIT) this[f].fill(0, s, se);
+      if (!(st & SECTION_CLEAN)) {
+        if (st & SECTION_TOUCHED) for (const f of ZEROED_ON_REINIT) this[f].fill(0, s, se);
+        const head = this.head;
+        for (let p = s; p < se; p++) head[p] = p;
+      }
       this.flags.fill(PG_present_section | extraFlags, s, se);
-      const head = this.head;
-      for (let p = s; p < se; p++) head[p] = p;
-      this.sectionState[sec] = (st & ~SECTION_DEFERRED) | SECTION_HAS_MEM_MAP | SECTION_TOUCHED;
+      this.sectionState[sec] =
+        (st & ~(SECTION_DEFERRED | SECTION_CLEAN)) | SECTION_HAS_MEM_MAP | SECTION_TOUCHED;
       s = se;
     }
   }
@@ -278,7 +287,8 @@ export class MemMap {
     for (let s = start; s < e; ) {
       const sec = s >>> PFN_SECTION_SHIFT;
       const se = Math.min(e, (sec + 1) * PAGES_PER_SECTION);
-      if (this.sectionState[sec] & SECTION_TOUCHED) {
+      const st = this.sectionState[sec];
+      if (st & SECTION_TOUCHED && !(st & SECTION_CLEAN)) {
         this.flags.fill(0, s, se);
         for (const f of ZEROED_ON_REINIT) this[f].fill(0, s, se);
         const head = this.head;
@@ -290,6 +300,7 @@ export class MemMap {
         for (let p = se; p < a + PAGES_PER_SECTION && !any; p++)
           any = (this.flags[p] & PG_present_section) !== 0;
         if (!any) this.sectionState[sec] &= ~SECTION_HAS_MEM_MAP;
+        if (s === a && se === a + PAGES_PER_SECTION) this.sectionState[sec] |= SECTION_CLEAN;
       }
       s = se;
     }
@@ -338,9 +349,12 @@ export class MemMap {
     const pool = this.pool;
     if (pool && pool.memmaps.length < pool.maxMemmaps) {
       for (let sec = 0; sec < this.sectionState.length; sec++) {
-        if (!(this.sectionState[sec] & SECTION_TOUCHED)) continue;
+        const st = this.sectionState[sec];
+        if (!(st & SECTION_TOUCHED)) continue;
         const p = sec * PAGES_PER_SECTION;
-        for (const a of arrays) a.fill(0, p, p + PAGES_PER_SECTION);
+        // A clean section is zero but for its heads.
+        if (st & SECTION_CLEAN) this.head.fill(0, p, p + PAGES_PER_SECTION);
+        else for (const a of arrays) a.fill(0, p, p + PAGES_PER_SECTION);
       }
       pool.memmaps.push(arrays);
     }

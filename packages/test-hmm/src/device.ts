@@ -1,17 +1,12 @@
 import {
   allocFolio,
-  borrowPfnArray,
   type Core,
   type DevPagemap,
   type DevPagemapOps,
   ENOMEM,
-  folioLock,
-  folioMapcount,
   folioPut,
-  folioWaitLocked,
   HPAGE_PMD_NR,
   HPAGE_PMD_ORDER,
-  KernelBug,
   type KGen,
   MEMORY_DEVICE_COHERENT,
   MEMORY_DEVICE_PRIVATE,
@@ -22,29 +17,13 @@ import {
   PG_large_rmappable,
   PG_locked,
   PG_tail,
-  RESCHED,
-  returnPfnArray,
-  waitEvent,
 } from '@hmm-model/mm-core';
 import {
-  isDeviceCoherentPage,
   isDevicePrivatePage,
   memremapPages,
-  memunmapPages,
   pageDevPagemap,
   zoneDeviceFolioInit,
 } from '@hmm-model/zone-device';
-import {
-  MIGRATE_PFN_COMPOUND,
-  MIGRATE_PFN_MIGRATE,
-  MIGRATE_PFN_WRITE,
-  migrateDeviceFinalize,
-  migrateDevicePages,
-  migrateDeviceRange,
-  migratePfn,
-  migratePfnToPage,
-  mpfnFlags,
-} from './kapi.js';
 import { dmirrorAllocMthp, MthpFreeLists } from './mthp.js';
 import { type DmirrorMemoryType, dmirrorPath, HMM_DMIRROR_MEMORY_DEVICE_PRIVATE } from './uapi.js';
 
@@ -395,91 +374,6 @@ export class DmirrorDevice {
   }
 
   /**
-   * Models dmirror_device_evict_chunk(): migrate every allocated page of the chunk back to
-   * system memory with the pfn-based API; compound sources get a system folio of the same order
-   * (compound destination), small ones an order-0 NOFAIL page; data is copied from the backing
-   * page (private) or the device page itself (coherent).
-   */
-  *evictChunk(chunk: DmirrorChunk): KGen {
-    // No page of the chunk is allocated: migrate_device_range() would lock none and the rest
-    // would do nothing (the model skips walking the 65536 empty slots).
-    if (chunk.pagemap.refs === 0) return;
-    const first = chunk.pagemap.startPfn;
-    const npages = chunk.pagemap.endPfn - first;
-    const src = borrowPfnArray(npages);
-    const dst = borrowPfnArray(npages);
-    try {
-      // Likewise the free base pages before the first allocated page and after the last one:
-      // their slots stay empty and every pass skips them. The model evicts from the first
-      // allocated page to the slot after the last one (so that finalize still reaches its
-      // "next slot" point after the last page): the same folios, in the same order, with the
-      // same preemption points.
-      const [lo, hi] = this.usedSlots(first, npages);
-      const n = Math.min(npages, hi + 1) - lo;
-      yield* this.evictChunkPfns(first + lo, n, src.subarray(0, n), dst.subarray(0, n));
-    } finally {
-      returnPfnArray(src);
-      returnPfnArray(dst);
-    }
-  }
-
-  /**
-   * The slots [lo, hi) of pfns [first, first + npages) outside of which every page is a free
-   * base page (no reference, not part of a folio): migrate_device_range() locks none of them.
-   */
-  private usedSlots(first: number, npages: number): [number, number] {
-    const m = this.core.map;
-    const single = PG_head | PG_tail;
-    // Below the chunk's untouched end nothing was ever handed out.
-    const chunk = this.chunkOf(first);
-    let lo = chunk ? Math.max(0, Math.min(npages, chunk.untouchedEnd - first)) : 0;
-    while (lo < npages && m.refcount[first + lo] === 0 && !(m.flags[first + lo] & single)) lo++;
-    let hi = npages;
-    while (hi > lo && m.refcount[first + hi - 1] === 0 && !(m.flags[first + hi - 1] & single)) hi--;
-    return [lo, hi];
-  }
-
-  /** evictChunk() of pfns [start, start + npages) with its src/dst arrays (kvcalloc()ed by the caller). */
-  private *evictChunkPfns(start: number, npages: number, src: Float64Array, dst: Float64Array): KGen {
-    const core = this.core;
-    const m = core.map;
-    yield* migrateDeviceRange(core, src, start, npages);
-    if (core.sched.preempt('dmirror_device_evict_chunk: after migrate_device_range')) yield RESCHED;
-    for (let i = 0; i < npages; i++) {
-      if (src[i] === 0) continue;
-      const f = mpfnFlags(src[i]);
-      let spage = migratePfnToPage(src[i]);
-      if (spage < 0 || !(f & MIGRATE_PFN_MIGRATE)) continue;
-      if (!isDevicePrivatePage(core, spage) && !isDeviceCoherentPage(core, spage)) {
-        core.warn(`dmirror_device_evict_chunk: pfn 0x${spage.toString(16)} is not a device page`);
-        continue;
-      }
-      let order = m.folioOrder(m.head[spage]);
-      spage = this.backingPage(spage);
-      let dpage: number;
-      if (f & MIGRATE_PFN_COMPOUND) {
-        dpage = allocFolio(core, order, false);
-        if (dpage < 0)
-          throw new KernelBug('dmirror_device_evict_chunk', 'NULL pointer dereference: folio_alloc() failed');
-      } else {
-        dpage = allocFolio(core, 0, false);
-        if (dpage < 0) throw new ModelBug('dmirror_device_evict_chunk: __GFP_NOFAIL allocation failed');
-        order = 0;
-      }
-      folioLock(core, dpage);
-      let d = migratePfn(dpage);
-      if (f & MIGRATE_PFN_WRITE) d += MIGRATE_PFN_WRITE;
-      if (order) d += MIGRATE_PFN_COMPOUND;
-      dst[i] = d;
-      // Models folio_copy(dst folio, backing folio): folio_nr_pages(dst) pages.
-      core.frames.copy(dpage, m.head[spage], 1 << order);
-    }
-    if (core.sched.preempt('dmirror_device_evict_chunk: after the copy')) yield RESCHED;
-    yield* migrateDevicePages(core, src, dst, npages);
-    yield* migrateDeviceFinalize(core, src, dst, npages);
-  }
-
-  /**
    * dropRange() of free_pages: an untouched range (it lies wholly inside or outside [lo, hi),
    * both being chunks) is kept or dropped as a whole, without visiting its pages.
    */
@@ -514,7 +408,7 @@ export class DmirrorDevice {
   }
 
   /** Models dmirror_remove_free_pages(): drop the chunk's free pages from both lists. */
-  private removeFreePages(chunk: DmirrorChunk): void {
+  removeFreePages(chunk: DmirrorChunk): void {
     const m = this.core.map;
     const lo = chunk.pagemap.startPfn;
     const hi = chunk.pagemap.endPfn;
@@ -525,130 +419,24 @@ export class DmirrorDevice {
     this.mthpFree.filter(this.core, (pfn) => pfn >= lo && pfn < hi);
   }
 
-  /**
-   * Models dmirror_device_remove_chunks() (HMM_DMIRROR_RELEASE, device release): for each chunk
-   * mark it removed, drop its free pages, evict it, memunmap_pages() it (which waits until every
-   * page is free: a page that cannot be evicted is a ModelBug), then forget all chunks and lists.
-   */
-  *removeChunks(): KGen {
-    yield* this.devmemLock.lock(this.core.sched, 'dmirror_device_remove_chunks');
-    try {
-      for (const chunk of this.chunks) {
-        chunk.remove = true;
-        this.removeFreePages(chunk);
-        yield* this.evictChunk(chunk);
-        // migrate_device_range() skips folios it cannot trylock: a migration in flight keeps
-        // them, and memunmap_pages() below waits for them forever. The fixed variant waits for
-        // the lock and evicts again.
-        if (this.evictUntilEmpty)
-          yield* this.evictAgain('dmirror chunk removal: folio locked by a migration', () =>
-            this.leftIn(chunk),
-          );
-        yield* memunmapPages(this.core, chunk.pagemap);
-        this.chunkByPgmap.delete(chunk.pagemap.id);
-        if (this.lastChunk === chunk) {
-          this.lastPgmap = undefined;
-          this.lastChunk = undefined;
-        }
-      }
-      this.chunks = [];
-      this.lazy = [];
-      this.devmemCapacity = 0;
-      this.freePages = 0;
-      this.freeFolios = 0;
-      this.nrFreePages = 0;
-      this.nrFreeFolios = 0;
-    } finally {
-      this.devmemLock.unlock(this.core.sched, 'dmirror_device_remove_chunks');
+  /** The end of dmirror_device_remove_chunks() for one chunk: it is no longer the device's. */
+  forgetChunk(chunk: DmirrorChunk): void {
+    this.chunkByPgmap.delete(chunk.pagemap.id);
+    if (this.lastChunk === chunk) {
+      this.lastPgmap = undefined;
+      this.lastChunk = undefined;
     }
   }
 
-  /**
-   * Fix K5 (README, Findings): after dmirror_fops_release()'s one eviction pass, the pages of
-   * this device that still name mirror `id` in their backing page's zone_device_data (pages a
-   * racing fault or migration held locked, which migrate_device_range() skipped): wait for the
-   * lock and evict their chunk again, until none is left or a pass makes no progress.
-   */
-  *evictNamed(id: number): KGen {
-    yield* this.evictAgain('dmirror_fops_release: folio locked by a fault', () => {
-      const m = this.core.map;
-      let left = 0;
-      let locked = 0;
-      let busy = 0;
-      let first: DmirrorChunk | null = null;
-      for (const chunk of this.chunks) {
-        if (chunk.pagemap.refs === 0) continue;
-        for (const p of this.namedHeads(chunk, id)) {
-          left++;
-          first ??= chunk;
-          if (!locked && m.flags[p] & PG_locked) locked = p;
-          // A reference beyond the mappings: another task (a collection that try-locks after its
-          // folio_get(), a fault) holds the folio for a moment, so the migration's refcount
-          // check failed; its holder drops it soon.
-          if (!busy && m.refcount[p] > folioMapcount(this.core, p)) busy = p;
-        }
-      }
-      return first ? { left, locked, busy, chunk: first } : null;
-    });
-  }
-
-  /**
-   * Model-only: the fixed evictions' retry loop. `pending()` says how many pages are left, a
-   * locked one (0 if none) and the chunk to evict again, or null when none is left: wait for the
-   * locked page, evict the chunk again, and give up when a pass leaves as many pages as before.
-   */
-  private *evictAgain(
-    site: string,
-    pending: () => { left: number; locked: number; busy?: number; chunk: DmirrorChunk } | null,
-  ): KGen {
-    const m = this.core.map;
-    for (let before = Number.POSITIVE_INFINITY; ; ) {
-      const p = pending();
-      if (!p) return;
-      if (p.locked) yield* folioWaitLocked(this.core, p.locked, site);
-      else if (p.busy) {
-        // Wait until the extra reference is dropped (or the folio changes) rather than give up.
-        const busy = p.busy;
-        const ref = m.refcount[busy];
-        yield* waitEvent(
-          `${site}: extra folio reference`,
-          () => m.refcount[busy] !== ref || m.head[busy] !== busy,
-        );
-      } else if (p.left >= before) return;
-      before = p.left;
-      yield* this.evictChunk(p.chunk);
-    }
-  }
-
-  /** Model-only: the allocated folio heads of `chunk` whose backing page names mirror `id`. */
-  private *namedHeads(chunk: DmirrorChunk, id: number): Generator<number> {
-    const m = this.core.map;
-    for (let p = chunk.untouchedEnd; p < chunk.pagemap.endPfn; p++) {
-      if (m.head[p] !== p || m.refcount[p] === 0) continue;
-      const r = this.backingPage(p);
-      if (r && m.priv[m.head[r]] === id) yield p;
-    }
-  }
-
-  /**
-   * Model-only: what a removal pass left in `chunk` (null when nothing): how many pages, a
-   * locked folio head (a migration in flight holds it), and a head with a reference beyond its
-   * mappings (another task between its folio_get() and its trylock, a fault: the eviction's
-   * refcount check failed and the holder drops it soon); 0 when none. One walk of the chunk.
-   */
-  private leftIn(
-    chunk: DmirrorChunk,
-  ): { left: number; locked: number; busy: number; chunk: DmirrorChunk } | null {
-    if (chunk.pagemap.refs === 0) return null;
-    const m = this.core.map;
-    let locked = 0;
-    let busy = 0;
-    for (let p = chunk.untouchedEnd; p < chunk.pagemap.endPfn && !locked; p++) {
-      if (m.head[p] !== p || m.refcount[p] === 0) continue;
-      if (m.flags[p] & PG_locked) locked = p;
-      else if (!busy && m.refcount[p] > folioMapcount(this.core, p)) busy = p;
-    }
-    return { left: chunk.pagemap.refs, locked, busy, chunk };
+  /** The end of dmirror_device_remove_chunks(): no chunk, empty lists. */
+  forgetAllChunks(): void {
+    this.chunks = [];
+    this.lazy = [];
+    this.devmemCapacity = 0;
+    this.freePages = 0;
+    this.freeFolios = 0;
+    this.nrFreePages = 0;
+    this.nrFreeFolios = 0;
   }
 
   /**

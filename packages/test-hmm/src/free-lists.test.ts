@@ -1,6 +1,7 @@
 import { folioPut, folioUnlock } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
-import type { DmirrorChunk, DmirrorDevice } from './device.js';
+import type { DmirrorDevice } from './device.js';
+import { usedSlots } from './evict.js';
 import { machine } from './test-util.js';
 
 /** free_pages from its head, following page->zone_device_data (implied links included). */
@@ -71,8 +72,7 @@ describe('dmirror free_pages of a new chunk', () => {
 
   it('dropping the top chunk keeps the rest, without visiting its pages', () => {
     const { d, c2, s1, e1 } = twoChunks();
-    const drop = (c: DmirrorChunk) => d['removeFreePages'](c);
-    drop(c2);
+    d.removeFreePages(c2);
     expect(d.nrFreePages).toBe(65536 - 2);
     expect(walk(d)).toEqual([e1 - 2, ...descending(e1 - 3, s1)]);
     // The first chunk's untouched range still pops as before.
@@ -82,7 +82,7 @@ describe('dmirror free_pages of a new chunk', () => {
 
   it('dropping the bottom chunk ends the list at the top chunk', () => {
     const { d, c1, s2, e2 } = twoChunks();
-    d['removeFreePages'](c1);
+    d.removeFreePages(c1);
     expect(d.nrFreePages).toBe(65536);
     expect(walk(d)).toEqual(descending(e2, s2));
     // Popping the whole chunk ends with an empty list.
@@ -99,9 +99,9 @@ describe('dmirror free_pages of a new chunk', () => {
     const a = [alloc(d), alloc(d), alloc(d)];
     expect(c.untouchedEnd).toBe(e - 3);
     // usedSlots(): the first slot that may hold an allocated page is the untouched end.
-    expect(d['usedSlots'](c.pagemap.startPfn, 65536)).toEqual([65533, 65536]);
+    expect(usedSlots(d, c.pagemap.startPfn, 65536)).toEqual([65533, 65536]);
     free(d, a[0]);
-    expect(d['usedSlots'](c.pagemap.startPfn, 65536)).toEqual([65533, 65535]);
+    expect(usedSlots(d, c.pagemap.startPfn, 65536)).toEqual([65533, 65535]);
     for (const x of a.slice(1)) free(d, x);
     expect(c.untouchedEnd).toBe(e - 3);
     expect(k.check()).toEqual([]);

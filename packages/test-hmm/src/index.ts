@@ -4,6 +4,7 @@
  */
 export * from './device.js';
 export * from './dmirror.js';
+export * from './evict.js';
 export * from './migrate.js';
 export * from './module.js';
 export * from './snapshot.js';

@@ -32,6 +32,7 @@ import {
   dmirrorRead,
   dmirrorWrite,
 } from './dmirror.js';
+import { dmirrorDeviceEvictChunk, dmirrorDeviceRemoveChunks, dmirrorEvictNamed } from './evict.js';
 import { migrateDeviceInit } from './kapi.js';
 import { dmirrorDevmemFault, dmirrorMigrateToDevice, dmirrorMigrateToSystem } from './migrate.js';
 import { mthpOrdersConfigError } from './mthp.js';
@@ -151,7 +152,7 @@ function* unlockedIoctl(file: OpenFile, command: number, arg: number, caller: un
       ret = yield* dmirrorSnapshot(dm, cmd, userMm);
       break;
     case HMM_DMIRROR_RELEASE:
-      yield* dm.mdevice.removeChunks();
+      yield* dmirrorDeviceRemoveChunks(dm.mdevice);
       ret = 0;
       break;
     case HMM_DMIRROR_FLAGS:
@@ -284,8 +285,8 @@ export function installDmirror(kernel: Kernel, opts: DmirrorOptions = {}): Dmirr
         if (!(dm instanceof Dmirror)) return;
         mmuIntervalNotifierRemove(dm.notifier);
         if (!core.bug('F23')) {
-          for (const chunk of [...dev.chunks]) yield* dev.evictChunk(chunk);
-          if (core.fixed('K5')) yield* dev.evictNamed(dm.id);
+          for (const chunk of [...dev.chunks]) yield* dmirrorDeviceEvictChunk(dev, chunk);
+          if (core.fixed('K5')) yield* dmirrorEvictNamed(dev, dm.id);
         }
         dm.pt.clear();
         mirrors.delete(dm.id);
@@ -321,7 +322,7 @@ export function installDmirror(kernel: Kernel, opts: DmirrorOptions = {}): Dmirr
     uninstall() {
       for (const dev of devices) {
         kernel.unregisterDevice(dev.path);
-        core.sched.runSync(dev.removeChunks(), 'hmm_dmirror_exit');
+        core.sched.runSync(dmirrorDeviceRemoveChunks(dev), 'hmm_dmirror_exit');
       }
       const i = kernel.checkers.indexOf(checker);
       if (i >= 0) kernel.checkers.splice(i, 1);

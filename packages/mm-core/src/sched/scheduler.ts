@@ -45,23 +45,30 @@ export class Scheduler {
   steps = 0;
   /** Preemption points reached. */
   preemptions = 0;
-  /** Sites reached, with counts (for coverage reports). */
+  /** Sites reached, with counts (for coverage reports), in the order first reached. */
   get sites(): ReadonlyMap<string, number> {
-    this.flushSite();
-    return this.siteCounts;
+    const view = this.siteView;
+    for (const [site, c] of this.siteCounters) view.set(site, c.n);
+    return view;
   }
-  private readonly siteCounts = new Map<string, number>();
+  private readonly siteView = new Map<string, number>();
+  /** A counter per site reached: one object, so that a point only increments it. */
+  private readonly siteCounters = new Map<string, { n: number }>();
   /**
-   * The site of the last point counted and the points at it not yet added to siteCounts: a
-   * per-page loop reaches one site many times in a row, and comparing the (interned) site string
-   * is cheaper than a map update per point.
+   * The site of the last point counted and its counter: a per-page loop reaches one site many
+   * times in a row, and comparing the (interned) site string is cheaper than a map lookup per
+   * point.
    */
   private runSite = '';
-  private runCount = 0;
-  private flushSite(): void {
-    if (this.runCount === 0) return;
-    this.siteCounts.set(this.runSite, (this.siteCounts.get(this.runSite) ?? 0) + this.runCount);
-    this.runCount = 0;
+  private runCounter: { n: number } = { n: 0 };
+  private countSite(site: string): void {
+    if (site !== this.runSite) {
+      let c = this.siteCounters.get(site);
+      if (c === undefined) this.siteCounters.set(site, (c = { n: 0 }));
+      this.runSite = site;
+      this.runCounter = c;
+    }
+    this.runCounter.n++;
   }
   /** Whether to count sites (off by default: costs a map update per preemption point). */
   countSites = false;
@@ -187,13 +194,7 @@ export class Scheduler {
     this.how = 'preempt';
     t.site = site;
     this.preemptions++;
-    if (this.countSites) {
-      if (site !== this.runSite) {
-        this.flushSite();
-        this.runSite = site;
-      }
-      this.runCount++;
-    }
+    if (this.countSites) this.countSite(site);
     if (t.spinDepth > 0)
       return this.leakedSpinlocksPossible
         ? false

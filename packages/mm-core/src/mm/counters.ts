@@ -12,5 +12,21 @@ export function mmCounter(core: Core, head: number): keyof RssCounters {
 
 /** Models add_mm_counter(). */
 export function addMmCounter(mm: MmStruct, which: keyof RssCounters, n: number): void {
-  mm.rss[which] += n;
+  // One named store per counter: `rss[which]` with a variable name is a keyed access that V8
+  // cannot make monomorphic.
+  const rss = mm.rss;
+  switch (which) {
+    case 'MM_ANONPAGES':
+      rss.MM_ANONPAGES += n;
+      break;
+    case 'MM_FILEPAGES':
+      rss.MM_FILEPAGES += n;
+      break;
+    case 'MM_SHMEMPAGES':
+      rss.MM_SHMEMPAGES += n;
+      break;
+    case 'MM_SWAPENTS':
+      rss.MM_SWAPENTS += n;
+      break;
+  }
 }

@@ -8,7 +8,7 @@
 import { HPAGE_PMD_NR, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_SIZE } from './constants.js';
 import { type Core, MEMORY_DEVICE_PRIVATE } from './core.js';
 import type { PageTableVisitor, WalkLevel } from './invariants-walk.js';
-import { mmCounter } from './mm/counters.js';
+import { addRss, mmCounter } from './mm/counters.js';
 import { swapEntryToInfo, swpEntryName, swpEntryVal } from './mm/swapfile.js';
 import {
   AnonVma,
@@ -173,7 +173,7 @@ export class MmWalkCheck implements PageTableVisitor {
       const head = m.head[pfn];
       this.c.addRef(head, 1);
       this.c.addPte(pfn);
-      this.rss[mmCounter(core, head)]++;
+      addRss(this.rss, mmCounter(core, head), 1);
       // An anonymous page is mapped at most once into each mm (the assumption of
       // __wp_can_reuse_large_anon_folio() and of the large mapcount's mm ids).
       if (m.flags[head] & PG_anon) {
@@ -206,14 +206,14 @@ export class MmWalkCheck implements PageTableVisitor {
     if (isMigrationType(type)) {
       if (!this.c.inFlight)
         this.c.report(`${this.at(addr)}: migration PTE outside an in-flight migration`, pfn);
-      this.rss[mmCounter(core, head)]++;
+      addRss(this.rss, mmCounter(core, head), 1);
       return;
     }
     if (isDevicePrivateType(type) || type === SWP_DEVICE_EXCLUSIVE) {
       if (isDevicePrivateType(type) && !this.checkDevicePrivate(addr, pfn)) return;
       this.c.addRef(head, 1);
       this.c.addPte(pfn);
-      this.rss[mmCounter(core, head)]++;
+      addRss(this.rss, mmCounter(core, head), 1);
       if (v) {
         const w = type === SWP_DEVICE_WRITE;
         if (w && !(v.flags & VM_WRITE))
@@ -268,7 +268,7 @@ export class MmWalkCheck implements PageTableVisitor {
     if (present) {
       this.c.addRef(pfn, 1);
       this.c.addEntire(pfn);
-      this.rss[mmCounter(core, pfn)] += HPAGE_PMD_NR;
+      addRss(this.rss, mmCounter(core, pfn), HPAGE_PMD_NR);
       if (v) {
         this.checkPerm(v, addr, lo, pfn, pfn, 'huge PMD');
         this.checkRmap(v, addr, pfn, pfn, 'huge PMD');
@@ -279,14 +279,14 @@ export class MmWalkCheck implements PageTableVisitor {
     if (isMigrationType(type)) {
       if (!this.c.inFlight)
         this.c.report(`${this.at(addr)}: migration PMD outside an in-flight migration`, pfn);
-      this.rss[mmCounter(core, pfn)] += HPAGE_PMD_NR;
+      addRss(this.rss, mmCounter(core, pfn), HPAGE_PMD_NR);
       return;
     }
     if (isDevicePrivateType(type)) {
       if (!this.checkDevicePrivate(addr, pfn)) return;
       this.c.addRef(pfn, 1);
       this.c.addEntire(pfn);
-      this.rss[mmCounter(core, pfn)] += HPAGE_PMD_NR;
+      addRss(this.rss, mmCounter(core, pfn), HPAGE_PMD_NR);
       if (v) {
         const w = type === SWP_DEVICE_WRITE;
         if (w && !(v.flags & VM_WRITE))

@@ -12,9 +12,15 @@ export function mmCounter(core: Core, head: number): keyof RssCounters {
 
 /** Models add_mm_counter(). */
 export function addMmCounter(mm: MmStruct, which: keyof RssCounters, n: number): void {
-  // One named store per counter: `rss[which]` with a variable name is a keyed access that V8
-  // cannot make monomorphic.
-  const rss = mm.rss;
+  addRss(mm.rss, which, n);
+}
+
+/**
+ * Models the add of add_mm_counter() on a set of rss counters (the mm's, or a checker's count):
+ * one named store per counter, as `rss[which]` with a variable name is a keyed access that V8
+ * cannot make monomorphic.
+ */
+export function addRss(rss: RssCounters, which: keyof RssCounters, n: number): void {
   switch (which) {
     case 'MM_ANONPAGES':
       rss.MM_ANONPAGES += n;

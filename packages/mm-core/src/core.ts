@@ -93,6 +93,11 @@ export interface DevPagemap {
   dying: boolean;
   /** Name for inspection. */
   readonly name: string;
+  /**
+   * Model-only: the range came from request_free_mem_region() (no fixed start), so
+   * memunmap_pages() releases it for reuse (release_mem_region()).
+   */
+  readonly freeRegion?: boolean;
 }
 
 /** Models the THP sysfs mode (/sys/kernel/mm/transparent_hugepage/enabled). */
@@ -241,6 +246,12 @@ export class Core {
   readonly mmlist = new Set<MmStruct>();
   /** Next pfn free for device ranges (models the iomem free-region search). */
   nextDevicePfn: number;
+  /**
+   * Models the free iomem regions below nextDevicePfn: [start, end) pfn pairs, sorted, that
+   * memunmap_pages() gave back (release_mem_region() of a region from request_free_mem_region());
+   * the next request reuses them, as the kernel's free-region search finds them free again.
+   */
+  readonly freedDeviceRanges: number[] = [];
   readonly ramPages: number;
 
   /** Model-only: host memory from and to released machines (CoreOptions.hostPool). */

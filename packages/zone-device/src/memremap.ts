@@ -54,10 +54,34 @@ export interface MemremapOptions {
  * -ERANGE when the physical address space (MAX_PHYSMEM_BITS) has no room left.
  */
 function reserveFreeRange(core: Core, nrPages: number): number {
+  // A released region first, the lowest that is large enough (the model searches upwards).
+  const freed = core.freedDeviceRanges;
+  const need = Math.ceil(nrPages / PAGES_PER_SECTION) * PAGES_PER_SECTION;
+  for (let i = 0; i < freed.length; i += 2) {
+    const lo = freed[i];
+    if (freed[i + 1] - lo < need) continue;
+    if (freed[i + 1] - lo === need) freed.splice(i, 2);
+    else freed[i] = lo + need;
+    return lo;
+  }
   const start = Math.ceil(core.nextDevicePfn / PAGES_PER_SECTION) * PAGES_PER_SECTION;
   if (start + nrPages > MAX_PHYS_PFN) return -ERANGE;
   core.nextDevicePfn = Math.ceil((start + nrPages) / PAGES_PER_SECTION) * PAGES_PER_SECTION;
   return start;
+}
+
+/**
+ * Models release_mem_region() of a region request_free_mem_region() gave: its sections are free
+ * again (kept sorted, with neighbours merged).
+ */
+function releaseFreeRange(core: Core, start: number, end: number): void {
+  const freed = core.freedDeviceRanges;
+  const hi = Math.ceil(end / PAGES_PER_SECTION) * PAGES_PER_SECTION;
+  let i = 0;
+  while (i < freed.length && freed[i] < start) i += 2;
+  freed.splice(i, 0, start, hi);
+  if (i + 2 < freed.length && freed[i + 1] === freed[i + 2]) freed.splice(i + 1, 2);
+  if (i > 0 && freed[i - 1] === freed[i]) freed.splice(i - 1, 2);
 }
 
 /** Models the get_dev_pagemap() conflict check of pagemap_range(): a registered pgmap overlapping the range. */
@@ -116,7 +140,9 @@ export function memremapPages(core: Core, opts: MemremapOptions): DevPagemap | n
     core.warn('memremap_pages: empty range');
     return -EINVAL;
   }
-  const id = core.pgmaps.length;
+  // The lowest free slot of the pgmap table: a removed pgmap's id is used again.
+  let id = core.pgmaps.indexOf(undefined, 1);
+  if (id < 0) id = core.pgmaps.length;
   if (id > MAX_PGMAP_ID) return -ENOMEM;
   let start: number;
   if (opts.startPfn !== undefined) {
@@ -137,6 +163,7 @@ export function memremapPages(core: Core, opts: MemremapOptions): DevPagemap | n
     start = reserveFreeRange(core, nrPages);
     if (start < 0) return start;
   }
+  const freeRegion = opts.startPfn === undefined;
   const pgmap: DevPagemap = {
     id,
     type,
@@ -147,15 +174,17 @@ export function memremapPages(core: Core, opts: MemremapOptions): DevPagemap | n
     refs: 0,
     dying: false,
     name,
+    freeRegion,
   };
   try {
     core.map.initRange(start, nrPages, PG_zone_device);
   } catch (e) {
+    if (freeRegion) releaseFreeRange(core, start, start + nrPages);
     if (e instanceof RangeError) return -ENOMEM;
     throw e;
   }
   core.map.pgmap.fill(id, start, start + nrPages);
-  core.pgmaps.push(pgmap);
+  core.pgmaps[id] = pgmap;
   return pgmap;
 }
 
@@ -176,6 +205,7 @@ export function* memunmapPages(core: Core, pgmap: DevPagemap): KGen {
   // Models arch_remove_memory()/pageunmap_range(): the section and its memmap go away.
   core.map.removeRange(pgmap.startPfn, pgmap.endPfn - pgmap.startPfn);
   core.pgmaps[pgmap.id] = undefined;
+  if (pgmap.freeRegion) releaseFreeRange(core, pgmap.startPfn, pgmap.endPfn);
 }
 
 /** Models pgmap_pfn_valid(): pfn lies inside the pgmap's range. */

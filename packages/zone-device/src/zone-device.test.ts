@@ -96,6 +96,55 @@ describe('memremap_pages', () => {
     expect(typeof coherent).toBe('object');
   });
 
+  it('a removed pgmap gives back its id and its free region, which the next ones reuse', () => {
+    const k = machine();
+    const c = k.core;
+    const unmap = (pg: DevPagemap) => c.sched.runSync(memunmapPages(c, pg), 'memunmap_pages');
+    const a = privatePgmap(k, 2 * PAGES_PER_SECTION);
+    const b = privatePgmap(k, 100);
+    const d = privatePgmap(k, PAGES_PER_SECTION);
+    const top = c.nextDevicePfn;
+    unmap(a);
+    unmap(b);
+    // a and b were neighbours: one free region of three sections.
+    expect(c.freedDeviceRanges).toEqual([a.startPfn, b.startPfn + PAGES_PER_SECTION]);
+    const e = privatePgmap(k, PAGES_PER_SECTION);
+    expect([e.startPfn, e.id]).toEqual([a.startPfn, a.id]);
+    const f = privatePgmap(k, 2 * PAGES_PER_SECTION);
+    expect([f.startPfn, f.id]).toEqual([a.startPfn + PAGES_PER_SECTION, b.id]);
+    expect(c.freedDeviceRanges).toEqual([]);
+    expect(c.nextDevicePfn).toBe(top);
+    // The memmap of a reused range is as new: every pfn points at its new pgmap.
+    expect(c.map.pgmap[f.startPfn]).toBe(f.id);
+    expect(c.map.refcount[f.startPfn]).toBe(0);
+    expect(getDevPagemap(c, f.endPfn - 1)).toBe(f);
+    // A region that does not fit stays free; the request takes fresh space above.
+    unmap(d);
+    const g = privatePgmap(k, 2 * PAGES_PER_SECTION);
+    expect(g.startPfn).toBe(top);
+    expect(c.freedDeviceRanges).toEqual([d.startPfn, d.startPfn + PAGES_PER_SECTION]);
+  });
+
+  it('a pgmap at a fixed start (special-purpose memory) does not free its range for others', () => {
+    const k = machine();
+    const c = k.core;
+    const a = privatePgmap(k, PAGES_PER_SECTION);
+    const start = c.nextDevicePfn;
+    const coh = memremapPages(c, {
+      type: MEMORY_DEVICE_COHERENT,
+      owner: 1,
+      ops: { folioFree: () => {} },
+      nrPages: PAGES_PER_SECTION,
+      name: 'spm',
+      startPfn: start,
+    });
+    if (typeof coh === 'number') throw new Error(`memremap failed ${coh}`);
+    c.sched.runSync(memunmapPages(c, coh), 'memunmap_pages');
+    expect(c.freedDeviceRanges).toEqual([]);
+    expect(privatePgmap(k, PAGES_PER_SECTION).startPfn).not.toBe(start);
+    expect(a.id).toBe(1);
+  });
+
   it('reserves section-aligned ranges above RAM and sets pgmap on every pfn', () => {
     const k = machine();
     const c = k.core;

@@ -99,6 +99,41 @@ describe('mm lock rules (mm/locking.ts)', () => {
     expect(core.ptlocks.has(table)).toBe(false);
   });
 
+  it('folio_wait_locked: the waiter is woken by the unlock even if the pfn is locked again before it runs', () => {
+    const k = machine();
+    const core = k.core;
+    const head = allocFolio(core, 0, true);
+    const order: string[] = [];
+    // The migration unlocks the folio and, in the same step, the pfn is locked again (the folio
+    // freed and reallocated, or locked by another migration): folio_wake_bit() woke the waiter.
+    const holder = k.sched.spawn(
+      'migrate',
+      (function* (): KGen {
+        expect(folioTrylock(core, head)).toBe(true);
+        yield 'migrate: copying';
+        folioUnlock(core, head);
+        expect(folioTrylock(core, head)).toBe(true);
+        order.push('relocked');
+        yield 'migrate: next';
+        yield 'migrate: still holding';
+        order.push('migrate unlocks');
+        folioUnlock(core, head);
+      })(),
+    );
+    k.sched.runUntil(() => core.folioLockOwners.get(head) === holder);
+    const waiter = k.sched.spawn(
+      'fault',
+      (function* (): KGen {
+        yield* folioWaitLocked(core, head, 'migration entry');
+        order.push('fault woken');
+      })(),
+    );
+    k.sched.runUntil(() => waiter.state === 'blocked');
+    k.sched.runAll();
+    expect(order).toEqual(['relocked', 'fault woken', 'migrate unlocks']);
+    expect(core.folioLockOwners.unlocks(head)).toBe(2);
+  });
+
   it('folio lock: a contended folio_lock sleeps until the unlock; locking it twice is a self-deadlock', () => {
     const k = machine();
     const core = k.core;

@@ -153,9 +153,13 @@ export function* folioLockWait(core: Core, head: number, site: string): KGen {
  */
 export function* folioWaitLocked(core: Core, head: number, what: string): KGen {
   const m = core.map;
+  const owners = core.folioLockOwners;
+  // Woken by the next folio_unlock() (folio_wake_bit()), not by finding the folio unlocked: the
+  // folio, or a new one at its pfn, may be locked again before this task runs.
+  const unlocks = owners.unlocks(head);
   yield* waitEvent(
     `${what} (folio 0x${head.toString(16)} unlock)`,
-    () => !(m.flags[head] & PG_locked) || m.head[head] !== head,
+    () => !(m.flags[head] & PG_locked) || m.head[head] !== head || owners.unlocks(head) !== unlocks,
     () => {
       const o = core.folioLockOwners.get(head);
       return o ? [o] : [];

@@ -60,7 +60,7 @@ describe('a released machine gives its side arrays to the next one (model-only)'
     owners.release();
     expect(give).toHaveBeenCalledTimes(1);
     const section = give.mock.calls[0][0];
-    expect(section.length).toBe(PAGES_PER_SECTION);
+    expect(section.length).toBe(2 * PAGES_PER_SECTION); // owners, then unlock counts
     expect(owners.get(head)).toBeUndefined();
     // The next machine's record takes the same array, cleared.
     const next = new FolioLockOwners((h) => locked.has(h), pool);

@@ -7,7 +7,9 @@ import type { Task } from './task.js';
  * memory section as a typed array of task ids (a section's array exists once a folio in it was
  * locked), because 4 KiB migrations lock and unlock two folios per page and a Map keyed by pfn
  * costs ~150 ns per set and delete in V8. An entry means something only while its folio is
- * locked.
+ * locked. The same array counts each pfn's unlocks (its second half): the wake-ups of
+ * folio_wake_bit() that a waiter sleeping on the folio's PG_locked gets ({@link
+ * FolioLockOwners.unlocks}).
  */
 export class FolioLockOwners {
   /**
@@ -16,6 +18,8 @@ export class FolioLockOwners {
    * than a Map lookup per lock.
    */
   private readonly sections: (Int32Array | undefined)[] = [];
+  /** Where a section's unlock counts start in its array. */
+  private static readonly UNLOCKS = PAGES_PER_SECTION;
   private readonly tasks = new Map<number, Task>();
   /**
    * The sections of the last two lookups (-1: none) and their arrays: locks come in runs of
@@ -56,7 +60,7 @@ export class FolioLockOwners {
     const nr = head >>> PFN_SECTION_SHIFT;
     let a = this.section(nr);
     if (!a) {
-      a = takeArray(this.pool, Int32Array, PAGES_PER_SECTION);
+      a = takeArray(this.pool, Int32Array, 2 * PAGES_PER_SECTION);
       const sections = this.sections;
       while (sections.length < nr) sections.push(undefined);
       sections[nr] = a;
@@ -85,7 +89,7 @@ export class FolioLockOwners {
     const named = new Set<number>();
     this.sections.forEach((a, nr) => {
       if (!a) return;
-      for (let i = 0; i < a.length; i++)
+      for (let i = 0; i < FolioLockOwners.UNLOCKS; i++)
         if (a[i] > 0 && this.locked(nr * PAGES_PER_SECTION + i)) named.add(a[i] - 1);
     });
     for (const id of this.tasks.keys()) if (!named.has(id) && id !== this.lastTask?.id) this.tasks.delete(id);
@@ -100,11 +104,26 @@ export class FolioLockOwners {
     return id > 0 ? this.tasks.get(id - 1) : undefined;
   }
 
-  /** Forgets the holder at folio_unlock(). */
+  /** Forgets the holder at folio_unlock(), and counts the unlock (folio_wake_bit()). */
   forget(head: number): void {
     const nr = head >>> PFN_SECTION_SHIFT;
     const a = this.section(nr);
-    if (a) a[head - nr * PAGES_PER_SECTION] = 0;
+    if (!a) return;
+    const i = head - nr * PAGES_PER_SECTION;
+    a[i] = 0;
+    a[FolioLockOwners.UNLOCKS + i]++;
+  }
+
+  /**
+   * Models the wake-ups a waiter on the folio's PG_locked gets: how many times the folio at head
+   * was unlocked (wrapping; compare for equality only). A waiter that does not want the lock
+   * (folio_wait_locked(), migration_entry_wait_on_locked()) returns at the next unlock even if
+   * somebody locked the folio (or a new folio at that pfn) again before it ran.
+   */
+  unlocks(head: number): number {
+    const nr = head >>> PFN_SECTION_SHIFT;
+    const a = this.section(nr);
+    return a ? a[FolioLockOwners.UNLOCKS + head - nr * PAGES_PER_SECTION] : 0;
   }
 
   /** Model-only: the machine is discarded; the section arrays go back to the pool. */

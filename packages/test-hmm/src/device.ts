@@ -91,6 +91,8 @@ export class DmirrorDevice {
    * walk of the list goes through nextFree().
    */
   private lazy: DmirrorChunk[] = [];
+  /** The count of entries the last {@link DmirrorDevice.dropFree} kept. */
+  private dropKept = 0;
   /** Model extension (mthp.ts): the mTHP orders this device allocates and migrates whole. */
   mthpOrders = 0;
   /** Model extension (mthp.ts): free device folios of the mTHP orders. */
@@ -374,16 +376,18 @@ export class DmirrorDevice {
   }
 
   /**
-   * dropRange() of free_pages: an untouched range (it lies wholly inside or outside [lo, hi),
-   * both being chunks) is kept or dropped as a whole, without visiting its pages.
+   * Drops the pfns in [lo, hi) (a chunk) from the free list that starts at `head` and links
+   * through page->zone_device_data; returns the new head, the count kept in {@link dropKept}. An
+   * untouched range on free_pages ({@link DmirrorDevice.nextFree}) lies wholly inside or outside
+   * [lo, hi) and is kept or dropped as a whole, without visiting its pages.
    */
-  private dropFreePages(lo: number, hi: number): number {
+  private dropFree(head: number, lo: number, hi: number): number {
     const priv = this.core.map.priv;
     const lazy = this.lazy;
     let newHead = 0;
     let tail = 0;
     let n = 0;
-    for (let p = this.freePages; p; ) {
+    for (let p = head; p; ) {
       let c: DmirrorChunk | undefined;
       let i = 0;
       for (; i < lazy.length; i++)
@@ -403,19 +407,18 @@ export class DmirrorDevice {
       p = next;
     }
     if (tail) priv[tail] = 0;
-    dropRangeKept = n;
+    this.dropKept = n;
     return newHead;
   }
 
   /** Models dmirror_remove_free_pages(): drop the chunk's free pages from both lists. */
   removeFreePages(chunk: DmirrorChunk): void {
-    const m = this.core.map;
     const lo = chunk.pagemap.startPfn;
     const hi = chunk.pagemap.endPfn;
-    this.freeFolios = dropRange(m.priv, this.freeFolios, lo, hi);
-    this.nrFreeFolios = dropRangeKept;
-    this.freePages = this.dropFreePages(lo, hi);
-    this.nrFreePages = dropRangeKept;
+    this.freeFolios = this.dropFree(this.freeFolios, lo, hi);
+    this.nrFreeFolios = this.dropKept;
+    this.freePages = this.dropFree(this.freePages, lo, hi);
+    this.nrFreePages = this.dropKept;
     this.mthpFree.filter(this.core, (pfn) => pfn >= lo && pfn < hi);
   }
 
@@ -519,31 +522,4 @@ export class DmirrorDevice {
     );
     return out;
   }
-}
-
-/** The count of entries {@link dropRange} or DmirrorDevice.dropFreePages kept, by its last call. */
-let dropRangeKept = 0;
-
-/**
- * Drops the pfns in [lo, hi) from the free list that starts at `head` and links through `priv`
- * (page->zone_device_data); returns the new head, the count kept in {@link dropRangeKept}. A
- * module function, not a closure: a closure made per call would be optimized (OSR) per call.
- */
-function dropRange(priv: Float64Array, head: number, lo: number, hi: number): number {
-  let newHead = 0;
-  let tail = 0;
-  let n = 0;
-  for (let p = head; p; ) {
-    const next = priv[p];
-    if (p < lo || p >= hi) {
-      if (tail) priv[tail] = p;
-      else newHead = p;
-      tail = p;
-      n++;
-    }
-    p = next;
-  }
-  if (tail) priv[tail] = 0;
-  dropRangeKept = n;
-  return newHead;
 }

@@ -16,6 +16,7 @@ import { bugList, type OptSpec, parseArgs, UsageError } from './args.js';
 import { shellScript } from './emit.js';
 import type { HuntJob, HuntReport } from './hunt-worker.js';
 import { runHuntJob } from './hunt-worker.js';
+import { tuneWorkerHeap } from './worker-heap.js';
 import { ZOO, zooEntry } from './zoo.js';
 
 const SPECS: readonly OptSpec[] = [
@@ -69,6 +70,7 @@ async function runJobs(jobs: HuntJob[], workers: number, onDone: (r: HuntReport)
     for (const j of jobs) onDone(runHuntJob(j));
     return;
   }
+  tuneWorkerHeap();
   let next = 0;
   const one = () =>
     new Promise<void>((resolve, reject) => {

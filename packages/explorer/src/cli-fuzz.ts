@@ -10,16 +10,11 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { bugList, type OptSpec, parseArgs, UsageError } from './args.js';
 import { regressionTest, shellScript } from './emit.js';
-import {
-  type CampaignStats,
-  campaign,
-  emptyCampaignStats,
-  formatEntryKinds,
-  type StrategyName,
-} from './explore.js';
-import { findingKey, type Scenario } from './run.js';
+import { type CampaignStats, emptyCampaignStats, formatEntryKinds, type StrategyName } from './explore.js';
+import type { Scenario } from './run.js';
 import { shrink } from './shrink.js';
 import type { WorkerProgress, WorkerResult } from './worker.js';
+import { tuneWorkerHeap } from './worker-heap.js';
 
 const SPECS: readonly OptSpec[] = [
   { name: 'seed', value: 'int' },
@@ -102,71 +97,43 @@ async function main(argv: readonly string[]): Promise<number> {
     ...(o.mthp ? { mthp: true } : {}),
   };
   const t0 = performance.now();
-  let results: WorkerResult[];
-  if (workers === 1) {
-    let last = 0;
-    const res = campaign({
-      ...base,
-      seed,
-      totalOps,
-      countSites: true,
-      onRun: (s) => {
-        if (!o.quiet && performance.now() - last > 2000) {
-          last = performance.now();
-          process.stderr.write(`${line(s)}\n`);
-        }
-      },
-    });
-    results = [
-      {
-        stats: { ...res.stats, sites: [...res.stats.sites] },
-        failure: res.failure
-          ? {
-              scenario: res.failure.scenario,
-              schedule: res.failure.schedule,
-              message: res.failure.finding.message,
-              key: findingKey(res.failure.finding),
-            }
-          : null,
-      },
-    ];
-  } else {
-    // Every worker reports progress every ~2 s; the first finding stops the others (their last
-    // progress counts), so a campaign stops at its first finding as with one worker.
-    const per = Math.ceil(totalOps / workers);
-    const latest: WorkerResult[] = [];
-    const pool: Worker[] = [];
-    let printed = 0;
-    const progressLine = () => {
-      if (o.quiet || performance.now() - printed < 2000) return;
-      printed = performance.now();
-      const agg = aggregate(latest.filter(Boolean), performance.now() - t0);
-      process.stderr.write(`${line(agg)} (${workers} workers)\n`);
+  // A worker thread per seed range (one too for --workers 1: its heap is tuned, see worker-heap.ts).
+  // Every worker reports progress every ~2 s; the first finding stops the others (their last
+  // progress counts), so a campaign stops at its first finding as with one worker.
+  const per = Math.ceil(totalOps / workers);
+  const latest: WorkerResult[] = [];
+  const pool: Worker[] = [];
+  let printed = 0;
+  const progressLine = () => {
+    if (o.quiet || performance.now() - printed < 2000) return;
+    printed = performance.now();
+    const agg = aggregate(latest.filter(Boolean), performance.now() - t0);
+    process.stderr.write(`${line(agg)}${workers > 1 ? ` (${workers} workers)` : ''}\n`);
+  };
+  tuneWorkerHeap();
+  const results = await new Promise<WorkerResult[]>((resolve, reject) => {
+    let left = workers;
+    const finish = () => {
+      for (const w of pool) void w.terminate();
+      resolve(latest.filter(Boolean));
     };
-    results = await new Promise<WorkerResult[]>((resolve, reject) => {
-      let left = workers;
-      const finish = () => {
-        for (const w of pool) void w.terminate();
-        resolve(latest.filter(Boolean));
-      };
-      for (let i = 0; i < workers; i++) {
-        const w = new Worker(new URL('./worker.js', import.meta.url), {
-          workerData: { ...base, seed: (seed + i * 1_000_003) >>> 0, totalOps: per, countSites: true },
-        });
-        pool.push(w);
-        w.on('message', (m: WorkerResult | WorkerProgress) => {
-          if ('progress' in m) {
-            latest[i] = { stats: m.progress, failure: null };
-            progressLine();
-            return;
-          }
-          latest[i] = m;
-          if (m.failure || --left === 0) finish();
-        });
-        w.on('error', reject);
-      }
-    });
-  }
+    for (let i = 0; i < workers; i++) {
+      const w = new Worker(new URL('./worker.js', import.meta.url), {
+        workerData: { ...base, seed: (seed + i * 1_000_003) >>> 0, totalOps: per, countSites: true },
+      });
+      pool.push(w);
+      w.on('message', (m: WorkerResult | WorkerProgress) => {
+        if ('progress' in m) {
+          latest[i] = { stats: m.progress, failure: null };
+          progressLine();
+          return;
+        }
+        latest[i] = m;
+        if (m.failure || --left === 0) finish();
+      });
+      w.on('error', reject);
+    }
+  });
   const stats = aggregate(results, performance.now() - t0);
   const failure = results.find((r) => r.failure)?.failure ?? null;
   const rate = Math.round((stats.ops * 1000) / Math.max(1, stats.elapsedMs));

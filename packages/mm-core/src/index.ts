@@ -48,6 +48,7 @@ export * from './mm/notifier-record.js';
 export * from './mm/overcommit.js';
 export * from './mm/pgtable.js';
 export * from './mm/populate.js';
+export * from './mm/pvmw.js';
 export * from './mm/rmap.js';
 export * from './mm/shmem.js';
 export * from './mm/shmem-fallocate.js';

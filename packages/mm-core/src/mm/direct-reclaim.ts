@@ -41,7 +41,8 @@ import type { KGen } from '../sched/task.js';
 import { RESCHED } from '../sched/task.js';
 import { pmdLock, pteLock, ptlUnlock } from './locking.js';
 import { pmdIndex, pteIndex, ptHi, ptLo, ptSet } from './pgtable.js';
-import { pageVmaMappedWalk, rmapLockRead, rmapUnlockRead, rmapVmas } from './rmap.js';
+import { PageVmaMappedWalk } from './pvmw.js';
+import { rmapLockRead, rmapUnlockRead, rmapVmas } from './rmap.js';
 import { splitFolioMapped } from './split.js';
 import { nrSwapPages } from './swapfile.js';
 import { VM_LOCKED } from './types.js';
@@ -79,19 +80,19 @@ export function* folioReferenced(core: Core, head: number): KGen<{ referenced: n
   const lock = yield* rmapLockRead(core, head, 'folio_referenced');
   try {
     for (const { vma, addr } of rmapVmas(core, head)) {
-      for (const at of pageVmaMappedWalk(core, vma, head, nr, addr, false)) {
+      const pvmw = new PageVmaMappedWalk(core, vma, head, nr, addr, false);
+      while (pvmw.walk()) {
         if (vma.flags & VM_LOCKED) return { referenced, locked: true };
-        const table = at.level === 'pmd' ? at.pmdT : at.pteT;
-        const i = at.level === 'pmd' ? pmdIndex(at.addr) : pteIndex(at.addr);
-        const ptl =
-          at.level === 'pmd'
-            ? pmdLock(core, table, 'folio_referenced_one')
-            : pteLock(core, table, 'folio_referenced_one');
+        const table = pvmw.pte ? pvmw.pteT : pvmw.pmdT;
+        const i = pvmw.pte ? pteIndex(pvmw.address) : pmdIndex(pvmw.address);
+        const ptl = pvmw.pte
+          ? pteLock(core, table, 'folio_referenced_one')
+          : pmdLock(core, table, 'folio_referenced_one');
         const lo = ptLo(core, table, i);
         if (entryPresent(lo) && lo & _PAGE_ACCESSED) {
           ptSet(core, table, i, (lo & ~_PAGE_ACCESSED) >>> 0, ptHi(core, table, i));
-          const len = at.level === 'pmd' ? nr * PAGE_SIZE : PAGE_SIZE;
-          vma.mm.tlb.flushRange(at.addr, at.addr + len);
+          const len = pvmw.pte ? PAGE_SIZE : nr * PAGE_SIZE;
+          vma.mm.tlb.flushRange(pvmw.address, pvmw.address + len);
           referenced++;
         }
         ptlUnlock(core, ptl, 'folio_referenced_one');

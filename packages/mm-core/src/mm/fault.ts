@@ -67,7 +67,8 @@ import {
   withInvalidationNoWait,
 } from './notifier.js';
 import { pmdIndex, pmdTableOf, pteIndex, pteTableAt, ptHi, ptLo, ptSet } from './pgtable.js';
-import { pageVmaMappedCount, rmapVmas } from './rmap.js';
+import { pageVmaMappedCount } from './pvmw.js';
+import { rmapVmas } from './rmap.js';
 import { shmemGetFolio } from './shmem.js';
 import { doSwapPage } from './swap-fault.js';
 import { folioFreeSwap } from './swapfile.js';

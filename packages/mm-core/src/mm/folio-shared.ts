@@ -1,7 +1,8 @@
 import type { Core } from '../core.js';
 import { folioMapcount } from '../folio.js';
 import { PG_head, PG_hugetlb } from '../phys/memmap.js';
-import { pageVmaMappedCount, rmapVmas } from './rmap.js';
+import { pageVmaMappedCount } from './pvmw.js';
+import { rmapVmas } from './rmap.js';
 import type { MmStruct } from './types.js';
 
 /**

@@ -11,7 +11,8 @@ import {
 } from '../constants.js';
 import { translate } from '../cpu.js';
 import { machine, ptePfn } from '../testing/helpers.js';
-import { pageVmaMappedCount, pageVmaMappedWalk, rmapLockOf, rmapVmas } from './rmap.js';
+import { pageVmaMappedCount, pageVmaMappedWalk } from './pvmw.js';
+import { rmapLockOf, rmapVmas } from './rmap.js';
 import { AnonVma, Inode, type Vma } from './types.js';
 
 const RW = PROT_READ | PROT_WRITE;

@@ -27,7 +27,6 @@ import {
   entryNone,
   entryPfn,
   entryPresent,
-  isDevicePrivateType,
   isMigrationType,
   mkHi,
   mkLo,
@@ -53,6 +52,7 @@ import { splitHugePmdLocked } from './huge.js';
 import { assertPtlHeld, pmdLock, pteLock, ptlUnlock } from './locking.js';
 import { withInvalidationNoWait } from './notifier.js';
 import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo, ptSet } from './pgtable.js';
+import { PageVmaMappedWalk } from './pvmw.js';
 import {
   type AnonVma,
   type Inode,
@@ -64,17 +64,6 @@ import {
   VM_WRITE,
   type Vma,
 } from './types.js';
-
-/** A place where a folio is mapped, as page_vma_mapped_walk() reports it. */
-export type MappedAt =
-  | { readonly level: 'pmd'; readonly vma: Vma; readonly pmdT: number; readonly addr: number }
-  | {
-      readonly level: 'pte';
-      readonly vma: Vma;
-      readonly pteT: number;
-      readonly addr: number;
-      readonly pfn: number;
-    };
 
 /**
  * Models rmap_walk() (mm/rmap.c): the VMAs that may map the folio (its anon_vma's VMAs or its
@@ -117,106 +106,6 @@ export function* rmapLockRead(core: Core, head: number, site: string): KGen<RwSe
 /** Releases what {@link rmapLockRead} took. */
 export function rmapUnlockRead(core: Core, l: RwSem | null, site: string): void {
   l?.upRead(core.sched, site);
-}
-
-/**
- * Models page_vma_mapped_walk() over [pfn, pfn + nr) in one VMA whose first page would be at
- * `addr`: reports a PMD-level mapping of the whole folio, or each PTE mapping one of the pages.
- * With `migration` only migration entries match (PVMW_MIGRATION); otherwise present pages,
- * device-private and device-exclusive entries match (never migration entries).
- */
-export function pageVmaMappedWalk(
-  core: Core,
-  vma: Vma,
-  pfn: number,
-  nr: number,
-  addr: number,
-  migration: boolean,
-): MappedAt[] {
-  const out: MappedAt[] = [];
-  mappedWalk(core, vma, pfn, nr, addr, migration, out, Number.POSITIVE_INFINITY);
-  return out;
-}
-
-/**
- * {@link pageVmaMappedWalk} that only counts the mappings, stopping at `limit` (the callers that
- * ask "how many" or "any": no object per mapping).
- */
-export function pageVmaMappedCount(
-  core: Core,
-  vma: Vma,
-  pfn: number,
-  nr: number,
-  addr: number,
-  migration: boolean,
-  limit = Number.POSITIVE_INFINITY,
-): number {
-  return mappedWalk(core, vma, pfn, nr, addr, migration, null, limit);
-}
-
-/** The walk of {@link pageVmaMappedWalk}: counts the matches (up to limit), pushing them when `out` is given. */
-function mappedWalk(
-  core: Core,
-  vma: Vma,
-  pfn: number,
-  nr: number,
-  addr: number,
-  migration: boolean,
-  out: MappedAt[] | null,
-  limit: number,
-): number {
-  let count = 0;
-  const mm = vma.mm;
-  const start = Math.max(addr, vma.start);
-  const end = Math.min(addr + nr * PAGE_SIZE, vma.end);
-  for (let a = start; a < end && count < limit; ) {
-    const next = Math.min(end, (Math.floor(a / PMD_SIZE) + 1) * PMD_SIZE);
-    const pmdT = pmdTableOf(core, mm, a, false);
-    if (pmdT < 0) {
-      a = next;
-      continue;
-    }
-    const mi = pmdIndex(a);
-    const lo = ptLo(core, pmdT, mi);
-    const hi = ptHi(core, pmdT, mi);
-    if (entryNone(lo, hi)) {
-      a = next;
-      continue;
-    }
-    if (!entryPresent(lo) || entryHuge(lo)) {
-      const p = entryPfn(lo, hi);
-      const isMig = !entryPresent(lo) && isMigrationType(swpType(lo));
-      const isDev = !entryPresent(lo) && isDevicePrivateType(swpType(lo));
-      const matches = migration ? isMig : entryPresent(lo) || isDev;
-      // PMD entries carry the head pfn; the walk's range must overlap it (Wei Yang's check).
-      if (matches && p <= pfn + nr - 1 && p + HPAGE_PMD_NR > pfn) {
-        count++;
-        out?.push({ level: 'pmd', vma, pmdT, addr: Math.floor(a / PMD_SIZE) * PMD_SIZE });
-      }
-      a = next;
-      continue;
-    }
-    const pteT = entryPfn(lo, hi);
-    for (; a < next && count < limit; a += PAGE_SIZE) {
-      const i = pteIndex(a);
-      const plo = ptLo(core, pteT, i);
-      const phi = ptHi(core, pteT, i);
-      if (entryNone(plo, phi)) continue;
-      const p = entryPfn(plo, phi);
-      if (p < pfn || p >= pfn + nr) continue;
-      let ok: boolean;
-      if (entryPresent(plo)) ok = !migration && !(plo & _PAGE_SPECIAL);
-      else {
-        const t = swpType(plo);
-        ok = migration ? isMigrationType(t) : isDevicePrivateType(t) || t === SWP_DEVICE_EXCLUSIVE;
-      }
-      if (ok) {
-        count++;
-        out?.push({ level: 'pte', vma, pteT, addr: a, pfn: p });
-      }
-    }
-  }
-  return count;
 }
 
 /**
@@ -434,20 +323,21 @@ function tryToMigrateOne(
   flags: number,
 ): boolean {
   const m = core.map;
-  for (const h of pageVmaMappedWalk(core, vma, head, nr, addr, false)) {
-    if (h.level === 'pmd') {
-      const ptl = pmdLock(core, h.pmdT, 'try_to_migrate_one');
+  const pvmw = new PageVmaMappedWalk(core, vma, head, nr, addr, false);
+  while (pvmw.walk()) {
+    if (!pvmw.pte) {
+      const ptl = pmdLock(core, pvmw.pmdT, 'try_to_migrate_one');
       try {
         if (flags & TTU_SPLIT_HUGE_PMD) {
           if (m.flags[head] & PG_anon_exclusive && folioMaybeDmaPinned(core, head)) return true;
-          splitHugePmdLocked(core, vma, h.pmdT, h.addr, true);
-        } else if (setPmdMigrationEntry(core, vma, h.pmdT, h.addr) < 0) return true;
+          splitHugePmdLocked(core, vma, pvmw.pmdT, pvmw.address, true);
+        } else if (setPmdMigrationEntry(core, vma, pvmw.pmdT, pvmw.address) < 0) return true;
       } finally {
         ptlUnlock(core, ptl, 'try_to_migrate_one');
       }
     } else {
-      const ptl = pteLock(core, h.pteT, 'try_to_migrate_one');
-      const ok = setPteMigrationEntry(core, vma, h.pteT, h.addr);
+      const ptl = pteLock(core, pvmw.pteT, 'try_to_migrate_one');
+      const ok = setPteMigrationEntry(core, vma, pvmw.pteT, pvmw.address);
       ptlUnlock(core, ptl, 'try_to_migrate_one');
       if (!ok) return true;
     }
@@ -552,11 +442,11 @@ function removeMigrationPtesLocked(
   const dstDevice = folioIsDevicePrivate(core, dst);
   const dstAnon = (m.flags[dst] & PG_anon) !== 0;
   for (const { vma, addr } of rmapVmas(core, dst)) {
-    const hits = pageVmaMappedWalk(core, vma, src, nr, addr, true);
+    const pvmw = new PageVmaMappedWalk(core, vma, src, nr, addr, true);
     // mk_pte(new, vma->vm_page_prot): a PROT_NONE VMA gets inaccessible (protnone) entries.
     const protnone = (vma.flags & (VM_READ | VM_WRITE | VM_EXEC)) === 0;
-    for (const h of hits) {
-      if (h.level === 'pmd') {
+    while (pvmw.walk()) {
+      if (!pvmw.pte) {
         // remove_migration_pte(): VM_BUG_ON_FOLIO(!folio_test_pmd_mappable(folio)).
         folioBugOn(
           core,
@@ -564,8 +454,8 @@ function removeMigrationPtesLocked(
           dst,
           'remove_migration_pmd: destination is not PMD-mappable',
         );
-        const mi = pmdIndex(h.addr);
-        const lo = ptLo(core, h.pmdT, mi);
+        const mi = pmdIndex(pvmw.address);
+        const lo = ptLo(core, pvmw.pmdT, mi);
         const type = swpType(lo);
         let write = type === SWP_MIGRATION_WRITE;
         const exclusive = dstAnon && type !== SWP_MIGRATION_READ;
@@ -592,18 +482,30 @@ function removeMigrationPtesLocked(
           nlo = mkPmdLo(dst, write, dirty, (lo & SWP_MIG_YOUNG) !== 0, protnone);
           if (lo & _PAGE_SWP_SOFT_DIRTY) nlo = (nlo | _PAGE_SOFT_DIRTY) >>> 0;
         }
-        const ptl = pmdLock(core, h.pmdT, 'remove_migration_pmd');
+        const ptl = pmdLock(core, pvmw.pmdT, 'remove_migration_pmd');
         folioGet(core, dst);
         folioAddRmapPmd(core, dst, exclusive);
-        ptSet(core, h.pmdT, mi, nlo, mkHi(dst));
+        ptSet(core, pvmw.pmdT, mi, nlo, mkHi(dst));
         ptlUnlock(core, ptl, 'remove_migration_pmd');
         continue;
       }
-      if (h.pfn - src >= dstNr) continue;
-      if (mapUnusedToZeropage && tryToMapUnusedToZeropage(core, vma, h.pteT, h.addr, dst + (h.pfn - src)))
+      if (pvmw.pfn - src >= dstNr) continue;
+      if (
+        mapUnusedToZeropage &&
+        tryToMapUnusedToZeropage(core, vma, pvmw.pteT, pvmw.address, dst + (pvmw.pfn - src))
+      )
         continue;
-      const lo = ptLo(core, h.pteT, pteIndex(h.addr));
-      removeMigrationPte(core, h.pteT, h.addr, lo, dst + (h.pfn - src), dstDevice, dstAnon, protnone);
+      const lo = ptLo(core, pvmw.pteT, pteIndex(pvmw.address));
+      removeMigrationPte(
+        core,
+        pvmw.pteT,
+        pvmw.address,
+        lo,
+        dst + (pvmw.pfn - src),
+        dstDevice,
+        dstAnon,
+        protnone,
+      );
     }
   }
 }

@@ -62,7 +62,8 @@ import { pmdIsHuge, splitHugePmdLocked, zapDepositedTable } from './huge.js';
 import { pmdLock, pteLock, ptlUnlock } from './locking.js';
 import { withInvalidationSync } from './notifier.js';
 import { pmdIndex, pteIndex, ptHi, ptLo, ptSet } from './pgtable.js';
-import { pageVmaMappedWalk, rmapLockRead, rmapUnlockRead, rmapVmas, TTU_SPLIT_HUGE_PMD } from './rmap.js';
+import { PageVmaMappedWalk } from './pvmw.js';
+import { rmapLockRead, rmapUnlockRead, rmapVmas, TTU_SPLIT_HUGE_PMD } from './rmap.js';
 import { splitFolioMapped } from './split.js';
 import { swapWriteout } from './swap-state.js';
 import {
@@ -134,18 +135,18 @@ function tryToUnmapOne(core: Core, vma: Vma, head: number, addr: number, flagsAr
   const m = core.map;
   const nr = m.folioNrPages(head);
   let flags = flagsArg;
-  let hits = pageVmaMappedWalk(core, vma, head, nr, addr, false);
-  for (let h = 0; h < hits.length; h++) {
-    const at = hits[h];
+  const pvmw = new PageVmaMappedWalk(core, vma, head, nr, addr, false);
+  while (pvmw.walk()) {
     // The folio is in an mlock()ed VMA: it must not be swapped out.
     if (!(flags & TTU_IGNORE_MLOCK) && vma.flags & VM_LOCKED) return true;
-    if (at.level === 'pmd') {
-      const ptl = pmdLock(core, at.pmdT, 'try_to_unmap_one');
+    if (!pvmw.pte) {
+      const pmdT = pvmw.pmdT;
+      const haddr = pvmw.address;
+      const ptl = pmdLock(core, pmdT, 'try_to_unmap_one');
       try {
-        if (!pmdIsHuge(ptLo(core, at.pmdT, pmdIndex(at.addr)), ptHi(core, at.pmdT, pmdIndex(at.addr))))
-          continue;
+        if (!pmdIsHuge(ptLo(core, pmdT, pmdIndex(haddr)), ptHi(core, pmdT, pmdIndex(haddr)))) continue;
         if (m.flags[head] & PG_anon && !(m.flags[head] & PG_swapbacked)) {
-          if (discardAnonFolioPmdLocked(core, vma, at.pmdT, at.addr, head)) continue;
+          if (discardAnonFolioPmdLocked(core, vma, pmdT, haddr, head)) continue;
           return true;
         }
         if (!(flags & TTU_SPLIT_HUGE_PMD))
@@ -154,18 +155,17 @@ function tryToUnmapOne(core: Core, vma: Vma, head: number, addr: number, flagsAr
             'VM_BUG_ON_FOLIO(!pvmw.pte, folio): PMD-mapped THP without TTU_SPLIT_HUGE_PMD',
             [],
           );
-        splitHugePmdLocked(core, vma, at.pmdT, at.addr, false);
+        splitHugePmdLocked(core, vma, pmdT, haddr, false);
       } finally {
         ptlUnlock(core, ptl, 'try_to_unmap_one');
       }
       // page_vma_mapped_walk_restart(): walk again to process the PTE-mapped THP.
       flags &= ~TTU_SPLIT_HUGE_PMD;
-      hits = pageVmaMappedWalk(core, vma, head, nr, addr, false);
-      h = -1;
+      pvmw.restart();
       continue;
     }
-    const ptl = pteLock(core, at.pteT, 'try_to_unmap_one');
-    const stop = unmapPte(core, vma, head, at.pteT, at.addr, at.pfn);
+    const ptl = pteLock(core, pvmw.pteT, 'try_to_unmap_one');
+    const stop = unmapPte(core, vma, head, pvmw.pteT, pvmw.address, pvmw.pfn);
     ptlUnlock(core, ptl, 'try_to_unmap_one');
     if (stop) return true;
     if (!folioMapped(core, head)) break;

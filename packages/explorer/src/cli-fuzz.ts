@@ -46,11 +46,18 @@ const HELP = `usage: pnpm fuzz [--seed N] [--ops N] [--ops-per-run N] [--process
 --mthp:     an mTHP machine (model extension): anonymous mTHP sizes enabled, dmirror devices
             that allocate and migrate folios of mTHP orders, and their operations in the mix`;
 
-function line(s: CampaignStats): string {
+/**
+ * A progress line. `recent`: the rate since the previous line (ops/s), shown beside the overall
+ * rate: the first seconds of a campaign run before V8 has optimised the model (a fresh process
+ * does its first thousand operations about 8 times slower than later ones), so the recent rate is
+ * the steady one.
+ */
+function line(s: CampaignStats, recent?: number): string {
   const rate = s.elapsedMs > 0 ? Math.round((s.ops * 1000) / s.elapsedMs) : 0;
   const kinds = Object.keys(s.kinds).length;
   const entries = Object.keys(s.entries).length;
-  return `fuzz: ${s.ops} ops, ${s.schedules} schedules, ${rate} ops/s, ${kinds} op kinds, ${entries} entry kinds, ${s.sites.size} preemption sites, ${s.checks} full checks`;
+  const now = recent === undefined ? '' : ` (${recent} ops/s since the last line)`;
+  return `fuzz: ${s.ops} ops, ${s.schedules} schedules, ${rate} ops/s${now}, ${kinds} op kinds, ${entries} entry kinds, ${s.sites.size} preemption sites, ${s.checks} full checks`;
 }
 
 /** The campaign stats of several workers together (elapsed: the wall-clock time so far). */
@@ -103,12 +110,16 @@ async function main(argv: readonly string[]): Promise<number> {
   const per = Math.ceil(totalOps / workers);
   const latest: WorkerResult[] = [];
   const pool: Worker[] = [];
-  let printed = 0;
+  let printed = t0;
+  let printedOps = 0;
   const progressLine = () => {
-    if (o.quiet || performance.now() - printed < 2000) return;
-    printed = performance.now();
-    const agg = aggregate(latest.filter(Boolean), performance.now() - t0);
-    process.stderr.write(`${line(agg)}${workers > 1 ? ` (${workers} workers)` : ''}\n`);
+    const now = performance.now();
+    if (o.quiet || now - printed < 2000) return;
+    const agg = aggregate(latest.filter(Boolean), now - t0);
+    const recent = Math.round(((agg.ops - printedOps) * 1000) / (now - printed));
+    printed = now;
+    printedOps = agg.ops;
+    process.stderr.write(`${line(agg, recent)}${workers > 1 ? ` (${workers} workers)` : ''}\n`);
   };
   tuneWorkerHeap();
   const results = await new Promise<WorkerResult[]>((resolve, reject) => {

@@ -4,6 +4,7 @@
  * Each handler re-checks the PMD under the PMD lock against what the lockless read saw
  * (pmd_same()), as the kernel does: a PMD that changed in between makes the fault retry.
  */
+
 import { HPAGE_PMD_NR, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_SIZE } from '../constants.js';
 import {
   type Core,
@@ -16,6 +17,7 @@ import {
   type VmFault,
 } from '../core.js';
 import { allocFolio, folioAddNewAnonRmap, folioGet, folioPut, folioTrylock, folioUnlock } from '../folio.js';
+import { KernelBug } from '../kernel-bug.js';
 import {
   _PAGE_ACCESSED,
   _PAGE_DIRTY,
@@ -239,15 +241,24 @@ export function* deviceFault(
   if (core.sched.preempt(`${site}: device folio locked, migrate_to_ram not called yet`)) yield RESCHED;
   core.vmstat.device_private_faults++;
   const vmf: VmFault = { vma, address: addr - (addr % PAGE_SIZE), page: pfn, flags, pte };
-  try {
-    return yield* pgmap.ops.migrateToRam(vmf);
-  } finally {
-    // The folio may have been split inside: the lock and reference now belong to the folio
-    // that contains the faulting page.
+  // The folio may have been split inside: the lock and reference now belong to the folio that
+  // contains the faulting page.
+  const release = () => {
     const now = m.head[vmf.page];
     folioUnlock(core, now);
     folioPut(core, now);
+  };
+  let ret: number;
+  try {
+    ret = yield* pgmap.ops.migrateToRam(vmf);
+  } catch (e) {
+    // A modelled oops inside ->migrate_to_ram() ends the task there: the unlock_page() and
+    // put_page() after it never run (and must not bury the oops under a second report).
+    if (!(e instanceof KernelBug)) release();
+    throw e;
   }
+  release();
+  return ret;
 }
 
 /** What hugetlb_wp() found under the PMD lock when it must copy: the entry it saw. */

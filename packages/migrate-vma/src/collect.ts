@@ -101,7 +101,9 @@ function collectHole(mig: MigrateVma, vma: Vma, start: number, end: number): voi
  * already dropped); afterwards exactly the fault page's folio (if any) is locked and holds the
  * fault handler's reference. `pinned`: the caller already took the reference under the PTE lock
  * (the fix of bug F28); without it, the reference is taken only here, after the window in which
- * the folio may have been freed.
+ * the folio may have been freed. Finding K15: when the fault page's mapping is zapped in the
+ * same window, split_folio() frees the fault page's new folio and v6.19's folio_get() on it
+ * resurrects a free folio.
  */
 function* splitFolioForCollect(core: Core, folio: number, faultPage: number, pinned: boolean): KGen<number> {
   const m = core.map;
@@ -118,7 +120,11 @@ function* splitFolioForCollect(core: Core, folio: number, faultPage: number, pin
     }
     yield* folioLockWait(core, folio, 'migrate_vma_split_folio');
   } else if (pinned) folioPut(core, folio);
-  const ret = yield* splitFolioMapped(core, folio, folio);
+  // Fix K15 (README, Findings): split_huge_page(fault_page), so that the split itself leaves the
+  // fault page's new folio locked and holding the fault handler's reference.
+  const splitAtFault = folio === faultFolio && core.fixed('K15');
+  const ret = yield* splitFolioMapped(core, folio, splitAtFault ? faultPage : folio);
+  if (splitAtFault) return ret;
   if (ret) {
     if (folio !== faultFolio) {
       folioUnlock(core, folio);
@@ -132,6 +138,16 @@ function* splitFolioForCollect(core: Core, folio: number, faultPage: number, pin
     folioPut(core, folio);
   } else if (folio !== newFault) {
     if (newFault !== faultFolio) {
+      // Finding K15: the split freed the fault page's new folio when nothing mapped the fault
+      // page any more (its PTE zapped after the walk dropped the PTE lock).
+      if (m.refcount[newFault] === 0)
+        throw new KernelBug(
+          'migrate_vma_split_folio',
+          'VM_BUG_ON_FOLIO(folio_ref_zero_or_close_to_overflow(folio)) in folio_get()',
+          [
+            `  the fault page 0x${faultPage.toString(16)}'s folio was freed by split_folio(): its mapping was zapped after the PTE lock was dropped`,
+          ],
+        );
       folioGet(core, newFault);
       yield* folioLockWait(core, newFault, 'migrate_vma_split_folio');
     }

@@ -118,6 +118,13 @@ export const MODEL_FIXES: readonly ModelFixSwitch[] = [
     title:
       "a long-term pin (check_and_migrate_movable_folios()) of a large device-coherent folio reaches migrate_device_coherent_folio(), which handles small folios only: WARN_ON_ONCE(folio_test_large()), then the head slot alone fails to migrate and the pin fails. Latent in v6.19 (test_hmm gives coherent devices small pages only); reached by the model's mTHP extension; fixed: migrate the folio whole to a system folio of its order (MIGRATE_PFN_COMPOUND), -EBUSY when none can be allocated",
   },
+  {
+    id: 'K15',
+    fn: 'migrate_vma_split_folio',
+    pkg: 'migrate-vma',
+    title:
+      "split_folio() leaves the split folio's first piece with the fault handler's reference, and migrate_vma_split_folio() then folio_get()s the fault page's new folio; if the fault page was unmapped (MADV_DONTNEED by another thread) after migrate_vma_collect_pmd() dropped the PTE lock, the split freed that folio: folio_get() on a free folio (VM_BUG_ON with DEBUG_VM), then do_swap_page()'s put_page() frees it again (a device page freed twice). Fixed: split at the fault page (split_huge_page(fault_page)), which hands the reference and lock to its folio",
+  },
 ];
 
 /** Model-only: an unknown fix id (a one-line message listing the known ids). */

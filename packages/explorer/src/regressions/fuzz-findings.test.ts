@@ -74,6 +74,17 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
       expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
   });
 
+  it('K15: with the fix off the fault page’s folio, freed by the split, is folio_get()-ed (VM_BUG_ON); with every fix on the run is clean', () => {
+    const { sc, schedule, fixes } = load('./k15-split-frees-fault-folio.hmm');
+    expect(fixes).not.toContain('K15');
+    const r = runScenario(sc, { schedule, fixes });
+    expect(r.finding?.message).toMatch(
+      /^kernel VM_BUG_ON \(modelled\): VM_BUG_ON_FOLIO\(folio_ref_zero_or_close_to_overflow\(folio\)\) in folio_get\(\) in migrate_vma_split_folio/,
+    );
+    for (const s of [schedule, ...OTHER])
+      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+  });
+
   it('fork() gives the child’s copy of a pinned page the VMA’s protection (a PROT_NONE VMA stays inaccessible; clean under its trace and others)', () => {
     expectClean('./pinned-fork-protnone.hmm');
   });

@@ -97,6 +97,20 @@ function collectHole(mig: MigrateVma, vma: Vma, start: number, end: number): voi
 }
 
 /**
+ * folio_get() in migrate_vma_split_folio(), with its VM_BUG_ON_FOLIO(folio_ref_zero_or_close_to_overflow())
+ * (CONFIG_DEBUG_VM): the folio must not be free. `why` says how it came to be (bug F28, finding K15).
+ */
+function splitFolioGet(core: Core, folio: number, why: string): void {
+  if (core.map.refcount[folio] === 0)
+    throw new KernelBug(
+      'migrate_vma_split_folio',
+      'VM_BUG_ON_FOLIO(folio_ref_zero_or_close_to_overflow(folio)) in folio_get()',
+      [`  ${why}`],
+    );
+  folioGet(core, folio);
+}
+
+/**
  * Models migrate_vma_split_folio(): split a PTE-mapped large folio met by the walk (the PTE lock
  * already dropped); afterwards exactly the fault page's folio (if any) is locked and holds the
  * fault handler's reference. `pinned`: the caller already took the reference under the PTE lock
@@ -109,15 +123,8 @@ function* splitFolioForCollect(core: Core, folio: number, faultPage: number, pin
   const m = core.map;
   const faultFolio = faultPage >= 0 ? m.head[faultPage] : -1;
   if (folio !== faultFolio) {
-    if (!pinned) {
-      if (m.refcount[folio] === 0)
-        throw new KernelBug(
-          'migrate_vma_split_folio',
-          'VM_BUG_ON_FOLIO(folio_ref_zero_or_close_to_overflow(folio)) in folio_get()',
-          [`  folio 0x${folio.toString(16)} was freed after the PTE lock was dropped`],
-        );
-      folioGet(core, folio);
-    }
+    if (!pinned)
+      splitFolioGet(core, folio, `folio 0x${folio.toString(16)} was freed after the PTE lock was dropped`);
     yield* folioLockWait(core, folio, 'migrate_vma_split_folio');
   } else if (pinned) folioPut(core, folio);
   // Fix K15 (README, Findings): split_huge_page(fault_page), so that the split itself leaves the
@@ -140,15 +147,11 @@ function* splitFolioForCollect(core: Core, folio: number, faultPage: number, pin
     if (newFault !== faultFolio) {
       // Finding K15: the split freed the fault page's new folio when nothing mapped the fault
       // page any more (its PTE zapped after the walk dropped the PTE lock).
-      if (m.refcount[newFault] === 0)
-        throw new KernelBug(
-          'migrate_vma_split_folio',
-          'VM_BUG_ON_FOLIO(folio_ref_zero_or_close_to_overflow(folio)) in folio_get()',
-          [
-            `  the fault page 0x${faultPage.toString(16)}'s folio was freed by split_folio(): its mapping was zapped after the PTE lock was dropped`,
-          ],
-        );
-      folioGet(core, newFault);
+      splitFolioGet(
+        core,
+        newFault,
+        `the fault page 0x${faultPage.toString(16)}'s folio was freed by split_folio(): its mapping was zapped after the PTE lock was dropped`,
+      );
       yield* folioLockWait(core, newFault, 'migrate_vma_split_folio');
     }
     folioUnlock(core, folio);

@@ -4,7 +4,6 @@
  * Each handler re-checks the PMD under the PMD lock against what the lockless read saw
  * (pmd_same()), as the kernel does: a PMD that changed in between makes the fault retry.
  */
-
 import { HPAGE_PMD_NR, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_SIZE } from '../constants.js';
 import {
   type Core,
@@ -241,24 +240,27 @@ export function* deviceFault(
   if (core.sched.preempt(`${site}: device folio locked, migrate_to_ram not called yet`)) yield RESCHED;
   core.vmstat.device_private_faults++;
   const vmf: VmFault = { vma, address: addr - (addr % PAGE_SIZE), page: pfn, flags, pte };
-  // The folio may have been split inside: the lock and reference now belong to the folio that
-  // contains the faulting page.
-  const release = () => {
-    const now = m.head[vmf.page];
-    folioUnlock(core, now);
-    folioPut(core, now);
-  };
   let ret: number;
   try {
     ret = yield* pgmap.ops.migrateToRam(vmf);
   } catch (e) {
     // A modelled oops inside ->migrate_to_ram() ends the task there: the unlock_page() and
     // put_page() after it never run (and must not bury the oops under a second report).
-    if (!(e instanceof KernelBug)) release();
+    if (!(e instanceof KernelBug)) unlockPutPage(core, vmf.page);
     throw e;
   }
-  release();
+  unlockPutPage(core, vmf.page);
   return ret;
+}
+
+/**
+ * do_swap_page()'s unlock_page(vmf->page); put_page(vmf->page): the folio may have been split
+ * inside ->migrate_to_ram(), so the lock and reference belong to the folio holding `page` now.
+ */
+function unlockPutPage(core: Core, page: number): void {
+  const now = core.map.head[page];
+  folioUnlock(core, now);
+  folioPut(core, now);
 }
 
 /** What hugetlb_wp() found under the PMD lock when it must copy: the entry it saw. */

@@ -3,7 +3,7 @@
  * `explore` commands) and as a vitest regression file that asserts the finding with the bug
  * switched on and a clean run on the fixed model.
  */
-import { describeOp } from './ops.js';
+import { describeOp } from './op.js';
 import type { Scenario } from './run.js';
 
 /** Model-only: what a written reproducer needs (a {@link Reproducer} is one). */
@@ -59,7 +59,7 @@ export function regressionTest(rep: ReproducerText, id: string, title: string): 
  * Written by \`pnpm run bugs --write\` from the explorer's minimal reproducer.
  */
 import { describe, expect, it } from 'vitest';
-import { parseOp } from '../ops.js';
+import { parseOp } from '../op.js';
 import { runScenario, type Scenario } from '../run.js';
 
 const text = ${scenarioLiteral(rep.scenario)};

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { campaign, formatEntryKinds } from './explore.js';
-import { parseOp } from './ops.js';
+import { parseOp } from './op.js';
 import { runScenario, type Scenario } from './run.js';
 
 function scenario(prelude: string[], ops: string[]): Scenario {

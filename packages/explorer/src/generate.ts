@@ -31,7 +31,7 @@ import {
   PROT_WRITE,
   Rng,
 } from '@hmm-model/mm-core';
-import { DM_CMDS, type Op, type OpKind } from './ops.js';
+import { DM_CMDS, type Op, type OpKind } from './op.js';
 import type { Scenario } from './run.js';
 import { NDEVICES, NREGIONS, REGION_MAX_PAGES } from './world.js';
 

@@ -7,6 +7,7 @@ export * from './args.js';
 export * from './emit.js';
 export * from './explore.js';
 export * from './generate.js';
+export * from './op.js';
 export * from './ops.js';
 export * from './oracle.js';
 export * from './reproducer.js';

@@ -7,7 +7,7 @@ import { RAM_START_PFN } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
 import { shellScript } from './emit.js';
 import { generateScenario } from './generate.js';
-import { DM_CMDS, describeOp, OpSyntaxError, parseOp } from './ops.js';
+import { DM_CMDS, describeOp, OpSyntaxError, parseOp } from './op.js';
 import { parseReproducer } from './reproducer.js';
 import { runScenario } from './run.js';
 import { MTHP_ANON_SIZES, MTHP_DEVICE_ORDERS, World } from './world.js';

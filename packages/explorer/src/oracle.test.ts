@@ -1,6 +1,6 @@
 import { MADV_COLD, MADV_DONTNEED, MADV_FREE, PAGE_SIZE, PROT_READ, PROT_WRITE } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
-import { newOutcome, type Op, type OpOutcome, patternWords } from './ops.js';
+import { newOutcome, type Op, type OpOutcome, patternWords } from './op.js';
 import { Oracle } from './oracle.js';
 import { regionAddr } from './world.js';
 

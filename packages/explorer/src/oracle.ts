@@ -23,7 +23,7 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from '@hmm-model/mm-core';
-import { DM_CMDS, GPU_CMDS, type Op, type OpOutcome } from './ops.js';
+import { DM_CMDS, GPU_CMDS, type Op, type OpOutcome } from './op.js';
 import { NREGIONS, regionAddr } from './world.js';
 
 /** First vpn the oracle tracks (region 0, page 0). */

@@ -1,6 +1,6 @@
 import { EINVAL, ENOENT, walkPfn } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
-import { describeOp, parseOp } from './ops.js';
+import { describeOp, parseOp } from './op.js';
 import { runScenario, type Scenario } from './run.js';
 import { ALL_FIXES, regionAddr } from './world.js';
 

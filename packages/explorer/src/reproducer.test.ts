@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { shellScript } from './emit.js';
 import { generateScenario } from './generate.js';
-import { describeOp, OpSyntaxError } from './ops.js';
+import { describeOp, OpSyntaxError } from './op.js';
 import { parseReproducer } from './reproducer.js';
 import { ALL_FIXES } from './world.js';
 

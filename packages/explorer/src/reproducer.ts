@@ -3,7 +3,7 @@
  * `explore` lines) is also the regression tests' data: the scenario, the pinned schedule and the
  * bug and fix switches of the run.
  */
-import { parseOp } from './ops.js';
+import { parseOp } from './op.js';
 import type { Scenario } from './run.js';
 import { ALL_FIXES } from './world.js';
 

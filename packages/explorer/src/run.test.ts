@@ -1,7 +1,7 @@
 import { KernelBug, ScheduleSyntaxError } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
 import { generateScenario } from './generate.js';
-import { parseOp } from './ops.js';
+import { parseOp } from './op.js';
 import { runScenario, type Scenario } from './run.js';
 
 const small = (seed: number) => generateScenario(seed, { ops: 30 });

@@ -18,7 +18,8 @@ import {
   waitEvent,
   XLATE_OOM,
 } from '@hmm-model/mm-core';
-import { describeOp, execOp, newOutcome, type Op } from './ops.js';
+import { describeOp, newOutcome, type Op } from './op.js';
+import { execOp } from './ops.js';
 import { Oracle } from './oracle.js';
 import { checkDriverCounters, checkRangeQuiescent } from './touched.js';
 import { type ProcSlot, regionAddr, World, type WorldOptions } from './world.js';

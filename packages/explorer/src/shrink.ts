@@ -5,7 +5,7 @@
  * smaller (fewer pages). The result carries the exact trace that replays it.
  */
 import type { Finding } from '@hmm-model/mm-core';
-import type { Op } from './ops.js';
+import type { Op } from './op.js';
 import { findingKey, type RunResult, runScenario, type Scenario } from './run.js';
 
 /** Model-only: a minimal failing run. */

@@ -1,7 +1,7 @@
 import { walkPfn } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
 import { generateScenario } from './generate.js';
-import { describeOp, type Op, OpSyntaxError, parseOp } from './ops.js';
+import { describeOp, type Op, OpSyntaxError, parseOp } from './op.js';
 import { runScenario, type Scenario } from './run.js';
 import { regionAddr, type World } from './world.js';
 

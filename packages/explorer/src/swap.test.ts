@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { generateScenario } from './generate.js';
-import { describeOp, type Op, parseOp } from './ops.js';
+import { describeOp, type Op, parseOp } from './op.js';
 import { runScenario, type Scenario } from './run.js';
 
 const P = (lines: readonly string[]): Op[] => lines.map(parseOp);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { generateScenario } from './generate.js';
-import { describeOp, OpSyntaxError, parseOp } from './ops.js';
+import { describeOp, OpSyntaxError, parseOp } from './op.js';
 
 describe('operation text form', () => {
   it('parseOp(describeOp(op)) gives the op back for every generated kind', () => {

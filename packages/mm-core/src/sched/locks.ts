@@ -424,12 +424,14 @@ export function* waitEvent(
 /**
  * Models a busy retry (cpu_relax() in a loop, a fault returning 0 so the access repeats): a path
  * that found something locked by another CPU and retries at once. The task spins until the
- * holder (when the caller knows it, e.g. a folio lock's owner) or else some other task has run a
- * step: the holder lives on another CPU and keeps running while this one spins. Without this, a
- * strict-priority schedule (PCT) would let the spinner starve the holder, which real CPUs do not;
- * and waiting only for "another task" lets a third task's steps stand in for the holder's, so a
- * low-priority holder may still never run between two tries. If no other task can run, the
- * spinner retries at once.
+ * holder (when the caller knows it, e.g. a folio lock's owner) has run a step, or, with no holder
+ * known, until every other task that could run has run a step (or stopped being able to): each
+ * task is a CPU of its own, and all the other CPUs keep running while this one spins. Without
+ * this, a strict-priority schedule (PCT) would let the spinner starve the holder, which real CPUs
+ * do not. Waiting only for "some other task" let a third task's steps stand in for the unknown
+ * holder's, so two tasks retrying against each other could starve a low-priority third that the
+ * retry waited for (found by pnpm fuzz --strategy pct: try_to_unuse() retrying against an exiting
+ * mm's zap). If no other task can run, the spinner retries at once.
  */
 export function* spinRetry(sched: Scheduler, site: string, holder: Task | null = null): KGen {
   const me = sched.current;
@@ -438,7 +440,7 @@ export function* spinRetry(sched: Scheduler, site: string, holder: Task | null =
     sched,
     me,
     h,
-    `${site} (spinning until ${h ? h.name : 'another CPU'} makes progress)`,
+    `${site} (spinning until ${h ? h.name : 'the other CPUs'} make${h ? 's' : ''} progress)`,
   );
   yield c;
 }
@@ -489,26 +491,44 @@ class RwSemWait implements WaitCond {
 
 /**
  * Models a busy retry's wait (see spinRetry()): ready once the holder has run a step (or ended),
- * or with no holder known, once another task has run a step.
+ * or with no holder known, once every other task that could run when the spin began has run a
+ * step since, ended, or is blocked (a task blocked on a lock that is free again still counts as
+ * able to run: it is woken and must step first).
  */
 class SpinWait implements WaitCond {
   readonly sleeping = false;
   readonly retry = true;
   private readonly mark: number;
-  private readonly mine: number;
+  /** With no holder: the other live tasks and their step counts when the spin began. */
+  private readonly others: Task[] = [];
+  private readonly marks: number[] = [];
   constructor(
-    private readonly sched: Scheduler,
-    private readonly me: Task,
+    sched: Scheduler,
+    me: Task,
     private readonly holder: Task | null,
     readonly what: string,
   ) {
-    this.mark = holder ? holder.steps : sched.steps;
-    this.mine = me.steps;
+    this.mark = holder ? holder.steps : 0;
+    if (!holder)
+      for (const t of sched.tasks)
+        if (t !== me) {
+          this.others.push(t);
+          this.marks.push(t.steps);
+        }
   }
   ready(): boolean {
     const h = this.holder;
     if (h) return h.steps > this.mark || h.state === 'done';
-    return this.sched.steps - this.mark > this.me.steps - this.mine;
+    const others = this.others;
+    for (let i = 0; i < others.length; i++) {
+      const t = others[i];
+      if (t.steps > this.marks[i] || t.state === 'done') continue;
+      // A blocked task holds nobody up unless its wait is over (a spinner's wait never counts:
+      // two spinners would otherwise each wait for the other).
+      if (t.state === 'blocked' && (t.wait === null || t.wait.retry || !t.wait.ready(t))) continue;
+      return false;
+    }
+    return true;
   }
   holders(): readonly Task[] {
     return this.holder ? [this.holder] : [];

@@ -7,6 +7,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { scheduleFor } from '../explore.js';
+import { generateScenario } from '../generate.js';
 import { parseReproducer } from '../reproducer.js';
 import { runScenario, type Scenario } from '../run.js';
 import { ALL_FIXES } from '../world.js';
@@ -103,6 +105,21 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
 
   it('a fault spinning on a device folio lock waits for the lock holder, not any task: no false livelock under PCT (clean under its trace and others)', () => {
     expectClean('./pct-spin-starvation.hmm');
+  });
+
+  it('swapoff retrying against an exiting mm no longer starves the zap it waits for under PCT (a false livelock)', () => {
+    // Not shrunk: every candidate that still fails spins for 500,000 steps, and the shrinker's
+    // budget left 800 of the 1,000 operations. The scenario is run 118 of worker 0 of `pnpm fuzz
+    // --strategy pct --depth 3 --seed 20261502`, made again by the generator.
+    const seed = 20261502;
+    const opts = { ops: 1000, procs: 3, threads: 2 };
+    const sc = { ...generateScenario((seed + 118 * 7919) >>> 0, opts), checkEvery: 1000 };
+    // What the finding needed: swapoff, a process that exits, and 1,000 operations over 6 threads.
+    expect(sc.ops.some((op) => op.k === 'swap' && op.b === 0)).toBe(true);
+    expect(sc.ops.some((op) => op.k === 'exit' || op.k === 'kill')).toBe(true);
+    const r = runScenario(sc, { schedule: scheduleFor('pct', seed, 118, 3) });
+    expect(r.finding?.message ?? null).toBeNull();
+    expect(r.opsDone).toBeGreaterThan(500);
   });
 
   it('the fixed dmirror chunk removal waits out a passing reference on a device page instead of leaving memunmap_pages() waiting forever (clean under its trace and others)', () => {

@@ -31,20 +31,26 @@ const SPECS: readonly OptSpec[] = [
   { name: 'check-every', value: 'int', min: 1 },
   { name: 'out', value: 'string' },
   { name: 'no-shrink', value: 'none' },
+  { name: 'shrink-time', value: 'duration' },
   { name: 'faithful', value: 'none' },
   { name: 'mthp', value: 'none' },
   { name: 'quiet', value: 'none' },
   { name: 'help', value: 'none' },
 ];
 
+/** How long the shrinker of a failing campaign may try candidates (--shrink-time). */
+const DEFAULT_SHRINK_MS = 10 * 60_000;
+
 const HELP = `usage: pnpm fuzz [--seed N] [--ops N] [--ops-per-run N] [--processes N] [--threads N]
                  [--strategy random|pct|exhaustive] [--depth D] [--preemptions K] [--time 5m]
                  [--workers N] [--bug ID ...] [--faithful] [--mthp] [--check-every N] [--out DIR]
-                 [--no-shrink] [--quiet]
+                 [--no-shrink] [--shrink-time 10m] [--quiet]
 --faithful: v6.19 exactly (the model's fix switches for its own kernel findings off; by default
             they are on, so that a campaign looks for new findings)
 --mthp:     an mTHP machine (model extension): anonymous mTHP sizes enabled, dmirror devices
-            that allocate and migrate folios of mTHP orders, and their operations in the mix`;
+            that allocate and migrate folios of mTHP orders, and their operations in the mix
+--shrink-time: how long the shrinker of a finding tries candidates (default 10m); a livelock's
+            candidates each spin to the livelock bound, so its shrink stops there, not minimal`;
 
 /**
  * A progress line. `recent`: the rate since the previous line (ops/s), shown beside the overall
@@ -188,14 +194,18 @@ async function main(argv: readonly string[]): Promise<number> {
       const rep = shrink(failure.scenario as Scenario, failure.schedule, first, {
         bugs,
         ...(fixes ? { fixes } : {}),
+        timeMs: (o['shrink-time'] as number | undefined) ?? DEFAULT_SHRINK_MS,
       });
       const dir = (o.out as string | undefined) ?? 'fuzz-findings';
       mkdirSync(dir, { recursive: true });
       const name = `fuzz-seed${seed}-${failure.key.replace(/[^a-z0-9_-]+/gi, '-')}`;
       writeFileSync(join(dir, `${name}.hmm`), shellScript(rep, name));
       writeFileSync(join(dir, `${name}.test.ts`), regressionTest(rep, name, failure.message.split('\n')[0]));
+      const size = rep.scenario.prelude.length + rep.scenario.ops.length;
       console.log(
-        `minimal reproducer (${rep.scenario.prelude.length + rep.scenario.ops.length} operations, ${rep.runs} runs to shrink):`,
+        rep.stopped
+          ? `reproducer (${size} operations; the shrink stopped at its ${rep.stopped === 'time' ? 'time limit (--shrink-time)' : 'run budget'} after ${rep.runs} runs, so it may not be minimal):`
+          : `minimal reproducer (${size} operations, ${rep.runs} runs to shrink):`,
       );
       console.log(`  ${join(dir, `${name}.hmm`)} (pnpm shell --script ${join(dir, `${name}.hmm`)})`);
       console.log(`  ${join(dir, `${name}.test.ts`)}`);

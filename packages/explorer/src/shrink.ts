@@ -20,6 +20,11 @@ export interface Reproducer {
   readonly fixes?: readonly string[];
   /** Runs tried while shrinking. */
   readonly runs: number;
+  /**
+   * Why the shrink stopped before it was done, if it did: its run budget or its time limit. The
+   * reproducer still fails the same way, but it may not be minimal.
+   */
+  readonly stopped?: 'runs' | 'time';
 }
 
 /** Options of {@link shrink}. */
@@ -28,8 +33,14 @@ export interface ShrinkOptions {
   readonly fixes?: readonly string[];
   /** Schedules tried per candidate besides the original (default 8). */
   readonly tries?: number;
-  /** Stop after this many runs (default 600). */
+  /** Stop after this many runs (default 1500). */
   readonly budget?: number;
+  /**
+   * Stop trying candidates after this many milliseconds (default: no limit). A run in flight is
+   * finished first; a livelock finding's candidates each spin to the livelock bound, so a shrink
+   * without a limit can take hours.
+   */
+  readonly timeMs?: number;
   readonly ramBytes?: number;
   /** Which findings count as the same failure (default: the same {@link findingKey}). */
   readonly accept?: (f: Finding) => boolean;
@@ -51,13 +62,22 @@ export function shrink(sc: Scenario, schedule: string, first: RunResult, opts: S
   const same = opts.accept ?? ((f: Finding) => findingKey(f) === key);
   let runs = 0;
   const budget = opts.budget ?? 1500;
+  const deadline = opts.timeMs === undefined ? Number.POSITIVE_INFINITY : performance.now() + opts.timeMs;
+  let stopped: 'runs' | 'time' | undefined;
+  /** Whether another candidate run may start (notes why not). */
+  const left = (): boolean => {
+    if (runs >= budget) stopped ??= 'runs';
+    else if (performance.now() >= deadline) stopped ??= 'time';
+    else return true;
+    return false;
+  };
   const tries = opts.tries ?? 8;
   let best: { sc: Scenario; schedule: string; res: RunResult } = { sc, schedule, res: first };
 
   let phaseTries = Math.min(1, tries);
   const attempt = (cand: Scenario): boolean => {
     for (const s of schedulesFor(schedule, runs + 1, phaseTries)) {
-      if (runs >= budget) return false;
+      if (!left()) return false;
       runs++;
       const res = runScenario(cand, {
         schedule: s,
@@ -93,7 +113,7 @@ export function shrink(sc: Scenario, schedule: string, first: RunResult, opts: S
   for (const key of [(op: Op) => `${op.p}.${op.t}`, (op: Op) => `${op.p}`]) {
     const groups = [...new Set(items.filter((x) => !x.pre).map((x) => key(x.op)))];
     for (const g of groups) {
-      if (runs >= budget) break;
+      if (!left()) break;
       const cand = items.filter((x) => x.pre || key(x.op) !== g);
       if (cand.length < items.length && attempt(build(cand))) items = all(best.sc);
     }
@@ -103,10 +123,10 @@ export function shrink(sc: Scenario, schedule: string, first: RunResult, opts: S
   for (const pass of [Math.min(1, tries), tries]) {
     phaseTries = pass;
     n = 2;
-    while (items.length >= 2 && runs < budget) {
+    while (items.length >= 2 && left()) {
       const chunk = Math.ceil(items.length / n);
       let reduced = false;
-      for (let i = 0; i < items.length && runs < budget; i += chunk) {
+      for (let i = 0; i < items.length && left(); i += chunk) {
         const cand = items.slice(0, i).concat(items.slice(i + chunk));
         if (cand.length && attempt(build(cand))) {
           items = all(best.sc);
@@ -122,7 +142,7 @@ export function shrink(sc: Scenario, schedule: string, first: RunResult, opts: S
     }
   }
   // Fewer pages per operation: halve n while the failure stays.
-  for (let i = 0; i < items.length && runs < budget; i++) {
+  for (let i = 0; i < items.length && left(); i++) {
     for (;;) {
       const it = items[i];
       const pages = it.op.n ?? 0;
@@ -141,5 +161,6 @@ export function shrink(sc: Scenario, schedule: string, first: RunResult, opts: S
     bugs: opts.bugs,
     ...(opts.fixes ? { fixes: opts.fixes } : {}),
     runs,
+    ...(stopped ? { stopped } : {}),
   };
 }

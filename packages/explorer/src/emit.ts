@@ -15,6 +15,8 @@ export interface ReproducerText {
   /** Fix switches of the run (undefined: the explorer's default, every one). */
   readonly fixes?: readonly string[];
   readonly finding: { readonly message: string };
+  /** Why the shrink stopped early, if it did (see Reproducer.stopped). */
+  readonly stopped?: 'runs' | 'time';
 }
 
 /** The shell script form of a reproducer. */
@@ -24,6 +26,9 @@ export function shellScript(rep: ReproducerText, title: string): string {
     `# hmm-model explorer reproducer: ${title}`,
     `# finding: ${rep.finding.message.split('\n')[0]}`,
     `# replay: pnpm shell --script <this file>`,
+    ...(rep.stopped
+      ? [`# not minimal: the shrink stopped at its ${rep.stopped === 'time' ? 'time limit' : 'run budget'}`]
+      : []),
     `explore machine procs=${sc.procs} threads=${sc.threads}${sc.checkEvery ? ` check-every=${sc.checkEvery}` : ''}${rep.bugs.length ? ` bugs=${rep.bugs.join(',')}` : ''}${rep.fixes ? ` fixes=${rep.fixes.join(',') || 'none'}` : ''}${sc.mthp ? ' mthp' : ''}`,
     ...sc.prelude.map((op) => `explore prelude ${describeOp(op)}`),
     ...sc.ops.map((op) => `explore op ${describeOp(op)}`),

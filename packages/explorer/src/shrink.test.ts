@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { shellScript } from './emit.js';
 import type { Op } from './op.js';
 import { parseReproducer } from './reproducer.js';
 import { runScenario, type Scenario } from './run.js';
@@ -42,6 +43,10 @@ describe('shrink()', () => {
     expect(rep.runs).toBe(0);
     expect(size(rep.scenario)).toBe(15);
     expect(rep.finding.message).toBe(first.finding?.message);
+    // The shell script says so in a comment, and still replays the whole scenario.
+    const text = shellScript(rep, 'unfinished');
+    expect(text).toContain('# not minimal: the shrink stopped at its time limit');
+    expect(size(parseReproducer(text).scenario)).toBe(15);
   });
 
   it('stops at its run budget, and says so', () => {

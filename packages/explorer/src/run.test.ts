@@ -1,5 +1,6 @@
 import { KernelBug, ScheduleSyntaxError } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
+import { scheduleFor } from './explore.js';
 import { generateScenario } from './generate.js';
 import { parseOp } from './op.js';
 import { runScenario, type Scenario } from './run.js';
@@ -11,6 +12,20 @@ function scenario(prelude: string[], ops: string[]): Scenario {
 }
 
 describe('explorer runs', () => {
+  it('a run of 10,000 operations is no livelock: each finished operation is progress, not only a thread that ends', () => {
+    // Run 3 of `pnpm fuzz --seed 20261204 --ops-per-run 10000`: its threads have about 1,700
+    // operations each, and it went 500,000 steps without a thread ending (a false livelock
+    // before every operation counted as progress).
+    const seed = 20261204;
+    const sc = {
+      ...generateScenario((seed + 3 * 7919) >>> 0, { ops: 10000, procs: 3, threads: 2 }),
+      checkEvery: 1000,
+    };
+    const r = runScenario(sc, { schedule: scheduleFor('random', seed, 3, 2) });
+    expect(r.finding?.message ?? null).toBeNull();
+    expect(r.steps).toBeGreaterThan(500_000);
+  });
+
   it('a generated scenario runs clean under the cooperative, random and PCT strategies', () => {
     for (const schedule of ['coop', 'random:seed=5,p=0.5', 'pct:seed=9,d=3,k=500']) {
       const r = runScenario(small(3), { schedule, checkEvery: 8 });

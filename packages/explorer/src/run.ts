@@ -323,6 +323,9 @@ class ScenarioRun {
       if (v.length) throw new Finding('invariant', `invariants violated after ${describeOp(op)}`, v);
     }
     const bad = oracle.end(rec, out, this.alive);
+    // An operation finished: progress for the livelock bound, which otherwise counts from the
+    // last thread that ended (a run of many operations per thread is no livelock).
+    this.sched.noteProgress();
     if (!out.skipped) {
       this.opsDone++;
       this.kinds[op.k] = (this.kinds[op.k] ?? 0) + 1;

@@ -376,7 +376,7 @@ describe('findings raised by the scheduler', () => {
     expect(f).toBeInstanceOf(LivelockFinding);
     const l = f as LivelockFinding;
     expect(l.category).toBe('livelock');
-    expect(l.summary).toBe('livelock: no task finished in 100 steps');
+    expect(l.summary).toBe('livelock: no task made progress in 100 steps');
     expect(l.details).toEqual(['  task 3 spinner: ready at hmm_range_fault: retry']);
     expect(spinner.steps).toBe(100);
   });
@@ -392,8 +392,32 @@ describe('findings raised by the scheduler', () => {
         })(),
       );
     expect(() => s.runAll()).toThrow(
-      /^no task finished in 50 steps\n {2}task 1 ping0: ready at ping\n {2}task 2 ping1: ready at ping$/,
+      /^no task made progress in 50 steps\n {2}task 1 ping0: ready at ping\n {2}task 2 ping1: ready at ping$/,
     );
+  });
+
+  it('noteProgress() restarts the count: tasks that note progress run past the bound until they end', () => {
+    const run = (note: boolean) => {
+      const s = new Scheduler(new RandomStrategy(7, 0.5));
+      s.maxStepsWithoutProgress = 50;
+      // Two tasks of 40 "operations" of 5 steps each: 400 steps before either ends.
+      const tasks = [0, 1].map((i) =>
+        s.spawn(
+          `worker${i}`,
+          (function* (): KGen<string> {
+            for (let op = 0; op < 40; op++) {
+              for (let k = 0; k < 5; k++) yield 'operation step';
+              if (note) s.noteProgress();
+            }
+            return 'done';
+          })(),
+        ),
+      );
+      s.runAll();
+      return tasks.map((t) => t.result);
+    };
+    expect(run(true)).toEqual(['done', 'done']);
+    expect(() => run(false)).toThrow(LivelockFinding);
   });
 });
 

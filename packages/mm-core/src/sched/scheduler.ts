@@ -80,7 +80,7 @@ export class Scheduler {
    * not make {@link Scheduler.needResched} true, so per-page points a lone task skips stay skipped.
    */
   readonly watchdogs = new Set<PreemptHook>();
-  /** Bound on consecutive steps in which no task finishes (a livelock finding beyond it). */
+  /** Bound on consecutive steps in which no task finishes or notes progress (a livelock finding beyond it). */
   maxStepsWithoutProgress = 5_000_000;
   /**
    * Set when a historical bug is switched on (Kernel `bugs`): a spinlock leaked by the bug makes
@@ -285,6 +285,15 @@ export class Scheduler {
   }
   private readonly runnableScratch: Task[] = [];
 
+  /**
+   * Model-only: a task made progress short of ending (the explorer calls it when an operation
+   * finishes). The livelock bound counts the steps since the last progress, so that a long run
+   * of many operations per task is not taken for a livelock before its first task ends.
+   */
+  noteProgress(): void {
+    this.sinceProgress = 0;
+  }
+
   private finish(t: Task): void {
     t.state = 'done';
     t.wait = null;
@@ -408,7 +417,7 @@ export class Scheduler {
       if (++this.sinceProgress > this.maxStepsWithoutProgress) {
         this.sinceProgress = 0;
         throw new LivelockFinding(
-          `no task finished in ${this.maxStepsWithoutProgress} steps`,
+          `no task made progress in ${this.maxStepsWithoutProgress} steps`,
           this.live.map((x) => `  task ${x.id} ${x.name}: ${x.state} at ${x.site}`),
         );
       }

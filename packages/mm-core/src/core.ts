@@ -126,6 +126,12 @@ export interface CoreOptions {
    * materialised per section on first use, so boot costs O(sections).
    */
   ramBytes?: number;
+  /**
+   * Models vm.min_free_kbytes: the free memory the allocator keeps back for allocations that may
+   * ignore the watermarks (BuddyZone.minFree). Default 0 (model default: no reserve); the kernel
+   * computes it at boot, {@link minFreeKbytesFor}.
+   */
+  minFreeKbytes?: number;
   /** THP mode (default 'madvise', like most distributions' default of CONFIG_TRANSPARENT_HUGEPAGE_MADVISE). */
   thp?: ThpMode;
   /**
@@ -158,6 +164,16 @@ export const RAM_START_PFN = 0x40000;
 
 /** Models the MAX_PHYSMEM_BITS limit on e820 RAM: the largest RAM in bytes (RAM starts at 1 GiB). */
 export const MAX_RAM_BYTES = (MAX_PHYS_PFN - RAM_START_PFN) * 4096;
+
+/**
+ * Models calculate_min_free_kbytes() (mm/page_alloc.c, init_per_zone_wmark_min()): the boot
+ * default of vm.min_free_kbytes for `ramBytes` of low memory, int_sqrt(kbytes * 16) clamped to
+ * [128, 262144].
+ */
+export function minFreeKbytesFor(ramBytes: number): number {
+  const kb = Math.floor(Math.sqrt(Math.floor(ramBytes / 1024) * 16));
+  return Math.min(262144, Math.max(128, kb));
+}
 
 /**
  * Models the memblock sanity checks of e820 RAM at boot (what would make a kernel refuse a
@@ -293,6 +309,7 @@ export class Core {
     this.map.ensure(Math.min(MAX_PHYS_PFN, ramEnd + Math.floor(ramEnd / 4) + (8 << 18)));
     this.zone = new BuddyZone(this.map, RAM_START_PFN, this.ramPages);
     this.zone.freeAll();
+    this.zone.minFree = Math.ceil((opts.minFreeKbytes ?? 0) / 4);
     // Device ranges start on a 128 MiB (section) boundary well above RAM.
     const sect = PAGES_PER_SECTION;
     this.nextDevicePfn = Math.ceil((RAM_START_PFN + this.ramPages + sect) / sect) * sect;

@@ -137,6 +137,7 @@ export function faultIn(core: Core, mm: MmStruct, addr: number, write: boolean):
       return XLATE_SEGV;
     }
     let r: KMaybe<number>;
+    const short = core.sched.current.allocShortFailures;
     try {
       r = handleMmFault(core, vma, addr, (write ? FAULT_FLAG_WRITE : 0) | FAULT_FLAG_USER);
     } catch (e) {
@@ -144,9 +145,9 @@ export function faultIn(core: Core, mm: MmStruct, addr: number, write: boolean):
       throw e;
     }
     // The fault sleeps: the generator goes on with the mmap_lock held.
-    if (typeof r !== 'number') return faultInFrom(core, mm, addr, write, tries, r);
+    if (typeof r !== 'number') return faultInFrom(core, mm, addr, write, tries, r, short);
     mmapReadUnlock(core, mm, 'do_user_addr_fault');
-    const pfn = faultDone(core, mm, addr, write, r);
+    const pfn = faultDone(core, mm, addr, write, r, short);
     if (pfn !== FAULT_RETRY) return pfn;
     if (core.sched.preempt('user access: fault handled, access retried'))
       return faultInFrom(core, mm, addr, write, tries + 1, RESCHED);
@@ -169,6 +170,8 @@ function* faultInFrom(
   write: boolean,
   from: number,
   pending: KGen<number> | typeof RESCHED | typeof TRYLOCK_FAILED,
+  /** The task's allocShortFailures when the pending fault began. */
+  pendingShort = 0,
 ): KGen<number> {
   let fault: KGen<number> | null = null;
   let locked = false;
@@ -177,6 +180,7 @@ function* faultInFrom(
     yield* mmapReadLock(core, mm, 'lock_mm_and_find_vma');
     locked = true;
   } else fault = pending;
+  let short = pendingShort;
   for (let tries = from; ; tries++) {
     let r: number;
     if (fault !== null) {
@@ -198,6 +202,7 @@ function* faultInFrom(
         mmapReadUnlock(core, mm, 'do_user_addr_fault');
         return XLATE_SEGV;
       }
+      short = core.sched.current.allocShortFailures;
       try {
         const f = handleMmFault(core, vma, addr, (write ? FAULT_FLAG_WRITE : 0) | FAULT_FLAG_USER);
         r = typeof f === 'number' ? f : yield* f;
@@ -205,7 +210,7 @@ function* faultInFrom(
         mmapReadUnlock(core, mm, 'do_user_addr_fault');
       }
     }
-    const pfn = faultDone(core, mm, addr, write, r);
+    const pfn = faultDone(core, mm, addr, write, r, short);
     if (pfn !== FAULT_RETRY) return pfn;
     if (core.sched.preempt('user access: fault handled, access retried')) yield RESCHED;
   }
@@ -226,7 +231,7 @@ const FAULT_RETRY = -100;
  * The end of one try of {@link faultIn} with handle_mm_fault()'s result r: the pfn, an XLATE_*
  * code, or FAULT_RETRY.
  */
-function faultDone(core: Core, mm: MmStruct, addr: number, write: boolean, r: number): number {
+function faultDone(core: Core, mm: MmStruct, addr: number, write: boolean, r: number, short: number): number {
   if (r & VM_FAULT_SIGSEGV) return XLATE_SEGV;
   if (r & VM_FAULT_SIGBUS) return XLATE_BUS;
   // mm_fault_error() -> pagefault_out_of_memory() (mm/oom_kill.c, since v5.16): the #PF kills
@@ -235,8 +240,14 @@ function faultDone(core: Core, mm: MmStruct, addr: number, write: boolean, r: nu
   // killer first, which the model leaves to the caller (XLATE_OOM) when memory is short. A
   // handler that failed with memory to spare (test_hmm's one-shot HMM_DMIRROR_FLAG_FAIL_ALLOC
   // on a small page, a large folio the allocator could not give) is retried; a pending fatal
-  // signal ends the access.
-  if (r & VM_FAULT_OOM && (memoryShort(core) || fatalSignalPending(core))) return XLATE_OOM;
+  // signal ends the access. A handler that ran out of memory and gave back what it got (a
+  // device THP's small-page fallback) has seen an allocation fail for lack of memory: the
+  // allocator's reclaim and OOM kill would have run, so that is XLATE_OOM too.
+  if (
+    r & VM_FAULT_OOM &&
+    (memoryShort(core) || core.sched.current.allocShortFailures !== short || fatalSignalPending(core))
+  )
+    return XLATE_OOM;
   const pfn = r & VM_FAULT_OOM ? -1 : walkPfn(core, mm, addr, write);
   return pfn >= 0 ? pfn : FAULT_RETRY;
 }
@@ -247,7 +258,7 @@ function faultDone(core: Core, mm: MmStruct, addr: number, write: boolean, r: nu
  * OOM killer is the caller's to run), not one a handler failed with memory to spare.
  */
 function memoryShort(core: Core): boolean {
-  return core.zone.nrFree === 0 || core.zone.failHook?.(0) === true;
+  return core.zone.nrFree <= core.zone.minFree || core.zone.failHook?.(0) === true;
 }
 
 /** Pages of the run found by the last {@link walkRun} (module scratch: no allocation). */

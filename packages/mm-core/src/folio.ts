@@ -89,11 +89,15 @@ export function prepCompound(core: Core, head: number, order: number, rmappable:
 
 /**
  * Models folio_alloc()/alloc_pages(): take 2^order pages from the buddy zone and prepare a
- * folio with refcount 1. Returns the head pfn or -1 on failure (fragmentation or injection).
+ * folio with refcount 1. Returns the head pfn or -1 on failure (fragmentation or injection,
+ * or below the min watermark unless `noWatermarks`: ALLOC_NO_WATERMARKS).
  */
-export function allocFolio(core: Core, order: number, zeroed: boolean): number {
-  const pfn = core.zone.alloc(order);
-  if (pfn < 0) return -1;
+export function allocFolio(core: Core, order: number, zeroed: boolean, noWatermarks = false): number {
+  const pfn = core.zone.alloc(order, noWatermarks);
+  if (pfn < 0) {
+    if (core.zone.lastFailShort) core.sched.current.allocShortFailures++;
+    return -1;
+  }
   const m = core.map;
   const n = 1 << order;
   for (let i = 0; i < n; i++) {

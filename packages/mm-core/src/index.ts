@@ -43,6 +43,7 @@ export * from './mm/madvise-populate.js';
 export * from './mm/mmap.js';
 export * from './mm/mprotect.js';
 export * from './mm/mremap.js';
+export * from './mm/nofail.js';
 export * from './mm/notifier.js';
 export * from './mm/notifier-record.js';
 export * from './mm/overcommit.js';

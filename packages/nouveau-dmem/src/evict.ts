@@ -10,10 +10,10 @@ import {
 } from '@hmm-model/migrate-vma';
 import {
   allocFolio,
+  allocFolioNoFail,
   borrowPfnArray,
   folioMapped,
   type KGen,
-  ModelBug,
   RESCHED,
   returnPfnArray,
 } from '@hmm-model/mm-core';
@@ -97,8 +97,8 @@ function* evictChunkPfns(chunk: NouveauDmemChunk, src: Float64Array, dst: Float6
         continue;
       }
     } else {
-      dpage = allocFolio(core, 0, false);
-      if (dpage < 0) throw new ModelBug('nouveau_dmem_evict_chunk: __GFP_NOFAIL order-0 allocation failed');
+      // alloc_page(GFP_HIGHUSER | __GFP_NOFAIL): reclaim and the OOM killer until a page comes.
+      dpage = yield* allocFolioNoFail(core, 0, false, 'nouveau_dmem_evict_chunk');
     }
     dst[i] = migratePfn(dpage) + (compound && drm.options.evictCompoundFixed ? MIGRATE_PFN_COMPOUND : 0);
     nouveauDmemCopyFolio(drm, folio, dpage);

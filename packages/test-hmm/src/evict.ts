@@ -5,13 +5,13 @@
  */
 import {
   allocFolio,
+  allocFolioNoFail,
   borrowPfnArray,
   folioLock,
   folioMapcount,
   folioWaitLocked,
   KernelBug,
   type KGen,
-  ModelBug,
   PG_head,
   PG_locked,
   PG_tail,
@@ -108,8 +108,8 @@ function* evictChunkPfns(
       if (dpage < 0)
         throw new KernelBug('dmirror_device_evict_chunk', 'NULL pointer dereference: folio_alloc() failed');
     } else {
-      dpage = allocFolio(core, 0, false);
-      if (dpage < 0) throw new ModelBug('dmirror_device_evict_chunk: __GFP_NOFAIL allocation failed');
+      // alloc_page(GFP_HIGHUSER_MOVABLE | __GFP_NOFAIL): reclaim and the OOM killer until a page comes.
+      dpage = yield* allocFolioNoFail(core, 0, false, 'dmirror_device_evict_chunk');
       order = 0;
     }
     folioLock(core, dpage);

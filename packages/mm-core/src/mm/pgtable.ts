@@ -48,7 +48,10 @@ export function ptSet(core: Core, t: number, idx: number, lo: number, hi: number
  */
 export function allocTable(core: Core, mm: MmStruct | null, pgd = false): number {
   const pfn = core.zone.alloc(0);
-  if (pfn < 0) return -1;
+  if (pfn < 0) {
+    if (core.zone.lastFailShort) core.sched.current.allocShortFailures++;
+    return -1;
+  }
   const m = core.map;
   m.flags[pfn] = (m.flags[pfn] & ~0) | PG_table;
   m.refcount[pfn] = 1;

@@ -26,6 +26,18 @@ export class BuddyZone {
    * that order. Consulted before the free lists.
    */
   failHook: ((order: number) => boolean) | undefined;
+  /**
+   * Models the zone's min watermark (WMARK_MIN, from vm.min_free_kbytes) in pages: an allocation
+   * that would leave fewer free pages fails (__zone_watermark_ok()), except one allowed to ignore
+   * the watermarks (ALLOC_NO_WATERMARKS: a __GFP_NOFAIL allocation after the OOM killer ran).
+   * 0 (the model's default): no reserve.
+   */
+  minFree = 0;
+  /**
+   * Model-only: whether the last failed {@link alloc} failed for lack of memory (below the min
+   * watermark, or no free page at all for order 0), rather than by injection or fragmentation.
+   */
+  lastFailShort = false;
   /** Deferred chunks [deferredStart[i], deferredEnd[i]), ascending: the last one is used first. */
   private readonly deferredStart: number[] = [];
   private readonly deferredEnd: number[] = [];
@@ -123,14 +135,28 @@ export class BuddyZone {
     this.freeCount[order]--;
   }
 
-  /** Models __rmqueue_smallest() + expand(): returns the first pfn of a 2^order block, or -1. */
-  alloc(order: number): number {
+  /**
+   * Models __zone_watermark_ok() against the min watermark, then __rmqueue_smallest() +
+   * expand(): returns the first pfn of a 2^order block, or -1. `noWatermarks` (ALLOC_NO_WATERMARKS)
+   * may take the reserve below {@link minFree}.
+   */
+  alloc(order: number, noWatermarks = false): number {
     if (order < 0 || order > MAX_PAGE_ORDER) return -1;
-    if (this.failHook?.(order)) return -1;
+    if (this.failHook?.(order)) {
+      this.lastFailShort = false;
+      return -1;
+    }
+    if (!noWatermarks && this.nrFree - (1 << order) < this.minFree) {
+      this.lastFailShort = true;
+      return -1;
+    }
     let o = order;
     while (o <= MAX_PAGE_ORDER && this.freeHead[o] === -1) o++;
     if (o > MAX_PAGE_ORDER) {
-      if (!this.growDeferred()) return -1;
+      if (!this.growDeferred()) {
+        this.lastFailShort = order === 0;
+        return -1;
+      }
       o = MAX_PAGE_ORDER;
     }
     const pfn = this.freeHead[o];

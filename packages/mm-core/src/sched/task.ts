@@ -110,6 +110,12 @@ export class Task {
   error: unknown = undefined;
   /** Steps run. */
   steps = 0;
+  /**
+   * Model-only: allocations of this task that failed for lack of memory (BuddyZone.lastFailShort),
+   * where the kernel's allocator would have reclaimed or OOM-killed: a fault handler's
+   * VM_FAULT_OOM after one stands for that (cpu.ts), even if the handler gave the memory back.
+   */
+  allocShortFailures = 0;
   /** Preemption points (of any task) to let pass before this task's first step (spawn delay). */
   delay = 0;
   /** Ops-level label for reports (e.g. "madvise(MADV_FREE)"). */

@@ -1,0 +1,53 @@
+/**
+ * Allocations that must not fail (__GFP_NOFAIL), from kernel code that runs for a process (a
+ * driver's release or eviction path).
+ */
+import type { Core } from '../core.js';
+import { allocFolio } from '../folio.js';
+import { Process, Thread } from '../process.js';
+import { LivelockFinding } from '../sched/findings.js';
+import { spinRetry } from '../sched/locks.js';
+import type { KGen } from '../sched/task.js';
+import { tryToFreePages } from './direct-reclaim.js';
+
+/** Model-only: slow-path passes after which a __GFP_NOFAIL allocation that got nothing is a livelock finding. */
+export const NOFAIL_PASS_BOUND = 10_000;
+
+/** The process the running task belongs to (a user thread's, or a process's own task), if any. */
+function currentProcess(core: Core): Process | null {
+  const owner = core.current.owner;
+  if (owner instanceof Thread) return owner.process;
+  return owner instanceof Process ? owner : null;
+}
+
+/**
+ * Models alloc_pages(gfp | __GFP_NOFAIL, order) (mm/page_alloc.c __alloc_pages_slowpath()) by the
+ * running task: the allocation; when it fails, direct reclaim (tryToFreePages()) and again if
+ * that freed memory; else __alloc_pages_may_oom(): out_of_memory() for the running task's
+ * process (the OOM killer's victim: that process under the model's oom_kill_allocating_task
+ * policy, which exits only when its syscall returns, or another one), then the allocation from
+ * the reserves (ALLOC_NO_WATERMARKS, __alloc_pages_cpuset_fallback()); and round again after a
+ * busy retry (cond_resched(); goto retry), since __GFP_NOFAIL never returns NULL. Returns the
+ * folio's head pfn. A task with no process skips the OOM kill. After {@link NOFAIL_PASS_BOUND}
+ * passes that got nothing (nothing to reclaim, the victims freed nothing, the reserves are
+ * empty) the kernel would loop for ever: a LivelockFinding naming `site`. With no process left
+ * to kill, out_of_memory() panics (outOfMemory()).
+ */
+export function* allocFolioNoFail(core: Core, order: number, zeroed: boolean, site: string): KGen<number> {
+  for (let pass = 0; ; pass++) {
+    const pfn = allocFolio(core, order, zeroed);
+    if (pfn >= 0) return pfn;
+    if ((yield* tryToFreePages(core)).progress > 0) continue;
+    // out_of_memory(): a process already dying with its mm is left to exit (task_will_free_mem());
+    // one that is exiting has dropped its mm, so the OOM killer picks another (outOfMemory()).
+    const proc = currentProcess(core);
+    if (proc && !(proc.state === 'running' && proc.fatalSignal)) yield* proc.oomKill(0, site, false);
+    const reserve = allocFolio(core, order, zeroed, true);
+    if (reserve >= 0) return reserve;
+    if (pass >= NOFAIL_PASS_BOUND)
+      throw new LivelockFinding(
+        `${site}: a __GFP_NOFAIL allocation of order ${order} got no page in ${pass} passes of reclaim and OOM kills`,
+      );
+    yield* spinRetry(core.sched, `${site}: __GFP_NOFAIL allocation, retry`);
+  }
+}

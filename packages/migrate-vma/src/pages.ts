@@ -125,8 +125,12 @@ function* splitUnmappedForMigrate(
   // migration entry; after a racing split of that PMD (partial MADV_DONTNEED, munmap, mprotect)
   // v6.19 keeps it, folio_split_unmapped() fails on it and the folio leaks.
   if (core.fixed('K7') && core.map.refcount[folio] === refs) folioPut(core, folio);
-  if (core.map.refcount[folio] === 1) yield* splitOtherPmdMigrationEntries(core, folio);
-  const ret = folioSplitUnmapped(core, folio, newOrder);
+  // K18: a CPU fault's own folio carries the fault handler's reference, which v6.19's
+  // folio_split_unmapped() (can_split_folio(folio, 1, ...)) does not allow for: -EAGAIN.
+  const fault = core.fixed('K18') && mig.faultPage >= 0 && core.map.head[mig.faultPage] === folio ? 1 : 0;
+  // Only when the split can go ahead (the references it allows for and no more).
+  if (core.map.refcount[folio] === 1 + fault) yield* splitOtherPmdMigrationEntries(core, folio);
+  const ret = folioSplitUnmapped(core, folio, newOrder, fault);
   if (ret) return ret;
   // Model extension (mthp.ts): a split to a declared order keeps COMPOUND on each new head.
   if (!newOrder) mig.src[idx] = mpfnClear(mig.src[idx], MIGRATE_PFN_COMPOUND);

@@ -125,6 +125,27 @@ export const MODEL_FIXES: readonly ModelFixSwitch[] = [
     title:
       "split_folio() leaves the split folio's first piece with the fault handler's reference, and migrate_vma_split_folio() then folio_get()s the fault page's new folio; if the fault page was unmapped (MADV_DONTNEED by another thread) after migrate_vma_collect_pmd() dropped the PTE lock, the split freed that folio: folio_get() on a free folio (VM_BUG_ON with DEBUG_VM), then do_swap_page()'s put_page() frees it again (a device page freed twice). Fixed: split at the fault page (split_huge_page(fault_page)), which hands the reference and lock to its folio",
   },
+  {
+    id: 'K16',
+    fn: 'dmirror_devmem_fault_alloc_and_copy',
+    pkg: 'test-hmm',
+    title:
+      "a failed system-page allocation returns VM_FAULT_OOM with the destination pages of the earlier slots still in dst[], and the caller's migrate_vma_finalize() then treats those slots as migrated although migrate_vma_pages() never ran: remove_migration_ptes() walks the new folio's rmap, which has no mapping, so the migration entries stay, pointing at the device page finalize frees (and the small-page fallback of a large unit locks a failed allocation unchecked: lock_page(NULL)). Fixed: every failure gives back the destination pages of the whole range and empties their slots, so finalize restores the range",
+  },
+  {
+    id: 'K17',
+    fn: 'nouveau_dmem_migrate_to_ram',
+    pkg: 'nouveau-dmem',
+    title:
+      'a CPU fault on a PMD-mapped device THP needs a system folio of order 9 and has no fallback: while none can be had (memory fragmented, compaction fails) it returns VM_FAULT_OOM, which the #PF handler retries (pagefault_out_of_memory() kills nothing since v5.16), so the access faults again for ever; the test driver falls back to small pages. Fixed: 512 small pages, as test_hmm does (with K18 the device folio then splits and moves whole)',
+  },
+  {
+    id: 'K18',
+    fn: 'migrate_vma_split_unmapped_folio',
+    pkg: 'migrate-vma',
+    title:
+      "in a CPU fault the device THP is the fault folio, which carries the fault handler's reference (do_huge_pmd_device_private()), but folio_split_unmapped() requires the migration's reference alone (can_split_folio(folio, 1, ...)): the split for small destination pages always fails with -EAGAIN, after split_huge_pmd_address() has split the PMD, so the fault copies 512 pages for nothing and the unit stays on the device, PTE-mapped, to be faulted back one page per fault. Fixed: the fault handler's reference is allowed for, and the whole folio migrates into the small pages",
+  },
 ];
 
 /** Model-only: an unknown fix id (a one-line message listing the known ids). */

@@ -231,3 +231,19 @@ export function nouveauDmemCopyFolio(drm: NouveauDrm, sfolio: number, dfolio: nu
     return -EIO;
   return 0;
 }
+
+/**
+ * Model-only (fix K17): nouveau_dmem_copy_one() for each page of device folio `sfolio` into the
+ * small system pages `dpages` (locked first, as nouveau_dmem_copy_folio() locks its folio):
+ * one copy-engine command per page. 0 or -EIO.
+ */
+export function nouveauDmemCopyPages(drm: NouveauDrm, sfolio: number, dpages: readonly number[]): number {
+  const engine = dmemOf(drm).migrate.engine;
+  const base = nouveauDmemPageAddr(drm, sfolio);
+  for (let k = 0; k < dpages.length; k++) {
+    folioLock(drm.core, dpages[k]);
+    if (engine.copy(1, NOUVEAU_APER_HOST, dpages[k] * PAGE_SIZE, NOUVEAU_APER_VRAM, base + k * PAGE_SIZE))
+      return -EIO;
+  }
+  return 0;
+}

@@ -21,7 +21,7 @@ import {
   type VmFault,
 } from '@hmm-model/mm-core';
 import { folioZoneDeviceData } from '@hmm-model/zone-device';
-import { nouveauDmemCopyFolio } from './dmem.js';
+import { nouveauDmemCopyFolio, nouveauDmemCopyPages } from './dmem.js';
 import { nouveauSvmmInvalidate } from './svmm.js';
 import type { NouveauDrm } from './types.js';
 
@@ -33,6 +33,12 @@ export interface ToRamStats {
   thp: number;
   /** Calls that moved one page. */
   small: number;
+  /**
+   * Calls that fell back to 512 small system pages because no order-9 folio was free (fix K17);
+   * in v6.19's fault path the device folio then fails to split (finding K18), and the unit stays
+   * on the device, PTE-mapped.
+   */
+  fallback: number;
   /** Calls that found nothing collected (cpages == 0). */
   nothing: number;
   /** Calls that returned VM_FAULT_OOM / VM_FAULT_SIGBUS. */
@@ -46,7 +52,7 @@ export const toRamStats = new WeakMap<NouveauDrm, ToRamStats>();
 function statsOf(drm: NouveauDrm): ToRamStats {
   let s = toRamStats.get(drm);
   if (!s) {
-    s = { calls: 0, thp: 0, small: 0, nothing: 0, oom: 0, sigbus: 0 };
+    s = { calls: 0, thp: 0, small: 0, fallback: 0, nothing: 0, oom: 0, sigbus: 0 };
     toRamStats.set(drm, s);
   }
   return s;
@@ -94,23 +100,27 @@ export function* nouveauDmemMigrateToRam(drm: NouveauDrm, vmf: VmFault): KGen<nu
   }
   let ret = 0;
   const dpage = allocFolio(core, order, true);
-  if (dpage < 0) {
+  // K17 (fix switch; v6.19 has no fallback): small pages when no folio of the order can be had.
+  const small = dpage < 0 && order && core.fixed('K17') ? allocSmallPages(core, 1 << order) : null;
+  if (dpage < 0 && !small) {
     st.oom++;
     ret = VM_FAULT_OOM;
   } else {
-    args.dst[0] = migratePfn(dpage) + (order ? MIGRATE_PFN_COMPOUND : 0);
+    if (small) for (let k = 0; k < small.length; k++) args.dst[k] = migratePfn(small[k]);
+    else args.dst[0] = migratePfn(dpage) + (order ? MIGRATE_PFN_COMPOUND : 0);
     const spage = migratePfnToPage(args.src[0]);
     const sfolio = drm.options.sfolioBeforeSetup ? sfolioBefore : spage >= 0 ? m.head[spage] : -1;
     if (sfolio < 0) {
       // Nothing to copy from (cannot happen with cpages != 0 and a locked fault folio).
-      args.dst[0] = 0;
-      folioPut(core, dpage);
+      for (let k = 0; k < args.dst.length; k++) args.dst[k] = 0;
+      if (small) for (const p of small) folioPut(core, p);
+      else folioPut(core, dpage);
     } else {
       const svmm = drm.svmms.get(folioZoneDeviceData(core, sfolio));
       if (svmm) yield* svmm.mutex.lock(core.sched, 'nouveau_dmem_migrate_to_ram');
       try {
         if (svmm) nouveauSvmmInvalidate(svmm, args.start, args.end);
-        if (nouveauDmemCopyFolio(drm, sfolio, dpage)) {
+        if (small ? nouveauDmemCopyPages(drm, sfolio, small) : nouveauDmemCopyFolio(drm, sfolio, dpage)) {
           st.sigbus++;
           ret = VM_FAULT_SIGBUS;
         }
@@ -121,11 +131,29 @@ export function* nouveauDmemMigrateToRam(drm: NouveauDrm, vmf: VmFault): KGen<nu
         if (core.sched.preempt('nouveau_dmem_migrate_to_ram: copied, before migrate_vma_pages'))
           yield RESCHED;
         yield* migrateVmaPages(core, args);
-        if (order) st.thp++;
+        if (small) st.fallback++;
+        else if (order) st.thp++;
         else st.small++;
       }
     }
   }
   yield* migrateVmaFinalize(core, args);
   return ret;
+}
+
+/**
+ * Model-only (fix K17): `n` zeroed order-0 system pages (alloc_page_vma(GFP_HIGHUSER | __GFP_ZERO)
+ * each), or null, with none kept, when one cannot be had.
+ */
+function allocSmallPages(core: NouveauDrm['core'], n: number): number[] | null {
+  const pages: number[] = [];
+  for (let k = 0; k < n; k++) {
+    const p = allocFolio(core, 0, true);
+    if (p < 0) {
+      for (const q of pages) folioPut(core, q);
+      return null;
+    }
+    pages.push(p);
+  }
+  return pages;
 }

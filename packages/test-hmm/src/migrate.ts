@@ -442,6 +442,26 @@ export function dmirrorDevmemFaultAllocAndCopy(args: MigrateVma, dm: Dmirror): n
 }
 
 /**
+ * Fix K16 (Findings): an allocation of dmirror_devmem_fault_alloc_and_copy() failed; give back
+ * the destination pages of every slot (after the copies into them) and empty the slots, so that
+ * migrate_vma_finalize() restores the whole range rather than mapping pages migrate_vma_pages()
+ * never saw. Returns VM_FAULT_OOM.
+ */
+function giveBackAll(args: MigrateVma, core: Core, runs: CopyRuns): number {
+  runs.flush();
+  const { dst } = args;
+  for (let i = 0; i < dst.length; i++) {
+    const page = migratePfnToPage(dst[i]);
+    if (page >= 0) {
+      folioUnlock(core, page);
+      folioPut(core, page);
+    }
+    dst[i] = 0;
+  }
+  return VM_FAULT_OOM;
+}
+
+/**
  * Model-only: batches the per-page xa_erase() calls of dmirror_devmem_fault_alloc_and_copy()
  * into runs of consecutive indices (erased at the run's end or at {@link EraseRuns.flush}).
  * Nothing reads the mirror before the loop ends, so the mirror is the same as erasing page by
@@ -510,7 +530,7 @@ function faultAllocAndCopy(args: MigrateVma, dm: Dmirror, runs: CopyRuns, erases
       dpage = allocFolio(core, order, false);
     }
     dst[si] = flags;
-    if (dpage < 0 && !order) return VM_FAULT_OOM;
+    if (dpage < 0 && !order) return core.fixed('K16') ? giveBackAll(args, core, runs) : VM_FAULT_OOM;
     if (dpage >= 0) {
       folioLock(core, dpage);
       dst[si] = migratePfn(dpage) + (flags & ~MIGRATE_PFN_VALID);
@@ -530,13 +550,17 @@ function faultAllocAndCopy(args: MigrateVma, dm: Dmirror, runs: CopyRuns, erases
         // Try with smaller pages if the large allocation failed.
         const dp = allocFolio(core, 0, false);
         if (dp < 0) {
-          for (let j = k - 1; j >= 0; j--) {
-            const fpage = migratePfnToPage(dst[si + j]);
-            folioUnlock(core, fpage);
-            folioPut(core, fpage);
-          }
-          for (let j = k; j < nr; j++) dst[si + j] = 0;
-          return VM_FAULT_OOM;
+          if (core.fixed('K16')) return giveBackAll(args, core, runs);
+          // lock_page(dpage) of the unchecked alloc_page_vma().
+          throw new KernelBug({
+            kind: 'oops',
+            what: 'NULL pointer dereference',
+            fn: 'dmirror_devmem_fault_alloc_and_copy',
+            file: 'lib/test_hmm.c',
+            why: "the small-page fallback locks alloc_page_vma()'s result unchecked",
+            module: 'test_hmm',
+            address: 0,
+          });
         }
         folioLock(core, dp);
         dst[si + k] = migratePfn(dp);

@@ -60,6 +60,12 @@ describe('explore: parsing and one-line errors', () => {
       'explore: schedule pct:seed=3,d=2,k=400',
     );
     expect(s.explore?.schedule).toBe('pct:seed=3,d=2,k=400');
+    // ram= gives the scenario's machine that much RAM, and the script form keeps it.
+    expect(text(run(s, 'explore machine procs=1 threads=1 ram=24M'))).toBe(
+      'explore: new scenario: 1 process slot(s) × 1 thread slot(s), 24 MiB of RAM (runs on its own machine)',
+    );
+    expect(s.explore?.ramMiB).toBe(24);
+    expect(text(run(s, 'explore show'))).toBe('explore machine procs=1 threads=1 ram=24M');
     // A new `explore machine` starts over.
     run(s, 'explore machine');
     expect(s.explore).toMatchObject({ prelude: [], ops: [], schedule: null });
@@ -73,7 +79,11 @@ describe('explore: parsing and one-line errors', () => {
     ['explore frob', "explore: unknown subcommand 'frob' (machine, prelude, op, schedule, run, show, clear)"],
     [
       'explore machine cpus=2',
-      "explore: unknown machine option 'cpus=2' (procs=N, threads=M, check-every=N, bugs=ID,ID, fixes=ID,ID, mthp)",
+      "explore: unknown machine option 'cpus=2' (procs=N, threads=M, check-every=N, bugs=ID,ID, fixes=ID,ID, ram=SIZE, mthp)",
+    ],
+    [
+      'explore machine ram=8M',
+      "explore: ram: RAM must be a whole number of MiB from 16M to 4G (e.g. 32M), got '8M'",
     ],
     ['explore machine procs=0', "explore: procs must be a whole number from 1 to 6, got '0'"],
     ['explore machine procs=7', "explore: procs must be a whole number from 1 to 6, got '7'"],

@@ -28,6 +28,8 @@ export interface ExploreDraft {
   readonly fixes?: readonly string[];
   /** An mTHP machine (the explorer's WorldOptions.mthp, model extension). */
   readonly mthp?: boolean;
+  /** System RAM in MiB (the explorer's Scenario.ramMiB); absent: the explorer's 512. */
+  readonly ramMiB?: number;
   /** Run one at a time before the threads start. */
   readonly prelude: Op[];
   /** Each runs on the thread slot it names, in list order per thread. */

@@ -15,6 +15,7 @@ import type { Scenario } from './run.js';
 import { shrink } from './shrink.js';
 import type { WorkerProgress, WorkerResult } from './worker.js';
 import { tuneWorkerHeap } from './worker-heap.js';
+import { parseRamMiB } from './world.js';
 
 const SPECS: readonly OptSpec[] = [
   { name: 'seed', value: 'int' },
@@ -34,6 +35,7 @@ const SPECS: readonly OptSpec[] = [
   { name: 'shrink-time', value: 'duration' },
   { name: 'faithful', value: 'none' },
   { name: 'mthp', value: 'none' },
+  { name: 'ram', value: 'string' },
   { name: 'quiet', value: 'none' },
   { name: 'help', value: 'none' },
 ];
@@ -43,12 +45,14 @@ const DEFAULT_SHRINK_MS = 10 * 60_000;
 
 const HELP = `usage: pnpm fuzz [--seed N] [--ops N] [--ops-per-run N] [--processes N] [--threads N]
                  [--strategy random|pct|exhaustive] [--depth D] [--preemptions K] [--time 5m]
-                 [--workers N] [--bug ID ...] [--faithful] [--mthp] [--check-every N] [--out DIR]
-                 [--no-shrink] [--shrink-time 10m] [--quiet]
+                 [--workers N] [--bug ID ...] [--faithful] [--mthp] [--ram 512M] [--check-every N]
+                 [--out DIR] [--no-shrink] [--shrink-time 10m] [--quiet]
 --faithful: v6.19 exactly (the model's fix switches for its own kernel findings off; by default
             they are on, so that a campaign looks for new findings)
 --mthp:     an mTHP machine (model extension): anonymous mTHP sizes enabled, dmirror devices
             that allocate and migrate folios of mTHP orders, and their operations in the mix
+--ram:      the machine's system RAM (default 512M; 16M to 4G): a small machine reclaims, swaps,
+            OOM-kills and cannot find large folios, on every path that allocates
 --shrink-time: how long the shrinker of a finding tries candidates (default 10m); a livelock's
             candidates each spin to the livelock bound, so its shrink stops there, not minimal`;
 
@@ -96,6 +100,8 @@ async function main(argv: readonly string[]): Promise<number> {
   const strategy = ((o.strategy as string | undefined) ?? 'random') as StrategyName;
   const workers = (o.workers as number | undefined) ?? 1;
   const timeMs = (o.time as number | undefined) ?? 0;
+  const ramMiB = o.ram === undefined ? undefined : parseRamMiB(o.ram as string);
+  if (typeof ramMiB === 'string') throw new UsageError(`option '--ram': ${ramMiB}`);
   const base = {
     strategy,
     ops: strategy === 'exhaustive' ? Math.min(opsPerRun, 8) : opsPerRun,
@@ -108,6 +114,7 @@ async function main(argv: readonly string[]): Promise<number> {
     checkEvery: (o['check-every'] as number | undefined) ?? 1000,
     timeMs,
     ...(o.mthp ? { mthp: true } : {}),
+    ...(ramMiB ? { ramMiB } : {}),
   };
   const t0 = performance.now();
   // A worker thread per seed range (one too for --workers 1: its heap is tuned, see worker-heap.ts).

@@ -69,6 +69,8 @@ export interface GenOptions {
    * naturally aligned mTHP-sized block (default false: the v6.19 mix, unchanged).
    */
   readonly mthp?: boolean;
+  /** The machine's RAM in MiB (Scenario.ramMiB; default: the explorer's 512). */
+  readonly ramMiB?: number;
 }
 
 /** The kinds the generator mixes (dmirror and GPU operations split by command). */
@@ -336,5 +338,12 @@ export function generateScenario(seed: number, opts: GenOptions = {}): Scenario 
       }
     }
   }
-  return { threads, procs, prelude, ops, ...(opts.mthp ? { mthp: true } : {}) };
+  return {
+    threads,
+    procs,
+    prelude,
+    ops,
+    ...(opts.mthp ? { mthp: true } : {}),
+    ...(opts.ramMiB ? { ramMiB: opts.ramMiB } : {}),
+  };
 }

@@ -3,9 +3,9 @@
  * `explore` lines) is also the regression tests' data: the scenario, the pinned schedule and the
  * bug and fix switches of the run.
  */
-import { parseOp } from './op.js';
+import { OpSyntaxError, parseOp } from './op.js';
 import type { Scenario } from './run.js';
-import { ALL_FIXES } from './world.js';
+import { ALL_FIXES, parseRamMiB } from './world.js';
 
 /** Model-only: what a reproducer script holds. */
 export interface ParsedReproducer {
@@ -28,12 +28,16 @@ export function parseReproducer(text: string): ParsedReproducer {
   const list = (v: string | undefined) => (v && v !== 'none' ? v.split(',') : []);
   const fixes = opt('fixes');
   const checkEvery = opt('check-every');
+  const ram = opt('ram');
+  const ramMiB = ram === undefined ? undefined : parseRamMiB(ram);
+  if (typeof ramMiB === 'string') throw new OpSyntaxError(`explore machine: ${ramMiB}`);
   return {
     scenario: {
       procs: Number(opt('procs') ?? 3),
       threads: Number(opt('threads') ?? 2),
       ...(checkEvery ? { checkEvery: Number(checkEvery) } : {}),
       ...(/(?:^|\s)mthp(?:\s|$)/.test(machine) ? { mthp: true } : {}),
+      ...(ramMiB ? { ramMiB } : {}),
       prelude: rest('explore prelude ').map(parseOp),
       ops: rest('explore op ').map(parseOp),
     },

@@ -42,6 +42,11 @@ export interface Scenario {
   readonly checkEvery?: number;
   /** The machine has mTHP (WorldOptions.mthp): part of the scenario, so a replay boots the same machine. */
   readonly mthp?: boolean;
+  /**
+   * System RAM of the machine in MiB (default 512, or RunOptions.ramBytes): part of the
+   * scenario, so a replay boots the same machine (`pnpm fuzz --ram`).
+   */
+  readonly ramMiB?: number;
 }
 
 /** Options of one run. */
@@ -55,7 +60,7 @@ export interface RunOptions {
   readonly checkEvery?: number;
   /** Count preemption sites reached (coverage). */
   readonly countSites?: boolean;
-  /** System RAM of the machine. */
+  /** System RAM of the machine when the scenario names none (Scenario.ramMiB). */
   readonly ramBytes?: number;
   /**
    * Called with the machine when the run ends (found or clean), to inspect its state. The machine
@@ -199,7 +204,7 @@ class ScenarioRun {
       ...(opts.fixes ? { fixes: opts.fixes } : {}),
       procs: sc.procs,
       threads: sc.threads,
-      ...(opts.ramBytes ? { ramBytes: opts.ramBytes } : {}),
+      ...(sc.ramMiB ? { ramBytes: sc.ramMiB << 20 } : opts.ramBytes ? { ramBytes: opts.ramBytes } : {}),
       ...(sc.mthp ? { mthp: true } : {}),
     };
     this.w = new World(wopts);

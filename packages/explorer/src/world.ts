@@ -14,6 +14,7 @@ import {
   MAP_FIXED_NOREPLACE,
   MAP_PRIVATE,
   MODEL_FIXES,
+  minFreeKbytesFor,
   O_RDWR,
   O_WRONLY,
   PAGE_SIZE,
@@ -52,6 +53,26 @@ export const NDEVICES = 4;
 /** The address of page `page` of region r. */
 export function regionAddr(r: number, page: number): number {
   return REGION_BASE + r * REGION_STRIDE + page * PAGE_SIZE;
+}
+
+/** Model-only: the default system RAM of an explorer machine (MiB). */
+export const RAM_DEFAULT_MIB = 512;
+/** Model-only: the smallest system RAM an explorer machine may have (MiB): boot, four devices, nouveau. */
+export const RAM_MIN_MIB = 16;
+/** Model-only: the largest system RAM an explorer machine may have (MiB). */
+export const RAM_MAX_MIB = 4096;
+
+/**
+ * Model-only: a machine's RAM size as written on the command line and in reproducers (`24M`,
+ * `1G`, or MiB without a unit) in MiB, or a one-line error: a whole number of MiB from
+ * {@link RAM_MIN_MIB} to {@link RAM_MAX_MIB}.
+ */
+export function parseRamMiB(text: string): number | string {
+  const m = /^(\d+)([MmGg]?)$/.exec(text);
+  const mib = m ? Number(m[1]) * (m[2] === 'G' || m[2] === 'g' ? 1024 : 1) : Number.NaN;
+  if (!(mib >= RAM_MIN_MIB && mib <= RAM_MAX_MIB))
+    return `RAM must be a whole number of MiB from ${RAM_MIN_MIB}M to ${RAM_MAX_MIB / 1024}G (e.g. 32M), got '${text}'`;
+  return mib;
 }
 
 /** Word-per-page arrays of the thread slots' accesses ({@link World.words}), shared by consecutive runs. */
@@ -145,8 +166,11 @@ export class World {
   readonly init: Process;
 
   constructor(opts: WorldOptions = {}) {
+    const ramBytes = opts.ramBytes ?? RAM_DEFAULT_MIB << 20;
     this.kernel = new Kernel({
-      ramBytes: opts.ramBytes ?? 512 << 20,
+      ramBytes,
+      // The kernel's boot default: reserves that only a __GFP_NOFAIL allocation after an OOM kill takes.
+      minFreeKbytes: minFreeKbytesFor(ramBytes),
       hugetlbPages: 0,
       bugs: opts.bugs ?? [],
       fixes: opts.fixes ?? ALL_FIXES,

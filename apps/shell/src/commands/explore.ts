@@ -5,7 +5,7 @@
  * run); the shell's machine, processes and variables are not touched.
  */
 
-import { describeOp, type Op, parseOp, type RunResult, runScenario } from '@hmm-model/explorer';
+import { describeOp, type Op, parseOp, parseRamMiB, type RunResult, runScenario } from '@hmm-model/explorer';
 import { checkBugIds, checkFixIds, parseSchedule } from '@hmm-model/mm-core';
 import { type CommandResult, type Json, ok } from '../result.js';
 import type { ExploreDraft, Session } from '../session.js';
@@ -48,15 +48,16 @@ function machine(s: Session, args: readonly string[]): CommandResult {
   let checkEvery: number | undefined;
   let fixes: string[] | undefined;
   let mthp = false;
+  let ramMiB: number | undefined;
   for (const a of args) {
     if (a === 'mthp') {
       mthp = true;
       continue;
     }
-    const m = /^(procs|threads|bugs|fixes|check-every)=(.*)$/.exec(a);
+    const m = /^(procs|threads|bugs|fixes|check-every|ram)=(.*)$/.exec(a);
     if (!m)
       return bad(
-        `unknown machine option '${a}' (procs=N, threads=M, check-every=N, bugs=ID,ID, fixes=ID,ID, mthp)`,
+        `unknown machine option '${a}' (procs=N, threads=M, check-every=N, bugs=ID,ID, fixes=ID,ID, ram=SIZE, mthp)`,
       );
     if (m[1] === 'fixes') {
       fixes = m[2] === 'none' || m[2] === '' ? [] : m[2].split(',');
@@ -65,6 +66,12 @@ function machine(s: Session, args: readonly string[]): CommandResult {
       } catch (e) {
         return bad((e as Error).message);
       }
+      continue;
+    }
+    if (m[1] === 'ram') {
+      const mib = parseRamMiB(m[2]);
+      if (typeof mib === 'string') return bad(`ram: ${mib}`);
+      ramMiB = mib;
       continue;
     }
     if (m[1] === 'check-every') {
@@ -97,10 +104,11 @@ function machine(s: Session, args: readonly string[]): CommandResult {
     ...(checkEvery ? { checkEvery } : {}),
     ...(fixes ? { fixes } : {}),
     ...(mthp ? { mthp } : {}),
+    ...(ramMiB ? { ramMiB } : {}),
   };
   return ok(
     [
-      `explore: new scenario: ${procs} process slot(s) × ${threads} thread slot(s)${bugs.length ? `, bugs ${bugs.join(',')} switched on` : ''}${mthp ? ', an mTHP machine' : ''} (runs on its own machine)`,
+      `explore: new scenario: ${procs} process slot(s) × ${threads} thread slot(s)${bugs.length ? `, bugs ${bugs.join(',')} switched on` : ''}${mthp ? ', an mTHP machine' : ''}${ramMiB ? `, ${ramMiB} MiB of RAM` : ''} (runs on its own machine)`,
     ],
     { procs, threads, bugs, mthp },
   );
@@ -145,7 +153,7 @@ function schedule(s: Session, args: readonly string[]): CommandResult {
 /** The scenario as the script lines that rebuild it (what `explore show` prints). */
 export function draftScript(d: ExploreDraft): string[] {
   return [
-    `explore machine procs=${d.procs} threads=${d.threads}${d.checkEvery ? ` check-every=${d.checkEvery}` : ''}${d.bugs.length ? ` bugs=${d.bugs.join(',')}` : ''}${d.fixes ? ` fixes=${d.fixes.join(',') || 'none'}` : ''}${d.mthp ? ' mthp' : ''}`,
+    `explore machine procs=${d.procs} threads=${d.threads}${d.checkEvery ? ` check-every=${d.checkEvery}` : ''}${d.bugs.length ? ` bugs=${d.bugs.join(',')}` : ''}${d.fixes ? ` fixes=${d.fixes.join(',') || 'none'}` : ''}${d.mthp ? ' mthp' : ''}${d.ramMiB ? ` ram=${d.ramMiB}M` : ''}`,
     ...d.prelude.map((op) => `explore prelude ${describeOp(op)}`),
     ...d.ops.map((op) => `explore op ${describeOp(op)}`),
     ...(d.schedule ? [`explore schedule ${d.schedule}`] : []),
@@ -199,6 +207,7 @@ function run(s: Session, args: readonly string[]): CommandResult {
       ops: [...d.ops],
       ...(d.checkEvery ? { checkEvery: d.checkEvery } : {}),
       ...(d.mthp ? { mthp: true } : {}),
+      ...(d.ramMiB ? { ramMiB: d.ramMiB } : {}),
     },
     { schedule: sched, bugs: d.bugs, ...(d.fixes ? { fixes: d.fixes } : {}) },
   );
@@ -220,12 +229,15 @@ export const explore: CommandSpec = {
     'explore machine [procs=N] [threads=M] [check-every=N] [bugs=ID,ID] | prelude <op> | op <op> | schedule <s> | run | show | clear',
   summary: 'build and replay an interleaving-explorer scenario (the reproducers `pnpm fuzz` writes)',
   details: [
-    "Model-only. A scenario runs on the explorer's own fresh machine (512 MiB, the four dmirror",
-    "devices, a nouveau GPU, every invariant checker); the shell's machine is not touched.",
+    "Model-only. A scenario runs on the explorer's own fresh machine (512 MiB unless ram= says,",
+    "the four dmirror devices, a nouveau GPU, every invariant checker); the shell's machine is not",
+    'touched.',
     'explore machine [procs=N] [threads=M] [check-every=N] [bugs=ID,ID]   start a new scenario (defaults 3 and 2,',
     '    no bugs; procs and threads 1..6; bugs are mm-core bug ids switched back on;',
     "    fixes=ID,ID|none picks the fix switches of the model's kernel findings, default all;",
-    '    mthp boots an mTHP machine: anonymous mTHP sizes on, dmirror devices with mTHP orders)',
+    '    mthp boots an mTHP machine: anonymous mTHP sizes on, dmirror devices with mTHP orders;',
+    '    ram=SIZE gives it SIZE of system RAM instead of 512M, 16M to 4G: a small machine reclaims,',
+    '    swaps and OOM-kills)',
     'explore prelude <op>   an operation run alone, in order, before the threads start',
     'explore op <op>        an operation of the thread slot it names (pP.tT), in order per thread',
     "    <op> is the explorer's text form: pP.tT mmap rR PAGES [thp] prot N | munmap|read|pagemap",
@@ -258,7 +270,8 @@ export const explore: CommandSpec = {
   maxArgs: Number.POSITIVE_INFINITY,
   words(i, args) {
     if (i === 0) return SUBCOMMANDS;
-    if (args[0] === 'machine') return ['procs=', 'threads=', 'check-every=', 'bugs=', 'fixes=', 'mthp'];
+    if (args[0] === 'machine')
+      return ['procs=', 'threads=', 'check-every=', 'bugs=', 'fixes=', 'ram=', 'mthp'];
     if (args[0] === 'schedule' && i === 1)
       return ['coop', 'random:seed=1,p=0.5', 'pct:seed=1,d=3,k=2000', 'trace:'];
     return [];

@@ -227,6 +227,25 @@ describe('the oracle', () => {
     expect(o.accessible(0, first, first + 8, true)).toBe(true);
   });
 
+  it('an mremap() that ran out of memory leaves its source and destination uncertain (the destination was unmapped first)', () => {
+    const o = mapped();
+    store(o, 0, 8, 5);
+    // Region 1 had a mapping of its own where the move was going.
+    expect(done(o, { k: 'mmap', p: 0, t: 0, r: 1, n: 8, a: RW }, { ret: regionAddr(1, 0) })).toBeNull();
+    done(o, { k: 'mremap', p: 0, t: 0, r: 0, off: 2, n: 4, r2: 1, off2: 0 }, { ret: -12 });
+    const src = regionAddr(0, 0) / PAGE_SIZE;
+    const dst = regionAddr(1, 0) / PAGE_SIZE;
+    expect(o.accessible(0, src + 2, src + 3, false)).toBe(false);
+    expect(o.accessible(0, dst, dst + 1, false)).toBe(false);
+    // Outside the two ranges nothing changed.
+    expect(o.accessible(0, src, src + 2, true)).toBe(true);
+    expect(o.accessible(0, dst + 4, dst + 8, true)).toBe(true);
+    // Another error (checked before anything is touched) changes nothing.
+    done(o, { k: 'mremap', p: 0, t: 0, r: 0, off: 6, n: 2, r2: 1, off2: 6 }, { ret: -22 });
+    expect(o.accessible(0, src + 6, src + 8, true)).toBe(true);
+    expect(o.accessible(0, dst + 6, dst + 8, true)).toBe(true);
+  });
+
   it('an operation of a process that exits while it runs applies to that process, not to the next one in its slot', () => {
     const o = mapped();
     done(o, { k: 'fork', p: 0, t: 0 }, { child: 1 });

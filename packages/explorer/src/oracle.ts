@@ -501,8 +501,20 @@ export class Oracle {
           }
         return;
       case 'mremap': {
-        if (out.ret !== regionAddr(op.r2 ?? 0, op.off2 ?? 0)) return;
         const d = rec.fp.ranges[1][0] - BASE_VPN;
+        if (out.ret === -12) {
+          // -ENOMEM comes after mremap_to() unmapped the destination of the piece it was moving
+          // (and remap_move() may have moved the pieces before it): a memory that ran out in the
+          // move (page tables) leaves both ranges uncertain.
+          for (let k = 0; k < b - a; k++) {
+            if (mem.state[a + k] & MAPPED) {
+              mem.setMaybe(BASE_VPN + a + k);
+              mem.setMaybe(BASE_VPN + d + k);
+            } else if (mem.state[d + k] & MAPPED) mem.setMaybe(BASE_VPN + d + k);
+          }
+          return;
+        }
+        if (out.ret !== regionAddr(op.r2 ?? 0, op.off2 ?? 0)) return;
         const st = mem.state.slice(a, b);
         const pr = mem.prot.slice(a, b);
         const wd = mem.word.slice(a, b);

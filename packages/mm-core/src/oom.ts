@@ -79,12 +79,34 @@ export function selectBadProcess(tasks: Iterable<OomTask>): OomTask | null {
 /**
  * Models __oom_kill_process() (mm/oom_kill.c): SIGKILL to the victim (do_send_sig_info() with
  * force, which global init never receives: callers never pass it), count OOM_KILL. A victim with
- * a thread in the kernel exits when that thread returns to user space.
+ * a thread in the kernel exits when that thread returns to user space. One in user space exits at
+ * once: `inline`, in the caller's task (a user fault, which holds nothing), or else in a task of
+ * its own (the kernel path that allocates may hold locks the victim's exit takes, and the victim
+ * exits in its own context in the kernel too).
  */
-export function* oomKillProcess(core: Core, victim: OomTask): KGen {
+export function* oomKillProcess(core: Core, victim: OomTask, inline = true): KGen {
   core.vmstat.oom_kill++;
-  if (victim.inKernel === 0) yield* victim.exitGen(0, SIGKILL);
-  else victim.fatalSignal ||= SIGKILL;
+  if (victim.inKernel !== 0) victim.fatalSignal ||= SIGKILL;
+  else if (inline) yield* victim.exitGen(0, SIGKILL);
+  else {
+    victim.fatalSignal ||= SIGKILL;
+    core.sched.spawn(`oom victim ${victim.pid} exits`, victimExit(core, victim), {
+      kind: 'kthread',
+      owner: victim,
+    });
+  }
+}
+
+/**
+ * Model-only: the exit of an OOM victim in a task of its own. Nobody joins that task, so what its
+ * exit throws is recorded as a WARN (the explorer reports every WARN it does not know).
+ */
+function* victimExit(core: Core, victim: OomTask): KGen {
+  try {
+    yield* victim.exitGen(0, SIGKILL);
+  } catch (e) {
+    core.warn(`exit of OOM victim pid ${victim.pid} failed: ${e instanceof Error ? e.message : String(e)}`);
+  }
 }
 
 /**
@@ -103,10 +125,12 @@ export function* outOfMemory(
   addr = 0,
   /** What allocated: a user fault (the default), or e.g. __mm_populate() for MAP_POPULATE. */
   via = 'user fault',
+  /** Whether a victim in user space exits in the caller's task ({@link oomKillProcess}). */
+  inline = true,
 ): KGen<OomTask> {
   if (!oomUnkillableTask(current) && current.state === 'running') {
     // "Out of memory (oom_kill_allocating_task)"
-    yield* oomKillProcess(core, current);
+    yield* oomKillProcess(core, current, inline);
     return current;
   }
   const victim = selectBadProcess(tasks);
@@ -122,6 +146,6 @@ export function* outOfMemory(
         'Out of memory and no killable processes...',
       ].join('\n'),
     });
-  yield* oomKillProcess(core, victim);
+  yield* oomKillProcess(core, victim, inline);
   return victim;
 }

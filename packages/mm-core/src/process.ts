@@ -469,11 +469,11 @@ export class Process {
    * victim (it exits now, or on its way back to user space when a thread is in the kernel).
    * Throws the out_of_memory() panic when nothing can be killed.
    */
-  *oomKill(addr: number, via = 'user fault', reclaim = true): KGen<boolean> {
+  *oomKill(addr: number, via = 'user fault', reclaim = true, inline = true): KGen<boolean> {
     // __alloc_pages_slowpath(): direct reclaim first; the allocation retries when it freed memory.
     if (reclaim && (yield* this.directReclaim())) return true;
     const tasks = [...this.host.tasks.values()].filter((t): t is Process => t instanceof Process);
-    return (yield* outOfMemory(this.core, this, tasks, addr, via)) !== this;
+    return (yield* outOfMemory(this.core, this, tasks, addr, via, inline)) !== this;
   }
 
   /**

@@ -41,7 +41,9 @@ export function* allocFolioNoFail(core: Core, order: number, zeroed: boolean, si
     // out_of_memory(): a process already dying with its mm is left to exit (task_will_free_mem());
     // one that is exiting has dropped its mm, so the OOM killer picks another (outOfMemory()).
     const proc = currentProcess(core);
-    if (proc && !(proc.state === 'running' && proc.fatalSignal)) yield* proc.oomKill(0, site, false);
+    // The victim exits in a task of its own: this path may hold locks its exit takes (a driver's
+    // eviction holds the device folios' locks, and the victim's release of its file evicts too).
+    if (proc && !(proc.state === 'running' && proc.fatalSignal)) yield* proc.oomKill(0, site, false, false);
     const reserve = allocFolio(core, order, zeroed, true);
     if (reserve >= 0) return reserve;
     if (pass >= NOFAIL_PASS_BOUND)

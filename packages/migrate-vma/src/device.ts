@@ -85,10 +85,17 @@ export function* migrateDevicePfns(core: Core, src: Float64Array, npages: number
 
 /**
  * Models migrate_device_pages(): migrate_vma_pages() without a VMA (holes impossible; a compound
- * source with a small destination is refused).
+ * source with a small destination is refused). `splitUnmapped` (model-only, for fix K19 of
+ * dmirror_device_evict_chunk()) splits such a source instead.
  */
-export function* migrateDevicePages(core: Core, src: Float64Array, dst: Float64Array, npages: number): KGen {
-  yield* migrateDevicePagesCore(core, src, dst, npages, null);
+export function* migrateDevicePages(
+  core: Core,
+  src: Float64Array,
+  dst: Float64Array,
+  npages: number,
+  splitUnmapped = false,
+): KGen {
+  yield* migrateDevicePagesCore(core, src, dst, npages, null, splitUnmapped);
   migrationPagesDone(core, src, dst);
 }
 

@@ -142,6 +142,24 @@ function* splitUnmappedForMigrate(
 }
 
 /**
+ * Fix K19 (test-hmm Findings): migrate_device_pages() of the pfn API (no VMA) splits a locked,
+ * unmapped compound source for small destinations: every PMD migration entry of the folio is
+ * found through the rmap and split (frozen), then folio_split_unmapped() and the slots are
+ * spread as migrate_vma_split_unmapped_folio() does. 0 or -errno (the unit is then refused).
+ */
+function* splitUnmappedForDevice(core: Core, src: Float64Array, idx: number, folio: number): KGen<number> {
+  const nr = core.map.folioNrPages(folio);
+  if (core.map.refcount[folio] === 1) yield* splitOtherPmdMigrationEntries(core, folio);
+  const ret = folioSplitUnmapped(core, folio, 0);
+  if (ret) return ret;
+  src[idx] = mpfnClear(src[idx], MIGRATE_PFN_COMPOUND);
+  const flags = mpfnFlags(src[idx]);
+  const pfn = migratePfnToPage(src[idx]);
+  for (let k = 1; k < nr; k++) src[idx + k] = migratePfn(pfn + k) - 1 + flags;
+  return 0;
+}
+
+/**
  * Models __migrate_device_pages() (mm/migrate_device.c): for each unit, insert destination
  * pages into holes, split a compound source whose destination is small (VMA API only), refuse
  * small-to-huge, refuse file / other ZONE_DEVICE combinations, and move struct-page metadata
@@ -153,6 +171,8 @@ export function* migrateDevicePagesCore(
   dst: Float64Array,
   npages: number,
   mig: MigrateVma | null,
+  /** Model-only (fix K19): the pfn API splits a compound source for small destinations. */
+  splitUnmapped = false,
 ): KGen {
   const m = core.map;
   let range: MmuNotifierRange | null = null;
@@ -240,7 +260,10 @@ export function* migrateDevicePagesCore(
       ) {
         // A smaller compound destination is the mTHP extension (mthp.ts); one of an order the
         // driver did not declare is refused (v6.19 cannot express it).
-        if (!mig || (dCompound && !(mig.mthpOrders & (1 << dOrder)))) {
+        // K19 (fix switch, test-hmm Findings): the eviction's pfn API call splits too (v6.19
+        // needs a VMA).
+        const deviceSplit = !mig && !dCompound && splitUnmapped;
+        if ((!mig && !deviceSplit) || (mig && dCompound && !(mig.mthpOrders & (1 << dOrder)))) {
           if (dCompound)
             core.warn(`migrate_vma_pages: destination order ${dOrder} was not declared in mthpOrders`);
           src[i] = mpfnClear(src[i], MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND);
@@ -248,8 +271,9 @@ export function* migrateDevicePagesCore(
           continue;
         }
         nr = m.folioNrPages(folio);
-        const split =
-          sOrder < HPAGE_PMD_ORDER
+        const split = !mig
+          ? yield* splitUnmappedForDevice(core, src, i, folio)
+          : sOrder < HPAGE_PMD_ORDER
             ? splitMthpForMigrate(core, mig, i, folio, dOrder)
             : yield* splitUnmappedForMigrate(core, mig, i, mig.start + i * PAGE_SIZE, folio, dOrder);
         if (split) {

@@ -146,6 +146,13 @@ export const MODEL_FIXES: readonly ModelFixSwitch[] = [
     title:
       "in a CPU fault the device THP is the fault folio, which carries the fault handler's reference (do_huge_pmd_device_private()), but folio_split_unmapped() requires the migration's reference alone (can_split_folio(folio, 1, ...)): the split for small destination pages always fails with -EAGAIN, after split_huge_pmd_address() has split the PMD, so the fault copies 512 pages for nothing and the unit stays on the device, PTE-mapped, to be faulted back one page per fault. Fixed: the fault handler's reference is allowed for, and the whole folio migrates into the small pages",
   },
+  {
+    id: 'K19',
+    fn: 'dmirror_device_evict_chunk',
+    pkg: 'test-hmm',
+    title:
+      'evicting a device THP takes a system folio of its order with folio_alloc() and locks it unchecked ("TODO Support splitting here"): when no such folio can be had (memory fragmented, compaction fails) at HMM_DMIRROR_RELEASE or when the last file is closed, lock_page(NULL) oopses. Fixed: a small __GFP_NOFAIL page per subpage, and migrate_device_pages() splits the unmapped device folio (found through the rmap: the pfn API has no VMA)',
+  },
 ];
 
 /** Model-only: an unknown fix id (a one-line message listing the known ids). */

@@ -105,8 +105,20 @@ function* evictChunkPfns(
     let dpage: number;
     if (f & MIGRATE_PFN_COMPOUND) {
       dpage = allocFolio(core, order, false);
-      if (dpage < 0)
+      if (dpage < 0 && !core.fixed('K19'))
         throw new KernelBug('dmirror_device_evict_chunk', 'NULL pointer dereference: folio_alloc() failed');
+      if (dpage < 0) {
+        // K19 (fix switch; v6.19: "TODO Support splitting here"): a small __GFP_NOFAIL page per
+        // subpage, and migrate_device_pages() splits the device folio.
+        const backing = m.head[spage];
+        for (let k = 0; k < 1 << order; k++) {
+          const p = yield* allocFolioNoFail(core, 0, false, 'dmirror_device_evict_chunk');
+          folioLock(core, p);
+          dst[i + k] = migratePfn(p) + (f & MIGRATE_PFN_WRITE ? MIGRATE_PFN_WRITE : 0);
+          core.frames.copy(p, backing + k, 1);
+        }
+        continue;
+      }
     } else {
       // alloc_page(GFP_HIGHUSER_MOVABLE | __GFP_NOFAIL): reclaim and the OOM killer until a page comes.
       dpage = yield* allocFolioNoFail(core, 0, false, 'dmirror_device_evict_chunk');
@@ -121,7 +133,7 @@ function* evictChunkPfns(
     core.frames.copy(dpage, m.head[spage], 1 << order);
   }
   if (core.sched.preempt('dmirror_device_evict_chunk: after the copy')) yield RESCHED;
-  yield* migrateDevicePages(core, src, dst, npages);
+  yield* migrateDevicePages(core, src, dst, npages, core.fixed('K19'));
   yield* migrateDeviceFinalize(core, src, dst, npages);
 }
 

@@ -128,34 +128,33 @@ function* splitUnmappedForMigrate(
   // K18: a CPU fault's own folio carries the fault handler's reference, which v6.19's
   // folio_split_unmapped() (can_split_folio(folio, 1, ...)) does not allow for: -EAGAIN.
   const fault = core.fixed('K18') && mig.faultPage >= 0 && core.map.head[mig.faultPage] === folio ? 1 : 0;
-  // Only when the split can go ahead (the references it allows for and no more).
-  if (core.map.refcount[folio] === 1 + fault) yield* splitOtherPmdMigrationEntries(core, folio);
-  const ret = folioSplitUnmapped(core, folio, newOrder, fault);
-  if (ret) return ret;
-  // Model extension (mthp.ts): a split to a declared order keeps COMPOUND on each new head.
-  if (!newOrder) mig.src[idx] = mpfnClear(mig.src[idx], MIGRATE_PFN_COMPOUND);
-  const flags = mpfnFlags(mig.src[idx]);
-  const pfn = migratePfnToPage(mig.src[idx]);
-  for (let k = 1 << newOrder; k < HPAGE_PMD_NR; k += 1 << newOrder)
-    mig.src[idx + k] = migratePfn(pfn + k) - 1 + flags;
-  return 0;
+  return yield* splitAndSpread(core, mig.src, idx, folio, newOrder, fault);
 }
 
 /**
- * Fix K19 (test-hmm Findings): migrate_device_pages() of the pfn API (no VMA) splits a locked,
- * unmapped compound source for small destinations: every PMD migration entry of the folio is
- * found through the rmap and split (frozen), then folio_split_unmapped() and the slots are
- * spread as migrate_vma_split_unmapped_folio() does. 0 or -errno (the unit is then refused).
+ * The common end of migrate_vma_split_unmapped_folio() and of fix K19's split in
+ * migrate_device_pages() (the pfn API has no VMA, so every PMD migration entry of the folio is
+ * found through the rmap and split here): the other PMD migration entries of the folio (only
+ * when the split can go ahead: its references are the ones it allows for and no more),
+ * folio_split_unmapped(), and the head slot's flags spread over the unit's slots. 0 or -errno.
  */
-function* splitUnmappedForDevice(core: Core, src: Float64Array, idx: number, folio: number): KGen<number> {
+function* splitAndSpread(
+  core: Core,
+  src: Float64Array,
+  idx: number,
+  folio: number,
+  newOrder: number,
+  extraRefs: number,
+): KGen<number> {
   const nr = core.map.folioNrPages(folio);
-  if (core.map.refcount[folio] === 1) yield* splitOtherPmdMigrationEntries(core, folio);
-  const ret = folioSplitUnmapped(core, folio, 0);
+  if (core.map.refcount[folio] === 1 + extraRefs) yield* splitOtherPmdMigrationEntries(core, folio);
+  const ret = folioSplitUnmapped(core, folio, newOrder, extraRefs);
   if (ret) return ret;
-  src[idx] = mpfnClear(src[idx], MIGRATE_PFN_COMPOUND);
+  // Model extension (mthp.ts): a split to a declared order keeps COMPOUND on each new head.
+  if (!newOrder) src[idx] = mpfnClear(src[idx], MIGRATE_PFN_COMPOUND);
   const flags = mpfnFlags(src[idx]);
   const pfn = migratePfnToPage(src[idx]);
-  for (let k = 1; k < nr; k++) src[idx + k] = migratePfn(pfn + k) - 1 + flags;
+  for (let k = 1 << newOrder; k < nr; k += 1 << newOrder) src[idx + k] = migratePfn(pfn + k) - 1 + flags;
   return 0;
 }
 
@@ -272,7 +271,7 @@ export function* migrateDevicePagesCore(
         }
         nr = m.folioNrPages(folio);
         const split = !mig
-          ? yield* splitUnmappedForDevice(core, src, i, folio)
+          ? yield* splitAndSpread(core, src, i, folio, 0, 0)
           : sOrder < HPAGE_PMD_ORDER
             ? splitMthpForMigrate(core, mig, i, folio, dOrder)
             : yield* splitUnmappedForMigrate(core, mig, i, mig.start + i * PAGE_SIZE, folio, dOrder);

@@ -83,7 +83,7 @@ describe('explore: parsing and one-line errors', () => {
     ],
     [
       'explore machine ram=8M',
-      "explore: ram: RAM must be a whole number of MiB from 16M to 4G (e.g. 32M), got '8M'",
+      "explore: ram: RAM must be a multiple of 4 MiB from 16M to 4G (e.g. 32M), got '8M'",
     ],
     ['explore machine procs=0', "explore: procs must be a whole number from 1 to 6, got '0'"],
     ['explore machine procs=7', "explore: procs must be a whole number from 1 to 6, got '7'"],

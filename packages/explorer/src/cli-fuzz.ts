@@ -51,7 +51,7 @@ const HELP = `usage: pnpm fuzz [--seed N] [--ops N] [--ops-per-run N] [--process
             they are on, so that a campaign looks for new findings)
 --mthp:     an mTHP machine (model extension): anonymous mTHP sizes enabled, dmirror devices
             that allocate and migrate folios of mTHP orders, and their operations in the mix
---ram:      the machine's system RAM (default 512M; 16M to 4G): a small machine reclaims, swaps,
+--ram:      the machine's system RAM (default 512M; 16M to 4G, in 4M steps): a small machine reclaims, swaps,
             OOM-kills and cannot find large folios, on every path that allocates
 --shrink-time: how long the shrinker of a finding tries candidates (default 10m); a livelock's
             candidates each spin to the livelock bound, so its shrink stops there, not minimal`;

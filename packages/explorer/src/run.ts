@@ -204,7 +204,7 @@ class ScenarioRun {
       ...(opts.fixes ? { fixes: opts.fixes } : {}),
       procs: sc.procs,
       threads: sc.threads,
-      ...(sc.ramMiB ? { ramBytes: sc.ramMiB << 20 } : opts.ramBytes ? { ramBytes: opts.ramBytes } : {}),
+      ...(sc.ramMiB ? { ramBytes: sc.ramMiB * 2 ** 20 } : opts.ramBytes ? { ramBytes: opts.ramBytes } : {}),
       ...(sc.mthp ? { mthp: true } : {}),
     };
     this.w = new World(wopts);

@@ -64,14 +64,14 @@ export const RAM_MAX_MIB = 4096;
 
 /**
  * Model-only: a machine's RAM size as written on the command line and in reproducers (`24M`,
- * `1G`, or MiB without a unit) in MiB, or a one-line error: a whole number of MiB from
- * {@link RAM_MIN_MIB} to {@link RAM_MAX_MIB}.
+ * `1G`, or MiB without a unit) in MiB, or a one-line error: whole 4 MiB blocks (the machine's
+ * RAM is made of MAX_PAGE_ORDER blocks) from {@link RAM_MIN_MIB} to {@link RAM_MAX_MIB}.
  */
 export function parseRamMiB(text: string): number | string {
   const m = /^(\d+)([MmGg]?)$/.exec(text);
   const mib = m ? Number(m[1]) * (m[2] === 'G' || m[2] === 'g' ? 1024 : 1) : Number.NaN;
-  if (!(mib >= RAM_MIN_MIB && mib <= RAM_MAX_MIB))
-    return `RAM must be a whole number of MiB from ${RAM_MIN_MIB}M to ${RAM_MAX_MIB / 1024}G (e.g. 32M), got '${text}'`;
+  if (!(mib >= RAM_MIN_MIB && mib <= RAM_MAX_MIB && mib % 4 === 0))
+    return `RAM must be a multiple of 4 MiB from ${RAM_MIN_MIB}M to ${RAM_MAX_MIB / 1024}G (e.g. 32M), got '${text}'`;
   return mib;
 }
 
@@ -166,7 +166,7 @@ export class World {
   readonly init: Process;
 
   constructor(opts: WorldOptions = {}) {
-    const ramBytes = opts.ramBytes ?? RAM_DEFAULT_MIB << 20;
+    const ramBytes = opts.ramBytes ?? RAM_DEFAULT_MIB * 2 ** 20;
     this.kernel = new Kernel({
       ramBytes,
       // The kernel's boot default: reserves that only a __GFP_NOFAIL allocation after an OOM kill takes.

@@ -61,9 +61,11 @@ describe('hmm-tests on the default machine (test_hmm loaded as test_hmm.sh smoke
       expect(coherent).toHaveLength(38);
       for (const l of coherent)
         expect(l).toMatch(/^ok \d+ hmm2?\.hmm2?_device_coherent\.\w+ # SKIP DEVICE_COHERENT not available$/);
-      for (const l of results.filter((x) => !/_device_coherent\./.test(x)))
-        expect(l).toMatch(/^ok \d+ hmm2?\.hmm2?_device_private\.\w+$/);
       const perTest = blocks(cap.merged());
+      for (const l of results.filter((x) => !/_device_coherent\./.test(x)))
+        expect(l, perTest.get(l.split(' ')[l.startsWith('not') ? 3 : 2])?.join('\n')).toMatch(
+          /^ok \d+ hmm2?\.hmm2?_device_private\.\w+$/,
+        );
       // Every private case printed nothing on stderr; every coherent case printed the open
       // failure and the SKIP line, byte for byte.
       for (const [name, block] of perTest) {
@@ -111,8 +113,13 @@ describe('hmm-tests --coherent (test_hmm loaded with spm_addr_dev0/1)', () => {
       expect(results).toHaveLength(38);
       expect(results.filter((l) => l.includes('# SKIP'))).toEqual([]);
       const failed = results.filter((l) => l.startsWith('not ok')).map((l) => l.split(' ')[3]);
-      expect(failed).toEqual(Object.keys(EXPECTED_FAILURES));
       const perTest = blocks(cap.merged());
+      // An unexpected failure shows its own block (diagnostics, timeout or exception) in the message.
+      const unexpected = failed.filter((n) => !(n in EXPECTED_FAILURES));
+      const why = unexpected
+        .map((n) => [`--- ${n}`, ...(perTest.get(n) ?? ['(no block)'])].join('\n'))
+        .join('\n');
+      expect(failed, why).toEqual(Object.keys(EXPECTED_FAILURES));
       for (const [name, diag] of Object.entries(EXPECTED_FAILURES)) {
         expect(perTest.get(name)?.slice(0, diag.length)).toEqual(diag);
       }

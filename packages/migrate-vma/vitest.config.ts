@@ -1,7 +1,3 @@
-import { defineConfig } from 'vitest/config';
+import { testConfig } from '../../scripts/vitest-base.mjs';
 
-export default defineConfig({
-  resolve: { conditions: ['@hmm-model/source'] },
-  ssr: { resolve: { conditions: ['@hmm-model/source'] } },
-  test: { include: ['src/**/*.test.ts', 'src/**/*.test.tsx'], testTimeout: 60_000 },
-});
+export default testConfig();

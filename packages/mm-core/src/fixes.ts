@@ -153,6 +153,13 @@ export const MODEL_FIXES: readonly ModelFixSwitch[] = [
     title:
       'evicting a device THP takes a system folio of its order with folio_alloc() and locks it unchecked ("TODO Support splitting here"): when no such folio can be had (memory fragmented, compaction fails) at HMM_DMIRROR_RELEASE or when the last file is closed, lock_page(NULL) oopses. Fixed: a small __GFP_NOFAIL page per subpage, and migrate_device_pages() splits the unmapped device folio (found through the rmap: the pfn API has no VMA)',
   },
+  {
+    id: 'K20',
+    fn: '__mmu_notifier_invalidate_range_start',
+    pkg: 'mm-core',
+    title:
+      "a non-blockable invalidation (the OOM reaper's) whose interval notifiers all went through but whose hlist notifier refuses (-EAGAIN, as nouveau's svmm always does for a non-blockable range) returns without ending the interval part, and the reaper does not end the range: active_invalidate_ranges never returns to zero, invalidate_seq stays odd once odd, and mmu_interval_read_begin() of every subscription hit since (or inserted since) waits for ever. Fixed: the interval part is ended (mn_itree_inv_end()) before -EAGAIN is returned",
+  },
 ];
 
 /** Model-only: an unknown fix id (a one-line message listing the known ids). */

@@ -65,6 +65,7 @@ export * from './mm/vma.js';
 export * from './mm/vmscan.js';
 export * from './mm/zap.js';
 export * from './oom.js';
+export * from './oom-reaper.js';
 export * from './pgtable/entry.js';
 export * from './phys/buddy.js';
 export * from './phys/frames.js';

@@ -9,6 +9,7 @@ import {
   mmapWriteUnlock,
   mmuIntervalNotifierInsert,
   mmuIntervalNotifierRemove,
+  mmuNotifierRangeBlockable,
   PAGE_SHIFT,
   PAGE_SIZE,
   TASK_SIZE,
@@ -35,6 +36,10 @@ export function nouveauSvmmInvalidate(svmm: NouveauSvmm, start: number, limit: n
  * the real driver is not modelled.)
  */
 function invalidateRangeStart(svmm: NouveauSvmm, range: MmuNotifierRange): KGen<boolean> | boolean {
+  // "if (!mmu_notifier_range_blockable(update)) return -EAGAIN;": the OOM reaper never reaps an
+  // mm with an svmm. (The kernel's svmm is an hlist notifier, which refuses after the interval
+  // notifiers went through: finding K20, which this interval-notifier model cannot show.)
+  if (!mmuNotifierRangeBlockable(range)) return false;
   // mutex_lock() of a free mutex does not sleep: the whole callback runs here.
   if (!svmm.mutex.trylock(svmm.drm.core.sched, 'nouveau_svmm_invalidate_range_start'))
     return invalidateRangeStartSlow(svmm, range);

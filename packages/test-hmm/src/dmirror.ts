@@ -31,6 +31,7 @@ import {
   mmuIntervalReadBegin,
   mmuIntervalReadRetry,
   mmuIntervalSetSeq,
+  mmuNotifierRangeBlockable,
   PAGE_SIZE,
   PG_dirty,
   PG_zone_device,
@@ -212,9 +213,10 @@ export class Dmirror {
     // which holds only for the migrating ioctl itself; fix K3 (README, Findings) invalidates.
     const own = range.event === MMU_NOTIFY_MIGRATE && range.owner === this.mdevice;
     if (own && !this.core.fixed('K3')) return true;
-    // mutex_lock() of a free mutex does not sleep: the whole callback runs here.
+    // mutex_lock() of a free mutex does not sleep: the whole callback runs here. A non-blockable
+    // range (the OOM reaper's) only trylocks: "else if (!mutex_trylock(&dmirror->mutex)) return false".
     if (!this.mutex.trylock(this.core.sched, 'dmirror_interval_invalidate'))
-      return this.invalidateLocked(sub, range, curSeq, own);
+      return mmuNotifierRangeBlockable(range) ? this.invalidateLocked(sub, range, curSeq, own) : false;
     this.invalidateUpdate(sub, range, curSeq, own);
     return true;
   }

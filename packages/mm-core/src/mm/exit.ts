@@ -29,6 +29,8 @@ export function* exitMmap(core: Core, mm: MmStruct): KGen {
   } finally {
     mmapReadUnlock(core, mm, 'exit_mmap');
   }
+  // MMF_OOM_SKIP: the memory is freed; the OOM killer and reaper leave this mm alone.
+  mm.oomSkip = true;
   yield* mmapWriteLock(core, mm, 'exit_mmap');
   for (const v of all) removeVma(core, v);
   freeEmptyTables(core, mm, 0, 2 ** 47);

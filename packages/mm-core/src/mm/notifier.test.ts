@@ -265,8 +265,13 @@ describe('mmu_notifier_release() at exit', () => {
     const p = k.spawn();
     const log: string[] = [];
     const sub = new MmuNotifier({
-      invalidateRangeStart: (_s, r) => log.push(`start ${r.event}`),
-      invalidateRangeEnd: (_s, r) => log.push(`end ${r.event}`),
+      invalidateRangeStart: (_s, r) => {
+        log.push(`start ${r.event}`);
+        return 0;
+      },
+      invalidateRangeEnd: (_s, r) => {
+        log.push(`end ${r.event}`);
+      },
       release: () => log.push('release'),
     });
     expect(mmuNotifierRegister(sub, p.mm)).toBe(0);

@@ -1,5 +1,6 @@
-import { EINVAL, EOVERFLOW } from '../constants.js';
+import { EAGAIN, EINVAL, EOVERFLOW } from '../constants.js';
 import type { Core } from '../core.js';
+import { ModelBug } from '../errors.js';
 import { waitEvent } from '../sched/locks.js';
 import type { KGen, KMaybe } from '../sched/task.js';
 import {
@@ -8,6 +9,7 @@ import {
   type MmuIntervalNotifier,
   type MmuNotifier,
   type MmuNotifierRange,
+  mmuNotifierRangeBlockable,
 } from './types.js';
 
 /**
@@ -106,13 +108,8 @@ export function invalidateRangeStartNoWait(range: MmuNotifierRange): KGen | null
   mm.tlb.flushRange(range.start, range.end);
   mm.activeInvalidations++;
   if (mm.notifierObservers.size) for (const o of [...mm.notifierObservers]) o.start(range);
-  // The overlapping subscriptions, in the interval tree's order (a snapshot: callbacks may
-  // remove subscriptions).
-  let hit: MmuIntervalNotifier[] | null = null;
-  for (const sub of mm.notifiers) if (overlaps(sub, range)) (hit ??= []).push(sub);
+  const hit = itreeHits(mm, range);
   if (hit) {
-    if (hit.length > 1 && !inStartOrder(hit)) hit.sort(byStart);
-    mm.notifierSeq |= 1;
     const seq = mm.notifierSeq;
     for (let k = 0; k < hit.length; k++) {
       const sub = hit[k];
@@ -150,15 +147,48 @@ function invalidated(mm: MmStruct, ok: boolean): void {
   if (!ok) mm.host?.warn('mn_itree_invalidate: ->invalidate failed on a blockable range (WARN_ON)');
 }
 
-/** mn_hlist_invalidate_range_start(): the hlist notifiers' ->invalidate_range_start(). */
-function hlistInvalidateRangeStart(range: MmuNotifierRange): void {
+/**
+ * mn_hlist_invalidate_range_start(): the hlist notifiers' ->invalidate_range_start(), every one
+ * of them even after a failure. A failure ("callback failed with %d in %sblockable context") is
+ * the kernel's WARN unless it is -EAGAIN on a non-blockable range; after one, every subscription
+ * with ->invalidate_range_end() gets it (those whose start succeeded expect their end). Returns
+ * 0 or the last failure.
+ */
+function hlistInvalidateRangeStart(range: MmuNotifierRange): number {
   const mm = range.mm;
-  if (mm.notifierList.size)
-    for (const sub of [...mm.notifierList]) sub.ops.invalidateRangeStart?.(sub, range);
+  if (!mm.notifierList.size) return 0;
+  let ret = 0;
+  const subs = [...mm.notifierList];
+  for (const sub of subs) {
+    const r = sub.ops.invalidateRangeStart?.(sub, range);
+    if (!r) continue;
+    if (mmuNotifierRangeBlockable(range) || r !== -EAGAIN)
+      mm.host?.warn(
+        `mn_hlist_invalidate_range_start: callback failed with ${r} in ${mmuNotifierRangeBlockable(range) ? '' : 'non-'}blockable context (WARN_ON)`,
+      );
+    ret = r;
+  }
+  if (ret) for (const sub of subs) sub.ops.invalidateRangeEnd?.(sub, range);
+  return ret;
 }
 
 function byStart(a: MmuIntervalNotifier, b: MmuIntervalNotifier): number {
   return a.start - b.start;
+}
+
+/**
+ * The interval part of mn_itree_inv_start_range(): the subscriptions overlapping the range, in the
+ * interval tree's order (a snapshot: callbacks may remove subscriptions), with invalidate_seq made
+ * odd when there is one; null when none overlaps.
+ */
+function itreeHits(mm: MmStruct, range: MmuNotifierRange): MmuIntervalNotifier[] | null {
+  let hit: MmuIntervalNotifier[] | null = null;
+  for (const sub of mm.notifiers) if (overlaps(sub, range)) (hit ??= []).push(sub);
+  if (hit) {
+    if (hit.length > 1 && !inStartOrder(hit)) hit.sort(byStart);
+    mm.notifierSeq |= 1;
+  }
+  return hit;
 }
 
 /** Whether the subscriptions are already in the interval tree's order (the usual case: no sort). */
@@ -190,6 +220,57 @@ export function mmuNotifierInvalidateRangeEnd(range: MmuNotifierRange): void {
   itreeInvEnd(mm);
   if (mm.notifierList.size) for (const sub of [...mm.notifierList]) sub.ops.invalidateRangeEnd?.(sub, range);
   if (mm.notifierObservers.size) for (const o of [...mm.notifierObservers]) o.end(range);
+}
+
+/**
+ * Models mmu_notifier_invalidate_range_start_nonblock() (include/linux/mmu_notifier.h, the OOM
+ * reaper's start): the range is not blockable, so no callback may sleep. Returns 0, after which
+ * the caller must end the range as usual, or -EAGAIN, after which it must not.
+ *
+ * __mmu_notifier_invalidate_range_start() runs the interval notifiers first (mn_itree_invalidate():
+ * a callback that refuses ends the interval part, mn_itree_inv_end(), and returns -EAGAIN), then
+ * the hlist ones (mn_hlist_invalidate_range_start()). When an hlist callback refuses after the
+ * interval part went through, v6.19 returns -EAGAIN without ending the interval part: the mm's
+ * active_invalidate_ranges never comes back to zero, so invalidate_seq, once odd, stays odd, and
+ * every mmu_interval_read_begin() of a subscription hit since waits for ever (finding K20, see
+ * the README). Fix switch K20 ends the interval part there too.
+ */
+export function mmuNotifierInvalidateRangeStartNonblock(range: MmuNotifierRange): number {
+  const mm = range.mm;
+  if (mmuNotifierRangeBlockable(range))
+    throw new ModelBug('mmu_notifier_invalidate_range_start_nonblock: the range is blockable');
+  lockMapAcquire(mm, 'mmu_notifier_invalidate_range_start_nonblock');
+  if (!mm.hasItree && !mm.notifierList.size) return 0;
+  if (mm.events) mm.events.mmuInvalidations++;
+  mm.tlb.flushRange(range.start, range.end);
+  if (mm.hasItree) {
+    // mn_itree_invalidate(): mn_itree_inv_start_range(), then each overlapping subscription.
+    mm.activeInvalidations++;
+    const hit = itreeHits(mm, range);
+    if (hit) {
+      const seq = mm.notifierSeq;
+      for (const sub of hit) {
+        if (!mm.notifiers.has(sub)) continue;
+        const r = invokeInvalidate(sub, range, seq);
+        if (typeof r !== 'boolean')
+          throw new ModelBug(
+            `mn_itree_invalidate: an ->invalidate callback may sleep on a non-blockable range`,
+          );
+        if (!r) {
+          // out_would_block: the caller is not allowed to call invalidate_range_end().
+          itreeInvEnd(mm);
+          return -EAGAIN;
+        }
+      }
+    }
+  }
+  const ret = hlistInvalidateRangeStart(range);
+  if (ret) {
+    if (mm.hasItree && mm.host?.fixed?.('K20')) itreeInvEnd(mm);
+    return ret;
+  }
+  if (mm.notifierObservers.size) for (const o of [...mm.notifierObservers]) o.start(range);
+  return 0;
 }
 
 /**
@@ -346,6 +427,7 @@ export function mmuIntervalNotifierInsert(sub: MmuIntervalNotifier): number {
     mm.host?.warn('mmu_interval_notifier_insert: subscription already inserted');
     return -EINVAL;
   }
+  mm.hasItree = true;
   if (mm.activeInvalidations) {
     if (mm.notifierSeq & 1) mm.notifiersDeferred.add(sub);
     else {

@@ -196,6 +196,16 @@ export interface MmuNotifierRange {
   readonly event: number;
   /** Models range->owner (MIGRATE / EXCLUSIVE events). */
   readonly owner: unknown;
+  /**
+   * Models MMU_NOTIFIER_RANGE_BLOCKABLE cleared in range->flags: set only by
+   * mmu_notifier_invalidate_range_start_nonblock() (the OOM reaper). Absent: blockable.
+   */
+  readonly nonblock?: boolean;
+}
+
+/** Models mmu_notifier_range_blockable() (include/linux/mmu_notifier.h). */
+export function mmuNotifierRangeBlockable(range: MmuNotifierRange): boolean {
+  return range.nonblock !== true;
 }
 
 /** Models struct mmu_interval_notifier_ops. */
@@ -230,8 +240,11 @@ export class MmuIntervalNotifier {
  * with its range, ->release sees the mm's teardown (mmu_notifier_release()).
  */
 export interface MmuNotifierOps {
-  /** Models ->invalidate_range_start() (blockable ranges only in this model). */
-  invalidateRangeStart?(sub: MmuNotifier, range: MmuNotifierRange): void;
+  /**
+   * Models ->invalidate_range_start(): 0 (or nothing), or -EAGAIN refusing a non-blockable range
+   * (the only failure the kernel allows). Runs without sleeping in this model.
+   */
+  invalidateRangeStart?(sub: MmuNotifier, range: MmuNotifierRange): number | undefined;
   /** Models ->invalidate_range_end(). */
   invalidateRangeEnd?(sub: MmuNotifier, range: MmuNotifierRange): void;
   /** Models ->release(): the mm's last user is gone, before its pages are unmapped. */
@@ -264,6 +277,8 @@ export interface MmuNotifierHost {
   warn(message: string): void;
   /** Models `current`: the task, with its count of ->invalidate callbacks it is inside (lockdep's map). */
   readonly current: { mmuNotifierDepth: number };
+  /** Model-only: whether fix switch `id` is on (Core.fixed()). */
+  fixed?(id: string): boolean;
 }
 
 /** Models MM rss counters (enum NR_MM_COUNTERS). */
@@ -386,8 +401,12 @@ export class MmStruct {
   notifierSeq = 2;
   /** Models active_invalidate_ranges. */
   activeInvalidations = 0;
+  /** Models notifier_subscriptions->has_itree: an interval notifier was ever inserted. */
+  hasItree = false;
   /** Models MMF_UNSTABLE (set by the OOM reaper): faults and migrations must not map into it. */
   unstable = false;
+  /** Models MMF_OOM_SKIP: reaped, or torn down by exit_mmap(); the OOM killer and reaper skip it. */
+  oomSkip = false;
   /** Model-only: the machine's event counters (core.events), or null for a detached mm. */
   readonly events: KernelEvents | null;
   constructor(

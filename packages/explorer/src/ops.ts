@@ -17,6 +17,7 @@ import {
   mmgetNotZero,
   mmput,
   O_WRONLY,
+  oomReapTask,
   PAGE_SIZE,
   PIN_LONGTERM_TEST_FLAG_USE_WRITE,
   PIN_LONGTERM_TEST_START,
@@ -254,8 +255,15 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
         out.skipped = true;
         return;
       }
-      // The OOM killer marks the victim's mm unstable (MMF_UNSTABLE) before the reaper runs.
-      if (op.k === 'oom') target.proc.mm.unstable = true;
+      // __oom_kill_process(): SIGKILL, then queue_oom_reaper(): the reaper works on the victim's
+      // mm (MMF_UNSTABLE, then its private memory) while the victim exits.
+      if (op.k === 'oom') {
+        const core = w.kernel.core;
+        const mm = target.proc.mm;
+        w.reapers.push(
+          core.sched.spawn(`oom_reaper (mm ${mm.id})`, oomReapTask(core, mm), { kind: 'kthread' }),
+        );
+      }
       out.ret = yield* slot.proc.killGen(target.proc.pid, SIGKILL);
       return;
     }

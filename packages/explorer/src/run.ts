@@ -254,12 +254,14 @@ class ScenarioRun {
       sched.runUntil(() => {
         if (this.finding !== null) return true;
         for (const t of tasks) if (!t.done) return false;
+        for (const t of w.reapers) if (!t.done) return false;
         return true;
       });
     } catch (e) {
       this.finding ??= asFinding(e);
     }
     for (const t of tasks) if (t.error !== undefined) this.finding ??= asFinding(t.error);
+    for (const t of w.reapers) if (t.error !== undefined) this.finding ??= asFinding(t.error);
     if (this.finding) return this.result(this.finding);
 
     // Quiescent: the final full check and a verification read of everything the oracle knows.
@@ -307,9 +309,13 @@ class ScenarioRun {
   private *runOp(op: Op): KGen {
     const { w, oracle, opts } = this;
     const out = newOutcome();
+    // A thread of a process with a fatal signal pending runs no more user code: in the kernel it
+    // dies on its way back to user space (the process's exit waits for its last thread in the
+    // kernel), so it starts no new operation.
+    if (w.live(op.p)?.proc.fatalSignal) out.skipped = true;
     // User space touches only memory it has mapped (an access the oracle knows would fault is
     // not made: it would kill the process and end the scenario early).
-    if ((op.k === 'read' || op.k === 'write') && w.live(op.p)) {
+    else if ((op.k === 'read' || op.k === 'write') && w.live(op.p)) {
       const first = regionAddr(op.r ?? 0, op.off ?? 0) / PAGE_SIZE;
       if (!oracle.accessible(op.p, first, first + (op.n ?? 0), op.k === 'write')) out.skipped = true;
     }

@@ -94,12 +94,17 @@ export function* doHugePmdAnonymousPage(
       const table = allocDeposit(core, mm);
       if (table < 0) return VM_FAULT_OOM;
       const ptl = pmdLock(core, pmdT, 'do_huge_pmd_anonymous_page');
+      let ret = 0;
       if (entryNone(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi))) {
-        depositTable(mm, haddr, table);
-        ptSet(core, pmdT, mi, (mkPmdLo(z, false, false, true) | _PAGE_SPECIAL) >>> 0, mkHi(z));
+        ret = mm.unstable ? VM_FAULT_SIGBUS : 0; // check_stable_address_space()
+        if (ret) freeTable(core, mm, table);
+        else {
+          depositTable(mm, haddr, table);
+          ptSet(core, pmdT, mi, (mkPmdLo(z, false, false, true) | _PAGE_SPECIAL) >>> 0, mkHi(z));
+        }
       } else freeTable(core, mm, table);
       ptlUnlock(core, ptl, 'do_huge_pmd_anonymous_page');
-      return 0;
+      return ret;
     }
   }
   const folio = allocFolio(core, HPAGE_PMD_ORDER, true);
@@ -115,11 +120,14 @@ export function* doHugePmdAnonymousPage(
     return VM_FAULT_OOM;
   }
   const ptl = pmdLock(core, pmdT, '__do_huge_pmd_anonymous_page');
-  if (!entryNone(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi))) {
+  const none = entryNone(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi));
+  // check_stable_address_space() once the PMD is seen none.
+  const ret = none && mm.unstable ? VM_FAULT_SIGBUS : 0;
+  if (!none || ret) {
     ptlUnlock(core, ptl, '__do_huge_pmd_anonymous_page');
     freeTable(core, mm, table);
     folioPut(core, folio);
-    return 0;
+    return ret;
   }
   depositTable(mm, haddr, table);
   folioAddNewAnonRmap(core, folio, av.id, linearPageIndex(vma, haddr), true);

@@ -150,6 +150,14 @@ function allocAnonFolio(core: Core, vma: Vma, pteT: number, addr: number): numbe
 }
 
 /**
+ * Models check_stable_address_space() (include/linux/oom.h): VM_FAULT_SIGBUS once the OOM reaper
+ * has started on the mm (MMF_UNSTABLE), for the faults that would map a new page of it.
+ */
+export function checkStableAddressSpace(mm: Vma['mm']): number {
+  return mm.unstable ? VM_FAULT_SIGBUS : 0;
+}
+
+/**
  * Models do_anonymous_page(): the zero page for reads, for writes a new exclusive anonymous
  * folio from alloc_anon_folio() (order 0, or an mTHP order the per-size settings enable; the
  * allocation may sleep); under the PTE lock the PTE (for a large folio every PTE of its
@@ -166,12 +174,16 @@ function doAnonymousPage(
   const i = pteIndex(addr);
   if (!(flags & FAULT_FLAG_WRITE)) {
     const ptl = pteLock(core, pteT, 'do_anonymous_page');
+    let ret = 0;
     if (same(core, pteT, i, 0, 0)) {
-      ptSet(core, pteT, i, zeroPteLo(core), mkHi(core.zeroPfn));
-      core.vmstat.zero_page_faults++;
+      ret = checkStableAddressSpace(vma.mm);
+      if (ret === 0) {
+        ptSet(core, pteT, i, zeroPteLo(core), mkHi(core.zeroPfn));
+        core.vmstat.zero_page_faults++;
+      }
     }
     ptlUnlock(core, ptl, 'do_anonymous_page');
-    return 0;
+    return ret;
   }
   const av = anonVmaPrepare(core, vma);
   const pfn = allocAnonFolio(core, vma, pteT, addr);
@@ -205,6 +217,12 @@ function mapAnonymousFolio(
     folioPut(core, pfn);
     return 0;
   }
+  const unstable = checkStableAddressSpace(vma.mm);
+  if (unstable) {
+    ptlUnlock(core, ptl, 'do_anonymous_page');
+    folioPut(core, pfn);
+    return unstable;
+  }
   folioGet(core, pfn, nr - 1);
   addMmCounter(vma.mm, 'MM_ANONPAGES', nr);
   countMthpStat(core, core.map.folioOrder(pfn), 'anon_fault_alloc');
@@ -230,6 +248,11 @@ function doFileFault(core: Core, vma: Vma, pteT: number, addr: number, flags: nu
   if (index * PAGE_SIZE >= inode.size) return VM_FAULT_SIGBUS;
   const i = pteIndex(addr);
   if (!same(core, pteT, i, 0, 0)) return 0;
+  // finish_fault(): a private mapping of a reaped mm gets no new page.
+  if (!(vma.flags & VM_SHARED)) {
+    const unstable = checkStableAddressSpace(vma.mm);
+    if (unstable) return unstable;
+  }
   const page = shmemGetFolio(core, inode, index, true, { vma, addr, writeEnd: 0 });
   if (page < 0) return VM_FAULT_OOM;
   const write = (flags & FAULT_FLAG_WRITE) !== 0;

@@ -33,7 +33,8 @@ describe("the `oom` operation queues the OOM reaper (oom_reap_task()) on the vic
             if (w.slots[1] && !reaper) victim = w.slots[1].proc.mm;
             return;
           }
-          reaper = w.reapers[w.reapers.length - 1] ?? null;
+          const q = w.kernel.core.oomReapers;
+          reaper = q[q.length - 1] ?? null;
           victimInKernel = (w.slots[1]?.proc.inKernel ?? 0) > 0;
         },
       });

@@ -17,7 +17,6 @@ import {
   mmgetNotZero,
   mmput,
   O_WRONLY,
-  oomReapTask,
   PAGE_SIZE,
   PIN_LONGTERM_TEST_FLAG_USE_WRITE,
   PIN_LONGTERM_TEST_START,
@@ -26,6 +25,7 @@ import {
   PROT_NONE,
   PROT_READ,
   PROT_WRITE,
+  queueOomReaper,
   SIGBUS,
   SIGKILL,
   SIGSEGV,
@@ -257,13 +257,7 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
       }
       // __oom_kill_process(): SIGKILL, then queue_oom_reaper(): the reaper works on the victim's
       // mm (MMF_UNSTABLE, then its private memory) while the victim exits.
-      if (op.k === 'oom') {
-        const core = w.kernel.core;
-        const mm = target.proc.mm;
-        w.reapers.push(
-          core.sched.spawn(`oom_reaper (mm ${mm.id})`, oomReapTask(core, mm), { kind: 'kthread' }),
-        );
-      }
+      if (op.k === 'oom') queueOomReaper(w.kernel.core, target.proc.mm);
       out.ret = yield* slot.proc.killGen(target.proc.pid, SIGKILL);
       return;
     }

@@ -254,14 +254,14 @@ class ScenarioRun {
       sched.runUntil(() => {
         if (this.finding !== null) return true;
         for (const t of tasks) if (!t.done) return false;
-        for (const t of w.reapers) if (!t.done) return false;
+        for (const t of w.kernel.core.oomReapers) if (!t.done) return false;
         return true;
       });
     } catch (e) {
       this.finding ??= asFinding(e);
     }
     for (const t of tasks) if (t.error !== undefined) this.finding ??= asFinding(t.error);
-    for (const t of w.reapers) if (t.error !== undefined) this.finding ??= asFinding(t.error);
+    for (const t of w.kernel.core.oomReapers) if (t.error !== undefined) this.finding ??= asFinding(t.error);
     if (this.finding) return this.result(this.finding);
 
     // Quiescent: the final full check and a verification read of everything the oracle knows.

@@ -22,7 +22,6 @@ import {
   PROT_READ,
   PROT_WRITE,
   type Process,
-  type Task,
   type Thread,
   thpSizeDir,
 } from '@hmm-model/mm-core';
@@ -165,8 +164,6 @@ export class World {
   readonly threadsPerProc: number;
   /** Global init (pid 1): idle, never a slot. */
   readonly init: Process;
-  /** The OOM reaper's work queued by `oom` operations (oom_reap_task()); a run waits for it. */
-  readonly reapers: Task[] = [];
 
   constructor(opts: WorldOptions = {}) {
     const ramBytes = opts.ramBytes ?? RAM_DEFAULT_MIB * 2 ** 20;

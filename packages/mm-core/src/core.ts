@@ -215,6 +215,8 @@ export class Core {
   private lastMappingId = 0;
   private lastMapping: AnonVma | Inode | undefined = undefined;
   readonly warnings: Warning[] = [];
+  /** Models oom_reaper_list: the OOM reaper's work queued by queueOomReaper() (oom-reaper.ts). */
+  readonly oomReapers: Task[] = [];
   /** Models the default hstate's pool (2 MiB pages): free heads and the pool size. */
   readonly hugetlb = { free: [] as number[], total: 0 };
   /** Models the shared zero page (ZERO_PAGE(0)). */

@@ -27,6 +27,7 @@ import {
   type MmuNotifierRange,
   mmuNotifierRangeBlockable,
 } from './mm/types.js';
+import { oomKillProcess } from './oom.js';
 import { MAX_OOM_REAP_RETRIES, oomReapTask, oomReapTaskMm } from './oom-reaper.js';
 import { LockFinding } from './sched/findings.js';
 import type { KGen } from './sched/task.js';
@@ -151,6 +152,49 @@ describe('the OOM reaper (mm/oom_kill.c)', () => {
     refuse = false;
     expect(run(k, oomReapTaskMm(k.core, p.mm))).toBe(true);
     expect(p.mm.rss.MM_ANONPAGES).toBe(0);
+  });
+});
+
+describe('__oom_kill_process() queues the reaper (queue_oom_reaper())', () => {
+  it('for a victim with a thread in the kernel: SIGKILL pending, and the reaper reaps its memory before it exits', () => {
+    const k = machine();
+    const p = k.task(1)!;
+    const c = k.task(p.fork())!;
+    const a = c.mmap(0, 32 * P, RW, ANON);
+    for (let i = 0; i < 32; i++) c.writeI32(a + i * P, i);
+    expect(c.mm.rss.MM_ANONPAGES).toBe(32);
+    const core = k.core;
+    // The victim is inside a syscall (as when its own allocation failed in the kernel).
+    const victim = { pid: c.pid, state: c.state, mm: c.mm, fatalSignal: 0, inKernel: 1, *exitGen() {} };
+    run(k, oomKillProcess(core, victim), 'allocating task');
+    expect(victim.fatalSignal).toBe(9);
+    expect(core.oomReapers).toHaveLength(1);
+    const reaper = core.oomReapers[0];
+    core.sched.join(reaper);
+    expect(reaper.result).toEqual({ attempts: 1, reaped: true });
+    expect(c.mm.unstable).toBe(true);
+    expect(c.mm.oomSkip).toBe(true);
+    expect(c.mm.rss.MM_ANONPAGES).toBe(0);
+  });
+
+  it('not for a victim that exits at once in the caller (a user fault): its exit_mmap() already set MMF_OOM_SKIP', () => {
+    const k = machine();
+    const p = k.task(1)!;
+    const c = k.task(p.fork())!;
+    let exited = false;
+    const victim = {
+      pid: c.pid,
+      state: c.state,
+      mm: c.mm,
+      fatalSignal: 0,
+      inKernel: 0,
+      *exitGen() {
+        exited = true;
+      },
+    };
+    run(k, oomKillProcess(k.core, victim), 'faulting task');
+    expect(exited).toBe(true);
+    expect(k.core.oomReapers).toHaveLength(0);
   });
 });
 

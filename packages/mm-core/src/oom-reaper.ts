@@ -10,8 +10,8 @@
  *
  * Model differences: time is not modelled, so OOM_REAPER_DELAY (the reaper starts 2 s after the
  * kill) and schedule_timeout_idle(HZ/10) between attempts are preemption points (another task
- * may run there, as much as the schedule says). The caller decides when the reaper runs: the model
- * has no oom_reaper kthread of its own (see the README).
+ * may run there, as much as the schedule says). Each victim's reaping is a task of its own
+ * ({@link queueOomReaper}) rather than an item on the oom_reaper kthread's list.
  */
 
 import type { Core } from './core.js';
@@ -26,7 +26,7 @@ import {
   VM_SHARED,
 } from './mm/types.js';
 import { zapRange } from './mm/zap.js';
-import { type KGen, RESCHED } from './sched/task.js';
+import { type KGen, RESCHED, type Task } from './sched/task.js';
 
 /** Models MAX_OOM_REAP_RETRIES (mm/oom_kill.c): attempts of oom_reap_task_mm() per victim. */
 export const MAX_OOM_REAP_RETRIES = 10;
@@ -109,4 +109,17 @@ export function* oomReapTask(core: Core, mm: MmStruct): KGen<OomReapResult> {
   // result's `reaped: false`.
   mm.oomSkip = true;
   return { attempts: Math.min(attempts, MAX_OOM_REAP_RETRIES), reaped };
+}
+
+/**
+ * Models queue_oom_reaper() (mm/oom_kill.c): the reaper's work on `mm`, as a kernel task of its
+ * own, recorded in `core.oomReapers` (finished ones are dropped) so that whoever runs the machine
+ * can wait for it. Returns the task.
+ */
+export function queueOomReaper(core: Core, mm: MmStruct): Task {
+  const q = core.oomReapers;
+  for (let i = q.length - 1; i >= 0; i--) if (q[i].done) q.splice(i, 1);
+  const t = core.sched.spawn(`oom_reaper (mm ${mm.id})`, oomReapTask(core, mm), { kind: 'kthread' });
+  q.push(t);
+  return t;
 }

@@ -6,12 +6,14 @@
  * fault could not get memory (VM_FAULT_OOM) is the victim, unless it is unkillable (global
  * init); then select_bad_process() picks the process with the highest oom_badness(), and with
  * none left the kernel panics. It runs only after direct reclaim (mm/direct-reclaim.ts) freed
- * nothing; there is no oom_score_adj (always 0), no memcg or cpuset constraint and no OOM reaper.
+ * nothing; there is no oom_score_adj (always 0), no memcg or cpuset constraint. A victim that
+ * does not exit at once gets the OOM reaper (oom-reaper.ts).
  */
 import { PAGE_SIZE, SIGKILL } from './constants.js';
 import type { Core } from './core.js';
 import { KernelBug } from './kernel-bug.js';
 import type { MmStruct } from './mm/types.js';
+import { queueOomReaper } from './oom-reaper.js';
 import type { KGen } from './sched/task.js';
 import { isGlobalInit } from './signal.js';
 
@@ -82,19 +84,24 @@ export function selectBadProcess(tasks: Iterable<OomTask>): OomTask | null {
  * a thread in the kernel exits when that thread returns to user space. One in user space exits at
  * once: `inline`, in the caller's task (a user fault, which holds nothing), or else in a task of
  * its own (the kernel path that allocates may hold locks the victim's exit takes, and the victim
- * exits in its own context in the kernel too).
+ * exits in its own context in the kernel too). Unless it exited inline, queue_oom_reaper() queues
+ * the OOM reaper on its mm ({@link queueOomReaper}).
  */
 export function* oomKillProcess(core: Core, victim: OomTask, inline = true): KGen {
   core.vmstat.oom_kill++;
-  if (victim.inKernel !== 0) victim.fatalSignal ||= SIGKILL;
-  else if (inline) yield* victim.exitGen(0, SIGKILL);
-  else {
-    victim.fatalSignal ||= SIGKILL;
+  if (victim.inKernel === 0 && inline) {
+    // The victim's exit runs here, whole: a reaper queued now would find MMF_OOM_SKIP.
+    yield* victim.exitGen(0, SIGKILL);
+    return;
+  }
+  victim.fatalSignal ||= SIGKILL;
+  if (victim.inKernel === 0)
     core.sched.spawn(`oom victim ${victim.pid} exits`, victimExit(core, victim), {
       kind: 'kthread',
       owner: victim,
     });
-  }
+  // queue_oom_reaper(): the victim's memory comes back even if it is stuck in the kernel.
+  queueOomReaper(core, victim.mm);
 }
 
 /**

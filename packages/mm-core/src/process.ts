@@ -148,6 +148,9 @@ export class Process {
   run<T>(what: string, gen: KGen<T>, check = true): T {
     const sched = this.host.sched;
     const r = sched.runSync(gen, `${this.pid} ${what}`, this);
+    // Model-only: the OOM reaper work the call queued finishes before a synchronous caller goes
+    // on (the kthread would run at once on an idle machine), so the checks below are not skipped.
+    if (!sched.inTask) for (const t of this.host.core.oomReapers) if (!t.done) sched.join(t);
     if (check && sched.pending === 0 && !sched.inTask) this.host.afterSyscall(what);
     return r;
   }

@@ -7,7 +7,9 @@ import {
   PAGE_SIZE,
   PROT_READ,
   PROT_WRITE,
+  SIGBUS,
 } from './constants.js';
+import type { SignalDelivered } from './errors.js';
 import type { Kernel } from './kernel.js';
 import { mmapWriteLock, mmapWriteUnlock } from './mm/locking.js';
 import {
@@ -152,6 +154,44 @@ describe('the OOM reaper (mm/oom_kill.c)', () => {
     refuse = false;
     expect(run(k, oomReapTaskMm(k.core, p.mm))).toBe(true);
     expect(p.mm.rss.MM_ANONPAGES).toBe(0);
+  });
+});
+
+describe('check_stable_address_space(): a fault that would map a new page into a reaped mm', () => {
+  /** The signal a user access dies of (0: none). */
+  const signo = (f: () => unknown): number => {
+    try {
+      f();
+      return 0;
+    } catch (e) {
+      return (e as SignalDelivered).signo;
+    }
+  };
+
+  it('gets SIGBUS for anonymous reads (zero page) and writes and for a private file mapping; a shared one still maps', () => {
+    const k = machine();
+    const init = k.task(1)!;
+    // One victim per fault: each dies of its SIGBUS. MMF_UNSTABLE as __oom_reap_task_mm() sets it.
+    const victim = () => k.task(init.fork())!;
+    const a = victim();
+    const aAddr = a.mmap(0, 4 * P, RW, ANON);
+    a.mm.unstable = true;
+    expect(signo(() => a.readI32(aAddr))).toBe(SIGBUS);
+    const b = victim();
+    const bAddr = b.mmap(0, 4 * P, RW, ANON);
+    b.mm.unstable = true;
+    expect(signo(() => b.writeI32(bAddr, 1))).toBe(SIGBUS);
+    const c = victim();
+    const fd = c.memfdCreate('f', 0);
+    expect(c.ftruncate(fd, 4 * P)).toBe(0);
+    const shared = c.mmap(0, 4 * P, RW, MAP_SHARED, fd, 0);
+    const priv = c.mmap(0, 4 * P, RW, MAP_PRIVATE, fd, 0);
+    c.writeI32(shared + P, 5);
+    c.mm.unstable = true;
+    // finish_fault() checks private mappings only.
+    expect(c.readI32(shared + P)).toBe(5);
+    expect(signo(() => c.readI32(priv + P))).toBe(SIGBUS);
+    expect(k.check()).toEqual([]);
   });
 });
 

@@ -105,8 +105,8 @@ export function* oomReapTask(core: Core, mm: MmStruct): KGen<OomReapResult> {
     if (reaped) break;
     if (core.sched.preempt('oom_reap_task: schedule_timeout_idle(HZ/10)')) yield RESCHED;
   }
-  // All attempts failed: the kernel's pr_info("oom_reaper: unable to reap pid:...") is the
-  // result's `reaped: false`.
+  // Reaped or not (the kernel's pr_info("oom_reaper: unable to reap pid:...") is `reaped: false`),
+  // the OOM killer stops waiting for this mm.
   mm.oomSkip = true;
   return { attempts: Math.min(attempts, MAX_OOM_REAP_RETRIES), reaped };
 }

@@ -150,7 +150,13 @@ export class Process {
     const r = sched.runSync(gen, `${this.pid} ${what}`, this);
     // Model-only: the OOM reaper work the call queued finishes before a synchronous caller goes
     // on (the kthread would run at once on an idle machine), so the checks below are not skipped.
-    if (!sched.inTask) for (const t of this.host.core.oomReapers) if (!t.done) sched.join(t);
+    if (!sched.inTask)
+      for (const t of this.host.core.oomReapers)
+        if (!t.done) {
+          sched.join(t);
+          // What the reaper hit (a modelled oops in its zap) is reported to the caller.
+          if (t.error !== undefined) throw t.error;
+        }
     if (check && sched.pending === 0 && !sched.inTask) this.host.afterSyscall(what);
     return r;
   }

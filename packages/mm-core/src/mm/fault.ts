@@ -248,13 +248,13 @@ function doFileFault(core: Core, vma: Vma, pteT: number, addr: number, flags: nu
   if (index * PAGE_SIZE >= inode.size) return VM_FAULT_SIGBUS;
   const i = pteIndex(addr);
   if (!same(core, pteT, i, 0, 0)) return 0;
-  // finish_fault(): a private mapping of a reaped mm gets no new page.
+  const page = shmemGetFolio(core, inode, index, true, { vma, addr, writeEnd: 0 });
+  if (page < 0) return VM_FAULT_OOM;
+  // finish_fault(), after __do_fault() got the page: a private mapping of a reaped mm maps nothing.
   if (!(vma.flags & VM_SHARED)) {
     const unstable = checkStableAddressSpace(vma.mm);
     if (unstable) return unstable;
   }
-  const page = shmemGetFolio(core, inode, index, true, { vma, addr, writeEnd: 0 });
-  if (page < 0) return VM_FAULT_OOM;
   const write = (flags & FAULT_FLAG_WRITE) !== 0;
   if (write && !(vma.flags & VM_SHARED)) {
     const copy = allocFolio(core, 0, false);

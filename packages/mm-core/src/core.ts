@@ -217,6 +217,11 @@ export class Core {
   readonly warnings: Warning[] = [];
   /** Models oom_reaper_list: the OOM reaper's work queued by queueOomReaper() (oom-reaper.ts). */
   readonly oomReapers: Task[] = [];
+  /**
+   * Model-only: the exits of OOM victims that run in a task of their own (oom.ts oomKillProcess()),
+   * so that whoever runs the machine can wait for them as for the reapers.
+   */
+  readonly oomExits: Task[] = [];
   /** Models the default hstate's pool (2 MiB pages): free heads and the pool size. */
   readonly hugetlb = { free: [] as number[], total: 0 };
   /** Models the shared zero page (ZERO_PAGE(0)). */

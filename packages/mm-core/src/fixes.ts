@@ -160,6 +160,13 @@ export const MODEL_FIXES: readonly ModelFixSwitch[] = [
     title:
       "a non-blockable invalidation (the OOM reaper's) whose interval notifiers all went through but whose hlist notifier refuses (-EAGAIN, as nouveau's svmm always does for a non-blockable range) returns without ending the interval part, and the reaper does not end the range: active_invalidate_ranges never returns to zero, invalidate_seq stays odd once odd, and mmu_interval_read_begin() of every subscription hit since (or inserted since) waits for ever. Fixed: the interval part is ended (mn_itree_inv_end()) before -EAGAIN is returned",
   },
+  {
+    id: 'K21',
+    fn: 'out_of_memory',
+    pkg: 'mm-core',
+    title:
+      "with vm.oom_kill_allocating_task=1 the allocating task is chosen again after it became a victim whose mm the OOM reaper gave up on (MMF_OOM_SKIP: task_will_free_mem() is false, and the allocating-task branch does not look at tsk_is_oom_victim()): a __GFP_NOFAIL allocation in it (a driver's eviction at release) kills it again and again and never gets a page while other processes hold the memory. Fixed: such a victim is not chosen again, and select_bad_process(), which skips it, picks another process",
+  },
 ];
 
 /** Model-only: an unknown fix id (a one-line message listing the known ids). */

@@ -29,6 +29,7 @@ import { DEFAULT_SWAP_BYTES, swapon } from './mm/swapfile.js';
 import { registerSwapDevice, SWAP_DEVICE_PATH } from './mm/swapoff.js';
 import { registerThpSysfs } from './mm/thp-sysfs.js';
 import type { Inode } from './mm/types.js';
+import { oomKillAllocatingTaskWrite, oomSysctls, registerOomHost } from './oom.js';
 import { PG_reserved } from './phys/memmap.js';
 import { mapsText, pagemapRead, statusText } from './proc.js';
 import { Process } from './process.js';
@@ -125,6 +126,17 @@ export class Kernel implements Host {
 
   private registerPseudoFiles(): void {
     registerOvercommitSysctls(this);
+    registerOomHost(this);
+    const oomCore = this.core;
+    // Models vm_oom_kill_table (mm/oom_kill.c): /proc/sys/vm/oom_kill_allocating_task.
+    this.devices.set('/proc/sys/vm/oom_kill_allocating_task', {
+      ...textFile(() => `${oomSysctls(oomCore).oom_kill_allocating_task}\n`),
+      *pwrite(_file, buf, pos) {
+        if (pos > 0) return buf.length;
+        const r = oomKillAllocatingTaskWrite(oomCore, new TextDecoder().decode(buf));
+        return r < 0 ? r : buf.length;
+      },
+    });
     registerKhugepagedSysfs(this);
     registerThpSysfs(this);
     const core = this.core;

@@ -205,9 +205,19 @@ describe('__oom_kill_process() queues the reaper (queue_oom_reaper())', () => {
     expect(c.mm.rss.MM_ANONPAGES).toBe(32);
     const core = k.core;
     // The victim is inside a syscall (as when its own allocation failed in the kernel).
-    const victim = { pid: c.pid, state: c.state, mm: c.mm, fatalSignal: 0, inKernel: 1, *exitGen() {} };
+    const victim = {
+      pid: c.pid,
+      state: c.state,
+      mm: c.mm,
+      fatalSignal: 0,
+      inKernel: 1,
+      oomVictim: false,
+      hasMm: true,
+      *exitGen() {},
+    };
     run(k, oomKillProcess(core, victim), 'allocating task');
     expect(victim.fatalSignal).toBe(9);
+    expect(victim.oomVictim).toBe(true);
     expect(core.oomReapers).toHaveLength(1);
     const reaper = core.oomReapers[0];
     core.sched.join(reaper);
@@ -228,6 +238,8 @@ describe('__oom_kill_process() queues the reaper (queue_oom_reaper())', () => {
       mm: c.mm,
       fatalSignal: 0,
       inKernel: 0,
+      oomVictim: false,
+      hasMm: true,
       *exitGen() {
         exited = true;
       },

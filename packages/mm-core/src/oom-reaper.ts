@@ -114,9 +114,12 @@ export function* oomReapTask(core: Core, mm: MmStruct): KGen<OomReapResult> {
 /**
  * Models queue_oom_reaper() (mm/oom_kill.c): the reaper's work on `mm`, as a kernel task of its
  * own, recorded in `core.oomReapers` (finished ones are dropped) so that whoever runs the machine
- * can wait for it. Returns the task.
+ * can wait for it. Returns the task, or null when the mm was queued before (MMF_OOM_REAP_QUEUED:
+ * an mm is reaped once).
  */
-export function queueOomReaper(core: Core, mm: MmStruct): Task {
+export function queueOomReaper(core: Core, mm: MmStruct): Task | null {
+  if (mm.oomReapQueued) return null;
+  mm.oomReapQueued = true;
   const q = core.oomReapers;
   for (let i = q.length - 1; i >= 0; i--) if (q[i].done) q.splice(i, 1);
   const t = core.sched.spawn(`oom_reaper (mm ${mm.id})`, oomReapTask(core, mm), { kind: 'kthread' });

@@ -3,7 +3,7 @@ import { MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE, SIGKILL }
 import { SignalDelivered } from './errors.js';
 import { KernelBug } from './kernel-bug.js';
 import type { MmStruct } from './mm/types.js';
-import { type OomTask, oomBadness, selectBadProcess } from './oom.js';
+import { OOM_SCAN_ABORT, type OomTask, oomBadness, selectBadProcess } from './oom.js';
 import { WIFSIGNALED, WTERMSIG } from './process.js';
 import { machine } from './testing/helpers.js';
 
@@ -11,12 +11,19 @@ const RW = PROT_READ | PROT_WRITE;
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
 
 /** A fake task for select_bad_process(): `pages` resident anonymous pages, no page tables. */
-function fake(pid: number, pages: number, fatalSignal = 0): OomTask {
+function fake(pid: number, pages: number, fatalSignal = 0, oomVictim = false, oomSkip = false): OomTask {
   const mm = {
     rss: { MM_FILEPAGES: 0, MM_ANONPAGES: pages, MM_SWAPENTS: 0, MM_SHMEMPAGES: 0 },
     pgtablesBytes: 0,
+    oomSkip,
   } as unknown as MmStruct;
-  return { pid, state: 'running', mm, fatalSignal, inKernel: 0, *exitGen() {} };
+  return { pid, state: 'running', mm, fatalSignal, inKernel: 0, oomVictim, hasMm: true, *exitGen() {} };
+}
+
+/** The pid select_bad_process() chose, null for none, or 'abort'. */
+function chosen(tasks: OomTask[]): number | null | 'abort' {
+  const r = selectBadProcess(tasks);
+  return r === OOM_SCAN_ABORT || r === null ? r : r.pid;
 }
 
 describe('OOM killer (mm/oom_kill.c)', () => {
@@ -102,11 +109,19 @@ describe('OOM killer (mm/oom_kill.c)', () => {
     expect(k.check()).toEqual([]);
   });
 
-  it('select_bad_process(): skips init and dying tasks, highest badness wins, a later task wins a tie', () => {
-    expect(selectBadProcess([fake(1, 1000)])).toBeNull();
-    expect(selectBadProcess([fake(1, 1000), fake(2, 5), fake(3, 7), fake(4, 6)])?.pid).toBe(3);
-    expect(selectBadProcess([fake(2, 5), fake(3, 5)])?.pid).toBe(3);
-    expect(selectBadProcess([fake(2, 5), fake(3, 9, SIGKILL)])?.pid).toBe(2);
-    expect(selectBadProcess([fake(2, 0)])?.pid).toBe(2);
+  it('select_bad_process(): skips init, highest badness wins, a later task wins a tie', () => {
+    expect(chosen([fake(1, 1000)])).toBeNull();
+    expect(chosen([fake(1, 1000), fake(2, 5), fake(3, 7), fake(4, 6)])).toBe(3);
+    expect(chosen([fake(2, 5), fake(3, 5)])).toBe(3);
+    expect(chosen([fake(2, 0)])).toBe(2);
+    // A task dying of another signal is not an OOM victim: it may be chosen (oom_kill_process()
+    // then only marks it, task_will_free_mem()).
+    expect(chosen([fake(2, 5), fake(3, 9, SIGKILL)])).toBe(3);
+  });
+
+  it('select_bad_process(): an OOM victim not yet reaped aborts the search; one with MMF_OOM_SKIP is skipped', () => {
+    expect(chosen([fake(2, 5), fake(3, 9, SIGKILL, true)])).toBe('abort');
+    expect(chosen([fake(2, 5), fake(3, 9, SIGKILL, true, true)])).toBe(2);
+    expect(chosen([fake(3, 9, SIGKILL, true, true)])).toBeNull();
   });
 });

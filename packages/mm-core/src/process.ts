@@ -114,6 +114,10 @@ export class Process {
   inKernel = 0;
   /** Models a pending fatal signal (SIGKILL from kill(), or exit_group() of another thread). */
   fatalSignal = 0;
+  /** Models tsk_is_oom_victim() (signal->oom_mm): the OOM killer chose this process (oom.ts markOomVictim()). */
+  oomVictim = false;
+  /** Models task->mm: dropped by exit_mm() (mmput()) when the process exits. */
+  private mmDropped = false;
   private nextTid = 1;
 
   constructor(host: Host, parent: Process | null, mm?: MmStruct) {
@@ -136,6 +140,11 @@ export class Process {
     return this.host.core;
   }
 
+  /** Models task->mm != NULL (find_lock_task_mm()): true until exit_mm() has dropped the mm. */
+  get hasMm(): boolean {
+    return !this.mmDropped;
+  }
+
   /** True while the process runs (not a zombie, no fatal signal taken yet). */
   get alive(): boolean {
     return this.state === 'running';
@@ -148,10 +157,11 @@ export class Process {
   run<T>(what: string, gen: KGen<T>, check = true): T {
     const sched = this.host.sched;
     const r = sched.runSync(gen, `${this.pid} ${what}`, this);
-    // Model-only: the OOM reaper work the call queued finishes before a synchronous caller goes
-    // on (the kthread would run at once on an idle machine), so the checks below are not skipped.
+    // Model-only: the OOM reaper work and the OOM victims' exits the call queued finish before a
+    // synchronous caller goes on (the kthreads would run at once on an idle machine), so the
+    // checks below are not skipped.
     if (!sched.inTask)
-      for (const t of this.host.core.oomReapers)
+      for (const t of [...this.host.core.oomExits, ...this.host.core.oomReapers])
         if (!t.done) {
           sched.join(t);
           // What the reaper hit (a modelled oops in its zap) is reported to the caller.
@@ -379,6 +389,7 @@ export class Process {
     // Other threads in the kernel finish their syscall first (the fatal signal stops them at
     // the return to user space); the caller is never inside one of this process's syscalls.
     yield* waitEvent(`exit_group of pid ${this.pid}: threads leaving the kernel`, () => this.inKernel === 0);
+    this.mmDropped = true;
     yield* mmput(this.core, this.mm);
     for (const fd of [...this.fds.keys()]) {
       const f = this.fds.get(fd)!;
@@ -474,9 +485,10 @@ export class Process {
    * Models the slow path of an allocation by this process that failed at `addr`
    * (__alloc_pages_slowpath()): direct reclaim (tryToFreePages(); true, retry, when it freed
    * memory), then the OOM kill (__alloc_pages_may_oom() -> out_of_memory(), {@link outOfMemory}):
-   * true when another process was killed, so the allocation may be retried; false when this process is the
-   * victim (it exits now, or on its way back to user space when a thread is in the kernel).
-   * Throws the out_of_memory() panic when nothing can be killed.
+   * true when another process was killed, or none because an earlier victim may still free memory,
+   * so the allocation may be retried; false when this process is the victim (it exits now, or on
+   * its way back to user space when a thread is in the kernel). Throws the out_of_memory() panic
+   * when nothing can be killed.
    */
   *oomKill(addr: number, via = 'user fault', reclaim = true, inline = true): KGen<boolean> {
     // __alloc_pages_slowpath(): direct reclaim first; the allocation retries when it freed memory.

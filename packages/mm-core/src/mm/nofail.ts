@@ -4,6 +4,7 @@
  */
 import type { Core } from '../core.js';
 import { allocFolio } from '../folio.js';
+import { oomTasks, outOfMemory } from '../oom.js';
 import { Process, Thread } from '../process.js';
 import { LivelockFinding } from '../sched/findings.js';
 import { spinRetry } from '../sched/locks.js';
@@ -24,31 +25,33 @@ function currentProcess(core: Core): Process | null {
  * Models alloc_pages(gfp | __GFP_NOFAIL, order) (mm/page_alloc.c __alloc_pages_slowpath()) by the
  * running task: the allocation; when it fails, direct reclaim (tryToFreePages()) and again if
  * that freed memory; else __alloc_pages_may_oom(): out_of_memory() for the running task's
- * process (the OOM killer's victim: that process under the model's oom_kill_allocating_task
- * policy, which exits only when its syscall returns, or another one), then the allocation from
- * the reserves (ALLOC_NO_WATERMARKS, __alloc_pages_cpuset_fallback()); and round again after a
- * busy retry (cond_resched(); goto retry), since __GFP_NOFAIL never returns NULL. Returns the
- * folio's head pfn. A task with no process skips the OOM kill. After {@link NOFAIL_PASS_BOUND}
- * passes that got nothing (nothing to reclaim, the victims freed nothing, the reserves are
- * empty) the kernel would loop for ever: a LivelockFinding naming `site`. With no process left
- * to kill, out_of_memory() panics (outOfMemory()).
+ * process, or for a kernel thread (outOfMemory(): a dying process is left to exit and gets the
+ * reaper, vm.oom_kill_allocating_task kills the allocating process, else select_bad_process(),
+ * which waits while an earlier victim may still free memory), then the allocation from the
+ * reserves (ALLOC_NO_WATERMARKS, __alloc_pages_cpuset_fallback()); and round again after a busy
+ * retry (cond_resched(); goto retry), since __GFP_NOFAIL never returns NULL. Returns the folio's
+ * head pfn. After {@link NOFAIL_PASS_BOUND} passes that got nothing (nothing to reclaim, the
+ * victims freed nothing, the reserves are empty) the kernel would loop for ever: a
+ * LivelockFinding naming `site` and what the OOM killer last did. With no process left to kill,
+ * out_of_memory() panics.
  */
 export function* allocFolioNoFail(core: Core, order: number, zeroed: boolean, site: string): KGen<number> {
   for (let pass = 0; ; pass++) {
     const pfn = allocFolio(core, order, zeroed);
     if (pfn >= 0) return pfn;
     if ((yield* tryToFreePages(core)).progress > 0) continue;
-    // out_of_memory(): a process already dying with its mm is left to exit (task_will_free_mem());
-    // one that is exiting has dropped its mm, so the OOM killer picks another (outOfMemory()).
     const proc = currentProcess(core);
     // The victim exits in a task of its own: this path may hold locks its exit takes (a driver's
     // eviction holds the device folios' locks, and the victim's release of its file evicts too).
-    if (proc && !(proc.state === 'running' && proc.fatalSignal)) yield* proc.oomKill(0, site, false, false);
+    const victim = yield* outOfMemory(core, proc, oomTasks(core), 0, site, false);
     const reserve = allocFolio(core, order, zeroed, true);
     if (reserve >= 0) return reserve;
     if (pass >= NOFAIL_PASS_BOUND)
       throw new LivelockFinding(
-        `${site}: a __GFP_NOFAIL allocation of order ${order} got no page in ${pass} passes of reclaim and OOM kills`,
+        `${site}: a __GFP_NOFAIL allocation of order ${order} got no page in ${pass} passes of reclaim and OOM kills` +
+          (victim
+            ? ` (the OOM killer's victim: pid ${victim.pid}${victim.mm.oomSkip ? ', which the OOM reaper gave up on' : ''})`
+            : ''),
       );
     yield* spinRetry(core.sched, `${site}: __GFP_NOFAIL allocation, retry`);
   }

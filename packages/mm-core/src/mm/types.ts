@@ -407,6 +407,8 @@ export class MmStruct {
   unstable = false;
   /** Models MMF_OOM_SKIP: reaped, or torn down by exit_mmap(); the OOM killer and reaper skip it. */
   oomSkip = false;
+  /** Models MMF_OOM_REAP_QUEUED: queue_oom_reaper() queued this mm once already. */
+  oomReapQueued = false;
   /** Model-only: the machine's event counters (core.events), or null for a detached mm. */
   readonly events: KernelEvents | null;
   constructor(

@@ -36,6 +36,7 @@ const SPECS: readonly OptSpec[] = [
   { name: 'faithful', value: 'none' },
   { name: 'mthp', value: 'none' },
   { name: 'ram', value: 'string' },
+  { name: 'oom-kill-allocating-task', value: 'int', min: 0, max: 1 },
   { name: 'quiet', value: 'none' },
   { name: 'help', value: 'none' },
 ];
@@ -46,13 +47,16 @@ const DEFAULT_SHRINK_MS = 10 * 60_000;
 const HELP = `usage: pnpm fuzz [--seed N] [--ops N] [--ops-per-run N] [--processes N] [--threads N]
                  [--strategy random|pct|exhaustive] [--depth D] [--preemptions K] [--time 5m]
                  [--workers N] [--bug ID ...] [--faithful] [--mthp] [--ram 512M] [--check-every N]
-                 [--out DIR] [--no-shrink] [--shrink-time 10m] [--quiet]
+                 [--oom-kill-allocating-task 0|1] [--out DIR] [--no-shrink] [--shrink-time 10m] [--quiet]
 --faithful: v6.19 exactly (the model's fix switches for its own kernel findings off; by default
             they are on, so that a campaign looks for new findings)
 --mthp:     an mTHP machine (model extension): anonymous mTHP sizes enabled, dmirror devices
             that allocate and migrate folios of mTHP orders, and their operations in the mix
 --ram:      the machine's system RAM (default 512M; 16M to 4G, in 4M steps): a small machine reclaims, swaps,
             OOM-kills and cannot find large folios, on every path that allocates
+--oom-kill-allocating-task: vm.oom_kill_allocating_task (default 1, the model's machine: the process
+            whose allocation failed is killed; 0, the kernel's default: the OOM killer picks the
+            process with the highest badness and waits for an earlier victim to go)
 --shrink-time: how long the shrinker of a finding tries candidates (default 10m); a livelock's
             candidates each spin to the livelock bound, so its shrink stops there, not minimal`;
 
@@ -115,6 +119,9 @@ async function main(argv: readonly string[]): Promise<number> {
     timeMs,
     ...(o.mthp ? { mthp: true } : {}),
     ...(ramMiB ? { ramMiB } : {}),
+    ...(o['oom-kill-allocating-task'] !== undefined
+      ? { oomKillAllocatingTask: o['oom-kill-allocating-task'] as number }
+      : {}),
   };
   const t0 = performance.now();
   // A worker thread per seed range (one too for --workers 1: its heap is tuned, see worker-heap.ts).

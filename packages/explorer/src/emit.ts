@@ -29,7 +29,7 @@ export function shellScript(rep: ReproducerText, title: string): string {
     ...(rep.stopped
       ? [`# not minimal: the shrink stopped at its ${rep.stopped === 'time' ? 'time limit' : 'run budget'}`]
       : []),
-    `explore machine procs=${sc.procs} threads=${sc.threads}${sc.checkEvery ? ` check-every=${sc.checkEvery}` : ''}${rep.bugs.length ? ` bugs=${rep.bugs.join(',')}` : ''}${rep.fixes ? ` fixes=${rep.fixes.join(',') || 'none'}` : ''}${sc.mthp ? ' mthp' : ''}${sc.ramMiB ? ` ram=${sc.ramMiB}M` : ''}`,
+    `explore machine procs=${sc.procs} threads=${sc.threads}${sc.checkEvery ? ` check-every=${sc.checkEvery}` : ''}${rep.bugs.length ? ` bugs=${rep.bugs.join(',')}` : ''}${rep.fixes ? ` fixes=${rep.fixes.join(',') || 'none'}` : ''}${sc.mthp ? ' mthp' : ''}${sc.ramMiB ? ` ram=${sc.ramMiB}M` : ''}${sc.oomKillAllocatingTask !== undefined ? ` oom-kill-allocating-task=${sc.oomKillAllocatingTask}` : ''}`,
     ...sc.prelude.map((op) => `explore prelude ${describeOp(op)}`),
     ...sc.ops.map((op) => `explore op ${describeOp(op)}`),
     `explore schedule ${rep.trace}`,
@@ -43,7 +43,7 @@ function scenarioLiteral(sc: Scenario): string {
   // An empty list is `[]` (a lone comma would make a sparse array).
   const ops = (l: Scenario['ops']) =>
     l.length ? `[\n    ${l.map((op) => `'${describeOp(op)}'`).join(',\n    ')},\n  ]` : '[]';
-  return `{\n  procs: ${sc.procs},\n  threads: ${sc.threads},\n  checkEvery: ${sc.checkEvery ?? 64},\n${sc.mthp ? '  mthp: true,\n' : ''}${sc.ramMiB ? `  ramMiB: ${sc.ramMiB},\n` : ''}  prelude: ${ops(sc.prelude)} as string[],\n  ops: ${ops(sc.ops)} as string[],\n}`;
+  return `{\n  procs: ${sc.procs},\n  threads: ${sc.threads},\n  checkEvery: ${sc.checkEvery ?? 64},\n${sc.mthp ? '  mthp: true,\n' : ''}${sc.ramMiB ? `  ramMiB: ${sc.ramMiB},\n` : ''}${sc.oomKillAllocatingTask !== undefined ? `  oomKillAllocatingTask: ${sc.oomKillAllocatingTask},\n` : ''}  prelude: ${ops(sc.prelude)} as string[],\n  ops: ${ops(sc.ops)} as string[],\n}`;
 }
 
 /** A regular expression that matches the finding's first line (escaped, addresses generalised). */
@@ -71,7 +71,7 @@ const text = ${scenarioLiteral(rep.scenario)};
 const scenario: Scenario = {
   procs: text.procs,
   threads: text.threads,
-  checkEvery: text.checkEvery,${rep.scenario.mthp ? '\n  mthp: true,' : ''}${rep.scenario.ramMiB ? `\n  ramMiB: ${rep.scenario.ramMiB},` : ''}
+  checkEvery: text.checkEvery,${rep.scenario.mthp ? '\n  mthp: true,' : ''}${rep.scenario.ramMiB ? `\n  ramMiB: ${rep.scenario.ramMiB},` : ''}${rep.scenario.oomKillAllocatingTask !== undefined ? `\n  oomKillAllocatingTask: ${rep.scenario.oomKillAllocatingTask},` : ''}
   prelude: text.prelude.map(parseOp),
   ops: text.ops.map(parseOp),
 };

@@ -71,6 +71,8 @@ export interface GenOptions {
   readonly mthp?: boolean;
   /** The machine's RAM in MiB (Scenario.ramMiB; default: the explorer's 512). */
   readonly ramMiB?: number;
+  /** vm.oom_kill_allocating_task of the machine (Scenario.oomKillAllocatingTask; default: the model's 1). */
+  readonly oomKillAllocatingTask?: number;
 }
 
 /** The kinds the generator mixes (dmirror and GPU operations split by command). */
@@ -345,5 +347,8 @@ export function generateScenario(seed: number, opts: GenOptions = {}): Scenario 
     ops,
     ...(opts.mthp ? { mthp: true } : {}),
     ...(opts.ramMiB ? { ramMiB: opts.ramMiB } : {}),
+    ...(opts.oomKillAllocatingTask !== undefined
+      ? { oomKillAllocatingTask: opts.oomKillAllocatingTask }
+      : {}),
   };
 }

@@ -14,9 +14,12 @@ import {
   MREMAP_DONTUNMAP,
   MREMAP_FIXED,
   MREMAP_MAYMOVE,
+  markOomVictim,
   mmgetNotZero,
   mmput,
   O_WRONLY,
+  oomSysctls,
+  outOfMemory,
   PAGE_SIZE,
   PIN_LONGTERM_TEST_FLAG_USE_WRITE,
   PIN_LONGTERM_TEST_START,
@@ -25,11 +28,13 @@ import {
   PROT_NONE,
   PROT_READ,
   PROT_WRITE,
+  Process,
   queueOomReaper,
   SIGBUS,
   SIGKILL,
   SIGSEGV,
   SWAP_DEVICE_PATH,
+  spinRetry,
   thpSizeDir,
   XLATE_BUS,
   XLATE_OOM,
@@ -117,15 +122,41 @@ function* dmFd(slot: ProcSlot, d: number): KGen<number> {
  * faults they expect), so the thread goes on: an access racing another thread's munmap(),
  * mprotect() or mremap() no longer ends the process and every operation after it. SIGBUS and
  * SIGKILL kill the process (do_exit() with the signal), as does any signal once it is exiting.
+ *
+ * XLATE_OOM is the fault's allocation out of memory, the allocator's OOM kill left to the caller
+ * (mm-core cpu.ts). With vm.oom_kill_allocating_task (the model's machine) that kills this
+ * process; with 0, out_of_memory() picks the victim (outOfMemory()) or waits for an earlier one,
+ * and unless this process is the victim the allocation, and so the access, is retried: true.
+ * An access of a process another task's allocation OOM-killed meanwhile ends in that SIGKILL.
  */
-function* accessFault(slot: ProcSlot, ret: number, out: OpOutcome): KGen {
+function* accessFault(slot: ProcSlot, ret: number, out: OpOutcome): KGen<boolean> {
+  const proc = slot.proc;
+  if (proc.oomVictim && proc.fatalSignal !== 0) {
+    // Another task's allocation OOM-killed this process while the access was in the kernel (its
+    // fault may then have seen the reaped mm: VM_FAULT_SIGBUS). Whatever the fault returned, the
+    // thread dies of the pending SIGKILL on its way back to user space.
+    out.signal = SIGKILL;
+    out.oom = true;
+    yield* proc.exitGen(0, SIGKILL);
+    return false;
+  }
+  if (ret === XLATE_OOM && oomSysctls(proc.host.core).oom_kill_allocating_task === 0 && proc.alive) {
+    const tasks = [...proc.host.tasks.values()].filter((t): t is Process => t instanceof Process);
+    const victim = yield* outOfMemory(proc.host.core, proc, tasks, 0, 'user fault', false);
+    if (victim !== proc && proc.fatalSignal === 0) {
+      // __alloc_pages_slowpath(): "retry" after the kill (the victim frees its memory meanwhile).
+      yield* spinRetry(proc.host.sched, 'user fault: out_of_memory() killed another process, retry');
+      return true;
+    }
+  }
   out.signal = ret === XLATE_BUS ? SIGBUS : ret === XLATE_OOM ? SIGKILL : SIGSEGV;
   out.oom = ret === XLATE_OOM;
   if (ret === XLATE_SEGV) {
     out.handled = true;
-    return;
+    return false;
   }
-  yield* slot.proc.exitGen(0, out.signal);
+  yield* proc.exitGen(0, out.signal);
+  return false;
 }
 
 /**
@@ -172,22 +203,20 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
     case 'write': {
       // The program stores its word over every word of each page: no bytes move in the model.
       const words = patternWords(op.a ?? 0, addr, op.n ?? 0, w.words(op.p, op.t, op.n ?? 0));
-      const ret = yield* sys.accessWords(addr, words, 'write');
-      if (ret < 0) {
-        yield* accessFault(slot, ret, out);
-        return;
-      }
+      let ret: number;
+      do ret = yield* sys.accessWords(addr, words, 'write');
+      while (ret < 0 && (yield* accessFault(slot, ret, out)));
+      if (ret < 0) return;
       out.writeAddr = addr;
       out.writeWords = words;
       return;
     }
     case 'read': {
       const words = w.words(op.p, op.t, op.n ?? 0);
-      const ret = yield* sys.accessWords(addr, words, 'read');
-      if (ret < 0) {
-        yield* accessFault(slot, ret, out);
-        return;
-      }
+      let ret: number;
+      do ret = yield* sys.accessWords(addr, words, 'read');
+      while (ret < 0 && (yield* accessFault(slot, ret, out)));
+      if (ret < 0) return;
       out.readAddr = addr;
       out.readWords = words;
       return;
@@ -255,9 +284,12 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
         out.skipped = true;
         return;
       }
-      // __oom_kill_process(): SIGKILL, then queue_oom_reaper(): the reaper works on the victim's
-      // mm (MMF_UNSTABLE, then its private memory) while the victim exits.
-      if (op.k === 'oom') queueOomReaper(w.kernel.core, target.proc.mm);
+      // __oom_kill_process(): SIGKILL, mark_oom_victim(), then queue_oom_reaper(): the reaper
+      // works on the victim's mm (MMF_UNSTABLE, then its private memory) while the victim exits.
+      if (op.k === 'oom') {
+        markOomVictim(target.proc);
+        queueOomReaper(w.kernel.core, target.proc.mm);
+      }
       out.ret = yield* slot.proc.killGen(target.proc.pid, SIGKILL);
       return;
     }

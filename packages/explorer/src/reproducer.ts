@@ -31,6 +31,9 @@ export function parseReproducer(text: string): ParsedReproducer {
   const ram = opt('ram');
   const ramMiB = ram === undefined ? undefined : parseRamMiB(ram);
   if (typeof ramMiB === 'string') throw new OpSyntaxError(`explore machine: ${ramMiB}`);
+  const oomKat = opt('oom-kill-allocating-task');
+  if (oomKat !== undefined && !/^[01]$/.test(oomKat))
+    throw new OpSyntaxError(`explore machine: oom-kill-allocating-task must be 0 or 1, got '${oomKat}'`);
   return {
     scenario: {
       procs: Number(opt('procs') ?? 3),
@@ -38,6 +41,7 @@ export function parseReproducer(text: string): ParsedReproducer {
       ...(checkEvery ? { checkEvery: Number(checkEvery) } : {}),
       ...(/(?:^|\s)mthp(?:\s|$)/.test(machine) ? { mthp: true } : {}),
       ...(ramMiB ? { ramMiB } : {}),
+      ...(oomKat !== undefined ? { oomKillAllocatingTask: Number(oomKat) } : {}),
       prelude: rest('explore prelude ').map(parseOp),
       ops: rest('explore op ').map(parseOp),
     },

@@ -47,6 +47,11 @@ export interface Scenario {
    * scenario, so a replay boots the same machine (`pnpm fuzz --ram`).
    */
   readonly ramMiB?: number;
+  /**
+   * vm.oom_kill_allocating_task of the machine (WorldOptions.oomKillAllocatingTask; absent: the
+   * model's 1): part of the scenario, so a replay boots the same machine.
+   */
+  readonly oomKillAllocatingTask?: number;
 }
 
 /** Options of one run. */
@@ -206,6 +211,7 @@ class ScenarioRun {
       threads: sc.threads,
       ...(sc.ramMiB ? { ramBytes: sc.ramMiB * 2 ** 20 } : opts.ramBytes ? { ramBytes: opts.ramBytes } : {}),
       ...(sc.mthp ? { mthp: true } : {}),
+      ...(sc.oomKillAllocatingTask !== undefined ? { oomKillAllocatingTask: sc.oomKillAllocatingTask } : {}),
     };
     this.w = new World(wopts);
     this.k = this.w.kernel;
@@ -255,6 +261,7 @@ class ScenarioRun {
         if (this.finding !== null) return true;
         for (const t of tasks) if (!t.done) return false;
         for (const t of w.kernel.core.oomReapers) if (!t.done) return false;
+        for (const t of w.kernel.core.oomExits) if (!t.done) return false;
         return true;
       });
     } catch (e) {
@@ -262,6 +269,7 @@ class ScenarioRun {
     }
     for (const t of tasks) if (t.error !== undefined) this.finding ??= asFinding(t.error);
     for (const t of w.kernel.core.oomReapers) if (t.error !== undefined) this.finding ??= asFinding(t.error);
+    for (const t of w.kernel.core.oomExits) if (t.error !== undefined) this.finding ??= asFinding(t.error);
     if (this.finding) return this.result(this.finding);
 
     // Quiescent: the final full check and a verification read of everything the oracle knows.
@@ -326,9 +334,10 @@ class ScenarioRun {
     } finally {
       this.inFlight--;
     }
-    opts.afterOp?.(w, op, this.inFlight === 0);
+    const quiet = this.quiescent();
+    opts.afterOp?.(w, op, quiet);
     // Incremental check: with nothing else in the kernel, the range the operation touched.
-    if (this.inFlight === 0 && !out.skipped) {
+    if (quiet && !out.skipped) {
       this.incremental++;
       const v = this.touchedCheck(op);
       if (v.length) throw new Finding('invariant', `invariants violated after ${describeOp(op)}`, v);
@@ -363,12 +372,23 @@ class ScenarioRun {
     if (v.length) throw new Finding('invariant', `invariants violated ${where}`, v.slice(0, 40));
   }
 
+  /**
+   * Nothing else is in the kernel: no operation in flight, and no OOM victim exiting in a task of
+   * its own (mm-core oomKillProcess(): its exit migrates, zaps and frees like a syscall does).
+   */
+  private quiescent(): boolean {
+    if (this.inFlight !== 0) return false;
+    for (const t of this.k.core.oomExits) if (!t.done) return false;
+    return true;
+  }
+
   private *barrier(): KGen {
     this.arrived++;
     if (this.arrived === this.live) {
       this.arrived = 0;
       this.sinceCheck = 0;
-      this.fullCheck(`at barrier ${this.phase + 1}`);
+      // An OOM victim still exiting is kernel work in flight: the next barrier or the end checks.
+      if (this.quiescent()) this.fullCheck(`at barrier ${this.phase + 1}`);
       this.phase++;
       return;
     }
@@ -395,7 +415,7 @@ class ScenarioRun {
         this.arrived = 0;
         this.sinceCheck = 0;
         try {
-          this.fullCheck(`at barrier ${this.phase + 1}`);
+          if (this.quiescent()) this.fullCheck(`at barrier ${this.phase + 1}`);
         } catch (e) {
           this.finding ??= asFinding(e);
         }

@@ -17,6 +17,7 @@ import {
   minFreeKbytesFor,
   O_RDWR,
   O_WRONLY,
+  oomSysctls,
   PAGE_SIZE,
   PMD_SIZE,
   PROT_READ,
@@ -105,6 +106,11 @@ export interface WorldOptions {
    * Default false: v6.19's machine, so existing seeds and reproducers replay unchanged.
    */
   readonly mthp?: boolean;
+  /**
+   * vm.oom_kill_allocating_task at boot (mm-core oomSysctls()): 1, the model's default, kills the
+   * process whose allocation failed; 0, the kernel's default, lets select_bad_process() choose.
+   */
+  readonly oomKillAllocatingTask?: number;
 }
 
 /**
@@ -191,6 +197,9 @@ export class World {
     // ignores it, the OOM killer skips it), so the fuzzed processes are its children.
     this.init = this.kernel.spawn();
     if (opts.mthp) for (const [order, mode] of MTHP_ANON_SIZES) writeThpSize(this.init, order, mode);
+    // `sysctl vm.oom_kill_allocating_task=N` at boot.
+    if (opts.oomKillAllocatingTask !== undefined)
+      oomSysctls(this.kernel.core).oom_kill_allocating_task = opts.oomKillAllocatingTask;
     this.slots[0] = this.adopt(0, this.kernel.spawn());
   }
 

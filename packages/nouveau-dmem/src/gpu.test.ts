@@ -104,7 +104,7 @@ describe('GPU faults through hmm_range_fault (nouveau_svm_fault / nouveau_range_
     expect(k.check()).toEqual([]);
     nouveauSvmmFini(sa);
     expect(gpuPte(sa, w)).toBeNull();
-    expect(p.mm.notifiers.size).toBe(1);
+    expect(p.mm.notifierList.size).toBe(1);
   });
 
   it('has no dmem before Pascal or without a supported copy engine; SVM faults still work', () => {

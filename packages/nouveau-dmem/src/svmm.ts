@@ -1,15 +1,16 @@
 import {
+  EAGAIN,
   type KGen,
   MMU_NOTIFY_MIGRATE,
   type MmStruct,
-  MmuIntervalNotifier,
+  MmuNotifier,
   type MmuNotifierRange,
   Mutex,
   mmapWriteLock,
   mmapWriteUnlock,
-  mmuIntervalNotifierInsert,
-  mmuIntervalNotifierRemove,
   mmuNotifierRangeBlockable,
+  mmuNotifierRegister,
+  mmuNotifierUnregister,
   PAGE_SHIFT,
   PAGE_SIZE,
   TASK_SIZE,
@@ -35,25 +36,27 @@ export function nouveauSvmmInvalidate(svmm: NouveauSvmm, start: number, limit: n
  * the README's findings); anything else unmaps the range from the GPU. (The "unmanaged" window of
  * the real driver is not modelled.)
  */
-function invalidateRangeStart(svmm: NouveauSvmm, range: MmuNotifierRange): KGen<boolean> | boolean {
+function invalidateRangeStart(svmm: NouveauSvmm, range: MmuNotifierRange): KGen<number> | number {
   // "if (!mmu_notifier_range_blockable(update)) return -EAGAIN;": the OOM reaper never reaps an
-  // mm with an svmm. (The kernel's svmm is an hlist notifier, which refuses after the interval
-  // notifiers went through: finding K20, which this interval-notifier model cannot show.)
-  if (!mmuNotifierRangeBlockable(range)) return false;
+  // mm with an svmm, and its refusal comes after the interval notifiers went through (finding
+  // K20, mm-core's README).
+  if (!mmuNotifierRangeBlockable(range)) return -EAGAIN;
   // mutex_lock() of a free mutex does not sleep: the whole callback runs here.
   if (!svmm.mutex.trylock(svmm.drm.core.sched, 'nouveau_svmm_invalidate_range_start'))
     return invalidateRangeStartSlow(svmm, range);
-  return invalidateRangeStartLocked(svmm, range);
+  invalidateRangeStartLocked(svmm, range);
+  return 0;
 }
 
 /** nouveau_svmm_invalidate_range_start() after a mutex_lock() that sleeps. */
-function* invalidateRangeStartSlow(svmm: NouveauSvmm, range: MmuNotifierRange): KGen<boolean> {
+function* invalidateRangeStartSlow(svmm: NouveauSvmm, range: MmuNotifierRange): KGen<number> {
   yield* svmm.mutex.lock(svmm.drm.core.sched, 'nouveau_svmm_invalidate_range_start');
-  return invalidateRangeStartLocked(svmm, range);
+  invalidateRangeStartLocked(svmm, range);
+  return 0;
 }
 
 /** nouveau_svmm_invalidate_range_start() under svmm->mutex, which it releases. */
-function invalidateRangeStartLocked(svmm: NouveauSvmm, range: MmuNotifierRange): boolean {
+function invalidateRangeStartLocked(svmm: NouveauSvmm, range: MmuNotifierRange): void {
   const sched = svmm.drm.core.sched;
   try {
     if (range.event === MMU_NOTIFY_MIGRATE && range.owner === svmm.drm.dev) {
@@ -61,11 +64,10 @@ function invalidateRangeStartLocked(svmm: NouveauSvmm, range: MmuNotifierRange):
       // being copied, so a GPU write during the copy is lost. The fix unmaps them from the GPU
       // as for any other invalidation; it is not one of K9's foreign invalidations.
       if (svmm.drm.core.fixed('K10')) nouveauSvmmInvalidate(svmm, range.start, range.end);
-      return true;
+      return;
     }
     svmm.invalidations++;
     nouveauSvmmInvalidate(svmm, range.start, range.end);
-    return true;
   } finally {
     svmm.mutex.unlock(sched, 'nouveau_svmm_invalidate_range_start');
   }
@@ -73,9 +75,11 @@ function invalidateRangeStartLocked(svmm: NouveauSvmm, range: MmuNotifierRange):
 
 /**
  * Models nouveau_svmm_init() (the DRM_NOUVEAU_SVM_INIT ioctl): create a GPU address space that
- * mirrors `mm` and register its mmu notifier (an interval notifier over the whole user address
- * space in the model). Synchronous, for a caller with nothing else in the kernel; a task that
- * races with others uses {@link nouveauSvmmInitLocked}.
+ * mirrors `mm` and register its mmu notifier (__mmu_notifier_register(): an hlist subscription
+ * with nouveau_mn_ops, which has ->invalidate_range_start and no ->release). Synchronous, for a
+ * caller with nothing else in the kernel; a task that races with others uses
+ * {@link nouveauSvmmInitLocked}. A registration that fails (the mm has no users left) leaves the
+ * svmm without a notifier, and its GPU faults fail (-EFAULT).
  */
 export function nouveauSvmmInit(drm: NouveauDrm, mm: MmStruct): NouveauSvmm {
   const id = nextId.get(drm) ?? 1;
@@ -89,11 +93,10 @@ export function nouveauSvmmInit(drm: NouveauDrm, mm: MmStruct): NouveauSvmm {
     mutex: new Mutex(`svmm->mutex (svmm ${id})`),
     invalidations: 0,
   };
-  const notifier = new MmuIntervalNotifier(mm, 0, TASK_SIZE + PAGE_SIZE, {
-    invalidate: (_sub, range) => invalidateRangeStart(svmm, range),
+  const notifier = new MmuNotifier({
+    invalidateRangeStart: (_sub, range) => invalidateRangeStart(svmm, range),
   });
-  mmuIntervalNotifierInsert(notifier);
-  svmm.notifier = notifier;
+  if (mmuNotifierRegister(notifier, mm) === 0) svmm.notifier = notifier;
   drm.svmms.set(id, svmm);
   return svmm;
 }
@@ -118,7 +121,7 @@ export function* nouveauSvmmInitLocked(drm: NouveauDrm, mm: MmStruct): KGen<Nouv
  * stops resolving).
  */
 export function nouveauSvmmFini(svmm: NouveauSvmm): void {
-  if (svmm.notifier) mmuIntervalNotifierRemove(svmm.notifier);
+  if (svmm.notifier) mmuNotifierUnregister(svmm.notifier, svmm.mm);
   svmm.notifier = null;
   svmm.vmm.pfnclr(0, TASK_SIZE + PAGE_SIZE);
   svmm.drm.svmms.delete(svmm.id);

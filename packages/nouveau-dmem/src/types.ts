@@ -4,7 +4,7 @@ import type {
   DevPagemapOps,
   Kernel,
   MmStruct,
-  MmuIntervalNotifier,
+  MmuNotifier,
   Mutex,
   Warning,
 } from '@hmm-model/mm-core';
@@ -114,8 +114,8 @@ export interface NouveauSvmm {
   readonly mm: MmStruct;
   /** svmm->vmm: the GPU page tables. */
   readonly vmm: NouveauVmm;
-  /** svmm->notifier (an mmu_notifier in the kernel; an interval notifier over the whole mm here). */
-  notifier: MmuIntervalNotifier | null;
+  /** svmm->notifier: an hlist mmu_notifier (nouveau_mn_ops), null before registration or after nouveau_svmm_fini(). */
+  notifier: MmuNotifier | null;
   /** Models svmm->mutex. */
   readonly mutex: Mutex;
   /**

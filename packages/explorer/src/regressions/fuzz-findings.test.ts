@@ -40,6 +40,17 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
       expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
   });
 
+  it('K20: with the fix off a GPU fault of the OOM victim waits for ever in mmu_interval_read_begin(); with every fix on the run is clean', () => {
+    const { sc, schedule, fixes } = load('./k20-reaper-seq-leak.hmm');
+    expect(fixes).not.toContain('K20');
+    const r = runScenario(sc, { schedule, fixes });
+    expect(r.finding?.message).toMatch(
+      /^deadlock: 1 task\(s\) wait for something no task can release\n {2}task \d+ p1\.t1 waits for mmu_interval_read_begin: invalidation of mm \d+ in progress/,
+    );
+    for (const s of [schedule, ...OTHER])
+      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+  });
+
   it('K4: with the fix off the GPU reads freed VRAM; with every fix on the run is clean', () => {
     const { sc, schedule, fixes } = load('./k4-stale-gpu-map.hmm');
     expect(fixes).not.toContain('K4');

@@ -8,7 +8,9 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from '../constants.js';
+import { ModelBug } from '../errors.js';
 import type { Kernel } from '../kernel.js';
+import { Mutex, waitEvent } from '../sched/locks.js';
 import type { KGen } from '../sched/task.js';
 import { machine } from '../testing/helpers.js';
 import {
@@ -17,6 +19,7 @@ import {
   mmuIntervalReadBegin,
   mmuIntervalReadRetry,
   mmuIntervalSetSeq,
+  mmuNotifierInvalidateRangeStartNonblock,
   mmuNotifierRegister,
   mmuNotifierUnregister,
   ULONG_MAX,
@@ -291,5 +294,58 @@ describe('mmu_notifier_release() at exit', () => {
     mmuNotifierUnregister(sub, p.mm);
     expect(log.filter((l) => l === 'release').length).toBe(1);
     expect(mmuNotifierRegister(new MmuNotifier({}), p.mm)).toBe(-EINVAL);
+  });
+
+  it('an hlist ->invalidate_range_start() may sleep on a blockable range (the callbacks after it wait); on a non-blockable one that is a model bug', () => {
+    const k = machine();
+    const p = k.spawn();
+    const sched = k.core.sched;
+    const m = new Mutex('driver lock');
+    const gate = { open: false };
+    const log: string[] = [];
+    const sleeper = new MmuNotifier({
+      invalidateRangeStart: () =>
+        (function* (): KGen<number> {
+          gate.open = true;
+          yield* m.lock(sched, 'sleeper');
+          log.push('sleeper');
+          m.unlock(sched, 'sleeper');
+          return 0;
+        })(),
+    });
+    const second = new MmuNotifier({
+      invalidateRangeStart: () => {
+        log.push('second');
+        return 0;
+      },
+    });
+    expect(mmuNotifierRegister(sleeper, p.mm)).toBe(0);
+    expect(mmuNotifierRegister(second, p.mm)).toBe(0);
+    sched.spawn(
+      'holder',
+      (function* (): KGen {
+        yield* m.lock(sched, 'holder');
+        yield* waitEvent('holder: the callback has started', () => gate.open);
+        log.push('holder unlocks');
+        m.unlock(sched, 'holder');
+      })(),
+    );
+    sched.spawn(
+      'invalidator',
+      withInvalidation(p.mm, 0, P, MMU_NOTIFY_CLEAR, null, function* () {
+        log.push('body');
+      }),
+    );
+    sched.runAll();
+    expect(log).toEqual(['holder unlocks', 'sleeper', 'second', 'body']);
+    const range: MmuNotifierRange = {
+      mm: p.mm,
+      start: 0,
+      end: P,
+      event: MMU_NOTIFY_CLEAR,
+      owner: null,
+      nonblock: true,
+    };
+    expect(() => mmuNotifierInvalidateRangeStartNonblock(range)).toThrow(ModelBug);
   });
 });

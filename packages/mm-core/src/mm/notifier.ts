@@ -119,8 +119,7 @@ export function invalidateRangeStartNoWait(range: MmuNotifierRange): KGen | null
       invalidated(mm, r);
     }
   }
-  hlistInvalidateRangeStart(range);
-  return null;
+  return mm.notifierList.size ? hlistStartNoWait(range) : null;
 }
 
 /** The rest of {@link invalidateRangeStartNoWait} from hit[k], whose callback sleeps in `pending`. */
@@ -139,7 +138,8 @@ function* finishInvalidateStart(
     const r = invokeInvalidate(sub, range, seq);
     invalidated(mm, typeof r === 'boolean' ? r : yield* r);
   }
-  hlistInvalidateRangeStart(range);
+  const rest = mm.notifierList.size ? hlistStartNoWait(range) : null;
+  if (rest) yield* rest;
 }
 
 /** mn_itree_invalidate(): every range the model sends is blockable, so a failed callback WARNs. */
@@ -148,11 +148,12 @@ function invalidated(mm: MmStruct, ok: boolean): void {
 }
 
 /**
- * mn_hlist_invalidate_range_start(): the hlist notifiers' ->invalidate_range_start(), every one
- * of them even after a failure. A failure ("callback failed with %d in %sblockable context") is
- * the kernel's WARN unless it is -EAGAIN on a non-blockable range; after one, every subscription
- * with ->invalidate_range_end() gets it (those whose start succeeded expect their end). Returns
- * 0 or the last failure.
+ * mn_hlist_invalidate_range_start() on a non-blockable range: the hlist notifiers'
+ * ->invalidate_range_start(), every one of them even after a failure. A failure ("callback failed
+ * with %d in %sblockable context") is the kernel's WARN unless it is -EAGAIN on a non-blockable
+ * range; after one, every subscription with ->invalidate_range_end() gets it (those whose start
+ * succeeded expect their end). Returns 0 or the last failure. A callback that would sleep here
+ * is a ModelBug (the kernel's might_sleep() splat).
  */
 function hlistInvalidateRangeStart(range: MmuNotifierRange): number {
   const mm = range.mm;
@@ -161,15 +162,63 @@ function hlistInvalidateRangeStart(range: MmuNotifierRange): number {
   const subs = [...mm.notifierList];
   for (const sub of subs) {
     const r = sub.ops.invalidateRangeStart?.(sub, range);
-    if (!r) continue;
-    if (mmuNotifierRangeBlockable(range) || r !== -EAGAIN)
-      mm.host?.warn(
-        `mn_hlist_invalidate_range_start: callback failed with ${r} in ${mmuNotifierRangeBlockable(range) ? '' : 'non-'}blockable context (WARN_ON)`,
+    if (typeof r === 'object')
+      throw new ModelBug(
+        'mn_hlist_invalidate_range_start: an ->invalidate_range_start callback may sleep on a non-blockable range',
       );
-    ret = r;
+    if (r) ret = hlistFailed(range, r);
   }
-  if (ret) for (const sub of subs) sub.ops.invalidateRangeEnd?.(sub, range);
+  if (ret) hlistEnds(subs, range);
   return ret;
+}
+
+/**
+ * mn_hlist_invalidate_range_start() on a blockable range, where a callback may sleep: null when
+ * none did, else the generator that goes on from the first that sleeps (KMaybe: start it at once).
+ */
+function hlistStartNoWait(range: MmuNotifierRange): KGen | null {
+  const subs = [...range.mm.notifierList];
+  let ret = 0;
+  for (let k = 0; k < subs.length; k++) {
+    const r = subs[k].ops.invalidateRangeStart?.(subs[k], range);
+    if (typeof r === 'object') return finishHlistStart(range, subs, k, r, ret);
+    if (r) ret = hlistFailed(range, r);
+  }
+  if (ret) hlistEnds(subs, range);
+  return null;
+}
+
+/** The rest of {@link hlistStartNoWait} from subs[k], whose callback sleeps in `pending`. */
+function* finishHlistStart(
+  range: MmuNotifierRange,
+  subs: readonly MmuNotifier[],
+  k: number,
+  pending: KGen<number>,
+  failed: number,
+): KGen {
+  let ret = failed;
+  const first = yield* pending;
+  if (first) ret = hlistFailed(range, first);
+  for (let j = k + 1; j < subs.length; j++) {
+    const r = subs[j].ops.invalidateRangeStart?.(subs[j], range);
+    const v = typeof r === 'object' ? yield* r : r;
+    if (v) ret = hlistFailed(range, v);
+  }
+  if (ret) hlistEnds(subs, range);
+}
+
+/** A failed ->invalidate_range_start(): the kernel's WARN unless it is -EAGAIN on a non-blockable range. Returns it. */
+function hlistFailed(range: MmuNotifierRange, r: number): number {
+  if (mmuNotifierRangeBlockable(range) || r !== -EAGAIN)
+    range.mm.host?.warn(
+      `mn_hlist_invalidate_range_start: callback failed with ${r} in ${mmuNotifierRangeBlockable(range) ? '' : 'non-'}blockable context (WARN_ON)`,
+    );
+  return r;
+}
+
+/** After a failure, every subscription's ->invalidate_range_end() (those whose start succeeded expect it). */
+function hlistEnds(subs: readonly MmuNotifier[], range: MmuNotifierRange): void {
+  for (const sub of subs) sub.ops.invalidateRangeEnd?.(sub, range);
 }
 
 function byStart(a: MmuIntervalNotifier, b: MmuIntervalNotifier): number {

@@ -242,9 +242,11 @@ export class MmuIntervalNotifier {
 export interface MmuNotifierOps {
   /**
    * Models ->invalidate_range_start(): 0 (or nothing), or -EAGAIN refusing a non-blockable range
-   * (the only failure the kernel allows). Runs without sleeping in this model.
+   * (the only failure the kernel allows). On a blockable range it may sleep (on its driver's
+   * lock): it then returns a generator whose result is the return value; on a non-blockable one
+   * that is a ModelBug.
    */
-  invalidateRangeStart?(sub: MmuNotifier, range: MmuNotifierRange): number | undefined;
+  invalidateRangeStart?(sub: MmuNotifier, range: MmuNotifierRange): number | undefined | KGen<number>;
   /** Models ->invalidate_range_end(). */
   invalidateRangeEnd?(sub: MmuNotifier, range: MmuNotifierRange): void;
   /** Models ->release(): the mm's last user is gone, before its pages are unmapped. */

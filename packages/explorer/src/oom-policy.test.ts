@@ -1,4 +1,4 @@
-import { oomSysctls } from '@hmm-model/mm-core';
+import { MODEL_FIXES, oomSysctls } from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
 import { shellScript } from './emit.js';
 import { scheduleFor } from './explore.js';
@@ -64,4 +64,22 @@ describe('vm.oom_kill_allocating_task=0 on an explorer machine (pnpm fuzz --oom-
       expect(kills).toBeGreaterThan(0);
     },
   );
+
+  it('K21 on a 24 MiB machine with vm.oom_kill_allocating_task=1: with the fix off an eviction livelocks (seed 1 run 69); with every fix on the run is clean', () => {
+    const seed = 1;
+    const i = 69;
+    const sc = {
+      ...generateScenario((seed + i * 7919) >>> 0, { ops: 1000, procs: 3, threads: 2 }),
+      checkEvery: 1000,
+    };
+    const opts = { bugs: [], schedule: scheduleFor('random', seed, i, 2), ramBytes: 24 << 20 };
+    const v619 = runScenario(sc, {
+      ...opts,
+      fixes: MODEL_FIXES.map((f) => f.id).filter((id) => id !== 'K21'),
+    });
+    expect(v619.finding?.message).toMatch(
+      /^dmirror_device_evict_chunk: a __GFP_NOFAIL allocation of order 0 got no page in 10000 passes of reclaim and OOM kills \(the OOM killer's victim: pid \d+, which the OOM reaper gave up on\)$/,
+    );
+    expect(runScenario(sc, opts).finding?.message ?? null).toBeNull();
+  });
 });

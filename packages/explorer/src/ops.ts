@@ -18,8 +18,6 @@ import {
   mmgetNotZero,
   mmput,
   O_WRONLY,
-  oomSysctls,
-  outOfMemory,
   PAGE_SIZE,
   PIN_LONGTERM_TEST_FLAG_USE_WRITE,
   PIN_LONGTERM_TEST_START,
@@ -28,7 +26,6 @@ import {
   PROT_NONE,
   PROT_READ,
   PROT_WRITE,
-  Process,
   queueOomReaper,
   SIGBUS,
   SIGKILL,
@@ -124,10 +121,10 @@ function* dmFd(slot: ProcSlot, d: number): KGen<number> {
  * SIGKILL kill the process (do_exit() with the signal), as does any signal once it is exiting.
  *
  * XLATE_OOM is the fault's allocation out of memory, the allocator's OOM kill left to the caller
- * (mm-core cpu.ts). With vm.oom_kill_allocating_task (the model's machine) that kills this
- * process; with 0, out_of_memory() picks the victim (outOfMemory()) or waits for an earlier one,
- * and unless this process is the victim the allocation, and so the access, is retried: true.
- * An access of a process another task's allocation OOM-killed meanwhile ends in that SIGKILL.
+ * (mm-core cpu.ts): out_of_memory() (Process.oomKill(), which follows vm.oom_kill_allocating_task)
+ * kills this process, or another one or none, and then the allocation, and so the access, is
+ * retried: true. An access of a process another task's allocation OOM-killed meanwhile ends in
+ * that SIGKILL.
  */
 function* accessFault(slot: ProcSlot, ret: number, out: OpOutcome): KGen<boolean> {
   const proc = slot.proc;
@@ -140,14 +137,15 @@ function* accessFault(slot: ProcSlot, ret: number, out: OpOutcome): KGen<boolean
     yield* proc.exitGen(0, SIGKILL);
     return false;
   }
-  if (ret === XLATE_OOM && oomSysctls(proc.host.core).oom_kill_allocating_task === 0 && proc.alive) {
-    const tasks = [...proc.host.tasks.values()].filter((t): t is Process => t instanceof Process);
-    const victim = yield* outOfMemory(proc.host.core, proc, tasks, 0, 'user fault', false);
-    if (victim !== proc && proc.fatalSignal === 0) {
-      // __alloc_pages_slowpath(): "retry" after the kill (the victim frees its memory meanwhile).
-      yield* spinRetry(proc.host.sched, 'user fault: out_of_memory() killed another process, retry');
-      return true;
-    }
+  if (
+    ret === XLATE_OOM &&
+    proc.alive &&
+    (yield* proc.oomKill(0, 'user fault', false)) &&
+    proc.fatalSignal === 0
+  ) {
+    // __alloc_pages_slowpath(): "retry" after the kill (the victim frees its memory meanwhile).
+    yield* spinRetry(proc.host.sched, 'user fault: out_of_memory() killed another process, retry');
+    return true;
   }
   out.signal = ret === XLATE_BUS ? SIGBUS : ret === XLATE_OOM ? SIGKILL : SIGSEGV;
   out.oom = ret === XLATE_OOM;

@@ -127,19 +127,18 @@ export class Kernel implements Host {
   private registerPseudoFiles(): void {
     registerOvercommitSysctls(this);
     registerOomHost(this);
-    const oomCore = this.core;
+    const core = this.core;
     // Models vm_oom_kill_table (mm/oom_kill.c): /proc/sys/vm/oom_kill_allocating_task.
     this.devices.set('/proc/sys/vm/oom_kill_allocating_task', {
-      ...textFile(() => `${oomSysctls(oomCore).oom_kill_allocating_task}\n`),
+      ...textFile(() => `${oomSysctls(core).oom_kill_allocating_task}\n`),
       *pwrite(_file, buf, pos) {
         if (pos > 0) return buf.length;
-        const r = oomKillAllocatingTaskWrite(oomCore, new TextDecoder().decode(buf));
+        const r = oomKillAllocatingTaskWrite(core, new TextDecoder().decode(buf));
         return r < 0 ? r : buf.length;
       },
     });
     registerKhugepagedSysfs(this);
     registerThpSysfs(this);
-    const core = this.core;
     this.devices.set('/proc/self/pagemap', {
       *pread(file, buf, pos) {
         const proc = file.opener as Process;

@@ -23,6 +23,7 @@ import {
   mmuIntervalReadBegin,
   mmuIntervalReadRetry,
   mmuIntervalSetSeq,
+  mmuNotifierRangeBlockable,
   PAGE_SHIFT,
   PAGE_SIZE,
   PG_dirty,
@@ -118,11 +119,13 @@ class SvmNotifier extends MmuIntervalNotifier {
  */
 const SVM_NOTIFIER_OPS: MmuIntervalNotifierOps = {
   // Models nouveau_svm_range_invalidate(): under svmm->mutex, only the sequence moves.
-  invalidate(s, _range, seq) {
+  invalidate(s, range, seq) {
     const svmm = (s as SvmNotifier).svmm;
-    // mutex_lock() of a free mutex does not sleep: no generator then.
+    // mutex_lock() of a free mutex does not sleep: no generator then. On a non-blockable range
+    // (the OOM reaper's) a busy mutex refuses it: "else if (!mutex_trylock(&sn->svmm->mutex))
+    // return false;".
     if (!svmm.mutex.trylock(svmm.drm.core.sched, 'nouveau_svm_range_invalidate'))
-      return rangeInvalidateSlow(svmm, s, seq);
+      return mmuNotifierRangeBlockable(range) ? rangeInvalidateSlow(svmm, s, seq) : false;
     mmuIntervalSetSeq(s, seq);
     svmm.mutex.unlock(svmm.drm.core.sched, 'nouveau_svm_range_invalidate');
     return true;

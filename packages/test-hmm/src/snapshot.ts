@@ -21,6 +21,7 @@ import {
   mmuIntervalReadBegin,
   mmuIntervalReadRetry,
   mmuIntervalSetSeq,
+  mmuNotifierRangeBlockable,
   PAGE_SHIFT,
   PAGE_SIZE,
   PMD_SHIFT,
@@ -90,11 +91,16 @@ function* rangeSnapshot(
 ): KGen<number> {
   const core = dm.core;
   const notifier = new MmuIntervalNotifier(dm.mm, range.start, range.end, {
-    *invalidate(sub, _r, cur) {
-      yield* dm.lock('dmirror_snapshot_invalidate');
-      mmuIntervalSetSeq(sub, cur);
-      dm.unlock('dmirror_snapshot_invalidate');
-      return true;
+    // Models dmirror_snapshot_invalidate(): under dmirror->mutex, only the sequence moves. A free
+    // mutex does not sleep; a non-blockable range (the OOM reaper's) only trylocks it: "else if
+    // (!mutex_trylock(&dmirror->mutex)) return false;".
+    invalidate(sub, r, cur) {
+      if (dm.mutex.trylock(core.sched, 'dmirror_snapshot_invalidate')) {
+        mmuIntervalSetSeq(sub, cur);
+        dm.unlock('dmirror_snapshot_invalidate');
+        return true;
+      }
+      return mmuNotifierRangeBlockable(r) ? snapshotInvalidateSlow(dm, sub, cur) : false;
     },
   });
   range.notifier = notifier;
@@ -210,4 +216,12 @@ export function dmirrorMkentryOrder(dm: Dmirror, entry: number): number {
   if (f & HMM_PFN_ERROR || !(f & HMM_PFN_VALID)) return HMM_DMIRROR_PROT_ERROR;
   const m = dm.core.map;
   return m.folioOrder(m.head[hmmPfnToPfn(entry)]);
+}
+
+/** dmirror_snapshot_invalidate() after a mutex_lock() that sleeps. */
+function* snapshotInvalidateSlow(dm: Dmirror, sub: MmuIntervalNotifier, cur: number): KGen<boolean> {
+  yield* dm.lock('dmirror_snapshot_invalidate');
+  mmuIntervalSetSeq(sub, cur);
+  dm.unlock('dmirror_snapshot_invalidate');
+  return true;
 }

@@ -44,6 +44,13 @@ import { countMthpStat, thpVmaAllowableOrders, thpVmaSuitableOrder } from './thp
 import { MMU_NOTIFY_CLEAR, type MmStruct, VM_SHARED, VM_WRITE, type Vma } from './types.js';
 
 /**
+ * Models check_stable_address_space() (include/linux/oom.h): VM_FAULT_SIGBUS once the OOM reaper
+ * has started on the mm (MMF_UNSTABLE), for the faults that would map a new page of it.
+ */
+export function checkStableAddressSpace(mm: MmStruct): number {
+  return mm.unstable ? VM_FAULT_SIGBUS : 0;
+}
+/**
  * Models thp_vma_allowable_order(vma, vm_flags, TVA_PAGEFAULT, PMD_ORDER) with
  * do_huge_pmd_anonymous_page()'s thp_vma_suitable_order() check: an anonymous private VMA that
  * may hold an aligned PMD at haddr, under the PMD order's per-size setting
@@ -96,7 +103,7 @@ export function* doHugePmdAnonymousPage(
       const ptl = pmdLock(core, pmdT, 'do_huge_pmd_anonymous_page');
       let ret = 0;
       if (entryNone(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi))) {
-        ret = mm.unstable ? VM_FAULT_SIGBUS : 0; // check_stable_address_space()
+        ret = checkStableAddressSpace(mm);
         if (ret) freeTable(core, mm, table);
         else {
           depositTable(mm, haddr, table);
@@ -122,7 +129,7 @@ export function* doHugePmdAnonymousPage(
   const ptl = pmdLock(core, pmdT, '__do_huge_pmd_anonymous_page');
   const none = entryNone(ptLo(core, pmdT, mi), ptHi(core, pmdT, mi));
   // check_stable_address_space() once the PMD is seen none.
-  const ret = none && mm.unstable ? VM_FAULT_SIGBUS : 0;
+  const ret = none ? checkStableAddressSpace(mm) : 0;
   if (!none || ret) {
     ptlUnlock(core, ptl, '__do_huge_pmd_anonymous_page');
     freeTable(core, mm, table);

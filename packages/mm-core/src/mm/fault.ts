@@ -52,6 +52,7 @@ import { anonVmaPrepare, linearPageIndex } from './anon.js';
 import { addMmCounter, mmCounter } from './counters.js';
 import { shmemFaultPmd } from './fault-file.js';
 import {
+  checkStableAddressSpace,
   deviceFault,
   doHugePmdAnonymousPage,
   doHugeZeroWpPmd,
@@ -93,7 +94,7 @@ import {
   type Vma,
 } from './types.js';
 
-export { getHugeZeroFolio, thpVmaAllowable } from './fault-huge.js';
+export { checkStableAddressSpace, getHugeZeroFolio, thpVmaAllowable } from './fault-huge.js';
 
 /** Models the zero page's PTE: present, read-only, special. */
 export function zeroPteLo(core: Core): number {
@@ -147,14 +148,6 @@ function allocAnonFolio(core: Core, vma: Vma, pteT: number, addr: number): numbe
     }
   }
   return allocFolio(core, 0, true);
-}
-
-/**
- * Models check_stable_address_space() (include/linux/oom.h): VM_FAULT_SIGBUS once the OOM reaper
- * has started on the mm (MMF_UNSTABLE), for the faults that would map a new page of it.
- */
-export function checkStableAddressSpace(mm: Vma['mm']): number {
-  return mm.unstable ? VM_FAULT_SIGBUS : 0;
 }
 
 /**

@@ -14,8 +14,9 @@ const RUNS: readonly [number, number][] = [
 ];
 
 /**
- * Run i of the 24 MiB survey with `seed` (the generator and schedule its tools used), with the
- * given vm.oom_kill_allocating_task (absent: the model's 1) and fix switches (absent: every one).
+ * Run i of the survey with `seed` (the generator and schedule its tools used) on a `mib` MiB
+ * machine, with the given vm.oom_kill_allocating_task (absent: the model's 1) and fix switches
+ * (absent: every one).
  * Returns the finding's message (null when clean) and the machine's OOM kills.
  */
 function surveyRun(
@@ -23,6 +24,7 @@ function surveyRun(
   i: number,
   oomKillAllocatingTask?: number,
   fixes?: readonly string[],
+  mib = 24,
 ): { finding: string | null; kills: number } {
   const sc = generateScenario((seed + i * 7919) >>> 0, {
     ops: 1000,
@@ -37,7 +39,7 @@ function surveyRun(
       bugs: [],
       ...(fixes ? { fixes } : {}),
       schedule: scheduleFor('random', seed, i, 2),
-      ramBytes: 24 << 20,
+      ramBytes: mib << 20,
       inspect: (w) => (kills = w.kernel.core.vmstat.oom_kill),
     },
   );
@@ -98,5 +100,12 @@ describe('vm.oom_kill_allocating_task=0 on an explorer machine (pnpm fuzz --oom-
     const r = surveyRun(2, 67);
     expect(r.finding).toBeNull();
     expect(r.kills).toBeGreaterThan(0);
+  });
+
+  it("an OOM victim's exit that panics is the run's finding (seed 3 run 133, 16 MiB, policy 0: the process whose GPU fault still holds its mm has exited, and a victim's eviction finds nothing killable). Before, the exit's panic was a WARN and the run went on to the deadlock its held folio lock left", () => {
+    const r = surveyRun(3, 133, 0, undefined, 16);
+    expect(r.finding).toMatch(/^kernel panic \(modelled\): System is deadlocked on memory in out_of_memory/);
+    expect(r.finding).toMatch(/invoked oom-killer \(dmirror_device_evict_chunk at 0x0\)/);
+    expect(r.kills).toBeGreaterThan(1);
   });
 });

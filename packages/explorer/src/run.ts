@@ -259,6 +259,9 @@ class ScenarioRun {
       // Evaluated at every preemption point (Scheduler.preempt): a loop, no closure per call.
       sched.runUntil(() => {
         if (this.finding !== null) return true;
+        // A kernel task that failed (a modelled panic in a victim's exit) stops the machine.
+        for (const t of w.kernel.core.oomReapers) if (t.error !== undefined) return true;
+        for (const t of w.kernel.core.oomExits) if (t.error !== undefined) return true;
         for (const t of tasks) if (!t.done) return false;
         for (const t of w.kernel.core.oomReapers) if (!t.done) return false;
         for (const t of w.kernel.core.oomExits) if (!t.done) return false;

@@ -8,6 +8,7 @@ import {
   VM_FAULT_SIGSEGV,
 } from './core.js';
 import { handleMmFault } from './mm/fault.js';
+import { faultRanOutOfMemory } from './mm/fault-oom.js';
 import { mmapReadLock, mmapReadTrylock, mmapReadUnlock } from './mm/locking.js';
 import { pgdIndex, pmdIndex, pteIndex, pudIndex } from './mm/pgtable.js';
 import type { MmStruct } from './mm/types.js';
@@ -243,22 +244,9 @@ function faultDone(core: Core, mm: MmStruct, addr: number, write: boolean, r: nu
   // signal ends the access. A handler that ran out of memory and gave back what it got (a
   // device THP's small-page fallback) has seen an allocation fail for lack of memory: the
   // allocator's reclaim and OOM kill would have run, so that is XLATE_OOM too.
-  if (
-    r & VM_FAULT_OOM &&
-    (memoryShort(core) || core.sched.current.allocShortFailures !== short || fatalSignalPending(core))
-  )
-    return XLATE_OOM;
+  if (r & VM_FAULT_OOM && (faultRanOutOfMemory(core, short) || fatalSignalPending(core))) return XLATE_OOM;
   const pfn = r & VM_FAULT_OOM ? -1 : walkPfn(core, mm, addr, write);
   return pfn >= 0 ? pfn : FAULT_RETRY;
-}
-
-/**
- * Model-only: an order-0 allocation would fail now (no free page, or the zone's failure hook
- * says so): a VM_FAULT_OOM then stands for an allocation that ran out of memory (the allocator's
- * OOM killer is the caller's to run), not one a handler failed with memory to spare.
- */
-function memoryShort(core: Core): boolean {
-  return core.zone.nrFree <= core.zone.minFree || core.zone.failHook?.(0) === true;
 }
 
 /** Pages of the run found by the last {@link walkRun} (module scratch: no allocation). */

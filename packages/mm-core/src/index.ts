@@ -27,6 +27,7 @@ export * from './mm/counters.js';
 export { folioCheckReferences, SWAP_CLUSTER_MAX, tryToFreePages } from './mm/direct-reclaim.js';
 export * from './mm/exit.js';
 export * from './mm/fault.js';
+export * from './mm/fault-oom.js';
 export * from './mm/folio-shared.js';
 export * from './mm/fork.js';
 export * from './mm/gup.js';

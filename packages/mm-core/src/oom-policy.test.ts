@@ -18,7 +18,7 @@ import { OOM_SCAN_ABORT, type OomTask, oomSysctls, outOfMemory, selectBadProcess
 import type { Process } from './process.js';
 import { LivelockFinding } from './sched/findings.js';
 import type { KGen } from './sched/task.js';
-import { machine } from './testing/helpers.js';
+import { childWithPages, machine } from './testing/helpers.js';
 
 const RW = PROT_READ | PROT_WRITE;
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
@@ -27,14 +27,6 @@ const TEXT = new TextEncoder();
 
 function run<T>(k: Kernel, gen: KGen<T>, name = 'allocating task'): T {
   return k.core.sched.runSync(gen, name);
-}
-
-/** A child of init with `pages` written anonymous pages. */
-function child(k: Kernel, pages: number): Process {
-  const c = k.task(k.task(1)!.fork())!;
-  const a = c.mmap(0, pages * P, RW, ANON);
-  for (let i = 0; i < pages; i++) c.writeI32(a + i * P, i);
-  return c;
 }
 
 /** The rule of nouveau_svmm_invalidate_range_start(): every non-blockable range is refused, so the OOM reaper never reaps the mm. */
@@ -74,8 +66,8 @@ describe('vm.oom_kill_allocating_task (mm/oom_kill.c vm_oom_kill_table)', () => 
   it('0 (the kernel default): a user fault kills the process with the highest badness, not itself, and its access succeeds', () => {
     const k = machine();
     oomSysctls(k.core).oom_kill_allocating_task = 0;
-    const small = child(k, 2);
-    const big = child(k, 64);
+    const small = childWithPages(k, 2);
+    const big = childWithPages(k, 64);
     const a = small.mmap(0, P, RW, ANON);
     k.core.zone.failHook = () => big.state === 'running';
     small.writeI32(a, 5);
@@ -93,8 +85,8 @@ describe('vm.oom_kill_allocating_task (mm/oom_kill.c vm_oom_kill_table)', () => 
 describe('out_of_memory() (mm/oom_kill.c)', () => {
   it('task_will_free_mem(current): a dying allocating task is marked and reaped, nothing is killed; the reaper is queued once (MMF_OOM_REAP_QUEUED)', () => {
     const k = machine();
-    const p = child(k, 8);
-    const other = child(k, 64);
+    const p = childWithPages(k, 8);
+    const other = childWithPages(k, 64);
     p.fatalSignal = SIGKILL;
     p.inKernel = 1;
     const tasks = [p, other];
@@ -111,8 +103,8 @@ describe('out_of_memory() (mm/oom_kill.c)', () => {
   it('select_bad_process() waits for an earlier victim (no kill, retry) and goes on to the next once the reaper gave up on it', () => {
     const k = machine();
     oomSysctls(k.core).oom_kill_allocating_task = 0;
-    const victim = child(k, 64);
-    const next = child(k, 8);
+    const victim = childWithPages(k, 64);
+    const next = childWithPages(k, 8);
     victim.fatalSignal = SIGKILL;
     victim.inKernel = 1;
     victim.oomVictim = true;
@@ -137,9 +129,9 @@ describe('__GFP_NOFAIL from a process the OOM reaper cannot reap (the small mach
     // No swap: direct reclaim frees nothing, so every pass goes on to the OOM killer.
     const k = machine('madvise', { swapBytes: 0, ramBytes: 16 << 20, fixes });
     oomSysctls(k.core).oom_kill_allocating_task = policy;
-    const p = child(k, 8);
+    const p = childWithPages(k, 8);
     unreapable(p);
-    const big = child(k, 64);
+    const big = childWithPages(k, 64);
     // Memory comes back only when the big process exits.
     k.core.zone.failHook = () => big.state === 'running';
     return { k, p, big };

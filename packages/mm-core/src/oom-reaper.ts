@@ -121,7 +121,7 @@ export function queueOomReaper(core: Core, mm: MmStruct): Task | null {
   if (mm.oomReapQueued) return null;
   mm.oomReapQueued = true;
   const q = core.oomReapers;
-  for (let i = q.length - 1; i >= 0; i--) if (q[i].done) q.splice(i, 1);
+  for (let i = q.length - 1; i >= 0; i--) if (q[i].done && q[i].error === undefined) q.splice(i, 1);
   const t = core.sched.spawn(`oom_reaper (mm ${mm.id})`, oomReapTask(core, mm), { kind: 'kthread' });
   q.push(t);
   return t;

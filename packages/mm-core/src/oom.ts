@@ -119,8 +119,9 @@ export function markOomVictim(t: OomTask): void {
  * count OOM_KILL, mark_oom_victim(). A victim with a thread in the kernel exits when that thread
  * returns to user space. One in user space exits at once: `inline`, in the caller's task (a user
  * fault, which holds nothing), or else in a task of its own (the kernel path that allocates may
- * hold locks the victim's exit takes, and the victim exits in its own context in the kernel too).
- * Unless it exited inline, queue_oom_reaper() queues the OOM reaper on its mm
+ * hold locks the victim's exit takes, and the victim exits in its own context in the kernel too),
+ * listed in `core.oomExits`: what that exit throws (out_of_memory()'s panic in its eviction, say)
+ * is the task's error, which whoever runs the machine reports (Process.run(), the explorer). Unless it exited inline, queue_oom_reaper() queues the OOM reaper on its mm
  * ({@link queueOomReaper}).
  */
 export function* oomKillProcess(core: Core, victim: OomTask, inline = true): KGen {
@@ -141,9 +142,9 @@ export function* oomKillProcess(core: Core, victim: OomTask, inline = true): KGe
   victim.fatalSignal ||= SIGKILL;
   if (victim.inKernel === 0 && !exiting) {
     const q = core.oomExits;
-    for (let i = q.length - 1; i >= 0; i--) if (q[i].done) q.splice(i, 1);
+    for (let i = q.length - 1; i >= 0; i--) if (q[i].done && q[i].error === undefined) q.splice(i, 1);
     q.push(
-      core.sched.spawn(`oom victim ${victim.pid} exits`, victimExit(core, victim), {
+      core.sched.spawn(`oom victim ${victim.pid} exits`, victim.exitGen(0, SIGKILL), {
         kind: 'kthread',
         owner: victim,
       }),
@@ -151,18 +152,6 @@ export function* oomKillProcess(core: Core, victim: OomTask, inline = true): KGe
   }
   // queue_oom_reaper(): the victim's memory comes back even if it is stuck in the kernel.
   queueOomReaper(core, victim.mm);
-}
-
-/**
- * Model-only: the exit of an OOM victim in a task of its own. Nobody joins that task, so what its
- * exit throws is recorded as a WARN (the explorer reports every WARN it does not know).
- */
-function* victimExit(core: Core, victim: OomTask): KGen {
-  try {
-    yield* victim.exitGen(0, SIGKILL);
-  } catch (e) {
-    core.warn(`exit of OOM victim pid ${victim.pid} failed: ${e instanceof Error ? e.message : String(e)}`);
-  }
 }
 
 /** Models the vm.* sysctls of mm/oom_kill.c the model has (vm_oom_kill_table). */
@@ -218,6 +207,21 @@ export function oomKillAllocatingTaskWrite(core: Core, text: string): number {
 
 function isOomTask(t: object): t is OomTask {
   return 'oomVictim' in t && 'exitGen' in t;
+}
+
+/**
+ * Models `current` as out_of_memory() sees it for an allocation by the running task: the process
+ * a user thread or a process's own task belongs to, or null for a kernel thread (and for a task
+ * marked as running a kernel thread's work, Task.kthreadWork: nouveau's GPU fault worker).
+ */
+export function oomCurrent(core: Core): OomTask | null {
+  const t = core.sched.current;
+  if (t.kthreadWork > 0) return null;
+  const owner = t.owner;
+  if (typeof owner !== 'object' || owner === null) return null;
+  if (isOomTask(owner)) return owner;
+  const proc = 'process' in owner ? owner.process : null;
+  return typeof proc === 'object' && proc !== null && isOomTask(proc) ? proc : null;
 }
 
 /** Models for_each_process() as the OOM killer walks it: every process of the machine, in creation order. */

@@ -155,9 +155,14 @@ export function* gpuFaultGen(svmm: NouveauSvmm, addr: number, write: boolean): K
     for (let tries = 0; tries < RANGE_FAULT_RETRIES; tries++) {
       range.notifierSeq = yield* mmuIntervalReadBegin(core, sub);
       yield* mmapReadLock(core, mm, 'nouveau_range_fault');
+      // nouveau_svm_fault() is the fault buffer's work item: its allocations are a kernel
+      // thread's, which the OOM killer never chooses (Task.kthreadWork, mm-core oomCurrent()).
+      const worker = core.sched.current;
+      worker.kthreadWork++;
       try {
         ret = yield* hmmRangeFault(core, range);
       } finally {
+        worker.kthreadWork--;
         mmapReadUnlock(core, mm, 'nouveau_range_fault');
       }
       if (ret === -EBUSY) continue;

@@ -33,8 +33,8 @@ import { LivelockFinding } from '../sched/findings.js';
 import { spinRetry } from '../sched/locks.js';
 import type { KGen } from '../sched/task.js';
 import { fatalSignalPending } from '../signal.js';
-import { tryToFreePages } from './direct-reclaim.js';
 import { handleMmFault } from './fault.js';
+import { faultOomSlowpath } from './fault-oom.js';
 import { splitHugePmd } from './huge.js';
 import { folioLockWait, pteLock, ptlUnlock } from './locking.js';
 import { mmuNotifierInvalidateRangeEnd, mmuNotifierInvalidateRangeStart } from './notifier.js';
@@ -177,11 +177,12 @@ export function* getUserPages(
       if (pfn >= 0) break;
       // faultin_page(): FAULT_FLAG_UNSHARE for a page follow_page_mask() refused with -EMLINK.
       const fflags = write ? FAULT_FLAG_WRITE : pfn === FOLLOW_UNSHARE ? FAULT_FLAG_UNSHARE : 0;
+      const short = core.sched.current.allocShortFailures;
       let r = handleMmFault(core, vma, a, fflags);
       if (typeof r !== 'number') r = yield* r;
       if (r & VM_FAULT_OOM) {
-        // The fault's allocation: direct reclaim, retried when it freed memory (no OOM kill here).
-        if ((yield* tryToFreePages(core)).progress > 0) continue;
+        // The fault's allocation: the allocator's slow path (reclaim, then the OOM killer).
+        if (yield* faultOomSlowpath(core, a, '__get_user_pages() fault', short)) continue;
         return fail(-ENOMEM);
       }
       if (r & VM_FAULT_ERROR) return fail(-EFAULT);

@@ -24,8 +24,8 @@ import { PG_zone_device } from '../phys/memmap.js';
 import { LivelockFinding } from '../sched/findings.js';
 import type { KGen } from '../sched/task.js';
 import { RESCHED } from '../sched/task.js';
-import { tryToFreePages } from './direct-reclaim.js';
 import { handleMmFault } from './fault.js';
+import { faultOomSlowpath } from './fault-oom.js';
 import { folioWaitLocked } from './locking.js';
 import { mmuIntervalCheckRetry } from './notifier.js';
 import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo } from './pgtable.js';
@@ -98,6 +98,9 @@ function needFault(range: HmmRange, i: number, cpuFlags: number): number {
   return 0;
 }
 
+/** Model-only: retries of one page's fault after the allocator's slow path before a livelock finding. */
+const HMM_FAULT_OOM_RETRY_BOUND = 10_000;
+
 /** The walk's state (struct hmm_vma_walk): where a restart begins. */
 interface HmmVmaWalk {
   last: number;
@@ -116,14 +119,19 @@ function* hmmVmaFault(
   if (need & NEED_WRITE_FAULT && !(vma.flags & VM_WRITE)) return -EPERM;
   const flags = FAULT_FLAG_REMOTE | (need & NEED_WRITE_FAULT ? FAULT_FLAG_WRITE : 0);
   for (let a = addr; a < end; a += PAGE_SIZE) {
-    let f = handleMmFault(core, vma, a, flags);
-    let r = typeof f === 'number' ? f : yield* f;
-    // The fault's allocation: direct reclaim, retried when it freed memory (mm/direct-reclaim.ts).
-    while (r & VM_FAULT_OOM && (yield* tryToFreePages(core)).progress > 0) {
-      f = handleMmFault(core, vma, a, flags);
-      r = typeof f === 'number' ? f : yield* f;
+    for (let tries = 0; ; tries++) {
+      if (tries >= HMM_FAULT_OOM_RETRY_BOUND)
+        throw new LivelockFinding(
+          `hmm_vma_fault: 0x${a.toString(16)} ran out of memory ${tries} times while the OOM killer made progress`,
+        );
+      const short = core.sched.current.allocShortFailures;
+      const f = handleMmFault(core, vma, a, flags);
+      const r = typeof f === 'number' ? f : yield* f;
+      // The fault's allocation: the allocator's slow path (reclaim, then the OOM killer).
+      if (r & VM_FAULT_OOM && (yield* faultOomSlowpath(core, a, 'hmm_vma_fault()', short))) continue;
+      if (r & VM_FAULT_ERROR) return -EFAULT;
+      break;
     }
-    if (r & VM_FAULT_ERROR) return -EFAULT;
   }
   return -EBUSY;
 }

@@ -18,8 +18,8 @@ import { LivelockFinding } from '../sched/findings.js';
 import type { KGen } from '../sched/task.js';
 import { RESCHED } from '../sched/task.js';
 import { fatalSignalPending } from '../signal.js';
-import { tryToFreePages } from './direct-reclaim.js';
 import { handleMmFault } from './fault.js';
+import { faultOomSlowpath } from './fault-oom.js';
 import { checkVmaFlags, followPage } from './gup.js';
 import type { MmStruct, Vma } from './types.js';
 
@@ -65,10 +65,12 @@ function* faultinPageRange(
         throw new LivelockFinding(
           `faultin_page_range: 0x${a.toString(16)} faulted ${tries} times without progress`,
         );
+      const short = core.sched.current.allocShortFailures;
       let r = handleMmFault(core, vma, a, write ? FAULT_FLAG_WRITE : 0);
       if (typeof r !== 'number') r = yield* r;
-      // The fault's allocation: direct reclaim, retried when it freed memory.
-      if (r & VM_FAULT_OOM && (yield* tryToFreePages(core)).progress > 0) continue;
+      // The fault's allocation: the allocator's slow path (reclaim, then the OOM killer).
+      if (r & VM_FAULT_OOM && (yield* faultOomSlowpath(core, a, 'faultin_page_range() fault', short)))
+        continue;
       const err = vmFaultToErrno(r);
       if (err) return fail(err);
     }

@@ -4,8 +4,7 @@
  */
 import type { Core } from '../core.js';
 import { allocFolio } from '../folio.js';
-import { oomTasks, outOfMemory } from '../oom.js';
-import { Process, Thread } from '../process.js';
+import { oomCurrent, oomTasks, outOfMemory } from '../oom.js';
 import { LivelockFinding } from '../sched/findings.js';
 import { spinRetry } from '../sched/locks.js';
 import type { KGen } from '../sched/task.js';
@@ -13,13 +12,6 @@ import { tryToFreePages } from './direct-reclaim.js';
 
 /** Model-only: slow-path passes after which a __GFP_NOFAIL allocation that got nothing is a livelock finding. */
 export const NOFAIL_PASS_BOUND = 10_000;
-
-/** The process the running task belongs to (a user thread's, or a process's own task), if any. */
-function currentProcess(core: Core): Process | null {
-  const owner = core.current.owner;
-  if (owner instanceof Thread) return owner.process;
-  return owner instanceof Process ? owner : null;
-}
 
 /**
  * Models alloc_pages(gfp | __GFP_NOFAIL, order) (mm/page_alloc.c __alloc_pages_slowpath()) by the
@@ -40,7 +32,7 @@ export function* allocFolioNoFail(core: Core, order: number, zeroed: boolean, si
     const pfn = allocFolio(core, order, zeroed);
     if (pfn >= 0) return pfn;
     if ((yield* tryToFreePages(core)).progress > 0) continue;
-    const proc = currentProcess(core);
+    const proc = oomCurrent(core);
     // The victim exits in a task of its own: this path may hold locks its exit takes (a driver's
     // eviction holds the device folios' locks, and the victim's release of its file evicts too).
     const victim = yield* outOfMemory(core, proc, oomTasks(core), 0, site, false);

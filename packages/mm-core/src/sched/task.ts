@@ -116,6 +116,11 @@ export class Task {
    * VM_FAULT_OOM after one stands for that (cpu.ts), even if the handler gave the memory back.
    */
   allocShortFailures = 0;
+  /**
+   * Model-only: non-zero while the task runs work the kernel runs in a kernel thread of its own
+   * (nouveau's GPU fault worker): the allocator's OOM path then sees a kernel thread as `current`.
+   */
+  kthreadWork = 0;
   /** Preemption points (of any task) to let pass before this task's first step (spawn delay). */
   delay = 0;
   /** Ops-level label for reports (e.g. "madvise(MADV_FREE)"). */

@@ -2,6 +2,7 @@
  * Test-only helpers shared by mm-core's unit tests (excluded from the build): a small machine
  * with the invariant checker running after every syscall, and the kind of the PMD at an address.
  */
+import { MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE } from '../constants.js';
 import type { ThpMode } from '../core.js';
 import { installMmCoreChecker } from '../invariants.js';
 import { Kernel, type KernelOptions } from '../kernel.js';
@@ -32,4 +33,12 @@ export function pmdKind(k: Kernel, p: Process, addr: number): string {
 export function ptePfn(k: Kernel, p: Process, addr: number): number {
   const t = pteTableOf(k.core, p.mm, addr, false);
   return t < 0 ? -1 : entryPfn(ptLo(k.core, t, pteIndex(addr)), ptHi(k.core, t, pteIndex(addr)));
+}
+
+/** Model-only test helper: a child of init with `pages` written anonymous pages (an OOM candidate of that size). */
+export function childWithPages(k: Kernel, pages: number): Process {
+  const c = k.task(k.task(1)!.fork())!;
+  const a = c.mmap(0, pages * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+  for (let i = 0; i < pages; i++) c.writeI32(a + i * PAGE_SIZE, i);
+  return c;
 }

@@ -33,6 +33,8 @@ export interface OomTask {
   oomVictim: boolean;
   /** Models task->mm != NULL (find_lock_task_mm() succeeds): false once exit_mm() has dropped it. */
   readonly hasMm: boolean;
+  /** Models oom_task_origin() (signal->oom_flag_origin, set by swapoff(2)): the OOM killer's first choice. */
+  oomFlagOrigin?: boolean;
   /** Models do_exit() with a terminating signal. */
   exitGen(code: number, signal?: number): KGen;
 }
@@ -65,6 +67,18 @@ export function oomBadness(t: OomTask): number {
   );
 }
 
+/** Models LONG_MAX as oom_evaluate_task() scores an oom_task_origin() task. */
+export const OOM_BADNESS_ORIGIN = Number.MAX_VALUE;
+
+/**
+ * Models set_current_oom_origin() / clear_current_oom_origin() (include/linux/oom.h) for the
+ * running task's process (nothing for a kernel thread).
+ */
+export function setCurrentOomOrigin(core: Core, on: boolean): void {
+  const current = oomCurrent(core);
+  if (current) current.oomFlagOrigin = on;
+}
+
 /** Models oc->chosen == (void *)-1UL: select_bad_process() gave up because an earlier victim may still free memory. */
 export const OOM_SCAN_ABORT = 'abort';
 
@@ -72,7 +86,8 @@ export const OOM_SCAN_ABORT = 'abort';
  * Models select_bad_process() / oom_evaluate_task() (mm/oom_kill.c): over every process in
  * creation order (for_each_process()), skip unkillable ones; an OOM victim ends the search
  * ({@link OOM_SCAN_ABORT}: "Don't allow any other task to have access to the reserves") unless
- * its mm has MMF_OOM_SKIP (reaped, or exit_mmap() ran), which is skipped; else keep the highest
+ * its mm has MMF_OOM_SKIP (reaped, or exit_mmap() ran), which is skipped; a task with
+ * oom_task_origin() (swapoff(2)'s) scores LONG_MAX; else keep the highest
  * badness, a later task with equal points replacing the chosen one (`points < chosen_points`
  * skips). Null when nothing can be chosen.
  */
@@ -85,7 +100,8 @@ export function selectBadProcess(tasks: Iterable<OomTask>): OomTask | null | typ
       if (t.mm.oomSkip) continue;
       return OOM_SCAN_ABORT;
     }
-    const points = oomBadness(t);
+    // oom_task_origin(): "marked to be killed first if it triggers an oom" (points = LONG_MAX).
+    const points = t.oomFlagOrigin ? OOM_BADNESS_ORIGIN : oomBadness(t);
     if (points === OOM_BADNESS_NONE || points < chosenPoints) continue;
     chosen = t;
     chosenPoints = points;

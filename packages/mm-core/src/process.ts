@@ -116,6 +116,11 @@ export class Process {
   fatalSignal = 0;
   /** Models tsk_is_oom_victim() (signal->oom_mm): the OOM killer chose this process (oom.ts markOomVictim()). */
   oomVictim = false;
+  /**
+   * Models signal->oom_flag_origin (set_current_oom_origin()): swapoff(2) sets it around
+   * try_to_unuse(), and the OOM killer then chooses this process first (oom_task_origin()).
+   */
+  oomFlagOrigin = false;
   /** Models task->mm: dropped by exit_mm() (mmput()) when the process exits. */
   private mmDropped = false;
   private nextTid = 1;

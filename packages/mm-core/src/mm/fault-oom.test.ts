@@ -16,6 +16,7 @@ import { oomSysctls } from '../oom.js';
 import type { Process } from '../process.js';
 import type { KGen } from '../sched/task.js';
 import { childWithPages, machine } from '../testing/helpers.js';
+import { pageout } from '../testing/swap.js';
 import { faultOomSlowpath } from './fault-oom.js';
 import { FOLL_PIN, getUserPages, putUserPages } from './gup.js';
 import {
@@ -27,6 +28,7 @@ import {
   hmmRangeFault,
 } from './hmm.js';
 import { mmapReadLock, mmapReadUnlock } from './locking.js';
+import { SWAP_DEVICE_PATH } from './swapoff.js';
 import { MmuIntervalNotifier } from './types.js';
 
 const RW = PROT_READ | PROT_WRITE;
@@ -188,5 +190,29 @@ describe("faults on a process's behalf run the allocator's OOM killer (__alloc_p
     expect(retry).toBe(false);
     expect(k.core.vmstat.allocstall_normal).toBe(stalls);
     expect(k.core.vmstat.oom_kill).toBe(0);
+  });
+});
+
+describe("swapoff(2)'s swap-in runs the OOM killer, which chooses swapoff's own process first (set_current_oom_origin(), oom_task_origin())", () => {
+  it('vm.oom_kill_allocating_task=0: the swapoff caller is killed although another process is bigger, swapoff fails with -ENOMEM and the area stays on; the pages stay swapped out', () => {
+    const k = machine();
+    oomSysctls(k.core).oom_kill_allocating_task = 0;
+    const p = childWithPages(k, 4);
+    const caller = childWithPages(k, 2);
+    const big = childWithPages(k, 64);
+    const a = p.mmap(0, 4 * P, RW, ANON);
+    for (let i = 0; i < 4; i++) p.writeI32(a + i * P, 700 + i);
+    expect(pageout(k, p, a, 4 * P)).toBe(4);
+    k.core.zone.failHook = () => caller.state === 'running';
+    expect(caller.swapoff(SWAP_DEVICE_PATH)).toBe(-ENOMEM);
+    k.core.zone.failHook = undefined;
+    expect(caller.oomVictim).toBe(true);
+    expect(caller.oomFlagOrigin).toBe(false);
+    expect(big.state).toBe('running');
+    expect(big.oomVictim).toBe(false);
+    expect(k.core.vmstat.oom_kill).toBe(1);
+    expect(p.mm.rss.MM_SWAPENTS).toBe(4);
+    for (let i = 0; i < 4; i++) expect(p.readI32(a + i * P)).toBe(700 + i);
+    expect(k.check()).toEqual([]);
   });
 });

@@ -1,7 +1,8 @@
 /**
  * The page allocator's slow path behind a fault that ran out of memory (mm/page_alloc.c
  * __alloc_pages_slowpath()), for the faults the kernel takes on a process's behalf: GUP's
- * faultin_page() (pins, MADV_POPULATE_*), hmm_range_fault()'s hmm_vma_fault().
+ * faultin_page() (pins, MADV_POPULATE_*), hmm_range_fault()'s hmm_vma_fault(), swapoff's
+ * unuse_pte_range() swap-in.
  *
  * The model's fault handlers allocate without the slow path and return VM_FAULT_OOM when the
  * allocation fails; the caller then runs what the allocator would have run before failing:

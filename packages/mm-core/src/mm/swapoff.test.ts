@@ -16,6 +16,7 @@ import {
 } from '../constants.js';
 import { folioUnlock } from '../folio.js';
 import type { Kernel } from '../kernel.js';
+import { oomSysctls } from '../oom.js';
 import { entryPresent } from '../pgtable/entry.js';
 import { PG_locked, PG_swapcache } from '../phys/memmap.js';
 import { waitEvent } from '../sched/locks.js';
@@ -111,17 +112,21 @@ describe('swapoff(2) / swapon(2) (sys_swapoff(), try_to_unuse(), sys_swapon())',
     expect(k.check()).toEqual([]);
   });
 
-  it('swapoff that cannot bring everything back into RAM fails with -ENOMEM and leaves the area on (reinsert_swap_info()); every page still reads back', () => {
+  it("swapoff that cannot bring everything back into RAM fails with -ENOMEM and leaves the area on (reinsert_swap_info()); its swap-in's OOM kill chooses swapoff's caller (oom_task_origin()); every page still reads back", () => {
     const k = machine('never', { ramBytes: 16 * MiB, swapBytes: 64 * MiB, hugetlbPages: 0 });
     const p = k.spawn();
+    const q = k.spawn();
     const n = (24 * MiB) / PAGE_SIZE;
     const a = p.mmap(0, n * PAGE_SIZE, RW, ANON | MAP_NORESERVE);
     for (let i = 0; i < n; i++) p.writeI32(a + i * PAGE_SIZE, i);
     expect(p.mm.rss.MM_SWAPENTS).toBeGreaterThan(0);
     const total = meminfoKb(p, 'SwapTotal');
-    expect(p.swapoff(SWAP_DEVICE_PATH)).toBe(-ENOMEM);
+    oomSysctls(k.core).oom_kill_allocating_task = 0;
+    expect(q.swapoff(SWAP_DEVICE_PATH)).toBe(-ENOMEM);
     expect(meminfoKb(p, 'SwapTotal')).toBe(total);
-    expect(k.core.vmstat.oom_kill).toBe(0);
+    expect(k.core.vmstat.oom_kill).toBe(1);
+    expect(q.oomVictim).toBe(true);
+    expect(p.oomVictim).toBe(false);
     for (let i = 0; i < n; i++) if (p.readI32(a + i * PAGE_SIZE) !== i) throw new Error(`page ${i} lost`);
     expect(k.check()).toEqual([]);
   });

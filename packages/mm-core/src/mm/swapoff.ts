@@ -12,14 +12,15 @@
 import { EBUSY, EFAULT, EINTR, EINVAL, ENOENT, ENOMEM, PAGE_SIZE, PMD_SIZE } from '../constants.js';
 import { type Core, VM_FAULT_ERROR, VM_FAULT_OOM } from '../core.js';
 import { folioPut, folioUnlock } from '../folio.js';
+import { setCurrentOomOrigin } from '../oom.js';
 import { entryHuge, entryNone, entryPfn, entryPresent, isSwapType, swpType } from '../pgtable/entry.js';
 import { spinRetry } from '../sched/locks.js';
 import type { KGen } from '../sched/task.js';
 import { RESCHED } from '../sched/task.js';
 import { fatalSignalPending } from '../signal.js';
-import { tryToFreePages } from './direct-reclaim.js';
 import { mmgetNotZero, mmput } from './exit.js';
 import { handleMmFault } from './fault.js';
+import { faultOomSlowpath } from './fault-oom.js';
 import { folioLockWait, mmapReadLock, mmapReadUnlock } from './locking.js';
 import { vmEnoughMemory } from './overcommit.js';
 import { pmdIndex, pmdTableOf, pteIndex, ptHi, ptLo } from './pgtable.js';
@@ -108,10 +109,13 @@ function* unuseMm(core: Core, mm: MmStruct, type: number): KGen<number> {
           const plo = ptLo(core, t, pteIndex(a));
           if (entryPresent(plo) || !isSwapType(swpType(plo)) || swpType(plo) !== type) continue;
           for (;;) {
+            const short = core.sched.current.allocShortFailures;
             let r = handleMmFault(core, vma, a, 0);
             if (typeof r !== 'number') r = yield* r;
             if (r & VM_FAULT_OOM) {
-              if ((yield* tryToFreePages(core)).progress > 0) continue;
+              // swapin_readahead()'s allocation: the allocator's slow path (reclaim, then the OOM
+              // killer, which chooses swapoff's own process first: oom_task_origin()).
+              if (yield* faultOomSlowpath(core, a, 'unuse_pte_range() swap-in', short)) continue;
               return -ENOMEM;
             }
             if (r & VM_FAULT_ERROR) return -ENOMEM;
@@ -184,7 +188,14 @@ export function* sysSwapoff(core: Core, path: unknown): KGen<number> {
   if (vmEnoughMemory(core, null, si.pages) < 0) return -ENOMEM;
   si.flags &= ~SWP_WRITEOK;
   if (core.sched.preempt('swapoff: area off the avail list')) yield RESCHED;
-  const err = yield* tryToUnuse(core, si);
+  // "set_current_oom_origin(); err = try_to_unuse(p->type); clear_current_oom_origin();"
+  setCurrentOomOrigin(core, true);
+  let err: number;
+  try {
+    err = yield* tryToUnuse(core, si);
+  } finally {
+    setCurrentOomOrigin(core, false);
+  }
   if (err) {
     si.flags |= SWP_WRITEOK;
     return err;

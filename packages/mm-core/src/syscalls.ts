@@ -163,7 +163,7 @@ export class Syscalls {
     // errors are ignored; a fatal signal stops it (-EINTR) and the process exits on return.
     if (r >= 0 && flags & MAP_POPULATE) {
       const len = flags & MAP_HUGETLB ? Math.ceil(length / PMD_SIZE) * PMD_SIZE : pageAlign(length);
-      yield* mmPopulate(this.core, mm, r, len, (a) => this.p.oomKill(a, '__mm_populate() fault'));
+      yield* mmPopulate(this.core, mm, r, len);
     }
     return r;
   }

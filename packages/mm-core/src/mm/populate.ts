@@ -17,18 +17,11 @@ import type { KGen } from '../sched/task.js';
 import { RESCHED } from '../sched/task.js';
 import { fatalSignalPending } from '../signal.js';
 import { handleMmFault } from './fault.js';
+import { faultOomSlowpath } from './fault-oom.js';
 import { checkVmaFlags, followPage } from './gup.js';
 import { mmapReadLock, mmapReadUnlock } from './locking.js';
 import { pmdIndex, pmdTableOf, ptLo } from './pgtable.js';
 import { type MmStruct, VM_EXEC, VM_IO, VM_PFNMAP, VM_READ, VM_SHARED, VM_WRITE, type Vma } from './types.js';
-
-/**
- * Models the page allocator's OOM path for an allocation of the populating task
- * (__alloc_pages_may_oom() -> out_of_memory()): true when another process was killed and the
- * allocation may be retried; false when the populating process itself is the victim (its fatal
- * signal is then pending). May throw the out_of_memory() panic.
- */
-export type PopulateOomHook = (addr: number) => KGen<boolean>;
 
 /** Bound on fault retries of one page before populating is reported as a livelock. */
 const POPULATE_RETRY_BOUND = 10_000;
@@ -59,8 +52,9 @@ function mappedByPmd(core: Core, mm: MmStruct, addr: number): boolean {
  * faultin_page() (handle_mm_fault() with FAULT_FLAG_WRITE for FOLL_WRITE) and follow again; a
  * page mapped by a huge PMD advances to the end of the PMD (page_increment). Returns the number
  * of pages done, or -errno when the first page fails (vm_fault_to_errno(): VM_FAULT_OOM
- * -ENOMEM, SIGBUS/SIGSEGV -EFAULT). VM_FAULT_OOM first runs `oom` (the allocator's OOM kill):
- * the page is retried when another process was killed.
+ * -ENOMEM, SIGBUS/SIGSEGV -EFAULT). VM_FAULT_OOM first runs the allocator's slow path
+ * (faultOomSlowpath(): reclaim, then the OOM killer): the page is retried unless the populating
+ * process was the victim.
  */
 function* gupPopulatePages(
   core: Core,
@@ -68,7 +62,6 @@ function* gupPopulatePages(
   start: number,
   nrPages: number,
   gupFlags: number,
-  oom: PopulateOomHook | undefined,
 ): KGen<number> {
   const mm = vma.mm;
   const write = (gupFlags & FOLL_WRITE) !== 0;
@@ -85,10 +78,12 @@ function* gupPopulatePages(
         throw new LivelockFinding(
           `__get_user_pages: page 0x${a.toString(16)} faulted ${tries} times without progress`,
         );
+      const short = core.sched.current.allocShortFailures;
       let r = handleMmFault(core, vma, a, write ? FAULT_FLAG_WRITE : 0);
       if (typeof r !== 'number') r = yield* r;
       if (r & VM_FAULT_OOM) {
-        if (oom && (yield* oom(a))) continue;
+        // The fault's allocation: the allocator's slow path (reclaim, then the OOM killer).
+        if (yield* faultOomSlowpath(core, a, '__mm_populate() fault', short)) continue;
         return done(a, -ENOMEM);
       }
       if (r & VM_FAULT_ERROR) return done(a, -EFAULT);
@@ -110,15 +105,9 @@ function* gupPopulatePages(
  * {@link populateGupFlags}. Returns the pages done or -errno. The caller holds the mmap_lock
  * for read. (VM_LOCKONFAULT and FOLL_UNLOCKABLE lock dropping are not modelled.)
  */
-export function* populateVmaPageRange(
-  core: Core,
-  vma: Vma,
-  start: number,
-  end: number,
-  oom?: PopulateOomHook,
-): KGen<number> {
+export function* populateVmaPageRange(core: Core, vma: Vma, start: number, end: number): KGen<number> {
   if (!vmaIsAccessible(vma)) return -EFAULT;
-  return yield* gupPopulatePages(core, vma, start, (end - start) / PAGE_SIZE, populateGupFlags(vma), oom);
+  return yield* gupPopulatePages(core, vma, start, (end - start) / PAGE_SIZE, populateGupFlags(vma));
 }
 
 /**
@@ -127,13 +116,7 @@ export function* populateVmaPageRange(
  * VM_PFNMAP VMAs, populate_vma_page_range() the intersection; a short count resumes at the page
  * that failed, an error goes on with the next VMA (errors are ignored). Returns 0.
  */
-export function* mmPopulate(
-  core: Core,
-  mm: MmStruct,
-  start: number,
-  len: number,
-  oom?: PopulateOomHook,
-): KGen<number> {
+export function* mmPopulate(core: Core, mm: MmStruct, start: number, len: number): KGen<number> {
   const end = start + len;
   yield* mmapReadLock(core, mm, '__mm_populate');
   try {
@@ -145,7 +128,7 @@ export function* mmPopulate(
       nend = Math.min(end, vma.end);
       if (vma.flags & (VM_IO | VM_PFNMAP)) continue;
       if (nstart < vma.start) nstart = vma.start;
-      const r = yield* populateVmaPageRange(core, vma, nstart, nend, oom);
+      const r = yield* populateVmaPageRange(core, vma, nstart, nend);
       if (r < 0) continue; // ignore_errors: go on at the next VMA
       nend = nstart + r * PAGE_SIZE;
     }

@@ -137,7 +137,8 @@ export function markOomVictim(t: OomTask): void {
  * fault, which holds nothing), or else in a task of its own (the kernel path that allocates may
  * hold locks the victim's exit takes, and the victim exits in its own context in the kernel too),
  * listed in `core.oomExits`: what that exit throws (out_of_memory()'s panic in its eviction, say)
- * is the task's error, which whoever runs the machine reports (Process.run(), the explorer). Unless it exited inline, queue_oom_reaper() queues the OOM reaper on its mm
+ * is the task's error, which whoever runs the machine reports (Process.run(), the explorer).
+ * Unless it exited inline, queue_oom_reaper() queues the OOM reaper on its mm
  * ({@link queueOomReaper}).
  */
 export function* oomKillProcess(core: Core, victim: OomTask, inline = true): KGen {

@@ -23,7 +23,7 @@ import { inodePut } from './mm/mmap.js';
 import { forkAccount } from './mm/overcommit.js';
 import { allocTable } from './mm/pgtable.js';
 import { MmStruct, type Vma } from './mm/types.js';
-import { outOfMemory } from './oom.js';
+import { oomTasks, outOfMemory } from './oom.js';
 import { waitEvent } from './sched/locks.js';
 import type { KGen, Task } from './sched/task.js';
 import { sigTaskIgnored } from './signal.js';
@@ -498,8 +498,7 @@ export class Process {
   *oomKill(addr: number, via = 'user fault', reclaim = true, inline = true): KGen<boolean> {
     // __alloc_pages_slowpath(): direct reclaim first; the allocation retries when it freed memory.
     if (reclaim && (yield* this.directReclaim())) return true;
-    const tasks = [...this.host.tasks.values()].filter((t): t is Process => t instanceof Process);
-    return (yield* outOfMemory(this.core, this, tasks, addr, via, inline)) !== this;
+    return (yield* outOfMemory(this.core, this, oomTasks(this.core), addr, via, inline)) !== this;
   }
 
   /**

@@ -24,7 +24,7 @@ import { tryToFreePages } from './direct-reclaim.js';
  * says so): a VM_FAULT_OOM then stands for an allocation that ran out of memory (the allocator's
  * OOM killer is the caller's to run), not one a handler failed with memory to spare.
  */
-export function memoryShort(core: Core): boolean {
+function memoryShort(core: Core): boolean {
   return core.zone.nrFree <= core.zone.minFree || core.zone.failHook?.(0) === true;
 }
 

@@ -119,7 +119,7 @@ export function invalidateRangeStartNoWait(range: MmuNotifierRange): KGen | null
       invalidated(mm, r);
     }
   }
-  return mm.notifierList.size ? hlistStartNoWait(range) : null;
+  return hlistStartNoWait(range);
 }
 
 /** The rest of {@link invalidateRangeStartNoWait} from hit[k], whose callback sleeps in `pending`. */
@@ -138,7 +138,7 @@ function* finishInvalidateStart(
     const r = invokeInvalidate(sub, range, seq);
     invalidated(mm, typeof r === 'boolean' ? r : yield* r);
   }
-  const rest = mm.notifierList.size ? hlistStartNoWait(range) : null;
+  const rest = hlistStartNoWait(range);
   if (rest) yield* rest;
 }
 
@@ -148,35 +148,15 @@ function invalidated(mm: MmStruct, ok: boolean): void {
 }
 
 /**
- * mn_hlist_invalidate_range_start() on a non-blockable range: the hlist notifiers'
- * ->invalidate_range_start(), every one of them even after a failure. A failure ("callback failed
- * with %d in %sblockable context") is the kernel's WARN unless it is -EAGAIN on a non-blockable
- * range; after one, every subscription with ->invalidate_range_end() gets it (those whose start
- * succeeded expect their end). Returns 0 or the last failure. A callback that would sleep here
- * is a ModelBug (the kernel's might_sleep() splat).
+ * mn_hlist_invalidate_range_start(): the hlist notifiers' ->invalidate_range_start(), every one
+ * of them even after a failure. A failure ("callback failed with %d in %sblockable context") is
+ * the kernel's WARN unless it is -EAGAIN on a non-blockable range; after one, every subscription
+ * with ->invalidate_range_end() gets it (those whose start succeeded expect their end). Returns
+ * 0 or the last failure when no callback slept, else the generator that goes on from the first
+ * that sleeps (KMaybe: start it at once; its caller must allow sleeping, see
+ * {@link hlistInvalidateRangeStart}).
  */
-function hlistInvalidateRangeStart(range: MmuNotifierRange): number {
-  const mm = range.mm;
-  if (!mm.notifierList.size) return 0;
-  let ret = 0;
-  const subs = [...mm.notifierList];
-  for (const sub of subs) {
-    const r = sub.ops.invalidateRangeStart?.(sub, range);
-    if (typeof r === 'object')
-      throw new ModelBug(
-        'mn_hlist_invalidate_range_start: an ->invalidate_range_start callback may sleep on a non-blockable range',
-      );
-    if (r) ret = hlistFailed(range, r);
-  }
-  if (ret) hlistEnds(subs, range);
-  return ret;
-}
-
-/**
- * mn_hlist_invalidate_range_start() on a blockable range, where a callback may sleep: null when
- * none did, else the generator that goes on from the first that sleeps (KMaybe: start it at once).
- */
-function hlistStartNoWait(range: MmuNotifierRange): KGen | null {
+function hlistStart(range: MmuNotifierRange): number | KGen {
   const subs = [...range.mm.notifierList];
   let ret = 0;
   for (let k = 0; k < subs.length; k++) {
@@ -185,10 +165,31 @@ function hlistStartNoWait(range: MmuNotifierRange): KGen | null {
     if (r) ret = hlistFailed(range, r);
   }
   if (ret) hlistEnds(subs, range);
-  return null;
+  return ret;
 }
 
-/** The rest of {@link hlistStartNoWait} from subs[k], whose callback sleeps in `pending`. */
+/** {@link hlistStart} on a blockable range: null when no callback slept, else what goes on. */
+function hlistStartNoWait(range: MmuNotifierRange): KGen | null {
+  if (!range.mm.notifierList.size) return null;
+  const r = hlistStart(range);
+  return typeof r === 'number' ? null : r;
+}
+
+/**
+ * {@link hlistStart} on a non-blockable range: 0 or the last failure. A callback that would sleep
+ * here is a ModelBug (the kernel's might_sleep() splat).
+ */
+function hlistInvalidateRangeStart(range: MmuNotifierRange): number {
+  if (!range.mm.notifierList.size) return 0;
+  const r = hlistStart(range);
+  if (typeof r !== 'number')
+    throw new ModelBug(
+      'mn_hlist_invalidate_range_start: an ->invalidate_range_start callback may sleep on a non-blockable range',
+    );
+  return r;
+}
+
+/** The rest of {@link hlistStart} from subs[k], whose callback sleeps in `pending`. */
 function* finishHlistStart(
   range: MmuNotifierRange,
   subs: readonly MmuNotifier[],

@@ -1,6 +1,8 @@
 import { type Core, MEMORY_DEVICE_PRIVATE } from './core.js';
 import { ModelBug } from './errors.js';
 import { KernelBug } from './kernel-bug.js';
+import { oomCurrent } from './oom.js';
+import { ALLOC_NO_WATERMARKS, ALLOC_OOM } from './phys/buddy.js';
 import {
   FOLIO_FLAGS,
   PG_anon,
@@ -88,16 +90,42 @@ export function prepCompound(core: Core, head: number, order: number, rmappable:
 }
 
 /**
- * Models folio_alloc()/alloc_pages(): take 2^order pages from the buddy zone and prepare a
- * folio with refcount 1. Returns the head pfn or -1 on failure (fragmentation or injection,
- * or below the min watermark unless `noWatermarks`: ALLOC_NO_WATERMARKS).
+ * Model-only {@link allocFolio} / {@link allocPages} flag: the gfp mask has __GFP_NOMEMALLOC
+ * (GFP_TRANSHUGE_LIGHT and GFP_TRANSHUGE do: a THP fault, shmem's huge folio, khugepaged's
+ * collapse), so not even an OOM victim may take the reserves.
  */
-export function allocFolio(core: Core, order: number, zeroed: boolean, noWatermarks = false): number {
-  const pfn = core.zone.alloc(order, noWatermarks);
-  if (pfn < 0) {
-    if (core.zone.lastFailShort) core.sched.current.allocShortFailures++;
-    return -1;
+export const GFP_NOMEMALLOC = 0x100;
+
+/**
+ * Models alloc_pages() as far as the zone's reserves go: get_page_from_freelist() against the min
+ * watermark (or none, with ALLOC_NO_WATERMARKS in `flags`); when that fails for lack of memory,
+ * the slow path's __gfp_pfmemalloc_flags(): an allocation by an OOM victim (oom_reserves_allowed():
+ * tsk_is_oom_victim(current), never a kernel thread) without {@link GFP_NOMEMALLOC} tries again
+ * with ALLOC_OOM. Reclaim and the OOM killer are the callers' (faultOomSlowpath(),
+ * allocFolioNoFail()). Returns the first pfn or -1; a failure for lack of memory is counted in
+ * the running task's allocShortFailures.
+ */
+export function allocPages(core: Core, order: number, flags = 0): number {
+  const zone = core.zone;
+  let pfn = zone.alloc(order, flags & ALLOC_NO_WATERMARKS);
+  if (pfn >= 0) return pfn;
+  const short = zone.lastFailShort;
+  if (short && !(flags & (GFP_NOMEMALLOC | ALLOC_NO_WATERMARKS)) && oomCurrent(core)?.oomVictim === true) {
+    pfn = zone.alloc(order, ALLOC_OOM);
+    if (pfn >= 0) return pfn;
   }
+  if (short || zone.lastFailShort) core.sched.current.allocShortFailures++;
+  return -1;
+}
+
+/**
+ * Models folio_alloc()/alloc_pages(): take 2^order pages from the buddy zone ({@link allocPages},
+ * `flags` as there) and prepare a folio with refcount 1. Returns the head pfn or -1 on failure
+ * (fragmentation, injection, or below the watermark the allocation may go to).
+ */
+export function allocFolio(core: Core, order: number, zeroed: boolean, flags = 0): number {
+  const pfn = allocPages(core, order, flags);
+  if (pfn < 0) return -1;
   const m = core.map;
   const n = 1 << order;
   for (let i = 0; i < n; i++) {

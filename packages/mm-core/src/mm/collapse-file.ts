@@ -20,6 +20,7 @@ import {
   folioTestLarge,
   folioTrylock,
   folioUnlock,
+  GFP_NOMEMALLOC,
 } from '../folio.js';
 import { _PAGE_DIRTY, entryNone, entryPfn, entryPresent } from '../pgtable/entry.js';
 import { PG_dirty, PG_lru, PG_swapbacked, PG_uptodate } from '../phys/memmap.js';
@@ -124,7 +125,7 @@ export function* collapseFile(
 ): KGen<ScanResult> {
   const m = core.map;
   const end = start + HPAGE_PMD_NR;
-  const folio = allocFolio(core, HPAGE_PMD_ORDER, false);
+  const folio = allocFolio(core, HPAGE_PMD_ORDER, false, GFP_NOMEMALLOC);
   if (folio < 0) {
     core.vmstat.thp_collapse_alloc_failed++;
     return 'SCAN_ALLOC_HUGE_PAGE_FAIL';

@@ -26,6 +26,7 @@ import {
   folioTestLarge,
   folioTrylock,
   folioUnlock,
+  GFP_NOMEMALLOC,
 } from '../folio.js';
 import {
   _PAGE_ACCESSED,
@@ -420,7 +421,7 @@ export function* collapseHugePage(
   cc: CollapseControl,
 ): KGen<ScanResult> {
   mmapReadUnlock(core, mm, 'collapse_huge_page');
-  const folio = allocFolio(core, HPAGE_PMD_ORDER, false);
+  const folio = allocFolio(core, HPAGE_PMD_ORDER, false, GFP_NOMEMALLOC);
   if (folio < 0) {
     core.vmstat.thp_collapse_alloc_failed++;
     return 'SCAN_ALLOC_HUGE_PAGE_FAIL';

@@ -15,7 +15,15 @@ import {
   VM_FAULT_SIGSEGV,
   type VmFault,
 } from '../core.js';
-import { allocFolio, folioAddNewAnonRmap, folioGet, folioPut, folioTrylock, folioUnlock } from '../folio.js';
+import {
+  allocFolio,
+  folioAddNewAnonRmap,
+  folioGet,
+  folioPut,
+  folioTrylock,
+  folioUnlock,
+  GFP_NOMEMALLOC,
+} from '../folio.js';
 import { KernelBug } from '../kernel-bug.js';
 import {
   _PAGE_ACCESSED,
@@ -65,7 +73,7 @@ export function thpVmaAllowable(core: Core, vma: Vma, haddr: number): boolean {
 /** Models mm_get_huge_zero_folio(): the huge zero folio, allocated on first use; -1 if that fails. */
 export function getHugeZeroFolio(core: Core, mm: MmStruct): number {
   if (core.hugeZeroPfn < 0) {
-    const pfn = allocFolio(core, HPAGE_PMD_ORDER, true);
+    const pfn = allocFolio(core, HPAGE_PMD_ORDER, true, GFP_NOMEMALLOC);
     if (pfn < 0) return -1;
     core.map.flags[pfn] |= PG_reserved;
     core.hugeZeroPfn = pfn;
@@ -114,7 +122,7 @@ export function* doHugePmdAnonymousPage(
       return ret;
     }
   }
-  const folio = allocFolio(core, HPAGE_PMD_ORDER, true);
+  const folio = allocFolio(core, HPAGE_PMD_ORDER, true, GFP_NOMEMALLOC);
   if (folio < 0) {
     core.vmstat.thp_fault_fallback++;
     countMthpStat(core, HPAGE_PMD_ORDER, 'anon_fault_fallback');
@@ -161,7 +169,7 @@ export function* doHugeZeroWpPmd(
   haddr: number,
   orig: readonly [number, number],
 ): KGen<number> {
-  const folio = allocFolio(core, HPAGE_PMD_ORDER, true);
+  const folio = allocFolio(core, HPAGE_PMD_ORDER, true, GFP_NOMEMALLOC);
   if (folio < 0) {
     core.vmstat.thp_fault_fallback++;
     countMthpStat(core, HPAGE_PMD_ORDER, 'anon_fault_fallback');

@@ -3,6 +3,9 @@ import {
   EFAULT,
   ENOMEM,
   FOLL_WRITE,
+  HPAGE_PMD_ORDER,
+  HPAGE_PMD_SIZE,
+  MADV_HUGEPAGE,
   MADV_POPULATE_WRITE,
   MAP_ANONYMOUS,
   MAP_PRIVATE,
@@ -12,10 +15,11 @@ import {
   SIGKILL,
 } from '../constants.js';
 import type { Kernel } from '../kernel.js';
-import { oomSysctls } from '../oom.js';
+import { markOomVictim, oomSysctls } from '../oom.js';
+import { ALLOC_NO_WATERMARKS } from '../phys/buddy.js';
 import type { Process } from '../process.js';
 import type { KGen } from '../sched/task.js';
-import { childWithPages, machine } from '../testing/helpers.js';
+import { childWithPages, machine, pmdKind } from '../testing/helpers.js';
 import { pageout } from '../testing/swap.js';
 import { faultOomSlowpath } from './fault-oom.js';
 import { FOLL_PIN, getUserPages, putUserPages } from './gup.js';
@@ -213,6 +217,66 @@ describe("swapoff(2)'s swap-in runs the OOM killer, which chooses swapoff's own 
     expect(k.core.vmstat.oom_kill).toBe(1);
     expect(p.mm.rss.MM_SWAPENTS).toBe(4);
     for (let i = 0; i < 4; i++) expect(p.readI32(a + i * P)).toBe(700 + i);
+    expect(k.check()).toEqual([]);
+  });
+});
+
+describe("an OOM victim's allocations may take half of the min reserve (__gfp_pfmemalloc_flags() -> ALLOC_OOM)", () => {
+  /**
+   * A machine with a 256-page min watermark (vm.min_free_kbytes=1024) and no swap (reclaim frees
+   * nothing), its zone drained to `free` pages.
+   */
+  function drained(free: number): { k: Kernel; p: Process; held: [number, number][] } {
+    const k = machine('madvise', { minFreeKbytes: 1024, swapBytes: 0 });
+    const p = childWithPages(k, 2);
+    const z = k.core.zone;
+    expect(z.minFree).toBe(256);
+    const held: [number, number][] = [];
+    for (const order of [HPAGE_PMD_ORDER, 0])
+      while (z.nrFree - (1 << order) >= free + (order ? 1 << order : 0))
+        held.push([z.alloc(order, ALLOC_NO_WATERMARKS), order]);
+    expect(z.nrFree).toBe(free);
+    return { k, p, held };
+  }
+  function release(k: Kernel, held: [number, number][]): void {
+    for (const [pfn, order] of held) k.core.zone.free(pfn, order);
+  }
+
+  it("hmm_range_fault() by a victim at the min watermark gets its pages from the reserve, where another process's fault fails", () => {
+    const { k, p, held } = drained(256);
+    const a = p.mmap(0, 4 * P, RW, ANON);
+    markOomVictim(p);
+    const { r, range } = hmmFault(k, p, a, 4);
+    expect(r).toBe(0);
+    for (let i = 0; i < 4; i++) expect(hmmPfnFlags(range.hmmPfns[i]) & HMM_PFN_VALID).toBe(HMM_PFN_VALID);
+    // Four pages below the watermark (the PTE table was there: p's first pages share it).
+    expect(k.core.zone.nrFree).toBe(256 - 4);
+    expect(k.core.vmstat.oom_kill).toBe(0);
+    release(k, held);
+    expect(k.check()).toEqual([]);
+  });
+
+  it("the reserve stops at half the min watermark: a victim's fault then fails (goto nopage) and nothing is killed", () => {
+    const { k, p, held } = drained(128);
+    const a = p.mmap(0, 4 * P, RW, ANON);
+    markOomVictim(p);
+    expect(hmmFault(k, p, a, 4).r).toBe(-EFAULT);
+    expect(k.core.vmstat.oom_kill).toBe(0);
+    expect(k.core.zone.nrFree).toBe(128);
+    release(k, held);
+  });
+
+  it("a victim's THP fault is __GFP_NOMEMALLOC (GFP_TRANSHUGE_LIGHT): no reserve for the huge folio, the fault falls back to small pages", () => {
+    // 700 free pages: a PMD folio would leave 188, above half the reserve (128), below the watermark (256).
+    const { k, p, held } = drained(700);
+    expect(k.core.zone.canAlloc(HPAGE_PMD_ORDER)).toBe(true);
+    const a = p.mmap(0, 2 * HPAGE_PMD_SIZE, RW, ANON);
+    const h = Math.ceil(a / HPAGE_PMD_SIZE) * HPAGE_PMD_SIZE;
+    expect(p.madvise(a, 2 * HPAGE_PMD_SIZE, MADV_HUGEPAGE)).toBe(0);
+    markOomVictim(p);
+    expect(hmmFault(k, p, h, 1).r).toBe(0);
+    expect(pmdKind(k, p, h)).toBe('table');
+    release(k, held);
     expect(k.check()).toEqual([]);
   });
 });

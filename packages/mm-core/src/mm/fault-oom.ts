@@ -10,7 +10,8 @@
  * allocation these faults make that the allocator retries: a THP allocation is
  * __GFP_NORETRY-light and falls back to small pages) keeps retrying while the OOM killer makes
  * progress, and fails only when the allocating task is itself the victim (tsk_is_oom_victim():
- * the allocation may dip into the reserves, and `goto nopage` when they are empty).
+ * its allocations already took what they could of the reserves, ALLOC_OOM in allocPages(), and
+ * the slow path's `goto nopage` ends them).
  */
 import type { Core } from '../core.js';
 import { oomCurrent, oomTasks, outOfMemory } from '../oom.js';
@@ -47,7 +48,8 @@ export function faultRanOutOfMemory(core: Core, short: number): boolean {
  * - A handler that failed with memory to spare: no slow path, the fault fails.
  * - __alloc_pages_direct_reclaim(): try_to_free_pages(); retry when it freed memory.
  * - A task with a fatal signal pending, or already an OOM victim, fails (the kernel's `goto
- *   nopage` for a victim whose reserves are empty; GUP then stops on the signal).
+ *   nopage` for a victim whose share of the reserves, ALLOC_OOM, is used up; GUP then stops on
+ *   the signal).
  * - __alloc_pages_may_oom(): out_of_memory() for the running task's process (oomCurrent(); null
  *   for a kernel thread). When it chose the allocating process, the fault fails (the victim's
  *   allocations fail; the process dies on its way back to user space). Otherwise (another process

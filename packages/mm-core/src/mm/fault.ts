@@ -24,6 +24,7 @@ import {
   folioRemoveRmapPtes,
   folioTrylock,
   folioUnlock,
+  GFP_NOMEMALLOC,
 } from '../folio.js';
 import {
   _PAGE_ACCESSED,
@@ -141,7 +142,7 @@ function allocAnonFolio(core: Core, vma: Vma, pteT: number, addr: number): numbe
       [orders, order] = nextOrder(orders, order);
     }
     while (orders) {
-      const pfn = allocFolio(core, order, true);
+      const pfn = allocFolio(core, order, true, GFP_NOMEMALLOC);
       if (pfn >= 0) return pfn;
       countMthpStat(core, order, 'anon_fault_fallback');
       [orders, order] = nextOrder(orders, order);

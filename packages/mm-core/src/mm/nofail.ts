@@ -5,6 +5,7 @@
 import type { Core } from '../core.js';
 import { allocFolio } from '../folio.js';
 import { oomCurrent, oomTasks, outOfMemory } from '../oom.js';
+import { ALLOC_NO_WATERMARKS } from '../phys/buddy.js';
 import { LivelockFinding } from '../sched/findings.js';
 import { spinRetry } from '../sched/locks.js';
 import type { KGen } from '../sched/task.js';
@@ -36,7 +37,7 @@ export function* allocFolioNoFail(core: Core, order: number, zeroed: boolean, si
     // The victim exits in a task of its own: this path may hold locks its exit takes (a driver's
     // eviction holds the device folios' locks, and the victim's release of its file evicts too).
     const victim = yield* outOfMemory(core, proc, oomTasks(core), 0, site, false);
-    const reserve = allocFolio(core, order, zeroed, true);
+    const reserve = allocFolio(core, order, zeroed, ALLOC_NO_WATERMARKS);
     if (reserve >= 0) return reserve;
     if (pass >= NOFAIL_PASS_BOUND)
       throw new LivelockFinding(

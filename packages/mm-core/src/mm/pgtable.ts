@@ -2,6 +2,7 @@ import { PAGE_SIZE } from '../constants.js';
 import type { Core } from '../core.js';
 import { PT_LEVEL_PMD, PT_LEVEL_PTE, PT_LEVEL_UPPER } from '../entry-stats.js';
 import { ModelBug } from '../errors.js';
+import { allocPages } from '../folio.js';
 import { _PAGE_TABLE, entryHuge, entryPfn, entryPresent, mkHi, mkLo } from '../pgtable/entry.js';
 import { BLOCK_PAGES } from '../phys/frames.js';
 import { PG_table } from '../phys/memmap.js';
@@ -47,11 +48,8 @@ export function ptSet(core: Core, t: number, idx: number, lo: number, hi: number
  * page-table page, accounted in mm->pgtables_bytes (unless `pgd`). Returns -1 on OOM.
  */
 export function allocTable(core: Core, mm: MmStruct | null, pgd = false): number {
-  const pfn = core.zone.alloc(0);
-  if (pfn < 0) {
-    if (core.zone.lastFailShort) core.sched.current.allocShortFailures++;
-    return -1;
-  }
+  const pfn = allocPages(core, 0);
+  if (pfn < 0) return -1;
   const m = core.map;
   m.flags[pfn] = (m.flags[pfn] & ~0) | PG_table;
   m.refcount[pfn] = 1;

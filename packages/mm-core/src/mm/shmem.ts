@@ -1,6 +1,6 @@
 import { HPAGE_PMD_NR, HPAGE_PMD_ORDER, PAGE_SIZE } from '../constants.js';
 import type { Core } from '../core.js';
-import { allocFolio, folioGet, folioPut } from '../folio.js';
+import { allocFolio, folioGet, folioPut, GFP_NOMEMALLOC } from '../folio.js';
 import { PG_head, PG_hugetlb, PG_lru, PG_swapbacked, PG_uptodate } from '../phys/memmap.js';
 import {
   mappingLargeFolioSupport,
@@ -92,7 +92,7 @@ export function shmemGetFolio(
       (!ctx.vma || thpFileVmaSuitablePmd(ctx.vma, ctx.addr)) &&
       !pageCacheRangeUsed(inode, start, start + HPAGE_PMD_NR - 1);
     if (suitable) {
-      const head = allocFolio(core, HPAGE_PMD_ORDER, true);
+      const head = allocFolio(core, HPAGE_PMD_ORDER, true, GFP_NOMEMALLOC);
       if (head >= 0) {
         core.vmstat.thp_file_alloc++;
         shmemAddToPageCache(core, inode, head, start);

@@ -3,7 +3,7 @@ import { MAX_PAGE_ORDER } from '../constants.js';
 import { allocFolio, folioPut } from '../folio.js';
 import { installMmCoreChecker } from '../invariants.js';
 import { Kernel } from '../kernel.js';
-import { BuddyZone } from './buddy.js';
+import { ALLOC_NO_WATERMARKS, ALLOC_OOM, BuddyZone } from './buddy.js';
 import { MemMap, PAGES_PER_SECTION, PG_buddy } from './memmap.js';
 
 function zone(pages: number): { map: MemMap; z: BuddyZone } {
@@ -21,6 +21,22 @@ describe('buddy allocator (mm/page_alloc.c)', () => {
     const info = z.buddyinfo();
     expect(info[MAX_PAGE_ORDER]).toBe(4);
     expect(info.slice(0, MAX_PAGE_ORDER).every((n) => n === 0)).toBe(true);
+  });
+
+  it('the min watermark (__zone_watermark_ok()): an allocation stops at it, ALLOC_OOM at half of it (min -= min / 2), ALLOC_NO_WATERMARKS at nothing', () => {
+    const { z } = zone(1024);
+    z.minFree = 101;
+    const drain = (flags: number): number => {
+      let n = 0;
+      while (z.alloc(0, flags) >= 0) n++;
+      return n;
+    };
+    expect(drain(0)).toBe(1024 - 101);
+    expect(z.lastFailShort).toBe(true);
+    expect(drain(ALLOC_OOM)).toBe(50);
+    expect(z.nrFree).toBe(51);
+    expect(drain(ALLOC_NO_WATERMARKS)).toBe(51);
+    expect(z.nrFree).toBe(0);
   });
 
   it('handles a zone size that is not a multiple of the largest block', () => {

@@ -1,6 +1,14 @@
 import { MAX_PAGE_ORDER } from '../constants.js';
 import { type MemMap, PAGES_PER_SECTION, PG_buddy } from './memmap.js';
 
+/** Models ALLOC_NO_WATERMARKS (mm/internal.h): the allocation ignores the watermarks. */
+export const ALLOC_NO_WATERMARKS = 0x04;
+/**
+ * Models ALLOC_OOM (mm/internal.h, CONFIG_MMU): an OOM victim's allocation
+ * (__gfp_pfmemalloc_flags() -> oom_reserves_allowed()), which may take half of the min reserve.
+ */
+export const ALLOC_OOM = 0x08;
+
 /**
  * Models the buddy allocator of one zone (mm/page_alloc.c): free lists per order 0..MAX_PAGE_ORDER,
  * splitting on allocation (expand()) and coalescing on free (__free_one_page()). Because buddies
@@ -28,9 +36,9 @@ export class BuddyZone {
   failHook: ((order: number) => boolean) | undefined;
   /**
    * Models the zone's min watermark (WMARK_MIN, from vm.min_free_kbytes) in pages: an allocation
-   * that would leave fewer free pages fails (__zone_watermark_ok()), except one allowed to ignore
-   * the watermarks (ALLOC_NO_WATERMARKS: a __GFP_NOFAIL allocation after the OOM killer ran).
-   * 0 (the model's default): no reserve.
+   * that would leave fewer free pages fails (__zone_watermark_ok()), except an OOM victim's
+   * (ALLOC_OOM: half of it) and one allowed to ignore the watermarks (ALLOC_NO_WATERMARKS: a
+   * __GFP_NOFAIL allocation after the OOM killer ran). 0 (the model's default): no reserve.
    */
   minFree = 0;
   /**
@@ -137,18 +145,23 @@ export class BuddyZone {
 
   /**
    * Models __zone_watermark_ok() against the min watermark, then __rmqueue_smallest() +
-   * expand(): returns the first pfn of a 2^order block, or -1. `noWatermarks` (ALLOC_NO_WATERMARKS)
-   * may take the reserve below {@link minFree}.
+   * expand(): returns the first pfn of a 2^order block, or -1. `allocFlags`: {@link ALLOC_OOM}
+   * lowers the watermark to half of {@link minFree} (`min -= min / 2`), {@link ALLOC_NO_WATERMARKS}
+   * ignores it.
    */
-  alloc(order: number, noWatermarks = false): number {
+  alloc(order: number, allocFlags = 0): number {
     if (order < 0 || order > MAX_PAGE_ORDER) return -1;
     if (this.failHook?.(order)) {
       this.lastFailShort = false;
       return -1;
     }
-    if (!noWatermarks && this.nrFree - (1 << order) < this.minFree) {
-      this.lastFailShort = true;
-      return -1;
+    if (!(allocFlags & ALLOC_NO_WATERMARKS)) {
+      let min = this.minFree;
+      if (allocFlags & ALLOC_OOM) min -= Math.floor(min / 2);
+      if (this.nrFree - (1 << order) < min) {
+        this.lastFailShort = true;
+        return -1;
+      }
     }
     let o = order;
     while (o <= MAX_PAGE_ORDER && this.freeHead[o] === -1) o++;

@@ -1,4 +1,11 @@
-import { installMmCoreChecker, Kernel, type KernelOptions, type Process } from '@hmm-model/mm-core';
+import {
+  DEFAULT_RAM_BYTES,
+  installMmCoreChecker,
+  Kernel,
+  type KernelOptions,
+  minFreeKbytesFor,
+  type Process,
+} from '@hmm-model/mm-core';
 import { createNouveauDmem, type NouveauDrm } from '@hmm-model/nouveau-dmem';
 import { type DmirrorModule, installDmirror } from '@hmm-model/test-hmm';
 
@@ -42,7 +49,9 @@ export function machineOf(kernel: Kernel): Machine | undefined {
  * device memory, and the mm-core invariant checker for `invariants`.
  */
 export function createMachine(opts: MachineOptions = {}): Machine {
-  const kernel = new Kernel(opts);
+  // vm.min_free_kbytes as the kernel computes it at boot (calculate_min_free_kbytes()), unless given.
+  const minFreeKbytes = opts.minFreeKbytes ?? minFreeKbytesFor(opts.ramBytes ?? DEFAULT_RAM_BYTES);
+  const kernel = new Kernel({ ...opts, minFreeKbytes });
   installMmCoreChecker(kernel);
   // DEVICES: the dmirror driver (test_hmm) and nouveau's dmem.
   const dmirror = installDmirror(kernel, {

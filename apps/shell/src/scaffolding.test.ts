@@ -22,9 +22,11 @@ import { newSession, run, script, text } from './testing/harness.js';
 
 const MiB = 2 ** 20;
 
-/** Stores into a fresh mapping until only about `pages` pages of RAM are free (the OOM killer is never reached). */
-function leaveFree(s: Session, pages: number): void {
+/** Stores into a fresh mapping until about `usable` pages above the min watermark are free (the OOM killer is never reached). */
+function leaveFree(s: Session, usable: number): void {
   const zone = s.kernel.core.zone;
+  // Pages below the min watermark (vm.min_free_kbytes) are the reserves: a user fault never takes them.
+  const pages = zone.minFree + usable;
   run(s, `mmap ${zone.nrFree * PAGE_SIZE} noreserve nohugepage`);
   const base = s.vars.get('') ?? 0;
   let off = 0;

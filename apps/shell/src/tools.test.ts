@@ -152,3 +152,25 @@ describe('overcommit in the shell', () => {
     expect(text(run(s, 'smaps $'))).toContain('VmFlags: rd wr mr mw me ac');
   });
 });
+
+describe('vm.min_free_kbytes in the shell', () => {
+  it("boots with the kernel's value for the RAM size; raised near the free memory, a write stops at the watermark and reclaims", () => {
+    const s = newSession();
+    // calculate_min_free_kbytes(): int_sqrt(256 MiB in KiB * 16).
+    expect(text(run(s, 'sysctl vm.min_free_kbytes'))).toBe('vm.min_free_kbytes = 2048');
+    expect(s.kernel.core.zone.minFree).toBe(512);
+    const bad = run(s, 'sysctl vm.min_free_kbytes=-1').result;
+    expect(bad.lines.at(-1)).toBe('sysctl: EINVAL — setting key "vm.min_free_kbytes": invalid value "-1"');
+    run(s, 'mmap 8M', 'write $ 8M index');
+    const stalls = s.kernel.core.vmstat.allocstall_normal;
+    // Leave 1 MiB above the watermark: the next 4 MiB of faults must reclaim.
+    const kb = (s.kernel.core.zone.nrFree - 256) * 4;
+    expect(text(run(s, `sysctl vm.min_free_kbytes=${kb}`))).toBe(`vm.min_free_kbytes = ${kb}`);
+    run(s, 'mmap 4M', 'write $ 4M fill 7');
+    expect(s.kernel.core.vmstat.allocstall_normal).toBeGreaterThan(stalls);
+    expect(s.kernel.core.vmstat.pswpout).toBeGreaterThan(0);
+    expect(s.kernel.core.zone.nrFree).toBeGreaterThanOrEqual(s.kernel.core.zone.minFree);
+    expect(text(run(s, 'check $ 4M fill 7'))).toContain('check: ok');
+    expect(s.kernel.core.vmstat.oom_kill).toBe(0);
+  });
+});

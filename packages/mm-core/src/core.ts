@@ -165,6 +165,9 @@ export const RAM_START_PFN = 0x40000;
 /** Models the MAX_PHYSMEM_BITS limit on e820 RAM: the largest RAM in bytes (RAM starts at 1 GiB). */
 export const MAX_RAM_BYTES = (MAX_PHYS_PFN - RAM_START_PFN) * 4096;
 
+/** Model-only: the RAM of a machine booted without KernelOptions.ramBytes (2 GiB). */
+export const DEFAULT_RAM_BYTES = 2 * 1024 * 1024 * 1024;
+
 /**
  * Models calculate_min_free_kbytes() (mm/page_alloc.c, init_per_zone_wmark_min()): the boot
  * default of vm.min_free_kbytes for `ramBytes` of low memory, int_sqrt(kbytes * 16) clamped to
@@ -202,6 +205,8 @@ export class Core {
   /** Model-only: counts of kernel events (page-table writes, TLB flushes, ...); see events.ts. */
   readonly events = new KernelEvents();
   readonly zone: BuddyZone;
+  /** Models min_free_kbytes (vm.min_free_kbytes; BuddyZone.setupWmarks() turns it into WMARK_MIN). */
+  minFreeKbytes: number;
   readonly vmstat: Vmstat = newVmstat();
   /** Models the dev_pagemap table: index 0 unused. */
   readonly pgmaps: (DevPagemap | undefined)[] = [undefined];
@@ -286,7 +291,7 @@ export class Core {
     this.frames = new Frames(opts.hostPool);
     this.events.entries.pool = opts.hostPool;
     this.folioLockOwners = new FolioLockOwners((h) => (this.map.flags[h] & PG_locked) !== 0, opts.hostPool);
-    const ram = opts.ramBytes ?? 2 * 1024 * 1024 * 1024;
+    const ram = opts.ramBytes ?? DEFAULT_RAM_BYTES;
     const bad = checkRamBytes(Math.floor(ram / (4 << 20)) * (4 << 20));
     if (bad !== undefined) throw new RangeError(bad);
     this.ramPages = Math.floor(ram / 4096 / 1024) * 1024;
@@ -316,7 +321,8 @@ export class Core {
     this.map.ensure(Math.min(MAX_PHYS_PFN, ramEnd + Math.floor(ramEnd / 4) + (8 << 18)));
     this.zone = new BuddyZone(this.map, RAM_START_PFN, this.ramPages);
     this.zone.freeAll();
-    this.zone.minFree = Math.ceil((opts.minFreeKbytes ?? 0) / 4);
+    this.minFreeKbytes = opts.minFreeKbytes ?? 0;
+    this.zone.setupWmarks(this.minFreeKbytes);
     // Device ranges start on a 128 MiB (section) boundary well above RAM.
     const sect = PAGES_PER_SECTION;
     this.nextDevicePfn = Math.ceil((RAM_START_PFN + this.ramPages + sect) / sect) * sect;

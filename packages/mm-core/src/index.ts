@@ -41,6 +41,7 @@ export * from './mm/khugepaged-state.js';
 export * from './mm/locking.js';
 export * from './mm/madvise.js';
 export * from './mm/madvise-populate.js';
+export * from './mm/min-free.js';
 export * from './mm/mmap.js';
 export * from './mm/mprotect.js';
 export * from './mm/mremap.js';

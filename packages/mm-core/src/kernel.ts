@@ -23,6 +23,7 @@ import {
   khugepagedScanOnce,
   registerKhugepagedSysfs,
 } from './mm/khugepaged.js';
+import { minFreeKbytesRead, minFreeKbytesWrite } from './mm/min-free.js';
 import { registerOvercommitSysctls } from './mm/overcommit.js';
 import { shmemNewInode } from './mm/shmem.js';
 import { DEFAULT_SWAP_BYTES, swapon } from './mm/swapfile.js';
@@ -134,6 +135,15 @@ export class Kernel implements Host {
       *pwrite(_file, buf, pos) {
         if (pos > 0) return buf.length;
         const r = oomKillAllocatingTaskWrite(core, new TextDecoder().decode(buf));
+        return r < 0 ? r : buf.length;
+      },
+    });
+    // Models page_alloc_sysctl_table (mm/page_alloc.c): /proc/sys/vm/min_free_kbytes.
+    this.devices.set('/proc/sys/vm/min_free_kbytes', {
+      ...textFile(() => minFreeKbytesRead(core)),
+      *pwrite(_file, buf, pos) {
+        if (pos > 0) return buf.length;
+        const r = minFreeKbytesWrite(core, new TextDecoder().decode(buf));
         return r < 0 ? r : buf.length;
       },
     });

@@ -319,7 +319,9 @@ export function dmirrorIoctl(
     if (out > 0 && !a.init) {
       if (
         reachesCopy(proc, args) &&
-        s.kernel.core.zone.nrFree >= outPages + ioctlNeeds(a.cmd, a.npages) + PREPARE_SLACK_PAGES
+        // Free pages above the min watermark (vm.min_free_kbytes): what a user fault may take.
+        s.kernel.core.zone.nrFree - s.kernel.core.zone.minFree >=
+          outPages + ioctlNeeds(a.cmd, a.npages) + PREPARE_SLACK_PAGES
       )
         prepared = touchScratch(s, proc, ptr, out);
       else {

@@ -70,12 +70,16 @@ const sysctl: CommandSpec = {
     'vm.overcommit_memory: 0 heuristic (default: refuse one mapping larger than RAM + swap), 1 always,',
     '2 never (Committed_AS must stay below CommitLimit = RAM * vm.overcommit_ratio / 100, see `meminfo`).',
     'vm.overcommit_ratio, vm.overcommit_kbytes, vm.user_reserve_kbytes, vm.admin_reserve_kbytes also exist.',
+    'vm.min_free_kbytes: the free memory only an OOM victim (half of it) or a __GFP_NOFAIL allocation after',
+    'an OOM kill may take (boot value from the RAM size); vm.oom_kill_allocating_task: 1 kills the allocating',
+    'process instead of the biggest one.',
   ],
   examples: [
     'sysctl',
     'sysctl vm.overcommit_memory',
     'sysctl vm.overcommit_memory=2',
     'sysctl -w vm.overcommit_ratio=80',
+    'sysctl vm.min_free_kbytes=65536',
   ],
   mutates: true,
   // `-w` and words shaped like sysctl names or assignments; from the first other word on, none.
@@ -83,7 +87,7 @@ const sysctl: CommandSpec = {
     const i = args.findIndex((a) => a !== '-w' && !SYSCTL_WORD.test(a));
     return i < 0 ? args.length : i;
   },
-  words: () => OVERCOMMIT_SYSCTLS.map((n) => `vm.${n}`),
+  words: () => [...OVERCOMMIT_SYSCTLS, 'min_free_kbytes', 'oom_kill_allocating_task'].map((n) => `vm.${n}`),
   run(s, args) {
     const names = args.filter((a) => a !== '-w');
     if (!names.length) names.push(...OVERCOMMIT_SYSCTLS.map((n) => `vm.${n}`));

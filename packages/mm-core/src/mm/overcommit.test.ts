@@ -8,14 +8,12 @@ import {
   MAP_PRIVATE,
   MAP_SHARED,
   MREMAP_MAYMOVE,
-  O_RDONLY,
-  O_RDWR,
   PROT_READ,
   PROT_WRITE,
 } from '../constants.js';
 import type { Kernel } from '../kernel.js';
 import type { Process } from '../process.js';
-import { machine } from '../testing/helpers.js';
+import { machine, readProcFile, writeProcFile } from '../testing/helpers.js';
 import {
   accountableMapping,
   OVERCOMMIT_ALWAYS,
@@ -30,23 +28,11 @@ const MiB = 1 << 20;
 const RW = PROT_READ | PROT_WRITE;
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
 
-/** Reads a pseudo file through the process, as cat does. */
-function readFile(p: Process, path: string): string {
-  const fd = p.open(path, O_RDONLY);
-  expect(fd).toBeGreaterThanOrEqual(3);
-  const buf = new Uint8Array(4096);
-  const n = p.pread(fd, buf, buf.length, 0);
-  p.close(fd);
-  return new TextDecoder().decode(buf.subarray(0, n));
-}
+const readFile = readProcFile;
 
 /** Writes a sysctl through /proc/sys/vm as `echo value > file` does; returns pwrite's result. */
 function sysctl(p: Process, name: string, value: string): number {
-  const fd = p.open(`/proc/sys/vm/${name}`, O_RDWR);
-  const bytes = new TextEncoder().encode(value);
-  const r = p.pwrite(fd, bytes, bytes.length, 0);
-  p.close(fd);
-  return r;
+  return writeProcFile(p, `/proc/sys/vm/${name}`, value);
 }
 
 function meminfoKb(p: Process, field: string): number {

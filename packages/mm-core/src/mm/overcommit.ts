@@ -264,7 +264,7 @@ export function forkAccount(core: Core, oldmm: MmStruct): number {
 }
 
 /** Models proc_dointvec_minmax()/proc_doulongvec_minmax() parsing one written value. */
-function parseSysctlInt(text: string): number | undefined {
+export function parseSysctlInt(text: string): number | undefined {
   const t = text.replace(/^[\s]+/, '').replace(/[\s\0]+$/, '');
   if (!/^[-+]?\d+$/.test(t)) return undefined;
   const v = Number(t);

@@ -42,6 +42,14 @@ export class BuddyZone {
    */
   minFree = 0;
   /**
+   * Models setup_per_zone_wmarks() (mm/page_alloc.c) for the model's one zone: WMARK_MIN is
+   * min_free_kbytes >> (PAGE_SHIFT - 10) pages (the kernel shares pages_min out among the lowmem
+   * zones by size; one zone takes all of it).
+   */
+  setupWmarks(minFreeKbytes: number): void {
+    this.minFree = Math.floor(minFreeKbytes / 4);
+  }
+  /**
    * Model-only: whether the last failed {@link alloc} failed for lack of memory (below the min
    * watermark, or no free page at all for order 0), rather than by injection or fragmentation.
    */

@@ -2,7 +2,15 @@
  * Test-only helpers shared by mm-core's unit tests (excluded from the build): a small machine
  * with the invariant checker running after every syscall, and the kind of the PMD at an address.
  */
-import { MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE } from '../constants.js';
+import {
+  MAP_ANONYMOUS,
+  MAP_PRIVATE,
+  O_RDONLY,
+  O_RDWR,
+  PAGE_SIZE,
+  PROT_READ,
+  PROT_WRITE,
+} from '../constants.js';
 import type { ThpMode } from '../core.js';
 import { installMmCoreChecker } from '../invariants.js';
 import { Kernel, type KernelOptions } from '../kernel.js';
@@ -41,4 +49,24 @@ export function childWithPages(k: Kernel, pages: number): Process {
   const a = c.mmap(0, pages * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
   for (let i = 0; i < pages; i++) c.writeI32(a + i * PAGE_SIZE, i);
   return c;
+}
+
+/** Reads a pseudo file through the process, as cat does. */
+export function readProcFile(p: Process, path: string): string {
+  const fd = p.open(path, O_RDONLY);
+  if (fd < 0) throw new Error(`open ${path}: ${fd}`);
+  const buf = new Uint8Array(4096);
+  const n = p.pread(fd, buf, buf.length, 0);
+  p.close(fd);
+  return new TextDecoder().decode(buf.subarray(0, Math.max(0, n)));
+}
+
+/** Writes text to a pseudo file at offset 0 as `echo value > file` does; returns pwrite's result. */
+export function writeProcFile(p: Process, path: string, text: string): number {
+  const fd = p.open(path, O_RDWR);
+  if (fd < 0) return fd;
+  const bytes = new TextEncoder().encode(text);
+  const r = p.pwrite(fd, bytes, bytes.length, 0);
+  p.close(fd);
+  return r;
 }

@@ -11,6 +11,7 @@ import {
 } from './constants.js';
 import type { SignalDelivered } from './errors.js';
 import type { Kernel } from './kernel.js';
+import { mmgetNotZero, mmput } from './mm/exit.js';
 import { mmapWriteLock, mmapWriteUnlock } from './mm/locking.js';
 import {
   mmuIntervalNotifierInsert,
@@ -247,6 +248,35 @@ describe('__oom_kill_process() queues the reaper (queue_oom_reaper())', () => {
     run(k, oomKillProcess(k.core, victim), 'faulting task');
     expect(exited).toBe(true);
     expect(k.core.oomReapers).toHaveLength(0);
+  });
+
+  it("for a victim that exits at once but whose mm has another user (a driver's mmget(): nouveau's GPU fault worker): exit_mmap() waits for that mmput(), and the reaper brings the memory back", () => {
+    const k = machine();
+    const p = k.task(1)!;
+    const c = k.task(p.fork())!;
+    const a = c.mmap(0, 16 * P, RW, ANON);
+    for (let i = 0; i < 16; i++) c.writeI32(a + i * P, i);
+    expect(mmgetNotZero(c.mm)).toBe(true);
+    let exited = false;
+    const victim = {
+      pid: c.pid,
+      state: c.state,
+      mm: c.mm,
+      fatalSignal: 0,
+      inKernel: 0,
+      oomVictim: false,
+      hasMm: true,
+      *exitGen() {
+        exited = true;
+      },
+    };
+    run(k, oomKillProcess(k.core, victim), 'faulting task');
+    expect(exited).toBe(true);
+    expect(k.core.oomReapers).toHaveLength(1);
+    k.core.sched.join(k.core.oomReapers[0]);
+    expect(c.mm.oomSkip).toBe(true);
+    expect(c.mm.rss.MM_ANONPAGES).toBe(0);
+    run(k, mmput(k.core, c.mm), 'driver');
   });
 });
 

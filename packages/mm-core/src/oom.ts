@@ -151,7 +151,11 @@ export function* oomKillProcess(core: Core, victim: OomTask, inline = true): KGe
   core.vmstat.oom_kill++;
   markOomVictim(victim);
   if (victim.inKernel === 0 && victim.state === 'running' && inline) {
-    // The victim's exit runs here, whole: a reaper queued now would find MMF_OOM_SKIP.
+    // The victim's exit runs here. As the mm's last user its exit_mmap() sets MMF_OOM_SKIP, and a
+    // reaper queued now would find it. Another user (a driver's mmget(): nouveau's GPU fault
+    // worker) leaves exit_mmap() to the last mmput(), and the reaper is what brings the memory
+    // back: queued at the kill, as the kernel always queues it.
+    if (victim.mm.users > 1) queueOomReaper(core, victim.mm);
     yield* victim.exitGen(0, SIGKILL);
     return;
   }

@@ -110,6 +110,10 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
     expectClean('./swapoff-cache-ref.hmm');
   });
 
+  it('an OOM kill whose victim exits inline while a GPU fault holds its mm queues the OOM reaper (before session 25: none, and an eviction in the exit spun in __GFP_NOFAIL, a false livelock)', () => {
+    expectClean('./oom-inline-exit-reaper.hmm');
+  });
+
   it('make_device_exclusive() moves the PTE dirty bit to the folio, so reclaim keeps a written lazy-free page (clean under its trace and others)', () => {
     expectClean('./exclusive-dirty-lazyfree.hmm');
   });

@@ -30,8 +30,9 @@ import {
   type MmuNotifierRange,
   mmuNotifierRangeBlockable,
 } from './mm/types.js';
-import { oomKillProcess } from './oom.js';
+import { type OomTask, oomKillProcess } from './oom.js';
 import { MAX_OOM_REAP_RETRIES, oomReapTask, oomReapTaskMm } from './oom-reaper.js';
+import type { Process } from './process.js';
 import { LockFinding } from './sched/findings.js';
 import type { KGen } from './sched/task.js';
 import { machine } from './testing/helpers.js';
@@ -196,6 +197,23 @@ describe('check_stable_address_space(): a fault that would map a new page into a
   });
 });
 
+/** What the OOM killer sees of process c (an OomTask), with `inKernel` threads in syscalls; its exit only counts. */
+function victimOf(c: Process, inKernel: number): OomTask & { exits: number } {
+  return {
+    pid: c.pid,
+    state: c.state,
+    mm: c.mm,
+    fatalSignal: 0,
+    inKernel,
+    oomVictim: false,
+    hasMm: true,
+    exits: 0,
+    *exitGen() {
+      this.exits++;
+    },
+  };
+}
+
 describe('__oom_kill_process() queues the reaper (queue_oom_reaper())', () => {
   it('for a victim with a thread in the kernel: SIGKILL pending, and the reaper reaps its memory before it exits', () => {
     const k = machine();
@@ -206,16 +224,7 @@ describe('__oom_kill_process() queues the reaper (queue_oom_reaper())', () => {
     expect(c.mm.rss.MM_ANONPAGES).toBe(32);
     const core = k.core;
     // The victim is inside a syscall (as when its own allocation failed in the kernel).
-    const victim = {
-      pid: c.pid,
-      state: c.state,
-      mm: c.mm,
-      fatalSignal: 0,
-      inKernel: 1,
-      oomVictim: false,
-      hasMm: true,
-      *exitGen() {},
-    };
+    const victim = victimOf(c, 1);
     run(k, oomKillProcess(core, victim), 'allocating task');
     expect(victim.fatalSignal).toBe(9);
     expect(victim.oomVictim).toBe(true);
@@ -232,21 +241,9 @@ describe('__oom_kill_process() queues the reaper (queue_oom_reaper())', () => {
     const k = machine();
     const p = k.task(1)!;
     const c = k.task(p.fork())!;
-    let exited = false;
-    const victim = {
-      pid: c.pid,
-      state: c.state,
-      mm: c.mm,
-      fatalSignal: 0,
-      inKernel: 0,
-      oomVictim: false,
-      hasMm: true,
-      *exitGen() {
-        exited = true;
-      },
-    };
+    const victim = victimOf(c, 0);
     run(k, oomKillProcess(k.core, victim), 'faulting task');
-    expect(exited).toBe(true);
+    expect(victim.exits).toBe(1);
     expect(k.core.oomReapers).toHaveLength(0);
   });
 
@@ -257,21 +254,9 @@ describe('__oom_kill_process() queues the reaper (queue_oom_reaper())', () => {
     const a = c.mmap(0, 16 * P, RW, ANON);
     for (let i = 0; i < 16; i++) c.writeI32(a + i * P, i);
     expect(mmgetNotZero(c.mm)).toBe(true);
-    let exited = false;
-    const victim = {
-      pid: c.pid,
-      state: c.state,
-      mm: c.mm,
-      fatalSignal: 0,
-      inKernel: 0,
-      oomVictim: false,
-      hasMm: true,
-      *exitGen() {
-        exited = true;
-      },
-    };
+    const victim = victimOf(c, 0);
     run(k, oomKillProcess(k.core, victim), 'faulting task');
-    expect(exited).toBe(true);
+    expect(victim.exits).toBe(1);
     expect(k.core.oomReapers).toHaveLength(1);
     k.core.sched.join(k.core.oomReapers[0]);
     expect(c.mm.oomSkip).toBe(true);

@@ -237,14 +237,20 @@ describe('__oom_kill_process() queues the reaper (queue_oom_reaper())', () => {
     expect(c.mm.rss.MM_ANONPAGES).toBe(0);
   });
 
-  it('not for a victim that exits at once in the caller (a user fault): its exit_mmap() already set MMF_OOM_SKIP', () => {
+  it('and for a victim that exits at once in the caller (a user fault), which finds MMF_OOM_SKIP that exit_mmap() set and reaps nothing', () => {
     const k = machine();
     const p = k.task(1)!;
     const c = k.task(p.fork())!;
-    const victim = victimOf(c, 0);
-    run(k, oomKillProcess(k.core, victim), 'faulting task');
-    expect(victim.exits).toBe(1);
-    expect(k.core.oomReapers).toHaveLength(0);
+    const a = c.mmap(0, 16 * P, RW, ANON);
+    for (let i = 0; i < 16; i++) c.writeI32(a + i * P, i);
+    run(k, oomKillProcess(k.core, c), 'faulting task');
+    expect(c.state).not.toBe('running');
+    expect(k.core.oomReapers).toHaveLength(1);
+    const reaper = k.core.oomReapers[0];
+    k.core.sched.join(reaper);
+    expect(reaper.result).toEqual({ attempts: 1, reaped: true });
+    expect(c.mm.oomSkip).toBe(true);
+    expect(c.mm.unstable).toBe(false);
   });
 
   it("for a victim that exits at once but whose mm has another user (a driver's mmget(): nouveau's GPU fault worker): exit_mmap() waits for that mmput(), and the reaper brings the memory back", () => {

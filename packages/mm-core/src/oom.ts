@@ -138,8 +138,8 @@ export function markOomVictim(t: OomTask): void {
  * hold locks the victim's exit takes, and the victim exits in its own context in the kernel too),
  * listed in `core.oomExits`: what that exit throws (out_of_memory()'s panic in its eviction, say)
  * is the task's error, which whoever runs the machine reports (Process.run(), the explorer).
- * Unless it exited inline, queue_oom_reaper() queues the OOM reaper on its mm
- * ({@link queueOomReaper}).
+ * Every kill queues the OOM reaper on its mm (queue_oom_reaper(), {@link queueOomReaper}); after
+ * an inline exit it finds MMF_OOM_SKIP unless another user still holds the mm.
  */
 export function* oomKillProcess(core: Core, victim: OomTask, inline = true): KGen {
   if (taskWillFreeMem(victim)) {
@@ -151,11 +151,10 @@ export function* oomKillProcess(core: Core, victim: OomTask, inline = true): KGe
   core.vmstat.oom_kill++;
   markOomVictim(victim);
   if (victim.inKernel === 0 && victim.state === 'running' && inline) {
-    // The victim's exit runs here. As the mm's last user its exit_mmap() sets MMF_OOM_SKIP, and a
-    // reaper queued now would find it. Another user (a driver's mmget(): nouveau's GPU fault
-    // worker) leaves exit_mmap() to the last mmput(), and the reaper is what brings the memory
-    // back: queued at the kill, as the kernel always queues it.
-    if (victim.mm.users > 1) queueOomReaper(core, victim.mm);
+    // The victim's exit runs here; queue_oom_reaper() comes first, as at every kill: another
+    // user of the mm (a driver's mmget(): nouveau's GPU fault worker) leaves exit_mmap() to the
+    // last mmput(), and then the reaper is what brings the memory back.
+    queueOomReaper(core, victim.mm);
     yield* victim.exitGen(0, SIGKILL);
     return;
   }

@@ -167,6 +167,13 @@ export const MODEL_FIXES: readonly ModelFixSwitch[] = [
     title:
       "with vm.oom_kill_allocating_task=1 the allocating task is chosen again after it became a victim whose mm the OOM reaper gave up on (MMF_OOM_SKIP: task_will_free_mem() is false, and the allocating-task branch does not look at tsk_is_oom_victim()): a __GFP_NOFAIL allocation in it (a driver's eviction at release) kills it again and again and never gets a page while other processes hold the memory. Fixed: such a victim is not chosen again, and select_bad_process(), which skips it, picks another process",
   },
+  {
+    id: 'K22',
+    fn: 'nouveau_svmm_init',
+    pkg: 'nouveau-dmem',
+    title:
+      "nouveau_mn_ops has no ->release: exit_mmap()'s mmu_notifier_release() unhashes the svmm's subscription before the unmaps, so the GPU page tables keep the pfns of every page exit_mmap() frees until the DRM file is released; a GPU job of the client (a channel a forked child shares through the fd, or work queued before the kill) reads and writes pages that now belong to other processes. Fixed: a ->release that clears the svmm's GPU page tables (NVIF_VMM_V0_PFNCLR of the whole range under svmm->mutex); the GPU then faults, and a fault on the dead mm fails",
+  },
 ];
 
 /** Model-only: an unknown fix id (a one-line message listing the known ids). */

@@ -137,6 +137,9 @@ export function* gpuFaultGen(svmm: NouveauSvmm, addr: number, write: boolean): K
   if (!svmm.notifier) return -EFAULT;
   const core = svmm.drm.core;
   const mm = svmm.mm;
+  // nouveau_svm_fault(): mmget_not_zero() fails once the mm's users are gone, and the fault is
+  // cancelled (the model's callers that can race an exit hold the reference themselves).
+  if (mm.users === 0) return -EFAULT;
   const start = Math.floor(addr / PAGE_SIZE) * PAGE_SIZE;
   const sub = new SvmNotifier(svmm, mm, start, start + PAGE_SIZE);
   mmuIntervalNotifierInsert(sub);

@@ -5,6 +5,7 @@ import {
   type MmStruct,
   MmuNotifier,
   type MmuNotifierRange,
+  ModelBug,
   Mutex,
   mmapWriteLock,
   mmapWriteUnlock,
@@ -93,12 +94,36 @@ export function nouveauSvmmInit(drm: NouveauDrm, mm: MmStruct): NouveauSvmm {
     mutex: new Mutex(`svmm->mutex (svmm ${id})`),
     invalidations: 0,
   };
-  const notifier = new MmuNotifier({
-    invalidateRangeStart: (_sub, range) => invalidateRangeStart(svmm, range),
-  });
+  const notifier = new MmuNotifier(
+    drm.core.fixed('K22')
+      ? {
+          invalidateRangeStart: (_sub, range) => invalidateRangeStart(svmm, range),
+          release: () => svmmRelease(svmm),
+        }
+      : { invalidateRangeStart: (_sub, range) => invalidateRangeStart(svmm, range) },
+  );
   if (mmuNotifierRegister(notifier, mm) === 0) svmm.notifier = notifier;
   drm.svmms.set(id, svmm);
   return svmm;
+}
+
+/**
+ * Fix switch K22 (finding 14): the ->release nouveau_mn_ops lacks. The mm's last user is gone and
+ * its pages are about to be unmapped and freed: clear the GPU page tables of the whole range under
+ * svmm->mutex, as an invalidation of everything would. No fault can be in flight (a fault holds
+ * mm_users, and ->release runs at the last mmput()), so the mutex is free.
+ */
+function svmmRelease(svmm: NouveauSvmm): void {
+  const sched = svmm.drm.core.sched;
+  if (!svmm.mutex.trylock(sched, 'nouveau_svmm_release'))
+    throw new ModelBug(
+      `nouveau_svmm_release: svmm->mutex of svmm ${svmm.id} is held at the mm's last mmput()`,
+    );
+  try {
+    nouveauSvmmInvalidate(svmm, 0, TASK_SIZE + PAGE_SIZE);
+  } finally {
+    svmm.mutex.unlock(sched, 'nouveau_svmm_release');
+  }
 }
 
 /**

@@ -295,9 +295,14 @@ export function generateScenario(seed: number, opts: GenOptions = {}): Scenario 
       case 'dmclose':
         ops.push({ k: 'dmclose', p, t, a: rng.below(NDEVICES) });
         break;
-      case 'gpu-rw':
-        ops.push({ k: 'gpu', ...base, b: rng.below(2), a: rng.next() & 0xffff });
+      case 'gpu-rw': {
+        // One GPU write in eight is a job the process waits for in user space ('job-write'),
+        // chosen by the write seed's low bits: the draws are the v6.19 mix's.
+        const b = rng.below(2);
+        const a = rng.next() & 0xffff;
+        ops.push({ k: 'gpu', ...base, b: b === 1 && (a & 7) === 0 ? 3 : b, a });
         break;
+      }
       case 'gpu-migrate':
         ops.push({ k: 'gpu', ...base, b: 2 });
         break;

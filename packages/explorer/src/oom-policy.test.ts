@@ -6,11 +6,14 @@ import { generateScenario } from './generate.js';
 import { parseReproducer } from './reproducer.js';
 import { runScenario } from './run.js';
 
-/** The 24 MiB survey's runs (seed, run) in which OOM kills of other processes met in-flight kernel work. */
+/**
+ * The 24 MiB survey's runs (seed, run) in which OOM kills of other processes met in-flight kernel
+ * work (1 59 and 2 96 until session 26, whose GPU jobs changed those runs: 1 64 and 2 89 now).
+ */
 const RUNS: readonly [number, number][] = [
   [1, 13],
-  [1, 59],
-  [2, 96],
+  [1, 64],
+  [2, 89],
 ];
 
 /**

@@ -97,8 +97,17 @@ export const DM_CMDS = [
 /** The modes an 'mthp' op writes to hugepages-<size>kB/enabled (field b). */
 export const MTHP_MODES = ['always', 'inherit', 'madvise', 'never'] as const;
 
-/** GPU commands of a 'gpu' op (field b). */
-export const GPU_CMDS = ['read', 'write', 'migrate'] as const;
+/**
+ * GPU commands of a 'gpu' op (field b). `job-write` is a store the engine runs as a job on its
+ * own while the process waits for its fence in user space, so the process may exit before it
+ * ends (nouveau finding 14, fix switch K22).
+ */
+export const GPU_CMDS = ['read', 'write', 'migrate', 'job-write'] as const;
+
+/** Whether a 'gpu' op's command carries a write seed (field a): write and job-write. */
+export function gpuCmdWrites(b: number | undefined): boolean {
+  return b === 1 || b === 3;
+}
 
 /** Advice names of the text form (the first seven in the order the form always had). */
 const ADVICE_NAMES: readonly [string, number][] = [
@@ -201,7 +210,7 @@ export function describeOp(op: Op): string {
     case 'dmclose':
       return `${who} dm${op.a} close`;
     case 'gpu':
-      return `${who} gpu ${GPU_CMDS[op.b ?? 0]} ${range}${op.b === 1 ? ` seed ${op.a}` : ''}`;
+      return `${who} gpu ${GPU_CMDS[op.b ?? 0]} ${range}${gpuCmdWrites(op.b) ? ` seed ${op.a}` : ''}`;
     case 'pin':
       return op.b === 2 ? `${who} unpin` : `${who} pin ${range}${op.b === 1 ? ' write' : ''}`;
     case 'swap':
@@ -314,7 +323,15 @@ export function parseOp(text: string): Op {
     case 'gpu': {
       const b = GPU_CMDS.indexOf((w[2] ?? '') as (typeof GPU_CMDS)[number]);
       if (b < 0) throw new OpSyntaxError(`unknown gpu command '${w[2] ?? ''}' (${GPU_CMDS.join(', ')})`);
-      return { k: 'gpu', p, t, b, r: reg(w[3]), ...rng(w[4]), ...(b === 1 ? { a: num(w[6], 'seed') } : {}) };
+      return {
+        k: 'gpu',
+        p,
+        t,
+        b,
+        r: reg(w[3]),
+        ...rng(w[4]),
+        ...(gpuCmdWrites(b) ? { a: num(w[6], 'seed') } : {}),
+      };
     }
     case 'pin':
       if (w[4] !== undefined && w[4] !== 'write')

@@ -33,11 +33,12 @@ import {
   SWAP_DEVICE_PATH,
   spinRetry,
   thpSizeDir,
+  waitEvent,
   XLATE_BUS,
   XLATE_OOM,
   XLATE_SEGV,
 } from '@hmm-model/mm-core';
-import { gpuAccessWordsGen, svmmMigrateToVramGen } from '@hmm-model/nouveau-dmem';
+import { gpuAccessWordsGen, gpuJobWordsGen, svmmMigrateToVramGen } from '@hmm-model/nouveau-dmem';
 import {
   decodeCmd,
   encodeCmd,
@@ -351,6 +352,11 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
       return;
     }
     case 'gpu': {
+      // A job waits for its fence in user space: no reference on the mm (see gpuJobWrite()).
+      if (GPU_CMDS[op.b ?? 0] === 'job-write') {
+        yield* gpuJobWrite(w, slot, op, addr, out);
+        return;
+      }
       // The GPU's fault worker and the SVM bind ioctl work on the process's mm with a user
       // reference (nouveau_svm_fault(): mmget_not_zero()): an exit meanwhile leaves the teardown
       // to the last mmput().
@@ -407,6 +413,28 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
       return;
     }
   }
+}
+
+/**
+ * A GPU job of slot's process: the process submits a store to its svmm's range (DRM_NOUVEAU_SVM_INIT
+ * on first use, then work on its channel) and waits for the job's fence in user space, so it can
+ * exit or be killed while the engine runs (gpuJobWordsGen()). With fix K22 the svmm's ->release
+ * clears the GPU page tables when the exit tears the mm down, and the rest of the job faults and
+ * fails; in v6.19 (nouveau finding 14) it goes on storing through entries that name pages
+ * exit_mmap() freed, which other processes may already use (the oracle then sees their data
+ * change).
+ */
+function* gpuJobWrite(w: World, slot: ProcSlot, op: Op, addr: number, out: OpOutcome): KGen {
+  const svmm = yield* slot.proc.sys.driverIoctl('DRM_NOUVEAU_SVM_INIT', w.svmm(slot));
+  const words = patternWords(op.a ?? 0, addr, op.n ?? 0, w.words(op.p, op.t, op.n ?? 0));
+  const job = w.kernel.core.sched.spawn(`gpu job (p${op.p}.t${op.t})`, gpuJobWordsGen(svmm, addr, words), {
+    kind: 'kthread',
+  });
+  yield* waitEvent('dma_fence_wait (gpu job)', () => job.done);
+  if (job.error !== undefined) throw job.error;
+  out.ret = job.result as number;
+  out.writeAddr = addr;
+  out.writeWords = out.ret === 0 ? words : words.subarray(0, 0);
 }
 
 /** A GPU operation of slot's process: SVM migration to VRAM, or a GPU read or write (device faults). */

@@ -12,12 +12,15 @@ import {
   hmmPfnToMapOrder,
   hmmPfnToPfn,
   hmmRangeFault,
+  KernelBug,
   type KGen,
   type MmStruct,
   MmuIntervalNotifier,
   type MmuIntervalNotifierOps,
   mmapReadLock,
   mmapReadUnlock,
+  mmgetNotZero,
+  mmput,
   mmuIntervalNotifierInsert,
   mmuIntervalNotifierRemove,
   mmuIntervalReadBegin,
@@ -225,13 +228,16 @@ function* gpuAccessRuns(
   len: number,
   write: boolean,
   move: GpuMoveRun,
+  job = false,
 ): KGen<number> {
   let done = 0;
   while (done < len) {
     const a = addr + done;
+    // A job the engine runs on its own (gpuJobWordsGen()): the CPUs go on meanwhile.
+    if (job && done > 0 && svmm.drm.core.sched.preempt('gpu engine: job, next GPU page')) yield RESCHED;
     let pte = svmm.vmm.lookup(a);
     for (let tries = 0; (!pte || (write && !pte.writable)) && tries < 8; tries++) {
-      const r = yield* gpuFaultGen(svmm, a, write);
+      const r = yield* job ? gpuFaultWorkerGen(svmm, a, write) : gpuFaultGen(svmm, a, write);
       if (r) return r;
       pte = svmm.vmm.lookup(a);
     }
@@ -244,11 +250,30 @@ function* gpuAccessRuns(
       // A host page of either size is physically contiguous within one 2 MiB frames block.
       const pfn = Math.floor(phys / PAGE_SIZE);
       n = Math.min(n, (BLOCK_PAGES - (pfn % BLOCK_PAGES)) * PAGE_SIZE - (phys % PAGE_SIZE));
+      const map = svmm.drm.core.map;
+      if (map.refcount[map.head[pfn]] === 0) throw gpuUseAfterFree(svmm, a, pfn, write);
     }
     move(vram, phys, done, n);
     done += n;
   }
   return 0;
+}
+
+/**
+ * Model-only detection: a GPU access through the svmm's page tables reached a free host page (the
+ * entry outlived the page: nothing invalidated it when the page was freed). The kernel sees no GPU
+ * DMA, so this is the model's report of what would be a silent use-after-free (nouveau finding
+ * 14: exit_mmap() frees the pages of an svmm without ->release).
+ */
+function gpuUseAfterFree(svmm: NouveauSvmm, va: number, pfn: number, write: boolean): KernelBug {
+  return new KernelBug({
+    kind: 'BUG',
+    what: 'use-after-free (GPU DMA)',
+    fn: 'nouveau_svmm_invalidate_range_start',
+    file: 'drivers/gpu/drm/nouveau/nouveau_svm.c',
+    module: 'nouveau',
+    why: `a GPU ${write ? 'write' : 'read'} through svmm ${svmm.id} at 0x${va.toString(16)} reached pfn 0x${pfn.toString(16)}, a free page: its GPU page-table entry was not invalidated when the page was freed${svmm.mm.users === 0 ? " (the svmm's mm has exited: nouveau_mn_ops has no ->release)" : ''}`,
+  });
 }
 
 /** The path of {@link gpuAccess} (GPU engine, faults and replays), for tasks. */
@@ -284,24 +309,68 @@ export function gpuAccessGen(
  * A store makes page k words[k] repeated; a load sets words[k] to the word page k repeats, or
  * -1 when its words differ. addr must be page aligned (else -EINVAL).
  */
-export function* gpuAccessWordsGen(
+export function gpuAccessWordsGen(
   svmm: NouveauSvmm,
   addr: number,
   words: Float64Array,
   dir: 'read' | 'write',
 ): KGen<number> {
+  return accessWords(svmm, addr, words, dir, false);
+}
+
+/** {@link gpuAccessWordsGen}, and a job's (see {@link gpuJobWordsGen}) when `job`. */
+function* accessWords(
+  svmm: NouveauSvmm,
+  addr: number,
+  words: Float64Array,
+  dir: 'read' | 'write',
+  job = false,
+): KGen<number> {
   if (addr % PAGE_SIZE !== 0) return -EINVAL;
   const write = dir === 'write';
   const frames = svmm.drm.core.frames;
   const vramStore = svmm.drm.vram.store;
-  return yield* gpuAccessRuns(svmm, addr, words.length * PAGE_SIZE, write, (vram, phys, done, n) => {
-    const store = vram ? vramStore : frames;
-    const pfn = phys / PAGE_SIZE;
-    const first = done / PAGE_SIZE;
-    const nr = n / PAGE_SIZE;
-    if (write) store.fillWords(pfn, nr, words, first);
-    else for (let j = 0; j < nr; j++) words[first + j] = store.uniformWord(pfn + j);
-  });
+  return yield* gpuAccessRuns(
+    svmm,
+    addr,
+    words.length * PAGE_SIZE,
+    write,
+    (vram, phys, done, n) => {
+      const store = vram ? vramStore : frames;
+      const pfn = phys / PAGE_SIZE;
+      const first = done / PAGE_SIZE;
+      const nr = n / PAGE_SIZE;
+      if (write) store.fillWords(pfn, nr, words, first);
+      else for (let j = 0; j < nr; j++) words[first + j] = store.uniformWord(pfn + j);
+    },
+    job,
+  );
+}
+
+/**
+ * nouveau_svm_fault() as the fault buffer's work item runs it for an engine that works on its own:
+ * it holds a user of the svmm's mm for the fault (mmget_not_zero(), which fails once the process's
+ * exit dropped the last one: the fault is cancelled) and drops it after (mmput(), which may be the
+ * last and run exit_mmap() here).
+ */
+function* gpuFaultWorkerGen(svmm: NouveauSvmm, addr: number, write: boolean): KGen<number> {
+  const mm = svmm.mm;
+  if (!mmgetNotZero(mm)) return -EFAULT;
+  try {
+    return yield* gpuFaultGen(svmm, addr, write);
+  } finally {
+    yield* mmput(svmm.drm.core, mm);
+  }
+}
+
+/**
+ * Model-only: a GPU job that stores words (see {@link gpuAccessWordsGen}) and runs on the engine
+ * on its own, as work submitted on the DRM client's channel does: the process that submitted it
+ * waits for its fence in user space, and may exit meanwhile. Between GPU pages the CPUs run; its
+ * GPU faults hold the mm only while they last. Returns 0 or the first fault's -errno.
+ */
+export function gpuJobWordsGen(svmm: NouveauSvmm, addr: number, words: Float64Array): KGen<number> {
+  return accessWords(svmm, addr, words, 'write', true);
 }
 
 /** Models a GPU load of `length` bytes at addr via nouveau_svm_fault() replay; the bytes, or -errno. */

@@ -34,6 +34,7 @@ export {
   gpuAccessWordsGen,
   gpuFault,
   gpuFaultGen,
+  gpuJobWordsGen,
   gpuPte,
   gpuRead,
   gpuWrite,

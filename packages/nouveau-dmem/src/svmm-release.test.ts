@@ -1,6 +1,14 @@
-import { EFAULT, MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE } from '@hmm-model/mm-core';
+import {
+  EFAULT,
+  MAP_ANONYMOUS,
+  MAP_PRIVATE,
+  PAGE_SIZE,
+  PROT_READ,
+  PROT_WRITE,
+  parseSchedule,
+} from '@hmm-model/mm-core';
 import { describe, expect, it } from 'vitest';
-import { gpuRead, gpuWrite } from './fault.js';
+import { gpuJobWordsGen, gpuRead, gpuWrite } from './fault.js';
 import { pattern, rig } from './testing.js';
 
 const NPAGES = 64;
@@ -57,10 +65,65 @@ describe('finding 14 / fix K22: the svmm has no ->release (nouveau_mn_ops)', () 
     expect(r.corrupted).toBeGreaterThan(0);
   });
 
+  it('v6.19: with nobody using the freed pages yet, the GPU write reaches a free page: the model reports the use-after-free the kernel would not see', () => {
+    const { p, svmm } = rig();
+    const a = p.mmap(0, NPAGES * PAGE_SIZE, RW, ANON);
+    p.writeInts(a, pattern(1, (NPAGES * PAGE_SIZE) / 4));
+    expect(gpuRead(svmm, a, PAGE_SIZE)).toBeInstanceOf(Uint8Array);
+    p.exit(0);
+    expect(() => gpuWrite(svmm, a, new Uint8Array(PAGE_SIZE).fill(0xee))).toThrow(
+      /^kernel BUG \(modelled\): use-after-free \(GPU DMA\) in nouveau_svmm_invalidate_range_start .*a free page.*nouveau_mn_ops has no ->release/,
+    );
+  });
+
   it('fix K22: ->release clears the GPU page tables at exit_mmap(); the GPU faults on the dead mm and writes nothing', () => {
     const r = afterExit(['K22']);
     expect(r.stale).toBe(0);
     expect(r.ret).toBe(-EFAULT);
     expect(r.corrupted).toBe(0);
+  });
+});
+
+/**
+ * A GPU job of one page (gpuJobWordsGen()) races the process's exit under a random schedule: the
+ * job's GPU fault holds the mm (mmget_not_zero()), so when the exit comes first the fault's
+ * mmput() is the last and runs exit_mmap() in the fault worker; the GPU then replays its store
+ * through the entry the fault just wrote. Returns what each seed's job did.
+ */
+function jobRaces(fixes: string[]): { uaf: number; ok: number; failed: number } {
+  const out = { uaf: 0, ok: 0, failed: 0 };
+  for (let seed = 1; seed <= 40; seed++) {
+    const { k, p, svmm } = rig({ fixes, checkEach: false });
+    const a = p.mmap(0, PAGE_SIZE, RW, ANON);
+    k.sched.setStrategy(parseSchedule(`random:seed=${seed},p=0.5`));
+    const job = k.sched.spawn('gpu job', gpuJobWordsGen(svmm, a, Float64Array.of(0x1234)));
+    const exit = k.sched.spawn('exit', p.exitGen(0));
+    try {
+      k.sched.join(job);
+      k.sched.join(exit);
+    } catch {
+      // The job's error is read below.
+    }
+    if (job.error !== undefined) {
+      expect(String(job.error)).toMatch(/use-after-free \(GPU DMA\)/);
+      out.uaf++;
+    } else if (job.result === 0) out.ok++;
+    else {
+      expect(job.result).toBe(-EFAULT);
+      out.failed++;
+    }
+  }
+  return out;
+}
+
+describe('finding 14 / fix K22: a GPU job whose fault drops the last user of the mm', () => {
+  it("v6.19: in some interleavings the fault's mmput() runs exit_mmap(), and the replayed store reaches the page it freed", () => {
+    expect(jobRaces([]).uaf).toBeGreaterThan(0);
+  });
+
+  it('fix K22: ->release clears the entry the fault wrote, the replay faults again on the dead mm and fails', () => {
+    const r = jobRaces(['K22']);
+    expect(r.uaf).toBe(0);
+    expect(r.failed).toBeGreaterThan(0);
   });
 });

@@ -51,6 +51,17 @@ describe('fuzz findings on the fixed model, kept as regressions', () => {
       expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
   });
 
+  it('K22: with the fix off a GPU job that outlives its process writes a page exit_mmap() freed; with every fix on the run is clean', () => {
+    const { sc, schedule, fixes } = load('./k22-gpu-job-after-exit.hmm');
+    expect(fixes).not.toContain('K22');
+    const r = runScenario(sc, { schedule, fixes });
+    expect(r.finding?.message).toMatch(
+      /^kernel BUG \(modelled\): use-after-free \(GPU DMA\) in nouveau_svmm_invalidate_range_start .*a free page: .*the svmm's mm has exited: nouveau_mn_ops has no ->release/,
+    );
+    for (const s of [schedule, ...OTHER])
+      expect(runScenario(sc, { schedule: s }).finding?.message ?? null).toBeNull();
+  });
+
   it('K4: with the fix off the GPU reads freed VRAM; with every fix on the run is clean', () => {
     const { sc, schedule, fixes } = load('./k4-stale-gpu-map.hmm');
     expect(fixes).not.toContain('K4');

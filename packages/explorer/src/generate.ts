@@ -296,11 +296,11 @@ export function generateScenario(seed: number, opts: GenOptions = {}): Scenario 
         ops.push({ k: 'dmclose', p, t, a: rng.below(NDEVICES) });
         break;
       case 'gpu-rw': {
-        // One GPU write in eight is a job the process waits for in user space ('job-write'),
-        // chosen by the write seed's low bits: the draws are the v6.19 mix's.
+        // One GPU access in eight is a job the process waits for in user space ('job-write',
+        // 'job-read'), chosen by the seed's low bits: the draws are the v6.19 mix's.
         const b = rng.below(2);
         const a = rng.next() & 0xffff;
-        ops.push({ k: 'gpu', ...base, b: b === 1 && (a & 7) === 0 ? 3 : b, a });
+        ops.push({ k: 'gpu', ...base, b: (a & 7) === 0 ? (b === 1 ? 3 : 4) : b, a });
         break;
       }
       case 'gpu-migrate':

@@ -98,11 +98,11 @@ export const DM_CMDS = [
 export const MTHP_MODES = ['always', 'inherit', 'madvise', 'never'] as const;
 
 /**
- * GPU commands of a 'gpu' op (field b). `job-write` is a store the engine runs as a job on its
- * own while the process waits for its fence in user space, so the process may exit before it
- * ends (nouveau finding 14, fix switch K22).
+ * GPU commands of a 'gpu' op (field b). `job-write` and `job-read` are a store and a load the
+ * engine runs as a job on its own while the process waits for its fence in user space, so the
+ * process may exit before they end (nouveau finding 14, fix switch K22).
  */
-export const GPU_CMDS = ['read', 'write', 'migrate', 'job-write'] as const;
+export const GPU_CMDS = ['read', 'write', 'migrate', 'job-write', 'job-read'] as const;
 
 /** Whether a 'gpu' op's command carries a write seed (field a): write and job-write. */
 export function gpuCmdWrites(b: number | undefined): boolean {

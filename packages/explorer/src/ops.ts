@@ -352,9 +352,9 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
       return;
     }
     case 'gpu': {
-      // A job waits for its fence in user space: no reference on the mm (see gpuJobWrite()).
-      if (GPU_CMDS[op.b ?? 0] === 'job-write') {
-        yield* gpuJobWrite(w, slot, op, addr, out);
+      // A job waits for its fence in user space: no reference on the mm (see gpuJob()).
+      if (op.b === 3 || op.b === 4) {
+        yield* gpuJob(w, slot, op, addr, out);
         return;
       }
       // The GPU's fault worker and the SVM bind ioctl work on the process's mm with a user
@@ -416,25 +416,35 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
 }
 
 /**
- * A GPU job of slot's process: the process submits a store to its svmm's range (DRM_NOUVEAU_SVM_INIT
- * on first use, then work on its channel) and waits for the job's fence in user space, so it can
- * exit or be killed while the engine runs (gpuJobWordsGen()). With fix K22 the svmm's ->release
- * clears the GPU page tables when the exit tears the mm down, and the rest of the job faults and
- * fails; in v6.19 (nouveau finding 14) it goes on storing through entries that name pages
- * exit_mmap() freed, which other processes may already use (the oracle then sees their data
- * change).
+ * A GPU job of slot's process: the process submits a store or a load to its svmm's range
+ * (DRM_NOUVEAU_SVM_INIT on first use, then work on its channel) and waits for the job's fence in
+ * user space, so it can exit or be killed while the engine runs (gpuJobWordsGen()). With fix K22
+ * the svmm's ->release clears the GPU page tables when the exit tears the mm down, and the rest
+ * of the job faults and fails; in v6.19 (nouveau finding 14) it goes on through entries that name
+ * pages exit_mmap() freed (nouveau reports the access as a use-after-free; a store lands in
+ * whatever process uses the page by then).
  */
-function* gpuJobWrite(w: World, slot: ProcSlot, op: Op, addr: number, out: OpOutcome): KGen {
+function* gpuJob(w: World, slot: ProcSlot, op: Op, addr: number, out: OpOutcome): KGen {
   const svmm = yield* slot.proc.sys.driverIoctl('DRM_NOUVEAU_SVM_INIT', w.svmm(slot));
-  const words = patternWords(op.a ?? 0, addr, op.n ?? 0, w.words(op.p, op.t, op.n ?? 0));
-  const job = w.kernel.core.sched.spawn(`gpu job (p${op.p}.t${op.t})`, gpuJobWordsGen(svmm, addr, words), {
-    kind: 'kthread',
-  });
+  const write = GPU_CMDS[op.b ?? 0] === 'job-write';
+  const words = write
+    ? patternWords(op.a ?? 0, addr, op.n ?? 0, w.words(op.p, op.t, op.n ?? 0))
+    : w.words(op.p, op.t, op.n ?? 0);
+  const job = w.kernel.core.sched.spawn(
+    `gpu job (p${op.p}.t${op.t})`,
+    gpuJobWordsGen(svmm, addr, words, write ? 'write' : 'read'),
+    { kind: 'kthread' },
+  );
   yield* waitEvent('dma_fence_wait (gpu job)', () => job.done);
   if (job.error !== undefined) throw job.error;
   out.ret = job.result as number;
-  out.writeAddr = addr;
-  out.writeWords = out.ret === 0 ? words : words.subarray(0, 0);
+  if (write) {
+    out.writeAddr = addr;
+    out.writeWords = out.ret === 0 ? words : words.subarray(0, 0);
+  } else if (out.ret === 0) {
+    out.readAddr = addr;
+    out.readWords = words;
+  }
 }
 
 /** A GPU operation of slot's process: SVM migration to VRAM, or a GPU read or write (device faults). */

@@ -231,7 +231,11 @@ function footprint(op: Op): Footprint {
     case 'gpu': {
       const cmd = GPU_CMDS[op.b ?? 0];
       const role: Role =
-        cmd === 'read' ? 'reader' : cmd === 'write' || cmd === 'job-write' ? 'writer' : 'preserver';
+        cmd === 'read' || cmd === 'job-read'
+          ? 'reader'
+          : cmd === 'write' || cmd === 'job-write'
+            ? 'writer'
+            : 'preserver';
       return { slot: op.p, role, ranges: range() };
     }
     case 'split':

@@ -364,13 +364,19 @@ function* gpuFaultWorkerGen(svmm: NouveauSvmm, addr: number, write: boolean): KG
 }
 
 /**
- * Model-only: a GPU job that stores words (see {@link gpuAccessWordsGen}) and runs on the engine
- * on its own, as work submitted on the DRM client's channel does: the process that submitted it
- * waits for its fence in user space, and may exit meanwhile. Between GPU pages the CPUs run; its
- * GPU faults hold the mm only while they last. Returns 0 or the first fault's -errno.
+ * Model-only: a GPU job that stores or loads words (see {@link gpuAccessWordsGen}) and runs on the
+ * engine on its own, as work submitted on the DRM client's channel does: the process that
+ * submitted it waits for its fence in user space, and may exit meanwhile. Between GPU pages the
+ * CPUs run; its GPU faults hold the mm only while they last. Returns 0 or the first fault's
+ * -errno.
  */
-export function gpuJobWordsGen(svmm: NouveauSvmm, addr: number, words: Float64Array): KGen<number> {
-  return accessWords(svmm, addr, words, 'write', true);
+export function gpuJobWordsGen(
+  svmm: NouveauSvmm,
+  addr: number,
+  words: Float64Array,
+  dir: 'read' | 'write' = 'write',
+): KGen<number> {
+  return accessWords(svmm, addr, words, dir, true);
 }
 
 /** Models a GPU load of `length` bytes at addr via nouveau_svm_fault() replay; the bytes, or -errno. */

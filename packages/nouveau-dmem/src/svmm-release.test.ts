@@ -72,8 +72,10 @@ describe('finding 14 / fix K22: the svmm has no ->release (nouveau_mn_ops)', () 
     expect(gpuRead(svmm, a, PAGE_SIZE)).toBeInstanceOf(Uint8Array);
     p.exit(0);
     expect(() => gpuWrite(svmm, a, new Uint8Array(PAGE_SIZE).fill(0xee))).toThrow(
-      /^kernel BUG \(modelled\): use-after-free \(GPU DMA\) in nouveau_svmm_invalidate_range_start .*a free page.*nouveau_mn_ops has no ->release/,
+      /^kernel BUG \(modelled\): use-after-free \(GPU DMA\) in nouveau_svmm_invalidate_range_start .*a GPU write .*a free page.*nouveau_mn_ops has no ->release/,
     );
+    // A load leaks what the page holds next: the same report.
+    expect(() => gpuRead(svmm, a, PAGE_SIZE)).toThrow(/use-after-free \(GPU DMA\) .*a GPU read through svmm/);
   });
 
   it('fix K22: ->release clears the GPU page tables at exit_mmap(); the GPU faults on the dead mm and writes nothing', () => {

@@ -244,7 +244,7 @@ export const explore: CommandSpec = {
     '    rR OFF+N | write rR OFF+N seed S | mprotect rR OFF+N prot N | madvise rR OFF+N ADVICE |',
     '    mremap rR OFF+N to rR2 PAGE [dontunmap] | fork | exit | kill pN | oom pN |',
     '    dmD to-dev|to-sys|read|write|snapshot|exclusive|check-exclusive|release|fail-alloc rR OFF+N |',
-    '    dmD close | gpu read|migrate rR OFF+N | gpu write|job-write rR OFF+N seed S (job-write: a',
+    '    dmD close | gpu read|migrate|job-read rR OFF+N | gpu write|job-write rR OFF+N seed S (job-: a',
     '    GPU job the engine runs while the process waits for its fence, so the process may exit first) |',
     '    pin rR OFF+N [write] | unpin (long-term pins: gup_test PIN_LONGTERM_TEST_START/STOP) |',
     '    swapoff | swapon (the swap partition) | split rR OFF+N order O [at PAGE] (debugfs split) |',

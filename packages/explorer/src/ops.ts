@@ -353,7 +353,8 @@ export function* execOp(w: World, op: Op, out: OpOutcome): KGen {
     }
     case 'gpu': {
       // A job waits for its fence in user space: no reference on the mm (see gpuJob()).
-      if (op.b === 3 || op.b === 4) {
+      const cmd = GPU_CMDS[op.b ?? 0];
+      if (cmd === 'job-write' || cmd === 'job-read') {
         yield* gpuJob(w, slot, op, addr, out);
         return;
       }

@@ -35,7 +35,7 @@ import { MAX_OOM_REAP_RETRIES, oomReapTask, oomReapTaskMm } from './oom-reaper.j
 import type { Process } from './process.js';
 import { LockFinding } from './sched/findings.js';
 import type { KGen } from './sched/task.js';
-import { machine } from './testing/helpers.js';
+import { childWithPages, machine } from './testing/helpers.js';
 
 const RW = PROT_READ | PROT_WRITE;
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
@@ -217,10 +217,7 @@ function victimOf(c: Process, inKernel: number): OomTask & { exits: number } {
 describe('__oom_kill_process() queues the reaper (queue_oom_reaper())', () => {
   it('for a victim with a thread in the kernel: SIGKILL pending, and the reaper reaps its memory before it exits', () => {
     const k = machine();
-    const p = k.task(1)!;
-    const c = k.task(p.fork())!;
-    const a = c.mmap(0, 32 * P, RW, ANON);
-    for (let i = 0; i < 32; i++) c.writeI32(a + i * P, i);
+    const c = childWithPages(k, 32);
     expect(c.mm.rss.MM_ANONPAGES).toBe(32);
     const core = k.core;
     // The victim is inside a syscall (as when its own allocation failed in the kernel).
@@ -239,10 +236,7 @@ describe('__oom_kill_process() queues the reaper (queue_oom_reaper())', () => {
 
   it('and for a victim that exits at once in the caller (a user fault), which finds MMF_OOM_SKIP that exit_mmap() set and reaps nothing', () => {
     const k = machine();
-    const p = k.task(1)!;
-    const c = k.task(p.fork())!;
-    const a = c.mmap(0, 16 * P, RW, ANON);
-    for (let i = 0; i < 16; i++) c.writeI32(a + i * P, i);
+    const c = childWithPages(k, 16);
     run(k, oomKillProcess(k.core, c), 'faulting task');
     expect(c.state).not.toBe('running');
     expect(k.core.oomReapers).toHaveLength(1);
@@ -255,10 +249,7 @@ describe('__oom_kill_process() queues the reaper (queue_oom_reaper())', () => {
 
   it("for a victim that exits at once but whose mm has another user (a driver's mmget(): nouveau's GPU fault worker): exit_mmap() waits for that mmput(), and the reaper brings the memory back", () => {
     const k = machine();
-    const p = k.task(1)!;
-    const c = k.task(p.fork())!;
-    const a = c.mmap(0, 16 * P, RW, ANON);
-    for (let i = 0; i < 16; i++) c.writeI32(a + i * P, i);
+    const c = childWithPages(k, 16);
     expect(mmgetNotZero(c.mm)).toBe(true);
     const victim = victimOf(c, 0);
     run(k, oomKillProcess(k.core, victim), 'faulting task');

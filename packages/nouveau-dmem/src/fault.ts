@@ -135,14 +135,27 @@ const SVM_NOTIFIER_OPS: MmuIntervalNotifierOps = {
   },
 };
 
-/** The kernel path of {@link gpuFault}, for tasks. */
+/**
+ * The kernel path of {@link gpuFault}, for tasks. nouveau_svm_fault() holds a user of the svmm's
+ * mm while it faults: mmget_not_zero(), which fails once the process's exit dropped the last one
+ * (the fault is cancelled: -EFAULT), then mmput(), which may be the last and run exit_mmap() in
+ * the fault worker.
+ */
 export function* gpuFaultGen(svmm: NouveauSvmm, addr: number, write: boolean): KGen<number> {
   if (!svmm.notifier) return -EFAULT;
+  const mm = svmm.mm;
+  if (!mmgetNotZero(mm)) return -EFAULT;
+  try {
+    return yield* nouveauRangeFault(svmm, addr, write);
+  } finally {
+    yield* mmput(svmm.drm.core, mm);
+  }
+}
+
+/** nouveau_range_fault() for one page, with a user of the mm held. */
+function* nouveauRangeFault(svmm: NouveauSvmm, addr: number, write: boolean): KGen<number> {
   const core = svmm.drm.core;
   const mm = svmm.mm;
-  // nouveau_svm_fault(): mmget_not_zero() fails once the mm's users are gone, and the fault is
-  // cancelled (the model's callers that can race an exit hold the reference themselves).
-  if (mm.users === 0) return -EFAULT;
   const start = Math.floor(addr / PAGE_SIZE) * PAGE_SIZE;
   const sub = new SvmNotifier(svmm, mm, start, start + PAGE_SIZE);
   mmuIntervalNotifierInsert(sub);
@@ -237,7 +250,7 @@ function* gpuAccessRuns(
     if (job && done > 0 && svmm.drm.core.sched.preempt('gpu engine: job, next GPU page')) yield RESCHED;
     let pte = svmm.vmm.lookup(a);
     for (let tries = 0; (!pte || (write && !pte.writable)) && tries < 8; tries++) {
-      const r = yield* job ? gpuFaultWorkerGen(svmm, a, write) : gpuFaultGen(svmm, a, write);
+      const r = yield* gpuFaultGen(svmm, a, write);
       if (r) return r;
       pte = svmm.vmm.lookup(a);
     }
@@ -348,27 +361,11 @@ function* accessWords(
 }
 
 /**
- * nouveau_svm_fault() as the fault buffer's work item runs it for an engine that works on its own:
- * it holds a user of the svmm's mm for the fault (mmget_not_zero(), which fails once the process's
- * exit dropped the last one: the fault is cancelled) and drops it after (mmput(), which may be the
- * last and run exit_mmap() here).
- */
-function* gpuFaultWorkerGen(svmm: NouveauSvmm, addr: number, write: boolean): KGen<number> {
-  const mm = svmm.mm;
-  if (!mmgetNotZero(mm)) return -EFAULT;
-  try {
-    return yield* gpuFaultGen(svmm, addr, write);
-  } finally {
-    yield* mmput(svmm.drm.core, mm);
-  }
-}
-
-/**
  * Model-only: a GPU job that stores or loads words (see {@link gpuAccessWordsGen}) and runs on the
  * engine on its own, as work submitted on the DRM client's channel does: the process that
  * submitted it waits for its fence in user space, and may exit meanwhile. Between GPU pages the
- * CPUs run; its GPU faults hold the mm only while they last. Returns 0 or the first fault's
- * -errno.
+ * CPUs run; its GPU faults hold the mm only while they last ({@link gpuFaultGen}). Returns 0 or
+ * the first fault's -errno.
  */
 export function gpuJobWordsGen(
   svmm: NouveauSvmm,

@@ -94,14 +94,11 @@ export function nouveauSvmmInit(drm: NouveauDrm, mm: MmStruct): NouveauSvmm {
     mutex: new Mutex(`svmm->mutex (svmm ${id})`),
     invalidations: 0,
   };
-  const notifier = new MmuNotifier(
-    drm.core.fixed('K22')
-      ? {
-          invalidateRangeStart: (_sub, range) => invalidateRangeStart(svmm, range),
-          release: () => svmmRelease(svmm),
-        }
-      : { invalidateRangeStart: (_sub, range) => invalidateRangeStart(svmm, range) },
-  );
+  const notifier = new MmuNotifier({
+    invalidateRangeStart: (_sub, range) => invalidateRangeStart(svmm, range),
+    // Fix switch K22: the ->release nouveau_mn_ops lacks (finding 14).
+    ...(drm.core.fixed('K22') ? { release: () => svmmRelease(svmm) } : {}),
+  });
   if (mmuNotifierRegister(notifier, mm) === 0) svmm.notifier = notifier;
   drm.svmms.set(id, svmm);
   return svmm;
